@@ -72,9 +72,14 @@ def test_reward_equals_grade(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         item = json.dumps({"table": "users", "cols": "id, name"})
         main(["grade", path, "--item", item, "--output-text", text, "--json"])
         cli = json.loads(capsys.readouterr().out)
-        assert rewards[index] == pytest.approx(cli["score"] if cli["score"] is not None else 0.0)
+        assert rewards[index] == pytest.approx(cli["score"])
+    # "not json" is the model's failure: 0 in the eval and 0 as a reward, never unscored
     assert rewards[0] == 1.0 and rewards[2] == 0.0
-    assert reward.stats.as_dict() == {"calls": 3, "scored": 2, "unscored": 1, "error": 0}
+    assert reward.stats.as_dict() == {"calls": 3, "scored": 3, "unscored": 0, "error": 0}
+    # a row without the reference cannot be judged: None (TRL skips it), counted
+    skipped = reward(prompts=["q"], completions=[texts[0]], cols=["id, name"])
+    assert skipped == [None]
+    assert reward.stats.as_dict() == {"calls": 4, "scored": 3, "unscored": 1, "error": 0}
     strings = grader_reward(build_grader(MULTI))(["q"], ['{"table": "users", "cols": "id, name"}'],
                                                  table=["users"], cols=["id, name"],
                                                  trainer_state=object())

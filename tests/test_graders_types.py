@@ -178,7 +178,12 @@ def test_multi_keeps_components_and_propagates_status() -> None:
     score = g.grade(sample('{"table": "users"}'), {"table": "users"})
     assert score.value == pytest.approx(0.5)
     assert score.sub_scores == {"table": 1.0, "cols": 0.0, "cols.name": 0.0, "cols.arguments": 0.0}
-    unscored = g.grade(sample("not json"), {"table": "users"})
+    # no JSON in the answer: the model's failure, 0 for that component (not unscored)
+    failed = g.grade(sample("not json"), {"table": "users"})
+    assert failed.status == "scored" and failed.value == 0.0
+    assert failed.sub_scores["table"] == 0.0
+    # the dataset row lacks the field: the grader's problem, unscored
+    unscored = g.grade(sample('{"table": "users"}'), {"tabel": "users"})
     assert unscored.status == "unscored" and "table" in unscored.explanation
     div = build_grader({**spec, "calculate_output": "table / cols"}).grade(
         sample('{"table": "users"}'), {"table": "users"})

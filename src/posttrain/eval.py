@@ -16,6 +16,8 @@ YAML shape (every field but ``name`` and a dataset is optional)::
     sampling: {temperature: 0, max_tokens: 64}
     tools: "{{item.tools}}"        # optional; also response_format
     solver: package.module:function   # optional multi-turn solver (tool-use environments)
+    reasoning: strip               # strip (default): graders see the answer without <think>
+                                   # blocks, the reasoning as {{sample.reasoning}}; keep: as written
 """
 
 from __future__ import annotations
@@ -31,15 +33,16 @@ from typing import Any
 from posttrain.errors import UserError
 from posttrain.graders.base import Grader, GraderContext
 from posttrain.graders.registry import build_grader
+from posttrain.reasoning import MODES as REASONING_MODES
 from posttrain.template import TemplateError, render
-from posttrain.types import ChatRequest, Item
+from posttrain.types import ChatRequest, Completion, Item
 
 DEFAULT_VARIANT = "default"
 _SAMPLING_KEYS = {"temperature", "max_tokens", "top_p", "seed", "stop"}
 _TOP_LEVEL_KEYS = {
     "name", "description", "dataset", "items", "messages", "input", "variants", "graders", "tag",
     "tags", "pass_bar", "sampling", "tools", "tool_choice", "response_format", "solver",
-    "id_field", "score", "split", "metadata",
+    "id_field", "score", "split", "metadata", "reasoning",
 }
 
 
@@ -71,6 +74,7 @@ class Eval:
     description: str = ""
     source: Path | None = None
     grader_specs: list[dict[str, Any]] = field(default_factory=list)
+    reasoning: str = "strip"  # strip | keep: see posttrain.reasoning
 
     def __post_init__(self) -> None:
         # the base messages first, then the named variants in file order
@@ -124,6 +128,13 @@ class Eval:
             top_p=sampling.get("top_p"), seed=sampling.get("seed"), stop=sampling.get("stop"),
             extra=extra,
         )
+
+    def sample_of(self, completion: Completion, request: ChatRequest | None = None
+                  ) -> dict[str, Any]:
+        """The grader's ``sample`` for an answer to this eval (its reasoning mode, and the
+        request's ``response_format`` deciding whether ``output_json`` is parsed)."""
+        response_format = request.response_format if request is not None else None
+        return completion.to_sample(response_format, reasoning=self.reasoning)
 
     def tags_of(self, item: Item) -> list[str]:
         return item.tags
@@ -294,13 +305,17 @@ def eval_from_dict(spec: dict[str, Any], *, source: Path | None = None,
     if primary is not None and primary not in names:
         raise UserError(f"names no grader ({', '.join(sorted(names))})", file=source,
                         field="score")
+    reasoning = spec.get("reasoning", "strip")
+    if reasoning not in REASONING_MODES:
+        raise UserError(f"must be one of {', '.join(REASONING_MODES)}; got {reasoning!r}",
+                        file=source, field="reasoning")
     return Eval(
         name=name, items=items, graders=graders, messages=messages, variants=variants,
         tag_fields=tag_fields, pass_bar=pass_bar, sampling=dict(sampling),
         tools=spec.get("tools"), tool_choice=spec.get("tool_choice"),
         response_format=spec.get("response_format"), solver=spec.get("solver"), primary=primary,
         description=str(spec.get("description") or ""), source=source,
-        grader_specs=list(grader_specs),
+        grader_specs=list(grader_specs), reasoning=reasoning,
     )
 
 

@@ -17,12 +17,33 @@ _STEP = re.compile(r"\.?([^.\[\]]+)|\[\s*(-?\d+|'[^']*'|\"[^\"]*\")\s*\]")
 
 
 class TemplateError(KeyError):
-    """A placeholder names a path that does not exist."""
+    """A placeholder names a path that does not exist.
 
-    def __init__(self, path: str, reason: str) -> None:
+    ``step`` is the 0-based index of the path step that failed to resolve (-1 when the path
+    itself cannot be parsed): in ``sample.output_json.table`` a failure at step 2 means the
+    sample has ``output_json`` but no ``table`` in it.
+    """
+
+    def __init__(self, path: str, reason: str, step: int = -1) -> None:
         super().__init__(path)
         self.path = path
         self.reason = reason
+        self.step = step
+
+    @property
+    def root(self) -> str:
+        """The context the path starts in (``item``, ``sample``, ...)."""
+        return re.split(r"[.\[]", self.path, maxsplit=1)[0]
+
+    @property
+    def in_model_output(self) -> bool:
+        """True when the path leads into a field the sample has but the model's output lacks.
+
+        ``{{sample.output_json.table}}`` failing because the answer is not JSON, or is JSON
+        without ``table``, is the model's failure. A missing top-level sample field
+        (``sample.output_txt``) or any ``item.*`` path is the grader's or dataset's problem.
+        """
+        return self.root == "sample" and self.step >= 2
 
     def __str__(self) -> str:
         return f"{{{{{self.path}}}}}: {self.reason}"
@@ -48,20 +69,23 @@ def _parse_path(path: str) -> tuple[str | int, ...]:
 def resolve(path: str, context: dict[str, Any]) -> Any:
     """Value at ``path`` (``item.a[0].b``) in ``context``; TemplateError if absent."""
     value: Any = context
-    for step in _parse_path(path):
+    for position, step in enumerate(_parse_path(path)):
         if isinstance(step, int):
             if not isinstance(value, (list, tuple)) or not -len(value) <= step < len(value):
-                raise TemplateError(path, f"no index [{step}]")
+                raise TemplateError(path, f"no index [{step}]", position)
             value = value[step]
         elif isinstance(value, dict) and step in value:
             value = value[step]
         elif isinstance(value, (list, tuple)) and step.lstrip("-").isdigit():
             index = int(step)
             if not -len(value) <= index < len(value):
-                raise TemplateError(path, f"no index {step}")
+                raise TemplateError(path, f"no index {step}", position)
             value = value[index]
+        elif value is None:
+            raise TemplateError(path, f"no field {step!r} (the value before it is null)",
+                                position)
         else:
-            raise TemplateError(path, f"no field {step!r}")
+            raise TemplateError(path, f"no field {step!r}", position)
     return value
 
 

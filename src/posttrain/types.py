@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from posttrain.reasoning import split_reasoning
+
 ScoreStatus = Literal["scored", "unscored", "error"]
 
 
@@ -70,19 +72,35 @@ class Completion:
     # extra turns for multi-turn solvers (tool-use environments): the whole transcript
     transcript: list[dict[str, Any]] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    #: reasoning the provider returned in its own field (``reasoning_content``, thinking blocks)
+    reasoning: str | None = None
 
-    def to_sample(self, response_format: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The grader format's sample object."""
+    def to_sample(self, response_format: dict[str, Any] | None = None, *,
+                  reasoning: str = "strip") -> dict[str, Any]:
+        """The grader format's sample object.
+
+        ``reasoning``: ``strip`` (default) splits reasoning blocks (``<think>…</think>`` and
+        the other shapes in ``posttrain.reasoning``) out of the text, so ``output_text`` and
+        ``output_json`` are the answer alone and ``sample.reasoning`` holds the reasoning;
+        ``keep`` grades the text as the model wrote it.
+        """
+        text = self.text
+        thought = ""
+        if reasoning == "strip":
+            thought, text = split_reasoning(text)
+        if self.reasoning:
+            thought = f"{self.reasoning}\n{thought}" if thought else self.reasoning
         output_json: Any = None
         if response_format is None or response_format.get("type") in ("json_schema", "json_object"):
-            output_json = parse_json_output(self.text)
-        message: dict[str, Any] = {"role": "assistant", "content": self.text}
+            output_json = parse_json_output(text)
+        message: dict[str, Any] = {"role": "assistant", "content": text}
         if self.tool_calls:
             message["tool_calls"] = self.tool_calls
         sample: dict[str, Any] = {
-            "output_text": self.text,
+            "output_text": text,
             "output_json": output_json,
             "output_tools": self.tool_calls,
+            "reasoning": thought,
             "choices": [{"index": 0, "message": message, "finish_reason": self.finish_reason}],
         }
         if self.transcript is not None:
@@ -96,6 +114,7 @@ class Completion:
             "text": self.text, "tool_calls": self.tool_calls, "finish_reason": self.finish_reason,
             "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
             "transcript": self.transcript, "meta": self.meta,
+            **({"reasoning": self.reasoning} if self.reasoning else {}),
         }
 
     @classmethod
@@ -106,6 +125,7 @@ class Completion:
             input_tokens=record.get("input_tokens") or 0,
             output_tokens=record.get("output_tokens") or 0,
             transcript=record.get("transcript"), meta=record.get("meta") or {},
+            reasoning=record.get("reasoning"),
         )
 
 

@@ -8,7 +8,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from posttrain.template import TemplateError, placeholders, resolve
 from posttrain.types import Score
+
+
+def template_failure(exc: TemplateError, grader: Grader, item: dict[str, Any]) -> Score:
+    """The grade when one of ``grader``'s templates does not resolve.
+
+    A path into the model's output that the output lacks (``{{sample.output_json.table}}``
+    when the answer is not JSON or has no ``table``) is the model's failure: 0, not passed,
+    with the reason. Anything else is the grader's problem: unscored, with the reason: an
+    ``item.*`` field the dataset row lacks (checked first, in every template of the grader, so
+    a missing reference is never blamed on the answer), or a sample field that does not exist.
+    """
+    if exc.in_model_output:
+        for path in placeholders(grader.spec()):
+            if path.startswith("item"):
+                try:
+                    resolve(path, {"item": item})
+                except TemplateError as missing:
+                    return Score.unscored(f"template {missing}", name=grader.name)
+        return Score(value=0.0, passed=False, name=grader.name,
+                     explanation=f"the answer has no {{{{{exc.path}}}}}: {exc.reason}")
+    return Score.unscored(f"template {exc}", name=grader.name)
 
 
 @dataclass
@@ -52,11 +74,13 @@ class Grader:
         """Names of sub-scores this grader reports (for report columns)."""
         return []
 
-    def as_reward(self, **options: Any) -> Callable[..., list[float]]:
-        """A TRL reward function: ``f(prompts, completions, **columns) -> list[float]``.
+    def as_reward(self, **options: Any) -> Callable[..., list[float | None]]:
+        """A TRL reward function: ``f(prompts, completions, **columns) -> list[float | None]``.
 
-        ``options``: ``failed_value`` (reward of an unscored/errored grade, default 0.0) and
-        ``response_format`` (so ``sample.output_json`` is parsed as in the eval run).
+        ``options``: ``failed_value`` (reward of an unscored/errored grade, default ``None``:
+        TRL skips it rather than training it as wrong), ``response_format`` (so
+        ``sample.output_json`` is parsed as in the eval run) and ``reasoning`` (``strip`` or
+        ``keep``, as the eval's ``reasoning:``).
         """
         from posttrain.graders.reward import grader_reward
 

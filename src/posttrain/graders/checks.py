@@ -20,7 +20,7 @@ from typing import Any
 
 from posttrain.errors import UserError
 from posttrain.graders._common import ctx, is_number, name_of
-from posttrain.graders.base import Grader, GraderContext
+from posttrain.graders.base import Grader, GraderContext, template_failure
 from posttrain.graders.registry import register, require
 from posttrain.template import TemplateError, render, render_text
 from posttrain.types import Score, parse_json_output
@@ -58,7 +58,7 @@ class JsonSchemaGrader(Grader):
                 if value is None:
                     value = parse_json_output(sample.get("output_text") or "")
         except TemplateError as exc:
-            return Score.unscored(f"template {exc}", name=self.name)
+            return template_failure(exc, self, item)
         if not isinstance(schema, dict):
             return Score.unscored(f"schema is not a JSON object: {schema!r:.100}", name=self.name)
         if value is None:
@@ -130,7 +130,7 @@ class RegexGrader(Grader):
             text = render_text(self.input, context)
             pattern = render_text(self.pattern, context) if "{{" in self.pattern else self.pattern
         except TemplateError as exc:
-            return Score.unscored(f"template {exc}", name=self.name)
+            return template_failure(exc, self, item)
         try:
             compiled = _compile(pattern, self._flags)
         except re.error as exc:
@@ -197,7 +197,7 @@ class NumericGrader(Grader):
             text = render(self.input, context)
             reference = render(self.reference, context)
         except TemplateError as exc:
-            return Score.unscored(f"template {exc}", name=self.name)
+            return template_failure(exc, self, item)
         if isinstance(reference, str):
             reference = last_number(reference) if reference.strip() else None
         if not is_number(reference):

@@ -17,7 +17,7 @@ from typing import Any
 
 from posttrain.errors import UserError
 from posttrain.graders._common import ctx, name_of, threshold
-from posttrain.graders.base import Grader, GraderContext
+from posttrain.graders.base import Grader, GraderContext, template_failure
 from posttrain.graders.registry import register, require
 from posttrain.template import TemplateError, render, render_text
 from posttrain.types import Score
@@ -75,7 +75,7 @@ class CodeExecGrader(Grader):
             tests = render(self.tests, context)
             setup = render_text(self.setup, context) if self.setup else ""
         except TemplateError as exc:
-            return Score.unscored(f"template {exc}", name=self.name)
+            return template_failure(exc, self, item)
         if isinstance(tests, str):
             tests = [tests]
         if not isinstance(tests, list) or not tests or not all(isinstance(t, str) for t in tests):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from posttrain.graders.base import Grader, GraderContext
+from posttrain.graders.base import Grader, GraderContext, template_failure
 from posttrain.graders.registry import register, require
 from posttrain.template import TemplateError, render
 from posttrain.types import Score
@@ -78,7 +78,7 @@ class GraphwalksGrader(Grader):
             response = render(self.input, context, keep_type=False)
             truth = render(self.reference, context)
         except TemplateError as exc:
-            return Score.unscored(f"template {exc}", name=self.name)
+            return template_failure(exc, self, item)
         if not isinstance(truth, list):
             return Score.unscored("the reference is not a list of nodes", name=self.name)
         return graphwalks_score(str(response), truth, name=self.name)

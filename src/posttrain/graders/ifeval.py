@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from posttrain.graders.base import Grader, GraderContext
+from posttrain.graders.base import Grader, GraderContext, template_failure
 from posttrain.graders.registry import register, require
 from posttrain.template import TemplateError, render_text
 from posttrain.types import Score
@@ -60,7 +60,7 @@ class IFEvalGrader(Grader):
         try:
             response = render_text(self.input, {"sample": sample, "item": item})
         except TemplateError as exc:
-            return Score.unscored(f"template {exc}", name=self.name)
+            return template_failure(exc, self, item)
         ids = item.get("instruction_id_list")
         kwargs_list = item.get("kwargs")
         if kwargs_list is None and isinstance(ids, list):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from posttrain.graders.base import Grader, GraderContext
+from posttrain.graders.base import Grader, GraderContext, template_failure
 from posttrain.graders.graphwalks import graphwalks_score
 from posttrain.graders.mrcr import mrcr_score
 from posttrain.graders.registry import register, require
@@ -29,7 +29,7 @@ class LongContextGrader(Grader):
         try:
             output = render_text(self.input, {"sample": sample, "item": item})
         except TemplateError as exc:
-            return Score.unscored(f"template {exc}", name=self.name)
+            return template_failure(exc, self, item)
         task = item.get("task")
         if task == "mrcr":
             return mrcr_score(output, str(item.get("answer", "")),

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import re
 import statistics
 from collections import Counter
 from dataclasses import dataclass
@@ -31,8 +30,9 @@ from typing import Any
 
 from posttrain.errors import UserError
 from posttrain.graders._common import ctx, is_number, name_of, threshold
-from posttrain.graders.base import Grader, GraderContext
+from posttrain.graders.base import Grader, GraderContext, template_failure
 from posttrain.graders.registry import register, require
+from posttrain.reasoning import split_reasoning
 from posttrain.template import TemplateError, render, render_text
 from posttrain.types import ChatRequest, Score
 
@@ -59,31 +59,40 @@ def label_response_format(labels: list[str]) -> dict[str, Any]:
 
 # ---- parsing --------------------------------------------------------------------------------
 def _json_objects(text: str) -> list[Any]:
-    """Every JSON object found in ``text`` (whole text first, then ``{...}`` spans)."""
+    """The top-level JSON objects in ``text``, in order (nested objects are not listed apart)."""
     found: list[Any] = []
-    stripped = text.strip()
-    fence = re.search(r"```(?:json)?\s*(.*?)```", stripped, re.DOTALL)
-    for candidate in (stripped, fence.group(1) if fence else None):
-        if candidate:
-            try:
-                found.append(json.loads(candidate))
-            except ValueError:
-                pass
     decoder = json.JSONDecoder()
-    for match in re.finditer(r"\{", text):
+    position = text.find("{")
+    while position != -1:
         try:
-            value, _ = decoder.raw_decode(text, match.start())
+            value, end = decoder.raw_decode(text, position)
         except ValueError:
+            position = text.find("{", position + 1)
             continue
-        found.append(value)
-    return [value for value in found if isinstance(value, dict)]
+        if isinstance(value, dict):
+            found.append(value)
+        position = text.find("{", end)
+    return found
+
+
+def _final_answer(text: str) -> str:
+    """The judge's answer without its reasoning (``<think>`` blocks and the like)."""
+    return split_reasoning(text)[1]
 
 
 def parse_score(text: str) -> tuple[float | None, str]:
-    """(result, "") or (None, why not)."""
+    """(result, "") or (None, why not).
+
+    The verdict is the *last* JSON object with a ``result`` (or ``score``, ``grade``,
+    ``rating``) in the judge's final answer: reasoning blocks are removed first, and a draft
+    verdict written before the final one never wins.
+    """
     if not text.strip():
         return None, "the judge's reply is empty"
-    for obj in _json_objects(text):
+    text = _final_answer(text)
+    if not text.strip():
+        return None, "the judge's reply has no answer after its reasoning"
+    for obj in reversed(_json_objects(text)):
         for key in ("result", "score", "grade", "rating"):
             if key in obj:
                 value = obj[key]
@@ -106,10 +115,14 @@ def parse_score(text: str) -> tuple[float | None, str]:
 
 
 def parse_label(text: str, labels: list[str]) -> tuple[str | None, str]:
+    """(label, "") or (None, why not); the last verdict of the final answer, as ``parse_score``."""
     if not text.strip():
         return None, "the judge's reply is empty"
+    text = _final_answer(text)
+    if not text.strip():
+        return None, "the judge's reply has no answer after its reasoning"
     by_fold = {label.casefold(): label for label in labels}
-    for obj in _json_objects(text):
+    for obj in reversed(_json_objects(text)):
         for key in ("label", "result", "answer"):
             if key in obj:
                 value = obj[key]
@@ -228,9 +241,13 @@ class _JudgeGrader(Grader):
                 first = render(self.position_swap["first"], base)
                 second = render(self.position_swap["second"], base)
             except TemplateError as exc:
-                return Score.unscored(f"template {exc}", name=self.name)
+                return template_failure(exc, self, item)
             contexts = [{**base, "pair": {"first": first, "second": second}},
                         {**base, "pair": {"first": second, "second": first}}]
+        try:  # a path into the answer that the answer lacks is the model's failure: 0
+            self.request(contexts[0])
+        except TemplateError as exc:
+            return template_failure(exc, self, item)
         calls = await asyncio.gather(*(self._ask(spec, c) for spec in self.models
                                        for c in contexts))
         per_judge = [calls[i:i + len(contexts)] for i in range(0, len(calls), len(contexts))]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from difflib import SequenceMatcher
 from typing import Any
 
-from posttrain.graders.base import Grader, GraderContext
+from posttrain.graders.base import Grader, GraderContext, template_failure
 from posttrain.graders.registry import register, require
 from posttrain.template import TemplateError, render_text
 from posttrain.types import Score
@@ -52,7 +52,7 @@ class MrcrGrader(Grader):
             answer = render_text(self.reference, context)
             prefix = render_text(self.prefix, context)
         except TemplateError as exc:
-            return Score.unscored(f"template {exc}", name=self.name)
+            return template_failure(exc, self, item)
         return mrcr_score(response, answer, prefix, name=self.name,
                           threshold=self.pass_threshold or 0.95)
 

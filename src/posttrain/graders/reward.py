@@ -2,9 +2,13 @@
 
 TRL passes the dataset's other columns as keyword lists aligned with ``prompts``; each row's
 values become the grader's ``item``. Completions are strings or conversational lists of message
-dicts (the last assistant message is graded; its ``tool_calls`` become ``output_tools``). An
-unscored or errored grade is 0.0 for the optimiser, but counted in ``reward_fn.stats`` (and the
-last reasons kept) so the trainer can show them: nothing silent.
+dicts (the last assistant message is graded; its ``tool_calls`` become ``output_tools``).
+
+A reward is exactly the eval's grade of the same answer: a model's failure (no JSON, a missing
+field) is 0 in both. A grade the grader could not give (unscored, or the grader failed) is
+``None``, which TRL's GRPO trainer treats as "cannot judge" (no learning signal from that
+completion) instead of training it as wrong; it is counted in ``reward_fn.stats`` with the last
+reasons kept, so nothing is silent.
 """
 
 from __future__ import annotations
@@ -76,14 +80,15 @@ async def _grade_all(grader: Grader, rows: list[tuple[dict[str, Any], dict[str, 
     return list(await asyncio.gather(*(grader.agrade(s, i) for s, i in rows)))
 
 
-def grader_reward(grader: Grader, *, failed_value: float = 0.0,
-                  response_format: dict[str, Any] | None = None) -> Callable[..., list[float]]:
+def grader_reward(grader: Grader, *, failed_value: float | None = None,
+                  response_format: dict[str, Any] | None = None,
+                  reasoning: str = "strip") -> Callable[..., list[float | None]]:
     stats = RewardStats()
     loop = _Loop() if grader.is_async else None
 
     def reward_fn(prompts: Sequence[Any] | None = None, completions: Sequence[Any] = (),
-                  **columns: Any) -> list[float]:
-        rewards: list[float] = []
+                  **columns: Any) -> list[float | None]:
+        rewards: list[float | None] = []
         fields = {k: v for k, v in columns.items() if k not in _TRL_KWARGS}
         rows: list[tuple[dict[str, Any], dict[str, Any]]] = []
         item_json = fields.pop("item_json", None)
@@ -96,7 +101,8 @@ def grader_reward(grader: Grader, *, failed_value: float = 0.0,
                         for key, values in fields.items()}
             if prompts is not None and "prompt" not in item and index < len(prompts):
                 item["prompt"] = prompts[index]
-            rows.append((completion_from(completion).to_sample(response_format), item))
+            rows.append((completion_from(completion).to_sample(response_format,
+                                                               reasoning=reasoning), item))
         if loop is not None:
             scores = loop.run(_grade_all(grader, rows))
         else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from posttrain.errors import UserError
-from posttrain.graders.base import Grader, GraderContext
+from posttrain.graders.base import Grader, GraderContext, template_failure
 from posttrain.graders.registry import register, require
 from posttrain.template import TemplateError, render_text
 from posttrain.types import Score
@@ -34,7 +34,7 @@ class StringCheckGrader(Grader):
             text = render_text(self.input, context)
             reference = render_text(self.reference, context)
         except TemplateError as exc:
-            return Score.unscored(f"template {exc}", name=self.name)
+            return template_failure(exc, self, item)
         ok = self._check(text, reference)
         return Score(value=1.0 if ok else 0.0, passed=ok, name=self.name,
                      explanation=f"{self.operation}: {'match' if ok else 'no match'}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from posttrain.graders.base import Grader, GraderContext
+from posttrain.graders.base import Grader, GraderContext, template_failure
 from posttrain.graders.registry import register, require
 from posttrain.template import TemplateError, render
 from posttrain.types import Score
@@ -52,7 +52,7 @@ class StringMatchGrader(Grader):
             output = render(self.input, context, keep_type=False)
             references = render(self.reference, context)
         except TemplateError as exc:
-            return Score.unscored(f"template {exc}", name=self.name)
+            return template_failure(exc, self, item)
         return string_match_score(str(output), references, mode=self.type_name, name=self.name)
 
     def spec(self) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from typing import Any
 
 from posttrain.errors import UserError
 from posttrain.graders._common import choice, ctx, name_of, threshold
-from posttrain.graders.base import Grader, GraderContext
+from posttrain.graders.base import Grader, GraderContext, template_failure
 from posttrain.graders.registry import register, require
 from posttrain.template import TemplateError, render_text
 from posttrain.types import Score
@@ -171,7 +171,7 @@ class TextSimilarityGrader(Grader):
             text = render_text(self.input, context)
             reference = render_text(self.reference, context)
         except TemplateError as exc:
-            return Score.unscored(f"template {exc}", name=self.name)
+            return template_failure(exc, self, item)
         explanation = self.metric
         if self._fn is None:  # cosine
             value, raw = _cosine(text, reference)

@@ -19,7 +19,7 @@ from typing import Any
 
 from posttrain.errors import UserError
 from posttrain.graders._common import ctx, name_of, threshold
-from posttrain.graders.base import Grader, GraderContext
+from posttrain.graders.base import Grader, GraderContext, template_failure
 from posttrain.graders.registry import register, require
 from posttrain.template import TemplateError, render, render_text
 from posttrain.types import Score
@@ -85,7 +85,7 @@ class ToolCallGrader(Grader):
             expected_name = render_text(self.function, context)
             expected = render(self.arguments, context) if self.arguments is not None else None
         except TemplateError as exc:
-            return Score.unscored(f"template {exc}", name=self.name)
+            return template_failure(exc, self, item)
         if isinstance(expected, str):
             try:
                 expected = json.loads(expected)

@@ -68,10 +68,13 @@ def to_anthropic(request: ChatRequest) -> dict[str, Any]:
 
 def from_anthropic(message: Any, latency_s: float, price: Price | None) -> Completion:
     texts: list[str] = []
+    thoughts: list[str] = []
     tool_calls: list[dict[str, Any]] = []
     for block in message.content:
         if block.type == "text":
             texts.append(block.text)
+        elif block.type == "thinking":  # extended thinking: reasoning, not the answer
+            thoughts.append(getattr(block, "thinking", "") or "")
         elif block.type == "tool_use":
             tool_calls.append({"id": block.id, "type": "function",
                                "function": {"name": block.name, "arguments": json.dumps(block.input)}})
@@ -80,6 +83,7 @@ def from_anthropic(message: Any, latency_s: float, price: Price | None) -> Compl
     input_tokens = message.usage.input_tokens
     output_tokens = message.usage.output_tokens
     return Completion(text="".join(texts), tool_calls=tool_calls, finish_reason=finish,
+                      reasoning="\n".join(t for t in thoughts if t) or None,
                       input_tokens=input_tokens, output_tokens=output_tokens, latency_s=latency_s,
                       cost_usd=price.cost(input_tokens, output_tokens) if price else 0.0)
 

@@ -70,7 +70,11 @@ def completion_from_body(body: dict[str, Any], latency_s: float, price: Price | 
     usage = body.get("usage") or {}
     input_tokens = int(usage.get("prompt_tokens") or 0)
     output_tokens = int(usage.get("completion_tokens") or 0)
+    # reasoning parsed by the server: vLLM / DeepSeek ``reasoning_content``, OpenRouter and
+    # newer vLLM ``reasoning``; kept apart from the answer the graders see
+    reasoning = message.get("reasoning_content") or message.get("reasoning")
     return Completion(
+        reasoning=reasoning if isinstance(reasoning, str) and reasoning else None,
         text=content or "", tool_calls=tool_calls, finish_reason=choice.get("finish_reason"),
         input_tokens=input_tokens, output_tokens=output_tokens, latency_s=latency_s,
         cost_usd=price.cost(input_tokens, output_tokens) if price else 0.0,

@@ -171,7 +171,7 @@ class _RunExecution:
                      key: str, attempts: int) -> None:
         """Grade an answer and store it (answer, cache entry and grades in one commit)."""
         counters = self.counters
-        sample = completion.to_sample(request.response_format)
+        sample = self.eval.sample_of(completion, request)
         scores = await grade_all(self.sync_graders, sample, item.data)
         self.store.record_sample(self.run.id, item.id, epoch, completion=completion,
                                  request_key=key, attempts=max(attempts, 1), scores=scores,
@@ -198,7 +198,7 @@ class _RunExecution:
             completion = Completion.from_record(orjson.loads(row["completion"]))
             item = items[row["item_id"]]
             request = self.eval.request_for(item, self.variant)
-            sample = completion.to_sample(request.response_format)
+            sample = self.eval.sample_of(completion, request)
             scores = await grade_all(self.eval.graders, sample, item.data)
             self.store.replace_scores(self.run.id, item.id, row["epoch"], scores)
 

@@ -264,7 +264,7 @@ class _Driver:
             item = items[key]
             completion = Completion.from_record(orjson.loads(row["completion"]))
             request = execution.eval.request_for(item, execution.variant)
-            sample = completion.to_sample(request.response_format)
+            sample = execution.eval.sample_of(completion, request)
             judged = await grade_all(execution.async_graders, sample, item.data)
             self.store.replace_scores(plan.handle.run.id, key[0], key[1], sync_scores + judged)
 

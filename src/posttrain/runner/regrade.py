@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from posttrain.errors import UserError
-from posttrain.eval import Eval, load_eval
+from posttrain.eval import DEFAULT_VARIANT, Eval, load_eval
 from posttrain.runner.executor import grade_all
 from posttrain.runner.store import Store
 from posttrain.types import Completion
@@ -45,9 +45,9 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
     elif not isinstance(eval, Eval):
         eval = load_eval(eval, model_factory=_model_factory())
     items = {item.id: item for item in eval.items}
-    response_format = eval.response_format if isinstance(eval.response_format, dict) else None
-    if response_format is not None and "{{" in orjson.dumps(response_format).decode():
-        response_format = None
+    variant = store.get_run(run_id).variant
+    if variant not in eval.variants:  # renamed since: its response_format is the base one
+        variant = DEFAULT_VARIANT
     rows = [row for row in store.samples(run_id)
             if row["status"] == "ok" and row["completion"]
             and (item_ids is None or row["item_id"] in item_ids)]
@@ -61,7 +61,8 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
         if item.id not in refreshed:
             store.update_item(run_id, item)
             refreshed.add(item.id)
-        sample = Completion.from_record(orjson.loads(row["completion"])).to_sample(response_format)
+        request = eval.request_for(item, variant)
+        sample = eval.sample_of(Completion.from_record(orjson.loads(row["completion"])), request)
         scores = await grade_all(eval.graders, sample, item.data)
         store.replace_scores(run_id, row["item_id"], row["epoch"], scores, history=True,
                              item_changed=stored_items.get(item.id) != item.data)

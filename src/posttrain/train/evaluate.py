@@ -66,7 +66,7 @@ def evaluate(model_dir: str | Path, eval_: Eval, items: list[Item] | None = None
     max_new = max((r.max_tokens or 64) for r in requests) if requests else 64
     texts = generate(model, tokenizer, [r.messages for r in requests],
                      max_new_tokens=max_new, batch_size=batch_size)
-    scores = [grade_sample(eval_, Completion(text=text).to_sample(r.response_format), item.data)
+    scores = [grade_sample(eval_, eval_.sample_of(Completion(text=text), r), item.data)
               for text, r, item in zip(texts, requests, items, strict=True)]
     return (scores, texts) if return_texts else scores
 

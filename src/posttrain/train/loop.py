@@ -91,7 +91,7 @@ def rft_with_report(model: str, eval_: Eval, out_dir: str | Path, config: RFTCon
     ]
     unscored = sum(v for k, v in result.reward_stats.items() if k != "scored")
     if unscored:
-        lines.append(f"  note: {unscored} rewards were unscored/errored grades (counted as 0)")
+        lines.append(f"  note: {unscored} rewards were unscored/errored grades (skipped: no reward)")
     if warning:
         lines.append(f"  warning: {warning}")
     return {

@@ -4,8 +4,8 @@ The reward function is ``grader.as_reward()`` of the eval's grader (its ``score:
 only grader, or a ``multi`` grader averaging them all, as hosted RFT takes one grader), so the
 reward is exactly the eval's score for the same answer. Each dataset row carries its item as a
 JSON string column ``item_json`` (item fields can clash with TRL's own ``prompt`` column and
-need not fit an Arrow schema). Unscored and errored grades give reward 0 and are counted
-(``stats``), never hidden.
+need not fit an Arrow schema). Unscored and errored grades give reward ``None`` (TRL skips the
+completion: no signal rather than a wrong one) and are counted (``stats``), never hidden.
 """
 
 from __future__ import annotations
@@ -47,12 +47,14 @@ class EvalReward:
     def __init__(self, eval_: Eval, response_format: dict[str, Any] | None = None) -> None:
         self.eval = eval_
         self.grader = reward_grader(eval_)
-        self._reward = self.grader.as_reward(response_format=response_format)
+        self._reward = self.grader.as_reward(response_format=response_format,
+                                             reasoning=eval_.reasoning)
         self.stats: Counter[str] = Counter()
         self.__name__ = f"reward_{eval_.name}"  # TRL logs rewards by function name
         self.last: list[tuple[str, dict[str, Any], float]] = []  # (text, item, reward)
 
-    def __call__(self, prompts: list[Any], completions: list[Any], **columns: Any) -> list[float]:
+    def __call__(self, prompts: list[Any], completions: list[Any], **columns: Any
+                 ) -> list[float | None]:
         if "item_json" not in columns:
             raise ValueError("the RFT dataset needs an `item_json` column")
         before = self._reward.stats.as_dict()  # type: ignore[attr-defined]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from posttrain.graders.base import Grader, GraderContext
+from posttrain.graders.base import Grader, GraderContext, template_failure
 from posttrain.graders.registry import register, require
 from posttrain.template import TemplateError, render_text
 from posttrain.types import Score
@@ -78,7 +78,7 @@ class ContextOnlyGrader(Grader):
         try:
             text = render_text(self.input, {"sample": sample, "item": item})
         except TemplateError as exc:
-            return Score.unscored(f"template {exc}", name=self.name)
+            return template_failure(exc, self, item)
         if item.get("item_type") not in ITEM_TYPES:
             return Score.unscored(f"item_type must be one of {', '.join(ITEM_TYPES)}",
                                   name=self.name)

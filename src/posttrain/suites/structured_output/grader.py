@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from posttrain.graders.base import Grader, GraderContext
+from posttrain.graders.base import Grader, GraderContext, template_failure
 from posttrain.graders.registry import register, require
 from posttrain.template import TemplateError, render, render_text
 from posttrain.types import Score, parse_json_output
@@ -98,7 +98,7 @@ class StructuredOutputGrader(Grader):
             schema = render(self.schema, context)
             expected = render(self.expected, context) if self.expected is not None else None
         except TemplateError as exc:
-            return Score.unscored(f"template {exc}", name=self.name)
+            return template_failure(exc, self, item)
         if not isinstance(schema, dict):
             return Score.unscored("the schema is not a JSON object", name=self.name)
         try:
