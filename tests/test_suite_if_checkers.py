@@ -101,11 +101,91 @@ def test_loose_variants_count() -> None:
     assert len(C.loose_variants("a\nb\nc")) == 8
 
 
-def test_sentence_splitter_handles_abbreviations_and_decimals() -> None:
+def test_sentences_and_capital_words_are_nltks() -> None:
+    """punkt and nltk.word_tokenize, as the reference: ``U.S. The`` and ``etc. The`` end a
+    sentence, ``...`` before a capital does not, ``CANNOT`` is two capital words."""
     from posttrain.suites.instruction_following.text import count_sentences, word_tokenize
 
     assert count_sentences("Dr. Smith paid 3.5 dollars. He left! Why?") == 3
+    assert count_sentences("He moved to the U.S. The weather was better.") == 2
+    assert count_sentences("Pens, paper, etc. The meeting starts. Wait... What now?") == 3
     assert [t for t in word_tokenize("DON'T stop") if t.isupper()] == ["DO", "N'T"]
+    assert [t for t in word_tokenize("I CANNOT") if t.isupper()] == ["I", "CAN", "NOT"]
+    kwargs = {"num_sentences": 2, "relation": "less than"}
+    assert not C.check("length_constraints:number_sentences", "Moved to the U.S. The end.", kwargs)
+
+
+def test_kwargs_are_trimmed_where_the_reference_trims_them() -> None:
+    """``keyword``, ``postscript_marker``, ``section_spliter``, ``end_phrase`` are stripped by
+    the reference's build_description; ``keywords`` and ``forbidden_words`` are not."""
+    frequency = {"keyword": " cat ", "frequency": 2, "relation": "at least"}
+    assert C.check("keywords:frequency", "cat, cat", frequency)
+    assert C.check("detectable_content:postscript", "Hi.\nP.S. bye",
+                   {"postscript_marker": " P.S. "})
+    assert not C.check("detectable_content:postscript", "Hi.\nPS bye",
+                       {"postscript_marker": " P.S. "})
+    assert not C.check("keywords:existence", "the cat sat", {"keywords": ["sat "]})
+
+
+@pytest.mark.parametrize(("instruction_id", "kwargs"), [
+    ("length_constraints:number_words", {"num_words": -1, "relation": "at least"}),
+    ("length_constraints:number_words", {"num_words": "300", "relation": "at least"}),
+    ("length_constraints:number_words", {"relation": "at least"}),
+    ("keywords:existence", {"keywords": []}),
+    ("keywords:existence", {"keywords": ["(c"]}),
+    ("keywords:letter_frequency", {"letter": "ab", "let_frequency": 1, "let_relation": "at least"}),
+    ("language:response_language", {"language": "zz"}),
+    ("length_constraints:nth_paragraph_first_word",
+     {"num_paragraphs": 2, "nth_paragraph": 3, "first_word": "a"}),
+    ("combination:repeat_prompt", {"prompt_to_repeat": ""}),
+    ("punctuation:no_comma", {"num_words": 3}),
+])
+def test_kwargs_the_reference_would_redraw_or_reject_are_reported(
+        instruction_id: str, kwargs: dict) -> None:
+    with pytest.raises(C.KwargsError):
+        C.check(instruction_id, "some response", kwargs)
+    with pytest.raises(C.KwargsError):  # whatever the response, even an empty one
+        C.check_loose(instruction_id, "", kwargs)
+
+
+def test_thresholds_compare_as_given() -> None:
+    """A fractional threshold is not truncated (the reference compares ``3 < 3.5``), and a
+    negative capital_frequency stands (that checker redraws only a missing one)."""
+    assert C.check("length_constraints:number_words", "one two three",
+                   {"num_words": 3.5, "relation": "less than"})
+    assert C.check("change_case:capital_word_frequency", "none here",
+                   {"capital_frequency": -1, "capital_relation": "at least"})
+
+
+def test_without_punkt_the_grader_reports_unscored_naming_the_extra(monkeypatch) -> None:
+    import sys
+
+    import nltk
+
+    from posttrain.graders.registry import build_grader
+    from posttrain.suites.instruction_following import text as T
+    from posttrain.types import Completion
+
+    for name in ("punkt", "punkt.data", "punkt.data.english"):
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setattr(nltk.data, "path", [])
+    T._punkt.cache_clear()
+    try:
+        assert not T.sentence_tokenizer_available()
+        grader = build_grader({"type": "ifeval", "name": "if"})
+        sample = Completion(text="One. Two.").to_sample()
+        item = {"instruction_id_list": ["punctuation:no_comma",
+                                        "length_constraints:number_sentences"],
+                "kwargs": [{}, {"num_sentences": 2, "relation": "at least"}]}
+        score = grader.grade(sample, item)
+        assert score.status == "unscored"
+        assert "length_constraints:number_sentences" in score.explanation
+        assert "posttrain[suites]" in score.explanation
+        other = grader.grade(sample, {"instruction_id_list": ["punctuation:no_comma"],
+                                      "kwargs": [{}]})
+        assert other.status == "scored" and other.passed is True
+    finally:
+        T._punkt.cache_clear()
 
 
 def test_bad_kwargs_raise() -> None:

