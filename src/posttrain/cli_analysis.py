@@ -211,7 +211,7 @@ def run_pick(args: argparse.Namespace) -> int:
 
         for name, config in load_models_file(args.models_file).items():
             if config.price is not None:
-                prices[name] = {"input": config.price.input, "output": config.price.output}
+                prices[name] = config.price.as_dict()
     report = pick(load_all(store, runs), args.bar, max_latency_p95=args.max_latency_p95,
                   prices=prices)
     report["missing_models"] = missing

@@ -4,7 +4,8 @@ A model *clears* the bar when the lower bound of its score's 95% CI is at or abo
 lucky run on a small eval does not win. Cost per item is the mean cost of one answer: the
 stored ``cost_usd`` where the run paid for it, else tokens × list price (the models file's
 price, then the run's recorded price, then the default table in ``posttrain.models.pricing``),
-so a run served from the cache is still priced. Latency is the p95 of uncached answers.
+so a run served from the cache is still priced, its prompt-cache reads and writes at their own
+rates (``Price.cost``, the providers' formula). Latency is the p95 of uncached answers.
 """
 
 from __future__ import annotations
@@ -15,29 +16,29 @@ from typing import Any
 from posttrain.analysis.results import RunResults
 from posttrain.analysis.selection import item_groups, unique_labels
 from posttrain.analysis.stats import mean_ci, percentile
+from posttrain.models.base import Price, price_from_dict
 
 CUSP_LOW, CUSP_HIGH = 0.1, 0.6
 
 
-def _price_for(result: RunResults, prices: dict[str, Any]) -> tuple[float, float] | None:
-    """(input, output) USD per million tokens for a run's model, or None if unknown."""
+def _price_for(result: RunResults, prices: dict[str, Any]) -> Price | None:
+    """The price (USD per million input / cached input / cache-write / output tokens) of a run's
+    model, or None if unknown."""
     model = result.run.model
     for key in (model, model.split(":", 1)[-1]):
         if key in prices and prices[key] is not None:
-            price = prices[key]
-            return (float(price["input"]), float(price["output"])) if isinstance(price, dict) \
-                else (float(price[0]), float(price[1]))
+            return price_from_dict(prices[key])
     recorded = result.run.config.get("price")
     if isinstance(recorded, dict) and ("input" in recorded or "output" in recorded):
-        return float(recorded.get("input") or 0), float(recorded.get("output") or 0)
-    try:
-        from posttrain.models.pricing import default_price
-    except ImportError:  # pragma: no cover - the pricing table ships with the package
-        return None
+        try:
+            return price_from_dict(recorded)
+        except ValueError:  # written by a later version with rates this one does not know
+            return Price(float(recorded.get("input") or 0), float(recorded.get("output") or 0))
+    from posttrain.models.pricing import default_price
+
     spec = result.run.config.get("model_spec") or model
     name = spec.split(":", 1)[-1] if isinstance(spec, str) else model
-    found = default_price(name)
-    return None if found is None else (found.input, found.output)
+    return default_price(name)
 
 
 def cost_per_item(result: RunResults, prices: dict[str, Any] | None = None) -> float | None:
@@ -50,7 +51,11 @@ def cost_per_item(result: RunResults, prices: dict[str, Any] | None = None) -> f
         if sample.cost_usd and not sample.cached:
             costs.append(sample.cost_usd)
         elif price is not None:
-            costs.append((sample.input_tokens * price[0] + sample.output_tokens * price[1]) / 1e6)
+            record = sample.completion or {}
+            costs.append(price.cost(
+                sample.input_tokens, sample.output_tokens,
+                cached_input_tokens=record.get("cached_input_tokens") or 0,
+                cache_write_tokens=record.get("cache_write_tokens") or 0))
         elif sample.cost_usd:
             costs.append(sample.cost_usd)
         else:

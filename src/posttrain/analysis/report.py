@@ -58,6 +58,7 @@ def summarize(results: RunResults, *, requests: int | None = None) -> dict[str, 
         "cost_usd": round(sum(s.cost_usd for s in samples if not s.cached), 6),
         "input_tokens": sum(s.input_tokens for s in samples),
         "output_tokens": sum(s.output_tokens for s in samples),
+        **token_parts(samples),
         "latency_p50_s": _round(percentile(latencies, 50)),
         "latency_p95_s": _round(percentile(latencies, 95)),
         "epochs": run.epochs,
@@ -179,6 +180,11 @@ def render_table(summaries: list[dict[str, Any]], *, tags: bool = True,
         if s["problems"]:
             out.append(f"problems in {_label(s)}:")
             out += [f"  {count} x {reason}" for reason, count in s["problems"].items()]
+        if s.get("cached_input_tokens") or s.get("cache_write_tokens") or s.get("reasoning_tokens"):
+            out.append(f"tokens {_label(s)}: {s['input_tokens']:,} in ("
+                       f"{s.get('cached_input_tokens', 0):,} read from the prompt cache, "
+                       f"{s.get('cache_write_tokens', 0):,} written to it), "
+                       f"{s['output_tokens']:,} out ({s.get('reasoning_tokens', 0):,} reasoning)")
         if s.get("missing"):
             out.append(f"{_label(s)}: {s['missing']} samples not yet answered (run again to resume)")
     bar = summaries[0].get("pass_bar")
@@ -187,6 +193,17 @@ def render_table(summaries: list[dict[str, Any]], *, tags: bool = True,
         out.append(f"pass bar {bar}: " + (", ".join(clears) + " clear it (CI lower bound)"
                                           if clears else "no run clears it (CI lower bound)"))
     return "\n".join(out)
+
+
+def token_parts(samples: list[Any]) -> dict[str, int]:
+    """Prompt tokens read from / written to the provider's prompt cache and reasoning tokens, as
+    the providers reported them (parts of ``input_tokens`` / ``output_tokens``)."""
+    parts = {"cached_input_tokens": 0, "cache_write_tokens": 0, "reasoning_tokens": 0}
+    for sample in samples:
+        record = sample.completion or {}
+        for key in parts:
+            parts[key] += record.get(key) or 0
+    return parts
 
 
 def _label(summary: dict[str, Any]) -> str:

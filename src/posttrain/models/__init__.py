@@ -12,9 +12,15 @@ Models file (``--models-file``, ``$POSTTRAIN_MODELS`` or ``./posttrain.models.ya
         model: gpt-4.1-mini
         base_url: https://api.openai.com/v1
         api_key_env: OPENAI_API_KEY   # the env var's *name*; keys are never stored
-        price: {input: 0.40, output: 1.60}   # USD per million tokens
+        price: {input: 0.40, cached_input: 0.10, output: 1.60}   # USD per million tokens
         max_concurrency: 16
         released: 2025-04-14          # optional, for shelf-life plots
+        cache_fingerprint: true       # optional: compare system_fingerprint before cache hits
+                                      # (default: only for servers on this machine or network)
+
+``price`` takes ``input``, ``output``, ``cached_input`` (prompt tokens read from the provider's
+prompt cache) and ``cache_write`` (prompt tokens written to it; Anthropic: 1.25x input), all in
+USD per million tokens; an unset cache rate bills those tokens at ``input``.
 """
 
 from __future__ import annotations
@@ -26,7 +32,14 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from posttrain.errors import UserError
-from posttrain.models.base import FatalError, Model, ModelError, Price, RetryableError
+from posttrain.models.base import (
+    FatalError,
+    Model,
+    ModelError,
+    Price,
+    RetryableError,
+    price_from_dict,
+)
 from posttrain.models.pricing import default_price
 
 __all__ = ["Model", "ModelError", "RetryableError", "FatalError", "Price", "ModelConfig",
@@ -54,8 +67,7 @@ class ModelConfig:
         """What may be written to the store and reports: never a key, only the env var's name."""
         return {"name": self.name, "provider": self.provider, "model": self.model,
                 "base_url": self.base_url, "api_key_env": self.api_key_env,
-                "price": None if self.price is None else {"input": self.price.input,
-                                                          "output": self.price.output},
+                "price": None if self.price is None else self.price.as_dict(),
                 "max_concurrency": self.max_concurrency, "client": self.client,
                 "released": self.released}
 
@@ -71,13 +83,25 @@ def _models_file_path(explicit: str | Path | None) -> Path | None:
 
 
 def _price(value: Any, source: Path, where: str) -> Price | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict) or not all(
-            isinstance(value.get(k, 0), (int, float)) for k in ("input", "output")):
-        raise UserError("must be {input: USD per M tokens, output: USD per M tokens}", file=source,
-                        field=f"{where}.price")
-    return Price(float(value.get("input", 0)), float(value.get("output", 0)))
+    if value is not None and not isinstance(value, dict):
+        raise UserError("must be {input, output, cached_input, cache_write} in USD per million "
+                        "tokens", file=source, field=f"{where}.price")
+    try:
+        return price_from_dict(value)
+    except ValueError as exc:
+        raise UserError(str(exc), file=source, field=f"{where}.price") from None
+
+
+def _flag(value: Any) -> bool | None:
+    """A yes/no option from YAML (a bool) or a spec query (a string); None when unset."""
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise UserError(f"expected true or false, got {value!r}", field="cache_fingerprint")
 
 
 def load_models_file(path: str | Path | None = None) -> dict[str, ModelConfig]:
@@ -169,7 +193,8 @@ def build_model(config: ModelConfig, *, concurrency: int | None = None,
 
         cls = SDKOpenAIModel if config.client == "sdk" else LeanOpenAIModel
         return cls(config.name, config.model, base_url=config.base_url, api_key=api_key,
-                   max_concurrency=limit or 16, price=config.price, timeout_s=timeout_s)
+                   max_concurrency=limit or 16, price=config.price, timeout_s=timeout_s,
+                   compare_fingerprint=_flag(config.options.get("cache_fingerprint")))
     if config.provider == "anthropic":
         from posttrain.models.anthropic_model import AnthropicModel
 

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from posttrain.models.base import FatalError, Price, response_format_instruction
+from posttrain.models.identity import EndpointIdentity
 from posttrain.models.openai_compat import sdk_errors
 from posttrain.types import ChatRequest, Completion
 
@@ -66,6 +67,32 @@ def to_anthropic(request: ChatRequest) -> dict[str, Any]:
     return kwargs
 
 
+def usage_from_anthropic(usage: Any) -> dict[str, int]:
+    """A Messages API ``usage`` object as posttrain's token counts.
+
+    Field names from the Anthropic API reference (``Usage`` in the ``anthropic`` SDK): its
+    ``input_tokens`` *excludes* ``cache_read_input_tokens`` and ``cache_creation_input_tokens``,
+    so all three are added into posttrain's ``input_tokens``; ``output_tokens`` includes extended
+    thinking (``output_tokens_details.thinking_tokens``), billed as output.
+    """
+    def count(source: Any, name: str) -> int:
+        value = source.get(name) if isinstance(source, dict) else getattr(source, name, None)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+    fresh = count(usage, "input_tokens")
+    cached = count(usage, "cache_read_input_tokens")
+    written = count(usage, "cache_creation_input_tokens")
+    details = (usage.get("output_tokens_details") if isinstance(usage, dict)
+               else getattr(usage, "output_tokens_details", None))
+    counts = {"input_tokens": fresh + cached + written,
+              "output_tokens": count(usage, "output_tokens")}
+    for key, value in (("cached_input_tokens", cached), ("cache_write_tokens", written),
+                       ("reasoning_tokens", count(details, "thinking_tokens") if details else 0)):
+        if value:
+            counts[key] = value
+    return counts
+
+
 def from_anthropic(message: Any, latency_s: float, price: Price | None) -> Completion:
     texts: list[str] = []
     thoughts: list[str] = []
@@ -80,12 +107,13 @@ def from_anthropic(message: Any, latency_s: float, price: Price | None) -> Compl
                                "function": {"name": block.name, "arguments": json.dumps(block.input)}})
     finish = {"end_turn": "stop", "max_tokens": "length", "tool_use": "tool_calls",
               "stop_sequence": "stop"}.get(message.stop_reason, message.stop_reason)
-    input_tokens = message.usage.input_tokens
-    output_tokens = message.usage.output_tokens
+    tokens = usage_from_anthropic(message.usage)
+    served = getattr(message, "model", None)
     return Completion(text="".join(texts), tool_calls=tool_calls, finish_reason=finish,
                       reasoning="\n".join(t for t in thoughts if t) or None,
-                      input_tokens=input_tokens, output_tokens=output_tokens, latency_s=latency_s,
-                      cost_usd=price.cost(input_tokens, output_tokens) if price else 0.0)
+                      **tokens, latency_s=latency_s,
+                      cost_usd=price.cost(**tokens) if price else 0.0,
+                      served_model=served if isinstance(served, str) and served else None)
 
 
 class AnthropicModel:
@@ -101,6 +129,13 @@ class AnthropicModel:
         self._base_url = base_url
         self.timeout_s = timeout_s
         self._client: Any = None
+        # the Models API resolves an alias to its dated snapshot: that id is the identity
+        self.identity = EndpointIdentity(name, self._probe)
+
+    async def _probe(self) -> str | None:
+        info = await self._get_client().models.retrieve(self.model,
+                                                         timeout=min(10.0, self.timeout_s))
+        return getattr(info, "id", None) or None
 
     def _get_client(self) -> Any:
         if self._client is None:

@@ -7,16 +7,15 @@ only when the first request arrives.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from posttrain.models.base import FatalError, Price, response_format_instruction
 from posttrain.models.batching import BatchingModel
+from posttrain.models.identity import local_weights_identity
 from posttrain.types import ChatRequest, Completion
 
 # transformers' lazy modules are not safe to import from two threads at once (two local models
@@ -26,15 +25,9 @@ _TOOL_CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.S)
 
 
 def local_model_identity(path: str) -> str:
-    """Path plus weight-file timestamps: a retrained folder is a new model for the cache."""
-    folder = Path(path)
-    if not folder.is_dir():
-        return path
-    stamps = sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size)
-                    for p in folder.iterdir()
-                    if p.suffix in (".safetensors", ".bin", ".json", ".jinja"))
-    digest = hashlib.blake2b(json.dumps(stamps).encode(), digest_size=8).hexdigest()
-    return f"{folder.resolve()}#{digest}"
+    """Path plus a digest of its weights: a retrained folder is a new model for the cache
+    (see :func:`posttrain.models.identity.local_weights_identity`)."""
+    return local_weights_identity(path)
 
 
 def parse_tool_calls(text: str) -> tuple[str, list[dict[str, Any]]]:

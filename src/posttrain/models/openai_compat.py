@@ -17,6 +17,12 @@ from typing import Any
 import orjson
 
 from posttrain.models.base import FatalError, ModelError, Price, RetryableError, classify_status
+from posttrain.models.identity import (
+    EndpointIdentity,
+    is_self_hosted,
+    listing_identity,
+    local_weights_identity,
+)
 from posttrain.types import ChatRequest, Completion
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -53,6 +59,46 @@ def sdk_errors(sdk: Any, timeout_s: float) -> Iterator[None]:
                    retry_after=retry_after) from None
 
 
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def usage_from_openai(usage: Any) -> dict[str, int]:
+    """A chat-completions ``usage`` object as posttrain's token counts.
+
+    Field names from the OpenAI API reference (``CompletionUsage`` in the ``openai`` SDK):
+    ``prompt_tokens`` (all prompt tokens, cached ones included),
+    ``prompt_tokens_details.cached_tokens`` (read from the prompt cache) and ``.cache_write_tokens``
+    (written to it), ``completion_tokens`` (reasoning included, billed as output) and
+    ``completion_tokens_details.reasoning_tokens``. DeepSeek's ``prompt_cache_hit_tokens`` stands
+    in for ``cached_tokens`` where only it is given. Some OpenAI-compatible bridges (Gemini's)
+    leave reasoning out of ``completion_tokens``; when ``total_tokens`` shows that, it is added
+    back, since it is billed as output all the same.
+    """
+    if not isinstance(usage, dict):
+        return {"input_tokens": 0, "output_tokens": 0}
+    prompt = _count(usage.get("prompt_tokens"))
+    completion = _count(usage.get("completion_tokens"))
+    prompt_details = usage.get("prompt_tokens_details")
+    prompt_details = prompt_details if isinstance(prompt_details, dict) else {}
+    completion_details = usage.get("completion_tokens_details")
+    completion_details = completion_details if isinstance(completion_details, dict) else {}
+    cached = _count(prompt_details.get("cached_tokens")) or _count(
+        usage.get("prompt_cache_hit_tokens"))
+    written = _count(prompt_details.get("cache_write_tokens"))
+    reasoning = _count(completion_details.get("reasoning_tokens"))
+    total = _count(usage.get("total_tokens"))
+    if reasoning and (reasoning > completion or total == prompt + completion + reasoning):
+        completion += reasoning  # reported beside completion_tokens, not inside them
+    counts = {"input_tokens": prompt, "output_tokens": completion}
+    for key, value in (("cached_input_tokens", min(cached, prompt)),
+                       ("cache_write_tokens", min(written, max(0, prompt - cached))),
+                       ("reasoning_tokens", reasoning)):
+        if value:
+            counts[key] = value
+    return counts
+
+
 def completion_from_body(body: dict[str, Any], latency_s: float, price: Price | None) -> Completion:
     """Read a chat-completions response body; RetryableError if it is not one."""
     try:
@@ -67,34 +113,59 @@ def completion_from_body(body: dict[str, Any], latency_s: float, price: Price | 
     if isinstance(content, list):  # some servers return content parts
         content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
     tool_calls = message.get("tool_calls") or []
-    usage = body.get("usage") or {}
-    input_tokens = int(usage.get("prompt_tokens") or 0)
-    output_tokens = int(usage.get("completion_tokens") or 0)
+    tokens = usage_from_openai(body.get("usage"))
+    served = body.get("model")
+    fingerprint = body.get("system_fingerprint")
     # reasoning parsed by the server: vLLM / DeepSeek ``reasoning_content``, OpenRouter and
     # newer vLLM ``reasoning``; kept apart from the answer the graders see
     reasoning = message.get("reasoning_content") or message.get("reasoning")
     return Completion(
         reasoning=reasoning if isinstance(reasoning, str) and reasoning else None,
         text=content or "", tool_calls=tool_calls, finish_reason=choice.get("finish_reason"),
-        input_tokens=input_tokens, output_tokens=output_tokens, latency_s=latency_s,
-        cost_usd=price.cost(input_tokens, output_tokens) if price else 0.0,
+        **tokens, latency_s=latency_s, cost_usd=price.cost(**tokens) if price else 0.0,
+        served_model=served if isinstance(served, str) and served else None,
+        fingerprint=fingerprint if isinstance(fingerprint, str) and fingerprint else None,
     )
 
 
 class _Endpoint:
-    """What both clients share: identity (cache id without any key), limits and price."""
+    """What both clients share: identity (cache id without any key), limits and price.
+
+    ``cache_id`` is the base URL and model name, plus a digest of the weights when the name is a
+    path on this machine served from this machine (``transformers serve`` takes paths). The
+    endpoint's reported identity (``GET /models``, the served model id, the fingerprint) is
+    ``identity``; see :mod:`posttrain.models.identity`.
+    """
 
     def __init__(self, name: str, model: str, *, base_url: str | None = None,
                  api_key: str | None = None, max_concurrency: int = 16,
-                 price: Price | None = None, timeout_s: float = 120.0) -> None:
+                 price: Price | None = None, timeout_s: float = 120.0,
+                 compare_fingerprint: bool | None = None) -> None:
         self.name = name
         self.model = model
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
-        self.cache_id = f"openai:{self.base_url}:{model}"
+        self.self_hosted = is_self_hosted(self.base_url)
+        weights = ""
+        if self.self_hosted and "#" not in model:  # a path or hub id this machine serves
+            local = local_weights_identity(model)
+            weights = "#" + local.rsplit("#", 1)[1] if "#" in local else ""
+        self.cache_id = f"openai:{self.base_url}:{model}{weights}"
         self.max_concurrency = max_concurrency
         self.price = price
         self.timeout_s = timeout_s
         self._api_key = api_key
+        self.identity = EndpointIdentity(
+            name, self._probe,
+            compare_fingerprint=self.self_hosted if compare_fingerprint is None
+            else compare_fingerprint)
+
+    async def _probe(self) -> str | None:
+        """The digest of this model's entry in ``GET {base_url}/models`` (no tokens spent)."""
+        body = await self._list_models()
+        return listing_identity(body, self.model, local=self.self_hosted)
+
+    async def _list_models(self) -> Any:
+        raise NotImplementedError
 
 
 class LeanOpenAIModel(_Endpoint):
@@ -152,6 +223,15 @@ class LeanOpenAIModel(_Endpoint):
             raise RetryableError("malformed response: body is not an object")
         return completion_from_body(body, latency, self.price)
 
+    async def _list_models(self) -> Any:
+        import aiohttp
+
+        timeout = aiohttp.ClientTimeout(total=min(10.0, self.timeout_s))
+        async with self._client().get(self.base_url + "/models", timeout=timeout) as response:
+            if response.status != 200:
+                return None
+            return orjson.loads(await response.read())
+
     async def aclose(self) -> None:
         if self._session is not None and not self._session.closed:
             await self._session.close()
@@ -190,6 +270,11 @@ class SDKOpenAIModel(_Endpoint):
         if not isinstance(body, dict):
             raise RetryableError("malformed response: body is not an object")
         return completion_from_body(body, latency, self.price)
+
+    async def _list_models(self) -> Any:
+        response = await self._get_client().models.with_raw_response.list(
+            timeout=min(10.0, self.timeout_s))
+        return orjson.loads(response.content)
 
     async def aclose(self) -> None:
         if self._client is not None:
