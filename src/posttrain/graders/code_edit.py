@@ -54,7 +54,8 @@ class CodeEditGrader(Grader):
                          checking.out_of_region_changes(before, after, ranges)]
         lint_problems = [f"{path}: {why}" for path, content in edited.items()
                          if content != files.get(path) and (why := checking.lint(path, content))]
-        passed, output = checking.run_tests(item, edited, timeout=self.timeout)
+        passed, output, confinement = checking.run_tests_confined(item, edited,
+                                                                  timeout=self.timeout)
         if passed is None:
             return Score.unscored(output, name=self.name)
         irrelevant = bool(problems)
@@ -69,7 +70,8 @@ class CodeEditGrader(Grader):
         return Score(value=value, passed=value == 1.0, name=self.name, explanation="\n".join(why),
                      sub_scores={"well_formed": 1.0, "tests_pass": 1.0 if passed else 0.0,
                                  "irrelevant_edit": 1.0 if irrelevant else 0.0,
-                                 "lint": 0.0 if lint_problems else 1.0})
+                                 "lint": 0.0 if lint_problems else 1.0},
+                     confinement=confinement)
 
     def components(self) -> list[str]:
         return ["well_formed", "tests_pass", "irrelevant_edit", "lint"]

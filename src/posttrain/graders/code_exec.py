@@ -1,4 +1,4 @@
-"""``code_exec``: run the model's Python code against tests, in the python grader's sandbox.
+"""``code_exec``: run the model's Python code against tests, in the sandbox.
 
 Spec: ``input`` (default ``{{sample.output_text}}``; the last ```python fenced block is taken
 when there is one), ``tests`` (Python source with asserts, or a list of such sources, each one
@@ -8,6 +8,11 @@ test; templated, e.g. ``{{item.tests}}``), ``setup`` (optional code run before t
 The value is the share of tests that pass (the counts are in the explanation). Code
 that does not compile, loops past the time limit or blows the memory limit scores 0: that is the
 model's failure, scored, with the reason. A broken grader setup is an error.
+
+The model's code runs in a fresh confined child (``posttrain.graders.sandbox``); every ``assert``
+in a test is split (``posttrain.graders.strict``) so that the child only computes the operands
+and this process compares them with type-strict equality against expected values that never
+entered the sandbox. Each grade records its ``confinement``.
 """
 
 from __future__ import annotations
@@ -19,35 +24,28 @@ from posttrain.errors import UserError
 from posttrain.graders._common import ctx, name_of, threshold
 from posttrain.graders.base import Grader, GraderContext, template_failure
 from posttrain.graders.registry import register, require
+from posttrain.graders.strict import SplitTest, judge_test, split_test
 from posttrain.template import TemplateError, render, render_text
 from posttrain.types import Score
 
 _FENCE = re.compile(r"```(?:python|py|python3)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 
-HARNESS = '''
-import traceback
 
-def run_tests(code, setup, tests):
-    namespace = {"__name__": "__main__"}
-    try:
-        if setup:
-            exec(compile(setup, "<setup>", "exec"), namespace)
-        exec(compile(code, "<model code>", "exec"), namespace)
-    except BaseException as exc:
-        if isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == "_Timeout":
-            raise
-        return {"loaded": False, "passed": 0, "failures": [traceback.format_exc(limit=-3)]}
+def judge_all(splits: list[SplitTest], report: dict[str, Any]) -> tuple[int, list[str]]:
+    """(tests passed, failure messages) judged here from the sandbox's report."""
+    if report.get("loaded") is not True:
+        return 0, []
+    tests = report.get("tests")
+    if type(tests) is not list or len(tests) != len(splits):
+        return 0, ["the sandbox's report does not match the tests"]
     passed, failures = 0, []
-    for index, test in enumerate(tests):
-        try:
-            exec(compile(test, f"<test {index}>", "exec"), dict(namespace))
+    for number, (split, test) in enumerate(zip(splits, tests, strict=True)):
+        ok, why = judge_test(split, test)
+        if ok:
             passed += 1
-        except BaseException as exc:
-            if type(exc).__name__ == "_Timeout":
-                raise
-            failures.append(f"test {index}: {type(exc).__name__}: {exc}"[:500])
-    return {"loaded": True, "passed": passed, "failures": failures}
-'''
+        else:
+            failures.append(f"test {number}: {why}"[:500])
+    return passed, failures
 
 
 def extract_code(text: str) -> str:
@@ -81,24 +79,27 @@ class CodeExecGrader(Grader):
         if not isinstance(tests, list) or not tests or not all(isinstance(t, str) for t in tests):
             return Score.unscored(f"tests must be code or a list of code: {tests!r:.100}",
                                   name=self.name)
+        try:
+            splits = [split_test(test) for test in tests]
+        except SyntaxError as exc:
+            return Score.unscored(f"a test does not parse: {exc}", name=self.name)
         total = len(tests)
-        result = default_pool().run(HARNESS, [code, setup, tests], function="run_tests",
-                                    timeout=self.timeout, raw=True, filename="<code_exec>")
+        result = default_pool().run_tests(code, [split.child_source for split in splits],
+                                          setup=setup, timeout=self.timeout)
         if not result.ok:
-            if result.status in ("timeout", "crashed") or "MemoryError" in result.error:
-                return Score(0.0, passed=False, name=self.name,
-                             explanation=f"the code failed to finish: {result.error[-500:]}")
-            return Score.error(f"code_exec harness failed: {result.error}", name=self.name)
-        outcome = result.value
-        passed_count = int(outcome["passed"])
+            return Score(0.0, passed=False, name=self.name, confinement=result.confinement,
+                         explanation=f"the code failed to finish ({result.status}): "
+                                     f"{result.error[-500:]}")
+        passed_count, failures = judge_all(splits, result.data)
         value = passed_count / total
-        if outcome["loaded"]:
-            why = f"{passed_count}/{total} tests passed"
+        if result.data.get("loaded") is False:
+            why = "the code failed to load: " + str(result.data.get("error", ""))[-500:]
         else:
-            why = "the code failed to load"
-        if outcome["failures"]:
-            why += ": " + " | ".join(outcome["failures"][:3])
-        return Score(value, passed=self.passed(value), name=self.name, explanation=why)
+            why = f"{passed_count}/{total} tests passed"
+            if failures:
+                why += ": " + " | ".join(failures[:3])
+        return Score(value, passed=self.passed(value), name=self.name, explanation=why,
+                     confinement=result.confinement)
 
     def spec(self) -> dict[str, Any]:
         return {"type": self.type, "name": self.name, "input": self.input, "tests": self.tests,

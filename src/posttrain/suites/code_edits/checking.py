@@ -13,11 +13,8 @@ import ast
 import difflib
 import re
 import shutil
-import subprocess
-import sys
-import tempfile
 from html.parser import HTMLParser
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Any
 
 Ranges = list[tuple[int, int]]  # 1-based inclusive line ranges
@@ -185,35 +182,56 @@ def run_check(check: dict[str, Any], files: dict[str, str]) -> str | None:
 def run_tests(row: dict[str, Any], files: dict[str, str], *,
               timeout: float = 10.0) -> tuple[bool | None, str]:
     """(passed, output); passed is None when the tests cannot run here (no node)."""
+    passed, output, _ = run_tests_confined(row, files, timeout=timeout)
+    return passed, output
+
+
+def run_tests_confined(row: dict[str, Any], files: dict[str, str], *,
+                       timeout: float = 10.0) -> tuple[bool | None, str, str | None]:
+    """(passed, output, confinement) for the edited ``files``; the tests run in the sandbox.
+
+    Python tests run in a fresh confined child with the edited files in its folder; their
+    asserts are judged here (``posttrain.graders.strict``), not by the model's process. Node
+    tests run as ``node test_edit.js`` in the sandbox and pass on exit code 0. ``confinement``
+    is None when no code ran (regex/DOM checks only). Raises ``SandboxUnavailable`` when no
+    sandbox can be had.
+    """
+    from posttrain.graders.sandbox import default_pool
+    from posttrain.graders.strict import judge_test, split_test
+
     failures = [why for check in row.get("checks") or [] if (why := run_check(check, files))]
     if failures:
-        return False, "; ".join(failures)
+        return False, "; ".join(failures), None
+    for path in files:
+        parts = PurePosixPath(path).parts
+        if PurePosixPath(path).is_absolute() or ".." in parts or not parts:
+            return False, f"refusing to write outside the sandbox: {path}", None
     if row.get("python_test"):
-        command = [sys.executable, "-E", "-s", "-B", "test_edit.py"]
-        script = "import sys\nsys.path.insert(0, '.')\n" + row["python_test"]
-        name = "test_edit.py"
-    elif row.get("node_test"):
+        split = split_test(row["python_test"])
+        result = default_pool().run_tests("", [split.child_source], files=files,
+                                          timeout=timeout)
+        if not result.ok:
+            return False, f"tests did not finish ({result.status}): {result.error[-1500:]}", \
+                result.confinement
+        if result.data.get("loaded") is not True or not result.data.get("tests"):
+            return False, str(result.data.get("error") or "tests did not run")[-2000:], \
+                result.confinement
+        passed, why = judge_test(split, result.data["tests"][0])
+        return passed, why or "tests passed", result.confinement
+    if row.get("node_test"):
         node = shutil.which("node")
         if node is None:
-            return None, "node is not installed; the JavaScript tests cannot run"
-        command, script, name = [node, "test_edit.js"], row["node_test"], "test_edit.js"
-    else:
-        return True, "checks passed"
-    with tempfile.TemporaryDirectory(prefix="posttrain-edit-") as tmp:
-        for path, content in files.items():
-            target = Path(tmp, path)
-            if not target.resolve().is_relative_to(Path(tmp).resolve()):
-                return False, f"refusing to write outside the sandbox: {path}"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(content, encoding="utf-8")
-        Path(tmp, name).write_text(script, encoding="utf-8")
-        try:
-            done = subprocess.run(command, cwd=tmp, capture_output=True, text=True,
-                                  timeout=timeout, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            return False, f"tests timed out after {timeout:g}s"
-    output = (done.stdout + done.stderr).strip()
-    return done.returncode == 0, output[-2000:] or "tests passed"
+            return None, "node is not installed; the JavaScript tests cannot run", None
+        result = default_pool().run_command(
+            [node, "test_edit.js"], files={**files, "test_edit.js": row["node_test"]},
+            timeout=timeout)
+        if not result.ok:
+            return False, f"tests did not finish ({result.status}): {result.error[-1500:]}", \
+                result.confinement
+        output = str(result.data.get("output", "")).strip()
+        return result.data.get("returncode") == 0, output[-2000:] or "tests passed", \
+            result.confinement
+    return True, "checks passed", None
 
 
 # ---- lint -----------------------------------------------------------------------------------

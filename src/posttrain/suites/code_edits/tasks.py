@@ -5,7 +5,7 @@ resolved with ``ast``; ``brace:TEXT`` a ``{...}`` block starting on the line con
 ``tag:NAME`` an HTML element starting on the first line with ``<NAME``), the reference edit as
 exact (old, new) replacements, tests, and ``temptation``: an (old, new) change outside the region
 that a model might be tempted to make (a typo fix, a removed unused import, quote tidying).
-Python tests are asserts run in a subprocess; ``node`` tests run with Node's ``assert``; ``checks``
+Python tests are asserts run in the sandbox; ``node`` tests run with Node's ``assert``; ``checks``
 are regex / DOM checks on the edited text.
 """
 
