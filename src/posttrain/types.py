@@ -59,7 +59,15 @@ class ChatRequest:
 
 @dataclass(slots=True)
 class Completion:
-    """What a model returned for one request."""
+    """What a model returned for one request.
+
+    Token counts are normalised across providers: ``input_tokens`` is every prompt token the
+    request was billed for, cached and cache-written ones included (OpenAI ``prompt_tokens``;
+    Anthropic ``input_tokens + cache_read_input_tokens + cache_creation_input_tokens``), and
+    ``output_tokens`` every generated token, reasoning included. ``cached_input_tokens``,
+    ``cache_write_tokens`` and ``reasoning_tokens`` are the parts of those billed at other rates
+    or worth showing; :meth:`posttrain.models.base.Price.cost` prices them.
+    """
 
     text: str
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
@@ -69,6 +77,12 @@ class Completion:
     latency_s: float = 0.0
     cost_usd: float = 0.0
     cached: bool = False
+    cached_input_tokens: int = 0  # read from the provider's prompt cache (part of input_tokens)
+    cache_write_tokens: int = 0  # written to the provider's prompt cache (part of input_tokens)
+    reasoning_tokens: int = 0  # spent on reasoning (part of output_tokens, billed as output)
+    # what the endpoint said answered: the response's ``model`` and ``system_fingerprint``
+    served_model: str | None = None
+    fingerprint: str | None = None
     # extra turns for multi-turn solvers (tool-use environments): the whole transcript
     transcript: list[dict[str, Any]] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
@@ -114,6 +128,7 @@ class Completion:
             "text": self.text, "tool_calls": self.tool_calls, "finish_reason": self.finish_reason,
             "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
             "transcript": self.transcript, "meta": self.meta,
+            **{key: getattr(self, key) for key in _USAGE_EXTRAS if getattr(self, key)},
             **({"reasoning": self.reasoning} if self.reasoning else {}),
         }
 
@@ -125,8 +140,17 @@ class Completion:
             input_tokens=record.get("input_tokens") or 0,
             output_tokens=record.get("output_tokens") or 0,
             transcript=record.get("transcript"), meta=record.get("meta") or {},
+            cached_input_tokens=record.get("cached_input_tokens") or 0,
+            cache_write_tokens=record.get("cache_write_tokens") or 0,
+            reasoning_tokens=record.get("reasoning_tokens") or 0,
+            served_model=record.get("served_model"), fingerprint=record.get("fingerprint"),
             reasoning=record.get("reasoning"),
         )
+
+
+#: Completion fields written to a record only when set (records of older versions lack them)
+_USAGE_EXTRAS = ("cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "served_model",
+                 "fingerprint")
 
 
 def parse_json_output(text: str) -> Any:
@@ -159,12 +183,12 @@ class Score:
     explanation: str = ""
     sub_scores: dict[str, float] = field(default_factory=dict)
     name: str = ""
-    #: where model-written code ran for this grade (the sandbox layer), None when none ran
-    confinement: str | None = None
 
     @classmethod
     def unscored(cls, reason: str, name: str = "") -> Score:
         return cls(value=None, passed=None, status="unscored", explanation=reason, name=name)
+    #: where model-written code ran for this grade (the sandbox layer), None when none ran
+    confinement: str | None = None
 
     @classmethod
     def error(cls, reason: str, name: str = "") -> Score:
