@@ -183,12 +183,12 @@ class Score:
     explanation: str = ""
     sub_scores: dict[str, float] = field(default_factory=dict)
     name: str = ""
+    #: where model-written code ran for this grade (the sandbox layer), None when none ran
+    confinement: str | None = None
 
     @classmethod
     def unscored(cls, reason: str, name: str = "") -> Score:
         return cls(value=None, passed=None, status="unscored", explanation=reason, name=name)
-    #: where model-written code ran for this grade (the sandbox layer), None when none ran
-    confinement: str | None = None
 
     @classmethod
     def error(cls, reason: str, name: str = "") -> Score:
