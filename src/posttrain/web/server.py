@@ -5,10 +5,16 @@ token=...)``), checked on every request (``?token=``, the ``X-Posttrain-Token`` 
 cookie set when the page is opened with ``?token=``). State-changing requests must be JSON
 (which a cross-site form cannot send without a preflight) and, when the browser sends an
 ``Origin``, come from this server's own origin.
+
+DNS rebinding: every request's ``Host`` must name the address the connection came in on (the
+bound address) or ``localhost``, with the port it came in on, and an ``Origin`` must be
+``http://`` one of those; a page on another site whose name was made to resolve to 127.0.0.1
+sends its own name as ``Host`` and is refused (421 / 403).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import random
 import secrets
@@ -16,6 +22,7 @@ import uuid
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -41,8 +48,64 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+def _canonical_host(name: str) -> str:
+    """An IP address in one spelling (``::1``, ``127.0.0.1``); a name lower-cased."""
+    name = name.strip("[]").lower()
+    try:
+        return ipaddress.ip_address(name.split("%")[0]).compressed
+    except ValueError:
+        return name
+
+
+def _split_host(value: str, default_port: int) -> tuple[str, int] | None:
+    """(host, port) of a ``Host`` header value or URL netloc; None when it does not parse."""
+    try:
+        parts = urlsplit(f"//{value}")
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname or parts.username or parts.password:
+        return None
+    return _canonical_host(parts.hostname), port or default_port
+
+
+def _allowed_hosts(request: web.Request) -> tuple[set[str], int] | None:
+    """The names a request may use for this server: the local address it came in on (the
+    bound address) and ``localhost``; and that local port. None when the socket is unknown."""
+    transport = request.transport
+    sockname = transport.get_extra_info("sockname") if transport else None
+    if not isinstance(sockname, tuple) or len(sockname) < 2:
+        return None
+    address = _canonical_host(str(sockname[0]))
+    names = {address, "localhost"}
+    if address.startswith("::ffff:"):  # an IPv4 client on a dual-stack socket
+        names.add(address.removeprefix("::ffff:"))
+    return names, int(sockname[1])
+
+
+def _host_refusal(request: web.Request) -> web.Response | None:
+    allowed = _allowed_hosts(request)
+    if allowed is None:
+        return None
+    names, port = allowed
+    host = _split_host(request.headers.get("Host", ""), 80)
+    if host is None or host[0] not in names or host[1] != port:
+        return _error(421, "this server answers only to the address it is bound to "
+                           "(or localhost); Host refused")
+    origin = request.headers.get("Origin")
+    if origin is not None and request.method not in ("GET", "HEAD"):
+        parts = urlsplit(origin)
+        target = _split_host(parts.netloc, 80) if parts.scheme == "http" else None
+        if target is None or target[0] not in names or target[1] != port:
+            return _error(403, "cross-origin request refused")
+    return None
+
+
 @web.middleware
 async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
+    refused = _host_refusal(request)
+    if refused is not None:
+        return refused
     token = request.app[TOKEN_KEY]
     if token:
         given = (request.query.get("token") or request.headers.get("X-Posttrain-Token")
