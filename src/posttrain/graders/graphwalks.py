@@ -1,9 +1,19 @@
-"""``graphwalks``: F1 between the node set in the answer's ``Final Answer: [...]`` and the truth.
+r"""``graphwalks``: F1 between the node set in the answer's ``Final Answer: [...]`` and the truth.
 
-Scoring follows the recommended reading of the public grader: no parseable final answer gives 0,
-both sets empty gives 1, exactly one empty gives 0, otherwise F1. ``strict`` reads only the last
-line of the response (as the public README); ``flexible`` takes the last ``Final Answer: [...]``
-anywhere (as lm-eval). The value is the strict F1; both are sub-scores.
+The value (``strict_f1``) is the openai/graphwalks dataset card's grader: ``get_list`` reads the
+very last line (``response.split("\n")[-1]``, so a trailing newline is a parse failure), which
+must contain ``Final Answer:`` and match ``Final Answer: ?\[.*\]`` (one optional space, greedy
+to the last ``]``); the nodes are the comma-separated items, whitespace-stripped, empties dropped
+(quotes are part of a node). Then ``n_overlap = |sampled & truth|``, ``recall = n_overlap /
+n_golden``, ``precision = n_overlap / n_sampled``, ``f1 = 2 * recall * precision / (recall +
+precision)``. Two defects of the card's code are corrected, as every public port does: the list
+is the bracket contents (the card's ``group(0).strip("[]")`` keeps ``Final Answer: [`` on the
+first node), and no overlap scores 0 unless both sets are empty (its ``else 1`` gives a disjoint
+answer full marks); a parse failure scores 0. Checked differentially in
+``tests/test_metric_references.py``.
+
+``flexible_f1`` (a sub-score) is lenient, like lm-eval's flexible filter: the last ``Final
+Answer: [...]`` anywhere, any whitespace after the colon, quotes around nodes ignored.
 Spec fields: ``input`` (default ``{{sample.output_text}}``), ``reference`` (``{{item.answer_nodes}}``).
 """
 
@@ -17,26 +27,30 @@ from posttrain.graders.registry import register, require
 from posttrain.template import TemplateError, render
 from posttrain.types import Score
 
+_CARD = re.compile(r"Final Answer: ?\[(.*)\]")
 _FINAL = re.compile(r"Final Answer:\s*\[(.*?)\]")
 
 
-def _nodes(inner: str) -> set[str]:
-    return {part.strip().strip("'\"`").strip() for part in inner.split(",")} - {""}
-
-
 def parse_strict(response: str) -> set[str] | None:
-    """Nodes from the last line (trailing whitespace ignored); None if it has no final answer."""
-    last = response.rstrip().split("\n")[-1]
-    match = _FINAL.search(last)
-    return _nodes(match.group(1)) if match else None
+    """The card's ``get_list``: nodes from the very last line; None on a parse failure."""
+    last = response.split("\n")[-1]
+    match = _CARD.search(last)
+    if match is None:
+        return None
+    return {item.strip() for item in match.group(1).split(",") if item.strip()}
 
 
 def parse_flexible(response: str) -> set[str] | None:
+    """The last ``Final Answer: [...]`` anywhere; quotes and backticks around nodes ignored."""
     matches = _FINAL.findall(response)
-    return _nodes(matches[-1]) if matches else None
+    if not matches:
+        return None
+    return {part.strip().strip("'\"`").strip() for part in matches[-1].split(",")} - {""}
 
 
 def f1(predicted: set[str] | None, truth: set[str]) -> float:
+    """The card's set F1; None (no parseable answer) and a disjoint answer score 0, two empty
+    sets 1."""
     if predicted is None:
         return 0.0
     if not predicted and not truth:
@@ -56,7 +70,7 @@ def graphwalks_score(response: str, truth: list[str], *, name: str = "graphwalks
     flexible = parse_flexible(response)
     strict_f1, flexible_f1 = f1(strict, truth_set), f1(flexible, truth_set)
     if strict is None:
-        why = "no 'Final Answer: [...]' on the last line"
+        why = "no 'Final Answer: [...]' on the very last line"
     else:
         why = f"F1 {strict_f1:.3f}: {len(strict & truth_set)} of {len(truth_set)} nodes found, " \
               f"{len(strict - truth_set)} extra"

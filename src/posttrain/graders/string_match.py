@@ -1,12 +1,17 @@
-"""``string_match_all`` / ``string_match_part``: RULER's metrics over a list of references.
+r"""``string_match_all`` / ``string_match_part``: RULER's metrics over a list of references.
 
 ``all``: the share of references found in the output as case-insensitive substrings;
-``part``: 1 if any reference is found. Spec fields: ``input`` (default
+``part``: 1 if any reference is found. As NVIDIA/RULER ``scripts/eval``: the prediction first
+goes through ``postprocess_pred`` (stripped, control characters ``\x00-\x1f`` turned into
+newlines, stripped again), then ``r.lower() in pred.lower()`` per reference
+(``synthetic/constants.py``), per sample as a fraction (RULER reports the mean x 100). Checked
+differentially in ``tests/test_metric_references.py``. Spec fields: ``input`` (default
 ``{{sample.output_text}}``), ``reference`` (``{{item.outputs}}``; a list, or one string).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from posttrain.graders.base import Grader, GraderContext, template_failure
@@ -14,14 +19,21 @@ from posttrain.graders.registry import register, require
 from posttrain.template import TemplateError, render
 from posttrain.types import Score
 
+_CONTROL = re.compile(r"[\x00-\x1f]")
+
+
+def postprocess_pred(output: str) -> str:
+    """RULER's ``postprocess_pred``: strip, control characters to newlines, strip."""
+    return _CONTROL.sub("\n", output.strip()).strip()
+
 
 def string_match_all(output: str, references: list[str]) -> float:
-    lowered = output.lower()
+    lowered = postprocess_pred(output).lower()
     return sum(ref.lower() in lowered for ref in references) / len(references)
 
 
 def string_match_part(output: str, references: list[str]) -> float:
-    lowered = output.lower()
+    lowered = postprocess_pred(output).lower()
     return 1.0 if any(ref.lower() in lowered for ref in references) else 0.0
 
 
@@ -36,7 +48,8 @@ def string_match_score(output: str, references: Any, *, mode: str = "string_matc
         return Score.unscored("no reference strings to look for", name=name)
     refs = [str(ref) for ref in references]
     value = _METRICS[mode](output, refs)
-    found = [ref for ref in refs if ref.lower() in output.lower()]
+    lowered = postprocess_pred(output).lower()
+    found = [ref for ref in refs if ref.lower() in lowered]
     return Score(value=value, passed=value >= 1.0, name=name,
                  explanation=f"found {len(found)} of {len(refs)}: {', '.join(found) or '-'}")
 

