@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
         except ImportError:
             continue
         getattr(module, function)(sub)
+    from posttrain.graders.sandbox import add_cli_arguments_to
+
+    add_cli_arguments_to(parser)
     return parser
 
 
@@ -355,6 +358,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        from posttrain.graders.sandbox import apply_cli_arguments
+
+        apply_cli_arguments(args)
         return int(args.func(args) or 0)
     except UserError as exc:
         print(f"posttrain: error: {exc}", file=sys.stderr)

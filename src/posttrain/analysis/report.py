@@ -64,6 +64,8 @@ def summarize(results: RunResults, *, requests: int | None = None) -> dict[str, 
         "epochs": run.epochs,
         "status": run.status,
     }
+    if run.config.get("confinement"):
+        summary["confinement"] = run.config["confinement"]
     pass_bar = run.config.get("pass_bar")
     if pass_bar is not None:
         summary["pass_bar"] = pass_bar
@@ -185,6 +187,9 @@ def render_table(summaries: list[dict[str, Any]], *, tags: bool = True,
                        f"{s.get('cached_input_tokens', 0):,} read from the prompt cache, "
                        f"{s.get('cache_write_tokens', 0):,} written to it), "
                        f"{s['output_tokens']:,} out ({s.get('reasoning_tokens', 0):,} reasoning)")
+        if str(s.get("confinement", "")).startswith("none"):
+            out.append(f"{_label(s)}: model-written code ran with NO sandbox "
+                       f"({s['confinement']})")
         if s.get("missing"):
             out.append(f"{_label(s)}: {s['missing']} samples not yet answered (run again to resume)")
     bar = summaries[0].get("pass_bar")

@@ -21,6 +21,7 @@ itself is judged here, from plain data, never from a verdict the sandbox sends.
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import hashlib
 import json
@@ -126,6 +127,20 @@ def add_cli_arguments(parser: Any) -> None:
                        help="container image with python3 for --sandbox docker")
     group.add_argument("--unsafe-no-sandbox", action="store_true",
                        help="run model-written code with no confinement (recorded in the run)")
+
+
+#: commands whose graders may run model-written code
+SANDBOXED_COMMANDS = ("quickstart", "eval", "regrade", "grade", "calibrate", "rft")
+
+
+def add_cli_arguments_to(parser: argparse.ArgumentParser) -> None:
+    """Add the sandbox options to every command in ``SANDBOXED_COMMANDS``, nested ones too."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                if name in SANDBOXED_COMMANDS:
+                    add_cli_arguments(child)
+                add_cli_arguments_to(child)
 
 
 def apply_cli_arguments(args: Any) -> None:

@@ -261,6 +261,9 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
                   for model in models}
     planned: list[PlannedRun] = []
     fingerprint = eval_.fingerprint()  # hashes every item: once, not per (model, variant)
+    from posttrain.graders.sandbox import confinement_for
+
+    confinement = confinement_for(eval_.grader_specs)  # no sandbox: refuse before any request
     for model in models:
         config = (model_configs or {}).get(model.name, {})
         for variant in variants:
@@ -273,7 +276,8 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
                     eval_path=str(eval_.source) if eval_.source else None,
                     eval_hash=fingerprint, model=model.name, variant=variant,
                     epochs=options.epochs, items=items,
-                    config={"primary": eval_.primary, "pass_bar": eval_.pass_bar,
+                    config={"confinement": confinement,
+                            "primary": eval_.primary, "pass_bar": eval_.pass_bar,
                             "model": config, "graders": eval_.grader_specs,
                             "tag_fields": eval_.tag_fields, "limit": options.limit,
                             "price": config.get("price")},
