@@ -52,6 +52,12 @@ class MultiGrader(Grader):
         return grader.grade(sample, item)
 
     def _combine(self, scores: dict[str, Score]) -> Score:
+        combined = self._combine_values(scores)
+        combined.confinement = next((s.confinement for s in scores.values() if s.confinement),
+                                    None)
+        return combined
+
+    def _combine_values(self, scores: dict[str, Score]) -> Score:
         sub_scores: dict[str, float] = {}
         for key, score in scores.items():
             if score.value is not None:
