@@ -65,7 +65,7 @@ def sandbox(calls: int) -> dict[str, float]:
         result = pool.run(source, [sample, {}])
         times.append(time.perf_counter() - t)
         assert result.ok
-    confinement = pool.confinement()
+    confinement = pool.confinement
     pool.close()
     times.sort()
     return {"cold_start_ms": cold * 1e3, "warm_median_ms": statistics.median(times) * 1e3,
@@ -84,7 +84,7 @@ def main() -> None:
     result = sandbox(args.sandbox_calls)
     print(f"python sandbox: cold start {result['cold_start_ms']:.1f} ms, warm per call "
           f"median {result['warm_median_ms']:.3f} ms, p95 {result['warm_p95_ms']:.3f} ms "
-          f"(confinement: {', '.join(result['confinement'])})")
+          f"(confinement: {result['confinement']})")
 
 
 if __name__ == "__main__":
