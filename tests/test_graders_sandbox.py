@@ -11,7 +11,16 @@ import pytest
 
 from posttrain.errors import UserError
 from posttrain.graders import GraderContext, build_grader
-from posttrain.graders.sandbox import default_pool
+from posttrain.graders._sandbox_worker import encode
+from posttrain.graders.sandbox import (
+    Limits,
+    SandboxPool,
+    SandboxUnavailable,
+    default_pool,
+    docker_argv,
+    needs_sandbox,
+)
+from posttrain.graders.strict import Malformed, Opaque, decode, judge_test, split_test, strict_equal
 from posttrain.types import Completion
 
 SAMPLE = Completion(text="hello world").to_sample()
@@ -117,3 +126,93 @@ def test_code_exec(text: str, value: float) -> None:
     score = build_grader(CODE).grade(Completion(text=text).to_sample(), {"tests": TESTS})
     assert score.status == "scored" and score.value == pytest.approx(value), score
     assert_still_works()
+
+
+def test_multi_grade_records_the_confinement() -> None:
+    grader = build_grader({"type": "multi", "name": "m", "calculate_output": "0.5 * a + 0.5 * b",
+                           "graders": {"a": {"type": "python", "source": GOOD},
+                                       "b": {"type": "string_check", "input": "x",
+                                             "reference": "x", "operation": "eq"}}})
+    score = grader.grade(SAMPLE, {})
+    assert score.value == pytest.approx(0.555)
+    assert score.confinement == default_pool().confinement
+    plain = build_grader({"type": "string_check", "input": "x", "reference": "x",
+                          "operation": "eq"}).grade(SAMPLE, {})
+    assert plain.confinement is None and "confinement" not in plain.to_dict()
+
+
+def test_needs_sandbox_sees_nested_graders() -> None:
+    assert needs_sandbox([{"type": "multi", "graders": {"a": {"type": "code_exec"}}}])
+    assert needs_sandbox([{"type": "multi", "graders": [{"type": "python", "name": "p"}]}])
+    assert not needs_sandbox([{"type": "string_check"}, {"type": "score_model"}])
+
+
+def test_other_platforms_get_the_refusal_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.platform", "darwin")
+    pool = SandboxPool(size=1)
+    with pytest.raises(SandboxUnavailable) as refused:
+        pool.run(GOOD, [SAMPLE, {}])
+    assert "kernel: needs Linux (this is darwin)" in str(refused.value)
+    assert "bwrap: needs Linux" in str(refused.value)
+    with pytest.raises(SandboxUnavailable):  # the refusal is remembered, not retried per grade
+        pool.run(GOOD, [SAMPLE, {}])
+    pool.close()
+
+
+def test_docker_layer_when_configured(tmp_path: Path) -> None:
+    config = {"mode": "docker", "workdir": "/sandbox", "limits": {"disk": 1, "memory": 1}}
+    argv = docker_argv("python:3.12-slim", config, Limits())
+    for flag in ("--network", "none", "--read-only", "--cap-drop", "ALL", "--pids-limit",
+                 "no-new-privileges", "--user", "65534:65534", "python:3.12-slim"):
+        assert flag in argv
+    assert not any("API_KEY" in part for part in argv)
+    pool = SandboxPool(size=1, mode="docker", image="python:3.12-slim")
+    try:
+        confinement = pool.confinement
+    except SandboxUnavailable as exc:  # no docker daemon here: refused with the reason
+        assert "docker:" in str(exc) and "\n" not in str(exc)
+    else:
+        assert confinement.startswith("docker python:3.12-slim")
+        assert python(GOOD).grade(SAMPLE, {}).value is not None
+    finally:
+        pool.close()
+
+
+@pytest.mark.parametrize(("a", "b", "equal"), [
+    (2, 2.0, True), (True, 1, False), (1, True, False), ("1", 1, False), ([1, [2]], [1, [2]], True),
+    ((1, 2), [1, 2], False), ({"a": 1}, {"a": 1.0}, True), ({1: "x"}, {True: "x"}, False),
+    ({1, 2}, {2, 1}, True), (frozenset({1}), {1}, False), (None, None, True), (b"x", "x", False),
+])
+def test_strict_equality(a, b, equal) -> None:
+    assert strict_equal(a, b) is equal
+    assert strict_equal(decode(encode(a)), decode(encode(b))) is equal
+
+
+def test_decode_rejects_what_plain_data_cannot_be() -> None:
+    class Sneaky(int):
+        def __eq__(self, other):
+            return True
+
+    opaque = decode(encode(Sneaky(3)))
+    assert isinstance(opaque, Opaque) and not strict_equal(opaque, 3)
+    assert (opaque == opaque) is False and (opaque != 3) is False
+    for bad in ({"i": 3}, {"x": "1"}, {"d": [[[1], 2]]}, {"s": [[1]]}, {"i": "1", "f": "2"}):
+        with pytest.raises(Malformed):
+            decode(bad)
+
+
+def test_assert_splitting_keeps_literals_out_of_the_sandbox() -> None:
+    split = split_test("r = f(3)\nassert r == [1, 2, 'secret-literal'], r\nassert g() is None\n"
+                       "assert 0 < h() <= 10 and not k()\n")
+    assert "secret-literal" not in split.child_source and "__check__" in split.child_source
+    assert split.required == {0, 1, 2}
+    ok = {"error": None, "checks": [[0, [{"v": encode([1, 2, "secret-literal"])}]],
+                                    [1, [{"v": None}]], [2, [{"v": encode(5)}, {"v": False}]]]}
+    assert judge_test(split, ok) == (True, "")
+    missing = dict(ok, checks=ok["checks"][:2])
+    assert judge_test(split, missing)[0] is False  # an assert never reported fails the test
+    wrong = dict(ok, checks=[[0, [{"v": encode([1, 2])}]], *ok["checks"][1:]])
+    passed, why = judge_test(split, wrong)
+    assert not passed and "[1, 2]" in why
+    raised = dict(ok, checks=[[2, [{"x": "ValueError: no"}, {"v": False}]]])
+    assert judge_test(split, raised)[0] is False

@@ -38,18 +38,9 @@ import struct
 import sys
 import traceback
 
-CONFIG = json.loads(sys.argv[1])
-MODE = CONFIG["mode"]
-WORKDIR = CONFIG["workdir"]
-LIMITS = CONFIG["limits"]
-SIMULATE = set(CONFIG.get("simulate_missing") or ())
 LINUX = sys.platform.startswith("linux")
-PROTO_IN = os.dup(0)
-PROTO_OUT = os.dup(1)
-_devnull = os.open(os.devnull, os.O_RDWR)
-for _fd in (0, 1, 2):
-    os.dup2(_devnull, _fd)
-os.close(_devnull)
+CONFIG, MODE, WORKDIR, LIMITS, SIMULATE = {}, "", "", {}, set()
+PROTO_IN = PROTO_OUT = -1  # the reply channel (set by _setup)
 NOTES = []  # which confinements took effect (sent in the hello message)
 MAX_CHILD_REPLY = 32 * 1024 * 1024  # bytes a call may send back
 _EXIT = os._exit
@@ -657,7 +648,21 @@ def _serve():
         _send(reply)
 
 
+def _setup(argv):
+    """Read the parent's settings (``argv[1]``, JSON); keep the reply channel off fds 0-2."""
+    global CONFIG, MODE, WORKDIR, LIMITS, SIMULATE, PROTO_IN, PROTO_OUT
+    CONFIG = json.loads(argv[1])
+    MODE, WORKDIR, LIMITS = CONFIG["mode"], CONFIG["workdir"], CONFIG["limits"]
+    SIMULATE = set(CONFIG.get("simulate_missing") or ())
+    PROTO_IN, PROTO_OUT = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+
+
 if __name__ == "__main__":
+    _setup(sys.argv)
     try:
         _confine()
     except (Unavailable, OSError) as exc:
