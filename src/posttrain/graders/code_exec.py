@@ -55,6 +55,8 @@ def extract_code(text: str) -> str:
 
 class CodeExecGrader(Grader):
     type = "code_exec"
+    #: the runner grades it in a thread: a call waits on a sandboxed process (up to its timeout)
+    blocking = True
 
     def __init__(self, name: str, input: str, tests: Any, setup: str | None, timeout: float,
                  pass_threshold: float | None) -> None:

@@ -26,6 +26,8 @@ MAX_SOURCE_BYTES = 256 * 1024
 
 class PythonGrader(Grader):
     type = "python"
+    #: the runner grades it in a thread: a call waits on a sandboxed process (up to its timeout)
+    blocking = True
 
     def __init__(self, name: str, source: str, pass_threshold: float | None = None,
                  timeout: float = 60.0, memory_mb: int | None = None,
