@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,25 +14,31 @@ from posttrain.analysis.results import load_results
 from posttrain.cli_ingest import main
 from posttrain.data.dedup import dedup
 from posttrain.data.logs import rating_label
-from posttrain.data.redact import Redactor, iban_ok, luhn_ok
+from posttrain.data.redact import detector
 from posttrain.eval import eval_from_dict
 from posttrain.graders.base import Grader
 from posttrain.graders.registry import known_types, register, register_lazy
 from posttrain.runner.store import Store
+from tests.pii_fixtures import presidio_engine  # noqa: F401  (a fixture)
 
 SECRETS = {
     "email": "jane.doe@example.com",
     "phone": "+1 415-555-0132",
     "card": "4111 1111 1111 1111",
+    "mistyped_card": "4111 1111 1111 1112",
     "openai": "sk-proj-AbCdEf0123456789abcdefXYZ",
     "aws": "AKIAIOSFODNN7EXAMPLE",
     "github": "ghp_aaaaBBBBccccDDDDeeeeFFFFgggghhhhiiii",
+    "stripe": "sk_live_51HqLyjWDarjtT1zdp7dcXYZ123",
     "bearer": "abcDEF123456789xyzTOKEN",
     "iban": "GB82 WEST 1234 5698 7654 32",
     "ip": "192.168.1.20",
     "hex": "0123456789abcdef0123456789abcdef01",
+    "password": "Summer2024!",
+    "street": "221B Baker Street",
     "intro_name": "Zorblat",
-    "listed_name": "Sarah Connor",
+    "ner_name": "Sarah Connor",
+    "relation_name": "Dmitri Volkov",
 }
 
 TOPICS = {
@@ -71,12 +78,25 @@ def _graders_registered() -> None:
 
 
 def _secret_text() -> str:
-    return (f"Hi, my name is {SECRETS['intro_name']} and my friend is "
-            f"{SECRETS['listed_name']}. Email {SECRETS['email']}, phone {SECRETS['phone']},"
-            f" card {SECRETS['card']}, key {SECRETS['openai']} and {SECRETS['aws']}, token "
-            f"{SECRETS['github']}, header Authorization: Bearer {SECRETS['bearer']}, IBAN "
-            f"{SECRETS['iban']}, server {SECRETS['ip']}, hash {SECRETS['hex']}. "
+    return (f"Hi, my name is {SECRETS['intro_name']} and I work with "
+            f"{SECRETS['ner_name']}. Email {SECRETS['email']}, phone {SECRETS['phone']},"
+            f" card {SECRETS['card']} (or {SECRETS['mistyped_card']}, I may have mistyped it),"
+            f" key {SECRETS['openai']} and {SECRETS['aws']}, token {SECRETS['github']} and "
+            f"{SECRETS['stripe']}, header Authorization: Bearer {SECRETS['bearer']}, IBAN "
+            f"{SECRETS['iban']}, server {SECRETS['ip']}, hash {SECRETS['hex']}. My password is "
+            f"{SECRETS['password']} and I live at {SECRETS['street']}, London. My colleague "
+            f"{SECRETS['relation_name']} ships to Washington. "
             "Write a SQL query over the orders table for me.")
+
+
+def _leaks(blob: bytes) -> list[str]:
+    """The secrets found in ``blob``, as written or as JSON escapes them."""
+    found = []
+    for secret in SECRETS.values():
+        forms = {secret.encode(), json.dumps(secret)[1:-1].encode()}
+        if any(form in blob for form in forms):
+            found.append(secret)
+    return found
 
 
 def _write_logs(tmp_path: Path) -> tuple[Path, Path]:
@@ -111,22 +131,6 @@ def _write_logs(tmp_path: Path) -> tuple[Path, Path]:
     return logs, feedback
 
 
-def test_redactor_kinds_and_checks() -> None:
-    redactor = Redactor()
-    text = _secret_text() + " version 3.11.4 on 2024-05-01, 1234 5678 9012 3456"
-    out = redactor.text(text)
-    for secret in SECRETS.values():
-        assert secret not in out, secret
-    assert "3.11.4" in out and "2024-05-01" in out
-    assert "1234 5678 9012 3456" in out  # fails Luhn: not a card
-    report = redactor.report()
-    assert report["card"] == 1 and report["iban"] == 1 and report["email"] == 1
-    assert report["api_key"] == 4 and report["ip"] == 1 and report["name"] >= 1
-    assert luhn_ok("4111111111111111") and not luhn_ok("4111111111111112")
-    assert iban_ok("GB82WEST12345698765432") and not iban_ok("GB82WEST12345698765433")
-    assert Redactor().text("I'm Sorry, I am Happy") == "I'm Sorry, I am Happy"
-
-
 def test_rating_labels() -> None:
     assert rating_label("up") == "positive" and rating_label("👎") == "negative"
     assert rating_label(5) == "positive" and rating_label(3) == "neutral"
@@ -145,15 +149,41 @@ def test_dedup_exact_and_near() -> None:
     assert dedup(texts, threshold=0.99).keep == [0, 2, 3]
 
 
-def test_ingest_end_to_end_no_leaks(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+@pytest.fixture(params=["presidio", "regex"])
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Ingest with Presidio + spaCy (skipped without the [ingest] extra), then without it."""
+    if request.param == "presidio":
+        request.getfixturevalue("presidio_engine")
+    else:
+        monkeypatch.setenv("POSTTRAIN_SPACY_MODEL", "no_such_spacy_model_for_tests")
+        detector.cache_clear()
+    yield request.param
+    monkeypatch.undo()
+    detector.cache_clear()
+
+
+def test_ingest_end_to_end_no_leaks(tmp_path: Path, capsys: pytest.CaptureFixture, engine: str,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
     logs, feedback = _write_logs(tmp_path)
     out = tmp_path / "out"
     store = tmp_path / "store.db"
+    # the store's files as they are just before it closes: the WAL still holds the pages then
+    store_files: dict[str, bytes] = {}
+    close = Store.close
+
+    def close_and_keep(self: Store) -> None:
+        self.flush()
+        store_files.update({p.name: p.read_bytes() for p in tmp_path.glob("store.db*")})
+        close(self)
+
+    monkeypatch.setattr(Store, "close", close_and_keep)
     code = main([str(logs), "--feedback", str(feedback), "-o", str(out), "--store", str(store),
                  "--embed", "tfidf", "--themes", "2", "--json"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     summary = json.loads(captured.out)
+    assert summary["redaction"]["engine"] == engine
+    assert "store.db-wal" in store_files and len(store_files["store.db-wal"]) > 0
     # bad and mixed lines are reported with their numbers
     reasons = {p["line"]: p["reason"] for p in summary["skipped"]}
     assert set(reasons) == {12, 13, 14}
@@ -163,20 +193,34 @@ def test_ingest_end_to_end_no_leaks(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert any("rating not understood" in p["reason"] for p in summary["feedback"]["skipped"])
     assert summary["duplicates"] == {"exact": 1, "near": 1, "threshold": 0.8}
     red = summary["redactions"]
-    for kind in ("email", "phone", "card", "api_key", "iban", "ip", "secret", "name"):
+    for kind in ("email", "phone", "card", "api_key", "iban", "ip", "secret", "address", "name"):
         assert red[kind] >= 1, kind
+    assert red["card"] == 2  # the mistyped number too: a checksum never decides alone
+    if engine == "regex":  # said on stderr even with --json, and in the summary
+        assert "names NOT detected" in captured.err and "posttrain[ingest]" in captured.err
+        assert summary["redaction"]["names"].startswith("NOT detected")
+    else:
+        assert "spaCy NER" in summary["redaction"]["names"] and "NOT" not in captured.err
     assert summary["items"] == {"reference": 7, "rubric": 2}
     labels = sorted(t["label"] for t in summary["themes"])
     assert any("sql" in label or "orders" in label for label in labels)
     assert any("poem" in label for label in labels)
 
-    # nothing unredacted anywhere: output folder, store (and its WAL), captured logs
-    files = [p for p in out.rglob("*") if p.is_file()]
-    files += [p for p in tmp_path.glob("store.db*")]
-    blobs = [p.read_bytes() for p in files] + [captured.out.encode(), captured.err.encode()]
-    for secret in SECRETS.values():
-        for blob in blobs:
-            assert secret.encode() not in blob, secret
+    # nothing unredacted anywhere: output folder, store and its WAL (before and after close),
+    # captured output; without NER a name with no cue ("I work with Sarah Connor") is kept, as
+    # the output says
+    files = [p for p in out.rglob("*") if p.is_file()] + list(tmp_path.glob("store.db*"))
+    blobs = {str(p): p.read_bytes() for p in files} | {
+        f"{name} before close": blob for name, blob in store_files.items()} | {
+        "stdout": captured.out.encode(), "stderr": captured.err.encode()}
+    assert len(blobs) >= 8
+    for where, blob in blobs.items():
+        leaked = _leaks(blob)
+        if engine == "regex":
+            assert leaked in ([], [SECRETS["ner_name"]]), where
+        else:
+            assert leaked == [], where
+    assert b"Washington" in (out / "rubric.jsonl").read_bytes()  # a place is not a name
 
     # the eval loads; a correction is the reference; negative feedback is a rubric item
     ref = [json.loads(line) for line in (out / "dataset.jsonl").read_text().splitlines()]

@@ -36,7 +36,8 @@ def _configure(parser: argparse.ArgumentParser) -> None:
                         help="grader for reference items")
     parser.add_argument("--name", help="eval name (default: the output folder's name)")
     parser.add_argument("--no-names", action="store_true",
-                        help="do not redact names (the name heuristic can over-redact)")
+                        help="do not redact people's names (names are found by spaCy's NER with "
+                             "the [ingest] extra, else only 'my name is X' introductions)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -54,6 +55,9 @@ def _print_text(summary: dict[str, Any]) -> None:
           file=out)
     redactions = {k: v for k, v in summary["redactions"].items() if v}
     print("redacted: " + (", ".join(f"{k} {v}" for k, v in redactions.items()) or "nothing"),
+          file=out)
+    detection = summary["redaction"]
+    print(f"names: {detection['names'] if summary['names_redacted'] else 'kept (--no-names)'}",
           file=out)
     dup = summary["duplicates"]
     print(f"duplicates removed: {dup['exact']} exact, {dup['near']} near", file=out)
@@ -84,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         judge=args.judge or DEFAULT_JUDGE, grader=args.grader, name=args.name, seed=args.seed,
         redact_names=not args.no_names)
     summary = ingest(args.logs, args.out, options, store_path=args.store)
+    if args.json and options.redact_names and summary["redaction"]["engine"] != "presidio":
+        print(f"posttrain ingest: names {summary['redaction']['names']}", file=sys.stderr)
     for problem in summary["skipped"]:
         print(f"{problem['file']}:{problem['line']}: skipped: {problem['reason']}",
               file=sys.stderr)

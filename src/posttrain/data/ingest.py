@@ -161,12 +161,10 @@ def _eval_spec(name: str, kind: str, dataset: str, options: IngestOptions,
     return spec
 
 
-def _unique_id(record: LogRecord, redactor: Redactor, used: set[str]) -> str:
+def _unique_id(record: LogRecord, redacted_id: str | None, used: set[str]) -> str:
     candidate = record.id
-    if candidate is not None:
-        cleaned = Redactor(names=redactor.names).text(candidate)
-        if cleaned != candidate:  # an id that carries personal data is not kept
-            candidate = None
+    if candidate is not None and redacted_id != candidate:
+        candidate = None  # an id that carries personal data is not kept
     candidate = candidate or f"log-{record.line}"
     if candidate in used:
         candidate = f"{candidate}-L{record.line}"
@@ -198,21 +196,17 @@ def ingest(logs: Path, out_dir: Path, options: IngestOptions | None = None,
         if record.feedback is not None:
             record.feedback["rating_label"] = rating_label(record.feedback.get("rating"))
 
-    # redact everything, in memory, before anything else sees it
+    # redact everything, in memory, before anything else sees it: all records in one batch (the
+    # NER model reads them together), a name found in a record redacted everywhere in it
     redactor = Redactor(names=options.redact_names)
     used_ids: set[str] = set()
-    for record in records:
-        redactor.discover([record.messages, record.response_text, record.feedback])
-    for record in records:
-        record.id = _unique_id(record, redactor, used_ids)
-        record.messages = redactor.value(record.messages)
-        record.response_text = redactor.text(record.response_text)
-        record.response_tools = redactor.value(record.response_tools)
-        record.tools = redactor.value(record.tools)
-        record.created = redactor.value(record.created)
-        record.model = redactor.value(record.model)
-        if record.feedback is not None:
-            record.feedback = redactor.value(record.feedback)
+    redacted = redactor.redact_all([
+        [record.messages, record.response_text, record.response_tools, record.tools,
+         record.created, record.model, record.feedback, record.id] for record in records])
+    for record, fields in zip(records, redacted, strict=True):
+        (record.messages, record.response_text, record.response_tools, record.tools,
+         record.created, record.model, record.feedback, redacted_id) = fields
+        record.id = _unique_id(record, redacted_id, used_ids)
 
     # dedup, preferring rows with feedback
     order = sorted(range(len(records)), key=lambda i: (_priority(records[i]), i))
@@ -283,7 +277,8 @@ def ingest(logs: Path, out_dir: Path, options: IngestOptions | None = None,
         "skipped": [p.to_dict() for p in problems],
         "feedback": {**feedback_summary, "skipped": [p.to_dict() for p in feedback_problems]},
         "redactions": redactor.report(),
-        "names_detection": "offline heuristic: bundled first-name list + 'my name is X' patterns",
+        "redaction": redactor.detection.to_dict(),
+        "names_redacted": options.redact_names,
         "duplicates": {"exact": result.exact, "near": result.near, "threshold": options.near},
         "embed": themes.method,
         "themes": theme_summary,
