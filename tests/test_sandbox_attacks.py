@@ -144,9 +144,11 @@ for path in ("/proc/self/fd/1", "/proc/1/fd/1", "/proc/{{}}/fd/1".format(os.getp
 
 
 def test_forged_reply_python(layer: str, env: dict[str, str]) -> None:
+    """Code in a python grader's process decides that grade (it could as well return 100); its
+    forged frames reach only its own result pipe, so the grade is clamped and nothing shifts."""
     score = run_attack(layer, "python", FORGE + "def grade(s, i):\n    return 0.0\n", env)
     if score is not None:
-        assert score.value == 0.0 or score.status == "error", score
+        assert score.status == "error" or score.value in (0.0, 1.0), score
         for _ in range(3):  # no later grade is shifted by a forged frame
             honest_grades_still_right()
 
