@@ -60,7 +60,16 @@ def test_compare_detects_planted_difference_per_tag_and_component(two_runs) -> N
     assert set(groups) == {"alpha", "beta"} and groups["alpha"]["n"] == 100
     assert groups["alpha"]["diff"] > 0 and groups["alpha"]["significant"]
     assert groups["beta"]["diff"] < 0
-    assert overall["test"] == "sign-flip normal"  # half points: item scores are not binary
+    # half points: item scores are not binary, so the sign-flip test (exact or Monte-Carlo
+    # with its standard error), never a normal approximation
+    assert overall["test"] in ("sign-flip exact", "sign-flip monte-carlo")
+    assert overall["p_value_se"] == 0.0 or overall["draws"] > 0
+    for row in [overall, *report["groups"], *report["components"]]:
+        # every interval agrees with its test, lies in [-1, 1] and names its method
+        excludes_zero = not row["ci_low"] <= 0.0 <= row["ci_high"]
+        assert row["significant"] == excludes_zero == (row["p_value"] < 0.05)
+        assert -1.0 <= row["ci_low"] <= row["diff"] <= row["ci_high"] <= 1.0
+        assert row["ci_method"] and row["level"] == 0.95
     fixed = {e["item_id"] for e in report["fixed"]}
     regressed = {e["item_id"] for e in report["regressed"]}
     scores_a, scores_b = ra.item_scores(), rb.item_scores()
@@ -112,7 +121,12 @@ def test_matrix_ranks_runs_and_tests_against_best(tmp_path: Path) -> None:
     assert top in ("best", "close")
     assert rows["weak"]["vs_best_significant"] and rows["best/terse"]["vs_best_significant"]
     for row in report["rows"]:
-        assert row["ci_low"] <= row["score"] <= row["ci_high"]
+        assert 0.0 <= row["ci_low"] <= row["score"] <= row["ci_high"] <= 1.0
+        assert row["ci_method"] == "wilson"  # one epoch of pass/fail items
+        if not row["is_best"]:
+            low, high = row["vs_best_ci"]
+            assert row["vs_best_significant"] == (not low <= 0.0 <= high)
+            assert row["vs_best_ci_method"] and row["vs_best_p_se"] == 0.0
     assert set(report["groups"]) == {"alpha", "beta"}
 
 

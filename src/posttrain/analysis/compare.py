@@ -1,7 +1,7 @@
 """Paired comparison of two runs (overall, per tag, per grader component) and the eval matrix.
 
 Every number is a paired difference over the items both runs scored (each item's mean over its
-epochs), B minus A, with a seeded bootstrap CI and a paired significance test (see ``paired``).
+epochs), B minus A, with an interval and a paired significance test (see ``paired``).
 Items that only one run scored are counted, never silently dropped.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from posttrain.analysis.paired import DEFAULT_BOOTSTRAP, paired_compare
+from posttrain.analysis.paired import DEFAULT_DRAWS, paired_compare
 from posttrain.analysis.results import RunResults, SampleResult
 from posttrain.analysis.selection import (
     answer_text,
@@ -20,7 +20,7 @@ from posttrain.analysis.selection import (
     truncate,
     unique_labels,
 )
-from posttrain.analysis.stats import mean_ci
+from posttrain.analysis.stats import mean_interval
 
 
 def run_summary(results: RunResults) -> dict[str, Any]:
@@ -39,9 +39,13 @@ def _first_output(by_item: dict[str, list[SampleResult]], item_id: str) -> str:
 
 
 def compare_runs(a: RunResults, b: RunResults, *, by: str | None = None, seed: int = 0,
-                 n_boot: int = DEFAULT_BOOTSTRAP, alpha: float = 0.05,
+                 n_boot: int = DEFAULT_DRAWS, alpha: float = 0.05,
                  min_delta: float = 1e-9) -> dict[str, Any]:
-    """B versus A: overall, per group (tags or field ``by``), per component; moved items."""
+    """B versus A: overall, per group (tags or field ``by``), per component; moved items.
+
+    ``n_boot``: Monte-Carlo draws for a sign-flip test too large to enumerate; ``alpha``: the
+    significance level, and 1 - alpha the level of every interval (so the two agree).
+    """
     scores_a, scores_b = a.item_scores(), b.item_scores()
     ids_a = {item.id for item in a.items} | set(scores_a)
     ids_b = {item.id for item in b.items} | set(scores_b)
@@ -49,8 +53,8 @@ def compare_runs(a: RunResults, b: RunResults, *, by: str | None = None, seed: i
 
     def stat(sa: dict[str, float], sb: dict[str, float], items: Sequence[str] | None,
              salt: int) -> dict[str, Any]:
-        result = paired_compare(sa, sb, items, n_boot=n_boot, seed=seed + salt)
-        return {**result.to_dict(), "significant": result.significant(alpha)}
+        result = paired_compare(sa, sb, items, draws=n_boot, seed=seed + salt, alpha=alpha)
+        return {**result.to_dict(), "significant": result.significant()}
 
     overall = stat(scores_a, scores_b, common, 0)
     groups = []
@@ -103,15 +107,17 @@ def compare_runs(a: RunResults, b: RunResults, *, by: str | None = None, seed: i
 
 
 def compare_matrix(results: Sequence[RunResults], *, by: str | None = None, seed: int = 0,
-                   n_boot: int = DEFAULT_BOOTSTRAP, alpha: float = 0.05) -> dict[str, Any]:
-    """Several runs of one eval: score with CI per run, paired test of each against the best."""
+                   n_boot: int = DEFAULT_DRAWS, alpha: float = 0.05) -> dict[str, Any]:
+    """Several runs of one eval: score with a 95% interval per run (``ci_method`` names its
+    method), paired test of each against the best (interval at 1 - alpha, agreeing with it)."""
     labels = unique_labels(results)
     item_scores = [r.item_scores() for r in results]
     rows = []
     for label, result, scores in zip(labels, results, item_scores, strict=True):
-        mean, low, high = mean_ci(list(scores.values()))
+        interval = mean_interval(list(scores.values()))
         rows.append({"label": label, "run": run_summary(result), "n": len(scores),
-                     "score": mean, "ci_low": low, "ci_high": high})
+                     "score": interval.estimate, "ci_low": interval.low,
+                     "ci_high": interval.high, "ci_method": interval.method})
     ranked = sorted(range(len(rows)), key=lambda i: -(rows[i]["score"] or -1.0))
     best = ranked[0] if ranked else None
     for index, row in enumerate(rows):
@@ -119,11 +125,12 @@ def compare_matrix(results: Sequence[RunResults], *, by: str | None = None, seed
             row.update(vs_best_diff=None, vs_best_p=None, vs_best_test=None,
                        vs_best_significant=None, is_best=index == best)
             continue
-        result = paired_compare(item_scores[best], item_scores[index], None, n_boot=n_boot,
-                                seed=seed + index)
+        result = paired_compare(item_scores[best], item_scores[index], None, draws=n_boot,
+                                seed=seed + index, alpha=alpha)
         row.update(vs_best_diff=result.diff, vs_best_ci=[result.ci_low, result.ci_high],
-                   vs_best_p=result.p_value, vs_best_test=result.test,
-                   vs_best_significant=result.significant(alpha), is_best=False)
+                   vs_best_ci_method=result.ci_method, vs_best_p=result.p_value,
+                   vs_best_p_se=result.p_value_se, vs_best_test=result.test,
+                   vs_best_significant=result.significant(), is_best=False)
     groups: dict[str, dict[str, float | None]] = {}
     for name, item_ids in item_groups(results, by).items():
         groups[name] = {}

@@ -101,23 +101,31 @@ def _pass_rate(results: RunResults) -> float | None:
 
 
 def _pass_k(results: RunResults) -> dict[str, Any]:
-    """pass@k and pass^k over the epochs (each epoch is one independent trial)."""
+    """pass@k and pass^k over the epochs, each epoch one independent trial, averaged over items.
+
+    Per item the unbiased estimators from its n trials with c passes (``stats.pass_at_k``,
+    Chen et al. 2021; ``stats.pass_hat_k``, tau-bench). As in the headline, every sample the
+    run holds is a trial and only a scored sample that passed is a pass (a failed request or an
+    unscored sample is not), so pass@1 equals ``pass_rate`` on a finished run. An item with
+    fewer than k samples (epochs not answered yet) has no estimate for that k: it is counted in
+    ``pass_k_not_computable[k]`` and left out of that k's mean, never counted as a pass; a k
+    with no computable item is absent from ``pass_at_k`` and ``pass_hat_k``.
+    """
     epochs = results.run.epochs
     per_item = results.by_item()
-    out: dict[str, Any] = {"pass_at_k": {}, "pass_hat_k": {}}
+    counts = []
+    for item in results.items:
+        trials = per_item.get(item.id, [])
+        counts.append((len(trials), sum(1 for s in trials if s.status == "scored" and s.passed)))
+    out: dict[str, Any] = {"pass_at_k": {}, "pass_hat_k": {}, "pass_k_not_computable": {}}
     for k in range(1, epochs + 1):
-        at, hat = [], []
-        for samples in per_item.values():
-            trials = [s for s in samples if s.status == "scored"]
-            n = len(trials)
-            if n < k:
-                continue
-            c = sum(1 for s in trials if s.passed)
-            at.append(pass_at_k(n, c, k))
-            hat.append(pass_hat_k(n, c, k))
-        if at:
-            out["pass_at_k"][str(k)] = round(sum(at) / len(at), 4)
-            out["pass_hat_k"][str(k)] = round(sum(hat) / len(hat), 4)
+        computable = [(n, c) for n, c in counts if n >= k]
+        out["pass_k_not_computable"][str(k)] = len(counts) - len(computable)
+        if computable:
+            out["pass_at_k"][str(k)] = round(
+                sum(pass_at_k(n, c, k) for n, c in computable) / len(computable), 4)
+            out["pass_hat_k"][str(k)] = round(
+                sum(pass_hat_k(n, c, k) for n, c in computable) / len(computable), 4)
     return out
 
 
