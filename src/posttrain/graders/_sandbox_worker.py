@@ -443,9 +443,13 @@ def _child(message, write_fd):
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
         memory = int(message.get("memory") or LIMITS["memory"])
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
         cpu = int(math.ceil(message["timeout"])) + 1
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+        for limit, value in ((resource.RLIMIT_AS, memory), (resource.RLIMIT_CPU, cpu)):
+            try:
+                resource.setrlimit(limit, (value, value))
+            except (ValueError, OSError):
+                if LINUX:  # macOS refuses RLIMIT_AS; elsewhere a limit must hold
+                    raise
         signal.signal(signal.SIGALRM, _on_alarm)
         signal.setitimer(signal.ITIMER_REAL, message["timeout"])
         payload = _RUNNERS[message["kind"]](message)
