@@ -164,6 +164,7 @@ def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
 
 def test_ingest_end_to_end_no_leaks(tmp_path: Path, capsys: pytest.CaptureFixture, engine: str,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("numpy")  # --embed tfidf
     logs, feedback = _write_logs(tmp_path)
     out = tmp_path / "out"
     store = tmp_path / "store.db"
@@ -262,6 +263,7 @@ def test_ingest_end_to_end_no_leaks(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_responses_and_mapped_formats(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("numpy")  # --embed tfidf
     logs = tmp_path / "responses.jsonl"
     logs.write_text("\n".join(json.dumps(row) for row in [
         {"id": "resp_1", "created_at": 1, "model": "gpt-4.1", "instructions": "Be brief.",
