@@ -16,7 +16,7 @@ Two detectors behind one :class:`Redactor`:
     (Luhn, mod 97) raises the score to 1.0, it never decides alone, so a mistyped card number
     is still a card.
     ``$POSTTRAIN_SPACY_MODEL`` names another spaCy pipeline, installed or a folder (e.g.
-    ``en_core_web_lg`` for better names at ~10x the time).
+    ``en_core_web_lg`` from spaCy's own releases).
 
 ``regex`` (no extra installed)
     The same rules without NER: people's names are **not detected** unless a cue gives them;
