@@ -356,7 +356,11 @@ class _Worker:
             if not image:
                 self._cleanup()
                 raise _LayerUnavailable("docker: no image configured (POSTTRAIN_SANDBOX_IMAGE)")
-            _check_docker()
+            try:
+                _check_docker()
+            except _LayerUnavailable:
+                self._cleanup()
+                raise
             config.update(workdir=_DOCKER_WORKDIR, drop_to_nobody=False,
                           read_paths=["/usr", "/lib", "/lib64", "/bin", "/etc/ld.so.cache"])
             argv = docker_argv(image, config, limits)
