@@ -43,18 +43,18 @@ def _load_json_arg(value: str, what: str) -> Any:
     source = f"--{what}"
     if not value.lstrip().startswith(("{", "[")):
         path = Path(value)
+        from posttrain.data.loaders import decode
+
         try:
-            text = path.read_text(encoding="utf-8")
+            data = path.read_bytes()
         except OSError as exc:
             raise UserError(f"cannot read {path}: {exc.strerror}", field=source) from None
+        text = decode(data, path)
         source = str(path)
         if path.suffix in (".yaml", ".yml"):
-            import yaml
+            from posttrain.data import yaml12
 
-            try:
-                return yaml.safe_load(text)
-            except yaml.YAMLError as exc:
-                raise UserError(f"not YAML: {exc}", file=source) from None
+            return yaml12.loads(text, file=source)
     try:
         return json.loads(text)
     except ValueError as exc:

@@ -112,7 +112,8 @@ class Eval:
                 ]
             if variant.system is not None:
                 messages = [m for m in messages if m.get("role") not in ("system", "developer")]
-                messages.insert(0, {"role": "system", "content": variant.system})
+                messages.insert(0, {"role": "system",
+                                    "content": render(variant.system, context, keep_type=False)})
             tools = render(self.tools, context) if self.tools is not None else None
             response_format = (render(self.response_format, context)
                                if self.response_format is not None else None)
@@ -210,6 +211,35 @@ def _check_messages(value: Any, source: Path | None, field_name: str) -> list[di
     return value
 
 
+#: grader fields that are not templates (code, expressions, names): never scanned for {{
+_NOT_TEMPLATES = {"type", "name", "source", "source_file", "calculate_output", "image_tag",
+                  "ref", "model", "operation", "evaluation_metric", "labels", "passing_labels"}
+
+
+def _check_template_syntax(spec: dict[str, Any], source: Path | None) -> None:
+    """A malformed placeholder (``{{x}``, ``{{ x | upper }}``) anywhere a template is rendered
+    is an error at load time, naming the field (``load_eval`` adds its line)."""
+    from posttrain.template import syntax_errors
+
+    def grader_fields(grader: Any) -> Any:
+        if not isinstance(grader, dict):
+            return grader
+        return {key: ({k: grader_fields(v) for k, v in value.items()} if key == "graders"
+                      and isinstance(value, dict) else
+                      [grader_fields(v) for v in value] if key == "graders"
+                      and isinstance(value, list) else value)
+                for key, value in grader.items() if key not in _NOT_TEMPLATES}
+
+    templates = {key: spec[key] for key in ("messages", "input", "tools", "response_format")
+                 if key in spec}
+    if isinstance(spec.get("variants"), dict):
+        templates["variants"] = spec["variants"]
+    if isinstance(spec.get("graders"), list):
+        templates["graders"] = [grader_fields(grader) for grader in spec["graders"]]
+    for where, exc in syntax_errors(templates):
+        raise UserError(str(exc), file=source, field=where)
+
+
 def eval_from_dict(spec: dict[str, Any], *, source: Path | None = None,
                    base_dir: Path | None = None,
                    model_factory: Callable[[str], Any] | None = None,
@@ -226,6 +256,7 @@ def eval_from_dict(spec: dict[str, Any], *, source: Path | None = None,
     name = spec.get("name")
     if not isinstance(name, str) or not name:
         raise UserError("required: a non-empty string", file=source, field="name")
+    _check_template_syntax(spec, source)
     base_dir = base_dir or (source.parent if source else Path.cwd())
 
     tag_fields = _as_list(spec.get("tag", spec.get("tags")))
@@ -320,21 +351,12 @@ def eval_from_dict(spec: dict[str, Any], *, source: Path | None = None,
 
 
 def load_eval(path: str | Path, *, model_factory: Callable[[str], Any] | None = None) -> Eval:
-    """Load an eval from a YAML (or JSON) file."""
-    import yaml
+    """Load an eval from a YAML (or JSON) file: YAML 1.2 core schema, inline ``items`` as
+    written (see ``posttrain.data.yaml12``), UTF-8 with or without a byte-order mark."""
+    from posttrain.data import yaml12
 
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UserError(f"cannot read eval file: {exc.strerror}", file=path) from None
-    try:
-        spec = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise UserError(f"not valid YAML: {problem}", file=path, line=line) from None
+    spec, text = yaml12.load_file(path, what="eval file", items_key="items")
     try:
         return eval_from_dict(spec, source=path.resolve(), model_factory=model_factory)
     except UserError as exc:
@@ -349,8 +371,10 @@ def yaml_line(text: str, field_path: str) -> int | None:
 
     import yaml
 
+    from posttrain.data import yaml12
+
     try:
-        node = yaml.compose(text)
+        node = yaml12.compose(text)
     except yaml.YAMLError:
         return None
     line = None

@@ -1,19 +1,41 @@
 """``{{ item.x.y }}`` / ``{{ sample.output_tools[0].function.name }}`` templating.
 
 The OpenAI grader format's templating: a path into ``item`` or ``sample`` with dots and
-``[index]`` steps. A template that is exactly one placeholder resolves to the value itself (a
-list stays a list); placeholders inside text are rendered as text (dicts and lists as JSON).
+``[index]`` (or ``['key']``) steps. A template that is exactly one placeholder resolves to the
+value itself (a list stays a list); placeholders inside text are rendered as text: strings as
+they are, everything else as JSON (``true``, ``false``, ``null``, ``3``, ``[1, 2]``, objects).
+
+Syntax, checked when an eval or grader is loaded, never at the model:
+
+- ``{{ path }}``: a name (``item``, ``sample``), then ``.field`` steps (letters, digits, ``_``,
+  ``-``, ``$``, ``@``) and ``[0]`` / ``[-1]`` / ``['any key']`` steps; spaces inside the braces
+  are allowed. Nothing else: ``{{ x | upper }}``, ``{{x}``, ``{{ f(x) }}`` are malformed and
+  raise ``TemplateSyntaxError``.
+- ``\\{{`` writes a literal ``{{`` (the backslash is dropped; what follows is plain text, so
+  ``\\{{ user.name }}`` reaches the model as ``{{ user.name }}``), as in Handlebars and Mustache.
+  Only ``{{`` needs escaping; a lone ``}}`` is text. ``\\\\{{item.x}}`` is one backslash and
+  then the value (each pair of backslashes right before ``{{`` is one backslash). In YAML
+  double-quoted strings and in JSON, a backslash is itself written ``\\\\``.
+- In a run of three or more ``{``, the last two open the placeholder and the others are text:
+  ``\\frac{{{item.a}}}{2}`` is LaTeX around a value, and so is ``\\{{{item.x}}\\}``.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
-_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][\w]*(?:\.[^\s{}\[\]]+|\[[^\]]*\])*)\s*\}\}")
+_NAME = r"[A-Za-z_]\w*"
+_PATH = (_NAME + r"(?:\.[\w$@-]+"
+         r"|\[\s*(?:-?\d+|'[^']*'|\"[^\"]*\")\s*\])*")
+_OPEN = re.compile(r"(\\*)(\{\{+)")
+_BODY = re.compile(r"\s*(" + _PATH + r")\s*\}\}")
 _STEP = re.compile(r"\.?([^.\[\]]+)|\[\s*(-?\d+|'[^']*'|\"[^\"]*\")\s*\]")
+_HINT = ("only a path fits between {{ and }} (item.answer, sample.output_json.key, "
+         "item.list[0]); write \\{{ for a literal {{")
 
 
 class TemplateError(KeyError):
@@ -47,6 +69,74 @@ class TemplateError(KeyError):
 
     def __str__(self) -> str:
         return f"{{{{{self.path}}}}}: {self.reason}"
+
+
+class TemplateSyntaxError(TemplateError):
+    """A ``{{`` that does not open a valid placeholder (``path`` is the text as written)."""
+
+    def __init__(self, text: str, reason: str) -> None:
+        super().__init__(text, reason, -1)
+
+    @property
+    def root(self) -> str:
+        return ""
+
+    def __str__(self) -> str:
+        return f"malformed placeholder {self.path!r}: {self.reason}"
+
+
+class _Slot(NamedTuple):
+    path: str
+
+
+def _snippet(template: str, start: int) -> str:
+    """The malformed placeholder as written: up to its ``}}`` on the same line, or a bit."""
+    line_end = template.find("\n", start)
+    line_end = len(template) if line_end < 0 else line_end
+    close = template.find("}}", start + 2, line_end)
+    end = close + 2 if close >= 0 and close + 2 - start <= 80 else min(line_end, start + 40)
+    return template[start:end]
+
+
+@lru_cache(maxsize=4096)
+def _parse(template: str, strict: bool = True) -> tuple[str | _Slot, ...]:
+    """Literal text and placeholders, in order. ``strict``: a malformed ``{{`` raises
+    TemplateSyntaxError (else it is kept as text, for lenient scans)."""
+    parts: list[str | _Slot] = []
+    text: list[str] = []
+    pos = 0
+    while True:
+        match = _OPEN.search(template, pos)
+        if match is None:
+            text.append(template[pos:])
+            break
+        slashes, braces = match.group(1), match.group(2)
+        text.append(template[pos:match.start()])
+        if len(braces) > 2:  # \{{{x}}: the last two braces open; what precedes them is text
+            text.append(slashes + braces[:-2])
+        else:
+            text.append("\\" * (len(slashes) // 2))
+            if len(slashes) % 2:  # \{{ is a literal {{
+                text.append("{{")
+                pos = match.end()
+                continue
+        opener = match.end() - 2
+        body = _BODY.match(template, match.end())
+        if body is None:
+            if strict:
+                snippet = _snippet(template, opener)
+                reason = (_HINT if "}}" in snippet else
+                          f"not closed with }}}}; {_HINT}")
+                raise TemplateSyntaxError(snippet, reason)
+            text.append("{{")
+            pos = match.end()
+            continue
+        parts.append("".join(text))
+        text = []
+        parts.append(_Slot(body.group(1)))
+        pos = body.end()
+    parts.append("".join(text))
+    return tuple(part for part in parts if part != "")
 
 
 @lru_cache(maxsize=4096)
@@ -90,31 +180,37 @@ def resolve(path: str, context: dict[str, Any]) -> Any:
 
 
 def _as_text(value: Any) -> str:
-    if value is None:
-        return ""
+    """A value inside text: a string as it is; booleans, null, numbers, lists and objects as
+    JSON (RFC 8259), so ``true`` and ``null`` read the same whatever wrote the data."""
     if isinstance(value, str):
         return value
-    if isinstance(value, (dict, list)):
+    if value is None or isinstance(value, (bool, int, float, dict, list, tuple)):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
 
 
 def has_placeholders(template: str) -> bool:
-    return "{{" in template and _PLACEHOLDER.search(template) is not None
+    """True when the template has at least one (well-formed) placeholder."""
+    return "{{" in template and any(isinstance(p, _Slot) for p in _parse(template, False))
 
 
 def render(template: Any, context: dict[str, Any], *, keep_type: bool = True) -> Any:
     """Fill placeholders. Strings are rendered; dicts and lists are rendered recursively.
 
-    With ``keep_type`` a string that is a single placeholder returns the raw value.
+    With ``keep_type`` a string that is a single placeholder returns the raw value. A
+    malformed placeholder raises TemplateSyntaxError; ``\\{{`` renders as ``{{``.
     """
     if isinstance(template, str):
         if "{{" not in template:
             return template
-        match = _PLACEHOLDER.fullmatch(template.strip())
-        if keep_type and match is not None:
-            return resolve(match.group(1), context)
-        return _PLACEHOLDER.sub(lambda m: _as_text(resolve(m.group(1), context)), template)
+        parts = _parse(template)
+        if keep_type:
+            slots = [part for part in parts if isinstance(part, _Slot)]
+            if len(slots) == 1 and all(isinstance(part, _Slot) or not part.strip()
+                                       for part in parts):
+                return resolve(slots[0].path, context)
+        return "".join(part if isinstance(part, str) else _as_text(resolve(part.path, context))
+                       for part in parts)
     if isinstance(template, list):
         return [render(part, context, keep_type=keep_type) for part in template]
     if isinstance(template, dict):
@@ -128,10 +224,12 @@ def render_text(template: str, context: dict[str, Any]) -> str:
 
 
 def placeholders(template: Any) -> list[str]:
-    """Every path named in a template (recursively), for validation."""
+    """Every path named in a template (recursively); malformed ones are skipped here (see
+    ``syntax_errors``)."""
     found: list[str] = []
     if isinstance(template, str):
-        found.extend(m.group(1) for m in _PLACEHOLDER.finditer(template))
+        if "{{" in template:
+            found.extend(p.path for p in _parse(template, False) if isinstance(p, _Slot))
     elif isinstance(template, list):
         for part in template:
             found.extend(placeholders(part))
@@ -139,3 +237,20 @@ def placeholders(template: Any) -> list[str]:
         for value in template.values():
             found.extend(placeholders(value))
     return found
+
+
+def syntax_errors(template: Any, field: str = "") -> Iterator[tuple[str, TemplateSyntaxError]]:
+    """``(field path, error)`` for each string in ``template`` (recursively) with a malformed
+    placeholder; the field path extends ``field`` as ``a.b[2].c``."""
+    if isinstance(template, str):
+        if "{{" in template:
+            try:
+                _parse(template)
+            except TemplateSyntaxError as exc:
+                yield field, exc
+    elif isinstance(template, list):
+        for index, part in enumerate(template):
+            yield from syntax_errors(part, f"{field}[{index}]")
+    elif isinstance(template, dict):
+        for key, value in template.items():
+            yield from syntax_errors(value, f"{field}.{key}" if field else str(key))

@@ -38,12 +38,9 @@ def eval_ref(arg: str) -> EvalRef:
     if path.suffix.lower() in (".yaml", ".yml", ".json") or path.is_file():
         if not path.is_file():
             raise UserError("eval file not found", file=path)
-        import yaml
+        from posttrain.data import yaml12
 
-        try:
-            spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise UserError(f"cannot read eval file: {exc}", file=path) from None
+        spec = yaml12.load_file(path, what="eval file")[0]
         if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
             raise UserError("an eval file needs a `name`", file=path, field="name")
         graders = spec.get("graders") if isinstance(spec.get("graders"), list) else []

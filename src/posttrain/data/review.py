@@ -13,18 +13,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from posttrain.data import yaml12
 from posttrain.errors import UserError
 
 
 def dataset_of(eval_path: str | Path) -> tuple[Path, str]:
     """The dataset file an eval reads and its id field; UserError for inline items/CSV."""
     eval_path = Path(eval_path)
-    try:
-        spec = yaml.safe_load(eval_path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"cannot read eval file: {exc}", file=eval_path) from None
+    spec = yaml12.load_file(eval_path, what="eval file")[0]
     if not isinstance(spec, dict) or not isinstance(spec.get("dataset"), str):
         raise UserError("only evals with a `dataset:` JSONL file can be edited here",
                         file=eval_path, field="dataset")

@@ -6,10 +6,26 @@
 - ``regex``: ``pattern`` (templated), ``flags`` (``i m s x``), ``input`` (default the output
   text), ``must_match`` (default true: 1 when the pattern is found; false: 1 when it is not),
   ``full_match`` (default false: search anywhere).
-- ``numeric``: the last number in ``input`` (default the output text; ``1,234.5``, ``-3e4``,
-  ``50%`` read as 50) compared with ``reference``; ``tolerance`` (absolute, default 1e-9) and
-  ``relative_tolerance`` (default 0): passes if either holds. No number in the output is a 0
-  (the model did not answer), a non-numeric reference is unscored (a data problem).
+- ``numeric``: the last number in ``input`` (default the output text) compared with
+  ``reference``; ``tolerance`` (absolute, default 1e-9) and ``relative_tolerance`` (default 0):
+  passes if either holds. No number in the output is a 0 (the model did not answer), a
+  non-numeric reference is unscored (a data problem). How a number is read (``last_number``):
+
+  - signs ``-``, ``+`` and the minus sign ``−`` (U+2212), a sign only where no letter or digit
+    comes right before it (``10-12`` ends in 12, not -12); exponents ``-3e4``; ``50%`` is 50.
+  - thousands separators, the same one throughout a number, each followed by exactly three
+    digits: ``,``, LaTeX ``{,}`` and ``\\,``, the no-break space (U+00A0), the thin space
+    (U+2009) and the narrow no-break space (U+202F) (SI and ISO 80000-1 write ``1 000``
+    with a thin space; French typography with U+202F); Indian grouping ``1,00,000``.
+  - ``decimal: "."`` (the default, English): ``.`` is the decimal point, so ``1.000`` is one
+    (1.0) and ``1,000`` is one thousand; a comma not followed by exactly three digits is
+    not part of the number (``1,5`` is 1 and then 5). Two or more dot groups of three digits
+    can only be thousands: ``1.000.000`` is a million.
+  - ``decimal: ","`` (most of Europe, Latin America): ``,`` (or LaTeX ``{,}``) is the
+    decimal mark and ``.`` a thousands separator: ``1.000`` is one thousand, ``1,5`` is 1.5,
+    ``1.234,5`` is 1234.5.
+  - A plain ASCII space never joins digits (``1 000`` is 1 and then 0): with ordinary spaces,
+    groups cannot be told from a list of numbers.
 """
 
 from __future__ import annotations
@@ -26,7 +42,12 @@ from posttrain.template import TemplateError, render, render_text
 from posttrain.types import Score, parse_json_output
 
 _FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE}
-_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_SPACES = "\u00a0\u2009\u202f"  # no-break, thin, narrow no-break space
+#: thousands separators by decimal mark (regex alternatives), and the decimal mark itself
+_SEPARATORS = {".": rf",|\{{,\}}|\\,|[{_SPACES}]", ",": rf"\.|\\,|[{_SPACES}]"}
+_DECIMAL_MARK = {".": r"\.", ",": r",|\{,\}"}
+
+
 
 
 class JsonSchemaGrader(Grader):
@@ -167,16 +188,37 @@ def build_regex(spec: dict[str, Any], context: GraderContext) -> Grader:
                        require(spec, "full_match", bool, context, default=False))
 
 
-def last_number(text: str) -> float | None:
-    """The last number written in ``text`` (thousands separators and a trailing % allowed)."""
-    for match in reversed(list(_NUMBER.finditer(text))):
-        token = match.group(0)
-        if not any(ch.isdigit() for ch in token):
-            continue
+@lru_cache(maxsize=2)
+def _number_pattern(decimal: str) -> re.Pattern[str]:
+    """The token regex for ``last_number`` with ``decimal`` as the decimal mark."""
+    sep, mark = _SEPARATORS[decimal], _DECIMAL_MARK[decimal]
+    grouped = rf"\d{{1,3}}(?P<sep>{sep})\d{{3}}(?:(?P=sep)\d{{3}})*(?!\d)"
+    indian = r"\d{1,2}(?:,\d{2})+,\d{3}(?!\d)" if decimal == "." else r"(?!)"
+    dotted = r"\d{1,3}(?:\.\d{3}){2,}(?![\d.])" if decimal == "." else r"(?!)"
+    return re.compile(
+        rf"(?:(?<![\w)\]}}])(?P<sign>[-+\u2212]))?(?<!\d)"
+        rf"(?:(?P<int>{indian}|{dotted}|{grouped}|\d+)(?P<frac>(?:{mark})\d+)?"
+        rf"|(?P<bare>(?:{mark})\d+))"
+        rf"(?P<exp>[eE][-+]?\d+)?")
+
+
+def last_number(text: str, decimal: str = ".") -> float | None:
+    """The last number written in ``text``, read as the module docstring says (thousands
+    separators, LaTeX ``{,}``, thin spaces, the minus sign, ``decimal`` mark ``.`` or ``,``)."""
+    matches = list(_number_pattern(decimal).finditer(text))
+    for match in reversed(matches):
+        whole = match.group("int")
+        if whole is not None:
+            digits = re.sub(r"\D", "", whole)
+            fraction = re.sub(r"\D", "", match.group("frac") or "")
+        else:
+            digits, fraction = "0", re.sub(r"\D", "", match.group("bare"))
+        number = digits + (f".{fraction}" if fraction else "") + (match.group("exp") or "")
         try:
-            return float(token.replace(",", ""))
-        except ValueError:
+            value = float(number)
+        except ValueError:  # pragma: no cover - the pattern admits only what float() reads
             continue
+        return -value if match.group("sign") in ("-", "\u2212") else value
     return None
 
 
@@ -184,12 +226,13 @@ class NumericGrader(Grader):
     type = "numeric"
 
     def __init__(self, name: str, input: str, reference: Any, tolerance: float,
-                 relative_tolerance: float) -> None:
+                 relative_tolerance: float, decimal: str = ".") -> None:
         super().__init__(name)
         self.input = input
         self.reference = reference
         self.tolerance = tolerance
         self.relative_tolerance = relative_tolerance
+        self.decimal = decimal
 
     def grade(self, sample: dict[str, Any], item: dict[str, Any]) -> Score:
         context = ctx(sample, item)
@@ -199,10 +242,11 @@ class NumericGrader(Grader):
         except TemplateError as exc:
             return template_failure(exc, self, item)
         if isinstance(reference, str):
-            reference = last_number(reference) if reference.strip() else None
+            reference = last_number(reference, self.decimal) if reference.strip() else None
         if not is_number(reference):
             return Score.unscored(f"reference is not a number: {reference!r:.100}", name=self.name)
-        value = float(text) if is_number(text) else last_number(str(text) if text is not None else "")
+        value = (float(text) if is_number(text)
+                 else last_number(str(text) if text is not None else "", self.decimal))
         if value is None:
             return Score(0.0, passed=False, name=self.name, explanation="no number in the output")
         diff = abs(value - float(reference))
@@ -211,9 +255,12 @@ class NumericGrader(Grader):
                      explanation=f"{value:g} vs {float(reference):g} (|diff| {diff:.3g})")
 
     def spec(self) -> dict[str, Any]:
-        return {"type": self.type, "name": self.name, "input": self.input,
+        spec = {"type": self.type, "name": self.name, "input": self.input,
                 "reference": self.reference, "tolerance": self.tolerance,
                 "relative_tolerance": self.relative_tolerance}
+        if self.decimal != ".":
+            spec["decimal"] = self.decimal
+        return spec
 
 
 @register("numeric")
@@ -224,6 +271,10 @@ def build_numeric(spec: dict[str, Any], context: GraderContext) -> Grader:
     for key, value in (("tolerance", tolerance), ("relative_tolerance", relative)):
         if value < 0:
             raise UserError("must be >= 0", file=context.source, field=key)
+    decimal = require(spec, "decimal", str, context, default=".")
+    if decimal not in _SEPARATORS:
+        raise UserError(f'must be "." or ","; got {decimal!r}', file=context.source,
+                        field="decimal")
     return NumericGrader(name_of(spec, context, "numeric"),
                          require(spec, "input", str, context, default="{{sample.output_text}}"),
-                         reference, float(tolerance), float(relative))
+                         reference, float(tolerance), float(relative), decimal)

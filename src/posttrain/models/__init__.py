@@ -108,16 +108,9 @@ def load_models_file(path: str | Path | None = None) -> dict[str, ModelConfig]:
     file = _models_file_path(path)
     if file is None:
         return {}
-    import yaml
+    from posttrain.data import yaml12
 
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise UserError(f"cannot read models file: {exc.strerror}", file=file) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise UserError(f"not valid YAML: {getattr(exc, 'problem', exc)}", file=file,
-                        line=mark.line + 1 if mark else None) from None
+    data = yaml12.load_file(file, what="models file")[0] or {}
     entries = data.get("models") if isinstance(data, dict) else None
     if not isinstance(entries, dict):
         raise UserError("expected a `models:` mapping of name -> endpoint", file=file,

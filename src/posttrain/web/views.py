@@ -133,13 +133,16 @@ def sample_detail(store: Store, run_id: str, item_id: str, epoch: int = 0) -> di
         raise KeyError(item_id)
     grader_specs: list[dict[str, Any]] = []
     if run.eval_path:
-        try:
-            import yaml
+        from posttrain.data import yaml12
+        from posttrain.errors import UserError
 
-            with open(run.eval_path, encoding="utf-8") as handle:
-                grader_specs = (yaml.safe_load(handle) or {}).get("graders") or []
-        except (OSError, ValueError):
-            grader_specs = []
+        try:
+            spec = yaml12.load_file(run.eval_path, what="eval file")[0]
+        except UserError:
+            spec = None
+        graders = spec.get("graders") if isinstance(spec, dict) else None
+        grader_specs = [g for g in graders if isinstance(g, dict)] if isinstance(graders, list) \
+            else []
     fields = [f for f in reference_fields(grader_specs) if f in item.data]
     completion = sample.completion or {}
     return {
