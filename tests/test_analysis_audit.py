@@ -172,8 +172,41 @@ def test_audit_inverted_difficulty(tmp_path: Path) -> None:
         planted = {i: (0.0 if strong else 1.0) for i in inverted}
         simulate_run(store, "inv", StubModel(name, accuracy), items, seed=9,
                      item_accuracy=planted)
-    report = audit(load_all(store, select_runs(store, "inv")))
+    # "small" scores about 0.6 here; the floor that makes only the three >0.8 models strong:
+    report = audit(load_all(store, select_runs(store, "inv")), strong_floor=0.75)
     flagged = {s["item_id"] for s in report["suspects"] if s["reason"] == "inverted_difficulty"}
     assert flagged == inverted
     suspect = next(s for s in report["suspects"] if s["item_id"] == "q007")
     assert suspect["evidence"]["weak_pass_rate"] == 1.0
+
+
+def test_weak_runs_agreeing_never_make_a_reference_suspect(tmp_path: Path) -> None:
+    """Two weak models sharing a misconception say nothing about the reference."""
+    store = Store(tmp_path / "w.db")
+    items = make_items(80)
+    for name, accuracy in [("small", 0.4), ("tiny", 0.3)]:
+        simulate_run(store, "weak", StubModel(name, accuracy, distractor=1.0), items, seed=3)
+    report = audit(load_all(store, select_runs(store, "weak")))
+    assert report["suspect_counts"]["strong_models_agree_against_reference"] == 0
+    assert report["strong"]["models"] == [] and "fewer than two" in report["strong"]["note"]
+
+
+def test_majority_of_strong_models_with_their_own_mistakes(tmp_path: Path) -> None:
+    """Planted misgraded items, strong models that also err on some of them, weak models that
+    agree on misconceptions: recall >= 0.9 at precision >= 0.7, agreement shown."""
+    from posttrain.analysis.synthetic import AUDIT_STRONG, AUDIT_WEAK, audit_scenario
+
+    true_pos = planted_total = flagged_total = 0
+    for seed in range(2):
+        planted, flagged = audit_scenario(tmp_path, seed, 200, AUDIT_STRONG + AUDIT_WEAK)
+        true_pos += len(planted & flagged)
+        planted_total += len(planted)
+        flagged_total += len(flagged)
+    assert true_pos / planted_total >= 0.9
+    assert true_pos / flagged_total >= 0.7
+    store = Store(tmp_path / "audit-0-6.db")
+    report = audit(load_all(store, select_runs(store, "audit")))
+    agreements = [s["evidence"]["agreement"] for s in report["suspects"]
+                  if s["reason"] == "strong_models_agree_against_reference"]
+    assert agreements and all(a.endswith("of 3 strong models") for a in agreements)
+    assert any(a.startswith("2 of") for a in agreements)  # a majority, not only unanimity

@@ -102,8 +102,13 @@ def test_compare_counts_items_scored_by_one_run_only(tmp_path: Path) -> None:
     a = simulate_run(store, "u", StubModel("a", 0.5), items, seed=0)
     b = simulate_run(store, "u", StubModel("b", 0.5), items, seed=0, grade=sometimes_unscored)
     report = compare_runs(load_results(store, a.id), load_results(store, b.id), n_boot=100)
-    assert report["n_common"] == 8
+    # headline: every item is compared, B's two unscored items counting 0; they are listed
+    assert report["n_common"] == 10
     assert report["scored_only_in_a"] == ["q001", "q002"]
+    ra, rb = load_results(store, a.id), load_results(store, b.id)
+    assert report["overall"]["mean_b"] == pytest.approx(
+        sum(rb.item_scores(scored_only=True).values()) / 10)
+    assert report["overall"]["mean_a"] == pytest.approx(sum(ra.item_scores().values()) / 10)
 
 
 def test_matrix_ranks_runs_and_tests_against_best(tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ import pytest
 
 from posttrain.eval import load_eval
 from posttrain.models import build_model, model_config
+from posttrain.models.retry import RetryPolicy
 from posttrain.runner.executor import RunOptions, execute_eval
-from posttrain.runner.retry import RetryPolicy
 from posttrain.runner.store import Store
 from tests.conftest import StubServer, write_eval
 

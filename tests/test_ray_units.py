@@ -17,8 +17,8 @@ from posttrain.errors import UserError
 from posttrain.eval import load_eval
 from posttrain.models import ModelConfig, build_model, model_config
 from posttrain.models.base import FatalError
+from posttrain.models.retry import RetryPolicy
 from posttrain.runner.executor import RunOptions
-from posttrain.runner.retry import RetryPolicy
 from posttrain.runner.store import Store
 from posttrain.types import ChatRequest
 from tests.conftest import StubServer, write_eval
@@ -270,8 +270,8 @@ def test_solver_turns_cached_through_the_driver_and_read_back_by_workers(
         first = asyncio.run(batch())
         turns = [e for e in first if e[0] == "cache"]
         assert len(turns) == 6
-        for _, key, record in turns:  # what the driver does with these events
-            store.cache_put(key, record)
+        for _, key, record, meta in turns:  # what the driver does with these events
+            store.cache_put(key, record, **meta)
         assert stub_server.stats()["total_successes"] == 6
         again = asyncio.run(batch())
         done = [e[3] for e in again if e[0] == "done"]

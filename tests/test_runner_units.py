@@ -6,8 +6,8 @@ import asyncio
 
 from posttrain.analysis.results import load_results
 from posttrain.eval import eval_from_dict
+from posttrain.models.retry import RetryPolicy
 from posttrain.runner.executor import RunOptions, execute_eval
-from posttrain.runner.retry import RetryPolicy
 from posttrain.runner.store import Store
 from posttrain.types import ChatRequest, Completion
 
@@ -66,8 +66,12 @@ def test_a_grader_bug_is_an_error_grade_and_the_run_goes_on(tmp_path):
 
     ev.graders[0].grade = broken  # type: ignore[method-assign]
     out = _run(tmp_path, EchoModel(), ev)
-    assert [s.status for s in out["results"].samples] == ["error"] * 5
-    assert "RuntimeError: boom" in out["results"].samples[0].reason
+    # the grader's own problem: the grade is an error, the sample unscored (never the model's
+    # failure); the headline still counts it 0
+    samples = out["results"].samples
+    assert [s.status for s in samples] == ["unscored"] * 5
+    assert all(s.grades["m"].status == "error" for s in samples)
+    assert "RuntimeError: boom" in samples[0].reason
 
 
 def test_pipelined_answers_all_stored_once(tmp_path):

@@ -81,7 +81,8 @@ def test_reward_counts_unscored(add_eval) -> None:
     add_eval.graders = [Broken("broken")]
     reward = EvalReward(add_eval)
     item = add_eval.items[0]
-    assert reward([[]], ["x"], item_json=[json.dumps(item.data)]) == [0.0]
+    # unscored: no reward (TRL skips it) rather than 0 (trained as wrong)
+    assert reward([[]], ["x"], item_json=[json.dumps(item.data)]) == [None]
     assert reward.stats["unscored"] == 1
 
 

@@ -173,7 +173,9 @@ def test_regrade_run_direct(env) -> None:
         n = regrade_run(store, runs["model-b"])
         assert n == 3  # q4 is a request error: nothing to re-grade, no new request
         scores = load_results(store, runs["model-b"]).item_scores()
-        assert scores["q2"] == 1.0 and "q4" not in scores
+        # headline: q4's request error counts 0; it is not scored
+        assert scores["q2"] == 1.0 and scores["q4"] == 0.0
+        assert "q4" not in load_results(store, runs["model-b"]).item_scores(scored_only=True)
 
 
 async def test_token_required_off_localhost(env) -> None:

@@ -27,15 +27,17 @@ def _common(p: argparse.ArgumentParser, *, html: bool = True) -> None:
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser(
         "compare", help="paired comparison of two runs, or the matrix of an eval's runs",
-        description="RUN_A RUN_B: paired per-item differences (B - A) with a bootstrap CI and a "
-                    "paired test, per tag and per grader component, and the items that "
+        description="RUN_A RUN_B: paired per-item differences (B - A) with an interval that "
+                    "agrees with its paired test (McNemar exact, sign-flip), per tag and per grader component, and the items that "
                     "regressed or were fixed. One EVAL_FILE (or eval name), or three or more "
                     "runs: the matrix of scores with CIs and tests against the best.")
     p.add_argument("refs", nargs="+", metavar="RUN_OR_EVAL")
     p.add_argument("--by", metavar="FIELD", help="group by this item field (default: tags)")
-    p.add_argument("--runs", nargs="+", metavar="RUN", help="matrix: only these runs")
+    p.add_argument("--runs", action="extend", nargs="+", metavar="RUN", help="matrix: only these runs")
     p.add_argument("--limit", type=int, default=10, help="moved items shown (terminal)")
-    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument("--draws", "--bootstrap", dest="draws", type=int, default=20000,
+                   help="Monte-Carlo draws of a sign-flip test too large to enumerate (its "
+                        "p-value's standard error is reported; default 20000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--alpha", type=float, default=0.05)
     _common(p)
@@ -47,12 +49,16 @@ def add_parsers(sub: Any) -> None:
                     "fails, and suspect items (strong models agreeing against the reference, "
                     "judges disagreeing, grades flipping on identical answers).")
     p.add_argument("eval_file", metavar="EVAL_FILE", help="eval file or stored eval name")
-    p.add_argument("--runs", nargs="+", metavar="RUN", help="only these runs")
-    p.add_argument("--judges", nargs="+", metavar="COMPONENT",
+    p.add_argument("--runs", action="extend", nargs="+", metavar="RUN", help="only these runs")
+    p.add_argument("--judges", action="extend", nargs="+", metavar="COMPONENT",
                    help="judge components to cross-check (default: the eval's score_model / "
                         "label_model graders)")
-    p.add_argument("--fail-share", type=float, default=0.75,
-                   help="share of strong models that must fail an item (default 0.75)")
+    p.add_argument("--fail-share", type=float, default=0.5,
+                   help="more than this share of the strong models must fail an item with the "
+                        "same answer for its reference to be suspect (default 0.5: a majority)")
+    p.add_argument("--strong-floor", type=float, default=0.6,
+                   help="a model is strong on this eval when its score is at least this "
+                        "(default 0.6); weak runs never make a reference suspect")
     p.add_argument("--export", metavar="FILE", help="write suspect items as JSONL for review")
     _common(p)
     p.set_defaults(func=run_audit)
@@ -64,12 +70,12 @@ def add_parsers(sub: Any) -> None:
                     "out of reach (best model between 10% and 60%).")
     p.add_argument("eval_file", metavar="EVAL_FILE", help="eval file or stored eval name")
     p.add_argument("--bar", type=float, required=True, metavar="X", help="score bar in [0, 1]")
-    p.add_argument("--models", nargs="+", metavar="SPEC", help="the ladder (default: every "
+    p.add_argument("--models", action="extend", nargs="+", metavar="SPEC", help="the ladder (default: every "
                    "model with a stored run of this eval)")
     p.add_argument("--max-latency-p95", type=float, metavar="S",
                    help="exclude models whose p95 latency exceeds S seconds")
     p.add_argument("--models-file", help="prices and release dates of named endpoints")
-    p.add_argument("--runs", nargs="+", metavar="RUN", help="only these runs")
+    p.add_argument("--runs", action="extend", nargs="+", metavar="RUN", help="only these runs")
     _common(p)
     p.set_defaults(func=run_pick)
 
@@ -107,14 +113,14 @@ def run_compare(args: argparse.Namespace) -> int:
     from posttrain.analysis.compare import compare_matrix, compare_runs
     from posttrain.analysis.selection import eval_ref, load_all, open_store, resolve, select_runs
 
-    if args.bootstrap < 100:
-        raise UserError("use at least 100 resamples", field="--bootstrap")
+    if args.draws < 100:
+        raise UserError("use at least 100 draws", field="--draws")
     _check_unit(args.alpha, "--alpha")
     store = open_store(args.store)
     if len(args.refs) == 2 and not args.runs and not _looks_like_eval(args.refs[0]):
         a, b = (resolve(store, ref) for ref in args.refs)
         results = load_all(store, [a, b])
-        report = compare_runs(*results, by=args.by, seed=args.seed, n_boot=args.bootstrap,
+        report = compare_runs(*results, by=args.by, seed=args.seed, n_boot=args.draws,
                               alpha=args.alpha)
         _emit(report, args, lambda: views.compare_text(report, args.limit),
               lambda: views.compare_html(report))
@@ -129,7 +135,7 @@ def run_compare(args: argparse.Namespace) -> int:
     if len(runs) < 2:
         raise UserError("a matrix needs at least two runs", field="RUN_OR_EVAL")
     report = compare_matrix(load_all(store, runs), by=args.by, seed=args.seed,
-                            n_boot=args.bootstrap, alpha=args.alpha)
+                            n_boot=args.draws, alpha=args.alpha)
     _emit(report, args, lambda: views.matrix_text(report), lambda: views.matrix_html(report))
     return 0
 
@@ -144,6 +150,7 @@ def run_audit(args: argparse.Namespace) -> int:
     from posttrain.analysis.selection import eval_ref, load_all, open_store, select_runs
 
     _check_unit(args.fail_share, "--fail-share")
+    _check_unit(args.strong_floor, "--strong-floor")
     ref = eval_ref(args.eval_file)
     store = open_store(args.store)
     runs = select_runs(store, ref.name, args.runs)
@@ -157,7 +164,8 @@ def run_audit(args: argparse.Namespace) -> int:
         specs = ref.grader_specs or next((r.run.config.get("graders") for r in results
                                           if r.run.config.get("graders")), [])
         judges = judge_components(specs or [])
-    report = audit(results, all_runs=every, judges=judges, fail_share=args.fail_share)
+    report = audit(results, all_runs=every, judges=judges, fail_share=args.fail_share,
+                   strong_floor=args.strong_floor)
     if args.export:
         count = export_suspects(report, every, args.export)
         report["exported"] = {"path": args.export, "count": count}

@@ -2,9 +2,12 @@
 
 Suspect items, each with a ``reason`` code and the ``evidence`` behind it:
 
-- ``strong_models_agree_against_reference``: the strong models (top half by score) fail the item
-  (at least ``fail_share`` of them) and a majority of them give the same (or a near-identical)
-  answer: the reference is likely wrong or the question ambiguous;
+- ``strong_models_agree_against_reference``: models that are *strong on this eval* (headline
+  score at least ``strong_floor``; at least two of them) fail the item, and more than half of
+  them (more than ``fail_share``) give the same (or a near-identical) answer: the reference is
+  likely wrong or the question ambiguous. The agreement is shown (``k of n strong models``).
+  Weak runs never make an item suspect, however many agree: a shared misconception of weak
+  models says nothing about the reference;
 - ``inverted_difficulty``: the strong models fail an item that the weaker models (at least two)
   pass 75% of the time or more;
 - ``judges_disagree``: several judge graders (``score_model`` / ``label_model``, or judge
@@ -121,11 +124,16 @@ def saturation(results: Sequence[RunResults], labels: Sequence[str]) -> dict[str
     return out
 
 
+STRONG_FLOOR = 0.6
+
+
 def audit(results: Sequence[RunResults], *, all_runs: Sequence[RunResults] | None = None,
-          judges: Sequence[str] = (), fail_share: float = 0.75, similarity: float = 0.85,
-          judge_gap: float = 0.5) -> dict[str, Any]:
-    """Audit an eval. ``results``: one run per model (ranked for strong/weak); ``all_runs``:
-    every run (repeats included) for grade-flip checks (default: ``results``)."""
+          judges: Sequence[str] = (), fail_share: float = 0.5, similarity: float = 0.85,
+          judge_gap: float = 0.5, strong_floor: float = STRONG_FLOOR) -> dict[str, Any]:
+    """Audit an eval. ``results``: one run per model (strong ones are those whose headline score
+    is at least ``strong_floor``); ``all_runs``: every run (repeats included) for grade-flip
+    checks (default: ``results``). ``fail_share``: more than this share of the strong models
+    must fail an item with the same answer for its reference to be suspect."""
     labels = unique_labels(results)
     all_runs = list(all_runs) if all_runs is not None else list(results)
     report: dict[str, Any] = {
@@ -148,7 +156,8 @@ def audit(results: Sequence[RunResults], *, all_runs: Sequence[RunResults] | Non
             "reference": reference_of(item.data) if item else None, "evidence": evidence,
         })
 
-    _strong_model_suspects(results, labels, add, fail_share=fail_share, similarity=similarity)
+    report["strong"] = _strong_model_suspects(results, labels, add, fail_share=fail_share,
+                                              similarity=similarity, strong_floor=strong_floor)
     _judge_suspects(all_runs, judges, add, judge_gap=judge_gap)
     _flip_suspects(all_runs, add)
     _regrade_flip_suspects(all_runs, add)
@@ -162,20 +171,24 @@ def audit(results: Sequence[RunResults], *, all_runs: Sequence[RunResults] | Non
 
 
 def _strong_model_suspects(results: Sequence[RunResults], labels: Sequence[str], add: Any, *,
-                           fail_share: float, similarity: float) -> None:
-    scored = [(sum(s.values()) / len(s), i) for i, s in
-              ((i, r.item_scores()) for i, r in enumerate(results)) if s]
-    if len(scored) < 2:
-        return
-    scored.sort(reverse=True)
-    n_strong = max(2, math.ceil(len(scored) / 2))
-    strong = [i for _, i in scored[:n_strong]]
-    weak = [i for _, i in scored[n_strong:]]
+                           fail_share: float, similarity: float,
+                           strong_floor: float) -> dict[str, Any]:
+    """Flag items whose reference the strong models agree against; returns who was strong."""
+    scores = {i: sum(s.values()) / len(s) for i, s in
+              ((i, r.item_scores()) for i, r in enumerate(results)) if s}
+    strong = sorted((i for i, score in scores.items() if score >= strong_floor),
+                    key=lambda i: -scores[i])
+    weak = [i for i in scores if i not in strong]
+    summary = {"floor": strong_floor, "models": [labels[i] for i in strong],
+               "weak_models": [labels[i] for i in weak]}
+    if len(strong) < 2:
+        summary["note"] = (f"fewer than two models score {strong_floor:.0%} or more on this "
+                           "eval: no reference is called suspect from model agreement")
+        return summary
     rates = [item_pass_rates(r) for r in results]
     all_items = sorted(set().union(*(set(r) for r in rates)))
     samples = {i: results[i].by_item() for i in strong}
-    need = max(2, math.ceil(fail_share * len(strong)))  # strong models failing the item
-    agree = max(2, len(strong) // 2 + 1)  # of them giving the same answer: a majority
+    need = max(2, math.floor(fail_share * len(strong)) + 1)  # more than fail_share of them
     for item_id in all_items:
         strong_rates = {i: rates[i][item_id] for i in strong if item_id in rates[i]}
         failing = [i for i, rate in strong_rates.items() if rate < 0.5]
@@ -192,11 +205,13 @@ def _strong_model_suspects(results: Sequence[RunResults], labels: Sequence[str],
             "weak_pass_rate": weak_pass,
             "answers": {labels[i]: truncate(a) for i, a in given.items()},
         }
-        if size >= agree:
+        if size >= need:
             add(item_id, "strong_models_agree_against_reference",
-                {**evidence, "common_answer": truncate(common), "agreeing": size})
+                {**evidence, "common_answer": truncate(common), "agreeing": size,
+                 "agreement": f"{size} of {len(strong)} strong models"})
         elif len(weak_rates) >= 2 and weak_pass is not None and weak_pass >= 0.75:
             add(item_id, "inverted_difficulty", evidence)
+    return summary
 
 
 def _judge_values(sample: Any, judges: Sequence[str]) -> dict[str, float]:

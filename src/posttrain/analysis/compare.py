@@ -1,8 +1,8 @@
 """Paired comparison of two runs (overall, per tag, per grader component) and the eval matrix.
 
-Every number is a paired difference over the items both runs scored (each item's mean over its
-epochs), B minus A, with an interval and a paired significance test (see ``paired``).
-Items that only one run scored are counted, never silently dropped.
+Every number is a paired difference over the items both runs hold (each item's headline mean
+over its epochs: a failed or unscored sample counts 0), B minus A, with an interval and a paired
+significance test (see ``paired``). Items that only one run scored are listed, never dropped.
 """
 
 from __future__ import annotations
@@ -46,10 +46,13 @@ def compare_runs(a: RunResults, b: RunResults, *, by: str | None = None, seed: i
     ``n_boot``: Monte-Carlo draws for a sign-flip test too large to enumerate; ``alpha``: the
     significance level, and 1 - alpha the level of every interval (so the two agree).
     """
+    # headline: every item of each run, a failed or unscored sample counting 0
     scores_a, scores_b = a.item_scores(), b.item_scores()
-    ids_a = {item.id for item in a.items} | set(scores_a)
-    ids_b = {item.id for item in b.items} | set(scores_b)
     common = [i for i in scores_a if i in scores_b]
+    scored_a = set(a.item_scores(scored_only=True))
+    scored_b = set(b.item_scores(scored_only=True))
+    ids_a = {item.id for item in a.items}
+    ids_b = {item.id for item in b.items}
 
     def stat(sa: dict[str, float], sb: dict[str, float], items: Sequence[str] | None,
              salt: int) -> dict[str, Any]:
@@ -98,9 +101,10 @@ def compare_runs(a: RunResults, b: RunResults, *, by: str | None = None, seed: i
         "run_a": run_summary(a), "run_b": run_summary(b), "by": by or "tags",
         "warnings": warnings,
         "n_common": len(common),
-        "scored_only_in_a": sorted(set(scores_a) - set(scores_b)),
-        "scored_only_in_b": sorted(set(scores_b) - set(scores_a)),
-        "scored_in_neither": sorted((ids_a | ids_b) - set(scores_a) - set(scores_b)),
+        "only_in_a": sorted(ids_a - ids_b), "only_in_b": sorted(ids_b - ids_a),
+        "scored_only_in_a": sorted((scored_a - scored_b) & ids_b),
+        "scored_only_in_b": sorted((scored_b - scored_a) & ids_a),
+        "scored_in_neither": sorted((ids_a & ids_b) - scored_a - scored_b),
         "overall": overall, "groups": groups, "components": components,
         "regressed": regressed, "fixed": fixed,
     }

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from posttrain.analysis.results import RunResults
+from posttrain.analysis.results import RunResults, answer_latencies
 from posttrain.analysis.selection import item_groups, unique_labels
 from posttrain.analysis.stats import mean_ci, percentile
 from posttrain.models.base import Price, price_from_dict
@@ -64,10 +64,9 @@ def cost_per_item(result: RunResults, prices: dict[str, Any] | None = None) -> f
 
 
 def latency_p95(result: RunResults) -> float | None:
-    fresh = [s.latency_s for s in result.samples if s.latency_s is not None and not s.cached]
-    if not fresh:
-        fresh = [s.latency_s for s in result.samples if s.latency_s is not None]
-    return percentile(fresh, 95)
+    """p95 latency of the run's answers; an answer served from the cache carries the latency
+    of its original request (None where that is unknown, never 0)."""
+    return percentile(answer_latencies(result), 95)
 
 
 def pareto_front(points: Sequence[dict[str, Any]]) -> list[int]:
@@ -124,15 +123,18 @@ def pick(results: Sequence[RunResults], bar: float, *, max_latency_p95: float | 
     labels = unique_labels(results)
     candidates = []
     for label, result in zip(labels, results, strict=True):
-        values = list(result.item_scores().values())
+        values = list(result.item_scores().values())  # headline: failures count 0
         score, ci_low, ci_high = mean_ci(values)
+        scored, expected = result.coverage()
         latency = latency_p95(result)
         too_slow = (max_latency_p95 is not None and latency is not None
                     and latency > max_latency_p95)
         candidates.append({
             "model": label, "run": result.run.id, "score": score, "ci_low": ci_low,
             "ci_high": ci_high, "n": len(values),
-            "unscored_items": len({i.id for i in result.items} - set(result.item_scores())),
+            "coverage": scored / expected if expected else None,
+            "unscored_items": len({i.id for i in result.items}
+                                  - set(result.item_scores(scored_only=True))),
             "cost_usd_per_item": cost_per_item(result, prices), "latency_p95_s": latency,
             "clears": ci_low is not None and ci_low >= bar and not too_slow,
             "too_slow": too_slow,

@@ -7,55 +7,75 @@
 from __future__ import annotations
 
 import html
+import math
 from collections import defaultdict
 from typing import Any
 
-from posttrain.analysis.results import RunResults
-from posttrain.analysis.stats import mean_ci, pass_at_k, pass_hat_k, percentile
+from posttrain.analysis.results import RunResults, answer_latencies
+from posttrain.analysis.stats import mean_interval, pass_at_k, pass_hat_k, percentile
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(value, digits)
 
 
+def _interval_entry(values: list[float]) -> dict[str, Any]:
+    interval = mean_interval(values)
+    return {"n": len(values), "score": _round(interval.estimate), "ci_low": _round(interval.low),
+            "ci_high": _round(interval.high), "ci_method": interval.method}
+
+
 def summarize(results: RunResults, *, requests: int | None = None) -> dict[str, Any]:
-    """The per-run JSON object of the CLI contract (plus breakdowns)."""
+    """The per-run JSON object of the CLI contract (plus breakdowns).
+
+    ``score`` is the **headline**: the mean over every item of the run, where a sample that
+    failed (request error after retries), could not be graded (unscored) or was never answered
+    counts 0, with its 95% interval (``ci_method`` names the method). ``coverage`` is scored /
+    expected samples; ``score_scored_only`` is the mean over scored samples alone (secondary).
+    ``pass_bar`` verdicts, ``--fail-under``, ``pick``, ``compare`` and ``audit`` use the
+    headline.
+    """
     run = results.run
     samples = results.samples
     item_scores = results.item_scores()
-    score, low, high = mean_ci(list(item_scores.values()))
+    headline = mean_interval(list(item_scores.values()))
+    scored_only = mean_interval(list(results.item_scores(scored_only=True).values()))
+    scored, expected = results.coverage()
     tags_of = {item.id: item.tags for item in results.items}
     by_tag_values: dict[str, list[float]] = defaultdict(list)
     for item_id, value in item_scores.items():
         for tag in tags_of.get(item_id, []):
             by_tag_values[tag].append(value)
-    by_tag = {}
-    for tag in sorted(by_tag_values):
-        tag_score, tag_low, tag_high = mean_ci(by_tag_values[tag])
-        by_tag[tag] = {"n": len(by_tag_values[tag]), "score": _round(tag_score),
-                       "ci_low": _round(tag_low), "ci_high": _round(tag_high)}
-    components = {}
-    for name, per_item in sorted(results.component_scores().items()):
-        comp_score, comp_low, comp_high = mean_ci(list(per_item.values()))
-        components[name] = {"n": len(per_item), "score": _round(comp_score),
-                            "ci_low": _round(comp_low), "ci_high": _round(comp_high)}
-    latencies = [s.latency_s for s in samples if s.latency_s is not None and not s.cached]
+    by_tag = {tag: _interval_entry(by_tag_values[tag]) for tag in sorted(by_tag_values)}
+    components = {name: _interval_entry(list(per_item.values()))
+                  for name, per_item in sorted(results.component_scores().items())}
+    latencies = answer_latencies(results)
+    grades = [g for s in samples for g in s.grades.values()]
+    judge_cost = math.fsum(g.cost_usd for g in grades)
+    judge_requests = sum(g.requests for g in grades)
     summary: dict[str, Any] = {
         "run_id": run.id, "eval": run.eval_name, "model": run.model, "variant": run.variant,
-        "n": len(results.items) * run.epochs,
+        "n": expected,
         "answered": sum(1 for s in samples if s.completion is not None),
-        "scored": sum(1 for s in samples if s.status == "scored"),
+        "scored": scored,
+        "coverage": _round(scored / expected if expected else None),
         "errors": sum(1 for s in samples if s.status == "error"),
         "unscored": sum(1 for s in samples if s.status == "unscored"),
-        "missing": max(0, len(results.items) * run.epochs - len(samples)),
-        "score": _round(score), "ci_low": _round(low), "ci_high": _round(high),
-        "pass_rate": _round(_pass_rate(results)),
+        "missing": max(0, expected - len(samples)),
+        "score": _round(headline.estimate), "ci_low": _round(headline.low),
+        "ci_high": _round(headline.high), "ci_method": headline.method,
+        "score_scored_only": _round(scored_only.estimate),
+        "score_scored_only_ci": [_round(scored_only.low), _round(scored_only.high)],
+        "pass_rate": _round(_pass_rate(results, expected)),
         "by_tag": by_tag,
         "components": components,
-        "requests": requests if requests is not None else sum(s.attempts for s in samples if not s.cached),
+        "requests": requests if requests is not None else
+        sum(s.attempts for s in samples if not s.cached) + judge_requests,
         "retries": sum(s.retries for s in samples),
         "cached": sum(1 for s in samples if s.cached),
-        "cost_usd": round(sum(s.cost_usd for s in samples if not s.cached), 6),
+        "cost_usd": round(sum(s.cost_usd for s in samples if not s.cached) + judge_cost, 6),
+        "judge_cost_usd": round(judge_cost, 6),
+        "judge_requests": judge_requests,
         "input_tokens": sum(s.input_tokens for s in samples),
         "output_tokens": sum(s.output_tokens for s in samples),
         **token_parts(samples),
@@ -66,6 +86,7 @@ def summarize(results: RunResults, *, requests: int | None = None) -> dict[str, 
     }
     if run.config.get("confinement"):
         summary["confinement"] = run.config["confinement"]
+    low = headline.low
     pass_bar = run.config.get("pass_bar")
     if pass_bar is not None:
         summary["pass_bar"] = pass_bar
@@ -95,9 +116,11 @@ def _problems(samples: list[Any]) -> dict[str, int]:
             for shape, count in ranked}
 
 
-def _pass_rate(results: RunResults) -> float | None:
-    passed = [s.passed for s in results.samples if s.status == "scored" and s.passed is not None]
-    return sum(passed) / len(passed) if passed else None
+def _pass_rate(results: RunResults, expected: int) -> float | None:
+    """Passed samples over every expected sample (a failed or unscored one did not pass)."""
+    if not expected or not any(s.passed is not None for s in results.samples):
+        return None
+    return sum(1 for s in results.samples if s.status == "scored" and s.passed) / expected
 
 
 def _pass_k(results: RunResults) -> dict[str, Any]:
@@ -143,6 +166,11 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _coverage(summary: dict[str, Any]) -> str:
+    coverage = summary.get("coverage")
+    return "-" if coverage is None else f"{coverage:.0%}"
+
+
 def _ci_text(summary: dict[str, Any]) -> str:
     if summary["ci_low"] is None:
         return "-"
@@ -153,15 +181,19 @@ def render_table(summaries: list[dict[str, Any]], *, tags: bool = True,
                  components: bool = True) -> str:
     if not summaries:
         return "no runs"
-    headers = ["model", "variant", "score", "95% CI", "n", "errors", "unscored", "retries",
-               "cost $", "p50 s", "p95 s"]
+    headers = ["model", "variant", "score", "95% CI", "coverage", "scored-only", "n", "errors",
+               "unscored", "retries", "cost $", "p50 s", "p95 s"]
     rows = []
     for s in summaries:
-        rows.append([s["model"], s["variant"], _fmt(s["score"]), _ci_text(s), str(s["n"]), str(s["errors"]),
+        rows.append([s["model"], s["variant"], _fmt(s["score"]), _ci_text(s), _coverage(s),
+                     _fmt(s.get("score_scored_only")), str(s["n"]), str(s["errors"]),
                      str(s["unscored"]), str(s["retries"]),
                      "-" if not s["cost_usd"] else f"{s['cost_usd']:.4f}",
                      _fmt(s["latency_p50_s"], 2), _fmt(s["latency_p95_s"], 2)])
     out = [f"eval: {summaries[0]['eval']}", _table(headers, rows)]
+    if any((s.get("coverage") or 0) < 1 for s in summaries):
+        out.append("score counts every item: errors, unscored and unanswered samples are 0 "
+                   "(coverage = scored / total; scored-only = the mean over scored samples)")
     if tags and any(s["by_tag"] for s in summaries):
         all_tags = sorted({tag for s in summaries for tag in s["by_tag"]})
         tag_rows = []
@@ -257,7 +289,7 @@ def render_html(summaries: list[dict[str, Any]], extra_sections: list[str] | Non
     esc = html.escape
     rows = "".join(
         f"<tr><td>{esc(s['model'])}</td><td>{esc(s['variant'])}</td><td>{_fmt(s['score'])}</td>"
-        f"<td>{_ci_text(s)}</td>"
+        f"<td>{_ci_text(s)}</td><td>{_coverage(s)}</td><td>{_fmt(s.get('score_scored_only'))}</td>"
         f"<td>{s['n']}</td><td>{s['errors']}</td><td>{s['unscored']}</td><td>{s['retries']}</td>"
         f"<td>{s['cost_usd']:.4f}</td><td>{_fmt(s['latency_p50_s'], 2)}</td>"
         f"<td>{_fmt(s['latency_p95_s'], 2)}</td><td><code>{esc(s['run_id'])}</code></td></tr>"
@@ -289,7 +321,8 @@ def render_html(summaries: list[dict[str, Any]], extra_sections: list[str] | Non
 <style>body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}th{{background:#f3f3f3}}</style></head>
 <body><h1>{esc(title)}</h1>
-<table><tr><th>model</th><th>variant</th><th>score</th><th>95% CI</th><th>n</th><th>errors</th>
+<table><tr><th>model</th><th>variant</th><th>score</th><th>95% CI</th><th>coverage</th>
+<th>scored-only</th><th>n</th><th>errors</th>
 <th>unscored</th><th>retries</th><th>cost $</th><th>p50 s</th><th>p95 s</th><th>run</th></tr>{rows}</table>
 <h2>Scores</h2>{_bar_chart(summaries)}{tag_html}{comp_html}{extra}
 </body></html>"""

@@ -60,49 +60,110 @@ class RunResults:
             grouped[sample.item_id].append(sample)
         return grouped
 
-    def item_scores(self) -> dict[str, float]:
-        """Mean scored value per item over its epochs (items with no scored sample are absent)."""
+    def item_scores(self, *, scored_only: bool = False) -> dict[str, float]:
+        """Per item, its mean score over the run's epochs: the **headline** view.
+
+        Every item of the run is present. A sample that is not scored (the request failed
+        after its retries, a grader could not grade it) and an epoch not yet answered count as
+        0: a run never looks better because some of its samples failed. With ``scored_only``
+        the mean is over scored samples only and items with none are absent (the secondary
+        figure, shown beside coverage).
+        """
+        by_item = self.by_item()
+        epochs = max(1, self.run.epochs)
         scores: dict[str, float] = {}
-        for item_id, samples in self.by_item().items():
-            values = [s.value for s in samples if s.status == "scored" and s.value is not None]
-            if values:
-                scores[item_id] = sum(values) / len(values)
+        if scored_only:
+            for item_id, samples in by_item.items():
+                values = [s.value for s in samples if s.status == "scored" and s.value is not None]
+                if values:
+                    scores[item_id] = sum(values) / len(values)
+            return scores
+        for item in self.items:
+            samples = by_item.get(item.id, [])
+            total = sum(s.value for s in samples if s.status == "scored" and s.value is not None)
+            scores[item.id] = total / max(epochs, len(samples))
         return scores
 
+    def coverage(self) -> tuple[int, int]:
+        """(scored samples, expected samples = items x epochs)."""
+        scored = sum(1 for s in self.samples if s.status == "scored")
+        return scored, max(len(self.items) * max(1, self.run.epochs), len(self.samples))
+
     def component_scores(self) -> dict[str, dict[str, float]]:
-        """Per component (grader name, and ``grader.sub`` for sub-scores): item -> mean value."""
-        sums: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-        for sample in self.samples:
-            for name, grade in sample.grades.items():
-                if grade.status == "scored" and grade.value is not None:
-                    sums[name][sample.item_id].append(grade.value)
-                    for sub, value in grade.sub_scores.items():
-                        if isinstance(value, (int, float)):
-                            sums[f"{name}.{sub}"][sample.item_id].append(float(value))
-        return {component: {item: sum(v) / len(v) for item, v in per_item.items()}
+        """Per component (grader name, and ``grader.sub`` for sub-scores): item -> mean value.
+
+        Headline semantics as ``item_scores``: a grader's component covers every item, with 0
+        for a sample that grader did not score (or that failed before grading). A sub-score
+        covers the items where it was reported (an IFEval instruction id exists only on the
+        items that carry it); on those items a sample without it counts 0.
+        """
+        epochs = max(1, self.run.epochs)
+        graders = self.grader_names()
+        sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        by_item = self.by_item()
+        for item in self.items:
+            samples = by_item.get(item.id, [])
+            for name in graders:
+                sums[name][item.id] += 0.0
+            for sample in samples:
+                for name, grade in sample.grades.items():
+                    if grade.status == "scored" and grade.value is not None:
+                        sums[name][item.id] += grade.value
+                        for sub, value in grade.sub_scores.items():
+                            if isinstance(value, (int, float)):
+                                sums[f"{name}.{sub}"][item.id] += float(value)
+                    else:
+                        sums[name][item.id] += 0.0
+        return {component: {item: total / max(epochs, len(by_item.get(item, [])))
+                            for item, total in per_item.items()}
                 for component, per_item in sums.items()}
 
+    def grader_names(self) -> list[str]:
+        """The graders every sample of this run should have (recorded with the run)."""
+        names = self.run.config.get("grader_names")
+        if isinstance(names, list):
+            return [str(n) for n in names]
+        seen: dict[str, None] = {}
+        for sample in self.samples:
+            for name in sample.grades:
+                seen.setdefault(name, None)
+        return list(seen)
 
-def combine(grades: dict[str, Score], primary: str | None) -> tuple[str, float | None, bool | None, str]:
+
+def answer_latencies(results: RunResults) -> list[float]:
+    """Seconds per answer: a fresh request's own, a cached answer's original request's (an
+    answer cached before latencies were recorded has none and is left out)."""
+    return [s.latency_s for s in results.samples
+            if s.latency_s is not None and (s.latency_s > 0 or not s.cached)]
+
+
+def combine(grades: dict[str, Score], primary: str | None,
+            expected: list[str] | None = None) -> tuple[str, float | None, bool | None, str]:
     """The sample's status, score, pass and reason from its grader scores.
 
-    A grader error makes the sample an error; an unscored grader makes it unscored (the reason
-    says which), so a judge that cannot be parsed never counts as a silent 0.
+    ``primary`` names the grader whose value is the score; otherwise the score is the mean of
+    every grader in ``expected`` (default: those present). A grader that is missing, could not
+    grade, or failed makes the sample *unscored* with the reason: it is never replaced by the
+    mean of the others, and never a silent 0 (the headline still counts it as 0, see
+    ``RunResults.item_scores``). Sample status ``error`` is kept for requests that failed.
     """
-    if not grades:
+    names = [primary] if primary is not None else (expected or list(grades))
+    if not names:
         return "unscored", None, None, "no grades"
-    if primary is not None and primary in grades:
-        grade = grades[primary]
-        return grade.status, grade.value, grade.passed, grade.explanation if grade.status != "scored" else ""
-    for name, grade in grades.items():
+    for name in names:
+        grade = grades.get(name)
+        if grade is None:
+            return "unscored", None, None, f"{name}: no grade (not graded yet, or lost)"
         if grade.status == "error":
-            return "error", None, None, f"{name}: {grade.explanation}"
-    for name, grade in grades.items():
+            return "unscored", None, None, f"{name}: grader failed: {grade.explanation}"
         if grade.status != "scored" or grade.value is None:
             return "unscored", None, None, f"{name}: {grade.explanation}"
-    values = [grade.value for grade in grades.values() if grade.value is not None]
-    value = sum(values) / len(values)
-    passed = all(bool(grade.passed) for grade in grades.values())
+    if primary is not None:
+        grade = grades[primary]
+        return "scored", grade.value, grade.passed, ""
+    values = [grades[name].value for name in names]
+    value = sum(v for v in values if v is not None) / len(values)
+    passed = all(bool(grades[name].passed) for name in names)
     return "scored", value, passed, ""
 
 
@@ -116,8 +177,12 @@ def load_results(store: Store, run: RunInfo | str) -> RunResults:
             value=row["value"], passed=None if row["passed"] is None else bool(row["passed"]),
             status=row["status"], explanation=row["explanation"] or "",
             sub_scores=orjson.loads(row["sub_scores"] or "{}"), name=row["grader"],
+            cost_usd=row["cost_usd"] or 0.0, requests=row["requests"] or 0,
+            confinement=row["confinement"],
         )
     primary = run.config.get("primary")
+    expected = run.config.get("grader_names")
+    expected = [str(n) for n in expected] if isinstance(expected, list) else None
     results = RunResults(run=run, items=items, regraded=[
         (row["item_id"], row["epoch"], row["grader"], row["value"],
          None if row["passed"] is None else bool(row["passed"]))
@@ -128,7 +193,7 @@ def load_results(store: Store, run: RunInfo | str) -> RunResults:
         if row["status"] == "error":
             status, value, passed, reason = "error", None, None, row["error"] or "request failed"
         else:
-            status, value, passed, reason = combine(sample_grades, primary)
+            status, value, passed, reason = combine(sample_grades, primary, expected)
         results.samples.append(SampleResult(
             item_id=row["item_id"], epoch=row["epoch"], status=status, value=value, passed=passed,
             reason=reason, grades=sample_grades,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from posttrain.runner.store import RunInfo, Store
 from posttrain.types import Completion, Item, Score
@@ -27,6 +28,9 @@ class StubModel:
     input_tokens: int = 200
     output_tokens: int = 20
     stored_cost: bool = True  # write tokens x price into cost_usd (as a paid run does)
+    #: share of its wrong answers that are the item's common misconception (the same wrong
+    #: answer for every model), so that models can agree on a wrong answer
+    distractor: float = 0.0
 
 
 def make_items(n: int, *, tags: Sequence[str] = ("alpha", "beta"), misgraded: Sequence[str] = (),
@@ -68,7 +72,12 @@ def simulate_run(store: Store, eval_name: str, model: StubModel, items: Sequence
         accuracy = (item_accuracy or {}).get(item.id, model.accuracy)
         for epoch in range(epochs):
             right = rng.random() < accuracy
-            text = item.data["truth"] if right else f"guess {rng.randrange(10**6)} by {model.name}"
+            if right:
+                text = item.data["truth"]
+            elif model.distractor and rng.random() < model.distractor:
+                text = f"misconception {item.data['truth']}"
+            else:
+                text = f"guess {rng.randrange(10**6)} by {model.name}"
             cost = 0.0
             if model.price is not None and model.stored_cost:
                 cost = (model.input_tokens * model.price[0]
@@ -83,3 +92,29 @@ def simulate_run(store: Store, eval_name: str, model: StubModel, items: Sequence
     if created is not None:
         store.conn.execute("UPDATE runs SET created = ? WHERE id = ?", (created, run.id))
     return store.get_run(run.id)
+
+
+#: (name, accuracy, share of wrong answers that are the shared misconception)
+AUDIT_STRONG = [("frontier", 0.95, 0.5), ("large", 0.9, 0.5), ("medium", 0.85, 0.5)]
+AUDIT_WEAK = [("small", 0.5, 0.9), ("tiny", 0.35, 0.9), ("micro", 0.2, 0.9)]
+
+
+def audit_scenario(folder: Path, seed: int, n_items: int,
+                   ladder: Sequence[tuple[str, float, float]]) -> tuple[set[str], set[str]]:
+    """One seeded store with every 20th item's reference planted wrong, a run per model of
+    ``ladder``, and the audit's verdict: (planted item ids, flagged item ids), where a flag is a
+    ``strong_models_agree_against_reference`` suspect (bench/bench_audit.py)."""
+    from posttrain.analysis.audit import audit
+    from posttrain.analysis.selection import load_all, select_runs
+
+    planted = {f"q{i:03d}" for i in range(seed % 20, n_items, 20)}
+    store = Store(folder / f"audit-{seed}-{len(ladder)}.db")
+    items = make_items(n_items, misgraded=sorted(planted))
+    for name, accuracy, distractor in ladder:
+        simulate_run(store, "audit", StubModel(name, accuracy, distractor=distractor), items,
+                     seed=seed)
+    report = audit(load_all(store, select_runs(store, "audit")))
+    flagged = {s["item_id"] for s in report["suspects"]
+               if s["reason"] == "strong_models_agree_against_reference"}
+    store.close()
+    return planted, flagged

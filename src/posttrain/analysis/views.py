@@ -21,7 +21,15 @@ from posttrain.analysis.tables import (
     truncate_line,
 )
 
-_STAT_HEADERS = ["", "n", "A", "B", "B-A", "95% CI", "p", "test"]
+
+def _stat_headers(report: dict[str, Any]) -> list[str]:
+    """Column names; the interval's level follows ``--alpha`` (a 99% CI at alpha 0.01)."""
+    level = report["overall"].get("level") or 0.95
+    return ["", "n", "A", "B", "B-A", f"{level:.0%} CI", "p", "test"]
+
+
+def _alpha(report: dict[str, Any]) -> float:
+    return round(1 - (report["overall"].get("level") or 0.95), 6)
 
 
 def _stat_row(name: str, s: dict[str, Any]) -> list[str]:
@@ -31,12 +39,13 @@ def _stat_row(name: str, s: dict[str, Any]) -> list[str]:
 
 
 def _compare_tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
-    tables = [("Overall", _STAT_HEADERS, [_stat_row("overall", report["overall"])])]
+    headers = _stat_headers(report)
+    tables = [("Overall", headers, [_stat_row("overall", report["overall"])])]
     if report["groups"]:
-        tables.append((f"By {report['by']}", _STAT_HEADERS,
+        tables.append((f"By {report['by']}", headers,
                        [_stat_row(g["group"], g) for g in report["groups"]]))
     if report["components"]:
-        tables.append(("By grader component", _STAT_HEADERS,
+        tables.append(("By grader component", headers,
                        [_stat_row(c["component"], c) for c in report["components"]]))
     return tables
 
@@ -54,16 +63,20 @@ _MOVED = ["item", "A", "B", "reference", "A output", "B output"]
 def compare_text(report: dict[str, Any], limit: int = 10) -> str:
     a, b = report["run_a"], report["run_b"]
     out = [f"A = {a['label']} ({a['id']})", f"B = {b['label']} ({b['id']})",
-           f"{report['n_common']} items scored by both"]
+           f"{report['n_common']} items in both runs (a failed or unscored sample counts 0)"]
     out += [f"warning: {w}" for w in report.get("warnings", [])]
-    skipped = {k: len(report[k]) for k in ("scored_only_in_a", "scored_only_in_b",
-                                            "scored_in_neither") if report[k]}
-    if skipped:
-        out.append("not compared: " + ", ".join(f"{k.replace('_', ' ')}: {v}"
-                                                for k, v in skipped.items()))
+    unscored = {k: len(report[k]) for k in ("scored_only_in_a", "scored_only_in_b",
+                                             "scored_in_neither") if report.get(k)}
+    if unscored:
+        out.append("counted as 0 where not scored: " + ", ".join(
+            f"{k.replace('_', ' ')}: {v}" for k, v in unscored.items()))
+    apart = {k: len(report[k]) for k in ("only_in_a", "only_in_b") if report.get(k)}
+    if apart:
+        out.append("not compared (item in one run only): " + ", ".join(
+            f"{k.replace('_', ' ')}: {v}" for k, v in apart.items()))
     for title, headers, rows in _compare_tables(report):
         out += ["", title, text_table(headers, rows)]
-    out.append("(* p < 0.05, paired)")
+    out.append(f"(* p < {_alpha(report):g}, paired)")
     for key, title in (("regressed", "Regressed (worse in B)"), ("fixed", "Fixed (better in B)")):
         entries = report[key]
         out += ["", f"{title}: {len(entries)}"]
@@ -77,7 +90,8 @@ def compare_text(report: dict[str, Any], limit: int = 10) -> str:
 def compare_html(report: dict[str, Any]) -> str:
     a, b = report["run_a"], report["run_b"]
     sections = [("", note(f"A = {a['label']} ({a['id']}); B = {b['label']} ({b['id']}); "
-                          f"{report['n_common']} items scored by both. * = p < 0.05, paired.")
+                          f"{report['n_common']} items in both runs (failures count 0). "
+                          f"* = p < {_alpha(report):g}, paired.")
                   + "".join(note("warning: " + w) for w in report.get("warnings", [])))]
     for title, headers, rows in _compare_tables(report):
         sections.append((title, html_table(headers, rows)))
@@ -164,7 +178,10 @@ def _suspect_rows(report: dict[str, Any], width: int | None) -> list[list[str]]:
     rows = []
     for s in report["suspects"]:
         evidence = s["evidence"]
-        detail = (evidence.get("common_answer") or evidence.get("output")
+        agreement = evidence.get("agreement")
+        common = evidence.get("common_answer")
+        detail = ((f"{agreement}: {common}" if agreement and common else common)
+                  or evidence.get("output")
                   or ", ".join(f"{k}={v}" for k, v in evidence.items()
                                if isinstance(v, (int, float, str))))
         ref = "" if s["reference"] is None else str(s["reference"])
@@ -182,6 +199,12 @@ def audit_text(report: dict[str, Any]) -> str:
     out = [f"eval {report['eval']}: {len(report['runs'])} runs", ""]
     out.append(text_table(["run", "n", "score", "95% CI", "id"], _run_rows(sat)))
     out += [""] + _saturation_lines(sat)
+    strong = report.get("strong") or {}
+    if strong:
+        out += ["", f"strong on this eval (score >= {strong['floor']:.0%}): "
+                + (", ".join(strong["models"]) or "none")]
+        if strong.get("note"):
+            out.append(f"({strong['note']})")
     counts = ", ".join(f"{k}: {v}" for k, v in report["suspect_counts"].items() if v)
     out += ["", f"suspect items: {len(report['suspects'])}" + (f" ({counts})" if counts else "")]
     if report["suspects"]:

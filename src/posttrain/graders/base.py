@@ -3,13 +3,37 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from posttrain.template import TemplateError, placeholders, resolve
-from posttrain.types import Score
+from posttrain.types import ChatRequest, Completion, Score
+
+ModelCaller = Callable[[Any, ChatRequest], Awaitable[Completion]]
+
+#: How graders reach models (judges). The runner sets it while it grades, so a judge's calls
+#: share the run's call path: the same retry policy, the judge endpoint's concurrency limit,
+#: the response cache, and the run's counters (requests, retries, cost). Unset (``posttrain
+#: grade``, a reward outside a run) a call still gets the default bounded retries.
+model_caller: ContextVar[ModelCaller | None] = ContextVar("posttrain_model_caller", default=None)
+
+
+async def call_model(model: Any, request: ChatRequest) -> Completion:
+    """One model call from a grader, through the current call path (see ``model_caller``).
+
+    Raises ``RetriesExhausted`` when the call fails for good.
+    """
+    caller = model_caller.get()
+    if caller is not None:
+        return await caller(model, request)
+    from posttrain.models.retry import RetryPolicy, call_with_retries
+
+    completion, _attempts = await call_with_retries(lambda: model.generate(request),
+                                                    RetryPolicy())
+    return completion
 
 
 def template_failure(exc: TemplateError, grader: Grader, item: dict[str, Any]) -> Score:

@@ -30,7 +30,7 @@ from typing import Any
 
 from posttrain.errors import UserError
 from posttrain.graders._common import ctx, is_number, name_of, threshold
-from posttrain.graders.base import Grader, GraderContext, template_failure
+from posttrain.graders.base import Grader, GraderContext, call_model, template_failure
 from posttrain.graders.registry import register, require
 from posttrain.reasoning import split_reasoning
 from posttrain.template import TemplateError, render, render_text
@@ -163,6 +163,8 @@ class JudgeCall:
     why: str
     model: str
     error: bool = False
+    cost_usd: float = 0.0  # of an uncached call
+    requests: int = 0  # 1 for a call that reached the judge, 0 when served from the cache
 
 
 class _JudgeGrader(Grader):
@@ -222,7 +224,7 @@ class _JudgeGrader(Grader):
         except TemplateError as exc:
             return JudgeCall(None, f"template {exc}", spec)
         try:
-            completion = await self.model(spec).generate(request)
+            completion = await call_model(self.model(spec), request)
         except UserError as exc:
             return JudgeCall(None, f"judge {spec}: {exc}", spec, error=True)
         except Exception as exc:  # noqa: BLE001 - a failed judge call is an error grade
@@ -231,7 +233,9 @@ class _JudgeGrader(Grader):
         value, why = self.parse(completion.text or "")
         if value is None and completion.finish_reason == "length":
             why += " (the reply was cut at max tokens)"
-        return JudgeCall(value, why, spec)
+        fresh = not completion.cached
+        return JudgeCall(value, why, spec, cost_usd=completion.cost_usd if fresh else 0.0,
+                         requests=int(fresh))
 
     async def agrade(self, sample: dict[str, Any], item: dict[str, Any]) -> Score:
         base = ctx(sample, item)
@@ -251,7 +255,10 @@ class _JudgeGrader(Grader):
         calls = await asyncio.gather(*(self._ask(spec, c) for spec in self.models
                                        for c in contexts))
         per_judge = [calls[i:i + len(contexts)] for i in range(0, len(calls), len(contexts))]
-        return self.combine(per_judge)
+        score = self.combine(per_judge)
+        score.cost_usd = sum(call.cost_usd for call in calls)
+        score.requests = sum(call.requests for call in calls)
+        return score
 
     def combine(self, per_judge: list[list[JudgeCall]]) -> Score:
         raise NotImplementedError

@@ -75,7 +75,48 @@ def build_grader(spec: Any, context: GraderContext | None = None) -> Grader:
             f"unknown grader type {type_name!r}; known: {', '.join(known_types())}",
             file=context.source, field="type",
         )
-    return builder(spec, context)
+    tracked = _TrackedSpec(spec)
+    grader = builder(tracked, context)
+    unknown = sorted(set(spec) - tracked.read - {"type"} - _ACCEPTED_UNUSED)
+    if unknown:
+        raise UserError(f"unknown field in a {type_name} grader" + did_you_mean(
+            unknown[0], tracked.read | {"type"}), file=context.source, field=unknown[0])
+    return grader
+
+
+#: fields of OpenAI's grader format that posttrain accepts and does not need (the hosted
+#: python grader's container ``image_tag``)
+_ACCEPTED_UNUSED = frozenset({"image_tag"})
+
+
+class _TrackedSpec(dict):  # type: ignore[type-arg]
+    """A grader spec that remembers which fields its builder read, so that a field no builder
+    reads (a typo such as ``pass_treshold``) is an error instead of being silently ignored."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__(spec)
+        self.read: set[str] = set()
+
+    def __getitem__(self, key: str) -> Any:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str):
+            self.read.add(key)
+        return super().__contains__(key)
+
+
+def did_you_mean(word: str, options: Any) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``options`` (difflib), or ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(word, sorted(options), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def require(spec: dict[str, Any], key: str, kind: type | tuple[type, ...], context: GraderContext,

@@ -1,4 +1,6 @@
-"""Bounded retries: exponential backoff with full jitter, Retry-After honoured, an overall deadline."""
+"""Bounded retries: exponential backoff with full jitter, Retry-After honoured, an overall deadline.
+
+The one retry policy of every model call: the model under test, judges and rewards alike."""
 
 from __future__ import annotations
 

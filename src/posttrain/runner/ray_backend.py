@@ -5,7 +5,7 @@ local executor (:func:`posttrain.runner.executor.plan_runs`), answers cached ite
 cached is sent to a worker), and owns the SQLite store. Worker actors (one pool per model) build
 the model from its :class:`~posttrain.models.ModelConfig` (keys come from the worker's own
 environment, never from task arguments) and the eval from its file, and run the local executor's
-own per-sample code (:class:`~posttrain.runner.executor._RunExecution`) against a *recording*
+own per-sample code (:class:`~posttrain.runner.executor.RunExecution`) against a *recording*
 store: every write it would make is streamed back to the driver as an event (a Ray streaming
 generator per small batch), and the driver writes each one as it arrives.
 
@@ -29,17 +29,18 @@ from typing import Any
 
 from posttrain.errors import UserError
 from posttrain.eval import Eval
+from posttrain.runner.cache import cache_lookup
 from posttrain.runner.executor import (
     PlannedRun,
+    RunExecution,
     RunHandle,
     RunOptions,
-    _RunExecution,
     finish_runs,
     grade_all,
     plan_runs,
 )
 from posttrain.runner.progress import Counters, Progress
-from posttrain.runner.store import RunInfo, Store, request_key
+from posttrain.runner.store import RunInfo, Store, cache_read
 from posttrain.types import Item, Score
 
 log = logging.getLogger("posttrain.ray")
@@ -111,16 +112,13 @@ class _RecordingStore:
         self.queue = queue
         self.reader = reader
 
-    def cache_get(self, key: str) -> dict[str, Any] | None:
+    def cache_get(self, key: str, **validity: Any) -> dict[str, Any] | None:
         if self.reader is None:
             return None
-        import orjson
+        return cache_read(self.reader, key, **validity)
 
-        row = self.reader.execute("SELECT response FROM cache WHERE key = ?", (key,)).fetchone()
-        return orjson.loads(row[0]) if row else None
-
-    def cache_put(self, key: str, record: dict[str, Any]) -> None:
-        self.queue.put_nowait(("cache", key, record))
+    def cache_put(self, key: str, record: dict[str, Any], **meta: Any) -> None:
+        self.queue.put_nowait(("cache", key, record, meta))
 
     def record_sample(self, _run_id: str, item_id: str, epoch: int, **kwargs: Any) -> None:
         kwargs["scores"] = list(kwargs.get("scores") or ())
@@ -167,7 +165,7 @@ class RayEvalWorker:
 
         async def one(item: Item, epoch: int) -> None:
             counters = Counters(label="", total=1)
-            execution = _RunExecution(self.eval, self.model, variant, store,  # type: ignore[arg-type]
+            execution = RunExecution(self.eval, self.model, variant, store,  # type: ignore[arg-type]
                                       run, counters, self.options, self._semaphore,
                                       Progress(enabled=False))
             try:
@@ -225,7 +223,7 @@ class _Driver:
         run_id = plan.handle.run.id
         kind = event[0]
         if kind == "cache":
-            self.store.cache_put(event[1], event[2])
+            self.store.cache_put(event[1], event[2], **(event[3] if len(event) > 3 else {}))
         elif kind == "record":
             _, item_id, epoch, kwargs = event
             self.store.record_sample(run_id, item_id, epoch, **kwargs)
@@ -437,8 +435,8 @@ async def execute_eval_ray(eval_: Eval, configs: Sequence[Any], variants: Sequen
             for item, epoch in plan.pending:
                 if options.use_cache and execution.solver is None:
                     request = eval_.request_for(item, execution.variant)
-                    key = request_key(execution.model.cache_id, request.to_payload(), epoch)
-                    if store.cache_get(key) is not None:
+                    key = execution.cache_key(request, epoch)
+                    if await cache_lookup(store, execution.model, key, options.cache) is not None:
                         cached_work.append((plan, item, epoch))
                         continue
                 pool.queue.append(_Task(index, item, epoch))

@@ -16,7 +16,8 @@ import orjson
 
 from posttrain.errors import UserError
 from posttrain.eval import DEFAULT_VARIANT, Eval, load_eval
-from posttrain.runner.executor import grade_all
+from posttrain.runner.executor import RunExecution, RunOptions, grade_all
+from posttrain.runner.progress import Counters, Progress
 from posttrain.runner.store import Store
 from posttrain.types import Completion
 
@@ -38,39 +39,59 @@ def load_run_eval(store: Store, run_id: str) -> Eval:
 
 
 async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None = None,
-                       *, item_ids: set[str] | None = None) -> int:
-    """Re-grade the run's answers (or only ``item_ids``); returns how many were re-graded."""
+                       *, item_ids: set[str] | None = None,
+                       counters: Counters | None = None) -> int:
+    """Re-grade the run's answers (or only ``item_ids``); returns how many were re-graded.
+
+    Judges call their models on the runner's path (cache, retries, concurrency limit): a judge
+    answer already in the cache is not requested again. ``counters`` (if given) receives the
+    requests, retries and cost that re-grading spent.
+    """
     if eval is None:
         eval = load_run_eval(store, run_id)
     elif not isinstance(eval, Eval):
         eval = load_eval(eval, model_factory=_model_factory())
+    run = store.get_run(run_id)
     items = {item.id: item for item in eval.items}
-    variant = store.get_run(run_id).variant
+    variant = run.variant
     if variant not in eval.variants:  # renamed since: its response_format is the base one
         variant = DEFAULT_VARIANT
     rows = [row for row in store.samples(run_id)
             if row["status"] == "ok" and row["completion"]
             and (item_ids is None or row["item_id"] in item_ids)]
     stored_items = {item.id: item.data for item in store.run_items(run_id)}
+    counters = counters or Counters(label=f"regrade {run_id}", total=len(rows))
+    calls = RunExecution(eval, None, variant, store, run, counters, RunOptions(),
+                          asyncio.Semaphore(16), Progress(enabled=False))
+    store.update_run_config(run_id, {"grader_names": [g.name for g in eval.graders],
+                                     "primary": eval.primary})
     count = 0
     refreshed: set[str] = set()
-    for row in rows:
-        item = items.get(row["item_id"])
-        if item is None:
-            continue
-        if item.id not in refreshed:
-            store.update_item(run_id, item)
-            refreshed.add(item.id)
-        request = eval.request_for(item, variant)
-        sample = eval.sample_of(Completion.from_record(orjson.loads(row["completion"])), request)
-        scores = await grade_all(eval.graders, sample, item.data)
-        store.replace_scores(run_id, row["item_id"], row["epoch"], scores, history=True,
-                             item_changed=stored_items.get(item.id) != item.data)
-        count += 1
+    try:
+        for row in rows:
+            item = items.get(row["item_id"])
+            if item is None:
+                continue
+            if item.id not in refreshed:
+                store.update_item(run_id, item)
+                refreshed.add(item.id)
+            request = eval.request_for(item, variant)
+            sample = eval.sample_of(Completion.from_record(orjson.loads(row["completion"])),
+                                    request)
+            with calls.judge_calls():
+                scores = await grade_all(eval.graders, sample, item.data)
+            store.replace_scores(run_id, row["item_id"], row["epoch"], scores, history=True,
+                                 item_changed=stored_items.get(item.id) != item.data)
+            count += 1
+    finally:
+        for grader in eval.graders:
+            close = getattr(grader, "aclose", None)
+            if close is not None:
+                await close()
     return count
 
 
 def regrade_run(store: Store, run_id: str, eval: Eval | str | Path | None = None,
-                *, item_ids: set[str] | None = None) -> int:
+                *, item_ids: set[str] | None = None, counters: Counters | None = None) -> int:
     """Synchronous wrapper of :func:`aregrade_run` (not for use inside an event loop)."""
-    return asyncio.run(aregrade_run(store, run_id, eval, item_ids=item_ids))
+    return asyncio.run(aregrade_run(store, run_id, eval, item_ids=item_ids, counters=counters))
