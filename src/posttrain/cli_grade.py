@@ -77,6 +77,12 @@ def load_grader(path: str) -> Any:
     spec = _load_json_arg(path, "grader")
     if isinstance(spec, dict) and "grader" in spec and "type" not in spec:
         spec = spec["grader"]  # a /graders/run request body {grader, item, model_sample}
+    from posttrain.template import GRADER_NOT_TEMPLATES, syntax_errors
+
+    inline = path.lstrip().startswith(("{", "["))
+    for where, exc in syntax_errors(spec, skip=GRADER_NOT_TEMPLATES):
+        raise UserError(str(exc), file=None if inline else path,
+                        field=where or ("--grader" if inline else None))
     context = GraderContext(base_dir=Path(path).resolve().parent, source=path,
                             model_factory=_model_factory())
     return build_grader(spec, context)

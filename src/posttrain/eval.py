@@ -211,32 +211,17 @@ def _check_messages(value: Any, source: Path | None, field_name: str) -> list[di
     return value
 
 
-#: grader fields that are not templates (code, expressions, names): never scanned for {{
-_NOT_TEMPLATES = {"type", "name", "source", "source_file", "calculate_output", "image_tag",
-                  "ref", "model", "operation", "evaluation_metric", "labels", "passing_labels"}
-
-
 def _check_template_syntax(spec: dict[str, Any], source: Path | None) -> None:
     """A malformed placeholder (``{{x}``, ``{{ x | upper }}``) anywhere a template is rendered
     is an error at load time, naming the field (``load_eval`` adds its line)."""
-    from posttrain.template import syntax_errors
+    from posttrain.template import GRADER_NOT_TEMPLATES, syntax_errors
 
-    def grader_fields(grader: Any) -> Any:
-        if not isinstance(grader, dict):
-            return grader
-        return {key: ({k: grader_fields(v) for k, v in value.items()} if key == "graders"
-                      and isinstance(value, dict) else
-                      [grader_fields(v) for v in value] if key == "graders"
-                      and isinstance(value, list) else value)
-                for key, value in grader.items() if key not in _NOT_TEMPLATES}
-
-    templates = {key: spec[key] for key in ("messages", "input", "tools", "response_format")
-                 if key in spec}
-    if isinstance(spec.get("variants"), dict):
-        templates["variants"] = spec["variants"]
-    if isinstance(spec.get("graders"), list):
-        templates["graders"] = [grader_fields(grader) for grader in spec["graders"]]
-    for where, exc in syntax_errors(templates):
+    templates = {key: spec[key] for key in ("messages", "input", "tools", "response_format",
+                                            "variants") if key in spec}
+    problems = [*syntax_errors(templates),
+                *syntax_errors(spec.get("graders"), "graders", skip=GRADER_NOT_TEMPLATES)]
+    if problems:
+        where, exc = problems[0]
         raise UserError(str(exc), file=source, field=where)
 
 

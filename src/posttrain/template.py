@@ -239,9 +239,18 @@ def placeholders(template: Any) -> list[str]:
     return found
 
 
-def syntax_errors(template: Any, field: str = "") -> Iterator[tuple[str, TemplateSyntaxError]]:
+#: fields of a grader spec that are not templates (code, expressions, names, choices): a
+#: python grader's ``source`` may well contain ``{{``
+GRADER_NOT_TEMPLATES = frozenset({
+    "type", "name", "source", "source_file", "calculate_output", "image_tag", "ref", "model",
+    "operation", "evaluation_metric", "labels", "passing_labels", "flags", "decimal"})
+
+
+def syntax_errors(template: Any, field: str = "", *, skip: frozenset[str] = frozenset()
+                  ) -> Iterator[tuple[str, TemplateSyntaxError]]:
     """``(field path, error)`` for each string in ``template`` (recursively) with a malformed
-    placeholder; the field path extends ``field`` as ``a.b[2].c``."""
+    placeholder; the field path extends ``field`` as ``a.b[2].c``. Keys in ``skip`` (at any
+    depth, e.g. ``GRADER_NOT_TEMPLATES``) are not templates and are not scanned."""
     if isinstance(template, str):
         if "{{" in template:
             try:
@@ -250,7 +259,10 @@ def syntax_errors(template: Any, field: str = "") -> Iterator[tuple[str, Templat
                 yield field, exc
     elif isinstance(template, list):
         for index, part in enumerate(template):
-            yield from syntax_errors(part, f"{field}[{index}]")
+            yield from syntax_errors(part, f"{field}[{index}]", skip=skip)
     elif isinstance(template, dict):
         for key, value in template.items():
-            yield from syntax_errors(value, f"{field}.{key}" if field else str(key))
+            if key not in skip:
+                yield from syntax_errors(value, f"{field}.{key}" if field else str(key),
+                                         skip=skip)
+
