@@ -17,6 +17,7 @@ from posttrain.data.loaders import load_rows
 from posttrain.errors import UserError
 from posttrain.eval import eval_from_dict, load_eval
 from posttrain.graders import build_grader
+from posttrain.graders.base import GraderContext
 from posttrain.graders.checks import last_number
 from posttrain.models import load_models_file
 from posttrain.template import TemplateError, render, render_text
@@ -412,3 +413,19 @@ def test_yaml_line_of_fields_after_a_bom(tmp_path):
     with pytest.raises(UserError) as err:
         load_eval(path)
     assert str(err.value).startswith(f"{path.resolve()}:5: graders[0].operation")
+
+
+def test_labels_and_python_grader_files_with_a_bom(tmp_path):
+    from posttrain.graders.calibration import load_labels
+
+    labels = tmp_path / "labels.jsonl"
+    labels.write_bytes(BOM + b'{"item": {}, "sample": {"output_text": "x"}, "label": true}\r\n')
+    assert load_labels(labels)[0]["label"] is True
+    labels.write_bytes(b'{"item": {}, "sample": {}, "label": 1}\n{"item": "\xe9"}\n')
+    with pytest.raises(UserError, match=r"labels\.jsonl:2: not UTF-8"):
+        load_labels(labels)
+    source = tmp_path / "g.py"  # as Notepad saves it
+    source.write_bytes(BOM + b"def grade(sample, item):\r\n    return 1.0\r\n")
+    grader = build_grader({"type": "python", "name": "p", "source_file": "g.py"},
+                          GraderContext(base_dir=tmp_path))
+    assert grader.name == "p"

@@ -9,7 +9,6 @@ judge could not grade are counted, not dropped silently, and are left out of the
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,24 +49,20 @@ def cohen_kappa(pairs: list[tuple[bool, bool]]) -> float | None:
 
 
 def load_labels(path: str | Path) -> list[dict[str, Any]]:
+    """Labelled rows ``{item, sample, label}`` of a JSONL file (UTF-8, BOM allowed)."""
+    from posttrain.data.loaders import load_jsonl
+
     rows: list[dict[str, Any]] = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise UserError(f"not JSON: {exc}", file=path, line=number) from None
-            for key in ("item", "sample", "label"):
-                if key not in row:
-                    raise UserError("required field is missing", file=path, line=number,
-                                    field=key)
-            label = row["label"]
-            if not isinstance(label, (bool, int, float)):
-                raise UserError("must be a bool or a number", file=path, line=number,
-                                field="label")
-            rows.append(row)
+    for number, row in load_jsonl(Path(path)):
+        for key in ("item", "sample", "label"):
+            if key not in row:
+                raise UserError("required field is missing", file=path, line=number,
+                                field=key)
+        label = row["label"]
+        if not isinstance(label, (bool, int, float)):
+            raise UserError("must be a bool or a number", file=path, line=number,
+                            field="label")
+        rows.append(row)
     if not rows:
         raise UserError("no labelled rows", file=path)
     return rows

@@ -112,11 +112,14 @@ def build(spec: dict[str, Any], context: GraderContext) -> Grader:
         path = Path(source_file)
         if not path.is_absolute():
             path = (context.base_dir or Path.cwd()) / path
+        from posttrain.data.loaders import decode
+
         try:
-            source = path.read_text(encoding="utf-8")
+            data = path.read_bytes()
         except OSError as exc:
             raise UserError(f"cannot read {path}: {exc.strerror}", file=context.source,
                             field="source_file") from None
+        source = decode(data, path)  # UTF-8, BOM allowed; else file:line: not UTF-8
         filename = str(path)
     assert source is not None
     check_source(source, "grade", context, "source_file" if source_file else "source", filename)
