@@ -3,7 +3,7 @@
 YAML shape (every field but ``name`` and a dataset is optional)::
 
     name: capitals
-    dataset: capitals.jsonl        # relative to this file (.jsonl, .csv, .json); or `items: [...]`
+    dataset: capitals.jsonl        # relative to this file (.jsonl, .csv, .json, .yaml); or `items:`
     messages:                      # {{item.<field>}} fills from the row; default: the row's `messages`
       - {role: system, content: "Answer with the city name only."}
       - {role: user, content: "{{item.question}}"}
