@@ -13,10 +13,10 @@ import pytest
 
 
 class StubServer:
-    def __init__(self, latency: float = 0.0) -> None:
+    def __init__(self, latency: float = 0.0, *extra: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "posttrain.testing.stub_server", "--port", "0",
-             "--latency", str(latency)],
+             "--latency", str(latency), *extra],
             stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -56,5 +56,6 @@ def write_eval(folder: Path, rows: list[dict], *, extra: str = "", graders: str 
         "dataset: data.jsonl\n"
         "messages:\n"
         "  - {role: user, content: \"{{item.question}}\"}\n"
-        "graders:\n" + graders + "tag: category\n" + extra)
+        "graders:\n" + graders
+        + ("tag: category\n" if any("category" in row for row in rows) else "") + extra)
     return path

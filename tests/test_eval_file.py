@@ -90,10 +90,19 @@ def test_duplicate_ids_rejected(tmp_path):
 
 
 def test_missing_template_field_is_a_user_error(tmp_path):
+    # the first row lacks it: refused at load, naming the eval file's own line and field
     path = write_eval(tmp_path, [{"id": "a", "answer": "b"}])
+    with pytest.raises(UserError, match="question") as caught:
+        load_eval(path)
+    assert caught.value.file == str(path.resolve()) and caught.value.line == 4
+    assert caught.value.field == "messages[0].content"
+    # a later row lacks it: the error names that row in the dataset, not the eval file
+    path = write_eval(tmp_path, [{"id": "a", "question": "q", "answer": "b"},
+                                 {"id": "b", "answer": "c"}])
     ev = load_eval(path)
-    with pytest.raises(UserError, match="question"):
-        ev.request_for(ev.items[0])
+    with pytest.raises(UserError, match="question") as caught:
+        ev.request_for(ev.items[1])
+    assert caught.value.file.endswith("data.jsonl") and caught.value.line == 2
 
 
 def test_cli_exit_2_without_traceback(tmp_path):

@@ -214,8 +214,9 @@ def test_answer_kept_and_judged_in_driver_when_worker_dies_before_its_judge(
     model = build_model(model_config("openai:stub?base_url=http://127.0.0.1:9/v1"))
     with Store(tmp_path / "s.db") as store:
         async def go() -> None:
-            [plan] = await plan_runs(eval_, [model], ["default"], store, RunOptions(),
-                                     Progress(enabled=False))
+            # the endpoint is never called here (nothing to answer): no preflight
+            [plan] = await plan_runs(eval_, [model], ["default"], store,
+                                     RunOptions(preflight=False), Progress(enabled=False))
             driver = ray_backend._Driver([plan], store, Progress(enabled=False))
             answered: dict[tuple[str, int], list[Score]] = {}
             sync = [Score(value=1.0, passed=True, name="exact")]

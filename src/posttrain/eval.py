@@ -39,6 +39,52 @@ from posttrain.types import ChatRequest, Completion, Item
 
 DEFAULT_VARIANT = "default"
 _SAMPLING_KEYS = {"temperature", "max_tokens", "top_p", "seed", "stop"}
+_NUMBER, _INT, _STR, _BOOL, _DICT = ("number",), ("integer",), ("string",), ("boolean",), \
+    ("object",)
+#: what ``sampling:`` may set (chat-completions names) and each value's type; anything else
+#: is refused with a "did you mean", never sent to the API as written (``max_token``)
+SAMPLING_FIELDS: dict[str, tuple[str, ...]] = {
+    "temperature": _NUMBER, "max_tokens": _INT, "max_completion_tokens": _INT, "top_p": _NUMBER,
+    "seed": _INT, "stop": ("string", "list of strings"), "presence_penalty": _NUMBER,
+    "frequency_penalty": _NUMBER, "reasoning_effort": _STR, "parallel_tool_calls": _BOOL,
+    "logprobs": _BOOL, "top_logprobs": _INT, "logit_bias": _DICT, "top_k": _INT,
+    "min_p": _NUMBER, "repetition_penalty": _NUMBER, "service_tier": _STR, "verbosity": _STR,
+    "user": _STR, "n": _INT, "extra_body": _DICT,
+}
+
+
+def check_sampling(sampling: Any, source: Path | None, where: str) -> dict[str, Any]:
+    """A ``sampling`` mapping with known keys and typed values; UserError naming the field.
+
+    ``n`` other than 1 is refused: posttrain takes several samples per item as ``--epochs``,
+    each stored and graded (a provider's extra choices would be dropped unseen).
+    """
+    from posttrain.graders.registry import did_you_mean
+
+    if not isinstance(sampling, dict):
+        raise UserError("must be a mapping", file=source, field=where)
+    for key, value in sampling.items():
+        kinds = SAMPLING_FIELDS.get(key)
+        if kinds is None:
+            raise UserError("unknown sampling parameter" + did_you_mean(str(key), SAMPLING_FIELDS)
+                            + f" (known: {', '.join(SAMPLING_FIELDS)})", file=source,
+                            field=f"{where}.{key}")
+        if value is None:
+            continue
+        ok = {"number": isinstance(value, (int, float)) and not isinstance(value, bool),
+              "integer": isinstance(value, int) and not isinstance(value, bool),
+              "string": isinstance(value, str), "boolean": isinstance(value, bool),
+              "object": isinstance(value, dict),
+              "list of strings": isinstance(value, list) and all(isinstance(v, str)
+                                                                 for v in value)}
+        if not any(ok[kind] for kind in kinds):
+            raise UserError(f"must be a {' or a '.join(kinds)}, got {value!r}", file=source,
+                            field=f"{where}.{key}")
+        if key == "n" and value != 1:
+            raise UserError("posttrain samples an item several times with --epochs N (each "
+                            "answer stored and graded); use that instead of n", file=source,
+                            field=f"{where}.{key}")
+    return dict(sampling)
 _TOP_LEVEL_KEYS = {
     "name", "description", "dataset", "items", "messages", "input", "variants", "graders", "tag",
     "tags", "pass_bar", "sampling", "tools", "tool_choice", "response_format", "solver",
@@ -73,6 +119,7 @@ class Eval:
     primary: str | None = None  # grader whose value is the sample's score; default: mean of all
     description: str = ""
     source: Path | None = None
+    dataset: Path | None = None  # the dataset file, when the rows come from one
     grader_specs: list[dict[str, Any]] = field(default_factory=list)
     reasoning: str = "strip"  # strip | keep: see posttrain.reasoning
 
@@ -118,8 +165,9 @@ class Eval:
             response_format = (render(self.response_format, context)
                                if self.response_format is not None else None)
         except TemplateError as exc:
-            raise UserError(f"template {exc}", file=self.source, line=item.line,
-                            field=f"item {item.id}") from None
+            # the row lacks what the eval's templates read: name the row where it is
+            raise UserError(f"the eval's template reads {exc}", file=self.dataset or self.source,
+                            line=item.line, field=f"item {item.id}") from None
         sampling = {**self.sampling, **variant.sampling}
         extra = {k: v for k, v in sampling.items() if k not in _SAMPLING_KEYS}
         return ChatRequest(
@@ -152,6 +200,11 @@ class Eval:
                                   {k: vars(v) for k, v in sorted(self.variants.items())}],
                                  sort_keys=True, default=str).encode())
         return digest.hexdigest()[:16]
+
+    async def aclose(self) -> None:
+        """Close what the graders opened (judge clients)."""
+        for grader in self.graders:
+            await grader.aclose()
 
     def load_solver(self) -> Callable[..., Any] | None:
         if self.solver is None:
@@ -225,6 +278,55 @@ def _check_template_syntax(spec: dict[str, Any], source: Path | None) -> None:
         raise UserError(str(exc), file=source, field=where)
 
 
+#: the fields of the grader's ``sample`` (see ``Completion.to_sample``); ``transcript`` only
+#: with a ``solver``
+SAMPLE_FIELDS = ("output_text", "output_json", "output_tools", "choices", "reasoning", "meta")
+
+
+def _check_paths(spec: dict[str, Any], first: Item, *, solver: bool, source: Path | None,
+                 dataset: Path | None) -> None:
+    """Every placeholder of every template (messages, variants, tools, response_format and
+    graders) resolves before anything is sent: ``item.*`` paths against the first row,
+    ``sample.*`` paths against the fields a sample has. The error names the eval file's own
+    field (``load_eval`` adds its line) and the row it was checked against."""
+    from posttrain.graders.registry import did_you_mean
+    from posttrain.template import (
+        GRADER_NOT_TEMPLATES,
+        TemplateError,
+        placeholders_by_field,
+        resolve,
+    )
+
+    sample_fields = SAMPLE_FIELDS + (("transcript",) if solver else ())
+    row = f"{dataset}:{first.line}" if dataset is not None and first.line else f"item {first.id}"
+    templates = {key: spec[key] for key in ("messages", "input", "tools", "response_format",
+                                            "variants") if key in spec}
+    found = [*placeholders_by_field(templates),
+             *placeholders_by_field(spec.get("graders"), "graders", skip=GRADER_NOT_TEMPLATES)]
+    for where, path in found:
+        root, _, rest = path.partition(".")
+        root = root.split("[", 1)[0]
+        if root == "item":
+            try:
+                resolve(path, {"item": first.data})
+            except TemplateError as exc:
+                missing = exc.reason.split("'")[1] if exc.reason.count("'") >= 2 else ""
+                hint = did_you_mean(missing, first.data) if exc.step == 1 and missing else ""
+                raise UserError(f"{{{{{path}}}}}: the first row ({row}) has {exc.reason}{hint}",
+                                file=source, field=where) from None
+        elif root == "sample" and where.startswith("graders"):
+            name = rest.split(".", 1)[0].split("[", 1)[0]
+            if name not in sample_fields:
+                raise UserError(f"{{{{{path}}}}}: a sample has no field {name!r}"
+                                + did_you_mean(name, sample_fields)
+                                + f" (it has {', '.join(sample_fields)})",
+                                file=source, field=where)
+        elif not (root == "pair" and where.startswith("graders")):
+            allowed = "`item.*` and, in graders, `sample.*`"
+            raise UserError(f"{{{{{path}}}}}: a template reads {allowed}, not {root!r}",
+                            file=source, field=where)
+
+
 def eval_from_dict(spec: dict[str, Any], *, source: Path | None = None,
                    base_dir: Path | None = None,
                    model_factory: Callable[[str], Any] | None = None,
@@ -234,10 +336,12 @@ def eval_from_dict(spec: dict[str, Any], *, source: Path | None = None,
 
     if not isinstance(spec, dict):
         raise UserError("an eval file must be a mapping", file=source)
-    unknown = set(spec) - _TOP_LEVEL_KEYS
+    unknown = sorted(set(spec) - _TOP_LEVEL_KEYS)
     if unknown:
-        raise UserError(f"unknown field(s): {', '.join(sorted(unknown))}", file=source,
-                        field=sorted(unknown)[0])
+        from posttrain.graders.registry import did_you_mean
+
+        raise UserError("unknown field" + did_you_mean(str(unknown[0]), _TOP_LEVEL_KEYS),
+                        file=source, field=str(unknown[0]))
     name = spec.get("name")
     if not isinstance(name, str) or not name:
         raise UserError("required: a non-empty string", file=source, field="name")
@@ -281,16 +385,20 @@ def eval_from_dict(spec: dict[str, Any], *, source: Path | None = None,
         where = f"variants.{variant_name}"
         if not isinstance(variant_spec, dict):
             raise UserError("must be a mapping", file=source, field=where)
-        extra = set(variant_spec) - {"messages", "system", "sampling"}
+        extra = sorted(set(variant_spec) - {"messages", "system", "sampling"})
         if extra:
-            raise UserError(f"unknown field(s): {', '.join(sorted(extra))}", file=source,
-                            field=f"{where}.{sorted(extra)[0]}")
+            from posttrain.graders.registry import did_you_mean
+
+            raise UserError("unknown field" + did_you_mean(
+                str(extra[0]), ("messages", "system", "sampling")) + " (a variant has messages, "
+                "system, sampling)", file=source, field=f"{where}.{extra[0]}")
         variant_messages = variant_spec.get("messages")
         if variant_messages is not None:
             variant_messages = _check_messages(variant_messages, source, f"{where}.messages")
         variants[str(variant_name)] = Variant(
             name=str(variant_name), messages=variant_messages, system=variant_spec.get("system"),
-            sampling=dict(variant_spec.get("sampling") or {}),
+            sampling=check_sampling(variant_spec.get("sampling") or {}, source,
+                                    f"{where}.sampling"),
         )
 
     grader_specs = spec.get("graders")
@@ -314,9 +422,16 @@ def eval_from_dict(spec: dict[str, Any], *, source: Path | None = None,
     pass_bar = spec.get("pass_bar")
     if pass_bar is not None and (not isinstance(pass_bar, (int, float)) or isinstance(pass_bar, bool)):
         raise UserError("must be a number", file=source, field="pass_bar")
-    sampling = spec.get("sampling") or {}
-    if not isinstance(sampling, dict):
-        raise UserError("must be a mapping", file=source, field="sampling")
+    sampling = check_sampling(spec.get("sampling") or {}, source, "sampling")
+    for tag_field in tag_fields:
+        if tag_field != "tags" and not any(tag_field in item.data for item in items):
+            from posttrain.graders.registry import did_you_mean
+
+            raise UserError(f"no row has a field {tag_field!r}"
+                            + did_you_mean(tag_field, items[0].data), file=source,
+                            field="tag" if "tag" in spec else "tags")
+    _check_paths(spec, items[0], solver=bool(spec.get("solver")), source=source,
+                 dataset=dataset_path)
     primary = spec.get("score")
     if primary is not None and primary not in names:
         raise UserError(f"names no grader ({', '.join(sorted(names))})", file=source,
@@ -330,7 +445,7 @@ def eval_from_dict(spec: dict[str, Any], *, source: Path | None = None,
         tag_fields=tag_fields, pass_bar=pass_bar, sampling=dict(sampling),
         tools=spec.get("tools"), tool_choice=spec.get("tool_choice"),
         response_format=spec.get("response_format"), solver=spec.get("solver"), primary=primary,
-        description=str(spec.get("description") or ""), source=source,
+        description=str(spec.get("description") or ""), source=source, dataset=dataset_path,
         grader_specs=list(grader_specs), reasoning=reasoning,
     )
 

@@ -266,3 +266,22 @@ def syntax_errors(template: Any, field: str = "", *, skip: frozenset[str] = froz
                 yield from syntax_errors(value, f"{field}.{key}" if field else str(key),
                                          skip=skip)
 
+
+def placeholders_by_field(template: Any, field: str = "", *,
+                          skip: frozenset[str] = frozenset()) -> Iterator[tuple[str, str]]:
+    """``(field path, placeholder path)`` for every well-formed placeholder in ``template``
+    (recursively), the field path extending ``field`` as ``a.b[2].c``; keys in ``skip`` are
+    not templates (as in ``syntax_errors``). For load-time checks that name the file's field."""
+    if isinstance(template, str):
+        if "{{" in template:
+            for part in _parse(template, False):
+                if isinstance(part, _Slot):
+                    yield field, part.path
+    elif isinstance(template, list):
+        for index, part in enumerate(template):
+            yield from placeholders_by_field(part, f"{field}[{index}]", skip=skip)
+    elif isinstance(template, dict):
+        for key, value in template.items():
+            if key not in skip:
+                yield from placeholders_by_field(value, f"{field}.{key}" if field else str(key),
+                                                 skip=skip)

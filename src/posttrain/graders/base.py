@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +97,25 @@ class Grader:
     def components(self) -> list[str]:
         """Names of sub-scores this grader reports (for report columns)."""
         return []
+
+    def children(self) -> list[Grader]:
+        """The graders this one combines (``multi``); none for a plain grader."""
+        return []
+
+    def walk(self) -> Iterator[Grader]:
+        """This grader and every grader inside it, depth first."""
+        yield self
+        for child in self.children():
+            yield from child.walk()
+
+    def judge_models(self) -> list[Any]:
+        """The models this grader itself calls (judges), resolved; none for a plain grader."""
+        return []
+
+    async def aclose(self) -> None:
+        """Close what this grader (and the graders inside it) opened."""
+        for child in self.children():
+            await child.aclose()
 
     def as_reward(self, **options: Any) -> Callable[..., list[float | None]]:
         """A TRL reward function: ``f(prompts, completions, **columns) -> list[float | None]``.

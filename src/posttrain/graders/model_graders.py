@@ -200,6 +200,9 @@ class _JudgeGrader(Grader):
             self._resolved[spec] = self.factory(spec)
         return self._resolved[spec]
 
+    def judge_models(self) -> list[Any]:
+        return [self.model(spec) for spec in dict.fromkeys(self.models)]
+
     async def aclose(self) -> None:
         """Close the judge models this grader opened (the runner calls this at the end)."""
         for model in self._resolved.values():

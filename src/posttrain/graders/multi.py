@@ -55,7 +55,12 @@ class MultiGrader(Grader):
         combined = self._combine_values(scores)
         combined.confinement = next((s.confinement for s in scores.values() if s.confinement),
                                     None)
+        combined.cost_usd = sum(s.cost_usd for s in scores.values())  # its judges' calls
+        combined.requests = sum(s.requests for s in scores.values())
         return combined
+
+    def children(self) -> list[Grader]:
+        return list(self.graders.values())
 
     def _combine_values(self, scores: dict[str, Score]) -> Score:
         sub_scores: dict[str, float] = {}

@@ -132,6 +132,33 @@ class AnthropicModel:
         # the Models API resolves an alias to its dated snapshot: that id is the identity
         self.identity = EndpointIdentity(name, self._probe)
 
+    async def check(self) -> None:
+        """Before the first request: the SDK, a key for Anthropic's API, and a model the
+        Models API knows (UserError naming the spec)."""
+        from posttrain.errors import UserError
+        from posttrain.models.checks import require_key, require_packages
+
+        require_packages(self.name, "anthropic")
+        require_key(self.name, "ANTHROPIC_API_KEY", self._api_key,
+                    self._base_url or "https://api.anthropic.com", needed=not self._base_url)
+        import anthropic
+
+        try:
+            await self._get_client().models.retrieve(self.model,
+                                                     timeout=min(10.0, self.timeout_s))
+        except anthropic.AuthenticationError as exc:
+            raise UserError(f"{self.name}: the API refused the credentials ({exc})",
+                            field="--model") from None
+        except anthropic.NotFoundError:
+            raise UserError(f"{self.name}: no model {self.model!r} at "
+                            f"{self._base_url or 'api.anthropic.com'}", field="--model") from None
+        except anthropic.APIConnectionError as exc:
+            raise UserError(f"{self.name}: cannot connect to "
+                            f"{self._base_url or 'api.anthropic.com'} ({exc})",
+                            field="--model") from None
+        except anthropic.APIError:
+            return  # transient or unsupported (a proxy without the Models API): the run decides
+
     async def _probe(self) -> str | None:
         info = await self._get_client().models.retrieve(self.model,
                                                          timeout=min(10.0, self.timeout_s))

@@ -73,6 +73,15 @@ class HFModel(BatchingModel):
         self._tokenizer: Any = None
         super().__init__()
 
+    async def check(self) -> None:
+        """Before the first request: torch and transformers installed (gguf for a GGUF file),
+        and a local path that exists (UserError naming the spec)."""
+        from posttrain.models.checks import require_packages, require_path
+
+        require_packages(self.name, "torch", "transformers",
+                         *(("gguf",) if self.path.endswith(".gguf") else ()))
+        require_path(self.name, self.path)
+
     # ---- loading ---------------------------------------------------------------------------------
     def load(self) -> None:
         if self._model is not None:

@@ -83,6 +83,13 @@ class VLLMModel(BatchingModel):
         self.gather_s = 0.005
         super().__init__()
 
+    async def check(self) -> None:
+        """Before the first request: vLLM installed and a local path that exists."""
+        from posttrain.models.checks import require_packages, require_path
+
+        require_packages(self.name, "vllm")
+        require_path(self.name, self.path)
+
     # ---- loading -----------------------------------------------------------------------------
     def load(self) -> Any:
         if self._llm is not None:

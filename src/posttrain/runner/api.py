@@ -44,6 +44,7 @@ async def arun_eval(eval_: Eval | str | Path, models: Sequence[str], *,
     finally:
         for model in built:
             await model.aclose()
+        await eval_.aclose()
         db.close()
 
 

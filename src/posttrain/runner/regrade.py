@@ -84,10 +84,7 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
                                  item_changed=stored_items.get(item.id) != item.data)
             count += 1
     finally:
-        for grader in eval.graders:
-            close = getattr(grader, "aclose", None)
-            if close is not None:
-                await close()
+        await eval.aclose()
     return count
 
 

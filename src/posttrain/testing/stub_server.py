@@ -10,7 +10,9 @@ Not a model: it answers from directives in the last user message, so tests contr
 
 ``GET /stats`` returns attempt and success counts per message, so tests can check that no
 answered request was sent twice. Run: ``python -m posttrain.testing.stub_server --port 0``
-(prints ``PORT <n>`` when ready). ``--latency S`` adds a fixed delay to every answer.
+(prints ``PORT <n>`` when ready). ``--latency S`` adds a fixed delay to every answer;
+``--api-key K`` answers 401 to requests without ``Authorization: Bearer K``; ``--models a,b``
+serves only those model names (others get 404, as a real server does).
 """
 
 from __future__ import annotations
@@ -29,13 +31,27 @@ _FAULT = re.compile(r"\[\[fault:(\w+):(\w+)\]\]")
 _TOOL = re.compile(r"\[\[tool:(\w+):(\{.*?\})\]\]", re.S)
 
 
-def make_app(latency: float = 0.0) -> web.Application:
+def make_app(latency: float = 0.0, api_key: str | None = None,
+             models: list[str] | None = None) -> web.Application:
     attempts: Counter[str] = Counter()
     successes: Counter[str] = Counter()
     last: dict[str, object] = {}
+    served = models or ["stub"]
+    restricted = models is not None
+
+    @web.middleware
+    async def auth(request: web.Request, handler: object) -> web.StreamResponse:
+        if api_key and request.path.startswith("/v1") and \
+                request.headers.get("Authorization") != f"Bearer {api_key}":
+            return web.json_response({"error": {"message": "Incorrect API key provided"}},
+                                     status=401)
+        return await handler(request)  # type: ignore[operator]
 
     async def chat(request: web.Request) -> web.StreamResponse:
         body = orjson.loads(await request.read())
+        if restricted and body.get("model") not in served:
+            return web.json_response({"error": {"message": f"model {body.get('model')!r} "
+                                                           "does not exist"}}, status=404)
         last["body"] = body
         last["authorization"] = bool(request.headers.get("Authorization"))
         messages = body.get("messages") or []
@@ -91,17 +107,19 @@ def make_app(latency: float = 0.0) -> web.Application:
                                   "last_had_authorization": last.get("authorization")})
 
     async def models(_request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": "stub", "object": "model"}]})
+        return web.json_response({"object": "list",
+                                  "data": [{"id": name, "object": "model"} for name in served]})
 
-    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[auth])
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/stats", stats)
     return app
 
 
-async def _serve(port: int, latency: float) -> None:
-    runner = web.AppRunner(make_app(latency), access_log=None)
+async def _serve(port: int, latency: float, api_key: str | None = None,
+                 models: list[str] | None = None) -> None:
+    runner = web.AppRunner(make_app(latency, api_key, models), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024)
     await site.start()
@@ -114,9 +132,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--api-key", help="answer 401 without this bearer key")
+    parser.add_argument("--models", help="comma-separated model names served (others: 404)")
     args = parser.parse_args(argv)
+    models = [m for m in (args.models or "").split(",") if m] or None
     try:
-        asyncio.run(_serve(args.port, args.latency))
+        asyncio.run(_serve(args.port, args.latency, args.api_key, models))
     except KeyboardInterrupt:
         sys.exit(0)
 

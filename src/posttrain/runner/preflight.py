@@ -1,0 +1,43 @@
+"""Before the first request: every model that will be called can be called.
+
+Each model (and each judge) runs its provider's ``check`` (see ``posttrain.models.checks``):
+credentials present, packages installed, local paths that exist, an endpoint that answers,
+accepts the key and serves the model. The checks run concurrently; the first problem stops the
+run with one line naming the model spec (exit 2), before anything is sent or stored. Models
+whose answers all come from the store (a finished run, a cached rerun) are not checked, so a
+rerun still reports offline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+from posttrain.errors import UserError
+
+
+async def check_models(models: Iterable[Any]) -> None:
+    """Run ``check()`` of each distinct model (by ``cache_id``); raise the first UserError."""
+    unique: dict[str, Any] = {}
+    for model in models:
+        if callable(getattr(model, "check", None)):
+            unique.setdefault(getattr(model, "cache_id", None) or model.name, model)
+    results = await asyncio.gather(*(model.check() for model in unique.values()),
+                                   return_exceptions=True)
+    for result in results:
+        if isinstance(result, UserError):
+            raise result
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
+def judge_models(graders: Iterable[Any]) -> list[Any]:
+    """The models the graders call (judges, inside ``multi`` too), resolved."""
+    found: list[Any] = []
+    for grader in graders:
+        walk = getattr(grader, "walk", None)  # duck-typed graders that are not Grader subclasses
+        for inner in walk() if walk is not None else ():
+            found.extend(inner.judge_models())
+    return found
