@@ -79,8 +79,10 @@ def build_grader(spec: Any, context: GraderContext | None = None) -> Grader:
     grader = builder(tracked, context)
     unknown = sorted(set(spec) - tracked.read - {"type"} - _ACCEPTED_UNUSED)
     if unknown:
-        raise UserError(f"unknown field in a {type_name} grader" + did_you_mean(
-            unknown[0], tracked.read | {"type"}), file=context.source, field=unknown[0])
+        takes = sorted(tracked.read | {"type"})
+        hint = did_you_mean(unknown[0], takes) or f" (it takes: {', '.join(takes)})"
+        raise UserError(f"unknown field in a {type_name} grader{hint}", file=context.source,
+                        field=unknown[0])
     return grader
 
 

@@ -117,5 +117,9 @@ def _text(raw: bytes) -> str:
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return "connection refused" if "refused" in text.lower() else text
+    import errno
+
+    os_error = getattr(exc, "os_error", None) or (exc if isinstance(exc, OSError) else None)
+    if getattr(os_error, "errno", None) == errno.ECONNREFUSED or "refused" in str(exc).lower():
+        return "connection refused: is the server running?"
+    return str(exc) or type(exc).__name__
