@@ -13,7 +13,7 @@ from posttrain.errors import UserError
 from posttrain.models import load_models_file, model_config, resolve_model
 from posttrain.models.openai_compat import parse_retry_after
 from posttrain.models.pricing import default_price
-from posttrain.runner.retry import RetryPolicy
+from posttrain.models.retry import RetryPolicy
 from posttrain.types import ChatRequest
 from tests.conftest import write_eval
 

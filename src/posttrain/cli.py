@@ -18,6 +18,7 @@ _PLUGINS = [
     ("posttrain.cli_analysis", "add_parsers"),
     ("posttrain.cli_ingest", "add_parser"),
     ("posttrain.cli_view", "add_parser"),
+    ("posttrain.cli_cache", "add_parser"),
 ]
 
 
@@ -42,6 +43,12 @@ def _add_eval(sub: Any) -> None:
     p.add_argument("--deadline", type=float, default=600.0,
                    help="seconds for all attempts of one request together")
     p.add_argument("--no-cache", action="store_true", help="send every request even if cached")
+    p.add_argument("--cache-expiry", metavar="AGE",
+                   help="serve cached answers up to AGE old (30m, 12h, 7d, never; default 7d "
+                        "for endpoints, never for local weights)")
+    p.add_argument("--cache-scope", choices=["global", "eval", "run"], default="global",
+                   help="share cached answers across evals and runs (global), within this "
+                        "eval (eval), or only with a resumed run (run)")
     p.add_argument("--backend", choices=["local", "ray"], default="local")
     p.add_argument("--address", help="Ray cluster address (with --backend ray)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -177,7 +184,7 @@ def _run_eval(args: argparse.Namespace) -> int:
               for config in configs]
     options = RunOptions(
         epochs=args.epochs, limit=args.limit, concurrency=args.concurrency,
-        use_cache=not args.no_cache,
+        use_cache=not args.no_cache, cache=_cache_policy(args),
         retry=RetryPolicy(max_retries=args.max_retries, timeout_s=timeout,
                           deadline_s=args.deadline),
     )
@@ -222,6 +229,18 @@ def _run_eval(args: argparse.Namespace) -> int:
                 f"{s['model']}[{s['variant']}]={s['score']}" for s in below), file=sys.stderr)
             return 1
     return 0
+
+
+def _cache_policy(args: argparse.Namespace) -> Any:
+    from posttrain.runner.cache import CachePolicy, parse_duration
+
+    expiry: Any = "auto"
+    if args.cache_expiry:
+        try:
+            expiry = parse_duration(args.cache_expiry)
+        except ValueError as exc:
+            raise UserError(str(exc), field="--cache-expiry") from None
+    return CachePolicy(expiry_s=expiry, scope=args.cache_scope)
 
 
 def _emit(summaries: list[dict[str, Any]], args: argparse.Namespace) -> None:

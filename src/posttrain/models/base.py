@@ -112,7 +112,12 @@ def price_from_dict(value: Any) -> Price | None:
 
 @runtime_checkable
 class Model(Protocol):
-    """Anything that answers a chat request. ``name`` is the spec users wrote."""
+    """Anything that answers a chat request. ``name`` is the spec users wrote.
+
+    A provider whose endpoint can report what it serves also has ``identity``
+    (:class:`posttrain.models.identity.EndpointIdentity`); the response cache checks it before a
+    hit is served. Without one, the cache relies on ``cache_id`` and its expiry.
+    """
 
     name: str
     #: a stable identity for caching (provider + base URL + model), never containing a key

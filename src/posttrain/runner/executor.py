@@ -12,17 +12,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from posttrain.eval import Eval
-from posttrain.graders.base import Grader
+from posttrain.graders.base import Grader, model_caller
 from posttrain.models.base import ModelError
+from posttrain.models.retry import RetriesExhausted, RetryPolicy, call_with_retries
+from posttrain.runner.cache import CachePolicy, cache_lookup, entry_meta, observe_answer
 from posttrain.runner.progress import Counters, Progress
-from posttrain.runner.retry import RetriesExhausted, RetryPolicy, call_with_retries
 from posttrain.runner.store import RunInfo, Store, request_key
 from posttrain.types import ChatRequest, Completion, Item, Score
 
@@ -35,6 +37,8 @@ class RunOptions:
     use_cache: bool = True
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     seed: int = 0
+    cache: CachePolicy = field(default_factory=CachePolicy)  # expiry and scope of cache hits
+    preflight: bool = True  # check every model and judge before the first request
 
 
 @dataclass
@@ -79,12 +83,13 @@ async def grade_all(graders: Sequence[Grader], sample: dict[str, Any], item: dic
     return scores
 
 
-class _RunExecution:
+class RunExecution:
     """Executes the pending samples of one run."""
 
     def __init__(self, eval_: Eval, model: Any, variant: str, store: Store, run: RunInfo,
                  counters: Counters, options: RunOptions, semaphore: asyncio.Semaphore,
-                 progress: Progress) -> None:
+                 progress: Progress,
+                 judge_semaphores: dict[str, asyncio.Semaphore] | None = None) -> None:
         self.eval = eval_
         self.model = model
         self.variant = variant
@@ -98,26 +103,61 @@ class _RunExecution:
         self.sync_graders = [g for g in eval_.graders if not g.is_async]
         self.async_graders = [g for g in eval_.graders if g.is_async]
         self.rng = random.Random(options.seed)
+        self.cache_scope = options.cache.scope_key(eval_.name, run.id)
+        #: one concurrency limit per judge endpoint, shared by every run of the invocation
+        self.judge_semaphores = judge_semaphores if judge_semaphores is not None else {}
 
     def _on_retry(self, _reason: str) -> None:
         self.counters.retries += 1
         self.counters.requests += 1
 
-    async def _generate(self, request: ChatRequest, epoch: int) -> tuple[Completion, str, int]:
-        """One model call through cache and retries: (completion, cache key, attempts)."""
-        key = request_key(self.model.cache_id, request.to_payload(), epoch)
-        if self.options.use_cache:
-            record = self.store.cache_get(key)
-            if record is not None:
-                completion = Completion.from_record(record)
-                completion.cached = True
-                return completion, key, 0
-        async with self.semaphore:
+    async def _generate(self, request: ChatRequest, epoch: int, model: Any = None,
+                        semaphore: asyncio.Semaphore | None = None
+                        ) -> tuple[Completion, str, int]:
+        """One model call through cache, concurrency limit and retries: (completion, cache
+        key, attempts). ``model`` defaults to the model under test; judges pass theirs."""
+        model = model or self.model
+        key = self.cache_key(request, epoch, model)
+        if self.options.use_cache:  # same request, same model behind the name, not expired
+            cached = await cache_lookup(self.store, model, key, self.options.cache)
+            if cached is not None:
+                return cached, key, 0
+        async with semaphore or self.semaphore:
             self.counters.requests += 1
             completion, attempts = await call_with_retries(
-                lambda: self.model.generate(request), self.options.retry,
+                lambda: model.generate(request), self.options.retry,
                 on_retry=self._on_retry, rng=self.rng)
+        observe_answer(model, completion)
         return completion, key, attempts
+
+    def cache_key(self, request: ChatRequest, epoch: int, model: Any = None) -> str:
+        """The cache key of a request to ``model`` (default: the model under test)."""
+        return request_key((model or self.model).cache_id, request.to_payload(), epoch,
+                           self.cache_scope)
+
+    async def _call_judge(self, model: Any, request: ChatRequest) -> Completion:
+        """A judge's call on the run's path: the judge endpoint's own concurrency limit, the
+        same retries and cache, and this run's counters (requests, retries, cost)."""
+        semaphore = self.judge_semaphores.get(model.cache_id)
+        if semaphore is None:
+            limit = getattr(model, "max_concurrency", None) or 16
+            semaphore = self.judge_semaphores.setdefault(model.cache_id,
+                                                         asyncio.Semaphore(limit))
+        completion, key, _attempts = await self._generate(request, 0, model, semaphore)
+        if not completion.cached:
+            self.counters.cost_usd += completion.cost_usd
+            if self.options.use_cache:
+                self.store.cache_put(key, completion.to_record(), **entry_meta(model, completion))
+        return completion
+
+    @contextmanager
+    def judge_calls(self) -> Iterator[None]:
+        """Within this block, judge graders call their models through ``_call_judge``."""
+        token = model_caller.set(self._call_judge)
+        try:
+            yield
+        finally:
+            model_caller.reset(token)
 
     async def _solve(self, request: ChatRequest, item: Item, epoch: int) -> tuple[Completion, str, int]:
         if self.solver is None:
@@ -132,13 +172,13 @@ class _RunExecution:
             all_cached = all_cached and completion.cached
             if not completion.cached:
                 # multi-turn: cache each turn as it arrives so a resumed run replays it free
-                self.store.cache_put(key, completion.to_record())
+                self.store.cache_put(key, completion.to_record(),
+                                     **entry_meta(self.model, completion))
             return completion
 
         completion = await self.solver(request, item, generate)
         completion.cached = all_cached
-        key = request_key(self.model.cache_id, request.to_payload(), epoch)
-        return completion, key, attempts_total
+        return completion, self.cache_key(request, epoch), attempts_total
 
     async def sample(self, item: Item, epoch: int) -> None:
         """Answer one (item, epoch), then grade and store it."""
@@ -176,9 +216,11 @@ class _RunExecution:
         self.store.record_sample(self.run.id, item.id, epoch, completion=completion,
                                  request_key=key, attempts=max(attempts, 1), scores=scores,
                                  cache=self.options.use_cache and not completion.cached
-                                 and self.solver is None)
+                                 and self.solver is None,
+                                 cache_meta=entry_meta(self.model, completion))
         if self.async_graders:
-            judge_scores = await grade_all(self.async_graders, sample, item.data)
+            with self.judge_calls():
+                judge_scores = await grade_all(self.async_graders, sample, item.data)
             scores = scores + judge_scores
             self.store.replace_scores(self.run.id, item.id, epoch, scores)
         counters.cost_usd += 0.0 if completion.cached else completion.cost_usd
@@ -190,17 +232,21 @@ class _RunExecution:
         self.progress.tick()
 
     async def regrade_missing(self, keys: set[tuple[str, int]], items: dict[str, Item]) -> None:
-        """Answers stored before a kill but never graded (judges still pending): grade now."""
+        """Answers stored before a kill that lack some of the eval's grades (a judge still
+        pending when the run stopped): grade them now with the graders they lack."""
         for row in self.store.samples(self.run.id):
             key = (row["item_id"], row["epoch"])
             if key not in keys or row["status"] != "ok" or row["item_id"] not in items:
                 continue
+            have = self.store.grader_names_of(self.run.id, *key)
+            graders = [g for g in self.eval.graders if g.name not in have]
             completion = Completion.from_record(orjson.loads(row["completion"]))
             item = items[row["item_id"]]
             request = self.eval.request_for(item, self.variant)
             sample = self.eval.sample_of(completion, request)
-            scores = await grade_all(self.eval.graders, sample, item.data)
-            self.store.replace_scores(self.run.id, item.id, row["epoch"], scores)
+            with self.judge_calls():
+                scores = await grade_all(graders, sample, item.data)
+            self.store.add_scores(self.run.id, item.id, row["epoch"], scores)
 
     async def execute(self, pending: list[tuple[Item, int]], workers: int) -> None:
         """Each worker sends its next request before the last answer is graded and stored:
@@ -242,7 +288,7 @@ class _RunExecution:
 class PlannedRun:
     """One (model, variant) run, created or resumed, with the (item, epoch) pairs still to do."""
 
-    execution: _RunExecution
+    execution: RunExecution
     pending: list[tuple[Item, int]]
     workers: int
     handle: RunHandle
@@ -253,48 +299,62 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
                     model_configs: dict[str, dict[str, Any]] | None = None) -> list[PlannedRun]:
     """Create or resume every (model, variant) run; grade answers stored but never graded.
 
+    Before any run is created or any request sent, every model with work to do and every judge
+    is checked (``posttrain.runner.preflight``): a setup problem stops here with one line.
     Shared by the local executor and the Ray backend so both resume the same way.
     """
     items = eval_.items[: options.limit] if options.limit else list(eval_.items)
     items_by_id = {item.id: item for item in items}
     semaphores = {id(model): asyncio.Semaphore(options.concurrency or model.max_concurrency or 16)
                   for model in models}
-    planned: list[PlannedRun] = []
+    judge_semaphores: dict[str, asyncio.Semaphore] = {}
     fingerprint = eval_.fingerprint()  # hashes every item: once, not per (model, variant)
+    grader_names = [g.name for g in eval_.graders]
     from posttrain.graders.sandbox import confinement_for
+    from posttrain.runner.preflight import check_models, judge_models
 
     confinement = confinement_for(eval_.grader_specs)  # no sandbox: refuse before any request
+    todo: list[tuple[Any, str, str, RunInfo | None, list[tuple[Item, int]],
+                     set[tuple[str, int]]]] = []
     for model in models:
-        config = (model_configs or {}).get(model.name, {})
         for variant in variants:
             eval_.variant(variant)  # validates the name
             key = run_key(eval_, model.name, model.cache_id, variant, options, fingerprint)
             run = store.find_resumable_run(key)
-            if run is None:
-                run = store.create_run(
-                    run_key=key, eval_name=eval_.name,
-                    eval_path=str(eval_.source) if eval_.source else None,
-                    eval_hash=fingerprint, model=model.name, variant=variant,
-                    epochs=options.epochs, items=items,
-                    config={"confinement": confinement,
-                            "primary": eval_.primary, "pass_bar": eval_.pass_bar,
-                            "model": config, "graders": eval_.grader_specs,
-                            "tag_fields": eval_.tag_fields, "limit": options.limit,
-                            "price": config.get("price")},
-                )
-            done = store.done_keys(run.id)
-            ungraded = done - store.scored_keys(run.id)
+            done = store.done_keys(run.id) if run is not None else set()
+            ungraded = done - store.scored_keys(run.id, grader_names) if run is not None else set()
             pending = [(item, epoch) for epoch in range(options.epochs) for item in items
                        if (item.id, epoch) not in done]
-            label = f"{model.name}" + (f" [{variant}]" if variant != "default" else "")
-            counters = progress.add(Counters(label=label, total=len(pending)))
-            execution = _RunExecution(eval_, model, variant, store, run, counters, options,
-                                      semaphores[id(model)], progress)
-            if ungraded:
-                await execution.regrade_missing(ungraded, items_by_id)
-            workers = options.concurrency or model.max_concurrency or 16
-            planned.append(PlannedRun(execution, pending, workers,
-                                      RunHandle(run=run, counters=counters, model_config=config)))
+            todo.append((model, variant, key, run, pending, ungraded))
+    busy = [model for model, _v, _k, _r, pending, _u in todo if pending]
+    grading = any(pending or ungraded for *_rest, pending, ungraded in todo)
+    if options.preflight:
+        await check_models(busy + (judge_models(eval_.graders) if grading else []))
+
+    planned: list[PlannedRun] = []
+    for model, variant, key, run, pending, ungraded in todo:
+        config = (model_configs or {}).get(model.name, {})
+        if run is None:
+            run = store.create_run(
+                run_key=key, eval_name=eval_.name,
+                eval_path=str(eval_.source) if eval_.source else None,
+                eval_hash=fingerprint, model=model.name, variant=variant,
+                epochs=options.epochs, items=items,
+                config={"confinement": confinement,
+                        "primary": eval_.primary, "pass_bar": eval_.pass_bar,
+                        "model": config, "graders": eval_.grader_specs,
+                        "tag_fields": eval_.tag_fields, "limit": options.limit,
+                        "price": config.get("price"), "grader_names": grader_names},
+            )
+        label = f"{model.name}" + (f" [{variant}]" if variant != "default" else "")
+        counters = progress.add(Counters(label=label, total=len(pending)))
+        execution = RunExecution(eval_, model, variant, store, run, counters, options,
+                                 semaphores[id(model)], progress, judge_semaphores)
+        if ungraded:
+            await execution.regrade_missing(ungraded, items_by_id)
+        workers = options.concurrency or model.max_concurrency or 16
+        planned.append(PlannedRun(execution, pending, workers,
+                                  RunHandle(run=run, counters=counters, model_config=config)))
     return planned
 
 

@@ -9,7 +9,10 @@ microseconds) and survives a killed process. Tables:
   error reason, attempts (retries = attempts - 1), tokens, cost, latency, cache hit.
 - ``scores``: one row per (run, item, epoch, grader): value, passed, status, explanation,
   sub-scores JSON.
-- ``cache``: request key -> response JSON, so a repeated run costs zero requests.
+- ``cache``: request key -> response JSON, so a repeated run costs zero requests; with the
+  model's cache id, the identity its endpoint reported (``posttrain.models.identity``) and the
+  time, so an entry is served only to the same model and within the expiry
+  (``posttrain.runner.cache``). ``posttrain cache ls|clear`` reads and prunes it.
 - ``votes``: blind pairwise preferences (web review), ``reviews``: item flags and edits.
 """
 
@@ -20,7 +23,7 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +105,9 @@ CREATE INDEX IF NOT EXISTS score_history_run ON score_history(run_id);
 CREATE TABLE IF NOT EXISTS cache (
     key TEXT PRIMARY KEY,
     response TEXT NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    model TEXT,
+    identity TEXT
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS votes (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -127,15 +132,60 @@ CREATE TABLE IF NOT EXISTS reviews (
 """
 
 
-def request_key(model_id: str, payload: dict[str, Any], epoch: int = 0) -> str:
-    """Cache key of a request: the model identity, the request body, and the epoch.
+#: columns added after a table was first released: (table, column, declaration). A store
+#: written by an older version gains them on open; nothing already stored is rewritten.
+_ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("scores", "cost_usd", "REAL NOT NULL DEFAULT 0"),  # a judge's calls for this grade
+    ("scores", "requests", "INTEGER NOT NULL DEFAULT 0"),
+    ("scores", "confinement", "TEXT"),  # the sandbox layer model-written code ran in
+)
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    for table, column, declaration in _ADDED_COLUMNS:
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+
+def request_key(model_id: str, payload: dict[str, Any], epoch: int = 0,
+                scope: str | None = None) -> str:
+    """Cache key of a request: the model identity, the request body, the epoch and the scope.
 
     The epoch is part of the key so ``--epochs K`` draws K independent samples rather than
-    serving K copies of one cached answer.
+    serving K copies of one cached answer. ``scope`` (``eval:NAME``, ``run:ID``) keeps answers
+    to one eval or run; None (global) gives the keys of earlier versions.
     """
-    body = orjson.dumps({"model": model_id, "body": payload, "epoch": epoch},
-                        option=orjson.OPT_SORT_KEYS)
+    material: dict[str, Any] = {"model": model_id, "body": payload, "epoch": epoch}
+    if scope is not None:
+        material["scope"] = scope
+    body = orjson.dumps(material, option=orjson.OPT_SORT_KEYS)
     return hashlib.blake2b(body, digest_size=16).hexdigest()
+
+
+def cache_entry_valid(created: float, stored_identity: str | None, *,
+                      max_age_s: float | None = None, identity: dict[str, Any] | None = None,
+                      now: float | None = None) -> bool:
+    """Whether a cache entry may be served: written less than ``max_age_s`` ago (None: any
+    age), by a model whose recorded identity agrees with ``identity`` (the endpoint's now)."""
+    if max_age_s is not None and created < (time.time() if now is None else now) - max_age_s:
+        return False
+    if identity and stored_identity:
+        from posttrain.models.identity import identity_matches
+
+        return identity_matches(orjson.loads(stored_identity), identity)
+    return True
+
+
+def cache_read(conn: sqlite3.Connection, key: str, *, max_age_s: float | None = None,
+               identity: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """A cache entry's response record if it is valid (shared by the store and Ray workers)."""
+    row = conn.execute("SELECT response, created, identity FROM cache WHERE key = ?",
+                       (key,)).fetchone()
+    if row is None or not cache_entry_valid(row[1], row[2], max_age_s=max_age_s,
+                                            identity=identity):
+        return None
+    return orjson.loads(row[0])
 
 
 @dataclass(slots=True)
@@ -176,10 +226,24 @@ class Store:
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA busy_timeout=30000")
         self.conn.executescript(_SCHEMA)
+        _add_missing_columns(self.conn)
         self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                           (str(SCHEMA_VERSION),))
+        self._migrate_cache()
         self._loop: Any = None
         self._commit_scheduled = False
+
+    def _migrate_cache(self) -> None:
+        """Stores written before cache identities: add the columns (old entries keep working,
+        with no identity to check, within the expiry)."""
+        columns = {row[1] for row in self.conn.execute("PRAGMA table_info(cache)")}
+        for column in ("model", "identity"):
+            if column not in columns:
+                try:
+                    self.conn.execute(f"ALTER TABLE cache ADD COLUMN {column} TEXT")
+                except sqlite3.OperationalError:  # another process added it just now
+                    pass
+        self.conn.execute("CREATE INDEX IF NOT EXISTS cache_model ON cache(model)")
 
     # ---- commits -----------------------------------------------------------------------------
     def group_commits(self, loop: Any) -> None:
@@ -258,6 +322,19 @@ class Store:
             )
         return self.get_run(run_id)
 
+    def update_run_config(self, run_id: str, updates: dict[str, Any]) -> None:
+        """Merge ``updates`` into a run's stored config (after re-grading with new graders)."""
+        config = self.get_run(run_id).config
+        config.update(updates)
+        with self._write():
+            self.conn.execute("UPDATE runs SET config = ? WHERE id = ?",
+                              (json.dumps(config, default=str), run_id))
+
+    def add_scores(self, run_id: str, item_id: str, epoch: int, scores: Iterable[Score]) -> None:
+        """Add (or replace, per grader) some of an answer's grades, keeping its others."""
+        with self._write():
+            self._write_scores(run_id, item_id, epoch, scores)
+
     def finish_run(self, run_id: str) -> None:
         self.conn.execute("UPDATE runs SET status='finished', finished=? WHERE id=?",
                           (time.time(), run_id))
@@ -318,16 +395,37 @@ class Store:
             "SELECT item_id, epoch FROM samples WHERE run_id = ? AND status = 'ok'", (run_id,))
         return {(r[0], r[1]) for r in rows}
 
-    def scored_keys(self, run_id: str) -> set[tuple[str, int]]:
-        rows = self.conn.execute("SELECT DISTINCT item_id, epoch FROM scores WHERE run_id = ?",
-                                 (run_id,))
+    def scored_keys(self, run_id: str, graders: Sequence[str] | None = None
+                    ) -> set[tuple[str, int]]:
+        """(item, epoch) pairs with a grade from every grader in ``graders`` (default: any
+        grade at all), so a run killed between an answer's commit and its judge's is graded
+        again on resume."""
+        if not graders:
+            rows = self.conn.execute(
+                "SELECT DISTINCT item_id, epoch FROM scores WHERE run_id = ?", (run_id,))
+            return {(r[0], r[1]) for r in rows}
+        names = sorted(set(graders))
+        marks = ",".join("?" * len(names))
+        rows = self.conn.execute(
+            f"SELECT item_id, epoch FROM scores WHERE run_id = ? AND grader IN ({marks}) "
+            "GROUP BY item_id, epoch HAVING COUNT(DISTINCT grader) = ?",
+            (run_id, *names, len(names)))
         return {(r[0], r[1]) for r in rows}
+
+    def grader_names_of(self, run_id: str, item_id: str, epoch: int) -> set[str]:
+        rows = self.conn.execute(
+            "SELECT grader FROM scores WHERE run_id = ? AND item_id = ? AND epoch = ?",
+            (run_id, item_id, epoch))
+        return {r[0] for r in rows}
 
     def record_sample(self, run_id: str, item_id: str, epoch: int, *,
                       completion: Completion | None, request_key: str | None, attempts: int,
                       error: str | None = None, scores: Iterable[Score] = (),
-                      cache: bool = False) -> None:
-        """Write one answer (or its final error), its scores and its cache entry in one commit."""
+                      cache: bool = False, cache_meta: dict[str, Any] | None = None) -> None:
+        """Write one answer (or its final error), its scores and its cache entry in one commit.
+
+        ``cache_meta`` (``model``, ``identity``) describes the cache entry (see :meth:`cache_put`).
+        """
         now = time.time()
         status = "ok" if completion is not None else "error"
         record = (orjson.dumps(completion.to_record(), default=str).decode()
@@ -340,21 +438,26 @@ class Store:
                 "cached, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (run_id, item_id, epoch, status, request_key, record, error, attempts,
                  c.input_tokens if c else 0, c.output_tokens if c else 0,
-                 c.cost_usd if c else 0.0, c.latency_s if c else None,
+                 c.cost_usd if c else 0.0,
+                 c.latency_s if c and (c.latency_s or not c.cached) else None,
                  int(c.cached) if c else 0, now),
             )
             if cache and record is not None and request_key is not None:
-                self.conn.execute("INSERT OR REPLACE INTO cache (key, response, created) "
-                                  "VALUES (?,?,?)", (request_key, record, now))
+                self.conn.execute("INSERT OR REPLACE INTO cache (key, response, created, model, "
+                                  "identity) VALUES (?,?,?,?,?)",
+                                  (request_key, record, now, (cache_meta or {}).get("model"),
+                                   (cache_meta or {}).get("identity")))
             self._write_scores(run_id, item_id, epoch, scores)
 
     def _write_scores(self, run_id: str, item_id: str, epoch: int, scores: Iterable[Score]) -> None:
         self.conn.executemany(
             "INSERT OR REPLACE INTO scores (run_id, item_id, epoch, grader, value, passed, status, "
-            "explanation, sub_scores) VALUES (?,?,?,?,?,?,?,?,?)",
+            "explanation, sub_scores, cost_usd, requests, confinement) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             ((run_id, item_id, epoch, s.name, s.value,
               None if s.passed is None else int(s.passed), s.status, s.explanation,
-              orjson.dumps(s.sub_scores).decode()) for s in scores),
+              orjson.dumps(s.sub_scores).decode(), s.cost_usd, s.requests, s.confinement)
+             for s in scores),
         )
 
     def replace_scores(self, run_id: str, item_id: str, epoch: int, scores: Iterable[Score], *,
@@ -389,14 +492,53 @@ class Store:
             "SELECT * FROM scores WHERE run_id = ? ORDER BY item_id, epoch, grader", (run_id,))
 
     # ---- cache -------------------------------------------------------------------------------
-    def cache_get(self, key: str) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT response FROM cache WHERE key = ?", (key,)).fetchone()
-        return orjson.loads(row[0]) if row else None
+    def cache_get(self, key: str, *, max_age_s: float | None = None,
+                  identity: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """The cached response record, or None; with ``max_age_s`` or ``identity``, only an
+        entry young enough and written by a model whose identity agrees (see
+        :func:`cache_entry_valid`)."""
+        return cache_read(self.conn, key, max_age_s=max_age_s, identity=identity)
 
-    def cache_put(self, key: str, record: dict[str, Any]) -> None:
+    def cache_put(self, key: str, record: dict[str, Any], *, model: str | None = None,
+                  identity: str | None = None) -> None:
+        """Store a response record under ``key``; ``model`` is the model's cache id, ``identity``
+        the JSON of what its endpoint reported (both shown by ``posttrain cache ls``)."""
         with self._write():
-            self.conn.execute("INSERT OR REPLACE INTO cache (key, response, created) VALUES (?,?,?)",
-                              (key, orjson.dumps(record, default=str).decode(), time.time()))
+            self.conn.execute("INSERT OR REPLACE INTO cache (key, response, created, model, "
+                              "identity) VALUES (?,?,?,?,?)",
+                              (key, orjson.dumps(record, default=str).decode(), time.time(),
+                               model, identity))
+
+    def cache_stats(self) -> list[dict[str, Any]]:
+        """Per model: entries, bytes of responses, oldest and newest write, distinct identities."""
+        rows = self.conn.execute(
+            "SELECT model, COUNT(*), SUM(LENGTH(response)), MIN(created), MAX(created), "
+            "COUNT(DISTINCT identity) FROM cache GROUP BY model ORDER BY MAX(created) DESC")
+        return [{"model": r[0], "entries": r[1], "bytes": r[2] or 0, "oldest": r[3],
+                 "newest": r[4], "identities": r[5]} for r in rows]
+
+    def cache_clear(self, *, models: Iterable[str | None] | None = None,
+                    older_than_s: float | None = None) -> int:
+        """Delete cache entries (of these cache ids, ``None`` for entries without one; written
+        more than ``older_than_s`` ago); every entry without filters. Returns the count."""
+        where: list[str] = []
+        params: list[Any] = []
+        if models is not None:
+            chosen = list(models)
+            if not chosen:
+                return 0
+            named = [m for m in chosen if m is not None]
+            parts = [f"model IN ({','.join('?' * len(named))})"] if named else []
+            if None in chosen:
+                parts.append("model IS NULL")
+            where.append("(" + " OR ".join(parts) + ")")
+            params += named
+        if older_than_s is not None:
+            where.append("created < ?")
+            params.append(time.time() - older_than_s)
+        sql = "DELETE FROM cache" + (" WHERE " + " AND ".join(where) if where else "")
+        with self._write():
+            return self.conn.execute(sql, params).rowcount
 
     # ---- votes and reviews -------------------------------------------------------------------
     def add_vote(self, run_a: str, run_b: str, item_id: str, winner: str, *, epoch: int = 0,
