@@ -149,3 +149,10 @@ def test_every_command_is_listed_in_help() -> None:
     for command in ("eval", "report", "compare", "audit", "pick", "train", "ingest", "view",
                     "grade", "cache", "suites", "quickstart"):
         assert command in out
+
+
+def test_sandbox_options_name_the_sandbox_layers() -> None:
+    from posttrain.cli_sandbox import LAYERS
+    from posttrain.graders.sandbox import MODES
+
+    assert LAYERS == tuple(m for m in MODES if m != "unsafe-none")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ _PLUGINS = [
     ("posttrain.cli_ingest", "add_parser"),
     ("posttrain.cli_view", "add_parser"),
     ("posttrain.cli_cache", "add_parser"),
+    ("posttrain.cli_models", "add_parser"),
 ]
 
 
@@ -131,13 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runs(sub)
     _add_regrade(sub)
     _add_suites(sub)
-    for module_name, function in _PLUGINS:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        getattr(module, function)(sub)
-    from posttrain.graders.sandbox import add_cli_arguments_to
+    for module_name, function in _PLUGINS:  # light modules: a failure here is a bug, not hidden
+        getattr(importlib.import_module(module_name), function)(sub)
+    from posttrain.cli_sandbox import add_cli_arguments_to
 
     add_cli_arguments_to(parser)
     return parser
@@ -159,9 +157,9 @@ def _run_eval(args: argparse.Namespace) -> int:
     from posttrain.analysis.results import load_results
     from posttrain.eval import load_eval
     from posttrain.models import build_model, model_config
+    from posttrain.models.retry import RetryPolicy
     from posttrain.runner.executor import RunOptions, execute_eval
     from posttrain.runner.progress import Progress
-    from posttrain.runner.retry import RetryPolicy
     from posttrain.runner.store import Store
 
     for name, value in (("--epochs", args.epochs), ("--limit", args.limit),
@@ -206,10 +204,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         finally:
             for model in models:
                 await model.aclose()
-            for grader in eval_.graders:
-                close = getattr(grader, "aclose", None)
-                if close is not None:
-                    await close()
+            await eval_.aclose()
 
     try:
         handles = asyncio.run(go())
@@ -222,6 +217,10 @@ def _run_eval(args: argparse.Namespace) -> int:
     summaries = [summarize(load_results(store, handle.run), requests=handle.counters.requests)
                  for handle in handles]
     _emit(summaries, args)
+    failed = _nothing_succeeded(summaries)
+    if failed:
+        print(f"posttrain: {failed[1]}", file=sys.stderr)
+        return failed[0]
     if args.fail_under is not None:
         below = [s for s in summaries if s["score"] is None or s["score"] < args.fail_under]
         if below:
@@ -241,6 +240,23 @@ def _cache_policy(args: argparse.Namespace) -> Any:
         except ValueError as exc:
             raise UserError(str(exc), field="--cache-expiry") from None
     return CachePolicy(expiry_s=expiry, scope=args.cache_scope)
+
+
+def _nothing_succeeded(summaries: list[dict[str, Any]]) -> tuple[int, str] | None:
+    """(exit code, reason) when no sample of any run succeeded: 1 when the samples failed, 2
+    when the requests were refused as malformed or unauthorised (HTTP 4xx but 429) or no answer
+    could be graded (the setup is wrong); None when something worked."""
+    expected = [s for s in summaries if s["n"]]
+    if not expected:
+        return None
+    problems = [reason for s in expected for reason in s.get("problems", {})]
+    top = f" ({problems[0]})" if problems else ""
+    if all(s["answered"] == 0 for s in expected):
+        setup = problems and all(re.match(r"error: HTTP 4(?!29)\d\d", p) for p in problems)
+        return (2 if setup else 1), f"no sample got an answer{top}"
+    if all(s["scored"] == 0 for s in expected):
+        return 2, f"no answer could be graded{top}"
+    return None
 
 
 def _emit(summaries: list[dict[str, Any]], args: argparse.Namespace) -> None:
@@ -308,14 +324,17 @@ def _run_report(args: argparse.Namespace) -> int:
 def _run_regrade(args: argparse.Namespace) -> int:
     from posttrain.analysis.report import summarize
     from posttrain.analysis.results import load_results
+    from posttrain.runner.progress import Counters
     from posttrain.runner.regrade import regrade_run
 
     store = _open_store(args.store)
     summaries = []
     for run in _resolve_runs(store, args.runs, args.store):
-        count = regrade_run(store, run.id)
-        print(f"re-graded {count} answers of {run.id}", file=sys.stderr)
-        summaries.append(summarize(load_results(store, run), requests=0))
+        counters = Counters(label=f"regrade {run.id}", total=0)
+        count = regrade_run(store, run.id, counters=counters)
+        print(f"re-graded {count} answers of {run.id} ({counters.requests} judge requests)",
+              file=sys.stderr)
+        summaries.append(summarize(load_results(store, run), requests=counters.requests))
     _emit(summaries, args)
     return 0
 
@@ -377,13 +396,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        from posttrain.graders.sandbox import apply_cli_arguments
+        from posttrain.cli_sandbox import apply_cli_arguments
 
         apply_cli_arguments(args)
         return int(args.func(args) or 0)
     except UserError as exc:
         print(f"posttrain: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:
+        from posttrain.models.checks import EXTRAS, install_hint
+
+        package = (exc.name or "").split(".", 1)[0]
+        if package not in EXTRAS:
+            raise
+        print(f"posttrain: error: `posttrain {args.command}` needs the optional package "
+              f"{package!r}: {install_hint(package)}", file=sys.stderr)
+        return 2
     except BrokenPipeError:
         return 0
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -84,6 +83,8 @@ class Grader:
 
     def grade(self, sample: dict[str, Any], item: dict[str, Any]) -> Score:
         if self.is_async:
+            import asyncio
+
             return asyncio.run(self.agrade(sample, item))
         raise NotImplementedError
 

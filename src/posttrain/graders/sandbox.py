@@ -21,7 +21,6 @@ itself is judged here, from plain data, never from a verdict the sandbox sends.
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import hashlib
 import json
@@ -117,34 +116,9 @@ def configure(mode: str | None = None, image: str | None = None) -> None:
         pool.close()
 
 
-def add_cli_arguments(parser: Any) -> None:
-    """``--sandbox``, ``--sandbox-image`` and ``--unsafe-no-sandbox`` on a command's parser."""
-    group = parser.add_argument_group("sandbox for model-written code")
-    group.add_argument("--sandbox", choices=MODES[:-1], default=None,
-                       help="confinement layer (default auto: kernel, else bwrap, else docker "
-                            "if an image is set, else refuse; env POSTTRAIN_SANDBOX)")
-    group.add_argument("--sandbox-image", metavar="IMAGE", default=None,
-                       help="container image with python3 for --sandbox docker")
-    group.add_argument("--unsafe-no-sandbox", action="store_true",
-                       help="run model-written code with no confinement (recorded in the run)")
-
-
-#: commands whose graders may run model-written code
-SANDBOXED_COMMANDS = ("quickstart", "eval", "regrade", "grade", "calibrate", "rft")
-
-
-def add_cli_arguments_to(parser: argparse.ArgumentParser) -> None:
-    """Add the sandbox options to every command in ``SANDBOXED_COMMANDS``, nested ones too."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, child in action.choices.items():
-                if name in SANDBOXED_COMMANDS:
-                    add_cli_arguments(child)
-                add_cli_arguments_to(child)
-
-
 def apply_cli_arguments(args: Any) -> None:
-    """Apply the options added by ``add_cli_arguments`` (absent ones are ignored)."""
+    """Apply ``--sandbox``, ``--sandbox-image``, ``--unsafe-no-sandbox`` (``posttrain.cli_sandbox``
+    adds them; absent ones are ignored)."""
     if getattr(args, "unsafe_no_sandbox", False):
         configure("unsafe-none", getattr(args, "sandbox_image", None))
     elif getattr(args, "sandbox", None) or getattr(args, "sandbox_image", None):
