@@ -1,8 +1,9 @@
 """Model specs -> Model objects.
 
-Specs: ``openai:MODEL`` (honours ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``), ``hf:PATH_OR_REPO``,
-``anthropic:MODEL``, ``vllm:PATH``, or a name from a models file. Query options after ``?``:
-``client=sdk|lean``, ``concurrency=N``, ``base_url=URL``.
+Specs: ``openai:MODEL`` (honours ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``), ``hf:PATH_OR_REPO``
+(also ``hf:FILE.gguf``, ``hf:FOLDER?gguf=FILE`` and ``hf:NAME`` of a pulled model, see
+``posttrain.models.local``), ``anthropic:MODEL``, ``vllm:PATH``, or a name from a models file.
+Query options after ``?``: ``client=sdk|lean``, ``concurrency=N``, ``base_url=URL``, ``gguf=FILE``.
 
 Models file (``--models-file``, ``$POSTTRAIN_MODELS`` or ``./posttrain.models.yaml``)::
 
@@ -198,8 +199,9 @@ def build_model(config: ModelConfig, *, concurrency: int | None = None,
         from posttrain.models.hf import HFModel
 
         batch = int(config.options.get("batch_size", 16))
+        gguf = config.options.get("gguf")  # hf:FOLDER?gguf=FILE
         return HFModel(config.name, config.model, batch_size=batch, price=config.price,
-                       max_concurrency=limit)
+                       max_concurrency=limit, gguf=str(gguf) if gguf else None)
     if config.provider == "vllm":
         try:
             from posttrain.models.vllm_model import VLLMModel

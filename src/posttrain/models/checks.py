@@ -9,7 +9,6 @@ Transient answers (429, 5xx, timeouts) are not set-up problems: the run's retrie
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 from typing import Any
 
 from posttrain.errors import UserError
@@ -39,13 +38,20 @@ def require_packages(spec: str, *packages: str) -> None:
                             f"{install_hint(package)}", field="--model")
 
 
-def require_path(spec: str, path: str) -> None:
-    """A local model path must exist (a hub id such as ``org/name`` is left to the loader)."""
-    expanded = Path(path).expanduser()
-    looks_local = path.startswith(("/", ".", "~")) or path.endswith(".gguf") or \
-        path.count("/") != 1 or expanded.exists()
-    if looks_local and not expanded.exists():
-        raise UserError(f"{spec}: no such file or folder: {expanded}", field="--model")
+def require_path(spec: str, path: str, *, gguf: str | None = None, names: bool = False) -> None:
+    """A local model path must exist (a hub id such as ``org/name`` is left to the loader).
+
+    ``gguf``: a GGUF file inside the folder ``path`` (``hf:FOLDER?gguf=FILE``), which must exist
+    (in a hub repo it is left to the loader). ``names``: ``path`` may also name a pulled model
+    (``hf:smollm2-135m-instruct``); one that is not pulled yet is one line saying how to pull
+    it (see :mod:`posttrain.models.local`).
+    """
+    from posttrain.models.local import LocalSource, resolve_spec
+
+    source = resolve_spec(path, gguf, spec=spec)
+    if source.kind == "name" and not names:
+        source = LocalSource(spec, "folder", path)
+    source.check()
 
 
 def require_key(spec: str, variable: str | None, value: str | None, base_url: str,

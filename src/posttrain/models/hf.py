@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
 import time
 from typing import Any
 
+from posttrain.errors import UserError
 from posttrain.models.base import FatalError, Price, response_format_instruction
 from posttrain.models.batching import BatchingModel
 from posttrain.models.identity import local_weights_identity
+from posttrain.models.local import resolve_spec
 from posttrain.types import ChatRequest, Completion
 
 # transformers' lazy modules are not safe to import from two threads at once (two local models
@@ -52,35 +55,46 @@ def parse_tool_calls(text: str) -> tuple[str, list[dict[str, Any]]]:
     return text, calls
 
 
+def _say(message: str) -> None:
+    print(f"posttrain: {message}", file=sys.stderr, flush=True)
+
+
 class ContextTooLong(FatalError):
     """The prompt does not fit the model's context window: an error for that sample."""
 
 
 class HFModel(BatchingModel):
-    """``hf:PATH_OR_REPO``: a transformers causal LM on this machine."""
+    """``hf:PATH_OR_REPO``: a transformers causal LM on this machine.
+
+    Also ``hf:PATH.gguf`` / ``hf:FOLDER?gguf=FILE`` (``gguf=``): a GGUF file, converted once
+    into a cached folder keyed by its SHA-256; and ``hf:NAME``: a model pulled with
+    ``posttrain models pull NAME`` (see :mod:`posttrain.models.local`).
+    """
 
     def __init__(self, name: str, path: str, *, batch_size: int = 16,
                  default_max_tokens: int = 256, price: Price | None = None,
-                 max_concurrency: int | None = None) -> None:
+                 max_concurrency: int | None = None, gguf: str | None = None) -> None:
         self.name = name
         self.path = path
+        self.gguf = gguf
+        self.source = resolve_spec(path, gguf, spec=name)  # reads no weights
         self.batch_size = batch_size
         self.default_max_tokens = default_max_tokens
         self.price = price
         self.max_concurrency = max_concurrency or batch_size * 2
-        self.cache_id = f"hf:{local_model_identity(path)}"
+        self.cache_id = f"hf:{self.source.identity()}"
         self._model: Any = None
         self._tokenizer: Any = None
         super().__init__()
 
     async def check(self) -> None:
         """Before the first request: torch and transformers installed (gguf for a GGUF file),
-        and a local path that exists (UserError naming the spec)."""
+        a local path that exists, a name that is pulled (UserError naming the spec)."""
         from posttrain.models.checks import require_packages, require_path
 
         require_packages(self.name, "torch", "transformers",
-                         *(("gguf",) if self.path.endswith(".gguf") else ()))
-        require_path(self.name, self.path)
+                         *(("gguf",) if self.source.is_gguf else ()))
+        require_path(self.name, self.path, gguf=self.gguf, names=True)
 
     # ---- loading ---------------------------------------------------------------------------------
     def load(self) -> None:
@@ -96,9 +110,12 @@ class HFModel(BatchingModel):
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        try:
-            self._tokenizer = AutoTokenizer.from_pretrained(self.path)
-            self._model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch.float32)
+        try:  # a GGUF is converted here, once (cached); a pulled name is its folder
+            target = self.source.materialize(log=_say)
+            self._tokenizer = AutoTokenizer.from_pretrained(target)
+            self._model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32)
+        except UserError as exc:
+            raise FatalError(str(exc)) from None
         except (OSError, ValueError) as exc:
             raise FatalError(f"cannot load hf model {self.path!r}: {exc}") from None
         self._model.eval()

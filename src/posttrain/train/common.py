@@ -12,13 +12,15 @@ from posttrain.errors import UserError
 
 
 def model_path(spec: str) -> str:
-    """``hf:PATH_OR_REPO`` (or a bare path) -> what ``from_pretrained`` takes."""
-    if spec.startswith("hf:"):
-        spec = spec[3:]
-    elif ":" in spec.split("/")[0] and not Path(spec).exists():
+    """``hf:PATH_OR_REPO`` (or a bare path) -> what ``from_pretrained`` takes: a pulled name
+    (``hf:smollm2-135m-instruct``) is its folder, a GGUF (``hf:FILE.gguf``,
+    ``hf:FOLDER?gguf=FILE``) is converted once (cached) and its folder returned."""
+    if not spec.startswith("hf:") and ":" in spec.split("/")[0] and not Path(spec).exists():
         raise UserError(f"training needs a local Hugging Face model (hf:PATH), got {spec!r}",
                         field="--model")
-    return spec
+    from posttrain.models.local import load_path
+
+    return load_path(spec, log=lambda message: print(f"posttrain: {message}", flush=True))
 
 
 def has_accelerator() -> bool:
