@@ -152,6 +152,13 @@ def test_response_format_becomes_an_instruction_where_not_native():
     text = response_format_instruction(fmt)
     assert text is not None and '"required": ["city"]' in text
     assert response_format_instruction({"type": "text"}) is None
-    kwargs = to_anthropic(ChatRequest(messages=[{"role": "user", "content": "hi"}],
-                                      response_format=fmt))
-    assert kwargs["system"] == text
+    # Anthropic: structured outputs natively, the instruction where the model has none
+    request = ChatRequest(messages=[{"role": "user", "content": "hi"}], response_format=fmt)
+    body = to_anthropic(request)
+    assert body["output_config"] == {"format": {"type": "json_schema", "schema": schema}}
+    assert "system" not in body
+    body = to_anthropic(request, capabilities={"structured_outputs": {"supported": False}})
+    assert body["system"] == text and "output_config" not in body
+    body = to_anthropic(ChatRequest(messages=[{"role": "user", "content": "hi"}],
+                                    response_format={"type": "json_object"}))
+    assert body["system"] == "Respond with only a JSON object."

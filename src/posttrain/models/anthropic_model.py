@@ -1,7 +1,15 @@
 """``anthropic:MODEL`` through the official SDK (optional extra ``posttrain[anthropic]``).
 
-Chat-completions messages, tools and tool calls are translated to the Messages API and back,
-so evals and graders see the same shapes whichever provider answered.
+Chat-completions requests are translated to the Messages API (``POST /v1/messages``, reference:
+https://docs.anthropic.com/en/api/messages, and the ``MessageCreateParams`` types of the
+``anthropic`` SDK) and answers back, so evals and graders see the same shapes whichever provider
+answered. :func:`to_anthropic` is the whole mapping; fields the Messages API has no form for
+(``seed``, ``min_p``, penalties, ...) are refused before the first request
+(``posttrain.models.base.FIELD_SUPPORT``), never dropped.
+
+Tested with ``anthropic`` 0.40 to 2.x: since 1.0 the SDK has no ``temperature``, ``top_p`` or
+``top_k`` keywords, so fields the installed SDK lacks travel in ``extra_body`` and the JSON body
+is the same whichever version is installed (:func:`posttrain.models.base.split_sdk_arguments`).
 """
 
 from __future__ import annotations
@@ -10,61 +18,232 @@ import json
 import time
 from typing import Any
 
-from posttrain.models.base import FatalError, Price, response_format_instruction
+from posttrain.models.base import (
+    SUPPORTS,
+    FatalError,
+    Price,
+    UnsupportedField,
+    max_tokens_of,
+    response_format_instruction,
+    split_sdk_arguments,
+    supported_fields,
+)
 from posttrain.models.identity import EndpointIdentity
 from posttrain.models.openai_compat import sdk_errors
 from posttrain.types import ChatRequest, Completion
 
+#: ``max_tokens`` is required by the Messages API; this is sent when the eval sets none
+DEFAULT_MAX_TOKENS = 1024
+#: ``output_config.effort`` levels (``OutputConfigParam``); ``reasoning_effort`` takes them as is
+EFFORT_LEVELS = ("low", "medium", "high", "xhigh", "max")
+#: ``service_tier`` values the Messages API takes
+SERVICE_TIERS = ("auto", "standard_only")
+_MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 
-def to_anthropic(request: ChatRequest) -> dict[str, Any]:
-    """Translate a chat-completions request into Messages API arguments."""
+
+def _capability(capabilities: dict[str, Any] | None, *path: str) -> bool | None:
+    """``capabilities.<path>.supported`` from the Models API (None: not reported)."""
+    node: Any = capabilities
+    for key in path:
+        node = node.get(key) if isinstance(node, dict) else None
+    supported = node.get("supported") if isinstance(node, dict) else None
+    return supported if isinstance(supported, bool) else None
+
+
+def _content(content: Any) -> Any:
+    """Chat-completions content (a string or parts) as Messages API content."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return json.dumps(content)
+    blocks: list[dict[str, Any]] = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            blocks.append({"type": "text", "text": part.get("text", "")})
+        elif kind == "image_url":
+            url = (part.get("image_url") or {}).get("url", "")
+            head, _, data = url.partition(",")
+            media = head.removeprefix("data:").removesuffix(";base64")
+            if url.startswith("data:") and head.endswith(";base64") and media in _MEDIA_TYPES:
+                blocks.append({"type": "image", "source": {"type": "base64",
+                                                           "media_type": media, "data": data}})
+            elif url.startswith(("http://", "https://")):
+                blocks.append({"type": "image", "source": {"type": "url", "url": url}})
+            else:
+                raise UnsupportedField("messages", "an image the Messages API cannot take (a "
+                                       f"URL or base64 {', '.join(_MEDIA_TYPES)})")
+        else:
+            raise UnsupportedField("messages", f"a content part of type {kind!r} has no "
+                                   "Messages API form here (text and image_url do)")
+    return blocks
+
+
+def _messages(request: ChatRequest) -> tuple[list[str], list[dict[str, Any]]]:
+    """(system texts, messages): system/developer messages become ``system``, ``tool`` messages
+    ``tool_result`` blocks of a user turn, assistant ``tool_calls`` ``tool_use`` blocks."""
     system_parts: list[str] = []
     messages: list[dict[str, Any]] = []
     for message in request.messages:
         role = message.get("role")
         content = message.get("content")
         if role in ("system", "developer"):
-            system_parts.append(content if isinstance(content, str) else json.dumps(content))
+            if isinstance(content, list):
+                system_parts.extend(str(p.get("text", "")) for p in content
+                                    if isinstance(p, dict))
+            else:
+                system_parts.append(content if isinstance(content, str) else json.dumps(content))
         elif role == "tool":
             block = {"type": "tool_result", "tool_use_id": message.get("tool_call_id", ""),
-                     "content": content if isinstance(content, str) else json.dumps(content)}
-            if messages and messages[-1]["role"] == "user" and isinstance(messages[-1]["content"], list):
+                     "content": _content(content)}
+            if messages and messages[-1]["role"] == "user" and \
+                    isinstance(messages[-1]["content"], list):
                 messages[-1]["content"].append(block)
             else:
                 messages.append({"role": "user", "content": [block]})
         elif role == "assistant" and message.get("tool_calls"):
             blocks: list[dict[str, Any]] = []
-            if content:
-                blocks.append({"type": "text", "text": content})
+            text = _content(content)
+            if isinstance(text, list):
+                blocks.extend(text)
+            elif text:
+                blocks.append({"type": "text", "text": text})
             for call in message["tool_calls"]:
                 function = call.get("function", {})
                 arguments = function.get("arguments") or "{}"
                 blocks.append({"type": "tool_use", "id": call.get("id", ""),
                                "name": function.get("name", ""),
-                               "input": json.loads(arguments) if isinstance(arguments, str) else arguments})
+                               "input": json.loads(arguments) if isinstance(arguments, str)
+                               else arguments})
             messages.append({"role": "assistant", "content": blocks})
+        elif role == "user" and messages and messages[-1]["role"] == "user" and \
+                isinstance(messages[-1]["content"], list):
+            # consecutive user turns are one (the API combines them too): after tool results,
+            # the text follows the tool_result blocks, as the Messages API requires
+            more = _content(content)
+            messages[-1]["content"].extend(
+                more if isinstance(more, list) else [{"type": "text", "text": more}])
+        elif role in ("user", "assistant"):
+            messages.append({"role": role, "content": _content(content)})
         else:
-            messages.append({"role": role, "content": content if content is not None else ""})
-    instruction = response_format_instruction(request.response_format)
-    if instruction:
-        system_parts.append(instruction)
-    kwargs: dict[str, Any] = {"messages": messages, "max_tokens": request.max_tokens or 1024}
+            raise UnsupportedField("messages", f"a message with role {role!r} has no Messages "
+                                   "API form (system, developer, user, assistant, tool do)")
+    return system_parts, messages
+
+
+def _tool(tool: dict[str, Any]) -> dict[str, Any]:
+    function = tool.get("function") if tool.get("type") == "function" else None
+    if not isinstance(function, dict) or not function.get("name"):
+        raise UnsupportedField("tools", f"a tool of type {tool.get('type')!r} has no Messages "
+                               "API form here (function tools do)")
+    out: dict[str, Any] = {"name": function["name"]}
+    if function.get("description"):
+        out["description"] = function["description"]
+    out["input_schema"] = function.get("parameters") or {"type": "object", "properties": {}}
+    if function.get("strict") is not None:
+        out["strict"] = function["strict"]
+    return out
+
+
+def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
+    """``tool_choice`` + ``parallel_tool_calls`` as the Messages API ``tool_choice``
+    (``ToolChoiceAuto/Any/Tool/None``): auto -> auto, none -> none, required -> any, a named
+    function -> tool; ``parallel_tool_calls: false`` -> ``disable_parallel_tool_use: true``."""
+    if choice is None:
+        out: dict[str, Any] | None = {"type": "auto"} if parallel is False else None
+    elif choice in ("auto", "none"):
+        out = {"type": choice}
+    elif choice == "required":
+        out = {"type": "any"}
+    elif isinstance(choice, dict) and choice.get("type") == "function" and \
+            isinstance(choice.get("function"), dict) and choice["function"].get("name"):
+        out = {"type": "tool", "name": choice["function"]["name"]}
+    else:
+        raise UnsupportedField("tool_choice", f"{choice!r} has no Messages API form (auto, none, "
+                               "required, or {type: function, function: {name: ...}})")
+    if out is not None and parallel is False and out["type"] != "none":
+        out["disable_parallel_tool_use"] = True
+    return out
+
+
+def to_anthropic(request: ChatRequest, model: str | None = None,
+                 capabilities: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Messages API request body for a chat-completions request (with ``model`` if given).
+
+    ``capabilities`` is the model's ``capabilities`` from the Models API (``GET
+    /v1/models/{id}``), when known: a ``json_schema`` response format becomes
+    ``output_config.format`` (structured outputs) unless they say the model has none, and then a
+    system instruction; ``reasoning_effort`` is refused where they say the level is not
+    supported. UnsupportedField for any field the Messages API cannot carry (see
+    ``FIELD_SUPPORT`` in ``posttrain.models.base`` for the table).
+    """
+    fields = supported_fields(request, "anthropic")
+    system_parts, messages = _messages(request)
+    body: dict[str, Any] = {"model": model} if model is not None else {}
+    body["messages"] = messages
+    body["max_tokens"] = max_tokens_of(fields) or DEFAULT_MAX_TOKENS
+    output_config: dict[str, Any] = {}
+    response_format = fields.get("response_format")
+    if response_format is not None:
+        kind = response_format.get("type") if isinstance(response_format, dict) else None
+        if kind == "json_schema":
+            spec = response_format.get("json_schema") or {}
+            schema = spec.get("schema") if isinstance(spec, dict) else None
+            if not isinstance(schema, dict):
+                raise UnsupportedField("response_format", "json_schema needs json_schema.schema")
+            if _capability(capabilities, "structured_outputs") is False:
+                system_parts.append(response_format_instruction(response_format) or "")
+            else:
+                output_config["format"] = {"type": "json_schema", "schema": schema}
+        elif kind == "json_object":
+            system_parts.append(response_format_instruction(response_format) or "")
+        elif kind != "text":
+            raise UnsupportedField("response_format", f"type {kind!r} has no Messages API form "
+                                   "(json_schema, json_object, text)")
+    effort = fields.get("reasoning_effort")
+    if effort is not None:
+        if effort == "none":
+            if _capability(capabilities, "thinking", "types", "disabled") is False:
+                raise UnsupportedField("reasoning_effort", "none: this model cannot turn "
+                                       "thinking off (Models API capabilities)")
+            body["thinking"] = {"type": "disabled"}
+        elif effort in EFFORT_LEVELS:
+            if _capability(capabilities, "effort") is False or \
+                    _capability(capabilities, "effort", effort) is False:
+                raise UnsupportedField("reasoning_effort", f"{effort}: this model does not take "
+                                       "that effort level (Models API capabilities.effort)")
+            output_config["effort"] = effort
+        else:
+            raise UnsupportedField("reasoning_effort", f"{effort!r} has no Messages API form "
+                                   f"({', '.join(EFFORT_LEVELS)}, or none to turn thinking off)")
+    if output_config:
+        body["output_config"] = output_config
     if system_parts:
-        kwargs["system"] = "\n\n".join(system_parts)
-    if request.temperature is not None:
-        kwargs["temperature"] = request.temperature
-    if request.top_p is not None:
-        kwargs["top_p"] = request.top_p
-    if request.stop:
-        kwargs["stop_sequences"] = request.stop
-    if request.tools:
-        kwargs["tools"] = [
-            {"name": tool["function"]["name"],
-             "description": tool["function"].get("description", ""),
-             "input_schema": tool["function"].get("parameters") or {"type": "object", "properties": {}}}
-            for tool in request.tools if tool.get("type") == "function"
-        ]
-    return kwargs
+        body["system"] = "\n\n".join(system_parts)
+    for name in ("temperature", "top_p", "top_k"):
+        if name in fields:
+            body[name] = fields[name]
+    if "stop" in fields:
+        stop = fields["stop"]
+        body["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    if "tools" in fields:
+        body["tools"] = [_tool(tool) for tool in fields["tools"]]
+    choice = _tool_choice(fields.get("tool_choice"), fields.get("parallel_tool_calls"))
+    if choice is not None:
+        body["tool_choice"] = choice
+    if "user" in fields:
+        body["metadata"] = {"user_id": str(fields["user"])}
+    if "service_tier" in fields:
+        if fields["service_tier"] not in SERVICE_TIERS:
+            raise UnsupportedField("service_tier", f"{fields['service_tier']!r}: the Messages "
+                                   f"API takes {' or '.join(SERVICE_TIERS)}")
+        body["service_tier"] = fields["service_tier"]
+    extra_body = fields.get("extra_body")
+    if isinstance(extra_body, dict):
+        body.update(extra_body)
+    return body
 
 
 def usage_from_anthropic(usage: Any) -> dict[str, int]:
@@ -94,6 +273,9 @@ def usage_from_anthropic(usage: Any) -> dict[str, int]:
 
 
 def from_anthropic(message: Any, latency_s: float, price: Price | None) -> Completion:
+    """A Messages API ``Message`` as a Completion: text blocks are the answer, ``thinking``
+    blocks the reasoning, ``tool_use`` blocks chat-completions tool calls; ``stop_reason`` maps
+    to the chat-completions ``finish_reason``."""
     texts: list[str] = []
     thoughts: list[str] = []
     tool_calls: list[dict[str, Any]] = []
@@ -106,7 +288,9 @@ def from_anthropic(message: Any, latency_s: float, price: Price | None) -> Compl
             tool_calls.append({"id": block.id, "type": "function",
                                "function": {"name": block.name, "arguments": json.dumps(block.input)}})
     finish = {"end_turn": "stop", "max_tokens": "length", "tool_use": "tool_calls",
-              "stop_sequence": "stop"}.get(message.stop_reason, message.stop_reason)
+              "stop_sequence": "stop", "refusal": "content_filter",
+              "model_context_window_exceeded": "length"}.get(message.stop_reason,
+                                                             message.stop_reason)
     tokens = usage_from_anthropic(message.usage)
     served = getattr(message, "model", None)
     return Completion(text="".join(texts), tool_calls=tool_calls, finish_reason=finish,
@@ -116,7 +300,20 @@ def from_anthropic(message: Any, latency_s: float, price: Price | None) -> Compl
                       served_model=served if isinstance(served, str) and served else None)
 
 
+def _plain(value: Any) -> dict[str, Any] | None:
+    """An SDK object (pydantic) or dict as a plain dict; None for anything else."""
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        value = dump()
+    return value if isinstance(value, dict) else None
+
+
 class AnthropicModel:
+    """``anthropic:MODEL``: the Messages API through ``anthropic.AsyncAnthropic``, retries off
+    (the runner owns retries). ``base_url`` points it at any server speaking the Messages API."""
+
+    SUPPORTS = SUPPORTS["anthropic"]
+
     def __init__(self, name: str, model: str, *, api_key: str | None = None,
                  base_url: str | None = None, max_concurrency: int = 8,
                  price: Price | None = None, timeout_s: float = 120.0) -> None:
@@ -129,6 +326,8 @@ class AnthropicModel:
         self._base_url = base_url
         self.timeout_s = timeout_s
         self._client: Any = None
+        #: ``capabilities`` of the model from the Models API, once ``check`` has read them
+        self.capabilities: dict[str, Any] | None = None
         # the Models API resolves an alias to its dated snapshot: that id is the identity
         self.identity = EndpointIdentity(name, self._probe)
 
@@ -144,8 +343,8 @@ class AnthropicModel:
         import anthropic
 
         try:
-            await self._get_client().models.retrieve(self.model,
-                                                     timeout=min(10.0, self.timeout_s))
+            info = await self._get_client().models.retrieve(self.model,
+                                                            timeout=min(10.0, self.timeout_s))
         except anthropic.AuthenticationError as exc:
             raise UserError(f"{self.name}: the API refused the credentials ({exc})",
                             field="--model") from None
@@ -158,6 +357,7 @@ class AnthropicModel:
                             field="--model") from None
         except anthropic.APIError:
             return  # transient or unsupported (a proxy without the Models API): the run decides
+        self.capabilities = _plain(getattr(info, "capabilities", None))
 
     async def _probe(self) -> str | None:
         info = await self._get_client().models.retrieve(self.model,
@@ -174,13 +374,19 @@ class AnthropicModel:
                                                     max_retries=0, timeout=self.timeout_s)
         return self._client
 
+    def to_wire(self, request: ChatRequest) -> dict[str, Any]:
+        """The Messages API body for ``request`` (UnsupportedField for a field it lacks)."""
+        return to_anthropic(request, self.model, self.capabilities)
+
     async def generate(self, request: ChatRequest) -> Completion:
         import anthropic
 
+        body = self.to_wire(request)
         client = self._get_client()
         started = time.perf_counter()
         with sdk_errors(anthropic, self.timeout_s):
-            message = await client.messages.create(model=self.model, **to_anthropic(request))
+            message = await client.messages.create(
+                **split_sdk_arguments(client.messages.create, body))
         return from_anthropic(message, time.perf_counter() - started, self.price)
 
     async def aclose(self) -> None:

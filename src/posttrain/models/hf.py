@@ -3,6 +3,12 @@
 Concurrent ``generate`` calls are gathered into batches (same sampling settings), run one batch
 at a time in a worker thread so the event loop stays free. torch and transformers are imported
 only when the first request arrives.
+
+Request fields map to ``apply_chat_template`` and ``GenerationConfig`` (``generate`` keyword
+arguments, https://huggingface.co/docs/transformers/main_classes/text_generation) in
+:func:`hf_settings`; a field with no local form (``reasoning_effort``, ``tool_choice:
+required``, penalties transformers lacks) is refused before the first request
+(``posttrain.models.base.FIELD_SUPPORT``), never dropped.
 """
 
 from __future__ import annotations
@@ -15,7 +21,15 @@ import time
 from typing import Any
 
 from posttrain.errors import UserError
-from posttrain.models.base import FatalError, Price, response_format_instruction
+from posttrain.models.base import (
+    SUPPORTS,
+    FatalError,
+    Price,
+    UnsupportedField,
+    max_tokens_of,
+    response_format_instruction,
+    supported_fields,
+)
 from posttrain.models.batching import BatchingModel
 from posttrain.models.identity import local_weights_identity
 from posttrain.models.local import resolve_spec
@@ -55,6 +69,71 @@ def parse_tool_calls(text: str) -> tuple[str, list[dict[str, Any]]]:
     return text, calls
 
 
+def local_tools(fields: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The tools a local chat template gets under ``tool_choice`` and ``parallel_tool_calls``.
+
+    ``auto`` (or unset) offers them, ``none`` leaves them out of the prompt (no tool calls are
+    parsed then); ``required`` and a named function need constrained decoding, which local
+    generation here does not do, and ``parallel_tool_calls: false`` cannot be enforced: both
+    are refused.
+    """
+    choice = fields.get("tool_choice")
+    if choice not in (None, "auto", "none"):
+        raise UnsupportedField("tool_choice", f"{choice!r}: a local model cannot be forced to "
+                               "call a tool (auto and none work)")
+    if fields.get("parallel_tool_calls") is False:
+        raise UnsupportedField("parallel_tool_calls", "false: a local model cannot be held to "
+                               "one tool call")
+    return None if choice == "none" else fields.get("tools")
+
+
+def stop_list(fields: dict[str, Any]) -> list[str]:
+    """``stop`` as a list (the eval may give one string)."""
+    stop = fields.get("stop") or []
+    return [stop] if isinstance(stop, str) else list(stop)
+
+
+def cut_at_stop(text: str, stops: list[str]) -> str | None:
+    """``text`` up to the earliest stop sequence in it (None: no stop occurs)."""
+    found = [text.index(stop) for stop in stops if stop and stop in text]
+    return text[: min(found)] if found else None
+
+
+def hf_settings(request: ChatRequest, default_max_tokens: int = 256) -> dict[str, Any]:
+    """How a request runs on a local transformers model: ``template`` (extra
+    ``apply_chat_template`` arguments), ``instruction`` (a system message asking for the
+    response format: no constrained decoding here), ``generate`` (``generate`` keyword
+    arguments, before the context-window cap) and ``stop`` (the answer is cut at the first).
+
+    Greedy unless ``temperature`` > 0; ``top_p``/``top_k``/``min_p`` apply when sampling (at
+    temperature 0 they cannot change the greedy token), ``seed`` seeds torch before sampling,
+    ``repetition_penalty`` applies either way. UnsupportedField for anything else.
+    """
+    fields = supported_fields(request, "hf")
+    tools = local_tools(fields)
+    response_format = fields.get("response_format")
+    if response_format is not None and response_format.get("type") not in (
+            "json_schema", "json_object", "text"):
+        raise UnsupportedField("response_format", f"type {response_format.get('type')!r} "
+                               "(json_schema, json_object and text work)")
+    generate: dict[str, Any] = {"max_new_tokens": max_tokens_of(fields) or default_max_tokens}
+    temperature = fields.get("temperature") or 0.0
+    if temperature > 0:
+        generate.update(do_sample=True, temperature=temperature,
+                        top_p=fields.get("top_p", 1.0))
+        for name in ("top_k", "min_p"):
+            if name in fields:
+                generate[name] = fields[name]
+    else:
+        generate.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    if "repetition_penalty" in fields:
+        generate["repetition_penalty"] = fields["repetition_penalty"]
+    return {"template": {"tools": tools} if tools else {},
+            "instruction": response_format_instruction(response_format),
+            "generate": generate, "seed": fields.get("seed") if temperature > 0 else None,
+            "stop": stop_list(fields), "parse_tools": bool(tools)}
+
+
 def _say(message: str) -> None:
     print(f"posttrain: {message}", file=sys.stderr, flush=True)
 
@@ -70,6 +149,8 @@ class HFModel(BatchingModel):
     into a cached folder keyed by its SHA-256; and ``hf:NAME``: a model pulled with
     ``posttrain models pull NAME`` (see :mod:`posttrain.models.local`).
     """
+
+    SUPPORTS = SUPPORTS["hf"]
 
     def __init__(self, name: str, path: str, *, batch_size: int = 16,
                  default_max_tokens: int = 256, price: Price | None = None,
@@ -130,46 +211,39 @@ class HFModel(BatchingModel):
 
         self.load()
         tokenizer, model = self._tokenizer, self._model
-        first = requests[0]
+        plans = [self.to_wire(request) for request in requests]
+        first = plans[0]
         started = time.perf_counter()
         texts = []
-        for request in requests:
-            kwargs: dict[str, Any] = {"add_generation_prompt": True, "tokenize": False}
-            if request.tools:
-                kwargs["tools"] = request.tools
+        for request, plan in zip(requests, plans, strict=True):
+            kwargs: dict[str, Any] = {"add_generation_prompt": True, "tokenize": False,
+                                      **plan["template"]}
             messages = request.messages
-            instruction = response_format_instruction(request.response_format)
-            if instruction:  # no constrained decoding here: ask for the format instead
-                messages = [{"role": "system", "content": instruction}, *messages]
+            if plan["instruction"]:  # no constrained decoding here: ask for the format instead
+                messages = [{"role": "system", "content": plan["instruction"]}, *messages]
             texts.append(tokenizer.apply_chat_template(messages, **kwargs))
         encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         window = getattr(model.config, "max_position_embeddings", None)
         longest = int(encoded["attention_mask"].sum(dim=1).max())
-        max_new = first.max_tokens or self.default_max_tokens
+        generate_kwargs: dict[str, Any] = {
+            **first["generate"],
+            "pad_token_id": tokenizer.pad_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+        }
         if window is not None:
             if longest >= window:
                 raise ContextTooLong(f"prompt of {longest} tokens does not fit the model's "
                                      f"context of {window} tokens")
-            max_new = min(max_new, window - encoded["input_ids"].shape[1])
-        temperature = first.temperature or 0.0
-        generate_kwargs: dict[str, Any] = {
-            "max_new_tokens": max_new,
-            "pad_token_id": tokenizer.pad_token_id,
-            "eos_token_id": tokenizer.eos_token_id,
-        }
-        if temperature > 0:
-            generate_kwargs.update(do_sample=True, temperature=temperature,
-                                   top_p=first.top_p if first.top_p is not None else 1.0)
-            if first.seed is not None:
-                torch.manual_seed(first.seed)
-        else:
-            generate_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            generate_kwargs["max_new_tokens"] = min(generate_kwargs["max_new_tokens"],
+                                                    window - encoded["input_ids"].shape[1])
+        if first["seed"] is not None:
+            torch.manual_seed(first["seed"])
         with torch.inference_mode():
             output = model.generate(**encoded, **generate_kwargs)
         prompt_length = encoded["input_ids"].shape[1]
         latency = time.perf_counter() - started
         completions = []
-        for row, request in enumerate(requests):
+        for row, plan in enumerate(plans):
             new_tokens = output[row, prompt_length:].tolist()
             finish = "length"
             if tokenizer.eos_token_id in new_tokens:
@@ -180,15 +254,13 @@ class HFModel(BatchingModel):
                 finish = "stop"
             text = tokenizer.decode(new_tokens, skip_special_tokens=True)
             tool_calls: list[dict[str, Any]] = []
-            if request.tools:
+            if plan["parse_tools"]:
                 text, tool_calls = parse_tool_calls(text)
                 if tool_calls:
                     finish = "tool_calls"
-            if request.stop:
-                for stop in request.stop:
-                    if stop in text:
-                        text = text[: text.index(stop)]
-                        finish = "stop"
+            cut = cut_at_stop(text, plan["stop"])
+            if cut is not None:
+                text, finish = cut, "stop"
             input_tokens = int(encoded["attention_mask"][row].sum())
             completions.append(Completion(
                 text=text, tool_calls=tool_calls, finish_reason=finish,
@@ -197,8 +269,18 @@ class HFModel(BatchingModel):
             ))
         return completions
 
+    def to_wire(self, request: ChatRequest) -> dict[str, Any]:
+        """How ``request`` runs here (:func:`hf_settings`); UnsupportedField if it cannot."""
+        return hf_settings(request, self.default_max_tokens)
+
+    async def generate(self, request: ChatRequest) -> Completion:
+        self.to_wire(request)  # a field this model cannot honour fails here, alone
+        return await super().generate(request)
+
     def batch_key(self, request: ChatRequest) -> Any:
-        return (request.temperature, request.max_tokens, request.top_p, request.seed)
+        """Requests batch together when their ``generate`` settings and seed agree."""
+        plan = self.to_wire(request)
+        return json.dumps([plan["generate"], plan["seed"]], sort_keys=True, default=str)
 
     def retry_alone(self, exc: Exception) -> bool:
         return isinstance(exc, ContextTooLong)  # one long prompt: the others still get answers

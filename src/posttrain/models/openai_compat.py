@@ -16,7 +16,16 @@ from typing import Any
 
 import orjson
 
-from posttrain.models.base import FatalError, ModelError, Price, RetryableError, classify_status
+from posttrain.models.base import (
+    SUPPORTS,
+    FatalError,
+    ModelError,
+    Price,
+    RetryableError,
+    classify_status,
+    split_sdk_arguments,
+    supported_fields,
+)
 from posttrain.models.identity import (
     EndpointIdentity,
     is_self_hosted,
@@ -57,6 +66,19 @@ def sdk_errors(sdk: Any, timeout_s: float) -> Iterator[None]:
         retry_after = parse_retry_after(exc.response.headers.get("retry-after"))
         raise kind(f"HTTP {exc.status_code}: {str(exc)[:300]}", status=exc.status_code,
                    retry_after=retry_after) from None
+
+
+def openai_body(request: ChatRequest, model: str) -> dict[str, Any]:
+    """The chat-completions request body (https://platform.openai.com/docs/api-reference/chat/
+    create): every field as the eval wrote it, ``extra_body`` merged in last (as the ``openai``
+    SDK merges its ``extra_body``), so the lean client and the SDK send the same JSON.
+    UnsupportedField only for ``n`` other than 1 (posttrain reads one choice)."""
+    supported_fields(request, "openai")
+    body: dict[str, Any] = {"model": model, **request.to_payload()}
+    extra_body = body.pop("extra_body", None)
+    if isinstance(extra_body, dict):
+        body.update(extra_body)
+    return body
 
 
 def _count(value: Any) -> int:
@@ -137,6 +159,8 @@ class _Endpoint:
     ``identity``; see :mod:`posttrain.models.identity`.
     """
 
+    SUPPORTS = SUPPORTS["openai"]
+
     def __init__(self, name: str, model: str, *, base_url: str | None = None,
                  api_key: str | None = None, max_concurrency: int = 16,
                  price: Price | None = None, timeout_s: float = 120.0,
@@ -158,6 +182,10 @@ class _Endpoint:
             name, self._probe,
             compare_fingerprint=self.self_hosted if compare_fingerprint is None
             else compare_fingerprint)
+
+    def to_wire(self, request: ChatRequest) -> dict[str, Any]:
+        """The JSON body both clients send (:func:`openai_body`)."""
+        return openai_body(request, self.model)
 
     async def _probe(self) -> str | None:
         """The digest of this model's entry in ``GET {base_url}/models`` (no tokens spent)."""
@@ -193,12 +221,9 @@ class LeanOpenAIModel(_Endpoint):
         return self._session
 
     async def generate(self, request: ChatRequest) -> Completion:
-
         import aiohttp
 
-        payload = request.to_payload()
-        payload["model"] = self.model
-        data = orjson.dumps(payload)
+        data = orjson.dumps(self.to_wire(request))
         session = self._client()
         started = time.perf_counter()
         try:
@@ -267,11 +292,12 @@ class SDKOpenAIModel(_Endpoint):
         import openai
 
         client = self._get_client()
-        payload = request.to_payload()
+        create = client.chat.completions.with_raw_response.create
+        # fields the SDK has no keyword for (top_k, min_p, ...) travel in extra_body
+        arguments = split_sdk_arguments(client.chat.completions.create, self.to_wire(request))
         started = time.perf_counter()
         with sdk_errors(openai, self.timeout_s):
-            response = await client.chat.completions.with_raw_response.create(
-                model=self.model, **payload)
+            response = await create(**arguments)
         latency = time.perf_counter() - started
         try:
             body = orjson.loads(response.content)

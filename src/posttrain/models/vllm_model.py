@@ -10,6 +10,11 @@ The runner sends many concurrent ``generate`` calls; they are gathered for a few
 and handed to one ``LLM.chat`` call (the model's chat template, continuous batching inside
 vLLM), one call at a time in a worker thread. ``import vllm`` happens only on the first request,
 so this module imports anywhere; without vLLM each request fails with a clear, non-retryable error.
+
+Request fields map to ``vllm.SamplingParams`` (https://docs.vllm.ai/en/latest/api/vllm/
+sampling_params.html) and ``LLM.chat`` in :func:`vllm_settings`; a field with no form there
+(``reasoning_effort``, ``tool_choice: required``, logprobs posttrain does not read) is refused
+before the first request (``posttrain.models.base.FIELD_SUPPORT``), never dropped.
 """
 
 from __future__ import annotations
@@ -19,9 +24,16 @@ import time
 from typing import Any
 
 from posttrain.errors import UserError
-from posttrain.models.base import FatalError, Price
+from posttrain.models.base import (
+    SUPPORTS,
+    FatalError,
+    Price,
+    UnsupportedField,
+    max_tokens_of,
+    supported_fields,
+)
 from posttrain.models.batching import BatchingModel
-from posttrain.models.hf import local_model_identity, parse_tool_calls
+from posttrain.models.hf import local_model_identity, local_tools, parse_tool_calls, stop_list
 from posttrain.types import ChatRequest, Completion
 
 _ENGINE_OPTIONS: dict[str, type] = {
@@ -64,8 +76,47 @@ def engine_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
     return engine, own
 
 
+#: request fields that are ``SamplingParams`` fields of the same name and meaning
+_SAMPLING_SAME = ("top_p", "top_k", "min_p", "seed", "presence_penalty", "frequency_penalty",
+                  "repetition_penalty")
+
+
+def vllm_settings(request: ChatRequest, default_max_tokens: int = 256) -> dict[str, Any]:
+    """How a request runs on vLLM: ``sampling`` (``SamplingParams`` keyword arguments),
+    ``structured`` (a JSON schema, ``True`` for any JSON object, or None: guided decoding),
+    ``tools`` (for ``LLM.chat``, None under ``tool_choice: none``). Greedy unless
+    ``temperature`` is set, like ``hf:``. UnsupportedField for a field vLLM cannot honour."""
+    fields = supported_fields(request, "vllm")
+    tools = local_tools(fields)
+    sampling: dict[str, Any] = {"temperature": fields.get("temperature") or 0.0,
+                                "max_tokens": max_tokens_of(fields) or default_max_tokens}
+    sampling.update((name, fields[name]) for name in _SAMPLING_SAME if name in fields)
+    if "stop" in fields:
+        sampling["stop"] = stop_list(fields)
+    if "logit_bias" in fields:
+        try:
+            sampling["logit_bias"] = {int(k): float(v) for k, v in fields["logit_bias"].items()}
+        except (TypeError, ValueError):
+            raise UnsupportedField("logit_bias", "keys must be token ids") from None
+    structured: dict[str, Any] | bool | None = None
+    response_format = fields.get("response_format")
+    kind = response_format.get("type") if response_format is not None else None
+    if kind == "json_schema":
+        structured = _json_schema(response_format)
+        if structured is None:
+            raise UnsupportedField("response_format", "json_schema needs json_schema.schema")
+    elif kind == "json_object":
+        structured = True
+    elif kind not in (None, "text"):
+        raise UnsupportedField("response_format", f"type {kind!r} (json_schema, json_object "
+                               "and text work)")
+    return {"sampling": sampling, "structured": structured, "tools": tools or None}
+
+
 class VLLMModel(BatchingModel):
     """A vLLM engine serving one model; ``tensor_parallel_size`` GPUs per replica."""
+
+    SUPPORTS = SUPPORTS["vllm"]
 
     def __init__(self, name: str, model: str, *, options: dict[str, Any] | None = None,
                  price: Price | None = None) -> None:
@@ -108,41 +159,41 @@ class VLLMModel(BatchingModel):
         return self._llm
 
     # ---- one engine call ---------------------------------------------------------------------
+    def to_wire(self, request: ChatRequest) -> dict[str, Any]:
+        """How ``request`` runs here (:func:`vllm_settings`); UnsupportedField if it cannot."""
+        return vllm_settings(request, self.default_max_tokens)
+
     def sampling_params(self, request: ChatRequest) -> Any:
         import vllm
 
-        kwargs: dict[str, Any] = {
-            "temperature": request.temperature or 0.0,  # greedy unless asked, like hf:
-            "max_tokens": request.max_tokens or self.default_max_tokens,
-        }
-        if request.top_p is not None:
-            kwargs["top_p"] = request.top_p
-        if request.seed is not None:
-            kwargs["seed"] = request.seed
-        if request.stop:
-            kwargs["stop"] = list(request.stop)
-        schema = _json_schema(request.response_format)
-        if schema is not None:
-            kwargs.update(_structured(schema))
+        settings = self.to_wire(request)
+        kwargs = dict(settings["sampling"])
+        if settings["structured"] is not None:
+            kwargs.update(_structured(settings["structured"]))
         return vllm.SamplingParams(**kwargs)
+
+    async def generate(self, request: ChatRequest) -> Completion:
+        self.to_wire(request)  # a field this model cannot honour fails here, alone
+        return await super().generate(request)
 
     def generate_batch(self, requests: list[ChatRequest]) -> list[Completion]:
         """Requests sharing one tools list, in one ``LLM.chat`` call (synchronous)."""
         llm = self.load()
         started = time.perf_counter()
         kwargs: dict[str, Any] = {"use_tqdm": False, "add_generation_prompt": True}
-        if requests[0].tools:
-            kwargs["tools"] = requests[0].tools
+        tools = self.to_wire(requests[0])["tools"]  # one tools list per batch (batch_key)
+        if tools:
+            kwargs["tools"] = tools
         outputs = llm.chat([r.messages for r in requests],
                            [self.sampling_params(r) for r in requests], **kwargs)
         latency = time.perf_counter() - started
         completions = []
-        for request, output in zip(requests, outputs, strict=True):
+        for output in outputs:
             choice = output.outputs[0]
             text = choice.text
             finish = choice.finish_reason or "stop"
             tool_calls: list[dict[str, Any]] = []
-            if request.tools:
+            if tools:
                 text, tool_calls = parse_tool_calls(text)
                 if tool_calls:
                     finish = "tool_calls"
@@ -156,7 +207,7 @@ class VLLMModel(BatchingModel):
         return completions
 
     def batch_key(self, request: ChatRequest) -> Any:
-        return json.dumps(request.tools, sort_keys=True, default=str)
+        return json.dumps(self.to_wire(request)["tools"], sort_keys=True, default=str)
 
 
 def _json_schema(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -166,13 +217,15 @@ def _json_schema(response_format: dict[str, Any] | None) -> dict[str, Any] | Non
     return spec.get("schema") if isinstance(spec, dict) else None
 
 
-def _structured(schema: dict[str, Any]) -> dict[str, Any]:
-    """Guided JSON decoding across vLLM versions (``structured_outputs`` since 0.10.2)."""
+def _structured(schema: dict[str, Any] | bool) -> dict[str, Any]:
+    """Guided JSON decoding across vLLM versions (``structured_outputs`` since 0.10.2): a
+    schema, or ``True`` for any JSON object (``json_object``)."""
+    spec = {"json_object": True} if schema is True else {"json": schema}
     try:
         from vllm.sampling_params import StructuredOutputsParams
 
-        return {"structured_outputs": StructuredOutputsParams(json=schema)}
+        return {"structured_outputs": StructuredOutputsParams(**spec)}
     except ImportError:
         from vllm.sampling_params import GuidedDecodingParams
 
-        return {"guided_decoding": GuidedDecodingParams(json=schema)}
+        return {"guided_decoding": GuidedDecodingParams(**spec)}

@@ -311,7 +311,7 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
     fingerprint = eval_.fingerprint()  # hashes every item: once, not per (model, variant)
     grader_names = [g.name for g in eval_.graders]
     from posttrain.graders.sandbox import confinement_for
-    from posttrain.runner.preflight import check_models, judge_models
+    from posttrain.runner.preflight import check_models, check_requests, judge_models
 
     confinement = confinement_for(eval_.grader_specs)  # no sandbox: refuse before any request
     todo: list[tuple[Any, str, str, RunInfo | None, list[tuple[Item, int]],
@@ -330,6 +330,8 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
     grading = any(pending or ungraded for *_rest, pending, ungraded in todo)
     if options.preflight:
         await check_models(busy + (judge_models(eval_.graders) if grading else []))
+    check_requests(eval_, [(model, variant, pending[0][0])
+                           for model, variant, _k, _r, pending, _u in todo if pending])
 
     planned: list[PlannedRun] = []
     for model, variant, key, run, pending, ungraded in todo:

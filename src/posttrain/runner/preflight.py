@@ -33,6 +33,20 @@ async def check_models(models: Iterable[Any]) -> None:
             raise result
 
 
+def check_requests(eval_: Any, planned: Iterable[tuple[Any, str, Any]]) -> None:
+    """Every request field reaches the model or the run stops here: for each (model, variant,
+    first pending item), that item's request goes through the model's field mapping
+    (:func:`posttrain.models.base.map_request`); a field the provider cannot honour
+    (``sampling.seed`` on Anthropic, ``tool_choice: required`` on ``hf:``) is one line naming
+    the model spec and the field, exit 2. Sampling fields come from the eval and its variant,
+    so one item per variant stands for them all; a later row whose templated ``tools`` or
+    ``response_format`` cannot be honoured fails as that sample's error."""
+    from posttrain.models.base import map_request
+
+    for model, variant, item in planned:
+        map_request(model, eval_.request_for(item, variant))
+
+
 def judge_models(graders: Iterable[Any]) -> list[Any]:
     """The models the graders call (judges, inside ``multi`` too), resolved."""
     found: list[Any] = []
