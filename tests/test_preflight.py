@@ -155,4 +155,4 @@ def test_sandbox_options_name_the_sandbox_layers() -> None:
     from posttrain.cli_sandbox import LAYERS
     from posttrain.graders.sandbox import MODES
 
-    assert LAYERS == tuple(m for m in MODES if m != "unsafe-none")
+    assert tuple(m for m in MODES if m != "unsafe-none") == LAYERS

@@ -127,6 +127,7 @@ class Completion:
         return {
             "text": self.text, "tool_calls": self.tool_calls, "finish_reason": self.finish_reason,
             "input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
+            "latency_s": self.latency_s,  # of the original request, for answers from the cache
             "transcript": self.transcript, "meta": self.meta,
             **{key: getattr(self, key) for key in _USAGE_EXTRAS if getattr(self, key)},
             **({"reasoning": self.reasoning} if self.reasoning else {}),
@@ -144,7 +145,7 @@ class Completion:
             cache_write_tokens=record.get("cache_write_tokens") or 0,
             reasoning_tokens=record.get("reasoning_tokens") or 0,
             served_model=record.get("served_model"), fingerprint=record.get("fingerprint"),
-            reasoning=record.get("reasoning"),
+            reasoning=record.get("reasoning"), latency_s=record.get("latency_s") or 0.0,
         )
 
 
@@ -183,6 +184,9 @@ class Score:
     explanation: str = ""
     sub_scores: dict[str, float] = field(default_factory=dict)
     name: str = ""
+    #: what grading cost: a judge's uncached requests (count) and their USD
+    cost_usd: float = 0.0
+    requests: int = 0
     #: where model-written code ran for this grade (the sandbox layer), None when none ran
     confinement: str | None = None
 

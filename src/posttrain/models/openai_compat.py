@@ -183,6 +183,17 @@ class _Endpoint:
             compare_fingerprint=self.self_hosted if compare_fingerprint is None
             else compare_fingerprint)
 
+    async def check(self) -> None:
+        """Before the first request: a key where the hosted API needs one, and an endpoint
+        that answers, accepts the key and serves the model (UserError naming the spec)."""
+        from posttrain.models.checks import check_openai_endpoint, require_key
+
+        require_key(self.name, "OPENAI_API_KEY", self._api_key, self.base_url,
+                    needed=self.base_url == DEFAULT_BASE_URL)
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        await check_openai_endpoint(self.name, self.base_url, self.model, headers,
+                                    timeout_s=min(10.0, self.timeout_s))
+
     def to_wire(self, request: ChatRequest) -> dict[str, Any]:
         """The JSON body both clients send (:func:`openai_body`)."""
         return openai_body(request, self.model)
