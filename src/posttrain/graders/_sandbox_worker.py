@@ -26,13 +26,13 @@ This file must import nothing outside the standard library.
 
 import ast
 import ctypes
+import errno
 import gc
 import json
 import math
 import os
 import resource
 import select
-import shutil
 import signal
 import struct
 import sys
@@ -44,10 +44,6 @@ PROTO_IN = PROTO_OUT = -1  # the reply channel (set by _setup)
 NOTES = []  # which confinements took effect (sent in the hello message)
 MAX_CHILD_REPLY = 32 * 1024 * 1024  # bytes a call may send back
 _EXIT = os._exit
-
-
-class Unavailable(Exception):
-    """A confinement this mode requires cannot be had here."""
 
 
 def _send(message):
@@ -73,24 +69,70 @@ if LINUX:
     _libc = ctypes.CDLL(None, use_errno=True)
     _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
                             ctypes.c_char_p]
+    _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_MACHINE = os.uname().machine if LINUX else ""
 _SYS_LANDLOCK_CREATE, _SYS_LANDLOCK_ADD, _SYS_LANDLOCK_RESTRICT = 444, 445, 446
-_PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_SET_CHILD_SUBREAPER, _PR_SET_NO_NEW_PRIVS = 1, 4, 36, 38
+_SYS_OPEN_TREE, _SYS_MOVE_MOUNT, _SYS_MOUNT_SETATTR = 428, 429, 442  # same on every arch
+_PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_SET_SECCOMP = 1, 4, 22
+_PR_SET_CHILD_SUBREAPER, _PR_SET_NO_NEW_PRIVS = 36, 38
 _NEWNS, _NEWUTS, _NEWIPC, _NEWUSER, _NEWPID, _NEWNET = (
     0x00020000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000)
+_NEW_ANY = 0x7E020080  # every CLONE_NEW* flag (time, ns, cgroup, uts, ipc, user, pid, net)
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REMOUNT, _MS_BIND = 1, 2, 4, 8, 32, 4096
 _MS_REC, _MS_PRIVATE = 0x4000, 1 << 18
+_ATTR_RDONLY, _ATTR_NOSUID, _ATTR_NODEV, _ATTR_NOEXEC = 1, 2, 4, 8
+_AT_FDCWD, _AT_EMPTY_PATH, _AT_RECURSIVE, _OPEN_TREE_CLONE = -100, 0x1000, 0x8000, 1
+_MOVE_MOUNT_F_EMPTY_PATH, _MNT_DETACH = 4, 2
 NOBODY = 65534
+TRANSIENT = (errno.EAGAIN, errno.ENOMEM)  # resource exhaustion: try again, do not fall back
+
+# Syscall numbers for the seccomp filter: (audit arch, pivot_root, {name: number}).
+_ARCH = {
+    "x86_64": (0xC000003E, 155, {
+        "socket": 41, "socketpair": 53, "clone": 56, "ptrace": 101, "syslog": 103, "uselib": 134,
+        "pivot_root": 155, "chroot": 161, "acct": 163, "mount": 165, "umount2": 166,
+        "swapon": 167, "swapoff": 168, "reboot": 169, "iopl": 172, "ioperm": 173,
+        "init_module": 175, "delete_module": 176, "kexec_load": 246, "add_key": 248,
+        "request_key": 249, "keyctl": 250, "unshare": 272, "perf_event_open": 298,
+        "name_to_handle_at": 303, "open_by_handle_at": 304, "setns": 308,
+        "process_vm_readv": 310, "process_vm_writev": 311, "finit_module": 313,
+        "kexec_file_load": 320, "bpf": 321, "userfaultfd": 323}),
+    "aarch64": (0xC00000B7, 41, {
+        "socket": 198, "socketpair": 199, "clone": 220, "ptrace": 117, "syslog": 116,
+        "pivot_root": 41, "chroot": 51, "acct": 89, "mount": 40, "umount2": 39, "swapon": 224,
+        "swapoff": 225, "reboot": 142, "init_module": 105, "delete_module": 106,
+        "kexec_load": 104, "add_key": 217, "request_key": 218, "keyctl": 219, "unshare": 97,
+        "perf_event_open": 241, "name_to_handle_at": 264, "open_by_handle_at": 265,
+        "setns": 268, "process_vm_readv": 270, "process_vm_writev": 271, "finit_module": 273,
+        "kexec_file_load": 294, "bpf": 280, "userfaultfd": 282}),
+}
+_ARCH["arm64"] = _ARCH["aarch64"]
+# the same number on every architecture: io_uring (it would run socket/connect past the
+# filter), the new mount API, clone3 (its flags sit behind a pointer: ENOSYS, glibc falls back)
+_COMMON = {"io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
+           "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432,
+           "fspick": 433, "mount_setattr": 442}
+
+
+class Unavailable(Exception):
+    """A confinement this mode requires cannot be had here."""
+
+    def __init__(self, message, code=0):
+        super().__init__(message)
+        self.errno = code
 
 
 def _fail(what):
     err = ctypes.get_errno()
-    return Unavailable(f"{what}: {os.strerror(err) if err else 'failed'}")
+    return Unavailable(f"{what}: {os.strerror(err) if err else 'failed'}", err)
 
 
-def _prctl(option, value):
+def _prctl(option, value, pointer=None):
     if LINUX:
-        _libc.prctl(option, ctypes.c_ulong(value), ctypes.c_ulong(0), ctypes.c_ulong(0),
-                    ctypes.c_ulong(0))
+        return _libc.prctl(option, ctypes.c_ulong(value),
+                           pointer if pointer is not None else ctypes.c_ulong(0),
+                           ctypes.c_ulong(0), ctypes.c_ulong(0))
+    return 0
 
 
 def _write(path, text):
@@ -98,7 +140,7 @@ def _write(path, text):
         handle.write(text)
 
 
-def _namespaces(drop_to_nobody):
+def _namespaces():
     """New net/pid/ipc/uts/mount namespaces; a user namespace too when not root."""
     if "namespaces" in SIMULATE:
         raise Unavailable("namespaces: disabled (simulated)")
@@ -119,56 +161,112 @@ def _namespaces(drop_to_nobody):
     NOTES.extend(["netns", "pidns"])
     if _libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
         raise _fail("private mounts")
-    owner = f",uid={NOBODY},gid={NOBODY}" if drop_to_nobody else ""
-    options = f"size={LIMITS['disk']},nr_inodes=65536,mode=0700{owner}".encode()
-    if _libc.mount(b"tmpfs", WORKDIR.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
-                   options) != 0:
-        raise _fail("tmpfs working folder")
-    NOTES.append(f"tmpfs={LIMITS['disk'] // 2**20}MiB")
-    if drop_to_nobody:
-        _expose_for_nobody(CONFIG["read_paths"])
 
 
-def _closed_ancestor(path):
-    """The topmost folder above ``path`` that others may not enter (``/root``), or None."""
-    parts = os.path.abspath(path).split("/")[1:-1]
-    for depth in range(1, len(parts) + 1):
-        folder = "/" + "/".join(parts[:depth])
-        if os.stat(folder).st_mode & 0o001 == 0:
-            return folder
-    return None
+def _clone_tree(path, attributes):
+    """A detached copy of the mount tree at ``path`` (recursive), with ``attributes`` set on
+    every mount of it (read-only, nosuid, ...): the new mount API, so that locked flags and
+    submounts are handled by the kernel."""
+    fd = _libc.syscall(_SYS_OPEN_TREE, ctypes.c_int(_AT_FDCWD), path.encode(),
+                       ctypes.c_uint(_OPEN_TREE_CLONE | os.O_CLOEXEC | _AT_RECURSIVE))
+    if fd < 0:
+        raise _fail(f"binding {path}")
+    attr = ctypes.create_string_buffer(struct.pack("=QQQQ", attributes, 0, 0, 0), 32)
+    if _libc.syscall(_SYS_MOUNT_SETATTR, ctypes.c_int(fd), b"",
+                     ctypes.c_uint(_AT_EMPTY_PATH | _AT_RECURSIVE), attr,
+                     ctypes.c_size_t(32)) != 0:
+        os.close(fd)
+        raise _fail(f"making {path} read-only")
+    return fd
 
 
-def _expose_for_nobody(paths):
-    """In our mount namespace, cover each closed folder (``/root``) with an empty tmpfs and
-    bind back, read-only, only the allowed paths under it: ``nobody`` can then run a Python
-    installed under ``/root``, and sees nothing else that was there."""
-    covered = {}
-    for path in paths:
-        try:
-            folder = _closed_ancestor(path)
-        except OSError:
+def _attach(fd, target):
+    if _libc.syscall(_SYS_MOVE_MOUNT, ctypes.c_int(fd), b"", ctypes.c_int(_AT_FDCWD),
+                     target.encode(), ctypes.c_uint(_MOVE_MOUNT_F_EMPTY_PATH)) != 0:
+        os.close(fd)
+        raise _fail(f"mounting {target}")
+    os.close(fd)
+
+
+def _mount_point(path, directory):
+    parent = os.path.dirname(path) if not directory else path
+    os.makedirs(parent, mode=0o755, exist_ok=True)
+    if not directory and not os.path.lexists(path):
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+
+
+def _minimal_root(owner):
+    """Make a new root holding only what the sandbox needs, and pivot into it: the Python
+    installation and system folders read-only, four device nodes, a fresh /proc of our PID
+    namespace and the size-limited tmpfs working folder. Nothing else of the host is there: no
+    /tmp, /run, /home, no Unix sockets, no other users' files (``stat`` finds nothing)."""
+    ro = _ATTR_RDONLY | _ATTR_NOSUID | _ATTR_NODEV
+    clones, links, done = [], [], []
+    for path in sorted(CONFIG["read_paths"]):
+        if path.startswith(("/dev/", "/proc/")) or any(
+                path == p or path.startswith(p.rstrip("/") + "/") for p in done):
             continue
-        if folder is not None:
-            covered.setdefault(folder, []).append(path)
-    for folder, inside in sorted(covered.items()):
-        fds = [(path, os.open(path, os.O_PATH | os.O_CLOEXEC)) for path in inside]
-        if _libc.mount(b"tmpfs", folder.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV,
-                       b"size=1m,mode=0755") != 0:
-            raise _fail(f"covering {folder}")
-        for path, fd in fds:
-            if os.path.isdir(f"/proc/self/fd/{fd}"):
-                os.makedirs(path, mode=0o755, exist_ok=True)
-            else:
-                os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-                open(path, "a").close()
-            source = f"/proc/self/fd/{fd}".encode()
-            if _libc.mount(source, path.encode(), None, _MS_BIND | _MS_REC, None) != 0:
-                raise _fail(f"binding {path}")
-            _libc.mount(None, path.encode(), None,
-                        _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV, None)
-            os.close(fd)
-        NOTES.append(f"hid {folder}")
+        if os.path.islink(path):
+            links.append((path, os.readlink(path)))
+            continue
+        try:
+            clones.append((path, os.path.isdir(path), _clone_tree(path, ro)))
+        except Unavailable:
+            if path.startswith(("/etc/", "/sys/")):
+                continue  # nice to have (time zone, CPU count), not needed
+            raise
+        done.append(path)
+    devices = []
+    for path in ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"):
+        try:
+            extra = 0 if path == "/dev/null" else _ATTR_RDONLY
+            devices.append((path, _clone_tree(path, _ATTR_NOSUID | _ATTR_NOEXEC | extra)))
+        except Unavailable:
+            if path == "/dev/null":
+                raise
+    new = WORKDIR  # the parent's empty folder is the mount point of the new root
+    if _libc.mount(b"tmpfs", new.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV,
+                   b"size=4m,nr_inodes=4096,mode=0755") != 0:
+        raise _fail("new root")
+    old_umask = os.umask(0o022)
+    try:
+        for path, directory, fd in clones:
+            _mount_point(new + path, directory)
+            _attach(fd, new + path)
+        for path, target in links:
+            os.makedirs(os.path.dirname(new + path), mode=0o755, exist_ok=True)
+            if not os.path.lexists(new + path):
+                os.symlink(target, new + path)
+        for path, fd in devices:
+            _mount_point(new + path, False)
+            _attach(fd, new + path)
+        work = new + WORKDIR
+        _mount_point(work, True)
+        options = f"size={LIMITS['disk']},nr_inodes=65536,mode=0700"
+        if owner is not None:
+            options += f",uid={owner},gid={owner}"
+        if _libc.mount(b"tmpfs", work.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
+                       options.encode()) != 0:
+            raise _fail("tmpfs working folder")
+        os.makedirs(new + "/proc", mode=0o555, exist_ok=True)
+        if _libc.mount(b"proc", (new + "/proc").encode(), b"proc",
+                       _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None) == 0:
+            NOTES.append("proc")  # our PID namespace's; without it /proc is an empty folder
+    finally:
+        os.umask(old_umask)
+    os.chdir(new)
+    pivot = _ARCH.get(_MACHINE, (0, 0, {}))[1]
+    if not pivot or _libc.syscall(ctypes.c_long(pivot), b".", b".") != 0:
+        raise _fail("pivot_root")
+    if _libc.umount2(b".", _MNT_DETACH) != 0:
+        raise _fail("detaching the host's file tree")
+    os.chdir("/")
+    attr = ctypes.create_string_buffer(struct.pack("=QQQQ", ro, 0, 0, 0), 32)
+    if _libc.syscall(_SYS_MOUNT_SETATTR, ctypes.c_int(_AT_FDCWD), b"/", ctypes.c_uint(0), attr,
+                     ctypes.c_size_t(32)) != 0:
+        raise _fail("read-only root")
+    NOTES.append(f"tmpfs={LIMITS['disk'] // 2**20}MiB")
+    NOTES.append("minimal root")
 
 
 def _landlock(required):
@@ -225,6 +323,70 @@ def _landlock(required):
     NOTES.append(f"landlock-v{abi}")
 
 
+def _seccomp_program(arch, numbers):
+    """Classic BPF for seccomp: the wrong architecture (or x32) is killed; ``socket`` only for
+    IPv4/IPv6 (no Unix, netlink, vsock, packet... sockets: a path socket such as docker.sock or
+    a session bus is out of reach even where a file system exposes one); ``socketpair`` only
+    for connected Unix stream/seqpacket pairs (a datagram one could send to a path);
+    ``clone`` without namespace flags, ``clone3`` ENOSYS; no unshare, setns, mount API, ptrace,
+    process_vm_*, keyrings, bpf, perf, userfaultfd, io_uring, module or kexec calls."""
+    load, jeq, jge, jset, ret, alu_and = 0x20, 0x15, 0x35, 0x45, 0x06, 0x54
+    allow, errno_ret, kill = 0x7FFF0000, 0x00050000, 0x80000000
+    denied = [n for name, n in sorted(numbers.items()) if name not in
+              ("socket", "socketpair", "clone")] + sorted(_COMMON.values())
+    code = [(load, 0, 0, 4), (jeq, 0, "kill", arch), (load, 0, 0, 0)]
+    if arch == 0xC000003E:
+        code.append((jge, "enosys", 0, 0x40000000))  # the x32 ABI's numbers
+    code += [(jeq, "socket", 0, numbers["socket"]), (jeq, "pair", 0, numbers["socketpair"]),
+             (jeq, "clone", 0, numbers["clone"]), (jeq, "enosys", 0, 435)]
+    code += [(jeq, "eperm", 0, number) for number in denied]
+    code += [(ret, 0, 0, allow)]
+    labels = {}
+    blocks = [
+        ("socket", [(load, 0, 0, 16), (jeq, "allow", 0, 2), (jeq, "allow", 0, 10),  # INET(6)
+                    (ret, 0, 0, errno_ret | errno.EAFNOSUPPORT)]),
+        ("pair", [(load, 0, 0, 16), (jeq, 0, "eperm", 1), (load, 0, 0, 24),
+                  (alu_and, 0, 0, 0xF), (jeq, "allow", 0, 1), (jeq, "allow", 0, 5),
+                  (ret, 0, 0, errno_ret | errno.EPERM)]),
+        ("clone", [(load, 0, 0, 16), (jset, "eperm", "allow", _NEW_ANY)]),
+        ("allow", [(ret, 0, 0, allow)]),
+        ("eperm", [(ret, 0, 0, errno_ret | errno.EPERM)]),
+        ("enosys", [(ret, 0, 0, errno_ret | errno.ENOSYS)]),
+        ("kill", [(ret, 0, 0, kill)]),
+    ]
+    for label, block in blocks:
+        labels[label] = len(code)
+        code += block
+    out = []
+    for index, (op, true, false, k) in enumerate(code):
+        jumps = [labels[j] - index - 1 if isinstance(j, str) else j for j in (true, false)]
+        if not all(0 <= j <= 255 for j in jumps):
+            raise Unavailable("seccomp: filter too long")
+        out.append((op, jumps[0], jumps[1], k))
+    return out
+
+
+def _seccomp():
+    spec = _ARCH.get(_MACHINE)
+    if spec is None:
+        raise Unavailable(f"seccomp: no filter for this architecture ({_MACHINE})")
+    program = _seccomp_program(spec[0], spec[2])
+
+    class Filter(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte),
+                    ("k", ctypes.c_uint32)]
+
+    class Program(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Filter))]
+
+    filters = (Filter * len(program))(*[Filter(*instruction) for instruction in program])
+    prog = Program(len(program), filters)
+    _prctl(_PR_SET_NO_NEW_PRIVS, 1)
+    if _prctl(_PR_SET_SECCOMP, 2, ctypes.byref(prog)) != 0:
+        raise _fail("seccomp")
+    NOTES.append("seccomp")
+
+
 def _drop_capabilities():
     header = struct.pack("=Ii", 0x20080522, 0)
     data = bytes(24)  # effective, permitted, inheritable = 0, twice (64-bit sets)
@@ -232,11 +394,11 @@ def _drop_capabilities():
         raise _fail("dropping capabilities")
 
 
-def _drop_to_nobody():
+def _drop_to(uid):
     os.setgroups([])
-    os.setresgid(NOBODY, NOBODY, NOBODY)
-    os.setresuid(NOBODY, NOBODY, NOBODY)
-    NOTES.append("uid=nobody")
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    NOTES.append(f"uid={uid}")
 
 
 def _limits():
@@ -266,24 +428,45 @@ def _enter_pid_namespace():
     _EXIT(os.waitstatus_to_exitcode(status) & 0xFF)
 
 
+def _join_cgroups():
+    """Enter the cgroups the parent made for this worker (pids, memory): one per worker, so one
+    call's processes and memory are bounded apart from every other call's."""
+    for path in CONFIG.get("cgroups") or []:
+        try:
+            _write(os.path.join(path, "cgroup.procs"), str(os.getpid()))
+        except OSError as exc:
+            raise Unavailable(f"joining cgroup {path}: {exc.strerror}", exc.errno) from None
+    for note in CONFIG.get("cgroup_notes") or []:
+        NOTES.append(note)
+
+
 def _confine():
-    drop = os.getuid() == 0 and CONFIG.get("drop_to_nobody", False)
+    uid = CONFIG.get("sandbox_uid")
+    drop = os.getuid() == 0 and uid is not None
     if MODE == "kernel":
         if not LINUX:
             raise Unavailable("kernel confinement needs Linux")
-        _namespaces(drop)
+        _join_cgroups()
+        _namespaces()
+        _enter_pid_namespace()
+        _minimal_root(uid if drop else None)
         _landlock(required=True)
         if drop:
-            _drop_to_nobody()
+            _drop_to(uid)
         elif os.getuid() == 0:
-            raise Unavailable("running as root and cannot switch to `nobody`")
+            raise Unavailable("running as root and no user to switch to")
     elif MODE in ("bwrap", "docker") and LINUX:
         _landlock(required=False)
     _limits()
+    if MODE == "kernel" and "userns" in NOTES:
+        _drop_capabilities()
     if MODE == "kernel":
-        _enter_pid_namespace()
-        if "userns" in NOTES:
-            _drop_capabilities()
+        _seccomp()
+    elif MODE in ("bwrap", "docker") and LINUX:
+        try:
+            _seccomp()
+        except Unavailable:
+            pass
     if LINUX:
         _prctl(_PR_SET_DUMPABLE, 0)
         _prctl(_PR_SET_CHILD_SUBREAPER, 1)
@@ -294,11 +477,30 @@ def _confine():
 _TYPE_NAME = type.__dict__["__name__"].__get__
 
 
+_VIEW_TYPES = (type({}.keys()), type({}.values()), type({}.items()), range, type(iter([])),
+               type(iter(())), type(iter("")), type(x for x in ()), map, filter, zip, enumerate,
+               reversed)
+_MAX_ITEMS = 100_000  # items of an iterator / view that cross
+
+
+def _int(value):
+    if int.bit_length(value) > 400_000:
+        return {"o": "int (too large)"}
+    try:
+        return {"i": int.__repr__(value)}
+    except ValueError:  # over Python's limit on decimal digits: hexadecimal has none
+        return {"x": int.__format__(value, "x")}
+
+
 def encode(value, depth=0):
     """Plain data as tagged JSON; anything else becomes ``{"o": type name}``.
 
-    Only exact built-in types are looked at (``type(v) is int``), through the built-in methods,
-    so no method of a model-defined class or subclass runs here.
+    Exact built-in types are read through the built-in types' own methods. A subclass of one
+    (``Counter``, ``OrderedDict``, a ``namedtuple``, an ``IntEnum``, ``numpy.float64``) becomes
+    its plain value, read the same way (its storage, never a method it defines: a subclass of
+    ``int`` whose ``__eq__`` says yes to everything crosses as the plain int it holds);
+    ``Decimal`` and ``Fraction`` cross exactly; a numpy scalar crosses as its ``.item()``; dict
+    views, ``range`` and iterators cross as their items (tagged, equal to no list).
     """
     kind = type(value)
     if value is None or kind is bool or kind is str:
@@ -306,10 +508,7 @@ def encode(value, depth=0):
     if depth > 60:
         return {"o": "too deeply nested"}
     if kind is int:
-        try:
-            return {"i": int.__repr__(value)}
-        except ValueError:
-            return {"o": "int too large"}
+        return _int(value)
     if kind is float:
         return {"f": float.__repr__(value)}
     if kind is bytes:
@@ -323,6 +522,51 @@ def encode(value, depth=0):
     if kind is set or kind is frozenset:
         tag = "s" if kind is set else "fs"
         return {tag: [encode(item, depth + 1) for item in kind.__iter__(value)]}
+    try:
+        return _encode_other(value, kind, depth)
+    except _Timeout:
+        raise
+    except Exception:  # noqa: BLE001 - whatever it is, it is not plain data
+        return {"o": _TYPE_NAME(kind)}
+
+
+def _encode_other(value, kind, depth):
+    mro = type.__dict__["__mro__"].__get__(kind)
+    if int in mro:
+        return _int(int.__int__(value))
+    if float in mro:
+        return {"f": float.__repr__(float.__float__(value))}
+    if str in mro:
+        return str.__str__(value)
+    if bytes in mro:
+        return {"b": bytes.hex(value)}
+    for base in (list, tuple, dict, set, frozenset):
+        if base in mro:
+            if base is dict:
+                return {"d": [[encode(k, depth + 1), encode(v, depth + 1)]
+                              for k, v in dict.items(value)]}
+            items = [encode(item, depth + 1) for item in base.__iter__(value)]
+            return {list: items, tuple: {"t": items}, set: {"s": items},
+                    frozenset: {"fs": items}}[base]
+    module = sys.modules.get("decimal")
+    if module is not None and kind is getattr(module, "Decimal", None):
+        return {"dec": module.Decimal.__str__(value)}
+    module = sys.modules.get("fractions")
+    if module is not None and kind is getattr(module, "Fraction", None):
+        return {"q": [_int(value.numerator), _int(value.denominator)]}
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, numpy.generic):
+        plain = value.item()
+        if type(plain) in (int, float, bool, str, bytes) or plain is None:
+            return encode(plain, depth + 1)
+        return {"o": f"numpy.{_TYPE_NAME(kind)}"}
+    if kind in _VIEW_TYPES:
+        items = []
+        for item in value:
+            if len(items) >= _MAX_ITEMS:
+                return {"o": f"{_TYPE_NAME(kind)} (too long)"}
+            items.append(encode(item, depth + 1))
+        return {"seq": [_TYPE_NAME(kind), items]}
     return {"o": _TYPE_NAME(kind)}
 
 
@@ -366,28 +610,49 @@ def _run_call(message):
 
 
 def _run_tests(message):
-    """Setup, model code, then each test; every ``assert`` became ``__check__(k, thunks...)``.
+    """Setup, model code, then each test; every ``assert`` became ``__check__(k, thunks...)``
+    and the ``try/except E/else: raise`` idiom ``__raised__(k, exception)``.
 
-    The child reports the values of the assertions' operands; the parent, which alone knows the
-    expected values, judges them.
+    The child reports the values of the assertions' operands (and which exception a call
+    raised); the parent, which alone knows the expected values and how often each check must
+    run, judges them. Nothing here is trusted: model code runs in this process and could write
+    any report (see ``posttrain.graders.strict``).
     """
     _write_files(message.get("files"))
     sys.path.insert(0, WORKDIR)
     tests_report = []
     current = []
+    failed = object()
 
     def check(index, *thunks):
-        values = []
+        raw, values = [], []
         for thunk in thunks:
             try:
-                values.append({"v": encode(thunk())})
+                if type(thunk) is tuple:  # (function, k): the function of operand k
+                    if raw[thunk[1]] is failed:
+                        raise ValueError("its operand raised")
+                    value = thunk[0](raw[thunk[1]])
+                else:
+                    value = thunk()
+                raw.append(value)
+                values.append({"v": encode(value)})
             except _Timeout:
                 raise
             except BaseException as exc:  # noqa: BLE001 - an operand that raises is reported
+                raw.append(failed)
                 values.append({"x": f"{_TYPE_NAME(type(exc))}: {exc}"[:300]})
         current.append([index, values])
 
-    namespace = {"__name__": "__main__", "__builtins__": __builtins__, "__check__": check}
+    def raised(index, exc):
+        if exc is None:
+            current.append([index, [{"r": None}]])
+            return
+        classes = type.__dict__["__mro__"].__get__(type(exc))
+        current.append([index, [{"r": [[str(getattr(c, "__module__", "")),
+                                         str(getattr(c, "__qualname__", ""))][:2]
+                                        for c in classes]}]])
+
+    namespace = {"__name__": "__main__", "__builtins__": __builtins__}
     try:
         for label, source in (("<setup>", message.get("setup")), ("<model code>", message["code"])):
             if source:
@@ -401,7 +666,8 @@ def _run_tests(message):
         current = []
         error = None
         try:
-            exec(compile(source, f"<test {number}>", "exec"), dict(namespace, __check__=check))
+            exec(compile(source, f"<test {number}>", "exec"),
+                 dict(namespace, __check__=check, __raised__=raised))
         except _Timeout:
             raise
         except BaseException as exc:  # noqa: BLE001 - a failing test is a result
@@ -476,11 +742,12 @@ def _child(message, write_fd):
 _CODE = {}  # source hash -> compiled code (compiled here, executed only in a call's child)
 
 
-def _collect(read_fd, pid, timeout):
+def _collect(read_fd, pid, timeout, state):
     """The child's result frame, or None when it overran ``timeout``.
 
     The frame is length-prefixed, so a process the child left holding the pipe open does not
-    keep us waiting; a child that exits without a whole frame gives what arrived.
+    keep us waiting; a child that exits without a whole frame gives what arrived. When the child
+    is reaped here, its wait status goes into ``state["status"]``.
     """
     import time
 
@@ -502,11 +769,14 @@ def _collect(read_fd, pid, timeout):
                 return b"too large"
         elif exited:
             return data[4:]
-        elif not exited and os.waitpid(pid, os.WNOHANG)[0] == pid:
-            exited = True  # one more look at the pipe, then give what arrived
+        elif not exited:
+            reaped, status = os.waitpid(pid, os.WNOHANG)
+            if reaped == pid:
+                exited = True  # one more look at the pipe, then give what arrived
+                state["status"] = status
 
 
-def _kill_leftovers(pid):
+def _kill_leftovers(pid, state):
     """Kill the call's child and everything it started, and reap them; False if some survive."""
     import time
 
@@ -519,9 +789,10 @@ def _kill_leftovers(pid):
                     os.kill(target, signal.SIGKILL)
                 except OSError:
                     pass
-        if attempt == 0:
+        if attempt == 0 and "status" not in state:
             try:
-                os.waitpid(pid, 0)  # the call's own child: killed, so this returns at once
+                state["status"] = os.waitpid(pid, 0)[1]
+                state["killed"] = True  # it may have died on its own first; we cannot tell
             except ChildProcessError:
                 pass  # already reaped while collecting
         while True:
@@ -553,27 +824,85 @@ def _descendants(pid):
 
 
 def _clean_workdir():
-    """Empty the folder; False when something in it cannot be removed (the worker is retired)."""
-    def unlock(function, path, _exc):
-        try:
-            os.chmod(os.path.dirname(path), 0o700)
-            os.chmod(path, 0o700)
-            function(path)
-        except OSError:
-            pass
+    """Empty the folder; False when something in it cannot be removed (the worker is retired).
 
-    with os.scandir(WORKDIR) as entries:
-        names = [entry.name for entry in entries]
-    for name in names:
-        path = os.path.join(WORKDIR, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, onerror=unlock)
-        else:
+    Iterative and relative to open folders: a tree thousands of folders deep (deeper than
+    PATH_MAX, deeper than Python's recursion limit) is removed like a flat one.
+    """
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(WORKDIR, flags)
+    except OSError:
+        return False
+    stack = []  # per open level: (name of this folder in its parent, subfolders still to do)
+    pending = None
+    removed_all = True
+    try:
+        while True:
+            if pending is None:
+                pending = []
+                with os.scandir(fd) as entries:
+                    for entry in entries:
+                        try:
+                            is_dir = entry.is_dir(follow_symlinks=False)
+                        except OSError:
+                            is_dir = False
+                        if is_dir:
+                            pending.append(entry.name)
+                            continue
+                        try:
+                            os.unlink(entry.name, dir_fd=fd)
+                        except OSError:
+                            removed_all = False
+            if pending:
+                name = pending.pop()
+                try:
+                    os.chmod(name, 0o700, dir_fd=fd)
+                    child = os.open(name, flags, dir_fd=fd)
+                except OSError:
+                    removed_all = False
+                    continue
+                stack.append((name, pending))
+                os.close(fd)
+                fd, pending = child, None
+                continue
+            if not stack:
+                break
+            name, pending = stack.pop()
+            parent = os.open("..", flags, dir_fd=fd)
+            os.close(fd)
+            fd = parent
             try:
-                os.unlink(path)
+                os.rmdir(name, dir_fd=fd)
             except OSError:
-                pass
-    return not os.listdir(WORKDIR)
+                removed_all = False
+    except OSError:
+        removed_all = False
+    finally:
+        os.close(fd)
+    return removed_all and not os.listdir(WORKDIR)
+
+
+def _death(state):
+    """Why a child that sent no result ended, in words."""
+    status = state.get("status")
+    if status is None:
+        return "the code ended without sending its result"
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        if number == signal.SIGKILL and state.get("killed"):
+            return "the code ended without sending its result (it closed the result channel)"
+        if number == signal.SIGKILL:
+            return "the code was killed (SIGKILL: out of memory or CPU time)"
+        if number == signal.SIGXCPU:
+            return "the code used up its CPU time (SIGXCPU)"
+        return f"the code crashed with {name}"
+    code = os.waitstatus_to_exitcode(status)
+    return f"the code exited with status {code} before sending its result"
 
 
 def _preload(source):
@@ -608,29 +937,50 @@ def _handle(message):
                 _preload(message["source"])
     read_fd, write_fd = os.pipe()
     gc.freeze()  # the child shares these pages instead of copying them
-    pid = os.fork()
+    pid = _fork(message)
+    if pid is None:
+        os.close(read_fd)
+        os.close(write_fd)
+        return {"status": "busy", "error": "no process could be started for this call (the "
+                                           "sandbox's process limit was reached)"}
     if pid == 0:
         os.close(read_fd)
         _child(message, write_fd)
     os.close(write_fd)
+    state = {}
     try:
-        data = _collect(read_fd, pid, message["timeout"] + 0.5)
+        data = _collect(read_fd, pid, message["timeout"] + 0.5, state)
     finally:
         os.close(read_fd)
-        all_gone = _kill_leftovers(pid)
+        all_gone = _kill_leftovers(pid, state)
     reply = {"restart": not (all_gone and _clean_workdir())}
     if data is None:
         reply.update(status="timeout", error=f"time limit of {message['timeout']} s exceeded")
         return reply
     try:
-        payload = json.loads(data)
+        payload = json.loads(data) if data else None
         if not isinstance(payload, dict):
             raise ValueError("not an object")
     except ValueError:
-        reply.update(status="error", error="the call's result could not be read")
+        reply.update(status="crashed", error=_death(state))
         return reply
     payload.update(reply)
     return payload
+
+
+def _fork(message):
+    """Fork the call's child; on EAGAIN (the process limit, which another call's leftovers may
+    still hold for an instant) try again for a while; None if it never works."""
+    import time
+
+    deadline = time.monotonic() + min(5.0, float(message.get("timeout", 5)))
+    while True:
+        try:
+            return os.fork()
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.02)
 
 
 def _serve():
@@ -670,6 +1020,7 @@ if __name__ == "__main__":
     try:
         _confine()
     except (Unavailable, OSError) as exc:
-        _send({"status": "unavailable", "reason": str(exc)})
+        _send({"status": "unavailable", "reason": str(exc),
+               "transient": getattr(exc, "errno", None) in TRANSIENT})
         _EXIT(0)
     _serve()

