@@ -43,7 +43,7 @@ SAMPLE = Completion(text="Paris").to_sample()
     ('Sure!\n```json\n{"result": "0.5"}\n```', 0.5, "scored"),
     ('My verdict: {"score": 1} done', 1.0, "scored"),
     ("0.25", 0.25, "scored"),
-    ('{"result": 7}', 1.0, "scored"),  # clipped to the range
+    ('{"result": 7}', None, "unscored"),  # outside the range: a judge on another scale
     ('{"result": "high"}', None, "unscored"),  # non-numeric: unscored, not 0
     ("I think it is quite good", None, "unscored"),
     ("", None, "unscored"),

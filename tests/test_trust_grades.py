@@ -100,7 +100,15 @@ def test_a_model_that_answers_one_in_four_in_json_scores_a_quarter(tmp_path, stu
 # ---- reasoning ------------------------------------------------------------------------------
 @pytest.mark.parametrize(("text", "reasoning", "answer"), [
     ("<think>2+2 is 4</think>\n4", "2+2 is 4", "4"),
-    ("<think>a</think>x<think>b</think>y", "a\nb", "xy"),
+    ("<think>a</think><think>b</think> y", "a\nb", "y"),
+    ("<think>a</think>x<think>b</think>y", "a", "x<think>b</think>y"),  # only leading blocks
+    ("<think>a<think>b</think>c Lyon</think>Paris", "a<think>b</think>c Lyon", "Paris"),
+    ('{"note": "emit <think> first", "answer": "Paris"}', "",
+     '{"note": "emit <think> first", "answer": "Paris"}'),
+    ("Wrap reasoning in <think> tags", "", "Wrap reasoning in <think> tags"),
+    ("Use <think>...</think> for reasoning", "", "Use <think>...</think> for reasoning"),
+    ('{"close": "with </think> here"}', "", '{"close": "with </think> here"}'),
+    ("  <think>x</think> Paris ", "x", "Paris"),
     ("<THINKING>hmm</THINKING> Paris", "hmm", "Paris"),
     ("2+2... so 4</think>\n\n4", "2+2... so 4", "4"),  # the template opened the block
     ("<think>still thinking about {\"answer\": 5}", 'still thinking about {"answer": 5}', ""),

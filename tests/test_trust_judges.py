@@ -70,7 +70,9 @@ def test_judge_retries_counts_and_cache(tmp_path, stub_server) -> None:
     # 4 answers + 5 judge attempts (one retried)
     assert handle.counters.requests == 9
     summary = summarize(results, requests=handle.counters.requests)
-    assert summary["judge_requests"] == 4 and summary["requests"] == 9
+    # requests count attempts (the judge's retry included), as the live counters do
+    assert summary["judge_requests"] == 5 and summary["requests"] == 9
+    assert summary["retries"] == 1
 
     # regrade: the judge's answers come from the cache, no request is sent
     before = stub_server.stats()

@@ -327,6 +327,14 @@ def _check_paths(spec: dict[str, Any], first: Item, *, solver: bool, source: Pat
                             file=source, field=where)
 
 
+def resolve_judge(spec: str) -> Any:
+    """The default way a judge grader reaches its model: the spec (or a models-file name) as
+    ``posttrain eval --model`` reads it."""
+    from posttrain.models import resolve_model
+
+    return resolve_model(spec)
+
+
 def eval_from_dict(spec: dict[str, Any], *, source: Path | None = None,
                    base_dir: Path | None = None,
                    model_factory: Callable[[str], Any] | None = None,
@@ -407,7 +415,7 @@ def eval_from_dict(spec: dict[str, Any], *, source: Path | None = None,
     graders: list[Grader] = []
     names: set[str] = set()
     for index, grader_spec in enumerate(grader_specs):
-        context = GraderContext(base_dir=base_dir, model_factory=model_factory,
+        context = GraderContext(base_dir=base_dir, model_factory=model_factory or resolve_judge,
                                 source=str(source) if source else "<eval>")
         try:
             grader = build_grader(grader_spec, context)

@@ -156,10 +156,28 @@ def _parse_path(path: str) -> tuple[str | int, ...]:
     return tuple(steps)
 
 
+def _decoded(value: str) -> Any:
+    """A string that holds a JSON object or array, decoded; otherwise the string itself."""
+    text = value.strip()
+    if text[:1] in ("{", "[") and text[-1:] in ("}", "]"):
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass
+    return value
+
+
 def resolve(path: str, context: dict[str, Any]) -> Any:
-    """Value at ``path`` (``item.a[0].b``) in ``context``; TemplateError if absent."""
+    """Value at ``path`` (``item.a[0].b``) in ``context``; TemplateError if absent.
+
+    A step into a string that holds a JSON object or array steps into what it encodes: a tool
+    call's ``function.arguments`` is a JSON string in the chat-completions format, and
+    ``{{sample.output_tools[0].function.arguments.city}}`` reads its ``city``.
+    """
     value: Any = context
     for position, step in enumerate(_parse_path(path)):
+        if isinstance(value, str):
+            value = _decoded(value)
         if isinstance(step, int):
             if not isinstance(value, (list, tuple)) or not -len(value) <= step < len(value):
                 raise TemplateError(path, f"no index [{step}]", position)

@@ -96,12 +96,16 @@ class Completion:
         ``reasoning``: ``strip`` (default) splits reasoning blocks (``<think>…</think>`` and
         the other shapes in ``posttrain.reasoning``) out of the text, so ``output_text`` and
         ``output_json`` are the answer alone and ``sample.reasoning`` holds the reasoning;
-        ``keep`` grades the text as the model wrote it.
+        ``keep`` grades the text as the model wrote it. Either way the answer's surrounding
+        whitespace is not part of it (``" Paris\n"`` is ``"Paris"``): providers and tokenizers
+        differ in the spaces and newlines they leave around a reply, and the eval score and the
+        RFT reward of the same answer must not differ by them.
         """
         text = self.text
         thought = ""
         if reasoning == "strip":
             thought, text = split_reasoning(text)
+        text = text.strip()
         if self.reasoning:
             thought = f"{self.reasoning}\n{thought}" if thought else self.reasoning
         output_json: Any = None
@@ -186,7 +190,8 @@ class Score:
     name: str = ""
     #: what grading cost: a judge's uncached requests (count) and their USD
     cost_usd: float = 0.0
-    requests: int = 0
+    requests: int = 0  # attempts, retries included
+    retries: int = 0
     #: where model-written code ran for this grade (the sandbox layer), None when none ran
     confinement: str | None = None
 

@@ -148,12 +148,16 @@ def audit(results: Sequence[RunResults], *, all_runs: Sequence[RunResults] | Non
         for item in result.items:
             items.setdefault(item.id, item)
 
+    grader_specs = next((r.run.config.get("graders") for r in all_runs
+                         if r.run.config.get("graders")), None) or ()
+
     def add(item_id: str, reason: str, evidence: dict[str, Any]) -> None:
         item = items.get(item_id)
         suspects.setdefault((item_id, reason), {
             "item_id": item_id, "reason": reason, "why": REASONS[reason],
             "tags": item.tags if item else [],
-            "reference": reference_of(item.data) if item else None, "evidence": evidence,
+            "reference": reference_of(item.data, grader_specs) if item else None,
+            "evidence": evidence,
         })
 
     report["strong"] = _strong_model_suspects(results, labels, add, fail_share=fail_share,

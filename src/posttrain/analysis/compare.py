@@ -83,7 +83,8 @@ def compare_runs(a: RunResults, b: RunResults, *, by: str | None = None, seed: i
         entry = {
             "item_id": item_id, "a": scores_a[item_id], "b": scores_b[item_id], "diff": delta,
             "tags": item.tags if item else [],
-            "reference": reference_of(item.data) if item else None,
+            "reference": reference_of(item.data, a.run.config.get("graders") or ())
+            if item else None,
             "a_output": _first_output(samples_a, item_id),
             "b_output": _first_output(samples_b, item_id),
         }
@@ -133,8 +134,12 @@ def compare_matrix(results: Sequence[RunResults], *, by: str | None = None, seed
                                 seed=seed + index, alpha=alpha)
         row.update(vs_best_diff=result.diff, vs_best_ci=[result.ci_low, result.ci_high],
                    vs_best_ci_method=result.ci_method, vs_best_p=result.p_value,
-                   vs_best_p_se=result.p_value_se, vs_best_test=result.test,
-                   vs_best_significant=result.significant(), is_best=False)
+                   vs_best_p_se=result.p_value_se, vs_best_test=result.test, is_best=False)
+    # m runs tested against the best: Holm's step-down adjustment keeps the chance of any false
+    # "significantly below the best" at alpha (Holm 1979); each row's own p and interval stay
+    tested = [row for row in rows if row.get("vs_best_p") is not None]
+    for row, adjusted in zip(tested, holm([row["vs_best_p"] for row in tested]), strict=True):
+        row.update(vs_best_p_holm=adjusted, vs_best_significant=adjusted < alpha)
     groups: dict[str, dict[str, float | None]] = {}
     for name, item_ids in item_groups(results, by).items():
         groups[name] = {}
@@ -144,6 +149,19 @@ def compare_matrix(results: Sequence[RunResults], *, by: str | None = None, seed
     return {"eval": results[0].run.eval_name if results else None,
             "rows": [rows[i] for i in ranked], "best": labels[best] if best is not None else None,
             "groups": groups, "by": by or "tags"}
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-adjusted p-values, in the input order (Holm 1979, "A simple sequentially rejective
+    multiple test procedure"): the i-th smallest of m is multiplied by (m - i), made monotone,
+    capped at 1."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted = [0.0] * len(p_values)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
 
 
 def output_preview(text: str, limit: int = 160) -> str:

@@ -133,8 +133,8 @@ def pick(results: Sequence[RunResults], bar: float, *, max_latency_p95: float | 
             "model": label, "run": result.run.id, "score": score, "ci_low": ci_low,
             "ci_high": ci_high, "n": len(values),
             "coverage": scored / expected if expected else None,
-            "unscored_items": len({i.id for i in result.items}
-                                  - set(result.item_scores(scored_only=True))),
+            "errors": sum(1 for s in result.samples if s.status == "error"),
+            "unscored": sum(1 for s in result.samples if s.status == "unscored"),
             "cost_usd_per_item": cost_per_item(result, prices), "latency_p95_s": latency,
             "clears": ci_low is not None and ci_low >= bar and not too_slow,
             "too_slow": too_slow,

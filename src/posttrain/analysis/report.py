@@ -71,7 +71,7 @@ def summarize(results: RunResults, *, requests: int | None = None) -> dict[str, 
         "components": components,
         "requests": requests if requests is not None else
         sum(s.attempts for s in samples if not s.cached) + judge_requests,
-        "retries": sum(s.retries for s in samples),
+        "retries": sum(s.retries for s in samples) + sum(g.retries for g in grades),
         "cached": sum(1 for s in samples if s.cached),
         "cost_usd": round(sum(s.cost_usd for s in samples if not s.cached) + judge_cost, 6),
         "judge_cost_usd": round(judge_cost, 6),
@@ -86,6 +86,11 @@ def summarize(results: RunResults, *, requests: int | None = None) -> dict[str, 
     }
     if run.config.get("confinement"):
         summary["confinement"] = run.config["confinement"]
+    # the response cache's checks (posttrain.runner.cache): answers served from entries another
+    # model wrote and asked again, and what the live check before cached answers showed
+    for key in ("cache_rerequested", "cache_canary"):
+        if run.config.get(key):
+            summary[key] = run.config[key]
     low = headline.low
     pass_bar = run.config.get("pass_bar")
     if pass_bar is not None:
@@ -106,7 +111,7 @@ def _problems(samples: list[Any]) -> dict[str, int]:
     reasons: dict[str, list[str]] = defaultdict(list)
     for sample in samples:
         if sample.status in ("error", "unscored"):
-            reason = f"{sample.status}: {sample.reason[:120]}"
+            reason = f"{sample.status}: {_shorten(sample.reason, 120)}"
             shape = re.sub(r"\d+", "#", reason)
             if reason not in reasons[shape]:
                 reasons[shape].append(reason)
@@ -114,6 +119,15 @@ def _problems(samples: list[Any]) -> dict[str, int]:
     ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:10]
     return {reasons[shape][0] + (" (and alike)" if len(reasons[shape]) > 1 else ""): count
             for shape, count in ranked}
+
+
+def _shorten(text: str, width: int) -> str:
+    """``text`` cut at a word boundary to at most ``width`` characters, marked with an ellipsis."""
+    text = " ".join(text.split())
+    if len(text) <= width:
+        return text
+    cut = text[:width - 1].rsplit(" ", 1)[0] if " " in text[:width - 1] else text[:width - 1]
+    return cut.rstrip(" ,;:") + "…"
 
 
 def _pass_rate(results: RunResults, expected: int) -> float | None:
@@ -216,9 +230,16 @@ def render_table(summaries: list[dict[str, Any]], *, tags: bool = True,
         out += ["", "by component:", _table(["component"] + [_label(s) for s in summaries],
                                             comp_rows)]
     for s in summaries:
-        if s.get("pass_hat_k"):
-            ks = ", ".join(f"k={k}: {v:.3f}" for k, v in s["pass_hat_k"].items())
-            out.append(f"pass^k {_label(s)}: {ks}")
+        missing_k = {k: v for k, v in (s.get("pass_k_not_computable") or {}).items() if v}
+        for key, name in (("pass_at_k", "pass@k"), ("pass_hat_k", "pass^k")):
+            if s.get(key):
+                ks = ", ".join(f"k={k}: {v:.3f}" + (f" ({missing_k[k]} items not computable)"
+                                                    if k in missing_k else "")
+                               for k, v in s[key].items())
+                out.append(f"{name} {_label(s)}: {ks}")
+        if missing_k:
+            out.append("  (an item with fewer than k answered samples has no pass@k/pass^k "
+                       "for that k; run again to resume)")
         if s["problems"]:
             out.append(f"problems in {_label(s)}:")
             out += [f"  {count} x {reason}" for reason, count in s["problems"].items()]
@@ -227,6 +248,9 @@ def render_table(summaries: list[dict[str, Any]], *, tags: bool = True,
                        f"{s.get('cached_input_tokens', 0):,} read from the prompt cache, "
                        f"{s.get('cache_write_tokens', 0):,} written to it), "
                        f"{s['output_tokens']:,} out ({s.get('reasoning_tokens', 0):,} reasoning)")
+        if s.get("cache_rerequested"):
+            out.append(f"{_label(s)}: {s['cache_rerequested']} answers served from cache entries "
+                       "another model wrote were requested again from the model now served")
         if str(s.get("confinement", "")).startswith("none"):
             out.append(f"{_label(s)}: model-written code ran with NO sandbox "
                        f"({s['confinement']})")
@@ -235,7 +259,8 @@ def render_table(summaries: list[dict[str, Any]], *, tags: bool = True,
     bar = summaries[0].get("pass_bar")
     if bar is not None:
         clears = [_label(s) for s in summaries if s.get("clears_bar")]
-        out.append(f"pass bar {bar}: " + (", ".join(clears) + " clear it (CI lower bound)"
+        verb = "clears" if len(clears) == 1 else "clear"
+        out.append(f"pass bar {bar}: " + (", ".join(clears) + f" {verb} it (CI lower bound)"
                                           if clears else "no run clears it (CI lower bound)"))
     return "\n".join(out)
 

@@ -178,7 +178,7 @@ def load_results(store: Store, run: RunInfo | str) -> RunResults:
             status=row["status"], explanation=row["explanation"] or "",
             sub_scores=orjson.loads(row["sub_scores"] or "{}"), name=row["grader"],
             cost_usd=row["cost_usd"] or 0.0, requests=row["requests"] or 0,
-            confinement=row["confinement"],
+            confinement=row["confinement"], retries=row["retries"] or 0,
         )
     primary = run.config.get("primary")
     expected = run.config.get("grader_names")

@@ -122,12 +122,14 @@ def sample_passed(sample: SampleResult) -> bool | None:
 
 
 def item_pass_rates(results: RunResults) -> dict[str, float]:
-    """Item -> share of its scored epochs that passed."""
+    """Item -> share of its epochs that passed, for every item of the run (headline semantics:
+    a failed, unscored or unanswered sample did not pass)."""
+    by_item = results.by_item()
+    epochs = max(1, results.run.epochs)
     rates: dict[str, float] = {}
-    for item_id, samples in results.by_item().items():
-        verdicts = [p for p in (sample_passed(s) for s in samples) if p is not None]
-        if verdicts:
-            rates[item_id] = sum(verdicts) / len(verdicts)
+    for item in results.items:
+        samples = by_item.get(item.id, [])
+        rates[item.id] = sum(1 for s in samples if sample_passed(s)) / max(epochs, len(samples))
     return rates
 
 
@@ -150,7 +152,19 @@ def normalize_answer(text: str) -> str:
     return _SPACE.sub(" ", text.strip().lower()).strip(" .!?;:\"'`")
 
 
-def reference_of(data: dict[str, Any]) -> Any:
+def reference_of(data: dict[str, Any], grader_specs: Sequence[Any] = ()) -> Any:
+    """The item's reference: the field the eval's first grader compares with (its
+    ``reference: "{{item.x}}"``), else the first of the usual reference field names."""
+    from posttrain.template import TemplateError, placeholders, resolve
+
+    for spec in grader_specs:
+        reference = spec.get("reference") if isinstance(spec, dict) else None
+        paths = [p for p in placeholders(reference) if p.startswith("item.")] if reference else []
+        if len(paths) == 1:
+            try:
+                return resolve(paths[0], {"item": data})
+            except TemplateError:
+                break
     for key in REFERENCE_FIELDS:
         if key in data and data[key] not in (None, ""):
             return data[key]

@@ -137,7 +137,7 @@ def _group_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 def matrix_text(report: dict[str, Any]) -> str:
     out = [f"eval {report['eval']}: {len(report['rows'])} runs",
            text_table(_MATRIX, _matrix_rows(report)),
-           "(* significantly below the best, paired test, p < 0.05)"]
+           "(* significantly below the best: paired test, Holm-adjusted over the runs, p < 0.05)"]
     if report["groups"]:
         headers, rows = _group_rows(report)
         out += ["", text_table(headers, rows)]

@@ -11,7 +11,8 @@ from typing import Any, ClassVar
 from posttrain.template import TemplateError, placeholders, resolve
 from posttrain.types import ChatRequest, Completion, Score
 
-ModelCaller = Callable[[Any, ChatRequest], Awaitable[Completion]]
+#: ``(model, request) -> (completion, attempts)``; attempts is 0 for an answer from the cache
+ModelCaller = Callable[[Any, ChatRequest], Awaitable[tuple[Completion, int]]]
 
 #: How graders reach models (judges). The runner sets it while it grades, so a judge's calls
 #: share the run's call path: the same retry policy, the judge endpoint's concurrency limit,
@@ -20,8 +21,9 @@ ModelCaller = Callable[[Any, ChatRequest], Awaitable[Completion]]
 model_caller: ContextVar[ModelCaller | None] = ContextVar("posttrain_model_caller", default=None)
 
 
-async def call_model(model: Any, request: ChatRequest) -> Completion:
-    """One model call from a grader, through the current call path (see ``model_caller``).
+async def call_model(model: Any, request: ChatRequest) -> tuple[Completion, int]:
+    """One model call from a grader, through the current call path (see ``model_caller``):
+    ``(completion, attempts)``, attempts counting retries (0 when served from the cache).
 
     Raises ``RetriesExhausted`` when the call fails for good.
     """
@@ -30,9 +32,7 @@ async def call_model(model: Any, request: ChatRequest) -> Completion:
         return await caller(model, request)
     from posttrain.models.retry import RetryPolicy, call_with_retries
 
-    completion, _attempts = await call_with_retries(lambda: model.generate(request),
-                                                    RetryPolicy())
-    return completion
+    return await call_with_retries(lambda: model.generate(request), RetryPolicy())
 
 
 def template_failure(exc: TemplateError, grader: Grader, item: dict[str, Any]) -> Score:
@@ -51,8 +51,11 @@ def template_failure(exc: TemplateError, grader: Grader, item: dict[str, Any]) -
                     resolve(path, {"item": item})
                 except TemplateError as missing:
                     return Score.unscored(f"template {missing}", name=grader.name)
+        why = exc.reason
+        if exc.path.startswith("sample.output_json") and exc.step == 2 and "is null" in why:
+            why = "the answer is not JSON"
         return Score(value=0.0, passed=False, name=grader.name,
-                     explanation=f"the answer has no {{{{{exc.path}}}}}: {exc.reason}")
+                     explanation=f"the answer has no {{{{{exc.path}}}}}: {why}")
     return Score.unscored(f"template {exc}", name=grader.name)
 
 

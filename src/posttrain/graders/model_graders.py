@@ -6,9 +6,11 @@ structured output (``{steps, result}`` / ``{steps, label}``) and its reply is pa
 OpenAI on purpose:** a reply that cannot be parsed, or a non-numeric result, is
 ``Score.unscored(reason)``, not 0, so judge failures never pass for wrong answers.
 
-``score_model``: the result is clipped to ``range`` (default [0, 1]) and normalised into the
+``score_model``: the result must lie in ``range`` (default [0, 1]) and is normalised into the
 score's value in [0, 1]; the raw result stays in the explanation; ``pass_threshold`` is compared
-with the clipped result in ``range`` units, as in OpenAI's format.
+with the result in ``range`` units, as in OpenAI's format. **We differ from OpenAI** here too: a
+result outside ``range`` (a judge answering on another scale) is unscored with the reason, not
+truncated into the range, so a 7 on a [0, 1] judge never passes for a perfect score.
 
 Extensions: ``models: [spec, ...]`` (several judges; ``aggregate``: mean / median for scores,
 majority for labels; each judge's value is a sub-score), and ``position_swap: {first, second,
@@ -126,6 +128,8 @@ def parse_label(text: str, labels: list[str]) -> tuple[str | None, str]:
         for key in ("label", "result", "answer"):
             if key in obj:
                 value = obj[key]
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    value = f"{value:g}"  # {"result": 1} names the label "1"
                 if isinstance(value, str) and value.strip().casefold() in by_fold:
                     return by_fold[value.strip().casefold()], ""
                 return None, f"{key} {value!r} is not one of {labels}"
@@ -164,7 +168,7 @@ class JudgeCall:
     model: str
     error: bool = False
     cost_usd: float = 0.0  # of an uncached call
-    requests: int = 0  # 1 for a call that reached the judge, 0 when served from the cache
+    requests: int = 0  # attempts that reached the judge (retries included); 0 from the cache
 
 
 class _JudgeGrader(Grader):
@@ -227,7 +231,7 @@ class _JudgeGrader(Grader):
         except TemplateError as exc:
             return JudgeCall(None, f"template {exc}", spec)
         try:
-            completion = await call_model(self.model(spec), request)
+            completion, attempts = await call_model(self.model(spec), request)
         except UserError as exc:
             return JudgeCall(None, f"judge {spec}: {exc}", spec, error=True)
         except Exception as exc:  # noqa: BLE001 - a failed judge call is an error grade
@@ -238,7 +242,7 @@ class _JudgeGrader(Grader):
             why += " (the reply was cut at max tokens)"
         fresh = not completion.cached
         return JudgeCall(value, why, spec, cost_usd=completion.cost_usd if fresh else 0.0,
-                         requests=int(fresh))
+                         requests=attempts if fresh else 0)
 
     async def agrade(self, sample: dict[str, Any], item: dict[str, Any]) -> Score:
         base = ctx(sample, item)
@@ -261,6 +265,7 @@ class _JudgeGrader(Grader):
         score = self.combine(per_judge)
         score.cost_usd = sum(call.cost_usd for call in calls)
         score.requests = sum(call.requests for call in calls)
+        score.retries = sum(max(0, call.requests - 1) for call in calls)
         return score
 
     def combine(self, per_judge: list[list[JudgeCall]]) -> Score:
@@ -301,7 +306,12 @@ class ScoreModelGrader(_JudgeGrader):
                 problems.extend(bad)
                 continue
             raws = [float(c.value) for c in calls]
-            clipped = [min(hi, max(lo, r)) for r in raws]
+            outside = [r for r in raws if not lo <= r <= hi]
+            if outside:  # a judge on the wrong scale: its grade cannot be read, never clamped
+                problems.append(JudgeCall(None, f"result {outside[0]:g} outside range "
+                                          f"[{lo:g}, {hi:g}]", calls[0].model))
+                continue
+            clipped = raws
             if len(clipped) == 2:  # position swap: the second run judged the pair reversed
                 value = (clipped[0] + (lo + hi - clipped[1])) / 2
             else:

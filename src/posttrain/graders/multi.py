@@ -57,6 +57,7 @@ class MultiGrader(Grader):
                                     None)
         combined.cost_usd = sum(s.cost_usd for s in scores.values())  # its judges' calls
         combined.requests = sum(s.requests for s in scores.values())
+        combined.retries = sum(s.retries for s in scores.values())
         return combined
 
     def children(self) -> list[Grader]:

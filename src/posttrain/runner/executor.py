@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,7 +24,13 @@ from posttrain.eval import Eval
 from posttrain.graders.base import Grader, model_caller
 from posttrain.models.base import ModelError
 from posttrain.models.retry import RetriesExhausted, RetryPolicy, call_with_retries
-from posttrain.runner.cache import CachePolicy, cache_lookup, entry_meta, observe_answer
+from posttrain.runner.cache import (
+    CachePolicy,
+    cache_lookup,
+    entry_meta,
+    observe_answer,
+    served_stale,
+)
 from posttrain.runner.progress import Counters, Progress
 from posttrain.runner.store import RunInfo, Store, request_key
 from posttrain.types import ChatRequest, Completion, Item, Score
@@ -106,6 +113,11 @@ class RunExecution:
         self.cache_scope = options.cache.scope_key(eval_.name, run.id)
         #: one concurrency limit per judge endpoint, shared by every run of the invocation
         self.judge_semaphores = judge_semaphores if judge_semaphores is not None else {}
+        #: answers served from cache in this invocation: (item, epoch) -> the item, the hits
+        #: (cache key, answer) it was built from, and whether all of it came from cache;
+        #: checked against later live answers (:meth:`take_stale`)
+        self.hits: dict[tuple[str, int], tuple[Item, list[tuple[str, Completion]], bool]] = {}
+        self.judges: dict[str, Any] = {}  # judge models this run looked up in the cache
 
     def _on_retry(self, _reason: str) -> None:
         self.counters.retries += 1
@@ -118,24 +130,35 @@ class RunExecution:
         key, attempts). ``model`` defaults to the model under test; judges pass theirs."""
         model = model or self.model
         key = self.cache_key(request, epoch, model)
+        attempts = 0
+
+        async def send() -> Completion:
+            nonlocal attempts
+            async with semaphore or self.semaphore:
+                self.counters.requests += 1
+                completion, attempts = await call_with_retries(
+                    lambda: model.generate(request), self.options.retry,
+                    on_retry=self._on_retry, rng=self.rng)
+            observe_answer(model, completion)
+            return completion
+
         if self.options.use_cache:  # same request, same model behind the name, not expired
-            cached = await cache_lookup(self.store, model, key, self.options.cache)
-            if cached is not None:
-                return cached, key, 0
-        async with semaphore or self.semaphore:
-            self.counters.requests += 1
-            completion, attempts = await call_with_retries(
-                lambda: model.generate(request), self.options.retry,
-                on_retry=self._on_retry, rng=self.rng)
-        observe_answer(model, completion)
-        return completion, key, attempts
+            if model is not self.model:
+                self.judges[model.cache_id] = model
+            # the model under test may hold its first hit for a canary (this request, live);
+            # judges send none, so re-grading from their cache stays free
+            found = await cache_lookup(self.store, model, key, self.options.cache,
+                                       canary=send if model is self.model else None)
+            if found is not None:
+                return found, key, 0 if found.cached else attempts
+        return await send(), key, attempts
 
     def cache_key(self, request: ChatRequest, epoch: int, model: Any = None) -> str:
         """The cache key of a request to ``model`` (default: the model under test)."""
         return request_key((model or self.model).cache_id, request.to_payload(), epoch,
                            self.cache_scope)
 
-    async def _call_judge(self, model: Any, request: ChatRequest) -> Completion:
+    async def _call_judge(self, model: Any, request: ChatRequest) -> tuple[Completion, int]:
         """A judge's call on the run's path: the judge endpoint's own concurrency limit, the
         same retries and cache, and this run's counters (requests, retries, cost)."""
         semaphore = self.judge_semaphores.get(model.cache_id)
@@ -143,12 +166,12 @@ class RunExecution:
             limit = getattr(model, "max_concurrency", None) or 16
             semaphore = self.judge_semaphores.setdefault(model.cache_id,
                                                          asyncio.Semaphore(limit))
-        completion, key, _attempts = await self._generate(request, 0, model, semaphore)
+        completion, key, attempts = await self._generate(request, 0, model, semaphore)
         if not completion.cached:
             self.counters.cost_usd += completion.cost_usd
             if self.options.use_cache:
                 self.store.cache_put(key, completion.to_record(), **entry_meta(model, completion))
-        return completion
+        return completion, attempts
 
     @contextmanager
     def judge_calls(self) -> Iterator[None]:
@@ -161,15 +184,21 @@ class RunExecution:
 
     async def _solve(self, request: ChatRequest, item: Item, epoch: int) -> tuple[Completion, str, int]:
         if self.solver is None:
-            return await self._generate(request, epoch)
+            completion, key, attempts = await self._generate(request, epoch)
+            if completion.cached:
+                self.hits[(item.id, epoch)] = (item, [(key, completion)], True)
+            return completion, key, attempts
         attempts_total = 0
         all_cached = True
+        turn_hits: list[tuple[str, Completion]] = []
 
         async def generate(inner: ChatRequest) -> Completion:
             nonlocal attempts_total, all_cached
             completion, key, attempts = await self._generate(inner, epoch)
             attempts_total += attempts
             all_cached = all_cached and completion.cached
+            if completion.cached:
+                turn_hits.append((key, completion))
             if not completion.cached:
                 # multi-turn: cache each turn as it arrives so a resumed run replays it free
                 self.store.cache_put(key, completion.to_record(),
@@ -178,7 +207,48 @@ class RunExecution:
 
         completion = await self.solver(request, item, generate)
         completion.cached = all_cached
+        if turn_hits:
+            self.hits[(item.id, epoch)] = (item, turn_hits, all_cached)
         return completion, self.cache_key(request, epoch), attempts_total
+
+    def take_stale(self) -> list[tuple[Item, int]]:
+        """Answers this run served from cache entries that a later live answer shows another
+        model wrote: their samples, grades and cache entries are deleted, and the (item, epoch)
+        pairs returned to be answered again, so the run holds only the current model's answers.
+        The count is kept in the run's config (``cache_rerequested``)."""
+        stale = [(key, entry) for key, entry in self.hits.items()
+                 if served_stale(self.model, [c for _k, c in entry[1]])]
+        if not stale:
+            return []
+        for key, _entry in stale:
+            del self.hits[key]
+        self.store.forget_samples(self.run.id, [key for key, _entry in stale])
+        self.store.cache_delete({k for _key, (_item, hits, _all) in stale for k, _c in hits})
+        count = len(stale)
+        self.counters.cached -= sum(1 for _key, (_item, _hits, whole) in stale if whole)
+        self.counters.done -= count
+        total = int(self.store.get_run(self.run.id).config.get("cache_rerequested") or 0)
+        self.store.update_run_config(self.run.id, {"cache_rerequested": total + count})
+        print(f"posttrain: warning: {self.model.name} now reports "
+              f"{self.model.identity.describe()}, but {count} answers served earlier in this "
+              "run came from cache entries another model wrote: requesting them again",
+              file=sys.stderr)
+        return [(item, epoch) for (_id, epoch), (item, _hits, _all) in stale]
+
+    def note_cache_checks(self) -> None:
+        """Keep in the run's config what the canary showed and warn about judge verdicts
+        served from entries another judge wrote (judges are not asked again)."""
+        identity = getattr(self.model, "identity", None)
+        outcome = getattr(identity, "canary_outcome", None)
+        if outcome is not None:
+            self.store.update_run_config(self.run.id, {"cache_canary": outcome})
+        for judge in self.judges.values():
+            stale = judge.identity.stale_served() if hasattr(judge, "identity") else 0
+            if stale:
+                print(f"posttrain: warning: judge {judge.name} now reports "
+                      f"{judge.identity.describe()}, but {stale} verdicts came from cache "
+                      "entries another judge wrote; `posttrain cache clear --model "
+                      f"{judge.name}` and re-grade to redo them", file=sys.stderr)
 
     async def sample(self, item: Item, epoch: int) -> None:
         """Answer one (item, epoch), then grade and store it."""
@@ -375,9 +445,17 @@ async def execute_eval(eval_: Eval, models: Sequence[Any], variants: Sequence[st
     store.group_commits(asyncio.get_running_loop())
     try:
         await asyncio.gather(*(p.execution.execute(p.pending, p.workers) for p in planned))
+        for _round in range(3):  # answers served from another model's entries: ask again
+            again = [(p, p.execution.take_stale()) for p in planned]
+            if not any(pending for _p, pending in again):
+                break
+            await asyncio.gather(*(p.execution.execute(pending, p.workers)
+                                   for p, pending in again if pending))
     finally:
         store.group_commits(None)
         progress.tick(force=True)
+    for plan in planned:
+        plan.execution.note_cache_checks()
     handles = [p.handle for p in planned]
     finish_runs(store, handles)
     return handles

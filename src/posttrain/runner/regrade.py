@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import orjson
 
@@ -22,20 +21,12 @@ from posttrain.runner.store import Store
 from posttrain.types import Completion
 
 
-def _model_factory() -> Any:
-    try:
-        from posttrain.models import resolve_model
-    except ImportError:  # pragma: no cover - models are part of the package
-        return None
-    return resolve_model
-
-
 def load_run_eval(store: Store, run_id: str) -> Eval:
     run = store.get_run(run_id)
     if not run.eval_path or not Path(run.eval_path).exists():
         raise UserError(f"run {run_id} has no eval file to re-grade with "
                         f"({run.eval_path or 'none recorded'})")
-    return load_eval(run.eval_path, model_factory=_model_factory())
+    return load_eval(run.eval_path)
 
 
 async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None = None,
@@ -50,7 +41,7 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
     if eval is None:
         eval = load_run_eval(store, run_id)
     elif not isinstance(eval, Eval):
-        eval = load_eval(eval, model_factory=_model_factory())
+        eval = load_eval(eval)
     run = store.get_run(run_id)
     items = {item.id: item for item in eval.items}
     variant = run.variant

@@ -138,6 +138,7 @@ _ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("scores", "cost_usd", "REAL NOT NULL DEFAULT 0"),  # a judge's calls for this grade
     ("scores", "requests", "INTEGER NOT NULL DEFAULT 0"),
     ("scores", "confinement", "TEXT"),  # the sandbox layer model-written code ran in
+    ("scores", "retries", "INTEGER NOT NULL DEFAULT 0"),
 )
 
 
@@ -452,11 +453,12 @@ class Store:
     def _write_scores(self, run_id: str, item_id: str, epoch: int, scores: Iterable[Score]) -> None:
         self.conn.executemany(
             "INSERT OR REPLACE INTO scores (run_id, item_id, epoch, grader, value, passed, status, "
-            "explanation, sub_scores, cost_usd, requests, confinement) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            "explanation, sub_scores, cost_usd, requests, confinement, retries) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             ((run_id, item_id, epoch, s.name, s.value,
               None if s.passed is None else int(s.passed), s.status, s.explanation,
-              orjson.dumps(s.sub_scores).decode(), s.cost_usd, s.requests, s.confinement)
+              orjson.dumps(s.sub_scores).decode(), s.cost_usd, s.requests, s.confinement,
+              s.retries)
              for s in scores),
         )
 
@@ -508,6 +510,25 @@ class Store:
                               "identity) VALUES (?,?,?,?,?)",
                               (key, orjson.dumps(record, default=str).decode(), time.time(),
                                model, identity))
+
+    def cache_delete(self, keys: Iterable[str]) -> int:
+        """Delete these cache entries (another model wrote them); returns how many there were."""
+        keys = list(keys)
+        if not keys:
+            return 0
+        with self._write():
+            return self.conn.execute(
+                f"DELETE FROM cache WHERE key IN ({','.join('?' * len(keys))})", keys).rowcount
+
+    def forget_samples(self, run_id: str, pairs: Iterable[tuple[str, int]]) -> None:
+        """Delete these (item, epoch) answers of a run and their grades, to be answered again:
+        answers served from cache entries another model wrote."""
+        pairs = list(pairs)
+        with self._write():
+            for table in ("samples", "scores"):
+                self.conn.executemany(
+                    f"DELETE FROM {table} WHERE run_id = ? AND item_id = ? AND epoch = ?",
+                    [(run_id, item_id, epoch) for item_id, epoch in pairs])
 
     def cache_stats(self) -> list[dict[str, Any]]:
         """Per model: entries, bytes of responses, oldest and newest write, distinct identities."""

@@ -72,7 +72,11 @@ def evaluate(model_dir: str | Path, eval_: Eval, items: list[Item] | None = None
 
 
 def mean_score(scores: list[Score]) -> float:
-    values = [float(s.value) for s in scores if s.status == "scored" and s.value is not None]
+    """The headline mean: every score counts, an unscored or failed grade as 0 (as in
+    ``RunResults.item_scores``), so a checkpoint whose answers break the grader never looks
+    better than one whose answers are graded."""
+    values = [float(s.value) if s.status == "scored" and s.value is not None else 0.0
+              for s in scores]
     return sum(values) / len(values) if values else 0.0
 
 

@@ -30,17 +30,6 @@ def reward_grader(eval_: Eval) -> Grader:
     return MultiGrader(f"{eval_.name}_mean", keys, f"({' + '.join(keys)}) / {len(keys)}")
 
 
-def _stripped(completion: Any) -> Any:
-    """Generated text keeps the whitespace the tokenizer decoded; the eval run's does not."""
-    if isinstance(completion, str):
-        return completion.strip()
-    if isinstance(completion, list):
-        return [{**m, "content": m["content"].strip()}
-                if isinstance(m, dict) and isinstance(m.get("content"), str) else m
-                for m in completion]
-    return completion
-
-
 class EvalReward:
     """Callable reward for GRPO; ``stats`` counts scored / unscored / error grades."""
 
@@ -58,7 +47,8 @@ class EvalReward:
         if "item_json" not in columns:
             raise ValueError("the RFT dataset needs an `item_json` column")
         before = self._reward.stats.as_dict()  # type: ignore[attr-defined]
-        rewards = self._reward(prompts, [_stripped(c) for c in completions], **columns)
+        # as graded in an eval: Completion.to_sample drops the answer's surrounding whitespace
+        rewards = self._reward(prompts, list(completions), **columns)
         after = self._reward.stats.as_dict()  # type: ignore[attr-defined]
         for status in ("scored", "unscored", "error"):
             self.stats[status] += after[status] - before[status]

@@ -243,7 +243,7 @@ async def api_review(request: web.Request) -> web.Response:
     """Flag an item; optionally edit a reference field, then re-grade every run of its eval."""
     from posttrain.data.review import update_item_field
     from posttrain.eval import load_eval
-    from posttrain.runner.regrade import _model_factory, aregrade_run
+    from posttrain.runner.regrade import aregrade_run
 
     store = _store(request)
     body = await _json(request)
@@ -272,7 +272,7 @@ async def api_review(request: web.Request) -> web.Response:
                                 note=note)
         store.add_review(run.eval_name, item_id, verdict, old_value={field: old},
                          new_value={field: value}, note=note)
-        loaded = load_eval(run.eval_path, model_factory=_model_factory())
+        loaded = load_eval(run.eval_path)
         for other in store.list_runs(run.eval_name):
             if other.eval_path and Path(other.eval_path).resolve() == Path(run.eval_path).resolve():
                 regraded += await aregrade_run(store, other.id, loaded, item_ids={item_id})
