@@ -12,7 +12,11 @@ model's failure, scored, with the reason. A broken grader setup is an error.
 The model's code runs in a fresh confined child (``posttrain.graders.sandbox``); every ``assert``
 in a test is split (``posttrain.graders.strict``) so that the child only computes the operands
 and this process compares them with type-strict equality against expected values that never
-entered the sandbox. Each grade records its ``confinement``.
+entered the sandbox, and every check must be reported as often as the test runs it. A test whose
+checks depend on control flow decided in the sandbox (``if`` on a computed value, ``while``,
+``try``, ``raise``, no ``assert``) is *gameable*: written in the grader file it is refused when
+the grader is loaded (``posttrain grade --validate`` names it); arriving through a template it
+counts as failed and the explanation says why. Each grade records its ``confinement``.
 """
 
 from __future__ import annotations
@@ -67,7 +71,7 @@ class CodeExecGrader(Grader):
         self.timeout = timeout
 
     def grade(self, sample: dict[str, Any], item: dict[str, Any]) -> Score:
-        from posttrain.graders.sandbox import default_pool
+        from posttrain.graders.sandbox import SandboxError, default_pool
 
         context = ctx(sample, item)
         try:
@@ -86,8 +90,12 @@ class CodeExecGrader(Grader):
         except SyntaxError as exc:
             return Score.unscored(f"a test does not parse: {exc}", name=self.name)
         total = len(tests)
-        result = default_pool().run_tests(code, [split.child_source for split in splits],
-                                          setup=setup, timeout=self.timeout)
+        try:
+            result = default_pool().run_tests(code, [split.child_source for split in splits],
+                                              setup=setup, timeout=self.timeout)
+        except SandboxError as exc:  # the sandbox's own failure, not the answer's
+            return Score(value=None, status="error", name=self.name,
+                         explanation=f"the sandbox could not run this answer: {exc}")
         if not result.ok:
             return Score(0.0, passed=False, name=self.name, confinement=result.confinement,
                          explanation=f"the code failed to finish ({result.status}): "
@@ -109,9 +117,34 @@ class CodeExecGrader(Grader):
                 "pass_threshold": self.pass_threshold}
 
 
+def check_tests(tests: Any, context: GraderContext) -> None:
+    """Tests written in the grader file (not templates) must parse and be judgeable from data
+    the model cannot forge: a UserError naming the file and ``tests[i]`` otherwise."""
+    listed = [tests] if isinstance(tests, str) else tests
+    if isinstance(tests, list) and not tests:
+        raise UserError("give at least one test", file=context.source, field="tests")
+    for number, test in enumerate(listed):
+        where = "tests" if isinstance(tests, str) else f"tests[{number}]"
+        if not isinstance(test, str):
+            raise UserError(f"a test must be Python source, got {type(test).__name__}",
+                            file=context.source, field=where)
+        if "{{" in test:
+            continue  # a template: checked when it is rendered, per item
+        try:
+            split = split_test(test)
+        except SyntaxError as exc:
+            raise UserError(f"does not parse: {exc.msg} (line {exc.lineno} of the test)",
+                            file=context.source, field=where) from None
+        if split.gameable:
+            raise UserError(f"gameable: {split.gameable}; a model could pass it by forging its "
+                            "report (see the README's threat model), so it would always count "
+                            "as failed", file=context.source, field=where)
+
+
 @register("code_exec")
 def build(spec: dict[str, Any], context: GraderContext) -> Grader:
     tests = require(spec, "tests", (str, list), context)
+    check_tests(tests, context)
     timeout = require(spec, "timeout", (int, float), context, default=10.0)
     if not 0 < timeout <= 600:
         raise UserError("must be in (0, 600] seconds", file=context.source, field="timeout")

@@ -3,9 +3,13 @@
 The code runs in ``posttrain.graders.sandbox``: the source is loaded in a warm worker and every
 call runs in a fresh confined child (no network, throw-away folder, no API keys, time / memory /
 process / file-size limits), because a grader's input is model output and a grader may run it.
-The value must be a finite ``int``/``float``/``bool``; it is clamped to [0, 1] (the explanation
-says so when it was outside). An exception, a time-out or a non-number is ``Score.error`` with the
-traceback kept (OpenAI scores these 0; we never hide them). Each grade records its
+The value must be a finite number (``int``, ``float``, ``bool``, ``Decimal``, ``Fraction``, a
+numpy scalar); it is clamped to [0, 1] (the explanation says so when it was outside; an integer
+too large for a float is clamped too). An exception, a time-out or a non-number is ``Score.error`` with the
+traceback kept (OpenAI scores these 0; we never hide them). That includes a limit hit by
+model-written code that the grader runs (a time-out, ``os._exit``, a crash): in a ``python``
+grader the grader is the user's code, which decides what to do with the model's, so its failure
+is the grader's and is not scored; ``code_exec`` and ``code_edits`` score such failures 0. Each grade records its
 ``confinement``. Extensions: ``timeout`` (seconds, default 60), ``memory_mb`` (at most 2048).
 """
 
@@ -42,13 +46,17 @@ class PythonGrader(Grader):
         self.image_tag = image_tag
 
     def grade(self, sample: dict[str, Any], item: dict[str, Any]) -> Score:
-        from posttrain.graders.sandbox import default_pool
+        from posttrain.graders.sandbox import SandboxError, default_pool
         from posttrain.graders.strict import Malformed, decode, number
 
-        result = default_pool().run(
-            self.source, [sample, item], timeout=self.timeout, filename=self.filename,
-            memory=self.memory_mb * 1024**2 if self.memory_mb else None,
-        )
+        try:
+            result = default_pool().run(
+                self.source, [sample, item], timeout=self.timeout, filename=self.filename,
+                memory=self.memory_mb * 1024**2 if self.memory_mb else None,
+            )
+        except SandboxError as exc:
+            return Score(value=None, status="error", name=self.name,
+                         explanation=f"the sandbox could not run this grader: {exc}")
         if not result.ok:
             return Score(value=None, status="error", name=self.name,
                          explanation=f"python grader {result.status}: {result.error}".rstrip(),
@@ -62,7 +70,12 @@ class PythonGrader(Grader):
             return Score(value=None, status="error", name=self.name, confinement=result.confinement,
                          explanation=f"grade() must return a finite number, got {returned!r:.200}")
         clamped = min(1.0, max(0.0, value))
-        why = f"grade() = {value:g}" + (f", clamped to {clamped:g}" if clamped != value else "")
+        if type(returned) is int and abs(returned) > 2**1000:
+            digits = int(returned.bit_length() * 0.30103) + 1
+            shown = f"{'-' if returned < 0 else ''}an integer of about {digits} digits"
+        else:
+            shown = f"{value:g}"
+        why = f"grade() = {shown}" + (f", clamped to {clamped:g}" if clamped != value else "")
         passed = clamped >= self.pass_threshold if self.pass_threshold is not None else None
         return Score(value=clamped, passed=passed, name=self.name, explanation=why,
                      confinement=result.confinement)

@@ -51,6 +51,7 @@ _NOBODY = 65534
 #: any other call, and nothing the sandbox does is done as a user that owns anything
 _SANDBOX_UIDS = (1_500_000_000, 1_600_000_000)
 _TRANSIENT = (11, 12)  # EAGAIN, ENOMEM
+_RETRY_DELAYS = (0.1, 0.3, 0.6)  # seconds between tries to start a worker after EAGAIN/ENOMEM
 _SAFE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
              "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1",
              "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -598,18 +599,15 @@ class SandboxPool:
         simulate = self.simulate - {"bwrap", "docker", "kernel"}
         if layer == "bwrap":
             simulate = simulate | {"namespaces"}
-        last: _LayerUnavailable | None = None
-        for attempt in range(4):
+        for delay in (*_RETRY_DELAYS, None):
             try:
                 return _Worker(layer, self.limits, self._process_limit(), image=self.image,
                                simulate=simulate)
             except _LayerUnavailable as exc:
-                if not exc.transient:
+                if not exc.transient or delay is None:
                     raise
-                last = exc
-                time.sleep(0.2 * (attempt + 1))  # the process or memory limit may free up
-        assert last is not None
-        raise last
+                time.sleep(delay)  # the process or memory limit may free up
+        raise AssertionError("unreachable")
 
     def _process_limit(self) -> int:
         if self._nproc is None:

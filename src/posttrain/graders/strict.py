@@ -1167,7 +1167,7 @@ def number(value: Any) -> float | None:
     kind = type(value)
     if kind is int:
         if value.bit_length() > 1000:
-            return math.copysign(1e308, value)
+            return 1e308 if value > 0 else -1e308
         return float(value)
     if kind in (float, bool, Decimal, Fraction):
         try:

@@ -196,7 +196,7 @@ def run_tests_confined(row: dict[str, Any], files: dict[str, str], *,
     is None when no code ran (regex/DOM checks only). Raises ``SandboxUnavailable`` when no
     sandbox can be had.
     """
-    from posttrain.graders.sandbox import default_pool
+    from posttrain.graders.sandbox import SandboxError, default_pool
     from posttrain.graders.strict import judge_test, split_test
 
     failures = [why for check in row.get("checks") or [] if (why := run_check(check, files))]
@@ -208,8 +208,11 @@ def run_tests_confined(row: dict[str, Any], files: dict[str, str], *,
             return False, f"refusing to write outside the sandbox: {path}", None
     if row.get("python_test"):
         split = split_test(row["python_test"])
-        result = default_pool().run_tests("", [split.child_source], files=files,
-                                          timeout=timeout)
+        try:
+            result = default_pool().run_tests("", [split.child_source], files=files,
+                                              timeout=timeout)
+        except SandboxError as exc:  # the sandbox's own failure: not scored
+            return None, f"the sandbox could not run the tests: {exc}", None
         if not result.ok:
             return False, f"tests did not finish ({result.status}): {result.error[-1500:]}", \
                 result.confinement
@@ -222,9 +225,12 @@ def run_tests_confined(row: dict[str, Any], files: dict[str, str], *,
         node = shutil.which("node")
         if node is None:
             return None, "node is not installed; the JavaScript tests cannot run", None
-        result = default_pool().run_command(
-            [node, "test_edit.js"], files={**files, "test_edit.js": row["node_test"]},
-            timeout=timeout)
+        try:
+            result = default_pool().run_command(
+                [node, "test_edit.js"], files={**files, "test_edit.js": row["node_test"]},
+                timeout=timeout)
+        except SandboxError as exc:
+            return None, f"the sandbox could not run the tests: {exc}", None
         if not result.ok:
             return False, f"tests did not finish ({result.status}): {result.error[-1500:]}", \
                 result.confinement
