@@ -29,6 +29,32 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def _url_host(name: str) -> str:
+    return f"[{name}]" if ":" in name else name
+
+
+def _addresses(host: str) -> list[str]:
+    """Where a browser can reach a server bound to ``host``: the host itself, or for a wildcard
+    (``0.0.0.0``, ``::``) this machine's address and the loopback one (a URL naming the wildcard
+    is no address to open)."""
+    if host not in ("0.0.0.0", "::", ""):
+        return [host]
+    import socket
+
+    family, loopback, probe = ((socket.AF_INET6, "::1", "fd00::1") if host == "::" else
+                               (socket.AF_INET, "127.0.0.1", "10.255.255.255"))
+    found = []
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as udp:
+            udp.connect((probe, 9))  # no packet is sent: this only picks the outgoing address
+            address = udp.getsockname()[0]
+            if address not in (loopback, "0.0.0.0", "::"):
+                found.append(address)
+    except OSError:
+        pass
+    return [*found, loopback]
+
+
 def run(args: argparse.Namespace) -> int:
     from aiohttp import web
 
@@ -38,11 +64,13 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("no store here; run an eval first or pass --store", file=args.store)
     token = args.token or (secrets.token_urlsafe(18) if needs_token(args.host) else None)
     app = create_app(args.store, token=token)
-    host = f"[{args.host}]" if ":" in args.host else args.host
-    url = f"http://{host}:{args.port}/" + (f"?token={token}" if token else "")
+    query = f"?token={token}" if token else ""
+    urls = [f"http://{_url_host(name)}:{args.port}/{query}" for name in _addresses(args.host)]
 
     def announce(*_: object) -> None:
-        print(f"posttrain view: {url}", flush=True)
+        print(f"posttrain view: {urls[0]}", flush=True)
+        for other in urls[1:]:
+            print(f"  also: {other}", flush=True)
         if token:
             print("every request needs this token (it is set as a cookie when you open the URL)",
                   flush=True)

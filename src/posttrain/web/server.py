@@ -7,7 +7,8 @@ cookie set when the page is opened with ``?token=``). State-changing requests mu
 ``Origin``, come from this server's own origin.
 
 DNS rebinding: every request's ``Host`` must name the address the connection came in on (the
-bound address) or ``localhost``, with the port it came in on, and an ``Origin`` must be
+bound address), ``localhost`` or the wildcard address literal (``0.0.0.0``, ``::``), with the
+port it came in on, and an ``Origin`` must be
 ``http://`` one of those; a page on another site whose name was made to resolve to 127.0.0.1
 sends its own name as ``Host`` and is refused (421 / 403).
 """
@@ -77,7 +78,10 @@ def _allowed_hosts(request: web.Request) -> tuple[set[str], int] | None:
     if not isinstance(sockname, tuple) or len(sockname) < 2:
         return None
     address = _canonical_host(str(sockname[0]))
-    names = {address, "localhost"}
+    # "0.0.0.0" / "::": what a browser sends after opening the URL of a server bound to every
+    # address (the connection then arrives on a local one); an IP literal, so no site can
+    # rebind a name to it
+    names = {address, "localhost", "0.0.0.0", "::"}
     if address.startswith("::ffff:"):  # an IPv4 client on a dual-stack socket
         names.add(address.removeprefix("::ffff:"))
     return names, int(sockname[1])
