@@ -3,23 +3,29 @@
 
 from __future__ import annotations
 
+import email.utils
 import json
 import os
 import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 
 from posttrain.cli import main
 from posttrain.models import resolve_model
 from posttrain.models.identity import (
+    LISTING_STAMP_TOLERANCE_S,
     EndpointIdentity,
     identity_matches,
+    is_listing_stamp,
     is_self_hosted,
     listing_identity,
     local_weights_identity,
+    server_clock,
 )
 from posttrain.runner.cache import CachePolicy, parse_duration
 from posttrain.runner.store import Store, request_key
@@ -41,11 +47,46 @@ def endpoint() -> Iterator[Endpoint]:
     server.close()
 
 
-def _vllm_entry(base: dict) -> dict:
-    now = int(time.time())
+def _vllm_entry(base: dict, now: float | None = None) -> dict:
+    """vLLM's entry as one listing stamps it: ``created`` is the server's time of the listing."""
+    now = int(time.time() if now is None else now)
     return {**base, "created": now, "permission": [
         {"id": f"modelperm-{os.urandom(8).hex()}", "object": "model_permission",
          "created": now, "allow_sampling": True}]}
+
+
+class ClockedEndpoint(Endpoint):
+    """The stub with a clock of its own, ``clock_offset`` seconds from this machine's: its
+    ``/models`` response carries that clock in its ``Date`` header, and ``listing`` may be a
+    function of it (vLLM and llama.cpp stamp ``created`` with the time of each listing).
+    ``state["chat_status"]`` other than 200 makes every chat request fail with that status."""
+
+    clock_offset = 0.0
+
+    async def _models(self, _request: web.Request) -> web.Response:
+        self.probes += 1
+        now = time.time() + self.clock_offset
+        listing = self.state["listing"]
+        if callable(listing):
+            listing = listing(now)
+        if listing is None:
+            return web.json_response({"error": {"message": "not found"}}, status=404)
+        return web.json_response({"object": "list", "data": [listing]},
+                                 headers={"Date": email.utils.formatdate(now, usegmt=True)})
+
+    async def _chat(self, request: web.Request) -> web.Response:
+        status = self.state.get("chat_status", 200)
+        if status != 200:
+            self.chat_requests += 1
+            return web.json_response({"error": {"message": "refused"}}, status=status)
+        return await super()._chat(request)
+
+
+@pytest.fixture
+def clocked() -> Iterator[ClockedEndpoint]:
+    server = ClockedEndpoint()
+    yield server
+    server.close()
 
 
 def _eval(tmp_path: Path, argv_extra: list[str] | None = None, *, model: str,
@@ -71,12 +112,14 @@ def test_another_model_behind_the_same_name_and_url_is_not_served_from_cache(
     assert (first["requests"], first["score"]) == (4, 1.0)
     endpoint.state.update(listing=_vllm_entry(VLLM_A))  # a new listing of the same model
     again = _eval(tmp_path, model=spec, capsys=capsys)
-    assert (again["requests"], again["cached"], again["score"]) == (0, 4, 1.0)
+    # one live request (the canary) confirms fp_a before the cached answers are served
+    assert (again["requests"], again["cached"], again["score"]) == (1, 4, 1.0)
+    assert again["cache_canary"] == "same"
     endpoint.state.update(listing=_vllm_entry(VLLM_B), fingerprint="fp_b", answer="Rome")
     swapped = _eval(tmp_path, model=spec, capsys=capsys)
     assert (swapped["requests"], swapped["cached"]) == (4, 0)
     assert swapped["score"] == 0.0  # B's own answers, graded
-    assert endpoint.chat_requests == 8
+    assert endpoint.chat_requests == 9
 
 
 def test_a_changed_served_model_id_or_fingerprint_stops_cache_hits(endpoint, tmp_path, capsys):
@@ -93,19 +136,211 @@ def test_a_changed_served_model_id_or_fingerprint_stops_cache_hits(endpoint, tmp
     assert (run["requests"], run["cached"]) == (5, 0)
 
 
-def test_hits_served_before_a_change_is_seen_are_reported(endpoint, tmp_path, capsys):
-    spec = f"openai:X?base_url={endpoint.base_url}&concurrency=1"
+def _report(tmp_path: Path, capsys: pytest.CaptureFixture[str], *, as_json: bool = True) -> Any:
+    argv = ["report", "latest", "--store", str(tmp_path / "s.db")] + (["--json"] if as_json else [])
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    return json.loads(out)["runs"][0] if as_json else out
+
+
+def test_answers_served_from_another_models_entries_are_asked_again_in_the_same_run(
+        endpoint, tmp_path, capsys):
+    """No canary here (``cache_fingerprint: false``: fingerprints and canaries off, as for a
+    hosted API), so the 4 old answers are served before the new item's live answer shows
+    another served model. They must not count: they are asked again within the same run, their
+    stale entries deleted, and the run says how many. (Before: score 0.8 from two models.)"""
+    models = tmp_path / "models.yaml"
+    models.write_text("models:\n"
+                      f"  m: {{provider: openai, model: X, base_url: '{endpoint.base_url}', "
+                      "cache_fingerprint: false, max_concurrency: 1}\n")
+    extra = ["--models-file", str(models)]
     endpoint.state.update(served="x-2025-01-01", answer="Paris")
-    _eval(tmp_path, model=spec, capsys=capsys)
+    assert _eval(tmp_path, extra, model="m", capsys=capsys)["requests"] == 4
+    assert _eval(tmp_path, extra, model="m", capsys=capsys)["requests"] == 0  # no canary
     endpoint.state.update(served="x-2025-06-01", answer="Rome")
     rows = [*ROWS, {"id": "c-new", "question": "new?", "answer": "Paris", "category": "geo"}]
     eval_path = write_eval(tmp_path / "ev", rows)
-    assert main(["eval", str(eval_path), "--model", spec, "--store", str(tmp_path / "s.db"),
-                 "--json", "--no-progress"]) == 0
+    assert main(["eval", str(eval_path), "--model", "m", "--store", str(tmp_path / "s.db"),
+                 "--json", "--no-progress", *extra]) == 0
     captured = capsys.readouterr()
-    assert json.loads(captured.out)["runs"][0]["cached"] == 4
-    assert "4 answers earlier in this run came from cache entries another model wrote" \
-        in captured.err
+    run = json.loads(captured.out)["runs"][0]
+    assert (run["score"], run["cached"], run["requests"], run["n"]) == (0.0, 0, 5, 5)
+    assert run["cache_rerequested"] == 4
+    assert "4 answers served earlier in this run came from cache entries another model " \
+           "wrote: requesting them again" in captured.err
+    # the stored run holds only the current model's answers; the stale entries are gone
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        served = {json.loads(r[0])["served_model"] for r in conn.execute(
+            "SELECT completion FROM samples WHERE run_id = ?", (run["run_id"],))}
+        assert served == {"x-2025-06-01"}
+        recorded = {r[0] for r in conn.execute("SELECT identity FROM cache")}
+        assert all("x-2025-06-01" in identity for identity in recorded)
+    # a later report says so too
+    assert _report(tmp_path, capsys)["cache_rerequested"] == 4
+    assert "4 answers served from cache entries another model wrote were requested again" \
+        in _report(tmp_path, capsys, as_json=False)
+
+
+THREE = ROWS[:3]
+
+
+def test_a_run_on_a_server_you_run_checks_one_live_answer_before_serving_cached_ones(
+        endpoint, tmp_path, capsys):
+    """Only the fingerprint tells model A (fp1) from model B (fp2). A fully cached run has no
+    live answer to compare, so on a server you run one request (the first hit's own, the
+    canary) asks; B's run gets B's answers, partly or fully cached alike. (Before: score 1.0
+    from A's answers, and 0.75 with one new item.)"""
+    spec = f"openai:X?base_url={endpoint.base_url}"
+    # listed (so the preflight sends no request of its own), with nothing that tells A from B
+    endpoint.state.update(listing={"id": "X", "object": "model", "owned_by": "me"},
+                          fingerprint="fp1", answer="Paris")
+    assert _eval(tmp_path, model=spec, rows=THREE, capsys=capsys)["requests"] == 3
+    same = _eval(tmp_path, model=spec, rows=THREE, capsys=capsys)
+    assert (same["requests"], same["cached"], same["score"], same["cache_canary"]) \
+        == (1, 3, 1.0, "same")
+    assert "cache_rerequested" not in same
+    endpoint.state.update(fingerprint="fp2", answer="Rome")
+    swapped = _eval(tmp_path, model=spec, rows=THREE, capsys=capsys)
+    # the canary's own answer is the first item's; the two others are asked live
+    assert (swapped["requests"], swapped["cached"], swapped["score"],
+            swapped["cache_canary"]) == (3, 0, 0.0, "changed")
+    assert endpoint.chat_requests == 3 + 1 + 3
+    again = _eval(tmp_path, model=spec, rows=THREE, capsys=capsys)
+    assert (again["requests"], again["cached"], again["score"]) == (1, 3, 0.0)
+    # partly cached: fp1's entries, then fp2 with one new item (the red team's case)
+    assert main(["cache", "clear", "--store", str(tmp_path / "s.db")]) == 0
+    capsys.readouterr()
+    endpoint.state.update(fingerprint="fp1", answer="Paris")
+    assert _eval(tmp_path, model=spec, rows=THREE, capsys=capsys)["requests"] == 3
+    endpoint.state.update(fingerprint="fp2", answer="Rome")
+    partly = _eval(tmp_path, model=spec, rows=ROWS, capsys=capsys)
+    assert (partly["requests"], partly["cached"], partly["score"]) == (4, 0, 0.0)
+
+
+def test_no_canary_for_hosted_apis_weights_in_the_key_or_entries_that_tell_nothing(
+        endpoint, tmp_path, capsys):
+    """A cached rerun stays at zero requests where a canary would cost money (hosted APIs),
+    where the key holds the weights (a path served from this machine), and where the answers
+    recorded nothing a live one could contradict (no fingerprint, the name asked for echoed)."""
+    endpoint.state.update(served="x-2025-01-01", fingerprint="fp1")
+    models = tmp_path / "models.yaml"
+    models.write_text("models:\n"
+                      f"  hosted: {{provider: openai, model: X, base_url: '{endpoint.base_url}', "
+                      "cache_fingerprint: false}\n")
+    extra = ["--models-file", str(models)]
+    assert _eval(tmp_path, extra, model="hosted", capsys=capsys)["requests"] == 4
+    assert _eval(tmp_path, extra, model="hosted", capsys=capsys)["requests"] == 0
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"A" * 100)
+    weights = f"openai:{folder}?base_url={endpoint.base_url}"
+    assert _eval(tmp_path, model=weights, capsys=capsys)["requests"] == 4
+    assert _eval(tmp_path, model=weights, capsys=capsys)["requests"] == 0
+    endpoint.state.update(served=None, fingerprint=None)  # vLLM: echoes the name, no fingerprint
+    echo = f"openai:Y?base_url={endpoint.base_url}"
+    assert _eval(tmp_path, model=echo, capsys=capsys)["requests"] == 4
+    assert _eval(tmp_path, model=echo, capsys=capsys)["requests"] == 0
+
+
+def test_a_failed_canary_serves_the_cached_answers_unchecked_and_says_so(
+        clocked, tmp_path, capsys):
+    spec = f"openai:X?base_url={clocked.base_url}"
+    clocked.state.update(fingerprint="fp1")
+    assert _eval(tmp_path, model=spec, capsys=capsys)["requests"] == 4
+    clocked.state.update(chat_status=400)
+    eval_path = tmp_path / "ev" / "eval.yaml"
+    assert main(["eval", str(eval_path), "--model", spec, "--store", str(tmp_path / "s.db"),
+                 "--json", "--no-progress", "--max-retries", "0"]) == 0
+    captured = capsys.readouterr()
+    run = json.loads(captured.out)["runs"][0]
+    assert (run["cached"], run["score"], run["cache_canary"]) == (4, 1.0, "failed")
+    assert "serving them unchecked" in captured.err
+
+
+def test_cached_judge_verdicts_cost_no_request_to_regrade_even_on_a_server_you_run(
+        endpoint, tmp_path, capsys):
+    """Judges send no canary (README): re-grading from their cache stays free."""
+    judge = Endpoint()
+    try:
+        judge.state.update(answer='{"result": 1}', fingerprint="fp_judge",
+                           listing={"id": "J", "object": "model", "owned_by": "me"})
+        graders = ('  - {type: score_model, name: judge, model: "openai:J?base_url='
+                   f'{judge.base_url}", input: [{{role: user, content: "rate: '
+                   '{{sample.output_text}}"}]}\n')
+        eval_path = write_eval(tmp_path / "ev", ROWS, graders=graders)
+        db = str(tmp_path / "s.db")
+        spec = f"openai:X?base_url={endpoint.base_url}"
+        assert main(["eval", str(eval_path), "--model", spec, "--store", db, "--json",
+                     "--no-progress"]) == 0
+        run = json.loads(capsys.readouterr().out)["runs"][0]
+        assert run["judge_requests"] == 4 and judge.chat_requests == 4
+        assert main(["regrade", run["run_id"], "--store", db, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["runs"][0]["requests"] == 0
+        assert judge.chat_requests == 4
+    finally:
+        judge.close()
+
+
+# ---- /models listings: a listing's time stamp is not the model's time ------------------------
+def _ollama_entry(created: int) -> dict:
+    """Ollama's /v1/models entry: ``created`` is the model's modification time."""
+    return {"id": "X", "object": "model", "created": created, "owned_by": "library"}
+
+
+def test_a_model_created_minutes_before_each_eval_is_not_served_the_last_ones_answers(
+        clocked, tmp_path, capsys):
+    """Ollama: `ollama create X` (model A), eval; `ollama create X` again from retrained
+    weights (model B), eval. Both were created less than ten minutes before their eval; their
+    `created` differ and that must count. (Before: B's run was served A's answers, score 1.0.)"""
+    spec = f"openai:X?base_url={clocked.base_url}"
+    now = int(time.time())
+    clocked.state.update(listing=_ollama_entry(now - 120), answer="Paris",
+                         fingerprint="fp_ollama")  # Ollama's fingerprint: the same for all
+    assert _eval(tmp_path, model=spec, capsys=capsys)["requests"] == 4
+    clocked.state.update(listing=_ollama_entry(now - 5), answer="Rome")
+    retrained = _eval(tmp_path, model=spec, capsys=capsys)
+    assert (retrained["requests"], retrained["cached"], retrained["score"]) == (4, 0, 0.0)
+    again = _eval(tmp_path, model=spec, capsys=capsys)  # B again: served from cache
+    assert (again["cached"], again["score"]) == (4, 0.0)
+
+
+@pytest.mark.parametrize("skew_s", [0, -1200, 1200])
+def test_listing_stamps_stay_cacheable_across_runs_whatever_the_servers_clock(
+        clocked, tmp_path, capsys, skew_s):
+    """vLLM stamps `created` with the time of every listing: it is told from a model's time by
+    the server's own clock (the `Date` header of the same response), so a server whose clock
+    is 20 minutes off still gets its cached answers back. (Before: a server 20 minutes behind
+    never did.)"""
+    clocked.clock_offset = skew_s
+    spec = f"openai:X?base_url={clocked.base_url}"
+    clocked.state.update(listing=lambda now: _vllm_entry(VLLM_A, now))
+    assert _eval(tmp_path, model=spec, capsys=capsys)["requests"] == 4
+    clocked.clock_offset += 7  # time passes: the next listing has another stamp
+    assert _eval(tmp_path, model=spec, capsys=capsys)["requests"] == 0
+    clocked.state.update(listing=lambda now: _vllm_entry(VLLM_B, now))  # retrained, new root
+    assert _eval(tmp_path, model=spec, capsys=capsys)["requests"] == 4
+
+
+def test_a_created_is_a_listing_stamp_only_at_the_servers_own_time():
+    server_now = 1_700_000_000.0
+    assert is_listing_stamp(1_700_000_000, server_now)
+    assert is_listing_stamp(server_now - LISTING_STAMP_TOLERANCE_S, server_now)
+    assert not is_listing_stamp(1_700_000_000 - 5, server_now)  # a model modified 5 s before
+    assert not is_listing_stamp(1_700_000_000 - 120, server_now)
+    assert not is_listing_stamp("1700000000", server_now) and not is_listing_stamp(True, 1.0)
+    # no Date header: this machine's clock stands in
+    assert is_listing_stamp(int(time.time()), None)
+    assert not is_listing_stamp(int(time.time()) - 120, None)
+    assert server_clock("Tue, 14 Nov 2023 22:13:20 GMT") == server_now
+    assert server_clock(None) is None and server_clock("yesterday") is None
+    ollama = _ollama_entry(1_699_999_880)
+    assert listing_identity({"data": [ollama]}, "X", local=False, server_now=server_now) \
+        != listing_identity({"data": [_ollama_entry(1_699_999_995)]}, "X", local=False,
+                            server_now=server_now)
+    assert listing_identity({"data": [_vllm_entry(VLLM_A, server_now)]}, "X", local=False,
+                            server_now=server_now) \
+        == listing_identity({"data": [_vllm_entry(VLLM_A, server_now + 60)]}, "X",
+                            local=False, server_now=server_now + 61)
 
 
 def test_fingerprints_are_compared_only_for_servers_you_run(endpoint, tmp_path, capsys):

@@ -12,7 +12,10 @@ agrees with what the endpoint reports now:
   the model's size and shape (``meta``); on a server on this machine, a path the entry names is
   read as local weights (file sizes, times and sampled bytes), so retraining into the same folder
   is a new identity. Fields stamped at listing time (vLLM's and llama.cpp's ``created``,
-  vLLM's ``permission`` ids) are left out.
+  vLLM's ``permission`` ids) are left out: a ``created`` is a listing stamp when it equals the
+  server's own clock (the ``Date`` header of the same response) within
+  :data:`LISTING_STAMP_TOLERANCE_S`; any other ``created`` (Ollama's modification time, however
+  recent) is the model's and counts.
 - ``model`` and ``fingerprint``: the response's ``model`` (the served id: OpenAI's dated
   snapshot behind an alias, a proxy's upstream model) and ``system_fingerprint``. The
   fingerprint is compared only for servers you run (loopback, private and single-label hosts, or
@@ -20,13 +23,20 @@ agrees with what the endpoint reports now:
   their replicas for one model, so comparing them would only re-buy answers there.
 
 Whatever either side does not know is not compared: an endpoint that reports nothing falls back
-to its name and URL, bounded by the cache's expiry. Local weights (``hf:``, ``vllm:``) need none
+to its name and URL, bounded by the cache's expiry.
+
+What only a live answer shows (``model``, ``fingerprint``) is unknown when a run starts from the
+cache. On an endpoint whose fingerprints are compared (a server you run) the first cache hit is
+held back until one live request, the *canary* (that hit's own request), has said what the
+endpoint serves now; entries another model wrote are then not served. Elsewhere hits are served
+at once, and the executor answers again any hit that a later live answer shows stale. Local weights (``hf:``, ``vllm:``) need none
 of this: their cache id holds a digest of the weight files (``#`` marks such exact ids).
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import hashlib
 import ipaddress
 import json
@@ -40,8 +50,10 @@ from urllib.parse import urlparse
 
 #: fields of a ``/models`` entry that change on every listing (vLLM permission ids and times)
 VOLATILE_FIELDS = frozenset({"permission"})
-#: a ``created`` this close to now (seconds) was stamped by the listing itself, not the model
-LISTING_STAMP_WINDOW_S = 600.0
+#: a ``created`` this close (seconds) to the server's clock when it listed the models was stamped
+#: by the listing itself (vLLM, llama.cpp), not by the model (Ollama: its modification time).
+#: Whole seconds on both sides, and a server may cache its ``Date`` header for up to a second.
+LISTING_STAMP_TOLERANCE_S = 2.0
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 _DIR_SUFFIXES = (".safetensors", ".bin", ".json", ".jinja")  # unchanged: old ids stay valid
 _SAMPLES, _SAMPLE_BYTES = 8, 16384
@@ -143,22 +155,49 @@ def _path_weights(value: str) -> str | None:
     return identity.rsplit("#", 1)[1] if "#" in identity else None
 
 
+def server_clock(date_header: str | None) -> float | None:
+    """The server's time from an HTTP ``Date`` header (None when absent or unreadable)."""
+    if not date_header:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(date_header).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
 def listing_identity(body: Any, model: str, *, local: bool,
-                     now: float | None = None) -> str | None:
-    """A digest of ``model``'s entry in a ``/models`` listing (None when it is not listed)."""
+                     server_now: float | None = None) -> str | None:
+    """A digest of ``model``'s entry in a ``/models`` listing (None when it is not listed);
+    ``server_now`` is the server's clock when it listed (:func:`server_clock` of the response's
+    ``Date`` header)."""
     data = body.get("data") if isinstance(body, dict) else None
     if not isinstance(data, list):
         return None
     entry = next((e for e in data if isinstance(e, dict) and e.get("id") == model), None)
-    return None if entry is None else entry_identity(entry, local=local, now=now)
+    return None if entry is None else entry_identity(entry, local=local, server_now=server_now)
 
 
-def entry_identity(entry: dict[str, Any], *, local: bool, now: float | None = None) -> str:
+def is_listing_stamp(created: Any, server_now: float | None) -> bool:
+    """Whether a ``/models`` entry's ``created`` is the time of the listing itself.
+
+    vLLM and llama.cpp stamp every listing with the server's current time; Ollama reports the
+    model's modification time, which may be a minute old when a freshly created model is
+    evaluated. Only a ``created`` equal to the server's own clock at that response (its ``Date``
+    header; this machine's clock when the server sends none) within
+    :data:`LISTING_STAMP_TOLERANCE_S` is a stamp, so skew between the two machines' clocks does
+    not matter, and a model modified a few seconds ago still has an identity of its own.
+    """
+    if not isinstance(created, (int, float)) or isinstance(created, bool):
+        return False
+    now = time.time() if server_now is None else server_now
+    return abs(created - now) <= LISTING_STAMP_TOLERANCE_S
+
+
+def entry_identity(entry: dict[str, Any], *, local: bool,
+                   server_now: float | None = None) -> str:
     """A digest of one model entry, without the fields a server stamps at listing time."""
-    now = time.time() if now is None else now
     kept = {k: v for k, v in entry.items() if k not in VOLATILE_FIELDS}
-    created = kept.get("created")
-    if isinstance(created, (int, float)) and created > now - LISTING_STAMP_WINDOW_S:
+    if is_listing_stamp(kept.get("created"), server_now):
         kept.pop("created")
     if local:
         for key, value in entry.items():
@@ -189,20 +228,33 @@ class EndpointIdentity:
 
     ``probe`` is an async callable returning the probe digest (or None); it runs once, before
     the first cache lookup. Each live answer updates the served model id and fingerprint.
+
+    ``canary`` (default: ``compare_fingerprint``, i.e. a server you run): before the first cache
+    hit whose entry recorded a fingerprint, or a served model other than ``requested`` (an echo
+    of the name asked for tells nothing), one live request must say what the endpoint serves
+    now (:meth:`confirm`). Without a live answer, a fully cached run could not tell that another
+    model now answers with another fingerprint.
     """
 
     def __init__(self, name: str, probe: Callable[[], Awaitable[str | None]] | None = None, *,
-                 compare_fingerprint: bool = False) -> None:
+                 compare_fingerprint: bool = False, canary: bool | None = None,
+                 requested: str | None = None) -> None:
         self.name = name
         self.compare_fingerprint = compare_fingerprint
+        self.canary = compare_fingerprint if canary is None else canary
+        self.requested = requested
         self._probe = probe
         self._probed = probe is None
         self._lock: asyncio.Lock | None = None
+        self._canary_lock: asyncio.Lock | None = None
         self.probe: str | None = None
         self.served_model: str | None = None
         self.fingerprint: str | None = None
+        #: a live answer in this process has said what the endpoint serves
+        self.confirmed = False
+        #: what the canary showed: ``same``, ``changed`` or ``failed`` (None: none was sent)
+        self.canary_outcome: str | None = None
         self._served_from_cache: dict[tuple[str | None, str | None], int] = {}
-        self._warned = False
 
     async def ensure(self) -> None:
         """Probe the endpoint once (concurrent callers wait for the same probe)."""
@@ -234,28 +286,64 @@ class EndpointIdentity:
         return self._served(self.served_model, self.fingerprint)
 
     def of_answer(self, served_model: str | None, fingerprint: str | None) -> dict[str, str]:
-        """The identity to record with a live answer's cache entry."""
+        """The identity to record with a live answer's cache entry (and the one a cached
+        answer's ``served_model`` and ``fingerprint`` stand for)."""
         return self._served(served_model, fingerprint)
+
+    def agrees(self, served_model: str | None, fingerprint: str | None) -> bool:
+        """Whether an answer that reported these still agrees with what the endpoint serves."""
+        return identity_matches(self.of_answer(served_model, fingerprint), self.current())
+
+    def canary_due(self, served_model: str | None, fingerprint: str | None) -> bool:
+        """Whether a hit on an entry that recorded these must wait for a canary."""
+        if not self.canary or self.confirmed or self.canary_outcome == "failed":
+            return False
+        recorded = self.of_answer(served_model, fingerprint)
+        return "fingerprint" in recorded or recorded.get("model") not in (None, self.requested)
+
+    async def confirm(self, send: Callable[[], Awaitable[Any]], served_model: str | None,
+                      fingerprint: str | None) -> Any:
+        """Send the canary (``send``: the live request of the hit being held, which reports its
+        answer through :meth:`observe`) unless a live answer has already said what the
+        endpoint serves. Concurrent hits wait for the same canary. Returns the canary's answer
+        to the hit that sent it, None to the others. A canary that fails for good is reported
+        and the hits are served as if none had been sent."""
+        if self._canary_lock is None:
+            self._canary_lock = asyncio.Lock()
+        async with self._canary_lock:
+            if self.confirmed or self.canary_outcome == "failed":
+                return None
+            try:
+                answer = await send()
+            except Exception as exc:  # noqa: BLE001 - RetriesExhausted, ModelError
+                self.canary_outcome = "failed"
+                print(f"posttrain: warning: {self.name}: the live request that checks what the "
+                      f"endpoint serves before its cached answers failed ({exc}); serving "
+                      "them unchecked", file=sys.stderr)
+                return None
+            self.confirmed = True  # even when the answer reported nothing to compare
+            self.canary_outcome = "same" if self.agrees(served_model, fingerprint) else "changed"
+            return answer
 
     def served_from_cache(self, served_model: str | None, fingerprint: str | None) -> None:
         """Note a cache hit (so a later live answer from another model can be reported)."""
         key = (served_model, fingerprint if self.compare_fingerprint else None)
         self._served_from_cache[key] = self._served_from_cache.get(key, 0) + 1
 
+    def stale_served(self) -> int:
+        """How many hits served in this process came from entries another model wrote, as
+        far as the live answers seen so far tell."""
+        return sum(count for (model, print_), count in self._served_from_cache.items()
+                   if not self.agrees(model, print_))
+
+    def describe(self) -> str:
+        """What the live answers report now (``model M, fingerprint F``)."""
+        return ", ".join(f"{k} {v}" for k, v in self.current().items() if k != "probe")
+
     def observe(self, served_model: str | None, fingerprint: str | None) -> None:
-        """Record what a live answer reported; warn once if earlier hits came from another."""
+        """Record what a live answer reported."""
+        self.confirmed = True
         if served_model:
             self.served_model = served_model
         if fingerprint:
             self.fingerprint = fingerprint
-        if self._warned or not self._served_from_cache:
-            return
-        now = self.current()
-        stale = sum(count for (model, print_), count in self._served_from_cache.items()
-                    if not identity_matches({"model": model, "fingerprint": print_}, now))
-        if stale:
-            self._warned = True
-            reported = ", ".join(f"{k} {v}" for k, v in now.items() if k != "probe")
-            print(f"posttrain: warning: {self.name} now reports {reported}, but {stale} answers "
-                  "earlier in this run came from cache entries another model wrote; run again "
-                  "with --no-cache to redo them", file=sys.stderr)

@@ -31,6 +31,7 @@ from posttrain.models.identity import (
     is_self_hosted,
     listing_identity,
     local_weights_identity,
+    server_clock,
 )
 from posttrain.types import ChatRequest, Completion
 
@@ -179,7 +180,7 @@ class _Endpoint:
         self.timeout_s = timeout_s
         self._api_key = api_key
         self.identity = EndpointIdentity(
-            name, self._probe,
+            name, self._probe, requested=model,
             compare_fingerprint=self.self_hosted if compare_fingerprint is None
             else compare_fingerprint)
 
@@ -199,11 +200,14 @@ class _Endpoint:
         return openai_body(request, self.model)
 
     async def _probe(self) -> str | None:
-        """The digest of this model's entry in ``GET {base_url}/models`` (no tokens spent)."""
-        body = await self._list_models()
-        return listing_identity(body, self.model, local=self.self_hosted)
+        """The digest of this model's entry in ``GET {base_url}/models`` (no tokens spent); the
+        response's ``Date`` header tells a ``created`` stamped by the listing from the model's."""
+        body, date = await self._list_models()
+        return listing_identity(body, self.model, local=self.self_hosted,
+                                server_now=server_clock(date))
 
-    async def _list_models(self) -> Any:
+    async def _list_models(self) -> tuple[Any, str | None]:
+        """The ``/models`` listing and the ``Date`` header it came with."""
         raise NotImplementedError
 
 
@@ -259,14 +263,14 @@ class LeanOpenAIModel(_Endpoint):
             raise RetryableError("malformed response: body is not an object")
         return completion_from_body(body, latency, self.price)
 
-    async def _list_models(self) -> Any:
+    async def _list_models(self) -> tuple[Any, str | None]:
         """``GET /models`` with the standard library in a thread: a fully cached run then
         never imports aiohttp (a fifth of a second), and a probe is once per run anyway."""
         import asyncio
 
         return await asyncio.to_thread(self._list_models_sync)
 
-    def _list_models_sync(self) -> Any:
+    def _list_models_sync(self) -> tuple[Any, str | None]:
         import urllib.error
         import urllib.request
 
@@ -274,9 +278,9 @@ class LeanOpenAIModel(_Endpoint):
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # as aiohttp
         try:
             with opener.open(request, timeout=min(10.0, self.timeout_s)) as response:
-                return orjson.loads(response.read())
+                return orjson.loads(response.read()), response.headers.get("Date")
         except (urllib.error.URLError, OSError, ValueError):
-            return None
+            return None, None
 
     async def aclose(self) -> None:
         if self._session is not None and not self._session.closed:
@@ -318,10 +322,10 @@ class SDKOpenAIModel(_Endpoint):
             raise RetryableError("malformed response: body is not an object")
         return completion_from_body(body, latency, self.price)
 
-    async def _list_models(self) -> Any:
+    async def _list_models(self) -> tuple[Any, str | None]:
         response = await self._get_client().models.with_raw_response.list(
             timeout=min(10.0, self.timeout_s))
-        return orjson.loads(response.content)
+        return orjson.loads(response.content), response.headers.get("date")
 
     async def aclose(self) -> None:
         if self._client is not None:

@@ -5,7 +5,9 @@ An entry is served when all of these hold (else the request is sent and the entr
 - same request: the key hashes the model's cache id (provider, base URL, name, and a digest of
   the weights for local models), the request body, the epoch and the scope;
 - same model: the identity the endpoint reported when it answered agrees with what it reports
-  now (:mod:`posttrain.models.identity`);
+  now (:mod:`posttrain.models.identity`). On a server you run, whose fingerprints are compared,
+  the first hit waits for one live request (the canary: that hit's own request) to say what it
+  serves now; a hit that a later live answer shows stale is answered again by the executor;
 - young enough: written less than the expiry ago. Default: 7 days for endpoints, whose weights
   posttrain cannot see (a hosted alias moving to a new snapshot, a server reporting nothing
   about what it serves), never for local weights, whose digest is in the key already.
@@ -18,6 +20,7 @@ itself; ``run`` lets only a resumed run replay its own answers, so each new run 
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -89,8 +92,18 @@ class CachePolicy:
         return None
 
 
-async def cache_lookup(store: Any, model: Any, key: str, policy: CachePolicy) -> Completion | None:
-    """The cached answer for ``key`` if the policy lets it be served to ``model`` now."""
+async def cache_lookup(store: Any, model: Any, key: str, policy: CachePolicy, *,
+                       canary: Callable[[], Awaitable[Completion]] | None = None
+                       ) -> Completion | None:
+    """The cached answer for ``key`` if the policy lets it be served to ``model`` now.
+
+    ``canary`` is the live call of this same request (it reports its answer through
+    :func:`observe_answer`). When the model's endpoint wants a canary (a server you run, not
+    keyed on its weights) and no live answer has said yet what it serves, the hit waits for
+    one: the first such hit sends its own request, the others wait for that answer. Returns a
+    hit (``cached`` True); the canary's live answer (``cached`` False) when this request was the
+    canary and showed its entry stale; or None: send the request.
+    """
     identity = getattr(model, "identity", None)
     if identity is not None:
         await identity.ensure()
@@ -100,9 +113,24 @@ async def cache_lookup(store: Any, model: Any, key: str, policy: CachePolicy) ->
         return None
     completion = Completion.from_record(record)
     completion.cached = True
-    if identity is not None:
-        identity.served_from_cache(completion.served_model, completion.fingerprint)
+    if identity is None:
+        return completion
+    served, fingerprint = completion.served_model, completion.fingerprint
+    if (canary is not None and not is_exact(model.cache_id)
+            and identity.canary_due(served, fingerprint)):
+        live = await identity.confirm(canary, served, fingerprint)
+        if not identity.agrees(served, fingerprint):
+            return live  # None for hits that waited for another request's canary
+    identity.served_from_cache(served, fingerprint)
     return completion
+
+
+def served_stale(model: Any, completions: Iterable[Completion]) -> bool:
+    """Whether any of these cache hits came from an entry another model wrote, as far as the
+    live answers seen since tell (the executor then answers that sample again)."""
+    identity = getattr(model, "identity", None)
+    return identity is not None and any(
+        not identity.agrees(c.served_model, c.fingerprint) for c in completions)
 
 
 def observe_answer(model: Any, completion: Completion) -> None:
