@@ -265,7 +265,7 @@ def test_cached_judge_verdicts_cost_no_request_to_regrade_even_on_a_server_you_r
         judge.state.update(answer='{"result": 1}', fingerprint="fp_judge",
                            listing={"id": "J", "object": "model", "owned_by": "me"})
         graders = ('  - {type: score_model, name: judge, model: "openai:J?base_url='
-                   f'{judge.base_url}", input: [{{role: user, content: "rate: '
+                   f'{judge.base_url}", input: [{{role: user, content: "{{{{item.question}}}} '
                    '{{sample.output_text}}"}]}\n')
         eval_path = write_eval(tmp_path / "ev", ROWS, graders=graders)
         db = str(tmp_path / "s.db")
@@ -277,6 +277,13 @@ def test_cached_judge_verdicts_cost_no_request_to_regrade_even_on_a_server_you_r
         assert main(["regrade", run["run_id"], "--store", db, "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["runs"][0]["requests"] == 0
         assert judge.chat_requests == 4
+        # a live verdict from another judge model: the cached verdicts are reported
+        judge.state.update(served="j-2")
+        rows = [*ROWS, {"id": "c-new", "question": "new?", "answer": "Paris", "category": "geo"}]
+        eval_path = write_eval(tmp_path / "ev", rows, graders=graders)
+        assert main(["eval", str(eval_path), "--model", spec, "--store", db, "--json",
+                     "--no-progress", "--concurrency", "1"]) == 0
+        assert "4 verdicts came from cache entries another judge wrote" in capsys.readouterr().err
     finally:
         judge.close()
 

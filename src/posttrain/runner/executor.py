@@ -243,10 +243,11 @@ class RunExecution:
         if outcome is not None:
             self.store.update_run_config(self.run.id, {"cache_canary": outcome})
         for judge in self.judges.values():
-            stale = judge.identity.stale_served() if hasattr(judge, "identity") else 0
+            judge_identity = getattr(judge, "identity", None)
+            stale = judge_identity.stale_served() if judge_identity is not None else 0
             if stale:
                 print(f"posttrain: warning: judge {judge.name} now reports "
-                      f"{judge.identity.describe()}, but {stale} verdicts came from cache "
+                      f"{judge_identity.describe()}, but {stale} verdicts came from cache "
                       "entries another judge wrote; `posttrain cache clear --model "
                       f"{judge.name}` and re-grade to redo them", file=sys.stderr)
 
