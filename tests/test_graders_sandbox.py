@@ -223,3 +223,28 @@ def test_assert_splitting_keeps_literals_out_of_the_sandbox() -> None:
     assert not passed and "[1, 2]" in why
     raised = dict(ok, checks=[[2, [{"x": "ValueError: no"}, {"v": False}]]])
     assert judge_test(split, raised)[0] is False
+
+
+def test_validate_refuses_a_test_that_does_not_parse_or_is_gameable(tmp_path: Path,
+                                                                     capsys) -> None:
+    import json
+
+    from posttrain.cli import main as cli_main
+
+    cases = {"assert f(1) == = 2": "does not parse",
+             "x = f(1)\nif x != 2:\n    raise AssertionError()": "gameable",
+             "f(1)": "gameable: a test with no assert"}
+    for number, (test, why) in enumerate(cases.items()):
+        grader = tmp_path / f"g{number}.json"
+        grader.write_text(json.dumps({"type": "code_exec", "name": "c",
+                                      "tests": ["assert f(0) == 1", test]}))
+        assert cli_main(["grade", str(grader), "--validate"]) == 2
+        err = capsys.readouterr().err
+        assert str(grader) in err and "tests[1]" in err and why in err, err
+    fine = tmp_path / "fine.json"
+    fine.write_text(json.dumps({"type": "code_exec", "name": "c", "tests": [
+        "def check(candidate):\n    assert candidate(1) == 2\ncheck(f)",
+        "for x, y in [(1, 2), (2, 3)]:\n    assert f(x) == y",
+        "try:\n    f(None)\nexcept TypeError:\n    pass\nelse:\n    raise AssertionError()",
+        "{{item.tests}}"]}))
+    assert cli_main(["grade", str(fine), "--validate"]) == 0

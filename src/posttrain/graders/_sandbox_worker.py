@@ -3,23 +3,32 @@
 Started by ``posttrain.graders.sandbox``; speaks length-prefixed JSON over its stdin/stdout (the
 *reply channel*). It confines itself once at start-up, according to ``mode``:
 
-- ``kernel``: new network, PID, IPC, UTS and mount namespaces (inside a new user namespace when
-  not root), a size-limited tmpfs as its working folder, Landlock rules (read only the Python
-  installation and system folders, write only the working folder, no TCP; on ABI 6+ no signals
-  or abstract sockets outside the sandbox), ``nobody`` when started as root, no capabilities,
-  ``no_new_privs``. Any missing piece makes it answer ``unavailable`` with the reason and exit,
-  so the parent can fall back to another layer or refuse.
-- ``bwrap`` / ``docker``: already inside bubblewrap's or a container's namespaces; Landlock is
-  added when the kernel has it.
+- ``kernel``: joins the per-worker pids and memory cgroups the parent made (root only); new
+  network, PID, IPC, UTS and mount namespaces (inside a new user namespace when not root);
+  forks into PID 1 of the new PID namespace; builds a **minimal root** and pivots into it: the
+  Python installation and system folders bound read-only (the new mount API, recursive), four
+  device nodes, a fresh /proc of its own PID namespace and a size-limited tmpfs as its working
+  folder, and nothing else of the host (no /tmp, /run, /home: no Unix socket to connect to,
+  nothing to ``stat``); Landlock (read only those folders, write only the working folder, no
+  TCP; on ABI 6+ no signals or abstract sockets outside); as root a user of its own (a uid the
+  parent picks from a reserved range); no capabilities, ``no_new_privs``; a **seccomp** filter
+  (``socket`` only for IPv4/IPv6, ``socketpair`` only for connected Unix stream pairs, no new
+  namespaces, mount API, ptrace, io_uring, bpf, keyrings, ...). Any missing piece makes it answer
+  ``unavailable`` with the reason (``transient`` for EAGAIN/ENOMEM) and exit, so the parent can
+  retry, fall back to another layer or refuse.
+- ``bwrap`` / ``docker``: already inside bubblewrap's or a container's namespaces; Landlock and
+  the seccomp filter are added when the kernel has them.
 - ``none``: only what ``--unsafe-no-sandbox`` leaves: limits, scrubbed environment, a folder.
 
 Every call then runs in a **fresh child** forked for that call: the child closes the reply
 channel before it runs anything, gets its own limits (address space, CPU seconds, file size;
-processes are bounded for the worker's user), and sends what it computed back through a pipe of
-its own, encoded with type tags so that only plain data (numbers, strings, lists, dicts, ...)
-crosses; an object of any other type crosses as an opaque type name and equals nothing. This
-process never runs model-written code; it relays the child's data, tagged with the call's nonce.
-After each call every process the call left behind is killed and the folder is emptied.
+processes are bounded per worker), and sends what it computed back through a pipe of its own,
+encoded with type tags so that only plain data crosses (see ``encode``). Model code runs in that
+child *with* the pipe: it can write any report there, so nothing in a report is a verdict; the
+parent judges from operand values, requiring every check (``posttrain.graders.strict``). This
+process never runs model-written code; it relays the child's data, tagged with the call's nonce,
+says in words why a child sent nothing (the signal it died of, its exit status), and after each
+call kills every process the call left behind and empties the folder.
 
 This file must import nothing outside the standard library.
 """

