@@ -248,3 +248,24 @@ def test_validate_refuses_a_test_that_does_not_parse_or_is_gameable(tmp_path: Pa
         "try:\n    f(None)\nexcept TypeError:\n    pass\nelse:\n    raise AssertionError()",
         "{{item.tests}}"]}))
     assert cli_main(["grade", str(fine), "--validate"]) == 0
+
+
+def test_checks_are_counted_from_the_test_text() -> None:
+    loop = split_test("for x, want in [(1, 2), (2, 3)]:\n    assert f(x) == want\n")
+    assert not loop.gameable and [run["want"] for run in loop.runs[0]] == [2, 3]
+    assert "want" not in loop.child_source.split("for")[1].split(":", 1)[1]  # judged outside
+    report = {"error": None, "checks": [[0, [{"v": encode(2)}]], [0, [{"v": encode(3)}]]]}
+    assert judge_test(loop, report) == (True, "")
+    assert judge_test(loop, dict(report, checks=report["checks"][:1]))[0] is False
+    extra = dict(report, checks=report["checks"] * 2)
+    assert judge_test(loop, extra)[0] is False  # reported more often than it runs
+    # a list changed in place by the code under test stays an operand computed in the sandbox
+    mutated = split_test("xs = [3, 1]\nsort_in_place(xs)\nassert xs == [1, 3]\n")
+    assert not mutated.gameable and mutated.checks[0][1][0] == "hole"
+    recursive = split_test("def check(n):\n    assert f(n) == 1\n    if n:\n        check(n - 1)\n"
+                           "check(2)\n")
+    assert "check()" in recursive.gameable
+    for gameable in ("while True:\n    assert f()\n    break\n",
+                     "for x in data:\n    assert f(x) == 1\n",
+                     "try:\n    assert f() == 1\nexcept ValueError:\n    pass\n", "f(1)\n"):
+        assert split_test(gameable).gameable, gameable

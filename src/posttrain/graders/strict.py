@@ -966,6 +966,12 @@ class _Splitter(ast.NodeTransformer):
             if isinstance(node, ast.Name) and node.id in self.helpers and \
                     isinstance(node.ctx, ast.Load):
                 self.loaded[f"call:{node.id}"] = self.loaded.get(f"call:{node.id}", 0) + 1
+        for scope in ast.walk(tree):  # a helper used inside a function is not counted
+            if isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda,
+                                  ast.ClassDef)):
+                for node in ast.walk(scope):
+                    if isinstance(node, ast.Name) and node.id in self.helpers:
+                        self.reached.add(node.id)
         body = self._body(tree.body, self.ctx)
         for name, helper in self.helpers.items():
             sites = sum(1 for node in ast.walk(tree) if isinstance(node, ast.Expr)
