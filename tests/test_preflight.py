@@ -75,6 +75,7 @@ def test_endpoint_refusing_the_key_missing_model_and_refused_connection(
 
 
 def test_local_model_path_that_does_not_exist(tmp_path: Path) -> None:
+    pytest.importorskip("torch")  # hf: checks its packages (posttrain[train]) before the path
     path = write_eval(tmp_path / "e", ROWS)
     line = one_line_error(run_cli("eval", str(path), "--model", f"hf:{tmp_path}/no-such-model",
                                   "--store", str(tmp_path / "s.db")))

@@ -13,6 +13,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> Path:
+    pytest.importorskip("trl")  # posttrain[train]
     # reuse a warm cache when the developer has one (the cold build takes minutes)
     env = os.environ.get("POSTTRAIN_CACHE")
     return Path(env) if env else tmp_path_factory.mktemp("cache")

@@ -75,6 +75,7 @@ def _grade(grader, text: str, item: dict) -> object:
 
 
 def test_grader_prompt_and_instruction_levels_on_a_batch() -> None:
+    pytest.importorskip("nltk")  # capital_word_frequency: posttrain[suites]
     grader = build_grader({"type": "ifeval", "name": "if"})
     items = [
         {"instruction_id_list": ["punctuation:no_comma", "startend:quotation"],

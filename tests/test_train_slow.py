@@ -15,6 +15,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
+    pytest.importorskip("trl")  # posttrain[train]
     from posttrain.train.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", task=None, seed=0)

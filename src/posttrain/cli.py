@@ -110,7 +110,11 @@ def _add_suites(sub: Any) -> None:
 
 
 def _add_quickstart(sub: Any) -> None:
-    p = sub.add_parser("quickstart", help="offline demo: tiny local model, eval, RFT, eval again")
+    p = sub.add_parser("quickstart", help="offline demo: tiny local model, eval, RFT, eval again "
+                                          "(needs the [train] extra)",
+                       description="Offline demo of the whole loop on a tiny local model: eval, "
+                                   "RFT with the eval's grader as the reward, eval again. Needs "
+                                   "the [train] extra: pip install 'posttrain[train]'.")
     p.add_argument("--json", action="store_true")
     p.add_argument("--cache-dir", type=Path, help="default $POSTTRAIN_CACHE or ~/.cache/posttrain")
     p.add_argument("--eval-only", action="store_true",

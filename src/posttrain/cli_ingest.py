@@ -25,7 +25,8 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--out", type=Path, required=True, help="output eval folder")
     parser.add_argument("--store", type=Path, help="also record the logged answers as runs here")
     parser.add_argument("--embed", default="minilm", choices=["minilm", "tfidf"],
-                        help="theme embeddings: local all-MiniLM-L6-v2 or TF-IDF (fast)")
+                        help="theme embeddings: local all-MiniLM-L6-v2 (needs the [similarity] "
+                             "extra) or TF-IDF (fast); themes need numpy ([ingest])")
     parser.add_argument("--themes", type=int, help="number of themes (default: sqrt(n/2), <=12)")
     parser.add_argument("--per-theme", type=int, default=0,
                         help="keep at most N items per theme (feedback first); 0 keeps all")

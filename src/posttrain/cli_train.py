@@ -35,7 +35,10 @@ def _model_and_out(p: argparse.ArgumentParser) -> None:
 
 
 def add_parsers(sub: Any) -> None:
-    train = sub.add_parser("train", help="fine-tune a local model: sft, dpo or rft (TRL)")
+    train = sub.add_parser("train", help="fine-tune a local model: sft, dpo or rft (TRL; needs "
+                                         "the [train] extra)",
+                           description="Fine-tune a local model with TRL: sft, dpo or rft. Needs "
+                                       "the [train] extra: pip install 'posttrain[train]'.")
     kinds = train.add_subparsers(dest="train_kind", required=True, metavar="KIND")
 
     p = kinds.add_parser("sft", help="supervised fine-tuning (distillation from a graded run)")
@@ -115,6 +118,13 @@ def _pairs(args: argparse.Namespace) -> list[dict[str, Any]]:
     raise UserError("give --pairs FILE, --from-run RUN or --from-votes", field="--pairs")
 
 
+def _require_train() -> None:
+    """After the data is read (its problems first), before any model is loaded."""
+    from posttrain.models.checks import TRAIN_PACKAGES, require_extra
+
+    require_extra("`posttrain train`", *TRAIN_PACKAGES, extra="train")
+
+
 def run_train(args: argparse.Namespace) -> int:
     import os
 
@@ -126,7 +136,9 @@ def run_train(args: argparse.Namespace) -> int:
     if kind == "sft":
         from posttrain.train.sft import train_sft
 
-        summary = train_sft(args.model, _sft_rows(args), args.out, max_steps=args.steps or 200,
+        rows = _sft_rows(args)
+        _require_train()
+        summary = train_sft(args.model, rows, args.out, max_steps=args.steps or 200,
                             epochs=args.epochs, learning_rate=args.lr or 5e-5,
                             batch_size=args.batch_size, seed=args.seed,
                             lora_rank=args.lora, quiet=args.quiet or args.json)
@@ -134,7 +146,9 @@ def run_train(args: argparse.Namespace) -> int:
         from posttrain.train.dpo import train_dpo
 
         loss = tuple(part.strip() for part in args.loss.split(",") if part.strip())
-        summary = train_dpo(args.model, _pairs(args), args.out, max_steps=args.steps or 100,
+        pairs = _pairs(args)
+        _require_train()
+        summary = train_dpo(args.model, pairs, args.out, max_steps=args.steps or 100,
                             learning_rate=args.lr or 5e-6, beta=args.beta,
                             batch_size=args.batch_size, seed=args.seed,
                             lora_rank=args.lora, loss_type=loss, quiet=args.quiet or args.json)
@@ -156,6 +170,7 @@ def _run_rft(args: argparse.Namespace) -> dict[str, Any]:
     from posttrain.train.rft import RFTConfig
 
     eval_ = load_eval(args.eval_file)
+    _require_train()
     config = RFTConfig(
         steps=args.steps or 200, num_generations=args.group_size,
         prompts_per_step=args.prompts_per_step, learning_rate=args.lr or 5e-5, beta=args.kl,

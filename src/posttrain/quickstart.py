@@ -55,6 +55,9 @@ def prepare(cache_dir: str | Path | None, seed: int = QUICKSTART_SEED,
 
 def run_quickstart(json_output: bool = False, cache_dir: str | Path | None = None,
                    eval_only: bool = False, seed: int = QUICKSTART_SEED) -> int:
+    from posttrain.models.checks import TRAIN_PACKAGES, require_extra
+
+    require_extra("`posttrain quickstart`", *TRAIN_PACKAGES, extra="train")
     started = time.perf_counter()
     quiet = json_output
     _log("posttrain quickstart: tiny local model, bundled task, RFT with the eval's grader "

@@ -196,6 +196,12 @@ def ingest(logs: Path, out_dir: Path, options: IngestOptions | None = None,
         if record.feedback is not None:
             record.feedback["rating_label"] = rating_label(record.feedback.get("rating"))
 
+    # what the themes need, after the logs are read (their problems first) and before the
+    # redaction and anything written
+    from posttrain.data.themes import require_packages
+
+    require_packages(options.embed)
+
     # redact everything, in memory, before anything else sees it: all records in one batch (the
     # NER model reads them together), a name found in a record redacted everywhere in it
     redactor = Redactor(names=options.redact_names)

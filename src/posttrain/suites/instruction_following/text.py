@@ -68,8 +68,11 @@ def _punkt() -> Any:
 
 @lru_cache(maxsize=1)
 def _treebank() -> Any:
-    from nltk.tokenize.destructive import NLTKWordTokenizer
-
+    try:
+        from nltk.tokenize.destructive import NLTKWordTokenizer
+    except ImportError as exc:
+        raise SentenceTokenizerMissing(
+            f"IFEval's sentence and capital-word checks need NLTK: {_INSTALL}") from exc
     return NLTKWordTokenizer()
 
 
