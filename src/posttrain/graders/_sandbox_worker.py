@@ -1002,12 +1002,13 @@ def _serve():
             message = json.loads(_read_exact(size))
         except EOFError:
             return
+        nonce = message.pop("nonce", None)  # never in a call's child: it is ours to add
         try:
             reply = _handle(message)
         except Exception as exc:  # noqa: BLE001 - the worker's own failure, reported
             reply = {"status": "error", "error": f"sandbox worker: {type(exc).__name__}: {exc}",
                      "restart": True}
-        reply["nonce"] = message.get("nonce")
+        reply["nonce"] = nonce
         _send(reply)
 
 
