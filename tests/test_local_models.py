@@ -20,10 +20,15 @@ from posttrain.cli import main
 from posttrain.errors import UserError
 from posttrain.models import local
 from posttrain.types import ChatRequest
+from tests.conftest import write_eval
 from tests.gguf_tiny import write_tiny_gguf, write_wheel
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "capitals" / "eval.yaml"
 PROMPTS = ["What is 3 + 4?", "Name the capital of France.", "Say hi"]
+JUDGED = ('  - {type: string_check, name: exact, input: "{{sample.output_text}}", '
+          'reference: "{{item.answer}}", operation: eq}\n'
+          '  - {type: score_model, name: judge, model: "hf:tiny-test", '
+          'input: [{role: user, content: "Grade this answer: {{sample.output_text}}"}]}\n')
 
 
 @pytest.fixture(scope="module")
@@ -204,6 +209,23 @@ def test_pull_fetches_with_pip_then_the_name_works_everywhere(
                  str(tmp_path / "s.db"), "--limit", "2", "--variant", "default", "--json"]) == 0
     run = json.loads(capsys.readouterr().out)["runs"][0]
     assert run["n"] == 2 and run["errors"] == 0 and run["requests"] == 2
+    # as a judge: a score_model grader whose model is the name
+    judged = write_eval(tmp_path / "judged", [{"id": "a", "question": "2+2?", "answer": "4"},
+                                             {"id": "b", "question": "3+3?", "answer": "6"}],
+                        graders=JUDGED, extra="score: exact\n")
+    assert main(["eval", str(judged), "--model", "hf:tiny-test", "--store",
+                 str(tmp_path / "s.db"), "--json"]) == 0
+    run = json.loads(capsys.readouterr().out)["runs"][0]
+    assert run["n"] == 2 and run["errors"] == 0
+    from posttrain.analysis.results import load_results
+    from posttrain.runner.store import Store
+
+    # the judge loaded by name and tokenized its prompt: too long for the tiny model's 256
+    # tokens (SmolLM2 has 8192), so the judge could not grade, and says why
+    samples = load_results(Store(tmp_path / "s.db"), run["run_id"]).samples
+    reasons = [sample.grades["judge"].explanation for sample in samples]
+    assert len(reasons) == 2, reasons
+    assert all("judge hf:tiny-test failed" in r and "does not fit" in r for r in reasons), reasons
     # the trainers take the name (and a GGUF) as the folder
     from posttrain.train.common import model_path
 
