@@ -241,20 +241,28 @@ def render_text(template: str, context: dict[str, Any]) -> str:
     return _as_text(render(template, context, keep_type=False))
 
 
+def template_strings(template: Any, field: str = "", *, skip: frozenset[str] = frozenset()
+                     ) -> Iterator[tuple[str, str]]:
+    """``(field path, string)`` for every string in ``template`` that holds ``{{``
+    (recursively); the field path extends ``field`` as ``a.b[2].c``. Keys in ``skip`` (at any
+    depth, e.g. ``GRADER_NOT_TEMPLATES``) are not templates and are not visited."""
+    if isinstance(template, str):
+        if "{{" in template:
+            yield field, template
+    elif isinstance(template, list):
+        for index, part in enumerate(template):
+            yield from template_strings(part, f"{field}[{index}]", skip=skip)
+    elif isinstance(template, dict):
+        for key, value in template.items():
+            if key not in skip:
+                yield from template_strings(value, f"{field}.{key}" if field else str(key),
+                                            skip=skip)
+
+
 def placeholders(template: Any) -> list[str]:
     """Every path named in a template (recursively); malformed ones are skipped here (see
     ``syntax_errors``)."""
-    found: list[str] = []
-    if isinstance(template, str):
-        if "{{" in template:
-            found.extend(p.path for p in _parse(template, False) if isinstance(p, _Slot))
-    elif isinstance(template, list):
-        for part in template:
-            found.extend(placeholders(part))
-    elif isinstance(template, dict):
-        for value in template.values():
-            found.extend(placeholders(value))
-    return found
+    return [path for _field, path in placeholders_by_field(template)]
 
 
 #: fields of a grader spec that are not templates (code, expressions, names, choices): a
@@ -267,39 +275,19 @@ GRADER_NOT_TEMPLATES = frozenset({
 def syntax_errors(template: Any, field: str = "", *, skip: frozenset[str] = frozenset()
                   ) -> Iterator[tuple[str, TemplateSyntaxError]]:
     """``(field path, error)`` for each string in ``template`` (recursively) with a malformed
-    placeholder; the field path extends ``field`` as ``a.b[2].c``. Keys in ``skip`` (at any
-    depth, e.g. ``GRADER_NOT_TEMPLATES``) are not templates and are not scanned."""
-    if isinstance(template, str):
-        if "{{" in template:
-            try:
-                _parse(template)
-            except TemplateSyntaxError as exc:
-                yield field, exc
-    elif isinstance(template, list):
-        for index, part in enumerate(template):
-            yield from syntax_errors(part, f"{field}[{index}]", skip=skip)
-    elif isinstance(template, dict):
-        for key, value in template.items():
-            if key not in skip:
-                yield from syntax_errors(value, f"{field}.{key}" if field else str(key),
-                                         skip=skip)
+    placeholder (see ``template_strings`` for ``field`` and ``skip``)."""
+    for where, text in template_strings(template, field, skip=skip):
+        try:
+            _parse(text)
+        except TemplateSyntaxError as exc:
+            yield where, exc
 
 
 def placeholders_by_field(template: Any, field: str = "", *,
                           skip: frozenset[str] = frozenset()) -> Iterator[tuple[str, str]]:
     """``(field path, placeholder path)`` for every well-formed placeholder in ``template``
-    (recursively), the field path extending ``field`` as ``a.b[2].c``; keys in ``skip`` are
-    not templates (as in ``syntax_errors``). For load-time checks that name the file's field."""
-    if isinstance(template, str):
-        if "{{" in template:
-            for part in _parse(template, False):
-                if isinstance(part, _Slot):
-                    yield field, part.path
-    elif isinstance(template, list):
-        for index, part in enumerate(template):
-            yield from placeholders_by_field(part, f"{field}[{index}]", skip=skip)
-    elif isinstance(template, dict):
-        for key, value in template.items():
-            if key not in skip:
-                yield from placeholders_by_field(value, f"{field}.{key}" if field else str(key),
-                                                 skip=skip)
+    (see ``template_strings``): for load-time checks that name the file's own field."""
+    for where, text in template_strings(template, field, skip=skip):
+        for part in _parse(text, False):
+            if isinstance(part, _Slot):
+                yield where, part.path
