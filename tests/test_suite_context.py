@@ -75,7 +75,7 @@ def test_grader_counterfactual() -> None:
     gold, real = row["answers"][0], row["stubborn"][0]
     right = _grade(f"According to the context, it is {gold}.", row)
     assert right.passed and right.sub_scores == {"faithful": 1.0, "stubborn": 0.0,
-                                                 "abstained": 0.0}
+                                                 "abstained": 0.0, "echoed": 0.0}
     stubborn = _grade(f"It is {real}.", row)
     assert not stubborn.passed and stubborn.sub_scores["stubborn"] == 1.0
     hedged = _grade(f"The document says {gold}, but really it is {real}.", row)

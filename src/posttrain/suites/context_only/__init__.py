@@ -5,7 +5,8 @@ answering the real-world value is "stubborn"), unanswerable (the answer sentence
 the right move is the abstain phrase), conflicting (two documents disagree; flag it or give
 both), multihop (two edited facts chained) and control (the context states the true fact; an
 abstention here is over-abstention). Variants: the GPT-4.1 guide's two context-reliance
-system prompts. Grader: ``context_only`` with sub-scores faithful / stubborn / abstained.
+system prompts. Grader: ``context_only`` with sub-scores faithful / stubborn / abstained /
+echoed (the answer copies the prompt).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ SUITE = SuiteInfo(
     measures="Use only the context: counterfactual, unanswerable, conflicting and multi-hop "
              "contexts plus a world-knowledge control; context-faithful, stubborn and "
              "abstention rates",
-    components=["faithful", "stubborn", "abstained", "per item type",
+    components=["faithful", "stubborn", "abstained", "echoed", "per item type",
                 "variants: only_context / basic_knowledge"],
     default_n=150,
 )
