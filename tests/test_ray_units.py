@@ -106,7 +106,7 @@ def test_vllm_model_imports_without_vllm_and_fails_clearly(monkeypatch: pytest.M
         asyncio.run(model.generate(ChatRequest(messages=[{"role": "user", "content": "hi"}])))
     with pytest.raises(UserError, match="unknown vllm option 'tensor_parallel'"):
         build_model(model_config("vllm:/models/x?tensor_parallel=2"))
-    with pytest.raises(UserError, match="must be int"):
+    with pytest.raises(UserError, match="must be a whole number"):
         build_model(model_config("vllm:/models/x?tensor_parallel_size=two"))
 
 

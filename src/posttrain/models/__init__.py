@@ -3,7 +3,20 @@
 Specs: ``openai:MODEL`` (honours ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``), ``hf:PATH_OR_REPO``
 (also ``hf:FILE.gguf``, ``hf:FOLDER?gguf=FILE`` and ``hf:NAME`` of a pulled model, see
 ``posttrain.models.local``), ``anthropic:MODEL``, ``vllm:PATH``, or a name from a models file.
-Query options after ``?``: ``client=sdk|lean``, ``concurrency=N``, ``base_url=URL``, ``gguf=FILE``.
+Query options after ``?`` (each provider takes its own, see :data:`OPTIONS`; any other name, a
+value of the wrong type or a name given twice is an error with a "did you mean"):
+``openai:`` ``base_url=URL``, ``api_key_env=VAR``, ``client=sdk|lean``, ``concurrency=N``,
+``cache_fingerprint=true|false``; ``anthropic:`` ``base_url``, ``api_key_env``, ``concurrency``;
+``hf:`` ``gguf=FILE``, ``batch_size=N``, ``concurrency=N``; ``vllm:`` its engine options (see
+``posttrain.models.vllm_model``), ``batch_size``, ``max_tokens``.
+
+Keys: ``openai:`` reads ``OPENAI_API_KEY`` and ``OPENAI_BASE_URL``, ``anthropic:``
+``ANTHROPIC_API_KEY`` and ``ANTHROPIC_BASE_URL`` (a models-file entry too, unless it names
+``base_url`` or ``api_key_env``; a key that is empty or only spaces is unset). The key goes to
+the provider's own API, to the server ``*_BASE_URL`` names, and to servers on this machine or
+network; a ``base_url`` written in a spec or models file that names any other host gets no key
+unless the spec or entry names it (``api_key_env``), so a third-party host never receives your
+OpenAI key by accident.
 
 Models file (``--models-file``, ``$POSTTRAIN_MODELS`` or ``./posttrain.models.yaml``)::
 
@@ -18,6 +31,14 @@ Models file (``--models-file``, ``$POSTTRAIN_MODELS`` or ``./posttrain.models.ya
         released: 2025-04-14          # optional, for shelf-life plots
         cache_fingerprint: true       # optional: compare system_fingerprint before cache hits
                                       # (default: only for servers on this machine or network)
+      local:
+        provider: hf
+        model: ./checkpoints/sft
+        batch_size: 8                 # hf: also gguf: FILE; vllm: its engine options
+
+An entry takes ``provider``, ``model``, ``price``, ``released``, ``max_concurrency`` (not vllm:
+it batches ``batch_size`` requests) and its provider's options (as in a spec's query, with
+``max_concurrency`` for ``concurrency``); any other key is an error naming its line.
 
 ``price`` takes ``input``, ``output``, ``cached_input`` (prompt tokens read from the provider's
 prompt cache) and ``cache_write`` (prompt tokens written to it; Anthropic: 1.25x input), all in
@@ -48,6 +69,44 @@ __all__ = ["Model", "ModelError", "RetryableError", "FatalError", "Price", "Mode
 
 PROVIDERS = ("openai", "anthropic", "hf", "vllm")
 
+#: the hosts whose own API a provider's key is for (the key is always sent there)
+HOSTED = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
+#: the environment variables a provider reads: (key, base URL)
+ENV = {"openai": ("OPENAI_API_KEY", "OPENAI_BASE_URL"),
+       "anthropic": ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")}
+
+
+def _vllm_options() -> dict[str, str]:
+    from posttrain.models.vllm_model import _ENGINE_OPTIONS, _OWN_OPTIONS
+
+    kinds = {int: "int", float: "number", str: "text", bool: "bool"}
+    options = {name: kinds[kind] for name, kind in {**_ENGINE_OPTIONS, **_OWN_OPTIONS}.items()}
+    options.update({"tensor_parallel_size": "count", "pipeline_parallel_size": "count",
+                    "max_model_len": "count", "max_num_seqs": "count", "batch_size": "count",
+                    "max_tokens": "count", "gpu_memory_utilization": "share"})
+    return options
+
+
+#: the query options each provider reads (``openai:M?name=value``) and the kind of each value;
+#: a models-file entry takes the same names (``max_concurrency`` for ``concurrency``)
+OPTIONS: dict[str, dict[str, str]] = {
+    "openai": {"base_url": "url", "api_key_env": "env", "client": "client",
+               "concurrency": "count", "cache_fingerprint": "bool"},
+    "anthropic": {"base_url": "url", "api_key_env": "env", "concurrency": "count"},
+    "hf": {"gguf": "text", "batch_size": "count", "concurrency": "count"},
+}
+#: models-file keys every provider takes besides its options
+ENTRY_KEYS = ("provider", "model", "price", "released")
+_KIND_TEXT = {"count": "a whole number of at least 1", "int": "a whole number",
+              "number": "a number", "share": "a number above 0 and at most 1",
+              "bool": "true or false", "text": "a non-empty string", "url": "an http(s) URL",
+              "env": "the name of an environment variable", "client": "lean or sdk"}
+
+
+def options_of(provider: str) -> dict[str, str]:
+    """The options ``provider`` reads (name -> kind)."""
+    return _vllm_options() if provider == "vllm" else OPTIONS[provider]
+
 
 @dataclass
 class ModelConfig:
@@ -63,6 +122,9 @@ class ModelConfig:
     client: str = "lean"
     released: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    #: the key goes to ``base_url`` whatever its host: the user named the variable, or the
+    #: base URL came from the provider's own ``*_BASE_URL`` variable (the SDKs' convention)
+    key_for_base_url: bool = False
 
     def public(self) -> dict[str, Any]:
         """What may be written to the store and reports: never a key, only the env var's name."""
@@ -105,13 +167,132 @@ def _flag(value: Any) -> bool | None:
     raise UserError(f"expected true or false, got {value!r}", field="cache_fingerprint")
 
 
+def check_url(value: Any) -> str:
+    """``value`` as a base URL (http or https, a host, a port in range); ValueError saying
+    what is wrong otherwise."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"must be an http(s) URL, got {value!r}")
+    text = value.strip()
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https"):
+        hint = f"; write http://{text}" if "://" not in text else ""
+        raise ValueError(f"{text!r} is not an http(s) URL{hint}")
+    if not parts.hostname:
+        raise ValueError(f"{text!r} has no host")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"{text!r} has no valid port (1 to 65535)")
+    return text
+
+
+def _typed(kind: str, value: Any) -> Any:
+    """A spec's query value (a string) or a models-file value as ``kind``; ValueError if not."""
+    import math
+    import re
+
+    if kind == "url":
+        return check_url(value)
+    if kind == "bool":
+        try:
+            flag = _flag(value)
+        except UserError:
+            flag = None
+        if flag is None:
+            raise ValueError(f"must be {_KIND_TEXT[kind]}, got {value!r}")
+        return flag
+    if kind in ("count", "int"):
+        number: Any = value
+        if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+\s*", value):
+            number = int(value)
+        if isinstance(number, bool) or not isinstance(number, int) or \
+                (kind == "count" and number < 1):
+            raise ValueError(f"must be {_KIND_TEXT[kind]}, got {value!r}")
+        return number
+    if kind in ("number", "share"):
+        number = value
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                number = None
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or \
+                not math.isfinite(number) or (kind == "share" and not 0 < number <= 1):
+            raise ValueError(f"must be {_KIND_TEXT[kind]}, got {value!r}")
+        return number
+    if kind == "client":
+        if value not in ("lean", "sdk"):
+            raise ValueError(f"must be `lean` or `sdk`, got {value!r}")
+        return value
+    if kind == "env":
+        if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError(f"must be {_KIND_TEXT[kind]} (the key itself is never written "
+                             f"here), got {value!r}")
+        return value
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool) or \
+            not str(value).strip():
+        raise ValueError(f"must be {_KIND_TEXT[kind]}, got {value!r}")
+    return str(value)
+
+
+def _unknown_option(provider: str, name: str, takes: Any) -> str:
+    from posttrain.graders.registry import did_you_mean
+
+    hint = did_you_mean(name, takes)
+    owners = [p + ":" for p in PROVIDERS if name in options_of(p)]
+    whose = f"only {', '.join(owners)} takes it; " if owners and not hint else ""
+    return f"unknown {provider} option {name!r}{hint} ({whose}{provider}: takes " \
+        f"{', '.join(takes)})"
+
+
+def _env_value(variable: str) -> str | None:
+    """An environment variable's value; empty or only spaces is unset."""
+    value = os.environ.get(variable)
+    return value.strip() if value is not None and value.strip() else None
+
+
+def _env_defaults(config: ModelConfig, *, where: str) -> None:
+    """``openai``/``anthropic``: the key variable and base URL from the environment, where the
+    spec or entry names none (as the providers' SDKs read them)."""
+    if config.provider not in ENV:
+        return
+    key_env, url_env = ENV[config.provider]
+    if config.api_key_env:
+        config.key_for_base_url = True  # the user chose which key goes to this endpoint
+    else:
+        config.api_key_env = key_env
+    if config.base_url is None:
+        url = _env_value(url_env)
+        if url is not None:
+            try:
+                config.base_url = check_url(url)
+            except ValueError as exc:
+                raise UserError(f"{where}: {url_env}: {exc}", field="--model") from None
+            config.key_for_base_url = True
+
+
 def load_models_file(path: str | Path | None = None) -> dict[str, ModelConfig]:
     file = _models_file_path(path)
     if file is None:
         return {}
     from posttrain.data import yaml12
 
-    data = yaml12.load_file(file, what="models file")[0] or {}
+    data, text = yaml12.load_file(file, what="models file")
+    try:
+        return _entries(data or {}, file.resolve())
+    except UserError as exc:
+        if exc.line is None and exc.field and exc.file == str(file.resolve()):
+            from posttrain.eval import yaml_line
+
+            exc.line = yaml_line(text, exc.field)
+        raise
+
+
+def _entries(data: Any, file: Path) -> dict[str, ModelConfig]:
     entries = data.get("models") if isinstance(data, dict) else None
     if not isinstance(entries, dict):
         raise UserError("expected a `models:` mapping of name -> endpoint", file=file,
@@ -129,22 +310,34 @@ def load_models_file(path: str | Path | None = None) -> dict[str, ModelConfig]:
             raise UserError("put the key in an environment variable and name it with "
                             "`api_key_env`; keys are not read from files", file=file,
                             field=f"{where}.api_key")
-        concurrency = entry.get("max_concurrency")
-        if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
-            raise UserError("must be a positive integer", file=file,
-                            field=f"{where}.max_concurrency")
-        client = entry.get("client", "lean")
-        if client not in ("lean", "sdk"):
-            raise UserError("must be `lean` or `sdk`", file=file, field=f"{where}.client")
-        configs[str(name)] = ModelConfig(
-            name=str(name), provider=provider, model=str(entry.get("model", name)),
-            base_url=entry.get("base_url"), api_key_env=entry.get("api_key_env"),
-            price=_price(entry.get("price"), file, where), max_concurrency=concurrency,
-            client=client, released=str(entry["released"]) if entry.get("released") else None,
-            options={k: v for k, v in entry.items() if k not in {
-                "provider", "model", "base_url", "api_key_env", "price", "max_concurrency",
-                "client", "released"}},
-        )
+        takes = {("max_concurrency" if option == "concurrency" else option): kind
+                 for option, kind in options_of(provider).items()}
+        options: dict[str, Any] = {}
+        for key, value in entry.items():
+            if key in ENTRY_KEYS:
+                continue
+            if key not in takes:
+                raise UserError(_unknown_option(provider, str(key), [*ENTRY_KEYS, *takes]),
+                                file=file, field=f"{where}.{key}")
+            if value is None:
+                continue
+            try:
+                options[key] = _typed(takes[key], value)
+            except ValueError as exc:
+                raise UserError(str(exc), file=file, field=f"{where}.{key}") from None
+        model = entry.get("model", name)
+        if not isinstance(model, (str, int, float)) or isinstance(model, bool) or \
+                not str(model).strip():
+            raise UserError("must be the model's name", file=file, field=f"{where}.model")
+        config = ModelConfig(
+            name=str(name), provider=provider, model=str(model),
+            base_url=options.pop("base_url", None), api_key_env=options.pop("api_key_env", None),
+            price=_price(entry.get("price"), file, where),
+            max_concurrency=options.pop("max_concurrency", None),
+            client=options.pop("client", "lean"),
+            released=str(entry["released"]) if entry.get("released") else None, options=options)
+        _env_defaults(config, where=f"{file}: {where}")
+        configs[str(name)] = config
     return configs
 
 
@@ -154,33 +347,59 @@ def model_config(spec: str, models_file: str | Path | None = None) -> ModelConfi
     if spec in named:
         return named[spec]
     base, _, query = spec.partition("?")
-    options = dict(parse_qsl(query))
     provider, sep, model = base.partition(":")
     if not sep or provider not in PROVIDERS or not model:
         known = f"; models-file names: {', '.join(named)}" if named else ""
         raise UserError(f"unknown model {spec!r}: use openai:MODEL, anthropic:MODEL, hf:PATH, "
                         f"vllm:PATH or a models-file name{known}", field="--model")
-    client = options.pop("client", "lean")
-    if client not in ("lean", "sdk"):
-        raise UserError("client must be lean or sdk", field="--model")
-    concurrency = options.pop("concurrency", None)
+    takes = options_of(provider)
+    options: dict[str, Any] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name not in takes:
+            raise UserError(f"{spec}: {_unknown_option(provider, name, takes)}",
+                            field="--model")
+        if name in options:
+            raise UserError(f"{spec}: option {name!r} is given twice", field="--model")
+        try:
+            options[name] = _typed(takes[name], value)
+        except ValueError as exc:
+            raise UserError(f"{spec}: {name}: {exc}", field="--model") from None
     config = ModelConfig(name=spec, provider=provider, model=model,
-                         base_url=options.pop("base_url", None), client=client,
-                         max_concurrency=int(concurrency) if concurrency else None,
-                         options=options)
-    if provider == "openai":
-        config.base_url = config.base_url or os.environ.get("OPENAI_BASE_URL")
-        config.api_key_env = "OPENAI_API_KEY"
-    elif provider == "anthropic":
-        config.base_url = config.base_url or os.environ.get("ANTHROPIC_BASE_URL")
-        config.api_key_env = "ANTHROPIC_API_KEY"
+                         base_url=options.pop("base_url", None),
+                         api_key_env=options.pop("api_key_env", None),
+                         client=options.pop("client", "lean"),
+                         max_concurrency=options.pop("concurrency", None), options=options)
+    _env_defaults(config, where=spec)
     config.price = default_price(model) if provider in ("openai", "anthropic") else None
     return config
 
 
+def api_key_for(config: ModelConfig) -> tuple[str | None, str | None]:
+    """(the key to send, or None; the variable whose key was withheld, or None).
+
+    A key goes to the provider's own API, to a base URL the user paired with it (the
+    ``*_BASE_URL`` variable, or ``api_key_env`` named in the spec or entry) and to servers on
+    this machine or network; never, unasked, to another host named by a ``base_url``.
+    """
+    from urllib.parse import urlsplit
+
+    from posttrain.models.identity import is_self_hosted
+
+    if not config.api_key_env:
+        return None, None
+    key = _env_value(config.api_key_env)
+    if key is None or config.key_for_base_url or config.base_url is None:
+        return key, None
+    hosted = HOSTED.get(config.provider)
+    host = (urlsplit(config.base_url).hostname or "").lower()
+    if (hosted and host == urlsplit(hosted).hostname) or is_self_hosted(config.base_url):
+        return key, None
+    return None, config.api_key_env
+
+
 def build_model(config: ModelConfig, *, concurrency: int | None = None,
                 timeout_s: float = 120.0) -> Any:
-    api_key = os.environ.get(config.api_key_env) if config.api_key_env else None
+    api_key, withheld = api_key_for(config)
     limit = concurrency or config.max_concurrency
     if config.provider == "openai":
         from posttrain.models.openai_compat import LeanOpenAIModel, SDKOpenAIModel
@@ -188,17 +407,19 @@ def build_model(config: ModelConfig, *, concurrency: int | None = None,
         cls = SDKOpenAIModel if config.client == "sdk" else LeanOpenAIModel
         return cls(config.name, config.model, base_url=config.base_url, api_key=api_key,
                    max_concurrency=limit or 16, price=config.price, timeout_s=timeout_s,
-                   compare_fingerprint=_flag(config.options.get("cache_fingerprint")))
+                   compare_fingerprint=_flag(config.options.get("cache_fingerprint")),
+                   key_env=config.api_key_env, withheld_key=withheld)
     if config.provider == "anthropic":
         from posttrain.models.anthropic_model import AnthropicModel
 
         return AnthropicModel(config.name, config.model, api_key=api_key,
                               base_url=config.base_url, max_concurrency=limit or 8,
-                              price=config.price, timeout_s=timeout_s)
+                              price=config.price, timeout_s=timeout_s,
+                              key_env=config.api_key_env, withheld_key=withheld)
     if config.provider == "hf":
         from posttrain.models.hf import HFModel
 
-        batch = int(config.options.get("batch_size", 16))
+        batch = _typed("count", config.options.get("batch_size", 16))
         gguf = config.options.get("gguf")  # hf:FOLDER?gguf=FILE
         return HFModel(config.name, config.model, batch_size=batch, price=config.price,
                        max_concurrency=limit, gguf=str(gguf) if gguf else None)

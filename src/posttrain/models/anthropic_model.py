@@ -135,9 +135,12 @@ def _messages(request: ChatRequest) -> tuple[list[str], list[dict[str, Any]]]:
 
 def _tool(tool: dict[str, Any]) -> dict[str, Any]:
     function = tool.get("function") if tool.get("type") == "function" else None
-    if not isinstance(function, dict) or not function.get("name"):
+    if not isinstance(function, dict):
         raise UnsupportedField("tools", f"a tool of type {tool.get('type')!r} has no Messages "
                                "API form here (function tools do)")
+    if not isinstance(function.get("name"), str) or not function["name"]:
+        raise UnsupportedField("tools", "a function tool needs function.name (keys: "
+                               f"{', '.join(map(str, function)) or 'none'})")
     out: dict[str, Any] = {"name": function["name"]}
     if function.get("description"):
         out["description"] = function["description"]
@@ -316,9 +319,13 @@ class AnthropicModel:
 
     def __init__(self, name: str, model: str, *, api_key: str | None = None,
                  base_url: str | None = None, max_concurrency: int = 8,
-                 price: Price | None = None, timeout_s: float = 120.0) -> None:
+                 price: Price | None = None, timeout_s: float = 120.0,
+                 key_env: str | None = None, withheld_key: str | None = None) -> None:
         self.name = name
         self.model = model
+        self.key_env = key_env or "ANTHROPIC_API_KEY"
+        #: a variable whose key was not sent to this host (``posttrain.models.api_key_for``)
+        self.withheld_key = withheld_key
         self.cache_id = f"anthropic:{base_url or 'default'}:{model}"
         self.max_concurrency = max_concurrency
         self.price = price
@@ -338,15 +345,23 @@ class AnthropicModel:
         from posttrain.models.checks import require_key, require_packages
 
         require_packages(self.name, "anthropic")
-        require_key(self.name, "ANTHROPIC_API_KEY", self._api_key,
+        require_key(self.name, self.key_env, self._api_key,
                     self._base_url or "https://api.anthropic.com", needed=not self._base_url)
         import anthropic
 
         try:
             info = await self._get_client().models.retrieve(self.model,
                                                             timeout=min(10.0, self.timeout_s))
-        except anthropic.AuthenticationError as exc:
-            raise UserError(f"{self.name}: the API refused the credentials ({exc})",
+        except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as exc:
+            note = ""
+            if self.withheld_key:
+                note = (f"; no key was sent: {self.withheld_key} goes only to Anthropic's API, "
+                        "the server ANTHROPIC_BASE_URL names and servers on this machine or "
+                        f"network; to send it here, add &api_key_env={self.withheld_key} to the "
+                        f"spec (models file: api_key_env: {self.withheld_key})")
+            elif not self._api_key:
+                note = f"; no key was sent ({self.key_env} is not set)"
+            raise UserError(f"{self.name}: the API refused the credentials ({exc}){note}",
                             field="--model") from None
         except anthropic.NotFoundError:
             raise UserError(f"{self.name}: no model {self.model!r} at "
@@ -370,8 +385,12 @@ class AnthropicModel:
                 import anthropic
             except ImportError:
                 raise FatalError("anthropic: models need the extra: pip install 'posttrain[anthropic]'") from None
-            self._client = anthropic.AsyncAnthropic(api_key=self._api_key, base_url=self._base_url,
-                                                    max_retries=0, timeout=self.timeout_s)
+            # without a key (a server you run that needs none) the SDK would read
+            # ANTHROPIC_API_KEY itself, or refuse to send anything: a placeholder, as for the
+            # openai SDK
+            self._client = anthropic.AsyncAnthropic(api_key=self._api_key or "not-needed",
+                                                    base_url=self._base_url, max_retries=0,
+                                                    timeout=self.timeout_s)
         return self._client
 
     def to_wire(self, request: ChatRequest) -> dict[str, Any]:

@@ -98,47 +98,95 @@ def require_key(spec: str, variable: str | None, value: str | None, base_url: st
 
 
 async def check_openai_endpoint(spec: str, base_url: str, model: str, headers: dict[str, str],
-                                timeout_s: float = 10.0) -> None:
+                                timeout_s: float = 10.0, withheld_key: str | None = None) -> None:
     """``GET {base_url}/models``; if the model is not listed there, one 1-token request.
 
-    Connection refused, 401/403 and 404 (no such model) are set-up problems; anything else
-    (429, 5xx, a 400 about the probe itself) is left to the run.
+    Connection refused, a ``/models`` that does not answer within ``timeout_s`` (the server
+    accepted the connection), 401/403 and 404 (no such model) are set-up problems; anything
+    else (429, 5xx, a 400 about the probe itself, a 1-token request still running after
+    ``timeout_s``: a model loading its weights) is left to the run. ``withheld_key``: the
+    variable whose key was not sent to this host (``posttrain.models.api_key_for``), named in
+    the error when the server asks for one.
     """
     import aiohttp
     import orjson
 
-    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    timeout = aiohttp.ClientTimeout(total=None, connect=timeout_s, sock_read=timeout_s)
     served: list[str] = []
+    stage = "connect"
     try:
         async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
             async with session.get(base_url + "/models") as response:
+                stage = "models"
                 status, raw = response.status, await response.read()
-            _refused(spec, base_url, status, raw)
+            _refused(spec, base_url, status, raw, withheld_key, headers)
             if status == 200:
                 served = _listed(raw)
                 if model in served:
                     return
+            stage = "probe"
             body = orjson.dumps({"model": model, "max_tokens": 1,
                                  "messages": [{"role": "user", "content": "ping"}]})
             async with session.post(base_url + "/chat/completions", data=body,
                                     headers={"Content-Type": "application/json"}) as response:
                 status, raw = response.status, await response.read()
-    except (aiohttp.ClientConnectionError, OSError) as exc:
-        raise UserError(f"{spec}: cannot connect to {base_url} ({_reason(exc)})",
+    except TimeoutError as exc:
+        if stage == "probe":
+            return  # a model still loading answers slowly: the run's timeouts decide
+        connecting = isinstance(exc, getattr(aiohttp, "ConnectionTimeoutError", ())) or \
+            stage == "connect" and not isinstance(exc, getattr(aiohttp, "SocketTimeoutError", ()))
+        if connecting:
+            raise UserError(f"{spec}: cannot connect to {base_url} (no answer within "
+                            f"{timeout_s:g} s: is the host up and the port open?)",
+                            field="--model") from None
+        raise UserError(f"{spec}: connected to {base_url}, but GET /models did not answer "
+                        f"within {timeout_s:g} s (is the server still starting, or stuck?)",
                         field="--model") from None
-    except TimeoutError:
-        return  # slow, not wrong: the run's timeouts and retries decide
-    _refused(spec, base_url, status, raw)
+    except (aiohttp.ClientConnectionError, OSError) as exc:
+        raise UserError(f"{spec}: {_cannot_connect(base_url, exc)}", field="--model") from None
+    _refused(spec, base_url, status, raw, withheld_key, headers)
     if status == 404:
         listing = f"; it serves: {', '.join(served[:10])}" if served else ""
         raise UserError(f"{spec}: {base_url} does not serve model {model!r} (HTTP 404: "
-                        f"{_text(raw)}){listing}", field="--model")
+                        f"{_text(raw)}){listing}{_v1_hint(base_url, served)}", field="--model")
 
 
-def _refused(spec: str, base_url: str, status: int, raw: bytes) -> None:
+def _v1_hint(base_url: str, served: list[str]) -> str:
+    """A hint for a base URL that lacks the ``/v1`` most OpenAI-compatible servers need."""
+    from urllib.parse import urlsplit
+
+    path = urlsplit(base_url).path.rstrip("/")
+    if served or "/v1" in path or path.endswith(("/openai", "/api")):
+        return ""
+    return f"; does the base URL need /v1? (e.g. {base_url.rstrip('/')}/v1)"
+
+
+def _cannot_connect(base_url: str, exc: BaseException) -> str:
+    """``cannot connect to URL (why)``, saying so when a redirect led elsewhere."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    default = 443 if parts.scheme == "https" else 80
+    host, port = getattr(exc, "host", None), getattr(exc, "port", None)
+    if host is not None and (str(host), port) != (parts.hostname, parts.port or default):
+        return (f"{base_url}/models redirected to {host}:{port}, which cannot be reached "
+                f"({_reason(exc)}); point the base URL at the server itself")
+    return f"cannot connect to {base_url} ({_reason(exc)})"
+
+
+def _refused(spec: str, base_url: str, status: int, raw: bytes, withheld: str | None = None,
+             headers: dict[str, str] | None = None) -> None:
     if status in (401, 403):
+        note = ""
+        if withheld:
+            note = (f"; no key was sent: {withheld} goes only to the provider's API, the "
+                    "server its *_BASE_URL names and servers on this machine or network; to "
+                    f"send it to this host, name it: add &api_key_env={withheld} to the spec "
+                    f"(models file: api_key_env: {withheld})")
+        elif headers is not None and not headers.get("Authorization"):
+            note = "; no key was sent (none is set)"
         raise UserError(f"{spec}: {base_url} refused the credentials (HTTP {status}: "
-                        f"{_text(raw)})", field="--model")
+                        f"{_text(raw)}){note}", field="--model")
 
 
 def _listed(raw: bytes) -> list[str]:

@@ -165,8 +165,13 @@ class _Endpoint:
     def __init__(self, name: str, model: str, *, base_url: str | None = None,
                  api_key: str | None = None, max_concurrency: int = 16,
                  price: Price | None = None, timeout_s: float = 120.0,
-                 compare_fingerprint: bool | None = None) -> None:
+                 compare_fingerprint: bool | None = None, key_env: str | None = None,
+                 withheld_key: str | None = None) -> None:
         self.name = name
+        #: the variable the key comes from, and one whose key was not sent to this host
+        #: (``posttrain.models.api_key_for``)
+        self.key_env = key_env or "OPENAI_API_KEY"
+        self.withheld_key = withheld_key
         self.model = model
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
         self.self_hosted = is_self_hosted(self.base_url)
@@ -189,11 +194,12 @@ class _Endpoint:
         that answers, accepts the key and serves the model (UserError naming the spec)."""
         from posttrain.models.checks import check_openai_endpoint, require_key
 
-        require_key(self.name, "OPENAI_API_KEY", self._api_key, self.base_url,
+        require_key(self.name, self.key_env, self._api_key, self.base_url,
                     needed=self.base_url == DEFAULT_BASE_URL)
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         await check_openai_endpoint(self.name, self.base_url, self.model, headers,
-                                    timeout_s=min(10.0, self.timeout_s))
+                                    timeout_s=min(10.0, self.timeout_s),
+                                    withheld_key=self.withheld_key)
 
     def to_wire(self, request: ChatRequest) -> dict[str, Any]:
         """The JSON body both clients send (:func:`openai_body`)."""
