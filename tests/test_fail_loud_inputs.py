@@ -4,6 +4,7 @@ request is sent; and what is read is read as written."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -170,3 +171,87 @@ def test_whitespace_key_is_unset_and_a_withheld_key_is_named(
         assert server.stats()["total_attempts"] == 0
     finally:
         server.close()
+
+
+# ---- C6: what the endpoint check says ---------------------------------------------------------
+class OddServer:
+    """A server that misbehaves in one way (``mode``), on 127.0.0.1 in a thread."""
+
+    def __init__(self, mode: str) -> None:
+        import asyncio
+        import threading
+
+        from aiohttp import web
+
+        self.chat = 0
+
+        async def models(_request: web.Request) -> web.StreamResponse:
+            if mode == "hang":
+                await asyncio.sleep(30)
+            if mode == "redirect":
+                raise web.HTTPFound("http://127.0.0.1:9/v1/models")
+            return web.json_response({"error": "not found"}, status=404)
+
+        async def chat(_request: web.Request) -> web.StreamResponse:
+            self.chat += 1
+            return web.Response(status=404, text="404: Not Found")
+
+        self.loop = asyncio.new_event_loop()
+        app = web.Application()
+        app.router.add_get("/v1/models", models)
+        app.router.add_get("/models", models)
+        app.router.add_post("/chat/completions", chat)
+        runner = web.AppRunner(app, access_log=None)
+        self.loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        self.loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+@pytest.mark.parametrize(("mode", "path", "message"), [
+    ("hang", "/v1", "connected to http://127.0.0.1:{port}/v1, but GET /models did not answer "
+                    "within 1 s"),
+    ("redirect", "/v1", "/v1/models redirected to 127.0.0.1:9, which cannot be reached "
+                        "(connection refused"),
+    ("notfound", "", "does the base URL need /v1? (e.g. http://127.0.0.1:{port}/v1)"),
+])
+def test_endpoint_check_says_what_went_wrong(mode: str, path: str, message: str) -> None:
+    import asyncio
+
+    from posttrain.models.openai_compat import LeanOpenAIModel
+
+    server = OddServer(mode)
+    try:
+        url = f"http://127.0.0.1:{server.port}{path}"
+        model = LeanOpenAIModel(f"openai:m?base_url={url}", "m", base_url=url, timeout_s=1.0)
+        with pytest.raises(UserError) as info:
+            asyncio.run(model.check())
+        assert message.format(port=server.port) in str(info.value), str(info.value)
+    finally:
+        server.close()
+
+
+# ---- B2: Anthropic at a base URL without a key -----------------------------------------------
+def test_anthropic_base_url_without_a_key_runs(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("anthropic")
+    from tests.endpoint_stub import Endpoint
+
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    endpoint = Endpoint()
+    endpoint.state["anthropic_resolved"] = "claude-x"
+    path = write_eval(tmp_path / "e", ROWS[:1])
+    try:
+        code = run_eval(path, "--model",
+                        f"anthropic:claude-x?base_url={endpoint.anthropic_url}", "--json")
+    finally:
+        endpoint.close()
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "Traceback" not in err and endpoint.chat_requests == 1
+    assert json.loads(out)["runs"][0]["answered"] == 1
