@@ -190,10 +190,14 @@ class OddServer:
                 await asyncio.sleep(30)
             if mode == "redirect":
                 raise web.HTTPFound("http://127.0.0.1:9/v1/models")
+            if mode.startswith("chat"):  # lists the model; every chat request fails
+                return web.json_response({"object": "list", "data": [{"id": "m"}]})
             return web.json_response({"error": "not found"}, status=404)
 
         async def chat(_request: web.Request) -> web.StreamResponse:
             self.chat += 1
+            if mode.startswith("chat"):
+                return web.json_response({"error": {"message": "no"}}, status=int(mode[4:]))
             return web.Response(status=404, text="404: Not Found")
 
         self.loop = asyncio.new_event_loop()
@@ -201,6 +205,7 @@ class OddServer:
         app.router.add_get("/v1/models", models)
         app.router.add_get("/models", models)
         app.router.add_post("/chat/completions", chat)
+        app.router.add_post("/v1/chat/completions", chat)
         runner = web.AppRunner(app, access_log=None)
         self.loop.run_until_complete(runner.setup())
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -255,3 +260,187 @@ def test_anthropic_base_url_without_a_key_runs(tmp_path: Path,
     assert code == 0, err
     assert "Traceback" not in err and endpoint.chat_requests == 1
     assert json.loads(out)["runs"][0]["answered"] == 1
+
+
+# ---- A3, A5, A6, A7, A8, C4, C5: the eval file ------------------------------------------------
+def eval_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], stub_server: StubServer,
+               extra: str = "", rows: list[dict] | None = None, *, messages: str | None = None,
+               data: str | None = None) -> str:
+    path = write_eval(tmp_path / "e", rows or ROWS, extra=extra)
+    if messages is not None:
+        text = path.read_text().replace(
+            'messages:\n  - {role: user, content: "{{item.question}}"}\n', messages)
+        path.write_text(text)
+    if data is not None:
+        (path.parent / "data.jsonl").write_text(data)
+    line = one_line(run_eval(path, "--model", f"openai:stub?base_url={stub_server.base_url}"),
+                    capsys)
+    assert stub_server.stats()["total_attempts"] == 0
+    return line
+
+
+@pytest.mark.parametrize(("messages", "where", "message"), [
+    ('messages:\n  - {role: user, contnet: "{{item.question}}"}\n', "eval.yaml:4: "
+     "messages[0].contnet", "unknown message field; did you mean 'content'?"),
+    ('messages:\n  - {role: usr, content: "{{item.question}}"}\n', "eval.yaml:4: "
+     "messages[0].role", "unknown role 'usr'; did you mean 'user'?"),
+    ("messages:\n  - {role: user}\n", "messages[0].content", "required"),
+    ('messages:\n  - role: user\n    content:\n      - {type: txt, text: "{{item.question}}"}\n',
+     "eval.yaml:6: messages[0].content[0].type", "did you mean 'text'?"),
+    ('messages:\n  - role: user\n    content:\n      - {type: text, txt: "{{item.question}}"}\n',
+     "messages[0].content[0].txt", "did you mean 'text'?"),
+    ('messages:\n  - {role: tool, content: "{{item.question}}"}\n', "messages[0].tool_call_id",
+     "needs the `tool_call_id`"),
+])
+def test_message_keys_and_roles_are_checked(tmp_path: Path, stub_server: StubServer,
+                                            capsys: pytest.CaptureFixture[str], messages: str,
+                                            where: str, message: str) -> None:
+    line = eval_error(tmp_path, capsys, stub_server, messages=messages)
+    assert where in line and message in line, line
+
+
+def test_dataset_rows_carrying_messages_are_checked_at_their_line(
+        tmp_path: Path, stub_server: StubServer, capsys: pytest.CaptureFixture[str]) -> None:
+    good = {"id": "a", "messages": [{"role": "user", "content": "[[answer:x]]"}], "answer": "x"}
+    for bad, where, message in [
+            ({"role": "usr", "content": "hi"}, "data.jsonl:2: messages[0].role",
+             "did you mean 'user'?"),
+            ({"role": "user", "contnet": "hi"}, "data.jsonl:2: messages[0].contnet",
+             "did you mean 'content'?")]:
+        data = json.dumps(good) + "\n" + json.dumps({"id": "b", "messages": [bad]}) + "\n"
+        line = eval_error(tmp_path, capsys, stub_server, messages="", data=data)
+        assert where in line and message in line, line
+    data = json.dumps(good) + "\n" + json.dumps({"id": "c", "answer": "y"}) + "\n"
+    line = eval_error(tmp_path, capsys, stub_server, messages="", data=data)
+    assert "data.jsonl:2: messages: the eval has no `messages` template" in line, line
+    assert "this row has no `messages`" in line
+    data = json.dumps(good) + "\n" + json.dumps({"id": "c", "messages": "not a list"}) + "\n"
+    line = eval_error(tmp_path, capsys, stub_server, messages="", data=data)
+    assert "data.jsonl:2: messages: " in line and "'not a list'" in line
+
+
+@pytest.mark.parametrize(("extra", "where", "message"), [
+    ("sampling: {extra_body: {model: other}}\n", "sampling.extra_body.model",
+     "posttrain builds this part of the request itself"),
+    ("sampling: {extra_body: {messages: []}}\n", "sampling.extra_body.messages", "itself"),
+    ("sampling: {extra_body: {n: 3}}\n", "sampling.extra_body.n", "set it as sampling.n"),
+    ("sampling: {extra_body: {stream: true}}\n", "sampling.extra_body.stream", "itself"),
+    ("sampling: {extra_body: {tools: []}}\n", "sampling.extra_body.tools", "itself"),
+    ("sampling: {extra_body: {temperature: 2}}\n", "sampling.extra_body.temperature",
+     "set it as sampling.temperature"),
+    ("sampling: {temperature: .nan}\n", "eval.yaml:7: sampling.temperature",
+     "must be a finite number, got nan"),
+    ("sampling: {top_p: .inf}\n", "sampling.top_p", "must be a finite number"),
+    ("sampling: {extra_body: {guided: {w: -.inf}}}\n", "sampling.extra_body.guided.w",
+     "finite"),
+    ("sampling: {seed: 123456789012345678901234}\n", "sampling.seed", "does not fit in 64 bits"),
+    ("sampling: {max_tokens: 1.5}\n", "sampling.max_tokens", "must be an integer, got 1.5"),
+    ('sampling: {stop: ["{{item.answer}}"]}\n', "sampling.stop[0]",
+     "sampling is not a template"),
+    ('variants:\n  v: {sampling: {stop: "{{item.answer}}"}}\n', "variants.v.sampling.stop",
+     "sampling is not a template"),
+    ("dataset: data.jsonl\nitems: [{id: a, question: q, answer: a}]\n", "items",
+     "not both"),
+    ("pass_bar: 80\n", "eval.yaml:7: pass_bar", "got 80: write 0.8 for 80%"),
+    ("pass_bar: .nan\n", "pass_bar", "must be a number from 0 to 1"),
+    ("pass_bar: -0.1\n", "pass_bar", "must be a share from 0 to 1"),
+])
+def test_sampling_pass_bar_and_sources_are_checked(tmp_path: Path, stub_server: StubServer,
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   extra: str, where: str, message: str) -> None:
+    if extra.startswith("dataset:"):
+        path = write_eval(tmp_path / "e", ROWS)
+        path.write_text(path.read_text().replace("dataset: data.jsonl\n", extra))
+        line = one_line(run_eval(path, "--model", f"openai:stub?base_url={stub_server.base_url}"),
+                        capsys)
+    else:
+        line = eval_error(tmp_path, capsys, stub_server, extra=extra)
+    assert where in line and message in line, line
+
+
+TOOL = "{type: function, function: {name: book, parameters: {type: object}}}"
+
+
+@pytest.mark.parametrize(("extra", "where", "message"), [
+    (f"tools: [{TOOL}]\ntool_choice: requried\n", "tool_choice",
+     "got 'requried'; did you mean 'required'?"),
+    ("tool_choice: required\n", "tool_choice", "needs `tools` to choose from"),
+    (f"tools: [{TOOL}]\ntool_choice: {{type: function, function: {{name: bok}}}}\n",
+     "tool_choice", "names no tool: 'bok'; did you mean 'book'?"),
+    ("tools: [{type: function, function: {nam: book}}]\n", "tools[0].function.nam",
+     "did you mean 'name'?"),
+    ("tools: [{type: function, function: {description: d}}]\n", "tools[0].function.name",
+     "required"),
+    ("tools: [{type: fnction, function: {name: f}}]\n", "tools[0].type",
+     "did you mean 'function'?"),
+    ("tools: [{type: function, function: {name: f, parameters: [x]}}]\n",
+     "tools[0].function.parameters", "JSON schema"),
+    ("response_format: {type: jsonobject}\n", "eval.yaml:7: response_format.type",
+     "did you mean 'json_object'?"),
+    ("response_format: {type: json_schema, json_schema: {schema: {type: object}}}\n",
+     "response_format.json_schema.name", "required"),
+    ("response_format: {type: json_schema, json_schema: {name: x, shema: {}}}\n",
+     "response_format.json_schema.shema", "did you mean 'schema'?"),
+    ('response_format: "{{item.fmt}}"\n', "response_format",
+     "as the first row renders it: "),
+])
+def test_tools_tool_choice_and_response_format_shapes(tmp_path: Path, stub_server: StubServer,
+                                                      capsys: pytest.CaptureFixture[str],
+                                                      extra: str, where: str,
+                                                      message: str) -> None:
+    rows = [{**row, "fmt": {"type": "json"}} for row in ROWS]
+    line = eval_error(tmp_path, capsys, stub_server, extra=extra, rows=rows)
+    assert f"{where}: " in line and message in line, line
+
+
+def test_duplicate_ids_say_when_an_id_came_from_the_line(tmp_path: Path) -> None:
+    from posttrain.eval import load_eval
+
+    path = write_eval(tmp_path / "e", [{"question": "q", "answer": "a"},
+                                       {"id": "1", "question": "q", "answer": "a"}])
+    with pytest.raises(UserError) as info:
+        load_eval(path)
+    text = str(info.value)
+    assert "data.jsonl:2: id: duplicate item id '1' (first on line 1)" in text
+    assert "line 1 has no `id`, so its id is its line number" in text
+
+
+# ---- A4: with several models, one that got nothing fails the run ------------------------------
+@pytest.mark.parametrize(("status", "code"), [(500, 1), (400, 2)])
+def test_a_model_whose_every_request_failed_fails_the_run(
+        tmp_path: Path, stub_server: StubServer, capsys: pytest.CaptureFixture[str],
+        status: int, code: int) -> None:
+    broken = OddServer(f"chat{status}")
+    try:
+        path = write_eval(tmp_path / "e", ROWS)
+        bad = f"openai:m?base_url=http://127.0.0.1:{broken.port}/v1"
+        result = run_eval(path, "--model", f"openai:stub?base_url={stub_server.base_url}",
+                          "--model", bad, "--max-retries", "0", "--json")
+    finally:
+        broken.close()
+    out, err = capsys.readouterr()
+    assert result == code, err
+    runs = json.loads(out)["runs"]
+    assert [r["answered"] for r in runs] == [2, 0]  # the first model answered everything
+    assert f"posttrain: {bad}: no sample got an answer (error: HTTP {status}" in err
+
+
+# ---- C3, C4: command-line numbers --------------------------------------------------------------
+@pytest.mark.parametrize(("argv", "message"), [
+    (("--timeout", "0"), "--timeout: must be a number of seconds above 0, got 0"),
+    (("--timeout", "-1"), "--timeout: must be a number of seconds above 0"),
+    (("--deadline", "0"), "--deadline: must be a number of seconds above 0"),
+    (("--deadline", "-3"), "--deadline: must be a number of seconds above 0"),
+    (("--timeout", "nan"), "--timeout: must be a number of seconds above 0"),
+    (("--fail-under", "80"), "--fail-under: must be a share from 0 to 1, got 80: write 0.8 "
+                             "for 80%"),
+    (("--fail-under", "-0.5"), "--fail-under: must be a share from 0 to 1"),
+])
+def test_command_line_numbers_are_checked(tmp_path: Path, stub_server: StubServer,
+                                          capsys: pytest.CaptureFixture[str],
+                                          argv: tuple[str, ...], message: str) -> None:
+    path = write_eval(tmp_path / "e", ROWS)
+    line = one_line(run_eval(path, "--model", f"openai:stub?base_url={stub_server.base_url}",
+                             *argv), capsys)
+    assert message in line, line
+    assert stub_server.stats()["total_attempts"] == 0

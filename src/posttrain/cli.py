@@ -172,6 +172,18 @@ def _run_eval(args: argparse.Namespace) -> int:
             raise UserError("must be at least 1", field=name)
     if args.max_retries < 0:
         raise UserError("must be 0 or more", field="--max-retries")
+    import math
+
+    for name, seconds in (("--timeout", args.timeout), ("--deadline", args.deadline)):
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise UserError(f"must be a number of seconds above 0, got {seconds:g}", field=name)
+    if args.fail_under is not None:
+        from posttrain.eval import check_share
+
+        try:
+            check_share(args.fail_under)
+        except ValueError as exc:
+            raise UserError(str(exc), field="--fail-under") from None
     configs = [model_config(spec, args.models_file) for spec in args.model]
     timeout = args.timeout
 
@@ -223,7 +235,8 @@ def _run_eval(args: argparse.Namespace) -> int:
     _emit(summaries, args)
     failed = _nothing_succeeded(summaries)
     if failed:
-        print(f"posttrain: {failed[1]}", file=sys.stderr)
+        for reason in failed[1]:
+            print(f"posttrain: {reason}", file=sys.stderr)
         return failed[0]
     if args.fail_under is not None:
         below = [s for s in summaries if s["score"] is None or s["score"] < args.fail_under]
@@ -246,21 +259,28 @@ def _cache_policy(args: argparse.Namespace) -> Any:
     return CachePolicy(expiry_s=expiry, scope=args.cache_scope)
 
 
-def _nothing_succeeded(summaries: list[dict[str, Any]]) -> tuple[int, str] | None:
-    """(exit code, reason) when no sample of any run succeeded: 1 when the samples failed, 2
-    when the requests were refused as malformed or unauthorised (HTTP 4xx but 429) or no answer
-    could be graded (the setup is wrong); None when something worked."""
-    expected = [s for s in summaries if s["n"]]
-    if not expected:
-        return None
-    problems = [reason for s in expected for reason in s.get("problems", {})]
-    top = f" ({problems[0]})" if problems else ""
-    if all(s["answered"] == 0 for s in expected):
-        setup = problems and all(re.match(r"error: HTTP 4(?!29)\d\d", p) for p in problems)
-        return (2 if setup else 1), f"no sample got an answer{top}"
-    if all(s["scored"] == 0 for s in expected):
-        return 2, f"no answer could be graded{top}"
-    return None
+def _nothing_succeeded(summaries: list[dict[str, Any]]) -> tuple[int, list[str]] | None:
+    """(exit code, one line per model) when some model's runs got no answer at all, or none of
+    its answers could be graded: 1 when the samples failed, 2 when the requests were refused as
+    malformed or unauthorised (HTTP 4xx but 429) or no answer could be graded (the setup is
+    wrong); the highest code over the models. None when every model got something right: a
+    partial failure is in the report and exits 0 (``--fail-under`` is the gate for that)."""
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for summary in summaries:
+        if summary["n"]:
+            by_model.setdefault(str(summary["model"]), []).append(summary)
+    code, lines = 0, []
+    for model, runs in by_model.items():
+        problems = [reason for s in runs for reason in s.get("problems", {})]
+        top = f" ({problems[0]})" if problems else ""
+        if all(s["answered"] == 0 for s in runs):
+            setup = problems and all(re.match(r"error: HTTP 4(?!29)\d\d", p) for p in problems)
+            code = max(code, 2 if setup else 1)
+            lines.append(f"{model}: no sample got an answer{top}")
+        elif all(s["scored"] == 0 for s in runs):
+            code = max(code, 2)
+            lines.append(f"{model}: no answer could be graded{top}")
+    return (code, lines) if lines else None
 
 
 def _emit(summaries: list[dict[str, Any]], args: argparse.Namespace) -> None:

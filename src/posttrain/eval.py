@@ -53,13 +53,54 @@ SAMPLING_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: keys ``sampling.extra_body`` may not hold: they would replace what posttrain builds and
+#: checks (the model, the messages, one answer per request, tools, the format) or are spelled
+#: as sampling fields, which are checked and mapped for each provider
+EXTRA_BODY_REFUSED = frozenset({
+    "model", "messages", "stream", "stream_options", "n", "tools", "tool_choice",
+    "response_format", "functions", "function_call", "system", "prompt", "stop_sequences",
+    "metadata", "output_config", "thinking", "max_output_tokens", "input"})
+_INT64 = (-(2 ** 63), 2 ** 64 - 1)  # what JSON encoders and APIs carry as an integer
+
+
+def _article(kind: str) -> str:
+    return f"an {kind}" if kind[:1] in "aeiou" else f"a {kind}"
+
+
+def non_finite(value: Any, where: str) -> str | None:
+    """The path (``where`` extended) of the first NaN or infinity inside ``value``; None."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return where
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            found = non_finite(inner, f"{where}.{key}")
+            if found:
+                return found
+    if isinstance(value, list):
+        for index, inner in enumerate(value):
+            found = non_finite(inner, f"{where}[{index}]")
+            if found:
+                return found
+    return None
+
+
 def check_sampling(sampling: Any, source: Path | None, where: str) -> dict[str, Any]:
     """A ``sampling`` mapping with known keys and typed values; UserError naming the field.
 
     ``n`` other than 1 is refused: posttrain takes several samples per item as ``--epochs``,
-    each stored and graded (a provider's extra choices would be dropped unseen).
+    each stored and graded (a provider's extra choices would be dropped unseen). Numbers are
+    finite (``.nan`` and ``.inf`` are refused: JSON has no form for them). Sampling is not a
+    template: its values are sent as written, one setting per eval or variant, so a
+    placeholder (``stop: ["{{item.x}}"]``) is refused rather than sent literally.
+    ``extra_body`` may not hold what posttrain builds itself (:data:`EXTRA_BODY_REFUSED`) or a
+    sampling field (set that as ``sampling.FIELD``: checked and mapped for each provider).
     """
+    import math
+
     from posttrain.graders.registry import did_you_mean
+    from posttrain.template import placeholders_by_field
 
     if not isinstance(sampling, dict):
         raise UserError("must be a mapping", file=source, field=where)
@@ -71,20 +112,50 @@ def check_sampling(sampling: Any, source: Path | None, where: str) -> dict[str, 
                             field=f"{where}.{key}")
         if value is None:
             continue
-        ok = {"number": isinstance(value, (int, float)) and not isinstance(value, bool),
-              "integer": isinstance(value, int) and not isinstance(value, bool),
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = {"number": number, "integer": isinstance(value, int) and number,
               "string": isinstance(value, str), "boolean": isinstance(value, bool),
               "object": isinstance(value, dict),
               "list of strings": isinstance(value, list) and all(isinstance(v, str)
                                                                  for v in value)}
         if not any(ok[kind] for kind in kinds):
-            raise UserError(f"must be a {' or a '.join(kinds)}, got {value!r}", file=source,
+            raise UserError(f"must be {' or '.join(_article(k) for k in kinds)}, got {value!r}",
+                            file=source, field=f"{where}.{key}")
+        if number and not math.isfinite(value):
+            raise UserError(f"must be a finite number, got {value!r}", file=source,
+                            field=f"{where}.{key}")
+        if isinstance(value, int) and number and not _INT64[0] <= value <= _INT64[1]:
+            raise UserError(f"{value} does not fit in 64 bits", file=source,
                             field=f"{where}.{key}")
         if key == "n" and value != 1:
             raise UserError("posttrain samples an item several times with --epochs N (each "
                             "answer stored and graded); use that instead of n", file=source,
                             field=f"{where}.{key}")
+        if key == "extra_body":
+            _check_extra_body(value, source, f"{where}.{key}")
+    found = non_finite(sampling, where)
+    if found:
+        raise UserError("must be a finite number (JSON has no NaN or infinity)", file=source,
+                        field=found)
+    for field_path, path in placeholders_by_field(sampling, where):
+        raise UserError(f"{{{{{path}}}}}: sampling is not a template (one setting per eval "
+                        "or variant, sent as written); write the value itself, or vary it with "
+                        "variants", file=source, field=field_path)
     return dict(sampling)
+
+
+def _check_extra_body(body: dict[str, Any], source: Path | None, where: str) -> None:
+    for key in body:
+        if key in SAMPLING_FIELDS:
+            raise UserError(f"set it as sampling.{key} (checked, and mapped for each provider),"
+                            " not inside extra_body", file=source, field=f"{where}.{key}")
+        if key in EXTRA_BODY_REFUSED:
+            raise UserError("posttrain builds this part of the request itself (the model, the "
+                            "messages, one answer per request, tools and format from the eval)"
+                            "; extra_body may not replace it", file=source,
+                            field=f"{where}.{key}")
+
+
 _TOP_LEVEL_KEYS = {
     "name", "description", "dataset", "items", "messages", "input", "variants", "graders", "tag",
     "tags", "pass_bar", "sampling", "tools", "tool_choice", "response_format", "solver",
@@ -147,8 +218,8 @@ class Eval:
                 messages = item.data.get("messages")
                 if not isinstance(messages, list):
                     raise UserError("the eval has no `messages` template and the row has no "
-                                    "`messages` list", file=self.source, line=item.line,
-                                    field="messages")
+                                    "`messages` list", file=self.dataset or self.source,
+                                    line=item.line, field="messages")
                 messages = [dict(message) for message in messages]
             else:
                 messages = [
@@ -221,14 +292,21 @@ class Eval:
 def make_items(rows: Sequence[tuple[int, dict[str, Any]]], *, tag_fields: Sequence[str] = (),
                id_field: str = "id", source: Path | None = None) -> list[Item]:
     items: list[Item] = []
-    seen: dict[str, int] = {}
+    seen: dict[str, tuple[int, bool]] = {}  # id -> (line, whether the row wrote it)
     for line, row in rows:
+        row = exact_values(row)
         raw_id = row.get(id_field)
         item_id = str(raw_id) if raw_id is not None else str(line)
         if item_id in seen:
-            raise UserError(f"duplicate item id {item_id!r} (first on line {seen[item_id]})",
+            first, written = seen[item_id]
+            how = [f"line {first} has no `{id_field}`, so its id is its line number"] \
+                if not written else []
+            if raw_id is None:
+                how.append(f"this row has no `{id_field}`, so its id is its line number {line}")
+            note = f" ({'; '.join(how)}: give every row an `{id_field}`, or none)" if how else ""
+            raise UserError(f"duplicate item id {item_id!r} (first on line {first}){note}",
                             file=source, line=line, field=id_field)
-        seen[item_id] = line
+        seen[item_id] = (line, raw_id is not None)
         tags: list[str] = []
         for tag_field in tag_fields:
             value = row.get(tag_field)
@@ -242,6 +320,28 @@ def make_items(rows: Sequence[tuple[int, dict[str, Any]]], *, tag_fields: Sequen
     return items
 
 
+def exact_values(value: Any) -> Any:
+    """``value`` with what JSON cannot carry exactly kept as its text: an integer beyond 64
+    bits becomes its decimal string (``12345678901234567890123``), a NaN or infinity its
+    name (``nan``, ``inf``); everything else unchanged (the same object when nothing
+    changes). The loaders keep the text as written; this covers rows built in Python."""
+    import math
+
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value if _INT64[0] <= value <= _INT64[1] else str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        changed = {key: exact_values(inner) for key, inner in value.items()}
+        return value if all(changed[k] is value[k] for k in value) else changed
+    if isinstance(value, list):
+        items = [exact_values(inner) for inner in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    return value
+
+
 def _as_list(value: Any) -> list[str]:
     if value is None:
         return []
@@ -250,18 +350,214 @@ def _as_list(value: Any) -> list[str]:
     return [str(v) for v in value]
 
 
-def _check_messages(value: Any, source: Path | None, field_name: str) -> list[dict[str, Any]]:
+#: chat-completions message roles and the keys a message may carry
+ROLES = ("system", "developer", "user", "assistant", "tool")
+MESSAGE_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id")
+#: content part types and the keys each takes
+PART_KEYS = {"text": ("type", "text"), "image_url": ("type", "image_url"),
+             "input_audio": ("type", "input_audio"), "file": ("type", "file")}
+
+
+def message_problem(message: Any) -> tuple[str, str] | None:
+    """(field inside the message, what is wrong) for a chat message, or None when it is fine:
+    a known role, known keys (did you mean), content present (an assistant message with
+    ``tool_calls`` may omit it), content a string or a list of known parts."""
+    from posttrain.graders.registry import did_you_mean
+
+    if not isinstance(message, dict):
+        return "", f"must be a {{role, content}} mapping, got {type(message).__name__}"
+    for key in message:
+        if key not in MESSAGE_KEYS:
+            return str(key), ("unknown message field" + did_you_mean(str(key), MESSAGE_KEYS)
+                              + f" (a message has {', '.join(MESSAGE_KEYS)})")
+    role = message.get("role")
+    if "role" not in message:
+        return "role", "each message needs a `role`"
+    if role not in ROLES:
+        return "role", (f"unknown role {role!r}" + did_you_mean(str(role), ROLES)
+                        + f" (roles: {', '.join(ROLES)})")
+    content = message.get("content")
+    if content is None and not (role == "assistant" and message.get("tool_calls")):
+        return "content", "required: the message's text (or a list of content parts)"
+    if isinstance(content, list):
+        for index, part in enumerate(content):
+            where = f"content[{index}]"
+            if not isinstance(part, dict):
+                return where, "a content part is a mapping such as {type: text, text: ...}"
+            kind = part.get("type")
+            if kind not in PART_KEYS:
+                return f"{where}.type", (f"unknown content part type {kind!r}"
+                                         + did_you_mean(str(kind), PART_KEYS)
+                                         + f" (types: {', '.join(PART_KEYS)})")
+            for key in part:
+                if key not in PART_KEYS[kind]:
+                    return f"{where}.{key}", (f"unknown field of a {kind} part"
+                                              + did_you_mean(str(key), PART_KEYS[kind])
+                                              + f" (it has {', '.join(PART_KEYS[kind])})")
+            if kind not in part:
+                return f"{where}.{kind}", "required"
+    elif content is not None and not isinstance(content, str):
+        return "content", f"must be text or a list of content parts, got {content!r}"
+    if role == "tool" and not isinstance(message.get("tool_call_id"), str):
+        return "tool_call_id", "a tool message needs the `tool_call_id` it answers"
+    calls = message.get("tool_calls")
+    if calls is not None and (role != "assistant" or not isinstance(calls, list)):
+        return "tool_calls", "only an assistant message has tool_calls (a list)"
+    return None
+
+
+def _check_messages(value: Any, source: Path | None, field_name: str, *,
+                    line: int | None = None) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not value:
         raise UserError("must be a non-empty list of {role, content} messages", file=source,
-                        field=field_name)
+                        line=line, field=field_name)
     for index, message in enumerate(value):
-        if not isinstance(message, dict) or "role" not in message:
-            raise UserError("each message needs a `role`", file=source,
-                            field=f"{field_name}[{index}]")
-        if message["role"] not in ("system", "developer", "user", "assistant", "tool"):
-            raise UserError(f"unknown role {message['role']!r}", file=source,
-                            field=f"{field_name}[{index}].role")
+        problem = message_problem(message)
+        if problem is not None:
+            inner, reason = problem
+            raise UserError(reason, file=source, line=line,
+                            field=f"{field_name}[{index}]" + (f".{inner}" if inner else ""))
     return value
+
+
+TOOL_CHOICES = ("auto", "none", "required")
+RESPONSE_FORMATS = ("text", "json_object", "json_schema")
+_FUNCTION_KEYS = ("name", "description", "parameters", "strict")
+_SCHEMA_KEYS = ("name", "schema", "strict", "description")
+
+
+def tools_problem(tools: Any) -> tuple[str, str] | None:
+    """(field inside ``tools``, what is wrong) for a chat-completions ``tools`` list, or None:
+    each ``{type: function, function: {name, description?, parameters?, strict?}}``, names
+    unique."""
+    from posttrain.graders.registry import did_you_mean
+
+    if not isinstance(tools, list):
+        return "", f"must be a list of {{type: function, function: {{name, ...}}}}, got {tools!r}"
+    names: set[str] = set()
+    for index, tool in enumerate(tools):
+        where = f"[{index}]"
+        if not isinstance(tool, dict):
+            return where, "a tool is {type: function, function: {name, description, parameters}}"
+        for key in tool:
+            if key not in ("type", "function"):
+                return f"{where}.{key}", ("unknown tool field" + did_you_mean(str(key), (
+                    "type", "function")) + " (a tool has type and function)")
+        if tool.get("type") != "function":
+            return f"{where}.type", (f"must be function, got {tool.get('type')!r}"
+                                     + did_you_mean(str(tool.get("type")), ("function",)))
+        function = tool.get("function")
+        if not isinstance(function, dict):
+            return f"{where}.function", "required: {name, description, parameters}"
+        for key in function:
+            if key not in _FUNCTION_KEYS:
+                return f"{where}.function.{key}", (
+                    "unknown function field" + did_you_mean(str(key), _FUNCTION_KEYS)
+                    + f" (a function has {', '.join(_FUNCTION_KEYS)})")
+        name = function.get("name")
+        if not isinstance(name, str) or not name.strip():
+            return f"{where}.function.name", "required: the function's name"
+        if name in names:
+            return f"{where}.function.name", f"two tools are named {name!r}"
+        names.add(name)
+        parameters = function.get("parameters")
+        if parameters is not None and not isinstance(parameters, dict):
+            return f"{where}.function.parameters", "must be a JSON schema (a mapping)"
+        if function.get("description") is not None and \
+                not isinstance(function["description"], str):
+            return f"{where}.function.description", "must be text"
+    return None
+
+
+def tool_choice_problem(choice: Any, tools: Any) -> str | None:
+    """What is wrong with ``tool_choice`` given the (rendered) ``tools``, or None: auto, none,
+    required or ``{type: function, function: {name}}`` naming one of the tools; never without
+    tools."""
+    from posttrain.graders.registry import did_you_mean
+
+    if choice is None:
+        return None
+    if isinstance(choice, str):
+        if choice not in TOOL_CHOICES:
+            return (f"must be auto, none, required or {{type: function, function: {{name}}}}; "
+                    f"got {choice!r}" + did_you_mean(choice, TOOL_CHOICES))
+    elif not (isinstance(choice, dict) and choice.get("type") == "function"
+              and set(choice) <= {"type", "function"} and isinstance(choice.get("function"), dict)
+              and set(choice["function"]) == {"name"}
+              and isinstance(choice["function"].get("name"), str)):
+        return ("must be auto, none, required or {type: function, function: {name: NAME}}; "
+                f"got {choice!r}")
+    if not tools:
+        return "needs `tools` to choose from (the APIs refuse a tool_choice without tools)"
+    if isinstance(choice, dict):
+        name = choice["function"]["name"]
+        names = [t["function"]["name"] for t in tools]
+        if name not in names:
+            return (f"names no tool: {name!r}" + did_you_mean(name, names)
+                    + f" (tools: {', '.join(names)})")
+    return None
+
+
+def response_format_problem(value: Any) -> tuple[str, str] | None:
+    """(field inside ``response_format``, what is wrong), or None: ``{type: text}``,
+    ``{type: json_object}`` or ``{type: json_schema, json_schema: {name, schema, strict?,
+    description?}}``."""
+    from posttrain.graders.registry import did_you_mean
+
+    if not isinstance(value, dict):
+        return "", f"must be {{type: json_schema, json_schema: {{name, schema}}}} or {{type: " \
+                   f"json_object}}, got {value!r}"
+    kind = value.get("type")
+    if kind not in RESPONSE_FORMATS:
+        return "type", (f"must be one of {', '.join(RESPONSE_FORMATS)}; got {kind!r}"
+                        + did_you_mean(str(kind), RESPONSE_FORMATS))
+    allowed = ("type", "json_schema") if kind == "json_schema" else ("type",)
+    for key in value:
+        if key not in allowed:
+            return str(key), ("unknown field" + did_you_mean(str(key), allowed)
+                              + f" (a {kind} format has {', '.join(allowed)})")
+    if kind == "json_schema":
+        spec = value.get("json_schema")
+        if not isinstance(spec, dict):
+            return "json_schema", "required: {name, schema}"
+        for key in spec:
+            if key not in _SCHEMA_KEYS:
+                return f"json_schema.{key}", ("unknown field" + did_you_mean(str(key), _SCHEMA_KEYS)
+                                              + f" (it has {', '.join(_SCHEMA_KEYS)})")
+        if not isinstance(spec.get("name"), str) or not spec["name"]:
+            return "json_schema.name", "required: a name for the schema"
+        if not isinstance(spec.get("schema"), dict):
+            return "json_schema.schema", "required: the JSON schema (a mapping)"
+    return None
+
+
+def _check_request_shapes(spec: dict[str, Any], first: Item, source: Path | None,
+                          dataset: Path | None) -> None:
+    """``tools``, ``tool_choice`` and ``response_format`` have the chat-completions shapes
+    (checked for every provider, templated ones as the first row renders them)."""
+    context = {"item": first.data}
+    row = (f" (as the first row renders it: {dataset}:{first.line})" if dataset
+           else f" (as the first item, {first.id}, renders it)")
+    tools = None
+    for key, check in (("tools", tools_problem), ("response_format", response_format_problem)):
+        if spec.get(key) is None:
+            continue
+        value = render(spec[key], context)
+        if key == "tools":
+            tools = value
+        problem = check(value)
+        if problem is not None:
+            inner, reason = problem
+            whole = isinstance(spec[key], str)  # the whole value comes from the row
+            if whole:
+                reason += row
+            elif inner:
+                key += inner if inner.startswith("[") else f".{inner}"
+            raise UserError(reason, file=source, field=key)
+    if spec.get("tool_choice") is not None:
+        reason = tool_choice_problem(spec["tool_choice"], tools)
+        if reason is not None:
+            raise UserError(reason, file=source, field="tool_choice")
 
 
 def _check_template_syntax(spec: dict[str, Any], source: Path | None) -> None:
@@ -335,6 +631,37 @@ def resolve_judge(spec: str) -> Any:
     return resolve_model(spec)
 
 
+def check_share(value: Any) -> float:
+    """A pass bar or score threshold: a finite number in [0, 1]; ValueError saying so."""
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not math.isfinite(value):
+        raise ValueError(f"must be a number from 0 to 1, got {value!r}")
+    if not 0 <= value <= 1:
+        if 1 < value <= 100:
+            raise ValueError(f"must be a share from 0 to 1, got {value:g}: write "
+                             f"{value / 100:g} for {value:g}%")
+        raise ValueError(f"must be a share from 0 to 1 (0.8 for 80%), got {value!r}")
+    return float(value)
+
+
+def _check_row_messages(items: Sequence[Item], dataset: Path | None, source: Path | None, *,
+                        from_items: bool) -> None:
+    """The eval has no ``messages`` template: every row must carry valid ``messages``, checked
+    now, naming the dataset's line (or the eval file's ``items[i]``)."""
+    for index, item in enumerate(items):
+        value = item.data.get("messages")
+        where = f"items[{index}].messages" if from_items else "messages"
+        file, line = (source, None) if from_items else (dataset or source, item.line)
+        if not isinstance(value, list) or not value:
+            got = "no `messages`" if value is None else f"messages {value!r}"
+            raise UserError(f"the eval has no `messages` template, so each row needs its own "
+                            f"`messages` list; this row has {got}", file=file, line=line,
+                            field=where)
+        _check_messages(value, file, where, line=line)
+
+
 def eval_from_dict(spec: dict[str, Any], *, source: Path | None = None,
                    base_dir: Path | None = None,
                    model_factory: Callable[[str], Any] | None = None,
@@ -360,6 +687,9 @@ def eval_from_dict(spec: dict[str, Any], *, source: Path | None = None,
     id_field = spec.get("id_field", "id")
     dataset_path: Path | None = None
     if rows is None:
+        if "items" in spec and "dataset" in spec:
+            raise UserError("give `dataset: FILE` or `items: [...]`, not both", file=source,
+                            field="items")
         if "items" in spec:
             if not isinstance(spec["items"], list):
                 raise UserError("must be a list of objects", file=source, field="items")
@@ -380,9 +710,13 @@ def eval_from_dict(spec: dict[str, Any], *, source: Path | None = None,
     if not items:
         raise UserError("the dataset has no rows", file=dataset_path or source, field="dataset")
 
+    if "messages" in spec and "input" in spec:
+        raise UserError("`input` is another name for `messages`: give one of them", file=source,
+                        field="input")
     messages = spec.get("messages", spec.get("input"))
     if messages is not None:
-        messages = _check_messages(messages, source, "messages")
+        messages = _check_messages(messages, source,
+                                   "messages" if "messages" in spec else "input")
 
     variants: dict[str, Variant] = {}
     raw_variants = spec.get("variants") or {}
@@ -428,8 +762,11 @@ def eval_from_dict(spec: dict[str, Any], *, source: Path | None = None,
         graders.append(grader)
 
     pass_bar = spec.get("pass_bar")
-    if pass_bar is not None and (not isinstance(pass_bar, (int, float)) or isinstance(pass_bar, bool)):
-        raise UserError("must be a number", file=source, field="pass_bar")
+    if pass_bar is not None:
+        try:
+            pass_bar = check_share(pass_bar)
+        except ValueError as exc:
+            raise UserError(str(exc), file=source, field="pass_bar") from None
     sampling = check_sampling(spec.get("sampling") or {}, source, "sampling")
     for tag_field in tag_fields:
         if tag_field != "tags" and not any(tag_field in item.data for item in items):
@@ -438,8 +775,13 @@ def eval_from_dict(spec: dict[str, Any], *, source: Path | None = None,
             raise UserError(f"no row has a field {tag_field!r}"
                             + did_you_mean(tag_field, items[0].data), file=source,
                             field="tag" if "tag" in spec else "tags")
+    if messages is None and any(v.messages is None for v in
+                                [variants.get(DEFAULT_VARIANT, Variant(DEFAULT_VARIANT)),
+                                 *variants.values()]):
+        _check_row_messages(items, dataset_path, source, from_items=dataset_path is None)
     _check_paths(spec, items[0], solver=bool(spec.get("solver")), source=source,
                  dataset=dataset_path)
+    _check_request_shapes(spec, items[0], source, dataset_path)
     primary = spec.get("score")
     if primary is not None and primary not in names:
         raise UserError(f"names no grader ({', '.join(sorted(names))})", file=source,
