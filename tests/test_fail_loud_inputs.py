@@ -444,3 +444,78 @@ def test_command_line_numbers_are_checked(tmp_path: Path, stub_server: StubServe
                              *argv), capsys)
     assert message in line, line
     assert stub_server.stats()["total_attempts"] == 0
+
+
+# ---- A9: CSV rows and columns ------------------------------------------------------------------
+@pytest.mark.parametrize(("text", "where", "message"), [
+    ("id,question,answer\na,q1,x\nb,q2\n", "data.csv:3: ", "2 fields, the header has 3"),
+    ("id,question,answer\na,q1,x\nc,q3,z,EXTRA\n", "data.csv:3: ", "4 fields, the header has 3"),
+    ('id,question,answer\na,"two\nlines",x\nb,q\n', "data.csv:4: ", "2 fields, the header has 3"),
+    ("id,question,answer,answer\na,q1,x,y\n", "data.csv:1: ", "duplicate column 'answer' "
+                                                              "(columns 3 and 4)"),
+    ("id,question,,answer\na,q1,,x\n", "data.csv:1: ", "column 3 has no name in the header"),
+])
+def test_ragged_csv_rows_and_duplicate_columns(tmp_path: Path, text: str, where: str,
+                                               message: str) -> None:
+    from posttrain.data.loaders import load_rows
+
+    path = tmp_path / "data.csv"
+    path.write_text(text)
+    with pytest.raises(UserError) as info:
+        load_rows(path)
+    assert str(info.value) == f"{path}:{where.split(':')[1]}: {message}"
+
+
+def test_semicolon_csv_is_read_as_written(tmp_path: Path) -> None:
+    from posttrain.data.loaders import load_rows
+
+    path = tmp_path / "data.csv"
+    path.write_bytes("\ufeffid;question;answer\na;Café?;1,5\n".encode())
+    assert load_rows(path) == [(2, {"id": "a", "question": "Café?", "answer": "1,5"})]
+
+
+# ---- A10/B5: integers beyond 64 bits ----------------------------------------------------------
+BIG = 12345678901234567890123
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "json", "yaml", "items"])
+def test_big_integers_keep_their_text_and_the_run_stores(tmp_path: Path, stub_server: StubServer,
+                                                         capsys: pytest.CaptureFixture[str],
+                                                         kind: str) -> None:
+    from posttrain.eval import load_eval
+    from posttrain.runner.store import Store
+
+    folder = tmp_path / "e"
+    row = {"id": "a", "question": f"[[answer:{BIG}]]", "answer": BIG, "huge": 1}
+    path = write_eval(folder, [row])
+    text = json.dumps(row).replace('"huge": 1', '"huge": 1e400')
+    if kind == "jsonl":
+        (folder / "data.jsonl").write_text(text + "\n")
+    elif kind == "json":
+        (folder / "data.json").write_text(f"[{text}]")
+        path.write_text(path.read_text().replace("data.jsonl", "data.json"))
+    elif kind == "yaml":
+        (folder / "data.yaml").write_text(f"- {text}\n")
+        path.write_text(path.read_text().replace("data.jsonl", "data.yaml"))
+    else:
+        path.write_text(path.read_text().replace("dataset: data.jsonl\n",
+                                                 f"items:\n  - {text}\n"))
+    data = load_eval(path).items[0].data
+    assert data["answer"] == str(BIG) and data["huge"] == "1e400"
+    code = run_eval(path, "--model", f"openai:stub?base_url={stub_server.base_url}", "--json")
+    out, err = capsys.readouterr()
+    assert code == 0 and json.loads(out)["runs"][0]["score"] == 1.0, err
+    with Store(folder / "s.db") as store:
+        assert store.list_runs()
+
+
+def test_rows_built_in_python_keep_big_integers_exact() -> None:
+    from posttrain.eval import eval_from_dict
+
+    ev = eval_from_dict({"name": "py", "items": [{"id": "x", "n": BIG, "m": float("nan")}],
+                         "messages": [{"role": "user", "content": "{{item.n}}"}],
+                         "graders": [{"type": "string_check", "name": "g",
+                                      "input": "{{sample.output_text}}",
+                                      "reference": "{{item.n}}", "operation": "eq"}]})
+    assert ev.items[0].data == {"id": "x", "n": str(BIG), "m": "nan"}
+    assert ev.request_for(ev.items[0]).messages[0]["content"] == str(BIG)

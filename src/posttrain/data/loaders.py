@@ -3,6 +3,14 @@
 Every file a user writes is read as UTF-8, with or without the byte-order mark that Excel and
 Notepad put at the start (``utf-8-sig``); CRLF line ends are fine. Bytes that are not UTF-8 are
 a ``file:line: not UTF-8`` error, never a silent replacement character.
+
+Numbers are read exactly or kept as written: an integer beyond 64 bits (JSON encoders and APIs
+carry no more) and a number too large for a double (``1e400``) stay the text written
+(``"12345678901234567890123"``), never a rounded float or a value the store cannot write.
+
+CSV: a header row, comma-separated (a header with semicolons and no comma is read as
+``;``-separated, as Excel writes in locales with a decimal comma); every row has the header's
+number of fields and column names are unique, else ``file:line`` says so.
 """
 
 from __future__ import annotations
@@ -10,6 +18,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +57,29 @@ def read_text(path: Path, *, what: str = "file") -> str:
     return decode(data, path)
 
 
+_LONG_INT = re.compile(rb"\d{19}")  # 2**63 has 19 digits: a run this long may not fit
+
+
+def _int_or_text(text: str) -> int | str:
+    value = int(text)
+    return value if -(2 ** 63) <= value <= 2 ** 64 - 1 else text
+
+
+def _float_or_text(text: str) -> float | str:
+    value = float(text)
+    return value if math.isfinite(value) else text
+
+
+def _no_constant(text: str) -> Any:
+    raise ValueError(f"{text} is not JSON (write it as a string)")
+
+
+def exact_json(text: str | bytes) -> Any:
+    """JSON with integers beyond 64 bits and numbers beyond a double kept as their text."""
+    return json.loads(text, parse_int=_int_or_text, parse_float=_float_or_text,
+                      parse_constant=_no_constant)
+
+
 def load_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """Rows with their 1-based line numbers; blank lines are skipped; bad lines are UserErrors."""
     rows: list[tuple[int, dict[str, Any]]] = []
@@ -69,13 +102,17 @@ def load_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
             if not raw.strip():
                 continue
             try:
-                row = loads(raw)
+                row = exact_json(raw) if _LONG_INT.search(raw) else loads(raw)
             except ValueError as exc:
                 try:
                     raw.decode("utf-8")
                 except UnicodeDecodeError as bad:
                     raise _not_utf8(raw, bad.start, path, line=number) from None
-                raise UserError(f"not valid JSON ({exc})", file=path, line=number) from None
+                try:  # a number beyond a double (1e400): kept as its text
+                    row = exact_json(raw)
+                except ValueError:
+                    raise UserError(f"not valid JSON ({exc})", file=path,
+                                    line=number) from None
             if not isinstance(row, dict):
                 raise UserError(f"expected a JSON object, got {type(row).__name__}", file=path,
                                 line=number)
@@ -84,13 +121,35 @@ def load_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
 
 
 def load_csv(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """Rows by the header line, each with the line it starts on (a quoted field may span lines)."""
-    reader = csv.DictReader(io.StringIO(read_text(path, what="dataset"), newline=""))
+    """Rows by the header line, each with the line it starts on (a quoted field may span lines).
+
+    UserError for a row with more or fewer fields than the header (``file:line: 2 fields, the
+    header has 3``: a short row would read null, a long one lose its extra fields) and for a
+    column name written twice or left empty."""
+    text = read_text(path, what="dataset")
+    first = text.split("\n", 1)[0]
+    delimiter = ";" if ";" in first and "," not in first else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     rows: list[tuple[int, dict[str, Any]]] = []
-    start = 2
     try:
-        for row in reader:
-            rows.append((start, dict(row)))
+        header = next(reader, None)
+        if header is None:
+            return rows
+        seen: dict[str, int] = {}
+        for index, name in enumerate(header, start=1):
+            if not name.strip():
+                raise UserError(f"column {index} has no name in the header", file=path, line=1)
+            if name in seen:
+                raise UserError(f"duplicate column {name!r} (columns {seen[name]} and {index})",
+                                file=path, line=1)
+            seen[name] = index
+        start = reader.line_num + 1
+        for fields in reader:
+            if fields:  # a blank line is no row
+                if len(fields) != len(header):
+                    raise UserError(f"{len(fields)} field{'s' * (len(fields) != 1)}, the header "
+                                    f"has {len(header)}", file=path, line=start)
+                rows.append((start, dict(zip(header, fields, strict=True))))
             start = reader.line_num + 1
     except csv.Error as exc:
         raise UserError(f"not valid CSV ({exc})", file=path, line=reader.line_num) from None
@@ -100,9 +159,11 @@ def load_csv(path: Path) -> list[tuple[int, dict[str, Any]]]:
 def load_json(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """A JSON list of objects; row ``n`` is numbered ``n`` (1-based)."""
     try:
-        data = json.loads(read_text(path, what="dataset"))
+        data = exact_json(read_text(path, what="dataset"))
     except json.JSONDecodeError as exc:
         raise UserError(f"not valid JSON ({exc.msg})", file=path, line=exc.lineno) from None
+    except ValueError as exc:  # NaN or Infinity, which JSON does not have
+        raise UserError(f"not valid JSON ({exc})", file=path) from None
     if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
         raise UserError("a .json dataset must be a list of objects", file=path)
     return [(index + 1, row) for index, row in enumerate(data)]

@@ -23,7 +23,8 @@ and graders compare as text, so they keep what was written: a plain scalar is a 
 boolean or null only when the JSON for that value is exactly the text written (``42``, ``-7``,
 ``3.5``, ``true``, ``false``, ``null``; also ``~`` and the empty value, which are null).
 Anything else stays the string as written: ``3.10`` (a version, not 3.1), ``01234`` (a zip
-code, not 1234), ``True``, ``NO``, ``1e3``, ``+5``, ``0x1F``. So ``answer: 3.10`` renders as
+code, not 1234), ``True``, ``NO``, ``1e3``, ``+5``, ``0x1F``, and an integer beyond 64 bits
+(``12345678901234567890123``, which JSON encoders and APIs cannot carry). So ``answer: 3.10`` renders as
 ``3.10`` in a prompt and equals a model's ``3.10`` under ``string_check``; the ``numeric``
 grader reads it as 3.1 either way. Quote a value (``'3.10'``) to make it a string anywhere.
 """
@@ -141,6 +142,8 @@ class ItemLoader(CoreLoader):
     def construct_yaml_int(self, node: Node) -> Any:  # type: ignore[override]
         value = super().construct_yaml_int(node)
         text = _plain_text(node)
+        if not -(2 ** 63) <= value <= 2 ** 64 - 1:  # beyond what JSON encoders carry
+            return text if text is not None else str(value)
         return value if text is None or str(value) == text else text
 
     def construct_yaml_float(self, node: Node) -> Any:  # type: ignore[override]
