@@ -519,3 +519,20 @@ def test_rows_built_in_python_keep_big_integers_exact() -> None:
                                       "reference": "{{item.n}}", "operation": "eq"}]})
     assert ev.items[0].data == {"id": "x", "n": str(BIG), "m": "nan"}
     assert ev.request_for(ev.items[0]).messages[0]["content"] == str(BIG)
+
+
+# ---- B6: --store that is not a store -----------------------------------------------------------
+def test_store_that_is_not_a_database_or_is_a_folder(tmp_path: Path, stub_server: StubServer,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_eval(tmp_path / "e", ROWS)
+    spec = f"openai:stub?base_url={stub_server.base_url}"
+    not_db = tmp_path / "notes.db"
+    not_db.write_text('{"id": "a"}\n')
+    for store, message in [(not_db, "not a posttrain store (not an SQLite database)"),
+                           (tmp_path, "is a folder: --store takes a store file")]:
+        line = one_line(main(["eval", str(path), "--model", spec, "--store", str(store)]),
+                        capsys)
+        assert f"{store}: {message}" in line, line
+        line = one_line(main(["report", "--store", str(store)]), capsys)
+        assert message in line, line
+    assert stub_server.stats()["total_attempts"] == 0

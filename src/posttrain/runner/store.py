@@ -217,11 +217,36 @@ class Store:
     """A connection to the store. Not shared across threads; open one per process/thread."""
 
     def __init__(self, path: str | Path = "posttrain.db") -> None:
+        from posttrain.errors import UserError
+
         self.path = Path(path)
-        if self.path.parent and not self.path.parent.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0,
-                                    check_same_thread=False)
+        self._loop: Any = None
+        self._commit_scheduled = False
+        if self.path.is_dir():
+            raise UserError("is a folder: --store takes a store file (a new name creates one)",
+                            file=self.path.resolve())
+        try:
+            if self.path.parent and not self.path.parent.exists():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0,
+                                        check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise UserError(f"cannot open the store: {exc}", file=self.path.resolve()) from None
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            self.conn.close()
+            text = str(exc)
+            if "not a database" in text or "malformed" in text:
+                reason = ("not a posttrain store (not an SQLite database): --store takes a "
+                          "store file (a new name creates one)")
+            elif "readonly" in text or "read-only" in text:
+                reason = "cannot write the store: the file (or its folder) is read-only"
+            else:
+                reason = f"cannot open the store: {text}"
+            raise UserError(reason, file=self.path.resolve()) from None
+
+    def _open(self) -> None:
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
@@ -231,8 +256,6 @@ class Store:
         self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                           (str(SCHEMA_VERSION),))
         self._migrate_cache()
-        self._loop: Any = None
-        self._commit_scheduled = False
 
     def _migrate_cache(self) -> None:
         """Stores written before cache identities: add the columns (old entries keep working,
