@@ -536,3 +536,47 @@ def test_store_that_is_not_a_database_or_is_a_folder(tmp_path: Path, stub_server
         line = one_line(main(["report", "--store", str(store)]), capsys)
         assert message in line, line
     assert stub_server.stats()["total_attempts"] == 0
+
+
+# ---- C1: an hf: folder that is not a model ------------------------------------------------------
+def test_hf_paths_that_are_not_models_stop_at_the_check(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("transformers")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    path = write_eval(tmp_path / "e", ROWS)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.json").write_text('{"model_type": "qwen2"}')
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "config.json").write_text("{}")
+    (tmp_path / "notes" / "readme.txt").write_text("hi")
+    (tmp_path / "gg").mkdir()
+    (tmp_path / "gg" / "m.gguf").write_bytes(b"GGUF\x03\x00\x00\x00")
+    (tmp_path / "notes.txt").write_text("hi")
+    (tmp_path / "fake.gguf").write_text("not a gguf")
+    (tmp_path / "notok").mkdir()
+    (tmp_path / "notok" / "config.json").write_text('{"model_type": "qwen2"}')
+    (tmp_path / "notok" / "model.safetensors").write_bytes(b"")
+    for spec, message in [
+            ("hf:empty", "empty is an empty folder, not a model"),
+            ("hf:half", "half has a config.json but no weights"),
+            ("hf:notes", "notes/config.json is not a model config (no model_type)"),
+            ("hf:gg", "gg has no config.json, so it is not a transformers model folder; for its "
+                      "GGUF file write hf:gg?gguf=m.gguf"),
+            ("hf:notes.txt", "notes.txt is a file, not a model"),
+            ("hf:fake.gguf", "fake.gguf is not a GGUF file"),
+            ("hf:notok", "notok has no tokenizer")]:
+        line = one_line(run_eval(path, "--model", spec), capsys)
+        assert line.startswith(f"posttrain: error: --model: {spec}: {tmp_path}/")
+        assert message in line, line
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    line = one_line(run_eval(path, "--model", "hf:some-org/not-cached"), capsys)
+    assert ("some-org/not-cached is not in the local Hugging Face cache and the hub is off "
+            "(HF_HUB_OFFLINE)") in line
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # no hub here: refused at once
+    line = one_line(run_eval(path, "--model", "hf:some-org/not-cached"), capsys)
+    assert ("is not in the local Hugging Face cache and the hub cannot be reached" in line
+            or "no model 'some-org/not-cached' on the Hugging Face hub" in line), line

@@ -502,7 +502,10 @@ def test_a_forced_tool_on_a_local_model_stops_the_run(tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("transformers")
     folder = tmp_path / "weights"
-    folder.mkdir()
+    folder.mkdir()  # what the set-up check looks for (config, weights, tokenizer); never loaded
+    (folder / "config.json").write_text('{"model_type": "qwen2"}')
+    (folder / "model.safetensors").write_bytes(b"")
+    (folder / "tokenizer.json").write_text("{}")
     path = _tool_eval(tmp_path, "", "tool_choice: required\n")
     code = main(["eval", str(path), "--model", f"hf:{folder}", "--store",
                  str(tmp_path / "s.db")])

@@ -211,3 +211,131 @@ def _reason(exc: BaseException) -> str:
     if getattr(os_error, "errno", None) == errno.ECONNREFUSED or "refused" in str(exc).lower():
         return "connection refused: is the server running?"
     return str(exc) or type(exc).__name__
+
+
+#: files a transformers folder holds its weights in (one of them, or a shard index)
+WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json",
+                "pytorch_model.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+_WHAT_HF_TAKES = ("hf: takes a transformers folder (config.json, weights, tokenizer), a .gguf "
+                  "file, a hub id or a pulled name")
+
+
+def require_model_files(spec: str, source: Any) -> None:
+    """What an ``hf:`` (or ``vllm:``) spec names can be loaded, before the first request:
+
+    - a local folder has a ``config.json`` naming its model type, weights (``*.safetensors``,
+      ``pytorch_model*.bin`` or a shard index) and tokenizer files; a folder holding only a
+      GGUF says how to name it (``?gguf=FILE``); a file that is not a GGUF is refused;
+    - a local ``.gguf`` starts with the GGUF magic bytes;
+    - a hub id (``org/name``) is in the local Hugging Face cache, or else, with
+      ``HF_HUB_OFFLINE`` set, is one line saying so; online, one metadata request to the hub
+      tells a missing or gated repository and an unreachable hub apart (10 s at most).
+
+    ``source`` is a :class:`posttrain.models.local.LocalSource` (a pulled name is checked by
+    its own ``check``)."""
+    from pathlib import Path
+
+    if source.kind == "hub-gguf":
+        _require_hub(spec, source.path, source.gguf_file)
+        return
+    if source.kind not in ("folder", "gguf"):
+        return
+    target = Path(source.path).expanduser()
+    if not target.exists():
+        if source.kind == "folder":
+            _require_hub(spec, source.path, "config.json")
+        return
+    shown = target.resolve()
+    if source.kind == "gguf":
+        try:
+            with target.open("rb") as handle:
+                magic = handle.read(4)
+        except OSError as exc:
+            raise UserError(f"{spec}: cannot read {shown}: {exc.strerror}",
+                            field="--model") from None
+        if magic != b"GGUF":
+            raise UserError(f"{spec}: {shown} is not a GGUF file (it does not start with "
+                            "GGUF)", field="--model")
+        return
+    if target.is_file():
+        raise UserError(f"{spec}: {shown} is a file, not a model: {_WHAT_HF_TAKES}",
+                        field="--model")
+    if not any(target.iterdir()):
+        raise UserError(f"{spec}: {shown} is an empty folder, not a model: {_WHAT_HF_TAKES}",
+                        field="--model")
+    config = target / "config.json"
+    if not config.is_file():
+        ggufs = sorted(p.name for p in target.glob("*.gguf"))
+        hint = (f"; for its GGUF file write hf:{source.path}?gguf={ggufs[0]}" if ggufs else
+                f" ({_WHAT_HF_TAKES})")
+        raise UserError(f"{spec}: {shown} has no config.json, so it is not a transformers "
+                        f"model folder{hint}", field="--model")
+    import json
+
+    try:
+        settings = json.loads(config.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError):
+        settings = None
+    if not isinstance(settings, dict) or not (settings.get("model_type")
+                                              or settings.get("architectures")):
+        raise UserError(f"{spec}: {config.resolve()} is not a model config (no model_type)",
+                        field="--model")
+    if not any(next(target.glob(pattern), None) for pattern in WEIGHT_FILES):
+        raise UserError(f"{spec}: {shown} has a config.json but no weights (*.safetensors or "
+                        "pytorch_model*.bin): was the model saved completely?", field="--model")
+    if not any((target / name).is_file() for name in TOKENIZER_FILES):
+        raise UserError(f"{spec}: {shown} has no tokenizer (tokenizer.json or "
+                        "tokenizer_config.json): save the tokenizer into the folder too",
+                        field="--model")
+
+
+def _hub_offline() -> bool:
+    import os
+
+    return any((os.environ.get(name) or "").strip().lower() in ("1", "true", "yes", "on")
+               for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _require_hub(spec: str, repo: str, filename: str) -> None:
+    """A hub file that is cached passes; otherwise offline is one line, and online one
+    metadata request tells a missing repository, a gated one and an unreachable hub apart."""
+    if repo.count("/") != 1:
+        return  # not a hub id: require_path has said what is wrong with a local path
+    try:
+        import huggingface_hub
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return  # require_packages names the extra
+    try:
+        cached = try_to_load_from_cache(repo, filename)
+    except (ValueError, OSError):  # not a valid repo id
+        cached = None
+    if isinstance(cached, str):
+        return
+    if _hub_offline():
+        raise UserError(f"{spec}: {repo} is not in the local Hugging Face cache and the hub is "
+                        "off (HF_HUB_OFFLINE): download it where there is a network (`hf "
+                        f"download {repo}`) or unset HF_HUB_OFFLINE", field="--model")
+    try:
+        from huggingface_hub import errors
+    except ImportError:  # older huggingface_hub: the same classes in utils
+        from huggingface_hub import utils as errors
+    gated = getattr(errors, "GatedRepoError", ())
+    missing = getattr(errors, "RepositoryNotFoundError", ())
+    http = getattr(errors, "HfHubHTTPError", ())
+    try:
+        huggingface_hub.model_info(repo, timeout=10)
+    except gated:
+        raise UserError(f"{spec}: {repo} is gated on the Hugging Face hub: accept its terms "
+                        "there and set HF_TOKEN", field="--model") from None
+    except missing:
+        raise UserError(f"{spec}: no model {repo!r} on the Hugging Face hub (or it is private: "
+                        "set HF_TOKEN), and no such local folder", field="--model") from None
+    except http:
+        return  # the hub answered something else (5xx, rate limit): the loader decides
+    except Exception as exc:  # noqa: BLE001 - httpx/requests/OS errors: the hub is unreachable
+        raise UserError(f"{spec}: {repo} is not in the local Hugging Face cache and the hub "
+                        f"cannot be reached ({type(exc).__name__}: {exc}); download it where "
+                        "there is a network, or check HF_ENDPOINT and the proxy",
+                        field="--model") from None

@@ -170,12 +170,17 @@ class HFModel(BatchingModel):
 
     async def check(self) -> None:
         """Before the first request: torch and transformers installed (gguf for a GGUF file),
-        a local path that exists, a name that is pulled (UserError naming the spec)."""
-        from posttrain.models.checks import require_packages, require_path
+        a local path that exists and holds a model (config, weights, tokenizer; or a GGUF), a
+        name that is pulled, a hub id that is cached or reachable (UserError naming the spec;
+        see :func:`posttrain.models.checks.require_model_files`)."""
+        import asyncio
+
+        from posttrain.models.checks import require_model_files, require_packages, require_path
 
         require_packages(self.name, "torch", "transformers",
                          *(("gguf",) if self.source.is_gguf else ()))
         require_path(self.name, self.path, gguf=self.gguf, names=True)
+        await asyncio.to_thread(require_model_files, self.name, self.source)
 
     # ---- loading ---------------------------------------------------------------------------------
     def load(self) -> None:
