@@ -543,6 +543,8 @@ def _check_request_shapes(spec: dict[str, Any], first: Item, source: Path | None
         if spec.get(key) is None:
             continue
         value = render(spec[key], context)
+        if value is None and isinstance(spec[key], str):
+            continue  # a row whose field is null sends none (a suite's per-row tools)
         if key == "tools":
             tools = value
         problem = check(value)
