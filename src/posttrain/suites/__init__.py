@@ -69,7 +69,20 @@ def write_eval_file(out_dir: Path, spec: dict[str, Any]) -> Path:
 
 
 def build_suite(name: str, out_dir: Path, *, n: int | None = None, seed: int = 0,
-                length: int | None = None) -> Path:
-    """Write the suite's eval file and dataset into ``out_dir``; return the eval file path."""
+                length: int | None = None, max_tokens: int | None = None) -> Path:
+    """Write the suite's eval file and dataset into ``out_dir``; return the eval file path.
+
+    ``max_tokens`` replaces the suite's own ``sampling.max_tokens`` (a shorter answer budget
+    for a small model on a CPU; an answer cut there is graded as it is).
+    """
+    if max_tokens is not None and max_tokens < 1:
+        raise UserError(f"must be at least 1; got {max_tokens}", field="max_tokens")
     out_dir.mkdir(parents=True, exist_ok=True)
-    return _module(name).build(out_dir, n=n, seed=seed, length=length)
+    path = _module(name).build(out_dir, n=n, seed=seed, length=length)
+    if max_tokens is not None:
+        from posttrain.data import yaml12
+
+        spec = yaml12.loads(path.read_text(encoding="utf-8"), file=path)
+        spec["sampling"] = {**(spec.get("sampling") or {}), "max_tokens": max_tokens}
+        path = write_eval_file(out_dir, spec)
+    return path

@@ -1,4 +1,5 @@
-"""``suite:NAME?n=..&seed=..&length=..`` -> a built eval file, cached by its parameters."""
+"""``suite:NAME?n=..&seed=..&length=..&max_tokens=..`` -> a built eval file, cached by its
+parameters."""
 
 from __future__ import annotations
 
@@ -20,20 +21,23 @@ def suite_eval_path(ref: str) -> Path:
     body = ref.removeprefix("suite:")
     name, _, query = body.partition("?")
     params = dict(parse_qsl(query))
-    unknown = set(params) - {"n", "seed", "length"}
+    unknown = set(params) - {"n", "seed", "length", "max_tokens"}
     if unknown:
         raise UserError(f"unknown suite parameter(s) {', '.join(sorted(unknown))} "
-                        "(use n, seed, length)", field="EVAL_FILE")
+                        "(use n, seed, length, max_tokens)", field="EVAL_FILE")
     try:
         n = int(params["n"]) if "n" in params else None
         seed = int(params.get("seed", 0))
         length = int(params["length"]) if "length" in params else None
+        max_tokens = int(params["max_tokens"]) if "max_tokens" in params else None
     except ValueError:
-        raise UserError("n, seed and length must be integers", field="EVAL_FILE") from None
+        raise UserError("n, seed, length and max_tokens must be integers",
+                        field="EVAL_FILE") from None
     from posttrain import __version__
 
-    out = cache_root() / "suites" / f"{name}-v{__version__}-n{n}-s{seed}-l{length}"
+    tail = f"-t{max_tokens}" if max_tokens is not None else ""
+    out = cache_root() / "suites" / f"{name}-v{__version__}-n{n}-s{seed}-l{length}{tail}"
     eval_path = out / "eval.yaml"
     if eval_path.exists():
         return eval_path
-    return build_suite(name, out, n=n, seed=seed, length=length)
+    return build_suite(name, out, n=n, seed=seed, length=length, max_tokens=max_tokens)
