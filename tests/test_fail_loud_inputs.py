@@ -580,3 +580,46 @@ def test_hf_paths_that_are_not_models_stop_at_the_check(
     line = one_line(run_eval(path, "--model", "hf:some-org/not-cached"), capsys)
     assert ("is not in the local Hugging Face cache and the hub cannot be reached" in line
             or "no model 'some-org/not-cached' on the Hugging Face hub" in line), line
+
+
+# ---- C2: judge request fields ---------------------------------------------------------------
+def judge_grader(model: str, sampling: str) -> str:
+    return ('  - {type: score_model, name: judge, model: "' + model + '", input: "Rate '
+            '{{sample.output_text}}", range: [0, 1], sampling_params: ' + sampling + "}\n")
+
+
+def test_a_judge_field_its_provider_cannot_take_stops_before_any_request(
+        tmp_path: Path, stub_server: StubServer, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("anthropic")
+    from tests.endpoint_stub import Endpoint
+
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    endpoint = Endpoint()
+    endpoint.state["anthropic_resolved"] = "claude-x"
+    judge = f"anthropic:claude-x?base_url={endpoint.anthropic_url}"
+    path = write_eval(tmp_path / "e", ROWS, graders=judge_grader(judge, "{seed: 3}"))
+    try:
+        line = one_line(run_eval(path, "--model",
+                                 f"openai:stub?base_url={stub_server.base_url}"), capsys)
+    finally:
+        endpoint.close()
+    assert f"eval.yaml:6: graders[0]: judge {judge}: sampling_params.seed: the Messages API " \
+           "has no seed" in line, line
+    assert stub_server.stats()["total_attempts"] == 0 and endpoint.chat_requests == 0
+
+
+@pytest.mark.parametrize(("sampling", "where", "message"), [
+    ("{temprature: 0}", "graders[0].sampling_params.temprature",
+     "unknown sampling parameter; did you mean 'temperature'?"),
+    ("{temperature: .nan}", "graders[0].sampling_params.temperature", "must be a finite number"),
+    ("{max_tokens: lots}", "graders[0].sampling_params.max_tokens", "must be an integer"),
+])
+def test_judge_sampling_params_are_typed(tmp_path: Path, stub_server: StubServer,
+                                         capsys: pytest.CaptureFixture[str], sampling: str,
+                                         where: str, message: str) -> None:
+    graders = judge_grader(f"openai:stub?base_url={stub_server.base_url}", sampling)
+    path = write_eval(tmp_path / "e", ROWS, graders=graders)
+    line = one_line(run_eval(path, "--model", f"openai:stub?base_url={stub_server.base_url}"),
+                    capsys)
+    assert f"eval.yaml:6: {where}: {message}" in line, line

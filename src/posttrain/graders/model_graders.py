@@ -219,6 +219,15 @@ class _JudgeGrader(Grader):
         messages = [{"role": m.get("role", "user"), "content": _content(m.get("content", ""),
                                                                           context)}
                     for m in self.input]
+        return self._request(messages)
+
+    def probe_request(self) -> ChatRequest:
+        """The judge's request with its sampling and format but its input not rendered (one
+        plain user message): what the run's preflight maps through each judge's provider."""
+        return self._request([{"role": m.get("role", "user"), "content": "?"}
+                              for m in self.input])
+
+    def _request(self, messages: list[dict[str, Any]]) -> ChatRequest:
         s = self.sampling
         extra = {"reasoning_effort": s["reasoning_effort"]} if "reasoning_effort" in s else {}
         return ChatRequest(messages=messages, response_format=self.response_format(),
@@ -405,10 +414,20 @@ def _common(spec: dict[str, Any], context: GraderContext, kind: str) -> dict[str
             raise UserError(f"role must be one of {', '.join(_ROLES)}", file=context.source,
                             field=f"input[{index}].role")
     sampling: dict[str, Any] = {}
-    for key, value in require(spec, "sampling_params", dict, context, default={}).items():
+    from posttrain.eval import check_sampling
+    from posttrain.graders.registry import did_you_mean
+
+    params = require(spec, "sampling_params", dict, context, default={})
+    for key, value in params.items():
         if key not in _SAMPLING:
-            raise UserError(f"unknown sampling parameter; known: {', '.join(_SAMPLING)}",
-                            file=context.source, field=f"sampling_params.{key}")
+            raise UserError(f"unknown sampling parameter{did_you_mean(str(key), _SAMPLING)} "
+                            f"(known: {', '.join(_SAMPLING)})", file=context.source,
+                            field=f"sampling_params.{key}")
+        try:  # typed as an eval's sampling (numbers finite, integers whole, no placeholders)
+            check_sampling({_SAMPLING[key]: value}, context.source, "sampling_params")
+        except UserError as exc:
+            raise UserError(exc.message, file=context.source,
+                            field=f"sampling_params.{key}") from None
         if value is not None:
             sampling[_SAMPLING[key]] = value
     swap = require(spec, "position_swap", dict, context, default=None)

@@ -382,7 +382,12 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
     fingerprint = eval_.fingerprint()  # hashes every item: once, not per (model, variant)
     grader_names = [g.name for g in eval_.graders]
     from posttrain.graders.sandbox import confinement_for
-    from posttrain.runner.preflight import check_models, check_requests, judge_models
+    from posttrain.runner.preflight import (
+        check_judge_requests,
+        check_models,
+        check_requests,
+        judge_models,
+    )
 
     confinement = confinement_for(eval_.grader_specs)  # no sandbox: refuse before any request
     todo: list[tuple[Any, str, str, RunInfo | None, list[tuple[Item, int]],
@@ -403,6 +408,8 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
         await check_models(busy + (judge_models(eval_.graders) if grading else []))
     check_requests(eval_, [(model, variant, pending[0][0])
                            for model, variant, _k, _r, pending, _u in todo if pending])
+    if grading:
+        check_judge_requests(eval_)
 
     planned: list[PlannedRun] = []
     for model, variant, key, run, pending, ungraded in todo:

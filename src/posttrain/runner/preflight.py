@@ -55,3 +55,44 @@ def judge_models(graders: Iterable[Any]) -> list[Any]:
         for inner in walk() if walk is not None else ():
             found.extend(inner.judge_models())
     return found
+
+
+def check_judge_requests(eval_: Any) -> None:
+    """Every judge's request goes through its own provider's field mapping before the first
+    request, as the models' do: a field the judge's provider cannot honour (``seed`` on an
+    Anthropic judge) is one line naming the grader, the judge and the field (exit 2), not an
+    error on every grade."""
+    from posttrain.models.base import UnsupportedField
+
+    for index, grader in enumerate(eval_.graders):
+        walk = getattr(grader, "walk", None)
+        for inner in walk() if walk is not None else ():
+            probe = getattr(inner, "probe_request", None)
+            if probe is None:
+                continue
+            request = probe()
+            for model in inner.judge_models():
+                to_wire = getattr(model, "to_wire", None)
+                if to_wire is None:
+                    continue
+                try:
+                    to_wire(request)
+                except UnsupportedField as exc:
+                    label = exc.field if exc.field in ("response_format", "messages") else \
+                        f"sampling_params.{exc.field}"
+                    raise _located(eval_, f"graders[{index}]",
+                                   f"judge {model.name}: {label}: {exc.reason}") from None
+
+
+def _located(eval_: Any, field: str, message: str) -> UserError:
+    """A UserError at ``field`` of the eval file, with its line when the file is YAML."""
+    line = None
+    source = getattr(eval_, "source", None)
+    if source is not None:
+        from posttrain.eval import yaml_line
+
+        try:
+            line = yaml_line(source.read_text(encoding="utf-8-sig"), field)
+        except (OSError, UnicodeDecodeError):
+            line = None
+    return UserError(message, file=source, line=line, field=field)
