@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,14 +90,22 @@ def _secret_text() -> str:
             "Write a SQL query over the orders table for me.")
 
 
-def _leaks(blob: bytes) -> list[str]:
-    """The secrets found in ``blob``, as written or as JSON escapes them."""
-    found = []
-    for secret in SECRETS.values():
-        forms = {secret.encode(), json.dumps(secret)[1:-1].encode()}
-        if any(form in blob for form in forms):
-            found.append(secret)
-    return found
+def _leak_pattern(secret: str) -> re.Pattern[bytes]:
+    """``secret`` as written, JSON-escaped once or twice, or with its separators changed or
+    dropped ("4111111111111111", "Rosalind\\u00a0Featherstonehaugh"): its letter and digit runs
+    with up to 6 other characters between them."""
+    alternatives = []
+    for form in {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]}:
+        runs = re.findall(r"[A-Za-z0-9]+|[^\x00-\x7f]+", form)
+        alternatives.append(b"[^A-Za-z0-9]{0,6}".join(re.escape(r.encode()) for r in runs))
+    return re.compile(b"|".join(alternatives))
+
+
+def _leaks(blob: bytes, secrets: dict[str, str] | None = None) -> list[str]:
+    """The secrets found in ``blob``, as written, as JSON escapes them, or with other
+    separators."""
+    return [secret for secret in (secrets or SECRETS).values()
+            if _leak_pattern(secret).search(blob)]
 
 
 def _write_logs(tmp_path: Path) -> tuple[Path, Path]:
@@ -202,7 +211,7 @@ def test_ingest_end_to_end_no_leaks(tmp_path: Path, capsys: pytest.CaptureFixtur
         assert summary["redaction"]["names"].startswith("NOT detected")
     else:
         assert "spaCy NER" in summary["redaction"]["names"] and "NOT" not in captured.err
-    assert summary["items"] == {"reference": 7, "rubric": 2}
+    assert summary["items"] == {"reference": 7, "rubric": 2, "tools": 0}
     labels = sorted(t["label"] for t in summary["themes"])
     assert any("sql" in label or "orders" in label for label in labels)
     assert any("poem" in label for label in labels)
@@ -283,11 +292,15 @@ def test_responses_and_mapped_formats(tmp_path: Path, capsys: pytest.CaptureFixt
     summary = json.loads(capsys.readouterr().out)
     assert summary["format"] == "responses" and summary["parsed"] == 2
     assert summary["skipped"][0]["line"] == 3
-    rows = [json.loads(line) for line in (out / "dataset.jsonl").read_text().splitlines()]
+    # an answer that is a tool call is a tool_call item; its call is kept
+    rows = [json.loads(line) for line in (out / "tools.jsonl").read_text().splitlines()]
     assert rows[0]["messages"][0] == {"role": "system", "content": "Be brief."}
     assert rows[0]["tools"][0]["function"]["name"] == "get_weather"
-    assert rows[1]["tools"] == [] and rows[1]["reference"] == "hi"
-    assert yaml.safe_load((out / "eval.yaml").read_text())["tools"] == "{{item.tools}}"
+    assert rows[0]["reference_tool_calls"][0]["function"] == {
+        "name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}
+    assert yaml.safe_load((out / "tools.eval.yaml").read_text())["tools"] == "{{item.tools}}"
+    rows = [json.loads(line) for line in (out / "dataset.jsonl").read_text().splitlines()]
+    assert "tools" not in rows[0] and rows[0]["reference"] == "hi"
 
     mapped = tmp_path / "mapped.jsonl"
     mapped.write_text("\n".join(json.dumps(row) for row in [
@@ -325,3 +338,157 @@ def test_minilm_themes_offline() -> None:
     themes = find_themes(texts, k=2, embed="minilm")
     assert len(set(themes.assignment[:4])) == 1 and len(set(themes.assignment[4:])) == 1
     assert themes.assignment[0] != themes.assignment[4]
+
+
+# what the red team of issue 12 found leaking, in tool calls, tool results, JSON inside text and
+# spellings the first rules missed; every engine must hide all of them
+TOOL_SECRETS = {
+    "tool_argument_name": "Rosalind Featherstonehaugh",  # {"customer_name": ...}, then a tool's
+    "json_text_name": "Ignatius Worthington",  # {"name": ...} pasted by the user
+    "tool_result_name": "Marguerite Okonkwo",  # {"customer": ...} in a tool's result
+    "tool_result_first_name": "Marguerite",  # "Found you, Marguerite."
+    "answer_call_name": "Theodore Kaczmarek",  # in the logged answer's own tool call
+    "answer_call_email": "tool.user@example.net",
+    "json_number_card": "4242424242424242",  # a bare JSON number
+    "lowercase_name": "paris hilton",
+    "dotted_card": "5500.0000.0000.0004",
+    "underscore_card": "4111_1111_1111_1111",
+    "split_card": "4111 1111\n1111 1111",
+    "long_card": "4111 1111 1111 11111",
+    "url_email": "jane.doe%40gmail.com",
+    "spelt_email": "jane dot doe at gmail dot com",
+    "bracket_email": "ana.lima (at) example (dot) com",
+    "ssn": "536-22-8741",
+    "dob": "04/12/1985",
+    "passport": "X12345678",
+    "spanish_street": "Calle de Alcalá 50",
+    "diacritic_name": "Siobhán O'Neill",
+    "vietnamese_family_name": "Nguyễn",
+    "vietnamese_given_name": "Văn An",
+    "place_name": "Dakota Fanning",
+}
+
+
+def _tool_logs(tmp_path: Path) -> Path:
+    def line(log_id: str, messages: list, answer: str = "ok", calls: list | None = None,
+             tools: list | None = None) -> str:
+        request = {"model": "gpt-4o-mini",
+                   "messages": [{"role": "system", "content": "Be helpful."}, *messages]}
+        if tools:
+            request["tools"] = tools
+        message = {"role": "assistant", "content": answer}
+        if calls:
+            message["tool_calls"] = calls
+        return json.dumps({"id": log_id, "created": 1700000000, "request": request,
+                           "response": {"choices": [{"index": 0, "message": message}]}})
+
+    def call(call_id: str, name: str, arguments: dict) -> dict:
+        return {"id": call_id, "type": "function",
+                "function": {"name": name, "arguments": json.dumps(arguments)}}
+
+    user = [lambda text: {"role": "user", "content": text}][0]
+    tools = [{"type": "function", "function": {"name": "update_customer", "parameters": {
+        "type": "object", "properties": {"email": {"type": "string"},
+                                         "name": {"type": "string"}}}}}]
+    lines = [
+        line("t-book", [user("Please book it"),
+                        {"role": "assistant", "content": None, "tool_calls": [call(
+                            "c1", "book", {"customer_name": "Rosalind Featherstonehaugh"})]},
+                        {"role": "tool", "tool_call_id": "c1",
+                         "content": "booked for Rosalind Featherstonehaugh"}], "Booked."),
+        line("t-json", [user('{"name": "Ignatius Worthington", "note": "call back"}')], "Done."),
+        line("t-lookup", [user("Find my account"),
+                          {"role": "assistant", "content": None, "tool_calls": [call(
+                              "c2", "lookup", {"phone": "+1-202-555-0147",
+                                               "full_name": "Marguerite Okonkwo"})]},
+                          {"role": "tool", "tool_call_id": "c2", "content": json.dumps({
+                              "customer": "Marguerite Okonkwo",
+                              "address": "1600 Amphitheatre Parkway, Mountain View",
+                              "card": 4242424242424242})}],
+             "Found you, Marguerite."),
+        line("t-answer-call", [user("Update my email to tool.user@example.net")], "",
+             calls=[call("c3", "update_customer", {"email": "tool.user@example.net",
+                                                   "name": "Theodore Kaczmarek"})],
+             tools=tools),
+        line("t-lower", [user("hi this is paris hilton, please ship to Paris.")], "Thanks Paris!"),
+        line("t-cards", [user("card 5500.0000.0000.0004 or 4111_1111_1111_1111 or "
+                              "4111 1111\n1111 1111 or 4111 1111 1111 11111 (extra digit)")]),
+        line("t-emails", [user("reset: https://acme.example.com/reset?email=jane.doe%40gmail.com"
+                               " or jane dot doe at gmail dot com or "
+                               "ana.lima (at) example (dot) com")]),
+        line("t-ids", [user("My SSN is 536-22-8741, my DOB is 04/12/1985 and passport "
+                            "X12345678. Hola, vivo en Calle de Alcalá 50, Madrid")]),
+        line("t-names", [user("This is Siobhán O'Neill, and my colleague Nguyễn Văn An will "
+                              "pick up.")], "Thanks Siobhán."),
+        line("t-place", [user("My name is Dakota Fanning. Ship it to North Dakota.")],
+             "Sure Dakota."),
+    ]
+    logs = tmp_path / "tools.jsonl"
+    logs.write_text("\n".join(lines) + "\n")
+    return logs
+
+
+def test_ingest_no_leaks_in_tool_calls_and_json(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                 engine: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing of TOOL_SECRETS anywhere, with either engine: output folder, store and its WAL,
+    stdout and stderr; tool calls stay valid JSON; places stay; an answer made only of tool
+    calls keeps them."""
+    pytest.importorskip("numpy")  # --embed tfidf
+    logs = _tool_logs(tmp_path)
+    out = tmp_path / "out"
+    store = tmp_path / "store.db"
+    store_files: dict[str, bytes] = {}
+    close = Store.close
+
+    def close_and_keep(self: Store) -> None:
+        self.flush()
+        store_files.update({p.name: p.read_bytes() for p in tmp_path.glob("store.db*")})
+        close(self)
+
+    monkeypatch.setattr(Store, "close", close_and_keep)
+    code = main([str(logs), "-o", str(out), "--store", str(store), "--embed", "tfidf",
+                 "--near", "1.0", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    summary = json.loads(captured.out)
+    assert summary["redaction"]["engine"] == engine
+    assert summary["items"] == {"reference": 9, "rubric": 0, "tools": 1}
+    assert "store.db-wal" in store_files and len(store_files["store.db-wal"]) > 0
+
+    files = [p for p in out.rglob("*") if p.is_file()] + list(tmp_path.glob("store.db*"))
+    blobs = {str(p): p.read_bytes() for p in files} | {
+        f"{name} before close": blob for name, blob in store_files.items()} | {
+        "stdout": captured.out.encode(), "stderr": captured.err.encode()}
+    for where, blob in blobs.items():
+        assert _leaks(blob, TOOL_SECRETS) == [], where
+        assert b"[NAME] An" not in blob, where  # a name redacted whole
+
+    rows = {json.loads(line)["id"]: json.loads(line)
+            for name in ("dataset.jsonl", "tools.jsonl")
+            for line in (out / name).read_text().splitlines()}
+    # places are kept; redacted tool calls are still JSON (a redacted number is a string)
+    assert "Ship it to North Dakota." in rows["t-place"]["messages"][-1]["content"]
+    assert "ship to Paris." in rows["t-lower"]["messages"][-1]["content"]
+    assert "Mountain View" in rows["t-lookup"]["messages"][-1]["content"]
+    lookup_result = json.loads(rows["t-lookup"]["messages"][-1]["content"])
+    assert lookup_result["customer"] == "[NAME]" and lookup_result["card"] == "[CARD]"
+    arguments = json.loads(rows["t-book"]["messages"][2]["tool_calls"][0]["function"]["arguments"])
+    assert arguments == {"customer_name": "[NAME]"}
+    assert rows["t-book"]["messages"][3]["content"] == "booked for [NAME]"
+    # an answer made only of tool calls: the calls are the reference, graded by tool_call
+    answer = rows["t-answer-call"]
+    call = answer["reference_tool_calls"][0]["function"]
+    assert call["name"] == "update_customer"
+    assert json.loads(call["arguments"]) == {"email": "[EMAIL]", "name": "[NAME]"}
+    assert answer["reference"].startswith("update_customer(")
+    spec = yaml.safe_load((out / "tools.eval.yaml").read_text())
+    assert spec["graders"][0]["type"] == "tool_call" and spec["tools"] == "{{item.tools}}"
+    loaded = eval_from_dict(spec, source=out / "tools.eval.yaml")
+    assert [item.id for item in loaded.items] == ["t-answer-call"]
+    graded = {run["eval"]: run["graded"] for run in summary["runs"]}
+    assert graded == {"out": True, "out-tools": True}
+    with Store(store) as s:
+        run = next(r for r in s.list_runs() if r.eval_name == "out-tools")
+        scores = load_results(s, run).item_scores()
+    assert scores["t-answer-call"] == 1.0  # the logged call against itself

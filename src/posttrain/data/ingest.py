@@ -9,6 +9,9 @@ Output folder:
   ``string_check`` with ``--grader string``);
 - ``rubric.jsonl`` + ``rubric.eval.yaml``: items rated negative with no correction, graded by a
   ``score_model`` judge against a rubric built from the user's comment;
+- ``tools.jsonl`` + ``tools.eval.yaml``: items whose logged answer is tool calls and no text,
+  graded by ``tool_call`` against the first call (the reference holds the calls as text too);
+  every item whose answer had tool calls keeps them in ``reference_tool_calls``;
 - ``ingest.json``: the summary (counts only, no content).
 
 With ``--store``, the logged answers are recorded as a run of ``logged:<model>`` on each eval,
@@ -102,6 +105,8 @@ def _item_row(record: LogRecord, item_id: str, theme: str, duplicates: int,
     if record.tools:
         row["tools"] = record.tools
     row["theme"] = theme
+    if record.response_tools:  # the logged answer's calls, redacted like the rest
+        row["reference_tool_calls"] = record.response_tools
     correction = feedback.get("correction")
     if isinstance(correction, (dict, list)):
         correction = json.dumps(correction)
@@ -118,9 +123,11 @@ def _item_row(record: LogRecord, item_id: str, theme: str, duplicates: int,
         row["prompt_text"] = _prompt_text(record.messages)
         row["rejected_response"] = record.response_text
     else:
-        kind = "reference"
         source = "accepted_response" if label in ("positive", "neutral") else "logged_response"
-        row["reference"] = record.response_text
+        # an answer made only of tool calls is graded on its calls, not on an empty text
+        kind = "tools" if record.response_tools and not record.response_text.strip() else (
+            "reference")
+        row["reference"] = record.response_text or _calls_text(record.response_tools)
     row["tags"] = [f"source:{source}"] + ([f"feedback:{label}"] if label else [])
     row["provenance"] = {
         "log_id": record.id, "log_line": record.line, "created": record.created,
@@ -131,19 +138,40 @@ def _item_row(record: LogRecord, item_id: str, theme: str, duplicates: int,
     return kind, row
 
 
+def _calls_text(calls: list[dict[str, Any]]) -> str:
+    """Tool calls as one line each, ``name(arguments)``."""
+    lines = []
+    for call in calls:
+        function = call.get("function") if isinstance(call.get("function"), dict) else call
+        arguments = function.get("arguments", "")
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments, ensure_ascii=False)
+        lines.append(f"{function.get('name')}({arguments})")
+    return "\n".join(lines)
+
+
+_DESCRIPTIONS = {"reference": "(reference answers).",
+                 "rubric": "(negative feedback, judged against a rubric).",
+                 "tools": "(answers that were tool calls, graded on the first call)."}
+
+
 def _eval_spec(name: str, kind: str, dataset: str, options: IngestOptions,
                has_tools: bool) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "name": name,
-        "description": ("Built by posttrain ingest from usage logs "
-                        + ("(reference answers)." if kind == "reference" else
-                           "(negative feedback, judged against a rubric).")),
+        "description": "Built by posttrain ingest from usage logs " + _DESCRIPTIONS[kind],
         "dataset": dataset,
         "tag": "theme",
     }
     if has_tools:
         spec["tools"] = "{{item.tools}}"
-    if kind == "reference":
+    if kind == "tools":
+        # redacted argument values ("[EMAIL]") cannot match: the call's name passes an item
+        spec["graders"] = [{"type": "tool_call", "name": "calls_reference_tool",
+                            "function": "{{item.reference_tool_calls[0].function.name}}",
+                            "arguments": "{{item.reference_tool_calls[0].function.arguments}}",
+                            "pass_threshold": 0.5}]
+    elif kind == "reference":
         if options.grader == "string":
             spec["graders"] = [{"type": "string_check", "name": "matches_reference",
                                 "input": "{{sample.output_text}}",
@@ -240,9 +268,9 @@ def ingest(logs: Path, out_dir: Path, options: IngestOptions | None = None,
         theme_summary.append({"label": themes.labels[theme], "size": len(members),
                               "kept": len(picked)})
 
-    rows: dict[str, list[dict[str, Any]]] = {"reference": [], "rubric": []}
-    models: dict[str, Counter[str]] = {"reference": Counter(), "rubric": Counter()}
-    logged: dict[str, list[LogRecord]] = {"reference": [], "rubric": []}
+    rows: dict[str, list[dict[str, Any]]] = {"reference": [], "rubric": [], "tools": []}
+    models: dict[str, Counter[str]] = {kind: Counter() for kind in rows}
+    logged: dict[str, list[LogRecord]] = {kind: [] for kind in rows}
     for position, record in enumerate(survivors):
         if position not in chosen:
             continue
@@ -258,7 +286,8 @@ def ingest(logs: Path, out_dir: Path, options: IngestOptions | None = None,
     outputs = []
     for kind, dataset_name, eval_name, suffix in (
             ("reference", "dataset.jsonl", "eval.yaml", ""),
-            ("rubric", "rubric.jsonl", "rubric.eval.yaml", "-rubric")):
+            ("rubric", "rubric.jsonl", "rubric.eval.yaml", "-rubric"),
+            ("tools", "tools.jsonl", "tools.eval.yaml", "-tools")):
         if not rows[kind]:
             continue
         has_tools = any("tools" in row for row in rows[kind])
@@ -328,7 +357,7 @@ def _record_logged_runs(store_path: Path, outputs: list[dict[str, Any]],
                     request_key=None, attempts=1)
             store.finish_run(run.id)
             entry = {"run": run.id, "eval": spec["name"], "model": model, "graded": False}
-            if kind == "reference":  # production answers against the references (no judge)
+            if kind != "rubric":  # production answers against the references (no judge)
                 from posttrain.runner.regrade import regrade_run
 
                 try:
