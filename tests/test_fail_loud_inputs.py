@@ -623,3 +623,65 @@ def test_judge_sampling_params_are_typed(tmp_path: Path, stub_server: StubServer
     line = one_line(run_eval(path, "--model", f"openai:stub?base_url={stub_server.base_url}"),
                     capsys)
     assert f"eval.yaml:6: {where}: {message}" in line, line
+
+
+# ---- logprobs: false asks for nothing -----------------------------------------------------------
+@pytest.mark.parametrize("kind", ["anthropic", "hf", "vllm"])
+def test_logprobs_false_is_taken_everywhere_and_true_refused(kind: str) -> None:
+    from posttrain.models.base import UnsupportedField, supported_fields
+    from posttrain.types import ChatRequest
+
+    request = ChatRequest(messages=[{"role": "user", "content": "hi"}],
+                          extra={"logprobs": False})
+    assert supported_fields(request, kind) == {"logprobs": False}
+    with pytest.raises(UnsupportedField, match="does not read log-probabilities"):
+        supported_fields(ChatRequest(messages=request.messages, extra={"logprobs": True}), kind)
+
+
+# ---- usability: wording and paths --------------------------------------------------------------
+def test_grade_validate_refuses_what_the_eval_loader_refuses(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    grader = tmp_path / "g.json"
+    for spec, message in [
+            ({"reference": "{{ msg }}"}, "reference: {{msg}}: a grader's template reads "
+                                          "`item.*` and `sample.*`, not 'msg'"),
+            ({"input": "{{sample.output_txt}}"}, "did you mean 'output_text'?"),
+            ({"type": "string_chek"}, "unknown grader type 'string_chek'; did you mean "
+                                      "'string_check'?")]:
+        grader.write_text(json.dumps({"type": "string_check", "name": "g", "operation": "eq",
+                                      "input": "{{sample.output_text}}", "reference": "a",
+                                      **spec}))
+        line = one_line(main(["grade", str(grader), "--validate"]), capsys)
+        assert f"posttrain: error: {grader}: " in line and message in line, line
+    grader.write_text(json.dumps({"type": "string_check", "name": "g", "operation": "eq",
+                                  "input": "{{sample.output_text}}", "reference": "\\{{ msg }}"}))
+    assert main(["grade", str(grader), "--validate"]) == 0
+
+
+def test_a_yaml_escape_error_says_how_to_write_a_literal_brace(tmp_path: Path) -> None:
+    from posttrain.eval import load_eval
+
+    path = write_eval(tmp_path / "e", ROWS)
+    path.write_text(path.read_text().replace('"{{item.question}}"', '"\\{{ x }} {{item.question}}"'))
+    with pytest.raises(UserError) as info:
+        load_eval(path)
+    assert "found unknown escape character" in str(info.value)
+    assert '"\\\\{{" for a literal {{' in str(info.value)
+
+
+def test_errors_name_files_by_absolute_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_eval(tmp_path / "e", ROWS, extra="sampling: {max_token: 3}\n")
+    (tmp_path / "broken.yaml").write_text("name: [\n")
+    (tmp_path / "models.yaml").write_text("models:\n  m: {provider: openai, base_ur: x}\n")
+    for argv, file in [(["eval", "e/eval.yaml", "--model", "openai:m"], "e/eval.yaml:7"),
+                       (["eval", "broken.yaml", "--model", "openai:m"], "broken.yaml:2"),
+                       (["eval", "e/eval.yaml", "--model", "m", "--models-file", "models.yaml"],
+                        "models.yaml:2")]:
+        line = one_line(main(argv), capsys)
+        assert line.startswith(f"posttrain: error: {tmp_path}/{file}: "), line
+    pytest.importorskip("transformers")
+    write_eval(tmp_path / "ok", ROWS)
+    line = one_line(main(["eval", "ok/eval.yaml", "--model", "hf:./no-such-model"]), capsys)
+    assert line.endswith(f"no such file or folder: {tmp_path}/no-such-model"), line

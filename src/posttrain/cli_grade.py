@@ -42,7 +42,7 @@ def _load_json_arg(value: str, what: str) -> Any:
     text = value
     source = f"--{what}"
     if not value.lstrip().startswith(("{", "[")):
-        path = Path(value)
+        path = Path(value).resolve()  # errors name files by their absolute path
         from posttrain.data.loaders import decode
 
         try:
@@ -80,12 +80,38 @@ def load_grader(path: str) -> Any:
     from posttrain.template import GRADER_NOT_TEMPLATES, syntax_errors
 
     inline = path.lstrip().startswith(("{", "["))
+    source = None if inline else str(Path(path).resolve())
     for where, exc in syntax_errors(spec, skip=GRADER_NOT_TEMPLATES):
-        raise UserError(str(exc), file=None if inline else path,
-                        field=where or ("--grader" if inline else None))
-    context = GraderContext(base_dir=Path(path).resolve().parent, source=path,
-                            model_factory=_model_factory())
+        raise UserError(str(exc), file=source, field=where or ("--grader" if inline else None))
+    _check_roots(spec, source, inline)
+    context = GraderContext(base_dir=Path(path).resolve().parent,
+                            source=source or path, model_factory=_model_factory())
     return build_grader(spec, context)
+
+
+def _check_roots(spec: Any, source: str | None, inline: bool) -> None:
+    """Every placeholder reads ``item.*``, ``sample.*`` (a field a sample has) or, in a
+    pairwise judge, ``pair.*``, as the eval loader requires: ``{{ msg }}`` is an error here
+    too, not a grade that fails on every sample."""
+    import re
+
+    from posttrain.eval import SAMPLE_FIELDS
+    from posttrain.graders.registry import did_you_mean
+    from posttrain.template import GRADER_NOT_TEMPLATES, placeholders_by_field
+
+    for where, path in placeholders_by_field(spec, skip=GRADER_NOT_TEMPLATES):
+        root, _, rest = path.partition(".")
+        root = root.split("[", 1)[0]
+        field = where or ("--grader" if inline else None)
+        if root not in ("item", "sample", "pair"):
+            raise UserError(f"{{{{{path}}}}}: a grader's template reads `item.*` and "
+                            f"`sample.*`, not {root!r}; write \\{{{{ for a literal {{{{",
+                            file=source, field=field)
+        name = re.split(r"[.\[]", rest, maxsplit=1)[0]
+        if root == "sample" and name not in (*SAMPLE_FIELDS, "transcript"):
+            raise UserError(f"{{{{{path}}}}}: a sample has no field {name!r}"
+                            + did_you_mean(name, SAMPLE_FIELDS)
+                            + f" (it has {', '.join(SAMPLE_FIELDS)})", file=source, field=field)
 
 
 def _sample(args: argparse.Namespace) -> dict[str, Any]:

@@ -807,10 +807,10 @@ def load_eval(path: str | Path, *, model_factory: Callable[[str], Any] | None = 
     written (see ``posttrain.data.yaml12``), UTF-8 with or without a byte-order mark."""
     from posttrain.data import yaml12
 
-    path = Path(path)
+    path = Path(path).resolve()  # errors name files by their absolute path, everywhere
     spec, text = yaml12.load_file(path, what="eval file", items_key="items")
     try:
-        return eval_from_dict(spec, source=path.resolve(), model_factory=model_factory)
+        return eval_from_dict(spec, source=path, model_factory=model_factory)
     except UserError as exc:
         if exc.line is None and exc.field and exc.file == str(path.resolve()):
             exc.line = yaml_line(text, exc.field)

@@ -160,6 +160,10 @@ for _tag, _name in ((_NULL, "construct_yaml_null"), (_BOOL, "construct_yaml_bool
 def _user_error(exc: yaml.YAMLError, file: str | Path | None) -> UserError:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
+    if "unknown escape character" in problem:
+        problem += (" (in a double-quoted YAML string a backslash is written \\\\: "
+                    "\"\\\\{{\" for a literal {{ in a prompt, or use single quotes: "
+                    "'\\{{ x }}')")
     return UserError(f"not valid YAML: {problem}", file=file,
                      line=mark.line + 1 if mark is not None else None)
 

@@ -72,8 +72,8 @@ def build_grader(spec: Any, context: GraderContext | None = None) -> Grader:
         builder = _BUILDERS.get(type_name)
     if builder is None:
         raise UserError(
-            f"unknown grader type {type_name!r}; known: {', '.join(known_types())}",
-            file=context.source, field="type",
+            f"unknown grader type {type_name!r}{did_you_mean(type_name, known_types())} "
+            f"(known: {', '.join(known_types())})", file=context.source, field="type",
         )
     tracked = _TrackedSpec(spec)
     grader = builder(tracked, context)

@@ -281,11 +281,12 @@ def load_models_file(path: str | Path | None = None) -> dict[str, ModelConfig]:
         return {}
     from posttrain.data import yaml12
 
+    file = file.resolve()  # errors name files by their absolute path, everywhere
     data, text = yaml12.load_file(file, what="models file")
     try:
-        return _entries(data or {}, file.resolve())
+        return _entries(data or {}, file)
     except UserError as exc:
-        if exc.line is None and exc.field and exc.file == str(file.resolve()):
+        if exc.line is None and exc.field and exc.file == str(file):
             from posttrain.eval import yaml_line
 
             exc.line = yaml_line(text, exc.field)

@@ -165,7 +165,9 @@ _EVAL_KEYS = {"messages", "tools", "tool_choice", "response_format"}  # not unde
 
 _AS_IS = (True, "sent as is")
 _LOCAL = "no request body: local generation"
-_NO_LOGPROBS = "posttrain does not read log-probabilities from this provider"
+_NO_LOGPROBS = ("posttrain does not read log-probabilities from this provider (false, which "
+                "asks for none, is fine)")
+_NO_TOP_LOGPROBS = "posttrain does not read log-probabilities from this provider"
 
 
 def _row(openai: tuple[bool, str], anthropic: tuple[bool, str], hf: tuple[bool, str],
@@ -229,8 +231,8 @@ FIELD_SUPPORT: dict[str, dict[str, tuple[bool, str]]] = {
                        (True, "SamplingParams.logit_bias (token ids)")),
     "logprobs": _row(_AS_IS, (False, _NO_LOGPROBS), (False, _NO_LOGPROBS),
                      (False, _NO_LOGPROBS)),
-    "top_logprobs": _row(_AS_IS, (False, _NO_LOGPROBS), (False, _NO_LOGPROBS),
-                         (False, _NO_LOGPROBS)),
+    "top_logprobs": _row(_AS_IS, (False, _NO_TOP_LOGPROBS), (False, _NO_TOP_LOGPROBS),
+                         (False, _NO_TOP_LOGPROBS)),
     "service_tier": _row(_AS_IS, (True, "auto, standard_only; other tiers: refused"),
                          (False, _LOCAL), (False, _LOCAL)),
     "verbosity": _row(_AS_IS, (False, "the Messages API has no verbosity"), (False, _LOCAL),
@@ -305,7 +307,7 @@ def supported_fields(request: ChatRequest, kind: str) -> dict[str, Any]:
                 continue
             raise UnsupportedField(name, f"unknown request field for {kind}: models")
         honoured, how = row[kind]
-        if not honoured:
+        if not honoured and not (name == "logprobs" and value is False):  # false asks nothing
             raise UnsupportedField(name, how)
         if name == "n" and value != 1:
             raise UnsupportedField(name, "posttrain stores one answer per request; sample an "

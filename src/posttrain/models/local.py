@@ -323,7 +323,8 @@ class LocalSource:
         looks_local = self.kind == "gguf" or self.path.startswith(("/", ".", "~")) or \
             self.path.count("/") != 1 or expanded.exists()
         if looks_local and not expanded.exists():
-            raise UserError(f"{self.spec}: no such file or folder: {expanded}", field="--model")
+            raise UserError(f"{self.spec}: no such file or folder: {expanded.resolve()}",
+                            field="--model")
 
     def materialize(self, log: Log | None = None) -> str:
         """What ``from_pretrained`` takes: the folder, converting a GGUF first (once, cached)."""
