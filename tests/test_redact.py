@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -106,6 +107,103 @@ def test_names_carried_within_a_record_not_across() -> None:
 def test_names_off_keeps_names_only() -> None:
     out = Redactor(names=False).text("I'm Sarah Connor, mail sarah@example.com")
     assert out == "I'm Sarah Connor, mail [EMAIL]"
+
+
+@pytest.fixture(params=["regex", "presidio"])
+def engine(request: pytest.FixtureRequest) -> str:
+    """Each engine: the rules alone, then Presidio + spaCy (skipped without the extra)."""
+    if request.param == "presidio":
+        request.getfixturevalue("presidio_engine")
+    return request.param
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # cards: any grouping of 13-19 digits, any common separator, checksum or not
+    ("card 5500.0000.0000.0004", "card [CARD]"),
+    ("card 4111_1111_1111_1111", "card [CARD]"),
+    ("card 4111 1111\n1111 1111 split over lines", "card [CARD] split over lines"),
+    ("card 4111 1111 1111 11111 (extra digit)", "card [CARD] (extra digit)"),
+    ("card 4111 - 1111 - 1111 - 1111", "card [CARD]"),
+    ("call 0044 20 7946 0958", "call [PHONE]"),  # a card never starts with 0
+    ("IBAN: DE89 3704 0044 0532 0130 01 (a typo)", "IBAN: [IBAN] (a typo)"),
+    # e-mail addresses in links and spelt out
+    ("reset: https://acme.example.com/reset?email=jane.doe%40gmail.com",
+     "reset: https://acme.example.com/reset?email=[EMAIL]"),
+    ("backup jane dot doe at gmail dot com", "backup [EMAIL]"),
+    ("my email is ana.lima (at) example (dot) com", "my email is [EMAIL]"),
+    ("look at google dot com", "look at google dot com"),
+    # SSN, date of birth, passport
+    ("My SSN is 536-22-8741", "My SSN is [SSN]"),
+    ("social security number 536228741", "social security number [SSN]"),
+    ("order 536228741 shipped", "order 536228741 shipped"),
+    ("My DOB is 04/12/1985 and passport X12345678", "My DOB is [DOB] and passport [PASSPORT]"),
+    ("I was born on 3 March 1990.", "I was born on [DOB]."),
+    ("my passport is expired", "my passport is expired"),
+    # streets with the number after the name
+    ("Hola, vivo en Calle de Alcalá 50, Madrid", "Hola, vivo en [ADDRESS], Madrid"),
+    ("Lieferung an Hauptstraße 5a, Berlin", "Lieferung an [ADDRESS], Berlin"),
+    # lower-case introductions, names with diacritics whole
+    ("hi this is paris hilton, please ship to Paris.", "hi this is [NAME], please ship to Paris."),
+    ("hello, i am maria garcia and my friend is john o'brien",
+     "hello, i am [NAME] and my friend is [NAME]"),
+    ("ok so my name is tariq and i cant login", "ok so my name is [NAME] and i cant login"),
+    ("this is really bad, i am so angry.", "this is really bad, i am so angry."),
+    ("my colleague Nguyễn Văn An will pick up", "my colleague [NAME] will pick up"),
+    # places are not carried names
+    ("My name is Dakota Fanning. Ship it to North Dakota.",
+     "My name is [NAME]. Ship it to North Dakota."),
+])
+def test_red_team_leaks(engine: str, text: str, expected: str) -> None:
+    assert Redactor(engine=engine).text(text) == expected
+
+
+def test_json_inside_strings(engine: str) -> None:
+    """Tool call arguments, tool results and JSON pasted into a message: every string and long
+    number is analysed after its key, person keys are names, the JSON stays valid, and a name
+    found there is redacted in the rest of the conversation."""
+    arguments = json.dumps({"customer_name": "Rosalind Featherstonehaugh", "city": "Georgia",
+                            "card": 4111111111111112, "dob": "1985-04-12",
+                            "guests": ["Ada Quimby", "Bo Zhang"], "note": "call back"})
+    conversation = [
+        {"role": "user", "content": "Please book it"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "book",
+                                                          "arguments": arguments}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "booked for Rosalind Featherstonehaugh"},
+        {"role": "user", "content": 'Also {"name": "Ignatius Worthington", "passport": "X1234567",'
+                                    ' "ssn": "536228741", "full_name": "Jos\\u00e9 \\u00c1lvarez"}'},
+        {"role": "user", "content": "{\"contact\": {\"firstName\": \"Marguerite\"}}"},
+    ]
+    out = Redactor(engine=engine).value(conversation)
+    call = out[1]["tool_calls"][0]["function"]
+    assert call["name"] == "book"  # "name" names the function here, not a person
+    assert json.loads(call["arguments"]) == {
+        "customer_name": "[NAME]", "city": "Georgia", "card": "[CARD]", "dob": "[DOB]",
+        "guests": ["[NAME]", "[NAME]"], "note": "call back"}
+    assert out[2]["content"] == "booked for [NAME]"
+    pasted = json.loads(out[3]["content"].removeprefix("Also "))
+    assert pasted == {"name": "[NAME]", "passport": "[PASSPORT]", "ssn": "[SSN]",
+                      "full_name": "[NAME]"}
+    assert json.loads(out[4]["content"]) == {"contact": {"firstName": "[NAME]"}}
+    # a person key in the record itself counts; "name" alone only in a tool call's arguments
+    record = {"customer_name": "Zorblat Quenneville", "tool": {"name": "Get Weather"},
+              "arguments": {"name": "Ada Quimby"}}
+    assert Redactor(engine=engine).value(record) == {
+        "customer_name": "[NAME]", "tool": {"name": "Get Weather"},
+        "arguments": {"name": "[NAME]"}}
+
+
+def test_names_carried_in_any_case_never_into_places(engine: str) -> None:
+    redactor = Redactor(engine=engine)
+    out = redactor.redact_all([
+        ["hi this is paris hilton, please ship to Paris.", "Thanks Paris! Hilton noted."],
+        ["My name is Dakota Fanning. Ship it to North Dakota.", "Sure dakota, to North Dakota."],
+        ["I'm Tyler Brooks", "Will ship to Paris, Texas, Tyler."],
+    ])
+    assert out[0] == ["hi this is [NAME], please ship to Paris.", "Thanks [NAME]! [NAME] noted."]
+    assert out[1] == ["My name is [NAME]. Ship it to North Dakota.",
+                      "Sure [NAME], to North Dakota."]
+    assert out[2] == ["I'm [NAME]", "Will ship to Paris, Texas, [NAME]."]
 
 
 def _scores(engine: str) -> dict:

@@ -1017,8 +1017,9 @@ _PERSON_ROLES = (r"customer|client|user|contact|recipient|sender|holder|card_?ho
                  r"emergency_contact|parent|spouse|student|applicant|tenant|caller|requester|"
                  r"reporter|assignee|author|agent")
 _PERSON_KEY = re.compile(
-    rf"(?:(?:{_PERSON_ROLES})_?)?(?:(?:first|last|middle|given|family|full|display|legal|maiden|"
-    rf"nick|sur|real|birth)_?)?name|surname|(?:{_PERSON_ROLES})(?:_?(?:full|first|last))?")
+    rf"(?:(?:(?:{_PERSON_ROLES})_?)?(?:(?:first|last|middle|given|family|full|display|legal|"
+    rf"maiden|nick|sur|real|birth)_?)?name|surname|(?:{_PERSON_ROLES})(?:_?(?:full|first|last))?"
+    r")s?")  # plural: a list of them ("guests", "names")
 _NAME_VALUE = re.compile(rf"[{_UPPER}{_LOWER}][{_UPPER}{_LOWER}'’.\-]*"
                          rf"(?: [{_UPPER}{_LOWER}][{_UPPER}{_LOWER}'’.\-]*){{0,4}}")
 
@@ -1184,8 +1185,10 @@ class Redactor:
             shift = len(text) - len(node.text)
             own = [Span(max(0, s.start - shift), s.end - shift, s.kind, s.score, s.cue)
                    for s in by_text[text] if s.end > shift]
+            # (the texts' own keys were chosen by the caller: ``_collect`` passes "name" only
+            # inside a tool call's arguments)
             if (self.names and node.key is not None and (node.literal is None or not
-                    node.literal.is_key) and _person_key(node.key, node.literal is not None)
+                    node.literal.is_key) and _person_key(node.key)
                     and _looks_like_name(node.text)):
                 lead = len(node.text) - len(node.text.lstrip())
                 own.append(Span(lead, len(node.text.rstrip()), "name", 0.9, cue=True))
