@@ -685,3 +685,14 @@ def test_errors_name_files_by_absolute_path(tmp_path: Path, monkeypatch: pytest.
     write_eval(tmp_path / "ok", ROWS)
     line = one_line(main(["eval", "ok/eval.yaml", "--model", "hf:./no-such-model"]), capsys)
     assert line.endswith(f"no such file or folder: {tmp_path}/no-such-model"), line
+
+
+def test_grader_numbers_are_finite(tmp_path: Path) -> None:
+    from posttrain.eval import load_eval
+
+    path = write_eval(tmp_path / "e", ROWS, graders=(
+        '  - {type: numeric, name: n, input: "{{sample.output_text}}", reference: "1", '
+        "tolerance: .inf}\n"))
+    with pytest.raises(UserError) as info:
+        load_eval(path)
+    assert "eval.yaml:6: graders[0].tolerance: must be a finite number, got inf" in str(info.value)

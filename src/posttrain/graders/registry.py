@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -133,5 +134,8 @@ def require(spec: dict[str, Any], key: str, kind: type | tuple[type, ...], conte
     if not isinstance(value, kind) or (kind in (int, float, (int, float)) and isinstance(value, bool)):
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise UserError(f"must be {names}, got {type(value).__name__}", file=context.source,
+                        field=field)
+    if isinstance(value, float) and not math.isfinite(value):  # .nan, .inf in a YAML file
+        raise UserError(f"must be a finite number, got {value!r}", file=context.source,
                         field=field)
     return value
