@@ -215,36 +215,41 @@ def test_labelled_set_presidio() -> None:
     """Floors a little under the figures in bench/RESULTS.md: a regression fails."""
     scores = _scores("presidio")
     overall, kinds = scores["overall"], scores["kinds"]
-    assert overall["labelled"] >= 180
-    assert overall["recall"] >= 0.92 and overall["precision"] >= 0.94, overall
-    assert kinds["name"]["recall"] >= 0.86 and kinds["name"]["precision"] >= 0.90, kinds["name"]
+    assert overall["labelled"] >= 300
+    assert overall["recall"] >= 0.94 and overall["precision"] >= 0.93, overall
+    assert kinds["name"]["recall"] >= 0.90 and kinds["name"]["precision"] >= 0.91, kinds["name"]
     for kind, score in kinds.items():
-        if kind != "name":
-            assert score["recall"] == 1.0, (kind, score)
-            assert score["precision"] >= 0.9, (kind, score)
+        if kind != "name":  # one street missed ("Corso Vittorio Emanuele II 45")
+            assert score["recall"] >= (0.94 if kind == "address" else 1.0), (kind, score)
+            assert score["precision"] >= 0.8, (kind, score)
     # place names are never redacted as people's names
     place_rows = [row.text for row in load_labelled(LABELLED) if "place" in (row.note or "")]
     wrong = [(kind, text) for kind, text, row in scores["false_positives"] if row in place_rows]
     assert wrong == []
+    # the red team's leaks (batch 4) stay fixed
+    red_team = [row for row in load_labelled(LABELLED) if row.batch == 4]
+    assert score_redaction(red_team, Redactor()).overall.recall == 1.0
 
 
 def test_labelled_set_regex() -> None:
     scores = _scores("regex")
     overall, kinds = scores["overall"], scores["kinds"]
-    assert overall["recall"] >= 0.78 and overall["precision"] >= 0.97, overall
-    assert kinds["name"]["precision"] >= 0.97, kinds["name"]
+    assert overall["recall"] >= 0.83 and overall["precision"] >= 0.96, overall
+    assert kinds["name"]["recall"] >= 0.66 and kinds["name"]["precision"] >= 0.97, kinds["name"]
     for kind, score in kinds.items():
         if kind != "name":
-            assert score["recall"] >= 0.95, (kind, score)
+            assert score["recall"] >= 0.94, (kind, score)
+    red_team = [row for row in load_labelled(LABELLED) if row.batch == 4]
+    assert score_redaction(red_team, Redactor(engine="regex")).overall.recall >= 0.94
 
 
 def test_labelled_set_rows_are_well_formed() -> None:
     rows = load_labelled(LABELLED)
-    assert len(rows) >= 280 and {row.batch for row in rows} >= {1, 2, 3, 4}
+    assert len(rows) >= 340 and {row.batch for row in rows} == {1, 2, 3, 4, 5}
     kinds = {kind for row in rows for _, _, kind in row.spans}
     assert kinds == {"name", "email", "phone", "card", "iban", "api_key", "secret", "ip",
                      "address", "ssn", "dob", "passport"}
-    assert sum(1 for row in rows if not row.spans) >= 60  # hard negatives
+    assert sum(1 for row in rows if not row.spans) >= 80  # hard negatives
 
 
 def test_help_does_not_import_presidio() -> None:

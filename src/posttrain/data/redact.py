@@ -111,9 +111,11 @@ _EMAIL_SPELT = (rf"(?i:(?<![\w.%+\-])[a-z0-9_%+\-]+(?:{_DOT}[a-z0-9_%+\-]+)*{_AT
 _IBAN = r"\b(?i:[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?)\b"
 # a card's shape: 13-19 digits in groups (4-4-4-4, 4-6-5, 4-4-4-4-3, one digit too many or too
 # few) with any common separator (space, line break, "-", ".", "_", "/", " - "), or a bare run.
-# The first digit is never 0 (a "0049 30 ..." phone number); the groups must end the run.
+# The first digit is never 0 (a "0049 30 ..." phone number); the groups are the whole run (the
+# end of a 22-digit tracking number is not a card).
 _CARD_SEP = r"(?:[ \t]*[\-._/][ \t]*|\s+)"
-_CARD_GROUPED = (rf"(?<![\d.\-_/])[1-9]\d{{3}}(?:{_CARD_SEP}\d{{2,6}}){{2,4}}"
+_CARD_GROUPED = (rf"(?<![\d.\-_/])(?<!\d[ \t\n])(?<!\d [\-._/] )[1-9]\d{{3}}"
+                 rf"(?:{_CARD_SEP}\d{{2,6}}){{2,4}}"
                  rf"(?!\d|{_CARD_SEP}\d|[.\-_/]\w)")
 _CARD_BARE = r"(?<![\d.\-])\d{13,19}(?!\d|\.\d)"
 _IPV4 = r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])"
@@ -972,8 +974,8 @@ def _scan_json(text: str, start: int, end: int) -> list[_Literal]:
 def _fit(spans: list[Span], segments: list[tuple[int, int]], literals: list[_Literal],
          ) -> list[Span]:
     """Spans that keep the JSON in a text valid: inside a JSON object or array, a span is cut
-    to the strings it covers (whole characters, never half an escape) and a number it touches
-    is replaced whole, as a JSON string."""
+    to the strings it covers (whole characters, never half an escape), a number it touches is
+    replaced whole, as a JSON string, and a key is never a name."""
     if not segments:
         return spans
     out = []
@@ -996,6 +998,8 @@ def _fit(spans: list[Span], segments: list[tuple[int, int]], literals: list[_Lit
         for literal in literals:
             if not (literal.start < span.end and span.start < literal.end):
                 continue
+            if literal.is_key and span.kind == "name":
+                continue  # a key is an identifier ("date_of_birth"), not a person
             if literal.number:
                 out.append(Span(literal.start, literal.end, span.kind, span.score, span.cue,
                                 quote=True))
@@ -1034,8 +1038,9 @@ def _person_key(key: str, plain_name: bool = True) -> bool:
 
 
 def _looks_like_name(value: str) -> bool:
-    """A value that can be a person's name: one to five words of letters, none a common word."""
-    value = value.strip()
+    """A value that can be a person's name: one to five words of letters, none a common word
+    (after a title: "MR HUGO LINDQVIST")."""
+    value = re.sub(r"^(?i:mr|mrs|ms|miss|mx|dr|prof)\.?\s+", "", value.strip())
     if not 2 <= len(value) <= 80 or not _NAME_VALUE.fullmatch(value):
         return False
     words = [w.strip(".'’-").lower() for w in value.split()]
@@ -1185,6 +1190,8 @@ class Redactor:
             shift = len(text) - len(node.text)
             own = [Span(max(0, s.start - shift), s.end - shift, s.kind, s.score, s.cue)
                    for s in by_text[text] if s.end > shift]
+            if node.literal is not None and node.literal.is_key:  # an identifier, no person
+                own = [s for s in own if s.kind not in ("name", "place")]
             # (the texts' own keys were chosen by the caller: ``_collect`` passes "name" only
             # inside a tool call's arguments)
             if (self.names and node.key is not None and (node.literal is None or not
