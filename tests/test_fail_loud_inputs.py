@@ -696,3 +696,15 @@ def test_grader_numbers_are_finite(tmp_path: Path) -> None:
     with pytest.raises(UserError) as info:
         load_eval(path)
     assert "eval.yaml:6: graders[0].tolerance: must be a finite number, got inf" in str(info.value)
+
+
+def test_anthropic_tool_without_a_name_says_so() -> None:
+    from posttrain.models.anthropic_model import to_anthropic
+    from posttrain.models.base import UnsupportedField
+    from posttrain.types import ChatRequest
+
+    request = ChatRequest(messages=[{"role": "user", "content": "hi"}],
+                          tools=[{"type": "function", "function": {"nmae": "f"}}])
+    with pytest.raises(UnsupportedField) as info:
+        to_anthropic(request, "claude-x")
+    assert str(info.value) == "tools: a function tool needs function.name (keys: nmae)"

@@ -264,6 +264,8 @@ def require_model_files(spec: str, source: Any) -> None:
     if not any(target.iterdir()):
         raise UserError(f"{spec}: {shown} is an empty folder, not a model: {_WHAT_HF_TAKES}",
                         field="--model")
+    if (target / "adapter_config.json").is_file():
+        return  # a PEFT adapter: transformers loads it over its base model (the loader decides)
     config = target / "config.json"
     if not config.is_file():
         ggufs = sorted(p.name for p in target.glob("*.gguf"))
