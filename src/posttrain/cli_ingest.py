@@ -37,8 +37,9 @@ def _configure(parser: argparse.ArgumentParser) -> None:
                         help="grader for reference items")
     parser.add_argument("--name", help="eval name (default: the output folder's name)")
     parser.add_argument("--no-names", action="store_true",
-                        help="do not redact people's names (names are found by spaCy's NER with "
-                             "the [ingest] extra, else only 'my name is X' introductions)")
+                        help="do not redact people's names (found by spaCy's NER with the "
+                             "[ingest] extra, by cues such as 'my name is X' and by JSON keys "
+                             "such as customer_name)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 

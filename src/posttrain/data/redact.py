@@ -1,7 +1,7 @@
 """Redaction of personal data and secrets, applied to every string before anything is written.
 
 Kinds (the placeholder is ``[KIND]``): ``api_key``, ``email``, ``iban``, ``card``, ``ip``,
-``phone``, ``secret``, ``address``, ``name``.
+``phone``, ``ssn``, ``dob`` (a date of birth), ``passport``, ``secret``, ``address``, ``name``.
 
 Two detectors behind one :class:`Redactor`:
 
@@ -11,10 +11,14 @@ Two detectors behind one :class:`Redactor`:
     downloaded), built once per process. Presidio's own recognizers find e-mail addresses,
     phone numbers (libphonenumber), Luhn-valid cards, IBANs and IP addresses; spaCy's NER finds
     people's names. posttrain adds pattern recognizers (:data:`RULES`) for API keys and tokens,
-    hex / base64 secrets and passwords, street addresses, names given by a cue ("my name is X",
-    "Hi X,", "my daughter X", "Mr X", "X here"), and the *shape* of a card or IBAN: a checksum
-    (Luhn, mod 97) raises the score to 1.0, it never decides alone, so a mistyped card number
-    is still a card.
+    hex / base64 secrets and passwords, e-mail addresses URL-encoded (``%40``) or spelt out
+    ("jane dot doe at gmail dot com", "ana (at) example (dot) com"), US social security numbers,
+    dates of birth and passport numbers after their cue ("DOB", "born on", "passport no."),
+    street addresses (number first, or after the street: "Calle de Alcalá 50",
+    "Hauptstraße 5"), names given by a cue ("my name is X", "hi this is paris hilton", "Hi X,",
+    "my daughter X", "Mr X", "X here"), and the *shape* of a card or IBAN: a card is 13-19
+    digits in groups with any common separator (a line break too); a checksum (Luhn, mod 97)
+    raises the score to 1.0, it never decides alone, so a mistyped card number is still a card.
     ``$POSTTRAIN_SPACY_MODEL`` names another spaCy pipeline, installed or a folder (e.g.
     ``en_core_web_lg`` from spaCy's own releases).
 
@@ -29,10 +33,22 @@ are a place elsewhere in the text. Cities, regions and countries are kept (not p
 their own, and evals need them: "ships to Canada"); a street line with a house number is
 redacted as ``address``. Organisations, products, dates, amounts and order numbers are kept.
 
+Every string goes through the same analyser, whatever the role of its message, and so does
+JSON inside a string (a tool call's arguments, a tool's result, a record pasted into a message):
+each string and long number in it is analysed on its own, after its key ("card: 4111...",
+"passport: X123..."); the value of a key that names people (``name``, ``customer_name``,
+``full_name``, ``firstName``, ``contact``, ``guests``...) is a name when it reads as one, and so
+is a string under such a key in the record itself (``name`` there only inside a tool call's
+``arguments``: elsewhere it names functions). Replacements keep the JSON valid: inside a string
+they are text, a redacted number becomes the string ``"[CARD]"``.
+
 A name found in one string of a record (:meth:`Redactor.redact_all`: one value per record) is
-redacted wherever else it appears in that record (the user's name in the assistant's reply),
-unless it is also a common word ("Will") or reads as a place there. Precision and recall on a
-labelled set: ``bench/bench_redact.py`` (figures in ``bench/RESULTS.md``).
+redacted wherever else it appears in that record (the user's name in the assistant's reply, a
+customer's name from a tool call in the tool's result), in any letter case, unless it is also a
+common word ("Will") or reads as a place there ("to Georgia", "North Dakota", "Paris, Texas").
+A name is redacted whole: whole words, and the capitalised words right after it ("Nguyễn Văn
+An"). Precision and recall on a labelled set: ``bench/bench_redact.py`` (figures in
+``bench/RESULTS.md``).
 """
 
 from __future__ import annotations
