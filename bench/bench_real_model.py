@@ -3,6 +3,7 @@
     python bench/bench_real_model.py [--batches 1,8,32] [--new-tokens 64]
                                      [--serve-requests 32] [--concurrency 16[,1]]
                                      [--continuous-batching] [--skip gguf-load,serve]
+                                     [--cache DIR --skip convert]
 
 Stages (each prints one JSON line; all times are wall-clock seconds):
 
@@ -278,13 +279,26 @@ def main() -> None:
     parser.add_argument("--concurrency", default="16")
     parser.add_argument("--continuous-batching", action="store_true",
                         help="also serve with --continuous-batching")
-    parser.add_argument("--skip", default="", help="comma list: convert is never skipped; "
-                        "load, gguf-load, generate, serve")
+    parser.add_argument("--skip", default="", help="comma list of convert (with --cache), load, "
+                        "gguf-load, generate, serve")
+    parser.add_argument("--cache", type=Path, help="a POSTTRAIN_CACHE where the model is pulled "
+                        "already (to re-run later stages; default: a fresh one)")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
-    cache = Path(tempfile.mkdtemp(prefix="bench-real-model-"))
+    if "convert" in skip and args.cache is None:
+        parser.error("--skip convert needs --cache with the model pulled")
+    cache = args.cache or Path(tempfile.mkdtemp(prefix="bench-real-model-"))
     try:
-        folder = bench_convert(cache)
+        if "convert" in skip:
+            os.environ["POSTTRAIN_CACHE"] = str(cache)
+            from posttrain.models.local import named_folder
+
+            found = named_folder(NAME)
+            if found is None:
+                parser.error(f"{NAME} is not pulled in {cache}")
+            folder = found
+        else:
+            folder = bench_convert(cache)
         if "load" not in skip:
             bench_load(cache)
         if "gguf-load" not in skip:
@@ -300,7 +314,8 @@ def main() -> None:
                     bench_serve(folder, count, concurrency, args.serve_new_tokens,
                                 continuous=continuous)
     finally:
-        shutil.rmtree(cache, ignore_errors=True)
+        if args.cache is None:
+            shutil.rmtree(cache, ignore_errors=True)
 
 
 if __name__ == "__main__":
