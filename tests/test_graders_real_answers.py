@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
+from posttrain.graders.base import GraderContext
 from posttrain.graders.registry import build_grader
 from posttrain.suites.context_only import BASIC_KNOWLEDGE, ONLY_CONTEXT, USER, generate
-from posttrain.types import Completion
+from posttrain.types import ChatRequest, Completion
 
 
 def _grade(spec: dict[str, Any], text: str, item: dict[str, Any]):
@@ -83,3 +84,57 @@ def test_context_only_a_conflict_answered_with_one_value_is_not_faithful() -> No
                  "Document 1: Raipisstead. Document 2: Tumeathham.",
                  "The documents disagree; one says Raipisstead."):
         assert _grade(CONTEXT, both, row).passed, both
+
+
+# ---- label_model: SmolLM2-135M-Instruct as the judge (examples/judge) -----------------------
+LABELS = ["correct", "incorrect"]
+
+
+class ScriptedJudge:
+    """A judge model that replies with one fixed text."""
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+
+    async def generate(self, request: ChatRequest) -> Completion:
+        return Completion(text=self.reply)
+
+
+@pytest.mark.parametrize("reply,label", [
+    # its real replies (no JSON despite the format instruction); all were unscored
+    ("The answer to grade is incorrect.", "incorrect"),
+    ("The answer to grade is correct.", "correct"),
+    ("The answer to the grade is correct.", "correct"),
+    ("The answer is incorrect. The correct answer is: The capital of Turkey is Ankara.",
+     "incorrect"),
+    ('The answer is incorrect. The correct answer is "Brasilia" is incorrect.', "incorrect"),
+    ('The answer to the question "Who wrote Pride and Prejudice?" is incorrect. The answer is '
+     "incorrect because it is not based on the reference answer provided.", "incorrect"),
+    ("The answer to this question is not correct. The answer to the question about which "
+     "language has the most native speakers in the world is actually incorrect. The answer is "
+     "actually incorrect.", "incorrect"),
+    # still unscored: two verdicts, a negation, a question, a label inside a noun phrase
+    ("The answer is incorrect. The answer is correct.", None),
+    ('The answer to the question "Who wrote the play Romeo and Juliet" is not correct. The '
+     'answer should be "The play Romeo and Juliet" by William Shakespeare.', None),
+    ("Is the answer correct or incorrect?", None),
+    ("The correct answer is Canberra.", None),
+])
+def test_label_model_reads_a_verdict_stated_in_a_sentence(reply: str, label: str | None) -> None:
+    spec = {"type": "label_model", "name": "judge", "model": "j", "labels": LABELS,
+            "passing_labels": ["correct"], "input": "{{sample.output_text}}"}
+    context = GraderContext(model_factory=lambda spec: ScriptedJudge(reply))
+    score = build_grader(spec, context).grade(
+        Completion(text="The capital of Turkey is Istanbul.").to_sample(), {})
+    if label is None:
+        assert score.status == "unscored" and score.value is None
+    else:
+        assert score.status == "scored" and score.value == (1.0 if label == "correct" else 0.0)
+        assert score.explanation == f"label {label!r}"
+
+
+def test_numeric_labels_are_never_read_from_prose() -> None:
+    from posttrain.graders.model_graders import parse_label
+
+    assert parse_label("The answer is 1.", ["0", "1"])[0] is None
+    assert parse_label("1", ["0", "1"])[0] == "1"

@@ -2,7 +2,8 @@
 
 The judge is any model spec, resolved through ``GraderContext.model_factory``. It is asked for
 structured output (``{steps, result}`` / ``{steps, label}``) and its reply is parsed robustly
-(JSON, a JSON object inside prose or a code fence, a bare number / label). **We differ from
+(JSON, a JSON object inside prose or a code fence, a bare number / label, and a label stated as
+a sentence's verdict, "The answer is incorrect.", as small local judges reply). **We differ from
 OpenAI on purpose:** a reply that cannot be parsed, or a non-numeric result, is
 ``Score.unscored(reason)``, not 0, so judge failures never pass for wrong answers.
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 import statistics
 from collections import Counter
 from dataclasses import dataclass
@@ -136,7 +138,36 @@ def parse_label(text: str, labels: list[str]) -> tuple[str | None, str]:
     bare = text.strip().strip("*`'\". ").casefold()
     if bare in by_fold:
         return by_fold[bare], ""
+    stated = stated_labels(text, labels)
+    if len(stated) == 1:
+        return stated[0], ""
+    if stated:
+        return None, (f"the judge's reply states several labels ({', '.join(stated)}): "
+                      f"{text[:200]!r}")
     return None, f"cannot parse a label from the judge's reply: {text[:200]!r}"
+
+
+_COPULA = r"(?:\b(?:is|are|was|were|be)\s+(?:actually\s+|clearly\s+|definitely\s+|indeed\s+)?" \
+          r"|\b(?:label|verdict|grade|rating)\s*(?:is\s*)?[:=]?\s*)"
+_CLAUSE_END = r"(?=\s*(?:$|[.!,;:\n]|\s(?:because|since|as|and|but)\b))"
+
+
+def stated_labels(text: str, labels: list[str]) -> list[str]:
+    """The labels a prose reply states as its verdict, in order, without repeats.
+
+    For judges that answer in a sentence instead of JSON (small local models without
+    constrained decoding: "The answer to grade is incorrect."): a label counts only as the
+    whole predicate of "is/are/was LABEL" or "label: LABEL", ending its clause, so "the
+    correct answer is Canberra", "is not correct" and "is correct or incorrect?" state nothing
+    here. Labels without a letter (numeric labels) are never read from prose.
+    """
+    found: list[tuple[int, str]] = []
+    for label in labels:
+        if not any(ch.isalpha() for ch in label):
+            continue
+        pattern = (_COPULA + r"[\"'*`]*(" + re.escape(label) + r")[\"'*`]*" + _CLAUSE_END)
+        found += [(m.start(1), label) for m in re.finditer(pattern, text, re.IGNORECASE)]
+    return list(dict.fromkeys(label for _, label in sorted(found)))
 
 
 # ---- messages -------------------------------------------------------------------------------
