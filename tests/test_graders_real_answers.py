@@ -7,6 +7,8 @@ gives it. No model is needed: the answers are inlined.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -87,6 +89,7 @@ def test_context_only_a_conflict_answered_with_one_value_is_not_faithful() -> No
 
 
 # ---- label_model: SmolLM2-135M-Instruct as the judge (examples/judge) -----------------------
+JUDGE_EXAMPLE = Path(__file__).parent.parent / "examples" / "judge"
 LABELS = ["correct", "incorrect"]
 
 
@@ -138,3 +141,27 @@ def test_numeric_labels_are_never_read_from_prose() -> None:
 
     assert parse_label("The answer is 1.", ["0", "1"])[0] is None
     assert parse_label("1", ["0", "1"])[0] == "1"
+
+
+def test_the_example_judge_is_the_labelled_sets_judge() -> None:
+    """calibrate measures the judge the eval runs: judge.json is the eval's grader, and every
+    labelled row is an item of the eval with a real answer."""
+    import yaml
+
+    from posttrain.eval import load_eval
+
+    assert len(load_eval(JUDGE_EXAMPLE / "eval.yaml").items) == 40  # loads without the model
+    spec = yaml.safe_load((JUDGE_EXAMPLE / "eval.yaml").read_text(encoding="utf-8"))
+    judge = json.loads((JUDGE_EXAMPLE / "judge.json").read_text(encoding="utf-8"))
+    exact = json.loads((JUDGE_EXAMPLE / "exact.json").read_text(encoding="utf-8"))
+    assert judge in spec["graders"] and exact in spec["graders"]
+    assert judge["model"] == "hf:smollm2-135m-instruct"
+    items = {json.loads(line)["id"]: json.loads(line)
+             for line in (JUDGE_EXAMPLE / "questions.jsonl").read_text(encoding="utf-8").splitlines()}
+    rows = [json.loads(line) for line in
+            (JUDGE_EXAMPLE / "labels.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(rows) >= 30 and {type(r["label"]) for r in rows} == {bool}
+    assert 0 < sum(r["label"] for r in rows) < len(rows)  # both kinds of answer
+    for row in rows:
+        assert row["item"] == items[row["item"]["id"]]
+        assert row["sample"]["output_text"].strip()
