@@ -114,3 +114,23 @@ def test_reference_is_the_field_the_grader_compares_with() -> None:
               "operation": "eq"}]
     assert reference_of({"gold_sql": "SELECT 1", "answer": "no"}, specs) == "SELECT 1"
     assert reference_of({"answer": "yes"}) == "yes"
+
+
+def test_a_component_says_how_much_it_graded(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    from posttrain.eval import make_items
+
+    items = make_items([(1, {"id": "a"}), (2, {"id": "b"})])
+    run = store.create_run(run_key="k", eval_name="e", eval_path=None, eval_hash="h", model="m",
+                           variant="default", epochs=1,
+                           config={"grader_names": ["exact", "judge"]}, items=items)
+    for item in items:
+        store.record_sample(run.id, item.id, 0, completion=Completion(text="x"),
+                            request_key=None, attempts=1,
+                            scores=[Score(1.0, True, name="exact"),
+                                    Score.error("judge timed out", name="judge")])
+    summary = summarize(load_results(store, run.id))
+    judge = summary["components"]["judge"]
+    assert judge["score"] == 0.0 and judge["scored"] == 0 and judge["coverage"] == 0.0
+    assert summary["components"]["exact"]["coverage"] == 1.0
+    assert "0.000 (0% graded)" in render_table([summary])

@@ -47,8 +47,15 @@ def summarize(results: RunResults, *, requests: int | None = None) -> dict[str, 
         for tag in tags_of.get(item_id, []):
             by_tag_values[tag].append(value)
     by_tag = {tag: _interval_entry(by_tag_values[tag]) for tag in sorted(by_tag_values)}
-    components = {name: _interval_entry(list(per_item.values()))
-                  for name, per_item in sorted(results.component_scores().items())}
+    scored_by = results.component_scored()
+    epochs = max(1, run.epochs)
+    components = {}
+    for name, per_item in sorted(results.component_scores().items()):
+        entry = _interval_entry(list(per_item.values()))
+        entry["scored"] = scored_by.get(name, 0)  # a grader that could not grade counts 0
+        entry["coverage"] = _round(entry["scored"] / (len(per_item) * epochs) if per_item
+                                   else None)
+        components[name] = entry
     latencies = answer_latencies(results)
     grades = [g for s in samples for g in s.grades.values()]
     judge_cost = math.fsum(g.cost_usd for g in grades)
@@ -225,7 +232,9 @@ def render_table(summaries: list[dict[str, Any]], *, tags: bool = True,
             row = [name]
             for s in summaries:
                 entry = s["components"].get(name)
-                row.append("-" if entry is None else _fmt(entry["score"]))
+                coverage = (entry or {}).get("coverage")
+                note = f" ({coverage:.0%} graded)" if coverage is not None and coverage < 1 else ""
+                row.append("-" if entry is None else _fmt(entry["score"]) + note)
             comp_rows.append(row)
         out += ["", "by component:", _table(["component"] + [_label(s) for s in summaries],
                                             comp_rows)]

@@ -118,6 +118,18 @@ class RunResults:
                             for item, total in per_item.items()}
                 for component, per_item in sums.items()}
 
+    def component_scored(self) -> dict[str, int]:
+        """Per component, how many samples it scored (its coverage beside its headline)."""
+        counts: dict[str, int] = defaultdict(int)
+        for sample in self.samples:
+            for name, grade in sample.grades.items():
+                if grade.status == "scored" and grade.value is not None:
+                    counts[name] += 1
+                    for sub, value in grade.sub_scores.items():
+                        if isinstance(value, (int, float)):
+                            counts[f"{name}.{sub}"] += 1
+        return dict(counts)
+
     def grader_names(self) -> list[str]:
         """The graders every sample of this run should have (recorded with the run)."""
         names = self.run.config.get("grader_names")

@@ -115,7 +115,11 @@ async def check_openai_endpoint(spec: str, base_url: str, model: str, headers: d
     served: list[str] = []
     stage = "connect"
     try:
-        async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
+        # a fresh connection per request: a server that closes after an error answer (as
+        # transformers serve does after a 500 on /models) must not fail the next probe
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(headers=headers, timeout=timeout,
+                                         connector=connector) as session:
             async with session.get(base_url + "/models") as response:
                 stage = "models"
                 status, raw = response.status, await response.read()
