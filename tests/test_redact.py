@@ -206,6 +206,24 @@ def test_names_carried_in_any_case_never_into_places(engine: str) -> None:
     assert out[2] == ["I'm [NAME]", "Will ship to Paris, Texas, [NAME]."]
 
 
+def test_large_and_pathological_text_in_linear_time(engine: str) -> None:
+    """A large tool result pasted into a message is read in about a second: the model reads the
+    text with its JSON taken out (each value is analysed on its own), so spaCy's tokenizer,
+    quadratic on long runs with no space, and a look-behind, quadratic on long runs of spaces,
+    never see them; nesting too deep for JSON's parser is plain text."""
+    import time
+
+    redactor = Redactor(engine=engine)
+    minified = json.dumps([{"a": "x", "b": "y"}] * 9_000 + [{"email": "ada@example.com"}],
+                          separators=(",", ":"))
+    start = time.perf_counter()
+    out = redactor.text("Result: " + minified + " " * 5_000 + "password is hunter2!")
+    assert time.perf_counter() - start < 12  # 25 s and more with spaCy on the JSON
+    assert out.endswith("password is [SECRET]")
+    assert json.loads(out[8:8 + len(minified) - 8])[-1] == {"email": "[EMAIL]"}
+    assert redactor.text("[" * 50_000) == "[" * 50_000
+
+
 def _scores(engine: str) -> dict:
     return score_redaction(load_labelled(LABELLED), Redactor(engine=engine)).to_dict()
 
