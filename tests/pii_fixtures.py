@@ -10,7 +10,7 @@ def presidio_engine() -> str:
     """Skip without the [ingest] extra; otherwise build the analyzer once for the session."""
     for module in ("presidio_analyzer", "presidio_anonymizer", "spacy"):
         pytest.importorskip(module)
-    from posttrain.data.redact import detector, preload
+    from posttrain.usage.redact import detector, preload
 
     detector.cache_clear()
     if detector().engine != "presidio":

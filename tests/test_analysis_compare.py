@@ -10,7 +10,7 @@ import pytest
 from posttrain.analysis.compare import compare_matrix, compare_runs
 from posttrain.analysis.results import load_results
 from posttrain.analysis.synthetic import StubModel, make_items, simulate_run
-from posttrain.cli_analysis import main
+from posttrain.cli.analysis import main
 from posttrain.runner.store import Store
 from posttrain.types import Score
 

@@ -13,7 +13,7 @@ from posttrain.analysis.results import load_results
 from posttrain.analysis.selection import load_all, select_runs
 from posttrain.analysis.shelf_life import shelf_life
 from posttrain.analysis.synthetic import StubModel, make_items, simulate_run
-from posttrain.cli_analysis import main
+from posttrain.cli.analysis import main
 from posttrain.runner.store import Store
 
 LADDER = [

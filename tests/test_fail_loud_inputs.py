@@ -457,7 +457,7 @@ def test_command_line_numbers_are_checked(tmp_path: Path, stub_server: StubServe
 ])
 def test_ragged_csv_rows_and_duplicate_columns(tmp_path: Path, text: str, where: str,
                                                message: str) -> None:
-    from posttrain.data.loaders import load_rows
+    from posttrain.loaders.datasets import load_rows
 
     path = tmp_path / "data.csv"
     path.write_text(text)
@@ -467,7 +467,7 @@ def test_ragged_csv_rows_and_duplicate_columns(tmp_path: Path, text: str, where:
 
 
 def test_semicolon_csv_is_read_as_written(tmp_path: Path) -> None:
-    from posttrain.data.loaders import load_rows
+    from posttrain.loaders.datasets import load_rows
 
     path = tmp_path / "data.csv"
     path.write_bytes("\ufeffid;question;answer\na;Café?;1,5\n".encode())

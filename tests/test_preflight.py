@@ -153,7 +153,7 @@ def test_every_command_is_listed_in_help() -> None:
 
 
 def test_sandbox_options_name_the_sandbox_layers() -> None:
-    from posttrain.cli_sandbox import LAYERS
+    from posttrain.cli.sandbox import LAYERS
     from posttrain.graders.sandbox import MODES
 
     assert tuple(m for m in MODES if m != "unsafe-none") == LAYERS

@@ -20,7 +20,7 @@ def cache(tmp_path_factory) -> Path:
 
 
 def test_quickstart_json_improves_significantly(cache: Path, capsys) -> None:
-    from posttrain.quickstart import run_quickstart
+    from posttrain.train.quickstart import run_quickstart
 
     assert run_quickstart(json_output=True, cache_dir=cache) == 0
     report = json.loads(capsys.readouterr().out)
@@ -32,7 +32,7 @@ def test_quickstart_json_improves_significantly(cache: Path, capsys) -> None:
 
 
 def test_quickstart_rerun_reuses_the_cache(cache: Path, capsys) -> None:
-    from posttrain.quickstart import run_quickstart
+    from posttrain.train.quickstart import run_quickstart
 
     assert run_quickstart(json_output=False, cache_dir=cache) == 0
     out = capsys.readouterr().out

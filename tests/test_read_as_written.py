@@ -12,13 +12,13 @@ import unicodedata
 import pytest
 
 from posttrain.cli import main
-from posttrain.data import yaml12
-from posttrain.data.loaders import load_rows
 from posttrain.errors import UserError
 from posttrain.eval import eval_from_dict, load_eval
 from posttrain.graders import build_grader
 from posttrain.graders.base import GraderContext
 from posttrain.graders.checks import last_number
+from posttrain.loaders import yaml12
+from posttrain.loaders.datasets import load_rows
 from posttrain.models import load_models_file
 from posttrain.template import TemplateError, render, render_text
 from posttrain.types import Completion
@@ -301,7 +301,7 @@ def test_malformed_placeholder_in_a_grader_names_its_line(tmp_path, capsys):
 
 
 def test_grade_cli_refuses_a_malformed_grader_file(tmp_path, capsys):
-    from posttrain.cli_grade import main as grade_main
+    from posttrain.cli.grade import main as grade_main
 
     grader = tmp_path / "g.yaml"
     grader.write_bytes(BOM + b"type: string_check\nname: m\ninput: '{{ sample.output_text | trim }}'"

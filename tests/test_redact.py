@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from posttrain.data.redact import Redactor, detector, iban_ok, luhn_ok
-from posttrain.data.redact_eval import load_labelled, score_redaction
+from posttrain.usage.redact import Redactor, detector, iban_ok, luhn_ok
+from posttrain.usage.redact_eval import load_labelled, score_redaction
 from tests.pii_fixtures import presidio_engine  # noqa: F401  (a fixture)
 
 LABELLED = Path(__file__).parent / "data" / "pii_labelled.jsonl"

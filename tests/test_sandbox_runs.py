@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from posttrain.analysis.report import render_table
+from posttrain.api import run_eval
 from posttrain.cli import main as cli_main
 from posttrain.eval import eval_from_dict
 from posttrain.graders import sandbox
 from posttrain.graders.sandbox import SandboxPool, SandboxUnavailable
-from posttrain.runner.api import run_eval
 from posttrain.runner.store import Store
 
 CODE = {"type": "code_exec", "name": "code", "tests": ["assert add(2, 3) == 5"], "timeout": 5}

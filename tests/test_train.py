@@ -161,7 +161,7 @@ def test_export_formats(tmp_path: Path, add_eval) -> None:
 
 
 def test_cli_export(tmp_path: Path, add_eval, capsys) -> None:
-    from posttrain.cli_train import main
+    from posttrain.cli.train import main
 
     path, _ = _store_with_run(tmp_path, add_eval)
     out = tmp_path / "sft.jsonl"

@@ -114,7 +114,7 @@ def test_rft_reward_equals_grader_and_checkpoint_loads(tiny: Path, tmp_path: Pat
 
 
 def test_cli_train_sft_from_file(tiny: Path, tmp_path: Path) -> None:
-    from posttrain.cli_train import main
+    from posttrain.cli.train import main
 
     data = tmp_path / "data.jsonl"
     data.write_text("".join(json.dumps({"messages": r["prompt"] + r["completion"]}) + "\n"
@@ -125,7 +125,7 @@ def test_cli_train_sft_from_file(tiny: Path, tmp_path: Path) -> None:
 
 
 def test_cli_train_rft_json(tiny: Path, tmp_path: Path, add_eval, capsys) -> None:
-    from posttrain.cli_train import main
+    from posttrain.cli.train import main
 
     plot = tmp_path / "rewards.svg"
     assert main(["train", "rft", "--model", f"hf:{tiny}", "--eval", str(add_eval.source),

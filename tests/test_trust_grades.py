@@ -80,7 +80,7 @@ def test_a_model_that_answers_one_in_four_in_json_scores_a_quarter(tmp_path, stu
     """The issue's example: 1 of 4 answers in the required JSON scored 1.000 before."""
     from posttrain.analysis.report import summarize
     from posttrain.analysis.results import load_results
-    from posttrain.runner.api import run_eval
+    from posttrain.api import run_eval
     from posttrain.runner.store import Store
 
     replies = ['{"table": "users"}', "users", "The table is users.", '{"tables": "users"}']

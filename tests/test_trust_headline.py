@@ -13,7 +13,7 @@ from posttrain.analysis.report import render_table, summarize
 from posttrain.analysis.results import load_results
 from posttrain.analysis.selection import load_all, select_runs
 from posttrain.analysis.synthetic import StubModel, make_items, simulate_run
-from posttrain.cli_analysis import main as analysis_main
+from posttrain.cli.analysis import main as analysis_main
 from posttrain.runner.store import Store
 from posttrain.types import Score
 
@@ -76,7 +76,7 @@ def test_cli_pick_keeps_every_models_flag(tmp_path: Path, capsys) -> None:
 
 
 def test_cached_rerun_keeps_the_original_latency(tmp_path, stub_server) -> None:
-    from posttrain.runner.api import run_eval
+    from posttrain.api import run_eval
 
     spec = {"name": "lat", "items": [{"id": str(i), "q": f"[[answer:{i}]]", "a": str(i)}
                                      for i in range(6)],

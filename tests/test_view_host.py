@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from posttrain.cli_view import _addresses
+from posttrain.cli.view import _addresses
 from posttrain.web.server import create_app
 from tests.test_web_helpers import build
 

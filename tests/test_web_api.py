@@ -9,9 +9,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from posttrain.analysis.results import load_results
-from posttrain.data.votes import preference_pairs
 from posttrain.runner.regrade import regrade_run
 from posttrain.runner.store import Store
+from posttrain.usage.votes import preference_pairs
 from posttrain.web import charts
 from posttrain.web.server import create_app
 from posttrain.web.views import diff_ops
@@ -215,7 +215,7 @@ def test_cli_view_off_localhost_prints_and_checks_token(env) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "posttrain.cli_view", "--store",
+    proc = subprocess.Popen([sys.executable, "-m", "posttrain.cli.view", "--store",
                              str(store_path), "--host", "0.0.0.0", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -235,7 +235,7 @@ def test_cli_view_off_localhost_prints_and_checks_token(env) -> None:
 
 
 def test_cli_view_missing_store(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from posttrain.cli_view import main
+    from posttrain.cli.view import main
 
     assert main(["--store", str(tmp_path / "none.db")]) == 2
     assert "no store" in capsys.readouterr().err

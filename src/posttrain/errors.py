@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class UserError(Exception):
@@ -34,3 +35,11 @@ class UserError(Exception):
         if field_prefix:
             field = f"{field_prefix}.{field}" if field else field_prefix
         return UserError(self.message, file=self.file or file, line=self.line or line, field=field)
+
+
+def did_you_mean(word: str, options: Any) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``options`` (difflib), or ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(word, sorted(options), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""

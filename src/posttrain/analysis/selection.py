@@ -38,7 +38,7 @@ def eval_ref(arg: str) -> EvalRef:
     if path.suffix.lower() in (".yaml", ".yml", ".json") or path.is_file():
         if not path.is_file():
             raise UserError("eval file not found", file=path)
-        from posttrain.data import yaml12
+        from posttrain.loaders import yaml12
 
         spec = yaml12.load_file(path, what="eval file")[0]
         if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):

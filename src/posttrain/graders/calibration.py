@@ -50,7 +50,7 @@ def cohen_kappa(pairs: list[tuple[bool, bool]]) -> float | None:
 
 def load_labels(path: str | Path) -> list[dict[str, Any]]:
     """Labelled rows ``{item, sample, label}`` of a JSONL file (UTF-8, BOM allowed)."""
-    from posttrain.data.loaders import load_jsonl
+    from posttrain.loaders.datasets import load_jsonl
 
     rows: list[dict[str, Any]] = []
     for number, row in load_jsonl(Path(path)):

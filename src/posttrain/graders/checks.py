@@ -37,7 +37,8 @@ from typing import Any
 from posttrain.errors import UserError
 from posttrain.graders._common import ctx, is_number, name_of
 from posttrain.graders.base import Grader, GraderContext, template_failure
-from posttrain.graders.registry import register, require
+from posttrain.graders.registry import require
+from posttrain.plugins import register_grader
 from posttrain.template import TemplateError, render, render_text
 from posttrain.types import Score, parse_json_output
 
@@ -110,7 +111,7 @@ class JsonSchemaGrader(Grader):
         return spec
 
 
-@register("json_schema")
+@register_grader("json_schema")
 def build_json_schema(spec: dict[str, Any], context: GraderContext) -> Grader:
     schema = require(spec, "schema", (dict, str), context)
     if isinstance(schema, dict):
@@ -168,7 +169,7 @@ class RegexGrader(Grader):
                 "full_match": self.full_match}
 
 
-@register("regex")
+@register_grader("regex")
 def build_regex(spec: dict[str, Any], context: GraderContext) -> Grader:
     pattern = require(spec, "pattern", str, context)
     flags = require(spec, "flags", str, context, default="")
@@ -263,7 +264,7 @@ class NumericGrader(Grader):
         return spec
 
 
-@register("numeric")
+@register_grader("numeric")
 def build_numeric(spec: dict[str, Any], context: GraderContext) -> Grader:
     reference = require(spec, "reference", (str, int, float), context)
     tolerance = require(spec, "tolerance", (int, float), context, default=1e-9)

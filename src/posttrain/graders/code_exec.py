@@ -27,8 +27,9 @@ from typing import Any
 from posttrain.errors import UserError
 from posttrain.graders._common import ctx, name_of, threshold
 from posttrain.graders.base import Grader, GraderContext, template_failure
-from posttrain.graders.registry import register, require
+from posttrain.graders.registry import require
 from posttrain.graders.strict import SplitTest, judge_test, split_test
+from posttrain.plugins import register_grader
 from posttrain.template import TemplateError, render, render_text
 from posttrain.types import Score
 
@@ -141,7 +142,7 @@ def check_tests(tests: Any, context: GraderContext) -> None:
                             "as failed", file=context.source, field=where)
 
 
-@register("code_exec")
+@register_grader("code_exec")
 def build(spec: dict[str, Any], context: GraderContext) -> Grader:
     tests = require(spec, "tests", (str, list), context)
     check_tests(tests, context)

@@ -19,7 +19,8 @@ from typing import Any
 from posttrain.errors import UserError
 from posttrain.graders._common import name_of, threshold
 from posttrain.graders.base import Grader, GraderContext
-from posttrain.graders.registry import register, require
+from posttrain.graders.registry import require
+from posttrain.plugins import register_grader
 from posttrain.types import Score
 
 
@@ -104,7 +105,7 @@ def grader(fn: Callable[..., Any] | None = None, *, name: str | None = None,
     return wrap(fn) if fn is not None else wrap
 
 
-@register("function")
+@register_grader("function")
 def build(spec: dict[str, Any], context: GraderContext) -> Grader:
     ref = require(spec, "ref", str, context)
     module_name, _, attr = ref.partition(":")

@@ -23,7 +23,8 @@ import re
 from typing import Any
 
 from posttrain.graders.base import Grader, GraderContext, template_failure
-from posttrain.graders.registry import register, require
+from posttrain.graders.registry import require
+from posttrain.plugins import register_grader
 from posttrain.template import TemplateError, render
 from posttrain.types import Score
 
@@ -105,7 +106,7 @@ class GraphwalksGrader(Grader):
                 "reference": self.reference}
 
 
-@register("graphwalks")
+@register_grader("graphwalks")
 def build(spec: dict[str, Any], context: GraderContext) -> Grader:
     return GraphwalksGrader(
         name=require(spec, "name", str, context, default="graphwalks"),

@@ -35,7 +35,8 @@ from typing import Any
 from posttrain.errors import UserError
 from posttrain.graders._common import ctx, is_number, name_of, threshold
 from posttrain.graders.base import Grader, GraderContext, call_model, template_failure
-from posttrain.graders.registry import register, require
+from posttrain.graders.registry import require
+from posttrain.plugins import register_grader
 from posttrain.reasoning import split_reasoning
 from posttrain.template import TemplateError, render, render_text
 from posttrain.types import ChatRequest, Score
@@ -445,8 +446,8 @@ def _common(spec: dict[str, Any], context: GraderContext, kind: str) -> dict[str
             raise UserError(f"role must be one of {', '.join(_ROLES)}", file=context.source,
                             field=f"input[{index}].role")
     sampling: dict[str, Any] = {}
-    from posttrain.eval import check_sampling
-    from posttrain.graders.registry import did_you_mean
+    from posttrain.errors import did_you_mean
+    from posttrain.request_checks import check_sampling
 
     params = require(spec, "sampling_params", dict, context, default={})
     for key, value in params.items():
@@ -479,7 +480,7 @@ def _common(spec: dict[str, Any], context: GraderContext, kind: str) -> dict[str
             "aggregate": aggregate, "position_swap": swap, "raw_spec": dict(spec)}
 
 
-@register("score_model")
+@register_grader("score_model")
 def build_score(spec: dict[str, Any], context: GraderContext) -> Grader:
     common = _common(spec, context, "score")
     bounds = require(spec, "range", list, context, default=[0, 1])
@@ -490,7 +491,7 @@ def build_score(spec: dict[str, Any], context: GraderContext) -> Grader:
                             range=(float(bounds[0]), float(bounds[1])))
 
 
-@register("label_model")
+@register_grader("label_model")
 def build_label(spec: dict[str, Any], context: GraderContext) -> Grader:
     common = _common(spec, context, "label")
     labels = require(spec, "labels", list, context)

@@ -11,7 +11,8 @@ from difflib import SequenceMatcher
 from typing import Any
 
 from posttrain.graders.base import Grader, GraderContext, template_failure
-from posttrain.graders.registry import register, require
+from posttrain.graders.registry import require
+from posttrain.plugins import register_grader
 from posttrain.template import TemplateError, render_text
 from posttrain.types import Score
 
@@ -65,7 +66,7 @@ class MrcrGrader(Grader):
                 "pass_threshold": self.pass_threshold}
 
 
-@register("mrcr")
+@register_grader("mrcr")
 def build(spec: dict[str, Any], context: GraderContext) -> Grader:
     return MrcrGrader(
         name=require(spec, "name", str, context, default="mrcr"),

@@ -15,7 +15,8 @@ from posttrain.errors import UserError
 from posttrain.graders import formula
 from posttrain.graders._common import name_of, threshold
 from posttrain.graders.base import Grader, GraderContext
-from posttrain.graders.registry import build_grader, register, require
+from posttrain.graders.registry import build_grader, require
+from posttrain.plugins import register_grader
 from posttrain.types import Score
 
 
@@ -103,7 +104,7 @@ class MultiGrader(Grader):
         return spec
 
 
-@register("multi")
+@register_grader("multi")
 def build(spec: dict[str, Any], context: GraderContext) -> Grader:
     raw = require(spec, "graders", (dict, list), context)
     if isinstance(raw, list):  # a list of named graders is accepted too

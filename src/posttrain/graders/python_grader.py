@@ -22,7 +22,8 @@ from typing import Any
 from posttrain.errors import UserError
 from posttrain.graders._common import name_of, threshold
 from posttrain.graders.base import Grader, GraderContext
-from posttrain.graders.registry import register, require
+from posttrain.graders.registry import require
+from posttrain.plugins import register_grader
 from posttrain.types import Score
 
 MAX_SOURCE_BYTES = 256 * 1024
@@ -113,7 +114,7 @@ def check_source(source: str, function: str, context: GraderContext, field: str,
                         field=field)
 
 
-@register("python")
+@register_grader("python")
 def build(spec: dict[str, Any], context: GraderContext) -> Grader:
     source = require(spec, "source", str, context, default=None)
     source_file = require(spec, "source_file", str, context, default=None)
@@ -125,7 +126,7 @@ def build(spec: dict[str, Any], context: GraderContext) -> Grader:
         path = Path(source_file)
         if not path.is_absolute():
             path = (context.base_dir or Path.cwd()) / path
-        from posttrain.data.loaders import decode
+        from posttrain.loaders.datasets import decode
 
         try:
             data = path.read_bytes()

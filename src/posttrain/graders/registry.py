@@ -1,62 +1,39 @@
-"""Grader types by name, built from JSON specs (the OpenAI grader format and our extensions)."""
+"""Grader types by name, built from JSON specs (the OpenAI grader format and our extensions).
+
+A grader type is one decorated builder, in the one file that defines it (posttrain's own, a
+suite's, or a plugin package's through the ``posttrain.plugins`` entry-point group)::
+
+    @register_grader("my_check")                      # posttrain.plugins
+    def build(spec: dict, context: GraderContext) -> Grader: ...
+
+``build_grader`` finds the builder (importing only its module), hands it the spec, and refuses
+fields the builder never read (``pass_treshold``) with a "did you mean".
+"""
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable
 from typing import Any
 
-from posttrain.errors import UserError
+from posttrain.errors import UserError, did_you_mean  # noqa: F401 - re-exported
 from posttrain.graders.base import Grader, GraderContext
 
 Builder = Callable[[dict[str, Any], GraderContext], Grader]
 
-_BUILDERS: dict[str, Builder] = {}
-
-# type name -> module that registers it; imported on first use so start-up stays light
-_LAZY_MODULES: dict[str, str] = {
-    "string_check": "posttrain.graders.string_check",
-    "text_similarity": "posttrain.graders.text_similarity",
-    "score_model": "posttrain.graders.model_graders",
-    "label_model": "posttrain.graders.model_graders",
-    "python": "posttrain.graders.python_grader",
-    "multi": "posttrain.graders.multi",
-    "json_schema": "posttrain.graders.checks",
-    "regex": "posttrain.graders.checks",
-    "numeric": "posttrain.graders.checks",
-    "tool_call": "posttrain.graders.tool_call",
-    "code_exec": "posttrain.graders.code_exec",
-    "function": "posttrain.graders.decorators",
-    "tool_use": "posttrain.graders.tool_use",
-    "mrcr": "posttrain.graders.mrcr",
-    "graphwalks": "posttrain.graders.graphwalks",
-    "string_match_all": "posttrain.graders.string_match",
-    "string_match_part": "posttrain.graders.string_match",
-    "long_context": "posttrain.graders.long_context",
-    "code_edit": "posttrain.graders.code_edit",
-    "ifeval": "posttrain.graders.ifeval",
-    "dev_instructions": "posttrain.graders.ifeval",
-    "structured_output": "posttrain.suites.structured_output.grader",
-    "context_only": "posttrain.suites.context_only.grader",
-}
-
 
 def register(type_name: str) -> Callable[[Builder], Builder]:
-    def decorator(builder: Builder) -> Builder:
-        _BUILDERS[type_name] = builder
-        return builder
+    """``@register("type")``: the same as ``posttrain.plugins.register_grader``."""
+    from posttrain.plugins import register_grader
 
-    return decorator
-
-
-def register_lazy(type_name: str, module: str) -> None:
-    """Let a type be built by importing ``module`` on first use (plugins, suites)."""
-    _LAZY_MODULES[type_name] = module
+    return register_grader(type_name)
 
 
 def known_types() -> list[str]:
-    return sorted(set(_BUILDERS) | set(_LAZY_MODULES))
+    """Every grader type: posttrain's own and the plugins' (``posttrain.plugins``)."""
+    from posttrain.plugins import names
+
+    return names("grader")
 
 
 def build_grader(spec: Any, context: GraderContext | None = None) -> Grader:
@@ -67,15 +44,9 @@ def build_grader(spec: Any, context: GraderContext | None = None) -> Grader:
     type_name = spec.get("type")
     if not isinstance(type_name, str):
         raise UserError("missing grader 'type'", file=context.source, field="type")
-    builder = _BUILDERS.get(type_name)
-    if builder is None and type_name in _LAZY_MODULES:
-        importlib.import_module(_LAZY_MODULES[type_name])
-        builder = _BUILDERS.get(type_name)
-    if builder is None:
-        raise UserError(
-            f"unknown grader type {type_name!r}{did_you_mean(type_name, known_types())} "
-            f"(known: {', '.join(known_types())})", file=context.source, field="type",
-        )
+    from posttrain import plugins
+
+    builder = plugins.get("grader", type_name, field_name="type", source=context.source)
     tracked = _TrackedSpec(spec)
     grader = builder(tracked, context)
     unknown = sorted(set(spec) - tracked.read - {"type"} - _ACCEPTED_UNUSED)
@@ -112,14 +83,6 @@ class _TrackedSpec(dict):  # type: ignore[type-arg]
         if isinstance(key, str):
             self.read.add(key)
         return super().__contains__(key)
-
-
-def did_you_mean(word: str, options: Any) -> str:
-    """``"; did you mean 'x'?"`` for the closest of ``options`` (difflib), or ``""``."""
-    import difflib
-
-    close = difflib.get_close_matches(word, sorted(options), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def require(spec: dict[str, Any], key: str, kind: type | tuple[type, ...], context: GraderContext,

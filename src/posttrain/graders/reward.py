@@ -18,10 +18,12 @@ import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from posttrain.graders.base import Grader
 from posttrain.types import Completion, Score
+
+if TYPE_CHECKING:  # base imports this module lazily (Grader.as_reward): no cycle at run time
+    from posttrain.graders.base import Grader
 
 # columns TRL adds that are not dataset fields
 _TRL_KWARGS = {"trainer_state", "completion_ids", "log_extra", "log_metric"}

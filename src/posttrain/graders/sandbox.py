@@ -137,7 +137,7 @@ def configure(mode: str | None = None, image: str | None = None) -> None:
 
 
 def apply_cli_arguments(args: Any) -> None:
-    """Apply ``--sandbox``, ``--sandbox-image``, ``--unsafe-no-sandbox`` (``posttrain.cli_sandbox``
+    """Apply ``--sandbox``, ``--sandbox-image``, ``--unsafe-no-sandbox`` (``posttrain.cli.sandbox``
     adds them; absent ones are ignored)."""
     if getattr(args, "unsafe_no_sandbox", False):
         configure("unsafe-none", getattr(args, "sandbox_image", None))

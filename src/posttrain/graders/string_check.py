@@ -29,7 +29,8 @@ from typing import Any
 
 from posttrain.errors import UserError
 from posttrain.graders.base import Grader, GraderContext, template_failure
-from posttrain.graders.registry import register, require
+from posttrain.graders.registry import require
+from posttrain.plugins import register_grader
 from posttrain.template import TemplateError, render_text
 from posttrain.types import Score
 
@@ -94,7 +95,7 @@ class StringCheckGrader(Grader):
                 "reference": self.reference, "operation": self.operation}
 
 
-@register("string_check")
+@register_grader("string_check")
 def build(spec: dict[str, Any], context: GraderContext) -> Grader:
     operation = require(spec, "operation", str, context)
     if operation not in _OPERATIONS:

@@ -15,7 +15,8 @@ import re
 from typing import Any
 
 from posttrain.graders.base import Grader, GraderContext, template_failure
-from posttrain.graders.registry import register, require
+from posttrain.graders.registry import require
+from posttrain.plugins import register_grader
 from posttrain.template import TemplateError, render
 from posttrain.types import Score
 
@@ -85,5 +86,5 @@ def _builder(type_name: str):
     return build
 
 
-for _type in _METRICS:
-    register(_type)(_builder(_type))
+register_grader("string_match_all")(_builder("string_match_all"))
+register_grader("string_match_part")(_builder("string_match_part"))

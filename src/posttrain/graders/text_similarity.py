@@ -29,7 +29,8 @@ from typing import Any
 from posttrain.errors import UserError
 from posttrain.graders._common import choice, ctx, name_of, threshold
 from posttrain.graders.base import Grader, GraderContext, template_failure
-from posttrain.graders.registry import register, require
+from posttrain.graders.registry import require
+from posttrain.plugins import register_grader
 from posttrain.template import TemplateError, render_text
 from posttrain.types import Score
 
@@ -154,7 +155,7 @@ def _rouge_l(scorer: Any, text: str, reference: str) -> float:
 
 
 def _cosine(text: str, reference: str) -> tuple[float, float]:
-    from posttrain.embeddings import embed
+    from posttrain.models.embeddings import embed
 
     vectors = embed([text, reference])
     raw = float((vectors[0] * vectors[1]).sum())
@@ -210,7 +211,7 @@ class TextSimilarityGrader(Grader):
         return spec
 
 
-@register("text_similarity")
+@register_grader("text_similarity")
 def build(spec: dict[str, Any], context: GraderContext) -> Grader:
     metric = choice(spec, "evaluation_metric", METRICS, context)
     synonyms = require(spec, "meteor_synonyms", bool, context, default=True)

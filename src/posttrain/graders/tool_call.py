@@ -20,7 +20,8 @@ from typing import Any
 from posttrain.errors import UserError
 from posttrain.graders._common import ctx, name_of, threshold
 from posttrain.graders.base import Grader, GraderContext, template_failure
-from posttrain.graders.registry import register, require
+from posttrain.graders.registry import require
+from posttrain.plugins import register_grader
 from posttrain.template import TemplateError, render, render_text
 from posttrain.types import Score
 
@@ -144,7 +145,7 @@ class ToolCallGrader(Grader):
                 "pass_threshold": self.pass_threshold}
 
 
-@register("tool_call")
+@register_grader("tool_call")
 def build(spec: dict[str, Any], context: GraderContext) -> Grader:
     weights = require(spec, "weights", dict, context, default={"name": 0.5, "arguments": 0.5})
     w = (weights.get("name", 0.5), weights.get("arguments", 0.5))

@@ -3,7 +3,7 @@
 Specs: ``openai:MODEL`` (honours ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY``), ``hf:PATH_OR_REPO``
 (also ``hf:FILE.gguf``, ``hf:FOLDER?gguf=FILE`` and ``hf:NAME`` of a pulled model, see
 ``posttrain.models.local``), ``anthropic:MODEL``, ``vllm:PATH``, or a name from a models file.
-Query options after ``?`` (each provider takes its own, see :data:`OPTIONS`; any other name, a
+Query options after ``?`` (each provider takes its own, see :func:`options_of`; any other name, a
 value of the wrong type or a name given twice is an error with a "did you mean"):
 ``openai:`` ``base_url=URL``, ``api_key_env=VAR``, ``client=sdk|lean``, ``concurrency=N``,
 ``cache_fingerprint=true|false``; ``anthropic:`` ``base_url``, ``api_key_env``, ``concurrency``;
@@ -67,34 +67,30 @@ from posttrain.models.pricing import default_price
 __all__ = ["Model", "ModelError", "RetryableError", "FatalError", "Price", "ModelConfig",
            "resolve_model", "load_models_file", "model_config"]
 
-PROVIDERS = ("openai", "anthropic", "hf", "vllm")
+def providers() -> list[str]:
+    """Every provider name: posttrain's own and the plugins' (``posttrain.plugins``)."""
+    from posttrain import plugins
 
-#: the hosts whose own API a provider's key is for (the key is always sent there)
-HOSTED = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
-#: the environment variables a provider reads: (key, base URL)
-ENV = {"openai": ("OPENAI_API_KEY", "OPENAI_BASE_URL"),
-       "anthropic": ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")}
+    return plugins.names("provider")
 
 
-def _vllm_options() -> dict[str, str]:
-    from posttrain.models.vllm_model import _ENGINE_OPTIONS, _OWN_OPTIONS
+def is_provider(name: str) -> bool:
+    from posttrain import plugins
 
-    kinds = {int: "int", float: "number", str: "text", bool: "bool"}
-    options = {name: kinds[kind] for name, kind in {**_ENGINE_OPTIONS, **_OWN_OPTIONS}.items()}
-    options.update({"tensor_parallel_size": "count", "pipeline_parallel_size": "count",
-                    "max_model_len": "count", "max_num_seqs": "count", "batch_size": "count",
-                    "max_tokens": "count", "gpu_memory_utilization": "share"})
-    return options
+    return plugins.has("provider", name)
 
 
-#: the query options each provider reads (``openai:M?name=value``) and the kind of each value;
-#: a models-file entry takes the same names (``max_concurrency`` for ``concurrency``)
-OPTIONS: dict[str, dict[str, str]] = {
-    "openai": {"base_url": "url", "api_key_env": "env", "client": "client",
-               "concurrency": "count", "cache_fingerprint": "bool"},
-    "anthropic": {"base_url": "url", "api_key_env": "env", "concurrency": "count"},
-    "hf": {"gguf": "text", "batch_size": "count", "concurrency": "count"},
-}
+def provider_meta(provider: str) -> dict[str, Any]:
+    """What a provider registered with: ``options`` (name -> kind of value, the query options
+    ``openai:M?name=value`` and models-file keys it reads; ``max_concurrency`` in a models file
+    for ``concurrency``), ``env`` ((key variable, base URL variable) it reads, or absent),
+    ``hosted`` (the URL of the API its key is for), ``priced`` (list prices apply), ``local``
+    (weights on this machine)."""
+    from posttrain import plugins
+
+    return plugins.meta("provider", provider)
+
+
 #: models-file keys every provider takes besides its options
 ENTRY_KEYS = ("provider", "model", "price", "released")
 _KIND_TEXT = {"count": "a whole number of at least 1", "int": "a whole number",
@@ -105,7 +101,8 @@ _KIND_TEXT = {"count": "a whole number of at least 1", "int": "a whole number",
 
 def options_of(provider: str) -> dict[str, str]:
     """The options ``provider`` reads (name -> kind)."""
-    return _vllm_options() if provider == "vllm" else OPTIONS[provider]
+    options = provider_meta(provider).get("options", {})
+    return options() if callable(options) else dict(options)
 
 
 @dataclass
@@ -240,10 +237,10 @@ def _typed(kind: str, value: Any) -> Any:
 
 
 def _unknown_option(provider: str, name: str, takes: Any) -> str:
-    from posttrain.graders.registry import did_you_mean
+    from posttrain.errors import did_you_mean
 
     hint = did_you_mean(name, takes)
-    owners = [p + ":" for p in PROVIDERS if name in options_of(p)]
+    owners = [p + ":" for p in providers() if name in options_of(p)]
     whose = f"only {', '.join(owners)} takes it; " if owners and not hint else ""
     return f"unknown {provider} option {name!r}{hint} ({whose}{provider}: takes " \
         f"{', '.join(takes)})"
@@ -258,9 +255,10 @@ def _env_value(variable: str) -> str | None:
 def _env_defaults(config: ModelConfig, *, where: str) -> None:
     """``openai``/``anthropic``: the key variable and base URL from the environment, where the
     spec or entry names none (as the providers' SDKs read them)."""
-    if config.provider not in ENV:
+    env = provider_meta(config.provider).get("env")
+    if env is None:
         return
-    key_env, url_env = ENV[config.provider]
+    key_env, url_env = env
     if config.api_key_env:
         config.key_for_base_url = True  # the user chose which key goes to this endpoint
     else:
@@ -279,7 +277,7 @@ def load_models_file(path: str | Path | None = None) -> dict[str, ModelConfig]:
     file = _models_file_path(path)
     if file is None:
         return {}
-    from posttrain.data import yaml12
+    from posttrain.loaders import yaml12
 
     file = file.resolve()  # errors name files by their absolute path, everywhere
     data, text = yaml12.load_file(file, what="models file")
@@ -287,7 +285,7 @@ def load_models_file(path: str | Path | None = None) -> dict[str, ModelConfig]:
         return _entries(data or {}, file)
     except UserError as exc:
         if exc.line is None and exc.field and exc.file == str(file):
-            from posttrain.eval import yaml_line
+            from posttrain.loaders.yaml12 import yaml_line
 
             exc.line = yaml_line(text, exc.field)
         raise
@@ -304,8 +302,11 @@ def _entries(data: Any, file: Path) -> dict[str, ModelConfig]:
         if not isinstance(entry, dict):
             raise UserError("must be a mapping", file=file, field=where)
         provider = entry.get("provider", "openai")
-        if provider not in PROVIDERS:
-            raise UserError(f"unknown provider {provider!r} (one of {', '.join(PROVIDERS)})",
+        if not isinstance(provider, str) or not is_provider(provider):
+            from posttrain.errors import did_you_mean
+
+            raise UserError(f"unknown provider {provider!r}{did_you_mean(str(provider), providers())}"
+                            f" (one of {', '.join(providers())})",
                             file=file, field=f"{where}.provider")
         if "api_key" in entry:
             raise UserError("put the key in an environment variable and name it with "
@@ -349,7 +350,7 @@ def model_config(spec: str, models_file: str | Path | None = None) -> ModelConfi
         return named[spec]
     base, _, query = spec.partition("?")
     provider, sep, model = base.partition(":")
-    if not sep or provider not in PROVIDERS or not model:
+    if not sep or not model or not is_provider(provider):
         known = f"; models-file names: {', '.join(named)}" if named else ""
         raise UserError(f"unknown model {spec!r}: use openai:MODEL, anthropic:MODEL, hf:PATH, "
                         f"vllm:PATH or a models-file name{known}", field="--model")
@@ -371,7 +372,7 @@ def model_config(spec: str, models_file: str | Path | None = None) -> ModelConfi
                          client=options.pop("client", "lean"),
                          max_concurrency=options.pop("concurrency", None), options=options)
     _env_defaults(config, where=spec)
-    config.price = default_price(model) if provider in ("openai", "anthropic") else None
+    config.price = default_price(model) if provider_meta(provider).get("priced") else None
     return config
 
 
@@ -391,7 +392,7 @@ def api_key_for(config: ModelConfig) -> tuple[str | None, str | None]:
     key = _env_value(config.api_key_env)
     if key is None or config.key_for_base_url or config.base_url is None:
         return key, None
-    hosted = HOSTED.get(config.provider)
+    hosted = provider_meta(config.provider).get("hosted")
     host = (urlsplit(config.base_url).hostname or "").lower()
     if (hosted and host == urlsplit(hosted).hostname) or is_self_hosted(config.base_url):
         return key, None
@@ -400,38 +401,20 @@ def api_key_for(config: ModelConfig) -> tuple[str | None, str | None]:
 
 def build_model(config: ModelConfig, *, concurrency: int | None = None,
                 timeout_s: float = 120.0) -> Any:
+    """A ready Model for ``config``: its provider's registered factory, called as
+    ``factory(config, api_key=..., withheld=..., concurrency=..., timeout_s=...)`` (``api_key``:
+    the key to send or None; ``withheld``: the variable whose key was kept from a third-party
+    host; ``concurrency``: the caller's limit, else the spec's, else None)."""
+    from posttrain import plugins
+
     api_key, withheld = api_key_for(config)
-    limit = concurrency or config.max_concurrency
-    if config.provider == "openai":
-        from posttrain.models.openai_compat import LeanOpenAIModel, SDKOpenAIModel
-
-        cls = SDKOpenAIModel if config.client == "sdk" else LeanOpenAIModel
-        return cls(config.name, config.model, base_url=config.base_url, api_key=api_key,
-                   max_concurrency=limit or 16, price=config.price, timeout_s=timeout_s,
-                   compare_fingerprint=_flag(config.options.get("cache_fingerprint")),
-                   key_env=config.api_key_env, withheld_key=withheld)
-    if config.provider == "anthropic":
-        from posttrain.models.anthropic_model import AnthropicModel
-
-        return AnthropicModel(config.name, config.model, api_key=api_key,
-                              base_url=config.base_url, max_concurrency=limit or 8,
-                              price=config.price, timeout_s=timeout_s,
-                              key_env=config.api_key_env, withheld_key=withheld)
-    if config.provider == "hf":
-        from posttrain.models.hf import HFModel
-
-        batch = _typed("count", config.options.get("batch_size", 16))
-        gguf = config.options.get("gguf")  # hf:FOLDER?gguf=FILE
-        return HFModel(config.name, config.model, batch_size=batch, price=config.price,
-                       max_concurrency=limit, gguf=str(gguf) if gguf else None)
-    if config.provider == "vllm":
-        try:
-            from posttrain.models.vllm_model import VLLMModel
-        except ImportError as exc:
-            raise UserError(f"vllm: models need vLLM on a GPU machine ({exc})",
-                            field="--model") from None
-        return VLLMModel(config.name, config.model, options=config.options, price=config.price)
-    raise UserError(f"unknown provider {config.provider!r}", field="--model")
+    try:
+        factory = plugins.get("provider", config.provider, field_name="--model")
+    except ImportError as exc:
+        raise UserError(f"{config.provider}: models need a package that is not installed "
+                        f"({exc})", field="--model") from None
+    return factory(config, api_key=api_key, withheld=withheld,
+                   concurrency=concurrency or config.max_concurrency, timeout_s=timeout_s)
 
 
 def resolve_model(spec: str, models_file: str | Path | None = None, *,

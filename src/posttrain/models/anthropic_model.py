@@ -30,6 +30,7 @@ from posttrain.models.base import (
 )
 from posttrain.models.identity import EndpointIdentity
 from posttrain.models.openai_compat import sdk_errors
+from posttrain.plugins import register_provider
 from posttrain.types import ChatRequest, Completion
 
 #: ``max_tokens`` is required by the Messages API; this is sent when the eval sets none
@@ -411,3 +412,14 @@ class AnthropicModel:
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.close()
+
+
+@register_provider("anthropic", env=("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"),
+                   hosted="https://api.anthropic.com", priced=True,
+                   options={"base_url": "url", "api_key_env": "env", "concurrency": "count"})
+def build(config: Any, *, api_key: str | None, withheld: str | None, concurrency: int | None,
+          timeout_s: float) -> Any:
+    """``anthropic:MODEL``: the Messages API through the ``anthropic`` SDK."""
+    return AnthropicModel(config.name, config.model, api_key=api_key, base_url=config.base_url,
+                          max_concurrency=concurrency or 8, price=config.price,
+                          timeout_s=timeout_s, key_env=config.api_key_env, withheld_key=withheld)

@@ -33,6 +33,7 @@ from posttrain.models.base import (
 from posttrain.models.batching import BatchingModel
 from posttrain.models.identity import local_weights_identity
 from posttrain.models.local import resolve_spec
+from posttrain.plugins import register_provider
 from posttrain.types import ChatRequest, Completion
 
 # transformers' lazy modules are not safe to import from two threads at once (two local models
@@ -289,3 +290,17 @@ class HFModel(BatchingModel):
 
     def retry_alone(self, exc: Exception) -> bool:
         return isinstance(exc, ContextTooLong)  # one long prompt: the others still get answers
+
+
+@register_provider("hf", local=True,
+                   options={"gguf": "text", "batch_size": "count", "concurrency": "count"})
+def build(config: Any, *, api_key: str | None, withheld: str | None, concurrency: int | None,
+          timeout_s: float) -> Any:
+    """``hf:PATH_OR_REPO`` (also ``hf:FILE.gguf``, ``hf:FOLDER?gguf=FILE``, a pulled name):
+    transformers on this machine."""
+    from posttrain.models import _typed
+
+    batch = _typed("count", config.options.get("batch_size", 16))
+    gguf = config.options.get("gguf")  # hf:FOLDER?gguf=FILE
+    return HFModel(config.name, config.model, batch_size=batch, price=config.price,
+                   max_concurrency=concurrency, gguf=str(gguf) if gguf else None)

@@ -33,6 +33,7 @@ from posttrain.models.identity import (
     local_weights_identity,
     server_clock,
 )
+from posttrain.plugins import register_provider
 from posttrain.types import ChatRequest, Completion
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -339,3 +340,19 @@ class SDKOpenAIModel(_Endpoint):
 
 
 __all__ = ["LeanOpenAIModel", "SDKOpenAIModel", "ModelError", "FatalError", "RetryableError"]
+
+
+@register_provider("openai", env=("OPENAI_API_KEY", "OPENAI_BASE_URL"),
+                   hosted="https://api.openai.com/v1", priced=True,
+                   options={"base_url": "url", "api_key_env": "env", "client": "client",
+                            "concurrency": "count", "cache_fingerprint": "bool"})
+def build(config: Any, *, api_key: str | None, withheld: str | None, concurrency: int | None,
+          timeout_s: float) -> Any:
+    """``openai:MODEL``: any OpenAI-compatible endpoint, the lean client or the SDK."""
+    from posttrain.models import _flag
+
+    cls = SDKOpenAIModel if config.client == "sdk" else LeanOpenAIModel
+    return cls(config.name, config.model, base_url=config.base_url, api_key=api_key,
+               max_concurrency=concurrency or 16, price=config.price, timeout_s=timeout_s,
+               compare_fingerprint=_flag(config.options.get("cache_fingerprint")),
+               key_env=config.api_key_env, withheld_key=withheld)

@@ -34,6 +34,7 @@ from posttrain.models.base import (
 )
 from posttrain.models.batching import BatchingModel
 from posttrain.models.hf import local_model_identity, local_tools, parse_tool_calls, stop_list
+from posttrain.plugins import register_provider
 from posttrain.types import ChatRequest, Completion
 
 _ENGINE_OPTIONS: dict[str, type] = {
@@ -229,3 +230,19 @@ def _structured(schema: dict[str, Any] | bool) -> dict[str, Any]:
         from vllm.sampling_params import GuidedDecodingParams
 
         return {"guided_decoding": GuidedDecodingParams(**spec)}
+
+
+def _options() -> dict[str, str]:
+    kinds = {int: "int", float: "number", str: "text", bool: "bool"}
+    options = {name: kinds[kind] for name, kind in {**_ENGINE_OPTIONS, **_OWN_OPTIONS}.items()}
+    options.update({"tensor_parallel_size": "count", "pipeline_parallel_size": "count",
+                    "max_model_len": "count", "max_num_seqs": "count", "batch_size": "count",
+                    "max_tokens": "count", "gpu_memory_utilization": "share"})
+    return options
+
+
+@register_provider("vllm", local=True, options=_options())
+def build(config: Any, *, api_key: str | None, withheld: str | None, concurrency: int | None,
+          timeout_s: float) -> Any:
+    """``vllm:PATH``: vLLM's offline engine on this machine (a GPU)."""
+    return VLLMModel(config.name, config.model, options=config.options, price=config.price)

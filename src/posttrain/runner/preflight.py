@@ -89,7 +89,7 @@ def _located(eval_: Any, field: str, message: str) -> UserError:
     line = None
     source = getattr(eval_, "source", None)
     if source is not None:
-        from posttrain.eval import yaml_line
+        from posttrain.loaders.yaml12 import yaml_line
 
         try:
             line = yaml_line(source.read_text(encoding="utf-8-sig"), field)

@@ -45,7 +45,6 @@ from posttrain.types import Item, Score
 
 log = logging.getLogger("posttrain.ray")
 
-_LOCAL_PROVIDERS = ("hf", "vllm")
 _COUNTER_FIELDS = ("done", "errors", "unscored", "retries", "requests", "cached", "cost_usd")
 
 
@@ -369,7 +368,9 @@ def _workers_for(config: Any, requested: int | None,
 def _per_worker(config: Any, options: RunOptions, workers: int) -> int:
     """In-flight requests per actor. For API models ``--concurrency`` is the cluster total;
     a local model (hf, vllm) batches whatever it is given, so each replica gets the full amount."""
-    if config.provider in _LOCAL_PROVIDERS:
+    from posttrain.models import provider_meta
+
+    if provider_meta(config.provider).get("local"):
         default = 256 if config.provider == "vllm" else 32
         return options.concurrency or config.max_concurrency or default
     total = options.concurrency or config.max_concurrency or 16

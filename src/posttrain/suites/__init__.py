@@ -1,9 +1,11 @@
 """Built-in eval suites, generated offline and deterministic by seed.
 
-Each suite is a module exposing ``SUITE: SuiteInfo`` and
-``build(out_dir: Path, *, n: int | None, seed: int, length: int | None) -> Path`` that writes an
-eval file (``eval.yaml``) and its dataset into ``out_dir`` and returns the eval file's path.
-Modules are imported only when a suite is listed or built, so start-up stays light.
+Each suite is a package (here, or a plugin's) whose module defines ``SUITE: SuiteInfo`` and
+registers ``@register_suite("name")`` on ``build(out_dir: Path, *, n: int | None, seed: int,
+length: int | None) -> Path``, which writes an eval file (``eval.yaml``) and its dataset into
+``out_dir`` and returns the eval file's path. A suite's own graders live next to it
+(``posttrain.suites.<name>.grader``). Modules are imported only when a suite is listed or
+built, so start-up stays light.
 """
 
 from __future__ import annotations
@@ -17,15 +19,6 @@ from typing import Any
 
 from posttrain.errors import UserError
 
-_MODULES: dict[str, str] = {
-    "instruction_following": "posttrain.suites.instruction_following",
-    "long_context": "posttrain.suites.long_context",
-    "context_only": "posttrain.suites.context_only",
-    "code_edits": "posttrain.suites.code_edits",
-    "structured_output": "posttrain.suites.structured_output",
-    "tool_use": "posttrain.suites.tool_use",
-}
-
 
 @dataclass(frozen=True)
 class SuiteInfo:
@@ -37,13 +30,17 @@ class SuiteInfo:
 
 
 def suite_names() -> list[str]:
-    return list(_MODULES)
+    """Every suite: posttrain's own and the plugins' (``posttrain.plugins``)."""
+    from posttrain import plugins
+
+    return plugins.names("suite")
 
 
 def _module(name: str) -> Any:
-    if name not in _MODULES:
-        raise UserError(f"unknown suite {name!r}; known: {', '.join(_MODULES)}", field="suite")
-    return importlib.import_module(_MODULES[name])
+    from posttrain import plugins
+
+    build = plugins.get("suite", name, field_name="suite")
+    return importlib.import_module(build.__module__)
 
 
 def suite_info(name: str) -> SuiteInfo:
@@ -78,9 +75,12 @@ def build_suite(name: str, out_dir: Path, *, n: int | None = None, seed: int = 0
     if max_tokens is not None and max_tokens < 1:
         raise UserError(f"must be at least 1; got {max_tokens}", field="max_tokens")
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = _module(name).build(out_dir, n=n, seed=seed, length=length)
+    from posttrain import plugins
+
+    build = plugins.get("suite", name, field_name="suite")
+    path = build(out_dir, n=n, seed=seed, length=length)
     if max_tokens is not None:
-        from posttrain.data import yaml12
+        from posttrain.loaders import yaml12
 
         spec = yaml12.loads(path.read_text(encoding="utf-8"), file=path)
         spec["sampling"] = {**(spec.get("sampling") or {}), "max_tokens": max_tokens}

@@ -28,7 +28,7 @@ class RunSample:
 
 
 def read_jsonl(path: str | Path, flag: str = "--data") -> list[dict[str, Any]]:
-    from posttrain.data.loaders import load_jsonl
+    from posttrain.loaders.datasets import load_jsonl
 
     path = Path(path)
     if not path.exists():

@@ -86,7 +86,7 @@ def evaluate_stored(model_dir: str | Path, eval_: Eval, items: list[Item],
     import dataclasses
 
     from posttrain.analysis.results import load_results
-    from posttrain.runner.api import run_eval
+    from posttrain.api import run_eval
     from posttrain.runner.store import Store
 
     subset = dataclasses.replace(eval_, items=list(items))

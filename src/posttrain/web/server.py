@@ -245,9 +245,9 @@ async def api_vote(request: web.Request) -> web.Response:
 
 async def api_review(request: web.Request) -> web.Response:
     """Flag an item; optionally edit a reference field, then re-grade every run of its eval."""
-    from posttrain.data.review import update_item_field
     from posttrain.eval import load_eval
     from posttrain.runner.regrade import aregrade_run
+    from posttrain.usage.review import update_item_field
 
     store = _store(request)
     body = await _json(request)

@@ -122,8 +122,8 @@ def samples(store: Store, run_id: str, flt: str = "all", tag: str | None = None,
 
 
 def sample_detail(store: Store, run_id: str, item_id: str, epoch: int = 0) -> dict[str, Any]:
-    from posttrain.data.review import reference_fields
-    from posttrain.data.votes import prompt_messages
+    from posttrain.usage.review import reference_fields
+    from posttrain.usage.votes import prompt_messages
 
     run = store.resolve_run(run_id)
     results = load_results(store, run)
@@ -133,8 +133,8 @@ def sample_detail(store: Store, run_id: str, item_id: str, epoch: int = 0) -> di
         raise KeyError(item_id)
     grader_specs: list[dict[str, Any]] = []
     if run.eval_path:
-        from posttrain.data import yaml12
         from posttrain.errors import UserError
+        from posttrain.loaders import yaml12
 
         try:
             spec = yaml12.load_file(run.eval_path, what="eval file")[0]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.errors import UserError
+from posttrain.plugins import register_suite
 from posttrain.suites import SuiteInfo, write_eval_file, write_rows
 from posttrain.suites.code_edits import formats, prompts
 from posttrain.suites.code_edits.checking import resolve_region
@@ -64,6 +65,7 @@ def make_row(task: Task, fmt: str) -> dict[str, Any]:
     return row
 
 
+@register_suite("code_edits")
 def build(out_dir: Path, *, n: int | None, seed: int, length: int | None) -> Path:
     if length is not None:
         raise UserError("code_edits has no length setting", field="length")

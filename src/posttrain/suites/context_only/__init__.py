@@ -15,6 +15,7 @@ from pathlib import Path
 from random import Random
 from typing import Any
 
+from posttrain.plugins import register_suite
 from posttrain.suites import SuiteInfo, write_eval_file, write_rows
 from posttrain.suites.context_only.generate import ABSTAIN, BUILDERS, TYPES
 from posttrain.suites.context_only.world import World
@@ -54,6 +55,7 @@ def generate(n: int, seed: int) -> list[dict[str, Any]]:
     return rows
 
 
+@register_suite("context_only")
 def build(out_dir: Path, *, n: int | None, seed: int, length: int | None) -> Path:
     del length
     rows = generate(n or SUITE.default_n, seed)

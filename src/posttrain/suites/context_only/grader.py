@@ -26,7 +26,8 @@ import re
 from typing import Any
 
 from posttrain.graders.base import Grader, GraderContext, template_failure
-from posttrain.graders.registry import register, require
+from posttrain.graders.registry import require
+from posttrain.plugins import register_grader
 from posttrain.template import TemplateError, render_text
 from posttrain.types import Score
 
@@ -201,7 +202,7 @@ class ContextOnlyGrader(Grader):
         return {"type": self.type, "name": self.name, "input": self.input}
 
 
-@register("context_only")
+@register_grader("context_only")
 def build(spec: dict[str, Any], context: GraderContext) -> Grader:
     return ContextOnlyGrader(
         name=require(spec, "name", str, context, default="context_only"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from random import Random
 
+from posttrain.plugins import register_suite
 from posttrain.suites import SuiteInfo, write_eval_file, write_rows
 from posttrain.suites.instruction_following.dev_items import dev_item
 from posttrain.suites.instruction_following.ifeval_items import ifeval_item
@@ -45,6 +46,7 @@ def generate(n: int, seed: int) -> list[dict]:
     return rows
 
 
+@register_suite("instruction_following")
 def build(out_dir: Path, *, n: int | None, seed: int, length: int | None) -> Path:
     del length  # not a long-context suite
     rows = generate(n or SUITE.default_n, seed)

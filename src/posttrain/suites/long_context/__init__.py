@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.errors import UserError
+from posttrain.plugins import register_suite
 from posttrain.suites import SuiteInfo, write_eval_file, write_rows
 from posttrain.suites.long_context import graphwalks, mrcr, niah
 from posttrain.suites.long_context.heatmap import length_label
@@ -101,6 +102,7 @@ def schedule(n: int, length: int) -> list[tuple[str, int, float]]:
     return plan
 
 
+@register_suite("long_context")
 def build(out_dir: Path, *, n: int | None, seed: int, length: int | None) -> Path:
     n = SUITE.default_n if n is None else n
     length = DEFAULT_LENGTH if length is None else length

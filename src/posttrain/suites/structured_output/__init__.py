@@ -13,6 +13,7 @@ from pathlib import Path
 from random import Random
 from typing import Any
 
+from posttrain.plugins import register_suite
 from posttrain.suites import SuiteInfo, write_eval_file, write_rows
 from posttrain.suites.structured_output.templates import FILLER, TEMPLATES
 
@@ -45,6 +46,7 @@ def generate(n: int, seed: int) -> list[dict[str, Any]]:
     return rows
 
 
+@register_suite("structured_output")
 def build(out_dir: Path, *, n: int | None, seed: int, length: int | None) -> Path:
     del length
     rows = generate(n or SUITE.default_n, seed)

@@ -13,7 +13,8 @@ import math
 from typing import Any
 
 from posttrain.graders.base import Grader, GraderContext, template_failure
-from posttrain.graders.registry import register, require
+from posttrain.graders.registry import require
+from posttrain.plugins import register_grader
 from posttrain.template import TemplateError, render, render_text
 from posttrain.types import Score, parse_json_output
 
@@ -128,7 +129,7 @@ class StructuredOutputGrader(Grader):
                 "schema": self.schema, "expected": self.expected}
 
 
-@register("structured_output")
+@register_grader("structured_output")
 def build(spec: dict[str, Any], context: GraderContext) -> Grader:
     schema = spec.get("schema", "{{item.schema}}")
     if not isinstance(schema, (str, dict)):

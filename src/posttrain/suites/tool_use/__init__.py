@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.errors import UserError
+from posttrain.plugins import register_suite
 from posttrain.suites import SuiteInfo, write_eval_file, write_rows
 
 SUITE = SuiteInfo(
@@ -77,6 +78,7 @@ def eval_spec(dataset: str, n: int, seed: int) -> dict[str, Any]:
     }
 
 
+@register_suite("tool_use")
 def build(out_dir: Path, *, n: int | None, seed: int, length: int | None) -> Path:
     """Write ``eval.yaml`` and ``tool_use.jsonl`` into ``out_dir``; return the eval path."""
     from posttrain.suites.tool_use.generate import make_items

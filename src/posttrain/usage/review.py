@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from posttrain.data import yaml12
 from posttrain.errors import UserError
+from posttrain.loaders import yaml12
 
 
 def dataset_of(eval_path: str | Path) -> tuple[Path, str]:

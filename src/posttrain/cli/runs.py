@@ -1,9 +1,8 @@
-"""The ``posttrain`` command. Sub-commands import their heavy parts only when they run."""
+"""``posttrain eval``, ``report``, ``runs``, ``regrade``: run evals and read stored runs."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import re
 import sys
 from collections.abc import Sequence
@@ -11,17 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.errors import UserError
+from posttrain.plugins import register_command
 
-# modules that add their own sub-commands: (module, function that adds parsers)
-_PLUGINS = [
-    ("posttrain.cli_grade", "add_parser"),
-    ("posttrain.cli_train", "add_parsers"),
-    ("posttrain.cli_analysis", "add_parsers"),
-    ("posttrain.cli_ingest", "add_parser"),
-    ("posttrain.cli_view", "add_parser"),
-    ("posttrain.cli_cache", "add_parser"),
-    ("posttrain.cli_models", "add_parser"),
-]
+
+@register_command("eval", order=10)
+def add_parsers(sub: Any) -> None:
+    _add_eval(sub)
+    _add_report(sub)
+    _add_runs(sub)
+    _add_regrade(sub)
 
 
 def _add_eval(sub: Any) -> None:
@@ -94,58 +91,6 @@ def _add_regrade(sub: Any) -> None:
     p.set_defaults(func=_run_regrade)
 
 
-def _add_suites(sub: Any) -> None:
-    p = sub.add_parser("suites", help="built-in eval suites (list, build)")
-    ssub = p.add_subparsers(dest="suites_command", required=True)
-    ls = ssub.add_parser("list", help="name, what it measures, sub-components, default size")
-    ls.add_argument("--json", action="store_true")
-    ls.set_defaults(func=_run_suites_list)
-    build = ssub.add_parser("build", help="write a suite's eval file and dataset")
-    build.add_argument("name")
-    build.add_argument("--n", type=int)
-    build.add_argument("--seed", type=int, default=0)
-    build.add_argument("--length", type=int, help="context length in tokens (long_context)")
-    build.add_argument("-o", "--out", required=True, type=Path)
-    build.set_defaults(func=_run_suites_build)
-
-
-def _add_quickstart(sub: Any) -> None:
-    p = sub.add_parser("quickstart", help="offline demo: tiny local model, eval, RFT, eval again "
-                                          "(needs the [train] extra)",
-                       description="Offline demo of the whole loop on a tiny local model: eval, "
-                                   "RFT with the eval's grader as the reward, eval again. Needs "
-                                   "the [train] extra: pip install 'posttrain[train]'.")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--cache-dir", type=Path, help="default $POSTTRAIN_CACHE or ~/.cache/posttrain")
-    p.add_argument("--eval-only", action="store_true",
-                   help="only the baseline eval on the tiny model (no training)")
-    p.set_defaults(func=_run_quickstart)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="posttrain",
-        description="The eval-driven post-training loop: run evals on any model, compare, "
-                    "audit, pick the cheapest model that clears the bar, fine-tune when none does.")
-    from posttrain import __version__
-
-    parser.add_argument("--version", action="version", version=f"posttrain {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_quickstart(sub)
-    _add_eval(sub)
-    _add_report(sub)
-    _add_runs(sub)
-    _add_regrade(sub)
-    _add_suites(sub)
-    for module_name, function in _PLUGINS:  # light modules: a failure here is a bug, not hidden
-        getattr(importlib.import_module(module_name), function)(sub)
-    from posttrain.cli_sandbox import add_cli_arguments_to
-
-    add_cli_arguments_to(parser)
-    return parser
-
-
-# ---- commands -------------------------------------------------------------------------------
 def _resolve_eval_path(ref: str) -> Path:
     if not ref.startswith("suite:"):
         return Path(ref)
@@ -377,68 +322,3 @@ def _run_runs(args: argparse.Namespace) -> int:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.created))
         print(f"{run.id}  {when}  {run.status:8}  {run.eval_name}  {run.model}  [{run.variant}]")
     return 0
-
-
-def _run_suites_list(args: argparse.Namespace) -> int:
-    import json
-
-    from posttrain.suites import suite_info, suite_names
-
-    infos = []
-    for name in suite_names():
-        try:
-            infos.append(suite_info(name))
-        except (ImportError, AttributeError) as exc:
-            print(f"{name}: unavailable ({exc})", file=sys.stderr)
-    if args.json:
-        print(json.dumps([{"name": i.name, "measures": i.measures, "components": i.components,
-                           "default_n": i.default_n, "default_length": i.default_length}
-                          for i in infos], indent=2))
-        return 0
-    for info in infos:
-        print(f"{info.name}  (default n={info.default_n})\n  {info.measures}\n"
-              f"  components: {', '.join(info.components)}")
-    return 0
-
-
-def _run_suites_build(args: argparse.Namespace) -> int:
-    from posttrain.suites import build_suite
-
-    path = build_suite(args.name, args.out, n=args.n, seed=args.seed, length=args.length)
-    print(f"wrote {path}\nrun it: posttrain eval {path} --model SPEC")
-    return 0
-
-
-def _run_quickstart(args: argparse.Namespace) -> int:
-    from posttrain.quickstart import run_quickstart
-
-    return run_quickstart(json_output=args.json, cache_dir=args.cache_dir,
-                          eval_only=args.eval_only)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        from posttrain.cli_sandbox import apply_cli_arguments
-
-        apply_cli_arguments(args)
-        return int(args.func(args) or 0)
-    except UserError as exc:
-        print(f"posttrain: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except ModuleNotFoundError as exc:
-        from posttrain.models.checks import EXTRAS, install_hint
-
-        package = (exc.name or "").split(".", 1)[0]
-        if package not in EXTRAS:
-            raise
-        print(f"posttrain: error: `posttrain {args.command}` needs the optional package "
-              f"{package!r}: {install_hint(package)}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:
-        return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,8 +12,9 @@ from typing import Any
 from posttrain.graders.base import Grader, GraderContext, template_failure
 from posttrain.graders.graphwalks import graphwalks_score
 from posttrain.graders.mrcr import mrcr_score
-from posttrain.graders.registry import register, require
+from posttrain.graders.registry import require
 from posttrain.graders.string_match import string_match_score
+from posttrain.plugins import register_grader
 from posttrain.template import TemplateError, render_text
 from posttrain.types import Score
 
@@ -50,7 +51,7 @@ class LongContextGrader(Grader):
         return {"type": self.type, "name": self.name, "input": self.input}
 
 
-@register("long_context")
+@register_grader("long_context")
 def build(spec: dict[str, Any], context: GraderContext) -> Grader:
     return LongContextGrader(
         name=require(spec, "name", str, context, default="long_context"),

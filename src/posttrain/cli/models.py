@@ -13,7 +13,10 @@ import argparse
 import sys
 from typing import Any
 
+from posttrain.plugins import register_command
 
+
+@register_command("models", order=90)
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("models", help="real models offline, by name: pull, ls, path",
                        description="Local models for hf:NAME. `pull NAME` fetches and converts "

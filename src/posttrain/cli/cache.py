@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.errors import UserError
+from posttrain.plugins import register_command
 
 _NO_MODEL = "(written before identities were recorded)"
 
 
+@register_command("cache", order=80)
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("cache", help="the response cache: list entries by model, clear them",
                        description="The response cache in a store: `ls` shows entries by model "
@@ -97,7 +99,7 @@ def _matching(stored: list[str | None], spec: str, models_file: str | None) -> l
     """Stored cache ids that belong to ``spec`` (any weights digest, and for endpoints any URL)."""
     if spec in stored:
         return [spec]
-    from posttrain.models import PROVIDERS, build_model, model_config
+    from posttrain.models import build_model, is_provider, model_config, provider_meta
 
     provider, _, name = spec.partition(":")
     targets: set[str] = set()
@@ -111,9 +113,9 @@ def _matching(stored: list[str | None], spec: str, models_file: str | None) -> l
             targets.add(build_model(config).cache_id.split("#", 1)[0])
         except (UserError, OSError, ValueError):
             pass
-        if provider in ("hf", "vllm"):  # the folder may be gone: match its absolute path
+        if provider_meta(provider).get("local"):  # the folder may be gone: match its path
             targets.add(f"{provider}:{Path(name).expanduser().resolve()}")
-    if provider not in PROVIDERS or not name:
+    if not name or not is_provider(provider):
         raise UserError(f"unknown model {spec!r}: use a spec (openai:NAME, hf:PATH, ...), a "
                         "models-file name or a model as `posttrain cache ls` shows it",
                         field="--model")
@@ -122,7 +124,7 @@ def _matching(stored: list[str | None], spec: str, models_file: str | None) -> l
         if cache_id is None:
             continue
         base = cache_id.split("#", 1)[0]
-        remote_match = (provider in ("openai", "anthropic") and base.startswith(provider + ":")
+        remote_match = (not provider_meta(provider).get("local") and base.startswith(provider + ":")
                         and base.endswith(":" + name))
         if base in targets or remote_match:
             found.append(cache_id)

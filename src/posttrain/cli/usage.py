@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.errors import UserError
+from posttrain.plugins import register_command
 
 HELP = "turn usage logs and feedback into an eval (redacted, deduplicated, by theme)"
 
@@ -44,6 +45,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
+@register_command("usage", order=60)
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("ingest", help=HELP, description=HELP)
     _configure(parser)
@@ -77,8 +79,8 @@ def _print_text(summary: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from posttrain.data.ingest import DEFAULT_JUDGE, IngestOptions, ingest
-    from posttrain.data.logs import parse_map
+    from posttrain.usage.ingest import DEFAULT_JUDGE, IngestOptions, ingest
+    from posttrain.usage.logs import parse_map
 
     if args.per_theme < 0:
         raise UserError("must be >= 0", field="--per-theme")

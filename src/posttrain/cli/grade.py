@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.errors import UserError
+from posttrain.plugins import register_command
 
 
+@register_command("grade", order=30)
 def add_parser(subparsers: Any) -> None:
     grade = subparsers.add_parser("grade", help="run or validate one grader on one sample")
     grade.add_argument("grader", help="grader spec (.json or .yaml), OpenAI grader format")
@@ -43,7 +45,7 @@ def _load_json_arg(value: str, what: str) -> Any:
     source = f"--{what}"
     if not value.lstrip().startswith(("{", "[")):
         path = Path(value).resolve()  # errors name files by their absolute path
-        from posttrain.data.loaders import decode
+        from posttrain.loaders.datasets import decode
 
         try:
             data = path.read_bytes()
@@ -52,7 +54,7 @@ def _load_json_arg(value: str, what: str) -> Any:
         text = decode(data, path)
         source = str(path)
         if path.suffix in (".yaml", ".yml"):
-            from posttrain.data import yaml12
+            from posttrain.loaders import yaml12
 
             return yaml12.loads(text, file=source)
     try:
@@ -95,8 +97,8 @@ def _check_roots(spec: Any, source: str | None, inline: bool) -> None:
     too, not a grade that fails on every sample."""
     import re
 
+    from posttrain.errors import did_you_mean
     from posttrain.eval import SAMPLE_FIELDS
-    from posttrain.graders.registry import did_you_mean
     from posttrain.template import GRADER_NOT_TEMPLATES, placeholders_by_field
 
     for where, path in placeholders_by_field(spec, skip=GRADER_NOT_TEMPLATES):

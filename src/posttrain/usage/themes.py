@@ -60,7 +60,7 @@ def tfidf_matrix(texts: list[str]) -> tuple[Any, list[str]]:
 
 def minilm_embeddings(texts: list[str]) -> Any:
     """all-MiniLM-L6-v2 sentence embeddings from the locally installed package (no hub)."""
-    from posttrain.embeddings import embed
+    from posttrain.models.embeddings import embed
 
     return embed(texts, field="--embed")
 

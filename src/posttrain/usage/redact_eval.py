@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from posttrain.data.redact import Redactor, _merge
+from posttrain.usage.redact import Redactor, _merge
 
 
 @dataclass

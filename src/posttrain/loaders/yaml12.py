@@ -40,8 +40,8 @@ import yaml
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from posttrain.data.loaders import read_text
 from posttrain.errors import UserError
+from posttrain.loaders.datasets import read_text
 
 _BaseLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -231,3 +231,36 @@ def load_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     except yaml.YAMLError as exc:
         raise _user_error(exc, path) from None
     return [(child.start_mark.line + 1, row) for child, row in zip(node.value, data, strict=True)]
+
+
+def yaml_line(text: str, field_path: str) -> int | None:
+    """1-based line of ``a.b[2].c`` in a YAML document (the deepest part that exists)."""
+    import re
+
+    import yaml
+
+    from posttrain.loaders import yaml12
+
+    try:
+        node = yaml12.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for key, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", field_path):
+        if node is None:
+            break
+        if key and isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if getattr(k, "value", None) == key), None)
+            if match is None:
+                break
+            line = match.start_mark.line + 1
+            for k, _v in node.value:
+                if getattr(k, "value", None) == key:
+                    line = k.start_mark.line + 1
+            node = match
+        elif index and isinstance(node, yaml.SequenceNode) and int(index) < len(node.value):
+            node = node.value[int(index)]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line

@@ -179,7 +179,7 @@ def load_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     if suffix == ".json":
         return load_json(path)
     if suffix in (".yaml", ".yml"):
-        from posttrain.data import yaml12
+        from posttrain.loaders import yaml12
 
         return yaml12.load_rows(path)
     raise UserError(f"unknown dataset format {suffix!r} (use .jsonl, .csv, .json or .yaml)",

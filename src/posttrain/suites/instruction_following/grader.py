@@ -21,7 +21,8 @@ from __future__ import annotations
 from typing import Any
 
 from posttrain.graders.base import Grader, GraderContext, template_failure
-from posttrain.graders.registry import register, require
+from posttrain.graders.registry import require
+from posttrain.plugins import register_grader
 from posttrain.template import TemplateError, render_text
 from posttrain.types import Score
 
@@ -119,5 +120,5 @@ def _build(type_name: str) -> Any:
     return builder
 
 
-register("ifeval")(_build("ifeval"))
-register("dev_instructions")(_build("dev_instructions"))
+register_grader("ifeval")(_build("ifeval"))
+register_grader("dev_instructions")(_build("dev_instructions"))

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.errors import UserError
+from posttrain.plugins import register_command
 
 DEFAULT_STORE = "posttrain.db"
 
@@ -34,6 +35,7 @@ def _model_and_out(p: argparse.ArgumentParser) -> None:
                         "(DeepSpeed through the accelerate config)")
 
 
+@register_command("train", order=50)
 def add_parsers(sub: Any) -> None:
     train = sub.add_parser("train", help="fine-tune a local model: sft, dpo or rft (TRL; needs "
                                          "the [train] extra)",

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.errors import UserError
+from posttrain.plugins import register_command
 
 DEFAULT_STORE = "posttrain.db"
 
@@ -24,6 +25,7 @@ def _common(p: argparse.ArgumentParser, *, html: bool = True) -> None:
         p.add_argument("--html", metavar="PATH", help="also write a self-contained HTML report")
 
 
+@register_command("analysis", order=40)
 def add_parsers(sub: Any) -> None:
     p = sub.add_parser(
         "compare", help="paired comparison of two runs, or the matrix of an eval's runs",
@@ -179,7 +181,7 @@ def _run_missing_models(eval_file: str, models: Sequence[str], store_path: str,
                         models_file: str | None) -> bool:
     """Run models that have no stored run, through the runner's API when it exists."""
     try:
-        from posttrain.runner.api import run_eval  # type: ignore[import-not-found]
+        from posttrain.api import run_eval  # type: ignore[import-not-found]
     except ImportError:
         return False
     run_eval(eval_file, models=list(models), store=store_path, models_file=models_file)

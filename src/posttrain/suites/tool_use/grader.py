@@ -19,7 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 from posttrain.graders.base import Grader, GraderContext
-from posttrain.graders.registry import register, require
+from posttrain.graders.registry import require
+from posttrain.plugins import register_grader
 from posttrain.types import Score
 
 _META_KEYS = ("final_state_hash", "calls", "asked", "asked_slot", "final_text", "agent_texts")
@@ -120,6 +121,6 @@ class ToolUseGrader(Grader):
         return {"type": self.type, "name": self.name}
 
 
-@register("tool_use")
+@register_grader("tool_use")
 def build(spec: dict[str, Any], context: GraderContext) -> Grader:
     return ToolUseGrader(name=require(spec, "name", str, context, default="tool_use"))

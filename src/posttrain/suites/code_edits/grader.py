@@ -14,7 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from posttrain.graders.base import Grader, GraderContext
-from posttrain.graders.registry import register, require
+from posttrain.graders.registry import require
+from posttrain.plugins import register_grader
 from posttrain.types import Score
 
 
@@ -80,7 +81,7 @@ class CodeEditGrader(Grader):
         return {"type": self.type, "name": self.name, "timeout": self.timeout}
 
 
-@register("code_edit")
+@register_grader("code_edit")
 def build(spec: dict[str, Any], context: GraderContext) -> Grader:
     return CodeEditGrader(
         name=require(spec, "name", str, context, default="code_edit"),

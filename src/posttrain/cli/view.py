@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.errors import UserError
+from posttrain.plugins import register_command
 
 HELP = "web page to browse runs, compare side by side, vote blind and review items"
 
@@ -22,6 +23,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", help="token to require (default: random when not local)")
 
 
+@register_command("view", order=70)
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("view", help=HELP, description=HELP)
     _configure(parser)

@@ -29,11 +29,11 @@ from typing import Any
 
 import yaml
 
-from posttrain.data.dedup import dedup
-from posttrain.data.logs import LogRecord, Problem, read_feedback, read_logs, text_of
-from posttrain.data.redact import Redactor
-from posttrain.data.themes import find_themes
 from posttrain.errors import UserError
+from posttrain.usage.dedup import dedup
+from posttrain.usage.logs import LogRecord, Problem, read_feedback, read_logs, text_of
+from posttrain.usage.redact import Redactor
+from posttrain.usage.themes import find_themes
 
 DEFAULT_JUDGE = "openai:gpt-4.1-mini"
 
@@ -202,11 +202,66 @@ def _unique_id(record: LogRecord, redacted_id: str | None, used: set[str]) -> st
 
 def ingest(logs: Path, out_dir: Path, options: IngestOptions | None = None,
            store_path: Path | None = None) -> dict[str, Any]:
-    """Run the whole pipeline; returns the summary (also written to ``ingest.json``)."""
+    """Run the whole pipeline; returns the summary (also written to ``ingest.json``).
+
+    Stages, in order (nothing is written until every check has passed): read and check the logs
+    and feedback (``_read``), redact every record in memory (``_redact``), dedup and pick per
+    theme (``_select``), build the eval rows (``_build_rows``), write the evals (``_write``)
+    and, with a store, the logged answers as runs.
+    """
     options = options or IngestOptions()
     if options.grader not in ("similarity", "string"):
         raise UserError("must be similarity or string", field="--grader")
-    records, problems, facts = read_logs(Path(logs), mapping=options.mapping, fmt=options.fmt)
+    read = _read(Path(logs), options)
+    # what the themes need, after the logs are read (their problems first) and before the
+    # redaction and anything written
+    from posttrain.usage.themes import require_packages
+
+    require_packages(options.embed)
+    redactor = _redact(read.records, options)
+    selection = _select(read.records, options)
+    rows, logged, models = _build_rows(selection)
+    outputs = _write(Path(out_dir), rows, options)
+    runs = []
+    if store_path is not None:
+        runs = _record_logged_runs(store_path, outputs, rows, logged, models)
+
+    all_problems = read.problems + read.feedback_problems
+    summary = {
+        "logs": str(logs), **read.facts,
+        "skipped": [p.to_dict() for p in read.problems],
+        "feedback": {**read.feedback_summary,
+                     "skipped": [p.to_dict() for p in read.feedback_problems]},
+        "redactions": redactor.report(),
+        "redaction": redactor.detection.to_dict(),
+        "names_redacted": options.redact_names,
+        "duplicates": {"exact": selection.dedup.exact, "near": selection.dedup.near,
+                       "threshold": options.near},
+        "embed": selection.embed,
+        "themes": selection.themes,
+        "items": {kind: len(rows[kind]) for kind in rows},
+        "outputs": outputs,
+        "runs": runs,
+        "problems": len(all_problems),
+    }
+    (Path(out_dir) / "ingest.json").write_text(json.dumps(summary, indent=2, default=str) + "\n",
+                                               encoding="utf-8")
+    return summary
+
+
+@dataclass
+class _Read:
+    records: list[LogRecord]
+    problems: list[Problem]
+    facts: dict[str, Any]
+    feedback_summary: dict[str, Any]
+    feedback_problems: list[Problem]
+
+
+def _read(logs: Path, options: IngestOptions) -> _Read:
+    """The logs as records, with the feedback file joined on by id and rated; the lines skipped
+    (and why) are kept for the summary."""
+    records, problems, facts = read_logs(logs, mapping=options.mapping, fmt=options.fmt)
     feedback_summary: dict[str, Any] = {"rows": 0, "matched": 0, "unmatched": 0}
     feedback_problems: list[Problem] = []
     if options.feedback is not None:
@@ -218,20 +273,18 @@ def ingest(logs: Path, out_dir: Path, options: IngestOptions | None = None,
                 record.feedback = dict(feedback[record.id])
         feedback_summary["matched"] = sum(1 for key in feedback if key in ids)
         feedback_summary["unmatched"] = sum(1 for key in feedback if key not in ids)
-    from posttrain.data.logs import rating_label
+    from posttrain.usage.logs import rating_label
 
     for record in records:
         if record.feedback is not None:
             record.feedback["rating_label"] = rating_label(record.feedback.get("rating"))
+    return _Read(records, problems, facts, feedback_summary, feedback_problems)
 
-    # what the themes need, after the logs are read (their problems first) and before the
-    # redaction and anything written
-    from posttrain.data.themes import require_packages
 
-    require_packages(options.embed)
-
-    # redact everything, in memory, before anything else sees it: all records in one batch (the
-    # NER model reads them together), a name found in a record redacted everywhere in it
+def _redact(records: list[LogRecord], options: IngestOptions) -> Redactor:
+    """Redact every record in place, in memory, before anything else sees it: all records in
+    one batch (the NER model reads them together), a name found in a record redacted everywhere
+    in it; ids made unique after redaction."""
     redactor = Redactor(names=options.redact_names)
     used_ids: set[str] = set()
     redacted = redactor.redact_all([
@@ -241,8 +294,20 @@ def ingest(logs: Path, out_dir: Path, options: IngestOptions | None = None,
         (record.messages, record.response_text, record.response_tools, record.tools,
          record.created, record.model, record.feedback, redacted_id) = fields
         record.id = _unique_id(record, redacted_id, used_ids)
+    return redactor
 
-    # dedup, preferring rows with feedback
+
+@dataclass
+class _Selection:
+    survivors: list[LogRecord]  # after dedup
+    chosen: list[tuple[LogRecord, str, int]]  # (record, theme label, duplicates it stands for)
+    dedup: Any
+    embed: str
+    themes: list[dict[str, Any]]
+
+
+def _select(records: list[LogRecord], options: IngestOptions) -> _Selection:
+    """Dedup (preferring rows with feedback), group by theme, keep ``per_theme`` of each."""
     order = sorted(range(len(records)), key=lambda i: (_priority(records[i]), i))
     result = dedup([_dedup_text(records[i]) for i in order], threshold=options.near)
     kept = sorted(order[i] for i in result.keep)
@@ -267,20 +332,31 @@ def ingest(logs: Path, out_dir: Path, options: IngestOptions | None = None,
         chosen.update(picked)
         theme_summary.append({"label": themes.labels[theme], "size": len(members),
                               "kept": len(picked)})
+    picked_records = [(record, themes.labels[themes.assignment[position]],
+                       duplicates_of.get(kept[position], 0))
+                      for position, record in enumerate(survivors) if position in chosen]
+    return _Selection(survivors, picked_records, result, themes.method, theme_summary)
 
+
+def _build_rows(selection: _Selection) -> tuple[dict[str, list[dict[str, Any]]],
+                                                dict[str, list[LogRecord]],
+                                                dict[str, Counter[str]]]:
+    """The chosen records as eval rows by kind (reference, rubric, tools), with the logged
+    record and the model counts of each kind."""
     rows: dict[str, list[dict[str, Any]]] = {"reference": [], "rubric": [], "tools": []}
     models: dict[str, Counter[str]] = {kind: Counter() for kind in rows}
     logged: dict[str, list[LogRecord]] = {kind: [] for kind in rows}
-    for position, record in enumerate(survivors):
-        if position not in chosen:
-            continue
-        kind, row = _item_row(record, record.id or "", themes.labels[themes.assignment[position]],
-                              duplicates_of.get(kept[position], 0))
+    for record, theme, duplicates in selection.chosen:
+        kind, row = _item_row(record, record.id or "", theme, duplicates)
         rows[kind].append(row)
         logged[kind].append(record)
         models[kind][record.model or "unknown"] += 1
+    return rows, logged, models
 
-    out_dir = Path(out_dir)
+
+def _write(out_dir: Path, rows: dict[str, list[dict[str, Any]]],
+           options: IngestOptions) -> list[dict[str, Any]]:
+    """Each kind's dataset and eval file into ``out_dir``; what was written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     name = options.name or out_dir.resolve().name or "ingested"
     outputs = []
@@ -301,30 +377,7 @@ def ingest(logs: Path, out_dir: Path, options: IngestOptions | None = None,
                                          encoding="utf-8")
         outputs.append({"kind": kind, "eval": str(out_dir / eval_name),
                         "dataset": str(out_dir / dataset_name), "items": len(rows[kind])})
-
-    runs = []
-    if store_path is not None:
-        runs = _record_logged_runs(store_path, outputs, rows, logged, models)
-
-    all_problems = problems + feedback_problems
-    summary = {
-        "logs": str(logs), **facts,
-        "skipped": [p.to_dict() for p in problems],
-        "feedback": {**feedback_summary, "skipped": [p.to_dict() for p in feedback_problems]},
-        "redactions": redactor.report(),
-        "redaction": redactor.detection.to_dict(),
-        "names_redacted": options.redact_names,
-        "duplicates": {"exact": result.exact, "near": result.near, "threshold": options.near},
-        "embed": themes.method,
-        "themes": theme_summary,
-        "items": {kind: len(rows[kind]) for kind in rows},
-        "outputs": outputs,
-        "runs": runs,
-        "problems": len(all_problems),
-    }
-    (out_dir / "ingest.json").write_text(json.dumps(summary, indent=2, default=str) + "\n",
-                                         encoding="utf-8")
-    return summary
+    return outputs
 
 
 def _record_logged_runs(store_path: Path, outputs: list[dict[str, Any]],

@@ -1,0 +1,1 @@
+"""Usage: logs and feedback turned into evals (ingest, redaction, dedup, themes), votes and reviews."""
