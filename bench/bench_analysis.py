@@ -48,7 +48,7 @@ def build_store(path: Path, n_items: int) -> list[str]:
 
 def timed(argv: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "posttrain.cli_analysis", *argv], check=True,
+    subprocess.run([sys.executable, "-m", "posttrain.cli.analysis", *argv], check=True,
                    stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
 

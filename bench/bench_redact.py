@@ -6,7 +6,7 @@ Usage::
     python bench/bench_redact.py --engine presidio --lines 5000
     python bench/bench_redact.py --show-errors        # list the misses and false positives
 
-Precision and recall are span level (see ``posttrain.data.redact_eval``) on
+Precision and recall are span level (see ``posttrain.usage.redact_eval``) on
 ``tests/data/pii_labelled.jsonl``. Throughput: ``--lines`` distinct chat lines (the labelled
 texts, each with a ticket number appended so that no two are equal) redacted as one batch by a
 warm redactor, after the one-off load of the analyzer, which is timed apart; then ``posttrain
@@ -24,8 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from posttrain.data.redact import Redactor, detector, preload
-from posttrain.data.redact_eval import load_labelled, markdown_table, score_redaction
+from posttrain.usage.redact import Redactor, detector, preload
+from posttrain.usage.redact_eval import load_labelled, markdown_table, score_redaction
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELLED = ROOT / "tests" / "data" / "pii_labelled.jsonl"
@@ -69,7 +69,7 @@ def throughput(engine: str, path: Path, lines: int) -> dict:
     batch = [f"{texts[i % len(texts)]} (ticket {100000 + i})" for i in range(lines)]
     load_s = 0.0
     if engine == "presidio":  # imports and model load, in a fresh process
-        code = ("import time; t = time.perf_counter(); from posttrain.data.redact import preload;"
+        code = ("import time; t = time.perf_counter(); from posttrain.usage.redact import preload;"
                 " preload(); print(time.perf_counter() - t)")
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               check=True)
