@@ -88,6 +88,56 @@ def test_context_only_a_conflict_answered_with_one_value_is_not_faithful() -> No
         assert _grade(CONTEXT, both, row).passed, both
 
 
+# ---- instruction_following ------------------------------------------------------------------
+IFEVAL = {"type": "ifeval", "name": "instructions"}
+# if-0005 of `suite:instruction_following?n=24&max_tokens=512`: asked for a JSON e-mail without
+# "ladder"/"planet" and with "weather"/"answer", SmolLM2 wrote 256 lines of ``` and nothing else.
+# It scored 1/3: the forbidden words are absent from an answer that has no words at all.
+FENCES_ONLY = "```\n" * 256
+VACUOUS = [  # instructions that an answer without words follows, read literally
+    ("keywords:forbidden_words", {"forbidden_words": ["ladder", "planet"]}),
+    ("punctuation:no_comma", {}),
+    ("keywords:frequency", {"keyword": "horizon", "frequency": 1, "relation": "less than"}),
+    ("keywords:letter_frequency", {"letter": "f", "let_frequency": 1, "let_relation": "less than"}),
+    ("length_constraints:number_words", {"num_words": 150, "relation": "less than"}),
+    ("length_constraints:number_sentences", {"num_sentences": 6, "relation": "less than"}),
+    ("change_case:capital_word_frequency", {"capital_frequency": 3,
+                                            "capital_relation": "less than"}),
+    ("change_case:english_lowercase", {}),
+    ("dev_negative:no_capitals", {}),
+    ("dev_negative:no_question", {}),
+    ("dev_length:max_words", {"max_words": 200}),
+]
+
+
+def test_ifeval_the_fences_only_answer_follows_no_instruction() -> None:
+    item = {"instruction_id_list": ["detectable_format:json_format", "keywords:forbidden_words",
+                                    "keywords:existence"],
+            "kwargs": [{}, {"forbidden_words": ["ladder", "planet"]},
+                       {"keywords": ["weather", "answer"]}]}
+    score = _grade(IFEVAL, FENCES_ONLY, item)
+    assert score.status == "scored" and score.value == 0.0 and not score.passed
+    assert score.sub_scores["id:keywords:forbidden_words"] == 0.0
+    assert score.sub_scores["loose_instruction"] == 0.0
+    assert "no words" in score.explanation
+
+
+@pytest.mark.parametrize("answer", [FENCES_ONLY, "", "  \n\n", "***\n***\n", "...", "```\n```"])
+@pytest.mark.parametrize("instruction_id,kwargs", VACUOUS)
+def test_ifeval_an_answer_without_words_follows_no_instruction(
+        answer: str, instruction_id: str, kwargs: dict[str, Any]) -> None:
+    score = _grade(IFEVAL, answer, {"instruction_id_list": [instruction_id], "kwargs": [kwargs]})
+    assert score.status == "scored" and score.value == 0.0, score.explanation
+    assert not score.passed and score.sub_scores["loose_prompt"] == 0.0
+
+
+@pytest.mark.parametrize("answer", ["ok", "42", "no commas here", "über"])
+def test_ifeval_a_short_answer_with_words_is_still_checked(answer: str) -> None:
+    score = _grade(IFEVAL, answer, {"instruction_id_list": ["punctuation:no_comma"],
+                                    "kwargs": [{}]})
+    assert score.passed and score.value == 1.0
+
+
 # ---- label_model: SmolLM2-135M-Instruct as the judge (examples/judge) -----------------------
 JUDGE_EXAMPLE = Path(__file__).parent.parent / "examples" / "judge"
 LABELS = ["correct", "incorrect"]

@@ -181,7 +181,9 @@ def _row(openai: tuple[bool, str], anthropic: tuple[bool, str], hf: tuple[bool, 
 #: cannot honour (``tool_choice: required`` on ``hf:``) are refused by its ``to_wire``.
 FIELD_SUPPORT: dict[str, dict[str, tuple[bool, str]]] = {
     "tools": _row(_AS_IS, (True, "tools[].input_schema (function tools only)"),
-                  (True, "the chat template's tools"), (True, "the chat template's tools")),
+                  (True, "the chat template's tools (a template without tools: described in "
+                         "the system message, calls and results as `<tool_call>` text)"),
+                  (True, "the chat template's tools")),
     "tool_choice": _row(
         _AS_IS, (True, "auto, none; required -> any; a function -> {type: tool, name}"),
         (True, "auto; none leaves the tools out; required or a function: refused"),

@@ -88,6 +88,79 @@ def local_tools(fields: dict[str, Any]) -> list[dict[str, Any]] | None:
     return None if choice == "none" else fields.get("tools")
 
 
+# Hermes-style tool use (the format of Qwen2.5's template, which parse_tool_calls reads back),
+# for chat templates that render role and content only (SmolLM2, the tiny test model)
+TOOLS_INSTRUCTION = (
+    "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n"
+    "{tools}\n</tools>\n\nFor each function call, return a json object with function name and "
+    "arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n"
+    '{{"name": <function-name>, "arguments": <args-json-object>}}\n</tool_call>'
+)
+_PROBE_TOOL = {"type": "function", "function": {
+    "name": "posttrain_probe_tool", "description": "probe",
+    "parameters": {"type": "object", "properties": {}}}}
+
+
+def template_renders_tools(tokenizer: Any) -> bool:
+    """Whether the tokenizer's chat template puts ``tools`` in the prompt at all."""
+    probe = [{"role": "user", "content": "x"}]
+    try:
+        text = tokenizer.apply_chat_template(probe, tools=[_PROBE_TOOL], tokenize=False,
+                                             add_generation_prompt=True)
+    except Exception:  # noqa: BLE001 - a template that fails on tools does not render them
+        return False
+    return "posttrain_probe_tool" in text
+
+
+def _call_text(call: dict[str, Any]) -> str:
+    function = call.get("function") or {}
+    arguments = function.get("arguments", {})
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except ValueError:
+            pass  # kept as the model wrote it
+    payload = {"name": function.get("name"), "arguments": arguments}
+    return f"<tool_call>\n{json.dumps(payload, ensure_ascii=False)}\n</tool_call>"
+
+
+def tools_in_messages(messages: list[dict[str, Any]],
+                      tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conversation for a template without tools: the tools described in the system
+    message (joined to the first one, or a new one), each assistant tool call as
+    ``<tool_call>`` text, consecutive tool results as one user turn of ``<tool_response>``s."""
+    described = "\n".join(json.dumps(tool.get("function", tool), ensure_ascii=False)
+                          for tool in tools)
+    instruction = TOOLS_INSTRUCTION.format(tools=described)
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        role = message.get("role")
+        content = message.get("content")
+        text = content if isinstance(content, str) else ("" if content is None else content)
+        if role == "assistant" and message.get("tool_calls"):
+            calls = "\n".join(_call_text(call) for call in message["tool_calls"])
+            out.append({"role": "assistant",
+                        "content": f"{text}\n{calls}" if isinstance(text, str) and text.strip()
+                        else calls})
+        elif role == "tool":
+            response = f"<tool_response>\n{text}\n</tool_response>"
+            if out and out[-1].get("role") == "user" and out[-1].get("_tool_results"):
+                out[-1]["content"] += "\n" + response
+            else:
+                out.append({"role": "user", "content": response, "_tool_results": True})
+        else:
+            out.append({k: v for k, v in message.items() if k != "tool_calls"})
+    for message in out:
+        message.pop("_tool_results", None)
+    if out and out[0].get("role") in ("system", "developer") and isinstance(
+            out[0].get("content"), str):
+        out[0] = {**out[0], "content": f"{out[0]['content']}\n\n{instruction}"}
+    else:
+        out.insert(0, {"role": "system", "content": instruction})
+    return out
+
+
 def stop_list(fields: dict[str, Any]) -> list[str]:
     """``stop`` as a list (the eval may give one string)."""
     stop = fields.get("stop") or []
@@ -167,6 +240,7 @@ class HFModel(BatchingModel):
         self.cache_id = f"hf:{self.source.identity()}"
         self._model: Any = None
         self._tokenizer: Any = None
+        self._template_tools: bool | None = None
         super().__init__()
 
     async def check(self) -> None:
@@ -220,14 +294,8 @@ class HFModel(BatchingModel):
         plans = [self.to_wire(request) for request in requests]
         first = plans[0]
         started = time.perf_counter()
-        texts = []
-        for request, plan in zip(requests, plans, strict=True):
-            kwargs: dict[str, Any] = {"add_generation_prompt": True, "tokenize": False,
-                                      **plan["template"]}
-            messages = request.messages
-            if plan["instruction"]:  # no constrained decoding here: ask for the format instead
-                messages = [{"role": "system", "content": plan["instruction"]}, *messages]
-            texts.append(tokenizer.apply_chat_template(messages, **kwargs))
+        texts = [self._prompt(request, plan) for request, plan in zip(requests, plans,
+                                                                        strict=True)]
         encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         window = getattr(model.config, "max_position_embeddings", None)
         longest = int(encoded["attention_mask"].sum(dim=1).max())
@@ -274,6 +342,32 @@ class HFModel(BatchingModel):
                 cost_usd=self.price.cost(input_tokens, len(new_tokens)) if self.price else 0.0,
             ))
         return completions
+
+    def prompt_text(self, request: ChatRequest) -> str:
+        """The prompt this model is given for ``request`` (loads the tokenizer)."""
+        self.load()
+        return self._prompt(request, self.to_wire(request))
+
+    def _prompt(self, request: ChatRequest, plan: dict[str, Any]) -> str:
+        tokenizer = self._tokenizer
+        template = dict(plan["template"])
+        messages = request.messages
+        tools = template.get("tools")
+        if tools and not self._renders_tools():  # the template would drop them silently
+            messages = tools_in_messages(messages, tools)
+            template.pop("tools")
+        if plan["instruction"]:  # no constrained decoding here: ask for the format instead
+            messages = [{"role": "system", "content": plan["instruction"]}, *messages]
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                             tokenize=False, **template)
+
+    def _renders_tools(self) -> bool:
+        if self._template_tools is None:
+            self._template_tools = template_renders_tools(self._tokenizer)
+            if not self._template_tools:
+                _say(f"{self.name}: its chat template has no tools: they are given in the "
+                     "system message (<tool_call> format)")
+        return self._template_tools
 
     def to_wire(self, request: ChatRequest) -> dict[str, Any]:
         """How ``request`` runs here (:func:`hf_settings`); UnsupportedField if it cannot."""

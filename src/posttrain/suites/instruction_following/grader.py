@@ -5,7 +5,9 @@ Spec: ``{type: ifeval, name, input?: "{{sample.output_text}}"}``. The item must 
 IFEval's 25 (``punctuation:no_comma``...) or the developer-style ``dev_*:`` ids.
 
 Score: value = strict instruction-level fraction; passed = every instruction followed (strict
-prompt level). Sub-scores: ``strict_prompt``, ``strict_instruction``, ``loose_prompt``,
+prompt level). An answer without a letter or a digit (empty, only fences or punctuation) follows
+no instruction, where the reference passes it on every negative one (forbidden words, no comma,
+fewer than N words). Sub-scores: ``strict_prompt``, ``strict_instruction``, ``loose_prompt``,
 ``loose_instruction`` and ``id:<instruction_id>`` (strict, duplicates averaged).
 
 Verdicts are those of Google's reference (``instruction_following_eval``: ``evaluation_lib``'s
@@ -29,26 +31,39 @@ from posttrain.types import Score
 COMPONENTS = ["strict_prompt", "strict_instruction", "loose_prompt", "loose_instruction"]
 
 
+def has_words(response: str) -> bool:
+    """Whether the answer has a letter or a digit: anything a reader could call an answer."""
+    return any(ch.isalnum() for ch in response)
+
+
 def evaluate(response: str, ids: list[str], kwargs_list: list[Any]) -> dict[str, Any]:
-    """Strict and loose results per instruction. Raises KwargsError on a bad item."""
+    """Strict and loose results per instruction. Raises KwargsError on a bad item.
+
+    An answer without a letter or a digit (empty, or only fences, rules, punctuation: a small
+    model's degenerate loop) follows no instruction. The reference checks pass it on every
+    negative instruction (no forbidden words, no comma, fewer than N words...): 256 lines of
+    ``` scored 1/3 on SmolLM2.
+    """
     from posttrain.suites.instruction_following import checkers as C
     from posttrain.suites.instruction_following import developer as D
     from posttrain.suites.instruction_following.text import MissingTextTool
 
     strict: list[bool] = []
     loose: list[bool] = []
+    answered = has_words(response)
     for instruction_id, raw in zip(ids, kwargs_list, strict=True):
         if raw is not None and not isinstance(raw, dict):
             raise C.KwargsError(f"kwargs for {instruction_id!r} must be an object")
         kwargs = C.clean_kwargs(raw)
+        # the checks run even on an answer without words: a bad item still raises KwargsError
         if instruction_id in D.DEV_INSTRUCTIONS:
-            ok = D.check_dev(instruction_id, response, kwargs)
+            ok = D.check_dev(instruction_id, response, kwargs) and answered
             strict.append(ok)
             loose.append(ok)
         else:
             try:
-                strict.append(C.check(instruction_id, response, kwargs))
-                loose.append(C.check_loose(instruction_id, response, kwargs))
+                strict.append(C.check(instruction_id, response, kwargs) and answered)
+                loose.append(C.check_loose(instruction_id, response, kwargs) and answered)
             except MissingTextTool as exc:
                 raise type(exc)(f"{instruction_id}: {exc}") from exc
     return {"strict": strict, "loose": loose}
@@ -103,6 +118,9 @@ class IFEvalGrader(Grader):
         failed = [i for i, ok in zip(ids, strict, strict=True) if not ok]
         explanation = ("all instructions followed" if not failed
                        else "not followed (strict): " + ", ".join(failed))
+        if not has_words(response):
+            explanation = ("the answer has no words (no letter or digit): no instruction is "
+                           "followed")
         return Score(value=sub["strict_instruction"], passed=all(strict), name=self.name,
                      explanation=explanation, sub_scores=sub)
 

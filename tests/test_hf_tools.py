@@ -1,0 +1,138 @@
+"""Tools reach a local model whose chat template has no tools.
+
+SmolLM2-135M-Instruct's template (like the tiny test model's) renders role and content only:
+``apply_chat_template(messages, tools=...)`` returned the same prompt as without tools, so on
+``suite:tool_use`` the model never saw a tool, its own calls vanished from the transcript, and
+every "irrelevance" item (no tool fits: don't call one) passed for a model that could not call.
+Such a template now gets the tools in its system message (Hermes ``<tool_call>`` format, the
+one :func:`posttrain.models.hf.parse_tool_calls` reads back), the assistant's calls as
+``<tool_call>`` text and tool results as ``<tool_response>`` turns. A template that renders
+tools itself is left alone.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from posttrain.types import ChatRequest
+
+TOOLS = [{"type": "function", "function": {
+    "name": "get_order", "description": "Look up an order by its id.",
+    "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}},
+                   "required": ["order_id"]}}}]
+CALL = {"id": "call_0", "type": "function",
+        "function": {"name": "get_order", "arguments": json.dumps({"order_id": "A-17"})}}
+CONVERSATION = [
+    {"role": "system", "content": "You are the shop's assistant."},
+    {"role": "user", "content": "Where is order A-17?"},
+    {"role": "assistant", "content": "", "tool_calls": [CALL]},
+    {"role": "tool", "tool_call_id": "call_0", "content": '{"status": "shipped"}'},
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("transformers")
+    from posttrain.train.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", task=None)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model: Path):
+    from posttrain.models.hf import HFModel
+
+    model = HFModel("hf:tiny", str(tiny_model), batch_size=2)
+    model.load()
+    return model
+
+
+def test_the_tiny_template_has_no_tools(model) -> None:
+    """The premise: the template alone drops them (as SmolLM2's does)."""
+    tokenizer = model._tokenizer
+    plain = tokenizer.apply_chat_template(CONVERSATION[:2], tokenize=False,
+                                          add_generation_prompt=True)
+    assert tokenizer.apply_chat_template(CONVERSATION[:2], tools=TOOLS, tokenize=False,
+                                         add_generation_prompt=True) == plain
+
+
+def test_tools_are_in_the_prompt_of_a_template_without_tools(model) -> None:
+    prompt = model.prompt_text(ChatRequest(messages=CONVERSATION[:2], tools=TOOLS))
+    assert prompt.count("<|im_start|>system") == 1  # joined to the eval's system message
+    system = prompt.split("<|im_end|>")[0]
+    assert "You are the shop's assistant." in system
+    assert json.dumps(TOOLS[0]["function"], ensure_ascii=False) in system
+    assert "<tool_call>" in system and '"arguments"' in system
+    assert prompt.endswith("<|im_start|>assistant\n")
+
+
+def test_a_request_without_a_system_message_gets_one_for_the_tools(model) -> None:
+    prompt = model.prompt_text(ChatRequest(messages=CONVERSATION[1:2], tools=TOOLS))
+    assert prompt.startswith("<|im_start|>system\n") and "get_order" in prompt
+
+
+def test_the_calls_and_results_of_earlier_turns_are_in_the_transcript(model) -> None:
+    prompt = model.prompt_text(ChatRequest(messages=CONVERSATION, tools=TOOLS))
+    turns = prompt.split("<|im_start|>")
+    assistant = next(t for t in turns if t.startswith("assistant\n<tool_call>"))
+    call = json.loads(assistant.split("<tool_call>")[1].split("</tool_call>")[0])
+    assert call == {"name": "get_order", "arguments": {"order_id": "A-17"}}
+    result = next(t for t in turns if "<tool_response>" in t)
+    assert result.startswith("user\n") and '{"status": "shipped"}' in result
+    # what the model writes back in that format is read as a call
+    from posttrain.models.hf import parse_tool_calls
+
+    text, calls = parse_tool_calls(assistant.split("\n", 1)[1].split("<|im_end|>")[0])
+    assert calls[0]["function"]["name"] == "get_order" and text == ""
+
+
+def test_consecutive_results_are_one_turn(model) -> None:
+    second = {**CALL, "id": "call_1"}
+    messages = [CONVERSATION[1], {"role": "assistant", "content": "", "tool_calls": [CALL, second]},
+                {"role": "tool", "tool_call_id": "call_0", "content": "one"},
+                {"role": "tool", "tool_call_id": "call_1", "content": "two"}]
+    prompt = model.prompt_text(ChatRequest(messages=messages, tools=TOOLS))
+    assert prompt.count("<tool_response>") == 2 and prompt.count("<|im_start|>user") == 2
+
+
+def test_tool_choice_none_leaves_them_out(model) -> None:
+    prompt = model.prompt_text(ChatRequest(messages=CONVERSATION[:2], tools=TOOLS,
+                                           tool_choice="none"))
+    assert "get_order" not in prompt
+
+
+def test_without_tools_the_prompt_is_the_templates(model) -> None:
+    tokenizer = model._tokenizer
+    assert model.prompt_text(ChatRequest(messages=CONVERSATION[:2])) == \
+        tokenizer.apply_chat_template(CONVERSATION[:2], tokenize=False, add_generation_prompt=True)
+
+
+def test_a_template_that_renders_tools_is_left_alone(tiny_model: Path) -> None:
+    from posttrain.models.hf import HFModel
+
+    model = HFModel("hf:tiny-tools", str(tiny_model))
+    model.load()
+    model._tokenizer.chat_template = (
+        "{% if tools %}<tools>{% for t in tools %}{{ t.function.name }} {% endfor %}</tools>"
+        "{% endif %}{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + "
+        "message['content'] + '<|im_end|>\\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+    prompt = model.prompt_text(ChatRequest(messages=CONVERSATION[:2], tools=TOOLS))
+    assert prompt.startswith("<tools>get_order </tools>")
+    assert "<tool_call>" not in prompt  # no second copy in the system message
+
+
+def test_generation_reads_the_tools_prompt(model) -> None:
+    """The batch path renders the same prompt (here too long for the tiny model's 256-token
+    window, which says how long it was)."""
+    from posttrain.models.hf import ContextTooLong
+
+    request = ChatRequest(messages=CONVERSATION[:2], tools=TOOLS, max_tokens=2)
+    length = len(model._tokenizer(model.prompt_text(request), add_special_tokens=False)
+                 ["input_ids"])
+    with pytest.raises(ContextTooLong, match=rf"^prompt of {length} tokens "):
+        model.generate_batch([request])
+    assert model.generate_batch([ChatRequest(messages=CONVERSATION[:2], max_tokens=2)])
