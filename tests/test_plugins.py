@@ -222,3 +222,22 @@ def test_looking_up_one_grader_imports_only_its_module() -> None:
     assert "posttrain.graders.string_check" in loaded
     assert not [m for m in loaded if m.startswith("posttrain.suites.")]
     assert "posttrain.graders.model_graders" not in loaded
+
+
+def test_every_registration_in_posttrain_is_found_by_the_scan() -> None:
+    """Import every module of posttrain's plugin packages: whatever registers itself must be
+    what the source scan named (a registration the scan misses would be unreachable)."""
+    import importlib
+    import pkgutil
+
+    import posttrain
+
+    for module in pkgutil.walk_packages(posttrain.__path__, "posttrain."):
+        top = module.name.split(".")[1]
+        if top in ("graders", "suites", "models", "cli") and not module.name.endswith(
+                ("__main__", "_sandbox_worker")):
+            importlib.import_module(module.name)
+    for kind, registry in plugins.KINDS.items():
+        builtin = {name for name, obj in registry.parts.items()
+                   if getattr(obj, "__module__", "").startswith("posttrain.")}
+        assert builtin == set(plugins.own_names(kind)), kind

@@ -84,8 +84,9 @@ def register_grader(type_name: str) -> Callable[[T], T]:
 
 
 def register_provider(name: str, **meta: Any) -> Callable[[T], T]:
-    """Register a model provider's factory for specs ``name:MODEL`` (see ``posttrain.models``
-    for the factory's signature and the ``meta`` it takes: ``options``, ``env``)."""
+    """Register a model provider's factory for specs ``name:MODEL`` (see
+    ``posttrain.models.build_model`` for the factory's signature and ``provider_meta`` for the
+    ``meta`` it takes: ``options``, ``env``, ``hosted``, ``priced``, ``local``, ``order``)."""
     return _register("provider", name, meta)
 
 

@@ -68,10 +68,12 @@ __all__ = ["Model", "ModelError", "RetryableError", "FatalError", "Price", "Mode
            "resolve_model", "load_models_file", "model_config"]
 
 def providers() -> list[str]:
-    """Every provider name: posttrain's own and the plugins' (``posttrain.plugins``)."""
+    """Every provider name: posttrain's own and the plugins' (``posttrain.plugins``), in their
+    registered ``order`` (posttrain's: openai, anthropic, hf, vllm)."""
     from posttrain import plugins
 
-    return plugins.names("provider")
+    return sorted(plugins.load_all("provider"),
+                  key=lambda name: (plugins.meta("provider", name).get("order", 100), name))
 
 
 def is_provider(name: str) -> bool:
@@ -85,7 +87,7 @@ def provider_meta(provider: str) -> dict[str, Any]:
     ``openai:M?name=value`` and models-file keys it reads; ``max_concurrency`` in a models file
     for ``concurrency``), ``env`` ((key variable, base URL variable) it reads, or absent),
     ``hosted`` (the URL of the API its key is for), ``priced`` (list prices apply), ``local``
-    (weights on this machine)."""
+    (weights on this machine), ``order`` (its place in listings)."""
     from posttrain import plugins
 
     return plugins.meta("provider", provider)

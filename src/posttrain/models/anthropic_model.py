@@ -414,7 +414,7 @@ class AnthropicModel:
             await self._client.close()
 
 
-@register_provider("anthropic", env=("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"),
+@register_provider("anthropic", order=1, env=("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"),
                    hosted="https://api.anthropic.com", priced=True,
                    options={"base_url": "url", "api_key_env": "env", "concurrency": "count"})
 def build(config: Any, *, api_key: str | None, withheld: str | None, concurrency: int | None,

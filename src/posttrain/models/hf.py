@@ -386,7 +386,7 @@ class HFModel(BatchingModel):
         return isinstance(exc, ContextTooLong)  # one long prompt: the others still get answers
 
 
-@register_provider("hf", local=True,
+@register_provider("hf", order=2, local=True,
                    options={"gguf": "text", "batch_size": "count", "concurrency": "count"})
 def build(config: Any, *, api_key: str | None, withheld: str | None, concurrency: int | None,
           timeout_s: float) -> Any:

@@ -342,7 +342,7 @@ class SDKOpenAIModel(_Endpoint):
 __all__ = ["LeanOpenAIModel", "SDKOpenAIModel", "ModelError", "FatalError", "RetryableError"]
 
 
-@register_provider("openai", env=("OPENAI_API_KEY", "OPENAI_BASE_URL"),
+@register_provider("openai", order=0, env=("OPENAI_API_KEY", "OPENAI_BASE_URL"),
                    hosted="https://api.openai.com/v1", priced=True,
                    options={"base_url": "url", "api_key_env": "env", "client": "client",
                             "concurrency": "count", "cache_fingerprint": "bool"})

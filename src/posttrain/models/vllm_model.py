@@ -241,7 +241,7 @@ def _options() -> dict[str, str]:
     return options
 
 
-@register_provider("vllm", local=True, options=_options())
+@register_provider("vllm", order=3, local=True, options=_options())
 def build(config: Any, *, api_key: str | None, withheld: str | None, concurrency: int | None,
           timeout_s: float) -> Any:
     """``vllm:PATH``: vLLM's offline engine on this machine (a GPU)."""
