@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from posttrain.errors import UserError
 
@@ -24,29 +25,27 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                     "audit, pick the cheapest model that clears the bar, fine-tune when none does.")
     parser.add_argument("--version", action="version", version=f"posttrain {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    groups = plugins.own_names("command")
-    if argv is None or _wants_plugins(argv):
-        groups = plugins.names("command")
-    for name in groups:  # posttrain's own are light modules: a failure here is a bug, not hidden
-        plugins.get("command", name)
-    adders = sorted((plugins.meta("command", name).get("order", 100), name) for name in groups)
-    for _, name in adders:
-        plugins.get("command", name)(sub)
+    own = plugins.own_names("command")
+    _add_groups(sub, own)  # posttrain's own are light modules: a failure is a bug, not hidden
+    words = [a for a in argv or () if not a.startswith("-")]
+    if argv is None or (words and words[0] not in sub.choices):
+        _add_groups(sub, [name for name in plugins.names("command") if name not in own])
     from posttrain.cli.sandbox import add_cli_arguments_to
 
     add_cli_arguments_to(parser)
     return parser
 
 
-_OWN_COMMANDS = ("quickstart", "eval", "report", "runs", "regrade", "suites", "grade", "train",
-                 "export", "compare", "audit", "pick", "calibrate", "shelf-life", "ingest",
-                 "view", "cache", "models", "plugins")
+def _add_groups(sub: Any, groups: Sequence[str]) -> None:
+    """Add each command group's sub-commands, in their registered ``order``."""
+    from posttrain import plugins
 
-
-def _wants_plugins(argv: Sequence[str]) -> bool:
-    """Load plugin commands only when one may be asked for: a command posttrain lacks."""
-    words = [a for a in argv if not a.startswith("-")]
-    return bool(words) and words[0] not in _OWN_COMMANDS
+    adders = [plugins.get("command", name) for name in groups]
+    ordered = sorted(zip(groups, adders, strict=True),
+                     key=lambda pair: (plugins.meta("command", pair[0]).get("order", 100),
+                                       pair[0]))
+    for _, add in ordered:
+        add(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
