@@ -16,6 +16,7 @@ from posttrain.errors import UserError
 _PLUGINS = [
     ("posttrain.cli_grade", "add_parser"),
     ("posttrain.cli_train", "add_parsers"),
+    ("posttrain.cli_interop", "add_parsers"),  # after cli_train: it adds an export target
     ("posttrain.cli_analysis", "add_parsers"),
     ("posttrain.cli_ingest", "add_parser"),
     ("posttrain.cli_view", "add_parser"),
