@@ -13,7 +13,7 @@ import pytest
 
 from posttrain.cli import main
 from posttrain.errors import UserError
-from posttrain.interop.openai_ft import export_job, load_job, write_request
+from posttrain.interop.openai_ft import load_job, write_request
 from posttrain.train import quicktask
 
 SCHEMA = {"type": "json_schema", "json_schema": {
