@@ -151,7 +151,7 @@ def test_cli_prints_both_counts(tmp_path: Path, capsys) -> None:
     (lambda e: e["testing_criteria"][2].update(type="text_similarty"),
      "testing_criteria[2].type: unknown grader type 'text_similarty'; did you mean"),
     (lambda e: e["testing_criteria"][1].pop("name"), "testing_criteria[1].name: required"),
-    (lambda e: e["data_source_config"].update(type="logs"),
+    (lambda e: e.update(data_source_config={"type": "logs"}),
      "data_source_config.type: a logs eval reads your stored"),
 ])
 def test_bad_eval_is_one_line_with_file_line_field(tmp_path: Path, capsys, change,
@@ -257,6 +257,29 @@ def test_jsonl_runs_item_reference_and_responses(tmp_path: Path) -> None:
     (run,) = json.loads((tmp_path / "exp" / "runs.json").read_text())
     content = run["data_source"]["source"]["content"]
     assert content[1] == {"item": items[1], "sample": {"output_text": '{"letter": "C"}'}}
+
+
+def test_logs_eval_reads_ingested_items_with_its_filter_as_tags(tmp_path: Path) -> None:
+    rows = [{"id": "a1", "messages": [{"role": "user", "content": "Where is my order?"}],
+             "reference": "It ships today.", "tags": ["source:logged_response"]},
+            {"id": "a2", "messages": [{"role": "user", "content": "Can I return it?"}],
+             "reference": "Within 30 days.", "tags": []}]
+    (tmp_path / "dataset.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = {"name": "support", "data_source_config": {"type": "logs",
+                                                      "metadata": {"usecase": "support"}},
+            "testing_criteria": [{"type": "text_similarity", "name": "sim",
+                                  "input": "{{sample.output_text}}",
+                                  "reference": "{{item.reference}}",
+                                  "evaluation_metric": "fuzzy_match", "pass_threshold": 0.8}]}
+    (tmp_path / "eval.json").write_text(json.dumps(spec))
+    result = import_openai_eval(tmp_path / "eval.json", tmp_path / "imp",
+                                items_file=tmp_path / "dataset.jsonl")
+    from posttrain.eval import load_eval
+
+    ev = load_eval(result.eval_path)
+    assert [i.tags for i in ev.items] == [["source:logged_response", "usecase:support"],
+                                          ["usecase:support"]]
+    assert ev.request_for(ev.items[0]).messages == rows[0]["messages"]
 
 
 def test_file_id_source_is_found_next_to_the_runs(tmp_path: Path, capsys) -> None:

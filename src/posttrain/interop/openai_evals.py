@@ -114,12 +114,8 @@ def read_eval(path: Path, notes: Notes, *, judge: str | None = None) -> EvalDef:
                       {"type", "item_schema", "include_sample_schema", "schema"},
                       "custom data source config")
     elif kind in ("logs", "stored_completions"):
-        raise source.error(
-            f"a {kind} eval reads your stored Chat Completions / Responses logs, which live "
-            "at OpenAI: export them (JSONL) and read them with `posttrain ingest LOGS.jsonl -o "
-            "DIR` (its metadata filter "
-            f"{json.dumps(config.get('metadata') or {})} as tags: --tag-field), then import "
-            "this eval with --items DIR/items.jsonl", "data_source_config.type")
+        notes.unknown(source, "data_source_config.", config, {"type", "metadata", "schema"},
+                      f"{kind} data source config")
     else:
         raise source.error(f"unknown data source config type {kind!r} (custom, logs, "
                            "stored_completions)", "data_source_config.type")
@@ -653,6 +649,19 @@ def import_openai_eval(eval_file: str | Path, out_dir: str | Path, *,
         for position, (data, source) in enumerate(read_records(Path(items_file), "items file")):
             item, _ = _item_of(data, source, "item")
             extra.append((position, item, source))
+    if eval_def.config.get("type") in ("logs", "stored_completions"):
+        if items_file is None:
+            raise eval_def.source.error(
+                f"a {eval_def.config['type']} eval reads your stored Chat Completions / "
+                "Responses logs, which live at OpenAI: export them (JSONL), read them with "
+                "`posttrain ingest LOGS.jsonl -o DIR` (redacted, deduplicated), then import "
+                "this eval with --items DIR/dataset.jsonl", "data_source_config.type")
+        # the logs' metadata filter (usecase=chatbot) becomes each item's tags
+        filters = eval_def.config.get("metadata") or {}
+        tags = [f"{key}:{value}" for key, value in filters.items()]
+        for _, item, _ in extra:
+            if tags:
+                item["tags"] = [*(item.get("tags") or []), *tags]
     items = _collect_items(run_defs, extra)
     out_dir = Path(out_dir).resolve()
     eval_path, _ = build_eval_files(eval_def, run_defs, items, out_dir, notes)
