@@ -143,8 +143,10 @@ def run_import_eval(args: argparse.Namespace) -> int:
         for name, mine in names.items():
             print(f"    {name:24} openai {theirs.get(name, '-'):24} posttrain {mine}")
         if run["disagreements"]:
-            print(f"  {len(run['disagreements'])} grades disagree (drift or a misgrade: "
-                  "`posttrain audit` shows them too):")
+            count = len(run["disagreements"])
+            print(f"  {count} {'grade disagrees' if count == 1 else 'grades disagree'} (drift "
+                  "or a misgrade; `posttrain audit EVAL_FILE` lists them with every changed "
+                  "score):")
             for d in run["disagreements"]:
                 mine = d["posttrain"]
                 why = f" ({mine['explanation']})" if mine["status"] != "scored" else ""
