@@ -203,14 +203,14 @@ def _item_of(row: Any, source: Source, where: str) -> tuple[dict[str, Any], dict
 def read_runs(paths: list[Path], notes: Notes, files: list[Path]) -> list[RunDef]:
     runs: list[RunDef] = []
     for path in paths:
-        for index, (data, source) in enumerate(read_records(path, "runs file")):
+        for data, source in read_records(path, "runs file"):
             if not isinstance(data, dict) or not isinstance(data.get("data_source"), dict):
                 raise source.error("a run is an object with `data_source` (the run object GET "
                                    "/v1/evals/{id}/runs returns, or the body you sent)",
                                    "data_source")
             notes.unknown(source, "", data, _RUN_KEYS, "run")
             runs.append(_read_run(data, source, notes, [source.file.parent, *files],
-                                  len(runs) + index))
+                                  len(runs)))
     ids = [run.id for run in runs]
     for run in runs:
         if ids.count(run.id) > 1:
@@ -809,6 +809,7 @@ def _export_run(db: Any, info: Any, eval_: Any, spec: dict[str, Any], keys: dict
     for row in db.scores(info.id):
         grades.setdefault(row["item_id"], {})[row["grader"]] = row
     outputs = []
+    by_id = {item.id: item for item in eval_.items}
     prompt_tokens = completion_tokens = cached = 0
     for index, row in enumerate(db.samples(info.id)):
         item = items.get(row["item_id"])
@@ -836,8 +837,8 @@ def _export_run(db: Any, info: Any, eval_: Any, spec: dict[str, Any], keys: dict
             status = "error"
         else:
             status = "pass" if results and all(r["passed"] for r in results) else "fail"
-        request = eval_.request_for(eval_.items[[i.id for i in eval_.items].index(item.id)],
-                                    variant) if item.id in {i.id for i in eval_.items} else None
+        current = by_id.get(item.id)
+        request = eval_.request_for(current, variant) if current is not None else None
         sample = {
             "input": messages_out(request.messages, typed=False) if request else [],
             "output": [{"role": "assistant", "content": completion.text}] if completion else [],
