@@ -225,12 +225,10 @@ def tiny_add() -> Path:
 @pytest.mark.slow
 def test_rft_job_validation_reward_equals_posttrain_eval_of_the_checkpoint(
         tmp_path: Path, tiny_add: Path, capsys) -> None:
-    """The RFT guide's style of job (JSON-schema format; multi of a string_check and a judge)
-    runs unchanged on the tiny model: the judge is the tiny model too (--judge), and its
-    replies that do not parse leave the judge unscored, so the multi grade is unscored and
-    the reward counts it as 0, exactly as the eval does. What the job reports as each
-    step's validation reward is what `posttrain eval` of that checkpoint on the validation
-    items gives, with no cache."""
+    """An RFT job (JSON-schema format; a multi grader of two string_checks: partial credit for
+    the right number, full for the exact JSON) on the tiny model: what the job reports as each
+    kept checkpoint's validation reward is what `posttrain eval` of that checkpoint on the
+    validation items gives, with no cache, in a fresh store."""
     job = rft_job(tmp_path, grader={
         "type": "multi", "calculate_output": "0.8 * answer + 0.2 * exact",
         "graders": {"answer": {"type": "string_check", "name": "answer",
@@ -286,3 +284,41 @@ def test_sft_and_dpo_jobs_train_and_load(tmp_path: Path, method: str) -> None:
     from transformers import AutoModelForCausalLM
 
     AutoModelForCausalLM.from_pretrained(tmp_path / "out" / "model")
+
+
+@pytest.mark.slow
+def test_rft_guide_job_with_a_local_judge_runs_unchanged(tmp_path: Path, tiny_add: Path,
+                                                         capsys) -> None:
+    """The RFT guide's style of job as written (JSON-schema format; multi of a string_check and
+    a score_model naming gpt-4o) runs on the tiny model with SmolLM2 as the judge (--judge):
+    the judge's grades reach the job's per-grader metrics, and each reported validation reward
+    is again what `posttrain eval` of the checkpoint gives."""
+    from posttrain.models.local import load_path
+
+    try:
+        load_path("hf:smollm2-135m-instruct")
+    except Exception as exc:  # noqa: BLE001 - the real model is pulled once per machine
+        pytest.skip(f"SmolLM2 is not here: {exc}")
+    job = rft_job(tmp_path, n_train=8, n_valid=4, hyper={
+        "n_epochs": 1, "batch_size": 2, "compute_multiplier": 0.25, "eval_interval": 2})
+    body = json.loads(job.read_text())
+    judge = body["method"]["reinforcement"]["grader"]["graders"]["judge"]
+    judge["sampling_params"] = {"temperature": 0, "max_completions_tokens": 48}
+    job.write_text(json.dumps(body, indent=2))
+    out, store = tmp_path / "out", tmp_path / "s.db"
+    assert main(["train", "--job", str(job), "--model", f"hf:{tiny_add}", "-o", str(out),
+                 "--store", str(store), "--max-tokens", "16", "--judge",
+                 "hf:smollm2-135m-instruct", "--quiet"]) == 0
+    capsys.readouterr()
+    result = json.loads((out / "job.json").read_text())
+    assert result["status"] == "succeeded"
+    events = [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
+    names = {g["name"] for e in events if e["type"] == "metrics" and "scores" in e["data"]
+             for g in e["data"]["scores"]["graders"]}
+    assert "answer" in names
+    for checkpoint in json.loads((out / "checkpoints.json").read_text())["data"]:
+        assert main(["eval", str(out / "eval" / "eval.yaml"), "--model",
+                     checkpoint["fine_tuned_model_checkpoint"], "--store",
+                     str(tmp_path / "fresh.db"), "--no-cache", "--json", "--no-progress"]) == 0
+        (summary,) = json.loads(capsys.readouterr().out)["runs"]
+        assert summary["score"] == round(checkpoint["metrics"]["full_valid_mean_reward"], 4)

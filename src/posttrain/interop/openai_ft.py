@@ -497,7 +497,8 @@ def _run_rft(job: Job, spec: str, out_dir: Path, model_dir: Path, hyper: dict[st
         else:
             path = save_plain(policy, tokenizer, checkpoints_dir / f"step-{step}",
                               {"step": step, "job": job_id})
-        (summary,) = run_eval(val_eval, [f"hf:{path}"], variants=["default"], store=store,
+        fresh = load_eval(eval_dir / "eval.yaml")  # run_eval closes its judges after
+        (summary,) = run_eval(fresh, [f"hf:{path}"], variants=["default"], store=store,
                               options=RunOptions(epochs=samples))
         with Store(store) as db:
             metrics = validation_metrics(db, summary["run_id"], val_eval)
