@@ -190,6 +190,31 @@ def test_bad_output_item_and_run_name_their_line(tmp_path: Path, capsys) -> None
     assert code == 2 and f"{path}:" in err and "unknown content part type 'input_video'" in err
 
 
+def test_a_judge_that_cannot_be_called_stops_before_anything_is_stored(
+        tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    spec = json.loads((DATA / "eval.create.json").read_text())
+    spec["testing_criteria"].append({
+        "type": "label_model", "name": "tone", "model": "gpt-4.1",
+        "input": [{"role": "developer", "content": "Is this answer polite?"},
+                  {"role": "user", "content": "{{sample.output_text}}"}],
+        "labels": ["polite", "rude"], "passing_labels": ["polite"]})
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps(spec))
+    args = ["import", "openai-eval", str(path), "--runs", str(DATA / "runs.json"),
+            "--output-items", str(OUTPUTS[0]), "-o", str(tmp_path / "o"), "--store",
+            str(tmp_path / "s.db")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"posttrain: error: {path}: testing_criteria: a judge: "
+                          "openai:gpt-4.1: OPENAI_API_KEY is not set")
+    assert not (tmp_path / "s.db").exists()
+    assert main([*args, "--no-grade"]) == 0  # OpenAI's grades only
+    out = capsys.readouterr().out
+    assert "graded here" not in out and "passed 4  failed 2" in out
+
+
 def test_content_shapes() -> None:
     src = Source(Path("x.json"))
     assert content_in("hi", src, "c") == "hi"

@@ -154,7 +154,9 @@ def run_import_eval(args: argparse.Namespace) -> int:
                       f"{_verdict(d['openai']['passed'])} ({d['openai']['score']}), posttrain "
                       f"{_verdict(mine['passed'])} ({mine['score']}){why}")
         elif run["new"] and "requests" in run:
-            print("  every criterion agrees on every item")
+            unscored = run["posttrain"]["result_counts"].get("unscored")
+            print("  every criterion agrees on every item" if not unscored else
+                  "  every grade both gave agrees; some items are unscored here (above)")
     spec = [r["model"] for r in result.runs if r["model"].startswith("openai:")]
     print(f"\nrun it again: posttrain eval {result.eval_path} --model "
           f"{spec[0] if spec else 'openai:MODEL'} --model hf:smollm2-135m-instruct")

@@ -674,6 +674,25 @@ def import_openai_eval(eval_file: str | Path, out_dir: str | Path, *,
         from posttrain.runner.store import Store
 
         criteria = [g.name for g in eval_.graders]
+        if grade:  # judges reachable (a key, a local model) before anything is stored
+            import asyncio
+
+            from posttrain.runner.preflight import (
+                check_judge_requests,
+                check_models,
+                judge_models,
+            )
+
+            judges = judge_models(eval_.graders)
+            if judges:
+                try:
+                    asyncio.run(check_models(judges))
+                except UserError as exc:
+                    raise UserError(f"a judge: {exc.message} (grade the judge criteria with "
+                                    "a local model: --judge SPEC; or store OpenAI's grades "
+                                    "only: --no-grade)", file=eval_def.source.file,
+                                    field="testing_criteria") from None
+                check_judge_requests(eval_)
         with Store(store) as db:
             for run in stored:
                 info, new = store_run(db, eval_, run, eval_def.eval_id, notes)
