@@ -28,6 +28,10 @@ def add_parser(subparsers: Any) -> None:
     grade.add_argument("--output-text", help="build the sample from this text instead")
     grade.add_argument("--validate", action="store_true", help="check the grader, do not run it")
     grade.add_argument("--json", action="store_true", help="print JSON")
+    grade.add_argument("--openai", action="store_true",
+                       help="with --json: answer as OpenAI's grader-run endpoint (reward, "
+                            "sub_rewards, metadata.errors); GRADER may be that endpoint's "
+                            "request body {grader, item, model_sample}")
     grade.set_defaults(func=run)
     calibrate = subparsers.add_parser("calibrate",
                                       help="agreement of judge graders with human labels")
@@ -146,6 +150,18 @@ def _sample(args: argparse.Namespace) -> dict[str, Any]:
     return sample
 
 
+def _run_request(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The grader argument when it is a grader-run request body ``{grader, item,
+    model_sample}``; else None."""
+    try:
+        spec = _load_json_arg(args.grader, "grader")
+    except UserError:
+        return None
+    if isinstance(spec, dict) and "grader" in spec and "type" not in spec:
+        return spec
+    return None
+
+
 def _print_score(result: dict[str, Any], name: str) -> None:
     value = result["score"]
     shown = "-" if value is None else f"{value:.4g}"
@@ -165,12 +181,22 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(message) if args.json else
               f"ok: {grader.type} grader {grader.name!r}")
         return 0
+    body = _run_request(args)
+    if body is not None:  # a /graders/run request body: its item and model_sample
+        if args.item is None and isinstance(body.get("item"), dict):
+            args.item = json.dumps(body["item"])
+        if args.sample is None and args.output_text is None and \
+                isinstance(body.get("model_sample"), str):
+            args.output_text = body["model_sample"]
     if args.item is None:
         raise UserError("give --item ITEM.json (use '{}' for none)", field="--item")
     item = _load_json_arg(args.item, "item")
     if not isinstance(item, dict):
         raise UserError("an item must be a JSON object", field="--item")
     sample = _sample(args)
+    import time
+
+    started = time.perf_counter()
     if grader.is_async:
         import asyncio
 
@@ -178,6 +204,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         score = grader.grade(sample, item)
     result = score.to_dict()
+    if args.openai:
+        from posttrain.interop.openai_graders import grader_run_response
+
+        print(json.dumps(grader_run_response(grader, score, time.perf_counter() - started),
+                         ensure_ascii=False))
+        return 0
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     else:

@@ -41,7 +41,10 @@ def add_parsers(sub: Any) -> None:
                                          "the [train] extra)",
                            description="Fine-tune a local model with TRL: sft, dpo or rft. Needs "
                                        "the [train] extra: pip install 'posttrain[train]'.")
-    kinds = train.add_subparsers(dest="train_kind", required=True, metavar="KIND")
+    kinds = train.add_subparsers(dest="train_kind", required=False, metavar="KIND")
+    from posttrain.cli.interop import add_job_arguments
+
+    add_job_arguments(train)  # posttrain train --job JOB.json (an OpenAI job file), no KIND
 
     p = kinds.add_parser("sft", help="supervised fine-tuning (distillation from a graded run)")
     _model_and_out(p)
@@ -84,7 +87,7 @@ def add_parsers(sub: Any) -> None:
     export = sub.add_parser("export", help="export training data to hosted formats")
     targets = export.add_subparsers(dest="export_target", required=True, metavar="TARGET")
     p = targets.add_parser("openai-ft", help="OpenAI fine-tuning JSONL (sft, dpo, rft + grader)")
-    p.add_argument("--kind", required=True, choices=["sft", "dpo", "rft"])
+    p.add_argument("--kind", choices=["sft", "dpo", "rft"], help="required unless --job")
     p.add_argument("-o", "--out", required=True, type=Path, help="output JSONL")
     p.add_argument("--store", default=DEFAULT_STORE)
     p.add_argument("--data", type=Path, help="sft: JSONL of messages or prompt/completion")
@@ -191,8 +194,13 @@ def _run_rft(args: argparse.Namespace) -> dict[str, Any]:
 
 # ---- export ---------------------------------------------------------------------------------
 def run_export(args: argparse.Namespace) -> int:
+    from posttrain.cli.interop import run_export_job
     from posttrain.train import export
 
+    if run_export_job(args):
+        return 0
+    if args.kind is None:
+        raise UserError("give --kind sft|dpo|rft (or --job DIR)", field="--kind")
     if args.kind == "sft":
         records = export.sft_records(_sft_rows(args))
         path = export.write_jsonl(args.out, records)

@@ -3,7 +3,8 @@
 Input: JSONL rows ``{"item": {...}, "sample": {...}, "label": true | false | number}``. A
 boolean label is compared with the grade's ``passed``; a numeric label is binarised at
 ``threshold`` (default 0.5) on both sides and also reported as mean absolute error. Rows the
-judge could not grade are counted, not dropped silently, and are left out of the agreement.
+judge could not grade are counted, with their reasons (``problems``), not dropped silently, and
+are left out of the agreement.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ class Agreement:
     kappa: float | None = None
     mae: float | None = None
     confusion: dict[str, int] = field(default_factory=dict)  # tp fp fn tn (judge vs human)
+    #: why rows were not graded: "unscored: <reason>" / "error: <reason>" -> rows, most first
+    problems: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -91,6 +94,8 @@ async def acalibrate(graders: list[Grader], rows: list[dict[str, Any]],
         for row, score in zip(rows, scores, strict=True):
             if score.status != "scored" or score.value is None:
                 setattr(agreement, score.status, getattr(agreement, score.status) + 1)
+                reason = f"{score.status}: {' '.join(score.explanation.split())[:160]}"
+                agreement.problems[reason] = agreement.problems.get(reason, 0) + 1
                 continue
             label = row["label"]
             if isinstance(label, bool):
@@ -102,6 +107,8 @@ async def acalibrate(graders: list[Grader], rows: list[dict[str, Any]],
                 errors.append(abs(score.value - float(label)))
             pairs.append((judge, human))
         agreement.n = len(pairs)
+        agreement.problems = dict(sorted(agreement.problems.items(),
+                                         key=lambda kv: (-kv[1], kv[0])))
         if pairs:
             agreement.accuracy = sum(a == b for a, b in pairs) / len(pairs)
             agreement.kappa = cohen_kappa(pairs)
@@ -129,4 +136,5 @@ def format_table(results: list[Agreement]) -> str:
 
         lines.append(f"{r.grader[:24]:<24} {r.n:>5} {fmt(r.accuracy):>6} {fmt(r.kappa):>6} "
                      f"{fmt(r.mae):>6} {r.unscored:>9} {r.error:>6}")
+        lines += [f"  {count} x {reason}" for reason, count in r.problems.items()]
     return "\n".join(lines)

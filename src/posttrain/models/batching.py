@@ -4,16 +4,27 @@ The runner calls ``generate`` once per sample, concurrently; a local engine is f
 sees many prompts at once. A subclass implements ``generate_batch(requests)`` (synchronous; run
 in a worker thread so the event loop stays free) and ``batch_key(request)`` (requests that may
 share one engine call); this class does the queueing, one batch at a time.
+
+A caller that gives up (its attempt timed out, the run was stopped) costs no more generation: a
+queued request whose caller is gone is dropped when batches are formed, and ``abandoned()``
+turns true while a batch runs once every caller of that batch is gone, for engines that can stop
+early (transformers reads it as a stopping criterion). Without this, a batch slower than the
+per-attempt timeout was generated once per retry for callers that were no longer waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from posttrain.types import ChatRequest, Completion
 
 _Entry = tuple[ChatRequest, "asyncio.Future[Completion]"]
+
+
+def _never() -> bool:
+    return False
 
 
 class BatchingModel:
@@ -24,6 +35,11 @@ class BatchingModel:
     def __init__(self) -> None:
         self._queue: asyncio.Queue[_Entry] | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._abandoned: Callable[[], bool] = _never
+
+    def abandoned(self) -> bool:
+        """True while a batch runs whose callers have all given up (read from its thread)."""
+        return self._abandoned()
 
     def generate_batch(self, requests: list[ChatRequest]) -> list[Completion]:
         raise NotImplementedError
@@ -53,6 +69,8 @@ class BatchingModel:
                 pending.append(self._queue.get_nowait())
             groups: dict[Any, list[_Entry]] = {}
             for entry in pending:
+                if entry[1].done():  # its caller gave up while it waited
+                    continue
                 groups.setdefault(self.batch_key(entry[0]), []).append(entry)
             for entries in groups.values():
                 for start in range(0, len(entries), self.batch_size):
@@ -60,6 +78,11 @@ class BatchingModel:
 
     async def run_batch(self, batch: list[_Entry]) -> None:
         """Answer one batch; an exception reaches every caller in it."""
+        batch = [entry for entry in batch if not entry[1].done()]
+        if not batch:
+            return
+        futures = [future for _, future in batch]
+        self._abandoned = lambda: all(future.done() for future in futures)
         try:
             results = await asyncio.to_thread(self.generate_batch, [r for r, _ in batch])
         except Exception as exc:  # noqa: BLE001 - delivered to each caller
@@ -71,6 +94,8 @@ class BatchingModel:
                 if not future.done():
                     future.set_exception(exc)
             return
+        finally:
+            self._abandoned = _never
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)

@@ -312,8 +312,18 @@ class HFModel(BatchingModel):
                                                     window - encoded["input_ids"].shape[1])
         if first["seed"] is not None:
             torch.manual_seed(first["seed"])
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        abandoned = self.abandoned
+
+        class CallersGone(StoppingCriteria):  # nobody waits for this batch any more
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                return torch.full((input_ids.shape[0],), abandoned(), dtype=torch.bool,
+                                  device=input_ids.device)
+
         with torch.inference_mode():
-            output = model.generate(**encoded, **generate_kwargs)
+            output = model.generate(**encoded, **generate_kwargs,
+                                    stopping_criteria=StoppingCriteriaList([CallersGone()]))
         prompt_length = encoded["input_ids"].shape[1]
         latency = time.perf_counter() - started
         completions = []

@@ -91,8 +91,11 @@ def baseline_warning(score: float) -> str | None:
 
 def train_rft(model: str, eval_: Eval, out_dir: str | Path, split: Split, config: RFTConfig,
               *, quiet: bool = False, on_log: Callable[[dict[str, Any]], None] | None = None,
-              ) -> RFTResult:
-    """Run GRPO on ``split.train``; keep the best checkpoint by validation score in ``out_dir``."""
+              validator: Callable[[int, Any, Any], float] | None = None) -> RFTResult:
+    """Run GRPO on ``split.train``; keep the best checkpoint by validation score in ``out_dir``.
+
+    ``validator(step, policy, tokenizer) -> score`` replaces the in-process validation (the job
+    runner evaluates each checkpoint through the runner, as ``posttrain eval`` would)."""
     quiet_libraries()
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, TrainerCallback
@@ -132,8 +135,11 @@ def train_rft(model: str, eval_: Eval, out_dir: str | Path, split: Split, config
     pending: dict[str, Any] = {}
 
     def validate(step: int, policy: Any) -> None:
-        scores = evaluate(None, eval_, split.validation, model=policy, tokenizer=tokenizer)
-        value = mean_score(scores)
+        if validator is not None:
+            value = validator(step, policy, tokenizer)
+        else:
+            value = mean_score(evaluate(None, eval_, split.validation, model=policy,
+                                        tokenizer=tokenizer))
         pending["validation"] = value
         if result.best_validation is None or value > result.best_validation:
             result.best_validation, result.best_step = value, step

@@ -1,0 +1,341 @@
+"""Importing OpenAI Evals (eval, runs, output items), grading them here, exporting them back.
+
+The fixtures in tests/data/openai_evals/ were written for this project from the shapes in the
+openai-python SDK's types and the Evals API reference: a 4-criterion eval (string_check with
+the guide's ``neq`` spelling, text_similarity, python), two completions runs with different
+prompts and models, their output items (OpenAI's grades, one sample with a rate-limit error)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from posttrain.cli import main
+from posttrain.interop._files import Notes, Source
+from posttrain.interop.openai_evals import export_openai_eval, import_openai_eval
+from posttrain.interop.openai_format import content_in, criterion_name, messages_in
+
+DATA = Path(__file__).parent / "data" / "openai_evals"
+OUTPUTS = [DATA / "output_items_evalrun_001.jsonl", DATA / "output_items_evalrun_002.jsonl"]
+
+
+def _import(tmp: Path, eval_file: Path = DATA / "eval.get.json", **kwargs):
+    return import_openai_eval(eval_file, tmp / "imp", runs=[DATA / "runs.json"],
+                              output_items=kwargs.pop("output_items", OUTPUTS),
+                              store=tmp / "s.db", **kwargs)
+
+
+def _stored(store: Path) -> dict[str, tuple]:
+    """Per OpenAI run id: (model, variant, samples, scores) as stored (ids of the store left
+    out)."""
+    from posttrain.runner.store import Store
+
+    out = {}
+    with Store(store) as db:
+        for run in db.list_runs():
+            samples = [(r["item_id"], r["status"], r["completion"], r["error"],
+                        r["input_tokens"], r["output_tokens"]) for r in db.samples(run.id)]
+            scores = [(r["item_id"], r["grader"], r["value"], r["passed"], r["status"])
+                      for r in db.scores(run.id)]
+            out[run.config["openai"]["id"]] = (run.model, run.variant, samples, scores)
+    return out
+
+
+def test_import_regrades_to_openais_counts_with_no_requests(tmp_path: Path) -> None:
+    result = _import(tmp_path)
+    assert result.items == 6 and result.variants == ["default", "gpt-4.1-nano-tutor"]
+    stored = json.loads((DATA / "runs.json").read_text())["data"]
+    for run, report in zip(stored, result.runs, strict=True):
+        assert report["requests"] == 0
+        mine = report["posttrain"]["result_counts"]
+        assert {k: mine[k] for k in run["result_counts"]} == run["result_counts"]
+        assert mine["unscored"] == 0
+        theirs = {criterion_name(e["testing_criteria"]): (e["passed"], e["failed"])
+                  for e in run["per_testing_criteria_results"]}
+        assert {e["testing_criteria"]: (e["passed"], e["failed"])
+                for e in report["posttrain"]["per_testing_criteria_results"]} == theirs
+        assert report["disagreements"] == []
+    # the error sample is an error, with OpenAI's code; usage and the served model are kept
+    by_run = _stored(tmp_path / "s.db")
+    samples = by_run["evalrun_002"][2]
+    errors = [s for s in samples if s[1] == "error"]
+    assert [(s[0], s[3]) for s in errors] == [
+        ("5", "openai: rate_limit_exceeded: Rate limit reached for requests")]
+    ok = json.loads(samples[0][2])
+    assert ok["served_model"] == "gpt-4.1-nano-2025-04-14" and samples[0][4] == 24
+    # importing again stores nothing twice
+    again = _import(tmp_path)
+    assert [r["new"] for r in again.runs] == [False, False]
+
+
+def test_warnings_name_file_line_and_field(tmp_path: Path) -> None:
+    result = _import(tmp_path)
+    neq = [n for n in result.notes if "operation" in n]
+    assert len(neq) == 1 and neq[0].startswith(f"{DATA / 'eval.get.json'}:")
+    line = int(neq[0].split(":")[1])
+    assert '"neq"' in (DATA / "eval.get.json").read_text().splitlines()[line - 1]
+    spec = json.loads((DATA / "eval.create.json").read_text())
+    spec["testing_criteria"][0]["weight"] = 2
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps(spec, indent=2))
+    result = import_openai_eval(path, tmp_path / "w", runs=[DATA / "runs.json"])
+    weight = [n for n in result.notes if "weight" in n]
+    assert weight and weight[0].startswith(f"{path}:") and "testing_criteria[0].weight" in \
+        weight[0]
+
+
+def test_create_and_get_shapes_give_the_same_eval(tmp_path: Path) -> None:
+    a = import_openai_eval(DATA / "eval.create.json", tmp_path / "a", runs=[DATA / "runs.json"])
+    b = import_openai_eval(DATA / "eval.get.json", tmp_path / "b", runs=[DATA / "runs.json"])
+    assert a.eval_path.read_text() == b.eval_path.read_text()
+    manifest = json.loads((tmp_path / "b" / "openai.json").read_text())
+    assert manifest["item_schema"]["required"] == ["q", "a"]  # from GET's {item, sample}
+
+
+def test_round_trip_export_reimports_identically(tmp_path: Path) -> None:
+    _import(tmp_path)
+    export_openai_eval(tmp_path / "imp" / "eval.yaml", tmp_path / "exp", store=tmp_path / "s.db")
+    exported = json.loads((tmp_path / "exp" / "eval.json").read_text())
+    assert [c["operation"] for c in exported["testing_criteria"][:2]] == ["eq", "ne"]
+    second = tmp_path / "second"
+    second.mkdir()
+    result = import_openai_eval(tmp_path / "exp" / "eval.json", second / "imp",
+                                runs=[tmp_path / "exp" / "runs.json"],
+                                output_items=[tmp_path / "exp" / "output_items"],
+                                store=second / "s.db")
+    for name in ("eval.yaml", "items.jsonl", "openai.json"):
+        assert (second / "imp" / name).read_text() == (tmp_path / "imp" / name).read_text()
+    assert _stored(second / "s.db") == _stored(tmp_path / "s.db")
+    for report in result.runs:
+        assert report["disagreements"] == [] and report["requests"] == 0
+        assert report["openai"]["result_counts"] == {
+            k: v for k, v in report["posttrain"]["result_counts"].items() if k != "unscored"}
+
+
+def test_disagreements_are_listed_per_item_and_criterion(tmp_path: Path) -> None:
+    rows = [json.loads(line) for line in OUTPUTS[0].read_text().splitlines()]
+    toronto = next(r for r in rows if r["sample"]["output"][0]["content"] == "Toronto")
+    exact = next(r for r in toronto["results"] if r["name"].startswith("exact"))
+    exact.update(score=1.0, passed=True)  # OpenAI said pass: a misgrade to find
+    changed = tmp_path / "items.jsonl"
+    changed.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = _import(tmp_path, output_items=[changed, OUTPUTS[1]])
+    (d,) = result.runs[0]["disagreements"]
+    assert d["item"] == str(toronto["datasource_item_id"]) and d["criterion"] == "exact"
+    assert d["openai"]["passed"] is True and d["posttrain"]["passed"] is False
+    # the CLI prints it
+    code = main(["import", "openai-eval", str(DATA / "eval.get.json"), "--runs",
+                 str(DATA / "runs.json"), "--output-items", str(changed), "--output-items",
+                 str(OUTPUTS[1]), "-o", str(tmp_path / "cli"), "--store", str(tmp_path / "c.db")])
+    assert code == 0
+
+
+def test_cli_prints_both_counts(tmp_path: Path, capsys) -> None:
+    code = main(["import", "openai-eval", str(DATA / "eval.get.json"), "--runs",
+                 str(DATA / "runs.json"), "--output-items", str(OUTPUTS[0]), "--output-items",
+                 str(OUTPUTS[1]), "-o", str(tmp_path / "imp"), "--store", str(tmp_path / "s.db")])
+    out = capsys.readouterr()
+    assert code == 0
+    assert "openai (stored counts)     passed 4  failed 1  errored 1  total 6" in out.out
+    assert "posttrain                  passed 4  failed 1  errored 1  total 6" in out.out
+    assert "graded here with 0 requests" in out.out
+    assert "testing_criteria[1].operation: read `neq`" in out.err
+
+
+@pytest.mark.parametrize("change, where", [
+    (lambda e: e["testing_criteria"][0].update(operation="bogus"),
+     "testing_criteria[0].operation: must be one of"),
+    (lambda e: e["testing_criteria"][2].update(type="text_similarty"),
+     "testing_criteria[2].type: unknown grader type 'text_similarty'; did you mean"),
+    (lambda e: e["testing_criteria"][1].pop("name"), "testing_criteria[1].name: required"),
+    (lambda e: e.update(data_source_config={"type": "logs"}),
+     "data_source_config.type: a logs eval reads your stored"),
+])
+def test_bad_eval_is_one_line_with_file_line_field(tmp_path: Path, capsys, change,
+                                                   where: str) -> None:
+    spec = json.loads((DATA / "eval.create.json").read_text())
+    change(spec)
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps(spec, indent=2))
+    code = main(["import", "openai-eval", str(path), "--runs", str(DATA / "runs.json"), "-o",
+                 str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"posttrain: error: {path}:") and where in err[0], err[0]
+    assert "Traceback" not in err[0]
+
+
+def test_bad_output_item_and_run_name_their_line(tmp_path: Path, capsys) -> None:
+    lines = OUTPUTS[0].read_text().splitlines()
+    bad = json.loads(lines[2])
+    bad["run_id"] = "evalrun_999"
+    path = tmp_path / "items.jsonl"
+    path.write_text("\n".join([lines[0], lines[1], json.dumps(bad)]) + "\n")
+    code = main(["import", "openai-eval", str(DATA / "eval.get.json"), "--runs",
+                 str(DATA / "runs.json"), "--output-items", str(path), "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == (f"posttrain: error: {path}:3: run_id: names no run in --runs "
+                                 "(runs: evalrun_001, evalrun_002)")
+    runs = json.loads((DATA / "runs.json").read_text())
+    runs["data"][1]["data_source"]["input_messages"]["template"][1]["content"] = \
+        {"type": "input_video", "url": "x"}
+    path = tmp_path / "runs.json"
+    path.write_text(json.dumps(runs, indent=2))
+    code = main(["import", "openai-eval", str(DATA / "eval.get.json"), "--runs", str(path),
+                 "-o", str(tmp_path / "o2")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and f"{path}:" in err and "unknown content part type 'input_video'" in err
+
+
+def test_a_judge_that_cannot_be_called_stops_before_anything_is_stored(
+        tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    spec = json.loads((DATA / "eval.create.json").read_text())
+    spec["testing_criteria"].append({
+        "type": "label_model", "name": "tone", "model": "gpt-4.1",
+        "input": [{"role": "developer", "content": "Is this answer polite?"},
+                  {"role": "user", "content": "{{sample.output_text}}"}],
+        "labels": ["polite", "rude"], "passing_labels": ["polite"]})
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps(spec))
+    args = ["import", "openai-eval", str(path), "--runs", str(DATA / "runs.json"),
+            "--output-items", str(OUTPUTS[0]), "-o", str(tmp_path / "o"), "--store",
+            str(tmp_path / "s.db")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"posttrain: error: {path}: testing_criteria: a judge: "
+                          "openai:gpt-4.1: OPENAI_API_KEY is not set")
+    assert not (tmp_path / "s.db").exists()
+    assert main([*args, "--no-grade"]) == 0  # OpenAI's grades only
+    out = capsys.readouterr().out
+    assert "graded here" not in out and "passed 4  failed 2" in out
+
+
+def test_content_shapes() -> None:
+    src = Source(Path("x.json"))
+    assert content_in("hi", src, "c") == "hi"
+    assert content_in({"type": "input_text", "text": "hi"}, src, "c") == "hi"
+    assert content_in([{"type": "output_text", "text": "a"}, {"type": "input_text", "text": "b"}],
+                      src, "c") == [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
+    image = content_in([{"type": "input_text", "text": "what is it?"},
+                        {"type": "input_image", "image_url": "data:image/png;base64,AA",
+                         "detail": "low"}], src, "c")
+    assert image[1] == {"type": "image_url",
+                        "image_url": {"url": "data:image/png;base64,AA", "detail": "low"}}
+    audio = content_in([{"type": "input_audio", "input_audio": {"data": "AA", "format": "wav"}}],
+                       src, "c")
+    assert audio == [{"type": "input_audio", "input_audio": {"data": "AA", "format": "wav"}}]
+    notes = Notes()
+    assert messages_in([{"type": "message", "role": "developer", "content": "x", "id": "m1"}],
+                       src, "m", notes) == [{"role": "developer", "content": "x"}]
+    assert notes.lines == ["x.json: m[0].id: not read: unknown message field"]
+
+
+def test_jsonl_runs_item_reference_and_responses(tmp_path: Path) -> None:
+    """A jsonl run (pre-generated samples, no output items) is stored as given; an
+    item_reference run reads each item's trajectory; a responses run's text.format becomes the
+    response format."""
+    items = [{"input_trajectory": [{"role": "user", "content": "Say A"}], "expected": "A"},
+             {"input_trajectory": [{"role": "user", "content": [{"type": "input_text",
+                                                                  "text": "Say B"}]}],
+              "expected": "B"}]
+    eval_spec = {"name": "traj", "data_source_config": {"type": "custom", "item_schema": {}},
+                 "testing_criteria": [{"type": "string_check", "name": "m",
+                                       "input": "{{sample.output_json.letter}}",
+                                       "reference": "{{item.expected}}", "operation": "eq"}]}
+    fmt = {"type": "json_schema", "name": "letter", "strict": True,
+           "schema": {"type": "object", "properties": {"letter": {"type": "string"}},
+                      "required": ["letter"]}}
+    runs = [{"id": "r1", "name": "given", "data_source": {"type": "jsonl", "source": {
+                "type": "file_content", "content": [
+                    {"item": items[0], "sample": {"output_text": '{"letter": "A"}'}},
+                    {"item": items[1], "sample": {"output_text": '{"letter": "C"}'}}]}}},
+            {"id": "r2", "name": "o4 responses", "data_source": {
+                "type": "responses", "model": "o4-mini",
+                "source": {"type": "file_content", "content": [{"item": i} for i in items]},
+                "input_messages": {"type": "item_reference",
+                                   "item_reference": "item.input_trajectory"},
+                "sampling_params": {"seed": 3, "max_completion_tokens": 20,
+                                    "text": {"format": fmt}}}}]
+    (tmp_path / "eval.json").write_text(json.dumps(eval_spec))
+    (tmp_path / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
+    result = import_openai_eval(tmp_path / "eval.json", tmp_path / "imp",
+                                runs=[tmp_path / "runs.jsonl"], store=tmp_path / "s.db")
+    from posttrain.eval import load_eval
+
+    ev = load_eval(result.eval_path)
+    assert ev.response_format == {"type": "json_schema", "json_schema": {
+        "name": "letter", "strict": True, "schema": fmt["schema"]}}
+    request = ev.request_for(ev.items[1])
+    assert request.messages == [{"role": "user", "content": "Say B"}]
+    assert request.seed == 3 and request.max_tokens == 20
+    (report,) = result.runs  # only the jsonl run has answers
+    assert report["model"] == "jsonl:given"
+    assert report["posttrain"]["result_counts"] == {"total": 2, "errored": 0, "failed": 1,
+                                                    "passed": 1, "unscored": 0}
+    # exported back: the jsonl run keeps its samples, the trajectory is not duplicated
+    export_openai_eval(result.eval_path, tmp_path / "exp", store=tmp_path / "s.db")
+    (run,) = json.loads((tmp_path / "exp" / "runs.json").read_text())
+    content = run["data_source"]["source"]["content"]
+    assert content[1] == {"item": items[1], "sample": {"output_text": '{"letter": "C"}'}}
+
+
+def test_logs_eval_reads_ingested_items_with_its_filter_as_tags(tmp_path: Path) -> None:
+    rows = [{"id": "a1", "messages": [{"role": "user", "content": "Where is my order?"}],
+             "reference": "It ships today.", "tags": ["source:logged_response"]},
+            {"id": "a2", "messages": [{"role": "user", "content": "Can I return it?"}],
+             "reference": "Within 30 days.", "tags": []}]
+    (tmp_path / "dataset.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = {"name": "support", "data_source_config": {"type": "logs",
+                                                      "metadata": {"usecase": "support"}},
+            "testing_criteria": [{"type": "text_similarity", "name": "sim",
+                                  "input": "{{sample.output_text}}",
+                                  "reference": "{{item.reference}}",
+                                  "evaluation_metric": "fuzzy_match", "pass_threshold": 0.8}]}
+    (tmp_path / "eval.json").write_text(json.dumps(spec))
+    result = import_openai_eval(tmp_path / "eval.json", tmp_path / "imp",
+                                items_file=tmp_path / "dataset.jsonl")
+    from posttrain.eval import load_eval
+
+    ev = load_eval(result.eval_path)
+    assert [i.tags for i in ev.items] == [["source:logged_response", "usecase:support"],
+                                          ["usecase:support"]]
+    assert ev.request_for(ev.items[0]).messages == rows[0]["messages"]
+
+
+def test_file_id_source_is_found_next_to_the_runs(tmp_path: Path, capsys) -> None:
+    runs = json.loads((DATA / "runs.json").read_text())["data"][:1]
+    content = runs[0]["data_source"]["source"]["content"]
+    runs[0]["data_source"]["source"] = {"type": "file_id", "id": "file-abc123"}
+    (tmp_path / "runs.json").write_text(json.dumps(runs))
+    code = main(["import", "openai-eval", str(DATA / "eval.get.json"), "--runs",
+                 str(tmp_path / "runs.json"), "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "file 'file-abc123' lives at OpenAI" in err
+    (tmp_path / "file-abc123.jsonl").write_text("".join(json.dumps(r) + "\n" for r in content))
+    result = import_openai_eval(DATA / "eval.get.json", tmp_path / "o",
+                                runs=[tmp_path / "runs.json"])
+    assert result.items == 6
+
+
+@pytest.mark.slow
+def test_imported_eval_runs_again_on_a_local_model(tmp_path: Path) -> None:
+    """The imported eval is an ordinary eval: it runs on a local model (the tiny one), each
+    variant, and its runs sit beside the imported ones."""
+    pytest.importorskip("transformers")
+    from posttrain.api import run_eval
+    from posttrain.train.tiny import build_tiny_model
+
+    tiny = build_tiny_model(tmp_path / "tiny", task=None, seed=0)
+    _import(tmp_path)
+    shutil.copy(tmp_path / "s.db", tmp_path / "copy.db")
+    summaries = run_eval(tmp_path / "imp" / "eval.yaml", [f"hf:{tiny}"], store=tmp_path / "s.db")
+    assert [s["variant"] for s in summaries] == ["default", "gpt-4.1-nano-tutor"]
+    assert all(s["n"] == 6 and s["answered"] == 6 for s in summaries)
+    export_openai_eval(tmp_path / "imp" / "eval.yaml", tmp_path / "exp", store=tmp_path / "s.db")
+    runs = json.loads((tmp_path / "exp" / "runs.json").read_text())
+    assert len(runs) == 4 and runs[-1]["model"] == f"hf:{tiny}"
