@@ -164,5 +164,21 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return adjusted
 
 
+def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values (q-values), in the input order (Benjamini & Hochberg
+    1995): the i-th smallest of m is multiplied by m / i, made monotone from the largest down,
+    capped at 1. Rejecting where q < alpha keeps the expected share of false discoveries among
+    the rejections at alpha (for independent or positively dependent tests)."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i], reverse=True)
+    adjusted = [0.0] * m
+    running = 1.0
+    for position, index in enumerate(order):
+        rank = m - position  # 1-based rank from the smallest
+        running = min(running, min(1.0, p_values[index] * m / rank))
+        adjusted[index] = running
+    return adjusted
+
+
 def output_preview(text: str, limit: int = 160) -> str:
     return truncate(" ".join(text.split()), limit)

@@ -43,6 +43,14 @@ def _price_for(result: RunResults, prices: dict[str, Any]) -> Price | None:
 
 def cost_per_item(result: RunResults, prices: dict[str, Any] | None = None) -> float | None:
     """Mean USD per answered sample (None when neither a stored cost nor a price is known)."""
+    total, counted = run_cost(result, prices)
+    return total / counted if total is not None and counted else None
+
+
+def run_cost(result: RunResults, prices: dict[str, Any] | None = None
+             ) -> tuple[float | None, int]:
+    """(USD of the run's answers, answers counted): the stored cost where the run paid for an
+    answer, else its tokens at the price; None when neither is known for some answer."""
     price = _price_for(result, prices or {})
     costs: list[float] = []
     for sample in result.samples:
@@ -59,8 +67,8 @@ def cost_per_item(result: RunResults, prices: dict[str, Any] | None = None) -> f
         elif sample.cost_usd:
             costs.append(sample.cost_usd)
         else:
-            return None
-    return sum(costs) / len(costs) if costs else None
+            return None, 0
+    return (sum(costs), len(costs)) if costs else (None, 0)
 
 
 def latency_p95(result: RunResults) -> float | None:

@@ -274,6 +274,40 @@ def render_table(summaries: list[dict[str, Any]], *, tags: bool = True,
     return "\n".join(out)
 
 
+def render_evals_table(summaries: list[dict[str, Any]]) -> str:
+    """One table across several evals: a row per eval x model x variant (the headline score,
+    its 95% interval, coverage, the eval's pass bar and whether the interval's low end clears
+    it, cost and latency), then each run's problems."""
+    if not summaries:
+        return "no runs"
+    headers = ["eval", "model", "variant", "score", "95% CI", "coverage", "n", "errors",
+               "unscored", "bar", "cost $", "p50 s", "p95 s"]
+    rows = []
+    for s in summaries:
+        bar = s.get("pass_bar")
+        rows.append([s["eval"], s["model"], s["variant"], _fmt(s["score"]), _ci_text(s),
+                     _coverage(s), str(s["n"]), str(s["errors"]), str(s["unscored"]),
+                     "-" if bar is None else f"{bar:g} " + ("clears" if s.get("clears_bar")
+                                                           else "below"),
+                     "-" if not s["cost_usd"] else f"{s['cost_usd']:.4f}",
+                     _fmt(s["latency_p50_s"], 2), _fmt(s["latency_p95_s"], 2)])
+    out = [f"{len({s['eval'] for s in summaries})} evals", _table(headers, rows)]
+    if any((s.get("coverage") or 0) < 1 for s in summaries):
+        out.append("score counts every item: errors, unscored and unanswered samples are 0 "
+                   "(coverage = scored / total)")
+    if any(s.get("pass_bar") is not None for s in summaries):
+        out.append("bar: the eval's pass bar, cleared when the 95% CI lower bound is at or "
+                   "above it")
+    for s in summaries:
+        if s["problems"]:
+            out.append(f"problems in {s['eval']} {_label(s)}:")
+            out += [f"  {count} x {reason}" for reason, count in s["problems"].items()]
+        if s.get("missing"):
+            out.append(f"{s['eval']} {_label(s)}: {s['missing']} samples not yet answered (run "
+                       "again to resume)")
+    return "\n".join(out)
+
+
 def token_parts(samples: list[Any]) -> dict[str, int]:
     """Prompt tokens read from / written to the provider's prompt cache and reasoning tokens, as
     the providers reported them (parts of ``input_tokens`` / ``output_tokens``)."""

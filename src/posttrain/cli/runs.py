@@ -24,8 +24,11 @@ def add_parsers(sub: Any) -> None:
 def _add_eval(sub: Any) -> None:
     p = sub.add_parser("eval", help="run an eval on one or more models",
                        description="Run EVAL_FILE (or suite:NAME[?n=..&seed=..&length=..]) on "
-                                   "each --model and each prompt variant; print the report.")
-    p.add_argument("eval_file", metavar="EVAL_FILE")
+                                   "each --model and each prompt variant; print the report. "
+                                   "Several eval files, or a folder of them (searched with its "
+                                   "subfolders), print one table across them.")
+    p.add_argument("eval_files", nargs="+", metavar="EVAL_FILE",
+                   help="eval file, folder of eval files, or suite:NAME")
     p.add_argument("--model", "-m", action="append", required=True, metavar="SPEC",
                    help="openai:MODEL, anthropic:MODEL, hf:PATH, vllm:PATH or a models-file name "
                         "(repeat to compare)")
@@ -135,10 +138,14 @@ def _run_eval(args: argparse.Namespace) -> int:
     def judge_factory(spec: str) -> Any:
         return build_model(model_config(spec, args.models_file), timeout_s=timeout)
 
-    eval_ = load_eval(_resolve_eval_path(args.eval_file), model_factory=judge_factory)
-    variants = args.variant or list(eval_.variants)
-    for variant in variants:
-        eval_.variant(variant)
+    paths = _eval_paths(args.eval_files)
+    if len(paths) > 1 and args.html:
+        raise UserError("one eval per HTML report: give one EVAL_FILE with --html",
+                        field="--html")
+    evals = [load_eval(path, model_factory=judge_factory) for path in paths]
+    for eval_ in evals:  # every eval is checked before the first request
+        for variant in args.variant or ():
+            eval_.variant(variant)
     models = [build_model(config, concurrency=args.concurrency, timeout_s=timeout)
               for config in configs]
     options = RunOptions(
@@ -151,21 +158,26 @@ def _run_eval(args: argparse.Namespace) -> int:
     progress = Progress(enabled=False if args.no_progress or args.json else None)
     public = {config.name: config.public() for config in configs}
 
+    async def one(eval_: Any) -> list[Any]:
+        variants = args.variant or list(eval_.variants)
+        if args.backend == "ray":
+            from posttrain.runner.ray_backend import execute_eval_ray
+
+            return await execute_eval_ray(eval_, configs, variants, store, options,
+                                          progress=progress, address=args.address,
+                                          model_configs=public,
+                                          models_file=args.models_file)
+        return await execute_eval(eval_, models, variants, store, options,
+                                  progress=progress, model_configs=public)
+
     async def go() -> list[Any]:
         try:
-            if args.backend == "ray":
-                from posttrain.runner.ray_backend import execute_eval_ray
-
-                return await execute_eval_ray(eval_, configs, variants, store, options,
-                                              progress=progress, address=args.address,
-                                              model_configs=public,
-                                              models_file=args.models_file)
-            return await execute_eval(eval_, models, variants, store, options,
-                                      progress=progress, model_configs=public)
+            return [handle for eval_ in evals for handle in await one(eval_)]
         finally:
             for model in models:
                 await model.aclose()
-            await eval_.aclose()
+            for eval_ in evals:
+                await eval_.aclose()
 
     try:
         handles = asyncio.run(go())
@@ -190,6 +202,25 @@ def _run_eval(args: argparse.Namespace) -> int:
                 f"{s['model']}[{s['variant']}]={s['score']}" for s in below), file=sys.stderr)
             return 1
     return 0
+
+
+def _eval_paths(refs: Sequence[str]) -> list[Path]:
+    """Eval files in the order given; a folder gives its eval files (with its subfolders)."""
+    paths: list[Path] = []
+    for ref in refs:
+        path = _resolve_eval_path(ref)
+        if path.is_dir():
+            from posttrain.project.config import eval_files_in
+
+            found = eval_files_in(path.resolve())
+            if not found:
+                raise UserError(f"no eval files in the folder {path.resolve()} (an eval file "
+                                "is a YAML or JSON mapping with `name` and `graders`)",
+                                field="EVAL_FILE")
+            paths.extend(found)
+        else:
+            paths.append(path)
+    return paths
 
 
 def _cache_policy(args: argparse.Namespace) -> Any:
@@ -238,6 +269,10 @@ def _emit(summaries: list[dict[str, Any]], args: argparse.Namespace) -> None:
         import json
 
         print(json.dumps({"runs": summaries}, indent=2))
+    elif len({s["eval"] for s in summaries}) > 1:
+        from posttrain.analysis.report import render_evals_table
+
+        print(render_evals_table(summaries))
     else:
         print(render_table(summaries))
         if args.html:

@@ -325,6 +325,14 @@ class Store:
         ).fetchone()
         return _run_from_row(row) if row else None
 
+    def latest_finished_run(self, run_key: str) -> RunInfo | None:
+        """The newest finished run with this identity (same eval content, model, variant,
+        epochs and limit), or None."""
+        row = self.conn.execute(
+            "SELECT * FROM runs WHERE run_key = ? AND status = 'finished' "
+            "ORDER BY created DESC, id DESC", (run_key,)).fetchone()
+        return _run_from_row(row) if row else None
+
     def create_run(self, *, run_key: str, eval_name: str, eval_path: str | None, eval_hash: str,
                    model: str, variant: str, epochs: int, config: dict[str, Any],
                    items: Iterable[Item]) -> RunInfo:

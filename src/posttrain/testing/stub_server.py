@@ -3,6 +3,8 @@
 Not a model: it answers from directives in the last user message, so tests control each item.
 
 - ``[[answer:TEXT]]``: reply with TEXT (otherwise the reply is ``echo: <message>``);
+- ``[[as:MODEL:TEXT]]``: when the request names MODEL, reply with TEXT (before ``answer``), so
+  one server plays two models that answer differently (``--models prod,new``);
 - ``[[tool:NAME:{"arg": 1}]]``: reply with a call of tool NAME with those arguments;
 - ``[[fault:KIND:N]]``: the first N attempts of this message fail (N ``always`` = every attempt);
   KIND is ``500``, ``503``, ``429`` (with ``Retry-After: 0.2``), ``hang`` (sleeps 30 s),
@@ -28,6 +30,7 @@ from aiohttp import web
 
 _ANSWER = re.compile(r"\[\[answer:(.*?)\]\]", re.S)
 _FAULT = re.compile(r"\[\[fault:(\w+):(\w+)\]\]")
+_AS = re.compile(r"\[\[as:([^:\]]+):(.*?)\]\]", re.S)
 _TOOL = re.compile(r"\[\[tool:(\w+):(\{.*?\})\]\]", re.S)
 
 
@@ -80,6 +83,10 @@ def make_app(latency: float = 0.0, api_key: str | None = None,
             await asyncio.sleep(latency)
         match = _ANSWER.search(user)
         text = match.group(1) if match else f"echo: {user}"
+        for as_model in _AS.finditer(user):
+            if as_model.group(1) == body.get("model"):
+                text = as_model.group(2)
+                break
         successes[user] += 1
         message: dict[str, object] = {"role": "assistant", "content": text}
         finish = "stop"

@@ -1,0 +1,206 @@
+"""``posttrain check``: a project's evals on a new model against production, one verdict;
+``posttrain watch``: check each model a models file gains.
+
+Only argparse at import time; the workflow (``posttrain.project``) is imported when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from posttrain.errors import UserError
+from posttrain.plugins import register_command
+
+
+@register_command("check", order=15)
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser(
+        "check", help="a project's evals on a new model against production: adopt / hold",
+        description="Run every eval of the project (posttrain.yaml, found from this folder "
+                    "upwards) on --model (each prompt variant; cached and resumable), compare "
+                    "each paired with production's latest run, correct for the many "
+                    "comparisons (Holm or Benjamini-Hochberg) and print one verdict. Exit "
+                    "code: 0 adopt, 1 hold, 3 adopt with prompt changes, 2 a setup problem.")
+    p.add_argument("--model", "-m", required=True, metavar="NEW",
+                   help="the new model: a models-file name or a spec (openai:..., hf:...)")
+    _common(p)
+    p.set_defaults(func=run_check)
+
+    p = sub.add_parser(
+        "watch", help="check each model the models file gains (cron: --once)",
+        description="Compare the models file's names with those seen before (a state file "
+                    "beside the project file); run `check` on each new one. The first run only "
+                    "records the names. --once for cron; else poll every --every.")
+    p.add_argument("--once", action="store_true", help="one pass, then exit (for cron)")
+    p.add_argument("--every", default="15m", metavar="AGE",
+                   help="poll interval without --once (30s, 15m, 1h; default 15m)")
+    p.add_argument("--state", metavar="FILE",
+                   help="names seen so far (default .posttrain-watch.json beside the project)")
+    p.add_argument("--out", metavar="DIR",
+                   help="write check-NAME.md and check-NAME.xml (JUnit) per check here")
+    _common(p, model_flags=False)
+    p.set_defaults(func=run_watch)
+
+
+def _common(p: argparse.ArgumentParser, *, model_flags: bool = True) -> None:
+    p.add_argument("--project", metavar="FILE",
+                   help="the project file (default: posttrain.yaml here or in a folder above)")
+    p.add_argument("--against", metavar="PROD",
+                   help="the production model (default: the project's `production:`)")
+    if model_flags:
+        p.add_argument("--junit", metavar="FILE", help="also write JUnit XML (one test per eval)")
+        p.add_argument("--markdown", metavar="FILE",
+                       help="also write a Markdown summary (for a pull-request comment)")
+        p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--correction", choices=["holm", "bh"],
+                   help="family-wise correction (default: the project's, else holm)")
+    p.add_argument("--alpha", type=float, help="significance level (default: the project's, "
+                                               "else 0.05)")
+    p.add_argument("--no-variants", action="store_true",
+                   help="run only the production prompt of each eval on the new model")
+    p.add_argument("--limit", type=int, help="only the first N items of each eval")
+    p.add_argument("--epochs", type=int, default=1, help="samples per item")
+    p.add_argument("--concurrency", type=int, help="requests in flight per model")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per attempt")
+    p.add_argument("--max-retries", type=int, default=4)
+    p.add_argument("--deadline", type=float, default=600.0,
+                   help="seconds for all attempts of one request together")
+    p.add_argument("--no-cache", action="store_true", help="send every request even if cached")
+    p.add_argument("--cache-expiry", metavar="AGE",
+                   help="serve cached answers up to AGE old (default 7d for endpoints)")
+    p.add_argument("--draws", type=int, default=20000,
+                   help="Monte-Carlo draws of a sign-flip test too large to enumerate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _options(args: argparse.Namespace) -> Any:
+    import math
+
+    from posttrain.project.check import CheckOptions
+    from posttrain.runner.cache import CachePolicy, parse_duration
+
+    for name, value in (("--epochs", args.epochs), ("--limit", args.limit),
+                        ("--concurrency", args.concurrency)):
+        if value is not None and value < 1:
+            raise UserError("must be at least 1", field=name)
+    if args.max_retries < 0:
+        raise UserError("must be 0 or more", field="--max-retries")
+    for name, seconds in (("--timeout", args.timeout), ("--deadline", args.deadline)):
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise UserError(f"must be a number of seconds above 0, got {seconds:g}", field=name)
+    if args.alpha is not None and not (math.isfinite(args.alpha) and 0 < args.alpha < 0.5):
+        raise UserError(f"must be above 0 and below 0.5, got {args.alpha:g}", field="--alpha")
+    if args.draws < 100:
+        raise UserError("use at least 100 draws", field="--draws")
+    expiry: Any = "auto"
+    if args.cache_expiry:
+        try:
+            expiry = parse_duration(args.cache_expiry)
+        except ValueError as exc:
+            raise UserError(str(exc), field="--cache-expiry") from None
+    return CheckOptions(
+        epochs=args.epochs, limit=args.limit, concurrency=args.concurrency,
+        timeout_s=args.timeout, max_retries=args.max_retries, deadline_s=args.deadline,
+        use_cache=not args.no_cache, cache=CachePolicy(expiry_s=expiry),
+        correction=args.correction, alpha=args.alpha, seed=args.seed, draws=args.draws,
+        variants=not args.no_variants,
+        progress=False if args.no_progress or getattr(args, "json", False) else None)
+
+
+def _write(path: str, text: str) -> None:
+    target = Path(path)
+    if target.parent and not target.parent.exists():
+        raise UserError("no such folder", file=target.parent)
+    target.write_text(text, encoding="utf-8")
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from posttrain.project.config import load_project
+
+    project = load_project(args.project)
+    options = _options(args)
+    for flag, path in (("--junit", args.junit), ("--markdown", args.markdown)):
+        if path and not Path(path).resolve().parent.is_dir():
+            raise UserError(f"no such folder: {Path(path).resolve().parent}", field=flag)
+    return _check_and_report(project, args.model, args.against, options, junit=args.junit,
+                             markdown=args.markdown, as_json=args.json)
+
+
+def _check_and_report(project: Any, new: str, against: str | None, options: Any, *,
+                      junit: str | None, markdown: str | None, as_json: bool) -> int:
+    from posttrain.project.check import check
+    from posttrain.project.render import render_junit, render_markdown, render_text
+
+    try:
+        report = check(project, new, against, options)
+    except KeyboardInterrupt:
+        print("interrupted: finished answers are stored; run the same command to resume",
+              file=sys.stderr)
+        return 130
+    if junit:
+        _write(junit, render_junit(report))
+    if markdown:
+        _write(markdown, render_markdown(report))
+    if as_json:
+        import json
+
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print(render_text(report))
+    return int(report["exit_code"])
+
+
+def run_watch(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from posttrain.project.config import load_project
+    from posttrain.runner.cache import parse_duration
+
+    project = load_project(args.project)
+    options = _options(args)
+    if project.models_file is None:
+        raise UserError("watch needs a models file: `models_file:` in the project file (or "
+                        "posttrain.models.yaml beside it)", file=project.path,
+                        field="models_file")
+    try:
+        every = parse_duration(args.every)
+    except ValueError as exc:
+        raise UserError(str(exc), field="--every") from None
+    if not isinstance(every, (int, float)) or every <= 0:
+        raise UserError("must be a duration such as 15m", field="--every")
+    state_path = Path(args.state) if args.state else project.root / ".posttrain-watch.json"
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    from posttrain.models import load_models_file
+    from posttrain.project.check import production_of
+
+    production = production_of(project, args.against)
+    code = 0
+    while True:
+        names = list(load_models_file(project.models_file))
+        if state_path.exists():
+            seen = set(json.loads(state_path.read_text(encoding="utf-8")).get("seen", []))
+            new = [n for n in names if n not in seen and n != production]
+        else:
+            seen, new = set(), []
+            print(f"watch: first pass: {len(names)} models recorded in {state_path}; models "
+                  "added to the models file from now on are checked", file=sys.stderr)
+        for name in new:
+            print(f"watch: new model {name}: posttrain check --model {name}", file=sys.stderr)
+            result = _check_and_report(
+                project, name, args.against, options,
+                junit=str(out / f"check-{name}.xml") if out else None,
+                markdown=str(out / f"check-{name}.md") if out else None, as_json=False)
+            code = max(code, result)
+            seen.add(name)
+            state_path.write_text(json.dumps({"seen": sorted(seen | set())}), encoding="utf-8")
+        state_path.write_text(json.dumps({"seen": sorted(seen | set(names))}), encoding="utf-8")
+        if args.once:
+            return code
+        time.sleep(float(every))

@@ -1,0 +1,475 @@
+"""``posttrain check``: a project's evals on a new model, paired against production, one verdict.
+
+For each eval of the set (``posttrain.project.config``):
+
+- the new model runs every prompt variant of the eval (cached and resumable: the runner's own
+  path, so a repeated check sends nothing its store holds);
+- production is the latest finished run of the same eval content (same items and prompts,
+  epochs and limit) by the production model on the production variant; when there is none, it
+  runs now, the same way;
+- each new-model run is compared with it item by item (``analysis.compare.compare_runs``:
+  McNemar exact or a sign-flip test, an interval that agrees with it), overall and on every tag
+  the project names.
+
+The comparisons the verdict rests on (one per eval and variant, one per named tag in it; not
+those of advisory evals, weight 0, or evals with ``no_regression: false``) are one family: their
+p-values are adjusted together (Holm's step-down, or Benjamini-Hochberg), and a regression
+blocks only when its adjusted p is below alpha. Pass bars are read as everywhere in posttrain:
+the lower bound of the score's 95% interval is at or above the bar.
+
+Verdict: **adopt** when no eval blocks on its production prompt; **adopt with prompt changes**
+when each eval that blocks clears with another of its variants on the new model; else **hold**,
+naming the evals and tags that block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from posttrain.errors import UserError, did_you_mean
+from posttrain.project.config import EvalEntry, Project
+
+ADOPT, PROMPT, HOLD = "adopt", "adopt with prompt changes", "hold"
+EXIT_CODES = {ADOPT: 0, HOLD: 1, PROMPT: 3}
+CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
+
+
+@dataclass
+class CheckOptions:
+    epochs: int = 1
+    limit: int | None = None
+    concurrency: int | None = None
+    timeout_s: float = 60.0
+    max_retries: int = 4
+    deadline_s: float = 600.0
+    use_cache: bool = True
+    cache: Any = None
+    correction: str | None = None   # None: the project's
+    alpha: float | None = None      # None: the project's
+    seed: int = 0
+    draws: int = 20_000
+    variants: bool = True           # try the evals' other prompts on the new model
+    progress: bool | None = False
+
+
+@dataclass
+class _Loaded:
+    entry: EvalEntry
+    eval: Any
+    path: str
+    new_runs: dict[str, Any] = field(default_factory=dict)   # variant -> RunInfo
+    prod_run: Any = None
+    prod_ran_now: bool = False
+
+
+def production_of(project: Project, against: str | None) -> str:
+    if against:
+        return against
+    if len(project.production) == 1:
+        return project.production[0]
+    if not project.production:
+        raise UserError("name the production model: --against NAME, or `production:` in "
+                        f"{project.path}", field="--against")
+    raise UserError(f"{project.path} lists {len(project.production)} production models "
+                    f"({', '.join(project.production)}): choose one with --against",
+                    field="--against")
+
+
+def _load_evals(project: Project, judge_factory: Any) -> list[_Loaded]:
+    from posttrain.eval import load_eval
+
+    loaded: list[_Loaded] = []
+    names: dict[str, str] = {}
+    for entry in project.evals:
+        if entry.is_suite:
+            from posttrain.suites.cache import suite_eval_path
+
+            try:
+                path = suite_eval_path(entry.ref)
+            except UserError as exc:
+                raise UserError(exc.message, file=project.path, line=entry.line,
+                                field=entry.field) from None
+            except KeyError as exc:
+                raise UserError(f"unknown suite {exc.args[0]!r}", file=project.path,
+                                line=entry.line, field=entry.field) from None
+        else:
+            path = entry.ref
+        eval_ = load_eval(path, model_factory=judge_factory)
+        if entry.variant not in eval_.variants:
+            raise UserError(f"eval {eval_.name!r} has no variant {entry.variant!r}"
+                            + did_you_mean(entry.variant, eval_.variants)
+                            + f" (it has {', '.join(eval_.variants)})", file=project.path,
+                            line=entry.line, field=entry.field.removesuffix(".eval")
+                            + ".variant")
+        if eval_.name in names:
+            raise UserError(f"two evals of the set are named {eval_.name!r} ({names[eval_.name]} "
+                            f"and {path}): runs are stored by name, give each its own",
+                            file=project.path, line=entry.line, field=entry.field)
+        names[eval_.name] = str(path)
+        loaded.append(_Loaded(entry=entry, eval=eval_, path=str(path)))
+    all_tags = {tag for one in loaded for item in one.eval.items for tag in one.eval.tags_of(item)}
+    for tag, rule in project.tags.items():
+        if tag not in all_tags:
+            raise UserError(f"no item of any eval in the set is tagged {tag!r}"
+                            + did_you_mean(tag, all_tags), file=project.path, line=rule.line,
+                            field=f"tags.{tag}")
+    return loaded
+
+
+def check(project: Project, new: str, against: str | None = None,
+          options: CheckOptions | None = None) -> dict[str, Any]:
+    """Run the check and return its report (see :func:`verdict_report`)."""
+    return asyncio.run(acheck(project, new, against, options))
+
+
+async def acheck(project: Project, new: str, against: str | None = None,
+                 options: CheckOptions | None = None) -> dict[str, Any]:
+    from posttrain.models import build_model, model_config
+    from posttrain.models.retry import RetryPolicy
+    from posttrain.runner.cache import CachePolicy
+    from posttrain.runner.executor import RunOptions, execute_eval, run_key
+    from posttrain.runner.preflight import check_models, judge_models
+    from posttrain.runner.progress import Progress
+    from posttrain.runner.store import Store
+
+    options = options or CheckOptions()
+    prod_spec = production_of(project, against)
+    if prod_spec == new:
+        raise UserError(f"{new} is the production model: name a new one", field="--model")
+    models_file = project.models_file
+    new_config = _config(model_config, new, models_file, "--model")
+    prod_config = _config(model_config, prod_spec, models_file, "--against")
+
+    def judge_factory(spec: str) -> Any:
+        return build_model(model_config(spec, models_file), timeout_s=options.timeout_s)
+
+    loaded = _load_evals(project, judge_factory)
+    new_model = build_model(new_config, concurrency=options.concurrency,
+                            timeout_s=options.timeout_s)
+    prod_model = build_model(prod_config, concurrency=options.concurrency,
+                             timeout_s=options.timeout_s)
+    run_options = RunOptions(
+        epochs=options.epochs, limit=options.limit, concurrency=options.concurrency,
+        use_cache=options.use_cache, cache=options.cache or CachePolicy(),
+        retry=RetryPolicy(max_retries=options.max_retries, timeout_s=options.timeout_s,
+                          deadline_s=options.deadline_s))
+    project.store.parent.mkdir(parents=True, exist_ok=True)
+    store = Store(project.store)
+    public = {new_config.name: new_config.public(), prod_config.name: prod_config.public()}
+    progress = Progress(enabled=options.progress)
+    try:
+        for one in loaded:
+            key = run_key(one.eval, prod_model.name, prod_model.cache_id, one.entry.variant,
+                          run_options)
+            one.prod_run = store.latest_finished_run(key)
+        # every model and judge that will be called is checked before the first request
+        judges = [judge for one in loaded for judge in judge_models(one.eval.graders)]
+        await check_models([new_model, *judges]
+                           + ([prod_model] if any(o.prod_run is None for o in loaded) else []))
+        for one in loaded:
+            variants = list(one.eval.variants) if options.variants else [one.entry.variant]
+            if one.entry.variant in variants:  # the production prompt first
+                variants.remove(one.entry.variant)
+            variants.insert(0, one.entry.variant)
+            handles = await execute_eval(one.eval, [new_model], variants, store, run_options,
+                                         progress=progress, model_configs=public)
+            one.new_runs = {h.run.variant: h.run for h in handles}
+            if one.prod_run is None:
+                (handle,) = await execute_eval(one.eval, [prod_model], [one.entry.variant],
+                                               store, run_options, progress=progress,
+                                               model_configs=public)
+                one.prod_run, one.prod_ran_now = handle.run, True
+    finally:
+        progress.close()
+        for model in (new_model, prod_model):
+            await model.aclose()
+        for one in loaded:
+            await one.eval.aclose()
+    prices = {}
+    for config in (new_config, prod_config):
+        if config.price is not None:
+            prices[config.name] = config.price.as_dict()
+    try:
+        return verdict_report(project, store, loaded, new_config.name, prod_config.name,
+                              options, prices)
+    finally:
+        store.close()
+
+
+def _config(model_config: Any, spec: str, models_file: Any, flag: str) -> Any:
+    try:
+        return model_config(spec, models_file)
+    except UserError as exc:
+        if exc.field == "--model" and not exc.file:
+            exc.field = flag
+        raise
+
+
+# ---- the verdict ------------------------------------------------------------------------------
+def adjust(p_values: Sequence[float], method: str) -> list[float]:
+    from posttrain.analysis.compare import benjamini_hochberg, holm
+
+    if method == "holm":
+        return holm(p_values)
+    if method == "bh":
+        return benjamini_hochberg(p_values)
+    raise ValueError(f"unknown correction {method!r}")
+
+
+def _bar_of(one: _Loaded, project: Project) -> float | None:
+    if one.entry.pass_bar is not None:
+        return one.entry.pass_bar
+    if one.eval.pass_bar is not None:
+        return float(one.eval.pass_bar)
+    return project.pass_bar
+
+
+def _pct(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.1%}" if signed else f"{value:.1%}"
+
+
+def verdict_report(project: Project, store: Any, loaded: Sequence[_Loaded], new: str,
+                   prod: str, options: CheckOptions, prices: dict[str, Any]) -> dict[str, Any]:
+    """The check's report: per eval and variant the scores, the paired comparison with
+    production and what blocks; the family-wise correction; the verdict; cost and latency."""
+    from posttrain.analysis.compare import compare_runs
+    from posttrain.analysis.report import summarize
+    from posttrain.analysis.results import load_results
+
+    alpha = options.alpha if options.alpha is not None else project.alpha
+    method = options.correction or project.correction
+    evals: list[dict[str, Any]] = []
+    family: list[dict[str, Any]] = []   # the tests the verdict rests on, adjusted together
+    prod_results, new_results = [], []
+    for index, one in enumerate(loaded):
+        entry = one.entry
+        advisory = entry.weight == 0
+        regress = entry.no_regression if entry.no_regression is not None else \
+            project.no_regression
+        bar = _bar_of(one, project)
+        prod_res = load_results(store, one.prod_run)
+        prod_sum = summarize(prod_res)
+        prod_results.append(prod_res)
+        record: dict[str, Any] = {
+            "eval": one.eval.name, "ref": entry.ref, "file": one.path, "weight": entry.weight,
+            "advisory": advisory, "production_variant": entry.variant, "pass_bar": bar,
+            "no_regression": regress,
+            "production": _side(prod_sum, bar, one.prod_run, ran_now=one.prod_ran_now),
+            "variants": [],
+        }
+        for v_index, (variant, run) in enumerate(one.new_runs.items()):
+            new_res = load_results(store, run)
+            if variant == entry.variant:
+                new_results.append(new_res)
+            new_sum = summarize(new_res)
+            comparison = compare_runs(prod_res, new_res, seed=options.seed + 7919 * index
+                                      + 104729 * v_index, n_boot=options.draws, alpha=alpha)
+            row: dict[str, Any] = {
+                "variant": variant, "production_prompt": variant == entry.variant,
+                "new": _side(new_sum, bar, run),
+                "paired": _paired(comparison["overall"]),
+                "n_common": comparison["n_common"],
+                "warnings": comparison["warnings"], "blockers": [], "tags": [],
+            }
+            if bar is not None and not row["new"]["clears_bar"]:
+                row["blockers"].append({
+                    "kind": "pass_bar", "scope": "eval",
+                    "text": f"score {_pct(new_sum['score'])} (95% CI low "
+                            f"{_pct(new_sum['ci_low'])}) is below the pass bar {bar:g}"
+                            + (" (production is below it too)"
+                               if not record["production"]["clears_bar"] else "")})
+            if regress and not advisory:
+                family.append({"row": row, "target": row["paired"], "scope": "eval"})
+            groups = {g["group"]: g for g in comparison["groups"]}
+            for tag, rule in project.tags.items():
+                if tag not in groups and tag not in new_sum["by_tag"]:
+                    continue
+                tag_entry = new_sum["by_tag"].get(tag) or {}
+                prod_tag = prod_sum["by_tag"].get(tag) or {}
+                tag_row: dict[str, Any] = {
+                    "tag": tag, "n": tag_entry.get("n"), "new": tag_entry.get("score"),
+                    "new_ci_low": tag_entry.get("ci_low"), "production": prod_tag.get("score"),
+                    "pass_bar": rule.pass_bar,
+                    "paired": _paired(groups[tag]) if tag in groups else None,
+                }
+                row["tags"].append(tag_row)
+                low = tag_entry.get("ci_low")
+                if rule.pass_bar is not None and (low is None or low < rule.pass_bar):
+                    row["blockers"].append({
+                        "kind": "pass_bar", "scope": f"tag {tag}",
+                        "text": f"tag {tag}: {_pct(tag_entry.get('score'))} (95% CI low "
+                                f"{_pct(low)}, n={tag_entry.get('n')}) is below its bar "
+                                f"{rule.pass_bar:g}"})
+                tag_regress = rule.no_regression if rule.no_regression is not None else regress
+                if tag_regress and not advisory and tag_row["paired"] is not None and \
+                        tag_row["paired"]["p_value"] is not None:
+                    family.append({"row": row, "target": tag_row["paired"],
+                                   "scope": f"tag {tag}"})
+            record["variants"].append(row)
+        evals.append(record)
+    # the family-wise correction, across every comparison that can block
+    tested = [t for t in family if t["target"]["p_value"] is not None]
+    adjusted = adjust([t["target"]["p_value"] for t in tested], method)
+    for test, p_adj in zip(tested, adjusted, strict=True):
+        target = test["target"]
+        target["p_adjusted"] = p_adj
+        target["regression"] = target["diff"] < 0 and p_adj < alpha
+        if target["regression"]:
+            scope = test["scope"]
+            where = "" if scope == "eval" else f"{scope}: "
+            test["row"]["blockers"].append({
+                "kind": "regression", "scope": scope,
+                "text": f"{where}regressed {_pct(target['diff'], True)} [{_pct(target['ci_low'], True)}"
+                        f", {_pct(target['ci_high'], True)}] vs {prod}, {target['test']} p = "
+                        f"{_p(target['p_value'])}, {CORRECTION_NAMES[method]} p = {_p(p_adj)}"})
+    blocking, prompt_fixes = [], []
+    for record in evals:
+        rows = record["variants"]
+        production_row = rows[0]
+        if not production_row["blockers"]:
+            record["status"] = "pass"
+        else:
+            clearing = [r for r in rows[1:] if not r["blockers"]]
+            clearing.sort(key=lambda r: -(r["new"]["score"] or 0.0))
+            if clearing:
+                record["status"] = "prompt"
+                record["fix_variant"] = clearing[0]["variant"]
+            else:
+                record["status"] = "blocked"
+        if record["advisory"] and record["status"] != "pass":
+            record["status"] = "advisory"
+        if record["status"] == "blocked":
+            blocking.extend(f"{record['eval']}: {b['text']}" for b in production_row["blockers"])
+        elif record["status"] == "prompt":
+            prompt_fixes.append({"eval": record["eval"], "variant": record["fix_variant"],
+                                 "blockers": [b["text"] for b in production_row["blockers"]]})
+    if any(r["status"] == "blocked" for r in evals):
+        verdict = HOLD
+    elif prompt_fixes:
+        verdict = PROMPT
+    else:
+        verdict = ADOPT
+    return {
+        "project": str(project.path), "name": project.name, "store": str(project.store),
+        "new": new, "against": prod, "verdict": verdict, "exit_code": EXIT_CODES[verdict],
+        "blocking": blocking, "prompt_changes": prompt_fixes,
+        "blocking_tags": sorted({b["scope"][4:] for r in evals if r["status"] == "blocked"
+                                 for b in r["variants"][0]["blockers"]
+                                 if b["scope"].startswith("tag ")}),
+        "correction": {"method": method, "name": CORRECTION_NAMES[method], "alpha": alpha,
+                       "comparisons": len(tested),
+                       "controls": "family-wise error rate" if method == "holm"
+                       else "false discovery rate"},
+        "evals": evals,
+        "overall": _overall(loaded, prod_results, new_results, options, alpha),
+        "models": {prod: _cost_latency(prod_results, prices), new: _cost_latency(new_results,
+                                                                                  prices)},
+    }
+
+
+def _p(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2g}" if value >= 0.001 else f"{value:.1e}"
+
+
+def _side(summary: dict[str, Any], bar: float | None, run: Any, *,
+          ran_now: bool | None = None) -> dict[str, Any]:
+    side = {"run_id": run.id, "created": run.created, "score": summary["score"],
+            "ci_low": summary["ci_low"], "ci_high": summary["ci_high"], "n": summary["n"],
+            "coverage": summary["coverage"], "errors": summary["errors"],
+            "unscored": summary["unscored"], "requests": summary["requests"],
+            "clears_bar": bar is None or (summary["ci_low"] is not None
+                                          and summary["ci_low"] >= bar)}
+    if ran_now is not None:
+        side["ran_now"] = ran_now
+    return side
+
+
+def _paired(result: dict[str, Any]) -> dict[str, Any]:
+    keys = ("n", "mean_a", "mean_b", "diff", "ci_low", "ci_high", "ci_method", "level",
+            "p_value", "p_value_se", "test")
+    out = {key: result.get(key) for key in keys}
+    out["p_adjusted"] = None
+    out["regression"] = False
+    return out
+
+
+def _cost_latency(results: Sequence[Any], prices: dict[str, Any]) -> dict[str, Any]:
+    """Cost of one pass over the set (answers, priced as billed; a cached answer at list price
+    from its tokens, as ``pick`` does) and latency of the answers, from the runs compared."""
+    from posttrain.analysis.pick import run_cost
+    from posttrain.analysis.results import answer_latencies
+    from posttrain.analysis.stats import percentile
+
+    total, counted, priced = 0.0, 0, True
+    latencies: list[float] = []
+    for result in results:
+        cost, _n = run_cost(result, prices)
+        answered = sum(1 for s in result.samples if s.completion is not None)
+        counted += answered
+        if cost is None:
+            priced = priced and not answered
+        else:
+            total += cost
+        latencies.extend(answer_latencies(result))
+    return {"answers": counted,
+            "cost_usd": round(total, 6) if priced and counted else None,
+            "cost_usd_per_item": round(total / counted, 8) if priced and counted else None,
+            "latency_p50_s": _round(percentile(latencies, 50)),
+            "latency_p95_s": _round(percentile(latencies, 95)),
+            "input_tokens": sum(s.input_tokens for r in results for s in r.samples),
+            "output_tokens": sum(s.output_tokens for r in results for s in r.samples)}
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def _overall(loaded: Sequence[_Loaded], prod_results: Sequence[Any],
+             new_results: Sequence[Any], options: CheckOptions, alpha: float) -> dict[str, Any]:
+    """The weighted mean of the evals' scores per model (weights from the project file), and
+    the paired difference: a sign-flip test on each item's difference scaled by its eval's
+    weight share (w_e / (W n_e), times the number of items), so the statistic is the weighted
+    difference itself; a Student t interval on the same values. Not a criterion of the verdict
+    (the per-eval tests are); a summary of the set."""
+    from posttrain.analysis.paired import _agree, sign_flip_test
+    from posttrain.analysis.stats import mean_interval
+
+    weights = [one.entry.weight for one in loaded]
+    total_w = math.fsum(weights)
+    if not total_w:
+        return {"weighted": False, "score_production": None, "score_new": None, "diff": None}
+    score_p = score_n = 0.0
+    scaled: list[float] = []
+    parts: list[tuple[float, list[float]]] = []
+    for weight, a, b in zip(weights, prod_results, new_results, strict=True):
+        sa, sb = a.item_scores(), b.item_scores()
+        common = [i for i in sa if i in sb]
+        if not common or not weight:
+            continue
+        score_p += weight / total_w * math.fsum(sa[i] for i in common) / len(common)
+        score_n += weight / total_w * math.fsum(sb[i] for i in common) / len(common)
+        parts.append((weight / total_w / len(common), [sb[i] - sa[i] for i in common]))
+    n = sum(len(d) for _w, d in parts)
+    for share, diffs in parts:
+        scaled.extend(share * n * d for d in diffs)
+    if not scaled:
+        return {"weighted": len(set(weights)) > 1, "score_production": None, "score_new": None,
+                "diff": None}
+    diff = math.fsum(scaled) / len(scaled)
+    tested = sign_flip_test(scaled, draws=options.draws, seed=options.seed)
+    interval = mean_interval(scaled, level=1 - alpha, bounded=False)
+    low, high, method = _agree(interval.low, interval.high, diff, tested.p_value < alpha,
+                               interval.method)
+    return {"weighted": len(set(weights)) > 1, "score_production": round(score_p, 4),
+            "score_new": round(score_n, 4), "diff": round(diff, 4),
+            "ci_low": None if low is None else round(low, 4),
+            "ci_high": None if high is None else round(high, 4), "ci_method": method,
+            "p_value": tested.p_value, "test": tested.method, "n_items": len(scaled)}

@@ -1,0 +1,247 @@
+"""The check's report as terminal text, Markdown (a pull-request comment) and JUnit XML (what CI
+systems display: one test case per eval, a failure where it blocks)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from xml.etree import ElementTree as ET
+
+STATUS_WORDS = {"pass": "pass", "prompt": "passes with another prompt", "blocked": "BLOCKS",
+                "advisory": "advisory (weight 0): would block"}
+
+
+def _pct(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.1%}" if signed else f"{value:.1%}"
+
+
+def _p(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2g}" if value >= 0.001 else f"{value:.1e}"
+
+
+def _money(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"${value:.4f}" if value >= 0.01 else f"${value:.6f}"
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def headline(report: dict[str, Any]) -> str:
+    verdict = report["verdict"]
+    line = f"verdict: {verdict.upper()} {report['new']} (against {report['against']})"
+    if verdict == "hold":
+        evals = [r["eval"] for r in report["evals"] if r["status"] == "blocked"]
+        line += f": blocked by {', '.join(evals)}"
+        if report["blocking_tags"]:
+            line += f" (tags {', '.join(report['blocking_tags'])})"
+    return line
+
+
+def correction_line(report: dict[str, Any]) -> str:
+    c = report["correction"]
+    return (f"{c['name']} correction across {c['comparisons']} paired comparisons "
+            f"({c['controls']} at alpha {c['alpha']:g}); a regression blocks when its adjusted "
+            f"p < {c['alpha']:g}. Intervals: {1 - c['alpha']:.0%}, per comparison.")
+
+
+def _rows(report: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for record in report["evals"]:
+        first = record["variants"][0]
+        paired = first["paired"]
+        prod = record["production"]
+        rows.append([
+            record["eval"], f"{record['weight']:g}",
+            "-" if record["pass_bar"] is None else f"{record['pass_bar']:g}",
+            f"{_pct(prod['score'])} [{_pct(prod['ci_low'])}, {_pct(prod['ci_high'])}]",
+            f"{_pct(first['new']['score'])} [{_pct(first['new']['ci_low'])}, "
+            f"{_pct(first['new']['ci_high'])}]",
+            f"{_pct(paired['diff'], True)} [{_pct(paired['ci_low'], True)}, "
+            f"{_pct(paired['ci_high'], True)}]",
+            _p(paired["p_value"]), _p(paired["p_adjusted"]), str(first["new"]["n"]),
+            STATUS_WORDS[record["status"]] + (f" ({record['fix_variant']})"
+                                              if record.get("fix_variant") else ""),
+        ])
+    return rows
+
+
+HEADERS = ["eval", "weight", "bar", "production [95% CI]", "new [95% CI]", "diff [CI]", "p",
+           "p adj", "n", "status"]
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+              for row in rows]
+    return "\n".join(lines)
+
+
+def _model_rows(report: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for name, info in report["models"].items():
+        role = "production" if name == report["against"] else "new"
+        rows.append([name, role, str(info["answers"]), _money(info["cost_usd"]),
+                     _money(info["cost_usd_per_item"]), _seconds(info["latency_p50_s"]),
+                     _seconds(info["latency_p95_s"]),
+                     f"{info['input_tokens']:,} / {info['output_tokens']:,}"])
+    return rows
+
+
+MODEL_HEADERS = ["model", "role", "answers", "cost $", "$ per item", "p50 s", "p95 s",
+                 "tokens in / out"]
+
+
+def _variant_lines(report: dict[str, Any]) -> list[str]:
+    lines = []
+    for record in report["evals"]:
+        for row in record["variants"][1:]:
+            paired = row["paired"]
+            state = "clears" if not row["blockers"] else "; ".join(b["text"] for b in
+                                                                   row["blockers"])
+            lines.append(f"  {record['eval']} [{row['variant']}]: {_pct(row['new']['score'])}, "
+                         f"{_pct(paired['diff'], True)} vs production (p adj "
+                         f"{_p(paired['p_adjusted'])}): {state}")
+    return lines
+
+
+def _overall_line(report: dict[str, Any]) -> str | None:
+    o = report["overall"]
+    if o.get("diff") is None:
+        return None
+    what = "weighted mean of the evals' scores" if o["weighted"] else "mean of the evals' scores"
+    return (f"{what}: production {_pct(o['score_production'])}, new {_pct(o['score_new'])}, "
+            f"diff {_pct(o['diff'], True)} [{_pct(o['ci_low'], True)}, {_pct(o['ci_high'], True)}]"
+            f" ({o['test']} p = {_p(o['p_value'])}; a summary, not a criterion)")
+
+
+def render_text(report: dict[str, Any]) -> str:
+    out = [f"posttrain check: {report['new']} against {report['against']} on "
+           f"{len(report['evals'])} evals ({report['project']})", "",
+           _table(HEADERS, _rows(report)), ""]
+    ran = [r["eval"] for r in report["evals"] if r["production"].get("ran_now")]
+    reused = len(report["evals"]) - len(ran)
+    if reused:
+        out.append(f"production: the latest stored runs of {reused} evals"
+                   + (f"; run now for {', '.join(ran)}" if ran else ""))
+    for record in report["evals"]:
+        for tag in record["variants"][0]["tags"]:
+            paired = tag["paired"] or {}
+            out.append(f"  {record['eval']} tag {tag['tag']}: production "
+                       f"{_pct(tag['production'])}, new {_pct(tag['new'])} (n={tag['n']}), diff "
+                       f"{_pct(paired.get('diff'), True)}, p adj {_p(paired.get('p_adjusted'))}"
+                       + (f", bar {tag['pass_bar']:g}" if tag["pass_bar"] is not None else ""))
+    variant_lines = _variant_lines(report)
+    if variant_lines:
+        out += ["other prompts on the new model:", *variant_lines]
+    overall = _overall_line(report)
+    if overall:
+        out.append(overall)
+    out.append(correction_line(report))
+    out += ["", _table(MODEL_HEADERS, _model_rows(report)),
+            "cost: the answers of the production prompt's runs, priced as billed (cached answers "
+            "at list price from their tokens; '-': no price known); judges not included", ""]
+    if report["blocking"]:
+        out.append("blocks:")
+        out += [f"  {line}" for line in report["blocking"]]
+    if report["prompt_changes"]:
+        out.append("prompt changes that clear:")
+        out += [f"  {fix['eval']}: use the variant {fix['variant']!r} (the production prompt: "
+                f"{'; '.join(fix['blockers'])})" for fix in report["prompt_changes"]]
+    advisory = [r for r in report["evals"] if r["status"] == "advisory"]
+    for record in advisory:
+        out.append(f"advisory {record['eval']}: "
+                   + "; ".join(b["text"] for b in record["variants"][0]["blockers"]))
+    out.append(headline(report))
+    return "\n".join(out)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    verdict = report["verdict"]
+    mark = {"adopt": "✅", "adopt with prompt changes": "🟡", "hold": "❌"}[verdict]
+    out = [f"### {mark} posttrain check: **{verdict}** `{report['new']}` "
+           f"(against `{report['against']}`)", ""]
+    if report["blocking"]:
+        out.append("**Blocks:**")
+        out += [f"- {_md(line)}" for line in report["blocking"]]
+        out.append("")
+    if report["prompt_changes"]:
+        out.append("**Prompt changes that clear:**")
+        out += [f"- `{fix['eval']}`: variant `{fix['variant']}`" for fix in
+                report["prompt_changes"]]
+        out.append("")
+    out.append("| " + " | ".join(HEADERS) + " |")
+    out.append("|" + "---|" * len(HEADERS))
+    out += ["| " + " | ".join(_md(c) for c in row) + " |" for row in _rows(report)]
+    out.append("")
+    out.append("| " + " | ".join(MODEL_HEADERS) + " |")
+    out.append("|" + "---|" * len(MODEL_HEADERS))
+    out += ["| " + " | ".join(_md(c) for c in row) + " |" for row in _model_rows(report)]
+    out.append("")
+    overall = _overall_line(report)
+    if overall:
+        out.append(f"_{_md(overall)}_")
+        out.append("")
+    out.append(f"_{_md(correction_line(report))} Pass bars: the lower bound of the score's 95% "
+               f"interval is at or above the bar._")
+    return "\n".join(out) + "\n"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_junit(report: dict[str, Any]) -> str:
+    """JUnit XML: one ``testsuite`` (the check), one ``testcase`` per eval; an eval that blocks
+    (or clears only with another prompt) has a ``failure``; an advisory one passes with the
+    note in ``system-out``."""
+    records = report["evals"]
+    failures = [r for r in records if r["status"] in ("blocked", "prompt")]
+    suite = ET.Element("testsuite", {
+        "name": f"posttrain check {report['new']} vs {report['against']}",
+        "tests": str(len(records)), "failures": str(len(failures)), "errors": "0",
+        "skipped": "0", "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    })
+    props = ET.SubElement(suite, "properties")
+    for name, value in (("verdict", report["verdict"]), ("new", report["new"]),
+                        ("against", report["against"]),
+                        ("correction", report["correction"]["name"]),
+                        ("alpha", str(report["correction"]["alpha"])),
+                        ("comparisons", str(report["correction"]["comparisons"]))):
+        ET.SubElement(props, "property", {"name": name, "value": value})
+    for record in records:
+        first = record["variants"][0]
+        case = ET.SubElement(suite, "testcase", {
+            "classname": f"posttrain.check.{report.get('name') or 'project'}",
+            "name": record["eval"], "time": "0"})
+        blockers = [b["text"] for b in first["blockers"]]
+        if record["status"] == "blocked":
+            failure = ET.SubElement(case, "failure", {"message": "; ".join(blockers),
+                                                      "type": "blocks"})
+            failure.text = "\n".join(blockers)
+        elif record["status"] == "prompt":
+            message = (f"the production prompt blocks; the variant {record['fix_variant']!r} "
+                       f"clears: " + "; ".join(blockers))
+            failure = ET.SubElement(case, "failure", {"message": message,
+                                                      "type": "prompt-change"})
+            failure.text = message
+        paired = first["paired"]
+        out = ET.SubElement(case, "system-out")
+        out.text = (f"production {_pct(record['production']['score'])}, new "
+                    f"{_pct(first['new']['score'])}, diff {_pct(paired['diff'], True)} "
+                    f"[{_pct(paired['ci_low'], True)}, {_pct(paired['ci_high'], True)}], "
+                    f"p = {_p(paired['p_value'])}, adjusted p = {_p(paired['p_adjusted'])}"
+                    + (f"; advisory: {'; '.join(blockers)}" if record["status"] == "advisory"
+                       else ""))
+    ET.indent(suite)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") \
+        + "\n"

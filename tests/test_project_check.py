@@ -1,0 +1,325 @@
+"""`posttrain check` on a project of several evals: the verdict, the family-wise correction, the
+JUnit XML and the Markdown summary, the project file's errors, `eval` over a folder, `watch`.
+
+Two models are played by one stub server (``[[as:MODEL:TEXT]]``), so each test knows which items
+each model gets right and therefore what the check must conclude: the workflow is under test
+here, not a model (a real model runs in ``test_project_check_slow.py``)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+
+from posttrain.analysis.compare import benjamini_hochberg, holm
+from posttrain.cli import main
+from tests.conftest import StubServer
+
+REPO = Path(__file__).resolve().parent.parent
+CAPITALS = REPO / "examples" / "capitals" / "eval.yaml"
+
+
+@pytest.fixture
+def stub() -> StubServer:
+    server = StubServer(0.0, "--models", "prod,new,newer")
+    yield server
+    server.close()
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POSTTRAIN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("POSTTRAIN_MODELS", raising=False)
+
+
+def _eval(folder: Path, name: str, n: int, *, prod_wrong: set[int] = frozenset(),
+          new_wrong: set[int] = frozenset(), terse_new_wrong: set[int] | None = None,
+          tags: dict[int, str] | None = None, pass_bar: float | None = None) -> Path:
+    """An eval of n items whose answer is 'yes'; item i is answered wrong by prod when i is in
+    prod_wrong, by new when in new_wrong, and by new on the `terse` variant when in
+    terse_new_wrong (no variant when None)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        def ask(wrong_prod: bool, wrong_new: bool, i: int = i) -> str:
+            return (f"{name} question {i}? [[as:prod:{'no' if wrong_prod else 'yes'}]]"
+                    f"[[as:new:{'no' if wrong_new else 'yes'}]][[as:newer:yes]]")
+        row = {"id": f"{name}-{i}", "question": ask(i in prod_wrong, i in new_wrong),
+               "answer": "yes"}
+        if terse_new_wrong is not None:
+            row["terse"] = ask(i in prod_wrong, i in terse_new_wrong)
+        if tags and i in tags:
+            row["area"] = tags[i]
+        rows.append(row)
+    (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = (f"name: {name}\ndataset: {name}.jsonl\n"
+            "messages:\n  - {role: user, content: \"{{item.question}}\"}\n"
+            "graders:\n  - {type: string_check, name: exact, input: \"{{sample.output_text}}\", "
+            "reference: \"{{item.answer}}\", operation: eq}\n")
+    if terse_new_wrong is not None:
+        text += "variants:\n  terse: {messages: [{role: user, content: \"{{item.terse}}\"}]}\n"
+    if tags:
+        text += "tag: area\n"
+    if pass_bar is not None:
+        text += f"pass_bar: {pass_bar}\n"
+    path = folder / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def _models(root: Path, stub: StubServer, names: tuple[str, ...] = ("prod", "new")) -> Path:
+    path = root / "models.yaml"
+    path.write_text("models:\n" + "".join(
+        f"  {n}: {{provider: openai, model: {n}, base_url: \"{stub.base_url}\", "
+        f"price: {{input: {1.0 if n == 'prod' else 0.25}, output: {4.0 if n == 'prod' else 1.0}}}}}\n"
+        for n in names))
+    return path
+
+
+def _project(root: Path, stub: StubServer, evals: str, extra: str = "") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    _models(root, stub)
+    path = root / "posttrain.yaml"
+    path.write_text(f"name: demo\nevals:\n{evals}production: prod\ncandidates: [new]\n"
+                    f"models_file: models.yaml\nstore: runs.db\n{extra}")
+    return path
+
+
+def _check(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict, str]:
+    code = main(["check", "--no-progress", *argv])
+    captured = capsys.readouterr()
+    report = json.loads(captured.out) if "--json" in argv and code in (0, 1, 3) else {}
+    return code, report, captured.out + captured.err
+
+
+def _five(root: Path) -> str:
+    """Five evals: a folder of three (one tagged), the capitals example (advisory: the stub
+    cannot answer it) and a built-in suite."""
+    return ("  - evals/\n"
+            f"  - {{eval: {CAPITALS}, weight: 0}}\n"
+            "  - suite:structured_output?n=4\n")
+
+
+def test_five_evals_one_command_hold_names_what_blocks(tmp_path, stub, capsys):
+    evals = tmp_path / "evals"
+    _eval(evals, "billing", 30, new_wrong=set(range(12)))                 # 12 of 30 lost: blocks
+    _eval(evals, "search", 20, prod_wrong={0, 1}, new_wrong={0})          # better: passes
+    _eval(evals, "sql", 24, tags={i: "joins" if i < 12 else "filters" for i in range(24)},
+          new_wrong={0, 1, 2, 3, 4, 5, 6})                                # joins below its bar
+    project = _project(tmp_path, stub, _five(tmp_path), "tags:\n  joins: {pass_bar: 0.6}\n")
+    junit, md = tmp_path / "check.xml", tmp_path / "check.md"
+    code, report, _ = _check(capsys, "--project", str(project), "--model", "new", "--json",
+                             "--junit", str(junit), "--markdown", str(md))
+    assert code == 1 and report["verdict"] == "hold"
+    status = {r["eval"]: r["status"] for r in report["evals"]}
+    assert len(status) == 5
+    assert status["billing"] == "blocked" and status["search"] == "pass"
+    assert status["sql"] == "blocked" and status["capitals"] == "advisory"
+    assert status["structured_output"] == "pass"  # the stub fails both alike: no regression
+    assert report["blocking_tags"] == ["joins"]
+    billing = next(r for r in report["evals"] if r["eval"] == "billing")["variants"][0]
+    assert billing["paired"]["diff"] == pytest.approx(-12 / 30)
+    assert billing["paired"]["test"] == "mcnemar exact"
+    assert billing["paired"]["p_value"] == pytest.approx(2 * 0.5 ** 12)
+    assert billing["paired"]["regression"] and billing["paired"]["p_adjusted"] < 0.05
+    sql = next(r for r in report["evals"] if r["eval"] == "sql")["variants"][0]
+    joins = next(t for t in sql["tags"] if t["tag"] == "joins")
+    assert joins["new"] == pytest.approx(5 / 12, abs=1e-4) and joins["production"] == 1.0
+    assert any("tag joins" in b and "below its bar 0.6" in b for b in report["blocking"])
+    # cost and latency per model from the same runs: prod is 4x the price per token
+    cost_prod = report["models"]["prod"]["cost_usd"]
+    cost_new = report["models"]["new"]["cost_usd"]
+    assert cost_prod > 0 and cost_new > 0
+    assert report["models"]["prod"]["answers"] == report["models"]["new"]["answers"]
+    assert report["models"]["new"]["latency_p50_s"] is not None
+    assert report["correction"]["method"] == "holm"
+    # the family: 4 non-advisory evals' comparisons + the joins tag (capitals is advisory)
+    assert report["correction"]["comparisons"] == 5
+    # JUnit: one test case per eval, failures where the check blocks
+    suite = ET.parse(junit).getroot()
+    assert suite.tag == "testsuite" and suite.get("tests") == "5" and suite.get("failures") == "2"
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    assert set(cases) == set(status)
+    assert cases["billing"].find("failure") is not None
+    assert "regressed -40.0%" in cases["billing"].find("failure").get("message")
+    assert cases["search"].find("failure") is None and cases["capitals"].find("failure") is None
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert props["verdict"] == "hold" and props["correction"] == "Holm"
+    text = md.read_text()
+    assert "**hold**" in text and "billing" in text and "Holm correction across 5" in text
+    assert "| billing |" in text
+
+
+def test_adopt_reuses_production_runs_and_sends_nothing_twice(tmp_path, stub, capsys):
+    evals = tmp_path / "evals"
+    for name in ("a", "b", "c", "d", "e"):
+        _eval(evals, name, 10, prod_wrong={1, 2}, new_wrong={2})
+    project = _project(tmp_path, stub, "  - evals/*.yaml\n")
+    code, report, out = _check(capsys, "--project", str(project), "--model", "new", "--json")
+    assert code == 0 and report["verdict"] == "adopt" and report["blocking"] == []
+    assert all(r["production"]["ran_now"] for r in report["evals"])
+    sent = stub.stats()["total_attempts"]
+    assert sent == 100  # 5 evals x 10 items x 2 models
+    assert report["overall"]["diff"] == pytest.approx(0.1)
+    code, again, _ = _check(capsys, "--project", str(project), "--model", "new", "--json")
+    assert code == 0 and stub.stats()["total_attempts"] == sent
+    assert not any(r["production"]["ran_now"] for r in again["evals"])
+    assert [r["production"]["run_id"] for r in again["evals"]] == \
+        [r["production"]["run_id"] for r in report["evals"]]
+    code, _, text = _check(capsys, "--project", str(project), "--model", "new")
+    assert "verdict: ADOPT new (against prod)" in text
+    assert "production: the latest stored runs of 5 evals" in text
+
+
+def test_a_prompt_variant_that_clears_is_adopt_with_prompt_changes(tmp_path, stub, capsys):
+    evals = tmp_path / "evals"
+    _eval(evals, "support", 20, new_wrong=set(range(10)), terse_new_wrong=set())
+    _eval(evals, "faq", 10)
+    project = _project(tmp_path, stub, "  - evals/\n")
+    code, report, _ = _check(capsys, "--project", str(project), "--model", "new", "--json")
+    assert code == 3 and report["verdict"] == "adopt with prompt changes"
+    assert report["prompt_changes"][0]["eval"] == "support"
+    assert report["prompt_changes"][0]["variant"] == "terse"
+    code, report, _ = _check(capsys, "--project", str(project), "--model", "new", "--json",
+                             "--no-variants")
+    assert code == 1 and report["verdict"] == "hold"
+
+
+def test_the_correction_keeps_one_borderline_eval_from_blocking(tmp_path, stub, capsys):
+    # 6 of 12 lost on one eval: McNemar p = 2 * 0.5^6 = 0.031 alone, above 0.05 once five
+    # comparisons are corrected (Holm: 5 x 0.031; BH: 0.031 x 5 / 1)
+    evals = tmp_path / "evals"
+    _eval(evals, "edge", 12, new_wrong=set(range(6)))
+    for name in ("a", "b", "c", "d"):
+        _eval(evals, name, 10)
+    project = _project(tmp_path, stub, "  - evals/\n")
+    for method in ("holm", "bh"):
+        code, report, _ = _check(capsys, "--project", str(project), "--model", "new", "--json",
+                                 "--correction", method)
+        edge = next(r for r in report["evals"] if r["eval"] == "edge")["variants"][0]["paired"]
+        assert edge["p_value"] == pytest.approx(0.03125)
+        assert edge["p_adjusted"] > 0.05 and not edge["regression"]
+        assert code == 0 and report["correction"]["comparisons"] == 5
+    # with no other eval in the family the same loss blocks
+    single = _project(tmp_path / "one", stub, f"  - {evals / 'edge.yaml'}\n")
+    code, report, _ = _check(capsys, "--project", str(single), "--model", "new", "--json")
+    assert code == 1 and report["correction"]["comparisons"] == 1
+
+
+def test_adjusted_p_values_match_published_procedures():
+    # R: p.adjust(c(0.01, 0.04, 0.03, 0.2), "holm") and "BH"
+    assert holm([0.01, 0.04, 0.03, 0.2]) == pytest.approx([0.04, 0.09, 0.09, 0.2])
+    assert benjamini_hochberg([0.01, 0.04, 0.03, 0.2]) == pytest.approx(
+        [0.04, 0.0533333, 0.0533333, 0.2])
+    assert benjamini_hochberg([0.5, 0.9]) == pytest.approx([0.9, 0.9])
+    assert benjamini_hochberg([]) == []
+
+
+def test_project_file_found_from_a_subfolder(tmp_path, stub, capsys, monkeypatch):
+    evals = tmp_path / "evals"
+    _eval(evals, "a", 6)
+    _project(tmp_path, stub, "  - evals/a.yaml\n")
+    (tmp_path / "evals" / "deep").mkdir()
+    monkeypatch.chdir(tmp_path / "evals" / "deep")
+    code, report, _ = _check(capsys, "--model", "new", "--json")
+    assert code == 0 and report["project"] == str(tmp_path / "posttrain.yaml")
+    assert (tmp_path / "runs.db").exists()
+
+
+@pytest.mark.parametrize(("body", "line", "message"), [
+    ("evals:\n  - evals/a.yaml\nproduction: prod\nmodels_file: models.yaml\npass_bar: 80\n",
+     5, "pass_bar: must be a share from 0 to 1, got 80: write 0.8 for 80%"),
+    ("evals:\n  - evals/a.yaml\nproducton: prod\n", 3,
+     "producton: unknown field; did you mean 'production'?"),
+    ("evals:\n  - evals/a.yaml\n  - evals/missing.yaml\n", 3,
+     "evals[1]: no such eval file:"),
+    ("evals:\n  - evals/*.yml\n", 2, "evals[0]: 'evals/*.yml' matches no eval file"),
+    ("evals:\n  - {eval: evals/a.yaml, wieght: 2}\n", 2,
+     "evals[0].wieght: unknown field; did you mean 'weight'?"),
+    ("evals:\n  - {eval: evals/a.yaml, variant: terse}\nproduction: prod\n"
+     "models_file: models.yaml\n", 2, "evals[0].variant: eval 'a' has no variant 'terse'"),
+    ("evals:\n  - evals/a.yaml\nproduction: prod\nmodels_file: models.yaml\n"
+     "tags:\n  billing: {pass_bar: 0.5}\n", 6, "tags.billing: no item of any eval in the set"),
+    ("evals:\n  - evals/a.yaml\nproduction: prdo\nmodels_file: models.yaml\n", 3,
+     "production: unknown model 'prdo'"),
+    ("evals:\n  - evals/a.yaml\ncorrection: bonferroni\n", 3,
+     "correction: must be holm or bh, got 'bonferroni'"),
+    ("evals:\n  - suite:no_such_suite?n=3\nproduction: prod\nmodels_file: models.yaml\n", 2,
+     "evals[0]: "),
+])
+def test_a_bad_project_file_is_one_line_before_any_request(tmp_path, stub, capsys, body, line,
+                                                             message):
+    _eval(tmp_path / "evals", "a", 4)
+    _models(tmp_path, stub)
+    project = tmp_path / "posttrain.yaml"
+    project.write_text(body)
+    code = main(["check", "--project", str(project), "--model", "new", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err
+    assert lines[0].startswith(f"posttrain: error: {project}:{line}: "), lines[0]
+    assert message in lines[0]
+    assert stub.stats()["total_attempts"] == 0
+
+
+def test_check_refuses_without_production_and_names_unknown_models(tmp_path, stub, capsys):
+    _eval(tmp_path / "evals", "a", 4)
+    _models(tmp_path, stub)
+    project = tmp_path / "posttrain.yaml"
+    project.write_text("evals: [evals/a.yaml]\nmodels_file: models.yaml\n")
+    assert main(["check", "--project", str(project), "--model", "new"]) == 2
+    assert "--against: name the production model" in capsys.readouterr().err
+    assert main(["check", "--project", str(project), "--model", "nwe", "--against", "prod"]) == 2
+    assert "--model: unknown model 'nwe'" in capsys.readouterr().err
+    assert stub.stats()["total_attempts"] == 0
+
+
+def test_eval_takes_several_files_and_a_folder_with_one_table(tmp_path, stub, capsys):
+    evals = tmp_path / "evals"
+    _eval(evals, "a", 6, new_wrong={0})
+    _eval(evals, "b", 4)
+    (evals / "sub").mkdir()
+    _eval(evals / "sub", "c", 5)
+    models = _models(tmp_path, stub)
+    store = str(tmp_path / "s.db")
+    code = main(["eval", str(evals), "--model", "new", "--models-file", str(models), "--store",
+                 store, "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = [line for line in out.splitlines() if line.startswith(("a ", "b ", "c "))]
+    assert [line.split()[0] for line in lines] == ["a", "b", "c"]
+    assert "0.833" in lines[0] and lines[0].split()[1] == "new"
+    code = main(["eval", str(evals / "a.yaml"), str(evals / "b.yaml"), "--model", "new",
+                 "--model", "prod", "--models-file", str(models), "--store", store, "--json"])
+    runs = json.loads(capsys.readouterr().out)["runs"]
+    assert code == 0 and [(r["eval"], r["model"]) for r in runs] == [
+        ("a", "new"), ("a", "prod"), ("b", "new"), ("b", "prod")]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["eval", str(empty), "--model", "new", "--models-file", str(models)]) == 2
+    assert "no eval files in the folder" in capsys.readouterr().err
+
+
+def test_watch_checks_a_model_the_models_file_gains(tmp_path, stub, capsys):
+    _eval(tmp_path / "evals", "a", 8, new_wrong=set(range(8)))
+    project = _project(tmp_path, stub, "  - evals/a.yaml\n")
+    out = tmp_path / "out"
+    argv = ["watch", "--project", str(project), "--once", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0  # the first pass records prod and new, checks nothing
+    assert "first pass" in capsys.readouterr().err
+    assert stub.stats()["total_attempts"] == 0
+    _models(tmp_path, stub, ("prod", "new", "newer"))
+    assert main(argv) == 0  # newer answers every item right: adopt
+    text = capsys.readouterr().out
+    assert "verdict: ADOPT newer (against prod)" in text
+    assert ET.parse(out / "check-newer.xml").getroot().get("failures") == "0"
+    assert "**adopt**" in (out / "check-newer.md").read_text()
+    assert main(argv) == 0 and "verdict" not in capsys.readouterr().out  # nothing new
+    assert json.loads((tmp_path / ".posttrain-watch.json").read_text())["seen"] == [
+        "new", "newer", "prod"]
+    assert os.path.exists(tmp_path / "runs.db")
