@@ -161,7 +161,7 @@ def test_a_plugin_package_adds_a_grader_provider_suite_and_command(tmp_path: Pat
     assert {"name": "shouted", "from": "plugin"} in listed["grader"]
     assert {"name": "echo", "from": "plugin"} in listed["provider"]
     assert {"name": "shout", "from": "plugin"} in listed["suite"]
-    assert {"name": "hello", "from": "plugin"} in listed["command"]
+    assert {"name": "hello", "from": "plugin", "commands": ["hello"]} in listed["command"]
     assert {"name": "string_check", "from": "posttrain"} in listed["grader"]
 
 

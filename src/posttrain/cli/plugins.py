@@ -30,13 +30,32 @@ def _run(args: argparse.Namespace) -> int:
         own = set(plugins.own_names(kind))
         listing[kind] = [{"name": name, "from": "posttrain" if name in own else "plugin"}
                          for name in plugins.names(kind)]
+    adds = _commands_by_group(plugins.names("command"))
+    for entry in listing["command"]:
+        entry["commands"] = adds.get(entry["name"], [])
     failed = [{"plugin": name, "error": error} for name, error in plugins.FAILED]
     if args.json:
         print(json.dumps({**listing, "failed": failed}, indent=2))
         return 0
     for kind, entries in listing.items():
-        names = [e["name"] + (" (plugin)" if e["from"] == "plugin" else "") for e in entries]
+        names = [e["name"] + (f" [{' '.join(e['commands'])}]" if kind == "command" else "")
+                 + (" (plugin)" if e["from"] == "plugin" else "") for e in entries]
         print(f"{kind}s: {', '.join(names)}")
     for entry in failed:
         print(f"failed to load: {entry['plugin']}: {entry['error']}")
     return 1 if failed else 0
+
+
+def _commands_by_group(groups: list[str]) -> dict[str, list[str]]:
+    """The sub-commands each command group adds (a group may add several, or targets to
+    another's), found by adding the groups, in their order, to a scratch parser."""
+    from posttrain import plugins
+
+    scratch = argparse.ArgumentParser(add_help=False).add_subparsers()
+    adds: dict[str, list[str]] = {}
+    ordered = sorted(groups, key=lambda g: (plugins.meta("command", g).get("order", 100), g))
+    for group in ordered:
+        before = set(scratch.choices)
+        plugins.get("command", group)(scratch)
+        adds[group] = [name for name in scratch.choices if name not in before]
+    return adds
