@@ -323,3 +323,16 @@ def test_watch_checks_a_model_the_models_file_gains(tmp_path, stub, capsys):
     assert json.loads((tmp_path / ".posttrain-watch.json").read_text())["seen"] == [
         "new", "newer", "prod"]
     assert os.path.exists(tmp_path / "runs.db")
+
+
+def test_a_model_that_answers_nothing_holds_and_says_why(tmp_path, stub, capsys):
+    evals = tmp_path / "evals"
+    _eval(evals, "ok", 6)
+    broken = _eval(evals, "broken", 6)
+    data = broken.with_suffix(".jsonl")
+    data.write_text(data.read_text().replace("? [[as:", "? [[fault:400:always]][[as:"))
+    project = _project(tmp_path, stub, "  - evals/\n")
+    code, report, _ = _check(capsys, "--project", str(project), "--model", "new", "--json")
+    assert code == 1 and report["verdict"] == "hold"
+    (line,) = report["blocking"]
+    assert line.startswith("broken: no sample got an answer (error: HTTP 400")

@@ -277,6 +277,10 @@ def verdict_report(project: Project, store: Any, loaded: Sequence[_Loaded], new:
                 "n_common": comparison["n_common"],
                 "warnings": comparison["warnings"], "blockers": [], "tags": [],
             }
+            if new_sum["n"] and not new_sum["answered"]:
+                reason = next(iter(new_sum["problems"]), "no reason recorded")
+                row["blockers"].append({"kind": "no_answers", "scope": "eval",
+                                        "text": f"no sample got an answer ({reason})"})
             if bar is not None and not row["new"]["clears_bar"]:
                 row["blockers"].append({
                     "kind": "pass_bar", "scope": "eval",
