@@ -336,3 +336,34 @@ def test_a_model_that_answers_nothing_holds_and_says_why(tmp_path, stub, capsys)
     assert code == 1 and report["verdict"] == "hold"
     (line,) = report["blocking"]
     assert line.startswith("broken: no sample got an answer (error: HTTP 400")
+
+
+def test_twenty_evals_of_an_equal_model_rarely_hold_once_corrected():
+    """Simulated: 20 evals of 40 pass/fail items, the new model exactly as good as production
+    (each item passes with its own probability for both, drawn independently). Uncorrected,
+    some eval 'regresses' in about 1 - 0.975^20 = 40% of checks (less: McNemar exact is
+    conservative); with Holm or BH, in at most alpha = 5%."""
+    import random
+
+    from posttrain.analysis.paired import paired_compare
+    from posttrain.project.check import adjust, is_regression
+
+    rng = random.Random(7)
+    reps, evals, n = 300, 20, 40
+    holds = {"none": 0, "holm": 0, "bh": 0}
+    for _ in range(reps):
+        diffs, p_values = [], []
+        for _e in range(evals):
+            rates = [rng.random() for _ in range(n)]
+            a = {str(i): float(rng.random() < r) for i, r in enumerate(rates)}
+            b = {str(i): float(rng.random() < r) for i, r in enumerate(rates)}
+            result = paired_compare(a, b)
+            diffs.append(result.diff)
+            p_values.append(result.p_value)
+        holds["none"] += any(is_regression(d, p, 0.05) for d, p in zip(diffs, p_values, strict=True))
+        for method in ("holm", "bh"):
+            adjusted = adjust(p_values, method)
+            holds[method] += any(is_regression(d, p, 0.05) for d, p in zip(diffs, adjusted, strict=True))
+    assert holds["none"] / reps > 0.2  # the false alarms the correction is for
+    assert holds["holm"] / reps <= 0.05 + 2 * (0.05 * 0.95 / reps) ** 0.5
+    assert holds["bh"] / reps <= 0.05 + 2 * (0.05 * 0.95 / reps) ** 0.5

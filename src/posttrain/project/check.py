@@ -220,6 +220,11 @@ def adjust(p_values: Sequence[float], method: str) -> list[float]:
     raise ValueError(f"unknown correction {method!r}")
 
 
+def is_regression(diff: float | None, p_adjusted: float, alpha: float) -> bool:
+    """A drop whose adjusted p-value is below alpha (an improvement never blocks)."""
+    return diff is not None and diff < 0 and p_adjusted < alpha
+
+
 def _bar_of(one: _Loaded, project: Project) -> float | None:
     if one.entry.pass_bar is not None:
         return one.entry.pass_bar
@@ -323,7 +328,7 @@ def verdict_report(project: Project, store: Any, loaded: Sequence[_Loaded], new:
     for test, p_adj in zip(tested, adjusted, strict=True):
         target = test["target"]
         target["p_adjusted"] = p_adj
-        target["regression"] = target["diff"] < 0 and p_adj < alpha
+        target["regression"] = is_regression(target["diff"], p_adj, alpha)
         if target["regression"]:
             scope = test["scope"]
             where = "" if scope == "eval" else f"{scope}: "

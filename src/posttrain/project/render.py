@@ -153,16 +153,34 @@ def render_text(report: dict[str, Any]) -> str:
     if report["blocking"]:
         out.append("blocks:")
         out += [f"  {line}" for line in report["blocking"]]
+    files = {r["eval"]: r["file"] for r in report["evals"]}
+    tools = _prompt_tools()
     if report["prompt_changes"]:
         out.append("prompt changes that clear:")
-        out += [f"  {fix['eval']}: use the variant {fix['variant']!r} (the production prompt: "
-                f"{'; '.join(fix['blockers'])})" for fix in report["prompt_changes"]]
+        for fix in report["prompt_changes"]:
+            out.append(f"  {fix['eval']}: use the variant {fix['variant']!r} (the production "
+                       f"prompt: {'; '.join(fix['blockers'])})")
+            if "migrate" in tools:
+                out.append(f"    posttrain migrate {files[fix['eval']]} --from "
+                           f"{report['against']} --to {report['new']} --variant {fix['variant']}")
+    blocked = [r for r in report["evals"] if r["status"] == "blocked"
+               and any(b["kind"] == "regression" for b in r["variants"][0]["blockers"])]
+    if blocked and "optimize" in tools:
+        out.append("a prompt for the new model, searched and tested paired (held-out items):")
+        out += [f"  posttrain optimize {r['file']} --model {report['new']}" for r in blocked]
     advisory = [r for r in report["evals"] if r["status"] == "advisory"]
     for record in advisory:
         out.append(f"advisory {record['eval']}: "
                    + "; ".join(b["text"] for b in record["variants"][0]["blockers"]))
     out.append(headline(report))
     return "\n".join(out)
+
+
+def _prompt_tools() -> set[str]:
+    """``optimize`` and ``migrate`` where this posttrain has them."""
+    from posttrain import plugins
+
+    return {"optimize", "migrate"} if "optimize" in plugins.own_names("command") else set()
 
 
 def render_markdown(report: dict[str, Any]) -> str:
