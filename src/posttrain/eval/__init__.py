@@ -80,6 +80,9 @@ class Variant:
     messages: list[dict[str, Any]] | None = None
     system: str | None = None
     sampling: dict[str, Any] = field(default_factory=dict)
+    #: where the variant came from (``posttrain optimize`` writes parent, proposer, scores);
+    #: read as written, never part of a request or of the eval's fingerprint
+    provenance: dict[str, Any] | None = None
 
 
 @dataclass
@@ -177,7 +180,8 @@ class Eval:
             digest.update(item.id.encode())
             digest.update(json.dumps(item.data, sort_keys=True, default=str).encode())
         digest.update(json.dumps([self.messages, self.sampling, self.tools, self.response_format,
-                                  {k: vars(v) for k, v in sorted(self.variants.items())}],
+                                  {k: {f: x for f, x in vars(v).items() if f != "provenance"}
+                                   for k, v in sorted(self.variants.items())}],
                                  sort_keys=True, default=str).encode())
         return digest.hexdigest()[:16]
 
@@ -371,11 +375,16 @@ def _variants(spec: dict[str, Any], source: Path | None) -> dict[str, Variant]:
         where = f"variants.{variant_name}"
         if not isinstance(variant_spec, dict):
             raise UserError("must be a mapping", file=source, field=where)
-        extra = sorted(set(variant_spec) - {"messages", "system", "sampling"})
+        known = ("messages", "system", "sampling", "provenance")
+        extra = sorted(set(variant_spec) - set(known))
         if extra:
-            raise UserError("unknown field" + did_you_mean(
-                str(extra[0]), ("messages", "system", "sampling")) + " (a variant has messages, "
-                "system, sampling)", file=source, field=f"{where}.{extra[0]}")
+            raise UserError("unknown field" + did_you_mean(str(extra[0]), known)
+                            + " (a variant has messages, system, sampling, provenance)",
+                            file=source, field=f"{where}.{extra[0]}")
+        provenance = variant_spec.get("provenance")
+        if provenance is not None and not isinstance(provenance, dict):
+            raise UserError("must be a mapping (written by `posttrain optimize`)", file=source,
+                            field=f"{where}.provenance")
         variant_messages = variant_spec.get("messages")
         if variant_messages is not None:
             variant_messages = _check_messages(variant_messages, source, f"{where}.messages")
@@ -383,6 +392,7 @@ def _variants(spec: dict[str, Any], source: Path | None) -> dict[str, Variant]:
             name=str(variant_name), messages=variant_messages, system=variant_spec.get("system"),
             sampling=check_sampling(variant_spec.get("sampling") or {}, source,
                                     f"{where}.sampling"),
+            provenance=provenance,
         )
     return variants
 
