@@ -367,3 +367,13 @@ def test_twenty_evals_of_an_equal_model_rarely_hold_once_corrected():
     assert holds["none"] / reps > 0.2  # the false alarms the correction is for
     assert holds["holm"] / reps <= 0.05 + 2 * (0.05 * 0.95 / reps) ** 0.5
     assert holds["bh"] / reps <= 0.05 + 2 * (0.05 * 0.95 / reps) ** 0.5
+
+
+def test_without_model_the_one_candidate_is_checked(tmp_path, stub, capsys):
+    _eval(tmp_path / "evals", "a", 5)
+    project = _project(tmp_path, stub, "  - evals/a.yaml\n")  # candidates: [new]
+    code, report, _ = _check(capsys, "--project", str(project), "--json")
+    assert code == 0 and report["new"] == "new" and report["against"] == "prod"
+    project.write_text(project.read_text().replace("candidates: [new]", "candidates: [new, prod]"))
+    assert main(["check", "--project", str(project)]) == 2
+    assert "--model: name the new model (candidates: new, prod)" in capsys.readouterr().err

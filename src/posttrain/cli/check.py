@@ -24,8 +24,9 @@ def add_parsers(sub: Any) -> None:
                     "each paired with production's latest run, correct for the many "
                     "comparisons (Holm or Benjamini-Hochberg) and print one verdict. Exit "
                     "code: 0 adopt, 1 hold, 3 adopt with prompt changes, 2 a setup problem.")
-    p.add_argument("--model", "-m", required=True, metavar="NEW",
-                   help="the new model: a models-file name or a spec (openai:..., hf:...)")
+    p.add_argument("--model", "-m", metavar="NEW",
+                   help="the new model: a models-file name or a spec (openai:..., hf:...); "
+                        "default: the project's one `candidates:` entry")
     _common(p)
     p.set_defaults(func=run_check)
 
@@ -126,7 +127,14 @@ def run_check(args: argparse.Namespace) -> int:
     for flag, path in (("--junit", args.junit), ("--markdown", args.markdown)):
         if path and not Path(path).resolve().parent.is_dir():
             raise UserError(f"no such folder: {Path(path).resolve().parent}", field=flag)
-    return _check_and_report(project, args.model, args.against, options, junit=args.junit,
+    model = args.model
+    if model is None:
+        if len(project.candidates) != 1:
+            listed = (f" (candidates: {', '.join(project.candidates)})" if project.candidates
+                      else f" (or list one under `candidates:` in {project.path})")
+            raise UserError("name the new model" + listed, field="--model")
+        model = project.candidates[0]
+    return _check_and_report(project, model, args.against, options, junit=args.junit,
                              markdown=args.markdown, as_json=args.json)
 
 
