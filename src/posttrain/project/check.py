@@ -132,7 +132,12 @@ async def acheck(project: Project, new: str, against: str | None = None,
     from posttrain.models.retry import RetryPolicy
     from posttrain.runner.cache import CachePolicy
     from posttrain.runner.executor import RunOptions, execute_eval, run_key
-    from posttrain.runner.preflight import check_models, judge_models
+    from posttrain.runner.preflight import (
+        check_judge_requests,
+        check_models,
+        check_requests,
+        judge_models,
+    )
     from posttrain.runner.progress import Progress
     from posttrain.runner.store import Store
 
@@ -170,6 +175,16 @@ async def acheck(project: Project, new: str, against: str | None = None,
         judges = [judge for one in loaded for judge in judge_models(one.eval.graders)]
         await check_models([new_model, *judges]
                            + ([prod_model] if any(o.prod_run is None for o in loaded) else []))
+        for one in loaded:  # and every request field reaches its model, in every eval
+            first = one.eval.items[0] if one.eval.items else None
+            if first is None:
+                continue
+            planned = [(new_model, v, first) for v in one.eval.variants
+                       if options.variants or v == one.entry.variant]
+            if one.prod_run is None:
+                planned.append((prod_model, one.entry.variant, first))
+            check_requests(one.eval, planned)
+            check_judge_requests(one.eval)
         for one in loaded:
             variants = list(one.eval.variants) if options.variants else [one.entry.variant]
             if one.entry.variant in variants:  # the production prompt first
@@ -183,6 +198,9 @@ async def acheck(project: Project, new: str, against: str | None = None,
                                                store, run_options, progress=progress,
                                                model_configs=public)
                 one.prod_run, one.prod_ran_now = handle.run, True
+    except BaseException:
+        store.close()
+        raise
     finally:
         progress.close()
         for model in (new_model, prod_model):
