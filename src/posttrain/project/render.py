@@ -133,6 +133,8 @@ def render_text(report: dict[str, Any]) -> str:
     if reused:
         out.append(f"production: the latest stored runs of {reused} evals"
                    + (f"; run now for {', '.join(ran)}" if ran else ""))
+    else:
+        out.append("production: run now (no stored run of these evals and settings)")
     for record in report["evals"]:
         for tag in record["variants"][0]["tags"]:
             paired = tag["paired"] or {}
