@@ -1,0 +1,96 @@
+"""``posttrain import inspect-log|promptfoo`` and ``posttrain export inspect-log|promptfoo``:
+coming from (and going back to) Inspect AI and promptfoo.
+
+These add sources to ``posttrain import`` (``posttrain.cli.interop``) and targets to
+``posttrain export`` (``posttrain.cli.train``); everything heavy is imported inside the
+commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from posttrain.plugins import register_command
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> Any:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
+@register_command("import-formats", order=56)  # after import (55): adds to import and export
+def add_parsers(sub: Any) -> None:
+    sources = _subparsers(sub.choices["import"])
+    targets = _subparsers(sub.choices["export"])
+
+    p = sources.add_parser(
+        "inspect-log", help="Inspect AI logs (.eval, .json): each log as a stored run",
+        description="Store each Inspect log (one task x one model) as a run with no requests: "
+                    "samples and epochs, answers, token usage, errors, one grade per scorer. "
+                    "Then `posttrain compare` pairs two models per item. Needs "
+                    "posttrain[inspect].")
+    p.add_argument("logs", nargs="+", metavar="FILE|DIR", help=".eval or .json logs, or "
+                                                              "folders of them")
+    p.add_argument("--store", default="posttrain.db", help="SQLite store (default "
+                                                           "./posttrain.db)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run_import_inspect)
+
+    p = targets.add_parser("inspect-log", help="a stored run as an Inspect log "
+                                                "(inspect view opens it)")
+    p.add_argument("run", metavar="RUN", help="run id, prefix, latest or latest~N")
+    p.add_argument("-o", "--out", required=True, type=Path, metavar="FILE.eval",
+                   help="the log to write (.eval, or .json)")
+    p.add_argument("--store", default="posttrain.db")
+    p.set_defaults(func=run_export_inspect)
+
+
+def _warn(notes: list[str]) -> None:
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def run_import_inspect(args: argparse.Namespace) -> int:
+    from posttrain.interop.inspect_log import import_inspect_logs
+
+    reports, notes = import_inspect_logs(args.logs, args.store)
+    _warn(notes)
+    if args.json:
+        print(json.dumps({"runs": [r.to_dict() for r in reports], "warnings": notes},
+                         default=str))
+        return 0
+    for r in reports:
+        s = r.summary or {}
+        state = "stored as" if r.new else "already stored as"
+        print(f"{r.file}: task {r.task}, {r.inspect_model} ({r.model}), {r.items} samples x "
+              f"{r.epochs} epochs, status {r.status}: {state} {r.run_id}")
+        for scorer, metrics in r.inspect_metrics.items():
+            shown = "  ".join(f"{k} {_fmt(v)}" for k, v in metrics.items())
+            print(f"  inspect    {scorer:20} {shown}")
+        print(f"  posttrain  score {_fmt(s.get('score'))} [95% CI {_fmt(s.get('ci_low'))}, "
+              f"{_fmt(s.get('ci_high'))}]  n {s.get('n')}  errors {s.get('errors')}  unscored "
+              f"{s.get('unscored')}  (score: {r.scorers[0] if r.scorers else '-'}; errors and "
+              "unscored count 0)")
+        for name, entry in (s.get("components") or {}).items():
+            print(f"    {name:28} {_fmt(entry.get('score'))}  scored {entry.get('scored')}")
+    if len(reports) >= 2:
+        print(f"\ncompare them paired per item: posttrain compare {reports[0].run_id} "
+              f"{reports[1].run_id} --store {args.store}")
+    return 0
+
+
+def run_export_inspect(args: argparse.Namespace) -> int:
+    from posttrain.interop.inspect_log import export_inspect_log
+
+    result = export_inspect_log(args.store, args.run, args.out)
+    print(f"wrote {result['file']} ({result['samples']} samples of run {result['run_id']}, "
+          f"task {result['task']}, model {result['model']}); open it with: inspect view "
+          f"--log-dir {Path(result['file']).parent}")
+    return 0

@@ -1,0 +1,294 @@
+"""Inspect AI logs in and out: ``posttrain import inspect-log`` / ``export inspect-log``.
+
+The logs are written in each test with inspect-ai itself (``write_eval_log``), from samples made
+up here: a task of five questions, two epochs, three scorers (a C/I ``match``, a ``judge`` whose
+value is a dict, a ``rating`` on a 1-10 scale that is not a share), one errored sample, one
+sample with a tool call. Skipped (naming the package) where inspect-ai is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from posttrain.cli import main
+
+pytest.importorskip("inspect_ai", reason="needs inspect-ai: pip install 'posttrain[inspect]'")
+
+from inspect_ai.log import (  # noqa: E402
+    EvalConfig,
+    EvalDataset,
+    EvalError,
+    EvalLog,
+    EvalMetric,
+    EvalResults,
+    EvalSample,
+    EvalScore,
+    EvalSpec,
+    read_eval_log,
+    write_eval_log,
+)
+from inspect_ai.model import (  # noqa: E402
+    ChatMessageAssistant,
+    ChatMessageTool,
+    ChatMessageUser,
+    ModelOutput,
+    ModelUsage,
+)
+from inspect_ai.scorer import Score  # noqa: E402
+from inspect_ai.tool import ToolCall  # noqa: E402
+
+QUESTIONS = {1: ("2+2?", "4"), 2: ("Capital of France?", "Paris"), 3: ("3*3?", "9"),
+             4: ("Weather in Oslo?", "cold"), "q5": ("Spell cat", "cat")}
+
+
+def _sample(sid, epoch: int, model: str, right: bool, *, error: bool = False) -> EvalSample:
+    question, target = QUESTIONS[sid]
+    answer = target if right else "no idea"
+    usage = ModelUsage(input_tokens=10 + epoch, output_tokens=3, total_tokens=13 + epoch,
+                       input_tokens_cache_read=2)
+    if error:
+        return EvalSample(id=sid, epoch=epoch, input=question, target=target,
+                          messages=[ChatMessageUser(content=question)],
+                          error=EvalError(message="RateLimitError: 429", traceback="tb",
+                                          traceback_ansi="tb"))
+    messages = [ChatMessageUser(content=question)]
+    if sid == 4:  # an agent turn: a tool call, its result, then the answer
+        call = ToolCall(id="call_1", function="weather", arguments={"city": "Oslo"})
+        messages += [ChatMessageAssistant(content="", tool_calls=[call]),
+                     ChatMessageTool(content="-3C", tool_call_id="call_1", function="weather")]
+    messages.append(ChatMessageAssistant(content=answer))
+    output = ModelOutput.from_content(model, answer)
+    output.usage = usage
+    output.time = 0.25
+    rating = 7 if sid == 2 else (1 if right else 0)
+    return EvalSample(
+        id=sid, epoch=epoch, input=question, target=target, messages=messages, output=output,
+        metadata={"topic": "math" if sid in (1, 3) else "other"},
+        scores={"match": Score(value="C" if right else "I", answer=answer,
+                               explanation="exact match"),
+                "judge": Score(value={"correct": "C" if right else "I", "style": 0.5}),
+                "rating": Score(value=rating)},
+        model_usage={model: usage}, total_time=1.5, working_time=1.0, uuid=f"u-{sid}-{epoch}")
+
+
+def _write_log(path: Path, model: str, right: dict, *, errors=(), eval_id="ev1") -> Path:
+    samples = [_sample(sid, epoch, model, right[sid][epoch - 1], error=(sid, epoch) in errors)
+               for sid in QUESTIONS for epoch in (1, 2)]
+    accuracy = sum(right[s][e] for s in QUESTIONS for e in (0, 1)) / (2 * len(QUESTIONS))
+    log = EvalLog(
+        status="success",
+        eval=EvalSpec(created="2026-01-05T10:00:00+00:00", task="quiz", task_id="task-1",
+                      run_id=f"run-{eval_id}", eval_id=eval_id, model=model,
+                      dataset=EvalDataset(name="quiz", samples=len(QUESTIONS),
+                                          sample_ids=list(QUESTIONS)),
+                      config=EvalConfig(epochs=2)),
+        results=EvalResults(total_samples=10, completed_samples=10, scores=[
+            EvalScore(name="match", scorer="match",
+                      metrics={"accuracy": EvalMetric(name="accuracy", value=accuracy)})]),
+        samples=samples)
+    write_eval_log(log, str(path), format="eval" if path.suffix == ".eval" else "json")
+    return path
+
+
+RIGHT_A = {1: (True, True), 2: (True, False), 3: (True, True), 4: (False, False),
+           "q5": (True, True)}
+RIGHT_B = {1: (False, False), 2: (False, False), 3: (True, False), 4: (False, False),
+           "q5": (True, False)}
+
+
+def _import(*paths: Path, store: Path, capsys) -> dict:
+    assert main(["import", "inspect-log", *map(str, paths), "--store", str(store),
+                 "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _rows(store: Path, run_id: str) -> tuple[list, list]:
+    from posttrain.runner.store import Store
+
+    with Store(store) as db:
+        samples = [(r["item_id"], r["epoch"], r["status"], r["error"], r["input_tokens"],
+                    r["output_tokens"], r["latency_s"],
+                    json.loads(r["completion"])["text"] if r["completion"] else None)
+                   for r in db.samples(run_id)]
+        scores = [(r["item_id"], r["epoch"], r["grader"], r["value"], r["passed"], r["status"])
+                  for r in db.scores(run_id)]
+    return samples, scores
+
+
+@pytest.mark.parametrize("suffix", [".eval", ".json"])
+def test_import_stores_samples_epochs_scores_usage(tmp_path: Path, capsys, suffix) -> None:
+    log = _write_log(tmp_path / f"a{suffix}", "openai/gpt-4o-mini", RIGHT_A, errors={(3, 2)})
+    out = _import(log, store=tmp_path / "s.db", capsys=capsys)
+    (run,) = out["runs"]
+    assert (run["task"], run["model"], run["epochs"], run["items"], run["samples"]) == \
+        ("quiz", "openai:gpt-4o-mini", 2, 5, 10)
+    assert run["scorers"] == ["match", "judge/correct", "judge/style", "rating"]
+    samples, scores = _rows(tmp_path / "s.db", run["run_id"])
+    by = {(s[0], s[1]): s for s in samples}
+    assert by[("3", 1)][2] == "error" and by[("3", 1)][3] == "inspect: RateLimitError: 429"
+    assert by[("1", 0)][2:] == ("ok", None, 11, 3, 0.25, "4")
+    assert by[("4", 0)][6] is None  # an agent's answer (two model calls) has no one latency
+    grade = {(s[0], s[1], s[2]): s[3:] for s in scores}
+    assert grade[("2", 1, "match")] == (0.0, 0, "scored")
+    assert grade[("2", 0, "judge/correct")] == (1.0, 1, "scored")
+    assert grade[("2", 0, "judge/style")] == (0.5, 0, "scored")
+    assert grade[("2", 0, "rating")] == (None, None, "unscored")  # 7 is not a share
+    assert grade[("1", 0, "rating")] == (1.0, 1, "scored")
+    assert any("rating" in w and "outside [0, 1]" in w for w in out["warnings"])
+    # the headline is the first scorer's, per item over epochs, the errored sample 0
+    expected = [1, 0.5, 0.5, 0, 1]  # items 1, 2, 3 (one right, one error), 4, q5
+    assert run["summary"]["score"] == pytest.approx(sum(expected) / 5, abs=1e-4)
+    assert run["summary"]["errors"] == 1
+    assert run["inspect_metrics"]["match"]["accuracy"] == pytest.approx(0.7)
+
+
+def test_tool_calls_and_transcript_are_kept(tmp_path: Path, capsys) -> None:
+    from posttrain.runner.store import Store
+
+    log = _write_log(tmp_path / "a.eval", "openai/gpt-4o-mini", RIGHT_A)
+    run = _import(log, store=tmp_path / "s.db", capsys=capsys)["runs"][0]
+    with Store(tmp_path / "s.db") as db:
+        row = next(r for r in db.samples(run["run_id"]) if r["item_id"] == "4")
+        completion = json.loads(row["completion"])
+        items = {i.id: i.data for i in db.run_items(run["run_id"])}
+    roles = [m["role"] for m in completion["transcript"]]
+    assert roles == ["user", "assistant", "tool", "assistant"]
+    call = completion["transcript"][1]["tool_calls"][0]
+    assert call["function"] == {"name": "weather", "arguments": '{"city": "Oslo"}'}
+    assert items["4"] == {"input": "Weather in Oslo?", "target": "cold",
+                          "metadata": {"topic": "other"}}
+    assert completion["cached_input_tokens"] == 2
+
+
+def test_import_twice_stores_once_and_compare_pairs_two_models(tmp_path: Path,
+                                                              capsys) -> None:
+    a = _write_log(tmp_path / "logs" / "a.eval", "openai/gpt-4o-mini", RIGHT_A)
+    _write_log(tmp_path / "logs" / "b.eval", "anthropic/claude-haiku-4-5", RIGHT_B,
+                   eval_id="ev2")
+    first = _import(tmp_path / "logs", store=tmp_path / "s.db", capsys=capsys)["runs"]
+    again = _import(a, store=tmp_path / "s.db", capsys=capsys)["runs"]
+    assert [r["new"] for r in first] == [True, True] and again[0]["new"] is False
+    assert again[0]["run_id"] == first[0]["run_id"]
+    ids = [r["run_id"] for r in first]
+    assert main(["compare", *ids, "--store", str(tmp_path / "s.db"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    overall = result["overall"]
+    assert (result["run_a"]["model"], result["run_b"]["model"]) == \
+        ("openai:gpt-4o-mini", "anthropic:claude-haiku-4-5")
+    # per item over both epochs: A 1, .5, 1, 0, 1; B 0, 0, .5, 0, .5 (paired on 5 items)
+    assert overall["n"] == 5 and result["n_common"] == 5
+    assert (overall["mean_a"], overall["mean_b"]) == pytest.approx((0.7, 0.2))
+    assert overall["diff"] == pytest.approx(-0.5)
+
+
+def _comparable(log: EvalLog) -> list[tuple]:
+    return sorted(((str(s.id), s.epoch, json.dumps({k: v.model_dump(exclude_none=True) for k, v in
+                                                    (s.scores or {}).items()}, sort_keys=True),
+                    s.output.completion, s.output.usage.input_tokens if s.output.usage else None,
+                    s.error.message if s.error else None, s.input, s.target)
+                   for s in log.samples or []), key=lambda t: (t[0], t[1]))
+
+
+def test_round_trip_import_export_import(tmp_path: Path, capsys) -> None:
+    source = _write_log(tmp_path / "a.eval", "openai/gpt-4o-mini", RIGHT_A, errors={(3, 2)})
+    run = _import(source, store=tmp_path / "one.db", capsys=capsys)["runs"][0]
+    back = tmp_path / "back" / "a.eval"
+    assert main(["export", "inspect-log", run["run_id"], "-o", str(back), "--store",
+                 str(tmp_path / "one.db")]) == 0
+    assert "wrote" in capsys.readouterr().out
+    original, exported = read_eval_log(str(source)), read_eval_log(str(back))
+    assert exported.eval.task == "quiz" and exported.eval.model == "openai/gpt-4o-mini"
+    assert exported.eval.run_id == original.eval.run_id
+    assert exported.eval.dataset.sample_ids == original.eval.dataset.sample_ids
+    assert exported.results == original.results
+    assert _comparable(exported) == _comparable(original)
+    assert [m.role for m in next(s for s in exported.samples if s.id == 4).messages] == \
+        ["user", "assistant", "tool", "assistant"]
+    again = _import(back, store=tmp_path / "two.db", capsys=capsys)["runs"][0]
+    assert _rows(tmp_path / "two.db", again["run_id"]) == \
+        _rows(tmp_path / "one.db", run["run_id"])
+
+
+def test_export_of_a_posttrain_run_carries_its_grades(tmp_path: Path, capsys) -> None:
+    from posttrain.runner.store import Store
+    from posttrain.types import Completion, Item
+    from posttrain.types import Score as PScore
+
+    store = tmp_path / "s.db"
+    with Store(store) as db:
+        run = db.create_run(run_key="k", eval_name="caps", eval_path=None, eval_hash="h",
+                            model="hf:./tiny", variant="default", epochs=1,
+                            config={"grader_names": ["exact"], "primary": None},
+                            items=[Item(id=str(i), data={"question": f"q{i}", "answer": "a"})
+                                   for i in range(4)])
+        for i, (value, status) in enumerate([(1.0, "scored"), (0.0, "scored"),
+                                             (None, "unscored")]):
+            db.record_sample(run.id, str(i), 0, completion=Completion(
+                text=f"answer {i}", input_tokens=5, output_tokens=2, latency_s=0.1),
+                request_key=None, attempts=1,
+                scores=[PScore(value=value, passed=value == 1.0, status=status, name="exact",
+                               explanation="judge reply did not parse" if value is None
+                               else "")])
+        db.record_sample(run.id, "3", 0, completion=None, request_key=None, attempts=3,
+                         error="HTTP 500")
+        db.finish_run(run.id)
+    out = tmp_path / "caps.json"
+    assert main(["export", "inspect-log", run.id, "-o", str(out), "--store", str(store)]) == 0
+    log = read_eval_log(str(out))
+    assert log.eval.model == "hf/./tiny" and log.eval.task == "caps"
+    by = {s.id: s for s in log.samples}
+    assert by["0"].scores["exact"].value == 1.0 and by["1"].scores["exact"].value == 0.0
+    assert by["2"].scores["exact"].value == 0.0
+    assert by["2"].scores["exact"].metadata["posttrain_status"] == "unscored"
+    assert by["3"].error.message == "HTTP 500"
+    assert by["0"].metadata == {"question": "q0", "answer": "a"}
+    head = log.results.scores[0]
+    assert head.name == "posttrain" and head.metrics["mean"].value == 0.25  # 1 of 4 items
+    assert log.results.scores[1].metrics["mean"].value == 0.25
+    capsys.readouterr()
+    run2 = _import(out, store=tmp_path / "b.db", capsys=capsys)["runs"][0]
+    assert run2["scorers"] == ["exact"]  # the header's "posttrain" headline is no scorer
+    summary = run2["summary"]
+    assert (summary["score"], summary["errors"], summary["unscored"]) == (0.25, 1, 1)
+
+
+@pytest.mark.parametrize("content,suffix,expect", [
+    (b"not a zip", ".eval", "not an Inspect"),
+    (b'{"version": 2, "status": "success"}', ".json", "eval"),
+    (b'{"version": 2, "status": "succ', ".json", "not"),
+])
+def test_bad_logs_are_one_line_naming_the_file(tmp_path: Path, capsys, content, suffix,
+                                                expect) -> None:
+    bad = tmp_path / f"bad{suffix}"
+    bad.write_bytes(content)
+    assert main(["import", "inspect-log", str(bad), "--store", str(tmp_path / "s.db")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"posttrain: error: {bad}") and expect in err[0]
+    assert not (tmp_path / "s.db").exists()  # nothing stored
+
+
+def test_a_bad_sample_midway_leaves_no_partial_run(tmp_path: Path, capsys) -> None:
+    log = _write_log(tmp_path / "a.json", "openai/gpt-4o-mini", RIGHT_A)
+    data = json.loads(log.read_text())
+    data["samples"][6]["epoch"] = "second"
+    log.write_text(json.dumps(data))
+    assert main(["import", "inspect-log", str(log), "--store", str(tmp_path / "s.db")]) == 2
+    err = capsys.readouterr().err
+    assert f"{log}: samples[6].epoch:" in err
+    from posttrain.runner.store import Store
+
+    with Store(tmp_path / "s.db") as db:
+        assert db.list_runs() == []
+        assert db.conn.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 0
+
+
+def test_missing_package_is_one_line_naming_the_extra(tmp_path: Path, capsys,
+                                                      monkeypatch) -> None:
+    import posttrain.models.checks as checks
+
+    monkeypatch.setattr(checks, "missing_package", lambda *names: "inspect_ai")
+    assert main(["import", "inspect-log", str(tmp_path), "--store", str(tmp_path / "s")]) == 2
+    assert "pip install 'posttrain[inspect]'" in capsys.readouterr().err
