@@ -47,6 +47,27 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--store", default="posttrain.db")
     p.set_defaults(func=run_export_inspect)
 
+    p = sources.add_parser(
+        "promptfoo", help="a promptfoo config: prompts as variants, providers as models, "
+                          "tests as items, assertions as graders",
+        description="Write DIR/eval.yaml, DIR/items.jsonl, DIR/models.yaml and "
+                    "DIR/promptfoo.json (what could not be carried over, and why); every such "
+                    "thing is also printed.")
+    p.add_argument("config", metavar="promptfooconfig.yaml")
+    p.add_argument("-o", "--out", required=True, type=Path, help="folder for eval.yaml")
+    p.add_argument("--judge", metavar="SPEC", help="the model for llm-rubric (default "
+                                                   "openai:gpt-4.1-mini)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run_import_promptfoo)
+
+    p = targets.add_parser("promptfoo", help="stored runs as promptfoo's output JSON "
+                                              "(version 3; promptfoo's viewer reads it)")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="runs of one eval: each is a "
+                                                         "prompt x provider column")
+    p.add_argument("-o", "--out", required=True, type=Path, metavar="results.json")
+    p.add_argument("--store", default="posttrain.db")
+    p.set_defaults(func=run_export_promptfoo)
+
 
 def _warn(notes: list[str]) -> None:
     for note in notes:
@@ -93,4 +114,38 @@ def run_export_inspect(args: argparse.Namespace) -> int:
     print(f"wrote {result['file']} ({result['samples']} samples of run {result['run_id']}, "
           f"task {result['task']}, model {result['model']}); open it with: inspect view "
           f"--log-dir {Path(result['file']).parent}")
+    return 0
+
+
+def run_import_promptfoo(args: argparse.Namespace) -> int:
+    from posttrain.interop.promptfoo import import_promptfoo
+
+    result = import_promptfoo(args.config, args.out, judge=args.judge)
+    _warn(result.warnings)
+    for line in result.not_mapped:
+        print(f"not carried over: {line}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"eval": str(result.eval_path), "models_file": str(result.models_path),
+                          "items": result.items, "variants": result.variants,
+                          "models": result.models, "not_mapped": result.not_mapped,
+                          "warnings": result.warnings}))
+        return 0
+    print(f"wrote {result.eval_path} ({result.items} tests as items; variants: "
+          f"{', '.join(result.variants)}) and {result.models_path} (models: "
+          f"{', '.join(result.models) or 'none'})")
+    if result.not_mapped:
+        print(f"{len(result.not_mapped)} thing(s) not carried over (listed above and in "
+              f"{result.eval_path.parent / 'promptfoo.json'})")
+    models = " ".join(f"--model {m}" for m in result.models) or "--model SPEC"
+    print(f"run it: posttrain eval {result.eval_path} --models-file {result.models_path} "
+          f"{models}")
+    return 0
+
+
+def run_export_promptfoo(args: argparse.Namespace) -> int:
+    from posttrain.interop.promptfoo import export_promptfoo
+
+    result = export_promptfoo(args.store, args.runs, args.out)
+    print(f"wrote {result['file']} ({result['runs']} runs, {result['results']} results; "
+          "promptfoo's output JSON, version 3)")
     return 0

@@ -1,0 +1,210 @@
+"""``promptfoo_assert``: a promptfoo test's own assertions, read from the item, scored as
+promptfoo scores them.
+
+promptfoo attaches assertions to each test; posttrain's graders belong to the eval. So
+``posttrain import promptfoo`` keeps each test's assertions in its item (``item.assert``, values
+already rendered with the test's vars) and this one grader scores them: each assertion passes
+or fails with a score in [0, 1], ``not-`` inverts it, the test's score is the mean weighted by
+``weight`` (default 1), and the test passes when every assertion passes, or, when the test sets
+``threshold``, when the score reaches it. Each assertion's score is also a sub-score named by its
+``metric`` (else its type), so the report breaks the score down per assertion kind.
+
+Types: ``equals``, ``contains``, ``icontains``, ``contains-any``, ``contains-all``,
+``icontains-any``, ``icontains-all``, ``starts-with``, ``regex``, ``is-json`` (with a JSON
+schema as value), ``contains-json``, ``levenshtein`` (pass at distance <= threshold, default
+5), and ``similar`` / ``rouge-n`` / ``bleu`` through posttrain's text_similarity metrics (cosine
+with MiniLM, ROUGE-N with N=1, BLEU; pass at score >= threshold, promptfoo's defaults 0.75,
+0.75, 0.5). An assertion of a type not listed here is refused when the grader is built (the
+importer lists such assertions instead of writing them).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from posttrain.errors import UserError
+from posttrain.graders.base import Grader, GraderContext
+from posttrain.graders.registry import require
+from posttrain.plugins import register_grader
+from posttrain.types import Score
+
+_THRESHOLDS = {"similar": 0.75, "rouge-n": 0.75, "bleu": 0.5, "levenshtein": 5.0}
+TYPES = ("equals", "contains", "icontains", "contains-any", "contains-all", "icontains-any",
+         "icontains-all", "starts-with", "regex", "is-json", "contains-json", "levenshtein",
+         "similar", "rouge-n", "bleu")
+
+
+def base_type(kind: str) -> tuple[str, bool]:
+    """(type without ``not-``, inverted)."""
+    return (kind[4:], True) if kind.startswith("not-") else (kind, False)
+
+
+def _json_values(text: str) -> list[Any]:
+    """Every JSON object or array found in the text (promptfoo's contains-json)."""
+    decoder = json.JSONDecoder()
+    found = []
+    index = 0
+    while index < len(text):
+        match = re.compile(r"[{\[]").search(text, index)
+        if match is None:
+            break
+        try:
+            value, end = decoder.raw_decode(text, match.start())
+            found.append(value)
+            index = end
+        except json.JSONDecodeError:
+            index = match.start() + 1
+    return found
+
+
+def _schema_ok(value: Any, schema: Any) -> tuple[bool, str]:
+    if schema in (None, ""):
+        return True, ""
+    import jsonschema
+
+    if isinstance(schema, str):
+        schema = json.loads(schema)
+    try:
+        jsonschema.validate(value, schema)
+        return True, ""
+    except jsonschema.ValidationError as exc:
+        return False, exc.message
+
+
+def _as_list(value: Any) -> list[str]:
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [v.strip() for v in str(value).split(",")] if value is not None else []
+
+
+def check(kind: str, value: Any, output: str, threshold: float | None) -> tuple[float, str]:
+    """(score in [0, 1], reason) of one assertion type on the output (not inverted): 1 or 0,
+    or the similarity itself for ``similar``, ``rouge-n`` and ``bleu``."""
+    if kind == "equals":
+        if isinstance(value, (dict, list)):
+            try:
+                return float(json.loads(output) == value), "JSON equal"
+            except json.JSONDecodeError:
+                return 0.0, "the output is not JSON"
+        return float(output == str(value)), "equal"
+    if kind == "contains":
+        return float(str(value) in output), f"contains {value!r}"
+    if kind == "icontains":
+        return float(str(value).lower() in output.lower()), f"contains {value!r} (any case)"
+    if kind in ("contains-any", "icontains-any", "contains-all", "icontains-all"):
+        fold = kind.startswith("i")
+        text = output.lower() if fold else output
+        hits = [(v.lower() if fold else v) in text for v in _as_list(value)]
+        ok = any(hits) if kind.endswith("any") else all(hits)
+        return float(ok), f"{sum(hits)} of {len(hits)} found"
+    if kind == "starts-with":
+        return float(output.startswith(str(value))), f"starts with {value!r}"
+    if kind == "regex":
+        return float(re.search(str(value), output) is not None), f"matches /{value}/"
+    if kind == "is-json":
+        try:
+            parsed = json.loads(output)
+        except json.JSONDecodeError:
+            return 0.0, "the output is not JSON"
+        ok, why = _schema_ok(parsed, value)
+        return float(ok), why or "valid JSON"
+    if kind == "contains-json":
+        values = _json_values(output)
+        for parsed in values:
+            ok, _ = _schema_ok(parsed, value)
+            if ok:
+                return 1.0, "contains JSON"
+        return 0.0, "no JSON" if not values else "no JSON that fits the schema"
+    if kind == "levenshtein":
+        from rapidfuzz.distance import Levenshtein
+
+        distance = Levenshtein.distance(output, str(value))
+        limit = _THRESHOLDS["levenshtein"] if threshold is None else threshold
+        return float(distance <= limit), f"distance {distance} (at most {limit:g})"
+    from posttrain.graders import text_similarity as ts
+
+    if kind == "similar":
+        score = ts._cosine(output, str(value))[0]
+    elif kind == "rouge-n":
+        score = ts._rouge("rouge_1")(output, str(value))
+    else:  # bleu
+        score = ts._bleu(output, str(value))
+    limit = _THRESHOLDS[kind] if threshold is None else threshold
+    return score, f"{kind} {score:.3f} (pass at {limit:g})"
+
+
+def passes(kind: str, score: float, threshold: float | None) -> bool:
+    """Whether an assertion passes at its score: the similarity metrics at their threshold,
+    every other type when its score is 1."""
+    if kind in ("similar", "rouge-n", "bleu"):
+        return score >= (_THRESHOLDS[kind] if threshold is None else threshold)
+    return score >= 1.0
+
+
+class PromptfooAssertGrader(Grader):
+    type = "promptfoo_assert"
+
+    def __init__(self, name: str, field: str, input: str) -> None:
+        super().__init__(name)
+        self.field = field
+        self.input = input
+
+    def grade(self, sample: dict[str, Any], item: dict[str, Any]) -> Score:
+        from posttrain.template import TemplateError, render_text
+
+        try:
+            output = render_text(self.input, {"sample": sample, "item": item})
+        except TemplateError as exc:
+            from posttrain.graders.base import template_failure
+
+            return template_failure(exc, self, item)
+        asserts = item.get(self.field)
+        if not isinstance(asserts, list):
+            return Score.unscored(f"item.{self.field}: no list of promptfoo assertions",
+                                  name=self.name)
+        total = weights = 0.0
+        passed = True
+        reasons: list[str] = []
+        subs: dict[str, list[float]] = {}
+        for index, spec in enumerate(asserts):
+            kind, inverted = base_type(str(spec.get("type")))
+            if kind not in TYPES:
+                return Score.unscored(f"assert[{index}]: type {spec.get('type')!r} is not "
+                                      "scored here", name=self.name)
+            try:
+                score, why = check(kind, spec.get("value"), output, spec.get("threshold"))
+            except Exception as exc:  # noqa: BLE001 - a bad regex or schema: the grader's
+                return Score.unscored(f"assert[{index}] {spec.get('type')}: {exc}",
+                                      name=self.name)
+            ok = passes(kind, score, spec.get("threshold"))
+            if inverted:
+                ok, score = not ok, 1.0 - score
+            weight = float(spec.get("weight", 1.0))
+            total += score * weight
+            weights += weight
+            passed = passed and ok
+            subs.setdefault(str(spec.get("metric") or spec.get("type")), []).append(score)
+            if not ok:
+                reasons.append(f"{spec.get('type')}: {'not ' if inverted else ''}{why}")
+        value = total / weights if weights else (1.0 if passed else 0.0)
+        threshold = item.get(f"{self.field}_threshold")
+        if isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
+            passed = value >= threshold
+        return Score(value=value, passed=passed, name=self.name,
+                     sub_scores={k: sum(v) / len(v) for k, v in subs.items()},
+                     explanation="; ".join(reasons) or "all assertions passed")
+
+    def spec(self) -> dict[str, Any]:
+        return {"type": self.type, "name": self.name, "field": self.field, "input": self.input}
+
+
+@register_grader("promptfoo_assert")
+def build(spec: dict[str, Any], context: GraderContext) -> Grader:
+    field = require(spec, "field", str, context, default="assert")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", field):
+        raise UserError("must be an item field name", file=context.source, field="field")
+    return PromptfooAssertGrader(
+        name=require(spec, "name", str, context, default="promptfoo"), field=field,
+        input=require(spec, "input", str, context, default="{{sample.output_text}}"))

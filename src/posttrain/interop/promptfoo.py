@@ -1,0 +1,591 @@
+"""promptfoo -> posttrain and back: a ``promptfooconfig.yaml`` as an eval, and stored runs as
+promptfoo's output JSON (version 3).
+
+``import_promptfoo`` writes ``DIR/eval.yaml`` (each prompt a variant), ``DIR/items.jsonl``
+(each test an item: its vars, its assertions with ``defaultTest``'s, rendered with its vars),
+``DIR/models.yaml`` (each provider a named model) and ``DIR/promptfoo.json`` (what was not
+carried over, and why). Assertions that posttrain scores as promptfoo does go to one
+``promptfoo_assert`` grader (``posttrain.graders.promptfoo_assert``: weights, ``not-``,
+``threshold``, metrics as components); ``llm-rubric`` becomes a ``score_model`` judge when every
+test has one (or ``defaultTest`` does); everything else (``cost``, ``latency``, other
+model-graded types, javascript) is listed, never silently dropped.
+
+``export_promptfoo`` writes stored runs (one per prompt x provider column) as the file
+``promptfoo eval --output results.json`` writes: ``{evalId, results: {version: 3, timestamp,
+prompts, results, stats}, config}``, with posttrain's grades as the grading results.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from posttrain.errors import UserError
+
+_CONFIG_KEYS = {"description", "prompts", "providers", "tests", "defaultTest", "scenarios",
+                "outputPath", "sharing", "env", "evaluateOptions", "commandLineOptions",
+                "metadata", "tags", "targets", "nunjucksFilters", "derivedMetrics",
+                "extensions", "redteam", "writeLatestResults"}
+_READ = {"description", "prompts", "providers", "targets", "tests", "defaultTest"}
+_TEST_KEYS = {"description", "vars", "assert", "options", "threshold", "metadata",
+              "provider", "providerOutput", "assertScoringFunction"}
+_ASSERT_KEYS = {"type", "value", "threshold", "weight", "metric", "provider", "rubricPrompt",
+                "transform", "config"}
+_PROVIDER_MAP = {"openai": "openai", "anthropic": "anthropic", "vllm": "openai",
+                 "ollama": "openai", "huggingface": "hf"}
+_SAMPLING = {"temperature": "temperature", "max_tokens": "max_tokens", "top_p": "top_p",
+             "seed": "seed", "stop": "stop", "max_completion_tokens": "max_tokens"}
+_VAR = re.compile(r"{{\s*([A-Za-z_][A-Za-z0-9_]*)\s*}}")
+_NUNJUCKS = re.compile(r"{%|{{[^}]*\|")
+RUBRIC_PROMPT = (
+    "You grade an answer against a rubric. Reply with JSON only: {\"reason\": \"...\", "
+    "\"score\": S} where S is from 0 (fails the rubric) to 1 (meets it fully).\n\n"
+    "Rubric: {{item.llm_rubric}}\n\nAnswer:\n{{sample.output_text}}")
+
+
+@dataclass
+class Imported:
+    eval_path: Path
+    models_path: Path
+    items: int
+    variants: list[str]
+    models: list[str]
+    not_mapped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _where(path: Path, text: str, field_path: str) -> int | None:
+    from posttrain.eval import yaml_line
+
+    try:
+        return yaml_line(text, field_path)
+    except Exception:  # noqa: BLE001 - a line is a courtesy
+        return None
+
+
+class _Ctx:
+    def __init__(self, path: Path, text: str) -> None:
+        self.path, self.text = path, text
+        self.not_mapped: list[str] = []
+        self.warnings: list[str] = []
+
+    def error(self, message: str, field_path: str) -> UserError:
+        return UserError(message, file=self.path, line=_where(self.path, self.text, field_path),
+                         field=field_path)
+
+    def note(self, field_path: str, message: str, *, mapped: bool = False) -> None:
+        line = _where(self.path, self.text, field_path)
+        text = f"{self.path}" + (f":{line}" if line else "") + f": {field_path}: {message}"
+        (self.warnings if mapped else self.not_mapped).append(text)
+
+    def file_ref(self, ref: str, field_path: str) -> Path:
+        target = (self.path.parent / ref.removeprefix("file://")).resolve()
+        if not target.is_file():
+            raise self.error(f"{ref}: no such file ({target})", field_path)
+        return target
+
+
+def _template(text: str, ctx: _Ctx, field_path: str) -> str:
+    """A Nunjucks prompt with plain ``{{var}}`` placeholders -> posttrain's ``{{item.var}}``."""
+    if _NUNJUCKS.search(text):
+        raise ctx.error("Nunjucks tags or filters ({% %}, |) have no posttrain equivalent: "
+                        "only plain {{var}} placeholders map to {{item.var}}", field_path)
+    return _VAR.sub(lambda m: "{{item." + m.group(1) + "}}", text)
+
+
+def _prompts(raw: Any, ctx: _Ctx) -> list[tuple[str, list[dict[str, Any]]]]:
+    """(label, chat messages) per prompt."""
+    if raw is None:
+        raise ctx.error("required: at least one prompt", "prompts")
+    entries = raw if isinstance(raw, list) else [raw]
+    out: list[tuple[str, list[dict[str, Any]]]] = []
+    for index, entry in enumerate(entries):
+        where = f"prompts[{index}]"
+        label = None
+        if isinstance(entry, dict):
+            unknown = set(entry) - {"raw", "id", "label"}
+            for key in sorted(unknown):
+                ctx.note(f"{where}.{key}", "not read: unknown prompt field")
+            label = entry.get("label")
+            entry = entry.get("raw") or entry.get("id")
+        if not isinstance(entry, str):
+            raise ctx.error("a prompt is text, file://PATH or {raw|id, label}", where)
+        texts: list[tuple[str, str]] = []
+        if entry.startswith("file://"):
+            target = ctx.file_ref(entry, where)
+            body = target.read_text(encoding="utf-8")
+            if target.suffix in (".txt", ".md", ".j2", ".nunjucks"):
+                parts = [p.strip() for p in re.split(r"^---$", body, flags=re.M) if p.strip()]
+                texts = [(label or (target.stem if len(parts) == 1 else f"{target.stem}-{i + 1}"),
+                          p) for i, p in enumerate(parts)]
+            elif target.suffix in (".json", ".yaml", ".yml"):
+                texts = [(label or target.stem, body)]
+            else:
+                ctx.note(where, f"{entry}: a prompt file of type {target.suffix} (a script) "
+                         "cannot be read here")
+                continue
+        else:
+            texts = [(label or (f"prompt{index + 1}"), entry)]
+        for name, text in texts:
+            out.append((name, _messages(text, ctx, where)))
+    if not out:
+        raise ctx.error("no prompt could be read (see the notes above)", "prompts")
+    return out
+
+
+def _messages(text: str, ctx: _Ctx, where: str) -> list[dict[str, Any]]:
+    stripped = text.strip()
+    if stripped.startswith("["):
+        try:
+            chat = json.loads(stripped)
+        except json.JSONDecodeError:
+            chat = None
+        if isinstance(chat, list) and all(isinstance(m, dict) and "role" in m for m in chat):
+            return [{"role": m["role"], "content": _template(str(m.get("content", "")), ctx,
+                                                             where)} for m in chat]
+    if stripped.startswith("- role:"):
+        import yaml
+
+        chat = yaml.safe_load(stripped)
+        return [{"role": m["role"], "content": _template(str(m.get("content", "")), ctx,
+                                                         where)} for m in chat]
+    return [{"role": "user", "content": _template(text, ctx, where)}]
+
+
+def _providers(raw: Any, ctx: _Ctx, key: str) -> tuple[dict[str, dict[str, Any]],
+                                                         dict[str, Any]]:
+    """(models-file entries by name, sampling shared by every provider)."""
+    entries = raw if isinstance(raw, list) else [raw] if raw is not None else []
+    if not entries:
+        raise ctx.error("required: at least one provider", key)
+    models: dict[str, dict[str, Any]] = {}
+    samplings: list[dict[str, Any]] = []
+    for index, entry in enumerate(entries):
+        where = f"{key}[{index}]"
+        config: dict[str, Any] = {}
+        label = None
+        if isinstance(entry, dict):
+            if "id" not in entry and len(entry) == 1:  # {openai:gpt-4o: {config}}
+                pid, body = next(iter(entry.items()))
+                entry = {"id": pid, **(body or {})}
+            for extra in sorted(set(entry) - {"id", "label", "config"}):
+                ctx.note(f"{where}.{extra}", "not read: unknown provider field")
+            pid, label, config = entry.get("id"), entry.get("label"), entry.get("config") or {}
+        else:
+            pid = entry
+        if not isinstance(pid, str):
+            raise ctx.error("a provider is an id (openai:gpt-4o-mini) or {id, label, config}",
+                            where)
+        parts = pid.split(":")
+        family = parts[0]
+        if family not in _PROVIDER_MAP or len(parts) < 2:
+            ctx.note(where, f"provider {pid!r} has no posttrain equivalent (openai, anthropic, "
+                     "vllm, ollama, huggingface map): run the eval with --model SPEC instead")
+            continue
+        name = parts[-1]
+        if family == "openai" and parts[1] not in ("chat", "responses") and len(parts) > 2:
+            ctx.note(where, f"{pid}: only chat models map (openai:chat:MODEL, openai:MODEL)")
+            continue
+        entry_out: dict[str, Any] = {"provider": _PROVIDER_MAP[family], "model": name}
+        if family == "ollama":
+            entry_out["base_url"] = "http://localhost:11434/v1"
+        if family == "vllm":
+            entry_out["base_url"] = str(config.get("apiBaseUrl") or "http://localhost:8000/v1")
+        sampling = {}
+        for ckey, value in config.items():
+            if ckey in _SAMPLING:
+                sampling[_SAMPLING[ckey]] = value
+            elif ckey in ("apiBaseUrl", "apiHost") and family in ("openai", "vllm"):
+                entry_out["base_url"] = str(value)
+            elif ckey == "apiKeyEnvar":
+                entry_out["api_key_env"] = str(value)
+            else:
+                ctx.note(f"{where}.config.{ckey}", "not carried over (posttrain has no such "
+                         "model setting)")
+        samplings.append(sampling)
+        model_name = re.sub(r"[^A-Za-z0-9_.-]+", "-", label or name).strip("-")
+        while model_name in models:
+            model_name += "-2"
+        models[model_name] = entry_out
+    shared: dict[str, Any] = {}
+    if samplings and all(s == samplings[0] for s in samplings):
+        shared = samplings[0]
+    elif samplings:
+        ctx.note(key, "providers set different sampling (temperature, max_tokens, ...): "
+                 "posttrain sets sampling per eval or variant; none was carried over")
+    return models, shared
+
+
+def _load_tests(raw: Any, ctx: _Ctx) -> list[tuple[str, dict[str, Any]]]:
+    """(where, test) for inline tests and tests from CSV / JSON / YAML files."""
+    if raw is None:
+        return []
+    entries = raw if isinstance(raw, list) else [raw]
+    out: list[tuple[str, dict[str, Any]]] = []
+    for index, entry in enumerate(entries):
+        where = f"tests[{index}]" if isinstance(raw, list) else "tests"
+        if isinstance(entry, dict):
+            out.append((where, entry))
+            continue
+        if not isinstance(entry, str) or not entry.startswith("file://"):
+            raise ctx.error("a test is {vars, assert} or file://tests.csv|.json|.yaml", where)
+        target = ctx.file_ref(entry, where)
+        if target.suffix == ".csv":
+            body = target.read_text(encoding="utf-8-sig")
+            for row_index, row in enumerate(csv.DictReader(io.StringIO(body))):
+                out.append((f"{target.name}:{row_index + 2}", _csv_test(row)))
+        elif target.suffix in (".json", ".jsonl", ".yaml", ".yml"):
+            from posttrain.loaders.datasets import load_rows
+
+            for line, row in load_rows(target):
+                out.append((f"{target.name}:{line}", row))
+        else:
+            raise ctx.error(f"{entry}: tests are read from .csv, .json, .jsonl or .yaml", where)
+    return out
+
+
+def _csv_test(row: dict[str, str]) -> dict[str, Any]:
+    """promptfoo's CSV: columns are vars; ``__expected*`` are assertions, ``__description``."""
+    test: dict[str, Any] = {"vars": {}, "assert": []}
+    for key, value in row.items():
+        if key.startswith("__expected"):
+            if value:
+                test["assert"].append(_expected(value))
+        elif key == "__description":
+            test["description"] = value
+        elif key.startswith("__"):
+            test.setdefault("_unknown_columns", []).append(key)
+        else:
+            test["vars"][key] = value
+    return test
+
+
+def _expected(value: str) -> dict[str, Any]:
+    """A CSV ``__expected`` cell: ``TYPE: VALUE`` for the types that read so, else equals."""
+    for prefix in ("not-", ""):
+        for kind in ("contains-any", "contains-all", "icontains-any", "icontains-all",
+                     "icontains", "contains", "starts-with", "regex", "levenshtein",
+                     "similar", "llm-rubric", "equals", "is-json", "contains-json"):
+            tag = f"{prefix}{kind}"
+            if value.startswith(tag + ":") or value == tag:
+                rest = value[len(tag) + 1:].strip() if ":" in value else None
+                return {"type": tag, "value": rest}
+    if value.startswith("grade:"):
+        return {"type": "llm-rubric", "value": value[6:].strip()}
+    return {"type": "equals", "value": value}
+
+
+def _render(value: Any, variables: dict[str, Any]) -> Any:
+    if isinstance(value, str):
+        return _VAR.sub(lambda m: str(variables.get(m.group(1), m.group(0))), value)
+    if isinstance(value, list):
+        return [_render(v, variables) for v in value]
+    if isinstance(value, dict):
+        return {k: _render(v, variables) for k, v in value.items()}
+    return value
+
+
+def _vars(raw: Any, ctx: _Ctx, where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in (raw or {}).items():
+        if isinstance(value, str) and value.startswith("file://"):
+            target = ctx.file_ref(value, f"{where}.vars.{key}")
+            if target.suffix in (".txt", ".md", ".json", ".yaml", ".yml", ".csv"):
+                value = target.read_text(encoding="utf-8")
+            else:
+                ctx.note(f"{where}.vars.{key}", f"{value}: a script's output cannot be computed "
+                         "here; the var is left as the file reference")
+        out[key] = value
+    return out
+
+
+def import_promptfoo(config_file: str | Path, out_dir: str | Path, *,
+                     judge: str | None = None) -> Imported:
+    """Import a promptfoo config; see the module docstring."""
+    from posttrain.interop.openai_evals import dump_yaml
+    from posttrain.loaders import yaml12
+
+    path = Path(config_file).resolve()
+    if not path.is_file():
+        raise UserError("promptfoo config not found", file=path)
+    data, text = yaml12.load_file(path, what="promptfoo config")
+    if not isinstance(data, dict):
+        raise UserError("a promptfoo config is a mapping (prompts, providers, tests)",
+                        file=path)
+    ctx = _Ctx(path, text)
+    for key in data:
+        if key not in _CONFIG_KEYS:
+            ctx.note(key, "not read: unknown promptfoo config field")
+        elif key not in _READ:
+            ctx.note(key, "not carried over (no posttrain equivalent)")
+    prompts = _prompts(data.get("prompts"), ctx)
+    provider_key = "providers" if "providers" in data else "targets"
+    models, sampling = _providers(data.get(provider_key), ctx, provider_key)
+    default = data.get("defaultTest") or {}
+    if isinstance(default, str):
+        raise ctx.error("a defaultTest file is not read here; write it inline", "defaultTest")
+    for key in set(default) - _TEST_KEYS:
+        ctx.note(f"defaultTest.{key}", "not read: unknown test field")
+    default_vars = _vars(default.get("vars"), ctx, "defaultTest")
+    tests = _load_tests(data.get("tests"), ctx)
+    if not tests:
+        raise ctx.error("required: at least one test (vars and assertions)", "tests")
+    rows: list[dict[str, Any]] = []
+    rubric_everywhere = True
+    skipped_types: dict[str, int] = {}
+    for position, (where, test) in enumerate(tests):
+        for key in sorted(set(test) - _TEST_KEYS - {"_unknown_columns"}):
+            ctx.note(f"{where}.{key}", "not read: unknown test field")
+        for column in test.get("_unknown_columns", []):
+            ctx.note(where, f"CSV column {column}: not read")
+        variables = {**default_vars, **_vars(test.get("vars"), ctx, where)}
+        for reserved in ("id", "assert", "assert_threshold", "llm_rubric", "description"):
+            if reserved in variables:
+                raise ctx.error(f"a var named {reserved!r} collides with the field posttrain "
+                                "keeps for the test; rename the var", f"{where}.vars")
+        asserts, rubric = [], None
+        for index, spec in enumerate([*(default.get("assert") or []),
+                                      *(test.get("assert") or [])]):
+            from posttrain.graders.promptfoo_assert import TYPES, base_type
+
+            label = f"{where}.assert[{index}]"
+            if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
+                raise ctx.error("an assertion is {type, value, ...}", label)
+            kind = spec["type"]
+            for key in sorted(set(spec) - _ASSERT_KEYS):
+                ctx.note(f"{label}.{key}", "not read: unknown assertion field")
+            for key in ("transform", "provider", "rubricPrompt", "config"):
+                if key in spec and kind != "llm-rubric":
+                    ctx.note(f"{label}.{key}", f"{kind}: {key} is not carried over")
+            if kind == "llm-rubric":
+                if rubric is not None:
+                    ctx.note(label, "a second llm-rubric on one test: only the first is kept")
+                else:
+                    rubric = _render(spec.get("value"), variables)
+                continue
+            if base_type(kind)[0] not in TYPES:
+                skipped_types[kind] = skipped_types.get(kind, 0) + 1
+                continue
+            entry = {k: _render(v, variables) for k, v in spec.items()
+                     if k in ("type", "value", "threshold", "weight", "metric")}
+            asserts.append(entry)
+        rubric_everywhere = rubric_everywhere and rubric is not None
+        row: dict[str, Any] = {"id": f"t{position + 1}", **variables, "assert": asserts}
+        if test.get("description"):
+            row["description"] = str(test["description"])
+        if isinstance(test.get("threshold"), (int, float)):
+            row["assert_threshold"] = test["threshold"]
+        if rubric is not None:
+            row["llm_rubric"] = rubric
+        rows.append(row)
+    for kind, count in sorted(skipped_types.items()):
+        why = {"cost": "graders do not see cost (posttrain reports cost per run)",
+               "latency": "graders do not see latency (posttrain reports p50/p95 per run)"}.get(
+            kind, "no posttrain grader scores it as promptfoo does")
+        ctx.note("tests", f"{count} {kind!r} assertion(s) not carried over: {why}")
+    has_rubric = any("llm_rubric" in r for r in rows)
+    graders: list[dict[str, Any]] = []
+    if any(r["assert"] for r in rows):
+        graders.append({"type": "promptfoo_assert", "name": "promptfoo", "field": "assert"})
+    for row in rows:
+        if not row["assert"] and graders:
+            row["assert"] = []
+    if has_rubric and rubric_everywhere:
+        graders.append({"type": "score_model", "name": "llm-rubric",
+                        "model": judge or "openai:gpt-4.1-mini", "range": [0, 1],
+                        "pass_threshold": 0.5,
+                        "input": [{"role": "user", "content": RUBRIC_PROMPT}]})
+        if judge is None:
+            ctx.note("llm-rubric", "judged by openai:gpt-4.1-mini (promptfoo's default grader "
+                     "is an OpenAI model); --judge SPEC for another", mapped=True)
+    elif has_rubric:
+        count = sum(1 for r in rows if "llm_rubric" in r)
+        ctx.note("tests", f"llm-rubric on {count} of {len(rows)} tests: posttrain's judges "
+                 "grade every item of an eval, so a rubric on some tests only is not carried "
+                 "over (give every test one, or put it in defaultTest)")
+        for row in rows:
+            row.pop("llm_rubric", None)
+    if not graders:
+        raise ctx.error("no assertion could be carried over, so the eval would have no grader "
+                        "(see the notes)", "tests")
+    spec: dict[str, Any] = {"name": re.sub(r"[^A-Za-z0-9_.-]+", "-", str(
+        data.get("description") or path.parent.name)).strip("-").lower() or "promptfoo"}
+    if data.get("description"):
+        spec["description"] = str(data["description"])
+    spec["dataset"] = "items.jsonl"
+    spec["messages"] = prompts[0][1]
+    names = ["default"]  # the first prompt; the others are variants named by their labels
+    labels = {"default": prompts[0][0]}
+    variants: dict[str, Any] = {}
+    for label, messages in prompts[1:]:
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-") or "prompt"
+        while name in names:
+            name += "-2"
+        names.append(name)
+        labels[name] = label
+        variants[name] = {"messages": messages}
+    if variants:
+        spec["variants"] = variants
+    if sampling:
+        spec["sampling"] = sampling
+    spec["graders"] = graders
+    if len(graders) > 1:
+        spec["score"] = "promptfoo"
+        ctx.note("llm-rubric", "the score is the promptfoo grader's (assertions); the rubric "
+                 "judge is a component beside it", mapped=True)
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    from posttrain.interop._files import write_json, write_jsonl
+
+    write_jsonl(out_dir / "items.jsonl", rows)
+    eval_path = out_dir / "eval.yaml"
+    eval_path.write_text(f"# imported from {path.name} (posttrain import promptfoo); what was "
+                         "not carried over is in promptfoo.json\n" + dump_yaml(spec),
+                         encoding="utf-8")
+    models_path = out_dir / "models.yaml"
+    models_path.write_text(dump_yaml({"models": models}), encoding="utf-8")
+    write_json(out_dir / "promptfoo.json", {"format": "posttrain.promptfoo/1",
+                                           "config": str(path), "prompt_labels": labels,
+                                           "not_mapped": ctx.not_mapped,
+                                           "notes": ctx.warnings})
+    from posttrain.eval import load_eval
+
+    load_eval(eval_path)  # what was written loads (graders built, templates checked)
+    return Imported(eval_path=eval_path, models_path=models_path, items=len(rows),
+                    variants=names, models=list(models), not_mapped=ctx.not_mapped,
+                    warnings=ctx.warnings)
+
+
+# ---- export -------------------------------------------------------------------------------
+def export_promptfoo(store: str | Path, run_refs: list[str], out: str | Path) -> dict[str, Any]:
+    """Stored runs (same eval) as promptfoo's output JSON, version 3."""
+    import hashlib
+
+    from posttrain.analysis.report import summarize
+    from posttrain.analysis.results import load_results
+    from posttrain.runner.store import Store
+
+    store_path = Path(store)
+    if not store_path.is_file():
+        raise UserError("no such store", file=store_path.resolve())
+    with Store(store_path) as db:
+        runs = []
+        for ref in run_refs:
+            try:
+                runs.append(db.resolve_run(ref))
+            except (KeyError, UserError) as exc:
+                raise UserError(str(exc.args[0] if exc.args else exc), field="RUN") from None
+        loaded = [load_results(db, run) for run in runs]
+    names = {r.run.eval_name for r in loaded}
+    if len(names) > 1:
+        raise UserError(f"the runs are of different evals ({', '.join(sorted(names))}): "
+                        "promptfoo's table has one set of tests", field="RUN")
+    test_ids: list[str] = []
+    tests: dict[str, dict[str, Any]] = {}
+    for results in loaded:
+        for item in results.items:
+            if item.id not in tests:
+                test_ids.append(item.id)
+                tests[item.id] = item.data
+    prompts_out, results_out = [], []
+    stats = {"successes": 0, "failures": 0, "errors": 0,
+             "tokenUsage": {"total": 0, "prompt": 0, "completion": 0, "cached": 0,
+                            "numRequests": 0}}
+    for prompt_idx, results in enumerate(loaded):
+        run = results.run
+        summary = summarize(results)
+        raw = f"{run.eval_name} [{run.variant}]"
+        prompt_id = hashlib.sha256(raw.encode()).hexdigest()
+        metrics = {"score": 0.0, "testPassCount": 0, "testFailCount": 0, "testErrorCount": 0,
+                   "assertPassCount": 0, "assertFailCount": 0, "totalLatencyMs": 0,
+                   "tokenUsage": {"total": 0, "prompt": 0, "completion": 0, "cached": 0,
+                                  "numRequests": 0},
+                   "namedScores": {}, "namedScoresCount": {}, "cost": 0.0}
+        for s in results.samples:
+            test_idx = test_ids.index(s.item_id)
+            data = tests[s.item_id]
+            components = []
+            for name, grade in s.grades.items():
+                scored = grade.status == "scored" and grade.value is not None
+                components.append({"pass": bool(grade.passed) if scored else False,
+                                   "score": grade.value if scored else 0.0,
+                                   "reason": grade.explanation or grade.status,
+                                   "assertion": {"type": name, "metric": name}})
+                if scored:
+                    metrics["namedScores"][name] = metrics["namedScores"].get(name, 0) + \
+                        grade.value
+                    metrics["namedScoresCount"][name] = \
+                        metrics["namedScoresCount"].get(name, 0) + 1
+                    metrics["assertPassCount" if grade.passed else "assertFailCount"] += 1
+            error = s.status == "error"
+            success = s.status == "scored" and bool(s.passed)
+            score = s.value if s.status == "scored" and s.value is not None else 0.0
+            latency_ms = int(round((s.latency_s or 0) * 1000))
+            usage = {"total": s.input_tokens + s.output_tokens, "prompt": s.input_tokens,
+                     "completion": s.output_tokens,
+                     "cached": (s.completion or {}).get("cached_input_tokens") or 0,
+                     "numRequests": 0 if s.cached else max(1, s.attempts)}
+            vars_ = {k: v for k, v in data.items()
+                     if k not in ("id", "assert", "assert_threshold", "llm_rubric")}
+            reason = s.error if error else (s.reason or "; ".join(
+                c["reason"] for c in components if not c["pass"]) or "all graders passed")
+            results_out.append({
+                "id": f"{run.id}-{s.item_id}-{s.epoch}", "promptIdx": prompt_idx,
+                "testIdx": test_idx, "promptId": prompt_id,
+                "testCase": {"vars": vars_, "description": data.get("description"),
+                             "assert": data.get("assert") or []},
+                "vars": vars_,
+                "prompt": {"raw": raw, "label": run.variant},
+                "provider": {"id": run.model, "label": run.model},
+                "response": None if error else {
+                    "output": s.output_text, "tokenUsage": usage, "cached": s.cached,
+                    "cost": s.cost_usd, "latencyMs": latency_ms,
+                    "finishReason": (s.completion or {}).get("finish_reason")},
+                "error": s.error if error else (None if success else reason),
+                "failureReason": 2 if error else (0 if success else 1),
+                "success": success, "score": score, "latencyMs": latency_ms,
+                "cost": s.cost_usd,
+                "gradingResult": None if error else {
+                    "pass": success, "score": score, "reason": reason,
+                    "componentResults": components,
+                    "namedScores": {c["assertion"]["type"]: c["score"] for c in components}},
+                "namedScores": {c["assertion"]["type"]: c["score"] for c in components},
+                "tokenUsage": usage,
+                "metadata": {"posttrain": {"run_id": run.id, "epoch": s.epoch,
+                                           "status": s.status}}})
+            key = "testErrorCount" if error else ("testPassCount" if success else
+                                                  "testFailCount")
+            metrics[key] += 1
+            metrics["score"] += score
+            metrics["totalLatencyMs"] += latency_ms
+            metrics["cost"] += s.cost_usd
+            for k in ("total", "prompt", "completion", "cached", "numRequests"):
+                metrics["tokenUsage"][k] += usage[k]
+                stats["tokenUsage"][k] += usage[k]
+            stats["errors" if error else "successes" if success else "failures"] += 1
+        prompts_out.append({"raw": raw, "label": run.variant, "id": prompt_id,
+                            "provider": run.model, "metrics": metrics,
+                            "metadata": {"posttrain": {
+                                "run_id": run.id, "score": summary["score"],
+                                "ci_low": summary["ci_low"], "ci_high": summary["ci_high"],
+                                "ci_method": summary["ci_method"], "n": summary["n"]}}})
+    eval_id = "eval-posttrain-" + time.strftime("%Y-%m-%dT%H:%M:%S")
+    output = {"evalId": eval_id,
+              "results": {"version": 3, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z",
+                                                                     time.gmtime()),
+                          "prompts": prompts_out, "results": results_out, "stats": stats},
+              "config": {"description": loaded[0].run.eval_name if loaded else "",
+                         "providers": sorted({r.run.model for r in loaded}),
+                         "prompts": [p["raw"] for p in prompts_out]},
+              "shareableUrl": None}
+    out = Path(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(output, indent=2, ensure_ascii=False, default=str) + "\n",
+                   encoding="utf-8")
+    return {"file": str(out), "runs": len(loaded), "results": len(results_out)}

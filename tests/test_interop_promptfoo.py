@@ -1,0 +1,191 @@
+"""promptfoo in and out: ``posttrain import promptfoo`` and ``posttrain export promptfoo``.
+
+tests/data/promptfoo/ was written for this project from promptfoo's configuration guide: two
+prompts (text, chat JSON file), three providers (one posttrain has no equivalent for), inline
+tests with weights, a metric, a test threshold, ``cost`` / ``latency`` / ``llm-rubric``
+assertions that cannot map here, a vars file and tests from CSV with ``__expected`` columns.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from posttrain.cli import main
+from posttrain.graders.promptfoo_assert import PromptfooAssertGrader
+from posttrain.interop.promptfoo import import_promptfoo
+
+DATA = Path(__file__).parent / "data" / "promptfoo"
+CONFIG = DATA / "promptfooconfig.yaml"
+
+
+def test_import_writes_eval_items_models_and_lists_what_did_not_map(tmp_path: Path) -> None:
+    from posttrain.eval import load_eval
+
+    result = import_promptfoo(CONFIG, tmp_path / "pf")
+    assert (result.items, result.variants, result.models) == (4, ["default", "chat"],
+                                                              ["mini", "llama3.2"])
+    eval_ = load_eval(result.eval_path)
+    assert eval_.name == "support-answers" and eval_.sampling == {"temperature": 0,
+                                                                  "max_tokens": 128}
+    assert eval_.messages == [{"role": "user", "content": "Answer the customer's question in "
+                                                          "one sentence: {{item.question}}"}]
+    assert eval_.variants["chat"].messages[1] == {"role": "user",
+                                                  "content": "{{item.question}}"}
+    rows = [json.loads(line) for line in (tmp_path / "pf" / "items.jsonl").open()]
+    assert rows[0]["policy"] == "Items can be returned within 30 days for a full refund.\n"
+    assert rows[0]["assert"] == [  # defaultTest's first, then the test's; cost left out
+        {"type": "not-icontains", "value": "as an AI"},
+        {"type": "icontains", "value": "30 days", "metric": "accuracy"},
+        {"type": "contains-any", "value": ["refund", "return"]}]
+    assert rows[1]["assert_threshold"] == 0.5 and rows[1]["assert"][1]["weight"] == 2
+    assert rows[2]["description"] == "shipping" and rows[2]["assert"][1:] == [
+        {"type": "icontains", "value": "international"},
+        {"type": "not-contains", "value": "sorry"}]
+    assert [a["type"] for a in rows[3]["assert"]] == ["not-icontains", "is-json",
+                                                      "contains-json"]
+    models = (tmp_path / "pf" / "models.yaml").read_text()
+    assert "base_url: http://localhost:11434/v1" in models
+    lines = result.not_mapped
+    assert f"{CONFIG}:17: providers[1].config.num_ctx: not carried over" in lines[0]
+    assert f"{CONFIG}:18: providers[2]: provider 'bedrock:anthropic.claude-3-haiku'" in lines[1]
+    assert any("1 'cost' assertion(s)" in line for line in lines)
+    assert any("4 'latency' assertion(s)" in line for line in lines)
+    assert any("llm-rubric on 1 of 4 tests" in line for line in lines)
+    assert len(lines) == 5
+    saved = json.loads((tmp_path / "pf" / "promptfoo.json").read_text())
+    assert saved["not_mapped"] == lines and saved["prompt_labels"]["chat"] == "chat"
+
+
+def _grade(asserts: list, output: str, threshold=None):
+    item = {"assert": asserts}
+    if threshold is not None:
+        item["assert_threshold"] = threshold
+    grader = PromptfooAssertGrader("promptfoo", "assert", "{{sample.output_text}}")
+    return grader.grade({"output_text": output}, item)
+
+
+HOURS = [{"type": "not-icontains", "value": "as an AI"},
+         {"type": "regex", "value": r"\d{1,2}(am|pm| ?[AP]M)", "weight": 2, "metric": "accuracy"},
+         {"type": "starts-with", "value": "We"}]
+
+
+def test_scores_as_promptfoo_weights_threshold_not_and_metrics() -> None:
+    full = _grade(HOURS, "We open at 9am.")
+    assert (full.value, full.passed) == (1.0, True)
+    # starts-with fails: (1*1 + 1*2 + 0*1) / 4; every assertion must pass without a threshold
+    part = _grade(HOURS, "Open 9am daily")
+    assert part.value == pytest.approx(0.75) and part.passed is False
+    assert part.sub_scores == {"not-icontains": 1.0, "accuracy": 1.0, "starts-with": 0.0}
+    assert "starts-with" in part.explanation
+    # a test threshold decides instead: 0.75 >= 0.5 passes
+    assert _grade(HOURS, "Open 9am daily", threshold=0.5).passed is True
+    ai = _grade(HOURS, "As an AI I open at 9am")
+    assert ai.value == pytest.approx(0.5) and ai.passed is False  # not-icontains inverted
+
+
+@pytest.mark.parametrize("spec,output,passed", [
+    ({"type": "equals", "value": "Paris"}, "Paris", True),
+    ({"type": "equals", "value": "Paris"}, "paris", False),
+    ({"type": "equals", "value": {"a": 1}}, '{"a": 1}', True),
+    ({"type": "contains-all", "value": ["a", "b"]}, "a only", False),
+    ({"type": "icontains-any", "value": "X, y"}, "why Y", True),
+    ({"type": "is-json", "value": {"type": "object", "required": ["status"]}}, '{"s": 1}',
+     False),
+    ({"type": "is-json", "value": None}, '{"s": 1}', True),
+    ({"type": "contains-json", "value": None}, 'Here: {"status": "sent"} ok', True),
+    ({"type": "contains-json", "value": None}, "no json {here", False),
+    ({"type": "levenshtein", "value": "kitten", "threshold": 3}, "sitting", True),
+    ({"type": "levenshtein", "value": "kitten", "threshold": 2}, "sitting", False),
+    ({"type": "not-regex", "value": "^\\d+$"}, "abc", True),
+])
+def test_each_assertion_type(spec: dict, output: str, passed: bool) -> None:
+    assert _grade([spec], output).passed is passed
+
+
+def test_a_bad_regex_is_unscored_not_a_failure() -> None:
+    score = _grade([{"type": "regex", "value": "("}], "x")
+    assert score.status == "unscored" and "regex" in score.explanation
+
+
+def test_nunjucks_filters_and_missing_files_are_one_line(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "promptfooconfig.yaml"
+    bad.write_text("prompts:\n  - 'Say {{ name | upper }}'\nproviders: [openai:gpt-4.1-mini]\n"
+                   "tests:\n  - vars: {name: x}\n    assert: [{type: equals, value: X}]\n")
+    assert main(["import", "promptfoo", str(bad), "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"posttrain: error: {bad}:2: prompts[0]: Nunjucks tags or filters ({{% %}}, "
+                   "|) have no posttrain equivalent: only plain {{var}} placeholders map to "
+                   "{{item.var}}"]
+    bad.write_text("prompts: [file://missing.txt]\nproviders: [openai:gpt-4.1-mini]\n"
+                   "tests: [{vars: {a: 1}, assert: [{type: equals, value: X}]}]\n")
+    assert main(["import", "promptfoo", str(bad), "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:1: prompts[0]: file://missing.txt: no such file" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_run_the_import_and_export_promptfoo_v3(tmp_path: Path, stub_server, capsys,
+                                               monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", stub_server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    config = tmp_path / "promptfooconfig.yaml"
+    config.write_text(
+        "prompts:\n  - '{{question}}'\n  - 'Be brief. {{question}}'\n"
+        "providers: [openai:stub]\n"
+        "tests:\n"
+        "  - vars: {question: '[[answer:We open at 9am.]] hours?'}\n"
+        "    assert: [{type: starts-with, value: We}, {type: regex, value: '\\d+am'}]\n"
+        "  - vars: {question: '[[answer:Sorry, no.]] ship abroad?'}\n"
+        "    assert: [{type: icontains, value: international, weight: 3},\n"
+        "             {type: not-contains, value: refund}]\n"
+        "  - vars: {question: '[[fault:400:always]] broken'}\n"
+        "    assert: [{type: contains, value: x}]\n")
+    assert main(["import", "promptfoo", str(config), "-o", str(tmp_path / "pf"), "--json"]) == 0
+    imported = json.loads(capsys.readouterr().out)
+    argv = ["eval", imported["eval"], "--models-file", imported["models_file"], "--model",
+            "stub", "--store", str(tmp_path / "s.db"), "--json", "--no-progress"]
+    code = main(argv)
+    report = json.loads(capsys.readouterr().out)
+    assert code in (0, 1)
+    runs = {r["variant"]: r for r in report["runs"]}
+    assert set(runs) == {"default", "prompt2"}
+    # items: 1, 0.25 ((0*3 + 1*1) / 4), and an errored request (0): the headline mean
+    assert runs["default"]["score"] == pytest.approx((1 + 0.25 + 0) / 3, abs=1e-4)
+    out = tmp_path / "results.json"
+    assert main(["export", "promptfoo", runs["default"]["run_id"], runs["prompt2"]["run_id"],
+                 "-o", str(out), "--store", str(tmp_path / "s.db")]) == 0
+    data = json.loads(out.read_text())
+    summary = data["results"]
+    assert summary["version"] == 3 and len(summary["results"]) == 6
+    assert summary["stats"]["successes"] == 2 and summary["stats"]["failures"] == 2
+    assert summary["stats"]["errors"] == 2
+    by = {(r["promptIdx"], r["testIdx"]): r for r in summary["results"]}
+    first = by[(0, 0)]
+    assert first["success"] is True and first["score"] == 1.0 and first["failureReason"] == 0
+    assert first["response"]["output"] == "We open at 9am." and first["vars"]["question"]
+    second = by[(0, 1)]
+    assert (second["success"], second["failureReason"]) == (False, 1)
+    assert second["score"] == pytest.approx(0.25)
+    assert second["gradingResult"]["componentResults"][0]["score"] == pytest.approx(0.25)
+    third = by[(0, 2)]
+    assert third["failureReason"] == 2 and third["response"] is None and third["error"]
+    metrics = summary["prompts"][0]["metrics"]
+    assert (metrics["testPassCount"], metrics["testFailCount"], metrics["testErrorCount"]) == \
+        (1, 1, 1)
+    assert metrics["score"] == pytest.approx(1.25)
+    assert summary["prompts"][0]["metadata"]["posttrain"]["score"] == \
+        pytest.approx(runs["default"]["score"], abs=1e-4)
+
+
+def test_rouge_n_scores_the_similarity_itself() -> None:
+    pytest.importorskip("rouge_score", reason="needs rouge-score: pip install "
+                                              "'posttrain[similarity]'")
+    # ROUGE-1 F: the, cat, sat, on, mat overlap: precision 5/6, recall 5/6
+    spec = {"type": "rouge-n", "value": "the cat sat on a mat"}
+    score = _grade([spec], "the cat sat on the mat")
+    assert score.value == pytest.approx(5 / 6) and score.passed is True
+    inverted = _grade([{**spec, "type": "not-rouge-n"}], "the cat sat on the mat")
+    assert inverted.value == pytest.approx(1 / 6) and inverted.passed is False
