@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_web_helpers import build
+from tests.test_web_helpers import LONG_MODEL, add_runs, build
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "web"
@@ -95,26 +95,31 @@ def test_browse_vote_and_review(server, page) -> None:
     # a run: charts, filters
     page.click(f"a[href='#/run/{runs['model-b']}']")
     page.wait_for_selector("#samples tbody tr")
-    assert page.locator("svg.chart").count() >= 2
+    page.wait_for_selector("figure[data-chart=frontier][data-ready='1'] svg")
+    assert page.locator("figure[data-ready='1'] svg").count() == 3
     page.select_option("#filter", "errors")
     page.wait_for_function("document.querySelectorAll('#samples tbody tr').length === 1")
     assert "HTTP 500" in page.inner_text("#samples")
     page.screenshot(path=str(ARTIFACTS / "02-run-errors.png"), full_page=True)
 
-    # blind vote: pick both runs, vote for model-a's answer three times
+    # blind vote: pick both runs, vote for model-a's answer on the two items where the
+    # answers differ (q3: both said "Canberra", never offered)
     page.goto(url)
     page.wait_for_selector("#runs tbody tr")
     for box in page.locator("#runs input[type=checkbox]").all():
         box.check()
     page.click("#btn-vote")
-    model_a = {"q1": "Paris", "q2": "Tokyo", "q3": "Canberra"}
-    for index in range(3):
+    model_a = {"q1": "Paris", "q2": "Tokyo"}
+    for index in range(2):
         page.wait_for_selector("#answer-left")
         body = page.inner_text("main")
         assert "model-a" not in body and "model-b" not in body  # blind until the vote
+        assert f"{index} of 2 answer pairs voted" in page.inner_text("#arena-progress")
+        assert "1 pair(s) with identical answers skipped" in body
         left = page.inner_text("#answer-left").strip()
         right = page.inner_text("#answer-right").strip()
-        choice = ("tie" if left == right else "left" if left in model_a.values() else "right")
+        assert left != right
+        choice = "left" if left in model_a.values() else "right"
         if index == 0:
             page.screenshot(path=str(ARTIFACTS / "03-vote-blind.png"), full_page=True)
         page.click(f"#vote-{choice}")
@@ -125,13 +130,13 @@ def test_browse_vote_and_review(server, page) -> None:
         # the next pair (or the end) has replaced the revealed one
         page.wait_for_selector("#reveal:empty, #arena-done", state="attached")
     page.wait_for_selector("#arena-done")
+    # q2 was graded Tokyo 1 / Kyoto 0 and the vote agreed; q1 both graded 1: not counted
+    assert "agreement with the grades: 1/1 (100%)" in page.inner_text("#arena-progress")
+    page.screenshot(path=str(ARTIFACTS / "04b-vote-done.png"), full_page=True)
     with Store(store_path) as store:
         votes = store.votes()
-        assert len(votes) == 3
-        assert [v["winner"] for v in votes].count("tie") == 1  # q3: both said Canberra
+        assert len(votes) == 2
         for vote in votes:
-            if vote["winner"] == "tie":
-                continue
             winner = vote["run_a"] if vote["winner"] == "a" else vote["run_b"]
             assert winner == runs["model-a"]
 
@@ -162,3 +167,142 @@ def test_browse_vote_and_review(server, page) -> None:
     page.wait_for_selector("#compare ins")
     assert "Kyoto" in page.inner_text("#compare")
     page.screenshot(path=str(ARTIFACTS / "07-compare.png"), full_page=True)
+
+
+def test_matrix_filters_keys_exports_and_permalink(server, page) -> None:
+    url, store_path, eval_path, runs = server
+    more = add_runs(store_path, eval_path)
+    page.goto(f"{url}#/matrix/capitals")
+    page.wait_for_selector("#matrix tbody tr")
+    # columns: the latest run of each model (model-a's second run, not its first)
+    heads = page.locator("#matrix thead th.col")
+    assert heads.count() == 3
+    names = [heads.nth(i).locator(".col-name").inner_text() for i in range(3)]
+    # the long path is cut to its last two parts, the full name on hover
+    assert names == ["qwen2.5-0.5b-instruct-sft/checkpoint-300 [default]", "model-a [default]",
+                     "model-b [default]"]
+    assert heads.nth(0).locator("a").get_attribute("title").startswith(LONG_MODEL)
+    # column header: score, CI, coverage, cost, latency (model-b: 3 of 4 scored, one error)
+    b_head = heads.nth(2).inner_text()
+    assert "0.250" in b_head and "cov 3/4 (75%)" in b_head and "$0.003" in b_head
+    cells = page.locator("#matrix tbody tr[data-item=q4] td.cell")
+    assert [cells.nth(i).get_attribute("data-status") for i in range(3)] == ["pass", "pass",
+                                                                             "error"]
+    assert "HTTP 500" in cells.nth(2).inner_text()
+    # sticky header: still at the top of the scrolled table
+    page.screenshot(path=str(ARTIFACTS / "10-matrix.png"), full_page=True)
+
+    # disagreement: q1 (all pass) is the only row where every column agrees
+    page.check("#matrix-disagree")
+    page.wait_for_function("document.querySelectorAll('#matrix tbody tr').length === 3")
+    assert "disagree=1" in page.url
+    assert page.locator("#matrix tbody tr[data-item=q1]").count() == 0
+    page.uncheck("#matrix-disagree")
+    # changed since the previous run: model-a's q2 went from Tokyo (pass) to Osaka (fail)
+    page.check("#matrix-changed")
+    page.wait_for_function("document.querySelectorAll('#matrix tbody tr').length === 1")
+    row = page.locator("#matrix tbody tr").first
+    assert row.get_attribute("data-item") == "q2"
+    assert row.locator(".changed").count() == 1
+    assert "previous run: pass" in row.locator(".changed").get_attribute("title")
+    page.screenshot(path=str(ARTIFACTS / "11-matrix-changed.png"), full_page=True)
+    page.uncheck("#matrix-changed")
+    page.wait_for_function("document.querySelectorAll('#matrix tbody tr').length === 4")
+    # status filter, then search (press / to focus it)
+    page.select_option("#matrix-status", "error")
+    page.wait_for_function("document.querySelectorAll('#matrix tbody tr').length === 1")
+    page.select_option("#matrix-status", "")
+    page.wait_for_function("document.querySelectorAll('#matrix tbody tr').length === 4")
+    page.locator("#matrix td.cell").first.click()
+    page.keyboard.press("/")
+    page.keyboard.type("kyoto")
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelectorAll('#matrix tbody tr').length === 1")
+    assert page.locator("#matrix tbody tr").first.get_attribute("data-item") == "q2"
+    assert "q=kyoto" in page.url
+
+    # a permalink reproduces the view; exports carry the same filters
+    permalink = page.url
+    page.goto(url)
+    page.wait_for_selector("#runs")
+    page.goto(permalink)
+    page.wait_for_function("document.querySelectorAll('#matrix tbody tr').length === 1")
+    assert page.input_value("#matrix-search") == "kyoto"
+    with page.expect_download() as info:
+        page.click("#export-csv")
+    text = Path(info.value.path()).read_text()
+    lines = text.strip().splitlines()
+    assert lines[0].startswith("item_id,tags,run,model,variant,status,score")
+    assert len(lines) == 4 and all(line.startswith("q2,") for line in lines[1:])
+    assert "Kyoto" in text and "Osaka" in text
+    with page.expect_download() as info:
+        page.click("#export-json")
+    exported = json.loads(Path(info.value.path()).read_text())
+    assert exported["filters"] == {"search": "kyoto", "sort": "item"}
+    assert exported["total"] == 1 and len(exported["rows"]) == 3
+
+    # keyboard: from the first cell, down twice and right once, Enter opens that answer
+    page.goto(f"{url}#/matrix/capitals")
+    page.wait_for_selector("#matrix tbody tr")
+    page.locator("#matrix td.cell[data-r='0'][data-c='0']").focus()
+    for key in ("ArrowDown", "ArrowDown", "ArrowRight"):
+        page.keyboard.press(key)
+    assert page.evaluate("document.activeElement.dataset.r + ',' + document.activeElement.dataset.c"
+                         ) == "2,1"
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#sample-score")
+    assert f"#/sample/{more['model-a']}/q3/0" in page.url
+
+    # sort by a column's score, descending (model-b: q1 is its only 1.0)
+    page.goto(f"{url}#/matrix/capitals?sort=-score&col=2")
+    page.wait_for_selector("#matrix tbody tr")
+    assert page.locator("#matrix tbody tr").first.get_attribute("data-item") == "q1"
+
+
+def test_charts_transcript_and_paired_compare(server, page) -> None:
+    url, store_path, eval_path, runs = server
+    more = add_runs(store_path, eval_path)
+    # a run: three Vega-Lite charts drawn from the vendored library (no network)
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(f"{url}#/run/{more[LONG_MODEL]}")
+    page.wait_for_selector("figure[data-chart=frontier][data-ready='1'] svg")
+    page.wait_for_selector("figure[data-chart=latency][data-ready='1'] svg")
+    assert all(r.startswith(url) for r in requests), requests
+    frontier = page.inner_text("figure[data-chart=frontier]")
+    # labels are short names, whole; costs are known (model-a, model-b paid), so cost is the x
+    assert "qwen2.5-0.5b-instruct-sft/checkpoint-300 [default]" in frontier
+    assert "model-b [default]" in frontier and "cost per answer (USD)" in frontier
+    tags = page.inner_text("figure[data-chart=score-by-tag]")
+    assert "europe (n=2)" in tags and "oceania (n=1)" in tags
+    assert "latency per answer (s)" in page.inner_text("figure[data-chart=latency]")
+    # 'Compare with': every other run, told apart by name, variant and time
+    assert page.locator("details.others li").count() == 3
+    page.screenshot(path=str(ARTIFACTS / "20-run-charts.png"), full_page=True)
+    # a chart exports as SVG and PNG (vega-embed's menu; its online editor is turned off)
+    page.click("figure[data-chart=frontier] details summary")
+    menu = page.inner_text("figure[data-chart=frontier] .vega-actions")
+    assert "Save as SVG" in menu and "Save as PNG" in menu and "Editor" not in menu
+    with page.expect_download() as info:
+        page.click("figure[data-chart=frontier] .vega-actions a:has-text('Save as SVG')")
+    svg = Path(info.value.path()).read_text()
+    assert svg.startswith("<svg") and "checkpoint-300" in svg
+
+    # the transcript of a tool-use answer: turns, calls with arguments, results, state check
+    page.goto(f"{url}#/sample/{more[LONG_MODEL]}/q4/0")
+    page.wait_for_selector("#transcript")
+    text = page.inner_text("#transcript")
+    assert "Transcript (5 messages after the prompt)" in text
+    assert "→ lookup_capital" in text and '"country": "Italy"' in text
+    assert "tool result · call_0_0" in text
+    assert "matches the expected final state" in page.inner_text("#state-check")
+    assert page.locator("#tool-calls tbody tr").count() == 2
+    page.screenshot(path=str(ARTIFACTS / "21-transcript.png"), full_page=True)
+
+    # side by side: paired differences by tag, a chart with a zero line
+    page.goto(f"{url}#/compare/{runs['model-a']}/{runs['model-b']}")
+    page.wait_for_selector("figure[data-chart=paired-by-tag][data-ready='1'] svg")
+    assert "B − A = -0.500 over 4 paired items" in page.inner_text("#paired-overall")
+    chart = page.inner_text("figure[data-chart=paired-by-tag]")
+    assert "europe (n=2)" in chart and "asia (n=1)" in chart
+    page.screenshot(path=str(ARTIFACTS / "22-compare.png"), full_page=True)

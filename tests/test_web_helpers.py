@@ -56,3 +56,65 @@ def build(tmp: Path) -> tuple[Path, Path, dict[str, str]]:
             store.finish_run(run.id)
             runs[model] = run.id
     return store_path, eval_path, runs
+
+
+LONG_MODEL = "hf:/home/me/models/qwen2.5-0.5b-instruct-sft/checkpoint-300"
+#: a second run of model-a (after build's), and a fine-tuned checkpoint with a long path
+ANSWERS_MORE = {
+    "model-a": {"q1": "Paris", "q2": "Osaka", "q3": "Canberra", "q4": "Rome"},
+    LONG_MODEL: {"q1": "Paris", "q2": "Tokyo", "q3": "Sydney", "q4": "Rome"},
+}
+
+
+def add_runs(store_path: Path, eval_path: Path) -> dict[str, str]:
+    """More runs of build's eval: model-a again (q2 now wrong: "changed since the last run"),
+    and a model with a long path; the checkpoint's q4 is a multi-turn tool-use transcript."""
+    ev = load_eval(eval_path)
+    runs = {}
+    with Store(store_path) as store:
+        for model, answers in ANSWERS_MORE.items():
+            run = store.create_run(run_key=f"k2-{model}", eval_name=ev.name,
+                                   eval_path=str(eval_path), eval_hash=ev.fingerprint(),
+                                   model=model, variant="default", epochs=1, config={},
+                                   items=ev.items)
+            for item in ev.items:
+                transcript = None
+                if model == LONG_MODEL and item.id == "q4":
+                    transcript = tool_transcript()
+                completion = Completion(text=answers[item.id], latency_s=0.5, cost_usd=0.0,
+                                        input_tokens=20, output_tokens=4, transcript=transcript,
+                                        meta=TOOL_META if transcript else {})
+                sample = completion.to_sample()
+                scores: list[Score] = [g.grade(sample, item.data) for g in ev.graders]
+                store.record_sample(run.id, item.id, 0, completion=completion, request_key=None,
+                                    attempts=1, scores=scores)
+            store.finish_run(run.id)
+            runs[model] = run.id
+    return runs
+
+
+def tool_transcript() -> list[dict]:
+    return [
+        {"role": "user", "content": "Capital of Italy?"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"id": "call_0_0", "type": "function",
+             "function": {"name": "lookup_capital", "arguments": '{"country": "Italy"}'}}]},
+        {"role": "tool", "tool_call_id": "call_0_0", "content": '{"capital": "Rome"}'},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"id": "call_1_0", "type": "function",
+             "function": {"name": "save_answer", "arguments": '{"answer": "Rome"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1_0", "content": '{"saved": true}'},
+        {"role": "assistant", "content": "Rome"},
+    ]
+
+
+TOOL_META = {
+    "calls": [
+        {"turn": 0, "name": "lookup_capital", "ok": True, "fault": None,
+         "arguments": {"country": "Italy"}, "result": '{"capital": "Rome"}'},
+        {"turn": 1, "name": "save_answer", "ok": True, "fault": None,
+         "arguments": {"answer": "Rome"}, "result": '{"saved": true}'},
+    ],
+    "initial_state_hash": "aaaa1111", "final_state_hash": "bbbb2222",
+    "expected_state_hash": "bbbb2222", "turns": 3, "hit_turn_cap": False,
+}

@@ -29,11 +29,14 @@ from aiohttp import web
 
 from posttrain.errors import UserError
 from posttrain.runner.store import Store
-from posttrain.web import views
+from posttrain.web import matrix, views
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 VERDICTS = ("misgraded", "ambiguous", "fine")
 _STATIC = {"app.js": "application/javascript", "style.css": "text/css"}
+#: the chart library, vendored unmodified (see static/vendor/README.txt): versioned, so cached
+_VENDOR = {"vega.min.js": "application/javascript", "vega-lite.min.js": "application/javascript",
+           "vega-embed.min.js": "application/javascript"}
 
 STORE_KEY: web.AppKey[Store] = web.AppKey("store", Store)
 TOKEN_KEY: web.AppKey[str] = web.AppKey("token", str)
@@ -146,6 +149,15 @@ async def static(request: web.Request) -> web.Response:
     return web.Response(body=_static(name), content_type=_STATIC[name])
 
 
+async def vendor(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name not in _VENDOR:
+        raise KeyError(name)
+    body = resources.files("posttrain.web").joinpath("static", "vendor", name).read_bytes()
+    return web.Response(body=body, content_type=_VENDOR[name],
+                        headers={"Cache-Control": "max-age=86400"})
+
+
 def _store(request: web.Request) -> Store:
     return request.app[STORE_KEY]
 
@@ -165,7 +177,53 @@ async def api_samples(request: web.Request) -> web.Response:
         return _error(400, f"filter must be one of {', '.join(views.FILTERS)}")
     rows = views.samples(_store(request), request.match_info["run"], flt,
                          query.get("tag") or None, query.get("grader") or None)
-    return web.json_response(rows)
+    total = len(rows)
+    if query.get("limit"):
+        try:
+            rows = rows[:max(0, int(query["limit"]))]
+        except ValueError:
+            return _error(400, "limit must be an integer")
+    return web.json_response(rows, headers={"X-Total-Count": str(total)})
+
+
+def _int(query: Any, key: str, default: int) -> int:
+    try:
+        return int(query.get(key, default))
+    except ValueError:
+        raise UserError(f"{key} must be an integer") from None
+
+
+async def api_matrix(request: web.Request) -> web.Response:
+    """Items x runs of one eval: ``?eval=NAME`` (the latest run of each model x variant) or
+    ``?runs=ID,ID``; filters ``status``, ``tag``, ``q``, ``disagree=1``, ``changed=1``; ``sort``
+    (item, score, -score) with ``col``; ``offset``/``limit``; ``format=csv|json`` downloads
+    every matching row with whole answers."""
+    store, query = _store(request), request.query
+    try:
+        columns = matrix.resolve_columns(store, query.get("eval"),
+                                         [r for r in query.get("runs", "").split(",") if r])
+        fmt = query.get("format")
+        filters = {"status": query.get("status") or None, "tag": query.get("tag") or None,
+                   "search": query.get("q") or None, "disagree": query.get("disagree") == "1",
+                   "changed": query.get("changed") == "1", "sort": query.get("sort") or "item",
+                   "sort_col": _int(query, "col", 0)}
+        if fmt in ("csv", "json"):
+            data = matrix.matrix(store, columns, **filters, limit=None, output_chars=None)
+        elif fmt:
+            return _error(400, "format must be csv or json")
+        else:
+            data = matrix.matrix(store, columns, **filters, offset=_int(query, "offset", 0),
+                                 limit=_int(query, "limit", 200))
+    except ValueError as exc:
+        return _error(400, str(exc))
+    if fmt is None:
+        return web.json_response(data)
+    name = "".join(c if c.isalnum() or c in "-_" else "_" for c in data["eval"])
+    body = (matrix.to_csv(matrix.export_rows(data)) if fmt == "csv"
+            else matrix.to_json(data, {k: v for k, v in filters.items() if v}))
+    return web.Response(text=body, content_type="text/csv" if fmt == "csv" else "application/json",
+                        headers={"Content-Disposition":
+                                 f'attachment; filename="{name}-matrix.{fmt}"'})
 
 
 async def api_sample(request: web.Request) -> web.Response:
@@ -185,7 +243,8 @@ async def api_compare(request: web.Request) -> web.Response:
 
 
 async def api_arena_next(request: web.Request) -> web.Response:
-    """A blind pair: a random shared item, the two answers in random order, no model names."""
+    """A blind pair: a random shared item, the two answers in random order, no model names.
+    Answers that are the same on both sides are never offered (nothing to choose)."""
     store = _store(request)
     a, b = request.query.get("a"), request.query.get("b")
     if not a or not b:
@@ -193,12 +252,10 @@ async def api_arena_next(request: web.Request) -> web.Response:
     run_a, run_b = store.resolve_run(a), store.resolve_run(b)
     if run_a.id == run_b.id:
         return _error(400, "pick two different runs")
-    common = views.common_items(store, run_a.id, run_b.id)
-    voted = {(v["item_id"], v["epoch"]) for v in store.votes()
-             if {v["run_a"], v["run_b"]} == {run_a.id, run_b.id}}
-    todo = [key for key in common if key not in voted]
+    progress = views.arena_progress(store, run_a.id, run_b.id)
+    todo = progress.pop("todo")
     if not todo:
-        return web.json_response({"done": True, "voted": len(voted), "total": len(common)})
+        return web.json_response({"done": True, "progress": progress})
     rng = request.app[RNG_KEY]
     item_id, epoch = rng.choice(todo)
     swapped = rng.random() < 0.5
@@ -213,8 +270,18 @@ async def api_arena_next(request: web.Request) -> web.Response:
         "done": False, "pair": pair, "item_id": item_id, "messages": detail_left["messages"],
         "left": {"output": detail_left["output"], "tool_calls": detail_left["tool_calls"]},
         "right": {"output": detail_right["output"], "tool_calls": detail_right["tool_calls"]},
-        "remaining": len(todo), "total": len(common),
+        "remaining": len(todo), "total": progress["votable"], "progress": progress,
     })
+
+
+async def api_arena_progress(request: web.Request) -> web.Response:
+    store = _store(request)
+    a, b = request.query.get("a"), request.query.get("b")
+    if not a or not b:
+        return _error(400, "needs ?a=RUN&b=RUN")
+    progress = views.arena_progress(store, store.resolve_run(a).id, store.resolve_run(b).id)
+    progress.pop("todo")
+    return web.json_response(progress)
 
 
 async def _json(request: web.Request) -> dict[str, Any]:
@@ -299,12 +366,15 @@ def create_app(store_path: str | Path, *, token: str | None = None,
     app[RNG_KEY] = random.Random(seed)
     app.router.add_get("/", index)
     app.router.add_get("/static/{name}", static)
+    app.router.add_get("/static/vendor/{name}", vendor)
     app.router.add_get("/api/runs", api_runs)
     app.router.add_get("/api/runs/{run}", api_run)
     app.router.add_get("/api/runs/{run}/samples", api_samples)
     app.router.add_get("/api/runs/{run}/samples/{item}", api_sample)
     app.router.add_get("/api/compare", api_compare)
+    app.router.add_get("/api/matrix", api_matrix)
     app.router.add_get("/api/arena/next", api_arena_next)
+    app.router.add_get("/api/arena/progress", api_arena_progress)
     app.router.add_post("/api/arena/vote", api_vote)
     app.router.add_get("/api/votes", api_votes)
     app.router.add_post("/api/review", api_review)

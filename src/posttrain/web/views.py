@@ -9,13 +9,14 @@ from typing import Any
 from posttrain.analysis.results import RunResults, SampleResult, load_results
 from posttrain.analysis.stats import mean_ci, percentile
 from posttrain.runner.store import RunInfo, Store
-from posttrain.web import charts
+from posttrain.web.matrix import default_columns, sample_sql, short_name
 
 FILTERS = ("all", "failed", "passed", "unscored", "errors")
 
 
 def run_info(run: RunInfo) -> dict[str, Any]:
     return {"id": run.id, "eval": run.eval_name, "eval_path": run.eval_path, "model": run.model,
+            "short": short_name(run.model),
             "variant": run.variant, "epochs": run.epochs, "status": run.status,
             "created": run.created}
 
@@ -56,24 +57,33 @@ def list_runs(store: Store) -> list[dict[str, Any]]:
 
 
 def run_page(store: Store, run_id: str) -> dict[str, Any]:
+    """A run's summary and the data of its charts (drawn by the page with Vega-Lite)."""
     results = load_results(store, store.resolve_run(run_id))
     data = summary(results)
-    tag_rows = [(tag, v["mean"], v["low"], v["high"], v["n"]) for tag, v in data["tags"].items()]
-    latencies = [s.latency_s for s in results.samples if s.latency_s is not None]
+    data["short"] = short_name(results.run.model)
+    # the points of `posttrain pick`: its cost per answered sample (stored cost, else tokens at
+    # the model's price) and p95 latency, for the latest run of each model x variant
+    from posttrain.analysis.pick import cost_per_item, latency_p95
+
     peers = []
-    for run in store.list_runs(results.run.eval_name):
-        other = load_results(store, run) if run.id != results.run.id else results
+    runs = default_columns(store, results.run.eval_name)
+    if results.run.id not in {r.id for r in runs}:
+        runs.append(results.run)
+    for run in runs:
+        other = results if run.id == results.run.id else load_results(store, run)
         scores = list(other.item_scores().values())
-        if scores and other.samples:
-            cost = sum(s.cost_usd for s in other.samples) / len(other.samples)
-            peers.append((f"{run.model} [{run.variant}]", cost, sum(scores) / len(scores)))
+        mean, low, high = mean_ci(scores)
+        peers.append({"run": run.id, "label": f"{short_name(run.model)} [{run.variant}]",
+                      "model": run.model, "variant": run.variant, "score": mean, "low": low,
+                      "high": high, "cost_per_sample": cost_per_item(other),
+                      "latency_p95": latency_p95(other), "this": run.id == results.run.id})
     data["charts"] = {
-        "tags": charts.bars(tag_rows) if tag_rows else "",
-        "latency": charts.histogram(latencies),
-        "cost": charts.scatter(peers),
+        "tags": [{"tag": tag, **v} for tag, v in data["tags"].items()],
+        "latency": [s.latency_s for s in results.samples if s.latency_s is not None],
+        "peers": peers,
     }
-    data["others"] = [run_info(r) for r in store.list_runs(results.run.eval_name)
-                      if r.id != results.run.id]
+    data["others"] = [run_info(run) for run in store.list_runs(results.run.eval_name)
+                      if run.id != results.run.id]
     return data
 
 
@@ -149,7 +159,8 @@ def sample_detail(store: Store, run_id: str, item_id: str, epoch: int = 0) -> di
         "run": run_info(run), "item_id": item_id, "epoch": epoch, "item": item.data,
         "tags": item.tags, "messages": prompt_messages(run, item) or [],
         "output": completion.get("text") or "", "tool_calls": completion.get("tool_calls") or [],
-        "transcript": completion.get("transcript"), "status": sample.status,
+        "transcript": completion.get("transcript"), "meta": completion.get("meta") or {},
+        "status": sample.status,
         "value": sample.value, "passed": sample.passed, "reason": sample.reason,
         "error": sample.error, "latency_s": sample.latency_s, "cost_usd": sample.cost_usd,
         "input_tokens": sample.input_tokens, "output_tokens": sample.output_tokens,
@@ -192,13 +203,82 @@ def compare(store: Store, run_a: str, run_b: str) -> dict[str, Any]:
                      x.status, "output": x.output_text}, "b": {"value": y.value, "status":
                      y.status, "output": y.output_text},
                      "diff": diff_ops(x.output_text, y.output_text)})
+    from posttrain.analysis.compare import compare_runs
+
+    paired = compare_runs(a, b)
     return {"a": run_info(a.run), "b": run_info(b.run), "rows": rows,
-            "a_score": summary(a)["score"], "b_score": summary(b)["score"]}
+            "a_score": summary(a)["score"], "b_score": summary(b)["score"],
+            "paired": {key: paired[key] for key in ("overall", "groups", "components",
+                                                    "warnings", "n_common")}}
 
 
 def common_items(store: Store, run_a: str, run_b: str) -> list[tuple[str, int]]:
     """(item, epoch) pairs both runs answered (status ok)."""
-    def ok(run_id: str) -> set[tuple[str, int]]:
-        return {(r["item_id"], r["epoch"]) for r in store.samples(run_id) if r["status"] == "ok"}
+    return sorted(key for key, _ in arena_pairs(store, run_a, run_b))
 
-    return sorted(ok(run_a) & ok(run_b))
+
+def arena_pairs(store: Store, run_a: str, run_b: str) -> list[tuple[tuple[str, int], bool]]:
+    """((item, epoch), identical) for every answer both runs gave: ``identical`` when the two
+    answers have the same text (ignoring surrounding white space) and the same tool calls, so
+    there is nothing to choose between them."""
+    rows = store.conn.execute(
+        "SELECT a.item_id, a.epoch, "
+        "trim(COALESCE(json_extract(a.completion, '$.text'), '')) = "
+        "trim(COALESCE(json_extract(b.completion, '$.text'), '')) AND "
+        "COALESCE(json_extract(a.completion, '$.tool_calls'), '[]') = "
+        "COALESCE(json_extract(b.completion, '$.tool_calls'), '[]') "
+        "FROM samples a JOIN samples b ON b.item_id = a.item_id AND b.epoch = a.epoch "
+        "WHERE a.run_id = ? AND b.run_id = ? AND a.status = 'ok' AND b.status = 'ok' "
+        "ORDER BY a.item_id, a.epoch", (run_a, run_b))
+    return [((r[0], r[1]), bool(r[2])) for r in rows]
+
+
+def arena_progress(store: Store, run_a: str, run_b: str) -> dict[str, Any]:
+    """Votes on this pair of runs: counts, how often a vote agrees with the grades, and how
+    often two voters agree on the same answer pair."""
+    pairs = arena_pairs(store, run_a, run_b)
+    identical = {key for key, same in pairs if same}
+    votable = {key for key, same in pairs if not same}
+    votes = []
+    for vote in store.votes():
+        if {vote["run_a"], vote["run_b"]} != {run_a, run_b}:
+            continue
+        winner = vote["winner"]
+        if winner != "tie" and vote["run_a"] != run_a:  # stored the other way round
+            winner = "a" if winner == "b" else "b"
+        votes.append({"key": (vote["item_id"], vote["epoch"]), "winner": winner,
+                      "voter": vote["voter"] or ""})
+    counts = {"a": 0, "b": 0, "tie": 0}
+    for vote in votes:
+        counts[vote["winner"]] += 1
+    # agreement with the grades: a vote on an item the two runs scored differently
+    scores_a = _item_epoch_scores(store, run_a)
+    scores_b = _item_epoch_scores(store, run_b)
+    graded = agree = 0
+    for vote in votes:
+        sa, sb = scores_a.get(vote["key"]), scores_b.get(vote["key"])
+        if sa is None or sb is None or sa == sb:
+            continue
+        graded += 1
+        agree += vote["winner"] == ("a" if sa > sb else "b")
+    # agreement between voters: answer pairs that two or more named voters judged
+    by_key: dict[tuple[str, int], dict[str, str]] = defaultdict(dict)
+    for vote in votes:
+        by_key[vote["key"]][vote["voter"]] = vote["winner"]
+    shared = [set(v.values()) for v in by_key.values() if len(v) > 1]
+    voted = {vote["key"] for vote in votes}
+    return {
+        "total": len(pairs), "identical": len(identical), "votable": len(votable),
+        "voted": len(voted & votable), "votes": len(votes), "wins": counts,
+        "grade_agreement": {"n": graded, "agree": agree},
+        "voter_agreement": {"n": len(shared), "agree": sum(1 for s in shared if len(s) == 1)},
+        "todo": sorted(votable - voted),
+    }
+
+
+def _item_epoch_scores(store: Store, run_id: str) -> dict[tuple[str, int], float]:
+    """(item, epoch) -> the combined score of the scored answers of a run."""
+    sql, params = sample_sql(store.get_run(run_id), "s")
+    rows = store.conn.execute(f"WITH {sql} SELECT item_id, epoch, v FROM s WHERE st = 'scored'",
+                              params)
+    return {(r[0], r[1]): r[2] for r in rows if r[2] is not None}

@@ -1,16 +1,17 @@
-// posttrain viewer: a tiny hash-routed page over the JSON API. No framework, no build step.
+// posttrain viewer: a small hash-routed page over the JSON API. No framework, no build step.
+// Charts: Vega-Lite through vega-embed, vendored under static/vendor/ (works offline).
 "use strict";
 
 const app = document.getElementById("app");
 const statusEl = document.getElementById("status");
 let flash = "";  // a message to show once on the next rendered page
+let keyHandler = null;  // the current page's keyboard handler (the matrix's)
 
 function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs || {})) {
     if (value === null || value === undefined || value === false) continue;
     if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
-    else if (key === "html") el.innerHTML = value;  // only for server-built, escaped SVG
     else el.setAttribute(key, value === true ? "" : value);
   }
   for (const child of children.flat(Infinity)) {
@@ -30,7 +31,14 @@ async function api(path, body) {
 }
 
 const fmt = (v, digits = 3) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
+const usd = v => (v === null || v === undefined ? "–" : v === 0 ? "$0" : v < 0.01 ? `$${Number(v).toPrecision(2)}` : `$${Number(v).toFixed(2)}`);
+const secs = v => (v === null || v === undefined ? "–" : `${Number(v).toFixed(2)}s`);
+const pct = (n, d) => (d ? `${Math.round((100 * n) / d)}%` : "–");
 const enc = encodeURIComponent;
+const when = t => new Date(t * 1000).toISOString().slice(0, 16).replace("T", " ");
+
+// a model's short name, its full name on hover
+const modelName = (run) => h("span", {class: "model", title: run.model}, run.short || run.model);
 
 function scoreCell(score) {
   if (!score || score.mean === null) return h("td", {}, "–");
@@ -38,15 +46,121 @@ function scoreCell(score) {
   return h("td", {}, fmt(score.mean), h("span", {class: "ci"}, ci), h("span", {class: "ci"}, ` n=${score.n}`));
 }
 
+function statusLabel(row) {
+  return row.status === "scored" ? (row.passed === true ? "pass" : row.passed === false ? "fail" : "scored") : row.status;
+}
+
 function statusCell(row) {
-  const cls = row.status === "scored" ? (row.passed ? "pass" : "fail") : row.status;
-  return h("td", {class: cls}, row.status === "scored" ? (row.passed ? "pass" : "fail") : row.status);
+  const label = statusLabel(row);
+  return h("td", {class: label}, label);
 }
 
 function show(...nodes) {
+  keyHandler = null;
   app.replaceChildren(...nodes.flat(Infinity).filter(n => n !== null && n !== undefined && n !== false));
 }
 
+// ---- charts ---------------------------------------------------------------------------------
+const EMBED = {actions: {export: true, source: false, compiled: false, editor: false}, renderer: "svg"};
+
+function chart(name, spec, caption) {
+  const target = h("div", {class: "vchart"});
+  const fig = h("figure", {"data-chart": name}, target, caption ? h("figcaption", {}, caption) : null);
+  if (typeof vegaEmbed !== "function") {
+    target.append(h("p", {class: "error"}, "The chart library did not load."));
+    return fig;
+  }
+  const full = {$schema: "https://vega.github.io/schema/vega-lite/v6.json", background: "white",
+    config: {font: "system-ui, sans-serif", axis: {labelFontSize: 11, titleFontSize: 12}, view: {stroke: null}}, ...spec};
+  vegaEmbed(target, full, {...EMBED, downloadFileName: name})
+    .then(() => fig.setAttribute("data-ready", "1"))
+    .catch(err => { target.replaceChildren(h("p", {class: "error"}, `Chart error: ${err.message}`)); fig.setAttribute("data-ready", "error"); });
+  return fig;
+}
+
+function tagChart(rows) {
+  return chart("score-by-tag", {
+    width: 360, height: {step: 22},
+    data: {values: rows.map(r => ({...r, label: `${r.tag} (n=${r.n})`}))},
+    encoding: {y: {field: "label", type: "nominal", sort: null, title: null}},
+    layer: [
+      {mark: {type: "bar", color: "#7aa2ea", height: 14},
+       encoding: {x: {field: "mean", type: "quantitative", scale: {domain: [0, 1]}, title: "score (every item; no score counts 0)"},
+         tooltip: [{field: "tag"}, {field: "mean", format: ".3f"}, {field: "low", format: ".3f", title: "95% CI low"}, {field: "high", format: ".3f", title: "95% CI high"}, {field: "n", title: "items"}]}},
+      {mark: {type: "rule", color: "#1d2430", strokeWidth: 2},
+       encoding: {x: {field: "low", type: "quantitative", scale: {domain: [0, 1]}, title: "score (every item; no score counts 0)"}, x2: {field: "high"}}},
+    ],
+  }, "Score by tag with 95% CI");
+}
+
+function latencyChart(values) {
+  if (!values.length) return h("figure", {"data-chart": "latency"}, h("p", {class: "muted"}, "No latencies recorded."));
+  return chart("latency", {
+    width: 360, height: 180, data: {values: values.map(v => ({latency: v}))},
+    mark: {type: "bar", color: "#7aa2ea", tooltip: true},
+    encoding: {x: {field: "latency", bin: {maxbins: 30}, type: "quantitative", title: "latency per answer (s)"},
+      y: {aggregate: "count", type: "quantitative", title: "answers"}},
+  }, `Latency, ${values.length} answers`);
+}
+
+// the frontier of `pick`: cheapest (or fastest) point for its score; cost when any is known
+function frontierChart(peers) {
+  const withCost = peers.filter(p => p.cost_per_sample !== null);
+  const useCost = withCost.length > 0 && withCost.some(p => p.cost_per_sample > 0);
+  const xField = useCost ? "cost_per_sample" : "latency_p95";
+  const points = peers.filter(p => p[xField] !== null && p.score !== null);
+  if (!points.length) return h("figure", {"data-chart": "frontier"}, h("p", {class: "muted"}, "No cost or latency recorded."));
+  const sorted = [...points].sort((a, b) => a[xField] - b[xField] || b.score - a.score);
+  let best = -1;
+  const front = sorted.filter(p => (p.score > best ? ((best = p.score), true) : false));
+  const maxX = Math.max(...points.map(p => p[xField]));
+  // labels point away from the right edge, so whole names fit
+  const values = points.map(p => ({...p, frontier: front.includes(p) ? "on the frontier" : "dominated",
+    who: p.this ? "this run" : "other run", side: maxX > 0 && p[xField] > maxX / 2 ? "right" : "left"}));
+  const label = (side) => ({data: {values}, transform: [{filter: `datum.side === '${side}'`}],
+    mark: {type: "text", align: side === "left" ? "left" : "right", dx: side === "left" ? 7 : -7, dy: -8, fontSize: 11},
+    encoding: {x: {field: xField, type: "quantitative"}, y: {field: "score", type: "quantitative"}, text: {field: "label"}}});
+  const xTitle = useCost ? "cost per answer (USD)" : "p95 latency (s)";
+  return chart("frontier", {
+    width: 420, height: 240,
+    layer: [
+      {data: {values: front}, mark: {type: "line", strokeDash: [4, 3], color: "#1e8e3e", point: false},
+       encoding: {x: {field: xField, type: "quantitative"}, y: {field: "score", type: "quantitative"}}},
+      {data: {values}, mark: {type: "rule", color: "#98a2b3"},
+       encoding: {x: {field: xField, type: "quantitative"}, y: {field: "low", type: "quantitative"}, y2: {field: "high"}}},
+      {data: {values}, mark: {type: "point", filled: true, size: 70},
+       encoding: {x: {field: xField, type: "quantitative", title: xTitle, scale: {zero: true, nice: true},
+           axis: useCost ? {format: "$.2~g"} : {}},
+         y: {field: "score", type: "quantitative", scale: {domain: [0, 1]}, title: "score (95% CI)"},
+         color: {field: "who", type: "nominal", scale: {domain: ["this run", "other run"], range: ["#2f6fdf", "#667085"]}, legend: null},
+         tooltip: [{field: "model", title: "model"}, {field: "variant"}, {field: "score", format: ".3f"},
+           {field: "low", format: ".3f", title: "CI low"}, {field: "high", format: ".3f", title: "CI high"},
+           {field: "cost_per_sample", format: "$.3~g", title: "cost / answer"}, {field: "latency_p95", format: ".2f", title: "p95 latency s"}, {field: "frontier"}]}},
+      label("left"), label("right"),
+    ],
+  }, useCost ? "Cost vs score: latest run of each model × variant (frontier dashed)"
+    : "p95 latency vs score (no costs recorded): latest run of each model × variant");
+}
+
+function pairedChart(groups, labelA, labelB) {
+  const values = groups.filter(g => g.diff !== null).map(g => ({...g, label: `${g.group} (n=${g.n})`,
+    sig: g.significant ? "significant" : "not significant"}));
+  if (!values.length) return null;
+  return chart("paired-by-tag", {
+    width: 380, height: {step: 22}, data: {values},
+    encoding: {y: {field: "label", type: "nominal", sort: null, title: null}},
+    layer: [
+      {mark: {type: "rule", color: "#98a2b3"}, encoding: {x: {datum: 0}}},
+      {mark: {type: "rule", strokeWidth: 2}, encoding: {x: {field: "ci_low", type: "quantitative", title: `${labelB} − ${labelA} (paired, 95% CI)`}, x2: {field: "ci_high"},
+        color: {field: "sig", type: "nominal", scale: {domain: ["significant", "not significant"], range: ["#c0392b", "#98a2b3"]}, title: null}}},
+      {mark: {type: "point", filled: true, size: 60, color: "#1d2430"},
+       encoding: {x: {field: "diff", type: "quantitative"}, tooltip: [{field: "group"}, {field: "n"}, {field: "mean_a", format: ".3f", title: "A"},
+         {field: "mean_b", format: ".3f", title: "B"}, {field: "diff", format: "+.3f"}, {field: "ci_low", format: "+.3f"}, {field: "ci_high", format: "+.3f"}, {field: "p_value", format: ".3g"}]}},
+    ],
+  }, "Paired difference B − A by tag (every item, no score counts 0)");
+}
+
+// ---- runs -----------------------------------------------------------------------------------
 async function pageRuns() {
   const runs = await api("api/runs");
   const picked = new Set();
@@ -54,51 +168,60 @@ async function pageRuns() {
   const vote = h("button", {id: "btn-vote", disabled: true, onclick: () => go("arena")}, "Blind vote");
   function go(kind) { const [a, b] = [...picked]; location.hash = `#/${kind}/${enc(a)}/${enc(b)}`; }
   function refresh() { side.disabled = vote.disabled = picked.size !== 2; }
+  const evals = [...new Set(runs.map(r => r.eval))];
   const rows = runs.map(run => h("tr", {class: "click", "data-run": run.id},
     h("td", {}, h("input", {type: "checkbox", "aria-label": `pick ${run.id}`, onclick: e => {
       e.stopPropagation(); e.target.checked ? picked.add(run.id) : picked.delete(run.id); refresh(); }})),
-    h("td", {onclick: () => (location.hash = `#/run/${enc(run.id)}`)}, h("a", {href: `#/run/${enc(run.id)}`}, run.id)),
-    h("td", {}, run.eval), h("td", {}, run.model), h("td", {}, run.variant),
+    h("td", {}, h("a", {href: `#/run/${enc(run.id)}`}, run.id)),
+    h("td", {}, h("a", {href: `#/matrix/${enc(run.eval)}`, title: "matrix of this eval"}, run.eval)),
+    h("td", {}, modelName(run)), h("td", {}, run.variant),
     scoreCell(run.score), h("td", {}, run.pass_rate === null ? "–" : fmt(run.pass_rate, 2)),
     h("td", {}, Object.entries(run.statuses).map(([k, v]) => h("span", {class: `pill ${k}`}, `${k} ${v}`))),
-    h("td", {}, `$${fmt(run.cost_usd, 4)}`), h("td", {}, run.latency.p50 === null ? "–" : `${fmt(run.latency.p50, 2)}s`)));
+    h("td", {}, usd(run.cost_usd)), h("td", {}, secs(run.latency.p50))));
   show(h("h1", {}, "Runs"),
+    evals.length ? h("p", {}, "Matrix of items × models: ", evals.map(e => h("a", {class: "pill link", href: `#/matrix/${enc(e)}`}, e))) : null,
     h("div", {class: "toolbar"}, h("span", {class: "muted"}, "Pick two runs of the same eval:"), side, vote),
     runs.length ? h("table", {id: "runs"}, h("thead", {}, h("tr", {}, ["", "run", "eval", "model", "variant",
       "score [95% CI]", "pass", "samples", "cost", "p50 latency"].map(t => h("th", {}, t)))), h("tbody", {}, rows))
       : h("p", {}, "No runs in this store yet."));
 }
 
+// ---- a run ----------------------------------------------------------------------------------
+const SAMPLE_LIMIT = 500;
+
 async function pageRun(runId, params) {
   const run = await api(`api/runs/${enc(runId)}`);
   const filter = params.get("filter") || "all", tag = params.get("tag") || "", grader = params.get("grader") || "";
-  const query = new URLSearchParams({filter, tag, grader});
-  const samples = await api(`api/runs/${enc(runId)}/samples?${query}`);
+  const query = new URLSearchParams({filter, tag, grader, limit: SAMPLE_LIMIT});
+  const response = await fetch(`api/runs/${enc(runId)}/samples?${query}`);
+  const samples = await response.json();
+  if (!response.ok) throw new Error(samples.error || response.statusText);
+  const total = Number(response.headers.get("X-Total-Count") || samples.length);
   const setParam = (key, value) => { params.set(key, value); location.hash = `#/run/${enc(runId)}?${params}`; };
-  const select = (id, key, options, value) => h("select", {id, onchange: e => setParam(key, e.target.value)},
+  const select = (id, key, options, value) => h("select", {id, "aria-label": key, onchange: e => setParam(key, e.target.value)},
     options.map(([v, label]) => h("option", {value: v, selected: v === value}, label)));
   const tags = Object.entries(run.tags);
+  // "Compare with": the other runs of this eval, told apart by short name, variant and time
+  const others = run.others.map(o => h("li", {},
+    h("a", {href: `#/compare/${enc(run.id)}/${enc(o.id)}`, title: `${o.model} · ${o.id}`}, modelName(o), ` [${o.variant}] `, h("span", {class: "muted"}, when(o.created))),
+    " · ", h("a", {href: `#/arena/${enc(run.id)}/${enc(o.id)}`}, "blind vote")));
   show(
-    h("h1", {}, `${run.eval} · ${run.model}`, h("span", {class: "muted"}, ` [${run.variant}] ${run.id}`)),
-    h("p", {}, "Score ", h("strong", {}, fmt(run.score.mean)),
+    h("h1", {}, run.eval, " · ", modelName(run), h("span", {class: "muted"}, ` [${run.variant}] ${run.id}`)),
+    h("p", {}, "Score ", h("strong", {id: "run-score"}, fmt(run.score.mean)),
       run.score.low === null ? "" : h("span", {class: "ci"}, ` 95% CI [${fmt(run.score.low)}, ${fmt(run.score.high)}]`),
       ` · ${run.samples} samples · `, Object.entries(run.statuses).map(([k, v]) => h("span", {class: `pill ${k}`}, `${k} ${v}`)),
-      ` · $${fmt(run.cost_usd, 4)}`),
-    run.others.length ? h("p", {}, "Compare with: ", run.others.map(o => h("span", {},
-      h("a", {href: `#/compare/${enc(run.id)}/${enc(o.id)}`}, `${o.model} [${o.variant}]`), " (",
-      h("a", {href: `#/arena/${enc(run.id)}/${enc(o.id)}`}, "vote"), ") "))) : null,
+      ` · ${usd(run.cost_usd)} · `, h("a", {href: `#/matrix/${enc(run.eval)}`}, "matrix of this eval")),
+    run.others.length ? h("details", {class: "others"}, h("summary", {}, `Compare with (${run.others.length} other runs of ${run.eval})`), h("ul", {}, others)) : null,
     h("div", {class: "charts"},
-      run.charts.tags ? h("figure", {}, h("div", {html: run.charts.tags}), h("figcaption", {}, "Score by tag, 95% CI")) : null,
-      h("figure", {}, h("div", {html: run.charts.latency}), h("figcaption", {}, "Latency")),
-      h("figure", {}, h("div", {html: run.charts.cost}), h("figcaption", {}, "Cost vs score, runs of this eval (frontier dashed)"))),
-    tags.length ? h("section", {}, h("h2", {}, "By tag"), h("table", {id: "tags"},
-      h("tbody", {}, tags.map(([name, s]) => h("tr", {}, h("td", {}, name), scoreCell(s)))))) : null,
+      run.charts.tags.length ? tagChart(run.charts.tags) : null,
+      latencyChart(run.charts.latency),
+      frontierChart(run.charts.peers)),
     h("h2", {}, "Samples"),
     h("div", {class: "toolbar"},
       select("filter", "filter", [["all", "all"], ["failed", "failed"], ["passed", "passed"], ["unscored", "unscored"], ["errors", "errors"]], filter),
       select("tag", "tag", [["", "any tag"], ...tags.map(([t]) => [t, t])], tag),
       select("grader", "grader", [["", "any grader"], ...run.graders.map(g => [g, g])], grader),
-      h("span", {class: "muted", id: "count"}, `${samples.length} shown`)),
+      h("span", {class: "muted", id: "count"}, total > samples.length ? `first ${samples.length} of ${total} shown (the matrix pages through all)` : `${samples.length} shown`)),
     h("table", {id: "samples"}, h("thead", {}, h("tr", {}, ["item", "status", "score", "tags", "output", "why"].map(t => h("th", {}, t)))),
       h("tbody", {}, samples.map(s => h("tr", {class: "click", "data-item": s.item_id,
         onclick: () => (location.hash = `#/sample/${enc(runId)}/${enc(s.item_id)}/${s.epoch}`)},
@@ -106,13 +229,166 @@ async function pageRun(runId, params) {
         h("td", {}, s.tags.map(t => h("span", {class: "pill"}, t))), h("td", {}, s.output), h("td", {class: "muted"}, s.reason))))));
 }
 
+// ---- the matrix -----------------------------------------------------------------------------
+const MATRIX_LIMIT = 100;
+const MATRIX_KEYS = ["status", "tag", "q", "disagree", "changed", "sort", "col", "offset", "runs"];
+
+async function pageMatrix(evalName, params) {
+  const query = new URLSearchParams({eval: evalName, limit: MATRIX_LIMIT});
+  for (const key of MATRIX_KEYS) if (params.get(key)) query.set(key, params.get(key));
+  const m = await api(`api/matrix?${query}`);
+  const setParams = (changes) => {
+    for (const [k, v] of Object.entries(changes)) (v === "" || v === null || v === false) ? params.delete(k) : params.set(k, v);
+    if (!("offset" in changes)) params.delete("offset");
+    location.hash = `#/matrix/${enc(evalName)}${params.toString() ? "?" + params : ""}`;
+  };
+  const offset = m.offset || 0;
+  const exportQuery = new URLSearchParams(query);
+  exportQuery.delete("limit"); exportQuery.delete("offset");
+  const search = h("input", {id: "matrix-search", type: "search", placeholder: "search items and answers  ( / )", value: params.get("q") || "", size: 32,
+    onkeydown: e => { if (e.key === "Enter") setParams({q: e.target.value.trim()}); }});
+  const check = (id, key, label) => h("label", {}, h("input", {type: "checkbox", id, checked: params.get(key) === "1",
+    onchange: e => setParams({[key]: e.target.checked ? "1" : ""})}), ` ${label}`);
+  const statusSel = h("select", {id: "matrix-status", "aria-label": "status", onchange: e => setParams({status: e.target.value})},
+    [["", "any status"], ["pass", "a pass"], ["fail", "a fail"], ["scored", "scored (no pass/fail)"], ["unscored", "unscored"], ["error", "an error"], ["missing", "missing"]]
+      .map(([v, label]) => h("option", {value: v, selected: (params.get("status") || "") === v}, label)));
+  const tagSel = h("select", {id: "matrix-tag", "aria-label": "tag", onchange: e => setParams({tag: e.target.value})},
+    [["", "any tag"], ...m.tags.map(t => [t, t])].map(([v, label]) => h("option", {value: v, selected: (params.get("tag") || "") === v}, label)));
+  const copied = h("span", {class: "muted", id: "permalink-done", role: "status"});
+  const permalink = h("button", {class: "secondary", id: "btn-permalink", onclick: async () => {
+    const url = location.href;
+    try { await navigator.clipboard.writeText(url); copied.textContent = "link copied"; }
+    catch { copied.textContent = url; }
+  }}, "Copy permalink");
+  const sortCol = Number(params.get("col") || 0), sort = params.get("sort") || "item";
+  const header = m.columns.map((c, i) => {
+    const cov = c.coverage;
+    const arrow = sortCol === i && sort !== "item" ? (sort === "score" ? " ▲" : " ▼") : "";
+    return h("th", {class: "col", scope: "col", "data-col": i},
+      h("div", {class: "col-name"}, h("a", {href: `#/run/${enc(c.run)}`, title: `${c.model} [${c.variant}] · run ${c.run}`}, c.short), ` [${c.variant}]`),
+      h("div", {class: "col-score"}, h("button", {class: "link sort", title: "sort by this column's score", onclick: () =>
+        setParams({sort: sortCol === i && sort === "score" ? "-score" : "score", col: i})}, `${fmt(c.score.mean)}${arrow}`),
+        c.score.low === null ? "" : h("span", {class: "ci"}, ` [${fmt(c.score.low, 2)}, ${fmt(c.score.high, 2)}]`)),
+      h("div", {class: "col-meta", title: "scored answers / expected (items × epochs) · cost · p50 / p95 latency"},
+        `cov ${cov.scored}/${cov.expected} (${pct(cov.scored, cov.expected)}) · ${usd(c.cost_usd)} · ${secs(c.latency.p50)} / ${secs(c.latency.p95)}`),
+      c.previous_run ? h("div", {class: "muted small"}, "vs ", h("a", {href: `#/run/${enc(c.previous_run)}`}, "previous run")) : null);
+  });
+  const body = m.rows.map((row, r) => h("tr", {"data-item": row.item_id},
+    h("th", {class: "item", scope: "row"}, h("div", {class: "item-id"}, row.item_id),
+      h("div", {class: "preview", title: row.preview}, row.preview), row.tags.map(t => h("span", {class: "pill"}, t))),
+    row.cells.map((cell, c) => matrixCell(m, row, cell, r, c))));
+  const pages = h("div", {class: "toolbar"},
+    h("span", {class: "muted", id: "matrix-count"}, m.total ? `rows ${offset + 1}–${offset + m.rows.length} of ${m.total} items` : "no item matches"),
+    h("button", {class: "secondary", id: "btn-prev", disabled: offset === 0, onclick: () => setParams({offset: Math.max(0, offset - MATRIX_LIMIT)})}, "← previous"),
+    h("button", {class: "secondary", id: "btn-more", disabled: offset + m.rows.length >= m.total, onclick: () => setParams({offset: offset + MATRIX_LIMIT})}, "next →"));
+  show(
+    h("h1", {}, `Matrix · ${m.eval}`, h("span", {class: "muted"}, ` · ${m.columns.length} runs (latest of each model × variant)`)),
+    h("div", {class: "toolbar", id: "matrix-filters"}, search, statusSel, tagSel,
+      check("matrix-disagree", "disagree", "columns disagree"), check("matrix-changed", "changed", "changed since the previous run"),
+      h("a", {class: "button secondary", id: "export-csv", href: `api/matrix?${exportQuery}&format=csv`, download: ""}, "CSV"),
+      h("a", {class: "button secondary", id: "export-json", href: `api/matrix?${exportQuery}&format=json`, download: ""}, "JSON"),
+      permalink, copied),
+    h("p", {class: "muted small"}, "Keys: arrows move between cells, Enter opens the answer, / searches, n / p next / previous page. ",
+      "Colours: ", ["pass", "fail", "scored", "unscored", "error", "missing"].map(s => h("span", {class: `chip ${s}`}, s))),
+    pages,
+    h("div", {class: "matrix-wrap"}, h("table", {id: "matrix"},
+      h("thead", {}, h("tr", {}, h("th", {class: "corner"}, "item"), header)), h("tbody", {}, body))));
+  // keyboard navigation over the cells
+  let at = [0, 0];
+  const cellAt = (r, c) => app.querySelector(`#matrix td[data-r="${r}"][data-c="${c}"]`);
+  const focus = (r, c) => { const el = cellAt(r, c); if (el) { at = [r, c]; el.focus(); } };
+  keyHandler = (e) => {
+    if (e.target.matches("input, select, textarea")) {
+      if (e.key === "Escape") e.target.blur();
+      return;
+    }
+    const [r, c] = at;
+    const moves = {ArrowDown: [r + 1, c], ArrowUp: [r - 1, c], ArrowRight: [r, c + 1], ArrowLeft: [r, c - 1], j: [r + 1, c], k: [r - 1, c]};
+    if (moves[e.key]) { e.preventDefault(); focus(...moves[e.key]); }
+    else if (e.key === "Enter" && document.activeElement?.dataset.href) location.hash = document.activeElement.dataset.href;
+    else if (e.key === "/") { e.preventDefault(); search.focus(); }
+    else if (e.key === "n" && offset + m.rows.length < m.total) setParams({offset: offset + MATRIX_LIMIT});
+    else if (e.key === "p" && offset > 0) setParams({offset: Math.max(0, offset - MATRIX_LIMIT)});
+  };
+  app.querySelectorAll("#matrix td.cell").forEach(el => el.addEventListener("focus", () => (at = [Number(el.dataset.r), Number(el.dataset.c)])));
+}
+
+function matrixCell(m, row, cell, r, c) {
+  const column = m.columns[c];
+  const href = `#/sample/${enc(column.run)}/${enc(row.item_id)}/${cell.epoch || 0}`;
+  const prev = cell.previous;
+  let changed = null;
+  if (column.previous_run) {
+    const before = prev ? prev.status : "missing";
+    const moved = before !== cell.status || (prev && prev.score !== null && cell.score !== null && Math.abs(prev.score - cell.score) > 1e-9);
+    if (moved) changed = h("span", {class: "changed", title: `previous run: ${before}${prev && prev.score !== null ? " " + fmt(prev.score) : ""}`},
+      !prev || prev.score === null || cell.score === null ? "≠" : cell.score > prev.score ? "▲" : cell.score < prev.score ? "▼" : "≠");
+  }
+  const text = cell.status === "error" ? (cell.error || "request failed") : cell.status === "missing" && !cell.answers ? "no answer" : (cell.output || "");
+  return h("td", {class: `cell ${cell.status}`, tabindex: r === 0 && c === 0 ? "0" : "-1", "data-r": r, "data-c": c, "data-href": cell.answers ? href : null,
+      "data-status": cell.status, ondblclick: () => cell.answers && (location.hash = href)},
+    h("div", {class: "cell-head"}, h("span", {class: "badge"}, cell.status), cell.score === null ? "" : ` ${fmt(cell.score, 2)}`,
+      cell.answers > 1 ? h("span", {class: "muted"}, ` ×${cell.answers}`) : null, cell.tool_calls ? h("span", {class: "muted"}, ` · ${cell.tool_calls} tool call(s)`) : null, changed,
+      cell.answers ? h("a", {href, class: "open", title: "open this answer"}, "open") : null),
+    h("div", {class: "cell-text"}, text));
+}
+
+// ---- a sample: conversation, transcript, grades ----------------------------------------------
+function contentText(content) {
+  return typeof content === "string" ? content
+    : Array.isArray(content) ? content.map(p => p.text || JSON.stringify(p)).join("\n") : content === null || content === undefined ? "" : JSON.stringify(content);
+}
+
+// long text folded: the first lines shown, the rest behind a click
+function folded(text, limit = 1200) {
+  if (text.length <= limit) return text;
+  return h("details", {class: "fold"}, h("summary", {}, `${text.slice(0, 300)}… (${text.length} characters, show all)`), text);
+}
+
+function prettyArgs(raw) {
+  try { return JSON.stringify(typeof raw === "string" ? JSON.parse(raw) : raw, null, 1); } catch { return String(raw); }
+}
+
 function messageView(m) {
-  const parts = [h("span", {class: "role"}, m.role)];
-  const content = typeof m.content === "string" ? m.content
-    : Array.isArray(m.content) ? m.content.map(p => p.text || JSON.stringify(p)).join("\n") : JSON.stringify(m.content);
-  parts.push(content || "");
-  for (const call of m.tool_calls || []) parts.push(h("pre", {}, `${call.function?.name}(${call.function?.arguments})`));
+  const parts = [h("span", {class: "role"}, m.role === "tool" ? `tool result${m.tool_call_id ? " · " + m.tool_call_id : ""}` : m.role)];
+  parts.push(folded(contentText(m.content)));
+  for (const call of m.tool_calls || []) {
+    parts.push(h("div", {class: "call"}, h("span", {class: "call-name"}, `→ ${call.function?.name}`), h("span", {class: "muted"}, call.id ? ` ${call.id}` : ""),
+      h("pre", {}, prettyArgs(call.function?.arguments))));
+  }
   return h("div", {class: `msg ${m.role}`}, parts);
+}
+
+function transcriptView(transcript, meta, promptLength) {
+  // the turns after the prompt: each assistant turn, its tool calls and their results
+  const turns = transcript.slice(promptLength);
+  const calls = meta.calls || [];
+  const rows = calls.map(c => h("tr", {class: c.ok ? "" : "fail"}, h("td", {}, c.turn), h("td", {}, c.name),
+    h("td", {}, h("code", {}, JSON.stringify(c.arguments ?? {}))), h("td", {class: c.ok ? "pass" : "fail"}, c.ok ? "ok" : c.fault ? `fault: ${c.fault}` : "failed"),
+    h("td", {}, folded(c.error || c.result || "", 300))));
+  const state = meta.final_state_hash ? h("p", {id: "state-check"}, "Environment state: ",
+    meta.final_state_hash === meta.expected_state_hash ? h("strong", {class: "pass"}, "matches the expected final state")
+      : meta.final_state_hash === meta.initial_state_hash ? h("strong", {class: "fail"}, "unchanged (expected a change)")
+        : h("strong", {class: "fail"}, "differs from the expected final state"),
+    h("span", {class: "muted"}, ` · initial ${String(meta.initial_state_hash).slice(0, 8)} → final ${String(meta.final_state_hash).slice(0, 8)}, expected ${String(meta.expected_state_hash).slice(0, 8)}`)) : null;
+  const facts = [meta.turns !== undefined ? `${meta.turns} assistant turns` : null, meta.hit_turn_cap ? "stopped at the turn cap" : null,
+    meta.faults_injected ? `faults injected: ${JSON.stringify(meta.faults_injected)}` : null].filter(Boolean).join(" · ");
+  return h("section", {id: "transcript"}, h("h2", {}, `Transcript (${turns.length} messages after the prompt)`),
+    facts ? h("p", {class: "muted"}, facts) : null, state,
+    calls.length ? h("table", {id: "tool-calls", class: "compact"}, h("thead", {}, h("tr", {}, ["turn", "tool", "arguments", "outcome", "result"].map(t => h("th", {}, t)))), h("tbody", {}, rows)) : null,
+    h("div", {class: "turns"}, turns.map(m => messageView(m))));
+}
+
+function gradeView(g) {
+  const subs = Object.entries(g.sub_scores || {});
+  return h("div", {class: "grade"},
+    h("strong", {}, g.name), " ", h("span", {class: g.status === "scored" ? (g.passed ? "pass" : g.passed === false ? "fail" : "scored") : g.status},
+      g.status === "scored" ? `${fmt(g.score)} ${g.passed === true ? "pass" : g.passed === false ? "fail" : ""}` : g.status),
+    g.confinement ? h("span", {class: "muted"}, ` · ran in ${g.confinement}`) : null,
+    g.cost_usd ? h("span", {class: "muted"}, ` · judge ${usd(g.cost_usd)}`) : null,
+    subs.length ? h("table", {class: "compact subs"}, h("tbody", {}, subs.map(([k, v]) => h("tr", {}, h("td", {}, k),
+      h("td", {class: typeof v === "number" ? (v >= 1 ? "pass" : v <= 0 ? "fail" : "") : ""}, typeof v === "number" ? fmt(v) : JSON.stringify(v)))))) : null,
+    h("div", {class: "explanation"}, folded(g.explanation || "", 800)));
 }
 
 async function pageSample(runId, itemId, epoch) {
@@ -139,20 +415,18 @@ async function pageSample(runId, itemId, epoch) {
       await render();
     } catch (err) { result.textContent = `Error: ${err.message}`; }
   }
+  const transcript = Array.isArray(s.transcript) && s.transcript.length > s.messages.length ? s.transcript : null;
   show(
-    h("h1", {}, `Item ${itemId}`, h("span", {class: "muted"}, ` · ${s.run.model} [${s.run.variant}] · `),
-      h("a", {href: `#/run/${enc(runId)}`}, s.run.id)),
-    h("p", {}, statusCell(s).firstChild, " score ", h("strong", {id: "sample-score"}, fmt(s.value)),
+    h("h1", {}, `Item ${itemId}`, h("span", {class: "muted"}, " · "), modelName(s.run), h("span", {class: "muted"}, ` [${s.run.variant}] · `),
+      h("a", {href: `#/run/${enc(runId)}`}, s.run.id), h("span", {class: "muted"}, " · "), h("a", {href: `#/matrix/${enc(s.run.eval)}?q=${enc(itemId)}`}, "in the matrix")),
+    h("p", {}, h("span", {class: statusLabel(s)}, statusLabel(s)), " score ", h("strong", {id: "sample-score"}, fmt(s.value)),
       s.reason ? h("span", {class: "muted"}, ` — ${s.reason}`) : "", " · ", s.tags.map(t => h("span", {class: "pill"}, t)),
-      ` · ${s.input_tokens}→${s.output_tokens} tokens`, s.latency_s === null ? "" : ` · ${fmt(s.latency_s, 2)}s`),
-    h("h2", {}, "Conversation"), s.messages.map(messageView),
-    (s.transcript || []).length ? [h("h2", {}, "Transcript"), s.transcript.map(messageView)] : null,
-    h("h2", {}, "Answer"), messageView({role: "assistant", content: s.error ? `[request failed] ${s.error}` : s.output, tool_calls: s.tool_calls}),
-    h("h2", {}, "Grades"), Object.values(s.grades).map(g => h("div", {class: "grade"},
-      h("strong", {}, g.name), " ", h("span", {class: g.status === "scored" ? (g.passed ? "pass" : "fail") : g.status},
-        g.status === "scored" ? `${fmt(g.score)} ${g.passed ? "pass" : "fail"}` : g.status),
-      Object.keys(g.sub_scores || {}).length ? h("pre", {}, JSON.stringify(g.sub_scores, null, 1)) : null,
-      h("div", {class: "muted"}, g.explanation || ""))),
+      ` · ${s.input_tokens}→${s.output_tokens} tokens`, s.latency_s === null ? "" : ` · ${secs(s.latency_s)}`, s.cost_usd ? ` · ${usd(s.cost_usd)}` : ""),
+    h("h2", {}, "Prompt"), s.messages.map(m => messageView(m)),
+    transcript ? transcriptView(transcript, s.meta || {}, s.messages.length) : null,
+    h("h2", {}, transcript ? "Final answer" : "Answer"),
+    messageView({role: "assistant", content: s.error ? `[request failed] ${s.error}` : s.output, tool_calls: transcript ? [] : s.tool_calls}),
+    h("h2", {}, "Grades"), h("div", {id: "grades"}, Object.values(s.grades).map(gradeView)),
     h("h2", {}, "Review"),
     h("div", {class: "review", id: "review"},
       h("div", {class: "toolbar"}, verdicts.map(v => h("label", {}, h("input", {type: "radio", name: "verdict", value: v}), ` ${v} `))),
@@ -163,43 +437,83 @@ async function pageSample(runId, itemId, epoch) {
     h("h2", {}, "Item data"), h("pre", {}, JSON.stringify(s.item, null, 2)));
 }
 
+// ---- side by side ---------------------------------------------------------------------------
 function diffView(ops) {
   return h("div", {class: "answer"}, ops.map(([op, text]) => op === "=" ? text : h(op === "-" ? "del" : "ins", {}, text)));
 }
 
 async function pageCompare(a, b) {
   const c = await api(`api/compare?a=${enc(a)}&b=${enc(b)}`);
+  const o = c.paired.overall;
+  const labelA = `${c.a.short} [${c.a.variant}]`, labelB = `${c.b.short} [${c.b.variant}]`;
   show(h("h1", {}, "Side by side"),
-    h("p", {}, h("strong", {}, "A: "), `${c.a.model} [${c.a.variant}] ${fmt(c.a_score.mean)} · `,
-      h("strong", {}, "B: "), `${c.b.model} [${c.b.variant}] ${fmt(c.b_score.mean)} · `,
+    h("p", {}, h("strong", {}, "A: "), modelName(c.a), ` [${c.a.variant}] ${fmt(c.a_score.mean)} · `,
+      h("strong", {}, "B: "), modelName(c.b), ` [${c.b.variant}] ${fmt(c.b_score.mean)} · `,
       h("a", {href: `#/arena/${enc(a)}/${enc(b)}`}, "blind vote on these")),
+    o.diff === null ? null : h("p", {id: "paired-overall"}, `B − A = ${o.diff >= 0 ? "+" : ""}${fmt(o.diff)} over ${o.n} paired items, `,
+      o.ci_low === null ? "" : `95% CI [${fmt(o.ci_low)}, ${fmt(o.ci_high)}], `, `p = ${o.p_value === null ? "–" : Number(o.p_value).toPrecision(2)} (${o.test})`,
+      h("strong", {class: o.significant ? (o.diff > 0 ? "pass" : "fail") : "muted"}, o.significant ? " significant" : " not significant")),
+    c.paired.warnings.map(w => h("p", {class: "unscored"}, w)),
+    h("div", {class: "charts"}, pairedChart(c.paired.groups, "A", "B")),
+    h("p", {class: "muted small"}, `A = ${labelA}, B = ${labelB}`),
     h("table", {id: "compare"}, h("thead", {}, h("tr", {}, ["item", "A", "B", "diff (A → B)"].map(t => h("th", {}, t)))),
       h("tbody", {}, c.rows.map(r => h("tr", {},
-        h("td", {}, r.item_id), h("td", {}, fmt(r.a.value)), h("td", {}, fmt(r.b.value)), h("td", {}, diffView(r.diff)))))));
+        h("td", {}, r.item_id), h("td", {class: r.a.status}, fmt(r.a.value)), h("td", {class: r.b.status}, fmt(r.b.value)), h("td", {}, diffView(r.diff)))))));
+}
+
+// ---- blind votes ----------------------------------------------------------------------------
+function progressView(p) {
+  const g = p.grade_agreement, v = p.voter_agreement;
+  return h("div", {class: "progress", id: "arena-progress"},
+    h("div", {class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": p.votable, "aria-valuenow": p.voted},
+      h("span", {style: `width:${p.votable ? (100 * p.voted) / p.votable : 100}%`})),
+    h("p", {class: "muted"}, `${p.voted} of ${p.votable} answer pairs voted`,
+      p.identical ? ` · ${p.identical} pair(s) with identical answers skipped` : "",
+      ` · votes A ${p.wins.a}, B ${p.wins.b}, tie ${p.wins.tie}`,
+      ` · agreement with the grades: ${g.n ? `${g.agree}/${g.n} (${pct(g.agree, g.n)})` : "no vote on an item the grades split"}`,
+      v.n ? ` · between voters: ${v.agree}/${v.n} (${pct(v.agree, v.n)})` : ""));
 }
 
 async function pageArena(a, b) {
   const pair = await api(`api/arena/next?a=${enc(a)}&b=${enc(b)}`);
   if (pair.done) {
-    show(h("h1", {}, "Blind vote"), h("p", {id: "arena-done"}, `All ${pair.total} shared items are voted on.`),
+    show(h("h1", {}, "Blind vote"), progressView(pair.progress),
+      h("p", {id: "arena-done"}, `All ${pair.progress.votable} answer pairs that differ are voted on.`),
       h("a", {href: "#/"}, "back to runs"));
     return;
   }
+  const voter = h("input", {id: "voter", size: 14, placeholder: "your name (optional)", value: localStorage.getItem("posttrain-voter") || "",
+    onchange: e => localStorage.setItem("posttrain-voter", e.target.value.trim())});
   const reveal = h("div", {class: "reveal", id: "reveal", role: "status"});
   const next = h("button", {id: "btn-next", class: "secondary", hidden: true, onclick: () => render()}, "Next pair");
-  const buttons = ["left", "tie", "right"].map(choice => h("button", {id: `vote-${choice}`, onclick: async () => {
+  const vote = async (choice) => {
+    if (buttons[0].disabled) return;
     buttons.forEach(btn => (btn.disabled = true));
-    const out = await api("api/arena/vote", {pair: pair.pair, choice});
+    const body = {pair: pair.pair, choice};
+    if (voter.value.trim()) body.voter = voter.value.trim();
+    const out = await api("api/arena/vote", body);
     reveal.textContent = `Left was ${out.reveal.left}; right was ${out.reveal.right}.`;
     next.hidden = false;
-  }}, choice === "tie" ? "Tie" : `${choice[0].toUpperCase()}${choice.slice(1)} is better`));
+    next.focus();
+  };
+  const buttons = ["left", "tie", "right"].map(choice => h("button", {id: `vote-${choice}`, onclick: () => vote(choice)},
+    choice === "tie" ? "Tie (t)" : choice === "left" ? "Left is better (←)" : "Right is better (→)"));
+  const arenaKeys = (e) => {
+    if (e.target.matches("input, textarea")) return;
+    if (!next.hidden && (e.key === "Enter" || e.key === "n")) { e.preventDefault(); render(); }
+    else if (e.key === "ArrowLeft") vote("left");
+    else if (e.key === "ArrowRight") vote("right");
+    else if (e.key === "t") vote("tie");
+  };
   const answer = (side) => h("div", {}, h("h2", {}, side === "left" ? "Answer 1 (left)" : "Answer 2 (right)"),
     h("div", {class: "answer", id: `answer-${side}`}, pair[side].output,
       (pair[side].tool_calls || []).map(c => h("pre", {}, `${c.function?.name}(${c.function?.arguments})`))));
-  show(h("h1", {}, "Blind vote"), h("p", {class: "muted"}, `${pair.remaining} of ${pair.total} items left. Model names are shown after you vote.`),
-    h("h2", {}, "Conversation"), pair.messages.map(messageView),
+  show(h("h1", {}, "Blind vote"), progressView(pair.progress),
+    h("p", {class: "muted"}, "Model names are shown after you vote. ", voter),
+    h("h2", {}, "Conversation"), pair.messages.map(m => messageView(m)),
     h("div", {class: "side"}, answer("left"), answer("right")),
     h("div", {class: "toolbar"}, buttons, next), reveal);
+  keyHandler = arenaKeys;
 }
 
 async function render() {
@@ -209,14 +523,17 @@ async function render() {
   statusEl.textContent = "";
   try {
     if (parts[0] === "run") await pageRun(parts[1], params);
+    else if (parts[0] === "matrix") await pageMatrix(parts[1], params);
     else if (parts[0] === "sample") await pageSample(parts[1], parts[2], parts[3] || "0");
     else if (parts[0] === "compare") await pageCompare(parts[1], parts[2]);
     else if (parts[0] === "arena") await pageArena(parts[1], parts[2]);
     else await pageRuns();
+    document.body.setAttribute("data-page", parts[0] || "runs");
   } catch (err) {
     show(h("p", {class: "error", id: "error"}, `Error: ${err.message}`));
   }
 }
 
+document.addEventListener("keydown", e => { if (keyHandler) keyHandler(e); });
 window.addEventListener("hashchange", render);
 render();

@@ -1,0 +1,365 @@
+"""The matrix: an eval's items as rows, its runs (model x variant) as columns, in SQL.
+
+Each cell is one item's outcome in one run, computed by SQLite from the ``samples`` and
+``scores`` tables with the same rules as ``posttrain.analysis.results.combine`` and
+``RunResults.item_scores`` (a sample is *scored* only when every expected grader scored it, a
+failed request is an *error*, the item's headline score is the sum of its scored values over
+``max(epochs, answers)``). Filters, search, sorting and paging run in the query, so a page of
+a 100,000-sample eval reads only that page's answers; nothing loads every completion.
+
+A cell's status, worst first: ``error`` (a request failed), ``unscored`` (a grader could not
+grade), ``missing`` (fewer answers than epochs), ``fail``, ``pass``, ``scored`` (graded with
+no pass/fail).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+import orjson
+
+from posttrain.analysis.stats import mean_ci, percentile
+from posttrain.runner.store import RunInfo, Store
+
+STATUSES = ("pass", "fail", "scored", "unscored", "error", "missing")
+SORTS = ("item", "score", "-score")
+MAX_LIMIT = 1000
+
+
+def short_name(model: str) -> str:
+    """A model's display name: a path's or URL's last two parts (the full name is on hover)."""
+    text = model.rstrip("/")
+    for prefix in ("file://",):
+        text = text.removeprefix(prefix)
+    if ":" in text.split("/")[0] and "/" in text:  # hf:org/name, openai:..., keep the name
+        text = text.split(":", 1)[1]
+    parts = [p for p in text.replace("\\", "/").split("/") if p]
+    if len(parts) <= 2:
+        return text if len(text) <= 40 else "…" + text[-39:]
+    short = "/".join(parts[-2:])
+    return short if len(short) <= 40 else "…" + short[-39:]
+
+
+def _expected(run: RunInfo) -> tuple[list[str] | None, bool]:
+    """(the graders whose grades make the score, whether the first is the run's primary)."""
+    primary = run.config.get("primary")
+    if isinstance(primary, str) and primary:
+        return [primary], True
+    names = run.config.get("grader_names")
+    if isinstance(names, list) and names:
+        return [str(n) for n in names], False
+    return None, False
+
+
+def sample_sql(run: RunInfo, alias: str) -> tuple[str, list[Any]]:
+    """A CTE ``alias`` with one row per answer: item_id, epoch, st, v, passed."""
+    names, primary = _expected(run)
+    params: list[Any] = [run.id]
+    grader_filter = ""
+    if names:
+        grader_filter = f" AND grader IN ({','.join('?' * len(names))})"
+        params += names
+    if names:
+        complete = f"g.ok = {len(names)}"
+    else:
+        complete = "g.n > 0 AND g.ok = g.n"
+    passed = "g.p1" if primary else "CASE WHEN g.ok = g.n THEN g.allpass END"
+    sql = (
+        f"{alias}_g AS (SELECT item_id, epoch, COUNT(*) AS n, "
+        "SUM(status = 'scored' AND value IS NOT NULL) AS ok, AVG(value) AS v, "
+        "MIN(COALESCE(passed, 0)) AS allpass, MAX(passed) AS p1 "
+        f"FROM scores WHERE run_id = ?{grader_filter} GROUP BY item_id, epoch), "
+        f"{alias} AS (SELECT s.item_id, s.epoch, "
+        f"CASE WHEN s.status = 'error' THEN 'error' WHEN g.n IS NOT NULL AND {complete} "
+        "THEN 'scored' ELSE 'unscored' END AS st, "
+        f"CASE WHEN s.status != 'error' AND g.n IS NOT NULL AND {complete} THEN g.v END AS v, "
+        f"CASE WHEN s.status != 'error' AND g.n IS NOT NULL AND {complete} THEN {passed} END "
+        "AS passed "
+        f"FROM samples s LEFT JOIN {alias}_g g ON g.item_id = s.item_id AND g.epoch = s.epoch "
+        "WHERE s.run_id = ?)"
+    )
+    params.append(run.id)
+    return sql, params
+
+
+def _cell_sql(run: RunInfo, alias: str) -> tuple[str, list[Any]]:
+    """CTEs ending in ``alias``: one row per item the run answered: status, score, answers."""
+    samples, params = sample_sql(run, f"{alias}_s")
+    epochs = max(1, run.epochs)
+    sql = (
+        f"{samples}, {alias} AS (SELECT item_id, COUNT(*) AS answers, "
+        "SUM(st = 'error') AS errors, SUM(st = 'unscored') AS unscored, "
+        "SUM(st = 'scored') AS scored, SUM(st = 'scored' AND passed = 1) AS npass, "
+        "SUM(st = 'scored' AND passed = 0) AS nfail, "
+        f"SUM(CASE WHEN st = 'scored' THEN v ELSE 0 END) * 1.0 / MAX({epochs}, COUNT(*)) "
+        "AS score, "
+        "CASE WHEN SUM(st = 'error') > 0 THEN 'error' "
+        "WHEN SUM(st = 'unscored') > 0 THEN 'unscored' "
+        f"WHEN COUNT(*) < {epochs} THEN 'missing' "
+        "WHEN SUM(st = 'scored' AND passed = 0) > 0 THEN 'fail' "
+        "WHEN SUM(st = 'scored' AND passed = 1) = COUNT(*) THEN 'pass' "
+        "ELSE 'scored' END AS status "
+        f"FROM {alias}_s GROUP BY item_id)"
+    )
+    return sql, params
+
+
+def default_columns(store: Store, eval_name: str) -> list[RunInfo]:
+    """The latest run of each (model, variant) of an eval, ordered by model then variant."""
+    latest: dict[tuple[str, str], RunInfo] = {}
+    for run in store.list_runs(eval_name):  # newest first
+        latest.setdefault((run.model, run.variant), run)
+    return sorted(latest.values(), key=lambda r: (r.model, r.variant))
+
+
+def previous_run(store: Store, run: RunInfo) -> RunInfo | None:
+    """The run of the same eval, model and variant made just before this one."""
+    for other in store.list_runs(run.eval_name):  # newest first
+        if (other.model, other.variant) == (run.model, run.variant) and other.id != run.id \
+                and (other.created, other.id) < (run.created, run.id):
+            return other
+    return None
+
+
+def column_header(store: Store, run: RunInfo) -> dict[str, Any]:
+    """Score (every item, 0 for no score) with its 95% CI, coverage, cost, latency."""
+    cells, params = _cell_sql(run, "c")
+    rows = store.conn.execute(
+        f"WITH {cells} SELECT COALESCE(c.score, 0) FROM run_items i "
+        "LEFT JOIN c ON c.item_id = i.item_id WHERE i.run_id = ?", (*params, run.id)).fetchall()
+    scores = [float(r[0]) for r in rows]
+    mean, low, high = mean_ci(scores)
+    answers, sample_params = sample_sql(run, "s")
+    counts = dict(store.conn.execute(
+        f"WITH {answers} SELECT st, COUNT(*) FROM s GROUP BY st", sample_params).fetchall())
+    agg = store.conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(cost_usd), 0) FROM samples WHERE run_id = ?",
+        (run.id,)).fetchone()
+    latencies = [r[0] for r in store.conn.execute(
+        "SELECT latency_s FROM samples WHERE run_id = ? AND latency_s IS NOT NULL", (run.id,))]
+    expected = max(len(scores) * max(1, run.epochs), agg[0])
+    return {
+        "run": run.id, "model": run.model, "short": short_name(run.model),
+        "variant": run.variant, "epochs": run.epochs, "status": run.status,
+        "created": run.created,
+        "score": {"mean": mean, "low": low, "high": high, "n": len(scores)},
+        "coverage": {"scored": counts.get("scored", 0), "expected": expected},
+        "statuses": counts, "cost_usd": agg[1],
+        "latency": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95)},
+    }
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _query(store: Store, columns: list[RunInfo], *, status: str | None, tag: str | None,
+           search: str | None, disagree: bool, changed: bool, sort: str, sort_col: int
+           ) -> tuple[str, list[Any], list[RunInfo | None]]:
+    """The SELECT over every matching row (no paging): item, position, tags, data, then per
+    column status, score, answers, previous status, previous score."""
+    ctes: list[str] = []
+    params: list[Any] = []
+    ids = [run.id for run in columns]
+    marks = ",".join("?" * len(ids))
+    ctes.append(f"items AS (SELECT item_id, MIN(position) AS position, tags, data FROM run_items "
+                f"WHERE run_id IN ({marks}) GROUP BY item_id)")
+    params += ids
+    previous = [previous_run(store, run) for run in columns]
+    selects, joins = [], []
+    for index, run in enumerate(columns):
+        sql, p = _cell_sql(run, f"c{index}")
+        ctes.append(sql)
+        params += p
+        selects.append(f"c{index}.status, c{index}.score, c{index}.answers")
+        joins.append(f"LEFT JOIN c{index} ON c{index}.item_id = i.item_id")
+        prev = previous[index]
+        if prev is not None:
+            sql, p = _cell_sql(prev, f"p{index}")
+            ctes.append(sql)
+            params += p
+            selects.append(f"p{index}.status, p{index}.score")
+            joins.append(f"LEFT JOIN p{index} ON p{index}.item_id = i.item_id")
+        else:
+            selects.append("NULL, NULL")
+    where: list[str] = []
+    where_params: list[Any] = []
+    status_of = [f"COALESCE(c{i}.status, 'missing')" for i in range(len(columns))]
+    # a cell's outcome for comparisons: its status, and its score when graded without pass/fail
+    outcome = [f"(CASE WHEN {s} = 'scored' THEN printf('%.4f', c{i}.score) ELSE {s} END)"
+               for i, s in enumerate(status_of)]
+    if status:
+        where.append("(" + " OR ".join(f"{s} = ?" for s in status_of) + ")")
+        where_params += [status] * len(columns)
+    if tag:
+        where.append("EXISTS (SELECT 1 FROM json_each(i.tags) WHERE value = ?)")
+        where_params.append(tag)
+    if search:
+        pattern = _like(search)
+        where.append(
+            "(i.item_id LIKE ? ESCAPE '\\' OR i.data LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM "
+            f"samples s WHERE s.run_id IN ({marks}) AND s.item_id = i.item_id AND "
+            "(json_extract(s.completion, '$.text') LIKE ? ESCAPE '\\' "
+            "OR s.error LIKE ? ESCAPE '\\')))")
+        where_params += [pattern, pattern, *ids, pattern, pattern]
+    if disagree and len(columns) > 1:
+        where.append("(" + " OR ".join(f"{outcome[0]} != {o}" for o in outcome[1:]) + ")")
+    if changed:
+        parts = []
+        for index, prev in enumerate(previous):
+            if prev is None:
+                continue
+            now = outcome[index]
+            before = (f"(CASE WHEN COALESCE(p{index}.status, 'missing') = 'scored' THEN "
+                      f"printf('%.4f', p{index}.score) ELSE COALESCE(p{index}.status, 'missing')"
+                      " END)")
+            parts.append(f"{now} != {before}")
+        where.append("(" + " OR ".join(parts) + ")" if parts else "0")
+    order = "i.position, i.item_id"
+    if sort in ("score", "-score") and 0 <= sort_col < len(columns):
+        direction = "DESC" if sort == "-score" else "ASC"
+        order = f"COALESCE(c{sort_col}.score, 0) {direction}, i.position, i.item_id"
+    sql = (f"WITH {', '.join(ctes)} SELECT i.item_id, i.position, i.tags, i.data, "
+           f"{', '.join(selects)} FROM items i {' '.join(joins)}"
+           + (f" WHERE {' AND '.join(where)}" if where else "") + f" ORDER BY {order}")
+    return sql, params + where_params, previous
+
+
+def _cells(row: Any, columns: list[RunInfo]) -> list[dict[str, Any]]:
+    cells = []
+    for index in range(len(columns)):
+        base = 4 + index * 5
+        status, score, answers, prev_status, prev_score = row[base:base + 5]
+        cell: dict[str, Any] = {"status": status or "missing", "score": score,
+                                "answers": answers or 0}
+        if prev_status is not None or prev_score is not None:
+            cell["previous"] = {"status": prev_status, "score": prev_score}
+        cells.append(cell)
+    return cells
+
+
+def _preview(data: dict[str, Any], limit: int = 160) -> str:
+    """The item's first few text fields, shortened: what the row is about."""
+    parts = []
+    for key, value in data.items():
+        if key in ("id", "tags") or not isinstance(value, (str, int, float)):
+            continue
+        parts.append(f"{key}: {value}")
+        if sum(len(p) for p in parts) > limit:
+            break
+    text = " · ".join(parts)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def resolve_columns(store: Store, eval_name: str | None, run_ids: list[str]) -> list[RunInfo]:
+    if run_ids:
+        columns = [store.resolve_run(r) for r in run_ids]
+        if len({c.eval_name for c in columns}) > 1:
+            raise ValueError("the runs of a matrix must be of one eval")
+        return columns
+    if not eval_name:
+        raise ValueError("needs ?eval=NAME or ?runs=ID,ID")
+    columns = default_columns(store, eval_name)
+    if not columns:
+        raise KeyError(eval_name)
+    return columns
+
+
+def matrix(store: Store, columns: list[RunInfo], *, status: str | None = None,
+           tag: str | None = None, search: str | None = None, disagree: bool = False,
+           changed: bool = False, sort: str = "item", sort_col: int = 0, offset: int = 0,
+           limit: int | None = 200, headers: bool = True,
+           output_chars: int | None = 400) -> dict[str, Any]:
+    """One page of the matrix (``limit=None``: every matching row, for exports; answers are
+    cut to ``output_chars``, None: whole)."""
+    if status is not None and status not in STATUSES:
+        raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+    if sort not in SORTS:
+        raise ValueError(f"sort must be one of {', '.join(SORTS)}")
+    sql, params, previous = _query(store, columns, status=status, tag=tag, search=search,
+                                   disagree=disagree, changed=changed, sort=sort,
+                                   sort_col=sort_col)
+    total = store.conn.execute(f"SELECT COUNT(*) FROM ({sql})", params).fetchone()[0]
+    if limit is not None:
+        limit = max(1, min(MAX_LIMIT, limit))
+        sql += " LIMIT ? OFFSET ?"
+        params = [*params, limit, max(0, offset)]
+    rows = store.conn.execute(sql, params).fetchall()
+    page = [{"item_id": r[0], "tags": orjson.loads(r[2]), "preview": _preview(orjson.loads(r[3])),
+             "cells": _cells(r, columns)} for r in rows]
+    _add_outputs(store, columns, page, output_chars)
+    marks = ",".join("?" * len(columns))
+    tags = [r[0] for r in store.conn.execute(
+        f"SELECT DISTINCT j.value FROM run_items i, json_each(i.tags) j WHERE i.run_id IN "
+        f"({marks}) ORDER BY 1", [run.id for run in columns])]
+    out: dict[str, Any] = {
+        "eval": columns[0].eval_name, "total": total, "offset": offset, "limit": limit,
+        "rows": page, "tags": tags,
+        "columns": ([column_header(store, run) for run in columns] if headers
+                    else [{"run": run.id, "model": run.model, "short": short_name(run.model),
+                           "variant": run.variant} for run in columns]),
+    }
+    for column, prev in zip(out["columns"], previous, strict=True):
+        column["previous_run"] = prev.id if prev is not None else None
+    return out
+
+
+def _add_outputs(store: Store, columns: list[RunInfo], page: list[dict[str, Any]],
+                 chars: int | None) -> None:
+    """Each cell's first answer (its lowest epoch), shortened, for this page's rows only."""
+    if not page:
+        return
+    by_item = {row["item_id"]: row for row in page}
+    index_of = {run.id: i for i, run in enumerate(columns)}
+    text_sql = ("json_extract(completion, '$.text')" if chars is None
+                else f"substr(json_extract(completion, '$.text'), 1, {int(chars) + 1})")
+    for start in range(0, len(by_item), 400):
+        chunk = list(by_item)[start:start + 400]
+        rows = store.conn.execute(
+            f"SELECT run_id, item_id, MIN(epoch), {text_sql}, "
+            "json_array_length(json_extract(completion, '$.tool_calls')), "
+            "substr(error, 1, 200) FROM samples "
+            f"WHERE run_id IN ({','.join('?' * len(index_of))}) "
+            f"AND item_id IN ({','.join('?' * len(chunk))}) GROUP BY run_id, item_id",
+            (*index_of, *chunk))
+        for run_id, item_id, epoch, text, tool_calls, error in rows:
+            cell = by_item[item_id]["cells"][index_of[run_id]]
+            text = text or ""
+            cell["output"] = text if chars is None or len(text) <= chars else text[:chars] + "…"
+            cell["epoch"] = epoch
+            if tool_calls:
+                cell["tool_calls"] = tool_calls
+            if error:
+                cell["error"] = error
+
+
+def export_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Flat rows (one per item x column) of a matrix, for CSV / JSON exports."""
+    out = []
+    for row in data["rows"]:
+        for column, cell in zip(data["columns"], row["cells"], strict=True):
+            out.append({"item_id": row["item_id"], "tags": " ".join(row["tags"]),
+                        "run": column["run"], "model": column["model"],
+                        "variant": column["variant"], "status": cell["status"],
+                        "score": cell["score"], "answers": cell["answers"],
+                        "output": cell.get("output", ""), "error": cell.get("error", "")})
+    return out
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    fields = ["item_id", "tags", "run", "model", "variant", "status", "score", "answers",
+              "output", "error"]
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row[k] is None else row[k]) for k in fields})
+    return buffer.getvalue()
+
+
+def to_json(data: dict[str, Any], filters: dict[str, Any]) -> str:
+    return json.dumps({"eval": data["eval"], "filters": filters, "total": data["total"],
+                       "columns": data["columns"], "rows": export_rows(data)}, indent=1)
