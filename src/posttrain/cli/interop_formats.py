@@ -68,6 +68,21 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--store", default="posttrain.db")
     p.set_defaults(func=run_export_promptfoo)
 
+    p = sources.add_parser(
+        "openai-batch", help="an OpenAI Batch API input file as an eval; its output file as "
+                             "a stored run",
+        description="Each line's messages become an item (id: its custom_id); with --results "
+                    "the batch's output file is stored as a run with no requests and graded.")
+    p.add_argument("input", metavar="INPUT.jsonl")
+    p.add_argument("--results", type=Path, metavar="OUTPUT.jsonl",
+                   help="the batch's output (and error) file")
+    p.add_argument("--graders", type=Path, metavar="FILE",
+                   help="graders for the eval (YAML or JSON: one grader or a list)")
+    p.add_argument("-o", "--out", required=True, type=Path, help="folder for eval.yaml")
+    p.add_argument("--store", default="posttrain.db")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_import_batch)
+
 
 def _warn(notes: list[str]) -> None:
     for note in notes:
@@ -148,4 +163,23 @@ def run_export_promptfoo(args: argparse.Namespace) -> int:
     result = export_promptfoo(args.store, args.runs, args.out)
     print(f"wrote {result['file']} ({result['runs']} runs, {result['results']} results; "
           "promptfoo's output JSON, version 3)")
+    return 0
+
+
+def run_import_batch(args: argparse.Namespace) -> int:
+    from posttrain.interop.openai_batch import import_batch
+
+    result = import_batch(args.input, args.out, results=args.results, graders=args.graders,
+                          store=args.store)
+    _warn(result["warnings"])
+    if args.json:
+        print(json.dumps(result, default=str))
+        return 0
+    print(f"wrote {result['eval']} ({result['items']} requests as items; models named: "
+          f"{', '.join(result['models']) or '-'})")
+    run = result.get("run")
+    if run:
+        state = "stored as" if run["new"] else "already stored as"
+        print(f"results {state} run {run['run_id']}: posttrain report {run['run_id']} --store "
+              f"{args.store}")
     return 0

@@ -51,8 +51,12 @@ def _add_eval(sub: Any) -> None:
     p.add_argument("--cache-scope", choices=["global", "eval", "run"], default="global",
                    help="share cached answers across evals and runs (global), within this "
                         "eval (eval), or only with a resumed run (run)")
-    p.add_argument("--backend", choices=["local", "ray"], default="local")
+    p.add_argument("--backend", choices=["local", "ray", "openai-batch"], default="local",
+                   help="openai-batch: through OpenAI's Batch API (half price; a killed command "
+                        "resumes the batch it submitted)")
     p.add_argument("--address", help="Ray cluster address (with --backend ray)")
+    p.add_argument("--poll", type=float, default=30.0, metavar="SECONDS",
+                   help="seconds between batch status checks (with --backend openai-batch)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--html", metavar="PATH", help="also write a self-contained HTML report")
     p.add_argument("--fail-under", type=float, metavar="X",
@@ -167,6 +171,12 @@ def _run_eval(args: argparse.Namespace) -> int:
                                           progress=progress, address=args.address,
                                           model_configs=public,
                                           models_file=args.models_file)
+        if args.backend == "openai-batch":
+            from posttrain.interop.openai_batch import execute_eval_batch
+
+            return await execute_eval_batch(eval_, models, variants, store, options,
+                                            progress=progress, model_configs=public,
+                                            poll_s=args.poll, out=sys.stderr)
         return await execute_eval(eval_, models, variants, store, options,
                                   progress=progress, model_configs=public)
 
