@@ -195,10 +195,27 @@ class Eval:
             return None
         module_name, _, attr = self.solver.partition(":")
         try:
-            return getattr(importlib.import_module(module_name), attr or "solve")
+            return getattr(_import_beside(module_name, self.source), attr or "solve")
         except (ImportError, AttributeError) as exc:
             raise UserError(f"cannot load solver {self.solver!r}: {exc}", file=self.source,
                             field="solver") from None
+
+
+def _import_beside(module_name: str, source: Path | None) -> Any:
+    """Import ``module_name``; a module file next to the eval file (``solver: my_env:solve``
+    beside ``eval.yaml``) is found too, without setting PYTHONPATH."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        top = module_name.split(".")[0]
+        folder = Path(source).resolve().parent if source is not None else None
+        if folder is None or exc.name != top or not (
+                (folder / f"{top}.py").is_file() or (folder / top / "__init__.py").is_file()):
+            raise
+        import sys
+
+        sys.path.insert(0, str(folder))
+        return importlib.import_module(module_name)
 
 
 # ---- building from data ---------------------------------------------------------------------

@@ -52,3 +52,34 @@ class FaultInjector:
             self.injected += 1
             return entry["kind"], fault_text(entry["kind"], tool, self.domain)
         return None
+
+
+TRAINING_MODES = ("transient", "permanent", "mixed")
+
+
+def training_faults(item: dict[str, Any], mode: str, rng: Any) -> dict[str, Any]:
+    """``item`` turned into a grit item for training (``posttrain train rft --faults MODE``).
+
+    An item that should proceed (a fully specified task, or one with a benign default) gets a
+    fault plan on its state-changing tool, built as the generator builds grit items: transient
+    (the first 1-2 calls fail: the agent must retry and finish) or permanent (every call fails:
+    it must leave the state untouched and say the task failed); ``mixed`` picks one per item.
+    The expected state and the grader are unchanged, so the reward still is the eval's grade.
+    Items that must ask, irrelevance items and grit items are returned as they are.
+    """
+    if mode not in TRAINING_MODES:
+        raise ValueError(f"unknown fault mode {mode!r}; one of {', '.join(TRAINING_MODES)}")
+    gold = item.get("gold_actions") or []
+    if item.get("category") != "ambiguity" or item.get("expect") != "proceed" or not gold:
+        return item
+    from posttrain.suites.tool_use.generate import RETRY_CAP
+
+    chosen = rng.choice(["transient", "permanent"]) if mode == "mixed" else mode
+    fault = {"tool": gold[-1]["name"], "kind": rng.choice(KINDS), "mode": chosen,
+             "count": rng.choice([1, 2]) if chosen == "transient" else None}
+    changed = dict(item, category="grit", case=f"grit:{chosen}", faults=[fault],
+                   retry_cap=RETRY_CAP, max_turns=max(12, int(item.get("max_turns") or 0)),
+                   expect="complete" if chosen == "transient" else "complete_or_report")
+    if chosen == "permanent":
+        changed["outputs"] = []
+    return changed

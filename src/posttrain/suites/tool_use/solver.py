@@ -1,25 +1,23 @@
 """The multi-turn loop: model ↔ simulated environment ↔ scripted user.
 
 Referenced from the suite's eval file as ``solver: posttrain.suites.tool_use.solver:solve``.
-Each call rebuilds the item's environment from its ``state`` (so trials are independent),
-injects the item's faults, answers questions with the scripted user, and returns the last
-completion with the whole ``transcript`` and what graders need in ``meta``.
+The episode is an environment of :mod:`posttrain.environment` (``ToolUseEnvironment``), so
+``posttrain train rft`` rolls out the same episodes: each rebuilds the item's environment from
+its ``state`` (so trials are independent), injects the item's faults, answers questions with
+the scripted user, and ends with the whole ``transcript`` and what graders need in ``meta``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
+from posttrain.environment import DEFAULT_MAX_TURNS, Step, episode_solver
 from posttrain.suites.tool_use.domains import make_env
 from posttrain.suites.tool_use.env import Env, ToolError, state_hash
 from posttrain.suites.tool_use.faults import FaultInjector
 from posttrain.suites.tool_use.user import ScriptedUser, is_question
-from posttrain.types import ChatRequest, Completion, Item
 
-DEFAULT_MAX_TURNS = 8
 _RESULT_PREVIEW = 300
 
 
@@ -43,17 +41,6 @@ def _parse_arguments(raw: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ToolError("the arguments must be a JSON object")
     return value
-
-
-def _normalise_call(call: dict[str, Any], turn: int, index: int) -> dict[str, Any]:
-    """An OpenAI-shaped tool call with an id and string arguments."""
-    function = call.get("function") or {}
-    arguments = function.get("arguments", call.get("arguments"))
-    if not isinstance(arguments, str):
-        arguments = json.dumps(arguments if arguments is not None else {})
-    return {"id": call.get("id") or f"call_{turn}_{index}", "type": "function",
-            "function": {"name": function.get("name", call.get("name", "")),
-                         "arguments": arguments}}
 
 
 class Episode:
@@ -92,71 +79,72 @@ class Episode:
         return text
 
 
-async def solve(request: ChatRequest, item: Item,
-                generate: Callable[[ChatRequest], Awaitable[Completion]]) -> Completion:
-    data = item.data
-    tools = request.tools if request.tools is not None else data.get("tools") or []
-    episode = Episode(data, {t.get("function", {}).get("name", "") for t in tools})
-    user = ScriptedUser(slot=data.get("slot"),
-                        go_ahead=data.get("go_ahead") or ScriptedUser.go_ahead)
-    messages: list[dict[str, Any]] = [dict(m) for m in request.messages]
-    max_turns = int(data.get("max_turns") or DEFAULT_MAX_TURNS)
-    totals = {"input_tokens": 0, "output_tokens": 0, "latency_s": 0.0, "cost_usd": 0.0}
-    agent_texts: list[str] = []
-    asked = asked_slot = False
-    cached = True
-    last: Completion | None = None
-    hit_turn_cap = True
-    for turn in range(max_turns):
-        last = await generate(dataclasses.replace(request, messages=list(messages)))
-        for key in totals:
-            totals[key] += getattr(last, key) or 0
-        cached = cached and last.cached
-        calls = [_normalise_call(c, turn, i) for i, c in enumerate(last.tool_calls or [])]
-        message: dict[str, Any] = {"role": "assistant", "content": last.text or ""}
+class ToolUseEnvironment:
+    """The suite's episode as an :mod:`posttrain.environment` environment: tools with injected
+    faults, the scripted user, and the trajectory facts the ``tool_use`` grader reads."""
+
+    max_turns = DEFAULT_MAX_TURNS
+
+    def reset(self, item: dict[str, Any]) -> list[dict[str, Any]]:
+        self.data = item
+        allowed = {t.get("function", {}).get("name", "") for t in item.get("tools") or []}
+        self.episode = Episode(item, allowed)
+        self.user = ScriptedUser(slot=item.get("slot"),
+                                 go_ahead=item.get("go_ahead") or ScriptedUser.go_ahead)
+        self.expected_hash = state_hash(expected_state(item))
+        self.turn = 0
+        self.agent_texts: list[str] = []
+        self.asked = self.asked_slot = False
+        self.last_text = ""
+        return []
+
+    def step(self, action: dict[str, Any]) -> Step:
+        turn, self.turn = self.turn, self.turn + 1
+        text = action.get("content") or ""
+        self.last_text = text
+        if text:
+            self.agent_texts.append(text)
+        calls = action.get("tool_calls") or []
         if calls:
-            message["tool_calls"] = calls
-        messages.append(message)
-        if last.text:
-            agent_texts.append(last.text)
-        if calls:
-            for call in calls:
-                result = episode.execute(call, turn)
-                messages.append({"role": "tool", "tool_call_id": call["id"], "content": result})
-            continue
-        was_revealed = user.revealed
-        if not episode.wrote and is_question(last.text or ""):
-            asked = True
-        reply = user.respond(last.text or "", wrote=episode.wrote)
-        asked_slot = asked_slot or (user.revealed and not was_revealed)
+            observation = [{"role": "tool", "tool_call_id": call["id"],
+                            "content": self.episode.execute(call, turn)} for call in calls]
+            return Step(observation, done=False, info=self.info())
+        was_revealed = self.user.revealed
+        if not self.episode.wrote and is_question(text):
+            self.asked = True
+        reply = self.user.respond(text, wrote=self.episode.wrote)
+        self.asked_slot = self.asked_slot or (self.user.revealed and not was_revealed)
         if reply is None:
-            hit_turn_cap = False
-            break
-        messages.append({"role": "user", "content": reply})
-    assert last is not None  # max_turns >= 1
-    final_state = episode.env.state
-    meta = {
-        "domain": data.get("domain"),
-        "category": data.get("category"),
-        "final_state_hash": state_hash(final_state),
-        "expected_state_hash": state_hash(expected_state(data)),
-        "initial_state_hash": state_hash(data["state"]),
-        "calls": episode.calls,
-        "faults_injected": episode.faults.injected,
-        "calls_per_tool": dict(episode.faults.calls),
-        "asked": asked,
-        "asked_slot": asked_slot,
-        "questions": user.questions,
-        "wrote": episode.wrote,
-        "user_replies": user.log,
-        "agent_texts": agent_texts,
-        "final_text": last.text or "",
-        "turns": sum(1 for m in messages if m["role"] == "assistant"),
-        "hit_turn_cap": hit_turn_cap,
-    }
-    return Completion(
-        text=last.text or "", tool_calls=last.tool_calls, finish_reason=last.finish_reason,
-        input_tokens=int(totals["input_tokens"]), output_tokens=int(totals["output_tokens"]),
-        latency_s=float(totals["latency_s"]), cost_usd=float(totals["cost_usd"]),
-        cached=cached, transcript=messages, meta=meta,
-    )
+            return Step([], done=True, info=self.info())
+        return Step([{"role": "user", "content": reply}], done=False, info=self.info())
+
+    def info(self) -> dict[str, Any]:
+        data, episode, user = self.data, self.episode, self.user
+        return {
+            "domain": data.get("domain"),
+            "category": data.get("category"),
+            "final_state_hash": state_hash(episode.env.state),
+            "expected_state_hash": self.expected_hash,
+            "initial_state_hash": state_hash(data["state"]),
+            "calls": list(episode.calls),
+            "faults_injected": episode.faults.injected,
+            "calls_per_tool": dict(episode.faults.calls),
+            "asked": self.asked,
+            "asked_slot": self.asked_slot,
+            "questions": user.questions,
+            "wrote": episode.wrote,
+            "user_replies": list(user.log),
+            "agent_texts": list(self.agent_texts),
+            "final_text": self.last_text,
+        }
+
+    @classmethod
+    def with_faults(cls, item: dict[str, Any], mode: str, rng: Any) -> dict[str, Any]:
+        """``item`` with the suite's failures injected for training (``--faults``)."""
+        from posttrain.suites.tool_use.faults import training_faults
+
+        return training_faults(item, mode, rng)
+
+
+# the eval's `solver:` (posttrain.suites.tool_use.solver:solve): one episode per sample
+solve = episode_solver(ToolUseEnvironment)
