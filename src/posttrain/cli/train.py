@@ -82,6 +82,13 @@ def add_parsers(sub: Any) -> None:
                    help="fraction or count of items that pick the best checkpoint")
     p.add_argument("--eval-every", type=int, default=20, help="validation every N steps")
     p.add_argument("--plot", type=Path, help="write the reward curves as an SVG")
+    p.add_argument("--faults", choices=["transient", "permanent", "mixed"],
+                   help="multi-turn: inject the environment's tool failures into training "
+                        "episodes (tool_use: transient ones to retry, permanent ones to report)")
+    p.add_argument("--fault-rate", type=float, default=0.5,
+                   help="with --faults: share of training items given a failure (default 0.5)")
+    p.add_argument("--episode-tokens", type=int,
+                   help="multi-turn: most tokens after the prompt in one episode (default 1024)")
     p.set_defaults(func=run_train)
 
     export = sub.add_parser("export", help="export training data to hosted formats")
@@ -182,7 +189,18 @@ def _run_rft(args: argparse.Namespace) -> dict[str, Any]:
         temperature=args.temperature, max_completion_length=args.max_tokens,
         eval_every=args.eval_every, seed=args.seed, lora_rank=args.lora,
         heldout=args.heldout, validation=args.validation,
+        faults=args.faults, fault_rate=args.fault_rate, episode_tokens=args.episode_tokens,
     )
+    if not 0.0 <= args.fault_rate <= 1.0:
+        raise UserError(f"must be a share from 0 to 1, got {args.fault_rate:g}",
+                        field="--fault-rate")
+    if args.faults or args.episode_tokens:
+        from posttrain.train.episodes import environment_of
+
+        if environment_of(eval_) is None:
+            raise UserError("needs an eval whose solver plays environment episodes (a "
+                            "posttrain.environment solver, such as the tool_use suite's)",
+                            field="--faults" if args.faults else "--episode-tokens")
     quiet = args.quiet or args.json
     report = rft_with_report(args.model, eval_, args.out, config, quiet=quiet, plot=args.plot,
                              store=args.store)  # before and after as two stored runs

@@ -46,7 +46,14 @@ def rft_with_report(model: str, eval_: Eval, out_dir: str | Path, config: RFTCon
     def held_out(model_dir: str | Path) -> tuple[dict[str, float], dict[str, Any] | None]:
         if store is not None:
             return evaluate_stored(model_dir, eval_, split.test, store)
-        scores = evaluate(model_dir, eval_, split.test)
+        from posttrain.train.episodes import environment_of
+
+        if environment_of(eval_) is not None:  # whole episodes, in process
+            from posttrain.train.episodes import evaluate_model_dir
+
+            scores = evaluate_model_dir(model_dir, eval_, split.test)
+        else:
+            scores = evaluate(model_dir, eval_, split.test)
         return ({item.id: float(score.value) for item, score in zip(split.test, scores, strict=True)
                  if score.status == "scored" and score.value is not None}, None)
 
@@ -89,6 +96,20 @@ def rft_with_report(model: str, eval_: Eval, out_dir: str | Path, config: RFTCon
         if paired.diff is not None else "  paired comparison: no common scored items",
         f"  saved {out_dir}  (evaluate: posttrain eval EVAL --model hf:{out_dir})",
     ]
+    components = _paired_components(before_run, after_run, store)
+    if components:
+        lines.append("  held-out by component and tag (paired, after - before):")
+        lines += [f"    {row['name']:<28} {row['a']:.3f} -> {row['b']:.3f}  {row['diff']:+.3f} "
+                  f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}] p = {row['p_value']:.3g}"
+                  + (f"  {row['label']}" if row.get("label") else "")
+                  for row in components]
+    speed = getattr(result, "speed", None)
+    if speed:
+        lines.append(f"  rollouts: {speed['episodes']} episodes in {speed['rollout_seconds']} s "
+                     f"({speed['episodes_per_s']} episodes/s, mean generate batch "
+                     f"{speed['mean_generate_batch']}); {speed['seconds_per_step']} s per GRPO "
+                     f"step; {speed['model_tokens']} model tokens trained, "
+                     f"{speed['env_tokens']} environment tokens masked")
     unscored = sum(v for k, v in result.reward_stats.items() if k != "scored")
     if unscored:
         lines.append(f"  note: {unscored} rewards were unscored/errored grades (skipped: no reward)")
@@ -103,7 +124,40 @@ def rft_with_report(model: str, eval_: Eval, out_dir: str | Path, config: RFTCon
         "train_seconds": result.seconds, "seconds": round(time.perf_counter() - started, 2),
         "history": result.history, "reward_stats": result.reward_stats, "warning": warning,
         "text": "\n".join(lines), "runs": [run for run in (before_run, after_run) if run],
+        "components": components, "speed": speed,
     }
+
+
+def _paired_components(before: dict[str, Any] | None, after: dict[str, Any] | None,
+                       store: str | Path | None) -> list[dict[str, Any]]:
+    """Per grader component and per tag, the paired held-out change of two stored runs, each
+    tag with the rule-of-thumb label of :func:`posttrain.analysis.cusp.fine_tune_label`."""
+    if not before or not after or store is None:
+        return []
+    from posttrain.analysis.compare import compare_runs
+    from posttrain.analysis.cusp import fine_tune_label
+    from posttrain.analysis.results import load_results
+    from posttrain.runner.store import Store
+
+    with Store(store) as db:
+        a, b = load_results(db, before["run_id"]), load_results(db, after["run_id"])
+    report = compare_runs(a, b)
+    bar = a.run.config.get("pass_bar")
+    rows = []
+    for kind, entries, key in (("component", report["components"], "component"),
+                               ("tag", report["groups"], "group")):
+        for entry in entries:
+            if entry.get("diff") is None:
+                continue
+            row = {"kind": kind, "name": entry[key], "a": entry["mean_a"], "b": entry["mean_b"],
+                   "diff": entry["diff"], "ci_low": entry["ci_low"], "ci_high": entry["ci_high"],
+                   "p_value": entry["p_value"], "n": entry["n"]}
+            if kind == "tag":
+                row["label"] = fine_tune_label(entry["mean_a"], entry["mean_b"],
+                                               bool(entry["significant"]),
+                                               bar=float(bar) if bar else 0.8)
+            rows.append(row)
+    return rows
 
 
 def _cached_result(out_dir: Path, meta_file: Path) -> RFTResult:

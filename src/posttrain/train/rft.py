@@ -43,6 +43,10 @@ class RFTConfig:
     lora_rank: int | None = None
     heldout: float | int = 0.2        # fraction or count of items held out for before/after
     validation: float | int = 0.1     # fraction or count used to pick the best checkpoint
+    # multi-turn (an eval whose solver is an environment: posttrain.train.episodes)
+    faults: str | None = None         # inject the environment's faults into training items
+    fault_rate: float = 0.5           # share of training items given faults
+    episode_tokens: int | None = None  # most tokens after the prompt in one episode
 
 
 @dataclass
@@ -95,7 +99,16 @@ def train_rft(model: str, eval_: Eval, out_dir: str | Path, split: Split, config
     """Run GRPO on ``split.train``; keep the best checkpoint by validation score in ``out_dir``.
 
     ``validator(step, policy, tokenizer) -> score`` replaces the in-process validation (the job
-    runner evaluates each checkpoint through the runner, as ``posttrain eval`` would)."""
+    runner evaluates each checkpoint through the runner, as ``posttrain eval`` would).
+    An eval whose solver plays environment episodes trains on whole episodes
+    (:mod:`posttrain.train.episodes`)."""
+    from posttrain.train.episodes import environment_of
+
+    if environment_of(eval_) is not None:
+        from posttrain.train.episodes import train_rft_episodes
+
+        return train_rft_episodes(model, eval_, out_dir, split, config, quiet=quiet,  # type: ignore[no-any-return]
+                                  on_log=on_log, validator=validator)
     quiet_libraries()
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, TrainerCallback
