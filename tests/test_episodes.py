@@ -125,7 +125,7 @@ def tiny() -> tuple[Any, Any]:
     from posttrain.train.common import load_tokenizer
     from posttrain.train.tiny import ensure_tiny_model
 
-    folder = ensure_tiny_model()
+    folder = ensure_tiny_model(task=None)  # untrained: ~9 s to build on a cold cache
     return AutoModelForCausalLM.from_pretrained(folder), load_tokenizer(str(folder))
 
 
@@ -187,8 +187,16 @@ def test_reward_is_the_eval_grade_of_the_episode(tiny: tuple[Any, Any]) -> None:
         again = asyncio.run(ev.load_solver()(request, item, scripted(*answers)))
         replayed.append(grade_sample(ev, ev.sample_of(again, request), item.data).value)
     assert rewards == replayed
-    assert 0 < sum(rewards) < len(rewards)  # the tiny model solves some, not all
     assert reward.stats["scored"] == len(rewards)
+    # a solved episode is worth 1; an episode the grader cannot read is skipped (None), counted
+    item = ev.items[0]
+    solved = asyncio.run(ev.load_solver()(ev.request_for(item), item, scripted(
+        Completion(text="no"), Completion(text=item.data["expected"]))))
+    unreadable = Completion(text="x", meta={})
+    assert reward(None, [None, None], episode=[
+        json.dumps({"item_id": item.id, "completion": _completion_record(c)})
+        for c in (solved, unreadable)]) == [1.0, None]
+    assert reward.stats["unscored"] == 1
 
 
 def test_episode_budget_ends_long_episodes(tiny: tuple[Any, Any]) -> None:
