@@ -191,3 +191,23 @@ def test_cli_refuses_bad_arguments(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "posttrain.cli", "cusp", "x.yaml", "--model", "m",
                           "--k", "1"], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 2 and "--k" in out.stderr
+
+
+def test_compare_labels_tags_after_fine_tuning(tmp_path: Path) -> None:
+    from posttrain.analysis.compare import compare_runs
+    from posttrain.analysis.views import compare_text
+    from posttrain.cli.analysis import _is_fine_tune
+
+    before = _results({"lifted": [[0.0]] * 36 + [[1.0]] * 4, "flat": [[0.0]] * 40}, k=1)
+    after = _results({"lifted": [[0.0]] * 20 + [[1.0]] * 20, "flat": [[0.0]] * 40}, k=1)
+    report = compare_runs(before, after, fine_tune=True)
+    labels = {g["group"]: g["fine_tune"] for g in report["groups"]}
+    assert labels == {"lifted": TUNE_CUSP, "flat": TUNE_OUT}  # 10% -> 50%; 0% -> 0%
+    assert "after fine-tuning" in compare_text(report)
+    assert all("fine_tune" not in g for g in compare_runs(before, after)["groups"])
+    tuned = tmp_path / "tuned"
+    tuned.mkdir()
+    (tuned / "posttrain_train.json").write_text(json.dumps({"base_model": "hf:/models/base"}))
+    assert _is_fine_tune("hf:/models/base", f"hf:{tuned}")
+    assert not _is_fine_tune("hf:/models/other", f"hf:{tuned}")
+    assert not _is_fine_tune("hf:/models/base", "openai:gpt-4.1")

@@ -40,8 +40,11 @@ def _first_output(by_item: dict[str, list[SampleResult]], item_id: str) -> str:
 
 def compare_runs(a: RunResults, b: RunResults, *, by: str | None = None, seed: int = 0,
                  n_boot: int = DEFAULT_DRAWS, alpha: float = 0.05,
-                 min_delta: float = 1e-9) -> dict[str, Any]:
+                 min_delta: float = 1e-9, fine_tune: bool = False) -> dict[str, Any]:
     """B versus A: overall, per group (tags or field ``by``), per component; moved items.
+
+    ``fine_tune``: B is A fine-tuned; each group gets the interview's rule-of-thumb label
+    (:func:`posttrain.analysis.cusp.fine_tune_label`: ~10% -> ~50% is on the cusp).
 
     ``n_boot``: Monte-Carlo draws for a sign-flip test too large to enumerate; ``alpha``: the
     significance level, and 1 - alpha the level of every interval (so the two agree).
@@ -64,6 +67,13 @@ def compare_runs(a: RunResults, b: RunResults, *, by: str | None = None, seed: i
     for index, (name, item_ids) in enumerate(item_groups([a, b], by).items(), start=1):
         row = stat(scores_a, scores_b, item_ids, index)
         if row["n"]:
+            if fine_tune and row["diff"] is not None:
+                from posttrain.analysis.cusp import DEFAULT_BAR, fine_tune_label
+
+                bar = a.run.config.get("pass_bar")
+                row["fine_tune"] = fine_tune_label(
+                    row["mean_a"], row["mean_b"], bool(row["significant"]),
+                    bar=float(bar) if isinstance(bar, (int, float)) else DEFAULT_BAR)
             groups.append({"group": name, **row})
     comp_a, comp_b = a.component_scores(), b.component_scores()
     components = []

@@ -42,6 +42,10 @@ def add_parsers(sub: Any) -> None:
                         "p-value's standard error is reported; default 20000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--alpha", type=float, default=0.05)
+    p.add_argument("--fine-tuned", action="store_true",
+                   help="B is A fine-tuned: label each tag by the rule of thumb (a low pass "
+                        "rate lifted ~10%% -> ~50%% is on the cusp); automatic when B's model "
+                        "is a folder posttrain train wrote from A's model")
     _common(p)
     p.set_defaults(func=run_compare)
 
@@ -123,7 +127,8 @@ def run_compare(args: argparse.Namespace) -> int:
         a, b = (resolve(store, ref) for ref in args.refs)
         results = load_all(store, [a, b])
         report = compare_runs(*results, by=args.by, seed=args.seed, n_boot=args.draws,
-                              alpha=args.alpha)
+                              alpha=args.alpha,
+                              fine_tune=args.fine_tuned or _is_fine_tune(a.model, b.model))
         _emit(report, args, lambda: views.compare_text(report, args.limit),
               lambda: views.compare_html(report))
         return 0
@@ -140,6 +145,26 @@ def run_compare(args: argparse.Namespace) -> int:
                             n_boot=args.draws, alpha=args.alpha)
     _emit(report, args, lambda: views.matrix_text(report), lambda: views.matrix_html(report))
     return 0
+
+
+def _is_fine_tune(base: str, model: str) -> bool:
+    """``model`` is a folder ``posttrain train`` wrote from ``base`` (its posttrain_train.json
+    names ``base`` as its base model)."""
+    def folder(spec: str) -> str:
+        return spec[3:].split("?")[0] if spec.startswith("hf:") else spec
+
+    try:
+        meta = json.loads((Path(folder(model)) / "posttrain_train.json").read_text())
+    except (OSError, ValueError):
+        return False
+    recorded = str(meta.get("base_model") or "") if isinstance(meta, dict) else ""
+    if not recorded:
+        return False
+    same = folder(recorded) == folder(base)
+    try:
+        return same or Path(folder(recorded)).resolve() == Path(folder(base)).resolve()
+    except OSError:
+        return same
 
 
 def _looks_like_eval(ref: str) -> bool:
