@@ -83,6 +83,17 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_import_batch)
 
+    p = targets.add_parser("otel", help="stored runs' grades as OpenTelemetry "
+                                         "gen_ai.evaluation.result events (OTLP JSON logs)",
+                           description="One event per answer and grader (and one with the "
+                                       "answer's combined score); answers that came from a "
+                                       "trace (posttrain ingest) attach to their span. Needs "
+                                       "posttrain[otel].")
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("-o", "--out", required=True, type=Path, metavar="FILE.json")
+    p.add_argument("--store", default="posttrain.db")
+    p.set_defaults(func=run_export_otel)
+
 
 def _warn(notes: list[str]) -> None:
     for note in notes:
@@ -182,4 +193,13 @@ def run_import_batch(args: argparse.Namespace) -> int:
         state = "stored as" if run["new"] else "already stored as"
         print(f"results {state} run {run['run_id']}: posttrain report {run['run_id']} --store "
               f"{args.store}")
+    return 0
+
+
+def run_export_otel(args: argparse.Namespace) -> int:
+    from posttrain.interop.otel import export_otel
+
+    result = export_otel(args.store, args.runs, args.out)
+    print(f"wrote {result['file']} ({result['events']} gen_ai.evaluation.result events, "
+          f"{result['on_spans']} on the spans they judge)")
     return 0

@@ -15,14 +15,17 @@ HELP = "turn usage logs and feedback into an eval (redacted, deduplicated, by th
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("logs", type=Path, help="JSONL of request/response logs")
+    parser.add_argument("logs", type=Path, help="JSONL of request/response logs, or an OTLP "
+                                                "JSON trace export (GenAI spans)")
     parser.add_argument("--feedback", type=Path, help='JSONL of {"id","rating","comment"?,'
                         '"correction"?} joined on id')
     parser.add_argument("--map", dest="mapping",
                         help="field paths for other shapes: prompt=PATH,response=PATH,id=PATH,"
                              "created=,model=,system=,messages=,rating=,comment=,correction=")
     parser.add_argument("--format", dest="fmt", default="auto",
-                        choices=["auto", "chat", "responses"], help="log shape (default: auto)")
+                        choices=["auto", "chat", "responses", "otel"],
+                        help="log shape (default: auto; otel: an OTLP JSON trace export with "
+                             "the GenAI conventions, needs posttrain[otel])")
     parser.add_argument("-o", "--out", type=Path, required=True, help="output eval folder")
     parser.add_argument("--store", type=Path, help="also record the logged answers as runs here")
     parser.add_argument("--embed", default="minilm", choices=["minilm", "tfidf"],

@@ -135,6 +135,8 @@ def _item_row(record: LogRecord, item_id: str, theme: str, duplicates: int,
         "feedback": ({k: v for k, v in feedback.items() if k != "rating_label"} | {
             "label": label} if feedback else None),
     }
+    if record.trace:
+        row["provenance"]["trace"] = record.trace
     return kind, row
 
 

@@ -37,6 +37,9 @@ class LogRecord:
     created: Any = None
     model: str | None = None
     feedback: dict[str, Any] | None = None
+    #: ``TRACE_ID:SPAN_ID`` of the span it came from (OpenTelemetry traces): random ids, not
+    #: personal data, kept unredacted so grades can be written back to the span
+    trace: str | None = None
 
 
 @dataclass
@@ -223,6 +226,11 @@ def _read_json_lines(path: Path) -> tuple[list[tuple[int, Any]], list[Problem], 
 def read_logs(path: Path, *, mapping: dict[str, str] | None = None,
               fmt: str = "auto") -> tuple[list[LogRecord], list[Problem], dict[str, Any]]:
     """Records, problems (line, reason) and facts about the file (format, line counts)."""
+    if mapping is None and fmt in ("auto", "otel"):  # OpenTelemetry GenAI traces (OTLP JSON)
+        from posttrain.usage.otel import is_otlp, read_otel
+
+        if fmt == "otel" or is_otlp(path):
+            return read_otel(path)
     rows, problems, total = _read_json_lines(path)
     if mapping is not None:
         fmt = "mapped"
@@ -233,7 +241,8 @@ def read_logs(path: Path, *, mapping: dict[str, str] | None = None,
                             "use --map prompt=PATH,response=PATH for other shapes", file=path)
         fmt = shapes.most_common(1)[0][0]
     elif fmt not in ("chat", "responses"):
-        raise UserError(f"unknown format {fmt!r} (auto, chat, responses)", field="--format")
+        raise UserError(f"unknown format {fmt!r} (auto, chat, responses, otel)",
+                        field="--format")
     records: list[LogRecord] = []
     for number, row in rows:
         if fmt != "mapped":

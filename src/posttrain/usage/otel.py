@@ -1,0 +1,262 @@
+"""OpenTelemetry traces (OTLP JSON) with the GenAI semantic conventions -> usage log records.
+
+An OTLP JSON export (``ExportTraceServiceRequest``: ``{"resourceSpans": [...]}``, one document
+or one per line as the collector's file exporter writes them) is read with
+``opentelemetry-proto``. Each span with ``gen_ai.operation.name`` ``chat`` (or
+``text_completion``, ``generate_content``) and its messages becomes one record, whichever way
+the instrumentation wrote the messages:
+
+- the current conventions: ``gen_ai.system_instructions``, ``gen_ai.input.messages`` and
+  ``gen_ai.output.messages`` (JSON: ``{role, parts: [{type: text, content} | {type: tool_call,
+  id, name, arguments} | {type: tool_call_response, id, response}], finish_reason?}``);
+- the older indexed attributes: ``gen_ai.prompt.N.role`` / ``.content`` / ``.tool_call_id``
+  and ``gen_ai.completion.N.role`` / ``.content`` / ``.finish_reason`` /
+  ``.tool_calls.M.id|name|arguments``.
+
+Both give the same record for the same conversation. The record's id and ``trace`` are
+``TRACE_ID:SPAN_ID`` (hex, as written; ``trace`` is kept unredacted in the item's provenance),
+so grades exported later (``posttrain export otel``) attach to the span.
+User feedback recorded on the span as a ``gen_ai.evaluation.result`` event whose
+``gen_ai.evaluation.name`` mentions feedback becomes the record's feedback (``score.value`` or
+``score.label`` the rating, ``explanation`` the comment). Spans without messages (content
+capture off) are counted and reported, never guessed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+from posttrain.errors import UserError
+from posttrain.usage.logs import LogRecord, Problem
+
+OPERATIONS = ("chat", "text_completion", "generate_content")
+EXTRA = "otel"
+
+
+def is_otlp(path: Path) -> bool:
+    """Whether the file looks like an OTLP JSON trace export."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(65536)
+    except OSError:
+        return False
+    return b'"resourceSpans"' in head or b'"resource_spans"' in head
+
+
+def _hex(raw: bytes) -> str:
+    """OTLP JSON writes ids as hex; protobuf's JSON reader took them as base64: undo it."""
+    return base64.b64encode(raw).decode() if raw else ""
+
+
+def _value(any_value: Any) -> Any:
+    kind = any_value.WhichOneof("value")
+    if kind is None:
+        return None
+    value = getattr(any_value, kind)
+    if kind == "array_value":
+        return [_value(v) for v in value.values]
+    if kind == "kvlist_value":
+        return {kv.key: _value(kv.value) for kv in value.values}
+    if kind == "bytes_value":
+        return bytes(value).decode("utf-8", "replace")
+    return value
+
+
+def _attributes(pairs: Any) -> dict[str, Any]:
+    return {kv.key: _value(kv.value) for kv in pairs}
+
+
+def _json(value: Any, where: str) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError(f"{where} is not JSON") from None
+    return value
+
+
+def _parts_message(message: dict[str, Any], where: str) -> tuple[dict[str, Any], list[Any]]:
+    """One GenAI message (``{role, parts}``) as a chat message; (message, tool results)."""
+    role = message.get("role")
+    texts, calls, results = [], [], []
+    for part in message.get("parts") or []:
+        kind = part.get("type")
+        if kind == "text":
+            texts.append(str(part.get("content", "")))
+        elif kind == "tool_call":
+            arguments = part.get("arguments")
+            calls.append({"id": part.get("id"), "type": "function", "function": {
+                "name": part.get("name"), "arguments": arguments if isinstance(arguments, str)
+                else json.dumps(arguments)}})
+        elif kind == "tool_call_response":
+            response = part.get("response")
+            results.append({"role": "tool", "tool_call_id": part.get("id"),
+                            "content": response if isinstance(response, str)
+                            else json.dumps(response)})
+        elif kind == "reasoning":
+            continue
+        else:
+            raise ValueError(f"{where}: part type {kind!r} is not read (text, tool_call, "
+                             "tool_call_response, reasoning)")
+    entry: dict[str, Any] = {"role": role, "content": "\n".join(texts)}
+    if calls:
+        entry["tool_calls"] = calls
+    return entry, results
+
+
+def _new_style(attrs: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
+    if "gen_ai.input.messages" not in attrs:
+        return None
+    messages: list[dict[str, Any]] = []
+    for part in _json(attrs.get("gen_ai.system_instructions"),
+                      "gen_ai.system_instructions") or []:
+        if part.get("type") == "text":
+            messages.append({"role": "system", "content": str(part.get("content", ""))})
+    for index, message in enumerate(_json(attrs["gen_ai.input.messages"],
+                                          "gen_ai.input.messages") or []):
+        entry, results = _parts_message(message, f"gen_ai.input.messages[{index}]")
+        if entry["role"] == "tool" and results and not entry["content"]:
+            messages.extend(results)
+        else:
+            messages.append(entry)
+            messages.extend(results)
+    outputs = _json(attrs.get("gen_ai.output.messages"), "gen_ai.output.messages") or []
+    if not outputs:
+        raise ValueError("gen_ai.output.messages is empty")
+    answer, _ = _parts_message(outputs[0], "gen_ai.output.messages[0]")
+    return messages, answer
+
+
+def _old_style(attrs: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
+    if "gen_ai.prompt.0.role" not in attrs and "gen_ai.prompt.0.content" not in attrs:
+        return None
+
+    def indexed(prefix: str) -> list[dict[str, Any]]:
+        out = []
+        index = 0
+        while f"{prefix}.{index}.role" in attrs or f"{prefix}.{index}.content" in attrs:
+            base = f"{prefix}.{index}"
+            entry: dict[str, Any] = {"role": attrs.get(f"{base}.role", "user"),
+                                     "content": str(attrs.get(f"{base}.content") or "")}
+            calls = []
+            call = 0
+            while f"{base}.tool_calls.{call}.name" in attrs:
+                arguments = attrs.get(f"{base}.tool_calls.{call}.arguments") or "{}"
+                calls.append({"id": attrs.get(f"{base}.tool_calls.{call}.id"),
+                              "type": "function",
+                              "function": {"name": attrs[f"{base}.tool_calls.{call}.name"],
+                                           "arguments": arguments if isinstance(arguments, str)
+                                           else json.dumps(arguments)}})
+                call += 1
+            if calls:
+                entry["tool_calls"] = calls
+            if f"{base}.tool_call_id" in attrs:
+                entry["tool_call_id"] = attrs[f"{base}.tool_call_id"]
+            out.append(entry)
+            index += 1
+        return out
+
+    messages = indexed("gen_ai.prompt")
+    outputs = indexed("gen_ai.completion")
+    if not outputs:
+        raise ValueError("no gen_ai.completion.0.* attributes")
+    answer = outputs[0]
+    answer["role"] = "assistant"
+    return messages, answer
+
+
+def _feedback(span: Any) -> dict[str, Any] | None:
+    for event in span.events:
+        if event.name != "gen_ai.evaluation.result":
+            continue
+        attrs = _attributes(event.attributes)
+        if "feedback" not in str(attrs.get("gen_ai.evaluation.name", "")).lower():
+            continue
+        rating = attrs.get("gen_ai.evaluation.score.value")
+        if rating is None:
+            rating = attrs.get("gen_ai.evaluation.score.label")
+        return {"rating": rating, "comment": attrs.get("gen_ai.evaluation.explanation"),
+                "correction": None}
+    return None
+
+
+def _documents(path: Path) -> list[tuple[int, Any]]:
+    text = path.read_text(encoding="utf-8-sig")
+    stripped = text.strip()
+    try:
+        return [(1, json.loads(stripped))]
+    except json.JSONDecodeError:
+        pass
+    docs = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                docs.append((number, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise UserError(f"not OTLP JSON: {exc.msg}", file=path, line=number) from None
+    return docs
+
+
+def read_otel(path: Path) -> tuple[list[LogRecord], list[Problem], dict[str, Any]]:
+    """Records, problems and facts, as ``posttrain.usage.logs.read_logs`` returns them."""
+    from posttrain.models.checks import require_extra
+
+    require_extra("reading OTLP traces", "opentelemetry.proto", extra=EXTRA)
+    from google.protobuf.json_format import ParseDict, ParseError
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    records: list[LogRecord] = []
+    problems: list[Problem] = []
+    spans_seen = 0
+    no_content = 0
+    position = 0
+    for number, doc in _documents(path):
+        request = ExportTraceServiceRequest()
+        try:
+            ParseDict(doc, request, ignore_unknown_fields=False)
+        except ParseError as exc:
+            raise UserError(f"not an OTLP trace export: {exc}", file=path,
+                            line=number if number > 1 else None) from None
+        for resource_spans in request.resource_spans:
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    spans_seen += 1
+                    attrs = _attributes(span.attributes)
+                    if attrs.get("gen_ai.operation.name") not in OPERATIONS:
+                        continue
+                    position += 1
+                    span_id = f"{_hex(span.trace_id)}:{_hex(span.span_id)}"
+                    try:
+                        found = _new_style(attrs) or _old_style(attrs)
+                    except (ValueError, AttributeError, TypeError) as exc:
+                        problems.append(Problem(number, f"span {span_id}: {exc}", str(path)))
+                        continue
+                    if found is None:
+                        no_content += 1
+                        continue
+                    messages, answer = found
+                    model = attrs.get("gen_ai.response.model") or attrs.get(
+                        "gen_ai.request.model")
+                    feedback = _feedback(span)
+                    if feedback is not None:
+                        feedback["line"] = number
+                    records.append(LogRecord(
+                        id=span_id, line=position, messages=messages,
+                        response_text=answer.get("content") or "",
+                        response_tools=answer.get("tool_calls") or [],
+                        tools=None, created=span.start_time_unix_nano // 10**9 or None,
+                        model=str(model) if model else None, feedback=feedback,
+                        trace=span_id))
+    if no_content:
+        problems.append(Problem(1, f"{no_content} GenAI spans carry no messages (content "
+                                "capture was off): nothing to read from them", str(path)))
+    facts = {"format": "otel", "lines": spans_seen, "parsed": len(records)}
+    if not records and not problems:
+        raise UserError("no GenAI chat spans (gen_ai.operation.name: chat) in this trace "
+                        "export", file=path)
+    return records, problems, facts
