@@ -155,6 +155,11 @@ def render_text(report: dict[str, Any]) -> str:
     if report["blocking"]:
         out.append("blocks:")
         out += [f"  {line}" for line in report["blocking"]]
+        out.append("the items that moved: posttrain compare PRODUCTION_RUN NEW_RUN --store "
+                   f"{report['store']}")
+        out += [f"  {r['eval']}: posttrain compare {r['production']['run_id']} "
+                f"{r['variants'][0]['new']['run_id']}"
+                for r in report["evals"] if r["status"] == "blocked"]
     files = {r["eval"]: r["file"] for r in report["evals"]}
     tools = _prompt_tools()
     if report["prompt_changes"]:
