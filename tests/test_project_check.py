@@ -152,6 +152,11 @@ def test_five_evals_one_command_hold_names_what_blocks(tmp_path, stub, capsys):
     text = md.read_text()
     assert "**hold**" in text and "billing" in text and "Holm correction across 5" in text
     assert "| billing |" in text
+    # the runs compared are stored: `posttrain compare` on them gives the same difference
+    record = next(r for r in report["evals"] if r["eval"] == "billing")
+    assert main(["compare", record["production"]["run_id"], billing["new"]["run_id"],
+                 "--store", report["store"], "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["overall"]["diff"] == pytest.approx(-0.4)
 
 
 def test_adopt_reuses_production_runs_and_sends_nothing_twice(tmp_path, stub, capsys):
