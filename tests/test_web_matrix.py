@@ -15,7 +15,7 @@ from posttrain.analysis.results import load_results
 from posttrain.analysis.stats import mean_ci
 from posttrain.runner.store import Store
 from posttrain.types import Completion, Item, Score
-from posttrain.web import matrix
+from posttrain.web import matrix, views
 from posttrain.web.server import create_app
 from tests.test_web_helpers import LONG_MODEL, add_runs, build
 
@@ -98,6 +98,10 @@ def test_cells_and_headers_match_load_results(tmp_path: Path, seed: int) -> None
             assert header["coverage"]["scored"] == results.coverage()[0]
             assert header["coverage"]["expected"] == results.coverage()[1]
             assert header["cost_usd"] == pytest.approx(sum(s.cost_usd for s in results.samples))
+            for sample in results.samples[:40]:  # one answer read alone: the same outcome
+                detail = views.sample_detail(store, ids[name], sample.item_id, sample.epoch)
+                assert (detail["status"], detail["value"], detail["passed"], detail["reason"]) \
+                    == (sample.status, sample.value, sample.passed, sample.reason)
             for row in data["rows"]:
                 cell = row["cells"][index]
                 samples = by_item.get(row["item_id"], [])
@@ -121,6 +125,8 @@ def test_cells_and_headers_match_load_results(tmp_path: Path, seed: int) -> None
         assert [r["item_id"] for r in page["rows"]] == [r["item_id"]
                                                         for r in ranked["rows"][20:30]]
         assert page["total"] == 60
+        beyond = matrix.matrix(store, columns, offset=100, limit=10)
+        assert beyond["rows"] == [] and beyond["total"] == 60
         tagged = matrix.matrix(store, columns, tag="x", limit=None)
         assert {r["item_id"] for r in tagged["rows"]} == {i.id for i in items if i.tags == ["x"]}
 

@@ -160,7 +160,7 @@ def _query(store: Store, columns: list[RunInfo], *, status: str | None, tag: str
            search: str | None, disagree: bool, changed: bool, sort: str, sort_col: int
            ) -> tuple[str, list[Any], list[RunInfo | None]]:
     """The SELECT over every matching row (no paging): item, position, tags, data, then per
-    column status, score, answers, previous status, previous score."""
+    column status, score, answers, previous status, previous score; last, the count of rows."""
     ctes: list[str] = []
     params: list[Any] = []
     ids = [run.id for run in columns]
@@ -223,7 +223,7 @@ def _query(store: Store, columns: list[RunInfo], *, status: str | None, tag: str
         direction = "DESC" if sort == "-score" else "ASC"
         order = f"COALESCE(c{sort_col}.score, 0) {direction}, i.position, i.item_id"
     sql = (f"WITH {', '.join(ctes)} SELECT i.item_id, i.position, i.tags, i.data, "
-           f"{', '.join(selects)} FROM items i {' '.join(joins)}"
+           f"{', '.join(selects)}, COUNT(*) OVER () FROM items i {' '.join(joins)}"
            + (f" WHERE {' AND '.join(where)}" if where else "") + f" ORDER BY {order}")
     return sql, params + where_params, previous
 
@@ -282,12 +282,15 @@ def matrix(store: Store, columns: list[RunInfo], *, status: str | None = None,
     sql, params, previous = _query(store, columns, status=status, tag=tag, search=search,
                                    disagree=disagree, changed=changed, sort=sort,
                                    sort_col=sort_col)
-    total = store.conn.execute(f"SELECT COUNT(*) FROM ({sql})", params).fetchone()[0]
-    if limit is not None:
+    # one pass: the page and, beside each of its rows, the count of every matching row
+    if limit is None:
+        rows = store.conn.execute(sql, params).fetchall()
+    else:
         limit = max(1, min(MAX_LIMIT, limit))
-        sql += " LIMIT ? OFFSET ?"
-        params = [*params, limit, max(0, offset)]
-    rows = store.conn.execute(sql, params).fetchall()
+        rows = store.conn.execute(f"{sql} LIMIT ? OFFSET ?",
+                                  [*params, limit, max(0, offset)]).fetchall()
+    total = rows[0][-1] if rows else (0 if limit is None or offset <= 0 else store.conn.execute(
+        f"SELECT COUNT(*) FROM ({sql})", params).fetchone()[0])
     page = [{"item_id": r[0], "tags": orjson.loads(r[2]), "preview": _preview(orjson.loads(r[3])),
              "cells": _cells(r, columns)} for r in rows]
     _add_outputs(store, columns, page, output_chars)
