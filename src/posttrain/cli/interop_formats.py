@@ -94,6 +94,18 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--store", default="posttrain.db")
     p.set_defaults(func=run_export_otel)
 
+    p = targets.add_parser("hf", help="an eval's items or a run's answers as a Hugging Face "
+                                       "dataset folder with a dataset card",
+                           description="DIR/data/SPLIT.jsonl and DIR/README.md (the card): "
+                                       "load_dataset(DIR) reads it; upload it with "
+                                       "huggingface-cli upload, or read it in an eval file as "
+                                       "dataset: hf://./DIR?split=SPLIT.")
+    p.add_argument("source", metavar="RUN|EVAL_FILE")
+    p.add_argument("-o", "--out", required=True, type=Path, metavar="DIR")
+    p.add_argument("--split", default="test")
+    p.add_argument("--store", default="posttrain.db")
+    p.set_defaults(func=run_export_hf)
+
 
 def _warn(notes: list[str]) -> None:
     for note in notes:
@@ -202,4 +214,13 @@ def run_export_otel(args: argparse.Namespace) -> int:
     result = export_otel(args.store, args.runs, args.out)
     print(f"wrote {result['file']} ({result['events']} gen_ai.evaluation.result events, "
           f"{result['on_spans']} on the spans they judge)")
+    return 0
+
+
+def run_export_hf(args: argparse.Namespace) -> int:
+    from posttrain.interop.hf_dataset import export_hf
+
+    result = export_hf(args.source, args.out, store=args.store, split=args.split)
+    print(f"wrote {result['folder']} ({result['rows']} rows, split {result['split']}; card "
+          "README.md): load_dataset() reads it, huggingface-cli upload publishes it")
     return 0

@@ -357,6 +357,10 @@ def _load_items(spec: dict[str, Any], source: Path | None, base_dir: Path,
             for index, row in rows:
                 if not isinstance(row, dict):
                     raise UserError("must be an object", file=source, field=f"items[{index - 1}]")
+        elif isinstance(spec.get("dataset"), str) and spec["dataset"].startswith("hf://"):
+            from posttrain.loaders.hf_datasets import load_rows as load_hf_rows
+
+            rows, _ = load_hf_rows(spec["dataset"], base_dir, file=source)
         elif isinstance(spec.get("dataset"), str):
             dataset_path = (base_dir / spec["dataset"]).resolve()
             if not dataset_path.exists():
