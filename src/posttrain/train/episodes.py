@@ -207,6 +207,8 @@ class _TokenSide:
 
         renderer = self.renderer
         messages = list(request.messages)
+        if self.rollout is not None and self.rollout.budget_hit:  # no more tokens, no more turns
+            return Completion(text="", finish_reason="length")
         if self.before is None:
             self.prompt_ids = renderer.ids(renderer.text(messages, generation=True))
         else:
