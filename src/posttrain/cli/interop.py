@@ -190,8 +190,11 @@ def run_job(args: argparse.Namespace) -> int:
     if args.job_out is None:
         raise UserError("required with --job: -o DIR (where the model and events go)",
                         field="--out")
-    result = run(job, model=args.job_model, out_dir=args.job_out, store=args.job_store,
-                 max_tokens=args.job_max_tokens, quiet=args.job_quiet or args.job_json)
+    from posttrain.train.common import integration_trackers, reporting
+
+    with reporting(integration_trackers(job.body.get("integrations"), file=args.job)):
+        result = run(job, model=args.job_model, out_dir=args.job_out, store=args.job_store,
+                     max_tokens=args.job_max_tokens, quiet=args.job_quiet or args.job_json)
     if args.job_json:
         print(json.dumps(result["job"], default=str))
     else:

@@ -33,6 +33,10 @@ def _model_and_out(p: argparse.ArgumentParser) -> None:
     p.add_argument("--accelerate", metavar="CONFIG",
                    help="multi-GPU: run this command under `accelerate launch` with this config "
                         "(DeepSpeed through the accelerate config)")
+    p.add_argument("--report-to", metavar="TRACKERS",
+                   help="report training logs to these experiment trackers (through TRL): "
+                        "tensorboard, wandb, mlflow, comet_ml, clearml, trackio; comma-separated "
+                        "(default: none, nothing leaves this machine)")
 
 
 @register_command("train", order=50)
@@ -144,6 +148,22 @@ def run_train(args: argparse.Namespace) -> int:
 
     if args.accelerate and not os.environ.get(CHILD_ENV):
         return launch_with_accelerate(args.accelerate, sys.argv[1:])
+    from posttrain.train.common import check_report_to, reporting
+
+    with reporting(check_report_to(args.report_to)):
+        summary = _train(args)
+    kind = args.train_kind
+    summary["out"] = str(args.out)
+    if args.json:
+        print(json.dumps(summary, default=str))
+    elif kind != "rft":
+        print(f"{kind}: {summary['steps']} steps in {summary['seconds']} s, "
+              f"train loss {summary['train_loss']}; saved {args.out}")
+        print(f"evaluate it: posttrain eval EVAL_FILE --model hf:{args.out}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> dict[str, Any]:
     kind = args.train_kind
     if kind == "sft":
         from posttrain.train.sft import train_sft
@@ -166,14 +186,7 @@ def run_train(args: argparse.Namespace) -> int:
                             lora_rank=args.lora, loss_type=loss, quiet=args.quiet or args.json)
     else:
         summary = _run_rft(args)
-    summary["out"] = str(args.out)
-    if args.json:
-        print(json.dumps(summary, default=str))
-    elif kind != "rft":
-        print(f"{kind}: {summary['steps']} steps in {summary['seconds']} s, "
-              f"train loss {summary['train_loss']}; saved {args.out}")
-        print(f"evaluate it: posttrain eval EVAL_FILE --model hf:{args.out}")
-    return 0
+    return summary
 
 
 def _run_rft(args: argparse.Namespace) -> dict[str, Any]:

@@ -205,8 +205,9 @@ def load_job(path: str | Path, *, judge: str | None = None) -> Job:
                    "reasoning effort setting; reported, not applied")
     for integration in body.get("integrations") or []:
         kind = integration.get("type") if isinstance(integration, dict) else integration
-        notes.warn(source, "integrations", f"{kind}: not connected here (the events and "
-                   "checkpoints are files in the output folder)")
+        if kind != "wandb":  # wandb: TRL reports to W&B (posttrain.train.common.reporting)
+            notes.warn(source, "integrations", f"{kind}: not connected here (the events and "
+                       "checkpoints are files in the output folder)")
     if body.get("seed") is not None and (isinstance(body["seed"], bool)
                                          or not isinstance(body["seed"], int)):
         raise source.error("must be an integer", "seed")

@@ -5,10 +5,75 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from posttrain.errors import UserError
+
+#: experiment trackers TRL reports to through transformers, and the packages each needs (any
+#: one of them); nothing is reported unless asked (``--report-to``, a job's ``integrations``)
+REPORTERS: dict[str, tuple[str, ...]] = {
+    "tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",),
+    "mlflow": ("mlflow",), "comet_ml": ("comet_ml",), "clearml": ("clearml",),
+    "trackio": ("trackio",),
+}
+_report_to: ContextVar[tuple[str, ...]] = ContextVar("posttrain_report_to", default=())
+
+
+def check_report_to(value: str | list[str] | None, *, field: str = "--report-to",
+                    file: Any = None) -> tuple[str, ...]:
+    """Tracker names (``wandb,tensorboard``) checked: known, and their package installed."""
+    import importlib.util
+
+    from posttrain.errors import did_you_mean
+
+    if value is None:
+        return ()
+    names = [v.strip() for v in (value.split(",") if isinstance(value, str) else value)
+             if v.strip()]
+    if names in ([], ["none"]):
+        return ()
+    for name in names:
+        if name not in REPORTERS:
+            raise UserError(f"unknown tracker {name!r}" + did_you_mean(name, REPORTERS)
+                            + f" (known: {', '.join(REPORTERS)}, none)", file=file, field=field)
+        if not any(importlib.util.find_spec(p) is not None for p in REPORTERS[name]):
+            raise UserError(f"reporting to {name} needs the package {REPORTERS[name][-1]!r}: "
+                            f"pip install {REPORTERS[name][-1]}", file=file, field=field)
+    return tuple(dict.fromkeys(names))
+
+
+def integration_trackers(integrations: Any, *, file: Any = None) -> tuple[str, ...]:
+    """An OpenAI fine-tuning job's ``integrations`` as trackers: ``{type: wandb, wandb:
+    {project, name, entity, tags}}`` reports to W&B, its settings in the environment variables
+    W&B reads (``WANDB_PROJECT``, ``WANDB_NAME``, ``WANDB_ENTITY``, ``WANDB_TAGS``)."""
+    trackers = []
+    for entry in integrations or []:
+        kind = entry.get("type") if isinstance(entry, dict) else entry
+        if kind != "wandb":
+            continue  # the job reader warns about the others
+        settings = (entry.get("wandb") if isinstance(entry, dict) else None) or {}
+        for key, env in (("project", "WANDB_PROJECT"), ("name", "WANDB_NAME"),
+                         ("entity", "WANDB_ENTITY")):
+            if settings.get(key):
+                os.environ[env] = str(settings[key])
+        if settings.get("tags"):
+            os.environ["WANDB_TAGS"] = ",".join(str(t) for t in settings["tags"])
+        trackers.append("wandb")
+    return check_report_to(trackers, field="integrations", file=file) if trackers else ()
+
+
+@contextmanager
+def reporting(trackers: tuple[str, ...]) -> Iterator[None]:
+    """Trainers started inside report their logs to ``trackers`` (TRL's ``report_to``)."""
+    token = _report_to.set(tuple(trackers))
+    try:
+        yield
+    finally:
+        _report_to.reset(token)
 
 
 def model_path(spec: str) -> str:
@@ -37,7 +102,8 @@ def base_args(out_dir: str | Path, *, seed: int, learning_rate: float, max_steps
         "output_dir": str(out_dir), "seed": seed, "learning_rate": learning_rate,
         "max_steps": max_steps, "per_device_train_batch_size": batch_size,
         "use_cpu": not gpu, "bf16": gpu, "gradient_checkpointing": False,
-        "report_to": "none", "save_strategy": "no", "logging_steps": logging_steps,
+        "report_to": list(_report_to.get()) or "none", "save_strategy": "no",
+        "logging_steps": logging_steps,
         "disable_tqdm": quiet, "dataloader_num_workers": 0, "lr_scheduler_type": "constant",
         "warmup_steps": 0,
     }
