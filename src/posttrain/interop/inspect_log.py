@@ -280,9 +280,12 @@ def iter_samples(path: Path, header: Any) -> Iterator[Any]:
                 except Exception as exc:  # noqa: BLE001
                     raise _validation_error(exc, path, name) from None
         return
-    from inspect_ai._util.json import get_ijson_backend
+    try:  # inspect-ai's choice of ijson backend (the C one where it is built)
+        from inspect_ai._util.json import get_ijson_backend
 
-    ijson = get_ijson_backend()
+        ijson = get_ijson_backend()
+    except ImportError:  # a later inspect-ai that moved it: ijson itself, which it depends on
+        import ijson
     with path.open("rb") as handle:
         try:
             for index, data in enumerate(ijson.items(handle, "samples.item", use_float=True)):
@@ -387,7 +390,9 @@ def import_inspect_log(db: Any, path: Path, notes: list[str]) -> ImportReport:
                           "results": header.results.model_dump(mode="json", exclude_none=True)
                           if header.results else None,
                           "plan": header.plan.model_dump(mode="json", exclude_none=True)
-                          if header.plan else None, "file": str(path)},
+                          if header.plan else None,
+                          "stats": header.stats.model_dump(mode="json", exclude_none=True)
+                          if header.stats else None, "file": str(path)},
               "imported": True}
     scorer_names = [s.name for s in (header.results.scores if header.results else []) or []]
     info = db.create_run(run_key=key + ":partial", eval_name=spec.task, eval_path=None,
@@ -656,6 +661,7 @@ def export_inspect_log(store: str | Path, run_ref: str, out: str | Path) -> dict
                 scored = grade.status == "scored" and grade.value is not None
                 scores[name] = InspectScore(
                     value=grade.value if scored else 0.0,
+                    answer=(completion.get("text") or "")[:500] or None,
                     explanation=grade.explanation or None,
                     metadata={"passed": grade.passed, "posttrain_status": grade.status})
         transcript = completion.get("transcript")
@@ -709,8 +715,17 @@ def export_inspect_log(store: str | Path, run_ref: str, out: str | Path) -> dict
         eval_results = EvalResults(total_samples=summary["n"],
                                    completed_samples=summary["answered"], scores=scores_out)
         status = "success" if run.status == "finished" else "started"
-    log = EvalLog(status=status, eval=spec, results=eval_results,
-                  stats=EvalStats(model_usage={model: usage_total}), samples=samples)
+    if imported.get("stats"):
+        stats = EvalStats.model_validate(imported["stats"])
+    else:
+        def iso(stamp: float | None) -> str | None:
+            return None if stamp is None else time.strftime("%Y-%m-%dT%H:%M:%S+00:00",
+                                                            time.gmtime(stamp))
+        stats = EvalStats(started_at=iso(run.created) or "",
+                          completed_at=iso(run.finished or run.created) or "",
+                          model_usage={model: usage_total})
+    log = EvalLog(status=status, eval=spec, results=eval_results, stats=stats,
+                  samples=samples)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_eval_log(log, str(out), format="eval" if out.suffix == ".eval" else "json")
     return {"file": str(out), "run_id": run.id, "samples": len(samples),
