@@ -292,3 +292,59 @@ def test_missing_package_is_one_line_naming_the_extra(tmp_path: Path, capsys,
     monkeypatch.setattr(checks, "missing_package", lambda *names: "inspect_ai")
     assert main(["import", "inspect-log", str(tmp_path), "--store", str(tmp_path / "s")]) == 2
     assert "pip install 'posttrain[inspect]'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_inspect_view_lists_and_shows_an_exported_run(tmp_path: Path, capsys) -> None:
+    """``inspect view`` (inspect-ai's own viewer) serves the exported log; with Playwright and
+    Chromium present, the page shows its samples and posttrain's score."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    source = _write_log(tmp_path / "a.eval", "openai/gpt-4o-mini", RIGHT_A, errors={(3, 2)})
+    run = _import(source, store=tmp_path / "s.db", capsys=capsys)["runs"][0]
+    logs = tmp_path / "logs"
+    assert main(["export", "inspect-log", run["run_id"], "-o", str(logs / "quiz.eval"),
+                 "--store", str(tmp_path / "s.db")]) == 0
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    viewer = subprocess.Popen([sys.executable, "-m", "inspect_ai._cli.main", "view",
+                               "--log-dir", str(logs), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        listing = None
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/logs") as response:
+                    listing = json.loads(response.read())
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert listing is not None, "inspect view did not start"
+        assert [f["task"] for f in listing["files"]] == ["quiz"]
+        try:
+            from playwright.sync_api import sync_playwright
+        except ImportError:
+            return
+        import shutil
+
+        browser_path = shutil.which("chromium")
+        if browser_path is None:
+            return
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=browser_path,
+                                                 args=["--no-sandbox"])
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/#/logs/quiz.eval")
+            page.wait_for_selector("text=RateLimitError", timeout=30000)
+            text = page.inner_text("body")
+            browser.close()
+        assert "Weather in Oslo?" in text and "10 Samples" in text
+    finally:
+        viewer.terminate()
+        viewer.wait(10)
