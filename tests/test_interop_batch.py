@@ -228,3 +228,32 @@ def test_a_bad_batch_line_is_one_line_naming_it(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(
         f"posttrain: error: {tmp_path / 'in.jsonl'}:2: url: /v1/embeddings: only chat")
+
+
+def test_a_responses_batch_is_read_too(tmp_path: Path, capsys) -> None:
+    line = {"custom_id": "r1", "method": "POST", "url": "/v1/responses",
+            "body": {"model": "gpt-4.1-mini", "instructions": "One word.",
+                     "input": "Capital of France?"}}
+    (tmp_path / "in.jsonl").write_text(json.dumps(line) + "\n")
+    result = {"id": "b1", "custom_id": "r1", "error": None, "response": {
+        "status_code": 200, "body": {"id": "resp_1", "object": "response", "model":
+                                     "gpt-4.1-mini", "status": "completed", "output": [
+                                         {"type": "message", "role": "assistant", "content": [
+                                             {"type": "output_text", "text": "Paris"}]}],
+                                     "usage": {"input_tokens": 11, "output_tokens": 1,
+                                               "total_tokens": 12}}}}
+    (tmp_path / "out.jsonl").write_text(json.dumps(result) + "\n")
+    (tmp_path / "g.yaml").write_text("{type: string_check, name: exact, input: "
+                                     "\"{{sample.output_text}}\", reference: Paris, "
+                                     "operation: eq}\n")
+    assert main(["import", "openai-batch", str(tmp_path / "in.jsonl"), "--results",
+                 str(tmp_path / "out.jsonl"), "--graders", str(tmp_path / "g.yaml"), "-o",
+                 str(tmp_path / "ev"), "--store", str(tmp_path / "s.db"), "--json"]) == 0
+    imported = json.loads(capsys.readouterr().out)
+    rows = [json.loads(x) for x in (tmp_path / "ev" / "items.jsonl").open()]
+    assert rows[0]["messages"] == [{"role": "developer", "content": "One word."},
+                                   {"role": "user", "content": "Capital of France?"}]
+    assert main(["report", imported["run"]["run_id"], "--store", str(tmp_path / "s.db"),
+                 "--json"]) == 0
+    (run,) = json.loads(capsys.readouterr().out)["runs"]
+    assert (run["score"], run["input_tokens"], run["output_tokens"]) == (1.0, 11, 1)

@@ -342,6 +342,33 @@ def import_batch(input_file: str | Path, out_dir: str | Path, *,
     return report
 
 
+def _as_chat(body: dict[str, Any]) -> dict[str, Any]:
+    """A Responses API body (``output`` items) as a chat completion body; others as they are."""
+    if "choices" in body or not isinstance(body.get("output"), list):
+        return body
+    texts, calls = [], []
+    for entry in body["output"]:
+        if entry.get("type") == "message":
+            texts += [part.get("text", "") for part in entry.get("content") or []
+                      if part.get("type") == "output_text"]
+        elif entry.get("type") == "function_call":
+            calls.append({"id": entry.get("call_id"), "type": "function", "function": {
+                "name": entry.get("name"), "arguments": entry.get("arguments") or "{}"}})
+    usage = body.get("usage") or {}
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts)}
+    if calls:
+        message["tool_calls"] = calls
+    return {"model": body.get("model"), "choices": [{"index": 0, "message": message,
+                                                     "finish_reason": body.get("status")}],
+            "usage": {"prompt_tokens": usage.get("input_tokens"),
+                      "completion_tokens": usage.get("output_tokens"),
+                      "total_tokens": usage.get("total_tokens"),
+                      "prompt_tokens_details": {"cached_tokens": (usage.get(
+                          "input_tokens_details") or {}).get("cached_tokens")},
+                      "completion_tokens_details": {"reasoning_tokens": (usage.get(
+                          "output_tokens_details") or {}).get("reasoning_tokens")}}}
+
+
 def _store_results(eval_path: Path, results: Path, store: str | Path | None,
                    models: list[str], notes: Any) -> dict[str, Any]:
     from posttrain.eval import load_eval
@@ -364,7 +391,7 @@ def _store_results(eval_path: Path, results: Path, store: str | Path | None,
         body = response.get("body")
         if response.get("status_code") == 200 and isinstance(body, dict):
             try:
-                completion = completion_from_body(body, 0.0, None)
+                completion = completion_from_body(_as_chat(body), 0.0, None)
             except Exception as exc:  # noqa: BLE001
                 raise source.error(f"not a chat completion: {exc}", "response.body") from None
             if completion.served_model:
