@@ -189,3 +189,58 @@ def test_rouge_n_scores_the_similarity_itself() -> None:
     assert score.value == pytest.approx(5 / 6) and score.passed is True
     inverted = _grade([{**spec, "type": "not-rouge-n"}], "the cat sat on the mat")
     assert inverted.value == pytest.approx(1 / 6) and inverted.passed is False
+
+
+def test_python_asserts_every_test_shares_become_a_python_grader(tmp_path: Path, stub_server,
+                                                                 capsys, monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", stub_server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    (tmp_path / "check.py").write_text(
+        "def get_assert(output, context):\n"
+        "    city = context['vars']['city']\n"
+        "    if city.lower() in output.lower():\n"
+        "        return {'pass': True, 'score': 1.0, 'reason': 'names the city'}\n"
+        "    return False\n")
+    config = tmp_path / "promptfooconfig.yaml"
+    config.write_text(
+        "prompts: ['{{question}}']\nproviders: [openai:stub]\n"
+        "defaultTest:\n  assert: [{type: python, value: file://check.py}]\n"
+        "tests:\n"
+        "  - vars: {question: '[[answer:It is Paris.]] France?', city: Paris}\n"
+        "    assert: [{type: icontains, value: paris}]\n"
+        "  - vars: {question: '[[answer:Lyon]] France?', city: Paris}\n"
+        "    assert: [{type: icontains, value: paris}]\n")
+    assert main(["import", "promptfoo", str(config), "-o", str(tmp_path / "pf"), "--json"]) == 0
+    imported = json.loads(capsys.readouterr().out)
+    assert imported["not_mapped"] == []
+    assert main(["eval", imported["eval"], "--models-file", imported["models_file"], "--model",
+                 "stub", "--store", str(tmp_path / "s.db"), "--json", "--no-progress"]) in (0, 1)
+    (run,) = json.loads(capsys.readouterr().out)["runs"]
+    assert run["components"]["python"]["score"] == 0.5  # the script passes the first answer
+    assert run["score"] == 0.5  # the score is the promptfoo grader's: icontains, 1 then 0
+
+
+@pytest.mark.parametrize("value,listed", [("len(output) < 40", False),
+                                          (None, True)])
+def test_inline_python_and_python_asserts_that_differ(tmp_path: Path, value, listed) -> None:
+    from posttrain.eval import load_eval
+
+    second = value or "output.startswith('x')"
+    config = tmp_path / "promptfooconfig.yaml"
+    config.write_text(
+        "prompts: ['{{q}}']\nproviders: [openai:gpt-4.1-mini]\ntests:\n"
+        f"  - vars: {{q: a}}\n    assert: [{{type: python, value: '{value or 'len(output)'}'}},"
+        " {type: equals, value: b}]\n"
+        f"  - vars: {{q: c}}\n    assert: [{{type: python, value: \"{second}\"}},"
+        " {type: equals, value: d}]\n")
+    result = import_promptfoo(config, tmp_path / "pf")
+    graders = [g.name for g in load_eval(result.eval_path).graders]
+    if listed:
+        assert graders == ["promptfoo"]
+        assert any("python assertion(s) on 2 of 2 tests, not all the same" in line
+                   for line in result.not_mapped)
+    else:
+        assert graders == ["promptfoo", "python"] and result.not_mapped == []
+        grader = load_eval(result.eval_path).graders[1]
+        assert grader.grade({"output_text": "short"}, {"q": "a"}).value == 1.0
+        assert grader.grade({"output_text": "x" * 50}, {"q": "a"}).value == 0.0

@@ -305,6 +305,57 @@ def _vars(raw: Any, ctx: _Ctx, where: str) -> dict[str, Any]:
     return out
 
 
+_PYTHON_WRAPPER = """
+
+def grade(sample, item):
+    output = sample.get("output_text") or ""
+    hidden = ("id", "assert", "assert_threshold", "llm_rubric", "description")
+    variables = {k: v for k, v in item.items() if k not in hidden}
+    context = {"vars": variables, "test": {"vars": variables}, "prompt": None, "config": {}}
+    result = get_assert(output, context)
+    if isinstance(result, dict):  # a GradingResult: {pass, score, reason}
+        if result.get("score") is not None:
+            return float(result["score"])
+        return 1.0 if result.get("pass") else 0.0
+    return float(result)
+"""
+
+
+def _python_grader(pythons: list[tuple[int, Any, Any, str]], tests: int,
+                   ctx: _Ctx) -> dict[str, Any] | None:
+    """``python`` assertions as one sandboxed ``python`` grader when every test has the same
+    one (a ``file://`` script with ``get_assert(output, context)`` or an inline expression over
+    ``output`` and ``context``); otherwise they are listed."""
+    if not pythons:
+        return None
+    values = {json.dumps([v, t], sort_keys=True, default=str) for _, v, t, _ in pythons}
+    positions = [p for p, *_ in pythons]
+    if len(values) != 1 or sorted(positions) != list(range(tests)):
+        ctx.note(pythons[0][3], f"{len(pythons)} python assertion(s) on {len(set(positions))} "
+                 f"of {tests} tests, not all the same: posttrain's graders grade every item "
+                 "of an eval, so they are not carried over (put one in defaultTest)")
+        return None
+    _, value, threshold, label = pythons[0]
+    if not isinstance(value, str) or not value.strip():
+        raise ctx.error("a python assertion's value is file://SCRIPT.py or an expression",
+                        f"{label}.value")
+    if value.startswith("file://"):
+        script, _, function = value.removeprefix("file://").partition(":")
+        source = ctx.file_ref("file://" + script, f"{label}.value").read_text(encoding="utf-8")
+        if function and function != "get_assert":
+            source += f"\n\nget_assert = {function}\n"
+    elif "\n" in value.strip():  # a multi-line body that returns
+        body = "\n".join("    " + line for line in value.strip().splitlines())
+        source = f"def get_assert(output, context):\n{body}\n"
+    else:
+        source = f"def get_assert(output, context):\n    return ({value.strip()})\n"
+    grader: dict[str, Any] = {"type": "python", "name": "python", "source":
+                              source + _PYTHON_WRAPPER}
+    if isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
+        grader["pass_threshold"] = float(threshold)
+    return grader
+
+
 def import_promptfoo(config_file: str | Path, out_dir: str | Path, *,
                      judge: str | None = None) -> Imported:
     """Import a promptfoo config; see the module docstring."""
@@ -337,6 +388,7 @@ def import_promptfoo(config_file: str | Path, out_dir: str | Path, *,
     if not tests:
         raise ctx.error("required: at least one test (vars and assertions)", "tests")
     rows: list[dict[str, Any]] = []
+    pythons: list[tuple[int, Any, Any, str]] = []
     rubric_everywhere = True
     skipped_types: dict[str, int] = {}
     for position, (where, test) in enumerate(tests):
@@ -369,6 +421,9 @@ def import_promptfoo(config_file: str | Path, out_dir: str | Path, *,
                 else:
                     rubric = _render(spec.get("value"), variables)
                 continue
+            if kind == "python":
+                pythons.append((position, spec.get("value"), spec.get("threshold"), label))
+                continue
             if base_type(kind)[0] not in TYPES:
                 skipped_types[kind] = skipped_types.get(kind, 0) + 1
                 continue
@@ -393,6 +448,9 @@ def import_promptfoo(config_file: str | Path, out_dir: str | Path, *,
     graders: list[dict[str, Any]] = []
     if any(r["assert"] for r in rows):
         graders.append({"type": "promptfoo_assert", "name": "promptfoo", "field": "assert"})
+    python = _python_grader(pythons, len(rows), ctx)
+    if python is not None:
+        graders.append(python)
     for row in rows:
         if not row["assert"] and graders:
             row["assert"] = []
@@ -435,10 +493,11 @@ def import_promptfoo(config_file: str | Path, out_dir: str | Path, *,
     if sampling:
         spec["sampling"] = sampling
     spec["graders"] = graders
-    if len(graders) > 1:
+    if len(graders) > 1 and graders[0]["name"] == "promptfoo":
         spec["score"] = "promptfoo"
-        ctx.note("llm-rubric", "the score is the promptfoo grader's (assertions); the rubric "
-                 "judge is a component beside it", mapped=True)
+        ctx.note("graders", "the score is the promptfoo grader's (the test's other "
+                 f"assertions); {', '.join(g['name'] for g in graders[1:])} beside it as "
+                 "components", mapped=True)
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     from posttrain.interop._files import write_json, write_jsonl
