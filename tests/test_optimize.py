@@ -312,3 +312,25 @@ def test_a_bad_eval_file_is_one_line_naming_file_line_and_field(tmp_path, capsys
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert f"{path}:" in err and "graders[0].operation" in err
+
+
+def test_migrate_verdict_names_what_blocks_the_switch():
+    from posttrain.optimize.migrate import verdict
+
+    def row(diff, p, **name):
+        return {"diff": diff, "ci_low": diff - 0.05, "ci_high": diff + 0.05, "p_value": p,
+                "significant": p < 0.05, **name}
+
+    comparison = {"overall": row(0.041, 0.01), "groups": [row(0.1, 0.02, group="sql")],
+                  "components": [row(0.0, 1.0, component="exact")]}
+    decision, line = verdict(comparison, "old", "new", "opt")
+    assert decision == "switch" and line.startswith("switch with variant opt: +4.1% [-0.9%, +9.1%]")
+    comparison["components"] = [row(-0.2, 0.003, component="columns")]
+    decision, line = verdict(comparison, "old", "new", "opt")
+    assert decision == "blocked" and "significantly worse on grader component 'columns'" in line
+    comparison = {"overall": row(-0.1, 0.001), "groups": [], "components": []}
+    assert verdict(comparison, "old", "new", "default")[1].startswith(
+        "do not switch: new with the current prompt is -10.0%")
+    comparison = {"overall": row(0.01, 0.6), "groups": [], "components": []}
+    decision, line = verdict(comparison, "old", "new", "default")
+    assert decision == "undecided" and "the interval still allows -4.0%" in line

@@ -4,7 +4,8 @@ The search (within ``budget`` candidates, each run on every dev item):
 
 1. the current prompt (the eval's ``messages``, variant ``default``) on the dev items;
 2. structural rewrites of it (``candidates.REWRITES``), in a fixed order;
-3. with a proposer model, reflective proposals: a parent is drawn from the Pareto set over tags
+3. with a proposer model, every second candidate (each one once the rewrites are spent) is a
+   reflective proposal: a parent is drawn from the Pareto set over tags
    on dev (a candidate stays in it while no other is at least as good on every tag and better
    on one, so one that fixes a single tag is not lost for being average overall), weighted by
    the tags it leads; the proposer reads up to four of the parent's failed samples with their
@@ -63,7 +64,7 @@ class Settings:
     holdout: float = 0.5  # share of items held out for the acceptance test
     seed: int = 0
     alpha: float = 0.05
-    proposer_max_tokens: int = 600
+    proposer_max_tokens: int = 512
     proposer_temperature: float = 0.7
     failures_shown: int = 4
 
@@ -297,7 +298,9 @@ async def search(eval_: Eval, model: Any, store: Store, options: RunOptions,
         step += 1
         cname = f"c{step:02d}"
         made: tuple[str, Messages, str, str] | None = None  # kind, messages, parent, note
-        if queue:
+        # with a proposer, every second candidate is a reflective proposal
+        reflect = proposer is not None and (step % 2 == 0 or not queue)
+        if queue and not reflect:
             rewrite, messages, parent = queue.pop(0)
             made = (f"structural:{rewrite}", messages, parent, "")
         elif proposer is not None:
