@@ -192,7 +192,9 @@ def run_job(args: argparse.Namespace) -> int:
                         field="--out")
     from posttrain.train.common import integration_trackers, reporting
 
-    with reporting(integration_trackers(job.body.get("integrations"), file=args.job)):
+    trackers, tracker_notes = integration_trackers(job.body.get("integrations"), file=args.job)
+    _print_notes(tracker_notes)
+    with reporting(trackers):
         result = run(job, model=args.job_model, out_dir=args.job_out, store=args.job_store,
                      max_tokens=args.job_max_tokens, quiet=args.job_quiet or args.job_json)
     if args.job_json:

@@ -205,7 +205,10 @@ def load_job(path: str | Path, *, judge: str | None = None) -> Job:
                    "reasoning effort setting; reported, not applied")
     for integration in body.get("integrations") or []:
         kind = integration.get("type") if isinstance(integration, dict) else integration
-        if kind != "wandb":  # wandb: TRL reports to W&B (posttrain.train.common.reporting)
+        if kind == "wandb":  # posttrain.train.common.integration_trackers connects it
+            notes.warn(source, "integrations", "wandb: training logs go to W&B through TRL "
+                       "where the wandb package is installed (its project, name, entity, tags)")
+        else:
             notes.warn(source, "integrations", f"{kind}: not connected here (the events and "
                        "checkpoints are files in the output folder)")
     if body.get("seed") is not None and (isinstance(body["seed"], bool)

@@ -46,15 +46,26 @@ def check_report_to(value: str | list[str] | None, *, field: str = "--report-to"
     return tuple(dict.fromkeys(names))
 
 
-def integration_trackers(integrations: Any, *, file: Any = None) -> tuple[str, ...]:
-    """An OpenAI fine-tuning job's ``integrations`` as trackers: ``{type: wandb, wandb:
+def integration_trackers(integrations: Any, *, file: Any = None) -> tuple[tuple[str, ...],
+                                                                        list[str]]:
+    """An OpenAI fine-tuning job's ``integrations`` as (trackers, notes): ``{type: wandb, wandb:
     {project, name, entity, tags}}`` reports to W&B, its settings in the environment variables
-    W&B reads (``WANDB_PROJECT``, ``WANDB_NAME``, ``WANDB_ENTITY``, ``WANDB_TAGS``)."""
-    trackers = []
+    W&B reads (``WANDB_PROJECT``, ``WANDB_NAME``, ``WANDB_ENTITY``, ``WANDB_TAGS``). A job file
+    written for OpenAI's hosted training names W&B for OpenAI to call: without the ``wandb``
+    package here that is a note, not an error (``--report-to wandb`` asked here is one)."""
+    import importlib.util
+
+    trackers: list[str] = []
+    notes: list[str] = []
     for entry in integrations or []:
         kind = entry.get("type") if isinstance(entry, dict) else entry
         if kind != "wandb":
             continue  # the job reader warns about the others
+        if importlib.util.find_spec("wandb") is None:
+            where = f"{file}: " if file is not None else ""
+            notes.append(f"{where}integrations: wandb: not reported (the package 'wandb' is "
+                         "not installed here: pip install wandb)")
+            continue
         settings = (entry.get("wandb") if isinstance(entry, dict) else None) or {}
         for key, env in (("project", "WANDB_PROJECT"), ("name", "WANDB_NAME"),
                          ("entity", "WANDB_ENTITY")):
@@ -63,7 +74,7 @@ def integration_trackers(integrations: Any, *, file: Any = None) -> tuple[str, .
         if settings.get("tags"):
             os.environ["WANDB_TAGS"] = ",".join(str(t) for t in settings["tags"])
         trackers.append("wandb")
-    return check_report_to(trackers, field="integrations", file=file) if trackers else ()
+    return (check_report_to(trackers, field="integrations", file=file) if trackers else ()), notes
 
 
 @contextmanager
