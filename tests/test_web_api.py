@@ -55,6 +55,9 @@ async def test_runs_run_samples_and_filters(env) -> None:
         assert peers["model-b"]["cost_per_sample"] == pytest.approx(0.001)
         assert peers["model-b"]["score"] == pytest.approx(0.25)
         assert [o["id"] for o in page["others"]] == [runs["model-b"]]
+        history = {h["model"]: h for h in charts["history"]}
+        assert history["model-b"]["score"] == pytest.approx(0.25)
+        assert history["model-a"]["this"] and charts["heatmap"] == []
 
         base = f"/api/runs/{runs['model-b']}/samples"
         failed = await (await client.get(base + "?filter=failed")).json()

@@ -213,7 +213,7 @@ def test_matrix_filters_keys_exports_and_permalink(server, page) -> None:
     page.wait_for_function("document.querySelectorAll('#matrix tbody tr').length === 1")
     page.select_option("#matrix-status", "")
     page.wait_for_function("document.querySelectorAll('#matrix tbody tr').length === 4")
-    page.locator("#matrix td.cell").first.click()
+    page.locator("#matrix td.cell").first.focus()
     page.keyboard.press("/")
     page.keyboard.type("kyoto")
     page.keyboard.press("Enter")
@@ -283,8 +283,12 @@ def test_charts_transcript_and_paired_compare(server, page) -> None:
     page.click("figure[data-chart=frontier] details summary")
     menu = page.inner_text("figure[data-chart=frontier] .vega-actions")
     assert "Save as SVG" in menu and "Save as PNG" in menu and "Editor" not in menu
+    link = page.locator("figure[data-chart=frontier] .vega-actions a:has-text('Save as SVG')")
+    link.dispatch_event("mousedown")  # vega-embed makes the image on mousedown, then links it
+    page.wait_for_function("el => el.getAttribute('href').startsWith('data:')",
+                           arg=link.element_handle())
     with page.expect_download() as info:
-        page.click("figure[data-chart=frontier] .vega-actions a:has-text('Save as SVG')")
+        link.click()
     svg = Path(info.value.path()).read_text()
     assert svg.startswith("<svg") and "checkpoint-300" in svg
 

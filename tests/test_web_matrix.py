@@ -77,7 +77,8 @@ def _expected_status(samples: list, epochs: int) -> str:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_cells_and_headers_match_load_results(tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)
-    items = [Item(id=f"i{n:03d}", data={"q": f"question {n}"}, tags=[rng.choice("xyz")])
+    items = [Item(id=f"i{n:03d}", data={"q": f"question {n}", "length": 1000 * (1 + n % 3),
+                                        "depth": (n % 4) / 4}, tags=[rng.choice("xyz")])
              for n in range(60)]
     configs = {"primary-g2": {"primary": "g2"}, "both": {"grader_names": list(GRADERS)},
                "unlisted": {}}
@@ -127,6 +128,13 @@ def test_cells_and_headers_match_load_results(tmp_path: Path, seed: int) -> None
         assert page["total"] == 60
         beyond = matrix.matrix(store, columns, offset=100, limit=10)
         assert beyond["rows"] == [] and beyond["total"] == 60
+        # the run page's charts: a length x depth heatmap (12 cells), score over time
+        charts = views.run_page(store, ids["both"])["charts"]
+        assert len(charts["heatmap"]) == 12 and len(charts["history"]) == 3
+        both = load_results(store, ids["both"]).item_scores()
+        cell = next(c for c in charts["heatmap"] if (c["length"], c["depth"]) == (2000, 0.25))
+        chosen = [both[f"i{n:03d}"] for n in range(60) if n % 3 == 1 and n % 4 == 1]
+        assert cell["score"] == pytest.approx(sum(chosen) / len(chosen))
         tagged = matrix.matrix(store, columns, tag="x", limit=None)
         assert {r["item_id"] for r in tagged["rows"]} == {i.id for i in items if i.tags == ["x"]}
 

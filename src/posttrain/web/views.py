@@ -11,9 +11,10 @@ import orjson
 from posttrain.analysis.results import RunResults, SampleResult, load_results
 from posttrain.analysis.stats import mean_ci, percentile
 from posttrain.runner.store import RunInfo, Store
-from posttrain.web.matrix import default_columns, sample_sql, short_name
+from posttrain.web.matrix import column_header, default_columns, sample_sql, short_name
 
 FILTERS = ("all", "failed", "passed", "unscored", "errors")
+HISTORY_RUNS = 30
 
 
 def run_info(run: RunInfo) -> dict[str, Any]:
@@ -79,10 +80,25 @@ def run_page(store: Store, run_id: str) -> dict[str, Any]:
                       "model": run.model, "variant": run.variant, "score": mean, "low": low,
                       "high": high, "cost_per_sample": cost_per_item(other),
                       "latency_p95": latency_p95(other), "this": run.id == results.run.id})
+    # score over time: the latest runs of this eval, by run date (SQL, no answer read)
+    history = []
+    for run in store.list_runs(results.run.eval_name, limit=HISTORY_RUNS):
+        header = column_header(store, run)
+        history.append({"run": run.id, "created": run.created * 1000,
+                        "label": f"{header['short']} [{run.variant}]", "model": run.model,
+                        "score": header["score"]["mean"], "low": header["score"]["low"],
+                        "high": header["score"]["high"], "this": run.id == results.run.id})
+    heatmap: list[dict[str, Any]] = []
+    if any(isinstance(i.data.get("length"), (int, float))
+           and isinstance(i.data.get("depth"), (int, float)) for i in results.items):
+        from posttrain.analysis.heatmaps import length_depth_cells
+
+        heatmap = [{"length": length, "depth": depth, "score": score} for (length, depth), score
+                   in sorted(length_depth_cells(store, results.run.id).items())]
     data["charts"] = {
         "tags": [{"tag": tag, **v} for tag, v in data["tags"].items()],
         "latency": [s.latency_s for s in results.samples if s.latency_s is not None],
-        "peers": peers,
+        "peers": peers, "history": history, "heatmap": heatmap,
     }
     data["others"] = [run_info(run) for run in store.list_runs(results.run.eval_name)
                       if run.id != results.run.id]

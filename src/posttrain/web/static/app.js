@@ -142,6 +142,36 @@ function frontierChart(peers) {
     : "p95 latency vs score (no costs recorded): latest run of each model × variant");
 }
 
+function historyChart(rows) {
+  if (rows.length < 2) return null;
+  return chart("score-over-time", {
+    width: 380, height: 200, data: {values: rows},
+    encoding: {x: {field: "created", type: "temporal", title: "run date"},
+      color: {field: "label", type: "nominal", title: null, legend: {orient: "bottom", columns: 2, labelLimit: 260}}},
+    layer: [
+      {mark: {type: "rule", opacity: 0.6}, encoding: {y: {field: "low", type: "quantitative"}, y2: {field: "high"}}},
+      {mark: {type: "line", point: {filled: true, size: 50}},
+       encoding: {y: {field: "score", type: "quantitative", scale: {domain: [0, 1]}, title: "score (95% CI)"},
+         tooltip: [{field: "model"}, {field: "run"}, {field: "created", type: "temporal", timeUnit: "yearmonthdatehoursminutes", title: "run date"},
+           {field: "score", format: ".3f"}, {field: "low", format: ".3f", title: "CI low"}, {field: "high", format: ".3f", title: "CI high"}]}},
+    ],
+  }, `Score over time: the latest ${rows.length} runs of this eval`);
+}
+
+function heatmapChart(cells) {
+  if (!cells.length) return null;
+  return chart("length-depth", {
+    width: {step: 36}, height: {step: 22}, data: {values: cells},
+    encoding: {x: {field: "length", type: "ordinal", title: "context length (tokens)"},
+      y: {field: "depth", type: "ordinal", sort: "ascending", title: "needle depth", axis: {format: ".2f"}}},
+    layer: [
+      {mark: "rect", encoding: {color: {field: "score", type: "quantitative", scale: {domain: [0, 1], scheme: "redyellowgreen"}, title: "score"},
+        tooltip: [{field: "length"}, {field: "depth", format: ".2f"}, {field: "score", format: ".3f"}]}},
+      {mark: {type: "text", fontSize: 10}, encoding: {text: {field: "score", format: ".2f"}}},
+    ],
+  }, "Score by context length × needle depth");
+}
+
 function pairedChart(groups, labelA, labelB) {
   const values = groups.filter(g => g.diff !== null).map(g => ({...g, label: `${g.group} (n=${g.n})`,
     sig: g.significant ? "significant" : "not significant"}));
@@ -215,7 +245,9 @@ async function pageRun(runId, params) {
     h("div", {class: "charts"},
       run.charts.tags.length ? tagChart(run.charts.tags) : null,
       latencyChart(run.charts.latency),
-      frontierChart(run.charts.peers)),
+      frontierChart(run.charts.peers),
+      historyChart(run.charts.history),
+      heatmapChart(run.charts.heatmap)),
     h("h2", {}, "Samples"),
     h("div", {class: "toolbar"},
       select("filter", "filter", [["all", "all"], ["failed", "failed"], ["passed", "passed"], ["unscored", "unscored"], ["errors", "errors"]], filter),
