@@ -24,6 +24,8 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 pytestmark = pytest.mark.slow
+ALL_CHARTS_DRAWN = ("[...document.querySelectorAll('figure[data-chart]')].every("
+                    "f => f.dataset.ready === '1')")
 
 
 def _free_port() -> int:
@@ -95,8 +97,10 @@ def test_browse_vote_and_review(server, page) -> None:
     # a run: charts, filters
     page.click(f"a[href='#/run/{runs['model-b']}']")
     page.wait_for_selector("#samples tbody tr")
-    page.wait_for_selector("figure[data-chart=frontier][data-ready='1'] svg")
-    assert page.locator("figure[data-ready='1'] svg").count() == 3
+    page.wait_for_function(ALL_CHARTS_DRAWN)
+    charts = [f.get_attribute("data-chart") for f in page.locator("figure[data-chart]").all()]
+    assert charts == ["score-by-tag", "latency", "frontier", "score-over-time"]
+    assert page.locator("figure[data-ready='1'] svg").count() == 4
     page.select_option("#filter", "errors")
     page.wait_for_function("document.querySelectorAll('#samples tbody tr').length === 1")
     assert "HTTP 500" in page.inner_text("#samples")
@@ -266,8 +270,8 @@ def test_charts_transcript_and_paired_compare(server, page) -> None:
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
     page.goto(f"{url}#/run/{more[LONG_MODEL]}")
-    page.wait_for_selector("figure[data-chart=frontier][data-ready='1'] svg")
-    page.wait_for_selector("figure[data-chart=latency][data-ready='1'] svg")
+    page.wait_for_selector("figure[data-chart=frontier]")
+    page.wait_for_function(ALL_CHARTS_DRAWN)
     assert all(r.startswith(url) for r in requests), requests
     frontier = page.inner_text("figure[data-chart=frontier]")
     # labels are short names, whole; costs are known (model-a, model-b paid), so cost is the x
