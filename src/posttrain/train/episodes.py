@@ -155,7 +155,8 @@ def sampler(model: Any, tokenizer: Any, *, temperature: float, max_new_tokens: i
         input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch])
         mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch])
         kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": pad,
-                                  "eos_token_id": sorted(stops)}
+                                  "eos_token_id": sorted(stops),
+                                  "use_cache": True}  # a config may say False (training)
         if temperature > 0:
             kwargs.update(do_sample=True, temperature=temperature, top_k=0, top_p=1.0)
         else:
