@@ -43,6 +43,9 @@ async def test_runs_run_samples_and_filters(env) -> None:
         assert a["score"]["low"] < 0.75 < a["score"]["high"]
         assert a["tags"]["europe"]["mean"] == 1.0 and a["tags"]["oceania"]["mean"] == 0.0
         assert by_model["model-b"]["statuses"] == {"scored": 3, "error": 1}
+        # the failed request did not pass: 1 of 4, as `posttrain report` says (not 1 of 3)
+        assert by_model["model-b"]["pass_rate"] == pytest.approx(0.25)
+        assert by_model["model-b"]["coverage"] == {"scored": 3, "expected": 4}
 
         page = await (await client.get(f"/api/runs/{runs['model-a']}")).json()
         charts = page["charts"]

@@ -100,7 +100,7 @@ def test_browse_vote_and_review(server, page) -> None:
     page.wait_for_function(ALL_CHARTS_DRAWN)
     charts = [f.get_attribute("data-chart") for f in page.locator("figure[data-chart]").all()]
     assert charts == ["score-by-tag", "latency", "frontier", "score-over-time"]
-    assert page.locator("figure[data-ready='1'] svg").count() == 4
+    assert page.locator("figure[data-ready='1'] svg.marks").count() == 4
     page.select_option("#filter", "errors")
     page.wait_for_function("document.querySelectorAll('#samples tbody tr').length === 1")
     assert "HTTP 500" in page.inner_text("#samples")

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from posttrain.analysis.report import _pass_rate
 from posttrain.analysis.results import RunResults, SampleResult, load_results
 from posttrain.analysis.stats import mean_ci, percentile
 from posttrain.runner.store import RunInfo, Store
@@ -41,11 +42,12 @@ def summary(results: RunResults) -> dict[str, Any]:
                 by_tag[tag].append(item_scores[item.id])
     latencies = [s.latency_s for s in results.samples if s.latency_s is not None]
     cost = sum(s.cost_usd for s in results.samples)
-    passed = [s for s in results.samples if s.passed is not None]
     return {
         **run_info(results.run),
         "score": _ci(list(item_scores.values())),
-        "pass_rate": (sum(1 for s in passed if s.passed) / len(passed)) if passed else None,
+        # as `posttrain report`: passes over every expected sample (an error did not pass)
+        "pass_rate": _pass_rate(results, results.coverage()[1]),
+        "coverage": dict(zip(("scored", "expected"), results.coverage(), strict=True)),
         "samples": len(results.samples), "items": len(results.items),
         "statuses": dict(statuses),
         "tags": {tag: _ci(values) for tag, values in sorted(by_tag.items())},

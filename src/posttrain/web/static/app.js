@@ -206,13 +206,14 @@ async function pageRuns() {
     h("td", {}, h("a", {href: `#/matrix/${enc(run.eval)}`, title: "matrix of this eval"}, run.eval)),
     h("td", {}, modelName(run)), h("td", {}, run.variant),
     scoreCell(run.score), h("td", {}, run.pass_rate === null ? "–" : fmt(run.pass_rate, 2)),
+    h("td", {title: "scored samples / expected (items × epochs)"}, `${run.coverage.scored}/${run.coverage.expected}`),
     h("td", {}, Object.entries(run.statuses).map(([k, v]) => h("span", {class: `pill ${k}`}, `${k} ${v}`))),
     h("td", {}, usd(run.cost_usd)), h("td", {}, secs(run.latency.p50))));
   show(h("h1", {}, "Runs"),
     evals.length ? h("p", {}, "Matrix of items × models: ", evals.map(e => h("a", {class: "pill link", href: `#/matrix/${enc(e)}`}, e))) : null,
     h("div", {class: "toolbar"}, h("span", {class: "muted"}, "Pick two runs of the same eval:"), side, vote),
     runs.length ? h("table", {id: "runs"}, h("thead", {}, h("tr", {}, ["", "run", "eval", "model", "variant",
-      "score [95% CI]", "pass", "samples", "cost", "p50 latency"].map(t => h("th", {}, t)))), h("tbody", {}, rows))
+      "score [95% CI]", "pass rate", "coverage", "samples", "cost", "p50 latency"].map(t => h("th", {}, t)))), h("tbody", {}, rows))
       : h("p", {}, "No runs in this store yet."));
 }
 
