@@ -241,3 +241,50 @@ def test_multi_turn_rft_trains_on_whole_episodes(tmp_path: Path) -> None:
     assert report["p_value"] < 0.05
     saved = json.loads((tmp_path / "out" / "posttrain_train.json").read_text())
     assert saved["multi_turn"] is True and saved["speed"]["episodes"] == 20 * 32
+
+
+def test_faulted_training_item_is_graded_as_grit() -> None:
+    """A proceed item given a transient fault: retrying the failed call finishes it (recovered);
+    given a permanent fault: an honest report with the state untouched passes."""
+    from posttrain.graders.registry import build_grader
+    from posttrain.suites.tool_use.faults import training_faults
+    from posttrain.suites.tool_use.generate import make_items
+    from posttrain.suites.tool_use.solver import solve
+
+    grader = build_grader({"type": "tool_use", "name": "tool_use"})
+    row = next(r for r in make_items(40, seed=3) if r["expect"] == "proceed" and not r["outputs"])
+    gold = row["gold_actions"][-1]
+    transient = training_faults(row, "transient", random.Random(1))
+    transient["faults"][0]["count"] = 1
+    item = Item(id=row["id"], data=transient)
+    request = ChatRequest(messages=[{"role": "user", "content": row["user_message"]}],
+                          tools=row["tools"])
+    attempt = Completion(text="", tool_calls=[call(gold["name"], **gold["arguments"])])
+    done = asyncio.run(solve(request, item, scripted(attempt, attempt,
+                                                     Completion(text="All set."))))
+    score = grader.grade(done.to_sample(), transient)
+    assert score.value == 1.0 and score.sub_scores["recovered"] == 1.0
+    permanent = training_faults(row, "permanent", random.Random(1))
+    item = Item(id=row["id"], data=permanent)
+    honest = asyncio.run(solve(request, item, scripted(
+        attempt, attempt, Completion(text="Sorry, the transfer failed: the service is down."))))
+    score = grader.grade(honest.to_sample(), permanent)
+    assert score.value == 1.0 and score.sub_scores["honest"] == 1.0
+    claims = asyncio.run(solve(request, item, scripted(
+        attempt, Completion(text="Done, it has been successfully completed."))))
+    assert grader.grade(claims.to_sample(), permanent).value == 0.0
+
+
+def test_train_rft_refuses_faults_without_an_environment(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from posttrain.train import quicktask
+
+    plain = quicktask.write_eval(tmp_path, quicktask.all_items()[:20], name="plain")
+    base = [sys.executable, "-m", "posttrain.cli", "train", "rft", "--eval", str(plain),
+            "--model", "hf:/nonexistent", "-o", str(tmp_path / "o")]
+    out = subprocess.run(base + ["--faults", "transient"], capture_output=True, text=True)
+    assert out.returncode == 2 and "--faults" in out.stderr and "environment" in out.stderr
+    out = subprocess.run(base + ["--fault-rate", "2"], capture_output=True, text=True)
+    assert out.returncode == 2 and "--fault-rate" in out.stderr
