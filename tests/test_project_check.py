@@ -382,3 +382,21 @@ def test_without_model_the_one_candidate_is_checked(tmp_path, stub, capsys):
     project.write_text(project.read_text().replace("candidates: [new]", "candidates: [new, prod]"))
     assert main(["check", "--project", str(project)]) == 2
     assert "--model: name the new model (candidates: new, prod)" in capsys.readouterr().err
+
+
+def test_failed_samples_are_shown_with_their_reason_on_either_side(tmp_path, stub, capsys):
+    folder = tmp_path / "evals"
+    path = _eval(folder, "flaky", 6)
+    data = path.with_suffix(".jsonl")
+    rows = data.read_text().splitlines()
+    rows[0] = rows[0].replace("? [[as:", "? [[fault:400:always]][[as:")
+    data.write_text("\n".join(rows) + "\n")
+    project = _project(tmp_path, stub, "  - evals/\n")
+    md = tmp_path / "c.md"
+    code, _, text = _check(capsys, "--project", str(project), "--model", "new", "--markdown",
+                           str(md))
+    assert code == 0
+    assert "flaky: production: 1 of 6 samples failed or were not graded (counted 0): 1 x " \
+           "error: HTTP 400" in text
+    assert "flaky: new: 1 of 6 samples failed" in text
+    assert "**Failures** (counted 0):" in md.read_text()

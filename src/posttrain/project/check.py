@@ -412,6 +412,8 @@ def _side(summary: dict[str, Any], bar: float | None, run: Any, *,
             "ci_low": summary["ci_low"], "ci_high": summary["ci_high"], "n": summary["n"],
             "coverage": summary["coverage"], "errors": summary["errors"],
             "unscored": summary["unscored"], "requests": summary["requests"],
+            "answered": summary["answered"], "missing": summary.get("missing", 0),
+            "problems": dict(list(summary["problems"].items())[:3]),
             "clears_bar": bar is None or (summary["ci_low"] is not None
                                           and summary["ci_low"] >= bar)}
     if ran_now is not None:

@@ -124,6 +124,25 @@ def _overall_line(report: dict[str, Any]) -> str | None:
             f" ({o['test']} p = {_p(o['p_value'])}; a summary, not a criterion)")
 
 
+def failure_lines(report: dict[str, Any]) -> list[str]:
+    """Where a side's samples failed or could not be graded: how many, and the top reasons
+    (they count 0 in its score, so a low score is read with its cause)."""
+    lines = []
+    for record in report["evals"]:
+        sides = [("production", record["production"])]
+        sides += [(f"new [{row['variant']}]" if not row["production_prompt"] else "new",
+                   row["new"]) for row in record["variants"]]
+        for name, side in sides:
+            bad = side["errors"] + side["unscored"] + (side.get("missing") or 0)
+            if not bad:
+                continue
+            reasons = "; ".join(f"{count} x {reason}"
+                                for reason, count in (side.get("problems") or {}).items())
+            lines.append(f"{record['eval']}: {name}: {bad} of {side['n']} samples failed or "
+                         f"were not graded (counted 0)" + (f": {reasons}" if reasons else ""))
+    return lines
+
+
 def render_text(report: dict[str, Any]) -> str:
     out = [f"posttrain check: {report['new']} against {report['against']} on "
            f"{len(report['evals'])} evals ({report['project']})", "",
@@ -142,6 +161,10 @@ def render_text(report: dict[str, Any]) -> str:
                        f"{_pct(tag['production'])}, new {_pct(tag['new'])} (n={tag['n']}), diff "
                        f"{_pct(paired.get('diff'), True)}, p adj {_p(paired.get('p_adjusted'))}"
                        + (f", bar {tag['pass_bar']:g}" if tag["pass_bar"] is not None else ""))
+    failures = failure_lines(report)
+    if failures:
+        out.append("failures:")
+        out += [f"  {line}" for line in failures]
     variant_lines = _variant_lines(report)
     if variant_lines:
         out += ["other prompts on the new model:", *variant_lines]
@@ -212,6 +235,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     out.append("|" + "---|" * len(MODEL_HEADERS))
     out += ["| " + " | ".join(_md(c) for c in row) + " |" for row in _model_rows(report)]
     out.append("")
+    failures = failure_lines(report)
+    if failures:
+        out.append("**Failures** (counted 0):")
+        out += [f"- {_md(line)}" for line in failures]
+        out.append("")
     overall = _overall_line(report)
     if overall:
         out.append(f"_{_md(overall)}_")
