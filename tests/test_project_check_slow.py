@@ -59,10 +59,17 @@ def test_five_evals_on_two_local_models_in_one_command(tiny_pair, tmp_path, caps
                                              for r in report["evals"])
     assert f"**{report['verdict']}**" in (tmp_path / "c.md").read_text()
     assert report["models"][f"hf:{new}"]["latency_p50_s"] > 0
-    # again: production's stored runs are reused, the new model's answers come from the cache
+    # again: production's stored runs are reused, the new model's answers come from the cache;
+    # only its failed samples (prompts beyond the tiny model's context) are asked again
     code_again = main(argv)
     again = json.loads(capsys.readouterr().out)
     assert code_again == code and again["verdict"] == report["verdict"]
-    for record in again["evals"]:
+    answered = 0
+    for before, record in zip(report["evals"], again["evals"], strict=True):
         assert not record["production"]["ran_now"]
-        assert all(v["new"]["requests"] == 0 for v in record["variants"])
+        assert record["production"]["run_id"] == before["production"]["run_id"]
+        for v1, v2 in zip(before["variants"], record["variants"], strict=True):
+            assert v2["new"]["requests"] == v1["new"]["errors"] == v2["new"]["errors"]
+            assert v2["new"]["score"] == v1["new"]["score"]
+            answered += v2["new"]["answered"]
+    assert answered > 0  # some answers did come from the cache
