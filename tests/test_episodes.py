@@ -288,3 +288,19 @@ def test_train_rft_refuses_faults_without_an_environment(tmp_path: Path) -> None
     assert out.returncode == 2 and "--faults" in out.stderr and "environment" in out.stderr
     out = subprocess.run(base + ["--fault-rate", "2"], capture_output=True, text=True)
     assert out.returncode == 2 and "--fault-rate" in out.stderr
+
+
+def test_an_episode_longer_than_the_context_is_refused(tiny: tuple[Any, Any]) -> None:
+    """The tiny model's 256 positions cannot hold a tool_use prompt: one line, not garbage."""
+    from posttrain.suites.tool_use.generate import make_items
+    from posttrain.suites.tool_use.solver import ToolUseEnvironment
+    from posttrain.train.episodes import play
+
+    model, tokenizer = tiny
+    row = make_items(1, seed=0)[0]
+    item = Item(id=row["id"], data=row)
+    request = ChatRequest(messages=[{"role": "system", "content": row["system"]},
+                                    {"role": "user", "content": row["user_message"]}],
+                          tools=row["tools"])
+    with pytest.raises(ValueError, match="does not fit the model's context of 256"):
+        play(model, tokenizer, None, [(item, request)], ToolUseEnvironment, temperature=1.0)

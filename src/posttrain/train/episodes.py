@@ -150,11 +150,18 @@ def sampler(model: Any, tokenizer: Any, *, temperature: float, max_new_tokens: i
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else \
         tokenizer.eos_token_id
 
+    window = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+
     def generate(batch: list[list[int]]) -> list[list[int]]:
         width = max(len(ids) for ids in batch)
+        if window is not None and width >= window:
+            raise ValueError(f"an episode of {width} tokens does not fit the model's context "
+                             f"of {window} tokens: lower --episode-tokens, shorten the prompt "
+                             "or use a model with a longer context")
         input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch])
         mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch])
-        kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": pad,
+        room = max_new_tokens if window is None else min(max_new_tokens, window - width)
+        kwargs: dict[str, Any] = {"max_new_tokens": room, "pad_token_id": pad,
                                   "eos_token_id": sorted(stops),
                                   "use_cache": True}  # a config may say False (training)
         if temperature > 0:
