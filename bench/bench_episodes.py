@@ -29,6 +29,8 @@ def main() -> None:
     parser.add_argument("--eval", type=Path, help="an eval with an environment solver "
                                                   "(default: the tests' feedback task)")
     parser.add_argument("--episodes", type=int, default=64)
+    parser.add_argument("--serial", type=int, help="episodes played one at a time for the "
+                                                   "comparison (default: all of them)")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--group", type=int, default=8)
     parser.add_argument("--prompts", type=int, default=4)
@@ -70,7 +72,8 @@ def main() -> None:
                             turn_tokens=args.turn_tokens, episode_tokens=args.episode_tokens)
     serial_seconds = 0.0
     serial_turns = 0
-    for job in jobs:
+    alone = jobs[: args.serial] if args.serial is not None else jobs
+    for job in alone:
         started = time.perf_counter()
         one, _ = play(model, tokenizer, eval_, [job], factory, temperature=1.0,
                       turn_tokens=args.turn_tokens, episode_tokens=args.episode_tokens)
@@ -83,8 +86,9 @@ def main() -> None:
                     "generate_calls": figures["generate_calls"],
                     "mean_batch": round(figures["mean_batch"], 1),
                     "turns": sum(r.completion.meta.get("turns", 0) for r in batched)},
-        "serial": {"seconds": round(serial_seconds, 2),
-                   "episodes_per_s": round(len(jobs) / serial_seconds, 2), "turns": serial_turns},
+        "serial": {"episodes": len(alone), "seconds": round(serial_seconds, 2),
+                   "episodes_per_s": round(len(alone) / serial_seconds, 2) if alone else None,
+                   "turns": serial_turns},
     }
     if args.steps:
         train = eval_.items[: max(args.prompts * 2, 8)]
