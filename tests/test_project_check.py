@@ -400,3 +400,40 @@ def test_failed_samples_are_shown_with_their_reason_on_either_side(tmp_path, stu
            "error: HTTP 400" in text
     assert "flaky: new: 1 of 6 samples failed" in text
     assert "**Failures** (counted 0):" in md.read_text()
+
+
+def test_entry_settings_bar_variant_and_no_regression(tmp_path, stub, capsys):
+    evals = tmp_path / "evals"
+    # new loses 10 of 20 on the default prompt, none on terse; production serves terse
+    _eval(evals, "support", 20, new_wrong=set(range(10)), terse_new_wrong=set())
+    _eval(evals, "drifty", 20, new_wrong=set(range(10)))   # a real drop, not a criterion here
+    _eval(evals, "barred", 10, new_wrong={0, 1}, pass_bar=0.1)
+    project = _project(tmp_path, stub,
+                       "  - {eval: evals/support.yaml, variant: terse}\n"
+                       "  - {eval: evals/drifty.yaml, no_regression: false}\n"
+                       "  - {eval: evals/barred.yaml, pass_bar: 0.9}\n")
+    code, report, _ = _check(capsys, "--project", str(project), "--model", "new", "--json")
+    by = {r["eval"]: r for r in report["evals"]}
+    support = by["support"]
+    assert support["production_variant"] == "terse"
+    assert [v["variant"] for v in support["variants"]] == ["terse", "default"]
+    assert support["status"] == "pass" and support["variants"][0]["paired"]["diff"] == 0
+    assert by["drifty"]["status"] == "pass"
+    assert by["drifty"]["variants"][0]["paired"]["p_adjusted"] is None  # not in the family
+    assert by["drifty"]["variants"][0]["paired"]["p_value"] < 0.01
+    # the entry's bar (0.9) wins over the eval file's (0.1): 80% with 10 items cannot clear it
+    assert by["barred"]["pass_bar"] == 0.9 and by["barred"]["status"] == "blocked"
+    assert report["correction"]["comparisons"] == 3  # support x 2 prompts + barred
+    assert code == 1 and report["blocking"] == [
+        "barred: score 80.0% (95% CI low 49.0%) is below the pass bar 0.9 (production is below "
+        "it too)"]
+
+
+def test_eval_html_takes_one_eval(tmp_path, stub, capsys):
+    _eval(tmp_path / "evals", "a", 2)
+    _eval(tmp_path / "evals", "b", 2)
+    models = _models(tmp_path, stub)
+    assert main(["eval", str(tmp_path / "evals"), "--model", "new", "--models-file",
+                 str(models), "--html", str(tmp_path / "r.html")]) == 2
+    assert "--html: one eval per HTML report" in capsys.readouterr().err
+    assert stub.stats()["total_attempts"] == 0
