@@ -17,6 +17,7 @@ without the deterministic stub proposer. Reported: the share of runs with a sign
 false-win rate with its 95% Wilson interval, and requests to the target per run.
 
     python bench/bench_optimize.py --runs 200
+    python bench/bench_optimize.py --runs 100 --items 200 --tasks subtle,null --proposers none
 """
 
 from __future__ import annotations
@@ -70,11 +71,14 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=60)
     parser.add_argument("--budget", type=int, default=6)
     parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated: "
+                        + ", ".join(TASKS))
+    parser.add_argument("--proposers", default="none,stub", help="none, stub or both")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     rows = []
-    for proposer in (False, True):
-        for task in TASKS:
+    for proposer in [name == "stub" for name in args.proposers.split(",")]:
+        for task in args.tasks.split(","):
             started = time.perf_counter()
             outcomes = [one(task, seed, n=args.items, budget=args.budget, proposer=proposer,
                             alpha=args.alpha) for seed in range(args.runs)]

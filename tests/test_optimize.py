@@ -334,3 +334,31 @@ def test_migrate_verdict_names_what_blocks_the_switch():
     comparison = {"overall": row(0.01, 0.6), "groups": [], "components": []}
     decision, line = verdict(comparison, "old", "new", "default")
     assert decision == "undecided" and "the interval still allows -4.0%" in line
+
+
+def test_migrate_says_when_a_model_failed_its_requests(tmp_path):
+    """Failed requests count 0 in the scores; the verdict line says so, with the reason."""
+    import asyncio
+
+    from posttrain.models.base import FatalError
+    from posttrain.optimize.migrate import migrate
+
+    class TooSmall:
+        name, cache_id, max_concurrency, price = "old", "test:too-small", 4, None
+
+        async def generate(self, request):
+            raise FatalError("prompt of 473 tokens does not fit the model's context of 256")
+
+        async def aclose(self):
+            pass
+
+    ev = eval_from_dict(sim_eval(20, 0, weakness=False))
+    store = Store(tmp_path / "s.db")
+    result = asyncio.run(migrate(ev, TooSmall(), PromptSim(sensitive=False), store,
+                                 RunOptions(), old_spec="old", new_spec="sim"))
+    old_row = result["rows"][0]
+    assert old_row["errors"] == 20 and old_row["score"] == 0.0
+    assert result["decision"] == "switch"
+    assert result["verdict"].endswith("note: old [default] failed 20 of 20 requests (counted as "
+                                      "0), e.g. prompt of 473 tokens does not fit the model's "
+                                      "context of 256")

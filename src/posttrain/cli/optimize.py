@@ -271,10 +271,10 @@ def _migrate_text(result: dict[str, Any]) -> str:
     lines = [f"migrate {result['eval']}: {result['from']} -> {result['to']} on "
              f"{result['scope']}", ""]
     lines.append(text_table(
-        ["model", "variant", "score", "95% CI", "n", "cost $/item", "p95 s"],
+        ["model", "variant", "score", "95% CI", "n", "errors", "cost $/item", "p95 s"],
         [[r["model"], r["variant"], num(r["score"], ".3f"),
           f"[{num(r['ci_low'], '.3f')}, {num(r['ci_high'], '.3f')}]", str(r["n"]),
-          num(r["cost_usd_per_item"], ".6f"), num(r["latency_p95_s"], ".2f")]
+          str(r["errors"]), num(r["cost_usd_per_item"], ".6f"), num(r["latency_p95_s"], ".2f")]
          for r in result["rows"]]))
     lines.append("")
     lines.append(f"{result['to']} [{result['variant']}] vs {result['from']}, paired:")

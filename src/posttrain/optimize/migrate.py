@@ -41,7 +41,10 @@ def optimized_variant(eval_: Eval, new_spec: str) -> str | None:
 def _row(label: str, spec: str, variant: str, results: RunResults,
          prices: dict[str, Any] | None) -> dict[str, Any]:
     interval = mean_interval(list(results.item_scores().values()))
+    failed = [s for s in results.samples if s.status == "error"]
     return {"label": label, "model": spec, "variant": variant, "run": results.run.id,
+            "errors": len(failed), "answers": len(results.samples),
+            "first_error": failed[0].reason if failed else None,
             "score": interval.estimate, "ci_low": interval.low, "ci_high": interval.high,
             "n": len(results.item_scores()),
             "cost_usd_per_item": cost_per_item(results, prices),
@@ -120,6 +123,11 @@ async def migrate(eval_: Eval, old: Any, new: Any, store: Store, options: RunOpt
     comparison = compare_runs(old_res, target, seed=seed, alpha=alpha)
     baseline_switch = compare_runs(old_res, new_res, seed=seed, alpha=alpha)["overall"]
     decision, line = verdict(comparison, old_spec, new_spec, target_variant)
+    failing = [r for r in rows if r["errors"]]
+    if failing:  # failed requests count 0: say so in the verdict itself
+        line += "; note: " + "; ".join(
+            f"{r['model']} [{r['variant']}] failed {r['errors']} of {r['answers']} requests "
+            f"(counted as 0), e.g. {r['first_error']}" for r in failing)
     return {"eval": eval_.name, "from": old_spec, "to": new_spec, "variant": target_variant,
             "scope": scope, "n_items": len(items), "alpha": alpha, "rows": rows,
             "overall": comparison["overall"], "groups": comparison["groups"],

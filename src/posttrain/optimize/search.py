@@ -176,8 +176,10 @@ def dev_figures(results: RunResults) -> dict[str, Any]:
         if values:
             by_tag[tag] = sum(values) / len(values)
     score = sum(scores.values()) / len(scores) if scores else 0.0
+    failed = [s for s in results.samples if s.status == "error"]
     return {"score": score, "n": len(scores), "by_tag": by_tag or {ALL: score},
-            "run": results.run.id}
+            "run": results.run.id, "errors": len(failed),
+            "first_error": failed[0].reason if failed else None}
 
 
 def pareto_set(candidates: Sequence[Candidate]) -> list[Candidate]:
@@ -403,6 +405,7 @@ def _public(candidate: Candidate, pareto: bool) -> dict[str, Any]:
     return {"name": candidate.name, "kind": candidate.kind, "parent": candidate.parent,
             "dev_score": candidate.dev["score"], "dev_n": candidate.dev["n"],
             "dev_by_tag": candidate.dev["by_tag"], "run": candidate.dev["run"],
+            "errors": candidate.dev["errors"], "first_error": candidate.dev["first_error"],
             "pareto": pareto, "system": system, "user": user}
 
 
