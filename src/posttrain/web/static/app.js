@@ -63,16 +63,27 @@ function show(...nodes) {
 // ---- charts ---------------------------------------------------------------------------------
 const EMBED = {actions: {export: true, source: false, compiled: false, editor: false}, renderer: "svg"};
 
+// the library (840 kB) is loaded on the first page that draws a chart, from this server
+let chartLibrary = null;
+function loadCharts() {
+  const load = (src) => new Promise((resolve, reject) => {
+    const script = h("script", {src});
+    script.onload = resolve;
+    script.onerror = () => reject(new Error(`could not load ${src}`));
+    document.head.append(script);
+  });
+  chartLibrary ??= ["vega", "vega-lite", "vega-embed"].reduce(
+    (done, name) => done.then(() => load(`static/vendor/${name}.min.js`)), Promise.resolve());
+  return chartLibrary;
+}
+
 function chart(name, spec, caption) {
   const target = h("div", {class: "vchart"});
   const fig = h("figure", {"data-chart": name}, target, caption ? h("figcaption", {}, caption) : null);
-  if (typeof vegaEmbed !== "function") {
-    target.append(h("p", {class: "error"}, "The chart library did not load."));
-    return fig;
-  }
   const full = {$schema: "https://vega.github.io/schema/vega-lite/v6.json", background: "white",
     config: {font: "system-ui, sans-serif", axis: {labelFontSize: 11, titleFontSize: 12}, view: {stroke: null}}, ...spec};
-  vegaEmbed(target, full, {...EMBED, downloadFileName: name})
+  loadCharts()
+    .then(() => vegaEmbed(target, full, {...EMBED, downloadFileName: name}))
     .then(() => fig.setAttribute("data-ready", "1"))
     .catch(err => { target.replaceChildren(h("p", {class: "error"}, `Chart error: ${err.message}`)); fig.setAttribute("data-ready", "error"); });
   return fig;
