@@ -58,7 +58,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def _print_text(summary: dict[str, Any]) -> None:
     out = sys.stdout
-    print(f"read {summary['parsed']} of {summary['lines']} log lines ({summary['format']})",
+    what = "spans" if summary["format"] == "otel" else "log lines"
+    print(f"read {summary['parsed']} of {summary['lines']} {what} ({summary['format']})",
           file=out)
     redactions = {k: v for k, v in summary["redactions"].items() if v}
     print("redacted: " + (", ".join(f"{k} {v}" for k, v in redactions.items()) or "nothing"),

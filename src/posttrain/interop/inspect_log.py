@@ -381,6 +381,9 @@ def import_inspect_log(db: Any, path: Path, notes: list[str]) -> ImportReport:
         report.items, report.samples = report.summary["n"] // max(1, epochs), \
             len(list(db.samples(info.id)))
         return report
+    if getattr(spec, "shards", None):
+        notes.append(f"{path}: a sharded log: only the samples in this file are read (import "
+                     "each shard file too)")
     if header.status != "success":
         notes.append(f"{path}: the log's status is {header.status!r}: its samples are "
                      "imported as they are; missing ones count 0 in the score")
