@@ -304,3 +304,43 @@ def test_an_episode_longer_than_the_context_is_refused(tiny: tuple[Any, Any]) ->
                           tools=row["tools"])
     with pytest.raises(ValueError, match="does not fit the model's context of 256"):
         play(model, tokenizer, None, [(item, request)], ToolUseEnvironment, temperature=1.0)
+
+
+QWEN_STYLE = (
+    "{% for m in messages %}{% if loop.first and tools %}<|im_start|>system\n{{ m['content'] }}"
+    "\n<tools>{% for t in tools %}{{ t['function']['name'] }} {% endfor %}</tools><|im_end|>\n"
+    "{% elif m['role'] == 'tool' %}<|im_start|>user\n<tool_response>{{ m['content'] }}"
+    "</tool_response><|im_end|>\n{% elif m['role'] == 'assistant' and m.get('tool_calls') %}"
+    "<|im_start|>assistant\n{% for c in m['tool_calls'] %}<tool_call>{{ c['function']['name'] }}"
+    "</tool_call>{% endfor %}<|im_end|>\n{% else %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
+    "<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% endif %}")
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_renderer_continuation_after_tool_calls(tiny: tuple[Any, Any], native: bool) -> None:
+    """What is appended after a tool-calling turn: the template's text after the end-of-turn
+    token, the tool results and the next assistant header, for templates with and without
+    tools (the latter get the hf: provider's system-message tools and <tool_response> turns)."""
+    import copy as copy_
+
+    from posttrain.train.episodes import Renderer
+
+    _, tokenizer = tiny
+    tokenizer = copy_.deepcopy(tokenizer)
+    if native:
+        tokenizer.chat_template = QWEN_STYLE
+    tools = json.loads(EXAMPLE.with_name("items.jsonl").read_text().splitlines()[0])["tools"]
+    renderer = Renderer(tokenizer, tools)
+    assert renderer.native is native and renderer.after_eos == "\n"
+    calls = [{"id": "call_0", "type": "function",
+              "function": {"name": "find_product", "arguments": '{"name": "valve"}'}}]
+    before = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"},
+              {"role": "assistant", "content": "", "tool_calls": calls}]
+    after = before + [{"role": "tool", "tool_call_id": "call_0", "content": '{"id": "P-1"}'}]
+    text = renderer.continuation(before, after, ended=True)
+    assert text.startswith("\n<|im_start|>user\n<tool_response>")
+    assert '{"id": "P-1"}' in text and text.endswith("<|im_start|>assistant\n")
+    assert renderer.continuation(before, after, ended=False).startswith("<|im_end|>\n")
+    if not native:
+        assert "find_product" in renderer.text(before[:2], generation=True)  # in the system
