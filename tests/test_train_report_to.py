@@ -19,6 +19,8 @@ from posttrain.train.common import (
 
 
 def test_nothing_is_reported_unless_asked(tmp_path: Path) -> None:
+    pytest.importorskip("torch", reason="base_args asks torch for a GPU: pip install "
+                                        "'posttrain[train]'")
     args = base_args(tmp_path, seed=0, learning_rate=1e-3, max_steps=1, batch_size=1,
                      quiet=True)
     assert args["report_to"] == "none"
