@@ -348,3 +348,48 @@ def test_inspect_view_lists_and_shows_an_exported_run(tmp_path: Path, capsys) ->
     finally:
         viewer.terminate()
         viewer.wait(10)
+
+
+@pytest.mark.slow
+def test_a_log_inspect_itself_wrote_imports_to_its_own_numbers(tmp_path: Path, capsys,
+                                                              monkeypatch) -> None:
+    """A real ``inspect_ai.eval`` run (its offline ``mockllm/model``, two scorers, two epochs):
+    posttrain's score equals Inspect's accuracy of its first scorer, and the log goes back out
+    with the same samples, scores and results."""
+    import gzip
+    import hashlib
+
+    bpe = pytest.importorskip("bpe_openai", reason="inspect counts tokens with tiktoken's "
+                                                   "o200k, seeded offline from bpe-openai: "
+                                                   "pip install 'posttrain[suites]'")
+    from inspect_ai import Task
+    from inspect_ai import eval as inspect_eval
+    from inspect_ai.dataset import Sample
+    from inspect_ai.scorer import includes, match
+    from inspect_ai.solver import generate
+
+    # tiktoken would download o200k_base: its cache is seeded with the copy bpe-openai ships
+    url = "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken"
+    cache = tmp_path / "tiktoken"
+    cache.mkdir()
+    vocab = Path(bpe.__file__).parent / "data" / "o200k_base.tiktoken.gz"
+    (cache / hashlib.sha1(url.encode()).hexdigest()).write_bytes(gzip.decompress(
+        vocab.read_bytes()))
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(cache))
+    samples = [Sample(id=i, input=f"Say something {i}",
+                      target="Default output" if i % 2 else "nope") for i in range(1, 7)]
+    task = Task(dataset=samples, solver=generate(), scorer=[includes(), match()],
+                name="real-quiz")
+    (log,) = inspect_eval(task, model="mockllm/model", log_dir=str(tmp_path / "logs"),
+                          epochs=2, display="none")
+    assert log.status == "success", log.error
+    run = _import(tmp_path / "logs", store=tmp_path / "s.db", capsys=capsys)["runs"][0]
+    accuracy = log.results.scores[0].metrics["accuracy"].value
+    assert run["inspect_metrics"]["includes"]["accuracy"] == accuracy == 0.5
+    assert run["summary"]["score"] == pytest.approx(accuracy) and run["samples"] == 12
+    assert main(["export", "inspect-log", run["run_id"], "-o", str(tmp_path / "back.eval"),
+                 "--store", str(tmp_path / "s.db")]) == 0
+    back = read_eval_log(str(tmp_path / "back.eval"))
+    original = read_eval_log(log.location)
+    assert back.results == original.results
+    assert _comparable(back) == _comparable(original)
