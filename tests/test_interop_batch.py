@@ -257,3 +257,33 @@ def test_a_responses_batch_is_read_too(tmp_path: Path, capsys) -> None:
                  "--json"]) == 0
     (run,) = json.loads(capsys.readouterr().out)["runs"]
     assert (run["score"], run["input_tokens"], run["output_tokens"]) == (1.0, 11, 1)
+
+
+def test_each_run_submits_its_batch_at_once(tmp_path: Path, held: BatchStub, capsys,
+                                            monkeypatch) -> None:
+    """Two variants: both batches are submitted before either finishes (the stub holds them
+    until released), then both are read."""
+    import threading
+
+    monkeypatch.setenv("OPENAI_BASE_URL", held.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    eval_path = _eval(tmp_path / "ev")
+    eval_path.write_text(eval_path.read_text() + "variants:\n  terse:\n    messages:\n"
+                         "      - {role: user, content: \"{{item.question}} One word.\"}\n")
+    seen: list[int] = []
+
+    def release_when_both_submitted() -> None:
+        deadline = time.monotonic() + 60
+        while held.stats()["batches"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen.append(held.stats()["batches"])
+        held.release()
+
+    releaser = threading.Thread(target=release_when_both_submitted)
+    releaser.start()
+    assert main(_argv(eval_path, tmp_path / "s.db")) == 0
+    releaser.join()
+    assert seen == [2]
+    runs = {r["variant"]: r for r in json.loads(capsys.readouterr().out)["runs"]}
+    assert set(runs) == {"default", "terse"}
+    assert all((r["n"], r["errors"]) == (4, 1) for r in runs.values())

@@ -75,8 +75,8 @@ async def execute_eval_batch(eval_: Any, models: list[Any], variants: list[str],
                         "as one batch", field="--backend")
     progress = progress or Progress(enabled=False)
     planned = await plan_runs(eval_, models, variants, store, options, progress, model_configs)
-    for plan in planned:
-        await _run_batch(plan, store, poll_s, out)
+    # every run's batch is submitted at once and they are waited on together
+    await asyncio.gather(*(_run_batch(plan, store, poll_s, out) for plan in planned))
     handles = [p.handle for p in planned]
     finish_runs(store, handles)
     return handles
