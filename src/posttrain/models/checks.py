@@ -27,6 +27,7 @@ EXTRAS = {
     "nltk": "suites", "punkt": "suites", "langdetect": "suites", "bpe_openai": "suites",
     "numpy": "ingest", "presidio_analyzer": "ingest", "presidio_anonymizer": "ingest",
     "spacy": "ingest", "playwright": "browser-tests", "scipy": "dev", "statsmodels": "dev",
+    "inspect_ai": "inspect",
 }
 
 
