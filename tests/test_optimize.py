@@ -257,7 +257,7 @@ def test_cli_optimize_then_migrate_on_the_stub_server(tmp_path, stub_server, cap
             "--no-progress"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "verdict: c02-repeat-end wins: +100.0%" in out
+    assert "verdict: c02-repeat-end wins: +100.0%" in out and "  errors  by tag" in out
     assert "written: variant 'optimized-new'" in out
     assert path.read_text().startswith(original.rstrip("\n"))
     written = load_eval(path).variants["optimized-new"]

@@ -201,10 +201,15 @@ def _optimize_text(result: dict[str, Any]) -> str:
     base = result["candidates"][0]["dev_score"]
     rows = [[c["name"], c["kind"], c["parent"] or "", f"{c['dev_score']:.3f}",
              "" if c["name"] == "default" else f"{c['dev_score'] - base:+.1%}",
+             str(c["errors"]),
              "  ".join(f"{t} {v:.2f}" for t, v in sorted(c["dev_by_tag"].items())),
              "*" if c["pareto"] else ""] for c in result["candidates"]]
-    lines.append(text_table(["candidate", "kind", "parent", "dev", "vs current", "by tag",
-                               "pareto"], rows))
+    lines.append(text_table(["candidate", "kind", "parent", "dev", "vs current", "errors",
+                             "by tag", "pareto"], rows))
+    for c in result["candidates"]:
+        if c["errors"]:
+            lines.append(f"{c['name']}: {c['errors']} of {c['dev_n']} dev answers failed (counted "
+                         f"as 0), e.g. {c['first_error']}")
     for skipped in result["skipped"]:
         lines.append(f"skipped {skipped['name']}: {skipped['reason']}")
     held = result["heldout"]
