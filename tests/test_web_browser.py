@@ -273,13 +273,16 @@ def test_charts_transcript_and_paired_compare(server, page) -> None:
     page.wait_for_selector("figure[data-chart=frontier]")
     page.wait_for_function(ALL_CHARTS_DRAWN)
     assert all(r.startswith(url) for r in requests), requests
-    frontier = page.inner_text("figure[data-chart=frontier]")
-    # labels are short names, whole; costs are known (model-a, model-b paid), so cost is the x
+    frontier = page.text_content("figure[data-chart=frontier]")
+    # labels are short names, whole; only model-b's cost is known (the others are $0 with no
+    # price), so the x axis is p95 latency and every run is drawn
     assert "qwen2.5-0.5b-instruct-sft/checkpoint-300 [default]" in frontier
-    assert "model-b [default]" in frontier and "cost per answer (USD)" in frontier
-    tags = page.inner_text("figure[data-chart=score-by-tag]")
+    assert "model-a [default]" in frontier and "model-b [default]" in frontier
+    assert "p95 latency (s)" in frontier and "cost unknown for 2 of 3 runs" in frontier
+    assert "not drawn" not in frontier
+    tags = page.text_content("figure[data-chart=score-by-tag]")
     assert "europe (n=2)" in tags and "oceania (n=1)" in tags
-    assert "latency per answer (s)" in page.inner_text("figure[data-chart=latency]")
+    assert "latency per answer (s)" in page.text_content("figure[data-chart=latency]")
     # 'Compare with': every other run, told apart by name, variant and time
     assert page.locator("details.others li").count() == 3
     page.screenshot(path=str(ARTIFACTS / "20-run-charts.png"), full_page=True)
@@ -311,6 +314,6 @@ def test_charts_transcript_and_paired_compare(server, page) -> None:
     page.goto(f"{url}#/compare/{runs['model-a']}/{runs['model-b']}")
     page.wait_for_selector("figure[data-chart=paired-by-tag][data-ready='1'] svg")
     assert "B − A = -0.500 over 4 paired items" in page.inner_text("#paired-overall")
-    chart = page.inner_text("figure[data-chart=paired-by-tag]")
+    chart = page.text_content("figure[data-chart=paired-by-tag]")
     assert "europe (n=2)" in chart and "asia (n=1)" in chart
     page.screenshot(path=str(ARTIFACTS / "22-compare.png"), full_page=True)

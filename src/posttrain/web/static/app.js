@@ -116,10 +116,13 @@ function latencyChart(values) {
 
 // the frontier of `pick`: cheapest (or fastest) point for its score; cost when any is known
 function frontierChart(peers) {
-  const withCost = peers.filter(p => p.cost_per_sample !== null);
-  const useCost = withCost.length > 0 && withCost.some(p => p.cost_per_sample > 0);
+  // cost when every run's is known (stored, or tokens at a known price) and not all $0;
+  // else p95 latency, so no run is dropped from the picture for want of a price
+  const costUnknown = peers.filter(p => p.cost_per_sample === null);
+  const useCost = costUnknown.length === 0 && peers.some(p => p.cost_per_sample > 0);
   const xField = useCost ? "cost_per_sample" : "latency_p95";
   const points = peers.filter(p => p[xField] !== null && p.score !== null);
+  const left = peers.filter(p => !points.includes(p)).map(p => p.label);
   if (!points.length) return h("figure", {"data-chart": "frontier"}, h("p", {class: "muted"}, "No cost or latency recorded."));
   const sorted = [...points].sort((a, b) => a[xField] - b[xField] || b.score - a.score);
   let best = -1;
@@ -149,8 +152,9 @@ function frontierChart(peers) {
            {field: "cost_per_sample", format: "$.3~g", title: "cost / answer"}, {field: "latency_p95", format: ".2f", title: "p95 latency s"}, {field: "frontier"}]}},
       label("left"), label("right"),
     ],
-  }, useCost ? "Cost vs score: latest run of each model × variant (frontier dashed)"
-    : "p95 latency vs score (no costs recorded): latest run of each model × variant");
+  }, (useCost ? "Cost vs score: latest run of each model × variant (frontier dashed)"
+    : `p95 latency vs score (${costUnknown.length ? `cost unknown for ${costUnknown.length} of ${peers.length} runs` : "every cost is $0"}): latest run of each model × variant (frontier dashed)`)
+    + (left.length ? `; not drawn (no ${useCost ? "cost" : "latency"}): ${left.join(", ")}` : ""));
 }
 
 function historyChart(rows) {
