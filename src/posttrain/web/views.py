@@ -86,7 +86,7 @@ def run_page(store: Store, run_id: str) -> dict[str, Any]:
     history = []
     for run in store.list_runs(results.run.eval_name, limit=HISTORY_RUNS):
         header = column_header(store, run)
-        history.append({"run": run.id, "created": run.created * 1000,
+        history.append({"run": run.id, "created": round(run.created * 1000),  # ms, for JS
                         "label": f"{header['short']} [{run.variant}]", "model": run.model,
                         "score": header["score"]["mean"], "low": header["score"]["low"],
                         "high": header["score"]["high"], "this": run.id == results.run.id})

@@ -110,7 +110,7 @@ function latencyChart(values) {
     width: 360, height: 180, data: {values: values.map(v => ({latency: v}))},
     mark: {type: "bar", color: "#7aa2ea", tooltip: true},
     encoding: {x: {field: "latency", bin: {maxbins: 30}, type: "quantitative", title: "latency per answer (s)"},
-      y: {aggregate: "count", type: "quantitative", title: "answers"}},
+      y: {aggregate: "count", type: "quantitative", title: "answers", axis: {tickMinStep: 1, format: "d"}}},
   }, `Latency, ${values.length} answers`);
 }
 
@@ -161,7 +161,8 @@ function historyChart(rows) {
   if (rows.length < 2) return null;
   return chart("score-over-time", {
     width: 380, height: 200, data: {values: rows},
-    encoding: {x: {field: "created", type: "temporal", title: "run date"},
+    encoding: {x: {field: "created", type: "temporal", title: "run date", scale: {padding: 14},
+        axis: {format: "%b %d %H:%M", labelAngle: 0, tickCount: 4, labelOverlap: true}},
       color: {field: "label", type: "nominal", title: null, legend: {orient: "bottom", columns: 2, labelLimit: 260}}},
     layer: [
       {mark: {type: "rule", opacity: 0.6}, encoding: {y: {field: "low", type: "quantitative"}, y2: {field: "high"}}},
@@ -191,15 +192,16 @@ function pairedChart(groups, labelA, labelB) {
   const values = groups.filter(g => g.diff !== null).map(g => ({...g, label: `${g.group} (n=${g.n})`,
     sig: g.significant ? "significant" : "not significant"}));
   if (!values.length) return null;
+  const Y = {field: "label", type: "nominal", sort: null, title: null};
   return chart("paired-by-tag", {
     width: 380, height: {step: 22}, data: {values},
-    encoding: {y: {field: "label", type: "nominal", sort: null, title: null}},
     layer: [
-      {mark: {type: "rule", color: "#98a2b3"}, encoding: {x: {datum: 0}}},
-      {mark: {type: "rule", strokeWidth: 2}, encoding: {x: {field: "ci_low", type: "quantitative", title: `${labelB} − ${labelA} (paired, 95% CI)`}, x2: {field: "ci_high"},
+      {data: {values: [{zero: 0}]}, mark: {type: "rule", color: "#475467", strokeDash: [3, 3]},
+       encoding: {x: {field: "zero", type: "quantitative"}}},
+      {mark: {type: "rule", strokeWidth: 2}, encoding: {y: Y, x: {field: "ci_low", type: "quantitative", title: `${labelB} − ${labelA} (paired, 95% CI)`}, x2: {field: "ci_high"},
         color: {field: "sig", type: "nominal", scale: {domain: ["significant", "not significant"], range: ["#c0392b", "#98a2b3"]}, title: null}}},
       {mark: {type: "point", filled: true, size: 60, color: "#1d2430"},
-       encoding: {x: {field: "diff", type: "quantitative"}, tooltip: [{field: "group"}, {field: "n"}, {field: "mean_a", format: ".3f", title: "A"},
+       encoding: {y: Y, x: {field: "diff", type: "quantitative"}, tooltip: [{field: "group"}, {field: "n"}, {field: "mean_a", format: ".3f", title: "A"},
          {field: "mean_b", format: ".3f", title: "B"}, {field: "diff", format: "+.3f"}, {field: "ci_low", format: "+.3f"}, {field: "ci_high", format: "+.3f"}, {field: "p_value", format: ".3g"}]}},
     ],
   }, "Paired difference B − A by tag (every item, no score counts 0)");
