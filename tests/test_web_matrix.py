@@ -219,3 +219,22 @@ def test_vendored_library_is_package_data_with_licences() -> None:
         assert vendor.joinpath(f"{name}.min.js").read_bytes()[:1] == b"!"
     assert "vega-lite@6.5.0" in readme and '"6.5.0"' in vendor.joinpath(
         "vega-lite.min.js").read_text()[:400]
+
+
+def test_arena_progress_counts_voters_and_grades(tmp_path: Path) -> None:
+    store_path, _, runs = build(tmp_path)
+    a, b = runs["model-a"], runs["model-b"]
+    with Store(store_path) as store:
+        # q1 and q2 differ (q3: both "Canberra"; q4: model-b failed)
+        store.add_vote(a, b, "q2", "a", voter="ann")
+        store.add_vote(b, a, "q2", "b", voter="bob")  # stored the other way round: also A
+        store.add_vote(a, b, "q1", "a", voter="ann")
+        store.add_vote(a, b, "q1", "tie", voter="bob")
+        progress = views.arena_progress(store, a, b)
+    assert (progress["total"], progress["identical"], progress["votable"]) == (3, 1, 2)
+    assert progress["voted"] == 2 and progress["todo"] == []
+    assert progress["wins"] == {"a": 3, "b": 0, "tie": 1}
+    # q2 graded 1 vs 0: both votes agree; q1 graded 1 vs 1: not counted
+    assert progress["grade_agreement"] == {"n": 2, "agree": 2}
+    # two voters on q2 agree, on q1 they do not
+    assert progress["voter_agreement"] == {"n": 2, "agree": 1}
