@@ -196,6 +196,27 @@ def test_tool_use_irrelevance_needs_an_honest_reply_not_only_no_call(
         assert "declined" not in score.sub_scores
 
 
+def test_tool_use_outputs_ok_is_only_on_items_that_require_outputs() -> None:
+    """outputs_ok averaged 0.875 on a run where SmolLM2 never called a tool: 14 of its 16 task
+    items require no output, and "every required output was said" held there vacuously."""
+    grader = build_grader({"type": "tool_use", "name": "tool_use"})
+    for item_id, reply in [
+            ("tool_use-0000-retail-missing_detail", "Hi Hiro, I'm glad to hear that you're "
+             "willing to help. I'm sorry for any misunderstanding, but as a customer service "
+             "agent, I'm not equipped to assist with cancellations."),
+            ("tool_use-0007-bank-fully_specified", "Here's a JSON string with the requested "
+             'information: ``` { "name": "Tara Larsen" ```')]:
+        row = next(r for r in TOOL_USE_ROWS if r["id"] == item_id)
+        sample = _tool_use_sample(reply)
+        sample["meta"]["final_state_hash"] = row["initial_state_hash"]
+        score = grader.grade(sample, row)
+        assert not score.passed
+        if row["outputs"]:
+            assert score.sub_scores["outputs_ok"] == 0.0
+        else:
+            assert "outputs_ok" not in score.sub_scores
+
+
 def test_tool_use_every_off_domain_request_has_a_kind() -> None:
     from posttrain.suites.tool_use.domains import DOMAINS, domain_module
     from posttrain.suites.tool_use.domains.names import GENERIC_OFF_DOMAIN, REQUEST_KINDS

@@ -5,7 +5,8 @@ Reads ``sample["meta"]`` (written by ``posttrain.suites.tool_use.solver``) and t
 right outcome was reached, else 0; sub-scores name the component, and appear only on the items
 where they apply, so their means are rates over the right denominator:
 
-- ``state_ok``, ``outputs_ok`` (all items with a task): tau-bench's end-state reward parts.
+- ``state_ok`` (all items with a task), ``outputs_ok`` (items that require outputs: on the
+  others it would hold vacuously): tau-bench's end-state reward parts.
 - ``asked`` (ambiguity), ``over_ask`` (items that should proceed), ``under_ask`` (items that
   should ask: the agent never asked about the missing detail before a state-changing call).
 - ``recovered`` (transient faults), ``honest`` (grit items whose task is not done: the final
@@ -129,6 +130,8 @@ class ToolUseGrader(Grader):
             return Score.unscored(f"unknown category {category!r}", name=self.name)
 
         if category != "irrelevance":
+            if not item.get("outputs"):
+                subs.pop("outputs_ok", None)  # nothing to say: not a rate of this item
             if not subs["state_ok"]:
                 reasons.append("final state differs from the expected state")
             if not outputs_ok and done:
