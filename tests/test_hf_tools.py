@@ -136,3 +136,22 @@ def test_generation_reads_the_tools_prompt(model) -> None:
     with pytest.raises(ContextTooLong, match=rf"^prompt of {length} tokens "):
         model.generate_batch([request])
     assert model.generate_batch([ChatRequest(messages=CONVERSATION[:2], max_tokens=2)])
+
+
+def test_smollm2s_template_has_no_tools_and_its_prompt_now_does() -> None:
+    """The real case (tokenizer only): SmolLM2-135M-Instruct, where a pulled copy exists."""
+    pytest.importorskip("transformers")
+    from transformers import AutoTokenizer
+
+    from posttrain.models.hf import template_renders_tools, tools_in_messages
+    from posttrain.models.local import named_folder
+
+    folder = named_folder("smollm2-135m-instruct")
+    if folder is None:
+        pytest.skip("needs `posttrain models pull smollm2-135m-instruct`")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert not template_renders_tools(tokenizer)
+    prompt = tokenizer.apply_chat_template(tools_in_messages(CONVERSATION, TOOLS), tokenize=False,
+                                           add_generation_prompt=True)
+    assert prompt.startswith("<|im_start|>system\nYou are the shop's assistant.")
+    assert '"name": "get_order"' in prompt and "<tool_response>" in prompt
