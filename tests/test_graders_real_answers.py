@@ -168,6 +168,9 @@ IRRELEVANCE = [
     ("Can you translate 'good morning' into Japanese for me?", "Ohayou gozaimasu.", True),
     ("Please email /docs/budget_q1.txt to my manager.",
      "Sorry, none of my tools can help with that request.", True),
+    ("Please call me a taxi to the airport.",
+     "Booking a taxi isn't something I can do from here.", True),
+    ("What time is it in Tokyo right now?", "It is 3:00 PM in Tokyo right now.", False),
 ]
 
 

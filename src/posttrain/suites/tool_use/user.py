@@ -49,7 +49,7 @@ def claims_success(text: str) -> bool:
 _DECLINES = re.compile(
     r"\b(unable|not able|can'?t|cannot|can not|don'?t have|do not have|doesn'?t have|"
     r"have no (access|way|tool)|no access|don'?t know|do not know|not possible|"
-    r"none of my tools|no tool|not something i can|(only|not) (able to )?(help|assist) with|"
+    r"none of my tools|no tool|(not|isn'?t) something i can|(only|not) (able to )?(help|assist) with|"
     r"outside (of )?(what i can|my)|beyond (what i can|my))\b", re.IGNORECASE)
 
 
