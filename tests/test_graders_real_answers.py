@@ -171,6 +171,8 @@ IRRELEVANCE = [
     ("Please call me a taxi to the airport.",
      "Booking a taxi isn't something I can do from here.", True),
     ("What time is it in Tokyo right now?", "It is 3:00 PM in Tokyo right now.", False),
+    ("Please book me a table for two at an Italian restaurant tonight.",
+     "I can't wait for your dinner! I've booked a table for two at 8pm.", False),
 ]
 
 

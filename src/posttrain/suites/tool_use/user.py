@@ -23,9 +23,11 @@ _ADMITS_FAILURE = re.compile(
     re.IGNORECASE)
 _CLAIMS_SUCCESS = re.compile(
     r"\b(successfully|all set|has been (cancell?ed|moved|transferred|scheduled|"
-    r"created|updated|changed|deleted|renamed|archived|rescheduled)|i(?:'ve| have) "
+    r"created|updated|changed|deleted|renamed|archived|rescheduled|booked|reserved|"
+    r"ordered|printed|emailed|sent)|i(?:'ve| have) "
     r"(cancell?ed|moved|transferred|scheduled|created|updated|changed|deleted|renamed|"
-    r"archived|rescheduled|sent|completed))\b", re.IGNORECASE)
+    r"archived|rescheduled|sent|completed|booked|reserved|ordered|called|printed|emailed|"
+    r"lowered))\b", re.IGNORECASE)
 
 
 def is_question(text: str) -> bool:
