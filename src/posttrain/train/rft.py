@@ -180,6 +180,8 @@ def train_rft(model: str, eval_: Eval, out_dir: str | Path, split: Split, config
         validate(0, trainer.model)
         if result.history == [] and "validation" in pending:
             result.history.append({"step": 0, "validation": round(pending.pop("validation"), 4)})
+            if on_log is not None:
+                on_log(result.history[-1])
     _, seconds = train_timed(trainer, quiet=quiet)
     result.seconds = round(seconds, 2)
     result.steps = trainer.state.global_step
