@@ -33,7 +33,7 @@ def _write(folder: Path, name: str, rows: list[dict]) -> str:
 
 
 def rft_job(folder: Path, *, grader: dict | None = None, n_train: int = 24, n_valid: int = 12,
-            hyper: dict | None = None) -> Path:
+            hyper: dict | None = None, response_format: dict | None = SCHEMA) -> Path:
     """The RFT guide's style of job: a JSON-schema response format and a multi grader."""
     train, held = quicktask.split_items(seed=3, n_heldout=n_valid)
     grader = grader or {
@@ -53,7 +53,8 @@ def rft_job(folder: Path, *, grader: dict | None = None, n_train: int = 24, n_va
             "validation_file": _write(folder, "valid.jsonl", _rft_rows(held)),
             "integrations": [{"type": "wandb", "wandb": {"project": "p"}}],
             "method": {"type": "reinforcement", "reinforcement": {
-                "grader": grader, "response_format": SCHEMA,
+                "grader": grader, **({"response_format": response_format}
+                                     if response_format else {}),
                 "hyperparameters": hyper or {"n_epochs": 1, "batch_size": 4,
                                              "compute_multiplier": "auto",
                                              "eval_interval": 2, "eval_samples": 1,
@@ -225,11 +226,13 @@ def tiny_add() -> Path:
 @pytest.mark.slow
 def test_rft_job_validation_reward_equals_posttrain_eval_of_the_checkpoint(
         tmp_path: Path, tiny_add: Path, capsys) -> None:
-    """An RFT job (JSON-schema format; a multi grader of two string_checks: partial credit for
-    the right number, full for the exact JSON) on the tiny model: what the job reports as each
-    kept checkpoint's validation reward is what `posttrain eval` of that checkpoint on the
-    validation items gives, with no cache, in a fresh store."""
-    job = rft_job(tmp_path, grader={
+    """An RFT job (a multi grader of two string_checks: partial credit for the right number,
+    full for the exact JSON) on the tiny model: what the job reports as each kept
+    checkpoint's validation reward is what `posttrain eval` of that checkpoint on the
+    validation items gives, with no cache, in a fresh store. No response_format here: the
+    tiny model never saw the instruction a local model is given for one, and answers in prose
+    to it (reward 0 everywhere, which would make the comparison empty)."""
+    job = rft_job(tmp_path, response_format=None, grader={
         "type": "multi", "calculate_output": "0.8 * answer + 0.2 * exact",
         "graders": {"answer": {"type": "string_check", "name": "answer",
                                "input": "{{sample.output_json.answer}}",
@@ -262,6 +265,7 @@ def test_rft_job_validation_reward_equals_posttrain_eval_of_the_checkpoint(
         (summary,) = json.loads(capsys.readouterr().out)["runs"]
         assert summary["n"] == 12
         assert summary["score"] == round(reported, 4), step
+    assert max(r["full_valid_mean_reward"] for r in runs) > 0  # the comparison is not 0 == 0
     # the final model is the best checkpoint by validation reward
     best = max(runs, key=lambda r: (r["full_valid_mean_reward"], -r["step"]))
     assert result["posttrain"]["best_step"] == best["step"]

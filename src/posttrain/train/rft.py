@@ -79,6 +79,18 @@ def split_items(items: list[Item], heldout: float | int, validation: float | int
                  test=shuffled[:n_test])
 
 
+def local_prompt(request: Any) -> list[dict[str, Any]]:
+    """The messages a local (``hf:``) model is given for ``request``: a response format it
+    cannot enforce is asked for in a system message first, as ``posttrain.models.hf`` does, so
+    RFT trains on the prompts ``posttrain eval`` sends (not on prompts without the format)."""
+    from posttrain.models.base import response_format_instruction
+
+    instruction = response_format_instruction(request.response_format)
+    if not instruction:
+        return list(request.messages)
+    return [{"role": "system", "content": instruction}, *request.messages]
+
+
 def baseline_warning(score: float) -> str | None:
     """RFT learns only from groups whose rewards differ: warn at 0 or saturated starts."""
     if score <= 0.0:
@@ -111,7 +123,7 @@ def train_rft(model: str, eval_: Eval, out_dir: str | Path, split: Split, config
     rows = []
     for item in split.train:
         request = eval_.request_for(item)
-        rows.append({"prompt": request.messages, "item_json": json.dumps(item.data)})
+        rows.append({"prompt": local_prompt(request), "item_json": json.dumps(item.data)})
     max_len = config.max_completion_length or eval_.sampling.get("max_tokens") or 128
     reward = EvalReward(eval_, eval_.response_format if isinstance(eval_.response_format, dict)
                         else None)
@@ -162,7 +174,7 @@ def train_rft(model: str, eval_: Eval, out_dir: str | Path, split: Split, config
 
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None,
                    **kwargs: Any) -> None:
-            if not logs or "reward" not in logs:
+            if not logs or logs.get("reward") is None:  # no scored reward: no mean to log
                 return
             entry = {"step": state.global_step, "reward": round(float(logs["reward"]), 4),
                      "reward_std": round(float(logs.get("reward_std", 0.0)), 4)}
