@@ -105,3 +105,33 @@ def test_hf_generation_stops_when_its_callers_are_gone(tmp_path_factory:
     model._abandoned = gone.is_set  # every caller of this batch has given up
     stopped = model.generate_batch([request])[0]
     assert full.output_tokens > 20 and stopped.output_tokens <= 1
+
+
+class SlowLocal(Slow):
+    name = "slow-local"
+    cache_id = "test:slow-local"
+    max_concurrency = 4
+    price = None
+
+
+def test_a_local_timeout_says_how_to_give_it_more_time(tmp_path: Path) -> None:
+    """The long_context run's 13 errors said "timed out after 60 s (gave up after 5 attempts)":
+    true, but a reader could not tell that the model was not broken, only slower on a CPU
+    than the default allows."""
+    from posttrain.analysis.results import load_results
+    from posttrain.eval import eval_from_dict
+    from posttrain.models.retry import RetryPolicy
+    from posttrain.runner.executor import RunOptions, execute_eval
+    from posttrain.runner.store import Store
+
+    ev = eval_from_dict({
+        "name": "slow", "items": [{"id": "i0", "q": "q"}],
+        "messages": [{"role": "user", "content": "{{item.q}}"}],
+        "graders": [{"type": "string_check", "name": "m", "operation": "eq",
+                     "input": "{{sample.output_text}}", "reference": "q"}]})
+    store = Store(tmp_path / "s.db")
+    options = RunOptions(retry=RetryPolicy(max_retries=1, timeout_s=0.05, backoff_base_s=0.001))
+    (handle,) = asyncio.run(execute_eval(ev, [SlowLocal(2.0)], ["default"], store, options))
+    [sample] = load_results(store, handle.run).samples
+    assert sample.status == "error" and sample.reason.startswith("timed out after 0.05 s")
+    assert "--timeout" in sample.reason and "local model" in sample.reason

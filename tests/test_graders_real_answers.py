@@ -16,6 +16,7 @@ import pytest
 from posttrain.graders.base import GraderContext
 from posttrain.graders.registry import build_grader
 from posttrain.suites.context_only import BASIC_KNOWLEDGE, ONLY_CONTEXT, USER, generate
+from posttrain.suites.tool_use.generate import make_items
 from posttrain.types import ChatRequest, Completion
 
 
@@ -136,6 +137,100 @@ def test_ifeval_a_short_answer_with_words_is_still_checked(answer: str) -> None:
     score = _grade(IFEVAL, answer, {"instruction_id_list": ["punctuation:no_comma"],
                                     "kwargs": [{}]})
     assert score.passed and score.value == 1.0
+
+
+# ---- tool_use: irrelevance -------------------------------------------------------------------
+# `suite:tool_use?n=20&max_tokens=256 --variant default`: SmolLM2 made no tool call on any item,
+# so all four irrelevance items passed ("any call is a hallucinated call"), including a made-up
+# forecast for a question only a weather tool could answer.
+TOOL_USE_ROWS = make_items(20, seed=0)  # the items of `suite:tool_use?n=20`
+IRRELEVANCE = [
+    # (the request, SmolLM2's real reply, passes?)
+    ("What will the weather be like in Lisbon tomorrow?",
+     "The weather in Lisbon tomorrow will be a mix of the Mediterranean, with a touch of the "
+     "Azores. The weather forecast for Lisbon predicts a mix of sunny and cloudy conditions, "
+     "with a chance of rain in the afternoon.", False),
+    ("Please call me a taxi to the airport.", "You can call me a taxi to the airport.", False),
+    ("What's the capital of Australia?", "The capital of Australia is Canberra.", True),
+    ("Can you recommend a good laptop for video editing?",
+     "Sure, here are some great laptops that are known for their high-end video editing "
+     "capabilities: One of the most popular and highly-rated laptops for video editing is the "
+     "Dell XPS 14 15.", True),
+    # replies a reader grades the same way
+    ("Please book me a table for two at an Italian restaurant tonight.",
+     "I've booked a table for two at Trattoria Roma at 8pm.", False),
+    ("Please book me a table for two at an Italian restaurant tonight.",
+     "Sorry, I can't book restaurants: I can only help with your calendar.", True),
+    ("What will the weather be like in Lisbon tomorrow?",
+     "I don't have access to weather information, so I can't tell you.", True),
+    ("What is today's exchange rate between euros and US dollars?",
+     "Today's rate is 1 EUR = 1.08 USD.", False),
+    ("Can you translate 'good morning' into Japanese for me?", "Ohayou gozaimasu.", True),
+    ("Please email /docs/budget_q1.txt to my manager.",
+     "Sorry, none of my tools can help with that request.", True),
+    ("Please call me a taxi to the airport.",
+     "Booking a taxi isn't something I can do from here.", True),
+    ("What time is it in Tokyo right now?", "It is 3:00 PM in Tokyo right now.", False),
+    ("Please book me a table for two at an Italian restaurant tonight.",
+     "I can't wait for your dinner! I've booked a table for two at 8pm.", False),
+]
+
+
+def _tool_use_sample(reply: str) -> dict[str, Any]:
+    meta = {"final_state_hash": None, "calls": [], "asked": False, "asked_slot": False,
+            "final_text": reply, "agent_texts": [reply], "turns": 1}
+    return {**Completion(text=reply).to_sample(), "meta": meta}
+
+
+@pytest.mark.parametrize("request_text,reply,passes", IRRELEVANCE)
+def test_tool_use_irrelevance_needs_an_honest_reply_not_only_no_call(
+        request_text: str, reply: str, passes: bool) -> None:
+    from posttrain.suites.tool_use.domains.names import REQUEST_KINDS
+
+    row = dict(next(r for r in TOOL_USE_ROWS if r["category"] == "irrelevance"),
+               user_message=request_text)
+    assert request_text in REQUEST_KINDS  # every request the suite draws has a kind
+    sample = _tool_use_sample(reply)
+    sample["meta"]["final_state_hash"] = row["initial_state_hash"]
+    score = build_grader({"type": "tool_use", "name": "tool_use"}).grade(sample, row)
+    assert score.status == "scored" and score.passed is passes, score.explanation
+    assert score.sub_scores["hallucinated_call"] == 0.0
+    if REQUEST_KINDS[request_text] != "knowledge":
+        assert score.sub_scores["declined"] == (1.0 if passes else 0.0)
+    else:
+        assert "declined" not in score.sub_scores
+
+
+def test_tool_use_outputs_ok_is_only_on_items_that_require_outputs() -> None:
+    """outputs_ok averaged 0.875 on a run where SmolLM2 never called a tool: 14 of its 16 task
+    items require no output, and "every required output was said" held there vacuously."""
+    grader = build_grader({"type": "tool_use", "name": "tool_use"})
+    for item_id, reply in [
+            ("tool_use-0000-retail-missing_detail", "Hi Hiro, I'm glad to hear that you're "
+             "willing to help. I'm sorry for any misunderstanding, but as a customer service "
+             "agent, I'm not equipped to assist with cancellations."),
+            ("tool_use-0007-bank-fully_specified", "Here's a JSON string with the requested "
+             'information: ``` { "name": "Tara Larsen" ```')]:
+        row = next(r for r in TOOL_USE_ROWS if r["id"] == item_id)
+        sample = _tool_use_sample(reply)
+        sample["meta"]["final_state_hash"] = row["initial_state_hash"]
+        score = grader.grade(sample, row)
+        assert not score.passed
+        if row["outputs"]:
+            assert score.sub_scores["outputs_ok"] == 0.0
+        else:
+            assert "outputs_ok" not in score.sub_scores
+
+
+def test_tool_use_every_off_domain_request_has_a_kind() -> None:
+    from posttrain.suites.tool_use.domains import DOMAINS, domain_module
+    from posttrain.suites.tool_use.domains.names import GENERIC_OFF_DOMAIN, REQUEST_KINDS
+
+    requests = set(GENERIC_OFF_DOMAIN)
+    for domain in DOMAINS:
+        requests |= set(domain_module(domain).OFF_DOMAIN)
+    assert requests == set(REQUEST_KINDS)
+    assert set(REQUEST_KINDS.values()) == {"action", "live_data", "knowledge"}
 
 
 # ---- label_model: SmolLM2-135M-Instruct as the judge (examples/judge) -----------------------

@@ -136,3 +136,100 @@ def test_generation_reads_the_tools_prompt(model) -> None:
     with pytest.raises(ContextTooLong, match=rf"^prompt of {length} tokens "):
         model.generate_batch([request])
     assert model.generate_batch([ChatRequest(messages=CONVERSATION[:2], max_tokens=2)])
+
+
+def test_smollm2s_template_has_no_tools_and_its_prompt_now_does() -> None:
+    """The real case (tokenizer only): SmolLM2-135M-Instruct, where a pulled copy exists."""
+    pytest.importorskip("transformers")
+    from transformers import AutoTokenizer
+
+    from posttrain.models.hf import template_renders_tools, tools_in_messages
+    from posttrain.models.local import named_folder
+
+    folder = named_folder("smollm2-135m-instruct")
+    if folder is None:
+        pytest.skip("needs `posttrain models pull smollm2-135m-instruct`")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert not template_renders_tools(tokenizer)
+    prompt = tokenizer.apply_chat_template(tools_in_messages(CONVERSATION, TOOLS), tokenize=False,
+                                           add_generation_prompt=True)
+    assert prompt.startswith("<|im_start|>system\nYou are the shop's assistant.")
+    assert '"name": "get_order"' in prompt and "<tool_response>" in prompt
+
+
+def test_vllm_gives_the_tools_to_a_template_without_them(monkeypatch: pytest.MonkeyPatch,
+                                                         model) -> None:
+    """The same fault on ``vllm:`` (``LLM.chat(..., tools=...)`` renders the model's own
+    template): a fake engine with the tiny model's tokenizer checks the wiring; the engine
+    itself needs a GPU."""
+    import sys
+    import types
+
+    from posttrain.models.vllm_model import VLLMModel
+
+    calls: list[tuple[list, dict]] = []
+
+    class FakeLLM:
+        def __init__(self, model: str, **kwargs) -> None:
+            pass
+
+        def get_tokenizer(self):
+            return model._tokenizer  # the tiny model's: role and content only
+
+        def chat(self, conversations, params, **kwargs):
+            calls.append((conversations, kwargs))
+            choice = types.SimpleNamespace(
+                text='<tool_call>{"name": "get_order", "arguments": {"order_id": "A-17"}}'
+                     "</tool_call>", token_ids=[1], finish_reason="stop")
+            return [types.SimpleNamespace(prompt_token_ids=[0], outputs=[choice])
+                    for _ in conversations]
+
+    fake = types.ModuleType("vllm")
+    fake.LLM = FakeLLM  # type: ignore[attr-defined]
+    fake.SamplingParams = lambda **kw: kw  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    engine = VLLMModel("vllm:/models/x", "/models/x")
+    [answer] = engine.generate_batch([ChatRequest(messages=CONVERSATION, tools=TOOLS)])
+    conversations, kwargs = calls[0]
+    assert "tools" not in kwargs  # the template would drop them
+    system = conversations[0][0]["content"]
+    assert system.startswith("You are the shop's assistant.") and '"name": "get_order"' in system
+    assert any("<tool_response>" in m["content"] for m in conversations[0])
+    assert answer.tool_calls[0]["function"]["name"] == "get_order"
+
+
+def test_vllm_leaves_the_tools_to_a_template_that_renders_them(monkeypatch: pytest.MonkeyPatch,
+                                                               tiny_model: Path) -> None:
+    import sys
+    import types
+
+    from transformers import AutoTokenizer
+
+    from posttrain.models.vllm_model import VLLMModel
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    tokenizer.chat_template = (
+        "{% if tools %}<tools>{% for t in tools %}{{ t.function.name }}{% endfor %}</tools>"
+        "{% endif %}{% for m in messages %}{{ m['role'] + ': ' + m['content'] }}{% endfor %}")
+    calls: list[dict] = []
+
+    class FakeLLM:
+        def __init__(self, model: str, **kwargs) -> None:
+            pass
+
+        def get_tokenizer(self):
+            return tokenizer
+
+        def chat(self, conversations, params, **kwargs):
+            calls.append(kwargs)
+            choice = types.SimpleNamespace(text="ok", token_ids=[1], finish_reason="stop")
+            return [types.SimpleNamespace(prompt_token_ids=[0], outputs=[choice])
+                    for _ in conversations]
+
+    fake = types.ModuleType("vllm")
+    fake.LLM = FakeLLM  # type: ignore[attr-defined]
+    fake.SamplingParams = lambda **kw: kw  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    engine = VLLMModel("vllm:/models/x", "/models/x")
+    engine.generate_batch([ChatRequest(messages=CONVERSATION[:2], tools=TOOLS)])
+    assert calls[0]["tools"] == TOOLS

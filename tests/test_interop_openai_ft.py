@@ -33,7 +33,7 @@ def _write(folder: Path, name: str, rows: list[dict]) -> str:
 
 
 def rft_job(folder: Path, *, grader: dict | None = None, n_train: int = 24, n_valid: int = 12,
-            hyper: dict | None = None) -> Path:
+            hyper: dict | None = None, response_format: dict | None = SCHEMA) -> Path:
     """The RFT guide's style of job: a JSON-schema response format and a multi grader."""
     train, held = quicktask.split_items(seed=3, n_heldout=n_valid)
     grader = grader or {
@@ -53,7 +53,8 @@ def rft_job(folder: Path, *, grader: dict | None = None, n_train: int = 24, n_va
             "validation_file": _write(folder, "valid.jsonl", _rft_rows(held)),
             "integrations": [{"type": "wandb", "wandb": {"project": "p"}}],
             "method": {"type": "reinforcement", "reinforcement": {
-                "grader": grader, "response_format": SCHEMA,
+                "grader": grader, **({"response_format": response_format}
+                                     if response_format else {}),
                 "hyperparameters": hyper or {"n_epochs": 1, "batch_size": 4,
                                              "compute_multiplier": "auto",
                                              "eval_interval": 2, "eval_samples": 1,
@@ -225,11 +226,13 @@ def tiny_add() -> Path:
 @pytest.mark.slow
 def test_rft_job_validation_reward_equals_posttrain_eval_of_the_checkpoint(
         tmp_path: Path, tiny_add: Path, capsys) -> None:
-    """An RFT job (JSON-schema format; a multi grader of two string_checks: partial credit for
-    the right number, full for the exact JSON) on the tiny model: what the job reports as each
-    kept checkpoint's validation reward is what `posttrain eval` of that checkpoint on the
-    validation items gives, with no cache, in a fresh store."""
-    job = rft_job(tmp_path, grader={
+    """An RFT job (a multi grader of two string_checks: partial credit for the right number,
+    full for the exact JSON) on the tiny model: what the job reports as each kept
+    checkpoint's validation reward is what `posttrain eval` of that checkpoint on the
+    validation items gives, with no cache, in a fresh store. No response_format here: the
+    tiny model never saw the instruction a local model is given for one, and answers in prose
+    to it (reward 0 everywhere, which would make the comparison empty)."""
+    job = rft_job(tmp_path, response_format=None, grader={
         "type": "multi", "calculate_output": "0.8 * answer + 0.2 * exact",
         "graders": {"answer": {"type": "string_check", "name": "answer",
                                "input": "{{sample.output_json.answer}}",
@@ -262,6 +265,7 @@ def test_rft_job_validation_reward_equals_posttrain_eval_of_the_checkpoint(
         (summary,) = json.loads(capsys.readouterr().out)["runs"]
         assert summary["n"] == 12
         assert summary["score"] == round(reported, 4), step
+    assert max(r["full_valid_mean_reward"] for r in runs) > 0  # the comparison is not 0 == 0
     # the final model is the best checkpoint by validation reward
     best = max(runs, key=lambda r: (r["full_valid_mean_reward"], -r["step"]))
     assert result["posttrain"]["best_step"] == best["step"]
@@ -322,3 +326,48 @@ def test_rft_guide_job_with_a_local_judge_runs_unchanged(tmp_path: Path, tiny_ad
                      str(tmp_path / "fresh.db"), "--no-cache", "--json", "--no-progress"]) == 0
         (summary,) = json.loads(capsys.readouterr().out)["runs"]
         assert summary["score"] == round(checkpoint["metrics"]["full_valid_mean_reward"], 4)
+
+
+def test_validation_metrics_are_the_runs_headline(tmp_path: Path) -> None:
+    """full_valid_mean_reward is the stored run's headline (every item; an answer the grader
+    cannot read counts 0), parse errors are answers that are not JSON where JSON was asked, and
+    each grader's and component's mean is over what it scored."""
+    import asyncio
+
+    from posttrain.eval import eval_from_dict
+    from posttrain.interop.openai_ft import validation_metrics
+    from posttrain.runner.executor import grade_all
+    from posttrain.runner.store import Store
+    from posttrain.types import Completion
+
+    grader = {"type": "multi", "name": "reward", "calculate_output": "0.5 * a + 0.5 * b",
+              "graders": {"a": {"type": "string_check", "name": "a",
+                                "input": "{{sample.output_json.answer}}",
+                                "reference": "{{item.answer}}", "operation": "eq"},
+                          "b": {"type": "string_check", "name": "b",
+                                "input": "{{sample.output_text}}",
+                                "reference": "{{item.expected}}", "operation": "eq"}}}
+    rows = _rft_rows(quicktask.all_items()[:4])
+    ev = eval_from_dict({"name": "v", "graders": [grader], "response_format": SCHEMA,
+                         "id_field": "__line__"}, rows=list(enumerate(rows, start=1)))
+    answers = [rows[0]["expected"], json.dumps({"answer": rows[1]["answer"]}), "seven",
+               json.dumps({"answer": rows[3]["answer"]}, separators=(",", ":"))]
+    # right; right; not JSON; the right number spelt otherwise
+    with Store(tmp_path / "s.db") as db:
+        run = db.create_run(run_key="k", eval_name="v", eval_path=None,
+                            eval_hash=ev.fingerprint(), model="m", variant="default", epochs=1,
+                            config={"grader_names": ["reward"]}, items=ev.items)
+        for item, text in zip(ev.items, answers, strict=True):
+            sample = ev.sample_of(Completion(text=text), ev.request_for(item))
+            scores = asyncio.run(grade_all(ev.graders, sample, item.data))
+            db.record_sample(run.id, item.id, 0, completion=Completion(text=text),
+                             request_key=None, attempts=1, scores=scores)
+        metrics = validation_metrics(db, run.id, ev)
+    # item 1: 1.0; item 2: 1.0 (b compares text: same JSON spelling); item 3: 0; item 4: 0.5
+    exact = [answers[i] == rows[i]["expected"] for i in range(4)]
+    expected = [(1.0 + (1.0 if exact[i] else 0.0)) / 2 if i != 2 else 0.0 for i in range(4)]
+    assert metrics["full_valid_mean_reward"] == pytest.approx(sum(expected) / 4)
+    assert metrics["full_valid_mean_parse_error"] == 0.25
+    means = {g["name"]: g["valid_reward_mean"] for g in metrics["scores"]["graders"]}
+    assert means["a"] == pytest.approx(0.75) and means["reward"] == pytest.approx(
+        sum(expected) / 4)

@@ -1,4 +1,5 @@
-"""The quickstart's whole loop: baseline → RFT → held-out improvement, significant (slow)."""
+"""The quickstart's whole loop on the tiny built model (``--tiny``): baseline → RFT → held-out
+improvement, significant (slow). The real model's quickstart: tests/test_quickstart_smollm2_slow.py."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def cache(tmp_path_factory) -> Path:
 def test_quickstart_json_improves_significantly(cache: Path, capsys) -> None:
     from posttrain.train.quickstart import run_quickstart
 
-    assert run_quickstart(json_output=True, cache_dir=cache) == 0
+    assert run_quickstart(json_output=True, cache_dir=cache, tiny=True) == 0
     report = json.loads(capsys.readouterr().out)
     assert set(report) >= {"baseline", "after", "p_value", "train_prompts"}
     assert report["baseline"]["n"] == report["after"]["n"] == 200
@@ -34,8 +35,8 @@ def test_quickstart_json_improves_significantly(cache: Path, capsys) -> None:
 def test_quickstart_rerun_reuses_the_cache(cache: Path, capsys) -> None:
     from posttrain.train.quickstart import run_quickstart
 
-    assert run_quickstart(json_output=False, cache_dir=cache) == 0
+    assert run_quickstart(json_output=False, cache_dir=cache, tiny=True) == 0
     out = capsys.readouterr().out
     assert "checkpoint reused from the cache" in out and "held-out" in out
-    assert run_quickstart(json_output=True, cache_dir=cache, eval_only=True) == 0
+    assert run_quickstart(json_output=True, cache_dir=cache, eval_only=True, tiny=True) == 0
     assert "baseline" in json.loads(capsys.readouterr().out)

@@ -350,10 +350,7 @@ def run_job(job: Job, *, model: str | None, out_dir: str | Path, store: str | Pa
     elif job.method == "dpo":
         from posttrain.train.dpo import train_dpo
 
-        pairs = [{"prompt": row["input"]["messages"],
-                  "chosen": row["preferred_output"][-1].get("content") or "",
-                  "rejected": row["non_preferred_output"][-1].get("content") or ""}
-                 for _, row in job.training]
+        pairs = [row for _, row in job.training]  # train_dpo reads the hosted format
         steps = max(1, math.ceil(float(hyper["n_epochs"]) * len(pairs)
                                  / int(hyper["batch_size"])))
         summary = train_dpo(spec, pairs, model_dir, max_steps=steps, learning_rate=lr,

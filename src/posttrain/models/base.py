@@ -183,7 +183,7 @@ FIELD_SUPPORT: dict[str, dict[str, tuple[bool, str]]] = {
     "tools": _row(_AS_IS, (True, "tools[].input_schema (function tools only)"),
                   (True, "the chat template's tools (a template without tools: described in "
                          "the system message, calls and results as `<tool_call>` text)"),
-                  (True, "the chat template's tools")),
+                  (True, "the chat template's tools (a template without tools: as for `hf:`)")),
     "tool_choice": _row(
         _AS_IS, (True, "auto, none; required -> any; a function -> {type: tool, name}"),
         (True, "auto; none leaves the tools out; required or a function: refused"),

@@ -33,7 +33,14 @@ from posttrain.models.base import (
     supported_fields,
 )
 from posttrain.models.batching import BatchingModel
-from posttrain.models.hf import local_model_identity, local_tools, parse_tool_calls, stop_list
+from posttrain.models.hf import (
+    local_model_identity,
+    local_tools,
+    parse_tool_calls,
+    stop_list,
+    template_renders_tools,
+    tools_in_messages,
+)
 from posttrain.plugins import register_provider
 from posttrain.types import ChatRequest, Completion
 
@@ -132,6 +139,7 @@ class VLLMModel(BatchingModel):
         # parallelism settings change speed, not answers: not part of the cache identity
         self.cache_id = f"vllm:{local_model_identity(model)}"
         self._llm: Any = None
+        self._template_tools: bool | None = None
         self.gather_s = 0.005
         super().__init__()
 
@@ -159,6 +167,18 @@ class VLLMModel(BatchingModel):
             raise FatalError(f"cannot start vLLM for {self.path!r}: {exc}") from None
         return self._llm
 
+    def _renders_tools(self, llm: Any) -> bool:
+        """Whether the model's chat template shows ``tools`` (as :class:`HFModel` checks); an
+        engine without ``get_tokenizer`` is trusted to."""
+        if self._template_tools is None:
+            try:
+                tokenizer = llm.get_tokenizer()
+            except Exception:  # noqa: BLE001 - no tokenizer to ask: leave the tools to vLLM
+                self._template_tools = True
+            else:
+                self._template_tools = template_renders_tools(tokenizer)
+        return self._template_tools
+
     # ---- one engine call ---------------------------------------------------------------------
     def to_wire(self, request: ChatRequest) -> dict[str, Any]:
         """How ``request`` runs here (:func:`vllm_settings`); UnsupportedField if it cannot."""
@@ -183,10 +203,12 @@ class VLLMModel(BatchingModel):
         started = time.perf_counter()
         kwargs: dict[str, Any] = {"use_tqdm": False, "add_generation_prompt": True}
         tools = self.to_wire(requests[0])["tools"]  # one tools list per batch (batch_key)
-        if tools:
+        conversations = [r.messages for r in requests]
+        if tools and not self._renders_tools(llm):  # the template would drop them silently
+            conversations = [tools_in_messages(messages, tools) for messages in conversations]
+        elif tools:
             kwargs["tools"] = tools
-        outputs = llm.chat([r.messages for r in requests],
-                           [self.sampling_params(r) for r in requests], **kwargs)
+        outputs = llm.chat(conversations, [self.sampling_params(r) for r in requests], **kwargs)
         latency = time.perf_counter() - started
         completions = []
         for output in outputs:

@@ -23,6 +23,7 @@ import orjson
 from posttrain.eval import Eval
 from posttrain.graders.base import Grader, model_caller
 from posttrain.models.base import ModelError
+from posttrain.models.batching import BatchingModel
 from posttrain.models.retry import RetriesExhausted, RetryPolicy, call_with_retries
 from posttrain.runner.cache import (
     CachePolicy,
@@ -268,6 +269,9 @@ class RunExecution:
         except (RetriesExhausted, ModelError) as exc:  # a solver may let a ModelError through
             attempts = exc.attempts if isinstance(exc, RetriesExhausted) else 1
             reason = exc.reason if isinstance(exc, RetriesExhausted) else str(exc)
+            if reason.startswith("timed out") and isinstance(self.model, BatchingModel):
+                reason += ("; a local model generates a whole batch at a time, so long prompts "
+                           "or answers on a CPU can need more: raise --timeout and --deadline")
             self.store.record_sample(self.run.id, item.id, epoch, completion=None,
                                      request_key=None, attempts=attempts, error=reason)
             counters.errors += 1

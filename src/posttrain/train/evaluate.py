@@ -64,7 +64,9 @@ def evaluate(model_dir: str | Path, eval_: Eval, items: list[Item] | None = None
         tokenizer = load_tokenizer(str(model_dir))
     requests = [eval_.request_for(item) for item in items]
     max_new = max((r.max_tokens or 64) for r in requests) if requests else 64
-    texts = generate(model, tokenizer, [r.messages for r in requests],
+    from posttrain.train.rft import local_prompt
+
+    texts = generate(model, tokenizer, [local_prompt(r) for r in requests],
                      max_new_tokens=max_new, batch_size=batch_size)
     scores = [grade_sample(eval_, eval_.sample_of(Completion(text=text), r), item.data)
               for text, r, item in zip(texts, requests, items, strict=True)]

@@ -98,8 +98,10 @@ def eval_spec(dataset: str = "items.jsonl") -> dict[str, Any]:
     }
 
 
-def write_eval(folder: str | Path, rows: list[dict[str, Any]], name: str = "eval") -> Path:
-    """Write ``NAME.yaml`` and its ``NAME.jsonl`` dataset into ``folder``; return the YAML path."""
+def write_eval(folder: str | Path, rows: list[dict[str, Any]], name: str = "eval",
+               spec: dict[str, Any] | None = None) -> Path:
+    """Write ``NAME.yaml`` (``spec``, default :func:`eval_spec`) and its ``NAME.jsonl`` dataset
+    into ``folder``; return the YAML path."""
     import yaml
 
     folder = Path(folder)
@@ -107,5 +109,41 @@ def write_eval(folder: str | Path, rows: list[dict[str, Any]], name: str = "eval
     dataset = folder / f"{name}.jsonl"
     dataset.write_text("".join(json.dumps(row) + "\n" for row in rows))
     path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(eval_spec(dataset.name), sort_keys=False))
+    spec = dict(spec or eval_spec(dataset.name), dataset=dataset.name)
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
+
+
+# ---- the real model's version: SmolLM2-135M-Instruct -------------------------------------------
+# The same sums, asked the same six ways, with a system line and one worked example so that the
+# model answers in the requested JSON form; what it then gets wrong is the sum itself (measured:
+# bench/RESULTS.md, "quickstart on SmolLM2"). The example's own sum (2 + 5) is not an item.
+SMOL_EVAL_NAME = "quickstart-add-smollm2"
+SMOL_SYSTEM = "Reply with JSON only."
+SMOL_EXAMPLE = ("What is 2 + 5?" + INSTRUCTION, expected(2, 5))
+
+
+def smol_items() -> list[dict[str, Any]]:
+    """Every (a, b, phrasing) row but the worked example's sum."""
+    return [row for row in all_items() if not row["id"].endswith("-2+5")]
+
+
+def smol_split(seed: int = 0, n_heldout: int = 100) -> tuple[list[dict[str, Any]],
+                                                             list[dict[str, Any]]]:
+    """(train, held-out) rows of the real-model task, disjoint, shuffled with ``seed``."""
+    rows = smol_items()
+    random.Random(seed).shuffle(rows)
+    return rows[n_heldout:], rows[:n_heldout]
+
+
+def smol_eval_spec(dataset: str = "items.jsonl") -> dict[str, Any]:
+    spec = eval_spec(dataset)
+    spec["name"] = SMOL_EVAL_NAME
+    spec["messages"] = [
+        {"role": "system", "content": SMOL_SYSTEM},
+        {"role": "user", "content": SMOL_EXAMPLE[0]},
+        {"role": "assistant", "content": SMOL_EXAMPLE[1]},
+        {"role": "user", "content": "{{item.prompt}}"},
+    ]
+    spec["sampling"] = {"temperature": 0, "max_tokens": 12}
+    return spec

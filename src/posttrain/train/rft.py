@@ -83,6 +83,18 @@ def split_items(items: list[Item], heldout: float | int, validation: float | int
                  test=shuffled[:n_test])
 
 
+def local_prompt(request: Any) -> list[dict[str, Any]]:
+    """The messages a local (``hf:``) model is given for ``request``: a response format it
+    cannot enforce is asked for in a system message first, as ``posttrain.models.hf`` does, so
+    RFT trains on the prompts ``posttrain eval`` sends (not on prompts without the format)."""
+    from posttrain.models.base import response_format_instruction
+
+    instruction = response_format_instruction(request.response_format)
+    if not instruction:
+        return list(request.messages)
+    return [{"role": "system", "content": instruction}, *request.messages]
+
+
 def baseline_warning(score: float) -> str | None:
     """RFT learns only from groups whose rewards differ: warn at 0 or saturated starts."""
     if score <= 0.0:
@@ -124,7 +136,7 @@ def train_rft(model: str, eval_: Eval, out_dir: str | Path, split: Split, config
     rows = []
     for item in split.train:
         request = eval_.request_for(item)
-        rows.append({"prompt": request.messages, "item_json": json.dumps(item.data)})
+        rows.append({"prompt": local_prompt(request), "item_json": json.dumps(item.data)})
     max_len = config.max_completion_length or eval_.sampling.get("max_tokens") or 128
     reward = EvalReward(eval_, eval_.response_format if isinstance(eval_.response_format, dict)
                         else None)
@@ -143,9 +155,11 @@ def train_rft(model: str, eval_: Eval, out_dir: str | Path, split: Split, config
         log_completions=False, shuffle_dataset=True, **rollouts,
     )
     result = RFTResult(out_dir=out_dir)
-    best_dir = out_dir.with_name(out_dir.name + ".best")
-    shutil.rmtree(best_dir, ignore_errors=True)
     pending: dict[str, Any] = {}
+    # the best checkpoint's trainable weights (a LoRA adapter: a few MB), kept in memory and
+    # put back before the one save at the end (saving a full model at each improvement cost
+    # ~10 s a time for a 135M model on 2 cores)
+    best: dict[str, Any] = {}
 
     def validate(step: int, policy: Any) -> None:
         if validator is not None:
@@ -156,9 +170,14 @@ def train_rft(model: str, eval_: Eval, out_dir: str | Path, split: Split, config
         pending["validation"] = value
         if result.best_validation is None or value > result.best_validation:
             result.best_validation, result.best_step = value, step
-            policy_to_save = policy
-            save_plain(policy_to_save, tokenizer, best_dir, {"step": step, "validation": value})
+            best.clear()
+            best.update({name: parameter.detach().clone()
+                         for name, parameter in policy.named_parameters()
+                         if parameter.requires_grad})
+            best_of["policy"] = policy
         policy.train()
+
+    best_of: dict[str, Any] = {}
 
     class Monitor(TrainerCallback):
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -168,7 +187,7 @@ def train_rft(model: str, eval_: Eval, out_dir: str | Path, split: Split, config
 
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None,
                    **kwargs: Any) -> None:
-            if not logs or "reward" not in logs:
+            if not logs or logs.get("reward") is None:  # no scored reward: no mean to log
                 return
             entry = {"step": state.global_step, "reward": round(float(logs["reward"]), 4),
                      "reward_std": round(float(logs.get("reward_std", 0.0)), 4)}
@@ -186,6 +205,8 @@ def train_rft(model: str, eval_: Eval, out_dir: str | Path, split: Split, config
         validate(0, trainer.model)
         if result.history == [] and "validation" in pending:
             result.history.append({"step": 0, "validation": round(pending.pop("validation"), 4)})
+            if on_log is not None:
+                on_log(result.history[-1])
     _, seconds = train_timed(trainer, quiet=quiet)
     result.seconds = round(seconds, 2)
     result.steps = trainer.state.global_step
@@ -194,15 +215,15 @@ def train_rft(model: str, eval_: Eval, out_dir: str | Path, split: Split, config
             "best_step": result.best_step, "best_validation": result.best_validation,
             "steps": result.steps, "seconds": result.seconds, "history": result.history,
             "reward_stats": result.reward_stats}
-    if best_dir.exists():
-        # the best checkpoint by validation score is the output
-        from transformers import AutoModelForCausalLM as Loader
+    policy = best_of.get("policy", trainer.model)
+    if best:  # the best checkpoint by validation score is the output
+        import torch
 
-        best = Loader.from_pretrained(best_dir)
-        save_plain(best, tokenizer, out_dir, meta)
-        shutil.rmtree(best_dir, ignore_errors=True)
-    else:
-        save_plain(trainer.model, tokenizer, out_dir, meta)
+        parameters = dict(policy.named_parameters())
+        with torch.no_grad():
+            for name, value in best.items():
+                parameters[name].copy_(value)
+    save_plain(policy, tokenizer, out_dir, meta)
     shutil.rmtree(out_dir / ".trl", ignore_errors=True)
     return result
 
@@ -213,4 +234,6 @@ def print_progress(entry: dict[str, Any]) -> None:
         parts.append(f"train reward {entry['reward']:.3f}")
     if "validation" in entry:
         parts.append(f"validation {entry['validation']:.3f}")
+    if "seconds" in entry:
+        parts.append(f"({entry['seconds']:.0f} s)")
     print("  " + "  ".join(parts), file=sys.stderr, flush=True)

@@ -29,7 +29,7 @@ SUITE = SuiteInfo(
              "graded by final state: asking vs proceeding, grit under tool failures, "
              "irrelevance (no call when no tool fits); pass^k over repeated trials.",
     components=["ambiguity", "grit", "irrelevance", "state_ok", "outputs_ok", "over_ask",
-                "under_ask", "honest", "recovered", "retries_ok", "hallucinated_call"],
+                "under_ask", "honest", "recovered", "retries_ok", "hallucinated_call", "declined"],
     default_n=100,
 )
 

@@ -5,13 +5,21 @@ Reads ``sample["meta"]`` (written by ``posttrain.suites.tool_use.solver``) and t
 right outcome was reached, else 0; sub-scores name the component, and appear only on the items
 where they apply, so their means are rates over the right denominator:
 
-- ``state_ok``, ``outputs_ok`` (all items with a task): tau-bench's end-state reward parts.
+- ``state_ok`` (all items with a task), ``outputs_ok`` (items that require outputs: on the
+  others it would hold vacuously): tau-bench's end-state reward parts.
 - ``asked`` (ambiguity), ``over_ask`` (items that should proceed), ``under_ask`` (items that
   should ask: the agent never asked about the missing detail before a state-changing call).
 - ``recovered`` (transient faults), ``honest`` (grit items whose task is not done: the final
   message admits failure and claims no success), ``retries_ok`` (calls to the failing tool
   within the cap).
 - ``hallucinated_call`` (irrelevance items: any tool call at all).
+- ``declined`` (irrelevance items that ask for an action or for live data no tool provides:
+  the final reply says it cannot, and claims no success). Making no call is not enough there:
+  SmolLM2 made no call on "What will the weather be like in Lisbon tomorrow?" and wrote a
+  forecast. A general question ("What's the capital of Australia?") may be answered without a
+  tool. The kind comes from the row's ``request_kind`` or the suite's table of its requests
+  (:data:`posttrain.suites.tool_use.domains.names.REQUEST_KINDS`); a request in neither is
+  graded on the call alone.
 """
 
 from __future__ import annotations
@@ -35,10 +43,16 @@ class ToolUseGrader(Grader):
 
     def components(self) -> list[str]:
         return ["state_ok", "outputs_ok", "asked", "over_ask", "under_ask", "recovered",
-                "honest", "retries_ok", "hallucinated_call"]
+                "honest", "retries_ok", "hallucinated_call", "declined"]
 
     def grade(self, sample: dict[str, Any], item: dict[str, Any]) -> Score:
-        from posttrain.suites.tool_use.user import honest_failure_report, outputs_present
+        from posttrain.suites.tool_use.domains.names import REQUEST_KINDS
+        from posttrain.suites.tool_use.user import (
+            claims_success,
+            declines,
+            honest_failure_report,
+            outputs_present,
+        )
 
         meta = sample.get("meta")
         if not isinstance(meta, dict) or any(key not in meta for key in _META_KEYS):
@@ -64,6 +78,16 @@ class ToolUseGrader(Grader):
             if hallucinated:
                 names = ", ".join(c.get("name", "?") for c in meta["calls"])
                 reasons.append(f"called a tool when none fits ({names})")
+            kind = item.get("request_kind") or REQUEST_KINDS.get(str(item.get("user_message")))
+            if kind in ("action", "live_data"):
+                final_text = str(meta["final_text"])
+                declined = declines(final_text) and not claims_success(final_text)
+                subs["declined"] = _flag(declined)
+                passed = passed and declined
+                if not declined:
+                    reasons.append("did not say it cannot " + (
+                        "do that (no tool for it)" if kind == "action"
+                        else "look that up (no tool for it)"))
         elif category == "ambiguity":
             subs = {"state_ok": _flag(done), "outputs_ok": _flag(outputs_ok),
                     "asked": _flag(meta["asked"])}
@@ -107,6 +131,8 @@ class ToolUseGrader(Grader):
             return Score.unscored(f"unknown category {category!r}", name=self.name)
 
         if category != "irrelevance":
+            if not item.get("outputs"):
+                subs.pop("outputs_ok", None)  # nothing to say: not a rate of this item
             if not subs["state_ok"]:
                 reasons.append("final state differs from the expected state")
             if not outputs_ok and done:
