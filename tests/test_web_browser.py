@@ -305,7 +305,7 @@ def test_charts_transcript_and_paired_compare(server, page) -> None:
     text = page.inner_text("#transcript")
     assert "Transcript (5 messages after the prompt)" in text
     assert "→ lookup_capital" in text and '"country": "Italy"' in text
-    assert "tool result · call_0_0" in text
+    assert "tool result · call_0_0" in text.lower()  # the role label is upper-cased by CSS
     assert "matches the expected final state" in page.inner_text("#state-check")
     assert page.locator("#tool-calls tbody tr").count() == 2
     page.screenshot(path=str(ARTIFACTS / "21-transcript.png"), full_page=True)
