@@ -238,3 +238,14 @@ def test_arena_progress_counts_voters_and_grades(tmp_path: Path) -> None:
     assert progress["grade_agreement"] == {"n": 2, "agree": 2}
     # two voters on q2 agree, on q1 they do not
     assert progress["voter_agreement"] == {"n": 2, "agree": 1}
+
+
+def test_csv_export_never_hands_a_spreadsheet_a_formula() -> None:
+    from posttrain.web.matrix import to_csv
+
+    row = {"item_id": "a", "tags": "", "run": "r", "model": "m", "variant": "default",
+           "status": "fail", "score": -0.5, "answers": 1,
+           "output": '=HYPERLINK("http://evil.example","click")', "error": "@SUM(1)"}
+    text = to_csv([row])
+    assert "'=HYPERLINK" in text and "'@SUM(1)" in text
+    assert ",-0.5," in text  # a negative number is a number, not text

@@ -352,14 +352,30 @@ def export_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+#: first characters that make a spreadsheet read a cell as a formula (OWASP "CSV injection")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell: text that a spreadsheet would run as a formula gets a leading ``'`` (the
+    OWASP CSV-injection defence); numbers stay numbers. A model's answer is never a formula."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def to_csv(rows: list[dict[str, Any]]) -> str:
+    """The rows as CSV (``item_id, tags, run, model, variant, status, score, answers, output,
+    error``); text cells that would start a spreadsheet formula are quoted with ``'``."""
     buffer = io.StringIO()
     fields = ["item_id", "tags", "run", "model", "variant", "status", "score", "answers",
               "output", "error"]
     writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if row[k] is None else row[k]) for k in fields})
+        writer.writerow({k: _cell(row[k]) for k in fields})
     return buffer.getvalue()
 
 
