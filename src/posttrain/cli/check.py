@@ -81,18 +81,11 @@ def _common(p: argparse.ArgumentParser, *, model_flags: bool = True) -> None:
 def _options(args: argparse.Namespace) -> Any:
     import math
 
+    from posttrain.cli.runs import check_run_limits
     from posttrain.project.check import CheckOptions
     from posttrain.runner.cache import CachePolicy, parse_duration
 
-    for name, value in (("--epochs", args.epochs), ("--limit", args.limit),
-                        ("--concurrency", args.concurrency)):
-        if value is not None and value < 1:
-            raise UserError("must be at least 1", field=name)
-    if args.max_retries < 0:
-        raise UserError("must be 0 or more", field="--max-retries")
-    for name, seconds in (("--timeout", args.timeout), ("--deadline", args.deadline)):
-        if not (math.isfinite(seconds) and seconds > 0):
-            raise UserError(f"must be a number of seconds above 0, got {seconds:g}", field=name)
+    check_run_limits(args)
     if args.alpha is not None and not (math.isfinite(args.alpha) and 0 < args.alpha < 0.5):
         raise UserError(f"must be above 0 and below 0.5, got {args.alpha:g}", field="--alpha")
     if args.draws < 100:

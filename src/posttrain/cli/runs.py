@@ -106,6 +106,22 @@ def _resolve_eval_path(ref: str) -> Path:
     return suite_eval_path(ref)
 
 
+def check_run_limits(args: argparse.Namespace) -> None:
+    """``--epochs``, ``--limit``, ``--concurrency`` at least 1, ``--max-retries`` 0 or more,
+    ``--timeout`` and ``--deadline`` finite seconds above 0; UserError naming the flag."""
+    import math
+
+    for name, value in (("--epochs", args.epochs), ("--limit", args.limit),
+                        ("--concurrency", args.concurrency)):
+        if value is not None and value < 1:
+            raise UserError("must be at least 1", field=name)
+    if args.max_retries < 0:
+        raise UserError("must be 0 or more", field="--max-retries")
+    for name, seconds in (("--timeout", args.timeout), ("--deadline", args.deadline)):
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise UserError(f"must be a number of seconds above 0, got {seconds:g}", field=name)
+
+
 def _run_eval(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -118,17 +134,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     from posttrain.runner.progress import Progress
     from posttrain.runner.store import Store
 
-    for name, value in (("--epochs", args.epochs), ("--limit", args.limit),
-                        ("--concurrency", args.concurrency)):
-        if value is not None and value < 1:
-            raise UserError("must be at least 1", field=name)
-    if args.max_retries < 0:
-        raise UserError("must be 0 or more", field="--max-retries")
-    import math
-
-    for name, seconds in (("--timeout", args.timeout), ("--deadline", args.deadline)):
-        if not (math.isfinite(seconds) and seconds > 0):
-            raise UserError(f"must be a number of seconds above 0, got {seconds:g}", field=name)
+    check_run_limits(args)
     if args.fail_under is not None:
         from posttrain.eval import check_share
 
