@@ -279,6 +279,8 @@ def test_train_rft_refuses_faults_without_an_environment(tmp_path: Path) -> None
     import subprocess
     import sys
 
+    pytest.importorskip("trl", reason="needs the [train] extra (the extras check comes first)")
+
     from posttrain.train import quicktask
 
     plain = quicktask.write_eval(tmp_path, quicktask.all_items()[:20], name="plain")
