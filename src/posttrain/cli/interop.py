@@ -19,7 +19,7 @@ from posttrain.plugins import register_command
 @register_command("import", order=55)  # after train (50): it adds export targets
 def add_parsers(sub: Any) -> None:
     imp = sub.add_parser("import", help="import evals, runs and results from other tools "
-                                        "(OpenAI Evals)")
+                                        "(OpenAI Evals, Inspect logs, promptfoo, batch files)")
     sources = imp.add_subparsers(dest="import_source", required=True, metavar="SOURCE")
     p = sources.add_parser(
         "openai-eval", help="an OpenAI eval (create or GET JSON), its runs and output items",
