@@ -291,9 +291,6 @@ def test_sft_and_dpo_jobs_train_and_load(tmp_path: Path, method: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="known gap (issue 16 open): the checkpoint's re-eval has no --judge, so "
-                          "its gpt-4o score_model cannot run here (exit 2 at preflight)",
-                   strict=False)
 def test_rft_guide_job_with_a_local_judge_runs_unchanged(tmp_path: Path, tiny_add: Path,
                                                          capsys) -> None:
     """The RFT guide's style of job as written (JSON-schema format; multi of a string_check and
@@ -327,12 +324,22 @@ def test_rft_guide_job_with_a_local_judge_runs_unchanged(tmp_path: Path, tiny_ad
     # no per-grader mean; whatever is reported must name the job's own graders
     grader = body["method"]["reinforcement"]["grader"]
     assert names <= {grader.get("name"), *grader["graders"]}
+    assert "hf:smollm2-135m-instruct" in (out / "eval" / "eval.yaml").read_text()
     for checkpoint in json.loads((out / "checkpoints.json").read_text())["data"]:
-        assert main(["eval", str(out / "eval" / "eval.yaml"), "--model",
+        code = main(["eval", str(out / "eval" / "eval.yaml"), "--model",
                      checkpoint["fine_tuned_model_checkpoint"], "--store",
-                     str(tmp_path / "fresh.db"), "--no-cache", "--json", "--no-progress"]) == 0
-        (summary,) = json.loads(capsys.readouterr().out)["runs"]
-        assert summary["score"] == round(checkpoint["metrics"]["full_valid_mean_reward"], 4)
+                     str(tmp_path / "fresh.db"), "--no-cache", "--json", "--no-progress"])
+        captured = capsys.readouterr()
+        reported = round(checkpoint["metrics"]["full_valid_mean_reward"], 4)
+        if code == 2:
+            # SmolLM2 as a score_model judge often gives no number (38 of 40 in examples/judge):
+            # when no answer could be graded, eval says so and exits 2, and the job's reward for
+            # that checkpoint is the headline of all-unscored answers: 0
+            assert "no answer could be graded" in captured.err and reported == 0.0
+            continue
+        assert code == 0, captured.err
+        (summary,) = json.loads(captured.out)["runs"]
+        assert summary["score"] == reported
 
 
 def test_validation_metrics_are_the_runs_headline(tmp_path: Path) -> None:
