@@ -122,7 +122,6 @@ def _slug(spec: str) -> str:
 
 
 def _run_optimize(args: argparse.Namespace) -> int:
-    import asyncio
     from datetime import UTC, datetime
     from pathlib import Path
 
@@ -142,21 +141,11 @@ def _run_optimize(args: argparse.Namespace) -> int:
                         alpha=args.alpha)
     proposer = models[1] if args.proposer else None
 
-    async def go() -> dict[str, Any]:
-        try:
-            return await search(eval_, models[0], store, options, settings, proposer=proposer,
-                                proposer_name=args.proposer, model_configs=public,
-                                progress=not (args.no_progress or args.json))
-        finally:
-            for model in models:
-                await model.aclose()
-            await eval_.aclose()
-
-    try:
-        result = asyncio.run(go())
-    except KeyboardInterrupt:
-        print("interrupted: finished answers are stored; run the same command to resume",
-              file=sys.stderr)
+    result = _run_to_end(lambda: search(
+        eval_, models[0], store, options, settings, proposer=proposer,
+        proposer_name=args.proposer, model_configs=public,
+        progress=not (args.no_progress or args.json)), models, eval_)
+    if result is None:
         return 130
     result["written"] = None
     if result["accepted"] and not args.no_write:
@@ -235,7 +224,6 @@ def _optimize_text(result: dict[str, Any]) -> str:
 
 
 def _run_migrate(args: argparse.Namespace) -> int:
-    import asyncio
 
     from posttrain.optimize.migrate import migrate
 
@@ -243,22 +231,11 @@ def _run_migrate(args: argparse.Namespace) -> int:
     if args.variant is not None:
         eval_.variant(args.variant)
 
-    async def go() -> dict[str, Any]:
-        try:
-            return await migrate(eval_, models[0], models[1], store, options,
-                                 old_spec=args.old, new_spec=args.new, variant=args.variant,
-                                 alpha=args.alpha, seed=args.seed, model_configs=public,
-                                 progress=not (args.no_progress or args.json))
-        finally:
-            for model in models:
-                await model.aclose()
-            await eval_.aclose()
-
-    try:
-        result = asyncio.run(go())
-    except KeyboardInterrupt:
-        print("interrupted: finished answers are stored; run the same command to resume",
-              file=sys.stderr)
+    result = _run_to_end(lambda: migrate(
+        eval_, models[0], models[1], store, options, old_spec=args.old, new_spec=args.new,
+        variant=args.variant, alpha=args.alpha, seed=args.seed, model_configs=public,
+        progress=not (args.no_progress or args.json)), models, eval_)
+    if result is None:
         return 130
     if args.json:
         print(json.dumps(result, indent=2, default=str))
@@ -296,3 +273,24 @@ def _migrate_text(result: dict[str, Any]) -> str:
                      f", p = {effect['p_value']:.2g}")
     lines += ["", f"verdict: {result['verdict']}"]
     return "\n".join(lines)
+
+
+def _run_to_end(work: Any, models: list[Any], eval_: Any) -> dict[str, Any] | None:
+    """Run the coroutine ``work()`` makes, then close the models and the eval's judges; None
+    (after saying so) when interrupted: what finished is stored and a rerun resumes."""
+    import asyncio
+
+    async def go() -> dict[str, Any]:
+        try:
+            return await work()
+        finally:
+            for model in models:
+                await model.aclose()
+            await eval_.aclose()
+
+    try:
+        return asyncio.run(go())
+    except KeyboardInterrupt:
+        print("interrupted: finished answers are stored; run the same command to resume",
+              file=sys.stderr)
+        return None
