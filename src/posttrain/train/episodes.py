@@ -392,11 +392,11 @@ def train_rft_episodes(model: str, eval_: Eval, out_dir: str | Path, split: Any,
         save_plain,
         train_timed,
     )
-    from posttrain.train.rft import RFTResult
+    from posttrain.train.rft import RFTResult, grpo_monitor, validate_at_start
 
     quiet_libraries()
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, TrainerCallback
+    from transformers import AutoModelForCausalLM
     from trl import GRPOConfig, GRPOTrainer
 
     from posttrain.train.evaluate import mean_score
@@ -468,34 +468,18 @@ def train_rft_episodes(model: str, eval_: Eval, out_dir: str | Path, split: Any,
             save_plain(policy, tokenizer, best_dir, {"step": step, "validation": value})
         policy.train()
 
-    class Monitor(TrainerCallback):
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if split.validation and (state.global_step % config.eval_every == 0
-                                     or state.global_step == state.max_steps):
-                validate(state.global_step, kwargs["model"])
-
-        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None,
-                   **kwargs: Any) -> None:
-            if not logs or "reward" not in logs:
-                return
-            entry = {"step": state.global_step, "reward": round(float(logs["reward"]), 4),
-                     "reward_std": round(float(logs.get("reward_std", 0.0)), 4)}
-            if speed:
-                entry["episodes_per_s"] = round(speed[-1]["episodes"] / speed[-1]["seconds"], 3)
-            if "validation" in pending:
-                entry["validation"] = round(pending.pop("validation"), 4)
-            result.history.append(entry)
-            if on_log is not None:
-                on_log(entry)
+    def episode_speed() -> dict[str, Any]:
+        if not speed:
+            return {}
+        return {"episodes_per_s": round(speed[-1]["episodes"] / speed[-1]["seconds"], 3)}
 
     trainer = GRPOTrainer(model=net, reward_funcs=[reward], args=grpo_config,
                           train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
                           peft_config=lora_config(config.lora_rank) if config.lora_rank else None,
-                          callbacks=[Monitor()], rollout_func=rollout_func)
-    if split.validation:
-        validate(0, trainer.model)
-        if "validation" in pending:
-            result.history.append({"step": 0, "validation": round(pending.pop("validation"), 4)})
+                          callbacks=[grpo_monitor(split, config, validate, pending, result,
+                                                  on_log, extra=episode_speed)],
+                          rollout_func=rollout_func)
+    validate_at_start(split, trainer, validate, pending, result, on_log)
     _, seconds = train_timed(trainer, quiet=quiet)
     result.seconds = round(seconds, 2)
     result.steps = trainer.state.global_step

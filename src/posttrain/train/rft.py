@@ -123,7 +123,7 @@ def train_rft(model: str, eval_: Eval, out_dir: str | Path, split: Split, config
                                   on_log=on_log, validator=validator)
     quiet_libraries()
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, TrainerCallback
+    from transformers import AutoModelForCausalLM
     from trl import GRPOConfig, GRPOTrainer
 
     from posttrain.train.evaluate import evaluate, mean_score
@@ -179,34 +179,12 @@ def train_rft(model: str, eval_: Eval, out_dir: str | Path, split: Split, config
 
     best_of: dict[str, Any] = {}
 
-    class Monitor(TrainerCallback):
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if split.validation and (state.global_step % config.eval_every == 0
-                                     or state.global_step == state.max_steps):
-                validate(state.global_step, kwargs["model"])
-
-        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None,
-                   **kwargs: Any) -> None:
-            if not logs or logs.get("reward") is None:  # no scored reward: no mean to log
-                return
-            entry = {"step": state.global_step, "reward": round(float(logs["reward"]), 4),
-                     "reward_std": round(float(logs.get("reward_std", 0.0)), 4)}
-            if "validation" in pending:
-                entry["validation"] = round(pending.pop("validation"), 4)
-            result.history.append(entry)
-            if on_log is not None:
-                on_log(entry)
-
     trainer = GRPOTrainer(model=net, reward_funcs=[reward], args=grpo_config,
                           train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
                           peft_config=lora_config(config.lora_rank) if config.lora_rank else None,
-                          callbacks=[Monitor()])
-    if split.validation:
-        validate(0, trainer.model)
-        if result.history == [] and "validation" in pending:
-            result.history.append({"step": 0, "validation": round(pending.pop("validation"), 4)})
-            if on_log is not None:
-                on_log(result.history[-1])
+                          callbacks=[grpo_monitor(split, config, validate, pending, result,
+                                                  on_log)])
+    validate_at_start(split, trainer, validate, pending, result, on_log)
     _, seconds = train_timed(trainer, quiet=quiet)
     result.seconds = round(seconds, 2)
     result.steps = trainer.state.global_step
@@ -226,6 +204,52 @@ def train_rft(model: str, eval_: Eval, out_dir: str | Path, split: Split, config
     save_plain(policy, tokenizer, out_dir, meta)
     shutil.rmtree(out_dir / ".trl", ignore_errors=True)
     return result
+
+
+def grpo_monitor(split: Split, config: RFTConfig, validate: Callable[[int, Any], None],
+                 pending: dict[str, float], result: RFTResult,
+                 on_log: Callable[[dict[str, Any]], None] | None,
+                 extra: Callable[[], dict[str, Any]] | None = None) -> Any:
+    """The GRPO trainer callback of single-turn and episode RFT: validate every
+    ``config.eval_every`` steps and at the last; on each log with a scored reward, append
+    ``{step, reward, reward_std, **extra(), validation?}`` to ``result.history`` and hand it to
+    ``on_log`` (a step whose rewards were all unscored logs no mean)."""
+    from transformers import TrainerCallback
+
+    class Monitor(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if split.validation and (state.global_step % config.eval_every == 0
+                                     or state.global_step == state.max_steps):
+                validate(state.global_step, kwargs["model"])
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None,
+                   **kwargs: Any) -> None:
+            if not logs or logs.get("reward") is None:  # no scored reward: no mean to log
+                return
+            entry = {"step": state.global_step, "reward": round(float(logs["reward"]), 4),
+                     "reward_std": round(float(logs.get("reward_std", 0.0)), 4)}
+            if extra is not None:
+                entry.update(extra())
+            if "validation" in pending:
+                entry["validation"] = round(pending.pop("validation"), 4)
+            result.history.append(entry)
+            if on_log is not None:
+                on_log(entry)
+
+    return Monitor()
+
+
+def validate_at_start(split: Split, trainer: Any, validate: Callable[[int, Any], None],
+                      pending: dict[str, float], result: RFTResult,
+                      on_log: Callable[[dict[str, Any]], None] | None) -> None:
+    """Step 0: the base model's validation reward, first in the history (and to ``on_log``)."""
+    if not split.validation:
+        return
+    validate(0, trainer.model)
+    if result.history == [] and "validation" in pending:
+        result.history.append({"step": 0, "validation": round(pending.pop("validation"), 4)})
+        if on_log is not None:
+            on_log(result.history[-1])
 
 
 def print_progress(entry: dict[str, Any]) -> None:
