@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from posttrain.cli.options import add_request_options
 from posttrain.errors import UserError
 from posttrain.plugins import register_command
 
@@ -62,16 +63,8 @@ def _common(p: argparse.ArgumentParser, *, model_flags: bool = True) -> None:
                                                "else 0.05)")
     p.add_argument("--no-variants", action="store_true",
                    help="run only the production prompt of each eval on the new model")
-    p.add_argument("--limit", type=int, help="only the first N items of each eval")
-    p.add_argument("--epochs", type=int, default=1, help="samples per item")
-    p.add_argument("--concurrency", type=int, help="requests in flight per model")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds per attempt")
-    p.add_argument("--max-retries", type=int, default=4)
-    p.add_argument("--deadline", type=float, default=600.0,
-                   help="seconds for all attempts of one request together")
-    p.add_argument("--no-cache", action="store_true", help="send every request even if cached")
-    p.add_argument("--cache-expiry", metavar="AGE",
-                   help="serve cached answers up to AGE old (default 7d for endpoints)")
+    add_request_options(p, limit_help="only the first N items of each eval",
+                        epochs_help="samples per item")
     p.add_argument("--draws", type=int, default=20000,
                    help="Monte-Carlo draws of a sign-flip test too large to enumerate")
     p.add_argument("--seed", type=int, default=0)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from posttrain.cli.options import add_request_options
 from posttrain.errors import UserError
 from posttrain.plugins import register_command
 
@@ -37,17 +38,7 @@ def _add_eval(sub: Any) -> None:
     p.add_argument("--store", default="posttrain.db", help="SQLite store (default ./posttrain.db)")
     p.add_argument("--models-file", help="named endpoints (default $POSTTRAIN_MODELS or "
                                          "./posttrain.models.yaml)")
-    p.add_argument("--concurrency", type=int, help="requests in flight per model")
-    p.add_argument("--limit", type=int, help="only the first N items")
-    p.add_argument("--epochs", type=int, default=1, help="samples per item (pass@k, pass^k)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds per attempt")
-    p.add_argument("--max-retries", type=int, default=4)
-    p.add_argument("--deadline", type=float, default=600.0,
-                   help="seconds for all attempts of one request together")
-    p.add_argument("--no-cache", action="store_true", help="send every request even if cached")
-    p.add_argument("--cache-expiry", metavar="AGE",
-                   help="serve cached answers up to AGE old (30m, 12h, 7d, never; default 7d "
-                        "for endpoints, never for local weights)")
+    add_request_options(p)
     p.add_argument("--cache-scope", choices=["global", "eval", "run"], default="global",
                    help="share cached answers across evals and runs (global), within this "
                         "eval (eval), or only with a resumed run (run)")
