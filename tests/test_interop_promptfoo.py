@@ -244,3 +244,97 @@ def test_inline_python_and_python_asserts_that_differ(tmp_path: Path, value, lis
         grader = load_eval(result.eval_path).graders[1]
         assert grader.grade({"output_text": "short"}, {"q": "a"}).value == 1.0
         assert grader.grade({"output_text": "x" * 50}, {"q": "a"}).value == 0.0
+
+
+def test_factuality_closedqa_and_tools_call_asserts_run_through_judges_and_the_grader(
+        tmp_path: Path, stub_server, capsys, monkeypatch) -> None:
+    """factuality -> a label_model judge (A-E, D fails), model-graded-closedqa -> a Y/N
+    label_model judge, is-valid-openai-tools-call -> the promptfoo grader with the provider's
+    tools; the judges answer through the stub (``[[as:judge:...]]`` in the expert answer and
+    the criterion), the model under test as ``stub``."""
+    monkeypatch.setenv("OPENAI_BASE_URL", stub_server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    (tmp_path / "tools.json").write_text(json.dumps([{"type": "function", "function": {
+        "name": "get_weather", "parameters": {
+            "type": "object", "properties": {"city": {"type": "string"}},
+            "required": ["city"], "additionalProperties": False}}}]))
+    config = tmp_path / "promptfooconfig.yaml"
+    config.write_text(
+        "prompts: ['{{question}}']\n"
+        "providers:\n  - id: openai:chat:stub\n    config: {tools: file://tools.json}\n"
+        "tests:\n"
+        "  - vars: {question: '[[as:stub:Paris]] capital of France?'}\n"
+        "    assert:\n"
+        "      - {type: factuality, value: 'Paris [[as:judge:C]]'}\n"
+        "      - {type: model-graded-closedqa, value: 'names a city [[as:judge:Y]]'}\n"
+        "  - vars: {question: '[[as:stub:Lyon]] capital of France?'}\n"
+        "    assert:\n"
+        "      - {type: factuality, value: 'Paris [[as:judge:D]]'}\n"
+        "      - {type: model-graded-closedqa, value: 'names Paris [[as:judge:N]]'}\n"
+        "  - vars: {question: 'weather in Oslo? [[tool:get_weather:{\"city\": \"Oslo\"}]]'}\n"
+        "    assert:\n"
+        "      - {type: is-valid-openai-tools-call}\n"
+        "      - {type: factuality, value: 'a call [[as:judge:E]]'}\n"
+        "      - {type: model-graded-closedqa, value: 'calls a tool [[as:judge:Y]]'}\n"
+        "  - vars: {question: 'weather? [[tool:get_weather:{\"town\": \"Oslo\"}]]'}\n"
+        "    assert:\n"
+        "      - {type: is-valid-openai-tools-call}\n"
+        "      - {type: factuality, value: 'a call [[as:judge:B]]'}\n"
+        "      - {type: model-graded-closedqa, value: 'a valid call [[as:judge:N]]'}\n")
+    assert main(["import", "promptfoo", str(config), "-o", str(tmp_path / "pf"), "--json",
+                 "--judge", "openai:judge"]) == 0
+    imported = json.loads(capsys.readouterr().out)
+    assert imported["not_mapped"] == []
+    rows = [json.loads(line) for line in (tmp_path / "pf" / "items.jsonl").open()]
+    assert rows[0]["judge_question"] == "[[as:stub:Paris]] capital of France?"
+    assert rows[0]["factuality"] == "Paris [[as:judge:C]]" and rows[0]["assert"] == []
+    from posttrain.eval import load_eval
+
+    eval_ = load_eval(Path(imported["eval"]))
+    assert [g.name for g in eval_.graders] == ["promptfoo", "factuality", "closedqa"]
+    assert eval_.tools and eval_.tools[0]["function"]["name"] == "get_weather"
+    assert main(["eval", imported["eval"], "--models-file", imported["models_file"], "--model",
+                 "stub", "--store", str(tmp_path / "s.db"), "--json", "--no-progress"]) in (0, 1)
+    (run,) = json.loads(capsys.readouterr().out)["runs"]
+    from posttrain.analysis.results import load_results
+    from posttrain.runner.store import Store
+
+    assert run["errors"] == 0 and run["unscored"] == 0
+    grades = {s.item_id: {k: g.passed for k, g in s.grades.items()}
+              for s in load_results(Store(tmp_path / "s.db"), run["run_id"]).samples}
+    # no deterministic assertion on t1, t2: the promptfoo grader passes them (noted on import)
+    assert grades["t1"] == {"promptfoo": True, "factuality": True, "closedqa": True}
+    assert grades["t2"] == {"promptfoo": True, "factuality": False, "closedqa": False}
+    assert grades["t3"] == {"promptfoo": True, "factuality": True, "closedqa": True}
+    assert grades["t4"]["promptfoo"] is False  # "town" is not in the schema
+    assert grades["t4"]["factuality"] is True and grades["t4"]["closedqa"] is False
+    # promptfoo's rule: a test passes when every assertion passes
+    passed = {s.item_id: s.passed
+              for s in load_results(Store(tmp_path / "s.db"), run["run_id"]).samples}
+    assert passed == {"t1": True, "t2": False, "t3": True, "t4": False}
+    assert any("2 of 4 tests have no assertion the promptfoo grader scores" in line
+               for line in json.loads((tmp_path / "pf" / "promptfoo.json").read_text())["notes"])
+
+
+def test_a_tools_call_assert_without_provider_tools_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "promptfooconfig.yaml"
+    config.write_text("prompts: ['{{q}}']\nproviders: [openai:gpt-4.1-mini]\n"
+                      "tests:\n  - vars: {q: a}\n    assert: [{type: is-valid-openai-tools-call}]\n")
+    with pytest.raises(Exception, match="needs the provider's config.tools"):
+        import_promptfoo(config, tmp_path / "pf")
+
+
+def test_tools_call_check_reasons() -> None:
+    from posttrain.graders.promptfoo_assert import tools_call_check
+
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {
+        "type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}}}]
+    call = {"id": "1", "type": "function", "function": {"name": "f", "arguments": '{"x": 1}'}}
+    assert tools_call_check([call], tools) == (1.0, "1 valid tool call(s)")
+    assert tools_call_check([], tools) == (0.0, "no tool call")
+    bad = {"function": {"name": "g", "arguments": "{}"}}
+    assert tools_call_check([bad], tools)[1] == "call 0: no tool named 'g'"
+    assert "not JSON" in tools_call_check([{"function": {"name": "f", "arguments": "{x"}}],
+                                          tools)[1]
+    assert "'x' is a required property" in tools_call_check(
+        [{"function": {"name": "f", "arguments": "{}"}}], tools)[1]

@@ -14,7 +14,10 @@ Types: ``equals``, ``contains``, ``icontains``, ``contains-any``, ``contains-all
 schema as value), ``contains-json``, ``levenshtein`` (pass at distance <= threshold, default
 5), and ``similar`` / ``rouge-n`` / ``bleu`` through posttrain's text_similarity metrics (cosine
 with MiniLM, ROUGE-N with N=1, BLEU; pass at score >= threshold, promptfoo's defaults 0.75,
-0.75, 0.5). An assertion of a type not listed here is refused when the grader is built (the
+0.75, 0.5), and ``is-valid-openai-tools-call`` (the answer is one or more tool calls, each
+naming a function of the grader's ``tools`` with arguments that parse as JSON and fit that
+function's ``parameters`` schema; the tools are promptfoo's provider ``config.tools``, which
+the importer copies onto the grader). An assertion of a type not listed here is refused when the grader is built (the
 importer lists such assertions instead of writing them).
 """
 
@@ -33,7 +36,7 @@ from posttrain.types import Score
 _THRESHOLDS = {"similar": 0.75, "rouge-n": 0.75, "bleu": 0.5, "levenshtein": 5.0}
 TYPES = ("equals", "contains", "icontains", "contains-any", "contains-all", "icontains-any",
          "icontains-all", "starts-with", "regex", "is-json", "contains-json", "levenshtein",
-         "similar", "rouge-n", "bleu")
+         "similar", "rouge-n", "bleu", "is-valid-openai-tools-call")
 
 
 def base_type(kind: str) -> tuple[str, bool]:
@@ -135,6 +138,33 @@ def check(kind: str, value: Any, output: str, threshold: float | None) -> tuple[
     return score, f"{kind} {score:.3f} (pass at {limit:g})"
 
 
+def tools_call_check(calls: Any, tools: list[dict[str, Any]]) -> tuple[float, str]:
+    """(1 or 0, reason): whether ``calls`` (``sample.output_tools``: chat-completions
+    ``tool_calls``) are valid calls of ``tools`` (chat-completions ``tools``): at least one
+    call, each naming a listed function, arguments a JSON object fitting its parameters."""
+    if not calls:
+        return 0.0, "no tool call"
+    functions = {t.get("function", {}).get("name"): t.get("function", {}) for t in tools
+                 if isinstance(t, dict)}
+    for index, call in enumerate(calls):
+        function = (call or {}).get("function") or {}
+        name = function.get("name")
+        if name not in functions:
+            return 0.0, f"call {index}: no tool named {name!r}"
+        arguments = function.get("arguments")
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments or "{}")
+            except json.JSONDecodeError:
+                return 0.0, f"call {index} ({name}): arguments are not JSON"
+        if not isinstance(arguments, dict):
+            return 0.0, f"call {index} ({name}): arguments are not a JSON object"
+        ok, why = _schema_ok(arguments, functions[name].get("parameters"))
+        if not ok:
+            return 0.0, f"call {index} ({name}): {why}"
+    return 1.0, f"{len(calls)} valid tool call(s)"
+
+
 def passes(kind: str, score: float, threshold: float | None) -> bool:
     """Whether an assertion passes at its score: the similarity metrics at their threshold,
     every other type when its score is 1."""
@@ -146,10 +176,12 @@ def passes(kind: str, score: float, threshold: float | None) -> bool:
 class PromptfooAssertGrader(Grader):
     type = "promptfoo_assert"
 
-    def __init__(self, name: str, field: str, input: str) -> None:
+    def __init__(self, name: str, field: str, input: str,
+                 tools: list[dict[str, Any]] | None = None) -> None:
         super().__init__(name)
         self.field = field
         self.input = input
+        self.tools = tools
 
     def grade(self, sample: dict[str, Any], item: dict[str, Any]) -> Score:
         from posttrain.template import TemplateError, render_text
@@ -174,7 +206,14 @@ class PromptfooAssertGrader(Grader):
                 return Score.unscored(f"assert[{index}]: type {spec.get('type')!r} is not "
                                       "scored here", name=self.name)
             try:
-                score, why = check(kind, spec.get("value"), output, spec.get("threshold"))
+                if kind == "is-valid-openai-tools-call":
+                    if not self.tools:
+                        return Score.unscored(f"assert[{index}] {kind}: the grader has no "
+                                              "tools to check the calls against",
+                                              name=self.name)
+                    score, why = tools_call_check(sample.get("output_tools"), self.tools)
+                else:
+                    score, why = check(kind, spec.get("value"), output, spec.get("threshold"))
             except Exception as exc:  # noqa: BLE001 - a bad regex or schema: the grader's
                 return Score.unscored(f"assert[{index}] {spec.get('type')}: {exc}",
                                       name=self.name)
@@ -197,7 +236,8 @@ class PromptfooAssertGrader(Grader):
                      explanation="; ".join(reasons) or "all assertions passed")
 
     def spec(self) -> dict[str, Any]:
-        return {"type": self.type, "name": self.name, "field": self.field, "input": self.input}
+        out = {"type": self.type, "name": self.name, "field": self.field, "input": self.input}
+        return {**out, "tools": self.tools} if self.tools else out
 
 
 @register_grader("promptfoo_assert")
@@ -207,4 +247,5 @@ def build(spec: dict[str, Any], context: GraderContext) -> Grader:
         raise UserError("must be an item field name", file=context.source, field="field")
     return PromptfooAssertGrader(
         name=require(spec, "name", str, context, default="promptfoo"), field=field,
-        input=require(spec, "input", str, context, default="{{sample.output_text}}"))
+        input=require(spec, "input", str, context, default="{{sample.output_text}}"),
+        tools=require(spec, "tools", list, context, default=None))

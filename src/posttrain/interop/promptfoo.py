@@ -6,9 +6,13 @@ promptfoo's output JSON (version 3).
 ``DIR/models.yaml`` (each provider a named model) and ``DIR/promptfoo.json`` (what was not
 carried over, and why). Assertions that posttrain scores as promptfoo does go to one
 ``promptfoo_assert`` grader (``posttrain.graders.promptfoo_assert``: weights, ``not-``,
-``threshold``, metrics as components); ``llm-rubric`` becomes a ``score_model`` judge when every
-test has one (or ``defaultTest`` does); everything else (``cost``, ``latency``, other
-model-graded types, javascript) is listed, never silently dropped.
+``threshold``, metrics as components; ``is-valid-openai-tools-call`` against the providers'
+``config.tools``, which also become the eval's ``tools``); ``llm-rubric`` becomes a
+``score_model`` judge, ``factuality`` (A-E, D fails) and ``model-graded-closedqa`` (Y/N)
+``label_model`` judges, each when every test has one (or ``defaultTest`` does); a test passes
+when every grader passes, as promptfoo passes it when every assertion does. Everything else
+(``cost``, ``latency``, ``answer-relevance``, other model-graded types, javascript) is listed
+with its file and line, never silently dropped.
 
 ``export_promptfoo`` writes stored runs (one per prompt x provider column) as the file
 ``promptfoo eval --output results.json`` writes: ``{evalId, results: {version: 3, timestamp,
@@ -47,6 +51,40 @@ RUBRIC_PROMPT = (
     "You grade an answer against a rubric. Reply with JSON only: {\"reason\": \"...\", "
     "\"score\": S} where S is from 0 (fails the rubric) to 1 (meets it fully).\n\n"
     "Rubric: {{item.llm_rubric}}\n\nAnswer:\n{{sample.output_text}}")
+# promptfoo's ``factuality`` (after OpenAI Evals' fact template): the judge places the answer
+# against the expert's as (A) subset, (B) superset, (C) same, (D) disagreement, (E) different
+# but not in fact; every choice but D passes (promptfoo's default scores).
+FACTUALITY_PROMPT = (
+    "Compare a submitted answer with an expert answer to a question. Ignore differences of "
+    "style, grammar and punctuation; judge only the facts.\n\n[Question]: "
+    "{{item.judge_question}}\n[Expert answer]: {{item.factuality}}\n[Submission]: "
+    "{{sample.output_text}}\n\nWhich holds? (A) The submission is a subset of the expert "
+    "answer and fully consistent with it. (B) It is a superset of the expert answer and fully "
+    "consistent with it. (C) It contains the same details as the expert answer. (D) It "
+    "disagrees with the expert answer. (E) The answers differ, but the differences do not "
+    "matter for the facts. Reply with the letter.")
+# promptfoo's ``model-graded-closedqa`` (OpenAI Evals' closedqa): does the answer meet the
+# criterion, Y or N.
+CLOSEDQA_PROMPT = (
+    "[Task]: {{item.judge_question}}\n[Submission]: {{sample.output_text}}\n[Criterion]: "
+    "{{item.closedqa}}\n\nDoes the submission meet the criterion? Reason step by step, then "
+    "answer Y or N.")
+# assertion type -> (item field holding its value, judge grader spec without model)
+_JUDGED: dict[str, tuple[str, dict[str, Any]]] = {
+    "llm-rubric": ("llm_rubric", {"type": "score_model", "name": "llm-rubric", "range": [0, 1],
+                                  "pass_threshold": 0.5,
+                                  "input": [{"role": "user", "content": RUBRIC_PROMPT}]}),
+    "factuality": ("factuality", {"type": "label_model", "name": "factuality",
+                                  "labels": ["A", "B", "C", "D", "E"],
+                                  "passing_labels": ["A", "B", "C", "E"],
+                                  "input": [{"role": "user", "content": FACTUALITY_PROMPT}]}),
+    "model-graded-closedqa": ("closedqa", {
+        "type": "label_model", "name": "closedqa", "labels": ["Y", "N"],
+        "passing_labels": ["Y"], "input": [{"role": "user", "content": CLOSEDQA_PROMPT}]}),
+}
+# item fields posttrain keeps beside a test's vars (a var of the same name is refused)
+_RESERVED = ("id", "assert", "assert_threshold", "description", "judge_question",
+             *(field for field, _ in _JUDGED.values()))
 
 
 @dataclass
@@ -159,13 +197,15 @@ def _messages(text: str, ctx: _Ctx, where: str) -> list[dict[str, Any]]:
 
 
 def _providers(raw: Any, ctx: _Ctx, key: str) -> tuple[dict[str, dict[str, Any]],
-                                                         dict[str, Any]]:
-    """(models-file entries by name, sampling shared by every provider)."""
+                                                         dict[str, Any], dict[str, Any]]:
+    """(models-file entries by name, sampling shared by every provider, the request settings
+    ``tools`` / ``tool_choice`` / ``response_format`` shared by every provider)."""
     entries = raw if isinstance(raw, list) else [raw] if raw is not None else []
     if not entries:
         raise ctx.error("required: at least one provider", key)
     models: dict[str, dict[str, Any]] = {}
     samplings: list[dict[str, Any]] = []
+    requests: list[dict[str, Any]] = []
     for index, entry in enumerate(entries):
         where = f"{key}[{index}]"
         config: dict[str, Any] = {}
@@ -198,9 +238,17 @@ def _providers(raw: Any, ctx: _Ctx, key: str) -> tuple[dict[str, dict[str, Any]]
         if family == "vllm":
             entry_out["base_url"] = str(config.get("apiBaseUrl") or "http://localhost:8000/v1")
         sampling = {}
+        request: dict[str, Any] = {}
         for ckey, value in config.items():
             if ckey in _SAMPLING:
                 sampling[_SAMPLING[ckey]] = value
+            elif ckey in ("tools", "tool_choice", "response_format"):
+                if isinstance(value, str) and value.startswith("file://"):
+                    from posttrain.loaders import yaml12
+
+                    value = yaml12.load_file(ctx.file_ref(value, f"{where}.config.{ckey}"),
+                                             what=f"promptfoo {ckey} file")[0]
+                request[ckey] = value
             elif ckey in ("apiBaseUrl", "apiHost") and family in ("openai", "vllm"):
                 entry_out["base_url"] = str(value)
             elif ckey == "apiKeyEnvar":
@@ -209,6 +257,7 @@ def _providers(raw: Any, ctx: _Ctx, key: str) -> tuple[dict[str, dict[str, Any]]
                 ctx.note(f"{where}.config.{ckey}", "not carried over (posttrain has no such "
                          "model setting)")
         samplings.append(sampling)
+        requests.append(request)
         model_name = re.sub(r"[^A-Za-z0-9_.-]+", "-", label or name).strip("-")
         while model_name in models:
             model_name += "-2"
@@ -219,7 +268,13 @@ def _providers(raw: Any, ctx: _Ctx, key: str) -> tuple[dict[str, dict[str, Any]]
     elif samplings:
         ctx.note(key, "providers set different sampling (temperature, max_tokens, ...): "
                  "posttrain sets sampling per eval or variant; none was carried over")
-    return models, shared
+    settings: dict[str, Any] = {}
+    if requests and all(r == requests[0] for r in requests):
+        settings = requests[0]
+    elif requests:
+        ctx.note(key, "providers set different tools / tool_choice / response_format: "
+                 "posttrain sets them per eval; none was carried over")
+    return models, shared, settings
 
 
 def _load_tests(raw: Any, ctx: _Ctx) -> list[tuple[str, dict[str, Any]]]:
@@ -281,6 +336,14 @@ def _expected(value: str) -> dict[str, Any]:
     return {"type": "equals", "value": value}
 
 
+def _question(messages: list[dict[str, Any]], variables: dict[str, Any]) -> str:
+    """The test's question for a judge: the first prompt's last user message with its vars."""
+    users = [m for m in messages if m.get("role") == "user"] or messages
+    text = str(users[-1].get("content", "")) if users else ""
+    return re.sub(r"{{\s*item\.([A-Za-z_][A-Za-z0-9_]*)\s*}}",
+                  lambda m: str(variables.get(m.group(1), m.group(0))), text)
+
+
 def _render(value: Any, variables: dict[str, Any]) -> Any:
     if isinstance(value, str):
         return _VAR.sub(lambda m: str(variables.get(m.group(1), m.group(0))), value)
@@ -309,7 +372,7 @@ _PYTHON_WRAPPER = """
 
 def grade(sample, item):
     output = sample.get("output_text") or ""
-    hidden = ("id", "assert", "assert_threshold", "llm_rubric", "description")
+    hidden = {hidden}
     variables = {k: v for k, v in item.items() if k not in hidden}
     context = {"vars": variables, "test": {"vars": variables}, "prompt": None, "config": {}}
     result = get_assert(output, context)
@@ -318,7 +381,7 @@ def grade(sample, item):
             return float(result["score"])
         return 1.0 if result.get("pass") else 0.0
     return float(result)
-"""
+""".replace("{hidden}", repr(_RESERVED))
 
 
 def _python_grader(pythons: list[tuple[int, Any, Any, str]], tests: int,
@@ -377,7 +440,7 @@ def import_promptfoo(config_file: str | Path, out_dir: str | Path, *,
             ctx.note(key, "not carried over (no posttrain equivalent)")
     prompts = _prompts(data.get("prompts"), ctx)
     provider_key = "providers" if "providers" in data else "targets"
-    models, sampling = _providers(data.get(provider_key), ctx, provider_key)
+    models, sampling, request = _providers(data.get(provider_key), ctx, provider_key)
     default = data.get("defaultTest") or {}
     if isinstance(default, str):
         raise ctx.error("a defaultTest file is not read here; write it inline", "defaultTest")
@@ -389,19 +452,21 @@ def import_promptfoo(config_file: str | Path, out_dir: str | Path, *,
         raise ctx.error("required: at least one test (vars and assertions)", "tests")
     rows: list[dict[str, Any]] = []
     pythons: list[tuple[int, Any, Any, str]] = []
-    rubric_everywhere = True
+    judged_on: dict[str, int] = {}  # judged assertion type -> tests that have one
     skipped_types: dict[str, int] = {}
+    tools_call_asserts = 0
     for position, (where, test) in enumerate(tests):
         for key in sorted(set(test) - _TEST_KEYS - {"_unknown_columns"}):
             ctx.note(f"{where}.{key}", "not read: unknown test field")
         for column in test.get("_unknown_columns", []):
             ctx.note(where, f"CSV column {column}: not read")
         variables = {**default_vars, **_vars(test.get("vars"), ctx, where)}
-        for reserved in ("id", "assert", "assert_threshold", "llm_rubric", "description"):
+        for reserved in _RESERVED:
             if reserved in variables:
                 raise ctx.error(f"a var named {reserved!r} collides with the field posttrain "
                                 "keeps for the test; rename the var", f"{where}.vars")
-        asserts, rubric = [], None
+        asserts: list[dict[str, Any]] = []
+        judged: dict[str, Any] = {}
         for index, spec in enumerate([*(default.get("assert") or []),
                                       *(test.get("assert") or [])]):
             from posttrain.graders.promptfoo_assert import TYPES, base_type
@@ -413,13 +478,19 @@ def import_promptfoo(config_file: str | Path, out_dir: str | Path, *,
             for key in sorted(set(spec) - _ASSERT_KEYS):
                 ctx.note(f"{label}.{key}", "not read: unknown assertion field")
             for key in ("transform", "provider", "rubricPrompt", "config"):
-                if key in spec and kind != "llm-rubric":
+                if key in spec and kind not in _JUDGED:
                     ctx.note(f"{label}.{key}", f"{kind}: {key} is not carried over")
-            if kind == "llm-rubric":
-                if rubric is not None:
-                    ctx.note(label, "a second llm-rubric on one test: only the first is kept")
+            if kind in _JUDGED:
+                for key in ("rubricPrompt", "transform", "config"):
+                    if key in spec:
+                        ctx.note(f"{label}.{key}", f"{kind}: {key} is not carried over "
+                                 "(posttrain's judge prompt is used)")
+                if kind in judged:
+                    ctx.note(label, f"a second {kind} on one test: only the first is kept")
+                elif spec.get("value") in (None, ""):
+                    raise ctx.error(f"{kind} needs a value", f"{label}.value")
                 else:
-                    rubric = _render(spec.get("value"), variables)
+                    judged[kind] = _render(spec.get("value"), variables)
                 continue
             if kind == "python":
                 pythons.append((position, spec.get("value"), spec.get("threshold"), label))
@@ -427,48 +498,62 @@ def import_promptfoo(config_file: str | Path, out_dir: str | Path, *,
             if base_type(kind)[0] not in TYPES:
                 skipped_types[kind] = skipped_types.get(kind, 0) + 1
                 continue
+            tools_call_asserts += base_type(kind)[0] == "is-valid-openai-tools-call"
             entry = {k: _render(v, variables) for k, v in spec.items()
                      if k in ("type", "value", "threshold", "weight", "metric")}
             asserts.append(entry)
-        rubric_everywhere = rubric_everywhere and rubric is not None
         row: dict[str, Any] = {"id": f"t{position + 1}", **variables, "assert": asserts}
         if test.get("description"):
             row["description"] = str(test["description"])
         if isinstance(test.get("threshold"), (int, float)):
             row["assert_threshold"] = test["threshold"]
-        if rubric is not None:
-            row["llm_rubric"] = rubric
+        for kind, value in judged.items():
+            judged_on[kind] = judged_on.get(kind, 0) + 1
+            row[_JUDGED[kind][0]] = value
+        if set(judged) - {"llm-rubric"}:
+            row["judge_question"] = _question(prompts[0][1], variables)
         rows.append(row)
     for kind, count in sorted(skipped_types.items()):
         why = {"cost": "graders do not see cost (posttrain reports cost per run)",
-               "latency": "graders do not see latency (posttrain reports p50/p95 per run)"}.get(
-            kind, "no posttrain grader scores it as promptfoo does")
+               "latency": "graders do not see latency (posttrain reports p50/p95 per run)",
+               "javascript": "posttrain runs no JavaScript (write it as a python assertion)",
+               }.get(kind, "no posttrain grader scores it as promptfoo does")
         ctx.note("tests", f"{count} {kind!r} assertion(s) not carried over: {why}")
-    has_rubric = any("llm_rubric" in r for r in rows)
     graders: list[dict[str, Any]] = []
     if any(r["assert"] for r in rows):
-        graders.append({"type": "promptfoo_assert", "name": "promptfoo", "field": "assert"})
+        grader: dict[str, Any] = {"type": "promptfoo_assert", "name": "promptfoo",
+                                  "field": "assert"}
+        if tools_call_asserts:
+            if not request.get("tools"):
+                raise ctx.error("is-valid-openai-tools-call needs the provider's config.tools "
+                                "(the functions a call must match)", provider_key)
+            grader["tools"] = request["tools"]
+            grader["input"] = "{{sample.output_text}}"
+        graders.append(grader)
     python = _python_grader(pythons, len(rows), ctx)
     if python is not None:
         graders.append(python)
     for row in rows:
         if not row["assert"] and graders:
             row["assert"] = []
-    if has_rubric and rubric_everywhere:
-        graders.append({"type": "score_model", "name": "llm-rubric",
-                        "model": judge or "openai:gpt-4.1-mini", "range": [0, 1],
-                        "pass_threshold": 0.5,
-                        "input": [{"role": "user", "content": RUBRIC_PROMPT}]})
+    for kind, (field_name, grader_spec) in _JUDGED.items():
+        count = judged_on.get(kind, 0)
+        if not count:
+            continue
+        if count < len(rows):
+            ctx.note("tests", f"{kind} on {count} of {len(rows)} tests: posttrain's judges "
+                     "grade every item of an eval, so it is not carried over (give every "
+                     "test one, or put it in defaultTest)")
+            for row in rows:
+                row.pop(field_name, None)
+            continue
+        graders.append({**grader_spec, "model": judge or "openai:gpt-4.1-mini"})
         if judge is None:
-            ctx.note("llm-rubric", "judged by openai:gpt-4.1-mini (promptfoo's default grader "
-                     "is an OpenAI model); --judge SPEC for another", mapped=True)
-    elif has_rubric:
-        count = sum(1 for r in rows if "llm_rubric" in r)
-        ctx.note("tests", f"llm-rubric on {count} of {len(rows)} tests: posttrain's judges "
-                 "grade every item of an eval, so a rubric on some tests only is not carried "
-                 "over (give every test one, or put it in defaultTest)")
+            ctx.note(kind, "judged by openai:gpt-4.1-mini (promptfoo's default grader is an "
+                     "OpenAI model); --judge SPEC for another", mapped=True)
+    if not any("judge_question" in r and (set(r) & {"factuality", "closedqa"}) for r in rows):
         for row in rows:
-            row.pop("llm_rubric", None)
+            row.pop("judge_question", None)
     if not graders:
         raise ctx.error("no assertion could be carried over, so the eval would have no grader "
                         "(see the notes)", "tests")
@@ -492,12 +577,23 @@ def import_promptfoo(config_file: str | Path, out_dir: str | Path, *,
         spec["variants"] = variants
     if sampling:
         spec["sampling"] = sampling
+    spec.update(request)
     spec["graders"] = graders
-    if len(graders) > 1 and graders[0]["name"] == "promptfoo":
-        spec["score"] = "promptfoo"
-        ctx.note("graders", "the score is the promptfoo grader's (the test's other "
-                 f"assertions); {', '.join(g['name'] for g in graders[1:])} beside it as "
-                 "components", mapped=True)
+    if len(graders) > 1:
+        # promptfoo passes a test when every assertion passes: here, when every grader does
+        # (the eval's default combination). Its score is the mean of the graders (promptfoo's:
+        # the weighted mean of the assertions), so the pass rates agree and the means may not.
+        names = ", ".join(g["name"] for g in graders)
+        ctx.note("graders", f"a test passes when every grader ({names}) passes, as promptfoo "
+                 "passes it when every assertion does; its "
+                 "score is the graders' mean (promptfoo: the assertions' weighted mean)",
+                 mapped=True)
+        if graders[0]["name"] == "promptfoo":
+            bare = sum(1 for r in rows if not r["assert"])
+            if bare:
+                ctx.note("graders", f"{bare} of {len(rows)} tests have no assertion the "
+                         "promptfoo grader scores: it passes them with 1.0, which raises their "
+                         "mean score (not their pass)", mapped=True)
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     from posttrain.interop._files import write_json, write_jsonl
@@ -591,7 +687,7 @@ def export_promptfoo(store: str | Path, run_refs: list[str], out: str | Path) ->
                      "cached": (s.completion or {}).get("cached_input_tokens") or 0,
                      "numRequests": 0 if s.cached else max(1, s.attempts)}
             vars_ = {k: v for k, v in data.items()
-                     if k not in ("id", "assert", "assert_threshold", "llm_rubric")}
+                     if k not in _RESERVED}
             reason = s.error if error else (s.reason or "; ".join(
                 c["reason"] for c in components if not c["pass"]) or "all graders passed")
             results_out.append({

@@ -5,7 +5,8 @@ Not a model: it answers from directives in the last user message, so tests contr
 - ``[[answer:TEXT]]``: reply with TEXT (otherwise the reply is ``echo: <message>``);
 - ``[[as:MODEL:TEXT]]``: when the request names MODEL, reply with TEXT (before ``answer``), so
   one server plays two models that answer differently (``--models prod,new``);
-- ``[[tool:NAME:{"arg": 1}]]``: reply with a call of tool NAME with those arguments;
+- ``[[tool:NAME:{"arg": 1}]]``: reply with a call of tool NAME with those arguments (unless an
+  ``as`` for the requested model matched: a judge reading that message answers in text);
 - ``[[fault:KIND:N]]``: the first N attempts of this message fail (N ``always`` = every attempt);
   KIND is ``500``, ``503``, ``429`` (with ``Retry-After: 0.2``), ``hang`` (sleeps 30 s),
   ``malformed`` (a body that is not JSON), ``noshape`` (JSON without ``choices``), ``400``.
@@ -83,14 +84,15 @@ def make_app(latency: float = 0.0, api_key: str | None = None,
             await asyncio.sleep(latency)
         match = _ANSWER.search(user)
         text = match.group(1) if match else f"echo: {user}"
+        as_named = False
         for as_model in _AS.finditer(user):
             if as_model.group(1) == body.get("model"):
-                text = as_model.group(2)
+                text, as_named = as_model.group(2), True
                 break
         successes[user] += 1
         message: dict[str, object] = {"role": "assistant", "content": text}
         finish = "stop"
-        tool = _TOOL.search(user)
+        tool = None if as_named else _TOOL.search(user)
         if tool:
             message = {"role": "assistant", "content": None, "tool_calls": [
                 {"id": "call_1", "type": "function",
