@@ -194,3 +194,55 @@ def test_a_broken_trace_export_is_one_line(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"posttrain: error: {bad}: not an OTLP trace "
                                                "export")
+
+
+def _openinference(conv: dict) -> list[dict]:
+    """The same conversation in OpenInference's flattened attributes (Arize Phoenix)."""
+    attrs, index = [], 0
+    if conv["system"]:
+        attrs += [_attr("llm.input_messages.0.message.role", "system"),
+                  _attr("llm.input_messages.0.message.content", conv["system"])]
+        index = 1
+    for role, text in conv["turns"]:
+        base = f"llm.input_messages.{index}.message"
+        if role == "user" and index % 2:  # content items instead of content, on some turns
+            attrs += [_attr(f"{base}.role", role),
+                      _attr(f"{base}.contents.0.message_content.type", "text"),
+                      _attr(f"{base}.contents.0.message_content.text", text)]
+        else:
+            attrs += [_attr(f"{base}.role", role), _attr(f"{base}.content", text)]
+        index += 1
+    attrs.append(_attr("llm.output_messages.0.message.role", "assistant"))
+    if conv["answer"]:
+        attrs.append(_attr("llm.output_messages.0.message.content", conv["answer"]))
+    for n, (cid, name, args) in enumerate(conv.get("calls", [])):
+        base = f"llm.output_messages.0.message.tool_calls.{n}.tool_call"
+        attrs += [_attr(f"{base}.id", cid), _attr(f"{base}.function.name", name),
+                  _attr(f"{base}.function.arguments", args)]
+    return attrs
+
+
+def test_openinference_spans_give_the_same_items(tmp_path: Path, capsys) -> None:
+    """Phoenix / OpenInference instrumentors write llm.* attributes, not gen_ai.*: the same
+    conversations give the same items (the model from llm.model_name, the tools offered from
+    llm.tools.N.tool.json_schema)."""
+    document = _export(_openinference)
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}}
+    for span in document["resourceSpans"][0]["scopeSpans"][0]["spans"]:
+        attrs = span["attributes"]
+        if attrs and attrs[0]["key"] == "gen_ai.operation.name":
+            kept = [a for a in attrs if not a["key"].startswith("gen_ai.")]
+            span["attributes"] = [_attr("openinference.span.kind", "LLM"),
+                                  _attr("llm.model_name", "gpt-4.1-mini-2025-04-14"), *kept]
+            if span["spanId"] == SPANS[1]:
+                span["attributes"].append(_attr("llm.tools.0.tool.json_schema",
+                                                json.dumps(tool)))
+    oi = _ingest(tmp_path, "oi", document, capsys)
+    new = _ingest(tmp_path, "new", _export(_new_style), capsys)
+    assert oi["parsed"] == new["parsed"] == 3
+    oi_items, new_items = _items(tmp_path / "oi"), _items(tmp_path / "new")
+    by_span = {row["provenance"]["trace"]: row for row in oi_items}
+    assert by_span[f"{TRACE}:{SPANS[1]}"].pop("tools") == [tool]
+    assert oi_items == new_items
+    assert any("carry no messages" in p["reason"] for p in oi["skipped"])

@@ -13,7 +13,14 @@ the instrumentation wrote the messages:
   and ``gen_ai.completion.N.role`` / ``.content`` / ``.finish_reason`` /
   ``.tool_calls.M.id|name|arguments``.
 
-Both give the same record for the same conversation. The record's id and ``trace`` are
+- OpenInference's flattened attributes (Arize Phoenix, and the OpenInference instrumentors for
+  OpenAI, LangChain, LlamaIndex, ...), on spans with ``openinference.span.kind`` ``LLM``:
+  ``llm.input_messages.N.message.role`` / ``.content`` (or ``.contents.K.message_content.text``)
+  / ``.tool_call_id`` / ``.tool_calls.M.tool_call.id|function.name|function.arguments``, the
+  same under ``llm.output_messages``, the tools offered as ``llm.tools.N.tool.json_schema`` and
+  the model as ``llm.model_name`` (https://arize-ai.github.io/openinference/spec/).
+
+All three give the same record for the same conversation. The record's id and ``trace`` are
 ``TRACE_ID:SPAN_ID`` (hex, as written; ``trace`` is kept unredacted in the item's provenance),
 so grades exported later (``posttrain export otel``) attach to the span.
 User feedback recorded on the span as a ``gen_ai.evaluation.result`` event whose
@@ -168,6 +175,70 @@ def _old_style(attrs: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, A
     return messages, answer
 
 
+def _openinference_message(attrs: dict[str, Any], base: str) -> dict[str, Any]:
+    """One ``BASE.message.*`` group as a chat-completions message."""
+    content = attrs.get(f"{base}.message.content")
+    if content is None:  # content items: the text ones, in order
+        texts, index = [], 0
+        while f"{base}.message.contents.{index}.message_content.type" in attrs or \
+                f"{base}.message.contents.{index}.message_content.text" in attrs:
+            text = attrs.get(f"{base}.message.contents.{index}.message_content.text")
+            if text is not None:
+                texts.append(str(text))
+            index += 1
+        content = "".join(texts)
+    entry: dict[str, Any] = {"role": attrs.get(f"{base}.message.role", "user"),
+                             "content": str(content or "")}
+    calls, call = [], 0
+    while f"{base}.message.tool_calls.{call}.tool_call.function.name" in attrs:
+        prefix = f"{base}.message.tool_calls.{call}.tool_call"
+        arguments = attrs.get(f"{prefix}.function.arguments") or "{}"
+        calls.append({"id": attrs.get(f"{prefix}.id"), "type": "function",
+                      "function": {"name": attrs[f"{prefix}.function.name"],
+                                   "arguments": arguments if isinstance(arguments, str)
+                                   else json.dumps(arguments)}})
+        call += 1
+    if calls:
+        entry["tool_calls"] = calls
+    if f"{base}.message.tool_call_id" in attrs:
+        entry["tool_call_id"] = attrs[f"{base}.message.tool_call_id"]
+    return entry
+
+
+def _openinference(attrs: dict[str, Any]) -> tuple[list[dict[str, Any]],
+                                                   dict[str, Any]] | None:
+    def indexed(prefix: str) -> list[dict[str, Any]]:
+        out, index = [], 0
+        while any(key.startswith(f"{prefix}.{index}.message.") for key in attrs):
+            out.append(_openinference_message(attrs, f"{prefix}.{index}"))
+            index += 1
+        return out
+
+    messages = indexed("llm.input_messages")
+    if not messages:
+        return None
+    outputs = indexed("llm.output_messages")
+    if not outputs:
+        raise ValueError("no llm.output_messages.0.message.* attributes")
+    answer = outputs[0]
+    answer["role"] = "assistant"
+    return messages, answer
+
+
+def _openinference_tools(attrs: dict[str, Any]) -> list[dict[str, Any]] | None:
+    tools, index = [], 0
+    while f"llm.tools.{index}.tool.json_schema" in attrs:
+        tools.append(_json(attrs[f"llm.tools.{index}.tool.json_schema"],
+                           f"llm.tools.{index}.tool.json_schema"))
+        index += 1
+    return tools or None
+
+
+def _is_llm_span(attrs: dict[str, Any]) -> bool:
+    return (attrs.get("gen_ai.operation.name") in OPERATIONS
+            or attrs.get("openinference.span.kind") == "LLM")
+
+
 def _feedback(span: Any) -> dict[str, Any] | None:
     for event in span.events:
         if event.name != "gen_ai.evaluation.result":
@@ -227,12 +298,14 @@ def read_otel(path: Path) -> tuple[list[LogRecord], list[Problem], dict[str, Any
                 for span in scope_spans.spans:
                     spans_seen += 1
                     attrs = _attributes(span.attributes)
-                    if attrs.get("gen_ai.operation.name") not in OPERATIONS:
+                    if not _is_llm_span(attrs):
                         continue
                     position += 1
                     span_id = f"{_hex(span.trace_id)}:{_hex(span.span_id)}"
                     try:
-                        found = _new_style(attrs) or _old_style(attrs)
+                        found = (_new_style(attrs) or _old_style(attrs)
+                                 or _openinference(attrs))
+                        tools = _openinference_tools(attrs)
                     except (ValueError, AttributeError, TypeError) as exc:
                         problems.append(Problem(number, f"span {span_id}: {exc}", str(path)))
                         continue
@@ -241,7 +314,7 @@ def read_otel(path: Path) -> tuple[list[LogRecord], list[Problem], dict[str, Any
                         continue
                     messages, answer = found
                     model = attrs.get("gen_ai.response.model") or attrs.get(
-                        "gen_ai.request.model")
+                        "gen_ai.request.model") or attrs.get("llm.model_name")
                     feedback = _feedback(span)
                     if feedback is not None:
                         feedback["line"] = number
@@ -249,7 +322,7 @@ def read_otel(path: Path) -> tuple[list[LogRecord], list[Problem], dict[str, Any
                         id=span_id, line=position, messages=messages,
                         response_text=answer.get("content") or "",
                         response_tools=answer.get("tool_calls") or [],
-                        tools=None, created=span.start_time_unix_nano // 10**9 or None,
+                        tools=tools, created=span.start_time_unix_nano // 10**9 or None,
                         model=str(model) if model else None, feedback=feedback,
                         trace=span_id))
     if no_content:
@@ -257,6 +330,6 @@ def read_otel(path: Path) -> tuple[list[LogRecord], list[Problem], dict[str, Any
                                 "capture was off): nothing to read from them", str(path)))
     facts = {"format": "otel", "lines": spans_seen, "parsed": len(records)}
     if not records and not problems:
-        raise UserError("no GenAI chat spans (gen_ai.operation.name: chat) in this trace "
-                        "export", file=path)
+        raise UserError("no GenAI chat spans (gen_ai.operation.name: chat, or OpenInference's "
+                        "openinference.span.kind: LLM) in this trace export", file=path)
     return records, problems, facts
