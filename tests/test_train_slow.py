@@ -139,3 +139,14 @@ def test_cli_train_rft_json(tiny: Path, tmp_path: Path, add_eval, capsys) -> Non
     assert report["train_prompts"] == len(add_eval.items) - 16 and report["steps"] == 2
     assert "p_value" in report and plot.read_text().startswith("<svg")
     _loads(tmp_path / "rft")
+    # the job is in the store: each logged step as the trainer wrote it, and the outcome
+    from posttrain.runner import train_jobs
+    from posttrain.runner.store import Store
+
+    with Store(tmp_path / "s.db") as db:
+        (listed,) = train_jobs.list_jobs(db)
+        job = train_jobs.get_job(db, report["job"])
+    assert listed["id"] == report["job"] and job["status"] == "finished"
+    assert job["log"] == report["history"] and job["config"]["steps"] == 2
+    assert job["result"]["runs"] == [run["run_id"] for run in report["runs"]]
+    assert job["result"]["after"] == report["after"]["score"]

@@ -317,3 +317,41 @@ def test_charts_transcript_and_paired_compare(server, page) -> None:
     chart = page.text_content("figure[data-chart=paired-by-tag]")
     assert "europe (n=2)" in chart and "asia (n=1)" in chart
     page.screenshot(path=str(ARTIFACTS / "22-compare.png"), full_page=True)
+
+
+def test_training_page_draws_the_reward_curve_as_it_grows(server, page) -> None:
+    """A job in the store (as `train rft` records it): listed, its reward and validation per
+    step drawn; a step logged while the page is open shows on reload; the outcome links the
+    before / after runs side by side."""
+    from posttrain.runner import train_jobs
+    from posttrain.runner.store import Store
+
+    base, store_path, _, runs = server
+    with Store(store_path) as db:
+        job = train_jobs.start_job(db, kind="rft", model=f"hf:{LONG_MODEL}", eval_name="qa",
+                                   out_dir="/tmp/out", config={"steps": 3})
+        train_jobs.log_step(db, job, {"step": 0, "validation": 0.25})
+        train_jobs.log_step(db, job, {"step": 1, "reward": 0.3, "reward_std": 0.2})
+    page.goto(base + "#/training")
+    page.wait_for_selector("#jobs")
+    assert page.locator(f"tr[data-job='{job}'] td").nth(4).inner_text() == "running"
+    page.click(f"a[href='#/training/{job}']")
+    page.wait_for_function(ALL_CHARTS_DRAWN)
+    assert page.locator("figure[data-chart='reward'] svg.marks").count() == 1
+    with Store(store_path) as db:
+        train_jobs.log_step(db, job, {"step": 2, "reward": 0.6, "reward_std": 0.1,
+                                      "validation": 0.5})
+        before, after = list(runs.values())[:2]
+        train_jobs.finish_job(db, job, status="finished", result={
+            "baseline": 0.25, "after": 0.5, "n": 8, "diff": 0.25, "ci": [0.0, 0.5],
+            "test": "sign-flip", "p_value": 0.06, "runs": [before, after]})
+    page.reload()
+    page.wait_for_function(ALL_CHARTS_DRAWN)
+    marks = page.locator("figure[data-chart='reward'] svg.marks [aria-roledescription='line mark']")
+    assert marks.count() == 2  # training reward and validation
+    points = page.locator("figure[data-chart='reward'] svg.marks [aria-roledescription='point']")
+    assert points.count() == 4  # rewards at steps 1, 2; validations at 0, 2
+    outcome = page.locator("#outcome").inner_text()
+    assert "before 0.250 → after 0.500 (n=8)" in outcome and "p = 0.0600" in outcome
+    assert page.locator("#outcome a").get_attribute("href") == f"#/compare/{before}/{after}"
+    page.screenshot(path=str(ARTIFACTS / "training.png"), full_page=True)

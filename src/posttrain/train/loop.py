@@ -73,12 +73,20 @@ def rft_with_report(model: str, eval_: Eval, out_dir: str | Path, config: RFTCon
         print(f"baseline on {len(split.test)} held-out items: {baseline:.3f}; training on "
               f"{len(split.train)} prompts, {config.steps} steps", file=sys.stderr)
     meta_file = Path(out_dir) / "posttrain_train.json"
-    if reuse and meta_file.exists():
-        result = _cached_result(Path(out_dir), meta_file)
-    else:
-        result = train_rft(model, eval_, out_dir, split, config, quiet=quiet,
-                           on_log=None if quiet else print_progress)
-    after_map, after_run = held_out(out_dir)
+    job = _Job(store, model, eval_, out_dir, config, split)
+    try:
+        if reuse and meta_file.exists():
+            result = _cached_result(Path(out_dir), meta_file)
+            for entry in result.history:
+                job.log(entry)
+        else:
+            result = train_rft(model, eval_, out_dir, split, config, quiet=quiet,
+                               on_log=job.logger(None if quiet else print_progress))
+        after_map, after_run = held_out(out_dir)
+    except BaseException as exc:
+        job.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                   {"error": f"{type(exc).__name__}: {exc}"})
+        raise
     after = sum(after_map.values()) / len(after_map) if after_map else 0.0
     paired = paired_compare(before_map, after_map)
     if plot is not None:
@@ -115,8 +123,14 @@ def rft_with_report(model: str, eval_: Eval, out_dir: str | Path, config: RFTCon
         lines.append(f"  note: {unscored} rewards were unscored/errored grades (skipped: no reward)")
     if warning:
         lines.append(f"  warning: {warning}")
+    job.finish("finished", {
+        "baseline": baseline, "after": after, "n": len(split.test), "p_value": paired.p_value,
+        "diff": paired.diff, "ci": [paired.ci_low, paired.ci_high], "test": paired.test,
+        "best_step": result.best_step, "best_validation": result.best_validation,
+        "runs": [run["run_id"] for run in (before_run, after_run) if run and "run_id" in run],
+        "train_seconds": result.seconds})
     return {
-        "kind": "rft", "reused_checkpoint": result.reused, "baseline": {"score": baseline, "n": len(split.test)},
+        "kind": "rft", "job": job.id, "reused_checkpoint": result.reused, "baseline": {"score": baseline, "n": len(split.test)},
         "after": {"score": after, "n": len(split.test)}, "p_value": paired.p_value,
         "paired": paired.to_dict(), "train_prompts": len(split.train),
         "validation_items": len(split.validation), "steps": result.steps,
@@ -126,6 +140,48 @@ def rft_with_report(model: str, eval_: Eval, out_dir: str | Path, config: RFTCon
         "text": "\n".join(lines), "runs": [run for run in (before_run, after_run) if run],
         "components": components, "speed": speed,
     }
+
+
+class _Job:
+    """The job's record in the store (``posttrain.runner.train_jobs``), when there is one."""
+
+    def __init__(self, store: str | Path | None, model: str, eval_: Eval, out_dir: str | Path,
+                 config: RFTConfig, split: Split) -> None:
+        self.id: str | None = None
+        self._store = None
+        if store is None:
+            return
+        from dataclasses import asdict
+
+        from posttrain.runner import train_jobs
+        from posttrain.runner.store import Store
+
+        self._store = Store(store)
+        self.id = train_jobs.start_job(
+            self._store, kind="rft", model=model, eval_name=eval_.name, out_dir=str(out_dir),
+            config={**asdict(config), "train_prompts": len(split.train),
+                    "validation_items": len(split.validation), "heldout_items": len(split.test)})
+
+    def log(self, entry: dict[str, Any]) -> None:
+        if self._store is not None and self.id is not None:
+            from posttrain.runner import train_jobs
+
+            train_jobs.log_step(self._store, self.id, entry)
+
+    def logger(self, then: Any) -> Any:
+        def on_log(entry: dict[str, Any]) -> None:
+            self.log(entry)
+            if then is not None:
+                then(entry)
+        return on_log
+
+    def finish(self, status: str, result: dict[str, Any]) -> None:
+        if self._store is not None and self.id is not None:
+            from posttrain.runner import train_jobs
+
+            train_jobs.finish_job(self._store, self.id, status=status, result=result)
+            self._store.close()
+            self._store = None
 
 
 def _paired_components(before: dict[str, Any] | None, after: dict[str, Any] | None,

@@ -170,6 +170,21 @@ async def api_run(request: web.Request) -> web.Response:
     return web.json_response(views.run_page(_store(request), request.match_info["run"]))
 
 
+async def api_training(request: web.Request) -> web.Response:
+    from posttrain.runner import train_jobs
+
+    return web.json_response(train_jobs.list_jobs(_store(request)))
+
+
+async def api_training_job(request: web.Request) -> web.Response:
+    from posttrain.runner import train_jobs
+
+    job = train_jobs.get_job(_store(request), request.match_info["job"])
+    if job is None:
+        return _error(404, f"no training job {request.match_info['job']!r}")
+    return web.json_response(job)
+
+
 async def api_samples(request: web.Request) -> web.Response:
     query = request.query
     flt = query.get("filter", "all")
@@ -372,6 +387,8 @@ def create_app(store_path: str | Path, *, token: str | None = None,
     app.router.add_get("/api/runs/{run}/samples", api_samples)
     app.router.add_get("/api/runs/{run}/samples/{item}", api_sample)
     app.router.add_get("/api/compare", api_compare)
+    app.router.add_get("/api/training", api_training)
+    app.router.add_get("/api/training/{job}", api_training_job)
     app.router.add_get("/api/matrix", api_matrix)
     app.router.add_get("/api/arena/next", api_arena_next)
     app.router.add_get("/api/arena/progress", api_arena_progress)

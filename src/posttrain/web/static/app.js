@@ -207,6 +207,55 @@ function pairedChart(groups, labelA, labelB) {
   }, "Paired difference B − A by tag (every item, no score counts 0)");
 }
 
+function rewardChart(log) {
+  const values = [];
+  for (const e of log) {
+    if (e.reward !== undefined && e.reward !== null)
+      values.push({step: e.step, value: e.reward, low: e.reward - (e.reward_std || 0), high: e.reward + (e.reward_std || 0), series: "train reward (mean ± sd of the group)"});
+    if (e.validation !== undefined && e.validation !== null)
+      values.push({step: e.step, value: e.validation, low: null, high: null, series: "validation reward"});
+  }
+  if (!values.length) return h("figure", {"data-chart": "reward"}, h("p", {class: "muted"}, "No step logged yet."));
+  return chart("reward", {
+    width: 460, height: 220, data: {values},
+    encoding: {x: {field: "step", type: "quantitative", title: "GRPO step", axis: {tickMinStep: 1}},
+      color: {field: "series", type: "nominal", title: null, legend: {orient: "bottom"}}},
+    layer: [
+      {transform: [{filter: "datum.low !== null"}], mark: {type: "area", opacity: 0.15},
+       encoding: {y: {field: "low", type: "quantitative"}, y2: {field: "high"}}},
+      {mark: {type: "line", point: {filled: true, size: 40}},
+       encoding: {y: {field: "value", type: "quantitative", title: "reward (the eval's graders)", scale: {zero: true}},
+         tooltip: [{field: "series"}, {field: "step"}, {field: "value", format: ".3f", title: "reward"}]}},
+    ],
+  }, "Reward per GRPO step: training groups and the validation split");
+}
+
+// ---- training -------------------------------------------------------------------------------
+async function pageTraining() {
+  const jobs = await api("api/training");
+  show(h("h1", {}, "Training jobs"),
+    jobs.length ? h("table", {id: "jobs"}, h("thead", {}, h("tr", {}, ["job", "kind", "model", "eval", "status", "log entries", "started"].map(t => h("th", {}, t)))),
+      h("tbody", {}, jobs.map(j => h("tr", {"data-job": j.id},
+        h("td", {}, h("a", {href: `#/training/${enc(j.id)}`}, j.id)), h("td", {}, j.kind),
+        h("td", {}, h("span", {class: "model", title: j.model}, j.model.split("/").slice(-2).join("/"))),
+        h("td", {}, j.eval_name || "–"), h("td", {class: j.status}, j.status), h("td", {}, j.log_entries), h("td", {}, when(j.created))))))
+      : h("p", {}, "No training jobs in this store yet (posttrain train rft records them here)."));
+}
+
+async function pageTrainingJob(jobId) {
+  const job = await api(`api/training/${enc(jobId)}`);
+  const r = job.result || {};
+  const facts = [`${job.kind} of `, h("span", {class: "model", title: job.model}, job.model), ` on ${job.eval_name || "–"} · ${job.status}`,
+    ` · started ${when(job.created)}`, job.finished ? ` · ended ${when(job.finished)}` : ""];
+  const outcome = r.baseline !== undefined ? h("p", {id: "outcome"},
+    `held-out before ${fmt(r.baseline)} → after ${fmt(r.after)} (n=${r.n}); paired difference ${r.diff === null ? "–" : (r.diff >= 0 ? "+" : "") + fmt(r.diff)} `,
+    r.ci ? `[95% CI ${fmt(r.ci[0])}, ${fmt(r.ci[1])}], ${r.test} p = ${r.p_value === null ? "–" : Number(r.p_value).toPrecision(3)}` : "",
+    (r.runs || []).length === 2 ? [" · ", h("a", {href: `#/compare/${enc(r.runs[0])}/${enc(r.runs[1])}`}, "before vs after, side by side")] : null)
+    : r.error ? h("p", {class: "error"}, r.error) : null;
+  show(h("h1", {}, `Training job ${job.id}`), h("p", {}, facts), outcome, h("div", {class: "charts"}, rewardChart(job.log)),
+    job.status === "running" ? h("p", {class: "muted"}, "Running: reload for new steps.") : null);
+}
+
 // ---- runs -----------------------------------------------------------------------------------
 async function pageRuns() {
   const runs = await api("api/runs");
@@ -577,6 +626,8 @@ async function render() {
     else if (parts[0] === "sample") await pageSample(parts[1], parts[2], parts[3] || "0");
     else if (parts[0] === "compare") await pageCompare(parts[1], parts[2]);
     else if (parts[0] === "arena") await pageArena(parts[1], parts[2]);
+    else if (parts[0] === "training" && parts[1]) await pageTrainingJob(parts[1]);
+    else if (parts[0] === "training") await pageTraining();
     else await pageRuns();
     document.body.setAttribute("data-page", parts[0] || "runs");
   } catch (err) {
