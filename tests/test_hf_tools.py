@@ -233,3 +233,30 @@ def test_vllm_leaves_the_tools_to_a_template_that_renders_them(monkeypatch: pyte
     engine = VLLMModel("vllm:/models/x", "/models/x")
     engine.generate_batch([ChatRequest(messages=CONVERSATION[:2], tools=TOOLS)])
     assert calls[0]["tools"] == TOOLS
+
+
+def test_a_tools_request_to_a_local_engine_is_keyed_by_the_tools_prompt_format() -> None:
+    """Answers cached before the tools were written into the system message (or under another
+    rendering) are never served for the new prompt: the rendering's version is in the key of
+    every request with tools to hf: / vllm:; requests without tools keep their keys."""
+    from types import SimpleNamespace
+
+    from posttrain.models.hf import TOOLS_PROMPT_FORMAT, HFModel
+    from posttrain.runner.executor import RunExecution
+    from posttrain.runner.store import request_key
+    from posttrain.types import ChatRequest
+
+    assert HFModel.tools_prompt_format == TOOLS_PROMPT_FORMAT
+    local = SimpleNamespace(cache_id="hf:/m#abc", tools_prompt_format=TOOLS_PROMPT_FORMAT)
+    remote = SimpleNamespace(cache_id="openai:gpt-4.1")
+    execution = SimpleNamespace(model=local, cache_scope=None)
+    with_tools = ChatRequest(messages=CONVERSATION[:2], tools=TOOLS)
+    plain = ChatRequest(messages=CONVERSATION[:2])
+    old = request_key(local.cache_id, with_tools.to_payload(), 0, None)
+    key = RunExecution.cache_key(execution, with_tools, 0)
+    assert key != old and key == request_key(local.cache_id, with_tools.to_payload(), 0, None,
+                                             TOOLS_PROMPT_FORMAT)
+    assert RunExecution.cache_key(execution, plain, 0) == request_key(
+        local.cache_id, plain.to_payload(), 0, None)
+    assert RunExecution.cache_key(execution, with_tools, 0, remote) == request_key(
+        remote.cache_id, with_tools.to_payload(), 0, None)

@@ -102,6 +102,12 @@ _PROBE_TOOL = {"type": "function", "function": {
     "parameters": {"type": "object", "properties": {}}}}
 
 
+#: the version of :func:`tools_in_messages`' rendering, part of the cache key of every request
+#: with tools to a local engine (``posttrain.runner.store.request_key``): bump it when the
+#: rendering changes, so no answer to the old prompt is served for the new one.
+TOOLS_PROMPT_FORMAT = "tools-in-system/1"
+
+
 def template_renders_tools(tokenizer: Any) -> bool:
     """Whether the tokenizer's chat template puts ``tools`` in the prompt at all."""
     probe = [{"role": "user", "content": "x"}]
@@ -225,6 +231,7 @@ class HFModel(BatchingModel):
     """
 
     SUPPORTS = SUPPORTS["hf"]
+    tools_prompt_format = TOOLS_PROMPT_FORMAT
 
     def __init__(self, name: str, path: str, *, batch_size: int = 16,
                  default_max_tokens: int = 256, price: Price | None = None,

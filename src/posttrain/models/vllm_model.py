@@ -34,6 +34,7 @@ from posttrain.models.base import (
 )
 from posttrain.models.batching import BatchingModel
 from posttrain.models.hf import (
+    TOOLS_PROMPT_FORMAT,
     local_model_identity,
     local_tools,
     parse_tool_calls,
@@ -125,6 +126,7 @@ class VLLMModel(BatchingModel):
     """A vLLM engine serving one model; ``tensor_parallel_size`` GPUs per replica."""
 
     SUPPORTS = SUPPORTS["vllm"]
+    tools_prompt_format = TOOLS_PROMPT_FORMAT
 
     def __init__(self, name: str, model: str, *, options: dict[str, Any] | None = None,
                  price: Price | None = None) -> None:

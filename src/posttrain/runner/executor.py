@@ -156,8 +156,11 @@ class RunExecution:
 
     def cache_key(self, request: ChatRequest, epoch: int, model: Any = None) -> str:
         """The cache key of a request to ``model`` (default: the model under test)."""
-        return request_key((model or self.model).cache_id, request.to_payload(), epoch,
-                           self.cache_scope)
+        model = model or self.model
+        # a local engine's own rendering of tools into the prompt is part of what answered
+        fmt = getattr(model, "tools_prompt_format", None) if request.tools else None
+        return request_key(model.cache_id, request.to_payload(), epoch, self.cache_scope,
+                           fmt if isinstance(fmt, str) else None)
 
     async def _call_judge(self, model: Any, request: ChatRequest) -> tuple[Completion, int]:
         """A judge's call on the run's path: the judge endpoint's own concurrency limit, the

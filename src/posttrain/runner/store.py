@@ -150,16 +150,21 @@ def _add_missing_columns(conn: sqlite3.Connection) -> None:
 
 
 def request_key(model_id: str, payload: dict[str, Any], epoch: int = 0,
-                scope: str | None = None) -> str:
+                scope: str | None = None, prompt_format: str | None = None) -> str:
     """Cache key of a request: the model identity, the request body, the epoch and the scope.
 
     The epoch is part of the key so ``--epochs K`` draws K independent samples rather than
     serving K copies of one cached answer. ``scope`` (``eval:NAME``, ``run:ID``) keeps answers
-    to one eval or run; None (global) gives the keys of earlier versions.
+    to one eval or run; None (global) gives the keys of earlier versions. ``prompt_format``:
+    the version of how a local engine turns the request into its prompt (where that is
+    posttrain's code, not the model's, e.g. tools written into the system message), so a
+    changed rendering is never answered from the old one's cache.
     """
     material: dict[str, Any] = {"model": model_id, "body": payload, "epoch": epoch}
     if scope is not None:
         material["scope"] = scope
+    if prompt_format is not None:
+        material["prompt_format"] = prompt_format
     body = orjson.dumps(material, option=orjson.OPT_SORT_KEYS)
     return hashlib.blake2b(body, digest_size=16).hexdigest()
 
