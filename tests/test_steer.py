@@ -1,0 +1,176 @@
+"""Follow along and steer: the episode watcher, the store's control channel, the exports."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from posttrain.environment import (
+    Intervention,
+    apply_intervention,
+    episode_watcher,
+    run_episode,
+    unseen_tool_results,
+)
+from posttrain.runner.store import Store
+from posttrain.types import ChatRequest, Completion, Item
+from tests.steer_env import WeatherEnv, write_weather_eval
+
+CONVERSATION = [
+    {"role": "user", "content": "weather?"},
+    {"role": "assistant", "content": "", "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}]},
+    {"role": "tool", "tool_call_id": "c1", "content": '{"celsius": 21}'},
+]
+
+
+def test_only_unseen_tool_results_can_be_edited() -> None:
+    assert unseen_tool_results(CONVERSATION) == [2]
+    edited, record = apply_intervention(CONVERSATION, Intervention(
+        tool_results={2: '{"celsius": 5}'}, message="Use Celsius.", reviewer="ann"))
+    assert edited[2]["content"] == '{"celsius": 5}' and CONVERSATION[2]["content"] == \
+        '{"celsius": 21}'
+    assert edited[3] == {"role": "user", "content": "Use Celsius."}
+    assert record["edited_tool_results"] == [{"index": 2, "tool_call_id": "c1",
+                                              "before": '{"celsius": 21}',
+                                              "after": '{"celsius": 5}'}]
+    assert record["added_message"] == {"index": 3, "content": "Use Celsius."}
+    for index in (0, 1, 7):  # the prompt, a model turn, nothing: refused
+        with pytest.raises(ValueError, match="not a tool result"):
+            apply_intervention(CONVERSATION, Intervention(tool_results={index: "x"}))
+    with pytest.raises(ValueError, match="empty"):
+        apply_intervention(CONVERSATION, Intervention(message="  "))
+
+
+class ScriptedWatcher:
+    """Steers before turn 1: edits the tool result and adds a message."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int]] = []
+
+    def on_messages(self, turn: int, messages: list[dict[str, Any]], start: int) -> None:
+        self.seen.append((turn, start))
+
+    async def checkpoint(self, turn: int, messages: list[dict[str, Any]]) -> Intervention | None:
+        if turn != 1:
+            return None
+        (index,) = unseen_tool_results(messages)
+        return Intervention(tool_results={index: '{"celsius": 5}'}, message="Answer now.")
+
+
+def test_run_episode_records_the_intervention_and_never_executes_the_original() -> None:
+    env = WeatherEnv()
+    steps: list[dict[str, Any]] = []
+    original_step = env.step
+
+    def step(action: dict[str, Any]) -> Any:
+        steps.append(action)
+        return original_step(action)
+
+    env.step = step  # type: ignore[method-assign]
+    seen: list[list[dict[str, Any]]] = []
+
+    async def generate(request: ChatRequest) -> Completion:
+        seen.append(request.messages)
+        if request.messages[-1]["content"] == "Answer now.":
+            return Completion(text="5 degrees")
+        return Completion(text="", tool_calls=[{"id": "c", "function": {
+            "name": "weather", "arguments": "{}"}}])
+
+    watcher = ScriptedWatcher()
+    token = episode_watcher.set(watcher)
+    try:
+        done = asyncio.run(run_episode(env, ChatRequest(messages=[{"role": "user",
+                                                                   "content": "hi"}]),
+                                       Item(id="a", data={}), generate))
+    finally:
+        episode_watcher.reset(token)
+    assert done.text == "5 degrees"
+    # turn 0 call, the original continuation (a call: not executed), the corrected answer
+    assert len(seen) == 3 and len(steps) == 2
+    assert steps[1] == {"role": "assistant", "content": "5 degrees"}
+    (record,) = done.meta["steering"]
+    assert record["turn"] == 1 and record["at"] == 4
+    assert record["original"]["tool_calls"][0]["function"]["name"] == "weather"
+    assert record["corrected"] == {"role": "assistant", "content": "5 degrees"}
+    assert done.transcript[2]["content"] == '{"celsius": 5}'
+    assert done.transcript[3] == {"role": "user", "content": "Answer now."}
+    assert done.meta["lookups"] == 1  # the environment saw only the executed call
+    assert watcher.seen == [(0, 0), (0, 1), (1, 2), (1, 4)]
+
+
+async def _reviewer(store_path: Path, item_id: str, edit: bool) -> dict[str, Any]:
+    """Wait for the episode's first tool result, pause, wait for the pause, steer."""
+    store = Store(store_path)
+    try:
+        while True:
+            rows = [r for r in store.steps_after(0, item_id=item_id) if r["kind"] == "message"
+                    and r["message"]["role"] == "tool"]
+            if rows:
+                break
+            await asyncio.sleep(0.02)
+        run_id = rows[0]["run_id"]
+        store.add_control(run_id, item_id, 0, "pause")
+        while not any(r["kind"] == "paused" for r in store.steps_after(0, item_id=item_id)):
+            await asyncio.sleep(0.02)
+        steps = store.steps_after(0, item_id=item_id)
+        messages: dict[int, dict[str, Any]] = {r["position"]: r["message"] for r in steps
+                                               if r["kind"] == "message"}
+        ordered = [messages[i] for i in sorted(messages)]
+        payload: dict[str, Any] = {"message": "[[answer:21 degrees]]", "reviewer": "ann"}
+        if edit:
+            (index,) = unseen_tool_results(ordered)
+            payload["tool_results"] = {str(index): '{"city": "Paris", "celsius": 21, "note": '
+                                                   '"edited"}'}
+        store.add_control(run_id, item_id, 0, "resume", payload)
+        return {"run_id": run_id, "paused_at": len(ordered)}
+    finally:
+        store.close()
+
+
+def test_a_run_streams_steps_and_takes_a_reviewers_steering(tmp_path: Path, stub_server,
+                                                            monkeypatch) -> None:
+    from posttrain.api import arun_eval
+
+    monkeypatch.setenv("OPENAI_BASE_URL", stub_server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    eval_path = write_weather_eval(tmp_path / "ev", n=2)
+    store_path = tmp_path / "s.db"
+
+    async def main() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        review = asyncio.create_task(_reviewer(store_path, "w0", edit=True))
+        summaries = await arun_eval(eval_path, ["openai:stub"], store=store_path)
+        return summaries, await review
+
+    summaries, review = asyncio.run(main())
+    with Store(store_path) as store:
+        rows = {r["item_id"]: r for r in store.samples(review["run_id"])}
+        steered = json.loads(rows["w0"]["completion"])
+        plain = json.loads(rows["w1"]["completion"])
+        (record,) = steered["meta"]["steering"]
+        assert record["added_message"]["content"] == "[[answer:21 degrees]]"
+        assert record["edited_tool_results"][0]["after"].endswith('"edited"}')
+        assert record["original"]["tool_calls"]  # the model would have called again
+        assert record["corrected"]["content"] == "21 degrees"
+        assert record["reviewer"] == "ann"
+        transcript = steered["transcript"]
+        assert transcript[record["at"] - 1] == {"role": "user",
+                                                "content": "[[answer:21 degrees]]"}
+        assert "steering" not in plain["meta"] and plain["meta"]["hit_turn_cap"]
+        scores = {(r["item_id"]): r["value"] for r in store.scores(review["run_id"])}
+        assert scores == {"w0": 1.0, "w1": 0.0}  # the grader grades the steered answer
+        statuses = [(c["action"], c["status"]) for c in store.controls(review["run_id"])]
+        assert statuses == [("pause", "applied"), ("resume", "applied")]
+        kinds = [r["kind"] for r in store.steps_after(0, item_id="w0")]
+        assert "paused" in kinds and "resumed" in kinds
+        # every message of the stored transcript was streamed, the edit as a later row
+        streamed: dict[int, dict[str, Any]] = {}
+        for row in store.steps_after(0, item_id="w0"):
+            if row["kind"] == "message":
+                streamed[row["position"]] = row["message"]
+        assert [streamed[i] for i in sorted(streamed)] == transcript
+    assert summaries[0]["n"] == 2
