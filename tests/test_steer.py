@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +104,9 @@ def test_run_episode_records_the_intervention_and_never_executes_the_original() 
     assert watcher.seen == [(0, 0), (0, 1), (1, 2), (1, 4)]
 
 
-async def _reviewer(store_path: Path, item_id: str, edit: bool) -> dict[str, Any]:
-    """Wait for the episode's first tool result, pause, wait for the pause, steer."""
+def _reviewer(store_path: Path, item_id: str, edit: bool) -> dict[str, Any]:
+    """Wait for the episode's first tool result, pause, wait for the pause, steer (in its own
+    thread, as the viewer is its own process)."""
     store = Store(store_path)
     try:
         while True:
@@ -112,11 +114,11 @@ async def _reviewer(store_path: Path, item_id: str, edit: bool) -> dict[str, Any
                     and r["message"]["role"] == "tool"]
             if rows:
                 break
-            await asyncio.sleep(0.02)
+            time.sleep(0.02)
         run_id = rows[0]["run_id"]
         store.add_control(run_id, item_id, 0, "pause")
         while not any(r["kind"] == "paused" for r in store.steps_after(0, item_id=item_id)):
-            await asyncio.sleep(0.02)
+            time.sleep(0.02)
         steps = store.steps_after(0, item_id=item_id)
         messages: dict[int, dict[str, Any]] = {r["position"]: r["message"] for r in steps
                                                if r["kind"] == "message"}
@@ -142,7 +144,7 @@ def test_a_run_streams_steps_and_takes_a_reviewers_steering(tmp_path: Path, stub
     store_path = tmp_path / "s.db"
 
     async def main() -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        review = asyncio.create_task(_reviewer(store_path, "w0", edit=True))
+        review = asyncio.create_task(asyncio.to_thread(_reviewer, store_path, "w0", True))
         summaries = await arun_eval(eval_path, ["openai:stub"], store=store_path)
         return summaries, await review
 
@@ -174,3 +176,41 @@ def test_a_run_streams_steps_and_takes_a_reviewers_steering(tmp_path: Path, stub
                 streamed[row["position"]] = row["message"]
         assert [streamed[i] for i in sorted(streamed)] == transcript
     assert summaries[0]["n"] == 2
+
+    # the corrected trajectory as SFT data and a preference pair, through the usual exports
+    from posttrain.cli import main as cli_main
+    from posttrain.train.data import pairs_from_steering, rows_from_steering
+    from posttrain.train.dpo import to_pair
+    from posttrain.train.sft import to_prompt_completion
+
+    (row,) = rows_from_steering(store_path)
+    sft = to_prompt_completion(row)
+    assert sft["completion"] == [{"role": "assistant", "content": "21 degrees"}]
+    assert sft["prompt"][-1] == {"role": "user", "content": "[[answer:21 degrees]]"}
+    assert '"note": "edited"' in sft["prompt"][-2]["content"]  # the edited tool result
+    assert "<tool_call>" in sft["prompt"][2]["content"]  # calls written as the hf provider does
+    (pair,) = pairs_from_steering(store_path, review["run_id"])
+    dpo = to_pair(pair)
+    assert dpo["chosen"] == [{"role": "assistant", "content": "21 degrees"}]
+    assert "<tool_call>" in dpo["rejected"][0]["content"] and "weather" in \
+        dpo["rejected"][0]["content"]
+    assert dpo["prompt"] == sft["prompt"]
+    out = tmp_path / "sft.jsonl"
+    assert cli_main(["export", "openai-ft", "--kind", "sft", "--from-steering", "--store",
+                     str(store_path), "-o", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == 1
+    assert cli_main(["export", "openai-ft", "--kind", "dpo", "--from-steering", review["run_id"],
+                     "--store", str(store_path), "-o", str(tmp_path / "dpo.jsonl")]) == 0
+    exported = json.loads((tmp_path / "dpo.jsonl").read_text())
+    assert exported["preferred_output"] == [{"role": "assistant", "content": "21 degrees"}]
+
+
+def test_no_steering_is_one_clear_line(tmp_path: Path) -> None:
+    from posttrain.errors import UserError
+    from posttrain.train.data import pairs_from_steering, rows_from_steering
+
+    Store(tmp_path / "s.db").close()
+    with pytest.raises(UserError, match="no steered trajectories"):
+        rows_from_steering(tmp_path / "s.db")
+    with pytest.raises(UserError, match="no steered trajectories"):
+        pairs_from_steering(tmp_path / "s.db")
