@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from posttrain.environment import (
 )
 from posttrain.runner.store import Store
 from posttrain.types import ChatRequest, Completion, Item
+from tests.conftest import StubServer
 from tests.steer_env import WeatherEnv, write_weather_eval
 
 CONVERSATION = [
@@ -108,16 +110,20 @@ def _reviewer(store_path: Path, item_id: str, edit: bool) -> dict[str, Any]:
     """Wait for the episode's first tool result, pause, wait for the pause, steer (in its own
     thread, as the viewer is its own process)."""
     store = Store(store_path)
+    deadline = time.monotonic() + 60
     try:
-        while True:
+        while time.monotonic() < deadline:
             rows = [r for r in store.steps_after(0, item_id=item_id) if r["kind"] == "message"
                     and r["message"]["role"] == "tool"]
             if rows:
                 break
             time.sleep(0.02)
+        else:
+            raise AssertionError("no tool result was streamed")
         run_id = rows[0]["run_id"]
         store.add_control(run_id, item_id, 0, "pause")
         while not any(r["kind"] == "paused" for r in store.steps_after(0, item_id=item_id)):
+            assert time.monotonic() < deadline, "the episode never paused"
             time.sleep(0.02)
         steps = store.steps_after(0, item_id=item_id)
         messages: dict[int, dict[str, Any]] = {r["position"]: r["message"] for r in steps
@@ -134,11 +140,19 @@ def _reviewer(store_path: Path, item_id: str, edit: bool) -> dict[str, Any]:
         store.close()
 
 
-def test_a_run_streams_steps_and_takes_a_reviewers_steering(tmp_path: Path, stub_server,
+@pytest.fixture
+def slow_stub() -> Iterator[StubServer]:
+    """Answers in 0.3 s: an episode of 6 turns lasts long enough to be paused."""
+    server = StubServer(0.3)
+    yield server
+    server.close()
+
+
+def test_a_run_streams_steps_and_takes_a_reviewers_steering(tmp_path: Path, slow_stub,
                                                             monkeypatch) -> None:
     from posttrain.api import arun_eval
 
-    monkeypatch.setenv("OPENAI_BASE_URL", stub_server.base_url)
+    monkeypatch.setenv("OPENAI_BASE_URL", slow_stub.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     eval_path = write_weather_eval(tmp_path / "ev", n=2)
     store_path = tmp_path / "s.db"
