@@ -228,3 +228,101 @@ def test_no_steering_is_one_clear_line(tmp_path: Path) -> None:
         rows_from_steering(tmp_path / "s.db")
     with pytest.raises(UserError, match="no steered trajectories"):
         pairs_from_steering(tmp_path / "s.db")
+
+
+def _live_store(path: Path) -> str:
+    """A running run with one agentic sample part-way: a tool call and its result streamed."""
+    with Store(path) as store:
+        run = store.create_run(run_key="k", eval_name="weather", eval_path=None, eval_hash="h",
+                               model="stub", variant="default", epochs=1, config={},
+                               items=[Item(id="w0", data={}), Item(id="w1", data={})])
+        store.add_steps(run.id, "w0", 0, 0, [("message", i, m)
+                                             for i, m in enumerate(CONVERSATION)])
+        return run.id
+
+
+async def test_live_api_stream_and_guarded_steering(tmp_path: Path) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from posttrain.web.server import create_app
+
+    run_id = _live_store(tmp_path / "s.db")
+    client = TestClient(TestServer(create_app(tmp_path / "s.db"), host="127.0.0.1"))
+    await client.start_server()
+    try:
+        (live,) = await (await client.get("/api/live")).json()
+        assert live["status"] == "running" and live["done"] == 0 and live["total"] == 2
+        assert live["in_flight"] == [{"item_id": "w0", "epoch": 0, "steps": 3, "last": 3,
+                                      "paused": False}]
+        t = await (await client.get(f"/api/live/{run_id}/w0")).json()
+        assert [s["summary"] for s in t["steps"]] == [
+            "user: weather?", "calls weather()", 'weather → {"celsius": 21}']
+        assert not t["paused"] and t["editable"] == []
+
+        # the stream: the steps so far, then progress, then a step the runner adds later
+        stream = await client.get(f"/api/live/stream?run={run_id}&item=w0&epoch=0&after=1")
+        assert stream.headers["Content-Type"] == "text/event-stream"
+        text = ""
+        while text.count("event: step") < 2 or "event: progress" not in text:
+            text += (await stream.content.readany()).decode()
+        with Store(tmp_path / "s.db") as store:
+            store.add_steps(run_id, "w0", 0, 1, [("paused", None, {"turn": 1})])
+        while "paused by a reviewer before turn 1" not in text:
+            text += (await stream.content.readany()).decode()
+        stream.close()
+
+        # steering POSTs: the viewer's guard applies (JSON only, same origin, this host)
+        body = {"run": run_id, "item_id": "w0", "epoch": 0}
+        form = await client.post("/api/steer/pause", data="run=x",
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert form.status == 415
+        cross = await client.post("/api/steer/pause", json=body,
+                                  headers={"Origin": "http://evil.example"})
+        assert cross.status == 403
+        rebound = await client.post("/api/steer/pause", json=body,
+                                    headers={"Host": "evil.example"})
+        assert rebound.status == 421
+        # not paused yet: a resume is refused; a pause is recorded for the runner
+        refused = await client.post("/api/steer/resume", json={**body, "message": "hi"})
+        assert refused.status == 400 and "not paused" in (await refused.json())["error"]
+        ok = await client.post("/api/steer/pause", json=body)
+        assert ok.status == 200 and (await ok.json())["state"] == "requested"
+        again = await client.post("/api/steer/pause", json=body)
+        assert again.status == 400
+        with Store(tmp_path / "s.db") as store:  # the runner takes it
+            (pause,) = store.pending_controls(run_id, "w0", 0)
+            store.set_control_status(pause["id"], "taken")
+        t = await (await client.get(f"/api/live/{run_id}/w0")).json()
+        assert t["paused"] and t["editable"] == [2]
+        wrong = await client.post("/api/steer/resume", json={**body, "tool_results": {"1": "x"}})
+        assert wrong.status == 400 and "not a tool result" in (await wrong.json())["error"]
+        done = await client.post("/api/steer/resume", json={
+            **body, "tool_results": {"2": '{"celsius": 5}'}, "message": "Answer now."})
+        assert (await done.json()) == {"control": 2, "state": "resuming",
+                                       "steered": True}
+        with Store(tmp_path / "s.db") as store:
+            (resume,) = store.pending_controls(run_id, "w0", 0)
+            assert resume["payload"] == {"tool_results": {"2": '{"celsius": 5}'},
+                                         "message": "Answer now."}
+    finally:
+        await client.close()
+
+
+async def test_steering_needs_the_token_off_localhost(tmp_path: Path) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from posttrain.web.server import create_app
+
+    run_id = _live_store(tmp_path / "s.db")
+    client = TestClient(TestServer(create_app(tmp_path / "s.db", token="secret"),
+                                   host="127.0.0.1"))
+    await client.start_server()
+    try:
+        body = {"run": run_id, "item_id": "w0", "epoch": 0}
+        assert (await client.post("/api/steer/pause", json=body)).status == 401
+        assert (await client.get("/api/live/stream")).status == 401
+        ok = await client.post("/api/steer/pause", json=body,
+                               headers={"X-Posttrain-Token": "secret"})
+        assert ok.status == 200
+    finally:
+        await client.close()

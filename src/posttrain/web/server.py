@@ -11,10 +11,16 @@ bound address), ``localhost`` or the wildcard address literal (``0.0.0.0``, ``::
 port it came in on, and an ``Origin`` must be
 ``http://`` one of those; a page on another site whose name was made to resolve to 127.0.0.1
 sends its own name as ``Host`` and is refused (421 / 403).
+
+Live runs (``/api/live``, ``/api/live/stream``: server-sent events) are read from the store the
+runner writes; steering (``POST /api/steer/pause|resume``) is written to the store's control
+table, which the runner reads between turns. Both go through the same guard as votes and
+reviews: the host check, the token, JSON bodies and the same-origin check.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import random
@@ -29,7 +35,7 @@ from aiohttp import web
 
 from posttrain.errors import UserError
 from posttrain.runner.store import Store
-from posttrain.web import matrix, views
+from posttrain.web import live, matrix, views
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 VERDICTS = ("misgraded", "ambiguous", "fine")
@@ -353,6 +359,89 @@ async def api_review(request: web.Request) -> web.Response:
                               "sample": views.sample_detail(store, run.id, item_id, epoch)})
 
 
+# ---- live runs and steering -------------------------------------------------------------------
+STREAM_POLL_S = 0.25
+STREAM_HEARTBEAT_S = 15.0
+
+
+async def api_live(request: web.Request) -> web.Response:
+    return web.json_response(live.live_runs(_store(request)))
+
+
+def _sample_ref(request: web.Request) -> tuple[str, str, int]:
+    return (request.match_info["run"], request.match_info["item"],
+            _int(request.query, "epoch", 0))
+
+
+async def api_trajectory(request: web.Request) -> web.Response:
+    return web.json_response(live.trajectory(_store(request), *_sample_ref(request)))
+
+
+async def api_stream(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: ``progress`` (the live runs, whenever the store changed) and
+    ``step`` (each new message or pause; of one sample with ``?run=&item=&epoch=``, of one
+    run with ``?run=``, else of every run), from ``?after=STEP_ID``. The store is polled
+    (``PRAGMA data_version``, which changes only when another connection commits), so an
+    open page costs the runner nothing but the SQLite reads of this process."""
+    store, query = _store(request), request.query
+    run = store.resolve_run(query["run"]).id if query.get("run") else None
+    item = query.get("item") or None
+    epoch = _int(query, "epoch", 0) if item is not None else None
+    after = _int(query, "after", -1)
+    if after < 0:
+        after = store.last_step_id() if run is None else 0
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/event-stream", "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff", "X-Accel-Buffering": "no"})
+    await response.prepare(request)
+    names: dict[str, str] = {}
+    version = None
+    idle = 0.0
+    try:
+        while True:
+            now = store.conn.execute("PRAGMA data_version").fetchone()[0]
+            if now != version:
+                version = now
+                for row in store.steps_after(after, run_id=run, item_id=item, epoch=epoch):
+                    after = row["id"]
+                    event = live.step_event(row, names)
+                    await response.write(
+                        f"id: {after}\nevent: step\ndata: {json.dumps(event)}\n\n".encode())
+                progress = live.live_runs(store)
+                await response.write(
+                    f"event: progress\ndata: {json.dumps(progress)}\n\n".encode())
+                idle = 0.0
+            elif idle >= STREAM_HEARTBEAT_S:
+                await response.write(b": keep-alive\n\n")
+                idle = 0.0
+            await asyncio.sleep(STREAM_POLL_S)
+            idle += STREAM_POLL_S
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    return response
+
+
+async def _steer_body(request: web.Request) -> tuple[dict[str, Any], str, str, int]:
+    body = await _json(request)
+    run, item = body.get("run"), body.get("item_id")
+    if not isinstance(run, str) or not isinstance(item, str):
+        raise UserError("needs run and item_id")
+    epoch = body.get("epoch", 0)
+    if not isinstance(epoch, int):
+        raise UserError("epoch must be an integer")
+    return body, run, item, epoch
+
+
+async def api_steer_pause(request: web.Request) -> web.Response:
+    _body, run, item, epoch = await _steer_body(request)
+    return web.json_response(live.request_pause(_store(request), run, item, epoch))
+
+
+async def api_steer_resume(request: web.Request) -> web.Response:
+    body, run, item, epoch = await _steer_body(request)
+    return web.json_response(live.request_resume(_store(request), run, item, epoch, body))
+
+
 async def api_votes(request: web.Request) -> web.Response:
     return web.json_response([dict(v) for v in _store(request).votes()])
 
@@ -378,6 +467,11 @@ def create_app(store_path: str | Path, *, token: str | None = None,
     app.router.add_post("/api/arena/vote", api_vote)
     app.router.add_get("/api/votes", api_votes)
     app.router.add_post("/api/review", api_review)
+    app.router.add_get("/api/live", api_live)
+    app.router.add_get("/api/live/stream", api_stream)
+    app.router.add_get("/api/live/{run}/{item}", api_trajectory)
+    app.router.add_post("/api/steer/pause", api_steer_pause)
+    app.router.add_post("/api/steer/resume", api_steer_resume)
 
     async def close_store(app: web.Application) -> None:
         app[STORE_KEY].close()
