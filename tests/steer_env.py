@@ -40,11 +40,13 @@ TOOLS = [{"type": "function", "function": {
                    "required": ["city"]}}}]
 
 
-def write_weather_eval(folder: Path, n: int = 2) -> Path:
-    """An eval of ``n`` weather questions whose solver is :data:`solve`."""
+def write_weather_eval(folder: Path, n: int = 2, max_turns: int | None = None) -> Path:
+    """An eval of ``n`` weather questions whose solver is :data:`solve` (``max_turns``: each
+    episode's turn cap, default the environment's)."""
     folder.mkdir(parents=True, exist_ok=True)
     rows = [{"id": f"w{i}", "answer": "21 degrees",
-             "question": f"Weather in Paris #{i}? [[tool:weather:{{\"city\": \"Paris\"}}]]"}
+             "question": f"Weather in Paris #{i}? [[tool:weather:{{\"city\": \"Paris\"}}]]",
+             **({"max_turns": max_turns} if max_turns else {})}
             for i in range(n)]
     (folder / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     path = folder / "eval.yaml"

@@ -649,7 +649,7 @@ async function pageTrajectory(runId, itemId, epoch) {
       try { const r = await api("api/steer/resume", body); result.textContent = r.steered ? "Correction sent; the episode goes on." : "Resumed unchanged."; form.hidden = true; }
       catch (err) { result.textContent = err.message; }
     }}, "Continue");
-    form.replaceChildren(h("h2", {}, "Correct, then continue"), edits.length ? edits : h("p", {class: "muted"}, "No tool result is waiting for the model."), h("label", {class: "edit"}, "Add a message:", message), h("div", {class: "toolbar"}, go));
+    form.replaceChildren(h("h2", {}, "Correct, then continue"), ...(edits.length ? edits : [h("p", {class: "muted"}, "No tool result is waiting for the model.")]), h("label", {class: "edit"}, "Add a message:", message), h("div", {class: "toolbar"}, go));
   }
   function refresh() {
     state.textContent = t.finished ? "finished" : t.paused ? "paused: the runner waits for you" : t.pause_requested ? "pause requested: it stops before the next turn" : t.run_status === "running" ? "running" : t.run_status;
