@@ -4,7 +4,9 @@ reviewer's pause or resume passes before it is written to the ``steering`` table
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from typing import Any
 
 from posttrain.environment import unseen_tool_results
@@ -12,6 +14,8 @@ from posttrain.errors import UserError
 from posttrain.runner.store import Store
 
 SUMMARY_CHARS = 120
+POLL_S = 0.25  # how often the hub looks for a commit of another process
+PROGRESS_EVERY_S = 1.0  # progress events at most this often
 
 
 def _short(text: Any, limit: int = SUMMARY_CHARS) -> str:
@@ -172,3 +176,84 @@ def request_resume(store: Store, run_ref: str, item_id: str, epoch: int,
     control = store.add_control(run.id, item_id, epoch, "resume", payload)
     return {"control": control, "state": "resuming",
             "steered": bool(intervention.tool_results or intervention.message)}
+
+
+Filter = tuple[str | None, str | None, int | None]  # run, item, epoch (None: any)
+
+
+class LiveHub:
+    """One poller of the store for every open live page: it checks ``PRAGMA data_version``
+    (which changes only when another connection commits) every ``POLL_S``; when the runner
+    wrote, it reads the new ``steps`` once and hands each, encoded once, to the pages whose
+    filter it matches, and the runs' progress at most every ``PROGRESS_EVERY_S``. It runs only
+    while a page is open."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.position = store.last_step_id()
+        self.subscribers: dict[asyncio.Queue[bytes], Filter] = {}
+        self.names: dict[tuple[str, str, int], dict[str, str]] = {}
+        self.task: asyncio.Task[None] | None = None
+        self._progress: bytes | None = None
+
+    def subscribe(self, where: Filter) -> asyncio.Queue[bytes]:
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self.subscribers[queue] = where
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._run())
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[bytes]) -> None:
+        self.subscribers.pop(queue, None)
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    def _names(self, row: dict[str, Any]) -> dict[str, str]:
+        key = (row["run_id"], row["item_id"], row["epoch"])
+        names = self.names.get(key)
+        if names is None:  # a sample that began before this page: its calls so far
+            names = self.names[key] = {}
+            for earlier in self.store.steps_after(0, run_id=key[0], item_id=key[1],
+                                                  epoch=key[2], limit=100_000):
+                if earlier["id"] < row["id"]:
+                    summary(earlier, names)
+        return names
+
+    def encode_step(self, row: dict[str, Any]) -> bytes:
+        event = step_event(row, self._names(row))
+        return f"id: {row['id']}\nevent: step\ndata: {json.dumps(event)}\n\n".encode()
+
+    def progress_event(self) -> bytes:
+        if self._progress is None:
+            self._progress = (f"event: progress\ndata: {json.dumps(live_runs(self.store))}"
+                              "\n\n").encode()
+        return self._progress
+
+    async def _run(self) -> None:
+        version = None
+        last_progress = 0.0
+        due = False
+        while self.subscribers:
+            now = self.store.conn.execute("PRAGMA data_version").fetchone()[0]
+            if now != version:
+                version = now
+                due = True
+                for row in self.store.steps_after(self.position, limit=5000):
+                    self.position = row["id"]
+                    chunk = self.encode_step(row)
+                    for queue, (run, item, epoch) in self.subscribers.items():
+                        if ((run is None or run == row["run_id"])
+                                and (item is None or (item == row["item_id"]
+                                                      and epoch == row["epoch"]))):
+                            queue.put_nowait(chunk)
+            if due and time.monotonic() - last_progress >= PROGRESS_EVERY_S:
+                self._progress = None
+                chunk = self.progress_event()
+                for queue in self.subscribers:
+                    queue.put_nowait(chunk)
+                last_progress = time.monotonic()
+                due = False
+            await asyncio.sleep(POLL_S)

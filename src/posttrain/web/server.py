@@ -360,8 +360,8 @@ async def api_review(request: web.Request) -> web.Response:
 
 
 # ---- live runs and steering -------------------------------------------------------------------
-STREAM_POLL_S = 0.25
 STREAM_HEARTBEAT_S = 15.0
+HUB_KEY: web.AppKey[live.LiveHub] = web.AppKey("hub", live.LiveHub)
 
 
 async def api_live(request: web.Request) -> web.Response:
@@ -378,46 +378,41 @@ async def api_trajectory(request: web.Request) -> web.Response:
 
 
 async def api_stream(request: web.Request) -> web.StreamResponse:
-    """Server-sent events: ``progress`` (the live runs, whenever the store changed) and
-    ``step`` (each new message or pause; of one sample with ``?run=&item=&epoch=``, of one
-    run with ``?run=``, else of every run), from ``?after=STEP_ID``. The store is polled
-    (``PRAGMA data_version``, which changes only when another connection commits), so an
-    open page costs the runner nothing but the SQLite reads of this process."""
+    """Server-sent events: ``step`` (each new message or pause; of one sample with
+    ``?run=&item=&epoch=``, of one run with ``?run=``, else of every run; from ``?after=STEP_ID``)
+    and ``progress`` (the live runs, at most once a second while the store changes). One
+    poller (:class:`posttrain.web.live.LiveHub`) reads the store for every open page, so an open
+    page costs the runner nothing but this process's SQLite reads."""
     store, query = _store(request), request.query
     run = store.resolve_run(query["run"]).id if query.get("run") else None
     item = query.get("item") or None
     epoch = _int(query, "epoch", 0) if item is not None else None
+    hub = request.app[HUB_KEY]
     after = _int(query, "after", -1)
     if after < 0:
-        after = store.last_step_id() if run is None else 0
+        after = hub.position if run is None else 0
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream", "Cache-Control": "no-store",
         "X-Content-Type-Options": "nosniff", "X-Accel-Buffering": "no"})
     await response.prepare(request)
-    names: dict[str, str] = {}
-    version = None
-    idle = 0.0
+    # the backlog up to where the poller is, then its events: no step lost or sent twice
+    backlog = [row for row in store.steps_after(after, run_id=run, item_id=item, epoch=epoch,
+                                                limit=100_000) if row["id"] <= hub.position]
+    queue = hub.subscribe((run, item, epoch))
     try:
+        chunks = [hub.encode_step(row) for row in backlog]
+        chunks.append(hub.progress_event())
+        await response.write(b"".join(chunks))
         while True:
-            now = store.conn.execute("PRAGMA data_version").fetchone()[0]
-            if now != version:
-                version = now
-                for row in store.steps_after(after, run_id=run, item_id=item, epoch=epoch):
-                    after = row["id"]
-                    event = live.step_event(row, names)
-                    await response.write(
-                        f"id: {after}\nevent: step\ndata: {json.dumps(event)}\n\n".encode())
-                progress = live.live_runs(store)
-                await response.write(
-                    f"event: progress\ndata: {json.dumps(progress)}\n\n".encode())
-                idle = 0.0
-            elif idle >= STREAM_HEARTBEAT_S:
-                await response.write(b": keep-alive\n\n")
-                idle = 0.0
-            await asyncio.sleep(STREAM_POLL_S)
-            idle += STREAM_POLL_S
+            try:
+                chunk = await asyncio.wait_for(queue.get(), STREAM_HEARTBEAT_S)
+            except TimeoutError:
+                chunk = b": keep-alive\n\n"
+            await response.write(chunk)
     except (ConnectionResetError, asyncio.CancelledError):
         pass
+    finally:
+        hub.unsubscribe(queue)
     return response
 
 
@@ -453,6 +448,7 @@ def create_app(store_path: str | Path, *, token: str | None = None,
     app[TOKEN_KEY] = token or ""
     app[PAIRS_KEY] = {}
     app[RNG_KEY] = random.Random(seed)
+    app[HUB_KEY] = live.LiveHub(app[STORE_KEY])
     app.router.add_get("/", index)
     app.router.add_get("/static/{name}", static)
     app.router.add_get("/static/vendor/{name}", vendor)
@@ -474,6 +470,7 @@ def create_app(store_path: str | Path, *, token: str | None = None,
     app.router.add_post("/api/steer/resume", api_steer_resume)
 
     async def close_store(app: web.Application) -> None:
+        await app[HUB_KEY].stop()
         app[STORE_KEY].close()
 
     app.on_cleanup.append(close_store)
