@@ -207,6 +207,9 @@ class LiveHub:
         self.subscribers.pop(queue, None)
 
     async def stop(self) -> None:
+        """Stop polling and end every open stream (the server is shutting down)."""
+        for queue in self.subscribers:
+            queue.put_nowait(b"")
         if self.task is not None:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)

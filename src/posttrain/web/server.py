@@ -360,7 +360,7 @@ async def api_review(request: web.Request) -> web.Response:
 
 
 # ---- live runs and steering -------------------------------------------------------------------
-STREAM_HEARTBEAT_S = 15.0
+STREAM_HEARTBEAT_S = 5.0
 HUB_KEY: web.AppKey[live.LiveHub] = web.AppKey("hub", live.LiveHub)
 
 
@@ -408,6 +408,8 @@ async def api_stream(request: web.Request) -> web.StreamResponse:
                 chunk = await asyncio.wait_for(queue.get(), STREAM_HEARTBEAT_S)
             except TimeoutError:
                 chunk = b": keep-alive\n\n"
+            if not chunk:  # the server is shutting down
+                break
             await response.write(chunk)
     except (ConnectionResetError, asyncio.CancelledError):
         pass
@@ -469,9 +471,13 @@ def create_app(store_path: str | Path, *, token: str | None = None,
     app.router.add_post("/api/steer/pause", api_steer_pause)
     app.router.add_post("/api/steer/resume", api_steer_resume)
 
-    async def close_store(app: web.Application) -> None:
+    async def end_streams(app: web.Application) -> None:
         await app[HUB_KEY].stop()
+
+    async def close_store(app: web.Application) -> None:
         app[STORE_KEY].close()
+
+    app.on_shutdown.append(end_streams)
 
     app.on_cleanup.append(close_store)
     return app
