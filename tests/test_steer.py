@@ -326,3 +326,14 @@ async def test_steering_needs_the_token_off_localhost(tmp_path: Path) -> None:
         assert ok.status == 200
     finally:
         await client.close()
+
+
+def test_a_pause_the_episode_never_reached_is_refused(tmp_path: Path) -> None:
+    from posttrain.runner.steering import StoreWatcher
+
+    run_id = _live_store(tmp_path / "s.db")
+    with Store(tmp_path / "s.db") as store:
+        store.add_control(run_id, "w0", 0, "pause")
+        StoreWatcher(store, run_id, "w0", 0).finish()
+        (control,) = store.controls(run_id)
+        assert (control["status"], control["note"]) == ("refused", "the episode ended first")

@@ -210,11 +210,13 @@ class RunExecution:
 
         # follow along and steer: the episode's messages go to the store as they arrive, and
         # a reviewer's steering comes back through it (posttrain.runner.steering)
-        token = episode_watcher.set(StoreWatcher(self.store, self.run.id, item.id, epoch))
+        watcher = StoreWatcher(self.store, self.run.id, item.id, epoch)
+        token = episode_watcher.set(watcher)
         try:
             completion = await self.solver(request, item, generate)
         finally:
             episode_watcher.reset(token)
+            watcher.finish()
         completion.cached = all_cached
         if turn_hits:
             self.hits[(item.id, epoch)] = (item, turn_hits, all_cached)

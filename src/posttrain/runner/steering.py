@@ -61,6 +61,12 @@ class StoreWatcher:
         self.pause_limit_s = pause_limit_s
         self.poll_s = poll_s
 
+    def finish(self) -> None:
+        """The episode is over: a pause or resume it never reached is refused, so the page
+        does not wait for it."""
+        for row in self.store.pending_controls(*self.key):
+            self.store.set_control_status(row["id"], "refused", "the episode ended first")
+
     def on_messages(self, turn: int, messages: list[dict[str, Any]], start: int) -> None:
         rows = [("message", index, messages[index]) for index in range(start, len(messages))]
         if rows:
