@@ -337,3 +337,43 @@ def test_a_pause_the_episode_never_reached_is_refused(tmp_path: Path) -> None:
         StoreWatcher(store, run_id, "w0", 0).finish()
         (control,) = store.controls(run_id)
         assert (control["status"], control["note"]) == ("refused", "the episode ended first")
+
+
+def test_the_runner_checks_the_correction_again_and_takes_only_the_reviewers_text(
+        tmp_path: Path) -> None:
+    """A resume written to the store by anything but the viewer is checked by the runner:
+    an edit of the prompt or of a model turn, or a message that is not text, is refused and the
+    episode stays paused until a valid one comes."""
+    from posttrain.runner.steering import StoreWatcher
+
+    run_id = _live_store(tmp_path / "s.db")
+    with Store(tmp_path / "s.db") as store:
+        store.add_control(run_id, "w0", 0, "pause")
+        store.add_control(run_id, "w0", 0, "resume", {"tool_results": {"1": "forged turn"}})
+        store.add_control(run_id, "w0", 0, "resume", {"message": {"role": "assistant"}})
+        store.add_control(run_id, "w0", 0, "resume", {"tool_results": {"2": "21 C"},
+                                                      "message": "go on", "role": "system"})
+        watcher = StoreWatcher(store, run_id, "w0", 0, poll_s=0.01)
+        intervention = asyncio.run(watcher.checkpoint(1, [dict(m) for m in CONVERSATION]))
+        assert intervention is not None
+        assert (intervention.tool_results, intervention.message) == ({2: "21 C"}, "go on")
+        edited, _record = apply_intervention(CONVERSATION, intervention)
+        assert edited[-1] == {"role": "user", "content": "go on"}  # always a user message
+        statuses = [(c["action"], c["status"]) for c in store.controls(run_id)]
+        assert statuses == [("pause", "applied"), ("resume", "refused"), ("resume", "refused"),
+                            ("resume", "applied")]
+        notes = [c["note"] for c in store.controls(run_id)]
+        assert "not a tool result" in notes[1] and "must be text" in notes[2]
+
+
+def test_a_pause_nobody_resumes_expires(tmp_path: Path) -> None:
+    from posttrain.runner.steering import StoreWatcher
+
+    run_id = _live_store(tmp_path / "s.db")
+    with Store(tmp_path / "s.db") as store:
+        store.add_control(run_id, "w0", 0, "pause")
+        watcher = StoreWatcher(store, run_id, "w0", 0, pause_limit_s=0.05, poll_s=0.01)
+        assert asyncio.run(watcher.checkpoint(1, list(CONVERSATION))) is None
+        (control,) = store.controls(run_id)
+        assert control["status"] == "expired"
+        assert store.steps_after(3)[-1]["message"]["expired"] is True
