@@ -254,6 +254,7 @@ async def test_live_api_stream_and_guarded_steering(tmp_path: Path) -> None:
         assert live["status"] == "running" and live["done"] == 0 and live["total"] == 2
         assert live["in_flight"] == [{"item_id": "w0", "epoch": 0, "steps": 3, "last": 3,
                                       "paused": False}]
+        assert live["steered"] == 0
         t = await (await client.get(f"/api/live/{run_id}/w0")).json()
         assert [s["summary"] for s in t["steps"]] == [
             "user: weather?", "calls weather()", 'weather → {"celsius": 21}']

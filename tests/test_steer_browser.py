@@ -123,6 +123,7 @@ def test_follow_a_live_run_and_steer_a_trajectory(viewer, page, tmp_path: Path) 
         page.goto(f"{url}#/live")
         page.wait_for_selector("#live-runs tr[data-status=finished]", timeout=60_000)
         assert "2/2" in page.inner_text("#live-runs")
+        assert "1 steered" in page.inner_text("#live-runs")
         assert run.wait(60) == 0, run.stderr.read() if run.stderr else ""
     finally:
         if run.poll() is None:

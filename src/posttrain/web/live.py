@@ -83,10 +83,13 @@ def live_runs(store: Store, *, recent: int = 20) -> list[dict[str, Any]]:
                 "GROUP BY s.item_id, s.epoch ORDER BY s.item_id, s.epoch", (run.id,))
             in_flight = [{"item_id": r[0], "epoch": r[1], "steps": r[2], "last": r[3],
                           "paused": bool(r[4])} for r in rows]
+        steered = store.conn.execute(
+            "SELECT COUNT(*) FROM (SELECT DISTINCT item_id, epoch FROM steering WHERE "
+            "run_id = ? AND action = 'resume' AND status = 'applied')", (run.id,)).fetchone()[0]
         out.append({"id": run.id, "eval": run.eval_name, "model": run.model,
                     "variant": run.variant, "status": run.status, "created": run.created,
                     "done": sum(counts.values()), "errors": counts.get("error", 0),
-                    "total": total, "in_flight": in_flight})
+                    "total": total, "in_flight": in_flight, "steered": steered})
     return out
 
 
