@@ -378,3 +378,15 @@ def test_a_pause_nobody_resumes_expires(tmp_path: Path) -> None:
         (control,) = store.controls(run_id)
         assert control["status"] == "expired"
         assert store.steps_after(3)[-1]["message"]["expired"] is True
+
+
+def test_a_replayed_episode_replaces_the_trajectory(tmp_path: Path) -> None:
+    """A run killed mid-episode and resumed plays the episode again from its prompt: the page's
+    trajectory is the new attempt's, not a mix of both."""
+    from posttrain.web.live import trajectory
+
+    run_id = _live_store(tmp_path / "s.db")
+    with Store(tmp_path / "s.db") as store:
+        store.add_steps(run_id, "w0", 0, 0, [("message", 0, CONVERSATION[0])])
+        t = trajectory(store, run_id, "w0", 0)
+        assert t["messages"] == CONVERSATION[:1] and len(t["steps"]) == 4

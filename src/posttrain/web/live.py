@@ -103,6 +103,8 @@ def trajectory(store: Store, run_id: str, item_id: str, epoch: int) -> dict[str,
     messages: dict[int, dict[str, Any]] = {}
     for row in rows:
         if row["kind"] == "message" and row["position"] is not None:
+            if row["position"] == 0:  # the episode (re)started: a resumed run plays it anew
+                messages = {}
             messages[int(row["position"])] = row["message"]
     ordered = [messages[i] for i in sorted(messages)]
     finished = store.conn.execute(

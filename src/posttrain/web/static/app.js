@@ -623,7 +623,7 @@ async function pageTrajectory(runId, itemId, epoch) {
   }}, "Pause");
   function addStep(step) {
     stepsList.append(h("li", {"data-kind": step.kind, class: step.kind}, h("span", {class: "muted"}, `turn ${step.turn} `), step.summary));
-    if (step.kind === "message") { messages.set(step.position, step.message); }
+    if (step.kind === "message") { if (step.position === 0) messages.clear(); messages.set(step.position, step.message); }
     if (step.kind === "paused") { t.paused = true; t.pause_requested = false; }
     if (step.kind === "resumed") { t.paused = false; }
   }
