@@ -26,12 +26,21 @@ and train on it with ``posttrain train rft --eval EVAL_FILE`` (whole episodes ar
 the environment's tokens are masked out of the loss). ``examples/environment/`` has a complete
 one. An environment may also offer ``with_faults(item, mode, rng) -> item`` (a classmethod):
 the item with injected failures for ``posttrain train rft --faults MODE``.
+
+Follow along and steer: while :data:`episode_watcher` holds a watcher (the runner sets one per
+sample), :func:`run_episode` hands it every message as it joins the transcript and asks it,
+between turns, whether a reviewer intervened (:class:`Intervention`: edit a tool result the
+model has not seen yet, add a user message). Only the reviewer's text enters the
+conversation; the environment's state is untouched by it. The model's would-be turn without
+the intervention (the *original continuation*) is generated, recorded in ``meta.steering``
+and never executed, so it reaches a grade only through the graders, like any answer.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
@@ -48,6 +57,73 @@ class Step:
     observation: list[dict[str, Any]] = field(default_factory=list)
     done: bool = False
     info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Intervention:
+    """A reviewer's correction at a pause between turns: the new content of tool results the
+    model has not seen yet (by transcript index), and/or a user message to add."""
+
+    tool_results: dict[int, str] = field(default_factory=dict)
+    message: str | None = None
+    reviewer: str | None = None
+    id: int | None = None  # the control row it came from
+
+
+class EpisodeWatcher(Protocol):
+    """What the runner plugs into :func:`run_episode` (see :data:`episode_watcher`)."""
+
+    def on_messages(self, turn: int, messages: list[dict[str, Any]], start: int) -> None:
+        """``messages[start:]`` just joined the transcript (``turn``: the model turn)."""
+
+    async def checkpoint(self, turn: int, messages: list[dict[str, Any]]
+                         ) -> Intervention | None:
+        """Before model turn ``turn`` (> 0): wait while paused; a reviewer's intervention."""
+
+
+#: the watcher of the episode being played in this task (None: nobody follows it)
+episode_watcher: ContextVar[EpisodeWatcher | None] = ContextVar("episode_watcher", default=None)
+
+
+def unseen_tool_results(messages: list[dict[str, Any]]) -> list[int]:
+    """Indexes of the tool results after the last assistant turn: the ones a reviewer may edit
+    before the model reads them."""
+    last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=-1)
+    return [i for i in range(last + 1, len(messages)) if messages[i].get("role") == "tool"]
+
+
+def apply_intervention(messages: list[dict[str, Any]], intervention: Intervention
+                       ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The conversation with the reviewer's edit applied, and its record for
+    ``meta.steering`` (what was replaced, what was added). Refuses (ValueError) an edit of any
+    message but an unseen tool result."""
+    editable = set(unseen_tool_results(messages))
+    out = [dict(m) for m in messages]
+    edits = []
+    for index, content in sorted(intervention.tool_results.items()):
+        if index not in editable:
+            raise ValueError(f"message {index} is not a tool result the model has yet to read")
+        if not isinstance(content, str):
+            raise ValueError("a tool result's new content must be text")
+        edits.append({"index": index, "tool_call_id": out[index].get("tool_call_id"),
+                      "before": out[index].get("content"), "after": content})
+        out[index]["content"] = content
+    record: dict[str, Any] = {"edited_tool_results": edits, "added_message": None,
+                              "reviewer": intervention.reviewer, "control_id": intervention.id}
+    if intervention.message is not None:
+        if not isinstance(intervention.message, str) or not intervention.message.strip():
+            raise ValueError("the added message is empty")
+        record["added_message"] = {"index": len(out), "content": intervention.message}
+        out.append({"role": "user", "content": intervention.message})
+    return out, record
+
+
+def _turn_record(completion: Completion) -> dict[str, Any]:
+    record: dict[str, Any] = {"role": "assistant", "content": completion.text or ""}
+    if completion.tool_calls:
+        record["tool_calls"] = [normalise_call(c, 0, i)
+                                for i, c in enumerate(completion.tool_calls)]
+    return record
 
 
 @runtime_checkable
@@ -83,25 +159,55 @@ async def run_episode(env: Environment, request: ChatRequest, item: Item, genera
     last: Completion | None = None
     info: dict[str, Any] = {}
     hit_turn_cap = True
-    for turn in range(max(1, limit)):
-        last = await generate(replace(request, messages=list(messages)))
+    watcher = episode_watcher.get()
+    steering: list[dict[str, Any]] = []
+    if watcher is not None:
+        watcher.on_messages(0, messages, 0)
+
+    def add_usage(completion: Completion) -> None:
         for key in totals:
-            totals[key] += getattr(last, key) or 0
+            totals[key] += getattr(completion, key) or 0
+
+    for turn in range(max(1, limit)):
+        intervention = (await watcher.checkpoint(turn, messages)
+                        if watcher is not None and turn > 0 else None)
+        if intervention is not None:
+            corrected, record = apply_intervention(messages, intervention)
+            # what the model would have done without the reviewer: recorded, never executed
+            original = await generate(replace(request, messages=list(messages)))
+            add_usage(original)
+            cached = cached and original.cached
+            record.update(turn=turn, at=len(corrected), original=_turn_record(original))
+            steering.append(record)
+            start = len(messages) if not record["edited_tool_results"] else min(
+                e["index"] for e in record["edited_tool_results"])
+            messages = corrected
+            assert watcher is not None
+            watcher.on_messages(turn, messages, start)
+        last = await generate(replace(request, messages=list(messages)))
+        add_usage(last)
         cached = cached and last.cached
         calls = [normalise_call(c, turn, i) for i, c in enumerate(last.tool_calls or [])]
         action: dict[str, Any] = {"role": "assistant", "content": last.text or ""}
         if calls:
             action["tool_calls"] = calls
         messages.append(action)
+        if steering and "corrected" not in steering[-1]:
+            steering[-1]["corrected"] = dict(action)
         step = env.step(action)
         info = step.info
+        before = len(messages) - 1
         messages += [dict(m) for m in step.observation]
+        if watcher is not None:
+            watcher.on_messages(turn, messages, before)
         if step.done:
             hit_turn_cap = False
             break
     assert last is not None
     meta = {**info, "turns": sum(1 for m in messages if m["role"] == "assistant"),
             "hit_turn_cap": hit_turn_cap}
+    if steering:
+        meta["steering"] = steering
     return Completion(
         text=last.text or "", tool_calls=last.tool_calls, finish_reason=last.finish_reason,
         input_tokens=int(totals["input_tokens"]), output_tokens=int(totals["output_tokens"]),

@@ -55,7 +55,11 @@ def add_parsers(sub: Any) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", type=Path, help="JSONL of {messages} or {prompt, completion}")
     source.add_argument("--from-run", metavar="RUN", help="a stored run's answers")
-    p.add_argument("--only-passed", action="store_true", help="with --from-run: passing answers")
+    source.add_argument("--from-steering", nargs="?", const="", metavar="RUN",
+                        help="the corrected trajectories a reviewer steered in `posttrain view` (of RUN, or "
+                             "of every run in the store)")
+    p.add_argument("--only-passed", action="store_true",
+                   help="with --from-run / --from-steering: passing answers")
     p.add_argument("--epochs", type=float, help="passes over the data (instead of --steps)")
     p.add_argument("--batch-size", type=int, default=16)
     p.set_defaults(func=run_train)
@@ -67,6 +71,9 @@ def add_parsers(sub: Any) -> None:
     source.add_argument("--from-run", metavar="RUN",
                         help="best vs worst graded answer of each item (run with --epochs >= 2)")
     source.add_argument("--from-votes", action="store_true", help="human votes in the store")
+    source.add_argument("--from-steering", nargs="?", const="", metavar="RUN",
+                        help="corrected vs original continuation where a reviewer steered in `posttrain view` (of RUN, or "
+                             "of every run in the store)")
     p.add_argument("--beta", type=float, default=0.1, help="DPO beta")
     p.add_argument("--loss", default="sigmoid,sft", help="TRL loss types, comma separated")
     p.add_argument("--batch-size", type=int, default=8)
@@ -106,6 +113,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--from-run", metavar="RUN", help="sft/dpo: a stored run")
     p.add_argument("--only-passed", action="store_true")
     p.add_argument("--from-votes", action="store_true", help="dpo: human votes")
+    p.add_argument("--from-steering", nargs="?", const="", metavar="RUN",
+                   help="sft/dpo: trajectories a reviewer steered in `posttrain view`")
     p.add_argument("--eval", type=Path, dest="eval_file", help="rft: the eval file")
     p.add_argument("--grader-out", type=Path, help="rft: grader JSON (default OUT.grader.json)")
     p.set_defaults(func=run_export)
@@ -119,7 +128,11 @@ def _sft_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
         return read_jsonl(args.data, "--data")
     if getattr(args, "from_run", None):
         return rows_from_run(args.store, args.from_run, args.only_passed)
-    raise UserError("give --data FILE or --from-run RUN", field="--data")
+    if getattr(args, "from_steering", None) is not None:
+        from posttrain.train.data import rows_from_steering
+
+        return rows_from_steering(args.store, args.from_steering or None, args.only_passed)
+    raise UserError("give --data FILE, --from-run RUN or --from-steering", field="--data")
 
 
 def _pairs(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -131,7 +144,12 @@ def _pairs(args: argparse.Namespace) -> list[dict[str, Any]]:
         return pairs_from_run(args.store, args.from_run)
     if getattr(args, "from_votes", False):
         return pairs_from_votes(args.store)
-    raise UserError("give --pairs FILE, --from-run RUN or --from-votes", field="--pairs")
+    if getattr(args, "from_steering", None) is not None:
+        from posttrain.train.data import pairs_from_steering
+
+        return pairs_from_steering(args.store, args.from_steering or None)
+    raise UserError("give --pairs FILE, --from-run RUN, --from-votes or --from-steering",
+                    field="--pairs")
 
 
 def _require_train() -> None:

@@ -1,4 +1,5 @@
-"""``posttrain view [--store PATH] [--host H] [--port P]``: browse runs, compare, vote, review."""
+"""``posttrain view [--store PATH] [--host H] [--port P]``: browse runs, follow live runs and
+steer agents, compare, vote, review."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 from posttrain.errors import UserError
 from posttrain.plugins import register_command
 
-HELP = "web page to browse runs, compare side by side, vote blind and review items"
+HELP = ("web page to browse runs, follow runs live and steer agents, compare side by side, "
+        "vote blind and review items")
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:

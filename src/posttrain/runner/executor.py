@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from posttrain.environment import episode_watcher
 from posttrain.eval import Eval
 from posttrain.graders.base import Grader, model_caller
 from posttrain.models.base import ModelError
@@ -33,6 +34,7 @@ from posttrain.runner.cache import (
     served_stale,
 )
 from posttrain.runner.progress import Counters, Progress
+from posttrain.runner.steering import StoreWatcher
 from posttrain.runner.store import RunInfo, Store, request_key
 from posttrain.types import ChatRequest, Completion, Item, Score
 
@@ -209,7 +211,15 @@ class RunExecution:
                                      **entry_meta(self.model, completion))
             return completion
 
-        completion = await self.solver(request, item, generate)
+        # follow along and steer: the episode's messages go to the store as they arrive, and
+        # a reviewer's steering comes back through it (posttrain.runner.steering)
+        watcher = StoreWatcher(self.store, self.run.id, item.id, epoch)
+        token = episode_watcher.set(watcher)
+        try:
+            completion = await self.solver(request, item, generate)
+        finally:
+            episode_watcher.reset(token)
+            watcher.finish()
         completion.cached = all_cached
         if turn_hits:
             self.hits[(item.id, epoch)] = (item, turn_hits, all_cached)

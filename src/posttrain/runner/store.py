@@ -14,6 +14,13 @@ microseconds) and survives a killed process. Tables:
   time, so an entry is served only to the same model and within the expiry
   (``posttrain.runner.cache``). ``posttrain cache ls|clear`` reads and prunes it.
 - ``votes``: blind pairwise preferences (web review), ``reviews``: item flags and edits.
+- ``steps``: the messages of agentic (``solver:``) samples as they join the transcript, and
+  pauses, so ``posttrain view`` can follow a run live by tailing this table; ``position`` is
+  the message's index in the transcript (a row for a position seen before replaces it: a
+  reviewer's edit).
+- ``steering``: the control channel from a reviewer to a running episode: ``pause`` and
+  ``resume`` (with the intervention) rows, written by the viewer, read by the runner between
+  turns; ``status`` pending / taken / applied / refused / expired.
 """
 
 from __future__ import annotations
@@ -119,6 +126,31 @@ CREATE TABLE IF NOT EXISTS votes (
     voter TEXT,
     created REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS steps (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    position INTEGER,
+    turn INTEGER NOT NULL DEFAULT 0,
+    message TEXT,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS steps_sample ON steps(run_id, item_id, epoch, id);
+CREATE TABLE IF NOT EXISTS steering (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    payload TEXT NOT NULL DEFAULT '{}',
+    status TEXT NOT NULL DEFAULT 'pending',
+    note TEXT,
+    created REAL NOT NULL,
+    updated REAL
+);
+CREATE INDEX IF NOT EXISTS steering_sample ON steering(run_id, item_id, epoch, status);
 CREATE TABLE IF NOT EXISTS reviews (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     eval_name TEXT NOT NULL,
@@ -621,3 +653,66 @@ class Store:
             return self.conn.execute("SELECT * FROM reviews ORDER BY id").fetchall()
         return self.conn.execute("SELECT * FROM reviews WHERE eval_name = ? ORDER BY id",
                                  (eval_name,)).fetchall()
+
+    # ---- live steps and steering -------------------------------------------------------------
+    def add_steps(self, run_id: str, item_id: str, epoch: int, turn: int,
+                  rows: Sequence[tuple[str, int | None, dict[str, Any] | None]]) -> None:
+        """Append (kind, position, message) rows of a running episode (one atomic write; in a
+        run, part of the event-loop iteration's commit)."""
+        now = time.time()
+        with self._write():
+            self.conn.executemany(
+                "INSERT INTO steps (run_id, item_id, epoch, kind, position, turn, message, "
+                "created) VALUES (?,?,?,?,?,?,?,?)",
+                [(run_id, item_id, epoch, kind, position, turn,
+                  None if message is None else orjson.dumps(message, default=str).decode(), now)
+                 for kind, position, message in rows])
+
+    def steps_after(self, after_id: int, *, run_id: str | None = None, item_id: str | None = None,
+                    epoch: int | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Step rows with an id above ``after_id`` (oldest first), of one run or sample."""
+        sql = "SELECT * FROM steps WHERE id > ?"
+        params: list[Any] = [after_id]
+        for column, value in (("run_id", run_id), ("item_id", item_id), ("epoch", epoch)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        sql += f" ORDER BY id LIMIT {int(limit)}"
+        return [{**dict(row), "message": orjson.loads(row["message"]) if row["message"] else None}
+                for row in self.conn.execute(sql, params)]
+
+    def last_step_id(self) -> int:
+        row = self.conn.execute("SELECT MAX(id) FROM steps").fetchone()
+        return int(row[0] or 0)
+
+    def add_control(self, run_id: str, item_id: str, epoch: int, action: str,
+                    payload: dict[str, Any] | None = None) -> int:
+        """A reviewer's ``pause`` or ``resume`` (payload: the intervention) for the runner."""
+        with self._write():
+            cursor = self.conn.execute(
+                "INSERT INTO steering (run_id, item_id, epoch, action, payload, created) "
+                "VALUES (?,?,?,?,?,?)",
+                (run_id, item_id, epoch, action, orjson.dumps(payload or {}).decode(),
+                 time.time()))
+        return int(cursor.lastrowid or 0)
+
+    def pending_controls(self, run_id: str, item_id: str, epoch: int) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT * FROM steering WHERE run_id = ? AND item_id = ? AND epoch = ? "
+            "AND status = 'pending' ORDER BY id", (run_id, item_id, epoch))
+        return [{**dict(row), "payload": orjson.loads(row["payload"])} for row in rows]
+
+    def set_control_status(self, control_id: int, status: str, note: str | None = None) -> None:
+        with self._write():
+            self.conn.execute("UPDATE steering SET status = ?, note = ?, updated = ? WHERE id = ?",
+                              (status, note, time.time(), control_id))
+
+    def controls(self, run_id: str, item_id: str | None = None,
+                 epoch: int | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM steering WHERE run_id = ?"
+        params: list[Any] = [run_id]
+        if item_id is not None:
+            sql += " AND item_id = ? AND epoch = ?"
+            params += [item_id, epoch or 0]
+        rows = self.conn.execute(sql + " ORDER BY id", params)
+        return [{**dict(row), "payload": orjson.loads(row["payload"])} for row in rows]

@@ -7,7 +7,7 @@ only this module.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,8 @@ class RunSample:
     score: float | None  # mean of the scored graders; None if none scored
     passed: bool
     item: dict[str, Any]
+    record: dict[str, Any] = field(default_factory=dict)  # the stored completion
+    tools: list[dict[str, Any]] | None = None  # the request's tools
 
 
 def read_jsonl(path: str | Path, flag: str = "--data") -> list[dict[str, Any]]:
@@ -36,8 +38,11 @@ def read_jsonl(path: str | Path, flag: str = "--data") -> list[dict[str, Any]]:
     return [row for _, row in load_jsonl(path)]
 
 
-def _messages_for(run: Any, items: list[Any]) -> dict[str, list[dict[str, Any]]]:
-    """Rebuild each item's request messages from the run's eval file (or the row's messages)."""
+def _messages_for(run: Any, items: list[Any],
+                  tools: dict[str, list[dict[str, Any]] | None] | None = None,
+                  ) -> dict[str, list[dict[str, Any]]]:
+    """Rebuild each item's request messages from the run's eval file (or the row's messages);
+    ``tools``, when given, receives each item's request tools."""
     eval_ = None
     if run.eval_path and Path(run.eval_path).exists():
         from posttrain.eval import load_eval
@@ -46,8 +51,11 @@ def _messages_for(run: Any, items: list[Any]) -> dict[str, list[dict[str, Any]]]
     out: dict[str, list[dict[str, Any]]] = {}
     for item in items:
         if eval_ is not None:
-            out[item.id] = eval_.request_for(item, run.variant if run.variant in eval_.variants
-                                              else "default").messages
+            request = eval_.request_for(item, run.variant if run.variant in eval_.variants
+                                        else "default")
+            out[item.id] = request.messages
+            if tools is not None:
+                tools[item.id] = request.tools
         elif isinstance(item.data.get("messages"), list):
             out[item.id] = list(item.data["messages"])
         else:
@@ -69,7 +77,8 @@ def run_samples(store_path: str | Path, run_ref: str) -> list[RunSample]:
         except KeyError:
             raise UserError(f"no run {run_ref!r} in {store_path}", field="--from-run") from None
         items = store.run_items(run.id)
-        messages = _messages_for(run, items)
+        tools: dict[str, list[dict[str, Any]] | None] = {}
+        messages = _messages_for(run, items, tools)
         data = {item.id: item.data for item in items}
         grades: dict[tuple[str, int], list[tuple[float, bool]]] = {}
         for row in store.scores(run.id):
@@ -88,7 +97,8 @@ def run_samples(store_path: str | Path, run_ref: str) -> list[RunSample]:
                 item_id=row["item_id"], epoch=row["epoch"],
                 messages=messages.get(row["item_id"], []), text=record.get("text") or "",
                 score=score, passed=bool(values) and all(p for _, p in values),
-                item=data.get(row["item_id"], {}),
+                item=data.get(row["item_id"], {}), record=record,
+                tools=tools.get(row["item_id"]),
             ))
     return samples
 
@@ -155,4 +165,85 @@ def pairs_from_votes(store_path: str | Path) -> list[dict[str, Any]]:
     if not pairs:
         raise UserError("no usable votes in the store (winner a or b on two answers)",
                         field="--from-votes")
+    return pairs
+
+
+# ---- steered trajectories (posttrain view: pause, correct, continue) --------------------------
+def _steered(store_path: str | Path, run_ref: str | None) -> list[RunSample]:
+    """The answers a reviewer steered, of one run or (None) of every run in the store."""
+    from posttrain.runner.store import Store
+
+    if not Path(store_path).exists():
+        raise UserError(f"store not found: {store_path}", field="--store")
+    if run_ref is None:
+        with Store(store_path) as store:
+            found = store.conn.execute(
+                "SELECT DISTINCT run_id FROM steering WHERE action = 'resume' "
+                "AND status = 'applied' ORDER BY run_id").fetchall()
+        refs = [row[0] for row in found]
+    else:
+        refs = [run_ref]
+    out = []
+    for ref in refs:
+        out += [s for s in run_samples(store_path, ref)
+                if (s.record.get("meta") or {}).get("steering")]
+    return out
+
+
+def _rendered(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
+              ) -> list[dict[str, Any]]:
+    """Messages with string contents for ``train sft|dpo``: tool calls and results written as
+    the ``hf:`` provider writes them for a chat template without tools."""
+    from posttrain.models.hf import tools_in_messages
+
+    if tools or any(m.get("tool_calls") or m.get("role") == "tool" for m in messages):
+        messages = tools_in_messages(messages, tools or [])
+    return [{"role": str(m.get("role")), "content": m.get("content")
+             if isinstance(m.get("content"), str) else ""} for m in messages]
+
+
+def rows_from_steering(store_path: str | Path, run_ref: str | None = None,
+                       only_passed: bool = False) -> list[dict[str, Any]]:
+    """SFT rows from steered trajectories: one ``{"messages": [...]}`` row per assistant turn
+    from the first correction on, its context the corrected conversation (the reviewer's edit
+    and message included)."""
+    rows = []
+    for sample in _steered(store_path, run_ref):
+        if only_passed and not sample.passed:
+            continue
+        transcript = sample.record.get("transcript") or []
+        first = min(int(r["at"]) for r in sample.record["meta"]["steering"])
+        for index in range(first, len(transcript)):
+            if transcript[index].get("role") == "assistant":
+                rows.append({"messages": _rendered(transcript[:index + 1], sample.tools)})
+    if not rows:
+        raise UserError("no steered trajectories" + (f" in run {run_ref!r}" if run_ref else "")
+                        + (" that passed" if only_passed else "")
+                        + ": pause one in `posttrain view` while it runs, correct it, continue",
+                        field="--from-steering")
+    return rows
+
+
+def pairs_from_steering(store_path: str | Path, run_ref: str | None = None
+                        ) -> list[dict[str, Any]]:
+    """DPO pairs from steered trajectories, one per correction: the prompt is the corrected
+    conversation, ``chosen`` the model's turn after the correction, ``rejected`` the turn it
+    would have taken without it (its original continuation, generated but never executed)."""
+    pairs = []
+    for sample in _steered(store_path, run_ref):
+        transcript = sample.record.get("transcript") or []
+        for record in sample.record["meta"]["steering"]:
+            at = int(record["at"])
+            corrected = record.get("corrected")
+            if corrected is None or at > len(transcript):
+                continue
+            chosen = _rendered(transcript[:at] + [corrected], sample.tools)
+            rejected = _rendered(transcript[:at] + [record["original"]], sample.tools)
+            if chosen[-1]["content"] == rejected[-1]["content"]:
+                continue
+            pairs.append({"prompt": chosen[:-1], "chosen": [chosen[-1]],
+                          "rejected": [rejected[-1]]})
+    if not pairs:
+        raise UserError("no steered trajectories whose correction changed the model's next turn"
+                        + (f" in run {run_ref!r}" if run_ref else ""), field="--from-steering")
     return pairs

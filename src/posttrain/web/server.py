@@ -11,10 +11,16 @@ bound address), ``localhost`` or the wildcard address literal (``0.0.0.0``, ``::
 port it came in on, and an ``Origin`` must be
 ``http://`` one of those; a page on another site whose name was made to resolve to 127.0.0.1
 sends its own name as ``Host`` and is refused (421 / 403).
+
+Live runs (``/api/live``, ``/api/live/stream``: server-sent events) are read from the store the
+runner writes; steering (``POST /api/steer/pause|resume``) is written to the store's control
+table, which the runner reads between turns. Both go through the same guard as votes and
+reviews: the host check, the token, JSON bodies and the same-origin check.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import random
@@ -29,7 +35,7 @@ from aiohttp import web
 
 from posttrain.errors import UserError
 from posttrain.runner.store import Store
-from posttrain.web import matrix, views
+from posttrain.web import live, matrix, views
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 VERDICTS = ("misgraded", "ambiguous", "fine")
@@ -368,6 +374,86 @@ async def api_review(request: web.Request) -> web.Response:
                               "sample": views.sample_detail(store, run.id, item_id, epoch)})
 
 
+# ---- live runs and steering -------------------------------------------------------------------
+STREAM_HEARTBEAT_S = 5.0
+HUB_KEY: web.AppKey[live.LiveHub] = web.AppKey("hub", live.LiveHub)
+
+
+async def api_live(request: web.Request) -> web.Response:
+    return web.json_response(live.live_runs(_store(request)))
+
+
+def _sample_ref(request: web.Request) -> tuple[str, str, int]:
+    return (request.match_info["run"], request.match_info["item"],
+            _int(request.query, "epoch", 0))
+
+
+async def api_trajectory(request: web.Request) -> web.Response:
+    return web.json_response(live.trajectory(_store(request), *_sample_ref(request)))
+
+
+async def api_stream(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: ``step`` (each new message or pause; of one sample with
+    ``?run=&item=&epoch=``, of one run with ``?run=``, else of every run; from ``?after=STEP_ID``)
+    and ``progress`` (the live runs, at most once a second while the store changes). One
+    poller (:class:`posttrain.web.live.LiveHub`) reads the store for every open page, so an open
+    page costs the runner nothing but this process's SQLite reads."""
+    store, query = _store(request), request.query
+    run = store.resolve_run(query["run"]).id if query.get("run") else None
+    item = query.get("item") or None
+    epoch = _int(query, "epoch", 0) if item is not None else None
+    hub = request.app[HUB_KEY]
+    after = _int(query, "after", -1)
+    if after < 0:
+        after = hub.position if run is None else 0
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/event-stream", "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff", "X-Accel-Buffering": "no"})
+    await response.prepare(request)
+    # the backlog up to where the poller is, then its events: no step lost or sent twice
+    backlog = [row for row in store.steps_after(after, run_id=run, item_id=item, epoch=epoch,
+                                                limit=100_000) if row["id"] <= hub.position]
+    queue = hub.subscribe((run, item, epoch))
+    try:
+        chunks = [hub.encode_step(row) for row in backlog]
+        chunks.append(hub.progress_event())
+        await response.write(b"".join(chunks))
+        while True:
+            try:
+                chunk = await asyncio.wait_for(queue.get(), STREAM_HEARTBEAT_S)
+            except TimeoutError:
+                chunk = b": keep-alive\n\n"
+            if not chunk:  # the server is shutting down
+                break
+            await response.write(chunk)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        hub.unsubscribe(queue)
+    return response
+
+
+async def _steer_body(request: web.Request) -> tuple[dict[str, Any], str, str, int]:
+    body = await _json(request)
+    run, item = body.get("run"), body.get("item_id")
+    if not isinstance(run, str) or not isinstance(item, str):
+        raise UserError("needs run and item_id")
+    epoch = body.get("epoch", 0)
+    if not isinstance(epoch, int):
+        raise UserError("epoch must be an integer")
+    return body, run, item, epoch
+
+
+async def api_steer_pause(request: web.Request) -> web.Response:
+    _body, run, item, epoch = await _steer_body(request)
+    return web.json_response(live.request_pause(_store(request), run, item, epoch))
+
+
+async def api_steer_resume(request: web.Request) -> web.Response:
+    body, run, item, epoch = await _steer_body(request)
+    return web.json_response(live.request_resume(_store(request), run, item, epoch, body))
+
+
 async def api_votes(request: web.Request) -> web.Response:
     return web.json_response([dict(v) for v in _store(request).votes()])
 
@@ -379,6 +465,7 @@ def create_app(store_path: str | Path, *, token: str | None = None,
     app[TOKEN_KEY] = token or ""
     app[PAIRS_KEY] = {}
     app[RNG_KEY] = random.Random(seed)
+    app[HUB_KEY] = live.LiveHub(app[STORE_KEY])
     app.router.add_get("/", index)
     app.router.add_get("/static/{name}", static)
     app.router.add_get("/static/vendor/{name}", vendor)
@@ -395,9 +482,19 @@ def create_app(store_path: str | Path, *, token: str | None = None,
     app.router.add_post("/api/arena/vote", api_vote)
     app.router.add_get("/api/votes", api_votes)
     app.router.add_post("/api/review", api_review)
+    app.router.add_get("/api/live", api_live)
+    app.router.add_get("/api/live/stream", api_stream)
+    app.router.add_get("/api/live/{run}/{item}", api_trajectory)
+    app.router.add_post("/api/steer/pause", api_steer_pause)
+    app.router.add_post("/api/steer/resume", api_steer_resume)
+
+    async def end_streams(app: web.Application) -> None:
+        await app[HUB_KEY].stop()
 
     async def close_store(app: web.Application) -> None:
         app[STORE_KEY].close()
+
+    app.on_shutdown.append(end_streams)
 
     app.on_cleanup.append(close_store)
     return app

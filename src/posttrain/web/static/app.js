@@ -458,6 +458,19 @@ function messageView(m) {
   return h("div", {class: `msg ${m.role}`}, parts);
 }
 
+// a reviewer's corrections of this episode (posttrain view: pause, correct, continue)
+function steeringView(records) {
+  if (!records.length) return null;
+  return h("section", {id: "steering"}, h("h3", {}, `Steered by a reviewer (${records.length} correction${records.length > 1 ? "s" : ""})`),
+    records.map(r => h("div", {class: "intervention"},
+      h("p", {}, `Before turn ${r.turn}${r.reviewer ? ` · by ${r.reviewer}` : ""}`),
+      (r.edited_tool_results || []).map(e => h("div", {class: "edit"}, `Tool result ${e.tool_call_id || e.index} edited:`,
+        h("del", {}, folded(contentText(e.before), 400)), h("ins", {}, folded(contentText(e.after), 400)))),
+      r.added_message ? h("div", {class: "edit"}, "Message added: ", h("ins", {}, r.added_message.content)) : null,
+      h("div", {class: "side"}, h("div", {}, h("strong", {}, "The model's next turn without the correction (never executed)"), messageView(r.original)),
+        h("div", {}, h("strong", {}, "Its turn after the correction"), r.corrected ? messageView(r.corrected) : h("p", {class: "muted"}, "–"))))));
+}
+
 function transcriptView(transcript, meta, promptLength) {
   // the turns after the prompt: each assistant turn, its tool calls and their results
   const turns = transcript.slice(promptLength);
@@ -473,7 +486,7 @@ function transcriptView(transcript, meta, promptLength) {
   const facts = [meta.turns !== undefined ? `${meta.turns} assistant turns` : null, meta.hit_turn_cap ? "stopped at the turn cap" : null,
     meta.faults_injected ? `faults injected: ${JSON.stringify(meta.faults_injected)}` : null].filter(Boolean).join(" · ");
   return h("section", {id: "transcript"}, h("h2", {}, `Transcript (${turns.length} messages after the prompt)`),
-    facts ? h("p", {class: "muted"}, facts) : null, state,
+    facts ? h("p", {class: "muted"}, facts) : null, state, steeringView(meta.steering || []),
     calls.length ? h("table", {id: "tool-calls", class: "compact"}, h("thead", {}, h("tr", {}, ["turn", "tool", "arguments", "outcome", "result"].map(t => h("th", {}, t)))), h("tbody", {}, rows)) : null,
     h("div", {class: "turns"}, turns.map(m => messageView(m))));
 }
@@ -615,13 +628,120 @@ async function pageArena(a, b) {
   keyHandler = arenaKeys;
 }
 
+// ---- live runs and steering ----------------------------------------------------------------
+// Pushed by the server (server-sent events from the store the runner writes); one stream open
+// at a time, closed when the page changes.
+let liveSource = null;
+function openStream(query, handlers) {
+  if (liveSource) liveSource.close();
+  liveSource = new EventSource(`api/live/stream?${query}`);
+  for (const [name, handler] of Object.entries(handlers)) liveSource.addEventListener(name, e => handler(JSON.parse(e.data)));
+  return liveSource;
+}
+
+function liveTable(runs) {
+  return h("table", {id: "live-runs"}, h("thead", {}, h("tr", {}, ["run", "eval", "model", "status", "progress", "agentic samples in flight"].map(t => h("th", {}, t)))),
+    h("tbody", {}, runs.map(r => h("tr", {"data-run": r.id, "data-status": r.status},
+      h("td", {}, h("a", {href: `#/run/${enc(r.id)}`}, r.id)), h("td", {}, r.eval), h("td", {}, r.model + (r.variant !== "default" ? ` [${r.variant}]` : "")),
+      h("td", {class: r.status === "running" ? "running" : ""}, r.status),
+      h("td", {class: "progress"}, h("progress", {max: r.total || 1, value: r.done}), ` ${r.done}/${r.total}`, r.errors ? h("span", {class: "fail"}, ` · ${r.errors} errors`) : null,
+        r.steered ? h("span", {class: "steered", title: "answers a reviewer corrected: they count in the score like the others"}, ` · ${r.steered} steered`) : null),
+      h("td", {}, r.in_flight.map(s => h("a", {class: `in-flight${s.paused ? " paused" : ""}`, href: `#/live/${enc(r.id)}/${enc(s.item_id)}/${s.epoch}`},
+        `${s.item_id}${s.epoch ? "#" + s.epoch : ""} · ${s.steps} steps${s.paused ? " · paused" : ""}`)))))));
+}
+
+async function pageLive() {
+  const runs = await api("api/live");
+  const holder = h("div", {id: "live-holder"}, liveTable(runs));
+  show(h("h1", {}, "Live runs"), h("p", {class: "muted"}, "Progress per run and the agentic samples being answered, as they happen. Open one to follow its trajectory, pause it and correct it."), holder);
+  openStream("", {progress: data => holder.replaceChildren(liveTable(data))});
+}
+
+async function pageTrajectory(runId, itemId, epoch) {
+  const ref = `api/live/${enc(runId)}/${enc(itemId)}?epoch=${epoch}`;
+  let t = await api(ref);
+  const messages = new Map(t.messages.map((m, i) => [i, m]));
+  const stepsList = h("ol", {id: "steps"});
+  const messagesBox = h("div", {id: "traj-messages", class: "turns"});
+  const state = h("p", {id: "traj-state", role: "status"});
+  const form = h("div", {id: "steer-form", hidden: true});
+  const result = h("p", {id: "steer-result", role: "status"});
+  const pause = h("button", {id: "btn-pause", onclick: async () => {
+    try { await api("api/steer/pause", {run: t.run, item_id: itemId, epoch: Number(epoch)}); t.pause_requested = true; refresh(); }
+    catch (err) { result.textContent = err.message; }
+  }}, "Pause");
+  function addStep(step) {
+    stepsList.append(h("li", {"data-kind": step.kind, class: step.kind}, h("span", {class: "muted"}, `turn ${step.turn} `), step.summary));
+    if (step.kind === "message") { if (step.position === 0) messages.clear(); messages.set(step.position, step.message); }
+    if (step.kind === "paused") { t.paused = true; t.pause_requested = false; }
+    if (step.kind === "resumed") { t.paused = false; }
+  }
+  function drawMessages() {
+    messagesBox.replaceChildren(...[...messages.keys()].sort((a, b) => a - b).map(i => {
+      const view = messageView(messages.get(i)); view.dataset.position = i; return view; }));
+  }
+  function drawForm() {
+    const ordered = [...messages.keys()].sort((a, b) => a - b).map(i => [i, messages.get(i)]);
+    const lastAssistant = Math.max(-1, ...ordered.filter(([, m]) => m.role === "assistant").map(([i]) => i));
+    const editable = ordered.filter(([i, m]) => i > lastAssistant && m.role === "tool");
+    const edits = editable.map(([i, m]) => {
+      const area = h("textarea", {id: `edit-${i}`, "data-position": i, rows: 3, "aria-label": `tool result ${i}`});
+      area.value = contentText(m.content);
+      return h("label", {class: "edit"}, `Next tool result (${m.tool_call_id || i}), as the model will read it:`, area);
+    });
+    const message = h("textarea", {id: "steer-message", rows: 3, placeholder: "a message to the agent (optional)", "aria-label": "message"});
+    const go = h("button", {id: "btn-continue", onclick: async () => {
+      const body = {run: t.run, item_id: itemId, epoch: Number(epoch), reviewer: "web"};
+      const changed = {};
+      for (const [i, m] of editable) { const v = form.querySelector(`#edit-${i}`).value; if (v !== contentText(m.content)) changed[i] = v; }
+      if (Object.keys(changed).length) body.tool_results = changed;
+      if (message.value.trim()) body.message = message.value;
+      try { const r = await api("api/steer/resume", body); result.textContent = r.steered ? "Correction sent; the episode goes on." : "Resumed unchanged."; form.hidden = true; }
+      catch (err) { result.textContent = err.message; }
+    }}, "Continue");
+    form.replaceChildren(h("h2", {}, "Correct, then continue"), ...(edits.length ? edits : [h("p", {class: "muted"}, "No tool result is waiting for the model.")]), h("label", {class: "edit"}, "Add a message:", message), h("div", {class: "toolbar"}, go));
+  }
+  function refresh() {
+    state.textContent = t.finished ? "finished" : t.paused ? "paused: the runner waits for you" : t.pause_requested ? "pause requested: it stops before the next turn" : t.run_status === "running" ? "running" : t.run_status;
+    state.dataset.state = t.finished ? "finished" : t.paused ? "paused" : t.pause_requested ? "requested" : "running";
+    pause.disabled = t.finished || t.paused || t.pause_requested || t.run_status !== "running";
+    const wasHidden = form.hidden;
+    form.hidden = !t.paused || t.finished;
+    if (!form.hidden && wasHidden) drawForm();
+  }
+  t.steps.forEach(addStep);
+  t.paused = t.paused; drawMessages();
+  const done = h("p", {id: "traj-done"});
+  show(h("h1", {}, `Trajectory: ${itemId}`), h("p", {class: "muted"}, `${t.eval} · ${t.model} · run `, h("a", {href: `#/run/${enc(t.run)}`}, t.run), ` · epoch ${epoch}`),
+    state, h("div", {class: "toolbar"}, pause), result, form, done,
+    h("div", {class: "side"}, h("section", {}, h("h2", {}, "Steps"), stepsList), h("section", {}, h("h2", {}, "Messages"), messagesBox)));
+  function finished() {
+    done.replaceChildren("Finished and graded: ", h("a", {id: "open-sample", href: `#/sample/${enc(t.run)}/${enc(itemId)}/${epoch}`}, "open the stored sample"));
+  }
+  refresh();
+  if (t.finished) { finished(); return; }
+  openStream(`run=${enc(t.run)}&item=${enc(itemId)}&epoch=${epoch}&after=${t.last_step}`, {
+    step: step => { addStep(step); drawMessages(); refresh(); if (!form.hidden && step.kind === "paused") drawForm(); },
+    progress: async runs => {
+      const run = runs.find(r => r.id === t.run);
+      const flying = run && run.status === "running" && run.in_flight.some(s => s.item_id === itemId && s.epoch === Number(epoch));
+      if (flying || t.finished) return;
+      const now = await api(ref);
+      if (now.finished) { t.finished = true; refresh(); finished(); if (liveSource) liveSource.close(); }
+    },
+  });
+}
+
 async function render() {
   const [path, query] = (location.hash.slice(1) || "/").split("?");
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   const params = new URLSearchParams(query || "");
   statusEl.textContent = "";
+  if (liveSource) { liveSource.close(); liveSource = null; }
   try {
-    if (parts[0] === "run") await pageRun(parts[1], params);
+    if (parts[0] === "live" && parts[1]) await pageTrajectory(parts[1], parts[2], parts[3] || "0");
+    else if (parts[0] === "live") await pageLive();
+    else if (parts[0] === "run") await pageRun(parts[1], params);
     else if (parts[0] === "matrix") await pageMatrix(parts[1], params);
     else if (parts[0] === "sample") await pageSample(parts[1], parts[2], parts[3] || "0");
     else if (parts[0] === "compare") await pageCompare(parts[1], parts[2]);

@@ -1,0 +1,116 @@
+"""The runner's side of follow-along and steering: an episode watcher that writes to the store.
+
+Each agentic sample (an eval with a ``solver:`` playing :func:`posttrain.environment.run_episode`)
+gets a :class:`StoreWatcher`. It only writes to the store: every message as it joins the
+transcript (``steps``, committed with the event-loop iteration, like answers), and between turns
+it reads the ``steering`` table for this sample — one indexed query, no network, nothing to wait
+for unless a reviewer paused it. ``posttrain view`` tails ``steps`` and writes ``steering``; the
+two processes never talk to each other except through the store.
+
+A pause holds only this episode (the run's other samples go on); it ends when the reviewer
+resumes, or after ``pause_limit_s`` (then the episode continues unsteered, the pause marked
+``expired``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from posttrain.environment import Intervention, apply_intervention
+from posttrain.runner.store import Store
+
+PAUSE_LIMIT_S = 3600.0
+POLL_S = 0.2
+MAX_MESSAGE_CHARS = 20_000
+
+
+def parse_intervention(payload: dict[str, Any], control_id: int | None = None) -> Intervention:
+    """The intervention in a ``resume`` row's payload (ValueError when malformed)."""
+    raw = payload.get("tool_results") or {}
+    if not isinstance(raw, dict):
+        raise ValueError("tool_results must map a message index to its new content")
+    results: dict[int, str] = {}
+    for key, value in raw.items():
+        try:
+            index = int(key)
+        except (TypeError, ValueError):
+            raise ValueError(f"not a message index: {key!r}") from None
+        if not isinstance(value, str) or len(value) > MAX_MESSAGE_CHARS:
+            raise ValueError("a tool result's new content must be text (at most "
+                             f"{MAX_MESSAGE_CHARS} characters)")
+        results[index] = value
+    message = payload.get("message")
+    if message is not None and (not isinstance(message, str) or len(message) > MAX_MESSAGE_CHARS):
+        raise ValueError(f"the message must be text (at most {MAX_MESSAGE_CHARS} characters)")
+    if isinstance(message, str) and not message.strip():
+        message = None
+    reviewer = payload.get("reviewer")
+    return Intervention(tool_results=results, message=message,
+                        reviewer=reviewer if isinstance(reviewer, str) else None, id=control_id)
+
+
+class StoreWatcher:
+    """Follows one (run, item, epoch) episode into the store and applies its steering."""
+
+    def __init__(self, store: Store, run_id: str, item_id: str, epoch: int, *,
+                 pause_limit_s: float = PAUSE_LIMIT_S, poll_s: float = POLL_S) -> None:
+        self.store = store
+        self.key = (run_id, item_id, epoch)
+        self.pause_limit_s = pause_limit_s
+        self.poll_s = poll_s
+
+    def finish(self) -> None:
+        """The episode is over: a pause or resume it never reached is refused, so the page
+        does not wait for it."""
+        for row in self.store.pending_controls(*self.key):
+            self.store.set_control_status(row["id"], "refused", "the episode ended first")
+
+    def on_messages(self, turn: int, messages: list[dict[str, Any]], start: int) -> None:
+        rows = [("message", index, messages[index]) for index in range(start, len(messages))]
+        if rows:
+            self.store.add_steps(*self.key, turn, rows)
+
+    async def checkpoint(self, turn: int, messages: list[dict[str, Any]]
+                         ) -> Intervention | None:
+        pending = self.store.pending_controls(*self.key)
+        pause = next((row for row in pending if row["action"] == "pause"), None)
+        if pause is None:
+            # a resume with no pause before it: nothing to wait for; refuse it
+            for row in pending:
+                self.store.set_control_status(row["id"], "refused", "not paused")
+            return None
+        self.store.set_control_status(pause["id"], "taken", f"paused before turn {turn}")
+        self.store.add_steps(*self.key, turn, [("paused", None, {"turn": turn,
+                                                                 "control_id": pause["id"]})])
+        deadline = time.monotonic() + self.pause_limit_s
+        while True:
+            self.store.flush()  # the pause is visible to the viewer before we wait
+            for row in self.store.pending_controls(*self.key):
+                if row["action"] != "resume":
+                    self.store.set_control_status(row["id"], "refused", "already paused")
+                    continue
+                try:
+                    intervention = parse_intervention(row["payload"], row["id"])
+                    if intervention.tool_results or intervention.message:
+                        apply_intervention(messages, intervention)  # check it before taking it
+                except ValueError as exc:
+                    self.store.set_control_status(row["id"], "refused", str(exc))
+                    continue
+                self.store.set_control_status(row["id"], "applied", f"before turn {turn}")
+                self.store.set_control_status(pause["id"], "applied", f"resumed at turn {turn}")
+                self.store.add_steps(*self.key, turn, [("resumed", None, {
+                    "turn": turn, "control_id": row["id"],
+                    "steered": bool(intervention.tool_results or intervention.message)})])
+                if intervention.tool_results or intervention.message:
+                    return intervention
+                return None
+            if time.monotonic() >= deadline:
+                self.store.set_control_status(pause["id"], "expired",
+                                              f"no resume within {self.pause_limit_s:g} s")
+                self.store.add_steps(*self.key, turn, [("resumed", None, {
+                    "turn": turn, "control_id": pause["id"], "steered": False,
+                    "expired": True})])
+                return None
+            await asyncio.sleep(self.poll_s)

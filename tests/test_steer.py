@@ -1,0 +1,392 @@
+"""Follow along and steer: the episode watcher, the store's control channel, the exports."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from posttrain.environment import (
+    Intervention,
+    apply_intervention,
+    episode_watcher,
+    run_episode,
+    unseen_tool_results,
+)
+from posttrain.runner.store import Store
+from posttrain.types import ChatRequest, Completion, Item
+from tests.conftest import StubServer
+from tests.steer_env import WeatherEnv, write_weather_eval
+
+CONVERSATION = [
+    {"role": "user", "content": "weather?"},
+    {"role": "assistant", "content": "", "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}]},
+    {"role": "tool", "tool_call_id": "c1", "content": '{"celsius": 21}'},
+]
+
+
+def test_only_unseen_tool_results_can_be_edited() -> None:
+    assert unseen_tool_results(CONVERSATION) == [2]
+    edited, record = apply_intervention(CONVERSATION, Intervention(
+        tool_results={2: '{"celsius": 5}'}, message="Use Celsius.", reviewer="ann"))
+    assert edited[2]["content"] == '{"celsius": 5}' and CONVERSATION[2]["content"] == \
+        '{"celsius": 21}'
+    assert edited[3] == {"role": "user", "content": "Use Celsius."}
+    assert record["edited_tool_results"] == [{"index": 2, "tool_call_id": "c1",
+                                              "before": '{"celsius": 21}',
+                                              "after": '{"celsius": 5}'}]
+    assert record["added_message"] == {"index": 3, "content": "Use Celsius."}
+    for index in (0, 1, 7):  # the prompt, a model turn, nothing: refused
+        with pytest.raises(ValueError, match="not a tool result"):
+            apply_intervention(CONVERSATION, Intervention(tool_results={index: "x"}))
+    with pytest.raises(ValueError, match="empty"):
+        apply_intervention(CONVERSATION, Intervention(message="  "))
+
+
+class ScriptedWatcher:
+    """Steers before turn 1: edits the tool result and adds a message."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int]] = []
+
+    def on_messages(self, turn: int, messages: list[dict[str, Any]], start: int) -> None:
+        self.seen.append((turn, start))
+
+    async def checkpoint(self, turn: int, messages: list[dict[str, Any]]) -> Intervention | None:
+        if turn != 1:
+            return None
+        (index,) = unseen_tool_results(messages)
+        return Intervention(tool_results={index: '{"celsius": 5}'}, message="Answer now.")
+
+
+def test_run_episode_records_the_intervention_and_never_executes_the_original() -> None:
+    env = WeatherEnv()
+    steps: list[dict[str, Any]] = []
+    original_step = env.step
+
+    def step(action: dict[str, Any]) -> Any:
+        steps.append(action)
+        return original_step(action)
+
+    env.step = step  # type: ignore[method-assign]
+    seen: list[list[dict[str, Any]]] = []
+
+    async def generate(request: ChatRequest) -> Completion:
+        seen.append(request.messages)
+        if request.messages[-1]["content"] == "Answer now.":
+            return Completion(text="5 degrees")
+        return Completion(text="", tool_calls=[{"id": "c", "function": {
+            "name": "weather", "arguments": "{}"}}])
+
+    watcher = ScriptedWatcher()
+    token = episode_watcher.set(watcher)
+    try:
+        done = asyncio.run(run_episode(env, ChatRequest(messages=[{"role": "user",
+                                                                   "content": "hi"}]),
+                                       Item(id="a", data={}), generate))
+    finally:
+        episode_watcher.reset(token)
+    assert done.text == "5 degrees"
+    # turn 0 call, the original continuation (a call: not executed), the corrected answer
+    assert len(seen) == 3 and len(steps) == 2
+    assert steps[1] == {"role": "assistant", "content": "5 degrees"}
+    (record,) = done.meta["steering"]
+    assert record["turn"] == 1 and record["at"] == 4
+    assert record["original"]["tool_calls"][0]["function"]["name"] == "weather"
+    assert record["corrected"] == {"role": "assistant", "content": "5 degrees"}
+    assert done.transcript[2]["content"] == '{"celsius": 5}'
+    assert done.transcript[3] == {"role": "user", "content": "Answer now."}
+    assert done.meta["lookups"] == 1  # the environment saw only the executed call
+    assert watcher.seen == [(0, 0), (0, 1), (1, 2), (1, 4)]
+
+
+def _reviewer(store_path: Path, item_id: str, edit: bool) -> dict[str, Any]:
+    """Wait for the episode's first tool result, pause, wait for the pause, steer (in its own
+    thread, as the viewer is its own process)."""
+    store = Store(store_path)
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            rows = [r for r in store.steps_after(0, item_id=item_id) if r["kind"] == "message"
+                    and r["message"]["role"] == "tool"]
+            if rows:
+                break
+            time.sleep(0.02)
+        else:
+            raise AssertionError("no tool result was streamed")
+        run_id = rows[0]["run_id"]
+        store.add_control(run_id, item_id, 0, "pause")
+        while not any(r["kind"] == "paused" for r in store.steps_after(0, item_id=item_id)):
+            assert time.monotonic() < deadline, "the episode never paused"
+            time.sleep(0.02)
+        steps = store.steps_after(0, item_id=item_id)
+        messages: dict[int, dict[str, Any]] = {r["position"]: r["message"] for r in steps
+                                               if r["kind"] == "message"}
+        ordered = [messages[i] for i in sorted(messages)]
+        payload: dict[str, Any] = {"message": "[[answer:21 degrees]]", "reviewer": "ann"}
+        if edit:
+            (index,) = unseen_tool_results(ordered)
+            payload["tool_results"] = {str(index): '{"city": "Paris", "celsius": 21, "note": '
+                                                   '"edited"}'}
+        store.add_control(run_id, item_id, 0, "resume", payload)
+        return {"run_id": run_id, "paused_at": len(ordered)}
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def slow_stub() -> Iterator[StubServer]:
+    """Answers in 0.3 s: an episode of 6 turns lasts long enough to be paused."""
+    server = StubServer(0.3)
+    yield server
+    server.close()
+
+
+def test_a_run_streams_steps_and_takes_a_reviewers_steering(tmp_path: Path, slow_stub,
+                                                            monkeypatch) -> None:
+    from posttrain.api import arun_eval
+
+    monkeypatch.setenv("OPENAI_BASE_URL", slow_stub.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    eval_path = write_weather_eval(tmp_path / "ev", n=2)
+    store_path = tmp_path / "s.db"
+
+    async def main() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        review = asyncio.create_task(asyncio.to_thread(_reviewer, store_path, "w0", True))
+        summaries = await arun_eval(eval_path, ["openai:stub"], store=store_path)
+        return summaries, await review
+
+    summaries, review = asyncio.run(main())
+    with Store(store_path) as store:
+        rows = {r["item_id"]: r for r in store.samples(review["run_id"])}
+        steered = json.loads(rows["w0"]["completion"])
+        plain = json.loads(rows["w1"]["completion"])
+        (record,) = steered["meta"]["steering"]
+        assert record["added_message"]["content"] == "[[answer:21 degrees]]"
+        assert record["edited_tool_results"][0]["after"].endswith('"edited"}')
+        assert record["original"]["tool_calls"]  # the model would have called again
+        assert record["corrected"]["content"] == "21 degrees"
+        assert record["reviewer"] == "ann"
+        transcript = steered["transcript"]
+        assert transcript[record["at"] - 1] == {"role": "user",
+                                                "content": "[[answer:21 degrees]]"}
+        assert "steering" not in plain["meta"] and plain["meta"]["hit_turn_cap"]
+        scores = {(r["item_id"]): r["value"] for r in store.scores(review["run_id"])}
+        assert scores == {"w0": 1.0, "w1": 0.0}  # the grader grades the steered answer
+        statuses = [(c["action"], c["status"]) for c in store.controls(review["run_id"])]
+        assert statuses == [("pause", "applied"), ("resume", "applied")]
+        kinds = [r["kind"] for r in store.steps_after(0, item_id="w0")]
+        assert "paused" in kinds and "resumed" in kinds
+        # every message of the stored transcript was streamed, the edit as a later row
+        streamed: dict[int, dict[str, Any]] = {}
+        for row in store.steps_after(0, item_id="w0"):
+            if row["kind"] == "message":
+                streamed[row["position"]] = row["message"]
+        assert [streamed[i] for i in sorted(streamed)] == transcript
+    assert summaries[0]["n"] == 2
+
+    # the corrected trajectory as SFT data and a preference pair, through the usual exports
+    from posttrain.cli import main as cli_main
+    from posttrain.train.data import pairs_from_steering, rows_from_steering
+    from posttrain.train.dpo import to_pair
+    from posttrain.train.sft import to_prompt_completion
+
+    (row,) = rows_from_steering(store_path)
+    sft = to_prompt_completion(row)
+    assert sft["completion"] == [{"role": "assistant", "content": "21 degrees"}]
+    assert sft["prompt"][-1] == {"role": "user", "content": "[[answer:21 degrees]]"}
+    assert '"note": "edited"' in sft["prompt"][-2]["content"]  # the edited tool result
+    assert "<tool_call>" in sft["prompt"][2]["content"]  # calls written as the hf provider does
+    (pair,) = pairs_from_steering(store_path, review["run_id"])
+    dpo = to_pair(pair)
+    assert dpo["chosen"] == [{"role": "assistant", "content": "21 degrees"}]
+    assert "<tool_call>" in dpo["rejected"][0]["content"] and "weather" in \
+        dpo["rejected"][0]["content"]
+    assert dpo["prompt"] == sft["prompt"]
+    out = tmp_path / "sft.jsonl"
+    assert cli_main(["export", "openai-ft", "--kind", "sft", "--from-steering", "--store",
+                     str(store_path), "-o", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == 1
+    assert cli_main(["export", "openai-ft", "--kind", "dpo", "--from-steering", review["run_id"],
+                     "--store", str(store_path), "-o", str(tmp_path / "dpo.jsonl")]) == 0
+    exported = json.loads((tmp_path / "dpo.jsonl").read_text())
+    assert exported["preferred_output"] == [{"role": "assistant", "content": "21 degrees"}]
+
+
+def test_no_steering_is_one_clear_line(tmp_path: Path) -> None:
+    from posttrain.errors import UserError
+    from posttrain.train.data import pairs_from_steering, rows_from_steering
+
+    Store(tmp_path / "s.db").close()
+    with pytest.raises(UserError, match="no steered trajectories"):
+        rows_from_steering(tmp_path / "s.db")
+    with pytest.raises(UserError, match="no steered trajectories"):
+        pairs_from_steering(tmp_path / "s.db")
+
+
+def _live_store(path: Path) -> str:
+    """A running run with one agentic sample part-way: a tool call and its result streamed."""
+    with Store(path) as store:
+        run = store.create_run(run_key="k", eval_name="weather", eval_path=None, eval_hash="h",
+                               model="stub", variant="default", epochs=1, config={},
+                               items=[Item(id="w0", data={}), Item(id="w1", data={})])
+        store.add_steps(run.id, "w0", 0, 0, [("message", i, m)
+                                             for i, m in enumerate(CONVERSATION)])
+        return run.id
+
+
+async def test_live_api_stream_and_guarded_steering(tmp_path: Path) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from posttrain.web.server import create_app
+
+    run_id = _live_store(tmp_path / "s.db")
+    client = TestClient(TestServer(create_app(tmp_path / "s.db"), host="127.0.0.1"))
+    await client.start_server()
+    try:
+        (live,) = await (await client.get("/api/live")).json()
+        assert live["status"] == "running" and live["done"] == 0 and live["total"] == 2
+        assert live["in_flight"] == [{"item_id": "w0", "epoch": 0, "steps": 3, "last": 3,
+                                      "paused": False}]
+        assert live["steered"] == 0
+        t = await (await client.get(f"/api/live/{run_id}/w0")).json()
+        assert [s["summary"] for s in t["steps"]] == [
+            "user: weather?", "calls weather()", 'weather → {"celsius": 21}']
+        assert not t["paused"] and t["editable"] == []
+
+        # the stream: the steps so far, then progress, then a step the runner adds later
+        stream = await client.get(f"/api/live/stream?run={run_id}&item=w0&epoch=0&after=1")
+        assert stream.headers["Content-Type"] == "text/event-stream"
+        text = ""
+        while text.count("event: step") < 2 or "event: progress" not in text:
+            text += (await stream.content.readany()).decode()
+        with Store(tmp_path / "s.db") as store:
+            store.add_steps(run_id, "w0", 0, 1, [("paused", None, {"turn": 1})])
+        while "paused by a reviewer before turn 1" not in text:
+            text += (await stream.content.readany()).decode()
+        stream.close()
+
+        # steering POSTs: the viewer's guard applies (JSON only, same origin, this host)
+        body = {"run": run_id, "item_id": "w0", "epoch": 0}
+        form = await client.post("/api/steer/pause", data="run=x",
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert form.status == 415
+        cross = await client.post("/api/steer/pause", json=body,
+                                  headers={"Origin": "http://evil.example"})
+        assert cross.status == 403
+        rebound = await client.post("/api/steer/pause", json=body,
+                                    headers={"Host": "evil.example"})
+        assert rebound.status == 421
+        # not paused yet: a resume is refused; a pause is recorded for the runner
+        refused = await client.post("/api/steer/resume", json={**body, "message": "hi"})
+        assert refused.status == 400 and "not paused" in (await refused.json())["error"]
+        ok = await client.post("/api/steer/pause", json=body)
+        assert ok.status == 200 and (await ok.json())["state"] == "requested"
+        again = await client.post("/api/steer/pause", json=body)
+        assert again.status == 400
+        with Store(tmp_path / "s.db") as store:  # the runner takes it
+            (pause,) = store.pending_controls(run_id, "w0", 0)
+            store.set_control_status(pause["id"], "taken")
+        t = await (await client.get(f"/api/live/{run_id}/w0")).json()
+        assert t["paused"] and t["editable"] == [2]
+        wrong = await client.post("/api/steer/resume", json={**body, "tool_results": {"1": "x"}})
+        assert wrong.status == 400 and "not a tool result" in (await wrong.json())["error"]
+        done = await client.post("/api/steer/resume", json={
+            **body, "tool_results": {"2": '{"celsius": 5}'}, "message": "Answer now."})
+        assert (await done.json()) == {"control": 2, "state": "resuming",
+                                       "steered": True}
+        with Store(tmp_path / "s.db") as store:
+            (resume,) = store.pending_controls(run_id, "w0", 0)
+            assert resume["payload"] == {"tool_results": {"2": '{"celsius": 5}'},
+                                         "message": "Answer now."}
+    finally:
+        await client.close()
+
+
+async def test_steering_needs_the_token_off_localhost(tmp_path: Path) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from posttrain.web.server import create_app
+
+    run_id = _live_store(tmp_path / "s.db")
+    client = TestClient(TestServer(create_app(tmp_path / "s.db", token="secret"),
+                                   host="127.0.0.1"))
+    await client.start_server()
+    try:
+        body = {"run": run_id, "item_id": "w0", "epoch": 0}
+        assert (await client.post("/api/steer/pause", json=body)).status == 401
+        assert (await client.get("/api/live/stream")).status == 401
+        ok = await client.post("/api/steer/pause", json=body,
+                               headers={"X-Posttrain-Token": "secret"})
+        assert ok.status == 200
+    finally:
+        await client.close()
+
+
+def test_a_pause_the_episode_never_reached_is_refused(tmp_path: Path) -> None:
+    from posttrain.runner.steering import StoreWatcher
+
+    run_id = _live_store(tmp_path / "s.db")
+    with Store(tmp_path / "s.db") as store:
+        store.add_control(run_id, "w0", 0, "pause")
+        StoreWatcher(store, run_id, "w0", 0).finish()
+        (control,) = store.controls(run_id)
+        assert (control["status"], control["note"]) == ("refused", "the episode ended first")
+
+
+def test_the_runner_checks_the_correction_again_and_takes_only_the_reviewers_text(
+        tmp_path: Path) -> None:
+    """A resume written to the store by anything but the viewer is checked by the runner:
+    an edit of the prompt or of a model turn, or a message that is not text, is refused and the
+    episode stays paused until a valid one comes."""
+    from posttrain.runner.steering import StoreWatcher
+
+    run_id = _live_store(tmp_path / "s.db")
+    with Store(tmp_path / "s.db") as store:
+        store.add_control(run_id, "w0", 0, "pause")
+        store.add_control(run_id, "w0", 0, "resume", {"tool_results": {"1": "forged turn"}})
+        store.add_control(run_id, "w0", 0, "resume", {"message": {"role": "assistant"}})
+        store.add_control(run_id, "w0", 0, "resume", {"tool_results": {"2": "21 C"},
+                                                      "message": "go on", "role": "system"})
+        watcher = StoreWatcher(store, run_id, "w0", 0, poll_s=0.01)
+        intervention = asyncio.run(watcher.checkpoint(1, [dict(m) for m in CONVERSATION]))
+        assert intervention is not None
+        assert (intervention.tool_results, intervention.message) == ({2: "21 C"}, "go on")
+        edited, _record = apply_intervention(CONVERSATION, intervention)
+        assert edited[-1] == {"role": "user", "content": "go on"}  # always a user message
+        statuses = [(c["action"], c["status"]) for c in store.controls(run_id)]
+        assert statuses == [("pause", "applied"), ("resume", "refused"), ("resume", "refused"),
+                            ("resume", "applied")]
+        notes = [c["note"] for c in store.controls(run_id)]
+        assert "not a tool result" in notes[1] and "must be text" in notes[2]
+
+
+def test_a_pause_nobody_resumes_expires(tmp_path: Path) -> None:
+    from posttrain.runner.steering import StoreWatcher
+
+    run_id = _live_store(tmp_path / "s.db")
+    with Store(tmp_path / "s.db") as store:
+        store.add_control(run_id, "w0", 0, "pause")
+        watcher = StoreWatcher(store, run_id, "w0", 0, pause_limit_s=0.05, poll_s=0.01)
+        assert asyncio.run(watcher.checkpoint(1, list(CONVERSATION))) is None
+        (control,) = store.controls(run_id)
+        assert control["status"] == "expired"
+        assert store.steps_after(3)[-1]["message"]["expired"] is True
+
+
+def test_a_replayed_episode_replaces_the_trajectory(tmp_path: Path) -> None:
+    """A run killed mid-episode and resumed plays the episode again from its prompt: the page's
+    trajectory is the new attempt's, not a mix of both."""
+    from posttrain.web.live import trajectory
+
+    run_id = _live_store(tmp_path / "s.db")
+    with Store(tmp_path / "s.db") as store:
+        store.add_steps(run_id, "w0", 0, 0, [("message", 0, CONVERSATION[0])])
+        t = trajectory(store, run_id, "w0", 0)
+        assert t["messages"] == CONVERSATION[:1] and len(t["steps"]) == 4
