@@ -437,3 +437,37 @@ def test_eval_html_takes_one_eval(tmp_path, stub, capsys):
                  str(models), "--html", str(tmp_path / "r.html")]) == 2
     assert "--html: one eval per HTML report" in capsys.readouterr().err
     assert stub.stats()["total_attempts"] == 0
+
+
+# ---- red-team findings (issue 18 follow-up) ---------------------------------------------------
+@pytest.mark.parametrize("ref", ["evals/*.yaml", "evals/"])
+@pytest.mark.parametrize(("typo", "message"), [
+    ("graders", "gradrs: unknown field; did you mean 'graders'?"),
+    ("name", "nme: unknown field; did you mean 'name'?"),
+])
+def test_an_eval_file_with_a_typo_in_a_glob_or_folder_is_reported_not_skipped(
+        tmp_path, stub, capsys, ref, typo, message):
+    evals = tmp_path / "evals"
+    _eval(evals, "good", 6)
+    bad = _eval(evals, "bad", 6)
+    wrong = {"graders": "gradrs", "name": "nme"}[typo]
+    bad.write_text(bad.read_text().replace(f"{typo}:", f"{wrong}:", 1))
+    (evals / "notes.yaml").write_text("models:\n  x: {provider: openai, model: x}\n")
+    (evals / "rows.json").write_text("[1, 2]\n")
+    project = _project(tmp_path, stub, f"  - {ref}\n")
+    code = main(["check", "--project", str(project), "--model", "new", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert f"{bad}:" in err and message in err
+    assert stub.stats()["total_attempts"] == 0
+    code = main(["eval", str(evals), "--model", "new", "--models-file",
+                 str(tmp_path / "models.yaml"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err
+    # the files that are not evals are listed, not dropped silently
+    bad.unlink()
+    code, report, text = _check(capsys, "--project", str(project), "--model", "new")
+    assert code in (0, 4)
+    assert f"skipped (not an eval file): {evals / 'notes.yaml'} (a models file" in text
+    if ref == "evals/":
+        assert f"skipped (not an eval file): {evals / 'rows.json'} (a list" in text

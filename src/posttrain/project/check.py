@@ -386,6 +386,7 @@ def verdict_report(project: Project, store: Any, loaded: Sequence[_Loaded], new:
         "project": str(project.path), "name": project.name, "store": str(project.store),
         "new": new, "against": prod, "verdict": verdict, "exit_code": EXIT_CODES[verdict],
         "blocking": blocking, "prompt_changes": prompt_fixes,
+        "skipped": [{"file": str(path), "reason": reason} for path, reason in project.skipped],
         "blocking_tags": sorted({b["scope"][4:] for r in evals if r["status"] == "blocked"
                                  for b in r["variants"][0]["blockers"]
                                  if b["scope"].startswith("tag ")}),

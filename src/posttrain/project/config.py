@@ -79,6 +79,8 @@ class Project:
     alpha: float = 0.05
     name: str | None = None
     text: str = ""
+    #: files a glob or folder matched that are not eval files, with why (listed, never silent)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
 
     @property
     def root(self) -> Path:
@@ -301,16 +303,23 @@ def _expand(project: Project, ref: str, field_path: str, line: int | None) -> li
     target = (root / ref)
     if any(ch in ref for ch in "*?["):
         matches = sorted(Path(p).resolve() for p in glob.glob(str(target), recursive=True))
-        files = [p for p in matches if p.is_file() and p.suffix.lower() in (".yaml", ".yml",
-                                                                             ".json")]
-        files = [p for p in files if p != project.path and is_eval_file(p)]
+        candidates = [p for p in matches if p.is_file() and p.suffix.lower() in EVAL_SUFFIXES]
+        files = []
+        for path in candidates:
+            if path == project.path:
+                continue
+            reason = not_an_eval(path, skip=project.path)
+            if reason is None:
+                files.append(path)
+            else:
+                project.skipped.append((path, reason))
         if not files:
             raise UserError(f"{ref!r} matches no eval file (under {root})", file=project.path,
                             line=line, field=field_path)
         return files
     target = target.resolve()
     if target.is_dir():
-        files = eval_files_in(target, skip=project.path)
+        files = eval_files_in(target, skip=project.path, skipped=project.skipped)
         if not files:
             raise UserError(f"no eval files in the folder {target}", file=project.path,
                             line=line, field=field_path)
@@ -321,26 +330,65 @@ def _expand(project: Project, ref: str, field_path: str, line: int | None) -> li
     return [target]
 
 
-def is_eval_file(path: Path) -> bool:
-    """A YAML/JSON mapping with a ``name`` and ``graders`` (datasets, models files and project
-    files are not)."""
+EVAL_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def not_an_eval(path: Path, skip: Path | None = None) -> str | None:
+    """Why a file that a glob or folder matched is not an eval file, or None when it is one
+    (or looks like an attempt at one: it is then loaded, so its mistakes are reported).
+
+    The rule: a YAML or JSON *mapping* with at least one eval field (``name``, ``dataset``,
+    ``messages``, ``graders``, ...), or a near miss of one (``nme``, ``grader``), is an eval
+    file; so is a YAML file that does not parse (loading it says why). Not eval files: the
+    project file (``posttrain.yaml``, or any mapping with ``evals:``), a mapping with no eval
+    field (a models file: ``models:``), a list or a scalar (a JSON dataset), a JSON file that
+    does not parse (JSON Lines named .json)."""
+    import difflib
+
+    from posttrain.eval import _TOP_LEVEL_KEYS
     from posttrain.loaders import yaml12
 
-    if path.name == PROJECT_FILE:
-        return False
+    if path.name == PROJECT_FILE or (skip is not None and path == skip):
+        return "a project file"
     try:
         data = yaml12.load_file(path, what="eval file")[0]
     except UserError:
-        return path.suffix.lower() in (".yaml", ".yml")  # a broken eval file: load it to say why
-    return isinstance(data, dict) and "name" in data and "graders" in data
+        if path.suffix.lower() == ".json":
+            return "does not parse as JSON"
+        return None  # a broken eval file: load it to say why
+    if isinstance(data, list):
+        return "a list (a dataset?), not a mapping"
+    if not isinstance(data, dict):
+        return "not a mapping"
+    if "evals" in data:
+        return "a project file (it has `evals:`)"
+    keys = [str(k) for k in data]
+    if any(k in _TOP_LEVEL_KEYS or difflib.get_close_matches(k, sorted(_TOP_LEVEL_KEYS), n=1,
+                                                             cutoff=0.8) for k in keys):
+        return None
+    if "models" in data:
+        return "a models file (it has `models:`)"
+    return "no eval field (name, dataset, messages, graders, ...)"
 
 
-def eval_files_in(folder: Path, skip: Path | None = None) -> list[Path]:
-    """The eval files in ``folder`` and its subfolders, sorted by path."""
+def is_eval_file(path: Path) -> bool:
+    """An eval file, or an attempt at one (see :func:`not_an_eval`)."""
+    return not_an_eval(path) is None
+
+
+def eval_files_in(folder: Path, skip: Path | None = None,
+                  skipped: list[tuple[Path, str]] | None = None) -> list[Path]:
+    """The eval files in ``folder`` and its subfolders, sorted by path; the YAML/JSON files that
+    are not (with why) are appended to ``skipped``."""
     found = []
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.suffix.lower() in (".yaml", ".yml", ".json") and \
-                path != skip and not any(part.startswith(".") for part in
-                                         path.relative_to(folder).parts) and is_eval_file(path):
+        if not (path.is_file() and path.suffix.lower() in EVAL_SUFFIXES) or \
+                any(part.startswith(".") for part in path.relative_to(folder).parts) or \
+                path == skip:
+            continue
+        reason = not_an_eval(path, skip=skip)
+        if reason is None:
             found.append(path.resolve())
+        elif skipped is not None:
+            skipped.append((path.resolve(), reason))
     return found

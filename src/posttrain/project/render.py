@@ -145,8 +145,10 @@ def failure_lines(report: dict[str, Any]) -> list[str]:
 
 def render_text(report: dict[str, Any]) -> str:
     out = [f"posttrain check: {report['new']} against {report['against']} on "
-           f"{len(report['evals'])} evals ({report['project']})", "",
-           _table(HEADERS, _rows(report)), ""]
+           f"{len(report['evals'])} evals ({report['project']})"]
+    out += [f"skipped (not an eval file): {s['file']} ({s['reason']})"
+            for s in report.get("skipped", [])]
+    out += ["", _table(HEADERS, _rows(report)), ""]
     ran = [r["eval"] for r in report["evals"] if r["production"].get("ran_now")]
     reused = len(report["evals"]) - len(ran)
     if reused:
