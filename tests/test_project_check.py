@@ -92,7 +92,7 @@ def _project(root: Path, stub: StubServer, evals: str, extra: str = "") -> Path:
 def _check(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict, str]:
     code = main(["check", "--no-progress", *argv])
     captured = capsys.readouterr()
-    report = json.loads(captured.out) if "--json" in argv and code in (0, 1, 3) else {}
+    report = json.loads(captured.out) if "--json" in argv and code in (0, 1, 3, 4) else {}
     return code, report, captured.out + captured.err
 
 
@@ -101,7 +101,7 @@ def _five(root: Path) -> str:
     cannot answer it) and a built-in suite."""
     return ("  - evals/\n"
             f"  - {{eval: {CAPITALS}, weight: 0}}\n"
-            "  - suite:structured_output?n=4\n")
+            "  - suite:structured_output?n=8\n")
 
 
 def test_five_evals_one_command_hold_names_what_blocks(tmp_path, stub, capsys):
@@ -330,17 +330,21 @@ def test_watch_checks_a_model_the_models_file_gains(tmp_path, stub, capsys):
     assert os.path.exists(tmp_path / "runs.db")
 
 
-def test_a_model_that_answers_nothing_holds_and_says_why(tmp_path, stub, capsys):
+def test_a_model_that_answers_nothing_on_one_eval_or_at_all_says_why(tmp_path, stub, capsys):
     evals = tmp_path / "evals"
     _eval(evals, "ok", 6)
     broken = _eval(evals, "broken", 6)
-    data = broken.with_suffix(".jsonl")
-    data.write_text(data.read_text().replace("? [[as:", "? [[fault:400:always]][[as:"))
+    _fault(broken, range(6), "[[fault:400:always]]")
     project = _project(tmp_path, stub, "  - evals/\n")
-    code, report, _ = _check(capsys, "--project", str(project), "--model", "new", "--json")
-    assert code == 1 and report["verdict"] == "hold"
-    (line,) = report["blocking"]
-    assert line.startswith("broken: no sample got an answer (error: HTTP 400")
+    # production answered nothing on one eval: no comparison there, a setup problem
+    code, _, text = _check(capsys, "--project", str(project), "--model", "new")
+    assert code == 2 and "production (prod) answered none of the 6 items of broken" in text
+    # an endpoint refusing every request (HTTP 400 or 500 on all): a setup problem, not a hold
+    _fault(evals / "ok.yaml", range(6), "[[fault:500:always]]")
+    code, _, text = _check(capsys, "--project", str(project), "--model", "new",
+                           "--max-retries", "0")
+    assert code == 2 and "Traceback" not in text
+    assert "--model: the new model (new) answered none of its 12 requests" in text
 
 
 def test_twenty_evals_of_an_equal_model_rarely_hold_once_corrected():
@@ -375,7 +379,7 @@ def test_twenty_evals_of_an_equal_model_rarely_hold_once_corrected():
 
 
 def test_without_model_the_one_candidate_is_checked(tmp_path, stub, capsys):
-    _eval(tmp_path / "evals", "a", 5)
+    _eval(tmp_path / "evals", "a", 6)
     project = _project(tmp_path, stub, "  - evals/a.yaml\n")  # candidates: [new]
     code, report, _ = _check(capsys, "--project", str(project), "--json")
     assert code == 0 and report["new"] == "new" and report["against"] == "prod"
@@ -395,7 +399,7 @@ def test_failed_samples_are_shown_with_their_reason_on_either_side(tmp_path, stu
     md = tmp_path / "c.md"
     code, _, text = _check(capsys, "--project", str(project), "--model", "new", "--markdown",
                            str(md))
-    assert code == 0
+    assert code == 4  # production's failed item is left out of the paired test: not an adopt
     assert "flaky: production: 1 of 6 samples failed or were not graded (counted 0): 1 x " \
            "error: HTTP 400" in text
     assert "flaky: new: 1 of 6 samples failed" in text
@@ -471,3 +475,82 @@ def test_an_eval_file_with_a_typo_in_a_glob_or_folder_is_reported_not_skipped(
     assert f"skipped (not an eval file): {evals / 'notes.yaml'} (a models file" in text
     if ref == "evals/":
         assert f"skipped (not an eval file): {evals / 'rows.json'} (a list" in text
+
+
+def _fault(path: Path, rows: range | set[int], fault: str) -> None:
+    data = path.with_suffix(".jsonl")
+    lines = data.read_text().splitlines()
+    for i in rows:
+        lines[i] = lines[i].replace("? [[as:", f"? {fault}[[as:", 1)
+    data.write_text("\n".join(lines) + "\n")
+
+
+def test_production_failures_are_sent_again_before_comparing(tmp_path, stub, capsys):
+    # production's stored run failed on 8 of 20 items (an outage): counted 0 it looked as bad
+    # as the new model, which really loses those 8. They are sent again; the real answers hold.
+    evals = tmp_path / "evals"
+    path = _eval(evals, "e", 20, new_wrong=set(range(8)))
+    _fault(path, range(8), "[[fault:400:1]]")
+    project = _project(tmp_path, stub, "  - evals/e.yaml\n")
+    assert main(["eval", str(path), "--model", "prod", "--models-file",
+                 str(tmp_path / "models.yaml"), "--store", str(tmp_path / "runs.db"),
+                 "--no-progress"]) in (0, 1)
+    capsys.readouterr()
+    code, report, _ = _check(capsys, "--project", str(project), "--model", "new", "--json")
+    (record,) = report["evals"]
+    assert record["production"]["resent"] == 8 and not record["production"]["ran_now"]
+    assert record["production"]["excluded"] == 0
+    assert record["variants"][0]["paired"]["diff"] == pytest.approx(-0.4)
+    assert code == 1 and report["verdict"] == "hold"
+
+
+def test_production_errors_left_after_sending_again_are_excluded_and_not_an_adopt(
+        tmp_path, stub, capsys):
+    evals = tmp_path / "evals"
+    path = _eval(evals, "e", 20)
+    _fault(path, {0, 1}, "[[fault:500:always]]")
+    project = _project(tmp_path, stub, "  - evals/e.yaml\n")
+    md = tmp_path / "c.md"
+    code, report, _ = _check(capsys, "--project", str(project), "--model", "new", "--json",
+                             "--max-retries", "0", "--markdown", str(md))
+    assert code == 4 and report["verdict"] == "insufficient evidence"
+    (record,) = report["evals"]
+    assert record["status"] == "insufficient" and record["production"]["excluded"] == 2
+    assert record["variants"][0]["paired"]["n"] == 18
+    assert "production failed on 2 of 20 items" in report["insufficient"][0]
+    assert "Insufficient evidence" in md.read_text()
+
+
+def test_too_few_items_to_show_a_regression_is_insufficient_evidence(tmp_path, stub, capsys):
+    # 3 items, every one lost: McNemar p = 0.25 at best; that is no evidence of no regression
+    evals = tmp_path / "evals"
+    _eval(evals, "tiny", 3, new_wrong={0, 1, 2})
+    _eval(evals, "big", 20)
+    project = _project(tmp_path, stub, "  - evals/\n")
+    xml = tmp_path / "c.xml"
+    code, report, _ = _check(capsys, "--project", str(project), "--model", "new", "--json",
+                             "--junit", str(xml))
+    by = {r["eval"]: r for r in report["evals"]}
+    assert by["tiny"]["status"] == "insufficient" and by["big"]["status"] == "pass"
+    assert code == 4 and report["verdict"] == "insufficient evidence"
+    assert "too few items to show a regression: 3 compared" in report["insufficient"][0]
+    cases = {c.get("name"): c for c in ET.parse(xml).getroot().iter("testcase")}
+    assert cases["tiny"].find("failure").get("type") == "insufficient-evidence"
+    code, _, text = _check(capsys, "--project", str(project), "--model", "new")
+    assert "insufficient evidence" in text and "verdict: INSUFFICIENT EVIDENCE new" in text
+
+
+def test_an_advisory_eval_that_regressed_says_it_would_block(tmp_path, stub, capsys):
+    evals = tmp_path / "evals"
+    _eval(evals, "main", 10)
+    _eval(evals, "side", 20, new_wrong=set(range(12)))
+    project = _project(tmp_path, stub, "  - evals/main.yaml\n"
+                                       "  - {eval: evals/side.yaml, weight: 0}\n")
+    code, report, text = _check(capsys, "--project", str(project), "--model", "new")
+    assert code == 0
+    assert "advisory (weight 0): would block" in text
+    assert "advisory (weight 0) side: would block — regressed -60.0%" in text
+    project.write_text(project.read_text().replace("evals/main.yaml\n",
+                                                   "{eval: evals/main.yaml, weight: 0}\n"))
+    code = main(["check", "--project", str(project), "--model", "new", "--no-progress"])
+    assert code == 2 and "every eval has weight 0" in capsys.readouterr().err

@@ -24,7 +24,9 @@ def add_parsers(sub: Any) -> None:
                     "upwards) on --model (each prompt variant; cached and resumable), compare "
                     "each paired with production's latest run, correct for the many "
                     "comparisons (Holm or Benjamini-Hochberg) and print one verdict. Exit "
-                    "code: 0 adopt, 1 hold, 3 adopt with prompt changes, 2 a setup problem.")
+                    "code: 0 adopt, 1 hold, 3 adopt with prompt changes, 4 insufficient "
+                    "evidence (too few items, or production failed on some), 2 a setup "
+                    "problem.")
     p.add_argument("--model", "-m", metavar="NEW",
                    help="the new model: a models-file name or a spec (openai:..., hf:...); "
                         "default: the project's one `candidates:` entry")

@@ -230,6 +230,10 @@ def _read(project: Project, data: Any) -> None:
                                       "suite:NAME references")
     for index, entry in enumerate(entries):
         project.evals.extend(_entry(project, entry, f"evals[{index}]"))
+    if all(entry.weight == 0 for entry in project.evals):
+        raise _fail(project, "evals", "every eval has weight 0 (advisory): nothing could "
+                                      "block, so every check would adopt; give at least one "
+                                      "eval a weight above 0")
     seen: dict[str, str] = {}
     for entry in project.evals:
         if entry.ref in seen:

@@ -8,7 +8,8 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 STATUS_WORDS = {"pass": "pass", "prompt": "passes with another prompt", "blocked": "BLOCKS",
-                "advisory": "advisory (weight 0): would block"}
+                "advisory": "advisory (weight 0): would block",
+                "insufficient": "insufficient evidence"}
 
 
 def _pct(value: float | None, signed: bool = False) -> str:
@@ -41,6 +42,10 @@ def headline(report: dict[str, Any]) -> str:
         line += f": blocked by {', '.join(evals)}"
         if report["blocking_tags"]:
             line += f" (tags {', '.join(report['blocking_tags'])})"
+    elif verdict == "insufficient evidence":
+        evals = [r["eval"] for r in report["evals"] if r["status"] == "insufficient"]
+        line += (f": nothing blocks, but a regression could not be seen on {', '.join(evals)} "
+                 "(not an adopt)")
     return line
 
 
@@ -202,8 +207,11 @@ def render_text(report: dict[str, Any]) -> str:
         out += [f"  posttrain optimize {r['file']} --model {report['new']}" for r in blocked]
     advisory = [r for r in report["evals"] if r["status"] == "advisory"]
     for record in advisory:
-        out.append(f"advisory {record['eval']}: "
+        out.append(f"advisory (weight 0) {record['eval']}: would block — "
                    + "; ".join(b["text"] for b in record["variants"][0]["blockers"]))
+    if report.get("insufficient"):
+        out.append("insufficient evidence (not a pass: a regression could not be seen):")
+        out += [f"  {line}" for line in report["insufficient"]]
     out.append(headline(report))
     return "\n".join(out)
 
@@ -217,12 +225,17 @@ def _prompt_tools() -> set[str]:
 
 def render_markdown(report: dict[str, Any]) -> str:
     verdict = report["verdict"]
-    mark = {"adopt": "✅", "adopt with prompt changes": "🟡", "hold": "❌"}[verdict]
+    mark = {"adopt": "✅", "adopt with prompt changes": "🟡", "hold": "❌",
+            "insufficient evidence": "⚠️"}[verdict]
     out = [f"### {mark} posttrain check: **{verdict}** `{report['new']}` "
            f"(against `{report['against']}`)", ""]
     if report["blocking"]:
         out.append("**Blocks:**")
         out += [f"- {_md(line)}" for line in report["blocking"]]
+        out.append("")
+    if report.get("insufficient"):
+        out.append("**Insufficient evidence** (a regression could not be seen):")
+        out += [f"- {_md(line)}" for line in report["insufficient"]]
         out.append("")
     if report["prompt_changes"]:
         out.append("**Prompt changes that clear:**")
@@ -260,7 +273,7 @@ def render_junit(report: dict[str, Any]) -> str:
     (or clears only with another prompt) has a ``failure``; an advisory one passes with the
     note in ``system-out``."""
     records = report["evals"]
-    failures = [r for r in records if r["status"] in ("blocked", "prompt")]
+    failures = [r for r in records if r["status"] in ("blocked", "prompt", "insufficient")]
     suite = ET.Element("testsuite", {
         "name": f"posttrain check {report['new']} vs {report['against']}",
         "tests": str(len(records)), "failures": str(len(failures)), "errors": "0",
@@ -288,6 +301,11 @@ def render_junit(report: dict[str, Any]) -> str:
                        f"clears: " + "; ".join(blockers))
             failure = ET.SubElement(case, "failure", {"message": message,
                                                       "type": "prompt-change"})
+            failure.text = message
+        elif record["status"] == "insufficient":
+            message = "insufficient evidence: " + "; ".join(first["insufficient"])
+            failure = ET.SubElement(case, "failure", {"message": message,
+                                                      "type": "insufficient-evidence"})
             failure.text = message
         paired = first["paired"]
         out = ET.SubElement(case, "system-out")
