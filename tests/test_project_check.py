@@ -554,3 +554,65 @@ def test_an_advisory_eval_that_regressed_says_it_would_block(tmp_path, stub, cap
                                                    "{eval: evals/main.yaml, weight: 0}\n"))
     code = main(["check", "--project", str(project), "--model", "new", "--no-progress"])
     assert code == 2 and "every eval has weight 0" in capsys.readouterr().err
+
+
+def test_report_files_that_cannot_be_written_are_refused_before_any_request(
+        tmp_path, stub, capsys):
+    _eval(tmp_path / "evals", "a", 6)
+    project = _project(tmp_path, stub, "  - evals/a.yaml\n")
+    (tmp_path / "adir").mkdir()
+    for flag, path, message in (
+            ("--junit", tmp_path / "adir", "is a folder: name a file"),
+            ("--markdown", tmp_path / "adir", "is a folder: name a file"),
+            ("--junit", tmp_path / "nope" / "c.xml", "no such folder")):
+        code = main(["check", "--project", str(project), "--model", "new", "--no-progress",
+                     flag, str(path)])
+        err = capsys.readouterr().err
+        assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+        assert f"{flag}: " in err and message in err
+    assert stub.stats()["total_attempts"] == 0
+
+
+def test_a_setup_problem_still_writes_the_report_files_for_ci(tmp_path, stub, capsys):
+    _eval(tmp_path / "evals", "a", 6)
+    project = _project(tmp_path, stub, "  - evals/a.yaml\n")
+    xml, md = tmp_path / "c.xml", tmp_path / "c.md"
+    code = main(["check", "--project", str(project), "--model", "nosuch", "--no-progress",
+                 "--junit", str(xml), "--markdown", str(md)])
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown model 'nosuch'" in err
+    suite = ET.parse(xml).getroot()
+    assert suite.get("errors") == "1" and "unknown model 'nosuch'" in \
+        suite.find("testcase/error").get("message")
+    assert "no verdict" in md.read_text() and "unknown model 'nosuch'" in md.read_text()
+
+
+def test_control_characters_and_escapes_from_models_never_break_the_reports(
+        tmp_path, stub, capsys):
+    from posttrain.project.render import render_junit, render_markdown, render_text
+
+    _eval(tmp_path / "evals", "a", 10, new_wrong=set(range(10)))
+    project = _project(tmp_path, stub, "  - evals/a.yaml\n")
+    code, report, _ = _check(capsys, "--project", str(project), "--model", "new", "--json")
+    assert code == 1
+    nasty = "HTTP 500: \x1b[31mboom\x1b[0m \x00\x07\x1b]0;title\x07 end"
+    report["evals"][0]["variants"][0]["blockers"][0]["text"] = nasty
+    report["blocking"][0] = nasty
+    suite = ET.fromstring(render_junit(report))  # well-formed
+    message = suite.find("testcase/failure").get("message")
+    assert "\x1b" not in message and "\x00" not in message and "boom" in message
+    for text in (render_text(report), render_markdown(report)):
+        assert "\x1b" not in text and "\x00" not in text and "boom" in text
+
+
+def test_the_weighted_mean_interval_stays_within_minus_one_and_one(tmp_path, stub, capsys):
+    evals = tmp_path / "evals"
+    _eval(evals, "small", 2, new_wrong={0, 1})
+    _eval(evals, "big", 12)
+    project = _project(tmp_path, stub, "  - {eval: evals/small.yaml, weight: 10}\n"
+                                       "  - evals/big.yaml\n")
+    _code, report, _ = _check(capsys, "--project", str(project), "--model", "new", "--json")
+    overall = report["overall"]
+    assert overall["diff"] == pytest.approx(-10 / 11, abs=1e-3)
+    assert -1 <= overall["ci_low"] <= overall["diff"] <= overall["ci_high"] <= 1
+    assert "clamped to [-1, 1]" in overall["ci_method"]

@@ -100,30 +100,61 @@ def _options(args: argparse.Namespace) -> Any:
         progress=False if args.no_progress or getattr(args, "json", False) else None)
 
 
-def _write(path: str, text: str) -> None:
-    target = Path(path)
-    if target.parent and not target.parent.exists():
-        raise UserError("no such folder", file=target.parent)
-    target.write_text(text, encoding="utf-8")
+def check_output(path: str | None, flag: str) -> None:
+    """A report file that cannot be written is a setup problem found before any request."""
+    import os
+
+    if not path:
+        return
+    target = Path(path).resolve()
+    if target.is_dir():
+        raise UserError(f"{target} is a folder: name a file", field=flag)
+    if not target.parent.is_dir():
+        raise UserError(f"no such folder: {target.parent}", field=flag)
+    if (target.exists() and not os.access(target, os.W_OK)) or \
+            (not target.exists() and not os.access(target.parent, os.W_OK)):
+        raise UserError(f"cannot write {target} (permission denied)", field=flag)
+
+
+def _write(path: str, text: str, flag: str) -> None:
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}", field=flag) from None
 
 
 def run_check(args: argparse.Namespace) -> int:
     from posttrain.project.config import load_project
 
-    project = load_project(args.project)
-    options = _options(args)
     for flag, path in (("--junit", args.junit), ("--markdown", args.markdown)):
-        if path and not Path(path).resolve().parent.is_dir():
-            raise UserError(f"no such folder: {Path(path).resolve().parent}", field=flag)
-    model = args.model
-    if model is None:
-        if len(project.candidates) != 1:
-            listed = (f" (candidates: {', '.join(project.candidates)})" if project.candidates
-                      else f" (or list one under `candidates:` in {project.path})")
-            raise UserError("name the new model" + listed, field="--model")
-        model = project.candidates[0]
+        check_output(path, flag)
+    try:
+        project = load_project(args.project)
+        options = _options(args)
+        model = args.model
+        if model is None:
+            if len(project.candidates) != 1:
+                listed = (f" (candidates: {', '.join(project.candidates)})"
+                          if project.candidates
+                          else f" (or list one under `candidates:` in {project.path})")
+                raise UserError("name the new model" + listed, field="--model")
+            model = project.candidates[0]
+    except UserError as exc:
+        _error_files(args.model or "?", exc, args.junit, args.markdown)
+        raise
     return _check_and_report(project, model, args.against, options, junit=args.junit,
                              markdown=args.markdown, as_json=args.json)
+
+
+def _error_files(new: str, exc: UserError, junit: str | None, markdown: str | None) -> None:
+    """CI publishes the report files `if: always()`: on a setup problem (exit 2) they say what
+    it is."""
+    from posttrain.project.render import render_error_junit, render_error_markdown
+
+    if junit:
+        _write(junit, render_error_junit(new, str(exc)), "--junit")
+    if markdown:
+        _write(markdown, render_error_markdown(new, str(exc)), "--markdown")
 
 
 def _check_and_report(project: Any, new: str, against: str | None, options: Any, *,
@@ -137,10 +168,13 @@ def _check_and_report(project: Any, new: str, against: str | None, options: Any,
         print("interrupted: finished answers are stored; run the same command to resume",
               file=sys.stderr)
         return 130
+    except UserError as exc:
+        _error_files(new, exc, junit, markdown)
+        raise
     if junit:
-        _write(junit, render_junit(report))
+        _write(junit, render_junit(report), "--junit")
     if markdown:
-        _write(markdown, render_markdown(report))
+        _write(markdown, render_markdown(report), "--markdown")
     if as_json:
         import json
 

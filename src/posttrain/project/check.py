@@ -32,6 +32,7 @@ from typing import Any
 
 from posttrain.errors import UserError, did_you_mean
 from posttrain.project.config import EvalEntry, Project
+from posttrain.project.render import clean
 
 ADOPT, PROMPT, HOLD = "adopt", "adopt with prompt changes", "hold"
 INSUFFICIENT = "insufficient evidence"
@@ -297,7 +298,7 @@ def verdict_report(project: Project, store: Any, loaded: Sequence[_Loaded], new:
         failed_ids = production_failures(prod_full)
         n_items = len(prod_full.items)
         if n_items and len(failed_ids) == n_items:
-            reason = next(iter(prod_sum["problems"]), "no reason recorded")
+            reason = clean(next(iter(prod_sum["problems"]), "no reason recorded"))
             raise UserError(
                 f"production ({prod}) answered none of the {n_items} items of {one.eval.name} "
                 f"({reason}), even with its failed requests sent again: a setup problem, not a "
@@ -467,7 +468,7 @@ def _answered_something(store: Any, loaded: Sequence[_Loaded], new: str) -> None
                 total += 1
                 if sample.completion is not None or sample.status != "error":
                     return
-                reasons[(sample.error or "request failed").splitlines()[0][:200]] += 1
+                reasons[clean((sample.error or "request failed").splitlines()[0][:200])] += 1
     if total:
         reason = reasons.most_common(1)[0][0]
         raise UserError(f"the new model ({new}) answered none of its {total} requests "
@@ -614,6 +615,11 @@ def _overall(loaded: Sequence[_Loaded], prod_results: Sequence[Any],
     interval = mean_interval(scaled, level=1 - alpha, bounded=False)
     low, high, method = _agree(interval.low, interval.high, diff, tested.p_value < alpha,
                                interval.method)
+    if low is not None and high is not None and (low < -1 or high > 1):
+        # a difference of scores in [0, 1] lies in [-1, 1]; the t interval at a few items does
+        # not know it: the interval is clamped to those bounds, and says so
+        low, high = max(-1.0, low), min(1.0, high)
+        method = f"{method}, clamped to [-1, 1]"
     return {"weighted": len(set(weights)) > 1, "score_production": round(score_p, 4),
             "score_new": round(score_n, 4), "diff": round(diff, 4),
             "ci_low": None if low is None else round(low, 4),

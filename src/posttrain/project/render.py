@@ -3,6 +3,7 @@ systems display: one test case per eval, a failure where it blocks)."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -10,6 +11,18 @@ from xml.etree import ElementTree as ET
 STATUS_WORDS = {"pass": "pass", "prompt": "passes with another prompt", "blocked": "BLOCKS",
                 "advisory": "advisory (weight 0): would block",
                 "insufficient": "insufficient evidence"}
+
+
+#: terminal escape sequences (CSI, OSC, two-character) a model or a server may send back
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+#: characters XML 1.0 cannot hold, and the other C0/C1 controls but tab and newline
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
+def clean(text: str) -> str:
+    """Text from a model or a server, safe to print and to put in XML: escape sequences
+    removed, other control characters (tab and newline kept) shown as U+FFFD."""
+    return _CONTROL.sub("\ufffd", _ANSI.sub("", text))
 
 
 def _pct(value: float | None, signed: bool = False) -> str:
@@ -53,7 +66,8 @@ def correction_line(report: dict[str, Any]) -> str:
     c = report["correction"]
     return (f"{c['name']} correction across {c['comparisons']} paired comparisons "
             f"({c['controls']} at alpha {c['alpha']:g}); a regression blocks when its adjusted "
-            f"p < {c['alpha']:g}. Intervals: {1 - c['alpha']:.0%}, per comparison.")
+            f"p < {c['alpha']:g}. Intervals: {round(100 * (1 - c['alpha']), 6):g}%, per "
+            "comparison.")
 
 
 def _rows(report: dict[str, Any]) -> list[list[str]]:
@@ -213,7 +227,7 @@ def render_text(report: dict[str, Any]) -> str:
         out.append("insufficient evidence (not a pass: a regression could not be seen):")
         out += [f"  {line}" for line in report["insufficient"]]
     out.append(headline(report))
-    return "\n".join(out)
+    return clean("\n".join(out))
 
 
 def _prompt_tools() -> set[str]:
@@ -261,7 +275,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         out.append("")
     out.append(f"_{_md(correction_line(report))} Pass bars: the lower bound of the score's 95% "
                f"interval is at or above the bar._")
-    return "\n".join(out) + "\n"
+    return clean("\n".join(out) + "\n")
 
 
 def _md(text: str) -> str:
@@ -315,6 +329,32 @@ def render_junit(report: dict[str, Any]) -> str:
                     f"p = {_p(paired['p_value'])}, adjusted p = {_p(paired['p_adjusted'])}"
                     + (f"; advisory: {'; '.join(blockers)}" if record["status"] == "advisory"
                        else ""))
+    return _xml(suite)
+
+
+def _xml(suite: ET.Element) -> str:
+    for element in suite.iter():
+        if element.text:
+            element.text = clean(element.text)
+        for key, value in element.attrib.items():
+            element.set(key, clean(value))
     ET.indent(suite)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") \
         + "\n"
+
+
+def render_error_junit(new: str, error: str) -> str:
+    """JUnit XML for a check that could not give a verdict (a setup problem, exit 2)."""
+    suite = ET.Element("testsuite", {"name": f"posttrain check {new}", "tests": "1",
+                                     "failures": "0", "errors": "1", "skipped": "0",
+                                     "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    case = ET.SubElement(suite, "testcase", {"classname": "posttrain.check", "name": "setup",
+                                             "time": "0"})
+    failure = ET.SubElement(case, "error", {"message": error, "type": "setup"})
+    failure.text = error
+    return _xml(suite)
+
+
+def render_error_markdown(new: str, error: str) -> str:
+    return clean(f"### ⛔ posttrain check: **no verdict** `{new}`: a setup problem (exit 2)\n\n"
+                 f"```\n{error}\n```\n")
