@@ -616,3 +616,59 @@ def test_the_weighted_mean_interval_stays_within_minus_one_and_one(tmp_path, stu
     assert overall["diff"] == pytest.approx(-10 / 11, abs=1e-3)
     assert -1 <= overall["ci_low"] <= overall["diff"] <= overall["ci_high"] <= 1
     assert "clamped to [-1, 1]" in overall["ci_method"]
+
+
+def test_watch_reports_a_bad_model_records_it_and_checks_the_next(tmp_path, stub, capsys):
+    _eval(tmp_path / "evals", "a", 8)
+    project = _project(tmp_path, stub, "  - evals/a.yaml\n")
+    out = tmp_path / "out"
+    argv = ["watch", "--project", str(project), "--once", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    models = tmp_path / "models.yaml"
+    # a model the server does not serve (a setup problem), with / and : in its name, first
+    models.write_text(models.read_text() + f"  org/bad:v1: {{provider: openai, model: ghost, "
+                      f"base_url: \"{stub.base_url}\"}}\n"
+                      f"  newer: {{provider: openai, model: newer, base_url: \"{stub.base_url}\"}}\n")
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert "watch: org/bad:v1: no verdict, a setup problem" in captured.err
+    assert "Traceback" not in captured.err
+    assert "verdict: ADOPT newer (against prod)" in captured.out   # not stalled by the bad one
+    state = json.loads((tmp_path / ".posttrain-watch.json").read_text())
+    assert "org/bad:v1" in state["seen"] and "org/bad:v1" in state["failed"]
+    files = sorted(p.name for p in out.iterdir())
+    assert "check-newer.md" in files and all("/" not in f and ":" not in f for f in files)
+    assert any(f.startswith("check-org_bad_v1-") and f.endswith(".xml") for f in files)
+    assert main(argv) == 0  # recorded: not retried on every pass
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("{not json", "not a watch state file"),
+    ("[1, 2]", "not a watch state file"),
+    (None, "--state: no such folder"),
+])
+def test_watch_state_problems_are_one_line(tmp_path, stub, capsys, content, message):
+    _eval(tmp_path / "evals", "a", 8)
+    project = _project(tmp_path, stub, "  - evals/a.yaml\n")
+    state = tmp_path / "state.json" if content is not None else tmp_path / "no" / "state.json"
+    if content is not None:
+        state.write_text(content)
+    code = main(["watch", "--project", str(project), "--once", "--state", str(state),
+                 "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert message in err
+
+
+def test_watch_ctrl_c_while_polling_exits_130(tmp_path, stub, capsys, monkeypatch):
+    _eval(tmp_path / "evals", "a", 8)
+    project = _project(tmp_path, stub, "  - evals/a.yaml\n")
+
+    def interrupt(_seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("time.sleep", interrupt)
+    code = main(["watch", "--project", str(project), "--every", "1s", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 130 and "Traceback" not in err and "watch: interrupted" in err

@@ -184,8 +184,50 @@ def _check_and_report(project: Any, new: str, against: str | None, options: Any,
     return int(report["exit_code"])
 
 
-def run_watch(args: argparse.Namespace) -> int:
+def safe_name(name: str) -> str:
+    """A model name as part of a file name: `/`, `:` and the like become `_`; when that changed
+    the name, a short hash of it keeps two names apart."""
+    import hashlib
+    import re
+
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "model"
+    if safe != name:
+        safe += "-" + hashlib.blake2b(name.encode(), digest_size=3).hexdigest()
+    return safe
+
+
+def _read_state(path: Path) -> dict[str, Any] | None:
+    """The watch's state file ({"seen": [names], "failed": {name: error}}), None when absent;
+    a file that is not one is a setup problem named in one line."""
     import json
+
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"not a watch state file ({exc}); delete it to start again (the next "
+                        "pass then only records the models file's names)", file=path) from None
+    if not isinstance(data, dict) or not isinstance(data.get("seen", []), list) or \
+            not all(isinstance(n, str) for n in data.get("seen", [])) or \
+            not isinstance(data.get("failed", {}), dict):
+        raise UserError('not a watch state file (expected {"seen": [names], "failed": {...}}); '
+                        "delete it to start again (the next pass then only records the models "
+                        "file's names)", file=path)
+    return data
+
+
+def _write_state(path: Path, seen: set[str], failed: dict[str, str]) -> None:
+    import json
+    import os
+
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"seen": sorted(seen), "failed": failed}, indent=1),
+                   encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def run_watch(args: argparse.Namespace) -> int:
     import time
 
     from posttrain.project.config import load_project
@@ -203,34 +245,66 @@ def run_watch(args: argparse.Namespace) -> int:
         raise UserError(str(exc), field="--every") from None
     if not isinstance(every, (int, float)) or every <= 0:
         raise UserError("must be a duration such as 15m", field="--every")
-    state_path = Path(args.state) if args.state else project.root / ".posttrain-watch.json"
+    state_path = (Path(args.state) if args.state else
+                  project.root / ".posttrain-watch.json").resolve()
+    if not state_path.parent.is_dir():
+        raise UserError(f"no such folder: {state_path.parent}", field="--state")
+    if state_path.is_dir():
+        raise UserError(f"{state_path} is a folder: name a file", field="--state")
+    _read_state(state_path)  # a broken one stops here, before any request
     out = Path(args.out) if args.out else None
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot make the folder {out}: {exc.strerror or exc}",
+                            field="--out") from None
     from posttrain.models import load_models_file
     from posttrain.project.check import production_of
 
     production = production_of(project, args.against)
-    code = 0
-    while True:
-        names = list(load_models_file(project.models_file))
-        if state_path.exists():
-            seen = set(json.loads(state_path.read_text(encoding="utf-8")).get("seen", []))
-            new = [n for n in names if n not in seen and n != production]
-        else:
-            seen, new = set(), []
-            print(f"watch: first pass: {len(names)} models recorded in {state_path}; models "
-                  "added to the models file from now on are checked", file=sys.stderr)
-        for name in new:
-            print(f"watch: new model {name}: posttrain check --model {name}", file=sys.stderr)
-            result = _check_and_report(
-                project, name, args.against, options,
-                junit=str(out / f"check-{name}.xml") if out else None,
-                markdown=str(out / f"check-{name}.md") if out else None, as_json=False)
-            code = max(code, result)
-            seen.add(name)
-            state_path.write_text(json.dumps({"seen": sorted(seen | set())}), encoding="utf-8")
-        state_path.write_text(json.dumps({"seen": sorted(seen | set(names))}), encoding="utf-8")
-        if args.once:
-            return code
-        time.sleep(float(every))
+    code, failures = 0, 0
+    try:
+        while True:
+            names = list(load_models_file(project.models_file))
+            state = _read_state(state_path)
+            if state is not None:
+                seen = set(state.get("seen", []))
+                failed: dict[str, str] = dict(state.get("failed", {}))
+                new = [n for n in names if n not in seen and n != production]
+            else:
+                seen, failed, new = set(), {}, []
+                print(f"watch: first pass: {len(names)} models recorded in {state_path}; "
+                      "models added to the models file from now on are checked",
+                      file=sys.stderr)
+            for name in new:
+                print(f"watch: new model {name}: posttrain check --model {name}",
+                      file=sys.stderr)
+                stem = safe_name(name)
+                try:
+                    result = _check_and_report(
+                        project, name, args.against, options,
+                        junit=str(out / f"check-{stem}.xml") if out else None,
+                        markdown=str(out / f"check-{stem}.md") if out else None,
+                        as_json=False)
+                except UserError as exc:
+                    # one bad model does not stall the watch: said, recorded, and on to the next
+                    print(f"watch: {name}: no verdict, a setup problem: {exc} (recorded in "
+                          f"{state_path}; after fixing it: posttrain check --model {name})",
+                          file=sys.stderr)
+                    failed[name] = str(exc)
+                    failures += 1
+                    result = 2
+                if result == 130:  # interrupted: this model is not done
+                    return 130
+                code = max(code, result)
+                seen.add(name)
+                _write_state(state_path, seen, failed)
+            _write_state(state_path, seen | set(names), failed)
+            if args.once:
+                return 2 if failures else code
+            time.sleep(float(every))
+    except KeyboardInterrupt:
+        print("watch: interrupted (what was checked is recorded; run it again to go on)",
+              file=sys.stderr)
+        return 130
