@@ -672,3 +672,22 @@ def test_watch_ctrl_c_while_polling_exits_130(tmp_path, stub, capsys, monkeypatc
     code = main(["watch", "--project", str(project), "--every", "1s", "--no-progress"])
     err = capsys.readouterr().err
     assert code == 130 and "Traceback" not in err and "watch: interrupted" in err
+
+
+def test_an_explicit_entry_overrides_the_glob_that_matches_the_same_file(tmp_path, stub, capsys):
+    evals = tmp_path / "evals"
+    _eval(evals, "a", 8)
+    _eval(evals, "worse", 8)
+    _models(tmp_path, stub)
+    from posttrain.project.config import load_project
+
+    path = tmp_path / "posttrain.yaml"
+    path.write_text("evals:\n  - evals/*.yaml\n  - {eval: evals/worse.yaml, weight: 3}\n"
+                    "production: prod\nmodels_file: models.yaml\n")
+    project = load_project(path)
+    assert [(Path(e.ref).name, e.weight) for e in project.evals] == [("a.yaml", 1.0),
+                                                                     ("worse.yaml", 3.0)]
+    path.write_text("evals:\n  - evals/worse.yaml\n  - {eval: evals/worse.yaml, weight: 3}\n"
+                    "production: prod\nmodels_file: models.yaml\n")
+    code = main(["check", "--project", str(path), "--model", "new", "--no-progress"])
+    assert code == 2 and "is already in the set" in capsys.readouterr().err

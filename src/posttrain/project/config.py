@@ -50,6 +50,7 @@ class EvalEntry:
     variant: str = "default"             # the prompt in production
     line: int | None = None              # where the project file names it
     field: str = "evals"
+    from_pattern: bool = False           # matched by a glob or folder (an explicit entry wins)
 
     @property
     def is_suite(self) -> bool:
@@ -234,12 +235,23 @@ def _read(project: Project, data: Any) -> None:
         raise _fail(project, "evals", "every eval has weight 0 (advisory): nothing could "
                                       "block, so every check would adopt; give at least one "
                                       "eval a weight above 0")
-    seen: dict[str, str] = {}
+    # a file a glob or folder matched may also be named on its own: the explicit entry's
+    # settings win (in the glob's place); two explicit entries, or two patterns, are a mistake
+    kept: dict[str, int] = {}
+    merged: list[EvalEntry] = []
     for entry in project.evals:
-        if entry.ref in seen:
-            raise UserError(f"{entry.ref} is already in the set ({seen[entry.ref]})",
-                            file=project.path, line=entry.line, field=entry.field)
-        seen[entry.ref] = entry.field
+        if entry.ref not in kept:
+            kept[entry.ref] = len(merged)
+            merged.append(entry)
+            continue
+        earlier = merged[kept[entry.ref]]
+        if earlier.from_pattern != entry.from_pattern:
+            explicit = entry if earlier.from_pattern else earlier
+            merged[kept[entry.ref]] = explicit
+            continue
+        raise UserError(f"{entry.ref} is already in the set ({earlier.field})",
+                        file=project.path, line=entry.line, field=entry.field)
+    project.evals = merged
 
 
 def _check_model(project: Project, name: str) -> None:
@@ -299,7 +311,9 @@ def _entry(project: Project, entry: Any, where: str) -> list[EvalEntry]:
         raise UserError("a variant names one eval's prompt: give this setting to one file, "
                         f"not the {len(paths)} that {ref!r} matches", file=project.path,
                         line=line, field=f"{where}.variant")
-    return [EvalEntry(ref=str(p), line=line, field=field_path, **settings) for p in paths]
+    pattern = any(ch in ref for ch in "*?[") or (project.root / ref).is_dir()
+    return [EvalEntry(ref=str(p), line=line, field=field_path, from_pattern=pattern, **settings)
+            for p in paths]
 
 
 def _expand(project: Project, ref: str, field_path: str, line: int | None) -> list[Path]:
