@@ -691,3 +691,38 @@ def test_an_explicit_entry_overrides_the_glob_that_matches_the_same_file(tmp_pat
                     "production: prod\nmodels_file: models.yaml\n")
     code = main(["check", "--project", str(path), "--model", "new", "--no-progress"])
     assert code == 2 and "is already in the set" in capsys.readouterr().err
+
+
+def test_minor_report_details(tmp_path, stub, capsys):
+    evals = tmp_path / "evals"
+    _eval(evals, "a", 16)
+    project = _project(tmp_path, stub, "  - evals/a.yaml\n")
+    xml = tmp_path / "c.xml"
+    code, _, text = _check(capsys, "--project", str(project), "--model", "new", "--epochs", "3",
+                           "--alpha", "0.0001", "--junit", str(xml))
+    assert "Intervals: 99.99%, per comparison." in text
+    header, _rule, row = text.splitlines()[2:5]
+    assert header.split()[-2:] == ["items", "status"] and row.split()[-2] == "16"  # not 48
+    case = ET.parse(xml).getroot().find("testcase")
+    assert float(case.get("time")) > 0
+    # production's own problems are named as production's
+    models = tmp_path / "models.yaml"
+    models.write_text(models.read_text().replace("model: prod,", "model: ghost,"))
+    code = main(["check", "--project", str(project), "--model", "new", "--no-progress",
+                 "--no-cache", "--limit", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "production: " in err and "--model:" not in err
+    # an unknown model where the project has no models file says so
+    bare = tmp_path / "bare"
+    _eval(bare / "evals", "a", 4)
+    (bare / "posttrain.yaml").write_text("evals: [evals/a.yaml]\nproduction: prod\n")
+    assert main(["check", "--project", str(bare / "posttrain.yaml"), "--model", "new"]) == 2
+    assert "no models file" in capsys.readouterr().err
+
+
+def test_no_compare_command_for_an_eval_where_no_item_moved(tmp_path, stub, capsys):
+    _eval(tmp_path / "evals", "barred", 10, prod_wrong={0, 1}, new_wrong={0, 1}, pass_bar=0.9)
+    project = _project(tmp_path, stub, "  - evals/barred.yaml\n")
+    code, _, text = _check(capsys, "--project", str(project), "--model", "new")
+    assert code == 1 and "below the pass bar 0.9" in text
+    assert "the items that moved" not in text and "posttrain compare" not in text

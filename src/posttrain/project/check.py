@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +68,7 @@ class _Loaded:
     prod_run: Any = None
     prod_ran_now: bool = False
     prod_resent: int = 0     # production's failed samples sent again before comparing
+    seconds: float = 0.0     # the time its runs took in this check
 
 
 def production_of(project: Project, against: str | None) -> str:
@@ -149,8 +151,9 @@ async def acheck(project: Project, new: str, against: str | None = None,
     if prod_spec == new:
         raise UserError(f"{new} is the production model: name a new one", field="--model")
     models_file = project.models_file
-    new_config = _config(model_config, new, models_file, "--model")
-    prod_config = _config(model_config, prod_spec, models_file, "--against")
+    new_config = _config(model_config, new, models_file, "--model", project)
+    prod_config = _config(model_config, prod_spec, models_file,
+                          "--against" if against else "production", project)
 
     def judge_factory(spec: str) -> Any:
         return build_model(model_config(spec, models_file), timeout_s=options.timeout_s)
@@ -186,8 +189,14 @@ async def acheck(project: Project, new: str, against: str | None = None,
                     one.prod_run = None
         # every model and judge that will be called is checked before the first request
         judges = [judge for one in loaded for judge in judge_models(one.eval.graders)]
-        await check_models([new_model, *judges]
-                           + ([prod_model] if any(o.prod_run is None for o in loaded) else []))
+        await check_models([new_model, *judges])
+        if any(o.prod_run is None for o in loaded):
+            try:
+                await check_models([prod_model])
+            except UserError as exc:  # production's problem, named as production's
+                if exc.field in (None, "--model"):
+                    exc.field = "--against" if against else "production"
+                raise
         for one in loaded:  # and every request field reaches its model, in every eval
             first = one.eval.items[0] if one.eval.items else None
             if first is None:
@@ -203,6 +212,7 @@ async def acheck(project: Project, new: str, against: str | None = None,
             if one.entry.variant in variants:  # the production prompt first
                 variants.remove(one.entry.variant)
             variants.insert(0, one.entry.variant)
+            started = time.monotonic()
             handles = await execute_eval(one.eval, [new_model], variants, store, run_options,
                                          progress=progress, model_configs=public)
             one.new_runs = {h.run.variant: h.run for h in handles}
@@ -211,6 +221,7 @@ async def acheck(project: Project, new: str, against: str | None = None,
                                                store, run_options, progress=progress,
                                                model_configs=public)
                 one.prod_run, one.prod_ran_now = handle.run, not one.prod_resent
+            one.seconds = time.monotonic() - started
     except BaseException:
         store.close()
         raise
@@ -231,12 +242,16 @@ async def acheck(project: Project, new: str, against: str | None = None,
         store.close()
 
 
-def _config(model_config: Any, spec: str, models_file: Any, flag: str) -> Any:
+def _config(model_config: Any, spec: str, models_file: Any, flag: str,
+            project: Project | None = None) -> Any:
     try:
         return model_config(spec, models_file)
     except UserError as exc:
         if exc.field == "--model" and not exc.file:
             exc.field = flag
+            if models_file is None and project is not None:
+                exc.message += (f" (no models file: none named by `models_file:` and no "
+                                f"posttrain.models.yaml beside {project.path})")
         raise
 
 
@@ -313,7 +328,7 @@ def verdict_report(project: Project, store: Any, loaded: Sequence[_Loaded], new:
             "no_regression": regress,
             "production": {**_side(prod_sum, bar, one.prod_run, ran_now=one.prod_ran_now),
                            "resent": one.prod_resent, "excluded": len(failed_ids)},
-            "variants": [],
+            "variants": [], "seconds": round(one.seconds, 3),
         }
         for v_index, (variant, run) in enumerate(one.new_runs.items()):
             new_res = load_results(store, run)
@@ -331,6 +346,7 @@ def verdict_report(project: Project, store: Any, loaded: Sequence[_Loaded], new:
                 "n_common": comparison["n_common"],
                 "warnings": comparison["warnings"], "blockers": [], "tags": [],
                 "insufficient": [],
+                "moved": len(comparison["regressed"]) + len(comparison["fixed"]),
             }
             if failed_ids and regress:
                 row["insufficient"].append(

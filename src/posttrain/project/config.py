@@ -263,7 +263,11 @@ def _check_model(project: Project, name: str) -> None:
         if exc.file and exc.file != str(project.path):
             raise  # the models file's own mistake, named where it is
         where = "production" if name in project.production else "candidates"
-        raise _fail(project, where, exc.message) from None
+        message = exc.message
+        if project.models_file is None:
+            message += (" (no models file: none named by `models_file:` and no "
+                        f"posttrain.models.yaml beside {project.path})")
+        raise _fail(project, where, message) from None
 
 
 def _entry(project: Project, entry: Any, where: str) -> list[EvalEntry]:

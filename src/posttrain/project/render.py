@@ -84,7 +84,8 @@ def _rows(report: dict[str, Any]) -> list[list[str]]:
             f"{_pct(first['new']['ci_high'])}]",
             f"{_pct(paired['diff'], True)} [{_pct(paired['ci_low'], True)}, "
             f"{_pct(paired['ci_high'], True)}]",
-            _p(paired["p_value"]), _p(paired["p_adjusted"]), str(first["new"]["n"]),
+            _p(paired["p_value"]), _p(paired["p_adjusted"]),
+            "-" if paired["n"] is None else str(paired["n"]),
             STATUS_WORDS[record["status"]] + (f" ({record['fix_variant']})"
                                               if record.get("fix_variant") else ""),
         ])
@@ -92,7 +93,7 @@ def _rows(report: dict[str, Any]) -> list[list[str]]:
 
 
 HEADERS = ["eval", "weight", "bar", "production [95% CI]", "new [95% CI]", "diff [CI]", "p",
-           "p adj", "n", "status"]
+           "p adj", "items", "status"]
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
@@ -199,11 +200,14 @@ def render_text(report: dict[str, Any]) -> str:
     if report["blocking"]:
         out.append("blocks:")
         out += [f"  {line}" for line in report["blocking"]]
-        out.append("the items that moved: posttrain compare PRODUCTION_RUN NEW_RUN --store "
-                   f"{report['store']}")
+        if any(r["status"] == "blocked" and r["variants"][0].get("moved", 1)
+               for r in report["evals"]):
+            out.append("the items that moved: posttrain compare PRODUCTION_RUN NEW_RUN --store "
+                       f"{report['store']}")
         out += [f"  {r['eval']}: posttrain compare {r['production']['run_id']} "
                 f"{r['variants'][0]['new']['run_id']}"
-                for r in report["evals"] if r["status"] == "blocked"]
+                for r in report["evals"] if r["status"] == "blocked"
+                and r["variants"][0].get("moved", 1)]
     files = {r["eval"]: r["file"] for r in report["evals"]}
     tools = _prompt_tools()
     if report["prompt_changes"]:
@@ -304,7 +308,7 @@ def render_junit(report: dict[str, Any]) -> str:
         first = record["variants"][0]
         case = ET.SubElement(suite, "testcase", {
             "classname": f"posttrain.check.{report.get('name') or 'project'}",
-            "name": record["eval"], "time": "0"})
+            "name": record["eval"], "time": f"{record.get('seconds', 0.0):.3f}"})
         blockers = [b["text"] for b in first["blockers"]]
         if record["status"] == "blocked":
             failure = ET.SubElement(case, "failure", {"message": "; ".join(blockers),
