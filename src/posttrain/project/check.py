@@ -17,9 +17,17 @@ p-values are adjusted together (Holm's step-down, or Benjamini-Hochberg), and a 
 blocks only when its adjusted p is below alpha. Pass bars are read as everywhere in posttrain:
 the lower bound of the score's 95% interval is at or above the bar.
 
-Verdict: **adopt** when no eval blocks on its production prompt; **adopt with prompt changes**
-when each eval that blocks clears with another of its variants on the new model; else **hold**,
-naming the evals and tags that block.
+Production's failed requests are not its answers: a stored production run with failed samples
+is resumed (they are sent again) before comparing; items it still fails are left out of the
+paired test, counted and shown. The new model's failures count 0, as everywhere.
+
+Verdict: **hold** when an eval blocks on its production prompt (and no other variant clears);
+**insufficient evidence** (exit 4) when nothing blocks but some eval could not show a
+regression: too few items (even if every compared item regressed, its adjusted p would not be
+below alpha) or production failed on some of its items; **adopt with prompt changes** when each
+eval that blocks clears with another of its variants on the new model; else **adopt**. A
+new model that answered nothing at all, or a production that answered none of an eval's items,
+is a setup problem (exit 2), not a verdict.
 """
 
 from __future__ import annotations

@@ -176,6 +176,11 @@ def render_text(report: dict[str, Any]) -> str:
                    + (f"; run now for {', '.join(ran)}" if ran else ""))
     else:
         out.append("production: run now (no stored run of these evals and settings)")
+    resent = [f"{r['eval']} ({r['production']['resent']})" for r in report["evals"]
+              if r["production"].get("resent")]
+    if resent:
+        out.append("production's failed requests sent again before comparing: "
+                   + ", ".join(resent))
     for record in report["evals"]:
         for tag in record["variants"][0]["tags"]:
             paired = tag["paired"] or {}
