@@ -320,7 +320,7 @@ def verdict_report(project: Project, store: Any, loaded: Sequence[_Loaded], new:
         prod_sum = summarize(prod_full)
         failed_ids = production_failures(prod_full)
         n_items = len(prod_full.items)
-        if n_items and len(failed_ids) == n_items:
+        if n_items and len(failed_ids) == n_items and regress and not advisory:
             reason = clean(next(iter(prod_sum["problems"]), "no reason recorded"))
             raise UserError(
                 f"production ({prod}) answered none of the {n_items} items of {one.eval.name} "
