@@ -24,7 +24,9 @@ def add_parsers(sub: Any) -> None:
                     "upwards) on --model (each prompt variant; cached and resumable), compare "
                     "each paired with production's latest run, correct for the many "
                     "comparisons (Holm or Benjamini-Hochberg) and print one verdict. Exit "
-                    "code: 0 adopt, 1 hold, 3 adopt with prompt changes, 2 a setup problem.")
+                    "code: 0 adopt, 1 hold, 3 adopt with prompt changes, 4 insufficient "
+                    "evidence (too few items, or production failed on some), 2 a setup "
+                    "problem.")
     p.add_argument("--model", "-m", metavar="NEW",
                    help="the new model: a models-file name or a spec (openai:..., hf:...); "
                         "default: the project's one `candidates:` entry")
@@ -98,30 +100,61 @@ def _options(args: argparse.Namespace) -> Any:
         progress=False if args.no_progress or getattr(args, "json", False) else None)
 
 
-def _write(path: str, text: str) -> None:
-    target = Path(path)
-    if target.parent and not target.parent.exists():
-        raise UserError("no such folder", file=target.parent)
-    target.write_text(text, encoding="utf-8")
+def check_output(path: str | None, flag: str) -> None:
+    """A report file that cannot be written is a setup problem found before any request."""
+    import os
+
+    if not path:
+        return
+    target = Path(path).resolve()
+    if target.is_dir():
+        raise UserError(f"{target} is a folder: name a file", field=flag)
+    if not target.parent.is_dir():
+        raise UserError(f"no such folder: {target.parent}", field=flag)
+    if (target.exists() and not os.access(target, os.W_OK)) or \
+            (not target.exists() and not os.access(target.parent, os.W_OK)):
+        raise UserError(f"cannot write {target} (permission denied)", field=flag)
+
+
+def _write(path: str, text: str, flag: str) -> None:
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}", field=flag) from None
 
 
 def run_check(args: argparse.Namespace) -> int:
     from posttrain.project.config import load_project
 
-    project = load_project(args.project)
-    options = _options(args)
     for flag, path in (("--junit", args.junit), ("--markdown", args.markdown)):
-        if path and not Path(path).resolve().parent.is_dir():
-            raise UserError(f"no such folder: {Path(path).resolve().parent}", field=flag)
-    model = args.model
-    if model is None:
-        if len(project.candidates) != 1:
-            listed = (f" (candidates: {', '.join(project.candidates)})" if project.candidates
-                      else f" (or list one under `candidates:` in {project.path})")
-            raise UserError("name the new model" + listed, field="--model")
-        model = project.candidates[0]
+        check_output(path, flag)
+    try:
+        project = load_project(args.project)
+        options = _options(args)
+        model = args.model
+        if model is None:
+            if len(project.candidates) != 1:
+                listed = (f" (candidates: {', '.join(project.candidates)})"
+                          if project.candidates
+                          else f" (or list one under `candidates:` in {project.path})")
+                raise UserError("name the new model" + listed, field="--model")
+            model = project.candidates[0]
+    except UserError as exc:
+        _error_files(args.model or "?", exc, args.junit, args.markdown)
+        raise
     return _check_and_report(project, model, args.against, options, junit=args.junit,
                              markdown=args.markdown, as_json=args.json)
+
+
+def _error_files(new: str, exc: UserError, junit: str | None, markdown: str | None) -> None:
+    """CI publishes the report files `if: always()`: on a setup problem (exit 2) they say what
+    it is."""
+    from posttrain.project.render import render_error_junit, render_error_markdown
+
+    if junit:
+        _write(junit, render_error_junit(new, str(exc)), "--junit")
+    if markdown:
+        _write(markdown, render_error_markdown(new, str(exc)), "--markdown")
 
 
 def _check_and_report(project: Any, new: str, against: str | None, options: Any, *,
@@ -135,10 +168,13 @@ def _check_and_report(project: Any, new: str, against: str | None, options: Any,
         print("interrupted: finished answers are stored; run the same command to resume",
               file=sys.stderr)
         return 130
+    except UserError as exc:
+        _error_files(new, exc, junit, markdown)
+        raise
     if junit:
-        _write(junit, render_junit(report))
+        _write(junit, render_junit(report), "--junit")
     if markdown:
-        _write(markdown, render_markdown(report))
+        _write(markdown, render_markdown(report), "--markdown")
     if as_json:
         import json
 
@@ -148,8 +184,50 @@ def _check_and_report(project: Any, new: str, against: str | None, options: Any,
     return int(report["exit_code"])
 
 
-def run_watch(args: argparse.Namespace) -> int:
+def safe_name(name: str) -> str:
+    """A model name as part of a file name: `/`, `:` and the like become `_`; when that changed
+    the name, a short hash of it keeps two names apart."""
+    import hashlib
+    import re
+
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "model"
+    if safe != name:
+        safe += "-" + hashlib.blake2b(name.encode(), digest_size=3).hexdigest()
+    return safe
+
+
+def _read_state(path: Path) -> dict[str, Any] | None:
+    """The watch's state file ({"seen": [names], "failed": {name: error}}), None when absent;
+    a file that is not one is a setup problem named in one line."""
     import json
+
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"not a watch state file ({exc}); delete it to start again (the next "
+                        "pass then only records the models file's names)", file=path) from None
+    if not isinstance(data, dict) or not isinstance(data.get("seen", []), list) or \
+            not all(isinstance(n, str) for n in data.get("seen", [])) or \
+            not isinstance(data.get("failed", {}), dict):
+        raise UserError('not a watch state file (expected {"seen": [names], "failed": {...}}); '
+                        "delete it to start again (the next pass then only records the models "
+                        "file's names)", file=path)
+    return data
+
+
+def _write_state(path: Path, seen: set[str], failed: dict[str, str]) -> None:
+    import json
+    import os
+
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"seen": sorted(seen), "failed": failed}, indent=1),
+                   encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def run_watch(args: argparse.Namespace) -> int:
     import time
 
     from posttrain.project.config import load_project
@@ -167,34 +245,66 @@ def run_watch(args: argparse.Namespace) -> int:
         raise UserError(str(exc), field="--every") from None
     if not isinstance(every, (int, float)) or every <= 0:
         raise UserError("must be a duration such as 15m", field="--every")
-    state_path = Path(args.state) if args.state else project.root / ".posttrain-watch.json"
+    state_path = (Path(args.state) if args.state else
+                  project.root / ".posttrain-watch.json").resolve()
+    if not state_path.parent.is_dir():
+        raise UserError(f"no such folder: {state_path.parent}", field="--state")
+    if state_path.is_dir():
+        raise UserError(f"{state_path} is a folder: name a file", field="--state")
+    _read_state(state_path)  # a broken one stops here, before any request
     out = Path(args.out) if args.out else None
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot make the folder {out}: {exc.strerror or exc}",
+                            field="--out") from None
     from posttrain.models import load_models_file
     from posttrain.project.check import production_of
 
     production = production_of(project, args.against)
-    code = 0
-    while True:
-        names = list(load_models_file(project.models_file))
-        if state_path.exists():
-            seen = set(json.loads(state_path.read_text(encoding="utf-8")).get("seen", []))
-            new = [n for n in names if n not in seen and n != production]
-        else:
-            seen, new = set(), []
-            print(f"watch: first pass: {len(names)} models recorded in {state_path}; models "
-                  "added to the models file from now on are checked", file=sys.stderr)
-        for name in new:
-            print(f"watch: new model {name}: posttrain check --model {name}", file=sys.stderr)
-            result = _check_and_report(
-                project, name, args.against, options,
-                junit=str(out / f"check-{name}.xml") if out else None,
-                markdown=str(out / f"check-{name}.md") if out else None, as_json=False)
-            code = max(code, result)
-            seen.add(name)
-            state_path.write_text(json.dumps({"seen": sorted(seen | set())}), encoding="utf-8")
-        state_path.write_text(json.dumps({"seen": sorted(seen | set(names))}), encoding="utf-8")
-        if args.once:
-            return code
-        time.sleep(float(every))
+    code, failures = 0, 0
+    try:
+        while True:
+            names = list(load_models_file(project.models_file))
+            state = _read_state(state_path)
+            if state is not None:
+                seen = set(state.get("seen", []))
+                failed: dict[str, str] = dict(state.get("failed", {}))
+                new = [n for n in names if n not in seen and n != production]
+            else:
+                seen, failed, new = set(), {}, []
+                print(f"watch: first pass: {len(names)} models recorded in {state_path}; "
+                      "models added to the models file from now on are checked",
+                      file=sys.stderr)
+            for name in new:
+                print(f"watch: new model {name}: posttrain check --model {name}",
+                      file=sys.stderr)
+                stem = safe_name(name)
+                try:
+                    result = _check_and_report(
+                        project, name, args.against, options,
+                        junit=str(out / f"check-{stem}.xml") if out else None,
+                        markdown=str(out / f"check-{stem}.md") if out else None,
+                        as_json=False)
+                except UserError as exc:
+                    # one bad model does not stall the watch: said, recorded, and on to the next
+                    print(f"watch: {name}: no verdict, a setup problem: {exc} (recorded in "
+                          f"{state_path}; after fixing it: posttrain check --model {name})",
+                          file=sys.stderr)
+                    failed[name] = str(exc)
+                    failures += 1
+                    result = 2
+                if result == 130:  # interrupted: this model is not done
+                    return 130
+                code = max(code, result)
+                seen.add(name)
+                _write_state(state_path, seen, failed)
+            _write_state(state_path, seen | set(names), failed)
+            if args.once:
+                return 2 if failures else code
+            time.sleep(float(every))
+    except KeyboardInterrupt:
+        print("watch: interrupted (what was checked is recorded; run it again to go on)",
+              file=sys.stderr)
+        return 130

@@ -219,11 +219,14 @@ def _eval_paths(refs: Sequence[str]) -> list[Path]:
         if path.is_dir():
             from posttrain.project.config import eval_files_in
 
-            found = eval_files_in(path.resolve())
+            skipped: list[tuple[Path, str]] = []
+            found = eval_files_in(path.resolve(), skipped=skipped)
             if not found:
                 raise UserError(f"no eval files in the folder {path.resolve()} (an eval file "
-                                "is a YAML or JSON mapping with `name` and `graders`)",
-                                field="EVAL_FILE")
+                                "is a YAML or JSON mapping with eval fields: name, dataset, "
+                                "messages, graders, ...)", field="EVAL_FILE")
+            for file, reason in skipped:
+                print(f"eval: skipped {file}: not an eval file ({reason})", file=sys.stderr)
             paths.extend(found)
         else:
             paths.append(path)

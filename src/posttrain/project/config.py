@@ -50,6 +50,7 @@ class EvalEntry:
     variant: str = "default"             # the prompt in production
     line: int | None = None              # where the project file names it
     field: str = "evals"
+    from_pattern: bool = False           # matched by a glob or folder (an explicit entry wins)
 
     @property
     def is_suite(self) -> bool:
@@ -79,6 +80,8 @@ class Project:
     alpha: float = 0.05
     name: str | None = None
     text: str = ""
+    #: files a glob or folder matched that are not eval files, with why (listed, never silent)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
 
     @property
     def root(self) -> Path:
@@ -228,12 +231,27 @@ def _read(project: Project, data: Any) -> None:
                                       "suite:NAME references")
     for index, entry in enumerate(entries):
         project.evals.extend(_entry(project, entry, f"evals[{index}]"))
-    seen: dict[str, str] = {}
+    if all(entry.weight == 0 for entry in project.evals):
+        raise _fail(project, "evals", "every eval has weight 0 (advisory): nothing could "
+                                      "block, so every check would adopt; give at least one "
+                                      "eval a weight above 0")
+    # a file a glob or folder matched may also be named on its own: the explicit entry's
+    # settings win (in the glob's place); two explicit entries, or two patterns, are a mistake
+    kept: dict[str, int] = {}
+    merged: list[EvalEntry] = []
     for entry in project.evals:
-        if entry.ref in seen:
-            raise UserError(f"{entry.ref} is already in the set ({seen[entry.ref]})",
-                            file=project.path, line=entry.line, field=entry.field)
-        seen[entry.ref] = entry.field
+        if entry.ref not in kept:
+            kept[entry.ref] = len(merged)
+            merged.append(entry)
+            continue
+        earlier = merged[kept[entry.ref]]
+        if earlier.from_pattern != entry.from_pattern:
+            explicit = entry if earlier.from_pattern else earlier
+            merged[kept[entry.ref]] = explicit
+            continue
+        raise UserError(f"{entry.ref} is already in the set ({earlier.field})",
+                        file=project.path, line=entry.line, field=entry.field)
+    project.evals = merged
 
 
 def _check_model(project: Project, name: str) -> None:
@@ -245,7 +263,11 @@ def _check_model(project: Project, name: str) -> None:
         if exc.file and exc.file != str(project.path):
             raise  # the models file's own mistake, named where it is
         where = "production" if name in project.production else "candidates"
-        raise _fail(project, where, exc.message) from None
+        message = exc.message
+        if project.models_file is None:
+            message += (" (no models file: none named by `models_file:` and no "
+                        f"posttrain.models.yaml beside {project.path})")
+        raise _fail(project, where, message) from None
 
 
 def _entry(project: Project, entry: Any, where: str) -> list[EvalEntry]:
@@ -293,7 +315,9 @@ def _entry(project: Project, entry: Any, where: str) -> list[EvalEntry]:
         raise UserError("a variant names one eval's prompt: give this setting to one file, "
                         f"not the {len(paths)} that {ref!r} matches", file=project.path,
                         line=line, field=f"{where}.variant")
-    return [EvalEntry(ref=str(p), line=line, field=field_path, **settings) for p in paths]
+    pattern = any(ch in ref for ch in "*?[") or (project.root / ref).is_dir()
+    return [EvalEntry(ref=str(p), line=line, field=field_path, from_pattern=pattern, **settings)
+            for p in paths]
 
 
 def _expand(project: Project, ref: str, field_path: str, line: int | None) -> list[Path]:
@@ -301,16 +325,23 @@ def _expand(project: Project, ref: str, field_path: str, line: int | None) -> li
     target = (root / ref)
     if any(ch in ref for ch in "*?["):
         matches = sorted(Path(p).resolve() for p in glob.glob(str(target), recursive=True))
-        files = [p for p in matches if p.is_file() and p.suffix.lower() in (".yaml", ".yml",
-                                                                             ".json")]
-        files = [p for p in files if p != project.path and is_eval_file(p)]
+        candidates = [p for p in matches if p.is_file() and p.suffix.lower() in EVAL_SUFFIXES]
+        files = []
+        for path in candidates:
+            if path == project.path:
+                continue
+            reason = not_an_eval(path, skip=project.path)
+            if reason is None:
+                files.append(path)
+            else:
+                project.skipped.append((path, reason))
         if not files:
             raise UserError(f"{ref!r} matches no eval file (under {root})", file=project.path,
                             line=line, field=field_path)
         return files
     target = target.resolve()
     if target.is_dir():
-        files = eval_files_in(target, skip=project.path)
+        files = eval_files_in(target, skip=project.path, skipped=project.skipped)
         if not files:
             raise UserError(f"no eval files in the folder {target}", file=project.path,
                             line=line, field=field_path)
@@ -321,26 +352,65 @@ def _expand(project: Project, ref: str, field_path: str, line: int | None) -> li
     return [target]
 
 
-def is_eval_file(path: Path) -> bool:
-    """A YAML/JSON mapping with a ``name`` and ``graders`` (datasets, models files and project
-    files are not)."""
+EVAL_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def not_an_eval(path: Path, skip: Path | None = None) -> str | None:
+    """Why a file that a glob or folder matched is not an eval file, or None when it is one
+    (or looks like an attempt at one: it is then loaded, so its mistakes are reported).
+
+    The rule: a YAML or JSON *mapping* with at least one eval field (``name``, ``dataset``,
+    ``messages``, ``graders``, ...), or a near miss of one (``nme``, ``grader``), is an eval
+    file; so is a YAML file that does not parse (loading it says why). Not eval files: the
+    project file (``posttrain.yaml``, or any mapping with ``evals:``), a mapping with no eval
+    field (a models file: ``models:``), a list or a scalar (a JSON dataset), a JSON file that
+    does not parse (JSON Lines named .json)."""
+    import difflib
+
+    from posttrain.eval import _TOP_LEVEL_KEYS
     from posttrain.loaders import yaml12
 
-    if path.name == PROJECT_FILE:
-        return False
+    if path.name == PROJECT_FILE or (skip is not None and path == skip):
+        return "a project file"
     try:
         data = yaml12.load_file(path, what="eval file")[0]
     except UserError:
-        return path.suffix.lower() in (".yaml", ".yml")  # a broken eval file: load it to say why
-    return isinstance(data, dict) and "name" in data and "graders" in data
+        if path.suffix.lower() == ".json":
+            return "does not parse as JSON"
+        return None  # a broken eval file: load it to say why
+    if isinstance(data, list):
+        return "a list (a dataset?), not a mapping"
+    if not isinstance(data, dict):
+        return "not a mapping"
+    if "evals" in data:
+        return "a project file (it has `evals:`)"
+    keys = [str(k) for k in data]
+    if any(k in _TOP_LEVEL_KEYS or difflib.get_close_matches(k, sorted(_TOP_LEVEL_KEYS), n=1,
+                                                             cutoff=0.8) for k in keys):
+        return None
+    if "models" in data:
+        return "a models file (it has `models:`)"
+    return "no eval field (name, dataset, messages, graders, ...)"
 
 
-def eval_files_in(folder: Path, skip: Path | None = None) -> list[Path]:
-    """The eval files in ``folder`` and its subfolders, sorted by path."""
+def is_eval_file(path: Path) -> bool:
+    """An eval file, or an attempt at one (see :func:`not_an_eval`)."""
+    return not_an_eval(path) is None
+
+
+def eval_files_in(folder: Path, skip: Path | None = None,
+                  skipped: list[tuple[Path, str]] | None = None) -> list[Path]:
+    """The eval files in ``folder`` and its subfolders, sorted by path; the YAML/JSON files that
+    are not (with why) are appended to ``skipped``."""
     found = []
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.suffix.lower() in (".yaml", ".yml", ".json") and \
-                path != skip and not any(part.startswith(".") for part in
-                                         path.relative_to(folder).parts) and is_eval_file(path):
+        if not (path.is_file() and path.suffix.lower() in EVAL_SUFFIXES) or \
+                any(part.startswith(".") for part in path.relative_to(folder).parts) or \
+                path == skip:
+            continue
+        reason = not_an_eval(path, skip=skip)
+        if reason is None:
             found.append(path.resolve())
+        elif skipped is not None:
+            skipped.append((path.resolve(), reason))
     return found

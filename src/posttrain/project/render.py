@@ -3,12 +3,26 @@ systems display: one test case per eval, a failure where it blocks)."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 from xml.etree import ElementTree as ET
 
 STATUS_WORDS = {"pass": "pass", "prompt": "passes with another prompt", "blocked": "BLOCKS",
-                "advisory": "advisory (weight 0): would block"}
+                "advisory": "advisory (weight 0): would block",
+                "insufficient": "insufficient evidence"}
+
+
+#: terminal escape sequences (CSI, OSC, two-character) a model or a server may send back
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+#: characters XML 1.0 cannot hold, and the other C0/C1 controls but tab and newline
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
+def clean(text: str) -> str:
+    """Text from a model or a server, safe to print and to put in XML: escape sequences
+    removed, other control characters (tab and newline kept) shown as U+FFFD."""
+    return _CONTROL.sub("\ufffd", _ANSI.sub("", text))
 
 
 def _pct(value: float | None, signed: bool = False) -> str:
@@ -41,6 +55,10 @@ def headline(report: dict[str, Any]) -> str:
         line += f": blocked by {', '.join(evals)}"
         if report["blocking_tags"]:
             line += f" (tags {', '.join(report['blocking_tags'])})"
+    elif verdict == "insufficient evidence":
+        evals = [r["eval"] for r in report["evals"] if r["status"] == "insufficient"]
+        line += (f": nothing blocks, but a regression could not be seen on {', '.join(evals)} "
+                 "(not an adopt)")
     return line
 
 
@@ -48,7 +66,8 @@ def correction_line(report: dict[str, Any]) -> str:
     c = report["correction"]
     return (f"{c['name']} correction across {c['comparisons']} paired comparisons "
             f"({c['controls']} at alpha {c['alpha']:g}); a regression blocks when its adjusted "
-            f"p < {c['alpha']:g}. Intervals: {1 - c['alpha']:.0%}, per comparison.")
+            f"p < {c['alpha']:g}. Intervals: {round(100 * (1 - c['alpha']), 6):g}%, per "
+            "comparison.")
 
 
 def _rows(report: dict[str, Any]) -> list[list[str]]:
@@ -65,7 +84,8 @@ def _rows(report: dict[str, Any]) -> list[list[str]]:
             f"{_pct(first['new']['ci_high'])}]",
             f"{_pct(paired['diff'], True)} [{_pct(paired['ci_low'], True)}, "
             f"{_pct(paired['ci_high'], True)}]",
-            _p(paired["p_value"]), _p(paired["p_adjusted"]), str(first["new"]["n"]),
+            _p(paired["p_value"]), _p(paired["p_adjusted"]),
+            "-" if paired["n"] is None else str(paired["n"]),
             STATUS_WORDS[record["status"]] + (f" ({record['fix_variant']})"
                                               if record.get("fix_variant") else ""),
         ])
@@ -73,7 +93,7 @@ def _rows(report: dict[str, Any]) -> list[list[str]]:
 
 
 HEADERS = ["eval", "weight", "bar", "production [95% CI]", "new [95% CI]", "diff [CI]", "p",
-           "p adj", "n", "status"]
+           "p adj", "items", "status"]
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
@@ -145,8 +165,10 @@ def failure_lines(report: dict[str, Any]) -> list[str]:
 
 def render_text(report: dict[str, Any]) -> str:
     out = [f"posttrain check: {report['new']} against {report['against']} on "
-           f"{len(report['evals'])} evals ({report['project']})", "",
-           _table(HEADERS, _rows(report)), ""]
+           f"{len(report['evals'])} evals ({report['project']})"]
+    out += [f"skipped (not an eval file): {s['file']} ({s['reason']})"
+            for s in report.get("skipped", [])]
+    out += ["", _table(HEADERS, _rows(report)), ""]
     ran = [r["eval"] for r in report["evals"] if r["production"].get("ran_now")]
     reused = len(report["evals"]) - len(ran)
     if reused:
@@ -154,6 +176,11 @@ def render_text(report: dict[str, Any]) -> str:
                    + (f"; run now for {', '.join(ran)}" if ran else ""))
     else:
         out.append("production: run now (no stored run of these evals and settings)")
+    resent = [f"{r['eval']} ({r['production']['resent']})" for r in report["evals"]
+              if r["production"].get("resent")]
+    if resent:
+        out.append("production's failed requests sent again before comparing: "
+                   + ", ".join(resent))
     for record in report["evals"]:
         for tag in record["variants"][0]["tags"]:
             paired = tag["paired"] or {}
@@ -178,11 +205,14 @@ def render_text(report: dict[str, Any]) -> str:
     if report["blocking"]:
         out.append("blocks:")
         out += [f"  {line}" for line in report["blocking"]]
-        out.append("the items that moved: posttrain compare PRODUCTION_RUN NEW_RUN --store "
-                   f"{report['store']}")
+        if any(r["status"] == "blocked" and r["variants"][0].get("moved", 1)
+               for r in report["evals"]):
+            out.append("the items that moved: posttrain compare PRODUCTION_RUN NEW_RUN --store "
+                       f"{report['store']}")
         out += [f"  {r['eval']}: posttrain compare {r['production']['run_id']} "
                 f"{r['variants'][0]['new']['run_id']}"
-                for r in report["evals"] if r["status"] == "blocked"]
+                for r in report["evals"] if r["status"] == "blocked"
+                and r["variants"][0].get("moved", 1)]
     files = {r["eval"]: r["file"] for r in report["evals"]}
     tools = _prompt_tools()
     if report["prompt_changes"]:
@@ -200,10 +230,13 @@ def render_text(report: dict[str, Any]) -> str:
         out += [f"  posttrain optimize {r['file']} --model {report['new']}" for r in blocked]
     advisory = [r for r in report["evals"] if r["status"] == "advisory"]
     for record in advisory:
-        out.append(f"advisory {record['eval']}: "
+        out.append(f"advisory (weight 0) {record['eval']}: would block — "
                    + "; ".join(b["text"] for b in record["variants"][0]["blockers"]))
+    if report.get("insufficient"):
+        out.append("insufficient evidence (not a pass: a regression could not be seen):")
+        out += [f"  {line}" for line in report["insufficient"]]
     out.append(headline(report))
-    return "\n".join(out)
+    return clean("\n".join(out))
 
 
 def _prompt_tools() -> set[str]:
@@ -215,12 +248,17 @@ def _prompt_tools() -> set[str]:
 
 def render_markdown(report: dict[str, Any]) -> str:
     verdict = report["verdict"]
-    mark = {"adopt": "✅", "adopt with prompt changes": "🟡", "hold": "❌"}[verdict]
+    mark = {"adopt": "✅", "adopt with prompt changes": "🟡", "hold": "❌",
+            "insufficient evidence": "⚠️"}[verdict]
     out = [f"### {mark} posttrain check: **{verdict}** `{report['new']}` "
            f"(against `{report['against']}`)", ""]
     if report["blocking"]:
         out.append("**Blocks:**")
         out += [f"- {_md(line)}" for line in report["blocking"]]
+        out.append("")
+    if report.get("insufficient"):
+        out.append("**Insufficient evidence** (a regression could not be seen):")
+        out += [f"- {_md(line)}" for line in report["insufficient"]]
         out.append("")
     if report["prompt_changes"]:
         out.append("**Prompt changes that clear:**")
@@ -246,7 +284,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         out.append("")
     out.append(f"_{_md(correction_line(report))} Pass bars: the lower bound of the score's 95% "
                f"interval is at or above the bar._")
-    return "\n".join(out) + "\n"
+    return clean("\n".join(out) + "\n")
 
 
 def _md(text: str) -> str:
@@ -258,7 +296,7 @@ def render_junit(report: dict[str, Any]) -> str:
     (or clears only with another prompt) has a ``failure``; an advisory one passes with the
     note in ``system-out``."""
     records = report["evals"]
-    failures = [r for r in records if r["status"] in ("blocked", "prompt")]
+    failures = [r for r in records if r["status"] in ("blocked", "prompt", "insufficient")]
     suite = ET.Element("testsuite", {
         "name": f"posttrain check {report['new']} vs {report['against']}",
         "tests": str(len(records)), "failures": str(len(failures)), "errors": "0",
@@ -275,7 +313,7 @@ def render_junit(report: dict[str, Any]) -> str:
         first = record["variants"][0]
         case = ET.SubElement(suite, "testcase", {
             "classname": f"posttrain.check.{report.get('name') or 'project'}",
-            "name": record["eval"], "time": "0"})
+            "name": record["eval"], "time": f"{record.get('seconds', 0.0):.3f}"})
         blockers = [b["text"] for b in first["blockers"]]
         if record["status"] == "blocked":
             failure = ET.SubElement(case, "failure", {"message": "; ".join(blockers),
@@ -287,6 +325,11 @@ def render_junit(report: dict[str, Any]) -> str:
             failure = ET.SubElement(case, "failure", {"message": message,
                                                       "type": "prompt-change"})
             failure.text = message
+        elif record["status"] == "insufficient":
+            message = "insufficient evidence: " + "; ".join(first["insufficient"])
+            failure = ET.SubElement(case, "failure", {"message": message,
+                                                      "type": "insufficient-evidence"})
+            failure.text = message
         paired = first["paired"]
         out = ET.SubElement(case, "system-out")
         out.text = (f"production {_pct(record['production']['score'])}, new "
@@ -295,6 +338,32 @@ def render_junit(report: dict[str, Any]) -> str:
                     f"p = {_p(paired['p_value'])}, adjusted p = {_p(paired['p_adjusted'])}"
                     + (f"; advisory: {'; '.join(blockers)}" if record["status"] == "advisory"
                        else ""))
+    return _xml(suite)
+
+
+def _xml(suite: ET.Element) -> str:
+    for element in suite.iter():
+        if element.text:
+            element.text = clean(element.text)
+        for key, value in element.attrib.items():
+            element.set(key, clean(value))
     ET.indent(suite)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") \
         + "\n"
+
+
+def render_error_junit(new: str, error: str) -> str:
+    """JUnit XML for a check that could not give a verdict (a setup problem, exit 2)."""
+    suite = ET.Element("testsuite", {"name": f"posttrain check {new}", "tests": "1",
+                                     "failures": "0", "errors": "1", "skipped": "0",
+                                     "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    case = ET.SubElement(suite, "testcase", {"classname": "posttrain.check", "name": "setup",
+                                             "time": "0"})
+    failure = ET.SubElement(case, "error", {"message": error, "type": "setup"})
+    failure.text = error
+    return _xml(suite)
+
+
+def render_error_markdown(new: str, error: str) -> str:
+    return clean(f"### ⛔ posttrain check: **no verdict** `{new}`: a setup problem (exit 2)\n\n"
+                 f"```\n{error}\n```\n")

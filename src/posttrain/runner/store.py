@@ -404,6 +404,12 @@ class Store:
         with self._write():
             self._write_scores(run_id, item_id, epoch, scores)
 
+    def reopen_run(self, run_id: str) -> None:
+        """Mark a finished run as running again, so the next run with its identity resumes it
+        (its failed samples are sent again; its answers are kept)."""
+        self.conn.execute("UPDATE runs SET status='running', finished=NULL WHERE id=?",
+                          (run_id,))
+
     def finish_run(self, run_id: str) -> None:
         self.conn.execute("UPDATE runs SET status='finished', finished=? WHERE id=?",
                           (time.time(), run_id))
