@@ -178,8 +178,9 @@ def _requests(eval_: Eval, roles: Roles, settings: Settings, method: str, rng: r
               ) -> tuple[list[Candidate], dict[str, list[dict[str, Any]]], dict[str, Any]]:
     """(candidates, request id -> messages, request id -> tag values of a ``new`` item)."""
     items = list(eval_.items)
-    seeds = items if len(items) <= settings.n else rng.sample(items, settings.n)
-    seeds.sort(key=lambda i: items.index(i))
+    position = {item.id: index for index, item in enumerate(items)}
+    seeds = items if len(items) <= settings.n else sorted(
+        rng.sample(items, settings.n), key=lambda i: position[i.id])
     programmatic = method == "programmatic"
     candidates: list[Candidate] = []
     requests: dict[str, list[dict[str, Any]]] = {}
@@ -201,7 +202,7 @@ def _requests(eval_: Eval, roles: Roles, settings: Settings, method: str, rng: r
             for number in range(1, settings.n + 1):
                 tag = tags[(number - 1) % len(tags)] if tags else None
                 pool = [i for i in items if tag is None or tag in i.tags]
-                shown = sorted(rng.sample(pool, min(3, len(pool))), key=lambda i: items.index(i))
+                shown = sorted(rng.sample(pool, min(3, len(pool))), key=lambda i: position[i.id])
                 rid = f"new:{tag or '*'}:{number}"
                 requests[rid] = generator_messages(
                     "new", seeds=[(i.data, _render(eval_, i)) for i in shown], number=number,
