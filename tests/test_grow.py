@@ -106,7 +106,7 @@ def test_copies_of_existing_items_are_removed(tmp_path):
                    [ArithmeticSolver("sim:a")], n=4, kinds=("paraphrase",))
     funnel = result["funnel"]["paraphrase"]
     # the copy generator words every paraphrase exactly as the seed: all are duplicates
-    assert funnel == {"asked": 8, "unparseable": 0, "does_not_render": 0, "duplicate": 8,
+    assert funnel == {"asked": 8, "no_answer": 0, "unparseable": 0, "does_not_render": 0, "duplicate": 8,
                       "unverified": 0, "added": 0}
     assert "exact duplicate of q" in result["dropped"][0]["reason"]
 
@@ -332,3 +332,14 @@ def test_an_output_folder_with_a_grown_eval_is_refused(tmp_path, capsys):
     code = main(["grow", str(path), "--generator", "openai:gen", "-o", str(tmp_path / "g")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "already holds eval.yaml" in err
+
+
+def test_the_object_with_the_fields_is_found_in_a_chatty_reply(tmp_path):
+    roles = field_roles(load_eval(_sums(tmp_path)))
+    seed = {"id": "q1", "question": "What is 1 + 2?", "answer": "3", "category": "small"}
+    text = ('Here is an example: {"title": "x"}\nAnd the item:\n{"question": "What is 2 + 2?", '
+            '"answer": "4"} Hope it helps {')
+    data, _, why = parse_reply(text, "harder", seed, roles)
+    assert why == "" and data is not None and data["answer"] == "4"
+    assert parse_reply('{"title": "x"}', "harder", seed, roles)[2] == \
+        "the reply has no field 'question'"

@@ -178,10 +178,10 @@ def summary_text(result: dict[str, Any], eval_: Any) -> str:
                 f"{len(result['solvers'])}), judge {result['judge']}"
                 if result["method"] == "solvers" else
                 "programmatic (the eval's graders on the generator's reference answer)"), ""]
-    rows = [[kind, str(f["asked"]), str(f["unparseable"]), str(f["does_not_render"]),
+    rows = [[kind, str(f["asked"]), str(f["no_answer"]), str(f["unparseable"]), str(f["does_not_render"]),
              str(f["duplicate"]), str(f["unverified"]), str(f["added"])]
             for kind, f in result["funnel"].items()]
-    lines.append(text_table(["kind", "asked", "unparseable", "no render", "duplicate",
+    lines.append(text_table(["kind", "asked", "no answer", "unparseable", "no render", "duplicate",
                              "unverified", "added"], rows))
     reasons = Counter(_reason_shape(d["reason"]) for d in result["dropped"])
     if reasons:

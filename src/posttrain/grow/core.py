@@ -1,7 +1,8 @@
 """``grow``: generate, deduplicate and verify new items for an eval.
 
-The steps, each counted in the result's ``funnel`` (asked, unparseable, does not render, near
-duplicate, unverified, added, per kind):
+The steps, each counted in the result's ``funnel`` (asked, no answer (the generator's request
+failed after its retries), unparseable, does not render, near duplicate, unverified, added, per
+kind):
 
 1. **seeds**: ``n`` items drawn with ``seed`` (every item when there are fewer); ``paraphrase``
    asks ``cousins`` rewrites of each, ``harder`` one variant of each; ``new`` asks ``n`` items
@@ -135,6 +136,7 @@ class _Calls:
                  progress: bool) -> None:
         self.eval, self.store, self.options, self.spent = eval_, store, options, spent
         self.progress = progress
+        self.errors: dict[str, str] = {}
 
     async def run(self, derived: Eval, model: Any, who: str, note: dict[str, Any]
                   ) -> RunResults:
@@ -156,7 +158,7 @@ class _Calls:
     async def chat(self, model: Any, suffix: str, requests: dict[str, list[dict[str, Any]]],
                    sampling: dict[str, Any], who: str) -> dict[str, str | None]:
         """One run of ``<eval>:<suffix>`` whose items are ``requests`` (id -> messages):
-        id -> reply text (None where the model gave no answer)."""
+        id -> reply text (None where the model gave no answer; why is in ``self.errors``)."""
         if not requests:
             return {}
         items = [Item(id=rid, data={"messages": messages}) for rid, messages in requests.items()]
@@ -167,6 +169,8 @@ class _Calls:
         for sample in results.samples:
             if sample.completion is not None:
                 out[sample.item_id] = sample.output_text
+            else:
+                self.errors[sample.item_id] = sample.error or sample.reason or "no answer"
         return out
 
 
@@ -281,7 +285,8 @@ async def grow(eval_: Eval, generator: Any, store: Store, options: RunOptions,
     for candidate in candidates:
         text = replies.get(candidate.request_id)
         if text is None:
-            candidate.dropped = "unparseable: the generator gave no answer"
+            candidate.dropped = ("no answer: the generator failed: "
+                                 + calls.errors.get(candidate.request_id, "no answer"))
             continue
         seed_data = by_id[candidate.seed].data if candidate.seed else {}
         data, answer, why = parse_reply(
@@ -362,7 +367,8 @@ def _funnel(candidates: Sequence[Candidate], kinds: Sequence[str]) -> dict[str, 
     for kind in kinds:
         mine = [c for c in candidates if c.kind == kind]
         reasons = Counter(c.dropped.split(":", 1)[0] for c in mine if c.dropped)
-        out[kind] = {"asked": len(mine), "unparseable": reasons["unparseable"],
+        out[kind] = {"asked": len(mine), "no_answer": reasons["no answer"],
+                     "unparseable": reasons["unparseable"],
                      "does_not_render": reasons["does not render"],
                      "duplicate": reasons["duplicate"], "unverified": reasons["unverified"],
                      "added": sum(1 for c in mine if not c.dropped)}
@@ -423,7 +429,11 @@ async def _verify_solvers(eval_: Eval, standing: Sequence[Candidate], calls: _Ca
         if candidate.dropped or candidate.item is None:
             continue
         text = verdicts.get(candidate.item.id)
-        verdict = judge_verdict(text or "")
+        if text is None:
+            candidate.dropped = ("unverified: the judge gave no answer: "
+                                 + calls.errors.get(candidate.item.id, "no answer"))
+            continue
+        verdict = judge_verdict(text)
         candidate.verification["judge"] = {"model": judge_name,
                                            "verdict": {True: "yes", False: "no"}.get(
                                                verdict, "unclear"),  # type: ignore[arg-type]

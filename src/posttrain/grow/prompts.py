@@ -139,6 +139,31 @@ def _same_shape(value: Any, like: Any) -> bool:
     return isinstance(value, type(like)) if like is not None else True
 
 
+def _reply_object(text: str, wanted: Sequence[str]) -> dict[str, Any] | None:
+    """The reply's JSON object: the whole text (a ```json fence allowed), else the first object
+    in it that has every ``wanted`` field, else the first object in it (chatty models wrap the
+    object in prose)."""
+    whole = parse_json_output(text)
+    if isinstance(whole, dict):
+        return whole
+    decoder = json.JSONDecoder()
+    found: list[dict[str, Any]] = []
+    start = text.find("{")
+    while start >= 0 and len(found) < 20:
+        try:
+            value, end = decoder.raw_decode(text, start)
+        except ValueError:
+            start = text.find("{", start + 1)
+            continue
+        if isinstance(value, dict):
+            found.append(value)
+        start = text.find("{", end)
+    for value in found:
+        if all(name in value for name in wanted):
+            return value
+    return found[0] if found else None
+
+
 def parse_reply(text: str, kind: str, seed: dict[str, Any], roles: Roles, *,
                 tag_values: dict[str, Any] | None = None, reference_answer: bool = False
                 ) -> tuple[dict[str, Any] | None, str | None, str]:
@@ -149,14 +174,10 @@ def parse_reply(text: str, kind: str, seed: dict[str, Any], roles: Roles, *,
     and tag fields; ``tag_values`` sets the tag fields of a ``new`` item. A field must have the
     seed's JSON type (a number stays a number) and an input text must not be empty.
     """
-    reply = parse_json_output(text)
-    if reply is None:
-        start, end = text.find("{"), text.rfind("}")
-        if start >= 0 and end > start:
-            reply = parse_json_output(text[start:end + 1])
-    if not isinstance(reply, dict):
-        return None, None, "the reply is not a JSON object"
     wanted = list(roles.input) if kind == "paraphrase" else [*roles.input, *roles.reference]
+    reply = _reply_object(text, wanted)
+    if reply is None:
+        return None, None, "the reply is not a JSON object"
     data = {k: v for k, v in seed.items() if k not in ("id", "provenance")}
     for name in wanted:
         if name not in reply:
