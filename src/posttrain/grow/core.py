@@ -245,7 +245,9 @@ async def grow(eval_: Eval, generator: Any, store: Store, options: RunOptions,
                solver_names: Sequence[str] = (), judge: Any = None, judge_name: str | None = None,
                progress: bool = False) -> dict[str, Any]:
     """Generate, deduplicate and verify; the result as a JSON-ready dict whose ``added`` holds
-    the new rows (each with ``provenance``) in the order written. Nothing is written here."""
+    the new rows (each with ``provenance``) in the order written, and ``dropped`` every request
+that gave no item, with its reason and the parsed row where there was one (``item``, else
+None). Nothing is written here."""
     from posttrain.usage.dedup import dedup
 
     unknown = [k for k in settings.kinds if k not in KINDS]
@@ -344,7 +346,7 @@ async def grow(eval_: Eval, generator: Any, store: Store, options: RunOptions,
             "thin_tags": thin_tags(eval_.items) if "new" in settings.kinds else [],
             "funnel": _funnel(candidates, settings.kinds),
             "dropped": [{"request": c.request_id, "kind": c.kind, "seed": c.seed,
-                         "reason": c.dropped} for c in candidates if c.dropped],
+                         "reason": c.dropped, "item": c.data} for c in candidates if c.dropped],
             "added": added,
             "requests": {"generator": spent.generator, "solvers": spent.solvers,
                          "judge": spent.judge},
