@@ -343,3 +343,16 @@ def test_the_object_with_the_fields_is_found_in_a_chatty_reply(tmp_path):
     assert why == "" and data is not None and data["answer"] == "4"
     assert parse_reply('{"title": "x"}', "harder", seed, roles)[2] == \
         "the reply has no field 'question'"
+
+
+def test_the_html_report_has_reliability(tmp_path):
+    from posttrain.analysis.report import render_html
+
+    summary = {"model": "m", "variant": "default", "reliability_at_k": {
+        "score": 0.5, "ci_low": 0.2, "ci_high": 0.8, "groups": 4, "k_min": 3, "k_max": 3,
+        "item_pass_rate": 0.75, "seed_pass_rate": 1.0}}
+    page = render_html([{"eval": "e", "run_id": "r", "score": 0.5, "ci_low": 0.1, "ci_high": 0.9,
+                         "coverage": 1, "score_scored_only": 0.5, "n": 12, "errors": 0,
+                         "unscored": 0, "retries": 0, "cost_usd": 0.0, "latency_p50_s": None,
+                         "latency_p95_s": None, "by_tag": {}, "components": {}, **summary}])
+    assert "reliability@k: solved in every phrasing" in page and "<td>0.750</td>" in page

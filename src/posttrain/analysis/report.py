@@ -451,7 +451,17 @@ def render_html(summaries: list[dict[str, Any]], extra_sections: list[str] | Non
                 f"<td>{_fmt((s['components'].get(name) or {}).get('score'))}</td>"
                 for s in summaries) + "</tr>" for name in names)
         comp_html = f"<h2>By component</h2><table><tr><th>component</th>{head}</tr>{body}</table>"
-    extra = "".join(extra_sections or [])
+    rel_rows = "".join(
+        f"<tr><td>{esc(_label(s))}</td><td>{_fmt(r['score'])}</td>"
+        f"<td>[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]</td><td>{r['groups']}</td>"
+        f"<td>{r['k_min']}-{r['k_max']}</td><td>{_fmt(r['item_pass_rate'])}</td>"
+        f"<td>{_fmt(r.get('seed_pass_rate'))}</td></tr>"
+        for s in summaries if (r := s.get("reliability_at_k")))
+    rel_html = ("<h2>reliability@k: solved in every phrasing</h2><table><tr><th>run</th>"
+                "<th>reliability@k</th><th>95% CI</th><th>items</th><th>k</th>"
+                "<th>each phrasing alone</th><th>original phrasings</th></tr>"
+                f"{rel_rows}</table>") if rel_rows else ""
+    extra = rel_html + "".join(extra_sections or [])
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{esc(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}th{{background:#f3f3f3}}</style></head>
