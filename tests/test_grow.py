@@ -356,3 +356,12 @@ def test_the_html_report_has_reliability(tmp_path):
                          "unscored": 0, "retries": 0, "cost_usd": 0.0, "latency_p50_s": None,
                          "latency_p95_s": None, "by_tag": {}, "components": {}, **summary}])
     assert "reliability@k: solved in every phrasing" in page and "<td>0.750</td>" in page
+
+
+def test_new_ids_are_unique_and_survive_odd_seed_ids():
+    from posttrain.grow.core import Candidate, _new_id
+
+    taken = {"a:b~p1"}
+    assert _new_id(Candidate("paraphrase", "a:b", "paraphrase:a:b:1"), taken) == "a:b~p1-2"
+    assert _new_id(Candidate("new", "", "new:x:y:3"), taken) == "new~x:y~3"
+    assert {"a:b~p1-2", "new~x:y~3"} <= taken

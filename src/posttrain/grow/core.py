@@ -230,7 +230,7 @@ def _tag_fields(eval_: Eval, roles: Roles, tag: str | None, shown: Sequence[Item
 
 
 def _new_id(candidate: Candidate, taken: set[str]) -> str:
-    _kind, where, number = candidate.request_id.split(":")
+    where, number = candidate.request_id.split(":", 1)[1].rsplit(":", 1)  # ids may hold ':'
     letter = {"paraphrase": "p", "harder": "h", "new": "n"}[candidate.kind]
     base = f"{where}~{letter}{number}" if candidate.kind != "new" else f"new~{where}~{number}"
     out, extra = base, 2
