@@ -365,3 +365,15 @@ def test_new_ids_are_unique_and_survive_odd_seed_ids():
     assert _new_id(Candidate("paraphrase", "a:b", "paraphrase:a:b:1"), taken) == "a:b~p1-2"
     assert _new_id(Candidate("new", "", "new:x:y:3"), taken) == "new~x:y~3"
     assert {"a:b~p1-2", "new~x:y~3"} <= taken
+
+
+def test_the_summary_shows_examples_of_what_was_added(tmp_path):
+    from posttrain.cli.grow import summary_text
+
+    path = _sums(tmp_path)
+    result = _grow(path, tmp_path / "s.db", ArithmeticGenerator(), [ArithmeticSolver("sim:a")],
+                   n=2, kinds=("paraphrase",))
+    result["written"] = "DIR/eval.yaml"
+    text = summary_text(result, load_eval(path))
+    assert "added, e.g.:\n  q" in text and "(paraphrase of q" in text
+    assert "tags: " in text and "grow sums: 12 items + 4 new = 16" in text

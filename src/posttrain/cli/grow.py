@@ -200,6 +200,16 @@ def summary_text(result: dict[str, Any], eval_: Any) -> str:
                    if after[tag] != before[tag]]
         if changed:
             lines.append("tags: " + ", ".join(changed))
+    field = (result.get("roles") or {}).get("input", [None])[0]
+    shown = [row for row in added if field is not None][:3]
+    if shown:
+        lines += ["", "added, e.g.:"]
+        for row in shown:
+            provenance = row["provenance"]
+            origin = f"{provenance['kind']} of {provenance['seed']}" if provenance.get("seed") \
+                else provenance["kind"]
+            text = " ".join(json.dumps(row.get(field), ensure_ascii=False).split())
+            lines.append(f"  {row.get('id', '?')} ({origin}): {text[:110]}")
     spent = result["requests"]
     lines += ["", f"requests: generator {spent['generator']}, solvers {spent['solvers']}, judge "
                   f"{spent['judge']} (answers already in the store cost nothing)",
