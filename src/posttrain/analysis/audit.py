@@ -92,6 +92,12 @@ def _majority_answer(by_item: dict[str, list[Any]], item_id: str) -> str | None:
     return next(a for a in answers if normalize_answer(a) == top)
 
 
+#: what to do with a saturated eval (``EVAL`` is replaced by the eval's file where known)
+GROW_HINT = ("posttrain grow EVAL --generator SPEC --solvers SPEC,SPEC -o DIR  # verified "
+             "paraphrases, harder variants, new items for thin tags; then run the best model "
+             "on DIR/eval.yaml")
+
+
 def saturation(results: Sequence[RunResults], labels: Sequence[str]) -> dict[str, Any]:
     rows = []
     for label, result in zip(labels, results, strict=True):
@@ -116,7 +122,9 @@ def saturation(results: Sequence[RunResults], labels: Sequence[str]) -> dict[str
     if best is None:
         out["verdict"] = "no scored runs"
     elif best["ci_low"] is not None and best["ci_low"] >= 0.9:
-        out["verdict"] = "saturated: the best model clears 90% with its CI; little headroom left"
+        out["verdict"] = ("saturated: the best model clears 90% with its CI; little headroom "
+                          "left: grow it with `posttrain grow`")
+        out["next"] = GROW_HINT
     elif out["discriminating_share"] is not None and out["discriminating_share"] < 0.2:
         out["verdict"] = "weak: fewer than 20% of items tell the models apart"
     else:

@@ -105,6 +105,9 @@ def summarize(results: RunResults, *, requests: int | None = None) -> dict[str, 
         summary["clears_bar"] = low is not None and low >= pass_bar
     if run.epochs > 1:
         summary.update(_pass_k(results))
+    reliability = reliability_at_k(results)
+    if reliability is not None:
+        summary["reliability_at_k"] = reliability
     summary["problems"] = _problems(samples)
     return summary
 
@@ -171,6 +174,60 @@ def _pass_k(results: RunResults) -> dict[str, Any]:
             out["pass_hat_k"][str(k)] = round(
                 sum(pass_hat_k(n, c, k) for n, c in computable) / len(computable), 4)
     return out
+
+
+def cousin_groups(items: list[Any]) -> dict[str, list[str]]:
+    """Seed item id -> the ids of it and its cousins in ``items`` (groups of two or more).
+
+    A cousin is a row whose ``provenance`` (written by ``posttrain grow``) has ``kind:
+    paraphrase`` and ``seed: ID``; the seed joins its group when it is among ``items``.
+    """
+    ids = {item.id for item in items}
+    groups: dict[str, list[str]] = defaultdict(list)
+    for item in items:
+        provenance = item.data.get("provenance") if isinstance(item.data, dict) else None
+        if isinstance(provenance, dict) and provenance.get("kind") == "paraphrase" \
+                and provenance.get("seed") is not None:
+            groups[str(provenance["seed"])].append(item.id)
+    return {seed: ([seed] if seed in ids else []) + members
+            for seed, members in groups.items()
+            if len(members) + (seed in ids) >= 2}
+
+
+def reliability_at_k(results: RunResults) -> dict[str, Any] | None:
+    """reliability@k over cousins: the share of seed items solved in every phrasing.
+
+    A group is a seed item and its paraphrases (``cousin_groups``; k = its size). An item is
+    solved when every sample of it passed (headline semantics: a failed, unscored or
+    unanswered sample did not); a group counts only when all its k items are solved. Beside it:
+    ``item_pass_rate`` (the same items, each counted alone) and ``seed_pass_rate`` (the
+    original phrasings alone), so the drop from one to the other is how brittle the model is
+    to rephrasing. None when the eval has no cousins.
+
+    Sources: the all-k-must-pass rule of pass^k (tau-bench, Yao et al. 2024,
+    arXiv:2406.12045; ``stats.pass_hat_k`` for epochs) and of the "k/k reliability" figures
+    in OpenAI's o-series evals, as we read them (we know of no formal definition there); here
+    the k trials are k phrasings of one item rather than k samples of one phrasing.
+    """
+    from posttrain.analysis.selection import item_pass_rates
+
+    groups = cousin_groups(results.items)
+    if not groups:
+        return None
+    rates = item_pass_rates(results)
+    solved = {item_id: rates.get(item_id, 0.0) >= 1.0 for item_id in rates}
+    values = [1.0 if all(solved.get(m, False) for m in members) else 0.0
+              for members in groups.values()]
+    members = [m for group in groups.values() for m in group]
+    seeds = [seed for seed, group in groups.items() if group[0] == seed]
+    interval = mean_interval(values)
+    sizes = [len(group) for group in groups.values()]
+    return {"groups": len(groups), "k_min": min(sizes), "k_max": max(sizes),
+            "score": _round(interval.estimate), "ci_low": _round(interval.low),
+            "ci_high": _round(interval.high),
+            "item_pass_rate": _round(sum(solved.get(m, False) for m in members) / len(members)),
+            "seed_pass_rate": _round(sum(solved.get(s, False) for s in seeds) / len(seeds))
+            if seeds else None}
 
 
 # ---- terminal -----------------------------------------------------------------------------
@@ -249,6 +306,16 @@ def render_table(summaries: list[dict[str, Any]], *, tags: bool = True,
         if missing_k:
             out.append("  (an item with fewer than k answered samples has no pass@k/pass^k "
                        "for that k; run again to resume)")
+        rel = s.get("reliability_at_k")
+        if rel:
+            k = str(rel["k_min"]) if rel["k_min"] == rel["k_max"] else \
+                f"{rel['k_min']}-{rel['k_max']}"
+            seeds = "" if rel.get("seed_pass_rate") is None else \
+                f", the original phrasings alone {_fmt(rel['seed_pass_rate'])}"
+            out.append(f"reliability@k {_label(s)}: {_fmt(rel['score'])} "
+                       f"[{_fmt(rel['ci_low'])}, {_fmt(rel['ci_high'])}] of {rel['groups']} "
+                       f"items solved in all k={k} phrasings (the item and its cousins); each "
+                       f"phrasing alone {_fmt(rel['item_pass_rate'])}{seeds}")
         if s["problems"]:
             out.append(f"problems in {_label(s)}:")
             out += [f"  {count} x {reason}" for reason, count in s["problems"].items()]
@@ -384,7 +451,17 @@ def render_html(summaries: list[dict[str, Any]], extra_sections: list[str] | Non
                 f"<td>{_fmt((s['components'].get(name) or {}).get('score'))}</td>"
                 for s in summaries) + "</tr>" for name in names)
         comp_html = f"<h2>By component</h2><table><tr><th>component</th>{head}</tr>{body}</table>"
-    extra = "".join(extra_sections or [])
+    rel_rows = "".join(
+        f"<tr><td>{esc(_label(s))}</td><td>{_fmt(r['score'])}</td>"
+        f"<td>[{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]</td><td>{r['groups']}</td>"
+        f"<td>{r['k_min']}-{r['k_max']}</td><td>{_fmt(r['item_pass_rate'])}</td>"
+        f"<td>{_fmt(r.get('seed_pass_rate'))}</td></tr>"
+        for s in summaries if (r := s.get("reliability_at_k")))
+    rel_html = ("<h2>reliability@k: solved in every phrasing</h2><table><tr><th>run</th>"
+                "<th>reliability@k</th><th>95% CI</th><th>items</th><th>k</th>"
+                "<th>each phrasing alone</th><th>original phrasings</th></tr>"
+                f"{rel_rows}</table>") if rel_rows else ""
+    extra = rel_html + "".join(extra_sections or [])
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{esc(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}th{{background:#f3f3f3}}</style></head>

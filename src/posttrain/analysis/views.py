@@ -172,6 +172,8 @@ def _saturation_lines(sat: dict[str, Any]) -> list[str]:
     lines.append(f"items every run passes: {pct(sat['all_pass_share'])}, fails: "
                  f"{pct(sat['all_fail_share'])}, tell runs apart: "
                  f"{pct(sat['discriminating_share'])} (of {sat['items']})")
+    if sat.get("next"):
+        lines.append(f"next: {sat['next']}")
     return lines
 
 

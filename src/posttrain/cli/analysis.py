@@ -193,6 +193,9 @@ def run_audit(args: argparse.Namespace) -> int:
         judges = judge_components(specs or [])
     report = audit(results, all_runs=every, judges=judges, fail_share=args.fail_share,
                    strong_floor=args.strong_floor)
+    if report["saturation"].get("next") and ref.source is not None:
+        report["saturation"]["next"] = report["saturation"]["next"].replace(
+            "EVAL", str(ref.source), 1)
     if args.export:
         count = export_suspects(report, every, args.export)
         report["exported"] = {"path": args.export, "count": count}
