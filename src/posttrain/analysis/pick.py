@@ -54,12 +54,14 @@ def run_cost(result: RunResults, prices: dict[str, Any] | None = None
     price = _price_for(result, prices or {})
     costs: list[float] = []
     for sample in result.samples:
-        if sample.completion is None and not sample.input_tokens:
+        if not sample.answered and not sample.input_tokens:
             continue
         if sample.cost_usd and not sample.cached:
             costs.append(sample.cost_usd)
         elif price is not None:
-            record = sample.completion or {}
+            record = (sample.completion or {}) if (
+                sample.completion_mentions("cached_input_tokens")
+                or sample.completion_mentions("cache_write_tokens")) else {}
             costs.append(price.cost(
                 sample.input_tokens, sample.output_tokens,
                 cached_input_tokens=record.get("cached_input_tokens") or 0,

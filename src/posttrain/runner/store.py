@@ -405,11 +405,16 @@ class Store:
             return _run_from_row(rows[0])
         raise KeyError(ref)
 
-    def run_items(self, run_id: str) -> list[Item]:
-        rows = self.conn.execute(
-            "SELECT item_id, tags, data FROM run_items WHERE run_id = ? ORDER BY position",
-            (run_id,),
-        )
+    def run_items(self, run_id: str, *, item_id: str | None = None) -> list[Item]:
+        """The run's items in order (``item_id``: only that one)."""
+        if item_id is not None:
+            rows = self.conn.execute(
+                "SELECT item_id, tags, data FROM run_items WHERE run_id = ? AND item_id = ?",
+                (run_id, item_id))
+        else:
+            rows = self.conn.execute(
+                "SELECT item_id, tags, data FROM run_items WHERE run_id = ? ORDER BY position",
+                (run_id,))
         return [Item(id=r["item_id"], data=orjson.loads(r["data"]), tags=orjson.loads(r["tags"]))
                 for r in rows]
 
@@ -512,7 +517,13 @@ class Store:
                               (run_id, item_id, epoch))
             self._write_scores(run_id, item_id, epoch, scores)
 
-    def score_history(self, run_id: str) -> list[sqlite3.Row]:
+    def score_history(self, run_id: str, *, only: tuple[str, int] | None = None
+                      ) -> list[sqlite3.Row]:
+        """Grades replaced by re-grading (``only``: of one item and epoch), oldest first."""
+        if only is not None:
+            return self.conn.execute(
+                "SELECT * FROM score_history WHERE run_id = ? AND item_id = ? AND epoch = ? "
+                "ORDER BY replaced", (run_id, *only)).fetchall()
         return self.conn.execute("SELECT * FROM score_history WHERE run_id = ? ORDER BY replaced",
                                  (run_id,)).fetchall()
 

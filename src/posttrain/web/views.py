@@ -6,8 +6,6 @@ import difflib
 from collections import defaultdict
 from typing import Any
 
-import orjson
-
 from posttrain.analysis.report import _pass_rate
 from posttrain.analysis.results import RunResults, SampleResult, load_results
 from posttrain.analysis.stats import mean_ci, percentile
@@ -151,42 +149,12 @@ def samples(store: Store, run_id: str, flt: str = "all", tag: str | None = None,
     return rows
 
 
-class _OneAnswer:
-    """The store as ``load_results`` reads it, narrowed to one item and epoch: one answer is
-    combined by the same code as a whole run, without reading the run's other answers."""
-
-    def __init__(self, store: Store, item_id: str, epoch: int) -> None:
-        self.store, self.item_id, self.epoch = store, item_id, epoch
-
-    def run_items(self, run_id: str) -> list[Any]:
-        from posttrain.types import Item
-
-        rows = self.store.conn.execute(
-            "SELECT item_id, tags, data FROM run_items WHERE run_id = ? AND item_id = ?",
-            (run_id, self.item_id))
-        return [Item(id=r[0], data=orjson.loads(r[2]), tags=orjson.loads(r[1])) for r in rows]
-
-    def _rows(self, table: str, run_id: str) -> list[Any]:
-        return self.store.conn.execute(
-            f"SELECT * FROM {table} WHERE run_id = ? AND item_id = ? AND epoch = ?",
-            (run_id, self.item_id, self.epoch)).fetchall()
-
-    def scores(self, run_id: str) -> list[Any]:
-        return self._rows("scores", run_id)
-
-    def samples(self, run_id: str) -> list[Any]:
-        return self._rows("samples", run_id)
-
-    def score_history(self, run_id: str) -> list[Any]:
-        return self._rows("score_history", run_id)
-
-
 def sample_detail(store: Store, run_id: str, item_id: str, epoch: int = 0) -> dict[str, Any]:
     from posttrain.usage.review import reference_fields
     from posttrain.usage.votes import prompt_messages
 
     run = store.resolve_run(run_id)
-    results = load_results(_OneAnswer(store, item_id, epoch), run)  # type: ignore[arg-type]
+    results = load_results(store, run, only=(item_id, epoch))
     item = results.items_by_id.get(item_id)
     sample = next((s for s in results.samples if s.item_id == item_id and s.epoch == epoch), None)
     if item is None or sample is None:
