@@ -235,8 +235,8 @@ _SAMPLE_COLUMNS = ("item_id, epoch, status, completion, error, attempts, input_t
                    "output_tokens, cost_usd, latency_s, cached")
 
 
-def load_results(store: Store, run: RunInfo | str, *,
-                 only: tuple[str, int] | None = None) -> RunResults:
+def load_results(store: Store, run: RunInfo | str, *, only: tuple[str, int] | None = None,
+                 item_memo: dict[tuple[str, str, str], Item] | None = None) -> RunResults:
     """The run's samples with their grades and combined scores (``only``: one item and epoch,
     combined by the same code without reading the run's other answers).
 
@@ -250,7 +250,7 @@ def load_results(store: Store, run: RunInfo | str, *,
         where, params = "run_id = ? AND item_id = ? AND epoch = ?", (run.id, *only)
         items = store.run_items(run.id, item_id=only[0])
     else:
-        items = store.run_items(run.id)
+        items = store.run_items(run.id, memo=item_memo)
     grades: dict[tuple[str, int], dict[str, Score]] = {}
     conn = store.conn
     cursor = conn.cursor()

@@ -184,8 +184,14 @@ def run_audit(args: argparse.Namespace) -> int:
     if not runs:
         raise UserError(f"no stored runs of eval {ref.name!r}", file=store.path)
     results = load_all(store, runs)
-    every = results if args.runs else load_all(store, select_runs(store, ref.name,
-                                                                  latest_only=False))
+    if args.runs:
+        every = results
+    else:  # every stored run; those already read are not read again
+        loaded = {r.run.id: r for r in results}
+        all_runs = select_runs(store, ref.name, latest_only=False)
+        loaded.update((r.run.id, r) for r in load_all(
+            store, [run for run in all_runs if run.id not in loaded]))
+        every = [loaded[run.id] for run in all_runs]
     judges = args.judges
     if judges is None:
         specs = ref.grader_specs or next((r.run.config.get("graders") for r in results
