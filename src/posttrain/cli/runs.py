@@ -125,8 +125,7 @@ def check_run_limits(args: argparse.Namespace) -> None:
 def _run_eval(args: argparse.Namespace) -> int:
     import asyncio
 
-    from posttrain.analysis.report import summarize
-    from posttrain.analysis.results import load_results
+    from posttrain.analysis.report import stored_summary
     from posttrain.eval import load_eval
     from posttrain.models import build_model, model_config
     from posttrain.models.retry import RetryPolicy
@@ -203,7 +202,7 @@ def _run_eval(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     progress.close()
-    summaries = [summarize(load_results(store, handle.run), requests=handle.counters.requests)
+    summaries = [stored_summary(store, handle.run, requests=handle.counters.requests)
                  for handle in handles]
     _emit(summaries, args)
     failed = _nothing_succeeded(summaries)
@@ -323,8 +322,7 @@ def _resolve_runs(store: Any, refs: Sequence[str], path: str) -> list[Any]:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from posttrain.analysis.report import summarize
-    from posttrain.analysis.results import load_results
+    from posttrain.analysis.report import stored_summary
 
     store = _open_store(args.store)
     if args.eval_name:
@@ -336,14 +334,13 @@ def _run_report(args: argparse.Namespace) -> int:
             raise UserError(f"no runs of eval {args.eval_name!r}", field="--eval")
     else:
         runs = _resolve_runs(store, args.runs, args.store)
-    summaries = [summarize(load_results(store, run)) for run in runs]
+    summaries = [stored_summary(store, run) for run in runs]
     _emit(summaries, args)
     return 0
 
 
 def _run_regrade(args: argparse.Namespace) -> int:
-    from posttrain.analysis.report import summarize
-    from posttrain.analysis.results import load_results
+    from posttrain.analysis.report import stored_summary
     from posttrain.runner.progress import Counters
     from posttrain.runner.regrade import regrade_run
 
@@ -354,7 +351,7 @@ def _run_regrade(args: argparse.Namespace) -> int:
         count = regrade_run(store, run.id, counters=counters)
         print(f"re-graded {count} answers of {run.id} ({counters.requests} judge requests)",
               file=sys.stderr)
-        summaries.append(summarize(load_results(store, run), requests=counters.requests))
+        summaries.append(stored_summary(store, run, requests=counters.requests))
     _emit(summaries, args)
     return 0
 

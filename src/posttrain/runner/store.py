@@ -130,7 +130,33 @@ CREATE TABLE IF NOT EXISTS reviews (
     created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS reviews_eval ON reviews(eval_name, id);
+CREATE TABLE IF NOT EXISTS run_revisions (
+    run_id TEXT PRIMARY KEY,
+    revision INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS run_summaries (
+    run_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    stamp TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (run_id, kind)
+) WITHOUT ROWID;
 """
+
+#: every write to a run's answers, grades or items bumps its revision, whoever writes (these
+#: triggers live in the file): a summary stored under an older revision is never served
+_REVISION_TABLES = ("samples", "scores", "run_items")
+
+
+def _revision_triggers() -> str:
+    bump = ("INSERT INTO run_revisions (run_id, revision) VALUES ({row}.run_id, 1) "
+            "ON CONFLICT(run_id) DO UPDATE SET revision = revision + 1;")
+    parts = []
+    for table in _REVISION_TABLES:
+        for event, row in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD")):
+            parts.append(f"CREATE TRIGGER IF NOT EXISTS {table}_{event.lower()}_revision "
+                         f"AFTER {event} ON {table} BEGIN {bump.format(row=row)} END;")
+    return "\n".join(parts)
 
 #: the WAL file is cut back to this size after a checkpoint (SQLite checkpoints by itself every
 #: ~4 MB of writes; without a limit the file keeps its largest size until the last close)
@@ -262,6 +288,7 @@ class Store:
         self.conn.execute("PRAGMA busy_timeout=30000")
         self.conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         self.conn.executescript(_SCHEMA)
+        self.conn.executescript(_revision_triggers())
         _add_missing_columns(self.conn)
         self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                           (str(SCHEMA_VERSION),))
@@ -297,6 +324,36 @@ class Store:
             self._commits += 1
             if self._commits % CHECKPOINT_EVERY_COMMITS == 0:
                 self.checkpoint("PASSIVE")
+
+    # ---- stored summaries ----------------------------------------------------------------------
+    def run_stamp(self, run: RunInfo) -> str:
+        """What a summary of ``run`` depends on: its answers, grades and items (the revision the
+        triggers keep), its status and its config. Read it *before* computing a summary."""
+        row = self.conn.execute("SELECT revision FROM run_revisions WHERE run_id = ?",
+                                (run.id,)).fetchone()
+        config = hashlib.blake2b(json.dumps(run.config, sort_keys=True, default=str).encode(),
+                                 digest_size=8).hexdigest()
+        return f"{row[0] if row else 0}:{run.status}:{run.finished}:{run.epochs}:{config}"
+
+    def summary_get(self, run: RunInfo, kind: str) -> tuple[str, Any]:
+        """(the run's stamp now, the summary of this kind stored under that stamp or None)."""
+        stamp = self.run_stamp(run)
+        row = self.conn.execute("SELECT stamp, body FROM run_summaries WHERE run_id = ? AND "
+                                "kind = ?", (run.id, kind)).fetchone()
+        return stamp, (orjson.loads(row[1]) if row is not None and row[0] == stamp else None)
+
+    def summary_put(self, run: RunInfo, kind: str, stamp: str, body: Any) -> None:
+        """Keep a summary computed from the run as it was at ``stamp`` (a read-only or busy
+        store keeps none: the next reader computes it again)."""
+        text = orjson.dumps(body, default=str)
+        if orjson.loads(text) != body:  # would not read back the same (NaN, tuples, objects)
+            return
+        try:
+            with self._write():
+                self.conn.execute("INSERT OR REPLACE INTO run_summaries VALUES (?,?,?,?)",
+                                  (run.id, kind, stamp, text.decode()))
+        except sqlite3.OperationalError:
+            pass
 
     # ---- maintenance -------------------------------------------------------------------------
     def checkpoint(self, mode: str = "TRUNCATE") -> tuple[int, int, int]:

@@ -55,31 +55,59 @@ def summary(results: RunResults) -> dict[str, Any]:
     }
 
 
+#: bump when ``summary`` or the peers' figures change: stored ones are then computed again
+VIEW_SUMMARY_VERSION = 1
+
+
+def stored_view_summary(store: Store, run: RunInfo,
+                        results: RunResults | None = None) -> dict[str, Any]:
+    """``summary(load_results(store, run))``, kept in the store while the run is unchanged
+    (``Store.run_stamp``): the runs list of a store of 100,000-sample runs reads each run once."""
+    kind = f"view:{VIEW_SUMMARY_VERSION}"
+    stamp, body = store.summary_get(run, kind)
+    if body is None:
+        body = summary(results if results is not None else load_results(store, run))
+        store.summary_put(run, kind, stamp, body)
+    return body
+
+
+def _stored_peer(store: Store, run: RunInfo, results: RunResults | None = None
+                 ) -> dict[str, Any]:
+    """A run's point on the run page's cost / latency / score chart, kept like the summary."""
+    from posttrain.analysis.pick import cost_per_item, latency_p95
+
+    kind = f"peer:{VIEW_SUMMARY_VERSION}"
+    stamp, body = store.summary_get(run, kind)
+    if body is None:
+        other = results if results is not None else load_results(store, run)
+        mean, low, high = mean_ci(list(other.item_scores().values()))
+        body = {"score": mean, "low": low, "high": high, "cost_per_sample": cost_per_item(other),
+                "latency_p95": latency_p95(other)}
+        store.summary_put(run, kind, stamp, body)
+    return body
+
+
 def list_runs(store: Store) -> list[dict[str, Any]]:
-    return [summary(load_results(store, run)) for run in store.list_runs()]
+    return [stored_view_summary(store, run) for run in store.list_runs()]
 
 
 def run_page(store: Store, run_id: str) -> dict[str, Any]:
     """A run's summary and the data of its charts (drawn by the page with Vega-Lite)."""
     results = load_results(store, store.resolve_run(run_id))
-    data = summary(results)
+    data = dict(stored_view_summary(store, results.run, results))
     data["short"] = short_name(results.run.model)
     # the points of `posttrain pick`: its cost per answered sample (stored cost, else tokens at
-    # the model's price) and p95 latency, for the latest run of each model x variant
-    from posttrain.analysis.pick import cost_per_item, latency_p95
-
+    # the model's price) and p95 latency, for the latest run of each model x variant (each
+    # kept in the store, so other runs are not read again while they are unchanged)
     peers = []
     runs = default_columns(store, results.run.eval_name)
     if results.run.id not in {r.id for r in runs}:
         runs.append(results.run)
     for run in runs:
-        other = results if run.id == results.run.id else load_results(store, run)
-        scores = list(other.item_scores().values())
-        mean, low, high = mean_ci(scores)
+        point = _stored_peer(store, run, results if run.id == results.run.id else None)
         peers.append({"run": run.id, "label": f"{short_name(run.model)} [{run.variant}]",
-                      "model": run.model, "variant": run.variant, "score": mean, "low": low,
-                      "high": high, "cost_per_sample": cost_per_item(other),
-                      "latency_p95": latency_p95(other), "this": run.id == results.run.id})
+                      "model": run.model, "variant": run.variant, **point,
+                      "this": run.id == results.run.id})
     # score over time: the latest runs of this eval, by run date (SQL, no answer read)
     history = []
     for run in store.list_runs(results.run.eval_name, limit=HISTORY_RUNS):
@@ -127,11 +155,38 @@ def _keep(sample: SampleResult, tags: list[str], flt: str, tag: str | None,
     return True
 
 
-def samples(store: Store, run_id: str, flt: str = "all", tag: str | None = None,
-            grader: str | None = None) -> list[dict[str, Any]]:
+def samples_page(store: Store, run_id: str, flt: str = "all", tag: str | None = None,
+                 grader: str | None = None, *, limit: int | None = None, offset: int = 0
+                 ) -> tuple[list[dict[str, Any]], int]:
+    """(one page of a run's samples, how many match). Unfiltered, the page is chosen in SQL
+    and only its answers are read; a filter on status, tag or grader reads the run."""
     if flt not in FILTERS:
         raise ValueError(f"unknown filter {flt!r}")
-    results = load_results(store, store.resolve_run(run_id))
+    run = store.resolve_run(run_id)
+    if flt == "all" and not tag and not grader and limit is not None:
+        total = int(store.conn.execute("SELECT COUNT(*) FROM samples WHERE run_id = ?",
+                                       (run.id,)).fetchone()[0])
+        keys = store.conn.execute(
+            "SELECT item_id, epoch FROM samples WHERE run_id = ? ORDER BY item_id, epoch "
+            "LIMIT ? OFFSET ?", (run.id, max(0, limit), max(0, offset))).fetchall()
+        rows = []
+        for item_id, epoch in keys:
+            one = load_results(store, run, only=(item_id, epoch))
+            rows += _sample_rows(one, flt, tag, grader)
+        return rows, total
+    rows = _sample_rows(load_results(store, run), flt, tag, grader)
+    page = rows[max(0, offset):]
+    return (page if limit is None else page[:max(0, limit)]), len(rows)
+
+
+def samples(store: Store, run_id: str, flt: str = "all", tag: str | None = None,
+            grader: str | None = None) -> list[dict[str, Any]]:
+    """Every sample of the run that passes the filters (see :func:`samples_page`)."""
+    return samples_page(store, run_id, flt, tag, grader)[0]
+
+
+def _sample_rows(results: RunResults, flt: str, tag: str | None, grader: str | None
+                 ) -> list[dict[str, Any]]:
     items = results.items_by_id
     rows = []
     for sample in results.samples:
