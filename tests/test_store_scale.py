@@ -158,3 +158,64 @@ def test_regrade_commits_in_groups(tmp_path, stub_server, monkeypatch, capsys) -
         run = store.resolve_run("latest")
         assert len(store.score_history(run.id)) == 30
         assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM scores").fetchone()[0] == 30
+
+
+def test_stored_summaries_are_served_only_while_the_run_is_unchanged(tmp_path) -> None:
+    from posttrain.analysis.report import summarize
+    from posttrain.analysis.stored import stored, stored_summary
+    from posttrain.types import Score
+
+    store, ids = _store(tmp_path / "s.db", n=30, runs=1)
+    run = store.get_run(ids[0])
+    first = stored_summary(store, run)
+    assert first == summarize(load_results(store, run))
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    assert stored_summary(store, run) == first
+    assert round(stored(store, run, "card")["score"]["mean"], 4) == first["score"]  # one read
+    store.conn.set_trace_callback(None)
+    assert not any("FROM samples" in s or "FROM scores" in s for s in statements)
+    # any write to the run's grades, answers or items, through the store or not, is seen
+    store.add_scores(run.id, "q000", 0, [Score(value=0.0, passed=False, name="exact")])
+    store.add_scores(run.id, "q001", 0, [Score(value=1.0, passed=True, name="exact")])
+    again = stored_summary(store, run)
+    assert again == summarize(load_results(store, run))
+    store.conn.execute("UPDATE scores SET value = 1 - value, passed = 1 - passed "
+                       "WHERE run_id = ? AND item_id = 'q002'", (run.id,))
+    assert stored_summary(store, run) == summarize(load_results(store, run)) != again
+    store.conn.execute("DELETE FROM samples WHERE run_id = ? AND item_id = 'q003'", (run.id,))
+    assert stored_summary(store, run)["missing"] == 1
+    assert stored_summary(store, run, requests=7)["requests"] == 7
+    store.close()
+
+
+def test_a_store_from_before_the_triggers_gains_them(tmp_path) -> None:
+    path = tmp_path / "old.db"
+    store, ids = _store(path, n=5, runs=1)
+    for (name,) in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'"
+                                      ).fetchall():
+        store.conn.execute(f"DROP TRIGGER {name}")
+    store.close()
+    with Store(path) as again:
+        names = {r[0] for r in again.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+        assert {"samples_insert_revision", "scores_update_revision",
+                "run_items_delete_revision"} <= names
+
+
+def test_the_viewer_pages_samples_in_sql(tmp_path) -> None:
+    from posttrain.web import views
+
+    store, ids = _store(tmp_path / "s.db", n=60, runs=1)
+    whole = views.samples(store, ids[0])
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    page, total = views.samples_page(store, ids[0], limit=10, offset=20)
+    store.conn.set_trace_callback(None)
+    assert total == 60 and page == whole[20:30]
+    whole_reads = [s for s in statements if "FROM samples WHERE run_id" in s
+                   and "LIMIT" not in s and "COUNT" not in s and "item_id =" not in s]
+    assert not whole_reads, whole_reads
+    failed, count = views.samples_page(store, ids[0], "failed", limit=5)
+    assert count == sum(1 for row in whole if row["passed"] is False) and len(failed) <= 5
+    store.close()

@@ -13,11 +13,6 @@ from typing import Any
 
 from posttrain.analysis.results import RunResults, answer_latencies
 from posttrain.analysis.stats import mean_interval, pass_at_k, pass_hat_k, percentile
-from posttrain.runner.store import RunInfo, Store
-
-#: bump when ``summarize`` changes what it reports: summaries stored by an older version are
-#: then computed again
-SUMMARY_VERSION = 1
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
@@ -28,23 +23,6 @@ def _interval_entry(values: list[float]) -> dict[str, Any]:
     interval = mean_interval(values)
     return {"n": len(values), "score": _round(interval.estimate), "ci_low": _round(interval.low),
             "ci_high": _round(interval.high), "ci_method": interval.method}
-
-
-def stored_summary(store: Store, run: RunInfo | str, *,
-                   requests: int | None = None) -> dict[str, Any]:
-    """``summarize(load_results(store, run), requests=requests)``, kept in the store and served
-    again while the run's answers, grades, items, status and config are unchanged (a
-    100,000-sample run is read once, not at every report). ``requests`` only replaces the
-    request count (what this command sent) in the returned copy."""
-    from posttrain.analysis.results import load_results
-
-    run = store.get_run(run if isinstance(run, str) else run.id)  # its status now
-    kind = f"report:{SUMMARY_VERSION}"
-    stamp, summary = store.summary_get(run, kind)
-    if summary is None:
-        summary = summarize(load_results(store, run))
-        store.summary_put(run, kind, stamp, summary)
-    return summary if requests is None else {**summary, "requests": requests}
 
 
 def summarize(results: RunResults, *, requests: int | None = None) -> dict[str, Any]:

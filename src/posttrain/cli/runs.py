@@ -125,7 +125,7 @@ def check_run_limits(args: argparse.Namespace) -> None:
 def _run_eval(args: argparse.Namespace) -> int:
     import asyncio
 
-    from posttrain.analysis.report import stored_summary
+    from posttrain.analysis.stored import stored_summary
     from posttrain.eval import load_eval
     from posttrain.models import build_model, model_config
     from posttrain.models.retry import RetryPolicy
@@ -322,7 +322,7 @@ def _resolve_runs(store: Any, refs: Sequence[str], path: str) -> list[Any]:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from posttrain.analysis.report import stored_summary
+    from posttrain.analysis.stored import stored_summary
 
     store = _open_store(args.store)
     if args.eval_name:
@@ -340,7 +340,7 @@ def _run_report(args: argparse.Namespace) -> int:
 
 
 def _run_regrade(args: argparse.Namespace) -> int:
-    from posttrain.analysis.report import stored_summary
+    from posttrain.analysis.stored import stored_summary
     from posttrain.runner.progress import Counters
     from posttrain.runner.regrade import regrade_run
 

@@ -6,9 +6,8 @@ import difflib
 from collections import defaultdict
 from typing import Any
 
-from posttrain.analysis.report import _pass_rate
 from posttrain.analysis.results import RunResults, SampleResult, load_results
-from posttrain.analysis.stats import mean_ci, percentile
+from posttrain.analysis.stored import card, stored
 from posttrain.runner.store import RunInfo, Store
 from posttrain.web.matrix import column_header, default_columns, sample_sql, short_name
 
@@ -23,68 +22,14 @@ def run_info(run: RunInfo) -> dict[str, Any]:
             "created": run.created}
 
 
-def _ci(values: list[float]) -> dict[str, Any]:
-    mean, low, high = mean_ci(values)
-    return {"mean": mean, "low": low, "high": high, "n": len(values)}
-
-
 def summary(results: RunResults) -> dict[str, Any]:
-    item_scores = results.item_scores()
-    statuses: dict[str, int] = defaultdict(int)
-    for sample in results.samples:
-        statuses[sample.status] += 1
-    by_tag: dict[str, list[float]] = defaultdict(list)
-    for item in results.items:
-        if item.id in item_scores:
-            for tag in item.tags:
-                by_tag[tag].append(item_scores[item.id])
-    latencies = [s.latency_s for s in results.samples if s.latency_s is not None]
-    cost = sum(s.cost_usd for s in results.samples)
-    return {
-        **run_info(results.run),
-        "score": _ci(list(item_scores.values())),
-        # as `posttrain report`: passes over every expected sample (an error did not pass)
-        "pass_rate": _pass_rate(results, results.coverage()[1]),
-        "coverage": dict(zip(("scored", "expected"), results.coverage(), strict=True)),
-        "samples": len(results.samples), "items": len(results.items),
-        "statuses": dict(statuses),
-        "tags": {tag: _ci(values) for tag, values in sorted(by_tag.items())},
-        "graders": sorted({name for s in results.samples for name in s.grades}),
-        "cost_usd": cost,
-        "latency": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95)},
-    }
-
-
-#: bump when ``summary`` or the peers' figures change: stored ones are then computed again
-VIEW_SUMMARY_VERSION = 1
+    return {**run_info(results.run), **card(results)}
 
 
 def stored_view_summary(store: Store, run: RunInfo,
                         results: RunResults | None = None) -> dict[str, Any]:
-    """``summary(load_results(store, run))``, kept in the store while the run is unchanged
-    (``Store.run_stamp``): the runs list of a store of 100,000-sample runs reads each run once."""
-    kind = f"view:{VIEW_SUMMARY_VERSION}"
-    stamp, body = store.summary_get(run, kind)
-    if body is None:
-        body = summary(results if results is not None else load_results(store, run))
-        store.summary_put(run, kind, stamp, body)
-    return body
-
-
-def _stored_peer(store: Store, run: RunInfo, results: RunResults | None = None
-                 ) -> dict[str, Any]:
-    """A run's point on the run page's cost / latency / score chart, kept like the summary."""
-    from posttrain.analysis.pick import cost_per_item, latency_p95
-
-    kind = f"peer:{VIEW_SUMMARY_VERSION}"
-    stamp, body = store.summary_get(run, kind)
-    if body is None:
-        other = results if results is not None else load_results(store, run)
-        mean, low, high = mean_ci(list(other.item_scores().values()))
-        body = {"score": mean, "low": low, "high": high, "cost_per_sample": cost_per_item(other),
-                "latency_p95": latency_p95(other)}
-        store.summary_put(run, kind, stamp, body)
-    return body
+    """The run's row in the viewer, its figures kept in the store (``analysis.stored``)."""
+    return {**run_info(run), **stored(store, run, "card", results)}
 
 
 def list_runs(store: Store) -> list[dict[str, Any]]:
@@ -104,7 +49,7 @@ def run_page(store: Store, run_id: str) -> dict[str, Any]:
     if results.run.id not in {r.id for r in runs}:
         runs.append(results.run)
     for run in runs:
-        point = _stored_peer(store, run, results if run.id == results.run.id else None)
+        point = stored(store, run, "point", results if run.id == results.run.id else None)
         peers.append({"run": run.id, "label": f"{short_name(run.model)} [{run.variant}]",
                       "model": run.model, "variant": run.variant, **point,
                       "this": run.id == results.run.id})
