@@ -300,14 +300,21 @@ def write_logs(path: Path, n: int) -> None:
             }) + b"\n")
 
 
-def bench_ingest(n: int, tmp: Path) -> dict[str, Any]:
-    folder = tmp / f"ingest-{n}"
+def bench_ingest(n: int, tmp: Path, engine: str) -> dict[str, Any]:
+    """``engine``: ``presidio`` (Presidio + spaCy, the default when installed) or ``regex``
+    (the built-in detectors alone, as without the [ingest] extra's spaCy model)."""
+    folder = tmp / f"ingest-{engine}-{n}"
     folder.mkdir()
     logs = folder / "logs.jsonl"
     write_logs(logs, n)
-    wall, rss, _ = run_timed(cli("ingest", str(logs), "-o", str(folder / "out"), "--embed",
-                                 "tfidf", "--grader", "string", "--json"))
-    return {"n": n, "ingest_s": wall, "ingest_rss_mb": rss}
+    env = dict(os.environ)
+    if engine == "regex":
+        env["POSTTRAIN_SPACY_MODEL"] = "no_such_spacy_model"
+    wall, rss, out = run_timed(cli("ingest", str(logs), "-o", str(folder / "out"), "--embed",
+                                   "tfidf", "--grader", "string", "--json"), env)
+    report = json.loads(out)
+    return {"n": n, "engine": engine, "ingest_s": wall, "ingest_rss_mb": rss,
+            "items": report.get("items"), "duplicates": report.get("duplicates")}
 
 
 # ---- tables ----------------------------------------------------------------------------------
@@ -332,6 +339,9 @@ def main() -> None:
     parser.add_argument("--kill-resume", action="store_true",
                         help="SIGKILL the eval at ~n/2 and resume it (largest n only)")
     parser.add_argument("--json", type=Path, help="also write every measurement here")
+    parser.add_argument("--ingest-engines", nargs="+", default=["presidio", "regex"])
+    parser.add_argument("--presidio-max", type=int, default=10_000,
+                        help="largest n ingested with Presidio (~5 ms a text on 2 cores)")
     args = parser.parse_args()
     results: dict[str, list[dict[str, Any]]] = {part: [] for part in args.parts}
     results["cpu_reference_s"] = [{"n": 0, "s": cpu_reference()}]
@@ -354,8 +364,11 @@ def main() -> None:
                     results["vacuum"].append(bench_vacuum(n, db))
                     print(json.dumps(results["vacuum"][-1]), file=sys.stderr)
             if "ingest" in args.parts:
-                results["ingest"].append(bench_ingest(n, tmp))
-                print(json.dumps(results["ingest"][-1]), file=sys.stderr)
+                for engine in args.ingest_engines:
+                    if engine == "presidio" and n > args.presidio_max:
+                        continue
+                    results["ingest"].append(bench_ingest(n, tmp, engine))
+                    print(json.dumps(results["ingest"][-1]), file=sys.stderr)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     print(f"CPU reference (10M-step Python loop): {results['cpu_reference_s'][0]['s']:.2f} s")
@@ -388,8 +401,12 @@ def main() -> None:
                     [("vacuum_s", "seconds"), ("before_bytes", "bytes before"),
                      ("after_bytes", "bytes after")]))
     if results.get("ingest"):
-        print(table("posttrain ingest (tf-idf themes, string grader)", results["ingest"],
-                    [("ingest_s", "seconds"), ("ingest_rss_mb", "peak RSS MB")]))
+        for engine in args.ingest_engines:
+            rows = [r for r in results["ingest"] if r["engine"] == engine]
+            if rows:
+                print(table(f"posttrain ingest, {engine} redaction (tf-idf themes, string "
+                            "grader)", rows,
+                            [("ingest_s", "seconds"), ("ingest_rss_mb", "peak RSS MB")]))
 
 
 if __name__ == "__main__":
