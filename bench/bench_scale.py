@@ -210,7 +210,8 @@ def build_analysis_store(db: Path, folder: Path, n: int) -> tuple[list[str], Pat
     return ids, eval_path
 
 
-def bench_analysis(n: int, tmp: Path) -> tuple[dict[str, Any], Path, list[str]]:
+def bench_analysis(n: int, tmp: Path, only: list[str] | None = None
+                   ) -> tuple[dict[str, Any], Path, list[str]]:
     folder = tmp / f"analysis-{n}"
     folder.mkdir()
     db = folder / "scale.db"
@@ -221,6 +222,7 @@ def bench_analysis(n: int, tmp: Path) -> tuple[dict[str, Any], Path, list[str]]:
     store = ["--store", str(db)]
     steps = [
         ("report", cli("report", "--eval", "scale", *store)),
+        ("report_kept", cli("report", "--eval", "scale", *store)),  # summaries kept by the first
         ("compare_ab", cli("compare", ids[0], ids[1], *store)),
         ("compare_ab_json", cli("compare", ids[0], ids[1], "--json", *store)),
         ("compare_matrix", cli("compare", "scale", *store)),
@@ -229,6 +231,8 @@ def bench_analysis(n: int, tmp: Path) -> tuple[dict[str, Any], Path, list[str]]:
         ("regrade", cli("regrade", ids[3], *store)),
     ]
     for name, cmd in steps:
+        if only and name not in only:
+            continue
         wall, rss, _stdout = run_timed(cmd)
         out[f"{name}_s"] = wall
         out[f"{name}_rss_mb"] = rss
@@ -339,6 +343,9 @@ def main() -> None:
     parser.add_argument("--kill-resume", action="store_true",
                         help="SIGKILL the eval at ~n/2 and resume it (largest n only)")
     parser.add_argument("--json", type=Path, help="also write every measurement here")
+    parser.add_argument("--steps", nargs="+", help="analysis: only these steps (report, "
+                        "report_kept, compare_ab, compare_ab_json, compare_matrix, audit, pick, "
+                        "regrade)")
     parser.add_argument("--ingest-engines", nargs="+", default=["presidio", "regex"])
     parser.add_argument("--presidio-max", type=int, default=10_000,
                         help="largest n ingested with Presidio (~5 ms a text on 2 cores)")
@@ -353,7 +360,7 @@ def main() -> None:
                 results["eval"].append(bench_eval(n, tmp, kill))
                 print(json.dumps(results["eval"][-1]), file=sys.stderr)
             if {"analysis", "view", "vacuum"} & set(args.parts):
-                analysis, db, ids = bench_analysis(n, tmp)
+                analysis, db, ids = bench_analysis(n, tmp, args.steps)
                 if "analysis" in args.parts:
                     results["analysis"].append(analysis)
                     print(json.dumps(analysis), file=sys.stderr)
@@ -384,6 +391,7 @@ def main() -> None:
         print(table("analysis on 6 runs x n items (seconds, whole processes)",
                     results["analysis"],
                     [("build_s", "build store"), ("report_s", "report --eval"),
+                     ("report_kept_s", "report again (kept)"),
                      ("compare_ab_s", "compare A B"), ("compare_ab_json_s", "compare A B --json"),
                      ("compare_matrix_s", "compare EVAL"), ("audit_s", "audit"),
                      ("pick_s", "pick"), ("regrade_s", "regrade 1 run")]))
