@@ -229,6 +229,8 @@ def combine(grades: dict[str, Score], primary: str | None,
     return "scored", value, passed, ""
 
 
+#: distinct grade sets shared between answers in one read (beyond it, each answer has its own)
+_SHARED_GRADE_SETS = 10_000
 _SCORE_COLUMNS = ("item_id, epoch, grader, value, passed, status, explanation, sub_scores, "
                   "cost_usd, requests, confinement, retries")
 _SAMPLE_COLUMNS = ("item_id, epoch, status, completion, error, attempts, input_tokens, "
@@ -251,47 +253,70 @@ def load_results(store: Store, run: RunInfo | str, *, only: tuple[str, int] | No
         items = store.run_items(run.id, item_id=only[0])
     else:
         items = store.run_items(run.id, memo=item_memo)
-    grades: dict[tuple[str, int], dict[str, Score]] = {}
-    conn = store.conn
-    cursor = conn.cursor()
-    cursor.row_factory = None
-    loads = orjson.loads
-    for (item_id, epoch, grader, value, passed, status, explanation, sub_scores, cost_usd,
-         requests, confinement, retries) in cursor.execute(
-            f"SELECT {_SCORE_COLUMNS} FROM scores WHERE {where} "
-            "ORDER BY item_id, epoch, grader", params):
-        key = (item_id, epoch)
-        entry = grades.get(key)
-        if entry is None:
-            entry = grades[key] = {}
-        entry[grader] = Score(
-            value=value, passed=None if passed is None else bool(passed), status=status,
-            explanation=explanation or "",
-            sub_scores=loads(sub_scores) if sub_scores and sub_scores != "{}" else {},
-            name=grader, cost_usd=cost_usd or 0.0, requests=requests or 0,
-            confinement=confinement, retries=retries or 0,
-        )
     primary = run.config.get("primary")
     expected = run.config.get("grader_names")
     expected = [str(n) for n in expected] if isinstance(expected, list) else None
+    # Answers whose grade rows are identical (the same graders, values, statuses, reasons) share
+    # one grades dict and one combined result, read-only: a 100,000-sample run of a pass/fail
+    # grader holds a handful of distinct grade sets, not 100,000 copies.
+    shared: dict[tuple[Any, ...], tuple[dict[str, Score], tuple[str, float | None,
+                                                                 bool | None, str]]] = {}
+    graded: dict[tuple[str, int], tuple[dict[str, Score],
+                                        tuple[str, float | None, bool | None, str]]] = {}
+    loads = orjson.loads
+
+    def settle(rows: list[tuple[Any, ...]]) -> tuple[dict[str, Score],
+                                                     tuple[str, float | None, bool | None, str]]:
+        key = tuple(rows)
+        entry = shared.get(key)
+        if entry is None:
+            grades = {}
+            for (grader, value, passed, status, explanation, sub_scores, cost_usd, requests,
+                 confinement, retries) in rows:
+                grades[grader] = Score(
+                    value=value, passed=None if passed is None else bool(passed), status=status,
+                    explanation=explanation or "",
+                    sub_scores=loads(sub_scores) if sub_scores and sub_scores != "{}" else {},
+                    name=grader, cost_usd=cost_usd or 0.0, requests=requests or 0,
+                    confinement=confinement, retries=retries or 0)
+            entry = (grades, combine(grades, primary, expected))
+            if len(shared) < _SHARED_GRADE_SETS:
+                shared[key] = entry
+        return entry
+
+    cursor = store.conn.cursor()
+    cursor.row_factory = None
+    current: tuple[str, int] | None = None
+    rows: list[tuple[Any, ...]] = []
+    for row in cursor.execute(
+            f"SELECT {_SCORE_COLUMNS} FROM scores WHERE {where} "
+            "ORDER BY item_id, epoch, grader", params):
+        key = (row[0], row[1])
+        if key != current:
+            if current is not None:
+                graded[current] = settle(rows)
+            current, rows = key, []
+        rows.append(row[2:])
+    if current is not None:
+        graded[current] = settle(rows)
     results = RunResults(run=run, items=items, regraded=[
         (row["item_id"], row["epoch"], row["grader"], row["value"],
          None if row["passed"] is None else bool(row["passed"]))
         for row in store.score_history(run.id, only=only) if not row["item_changed"]])
     append = results.samples.append
-    empty: dict[str, Score] = {}
+    ungraded = ({}, combine({}, primary, expected))
     for (item_id, epoch, status, completion, error, attempts, input_tokens, output_tokens,
          cost_usd, latency_s, cached) in cursor.execute(
             f"SELECT {_SAMPLE_COLUMNS} FROM samples WHERE {where} ORDER BY item_id, epoch",
             params):
-        sample_grades = grades.get((item_id, epoch), empty)
+        sample_grades, combined = graded.get((item_id, epoch), ungraded)
         if status == "error":
             status, value, passed, reason = "error", None, None, error or "request failed"
         else:
-            status, value, passed, reason = combine(sample_grades, primary, expected)
+            status, value, passed, reason = combined
         append(SampleResult(
             item_id, epoch, status, value, passed, reason,
-            sample_grades if sample_grades is not empty else {}, None, error, attempts,
+            sample_grades if sample_grades else {}, None, error, attempts,
             input_tokens, output_tokens, cost_usd, latency_s, bool(cached),
             completion_json=completion))
     return results
