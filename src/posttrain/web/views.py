@@ -9,7 +9,7 @@ from typing import Any
 from posttrain.analysis.results import RunResults, SampleResult, load_results
 from posttrain.analysis.stored import card, stored
 from posttrain.runner.store import RunInfo, Store
-from posttrain.web.matrix import column_header, default_columns, sample_sql, short_name
+from posttrain.web.matrix import default_columns, sample_sql, short_name
 
 FILTERS = ("all", "failed", "passed", "unscored", "errors")
 HISTORY_RUNS = 30
@@ -37,44 +37,52 @@ def list_runs(store: Store) -> list[dict[str, Any]]:
 
 
 def run_page(store: Store, run_id: str) -> dict[str, Any]:
-    """A run's summary and the data of its charts (drawn by the page with Vega-Lite)."""
-    results = load_results(store, store.resolve_run(run_id))
-    data = dict(stored_view_summary(store, results.run, results))
-    data["short"] = short_name(results.run.model)
+    """A run's summary and the data of its charts (drawn by the page with Vega-Lite).
+
+    The figures of this run and of the others come from the summaries kept in the store
+    (``analysis.stored``): a run is read whole only when its kept summary is out of date."""
+    this = store.resolve_run(run_id)
+    data = dict(stored_view_summary(store, this))
+    data["short"] = short_name(this.model)
     # the points of `posttrain pick`: its cost per answered sample (stored cost, else tokens at
     # the model's price) and p95 latency, for the latest run of each model x variant (each
     # kept in the store, so other runs are not read again while they are unchanged)
     peers = []
-    runs = default_columns(store, results.run.eval_name)
-    if results.run.id not in {r.id for r in runs}:
-        runs.append(results.run)
+    runs = default_columns(store, this.eval_name)
+    if this.id not in {r.id for r in runs}:
+        runs.append(this)
     for run in runs:
-        point = stored(store, run, "point", results if run.id == results.run.id else None)
+        point = stored(store, run, "point")
         peers.append({"run": run.id, "label": f"{short_name(run.model)} [{run.variant}]",
                       "model": run.model, "variant": run.variant, **point,
-                      "this": run.id == results.run.id})
-    # score over time: the latest runs of this eval, by run date (SQL, no answer read)
+                      "this": run.id == this.id})
+    # score over time: the latest runs of this eval, by run date
     history = []
-    for run in store.list_runs(results.run.eval_name, limit=HISTORY_RUNS):
-        header = column_header(store, run)
+    for run in store.list_runs(this.eval_name, limit=HISTORY_RUNS):
+        point = stored(store, run, "point")
         history.append({"run": run.id, "created": round(run.created * 1000),  # ms, for JS
-                        "label": f"{header['short']} [{run.variant}]", "model": run.model,
-                        "score": header["score"]["mean"], "low": header["score"]["low"],
-                        "high": header["score"]["high"], "this": run.id == results.run.id})
+                        "label": f"{short_name(run.model)} [{run.variant}]", "model": run.model,
+                        "score": point["score"], "low": point["low"], "high": point["high"],
+                        "this": run.id == this.id})
     heatmap: list[dict[str, Any]] = []
-    if any(isinstance(i.data.get("length"), (int, float))
-           and isinstance(i.data.get("depth"), (int, float)) for i in results.items):
+    if store.conn.execute(
+            "SELECT 1 FROM run_items WHERE run_id = ? AND json_type(data, '$.length') IN "
+            "('integer', 'real') AND json_type(data, '$.depth') IN ('integer', 'real') LIMIT 1",
+            (this.id,)).fetchone():
         from posttrain.analysis.heatmaps import length_depth_cells
 
         heatmap = [{"length": length, "depth": depth, "score": score} for (length, depth), score
-                   in sorted(length_depth_cells(store, results.run.id).items())]
+                   in sorted(length_depth_cells(store, this.id).items())]
+    latencies = [row[0] for row in store.conn.execute(
+        "SELECT latency_s FROM samples WHERE run_id = ? AND latency_s IS NOT NULL "
+        "ORDER BY item_id, epoch", (this.id,))]
     data["charts"] = {
         "tags": [{"tag": tag, **v} for tag, v in data["tags"].items()],
-        "latency": [s.latency_s for s in results.samples if s.latency_s is not None],
+        "latency": latencies,
         "peers": peers, "history": history, "heatmap": heatmap,
     }
-    data["others"] = [run_info(run) for run in store.list_runs(results.run.eval_name)
-                      if run.id != results.run.id]
+    data["others"] = [run_info(run) for run in store.list_runs(this.eval_name)
+                      if run.id != this.id]
     return data
 
 
