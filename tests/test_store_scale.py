@@ -219,3 +219,30 @@ def test_the_viewer_pages_samples_in_sql(tmp_path) -> None:
     failed, count = views.samples_page(store, ids[0], "failed", limit=5)
     assert count == sum(1 for row in whole if row["passed"] is False) and len(failed) <= 5
     store.close()
+
+
+def test_pick_from_kept_figures_is_pick_from_the_samples(tmp_path, capsys) -> None:
+    from posttrain.analysis.pick import pick, pick_from
+    from posttrain.analysis.selection import load_all, select_runs
+    from posttrain.analysis.stored import stored
+
+    path = tmp_path / "s.db"
+    store = Store(path)
+    items = make_items(90, tags=("a", "b", "c"))
+    for name, accuracy in (("big", 0.5), ("mid", 0.3), ("small", 0.2)):
+        simulate_run(store, "ev", StubModel(name, accuracy, price=(1.0, 2.0)), items, seed=3)
+    runs = select_runs(store, "ev")
+    full = pick(load_all(store, runs), 0.4)
+    kept = pick_from(runs, [stored(store, run, "pick") for run in runs], 0.4)
+    assert kept == full and full["out_of_reach"]
+    store.close()
+    assert main(["pick", "ev", "--bar", "0.4", "--store", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["candidates"] == full["candidates"]
+    # runs over different items: their tags are combined from the samples, not the figures
+    with Store(path) as again:
+        simulate_run(again, "ev", StubModel("other", 0.4), make_items(30, tags=("a",)), seed=4)
+        runs = select_runs(again, "ev")
+        figures = [stored(again, run, "pick") for run in runs]
+        assert pick_from(runs, figures, 0.4)["out_of_reach"] is None
+    assert main(["pick", "ev", "--bar", "0.4", "--store", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["out_of_reach"] is not None

@@ -7,7 +7,8 @@ only while the stamp is unchanged. One read of a run fills every kind at once:
 - ``report``: ``summarize`` (``posttrain report``, the summary ``posttrain eval`` prints);
 - ``card``: the viewer's row of the run (score with CI, pass rate, coverage, statuses, tags,
   graders, cost, latency);
-- ``point``: the run on ``pick``'s cost / latency / score chart (the viewer's run page).
+- ``point``: the run on ``pick``'s cost / latency / score chart (the viewer's run page);
+- ``pick``: what ``posttrain pick`` needs of the run (``pick.run_figures``).
 
 The figures are the same computation on the same rows as without the store: exact, not
 approximated.
@@ -70,8 +71,15 @@ def point(results: RunResults) -> dict[str, Any]:
             "latency_p95": latency_p95(results)}
 
 
+def pick_figures(results: RunResults) -> dict[str, Any]:
+    """``pick``'s figures of the run at the prices the run recorded (``pick.run_figures``)."""
+    from posttrain.analysis.pick import run_figures
+
+    return run_figures(results)
+
+
 KINDS: dict[str, Callable[[RunResults], dict[str, Any]]] = {
-    "report": summarize, "card": card, "point": point}
+    "report": summarize, "card": card, "point": point, "pick": pick_figures}
 
 
 def stored(store: Store, run: RunInfo | str, kind: str,
