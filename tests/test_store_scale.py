@@ -246,3 +246,18 @@ def test_pick_from_kept_figures_is_pick_from_the_samples(tmp_path, capsys) -> No
         assert pick_from(runs, figures, 0.4)["out_of_reach"] is None
     assert main(["pick", "ev", "--bar", "0.4", "--store", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["out_of_reach"] is not None
+
+
+def test_a_running_run_keeps_no_summary(tmp_path) -> None:
+    from posttrain.analysis.report import summarize
+    from posttrain.analysis.stored import stored_summary
+
+    store, ids = _store(tmp_path / "s.db", n=10, runs=1)
+    store.conn.execute("UPDATE runs SET status = 'running', finished = NULL")
+    run = store.get_run(ids[0])
+    assert stored_summary(store, run) == summarize(load_results(store, run))
+    assert store.conn.execute("SELECT COUNT(*) FROM run_summaries").fetchone()[0] == 0
+    store.finish_run(run.id)
+    stored_summary(store, run)
+    assert store.conn.execute("SELECT COUNT(*) FROM run_summaries").fetchone()[0] == 4
+    store.close()
