@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -348,9 +349,12 @@ def _run_regrade(args: argparse.Namespace) -> int:
     summaries = []
     for run in _resolve_runs(store, args.runs, args.store):
         counters = Counters(label=f"regrade {run.id}", total=0)
+        started = time.perf_counter()
         count = regrade_run(store, run.id, counters=counters)
-        print(f"re-graded {count} answers of {run.id} ({counters.requests} judge requests)",
-              file=sys.stderr)
+        seconds = time.perf_counter() - started
+        rate = f", {count / seconds:,.0f} answers/s" if count and seconds > 0 else ""
+        print(f"re-graded {count} answers of {run.id} ({counters.requests} judge requests, "
+              f"{seconds:.1f} s{rate})", file=sys.stderr)
         summaries.append(stored_summary(store, run, requests=counters.requests))
     _emit(summaries, args)
     return 0
