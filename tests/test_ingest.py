@@ -143,6 +143,24 @@ def test_dedup_exact_and_near() -> None:
     assert dedup(texts, threshold=0.99).keep == [0, 2, 3]
 
 
+def test_dedup_work_per_text_is_bounded_on_templated_logs(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """Lines from one template share LSH buckets without being near duplicates: each new line
+    is checked against at most bands x cap kept ones, not against every earlier line (which
+    made dedup quadratic), and a real near duplicate is still found."""
+    import posttrain.usage.dedup as module
+
+    calls = []
+    original = module.jaccard
+    monkeypatch.setattr(module, "jaccard", lambda a, b: calls.append(1) or original(a, b))
+    monkeypatch.setattr(module, "_BUCKET_CAP", 8)
+    texts = [f"hi reset my password {i} please thanks" for i in range(1500)]
+    texts.append("hi reset my password 7 please thanks a lot")
+    result = module.dedup(texts, threshold=0.7)
+    assert len(calls) <= len(texts) * module._BANDS * 8
+    assert result.dropped.get(len(texts) - 1, (None, ""))[1] == "near"
+
+
 @pytest.fixture(params=["presidio", "regex"])
 def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Ingest with Presidio + spaCy (skipped without the [ingest] extra), then without it."""

@@ -84,7 +84,7 @@ def _cluster(answers: Sequence[str], threshold: float) -> tuple[str, int]:
 
 
 def _majority_answer(by_item: dict[str, list[Any]], item_id: str) -> str | None:
-    answers = [answer_text(s) for s in by_item.get(item_id, []) if s.completion is not None]
+    answers = [answer_text(s) for s in by_item.get(item_id, []) if s.answered]
     if not answers:
         return None
     counts = Counter(normalize_answer(a) for a in answers)
@@ -276,7 +276,7 @@ def _flip_suspects(all_runs: Sequence[RunResults], add: Any) -> None:
             verdicts = []
             for sample in samples:
                 passed = sample_passed(sample)
-                if passed is None or sample.completion is None:
+                if passed is None or not sample.answered:
                     continue
                 verdicts.append(passed)
                 by_output[(item_id, answer_text(sample))].append(

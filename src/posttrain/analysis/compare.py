@@ -31,7 +31,7 @@ def run_summary(results: RunResults) -> dict[str, Any]:
 
 def _first_output(by_item: dict[str, list[SampleResult]], item_id: str) -> str:
     for sample in by_item.get(item_id, []):
-        if sample.completion is not None:
+        if sample.answered:
             return answer_text(sample)
         if sample.error:
             return f"[error] {sample.error}"

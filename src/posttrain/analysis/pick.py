@@ -54,12 +54,14 @@ def run_cost(result: RunResults, prices: dict[str, Any] | None = None
     price = _price_for(result, prices or {})
     costs: list[float] = []
     for sample in result.samples:
-        if sample.completion is None and not sample.input_tokens:
+        if not sample.answered and not sample.input_tokens:
             continue
         if sample.cost_usd and not sample.cached:
             costs.append(sample.cost_usd)
         elif price is not None:
-            record = sample.completion or {}
+            record = (sample.completion or {}) if (
+                sample.completion_mentions("cached_input_tokens")
+                or sample.completion_mentions("cache_write_tokens")) else {}
             costs.append(price.cost(
                 sample.input_tokens, sample.output_tokens,
                 cached_input_tokens=record.get("cached_input_tokens") or 0,
@@ -94,22 +96,73 @@ def pareto_front(points: Sequence[dict[str, Any]]) -> list[int]:
     return front
 
 
+def run_figures(result: RunResults, prices: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What ``pick`` needs of one run, in JSON (kept in the store as the run's ``point``):
+    headline score with its CI, coverage, failures, cost per item, p95 latency, and per tag the
+    mean item score and item count (``groups``; ``(all items)`` for every item), with
+    ``items_key``, a digest of the run's item ids and tags: runs whose keys agree have the same
+    groups, so their per-run figures combine exactly as their samples would."""
+    import hashlib
+
+    item_scores = result.item_scores()  # headline: failures count 0
+    values = list(item_scores.values())
+    score, ci_low, ci_high = mean_ci(values)
+    scored, expected = result.coverage()
+    groups = {"(all items)": sorted(item_scores)}
+    groups.update(item_groups([result]))
+    digest = hashlib.blake2b(digest_size=16)
+    for item in result.items:
+        digest.update(orjson_dumps([item.id, [str(t) for t in item.tags]]))
+    return {
+        "score": score, "ci_low": ci_low, "ci_high": ci_high, "n": len(values),
+        "coverage": scored / expected if expected else None,
+        "errors": sum(1 for s in result.samples if s.status == "error"),
+        "unscored": sum(1 for s in result.samples if s.status == "unscored"),
+        "cost_usd_per_item": cost_per_item(result, prices), "latency_p95_s": latency_p95(result),
+        "groups": {name: [_mean([item_scores[i] for i in ids if i in item_scores]),
+                          sum(1 for i in ids if i in item_scores)]
+                   for name, ids in groups.items()},
+        "items_key": digest.hexdigest(),
+    }
+
+
+def orjson_dumps(value: Any) -> bytes:
+    import orjson
+
+    return orjson.dumps(value)
+
+
+def _mean(values: list[float]) -> float | None:
+    """The mean, correctly rounded (``math.fsum``): the same whatever the order of the items."""
+    import math
+
+    return math.fsum(values) / len(values) if values else None
+
+
 def out_of_reach(results: Sequence[RunResults], labels: Sequence[str], *, low: float = CUSP_LOW,
                  high: float = CUSP_HIGH, min_items: int = 3) -> list[dict[str, Any]]:
     """Tags (and the whole eval) where even the best model scores between ``low`` and ``high``."""
     scores = [r.item_scores() for r in results]
     groups = {"(all items)": sorted(set().union(*(set(s) for s in scores)))} if scores else {}
     groups.update(item_groups(results))
+    per_run = [{name: [_mean([per_item[i] for i in ids if i in per_item]),
+                       sum(1 for i in ids if i in per_item)] for name, ids in groups.items()}
+               for per_item in scores]
+    return _out_of_reach(per_run, labels, list(groups), low=low, high=high, min_items=min_items)
+
+
+def _out_of_reach(per_run: Sequence[dict[str, list[Any]]], labels: Sequence[str],
+                  names: Sequence[str], *, low: float = CUSP_LOW, high: float = CUSP_HIGH,
+                  min_items: int = 3) -> list[dict[str, Any]]:
     found = []
-    for name, item_ids in groups.items():
+    for name in names:
         best_label, best_score, best_n = None, None, 0
-        for label, per_item in zip(labels, scores, strict=True):
-            values = [per_item[i] for i in item_ids if i in per_item]
-            if len(values) < min_items:
+        for label, groups in zip(labels, per_run, strict=True):
+            score, count = groups.get(name, [None, 0])
+            if count < min_items or score is None:
                 continue
-            score = sum(values) / len(values)
             if best_score is None or score > best_score:
-                best_label, best_score, best_n = label, score, len(values)
+                best_label, best_score, best_n = label, score, count
         if best_score is None or not (low <= best_score <= high):
             continue
         if best_score <= 0.35:
@@ -129,21 +182,36 @@ def pick(results: Sequence[RunResults], bar: float, *, max_latency_p95: float | 
          prices: dict[str, Any] | None = None) -> dict[str, Any]:
     """Rank a ladder of runs (one per model) and choose the cheapest that clears ``bar``."""
     labels = unique_labels(results)
+    figures = [run_figures(result, prices) for result in results]
+    report = pick_from([r.run for r in results], figures, bar, max_latency_p95=max_latency_p95,
+                       labels=labels)
+    report["out_of_reach"] = out_of_reach(results, labels)
+    return report
+
+
+def pick_from(runs: Sequence[Any], figures: Sequence[dict[str, Any]], bar: float, *,
+              max_latency_p95: float | None = None, labels: Sequence[str] | None = None
+              ) -> dict[str, Any]:
+    """``pick`` from each run's ``run_figures`` (e.g. kept in the store). Tags out of reach are
+    combined from the per-run groups when every run has the same items and tags (the same
+    ``items_key``), else left to the caller (``out_of_reach`` is None)."""
+    from posttrain.analysis.selection import run_label
+
+    if labels is None:
+        plain = [run_label(run) for run in runs]
+        labels = [f"{label}@{run.id}" if plain.count(label) > 1 else label
+                  for label, run in zip(plain, runs, strict=True)]
     candidates = []
-    for label, result in zip(labels, results, strict=True):
-        values = list(result.item_scores().values())  # headline: failures count 0
-        score, ci_low, ci_high = mean_ci(values)
-        scored, expected = result.coverage()
-        latency = latency_p95(result)
+    for label, run, figure in zip(labels, runs, figures, strict=True):
+        latency = figure["latency_p95_s"]
+        ci_low = figure["ci_low"]
         too_slow = (max_latency_p95 is not None and latency is not None
                     and latency > max_latency_p95)
         candidates.append({
-            "model": label, "run": result.run.id, "score": score, "ci_low": ci_low,
-            "ci_high": ci_high, "n": len(values),
-            "coverage": scored / expected if expected else None,
-            "errors": sum(1 for s in result.samples if s.status == "error"),
-            "unscored": sum(1 for s in result.samples if s.status == "unscored"),
-            "cost_usd_per_item": cost_per_item(result, prices), "latency_p95_s": latency,
+            "model": label, "run": run.id, "score": figure["score"], "ci_low": ci_low,
+            "ci_high": figure["ci_high"], "n": figure["n"], "coverage": figure["coverage"],
+            "errors": figure["errors"], "unscored": figure["unscored"],
+            "cost_usd_per_item": figure["cost_usd_per_item"], "latency_p95_s": latency,
             "clears": ci_low is not None and ci_low >= bar and not too_slow,
             "too_slow": too_slow,
         })
@@ -169,6 +237,12 @@ def pick(results: Sequence[RunResults], bar: float, *, max_latency_p95: float | 
                         f"CI low {nearest['ci_low']:.1%})")
     candidates.sort(key=lambda c: (c["cost_usd_per_item"] if c["cost_usd_per_item"] is not None
                                    else inf, c["model"]))
-    return {"eval": results[0].run.eval_name if results else None, "bar": bar,
+    keys = {figure.get("items_key") for figure in figures}
+    reach = None
+    if len(keys) == 1 and None not in keys:
+        names = list(dict.fromkeys(name for figure in figures for name in figure["groups"]))
+        names = ["(all items)", *sorted(n for n in names if n != "(all items)")]
+        reach = _out_of_reach([figure["groups"] for figure in figures], labels, names)
+    return {"eval": runs[0].eval_name if runs else None, "bar": bar,
             "max_latency_p95_s": max_latency_p95, "choice": choice, "message": message,
-            "candidates": candidates, "out_of_reach": out_of_reach(results, labels)}
+            "candidates": candidates, "out_of_reach": reach}

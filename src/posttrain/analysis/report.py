@@ -63,7 +63,7 @@ def summarize(results: RunResults, *, requests: int | None = None) -> dict[str, 
     summary: dict[str, Any] = {
         "run_id": run.id, "eval": run.eval_name, "model": run.model, "variant": run.variant,
         "n": expected,
-        "answered": sum(1 for s in samples if s.completion is not None),
+        "answered": sum(1 for s in samples if s.answered),
         "scored": scored,
         "coverage": _round(scored / expected if expected else None),
         "errors": sum(1 for s in samples if s.status == "error"),
@@ -380,8 +380,11 @@ def token_parts(samples: list[Any]) -> dict[str, int]:
     the providers reported them (parts of ``input_tokens`` / ``output_tokens``)."""
     parts = {"cached_input_tokens": 0, "cache_write_tokens": 0, "reasoning_tokens": 0}
     for sample in samples:
+        wanted = [key for key in parts if sample.completion_mentions(key)]
+        if not wanted:  # the stored JSON names none of them: no need to parse it
+            continue
         record = sample.completion or {}
-        for key in parts:
+        for key in wanted:
             parts[key] += record.get(key) or 0
     return parts
 

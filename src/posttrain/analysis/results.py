@@ -12,25 +12,67 @@ from posttrain.runner.store import RunInfo, Store
 from posttrain.types import Item, Score
 
 
-@dataclass(slots=True)
 class SampleResult:
-    """One answer of one run: its request outcome, its grades and its combined score."""
+    """One answer of one run: its request outcome, its grades and its combined score.
 
-    item_id: str
-    epoch: int
-    status: str  # scored / unscored / error (request failed or a grader failed)
-    value: float | None  # combined score when scored
-    passed: bool | None
-    reason: str
-    grades: dict[str, Score]
-    completion: dict[str, Any] | None
-    error: str | None
-    attempts: int
-    input_tokens: int
-    output_tokens: int
-    cost_usd: float
-    latency_s: float | None
-    cached: bool
+    The completion record is parsed from its stored JSON on first use (``completion_json``):
+    most reports read only the numbers, and parsing every answer of a 100,000-sample run
+    was a large share of their time.
+    """
+
+    __slots__ = ("item_id", "epoch", "status", "value", "passed", "reason", "grades",
+                 "_completion", "_completion_json", "error", "attempts", "input_tokens",
+                 "output_tokens", "cost_usd", "latency_s", "cached")
+
+    def __init__(self, item_id: str, epoch: int, status: str, value: float | None,
+                 passed: bool | None, reason: str, grades: dict[str, Score],
+                 completion: dict[str, Any] | None, error: str | None, attempts: int,
+                 input_tokens: int, output_tokens: int, cost_usd: float,
+                 latency_s: float | None, cached: bool, *,
+                 completion_json: str | None = None) -> None:
+        self.item_id = item_id
+        self.epoch = epoch
+        self.status = status  # scored / unscored / error (request failed or a grader failed)
+        self.value = value  # combined score when scored
+        self.passed = passed
+        self.reason = reason
+        self.grades = grades
+        self._completion = completion
+        self._completion_json = completion_json if completion is None else None
+        self.error = error
+        self.attempts = attempts
+        self.input_tokens = input_tokens
+        self.output_tokens = output_tokens
+        self.cost_usd = cost_usd
+        self.latency_s = latency_s
+        self.cached = cached
+
+    @property
+    def completion(self) -> dict[str, Any] | None:
+        if self._completion is None and self._completion_json:
+            self._completion = orjson.loads(self._completion_json)
+            self._completion_json = None
+        return self._completion
+
+    @completion.setter
+    def completion(self, value: dict[str, Any] | None) -> None:
+        self._completion, self._completion_json = value, None
+
+    @property
+    def answered(self) -> bool:
+        """Whether the sample has a completion (without parsing it)."""
+        return self._completion is not None or bool(self._completion_json)
+
+    def completion_mentions(self, key: str) -> bool:
+        """Whether the completion record may hold ``key`` (False: it certainly does not),
+        read from the stored JSON without parsing it when it is not parsed yet."""
+        if self._completion is not None:
+            return key in self._completion
+        return bool(self._completion_json) and f'"{key}"' in (self._completion_json or "")
+
+    def __repr__(self) -> str:
+        return (f"SampleResult(item_id={self.item_id!r}, epoch={self.epoch}, "
+                f"status={self.status!r}, value={self.value!r})")
 
     @property
     def retries(self) -> int:
@@ -49,15 +91,23 @@ class RunResults:
     #: (item, epoch, grader, old value, old passed) of grades replaced by re-grading the same
     #: answer of an unchanged item
     regraded: list[tuple[str, int, str, float | None, bool | None]] = field(default_factory=list)
+    _by_item: tuple[list[SampleResult], int, dict[str, list[SampleResult]]] | None = field(
+        default=None, init=False, repr=False, compare=False)
 
     @property
     def items_by_id(self) -> dict[str, Item]:
         return {item.id: item for item in self.items}
 
     def by_item(self) -> dict[str, list[SampleResult]]:
+        """Item -> its samples. Built once per list of samples (reports ask for it several
+        times); a caller that replaces or extends ``samples`` gets a fresh grouping."""
+        cached = self._by_item
+        if cached is not None and cached[0] is self.samples and cached[1] == len(self.samples):
+            return cached[2]
         grouped: dict[str, list[SampleResult]] = defaultdict(list)
         for sample in self.samples:
             grouped[sample.item_id].append(sample)
+        self._by_item = (self.samples, len(self.samples), grouped)
         return grouped
 
     def item_scores(self, *, scored_only: bool = False) -> dict[str, float]:
@@ -179,39 +229,94 @@ def combine(grades: dict[str, Score], primary: str | None,
     return "scored", value, passed, ""
 
 
-def load_results(store: Store, run: RunInfo | str) -> RunResults:
+#: distinct grade sets shared between answers in one read (beyond it, each answer has its own)
+_SHARED_GRADE_SETS = 10_000
+_SCORE_COLUMNS = ("item_id, epoch, grader, value, passed, status, explanation, sub_scores, "
+                  "cost_usd, requests, confinement, retries")
+_SAMPLE_COLUMNS = ("item_id, epoch, status, completion, error, attempts, input_tokens, "
+                   "output_tokens, cost_usd, latency_s, cached")
+
+
+def load_results(store: Store, run: RunInfo | str, *, only: tuple[str, int] | None = None,
+                 item_memo: dict[tuple[str, str, str], Item] | None = None) -> RunResults:
+    """The run's samples with their grades and combined scores (``only``: one item and epoch,
+    combined by the same code without reading the run's other answers).
+
+    Rows are read as plain tuples in primary-key order (no sort), ``sub_scores`` of ``{}`` is
+    not parsed, and completions are parsed only when a report reads them.
+    """
     if isinstance(run, str):
         run = store.resolve_run(run)
-    items = store.run_items(run.id)
-    grades: dict[tuple[str, int], dict[str, Score]] = defaultdict(dict)
-    for row in store.scores(run.id):
-        grades[(row["item_id"], row["epoch"])][row["grader"]] = Score(
-            value=row["value"], passed=None if row["passed"] is None else bool(row["passed"]),
-            status=row["status"], explanation=row["explanation"] or "",
-            sub_scores=orjson.loads(row["sub_scores"] or "{}"), name=row["grader"],
-            cost_usd=row["cost_usd"] or 0.0, requests=row["requests"] or 0,
-            confinement=row["confinement"], retries=row["retries"] or 0,
-        )
+    where, params = "run_id = ?", (run.id,)
+    if only is not None:
+        where, params = "run_id = ? AND item_id = ? AND epoch = ?", (run.id, *only)
+        items = store.run_items(run.id, item_id=only[0])
+    else:
+        items = store.run_items(run.id, memo=item_memo)
     primary = run.config.get("primary")
     expected = run.config.get("grader_names")
     expected = [str(n) for n in expected] if isinstance(expected, list) else None
+    # Answers whose grade rows are identical (the same graders, values, statuses, reasons) share
+    # one grades dict and one combined result, read-only: a 100,000-sample run of a pass/fail
+    # grader holds a handful of distinct grade sets, not 100,000 copies.
+    shared: dict[tuple[Any, ...], tuple[dict[str, Score], tuple[str, float | None,
+                                                                 bool | None, str]]] = {}
+    graded: dict[tuple[str, int], tuple[dict[str, Score],
+                                        tuple[str, float | None, bool | None, str]]] = {}
+    loads = orjson.loads
+
+    def settle(rows: list[tuple[Any, ...]]) -> tuple[dict[str, Score],
+                                                     tuple[str, float | None, bool | None, str]]:
+        key = tuple(rows)
+        entry = shared.get(key)
+        if entry is None:
+            grades = {}
+            for (grader, value, passed, status, explanation, sub_scores, cost_usd, requests,
+                 confinement, retries) in rows:
+                grades[grader] = Score(
+                    value=value, passed=None if passed is None else bool(passed), status=status,
+                    explanation=explanation or "",
+                    sub_scores=loads(sub_scores) if sub_scores and sub_scores != "{}" else {},
+                    name=grader, cost_usd=cost_usd or 0.0, requests=requests or 0,
+                    confinement=confinement, retries=retries or 0)
+            entry = (grades, combine(grades, primary, expected))
+            if len(shared) < _SHARED_GRADE_SETS:
+                shared[key] = entry
+        return entry
+
+    cursor = store.conn.cursor()
+    cursor.row_factory = None
+    current: tuple[str, int] | None = None
+    rows: list[tuple[Any, ...]] = []
+    for row in cursor.execute(
+            f"SELECT {_SCORE_COLUMNS} FROM scores WHERE {where} "
+            "ORDER BY item_id, epoch, grader", params):
+        key = (row[0], row[1])
+        if key != current:
+            if current is not None:
+                graded[current] = settle(rows)
+            current, rows = key, []
+        rows.append(row[2:])
+    if current is not None:
+        graded[current] = settle(rows)
     results = RunResults(run=run, items=items, regraded=[
         (row["item_id"], row["epoch"], row["grader"], row["value"],
          None if row["passed"] is None else bool(row["passed"]))
-        for row in store.score_history(run.id) if not row["item_changed"]])
-    for row in store.samples(run.id):
-        key = (row["item_id"], row["epoch"])
-        sample_grades = grades.get(key, {})
-        if row["status"] == "error":
-            status, value, passed, reason = "error", None, None, row["error"] or "request failed"
+        for row in store.score_history(run.id, only=only) if not row["item_changed"]])
+    append = results.samples.append
+    ungraded = ({}, combine({}, primary, expected))
+    for (item_id, epoch, status, completion, error, attempts, input_tokens, output_tokens,
+         cost_usd, latency_s, cached) in cursor.execute(
+            f"SELECT {_SAMPLE_COLUMNS} FROM samples WHERE {where} ORDER BY item_id, epoch",
+            params):
+        sample_grades, combined = graded.get((item_id, epoch), ungraded)
+        if status == "error":
+            status, value, passed, reason = "error", None, None, error or "request failed"
         else:
-            status, value, passed, reason = combine(sample_grades, primary, expected)
-        results.samples.append(SampleResult(
-            item_id=row["item_id"], epoch=row["epoch"], status=status, value=value, passed=passed,
-            reason=reason, grades=sample_grades,
-            completion=orjson.loads(row["completion"]) if row["completion"] else None,
-            error=row["error"], attempts=row["attempts"], input_tokens=row["input_tokens"],
-            output_tokens=row["output_tokens"], cost_usd=row["cost_usd"],
-            latency_s=row["latency_s"], cached=bool(row["cached"]),
-        ))
+            status, value, passed, reason = combined
+        append(SampleResult(
+            item_id, epoch, status, value, passed, reason,
+            sample_grades if sample_grades else {}, None, error, attempts,
+            input_tokens, output_tokens, cost_usd, latency_s, bool(cached),
+            completion_json=completion))
     return results

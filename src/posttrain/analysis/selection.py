@@ -101,7 +101,9 @@ def model_matches(stored: str, wanted: str) -> bool:
 
 
 def load_all(store: Store, runs: Sequence[RunInfo]) -> list[RunResults]:
-    return [load_results(store, run) for run in runs]
+    """Each run's results; runs of one eval share one copy of each identical item."""
+    items: dict[tuple[str, str, str], Any] = {}
+    return [load_results(store, run, item_memo=items) for run in runs]
 
 
 def unique_labels(results: Sequence[RunResults]) -> list[str]:

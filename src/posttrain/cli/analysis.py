@@ -184,8 +184,14 @@ def run_audit(args: argparse.Namespace) -> int:
     if not runs:
         raise UserError(f"no stored runs of eval {ref.name!r}", file=store.path)
     results = load_all(store, runs)
-    every = results if args.runs else load_all(store, select_runs(store, ref.name,
-                                                                  latest_only=False))
+    if args.runs:
+        every = results
+    else:  # every stored run; those already read are not read again
+        loaded = {r.run.id: r for r in results}
+        all_runs = select_runs(store, ref.name, latest_only=False)
+        loaded.update((r.run.id, r) for r in load_all(
+            store, [run for run in all_runs if run.id not in loaded]))
+        every = [loaded[run.id] for run in all_runs]
     judges = args.judges
     if judges is None:
         specs = ref.grader_specs or next((r.run.config.get("graders") for r in results
@@ -250,8 +256,18 @@ def run_pick(args: argparse.Namespace) -> int:
         for name, config in load_models_file(args.models_file).items():
             if config.price is not None:
                 prices[name] = config.price.as_dict()
-    report = pick(load_all(store, runs), args.bar, max_latency_p95=args.max_latency_p95,
-                  prices=prices)
+    report = None
+    if not prices:  # each run's figures as kept in the store (read once, while unchanged)
+        from posttrain.analysis.pick import pick_from
+        from posttrain.analysis.stored import stored
+
+        report = pick_from(runs, [stored(store, run, "pick") for run in runs], args.bar,
+                           max_latency_p95=args.max_latency_p95)
+        if report["out_of_reach"] is None:  # runs of different items: combine the samples
+            report = None
+    if report is None:
+        report = pick(load_all(store, runs), args.bar, max_latency_p95=args.max_latency_p95,
+                      prices=prices)
     report["missing_models"] = missing
     _emit(report, args, lambda: views.pick_text(report), lambda: views.pick_html(report))
     return 0

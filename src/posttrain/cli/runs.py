@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -116,8 +117,7 @@ def check_run_limits(args: argparse.Namespace) -> None:
 def _run_eval(args: argparse.Namespace) -> int:
     import asyncio
 
-    from posttrain.analysis.report import summarize
-    from posttrain.analysis.results import load_results
+    from posttrain.analysis.stored import stored_summary
     from posttrain.eval import load_eval
     from posttrain.models import build_model, model_config
     from posttrain.models.retry import RetryPolicy
@@ -194,7 +194,7 @@ def _run_eval(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     progress.close()
-    summaries = [summarize(load_results(store, handle.run), requests=handle.counters.requests)
+    summaries = [stored_summary(store, handle.run, requests=handle.counters.requests)
                  for handle in handles]
     _emit(summaries, args)
     failed = _nothing_succeeded(summaries)
@@ -317,8 +317,7 @@ def _resolve_runs(store: Any, refs: Sequence[str], path: str) -> list[Any]:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from posttrain.analysis.report import summarize
-    from posttrain.analysis.results import load_results
+    from posttrain.analysis.stored import stored_summary
 
     store = _open_store(args.store)
     if args.eval_name:
@@ -330,14 +329,13 @@ def _run_report(args: argparse.Namespace) -> int:
             raise UserError(f"no runs of eval {args.eval_name!r}", field="--eval")
     else:
         runs = _resolve_runs(store, args.runs, args.store)
-    summaries = [summarize(load_results(store, run)) for run in runs]
+    summaries = [stored_summary(store, run) for run in runs]
     _emit(summaries, args)
     return 0
 
 
 def _run_regrade(args: argparse.Namespace) -> int:
-    from posttrain.analysis.report import summarize
-    from posttrain.analysis.results import load_results
+    from posttrain.analysis.stored import stored_summary
     from posttrain.runner.progress import Counters
     from posttrain.runner.regrade import regrade_run
 
@@ -345,10 +343,13 @@ def _run_regrade(args: argparse.Namespace) -> int:
     summaries = []
     for run in _resolve_runs(store, args.runs, args.store):
         counters = Counters(label=f"regrade {run.id}", total=0)
+        started = time.perf_counter()
         count = regrade_run(store, run.id, counters=counters)
-        print(f"re-graded {count} answers of {run.id} ({counters.requests} judge requests)",
-              file=sys.stderr)
-        summaries.append(summarize(load_results(store, run), requests=counters.requests))
+        seconds = time.perf_counter() - started
+        rate = f", {count / seconds:,.0f} answers/s" if count and seconds > 0 else ""
+        print(f"re-graded {count} answers of {run.id} ({counters.requests} judge requests, "
+              f"{seconds:.1f} s{rate})", file=sys.stderr)
+        summaries.append(stored_summary(store, run, requests=counters.requests))
     _emit(summaries, args)
     return 0
 

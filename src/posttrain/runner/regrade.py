@@ -20,6 +20,9 @@ from posttrain.runner.progress import Counters, Progress
 from posttrain.runner.store import Store
 from posttrain.types import Completion
 
+#: answers re-graded between two commits when grading never yields to the event loop
+COMMIT_EVERY = 500
+
 
 def load_run_eval(store: Store, run_id: str) -> Eval:
     run = store.get_run(run_id)
@@ -50,7 +53,9 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
     rows = [row for row in store.samples(run_id)
             if row["status"] == "ok" and row["completion"]
             and (item_ids is None or row["item_id"] in item_ids)]
-    stored_items = {item.id: item.data for item in store.run_items(run_id)}
+    stored = store.run_items(run_id)
+    stored_items = {item.id: item.data for item in stored}
+    stored_tags = {item.id: item.tags for item in stored}
     counters = counters or Counters(label=f"regrade {run_id}", total=len(rows))
     calls = RunExecution(eval, None, variant, store, run, counters, RunOptions(),
                           asyncio.Semaphore(16), Progress(enabled=False))
@@ -58,13 +63,19 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
                                      "primary": eval.primary})
     count = 0
     refreshed: set[str] = set()
+    # answers graded in one event-loop iteration share a commit; string graders never yield to
+    # the loop, so a commit also closes every COMMIT_EVERY answers (a kill loses at most those,
+    # and a second regrade grades them again)
+    store.group_commits(asyncio.get_running_loop())
     try:
         for row in rows:
             item = items.get(row["item_id"])
             if item is None:
                 continue
             if item.id not in refreshed:
-                store.update_item(run_id, item)
+                if (stored_items.get(item.id) != item.data
+                        or stored_tags.get(item.id) != item.tags):
+                    store.update_item(run_id, item)
                 refreshed.add(item.id)
             request = eval.request_for(item, variant)
             sample = eval.sample_of(Completion.from_record(orjson.loads(row["completion"])),
@@ -74,7 +85,10 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
             store.replace_scores(run_id, row["item_id"], row["epoch"], scores, history=True,
                                  item_changed=stored_items.get(item.id) != item.data)
             count += 1
+            if count % COMMIT_EVERY == 0:
+                store.flush()
     finally:
+        store.group_commits(None)
         await eval.aclose()
     return count
 

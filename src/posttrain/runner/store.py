@@ -161,7 +161,41 @@ CREATE TABLE IF NOT EXISTS reviews (
     note TEXT,
     created REAL NOT NULL
 );
+CREATE INDEX IF NOT EXISTS reviews_eval ON reviews(eval_name, id);
+CREATE TABLE IF NOT EXISTS run_revisions (
+    run_id TEXT PRIMARY KEY,
+    revision INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS run_summaries (
+    run_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    stamp TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (run_id, kind)
+) WITHOUT ROWID;
 """
+
+#: every write to a run's answers, grades or items bumps its revision, whoever writes (these
+#: triggers live in the file): a summary stored under an older revision is never served
+_REVISION_TABLES = ("samples", "scores", "run_items")
+
+
+def _revision_triggers() -> str:
+    bump = ("INSERT INTO run_revisions (run_id, revision) VALUES ({row}.run_id, 1) "
+            "ON CONFLICT(run_id) DO UPDATE SET revision = revision + 1;")
+    parts = []
+    for table in _REVISION_TABLES:
+        for event, row in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD")):
+            parts.append(f"CREATE TRIGGER IF NOT EXISTS {table}_{event.lower()}_revision "
+                         f"AFTER {event} ON {table} BEGIN {bump.format(row=row)} END;")
+    return "\n".join(parts)
+
+#: the WAL file is cut back to this size after a checkpoint (SQLite checkpoints by itself every
+#: ~4 MB of writes; without a limit the file keeps its largest size until the last close)
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
+#: a long run forces a TRUNCATE checkpoint after this many group commits, so the WAL stays
+#: small even while a reader (``posttrain view``) keeps the automatic checkpoint from finishing
+CHECKPOINT_EVERY_COMMITS = 2000
 
 
 #: columns added after a table was first released: (table, column, declaration). A store
@@ -259,6 +293,7 @@ class Store:
         self.path = Path(path)
         self._loop: Any = None
         self._commit_scheduled = False
+        self._commits = 0
         if self.path.is_dir():
             raise UserError("is a folder: --store takes a store file (a new name creates one)",
                             file=self.path.resolve())
@@ -288,7 +323,9 @@ class Store:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA busy_timeout=30000")
+        self.conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         self.conn.executescript(_SCHEMA)
+        self.conn.executescript(_revision_triggers())
         _add_missing_columns(self.conn)
         self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                           (str(SCHEMA_VERSION),))
@@ -321,6 +358,78 @@ class Store:
         self._commit_scheduled = False
         if self.conn.in_transaction:
             self.conn.commit()
+            self._commits += 1
+            if self._commits % CHECKPOINT_EVERY_COMMITS == 0:
+                self.checkpoint("PASSIVE")
+
+    # ---- stored summaries ----------------------------------------------------------------------
+    def run_stamp(self, run: RunInfo) -> str:
+        """What a summary of ``run`` depends on: its answers, grades and items (the revision the
+        triggers keep), its status and its config. Read it *before* computing a summary."""
+        row = self.conn.execute("SELECT revision FROM run_revisions WHERE run_id = ?",
+                                (run.id,)).fetchone()
+        config = hashlib.blake2b(json.dumps(run.config, sort_keys=True, default=str).encode(),
+                                 digest_size=8).hexdigest()
+        return f"{row[0] if row else 0}:{run.status}:{run.finished}:{run.epochs}:{config}"
+
+    def summary_get(self, run: RunInfo, kind: str) -> tuple[str, Any]:
+        """(the run's stamp now, the summary of this kind stored under that stamp or None)."""
+        stamp = self.run_stamp(run)
+        row = self.conn.execute("SELECT stamp, body FROM run_summaries WHERE run_id = ? AND "
+                                "kind = ?", (run.id, kind)).fetchone()
+        return stamp, (orjson.loads(row[1]) if row is not None and row[0] == stamp else None)
+
+    def summary_put(self, run: RunInfo, kind: str, stamp: str, body: Any) -> None:
+        """Keep a summary computed from the run as it was at ``stamp`` (a read-only or busy
+        store keeps none: the next reader computes it again)."""
+        text = orjson.dumps(body, default=str)
+        if orjson.loads(text) != body:  # would not read back the same (NaN, tuples, objects)
+            return
+        try:
+            with self._write():
+                self.conn.execute("INSERT OR REPLACE INTO run_summaries VALUES (?,?,?,?)",
+                                  (run.id, kind, stamp, text.decode()))
+        except sqlite3.OperationalError:
+            pass
+
+    # ---- maintenance -------------------------------------------------------------------------
+    def checkpoint(self, mode: str = "TRUNCATE") -> tuple[int, int, int]:
+        """Copy the WAL into the database file (``PASSIVE``: as far as readers allow, without
+        waiting; ``TRUNCATE``: all of it, then empty the WAL file). Returns SQLite's (busy, WAL
+        pages, pages checkpointed)."""
+        if mode not in ("PASSIVE", "FULL", "RESTART", "TRUNCATE"):
+            raise ValueError(mode)
+        if self.conn.in_transaction:
+            self.conn.commit()
+        row = self.conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        return int(row[0]), int(row[1]), int(row[2])
+
+    def file_bytes(self) -> int:
+        """Bytes on disk: the database file and its WAL and shared-memory files."""
+        return sum(p.stat().st_size for p in (self.path, self.path.with_name(self.path.name + "-wal"),
+                                              self.path.with_name(self.path.name + "-shm"))
+                   if p.exists())
+
+    def info(self) -> dict[str, Any]:
+        """Sizes and counts: bytes on disk, free pages, runs, samples and bytes per sample."""
+        count = {table: int(self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+                 for table in ("runs", "samples", "scores", "cache")}
+        page = int(self.conn.execute("PRAGMA page_size").fetchone()[0])
+        free = int(self.conn.execute("PRAGMA freelist_count").fetchone()[0])
+        size = self.file_bytes()
+        return {"path": str(self.path), "bytes": size, "free_bytes": free * page, **count,
+                "bytes_per_sample": round(size / count["samples"], 1) if count["samples"] else None}
+
+    def vacuum(self) -> dict[str, Any]:
+        """Checkpoint the WAL, rebuild the file without free pages (VACUUM), refresh the query
+        planner's statistics; returns the bytes before and after. Needs free disk of about the
+        store's size, and no other process writing (it waits up to the busy timeout)."""
+        before = self.file_bytes()
+        self.checkpoint("TRUNCATE")
+        self.conn.execute("VACUUM")
+        self.conn.execute("PRAGMA optimize")
+        self.checkpoint("TRUNCATE")
+        return {"path": str(self.path), "bytes_before": before, "bytes_after": self.file_bytes()}
 
     @contextmanager
     def _write(self) -> Iterator[None]:
@@ -448,13 +557,29 @@ class Store:
             return _run_from_row(rows[0])
         raise KeyError(ref)
 
-    def run_items(self, run_id: str) -> list[Item]:
-        rows = self.conn.execute(
-            "SELECT item_id, tags, data FROM run_items WHERE run_id = ? ORDER BY position",
-            (run_id,),
-        )
-        return [Item(id=r["item_id"], data=orjson.loads(r["data"]), tags=orjson.loads(r["tags"]))
-                for r in rows]
+    def run_items(self, run_id: str, *, item_id: str | None = None,
+                  memo: dict[tuple[str, str, str], Item] | None = None) -> list[Item]:
+        """The run's items in order (``item_id``: only that one). With ``memo``, an item stored
+        identically for another run read with the same memo is that run's object (read-only
+        use: reports over many runs of one eval hold one copy of each item)."""
+        if item_id is not None:
+            rows = self.conn.execute(
+                "SELECT item_id, tags, data FROM run_items WHERE run_id = ? AND item_id = ?",
+                (run_id, item_id))
+        else:
+            rows = self.conn.execute(
+                "SELECT item_id, tags, data FROM run_items WHERE run_id = ? ORDER BY position",
+                (run_id,))
+        if memo is None:
+            return [Item(id=r[0], data=orjson.loads(r[2]), tags=orjson.loads(r[1])) for r in rows]
+        items = []
+        for r in rows:
+            key = (r[0], r[1], r[2])
+            item = memo.get(key)
+            if item is None:
+                item = memo[key] = Item(id=r[0], data=orjson.loads(r[2]), tags=orjson.loads(r[1]))
+            items.append(item)
+        return items
 
     def update_item(self, run_id: str, item: Item) -> None:
         """Refresh a run's copy of an item (after a review edited its reference)."""
@@ -555,7 +680,13 @@ class Store:
                               (run_id, item_id, epoch))
             self._write_scores(run_id, item_id, epoch, scores)
 
-    def score_history(self, run_id: str) -> list[sqlite3.Row]:
+    def score_history(self, run_id: str, *, only: tuple[str, int] | None = None
+                      ) -> list[sqlite3.Row]:
+        """Grades replaced by re-grading (``only``: of one item and epoch), oldest first."""
+        if only is not None:
+            return self.conn.execute(
+                "SELECT * FROM score_history WHERE run_id = ? AND item_id = ? AND epoch = ? "
+                "ORDER BY replaced", (run_id, *only)).fetchall()
         return self.conn.execute("SELECT * FROM score_history WHERE run_id = ? ORDER BY replaced",
                                  (run_id,)).fetchall()
 

@@ -196,14 +196,14 @@ async def api_samples(request: web.Request) -> web.Response:
     flt = query.get("filter", "all")
     if flt not in views.FILTERS:
         return _error(400, f"filter must be one of {', '.join(views.FILTERS)}")
-    rows = views.samples(_store(request), request.match_info["run"], flt,
-                         query.get("tag") or None, query.get("grader") or None)
-    total = len(rows)
-    if query.get("limit"):
-        try:
-            rows = rows[:max(0, int(query["limit"]))]
-        except ValueError:
-            return _error(400, "limit must be an integer")
+    try:
+        limit = int(query["limit"]) if query.get("limit") else None
+        offset = int(query.get("offset") or 0)
+    except ValueError:
+        return _error(400, "limit and offset must be integers")
+    rows, total = views.samples_page(_store(request), request.match_info["run"], flt,
+                                     query.get("tag") or None, query.get("grader") or None,
+                                     limit=limit, offset=offset)
     return web.json_response(rows, headers={"X-Total-Count": str(total)})
 
 

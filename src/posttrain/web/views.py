@@ -6,13 +6,10 @@ import difflib
 from collections import defaultdict
 from typing import Any
 
-import orjson
-
-from posttrain.analysis.report import _pass_rate
 from posttrain.analysis.results import RunResults, SampleResult, load_results
-from posttrain.analysis.stats import mean_ci, percentile
+from posttrain.analysis.stored import card, stored
 from posttrain.runner.store import RunInfo, Store
-from posttrain.web.matrix import column_header, default_columns, sample_sql, short_name
+from posttrain.web.matrix import default_columns, sample_sql, short_name
 
 FILTERS = ("all", "failed", "passed", "unscored", "errors")
 HISTORY_RUNS = 30
@@ -25,85 +22,67 @@ def run_info(run: RunInfo) -> dict[str, Any]:
             "created": run.created}
 
 
-def _ci(values: list[float]) -> dict[str, Any]:
-    mean, low, high = mean_ci(values)
-    return {"mean": mean, "low": low, "high": high, "n": len(values)}
-
-
 def summary(results: RunResults) -> dict[str, Any]:
-    item_scores = results.item_scores()
-    statuses: dict[str, int] = defaultdict(int)
-    for sample in results.samples:
-        statuses[sample.status] += 1
-    by_tag: dict[str, list[float]] = defaultdict(list)
-    for item in results.items:
-        if item.id in item_scores:
-            for tag in item.tags:
-                by_tag[tag].append(item_scores[item.id])
-    latencies = [s.latency_s for s in results.samples if s.latency_s is not None]
-    cost = sum(s.cost_usd for s in results.samples)
-    return {
-        **run_info(results.run),
-        "score": _ci(list(item_scores.values())),
-        # as `posttrain report`: passes over every expected sample (an error did not pass)
-        "pass_rate": _pass_rate(results, results.coverage()[1]),
-        "coverage": dict(zip(("scored", "expected"), results.coverage(), strict=True)),
-        "samples": len(results.samples), "items": len(results.items),
-        "statuses": dict(statuses),
-        "tags": {tag: _ci(values) for tag, values in sorted(by_tag.items())},
-        "graders": sorted({name for s in results.samples for name in s.grades}),
-        "cost_usd": cost,
-        "latency": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95)},
-    }
+    return {**run_info(results.run), **card(results)}
+
+
+def stored_view_summary(store: Store, run: RunInfo,
+                        results: RunResults | None = None) -> dict[str, Any]:
+    """The run's row in the viewer, its figures kept in the store (``analysis.stored``)."""
+    return {**run_info(run), **stored(store, run, "card", results)}
 
 
 def list_runs(store: Store) -> list[dict[str, Any]]:
-    return [summary(load_results(store, run)) for run in store.list_runs()]
+    return [stored_view_summary(store, run) for run in store.list_runs()]
 
 
 def run_page(store: Store, run_id: str) -> dict[str, Any]:
-    """A run's summary and the data of its charts (drawn by the page with Vega-Lite)."""
-    results = load_results(store, store.resolve_run(run_id))
-    data = summary(results)
-    data["short"] = short_name(results.run.model)
-    # the points of `posttrain pick`: its cost per answered sample (stored cost, else tokens at
-    # the model's price) and p95 latency, for the latest run of each model x variant
-    from posttrain.analysis.pick import cost_per_item, latency_p95
+    """A run's summary and the data of its charts (drawn by the page with Vega-Lite).
 
+    The figures of this run and of the others come from the summaries kept in the store
+    (``analysis.stored``): a run is read whole only when its kept summary is out of date."""
+    this = store.resolve_run(run_id)
+    data = dict(stored_view_summary(store, this))
+    data["short"] = short_name(this.model)
+    # the points of `posttrain pick`: its cost per answered sample (stored cost, else tokens at
+    # the model's price) and p95 latency, for the latest run of each model x variant (each
+    # kept in the store, so other runs are not read again while they are unchanged)
     peers = []
-    runs = default_columns(store, results.run.eval_name)
-    if results.run.id not in {r.id for r in runs}:
-        runs.append(results.run)
+    runs = default_columns(store, this.eval_name)
+    if this.id not in {r.id for r in runs}:
+        runs.append(this)
     for run in runs:
-        other = results if run.id == results.run.id else load_results(store, run)
-        scores = list(other.item_scores().values())
-        mean, low, high = mean_ci(scores)
+        point = stored(store, run, "point")
         peers.append({"run": run.id, "label": f"{short_name(run.model)} [{run.variant}]",
-                      "model": run.model, "variant": run.variant, "score": mean, "low": low,
-                      "high": high, "cost_per_sample": cost_per_item(other),
-                      "latency_p95": latency_p95(other), "this": run.id == results.run.id})
-    # score over time: the latest runs of this eval, by run date (SQL, no answer read)
+                      "model": run.model, "variant": run.variant, **point,
+                      "this": run.id == this.id})
+    # score over time: the latest runs of this eval, by run date
     history = []
-    for run in store.list_runs(results.run.eval_name, limit=HISTORY_RUNS):
-        header = column_header(store, run)
+    for run in store.list_runs(this.eval_name, limit=HISTORY_RUNS):
+        point = stored(store, run, "point")
         history.append({"run": run.id, "created": round(run.created * 1000),  # ms, for JS
-                        "label": f"{header['short']} [{run.variant}]", "model": run.model,
-                        "score": header["score"]["mean"], "low": header["score"]["low"],
-                        "high": header["score"]["high"], "this": run.id == results.run.id})
+                        "label": f"{short_name(run.model)} [{run.variant}]", "model": run.model,
+                        "score": point["score"], "low": point["low"], "high": point["high"],
+                        "this": run.id == this.id})
     heatmap: list[dict[str, Any]] = []
-    if any(isinstance(i.data.get("length"), (int, float))
-           and isinstance(i.data.get("depth"), (int, float)) for i in results.items):
+    if store.conn.execute(
+            "SELECT 1 FROM run_items WHERE run_id = ? AND json_type(data, '$.length') IN "
+            "('integer', 'real') AND json_type(data, '$.depth') IN ('integer', 'real') LIMIT 1",
+            (this.id,)).fetchone():
         from posttrain.analysis.heatmaps import length_depth_cells
 
         heatmap = [{"length": length, "depth": depth, "score": score} for (length, depth), score
-                   in sorted(length_depth_cells(store, results.run.id).items())]
+                   in sorted(length_depth_cells(store, this.id).items())]
+    latencies = [row[0] for row in store.conn.execute(
+        "SELECT latency_s FROM samples WHERE run_id = ? AND latency_s IS NOT NULL "
+        "ORDER BY item_id, epoch", (this.id,))]
     data["charts"] = {
         "tags": [{"tag": tag, **v} for tag, v in data["tags"].items()],
-        "latency": [s.latency_s for s in results.samples if s.latency_s is not None],
+        "latency": latencies,
         "peers": peers, "history": history, "heatmap": heatmap,
     }
-    data["others"] = [run_info(run) for run in store.list_runs(results.run.eval_name)
-                      if run.id != results.run.id]
+    data["others"] = [run_info(run) for run in store.list_runs(this.eval_name)
+                      if run.id != this.id]
     return data
 
 
@@ -129,11 +108,38 @@ def _keep(sample: SampleResult, tags: list[str], flt: str, tag: str | None,
     return True
 
 
-def samples(store: Store, run_id: str, flt: str = "all", tag: str | None = None,
-            grader: str | None = None) -> list[dict[str, Any]]:
+def samples_page(store: Store, run_id: str, flt: str = "all", tag: str | None = None,
+                 grader: str | None = None, *, limit: int | None = None, offset: int = 0
+                 ) -> tuple[list[dict[str, Any]], int]:
+    """(one page of a run's samples, how many match). Unfiltered, the page is chosen in SQL
+    and only its answers are read; a filter on status, tag or grader reads the run."""
     if flt not in FILTERS:
         raise ValueError(f"unknown filter {flt!r}")
-    results = load_results(store, store.resolve_run(run_id))
+    run = store.resolve_run(run_id)
+    if flt == "all" and not tag and not grader and limit is not None:
+        total = int(store.conn.execute("SELECT COUNT(*) FROM samples WHERE run_id = ?",
+                                       (run.id,)).fetchone()[0])
+        keys = store.conn.execute(
+            "SELECT item_id, epoch FROM samples WHERE run_id = ? ORDER BY item_id, epoch "
+            "LIMIT ? OFFSET ?", (run.id, max(0, limit), max(0, offset))).fetchall()
+        rows = []
+        for item_id, epoch in keys:
+            one = load_results(store, run, only=(item_id, epoch))
+            rows += _sample_rows(one, flt, tag, grader)
+        return rows, total
+    rows = _sample_rows(load_results(store, run), flt, tag, grader)
+    page = rows[max(0, offset):]
+    return (page if limit is None else page[:max(0, limit)]), len(rows)
+
+
+def samples(store: Store, run_id: str, flt: str = "all", tag: str | None = None,
+            grader: str | None = None) -> list[dict[str, Any]]:
+    """Every sample of the run that passes the filters (see :func:`samples_page`)."""
+    return samples_page(store, run_id, flt, tag, grader)[0]
+
+
+def _sample_rows(results: RunResults, flt: str, tag: str | None, grader: str | None
+                 ) -> list[dict[str, Any]]:
     items = results.items_by_id
     rows = []
     for sample in results.samples:
@@ -151,42 +157,12 @@ def samples(store: Store, run_id: str, flt: str = "all", tag: str | None = None,
     return rows
 
 
-class _OneAnswer:
-    """The store as ``load_results`` reads it, narrowed to one item and epoch: one answer is
-    combined by the same code as a whole run, without reading the run's other answers."""
-
-    def __init__(self, store: Store, item_id: str, epoch: int) -> None:
-        self.store, self.item_id, self.epoch = store, item_id, epoch
-
-    def run_items(self, run_id: str) -> list[Any]:
-        from posttrain.types import Item
-
-        rows = self.store.conn.execute(
-            "SELECT item_id, tags, data FROM run_items WHERE run_id = ? AND item_id = ?",
-            (run_id, self.item_id))
-        return [Item(id=r[0], data=orjson.loads(r[2]), tags=orjson.loads(r[1])) for r in rows]
-
-    def _rows(self, table: str, run_id: str) -> list[Any]:
-        return self.store.conn.execute(
-            f"SELECT * FROM {table} WHERE run_id = ? AND item_id = ? AND epoch = ?",
-            (run_id, self.item_id, self.epoch)).fetchall()
-
-    def scores(self, run_id: str) -> list[Any]:
-        return self._rows("scores", run_id)
-
-    def samples(self, run_id: str) -> list[Any]:
-        return self._rows("samples", run_id)
-
-    def score_history(self, run_id: str) -> list[Any]:
-        return self._rows("score_history", run_id)
-
-
 def sample_detail(store: Store, run_id: str, item_id: str, epoch: int = 0) -> dict[str, Any]:
     from posttrain.usage.review import reference_fields
     from posttrain.usage.votes import prompt_messages
 
     run = store.resolve_run(run_id)
-    results = load_results(_OneAnswer(store, item_id, epoch), run)  # type: ignore[arg-type]
+    results = load_results(store, run, only=(item_id, epoch))
     item = results.items_by_id.get(item_id)
     sample = next((s for s in results.samples if s.item_id == item_id and s.epoch == epoch), None)
     if item is None or sample is None:

@@ -1,0 +1,263 @@
+"""The store at scale: `posttrain store vacuum|info`, WAL checkpoints, indexes for the queries
+the commands make, loaders that read only what they need, regrades that commit in groups.
+
+No timings here (they live in bench/bench_scale.py): these check the mechanisms.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from posttrain.analysis.results import load_results
+from posttrain.analysis.synthetic import StubModel, make_items, simulate_run
+from posttrain.cli import main
+from posttrain.runner import store as store_module
+from posttrain.runner.store import Store
+from tests.conftest import write_eval
+
+
+def _store(path: Path, n: int = 40, runs: int = 2) -> tuple[Store, list[str]]:
+    store = Store(path)
+    items = make_items(n, tags=("a", "b"))
+    ids = [simulate_run(store, "ev", StubModel(f"m{k}", 0.7), items, seed=k).id
+           for k in range(runs)]
+    return store, ids
+
+
+def test_vacuum_shrinks_after_deletes_and_keeps_everything(tmp_path, capsys) -> None:
+    path = tmp_path / "s.db"
+    store, ids = _store(path, n=300, runs=3)
+    before = load_results(store, ids[0]).item_scores()
+    store.conn.execute("DELETE FROM samples WHERE run_id = ?", (ids[2],))
+    store.conn.execute("DELETE FROM scores WHERE run_id = ?", (ids[2],))
+    store.close()
+    assert main(["store", "info", "--store", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["samples"] == 600 and info["free_bytes"] > 0 and info["bytes_per_sample"] > 0
+    assert main(["store", "vacuum", "--store", str(path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["bytes_after"] < result["bytes_before"]
+    assert not Path(str(path) + "-wal").exists() or Path(str(path) + "-wal").stat().st_size == 0
+    with Store(path) as again:
+        assert load_results(again, ids[0]).item_scores() == before
+        assert again.info()["free_bytes"] == 0
+
+
+def test_vacuum_of_a_missing_store_is_one_line(tmp_path, capsys) -> None:
+    assert main(["store", "vacuum", "--store", str(tmp_path / "none.db")]) == 2
+    assert "no store here" in capsys.readouterr().err
+
+
+def test_wal_is_bounded_and_checkpointed(tmp_path, monkeypatch) -> None:
+    store = Store(tmp_path / "s.db")
+    limit = store.conn.execute("PRAGMA journal_size_limit").fetchone()[0]
+    assert limit == store_module.WAL_SIZE_LIMIT
+    calls: list[str] = []
+    original = Store.checkpoint
+
+    def spy(self: Store, mode: str = "TRUNCATE") -> tuple[int, int, int]:
+        calls.append(mode)
+        return original(self, mode)
+
+    monkeypatch.setattr(Store, "checkpoint", spy)
+    monkeypatch.setattr(store_module, "CHECKPOINT_EVERY_COMMITS", 5)
+
+    class Loop:  # group commits, flushed by hand
+        def call_soon(self, _fn: object) -> None:
+            pass
+
+    store.group_commits(Loop())
+    for index in range(12):
+        store.cache_put(f"k{index}", {"text": "x" * 1000})
+        store.flush()
+    assert calls == ["PASSIVE", "PASSIVE"]  # after commits 5 and 10
+    busy, _pages, _done = store.checkpoint("TRUNCATE")
+    assert busy == 0 and Path(str(store.path) + "-wal").stat().st_size == 0
+    store.close()
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT item_id, epoch, status FROM samples WHERE run_id = ? ORDER BY item_id, epoch",
+    "SELECT item_id, grader FROM scores WHERE run_id = ? ORDER BY item_id, epoch, grader",
+    "SELECT item_id, tags, data FROM run_items WHERE run_id = ? ORDER BY position",
+    "SELECT * FROM runs WHERE eval_name = ? ORDER BY created DESC",
+    "SELECT * FROM runs WHERE run_key = ? AND status = 'running' ORDER BY created DESC",
+    "SELECT * FROM reviews WHERE eval_name = ? ORDER BY id",
+    "SELECT * FROM score_history WHERE run_id = ? ORDER BY replaced",
+    "SELECT response FROM cache WHERE key = ?",
+])
+def test_the_commands_queries_use_an_index(tmp_path, sql: str) -> None:
+    store, _ids = _store(tmp_path / "s.db", n=5, runs=1)
+    plan = " ".join(row[3] for row in store.conn.execute("EXPLAIN QUERY PLAN " + sql, ("x",)))
+    assert "USING" in plan and "SCAN" not in plan.replace("USING INDEX", ""), plan
+    store.close()
+
+
+def test_one_answer_is_read_without_the_rest_of_the_run(tmp_path) -> None:
+    store, ids = _store(tmp_path / "s.db", n=50, runs=1)
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    one = load_results(store, ids[0], only=("q007", 0))
+    store.conn.set_trace_callback(None)
+    whole = load_results(store, ids[0])
+    assert [s.item_id for s in one.samples] == ["q007"] and [i.id for i in one.items] == ["q007"]
+    expected = next(s for s in whole.samples if s.item_id == "q007")
+    assert (one.samples[0].value, one.samples[0].grades) == (expected.value, expected.grades)
+    reads = [s for s in statements if s.startswith("SELECT") and "FROM runs" not in s]
+    assert reads and all("'q007'" in s for s in reads), reads
+    store.close()
+
+
+def test_completions_are_parsed_only_when_read(tmp_path) -> None:
+    store, ids = _store(tmp_path / "s.db", n=10, runs=1)
+    results = load_results(store, ids[0])
+    sample = results.samples[0]
+    assert sample._completion is None and sample.answered  # not parsed yet
+    assert not sample.completion_mentions("reasoning_tokens")
+    from posttrain.analysis.report import summarize
+
+    summarize(results)
+    assert all(s._completion is None for s in results.samples)  # the report did not need them
+    assert sample.output_text and sample._completion is not None
+    store.close()
+
+
+def test_runs_of_one_eval_share_their_items(tmp_path) -> None:
+    from posttrain.analysis.selection import load_all
+
+    store, ids = _store(tmp_path / "s.db", n=10, runs=2)
+    first, second = load_all(store, [store.get_run(i) for i in ids])
+    assert all(a is b for a, b in zip(first.items, second.items, strict=True))
+    store.close()
+
+
+def test_regrade_commits_in_groups(tmp_path, stub_server, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", stub_server.base_url)
+    rows = [{"id": f"q{i}", "question": f"q{i} [[answer:x]]", "answer": "x"} for i in range(30)]
+    eval_path = write_eval(tmp_path / "ev", rows)
+    path = str(tmp_path / "s.db")
+    assert main(["eval", str(eval_path), "--model", "openai:stub", "--store", path]) == 0
+    commits: list[int] = []
+    original = Store.flush
+
+    def counting(self: Store) -> None:
+        if self.conn.in_transaction:
+            commits.append(1)
+        original(self)
+
+    monkeypatch.setattr(Store, "flush", counting)
+    monkeypatch.setattr("posttrain.runner.regrade.COMMIT_EVERY", 10)
+    assert main(["regrade", "latest", "--store", path, "--json"]) == 0
+    capsys.readouterr()
+    assert 1 <= len(commits) <= 5  # 30 answers: every 10 and the last, not one per answer
+    with Store(path) as store:
+        run = store.resolve_run("latest")
+        assert len(store.score_history(run.id)) == 30
+        assert sqlite3.connect(path).execute("SELECT COUNT(*) FROM scores").fetchone()[0] == 30
+
+
+def test_stored_summaries_are_served_only_while_the_run_is_unchanged(tmp_path) -> None:
+    from posttrain.analysis.report import summarize
+    from posttrain.analysis.stored import stored, stored_summary
+    from posttrain.types import Score
+
+    store, ids = _store(tmp_path / "s.db", n=30, runs=1)
+    run = store.get_run(ids[0])
+    first = stored_summary(store, run)
+    assert first == summarize(load_results(store, run))
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    assert stored_summary(store, run) == first
+    assert round(stored(store, run, "card")["score"]["mean"], 4) == first["score"]  # one read
+    store.conn.set_trace_callback(None)
+    assert not any("FROM samples" in s or "FROM scores" in s for s in statements)
+    # any write to the run's grades, answers or items, through the store or not, is seen
+    store.add_scores(run.id, "q000", 0, [Score(value=0.0, passed=False, name="exact")])
+    store.add_scores(run.id, "q001", 0, [Score(value=1.0, passed=True, name="exact")])
+    again = stored_summary(store, run)
+    assert again == summarize(load_results(store, run))
+    store.conn.execute("UPDATE scores SET value = 1 - value, passed = 1 - passed "
+                       "WHERE run_id = ? AND item_id = 'q002'", (run.id,))
+    assert stored_summary(store, run) == summarize(load_results(store, run)) != again
+    store.conn.execute("DELETE FROM samples WHERE run_id = ? AND item_id = 'q003'", (run.id,))
+    assert stored_summary(store, run)["missing"] == 1
+    assert stored_summary(store, run, requests=7)["requests"] == 7
+    store.close()
+
+
+def test_a_store_from_before_the_triggers_gains_them(tmp_path) -> None:
+    path = tmp_path / "old.db"
+    store, ids = _store(path, n=5, runs=1)
+    for (name,) in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'"
+                                      ).fetchall():
+        store.conn.execute(f"DROP TRIGGER {name}")
+    store.close()
+    with Store(path) as again:
+        names = {r[0] for r in again.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+        assert {"samples_insert_revision", "scores_update_revision",
+                "run_items_delete_revision"} <= names
+
+
+def test_the_viewer_pages_samples_in_sql(tmp_path) -> None:
+    from posttrain.web import views
+
+    store, ids = _store(tmp_path / "s.db", n=60, runs=1)
+    whole = views.samples(store, ids[0])
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    page, total = views.samples_page(store, ids[0], limit=10, offset=20)
+    store.conn.set_trace_callback(None)
+    assert total == 60 and page == whole[20:30]
+    whole_reads = [s for s in statements if "FROM samples WHERE run_id" in s
+                   and "LIMIT" not in s and "COUNT" not in s and "item_id =" not in s]
+    assert not whole_reads, whole_reads
+    failed, count = views.samples_page(store, ids[0], "failed", limit=5)
+    assert count == sum(1 for row in whole if row["passed"] is False) and len(failed) <= 5
+    store.close()
+
+
+def test_pick_from_kept_figures_is_pick_from_the_samples(tmp_path, capsys) -> None:
+    from posttrain.analysis.pick import pick, pick_from
+    from posttrain.analysis.selection import load_all, select_runs
+    from posttrain.analysis.stored import stored
+
+    path = tmp_path / "s.db"
+    store = Store(path)
+    items = make_items(90, tags=("a", "b", "c"))
+    for name, accuracy in (("big", 0.5), ("mid", 0.3), ("small", 0.2)):
+        simulate_run(store, "ev", StubModel(name, accuracy, price=(1.0, 2.0)), items, seed=3)
+    runs = select_runs(store, "ev")
+    full = pick(load_all(store, runs), 0.4)
+    kept = pick_from(runs, [stored(store, run, "pick") for run in runs], 0.4)
+    assert kept == full and full["out_of_reach"]
+    store.close()
+    assert main(["pick", "ev", "--bar", "0.4", "--store", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["candidates"] == full["candidates"]
+    # runs over different items: their tags are combined from the samples, not the figures
+    with Store(path) as again:
+        simulate_run(again, "ev", StubModel("other", 0.4), make_items(30, tags=("a",)), seed=4)
+        runs = select_runs(again, "ev")
+        figures = [stored(again, run, "pick") for run in runs]
+        assert pick_from(runs, figures, 0.4)["out_of_reach"] is None
+    assert main(["pick", "ev", "--bar", "0.4", "--store", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["out_of_reach"] is not None
+
+
+def test_a_running_run_keeps_no_summary(tmp_path) -> None:
+    from posttrain.analysis.report import summarize
+    from posttrain.analysis.stored import stored_summary
+
+    store, ids = _store(tmp_path / "s.db", n=10, runs=1)
+    store.conn.execute("UPDATE runs SET status = 'running', finished = NULL")
+    run = store.get_run(ids[0])
+    assert stored_summary(store, run) == summarize(load_results(store, run))
+    assert store.conn.execute("SELECT COUNT(*) FROM run_summaries").fetchone()[0] == 0
+    store.finish_run(run.id)
+    stored_summary(store, run)
+    assert store.conn.execute("SELECT COUNT(*) FROM run_summaries").fetchone()[0] == 4
+    store.close()
