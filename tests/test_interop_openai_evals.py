@@ -339,3 +339,104 @@ def test_imported_eval_runs_again_on_a_local_model(tmp_path: Path) -> None:
     export_openai_eval(tmp_path / "imp" / "eval.yaml", tmp_path / "exp", store=tmp_path / "s.db")
     runs = json.loads((tmp_path / "exp" / "runs.json").read_text())
     assert len(runs) == 4 and runs[-1]["model"] == f"hf:{tiny}"
+
+
+def _cli_import(tmp: Path, *extra: str, output_items: list[Path] = OUTPUTS) -> list[str]:
+    args = ["import", "openai-eval", str(DATA / "eval.get.json"), "--runs",
+            str(DATA / "runs.json"), "-o", str(tmp / "imp"), "--store", str(tmp / "s.db")]
+    for path in output_items:
+        args += ["--output-items", str(path)]
+    return [*args, *extra]
+
+
+def test_an_interrupted_import_is_completed_by_the_next_one(tmp_path: Path, capsys,
+                                                           monkeypatch) -> None:
+    from posttrain.runner.store import Store
+
+    real = Store.record_sample
+    calls = {"n": 0}
+
+    def interrupted(self, *args, **kwargs):  # Ctrl-C after 3 answers
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "record_sample", interrupted)
+    assert main(_cli_import(tmp_path)) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    with Store(tmp_path / "s.db") as db:
+        (partial,) = db.list_runs()
+        assert partial.status == "running"  # never marked finished
+    monkeypatch.setattr(Store, "record_sample", real)
+    result = _import(tmp_path)
+    assert [r["state"] for r in result.runs] == ["replaced", "new"]
+    assert any("interrupted import" in n for n in result.notes)
+    assert [r["items"] for r in result.runs] == [6, 6]
+    with Store(tmp_path / "s.db") as db:
+        runs = db.list_runs()
+        assert len(runs) == 2 and {r.status for r in runs} == {"finished"}
+        assert {len(list(db.samples(r.id))) for r in runs} == {6}
+    assert [r["state"] for r in _import(tmp_path).runs] == ["stored", "stored"]
+
+
+def test_reimport_with_other_output_items_reports_the_differences(tmp_path: Path) -> None:
+    _import(tmp_path)
+    rows = [json.loads(line) for line in OUTPUTS[0].read_text().splitlines()]
+    rows[1]["sample"]["output"][0]["content"] = "Lyon"
+    changed = tmp_path / "changed.jsonl"
+    changed.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = _import(tmp_path, output_items=[changed, OUTPUTS[1]])
+    assert [r["state"] for r in result.runs] == ["changed", "stored"]
+    (note,) = [n for n in result.notes if "imported before" in n]
+    assert f"1 answers differ (items {rows[1]['datasource_item_id']})" in note
+
+
+def _rewrite(path: Path, out: Path, change) -> Path:
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    change(rows)
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return out
+
+
+def test_duplicate_output_items(tmp_path: Path, capsys) -> None:
+    same = _rewrite(OUTPUTS[0], tmp_path / "same.jsonl", lambda rows: rows.append(rows[2]))
+    result = _import(tmp_path, output_items=[same, OUTPUTS[1]])
+    assert result.runs[0]["items"] == 6
+    assert any("1 output item appears twice, identical" in n for n in result.notes)
+
+    def conflict(rows: list) -> None:
+        other = json.loads(json.dumps(rows[2]))
+        other["sample"]["output"][0]["content"] = "somewhere else"
+        rows.append(other)
+
+    bad = _rewrite(OUTPUTS[0], tmp_path / "bad.jsonl", conflict)
+    code = main(_cli_import(tmp_path / "c", output_items=[bad, OUTPUTS[1]]))
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    key = json.loads(OUTPUTS[0].read_text().splitlines()[2])["datasource_item_id"]
+    assert f"{bad}:7: datasource_item_id: item {key} appears twice" in err
+    assert not (tmp_path / "c" / "imp").exists() and not (tmp_path / "c" / "s.db").exists()
+
+
+def test_an_output_item_for_no_item_of_its_run_is_refused(tmp_path: Path, capsys) -> None:
+    def phantom(rows: list) -> None:
+        rows[0]["datasource_item_id"] = 99
+
+    bad = _rewrite(OUTPUTS[0], tmp_path / "bad.jsonl", phantom)
+    code = main(_cli_import(tmp_path, output_items=[bad, OUTPUTS[1]]))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"{bad}:1: datasource_item_id: 99 is not an item of run evalrun_001 (0-5)" in err
+    assert not (tmp_path / "imp").exists() and not (tmp_path / "s.db").exists()
+
+
+def test_the_imports_own_items_file_can_be_given_back(tmp_path: Path) -> None:
+    first = _import(tmp_path)
+    again = import_openai_eval(DATA / "eval.get.json", tmp_path / "again",
+                               runs=[DATA / "runs.json"],
+                               items_file=tmp_path / "imp" / "items.jsonl")
+    assert again.items == first.items
+    assert (tmp_path / "again" / "items.jsonl").read_text() == \
+        (tmp_path / "imp" / "items.jsonl").read_text()

@@ -116,10 +116,15 @@ def _criteria_line(counts: dict[str, Any] | None) -> dict[str, str]:
 def run_import_eval(args: argparse.Namespace) -> int:
     from posttrain.interop.openai_evals import import_openai_eval
 
-    result = import_openai_eval(
-        args.eval_json, args.out, runs=args.runs, output_items=args.output_items,
-        items_file=args.items, files=args.files, store=args.store, judge=args.judge,
-        grade=not args.no_grade)
+    try:
+        result = import_openai_eval(
+            args.eval_json, args.out, runs=args.runs, output_items=args.output_items,
+            items_file=args.items, files=args.files, store=args.store, judge=args.judge,
+            grade=not args.no_grade)
+    except KeyboardInterrupt:
+        print("interrupted: the run being imported is not marked finished; run the same "
+              "command to complete it", file=sys.stderr)
+        return 130
     _print_notes(result.notes)
     if args.json:
         print(json.dumps({"eval": str(result.eval_path), "items": result.items,
@@ -129,7 +134,10 @@ def run_import_eval(args: argparse.Namespace) -> int:
     print(f"wrote {result.eval_path} ({result.items} items; variants: "
           f"{', '.join(result.variants)})")
     for run in result.runs:
-        state = "stored" if run["new"] else "already stored"
+        state = {"new": "stored", "stored": "already stored (the same answers)",
+                 "replaced": "stored (an interrupted import of it replaced)",
+                 "changed": "stored as a new run (other answers than the one stored before; "
+                            "see the warning)"}[run.get("state", "new")]
         print(f"\nrun {run['openai_run']} ({run['name']}; {run['model']} [{run['variant']}]): "
               f"{run['items']} answers, {state} as {run['run_id']}")
         if "requests" in run:

@@ -87,6 +87,9 @@ class RunDef:
     tools: list[dict[str, Any]] | None = None
     outputs: list[tuple[dict[str, Any], Source]] = field(default_factory=list)
     variant: str = "default"
+    #: (item id, Completion or None, error, OpenAI's scores, where it was read), checked before
+    #: anything is written
+    answers: list[tuple[str, Any, str | None, list[Any], Source]] = field(default_factory=list)
 
 
 def read_eval(path: Path, notes: Notes, *, judge: str | None = None) -> EvalDef:
@@ -509,39 +512,136 @@ def _openai_scores(results: Any, source: Source, types: dict[str, str]) -> list[
     return scores
 
 
-def store_run(store: Any, eval_: Any, run: RunDef, eval_id: str | None,
-              notes: Notes | None = None) -> tuple[Any, bool]:
-    """The run's answers (and OpenAI's grades) as a stored run with no requests; (run, new).
-    A run imported before (same OpenAI run id, same eval) is not stored twice."""
-    from posttrain.types import Item
-
-    key = f"openai-import:{eval_id or eval_.name}:{run.id}:{eval_.fingerprint()}"
-    row = store.conn.execute("SELECT id FROM runs WHERE run_key = ?", (key,)).fetchone()
-    if row is not None:
-        return store.get_run(row[0]), False
-    items_by_id = {item.id: item for item in eval_.items}
-    answers: list[tuple[str, Any, str | None, list[Any]]] = []
-    types = {g.name: g.type for g in eval_.graders}
-    models: set[str] = set()
+def prepare_answers(run: RunDef, types: dict[str, str], notes: Notes) -> None:
+    """Read every answer of a run (``run.answers``) before anything is written: duplicate
+    output items (identical ones dropped and counted, conflicting ones refused), an output item
+    for an item the run does not have, a bad sample or result."""
+    run.answers = []
     if run.outputs:
-        for data, source in sorted(run.outputs, key=lambda o: o[0][ID_FIELD]):
+        seen: dict[int, tuple[dict[str, Any], Source]] = {}
+        kept: list[tuple[dict[str, Any], Source]] = []
+        dropped = 0
+        for data, source in run.outputs:
+            key = data.get(ID_FIELD)
+            if not isinstance(key, int) or isinstance(key, bool):
+                raise source.error("must be an integer", ID_FIELD)
+            if run.items and key not in run.items:
+                keys = sorted(run.items)
+                span = f"{keys[0]}-{keys[-1]}" if keys == list(range(keys[0], keys[-1] + 1)) \
+                    else ", ".join(map(str, keys))
+                raise source.error(f"{key} is not an item of run {run.id} ({span})", ID_FIELD)
+            if key in seen:
+                first, first_source = seen[key]
+                if _same_output(first, data):
+                    dropped += 1
+                    continue
+                where = f"{first_source.file}" + (f":{first_source.line}" if first_source.line
+                                                  else "")
+                raise source.error(f"item {key} appears twice, with different answers or "
+                                   f"grades (first at {where}); keep one", ID_FIELD)
+            seen[key] = (data, source)
+            kept.append((data, source))
+        if dropped:
+            notes.warn(None, None, f"run {run.id}: {dropped} output "
+                       f"{'item appears' if dropped == 1 else 'items appear'} twice, identical: "
+                       "read once")
+        run.outputs = kept
+        for data, source in sorted(kept, key=lambda o: o[0][ID_FIELD]):
             sample = data.get("sample") or {}
             if not isinstance(sample, dict):
                 raise source.error("must be an object", "sample")
-            (notes or Notes()).unknown(source, "sample.", sample, _SAMPLE_KEYS, "sample")
+            notes.unknown(source, "sample.", sample, _SAMPLE_KEYS, "sample")
             completion, error = _completion(sample, source, "sample")
-            if sample.get("model"):
-                models.add(str(sample["model"]))
-            answers.append((str(data[ID_FIELD]), completion, error,
-                            _openai_scores(data.get("results"), source, types)))
+            run.answers.append((str(data[ID_FIELD]), completion, error,
+                                _openai_scores(data.get("results"), source, types), source))
     else:
         for key, sample in sorted(run.samples.items()):
             completion, error = _completion(sample, run.source,
                                             f"data_source.source.content[{key}].sample")
-            answers.append((str(key), completion, error, []))
-    ids = [item_id for item_id, *_ in answers]
+            run.answers.append((str(key), completion, error, [], run.source))
+
+
+def _same_output(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """The same answer and grades (an output item listed twice, e.g. two overlapping pages)."""
+    skip = {"id", "created_at"}
+    return {k: v for k, v in a.items() if k not in skip} == \
+        {k: v for k, v in b.items() if k not in skip}
+
+
+def _digest(run: RunDef) -> str:
+    """What a stored import holds: its answers and OpenAI's grades (to tell a re-import of the
+    same output items from one of different ones)."""
+    import hashlib
+
+    rows = [[item_id, completion.to_record() if completion else None, error,
+             [[s.name, s.value, s.passed, s.status] for s in scores]]
+            for item_id, completion, error, scores, _ in run.answers]
+    return hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _stored_answers(store: Any, run_id: str) -> dict[str, tuple[Any, Any]]:
+    out: dict[str, tuple[Any, Any]] = {}
+    for row in store.samples(run_id):
+        text = json.loads(row["completion"]).get("text") if row["completion"] else None
+        out[row["item_id"]] = (text, row["error"])
+    return out
+
+
+def _drop_run(store: Any, run_id: str) -> None:
+    """Delete an interrupted import (never a finished run)."""
+    with store.conn:
+        for table in ("samples", "scores", "score_history", "run_items"):
+            store.conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))  # noqa: S608
+        store.conn.execute("DELETE FROM runs WHERE id = ? AND status = 'running'", (run_id,))
+
+
+def store_run(store: Any, eval_: Any, run: RunDef, eval_id: str | None,
+              notes: Notes | None = None) -> tuple[Any, str]:
+    """The run's answers (``run.answers``, read by :func:`prepare_answers`) and OpenAI's grades
+    as a stored run with no requests; returns (run, state). ``state`` is ``new``; ``stored``
+    (imported before, finished, the same answers: nothing stored twice); ``replaced`` (an
+    interrupted import of it, never finished, is replaced); or ``changed`` (a finished import
+    of this run holds different answers or grades: it is kept, and these are stored as a new
+    run, with a note listing the differences). The run stays ``running`` until the caller
+    has graded it (:meth:`Store.finish_run`)."""
+    from posttrain.types import Item
+
+    notes = notes or Notes()
+    key = f"openai-import:{eval_id or eval_.name}:{run.id}:{eval_.fingerprint()}"
+    digest = _digest(run)
+    state = "new"
+    for row in store.conn.execute("SELECT id, status FROM runs WHERE run_key = ? "
+                                  "ORDER BY created", (key,)).fetchall():
+        old = store.get_run(row[0])
+        if old.status != "finished":
+            have = sum(1 for _ in store.samples(old.id))
+            notes.warn(None, None, f"run {run.id}: an interrupted import ({old.id}, {have} of "
+                       f"{len(run.answers)} answers, never finished) is replaced")
+            _drop_run(store, old.id)
+            state = "replaced"
+            continue
+        if old.config.get("import_digest") == digest:
+            return old, "stored"
+        stored = _stored_answers(store, old.id)
+        differ = [item_id for item_id, completion, error, _, _ in run.answers
+                  if stored.get(item_id) != (completion.text if completion else None, error)]
+        differ += [i for i in stored if i not in {a[0] for a in run.answers}]
+        shown = ", ".join(differ[:10]) + (", ..." if len(differ) > 10 else "")
+        if not differ and "import_digest" not in old.config:  # imported by an older version
+            return old, "stored"
+        what = (f"{len(differ)} answers differ (items {shown})" if differ else
+                "the same answers, different grades or usage")
+        notes.warn(None, None, f"run {run.id} was imported before as {old.id} with other output "
+                   f"items: {what}; stored as a new run, the old one kept")
+        with store.conn:  # the old one keeps its data, no longer this run's identity
+            store.conn.execute("UPDATE runs SET run_key = ? WHERE id = ?",
+                               (f"{key}:superseded:{old.id}", old.id))
+        state = "changed"
+    items_by_id = {item.id: item for item in eval_.items}
+    ids = [item_id for item_id, *_ in run.answers]
     covered = [items_by_id[i] for i in ids if i in items_by_id] or \
         [items_by_id[str(k)] for k in run.items if str(k) in items_by_id]
+    models = {str(c.served_model) for _, c, *_ in run.answers if c is not None and c.served_model}
     model = (f"openai:{run.model}" if run.model else
              f"openai:{next(iter(sorted(models)))}" if len(models) == 1 else f"jsonl:{run.name}")
     provenance = {k: run.raw.get(k) for k in ("id", "name", "report_url", "result_counts",
@@ -557,18 +657,14 @@ def store_run(store: Any, eval_: Any, run: RunDef, eval_id: str | None,
         eval_hash=eval_.fingerprint(), model=model,
         variant=run.variant if run.kind != "jsonl" else "default", epochs=1,
         config={"openai": provenance, "grader_names": [g.name for g in eval_.graders],
-                "primary": eval_.primary, "imported": True},
+                "primary": eval_.primary, "imported": True, "import_digest": digest},
         items=[Item(id=i.id, data=i.data, tags=i.tags) for i in covered])
-    for item_id, completion, error, scores in answers:
-        if item_id not in items_by_id:
-            raise UserError(f"run {run.id}: output item {item_id} has no item (give the run's "
-                            "data source or the output items' datasource_item)")
+    for item_id, completion, error, scores, _ in run.answers:
         store.record_sample(info.id, item_id, 0, completion=completion, request_key=None,
                             attempts=0, error=error, scores=scores)
     with store.conn:  # latency is not known: empty, not 0 s
         store.conn.execute("UPDATE samples SET latency_s = NULL WHERE run_id = ?", (info.id,))
-    store.finish_run(info.id)
-    return store.get_run(info.id), True
+    return store.get_run(info.id), state
 
 
 def counts(store: Any, run_id: str, criteria: list[str]) -> dict[str, Any]:
@@ -648,7 +744,12 @@ def import_openai_eval(eval_file: str | Path, out_dir: str | Path, *,
     if items_file is not None:
         for position, (data, source) in enumerate(read_records(Path(items_file), "items file")):
             item, _ = _item_of(data, source, "item")
-            extra.append((position, item, source))
+            key = item.get(ID_FIELD)
+            if isinstance(key, int) and not isinstance(key, bool):  # an import's items.jsonl
+                item = {k: v for k, v in item.items() if k != ID_FIELD}
+            else:
+                key = position
+            extra.append((key, item, source))
     if eval_def.config.get("type") in ("logs", "stored_completions"):
         if items_file is None:
             raise eval_def.source.error(
@@ -662,7 +763,16 @@ def import_openai_eval(eval_file: str | Path, out_dir: str | Path, *,
         for _, item, _ in extra:
             if tags:
                 item["tags"] = [*(item.get("tags") or []), *tags]
+    types = {str(g["name"]): str(g["type"]) for g in eval_def.graders}
+    for run in run_defs:  # every answer read and checked before anything is written
+        prepare_answers(run, types, notes)
     items = _collect_items(run_defs, extra)
+    for run in run_defs:
+        for item_id, _, _, _, source in run.answers:
+            if int(item_id) not in items:
+                raise source.error(f"item {item_id} is in no run's data source (give the run's "
+                                   "data source, the output items' datasource_item or --items)",
+                                   ID_FIELD)
     out_dir = Path(out_dir).resolve()
     eval_path, _ = build_eval_files(eval_def, run_defs, items, out_dir, notes)
     eval_ = load_eval(eval_path)
@@ -695,11 +805,12 @@ def import_openai_eval(eval_file: str | Path, out_dir: str | Path, *,
                 check_judge_requests(eval_)
         with Store(store) as db:
             for run in stored:
-                info, new = store_run(db, eval_, run, eval_def.eval_id, notes)
+                info, state = store_run(db, eval_, run, eval_def.eval_id, notes)
+                new = state != "stored"
                 report: dict[str, Any] = {"openai_run": run.id, "name": run.name,
                                           "run_id": info.id, "model": info.model,
-                                          "variant": info.variant, "new": new,
-                                          "items": len(run.outputs or run.samples)}
+                                          "variant": info.variant, "new": new, "state": state,
+                                          "items": len(run.answers)}
                 theirs = {k: run.raw.get(k) for k in ("result_counts",
                                                       "per_testing_criteria_results")}
                 report["openai"] = _strip_names(theirs)
@@ -710,6 +821,8 @@ def import_openai_eval(eval_file: str | Path, out_dir: str | Path, *,
                     regrade_run(db, info.id, eval_, counters=counters)
                     eval_ = load_eval(eval_path)  # regrade closed its judges
                     report["requests"] = counters.requests
+                if new:  # finished only when every answer is stored (and graded)
+                    db.finish_run(info.id)
                 report["posttrain"] = counts(db, info.id, criteria)
                 report["disagreements"] = disagreements(db, info.id)
                 reports.append(report)
