@@ -440,3 +440,44 @@ def test_the_imports_own_items_file_can_be_given_back(tmp_path: Path) -> None:
     assert again.items == first.items
     assert (tmp_path / "again" / "items.jsonl").read_text() == \
         (tmp_path / "imp" / "items.jsonl").read_text()
+
+
+def test_ids_never_become_paths_outside_the_folders(tmp_path: Path, capsys) -> None:
+    runs = json.loads((DATA / "runs.json").read_text())["data"]
+    run = dict(runs[0], id="../../../escaped_run")
+    path = tmp_path / "runs.json"
+    path.write_text(json.dumps([run], indent=1))
+    code = main(["import", "openai-eval", str(DATA / "eval.get.json"), "--runs", str(path),
+                 "-o", str(tmp_path / "imp")])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{path}:4: id: '../../../escaped_run' is not a run id" in err
+    (tmp_path / "outside.jsonl").write_text(json.dumps({"item": {"q": "x", "a": "y"}}) + "\n")
+    (tmp_path / "files").mkdir()
+    run = dict(runs[0], data_source=dict(runs[0]["data_source"],
+                                         source={"type": "file_id", "id": "../outside"}))
+    path.write_text(json.dumps([run], indent=1))
+    code = main(["import", "openai-eval", str(DATA / "eval.get.json"), "--runs", str(path),
+                 "--files", str(tmp_path / "files"), "-o", str(tmp_path / "imp")])
+    err = capsys.readouterr().err
+    assert code == 2 and "data_source.source.id: '../outside' is not a file id" in err
+    assert not (tmp_path / "imp").exists()
+
+
+def test_export_file_names_stay_in_the_output_folder() -> None:
+    from posttrain.interop.openai_evals import _file_name
+
+    assert _file_name("evalrun_001") == "evalrun_001"
+    for bad in ("../../../escaped_run", "a/b", "..", "/etc/passwd"):
+        name = _file_name(bad)
+        assert "/" not in name and name not in ("", ".", "..") and not name.startswith(".")
+
+
+def test_runs_file_notes_name_the_fields_own_line(tmp_path: Path) -> None:
+    page = json.loads((DATA / "runs.json").read_text())
+    page["data"][1]["data_source"]["colour"] = "blue"
+    path = tmp_path / "runs.json"
+    path.write_text(json.dumps(page, indent=2))
+    result = import_openai_eval(DATA / "eval.get.json", tmp_path / "imp", runs=[path])
+    (note,) = [n for n in result.notes if "colour" in n]
+    line = int(note.split(":")[1])
+    assert '"colour"' in path.read_text().splitlines()[line - 1]

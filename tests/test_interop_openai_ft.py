@@ -379,3 +379,15 @@ def test_validation_metrics_are_the_runs_headline(tmp_path: Path) -> None:
     means = {g["name"]: g["valid_reward_mean"] for g in metrics["scores"]["graders"]}
     assert means["a"] == pytest.approx(0.75) and means["reward"] == pytest.approx(
         sum(expected) / 4)
+
+
+def test_export_job_refuses_to_overwrite_the_jobs_own_files(tmp_path: Path, capsys) -> None:
+    job = load_job(rft_job(tmp_path))
+    write_request(job, tmp_path / "run")
+    (tmp_path / "run" / "job.json").write_text('{"object": "fine_tuning.job"}')
+    before = (tmp_path / "run" / "job.json").read_text()
+    code = main(["export", "openai-ft", "--job", str(tmp_path / "run"), "-o",
+                 str(tmp_path / "run" / "job.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and "would overwrite the job's own file" in err and "Traceback" not in err
+    assert (tmp_path / "run" / "job.json").read_text() == before

@@ -23,6 +23,8 @@ class Source:
     file: Path
     line: int | None = None
     text: str | None = None
+    #: where this record sits in ``text`` (``data[3].``, ``[0].``) for a record of a list
+    prefix: str = ""
 
     def line_of(self, field_path: str) -> int | None:
         if self.text is None:
@@ -30,7 +32,7 @@ class Source:
         from posttrain.eval import yaml_line  # JSON is YAML 1.2: its node marks give lines
 
         try:
-            return yaml_line(self.text, field_path) or self.line
+            return yaml_line(self.text, self.prefix + field_path) or self.line
         except Exception:  # noqa: BLE001 - a line number is a courtesy, never a failure
             return self.line
 
@@ -103,7 +105,7 @@ def read_records(path: Path, what: str) -> list[tuple[Any, Source]]:
 
 
 def _element(source: Source, where: str) -> Source:
-    return Source(source.file, source.line_of(where), None)
+    return Source(source.file, source.line_of(where), source.text, f"{where}.")
 
 
 def write_json(path: Path, data: Any) -> Path:

@@ -46,6 +46,8 @@ from posttrain.interop.openai_format import (
 )
 
 ID_FIELD = "datasource_item_id"
+#: an id that becomes a file name (a run id, a file id): no path separators, no `..`
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,199}")
 MANIFEST = "openai.json"
 _EVAL_KEYS = {"object", "id", "name", "metadata", "created_at", "data_source_config",
               "testing_criteria", "share_with_openai"}
@@ -172,6 +174,10 @@ def _source_content(source_spec: Any, run_source: Source, where: str, files: lis
         return [(row, run_source) for row in content]
     if kind == "file_id":
         file_id = source_spec.get("id")
+        if not isinstance(file_id, str) or not _SAFE_ID.fullmatch(file_id):
+            raise run_source.error(f"{file_id!r} is not a file id (letters, digits, _ . -; "
+                                   "a file id names a downloaded FILE_ID.jsonl, never a path)",
+                                   f"{where}.id")
         for folder in files:
             for name in (f"{file_id}.jsonl", str(file_id)):
                 candidate = folder / name
@@ -229,6 +235,9 @@ def _read_run(data: dict[str, Any], source: Source, notes: Notes, files: list[Pa
         raise source.error(f"unknown data source type {kind!r} (jsonl, completions, "
                            "responses)", "data_source.type")
     run_id = str(data.get("id") or f"run{index + 1}")
+    if not _SAFE_ID.fullmatch(run_id) or ".." in run_id:
+        raise source.error(f"{run_id!r} is not a run id (letters, digits, _ . -: it names the "
+                           "run's output items file on export)", "id")
     run = RunDef(id=run_id, name=str(data.get("name") or run_id), kind=kind,
                  model=ds.get("model") or data.get("model"), raw=data, source=source)
     known = {"type", "source", "model", "input_messages", "sampling_params"}
@@ -896,10 +905,21 @@ def export_openai_eval(eval_file: str | Path, out_dir: str | Path, *,
                 run_obj, outputs = _export_run(db, info, eval_, spec, keys, openai_item,
                                                messages_from, manifest.get("eval_id"))
                 runs_out.append(run_obj)
-                write_jsonl(out_dir / "output_items" / f"{run_obj['id']}.jsonl", outputs)
+                write_jsonl(out_dir / "output_items" / f"{_file_name(run_obj['id'])}.jsonl",
+                            outputs)
     write_json(out_dir / "runs.json", runs_out)
     return {"eval": str(out_dir / "eval.json"), "runs": len(runs_out),
             "output_items": str(out_dir / "output_items")}
+
+
+def _file_name(run_id: str) -> str:
+    """A run id as a file name inside the output folder (an id with path characters, which the
+    import refuses, is made safe, never followed)."""
+    if _SAFE_ID.fullmatch(run_id) and ".." not in run_id:
+        return run_id
+    import hashlib
+
+    return f"{_slug(run_id).strip('.')}-{hashlib.sha256(run_id.encode()).hexdigest()[:8]}"
 
 
 def _export_run(db: Any, info: Any, eval_: Any, spec: dict[str, Any], keys: dict[str, int],

@@ -563,6 +563,22 @@ def export_job(job_dir: str | Path, out: str | Path) -> list[Path]:
     body = json.loads(request.read_text(encoding="utf-8"))
     out = Path(out).resolve()
     paths = [out]
+
+    def own(target: Path) -> bool:  # a file of the job's output folder (job.json, events, ...)
+        return target.is_relative_to(job_dir) and target.exists()
+
+    if out.is_dir() or own(out):
+        what = "a folder" if out.is_dir() else "the job's own file"
+        raise UserError(f"would overwrite {what} {out}: write the body elsewhere "
+                        "(-o back/job.json)", field="--out")
+    for key in ("training_file", "validation_file"):
+        if body.get(key):
+            source = Path(body[key])
+            target = out.parent / source.name
+            if source.resolve() != target.resolve() and own(target):
+                raise UserError(f"would overwrite the job's own file {target} with the "
+                                f"{key.replace('_', ' ')}: write the body to another folder",
+                                field="--out")
     for key in ("training_file", "validation_file"):
         if body.get(key):
             source = Path(body[key])
