@@ -248,7 +248,6 @@ def yaml_line(text: str, field_path: str) -> int | None:
 
     import yaml
 
-    from posttrain.loaders import yaml12
 
     try:
         node = _composed(text)
