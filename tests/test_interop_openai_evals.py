@@ -279,9 +279,28 @@ def test_jsonl_runs_item_reference_and_responses(tmp_path: Path) -> None:
                                                     "passed": 1, "unscored": 0}
     # exported back: the jsonl run keeps its samples, the trajectory is not duplicated
     export_openai_eval(result.eval_path, tmp_path / "exp", store=tmp_path / "s.db")
-    (run,) = json.loads((tmp_path / "exp" / "runs.json").read_text())
+    run, responses = json.loads((tmp_path / "exp" / "runs.json").read_text())
     content = run["data_source"]["source"]["content"]
     assert content[1] == {"item": items[1], "sample": {"output_text": '{"letter": "C"}'}}
+    # the responses run (no answers) goes back too, as a responses run in its own shapes
+    ds = responses["data_source"]
+    assert responses["id"] == "r2" and ds["type"] == "responses" and ds["model"] == "o4-mini"
+    assert ds["sampling_params"]["text"] == {"format": fmt}
+    assert "response_format" not in ds["sampling_params"]
+    assert ds["input_messages"] == runs[1]["data_source"]["input_messages"]
+    assert ds["source"]["content"] == runs[1]["data_source"]["source"]["content"]
+    # and the export imports to the same eval, items and manifest
+    again = import_openai_eval(tmp_path / "exp" / "eval.json", tmp_path / "again",
+                               runs=[tmp_path / "exp" / "runs.json"],
+                               output_items=[tmp_path / "exp" / "output_items"],
+                               store=tmp_path / "s2.db")
+    for name in ("eval.yaml", "items.jsonl"):
+        assert (tmp_path / "again" / name).read_text() == (tmp_path / "imp" / name).read_text()
+    first = json.loads((tmp_path / "imp" / "openai.json").read_text())
+    second = json.loads((tmp_path / "again" / "openai.json").read_text())
+    assert [(r["id"], r["kind"], r["items"]) for r in second["runs"]] == \
+        [(r["id"], r["kind"], r["items"]) for r in first["runs"]]
+    assert again.runs[0]["posttrain"] == result.runs[0]["posttrain"]
 
 
 def test_logs_eval_reads_ingested_items_with_its_filter_as_tags(tmp_path: Path) -> None:

@@ -436,7 +436,9 @@ def build_eval_files(eval_def: EvalDef, runs: list[RunDef], items: dict[int, dic
         "messages_from": reference if reference and reference != "messages" else None,
         "runs": [{"id": run.id, "name": run.name, "kind": run.kind, "model": run.model,
                   "variant": None if run.kind == "jsonl" else run.variant,
-                  "report_url": run.raw.get("report_url")} for run in runs],
+                  "report_url": run.raw.get("report_url"),
+                  "items": sorted(run.items) or sorted(int(a[0]) for a in run.answers)}
+                 for run in runs],
     }
     write_json(out_dir / MANIFEST, manifest)
     return eval_path, manifest
@@ -895,6 +897,8 @@ def export_openai_eval(eval_file: str | Path, out_dir: str | Path, *,
     out_dir = Path(out_dir).resolve()
     write_json(out_dir / "eval.json", body)
     runs_out: list[dict[str, Any]] = []
+    planned = [r for r in manifest.get("runs") or [] if isinstance(r, dict)]
+    stored: dict[str, Any] = {}  # OpenAI run id (or posttrain-ID) -> the newest stored run
     if store is not None and Path(store).exists():
         from posttrain.runner.store import Store
 
@@ -902,14 +906,64 @@ def export_openai_eval(eval_file: str | Path, out_dir: str | Path, *,
             chosen = ([db.resolve_run(r) for r in run_refs] if run_refs
                       else list(reversed(db.list_runs(eval_.name))))
             for info in chosen:
-                run_obj, outputs = _export_run(db, info, eval_, spec, keys, openai_item,
+                if info.status != "finished":
+                    continue  # an interrupted import or run: not a result
+                provenance = info.config.get("openai") or {}
+                stored[str(provenance.get("id") or f"posttrain-{info.id}")] = info
+            order = [str(r.get("id")) for r in planned if str(r.get("id")) in stored]
+            order += [k for k in stored if k not in order]
+            for key in order:
+                run_obj, outputs = _export_run(db, stored[key], eval_, spec, keys, openai_item,
                                                messages_from, manifest.get("eval_id"))
                 runs_out.append(run_obj)
                 write_jsonl(out_dir / "output_items" / f"{_file_name(run_obj['id'])}.jsonl",
                             outputs)
+    if not run_refs:  # a run with no stored answers still goes back, with its data source
+        by_key = {keys[item.id]: item for item in eval_.items}
+        done = {r["id"] for r in runs_out}
+        for index, plan in enumerate(planned):
+            if str(plan.get("id")) in done:
+                continue
+            content = [{"item": openai_item(by_key[k].data)} for k in plan.get("items") or []
+                       if k in by_key]
+            kind = plan.get("kind") or "completions"
+            model = plan.get("model")
+            run_obj = {"object": "eval.run", "id": plan.get("id"),
+                       "eval_id": manifest.get("eval_id"), "name": plan.get("name"),
+                       "model": model, "status": plan.get("status") or "completed",
+                       "data_source": _data_source(kind, eval_, plan.get("variant") or "default",
+                                                   model, content, messages_from)}
+            for k in ("created_at", "report_url", "metadata", "result_counts",
+                      "per_testing_criteria_results"):
+                if plan.get(k) is not None:
+                    run_obj[k] = plan[k]
+            runs_out.insert(min(index, len(runs_out)), run_obj)
     write_json(out_dir / "runs.json", runs_out)
     return {"eval": str(out_dir / "eval.json"), "runs": len(runs_out),
             "output_items": str(out_dir / "output_items")}
+
+
+def _data_source(kind: str, eval_: Any, variant: str, model: str | None,
+                 content: list[dict[str, Any]], messages_from: str | None) -> dict[str, Any]:
+    """A run's ``data_source`` in the API's shape for its kind (jsonl, completions, responses:
+    ``text.format`` and the flat function tools for responses)."""
+    source = {"type": "file_content", "content": content}
+    if kind == "jsonl":
+        return {"type": "jsonl", "source": source}
+    v = eval_.variants.get(variant) or eval_.variants.get("default")
+    template = (v.messages if v is not None else None) or eval_.messages
+    sampling = {**eval_.sampling, **(v.sampling if v is not None else {})}
+    input_messages = ({"type": "template", "template": messages_out(template)}
+                      if template is not None else
+                      {"type": "item_reference",
+                       "item_reference": f"item.{messages_from or 'messages'}"})
+    responses = kind == "responses"
+    tools = eval_.tools
+    if responses and tools:
+        tools = [{"type": "function", **(t.get("function") or {})} for t in tools]
+    return {"type": kind, "model": model, "source": source, "input_messages": input_messages,
+            "sampling_params": sampling_out(sampling, eval_.response_format, tools,
+                                            responses=responses)}
 
 
 def _file_name(run_id: str) -> str:
@@ -934,27 +988,14 @@ def _export_run(db: Any, info: Any, eval_: Any, spec: dict[str, Any], keys: dict
                sorted(items, key=lambda i: keys.get(i, 0))]
     model = info.model.removeprefix("openai:")
     variant = info.variant if info.variant in eval_.variants else "default"
-    if provenance.get("kind") == "jsonl":
+    kind = provenance.get("kind") or "completions"
+    if kind == "jsonl":
         samples = provenance.get("samples") or {}
         for entry, item_id in zip(content, sorted(items, key=lambda i: keys.get(i, 0)),
                                   strict=True):
             if str(keys.get(item_id)) in samples:
                 entry["sample"] = samples[str(keys.get(item_id))]
-        data_source: dict[str, Any] = {"type": "jsonl", "source": {"type": "file_content",
-                                                                  "content": content}}
-    else:
-        v = eval_.variants[variant]
-        template = v.messages or eval_.messages
-        sampling = {**eval_.sampling, **v.sampling}
-        input_messages = ({"type": "template", "template": messages_out(template)}
-                          if template is not None else
-                          {"type": "item_reference",
-                           "item_reference": f"item.{messages_from or 'messages'}"})
-        data_source = {"type": "completions", "model": model,
-                       "source": {"type": "file_content", "content": content},
-                       "input_messages": input_messages,
-                       "sampling_params": sampling_out(sampling, eval_.response_format,
-                                                       eval_.tools)}
+    data_source = _data_source(kind, eval_, variant, model, content, messages_from)
     criteria = [g.name for g in eval_.graders]
     types = {g.name: g.type for g in eval_.graders}
     grades: dict[str, dict[str, Any]] = {}
@@ -1014,7 +1055,8 @@ def _export_run(db: Any, info: Any, eval_: Any, spec: dict[str, Any], keys: dict
                "model": model, "status": "completed",
                "created_at": int(provenance.get("created_at") or info.created),
                "report_url": provenance.get("report_url"), "data_source": data_source,
-               "metadata": provenance.get("metadata") or {"posttrain_run": info.id},
+               "metadata": (provenance["metadata"] if "metadata" in provenance
+                            else {"posttrain_run": info.id}),
                "result_counts": {k: v for k, v in tally["result_counts"].items()
                                  if k != "unscored"},
                "per_testing_criteria_results": [
