@@ -1055,8 +1055,7 @@ def _export_run(db: Any, info: Any, eval_: Any, spec: dict[str, Any], keys: dict
                "model": model, "status": "completed",
                "created_at": int(provenance.get("created_at") or info.created),
                "report_url": provenance.get("report_url"), "data_source": data_source,
-               "metadata": (provenance["metadata"] if "metadata" in provenance
-                            else {"posttrain_run": info.id}),
+               "metadata": provenance.get("metadata", {"posttrain_run": info.id}),
                "result_counts": {k: v for k, v in tally["result_counts"].items()
                                  if k != "unscored"},
                "per_testing_criteria_results": [
