@@ -500,3 +500,45 @@ def test_runs_file_notes_name_the_fields_own_line(tmp_path: Path) -> None:
     (note,) = [n for n in result.notes if "colour" in n]
     line = int(note.split(":")[1])
     assert '"colour"' in path.read_text().splitlines()[line - 1]
+
+
+def test_judge_applies_to_this_grading_only(tmp_path: Path, stub_server, monkeypatch) -> None:
+    """--judge grades here; the eval keeps, and export writes, the judge OpenAI's criterion
+    names (a provider's options never go into OpenAI's model name)."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    spec = json.loads((DATA / "eval.create.json").read_text())
+    spec["testing_criteria"].append({
+        "type": "label_model", "name": "tone", "model": "gpt-4.1",
+        "input": [{"role": "developer", "content": "Is this answer polite?"},
+                  {"role": "user", "content": "{{sample.output_text}} [[answer:polite]]"}],
+        "labels": ["polite", "rude"], "passing_labels": ["polite"]})
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps(spec))
+    judge = f"openai:stub?base_url={stub_server.base_url}"
+    result = import_openai_eval(path, tmp_path / "imp", runs=[DATA / "runs.json"],
+                                output_items=[OUTPUTS[0]], store=tmp_path / "s.db",
+                                judge=judge)
+    (report,) = result.runs
+    assert report["requests"] == 6 and report["judge"] == judge
+    tone = next(e for e in report["posttrain"]["per_testing_criteria_results"]
+                if e["testing_criteria"] == "tone")
+    assert tone["passed"] == 6
+    text = result.eval_path.read_text()
+    assert "openai:gpt-4.1" in text and "stub" not in text
+    from posttrain.runner.store import Store
+
+    with Store(tmp_path / "s.db") as db:
+        (run,) = db.list_runs()
+        assert run.config["judge_override"] == judge
+    export_openai_eval(result.eval_path, tmp_path / "exp", store=tmp_path / "s.db")
+    exported = json.loads((tmp_path / "exp" / "eval.json").read_text())
+    assert exported["testing_criteria"][-1]["model"] == "gpt-4.1"
+
+
+def test_export_strips_provider_options_from_model_names() -> None:
+    from posttrain.interop.openai_format import grader_out, openai_model_name
+
+    assert openai_model_name("openai:gpt-4.1?base_url=http://x/v1&concurrency=2") == "gpt-4.1"
+    out = grader_out({"type": "score_model", "name": "s", "input": [],
+                      "model": "openai:gpt-4.1?base_url=http://127.0.0.1:9/v1"})
+    assert out["model"] == "gpt-4.1"

@@ -41,6 +41,7 @@ from posttrain.interop.openai_format import (
     grader_out,
     messages_in,
     messages_out,
+    openai_model_name,
     sampling_in,
     sampling_out,
 )
@@ -736,6 +737,16 @@ def disagreements(store: Any, run_id: str) -> list[dict[str, Any]]:
     return out
 
 
+def _judge_factory(judge: str | None) -> Any:
+    """``--judge SPEC``: this import's grading calls SPEC for every judge criterion; the eval
+    file keeps (and export writes) the model OpenAI's criterion names."""
+    if not judge:
+        return None
+    from posttrain.eval import resolve_judge
+
+    return lambda _spec: resolve_judge(judge)
+
+
 def import_openai_eval(eval_file: str | Path, out_dir: str | Path, *,
                        runs: list[str | Path] = (), output_items: list[str | Path] = (),
                        items_file: str | Path | None = None, files: list[str | Path] = (),
@@ -745,7 +756,7 @@ def import_openai_eval(eval_file: str | Path, out_dir: str | Path, *,
     from posttrain.eval import load_eval
 
     notes = Notes()
-    eval_def = read_eval(Path(eval_file), notes, judge=judge)
+    eval_def = read_eval(Path(eval_file), notes)  # the eval keeps OpenAI's judges
     run_defs = read_runs([Path(p) for p in runs], notes, [Path(p) for p in files])
     attach_outputs(run_defs, [Path(p) for p in output_items], notes)
     if output_items and not run_defs:
@@ -786,7 +797,8 @@ def import_openai_eval(eval_file: str | Path, out_dir: str | Path, *,
                                    ID_FIELD)
     out_dir = Path(out_dir).resolve()
     eval_path, _ = build_eval_files(eval_def, run_defs, items, out_dir, notes)
-    eval_ = load_eval(eval_path)
+    factory = _judge_factory(judge)
+    eval_ = load_eval(eval_path, model_factory=factory)
     reports: list[dict[str, Any]] = []
     stored = [run for run in run_defs if run.outputs or run.samples]
     if stored and store is not None:
@@ -830,8 +842,11 @@ def import_openai_eval(eval_file: str | Path, out_dir: str | Path, *,
                 if grade and new:
                     counters = Counters(label=f"import {run.id}", total=0)
                     regrade_run(db, info.id, eval_, counters=counters)
-                    eval_ = load_eval(eval_path)  # regrade closed its judges
+                    eval_ = load_eval(eval_path, model_factory=factory)  # closed
                     report["requests"] = counters.requests
+                if grade and new and judge and judge_models(eval_.graders):
+                    db.update_run_config(info.id, {"judge_override": judge})
+                    report["judge"] = judge
                 if new:  # finished only when every answer is stored (and graded)
                     db.finish_run(info.id)
                 report["posttrain"] = counts(db, info.id, criteria)
@@ -986,7 +1001,7 @@ def _export_run(db: Any, info: Any, eval_: Any, spec: dict[str, Any], keys: dict
     items = {item.id: item for item in db.run_items(info.id)}
     content = [{"item": openai_item(items[i].data)} for i in
                sorted(items, key=lambda i: keys.get(i, 0))]
-    model = info.model.removeprefix("openai:")
+    model = openai_model_name(info.model)
     variant = info.variant if info.variant in eval_.variants else "default"
     kind = provenance.get("kind") or "completions"
     if kind == "jsonl":

@@ -185,12 +185,17 @@ def grader_in(spec: Any, source: Source, where: str, notes: Notes, *,
     return out
 
 
+def openai_model_name(spec: str) -> str:
+    """A posttrain model spec as OpenAI names the model: ``openai:gpt-4.1?base_url=...`` ->
+    ``gpt-4.1`` (the provider and its options are posttrain's, not part of the name)."""
+    return spec.removeprefix("openai:").split("?", 1)[0]
+
+
 def grader_out(spec: dict[str, Any]) -> dict[str, Any]:
     """posttrain grader spec -> OpenAI's (judge ``openai:X`` -> ``X``, messages typed)."""
     out = dict(spec)
     if out.get("type") in ("score_model", "label_model"):
-        model = str(out.get("model", ""))
-        out["model"] = model.removeprefix("openai:")
+        out["model"] = openai_model_name(str(out.get("model", "")))
         if isinstance(out.get("input"), list):
             out["input"] = messages_out(out["input"])
     if out.get("type") == "multi" and isinstance(out.get("graders"), dict):
