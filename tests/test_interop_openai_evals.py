@@ -542,3 +542,65 @@ def test_export_strips_provider_options_from_model_names() -> None:
     out = grader_out({"type": "score_model", "name": "s", "input": [],
                       "model": "openai:gpt-4.1?base_url=http://127.0.0.1:9/v1"})
     assert out["model"] == "gpt-4.1"
+
+
+def _score_model_eval(tmp: Path, stub_url: str) -> tuple[Path, Path]:
+    spec = json.loads((DATA / "eval.create.json").read_text())
+    spec["testing_criteria"] = [{
+        "type": "score_model", "name": "rating", "model": "gpt-4.1",
+        "input": [{"role": "user", "content": "Rate {{sample.output_text}} from 0 to 10. "
+                                              "[[answer:8]]"}],
+        "range": [0, 10], "pass_threshold": 7}]
+    path = tmp / "eval.json"
+    path.write_text(json.dumps(spec))
+    rows = [json.loads(line) for line in OUTPUTS[0].read_text().splitlines()]
+    for row in rows:
+        row["results"] = [{"name": "rating-0f5a1b2c-3d4e-4f60-8a7b-9c0d1e2f3a4b",
+                           "type": "score_model", "score": 8.0, "passed": True}]
+        row["status"] = "pass"
+    items = tmp / "oi.jsonl"
+    items.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path, items
+
+
+def test_score_model_scores_stay_on_one_scale(tmp_path: Path, stub_server, monkeypatch) -> None:
+    """OpenAI's 8.0 on [0, 10] is posttrain's 0.8: stored normalised, compared on that scale
+    (no flip), exported raw."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    path, items = _score_model_eval(tmp_path, stub_server.base_url)
+    judge = f"openai:stub?base_url={stub_server.base_url}"
+    result = import_openai_eval(path, tmp_path / "imp", runs=[DATA / "runs.json"],
+                                output_items=[items], store=tmp_path / "s.db", judge=judge)
+    (report,) = result.runs
+    assert report["disagreements"] == []
+    from posttrain.runner.store import Store
+
+    with Store(tmp_path / "s.db") as db:
+        (run,) = db.list_runs()
+        theirs = {r["item_id"]: r["value"] for r in db.score_history(run.id)}
+        mine = {r["item_id"]: r["value"] for r in db.scores(run.id)}
+    assert set(theirs.values()) == {0.8} and theirs == mine
+    export_openai_eval(result.eval_path, tmp_path / "exp", store=tmp_path / "s.db")
+    (out,) = list((tmp_path / "exp" / "output_items").iterdir())
+    scores = {r["results"][0]["score"] for r in map(json.loads, out.read_text().splitlines())}
+    assert scores == {8.0}
+
+
+def test_bad_result_values_are_refused_or_warned(tmp_path: Path, capsys) -> None:
+    cases = [
+        (lambda r: r["results"][0].update(status="banana"), "results[0].status: unknown status"),
+        (lambda r: r["results"][0].update(score="1.0"), "results[0].score: must be a number"),
+        (lambda r: r["results"].append(dict(r["results"][0])),
+         "results[4].name: a second result for the criterion"),
+        (lambda r: r["results"][0].update(passed="yes"), "results[0].passed: must be true"),
+    ]
+    for n, (change, message) in enumerate(cases):
+        bad = _rewrite(OUTPUTS[0], tmp_path / f"bad{n}.jsonl",
+                       lambda rows, change=change: change(rows[0]))
+        code = main(_cli_import(tmp_path / f"c{n}", output_items=[bad, OUTPUTS[1]]))
+        err = capsys.readouterr().err
+        assert code == 2 and f"{bad}:1: {message}" in err, err
+    extra = _rewrite(OUTPUTS[0], tmp_path / "extra.jsonl",
+                     lambda rows: rows[0]["results"][0].update(colour="blue"))
+    result = _import(tmp_path, output_items=[extra, OUTPUTS[1]])
+    assert any(f"{extra}:1: results[0].colour: not read" in n for n in result.notes)

@@ -504,27 +504,72 @@ def _completion(sample: dict[str, Any], source: Source, where: str) -> tuple[Any
         served_model=sample.get("model")), None
 
 
-def _openai_scores(results: Any, source: Source, types: dict[str, str]) -> list[Any]:
+_RESULT_KEYS = {"name", "type", "score", "passed", "sample", "status", "explanation",
+                "metadata"}
+
+
+def score_range(spec: dict[str, Any]) -> tuple[float, float] | None:
+    """A score_model criterion's ``range`` (default [0, 1]): OpenAI's scores are on it,
+    posttrain's values are normalised into [0, 1]."""
+    if spec.get("type") != "score_model":
+        return None
+    bounds = spec.get("range") or [0, 1]
+    return float(bounds[0]), float(bounds[1])
+
+
+def _openai_scores(results: Any, source: Source, specs: dict[str, dict[str, Any]],
+                   notes: Notes | None = None) -> list[Any]:
+    """OpenAI's results as posttrain scores, on posttrain's scale: a score_model's score
+    (8.0 on [0, 10]) is stored normalised (0.8), the raw score in the explanation."""
     from posttrain.types import Score
 
+    if results is not None and not isinstance(results, list):
+        raise source.error("must be a list of {name, score, passed}", "results")
     scores = []
+    seen: set[str] = set()
     for index, result in enumerate(results or []):
+        at = f"results[{index}]"
         if not isinstance(result, dict) or not isinstance(result.get("name"), str):
-            raise source.error("a result is {name, score, passed}", f"results[{index}]")
+            raise source.error("a result is {name, score, passed}", at)
+        if notes is not None:
+            notes.unknown(source, f"{at}.", result, _RESULT_KEYS, "result")
         name = criterion_name(result["name"])
-        if name not in types:
+        if name not in specs:
             raise source.error(f"{result['name']!r} names no testing criterion of the eval "
-                               f"({', '.join(types)})", f"results[{index}].name")
+                               f"({', '.join(specs)})", f"{at}.name")
+        if name in seen:
+            raise source.error(f"a second result for the criterion {name!r}", f"{at}.name")
+        seen.add(name)
         value = result.get("score")
+        if value is not None and (isinstance(value, bool) or
+                                  not isinstance(value, (int, float))):
+            raise source.error(f"must be a number, got {value!r}", f"{at}.score")
+        passed = result.get("passed")
+        if passed is not None and not isinstance(passed, bool):
+            raise source.error(f"must be true or false, got {passed!r}", f"{at}.passed")
         status = result.get("status") or ("scored" if value is not None else "unscored")
+        if status not in ("scored", "unscored", "error"):
+            raise source.error(f"unknown status {status!r} (scored, unscored, error)",
+                               f"{at}.status")
+        explanation = str(result.get("explanation") or "graded by OpenAI")
+        bounds = score_range(specs[name])
+        if bounds is not None and value is not None:
+            lo, hi = bounds
+            if not lo <= float(value) <= hi:
+                raise source.error(f"{value:g} is outside the criterion's range "
+                                   f"[{lo:g}, {hi:g}]", f"{at}.score")
+            explanation = f"{explanation}: result {float(value):g} in [{lo:g}, {hi:g}]"
+            value = (float(value) - lo) / (hi - lo)
+        elif value is not None and not 0.0 <= float(value) <= 1.0 and notes is not None:
+            notes.warn(source, f"{at}.score", f"{value:g} is outside [0, 1], where "
+                       f"{specs[name].get('type')} scores lie")
         scores.append(Score(value=None if value is None else float(value),
-                            passed=result.get("passed"), status=status,
-                            explanation=str(result.get("explanation") or "graded by OpenAI"),
-                            name=name))
+                            passed=passed, status=status, explanation=explanation, name=name))
     return scores
 
 
-def prepare_answers(run: RunDef, types: dict[str, str], notes: Notes) -> None:
+def prepare_answers(run: RunDef, specs: dict[str, dict[str, Any]], notes: Notes
+                    ) -> None:
     """Read every answer of a run (``run.answers``) before anything is written: duplicate
     output items (identical ones dropped and counted, conflicting ones refused), an output item
     for an item the run does not have, a bad sample or result."""
@@ -565,7 +610,8 @@ def prepare_answers(run: RunDef, types: dict[str, str], notes: Notes) -> None:
             notes.unknown(source, "sample.", sample, _SAMPLE_KEYS, "sample")
             completion, error = _completion(sample, source, "sample")
             run.answers.append((str(data[ID_FIELD]), completion, error,
-                                _openai_scores(data.get("results"), source, types), source))
+                                _openai_scores(data.get("results"), source, specs, notes),
+                                source))
     else:
         for key, sample in sorted(run.samples.items()):
             completion, error = _completion(sample, run.source,
@@ -785,9 +831,9 @@ def import_openai_eval(eval_file: str | Path, out_dir: str | Path, *,
         for _, item, _ in extra:
             if tags:
                 item["tags"] = [*(item.get("tags") or []), *tags]
-    types = {str(g["name"]): str(g["type"]) for g in eval_def.graders}
+    specs = {str(g["name"]): g for g in eval_def.graders}
     for run in run_defs:  # every answer read and checked before anything is written
-        prepare_answers(run, types, notes)
+        prepare_answers(run, specs, notes)
     items = _collect_items(run_defs, extra)
     for run in run_defs:
         for item_id, _, _, _, source in run.answers:
@@ -1013,6 +1059,7 @@ def _export_run(db: Any, info: Any, eval_: Any, spec: dict[str, Any], keys: dict
     data_source = _data_source(kind, eval_, variant, model, content, messages_from)
     criteria = [g.name for g in eval_.graders]
     types = {g.name: g.type for g in eval_.graders}
+    ranges = {str(g["name"]): score_range(g) for g in spec["graders"] if score_range(g)}
     grades: dict[str, dict[str, Any]] = {}
     for row in db.scores(info.id):
         grades.setdefault(row["item_id"], {})[row["grader"]] = row
@@ -1033,7 +1080,11 @@ def _export_run(db: Any, info: Any, eval_: Any, spec: dict[str, Any], keys: dict
             g = grades.get(row["item_id"], {}).get(name)
             if g is None:
                 continue
-            result = {"name": name, "type": types[name], "score": g["value"],
+            value = g["value"]
+            bounds = ranges.get(name)
+            if bounds is not None and value is not None:  # OpenAI's scale: the raw result
+                value = bounds[0] + value * (bounds[1] - bounds[0])
+            result = {"name": name, "type": types[name], "score": value,
                       "passed": bool(g["passed"]) if g["passed"] is not None else False,
                       "sample": None}
             if g["status"] != "scored":
