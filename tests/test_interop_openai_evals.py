@@ -207,9 +207,9 @@ def test_a_judge_that_cannot_be_called_stops_before_anything_is_stored(
             str(tmp_path / "s.db")]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"posttrain: error: {path}: testing_criteria: a judge: "
+    assert err.startswith(f"posttrain: error: {path}:1: testing_criteria[4].model: a judge: "
                           "openai:gpt-4.1: OPENAI_API_KEY is not set")
-    assert not (tmp_path / "s.db").exists()
+    assert not (tmp_path / "s.db").exists() and not (tmp_path / "o").exists()
     assert main([*args, "--no-grade"]) == 0  # OpenAI's grades only
     out = capsys.readouterr().out
     assert "graded here" not in out and "passed 4  failed 2" in out
@@ -604,3 +604,99 @@ def test_bad_result_values_are_refused_or_warned(tmp_path: Path, capsys) -> None
                      lambda rows: rows[0]["results"][0].update(colour="blue"))
     result = _import(tmp_path, output_items=[extra, OUTPUTS[1]])
     assert any(f"{extra}:1: results[0].colour: not read" in n for n in result.notes)
+
+
+def _eval_with(tmp: Path, change) -> Path:
+    spec = json.loads((DATA / "eval.create.json").read_text())
+    change(spec)
+    path = tmp / "eval.json"
+    path.write_text(json.dumps(spec, indent=2))
+    return path
+
+
+def _runs_with(tmp: Path, change, *, first_only: bool = False) -> Path:
+    page = json.loads((DATA / "runs.json").read_text())
+    change(page["data"][0])
+    if first_only:
+        page["data"] = page["data"][:1]
+    path = tmp / "runs.json"
+    path.write_text(json.dumps(page, indent=2))
+    return path
+
+
+def _line_of(path: Path, needle: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if needle in line)
+
+
+@pytest.mark.parametrize(("target", "change", "needle", "message"), [
+    ("eval", lambda s: s["testing_criteria"][0].update(reference="{{item.answr}}"),
+     "item.answr", "testing_criteria[0].reference: {{item.answr}}: no item has a field 'answr'"),
+    ("eval", lambda s: s["testing_criteria"][0].update(reference="{{item.a}"), "{{item.a}\"",
+     "testing_criteria[0].reference: malformed placeholder"),
+    ("eval", lambda s: s["testing_criteria"][2].update(pass_threshold=1.5), "1.5",
+     "testing_criteria[2].pass_threshold: 1.5 is outside [0, 1]"),
+    ("runs", lambda r: r["data_source"]["input_messages"]["template"][-1].update(
+        content="{{item.qq}}"), "item.qq",
+     "data_source.input_messages.template[1].content: {{item.qq}}: no item has a field 'qq'"),
+    ("runs", lambda r: r["data_source"]["sampling_params"].update(max_completion_tokens=-5),
+     "-5", "data_source.sampling_params.max_completion_tokens: must be a positive integer"),
+    ("runs", lambda r: r["data_source"]["sampling_params"].update(seed="7"), "\"7\"",
+     "data_source.sampling_params.seed: must be an integer"),
+])
+def test_bad_input_names_the_users_file_before_anything_is_written(
+        tmp_path: Path, capsys, target, change, needle, message) -> None:
+    eval_file, runs_file = DATA / "eval.get.json", DATA / "runs.json"
+    if target == "eval":
+        eval_file = _eval_with(tmp_path, change)
+    else:
+        runs_file = _runs_with(tmp_path, change)
+    code = main(["import", "openai-eval", str(eval_file), "--runs", str(runs_file),
+                 "--output-items", str(OUTPUTS[0]), "--output-items", str(OUTPUTS[1]),
+                 "-o", str(tmp_path / "o"), "--store", str(tmp_path / "s.db")])
+    err = capsys.readouterr().err
+    path = eval_file if target == "eval" else runs_file
+    assert code == 2 and "Traceback" not in err
+    assert f"posttrain: error: {path}:{_line_of(path, needle)}: {message}" in err, err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "s.db").exists()
+
+
+def test_items_missing_a_field_do_not_depend_on_row_order(tmp_path: Path) -> None:
+    """A field some items lack is warned with each item's file:line and rendered empty for
+    every such row, wherever it sits (the first row or another)."""
+    results = []
+    for position in (0, 3):
+        def drop(run: dict, position: int = position) -> None:
+            for entry in run["data_source"]["source"]["content"]:
+                entry["item"]["topic"] = entry["item"].get("topic", "x")
+            del run["data_source"]["source"]["content"][position]["item"]["topic"]
+            run["data_source"]["input_messages"]["template"][-1]["content"] = \
+                "{{item.q}} ({{item.topic}})"
+        folder = tmp_path / str(position)
+        folder.mkdir()
+        runs = _runs_with(folder, drop, first_only=True)
+        result = import_openai_eval(DATA / "eval.get.json", folder / "imp", runs=[runs])
+        (note,) = [n for n in result.notes if "no field 'topic'" in n]
+        assert "1 item has no field 'topic'" in note and f"({runs}:" in note
+        rows = [json.loads(r) for r in (folder / "imp" / "items.jsonl").read_text().splitlines()]
+        assert rows[position]["topic"] == ""
+        results.append(result.items)
+    assert results[0] == results[1]
+
+
+def test_item_reference_to_a_missing_field_names_the_runs_file(tmp_path: Path, capsys) -> None:
+    runs = tmp_path / "runs.jsonl"
+    run = {"id": "r1", "data_source": {
+        "type": "completions", "model": "gpt-4.1",
+        "source": {"type": "file_content", "content": [
+            {"item": {"traj": [{"role": "user", "content": "hi"}], "a": "x"}},
+            {"item": {"a": "y"}}]},
+        "input_messages": {"type": "item_reference", "item_reference": "item.traj"}}}
+    runs.write_text(json.dumps(run) + "\n")
+    spec = {"name": "t", "data_source_config": {"type": "custom", "item_schema": {}},
+            "testing_criteria": [{"type": "string_check", "name": "m", "operation": "eq",
+                                  "input": "{{sample.output_text}}", "reference": "{{item.a}}"}]}
+    (tmp_path / "eval.json").write_text(json.dumps(spec))
+    code = main(["import", "openai-eval", str(tmp_path / "eval.json"), "--runs", str(runs),
+                 "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{runs}:1: traj: item 1 has no field 'traj'" in err, err

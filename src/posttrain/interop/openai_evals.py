@@ -47,6 +47,7 @@ from posttrain.interop.openai_format import (
 )
 
 ID_FIELD = "datasource_item_id"
+_REF = "data_source.input_messages.item_reference"
 #: an id that becomes a file name (a run id, a file id): no path separators, no `..`
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,199}")
 MANIFEST = "openai.json"
@@ -83,6 +84,7 @@ class RunDef:
     source: Source
     items: dict[int, dict[str, Any]] = field(default_factory=dict)
     samples: dict[int, dict[str, Any]] = field(default_factory=dict)  # jsonl: given samples
+    item_sources: dict[int, Source] = field(default_factory=dict)  # where each item was read
     messages: list[dict[str, Any]] | None = None
     reference: str | None = None  # item_reference: the item field holding the messages
     sampling: dict[str, Any] = field(default_factory=dict)
@@ -247,6 +249,9 @@ def _read_run(data: dict[str, Any], source: Source, notes: Notes, files: list[Pa
                                                                  "data_source.source", files)):
         item, sample = _item_of(row, row_source, f"data_source.source.content[{position}]")
         run.items[position] = item
+        run.item_sources[position] = row_source if row_source is not source else \
+            Source(source.file, source.line_of(f"data_source.source.content[{position}]"),
+                   source.text, f"{source.prefix}data_source.source.content[{position}].")
         if sample is not None:
             run.samples[position] = sample
     if kind == "jsonl":
@@ -298,7 +303,7 @@ def _slug(text: str) -> str:
 
 
 def _collect_items(runs: list[RunDef], extra: list[tuple[int, dict[str, Any], Source]],
-                   ) -> dict[int, dict[str, Any]]:
+                   ) -> tuple[dict[int, dict[str, Any]], dict[int, Source]]:
     items: dict[int, dict[str, Any]] = {}
     origin: dict[int, Source] = {}
 
@@ -315,14 +320,17 @@ def _collect_items(runs: list[RunDef], extra: list[tuple[int, dict[str, Any], So
         put(key, item, source, "item")
     for run in runs:
         for key, item in run.items.items():
-            put(key, item, run.source, f"data_source.source.content[{key}].item")
+            if key in run.item_sources:
+                put(key, item, run.item_sources[key], "item")
+            else:
+                put(key, item, run.source, f"data_source.source.content[{key}].item")
         for data, source in run.outputs:
             key = data.get(ID_FIELD)
             if not isinstance(key, int) or isinstance(key, bool):
                 raise source.error("must be an integer", ID_FIELD)
             if isinstance(data.get("datasource_item"), dict):
                 put(key, data["datasource_item"], source, "datasource_item")
-    return dict(sorted(items.items()))
+    return dict(sorted(items.items())), origin
 
 
 def _variants(runs: list[RunDef], notes: Notes) -> tuple[dict[str, dict[str, Any]], Any, Any]:
@@ -376,8 +384,29 @@ class ImportedEval:
 
 
 def build_eval_files(eval_def: EvalDef, runs: list[RunDef], items: dict[int, dict[str, Any]],
-                     out_dir: Path, notes: Notes) -> tuple[Path, dict[str, Any]]:
+                     out_dir: Path, notes: Notes,
+                     origins: dict[int, Source] | None = None) -> tuple[Path, dict[str, Any]]:
     """Write eval.yaml, items.jsonl and openai.json; return (eval path, manifest)."""
+    spec, rows, manifest = eval_files(eval_def, runs, items, notes, origins or {})
+    return write_eval_files(spec, rows, manifest, out_dir), manifest
+
+
+def write_eval_files(spec: dict[str, Any], rows: list[dict[str, Any]],
+                     manifest: dict[str, Any], out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_jsonl(out_dir / "items.jsonl", rows)
+    eval_path = out_dir / "eval.yaml"
+    eval_path.write_text(
+        "# imported from OpenAI Evals (posttrain import openai-eval); OpenAI's ids and names "
+        "are in openai.json\n" + dump_yaml(spec), encoding="utf-8")
+    write_json(out_dir / MANIFEST, manifest)
+    return eval_path
+
+
+def eval_files(eval_def: EvalDef, runs: list[RunDef], items: dict[int, dict[str, Any]],
+               notes: Notes, origins: dict[int, Source],
+               ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """The eval (spec), its rows and openai.json, in memory: (spec, rows, manifest)."""
     if not items:
         raise eval_def.source.error("no items: OpenAI keeps an eval's items in its runs' data "
                                     "sources; give --runs (with file_content or a downloaded "
@@ -391,15 +420,18 @@ def build_eval_files(eval_def: EvalDef, runs: list[RunDef], items: dict[int, dic
             raise UserError(f"item {key} has a field named {ID_FIELD!r}, which the import uses "
                             "for the item's id")
         row = {ID_FIELD: key, **item}
-        if reference and reference != "messages":
-            if "messages" in item:
-                raise UserError(f"item {key} has its own `messages` and the runs read "
-                                f"item.{reference}: import them separately")
-            row["messages"] = messages_in(item.get(reference), eval_def.source,
-                                          f"item {key}.{reference}", notes)
-        elif reference == "messages":
-            row["messages"] = messages_in(item.get("messages"), eval_def.source,
-                                          f"item {key}.messages", notes)
+        origin = origins.get(key, eval_def.source)
+        if reference:
+            if reference != "messages" and "messages" in item:
+                raise origin.error(f"item {key} has its own `messages` and the runs read "
+                                   f"item.{reference}: import them separately", "messages")
+            if reference not in item:
+                run = next(r for r in runs if r.reference == reference)
+                raise origin.error(f"item {key} has no field {reference!r}, which run "
+                                   f"{run.id}'s input_messages.item_reference names "
+                                   f"({run.source.file}:{run.source.line_of(_REF)})",
+                                   reference)
+            row["messages"] = messages_in(item.get(reference), origin, reference, notes)
         rows.append(row)
     spec: dict[str, Any] = {"name": eval_def.name}
     if eval_def.metadata.get("description"):
@@ -425,12 +457,6 @@ def build_eval_files(eval_def: EvalDef, runs: list[RunDef], items: dict[int, dic
     if tools is not None:
         spec["tools"] = tools
     spec["graders"] = eval_def.graders
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_jsonl(out_dir / "items.jsonl", rows)
-    eval_path = out_dir / "eval.yaml"
-    eval_path.write_text(
-        "# imported from OpenAI Evals (posttrain import openai-eval); OpenAI's ids and names "
-        "are in openai.json\n" + dump_yaml(spec), encoding="utf-8")
     manifest = {
         "format": "posttrain.openai-eval/1", "eval_id": eval_def.eval_id,
         "name": eval_def.name, "metadata": eval_def.metadata, "item_schema": eval_def.item_schema,
@@ -441,8 +467,7 @@ def build_eval_files(eval_def: EvalDef, runs: list[RunDef], items: dict[int, dic
                   "items": sorted(run.items) or sorted(int(a[0]) for a in run.answers)}
                  for run in runs],
     }
-    write_json(out_dir / MANIFEST, manifest)
-    return eval_path, manifest
+    return spec, rows, manifest
 
 
 def dump_yaml(data: Any) -> str:
@@ -783,6 +808,114 @@ def disagreements(store: Any, run_id: str) -> list[dict[str, Any]]:
     return out
 
 
+_ITEM_FIELD = re.compile(r"(?<!\\)\{\{\s*item\.([A-Za-z_][A-Za-z0-9_-]*)")
+
+
+def _template_uses(value: Any, where: str) -> list[tuple[str, str]]:
+    """(item field, where) for every ``{{item.X}}`` in a grader or prompt (python source
+    aside: it reads ``item`` as a dict)."""
+    out: list[tuple[str, str]] = []
+    if isinstance(value, str):
+        out += [(name, where) for name in _ITEM_FIELD.findall(value)]
+    elif isinstance(value, dict):
+        for key, inner in value.items():
+            if key not in ("source", "name", "type", "model", "labels", "passing_labels"):
+                out += _template_uses(inner, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            out += _template_uses(inner, f"{where}[{index}]")
+    return out
+
+
+def check_item_fields(eval_def: EvalDef, runs: list[RunDef], items: dict[int, dict[str, Any]],
+                      origins: dict[int, Source], notes: Notes) -> None:
+    """Every ``{{item.X}}`` of the criteria and prompts against every item (never the first
+    row only, so no result depends on row order): a field no item has and the item schema does
+    not declare is a typo, refused at the template's file:line: field; items without a field
+    that others have (or the schema declares) are warned, naming their file:line, and written
+    with it empty, as OpenAI rendered it."""
+    from posttrain.errors import did_you_mean
+
+    declared = set((eval_def.item_schema or {}).get("properties") or {})
+    present = {name for item in items.values() for name in item}
+    uses = [(name, eval_def.source, where) for index, grader in enumerate(eval_def.graders)
+            for name, where in _template_uses(grader, f"testing_criteria[{index}]")]
+    for run in runs:
+        if run.messages is not None:
+            uses += [(name, run.source, where) for name, where in _template_uses(
+                run.raw["data_source"]["input_messages"].get("template"),
+                "data_source.input_messages.template")]
+    warned: set[str] = set()
+    for name, source, where in uses:
+        if name not in present and name not in declared:
+            raise source.error(f"{{{{item.{name}}}}}: no item has a field {name!r}"
+                               + did_you_mean(name, present | declared), where)
+        missing = [key for key, item in items.items() if name not in item]
+        if missing and name not in warned:
+            warned.add(name)
+            shown = [origins.get(key) for key in missing[:3]]
+            places = ", ".join(f"{o.file}:{o.line}" if o and o.line else f"item {k}"
+                               for o, k in zip(shown, missing[:3], strict=True))
+            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            notes.warn(source, where, f"{{{{item.{name}}}}}: {len(missing)} "
+                       f"item{'s have' if len(missing) > 1 else ' has'} no field {name!r} "
+                       f"({places}{more}): written as an empty string, as OpenAI renders a "
+                       "missing field")
+            for key in missing:
+                items[key][name] = ""
+
+
+def _check_in_memory(spec: dict[str, Any], rows: list[dict[str, Any]], eval_def: EvalDef,
+                     runs: list[RunDef], origins: dict[int, Source], out_dir: Path,
+                     factory: Any) -> Any:
+    """Build the eval from memory before anything is written; a problem names the user's
+    file, line and field (a criterion, a run's prompt, an item), never the files the import
+    would write."""
+    from posttrain.eval import eval_from_dict
+
+    eval_path = out_dir / "eval.yaml"
+    try:
+        return eval_from_dict(spec, source=eval_path, base_dir=out_dir, model_factory=factory,
+                              rows=[(index + 1, row) for index, row in enumerate(rows)])
+    except UserError as exc:
+        message = exc.message
+        keys = [row[ID_FIELD] for row in rows]
+
+        def origin_of(line: int) -> Source | None:
+            return origins.get(keys[line - 1]) if 0 < line <= len(keys) else None
+
+        def place(match: re.Match[str]) -> str:
+            o = origin_of(int(match.group(1)))
+            return f"{o.file}:{o.line}" if o is not None and o.line else match.group(0)
+
+        message = re.sub(re.escape(str(out_dir / "items.jsonl")) + r":(\d+)", place, message)
+        field_path = exc.field or ""
+        if exc.file == str(out_dir / "items.jsonl") and exc.line:
+            o = origin_of(exc.line)
+            if o is not None:
+                raise o.error(message, field_path or None) from None
+        match = re.match(r"graders\[(\d+)\](.*)", field_path)
+        if match:
+            raise eval_def.source.error(
+                message, f"testing_criteria[{match.group(1)}]{match.group(2)}") from None
+        match = re.match(r"variants\.([^.]+)\.sampling\.([a-z_]+)(.*)", field_path)
+        run = next((r for r in runs if match and r.variant == match.group(1)), None)
+        if match and run is not None:
+            from posttrain.interop.openai_format import SAMPLING_OUT
+
+            key = SAMPLING_OUT.get(match.group(2), match.group(2))
+            raise run.source.error(message, f"data_source.sampling_params.{key}") from None
+        match = re.match(r"(?:variants\.([^.]+)\.)?messages(.*)", field_path)
+        if match:
+            variant = match.group(1) or "default"
+            run = next((r for r in runs if r.variant == variant and r.messages is not None),
+                       None)
+            if run is not None:
+                raise run.source.error(message, "data_source.input_messages.template"
+                                       + match.group(2)) from None
+        raise eval_def.source.error(message, field_path or None) from None
+
+
 def _judge_factory(judge: str | None) -> Any:
     """``--judge SPEC``: this import's grading calls SPEC for every judge criterion; the eval
     file keeps (and export writes) the model OpenAI's criterion names."""
@@ -834,7 +967,7 @@ def import_openai_eval(eval_file: str | Path, out_dir: str | Path, *,
     specs = {str(g["name"]): g for g in eval_def.graders}
     for run in run_defs:  # every answer read and checked before anything is written
         prepare_answers(run, specs, notes)
-    items = _collect_items(run_defs, extra)
+    items, origins = _collect_items(run_defs, extra)
     for run in run_defs:
         for item_id, _, _, _, source in run.answers:
             if int(item_id) not in items:
@@ -842,36 +975,43 @@ def import_openai_eval(eval_file: str | Path, out_dir: str | Path, *,
                                    "data source, the output items' datasource_item or --items)",
                                    ID_FIELD)
     out_dir = Path(out_dir).resolve()
-    eval_path, _ = build_eval_files(eval_def, run_defs, items, out_dir, notes)
+    if not items:
+        raise eval_def.source.error("no items: OpenAI keeps an eval's items in its runs' data "
+                                    "sources; give --runs (with file_content or a downloaded "
+                                    "file_id), --output-items or --items FILE.jsonl",
+                                    "data_source_config")
+    check_item_fields(eval_def, run_defs, items, origins, notes)
+    spec, rows, manifest = eval_files(eval_def, run_defs, items, notes, origins)
     factory = _judge_factory(judge)
-    eval_ = load_eval(eval_path, model_factory=factory)
+    eval_ = _check_in_memory(spec, rows, eval_def, run_defs, origins, out_dir, factory)
     reports: list[dict[str, Any]] = []
     stored = [run for run in run_defs if run.outputs or run.samples]
+    if stored and store is not None and grade:
+        # judges reachable (a key, a local model) before anything is written or stored
+        import asyncio
+
+        from posttrain.runner.preflight import check_judge_requests, check_models, judge_models
+
+        judges = judge_models(eval_.graders)
+        if judges:
+            try:
+                asyncio.run(check_models(judges))
+            except UserError as exc:
+                first = next(i for i, g in enumerate(eval_def.graders)
+                             if g.get("type") in ("score_model", "label_model", "multi"))
+                raise eval_def.source.error(
+                    f"a judge: {exc.message} (grade the judge criteria with a local model: "
+                    "--judge SPEC; or store OpenAI's grades only: --no-grade)",
+                    f"testing_criteria[{first}].model") from None
+            check_judge_requests(eval_)
+    eval_path = write_eval_files(spec, rows, manifest, out_dir)
+    eval_ = load_eval(eval_path, model_factory=factory)
     if stored and store is not None:
         from posttrain.runner.progress import Counters
         from posttrain.runner.regrade import regrade_run
         from posttrain.runner.store import Store
 
         criteria = [g.name for g in eval_.graders]
-        if grade:  # judges reachable (a key, a local model) before anything is stored
-            import asyncio
-
-            from posttrain.runner.preflight import (
-                check_judge_requests,
-                check_models,
-                judge_models,
-            )
-
-            judges = judge_models(eval_.graders)
-            if judges:
-                try:
-                    asyncio.run(check_models(judges))
-                except UserError as exc:
-                    raise UserError(f"a judge: {exc.message} (grade the judge criteria with "
-                                    "a local model: --judge SPEC; or store OpenAI's grades "
-                                    "only: --no-grade)", file=eval_def.source.file,
-                                    field="testing_criteria") from None
-                check_judge_requests(eval_)
         with Store(store) as db:
             for run in stored:
                 info, state = store_run(db, eval_, run, eval_def.eval_id, notes)
@@ -890,7 +1030,9 @@ def import_openai_eval(eval_file: str | Path, out_dir: str | Path, *,
                     regrade_run(db, info.id, eval_, counters=counters)
                     eval_ = load_eval(eval_path, model_factory=factory)  # closed
                     report["requests"] = counters.requests
-                if grade and new and judge and judge_models(eval_.graders):
+                if grade and new and judge and any(g.get("type") in ("score_model",
+                                                                       "label_model", "multi")
+                                                   for g in eval_def.graders):
                     db.update_run_config(info.id, {"judge_override": judge})
                     report["judge"] = judge
                 if new:  # finished only when every answer is stored (and graded)

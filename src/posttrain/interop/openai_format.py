@@ -164,6 +164,17 @@ def grader_in(spec: Any, source: Source, where: str, notes: Notes, *,
     if kind == "string_check" and out.get("operation") == "neq":
         notes.warn(source, f"{where}.operation", "read `neq` (the guide's spelling) as `ne`")
         out["operation"] = "ne"
+    threshold = out.get("pass_threshold")
+    if isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
+        bounds = (out.get("range") or [0, 1]) if kind == "score_model" else [0, 1]
+        if kind in ("text_similarity", "python", "score_model") and \
+                isinstance(bounds, list) and len(bounds) == 2 and \
+                all(isinstance(b, (int, float)) for b in bounds) and \
+                not bounds[0] <= threshold <= bounds[1]:
+            what = "the criterion's range" if kind == "score_model" else "scores"
+            never = "pass" if threshold > bounds[1] else "fail"
+            raise source.error(f"{threshold:g} is outside [{bounds[0]:g}, {bounds[1]:g}], where "
+                               f"{what} lie: no score could {never}", f"{where}.pass_threshold")
     if kind in ("score_model", "label_model"):
         if not isinstance(out.get("model"), str):
             raise source.error("required: the judge model", f"{where}.model")
@@ -248,6 +259,22 @@ def tools_in(tools: Any, source: Source, where: str, notes: Notes) -> list[dict[
     return out or None
 
 
+def _check_sampling(key: str, value: Any, source: Source, where: str) -> None:
+    """A sampling value of the right type and range, refused at its own field otherwise."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if key in ("max_completion_tokens", "max_completions_tokens", "max_tokens"):
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise source.error(f"must be a positive integer, got {value!r}", where)
+    elif key == "seed":
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise source.error(f"must be an integer, got {value!r}", where)
+    elif key == "temperature":
+        if not number or not 0 <= value <= 2:
+            raise source.error(f"must be a number in [0, 2], got {value!r}", where)
+    elif key == "top_p" and (not number or not 0 < value <= 1):
+        raise source.error(f"must be a number in (0, 1], got {value!r}", where)
+
+
 def sampling_in(params: Any, source: Source, where: str, notes: Notes
                 ) -> tuple[dict[str, Any], dict[str, Any] | None, list[dict[str, Any]] | None]:
     """``sampling_params`` -> (posttrain sampling, response_format, tools)."""
@@ -259,6 +286,7 @@ def sampling_in(params: Any, source: Source, where: str, notes: Notes
     for key, value in params.items():
         if key in SAMPLING_IN:
             if value is not None:
+                _check_sampling(key, value, source, f"{where}.{key}")
                 sampling[SAMPLING_IN[key]] = value
         elif key not in ("response_format", "text", "tools"):
             notes.warn(source, f"{where}.{key}", "not read: unknown sampling parameter")
