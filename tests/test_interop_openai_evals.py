@@ -700,3 +700,34 @@ def test_item_reference_to_a_missing_field_names_the_runs_file(tmp_path: Path, c
                  "-o", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and f"{runs}:1: traj: item 1 has no field 'traj'" in err, err
+
+
+def test_nan_infinity_and_deep_nesting_are_one_line(tmp_path: Path, capsys) -> None:
+    text = (DATA / "eval.create.json").read_text()
+    spec = json.loads(text)
+    spec["testing_criteria"][2]["pass_threshold"] = "__NAN__"
+    nan_eval = tmp_path / "nan.json"
+    nan_eval.write_text(json.dumps(spec, indent=2).replace('"__NAN__"', "NaN"))
+    rows = OUTPUTS[0].read_text().splitlines()
+    nan_items = tmp_path / "nan.jsonl"
+    nan_items.write_text("\n".join([rows[0], rows[1].replace('"score": 1.0', '"score": NaN', 1),
+                                    *rows[2:]]) + "\n")
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"name": "x", "metadata": ' + "[" * 5000 + "]" * 5000 + "}")
+    deep_items = tmp_path / "deep.jsonl"
+    deep_items.write_text('{"datasource_item_id": 0, "sample": ' + "[" * 5000 + "]" * 5000
+                          + "}\n")
+    cases = [
+        (nan_eval, OUTPUTS[0], f"{nan_eval}:{_line_of(nan_eval, 'NaN')}: pass_threshold: NaN "
+                               "is not JSON"),
+        (DATA / "eval.get.json", nan_items, f"{nan_items}:2: score: NaN is not JSON"),
+        (deep, OUTPUTS[0], f"{deep}: nested too deep"),
+        (DATA / "eval.get.json", deep_items, f"{deep_items}:1: nested too deep"),
+    ]
+    for eval_file, items, message in cases:
+        code = main(["import", "openai-eval", str(eval_file), "--runs", str(DATA / "runs.json"),
+                     "--output-items", str(items), "-o", str(tmp_path / "o"), "--no-grade",
+                     "--store", str(tmp_path / "s.db")])
+        err = capsys.readouterr().err
+        assert code == 2 and "Traceback" not in err and message in err, err
+        assert len(err.strip().splitlines()) == 1

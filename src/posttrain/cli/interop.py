@@ -125,6 +125,10 @@ def run_import_eval(args: argparse.Namespace) -> int:
         print("interrupted: the run being imported is not marked finished; run the same "
               "command to complete it", file=sys.stderr)
         return 130
+    except RecursionError:
+        print("posttrain: error: an input is nested too deep to read (lists or objects "
+              "hundreds of levels deep)", file=sys.stderr)
+        return 2
     _print_notes(result.notes)
     if args.json:
         print(json.dumps({"eval": str(result.eval_path), "items": result.items,

@@ -77,6 +77,11 @@ def read_json(path: Path, what: str) -> tuple[Any, Source]:
         return exact_json(text), Source(path, None, text)
     except json.JSONDecodeError as exc:
         raise UserError(f"not valid JSON: {exc.msg}", file=path, line=exc.lineno) from None
+    except (ValueError, RecursionError) as exc:  # NaN, Infinity; nesting too deep
+        from posttrain.loaders.datasets import json_problem
+
+        line, key, message = json_problem(text, exc)
+        raise UserError(message, file=path, line=line, field=key) from None
 
 
 def read_records(path: Path, what: str) -> list[tuple[Any, Source]]:
