@@ -391,3 +391,34 @@ def test_export_job_refuses_to_overwrite_the_jobs_own_files(tmp_path: Path, caps
     err = capsys.readouterr().err
     assert code == 2 and "would overwrite the job's own file" in err and "Traceback" not in err
     assert (tmp_path / "run" / "job.json").read_text() == before
+
+
+def test_grade_sample_and_output_text_grade_the_same(tmp_path: Path, capsys) -> None:
+    grader = tmp_path / "eq.json"
+    grader.write_text(json.dumps({"type": "string_check", "name": "eq", "operation": "eq",
+                                  "input": "{{sample.output_text}}",
+                                  "reference": "{{item.a}}"}))
+    results = []
+    for args in (["--output-text", "Paris\n"], ["--sample", '{"output_text": "Paris\\n"}'],
+                 ["--sample", '{"choices": [{"message": {"content": "Paris\\n"}}]}']):
+        assert main(["grade", str(grader), "--item", '{"a": "Paris"}', "--json", *args]) == 0
+        results.append(json.loads(capsys.readouterr().out)["passed"])
+    assert results == [True, True, True]
+
+
+def test_grade_with_a_judge_closes_its_client(tmp_path: Path, stub_server) -> None:
+    import os
+    import subprocess
+    import sys
+
+    grader = tmp_path / "lm.json"
+    grader.write_text(json.dumps({
+        "type": "label_model", "name": "t", "labels": ["polite", "rude"],
+        "passing_labels": ["polite"], "model": f"openai:stub?base_url={stub_server.base_url}",
+        "input": [{"role": "user", "content": "{{sample.output_text}} [[answer:polite]]"}]}))
+    done = subprocess.run([sys.executable, "-m", "posttrain.cli", "grade", str(grader),
+                           "--item", "{}", "--output-text", "hi"], capture_output=True,
+                          text=True, env={**os.environ, "OPENAI_API_KEY": "sk-test"},
+                          timeout=120)
+    assert done.returncode == 0 and "passed yes" in done.stdout
+    assert "Unclosed" not in done.stderr, done.stderr

@@ -132,22 +132,17 @@ def _sample(args: argparse.Namespace) -> dict[str, Any]:
         return Completion(text=sample).to_sample()
     if not isinstance(sample, dict):
         raise UserError("a sample must be a JSON object", field="--sample")
-    sample = dict(sample)
     text = sample.get("output_text")
     if text is None:
         choices = sample.get("choices") or []
         if choices and isinstance(choices[0], dict):
             text = (choices[0].get("message") or {}).get("content")
-    sample.setdefault("output_text", text or "")
-    if "output_json" not in sample:
-        from posttrain.types import parse_json_output
-
-        sample["output_json"] = parse_json_output(sample["output_text"])
-    sample.setdefault("output_tools", [])
-    sample.setdefault("choices", [{"index": 0, "finish_reason": None,
-                                   "message": {"role": "assistant",
-                                               "content": sample["output_text"]}}])
-    return sample
+    # the same sample --output-text builds (and an eval run grades): the answer without its
+    # surrounding whitespace, output_json parsed from it; fields given here win
+    tools = sample.get("output_tools") if isinstance(sample.get("output_tools"), list) else []
+    built = Completion(text=text if isinstance(text, str) else "", tool_calls=tools).to_sample()
+    built.update({k: v for k, v in sample.items() if k != "output_text"})
+    return built
 
 
 def _run_request(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -200,7 +195,13 @@ def run(args: argparse.Namespace) -> int:
     if grader.is_async:
         import asyncio
 
-        score = asyncio.run(grader.agrade(sample, item))
+        async def once() -> Any:
+            try:
+                return await grader.agrade(sample, item)
+            finally:  # the judges' clients, closed in their own loop
+                await grader.aclose()
+
+        score = asyncio.run(once())
     else:
         score = grader.grade(sample, item)
     result = score.to_dict()
