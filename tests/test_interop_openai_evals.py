@@ -731,3 +731,24 @@ def test_nan_infinity_and_deep_nesting_are_one_line(tmp_path: Path, capsys) -> N
         err = capsys.readouterr().err
         assert code == 2 and "Traceback" not in err and message in err, err
         assert len(err.strip().splitlines()) == 1
+
+
+def test_whitespace_differences_are_not_listed_as_misgrades(tmp_path: Path, capsys) -> None:
+    """OpenAI's eq failed "Paris\\n"; posttrain grades the answer without its surrounding
+    whitespace: a known difference, reported apart, never as a misgrade."""
+    def trailing_newline(rows: list) -> None:
+        row = rows[0]
+        row["sample"]["output"][0]["content"] += "\n"
+        for result in row["results"]:
+            if result["name"].startswith("exact"):
+                result.update(score=0.0, passed=False)
+        row["status"] = "fail"
+
+    changed = _rewrite(OUTPUTS[0], tmp_path / "ws.jsonl", trailing_newline)
+    result = _import(tmp_path, output_items=[changed, OUTPUTS[1]])
+    (d,) = result.runs[0]["disagreements"]
+    assert d["criterion"] == "exact" and d["whitespace"] is True
+    assert main(_cli_import(tmp_path / "cli", output_items=[changed, OUTPUTS[1]])) == 0
+    out = capsys.readouterr().out
+    assert "1 grade differs only by whitespace, not misgrades" in out
+    assert "grade disagrees" not in out

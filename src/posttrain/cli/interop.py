@@ -156,18 +156,25 @@ def run_import_eval(args: argparse.Namespace) -> int:
         theirs = _criteria_line(run["openai"])
         for name, mine in names.items():
             print(f"    {name:24} openai {theirs.get(name, '-'):24} posttrain {mine}")
-        if run["disagreements"]:
-            count = len(run["disagreements"])
+        misgrades = [d for d in run["disagreements"] if not d.get("whitespace")]
+        spaces = [d for d in run["disagreements"] if d.get("whitespace")]
+        if misgrades:
+            count = len(misgrades)
             print(f"  {count} {'grade disagrees' if count == 1 else 'grades disagree'} (drift "
                   "or a misgrade; `posttrain audit EVAL_FILE` lists them with every changed "
                   "score):")
-            for d in run["disagreements"]:
+            for d in misgrades:
                 mine = d["posttrain"]
                 why = f" ({mine['explanation']})" if mine["status"] != "scored" else ""
                 print(f"    item {d['item']}  {d['criterion']}: openai "
                       f"{_verdict(d['openai']['passed'])} ({d['openai']['score']}), posttrain "
                       f"{_verdict(mine['passed'])} ({mine['score']}){why}")
-        elif run["new"] and "requests" in run:
+        if spaces:
+            print(f"  {len(spaces)} {'grade differs' if len(spaces) == 1 else 'grades differ'} "
+                  "only by whitespace, not misgrades: posttrain grades an answer without its "
+                  "surrounding spaces and newlines, OpenAI graded it as sampled (items "
+                  f"{', '.join(sorted({d['item'] for d in spaces}, key=str))})")
+        if not run["disagreements"] and run["new"] and "requests" in run:
             unscored = run["posttrain"]["result_counts"].get("unscored")
             print("  every criterion agrees on every item" if not unscored else
                   "  every grade both gave agrees; some items are unscored here (above)")

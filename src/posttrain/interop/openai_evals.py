@@ -785,9 +785,14 @@ def counts(store: Any, run_id: str, criteria: list[str]) -> dict[str, Any]:
                 {"testing_criteria": name, **values} for name, values in per.items()]}
 
 
-def disagreements(store: Any, run_id: str) -> list[dict[str, Any]]:
+def disagreements(store: Any, run_id: str, eval_: Any = None) -> list[dict[str, Any]]:
     """Per item and criterion where OpenAI's stored grade (the run's first grades, now in its
-    score history) and posttrain's pass/fail differ."""
+    score history) and posttrain's pass/fail differ.
+
+    posttrain grades an answer without its surrounding whitespace (``"Paris\\n"`` is
+    ``"Paris"``); OpenAI compared the text as sampled. With ``eval_``, a disagreement that goes
+    away when the criterion (one that calls no model) grades the text as sampled is marked
+    ``"whitespace": True``: not a misgrade, the known difference."""
     first: dict[tuple[str, str], Any] = {}
     for row in store.score_history(run_id):
         first.setdefault((row["item_id"], row["grader"]), row)
@@ -804,8 +809,37 @@ def disagreements(store: Any, run_id: str) -> list[dict[str, Any]]:
                         "openai": {"passed": old, "score": theirs["value"]},
                         "posttrain": {"passed": mine, "score": row["value"],
                                       "status": row["status"],
-                                      "explanation": row["explanation"] or ""}})
+                                      "explanation": row["explanation"] or ""},
+                        "whitespace": False})
+    if eval_ is not None and out:
+        _mark_whitespace(store, run_id, eval_, out)
     return out
+
+
+def _mark_whitespace(store: Any, run_id: str, eval_: Any, found: list[dict[str, Any]]) -> None:
+    from posttrain.types import Completion
+
+    graders = {g.name: g for g in eval_.graders}
+    items = {item.id: item for item in eval_.items}
+    texts = {row["item_id"]: Completion.from_record(json.loads(row["completion"]))
+             for row in store.samples(run_id) if row["completion"]}
+    for d in found:
+        completion = texts.get(d["item"])
+        grader = graders.get(d["criterion"])
+        item = items.get(d["item"])
+        if completion is None or grader is None or item is None or grader.is_async or \
+                completion.text == completion.text.strip():
+            continue
+        sample = completion.to_sample(eval_.response_format)
+        sample["output_text"] = completion.text
+        sample["choices"][0]["message"]["content"] = completion.text
+        try:
+            raw = grader.grade(sample, item.data)
+        except Exception:  # noqa: BLE001 - a courtesy check; the disagreement stays listed
+            continue
+        if raw.status == "scored" and raw.passed is not None and \
+                bool(raw.passed) == d["openai"]["passed"]:
+            d["whitespace"] = True
 
 
 _ITEM_FIELD = re.compile(r"(?<!\\)\{\{\s*item\.([A-Za-z_][A-Za-z0-9_-]*)")
@@ -1038,7 +1072,7 @@ def import_openai_eval(eval_file: str | Path, out_dir: str | Path, *,
                 if new:  # finished only when every answer is stored (and graded)
                     db.finish_run(info.id)
                 report["posttrain"] = counts(db, info.id, criteria)
-                report["disagreements"] = disagreements(db, info.id)
+                report["disagreements"] = disagreements(db, info.id, eval_)
                 reports.append(report)
     return ImportedEval(eval_path=eval_path, items=len(items),
                         variants=list(eval_.variants), runs=reports, notes=notes.lines)
