@@ -752,3 +752,64 @@ def test_whitespace_differences_are_not_listed_as_misgrades(tmp_path: Path, caps
     out = capsys.readouterr().out
     assert "1 grade differs only by whitespace, not misgrades" in out
     assert "grade disagrees" not in out
+
+
+def test_exported_counts_add_up_when_items_are_unscored(tmp_path: Path, stub_server,
+                                                         monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    spec = json.loads((DATA / "eval.create.json").read_text())
+    spec["testing_criteria"].append({
+        "type": "label_model", "name": "tone", "model": "gpt-4.1",
+        "input": [{"role": "user", "content": "{{sample.output_text}} [[answer:neutral]]"}],
+        "labels": ["polite", "rude"], "passing_labels": ["polite"]})
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps(spec))
+    result = import_openai_eval(path, tmp_path / "imp", runs=[DATA / "runs.json"],
+                                output_items=[OUTPUTS[0]], store=tmp_path / "s.db",
+                                judge=f"openai:stub?base_url={stub_server.base_url}")
+    mine = result.runs[0]["posttrain"]["result_counts"]
+    assert mine["unscored"] == 4 and mine["failed"] == 2
+    export_openai_eval(result.eval_path, tmp_path / "exp", store=tmp_path / "s.db")
+    (run,) = json.loads((tmp_path / "exp" / "runs.json").read_text())[:1]
+    c = run["result_counts"]
+    assert c["total"] == c["passed"] + c["failed"] + c["errored"] + c["unscored"] == 6
+    for entry in run["per_testing_criteria_results"]:
+        assert entry["passed"] + entry["failed"] + entry.get("unscored", 0) == 6
+
+
+def test_get_shape_criterion_ids_match_results(tmp_path: Path) -> None:
+    """GET returns each criterion with an `id` (`name-<uuid>`): results named by that id match
+    the criterion even when the name is not the id's prefix."""
+    spec = json.loads((DATA / "eval.get.json").read_text())
+    spec["testing_criteria"][0]["id"] = "exact-match-0f5a1b2c-3d4e-4f60-8a7b-9c0d1e2f3a4b"
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps(spec, indent=2))
+
+    def rename(rows: list) -> None:
+        for row in rows:
+            for r in row["results"]:
+                if r["name"].startswith("exact-"):
+                    r["name"] = "exact-match-0f5a1b2c-3d4e-4f60-8a7b-9c0d1e2f3a4b"
+
+    items = _rewrite(OUTPUTS[0], tmp_path / "oi.jsonl", rename)
+    result = import_openai_eval(path, tmp_path / "imp", runs=[DATA / "runs.json"],
+                                output_items=[items], store=tmp_path / "s.db")
+    assert not [n for n in result.notes if ".id:" in n]
+    assert result.runs[0]["disagreements"] == []
+    per = {e["testing_criteria"] for e in
+           result.runs[0]["openai_from_items"]["per_testing_criteria_results"]}
+    assert "exact" in per
+
+
+def test_per_criterion_openai_column_reads_the_output_items(tmp_path: Path, capsys) -> None:
+    page = json.loads((DATA / "runs.json").read_text())
+    for run in page["data"]:
+        run.pop("per_testing_criteria_results", None)
+    runs = tmp_path / "runs.json"
+    runs.write_text(json.dumps(page))
+    assert main(["import", "openai-eval", str(DATA / "eval.get.json"), "--runs", str(runs),
+                 "--output-items", str(OUTPUTS[0]), "--output-items", str(OUTPUTS[1]),
+                 "-o", str(tmp_path / "o"), "--store", str(tmp_path / "s.db")]) == 0
+    out = capsys.readouterr().out
+    exact = [line for line in out.splitlines() if line.strip().startswith("exact ")]
+    assert exact and all("openai -" not in line for line in exact), out

@@ -153,7 +153,8 @@ def run_import_eval(args: argparse.Namespace) -> int:
             if counts is not None:
                 print(f"  {label:26} {_counts_line(counts)}")
         names = _criteria_line(run["posttrain"])
-        theirs = _criteria_line(run["openai"])
+        # OpenAI's stored per-criterion counts, else those of its output items
+        theirs = {**_criteria_line(run.get("openai_from_items")), **_criteria_line(run["openai"])}
         for name, mine in names.items():
             print(f"    {name:24} openai {theirs.get(name, '-'):24} posttrain {mine}")
         misgrades = [d for d in run["disagreements"] if not d.get("whitespace")]

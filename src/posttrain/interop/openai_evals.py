@@ -72,6 +72,8 @@ class EvalDef:
     item_schema: dict[str, Any] | None
     graders: list[dict[str, Any]]
     source: Source
+    #: what GET's criteria carry as ``id`` (``name-<uuid>``), the name results use -> the name
+    criterion_ids: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -132,9 +134,15 @@ def read_eval(path: Path, notes: Notes, *, judge: str | None = None) -> EvalDef:
         raise source.error("required: a non-empty list of graders", "testing_criteria")
     graders: list[dict[str, Any]] = []
     seen: set[str] = set()
+    ids: dict[str, str] = {}
     for index, spec in enumerate(criteria):
         where = f"testing_criteria[{index}]"
+        criterion_id = spec.get("id") if isinstance(spec, dict) else None
+        if criterion_id is not None:  # GET's shape: the id results are named by
+            spec = {k: v for k, v in spec.items() if k != "id"}
         grader = grader_in(spec, source, where, notes, judge=judge)
+        if isinstance(criterion_id, str) and isinstance(grader.get("name"), str):
+            ids[criterion_id] = grader["name"]
         if not isinstance(grader.get("name"), str) or not grader["name"]:
             raise source.error("required: the criterion's name", f"{where}.name")
         if grader["name"] in seen:
@@ -147,7 +155,8 @@ def read_eval(path: Path, notes: Notes, *, judge: str | None = None) -> EvalDef:
         graders.append(grader)
     metadata = data.get("metadata") or {}
     return EvalDef(name=name, eval_id=data.get("id"), metadata=metadata, config=config,
-                   item_schema=item_schema, graders=graders, source=source)
+                   item_schema=item_schema, graders=graders, source=source,
+                   criterion_ids=ids)
 
 
 def _check_grader(spec: dict[str, Any], source: Source, where: str) -> None:
@@ -543,7 +552,7 @@ def score_range(spec: dict[str, Any]) -> tuple[float, float] | None:
 
 
 def _openai_scores(results: Any, source: Source, specs: dict[str, dict[str, Any]],
-                   notes: Notes | None = None) -> list[Any]:
+                   notes: Notes | None = None, ids: dict[str, str] | None = None) -> list[Any]:
     """OpenAI's results as posttrain scores, on posttrain's scale: a score_model's score
     (8.0 on [0, 10]) is stored normalised (0.8), the raw score in the explanation."""
     from posttrain.types import Score
@@ -558,7 +567,7 @@ def _openai_scores(results: Any, source: Source, specs: dict[str, dict[str, Any]
             raise source.error("a result is {name, score, passed}", at)
         if notes is not None:
             notes.unknown(source, f"{at}.", result, _RESULT_KEYS, "result")
-        name = criterion_name(result["name"])
+        name = (ids or {}).get(result["name"]) or criterion_name(result["name"])
         if name not in specs:
             raise source.error(f"{result['name']!r} names no testing criterion of the eval "
                                f"({', '.join(specs)})", f"{at}.name")
@@ -593,8 +602,8 @@ def _openai_scores(results: Any, source: Source, specs: dict[str, dict[str, Any]
     return scores
 
 
-def prepare_answers(run: RunDef, specs: dict[str, dict[str, Any]], notes: Notes
-                    ) -> None:
+def prepare_answers(run: RunDef, specs: dict[str, dict[str, Any]], notes: Notes,
+                    ids: dict[str, str] | None = None) -> None:
     """Read every answer of a run (``run.answers``) before anything is written: duplicate
     output items (identical ones dropped and counted, conflicting ones refused), an output item
     for an item the run does not have, a bad sample or result."""
@@ -635,7 +644,7 @@ def prepare_answers(run: RunDef, specs: dict[str, dict[str, Any]], notes: Notes
             notes.unknown(source, "sample.", sample, _SAMPLE_KEYS, "sample")
             completion, error = _completion(sample, source, "sample")
             run.answers.append((str(data[ID_FIELD]), completion, error,
-                                _openai_scores(data.get("results"), source, specs, notes),
+                                _openai_scores(data.get("results"), source, specs, notes, ids),
                                 source))
     else:
         for key, sample in sorted(run.samples.items()):
@@ -1000,7 +1009,7 @@ def import_openai_eval(eval_file: str | Path, out_dir: str | Path, *,
                 item["tags"] = [*(item.get("tags") or []), *tags]
     specs = {str(g["name"]): g for g in eval_def.graders}
     for run in run_defs:  # every answer read and checked before anything is written
-        prepare_answers(run, specs, notes)
+        prepare_answers(run, specs, notes, eval_def.criterion_ids)
     items, origins = _collect_items(run_defs, extra)
     for run in run_defs:
         for item_id, _, _, _, source in run.answers:
@@ -1056,7 +1065,7 @@ def import_openai_eval(eval_file: str | Path, out_dir: str | Path, *,
                                           "items": len(run.answers)}
                 theirs = {k: run.raw.get(k) for k in ("result_counts",
                                                       "per_testing_criteria_results")}
-                report["openai"] = _strip_names(theirs)
+                report["openai"] = _strip_names(theirs, eval_def.criterion_ids)
                 if run.outputs:
                     report["openai_from_items"] = counts(db, info.id, criteria) if new else None
                 if grade and new:
@@ -1086,12 +1095,14 @@ def _error_out(text: str) -> dict[str, str]:
     return {"code": "posttrain_error", "message": text}
 
 
-def _strip_names(counts_: dict[str, Any]) -> dict[str, Any]:
+def _strip_names(counts_: dict[str, Any], ids: dict[str, str] | None = None
+                 ) -> dict[str, Any]:
     per = counts_.get("per_testing_criteria_results")
     if isinstance(per, list):
         counts_ = dict(counts_)
         counts_["per_testing_criteria_results"] = [
-            {**entry, "testing_criteria": criterion_name(str(entry.get("testing_criteria")))}
+            {**entry, "testing_criteria": (ids or {}).get(str(entry.get("testing_criteria")))
+             or criterion_name(str(entry.get("testing_criteria")))}
             for entry in per if isinstance(entry, dict)]
     return counts_
 
@@ -1298,11 +1309,15 @@ def _export_run(db: Any, info: Any, eval_: Any, spec: dict[str, Any], keys: dict
                "created_at": int(provenance.get("created_at") or info.created),
                "report_url": provenance.get("report_url"), "data_source": data_source,
                "metadata": provenance.get("metadata", {"posttrain_run": info.id}),
+               # counts that add up: an item a criterion could not grade here is `unscored`
+               # (a key OpenAI's counts do not have, written only when there are some)
                "result_counts": {k: v for k, v in tally["result_counts"].items()
-                                 if k != "unscored"},
+                                 if k != "unscored" or v},
                "per_testing_criteria_results": [
                    {"testing_criteria": e["testing_criteria"], "passed": e["passed"],
-                    "failed": e["failed"]} for e in tally["per_testing_criteria_results"]],
+                    "failed": e["failed"], **({"unscored": e["unscored"]} if e["unscored"]
+                                              else {})}
+                   for e in tally["per_testing_criteria_results"]],
                "per_model_usage": [{"model_name": model, "invocation_count": len(outputs),
                                     "prompt_tokens": prompt_tokens,
                                     "completion_tokens": completion_tokens,

@@ -22,7 +22,7 @@ GRADER_FIELDS: dict[str, frozenset[str]] = {
     "score_model": frozenset({"type", "name", "model", "input", "range", "sampling_params",
                               "pass_threshold"}),
     "label_model": frozenset({"type", "name", "model", "input", "labels", "passing_labels"}),
-    "multi": frozenset({"type", "name", "graders", "calculate_output"}),
+    "multi": frozenset({"type", "name", "graders", "calculate_output", "pass_threshold"}),
 }
 #: OpenAI's ``sampling_params`` names -> posttrain's ``sampling`` names
 SAMPLING_IN = {"temperature": "temperature", "top_p": "top_p", "seed": "seed",
