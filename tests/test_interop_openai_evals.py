@@ -813,3 +813,13 @@ def test_per_criterion_openai_column_reads_the_output_items(tmp_path: Path, caps
     out = capsys.readouterr().out
     exact = [line for line in out.splitlines() if line.strip().startswith("exact ")]
     assert exact and all("openai -" not in line for line in exact), out
+
+
+def test_counts_that_do_not_match_the_output_items_are_warned(tmp_path: Path) -> None:
+    rows = OUTPUTS[0].read_text().splitlines()
+    fewer = tmp_path / "fewer.jsonl"
+    fewer.write_text("\n".join(rows[:4]) + "\n")
+    result = _import(tmp_path, output_items=[fewer, OUTPUTS[1]])
+    (note,) = [n for n in result.notes if "result_counts.total" in n]
+    assert "6 items, but 4 output items were given for run evalrun_001" in note
+    assert note.startswith(f"{DATA / 'runs.json'}:")

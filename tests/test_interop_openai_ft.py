@@ -422,3 +422,31 @@ def test_grade_with_a_judge_closes_its_client(tmp_path: Path, stub_server) -> No
                           timeout=120)
     assert done.returncode == 0 and "passed yes" in done.stdout
     assert "Unclosed" not in done.stderr, done.stderr
+
+
+def test_grader_run_wording_and_clamped_python_scores(tmp_path: Path, capsys) -> None:
+    body = tmp_path / "run.json"
+    body.write_text(json.dumps({"grader": {"type": "string_check", "name": "s", "reference": "x",
+                                           "input": "{{sample.output_text}}",
+                                           "operation": "eq"}, "item": {}}))
+    assert main(["grade", str(body)]) == 2
+    err = capsys.readouterr().err
+    assert f"{body}: model_sample: the grader-run body has no model_sample" in err
+    body.write_text(json.dumps({"grader": {"type": "python", "name": "py",
+                                           "source": "def grade(sample, item):\n    return 5.0\n"},
+                                "item": {}, "model_sample": "7"}))
+    assert main(["grade", str(body), "--json", "--openai", "--unsafe-no-sandbox"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["reward"] == 1.0
+    assert "warning: py: grade() = 5, clamped to 1" in captured.err
+
+
+def test_method_type_that_names_another_block(tmp_path: Path, capsys) -> None:
+    path = rft_job(tmp_path)
+    job = json.loads(path.read_text())
+    job["method"]["type"] = "dpo"
+    path.write_text(json.dumps(job, indent=1))
+    assert main(["train", "--job", str(path), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "method.type: method.type is 'dpo' but the block is method.reinforcement" in err
+    assert not (tmp_path / "out").exists()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -180,8 +181,14 @@ def run(args: argparse.Namespace) -> int:
     if body is not None:  # a /graders/run request body: its item and model_sample
         if args.item is None and isinstance(body.get("item"), dict):
             args.item = json.dumps(body["item"])
-        if args.sample is None and args.output_text is None and \
-                isinstance(body.get("model_sample"), str):
+        if args.sample is None and args.output_text is None:
+            if not isinstance(body.get("model_sample"), str):
+                raise UserError("the grader-run body has no model_sample (the answer to "
+                                "grade, a string): add \"model_sample\": \"...\" to it, or "
+                                "give --output-text TEXT or --sample SAMPLE.json",
+                                file=str(Path(args.grader).resolve())
+                                if not args.grader.lstrip().startswith("{") else None,
+                                field="model_sample")
             args.output_text = body["model_sample"]
     if args.item is None:
         raise UserError("give --item ITEM.json (use '{}' for none)", field="--item")
@@ -205,6 +212,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         score = grader.grade(sample, item)
     result = score.to_dict()
+    for part in [score, *(getattr(score, "parts", None) or [])]:
+        if "clamped to" in (part.explanation or ""):  # a python grade() outside [0, 1]
+            print(f"warning: {grader.name}: {part.explanation}: scores lie in [0, 1]",
+                  file=sys.stderr)
     if args.openai:
         from posttrain.interop.openai_graders import grader_run_response
 

@@ -653,6 +653,24 @@ def prepare_answers(run: RunDef, specs: dict[str, dict[str, Any]], notes: Notes,
             run.answers.append((str(key), completion, error, [], run.source))
 
 
+def _check_counts(run: RunDef, notes: Notes) -> None:
+    """OpenAI's stored counts against themselves and against the output items given."""
+    counts_ = run.raw.get("result_counts")
+    if not isinstance(counts_, dict):
+        return
+    total = counts_.get("total")
+    parts = [counts_.get(k) for k in ("passed", "failed", "errored")]
+    if isinstance(total, int) and all(isinstance(v, int) for v in parts) and \
+            sum(parts) != total:  # type: ignore[arg-type]
+        notes.warn(run.source, "result_counts", f"passed + failed + errored is {sum(parts)}, "  # type: ignore[arg-type]
+                   f"not the total {total}")
+    if run.outputs and isinstance(total, int) and total != len(run.answers):
+        notes.warn(run.source, "result_counts.total",
+                   f"{total} items, but {len(run.answers)} output items were given for run "
+                   f"{run.id}: the counts here are of those {len(run.answers)} (page through "
+                   "every output item to compare all)")
+
+
 def _same_output(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """The same answer and grades (an output item listed twice, e.g. two overlapping pages)."""
     skip = {"id", "created_at"}
@@ -1010,6 +1028,7 @@ def import_openai_eval(eval_file: str | Path, out_dir: str | Path, *,
     specs = {str(g["name"]): g for g in eval_def.graders}
     for run in run_defs:  # every answer read and checked before anything is written
         prepare_answers(run, specs, notes, eval_def.criterion_ids)
+        _check_counts(run, notes)
     items, origins = _collect_items(run_defs, extra)
     for run in run_defs:
         for item_id, _, _, _, source in run.answers:

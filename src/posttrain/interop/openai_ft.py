@@ -179,6 +179,11 @@ def load_job(path: str | Path, *, judge: str | None = None) -> Job:
         if method not in METHODS:
             raise source.error(f"must be supervised, dpo or reinforcement, got {method!r}",
                                "method.type")
+        others = [m for m in METHODS if m != method and m in method_spec]
+        if others and method not in method_spec:
+            raise source.error(f"method.type is {method!r} but the block is method.{others[0]}: "
+                               f"set method.type to {others[0]!r}, or write the "
+                               f"{method} settings as method.{method}", "method.type")
         notes.unknown(source, "method.", method_spec, {"type", method}, "method")
         inner = method_spec.get(method) or {}
         if not isinstance(inner, dict):
