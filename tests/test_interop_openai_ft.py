@@ -450,3 +450,34 @@ def test_method_type_that_names_another_block(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert "method.type: method.type is 'dpo' but the block is method.reinforcement" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_rft_rows_missing_a_grader_field_are_warned_whatever_their_order(tmp_path: Path) -> None:
+    for position in (0, 5):
+        folder = tmp_path / str(position)
+        folder.mkdir()
+        path = rft_job(folder)
+        rows = [json.loads(line) for line in (folder / "train.jsonl").read_text().splitlines()]
+        del rows[position]["answer"]
+        (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        job = load_job(path)
+        (note,) = [n for n in job.notes if "no field 'answer'" in n]
+        assert f"{folder / 'train.jsonl'}:{position + 1}" in note and "1 of 24 rows" in note
+
+
+@pytest.mark.slow
+def test_train_job_checks_its_judge_before_writing(tmp_path: Path, tiny_add: Path, capsys,
+                                                  monkeypatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    path = rft_job(tmp_path)
+    code = main(["train", "--job", str(path), "--model", f"hf:{tiny_add}", "-o",
+                 str(tmp_path / "out"), "--store", str(tmp_path / "s.db")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1)
+                if "gpt-4o-2024-08-06" in text)
+    assert (f"{path}:{line}: method.reinforcement.grader.graders.judge.model: a judge: "
+            "openai:gpt-4o-2024-08-06: OPENAI_API_KEY is not set") in err
+    assert "--judge SPEC" in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "s.db").exists()
