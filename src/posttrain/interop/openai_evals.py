@@ -1055,9 +1055,18 @@ def import_openai_eval(eval_file: str | Path, out_dir: str | Path, *,
         from posttrain.runner.preflight import check_judge_requests, check_models, judge_models
 
         judges = judge_models(eval_.graders)
+        checked = eval_
+
+        async def check() -> None:
+            try:
+                await check_models(judges)
+            finally:  # their clients closed in the loop that opened them
+                for grader in checked.graders:
+                    await grader.aclose()
+
         if judges:
             try:
-                asyncio.run(check_models(judges))
+                asyncio.run(check())
             except UserError as exc:
                 first = next(i for i, g in enumerate(eval_def.graders)
                              if g.get("type") in ("score_model", "label_model", "multi"))
