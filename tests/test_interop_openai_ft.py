@@ -481,3 +481,11 @@ def test_train_job_checks_its_judge_before_writing(tmp_path: Path, tiny_add: Pat
             "openai:gpt-4o-2024-08-06: OPENAI_API_KEY is not set") in err
     assert "--judge SPEC" in err
     assert not (tmp_path / "out").exists() and not (tmp_path / "s.db").exists()
+
+
+def test_train_job_refuses_a_max_tokens_below_one(tmp_path: Path, capsys) -> None:
+    path = rft_job(tmp_path)
+    assert main(["train", "--job", str(path), "--max-tokens", "0", "-o",
+                 str(tmp_path / "out")]) == 2
+    assert "--max-tokens: must be a positive number of tokens, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -205,6 +205,9 @@ def run_job(args: argparse.Namespace) -> int:
     from posttrain.interop.openai_ft import load_job
     from posttrain.interop.openai_ft import run_job as run
 
+    if args.job_max_tokens is not None and args.job_max_tokens <= 0:
+        raise UserError(f"must be a positive number of tokens, got {args.job_max_tokens}",
+                        field="--max-tokens")
     job = load_job(args.job, judge=args.job_judge)
     _print_notes(job.notes)
     if args.job_out is None:
