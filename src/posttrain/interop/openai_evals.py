@@ -1074,7 +1074,15 @@ def import_openai_eval(eval_file: str | Path, out_dir: str | Path, *,
                     f"a judge: {exc.message} (grade the judge criteria with a local model: "
                     "--judge SPEC; or store OpenAI's grades only: --no-grade)",
                     f"testing_criteria[{first}].model") from None
-            check_judge_requests(eval_)
+            try:
+                check_judge_requests(eval_)
+            except UserError as exc:  # named in the eval file OpenAI wrote, not ours
+                match = re.match(r"graders\[(\d+)\](.*)", exc.field or "")
+                if match is None:
+                    raise
+                raise eval_def.source.error(
+                    exc.message, f"testing_criteria[{match.group(1)}]{match.group(2)}"
+                ) from None
     eval_path = write_eval_files(spec, rows, manifest, out_dir)
     eval_ = load_eval(eval_path, model_factory=factory)
     if stored and store is not None:
