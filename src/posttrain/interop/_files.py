@@ -36,6 +36,13 @@ class Source:
         except Exception:  # noqa: BLE001 - a line number is a courtesy, never a failure
             return self.line
 
+    def where(self) -> str:
+        """``file:line`` of this record (its line found when asked: finding it can mean
+        reading a large document's structure)."""
+        line = self.line if self.line is not None or self.text is None or not self.prefix \
+            else self.line_of("")
+        return f"{self.file}" + (f":{line}" if line else "")
+
     def error(self, message: str, field_path: str | None = None) -> UserError:
         return UserError(message, file=self.file,
                          line=self.line_of(field_path) if field_path else self.line,

@@ -259,8 +259,9 @@ def _read_run(data: dict[str, Any], source: Source, notes: Notes, files: list[Pa
         item, sample = _item_of(row, row_source, f"data_source.source.content[{position}]")
         run.items[position] = item
         run.item_sources[position] = row_source if row_source is not source else \
-            Source(source.file, source.line_of(f"data_source.source.content[{position}]"),
-                   source.text, f"{source.prefix}data_source.source.content[{position}].")
+            Source(source.file, source.line if source.text is None else None,  # else found
+                   source.text,  # only when needed
+                   f"{source.prefix}data_source.source.content[{position}].")
         if sample is not None:
             run.samples[position] = sample
     if kind == "jsonl":
@@ -320,7 +321,7 @@ def _collect_items(runs: list[RunDef], extra: list[tuple[int, dict[str, Any], So
         if key in items and items[key] != item:
             first = origin[key]
             raise source.error(f"item {key} differs from the item {key} read from "
-                               f"{first.file}" + (f":{first.line}" if first.line else ""),
+                               f"{first.where()}",
                                where)
         items.setdefault(key, item)
         origin.setdefault(key, source)
@@ -626,8 +627,7 @@ def prepare_answers(run: RunDef, specs: dict[str, dict[str, Any]], notes: Notes,
                 if _same_output(first, data):
                     dropped += 1
                     continue
-                where = f"{first_source.file}" + (f":{first_source.line}" if first_source.line
-                                                  else "")
+                where = first_source.where()
                 raise source.error(f"item {key} appears twice, with different answers or "
                                    f"grades (first at {where}); keep one", ID_FIELD)
             seen[key] = (data, source)
@@ -915,7 +915,7 @@ def check_item_fields(eval_def: EvalDef, runs: list[RunDef], items: dict[int, di
         if missing and name not in warned:
             warned.add(name)
             shown = [origins.get(key) for key in missing[:3]]
-            places = ", ".join(f"{o.file}:{o.line}" if o and o.line else f"item {k}"
+            places = ", ".join(o.where() if o else f"item {k}"
                                for o, k in zip(shown, missing[:3], strict=True))
             more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
             notes.warn(source, where, f"{{{{item.{name}}}}}: {len(missing)} "
@@ -947,7 +947,7 @@ def _check_in_memory(spec: dict[str, Any], rows: list[dict[str, Any]], eval_def:
 
         def place(match: re.Match[str]) -> str:
             o = origin_of(int(match.group(1)))
-            return f"{o.file}:{o.line}" if o is not None and o.line else match.group(0)
+            return o.where() if o is not None else match.group(0)
 
         message = re.sub(re.escape(str(out_dir / "items.jsonl")) + r":(\d+)", place, message)
         field_path = exc.field or ""
