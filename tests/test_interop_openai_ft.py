@@ -489,3 +489,30 @@ def test_train_job_refuses_a_max_tokens_below_one(tmp_path: Path, capsys) -> Non
                  str(tmp_path / "out")]) == 2
     assert "--max-tokens: must be a positive number of tokens, got 0" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_rft_reward_closes_its_judge_clients(tmp_path: Path, stub_server) -> None:
+    """The reward's judges keep one client across reward calls; closing the reward (after
+    training) closes it in its own loop: no unclosed-session warnings at exit."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "reward.py"
+    script.write_text(
+        "from posttrain.graders.base import GraderContext\n"
+        "from posttrain.graders.registry import build_grader\n"
+        "from posttrain.models import resolve_model\n"
+        f"spec = {{'type': 'label_model', 'name': 't', 'labels': ['polite', 'rude'],\n"
+        "        'passing_labels': ['polite'],\n"
+        f"        'model': 'openai:stub?base_url={stub_server.base_url}',\n"
+        "        'input': [{'role': 'user', 'content': '{{sample.output_text}} [[answer:polite]]'}]}\n"
+        "grader = build_grader(spec, GraderContext(model_factory=resolve_model))\n"
+        "reward = grader.as_reward()\n"
+        "print(reward(None, ['hi', 'there']))\n"
+        "reward.close()\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env={**os.environ, "OPENAI_API_KEY": "sk-test"}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[1.0, 1.0]"
+    assert "Unclosed" not in done.stderr, done.stderr
