@@ -823,3 +823,26 @@ def test_counts_that_do_not_match_the_output_items_are_warned(tmp_path: Path) ->
     (note,) = [n for n in result.notes if "result_counts.total" in n]
     assert "6 items, but 4 output items were given for run evalrun_001" in note
     assert note.startswith(f"{DATA / 'runs.json'}:")
+
+
+def test_responses_run_exports_responses_shapes() -> None:
+    from types import SimpleNamespace
+
+    from posttrain.interop.openai_evals import _data_source
+
+    tool = {"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}
+    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}
+    eval_ = SimpleNamespace(variants={"default": SimpleNamespace(messages=None, sampling={})},
+                            messages=[{"role": "user", "content": "{{item.q}}"}],
+                            sampling={"max_tokens": 5}, tools=[tool], response_format=fmt)
+    ds = _data_source("responses", eval_, "default", "o4-mini", [], None)
+    assert ds["type"] == "responses"
+    params = ds["sampling_params"]
+    assert params["tools"] == [{"type": "function", "name": "add",
+                                "parameters": {"type": "object"}}]
+    assert params["text"] == {"format": {"type": "json_schema", "name": "x",
+                                         "schema": {"type": "object"}}}
+    assert params["max_completion_tokens"] == 5 and "response_format" not in params
+    chat = _data_source("completions", eval_, "default", "gpt-4.1", [], None)
+    assert chat["sampling_params"]["tools"] == [tool]
+    assert chat["sampling_params"]["response_format"] == fmt
