@@ -435,7 +435,7 @@ def test_grader_run_wording_and_clamped_python_scores(tmp_path: Path, capsys) ->
     body.write_text(json.dumps({"grader": {"type": "python", "name": "py",
                                            "source": "def grade(sample, item):\n    return 5.0\n"},
                                 "item": {}, "model_sample": "7"}))
-    assert main(["grade", str(body), "--json", "--openai", "--unsafe-no-sandbox"]) == 0
+    assert main(["grade", str(body), "--json", "--openai"]) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)["reward"] == 1.0
     assert "warning: py: grade() = 5, clamped to 1" in captured.err
