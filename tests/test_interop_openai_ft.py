@@ -379,3 +379,140 @@ def test_validation_metrics_are_the_runs_headline(tmp_path: Path) -> None:
     means = {g["name"]: g["valid_reward_mean"] for g in metrics["scores"]["graders"]}
     assert means["a"] == pytest.approx(0.75) and means["reward"] == pytest.approx(
         sum(expected) / 4)
+
+
+def test_export_job_refuses_to_overwrite_the_jobs_own_files(tmp_path: Path, capsys) -> None:
+    job = load_job(rft_job(tmp_path))
+    write_request(job, tmp_path / "run")
+    (tmp_path / "run" / "job.json").write_text('{"object": "fine_tuning.job"}')
+    before = (tmp_path / "run" / "job.json").read_text()
+    code = main(["export", "openai-ft", "--job", str(tmp_path / "run"), "-o",
+                 str(tmp_path / "run" / "job.json")])
+    err = capsys.readouterr().err
+    assert code == 2 and "would overwrite the job's own file" in err and "Traceback" not in err
+    assert (tmp_path / "run" / "job.json").read_text() == before
+
+
+def test_grade_sample_and_output_text_grade_the_same(tmp_path: Path, capsys) -> None:
+    grader = tmp_path / "eq.json"
+    grader.write_text(json.dumps({"type": "string_check", "name": "eq", "operation": "eq",
+                                  "input": "{{sample.output_text}}",
+                                  "reference": "{{item.a}}"}))
+    results = []
+    for args in (["--output-text", "Paris\n"], ["--sample", '{"output_text": "Paris\\n"}'],
+                 ["--sample", '{"choices": [{"message": {"content": "Paris\\n"}}]}']):
+        assert main(["grade", str(grader), "--item", '{"a": "Paris"}', "--json", *args]) == 0
+        results.append(json.loads(capsys.readouterr().out)["passed"])
+    assert results == [True, True, True]
+
+
+def test_grade_with_a_judge_closes_its_client(tmp_path: Path, stub_server) -> None:
+    import os
+    import subprocess
+    import sys
+
+    grader = tmp_path / "lm.json"
+    grader.write_text(json.dumps({
+        "type": "label_model", "name": "t", "labels": ["polite", "rude"],
+        "passing_labels": ["polite"], "model": f"openai:stub?base_url={stub_server.base_url}",
+        "input": [{"role": "user", "content": "{{sample.output_text}} [[answer:polite]]"}]}))
+    done = subprocess.run([sys.executable, "-m", "posttrain.cli", "grade", str(grader),
+                           "--item", "{}", "--output-text", "hi"], capture_output=True,
+                          text=True, env={**os.environ, "OPENAI_API_KEY": "sk-test"},
+                          timeout=120)
+    assert done.returncode == 0 and "passed yes" in done.stdout
+    assert "Unclosed" not in done.stderr, done.stderr
+
+
+def test_grader_run_wording_and_clamped_python_scores(tmp_path: Path, capsys) -> None:
+    body = tmp_path / "run.json"
+    body.write_text(json.dumps({"grader": {"type": "string_check", "name": "s", "reference": "x",
+                                           "input": "{{sample.output_text}}",
+                                           "operation": "eq"}, "item": {}}))
+    assert main(["grade", str(body)]) == 2
+    err = capsys.readouterr().err
+    assert f"{body}: model_sample: the grader-run body has no model_sample" in err
+    body.write_text(json.dumps({"grader": {"type": "python", "name": "py",
+                                           "source": "def grade(sample, item):\n    return 5.0\n"},
+                                "item": {}, "model_sample": "7"}))
+    assert main(["grade", str(body), "--json", "--openai"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["reward"] == 1.0
+    assert "warning: py: grade() = 5, clamped to 1" in captured.err
+
+
+def test_method_type_that_names_another_block(tmp_path: Path, capsys) -> None:
+    path = rft_job(tmp_path)
+    job = json.loads(path.read_text())
+    job["method"]["type"] = "dpo"
+    path.write_text(json.dumps(job, indent=1))
+    assert main(["train", "--job", str(path), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "method.type: method.type is 'dpo' but the block is method.reinforcement" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_rft_rows_missing_a_grader_field_are_warned_whatever_their_order(tmp_path: Path) -> None:
+    for position in (0, 5):
+        folder = tmp_path / str(position)
+        folder.mkdir()
+        path = rft_job(folder)
+        rows = [json.loads(line) for line in (folder / "train.jsonl").read_text().splitlines()]
+        del rows[position]["answer"]
+        (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        job = load_job(path)
+        (note,) = [n for n in job.notes if "no field 'answer'" in n]
+        assert f"{folder / 'train.jsonl'}:{position + 1}" in note and "1 of 24 rows" in note
+
+
+@pytest.mark.slow
+def test_train_job_checks_its_judge_before_writing(tmp_path: Path, tiny_add: Path, capsys,
+                                                  monkeypatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    path = rft_job(tmp_path)
+    code = main(["train", "--job", str(path), "--model", f"hf:{tiny_add}", "-o",
+                 str(tmp_path / "out"), "--store", str(tmp_path / "s.db")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1)
+                if "gpt-4o-2024-08-06" in text)
+    assert (f"{path}:{line}: method.reinforcement.grader.graders.judge.model: a judge: "
+            "openai:gpt-4o-2024-08-06: OPENAI_API_KEY is not set") in err
+    assert "--judge SPEC" in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "s.db").exists()
+
+
+def test_train_job_refuses_a_max_tokens_below_one(tmp_path: Path, capsys) -> None:
+    path = rft_job(tmp_path)
+    assert main(["train", "--job", str(path), "--max-tokens", "0", "-o",
+                 str(tmp_path / "out")]) == 2
+    assert "--max-tokens: must be a positive number of tokens, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_rft_reward_closes_its_judge_clients(tmp_path: Path, stub_server) -> None:
+    """The reward's judges keep one client across reward calls; closing the reward (after
+    training) closes it in its own loop: no unclosed-session warnings at exit."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "reward.py"
+    script.write_text(
+        "from posttrain.graders.base import GraderContext\n"
+        "from posttrain.graders.registry import build_grader\n"
+        "from posttrain.models import resolve_model\n"
+        f"spec = {{'type': 'label_model', 'name': 't', 'labels': ['polite', 'rude'],\n"
+        "        'passing_labels': ['polite'],\n"
+        f"        'model': 'openai:stub?base_url={stub_server.base_url}',\n"
+        "        'input': [{'role': 'user', 'content': '{{sample.output_text}} [[answer:polite]]'}]}\n"
+        "grader = build_grader(spec, GraderContext(model_factory=resolve_model))\n"
+        "reward = grader.as_reward()\n"
+        "print(reward(None, ['hi', 'there']))\n"
+        "reward.close()\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env={**os.environ, "OPENAI_API_KEY": "sk-test"}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[1.0, 1.0]"
+    assert "Unclosed" not in done.stderr, done.stderr

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -132,22 +133,17 @@ def _sample(args: argparse.Namespace) -> dict[str, Any]:
         return Completion(text=sample).to_sample()
     if not isinstance(sample, dict):
         raise UserError("a sample must be a JSON object", field="--sample")
-    sample = dict(sample)
     text = sample.get("output_text")
     if text is None:
         choices = sample.get("choices") or []
         if choices and isinstance(choices[0], dict):
             text = (choices[0].get("message") or {}).get("content")
-    sample.setdefault("output_text", text or "")
-    if "output_json" not in sample:
-        from posttrain.types import parse_json_output
-
-        sample["output_json"] = parse_json_output(sample["output_text"])
-    sample.setdefault("output_tools", [])
-    sample.setdefault("choices", [{"index": 0, "finish_reason": None,
-                                   "message": {"role": "assistant",
-                                               "content": sample["output_text"]}}])
-    return sample
+    # the same sample --output-text builds (and an eval run grades): the answer without its
+    # surrounding whitespace, output_json parsed from it; fields given here win
+    tools = sample.get("output_tools") if isinstance(sample.get("output_tools"), list) else []
+    built = Completion(text=text if isinstance(text, str) else "", tool_calls=tools).to_sample()
+    built.update({k: v for k, v in sample.items() if k != "output_text"})
+    return built
 
 
 def _run_request(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -185,8 +181,14 @@ def run(args: argparse.Namespace) -> int:
     if body is not None:  # a /graders/run request body: its item and model_sample
         if args.item is None and isinstance(body.get("item"), dict):
             args.item = json.dumps(body["item"])
-        if args.sample is None and args.output_text is None and \
-                isinstance(body.get("model_sample"), str):
+        if args.sample is None and args.output_text is None:
+            if not isinstance(body.get("model_sample"), str):
+                raise UserError("the grader-run body has no model_sample (the answer to "
+                                "grade, a string): add \"model_sample\": \"...\" to it, or "
+                                "give --output-text TEXT or --sample SAMPLE.json",
+                                file=str(Path(args.grader).resolve())
+                                if not args.grader.lstrip().startswith("{") else None,
+                                field="model_sample")
             args.output_text = body["model_sample"]
     if args.item is None:
         raise UserError("give --item ITEM.json (use '{}' for none)", field="--item")
@@ -200,10 +202,20 @@ def run(args: argparse.Namespace) -> int:
     if grader.is_async:
         import asyncio
 
-        score = asyncio.run(grader.agrade(sample, item))
+        async def once() -> Any:
+            try:
+                return await grader.agrade(sample, item)
+            finally:  # the judges' clients, closed in their own loop
+                await grader.aclose()
+
+        score = asyncio.run(once())
     else:
         score = grader.grade(sample, item)
     result = score.to_dict()
+    for part in [score, *(getattr(score, "parts", None) or [])]:
+        if "clamped to" in (part.explanation or ""):  # a python grade() outside [0, 1]
+            print(f"warning: {grader.name}: {part.explanation}: scores lie in [0, 1]",
+                  file=sys.stderr)
     if args.openai:
         from posttrain.interop.openai_graders import grader_run_response
 

@@ -116,10 +116,19 @@ def _criteria_line(counts: dict[str, Any] | None) -> dict[str, str]:
 def run_import_eval(args: argparse.Namespace) -> int:
     from posttrain.interop.openai_evals import import_openai_eval
 
-    result = import_openai_eval(
-        args.eval_json, args.out, runs=args.runs, output_items=args.output_items,
-        items_file=args.items, files=args.files, store=args.store, judge=args.judge,
-        grade=not args.no_grade)
+    try:
+        result = import_openai_eval(
+            args.eval_json, args.out, runs=args.runs, output_items=args.output_items,
+            items_file=args.items, files=args.files, store=args.store, judge=args.judge,
+            grade=not args.no_grade)
+    except KeyboardInterrupt:
+        print("interrupted: the run being imported is not marked finished; run the same "
+              "command to complete it", file=sys.stderr)
+        return 130
+    except RecursionError:
+        print("posttrain: error: an input is nested too deep to read (lists or objects "
+              "hundreds of levels deep)", file=sys.stderr)
+        return 2
     _print_notes(result.notes)
     if args.json:
         print(json.dumps({"eval": str(result.eval_path), "items": result.items,
@@ -129,7 +138,10 @@ def run_import_eval(args: argparse.Namespace) -> int:
     print(f"wrote {result.eval_path} ({result.items} items; variants: "
           f"{', '.join(result.variants)})")
     for run in result.runs:
-        state = "stored" if run["new"] else "already stored"
+        state = {"new": "stored", "stored": "already stored (the same answers)",
+                 "replaced": "stored (an interrupted import of it replaced)",
+                 "changed": "stored as a new run (other answers than the one stored before; "
+                            "see the warning)"}[run.get("state", "new")]
         print(f"\nrun {run['openai_run']} ({run['name']}; {run['model']} [{run['variant']}]): "
               f"{run['items']} answers, {state} as {run['run_id']}")
         if "requests" in run:
@@ -141,21 +153,29 @@ def run_import_eval(args: argparse.Namespace) -> int:
             if counts is not None:
                 print(f"  {label:26} {_counts_line(counts)}")
         names = _criteria_line(run["posttrain"])
-        theirs = _criteria_line(run["openai"])
+        # OpenAI's stored per-criterion counts, else those of its output items
+        theirs = {**_criteria_line(run.get("openai_from_items")), **_criteria_line(run["openai"])}
         for name, mine in names.items():
             print(f"    {name:24} openai {theirs.get(name, '-'):24} posttrain {mine}")
-        if run["disagreements"]:
-            count = len(run["disagreements"])
+        misgrades = [d for d in run["disagreements"] if not d.get("whitespace")]
+        spaces = [d for d in run["disagreements"] if d.get("whitespace")]
+        if misgrades:
+            count = len(misgrades)
             print(f"  {count} {'grade disagrees' if count == 1 else 'grades disagree'} (drift "
                   "or a misgrade; `posttrain audit EVAL_FILE` lists them with every changed "
                   "score):")
-            for d in run["disagreements"]:
+            for d in misgrades:
                 mine = d["posttrain"]
                 why = f" ({mine['explanation']})" if mine["status"] != "scored" else ""
                 print(f"    item {d['item']}  {d['criterion']}: openai "
                       f"{_verdict(d['openai']['passed'])} ({d['openai']['score']}), posttrain "
                       f"{_verdict(mine['passed'])} ({mine['score']}){why}")
-        elif run["new"] and "requests" in run:
+        if spaces:
+            print(f"  {len(spaces)} {'grade differs' if len(spaces) == 1 else 'grades differ'} "
+                  "only by whitespace, not misgrades: posttrain grades an answer without its "
+                  "surrounding spaces and newlines, OpenAI graded it as sampled (items "
+                  f"{', '.join(sorted({d['item'] for d in spaces}, key=str))})")
+        if not run["disagreements"] and run["new"] and "requests" in run:
             unscored = run["posttrain"]["result_counts"].get("unscored")
             print("  every criterion agrees on every item" if not unscored else
                   "  every grade both gave agrees; some items are unscored here (above)")
@@ -185,6 +205,9 @@ def run_job(args: argparse.Namespace) -> int:
     from posttrain.interop.openai_ft import load_job
     from posttrain.interop.openai_ft import run_job as run
 
+    if args.job_max_tokens is not None and args.job_max_tokens <= 0:
+        raise UserError(f"must be a positive number of tokens, got {args.job_max_tokens}",
+                        field="--max-tokens")
     job = load_job(args.job, judge=args.job_judge)
     _print_notes(job.notes)
     if args.job_out is None:

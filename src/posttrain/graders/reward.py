@@ -122,6 +122,15 @@ def grader_reward(grader: Grader, *, failed_value: float | None = None,
             reward_fn.last.append((sample["output_text"], item, rewards[-1]))  # type: ignore[attr-defined]
         return rewards
 
+    def close() -> None:
+        """Close the judges' clients in the loop they were opened in, then stop it."""
+        if loop is not None:
+            try:
+                loop.run(grader.aclose())
+            finally:
+                loop.loop.call_soon_threadsafe(loop.loop.stop)
+
+    reward_fn.close = close  # type: ignore[attr-defined]
     reward_fn.__name__ = grader.name or grader.type  # TRL logs rewards by function name
     reward_fn.__qualname__ = reward_fn.__name__
     reward_fn.stats = stats  # type: ignore[attr-defined]

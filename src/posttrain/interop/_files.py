@@ -23,6 +23,8 @@ class Source:
     file: Path
     line: int | None = None
     text: str | None = None
+    #: where this record sits in ``text`` (``data[3].``, ``[0].``) for a record of a list
+    prefix: str = ""
 
     def line_of(self, field_path: str) -> int | None:
         if self.text is None:
@@ -30,9 +32,16 @@ class Source:
         from posttrain.eval import yaml_line  # JSON is YAML 1.2: its node marks give lines
 
         try:
-            return yaml_line(self.text, field_path) or self.line
+            return yaml_line(self.text, self.prefix + field_path) or self.line
         except Exception:  # noqa: BLE001 - a line number is a courtesy, never a failure
             return self.line
+
+    def where(self) -> str:
+        """``file:line`` of this record (its line found when asked: finding it can mean
+        reading a large document's structure)."""
+        line = self.line if self.line is not None or self.text is None or not self.prefix \
+            else self.line_of("")
+        return f"{self.file}" + (f":{line}" if line else "")
 
     def error(self, message: str, field_path: str | None = None) -> UserError:
         return UserError(message, file=self.file,
@@ -75,6 +84,11 @@ def read_json(path: Path, what: str) -> tuple[Any, Source]:
         return exact_json(text), Source(path, None, text)
     except json.JSONDecodeError as exc:
         raise UserError(f"not valid JSON: {exc.msg}", file=path, line=exc.lineno) from None
+    except (ValueError, RecursionError) as exc:  # NaN, Infinity; nesting too deep
+        from posttrain.loaders.datasets import json_problem
+
+        line, key, message = json_problem(text, exc)
+        raise UserError(message, file=path, line=line, field=key) from None
 
 
 def read_records(path: Path, what: str) -> list[tuple[Any, Source]]:
@@ -103,7 +117,7 @@ def read_records(path: Path, what: str) -> list[tuple[Any, Source]]:
 
 
 def _element(source: Source, where: str) -> Source:
-    return Source(source.file, source.line_of(where), None)
+    return Source(source.file, source.line_of(where), source.text, f"{where}.")
 
 
 def write_json(path: Path, data: Any) -> Path:

@@ -22,7 +22,7 @@ GRADER_FIELDS: dict[str, frozenset[str]] = {
     "score_model": frozenset({"type", "name", "model", "input", "range", "sampling_params",
                               "pass_threshold"}),
     "label_model": frozenset({"type", "name", "model", "input", "labels", "passing_labels"}),
-    "multi": frozenset({"type", "name", "graders", "calculate_output"}),
+    "multi": frozenset({"type", "name", "graders", "calculate_output", "pass_threshold"}),
 }
 #: OpenAI's ``sampling_params`` names -> posttrain's ``sampling`` names
 SAMPLING_IN = {"temperature": "temperature", "top_p": "top_p", "seed": "seed",
@@ -164,6 +164,17 @@ def grader_in(spec: Any, source: Source, where: str, notes: Notes, *,
     if kind == "string_check" and out.get("operation") == "neq":
         notes.warn(source, f"{where}.operation", "read `neq` (the guide's spelling) as `ne`")
         out["operation"] = "ne"
+    threshold = out.get("pass_threshold")
+    if isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
+        bounds = (out.get("range") or [0, 1]) if kind == "score_model" else [0, 1]
+        if kind in ("text_similarity", "python", "score_model") and \
+                isinstance(bounds, list) and len(bounds) == 2 and \
+                all(isinstance(b, (int, float)) for b in bounds) and \
+                not bounds[0] <= threshold <= bounds[1]:
+            what = "the criterion's range" if kind == "score_model" else "scores"
+            never = "pass" if threshold > bounds[1] else "fail"
+            raise source.error(f"{threshold:g} is outside [{bounds[0]:g}, {bounds[1]:g}], where "
+                               f"{what} lie: no score could {never}", f"{where}.pass_threshold")
     if kind in ("score_model", "label_model"):
         if not isinstance(out.get("model"), str):
             raise source.error("required: the judge model", f"{where}.model")
@@ -185,12 +196,17 @@ def grader_in(spec: Any, source: Source, where: str, notes: Notes, *,
     return out
 
 
+def openai_model_name(spec: str) -> str:
+    """A posttrain model spec as OpenAI names the model: ``openai:gpt-4.1?base_url=...`` ->
+    ``gpt-4.1`` (the provider and its options are posttrain's, not part of the name)."""
+    return spec.removeprefix("openai:").split("?", 1)[0]
+
+
 def grader_out(spec: dict[str, Any]) -> dict[str, Any]:
     """posttrain grader spec -> OpenAI's (judge ``openai:X`` -> ``X``, messages typed)."""
     out = dict(spec)
     if out.get("type") in ("score_model", "label_model"):
-        model = str(out.get("model", ""))
-        out["model"] = model.removeprefix("openai:")
+        out["model"] = openai_model_name(str(out.get("model", "")))
         if isinstance(out.get("input"), list):
             out["input"] = messages_out(out["input"])
     if out.get("type") == "multi" and isinstance(out.get("graders"), dict):
@@ -243,6 +259,22 @@ def tools_in(tools: Any, source: Source, where: str, notes: Notes) -> list[dict[
     return out or None
 
 
+def _check_sampling(key: str, value: Any, source: Source, where: str) -> None:
+    """A sampling value of the right type and range, refused at its own field otherwise."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if key in ("max_completion_tokens", "max_completions_tokens", "max_tokens"):
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise source.error(f"must be a positive integer, got {value!r}", where)
+    elif key == "seed":
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise source.error(f"must be an integer, got {value!r}", where)
+    elif key == "temperature":
+        if not number or not 0 <= value <= 2:
+            raise source.error(f"must be a number in [0, 2], got {value!r}", where)
+    elif key == "top_p" and (not number or not 0 < value <= 1):
+        raise source.error(f"must be a number in (0, 1], got {value!r}", where)
+
+
 def sampling_in(params: Any, source: Source, where: str, notes: Notes
                 ) -> tuple[dict[str, Any], dict[str, Any] | None, list[dict[str, Any]] | None]:
     """``sampling_params`` -> (posttrain sampling, response_format, tools)."""
@@ -254,6 +286,7 @@ def sampling_in(params: Any, source: Source, where: str, notes: Notes
     for key, value in params.items():
         if key in SAMPLING_IN:
             if value is not None:
+                _check_sampling(key, value, source, f"{where}.{key}")
                 sampling[SAMPLING_IN[key]] = value
         elif key not in ("response_format", "text", "tools"):
             notes.warn(source, f"{where}.{key}", "not read: unknown sampling parameter")

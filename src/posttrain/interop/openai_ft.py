@@ -179,6 +179,11 @@ def load_job(path: str | Path, *, judge: str | None = None) -> Job:
         if method not in METHODS:
             raise source.error(f"must be supervised, dpo or reinforcement, got {method!r}",
                                "method.type")
+        others = [m for m in METHODS if m != method and m in method_spec]
+        if others and method not in method_spec:
+            raise source.error(f"method.type is {method!r} but the block is method.{others[0]}: "
+                               f"set method.type to {others[0]!r}, or write the "
+                               f"{method} settings as method.{method}", "method.type")
         notes.unknown(source, "method.", method_spec, {"type", method}, "method")
         inner = method_spec.get(method) or {}
         if not isinstance(inner, dict):
@@ -241,10 +246,44 @@ def load_job(path: str | Path, *, judge: str | None = None) -> Job:
         if not validation:
             raise source.error("an RFT job here needs a validation_file: its reward picks the "
                                "checkpoints", "validation_file")
+        for rows, file in ((training, training_file), (validation, validation_file)):
+            _warn_missing_fields(job, rows, file, source, notes)
         _rft_eval(job, training_file, training)  # the grader reads what the rows have
         _rft_eval(job, validation_file, validation)
     job.notes = notes.lines
     return job
+
+
+def _warn_missing_fields(job: Job, rows: list[tuple[int, dict[str, Any]]], path: Path,
+                         source: Source, notes: Notes) -> None:
+    """Rows without a field the grader reads (``{{item.X}}``) that other rows have: a warning
+    naming their lines (their reward is unscored: skipped, never learned as wrong); a field no
+    row has is the grader's error, reported by the eval check."""
+    from posttrain.interop.openai_evals import _template_uses
+
+    uses = _template_uses(job.grader, "method.reinforcement.grader")
+    done: set[str] = set()
+    for name, where in uses:
+        if name in done:
+            continue
+        done.add(name)
+        missing = [line for line, row in rows if name not in row]
+        if missing and len(missing) < len(rows):
+            shown = ", ".join(f"{path}:{line}" for line in missing[:3])
+            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            notes.warn(source, where, f"{{{{item.{name}}}}}: {len(missing)} of {len(rows)} "
+                       f"rows have no field {name!r} ({shown}{more}): their reward is unscored "
+                       "(skipped, not learned as wrong)")
+
+
+def _complete_first(rows: list[tuple[int, dict[str, Any]]], fields: set[str]
+                    ) -> list[tuple[int, dict[str, Any]]]:
+    """The rows with one that has every field the grader reads first (the eval checks its
+    templates against its first row: no result depends on which row that is)."""
+    for index, (_, row) in enumerate(rows):
+        if fields <= set(row):
+            return [rows[index], *rows[:index], *rows[index + 1:]] if index else rows
+    return rows
 
 
 def _rft_eval_spec(job: Job, max_tokens: int | None = None) -> dict[str, Any]:
@@ -263,8 +302,10 @@ def _rft_eval(job: Job, path: Path, rows: list[tuple[int, dict[str, Any]]],
               max_tokens: int | None = None) -> Any:
     """An Eval of these rows with the job's grader (errors name the rows' file)."""
     from posttrain.eval import eval_from_dict
+    from posttrain.interop.openai_evals import _template_uses
 
     spec = _rft_eval_spec(job, max_tokens)
+    rows = _complete_first(rows, {name for name, _ in _template_uses(job.grader, "")})
     try:
         return eval_from_dict(spec, source=path, rows=rows)
     except UserError as exc:
@@ -274,6 +315,49 @@ def _rft_eval(job: Job, path: Path, rows: list[tuple[int, dict[str, Any]]],
             message = exc.message.replace(f"(item {rows[0][0]})", f"({path}:{rows[0][0]})")
             raise source.error(message, where) from None
         raise
+
+
+def _judge_field(grader: dict[str, Any] | None, where: str) -> str:
+    if not isinstance(grader, dict):
+        return where
+    if grader.get("type") in ("score_model", "label_model"):
+        return f"{where}.model"
+    for key, inner in (grader.get("graders") or {}).items():
+        found = _judge_field(inner, f"{where}.graders.{key}")
+        if found.endswith(".model"):
+            return found
+    return where
+
+
+def _check_judges(job: Job, max_tokens: int | None) -> None:
+    """The reward's judges answer (a key is set, a local judge is there) before the job
+    writes anything; their clients are closed again."""
+    import asyncio
+
+    from posttrain.runner.preflight import check_models, judge_models
+
+    assert job.validation_file is not None
+    ev = _rft_eval(job, job.validation_file, job.validation, max_tokens)
+    judges = judge_models(ev.graders)
+    if not judges:
+        return
+
+    async def check() -> None:
+        try:
+            await check_models(judges)
+        finally:
+            for grader in ev.graders:
+                await grader.aclose()
+
+    try:
+        asyncio.run(check())
+    except UserError as exc:
+        source = job.source or Source(job.path)
+        raise source.error(f"a judge: {exc.message} (grade with a local model instead: "
+                           "--judge SPEC, e.g. --judge hf:smollm2-135m-instruct)",
+                           _judge_field(job.body.get("method", {}).get("reinforcement", {})
+                                        .get("grader"), "method.reinforcement.grader")
+                           ) from None
 
 
 # ---- running ------------------------------------------------------------------------------
@@ -316,6 +400,8 @@ def run_job(job: Job, *, model: str | None, out_dir: str | Path, store: str | Pa
     from posttrain.train.common import model_path
 
     model_path(spec)  # a model that is not there stops here, before anything is written
+    if job.method == "reinforcement":
+        _check_judges(job, max_tokens)  # a judge without its key stops here too
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     job_id = _job_id(job)
@@ -563,6 +649,22 @@ def export_job(job_dir: str | Path, out: str | Path) -> list[Path]:
     body = json.loads(request.read_text(encoding="utf-8"))
     out = Path(out).resolve()
     paths = [out]
+
+    def own(target: Path) -> bool:  # a file of the job's output folder (job.json, events, ...)
+        return target.is_relative_to(job_dir) and target.exists()
+
+    if out.is_dir() or own(out):
+        what = "a folder" if out.is_dir() else "the job's own file"
+        raise UserError(f"would overwrite {what} {out}: write the body elsewhere "
+                        "(-o back/job.json)", field="--out")
+    for key in ("training_file", "validation_file"):
+        if body.get(key):
+            source = Path(body[key])
+            target = out.parent / source.name
+            if source.resolve() != target.resolve() and own(target):
+                raise UserError(f"would overwrite the job's own file {target} with the "
+                                f"{key.replace('_', ' ')}: write the body to another folder",
+                                field="--out")
     for key in ("training_file", "validation_file"):
         if body.get(key):
             source = Path(body[key])

@@ -74,6 +74,33 @@ def _no_constant(text: str) -> Any:
     raise ValueError(f"{text} is not JSON (write it as a string)")
 
 
+_TOKENS = re.compile(r'"(?:\\.|[^"\\])*"\s*(:)?|(-?Infinity|NaN)\b')
+
+
+def json_constant(text: str) -> tuple[int, str | None, str] | None:
+    """Where a JSON text holds ``NaN`` / ``Infinity`` (which JSON does not have, and Python's
+    parser takes): (line, the key before it or None, the word)."""
+    key = None
+    for match in _TOKENS.finditer(text):
+        if match.group(2):
+            return text.count("\n", 0, match.start()) + 1, key, match.group(2)
+        if match.group(1):
+            key = json.loads(match.group(0).rstrip().rstrip(":").rstrip())
+    return None
+
+
+def json_problem(text: str, exc: BaseException) -> tuple[int | None, str | None, str]:
+    """(line, field, message) for JSON that does not parse as JSON: NaN / Infinity, nesting
+    too deep for the parser, or a syntax error."""
+    found = json_constant(text)
+    if found is not None:
+        line, key, word = found
+        return line, key, f"{word} is not JSON (write a number, null, or a string)"
+    if isinstance(exc, RecursionError):
+        return None, None, "nested too deep to read (over ~1000 levels of lists or objects)"
+    return getattr(exc, "lineno", None), None, f"not valid JSON ({exc})"
+
+
 def exact_json(text: str | bytes) -> Any:
     """JSON with integers beyond 64 bits and numbers beyond a double kept as their text."""
     return json.loads(text, parse_int=_int_or_text, parse_float=_float_or_text,
@@ -110,9 +137,14 @@ def load_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
                     raise _not_utf8(raw, bad.start, path, line=number) from None
                 try:  # a number beyond a double (1e400): kept as its text
                     row = exact_json(raw)
-                except ValueError:
-                    raise UserError(f"not valid JSON ({exc})", file=path,
-                                    line=number) from None
+                except (ValueError, RecursionError) as again:
+                    _, key, message = json_problem(raw.decode("utf-8"), again)
+                    if message.startswith("not valid JSON"):
+                        message = f"not valid JSON ({exc})"
+                    raise UserError(message, file=path, line=number, field=key) from None
+            except RecursionError as exc:
+                _, key, message = json_problem(raw.decode("utf-8", "replace"), exc)
+                raise UserError(message, file=path, line=number, field=key) from None
             if not isinstance(row, dict):
                 raise UserError(f"expected a JSON object, got {type(row).__name__}", file=path,
                                 line=number)

@@ -31,6 +31,7 @@ grader reads it as 3.1 either way. Quote a value (``'3.10'``) to make it a strin
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from pathlib import Path
@@ -233,16 +234,23 @@ def load_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     return [(child.start_mark.line + 1, row) for child, row in zip(node.value, data, strict=True)]
 
 
+@functools.lru_cache(maxsize=4)
+def _composed(text: str) -> Any:
+    """The node tree of a document (kept: a file's warnings each look up a line in it)."""
+    from posttrain.loaders import yaml12
+
+    return yaml12.compose(text)
+
+
 def yaml_line(text: str, field_path: str) -> int | None:
     """1-based line of ``a.b[2].c`` in a YAML document (the deepest part that exists)."""
     import re
 
     import yaml
 
-    from posttrain.loaders import yaml12
 
     try:
-        node = yaml12.compose(text)
+        node = _composed(text)
     except yaml.YAMLError:
         return None
     line = None

@@ -42,6 +42,12 @@ class EvalReward:
         self.__name__ = f"reward_{eval_.name}"  # TRL logs rewards by function name
         self.last: list[tuple[str, dict[str, Any], float]] = []  # (text, item, reward)
 
+    def close(self) -> None:
+        """Close what the reward's judges opened (their HTTP clients)."""
+        close = getattr(self._reward, "close", None)
+        if close is not None:
+            close()
+
     def __call__(self, prompts: list[Any], completions: list[Any], **columns: Any
                  ) -> list[float | None]:
         if "item_json" not in columns:

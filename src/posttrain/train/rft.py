@@ -185,7 +185,10 @@ def train_rft(model: str, eval_: Eval, out_dir: str | Path, split: Split, config
                           callbacks=[grpo_monitor(split, config, validate, pending, result,
                                                   on_log)])
     validate_at_start(split, trainer, validate, pending, result, on_log)
-    _, seconds = train_timed(trainer, quiet=quiet)
+    try:
+        _, seconds = train_timed(trainer, quiet=quiet)
+    finally:
+        reward.close()
     result.seconds = round(seconds, 2)
     result.steps = trainer.state.global_step
     result.reward_stats = dict(reward.stats)
