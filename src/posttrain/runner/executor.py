@@ -213,13 +213,16 @@ class RunExecution:
 
         # follow along and steer: the episode's messages go to the store as they arrive, and
         # a reviewer's steering comes back through it (posttrain.runner.steering)
-        watcher = StoreWatcher(self.store, self.run.id, item.id, epoch)
+        # (a local store only: a Ray worker's stand-in store has no live view or steering)
+        watcher = (StoreWatcher(self.store, self.run.id, item.id, epoch)
+                   if isinstance(self.store, Store) else None)
         token = episode_watcher.set(watcher)
         try:
             completion = await self.solver(request, item, generate)
         finally:
             episode_watcher.reset(token)
-            watcher.finish()
+            if watcher is not None:
+                watcher.finish()
         completion.cached = all_cached
         if turn_hits:
             self.hits[(item.id, epoch)] = (item, turn_hits, all_cached)
