@@ -219,11 +219,52 @@ def eval_stage(work: Path, targets: dict[str, Any], store: Path,
     return rows
 
 
+def curve_stage(work: Path, targets: dict[str, Any], store: Path, runs: dict[str, str],
+                args: Any, sizes: tuple[int, ...] = (25, 50, 100, 200)) -> list[dict[str, Any]]:
+    """Data efficiency: SFT by rejection sampling on the passing sampled answers of the first N
+    sums training prompts (same recipe, same epochs), each scored on the sums held-out items
+    paired against the base model. N = 200 is the ladder's SFT rung."""
+    from posttrain.analysis.paired import paired_compare
+    from posttrain.analysis.results import load_results
+    from posttrain.runner.store import Store
+    from posttrain.train.data import run_samples
+    from posttrain.train.sft import train_sft
+
+    test = subset(targets["sums"]["path"], targets["sums"]["test"])
+    with Store(store) as db:
+        base = load_results(db, run(test, args.model, store)["run_id"]).item_scores()
+    samples = list(run_samples(store, runs["sums"]))
+    rows = []
+    for size in sizes:
+        ids = set(targets["sums"]["train"][:size])
+        data = [{"prompt": s.messages, "completion": s.text} for s in samples
+                if s.passed and s.item_id in ids]
+        out = work / "sft" if size == len(targets["sums"]["train"]) else work / f"curve-{size}"
+        if not (out / "posttrain_train.json").exists():
+            started = time.perf_counter()
+            train_sft(args.model, data, out, epochs=args.sft_epochs, learning_rate=args.sft_lr,
+                      batch_size=16, lora_rank=16, seed=args.seed, quiet=True)
+            log(f"curve: SFT on {len(data)} answers of {size} prompts "
+                f"({time.perf_counter() - started:.0f} s)")
+        with Store(store) as db:
+            after = load_results(db, run(test, f"hf:{out}", store)["run_id"]).item_scores()
+        paired = paired_compare(base, after)
+        row = {"prompts": size, "answers": len(data), "n": len(base),
+               "before": round(sum(base.values()) / len(base), 3),
+               "after": round(sum(after.values()) / len(base), 3), "diff": round(paired.diff, 3),
+               "ci": [round(paired.ci_low, 3), round(paired.ci_high, 3)],
+               "p_value": paired.p_value}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    (work / "curve.json").write_text(json.dumps(rows, indent=1))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--stage", default="all",
-                        choices=["sample", "sft", "dpo", "rft", "eval", "all"])
+                        choices=["sample", "sft", "dpo", "rft", "eval", "curve", "all"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default=SMOL, help="the base model (hf:...)")
     parser.add_argument("--cache-dir", type=Path, help="the quickstart's cache (for RFT)")
@@ -240,7 +281,8 @@ def main() -> None:
     store = args.work / "ladder.db"
     targets = write_evals(args.work, args.seed)
     stages = ["sample", "sft", "dpo", "rft", "eval"] if args.stage == "all" else [args.stage]
-    runs = sample_stage(args.work, targets, store, args.model) if set(stages) & {"sample", "sft", "dpo"} \
+    runs = sample_stage(args.work, targets, store, args.model) \
+        if set(stages) & {"sample", "sft", "dpo", "curve"} \
         else json.loads((args.work / "sample_runs.json").read_text())
     if "sft" in stages:
         sft_stage(args.work, store, runs, args)
@@ -259,6 +301,8 @@ def main() -> None:
         for row in rows:
             print(json.dumps(row), flush=True)
         (args.work / "ladder.json").write_text(json.dumps(rows, indent=1))
+    if "curve" in stages:
+        curve_stage(args.work, targets, store, runs, args)
 
 
 if __name__ == "__main__":

@@ -263,3 +263,21 @@ def test_cli_view_missing_store(tmp_path: Path, capsys: pytest.CaptureFixture) -
 
     assert main(["--store", str(tmp_path / "none.db")]) == 2
     assert "no store" in capsys.readouterr().err
+
+
+async def test_score_over_time_carries_each_models_release_date(env) -> None:
+    """Shelf life: the run page's history gives each run its model's `released:` date (as the
+    models file had it when the run was made), None where there is none."""
+    from posttrain.runner.store import Store
+
+    store_path, _, runs = env
+    with Store(store_path) as store:
+        store.update_run_config(runs["model-a"], {"model": {"released": "2025-04-14"}})
+    client = await _client(store_path)
+    try:
+        page = await (await client.get(f"/api/runs/{runs['model-a']}")).json()
+        history = {h["model"]: h for h in page["charts"]["history"]}
+        assert history["model-a"]["released"] == "2025-04-14"
+        assert history["model-b"]["released"] is None
+    finally:
+        await client.close()

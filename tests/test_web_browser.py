@@ -355,3 +355,25 @@ def test_training_page_draws_the_reward_curve_as_it_grows(server, page) -> None:
     assert "before 0.250 → after 0.500 (n=8)" in outcome and "p = 0.0600" in outcome
     assert page.locator("#outcome a").get_attribute("href") == f"#/compare/{before}/{after}"
     page.screenshot(path=str(ARTIFACTS / "training.png"), full_page=True)
+
+
+def test_score_over_time_is_shelf_life_by_release_date(server, page) -> None:
+    """Every run's model has a `released:` date: the chart is placed by release date and says
+    so; with one date missing it falls back to run date and says why."""
+    from posttrain.runner.store import Store
+
+    base, store_path, _, runs = server
+    with Store(store_path) as store:
+        store.update_run_config(runs["model-a"], {"model": {"released": "2024-07-18"}})
+    page.goto(base + f"#/run/{runs['model-a']}")
+    page.wait_for_function(ALL_CHARTS_DRAWN)
+    caption = page.locator("figure[data-chart='score-over-time'] figcaption").inner_text()
+    assert "by run date" in caption and "no released: date" in caption
+    with Store(store_path) as store:
+        store.update_run_config(runs["model-b"], {"model": {"released": "2025-04-14"}})
+    page.reload()
+    page.wait_for_function(ALL_CHARTS_DRAWN)
+    figure = page.locator("figure[data-chart='score-over-time']")
+    assert figure.locator("figcaption").inner_text().startswith("Shelf life: the latest 2 runs")
+    assert "model release date" in figure.locator("svg.marks").text_content()
+    figure.screenshot(path=str(ARTIFACTS / "shelf-life.png"))

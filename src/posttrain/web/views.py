@@ -60,7 +60,10 @@ def run_page(store: Store, run_id: str) -> dict[str, Any]:
     history = []
     for run in store.list_runs(this.eval_name, limit=HISTORY_RUNS):
         point = stored(store, run, "point")
+        model_config = run.config.get("model") if isinstance(run.config, dict) else None
+        released = model_config.get("released") if isinstance(model_config, dict) else None
         history.append({"run": run.id, "created": round(run.created * 1000),  # ms, for JS
+                        "released": str(released) if released else None,
                         "label": f"{short_name(run.model)} [{run.variant}]", "model": run.model,
                         "score": point["score"], "low": point["low"], "high": point["high"],
                         "this": run.id == this.id})

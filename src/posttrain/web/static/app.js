@@ -159,19 +159,26 @@ function frontierChart(peers) {
 
 function historyChart(rows) {
   if (rows.length < 2) return null;
+  // by the model's release date when every run's model has one (shelf life), else by run date
+  const byRelease = rows.every(r => r.released);
+  const x = byRelease
+    ? {field: "released", type: "temporal", title: "model release date", scale: {padding: 14},
+       axis: {format: "%Y-%m-%d", labelAngle: 0, tickCount: 4, labelOverlap: true}}
+    : {field: "created", type: "temporal", title: "run date", scale: {padding: 14},
+       axis: {format: "%b %d %H:%M", labelAngle: 0, tickCount: 4, labelOverlap: true}};
   return chart("score-over-time", {
     width: 380, height: 200, data: {values: rows},
-    encoding: {x: {field: "created", type: "temporal", title: "run date", scale: {padding: 14},
-        axis: {format: "%b %d %H:%M", labelAngle: 0, tickCount: 4, labelOverlap: true}},
+    encoding: {x,
       color: {field: "label", type: "nominal", title: null, legend: {orient: "bottom", columns: 2, labelLimit: 260}}},
     layer: [
       {mark: {type: "rule", opacity: 0.6}, encoding: {y: {field: "low", type: "quantitative"}, y2: {field: "high"}}},
       {mark: {type: "line", point: {filled: true, size: 50}},
        encoding: {y: {field: "score", type: "quantitative", scale: {domain: [0, 1]}, title: "score (95% CI)"},
-         tooltip: [{field: "model"}, {field: "run"}, {field: "created", type: "temporal", timeUnit: "yearmonthdatehoursminutes", title: "run date"},
+         tooltip: [{field: "model"}, {field: "run"}, {field: "created", type: "temporal", timeUnit: "yearmonthdatehoursminutes", title: "run date"}, {field: "released", title: "released"},
            {field: "score", format: ".3f"}, {field: "low", format: ".3f", title: "CI low"}, {field: "high", format: ".3f", title: "CI high"}]}},
     ],
-  }, `Score over time: the latest ${rows.length} runs of this eval`);
+  }, byRelease ? `Shelf life: the latest ${rows.length} runs of this eval by their model's release date`
+    : `Score over time: the latest ${rows.length} runs of this eval by run date${rows.some(r => r.released) ? " (some models have no released: date in the models file)" : ""}`);
 }
 
 function heatmapChart(cells) {
