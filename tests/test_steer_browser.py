@@ -8,12 +8,10 @@ viewer is the real server in this process; they share only the store file.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +20,8 @@ import pytest
 from posttrain.runner.store import Store
 from tests.conftest import StubServer
 from tests.steer_env import write_weather_eval
-from tests.test_web_browser import ARTIFACTS, _free_port, page  # noqa: F401 - the fixture
+from tests.test_web_browser import ARTIFACTS, page  # noqa: F401 - the fixture
+from tests.test_web_helpers import serving
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,31 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def viewer(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    from aiohttp import web
-
-    from posttrain.web.server import create_app
-
     store_path = tmp_path / "live.db"
     Store(store_path).close()
-    port = _free_port()
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(create_app(store_path), shutdown_timeout=1.0)
-    started = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert started.wait(10)
-    yield f"http://127.0.0.1:{port}/", store_path
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(20)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    with serving(store_path) as base:
+        yield base, store_path
 
 
 def test_follow_a_live_run_and_steer_a_trajectory(viewer, page, tmp_path: Path) -> None:  # noqa: F811

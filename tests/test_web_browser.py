@@ -6,17 +6,14 @@ Needs ``apt-get install chromium`` and ``pip install playwright`` (never ``playw
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.test_web_helpers import LONG_MODEL, add_runs, build
+from tests.test_web_helpers import LONG_MODEL, add_runs, build, serving
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "web"
@@ -28,38 +25,13 @@ ALL_CHARTS_DRAWN = ("[...document.querySelectorAll('figure[data-chart]')].every(
                     "f => f.dataset.ready === '1')")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, Path, Path, dict[str, str]]]:
-    from aiohttp import web
-
-    from posttrain.web.server import create_app
-
     store_path, eval_path, runs = build(tmp_path)
-    port = _free_port()
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(create_app(store_path, seed=3))
-    started = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert started.wait(10)
-    yield f"http://127.0.0.1:{port}/", store_path, eval_path, runs
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    with serving(store_path, seed=3) as base:
+        yield base, store_path, eval_path, runs
 
 
 @pytest.fixture

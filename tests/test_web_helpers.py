@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from posttrain.eval import load_eval
 from posttrain.runner.store import Store
@@ -118,3 +124,39 @@ TOOL_META = {
     "initial_state_hash": "aaaa1111", "final_state_hash": "bbbb2222",
     "expected_state_hash": "bbbb2222", "turns": 3, "hit_turn_cap": False,
 }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def serving(store_path: Path, **app_options: Any) -> Iterator[str]:
+    """The real viewer on 127.0.0.1 in a thread of this process; yields its base URL."""
+    from aiohttp import web
+
+    from posttrain.web.server import create_app
+
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(create_app(store_path, **app_options), shutdown_timeout=1.0)
+    started = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(runner.setup())
+        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert started.wait(10)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(20)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)

@@ -237,6 +237,17 @@ _SAMPLE_COLUMNS = ("item_id, epoch, status, completion, error, attempts, input_t
                    "output_tokens, cost_usd, latency_s, cached")
 
 
+def reusable_results(store: Store, run_key: str) -> RunResults | None:
+    """The newest finished run with this identity (``posttrain.runner.executor.run_key``) when
+    none of its requests failed, else None: what a workflow that runs an eval many times
+    (optimize, grow) may take instead of running it again."""
+    finished = store.latest_finished_run(run_key)
+    if finished is None:
+        return None
+    results = load_results(store, finished)
+    return None if any(s.status == "error" for s in results.samples) else results
+
+
 def load_results(store: Store, run: RunInfo | str, *, only: tuple[str, int] | None = None,
                  item_memo: dict[tuple[str, str, str], Item] | None = None) -> RunResults:
     """The run's samples with their grades and combined scores (``only``: one item and epoch,

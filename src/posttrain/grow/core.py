@@ -45,7 +45,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from posttrain.analysis.results import RunResults, combine, load_results
+from posttrain.analysis.results import RunResults, combine, load_results, reusable_results
 from posttrain.analysis.selection import sample_passed
 from posttrain.errors import UserError
 from posttrain.eval import DEFAULT_VARIANT, Eval
@@ -142,12 +142,10 @@ class _Calls:
                   ) -> RunResults:
         options = dataclasses.replace(self.options, epochs=1, limit=None)
         key = run_key(derived, model.name, model.cache_id, DEFAULT_VARIANT, options)
-        finished = self.store.latest_finished_run(key)
-        if finished is not None:
-            results = load_results(self.store, finished)
-            if not any(s.status == "error" for s in results.samples):
-                self.spent.runs.append(finished.id)
-                return results
+        reused = reusable_results(self.store, key)
+        if reused is not None:
+            self.spent.runs.append(reused.run.id)
+            return reused
         (handle,) = await execute_eval(derived, [model], [DEFAULT_VARIANT], self.store, options,
                                        progress=Progress(enabled=self.progress))
         self.store.update_run_config(handle.run.id, {"grow": note})

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from posttrain.analysis.compare import compare_runs
-from posttrain.analysis.results import RunResults, load_results
+from posttrain.analysis.results import RunResults, load_results, reusable_results
 from posttrain.analysis.selection import item_groups, reference_of
 from posttrain.errors import UserError
 from posttrain.eval import DEFAULT_VARIANT, Eval, Variant
@@ -122,12 +122,10 @@ class Runs:
                    who: str, options: RunOptions | None = None) -> RunResults:
         options = options or self.options
         key = run_key(derived, model.name, model.cache_id, variant, options)
-        finished = self.store.latest_finished_run(key)
-        if finished is not None:
-            results = load_results(self.store, finished)
-            if not any(s.status == "error" for s in results.samples):
-                self.spent.runs.append(finished.id)
-                return results
+        reused = reusable_results(self.store, key)
+        if reused is not None:
+            self.spent.runs.append(reused.run.id)
+            return reused
         (handle,) = await execute_eval(
             derived, [model], [variant], self.store, options,
             progress=Progress(enabled=self.progress),
