@@ -393,3 +393,29 @@ def test_a_log_inspect_itself_wrote_imports_to_its_own_numbers(tmp_path: Path, c
     original = read_eval_log(log.location)
     assert back.results == original.results
     assert _comparable(back) == _comparable(original)
+
+
+def test_a_rescored_or_finished_log_with_the_same_eval_id_is_a_new_run(tmp_path: Path,
+                                                                        capsys) -> None:
+    started = tmp_path / "started.json"
+    write_eval_log(EvalLog(status="started", eval=EvalSpec(
+        created="2026-01-05T10:00:00+00:00", task="quiz", task_id="task-1", run_id="run-ev1",
+        eval_id="ev1", model="openai/gpt-4o-mini",
+        dataset=EvalDataset(name="quiz", samples=5), config=EvalConfig(epochs=2))),
+        str(started), format="json")
+    first = _import(started, store=tmp_path / "s.db", capsys=capsys)
+    assert first["runs"][0]["samples"] == 0
+    done = _write_log(tmp_path / "a.eval", "openai/gpt-4o-mini", RIGHT_A)
+    second = _import(done, store=tmp_path / "s.db", capsys=capsys)
+    assert second["runs"][0]["new"] is True and second["runs"][0]["samples"] == 10
+    assert second["runs"][0]["run_id"] != first["runs"][0]["run_id"]
+    assert any("same eval_id" in w and "'started' then 'success'" in w
+               for w in second["warnings"])
+    log = read_eval_log(str(done))
+    assert log.results is not None
+    log.results.scores[0].metrics["accuracy"].value = 1.0  # rescored: other results
+    write_eval_log(log, str(tmp_path / "rescored.eval"))
+    third = _import(tmp_path / "rescored.eval", store=tmp_path / "s.db", capsys=capsys)
+    assert third["runs"][0]["new"] is True
+    assert third["runs"][0]["run_id"] != second["runs"][0]["run_id"]
+    assert _import(done, store=tmp_path / "s.db", capsys=capsys)["runs"][0]["new"] is False

@@ -348,6 +348,41 @@ def _eval_hash(spec: Any) -> str:
     return hashlib.blake2b(material.encode(), digest_size=8).hexdigest()
 
 
+def _content_fingerprint(header: Any) -> str:
+    """A hash of what a log says happened: its status, results (scorers and metrics), the
+    sample counts and when it finished; the same eval run rescored or completed differs."""
+    import hashlib
+
+    results = header.results.model_dump(mode="json", exclude_none=True) \
+        if header.results else None
+    stats = header.stats
+    material = json.dumps([header.status, results,
+                           getattr(stats, "completed_at", None) if stats else None,
+                           header.error.message if getattr(header, "error", None) else None],
+                          default=str, sort_keys=True)
+    return hashlib.blake2b(material.encode(), digest_size=6).hexdigest()
+
+
+def _differences(before: dict[str, Any], header: Any) -> str:
+    """What differs between a stored import's log (its config's ``inspect``) and ``header``."""
+    out: list[str] = []
+    if before.get("status") != header.status:
+        out.append(f"status {before.get('status')!r} then {header.status!r}")
+    old_results = before.get("results") or {}
+    new_results = header.results.model_dump(mode="json", exclude_none=True) \
+        if header.results else {}
+    old_names = [s.get("name") for s in old_results.get("scores") or []]
+    new_names = [s.get("name") for s in new_results.get("scores") or []]
+    if old_names != new_names:
+        out.append(f"scorers {old_names} then {new_names}")
+    if old_results.get("completed_samples") != new_results.get("completed_samples"):
+        out.append(f"completed samples {old_results.get('completed_samples')} then "
+                   f"{new_results.get('completed_samples')}")
+    if not out and old_results != new_results:
+        out.append("other scores or metrics")
+    return "; ".join(out) or "other timing or error"
+
+
 def _ordered(header_names: list[str], seen: list[str]) -> list[str]:
     """Graders in the header's scorer order (Inspect's headline first), then the rest; a
     scorer of the header that graded no sample is left out."""
@@ -367,12 +402,25 @@ def import_inspect_log(db: Any, path: Path, notes: list[str]) -> ImportReport:
     header = read_header(path)
     spec = header.eval
     epochs = spec.config.epochs or 1
-    key = f"inspect-import:{spec.eval_id or spec.run_id}:{spec.task_id}:{spec.model}"
+    base = f"inspect-import:{spec.eval_id or spec.run_id}:{spec.task_id}:{spec.model}"
+    # the log's content, not only its eval_id, names the import: a rescored log or a finished
+    # one after its `started` snapshot keeps the eval_id but is a different result
+    fingerprint = _content_fingerprint(header)
+    key = f"{base}:{fingerprint}"
     report = ImportReport(file=str(path), run_id="", new=True, task=spec.task,
                           model=model_spec(spec.model), inspect_model=spec.model,
                           status=header.status, epochs=epochs,
                           inspect_metrics=_headline(header))
     row = db.conn.execute("SELECT id FROM runs WHERE run_key = ?", (key,)).fetchone()
+    if row is None:  # stored by a version that keyed on the eval_id alone: same content?
+        old = db.conn.execute("SELECT id, config FROM runs WHERE run_key = ?",
+                              (base,)).fetchone()
+        if old is not None:
+            before = json.loads(old[1] or "{}").get("inspect") or {}
+            now_results = header.results.model_dump(mode="json", exclude_none=True) \
+                if header.results else None
+            if before.get("status") == header.status and before.get("results") == now_results:
+                row = old
     if row is not None:
         report.run_id, report.new = row[0], False
         info = db.get_run(row[0])
@@ -381,6 +429,17 @@ def import_inspect_log(db: Any, path: Path, notes: list[str]) -> ImportReport:
         report.items, report.samples = report.summary["n"] // max(1, epochs), \
             len(list(db.samples(info.id)))
         return report
+    earlier = [r for r in db.conn.execute(
+        "SELECT id, run_key, config FROM runs WHERE run_key = ? OR "
+        "(substr(run_key, 1, ?) = ? AND run_key NOT LIKE '%:partial')",
+        (base, len(base) + 1, base + ":")).fetchall()]
+    for run_id, _, config_text in earlier:
+        if run_id == (row[0] if row is not None else None):
+            continue
+        before = (json.loads(config_text or "{}").get("inspect") or {})
+        notes.append(f"{path}: a log with the same eval_id was imported before as run "
+                     f"{run_id}, with other content ({_differences(before, header)}): this "
+                     "one is stored as a new run")
     if getattr(spec, "shards", None):
         notes.append(f"{path}: a sharded log: only the samples in this file are read (import "
                      "each shard file too)")
