@@ -338,3 +338,23 @@ def test_tools_call_check_reasons() -> None:
                                           tools)[1]
     assert "'x' is a required property" in tools_call_check(
         [{"function": {"name": "f", "arguments": "{}"}}], tools)[1]
+
+
+def test_a_python_grading_result_keeps_its_pass(tmp_path: Path) -> None:
+    """promptfoo passes {pass: True, score: 0.7}: so does posttrain (not 0.7 < 1, failed)."""
+    from posttrain.eval import load_eval
+
+    (tmp_path / "check.py").write_text(
+        "def get_assert(output, context):\n"
+        "    ok = 'paris' in output.lower()\n"
+        "    return {'pass': ok, 'score': 0.7 if ok else 0.9, 'reason': 'city' if ok else 'no'}\n")
+    config = tmp_path / "promptfooconfig.yaml"
+    config.write_text("prompts: ['{{q}}']\nproviders: [openai:gpt-4.1-mini]\n"
+                      "defaultTest:\n  assert: [{type: python, value: file://check.py}]\n"
+                      "tests:\n  - vars: {q: a}\n")
+    graders = load_eval(import_promptfoo(config, tmp_path / "pf").eval_path).graders
+    grader = next(g for g in graders if g.name == "python")
+    good = grader.grade({"output_text": "Paris"}, {"q": "a"})
+    assert (good.value, good.passed) == (0.7, True) and "city" in (good.explanation or "")
+    bad = grader.grade({"output_text": "Lyon"}, {"q": "a"})
+    assert (bad.value, bad.passed) == (0.9, False)

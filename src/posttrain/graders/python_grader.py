@@ -4,7 +4,8 @@ The code runs in ``posttrain.graders.sandbox``: the source is loaded in a warm w
 call runs in a fresh confined child (no network, throw-away folder, no API keys, time / memory /
 process / file-size limits), because a grader's input is model output and a grader may run it.
 The value must be a finite number (``int``, ``float``, ``bool``, ``Decimal``, ``Fraction``, a
-numpy scalar); it is clamped to [0, 1] (the explanation says so when it was outside; an integer
+numpy scalar), or a dict ``{"score": number, "passed": bool, "reason": str}`` (passed and
+reason optional; ``passed`` is the verdict, over ``pass_threshold``); it is clamped to [0, 1] (the explanation says so when it was outside; an integer
 too large for a float is clamped too). An exception, a time-out or a non-number is ``Score.error`` with the
 traceback kept (OpenAI scores these 0; we never hide them). That includes a limit hit by
 model-written code that the grader runs (a time-out, ``os._exit``, a crash): in a ``python``
@@ -66,6 +67,20 @@ class PythonGrader(Grader):
             returned = decode(result.value)
         except Malformed as exc:
             returned = exc
+        passed_by_grader: bool | None = None
+        reason = ""
+        if isinstance(returned, dict):  # {"score": x, "passed": bool, "reason": str}
+            unknown = sorted(str(k) for k in returned if k not in ("score", "passed", "reason"))
+            passed_by_grader = returned.get("passed")
+            if unknown or "score" not in returned or (
+                    passed_by_grader is not None and type(passed_by_grader) is not bool):
+                return Score(value=None, status="error", name=self.name,
+                             confinement=result.confinement,
+                             explanation="grade() returned a dict: it takes 'score' (a number), "
+                             "'passed' (True/False) and 'reason' only, got "
+                             f"{returned!r:.200}")
+            reason = str(returned.get("reason") or "")[:1000]
+            returned = returned["score"]
         value = number(returned)
         if value is None:
             return Score(value=None, status="error", name=self.name, confinement=result.confinement,
@@ -77,7 +92,11 @@ class PythonGrader(Grader):
         else:
             shown = f"{value:g}"
         why = f"grade() = {shown}" + (f", clamped to {clamped:g}" if clamped != value else "")
+        if reason:
+            why += f": {reason}"
         passed = clamped >= self.pass_threshold if self.pass_threshold is not None else None
+        if passed_by_grader is not None:  # the grader's own verdict, as promptfoo's pass
+            passed = passed_by_grader
         return Score(value=clamped, passed=passed, name=self.name, explanation=why,
                      confinement=result.confinement)
 

@@ -376,10 +376,11 @@ def grade(sample, item):
     variables = {k: v for k, v in item.items() if k not in hidden}
     context = {"vars": variables, "test": {"vars": variables}, "prompt": None, "config": {}}
     result = get_assert(output, context)
-    if isinstance(result, dict):  # a GradingResult: {pass, score, reason}
-        if result.get("score") is not None:
-            return float(result["score"])
-        return 1.0 if result.get("pass") else 0.0
+    if isinstance(result, dict):  # a GradingResult: {pass, score, reason}; pass is the verdict
+        passed = bool(result.get("pass", result.get("pass_", False)))
+        score = result.get("score")
+        return {"score": float(score) if score is not None else (1.0 if passed else 0.0),
+                "passed": passed, "reason": str(result.get("reason") or "")}
     return float(result)
 """.replace("{hidden}", repr(_RESERVED))
 
