@@ -31,7 +31,7 @@ CONVERSATIONS = [
     {"system": "Answer briefly.", "turns": [("user", "Capital of Australia?"),
                                             ("assistant", "Sydney."),
                                             ("user", "Are you sure?")],
-     "answer": "Yes, Sydney.", "feedback": (1, "wrong: it is Canberra")},
+     "answer": "Yes, Sydney.", "feedback": (0, "wrong: it is Canberra")},
 ]
 
 
@@ -142,7 +142,7 @@ def test_both_attribute_styles_give_identical_items(tmp_path: Path, capsys) -> N
     assert tool["reference_tool_calls"] == [{"id": "call_1", "type": "function", "function": {
         "name": "get_weather", "arguments": '{"city": "Oslo"}'}}]
     rated = by_span[f"{TRACE}:{SPANS[2]}"]
-    assert "feedback:negative" in rated["tags"]  # a 1 on a 1-5 scale
+    assert "feedback:negative" in rated["tags"]  # a 0 on the conventions' 0-1 scale
     assert rated["provenance"]["feedback"]["comment"] == "wrong: it is Canberra"
     assert [m["role"] for m in rated["messages"]] == ["system", "user", "assistant", "user"]
     assert any("carry no messages" in p["reason"] for p in new["skipped"])
@@ -246,3 +246,30 @@ def test_openinference_spans_give_the_same_items(tmp_path: Path, capsys) -> None
     assert by_span[f"{TRACE}:{SPANS[1]}"].pop("tools") == [tool]
     assert oi_items == new_items
     assert any("carry no messages" in p["reason"] for p in oi["skipped"])
+
+
+@pytest.mark.parametrize("events,rating", [
+    ([(1, 1.0, None)], "positive"),  # 1.0 is a full score on a 0-1 scale, not a 1 of 5
+    ([(1, 0.2, None)], "negative"),
+    ([(1, 2.0, None)], 2.0),  # above 1: a 1-5 scale (2 is negative there)
+    ([(1, 1.0, "thumbs_down")], "thumbs_down"),  # a thumbs label wins over the value
+    ([(1, 0.0, None), (5, 1.0, None), (3, 0.0, None)], "positive"),  # the latest event
+])
+def test_feedback_scale_and_latest_event(events, rating) -> None:
+    from google.protobuf.json_format import ParseDict
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+    from posttrain.usage.logs import rating_label
+    from posttrain.usage.otel import _feedback
+
+    span = ParseDict({"events": [
+        {"timeUnixNano": str(t), "name": "gen_ai.evaluation.result", "attributes": [
+            _attr("gen_ai.evaluation.name", "user_feedback"),
+            {"key": "gen_ai.evaluation.score.value", "value": {"doubleValue": v}},
+            *([_attr("gen_ai.evaluation.score.label", label)] if label else [])]}
+        for t, v, label in events]}, Span())
+    feedback = _feedback(span)
+    assert feedback is not None and feedback["rating"] == rating
+    assert rating_label(feedback["rating"]) == ("positive" if rating == "positive" else
+                                                "negative")
+    assert feedback.get("events", 1) == len(events)

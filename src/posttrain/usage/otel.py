@@ -24,8 +24,9 @@ All three give the same record for the same conversation. The record's id and ``
 ``TRACE_ID:SPAN_ID`` (hex, as written; ``trace`` is kept unredacted in the item's provenance),
 so grades exported later (``posttrain export otel``) attach to the span.
 User feedback recorded on the span as a ``gen_ai.evaluation.result`` event whose
-``gen_ai.evaluation.name`` mentions feedback becomes the record's feedback (``score.value`` or
-``score.label`` the rating, ``explanation`` the comment). Spans without messages (content
+``gen_ai.evaluation.name`` mentions feedback becomes the record's feedback (the latest such
+event when there are several; a thumbs ``score.label`` the rating, else ``score.value``, on a
+0-1 scale when in [0, 1] and 1-5 above; ``explanation`` the comment). Spans without messages (content
 capture off) are counted and reported, never guessed.
 """
 
@@ -239,19 +240,52 @@ def _is_llm_span(attrs: dict[str, Any]) -> bool:
             or attrs.get("openinference.span.kind") == "LLM")
 
 
+_PASS_WORDS = {"pass": "positive", "passed": "positive", "fail": "negative",
+               "failed": "negative"}
+
+
 def _feedback(span: Any) -> dict[str, Any] | None:
-    for event in span.events:
+    """The span's latest user-feedback event (by its time; the last written on a tie), as a
+    rating: a label that is a thumbs word (``positive``, ``thumbs_down``, ``pass``...) wins;
+    else ``score.value``, read on a 0-1 scale when it lies in [0, 1] (0.5 and up positive: the
+    conventions' evaluation scores are shares) and on a 1-5 scale when above 1. How many
+    feedback events the span had is kept (``events``)."""
+    from posttrain.usage.logs import rating_label
+
+    found: list[tuple[int, int, dict[str, Any]]] = []
+    for order, event in enumerate(span.events):
         if event.name != "gen_ai.evaluation.result":
             continue
         attrs = _attributes(event.attributes)
         if "feedback" not in str(attrs.get("gen_ai.evaluation.name", "")).lower():
             continue
-        rating = attrs.get("gen_ai.evaluation.score.value")
-        if rating is None:
-            rating = attrs.get("gen_ai.evaluation.score.label")
-        return {"rating": rating, "comment": attrs.get("gen_ai.evaluation.explanation"),
-                "correction": None}
-    return None
+        found.append((int(event.time_unix_nano or 0), order, attrs))
+    if not found:
+        return None
+    attrs = max(found, key=lambda t: (t[0], t[1]))[2]
+    value = attrs.get("gen_ai.evaluation.score.value")
+    label = attrs.get("gen_ai.evaluation.score.label")
+    rating: Any = None
+    scale = None
+    if isinstance(label, str) and label.strip():
+        word = _PASS_WORDS.get(label.strip().lower(), label.strip().lower())
+        try:
+            float(word)
+        except ValueError:
+            if rating_label(word) is not None:
+                rating, scale = word, "label"
+    if rating is None and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if 0 <= value <= 1:
+            rating, scale = ("positive" if value >= 0.5 else "negative"), "0-1"
+        else:
+            rating, scale = value, "1-5"
+    if rating is None:
+        rating = value if value is not None else label
+    out = {"rating": rating, "comment": attrs.get("gen_ai.evaluation.explanation"),
+           "correction": None, "score": value, "label": label, "scale": scale}
+    if len(found) > 1:
+        out["events"] = len(found)
+    return {k: v for k, v in out.items() if v is not None or k in ("comment", "correction")}
 
 
 def _documents(path: Path) -> list[tuple[int, Any]]:
