@@ -358,3 +358,19 @@ def test_a_python_grading_result_keeps_its_pass(tmp_path: Path) -> None:
     assert (good.value, good.passed) == (0.7, True) and "city" in (good.explanation or "")
     bad = grader.grade({"output_text": "Lyon"}, {"q": "a"})
     assert (bad.value, bad.passed) == (0.9, False)
+
+
+def test_csv_expected_python_and_javascript_prefixes_are_not_equals(tmp_path: Path) -> None:
+    (tmp_path / "tests.csv").write_text(
+        "q,__expected\na,python: len(output) < 10\nb,javascript: output === 'y'\n"
+        "c,fn:output.length > 1\nd,plain\n")
+    config = tmp_path / "promptfooconfig.yaml"
+    config.write_text("prompts: ['{{q}}']\nproviders: [openai:gpt-4.1-mini]\n"
+                      "tests: file://tests.csv\n")
+    result = import_promptfoo(config, tmp_path / "pf")
+    rows = [json.loads(line) for line in (tmp_path / "pf" / "items.jsonl").open()]
+    kinds = [[a["type"] for a in row["assert"]] for row in rows]
+    assert kinds == [[], [], [], ["equals"]]  # no literal equals on the code
+    assert any("2 'javascript' assertion(s) not carried over" in line
+               for line in result.not_mapped)
+    assert any("python assertion(s) on 1 of 4 tests" in line for line in result.not_mapped)

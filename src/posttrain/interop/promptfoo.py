@@ -322,7 +322,9 @@ def _csv_test(row: dict[str, str]) -> dict[str, Any]:
 
 
 def _expected(value: str) -> dict[str, Any]:
-    """A CSV ``__expected`` cell: ``TYPE: VALUE`` for the types that read so, else equals."""
+    """A CSV ``__expected`` cell: ``TYPE: VALUE`` for the types that read so, ``python:`` a
+    python assertion, ``javascript:`` / ``fn:`` a javascript one (not carried
+    over), else equals."""
     for prefix in ("not-", ""):
         for kind in ("contains-any", "contains-all", "icontains-any", "icontains-all",
                      "icontains", "contains", "starts-with", "regex", "levenshtein",
@@ -333,6 +335,11 @@ def _expected(value: str) -> dict[str, Any]:
                 return {"type": tag, "value": rest}
     if value.startswith("grade:"):
         return {"type": "llm-rubric", "value": value[6:].strip()}
+    if value.startswith("python:"):  # an expression over output: a python assertion
+        return {"type": "python", "value": value[7:].strip()}
+    for prefix in ("javascript:", "fn:"):  # JavaScript: listed, never an equals
+        if value.startswith(prefix):
+            return {"type": "javascript", "value": value[len(prefix):].strip()}
     return {"type": "equals", "value": value}
 
 
