@@ -374,3 +374,34 @@ def test_csv_expected_python_and_javascript_prefixes_are_not_equals(tmp_path: Pa
     assert any("2 'javascript' assertion(s) not carried over" in line
                for line in result.not_mapped)
     assert any("python assertion(s) on 1 of 4 tests" in line for line in result.not_mapped)
+
+
+def test_array_vars_expand_to_one_test_per_value_as_promptfoo_does(tmp_path: Path) -> None:
+    config = tmp_path / "promptfooconfig.yaml"
+    config.write_text(
+        "prompts: ['{{lang}}: {{text}}']\nproviders: [openai:gpt-4.1-mini]\ntests:\n"
+        "  - vars: {lang: [French, German], text: [hi, bye], tags: [1, 2]}\n"
+        "    assert: [{type: icontains, value: '{{text}}'}]\n"
+        "  - vars: {lang: [Spanish, Italian]}\n    options: {disableVarExpansion: true}\n")
+    result = import_promptfoo(config, tmp_path / "pf")
+    rows = [json.loads(line) for line in (tmp_path / "pf" / "items.jsonl").open()]
+    assert result.items == 5
+    assert [(r["lang"], r.get("text")) for r in rows[:4]] == [
+        ("French", "hi"), ("French", "bye"), ("German", "hi"), ("German", "bye")]
+    assert rows[0]["tags"] == [1, 2]  # a list of non-strings is one value
+    assert rows[1]["assert"] == [{"type": "icontains", "value": "bye"}]
+    assert rows[4]["lang"] == ["Spanish", "Italian"]
+    assert len({r["id"] for r in rows}) == 5
+
+
+def test_test_vars_from_a_file(tmp_path: Path) -> None:
+    (tmp_path / "vars1.yaml").write_text("question: 2+2\nans: '4'\n")
+    (tmp_path / "bad.yaml").write_text("- a\n- b\n")
+    config = tmp_path / "promptfooconfig.yaml"
+    config.write_text("prompts: ['{{question}}']\nproviders: [openai:gpt-4.1-mini]\ntests:\n"
+                      "  - vars: file://vars1.yaml\n    assert: [{type: equals, value: '4'}]\n")
+    import_promptfoo(config, tmp_path / "pf")
+    rows = [json.loads(line) for line in (tmp_path / "pf" / "items.jsonl").open()]
+    assert (rows[0]["question"], rows[0]["ans"]) == ("2+2", "4")
+    config.write_text(config.read_text().replace("vars1", "bad"))
+    assert main(["import", "promptfoo", str(config), "-o", str(tmp_path / "pf2")]) == 2

@@ -361,7 +361,30 @@ def _render(value: Any, variables: dict[str, Any]) -> Any:
     return value
 
 
+def _var_combinations(variables: dict[str, Any]) -> list[dict[str, Any]]:
+    """promptfoo's var expansion (its evaluator's ``generateVarCombinations``): a var whose
+    value is a list of strings makes one test per value, across such vars the cartesian
+    product in var order; a list of anything else stays one value."""
+    combos: list[dict[str, Any]] = [{}]
+    for key, value in variables.items():
+        values = value if isinstance(value, list) and value and isinstance(value[0], str) \
+            else [value]
+        combos = [{**combo, key: v} for combo in combos for v in values]
+    return combos
+
+
 def _vars(raw: Any, ctx: _Ctx, where: str) -> dict[str, Any]:
+    if isinstance(raw, str) and raw.startswith("file://"):  # vars: file://vars.yaml
+        from posttrain.loaders import yaml12
+
+        target = ctx.file_ref(raw, f"{where}.vars")
+        raw = yaml12.load_file(target, what="vars file")[0]  # bad YAML: one line, its line
+        if not isinstance(raw, dict):
+            raise ctx.error(f"{target.name}: vars from a file are a mapping of name: value",
+                            f"{where}.vars")
+    elif raw is not None and not isinstance(raw, dict):
+        raise ctx.error("vars are a mapping of name: value (or file://VARS.yaml)",
+                        f"{where}.vars")
     out: dict[str, Any] = {}
     for key, value in (raw or {}).items():
         if isinstance(value, str) and value.startswith("file://"):
@@ -463,7 +486,8 @@ def import_promptfoo(config_file: str | Path, out_dir: str | Path, *,
     judged_on: dict[str, int] = {}  # judged assertion type -> tests that have one
     skipped_types: dict[str, int] = {}
     tools_call_asserts = 0
-    for position, (where, test) in enumerate(tests):
+    expanded: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    for where, test in tests:
         for key in sorted(set(test) - _TEST_KEYS - {"_unknown_columns"}):
             ctx.note(f"{where}.{key}", "not read: unknown test field")
         for column in test.get("_unknown_columns", []):
@@ -473,6 +497,11 @@ def import_promptfoo(config_file: str | Path, out_dir: str | Path, *,
             if reserved in variables:
                 raise ctx.error(f"a var named {reserved!r} collides with the field posttrain "
                                 "keeps for the test; rename the var", f"{where}.vars")
+        options = {**(default.get("options") or {}), **(test.get("options") or {})}
+        combos = [variables] if options.get("disableVarExpansion") \
+            else _var_combinations(variables)
+        expanded += [(where, test, combo) for combo in combos]
+    for position, (where, test, variables) in enumerate(expanded):
         asserts: list[dict[str, Any]] = []
         judged: dict[str, Any] = {}
         for index, spec in enumerate([*(default.get("assert") or []),
