@@ -419,3 +419,21 @@ def test_a_rescored_or_finished_log_with_the_same_eval_id_is_a_new_run(tmp_path:
     assert third["runs"][0]["new"] is True
     assert third["runs"][0]["run_id"] != second["runs"][0]["run_id"]
     assert _import(done, store=tmp_path / "s.db", capsys=capsys)["runs"][0]["new"] is False
+
+
+def test_export_of_an_imported_log_with_nan_scores(tmp_path: Path, capsys) -> None:
+    source = _write_log(tmp_path / "a.eval", "openai/gpt-4o-mini", RIGHT_A)
+    log = read_eval_log(str(source))
+    assert log.samples is not None and log.results is not None
+    log.samples[0].scores["match"].value = float("nan")
+    log.samples[1].scores["judge"].value = {"correct": float("nan"), "style": 0.5}
+    write_eval_log(log, str(source))
+    run = _import(source, store=tmp_path / "s.db", capsys=capsys)["runs"][0]
+    back = tmp_path / "back.eval"
+    assert main(["export", "inspect-log", run["run_id"], "-o", str(back), "--store",
+                 str(tmp_path / "s.db")]) == 0
+    again = read_eval_log(str(back))
+    assert again.samples is not None
+    value = again.samples[0].scores["match"].value
+    assert isinstance(value, float) and value != value  # NaN, as Inspect wrote it
+    assert again.samples[1].scores["judge"].value["style"] == 0.5

@@ -641,10 +641,47 @@ def _request_messages(run: Any) -> Any:
     return render
 
 
+def _nan_back(value: Any) -> Any:
+    """A score value as Inspect had it: the stored answer's JSON wrote NaN as null (a value
+    Inspect never holds), so null is NaN again, in a dict or list value too."""
+    if value is None:
+        return float("nan")
+    if isinstance(value, dict):
+        return {k: _nan_back(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_back(v) for v in value]
+    return value
+
+
+def _inspect_score(score_type: Any, raw: dict[str, Any], item_id: str) -> Any:
+    from pydantic import ValidationError
+
+    try:
+        return score_type.model_validate({**raw, "value": _nan_back(raw.get("value"))})
+    except ValidationError as exc:
+        first = exc.errors()[0] if exc.errors() else {}
+        raise UserError(f"item {item_id}: a stored Inspect score is not one Inspect takes "
+                        f"({first.get('msg', 'invalid')}: {str(raw.get('value'))[:80]})"
+                        ) from None
+
+
 def export_inspect_log(store: str | Path, run_ref: str, out: str | Path) -> dict[str, Any]:
     """Write the stored run ``run_ref`` as an Inspect log (``.eval`` or ``.json`` by
-    ``out``'s suffix)."""
+    ``out``'s suffix); a value Inspect's models refuse is one line, never a traceback."""
     require_inspect()
+    from pydantic import ValidationError
+
+    try:
+        return _export_inspect_log(store, run_ref, out)
+    except ValidationError as exc:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise UserError(f"run {run_ref}: Inspect refuses a value of this run ({exc.title}"
+                        f"{'.' + where if where else ''}: {first.get('msg', 'invalid')}; "
+                        f"got {str(first.get('input'))[:80]})") from None
+
+
+def _export_inspect_log(store: str | Path, run_ref: str, out: str | Path) -> dict[str, Any]:
     from inspect_ai.log import (
         EvalConfig,
         EvalDataset,
@@ -716,7 +753,8 @@ def export_inspect_log(store: str | Path, run_ref: str, out: str | Path) -> dict
                 completion.get("finish_reason") or "", "unknown"))] if s.completion else [],
             usage=usage if s.completion else None, time=s.latency_s)
         if meta.get("scores") is not None:
-            scores = {k: InspectScore.model_validate(v) for k, v in meta["scores"].items()}
+            scores = {k: _inspect_score(InspectScore, v, s.item_id)
+                      for k, v in meta["scores"].items()}
         else:
             scores = {}
             for name, grade in s.grades.items():
