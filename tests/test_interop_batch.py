@@ -205,8 +205,9 @@ def test_import_batch_input_and_results(tmp_path: Path, capsys) -> None:
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["items"] == 3 and result["models"] == ["gpt-4.1-mini"]
-    assert any("body.store: not read: unknown request body field" in w
+    assert any("body.store: not carried over: whether OpenAI keeps" in w
                for w in result["warnings"])
+    assert not any("unknown" in w for w in result["warnings"])
     rows = [json.loads(line) for line in (tmp_path / "ev" / "items.jsonl").open()]
     assert rows[0] == {"id": "q1", "messages": INPUT[0]["body"]["messages"]}
     assert "temperature: 0" in (tmp_path / "ev" / "eval.yaml").read_text()
@@ -287,3 +288,29 @@ def test_each_run_submits_its_batch_at_once(tmp_path: Path, held: BatchStub, cap
     runs = {r["variant"]: r for r in json.loads(capsys.readouterr().out)["runs"]}
     assert set(runs) == {"default", "terse"}
     assert all((r["n"], r["errors"]) == (4, 1) for r in runs.values())
+
+
+def test_batch_tools_are_carried_and_n_is_named_as_not_carried(tmp_path: Path,
+                                                                capsys) -> None:
+    from posttrain.eval import load_eval
+
+    tool = {"type": "function", "function": {"name": "weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}}
+    lines = [{"custom_id": f"q{i}", "method": "POST", "url": "/v1/chat/completions",
+              "body": {"model": "gpt-4.1-mini", "tools": [tool], "tool_choice": "auto",
+                       "n": 2, "messages": [{"role": "user", "content": f"Weather {i}?"}]}}
+             for i in (1, 2)]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    (tmp_path / "g.yaml").write_text("{type: string_check, name: exact, input: "
+                                     "\"{{sample.output_text}}\", reference: x, "
+                                     "operation: eq}\n")
+    assert main(["import", "openai-batch", str(tmp_path / "in.jsonl"), "--graders",
+                 str(tmp_path / "g.yaml"), "-o", str(tmp_path / "ev"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert any("body.n: not carried over: posttrain asks for one answer per request" in w
+               for w in result["warnings"])
+    assert not any("did you mean" in w for w in result["warnings"])
+    eval_ = load_eval(tmp_path / "ev" / "eval.yaml")
+    text = (tmp_path / "ev" / "eval.yaml").read_text()
+    assert "weather" in text and "tool_choice: auto" in text
+    assert eval_.tools and eval_.tools[0]["function"]["name"] == "weather"

@@ -245,8 +245,34 @@ def _error(execution: Any, item: Any, epoch: int, reason: str) -> None:
 _LINE_KEYS = {"custom_id", "method", "url", "body"}
 _BODY_KEYS = {"model", "messages", "temperature", "max_tokens", "max_completion_tokens",
               "top_p", "seed", "stop", "tools", "tool_choice", "response_format",
-              "reasoning_effort", "input", "instructions", "max_output_tokens", "text"}
-_SAMPLING = ("temperature", "max_tokens", "top_p", "seed", "stop", "reasoning_effort")
+              "reasoning_effort", "input", "instructions", "max_output_tokens", "text",
+              "presence_penalty", "frequency_penalty", "parallel_tool_calls", "logprobs",
+              "top_logprobs", "logit_bias", "service_tier", "verbosity", "user"}
+_SAMPLING = ("temperature", "max_tokens", "top_p", "seed", "stop", "reasoning_effort",
+             "presence_penalty", "frequency_penalty", "parallel_tool_calls", "logprobs",
+             "top_logprobs", "logit_bias", "service_tier", "verbosity", "user")
+_REQUEST = ("tools", "tool_choice", "response_format")
+#: real OpenAI request fields posttrain does not carry over, and why
+_NOT_CARRIED = {
+    "n": "posttrain asks for one answer per request (for several answers per item, run "
+         "with --epochs N)",
+    "store": "whether OpenAI keeps the completion is OpenAI's setting; posttrain stores every "
+             "answer itself",
+    "metadata": "OpenAI's request metadata is not a posttrain setting",
+    "stream": "a batch request is never streamed",
+    "stream_options": "a batch request is never streamed",
+    "modalities": "posttrain reads text answers",
+    "audio": "posttrain reads text answers",
+    "prediction": "predicted outputs are not a posttrain setting",
+    "prompt_cache_key": "OpenAI's cache routing is not a posttrain setting",
+    "safety_identifier": "OpenAI's abuse-monitoring id is not a posttrain setting",
+    "web_search_options": "posttrain does not run OpenAI's web search",
+    "previous_response_id": "each item is a conversation of its own",
+    "truncation": "not a posttrain setting",
+    "include": "not a posttrain setting",
+    "background": "not a posttrain setting",
+    "reasoning": "write it as reasoning_effort (only the effort is carried over)",
+}
 
 
 def _messages_of(body: dict[str, Any], source: Any, where: str) -> list[dict[str, Any]]:
@@ -271,6 +297,23 @@ def _messages_of(body: dict[str, Any], source: Any, where: str) -> list[dict[str
     raise source.error("a chat completions body has messages (a Responses body: input)", where)
 
 
+def _chat_tools(tools: Any) -> Any:
+    """A Responses body's flat function tools ({type, name, parameters}) in chat
+    completions' form ({type, function: {name, parameters}}); chat tools as they are."""
+    if not isinstance(tools, list):
+        return tools
+    out = []
+    for tool in tools:
+        if isinstance(tool, dict) and tool.get("type") == "function" and "function" not in tool \
+                and "name" in tool:
+            out.append({"type": "function", "function": {
+                k: v for k, v in tool.items() if k in ("name", "description", "parameters",
+                                                       "strict")}})
+        else:
+            out.append(tool)
+    return out
+
+
 def import_batch(input_file: str | Path, out_dir: str | Path, *,
                  results: str | Path | None = None, graders: str | Path | None = None,
                  store: str | Path | None = None) -> dict[str, Any]:
@@ -283,6 +326,7 @@ def import_batch(input_file: str | Path, out_dir: str | Path, *,
     rows = []
     models: set[str] = set()
     samplings: list[dict[str, Any]] = []
+    requests: list[dict[str, Any]] = []
     seen: set[str] = set()
     for data, source in read_records(Path(input_file), "batch input file"):
         if not isinstance(data, dict):
@@ -301,7 +345,13 @@ def import_batch(input_file: str | Path, out_dir: str | Path, *,
         body = data.get("body")
         if not isinstance(body, dict):
             raise source.error("required: the request body", "body")
-        notes.unknown(source, "body.", body, _BODY_KEYS, "request body")
+        for key in body:
+            if key in _NOT_CARRIED:
+                notes.warn(source, f"body.{key}", f"not carried over: {_NOT_CARRIED[key]}")
+        notes.unknown(source, "body.", {k: v for k, v in body.items() if k not in _NOT_CARRIED},
+                      _BODY_KEYS | set(_NOT_CARRIED), "request body")
+        requests.append({k: _chat_tools(body[k]) if k == "tools" else body[k]
+                         for k in _REQUEST if k in body})
         if body.get("model"):
             models.add(str(body["model"]))
         samplings.append({k: body[k] for k in _SAMPLING if k in body} |
@@ -318,6 +368,12 @@ def import_batch(input_file: str | Path, out_dir: str | Path, *,
     elif any(samplings):
         notes.warn(None, "body", "lines set different sampling; posttrain's is one per eval or "
                    "variant: none was kept (set sampling: in eval.yaml)")
+    if all(r == requests[0] for r in requests) and requests[0]:
+        spec.update(requests[0])  # the eval's tools / tool_choice / response_format
+    elif any(requests):
+        differ = sorted({k for r in requests for k in r})
+        notes.warn(None, "body", f"lines set different {' / '.join(differ)}; posttrain sets "
+                   "them once per eval: none was carried over (set them in eval.yaml)")
     if graders is not None:
         from posttrain.loaders import yaml12
 
