@@ -130,3 +130,30 @@ def test_without_datasets_an_hf_dataset_is_one_line(tmp_path: Path, capsys,
     path = _eval(tmp_path, "hf://org/capitals?split=test")
     assert main(["eval", str(path), "--model", "openai:x"]) == 2
     assert "pip install 'posttrain[hf]'" in capsys.readouterr().err
+
+
+def test_export_a_run_whose_items_have_posttrain_column_names(tmp_path: Path, capsys) -> None:
+    from posttrain.runner.store import Store
+    from posttrain.types import Completion, Item, Score
+
+    store = tmp_path / "s.db"
+    data = {"id": "q1", "question": "Capital of France?", "output": "Paris", "score": 5,
+            "model": "human"}
+    with Store(store) as db:
+        run = db.create_run(run_key="k", eval_name="capitals", eval_path=None, eval_hash="h",
+                            model="openai:gpt-4.1-mini", variant="default", epochs=1,
+                            config={"grader_names": ["exact"], "primary": None},
+                            items=[Item(id="q1", data=data)])
+        db.record_sample(run.id, "q1", 0, completion=Completion(
+            text="Lyon", input_tokens=9, output_tokens=1, latency_s=0.2),
+            request_key=None, attempts=1, scores=[Score(value=0.0, passed=False, name="exact")])
+        db.finish_run(run.id)
+    out = tmp_path / "run"
+    assert main(["export", "hf", run.id, "-o", str(out), "--store", str(store)]) == 0
+    err = capsys.readouterr().err
+    assert "item field 'output' is also a posttrain column" in err
+    (row,) = [json.loads(x) for x in (out / "data" / "test.jsonl").open()]
+    assert (row["output"], row["score"], row["model"]) == ("Paris", 5, "human")
+    assert (row["posttrain_output"], row["posttrain_score"], row["posttrain_model"]) == \
+        ("Lyon", 0.0, "openai:gpt-4.1-mini")
+    assert "status" in row and "posttrain_status" not in row

@@ -221,6 +221,7 @@ def run_export_hf(args: argparse.Namespace) -> int:
     from posttrain.interop.hf_dataset import export_hf
 
     result = export_hf(args.source, args.out, store=args.store, split=args.split)
+    _warn(result["warnings"])
     print(f"wrote {result['folder']} ({result['rows']} rows, split {result['split']}; card "
           "README.md): load_dataset() reads it, huggingface-cli upload publishes it")
     return 0

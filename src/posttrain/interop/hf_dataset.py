@@ -34,7 +34,11 @@ def _eval_rows(eval_file: Path) -> tuple[str, list[dict[str, Any]], str]:
     return eval_.name, rows, text
 
 
-def _run_rows(store: Path, ref: str) -> tuple[str, list[dict[str, Any]], str]:
+_RUN_COLUMNS = ("epoch", "model", "variant", "output", "status", "score", "passed", "error",
+                "input_tokens", "output_tokens", "cost_usd", "grades")
+
+
+def _run_rows(store: Path, ref: str) -> tuple[str, list[dict[str, Any]], str, list[str]]:
     from posttrain.analysis.report import summarize
     from posttrain.analysis.results import load_results
     from posttrain.runner.store import Store
@@ -47,19 +51,25 @@ def _run_rows(store: Path, ref: str) -> tuple[str, list[dict[str, Any]], str]:
         results = load_results(db, run)
     summary = summarize(results)
     items = results.items_by_id
+    # an item field named as one of posttrain's columns keeps its name; posttrain's column is
+    # then written as posttrain_NAME (never one overwriting the other)
+    fields = {k for item in results.items for k in item.data if k != "id"}
+    clash = sorted(fields & set(_RUN_COLUMNS))
     rows = []
     for s in results.samples:
         item = items.get(s.item_id)
         data = dict(item.data) if item is not None else {}
         data.pop("id", None)
-        row: dict[str, Any] = {"id": s.item_id, "epoch": s.epoch, **data,
-                               "model": run.model, "variant": run.variant,
-                               "output": s.output_text, "status": s.status,
-                               "score": s.value, "passed": s.passed,
-                               "error": s.error, "input_tokens": s.input_tokens,
-                               "output_tokens": s.output_tokens, "cost_usd": s.cost_usd}
-        row["grades"] = {name: {"value": g.value, "passed": g.passed, "status": g.status,
-                                "explanation": g.explanation} for name, g in s.grades.items()}
+        ours: dict[str, Any] = {
+            "epoch": s.epoch, "model": run.model, "variant": run.variant,
+            "output": s.output_text, "status": s.status, "score": s.value,
+            "passed": s.passed, "error": s.error, "input_tokens": s.input_tokens,
+            "output_tokens": s.output_tokens, "cost_usd": s.cost_usd,
+            "grades": {name: {"value": g.value, "passed": g.passed, "status": g.status,
+                              "explanation": g.explanation} for name, g in s.grades.items()}}
+        row: dict[str, Any] = {"id": s.item_id, **data}
+        for key, value in ours.items():
+            row[f"posttrain_{key}" if key in clash else key] = value
         rows.append(row)
     ci = (f" [95% CI {summary['ci_low']:.3f}, {summary['ci_high']:.3f}]"
           if summary["ci_low"] is not None else "")
@@ -69,7 +79,11 @@ def _run_rows(store: Path, ref: str) -> tuple[str, list[dict[str, Any]], str]:
             f"posttrain score {score}{ci} ({summary['ci_method']}); every sample counts, a "
             f"failed request or an ungraded answer as 0: {summary['errors']} errors, "
             f"{summary['unscored']} unscored. Coverage {summary['coverage']}.")
-    return f"{run.eval_name}-{run.model}", rows, text
+    if clash:
+        text += ("\n\nThe items have fields named as posttrain's columns ("
+                 + ", ".join(clash) + "): they keep their names, and posttrain's are "
+                 + ", ".join(f"posttrain_{c}" for c in clash) + ".")
+    return f"{run.eval_name}-{run.model}", rows, text, clash
 
 
 def export_hf(source: str, out_dir: str | Path, *, store: str | Path = "posttrain.db",
@@ -80,11 +94,12 @@ def export_hf(source: str, out_dir: str | Path, *, store: str | Path = "posttrai
     path = Path(source)
     if path.suffix in (".yaml", ".yml", ".json") and path.is_file():
         name, rows, text = _eval_rows(path.resolve())
+        clash: list[str] = []
     else:
         if not Path(store).is_file():
             raise UserError(f"{source} is no eval file, and there is no store to find a run "
                             "in", file=Path(store).resolve())
-        name, rows, text = _run_rows(Path(store), source)
+        name, rows, text, clash = _run_rows(Path(store), source)
     out = Path(out_dir).resolve()
     data = out / "data" / f"{split}.jsonl"
     data.parent.mkdir(parents=True, exist_ok=True)
@@ -99,4 +114,7 @@ def export_hf(source: str, out_dir: str | Path, *, store: str | Path = "posttrai
             "Load it: `datasets.load_dataset(\"PATH\")`, or in a posttrain eval file "
             f"`dataset: hf://OWNER/NAME?split={split}`.", ""]
     (out / "README.md").write_text("\n".join(card), encoding="utf-8")
-    return {"folder": str(out), "rows": len(rows), "split": split, "data": str(data)}
+    warnings = [f"item field {c!r} is also a posttrain column: the item's keeps the name, "
+                f"posttrain's is posttrain_{c}" for c in clash]
+    return {"folder": str(out), "rows": len(rows), "split": split, "data": str(data),
+            "warnings": warnings}
