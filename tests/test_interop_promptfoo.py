@@ -405,3 +405,32 @@ def test_test_vars_from_a_file(tmp_path: Path) -> None:
     assert (rows[0]["question"], rows[0]["ans"]) == ("2+2", "4")
     config.write_text(config.read_text().replace("vars1", "bad"))
     assert main(["import", "promptfoo", str(config), "-o", str(tmp_path / "pf2")]) == 2
+
+
+@pytest.mark.parametrize("assertion,line,message", [
+    ("{type: regex, value: '([a-z'}", 6, "regex /([a-z/ does not compile"),
+    ("{type: is-json, value: {type: 12}}", 6, "is-json: not a JSON schema"),
+    ("{type: equals}", 6, "equals needs a value"),
+    ("{type: contains, value: x, weight: heavy}", 6, "weight must be a number"),
+])
+def test_a_bad_assertion_is_one_line_at_import(tmp_path: Path, capsys, assertion, line,
+                                               message) -> None:
+    config = tmp_path / "promptfooconfig.yaml"
+    config.write_text("prompts: ['{{q}}']\nproviders: [openai:gpt-4.1-mini]\ntests:\n"
+                      "  - vars: {q: a}\n    assert:\n"
+                      f"      - {assertion}\n")
+    assert main(["import", "promptfoo", str(config), "-o", str(tmp_path / "pf")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{config}:{line}:" in err[0] and message in err[0]
+    assert not (tmp_path / "pf" / "eval.yaml").exists()
+
+
+def test_an_assertion_label_names_defaulttest_or_the_tests_own_index(tmp_path: Path) -> None:
+    config = tmp_path / "promptfooconfig.yaml"
+    config.write_text("prompts: ['{{q}}']\nproviders: [openai:gpt-4.1-mini]\n"
+                      "defaultTest:\n  assert: [{type: contains, value: a}, "
+                      "{type: contains, value: b}]\n"
+                      "tests:\n  - vars: {q: a}\n    assert: [{type: python, value: 'True'}]\n"
+                      "  - vars: {q: b}\n")
+    result = import_promptfoo(config, tmp_path / "pf")
+    assert any("tests[0].assert[0]" in line for line in result.not_mapped)

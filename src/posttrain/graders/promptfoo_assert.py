@@ -82,6 +82,47 @@ def _as_list(value: Any) -> list[str]:
     return [v.strip() for v in str(value).split(",")] if value is not None else []
 
 
+_NEEDS_VALUE = ("equals", "contains", "icontains", "contains-any", "contains-all",
+                "icontains-any", "icontains-all", "starts-with", "regex", "levenshtein",
+                "similar", "rouge-n", "bleu")
+
+
+def problem(spec: dict[str, Any]) -> tuple[str, str] | None:
+    """(field, what is wrong) of an assertion that could never be checked as written (no
+    value, a regex that does not compile, a JSON schema that is not one, a weight or
+    threshold that is not a number); None when it can be."""
+    kind, _ = base_type(str(spec.get("type")))
+    value = spec.get("value")
+    if kind in _NEEDS_VALUE and (value is None or value == "" or value == []):
+        return "value", f"{spec.get('type')} needs a value"
+    for key in ("weight", "threshold"):
+        number = spec.get(key)
+        if number is not None and (isinstance(number, bool)
+                                   or not isinstance(number, (int, float))):
+            return key, f"{key} must be a number, got {number!r}"
+    if kind == "regex":
+        try:
+            re.compile(str(value))
+        except re.error as exc:
+            return "value", f"regex /{value}/ does not compile: {exc}"
+    if kind in ("is-json", "contains-json") and value not in (None, ""):
+        import jsonschema
+
+        schema = value
+        if isinstance(schema, str):
+            try:
+                schema = json.loads(schema)
+            except json.JSONDecodeError as exc:
+                return "value", f"{kind}: the schema is not JSON: {exc.msg}"
+        try:
+            jsonschema.validators.validator_for(schema).check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            return "value", f"{kind}: not a JSON schema: {exc.message}"
+        except Exception as exc:  # noqa: BLE001 - a schema jsonschema cannot even read
+            return "value", f"{kind}: not a JSON schema: {exc}"
+    return None
+
+
 def check(kind: str, value: Any, output: str, threshold: float | None) -> tuple[float, str]:
     """(score in [0, 1], reason) of one assertion type on the output (not inverted): 1 or 0,
     or the similarity itself for ``similar``, ``rouge-n`` and ``bleu``."""

@@ -506,9 +506,11 @@ def import_promptfoo(config_file: str | Path, out_dir: str | Path, *,
         judged: dict[str, Any] = {}
         for index, spec in enumerate([*(default.get("assert") or []),
                                       *(test.get("assert") or [])]):
-            from posttrain.graders.promptfoo_assert import TYPES, base_type
+            from posttrain.graders.promptfoo_assert import TYPES, base_type, problem
 
-            label = f"{where}.assert[{index}]"
+            shared = len(default.get("assert") or [])
+            label = f"defaultTest.assert[{index}]" if index < shared \
+                else f"{where}.assert[{index - shared}]"
             if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
                 raise ctx.error("an assertion is {type, value, ...}", label)
             kind = spec["type"]
@@ -538,6 +540,10 @@ def import_promptfoo(config_file: str | Path, out_dir: str | Path, *,
             tools_call_asserts += base_type(kind)[0] == "is-valid-openai-tools-call"
             entry = {k: _render(v, variables) for k, v in spec.items()
                      if k in ("type", "value", "threshold", "weight", "metric")}
+            wrong = problem(entry)
+            if wrong is not None:  # refused here, before any request is made
+                raise ctx.error(wrong[1], f"{label}.{wrong[0]}" if wrong[0] in spec
+                                else label)
             asserts.append(entry)
         row: dict[str, Any] = {"id": f"t{position + 1}", **variables, "assert": asserts}
         if test.get("description"):
