@@ -434,3 +434,20 @@ def test_an_assertion_label_names_defaulttest_or_the_tests_own_index(tmp_path: P
                       "  - vars: {q: b}\n")
     result = import_promptfoo(config, tmp_path / "pf")
     assert any("tests[0].assert[0]" in line for line in result.not_mapped)
+
+
+@pytest.mark.parametrize("spec,output,reason", [
+    ({"type": "equals", "value": "Paris"}, "Lyon", "equals: expected 'Paris', got 'Lyon'"),
+    ({"type": "not-equals", "value": "x"}, "x", "not-equals: expected anything but 'x', got it"),
+    ({"type": "not-contains", "value": "London"}, "in London",
+     "not-contains: expected no 'London', found it in 'in London'"),
+    ({"type": "icontains", "value": "paris"}, "Lyon",
+     "icontains: expected 'paris' (any case) in the output, got 'Lyon'"),
+    ({"type": "regex", "value": "^P"}, "Lyon",
+     "regex: expected the output to match /^P/, got 'Lyon'"),
+    ({"type": "not-starts-with", "value": "Red"}, "Red sky",
+     "not-starts-with: expected the output not to start with 'Red', got 'Red sky'"),
+])
+def test_failure_reasons_say_what_was_expected_and_found(spec, output, reason) -> None:
+    score = _grade([spec], output)
+    assert score.passed is False and score.explanation == reason

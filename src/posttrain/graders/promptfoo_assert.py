@@ -179,6 +179,49 @@ def check(kind: str, value: Any, output: str, threshold: float | None) -> tuple[
     return score, f"{kind} {score:.3f} (pass at {limit:g})"
 
 
+def _shown(text: str, limit: int = 80) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def failure_reason(kind: str, inverted: bool, value: Any, output: str, why: str,
+                   threshold: float | None) -> str:
+    """Why an assertion failed, as what was expected and what was found (``equals``: expected
+    'Paris', got 'Lyon'; ``not-contains``: expected no 'London', found it)."""
+    no = "not " if inverted else ""
+    got = f"got {_shown(output)}"
+    if kind == "equals":
+        return (f"expected anything but {value!r}, got it" if inverted
+                else f"expected {value!r}, {got}" if not why.startswith("the output")
+                else f"expected JSON equal to {json.dumps(value)}, {why}")
+    if kind in ("contains", "icontains"):
+        case = " (any case)" if kind == "icontains" else ""
+        return (f"expected no {value!r}{case}, found it in {_shown(output)}" if inverted
+                else f"expected {value!r}{case} in the output, {got}")
+    if kind in ("contains-any", "icontains-any", "contains-all", "icontains-all"):
+        which = "any" if kind.endswith("any") else "all"
+        wanted = (("none" if which == "any" else "not all") if inverted else which)
+        return f"expected {wanted} of {_as_list(value)}, {why} in {_shown(output)}"
+    if kind == "starts-with":
+        return f"expected the output {no}to start with {value!r}, {got}"
+    if kind == "regex":
+        return f"expected the output {no}to match /{value}/, {got}"
+    if kind in ("is-json", "contains-json"):
+        wanted = "valid JSON" if kind == "is-json" else "JSON in the output"
+        if value not in (None, ""):
+            wanted += " fitting the schema"
+        return f"expected {'no ' if inverted else ''}{wanted}, found: {why}"
+    if kind == "levenshtein":
+        return f"expected {'more than' if inverted else 'at most'} the edit distance from " \
+               f"{value!r}, found {why}"
+    if kind in ("similar", "rouge-n", "bleu"):
+        limit = _THRESHOLDS[kind] if threshold is None else threshold
+        return f"expected {kind} {'below' if inverted else 'at least'} {limit:g} against " \
+               f"{_shown(str(value), 60)}, found {why.split(' (')[0]}"
+    if kind == "is-valid-openai-tools-call":
+        return f"expected {'no ' if inverted else ''}valid tool call, found: {why}"
+    return f"{no}{why}"
+
+
 def tools_call_check(calls: Any, tools: list[dict[str, Any]]) -> tuple[float, str]:
     """(1 or 0, reason): whether ``calls`` (``sample.output_tools``: chat-completions
     ``tool_calls``) are valid calls of ``tools`` (chat-completions ``tools``): at least one
@@ -267,7 +310,8 @@ class PromptfooAssertGrader(Grader):
             passed = passed and ok
             subs.setdefault(str(spec.get("metric") or spec.get("type")), []).append(score)
             if not ok:
-                reasons.append(f"{spec.get('type')}: {'not ' if inverted else ''}{why}")
+                reasons.append(f"{spec.get('type')}: " + failure_reason(
+                    kind, inverted, spec.get("value"), output, why, spec.get("threshold")))
         value = total / weights if weights else (1.0 if passed else 0.0)
         threshold = item.get(f"{self.field}_threshold")
         if isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
