@@ -273,3 +273,46 @@ def test_feedback_scale_and_latest_event(events, rating) -> None:
     assert rating_label(feedback["rating"]) == ("positive" if rating == "positive" else
                                                 "negative")
     assert feedback.get("events", 1) == len(events)
+
+
+def test_each_logged_model_is_its_own_run_and_trace_ids_are_not_secrets(tmp_path: Path,
+                                                                       capsys) -> None:
+    document = _export(_new_style)
+    spans = document["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    for span in spans:  # the third conversation answered by another model (OpenInference)
+        if span["spanId"] == SPANS[2]:
+            kept = [a for a in span["attributes"] if not a["key"].startswith("gen_ai.")]
+            span["attributes"] = [_attr("gen_ai.operation.name", "chat"),
+                                  _attr("llm.model_name", "gpt-4o"), *kept,
+                                  *[a for a in span["attributes"]
+                                    if a["key"].startswith("gen_ai.") and "model" not in
+                                    a["key"] and a["key"] != "gen_ai.operation.name"]]
+    summary = _ingest(tmp_path, "mixed", document, capsys)
+    assert summary["redactions"]["secret"] == 0  # TRACE_ID:SPAN_ID is no secret
+    models = {r["model"]: r["items"] for r in summary["runs"]}
+    assert models.get("logged:gpt-4o") == 1, summary["runs"]
+    assert "logged:gpt-4.1-mini-2025-04-14" in models
+    from posttrain.runner.store import Store
+
+    with Store(tmp_path / "mixed.db") as db:
+        for entry in summary["runs"]:
+            run = db.get_run(entry["run"])
+            assert run.model == entry["model"]
+    ids = {row["id"] for row in _items(tmp_path / "mixed")}
+    assert f"{TRACE}:{SPANS[0]}" in ids
+
+
+def test_the_exported_epoch_is_an_otlp_integer(tmp_path: Path, capsys) -> None:
+    """OTLP/JSON writes int64 as a decimal string: {"intValue": "0"} is an integer."""
+    from google.protobuf.json_format import ParseDict
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    summary = _ingest(tmp_path, "new", _export(_new_style), capsys)
+    graded = [r for r in summary["runs"] if r["graded"]]
+    out = tmp_path / "events.json"
+    assert main(["export", "otel", *[r["run"] for r in graded], "-o", str(out), "--store",
+                 str(tmp_path / "new.db")]) == 0
+    request = ParseDict(json.loads(out.read_text()), ExportLogsServiceRequest())
+    record = request.resource_logs[0].scope_logs[0].log_records[0]
+    epoch = next(a.value for a in record.attributes if a.key == "posttrain.epoch")
+    assert epoch.WhichOneof("value") == "int_value" and epoch.int_value == 0

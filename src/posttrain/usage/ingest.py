@@ -14,8 +14,8 @@ Output folder:
   every item whose answer had tool calls keeps them in ``reference_tool_calls``;
 - ``ingest.json``: the summary (counts only, no content).
 
-With ``--store``, the logged answers are recorded as a run of ``logged:<model>`` on each eval,
-so ``posttrain view`` can compare a new model with production side by side.
+With ``--store``, the logged answers are recorded as a run of ``logged:<model>`` on each eval
+(one run per logged model: an answer is never filed under another model's name), so ``posttrain view`` can compare a new model with production side by side.
 """
 
 from __future__ import annotations
@@ -289,12 +289,18 @@ def _redact(records: list[LogRecord], options: IngestOptions) -> Redactor:
     in it; ids made unique after redaction."""
     redactor = Redactor(names=options.redact_names)
     used_ids: set[str] = set()
+    # a trace's TRACE_ID:SPAN_ID is random hex, no personal data (it is kept unredacted in
+    # the provenance): it is not read as a secret, nor counted as one
     redacted = redactor.redact_all([
         [record.messages, record.response_text, record.response_tools, record.tools,
-         record.created, record.model, record.feedback, record.id] for record in records])
+         record.created, record.model, record.feedback,
+         None if record.trace is not None and record.id == record.trace else record.id]
+        for record in records])
     for record, fields in zip(records, redacted, strict=True):
         (record.messages, record.response_text, record.response_tools, record.tools,
          record.created, record.model, record.feedback, redacted_id) = fields
+        if record.trace is not None and record.id == record.trace:
+            redacted_id = record.id
         record.id = _unique_id(record, redacted_id, used_ids)
     return redactor
 
@@ -400,25 +406,36 @@ def _record_logged_runs(store_path: Path, outputs: list[dict[str, Any]],
             items = make_items([(i + 1, row) for i, row in enumerate(rows[kind])],
                                tag_fields=["theme"])
             digest = hashlib.sha256(Path(output["dataset"]).read_bytes()).hexdigest()[:16]
-            model = "logged:" + models[kind].most_common(1)[0][0]
             spec = yaml.safe_load(Path(output["eval"]).read_text(encoding="utf-8"))
-            run = store.create_run(
-                run_key=f"ingest:{digest}", eval_name=spec["name"],
-                eval_path=str(Path(output["eval"]).resolve()), eval_hash=digest, model=model,
-                variant="default", epochs=1, config={"source": "ingest"}, items=items)
+            # one run per logged model: an answer is never recorded under another model's name
+            by_model: dict[str, list[tuple[Any, LogRecord]]] = {}
             for item, record in zip(items, logged[kind], strict=True):
-                store.record_sample(run.id, item.id, 0, completion=Completion(
-                    text=record.response_text, tool_calls=record.response_tools),
-                    request_key=None, attempts=1)
-            store.finish_run(run.id)
-            entry = {"run": run.id, "eval": spec["name"], "model": model, "graded": False}
-            if kind != "rubric":  # production answers against the references (no judge)
-                from posttrain.runner.regrade import regrade_run
+                by_model.setdefault(record.model or "unknown", []).append((item, record))
+            for name, _ in models[kind].most_common():
+                pairs = by_model.get(name)
+                if not pairs:
+                    continue
+                model = "logged:" + name
+                key = f"ingest:{digest}" if len(by_model) == 1 else f"ingest:{digest}:{name}"
+                run = store.create_run(
+                    run_key=key, eval_name=spec["name"],
+                    eval_path=str(Path(output["eval"]).resolve()), eval_hash=digest,
+                    model=model, variant="default", epochs=1, config={"source": "ingest"},
+                    items=[item for item, _ in pairs])
+                for item, record in pairs:
+                    store.record_sample(run.id, item.id, 0, completion=Completion(
+                        text=record.response_text, tool_calls=record.response_tools),
+                        request_key=None, attempts=1)
+                store.finish_run(run.id)
+                entry = {"run": run.id, "eval": spec["name"], "model": model,
+                         "items": len(pairs), "graded": False}
+                if kind != "rubric":  # production answers against the references (no judge)
+                    from posttrain.runner.regrade import regrade_run
 
-                try:
-                    regrade_run(store, run.id)
-                    entry["graded"] = True
-                except UserError as exc:
-                    entry["not_graded"] = str(exc)
-            runs.append(entry)
+                    try:
+                        regrade_run(store, run.id)
+                        entry["graded"] = True
+                    except UserError as exc:
+                        entry["not_graded"] = str(exc)
+                runs.append(entry)
     return runs
