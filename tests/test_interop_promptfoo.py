@@ -237,7 +237,7 @@ def test_inline_python_and_python_asserts_that_differ(tmp_path: Path, value, lis
     graders = [g.name for g in load_eval(result.eval_path).graders]
     if listed:
         assert graders == ["promptfoo"]
-        assert any("python assertion(s) on 2 of 2 tests, not all the same" in line
+        assert any("python assertion(s) on 2 of 2 tests, they differ" in line
                    for line in result.not_mapped)
     else:
         assert graders == ["promptfoo", "python"] and result.not_mapped == []
@@ -451,3 +451,22 @@ def test_an_assertion_label_names_defaulttest_or_the_tests_own_index(tmp_path: P
 def test_failure_reasons_say_what_was_expected_and_found(spec, output, reason) -> None:
     score = _grade([spec], output)
     assert score.passed is False and score.explanation == reason
+
+
+def test_summary_messages_name_variants_missing_vars_and_why_python_is_listed(
+        tmp_path: Path, capsys) -> None:
+    config = tmp_path / "promptfooconfig.yaml"
+    config.write_text(
+        "prompts: ['Q: {{q}}', 'Ask {{q}} in {{lang}}']\nproviders: [openai:gpt-4.1-mini]\n"
+        "defaultTest:\n  assert: [{type: llm-rubric, value: polite}]\ntests:\n"
+        "  - vars: {q: a, lang: fr}\n    assert: [{type: python, value: 'True'}, "
+        "{type: contains, value: a}]\n"
+        "  - vars: {q: b}\n    assert: [{type: contains, value: b}]\n")
+    assert main(["import", "promptfoo", str(config), "-o", str(tmp_path / "pf")]) == 0
+    out = capsys.readouterr()
+    assert "variants: default, prompt2)" in out.out
+    assert "var 'lang' is missing on 1 of 2 tests (t2): promptfoo renders a missing var as " \
+           "empty" in out.err
+    assert "python assertion(s) on 1 of 2 tests, 1 of 2 tests have none" in out.err
+    rows = [json.loads(line) for line in (tmp_path / "pf" / "items.jsonl").open()]
+    assert rows[1]["lang"] == ""

@@ -425,9 +425,15 @@ def _python_grader(pythons: list[tuple[int, Any, Any, str]], tests: int,
     values = {json.dumps([v, t], sort_keys=True, default=str) for _, v, t, _ in pythons}
     positions = [p for p, *_ in pythons]
     if len(values) != 1 or sorted(positions) != list(range(tests)):
+        why = []
+        if sorted(set(positions)) != list(range(tests)):
+            why.append(f"{tests - len(set(positions))} of {tests} tests have none")
+        if len(values) != 1:
+            why.append(f"they differ ({len(values)} different ones)")
         ctx.note(pythons[0][3], f"{len(pythons)} python assertion(s) on {len(set(positions))} "
-                 f"of {tests} tests, not all the same: posttrain's graders grade every item "
-                 "of an eval, so they are not carried over (put one in defaultTest)")
+                 f"of {tests} tests, {' and '.join(why)}: posttrain's graders grade every item "
+                 "of an eval, so they are not carried over (give every test the same one, or "
+                 "put it in defaultTest)")
         return None
     _, value, threshold, label = pythons[0]
     if not isinstance(value, str) or not value.strip():
@@ -626,8 +632,9 @@ def import_promptfoo(config_file: str | Path, out_dir: str | Path, *,
         # promptfoo passes a test when every assertion passes: here, when every grader does
         # (the eval's default combination). Its score is the mean of the graders (promptfoo's:
         # the weighted mean of the assertions), so the pass rates agree and the means may not.
-        names = ", ".join(g["name"] for g in graders)
-        ctx.note("graders", f"a test passes when every grader ({names}) passes, as promptfoo "
+        grader_names = ", ".join(g["name"] for g in graders)
+        ctx.note("graders", f"a test passes when every grader ({grader_names}) passes, as "
+                 "promptfoo "
                  "passes it when every assertion does; its "
                  "score is the graders' mean (promptfoo: the assertions' weighted mean)",
                  mapped=True)
@@ -637,6 +644,18 @@ def import_promptfoo(config_file: str | Path, out_dir: str | Path, *,
                 ctx.note("graders", f"{bare} of {len(rows)} tests have no assertion the "
                          "promptfoo grader scores: it passes them with 1.0, which raises their "
                          "mean score (not their pass)", mapped=True)
+    # a var a prompt uses that a test lacks: promptfoo (Nunjucks) renders it empty; so do we
+    used = sorted({m.group(1) for m in re.finditer(r"{{\s*item\.([A-Za-z_][A-Za-z0-9_]*)\s*}}",
+                                                    json.dumps([p[1] for p in prompts]))})
+    for var in used:
+        missing = [r for r in rows if var not in r]
+        for row in missing:
+            row[var] = ""
+        if missing:
+            ctx.note("prompts", f"var {var!r} is missing on {len(missing)} of {len(rows)} "
+                     f"tests ({', '.join(r['id'] for r in missing[:5])}"
+                     f"{', ...' if len(missing) > 5 else ''}): promptfoo renders a missing var "
+                     "as empty, and so do these items", mapped=True)
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     from posttrain.interop._files import write_json, write_jsonl
