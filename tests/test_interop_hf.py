@@ -56,6 +56,10 @@ def test_an_eval_reads_a_saved_dataset_folder(tmp_path: Path) -> None:
     ("hf://./caps?split=tset", "no split 'tset'; did you mean 'test'?"),
     ("hf://./caps?splt=test", "unknown option 'splt'; did you mean 'split'?"),
     ("hf://./nowhere?split=test", "no such dataset folder"),
+    ("hf://./caps?split=test&revision=main", "revision= pins a commit on the Hub; a local "
+                                             "folder has none"),
+    ("hf://./caps?split=test&config=fr", "config= names a configuration of data files; a "
+                                         "save_to_disk folder has one"),
 ])
 def test_dataset_problems_are_one_line_naming_the_eval(tmp_path: Path, capsys, dataset: str,
                                                        message: str) -> None:

@@ -78,7 +78,16 @@ def load_rows(uri: str, base_dir: Path, *, file: Any = None) -> tuple[
             if not folder.is_dir():
                 raise UserError(f"{uri}: no such dataset folder: {folder}", file=file,
                                 field="dataset")
-            if (folder / "state.json").exists() or (folder / "dataset_dict.json").exists():
+            if revision is not None:  # never silently ignored
+                raise UserError(f"{uri}: revision= pins a commit on the Hub; a local folder "
+                                "has none (drop it, or read hf://OWNER/NAME)", file=file,
+                                field="dataset")
+            saved = (folder / "state.json").exists() or (folder / "dataset_dict.json").exists()
+            if saved and config is not None:
+                raise UserError(f"{uri}: config= names a configuration of data files; a "
+                                "save_to_disk folder has one (drop config=)", file=file,
+                                field="dataset")
+            if saved:
                 loaded = datasets.load_from_disk(str(folder))
             else:
                 # built afresh each time, outside the shared datasets cache: with the Hub off,
