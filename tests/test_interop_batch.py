@@ -314,3 +314,34 @@ def test_batch_tools_are_carried_and_n_is_named_as_not_carried(tmp_path: Path,
     text = (tmp_path / "ev" / "eval.yaml").read_text()
     assert "weather" in text and "tool_choice: auto" in text
     assert eval_.tools and eval_.tools[0]["function"]["name"] == "weather"
+
+
+def test_batch_graders_file_forms_shared_sampling_and_errors_before_writing(
+        tmp_path: Path, capsys) -> None:
+    lines = [{"custom_id": f"q{i}", "method": "POST", "url": "/v1/chat/completions",
+              "body": {"model": "gpt-4.1-mini", "max_tokens": 16, "temperature": t,
+                       "messages": [{"role": "user", "content": f"Q{i}?"}]}}
+             for i, t in ((1, 0), (2, 0.7))]
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    (tmp_path / "g.yaml").write_text("graders:\n  - {type: string_check, name: exact, input: "
+                                     "\"{{sample.output_text}}\", reference: x, "
+                                     "operation: eq}\n")
+    assert main(["import", "openai-batch", str(tmp_path / "in.jsonl"), "--graders",
+                 str(tmp_path / "g.yaml"), "-o", str(tmp_path / "ev"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    text = (tmp_path / "ev" / "eval.yaml").read_text()
+    assert "max_tokens: 16" in text and "temperature" not in text  # the shared one is kept
+    assert any("temperature differently" in w for w in result["warnings"])
+    assert "exact" in text
+    (tmp_path / "bad.yaml").write_text("- {type: string_check, name: exact, input: "
+                                       "\"{{sample.output_text}}\", reference: x, "
+                                       "operation: nope}\n")
+    assert main(["import", "openai-batch", str(tmp_path / "in.jsonl"), "--graders",
+                 str(tmp_path / "bad.yaml"), "-o", str(tmp_path / "ev2")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(tmp_path / "bad.yaml") in err[0]
+    assert not (tmp_path / "ev2").exists()  # nothing written
+    assert main(["import", "openai-batch", str(tmp_path / "in.jsonl"), "--results",
+                 str(tmp_path / "missing.jsonl"), "--graders", str(tmp_path / "g.yaml"),
+                 "-o", str(tmp_path / "ev3"), "--store", str(tmp_path / "s.db")]) == 2
+    assert not (tmp_path / "ev3").exists()

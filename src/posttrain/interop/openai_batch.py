@@ -363,11 +363,16 @@ def import_batch(input_file: str | Path, out_dir: str | Path, *,
     if not rows:
         raise UserError("no requests in this batch file", file=Path(input_file).resolve())
     spec: dict[str, Any] = {"name": Path(input_file).stem, "dataset": "items.jsonl"}
-    if all(s == samplings[0] for s in samplings) and samplings[0]:
-        spec["sampling"] = samplings[0]
-    elif any(samplings):
-        notes.warn(None, "body", "lines set different sampling; posttrain's is one per eval or "
-                   "variant: none was kept (set sampling: in eval.yaml)")
+    # a sampling field every line sets to the same value is the eval's; the others are named
+    shared = {k: v for k, v in samplings[0].items()
+              if all(k in s and s[k] == v for s in samplings)}
+    if shared:
+        spec["sampling"] = shared
+    differ = sorted({k for s in samplings for k in s} - set(shared))
+    if differ:
+        notes.warn(None, "body", f"lines set {', '.join(differ)} differently (or not on every "
+                   "line); posttrain's sampling is one per eval or variant: not carried over "
+                   "(set sampling: in eval.yaml)")
     if all(r == requests[0] for r in requests) and requests[0]:
         spec.update(requests[0])  # the eval's tools / tool_choice / response_format
     elif any(requests):
@@ -378,6 +383,11 @@ def import_batch(input_file: str | Path, out_dir: str | Path, *,
         from posttrain.loaders import yaml12
 
         loaded, _ = yaml12.load_file(Path(graders), what="graders file")
+        if isinstance(loaded, dict) and "graders" in loaded:  # an eval file's {graders: [...]}
+            loaded = loaded["graders"]
+        if not isinstance(loaded, (list, dict)) or not loaded:
+            raise UserError("a graders file is a list of graders, one grader, or "
+                            "{graders: [...]}", file=Path(graders).resolve())
         spec["graders"] = loaded if isinstance(loaded, list) else [loaded]
     else:
         spec["graders"] = [{"type": "string_check", "name": "answered",
@@ -385,6 +395,25 @@ def import_batch(input_file: str | Path, out_dir: str | Path, *,
                             "operation": "like"}]
         notes.warn(None, "graders", "a batch file has no graders: the eval has a placeholder "
                    "(`answered`: every answer passes); give --graders FILE or edit eval.yaml")
+    # every check before anything is written: the eval builds (graders, templates) from these
+    from posttrain.eval import eval_from_dict
+
+    base = Path(graders).resolve().parent if graders is not None else \
+        Path(input_file).resolve().parent
+    try:
+        eval_from_dict(spec, source=None, base_dir=base,
+                       rows=[(i + 1, row) for i, row in enumerate(rows)])
+    except UserError as exc:
+        named = Path(graders).resolve() if graders is not None and str(
+            exc.field or "").startswith("graders") else Path(input_file).resolve()
+        known = exc.file if exc.file and not exc.file.startswith("<") else None
+        raise UserError(exc.message, file=known or named, line=exc.line if known else None,
+                        field=exc.field) from None
+    if results is not None:
+        if store is None:
+            raise UserError("required with --results: --store", field="--store")
+        if not Path(results).is_file():
+            raise UserError("batch output file not found", file=Path(results).resolve())
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     write_jsonl(out_dir / "items.jsonl", rows)
