@@ -470,3 +470,14 @@ def test_summary_messages_name_variants_missing_vars_and_why_python_is_listed(
     assert "python assertion(s) on 1 of 2 tests, 1 of 2 tests have none" in out.err
     rows = [json.loads(line) for line in (tmp_path / "pf" / "items.jsonl").open()]
     assert rows[1]["lang"] == ""
+
+
+def test_an_eval_that_does_not_build_is_refused_before_writing(tmp_path: Path, capsys) -> None:
+    config = tmp_path / "promptfooconfig.yaml"
+    config.write_text("prompts: ['Q: {{q}}']\nproviders:\n  - id: openai:gpt-4.1-mini\n"
+                      "    config: {tool_choice: 5}\ntests:\n  - vars: {q: a}\n"
+                      "    assert: [{type: contains, value: a}]\n")
+    assert main(["import", "promptfoo", str(config), "-o", str(tmp_path / "pf")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"posttrain: error: {config}: tool_choice:")
+    assert not (tmp_path / "pf").exists()

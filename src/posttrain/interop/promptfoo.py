@@ -656,6 +656,15 @@ def import_promptfoo(config_file: str | Path, out_dir: str | Path, *,
                      f"tests ({', '.join(r['id'] for r in missing[:5])}"
                      f"{', ...' if len(missing) > 5 else ''}): promptfoo renders a missing var "
                      "as empty, and so do these items", mapped=True)
+    # the eval is built before anything is written: a problem names the promptfoo config
+    from posttrain.eval import eval_from_dict
+
+    try:
+        eval_from_dict(spec, source=None, base_dir=path.parent,
+                       rows=[(i + 1, row) for i, row in enumerate(rows)])
+    except UserError as exc:
+        raise UserError(f"the eval made from this config does not build: {exc.message}",
+                        file=path, field=exc.field) from None
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     from posttrain.interop._files import write_json, write_jsonl
