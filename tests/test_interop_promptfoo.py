@@ -481,3 +481,24 @@ def test_an_eval_that_does_not_build_is_refused_before_writing(tmp_path: Path, c
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"posttrain: error: {config}: tool_choice:")
     assert not (tmp_path / "pf").exists()
+
+
+def test_a_python_grading_result_pass_counts_in_the_runs_pass_rate(
+        tmp_path: Path, stub_server, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", stub_server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    (tmp_path / "check.py").write_text(
+        "def get_assert(output, context):\n"
+        "    return {'pass': 'paris' in output.lower(), 'score': 0.7, 'reason': 'partial'}\n")
+    config = tmp_path / "promptfooconfig.yaml"
+    config.write_text(
+        "prompts: ['{{question}}']\nproviders: [openai:stub]\n"
+        "defaultTest:\n  assert: [{type: python, value: file://check.py}]\n"
+        "tests:\n  - vars: {question: '[[answer:It is Paris.]] France?'}\n"
+        "  - vars: {question: '[[answer:Lyon]] France?'}\n")
+    assert main(["import", "promptfoo", str(config), "-o", str(tmp_path / "pf"), "--json"]) == 0
+    imported = json.loads(capsys.readouterr().out)
+    assert main(["eval", imported["eval"], "--models-file", imported["models_file"], "--model",
+                 "stub", "--store", str(tmp_path / "s.db"), "--json", "--no-progress"]) in (0, 1)
+    (run,) = json.loads(capsys.readouterr().out)["runs"]
+    assert run["pass_rate"] == 0.5  # promptfoo: 1 of 2 pass (score 0.7 each)
