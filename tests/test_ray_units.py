@@ -281,3 +281,26 @@ def test_solver_turns_cached_through_the_driver_and_read_back_by_workers(
         assert stub_server.stats()["total_successes"] == 6
         records = [e[3] for e in again if e[0] == "record"]
         assert all(r["scores"][0].value == 1.0 for r in records)
+
+
+def test_a_multi_turn_sample_counts_its_retries_not_its_turns(stub_server: StubServer,
+                                                              tmp_path: Path, capsys,
+                                                              monkeypatch) -> None:
+    """Two turns per sample, no fault: 0 retries (it said 1 per sample: attempts were summed
+    over turns); one 500 on t0's first turn: 1 retry in the whole run."""
+    import json
+
+    from posttrain.cli import main
+
+    monkeypatch.setenv("OPENAI_BASE_URL", stub_server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    rows = [{"id": "t0", "question": "t0 [[fault:500:1]] [[answer:Rome]]", "answer": "Paris"},
+            {"id": "t1", "question": "t1 [[answer:Rome]]", "answer": "Paris"},
+            {"id": "t2", "question": "t2 [[answer:Rome]]", "answer": "Paris"}]
+    path = write_eval(tmp_path, rows, extra="solver: tests.test_ray_units:two_turns\n")
+    assert main(["eval", str(path), "--model", "openai:stub", "--store", str(tmp_path / "s.db"),
+                 "--json", "--no-progress", "--max-retries", "2"]) in (0, 1)
+    (run,) = json.loads(capsys.readouterr().out)["runs"]
+    assert run["errors"] == 0 and run["score"] == 1.0
+    assert run["retries"] == 1
+    assert stub_server.stats()["total_attempts"] == 7  # 3 samples x 2 turns + 1 retry

@@ -194,14 +194,19 @@ class RunExecution:
             if completion.cached:
                 self.hits[(item.id, epoch)] = (item, [(key, completion)], True)
             return completion, key, attempts
-        attempts_total = 0
+        # a multi-turn sample's attempts: 1 + the retries of all its turns (each turn's first
+        # attempt is not a retry), 0 when every turn came from the cache
+        retries_total = 0
+        sent = False
         all_cached = True
         turn_hits: list[tuple[str, Completion]] = []
 
         async def generate(inner: ChatRequest) -> Completion:
-            nonlocal attempts_total, all_cached
+            nonlocal retries_total, sent, all_cached
             completion, key, attempts = await self._generate(inner, epoch)
-            attempts_total += attempts
+            if attempts:
+                sent = True
+                retries_total += attempts - 1
             all_cached = all_cached and completion.cached
             if completion.cached:
                 turn_hits.append((key, completion))
@@ -226,7 +231,7 @@ class RunExecution:
         completion.cached = all_cached
         if turn_hits:
             self.hits[(item.id, epoch)] = (item, turn_hits, all_cached)
-        return completion, self.cache_key(request, epoch), attempts_total
+        return completion, self.cache_key(request, epoch), 1 + retries_total if sent else 0
 
     def take_stale(self) -> list[tuple[Item, int]]:
         """Answers this run served from cache entries that a later live answer shows another
