@@ -138,6 +138,21 @@ def _new_style(attrs: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, A
     return messages, answer
 
 
+def _flat_calls(attrs: dict[str, Any], prefix: str, id_key: str, name_key: str,
+                args_key: str) -> list[dict[str, Any]]:
+    """Tool calls flattened as ``PREFIX.M.<key>`` attributes (M = 0, 1, ...) as
+    chat-completions ``tool_calls`` (arguments as a JSON string)."""
+    calls, call = [], 0
+    while f"{prefix}.{call}.{name_key}" in attrs:
+        arguments = attrs.get(f"{prefix}.{call}.{args_key}") or "{}"
+        calls.append({"id": attrs.get(f"{prefix}.{call}.{id_key}"), "type": "function",
+                      "function": {"name": attrs[f"{prefix}.{call}.{name_key}"],
+                                   "arguments": arguments if isinstance(arguments, str)
+                                   else json.dumps(arguments)}})
+        call += 1
+    return calls
+
+
 def _old_style(attrs: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
     if "gen_ai.prompt.0.role" not in attrs and "gen_ai.prompt.0.content" not in attrs:
         return None
@@ -149,16 +164,7 @@ def _old_style(attrs: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, A
             base = f"{prefix}.{index}"
             entry: dict[str, Any] = {"role": attrs.get(f"{base}.role", "user"),
                                      "content": str(attrs.get(f"{base}.content") or "")}
-            calls = []
-            call = 0
-            while f"{base}.tool_calls.{call}.name" in attrs:
-                arguments = attrs.get(f"{base}.tool_calls.{call}.arguments") or "{}"
-                calls.append({"id": attrs.get(f"{base}.tool_calls.{call}.id"),
-                              "type": "function",
-                              "function": {"name": attrs[f"{base}.tool_calls.{call}.name"],
-                                           "arguments": arguments if isinstance(arguments, str)
-                                           else json.dumps(arguments)}})
-                call += 1
+            calls = _flat_calls(attrs, f"{base}.tool_calls", "id", "name", "arguments")
             if calls:
                 entry["tool_calls"] = calls
             if f"{base}.tool_call_id" in attrs:
@@ -190,15 +196,8 @@ def _openinference_message(attrs: dict[str, Any], base: str) -> dict[str, Any]:
         content = "".join(texts)
     entry: dict[str, Any] = {"role": attrs.get(f"{base}.message.role", "user"),
                              "content": str(content or "")}
-    calls, call = [], 0
-    while f"{base}.message.tool_calls.{call}.tool_call.function.name" in attrs:
-        prefix = f"{base}.message.tool_calls.{call}.tool_call"
-        arguments = attrs.get(f"{prefix}.function.arguments") or "{}"
-        calls.append({"id": attrs.get(f"{prefix}.id"), "type": "function",
-                      "function": {"name": attrs[f"{prefix}.function.name"],
-                                   "arguments": arguments if isinstance(arguments, str)
-                                   else json.dumps(arguments)}})
-        call += 1
+    calls = _flat_calls(attrs, f"{base}.message.tool_calls", "tool_call.id",
+                        "tool_call.function.name", "tool_call.function.arguments")
     if calls:
         entry["tool_calls"] = calls
     if f"{base}.message.tool_call_id" in attrs:
