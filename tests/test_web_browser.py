@@ -349,3 +349,71 @@ def test_score_over_time_is_shelf_life_by_release_date(server, page) -> None:
     assert figure.locator("figcaption").inner_text().startswith("Shelf life: the latest 2 runs")
     assert "model release date" in figure.locator("svg.marks").text_content()
     figure.screenshot(path=str(ARTIFACTS / "shelf-life.png"))
+
+
+#: a fine-tuned model with a long path and variant: its frontier label is longer than the plot
+LONGER_MODEL = ("hf:/home/me/models/a-really-long-finetuned-model-name-sft-dpo-rft-v2/"
+                "checkpoint-000900")
+FRONTIER_LABELS = """() => {
+  const fig = document.querySelector("figure[data-chart='frontier']");
+  const box = e => e.getBoundingClientRect();
+  const labels = [...fig.querySelectorAll("g.mark-text.role-mark text")].map(t => {
+    const r = box(t); return {text: t.textContent, left: r.left, right: r.right, top: r.top, bottom: r.bottom}; });
+  const domains = [...fig.querySelectorAll(".role-axis-domain")].map(box);
+  const xAxis = domains.reduce((a, b) => (b.width > a.width ? b : a));
+  return {labels, plotLeft: xAxis.left};
+}"""
+
+
+def _same_place_runs(store_path: Path, eval_path: Path) -> dict[str, str]:
+    """Runs whose points coincide on the frontier with model-a's latest (0.5 at $0), and one
+    with a long name at the highest cost (its label drawn to the left of its point)."""
+    from posttrain.eval import load_eval
+    from posttrain.runner.store import Store
+    from posttrain.types import Completion
+
+    ev = load_eval(eval_path)
+    answers = {"q1": "Paris", "q2": "Osaka", "q3": "Canberra", "q4": "Rome"}
+    runs = {}
+    with Store(store_path) as store:
+        for model, variant, cost in [("model-c", "default", 0.0),
+                                     ("openai:gpt-4o-mini", "default", 0.0),
+                                     (LONGER_MODEL, "a-long-variant-name-with-many-words", 0.01)]:
+            run = store.create_run(run_key=f"k3-{model}", eval_name=ev.name,
+                                   eval_path=str(eval_path), eval_hash=ev.fingerprint(),
+                                   model=model, variant=variant, epochs=1, config={},
+                                   items=ev.items)
+            for item in ev.items:
+                completion = Completion(text=answers[item.id], latency_s=0.5, cost_usd=cost,
+                                        input_tokens=20, output_tokens=4)
+                sample = completion.to_sample()
+                store.record_sample(run.id, item.id, 0, completion=completion, request_key=None,
+                                    attempts=1, scores=[g.grade(sample, item.data)
+                                                        for g in ev.graders])
+            store.finish_run(run.id)
+            runs[model] = run.id
+    return runs
+
+
+def test_frontier_labels_neither_overlap_nor_run_over_the_axis(tmp_path: Path, page) -> None:
+    """Three runs at the same point drew their names over each other, and a long name at the
+    right ran left over the y axis (unreadable): now stacked, and cut to the room they have."""
+    store_path, eval_path, runs = build(tmp_path)
+    add_runs(store_path, eval_path)
+    _same_place_runs(store_path, eval_path)
+    with serving(store_path) as base:
+        page.goto(f"{base}#/run/{runs['model-b']}")
+        page.wait_for_function(ALL_CHARTS_DRAWN)
+        page.locator("figure[data-chart='frontier']").screenshot(
+            path=str(ARTIFACTS / "21-frontier-labels.png"))
+        found = page.evaluate(FRONTIER_LABELS)
+    labels = found["labels"]
+    assert len(labels) == 6, labels
+    assert any(t["text"].startswith("…") and t["text"].endswith("many-words]") for t in labels)
+    for t in labels:
+        assert t["left"] >= found["plotLeft"] - 1, (t, found["plotLeft"])
+    for i, a in enumerate(labels):
+        for b in labels[i + 1:]:
+            apart = (a["right"] <= b["left"] + 1 or b["right"] <= a["left"] + 1
+                     or a["bottom"] <= b["top"] + 1 or b["bottom"] <= a["top"] + 1)
+            assert apart, (a, b)

@@ -128,15 +128,31 @@ function frontierChart(peers) {
   let best = -1;
   const front = sorted.filter(p => (p.score > best ? ((best = p.score), true) : false));
   const maxX = Math.max(...points.map(p => p[xField]));
-  // labels point away from the right edge, so whole names fit
-  const values = points.map(p => ({...p, frontier: front.includes(p) ? "on the frontier" : "dominated",
-    who: p.this ? "this run" : "other run", side: maxX > 0 && p[xField] > maxX / 2 ? "right" : "left"}));
+  const WIDTH = 420, HEIGHT = 240, CHAR = 7;  // the plot in px; an 11px label's widest mean character
+  const stacked = new Map();  // labels of points drawn at (about) the same place
+  // labels point away from the right edge and are cut to the room on their side (a long path keeps
+  // its last parts), so no name runs over the axis; labels of coinciding points are stacked, not
+  // drawn over each other
+  const values = points.map(p => {
+    const side = maxX > 0 && p[xField] > maxX / 2 ? "right" : "left";
+    const frac = maxX > 0 ? p[xField] / maxX : 0;
+    const room = Math.max(8, Math.floor(((side === "right" ? frac : 1 - frac) * WIDTH - 12) / CHAR));
+    const text = p.label.length > room ? "…" + p.label.slice(p.label.length - room + 1) : p.label;
+    const key = `${side}|${Math.round(frac * 20)}|${Math.round(p.score * 12)}`;
+    const k = stacked.get(key) || 0;
+    stacked.set(key, k + 1);
+    const step = (k * 15) / HEIGHT;  // one 15px line per label already there
+    return {...p, text, label_y: p.score > 0.7 ? p.score - step : p.score + step, side,
+      frontier: front.includes(p) ? "on the frontier" : "dominated", who: p.this ? "this run" : "other run"};
+  });
   const label = (side) => ({data: {values}, transform: [{filter: `datum.side === '${side}'`}],
     mark: {type: "text", align: side === "left" ? "left" : "right", dx: side === "left" ? 7 : -7, dy: -8, fontSize: 11},
-    encoding: {x: {field: xField, type: "quantitative"}, y: {field: "score", type: "quantitative"}, text: {field: "label"}}});
+    encoding: {x: {field: xField, type: "quantitative"}, y: {field: "label_y", type: "quantitative"}, text: {field: "text"},
+      tooltip: [{field: "label", title: "model"}]}});
+  const sides = new Set(values.map(v => v.side));
   const xTitle = useCost ? "cost per answer (USD)" : "p95 latency (s)";
   return chart("frontier", {
-    width: 420, height: 240,
+    width: WIDTH, height: HEIGHT,
     layer: [
       {data: {values: front}, mark: {type: "line", strokeDash: [4, 3], color: "#1e8e3e", point: false},
        encoding: {x: {field: xField, type: "quantitative"}, y: {field: "score", type: "quantitative"}}},
@@ -150,7 +166,7 @@ function frontierChart(peers) {
          tooltip: [{field: "model", title: "model"}, {field: "variant"}, {field: "score", format: ".3f"},
            {field: "low", format: ".3f", title: "CI low"}, {field: "high", format: ".3f", title: "CI high"},
            {field: "cost_per_sample", format: "$.3~g", title: "cost / answer"}, {field: "latency_p95", format: ".2f", title: "p95 latency s"}, {field: "frontier"}]}},
-      label("left"), label("right"),
+      ...["left", "right"].filter(side => sides.has(side)).map(label),  // no empty layer (an infinite extent)
     ],
   }, (useCost ? "Cost vs score: latest run of each model × variant (frontier dashed)"
     : `p95 latency vs score (${costUnknown.length ? `cost unknown for ${costUnknown.length} of ${peers.length} runs` : "every cost is $0"}): latest run of each model × variant (frontier dashed)`)
