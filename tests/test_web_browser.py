@@ -368,17 +368,23 @@ FRONTIER_LABELS = """() => {
 def _same_place_runs(store_path: Path, eval_path: Path) -> dict[str, str]:
     """Runs whose points coincide on the frontier with model-a's latest (0.5 at $0), and one
     with a long name at the highest cost (its label drawn to the left of its point)."""
+    answers = {"q1": "Paris", "q2": "Osaka", "q3": "Canberra", "q4": "Rome"}
+    return _more_runs(store_path, eval_path, answers, [
+        ("model-c", "default", 0.0), ("openai:gpt-4o-mini", "default", 0.0),
+        (LONGER_MODEL, "a-long-variant-name-with-many-words", 0.01)])
+
+
+def _more_runs(store_path: Path, eval_path: Path, answers: dict[str, str],
+               models: list[tuple[str, str, float]]) -> dict[str, str]:
+    """A finished run per (model, variant, cost per answer), each with these answers."""
     from posttrain.eval import load_eval
     from posttrain.runner.store import Store
     from posttrain.types import Completion
 
     ev = load_eval(eval_path)
-    answers = {"q1": "Paris", "q2": "Osaka", "q3": "Canberra", "q4": "Rome"}
     runs = {}
     with Store(store_path) as store:
-        for model, variant, cost in [("model-c", "default", 0.0),
-                                     ("openai:gpt-4o-mini", "default", 0.0),
-                                     (LONGER_MODEL, "a-long-variant-name-with-many-words", 0.01)]:
+        for model, variant, cost in models:
             run = store.create_run(run_key=f"k3-{model}", eval_name=ev.name,
                                    eval_path=str(eval_path), eval_hash=ev.fingerprint(),
                                    model=model, variant=variant, epochs=1, config={},
@@ -417,3 +423,24 @@ def test_frontier_labels_neither_overlap_nor_run_over_the_axis(tmp_path: Path, p
             apart = (a["right"] <= b["left"] + 1 or b["right"] <= a["left"] + 1
                      or a["bottom"] <= b["top"] + 1 or b["bottom"] <= a["top"] + 1)
             assert apart, (a, b)
+
+
+def test_compare_folds_a_long_stretch_both_answers_share(tmp_path: Path, page) -> None:
+    """Two 5,000-character answers that differ in one word filled a screen each in the side by
+    side view; what both share is folded now, the change and its surroundings shown."""
+    store_path, eval_path, _ = build(tmp_path)
+    long = "lorem ipsum " * 200
+    runs = {}
+    for model, word in [("model-x", "Paris"), ("model-y", "Lyon")]:
+        answers = {q: f"{long}{word} {long}" for q in ("q1", "q2", "q3", "q4")}
+        runs.update(_more_runs(store_path, eval_path, answers, [(model, "default", 0.0)]))
+    with serving(store_path) as base:
+        page.goto(f"{base}#/compare/{runs['model-x']}/{runs['model-y']}")
+        page.wait_for_selector("#compare ins")
+        row = page.locator("#compare tbody tr").first
+        assert "Lyon" in row.inner_text() and "Paris" in row.inner_text()
+        assert row.locator("details.same").count() == 2
+        assert row.bounding_box()["height"] < 400
+        page.screenshot(path=str(ARTIFACTS / "23-compare-long.png"), full_page=True)
+        row.locator("details.same summary").first.click()
+        assert len(row.inner_text()) > 2400

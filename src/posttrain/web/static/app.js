@@ -574,7 +574,14 @@ async function pageSample(runId, itemId, epoch) {
 
 // ---- side by side ---------------------------------------------------------------------------
 function diffView(ops) {
-  return h("div", {class: "answer"}, ops.map(([op, text]) => op === "=" ? text : h(op === "-" ? "del" : "ins", {}, text)));
+  return h("div", {class: "answer"}, ops.map(([op, text]) => op === "=" ? sameText(text) : h(op === "-" ? "del" : "ins", {}, text)));
+}
+
+// a long stretch both answers share is folded (its start and end kept), so the changes stand out
+function sameText(text, limit = 600, keep = 200) {
+  if (text.length <= limit) return text;
+  return [text.slice(0, keep), h("details", {class: "fold same"},
+    h("summary", {}, `… ${text.length - 2 * keep} characters the same in A and B (show)`), text.slice(keep, -keep)), text.slice(-keep)];
 }
 
 async function pageCompare(a, b) {
