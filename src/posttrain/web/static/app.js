@@ -580,8 +580,12 @@ function diffView(ops) {
 // a long stretch both answers share is folded (its start and end kept), so the changes stand out
 function sameText(text, limit = 600, keep = 200) {
   if (text.length <= limit) return text;
-  return [text.slice(0, keep), h("details", {class: "fold same"},
-    h("summary", {}, `… ${text.length - 2 * keep} characters the same in A and B (show)`), text.slice(keep, -keep)), text.slice(-keep)];
+  // cut between words where there is a space near the cut
+  const head = Math.max(text.lastIndexOf(" ", keep), keep / 2) + 1;
+  const space = text.indexOf(" ", text.length - keep);
+  const tail = space === -1 || space > text.length - keep / 2 ? text.length - keep : space + 1;
+  return [text.slice(0, head), h("details", {class: "fold same"},
+    h("summary", {}, `… ${tail - head} characters the same in A and B (show)`), text.slice(head, tail)), text.slice(tail)];
 }
 
 async function pageCompare(a, b) {
