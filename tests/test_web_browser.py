@@ -444,3 +444,20 @@ def test_compare_folds_a_long_stretch_both_answers_share(tmp_path: Path, page) -
         page.screenshot(path=str(ARTIFACTS / "23-compare-long.png"), full_page=True)
         row.locator("details.same summary").first.click()
         assert len(row.inner_text()) > 2400
+
+
+def test_arena_of_two_runs_with_the_same_answers_says_there_is_nothing_to_vote_on(
+        tmp_path: Path, page) -> None:
+    """It said "All 0 answer pairs that differ are voted on." under a full progress bar."""
+    store_path, eval_path, _ = build(tmp_path)
+    answers = {"q1": "Paris", "q2": "Tokyo", "q3": "Canberra", "q4": "Rome"}
+    runs = _more_runs(store_path, eval_path, answers,
+                      [("model-x", "default", 0.0), ("model-y", "default", 0.0)])
+    with serving(store_path) as base:
+        page.goto(f"{base}#/arena/{runs['model-x']}/{runs['model-y']}")
+        page.wait_for_selector("#arena-done")
+        assert "Nothing to vote on" in page.inner_text("#arena-done")
+        assert "4 shared items" in page.inner_text("#arena-done")
+        width = page.evaluate("document.querySelector('#arena-progress .bar span').style.width")
+        assert width == "0%"
+        page.screenshot(path=str(ARTIFACTS / "24-arena-nothing-to-vote.png"), full_page=True)

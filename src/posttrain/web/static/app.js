@@ -612,7 +612,7 @@ function progressView(p) {
   const g = p.grade_agreement, v = p.voter_agreement;
   return h("div", {class: "progress", id: "arena-progress"},
     h("div", {class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": p.votable, "aria-valuenow": p.voted},
-      h("span", {style: `width:${p.votable ? (100 * p.voted) / p.votable : 100}%`})),
+      h("span", {style: `width:${p.votable ? (100 * p.voted) / p.votable : 0}%`})),  // nothing to vote on is not done
     h("p", {class: "muted"}, `${p.voted} of ${p.votable} answer pairs voted`,
       p.identical ? ` · ${p.identical} pair(s) with identical answers skipped` : "",
       ` · votes A ${p.wins.a}, B ${p.wins.b}, tie ${p.wins.tie}`,
@@ -624,7 +624,9 @@ async function pageArena(a, b) {
   const pair = await api(`api/arena/next?a=${enc(a)}&b=${enc(b)}`);
   if (pair.done) {
     show(h("h1", {}, "Blind vote"), progressView(pair.progress),
-      h("p", {id: "arena-done"}, `All ${pair.progress.votable} answer pairs that differ are voted on.`),
+      h("p", {id: "arena-done"}, pair.progress.votable
+        ? `All ${pair.progress.votable} answer pairs that differ are voted on.`
+        : `Nothing to vote on: the two runs gave the same answer to each of their ${pair.progress.identical} shared items.`),
       h("a", {href: "#/"}, "back to runs"));
     return;
   }
