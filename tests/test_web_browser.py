@@ -461,3 +461,24 @@ def test_arena_of_two_runs_with_the_same_answers_says_there_is_nothing_to_vote_o
         width = page.evaluate("document.querySelector('#arena-progress .bar span').style.width")
         assert width == "0%"
         page.screenshot(path=str(ARTIFACTS / "24-arena-nothing-to-vote.png"), full_page=True)
+
+
+def test_no_cost_recorded_is_not_shown_as_zero_dollars(tmp_path: Path, page) -> None:
+    """Runs of a model with no price showed "$0" (runs list, run page, matrix column) where
+    `posttrain report` prints "-" and the frontier says "cost unknown"."""
+    store_path, eval_path, runs = build(tmp_path)
+    more = add_runs(store_path, eval_path)
+    with serving(store_path) as base:
+        page.goto(base)
+        page.wait_for_selector("#runs tbody tr")
+        row = page.locator("#runs tbody tr", has=page.locator(f"a[href='#/run/{more[LONG_MODEL]}']"))
+        assert "$0" not in row.inner_text() and "–" in row.inner_text()
+        assert "$0.0030" in page.inner_text("#runs")  # model-b's recorded cost
+        page.goto(f"{base}#/run/{more[LONG_MODEL]}")
+        page.wait_for_selector("#samples tbody tr")
+        assert "no cost recorded" in page.inner_text("main") and "$0 " not in page.inner_text("main")
+        page.goto(f"{base}#/matrix/capitals")
+        page.wait_for_selector("#matrix")
+        heads = page.inner_text("#matrix thead")
+        assert "no cost" in heads and "$0 " not in heads and "$0.0030" in heads
+        page.screenshot(path=str(ARTIFACTS / "25-matrix-no-cost.png"), full_page=True)

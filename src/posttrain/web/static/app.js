@@ -32,6 +32,9 @@ async function api(path, body) {
 
 const fmt = (v, digits = 3) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
 const usd = v => (v === null || v === undefined ? "–" : v === 0 ? "$0" : v < 0.01 ? `$${Number(v).toPrecision(2)}` : `$${Number(v).toFixed(2)}`);
+// a run's cost: none recorded (no price for a local model, or every answer cached) is not "$0",
+// as `posttrain report` prints "-" for it
+const runUsd = (v, none = "–") => (v ? usd(v) : none);
 const secs = v => (v === null || v === undefined ? "–" : `${Number(v).toFixed(2)}s`);
 const pct = (n, d) => (d ? `${Math.round((100 * n) / d)}%` : "–");
 const enc = encodeURIComponent;
@@ -297,7 +300,7 @@ async function pageRuns() {
     scoreCell(run.score), h("td", {}, run.pass_rate === null ? "–" : fmt(run.pass_rate, 2)),
     h("td", {title: "scored samples / expected (items × epochs)"}, `${run.coverage.scored}/${run.coverage.expected}`),
     h("td", {}, Object.entries(run.statuses).map(([k, v]) => h("span", {class: `pill ${k}`}, `${k} ${v}`))),
-    h("td", {}, usd(run.cost_usd)), h("td", {}, secs(run.latency.p50))));
+    h("td", {title: run.cost_usd ? null : "no cost recorded"}, runUsd(run.cost_usd)), h("td", {}, secs(run.latency.p50))));
   show(h("h1", {}, "Runs"),
     evals.length ? h("p", {}, "Matrix of items × models: ", evals.map(e => h("a", {class: "pill link", href: `#/matrix/${enc(e)}`}, e))) : null,
     h("div", {class: "toolbar"}, h("span", {class: "muted"}, "Pick two runs of the same eval:"), side, vote),
@@ -330,7 +333,7 @@ async function pageRun(runId, params) {
     h("p", {}, "Score ", h("strong", {id: "run-score"}, fmt(run.score.mean)),
       run.score.low === null ? "" : h("span", {class: "ci"}, ` 95% CI [${fmt(run.score.low)}, ${fmt(run.score.high)}]`),
       ` · ${run.samples} samples · `, Object.entries(run.statuses).map(([k, v]) => h("span", {class: `pill ${k}`}, `${k} ${v}`)),
-      ` · ${usd(run.cost_usd)} · `, h("a", {href: `#/matrix/${enc(run.eval)}`}, "matrix of this eval")),
+      ` · ${runUsd(run.cost_usd, "no cost recorded")} · `, h("a", {href: `#/matrix/${enc(run.eval)}`}, "matrix of this eval")),
     run.others.length ? h("details", {class: "others"}, h("summary", {}, `Compare with (${run.others.length} other runs of ${run.eval})`), h("ul", {}, others)) : null,
     h("div", {class: "charts"},
       run.charts.tags.length ? tagChart(run.charts.tags) : null,
@@ -392,7 +395,7 @@ async function pageMatrix(evalName, params) {
         setParams({sort: sortCol === i && sort === "score" ? "-score" : "score", col: i})}, `${fmt(c.score.mean)}${arrow}`),
         c.score.low === null ? "" : h("span", {class: "ci"}, ` [${fmt(c.score.low, 2)}, ${fmt(c.score.high, 2)}]`)),
       h("div", {class: "col-meta", title: "scored answers / expected (items × epochs) · cost · p50 / p95 latency"},
-        `cov ${cov.scored}/${cov.expected} (${pct(cov.scored, cov.expected)}) · ${usd(c.cost_usd)} · ${secs(c.latency.p50)} / ${secs(c.latency.p95)}`),
+        `cov ${cov.scored}/${cov.expected} (${pct(cov.scored, cov.expected)}) · ${runUsd(c.cost_usd, "no cost")} · ${secs(c.latency.p50)} / ${secs(c.latency.p95)}`),
       c.previous_run ? h("div", {class: "muted small"}, "vs ", h("a", {href: `#/run/${enc(c.previous_run)}`}, "previous run")) : null);
   });
   const body = m.rows.map((row, r) => h("tr", {"data-item": row.item_id},
