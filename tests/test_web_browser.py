@@ -482,3 +482,14 @@ def test_no_cost_recorded_is_not_shown_as_zero_dollars(tmp_path: Path, page) -> 
         heads = page.inner_text("#matrix thead")
         assert "no cost" in heads and "$0 " not in heads and "$0.0030" in heads
         page.screenshot(path=str(ARTIFACTS / "25-matrix-no-cost.png"), full_page=True)
+
+
+def test_no_console_error_on_the_viewer_pages(server, page) -> None:
+    """The browser's favicon.ico request got a 404 on every visit (an error in the console); now the page names an empty icon."""
+    url, _, _, runs = server
+    failed: list[str] = []
+    page.on("console", lambda m: m.type == "error" and failed.append(f"{m.text} {m.location}"))
+    for where in ("", f"#/run/{runs['model-b']}", "#/matrix/capitals", "#/training"):
+        page.goto(url + where)
+        page.wait_for_timeout(800)
+    assert not failed, failed
