@@ -281,3 +281,21 @@ async def test_score_over_time_carries_each_models_release_date(env) -> None:
         assert history["model-b"]["released"] is None
     finally:
         await client.close()
+
+
+async def test_live_runs_carry_the_short_model_name(tmp_path: Path) -> None:
+    """The live page listed the whole model path where every other page shows its last parts
+    (full name on hover): the listing now carries the short name."""
+    from tests.test_web_helpers import LONG_MODEL, add_runs
+
+    store_path, eval_path, _ = build(tmp_path)
+    add_runs(store_path, eval_path)
+    client = await _client(store_path)
+    try:
+        live = await (await client.get("/api/live")).json()
+        runs = live["runs"] if isinstance(live, dict) else live
+        by_model = {r["model"]: r for r in runs}
+        assert by_model[LONG_MODEL]["short"] == "qwen2.5-0.5b-instruct-sft/checkpoint-300"
+        assert by_model["model-b"]["short"] == "model-b"
+    finally:
+        await client.close()

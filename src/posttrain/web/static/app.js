@@ -681,9 +681,9 @@ function openStream(query, handlers) {
 function liveTable(runs) {
   return h("table", {id: "live-runs"}, h("thead", {}, h("tr", {}, ["run", "eval", "model", "status", "progress", "agentic samples in flight"].map(t => h("th", {}, t)))),
     h("tbody", {}, runs.map(r => h("tr", {"data-run": r.id, "data-status": r.status},
-      h("td", {}, h("a", {href: `#/run/${enc(r.id)}`}, r.id)), h("td", {}, r.eval), h("td", {}, r.model + (r.variant !== "default" ? ` [${r.variant}]` : "")),
+      h("td", {}, h("a", {href: `#/run/${enc(r.id)}`}, r.id)), h("td", {}, r.eval), h("td", {}, modelName(r), r.variant !== "default" ? ` [${r.variant}]` : ""),
       h("td", {class: r.status === "running" ? "running" : ""}, r.status),
-      h("td", {class: "progress"}, h("progress", {max: r.total || 1, value: r.done}), ` ${r.done}/${r.total}`, r.errors ? h("span", {class: "fail"}, ` · ${r.errors} errors`) : null,
+      h("td", {class: "progress"}, h("progress", {max: r.total || 1, value: r.done}), ` ${r.done}/${r.total}`, r.errors ? h("span", {class: "fail"}, ` · ${r.errors} error${r.errors === 1 ? "" : "s"}`) : null,
         r.steered ? h("span", {class: "steered", title: "answers a reviewer corrected: they count in the score like the others"}, ` · ${r.steered} steered`) : null),
       h("td", {}, r.in_flight.map(s => h("a", {class: `in-flight${s.paused ? " paused" : ""}`, href: `#/live/${enc(r.id)}/${enc(s.item_id)}/${s.epoch}`},
         `${s.item_id}${s.epoch ? "#" + s.epoch : ""} · ${s.steps} steps${s.paused ? " · paused" : ""}`)))))));
