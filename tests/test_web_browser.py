@@ -493,3 +493,27 @@ def test_no_console_error_on_the_viewer_pages(server, page) -> None:
         page.goto(url + where)
         page.wait_for_timeout(800)
     assert not failed, failed
+
+
+def test_a_right_to_left_answer_reads_right_to_left(tmp_path: Path, page) -> None:
+    """An Arabic answer was laid out left to right, flush left, in the sample, matrix and run
+    pages; each text now takes its direction from its first strong letter (dir=auto)."""
+    store_path, eval_path, _ = build(tmp_path)
+    arabic = "عاصمة فرنسا هي باريس"
+    runs = _more_runs(store_path, eval_path, dict.fromkeys(("q1", "q2", "q3", "q4"), arabic),
+                      [("model-ar", "default", 0.0)])
+    direction = "el => getComputedStyle(el).direction"
+    with serving(store_path) as base:
+        page.goto(f"{base}#/sample/{runs['model-ar']}/q1/0")
+        answer = page.locator(".msg.assistant .content").last
+        answer.wait_for()
+        assert answer.evaluate(direction) == "rtl"
+        assert page.locator(".msg.user .content").first.evaluate(direction) == "ltr"
+        page.screenshot(path=str(ARTIFACTS / "26-sample-rtl.png"), full_page=True)
+        page.goto(f"{base}#/matrix/capitals")
+        page.wait_for_selector("#matrix tbody tr")
+        cell = page.locator("#matrix .cell-text", has_text=arabic).first
+        assert cell.evaluate(direction) == "rtl"
+        page.goto(f"{base}#/run/{runs['model-ar']}")
+        page.wait_for_selector("#samples tbody tr")
+        assert page.locator("#samples td", has_text=arabic).first.evaluate(direction) == "rtl"

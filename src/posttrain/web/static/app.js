@@ -351,7 +351,7 @@ async function pageRun(runId, params) {
       h("tbody", {}, samples.map(s => h("tr", {class: "click", "data-item": s.item_id,
         onclick: () => (location.hash = `#/sample/${enc(runId)}/${enc(s.item_id)}/${s.epoch}`)},
         h("td", {}, s.item_id + (s.epoch ? ` #${s.epoch}` : "")), statusCell(s), h("td", {}, fmt(s.value)),
-        h("td", {}, s.tags.map(t => h("span", {class: "pill"}, t))), h("td", {}, s.output), h("td", {class: "muted"}, s.reason))))));
+        h("td", {}, s.tags.map(t => h("span", {class: "pill"}, t))), h("td", {dir: "auto"}, s.output), h("td", {class: "muted"}, s.reason))))));
 }
 
 // ---- the matrix -----------------------------------------------------------------------------
@@ -455,7 +455,7 @@ function matrixCell(m, row, cell, r, c) {
     h("div", {class: "cell-head"}, h("span", {class: "badge"}, cell.status), cell.score === null ? "" : ` ${fmt(cell.score, 2)}`,
       cell.answers > 1 ? h("span", {class: "muted"}, ` ×${cell.answers}`) : null, cell.tool_calls ? h("span", {class: "muted"}, ` · ${cell.tool_calls} tool call(s)`) : null, changed,
       cell.answers ? h("a", {href, class: "open", title: "open this answer"}, "open") : null),
-    h("div", {class: "cell-text"}, text));
+    h("div", {class: "cell-text", dir: "auto"}, text));
 }
 
 // ---- a sample: conversation, transcript, grades ----------------------------------------------
@@ -476,7 +476,8 @@ function prettyArgs(raw) {
 
 function messageView(m) {
   const parts = [h("span", {class: "role"}, m.role === "tool" ? `tool result${m.tool_call_id ? " · " + m.tool_call_id : ""}` : m.role)];
-  parts.push(folded(contentText(m.content)));
+  // dir=auto: an Arabic or Hebrew text reads right to left, aligned right
+  parts.push(h("div", {class: "content", dir: "auto"}, folded(contentText(m.content))));
   for (const call of m.tool_calls || []) {
     parts.push(h("div", {class: "call"}, h("span", {class: "call-name"}, `→ ${call.function?.name}`), h("span", {class: "muted"}, call.id ? ` ${call.id}` : ""),
       h("pre", {}, prettyArgs(call.function?.arguments))));
@@ -577,7 +578,7 @@ async function pageSample(runId, itemId, epoch) {
 
 // ---- side by side ---------------------------------------------------------------------------
 function diffView(ops) {
-  return h("div", {class: "answer"}, ops.map(([op, text]) => op === "=" ? sameText(text) : h(op === "-" ? "del" : "ins", {}, text)));
+  return h("div", {class: "answer", dir: "auto"}, ops.map(([op, text]) => op === "=" ? sameText(text) : h(op === "-" ? "del" : "ins", {}, text)));
 }
 
 // a long stretch both answers share is folded (its start and end kept), so the changes stand out
@@ -657,7 +658,7 @@ async function pageArena(a, b) {
     else if (e.key === "t") vote("tie");
   };
   const answer = (side) => h("div", {}, h("h2", {}, side === "left" ? "Answer 1 (left)" : "Answer 2 (right)"),
-    h("div", {class: "answer", id: `answer-${side}`}, pair[side].output,
+    h("div", {class: "answer", id: `answer-${side}`, dir: "auto"}, pair[side].output,
       (pair[side].tool_calls || []).map(c => h("pre", {}, `${c.function?.name}(${c.function?.arguments})`))));
   show(h("h1", {}, "Blind vote"), progressView(pair.progress),
     h("p", {class: "muted"}, "Model names are shown after you vote. ", voter),
