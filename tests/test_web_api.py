@@ -299,3 +299,14 @@ async def test_live_runs_carry_the_short_model_name(tmp_path: Path) -> None:
         assert by_model["model-b"]["short"] == "model-b"
     finally:
         await client.close()
+
+
+def test_a_long_answer_in_the_sample_list_says_it_is_cut() -> None:
+    """The run's sample list cut answers at 200 characters mid-word with no sign ("lorem ip")."""
+    from posttrain.web.views import PREVIEW_CHARS, _preview
+
+    text = "lorem ipsum " * 100
+    preview = _preview(text)
+    assert preview.endswith(" lorem …") and len(preview) <= PREVIEW_CHARS + 2
+    assert _preview("Paris") == "Paris"
+    assert _preview("x" * 500) == "x" * PREVIEW_CHARS + " …"

@@ -153,7 +153,7 @@ def _sample_rows(results: RunResults, flt: str, tag: str | None, grader: str | N
         rows.append({
             "item_id": sample.item_id, "epoch": sample.epoch, "status": sample.status,
             "value": sample.value, "passed": sample.passed, "reason": sample.reason,
-            "tags": tags, "output": sample.output_text[:200], "latency_s": sample.latency_s,
+            "tags": tags, "output": _preview(sample.output_text), "latency_s": sample.latency_s,
             "cost_usd": sample.cost_usd,
             "grades": {name: g.value for name, g in sample.grades.items()},
         })
@@ -197,6 +197,20 @@ def sample_detail(store: Store, run_id: str, item_id: str, epoch: int = 0) -> di
         "reference_fields": fields,
         "reviews": [dict(r) for r in store.reviews(run.eval_name) if r["item_id"] == item_id],
     }
+
+
+#: characters of an answer in a run's sample list (the whole answer is on its sample's page)
+PREVIEW_CHARS = 200
+
+
+def _preview(text: str, limit: int = PREVIEW_CHARS) -> str:
+    """The start of an answer, cut between words and ending in "…" when cut (a cut answer read
+    as the whole one: "lorem ip")."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    space = head.rfind(" ")
+    return (head[:space] if space > limit // 2 else head).rstrip() + " …"
 
 
 def diff_ops(a: str, b: str) -> list[list[str]]:
