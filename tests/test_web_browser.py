@@ -21,8 +21,9 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 pytestmark = pytest.mark.slow
-ALL_CHARTS_DRAWN = ("[...document.querySelectorAll('figure[data-chart]')].every("
-                    "f => f.dataset.ready === '1')")
+#: at least one chart, and every chart drawn (an empty page is not "all drawn")
+ALL_CHARTS_DRAWN = ("(f => f.length > 0 && f.every(x => x.dataset.ready === '1'))("
+                    "[...document.querySelectorAll('figure[data-chart]')])")
 
 
 
@@ -366,17 +367,20 @@ FRONTIER_LABELS = """() => {
 
 
 def _same_place_runs(store_path: Path, eval_path: Path) -> dict[str, str]:
-    """Runs whose points coincide on the frontier with model-a's latest (0.5 at $0), and one
-    with a long name at the highest cost (its label drawn to the left of its point)."""
+    """Runs whose points coincide on the frontier with model-a's latest (0.5 at $0), one a
+    little faster (model-d), and one with a long name (its label drawn left of its point)."""
     answers = {"q1": "Paris", "q2": "Osaka", "q3": "Canberra", "q4": "Rome"}
     return _more_runs(store_path, eval_path, answers, [
         ("model-c", "default", 0.0), ("openai:gpt-4o-mini", "default", 0.0),
-        (LONGER_MODEL, "a-long-variant-name-with-many-words", 0.01)])
+        ("model-d", "default", 0.0),
+        (LONGER_MODEL, "a-long-variant-name-with-many-words", 0.01)], latency={"model-d": 0.48})
 
 
 def _more_runs(store_path: Path, eval_path: Path, answers: dict[str, str],
-               models: list[tuple[str, str, float]]) -> dict[str, str]:
-    """A finished run per (model, variant, cost per answer), each with these answers."""
+               models: list[tuple[str, str, float]],
+               latency: dict[str, float] | None = None) -> dict[str, str]:
+    """A finished run per (model, variant, cost per answer), each with these answers (each in
+    0.5 s unless ``latency`` names the model)."""
     from posttrain.eval import load_eval
     from posttrain.runner.store import Store
     from posttrain.types import Completion
@@ -390,7 +394,8 @@ def _more_runs(store_path: Path, eval_path: Path, answers: dict[str, str],
                                    model=model, variant=variant, epochs=1, config={},
                                    items=ev.items)
             for item in ev.items:
-                completion = Completion(text=answers[item.id], latency_s=0.5, cost_usd=cost,
+                completion = Completion(text=answers[item.id],
+                                        latency_s=(latency or {}).get(model, 0.5), cost_usd=cost,
                                         input_tokens=20, output_tokens=4)
                 sample = completion.to_sample()
                 store.record_sample(run.id, item.id, 0, completion=completion, request_key=None,
@@ -410,11 +415,10 @@ def test_frontier_labels_neither_overlap_nor_run_over_the_axis(tmp_path: Path, p
     with serving(store_path) as base:
         page.goto(f"{base}#/run/{runs['model-b']}")
         page.wait_for_function(ALL_CHARTS_DRAWN)
-        page.locator("figure[data-chart='frontier']").screenshot(
-            path=str(ARTIFACTS / "21-frontier-labels.png"))
+        page.screenshot(path=str(ARTIFACTS / "21-frontier-labels.png"), full_page=True)
         found = page.evaluate(FRONTIER_LABELS)
     labels = found["labels"]
-    assert len(labels) == 6, labels
+    assert len(labels) == 7, labels
     assert any(t["text"].startswith("…") and t["text"].endswith("many-words]") for t in labels)
     for t in labels:
         assert t["left"] >= found["plotLeft"] - 1, (t, found["plotLeft"])

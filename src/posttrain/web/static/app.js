@@ -132,20 +132,25 @@ function frontierChart(peers) {
   const front = sorted.filter(p => (p.score > best ? ((best = p.score), true) : false));
   const maxX = Math.max(...points.map(p => p[xField]));
   const WIDTH = 420, HEIGHT = 240, CHAR = 7;  // the plot in px; an 11px label's widest mean character
-  const stacked = new Map();  // labels of points drawn at (about) the same place
   // labels point away from the right edge and are cut to the room on their side (a long path keeps
-  // its last parts), so no name runs over the axis; labels of coinciding points are stacked, not
-  // drawn over each other
-  const values = points.map(p => {
+  // its last parts), so no name runs over the axis; a label that would overlap one already placed
+  // moves down (or up, near the bottom) a line at a time, so close points keep readable names
+  const LINE = 15;
+  const placed = [];
+  const overlaps = (a, b) => a.x0 < b.x1 && b.x0 < a.x1 && Math.abs(a.y - b.y) < LINE;
+  const values = [...points].sort((a, b) => b.score - a.score || a[xField] - b[xField]).map(p => {
     const side = maxX > 0 && p[xField] > maxX / 2 ? "right" : "left";
     const frac = maxX > 0 ? p[xField] / maxX : 0;
     const room = Math.max(8, Math.floor(((side === "right" ? frac : 1 - frac) * WIDTH - 12) / CHAR));
     const text = p.label.length > room ? "…" + p.label.slice(p.label.length - room + 1) : p.label;
-    const key = `${side}|${Math.round(frac * 20)}|${Math.round(p.score * 12)}`;
-    const k = stacked.get(key) || 0;
-    stacked.set(key, k + 1);
-    const step = (k * 15) / HEIGHT;  // one 15px line per label already there
-    return {...p, text, label_y: p.score > 0.7 ? p.score - step : p.score + step, side,
+    const px = frac * WIDTH, w = text.length * CHAR;
+    const box = {x0: side === "right" ? px - 7 - w : px + 7, x1: side === "right" ? px - 7 : px + 7 + w, y: p.score * HEIGHT};
+    for (let down = true, tries = 0; placed.some(q => overlaps(box, q)) && tries < 200; tries++) {
+      box.y += down ? -LINE : LINE;
+      if (down && box.y < LINE) { down = false; box.y = p.score * HEIGHT; }
+    }
+    placed.push(box);
+    return {...p, text, label_y: box.y / HEIGHT, side,
       frontier: front.includes(p) ? "on the frontier" : "dominated", who: p.this ? "this run" : "other run"};
   });
   const label = (side) => ({data: {values}, transform: [{filter: `datum.side === '${side}'`}],
