@@ -310,3 +310,11 @@ def test_a_long_answer_in_the_sample_list_says_it_is_cut() -> None:
     assert preview.endswith(" lorem …") and len(preview) <= PREVIEW_CHARS + 2
     assert _preview("Paris") == "Paris"
     assert _preview("x" * 500) == "x" * PREVIEW_CHARS + " …"
+
+
+def test_tags_sort_numbers_as_numbers() -> None:
+    """The score-by-tag chart read tag0, tag1, tag10, tag11, tag2 (text order)."""
+    from posttrain.web.views import natural_key
+
+    tags = ["tag10", "tag2", "Tag1", "tag1b", "europe", "tag0"]
+    assert sorted(tags, key=natural_key) == ["europe", "tag0", "Tag1", "tag1b", "tag2", "tag10"]

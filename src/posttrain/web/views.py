@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections import defaultdict
 from typing import Any
 
@@ -80,7 +81,8 @@ def run_page(store: Store, run_id: str) -> dict[str, Any]:
         "SELECT latency_s FROM samples WHERE run_id = ? AND latency_s IS NOT NULL "
         "ORDER BY item_id, epoch", (this.id,))]
     data["charts"] = {
-        "tags": [{"tag": tag, **v} for tag, v in data["tags"].items()],
+        "tags": [{"tag": tag, **v} for tag, v in sorted(data["tags"].items(),
+                                                       key=lambda kv: natural_key(kv[0]))],
         "latency": latencies,
         "peers": peers, "history": history, "heatmap": heatmap,
     }
@@ -197,6 +199,12 @@ def sample_detail(store: Store, run_id: str, item_id: str, epoch: int = 0) -> di
         "reference_fields": fields,
         "reviews": [dict(r) for r in store.reviews(run.eval_name) if r["item_id"] == item_id],
     }
+
+
+def natural_key(text: str) -> list[Any]:
+    """A sort key that puts "tag2" before "tag10" (numbers compared as numbers)."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part.lower())
+            for part in re.split(r"(\d+)", text) if part]
 
 
 #: characters of an answer in a run's sample list (the whole answer is on its sample's page)
