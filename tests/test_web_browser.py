@@ -521,3 +521,22 @@ def test_a_right_to_left_answer_reads_right_to_left(tmp_path: Path, page) -> Non
         page.goto(f"{base}#/run/{runs['model-ar']}")
         page.wait_for_selector("#samples tbody tr")
         assert page.locator("#samples td", has_text=arabic).first.evaluate(direction) == "rtl"
+
+
+#: form controls with no name but a placeholder (or none at all, as the reference field select)
+UNLABELLED = """[...document.querySelectorAll('input, select, textarea')].filter(e =>
+  e.type !== 'hidden' && !e.getAttribute('aria-label') && !e.labels?.length && !e.title)
+  .map(e => e.tagName.toLowerCase() + '#' + e.id)"""
+
+
+def test_every_form_control_has_a_label(server, page) -> None:
+    """The reference field select had no name at all; the matrix search, review note and voter
+    fields only a placeholder (gone once typed in)."""
+    url, _, _, runs = server
+    a, b = runs["model-a"], runs["model-b"]
+    for where in ("", f"#/run/{b}", f"#/sample/{b}/q1/0", "#/matrix/capitals",
+                  f"#/compare/{a}/{b}", f"#/arena/{a}/{b}"):
+        page.goto(url + where)
+        page.wait_for_selector("main h1")
+        page.wait_for_timeout(300)
+        assert page.evaluate(UNLABELLED) == [], where

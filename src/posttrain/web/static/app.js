@@ -375,7 +375,7 @@ async function pageMatrix(evalName, params) {
   const offset = m.offset || 0;
   const exportQuery = new URLSearchParams(query);
   exportQuery.delete("limit"); exportQuery.delete("offset");
-  const search = h("input", {id: "matrix-search", type: "search", placeholder: "search items and answers  ( / )", value: params.get("q") || "", size: 32,
+  const search = h("input", {id: "matrix-search", type: "search", "aria-label": "search items and answers", placeholder: "search items and answers  ( / )", value: params.get("q") || "", size: 32,
     onkeydown: e => { if (e.key === "Enter") setParams({q: e.target.value.trim()}); }});
   const check = (id, key, label) => h("label", {}, h("input", {type: "checkbox", id, checked: params.get(key) === "1",
     onchange: e => setParams({[key]: e.target.checked ? "1" : ""})}), ` ${label}`);
@@ -538,12 +538,12 @@ function gradeView(g) {
 async function pageSample(runId, itemId, epoch) {
   const s = await api(`api/runs/${enc(runId)}/samples/${enc(itemId)}?epoch=${epoch}`);
   const verdicts = ["misgraded", "ambiguous", "fine"];
-  const fieldSelect = h("select", {id: "ref-field", onchange: e => (textarea.value = valueOf(e.target.value))},
+  const fieldSelect = h("select", {id: "ref-field", "aria-label": "reference field to edit", onchange: e => (textarea.value = valueOf(e.target.value))},
     s.reference_fields.map(f => h("option", {value: f}, f)));
   const valueOf = f => (f ? (typeof s.item[f] === "string" ? s.item[f] : JSON.stringify(s.item[f])) : "");
   const textarea = h("textarea", {id: "ref-value", "aria-label": "reference"});
   textarea.value = valueOf(s.reference_fields[0]);
-  const note = h("input", {id: "review-note", placeholder: "note (optional)", size: 50});
+  const note = h("input", {id: "review-note", "aria-label": "review note", placeholder: "note (optional)", size: 50});
   const result = h("p", {id: "review-result", role: "status"}, flash);
   flash = "";
   const edit = h("input", {type: "checkbox", id: "ref-edit"});
@@ -639,7 +639,7 @@ async function pageArena(a, b) {
       h("a", {href: "#/"}, "back to runs"));
     return;
   }
-  const voter = h("input", {id: "voter", size: 14, placeholder: "your name (optional)", value: localStorage.getItem("posttrain-voter") || "",
+  const voter = h("input", {id: "voter", "aria-label": "your name", size: 14, placeholder: "your name (optional)", value: localStorage.getItem("posttrain-voter") || "",
     onchange: e => localStorage.setItem("posttrain-voter", e.target.value.trim())});
   const reveal = h("div", {class: "reveal", id: "reveal", role: "status"});
   const next = h("button", {id: "btn-next", class: "secondary", hidden: true, onclick: () => render()}, "Next pair");
