@@ -540,3 +540,15 @@ def test_every_form_control_has_a_label(server, page) -> None:
         page.wait_for_selector("main h1")
         page.wait_for_timeout(300)
         assert page.evaluate(UNLABELLED) == [], where
+
+
+def test_a_short_chart_is_not_stretched_to_the_height_of_its_row(server, page) -> None:
+    """The score-by-tag chart (3 rows) was drawn in a box as tall as the latency histogram
+    beside it: half the box blank."""
+    url, _, _, runs = server
+    page.goto(f"{url}#/run/{runs['model-b']}")
+    page.wait_for_function(ALL_CHARTS_DRAWN)
+    blank = page.evaluate("""[...document.querySelectorAll('figure[data-chart]')].map(f => {
+        const inner = [...f.children].reduce((h, c) => h + c.getBoundingClientRect().height, 0);
+        return f.getBoundingClientRect().height - inner; })""")
+    assert max(blank) < 40, blank
