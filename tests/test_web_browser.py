@@ -552,3 +552,15 @@ def test_a_short_chart_is_not_stretched_to_the_height_of_its_row(server, page) -
         const inner = [...f.children].reduce((h, c) => h + c.getBoundingClientRect().height, 0);
         return f.getBoundingClientRect().height - inner; })""")
     assert max(blank) < 40, blank
+
+
+def test_score_over_time_ticks_read_apart(server, page) -> None:
+    """Runs made seconds apart had every run-date tick read "Nov 30 16:38"."""
+    url, store_path, eval_path, runs = server
+    add_runs(store_path, eval_path)
+    page.goto(f"{url}#/run/{runs['model-b']}")
+    page.wait_for_function(ALL_CHARTS_DRAWN)
+    ticks = page.evaluate("""[...document.querySelectorAll(
+        "figure[data-chart='score-over-time'] .role-axis-label text")].map(t => t.textContent)""")
+    dates = [t for t in ticks if ":" in t]
+    assert dates and len(dates) == len(set(dates)), ticks

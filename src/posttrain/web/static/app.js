@@ -181,6 +181,13 @@ function frontierChart(peers) {
     + (left.length ? `; not drawn (no ${useCost ? "cost" : "latency"}): ${left.join(", ")}` : ""));
 }
 
+// a date axis' label format as fine as the span of its dates needs, so ticks read apart (runs
+// a few seconds apart were all "Nov 30 16:38")
+function dateFormat(times) {
+  const span = Math.max(...times) - Math.min(...times);  // ms
+  return span < 10e3 ? "%H:%M:%S.%L" : span < 3600e3 ? "%H:%M:%S" : span < 3 * 86400e3 ? "%b %d %H:%M" : "%Y-%m-%d";
+}
+
 function historyChart(rows) {
   if (rows.length < 2) return null;
   // by the model's release date when every run's model has one (shelf life), else by run date
@@ -189,7 +196,7 @@ function historyChart(rows) {
     ? {field: "released", type: "temporal", title: "model release date", scale: {padding: 14},
        axis: {format: "%Y-%m-%d", labelAngle: 0, tickCount: 4, labelOverlap: true}}
     : {field: "created", type: "temporal", title: "run date", scale: {padding: 14},
-       axis: {format: "%b %d %H:%M", labelAngle: 0, tickCount: 4, labelOverlap: true}};
+       axis: {format: dateFormat(rows.map(r => r.created)), labelAngle: 0, tickCount: 4, labelOverlap: true}};
   return chart("score-over-time", {
     width: 380, height: 200, data: {values: rows},
     encoding: {x,
