@@ -318,3 +318,19 @@ def test_tags_sort_numbers_as_numbers() -> None:
 
     tags = ["tag10", "tag2", "Tag1", "tag1b", "europe", "tag0"]
     assert sorted(tags, key=natural_key) == ["europe", "tag0", "Tag1", "tag1b", "tag2", "tag10"]
+
+
+
+async def test_the_page_forbids_inline_scripts_and_framing(env) -> None:
+    """The page had no Content-Security-Policy: an answer that reached the DOM as HTML could run
+    its onerror handler, and the viewer could be framed to click a vote or review."""
+    store_path, _, _ = env
+    client = await _client(store_path)
+    try:
+        resp = await client.get("/")
+        csp = resp.headers["Content-Security-Policy"]
+        assert "script-src 'self' 'unsafe-eval';" in csp and "frame-ancestors 'none'" in csp
+        assert "'unsafe-inline'" not in csp.split("script-src")[1].split(";")[0]
+        assert resp.headers["X-Frame-Options"] == "DENY"
+    finally:
+        await client.close()

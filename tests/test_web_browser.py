@@ -564,3 +564,18 @@ def test_score_over_time_ticks_read_apart(server, page) -> None:
         "figure[data-chart='score-over-time'] .role-axis-label text")].map(t => t.textContent)""")
     dates = [t for t in ticks if ":" in t]
     assert dates and len(dates) == len(set(dates)), ticks
+
+
+def test_an_inline_handler_cannot_run_in_the_page(server, page) -> None:
+    """Under the page's CSP, HTML with an event handler put into the page does not run it, and
+    the charts (Vega) still draw with no CSP violation."""
+    url, _, _, runs = server
+    violations: list[str] = []
+    page.on("console", lambda m: "Content Security Policy" in m.text and violations.append(m.text))
+    page.goto(f"{url}#/run/{runs['model-b']}")
+    page.wait_for_function(ALL_CHARTS_DRAWN)
+    assert violations == [], violations
+    page.evaluate("""document.querySelector('main').insertAdjacentHTML('beforeend',
+        '<img src=x onerror="window.__xss=1">')""")
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.__xss") is None
