@@ -579,3 +579,19 @@ def test_an_inline_handler_cannot_run_in_the_page(server, page) -> None:
         '<img src=x onerror="window.__xss=1">')""")
     page.wait_for_timeout(300)
     assert page.evaluate("window.__xss") is None
+
+
+def test_a_chart_exports_as_svg_and_png_under_the_pages_csp(server, page) -> None:
+    """vega-embed's menu saves a chart as SVG and as PNG (data: and blob: URLs the CSP allows)."""
+    url, _, _, runs = server
+    page.goto(f"{url}#/run/{runs['model-b']}")
+    page.wait_for_function(ALL_CHARTS_DRAWN)
+    figure = page.locator("figure[data-chart='score-by-tag']")
+    for kind in ("svg", "png"):
+        figure.locator("details").evaluate("d => { d.open = true; }")
+        with page.expect_download() as download:
+            figure.locator(f"a:has-text('Save as {kind.upper()}')").click()
+        saved = download.value
+        assert saved.suggested_filename == f"score-by-tag.{kind}"
+        head = Path(saved.path()).read_bytes()[:8]
+        assert head.startswith(b"<svg" if kind == "svg" else b"\x89PNG"), head
