@@ -281,3 +281,56 @@ async def test_score_over_time_carries_each_models_release_date(env) -> None:
         assert history["model-b"]["released"] is None
     finally:
         await client.close()
+
+
+async def test_live_runs_carry_the_short_model_name(tmp_path: Path) -> None:
+    """The live page listed the whole model path where every other page shows its last parts
+    (full name on hover): the listing now carries the short name."""
+    from tests.test_web_helpers import LONG_MODEL, add_runs
+
+    store_path, eval_path, _ = build(tmp_path)
+    add_runs(store_path, eval_path)
+    client = await _client(store_path)
+    try:
+        live = await (await client.get("/api/live")).json()
+        runs = live["runs"] if isinstance(live, dict) else live
+        by_model = {r["model"]: r for r in runs}
+        assert by_model[LONG_MODEL]["short"] == "qwen2.5-0.5b-instruct-sft/checkpoint-300"
+        assert by_model["model-b"]["short"] == "model-b"
+    finally:
+        await client.close()
+
+
+def test_a_long_answer_in_the_sample_list_says_it_is_cut() -> None:
+    """The run's sample list cut answers at 200 characters mid-word with no sign ("lorem ip")."""
+    from posttrain.web.views import PREVIEW_CHARS, _preview
+
+    text = "lorem ipsum " * 100
+    preview = _preview(text)
+    assert preview.endswith(" lorem …") and len(preview) <= PREVIEW_CHARS + 2
+    assert _preview("Paris") == "Paris"
+    assert _preview("x" * 500) == "x" * PREVIEW_CHARS + " …"
+
+
+def test_tags_sort_numbers_as_numbers() -> None:
+    """The score-by-tag chart read tag0, tag1, tag10, tag11, tag2 (text order)."""
+    from posttrain.web.views import natural_key
+
+    tags = ["tag10", "tag2", "Tag1", "tag1b", "europe", "tag0"]
+    assert sorted(tags, key=natural_key) == ["europe", "tag0", "Tag1", "tag1b", "tag2", "tag10"]
+
+
+
+async def test_the_page_forbids_inline_scripts_and_framing(env) -> None:
+    """The page had no Content-Security-Policy: an answer that reached the DOM as HTML could run
+    its onerror handler, and the viewer could be framed to click a vote or review."""
+    store_path, _, _ = env
+    client = await _client(store_path)
+    try:
+        resp = await client.get("/")
+        csp = resp.headers["Content-Security-Policy"]
+        assert "script-src 'self' 'unsafe-eval';" in csp and "frame-ancestors 'none'" in csp
+        assert "'unsafe-inline'" not in csp.split("script-src")[1].split(";")[0]
+        assert resp.headers["X-Frame-Options"] == "DENY"
+    finally:
+        await client.close()

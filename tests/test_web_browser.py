@@ -21,8 +21,9 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 pytestmark = pytest.mark.slow
-ALL_CHARTS_DRAWN = ("[...document.querySelectorAll('figure[data-chart]')].every("
-                    "f => f.dataset.ready === '1')")
+#: at least one chart, and every chart drawn (an empty page is not "all drawn")
+ALL_CHARTS_DRAWN = ("(f => f.length > 0 && f.every(x => x.dataset.ready === '1'))("
+                    "[...document.querySelectorAll('figure[data-chart]')])")
 
 
 
@@ -349,3 +350,248 @@ def test_score_over_time_is_shelf_life_by_release_date(server, page) -> None:
     assert figure.locator("figcaption").inner_text().startswith("Shelf life: the latest 2 runs")
     assert "model release date" in figure.locator("svg.marks").text_content()
     figure.screenshot(path=str(ARTIFACTS / "shelf-life.png"))
+
+
+#: a fine-tuned model with a long path and variant: its frontier label is longer than the plot
+LONGER_MODEL = ("hf:/home/me/models/a-really-long-finetuned-model-name-sft-dpo-rft-v2/"
+                "checkpoint-000900")
+FRONTIER_LABELS = """() => {
+  const fig = document.querySelector("figure[data-chart='frontier']");
+  const box = e => e.getBoundingClientRect();
+  const labels = [...fig.querySelectorAll("g.mark-text.role-mark text")].map(t => {
+    const r = box(t); return {text: t.textContent, left: r.left, right: r.right, top: r.top, bottom: r.bottom}; });
+  const domains = [...fig.querySelectorAll(".role-axis-domain")].map(box);
+  const xAxis = domains.reduce((a, b) => (b.width > a.width ? b : a));
+  return {labels, plotLeft: xAxis.left};
+}"""
+
+
+def _same_place_runs(store_path: Path, eval_path: Path) -> dict[str, str]:
+    """Runs whose points coincide on the frontier with model-a's latest (0.5 at $0), one a
+    little faster (model-d), and one with a long name (its label drawn left of its point)."""
+    answers = {"q1": "Paris", "q2": "Osaka", "q3": "Canberra", "q4": "Rome"}
+    return _more_runs(store_path, eval_path, answers, [
+        ("model-c", "default", 0.0), ("openai:gpt-4o-mini", "default", 0.0),
+        ("model-d", "default", 0.0),
+        (LONGER_MODEL, "a-long-variant-name-with-many-words", 0.01)], latency={"model-d": 0.48})
+
+
+def _more_runs(store_path: Path, eval_path: Path, answers: dict[str, str],
+               models: list[tuple[str, str, float]],
+               latency: dict[str, float] | None = None) -> dict[str, str]:
+    """A finished run per (model, variant, cost per answer), each with these answers (each in
+    0.5 s unless ``latency`` names the model)."""
+    from posttrain.eval import load_eval
+    from posttrain.runner.store import Store
+    from posttrain.types import Completion
+
+    ev = load_eval(eval_path)
+    runs = {}
+    with Store(store_path) as store:
+        for model, variant, cost in models:
+            run = store.create_run(run_key=f"k3-{model}", eval_name=ev.name,
+                                   eval_path=str(eval_path), eval_hash=ev.fingerprint(),
+                                   model=model, variant=variant, epochs=1, config={},
+                                   items=ev.items)
+            for item in ev.items:
+                completion = Completion(text=answers[item.id],
+                                        latency_s=(latency or {}).get(model, 0.5), cost_usd=cost,
+                                        input_tokens=20, output_tokens=4)
+                sample = completion.to_sample()
+                store.record_sample(run.id, item.id, 0, completion=completion, request_key=None,
+                                    attempts=1, scores=[g.grade(sample, item.data)
+                                                        for g in ev.graders])
+            store.finish_run(run.id)
+            runs[model] = run.id
+    return runs
+
+
+def test_frontier_labels_neither_overlap_nor_run_over_the_axis(tmp_path: Path, page) -> None:
+    """Three runs at the same point drew their names over each other, and a long name at the
+    right ran left over the y axis (unreadable): now stacked, and cut to the room they have."""
+    store_path, eval_path, runs = build(tmp_path)
+    add_runs(store_path, eval_path)
+    _same_place_runs(store_path, eval_path)
+    with serving(store_path) as base:
+        page.goto(f"{base}#/run/{runs['model-b']}")
+        page.wait_for_function(ALL_CHARTS_DRAWN)
+        page.screenshot(path=str(ARTIFACTS / "21-frontier-labels.png"), full_page=True)
+        found = page.evaluate(FRONTIER_LABELS)
+    labels = found["labels"]
+    assert len(labels) == 7, labels
+    assert any(t["text"].startswith("…") and t["text"].endswith("many-words]") for t in labels)
+    for t in labels:
+        assert t["left"] >= found["plotLeft"] - 1, (t, found["plotLeft"])
+    for i, a in enumerate(labels):
+        for b in labels[i + 1:]:
+            apart = (a["right"] <= b["left"] + 1 or b["right"] <= a["left"] + 1
+                     or a["bottom"] <= b["top"] + 1 or b["bottom"] <= a["top"] + 1)
+            assert apart, (a, b)
+
+
+def test_compare_folds_a_long_stretch_both_answers_share(tmp_path: Path, page) -> None:
+    """Two 5,000-character answers that differ in one word filled a screen each in the side by
+    side view; what both share is folded now, the change and its surroundings shown."""
+    store_path, eval_path, _ = build(tmp_path)
+    long = "lorem ipsum " * 200
+    runs = {}
+    for model, word in [("model-x", "Paris"), ("model-y", "Lyon")]:
+        answers = {q: f"{long}{word} {long}" for q in ("q1", "q2", "q3", "q4")}
+        runs.update(_more_runs(store_path, eval_path, answers, [(model, "default", 0.0)]))
+    with serving(store_path) as base:
+        page.goto(f"{base}#/compare/{runs['model-x']}/{runs['model-y']}")
+        page.wait_for_selector("#compare ins")
+        row = page.locator("#compare tbody tr").first
+        assert "Lyon" in row.inner_text() and "Paris" in row.inner_text()
+        assert row.locator("details.same").count() == 2
+        assert row.bounding_box()["height"] < 400
+        page.screenshot(path=str(ARTIFACTS / "23-compare-long.png"), full_page=True)
+        row.locator("details.same summary").first.click()
+        assert len(row.inner_text()) > 2400
+
+
+def test_arena_of_two_runs_with_the_same_answers_says_there_is_nothing_to_vote_on(
+        tmp_path: Path, page) -> None:
+    """It said "All 0 answer pairs that differ are voted on." under a full progress bar."""
+    store_path, eval_path, _ = build(tmp_path)
+    answers = {"q1": "Paris", "q2": "Tokyo", "q3": "Canberra", "q4": "Rome"}
+    runs = _more_runs(store_path, eval_path, answers,
+                      [("model-x", "default", 0.0), ("model-y", "default", 0.0)])
+    with serving(store_path) as base:
+        page.goto(f"{base}#/arena/{runs['model-x']}/{runs['model-y']}")
+        page.wait_for_selector("#arena-done")
+        assert "Nothing to vote on" in page.inner_text("#arena-done")
+        assert "4 shared items" in page.inner_text("#arena-done")
+        width = page.evaluate("document.querySelector('#arena-progress .bar span').style.width")
+        assert width == "0%"
+        page.screenshot(path=str(ARTIFACTS / "24-arena-nothing-to-vote.png"), full_page=True)
+
+
+def test_no_cost_recorded_is_not_shown_as_zero_dollars(tmp_path: Path, page) -> None:
+    """Runs of a model with no price showed "$0" (runs list, run page, matrix column) where
+    `posttrain report` prints "-" and the frontier says "cost unknown"."""
+    store_path, eval_path, runs = build(tmp_path)
+    more = add_runs(store_path, eval_path)
+    with serving(store_path) as base:
+        page.goto(base)
+        page.wait_for_selector("#runs tbody tr")
+        row = page.locator("#runs tbody tr", has=page.locator(f"a[href='#/run/{more[LONG_MODEL]}']"))
+        assert "$0" not in row.inner_text() and "–" in row.inner_text()
+        assert "$0.0030" in page.inner_text("#runs")  # model-b's recorded cost
+        page.goto(f"{base}#/run/{more[LONG_MODEL]}")
+        page.wait_for_selector("#samples tbody tr")
+        assert "no cost recorded" in page.inner_text("main") and "$0 " not in page.inner_text("main")
+        page.goto(f"{base}#/matrix/capitals")
+        page.wait_for_selector("#matrix")
+        heads = page.inner_text("#matrix thead")
+        assert "no cost" in heads and "$0 " not in heads and "$0.0030" in heads
+        page.screenshot(path=str(ARTIFACTS / "25-matrix-no-cost.png"), full_page=True)
+
+
+def test_no_console_error_on_the_viewer_pages(server, page) -> None:
+    """The browser's favicon.ico request got a 404 on every visit (an error in the console); now the page names an empty icon."""
+    url, _, _, runs = server
+    failed: list[str] = []
+    page.on("console", lambda m: m.type == "error" and failed.append(f"{m.text} {m.location}"))
+    for where in ("", f"#/run/{runs['model-b']}", "#/matrix/capitals", "#/training"):
+        page.goto(url + where)
+        page.wait_for_timeout(800)
+    assert not failed, failed
+
+
+def test_a_right_to_left_answer_reads_right_to_left(tmp_path: Path, page) -> None:
+    """An Arabic answer was laid out left to right, flush left, in the sample, matrix and run
+    pages; each text now takes its direction from its first strong letter (dir=auto)."""
+    store_path, eval_path, _ = build(tmp_path)
+    arabic = "عاصمة فرنسا هي باريس"
+    runs = _more_runs(store_path, eval_path, dict.fromkeys(("q1", "q2", "q3", "q4"), arabic),
+                      [("model-ar", "default", 0.0)])
+    direction = "el => getComputedStyle(el).direction"
+    with serving(store_path) as base:
+        page.goto(f"{base}#/sample/{runs['model-ar']}/q1/0")
+        answer = page.locator(".msg.assistant .content").last
+        answer.wait_for()
+        assert answer.evaluate(direction) == "rtl"
+        assert page.locator(".msg.user .content").first.evaluate(direction) == "ltr"
+        page.screenshot(path=str(ARTIFACTS / "26-sample-rtl.png"), full_page=True)
+        page.goto(f"{base}#/matrix/capitals")
+        page.wait_for_selector("#matrix tbody tr")
+        cell = page.locator("#matrix .cell-text", has_text=arabic).first
+        assert cell.evaluate(direction) == "rtl"
+        page.goto(f"{base}#/run/{runs['model-ar']}")
+        page.wait_for_selector("#samples tbody tr")
+        assert page.locator("#samples td", has_text=arabic).first.evaluate(direction) == "rtl"
+
+
+#: form controls with no name but a placeholder (or none at all, as the reference field select)
+UNLABELLED = """[...document.querySelectorAll('input, select, textarea')].filter(e =>
+  e.type !== 'hidden' && !e.getAttribute('aria-label') && !e.labels?.length && !e.title)
+  .map(e => e.tagName.toLowerCase() + '#' + e.id)"""
+
+
+def test_every_form_control_has_a_label(server, page) -> None:
+    """The reference field select had no name at all; the matrix search, review note and voter
+    fields only a placeholder (gone once typed in)."""
+    url, _, _, runs = server
+    a, b = runs["model-a"], runs["model-b"]
+    for where in ("", f"#/run/{b}", f"#/sample/{b}/q1/0", "#/matrix/capitals",
+                  f"#/compare/{a}/{b}", f"#/arena/{a}/{b}"):
+        page.goto(url + where)
+        page.wait_for_selector("main h1")
+        page.wait_for_timeout(300)
+        assert page.evaluate(UNLABELLED) == [], where
+
+
+def test_a_short_chart_is_not_stretched_to_the_height_of_its_row(server, page) -> None:
+    """The score-by-tag chart (3 rows) was drawn in a box as tall as the latency histogram
+    beside it: half the box blank."""
+    url, _, _, runs = server
+    page.goto(f"{url}#/run/{runs['model-b']}")
+    page.wait_for_function(ALL_CHARTS_DRAWN)
+    blank = page.evaluate("""[...document.querySelectorAll('figure[data-chart]')].map(f => {
+        const inner = [...f.children].reduce((h, c) => h + c.getBoundingClientRect().height, 0);
+        return f.getBoundingClientRect().height - inner; })""")
+    assert max(blank) < 40, blank
+
+
+def test_score_over_time_ticks_read_apart(server, page) -> None:
+    """Runs made seconds apart had every run-date tick read "Nov 30 16:38"."""
+    url, store_path, eval_path, runs = server
+    add_runs(store_path, eval_path)
+    page.goto(f"{url}#/run/{runs['model-b']}")
+    page.wait_for_function(ALL_CHARTS_DRAWN)
+    ticks = page.evaluate("""[...document.querySelectorAll(
+        "figure[data-chart='score-over-time'] .role-axis-label text")].map(t => t.textContent)""")
+    dates = [t for t in ticks if ":" in t]
+    assert dates and len(dates) == len(set(dates)), ticks
+
+
+def test_an_inline_handler_cannot_run_in_the_page(server, page) -> None:
+    """Under the page's CSP, HTML with an event handler put into the page does not run it, and
+    the charts (Vega) still draw with no CSP violation."""
+    url, _, _, runs = server
+    violations: list[str] = []
+    page.on("console", lambda m: "Content Security Policy" in m.text and violations.append(m.text))
+    page.goto(f"{url}#/run/{runs['model-b']}")
+    page.wait_for_function(ALL_CHARTS_DRAWN)
+    assert violations == [], violations
+    page.evaluate("""document.querySelector('main').insertAdjacentHTML('beforeend',
+        '<img src=x onerror="window.__xss=1">')""")
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.__xss") is None
+
+
+def test_a_chart_exports_as_svg_and_png_under_the_pages_csp(server, page) -> None:
+    """vega-embed's menu saves a chart as SVG and as PNG (data: and blob: URLs the CSP allows)."""
+    url, _, _, runs = server
+    page.goto(f"{url}#/run/{runs['model-b']}")
+    page.wait_for_function(ALL_CHARTS_DRAWN)
+    figure = page.locator("figure[data-chart='score-by-tag']")
+    for kind in ("svg", "png"):
+        figure.locator("details").evaluate("d => { d.open = true; }")
+        with page.expect_download() as download:
+            figure.locator(f"a:has-text('Save as {kind.upper()}')").click()
+        saved = download.value
+        assert saved.suggested_filename == f"score-by-tag.{kind}"
+        head = Path(saved.path()).read_bytes()[:8]
+        assert head.startswith(b"<svg" if kind == "svg" else b"\x89PNG"), head

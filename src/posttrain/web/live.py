@@ -12,6 +12,7 @@ from typing import Any
 from posttrain.environment import unseen_tool_results
 from posttrain.errors import UserError
 from posttrain.runner.store import Store
+from posttrain.web.matrix import short_name
 
 SUMMARY_CHARS = 120
 POLL_S = 0.25  # how often the hub looks for a commit of another process
@@ -87,7 +88,7 @@ def live_runs(store: Store, *, recent: int = 20) -> list[dict[str, Any]]:
             "SELECT COUNT(*) FROM (SELECT DISTINCT item_id, epoch FROM steering WHERE "
             "run_id = ? AND action = 'resume' AND status = 'applied')", (run.id,)).fetchone()[0]
         out.append({"id": run.id, "eval": run.eval_name, "model": run.model,
-                    "variant": run.variant, "status": run.status, "created": run.created,
+                    "short": short_name(run.model), "variant": run.variant, "status": run.status, "created": run.created,
                     "done": sum(counts.values()), "errors": counts.get("error", 0),
                     "total": total, "in_flight": in_flight, "steered": steered})
     return out

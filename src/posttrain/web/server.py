@@ -144,8 +144,18 @@ async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
     return response
 
 
+#: the page's Content-Security-Policy: its own scripts only (no inline script or event handler,
+#: so text that slipped into the page as HTML could not run), no framing (a vote or review
+#: clicked through a hidden frame); Vega compiles its expressions with Function ('unsafe-eval')
+#: and vega-embed adds a style element ('unsafe-inline' styles)
+CSP = ("default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
+       "img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+       "form-action 'self'; frame-ancestors 'none'")
+
+
 async def index(request: web.Request) -> web.Response:
-    return web.Response(body=_static("index.html"), content_type="text/html")
+    return web.Response(body=_static("index.html"), content_type="text/html",
+                        headers={"Content-Security-Policy": CSP, "X-Frame-Options": "DENY"})
 
 
 async def static(request: web.Request) -> web.Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections import defaultdict
 from typing import Any
 
@@ -80,7 +81,8 @@ def run_page(store: Store, run_id: str) -> dict[str, Any]:
         "SELECT latency_s FROM samples WHERE run_id = ? AND latency_s IS NOT NULL "
         "ORDER BY item_id, epoch", (this.id,))]
     data["charts"] = {
-        "tags": [{"tag": tag, **v} for tag, v in data["tags"].items()],
+        "tags": [{"tag": tag, **v} for tag, v in sorted(data["tags"].items(),
+                                                       key=lambda kv: natural_key(kv[0]))],
         "latency": latencies,
         "peers": peers, "history": history, "heatmap": heatmap,
     }
@@ -153,7 +155,7 @@ def _sample_rows(results: RunResults, flt: str, tag: str | None, grader: str | N
         rows.append({
             "item_id": sample.item_id, "epoch": sample.epoch, "status": sample.status,
             "value": sample.value, "passed": sample.passed, "reason": sample.reason,
-            "tags": tags, "output": sample.output_text[:200], "latency_s": sample.latency_s,
+            "tags": tags, "output": _preview(sample.output_text), "latency_s": sample.latency_s,
             "cost_usd": sample.cost_usd,
             "grades": {name: g.value for name, g in sample.grades.items()},
         })
@@ -197,6 +199,26 @@ def sample_detail(store: Store, run_id: str, item_id: str, epoch: int = 0) -> di
         "reference_fields": fields,
         "reviews": [dict(r) for r in store.reviews(run.eval_name) if r["item_id"] == item_id],
     }
+
+
+def natural_key(text: str) -> list[Any]:
+    """A sort key that puts "tag2" before "tag10" (numbers compared as numbers)."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part.lower())
+            for part in re.split(r"(\d+)", text) if part]
+
+
+#: characters of an answer in a run's sample list (the whole answer is on its sample's page)
+PREVIEW_CHARS = 200
+
+
+def _preview(text: str, limit: int = PREVIEW_CHARS) -> str:
+    """The start of an answer, cut between words and ending in "…" when cut (a cut answer read
+    as the whole one: "lorem ip")."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    space = head.rfind(" ")
+    return (head[:space] if space > limit // 2 else head).rstrip() + " …"
 
 
 def diff_ops(a: str, b: str) -> list[list[str]]:

@@ -32,6 +32,9 @@ async function api(path, body) {
 
 const fmt = (v, digits = 3) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
 const usd = v => (v === null || v === undefined ? "–" : v === 0 ? "$0" : v < 0.01 ? `$${Number(v).toPrecision(2)}` : `$${Number(v).toFixed(2)}`);
+// a run's cost: none recorded (no price for a local model, or every answer cached) is not "$0",
+// as `posttrain report` prints "-" for it
+const runUsd = (v, none = "–") => (v ? usd(v) : none);
 const secs = v => (v === null || v === undefined ? "–" : `${Number(v).toFixed(2)}s`);
 const pct = (n, d) => (d ? `${Math.round((100 * n) / d)}%` : "–");
 const enc = encodeURIComponent;
@@ -128,15 +131,36 @@ function frontierChart(peers) {
   let best = -1;
   const front = sorted.filter(p => (p.score > best ? ((best = p.score), true) : false));
   const maxX = Math.max(...points.map(p => p[xField]));
-  // labels point away from the right edge, so whole names fit
-  const values = points.map(p => ({...p, frontier: front.includes(p) ? "on the frontier" : "dominated",
-    who: p.this ? "this run" : "other run", side: maxX > 0 && p[xField] > maxX / 2 ? "right" : "left"}));
+  const WIDTH = 420, HEIGHT = 240, CHAR = 7;  // the plot in px; an 11px label's widest mean character
+  // labels point away from the right edge and are cut to the room on their side (a long path keeps
+  // its last parts), so no name runs over the axis; a label that would overlap one already placed
+  // moves down (or up, near the bottom) a line at a time, so close points keep readable names
+  const LINE = 15;
+  const placed = [];
+  const overlaps = (a, b) => a.x0 < b.x1 && b.x0 < a.x1 && Math.abs(a.y - b.y) < LINE;
+  const values = [...points].sort((a, b) => b.score - a.score || a[xField] - b[xField]).map(p => {
+    const side = maxX > 0 && p[xField] > maxX / 2 ? "right" : "left";
+    const frac = maxX > 0 ? p[xField] / maxX : 0;
+    const room = Math.max(8, Math.floor(((side === "right" ? frac : 1 - frac) * WIDTH - 12) / CHAR));
+    const text = p.label.length > room ? "…" + p.label.slice(p.label.length - room + 1) : p.label;
+    const px = frac * WIDTH, w = text.length * CHAR;
+    const box = {x0: side === "right" ? px - 7 - w : px + 7, x1: side === "right" ? px - 7 : px + 7 + w, y: p.score * HEIGHT};
+    for (let down = true, tries = 0; placed.some(q => overlaps(box, q)) && tries < 200; tries++) {
+      box.y += down ? -LINE : LINE;
+      if (down && box.y < LINE) { down = false; box.y = p.score * HEIGHT; }
+    }
+    placed.push(box);
+    return {...p, text, label_y: box.y / HEIGHT, side,
+      frontier: front.includes(p) ? "on the frontier" : "dominated", who: p.this ? "this run" : "other run"};
+  });
   const label = (side) => ({data: {values}, transform: [{filter: `datum.side === '${side}'`}],
     mark: {type: "text", align: side === "left" ? "left" : "right", dx: side === "left" ? 7 : -7, dy: -8, fontSize: 11},
-    encoding: {x: {field: xField, type: "quantitative"}, y: {field: "score", type: "quantitative"}, text: {field: "label"}}});
+    encoding: {x: {field: xField, type: "quantitative"}, y: {field: "label_y", type: "quantitative"}, text: {field: "text"},
+      tooltip: [{field: "label", title: "model"}]}});
+  const sides = new Set(values.map(v => v.side));
   const xTitle = useCost ? "cost per answer (USD)" : "p95 latency (s)";
   return chart("frontier", {
-    width: 420, height: 240,
+    width: WIDTH, height: HEIGHT,
     layer: [
       {data: {values: front}, mark: {type: "line", strokeDash: [4, 3], color: "#1e8e3e", point: false},
        encoding: {x: {field: xField, type: "quantitative"}, y: {field: "score", type: "quantitative"}}},
@@ -150,11 +174,18 @@ function frontierChart(peers) {
          tooltip: [{field: "model", title: "model"}, {field: "variant"}, {field: "score", format: ".3f"},
            {field: "low", format: ".3f", title: "CI low"}, {field: "high", format: ".3f", title: "CI high"},
            {field: "cost_per_sample", format: "$.3~g", title: "cost / answer"}, {field: "latency_p95", format: ".2f", title: "p95 latency s"}, {field: "frontier"}]}},
-      label("left"), label("right"),
+      ...["left", "right"].filter(side => sides.has(side)).map(label),  // no empty layer (an infinite extent)
     ],
   }, (useCost ? "Cost vs score: latest run of each model × variant (frontier dashed)"
     : `p95 latency vs score (${costUnknown.length ? `cost unknown for ${costUnknown.length} of ${peers.length} runs` : "every cost is $0"}): latest run of each model × variant (frontier dashed)`)
     + (left.length ? `; not drawn (no ${useCost ? "cost" : "latency"}): ${left.join(", ")}` : ""));
+}
+
+// a date axis' label format as fine as the span of its dates needs, so ticks read apart (runs
+// a few seconds apart were all "Nov 30 16:38")
+function dateFormat(times) {
+  const span = Math.max(...times) - Math.min(...times);  // ms
+  return span < 10e3 ? "%H:%M:%S.%L" : span < 3600e3 ? "%H:%M:%S" : span < 3 * 86400e3 ? "%b %d %H:%M" : "%Y-%m-%d";
 }
 
 function historyChart(rows) {
@@ -165,7 +196,7 @@ function historyChart(rows) {
     ? {field: "released", type: "temporal", title: "model release date", scale: {padding: 14},
        axis: {format: "%Y-%m-%d", labelAngle: 0, tickCount: 4, labelOverlap: true}}
     : {field: "created", type: "temporal", title: "run date", scale: {padding: 14},
-       axis: {format: "%b %d %H:%M", labelAngle: 0, tickCount: 4, labelOverlap: true}};
+       axis: {format: dateFormat(rows.map(r => r.created)), labelAngle: 0, tickCount: 4, labelOverlap: true}};
   return chart("score-over-time", {
     width: 380, height: 200, data: {values: rows},
     encoding: {x,
@@ -281,7 +312,7 @@ async function pageRuns() {
     scoreCell(run.score), h("td", {}, run.pass_rate === null ? "–" : fmt(run.pass_rate, 2)),
     h("td", {title: "scored samples / expected (items × epochs)"}, `${run.coverage.scored}/${run.coverage.expected}`),
     h("td", {}, Object.entries(run.statuses).map(([k, v]) => h("span", {class: `pill ${k}`}, `${k} ${v}`))),
-    h("td", {}, usd(run.cost_usd)), h("td", {}, secs(run.latency.p50))));
+    h("td", {title: run.cost_usd ? null : "no cost recorded"}, runUsd(run.cost_usd)), h("td", {}, secs(run.latency.p50))));
   show(h("h1", {}, "Runs"),
     evals.length ? h("p", {}, "Matrix of items × models: ", evals.map(e => h("a", {class: "pill link", href: `#/matrix/${enc(e)}`}, e))) : null,
     h("div", {class: "toolbar"}, h("span", {class: "muted"}, "Pick two runs of the same eval:"), side, vote),
@@ -314,7 +345,7 @@ async function pageRun(runId, params) {
     h("p", {}, "Score ", h("strong", {id: "run-score"}, fmt(run.score.mean)),
       run.score.low === null ? "" : h("span", {class: "ci"}, ` 95% CI [${fmt(run.score.low)}, ${fmt(run.score.high)}]`),
       ` · ${run.samples} samples · `, Object.entries(run.statuses).map(([k, v]) => h("span", {class: `pill ${k}`}, `${k} ${v}`)),
-      ` · ${usd(run.cost_usd)} · `, h("a", {href: `#/matrix/${enc(run.eval)}`}, "matrix of this eval")),
+      ` · ${runUsd(run.cost_usd, "no cost recorded")} · `, h("a", {href: `#/matrix/${enc(run.eval)}`}, "matrix of this eval")),
     run.others.length ? h("details", {class: "others"}, h("summary", {}, `Compare with (${run.others.length} other runs of ${run.eval})`), h("ul", {}, others)) : null,
     h("div", {class: "charts"},
       run.charts.tags.length ? tagChart(run.charts.tags) : null,
@@ -332,7 +363,7 @@ async function pageRun(runId, params) {
       h("tbody", {}, samples.map(s => h("tr", {class: "click", "data-item": s.item_id,
         onclick: () => (location.hash = `#/sample/${enc(runId)}/${enc(s.item_id)}/${s.epoch}`)},
         h("td", {}, s.item_id + (s.epoch ? ` #${s.epoch}` : "")), statusCell(s), h("td", {}, fmt(s.value)),
-        h("td", {}, s.tags.map(t => h("span", {class: "pill"}, t))), h("td", {}, s.output), h("td", {class: "muted"}, s.reason))))));
+        h("td", {}, s.tags.map(t => h("span", {class: "pill"}, t))), h("td", {dir: "auto"}, s.output), h("td", {class: "muted"}, s.reason))))));
 }
 
 // ---- the matrix -----------------------------------------------------------------------------
@@ -351,7 +382,7 @@ async function pageMatrix(evalName, params) {
   const offset = m.offset || 0;
   const exportQuery = new URLSearchParams(query);
   exportQuery.delete("limit"); exportQuery.delete("offset");
-  const search = h("input", {id: "matrix-search", type: "search", placeholder: "search items and answers  ( / )", value: params.get("q") || "", size: 32,
+  const search = h("input", {id: "matrix-search", type: "search", "aria-label": "search items and answers", placeholder: "search items and answers  ( / )", value: params.get("q") || "", size: 32,
     onkeydown: e => { if (e.key === "Enter") setParams({q: e.target.value.trim()}); }});
   const check = (id, key, label) => h("label", {}, h("input", {type: "checkbox", id, checked: params.get(key) === "1",
     onchange: e => setParams({[key]: e.target.checked ? "1" : ""})}), ` ${label}`);
@@ -376,7 +407,7 @@ async function pageMatrix(evalName, params) {
         setParams({sort: sortCol === i && sort === "score" ? "-score" : "score", col: i})}, `${fmt(c.score.mean)}${arrow}`),
         c.score.low === null ? "" : h("span", {class: "ci"}, ` [${fmt(c.score.low, 2)}, ${fmt(c.score.high, 2)}]`)),
       h("div", {class: "col-meta", title: "scored answers / expected (items × epochs) · cost · p50 / p95 latency"},
-        `cov ${cov.scored}/${cov.expected} (${pct(cov.scored, cov.expected)}) · ${usd(c.cost_usd)} · ${secs(c.latency.p50)} / ${secs(c.latency.p95)}`),
+        `cov ${cov.scored}/${cov.expected} (${pct(cov.scored, cov.expected)}) · ${runUsd(c.cost_usd, "no cost")} · ${secs(c.latency.p50)} / ${secs(c.latency.p95)}`),
       c.previous_run ? h("div", {class: "muted small"}, "vs ", h("a", {href: `#/run/${enc(c.previous_run)}`}, "previous run")) : null);
   });
   const body = m.rows.map((row, r) => h("tr", {"data-item": row.item_id},
@@ -436,7 +467,7 @@ function matrixCell(m, row, cell, r, c) {
     h("div", {class: "cell-head"}, h("span", {class: "badge"}, cell.status), cell.score === null ? "" : ` ${fmt(cell.score, 2)}`,
       cell.answers > 1 ? h("span", {class: "muted"}, ` ×${cell.answers}`) : null, cell.tool_calls ? h("span", {class: "muted"}, ` · ${cell.tool_calls} tool call(s)`) : null, changed,
       cell.answers ? h("a", {href, class: "open", title: "open this answer"}, "open") : null),
-    h("div", {class: "cell-text"}, text));
+    h("div", {class: "cell-text", dir: "auto"}, text));
 }
 
 // ---- a sample: conversation, transcript, grades ----------------------------------------------
@@ -457,7 +488,8 @@ function prettyArgs(raw) {
 
 function messageView(m) {
   const parts = [h("span", {class: "role"}, m.role === "tool" ? `tool result${m.tool_call_id ? " · " + m.tool_call_id : ""}` : m.role)];
-  parts.push(folded(contentText(m.content)));
+  // dir=auto: an Arabic or Hebrew text reads right to left, aligned right
+  parts.push(h("div", {class: "content", dir: "auto"}, folded(contentText(m.content))));
   for (const call of m.tool_calls || []) {
     parts.push(h("div", {class: "call"}, h("span", {class: "call-name"}, `→ ${call.function?.name}`), h("span", {class: "muted"}, call.id ? ` ${call.id}` : ""),
       h("pre", {}, prettyArgs(call.function?.arguments))));
@@ -513,12 +545,12 @@ function gradeView(g) {
 async function pageSample(runId, itemId, epoch) {
   const s = await api(`api/runs/${enc(runId)}/samples/${enc(itemId)}?epoch=${epoch}`);
   const verdicts = ["misgraded", "ambiguous", "fine"];
-  const fieldSelect = h("select", {id: "ref-field", onchange: e => (textarea.value = valueOf(e.target.value))},
+  const fieldSelect = h("select", {id: "ref-field", "aria-label": "reference field to edit", onchange: e => (textarea.value = valueOf(e.target.value))},
     s.reference_fields.map(f => h("option", {value: f}, f)));
   const valueOf = f => (f ? (typeof s.item[f] === "string" ? s.item[f] : JSON.stringify(s.item[f])) : "");
   const textarea = h("textarea", {id: "ref-value", "aria-label": "reference"});
   textarea.value = valueOf(s.reference_fields[0]);
-  const note = h("input", {id: "review-note", placeholder: "note (optional)", size: 50});
+  const note = h("input", {id: "review-note", "aria-label": "review note", placeholder: "note (optional)", size: 50});
   const result = h("p", {id: "review-result", role: "status"}, flash);
   flash = "";
   const edit = h("input", {type: "checkbox", id: "ref-edit"});
@@ -558,7 +590,18 @@ async function pageSample(runId, itemId, epoch) {
 
 // ---- side by side ---------------------------------------------------------------------------
 function diffView(ops) {
-  return h("div", {class: "answer"}, ops.map(([op, text]) => op === "=" ? text : h(op === "-" ? "del" : "ins", {}, text)));
+  return h("div", {class: "answer", dir: "auto"}, ops.map(([op, text]) => op === "=" ? sameText(text) : h(op === "-" ? "del" : "ins", {}, text)));
+}
+
+// a long stretch both answers share is folded (its start and end kept), so the changes stand out
+function sameText(text, limit = 600, keep = 200) {
+  if (text.length <= limit) return text;
+  // cut between words where there is a space near the cut
+  const head = Math.max(text.lastIndexOf(" ", keep), keep / 2) + 1;
+  const space = text.indexOf(" ", text.length - keep);
+  const tail = space === -1 || space > text.length - keep / 2 ? text.length - keep : space + 1;
+  return [text.slice(0, head), h("details", {class: "fold same"},
+    h("summary", {}, `… ${tail - head} characters the same in A and B (show)`), text.slice(head, tail)), text.slice(tail)];
 }
 
 async function pageCompare(a, b) {
@@ -585,7 +628,7 @@ function progressView(p) {
   const g = p.grade_agreement, v = p.voter_agreement;
   return h("div", {class: "progress", id: "arena-progress"},
     h("div", {class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": p.votable, "aria-valuenow": p.voted},
-      h("span", {style: `width:${p.votable ? (100 * p.voted) / p.votable : 100}%`})),
+      h("span", {style: `width:${p.votable ? (100 * p.voted) / p.votable : 0}%`})),  // nothing to vote on is not done
     h("p", {class: "muted"}, `${p.voted} of ${p.votable} answer pairs voted`,
       p.identical ? ` · ${p.identical} pair(s) with identical answers skipped` : "",
       ` · votes A ${p.wins.a}, B ${p.wins.b}, tie ${p.wins.tie}`,
@@ -597,11 +640,13 @@ async function pageArena(a, b) {
   const pair = await api(`api/arena/next?a=${enc(a)}&b=${enc(b)}`);
   if (pair.done) {
     show(h("h1", {}, "Blind vote"), progressView(pair.progress),
-      h("p", {id: "arena-done"}, `All ${pair.progress.votable} answer pairs that differ are voted on.`),
+      h("p", {id: "arena-done"}, pair.progress.votable
+        ? `All ${pair.progress.votable} answer pairs that differ are voted on.`
+        : `Nothing to vote on: the two runs gave the same answer to each of their ${pair.progress.identical} shared items.`),
       h("a", {href: "#/"}, "back to runs"));
     return;
   }
-  const voter = h("input", {id: "voter", size: 14, placeholder: "your name (optional)", value: localStorage.getItem("posttrain-voter") || "",
+  const voter = h("input", {id: "voter", "aria-label": "your name", size: 14, placeholder: "your name (optional)", value: localStorage.getItem("posttrain-voter") || "",
     onchange: e => localStorage.setItem("posttrain-voter", e.target.value.trim())});
   const reveal = h("div", {class: "reveal", id: "reveal", role: "status"});
   const next = h("button", {id: "btn-next", class: "secondary", hidden: true, onclick: () => render()}, "Next pair");
@@ -625,7 +670,7 @@ async function pageArena(a, b) {
     else if (e.key === "t") vote("tie");
   };
   const answer = (side) => h("div", {}, h("h2", {}, side === "left" ? "Answer 1 (left)" : "Answer 2 (right)"),
-    h("div", {class: "answer", id: `answer-${side}`}, pair[side].output,
+    h("div", {class: "answer", id: `answer-${side}`, dir: "auto"}, pair[side].output,
       (pair[side].tool_calls || []).map(c => h("pre", {}, `${c.function?.name}(${c.function?.arguments})`))));
   show(h("h1", {}, "Blind vote"), progressView(pair.progress),
     h("p", {class: "muted"}, "Model names are shown after you vote. ", voter),
@@ -649,9 +694,9 @@ function openStream(query, handlers) {
 function liveTable(runs) {
   return h("table", {id: "live-runs"}, h("thead", {}, h("tr", {}, ["run", "eval", "model", "status", "progress", "agentic samples in flight"].map(t => h("th", {}, t)))),
     h("tbody", {}, runs.map(r => h("tr", {"data-run": r.id, "data-status": r.status},
-      h("td", {}, h("a", {href: `#/run/${enc(r.id)}`}, r.id)), h("td", {}, r.eval), h("td", {}, r.model + (r.variant !== "default" ? ` [${r.variant}]` : "")),
+      h("td", {}, h("a", {href: `#/run/${enc(r.id)}`}, r.id)), h("td", {}, r.eval), h("td", {}, modelName(r), r.variant !== "default" ? ` [${r.variant}]` : ""),
       h("td", {class: r.status === "running" ? "running" : ""}, r.status),
-      h("td", {class: "progress"}, h("progress", {max: r.total || 1, value: r.done}), ` ${r.done}/${r.total}`, r.errors ? h("span", {class: "fail"}, ` · ${r.errors} errors`) : null,
+      h("td", {class: "progress"}, h("progress", {max: r.total || 1, value: r.done}), ` ${r.done}/${r.total}`, r.errors ? h("span", {class: "fail"}, ` · ${r.errors} error${r.errors === 1 ? "" : "s"}`) : null,
         r.steered ? h("span", {class: "steered", title: "answers a reviewer corrected: they count in the score like the others"}, ` · ${r.steered} steered`) : null),
       h("td", {}, r.in_flight.map(s => h("a", {class: `in-flight${s.paused ? " paused" : ""}`, href: `#/live/${enc(r.id)}/${enc(s.item_id)}/${s.epoch}`},
         `${s.item_id}${s.epoch ? "#" + s.epoch : ""} · ${s.steps} steps${s.paused ? " · paused" : ""}`)))))));
