@@ -63,7 +63,7 @@ def label_response_format(labels: list[str]) -> dict[str, Any]:
 
 
 # ---- parsing --------------------------------------------------------------------------------
-def _json_objects(text: str) -> list[Any]:
+def json_objects(text: str) -> list[Any]:
     """The top-level JSON objects in ``text``, in order (nested objects are not listed apart)."""
     found: list[Any] = []
     decoder = json.JSONDecoder()
@@ -97,7 +97,7 @@ def parse_score(text: str) -> tuple[float | None, str]:
     text = _final_answer(text)
     if not text.strip():
         return None, "the judge's reply has no answer after its reasoning"
-    for obj in reversed(_json_objects(text)):
+    for obj in reversed(json_objects(text)):
         for key in ("result", "score", "grade", "rating"):
             if key in obj:
                 value = obj[key]
@@ -127,7 +127,7 @@ def parse_label(text: str, labels: list[str]) -> tuple[str | None, str]:
     if not text.strip():
         return None, "the judge's reply has no answer after its reasoning"
     by_fold = {label.casefold(): label for label in labels}
-    for obj in reversed(_json_objects(text)):
+    for obj in reversed(json_objects(text)):
         for key in ("label", "result", "answer"):
             if key in obj:
                 value = obj[key]

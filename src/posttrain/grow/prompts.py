@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from posttrain.graders.model_graders import json_objects
 from posttrain.template import placeholders
 from posttrain.types import parse_json_output
 
@@ -146,18 +147,7 @@ def _reply_object(text: str, wanted: Sequence[str]) -> dict[str, Any] | None:
     whole = parse_json_output(text)
     if isinstance(whole, dict):
         return whole
-    decoder = json.JSONDecoder()
-    found: list[dict[str, Any]] = []
-    start = text.find("{")
-    while start >= 0 and len(found) < 20:
-        try:
-            value, end = decoder.raw_decode(text, start)
-        except ValueError:
-            start = text.find("{", start + 1)
-            continue
-        if isinstance(value, dict):
-            found.append(value)
-        start = text.find("{", end)
+    found = json_objects(text)[:20]
     for value in found:
         if all(name in value for name in wanted):
             return value

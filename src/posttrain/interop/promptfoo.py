@@ -262,19 +262,20 @@ def _providers(raw: Any, ctx: _Ctx, key: str) -> tuple[dict[str, dict[str, Any]]
         while model_name in models:
             model_name += "-2"
         models[model_name] = entry_out
-    shared: dict[str, Any] = {}
-    if samplings and all(s == samplings[0] for s in samplings):
-        shared = samplings[0]
-    elif samplings:
-        ctx.note(key, "providers set different sampling (temperature, max_tokens, ...): "
-                 "posttrain sets sampling per eval or variant; none was carried over")
-    settings: dict[str, Any] = {}
-    if requests and all(r == requests[0] for r in requests):
-        settings = requests[0]
-    elif requests:
-        ctx.note(key, "providers set different tools / tool_choice / response_format: "
-                 "posttrain sets them per eval; none was carried over")
+    shared = _shared(samplings, ctx, key, "sampling (temperature, max_tokens, ...): posttrain "
+                     "sets sampling per eval or variant")
+    settings = _shared(requests, ctx, key, "tools / tool_choice / response_format: posttrain "
+                       "sets them per eval")
     return models, shared, settings
+
+
+def _shared(values: list[dict[str, Any]], ctx: _Ctx, key: str, what: str) -> dict[str, Any]:
+    """The setting every provider gives (the same dict from each), else {} with a note."""
+    if values and all(v == values[0] for v in values):
+        return values[0]
+    if values:
+        ctx.note(key, f"providers set different {what}; none was carried over")
+    return {}
 
 
 def _load_tests(raw: Any, ctx: _Ctx) -> list[tuple[str, dict[str, Any]]]:
