@@ -241,3 +241,24 @@ def test_every_registration_in_posttrain_is_found_by_the_scan() -> None:
         builtin = {name for name, obj in registry.parts.items()
                    if getattr(obj, "__module__", "").startswith("posttrain.")}
         assert builtin == set(plugins.own_names(kind)), kind
+
+
+def test_suites_list_reads_each_builtin_suite_info_as_imported() -> None:
+    """`posttrain suites list` reads SUITE from source (no import); it must equal the module's."""
+    import importlib
+
+    from posttrain import plugins
+    from posttrain.suites import _literal_info
+    from posttrain.suites.code_edits import formats
+    from posttrain.suites.long_context import DEFAULT_LENGTH, KINDS
+
+    for name, module in plugins.KINDS["suite"].index().items():
+        literal = _literal_info(module)
+        assert literal is not None, f"{module}: SUITE is not all literals"
+        assert literal == importlib.import_module(module).SUITE
+        assert literal.name == name
+    code = _literal_info("posttrain.suites.code_edits")
+    assert code is not None and code.components[:len(formats.FORMATS)] == list(formats.FORMATS)
+    long = _literal_info("posttrain.suites.long_context")
+    assert long is not None and long.default_n == len(KINDS) * 2
+    assert long.default_length == DEFAULT_LENGTH
