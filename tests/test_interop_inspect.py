@@ -250,9 +250,57 @@ def test_export_of_a_posttrain_run_carries_its_grades(tmp_path: Path, capsys) ->
     assert log.results.scores[1].metrics["mean"].value == 0.25
     capsys.readouterr()
     run2 = _import(out, store=tmp_path / "b.db", capsys=capsys)["runs"][0]
-    assert run2["scorers"] == ["exact"]  # the header's "posttrain" headline is no scorer
+    # each sample carries its headline value as the "posttrain" score, read back as the primary
+    assert run2["scorers"] == ["posttrain", "exact"]
     summary = run2["summary"]
     assert (summary["score"], summary["errors"], summary["unscored"]) == (0.25, 1, 1)
+
+
+def test_a_posttrain_run_exported_and_imported_keeps_its_headline_and_tags(
+        tmp_path: Path, capsys) -> None:
+    """Two graders and no primary: the headline is the graders' mean per item, which is
+    neither grader's own score; an Inspect log of the run imported again must score the same
+    (it read the first grader as the score before), with the same interval, coverage and tags."""
+    from posttrain.analysis.report import summarize
+    from posttrain.analysis.results import load_results
+    from posttrain.runner.store import Store
+    from posttrain.types import Completion, Item
+    from posttrain.types import Score as PScore
+
+    grades = [((1, 0), "scored"), ((0, 0), "scored"), ((0, 1), "scored"), (None, "error"),
+              ((1, None), "scored"), ((1, 1), "scored")]
+    store = tmp_path / "s.db"
+    with Store(store) as db:
+        run = db.create_run(run_key="k", eval_name="two", eval_path=None, eval_hash="h",
+                            model="openai:m1", variant="default", epochs=1,
+                            config={"grader_names": ["exact", "jx"], "primary": None},
+                            items=[Item(id=str(i), data={"q": f"q{i}"},
+                                        tags=["math" if i % 2 else "chat"])
+                                   for i in range(len(grades))])
+        for i, (values, _status) in enumerate(grades):
+            if values is None:
+                db.record_sample(run.id, str(i), 0, completion=None, request_key=None,
+                                 attempts=2, error="HTTP 500")
+                continue
+            scores = [PScore(value=v, passed=v == 1, name=name,
+                             status="scored" if v is not None else "unscored",
+                             explanation="" if v is not None else "judge reply did not parse")
+                      for name, v in zip(("exact", "jx"), values, strict=True)]
+            db.record_sample(run.id, str(i), 0, completion=Completion(text=f"a{i}"),
+                             request_key=None, attempts=1, scores=scores)
+        db.finish_run(run.id)
+        before = summarize(load_results(db, run))
+    assert before["score"] == pytest.approx(2.0 / 6, abs=1e-4)  # .5 + 0 + .5 + 0 + 0 (unscored) + 1
+    out = tmp_path / "two.eval"
+    assert main(["export", "inspect-log", run.id, "-o", str(out), "--store", str(store)]) == 0
+    capsys.readouterr()
+    imported = _import(out, store=tmp_path / "b.db", capsys=capsys)["runs"][0]
+    after = imported["summary"]
+    for key in ("score", "ci_low", "ci_high", "errors", "unscored", "n", "score_scored_only"):
+        assert after[key] == pytest.approx(before[key]), key
+    assert after["by_tag"].keys() == before["by_tag"].keys() == {"chat", "math"}
+    for tag in ("chat", "math"):
+        assert after["by_tag"][tag]["score"] == pytest.approx(before["by_tag"][tag]["score"])
 
 
 @pytest.mark.parametrize("content,suffix,expect", [

@@ -490,7 +490,11 @@ def import_inspect_log(db: Any, path: Path, notes: list[str]) -> ImportReport:
             item_id = str(sample.id)
             if item_id not in positions:
                 positions[item_id] = len(positions)
-                item_rows.append((info.id, item_id, positions[item_id], "[]",
+                tags = (sample.metadata or {}).get("posttrain_tags")  # posttrain's own export
+                if not (isinstance(tags, list) and all(isinstance(t, str) for t in tags)):
+                    tags = []
+                item_rows.append((info.id, item_id, positions[item_id],
+                                  orjson.dumps(tags).decode(),
                                   orjson.dumps(_item_data(sample, skipped),
                                                default=str).decode()))
             epoch = sample.epoch - 1
@@ -764,6 +768,15 @@ def _export_inspect_log(store: str | Path, run_ref: str, out: str | Path) -> dic
                     answer=(completion.get("text") or "")[:500] or None,
                     explanation=grade.explanation or None,
                     metadata={"passed": grade.passed, "posttrain_status": grade.status})
+            if s.status != "error":
+                # the sample's own headline value (its primary grader, or the graders' mean),
+                # so that an import of this log scores it as posttrain did: 0 stands for
+                # unscored, which posttrain_status says
+                scored = s.status == "scored" and s.value is not None
+                scores = {"posttrain": InspectScore(
+                    value=s.value if scored else 0.0,
+                    explanation=None if scored else (s.reason or None),
+                    metadata={"passed": s.passed, "posttrain_status": s.status}), **scores}
         transcript = completion.get("transcript")
         messages = messages_out(transcript) if transcript else (
             ([*inp] if isinstance(inp, list) else messages_out([{"role": "user",
@@ -772,7 +785,9 @@ def _export_inspect_log(store: str | Path, run_ref: str, out: str | Path) -> dic
         samples.append(EvalSample(
             id=_sample_id(s.item_id, meta), epoch=s.epoch + 1, input=inp, target=target,
             choices=data.get("choices") if imported else None,
-            metadata=(data.get("metadata") or {}) if imported else dict(data),
+            metadata=(data.get("metadata") or {}) if imported else {
+                **data, **({"posttrain_tags": item.tags} if item is not None and item.tags
+                           else {})},
             messages=messages, output=output, scores=scores or None,
             model_usage={model: usage}, uuid=meta.get("uuid"),
             total_time=meta.get("total_time"), working_time=meta.get("working_time"),
