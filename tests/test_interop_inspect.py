@@ -485,3 +485,26 @@ def test_export_of_an_imported_log_with_nan_scores(tmp_path: Path, capsys) -> No
     value = again.samples[0].scores["match"].value
     assert isinstance(value, float) and value != value  # NaN, as Inspect wrote it
     assert again.samples[1].scores["judge"].value["style"] == 0.5
+
+
+def test_a_cancelled_log_counts_the_samples_it_never_started(tmp_path: Path, capsys) -> None:
+    """Cancelled after 3 of 5 samples (all right): the score is 3/5, not 3/3."""
+    model = "openai/gpt-4o-mini"
+    right = {sid: (True, True) for sid in QUESTIONS}
+    ran = [1, 2, 3]
+    log = EvalLog(
+        status="cancelled",
+        eval=EvalSpec(created="2026-01-05T10:00:00+00:00", task="quiz", task_id="task-1",
+                      run_id="run-c", eval_id="evc", model=model,
+                      dataset=EvalDataset(name="quiz", samples=len(QUESTIONS),
+                                          sample_ids=list(QUESTIONS)),
+                      config=EvalConfig(epochs=2)),
+        samples=[_sample(sid, epoch, model, right[sid][epoch - 1])
+                 for sid in ran for epoch in (1, 2)])
+    path = tmp_path / "cancelled.eval"
+    write_eval_log(log, str(path))
+    out = _import(path, store=tmp_path / "s.db", capsys=capsys)
+    run = out["runs"][0]
+    assert run["never_started"] == 2 and run["items"] == 5
+    assert run["summary"]["n"] == 10 and run["summary"]["score"] == pytest.approx(0.6)  # 5 x 2
+    assert any("2 of its 5 samples never started" in w for w in out["warnings"])

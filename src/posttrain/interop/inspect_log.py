@@ -65,6 +65,7 @@ class ImportReport:
     status: str
     samples: int = 0
     items: int = 0
+    never_started: int = 0  # samples the log lists but never ran (a cancelled log): count 0
     epochs: int = 1
     scorers: list[str] = field(default_factory=list)
     inspect_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -443,9 +444,6 @@ def import_inspect_log(db: Any, path: Path, notes: list[str]) -> ImportReport:
     if getattr(spec, "shards", None):
         notes.append(f"{path}: a sharded log: only the samples in this file are read (import "
                      "each shard file too)")
-    if header.status != "success":
-        notes.append(f"{path}: the log's status is {header.status!r}: its samples are "
-                     "imported as they are; missing ones count 0 in the score")
     provenance = spec.model_dump(mode="json", exclude_none=True)
     provenance.get("dataset", {}).pop("sample_ids", None)
     config = {"inspect": {"spec": provenance, "status": header.status,
@@ -518,6 +516,15 @@ def import_inspect_log(db: Any, path: Path, notes: list[str]) -> ImportReport:
             report.samples += 1
             if len(sample_rows) >= _BATCH:
                 flush()
+        # a cancelled or unfinished log lists samples it never started: they are items of the
+        # run all the same (unanswered, so each counts 0 in the score), never left out
+        for sample_id in getattr(spec.dataset, "sample_ids", None) or []:
+            if str(sample_id) not in positions:
+                positions[str(sample_id)] = len(positions)
+                report.never_started += 1
+                item_rows.append((info.id, str(sample_id), positions[str(sample_id)], "[]",
+                                  orjson.dumps({"inspect_sample_id": sample_id},
+                                               default=str).decode()))
         flush()
     except BaseException:
         with db.conn:
@@ -525,6 +532,11 @@ def import_inspect_log(db: Any, path: Path, notes: list[str]) -> ImportReport:
                 column = "id" if table == "runs" else "run_id"
                 db.conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (info.id,))
         raise
+    if header.status != "success" or report.never_started:
+        notes.append(f"{path}: the log's status is {header.status!r}: its samples are "
+                     f"imported as they are; {report.never_started} of its "
+                     f"{len(positions)} samples never started and count 0 in the score, as "
+                     "do missing epochs")
     names = _ordered(scorer_names, list(graders))
     for grader, why in odd.items():
         notes.append(f"{path}: scorer {grader}: some values are not scores here ({why}): those "
