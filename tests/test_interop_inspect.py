@@ -53,7 +53,8 @@ def _sample(sid, epoch: int, model: str, right: bool, *, error: bool = False) ->
         return EvalSample(id=sid, epoch=epoch, input=question, target=target,
                           messages=[ChatMessageUser(content=question)],
                           error=EvalError(message="RateLimitError: 429", traceback="tb",
-                                          traceback_ansi="tb"))
+                                          traceback_ansi="tb"),
+                          model_usage={model: usage})  # it spent tokens before it failed
     messages = [ChatMessageUser(content=question)]
     if sid == 4:  # an agent turn: a tool call, its result, then the answer
         call = ToolCall(id="call_1", function="weather", arguments={"city": "Oslo"})
@@ -129,6 +130,7 @@ def test_import_stores_samples_epochs_scores_usage(tmp_path: Path, capsys, suffi
     samples, scores = _rows(tmp_path / "s.db", run["run_id"])
     by = {(s[0], s[1]): s for s in samples}
     assert by[("3", 1)][2] == "error" and by[("3", 1)][3] == "inspect: RateLimitError: 429"
+    assert by[("3", 1)][4:6] == (12, 3)  # the failed sample's tokens still count
     assert by[("1", 0)][2:] == ("ok", None, 11, 3, 0.25, "4")
     assert by[("4", 0)][6] is None  # an agent's answer (two model calls) has no one latency
     grade = {(s[0], s[1], s[2]): s[3:] for s in scores}

@@ -505,8 +505,14 @@ def import_inspect_log(db: Any, path: Path, notes: list[str]) -> ImportReport:
                                    None if grade.passed is None else int(grade.passed),
                                    grade.status, grade.explanation))
             if sample.error is not None:
+                # what the failed sample spent is still spent: its tokens and cost count
+                usage = (sample.model_usage or {}).get(spec.model) or (
+                    sample.output.usage if sample.output is not None else None)
                 sample_rows.append((info.id, item_id, epoch, "error", None,
-                                    f"inspect: {sample.error.message}", 0, 0, 0.0, None, now))
+                                    f"inspect: {sample.error.message}",
+                                    usage.input_tokens if usage else 0,
+                                    usage.output_tokens if usage else 0,
+                                    (usage.total_cost or 0.0) if usage else 0.0, None, now))
             else:
                 c = _completion(sample, spec, skipped)
                 sample_rows.append((info.id, item_id, epoch, "ok",
