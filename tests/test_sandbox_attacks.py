@@ -944,3 +944,24 @@ def test_refusal_under_docker_does_not_suggest_what_is_installed() -> None:
         assert "install bubblewrap" not in message, message
     assert "--sandbox auto" in message and "--unsafe-no-sandbox" in message
     pool.close()
+
+
+def test_code_edit_sees_no_key_and_no_home(confined: str, env: dict[str, str]) -> None:
+    """The issue's first finding: a model's code edit ran outside the sandbox and printed
+    OPENAI_API_KEY. The edited file below passes its tests only when it cannot see the key,
+    the user's HOME or the secret file; run with the key in the parent's environment."""
+    from posttrain.suites.code_edits import make_row
+    from posttrain.suites.code_edits.tasks import TASKS_BY_ID
+
+    row = make_row(TASKS_BY_ID["stack_peek"], "whole")
+    probe = ("import os as _os\n"
+             f"assert {SECRET!r} not in repr(dict(_os.environ)), 'the key leaked'\n"
+             f"assert _os.environ.get('HOME') != {os.environ.get('HOME', '')!r}, 'HOME leaked'\n"
+             f"assert not _os.path.exists({env['secret_file']!r}), 'host files are visible'\n")
+    answer = row["reference_answer"].replace('"""A list-backed stack."""\n',
+                                             '"""A list-backed stack."""\n' + probe, 1)
+    assert answer != row["reference_answer"]
+    grader = build_grader({"type": "code_edit", "name": "code_edit"})
+    probed = grader.grade(Completion(text=answer).to_sample(), row)
+    assert probed.sub_scores["tests_pass"] == 1.0, probed  # every probe held
+    assert probed.confinement and probed.confinement.startswith(confined), probed.confinement

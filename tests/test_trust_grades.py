@@ -173,3 +173,21 @@ def test_judge_cut_off_in_its_reasoning_is_unscored() -> None:
     assert result is None and "after its reasoning" in why
     label, _ = parse_label('<think>{"label": "good"}</think>{"label": "bad"}', ["good", "bad"])
     assert label == "bad"
+
+
+@pytest.mark.parametrize("field", ["reasoning_content", "reasoning"])
+def test_a_servers_reasoning_field_is_not_the_answer(field: str) -> None:
+    """vLLM / DeepSeek send ``reasoning_content``, OpenRouter and newer vLLM ``reasoning``: kept
+    as the sample's reasoning; the graders see the content only."""
+    from posttrain.models.openai_compat import completion_from_body
+
+    body = {"choices": [{"message": {"role": "assistant", "content": "Paris",
+                                     field: "maybe Lyon... no, Paris"},
+                         "finish_reason": "stop"}], "model": "m"}
+    completion = completion_from_body(body, 0.1, None)
+    assert completion.text == "Paris" and completion.reasoning == "maybe Lyon... no, Paris"
+    sample = completion.to_sample()
+    assert sample["output_text"] == "Paris" and sample["reasoning"] == "maybe Lyon... no, Paris"
+    grader = build_grader({"type": "string_check", "name": "exact", "operation": "eq",
+                           "input": "{{sample.output_text}}", "reference": "Paris"})
+    assert grader.grade(sample, {}).value == 1.0
