@@ -425,3 +425,25 @@ def test_a_run_with_failed_requests_is_rerun_for_those_requests_only(tmp_path):
     assert again["candidates"][0]["errors"] == 0
     assert again["candidates"][0]["dev_score"] > result["candidates"][0]["dev_score"]
     assert healed.calls == again["requests"]["target"] == 2  # the two failed requests only
+
+
+def test_a_missing_tool_reminder_is_found_in_an_agentic_eval(tmp_path):
+    """The eval has tools and its prompt never says to use them: the agentic reminders are the
+    first rewrite tried, and the simulated agent calls the tool when told to."""
+    from posttrain.testing.prompt_sim import tool_sim_eval
+
+    model = PromptSim(task="tools", seed=0)
+    store = Store(tmp_path / "s.db")
+    try:
+        result = optimize(eval_from_dict(tool_sim_eval(60, 0)), model, store, RunOptions(),
+                          Settings(budget=1))
+        null = optimize(eval_from_dict(tool_sim_eval(60, 0)),
+                        PromptSim(task="tools", sensitive=False, p_buried=0.6, seed=0), store,
+                        RunOptions(), Settings(budget=1))
+    finally:
+        store.close()
+    assert result["accepted"], result["verdict"]
+    assert result["finalist_kind"] == "structural:agentic"
+    assert model.salient(result["finalist_messages"][0]["content"])
+    assert result["candidates"][0]["dev_score"] < 0.5 < result["candidates"][1]["dev_score"]
+    assert not null["accepted"]
