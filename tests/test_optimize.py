@@ -219,6 +219,9 @@ def test_winner_is_added_as_a_variant_and_nothing_else_changes(tmp_path, variant
                                           {"role": "user", "content": "b"}],
                                           "provenance": {"by": "me"}}}})
     assert spec.fingerprint() == with_provenance.fingerprint()
+    # the current prompt's sampling (variants.default) goes with the winner
+    write_variant(path, "optimized-n", messages, provenance, sampling={"max_tokens": 8})
+    assert load_eval(path).variants["optimized-n"].sampling == {"max_tokens": 8}
 
 
 def test_flow_style_variants_are_refused_before_any_request(tmp_path):
