@@ -9,7 +9,11 @@ item, prompt text): a prompt is answered the same way each time, two prompts ind
 - weakness tasks: the format rule is buried in a long system prompt (``sim_eval(weakness=True)``);
   ``strong`` (p 0.3 -> 0.9) and ``subtle`` (p 0.6 -> 0.8) effects;
 - null task: the same prompt, but no prompt changes anything (``sensitive=False``): every
-  candidate differs from the current prompt by chance only, so each acceptance is a false win.
+  candidate differs from the current prompt by chance only, so each acceptance is a false win;
+- tools tasks: an agentic eval (``tool_sim_eval``: order questions, a ``lookup_order`` tool, a
+  long support system prompt without "use your tools rather than guess"); the simulator calls
+  the tool with probability 0.9 when the prompt has that reminder, else 0.3 (``tools``), or 0.6
+  whatever the prompt (``tools-null``).
 
 Each run is a fresh store, its own seed (items, split, draws), ``--budget`` candidates, with or
 without the deterministic stub proposer. Reported: the share of runs with a significant fix
@@ -33,26 +37,39 @@ from posttrain.eval import eval_from_dict
 from posttrain.optimize.search import Settings, optimize
 from posttrain.runner.executor import RunOptions
 from posttrain.runner.store import Store
-from posttrain.testing.prompt_sim import PromptSim, StubProposer, sim_eval
+from posttrain.testing.prompt_sim import (
+    FORMAT,
+    TOOL_RULE,
+    PromptSim,
+    StubProposer,
+    sim_eval,
+    tool_sim_eval,
+)
 
 TASKS = {
     "strong": dict(weakness=True, sensitive=True, p_buried=0.3, p_salient=0.9),
     "subtle": dict(weakness=True, sensitive=True, p_buried=0.6, p_salient=0.8),
     "null": dict(weakness=True, sensitive=False, p_buried=0.6, p_salient=0.6),
+    "tools": dict(tools=True, sensitive=True, p_buried=0.3, p_salient=0.9),
+    "tools-null": dict(tools=True, sensitive=False, p_buried=0.6, p_salient=0.6),
 }
 
 
 def one(task: str, seed: int, *, n: int, budget: int, proposer: bool, alpha: float) -> dict:
     spec = TASKS[task]
-    ev = eval_from_dict(sim_eval(n, seed, weakness=spec["weakness"]))
+    tools = bool(spec.get("tools"))
+    ev = eval_from_dict(tool_sim_eval(n, seed) if tools
+                        else sim_eval(n, seed, weakness=spec["weakness"]))
     model = PromptSim(sensitive=spec["sensitive"], p_buried=spec["p_buried"],
-                      p_salient=spec["p_salient"], seed=seed)
+                      p_salient=spec["p_salient"], seed=seed,
+                      task="tools" if tools else "format")
     folder = tempfile.TemporaryDirectory()
     store = Store(Path(folder.name) / "s.db")
     try:
         result = optimize(ev, model, store, RunOptions(),
                           Settings(budget=budget, seed=seed, alpha=alpha),
-                          proposer=StubProposer() if proposer else None,
+                          proposer=(StubProposer(TOOL_RULE if tools else FORMAT)
+                                    if proposer else None),
                           proposer_name="stub" if proposer else None)
     finally:
         store.close()
@@ -97,10 +114,10 @@ def main() -> None:
         return
     print(f"{args.runs} runs per row, {args.items} items (about half held out), budget "
           f"{args.budget}, alpha {args.alpha}")
-    print(f"{'task':7} {'proposer':8} {'accepted':>9} {'95% CI':>17} {'real fix':>9} "
+    print(f"{'task':10} {'proposer':8} {'accepted':>9} {'95% CI':>17} {'real fix':>9} "
           f"{'requests/run':>13} {'proposer req':>12}")
     for r in rows:
-        print(f"{r['task']:7} {r['proposer']:8} {r['accepted']:9.1%} "
+        print(f"{r['task']:10} {r['proposer']:8} {r['accepted']:9.1%} "
               f"[{r['accepted_ci'][0]:6.1%}, {r['accepted_ci'][1]:6.1%}] {r['real_fix']:9.1%} "
               f"{r['requests_mean']:13.1f} {r['proposer_requests_mean']:12.1f}")
 

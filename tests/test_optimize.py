@@ -219,6 +219,9 @@ def test_winner_is_added_as_a_variant_and_nothing_else_changes(tmp_path, variant
                                           {"role": "user", "content": "b"}],
                                           "provenance": {"by": "me"}}}})
     assert spec.fingerprint() == with_provenance.fingerprint()
+    # the current prompt's sampling (variants.default) goes with the winner
+    write_variant(path, "optimized-n", messages, provenance, sampling={"max_tokens": 8})
+    assert load_eval(path).variants["optimized-n"].sampling == {"max_tokens": 8}
 
 
 def test_flow_style_variants_are_refused_before_any_request(tmp_path):
@@ -362,3 +365,88 @@ def test_migrate_says_when_a_model_failed_its_requests(tmp_path):
     assert result["verdict"].endswith("note: old [default] failed 20 of 20 requests (counted as "
                                       "0), e.g. prompt of 473 tokens does not fit the model's "
                                       "context of 256")
+
+
+def test_the_current_prompt_is_the_default_variant_the_user_runs(tmp_path):
+    """A `variants.default` in the eval file is what `posttrain eval` runs by default, so it is
+    the baseline (and the parent of the rewrites), not the eval's `messages`."""
+    from posttrain.testing.prompt_sim import FORMAT
+
+    spec = sim_eval(40, 0, weakness=True)
+    spec["variants"] = {"default": {"messages": [
+        {"role": "user", "content": "{{item.question}} " + FORMAT}]}}
+    model = PromptSim(seed=0)
+    store = Store(tmp_path / "s.db")
+    try:
+        result = optimize(eval_from_dict(spec), model, store, RunOptions(), Settings(budget=2))
+    finally:
+        store.close()
+    baseline = result["candidates"][0]
+    assert baseline["system"] is None and baseline["user"] == "{{item.question}} " + FORMAT
+    assert baseline["dev_score"] > 0.6  # the simulator follows a format rule at the end
+    assert all(FORMAT in (c["user"] or "") + (c["system"] or "") for c in result["candidates"])
+
+    spec["variants"] = {"default": {"system": "Be brief."}}
+    store = Store(tmp_path / "t.db")
+    try:
+        result = optimize(eval_from_dict(spec), PromptSim(seed=0), store, RunOptions(),
+                          Settings(budget=1))
+    finally:
+        store.close()
+    assert result["candidates"][0]["system"] == "Be brief."
+
+
+def test_a_run_with_failed_requests_is_rerun_for_those_requests_only(tmp_path):
+    """A finished run with failed requests is not read back as it is (they count 0): the next
+    search reruns it, and the cache answers every request that succeeded."""
+    from posttrain.models.base import FatalError
+
+    ev = eval_from_dict(sim_eval(40, 0, weakness=True))
+    dev, _held = split_items(ev.items, 0, 0.5)
+    failing = [item.data["question"] for item in dev[:2]]
+
+    class Flaky(PromptSim):
+        fail = True
+
+        async def generate(self, request):
+            question = str(request.messages[-1].get("content") or "")
+            if self.fail and any(q in question for q in failing):
+                self.calls += 1
+                raise FatalError("the server went away")
+            return await super().generate(request)
+
+    store = Store(tmp_path / "s.db")
+    try:
+        # budget 0: the current prompt alone (a rewrite's example would change with the answers)
+        result = optimize(ev, Flaky(seed=0), store, RunOptions(), Settings(budget=0))
+        assert result["candidates"][0]["errors"] == 2
+        healed = Flaky(seed=0)
+        healed.fail = False
+        again = optimize(ev, healed, store, RunOptions(), Settings(budget=0))
+    finally:
+        store.close()
+    assert again["candidates"][0]["errors"] == 0
+    assert again["candidates"][0]["dev_score"] > result["candidates"][0]["dev_score"]
+    assert healed.calls == again["requests"]["target"] == 2  # the two failed requests only
+
+
+def test_a_missing_tool_reminder_is_found_in_an_agentic_eval(tmp_path):
+    """The eval has tools and its prompt never says to use them: the agentic reminders are the
+    first rewrite tried, and the simulated agent calls the tool when told to."""
+    from posttrain.testing.prompt_sim import tool_sim_eval
+
+    model = PromptSim(task="tools", seed=0)
+    store = Store(tmp_path / "s.db")
+    try:
+        result = optimize(eval_from_dict(tool_sim_eval(60, 0)), model, store, RunOptions(),
+                          Settings(budget=1))
+        null = optimize(eval_from_dict(tool_sim_eval(60, 0)),
+                        PromptSim(task="tools", sensitive=False, p_buried=0.6, seed=0), store,
+                        RunOptions(), Settings(budget=1))
+    finally:
+        store.close()
+    assert result["accepted"], result["verdict"]
+    assert result["finalist_kind"] == "structural:agentic"
+    assert model.salient(result["finalist_messages"][0]["content"])
+    assert result["candidates"][0]["dev_score"] < 0.5 < result["candidates"][1]["dev_score"]
+    assert not null["accepted"]

@@ -169,7 +169,9 @@ def _run_optimize(args: argparse.Namespace) -> int:
             "store": str(Path(args.store).resolve()),
             "runs": result["heldout"]["runs"],
         }
-        write_variant(eval_.source, name, result["finalist_messages"], provenance)
+        default = eval_.variants.get("default")
+        write_variant(eval_.source, name, result["finalist_messages"], provenance,
+                      sampling=dict(default.sampling) if default is not None else None)
         result["written"] = {"file": str(eval_.source), "variant": name}
     result.pop("finalist_messages", None)
     if args.json:

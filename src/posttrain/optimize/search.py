@@ -2,7 +2,8 @@
 
 The search (within ``budget`` candidates, each run on every dev item):
 
-1. the current prompt (the eval's ``messages``, variant ``default``) on the dev items;
+1. the current prompt (variant ``default``, as the user runs it: its own messages where the eval
+   file sets ``variants.default``, else the eval's ``messages``) on the dev items;
 2. structural rewrites of it (``candidates.REWRITES``), in a fixed order;
 3. with a proposer model, every second candidate (each one once the rewrites are spent) is a
    reflective proposal: a parent is drawn from the Pareto set over tags
@@ -93,11 +94,31 @@ def split_items(items: Sequence[Item], seed: int, holdout: float
     return dev, held
 
 
+def current_prompt(eval_: Eval) -> Messages | None:
+    """The prompt the user runs by default: the ``default`` variant's messages where the eval
+    file sets them (its ``system`` in place of the template's system message), else the eval's
+    ``messages``; None where the rows carry their own messages."""
+    default = eval_.variants.get(DEFAULT_VARIANT) or Variant(DEFAULT_VARIANT)
+    template = default.messages or eval_.messages
+    if template is None:
+        return None
+    messages: Messages = [dict(message) for message in template]
+    if default.system is not None:
+        messages = [m for m in messages if m.get("role") not in ("system", "developer")]
+        messages.insert(0, {"role": "system", "content": default.system})
+    return messages
+
+
 def _eval_with(eval_: Eval, items: Sequence[Item], name: str, messages: Messages | None,
                variant: Variant | None = None) -> Eval:
-    variants = {DEFAULT_VARIANT: Variant(DEFAULT_VARIANT)}
+    """The eval on ``items`` with its own ``default`` variant (as the user runs it) and, unless
+    ``name`` is the default, variant ``name``: ``variant``, or ``messages`` with the default's
+    sampling (a candidate differs from the current prompt in its messages only)."""
+    default = eval_.variants.get(DEFAULT_VARIANT) or Variant(DEFAULT_VARIANT)
+    variants = {DEFAULT_VARIANT: default}
     if name != DEFAULT_VARIANT:
-        variants[name] = variant or Variant(name, messages=messages)
+        variants[name] = variant or Variant(name, messages=messages,
+                                            sampling=dict(default.sampling))
     return dataclasses.replace(eval_, items=list(items), variants=variants)
 
 
@@ -215,19 +236,20 @@ def _render_user(eval_: Eval, item: Item, messages: Messages | None) -> str:
 
 def _example(eval_: Eval, results: RunResults, items: dict[str, Item]) -> Example | None:
     """A passing answer of the current prompt on dev (the shortest input), else a reference."""
+    current = current_prompt(eval_)
     passing = []
     for sample in results.samples:
         item = items.get(sample.item_id)
         if item is not None and sample.value == 1.0 and sample.output_text.strip():
-            passing.append((len(_render_user(eval_, item, eval_.messages)), item.id, sample))
+            passing.append((len(_render_user(eval_, item, current)), item.id, sample))
     if passing:
         _length, item_id, sample = min(passing)
-        return Example(_render_user(eval_, items[item_id], eval_.messages),
+        return Example(_render_user(eval_, items[item_id], current),
                        sample.output_text.strip())
     for item in items.values():
         reference = reference_of(item.data, eval_.grader_specs)
         if reference not in (None, ""):
-            return Example(_render_user(eval_, item, eval_.messages), str(reference))
+            return Example(_render_user(eval_, item, current), str(reference))
     return None
 
 
@@ -266,7 +288,8 @@ async def search(eval_: Eval, model: Any, store: Store, options: RunOptions,
                  model_configs: dict[str, dict[str, Any]] | None = None, progress: bool = False
                  ) -> dict[str, Any]:
     """Run the search and the acceptance test; the result as a JSON-ready dict."""
-    if eval_.messages is None:
+    current = current_prompt(eval_)
+    if current is None:
         raise UserError("optimize rewrites the eval's `messages` template; this eval's rows "
                         "carry their own messages", file=eval_.source, field="messages")
     dev, held = split_items(eval_.items, settings.seed, settings.holdout)
@@ -285,14 +308,14 @@ async def search(eval_: Eval, model: Any, store: Store, options: RunOptions,
         candidate.dev["results"] = results
         return candidate
 
-    baseline = await evaluate(Candidate(DEFAULT_VARIANT, eval_.messages, "baseline"))
+    baseline = await evaluate(Candidate(DEFAULT_VARIANT, current, "baseline"))
     tried: list[Candidate] = []
     skipped: list[dict[str, Any]] = []
     agentic = bool(eval_.tools) or eval_.solver is not None
     example = _example(eval_, baseline.dev["results"], dev_by_id)
     queue = [(name, messages, DEFAULT_VARIANT)
-             for name, messages in structural(eval_.messages, example=example, agentic=agentic)]
-    seen = [eval_.messages]
+             for name, messages in structural(current, example=example, agentic=agentic)]
+    seen = [current]
     step = 0
     while step < settings.budget:
         step += 1
@@ -357,7 +380,7 @@ async def search(eval_: Eval, model: Any, store: Store, options: RunOptions,
                               + best_text)
     else:
         outcome["finalist"] = finalist.name
-        base_held = await runs.run(held, DEFAULT_VARIANT, eval_.messages,
+        base_held = await runs.run(held, DEFAULT_VARIANT, current,
                                    {"split": "heldout", "candidate": DEFAULT_VARIANT})
         cand_held = await runs.run(held, finalist.name, finalist.messages,
                                    {"split": "heldout", "candidate": finalist.name,

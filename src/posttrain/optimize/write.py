@@ -135,13 +135,16 @@ def _insert(text: str, path: Path, name: str, body: dict[str, Any], literal: boo
 
 
 def write_variant(path: Path, name: str, messages: list[dict[str, Any]],
-                  provenance: dict[str, Any]) -> None:
-    """Add variant ``name`` (its ``messages`` and ``provenance``) to the eval file at ``path``."""
+                  provenance: dict[str, Any], sampling: dict[str, Any] | None = None) -> None:
+    """Add variant ``name`` (its ``messages``, ``provenance`` and, where the current prompt's
+    variant sets some, its ``sampling``) to the eval file at ``path``."""
     from posttrain.eval import load_eval
     from posttrain.loaders import yaml12
     from posttrain.loaders.datasets import read_text
 
-    body = {"provenance": provenance, "messages": messages}
+    body: dict[str, Any] = {"provenance": provenance, "messages": messages}
+    if sampling:
+        body["sampling"] = sampling
     original = path.read_bytes()
     text = read_text(path, what="eval file")
     if _is_json(path):
