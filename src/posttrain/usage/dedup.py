@@ -13,6 +13,7 @@ import re
 import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 _NUM_HASHES = 64
 _BANDS = 16
@@ -73,8 +74,10 @@ class DedupResult:
         return sum(1 for _, kind in self.dropped.values() if kind == "near")
 
 
-def dedup(texts: list[str], threshold: float = 0.8, seed: int = 0) -> DedupResult:
-    """Indices to keep (first of each group) and what each dropped index duplicates."""
+def dedup(texts: list[str], threshold: float = 0.8, seed: int = 0,
+          progress: Any = None) -> DedupResult:
+    """Indices to keep (first of each group) and what each dropped index duplicates.
+    ``progress``: told of every text done (``advance``)."""
     import random
 
     rng = random.Random(seed)
@@ -85,6 +88,8 @@ def dedup(texts: list[str], threshold: float = 0.8, seed: int = 0) -> DedupResul
     buckets: dict[tuple[int, tuple[int, ...]], list[int]] = defaultdict(list)
     kept_shingles: dict[int, set[str]] = {}
     for index, text in enumerate(texts):
+        if progress is not None:
+            progress.advance()
         key = hashlib.sha1(normalise(text).encode()).hexdigest()
         if key in exact:
             result.dropped[index] = (exact[key], "exact")
