@@ -107,10 +107,13 @@ def dedup(texts: list[str], threshold: float = 0.8, seed: int = 0,
             result.dropped[index] = (match, "near")
             continue
         exact[key] = index
-        kept_shingles[index] = tokens
+        indexed = False
         for band in bands:
             bucket = buckets[band]
             if len(bucket) < _BUCKET_CAP:
                 bucket.append(index)
+                indexed = True
+        if indexed:  # a text in no bucket is no one's candidate: its shingles are not kept
+            kept_shingles[index] = tokens
         result.keep.append(index)
     return result
