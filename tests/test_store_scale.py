@@ -261,3 +261,41 @@ def test_a_running_run_keeps_no_summary(tmp_path) -> None:
     stored_summary(store, run)
     assert store.conn.execute("SELECT COUNT(*) FROM run_summaries").fetchone()[0] == 4
     store.close()
+
+
+def test_a_run_checkpoints_the_wal_in_a_thread_of_its_own(tmp_path, monkeypatch) -> None:
+    """While a run groups its commits, the writer's automatic checkpoint is off and a background
+    thread checkpoints: the WAL stays far smaller than all that was written."""
+    import time as time_module
+
+    from posttrain.runner import checkpointer as checkpointer_module
+
+    monkeypatch.setattr(checkpointer_module, "EVERY_S", 0.01)
+    store = Store(tmp_path / "s.db")
+
+    class Loop:  # group commits, flushed by hand
+        def call_soon(self, _fn: object) -> None:
+            pass
+
+    store.group_commits(Loop(), background_checkpoints=True)
+    background = store._checkpointer
+    assert background is not None
+    assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    written = 0
+    for round_ in range(8):
+        for index in range(25):
+            store.cache_put(f"k{round_}-{index}", {"text": "x" * 20_000})
+            store.flush()
+            written += 20_000
+        seen = background.checkpoints
+        deadline = time_module.monotonic() + 5
+        while background.checkpoints <= seen + 1 and time_module.monotonic() < deadline:
+            time_module.sleep(0.005)
+    wal = Path(str(store.path) + "-wal").stat().st_size
+    assert background.checkpoints >= 8 and background.error is None
+    assert wal < written / 3, (wal, written)
+    store.group_commits(None)
+    assert store._checkpointer is None
+    assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+    assert store.conn.execute("SELECT COUNT(*) FROM cache").fetchone()[0] == 200
+    store.close()

@@ -95,7 +95,13 @@ def run(args: argparse.Namespace) -> int:
         themes=args.themes, per_theme=args.per_theme, near=args.near,
         judge=args.judge or DEFAULT_JUDGE, grader=args.grader, name=args.name, seed=args.seed,
         redact_names=not args.no_names)
-    summary = ingest(args.logs, args.out, options, store_path=args.store)
+    from posttrain.usage.progress import StageProgress
+
+    progress = StageProgress()  # stderr: a bar on a terminal, else a line every few seconds
+    try:
+        summary = ingest(args.logs, args.out, options, store_path=args.store, progress=progress)
+    finally:
+        progress.close()
     if args.json and options.redact_names and summary["redaction"]["engine"] != "presidio":
         print(f"posttrain ingest: names {summary['redaction']['names']}", file=sys.stderr)
     for problem in summary["skipped"]:

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -25,6 +25,7 @@ from posttrain.eval import Eval
 from posttrain.graders.base import Grader, model_caller
 from posttrain.models.base import ModelError
 from posttrain.models.batching import BatchingModel
+from posttrain.models.identity import is_exact
 from posttrain.models.retry import RetriesExhausted, RetryPolicy, call_with_retries
 from posttrain.runner.cache import (
     CachePolicy,
@@ -37,6 +38,23 @@ from posttrain.runner.progress import Counters, Progress
 from posttrain.runner.steering import StoreWatcher
 from posttrain.runner.store import RunInfo, Store, request_key
 from posttrain.types import ChatRequest, Completion, Item, Score
+
+#: (item, epoch) pairs whose requests are built and looked up in the cache together, before
+#: they are sent; the cache hits among them are graded and stored together (one commit)
+PREFETCH = 512
+
+
+class _Served(NamedTuple):
+    """What the endpoint reported for a cache entry served in this run (all that
+    :func:`~posttrain.runner.cache.served_stale` reads of an answer)."""
+
+    served_model: str | None
+    fingerprint: str | None
+
+
+#: a request built and looked up before dispatch: (request, cache key, the cached answer to
+#: serve or None, whether the cache must still be read: a hit held for the canary)
+Prepared = tuple[ChatRequest, str, Completion | None, bool]
 
 
 @dataclass
@@ -93,6 +111,21 @@ async def grade_all(graders: Sequence[Grader], sample: dict[str, Any], item: dic
     return scores
 
 
+def grade_sync(graders: Sequence[Grader], sample: dict[str, Any],
+               item: dict[str, Any]) -> list[Score]:
+    """:func:`grade_all` for graders that are neither async nor blocking, without the event
+    loop (the same scores: an exception inside a grader becomes an error score)."""
+    scores: list[Score] = []
+    for grader in graders:
+        try:
+            score = grader.grade(sample, item)
+        except Exception as exc:  # noqa: BLE001 - a broken grader must not stop the run
+            score = Score.error(f"grader raised {type(exc).__name__}: {exc}")
+        score.name = grader.name
+        scores.append(score)
+    return scores
+
+
 class RunExecution:
     """Executes the pending samples of one run."""
 
@@ -121,18 +154,26 @@ class RunExecution:
         #: checked against later live answers (:meth:`take_stale`)
         self.hits: dict[tuple[str, int], tuple[Item, list[tuple[str, Completion]], bool]] = {}
         self.judges: dict[str, Any] = {}  # judge models this run looked up in the cache
+        #: cache hits served in bulk (:meth:`_source`), by what their entries recorded
+        self.bulk_hits: dict[_Served, list[tuple[Item, int]]] = {}
+        #: graded and stored without waiting on anything: no judge, no grader in a thread
+        self.inline = not self.async_graders and not any(
+            getattr(g, "blocking", False) for g in self.sync_graders)
+        self._meta: dict[tuple[str | None, str | None], dict[str, str | None]] = {}
 
     def _on_retry(self, _reason: str) -> None:
         self.counters.retries += 1
         self.counters.requests += 1
 
     async def _generate(self, request: ChatRequest, epoch: int, model: Any = None,
-                        semaphore: asyncio.Semaphore | None = None
-                        ) -> tuple[Completion, str, int]:
+                        semaphore: asyncio.Semaphore | None = None, *, key: str | None = None,
+                        lookup: bool = True) -> tuple[Completion, str, int]:
         """One model call through cache, concurrency limit and retries: (completion, cache
-        key, attempts). ``model`` defaults to the model under test; judges pass theirs."""
+        key, attempts). ``model`` defaults to the model under test; judges pass theirs.
+        ``key``: the request's cache key when known; ``lookup`` False: the cache was read for
+        it already (:meth:`_source`) and held nothing to serve."""
         model = model or self.model
-        key = self.cache_key(request, epoch, model)
+        key = key or self.cache_key(request, epoch, model)
         attempts = 0
 
         async def send() -> Completion:
@@ -145,7 +186,7 @@ class RunExecution:
             observe_answer(model, completion)
             return completion
 
-        if self.options.use_cache:  # same request, same model behind the name, not expired
+        if self.options.use_cache and lookup:  # same request, same model, not expired
             if model is not self.model:
                 self.judges[model.cache_id] = model
             # the model under test may hold its first hit for a canary (this request, live);
@@ -188,9 +229,11 @@ class RunExecution:
         finally:
             model_caller.reset(token)
 
-    async def _solve(self, request: ChatRequest, item: Item, epoch: int) -> tuple[Completion, str, int]:
+    async def _solve(self, request: ChatRequest, item: Item, epoch: int, key: str | None = None,
+                     lookup: bool = True) -> tuple[Completion, str, int]:
         if self.solver is None:
-            completion, key, attempts = await self._generate(request, epoch)
+            completion, key, attempts = await self._generate(request, epoch, key=key,
+                                                             lookup=lookup)
             if completion.cached:
                 self.hits[(item.id, epoch)] = (item, [(key, completion)], True)
             return completion, key, attempts
@@ -240,14 +283,21 @@ class RunExecution:
         The count is kept in the run's config (``cache_rerequested``)."""
         stale = [(key, entry) for key, entry in self.hits.items()
                  if served_stale(self.model, [c for _k, c in entry[1]])]
-        if not stale:
-            return []
         for key, _entry in stale:
             del self.hits[key]
-        self.store.forget_samples(self.run.id, [key for key, _entry in stale])
-        self.store.cache_delete({k for _key, (_item, hits, _all) in stale for k, _c in hits})
-        count = len(stale)
-        self.counters.cached -= sum(1 for _key, (_item, _hits, whole) in stale if whole)
+        # (item, epoch, cache keys, whether the whole answer came from the cache)
+        again = [(item, epoch, [k for k, _c in hits], whole)
+                 for (_id, epoch), (item, hits, whole) in stale]
+        for served in [s for s in self.bulk_hits if served_stale(self.model, [s])]:
+            again += [(item, epoch, [self.cache_key(self.eval.request_for(item, self.variant),
+                                                    epoch)], True)
+                      for item, epoch in self.bulk_hits.pop(served)]
+        if not again:
+            return []
+        self.store.forget_samples(self.run.id, [(item.id, epoch) for item, epoch, _k, _w in again])
+        self.store.cache_delete({k for _item, _epoch, keys, _whole in again for k in keys})
+        count = len(again)
+        self.counters.cached -= sum(1 for *_rest, whole in again if whole)
         self.counters.done -= count
         total = int(self.store.get_run(self.run.id).config.get("cache_rerequested") or 0)
         self.store.update_run_config(self.run.id, {"cache_rerequested": total + count})
@@ -255,7 +305,7 @@ class RunExecution:
               f"{self.model.identity.describe()}, but {count} answers served earlier in this "
               "run came from cache entries another model wrote: requesting them again",
               file=sys.stderr)
-        return [(item, epoch) for (_id, epoch), (item, _hits, _all) in stale]
+        return [(item, epoch) for item, epoch, _keys, _whole in again]
 
     def note_cache_checks(self) -> None:
         """Keep in the run's config what the canary showed and warn about judge verdicts
@@ -279,14 +329,21 @@ class RunExecution:
         if answer is not None:
             await self.finish(item, epoch, *answer)
 
-    async def answer(self, item: Item, epoch: int
+    async def answer(self, item: Item, epoch: int, prepared: Prepared | None = None
                      ) -> tuple[ChatRequest, Completion, str, int] | None:
         """The model's answer (cache, retries); a request that fails for good is stored as an
-        error here and gives None."""
+        error here and gives None. ``prepared``: the request as :meth:`_source` built and
+        looked it up."""
         counters = self.counters
+        if prepared is not None and prepared[2] is not None:  # a cache hit read in bulk
+            counters.cached += 1
+            return prepared[0], prepared[2], prepared[1], 0
         try:
-            request = self.eval.request_for(item, self.variant)
-            completion, key, attempts = await self._solve(request, item, epoch)
+            if prepared is None:
+                request, key, lookup = self.eval.request_for(item, self.variant), None, True
+            else:
+                request, key, _hit, lookup = prepared
+            completion, key, attempts = await self._solve(request, item, epoch, key, lookup)
         except (RetriesExhausted, ModelError) as exc:  # a solver may let a ModelError through
             attempts = exc.attempts if isinstance(exc, RetriesExhausted) else 1
             reason = exc.reason if isinstance(exc, RetriesExhausted) else str(exc)
@@ -306,19 +363,45 @@ class RunExecution:
     async def finish(self, item: Item, epoch: int, request: ChatRequest, completion: Completion,
                      key: str, attempts: int) -> None:
         """Grade an answer and store it (answer, cache entry and grades in one commit)."""
-        counters = self.counters
+        if self.inline:
+            self.finish_now(item, epoch, request, completion, key, attempts)
+            return
         sample = self.eval.sample_of(completion, request)
         scores = await grade_all(self.sync_graders, sample, item.data)
-        self.store.record_sample(self.run.id, item.id, epoch, completion=completion,
-                                 request_key=key, attempts=max(attempts, 1), scores=scores,
-                                 cache=self.options.use_cache and not completion.cached
-                                 and self.solver is None,
-                                 cache_meta=entry_meta(self.model, completion))
+        self._record(item, epoch, completion, key, attempts, scores)
         if self.async_graders:
             with self.judge_calls():
                 judge_scores = await grade_all(self.async_graders, sample, item.data)
             scores = scores + judge_scores
             self.store.replace_scores(self.run.id, item.id, epoch, scores)
+        self._count(completion, scores)
+
+    def finish_now(self, item: Item, epoch: int, request: ChatRequest, completion: Completion,
+                   key: str, attempts: int) -> None:
+        """:meth:`finish` when every grader is synchronous (``self.inline``): no await."""
+        scores = grade_sync(self.sync_graders, self.eval.sample_of(completion, request),
+                            item.data)
+        self._record(item, epoch, completion, key, attempts, scores)
+        self._count(completion, scores)
+
+    def _record(self, item: Item, epoch: int, completion: Completion, key: str, attempts: int,
+                scores: list[Score]) -> None:
+        cache = self.options.use_cache and not completion.cached and self.solver is None
+        self.store.record_sample(self.run.id, item.id, epoch, completion=completion,
+                                 request_key=key, attempts=max(attempts, 1), scores=scores,
+                                 cache=cache, cache_meta=self._entry_meta(completion)
+                                 if cache else None)
+
+    def _entry_meta(self, completion: Completion) -> dict[str, str | None]:
+        """``entry_meta`` of the model under test, kept per (served model, fingerprint)."""
+        pair = (completion.served_model, completion.fingerprint)
+        meta = self._meta.get(pair)
+        if meta is None:
+            meta = self._meta[pair] = entry_meta(self.model, completion)
+        return meta
+
+    def _count(self, completion: Completion, scores: list[Score]) -> None:
+        counters = self.counters
         counters.cost_usd += 0.0 if completion.cached else completion.cost_usd
         if any(s.status == "error" for s in scores):
             counters.errors += 1
@@ -344,11 +427,76 @@ class RunExecution:
                 scores = await grade_all(graders, sample, item.data)
             self.store.add_scores(self.run.id, item.id, row["epoch"], scores)
 
+    def _source(self, pending: list[tuple[Item, int]]
+                ) -> Iterator[tuple[Item, int, Prepared | None] | None]:
+        """The (item, epoch, prepared) pairs to answer, for the workers to share.
+
+        With the cache on and one request per sample (no solver), :data:`PREFETCH` pairs at a
+        time: their requests are built and looked up in one read; a miss is sent without being
+        looked up again, a hit on an entry that must wait for the canary goes the one-by-one
+        way (``cache_lookup``), and the other hits are graded and stored here, a chunk at a
+        time, then ``None`` is yielded so the worker lets the loop commit them. Hits need
+        an awaiting grader (a judge, a grader in a thread) go to the workers with their answer.
+        """
+        if not self.options.use_cache or self.solver is not None:
+            for item, epoch in pending:
+                yield item, epoch, None
+            return
+        model = self.model
+        identity = getattr(model, "identity", None)
+        max_age_s = self.options.cache.max_age_s(model.cache_id)
+        canary = identity is not None and not is_exact(model.cache_id)
+        for start in range(0, len(pending), PREFETCH):
+            chunk = pending[start:start + PREFETCH]
+            requests = [self.eval.request_for(item, self.variant) for item, _epoch in chunk]
+            keys = [self.cache_key(request, epoch)
+                    for request, (_item, epoch) in zip(requests, chunk, strict=True)]
+            found = self.store.cache_get_many(
+                keys, max_age_s=max_age_s,
+                identity=identity.current() if identity is not None else None)
+            hits: list[tuple[Item, int, ChatRequest, str, Completion]] = []
+            for (item, epoch), request, key in zip(chunk, requests, keys, strict=True):
+                record = found.get(key)
+                if record is None:
+                    yield item, epoch, (request, key, None, False)
+                    continue
+                completion = Completion.from_record(record)
+                completion.cached = True
+                served, fingerprint = completion.served_model, completion.fingerprint
+                if canary and identity.canary_due(served, fingerprint):  # type: ignore[union-attr]
+                    yield item, epoch, (request, key, None, True)
+                    continue
+                if identity is not None:
+                    identity.served_from_cache(served, fingerprint)
+                if not self.inline:
+                    self._note_bulk_hit(item, epoch, completion)
+                    yield item, epoch, (request, key, completion, False)
+                    continue
+                hits.append((item, epoch, request, key, completion))
+            if hits:
+                for item, epoch, request, key, completion in hits:
+                    self._note_bulk_hit(item, epoch, completion)
+                    self.counters.cached += 1
+                    self.finish_now(item, epoch, request, completion, key, 0)
+                yield None
+
+    def _note_bulk_hit(self, item: Item, epoch: int, completion: Completion) -> None:
+        """Keep what a hit served in bulk needs if a later live answer shows it stale."""
+        if getattr(self.model, "identity", None) is None:
+            return  # nothing can show it stale (``served_stale``)
+        served = _Served(completion.served_model, completion.fingerprint)
+        self.bulk_hits.setdefault(served, []).append((item, epoch))
+
     async def execute(self, pending: list[tuple[Item, int]], workers: int) -> None:
         """Each worker sends its next request before the last answer is graded and stored:
         grading and the SQLite write run in their own task, so they hide behind the model's
-        latency instead of adding to it. At most ``2 x workers`` answers wait for that."""
-        queue = iter(pending)
+        latency instead of adding to it (at most ``2 x workers`` answers wait for that).
+        Graders that never wait (string checks, ...) grade each answer as it arrives, and
+        its row joins the event-loop iteration's commit."""
+        identity = getattr(self.model, "identity", None)
+        if self.options.use_cache and identity is not None:
+            await identity.ensure()  # what the cache's entries must agree with
+        queue = self._source(pending)
         finishing: set[asyncio.Task[None]] = set()
         room = asyncio.Semaphore(max(1, workers) * 2)
         failures: list[BaseException] = []
@@ -360,11 +508,18 @@ class RunExecution:
                 failures.append(task.exception())  # type: ignore[arg-type]
 
         async def worker() -> None:
-            for item, epoch in queue:
+            for entry in queue:
                 if failures:
                     return
-                answer = await self.answer(item, epoch)
+                if entry is None:  # a chunk of cache hits was stored: let the loop commit
+                    await asyncio.sleep(0)
+                    continue
+                item, epoch, prepared = entry
+                answer = await self.answer(item, epoch, prepared)
                 if answer is None:
+                    continue
+                if self.inline:
+                    self.finish_now(item, epoch, *answer)
                     continue
                 await room.acquire()
                 task = asyncio.create_task(self.finish(item, epoch, *answer))
@@ -475,7 +630,7 @@ async def execute_eval(eval_: Eval, models: Sequence[Any], variants: Sequence[st
     """Run every (model, variant) pair; returns one handle per run, in input order."""
     progress = progress or Progress(enabled=False)
     planned = await plan_runs(eval_, models, variants, store, options, progress, model_configs)
-    store.group_commits(asyncio.get_running_loop())
+    store.group_commits(asyncio.get_running_loop(), background_checkpoints=True)
     try:
         await asyncio.gather(*(p.execution.execute(p.pending, p.workers) for p in planned))
         for _round in range(3):  # answers served from another model's entries: ask again

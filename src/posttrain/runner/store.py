@@ -260,6 +260,51 @@ def cache_read(conn: sqlite3.Connection, key: str, *, max_age_s: float | None = 
     return orjson.loads(row[0])
 
 
+#: rows of a chunk of keys read by one statement (SQLite allows 32,766 parameters)
+_KEYS_PER_READ = 900
+
+
+def cache_read_many(conn: sqlite3.Connection, keys: Sequence[str], *,
+                    max_age_s: float | None = None, identity: dict[str, Any] | None = None
+                    ) -> dict[str, dict[str, Any]]:
+    """:func:`cache_read` of many keys: the valid entries' response records, by key."""
+    found: dict[str, dict[str, Any]] = {}
+    now = time.time()
+    verdicts: dict[str | None, bool] = {}  # entries share a few recorded identities
+    unique = list(dict.fromkeys(keys))
+    for start in range(0, len(unique), _KEYS_PER_READ):
+        chunk = unique[start:start + _KEYS_PER_READ]
+        rows = conn.execute("SELECT key, response, created, identity FROM cache WHERE key IN "
+                            f"({','.join('?' * len(chunk))})", chunk)
+        for key, response, created, stored_identity in rows:
+            if max_age_s is not None and created < now - max_age_s:
+                continue
+            agrees = verdicts.get(stored_identity)
+            if agrees is None:
+                agrees = verdicts[stored_identity] = cache_entry_valid(
+                    created, stored_identity, identity=identity, now=now)
+            if agrees:
+                found[key] = orjson.loads(response)
+    return found
+
+
+def _score_rows(run_id: str, item_id: str, epoch: int,
+                scores: Iterable[Score]) -> list[tuple[Any, ...]]:
+    return [(run_id, item_id, epoch, s.name, s.value, None if s.passed is None else int(s.passed),
+             s.status, s.explanation, orjson.dumps(s.sub_scores).decode(), s.cost_usd,
+             s.requests, s.confinement, s.retries) for s in scores]
+
+
+_INSERT_SAMPLE = ("INSERT OR REPLACE INTO samples (run_id, item_id, epoch, status, request_key, "
+                  "completion, error, attempts, input_tokens, output_tokens, cost_usd, "
+                  "latency_s, cached, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+_INSERT_CACHE = ("INSERT OR REPLACE INTO cache (key, response, created, model, identity) "
+                 "VALUES (?,?,?,?,?)")
+_INSERT_SCORE = ("INSERT OR REPLACE INTO scores (run_id, item_id, epoch, grader, value, passed, "
+                 "status, explanation, sub_scores, cost_usd, requests, confinement, retries) "
+                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
+
+
 @dataclass(slots=True)
 class RunInfo:
     id: str
@@ -294,6 +339,10 @@ class Store:
         self._loop: Any = None
         self._commit_scheduled = False
         self._commits = 0
+        #: answers recorded in this event-loop iteration, written together at its commit
+        self._rows: list[tuple[tuple[Any, ...], tuple[Any, ...] | None, list[tuple[Any, ...]]]] = []
+        self._failed: BaseException | None = None  # a grouped write that failed (raised next)
+        self._checkpointer: Any = None
         if self.path.is_dir():
             raise UserError("is a folder: --store takes a store file (a new name creates one)",
                             file=self.path.resolve())
@@ -344,23 +393,76 @@ class Store:
         self.conn.execute("CREATE INDEX IF NOT EXISTS cache_model ON cache(model)")
 
     # ---- commits -----------------------------------------------------------------------------
-    def group_commits(self, loop: Any) -> None:
+    def group_commits(self, loop: Any, *, background_checkpoints: bool = False) -> None:
         """Commit the writes of one event-loop iteration together (None: commit each write).
 
         Answers that arrive in the same iteration share one commit at its end, before the loop
-        runs anything else: as durable as a commit per answer, at a fraction of the cost.
+        runs anything else: as durable as a commit per answer, at a fraction of the cost. Their
+        rows are written then, one statement per table (``record_sample``).
+
+        ``background_checkpoints``: until grouping ends, WAL checkpoints run in a thread of
+        their own (``posttrain.runner.checkpointer``), not inside this loop's commits.
         """
         if loop is None:
-            self.flush()
+            try:
+                self.flush()
+            finally:
+                self._stop_checkpointer()
+        elif background_checkpoints and self._checkpointer is None and self.path.exists():
+            from posttrain.runner.checkpointer import Checkpointer
+
+            self.conn.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpointer = Checkpointer(self.path)
         self._loop = loop
 
+    def _stop_checkpointer(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
+            self.conn.execute("PRAGMA wal_autocheckpoint=1000")  # SQLite's default
+
     def flush(self) -> None:
+        """Commit what this iteration wrote. A write that fails here (the disk is full) is
+        raised by the next write, or by ``group_commits(None)``, instead of being lost in the
+        event loop's callback."""
         self._commit_scheduled = False
+        if self._failed is not None:
+            failed, self._failed = self._failed, None
+            raise failed
+        try:
+            self._drain()
+        except BaseException:
+            self.conn.rollback()
+            raise
         if self.conn.in_transaction:
             self.conn.commit()
             self._commits += 1
-            if self._commits % CHECKPOINT_EVERY_COMMITS == 0:
+            checkpointer = self._checkpointer
+            if (checkpointer is None or not checkpointer.alive) \
+                    and self._commits % CHECKPOINT_EVERY_COMMITS == 0:
                 self.checkpoint("PASSIVE")
+
+    def _flush_soon(self) -> None:
+        """The end of an event-loop iteration: commit (a failure is kept and raised by the next
+        write, not lost in the loop's callback)."""
+        try:
+            self.flush()
+        except Exception as exc:  # noqa: BLE001 - raised again by the next write
+            self._failed = exc
+
+    def _drain(self) -> None:
+        """Write the answers recorded since the last commit (inside the open transaction)."""
+        if not self._rows:
+            return
+        rows, self._rows = self._rows, []
+        if not self.conn.in_transaction:
+            self.conn.execute("BEGIN")
+        self.conn.executemany(_INSERT_SAMPLE, [sample for sample, _cache, _scores in rows])
+        cache = [entry for _sample, entry, _scores in rows if entry is not None]
+        if cache:
+            self.conn.executemany(_INSERT_CACHE, cache)
+        self.conn.executemany(_INSERT_SCORE, [score for _s, _c, scores in rows
+                                              for score in scores])
 
     # ---- stored summaries ----------------------------------------------------------------------
     def run_stamp(self, run: RunInfo) -> str:
@@ -433,14 +535,19 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[None]:
-        """One atomic write: its own transaction, or a savepoint inside the iteration's group."""
+        """One atomic write: its own transaction, or a savepoint inside the iteration's group
+        (after the answers recorded before it, so writes keep their order)."""
         if self._loop is None:
             with self.conn:
                 self.conn.execute("BEGIN")
                 yield
             return
+        if self._failed is not None:
+            failed, self._failed = self._failed, None
+            raise failed
         if not self.conn.in_transaction:
             self.conn.execute("BEGIN")
+        self._drain()
         self.conn.execute("SAVEPOINT write")
         try:
             yield
@@ -451,11 +558,14 @@ class Store:
         self.conn.execute("RELEASE write")
         if not self._commit_scheduled:
             self._commit_scheduled = True
-            self._loop.call_soon(self.flush)
+            self._loop.call_soon(self._flush_soon)
 
     def close(self) -> None:
-        self.flush()
-        self.conn.close()
+        try:
+            self.flush()
+        finally:
+            self._stop_checkpointer()
+            self.conn.close()
 
     def __enter__(self) -> Store:
         return self
@@ -631,35 +741,32 @@ class Store:
         record = (orjson.dumps(completion.to_record(), default=str).decode()
                   if completion is not None else None)
         c = completion
+        sample = (run_id, item_id, epoch, status, request_key, record, error, attempts,
+                  c.input_tokens if c else 0, c.output_tokens if c else 0,
+                  c.cost_usd if c else 0.0,
+                  c.latency_s if c and (c.latency_s or not c.cached) else None,
+                  int(c.cached) if c else 0, now)
+        entry = ((request_key, record, now, (cache_meta or {}).get("model"),
+                  (cache_meta or {}).get("identity"))
+                 if cache and record is not None and request_key is not None else None)
+        rows = _score_rows(run_id, item_id, epoch, scores)
+        if self._loop is not None:  # written with the iteration's other answers at its commit
+            if self._failed is not None:
+                failed, self._failed = self._failed, None
+                raise failed
+            self._rows.append((sample, entry, rows))
+            if not self._commit_scheduled:
+                self._commit_scheduled = True
+                self._loop.call_soon(self._flush_soon)
+            return
         with self._write():
-            self.conn.execute(
-                "INSERT OR REPLACE INTO samples (run_id, item_id, epoch, status, request_key, "
-                "completion, error, attempts, input_tokens, output_tokens, cost_usd, latency_s, "
-                "cached, created) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (run_id, item_id, epoch, status, request_key, record, error, attempts,
-                 c.input_tokens if c else 0, c.output_tokens if c else 0,
-                 c.cost_usd if c else 0.0,
-                 c.latency_s if c and (c.latency_s or not c.cached) else None,
-                 int(c.cached) if c else 0, now),
-            )
-            if cache and record is not None and request_key is not None:
-                self.conn.execute("INSERT OR REPLACE INTO cache (key, response, created, model, "
-                                  "identity) VALUES (?,?,?,?,?)",
-                                  (request_key, record, now, (cache_meta or {}).get("model"),
-                                   (cache_meta or {}).get("identity")))
-            self._write_scores(run_id, item_id, epoch, scores)
+            self.conn.execute(_INSERT_SAMPLE, sample)
+            if entry is not None:
+                self.conn.execute(_INSERT_CACHE, entry)
+            self.conn.executemany(_INSERT_SCORE, rows)
 
     def _write_scores(self, run_id: str, item_id: str, epoch: int, scores: Iterable[Score]) -> None:
-        self.conn.executemany(
-            "INSERT OR REPLACE INTO scores (run_id, item_id, epoch, grader, value, passed, status, "
-            "explanation, sub_scores, cost_usd, requests, confinement, retries) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            ((run_id, item_id, epoch, s.name, s.value,
-              None if s.passed is None else int(s.passed), s.status, s.explanation,
-              orjson.dumps(s.sub_scores).decode(), s.cost_usd, s.requests, s.confinement,
-              s.retries)
-             for s in scores),
-        )
+        self.conn.executemany(_INSERT_SCORE, _score_rows(run_id, item_id, epoch, scores))
 
     def replace_scores(self, run_id: str, item_id: str, epoch: int, scores: Iterable[Score], *,
                        history: bool = False, item_changed: bool = False) -> None:
@@ -704,7 +811,17 @@ class Store:
         """The cached response record, or None; with ``max_age_s`` or ``identity``, only an
         entry young enough and written by a model whose identity agrees (see
         :func:`cache_entry_valid`)."""
+        if self._rows:  # an answer recorded in this iteration is found like a committed one
+            self._drain()
         return cache_read(self.conn, key, max_age_s=max_age_s, identity=identity)
+
+    def cache_get_many(self, keys: Sequence[str], *, max_age_s: float | None = None,
+                       identity: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+        """``cache_get`` of many keys in a few statements: the valid entries' response records,
+        by key (keys without one are absent)."""
+        if self._rows:
+            self._drain()
+        return cache_read_many(self.conn, keys, max_age_s=max_age_s, identity=identity)
 
     def cache_put(self, key: str, record: dict[str, Any], *, model: str | None = None,
                   identity: str | None = None) -> None:

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import re
+import struct
 import unicodedata
-from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 _NUM_HASHES = 64
 _BANDS = 16
 _ROWS = _NUM_HASHES // _BANDS
 _MERSENNE = (1 << 61) - 1
+_BAND = struct.Struct(f"<B{_ROWS}Q")  # a band's number and its hashes (each below 2**61)
 #: kept texts indexed per LSH bucket. Logs written from one template (same words, another
 #: number or name) fall into the same buckets without being near duplicates; unbounded, every
 #: new text was checked against all of them, so dedup grew with n^2 (5,000 templated lines
@@ -73,8 +75,10 @@ class DedupResult:
         return sum(1 for _, kind in self.dropped.values() if kind == "near")
 
 
-def dedup(texts: list[str], threshold: float = 0.8, seed: int = 0) -> DedupResult:
-    """Indices to keep (first of each group) and what each dropped index duplicates."""
+def dedup(texts: list[str], threshold: float = 0.8, seed: int = 0,
+          progress: Any = None) -> DedupResult:
+    """Indices to keep (first of each group) and what each dropped index duplicates.
+    ``progress``: told of every text done (``advance``)."""
     import random
 
     rng = random.Random(seed)
@@ -82,18 +86,29 @@ def dedup(texts: list[str], threshold: float = 0.8, seed: int = 0) -> DedupResul
               for _ in range(_NUM_HASHES)]
     result = DedupResult()
     exact: dict[str, int] = {}
-    buckets: dict[tuple[int, tuple[int, ...]], list[int]] = defaultdict(list)
+    # an LSH bucket: the band's number and its 4 hashes packed into 33 bytes (a tuple of them
+    # is ~270 bytes, and every kept text opens ~16 buckets); its one text as an int, a list
+    # from the second on
+    buckets: dict[bytes, int | list[int]] = {}
     kept_shingles: dict[int, set[str]] = {}
     for index, text in enumerate(texts):
+        if progress is not None:
+            progress.advance()
         key = hashlib.sha1(normalise(text).encode()).hexdigest()
         if key in exact:
             result.dropped[index] = (exact[key], "exact")
             continue
         tokens = shingles(text)
         signature = _signature(tokens, coeffs)
-        bands = [(b, signature[b * _ROWS:(b + 1) * _ROWS]) for b in range(_BANDS)]
+        bands = [_BAND.pack(b, *signature[b * _ROWS:(b + 1) * _ROWS]) for b in range(_BANDS)]
         match = None
-        candidates = {c for band in bands for c in buckets.get(band, [])}
+        candidates: set[int] = set()
+        for band in bands:
+            members = buckets.get(band)
+            if isinstance(members, int):
+                candidates.add(members)
+            elif members is not None:
+                candidates.update(members)
         for candidate in sorted(candidates):
             if jaccard(tokens, kept_shingles[candidate]) >= threshold:
                 match = candidate
@@ -102,10 +117,19 @@ def dedup(texts: list[str], threshold: float = 0.8, seed: int = 0) -> DedupResul
             result.dropped[index] = (match, "near")
             continue
         exact[key] = index
-        kept_shingles[index] = tokens
+        indexed = False
         for band in bands:
-            bucket = buckets[band]
-            if len(bucket) < _BUCKET_CAP:
+            bucket = buckets.get(band)
+            if bucket is None:
+                buckets[band] = index
+            elif isinstance(bucket, int):
+                buckets[band] = [bucket, index]
+            elif len(bucket) < _BUCKET_CAP:
                 bucket.append(index)
+            else:
+                continue
+            indexed = True
+        if indexed:  # a text in no bucket is no one's candidate: its shingles are not kept
+            kept_shingles[index] = tokens
         result.keep.append(index)
     return result

@@ -203,29 +203,34 @@ def _unique_id(record: LogRecord, redacted_id: str | None, used: set[str]) -> st
 
 
 def ingest(logs: Path, out_dir: Path, options: IngestOptions | None = None,
-           store_path: Path | None = None) -> dict[str, Any]:
+           store_path: Path | None = None, progress: Any = None) -> dict[str, Any]:
     """Run the whole pipeline; returns the summary (also written to ``ingest.json``).
 
     Stages, in order (nothing is written until every check has passed): read and check the logs
     and feedback (``_read``), redact every record in memory (``_redact``), dedup and pick per
     theme (``_select``), build the eval rows (``_build_rows``), write the evals (``_write``)
-    and, with a store, the logged answers as runs.
+    and, with a store, the logged answers as runs. ``progress``: a
+    :class:`~posttrain.usage.progress.StageProgress` (stderr) told of each stage.
     """
     options = options or IngestOptions()
     if options.grader not in ("similarity", "string"):
         raise UserError("must be similarity or string", field="--grader")
-    read = _read(Path(logs), options)
+    read = _read(Path(logs), options, progress)
     # what the themes need, after the logs are read (their problems first) and before the
     # redaction and anything written
     from posttrain.usage.themes import require_packages
 
     require_packages(options.embed)
-    redactor = _redact(read.records, options)
-    selection = _select(read.records, options)
+    redactor = _redact(read.records, options, progress)
+    selection = _select(read.records, options, progress)
     rows, logged, models = _build_rows(selection)
+    if progress is not None:
+        progress.stage("write")
     outputs = _write(Path(out_dir), rows, options)
     runs = []
     if store_path is not None:
+        if progress is not None:
+            progress.stage("record logged answers")
         runs = _record_logged_runs(store_path, outputs, rows, logged, models)
 
     all_problems = read.problems + read.feedback_problems
@@ -260,10 +265,11 @@ class _Read:
     feedback_problems: list[Problem]
 
 
-def _read(logs: Path, options: IngestOptions) -> _Read:
+def _read(logs: Path, options: IngestOptions, progress: Any = None) -> _Read:
     """The logs as records, with the feedback file joined on by id and rated; the lines skipped
     (and why) are kept for the summary."""
-    records, problems, facts = read_logs(logs, mapping=options.mapping, fmt=options.fmt)
+    records, problems, facts = read_logs(logs, mapping=options.mapping, fmt=options.fmt,
+                                         progress=progress)
     feedback_summary: dict[str, Any] = {"rows": 0, "matched": 0, "unmatched": 0}
     feedback_problems: list[Problem] = []
     if options.feedback is not None:
@@ -283,25 +289,36 @@ def _read(logs: Path, options: IngestOptions) -> _Read:
     return _Read(records, problems, facts, feedback_summary, feedback_problems)
 
 
-def _redact(records: list[LogRecord], options: IngestOptions) -> Redactor:
-    """Redact every record in place, in memory, before anything else sees it: all records in
-    one batch (the NER model reads them together), a name found in a record redacted everywhere
-    in it; ids made unique after redaction."""
+#: records redacted in one batch (the NER model reads a batch's texts together; each record is
+#: redacted on its own either way, so the batch size changes no redaction)
+REDACT_BATCH = 2000
+
+
+def _redact(records: list[LogRecord], options: IngestOptions, progress: Any = None) -> Redactor:
+    """Redact every record in place, in memory, before anything else sees it, a batch of
+    records at a time; a name found in a record redacted everywhere in it; ids made unique
+    after redaction."""
     redactor = Redactor(names=options.redact_names)
     used_ids: set[str] = set()
-    # a trace's TRACE_ID:SPAN_ID is random hex, no personal data (it is kept unredacted in
-    # the provenance): it is not read as a secret, nor counted as one
-    redacted = redactor.redact_all([
-        [record.messages, record.response_text, record.response_tools, record.tools,
-         record.created, record.model, record.feedback,
-         None if record.trace is not None and record.id == record.trace else record.id]
-        for record in records])
-    for record, fields in zip(records, redacted, strict=True):
-        (record.messages, record.response_text, record.response_tools, record.tools,
-         record.created, record.model, record.feedback, redacted_id) = fields
-        if record.trace is not None and record.id == record.trace:
-            redacted_id = record.id
-        record.id = _unique_id(record, redacted_id, used_ids)
+    if progress is not None:
+        progress.stage("redact (records)", len(records))
+    for start in range(0, len(records), REDACT_BATCH):
+        batch = records[start:start + REDACT_BATCH]
+        # a trace's TRACE_ID:SPAN_ID is random hex, no personal data (it is kept unredacted in
+        # the provenance): it is not read as a secret, nor counted as one
+        redacted = redactor.redact_all([
+            [record.messages, record.response_text, record.response_tools, record.tools,
+             record.created, record.model, record.feedback,
+             None if record.trace is not None and record.id == record.trace else record.id]
+            for record in batch])
+        for record, fields in zip(batch, redacted, strict=True):
+            (record.messages, record.response_text, record.response_tools, record.tools,
+             record.created, record.model, record.feedback, redacted_id) = fields
+            if record.trace is not None and record.id == record.trace:
+                redacted_id = record.id
+            record.id = _unique_id(record, redacted_id, used_ids)
+        if progress is not None:
+            progress.advance(len(batch))
     return redactor
 
 
@@ -314,14 +331,20 @@ class _Selection:
     themes: list[dict[str, Any]]
 
 
-def _select(records: list[LogRecord], options: IngestOptions) -> _Selection:
+def _select(records: list[LogRecord], options: IngestOptions,
+            progress: Any = None) -> _Selection:
     """Dedup (preferring rows with feedback), group by theme, keep ``per_theme`` of each."""
     order = sorted(range(len(records)), key=lambda i: (_priority(records[i]), i))
-    result = dedup([_dedup_text(records[i]) for i in order], threshold=options.near)
+    if progress is not None:
+        progress.stage("dedup (records)", len(order))
+    result = dedup([_dedup_text(records[i]) for i in order], threshold=options.near,
+                   progress=progress)
     kept = sorted(order[i] for i in result.keep)
     duplicates_of: Counter[int] = Counter(order[kept_i] for kept_i, _ in result.dropped.values())
     survivors = [records[i] for i in kept]
 
+    if progress is not None:
+        progress.stage(f"themes ({options.embed})", None)
     themes = find_themes([_theme_text(r) for r in survivors], k=options.themes,
                          embed=options.embed, seed=options.seed)
     by_theme: dict[int, list[int]] = {}

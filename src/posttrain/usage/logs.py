@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from posttrain.errors import UserError
 from posttrain.template import TemplateError, resolve
@@ -196,9 +199,12 @@ def _mapped(row: dict[str, Any], mapping: dict[str, str]):
     return messages, text, [], _get(row, mapping.get("tools")), _get(row, mapping.get("model"))
 
 
-def _read_json_lines(path: Path) -> tuple[list[tuple[int, Any]], list[Problem], int]:
-    rows: list[tuple[int, Any]] = []
-    problems: list[Problem] = []
+def _iter_json_lines(path: Path, problems: list[Problem] | None = None,
+                     counted: list[int] | None = None, *, last: int | None = None,
+                     progress: Any = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) of each JSON-object line, read as the file is streamed (a line
+    is held only while it is parsed); lines that are not one go to ``problems``; ``counted``
+    gets the number of non-blank lines; ``last``: stop after this line number."""
     try:
         handle = path.open("rb")
     except OSError as exc:
@@ -206,36 +212,66 @@ def _read_json_lines(path: Path) -> tuple[list[tuple[int, Any]], list[Problem], 
     total = 0
     with handle:
         for number, raw in enumerate(handle, start=1):
+            if last is not None and number > last:
+                break
+            if progress is not None:
+                progress.advance(len(raw))
             if not raw.strip():
                 continue
             total += 1
             try:
-                row = json.loads(raw)
-            except (ValueError, UnicodeDecodeError) as exc:
-                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
-                problems.append(Problem(number, f"not valid JSON ({reason})", str(path)))
-                continue
+                row = orjson.loads(raw)
+            except orjson.JSONDecodeError:  # what json accepts and orjson not (NaN, big ints)
+                try:
+                    row = json.loads(raw)
+                except (ValueError, UnicodeDecodeError) as exc:
+                    if problems is not None:
+                        reason = (exc.msg if isinstance(exc, json.JSONDecodeError)
+                                  else "not UTF-8")
+                        problems.append(Problem(number, f"not valid JSON ({reason})", str(path)))
+                    continue
             if not isinstance(row, dict):
-                problems.append(Problem(number, f"expected an object, got {type(row).__name__}",
-                                        str(path)))
+                if problems is not None:
+                    problems.append(Problem(
+                        number, f"expected an object, got {type(row).__name__}", str(path)))
                 continue
-            rows.append((number, row))
-    return rows, problems, total
+            yield number, row
+    if counted is not None:
+        counted.append(total)
 
 
-def read_logs(path: Path, *, mapping: dict[str, str] | None = None,
-              fmt: str = "auto") -> tuple[list[LogRecord], list[Problem], dict[str, Any]]:
-    """Records, problems (line, reason) and facts about the file (format, line counts)."""
+def _read_json_lines(path: Path) -> tuple[list[tuple[int, Any]], list[Problem], int]:
+    problems: list[Problem] = []
+    counted: list[int] = []
+    rows = list(_iter_json_lines(path, problems, counted))
+    return rows, problems, counted[0]
+
+
+def read_logs(path: Path, *, mapping: dict[str, str] | None = None, fmt: str = "auto",
+              progress: Any = None) -> tuple[list[LogRecord], list[Problem], dict[str, Any]]:
+    """Records, problems (line, reason) and facts about the file (format, line counts). The
+    file is streamed: only the records are held, not its lines. ``progress``: a
+    :class:`~posttrain.usage.progress.StageProgress` (counts bytes read)."""
     if mapping is None and fmt in ("auto", "otel"):  # OpenTelemetry GenAI traces (OTLP JSON)
         from posttrain.usage.otel import is_otlp, read_otel
 
         if fmt == "otel" or is_otlp(path):
             return read_otel(path)
-    rows, problems, total = _read_json_lines(path)
+    problems: list[Problem] = []
+    counted: list[int] = []
+    size = path.stat().st_size if path.is_file() else None
     if mapping is not None:
         fmt = "mapped"
-    elif fmt == "auto":
-        shapes = Counter(s for s in (detect(r) for _, r in rows) if s)
+    elif fmt == "auto":  # a first pass over the file for its shape, holding no line
+        if progress is not None:
+            progress.stage("scan (bytes)", size)
+        last = 0
+        shapes: Counter[str] = Counter()
+        for last, row in _iter_json_lines(path, problems, counted,  # noqa: B007
+                                          progress=progress):
+            shape = detect(row)
+            if shape:
+                shapes[shape] += 1
         if not shapes:
             raise UserError("no line looks like a chat-completions or Responses-API log; "
                             "use --map prompt=PATH,response=PATH for other shapes", file=path)
@@ -243,6 +279,12 @@ def read_logs(path: Path, *, mapping: dict[str, str] | None = None,
     elif fmt not in ("chat", "responses"):
         raise UserError(f"unknown format {fmt!r} (auto, chat, responses, otel)",
                         field="--format")
+    if progress is not None:
+        progress.stage("read (bytes)", size)
+    if counted:  # the second pass: the same lines (a log still growing: not its new ones)
+        rows = _iter_json_lines(path, last=last, progress=progress)
+    else:
+        rows = _iter_json_lines(path, problems, counted, progress=progress)
     records: list[LogRecord] = []
     for number, row in rows:
         if fmt != "mapped":
@@ -281,7 +323,7 @@ def read_logs(path: Path, *, mapping: dict[str, str] | None = None,
             tools=tools if isinstance(tools, list) and tools else None, created=created,
             model=str(model) if model else None, feedback=feedback,
         ))
-    facts = {"format": fmt, "lines": total, "parsed": len(records)}
+    facts = {"format": fmt, "lines": counted[0], "parsed": len(records)}
     problems.sort(key=lambda p: p.line)
     return records, problems, facts
 

@@ -81,8 +81,7 @@ def kmeans(vectors: Any, k: int, seed: int = 0, iterations: int = 50) -> list[in
     centre_array = np.stack(centres)
     assignment = np.zeros(n, dtype=int)
     for _ in range(iterations):
-        distances = ((vectors[:, None, :] - centre_array[None, :, :]) ** 2).sum(-1)
-        new = distances.argmin(1)
+        new = _nearest(vectors, centre_array)
         if _ > 0 and (new == assignment).all():
             break
         assignment = new
@@ -95,6 +94,21 @@ def kmeans(vectors: Any, k: int, seed: int = 0, iterations: int = 50) -> list[in
     for a in assignment.tolist():
         order.setdefault(a, len(order))
     return [order[a] for a in assignment.tolist()]
+
+
+#: rows whose distances to every centre are computed at once: the temporary array is
+#: rows x k x dimensions (all rows at once: 100,000 x 12 x 384 floats, 1.8 GB)
+_ROWS_AT_ONCE = 2048
+
+
+def _nearest(vectors: Any, centres: Any) -> Any:
+    """Each row's nearest centre: the same squared distances, summed in the same order, as
+    over all rows at once, a block of rows at a time."""
+    import numpy as np
+
+    blocks = [((vectors[start:start + _ROWS_AT_ONCE, None, :] - centres[None, :, :]) ** 2)
+              .sum(-1).argmin(1) for start in range(0, vectors.shape[0], _ROWS_AT_ONCE)]
+    return np.concatenate(blocks) if blocks else np.zeros(0, dtype=int)
 
 
 def default_k(n: int) -> int:

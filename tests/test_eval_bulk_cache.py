@@ -1,0 +1,128 @@
+"""Cache hits read and stored in bulk (``RunExecution._source``) store the same run as the
+one-by-one path: same answers, grades, counts and report, in a complete new run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from posttrain.cli import main
+from posttrain.runner import executor
+from tests.conftest import write_eval
+
+#: a grader that cannot grade some answers (their row lacks the reference) and a
+#: string check: both kinds of score go through the bulk path
+GRADERS = ('  - {type: string_check, name: exact, input: "{{sample.output_text}}", '
+           'reference: "{{item.answer}}", operation: ilike}\n'
+           '  - {type: string_check, name: strict, input: "{{sample.output_text}}", '
+           'reference: "{{item.strict}}", operation: eq}\n')
+PYTHON_GRADER = ('  - {type: python, name: py, source: "def grade(sample, item):\\n'
+                 '    return 1.0 if sample[\'output_text\'] == item[\'answer\'] else 0.0"}\n')
+
+
+def _rows(n: int) -> list[dict[str, Any]]:
+    rows = []
+    for i in range(n):
+        answer = "Paris" if i % 3 else "Lyon"
+        row: dict[str, Any] = {"id": f"q{i}", "question": f"capital #{i}? [[answer:{answer}]]",
+                               "answer": "Paris", "category": "even" if i % 2 == 0 else "odd"}
+        if i % 5 != 1:
+            row["strict"] = "Paris"
+        rows.append(row)
+    return rows
+
+
+def _one_by_one(self: executor.RunExecution, pending: list[tuple[Any, int]]) -> Any:
+    """The path before bulk reads: every (item, epoch) looked up on its own."""
+    for item, epoch in pending:
+        yield item, epoch, None
+
+
+def _stored(db: Path, run_id: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    conn = sqlite3.connect(db)
+    samples = conn.execute(
+        "SELECT item_id, epoch, status, request_key, "
+        "CASE WHEN cached THEN completion ELSE json_remove(completion, '$.latency_s') END, "
+        "error, attempts, input_tokens, "
+        "output_tokens, cost_usd, CASE WHEN cached THEN latency_s END, cached FROM samples "
+        "WHERE run_id = ? ORDER BY item_id, epoch", (run_id,)).fetchall()
+    scores = conn.execute(
+        "SELECT item_id, epoch, grader, value, passed, status, explanation, sub_scores, "
+        "cost_usd, requests, confinement IS NOT NULL, retries FROM scores WHERE run_id = ? "
+        "ORDER BY item_id, epoch, grader", (run_id,)).fetchall()
+    conn.close()
+    return samples, scores
+
+
+def _eval(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)["runs"][0]
+
+
+@pytest.mark.parametrize("graders", [GRADERS, GRADERS + PYTHON_GRADER],
+                         ids=["inline", "graded-in-tasks"])
+def test_bulk_hits_store_the_same_run_as_one_by_one(tmp_path, stub_server, capsys, monkeypatch,
+                                                    graders):
+    monkeypatch.setenv("OPENAI_BASE_URL", stub_server.base_url)
+    monkeypatch.setattr(executor, "PREFETCH", 7)  # several chunks, one partly cached
+    eval_path = write_eval(tmp_path / "ev", _rows(30), graders=graders)
+    first = tmp_path / "first.db"
+    argv = ["eval", str(eval_path), "--model", "openai:stub", "--epochs", "2", "--json"]
+    before = stub_server.stats()["total_attempts"]
+    _eval(argv + ["--store", str(first)], capsys)
+    assert stub_server.stats()["total_attempts"] - before == 60
+    # ten new items: a run of 40 items x 2 epochs, 60 answers from the cache and 20 sent
+    write_eval(tmp_path / "ev", _rows(40), graders=graders)
+    bulk_db, slow_db = tmp_path / "bulk.db", tmp_path / "slow.db"
+    for copy in (bulk_db, slow_db):
+        for suffix in ("", "-wal"):
+            if Path(f"{first}{suffix}").exists():
+                shutil.copyfile(f"{first}{suffix}", f"{copy}{suffix}")
+    bulk = _eval(argv + ["--store", str(bulk_db)], capsys)
+    with monkeypatch.context() as patch:
+        patch.setattr(executor.RunExecution, "_source", _one_by_one)
+        slow = _eval(argv + ["--store", str(slow_db)], capsys)
+    assert stub_server.stats()["total_attempts"] - before == 60 + 20 + 20
+    assert bulk["requests"] == slow["requests"] == 20
+    assert bulk["n"] == 80 and bulk["scored"] + bulk["unscored"] + bulk["errors"] == 80
+    different = {"run_id", "latency_p50_s", "latency_p95_s", "created", "finished",
+                 "duration_s", "confinement"}  # a sandbox's uid is drawn per run
+    assert {k: v for k, v in bulk.items() if k not in different} \
+        == {k: v for k, v in slow.items() if k not in different}
+    bulk_rows, slow_rows = _stored(bulk_db, bulk["run_id"]), _stored(slow_db, slow["run_id"])
+    assert bulk_rows == slow_rows
+    samples, scores = bulk_rows
+    assert len(samples) == 80 and sum(row[-1] for row in samples) == 60
+    assert {row[5] for row in scores} == {"scored", "unscored"}  # strict: rows lacking it
+    conn = sqlite3.connect(bulk_db)
+    assert conn.execute("SELECT status FROM runs WHERE id = ?",
+                        (bulk["run_id"],)).fetchone()[0] == "finished"
+    assert conn.execute("SELECT COUNT(*) FROM run_items WHERE run_id = ?",
+                        (bulk["run_id"],)).fetchone()[0] == 40
+    conn.close()
+
+
+def test_a_fully_cached_rerun_is_a_complete_new_run(tmp_path, stub_server, capsys, monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", stub_server.base_url)
+    monkeypatch.setattr(executor, "PREFETCH", 8)
+    eval_path = write_eval(tmp_path / "ev", _rows(25), graders=GRADERS)
+    store = tmp_path / "s.db"
+    argv = ["eval", str(eval_path), "--model", "openai:stub", "--store", str(store), "--json"]
+    before = stub_server.stats()["total_attempts"]
+    first = _eval(argv, capsys)
+    again = _eval(argv, capsys)
+    # the loopback stub's fingerprint is compared: one live request (the canary) first
+    assert again["requests"] <= 1 and again["run_id"] != first["run_id"]
+    assert stub_server.stats()["total_attempts"] - before <= 26
+    assert (again["score"], again["scored"], again["errors"]) \
+        == (first["score"], first["scored"], first["errors"])
+    first_samples, first_scores = _stored(store, first["run_id"])
+    again_samples, again_scores = _stored(store, again["run_id"])
+    assert [row[:4] for row in again_samples] == [row[:4] for row in first_samples]
+    assert sum(row[-1] for row in again_samples) >= 24
+    assert again_scores == first_scores
