@@ -55,6 +55,10 @@ tag: case
 pass_bar: 0.8
 sampling: {temperature: 0, max_tokens: 48}
 """
+GRIT_YAML = EVAL_YAML.replace("name: reserve-grit", "name: reserve-grit-nocopy").replace(
+    "reserve_env:solve", "grit_env:solve").replace(
+    "Call find_product, then reserve with the id it returns.",
+    "Call find_product, then reserve. Then reply in one sentence.")
 TOOLS = [
     {"type": "function", "function": {"name": "find_product", "parameters": {
         "type": "object", "properties": {"name": {"type": "string"}}}}},
@@ -157,6 +161,46 @@ def build_model(work: Path, rows: list[dict[str, Any]], *, steps: int, lr: float
             "parameters": sum(p.numel() for p in model.parameters())}
 
 
+def grit_gold_rows(eval_: Any, rows: list[dict[str, Any]], retry_share: float, seed: int
+                   ) -> list[dict[str, Any]]:
+    """As :func:`gold_rows`, for the copy-free task (``grit_env``: tools without arguments)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from grit_env import GritEnv
+
+    from posttrain.models.hf import tools_in_messages
+    from posttrain.types import Item
+
+    rng = random.Random(f"gold:{seed}")
+    out = []
+    for row in rows:
+        request = eval_.request_for(Item(id=row["id"], data=row))
+        env = GritEnv()
+        env.reset(row)
+        messages = [dict(m) for m in request.messages]
+        action: dict[str, Any] | None = {"role": "assistant", "content": "",
+                                         "tool_calls": [_call(0, "find_product")]}
+        turn = 0
+        while action is not None:
+            prompt = tools_in_messages(messages, request.tools or [])
+            rendered = tools_in_messages([*messages, action], request.tools or [])
+            out.append({"prompt": prompt, "completion": [rendered[-1]]})
+            messages.append(action)
+            step = env.step(action)
+            messages += step.observation
+            if step.done:
+                break
+            turn += 1
+            result = step.observation[-1]["content"]
+            if result.startswith("503") and rng.random() >= retry_share:
+                action = {"role": "assistant", "content": GIVE_UP}
+            elif '"ok"' in result:
+                action = {"role": "assistant", "content": "Reserved."}
+            else:
+                action = {"role": "assistant", "content": "",
+                          "tool_calls": [_call(turn, "reserve")]}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("-o", "--out", type=Path, required=True)
@@ -168,6 +212,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--task", choices=["grit", "reserve"], default="grit",
+                        help="grit: tools without arguments (bench/grit_env.py); reserve: the "
+                             "example's tools (names and ids to copy)")
     args = parser.parse_args()
 
     from posttrain.eval import load_eval
@@ -175,13 +222,23 @@ def main() -> None:
     started = time.perf_counter()
     work = args.out
     work.mkdir(parents=True, exist_ok=True)
-    shutil.copy(EXAMPLE / "reserve_env.py", work / "reserve_env.py")
-    (work / "eval.yaml").write_text(EVAL_YAML)
-    items = task_items(args.items, seed=args.seed, fault_share=args.fault_share)
+    if args.task == "grit":
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import grit_env
+
+        shutil.copy(Path(grit_env.__file__), work / "grit_env.py")
+        (work / "eval.yaml").write_text(GRIT_YAML)
+        items = grit_env.make_items(args.items, args.seed, args.fault_share)
+        demos = grit_env.make_items(args.demos, args.seed + 1, args.fault_share)
+    else:
+        shutil.copy(EXAMPLE / "reserve_env.py", work / "reserve_env.py")
+        (work / "eval.yaml").write_text(EVAL_YAML)
+        items = task_items(args.items, seed=args.seed, fault_share=args.fault_share)
+        demos = task_items(args.demos, seed=args.seed + 1, fault_share=args.fault_share)
     (work / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items))
     eval_ = load_eval(work / "eval.yaml")
-    demos = task_items(args.demos, seed=args.seed + 1, fault_share=args.fault_share)
-    rows = gold_rows(eval_, demos, args.retry_share, args.seed)
+    make_rows = grit_gold_rows if args.task == "grit" else gold_rows
+    rows = make_rows(eval_, demos, args.retry_share, args.seed)
     summary = build_model(work, rows, steps=args.sft_steps, lr=args.lr, seed=args.seed,
                           batch=args.batch)
     print(json.dumps({"items": len(items),
