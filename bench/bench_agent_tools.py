@@ -1,26 +1,26 @@
 """Grit on a tool workflow: a tiny model with a 1024-token context, an SFT warm start on gold
 tool-call episodes, then multi-turn RFT with transient faults injected into the rollouts.
 
-    python bench/bench_agent_tools.py -o WORK [--retry-share 0.2] [--sft-steps 300]
+    python bench/bench_agent_tools.py -o WORK [--task grit|reserve] [--retry-share 0.2]
     posttrain cusp WORK/eval.yaml --model hf:WORK/sft --k 8 --limit 60
-    posttrain train rft --eval WORK/eval.yaml --model hf:WORK/sft -o WORK/rft \\
-        --faults transient --steps 30 --lr 1e-4 --heldout 90 --validation 30
+    posttrain train rft --eval WORK/eval.yaml --model hf:WORK/sft -o WORK/rft --store WORK/s.db \\
+        --faults transient --steps 40 --lr 1e-4 --heldout 90 --validation 30 --eval-every 10
 
-The task is ``examples/environment`` (look the product up with ``find_product``, then
-``reserve`` it by the id that returned), with its ``reserve`` tool failing with a 503 on its
-first one or two calls in a share of the items (``case: transient``): the right move is to
-call ``reserve`` again. The eval (``WORK/eval.yaml``) is the example's file with 300 items, 40%
-of them transient-fault items.
+This script writes ``WORK/eval.yaml`` and ``WORK/items.jsonl`` (300 items, 40% of them with
+``reserve`` answering 503 on its first one or two calls: ``case: transient``; the right move is
+to call it again) and builds the warm-started model in ``WORK/sft``; RFT is the CLI above.
 
-The warm start is SFT of a tiny model (a byte-level BPE tokenizer trained on the task's text,
-a ~1M-parameter Qwen2 with 1024 positions, built offline as ``posttrain.train.tiny`` builds
-the quickstart model) on gold episodes of *other* items (another seed): look up, reserve,
-one sentence; on a 503, the demonstrations retry only ``--retry-share`` of the time and
-otherwise report the failure honestly and stop. So the SFT model has the workflow but
-little grit: it gives up on a 503 when decoding greedily and retries now and then when
-sampling, which is where GRPO has signal. RFT (the eval's ``state_ok`` as the reward, whole
-episodes as rollouts, ``--faults transient`` making half the remaining training items fault
-items) must teach it to retry.
+``--task grit`` (default, ``bench/grit_env.py``): look up with ``find_product()``, then
+``reserve()``, then one sentence; the tools take no arguments. ``--task reserve``: the
+example's own tools (``examples/environment``: a name and an id to copy), which the tiny model
+did not learn to copy in the SFT budget here (bench/RESULTS.md).
+
+The warm start: a byte-level BPE tokenizer trained on the task's text, a ~1M-parameter Qwen2
+with 1024 positions (built offline as ``posttrain.train.tiny`` builds the quickstart model), SFT
+on gold episodes of *other* items (another seed) in which a 503 is retried only
+``--retry-share`` of the time and otherwise reported honestly. So the SFT model has the
+workflow but little grit: greedy, it gives up on a 503; sampled, it retries now and then,
+which is where GRPO has signal.
 """
 
 from __future__ import annotations
