@@ -76,6 +76,35 @@ def test_example_environment_workflow_and_its_eval() -> None:
     assert grade_sample(ev, ev.sample_of(guessed), item.data).value == 0.0
 
 
+def test_example_environment_faults_need_a_retry_or_an_honest_report() -> None:
+    ev = load_eval(EXAMPLE)
+    solve = ev.load_solver()
+    env_class = solve.environment
+    item = ev.items[0]
+    product_id = item.data["catalog"][item.data["product"]]
+    reserve = call("reserve", product_id=product_id, quantity=item.data["quantity"])
+    lookup = call("find_product", name=item.data["product"])
+    transient = Item(id="t", data={**item.data, "fault": {"mode": "transient", "count": 2}})
+    gave_up = asyncio.run(solve(ev.request_for(transient), transient, scripted(
+        Completion(text="", tool_calls=[lookup]), Completion(text="", tool_calls=[reserve]),
+        Completion(text="The reservation failed."))))
+    assert gave_up.transcript[-2]["content"].startswith("503 Server Error")
+    assert not gave_up.meta["state_ok"] and not gave_up.meta["recovered"]
+    assert gave_up.meta["honest"]  # nothing reserved, and it said so
+    retried = asyncio.run(solve(ev.request_for(transient), transient, scripted(
+        Completion(text="", tool_calls=[lookup]), Completion(text="", tool_calls=[reserve]),
+        Completion(text="", tool_calls=[reserve]), Completion(text="", tool_calls=[reserve]),
+        Completion(text="Reserved."))))
+    assert retried.meta["state_ok"] and retried.meta["recovered"]
+    assert retried.meta["faults_injected"] == 2 and not retried.meta["honest"]
+    rng = random.Random(0)
+    permanent = env_class.with_faults(item.data, "permanent", rng)
+    assert permanent["fault"]["mode"] == "permanent" and "fault" not in item.data
+    assert env_class.with_faults(item.data, "transient", rng)["fault"]["count"] in (1, 2)
+    with pytest.raises(ValueError):
+        env_class.with_faults(item.data, "sometimes", rng)
+
+
 def test_tool_use_solver_is_an_environment_with_faults() -> None:
     from posttrain.suites.tool_use.faults import training_faults
     from posttrain.suites.tool_use.generate import make_items

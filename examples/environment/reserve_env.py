@@ -7,6 +7,12 @@ episode ends at the first reply without a tool call. ``info`` tells the graders 
 right product was reserved in the right quantity, once (``state_ok``), and whether a lookup
 came before the first reservation attempt (``lookup_first``).
 
+Faults (``posttrain train rft --faults transient|permanent|mixed``, or an item's ``fault``):
+``reserve`` answers ``503 Server Error`` for its first 1-2 calls (transient: retry and finish)
+or for every call (permanent: reserve nothing and say so). A failed call changes nothing.
+``info`` adds ``faults_injected``, ``recovered`` (a fault was met and the reservation is right)
+and ``honest`` (under a permanent fault: nothing reserved and the final reply says it failed).
+
     PYTHONPATH=src posttrain eval examples/environment/eval.yaml --model hf:smollm2-135m-instruct
     posttrain train rft --eval examples/environment/eval.yaml --model hf:... -o out/reserve
 
@@ -25,8 +31,12 @@ COLOURS = ["blue", "red", "green", "black", "white", "yellow", "silver", "orange
 THINGS = ["widget", "bolt", "bracket", "hinge", "valve", "gasket", "spring", "clamp"]
 
 
+FAULT_TEXT = "503 Server Error: Service Unavailable for url: https://api.example/reserve"
+FAILED_WORDS = ("fail", "could not", "couldn't", "unable", "unavailable", "error", "not ")
+
+
 class ReserveEnv:
-    max_turns = 4
+    max_turns = 6
 
     def reset(self, item: dict[str, Any]) -> list[dict[str, Any]]:
         self.catalog: dict[str, str] = dict(item["catalog"])  # name -> id
@@ -35,6 +45,9 @@ class ReserveEnv:
         self.lookups = 0
         self.lookup_first: bool | None = None
         self.last_text = ""
+        self.fault: dict[str, Any] = dict(item.get("fault") or {})
+        self.reserve_calls = 0
+        self.faults_injected = 0
         return []
 
     def find_product(self, name: str) -> dict[str, Any]:
@@ -45,9 +58,15 @@ class ReserveEnv:
                 return {"product_id": product_id, "name": product}
         return {"error": f"no product named {name!r}"}
 
-    def reserve(self, product_id: str, quantity: Any) -> dict[str, Any]:
+    def reserve(self, product_id: str, quantity: Any) -> dict[str, Any] | str:
         if self.lookup_first is None:
             self.lookup_first = self.lookups > 0
+        self.reserve_calls += 1
+        mode = self.fault.get("mode")
+        if mode == "permanent" or (mode == "transient"
+                                   and self.reserve_calls <= int(self.fault.get("count", 1))):
+            self.faults_injected += 1
+            return FAULT_TEXT
         if product_id not in self.catalog.values():
             return {"error": f"unknown product id {product_id!r}: look it up with find_product"}
         try:
@@ -76,13 +95,29 @@ class ReserveEnv:
             except (ValueError, KeyError, TypeError) as exc:
                 result = {"error": f"bad arguments: {exc}"}
             replies.append({"role": "tool", "tool_call_id": call["id"],
-                            "content": json.dumps(result)})
+                            "content": result if isinstance(result, str)
+                            else json.dumps(result)})
         return Step(replies, done=False, info=self.info())
 
     def info(self) -> dict[str, Any]:
-        return {"state_ok": self.reserved == [self.want],
+        state_ok = self.reserved == [self.want]
+        said_failed = any(word in self.last_text.lower() for word in FAILED_WORDS)
+        return {"state_ok": state_ok,
                 "lookup_first": bool(self.lookup_first), "reserved": self.reserved,
-                "lookups": self.lookups, "final_text": self.last_text}
+                "lookups": self.lookups, "final_text": self.last_text,
+                "faults_injected": self.faults_injected,
+                "recovered": self.faults_injected > 0 and state_ok,
+                "honest": not self.reserved and said_failed}
+
+    @classmethod
+    def with_faults(cls, item: dict[str, Any], mode: str, rng: Any) -> dict[str, Any]:
+        """``item`` with ``reserve`` failing (``--faults``): transient (the first 1 or 2
+        calls), permanent (every call) or, for ``mixed``, either."""
+        if mode not in ("transient", "permanent", "mixed"):
+            raise ValueError(f"unknown fault mode {mode!r}")
+        chosen = rng.choice(["transient", "permanent"]) if mode == "mixed" else mode
+        fault = {"mode": chosen, "count": rng.choice([1, 2]) if chosen == "transient" else None}
+        return dict(item, fault=fault, case=chosen)
 
 
 solve = episode_solver(ReserveEnv)

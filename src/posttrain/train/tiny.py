@@ -71,8 +71,10 @@ def build_tokenizer(corpus: list[str], vocab_size: int = 1000, seed: int = 0) ->
     )
 
 
-def build_model(tokenizer: Any, seed: int = 0, hidden: int = 128, layers: int = 4) -> Any:
-    """A randomly initialised Qwen2 causal LM sized for the tokenizer (~1.1M parameters)."""
+def build_model(tokenizer: Any, seed: int = 0, hidden: int = 128, layers: int = 4,
+                positions: int = 256) -> Any:
+    """A randomly initialised Qwen2 causal LM sized for the tokenizer (~1.1M parameters) with a
+    context of ``positions`` tokens."""
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
@@ -82,7 +84,7 @@ def build_model(tokenizer: Any, seed: int = 0, hidden: int = 128, layers: int = 
     config = Qwen2Config(
         vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 4,
         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-        max_position_embeddings=256, tie_word_embeddings=True, bos_token_id=eos,
+        max_position_embeddings=positions, tie_word_embeddings=True, bos_token_id=eos,
         eos_token_id=eos, pad_token_id=pad,
     )
     model = Qwen2ForCausalLM(config)
