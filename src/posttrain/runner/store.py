@@ -520,8 +520,13 @@ class Store:
                           (run_id,))
 
     def finish_run(self, run_id: str) -> None:
+        """Mark the run finished and build its score facts (``posttrain.runner.facts``: each
+        answer's and item's figures that compare, the matrix, audit and the viewer read)."""
         self.conn.execute("UPDATE runs SET status='finished', finished=? WHERE id=?",
                           (time.time(), run_id))
+        from posttrain.runner.facts import build
+
+        build(self, run_id)
 
     def get_run(self, run_id: str) -> RunInfo:
         row = self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
