@@ -43,7 +43,7 @@ from posttrain.runner.store import RunInfo, Store
 
 #: bump when what the tables hold changes: facts built by an older version are built again
 #: (the version is part of the stamp kept in ``run_columns``)
-CELLS_VERSION = 4
+CELLS_VERSION = 5
 _KIND = f"cells:{CELLS_VERSION}"
 
 _TABLES = {
@@ -202,9 +202,11 @@ def _pack_components(conn: sqlite3.Connection, run: RunInfo, packed: dict[str, b
     epochs = max(1, run.epochs)
     size = len(answers)
     names = run.config.get("grader_names")
-    expected = {str(n) for n in names} if isinstance(names, list) else set()
-    graders = sorted(expected | {r[0] for r in conn.execute(
-        "SELECT DISTINCT grader FROM scores WHERE run_id = ?", (run.id,))})
+    present = {r[0] for r in conn.execute("SELECT DISTINCT grader FROM scores WHERE run_id = ?",
+                                          (run.id,))}
+    # the graders every answer should have: those recorded with the run, else those it has
+    expected = {str(n) for n in names} if isinstance(names, list) else present
+    graders = sorted(expected | present)
     totals: dict[str, array[Any]] = {}
     counts: dict[str, int] = {}
     if graders:  # one row per item, three columns per grader: summed value, scored, grades
