@@ -133,3 +133,37 @@ def test_a_finished_run_has_its_facts_at_once(tmp_path) -> None:
     assert stamp is not None and stamp[0].endswith(store.run_stamp(run).encode())
     assert store.conn.execute("SELECT COUNT(*) FROM item_cells WHERE run_id = ?",
                               (run.id,)).fetchone()[0] == 20
+
+
+def _flaky(item: Item, text: str, epoch: int) -> list[Score]:
+    """A grader that grades the same answer differently by epoch on some items."""
+    ok = text == item.data["answer"]
+    index = int(item.id[1:])
+    if index % 9 == 4 and epoch == 1:
+        ok = not ok
+    return [Score(value=1.0 if ok else 0.0, passed=ok, name="exact"),
+            Score(value=0.5 if index % 13 == 0 else float(ok), passed=None, name="soft")]
+
+
+def test_audit_on_kept_facts_finds_what_reading_every_answer_finds(tmp_path) -> None:
+    from posttrain.analysis.audit import audit
+
+    store = Store(tmp_path / "s.db")
+    items = make_items(90, misgraded=[f"q{i:03d}" for i in range(0, 90, 15)])
+    for k, (accuracy, distractor) in enumerate(((0.95, 0.5), (0.9, 0.5), (0.85, 0.5),
+                                                (0.5, 0.9), (0.3, 0.9))):
+        simulate_run(store, "ev", StubModel(f"m{k}", accuracy, distractor=distractor), items,
+                     seed=k, epochs=3 if k == 1 else 1, grade=_flaky,
+                     extra_config={"grader_names": ["exact", "soft"]})
+    run = store.list_runs("ev")[0]  # a regrade that flipped grades of unchanged items
+    for item in items[:12]:
+        store.replace_scores(run.id, item.id, 0, [Score(value=0.0, passed=False, name="exact"),
+                                                  Score(value=0.0, passed=None, name="soft")],
+                             history=True)
+    runs = store.list_runs("ev")
+    old = audit(load_all(store, runs))
+    new = audit(load_cells(store, runs))
+    assert new == old
+    counts = new["suspect_counts"]
+    assert counts["strong_models_agree_against_reference"] and counts["grade_flips_on_regrade"]
+    assert counts["grade_flips_same_output"] or counts["epochs_disagree"]

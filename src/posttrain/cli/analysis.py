@@ -175,7 +175,8 @@ def _looks_like_eval(ref: str) -> bool:
 def run_audit(args: argparse.Namespace) -> int:
     from posttrain.analysis import views
     from posttrain.analysis.audit import audit, export_suspects, judge_components
-    from posttrain.analysis.selection import eval_ref, load_all, open_store, select_runs
+    from posttrain.analysis.cells import load_cells as load_all
+    from posttrain.analysis.selection import eval_ref, open_store, select_runs
 
     _check_unit(args.fail_share, "--fail-share")
     _check_unit(args.strong_floor, "--strong-floor")

@@ -43,12 +43,13 @@ from posttrain.runner.store import RunInfo, Store
 
 #: bump when what the tables hold changes: facts built by an older version are built again
 #: (the version is part of the stamp kept in ``run_columns``)
-CELLS_VERSION = 5
+CELLS_VERSION = 6
 _KIND = f"cells:{CELLS_VERSION}"
 
 _TABLES = {
     "sample_facts": "run_id TEXT NOT NULL, item_id TEXT NOT NULL, epoch INTEGER NOT NULL, "
                     "st TEXT NOT NULL, v REAL, passed INTEGER, answered INTEGER NOT NULL, "
+                    "calls INTEGER NOT NULL, "
                     "PRIMARY KEY (run_id, item_id, epoch)",
     "item_cells": "run_id TEXT NOT NULL, position INTEGER NOT NULL, item_id TEXT NOT NULL, "
                   "tags TEXT NOT NULL, answers INTEGER NOT NULL, errors INTEGER NOT NULL, "
@@ -70,7 +71,8 @@ def _expected(run: RunInfo) -> tuple[list[str] | None, bool]:
 
 
 def sample_sql(run: RunInfo, alias: str) -> tuple[str, list[Any]]:
-    """A CTE ``alias`` with one row per answer: item_id, epoch, st, v, passed, answered."""
+    """A CTE ``alias`` with one row per answer: item_id, epoch, st, v, passed, answered, calls
+    (its tool calls)."""
     names, primary = _expected(run)
     params: list[Any] = [run.id]
     grader_filter = ""
@@ -90,7 +92,8 @@ def sample_sql(run: RunInfo, alias: str) -> tuple[str, list[Any]]:
         f"CASE WHEN s.status != 'error' AND g.n IS NOT NULL AND {complete} THEN g.v END AS v, "
         f"CASE WHEN s.status != 'error' AND g.n IS NOT NULL AND {complete} THEN {passed} END "
         "AS passed, "
-        "(s.completion IS NOT NULL AND s.completion != '') AS answered "
+        "(s.completion IS NOT NULL AND s.completion != '') AS answered, "
+        "COALESCE(json_array_length(s.completion, '$.tool_calls'), 0) AS calls "
         f"FROM samples s LEFT JOIN {alias}_g g ON g.item_id = s.item_id AND g.epoch = s.epoch "
         "WHERE s.run_id = ?)"
     )
@@ -137,8 +140,9 @@ def _fill(conn: sqlite3.Connection, run: RunInfo, tables: Tables) -> None:
     for table in (tables.facts, tables.cells):
         conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run.id,))
     sql, params = sample_sql(run, "f")
-    conn.execute(f"INSERT INTO {tables.facts} (run_id, item_id, epoch, st, v, passed, answered) "
-                 f"WITH {sql} SELECT ?, item_id, epoch, st, v, passed, answered FROM f",
+    conn.execute(f"INSERT INTO {tables.facts} (run_id, item_id, epoch, st, v, passed, answered, "
+                 f"calls) WITH {sql} SELECT ?, item_id, epoch, st, v, passed, answered, calls "
+                 "FROM f",
                  (*params, run.id))
     conn.execute(
         f"INSERT INTO {tables.cells} (run_id, item_id, position, tags, answers, errors, "
