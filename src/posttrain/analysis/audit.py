@@ -25,6 +25,8 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from posttrain.analysis.results import RunResults
 from posttrain.analysis.selection import (
     JUDGE_TYPES,
@@ -354,45 +356,40 @@ def _items(runs: Sequence[RunResults | Any], ids: Sequence[str]) -> dict[str, An
 
 
 def _flip_suspects_sql(all_runs: Sequence[Any], add: Any) -> bool:
-    """``_flip_suspects`` on the kept facts (``runner.facts``): SQLite groups every answer by
-    item and text and keeps the groups whose grades differ; only their answers are read and
-    checked by the same rules. False (nothing done) when an answer has tool calls (its text
-    is more than the stored text)."""
+    """``_flip_suspects`` on the kept facts (``runner.facts``): SQLite groups every graded
+    answer by item and a digest of its text and keeps the groups whose grades differ; only the
+    answers of those items are read, and grouped and checked by their text as before. False
+    (nothing done) unless every run is read from its facts."""
     from posttrain.analysis.cells import RunCells
 
-    runs = [r if isinstance(r, RunCells) else None for r in all_runs]
-    if any(r is None for r in runs):
+    if not all(isinstance(r, RunCells) for r in all_runs):
         return False
     conn = all_runs[0].store.conn
     parts, params = [], []
     for index, result in enumerate(all_runs):
         parts.append(
-            f"SELECT {index} AS k, f.item_id, f.epoch, "
-            "COALESCE(json_extract(s.completion, '$.text'), '') AS t, f.v AS v, "
-            "COALESCE(f.passed != 0, f.v >= 0.5) AS p "
-            f"FROM {result.tables.facts} f JOIN samples s ON s.run_id = f.run_id "
-            "AND s.item_id = f.item_id AND s.epoch = f.epoch "
-            "WHERE f.run_id = ? AND f.answered AND f.st = 'scored' AND f.v IS NOT NULL")
+            f"SELECT {index} AS k, item_id, epoch, text_key AS t, v, "
+            f"COALESCE(passed != 0, v >= 0.5) AS p FROM {result.tables.facts} "
+            "WHERE run_id = ? AND answered AND st = 'scored' AND v IS NOT NULL")
         params.append(result.run.id)
     answers = " UNION ALL ".join(parts)
-    for result in all_runs:
-        if conn.execute(f"SELECT 1 FROM {result.tables.facts} WHERE run_id = ? AND calls > 0 "
-                        "LIMIT 1", (result.run.id,)).fetchone():
-            return False
-    groups = conn.execute(
-        f"SELECT item_id, t FROM ({answers}) GROUP BY item_id, t HAVING COUNT(*) >= 2 "
-        "AND (MIN(v) != MAX(v) OR MIN(p) != MAX(p))", params).fetchall()
+    items = [r[0] for r in conn.execute(
+        f"SELECT DISTINCT item_id FROM ({answers}) GROUP BY item_id, t HAVING COUNT(*) >= 2 "
+        "AND (MIN(v) != MAX(v) OR MIN(p) != MAX(p)) ORDER BY item_id", params)]
     by_output: dict[tuple[str, str], list[tuple[int, int, float, bool]]] = defaultdict(list)
-    wanted = {(item_id, text or "") for item_id, text in groups}
-    items = sorted({item_id for item_id, _text in wanted})
     for start in range(0, len(items), 500):
         chunk = items[start:start + 500]
         marks = ",".join("?" * len(chunk))
-        for k, item_id, epoch, text, value, passed in conn.execute(
-                f"SELECT * FROM ({answers}) WHERE item_id IN ({marks}) ORDER BY k, item_id, "
-                "epoch", (*params, *chunk)):
-            if (item_id, text or "") in wanted:
-                by_output[(item_id, text or "")].append((k, epoch, float(value), bool(passed)))
+        for k, result in enumerate(all_runs):
+            for item_id, epoch, completion, value, passed in conn.execute(
+                    "SELECT f.item_id, f.epoch, s.completion, f.v, "
+                    f"COALESCE(f.passed != 0, f.v >= 0.5) FROM {result.tables.facts} f "
+                    "JOIN samples s ON s.run_id = f.run_id AND s.item_id = f.item_id "
+                    "AND s.epoch = f.epoch WHERE f.run_id = ? AND f.answered AND f.st = 'scored'"
+                    f" AND f.v IS NOT NULL AND f.item_id IN ({marks}) ORDER BY f.item_id, "
+                    "f.epoch", (result.run.id, *chunk)):
+                text = record_text(orjson.loads(completion))
+                by_output[(item_id, text)].append((k, epoch, float(value), bool(passed)))
     labels = [run_label(r.run) for r in all_runs]
     flipped: set[str] = set()
     for (item_id, output), grades in sorted(by_output.items()):

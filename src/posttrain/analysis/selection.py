@@ -16,6 +16,7 @@ from typing import Any
 
 from posttrain.analysis.results import RunResults, SampleResult, load_results
 from posttrain.errors import UserError
+from posttrain.runner.facts import answer_text as facts_answer_text
 from posttrain.runner.store import RunInfo, Store
 
 JUDGE_TYPES = ("score_model", "label_model")
@@ -144,14 +145,7 @@ def answer_text(sample: SampleResult) -> str:
 
 def record_text(completion: dict[str, Any] | None) -> str:
     """A completion record's answer as text (``answer_text``)."""
-    completion = completion or {}
-    text = completion.get("text") or ""
-    calls = completion.get("tool_calls") or []
-    if calls:
-        import json
-
-        text = (text + "\n" if text else "") + json.dumps(calls, sort_keys=True, default=str)
-    return text
+    return facts_answer_text(completion)
 
 
 _SPACE = re.compile(r"\s+")

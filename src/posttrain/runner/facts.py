@@ -32,6 +32,7 @@ values may differ in the last bit of a float (SQLite adds them in another order)
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import sys
 from array import array
@@ -43,13 +44,13 @@ from posttrain.runner.store import RunInfo, Store
 
 #: bump when what the tables hold changes: facts built by an older version are built again
 #: (the version is part of the stamp kept in ``run_columns``)
-CELLS_VERSION = 6
+CELLS_VERSION = 7
 _KIND = f"cells:{CELLS_VERSION}"
 
 _TABLES = {
     "sample_facts": "run_id TEXT NOT NULL, item_id TEXT NOT NULL, epoch INTEGER NOT NULL, "
                     "st TEXT NOT NULL, v REAL, passed INTEGER, answered INTEGER NOT NULL, "
-                    "calls INTEGER NOT NULL, "
+                    "text_key INTEGER, "
                     "PRIMARY KEY (run_id, item_id, epoch)",
     "item_cells": "run_id TEXT NOT NULL, position INTEGER NOT NULL, item_id TEXT NOT NULL, "
                   "tags TEXT NOT NULL, answers INTEGER NOT NULL, errors INTEGER NOT NULL, "
@@ -71,8 +72,8 @@ def _expected(run: RunInfo) -> tuple[list[str] | None, bool]:
 
 
 def sample_sql(run: RunInfo, alias: str) -> tuple[str, list[Any]]:
-    """A CTE ``alias`` with one row per answer: item_id, epoch, st, v, passed, answered, calls
-    (its tool calls)."""
+    """A CTE ``alias`` with one row per answer: item_id, epoch, st, v, passed, answered,
+    text_key (``text_key`` of its completion; needs ``register`` on the connection)."""
     names, primary = _expected(run)
     params: list[Any] = [run.id]
     grader_filter = ""
@@ -93,7 +94,7 @@ def sample_sql(run: RunInfo, alias: str) -> tuple[str, list[Any]]:
         f"CASE WHEN s.status != 'error' AND g.n IS NOT NULL AND {complete} THEN {passed} END "
         "AS passed, "
         "(s.completion IS NOT NULL AND s.completion != '') AS answered, "
-        "COALESCE(json_array_length(s.completion, '$.tool_calls'), 0) AS calls "
+        "posttrain_text_key(s.completion) AS text_key "
         f"FROM samples s LEFT JOIN {alias}_g g ON g.item_id = s.item_id AND g.epoch = s.epoch "
         "WHERE s.run_id = ?)"
     )
@@ -136,12 +137,14 @@ def _ensure_tables(conn: sqlite3.Connection, tables: Tables) -> None:
 
 def _fill(conn: sqlite3.Connection, run: RunInfo, tables: Tables) -> None:
     """Replace the run's rows in ``tables`` (inside the caller's transaction)."""
+    register(conn)
     epochs = max(1, run.epochs)
     for table in (tables.facts, tables.cells):
         conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run.id,))
     sql, params = sample_sql(run, "f")
     conn.execute(f"INSERT INTO {tables.facts} (run_id, item_id, epoch, st, v, passed, answered, "
-                 f"calls) WITH {sql} SELECT ?, item_id, epoch, st, v, passed, answered, calls "
+                 f"text_key) WITH {sql} SELECT ?, item_id, epoch, st, v, passed, answered, "
+                 "text_key "
                  "FROM f",
                  (*params, run.id))
     conn.execute(
@@ -255,6 +258,32 @@ def _pack_components(conn: sqlite3.Connection, run: RunInfo, packed: dict[str, b
 
 
 _NAN = float("nan")
+
+
+def answer_text(completion: dict[str, Any] | None) -> str:
+    """A completion record's answer as text: its text, then its tool calls as JSON."""
+    completion = completion or {}
+    text = completion.get("text") or ""
+    calls = completion.get("tool_calls") or []
+    if calls:
+        import json
+
+        text = (text + "\n" if text else "") + json.dumps(calls, sort_keys=True, default=str)
+    return text
+
+
+def text_key(completion: str | None) -> int | None:
+    """A 63-bit digest of an answer's text (``answer_text`` of the stored completion JSON), the
+    same in every process: answers are grouped by it in SQL, then compared by their text."""
+    if not completion:
+        return None
+    digest = hashlib.blake2b(answer_text(orjson.loads(completion)).encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "little") >> 1
+
+
+def register(conn: sqlite3.Connection) -> None:
+    """Make ``posttrain_text_key`` callable in this connection's SQL."""
+    conn.create_function("posttrain_text_key", 1, text_key, deterministic=True)
 
 
 def _bytes(values: array[Any]) -> bytes:
