@@ -17,11 +17,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from typing import Any
 
 import orjson
 
-from posttrain.analysis.stats import mean_ci, percentile
+from posttrain.analysis.stats import mean_ci
+from posttrain.runner.facts import ensure, unpack
 from posttrain.runner.store import RunInfo, Store
 
 STATUSES = ("pass", "fail", "scored", "unscored", "error", "missing")
@@ -43,68 +45,13 @@ def short_name(model: str) -> str:
     return short if len(short) <= 40 else "…" + short[-39:]
 
 
-def _expected(run: RunInfo) -> tuple[list[str] | None, bool]:
-    """(the graders whose grades make the score, whether the first is the run's primary)."""
-    primary = run.config.get("primary")
-    if isinstance(primary, str) and primary:
-        return [primary], True
-    names = run.config.get("grader_names")
-    if isinstance(names, list) and names:
-        return [str(n) for n in names], False
-    return None, False
-
-
-def sample_sql(run: RunInfo, alias: str) -> tuple[str, list[Any]]:
-    """A CTE ``alias`` with one row per answer: item_id, epoch, st, v, passed."""
-    names, primary = _expected(run)
-    params: list[Any] = [run.id]
-    grader_filter = ""
-    if names:
-        grader_filter = f" AND grader IN ({','.join('?' * len(names))})"
-        params += names
-    if names:
-        complete = f"g.ok = {len(names)}"
-    else:
-        complete = "g.n > 0 AND g.ok = g.n"
-    passed = "g.p1" if primary else "CASE WHEN g.ok = g.n THEN g.allpass END"
-    sql = (
-        f"{alias}_g AS (SELECT item_id, epoch, COUNT(*) AS n, "
-        "SUM(status = 'scored' AND value IS NOT NULL) AS ok, AVG(value) AS v, "
-        "MIN(COALESCE(passed, 0)) AS allpass, MAX(passed) AS p1 "
-        f"FROM scores WHERE run_id = ?{grader_filter} GROUP BY item_id, epoch), "
-        f"{alias} AS (SELECT s.item_id, s.epoch, "
-        f"CASE WHEN s.status = 'error' THEN 'error' WHEN g.n IS NOT NULL AND {complete} "
-        "THEN 'scored' ELSE 'unscored' END AS st, "
-        f"CASE WHEN s.status != 'error' AND g.n IS NOT NULL AND {complete} THEN g.v END AS v, "
-        f"CASE WHEN s.status != 'error' AND g.n IS NOT NULL AND {complete} THEN {passed} END "
-        "AS passed "
-        f"FROM samples s LEFT JOIN {alias}_g g ON g.item_id = s.item_id AND g.epoch = s.epoch "
-        "WHERE s.run_id = ?)"
-    )
-    params.append(run.id)
-    return sql, params
-
-
-def _cell_sql(run: RunInfo, alias: str) -> tuple[str, list[Any]]:
-    """CTEs ending in ``alias``: one row per item the run answered: status, score, answers."""
-    samples, params = sample_sql(run, f"{alias}_s")
-    epochs = max(1, run.epochs)
-    sql = (
-        f"{samples}, {alias} AS (SELECT item_id, COUNT(*) AS answers, "
-        "SUM(st = 'error') AS errors, SUM(st = 'unscored') AS unscored, "
-        "SUM(st = 'scored') AS scored, SUM(st = 'scored' AND passed = 1) AS npass, "
-        "SUM(st = 'scored' AND passed = 0) AS nfail, "
-        f"SUM(CASE WHEN st = 'scored' THEN v ELSE 0 END) * 1.0 / MAX({epochs}, COUNT(*)) "
-        "AS score, "
-        "CASE WHEN SUM(st = 'error') > 0 THEN 'error' "
-        "WHEN SUM(st = 'unscored') > 0 THEN 'unscored' "
-        f"WHEN COUNT(*) < {epochs} THEN 'missing' "
-        "WHEN SUM(st = 'scored' AND passed = 0) > 0 THEN 'fail' "
-        "WHEN SUM(st = 'scored' AND passed = 1) = COUNT(*) THEN 'pass' "
-        "ELSE 'scored' END AS status "
-        f"FROM {alias}_s GROUP BY item_id)"
-    )
-    return sql, params
+def _cell_sql(store: Store, run: RunInfo, alias: str) -> tuple[str, list[Any]]:
+    """A CTE ``alias``: one row per item the run answered (status, score, answers), read from
+    the run's kept facts (``posttrain.runner.facts``, built if the run changed since)."""
+    tables, _packed = ensure(store, run)
+    return (f"{alias} AS (SELECT item_id, position, answers, errors, unscored, scored, npass, "
+            f"nfail, score, status FROM {tables.cells} WHERE run_id = ? AND answers > 0)",
+            [run.id])
 
 
 def default_columns(store: Store, eval_name: str) -> list[RunInfo]:
@@ -126,20 +73,15 @@ def previous_run(store: Store, run: RunInfo) -> RunInfo | None:
 
 def column_header(store: Store, run: RunInfo) -> dict[str, Any]:
     """Score (every item, 0 for no score) with its 95% CI, coverage, cost, latency."""
-    cells, params = _cell_sql(run, "c")
-    rows = store.conn.execute(
-        f"WITH {cells} SELECT COALESCE(c.score, 0) FROM run_items i "
-        "LEFT JOIN c ON c.item_id = i.item_id WHERE i.run_id = ?", (*params, run.id)).fetchall()
-    scores = [float(r[0]) for r in rows]
+    tables, packed = ensure(store, run)
+    scores = list(unpack("d", packed["score"]))
     mean, low, high = mean_ci(scores)
-    answers, sample_params = sample_sql(run, "s")
     counts = dict(store.conn.execute(
-        f"WITH {answers} SELECT st, COUNT(*) FROM s GROUP BY st", sample_params).fetchall())
+        f"SELECT st, COUNT(*) FROM {tables.facts} WHERE run_id = ? GROUP BY st",
+        (run.id,)).fetchall())
     agg = store.conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(cost_usd), 0) FROM samples WHERE run_id = ?",
-        (run.id,)).fetchone()
-    latencies = [r[0] for r in store.conn.execute(
-        "SELECT latency_s FROM samples WHERE run_id = ? AND latency_s IS NOT NULL", (run.id,))]
+        "SELECT COUNT(*), COALESCE(SUM(cost_usd), 0), COUNT(latency_s) FROM samples "
+        "WHERE run_id = ?", (run.id,)).fetchone()
     expected = max(len(scores) * max(1, run.epochs), agg[0])
     return {
         "run": run.id, "model": run.model, "short": short_name(run.model),
@@ -148,8 +90,22 @@ def column_header(store: Store, run: RunInfo) -> dict[str, Any]:
         "score": {"mean": mean, "low": low, "high": high, "n": len(scores)},
         "coverage": {"scored": counts.get("scored", 0), "expected": expected},
         "statuses": counts, "cost_usd": agg[1],
-        "latency": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95)},
+        "latency": {"p50": _percentile(store, run, agg[2], 50),
+                    "p95": _percentile(store, run, agg[2], 95)},
     }
+
+
+def _percentile(store: Store, run: RunInfo, n: int, q: float) -> float | None:
+    """``stats.percentile`` of the run's latencies, reading only the two values it needs."""
+    if not n:
+        return None
+    position = (n - 1) * q / 100
+    lower = math.floor(position)
+    values = [r[0] for r in store.conn.execute(
+        "SELECT latency_s FROM samples WHERE run_id = ? AND latency_s IS NOT NULL "
+        "ORDER BY latency_s LIMIT 2 OFFSET ?", (run.id, lower))]
+    upper = values[1] if len(values) > 1 and lower + 1 <= n - 1 else values[0]
+    return values[0] + (upper - values[0]) * (position - lower)
 
 
 def _like(text: str) -> str:
@@ -165,20 +121,26 @@ def _query(store: Store, columns: list[RunInfo], *, status: str | None, tag: str
     params: list[Any] = []
     ids = [run.id for run in columns]
     marks = ",".join("?" * len(ids))
-    ctes.append(f"items AS (SELECT item_id, MIN(position) AS position, tags, data FROM run_items "
-                f"WHERE run_id IN ({marks}) GROUP BY item_id)")
-    params += ids
+    packed = [ensure(store, run) for run in columns]
+    if all(p[1]["ids"] == packed[0][1]["ids"] for p in packed):  # the same items, in order
+        ctes.append(f"items AS (SELECT item_id, position, tags FROM {packed[0][0].cells} "
+                    "WHERE run_id = ?)")
+        params.append(ids[0])
+    else:
+        ctes.append(f"items AS (SELECT item_id, MIN(position) AS position, tags FROM run_items "
+                    f"WHERE run_id IN ({marks}) GROUP BY item_id)")
+        params += ids
     previous = [previous_run(store, run) for run in columns]
     selects, joins = [], []
     for index, run in enumerate(columns):
-        sql, p = _cell_sql(run, f"c{index}")
+        sql, p = _cell_sql(store, run, f"c{index}")
         ctes.append(sql)
         params += p
         selects.append(f"c{index}.status, c{index}.score, c{index}.answers")
         joins.append(f"LEFT JOIN c{index} ON c{index}.item_id = i.item_id")
         prev = previous[index]
         if prev is not None:
-            sql, p = _cell_sql(prev, f"p{index}")
+            sql, p = _cell_sql(store, prev, f"p{index}")
             ctes.append(sql)
             params += p
             selects.append(f"p{index}.status, p{index}.score")
@@ -200,11 +162,13 @@ def _query(store: Store, columns: list[RunInfo], *, status: str | None, tag: str
     if search:
         pattern = _like(search)
         where.append(
-            "(i.item_id LIKE ? ESCAPE '\\' OR i.data LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM "
+            "(i.item_id LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM run_items d WHERE d.run_id "
+            f"IN ({marks}) AND d.item_id = i.item_id AND d.data LIKE ? ESCAPE '\\') "
+            "OR EXISTS (SELECT 1 FROM "
             f"samples s WHERE s.run_id IN ({marks}) AND s.item_id = i.item_id AND "
             "(json_extract(s.completion, '$.text') LIKE ? ESCAPE '\\' "
             "OR s.error LIKE ? ESCAPE '\\')))")
-        where_params += [pattern, pattern, *ids, pattern, pattern]
+        where_params += [pattern, *ids, pattern, *ids, pattern, pattern]
     if disagree and len(columns) > 1:
         where.append("(" + " OR ".join(f"{outcome[0]} != {o}" for o in outcome[1:]) + ")")
     if changed:
@@ -222,7 +186,7 @@ def _query(store: Store, columns: list[RunInfo], *, status: str | None, tag: str
     if sort in ("score", "-score") and 0 <= sort_col < len(columns):
         direction = "DESC" if sort == "-score" else "ASC"
         order = f"COALESCE(c{sort_col}.score, 0) {direction}, i.position, i.item_id"
-    sql = (f"WITH {', '.join(ctes)} SELECT i.item_id, i.position, i.tags, i.data, "
+    sql = (f"WITH {', '.join(ctes)} SELECT i.item_id, i.position, i.tags, NULL, "
            f"{', '.join(selects)}, COUNT(*) OVER () FROM items i {' '.join(joins)}"
            + (f" WHERE {' AND '.join(where)}" if where else "") + f" ORDER BY {order}")
     return sql, params + where_params, previous
@@ -291,7 +255,8 @@ def matrix(store: Store, columns: list[RunInfo], *, status: str | None = None,
                                   [*params, limit, max(0, offset)]).fetchall()
     total = rows[0][-1] if rows else (0 if limit is None or offset <= 0 else store.conn.execute(
         f"SELECT COUNT(*) FROM ({sql})", params).fetchone()[0])
-    page = [{"item_id": r[0], "tags": orjson.loads(r[2]), "preview": _preview(orjson.loads(r[3])),
+    data = _item_data(store, columns, [r[0] for r in rows])
+    page = [{"item_id": r[0], "tags": orjson.loads(r[2]), "preview": _preview(data.get(r[0], {})),
              "cells": _cells(r, columns)} for r in rows]
     _add_outputs(store, columns, page, output_chars)
     marks = ",".join("?" * len(columns))
@@ -307,6 +272,20 @@ def matrix(store: Store, columns: list[RunInfo], *, status: str | None = None,
     }
     for column, prev in zip(out["columns"], previous, strict=True):
         column["previous_run"] = prev.id if prev is not None else None
+    return out
+
+
+def _item_data(store: Store, columns: list[RunInfo], item_ids: list[str]) -> dict[str, Any]:
+    """These items' rows (as the first column holding each stores it), for this page only."""
+    out: dict[str, Any] = {}
+    for run in columns:
+        wanted = [i for i in item_ids if i not in out]
+        for start in range(0, len(wanted), 400):
+            chunk = wanted[start:start + 400]
+            for item_id, data in store.conn.execute(
+                    "SELECT item_id, data FROM run_items WHERE run_id = ? AND item_id IN "
+                    f"({','.join('?' * len(chunk))})", (run.id, *chunk)):
+                out[item_id] = orjson.loads(data)
     return out
 
 

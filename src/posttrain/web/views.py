@@ -9,8 +9,9 @@ from typing import Any
 
 from posttrain.analysis.results import RunResults, SampleResult, load_results
 from posttrain.analysis.stored import card, stored
+from posttrain.runner.facts import ensure
 from posttrain.runner.store import RunInfo, Store
-from posttrain.web.matrix import default_columns, sample_sql, short_name
+from posttrain.web.matrix import default_columns, short_name
 
 FILTERS = ("all", "failed", "passed", "unscored", "errors")
 HISTORY_RUNS = 30
@@ -329,7 +330,7 @@ def arena_progress(store: Store, run_a: str, run_b: str) -> dict[str, Any]:
 
 def _item_epoch_scores(store: Store, run_id: str) -> dict[tuple[str, int], float]:
     """(item, epoch) -> the combined score of the scored answers of a run."""
-    sql, params = sample_sql(store.get_run(run_id), "s")
-    rows = store.conn.execute(f"WITH {sql} SELECT item_id, epoch, v FROM s WHERE st = 'scored'",
-                              params)
+    tables, _packed = ensure(store, store.get_run(run_id))
+    rows = store.conn.execute(f"SELECT item_id, epoch, v FROM {tables.facts} WHERE run_id = ? "
+                              "AND st = 'scored'", (run_id,))
     return {(r[0], r[1]): r[2] for r in rows if r[2] is not None}
