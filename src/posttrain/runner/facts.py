@@ -33,9 +33,11 @@ values may differ in the last bit of a float (SQLite adds them in another order)
 from __future__ import annotations
 
 import hashlib
+import math
 import sqlite3
 import sys
 from array import array
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -44,7 +46,7 @@ from posttrain.runner.store import RunInfo, Store
 
 #: bump when what the tables hold changes: facts built by an older version are built again
 #: (the version is part of the stamp kept in ``run_columns``)
-CELLS_VERSION = 7
+CELLS_VERSION = 8
 _KIND = f"cells:{CELLS_VERSION}"
 
 _TABLES = {
@@ -197,7 +199,33 @@ def _pack(conn: sqlite3.Connection, run: RunInfo, tables: Tables) -> dict[str, b
               "scored_only": _bytes(scored_only), "pass_rate": _bytes(pass_rate),
               "tags": orjson.dumps(list(tag_texts)), "tag_index": _bytes(tag_index)}
     _pack_components(conn, run, packed, position_of, answers_of)
+    packed["answers"] = orjson.dumps(_answer_figures(conn, run, tables))
     return packed
+
+
+def _answer_figures(conn: sqlite3.Connection, run: RunInfo, tables: Tables) -> dict[str, Any]:
+    """Counts over the run's answers: per status (error / unscored / scored), answers, cost,
+    and the latencies a percentile needs: their count and, at q = 50 and 95, the two sorted
+    values ``stats.percentile`` interpolates between."""
+    statuses = dict(conn.execute(f"SELECT st, COUNT(*) FROM {tables.facts} WHERE run_id = ? "
+                                 "GROUP BY st", (run.id,)).fetchall())
+    count, cost, timed = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(cost_usd), 0), COUNT(latency_s) FROM samples "
+        "WHERE run_id = ?", (run.id,)).fetchone()
+    points: dict[str, list[float]] = {}
+    if timed:
+        wanted = {}
+        for q in (50, 95):
+            lower = math.floor((timed - 1) * q / 100)
+            wanted[q] = (lower, min(lower + 1, timed - 1))
+        rows = dict(conn.execute(
+            "SELECT n, latency_s FROM (SELECT latency_s, ROW_NUMBER() OVER (ORDER BY latency_s)"
+            " - 1 AS n FROM samples WHERE run_id = ? AND latency_s IS NOT NULL) WHERE n IN "
+            f"({','.join(str(i) for pair in wanted.values() for i in pair)})",
+            (run.id,)).fetchall())
+        points = {str(q): [rows[a], rows[b]] for q, (a, b) in wanted.items()}
+    return {"statuses": statuses, "count": count, "cost_usd": cost,
+            "latency": {"n": timed, "points": points}}
 
 
 def _pack_components(conn: sqlite3.Connection, run: RunInfo, packed: dict[str, bytes],
@@ -336,6 +364,28 @@ def ensure(store: Store, run: RunInfo) -> tuple[Tables, dict[str, bytes]]:
         _ensure_tables(conn, LIVE)
         _fill(conn, run, LIVE)
         return LIVE, _pack(conn, run, LIVE)
+
+
+def kept(store: Store, run: RunInfo, name: str, compute: Callable[[], bytes]) -> bytes:
+    """A figure of the run computed by a reader (``compute``) and kept beside its facts, under
+    the same stamp: computed again once the run changes (a running run: each time)."""
+    tables, packed = ensure(store, run)
+    body = packed.get(f"kept:{name}")
+    if body is None:
+        body = compute()
+        if tables is KEPT:
+            try:
+                with store.conn:
+                    store.conn.execute("BEGIN IMMEDIATE")
+                    row = store.conn.execute(
+                        "SELECT body FROM run_columns WHERE run_id = ? AND name = 'stamp'",
+                        (run.id,)).fetchone()
+                    if row is not None and row[0] == packed["stamp"]:  # still those facts
+                        store.conn.execute("INSERT OR REPLACE INTO run_columns VALUES (?,?,?)",
+                                           (run.id, f"kept:{name}", body))
+            except sqlite3.OperationalError:  # read-only or busy: the next reader computes it
+                pass
+    return body
 
 
 def build(store: Store, run_id: str) -> None:

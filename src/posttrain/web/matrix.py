@@ -45,13 +45,16 @@ def short_name(model: str) -> str:
     return short if len(short) <= 40 else "…" + short[-39:]
 
 
-def _cell_sql(store: Store, run: RunInfo, alias: str) -> tuple[str, list[Any]]:
-    """A CTE ``alias``: one row per item the run answered (status, score, answers), read from
-    the run's kept facts (``posttrain.runner.facts``, built if the run changed since)."""
+def _cell_join(store: Store, run: RunInfo, alias: str, *, by_position: bool = False
+               ) -> tuple[str, list[Any]]:
+    """A LEFT JOIN of ``alias`` to ``items i``: the run's row of each item it answered (status,
+    score, answers), read from its kept facts (``posttrain.runner.facts``, built if the run
+    changed since) by (run, item), or by (run, position) when the run holds the items of
+    ``items`` in the same order."""
     tables, _packed = ensure(store, run)
-    return (f"{alias} AS (SELECT item_id, position, answers, errors, unscored, scored, npass, "
-            f"nfail, score, status FROM {tables.cells} WHERE run_id = ? AND answers > 0)",
-            [run.id])
+    key = "position = i.position" if by_position else "item_id = i.item_id"
+    return (f"LEFT JOIN {tables.cells} {alias} ON {alias}.run_id = ? AND {alias}.{key} "
+            f"AND {alias}.answers > 0", [run.id])
 
 
 def default_columns(store: Store, eval_name: str) -> list[RunInfo]:
@@ -72,40 +75,33 @@ def previous_run(store: Store, run: RunInfo) -> RunInfo | None:
 
 
 def column_header(store: Store, run: RunInfo) -> dict[str, Any]:
-    """Score (every item, 0 for no score) with its 95% CI, coverage, cost, latency."""
-    tables, packed = ensure(store, run)
+    """Score (every item, 0 for no score) with its 95% CI, coverage, cost, latency: from the
+    figures kept with the run's facts (``posttrain.runner.facts``)."""
+    _tables, packed = ensure(store, run)
     scores = list(unpack("d", packed["score"]))
     mean, low, high = mean_ci(scores)
-    counts = dict(store.conn.execute(
-        f"SELECT st, COUNT(*) FROM {tables.facts} WHERE run_id = ? GROUP BY st",
-        (run.id,)).fetchall())
-    agg = store.conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(cost_usd), 0), COUNT(latency_s) FROM samples "
-        "WHERE run_id = ?", (run.id,)).fetchone()
-    expected = max(len(scores) * max(1, run.epochs), agg[0])
+    answers = orjson.loads(packed["answers"])
+    latency = answers["latency"]
+    expected = max(len(scores) * max(1, run.epochs), answers["count"])
     return {
         "run": run.id, "model": run.model, "short": short_name(run.model),
         "variant": run.variant, "epochs": run.epochs, "status": run.status,
         "created": run.created,
         "score": {"mean": mean, "low": low, "high": high, "n": len(scores)},
-        "coverage": {"scored": counts.get("scored", 0), "expected": expected},
-        "statuses": counts, "cost_usd": agg[1],
-        "latency": {"p50": _percentile(store, run, agg[2], 50),
-                    "p95": _percentile(store, run, agg[2], 95)},
+        "coverage": {"scored": answers["statuses"].get("scored", 0), "expected": expected},
+        "statuses": answers["statuses"], "cost_usd": answers["cost_usd"],
+        "latency": {"p50": _percentile(latency, 50), "p95": _percentile(latency, 95)},
     }
 
 
-def _percentile(store: Store, run: RunInfo, n: int, q: float) -> float | None:
-    """``stats.percentile`` of the run's latencies, reading only the two values it needs."""
+def _percentile(latency: dict[str, Any], q: int) -> float | None:
+    """``stats.percentile`` of the run's latencies from the two values it interpolates."""
+    n = latency["n"]
     if not n:
         return None
     position = (n - 1) * q / 100
-    lower = math.floor(position)
-    values = [r[0] for r in store.conn.execute(
-        "SELECT latency_s FROM samples WHERE run_id = ? AND latency_s IS NOT NULL "
-        "ORDER BY latency_s LIMIT 2 OFFSET ?", (run.id, lower))]
-    upper = values[1] if len(values) > 1 and lower + 1 <= n - 1 else values[0]
-    return values[0] + (upper - values[0]) * (position - lower)
+    lower, upper = latency["points"][str(q)]
+    return lower + (upper - lower) * (position - math.floor(position))
 
 
 def _like(text: str) -> str:
@@ -114,37 +110,38 @@ def _like(text: str) -> str:
 
 def _query(store: Store, columns: list[RunInfo], *, status: str | None, tag: str | None,
            search: str | None, disagree: bool, changed: bool, sort: str, sort_col: int
-           ) -> tuple[str, list[Any], list[RunInfo | None]]:
-    """The SELECT over every matching row (no paging): item, position, tags, data, then per
-    column status, score, answers, previous status, previous score; last, the count of rows."""
+           ) -> tuple[str, list[Any], list[RunInfo | None], tuple[str, list[Any]]]:
+    """The SELECT over every matching row (no paging): item, position, tags, NULL, then per
+    column status, score, answers, previous status, previous score; and the SELECT of their
+    count."""
     ctes: list[str] = []
     params: list[Any] = []
     ids = [run.id for run in columns]
     marks = ",".join("?" * len(ids))
     packed = [ensure(store, run) for run in columns]
-    if all(p[1]["ids"] == packed[0][1]["ids"] for p in packed):  # the same items, in order
+    same = all(p[1]["ids"] == packed[0][1]["ids"] for p in packed)
+    if same:  # the same items, in order
         ctes.append(f"items AS (SELECT item_id, position, tags FROM {packed[0][0].cells} "
                     "WHERE run_id = ?)")
-        params.append(ids[0])
+        item_params = [ids[0]]
     else:
         ctes.append(f"items AS (SELECT item_id, MIN(position) AS position, tags FROM run_items "
                     f"WHERE run_id IN ({marks}) GROUP BY item_id)")
-        params += ids
+        item_params = list(ids)
+    params += item_params
     previous = [previous_run(store, run) for run in columns]
     selects, joins = [], []
     for index, run in enumerate(columns):
-        sql, p = _cell_sql(store, run, f"c{index}")
-        ctes.append(sql)
+        sql, p = _cell_join(store, run, f"c{index}", by_position=same)
+        joins.append(sql)
         params += p
         selects.append(f"c{index}.status, c{index}.score, c{index}.answers")
-        joins.append(f"LEFT JOIN c{index} ON c{index}.item_id = i.item_id")
         prev = previous[index]
         if prev is not None:
-            sql, p = _cell_sql(store, prev, f"p{index}")
-            ctes.append(sql)
+            sql, p = _cell_join(store, prev, f"p{index}")
+            joins.append(sql)
             params += p
             selects.append(f"p{index}.status, p{index}.score")
-            joins.append(f"LEFT JOIN p{index} ON p{index}.item_id = i.item_id")
         else:
             selects.append("NULL, NULL")
     where: list[str] = []
@@ -186,10 +183,15 @@ def _query(store: Store, columns: list[RunInfo], *, status: str | None, tag: str
     if sort in ("score", "-score") and 0 <= sort_col < len(columns):
         direction = "DESC" if sort == "-score" else "ASC"
         order = f"COALESCE(c{sort_col}.score, 0) {direction}, i.position, i.item_id"
+    body = (f"FROM items i {' '.join(joins)}"
+            + (f" WHERE {' AND '.join(where)}" if where else ""))
     sql = (f"WITH {', '.join(ctes)} SELECT i.item_id, i.position, i.tags, NULL, "
-           f"{', '.join(selects)}, COUNT(*) OVER () FROM items i {' '.join(joins)}"
-           + (f" WHERE {' AND '.join(where)}" if where else "") + f" ORDER BY {order}")
-    return sql, params + where_params, previous
+           f"{', '.join(selects)} {body} ORDER BY {order}")
+    # the count of matching rows: the items alone when nothing filters them
+    count = (f"WITH {', '.join(ctes)} SELECT COUNT(*) {body}" if where
+             else f"WITH {ctes[0]} SELECT COUNT(*) FROM items")
+    return sql, params + where_params, previous, (count, params + where_params if where
+                                                  else item_params)
 
 
 def _cells(row: Any, columns: list[RunInfo]) -> list[dict[str, Any]]:
@@ -243,26 +245,22 @@ def matrix(store: Store, columns: list[RunInfo], *, status: str | None = None,
         raise ValueError(f"status must be one of {', '.join(STATUSES)}")
     if sort not in SORTS:
         raise ValueError(f"sort must be one of {', '.join(SORTS)}")
-    sql, params, previous = _query(store, columns, status=status, tag=tag, search=search,
-                                   disagree=disagree, changed=changed, sort=sort,
-                                   sort_col=sort_col)
-    # one pass: the page and, beside each of its rows, the count of every matching row
+    sql, params, previous, (count_sql, count_params) = _query(
+        store, columns, status=status, tag=tag, search=search, disagree=disagree,
+        changed=changed, sort=sort, sort_col=sort_col)
     if limit is None:
         rows = store.conn.execute(sql, params).fetchall()
+        total = len(rows)
     else:
         limit = max(1, min(MAX_LIMIT, limit))
         rows = store.conn.execute(f"{sql} LIMIT ? OFFSET ?",
                                   [*params, limit, max(0, offset)]).fetchall()
-    total = rows[0][-1] if rows else (0 if limit is None or offset <= 0 else store.conn.execute(
-        f"SELECT COUNT(*) FROM ({sql})", params).fetchone()[0])
+        total = store.conn.execute(count_sql, count_params).fetchone()[0]
     data = _item_data(store, columns, [r[0] for r in rows])
     page = [{"item_id": r[0], "tags": orjson.loads(r[2]), "preview": _preview(data.get(r[0], {})),
              "cells": _cells(r, columns)} for r in rows]
     _add_outputs(store, columns, page, output_chars)
-    marks = ",".join("?" * len(columns))
-    tags = [r[0] for r in store.conn.execute(
-        f"SELECT DISTINCT j.value FROM run_items i, json_each(i.tags) j WHERE i.run_id IN "
-        f"({marks}) ORDER BY 1", [run.id for run in columns])]
+    tags = _tags(store, columns)
     out: dict[str, Any] = {
         "eval": columns[0].eval_name, "total": total, "offset": offset, "limit": limit,
         "rows": page, "tags": tags,
@@ -273,6 +271,18 @@ def matrix(store: Store, columns: list[RunInfo], *, status: str | None = None,
     for column, prev in zip(out["columns"], previous, strict=True):
         column["previous_run"] = prev.id if prev is not None else None
     return out
+
+
+def _tags(store: Store, columns: list[RunInfo]) -> list[Any]:
+    """Every tag of the columns' items, sorted as SQLite sorts them (from each run's distinct
+    tag lists, kept with its facts)."""
+    texts: set[str] = set()
+    for run in columns:
+        texts.update(orjson.loads(ensure(store, run)[1]["tags"]))
+    tags = [r[0] for r in store.conn.execute(
+        "SELECT DISTINCT j.value FROM json_each(?) t, json_each(t.value) j ORDER BY 1",
+        (orjson.dumps(sorted(texts)).decode(),))]
+    return tags
 
 
 def _item_data(store: Store, columns: list[RunInfo], item_ids: list[str]) -> dict[str, Any]:
