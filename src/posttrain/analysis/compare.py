@@ -80,7 +80,8 @@ def _first_outputs(result: RunView, ids: Sequence[str]) -> dict[str, str]:
 
 def compare_runs(a: RunView, b: RunView, *, by: str | None = None, seed: int = 0,
                  n_boot: int = DEFAULT_DRAWS, alpha: float = 0.05,
-                 min_delta: float = 1e-9, fine_tune: bool = False) -> dict[str, Any]:
+                 min_delta: float = 1e-9, fine_tune: bool = False,
+                 moved_items: bool = True) -> dict[str, Any]:
     """B versus A: overall, per group (tags or field ``by``), per component; moved items.
 
     ``fine_tune``: B is A fine-tuned; each group gets the interview's rule-of-thumb label
@@ -88,6 +89,7 @@ def compare_runs(a: RunView, b: RunView, *, by: str | None = None, seed: int = 0
 
     ``n_boot``: Monte-Carlo draws for a sign-flip test too large to enumerate; ``alpha``: the
     significance level, and 1 - alpha the level of every interval (so the two agree).
+    ``moved_items``: False leaves ``regressed`` and ``fixed`` empty (no answer is read).
     """
     # headline: every item of each run, a failed or unscored sample counting 0
     scores_a, scores_b = a.item_scores(), b.item_scores()
@@ -122,7 +124,8 @@ def compare_runs(a: RunView, b: RunView, *, by: str | None = None, seed: int = 0
         if row["n"]:
             components.append({"component": name, **row})
 
-    moved = [i for i in common if abs(scores_b[i] - scores_a[i]) > min_delta]
+    moved = [i for i in common if abs(scores_b[i] - scores_a[i]) > min_delta] if moved_items \
+        else []
     items_by_id = {**_items_of(b, moved), **_items_of(a, moved)}
     outputs_a, outputs_b = _first_outputs(a, moved), _first_outputs(b, moved)
     regressed, fixed = [], []
