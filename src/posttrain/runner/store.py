@@ -685,6 +685,33 @@ class Store:
                               (run_id, item_id, epoch))
             self._write_scores(run_id, item_id, epoch, scores)
 
+    def replace_scores_many(self, run_id: str,
+                            answers: Sequence[tuple[str, int, Sequence[Score], bool]]) -> None:
+        """``replace_scores(..., history=True)`` for many answers (item, epoch, scores, item
+        changed) in one atomic write: each statement once, over every answer."""
+        if not answers:
+            return
+        now = time.time()
+        keys = [(run_id, item_id, epoch) for item_id, epoch, _scores, _changed in answers]
+        with self._write():
+            self.conn.executemany(
+                "INSERT INTO score_history (run_id, item_id, epoch, grader, value, passed, "
+                "status, item_changed, replaced) SELECT run_id, item_id, epoch, grader, value, "
+                "passed, status, ?, ? FROM scores WHERE run_id=? AND item_id=? AND epoch=?",
+                [(int(changed), now, run_id, item_id, epoch)
+                 for item_id, epoch, _scores, changed in answers])
+            self.conn.executemany("DELETE FROM scores WHERE run_id=? AND item_id=? AND epoch=?",
+                                  keys)
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO scores (run_id, item_id, epoch, grader, value, passed, "
+                "status, explanation, sub_scores, cost_usd, requests, confinement, retries) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(run_id, item_id, epoch, s.name, s.value,
+                  None if s.passed is None else int(s.passed), s.status, s.explanation,
+                  orjson.dumps(s.sub_scores).decode(), s.cost_usd, s.requests, s.confinement,
+                  s.retries)
+                 for item_id, epoch, scores, _changed in answers for s in scores])
+
     def score_history(self, run_id: str, *, only: tuple[str, int] | None = None
                       ) -> list[sqlite3.Row]:
         """Grades replaced by re-grading (``only``: of one item and epoch), oldest first."""
