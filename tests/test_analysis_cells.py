@@ -167,3 +167,49 @@ def test_audit_on_kept_facts_finds_what_reading_every_answer_finds(tmp_path) -> 
     counts = new["suspect_counts"]
     assert counts["strong_models_agree_against_reference"] and counts["grade_flips_on_regrade"]
     assert counts["grade_flips_same_output"] or counts["epochs_disagree"]
+
+
+def _summary_store(path: Path, config: dict, epochs: int) -> tuple[Store, list[str]]:
+    """Runs with every kind of answer a summary counts: cached ones, paid ones, token parts,
+    tool calls, judge cost and retries, failed requests, cousins (paraphrases of a seed)."""
+    store, ids = _store(path, config, epochs)
+    items = store.run_items(ids[0])
+    for k, run_id in enumerate(ids):
+        for index, item in enumerate(items[:20]):
+            completion = Completion(
+                text=f"answer {index}" if index % 2 else "", cost_usd=0.002 * (k + 1),
+                input_tokens=100 + index, output_tokens=7, latency_s=0.0 if index % 4 else 0.3,
+                cached=index % 3 == 0, cached_input_tokens=index % 5 * 3,
+                cache_write_tokens=2 if index % 7 == 0 else 0, reasoning_tokens=index % 2,
+                tool_calls=[{"name": "f", "arguments": {"x": index}}] if index % 6 == 0 else [])
+            store.record_sample(run_id, item.id, 0, completion=completion, request_key=None,
+                                attempts=1 + index % 3, scores=[
+                                    Score(value=float(index % 2), passed=bool(index % 2),
+                                          name="exact", cost_usd=0.0001 * index,
+                                          requests=index % 2, retries=index % 3 == 1),
+                                    Score(value=float(index % 2), passed=None, name="loose")])
+        store.update_run_config(run_id, {"price": {"input": 1.0, "output": 2.0},
+                                         "pass_bar": 0.4})
+    for run_id in ids:  # cousins: paraphrases of q010 and of an item not in the run
+        for index, item in enumerate(items[30:36]):
+            seed = "q010" if index < 3 else "gone"
+            item.data["provenance"] = {"kind": "paraphrase", "seed": seed}
+            store.update_item(run_id, item)
+        store.conn.execute("UPDATE runs SET status = 'finished' WHERE id = ?", (run_id,))
+    return store, ids
+
+
+@pytest.mark.parametrize(("config", "epochs"), CONFIGS)
+def test_summaries_from_facts_equal_those_from_every_answer(tmp_path, config, epochs) -> None:
+    from posttrain.analysis.facts_summary import summaries
+    from posttrain.analysis.stored import KINDS
+
+    store, ids = _summary_store(tmp_path / "s.db", config, epochs)
+    for run_id in ids:
+        results = load_results(store, run_id)
+        fast = summaries(store, results.run)
+        assert set(fast) == set(KINDS)
+        for kind, build in KINDS.items():
+            assert fast[kind] == build(results), kind
+        assert fast["report"]["cached"] and fast["report"]["problems"]
+        assert fast["report"].get("reliability_at_k") or epochs > 1

@@ -1,0 +1,304 @@
+"""A run's kept summaries (``report``, ``card``, ``point``, ``pick``; see ``analysis.stored``)
+computed from its score facts (``runner.facts``) and one read of its answers' numeric columns,
+not from every answer as a Python object.
+
+The same computation as ``report.summarize``, ``stored.card``, ``stored.point`` and
+``pick.run_figures`` on ``RunResults``, field by field, in the same order of answers (so every
+sum adds the same floats in the same order); tests compare both on small stores.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from posttrain.analysis.cells import RunCells
+from posttrain.analysis.report import _interval_entry, _round, _shorten
+from posttrain.analysis.results import combine
+from posttrain.analysis.stats import mean_ci, mean_interval, pass_at_k, pass_hat_k, percentile
+from posttrain.runner.store import RunInfo, Store
+from posttrain.types import Item, Score
+
+_TOKEN_PARTS = ("cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
+
+
+class _Answers:
+    """The run's answers' numeric columns, in (item, epoch) order."""
+
+    def __init__(self, store: Store, cells: RunCells) -> None:
+        parts = ", ".join(f"CASE WHEN instr(s.completion, '\"{key}\"') THEN 1 END, "
+                          f"CASE WHEN instr(s.completion, '\"{key}\"') THEN "
+                          f"json_extract(s.completion, '$.{key}') END" for key in _TOKEN_PARTS)
+        cursor = store.conn.cursor()
+        cursor.row_factory = None
+        self.rows = cursor.execute(
+            "SELECT f.st, f.passed, s.attempts, s.input_tokens, s.output_tokens, s.cost_usd, "
+            "s.latency_s, s.cached, s.completion IS NOT NULL AND s.completion != '', "
+            f"{parts} FROM samples s JOIN {cells.tables.facts} f ON f.run_id = s.run_id "
+            "AND f.item_id = s.item_id AND f.epoch = s.epoch WHERE s.run_id = ? "
+            "ORDER BY s.item_id, s.epoch", (cells.run.id,)).fetchall()
+
+    def latencies(self) -> list[float]:
+        """``results.answer_latencies``."""
+        return [r[6] for r in self.rows if r[6] is not None and (r[6] > 0 or not r[7])]
+
+    def token_parts(self) -> dict[str, int]:
+        """``report.token_parts``."""
+        parts = dict.fromkeys(_TOKEN_PARTS, 0)
+        for row in self.rows:
+            for index, key in enumerate(_TOKEN_PARTS):
+                if row[9 + 2 * index]:
+                    parts[key] += row[10 + 2 * index] or 0
+        return parts
+
+    def cost(self, price: Any) -> tuple[float | None, int]:
+        """``pick.run_cost`` at ``price``."""
+        costs: list[float] = []
+        for row in self.rows:
+            answered, input_tokens, cost_usd, cached = row[8], row[3], row[5], row[7]
+            if not answered and not input_tokens:
+                continue
+            if cost_usd and not cached:
+                costs.append(cost_usd)
+            elif price is not None:
+                costs.append(price.cost(
+                    input_tokens, row[4],
+                    cached_input_tokens=(row[10] or 0) if row[9] or row[11] else 0,
+                    cache_write_tokens=(row[12] or 0) if row[9] or row[11] else 0))
+            elif cost_usd:
+                costs.append(cost_usd)
+            else:
+                return None, 0
+        return (sum(costs), len(costs)) if costs else (None, 0)
+
+
+def _problems(store: Store, cells: RunCells) -> dict[str, int]:
+    """``report._problems``: the reasons of the failed and unscored answers, read for those
+    answers only."""
+    run = cells.run
+    primary = run.config.get("primary")
+    expected = run.config.get("grader_names")
+    expected = [str(n) for n in expected] if isinstance(expected, list) else None
+    grades: dict[tuple[str, int], dict[str, Score]] = defaultdict(dict)
+    for item_id, epoch, grader, value, passed, status, explanation in store.conn.execute(
+            "SELECT g.item_id, g.epoch, g.grader, g.value, g.passed, g.status, g.explanation "
+            f"FROM {cells.tables.facts} f JOIN scores g ON g.run_id = f.run_id "
+            "AND g.item_id = f.item_id AND g.epoch = f.epoch WHERE f.run_id = ? "
+            "AND f.st = 'unscored' ORDER BY g.item_id, g.epoch, g.grader", (run.id,)):
+        grades[(item_id, epoch)][grader] = Score(
+            value=value, passed=None if passed is None else bool(passed), status=status,
+            explanation=explanation or "", name=grader)
+    counts: dict[str, int] = defaultdict(int)
+    reasons: dict[str, list[str]] = defaultdict(list)
+    for item_id, epoch, st, error in store.conn.execute(
+            f"SELECT f.item_id, f.epoch, f.st, s.error FROM {cells.tables.facts} f "
+            "JOIN samples s ON s.run_id = f.run_id AND s.item_id = f.item_id "
+            "AND s.epoch = f.epoch WHERE f.run_id = ? AND f.st IN ('error', 'unscored') "
+            "ORDER BY f.item_id, f.epoch", (run.id,)):
+        if st == "error":
+            why = error or "request failed"
+        else:
+            why = combine(grades.get((item_id, epoch), {}), primary, expected)[3]
+        reason = f"{st}: {_shorten(why, 120)}"
+        shape = re.sub(r"\d+", "#", reason)
+        if reason not in reasons[shape]:
+            reasons[shape].append(reason)
+        counts[shape] += 1
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:10]
+    return {reasons[shape][0] + (" (and alike)" if len(reasons[shape]) > 1 else ""): count
+            for shape, count in ranked}
+
+
+def _pass_k(store: Store, cells: RunCells) -> dict[str, Any]:
+    """``report._pass_k`` from each item's answers and passes."""
+    epochs = cells.run.epochs
+    counts = store.conn.execute(f"SELECT answers, npass FROM {cells.tables.cells} "
+                                "WHERE run_id = ? ORDER BY position", (cells.run.id,)).fetchall()
+    out: dict[str, Any] = {"pass_at_k": {}, "pass_hat_k": {}, "pass_k_not_computable": {}}
+    for k in range(1, epochs + 1):
+        computable = [(n, c) for n, c in counts if n >= k]
+        out["pass_k_not_computable"][str(k)] = len(counts) - len(computable)
+        if computable:
+            out["pass_at_k"][str(k)] = round(
+                sum(pass_at_k(n, c, k) for n, c in computable) / len(computable), 4)
+            out["pass_hat_k"][str(k)] = round(
+                sum(pass_hat_k(n, c, k) for n, c in computable) / len(computable), 4)
+    return out
+
+
+def _reliability(store: Store, cells: RunCells) -> dict[str, Any] | None:
+    """``report.reliability_at_k``, reading only the items that name a seed."""
+    from posttrain.analysis.report import cousin_groups
+
+    with_provenance = [Item(id=r[0], data=orjson.loads(r[1]), tags=[]) for r in store.conn.execute(
+        "SELECT item_id, data FROM run_items WHERE run_id = ? AND instr(data, '\"provenance\"') "
+        "ORDER BY position", (cells.run.id,))]
+    if not with_provenance:
+        return None
+    groups = cousin_groups(with_provenance, ids=set(cells.ids))
+    if not groups:
+        return None
+    rates = cells.item_pass_rates()
+    solved = {item_id: rates.get(item_id, 0.0) >= 1.0 for item_id in rates}
+    values = [1.0 if all(solved.get(m, False) for m in members) else 0.0
+              for members in groups.values()]
+    members = [m for group in groups.values() for m in group]
+    seeds = [seed for seed, group in groups.items() if group[0] == seed]
+    interval = mean_interval(values)
+    sizes = [len(group) for group in groups.values()]
+    return {"groups": len(groups), "k_min": min(sizes), "k_max": max(sizes),
+            "score": _round(interval.estimate), "ci_low": _round(interval.low),
+            "ci_high": _round(interval.high),
+            "item_pass_rate": _round(sum(solved.get(m, False) for m in members) / len(members)),
+            "seed_pass_rate": _round(sum(solved.get(s, False) for s in seeds) / len(seeds))
+            if seeds else None}
+
+
+def _ci(values: list[float]) -> dict[str, Any]:
+    mean, low, high = mean_ci(values)
+    return {"mean": mean, "low": low, "high": high, "n": len(values)}
+
+
+def summaries(store: Store, run: RunInfo) -> dict[str, dict[str, Any]]:
+    """Every kept kind of summary of ``run`` (``stored.KINDS``), from its facts."""
+    cells = RunCells(store, run)
+    run = cells.run
+    answers = _Answers(store, cells)
+    rows = answers.rows
+    item_scores = cells.item_scores()
+    values = list(item_scores.values())
+    headline = mean_interval(values)
+    scored_only = mean_interval(list(cells.item_scores(scored_only=True).values()))
+    scored = sum(1 for r in rows if r[0] == "scored")
+    expected = max(len(cells.ids) * max(1, run.epochs), len(rows))
+    tags = cells.tags()
+    by_tag_values: dict[Any, list[float]] = defaultdict(list)
+    for item_id, value in item_scores.items():
+        for tag in tags.get(item_id, []):
+            by_tag_values[tag].append(value)
+    scored_by = cells.component_scored()
+    epochs = max(1, run.epochs)
+    components = {}
+    for name, per_item in sorted(cells.component_scores().items()):
+        entry = _interval_entry(list(per_item.values()))
+        entry["scored"] = scored_by.get(name, 0)
+        entry["coverage"] = _round(entry["scored"] / (len(per_item) * epochs) if per_item
+                                   else None)
+        components[name] = entry
+    latencies = answers.latencies()
+    judge_costs = [r[0] for r in store.conn.execute(
+        "SELECT cost_usd FROM scores WHERE run_id = ? AND cost_usd != 0 "
+        "ORDER BY item_id, epoch, grader", (run.id,))]
+    judge_cost = math.fsum(judge_costs)
+    judge_requests, grade_retries = store.conn.execute(
+        "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(retries), 0) FROM scores "
+        "WHERE run_id = ?", (run.id,)).fetchone()
+    passes = sum(1 for r in rows if r[0] == "scored" and r[1])
+    any_verdict = any(r[1] is not None for r in rows)
+    pass_rate = passes / expected if expected and any_verdict else None
+    report: dict[str, Any] = {
+        "run_id": run.id, "eval": run.eval_name, "model": run.model, "variant": run.variant,
+        "n": expected,
+        "answered": sum(1 for r in rows if r[8]),
+        "scored": scored,
+        "coverage": _round(scored / expected if expected else None),
+        "errors": sum(1 for r in rows if r[0] == "error"),
+        "unscored": sum(1 for r in rows if r[0] == "unscored"),
+        "missing": max(0, expected - len(rows)),
+        "score": _round(headline.estimate), "ci_low": _round(headline.low),
+        "ci_high": _round(headline.high), "ci_method": headline.method,
+        "score_scored_only": _round(scored_only.estimate),
+        "score_scored_only_ci": [_round(scored_only.low), _round(scored_only.high)],
+        "pass_rate": _round(pass_rate),
+        "by_tag": {tag: _interval_entry(by_tag_values[tag]) for tag in sorted(by_tag_values)},
+        "components": components,
+        "requests": sum(r[2] for r in rows if not r[7]) + judge_requests,
+        "retries": sum(max(0, r[2] - 1) for r in rows) + grade_retries,
+        "cached": sum(1 for r in rows if r[7]),
+        "cost_usd": round(sum(r[5] for r in rows if not r[7]) + judge_cost, 6),
+        "judge_cost_usd": round(judge_cost, 6),
+        "judge_requests": judge_requests,
+        "input_tokens": sum(r[3] for r in rows),
+        "output_tokens": sum(r[4] for r in rows),
+        **answers.token_parts(),
+        "latency_p50_s": _round(percentile(latencies, 50)),
+        "latency_p95_s": _round(percentile(latencies, 95)),
+        "epochs": run.epochs,
+        "status": run.status,
+    }
+    if run.config.get("confinement"):
+        report["confinement"] = run.config["confinement"]
+    for key in ("cache_rerequested", "cache_canary"):
+        if run.config.get(key):
+            report[key] = run.config[key]
+    pass_bar = run.config.get("pass_bar")
+    if pass_bar is not None:
+        report["pass_bar"] = pass_bar
+        report["clears_bar"] = headline.low is not None and headline.low >= pass_bar
+    if run.epochs > 1:
+        report.update(_pass_k(store, cells))
+    reliability = _reliability(store, cells)
+    if reliability is not None:
+        report["reliability_at_k"] = reliability
+    report["problems"] = _problems(store, cells)
+    return {"report": report, **_others(store, cells, answers, item_scores, scored, expected,
+                                        pass_rate, tags)}
+
+
+def _others(store: Store, cells: RunCells, answers: _Answers, item_scores: dict[str, float],
+            scored: int, expected: int, pass_rate: float | None,
+            tags: dict[str, list[Any]]) -> dict[str, dict[str, Any]]:
+    """``stored.card``, ``stored.point`` and ``pick.run_figures``."""
+    import hashlib
+
+    from posttrain.analysis.pick import _mean, _price_for, orjson_dumps
+    from posttrain.analysis.selection import item_groups
+
+    run, rows = cells.run, answers.rows
+    values = list(item_scores.values())
+    statuses: dict[str, int] = defaultdict(int)
+    for row in rows:
+        statuses[row[0]] += 1
+    by_tag: dict[Any, list[float]] = defaultdict(list)
+    for item_id in cells.ids:
+        if item_id in item_scores:
+            for tag in tags.get(item_id, []):
+                by_tag[tag].append(item_scores[item_id])
+    all_latencies = [r[6] for r in rows if r[6] is not None]
+    graders = sorted(r[0] for r in store.conn.execute(
+        "SELECT DISTINCT g.grader FROM scores g WHERE g.run_id = ?", (run.id,)))
+    card = {
+        "score": _ci(values), "pass_rate": pass_rate,
+        "coverage": {"scored": scored, "expected": expected},
+        "samples": len(rows), "items": len(cells.ids), "statuses": dict(statuses),
+        "tags": {tag: _ci(v) for tag, v in sorted(by_tag.items())},
+        "graders": graders, "cost_usd": sum(r[5] for r in rows),
+        "latency": {"p50": percentile(all_latencies, 50), "p95": percentile(all_latencies, 95)},
+    }
+    total, counted = answers.cost(_price_for(cells, {}))  # type: ignore[arg-type]
+    cost_per_item = total / counted if total is not None and counted else None
+    latency_p95 = percentile(answers.latencies(), 95)
+    mean, low, high = mean_ci(values)
+    point = {"score": mean, "low": low, "high": high, "cost_per_sample": cost_per_item,
+             "latency_p95": latency_p95}
+    groups: dict[str, Sequence[str]] = {"(all items)": sorted(item_scores)}
+    groups.update(item_groups([cells]))
+    digest = hashlib.blake2b(digest_size=16)
+    for item_id in cells.ids:
+        digest.update(orjson_dumps([item_id, [str(t) for t in tags.get(item_id, [])]]))
+    pick = {
+        "score": mean, "ci_low": low, "ci_high": high, "n": len(values),
+        "coverage": scored / expected if expected else None,
+        "errors": statuses.get("error", 0), "unscored": statuses.get("unscored", 0),
+        "cost_usd_per_item": cost_per_item, "latency_p95_s": latency_p95,
+        "groups": {name: [_mean([item_scores[i] for i in ids if i in item_scores]),
+                          sum(1 for i in ids if i in item_scores)]
+                   for name, ids in groups.items()},
+        "items_key": digest.hexdigest(),
+    }
+    return {"card": card, "point": point, "pick": pick}
