@@ -28,53 +28,77 @@ _TOKEN_PARTS = ("cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
 
 
 class _Answers:
-    """The run's answers' numeric columns, in (item, epoch) order."""
+    """The run's answers' numeric columns, in (item, epoch) order: (cost_usd, cached,
+    latency_s, answered, input_tokens, output_tokens, whether the completion names a prompt
+    cache token count), and the counts SQLite sums exactly (integers)."""
 
     def __init__(self, store: Store, cells: RunCells) -> None:
-        parts = ", ".join(f"CASE WHEN instr(s.completion, '\"{key}\"') THEN 1 END, "
-                          f"CASE WHEN instr(s.completion, '\"{key}\"') THEN "
-                          f"json_extract(s.completion, '$.{key}') END" for key in _TOKEN_PARTS)
-        cursor = store.conn.cursor()
+        conn, run_id = store.conn, cells.run.id
+        cursor = conn.cursor()
         cursor.row_factory = None
         self.rows = cursor.execute(
-            "SELECT f.st, f.passed, s.attempts, s.input_tokens, s.output_tokens, s.cost_usd, "
-            "s.latency_s, s.cached, s.completion IS NOT NULL AND s.completion != '', "
-            f"{parts} FROM samples s JOIN {cells.tables.facts} f ON f.run_id = s.run_id "
-            "AND f.item_id = s.item_id AND f.epoch = s.epoch WHERE s.run_id = ? "
-            "ORDER BY s.item_id, s.epoch", (cells.run.id,)).fetchall()
+            "SELECT cost_usd, cached, latency_s, completion IS NOT NULL AND completion != '', "
+            "input_tokens, output_tokens, instr(completion, '\"cached_input_tokens\"') > 0 "
+            "OR instr(completion, '\"cache_write_tokens\"') > 0 FROM samples "
+            "WHERE run_id = ? ORDER BY item_id, epoch", (run_id,)).fetchall()
+        (self.count, self.answered, self.requests, self.retries, self.cached, self.input_tokens,
+         self.output_tokens) = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(completion IS NOT NULL AND completion != ''), 0), "
+            "COALESCE(SUM(CASE WHEN cached THEN 0 ELSE attempts END), 0), "
+            "COALESCE(SUM(MAX(0, attempts - 1)), 0), COALESCE(SUM(cached != 0), 0), "
+            "COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0) "
+            "FROM samples WHERE run_id = ?", (run_id,)).fetchone()
+        parts = ", ".join(f"CASE WHEN instr(completion, '\"{key}\"') THEN 1 END, "
+                          f"CASE WHEN instr(completion, '\"{key}\"') THEN "
+                          f"json_extract(completion, '$.{key}') END" for key in _TOKEN_PARTS)
+        mentioned = " OR ".join(f"instr(completion, '\"{key}\"')" for key in _TOKEN_PARTS)
+        #: the answers that name a token part: (flag, value) per part, in answer order
+        self.parts = cursor.execute(f"SELECT {parts} FROM samples WHERE run_id = ? AND "
+                                    f"({mentioned}) ORDER BY item_id, epoch",
+                                    (run_id,)).fetchall()
 
     def latencies(self) -> list[float]:
         """``results.answer_latencies``."""
-        return [r[6] for r in self.rows if r[6] is not None and (r[6] > 0 or not r[7])]
+        return [r[2] for r in self.rows if r[2] is not None and (r[2] > 0 or not r[1])]
 
     def token_parts(self) -> dict[str, int]:
         """``report.token_parts``."""
-        parts = dict.fromkeys(_TOKEN_PARTS, 0)
-        for row in self.rows:
+        totals = dict.fromkeys(_TOKEN_PARTS, 0)
+        for row in self.parts:
             for index, key in enumerate(_TOKEN_PARTS):
-                if row[9 + 2 * index]:
-                    parts[key] += row[10 + 2 * index] or 0
-        return parts
+                if row[2 * index]:
+                    totals[key] += row[2 * index + 1] or 0
+        return totals
 
     def cost(self, price: Any) -> tuple[float | None, int]:
         """``pick.run_cost`` at ``price``."""
         costs: list[float] = []
-        for row in self.rows:
-            answered, input_tokens, cost_usd, cached = row[8], row[3], row[5], row[7]
+        # the answers naming a prompt-cache count, in order, beside the rows that flag them
+        cache_parts = iter([row for row in self.parts if row[0] or row[2]])
+        for cost_usd, cached, _latency, answered, input_tokens, output_tokens, named in self.rows:
+            part = next(cache_parts) if named else None
             if not answered and not input_tokens:
                 continue
             if cost_usd and not cached:
                 costs.append(cost_usd)
             elif price is not None:
                 costs.append(price.cost(
-                    input_tokens, row[4],
-                    cached_input_tokens=(row[10] or 0) if row[9] or row[11] else 0,
-                    cache_write_tokens=(row[12] or 0) if row[9] or row[11] else 0))
+                    input_tokens, output_tokens,
+                    cached_input_tokens=(part[1] or 0) if part else 0,
+                    cache_write_tokens=(part[3] or 0) if part else 0))
             elif cost_usd:
                 costs.append(cost_usd)
             else:
                 return None, 0
         return (sum(costs), len(costs)) if costs else (None, 0)
+
+
+def _statuses(store: Store, cells: RunCells) -> dict[str, int]:
+    """Answers per status, in the order each status first occurs (as ``card`` counts them)."""
+    rows = store.conn.execute(
+        f"SELECT st, COUNT(*), MIN(item_id || char(0) || printf('%012d', epoch)) "
+        f"FROM {cells.tables.facts} WHERE run_id = ? GROUP BY st", (cells.run.id,)).fetchall()
+    return {r[0]: r[1] for r in sorted(rows, key=lambda r: r[2])}
 
 
 def _problems(store: Store, cells: RunCells) -> dict[str, int]:
@@ -170,12 +194,13 @@ def summaries(store: Store, run: RunInfo) -> dict[str, dict[str, Any]]:
     run = cells.run
     answers = _Answers(store, cells)
     rows = answers.rows
+    statuses = _statuses(store, cells)
     item_scores = cells.item_scores()
     values = list(item_scores.values())
     headline = mean_interval(values)
     scored_only = mean_interval(list(cells.item_scores(scored_only=True).values()))
-    scored = sum(1 for r in rows if r[0] == "scored")
-    expected = max(len(cells.ids) * max(1, run.epochs), len(rows))
+    scored = statuses.get("scored", 0)
+    expected = max(len(cells.ids) * max(1, run.epochs), answers.count)
     tags = cells.tags()
     by_tag_values: dict[Any, list[float]] = defaultdict(list)
     for item_id, value in item_scores.items():
@@ -192,24 +217,24 @@ def summaries(store: Store, run: RunInfo) -> dict[str, dict[str, Any]]:
         components[name] = entry
     latencies = answers.latencies()
     judge_costs = [r[0] for r in store.conn.execute(
-        "SELECT cost_usd FROM scores WHERE run_id = ? AND cost_usd != 0 "
-        "ORDER BY item_id, epoch, grader", (run.id,))]
+        "SELECT cost_usd FROM scores WHERE run_id = ? AND cost_usd != 0", (run.id,))]
     judge_cost = math.fsum(judge_costs)
     judge_requests, grade_retries = store.conn.execute(
         "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(retries), 0) FROM scores "
         "WHERE run_id = ?", (run.id,)).fetchone()
-    passes = sum(1 for r in rows if r[0] == "scored" and r[1])
-    any_verdict = any(r[1] is not None for r in rows)
-    pass_rate = passes / expected if expected and any_verdict else None
+    passes, verdicts = store.conn.execute(
+        f"SELECT COALESCE(SUM(st = 'scored' AND passed), 0), COUNT(passed) "
+        f"FROM {cells.tables.facts} WHERE run_id = ?", (run.id,)).fetchone()
+    pass_rate = passes / expected if expected and verdicts else None
     report: dict[str, Any] = {
         "run_id": run.id, "eval": run.eval_name, "model": run.model, "variant": run.variant,
         "n": expected,
-        "answered": sum(1 for r in rows if r[8]),
+        "answered": answers.answered,
         "scored": scored,
         "coverage": _round(scored / expected if expected else None),
-        "errors": sum(1 for r in rows if r[0] == "error"),
-        "unscored": sum(1 for r in rows if r[0] == "unscored"),
-        "missing": max(0, expected - len(rows)),
+        "errors": statuses.get("error", 0),
+        "unscored": statuses.get("unscored", 0),
+        "missing": max(0, expected - answers.count),
         "score": _round(headline.estimate), "ci_low": _round(headline.low),
         "ci_high": _round(headline.high), "ci_method": headline.method,
         "score_scored_only": _round(scored_only.estimate),
@@ -217,14 +242,14 @@ def summaries(store: Store, run: RunInfo) -> dict[str, dict[str, Any]]:
         "pass_rate": _round(pass_rate),
         "by_tag": {tag: _interval_entry(by_tag_values[tag]) for tag in sorted(by_tag_values)},
         "components": components,
-        "requests": sum(r[2] for r in rows if not r[7]) + judge_requests,
-        "retries": sum(max(0, r[2] - 1) for r in rows) + grade_retries,
-        "cached": sum(1 for r in rows if r[7]),
-        "cost_usd": round(sum(r[5] for r in rows if not r[7]) + judge_cost, 6),
+        "requests": answers.requests + judge_requests,
+        "retries": answers.retries + grade_retries,
+        "cached": answers.cached,
+        "cost_usd": round(sum(r[0] for r in rows if not r[1]) + judge_cost, 6),
         "judge_cost_usd": round(judge_cost, 6),
         "judge_requests": judge_requests,
-        "input_tokens": sum(r[3] for r in rows),
-        "output_tokens": sum(r[4] for r in rows),
+        "input_tokens": answers.input_tokens,
+        "output_tokens": answers.output_tokens,
         **answers.token_parts(),
         "latency_p50_s": _round(percentile(latencies, 50)),
         "latency_p95_s": _round(percentile(latencies, 95)),
@@ -247,50 +272,54 @@ def summaries(store: Store, run: RunInfo) -> dict[str, dict[str, Any]]:
         report["reliability_at_k"] = reliability
     report["problems"] = _problems(store, cells)
     return {"report": report, **_others(store, cells, answers, item_scores, scored, expected,
-                                        pass_rate, tags)}
+                                        pass_rate, tags, statuses)}
 
 
 def _others(store: Store, cells: RunCells, answers: _Answers, item_scores: dict[str, float],
             scored: int, expected: int, pass_rate: float | None,
-            tags: dict[str, list[Any]]) -> dict[str, dict[str, Any]]:
+            tags: dict[str, list[Any]], statuses: dict[str, int]) -> dict[str, dict[str, Any]]:
     """``stored.card``, ``stored.point`` and ``pick.run_figures``."""
     import hashlib
 
-    from posttrain.analysis.pick import _mean, _price_for, orjson_dumps
+    from posttrain.analysis.pick import _mean, _price_for
     from posttrain.analysis.selection import item_groups
 
     run, rows = cells.run, answers.rows
     values = list(item_scores.values())
-    statuses: dict[str, int] = defaultdict(int)
-    for row in rows:
-        statuses[row[0]] += 1
+    mean, low, high = mean_ci(values)
     by_tag: dict[Any, list[float]] = defaultdict(list)
     for item_id in cells.ids:
         if item_id in item_scores:
             for tag in tags.get(item_id, []):
                 by_tag[tag].append(item_scores[item_id])
-    all_latencies = [r[6] for r in rows if r[6] is not None]
+    all_latencies = [r[2] for r in rows if r[2] is not None]
     graders = sorted(r[0] for r in store.conn.execute(
         "SELECT DISTINCT g.grader FROM scores g WHERE g.run_id = ?", (run.id,)))
     card = {
-        "score": _ci(values), "pass_rate": pass_rate,
-        "coverage": {"scored": scored, "expected": expected},
-        "samples": len(rows), "items": len(cells.ids), "statuses": dict(statuses),
+        "score": {"mean": mean, "low": low, "high": high, "n": len(values)},
+        "pass_rate": pass_rate, "coverage": {"scored": scored, "expected": expected},
+        "samples": answers.count, "items": len(cells.ids), "statuses": statuses,
         "tags": {tag: _ci(v) for tag, v in sorted(by_tag.items())},
-        "graders": graders, "cost_usd": sum(r[5] for r in rows),
+        "graders": graders, "cost_usd": sum(r[0] for r in rows),
         "latency": {"p50": percentile(all_latencies, 50), "p95": percentile(all_latencies, 95)},
     }
     total, counted = answers.cost(_price_for(cells, {}))  # type: ignore[arg-type]
     cost_per_item = total / counted if total is not None and counted else None
     latency_p95 = percentile(answers.latencies(), 95)
-    mean, low, high = mean_ci(values)
     point = {"score": mean, "low": low, "high": high, "cost_per_sample": cost_per_item,
              "latency_p95": latency_p95}
     groups: dict[str, Sequence[str]] = {"(all items)": sorted(item_scores)}
     groups.update(item_groups([cells]))
-    digest = hashlib.blake2b(digest_size=16)
+    # pick.run_figures' digest of (id, tags) per item, in order: one buffer, the same bytes
+    tag_json: dict[int, bytes] = {}
+    chunks = []
     for item_id in cells.ids:
-        digest.update(orjson_dumps([item_id, [str(t) for t in tags.get(item_id, [])]]))
+        item_tags = tags.get(item_id, [])
+        encoded = tag_json.get(id(item_tags))
+        if encoded is None:
+            encoded = tag_json[id(item_tags)] = orjson.dumps([str(t) for t in item_tags])
+        chunks.append(b"[" + orjson.dumps(item_id) + b"," + encoded + b"]")
+    digest = hashlib.blake2b(b"".join(chunks), digest_size=16)
     pick = {
         "score": mean, "ci_low": low, "ci_high": high, "n": len(values),
         "coverage": scored / expected if expected else None,
