@@ -20,7 +20,7 @@ import orjson
 from posttrain.analysis.cells import RunCells
 from posttrain.analysis.report import _interval_entry, _round, _shorten
 from posttrain.analysis.results import combine
-from posttrain.analysis.stats import mean_ci, mean_interval, pass_at_k, pass_hat_k, percentile
+from posttrain.analysis.stats import mean_ci, mean_interval, pass_at_k, pass_hat_k
 from posttrain.runner.store import RunInfo, Store
 from posttrain.types import Item, Score
 
@@ -36,26 +36,31 @@ class _Answers:
         conn, run_id = store.conn, cells.run.id
         cursor = conn.cursor()
         cursor.row_factory = None
+        named = [f"instr(completion, '\"{key}\"') > 0" for key in _TOKEN_PARTS]
         self.rows = cursor.execute(
             "SELECT cost_usd, cached, latency_s, completion IS NOT NULL AND completion != '', "
-            "input_tokens, output_tokens, instr(completion, '\"cached_input_tokens\"') > 0 "
-            "OR instr(completion, '\"cache_write_tokens\"') > 0 FROM samples "
-            "WHERE run_id = ? ORDER BY item_id, epoch", (run_id,)).fetchall()
-        (self.count, self.answered, self.requests, self.retries, self.cached, self.input_tokens,
-         self.output_tokens) = conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(completion IS NOT NULL AND completion != ''), 0), "
-            "COALESCE(SUM(CASE WHEN cached THEN 0 ELSE attempts END), 0), "
-            "COALESCE(SUM(MAX(0, attempts - 1)), 0), COALESCE(SUM(cached != 0), 0), "
-            "COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0) "
-            "FROM samples WHERE run_id = ?", (run_id,)).fetchone()
-        parts = ", ".join(f"CASE WHEN instr(completion, '\"{key}\"') THEN 1 END, "
-                          f"CASE WHEN instr(completion, '\"{key}\"') THEN "
-                          f"json_extract(completion, '$.{key}') END" for key in _TOKEN_PARTS)
-        mentioned = " OR ".join(f"instr(completion, '\"{key}\"')" for key in _TOKEN_PARTS)
+            f"input_tokens, output_tokens, {named[0]} OR {named[1]}, {' OR '.join(named)}, "
+            "attempts FROM samples WHERE run_id = ? ORDER BY item_id, epoch",
+            (run_id,)).fetchall()
+        rows = self.rows
+        self.count = len(rows)
+        self.answered = sum(1 for r in rows if r[3])
+        self.requests = sum(r[8] for r in rows if not r[1])
+        self.retries = sum(max(0, r[8] - 1) for r in rows)
+        self.cached = sum(1 for r in rows if r[1])
+        self.input_tokens = sum(r[4] for r in rows)
+        self.output_tokens = sum(r[5] for r in rows)
         #: the answers that name a token part: (flag, value) per part, in answer order
-        self.parts = cursor.execute(f"SELECT {parts} FROM samples WHERE run_id = ? AND "
-                                    f"({mentioned}) ORDER BY item_id, epoch",
-                                    (run_id,)).fetchall()
+        self.parts: list[tuple[Any, ...]] = []
+        if any(r[7] for r in rows):
+            parts = ", ".join(f"CASE WHEN instr(completion, '\"{key}\"') THEN 1 END, "
+                              f"CASE WHEN instr(completion, '\"{key}\"') THEN "
+                              f"json_extract(completion, '$.{key}') END" for key in _TOKEN_PARTS)
+            self.parts = cursor.execute(
+                f"SELECT {parts} FROM samples WHERE run_id = ? AND ({' OR '.join(named)}) "
+                "ORDER BY item_id, epoch", (run_id,)).fetchall()
+        self.latency_sorted = sorted(r[2] for r in rows if r[2] is not None)
+        self.answer_latency_sorted = sorted(self.latencies())
 
     def latencies(self) -> list[float]:
         """``results.answer_latencies``."""
@@ -75,7 +80,8 @@ class _Answers:
         costs: list[float] = []
         # the answers naming a prompt-cache count, in order, beside the rows that flag them
         cache_parts = iter([row for row in self.parts if row[0] or row[2]])
-        for cost_usd, cached, _latency, answered, input_tokens, output_tokens, named in self.rows:
+        for cost_usd, cached, _latency, answered, input_tokens, output_tokens, named, *_ in \
+                self.rows:
             part = next(cache_parts) if named else None
             if not answered and not input_tokens:
                 continue
@@ -95,10 +101,23 @@ class _Answers:
 
 def _statuses(store: Store, cells: RunCells) -> dict[str, int]:
     """Answers per status, in the order each status first occurs (as ``card`` counts them)."""
-    rows = store.conn.execute(
-        f"SELECT st, COUNT(*), MIN(item_id || char(0) || printf('%012d', epoch)) "
-        f"FROM {cells.tables.facts} WHERE run_id = ? GROUP BY st", (cells.run.id,)).fetchall()
-    return {r[0]: r[1] for r in sorted(rows, key=lambda r: r[2])}
+    conn, table, run_id = store.conn, cells.tables.facts, cells.run.id
+    counts = dict(conn.execute(f"SELECT st, COUNT(*) FROM {table} WHERE run_id = ? GROUP BY st",
+                               (run_id,)).fetchall())
+    first = {st: tuple(conn.execute(f"SELECT item_id, epoch FROM {table} WHERE run_id = ? "
+                                    "AND st = ? ORDER BY item_id, epoch LIMIT 1",
+                                    (run_id, st)).fetchone()) for st in counts}
+    return {st: counts[st] for st in sorted(counts, key=lambda st: first[st])}
+
+
+def _percentile(ordered: list[float], q: float) -> float | None:
+    """``stats.percentile`` of values already sorted."""
+    if not ordered:
+        return None
+    position = (len(ordered) - 1) * q / 100
+    lower = math.floor(position)
+    upper = min(lower + 1, len(ordered) - 1)
+    return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
 
 
 def _problems(store: Store, cells: RunCells) -> dict[str, int]:
@@ -215,7 +234,6 @@ def summaries(store: Store, run: RunInfo) -> dict[str, dict[str, Any]]:
         entry["coverage"] = _round(entry["scored"] / (len(per_item) * epochs) if per_item
                                    else None)
         components[name] = entry
-    latencies = answers.latencies()
     judge_costs = [r[0] for r in store.conn.execute(
         "SELECT cost_usd FROM scores WHERE run_id = ? AND cost_usd != 0", (run.id,))]
     judge_cost = math.fsum(judge_costs)
@@ -251,8 +269,8 @@ def summaries(store: Store, run: RunInfo) -> dict[str, dict[str, Any]]:
         "input_tokens": answers.input_tokens,
         "output_tokens": answers.output_tokens,
         **answers.token_parts(),
-        "latency_p50_s": _round(percentile(latencies, 50)),
-        "latency_p95_s": _round(percentile(latencies, 95)),
+        "latency_p50_s": _round(_percentile(answers.answer_latency_sorted, 50)),
+        "latency_p95_s": _round(_percentile(answers.answer_latency_sorted, 95)),
         "epochs": run.epochs,
         "status": run.status,
     }
@@ -270,7 +288,8 @@ def summaries(store: Store, run: RunInfo) -> dict[str, dict[str, Any]]:
     reliability = _reliability(store, cells)
     if reliability is not None:
         report["reliability_at_k"] = reliability
-    report["problems"] = _problems(store, cells)
+    report["problems"] = (_problems(store, cells) if report["errors"] or report["unscored"]
+                          else {})
     return {"report": report, **_others(store, cells, answers, item_scores, scored, expected,
                                         pass_rate, tags, statuses)}
 
@@ -292,7 +311,6 @@ def _others(store: Store, cells: RunCells, answers: _Answers, item_scores: dict[
         if item_id in item_scores:
             for tag in tags.get(item_id, []):
                 by_tag[tag].append(item_scores[item_id])
-    all_latencies = [r[2] for r in rows if r[2] is not None]
     graders = sorted(r[0] for r in store.conn.execute(
         "SELECT DISTINCT g.grader FROM scores g WHERE g.run_id = ?", (run.id,)))
     card = {
@@ -301,11 +319,12 @@ def _others(store: Store, cells: RunCells, answers: _Answers, item_scores: dict[
         "samples": answers.count, "items": len(cells.ids), "statuses": statuses,
         "tags": {tag: _ci(v) for tag, v in sorted(by_tag.items())},
         "graders": graders, "cost_usd": sum(r[0] for r in rows),
-        "latency": {"p50": percentile(all_latencies, 50), "p95": percentile(all_latencies, 95)},
+        "latency": {"p50": _percentile(answers.latency_sorted, 50),
+                    "p95": _percentile(answers.latency_sorted, 95)},
     }
     total, counted = answers.cost(_price_for(cells, {}))  # type: ignore[arg-type]
     cost_per_item = total / counted if total is not None and counted else None
-    latency_p95 = percentile(answers.latencies(), 95)
+    latency_p95 = _percentile(answers.answer_latency_sorted, 95)
     point = {"score": mean, "low": low, "high": high, "cost_per_sample": cost_per_item,
              "latency_p95": latency_p95}
     groups: dict[str, Sequence[str]] = {"(all items)": sorted(item_scores)}
