@@ -190,6 +190,8 @@ def _summary_store(path: Path, config: dict, epochs: int) -> tuple[Store, list[s
                                     Score(value=float(index % 2), passed=None, name="loose")])
         store.update_run_config(run_id, {"price": {"input": 1.0, "output": 2.0},
                                          "pass_bar": 0.4})
+        store.conn.execute(  # a failed request that still cost something: not an answer
+            "UPDATE samples SET cost_usd = 0.5 WHERE run_id = ? AND status = 'error'", (run_id,))
     for run_id in ids:  # cousins: paraphrases of q010 and of an item not in the run
         for index, item in enumerate(items[30:36]):
             seed = "q010" if index < 3 else "gone"

@@ -45,6 +45,10 @@ class RunCells:
             self._cache[name] = values
         return values
 
+    def packed(self, name: str) -> bytes:
+        """One of the run's packed columns (``runner.facts._pack``)."""
+        return self._packed[name]
+
     # ---- the RunResults questions --------------------------------------------------------
     def item_ids(self) -> list[str]:
         return self.ids

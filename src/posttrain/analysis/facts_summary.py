@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -28,38 +27,37 @@ _TOKEN_PARTS = ("cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
 
 
 class _Answers:
-    """The run's answers' numeric columns, in (item, epoch) order: (cost_usd, cached,
-    latency_s, answered, input_tokens, output_tokens, whether the completion names a prompt
-    cache token count), and the counts SQLite sums exactly (integers)."""
+    """The run's answers: the floats a summary adds or sorts, (cost_usd, cached, latency_s,
+    whether ``pick`` counts its cost) in (item, epoch) order, and the counts SQLite sums
+    exactly (integers)."""
 
     def __init__(self, store: Store, cells: RunCells) -> None:
         conn, run_id = store.conn, cells.run.id
+        self.conn, self.run_id = conn, run_id
         cursor = conn.cursor()
         cursor.row_factory = None
-        named = [f"instr(completion, '\"{key}\"') > 0" for key in _TOKEN_PARTS]
         self.rows = cursor.execute(
-            "SELECT cost_usd, cached, latency_s, completion IS NOT NULL AND completion != '', "
-            f"input_tokens, output_tokens, {named[0]} OR {named[1]}, {' OR '.join(named)}, "
-            "attempts FROM samples WHERE run_id = ? ORDER BY item_id, epoch",
+            "SELECT cost_usd, cached, latency_s, (completion IS NOT NULL AND completion != '') "
+            "OR input_tokens != 0 FROM samples WHERE run_id = ? ORDER BY item_id, epoch",
             (run_id,)).fetchall()
-        rows = self.rows
-        self.count = len(rows)
-        self.answered = sum(1 for r in rows if r[3])
-        self.requests = sum(r[8] for r in rows if not r[1])
-        self.retries = sum(max(0, r[8] - 1) for r in rows)
-        self.cached = sum(1 for r in rows if r[1])
-        self.input_tokens = sum(r[4] for r in rows)
-        self.output_tokens = sum(r[5] for r in rows)
+        named = " OR ".join(f"instr(completion, '\"{key}\"')" for key in _TOKEN_PARTS)
+        (self.count, self.answered, self.requests, self.retries, self.cached, self.input_tokens,
+         self.output_tokens, any_named) = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(completion IS NOT NULL AND completion != ''), 0), "
+            "COALESCE(SUM(CASE WHEN cached THEN 0 ELSE attempts END), 0), "
+            "COALESCE(SUM(MAX(0, attempts - 1)), 0), COALESCE(SUM(cached != 0), 0), "
+            "COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), "
+            f"COALESCE(MAX({named}), 0) FROM samples WHERE run_id = ?", (run_id,)).fetchone()
         #: the answers that name a token part: (flag, value) per part, in answer order
         self.parts: list[tuple[Any, ...]] = []
-        if any(r[7] for r in rows):
+        if any_named:
             parts = ", ".join(f"CASE WHEN instr(completion, '\"{key}\"') THEN 1 END, "
                               f"CASE WHEN instr(completion, '\"{key}\"') THEN "
                               f"json_extract(completion, '$.{key}') END" for key in _TOKEN_PARTS)
             self.parts = cursor.execute(
-                f"SELECT {parts} FROM samples WHERE run_id = ? AND ({' OR '.join(named)}) "
+                f"SELECT {parts} FROM samples WHERE run_id = ? AND ({named}) "
                 "ORDER BY item_id, epoch", (run_id,)).fetchall()
-        self.latency_sorted = sorted(r[2] for r in rows if r[2] is not None)
+        self.latency_sorted = sorted(r[2] for r in self.rows if r[2] is not None)
         self.answer_latency_sorted = sorted(self.latencies())
 
     def latencies(self) -> list[float]:
@@ -76,22 +74,31 @@ class _Answers:
         return totals
 
     def cost(self, price: Any) -> tuple[float | None, int]:
-        """``pick.run_cost`` at ``price``."""
+        """``pick.run_cost`` at ``price``: an answer the run paid for counts its stored cost;
+        the others (read here, in the same order) their tokens at the price."""
+        others = iter(self.conn.execute(
+            "SELECT completion IS NOT NULL AND completion != '', input_tokens, output_tokens, "
+            "CASE WHEN instr(completion, '\"cached_input_tokens\"') "
+            "OR instr(completion, '\"cache_write_tokens\"') THEN "
+            "json_extract(completion, '$.cached_input_tokens') END, "
+            "CASE WHEN instr(completion, '\"cached_input_tokens\"') "
+            "OR instr(completion, '\"cache_write_tokens\"') THEN "
+            "json_extract(completion, '$.cache_write_tokens') END "
+            "FROM samples WHERE run_id = ? AND NOT (cost_usd != 0 AND cached = 0) "
+            "AND ((completion IS NOT NULL AND completion != '') OR input_tokens != 0) "
+            "ORDER BY item_id, epoch", (self.run_id,)).fetchall())
         costs: list[float] = []
-        # the answers naming a prompt-cache count, in order, beside the rows that flag them
-        cache_parts = iter([row for row in self.parts if row[0] or row[2]])
-        for cost_usd, cached, _latency, answered, input_tokens, output_tokens, named, *_ in \
-                self.rows:
-            part = next(cache_parts) if named else None
-            if not answered and not input_tokens:
+        for cost_usd, cached, _latency, counted in self.rows:
+            if not counted:  # neither answered nor any token sent
                 continue
             if cost_usd and not cached:
                 costs.append(cost_usd)
-            elif price is not None:
-                costs.append(price.cost(
-                    input_tokens, output_tokens,
-                    cached_input_tokens=(part[1] or 0) if part else 0,
-                    cache_write_tokens=(part[3] or 0) if part else 0))
+                continue
+            _answered, input_tokens, output_tokens, cached_input, cache_write = next(others)
+            if price is not None:
+                costs.append(price.cost(input_tokens, output_tokens,
+                                        cached_input_tokens=cached_input or 0,
+                                        cache_write_tokens=cache_write or 0))
             elif cost_usd:
                 costs.append(cost_usd)
             else:
@@ -298,8 +305,6 @@ def _others(store: Store, cells: RunCells, answers: _Answers, item_scores: dict[
             scored: int, expected: int, pass_rate: float | None,
             tags: dict[str, list[Any]], statuses: dict[str, int]) -> dict[str, dict[str, Any]]:
     """``stored.card``, ``stored.point`` and ``pick.run_figures``."""
-    import hashlib
-
     from posttrain.analysis.pick import _mean, _price_for
     from posttrain.analysis.selection import item_groups
 
@@ -327,26 +332,17 @@ def _others(store: Store, cells: RunCells, answers: _Answers, item_scores: dict[
     latency_p95 = _percentile(answers.answer_latency_sorted, 95)
     point = {"score": mean, "low": low, "high": high, "cost_per_sample": cost_per_item,
              "latency_p95": latency_p95}
-    groups: dict[str, Sequence[str]] = {"(all items)": sorted(item_scores)}
-    groups.update(item_groups([cells]))
-    # pick.run_figures' digest of (id, tags) per item, in order: one buffer, the same bytes
-    tag_json: dict[int, bytes] = {}
-    chunks = []
-    for item_id in cells.ids:
-        item_tags = tags.get(item_id, [])
-        encoded = tag_json.get(id(item_tags))
-        if encoded is None:
-            encoded = tag_json[id(item_tags)] = orjson.dumps([str(t) for t in item_tags])
-        chunks.append(b"[" + orjson.dumps(item_id) + b"," + encoded + b"]")
-    digest = hashlib.blake2b(b"".join(chunks), digest_size=16)
+    # every item of the run has a score here: each group's mean (exact, math.fsum, so in any
+    # order) and size without looking items up
+    groups: dict[str, list[Any]] = {"(all items)": [_mean(values), len(values)]}
+    for name, ids in item_groups([cells]).items():
+        groups[name] = [_mean([item_scores[i] for i in ids]), len(ids)]
     pick = {
         "score": mean, "ci_low": low, "ci_high": high, "n": len(values),
         "coverage": scored / expected if expected else None,
         "errors": statuses.get("error", 0), "unscored": statuses.get("unscored", 0),
         "cost_usd_per_item": cost_per_item, "latency_p95_s": latency_p95,
-        "groups": {name: [_mean([item_scores[i] for i in ids if i in item_scores]),
-                          sum(1 for i in ids if i in item_scores)]
-                   for name, ids in groups.items()},
-        "items_key": digest.hexdigest(),
+        "groups": groups,
+        "items_key": orjson.loads(cells.packed("items_key")),
     }
     return {"card": card, "point": point, "pick": pick}

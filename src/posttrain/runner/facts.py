@@ -46,7 +46,7 @@ from posttrain.runner.store import RunInfo, Store
 
 #: bump when what the tables hold changes: facts built by an older version are built again
 #: (the version is part of the stamp kept in ``run_columns``)
-CELLS_VERSION = 8
+CELLS_VERSION = 9
 _KIND = f"cells:{CELLS_VERSION}"
 
 _TABLES = {
@@ -200,7 +200,19 @@ def _pack(conn: sqlite3.Connection, run: RunInfo, tables: Tables) -> dict[str, b
               "tags": orjson.dumps(list(tag_texts)), "tag_index": _bytes(tag_index)}
     _pack_components(conn, run, packed, position_of, answers_of)
     packed["answers"] = orjson.dumps(_answer_figures(conn, run, tables))
+    packed["items_key"] = orjson.dumps(items_key(ids, [orjson.loads(t) for t in tag_texts],
+                                                 tag_index))
     return packed
+
+
+def items_key(ids: list[str], tag_lists: list[list[Any]], tag_index: array[Any]) -> str:
+    """A digest of the run's item ids and tags in order (``analysis.pick.run_figures``: runs
+    whose keys agree have the same groups)."""
+    encoded = [orjson.dumps([str(t) for t in tags]) for tags in tag_lists]
+    digest = hashlib.blake2b(b"".join(
+        b"[" + orjson.dumps(item_id) + b"," + encoded[k] + b"]"
+        for item_id, k in zip(ids, tag_index, strict=True)), digest_size=16)
+    return digest.hexdigest()
 
 
 def _answer_figures(conn: sqlite3.Connection, run: RunInfo, tables: Tables) -> dict[str, Any]:
