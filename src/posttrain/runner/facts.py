@@ -37,7 +37,6 @@ import math
 import sqlite3
 import sys
 from array import array
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -376,28 +375,6 @@ def ensure(store: Store, run: RunInfo) -> tuple[Tables, dict[str, bytes]]:
         _ensure_tables(conn, LIVE)
         _fill(conn, run, LIVE)
         return LIVE, _pack(conn, run, LIVE)
-
-
-def kept(store: Store, run: RunInfo, name: str, compute: Callable[[], bytes]) -> bytes:
-    """A figure of the run computed by a reader (``compute``) and kept beside its facts, under
-    the same stamp: computed again once the run changes (a running run: each time)."""
-    tables, packed = ensure(store, run)
-    body = packed.get(f"kept:{name}")
-    if body is None:
-        body = compute()
-        if tables is KEPT:
-            try:
-                with store.conn:
-                    store.conn.execute("BEGIN IMMEDIATE")
-                    row = store.conn.execute(
-                        "SELECT body FROM run_columns WHERE run_id = ? AND name = 'stamp'",
-                        (run.id,)).fetchone()
-                    if row is not None and row[0] == packed["stamp"]:  # still those facts
-                        store.conn.execute("INSERT OR REPLACE INTO run_columns VALUES (?,?,?)",
-                                           (run.id, f"kept:{name}", body))
-            except sqlite3.OperationalError:  # read-only or busy: the next reader computes it
-                pass
-    return body
 
 
 def build(store: Store, run_id: str) -> None:
