@@ -18,7 +18,8 @@ Parts (each a whole ``posttrain`` process, as a user runs it; wall clock from th
   string graders, 4 tags), then ``report --eval``, ``compare A B`` (overall, by tag, by
   component), ``compare EVAL`` (the matrix), ``audit``, ``pick`` and ``regrade`` of one run.
 - ``view``: ``posttrain view`` on that store: process start to the runs list, then a run's
-  summary, its first page of samples and the matrix's first page.
+  summary, its first page of samples, the matrix's first page and a sorted middle page, and
+  the side-by-side view of two runs (first and middle page).
 - ``vacuum``: ``posttrain store vacuum`` on that store.
 - ``ingest``: ``posttrain ingest`` of n chat log lines (tf-idf themes, string grader).
 
@@ -300,6 +301,9 @@ def bench_view(n: int, db: Path, ids: list[str]) -> dict[str, Any]:
         out["matrix_page_s"] = get(url + "api/matrix?eval=scale&limit=100")[0]
         out["matrix_sorted_s"] = get(url + "api/matrix?eval=scale&limit=100&sort=-score&col=1"
                                            f"&offset={n // 2}")[0]
+        out["side_by_side_s"] = get(url + f"api/compare?a={ids[0]}&b={ids[1]}")[0]
+        out["side_by_side_mid_s"] = get(url + f"api/compare?a={ids[0]}&b={ids[1]}"
+                                              f"&offset={n // 2}")[0]
     finally:
         proc.terminate()
         proc.wait()
@@ -434,7 +438,9 @@ def main() -> None:
         print(table("posttrain view on that store (seconds)", results["view"],
                     [("start_to_runs_s", "start to runs list"), ("runs_s", "runs list"),
                      ("run_summary_s", "run summary"), ("samples_page_s", "100 samples"),
-                     ("matrix_page_s", "matrix page"), ("matrix_sorted_s", "matrix sorted, mid")]))
+                     ("matrix_page_s", "matrix page"), ("matrix_sorted_s", "matrix sorted, mid"),
+                     ("side_by_side_s", "side by side, page 1"),
+                     ("side_by_side_mid_s", "side by side, mid page")]))
     if results.get("vacuum"):
         print(table("posttrain store vacuum", results["vacuum"],
                     [("vacuum_s", "seconds"), ("before_bytes", "bytes before"),

@@ -29,6 +29,8 @@ class RunCells:
         body = self._packed["ids"]
         ids = _SHARED_IDS.get(body)
         if ids is None:
+            if len(_SHARED_IDS) >= 32:  # a long-lived viewer reads many evals: keep a few
+                _SHARED_IDS.clear()
             ids = _SHARED_IDS[body] = orjson.loads(body)
         self.ids: list[str] = ids
         self._cache: dict[str, Any] = {}

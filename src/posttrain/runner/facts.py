@@ -316,7 +316,11 @@ def text_key(completion: str | None) -> int | None:
     same in every process: answers are grouped by it in SQL, then compared by their text."""
     if not completion:
         return None
-    digest = hashlib.blake2b(answer_text(orjson.loads(completion)).encode(), digest_size=8)
+    try:
+        text = answer_text(orjson.loads(completion))
+    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        return None  # grouped with the unreadable: the text comparison after decides
+    digest = hashlib.blake2b(text.encode(), digest_size=8)
     return int.from_bytes(digest.digest(), "little") >> 1
 
 
@@ -385,5 +389,5 @@ def build(store: Store, run_id: str) -> None:
         return
     try:
         ensure(store, store.get_run(run_id))
-    except sqlite3.Error:
-        pass
+    except Exception:  # noqa: BLE001 - never fail a finished run over its facts: a reader
+        pass  # builds them (and says why) when they are needed
