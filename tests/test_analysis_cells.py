@@ -215,3 +215,18 @@ def test_summaries_from_facts_equal_those_from_every_answer(tmp_path, config, ep
             assert fast[kind] == build(results), kind
         assert fast["report"]["cached"] and fast["report"]["problems"]
         assert fast["report"].get("reliability_at_k") or epochs > 1
+
+
+def test_summaries_of_a_paid_run_from_its_kept_costs(tmp_path) -> None:
+    """Every answer paid for: pick's cost is the stored costs' sum kept with the facts."""
+    from posttrain.analysis.facts_summary import summaries
+    from posttrain.analysis.stored import KINDS
+
+    store = Store(tmp_path / "s.db")
+    run = simulate_run(store, "ev", StubModel("paid", 0.7, price=(3.0, 15.0)),
+                       make_items(50), seed=1)
+    results = load_results(store, run.id)
+    fast = summaries(store, run)
+    assert fast["point"]["cost_per_sample"] == pytest.approx((200 * 3.0 + 20 * 15.0) / 1e6)
+    for kind, build in KINDS.items():
+        assert fast[kind] == build(results), kind

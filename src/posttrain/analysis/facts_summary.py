@@ -27,19 +27,16 @@ _TOKEN_PARTS = ("cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
 
 
 class _Answers:
-    """The run's answers: the floats a summary adds or sorts, (cost_usd, cached, latency_s,
-    whether ``pick`` counts its cost) in (item, epoch) order, and the counts SQLite sums
-    exactly (integers)."""
+    """The run's answers: the figures kept with its facts (costs added as a summary adds them,
+    latency percentile points) and the counts SQLite sums exactly (integers)."""
 
     def __init__(self, store: Store, cells: RunCells) -> None:
         conn, run_id = store.conn, cells.run.id
         self.conn, self.run_id = conn, run_id
         cursor = conn.cursor()
         cursor.row_factory = None
-        self.rows = cursor.execute(
-            "SELECT cost_usd, cached, latency_s, (completion IS NOT NULL AND completion != '') "
-            "OR input_tokens != 0 FROM samples WHERE run_id = ? ORDER BY item_id, epoch",
-            (run_id,)).fetchall()
+        #: the answers' figures kept with the facts (``runner.facts._answer_figures``)
+        self.figures = orjson.loads(cells.packed("answers"))
         named = " OR ".join(f"instr(completion, '\"{key}\"')" for key in _TOKEN_PARTS)
         (self.count, self.answered, self.requests, self.retries, self.cached, self.input_tokens,
          self.output_tokens, any_named) = conn.execute(
@@ -57,12 +54,17 @@ class _Answers:
             self.parts = cursor.execute(
                 f"SELECT {parts} FROM samples WHERE run_id = ? AND ({named}) "
                 "ORDER BY item_id, epoch", (run_id,)).fetchall()
-        self.latency_sorted = sorted(r[2] for r in self.rows if r[2] is not None)
-        self.answer_latency_sorted = sorted(self.latencies())
 
-    def latencies(self) -> list[float]:
-        """``results.answer_latencies``."""
-        return [r[2] for r in self.rows if r[2] is not None and (r[2] > 0 or not r[1])]
+    def percentile(self, which: str, q: int) -> float | None:
+        """``stats.percentile`` of every latency (``latency``) or of the answers' latencies
+        (``answer_latency``: ``results.answer_latencies``), from the two values it needs."""
+        figures = self.figures[which]
+        n = figures["n"]
+        if not n:
+            return None
+        position = (n - 1) * q / 100
+        lower, upper = figures["points"][str(q)]
+        return lower + (upper - lower) * (position - math.floor(position))
 
     def token_parts(self) -> dict[str, int]:
         """``report.token_parts``."""
@@ -76,6 +78,16 @@ class _Answers:
     def cost(self, price: Any) -> tuple[float | None, int]:
         """``pick.run_cost`` at ``price``: an answer the run paid for counts its stored cost;
         the others (read here, in the same order) their tokens at the price."""
+        costs_kept = self.figures["costs"]
+        if not costs_kept["unpaid_n"]:  # every answer counted by its stored cost
+            return ((costs_kept["paid"], costs_kept["paid_n"]) if costs_kept["paid_n"]
+                    else (None, 0))
+        cursor = self.conn.cursor()
+        cursor.row_factory = None
+        rows = cursor.execute(
+            "SELECT cost_usd, cached, latency_s, (completion IS NOT NULL AND completion != '') "
+            "OR input_tokens != 0 FROM samples WHERE run_id = ? ORDER BY item_id, epoch",
+            (self.run_id,)).fetchall()
         others = iter(self.conn.execute(
             "SELECT completion IS NOT NULL AND completion != '', input_tokens, output_tokens, "
             "CASE WHEN instr(completion, '\"cached_input_tokens\"') "
@@ -88,7 +100,7 @@ class _Answers:
             "AND ((completion IS NOT NULL AND completion != '') OR input_tokens != 0) "
             "ORDER BY item_id, epoch", (self.run_id,)).fetchall())
         costs: list[float] = []
-        for cost_usd, cached, _latency, counted in self.rows:
+        for cost_usd, cached, _latency, counted in rows:
             if not counted:  # neither answered nor any token sent
                 continue
             if cost_usd and not cached:
@@ -115,16 +127,6 @@ def _statuses(store: Store, cells: RunCells) -> dict[str, int]:
                                     "AND st = ? ORDER BY item_id, epoch LIMIT 1",
                                     (run_id, st)).fetchone()) for st in counts}
     return {st: counts[st] for st in sorted(counts, key=lambda st: first[st])}
-
-
-def _percentile(ordered: list[float], q: float) -> float | None:
-    """``stats.percentile`` of values already sorted."""
-    if not ordered:
-        return None
-    position = (len(ordered) - 1) * q / 100
-    lower = math.floor(position)
-    upper = min(lower + 1, len(ordered) - 1)
-    return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
 
 
 def _problems(store: Store, cells: RunCells) -> dict[str, int]:
@@ -219,7 +221,6 @@ def summaries(store: Store, run: RunInfo) -> dict[str, dict[str, Any]]:
     cells = RunCells(store, run)
     run = cells.run
     answers = _Answers(store, cells)
-    rows = answers.rows
     statuses = _statuses(store, cells)
     item_scores = cells.item_scores()
     values = list(item_scores.values())
@@ -270,14 +271,14 @@ def summaries(store: Store, run: RunInfo) -> dict[str, dict[str, Any]]:
         "requests": answers.requests + judge_requests,
         "retries": answers.retries + grade_retries,
         "cached": answers.cached,
-        "cost_usd": round(sum(r[0] for r in rows if not r[1]) + judge_cost, 6),
+        "cost_usd": round(answers.figures["costs"]["uncached"] + judge_cost, 6),
         "judge_cost_usd": round(judge_cost, 6),
         "judge_requests": judge_requests,
         "input_tokens": answers.input_tokens,
         "output_tokens": answers.output_tokens,
         **answers.token_parts(),
-        "latency_p50_s": _round(_percentile(answers.answer_latency_sorted, 50)),
-        "latency_p95_s": _round(_percentile(answers.answer_latency_sorted, 95)),
+        "latency_p50_s": _round(answers.percentile("answer_latency", 50)),
+        "latency_p95_s": _round(answers.percentile("answer_latency", 95)),
         "epochs": run.epochs,
         "status": run.status,
     }
@@ -308,7 +309,7 @@ def _others(store: Store, cells: RunCells, answers: _Answers, item_scores: dict[
     from posttrain.analysis.pick import _mean, _price_for
     from posttrain.analysis.selection import item_groups
 
-    run, rows = cells.run, answers.rows
+    run = cells.run
     values = list(item_scores.values())
     mean, low, high = mean_ci(values)
     by_tag: dict[Any, list[float]] = defaultdict(list)
@@ -323,13 +324,13 @@ def _others(store: Store, cells: RunCells, answers: _Answers, item_scores: dict[
         "pass_rate": pass_rate, "coverage": {"scored": scored, "expected": expected},
         "samples": answers.count, "items": len(cells.ids), "statuses": statuses,
         "tags": {tag: _ci(v) for tag, v in sorted(by_tag.items())},
-        "graders": graders, "cost_usd": sum(r[0] for r in rows),
-        "latency": {"p50": _percentile(answers.latency_sorted, 50),
-                    "p95": _percentile(answers.latency_sorted, 95)},
+        "graders": graders, "cost_usd": answers.figures["costs"]["all"],
+        "latency": {"p50": answers.percentile("latency", 50),
+                    "p95": answers.percentile("latency", 95)},
     }
     total, counted = answers.cost(_price_for(cells, {}))  # type: ignore[arg-type]
     cost_per_item = total / counted if total is not None and counted else None
-    latency_p95 = _percentile(answers.answer_latency_sorted, 95)
+    latency_p95 = answers.percentile("answer_latency", 95)
     point = {"score": mean, "low": low, "high": high, "cost_per_sample": cost_per_item,
              "latency_p95": latency_p95}
     # every item of the run has a score here: each group's mean (exact, math.fsum, so in any

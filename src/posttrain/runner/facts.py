@@ -45,7 +45,7 @@ from posttrain.runner.store import RunInfo, Store
 
 #: bump when what the tables hold changes: facts built by an older version are built again
 #: (the version is part of the stamp kept in ``run_columns``)
-CELLS_VERSION = 9
+CELLS_VERSION = 10
 _KIND = f"cells:{CELLS_VERSION}"
 
 _TABLES = {
@@ -214,29 +214,56 @@ def items_key(ids: list[str], tag_lists: list[list[Any]], tag_index: array[Any])
     return digest.hexdigest()
 
 
+def _points(ordered: list[float]) -> dict[str, Any]:
+    """What a percentile at q = 50 and 95 needs of sorted values: their count and, per q, the
+    two values ``stats.percentile`` interpolates between."""
+    n = len(ordered)
+    points = {}
+    for q in (50, 95):
+        lower = math.floor((n - 1) * q / 100) if n else 0
+        if n:
+            points[str(q)] = [ordered[lower], ordered[min(lower + 1, n - 1)]]
+    return {"n": n, "points": points}
+
+
 def _answer_figures(conn: sqlite3.Connection, run: RunInfo, tables: Tables) -> dict[str, Any]:
-    """Counts over the run's answers: per status (error / unscored / scored), answers, cost,
-    and the latencies a percentile needs: their count and, at q = 50 and 95, the two sorted
-    values ``stats.percentile`` interpolates between."""
+    """Figures over the run's answers, for the viewer's matrix and the run's summaries:
+    answers per status (error / unscored / scored), their count, cost (SQLite's sum), the
+    latencies' percentile points (every latency; and ``answer_latency``: those of fresh
+    requests and of cached answers that carry their original request's), and the costs as a
+    summary adds them (left to right in (item, epoch) order): ``all``, ``uncached``, and for
+    ``pick`` the answers it prices by their stored cost (``paid``, ``paid_n``) and how many it
+    would price by their tokens (``unpaid_n``)."""
     statuses = dict(conn.execute(f"SELECT st, COUNT(*) FROM {tables.facts} WHERE run_id = ? "
                                  "GROUP BY st", (run.id,)).fetchall())
-    count, cost, timed = conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(cost_usd), 0), COUNT(latency_s) FROM samples "
-        "WHERE run_id = ?", (run.id,)).fetchone()
-    points: dict[str, list[float]] = {}
-    if timed:
-        wanted = {}
-        for q in (50, 95):
-            lower = math.floor((timed - 1) * q / 100)
-            wanted[q] = (lower, min(lower + 1, timed - 1))
-        rows = dict(conn.execute(
-            "SELECT n, latency_s FROM (SELECT latency_s, ROW_NUMBER() OVER (ORDER BY latency_s)"
-            " - 1 AS n FROM samples WHERE run_id = ? AND latency_s IS NOT NULL) WHERE n IN "
-            f"({','.join(str(i) for pair in wanted.values() for i in pair)})",
-            (run.id,)).fetchall())
-        points = {str(q): [rows[a], rows[b]] for q, (a, b) in wanted.items()}
-    return {"statuses": statuses, "count": count, "cost_usd": cost,
-            "latency": {"n": timed, "points": points}}
+    count, cost = conn.execute("SELECT COUNT(*), COALESCE(SUM(cost_usd), 0) FROM samples "
+                               "WHERE run_id = ?", (run.id,)).fetchone()
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    rows = cursor.execute(
+        "SELECT cost_usd, cached, latency_s, (completion IS NOT NULL AND completion != '') "
+        "OR input_tokens != 0 FROM samples WHERE run_id = ? ORDER BY item_id, epoch",
+        (run.id,)).fetchall()
+    every: float = 0  # as sum() adds: from the integer 0
+    uncached: float = 0
+    paid: float = 0
+    paid_n = unpaid_n = 0
+    for cost_usd, cached, _latency, counted in rows:
+        every += cost_usd
+        if not cached:
+            uncached += cost_usd
+        if counted:
+            if cost_usd and not cached:
+                paid += cost_usd
+                paid_n += 1
+            else:
+                unpaid_n += 1
+    latencies = sorted(r[2] for r in rows if r[2] is not None)
+    fresh = sorted(r[2] for r in rows if r[2] is not None and (r[2] > 0 or not r[1]))
+    return {"statuses": statuses, "count": count, "cost_usd": cost, "latency": _points(latencies),
+            "answer_latency": _points(fresh),
+            "costs": {"all": every, "uncached": uncached, "paid": paid, "paid_n": paid_n,
+                      "unpaid_n": unpaid_n}}
 
 
 def _pack_components(conn: sqlite3.Connection, run: RunInfo, packed: dict[str, bytes],
