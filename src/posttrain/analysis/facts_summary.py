@@ -20,10 +20,11 @@ from posttrain.analysis.cells import RunCells
 from posttrain.analysis.report import _interval_entry, _round, _shorten
 from posttrain.analysis.results import combine
 from posttrain.analysis.stats import mean_ci, mean_interval, pass_at_k, pass_hat_k
+from posttrain.runner.facts import TOKEN_PARTS
 from posttrain.runner.store import RunInfo, Store
 from posttrain.types import Item, Score
 
-_TOKEN_PARTS = ("cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
+_TOKEN_PARTS = TOKEN_PARTS
 
 
 class _Answers:
@@ -38,13 +39,12 @@ class _Answers:
         #: the answers' figures kept with the facts (``runner.facts._answer_figures``)
         self.figures = orjson.loads(cells.packed("answers"))
         named = " OR ".join(f"instr(completion, '\"{key}\"')" for key in _TOKEN_PARTS)
-        (self.count, self.answered, self.requests, self.retries, self.cached, self.input_tokens,
-         self.output_tokens, any_named) = conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(completion IS NOT NULL AND completion != ''), 0), "
-            "COALESCE(SUM(CASE WHEN cached THEN 0 ELSE attempts END), 0), "
-            "COALESCE(SUM(MAX(0, attempts - 1)), 0), COALESCE(SUM(cached != 0), 0), "
-            "COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), "
-            f"COALESCE(MAX({named}), 0) FROM samples WHERE run_id = ?", (run_id,)).fetchone()
+        figures = self.figures
+        self.count, self.answered = figures["count"], figures["answered"]
+        self.requests, self.retries = figures["requests"], figures["retries"]
+        self.cached = figures["cached"]
+        self.input_tokens, self.output_tokens = figures["input_tokens"], figures["output_tokens"]
+        any_named = figures["names_token_parts"]
         #: the answers that name a token part: (flag, value) per part, in answer order
         self.parts: list[tuple[Any, ...]] = []
         if any_named:
@@ -116,17 +116,6 @@ class _Answers:
             else:
                 return None, 0
         return (sum(costs), len(costs)) if costs else (None, 0)
-
-
-def _statuses(store: Store, cells: RunCells) -> dict[str, int]:
-    """Answers per status, in the order each status first occurs (as ``card`` counts them)."""
-    conn, table, run_id = store.conn, cells.tables.facts, cells.run.id
-    counts = dict(conn.execute(f"SELECT st, COUNT(*) FROM {table} WHERE run_id = ? GROUP BY st",
-                               (run_id,)).fetchall())
-    first = {st: tuple(conn.execute(f"SELECT item_id, epoch FROM {table} WHERE run_id = ? "
-                                    "AND st = ? ORDER BY item_id, epoch LIMIT 1",
-                                    (run_id, st)).fetchone()) for st in counts}
-    return {st: counts[st] for st in sorted(counts, key=lambda st: first[st])}
 
 
 def _problems(store: Store, cells: RunCells) -> dict[str, int]:
@@ -221,7 +210,7 @@ def summaries(store: Store, run: RunInfo) -> dict[str, dict[str, Any]]:
     cells = RunCells(store, run)
     run = cells.run
     answers = _Answers(store, cells)
-    statuses = _statuses(store, cells)
+    statuses = answers.figures["statuses"]
     item_scores = cells.item_scores()
     values = list(item_scores.values())
     headline = mean_interval(values)
@@ -242,15 +231,9 @@ def summaries(store: Store, run: RunInfo) -> dict[str, dict[str, Any]]:
         entry["coverage"] = _round(entry["scored"] / (len(per_item) * epochs) if per_item
                                    else None)
         components[name] = entry
-    judge_costs = [r[0] for r in store.conn.execute(
-        "SELECT cost_usd FROM scores WHERE run_id = ? AND cost_usd != 0", (run.id,))]
-    judge_cost = math.fsum(judge_costs)
-    judge_requests, grade_retries = store.conn.execute(
-        "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(retries), 0) FROM scores "
-        "WHERE run_id = ?", (run.id,)).fetchone()
-    passes, verdicts = store.conn.execute(
-        f"SELECT COALESCE(SUM(st = 'scored' AND passed), 0), COUNT(passed) "
-        f"FROM {cells.tables.facts} WHERE run_id = ?", (run.id,)).fetchone()
+    kept = answers.figures
+    judge_cost, judge_requests = kept["judge_cost"], kept["judge_requests"]
+    grade_retries, passes, verdicts = kept["grade_retries"], kept["passes"], kept["verdicts"]
     pass_rate = passes / expected if expected and verdicts else None
     report: dict[str, Any] = {
         "run_id": run.id, "eval": run.eval_name, "model": run.model, "variant": run.variant,

@@ -45,7 +45,7 @@ from posttrain.runner.store import RunInfo, Store
 
 #: bump when what the tables hold changes: facts built by an older version are built again
 #: (the version is part of the stamp kept in ``run_columns``)
-CELLS_VERSION = 10
+CELLS_VERSION = 11
 _KIND = f"cells:{CELLS_VERSION}"
 
 _TABLES = {
@@ -214,6 +214,10 @@ def items_key(ids: list[str], tag_lists: list[list[Any]], tag_index: array[Any])
     return digest.hexdigest()
 
 
+#: token counts a provider may report beside input and output (a completion names them)
+TOKEN_PARTS = ("cached_input_tokens", "cache_write_tokens", "reasoning_tokens")
+
+
 def _points(ordered: list[float]) -> dict[str, Any]:
     """What a percentile at q = 50 and 95 needs of sorted values: their count and, per q, the
     two values ``stats.percentile`` interpolates between."""
@@ -236,8 +240,28 @@ def _answer_figures(conn: sqlite3.Connection, run: RunInfo, tables: Tables) -> d
     would price by their tokens (``unpaid_n``)."""
     statuses = dict(conn.execute(f"SELECT st, COUNT(*) FROM {tables.facts} WHERE run_id = ? "
                                  "GROUP BY st", (run.id,)).fetchall())
-    count, cost = conn.execute("SELECT COUNT(*), COALESCE(SUM(cost_usd), 0) FROM samples "
-                               "WHERE run_id = ?", (run.id,)).fetchone()
+    first = {st: tuple(conn.execute(f"SELECT item_id, epoch FROM {tables.facts} "
+                                    "WHERE run_id = ? AND st = ? ORDER BY item_id, epoch "
+                                    "LIMIT 1", (run.id, st)).fetchone()) for st in statuses}
+    # in the order each status first occurs (as a summary counts them, answer by answer)
+    statuses = {st: statuses[st] for st in sorted(statuses, key=lambda st: first[st])}
+    named = " OR ".join(f"instr(completion, '\"{key}\"')" for key in TOKEN_PARTS)
+    (count, cost, answered, requests, retries, cached, input_tokens, output_tokens,
+     any_named) = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(cost_usd), 0), "
+        "COALESCE(SUM(completion IS NOT NULL AND completion != ''), 0), "
+        "COALESCE(SUM(CASE WHEN cached THEN 0 ELSE attempts END), 0), "
+        "COALESCE(SUM(MAX(0, attempts - 1)), 0), COALESCE(SUM(cached != 0), 0), "
+        "COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), "
+        f"COALESCE(MAX({named}), 0) FROM samples WHERE run_id = ?", (run.id,)).fetchone()
+    judge_requests, grade_retries = conn.execute(
+        "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(retries), 0) FROM scores "
+        "WHERE run_id = ?", (run.id,)).fetchone()
+    judge_costs = [r[0] for r in conn.execute(
+        "SELECT cost_usd FROM scores WHERE run_id = ? AND cost_usd != 0", (run.id,))]
+    passes, verdicts = conn.execute(
+        f"SELECT COALESCE(SUM(st = 'scored' AND passed), 0), COUNT(passed) "
+        f"FROM {tables.facts} WHERE run_id = ?", (run.id,)).fetchone()
     cursor = conn.cursor()
     cursor.row_factory = None
     rows = cursor.execute(
@@ -261,7 +285,11 @@ def _answer_figures(conn: sqlite3.Connection, run: RunInfo, tables: Tables) -> d
     latencies = sorted(r[2] for r in rows if r[2] is not None)
     fresh = sorted(r[2] for r in rows if r[2] is not None and (r[2] > 0 or not r[1]))
     return {"statuses": statuses, "count": count, "cost_usd": cost, "latency": _points(latencies),
-            "answer_latency": _points(fresh),
+            "answer_latency": _points(fresh), "answered": answered, "requests": requests,
+            "retries": retries, "cached": cached, "input_tokens": input_tokens,
+            "output_tokens": output_tokens, "names_token_parts": bool(any_named),
+            "judge_requests": judge_requests, "grade_retries": grade_retries,
+            "judge_cost": math.fsum(judge_costs), "passes": passes, "verdicts": verdicts,
             "costs": {"all": every, "uncached": uncached, "paid": paid, "paid_n": paid_n,
                       "unpaid_n": unpaid_n}}
 
