@@ -272,12 +272,12 @@ def _answer_figures(conn: sqlite3.Connection, run: RunInfo, tables: Tables) -> d
     uncached: float = 0
     paid: float = 0
     paid_n = unpaid_n = 0
-    for cost_usd, cached, _latency, counted in rows:
+    for cost_usd, from_cache, _latency, counted in rows:
         every += cost_usd
-        if not cached:
+        if not from_cache:
             uncached += cost_usd
         if counted:
-            if cost_usd and not cached:
+            if cost_usd and not from_cache:
                 paid += cost_usd
                 paid_n += 1
             else:
