@@ -18,6 +18,10 @@ microseconds) and survives a killed process. Tables:
   pauses, so ``posttrain view`` can follow a run live by tailing this table; ``position`` is
   the message's index in the transcript (a row for a position seen before replaces it: a
   reviewer's edit).
+- ``sample_facts``, ``item_cells``, ``run_columns``: each finished run's score facts (per answer,
+  per item, packed per-item columns), built from the tables above by ``posttrain.runner.facts``
+  when the run finishes or on first read, and served while the run is unchanged: what compare,
+  audit, the kept summaries and the viewer's matrix read instead of every answer.
 - ``steering``: the control channel from a reviewer to a running episode: ``pause`` and
   ``resume`` (with the intervention) rows, written by the viewer, read by the runner between
   turns; ``status`` pending / taken / applied / refused / expired.
