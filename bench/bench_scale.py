@@ -18,7 +18,8 @@ Parts (each a whole ``posttrain`` process, as a user runs it; wall clock from th
   string graders, 4 tags), then ``report --eval``, ``compare A B`` (overall, by tag, by
   component), ``compare EVAL`` (the matrix), ``audit``, ``pick`` and ``regrade`` of one run.
 - ``view``: ``posttrain view`` on that store: process start to the runs list, then a run's
-  summary, its first page of samples and the matrix's first page.
+  summary, its first page of samples, the matrix's first page and a sorted middle page, and
+  the side-by-side view of two runs (first and middle page).
 - ``vacuum``: ``posttrain store vacuum`` on that store.
 - ``ingest``: ``posttrain ingest`` of n chat log lines (tf-idf themes, string grader).
 
@@ -31,6 +32,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import sqlite3
@@ -210,15 +212,42 @@ def build_analysis_store(db: Path, folder: Path, n: int) -> tuple[list[str], Pat
     return ids, eval_path
 
 
-def bench_analysis(n: int, tmp: Path, only: list[str] | None = None
+def kept_analysis_store(n: int, folder: Path, keep: Path) -> tuple[list[str], float | None]:
+    """The store of ``n`` built once under ``keep`` (``--keep``) and copied into ``folder``: each
+    benchmark starts from the same pristine store (no kept summaries, no re-grades), without
+    building it again. Returns the run ids and the build time (None when it was reused)."""
+    pristine = keep / f"analysis-{n}"
+    build_s = None
+    if not (pristine / "ids.json").exists():
+        pristine.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        ids, _ = build_analysis_store(pristine / "scale.db", pristine, n)
+        build_s = time.perf_counter() - started
+        with Store(pristine / "scale.db") as store:
+            store.checkpoint("TRUNCATE")
+        (pristine / "ids.json").write_text(json.dumps(ids))
+    for name in ("scale.db", "data.jsonl"):
+        shutil.copyfile(pristine / name, folder / name)
+    eval_text = (pristine / "eval.yaml").read_text()
+    (folder / "eval.yaml").write_text(eval_text)
+    ids = json.loads((pristine / "ids.json").read_text())
+    with sqlite3.connect(folder / "scale.db") as conn:  # the eval file's path in the copy
+        conn.execute("UPDATE runs SET eval_path = ?", (str(folder / "eval.yaml"),))
+    return ids, build_s
+
+
+def bench_analysis(n: int, tmp: Path, only: list[str] | None = None, keep: Path | None = None
                    ) -> tuple[dict[str, Any], Path, list[str]]:
     folder = tmp / f"analysis-{n}"
     folder.mkdir()
     db = folder / "scale.db"
     started = time.perf_counter()
-    ids, _eval_path = build_analysis_store(db, folder, n)
-    out: dict[str, Any] = {"n": n, "build_s": time.perf_counter() - started,
-                           "store_bytes": db.stat().st_size}
+    if keep is not None:
+        ids, build_s = kept_analysis_store(n, folder, keep)
+    else:
+        ids, _eval_path = build_analysis_store(db, folder, n)
+        build_s = time.perf_counter() - started
+    out: dict[str, Any] = {"n": n, "build_s": build_s, "store_bytes": db.stat().st_size}
     store = ["--store", str(db)]
     steps = [
         ("report", cli("report", "--eval", "scale", *store)),
@@ -272,6 +301,9 @@ def bench_view(n: int, db: Path, ids: list[str]) -> dict[str, Any]:
         out["matrix_page_s"] = get(url + "api/matrix?eval=scale&limit=100")[0]
         out["matrix_sorted_s"] = get(url + "api/matrix?eval=scale&limit=100&sort=-score&col=1"
                                            f"&offset={n // 2}")[0]
+        out["side_by_side_s"] = get(url + f"api/compare?a={ids[0]}&b={ids[1]}")[0]
+        out["side_by_side_mid_s"] = get(url + f"api/compare?a={ids[0]}&b={ids[1]}"
+                                              f"&offset={n // 2}")[0]
     finally:
         proc.terminate()
         proc.wait()
@@ -346,6 +378,9 @@ def main() -> None:
     parser.add_argument("--steps", nargs="+", help="analysis: only these steps (report, "
                         "report_kept, compare_ab, compare_ab_json, compare_matrix, audit, pick, "
                         "regrade)")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="analysis/view: build each store once in DIR and reuse it (a fresh "
+                        "copy per benchmark)")
     parser.add_argument("--ingest-engines", nargs="+", default=["presidio", "regex"])
     parser.add_argument("--presidio-max", type=int, default=10_000,
                         help="largest n ingested with Presidio (~5 ms a text on 2 cores)")
@@ -360,7 +395,7 @@ def main() -> None:
                 results["eval"].append(bench_eval(n, tmp, kill))
                 print(json.dumps(results["eval"][-1]), file=sys.stderr)
             if {"analysis", "view", "vacuum"} & set(args.parts):
-                analysis, db, ids = bench_analysis(n, tmp, args.steps)
+                analysis, db, ids = bench_analysis(n, tmp, args.steps, args.keep)
                 if "analysis" in args.parts:
                     results["analysis"].append(analysis)
                     print(json.dumps(analysis), file=sys.stderr)
@@ -403,7 +438,9 @@ def main() -> None:
         print(table("posttrain view on that store (seconds)", results["view"],
                     [("start_to_runs_s", "start to runs list"), ("runs_s", "runs list"),
                      ("run_summary_s", "run summary"), ("samples_page_s", "100 samples"),
-                     ("matrix_page_s", "matrix page"), ("matrix_sorted_s", "matrix sorted, mid")]))
+                     ("matrix_page_s", "matrix page"), ("matrix_sorted_s", "matrix sorted, mid"),
+                     ("side_by_side_s", "side by side, page 1"),
+                     ("side_by_side_mid_s", "side by side, mid page")]))
     if results.get("vacuum"):
         print(table("posttrain store vacuum", results["vacuum"],
                     [("vacuum_s", "seconds"), ("before_bytes", "bytes before"),

@@ -92,6 +92,12 @@ async def test_compare_vote_blind_and_preference_pairs(env) -> None:
         assert ["+", "Kyoto"] in cmp["rows"][1]["diff"]
 
         assert cmp["paired"]["overall"]["diff"] == pytest.approx(-0.5)
+        assert (cmp["total"], cmp["offset"]) == (4, 0)
+        # paged: the next page starts where the first ended, in (item, epoch) order
+        page = await (await client.get(f"/api/compare?a={runs['model-a']}&b={runs['model-b']}"
+                                       "&offset=1&limit=2")).json()
+        assert [r["item_id"] for r in page["rows"]] == ["q2", "q3"] and page["total"] == 4
+        assert page["rows"][0] == cmp["rows"][1] and page["paired"] == cmp["paired"]
         assert {g["group"] for g in cmp["paired"]["groups"]} == {"asia", "europe", "oceania"}
 
         seen_orders = set()

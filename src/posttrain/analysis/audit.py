@@ -25,12 +25,15 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from posttrain.analysis.results import RunResults
 from posttrain.analysis.selection import (
     JUDGE_TYPES,
     answer_text,
     item_pass_rates,
     normalize_answer,
+    record_text,
     reference_of,
     run_label,
     sample_passed,
@@ -83,8 +86,21 @@ def _cluster(answers: Sequence[str], threshold: float) -> tuple[str, int]:
     return best, best_size
 
 
+def _majority_answers(result: RunResults | Any, item_ids: Sequence[str]) -> dict[str, str | None]:
+    """Item -> the run's most common answer to it (None: it has no answer), for these items."""
+    if isinstance(result, RunResults):
+        by_item = result.by_item()
+        return {i: _majority_answer(by_item, i) for i in item_ids}
+    return {item_id: _majority_of([record_text(record) for _e, answered, record, _error
+                                   in answers if answered])
+            for item_id, answers in result.answers_of(item_ids).items()}
+
+
 def _majority_answer(by_item: dict[str, list[Any]], item_id: str) -> str | None:
-    answers = [answer_text(s) for s in by_item.get(item_id, []) if s.answered]
+    return _majority_of([answer_text(s) for s in by_item.get(item_id, []) if s.answered])
+
+
+def _majority_of(answers: list[str]) -> str | None:
     if not answers:
         return None
     counts = Counter(normalize_answer(a) for a in answers)
@@ -98,7 +114,7 @@ GROW_HINT = ("posttrain grow EVAL --generator SPEC --solvers SPEC,SPEC -o DIR  #
              "on DIR/eval.yaml")
 
 
-def saturation(results: Sequence[RunResults], labels: Sequence[str]) -> dict[str, Any]:
+def saturation(results: Sequence[RunResults | Any], labels: Sequence[str]) -> dict[str, Any]:
     rows = []
     for label, result in zip(labels, results, strict=True):
         mean, low, high = mean_ci(list(result.item_scores().values()))
@@ -135,7 +151,8 @@ def saturation(results: Sequence[RunResults], labels: Sequence[str]) -> dict[str
 STRONG_FLOOR = 0.6
 
 
-def audit(results: Sequence[RunResults], *, all_runs: Sequence[RunResults] | None = None,
+def audit(results: Sequence[RunResults | Any], *,
+          all_runs: Sequence[RunResults | Any] | None = None,
           judges: Sequence[str] = (), fail_share: float = 0.5, similarity: float = 0.85,
           judge_gap: float = 0.5, strong_floor: float = STRONG_FLOOR) -> dict[str, Any]:
     """Audit an eval. ``results``: one run per model (strong ones are those whose headline score
@@ -151,28 +168,31 @@ def audit(results: Sequence[RunResults], *, all_runs: Sequence[RunResults] | Non
         "saturation": saturation(results, labels),
     }
     suspects: dict[tuple[str, str], dict[str, Any]] = {}
-    items: dict[str, Any] = {}
-    for result in all_runs:
-        for item in result.items:
-            items.setdefault(item.id, item)
-
     grader_specs = next((r.run.config.get("graders") for r in all_runs
                          if r.run.config.get("graders")), None) or ()
 
     def add(item_id: str, reason: str, evidence: dict[str, Any]) -> None:
-        item = items.get(item_id)
         suspects.setdefault((item_id, reason), {
             "item_id": item_id, "reason": reason, "why": REASONS[reason],
-            "tags": item.tags if item else [],
-            "reference": reference_of(item.data, grader_specs) if item else None,
-            "evidence": evidence,
+            "tags": [], "reference": None, "evidence": evidence,
         })
 
     report["strong"] = _strong_model_suspects(results, labels, add, fail_share=fail_share,
                                               similarity=similarity, strong_floor=strong_floor)
-    _judge_suspects(all_runs, judges, add, judge_gap=judge_gap)
-    _flip_suspects(all_runs, add)
-    _regrade_flip_suspects(all_runs, add)
+    _judge_suspects(answers_read(all_runs) if len(judges) >= 2 else all_runs, judges, add,
+                    judge_gap=judge_gap)
+    if all(isinstance(r, RunResults) for r in all_runs) or not _flip_suspects_sql(all_runs, add):
+        _flip_suspects(answers_read(all_runs), add)
+    if all(isinstance(r, RunResults) for r in all_runs):
+        _regrade_flip_suspects(all_runs, add)
+    else:
+        _regrade_flip_suspects_sql(all_runs, add)
+    items = _items(all_runs, sorted({item_id for item_id, _reason in suspects}))
+    for (item_id, _reason), suspect in suspects.items():
+        item = items.get(item_id)
+        if item is not None:
+            suspect["tags"] = item.tags
+            suspect["reference"] = reference_of(item.data, grader_specs)
     order = list(REASONS)
     report["suspects"] = sorted(suspects.values(),
                                 key=lambda s: (order.index(s["reason"]), s["item_id"]))
@@ -182,7 +202,7 @@ def audit(results: Sequence[RunResults], *, all_runs: Sequence[RunResults] | Non
     return report
 
 
-def _strong_model_suspects(results: Sequence[RunResults], labels: Sequence[str], add: Any, *,
+def _strong_model_suspects(results: Sequence[RunResults | Any], labels: Sequence[str], add: Any, *,
                            fail_share: float, similarity: float,
                            strong_floor: float) -> dict[str, Any]:
     """Flag items whose reference the strong models agree against; returns who was strong."""
@@ -199,14 +219,18 @@ def _strong_model_suspects(results: Sequence[RunResults], labels: Sequence[str],
         return summary
     rates = [item_pass_rates(r) for r in results]
     all_items = sorted(set().union(*(set(r) for r in rates)))
-    samples = {i: results[i].by_item() for i in strong}
     need = max(2, math.floor(fail_share * len(strong)) + 1)  # more than fail_share of them
+    candidates = []
     for item_id in all_items:
         strong_rates = {i: rates[i][item_id] for i in strong if item_id in rates[i]}
         failing = [i for i, rate in strong_rates.items() if rate < 0.5]
-        if len(failing) < need:
-            continue
-        answers = {i: _majority_answer(samples[i], item_id) for i in failing}
+        if len(failing) >= need:
+            candidates.append((item_id, strong_rates, failing))
+    # the answers of the items most strong models fail, read for those items only
+    majority = {i: _majority_answers(results[i], [c[0] for c in candidates if i in c[2]])
+                for i in strong}
+    for item_id, strong_rates, failing in candidates:
+        answers = {i: majority[i].get(item_id) for i in failing}
         given = {i: a for i, a in answers.items() if a is not None}
         weak_rates = [rates[i][item_id] for i in weak if item_id in rates[i]]
         weak_pass = sum(weak_rates) / len(weak_rates) if weak_rates else None
@@ -306,6 +330,117 @@ def _flip_suspects(all_runs: Sequence[RunResults], add: Any) -> None:
                                              "multi_epoch_runs": multi_epoch_runs[item_id]})
 
 
+def answers_read(runs: Sequence[RunResults | Any]) -> list[RunResults]:
+    """The runs as ``RunResults`` (every answer read), for the checks that need each answer."""
+    from posttrain.analysis.results import load_results
+
+    out = [r if isinstance(r, RunResults) else None for r in runs]
+    items: dict[tuple[str, str, str], Any] = {}
+    return [r if r is not None else load_results(cells.store, cells.run, item_memo=items)
+            for r, cells in zip(out, runs, strict=True)]
+
+
+def _items(runs: Sequence[RunResults | Any], ids: Sequence[str]) -> dict[str, Any]:
+    """These items, each as the first run that holds it stores it."""
+    found: dict[str, Any] = {}
+    for result in runs:
+        wanted = [i for i in ids if i not in found]
+        if not wanted:
+            break
+        if isinstance(result, RunResults):
+            by_id = result.items_by_id
+            found.update((i, by_id[i]) for i in wanted if i in by_id)
+        else:
+            found.update(result.items_of(wanted))
+    return found
+
+
+def _flip_suspects_sql(all_runs: Sequence[Any], add: Any) -> bool:
+    """``_flip_suspects`` on the kept facts (``runner.facts``): SQLite groups every graded
+    answer by item and a digest of its text and keeps the groups whose grades differ; only the
+    answers of those items are read, and grouped and checked by their text as before. False
+    (nothing done) unless every run is read from its facts."""
+    from posttrain.analysis.cells import RunCells
+
+    if not all(isinstance(r, RunCells) for r in all_runs):
+        return False
+    conn = all_runs[0].store.conn
+    parts, params = [], []
+    for index, result in enumerate(all_runs):
+        parts.append(
+            f"SELECT {index} AS k, item_id, epoch, text_key AS t, v, "
+            f"COALESCE(passed != 0, v >= 0.5) AS p FROM {result.tables.facts} "
+            "WHERE run_id = ? AND answered AND st = 'scored' AND v IS NOT NULL")
+        params.append(result.run.id)
+    answers = " UNION ALL ".join(parts)
+    items = [r[0] for r in conn.execute(
+        f"SELECT DISTINCT item_id FROM ({answers}) GROUP BY item_id, t HAVING COUNT(*) >= 2 "
+        "AND (MIN(v) != MAX(v) OR MIN(p) != MAX(p)) ORDER BY item_id", params)]
+    by_output: dict[tuple[str, str], list[tuple[int, int, float, bool]]] = defaultdict(list)
+    for start in range(0, len(items), 500):
+        chunk = items[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        for k, result in enumerate(all_runs):
+            for item_id, epoch, completion, value, passed in conn.execute(
+                    "SELECT f.item_id, f.epoch, s.completion, f.v, "
+                    f"COALESCE(f.passed != 0, f.v >= 0.5) FROM {result.tables.facts} f "
+                    "JOIN samples s ON s.run_id = f.run_id AND s.item_id = f.item_id "
+                    "AND s.epoch = f.epoch WHERE f.run_id = ? AND f.answered AND f.st = 'scored'"
+                    f" AND f.v IS NOT NULL AND f.item_id IN ({marks}) ORDER BY f.item_id, "
+                    "f.epoch", (result.run.id, *chunk)):
+                text = record_text(orjson.loads(completion))
+                by_output[(item_id, text)].append((k, epoch, float(value), bool(passed)))
+    labels = [run_label(r.run) for r in all_runs]
+    flipped: set[str] = set()
+    for (item_id, output), grades in sorted(by_output.items()):
+        if item_id in flipped or len(grades) < 2:
+            continue
+        if len({round(g[2], 6) for g in grades}) > 1 or len({g[3] for g in grades}) > 1:
+            flipped.add(item_id)
+            add(item_id, "grade_flips_same_output", {
+                "output": truncate(output, 200),
+                "grades": [{"run": labels[g[0]], "epoch": g[1], "value": g[2], "passed": g[3]}
+                           for g in grades[:8]]})
+    # epochs that disagree: an item with two or more graded answers in a run
+    mixed_runs: dict[str, list[str]] = defaultdict(list)
+    multi_epoch_runs: dict[str, int] = defaultdict(int)
+    for k, item_id, count, passes in conn.execute(
+            f"SELECT k, item_id, COUNT(*), SUM(p) FROM ({answers}) GROUP BY k, item_id "
+            "HAVING COUNT(*) >= 2 ORDER BY k, item_id", params):
+        multi_epoch_runs[item_id] += 1
+        if 0.25 <= passes / count <= 0.75:
+            mixed_runs[item_id].append(labels[k])
+    for item_id, run_labels in sorted(mixed_runs.items()):
+        if item_id in flipped:
+            continue
+        if len(run_labels) >= max(1, multi_epoch_runs[item_id] / 2):
+            add(item_id, "epochs_disagree", {"runs": sorted(set(run_labels)),
+                                             "multi_epoch_runs": multi_epoch_runs[item_id]})
+    return True
+
+
+def _regrade_flip_suspects_sql(all_runs: Sequence[Any], add: Any) -> None:
+    """``_regrade_flip_suspects`` from the grade history and the grades now, in SQL."""
+    for result in all_runs:
+        conn = result.store.conn
+        flips: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for item_id, value, passed, now_value, now_passed, grader in conn.execute(
+                "SELECT h.item_id, h.value, h.passed, g.value, g.passed, h.grader "
+                "FROM score_history h JOIN scores g ON g.run_id = h.run_id "
+                "AND g.item_id = h.item_id AND g.epoch = h.epoch AND g.grader = h.grader "
+                "JOIN samples s ON s.run_id = h.run_id AND s.item_id = h.item_id "
+                "AND s.epoch = h.epoch WHERE h.run_id = ? AND NOT h.item_changed "
+                "ORDER BY h.replaced, h.rowid", (result.run.id,)):
+            before = None if passed is None else bool(passed)
+            after = None if now_passed is None else bool(now_passed)
+            if after != before or (value is not None and now_value is not None
+                                   and abs(now_value - value) > 1e-9):
+                flips[item_id].append({"run": run_label(result.run), "grader": grader,
+                                       "before": value, "after": now_value})
+        for item_id, changes in sorted(flips.items()):
+            add(item_id, "grade_flips_on_regrade", {"changes": changes[:8]})
+
+
 def _regrade_flip_suspects(all_runs: Sequence[RunResults], add: Any) -> None:
     """Grades that changed when the same answer of an unchanged item was graded again
     (``posttrain regrade``): a judge or grader that does not agree with itself."""
@@ -325,14 +460,13 @@ def _regrade_flip_suspects(all_runs: Sequence[RunResults], add: Any) -> None:
             add(item_id, "grade_flips_on_regrade", {"changes": changes[:8]})
 
 
-def export_suspects(report: dict[str, Any], results: Sequence[RunResults], path: str) -> int:
+def export_suspects(report: dict[str, Any], results: Sequence[RunResults | Any],
+                    path: str) -> int:
     """Write suspects as JSONL (with each item's row) for review; returns the count written."""
     import orjson
 
-    rows: dict[str, Any] = {}
-    for result in results:
-        for item in result.items:
-            rows.setdefault(item.id, item.data)
+    rows = {item_id: item.data for item_id, item in _items(
+        results, sorted({s["item_id"] for s in report["suspects"]})).items()}
     with open(path, "wb") as handle:
         for suspect in report["suspects"]:
             record = {"eval": report.get("eval"), **suspect,

@@ -8,22 +8,32 @@ significance test (see ``paired``). Items that only one run scored are listed, n
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 from posttrain.analysis.paired import DEFAULT_DRAWS, paired_compare
 from posttrain.analysis.results import RunResults, SampleResult
 from posttrain.analysis.selection import (
     answer_text,
     item_groups,
+    record_text,
     reference_of,
     run_label,
     truncate,
     unique_labels,
 )
 from posttrain.analysis.stats import mean_interval
+from posttrain.types import Item
+
+if TYPE_CHECKING:
+    from posttrain.analysis.cells import RunCells
 
 
-def run_summary(results: RunResults) -> dict[str, Any]:
+#: a run as the comparisons read it: its answers (``RunResults``) or its kept per-item figures
+#: (``posttrain.analysis.cells.RunCells``, the same numbers without reading every answer)
+RunView = Union[RunResults, "RunCells"]
+
+
+def run_summary(results: RunView) -> dict[str, Any]:
     run = results.run
     return {"id": run.id, "eval": run.eval_name, "model": run.model, "variant": run.variant,
             "label": run_label(run), "epochs": run.epochs, "created": run.created}
@@ -38,9 +48,40 @@ def _first_output(by_item: dict[str, list[SampleResult]], item_id: str) -> str:
     return ""
 
 
-def compare_runs(a: RunResults, b: RunResults, *, by: str | None = None, seed: int = 0,
+def _item_ids(result: RunView) -> list[str]:
+    if isinstance(result, RunResults):
+        return [item.id for item in result.items]
+    return result.item_ids()
+
+
+def _items_of(result: RunView, ids: Sequence[str]) -> dict[str, Item]:
+    if isinstance(result, RunResults):
+        by_id = result.items_by_id
+        return {i: by_id[i] for i in ids if i in by_id}
+    return result.items_of(ids)
+
+
+def _first_outputs(result: RunView, ids: Sequence[str]) -> dict[str, str]:
+    """Item -> its first answer as text (or its first error), for these items."""
+    if isinstance(result, RunResults):
+        by_item = result.by_item()
+        return {i: _first_output(by_item, i) for i in ids}
+    out: dict[str, str] = {}
+    for item_id, answers in result.answers_of(ids).items():
+        for _epoch, answered, record, error in answers:
+            if answered:
+                out[item_id] = record_text(record)
+                break
+            if error:
+                out[item_id] = f"[error] {error}"
+                break
+    return out
+
+
+def compare_runs(a: RunView, b: RunView, *, by: str | None = None, seed: int = 0,
                  n_boot: int = DEFAULT_DRAWS, alpha: float = 0.05,
-                 min_delta: float = 1e-9, fine_tune: bool = False) -> dict[str, Any]:
+                 min_delta: float = 1e-9, fine_tune: bool = False,
+                 moved_items: bool = True) -> dict[str, Any]:
     """B versus A: overall, per group (tags or field ``by``), per component; moved items.
 
     ``fine_tune``: B is A fine-tuned; each group gets the interview's rule-of-thumb label
@@ -48,14 +89,15 @@ def compare_runs(a: RunResults, b: RunResults, *, by: str | None = None, seed: i
 
     ``n_boot``: Monte-Carlo draws for a sign-flip test too large to enumerate; ``alpha``: the
     significance level, and 1 - alpha the level of every interval (so the two agree).
+    ``moved_items``: False leaves ``regressed`` and ``fixed`` empty (no answer is read).
     """
     # headline: every item of each run, a failed or unscored sample counting 0
     scores_a, scores_b = a.item_scores(), b.item_scores()
     common = [i for i in scores_a if i in scores_b]
     scored_a = set(a.item_scores(scored_only=True))
     scored_b = set(b.item_scores(scored_only=True))
-    ids_a = {item.id for item in a.items}
-    ids_b = {item.id for item in b.items}
+    ids_a = set(_item_ids(a))
+    ids_b = set(_item_ids(b))
 
     def stat(sa: dict[str, float], sb: dict[str, float], items: Sequence[str] | None,
              salt: int) -> dict[str, Any]:
@@ -82,21 +124,21 @@ def compare_runs(a: RunResults, b: RunResults, *, by: str | None = None, seed: i
         if row["n"]:
             components.append({"component": name, **row})
 
-    items_by_id = {**b.items_by_id, **a.items_by_id}
-    samples_a, samples_b = a.by_item(), b.by_item()
+    moved = [i for i in common if abs(scores_b[i] - scores_a[i]) > min_delta] if moved_items \
+        else []
+    items_by_id = {**_items_of(b, moved), **_items_of(a, moved)}
+    outputs_a, outputs_b = _first_outputs(a, moved), _first_outputs(b, moved)
     regressed, fixed = [], []
-    for item_id in common:
+    for item_id in moved:
         delta = scores_b[item_id] - scores_a[item_id]
-        if abs(delta) <= min_delta:
-            continue
         item = items_by_id.get(item_id)
         entry = {
             "item_id": item_id, "a": scores_a[item_id], "b": scores_b[item_id], "diff": delta,
             "tags": item.tags if item else [],
             "reference": reference_of(item.data, a.run.config.get("graders") or ())
             if item else None,
-            "a_output": _first_output(samples_a, item_id),
-            "b_output": _first_output(samples_b, item_id),
+            "a_output": outputs_a.get(item_id, ""),
+            "b_output": outputs_b.get(item_id, ""),
         }
         (regressed if delta < 0 else fixed).append(entry)
     regressed.sort(key=lambda e: (e["diff"], e["item_id"]))
@@ -121,7 +163,7 @@ def compare_runs(a: RunResults, b: RunResults, *, by: str | None = None, seed: i
     }
 
 
-def compare_matrix(results: Sequence[RunResults], *, by: str | None = None, seed: int = 0,
+def compare_matrix(results: Sequence[RunView], *, by: str | None = None, seed: int = 0,
                    n_boot: int = DEFAULT_DRAWS, alpha: float = 0.05) -> dict[str, Any]:
     """Several runs of one eval: score with a 95% interval per run (``ci_method`` names its
     method), paired test of each against the best (interval at 1 - alpha, agreeing with it)."""

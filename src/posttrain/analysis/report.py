@@ -176,13 +176,14 @@ def _pass_k(results: RunResults) -> dict[str, Any]:
     return out
 
 
-def cousin_groups(items: list[Any]) -> dict[str, list[str]]:
+def cousin_groups(items: list[Any], ids: set[str] | None = None) -> dict[str, list[str]]:
     """Seed item id -> the ids of it and its cousins in ``items`` (groups of two or more).
 
     A cousin is a row whose ``provenance`` (written by ``posttrain grow``) has ``kind:
-    paraphrase`` and ``seed: ID``; the seed joins its group when it is among ``items``.
+    paraphrase`` and ``seed: ID``; the seed joins its group when it is among ``items`` (or
+    ``ids``: every item of the run, where ``items`` holds only those with a provenance).
     """
-    ids = {item.id for item in items}
+    ids = {item.id for item in items} if ids is None else ids
     groups: dict[str, list[str]] = defaultdict(list)
     for item in items:
         provenance = item.data.get("provenance") if isinstance(item.data, dict) else None

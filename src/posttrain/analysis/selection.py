@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from posttrain.analysis.results import RunResults, SampleResult, load_results
 from posttrain.errors import UserError
+from posttrain.runner.facts import answer_text as facts_answer_text
 from posttrain.runner.store import RunInfo, Store
 
 JUDGE_TYPES = ("score_model", "label_model")
@@ -123,9 +124,11 @@ def sample_passed(sample: SampleResult) -> bool | None:
     return sample.value >= 0.5
 
 
-def item_pass_rates(results: RunResults) -> dict[str, float]:
+def item_pass_rates(results: RunResults | Any) -> dict[str, float]:
     """Item -> share of its epochs that passed, for every item of the run (headline semantics:
     a failed, unscored or unanswered sample did not pass)."""
+    if not isinstance(results, RunResults):  # a run's kept cells (analysis.cells.RunCells)
+        return results.item_pass_rates()
     by_item = results.by_item()
     epochs = max(1, results.run.epochs)
     rates: dict[str, float] = {}
@@ -137,14 +140,12 @@ def item_pass_rates(results: RunResults) -> dict[str, float]:
 
 def answer_text(sample: SampleResult) -> str:
     """The answer as text: output text plus any tool calls (compact)."""
-    completion = sample.completion or {}
-    text = completion.get("text") or ""
-    calls = completion.get("tool_calls") or []
-    if calls:
-        import json
+    return record_text(sample.completion)
 
-        text = (text + "\n" if text else "") + json.dumps(calls, sort_keys=True, default=str)
-    return text
+
+def record_text(completion: dict[str, Any] | None) -> str:
+    """A completion record's answer as text (``answer_text``)."""
+    return facts_answer_text(completion)
 
 
 _SPACE = re.compile(r"\s+")
@@ -173,23 +174,48 @@ def reference_of(data: dict[str, Any], grader_specs: Sequence[Any] = ()) -> Any:
     return None
 
 
-def item_groups(results: Sequence[RunResults], by: str | None = None) -> dict[str, list[str]]:
-    """Group -> item ids: the items' tags, or the values of the item field ``by``."""
+def group_names(result: RunResults | Any, by: str | None = None
+                ) -> Iterator[tuple[str, list[str]]]:
+    """(item id, its group names) in the run's order: the item's tags, or its field ``by``."""
+    if not isinstance(result, RunResults):  # a run's kept cells (analysis.cells.RunCells)
+        yield from result.group_names(by)
+        return
+    for item in result.items:
+        if by is None:
+            yield item.id, [str(t) for t in item.tags]
+            continue
+        value = item.data.get(by)
+        if value is None:
+            continue
+        yield item.id, [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def item_groups(results: Sequence[RunResults | Any], by: str | None = None
+                ) -> dict[str, list[str]]:
+    """Group -> item ids: the items' tags, or the values of the item field ``by`` (each group's
+    items in the order first seen, run after run)."""
     groups: dict[str, list[str]] = {}
-    seen: set[tuple[str, str]] = set()
+    members: dict[str, set[str]] = {}
     for result in results:
-        for item in result.items:
-            if by is None:
-                names = [str(t) for t in item.tags]
-            else:
-                value = item.data.get(by)
-                if value is None:
-                    continue
-                names = [str(v) for v in value] if isinstance(value, list) else [str(value)]
-            for name in names:
-                if (name, item.id) not in seen:
-                    seen.add((name, item.id))
-                    groups.setdefault(name, []).append(item.id)
+        if isinstance(result, RunResults):
+            local: dict[str, list[str]] = {}
+            for item_id, names in group_names(result, by):
+                for name in dict.fromkeys(names):
+                    local.setdefault(name, []).append(item_id)
+        else:  # a run's kept cells (analysis.cells.RunCells)
+            local = result.groups(by)
+        for name, ids in local.items():
+            have = groups.get(name)
+            if have is None:
+                groups[name] = list(ids)
+            elif have != ids:
+                seen = members.get(name)
+                if seen is None:
+                    seen = members[name] = set(have)
+                for item_id in ids:
+                    if item_id not in seen:
+                        seen.add(item_id)
+                        have.append(item_id)
     return dict(sorted(groups.items()))
 
 

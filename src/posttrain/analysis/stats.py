@@ -125,6 +125,9 @@ def wilson_interval(successes: float, n: float, z: float = Z95) -> tuple[float, 
     return (min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half)))
 
 
+_BINARY = frozenset((0.0, 1.0))
+
+
 def mean_interval(values: Sequence[float], *, level: float = 0.95,
                   bounded: bool | None = None) -> Interval:
     """Mean and two-sided interval of per-item scores, with the method's name (module doc).
@@ -136,14 +139,17 @@ def mean_interval(values: Sequence[float], *, level: float = 0.95,
     if n == 0:
         return Interval(None, None, None, "none (no values)", 0, level)
     mean = math.fsum(values) / n
-    in_unit = all(0.0 <= v <= 1.0 for v in values)
+    if mean == mean:  # no NaN among the values: their least and greatest decide (C speed)
+        in_unit = min(values) >= 0.0 and max(values) <= 1.0
+    else:
+        in_unit = all(0.0 <= v <= 1.0 for v in values)
     if bounded is None:
         bounded = in_unit
     elif bounded and not in_unit:
         raise ValueError("bounded=True needs every value in [0, 1]")
     if bounded:
         z = normal_quantile(level)
-        if all(v in (0.0, 1.0) for v in values):
+        if set(values) <= _BINARY:  # every value 0 or 1
             low, high = wilson_interval(math.fsum(values), n, z)
             return Interval(mean, low, high, "wilson", n, level)
         n_eff = _effective_n(values, mean, z)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from posttrain.analysis.report import _pass_rate, summarize
-from posttrain.analysis.results import RunResults, load_results
+from posttrain.analysis.results import RunResults
 from posttrain.analysis.stats import mean_ci, percentile
 from posttrain.runner.store import RunInfo, Store
 
@@ -85,18 +85,24 @@ KINDS: dict[str, Callable[[RunResults], dict[str, Any]]] = {
 def stored(store: Store, run: RunInfo | str, kind: str,
            results: RunResults | None = None) -> dict[str, Any]:
     """The ``kind`` summary of ``run``: from the store while the run is unchanged, else
-    computed (from ``results`` when the caller has them) with every other kind, and kept if
-    the run is finished (a running run, e.g. watched live in the viewer, is computed each time
-    and its reader writes nothing to the store)."""
+    computed (from ``results`` when the caller has them, else from the run's score facts,
+    ``analysis.facts_summary``: the same figures) with every other kind, and kept if the run is
+    finished (a running run, e.g. watched live in the viewer, is computed each time and its
+    reader writes nothing to the store)."""
     run = store.get_run(run if isinstance(run, str) else run.id)  # its status now
     stamp, body = store.summary_get(run, f"{kind}:{SUMMARY_VERSION}")
     if body is not None:
         return body
-    if results is None:
-        results = load_results(store, run)
-    if run.status != "finished":  # still being written: its summary would not last; no write
+    if results is None:  # from the run's kept score facts, not every answer
+        from posttrain.analysis.facts_summary import summaries
+
+        computed = summaries(store, run)
+        if run.status != "finished":  # still being written: its summary would not last
+            return computed[kind]
+    elif run.status != "finished":  # still being written: its summary would not last; no write
         return KINDS[kind](results)
-    computed = {name: build(results) for name, build in KINDS.items()}
+    else:
+        computed = {name: build(results) for name, build in KINDS.items()}
     for name, value in computed.items():
         store.summary_put(run, f"{name}:{SUMMARY_VERSION}", stamp, value)
     return computed[kind]

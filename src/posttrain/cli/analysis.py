@@ -116,8 +116,9 @@ def _check_unit(value: float, name: str) -> None:
 # ---- commands ---------------------------------------------------------------------------------
 def run_compare(args: argparse.Namespace) -> int:
     from posttrain.analysis import views
+    from posttrain.analysis.cells import load_cells
     from posttrain.analysis.compare import compare_matrix, compare_runs
-    from posttrain.analysis.selection import eval_ref, load_all, open_store, resolve, select_runs
+    from posttrain.analysis.selection import eval_ref, open_store, resolve, select_runs
 
     if args.draws < 100:
         raise UserError("use at least 100 draws", field="--draws")
@@ -125,7 +126,7 @@ def run_compare(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     if len(args.refs) == 2 and not args.runs and not _looks_like_eval(args.refs[0]):
         a, b = (resolve(store, ref) for ref in args.refs)
-        results = load_all(store, [a, b])
+        results = load_cells(store, [a, b])  # per-item figures kept in the store
         report = compare_runs(*results, by=args.by, seed=args.seed, n_boot=args.draws,
                               alpha=args.alpha,
                               fine_tune=args.fine_tuned or _is_fine_tune(a.model, b.model))
@@ -141,7 +142,7 @@ def run_compare(args: argparse.Namespace) -> int:
         runs = [resolve(store, r) for r in args.refs]
     if len(runs) < 2:
         raise UserError("a matrix needs at least two runs", field="RUN_OR_EVAL")
-    report = compare_matrix(load_all(store, runs), by=args.by, seed=args.seed,
+    report = compare_matrix(load_cells(store, runs), by=args.by, seed=args.seed,
                             n_boot=args.draws, alpha=args.alpha)
     _emit(report, args, lambda: views.matrix_text(report), lambda: views.matrix_html(report))
     return 0
@@ -174,7 +175,8 @@ def _looks_like_eval(ref: str) -> bool:
 def run_audit(args: argparse.Namespace) -> int:
     from posttrain.analysis import views
     from posttrain.analysis.audit import audit, export_suspects, judge_components
-    from posttrain.analysis.selection import eval_ref, load_all, open_store, select_runs
+    from posttrain.analysis.cells import load_cells as load_all
+    from posttrain.analysis.selection import eval_ref, open_store, select_runs
 
     _check_unit(args.fail_share, "--fail-share")
     _check_unit(args.strong_floor, "--strong-floor")

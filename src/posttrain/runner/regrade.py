@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -20,8 +21,8 @@ from posttrain.runner.progress import Counters, Progress
 from posttrain.runner.store import Store
 from posttrain.types import Completion
 
-#: answers re-graded between two commits when grading never yields to the event loop
-COMMIT_EVERY = 500
+#: answers re-graded between two commits (their grades written in one batch)
+COMMIT_EVERY = 2000
 
 
 def load_run_eval(store: Store, run_id: str) -> Eval:
@@ -63,9 +64,10 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
                                      "primary": eval.primary})
     count = 0
     refreshed: set[str] = set()
-    # answers graded in one event-loop iteration share a commit; string graders never yield to
-    # the loop, so a commit also closes every COMMIT_EVERY answers (a kill loses at most those,
-    # and a second regrade grades them again)
+    # new grades are written COMMIT_EVERY answers at a time, each batch in one commit with
+    # one statement per kind of write (a kill loses at most one batch, and a second regrade
+    # grades those answers again)
+    batch: list[tuple[str, int, list[Any], bool]] = []
     store.group_commits(asyncio.get_running_loop())
     try:
         for row in rows:
@@ -82,11 +84,14 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
                                     request)
             with calls.judge_calls():
                 scores = await grade_all(eval.graders, sample, item.data)
-            store.replace_scores(run_id, row["item_id"], row["epoch"], scores, history=True,
-                                 item_changed=stored_items.get(item.id) != item.data)
+            batch.append((row["item_id"], row["epoch"], scores,
+                          stored_items.get(item.id) != item.data))
             count += 1
-            if count % COMMIT_EVERY == 0:
+            if len(batch) >= COMMIT_EVERY:
+                store.replace_scores_many(run_id, batch)
                 store.flush()
+                batch = []
+        store.replace_scores_many(run_id, batch)
     finally:
         store.group_commits(None)
         await eval.aclose()

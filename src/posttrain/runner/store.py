@@ -18,6 +18,10 @@ microseconds) and survives a killed process. Tables:
   pauses, so ``posttrain view`` can follow a run live by tailing this table; ``position`` is
   the message's index in the transcript (a row for a position seen before replaces it: a
   reviewer's edit).
+- ``sample_facts``, ``item_cells``, ``run_columns``: each finished run's score facts (per answer,
+  per item, packed per-item columns), built from the tables above by ``posttrain.runner.facts``
+  when the run finishes or on first read, and served while the run is unchanged: what compare,
+  audit, the kept summaries and the viewer's matrix read instead of every answer.
 - ``steering``: the control channel from a reviewer to a running episode: ``pause`` and
   ``resume`` (with the intervention) rows, written by the viewer, read by the runner between
   turns; ``status`` pending / taken / applied / refused / expired.
@@ -630,8 +634,13 @@ class Store:
                           (run_id,))
 
     def finish_run(self, run_id: str) -> None:
+        """Mark the run finished and build its score facts (``posttrain.runner.facts``: each
+        answer's and item's figures that compare, the matrix, audit and the viewer read)."""
         self.conn.execute("UPDATE runs SET status='finished', finished=? WHERE id=?",
                           (time.time(), run_id))
+        from posttrain.runner.facts import build
+
+        build(self, run_id)
 
     def get_run(self, run_id: str) -> RunInfo:
         row = self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -786,6 +795,33 @@ class Store:
             self.conn.execute("DELETE FROM scores WHERE run_id=? AND item_id=? AND epoch=?",
                               (run_id, item_id, epoch))
             self._write_scores(run_id, item_id, epoch, scores)
+
+    def replace_scores_many(self, run_id: str,
+                            answers: Sequence[tuple[str, int, Sequence[Score], bool]]) -> None:
+        """``replace_scores(..., history=True)`` for many answers (item, epoch, scores, item
+        changed) in one atomic write: each statement once, over every answer."""
+        if not answers:
+            return
+        now = time.time()
+        keys = [(run_id, item_id, epoch) for item_id, epoch, _scores, _changed in answers]
+        with self._write():
+            self.conn.executemany(
+                "INSERT INTO score_history (run_id, item_id, epoch, grader, value, passed, "
+                "status, item_changed, replaced) SELECT run_id, item_id, epoch, grader, value, "
+                "passed, status, ?, ? FROM scores WHERE run_id=? AND item_id=? AND epoch=?",
+                [(int(changed), now, run_id, item_id, epoch)
+                 for item_id, epoch, _scores, changed in answers])
+            self.conn.executemany("DELETE FROM scores WHERE run_id=? AND item_id=? AND epoch=?",
+                                  keys)
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO scores (run_id, item_id, epoch, grader, value, passed, "
+                "status, explanation, sub_scores, cost_usd, requests, confinement, retries) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(run_id, item_id, epoch, s.name, s.value,
+                  None if s.passed is None else int(s.passed), s.status, s.explanation,
+                  orjson.dumps(s.sub_scores).decode(), s.cost_usd, s.requests, s.confinement,
+                  s.retries)
+                 for item_id, epoch, scores, _changed in answers for s in scores])
 
     def score_history(self, run_id: str, *, only: tuple[str, int] | None = None
                       ) -> list[sqlite3.Row]:

@@ -17,11 +17,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from typing import Any
 
 import orjson
 
-from posttrain.analysis.stats import mean_ci, percentile
+from posttrain.analysis.stats import mean_ci
+from posttrain.runner.facts import ensure, unpack
 from posttrain.runner.store import RunInfo, Store
 
 STATUSES = ("pass", "fail", "scored", "unscored", "error", "missing")
@@ -43,68 +45,16 @@ def short_name(model: str) -> str:
     return short if len(short) <= 40 else "…" + short[-39:]
 
 
-def _expected(run: RunInfo) -> tuple[list[str] | None, bool]:
-    """(the graders whose grades make the score, whether the first is the run's primary)."""
-    primary = run.config.get("primary")
-    if isinstance(primary, str) and primary:
-        return [primary], True
-    names = run.config.get("grader_names")
-    if isinstance(names, list) and names:
-        return [str(n) for n in names], False
-    return None, False
-
-
-def sample_sql(run: RunInfo, alias: str) -> tuple[str, list[Any]]:
-    """A CTE ``alias`` with one row per answer: item_id, epoch, st, v, passed."""
-    names, primary = _expected(run)
-    params: list[Any] = [run.id]
-    grader_filter = ""
-    if names:
-        grader_filter = f" AND grader IN ({','.join('?' * len(names))})"
-        params += names
-    if names:
-        complete = f"g.ok = {len(names)}"
-    else:
-        complete = "g.n > 0 AND g.ok = g.n"
-    passed = "g.p1" if primary else "CASE WHEN g.ok = g.n THEN g.allpass END"
-    sql = (
-        f"{alias}_g AS (SELECT item_id, epoch, COUNT(*) AS n, "
-        "SUM(status = 'scored' AND value IS NOT NULL) AS ok, AVG(value) AS v, "
-        "MIN(COALESCE(passed, 0)) AS allpass, MAX(passed) AS p1 "
-        f"FROM scores WHERE run_id = ?{grader_filter} GROUP BY item_id, epoch), "
-        f"{alias} AS (SELECT s.item_id, s.epoch, "
-        f"CASE WHEN s.status = 'error' THEN 'error' WHEN g.n IS NOT NULL AND {complete} "
-        "THEN 'scored' ELSE 'unscored' END AS st, "
-        f"CASE WHEN s.status != 'error' AND g.n IS NOT NULL AND {complete} THEN g.v END AS v, "
-        f"CASE WHEN s.status != 'error' AND g.n IS NOT NULL AND {complete} THEN {passed} END "
-        "AS passed "
-        f"FROM samples s LEFT JOIN {alias}_g g ON g.item_id = s.item_id AND g.epoch = s.epoch "
-        "WHERE s.run_id = ?)"
-    )
-    params.append(run.id)
-    return sql, params
-
-
-def _cell_sql(run: RunInfo, alias: str) -> tuple[str, list[Any]]:
-    """CTEs ending in ``alias``: one row per item the run answered: status, score, answers."""
-    samples, params = sample_sql(run, f"{alias}_s")
-    epochs = max(1, run.epochs)
-    sql = (
-        f"{samples}, {alias} AS (SELECT item_id, COUNT(*) AS answers, "
-        "SUM(st = 'error') AS errors, SUM(st = 'unscored') AS unscored, "
-        "SUM(st = 'scored') AS scored, SUM(st = 'scored' AND passed = 1) AS npass, "
-        "SUM(st = 'scored' AND passed = 0) AS nfail, "
-        f"SUM(CASE WHEN st = 'scored' THEN v ELSE 0 END) * 1.0 / MAX({epochs}, COUNT(*)) "
-        "AS score, "
-        "CASE WHEN SUM(st = 'error') > 0 THEN 'error' "
-        "WHEN SUM(st = 'unscored') > 0 THEN 'unscored' "
-        f"WHEN COUNT(*) < {epochs} THEN 'missing' "
-        "WHEN SUM(st = 'scored' AND passed = 0) > 0 THEN 'fail' "
-        "WHEN SUM(st = 'scored' AND passed = 1) = COUNT(*) THEN 'pass' "
-        "ELSE 'scored' END AS status "
-        f"FROM {alias}_s GROUP BY item_id)"
-    )
-    return sql, params
+def _cell_join(store: Store, run: RunInfo, alias: str, *, by_position: bool = False
+               ) -> tuple[str, list[Any]]:
+    """A LEFT JOIN of ``alias`` to ``items i``: the run's row of each item it answered (status,
+    score, answers), read from its kept facts (``posttrain.runner.facts``, built if the run
+    changed since) by (run, item), or by (run, position) when the run holds the items of
+    ``items`` in the same order."""
+    tables, _packed = ensure(store, run)
+    key = "position = i.position" if by_position else "item_id = i.item_id"
+    return (f"LEFT JOIN {tables.cells} {alias} ON {alias}.run_id = ? AND {alias}.{key} "
+            f"AND {alias}.answers > 0", [run.id])
 
 
 def default_columns(store: Store, eval_name: str) -> list[RunInfo]:
@@ -125,31 +75,33 @@ def previous_run(store: Store, run: RunInfo) -> RunInfo | None:
 
 
 def column_header(store: Store, run: RunInfo) -> dict[str, Any]:
-    """Score (every item, 0 for no score) with its 95% CI, coverage, cost, latency."""
-    cells, params = _cell_sql(run, "c")
-    rows = store.conn.execute(
-        f"WITH {cells} SELECT COALESCE(c.score, 0) FROM run_items i "
-        "LEFT JOIN c ON c.item_id = i.item_id WHERE i.run_id = ?", (*params, run.id)).fetchall()
-    scores = [float(r[0]) for r in rows]
+    """Score (every item, 0 for no score) with its 95% CI, coverage, cost, latency: from the
+    figures kept with the run's facts (``posttrain.runner.facts``)."""
+    _tables, packed = ensure(store, run)
+    scores = list(unpack("d", packed["score"]))
     mean, low, high = mean_ci(scores)
-    answers, sample_params = sample_sql(run, "s")
-    counts = dict(store.conn.execute(
-        f"WITH {answers} SELECT st, COUNT(*) FROM s GROUP BY st", sample_params).fetchall())
-    agg = store.conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(cost_usd), 0) FROM samples WHERE run_id = ?",
-        (run.id,)).fetchone()
-    latencies = [r[0] for r in store.conn.execute(
-        "SELECT latency_s FROM samples WHERE run_id = ? AND latency_s IS NOT NULL", (run.id,))]
-    expected = max(len(scores) * max(1, run.epochs), agg[0])
+    answers = orjson.loads(packed["answers"])
+    latency = answers["latency"]
+    expected = max(len(scores) * max(1, run.epochs), answers["count"])
     return {
         "run": run.id, "model": run.model, "short": short_name(run.model),
         "variant": run.variant, "epochs": run.epochs, "status": run.status,
         "created": run.created,
         "score": {"mean": mean, "low": low, "high": high, "n": len(scores)},
-        "coverage": {"scored": counts.get("scored", 0), "expected": expected},
-        "statuses": counts, "cost_usd": agg[1],
-        "latency": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95)},
+        "coverage": {"scored": answers["statuses"].get("scored", 0), "expected": expected},
+        "statuses": answers["statuses"], "cost_usd": answers["cost_usd"],
+        "latency": {"p50": _percentile(latency, 50), "p95": _percentile(latency, 95)},
     }
+
+
+def _percentile(latency: dict[str, Any], q: int) -> float | None:
+    """``stats.percentile`` of the run's latencies from the two values it interpolates."""
+    n = latency["n"]
+    if not n:
+        return None
+    position = (n - 1) * q / 100
+    lower, upper = latency["points"][str(q)]
+    return lower + (upper - lower) * (position - math.floor(position))
 
 
 def _like(text: str) -> str:
@@ -158,31 +110,38 @@ def _like(text: str) -> str:
 
 def _query(store: Store, columns: list[RunInfo], *, status: str | None, tag: str | None,
            search: str | None, disagree: bool, changed: bool, sort: str, sort_col: int
-           ) -> tuple[str, list[Any], list[RunInfo | None]]:
-    """The SELECT over every matching row (no paging): item, position, tags, data, then per
-    column status, score, answers, previous status, previous score; last, the count of rows."""
+           ) -> tuple[str, list[Any], list[RunInfo | None], tuple[str, list[Any]]]:
+    """The SELECT over every matching row (no paging): item, position, tags, NULL, then per
+    column status, score, answers, previous status, previous score; and the SELECT of their
+    count."""
     ctes: list[str] = []
     params: list[Any] = []
     ids = [run.id for run in columns]
     marks = ",".join("?" * len(ids))
-    ctes.append(f"items AS (SELECT item_id, MIN(position) AS position, tags, data FROM run_items "
-                f"WHERE run_id IN ({marks}) GROUP BY item_id)")
-    params += ids
+    packed = [ensure(store, run) for run in columns]
+    same = all(p[1]["ids"] == packed[0][1]["ids"] for p in packed)
+    if same:  # the same items, in order
+        ctes.append(f"items AS (SELECT item_id, position, tags FROM {packed[0][0].cells} "
+                    "WHERE run_id = ?)")
+        item_params = [ids[0]]
+    else:
+        ctes.append(f"items AS (SELECT item_id, MIN(position) AS position, tags FROM run_items "
+                    f"WHERE run_id IN ({marks}) GROUP BY item_id)")
+        item_params = list(ids)
+    params += item_params
     previous = [previous_run(store, run) for run in columns]
     selects, joins = [], []
     for index, run in enumerate(columns):
-        sql, p = _cell_sql(run, f"c{index}")
-        ctes.append(sql)
+        sql, p = _cell_join(store, run, f"c{index}", by_position=same)
+        joins.append(sql)
         params += p
         selects.append(f"c{index}.status, c{index}.score, c{index}.answers")
-        joins.append(f"LEFT JOIN c{index} ON c{index}.item_id = i.item_id")
         prev = previous[index]
         if prev is not None:
-            sql, p = _cell_sql(prev, f"p{index}")
-            ctes.append(sql)
+            sql, p = _cell_join(store, prev, f"p{index}")
+            joins.append(sql)
             params += p
             selects.append(f"p{index}.status, p{index}.score")
-            joins.append(f"LEFT JOIN p{index} ON p{index}.item_id = i.item_id")
         else:
             selects.append("NULL, NULL")
     where: list[str] = []
@@ -200,11 +159,13 @@ def _query(store: Store, columns: list[RunInfo], *, status: str | None, tag: str
     if search:
         pattern = _like(search)
         where.append(
-            "(i.item_id LIKE ? ESCAPE '\\' OR i.data LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM "
+            "(i.item_id LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM run_items d WHERE d.run_id "
+            f"IN ({marks}) AND d.item_id = i.item_id AND d.data LIKE ? ESCAPE '\\') "
+            "OR EXISTS (SELECT 1 FROM "
             f"samples s WHERE s.run_id IN ({marks}) AND s.item_id = i.item_id AND "
             "(json_extract(s.completion, '$.text') LIKE ? ESCAPE '\\' "
             "OR s.error LIKE ? ESCAPE '\\')))")
-        where_params += [pattern, pattern, *ids, pattern, pattern]
+        where_params += [pattern, *ids, pattern, *ids, pattern, pattern]
     if disagree and len(columns) > 1:
         where.append("(" + " OR ".join(f"{outcome[0]} != {o}" for o in outcome[1:]) + ")")
     if changed:
@@ -222,10 +183,15 @@ def _query(store: Store, columns: list[RunInfo], *, status: str | None, tag: str
     if sort in ("score", "-score") and 0 <= sort_col < len(columns):
         direction = "DESC" if sort == "-score" else "ASC"
         order = f"COALESCE(c{sort_col}.score, 0) {direction}, i.position, i.item_id"
-    sql = (f"WITH {', '.join(ctes)} SELECT i.item_id, i.position, i.tags, i.data, "
-           f"{', '.join(selects)}, COUNT(*) OVER () FROM items i {' '.join(joins)}"
-           + (f" WHERE {' AND '.join(where)}" if where else "") + f" ORDER BY {order}")
-    return sql, params + where_params, previous
+    body = (f"FROM items i {' '.join(joins)}"
+            + (f" WHERE {' AND '.join(where)}" if where else ""))
+    sql = (f"WITH {', '.join(ctes)} SELECT i.item_id, i.position, i.tags, NULL, "
+           f"{', '.join(selects)} {body} ORDER BY {order}")
+    # the count of matching rows: the items alone when nothing filters them
+    count = (f"WITH {', '.join(ctes)} SELECT COUNT(*) {body}" if where
+             else f"WITH {ctes[0]} SELECT COUNT(*) FROM items")
+    return sql, params + where_params, previous, (count, params + where_params if where
+                                                  else item_params)
 
 
 def _cells(row: Any, columns: list[RunInfo]) -> list[dict[str, Any]]:
@@ -279,25 +245,22 @@ def matrix(store: Store, columns: list[RunInfo], *, status: str | None = None,
         raise ValueError(f"status must be one of {', '.join(STATUSES)}")
     if sort not in SORTS:
         raise ValueError(f"sort must be one of {', '.join(SORTS)}")
-    sql, params, previous = _query(store, columns, status=status, tag=tag, search=search,
-                                   disagree=disagree, changed=changed, sort=sort,
-                                   sort_col=sort_col)
-    # one pass: the page and, beside each of its rows, the count of every matching row
+    sql, params, previous, (count_sql, count_params) = _query(
+        store, columns, status=status, tag=tag, search=search, disagree=disagree,
+        changed=changed, sort=sort, sort_col=sort_col)
     if limit is None:
         rows = store.conn.execute(sql, params).fetchall()
+        total = len(rows)
     else:
         limit = max(1, min(MAX_LIMIT, limit))
         rows = store.conn.execute(f"{sql} LIMIT ? OFFSET ?",
                                   [*params, limit, max(0, offset)]).fetchall()
-    total = rows[0][-1] if rows else (0 if limit is None or offset <= 0 else store.conn.execute(
-        f"SELECT COUNT(*) FROM ({sql})", params).fetchone()[0])
-    page = [{"item_id": r[0], "tags": orjson.loads(r[2]), "preview": _preview(orjson.loads(r[3])),
+        total = store.conn.execute(count_sql, count_params).fetchone()[0]
+    data = _item_data(store, columns, [r[0] for r in rows])
+    page = [{"item_id": r[0], "tags": orjson.loads(r[2]), "preview": _preview(data.get(r[0], {})),
              "cells": _cells(r, columns)} for r in rows]
     _add_outputs(store, columns, page, output_chars)
-    marks = ",".join("?" * len(columns))
-    tags = [r[0] for r in store.conn.execute(
-        f"SELECT DISTINCT j.value FROM run_items i, json_each(i.tags) j WHERE i.run_id IN "
-        f"({marks}) ORDER BY 1", [run.id for run in columns])]
+    tags = _tags(store, columns)
     out: dict[str, Any] = {
         "eval": columns[0].eval_name, "total": total, "offset": offset, "limit": limit,
         "rows": page, "tags": tags,
@@ -307,6 +270,32 @@ def matrix(store: Store, columns: list[RunInfo], *, status: str | None = None,
     }
     for column, prev in zip(out["columns"], previous, strict=True):
         column["previous_run"] = prev.id if prev is not None else None
+    return out
+
+
+def _tags(store: Store, columns: list[RunInfo]) -> list[Any]:
+    """Every tag of the columns' items, sorted as SQLite sorts them (from each run's distinct
+    tag lists, kept with its facts)."""
+    texts: set[str] = set()
+    for run in columns:
+        texts.update(orjson.loads(ensure(store, run)[1]["tags"]))
+    tags = [r[0] for r in store.conn.execute(
+        "SELECT DISTINCT j.value FROM json_each(?) t, json_each(t.value) j ORDER BY 1",
+        (orjson.dumps(sorted(texts)).decode(),))]
+    return tags
+
+
+def _item_data(store: Store, columns: list[RunInfo], item_ids: list[str]) -> dict[str, Any]:
+    """These items' rows (as the first column holding each stores it), for this page only."""
+    out: dict[str, Any] = {}
+    for run in columns:
+        wanted = [i for i in item_ids if i not in out]
+        for start in range(0, len(wanted), 400):
+            chunk = wanted[start:start + 400]
+            for item_id, data in store.conn.execute(
+                    "SELECT item_id, data FROM run_items WHERE run_id = ? AND item_id IN "
+                    f"({','.join('?' * len(chunk))})", (run.id, *chunk)):
+                out[item_id] = orjson.loads(data)
     return out
 
 

@@ -270,7 +270,10 @@ async def api_compare(request: web.Request) -> web.Response:
     a, b = request.query.get("a"), request.query.get("b")
     if not a or not b:
         return _error(400, "needs ?a=RUN&b=RUN")
-    return web.json_response(views.compare(_store(request), a, b))
+    return web.json_response(views.compare(_store(request), a, b,
+                                           offset=_int(request.query, "offset", 0),
+                                           limit=_int(request.query, "limit",
+                                                      views.COMPARE_PAGE)))
 
 
 async def api_arena_next(request: web.Request) -> web.Response:

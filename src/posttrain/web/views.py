@@ -7,10 +7,13 @@ import re
 from collections import defaultdict
 from typing import Any
 
+import orjson
+
 from posttrain.analysis.results import RunResults, SampleResult, load_results
 from posttrain.analysis.stored import card, stored
+from posttrain.runner.facts import ensure
 from posttrain.runner.store import RunInfo, Store
-from posttrain.web.matrix import default_columns, sample_sql, short_name
+from posttrain.web.matrix import default_columns, short_name
 
 FILTERS = ("all", "failed", "passed", "unscored", "errors")
 HISTORY_RUNS = 30
@@ -243,24 +246,54 @@ def _by_key(results: RunResults) -> dict[tuple[str, int], SampleResult]:
     return {(s.item_id, s.epoch): s for s in results.samples}
 
 
-def compare(store: Store, run_a: str, run_b: str) -> dict[str, Any]:
-    a = load_results(store, store.resolve_run(run_a))
-    b = load_results(store, store.resolve_run(run_b))
-    sa, sb = _by_key(a), _by_key(b)
-    rows = []
-    for key in sorted(set(sa) & set(sb)):
-        x, y = sa[key], sb[key]
-        rows.append({"item_id": key[0], "epoch": key[1], "a": {"value": x.value, "status":
-                     x.status, "output": x.output_text}, "b": {"value": y.value, "status":
-                     y.status, "output": y.output_text},
-                     "diff": diff_ops(x.output_text, y.output_text)})
-    from posttrain.analysis.compare import compare_runs
+#: rows of the side-by-side view per page
+COMPARE_PAGE = 100
 
-    paired = compare_runs(a, b)
-    return {"a": run_info(a.run), "b": run_info(b.run), "rows": rows,
-            "a_score": summary(a)["score"], "b_score": summary(b)["score"],
+
+def compare(store: Store, run_a: str, run_b: str, *, offset: int = 0,
+            limit: int = COMPARE_PAGE) -> dict[str, Any]:
+    """Two runs side by side: the paired comparison (from the runs' kept facts) and one page
+    of the answers both runs hold, (item, epoch) order, each pair with its word diff."""
+    from posttrain.analysis.cells import RunCells
+    from posttrain.analysis.compare import compare_runs
+    from posttrain.analysis.stats import mean_ci
+
+    a = RunCells(store, store.resolve_run(run_a))
+    b = RunCells(store, store.resolve_run(run_b))
+    limit = max(1, min(1000, limit))
+    offset = max(0, offset)
+    pairs = (f"FROM samples x JOIN samples y ON y.run_id = ? AND y.item_id = x.item_id "
+             f"AND y.epoch = x.epoch JOIN {a.tables.facts} fx ON fx.run_id = x.run_id "
+             "AND fx.item_id = x.item_id AND fx.epoch = x.epoch "
+             f"JOIN {b.tables.facts} fy ON fy.run_id = y.run_id AND fy.item_id = y.item_id "
+             "AND fy.epoch = y.epoch WHERE x.run_id = ?")
+    params = (b.run.id, a.run.id)
+    total = store.conn.execute(f"SELECT COUNT(*) {pairs}", params).fetchone()[0]
+    rows = []
+    for item_id, epoch, va, sa, ca, vb, sb, cb in store.conn.execute(
+            f"SELECT x.item_id, x.epoch, fx.v, fx.st, x.completion, fy.v, fy.st, y.completion "
+            f"{pairs} ORDER BY x.item_id, x.epoch LIMIT ? OFFSET ?", (*params, limit, offset)):
+        text_a, text_b = _output_text(ca), _output_text(cb)
+        rows.append({"item_id": item_id, "epoch": epoch,
+                     "a": {"value": va, "status": sa, "output": text_a},
+                     "b": {"value": vb, "status": sb, "output": text_b},
+                     "diff": diff_ops(text_a, text_b)})
+    paired = compare_runs(a, b, moved_items=False)
+
+    def score(cells: RunCells) -> dict[str, Any]:
+        values = list(cells.item_scores().values())
+        mean, low, high = mean_ci(values)
+        return {"mean": mean, "low": low, "high": high, "n": len(values)}
+
+    return {"a": run_info(a.run), "b": run_info(b.run), "rows": rows, "total": total,
+            "offset": offset, "limit": limit, "a_score": score(a), "b_score": score(b),
             "paired": {key: paired[key] for key in ("overall", "groups", "components",
                                                     "warnings", "n_common")}}
+
+
+def _output_text(completion: str | None) -> str:
+    """``SampleResult.output_text`` of a stored completion."""
+    return (orjson.loads(completion) or {}).get("text") or "" if completion else ""
 
 
 def common_items(store: Store, run_a: str, run_b: str) -> list[tuple[str, int]]:
@@ -329,7 +362,7 @@ def arena_progress(store: Store, run_a: str, run_b: str) -> dict[str, Any]:
 
 def _item_epoch_scores(store: Store, run_id: str) -> dict[tuple[str, int], float]:
     """(item, epoch) -> the combined score of the scored answers of a run."""
-    sql, params = sample_sql(store.get_run(run_id), "s")
-    rows = store.conn.execute(f"WITH {sql} SELECT item_id, epoch, v FROM s WHERE st = 'scored'",
-                              params)
+    tables, _packed = ensure(store, store.get_run(run_id))
+    rows = store.conn.execute(f"SELECT item_id, epoch, v FROM {tables.facts} WHERE run_id = ? "
+                              "AND st = 'scored'", (run_id,))
     return {(r[0], r[1]): r[2] for r in rows if r[2] is not None}

@@ -604,8 +604,10 @@ function sameText(text, limit = 600, keep = 200) {
     h("summary", {}, `… ${tail - head} characters the same in A and B (show)`), text.slice(head, tail)), text.slice(tail)];
 }
 
-async function pageCompare(a, b) {
-  const c = await api(`api/compare?a=${enc(a)}&b=${enc(b)}`);
+async function pageCompare(a, b, params) {
+  const offset = Math.max(0, parseInt(params.get("offset") || "0", 10) || 0);
+  const c = await api(`api/compare?a=${enc(a)}&b=${enc(b)}&offset=${offset}`);
+  const page = to => { location.hash = `#/compare/${enc(a)}/${enc(b)}?offset=${to}`; };
   const o = c.paired.overall;
   const labelA = `${c.a.short} [${c.a.variant}]`, labelB = `${c.b.short} [${c.b.variant}]`;
   show(h("h1", {}, "Side by side"),
@@ -618,6 +620,10 @@ async function pageCompare(a, b) {
     c.paired.warnings.map(w => h("p", {class: "unscored"}, w)),
     h("div", {class: "charts"}, pairedChart(c.paired.groups, "A", "B")),
     h("p", {class: "muted small"}, `A = ${labelA}, B = ${labelB}`),
+    h("div", {class: "toolbar"},
+      h("span", {class: "muted", id: "compare-count"}, c.total ? `answer pairs ${offset + 1}–${offset + c.rows.length} of ${c.total}` : "no answer both runs hold"),
+      h("button", {class: "secondary", id: "compare-prev", disabled: offset === 0, onclick: () => page(Math.max(0, offset - c.limit))}, "← previous"),
+      h("button", {class: "secondary", id: "compare-next", disabled: offset + c.rows.length >= c.total, onclick: () => page(offset + c.limit)}, "next →")),
     h("table", {id: "compare"}, h("thead", {}, h("tr", {}, ["item", "A", "B", "diff (A → B)"].map(t => h("th", {}, t)))),
       h("tbody", {}, c.rows.map(r => h("tr", {},
         h("td", {}, r.item_id), h("td", {class: r.a.status}, fmt(r.a.value)), h("td", {class: r.b.status}, fmt(r.b.value)), h("td", {}, diffView(r.diff)))))));
@@ -796,7 +802,7 @@ async function render() {
     else if (parts[0] === "run") await pageRun(parts[1], params);
     else if (parts[0] === "matrix") await pageMatrix(parts[1], params);
     else if (parts[0] === "sample") await pageSample(parts[1], parts[2], parts[3] || "0");
-    else if (parts[0] === "compare") await pageCompare(parts[1], parts[2]);
+    else if (parts[0] === "compare") await pageCompare(parts[1], parts[2], params);
     else if (parts[0] === "arena") await pageArena(parts[1], parts[2]);
     else if (parts[0] === "training" && parts[1]) await pageTrainingJob(parts[1]);
     else if (parts[0] === "training") await pageTraining();
