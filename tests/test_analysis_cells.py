@@ -58,6 +58,12 @@ def _store(path: Path, config: dict, epochs: int = 1) -> tuple[Store, list[str]]
         store.forget_samples(run_id, [(items[-1].id, epochs - 1)])
         store.record_sample(run_id, items[2].id, 0, completion=Completion(text=""),
                             request_key=None, attempts=1, scores=[])
+        # a reviewer steered this answer in `posttrain view`: right, and graded so, yet not
+        # the model's own (unscored in both paths)
+        right = items[4].data["answer"]
+        store.record_sample(run_id, items[4].id, 0, completion=Completion(
+            text=right, meta={"steering": [{"turn": 1, "added": "use the tool"}]}),
+            request_key=None, attempts=1, scores=_grades(items[4], right, 0))
         store.conn.execute("UPDATE runs SET status = 'finished' WHERE id = ?", (run_id,))
     return store, ids
 
@@ -230,3 +236,32 @@ def test_summaries_of_a_paid_run_from_its_kept_costs(tmp_path) -> None:
     assert fast["point"]["cost_per_sample"] == pytest.approx((200 * 3.0 + 20 * 15.0) / 1e6)
     for kind, build in KINDS.items():
         assert fast[kind] == build(results), kind
+
+
+def test_a_steered_answer_is_unscored_in_every_figure(tmp_path) -> None:
+    """A right, passing answer that a reviewer steered counts 0 in the headline, is left out of
+    the scored-only mean, and says why; the kept facts agree with reading every answer."""
+    from posttrain.analysis.report import summarize
+    from posttrain.runner.facts import STEERED
+
+    store = Store(tmp_path / "s.db")
+    items = make_items(4, tags=("t",))
+    run = store.create_run(run_key="k", eval_name="ev", eval_path=None, eval_hash="h",
+                           model="m", variant="default", epochs=1,
+                           config={"grader_names": ["exact"]}, items=items)
+    for index, item in enumerate(items):
+        meta = {"steering": [{"turn": 1}]} if index == 0 else {}
+        text = item.data["answer"]
+        store.record_sample(run.id, item.id, 0, completion=Completion(text=text, meta=meta),
+                            request_key=None, attempts=1,
+                            scores=[Score(value=1.0, passed=True, name="exact")])
+    store.finish_run(run.id)
+    results = load_results(store, run)
+    by_id = {s.item_id: s for s in results.samples}
+    assert by_id[items[0].id].status == "unscored" and by_id[items[0].id].reason == STEERED
+    assert all(by_id[i.id].status == "scored" for i in items[1:])
+    summary = summarize(results)
+    assert summary["score"] == 0.75 and summary["unscored"] == 1
+    assert summary["score_scored_only"] == 1.0
+    (cells,) = load_cells(store, [store.get_run(run.id)])
+    assert cells.item_scores() == results.item_scores()

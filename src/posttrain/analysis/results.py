@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from posttrain.runner.facts import STEERED, steered
 from posttrain.runner.store import RunInfo, Store
 from posttrain.types import Item, Score
 
@@ -323,6 +324,8 @@ def load_results(store: Store, run: RunInfo | str, *, only: tuple[str, int] | No
         sample_grades, combined = graded.get((item_id, epoch), ungraded)
         if status == "error":
             status, value, passed, reason = "error", None, None, error or "request failed"
+        elif completion is not None and '"steering"' in completion and steered(completion):
+            status, value, passed, reason = "unscored", None, None, STEERED
         else:
             status, value, passed, reason = combined
         append(SampleResult(

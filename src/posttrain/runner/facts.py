@@ -45,7 +45,7 @@ from posttrain.runner.store import RunInfo, Store
 
 #: bump when what the tables hold changes: facts built by an older version are built again
 #: (the version is part of the stamp kept in ``run_columns``)
-CELLS_VERSION = 11
+CELLS_VERSION = 12
 _KIND = f"cells:{CELLS_VERSION}"
 
 _TABLES = {
@@ -89,11 +89,12 @@ def sample_sql(run: RunInfo, alias: str) -> tuple[str, list[Any]]:
         "MIN(COALESCE(passed, 0) != 0) AS allpass, MAX(passed) AS p1 "
         f"FROM scores WHERE run_id = ?{grader_filter} GROUP BY item_id, epoch), "
         f"{alias} AS (SELECT s.item_id, s.epoch, "
-        f"CASE WHEN s.status = 'error' THEN 'error' WHEN g.n IS NOT NULL AND {complete} "
-        "THEN 'scored' ELSE 'unscored' END AS st, "
-        f"CASE WHEN s.status != 'error' AND g.n IS NOT NULL AND {complete} THEN g.v END AS v, "
-        f"CASE WHEN s.status != 'error' AND g.n IS NOT NULL AND {complete} THEN {passed} END "
-        "AS passed, "
+        f"CASE WHEN s.status = 'error' THEN 'error' WHEN {_STEERED_SQL} THEN 'unscored' "
+        f"WHEN g.n IS NOT NULL AND {complete} THEN 'scored' ELSE 'unscored' END AS st, "
+        f"CASE WHEN s.status != 'error' AND NOT {_STEERED_SQL} AND g.n IS NOT NULL AND "
+        f"{complete} THEN g.v END AS v, "
+        f"CASE WHEN s.status != 'error' AND NOT {_STEERED_SQL} AND g.n IS NOT NULL AND "
+        f"{complete} THEN {passed} END AS passed, "
         "(s.completion IS NOT NULL AND s.completion != '') AS answered, "
         "posttrain_text_key(s.completion) AS text_key "
         f"FROM samples s LEFT JOIN {alias}_g g ON g.item_id = s.item_id AND g.epoch = s.epoch "
@@ -379,9 +380,33 @@ def text_key(completion: str | None) -> int | None:
     return int.from_bytes(digest.digest(), "little") >> 1
 
 
+#: the reason a steered answer is unscored (``RunResults`` and the kept facts say the same)
+STEERED = ("steered by a reviewer: the graded trajectory is not the model's own (counts 0 in "
+           "the score; its grades are kept with the answer)")
+
+
+def steered(completion: str | None) -> bool:
+    """Whether a stored completion (JSON) was steered by a reviewer in ``posttrain view``
+    (``meta.steering`` non-empty, written by ``posttrain.environment``). Such an answer is
+    unscored in every figure: a person's correction is not the model's score."""
+    if not completion or '"steering"' not in completion:
+        return False
+    try:
+        meta = orjson.loads(completion).get("meta")
+    except (orjson.JSONDecodeError, AttributeError):
+        return False
+    return isinstance(meta, dict) and bool(meta.get("steering"))
+
+
+# the substring test in SQL first: the JSON is parsed only for answers that mention it
+_STEERED_SQL = ("(instr(s.completion, '\"steering\"') > 0 AND "
+                "posttrain_steered(s.completion))")
+
+
 def register(conn: sqlite3.Connection) -> None:
-    """Make ``posttrain_text_key`` callable in this connection's SQL."""
+    """Make ``posttrain_text_key`` and ``posttrain_steered`` callable in this connection's SQL."""
     conn.create_function("posttrain_text_key", 1, text_key, deterministic=True)
+    conn.create_function("posttrain_steered", 1, steered, deterministic=True)
 
 
 def _bytes(values: array[Any]) -> bytes:
