@@ -196,6 +196,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     progress.close()
     summaries = [stored_summary(store, handle.run, requests=handle.counters.requests)
                  for handle in handles]
+    _report_generation(models, summaries)
     _emit(summaries, args)
     failed = _nothing_succeeded(summaries)
     if failed:
@@ -209,6 +210,20 @@ def _run_eval(args: argparse.Namespace) -> int:
                 f"{s['model']}[{s['variant']}]={s['score']}" for s in below), file=sys.stderr)
             return 1
     return 0
+
+
+def _report_generation(models: list[Any], summaries: list[dict[str, Any]]) -> None:
+    """A local engine's tokens/s this run (a line on stderr; ``generation`` in ``--json``)."""
+    for model in models:
+        rate = model.throughput() if hasattr(model, "throughput") else None
+        if not rate:
+            continue
+        print(f"{model.name}: {rate['tokens']:,} tokens in {rate['answers']:,} answers, "
+              f"{rate['seconds']:.1f} s generating ({rate['tokens_per_s']:,.1f} tokens/s, "
+              f"{rate['batches']} batches of up to {rate['batch_size']})", file=sys.stderr)
+        for summary in summaries:
+            if summary.get("model") == model.name:
+                summary["generation"] = rate
 
 
 def _eval_paths(refs: Sequence[str]) -> list[Path]:
