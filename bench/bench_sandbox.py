@@ -11,7 +11,7 @@ One thread, one worker; times are wall-clock per call as the grader sees them.
 
 ``--regrade N``: ``posttrain eval`` of N items against the loopback stub builds a store per
 grader (``light``: a python grader that reads the answer's length; ``cpu``: a python grader
-that also runs a 300,000-step loop, ~15 ms of CPU; ``code_exec``: the answer's function checked
+that also runs a 300,000-step loop, ~13 ms a call; ``code_exec``: the answer's function checked
 by 2 tests), then ``posttrain regrade latest --sandbox-workers W`` for each W of ``--workers``
 (0: no option, the default of one worker per core), in turn, ``--repeats`` times: whole
 processes, wall clock from the parent and the grades/s the command prints in ``--json``.
