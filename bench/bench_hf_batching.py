@@ -217,28 +217,21 @@ def main() -> None:
                                                                   sized=False)
     print(json.dumps(head), flush=True)
     rows = []
-    reference: list[list[int]] | None = None
-    static_at: dict[int, list[list[int]]] = {}
     for batch in args.batches:
         for method in args.methods:
             count = args.prompts_at_1 if batch == 1 and args.prompts_at_1 else args.prompts
             row = measure(method, tokenizer, model, ids[:count], batch, args.new_tokens)
-            if method == "static":
-                static_at[batch] = row["answers"]
-                if batch == 1:
-                    reference = row["answers"]
-            against = reference or static_at.get(batch)
-            if against is not None:
-                pairs = list(zip(row["answers"], against, strict=False))
-                row["identical"] = f"{sum(a == b for a, b in pairs)}/{len(pairs)}"
-            line = {**head, **{k: v for k, v in row.items() if k != "answers"},
-                    "answers": row["answers"]}
-            if args.out:
-                with open(args.out, "a") as handle:
-                    handle.write(json.dumps(line) + "\n")
-            shown = {k: v for k, v in row.items() if k != "answers"}
-            print(json.dumps(shown), flush=True)
-            rows.append(shown)
+            print(json.dumps({k: v for k, v in row.items() if k != "answers"}), flush=True)
+            rows.append(row)
+    static = {row["batch"]: row["answers"] for row in rows if row["method"] == "static"}
+    for row in rows:  # against static at batch 1 where measured, else static at this batch
+        against = static.get(1) or static.get(row["batch"])
+        if against is not None:
+            pairs = list(zip(row["answers"], against, strict=False))
+            row["identical"] = f"{sum(a == b for a, b in pairs)}/{len(pairs)}"
+        if args.out:
+            with open(args.out, "a") as handle:
+                handle.write(json.dumps({**head, **row}) + "\n")
     print(f"\n{'method':<11} {'batch':>5} {'prompts':>7} {'tokens':>6} {'wall s':>8} "
           f"{'tok/s':>7} {'cpu s':>7} {'load':>9}  identical")
     for row in rows:
