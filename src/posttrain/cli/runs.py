@@ -196,6 +196,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     progress.close()
     summaries = [stored_summary(store, handle.run, requests=handle.counters.requests)
                  for handle in handles]
+    _report_generation(models, summaries)
     _emit(summaries, args)
     failed = _nothing_succeeded(summaries)
     if failed:
@@ -209,6 +210,20 @@ def _run_eval(args: argparse.Namespace) -> int:
                 f"{s['model']}[{s['variant']}]={s['score']}" for s in below), file=sys.stderr)
             return 1
     return 0
+
+
+def _report_generation(models: list[Any], summaries: list[dict[str, Any]]) -> None:
+    """A local engine's tokens/s this run (a line on stderr; ``generation`` in ``--json``)."""
+    for model in models:
+        rate = model.throughput() if hasattr(model, "throughput") else None
+        if not rate:
+            continue
+        print(f"{model.name}: {rate['tokens']:,} tokens in {rate['answers']:,} answers, "
+              f"{rate['seconds']:.1f} s generating ({rate['tokens_per_s']:,.1f} tokens/s, "
+              f"{rate['batches']} batches of up to {rate['batch_size']})", file=sys.stderr)
+        for summary in summaries:
+            if summary.get("model") == model.name:
+                summary["generation"] = rate
 
 
 def _eval_paths(refs: Sequence[str]) -> list[Path]:
@@ -337,21 +352,42 @@ def _run_report(args: argparse.Namespace) -> int:
 def _run_regrade(args: argparse.Namespace) -> int:
     from posttrain.analysis.stored import stored_summary
     from posttrain.runner.progress import Counters
-    from posttrain.runner.regrade import regrade_run
+    from posttrain.runner.regrade import load_run_eval, regrade_run, sandbox_workers
 
     store = _open_store(args.store)
     summaries = []
     for run in _resolve_runs(store, args.runs, args.store):
         counters = Counters(label=f"regrade {run.id}", total=0)
+        eval_ = load_run_eval(store, run.id)
+        workers = sandbox_workers(eval_)
         started = time.perf_counter()
-        count = regrade_run(store, run.id, counters=counters)
+        count = regrade_run(store, run.id, eval_, counters=counters)
         seconds = time.perf_counter() - started
-        rate = f", {count / seconds:,.0f} answers/s" if count and seconds > 0 else ""
+        rate = regrade_rate(count, counters.grades, seconds, workers)
         print(f"re-graded {count} answers of {run.id} ({counters.requests} judge requests, "
-              f"{seconds:.1f} s{rate})", file=sys.stderr)
-        summaries.append(stored_summary(store, run, requests=counters.requests))
+              f"{seconds:.1f} s{rate['text']})", file=sys.stderr)
+        summary = stored_summary(store, run, requests=counters.requests)
+        summary["regrade"] = {k: v for k, v in rate.items() if k != "text"}
+        summaries.append(summary)
     _emit(summaries, args)
     return 0
+
+
+def regrade_rate(answers: int, grades: int, seconds: float,
+                 workers: int | None) -> dict[str, Any]:
+    """A regrade's rate: answers/s and grades/s, and the sandbox workers that graded at once
+    (``sandbox_workers`` None when no grader runs model-written code)."""
+    def per_s(count: int) -> float | None:
+        return round(count / seconds, 1) if seconds > 0 else None
+
+    text = ""
+    if answers and seconds > 0:
+        text = f", {answers / seconds:,.1f} answers/s, {grades / seconds:,.1f} grades/s"
+        if workers:
+            text += f" on {workers} sandbox worker{'s' if workers > 1 else ''}"
+    return {"answers": answers, "grades": grades, "seconds": round(seconds, 3),
+            "answers_per_s": per_s(answers), "grades_per_s": per_s(grades),
+            "sandbox_workers": workers, "text": text}
 
 
 def _run_runs(args: argparse.Namespace) -> int:

@@ -17,15 +17,29 @@ SANDBOXED_COMMANDS = ("quickstart", "eval", "regrade", "grade", "calibrate", "rf
 
 
 def add_cli_arguments(parser: Any) -> None:
-    """``--sandbox``, ``--sandbox-image`` and ``--unsafe-no-sandbox`` on a command's parser."""
+    """``--sandbox``, ``--sandbox-image``, ``--sandbox-workers`` and ``--unsafe-no-sandbox`` on a
+    command's parser."""
     group = parser.add_argument_group("sandbox for model-written code")
     group.add_argument("--sandbox", choices=LAYERS, default=None,
                        help="confinement layer (default auto: kernel, else bwrap, else docker "
                             "if an image is set, else refuse; env POSTTRAIN_SANDBOX)")
     group.add_argument("--sandbox-image", metavar="IMAGE", default=None,
                        help="container image with python3 for --sandbox docker")
+    group.add_argument("--sandbox-workers", type=_workers, metavar="N", default=None,
+                       help="warm sandbox workers grading at once (default: one per core this "
+                            "process may use; env POSTTRAIN_SANDBOX_WORKERS)")
     group.add_argument("--unsafe-no-sandbox", action="store_true",
                        help="run model-written code with no confinement (recorded in the run)")
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1; got {text!r}")
+    return value
 
 
 def add_cli_arguments_to(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +55,7 @@ def add_cli_arguments_to(parser: argparse.ArgumentParser) -> None:
 def apply_cli_arguments(args: Any) -> None:
     """Configure the sandbox when a sandbox option was given (imports it only then)."""
     if any(getattr(args, key, None) for key in ("unsafe_no_sandbox", "sandbox",
-                                                "sandbox_image")):
+                                                "sandbox_image", "sandbox_workers")):
         from posttrain.graders.sandbox import apply_cli_arguments as apply
 
         apply(args)

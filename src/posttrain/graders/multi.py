@@ -34,6 +34,11 @@ class MultiGrader(Grader):
     def is_async(self) -> bool:  # type: ignore[override]
         return any(grader.is_async for grader in self.graders.values())
 
+    @property
+    def blocking(self) -> bool:
+        """A sub-grader waits on the sandbox: the runner grades this one in a thread too."""
+        return any(getattr(grader, "blocking", False) for grader in self.graders.values())
+
     def grade(self, sample: dict[str, Any], item: dict[str, Any]) -> Score:
         if self.is_async:
             return asyncio.run(self.agrade(sample, item))
@@ -50,6 +55,8 @@ class MultiGrader(Grader):
     async def _one(grader: Grader, sample: dict[str, Any], item: dict[str, Any]) -> Score:
         if grader.is_async:
             return await grader.agrade(sample, item)
+        if getattr(grader, "blocking", False):  # off the event loop, beside the judges
+            return await asyncio.to_thread(grader.grade, sample, item)
         return grader.grade(sample, item)
 
     def _combine(self, scores: dict[str, Score]) -> Score:

@@ -117,11 +117,14 @@ class Result:
 
 
 # ---- settings -------------------------------------------------------------------------------
-def configure(mode: str | None = None, image: str | None = None) -> None:
+def configure(mode: str | None = None, image: str | None = None,
+              workers: int | None = None) -> None:
     """Choose the sandbox for this process and the processes it starts (env variables).
 
     ``mode``: one of ``MODES`` (``unsafe-none`` is what ``--unsafe-no-sandbox`` sets);
-    ``image``: the container image for ``docker``. Raises ``UserError`` for an unknown mode.
+    ``image``: the container image for ``docker``; ``workers``: how many warm workers grade at
+    once (default: one per core, :func:`default_workers`). Raises ``UserError`` for an unknown
+    mode or a worker count below 1.
     """
     global _POOL
     if mode is not None:
@@ -130,6 +133,10 @@ def configure(mode: str | None = None, image: str | None = None) -> None:
         os.environ["POSTTRAIN_SANDBOX"] = mode
     if image is not None:
         os.environ["POSTTRAIN_SANDBOX_IMAGE"] = image
+    if workers is not None:
+        if workers < 1:
+            raise UserError(f"must be at least 1; got {workers}", field="--sandbox-workers")
+        os.environ["POSTTRAIN_SANDBOX_WORKERS"] = str(workers)
     with _POOL_LOCK:
         pool, _POOL = _POOL, None
     if pool is not None:
@@ -137,12 +144,37 @@ def configure(mode: str | None = None, image: str | None = None) -> None:
 
 
 def apply_cli_arguments(args: Any) -> None:
-    """Apply ``--sandbox``, ``--sandbox-image``, ``--unsafe-no-sandbox`` (``posttrain.cli.sandbox``
-    adds them; absent ones are ignored)."""
+    """Apply ``--sandbox``, ``--sandbox-image``, ``--sandbox-workers``, ``--unsafe-no-sandbox``
+    (``posttrain.cli.sandbox`` adds them; absent ones are ignored)."""
+    workers = getattr(args, "sandbox_workers", None)
     if getattr(args, "unsafe_no_sandbox", False):
-        configure("unsafe-none", getattr(args, "sandbox_image", None))
-    elif getattr(args, "sandbox", None) or getattr(args, "sandbox_image", None):
-        configure(getattr(args, "sandbox", None), getattr(args, "sandbox_image", None))
+        configure("unsafe-none", getattr(args, "sandbox_image", None), workers)
+    elif getattr(args, "sandbox", None) or getattr(args, "sandbox_image", None) or workers:
+        configure(getattr(args, "sandbox", None), getattr(args, "sandbox_image", None), workers)
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (its CPU affinity, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no sched_getaffinity (macOS)
+        return os.cpu_count() or 1
+
+
+def default_workers() -> int:
+    """How many warm workers the process-wide pool keeps: ``POSTTRAIN_SANDBOX_WORKERS``, else
+    one per core (:func:`cpu_cores`), so that sandboxed grading uses the whole machine."""
+    raw = os.environ.get("POSTTRAIN_SANDBOX_WORKERS", "").strip()
+    if not raw:
+        return cpu_cores()
+    try:
+        workers = int(raw)
+    except ValueError:
+        workers = 0
+    if workers < 1:
+        raise UserError(f"POSTTRAIN_SANDBOX_WORKERS must be a whole number of at least 1; got "
+                        f"{raw!r}")
+    return workers
 
 
 def _settings() -> tuple[str, str | None]:
@@ -768,11 +800,11 @@ _POOL_LOCK = threading.Lock()
 
 
 def default_pool() -> SandboxPool:
-    """The process-wide pool (size from POSTTRAIN_SANDBOX_WORKERS, default 2)."""
+    """The process-wide pool: :func:`default_workers` warm workers (one per core unless
+    ``POSTTRAIN_SANDBOX_WORKERS`` or ``--sandbox-workers`` says otherwise)."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            size = int(os.environ.get("POSTTRAIN_SANDBOX_WORKERS", "2"))
-            _POOL = SandboxPool(size=max(1, size))
+            _POOL = SandboxPool(size=default_workers())
             atexit.register(_POOL.close)
         return _POOL

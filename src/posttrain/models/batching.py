@@ -15,6 +15,7 @@ per-attempt timeout was generated once per retry for callers that were no longer
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +37,18 @@ class BatchingModel:
         self._queue: asyncio.Queue[_Entry] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._abandoned: Callable[[], bool] = _never
+        #: what the engine did: batches run, answers and tokens generated, seconds generating
+        self.generated = {"batches": 0, "answers": 0, "tokens": 0, "seconds": 0.0}
+
+    def throughput(self) -> dict[str, Any] | None:
+        """Tokens generated per second of generation (batches back to back), or None before
+        the first batch: what ``posttrain eval`` reports for a local engine."""
+        done = self.generated
+        if not done["batches"] or done["seconds"] <= 0:
+            return None
+        return {**done, "seconds": round(done["seconds"], 3),
+                "tokens_per_s": round(done["tokens"] / done["seconds"], 1),
+                "batch_size": self.batch_size}
 
     def abandoned(self) -> bool:
         """True while a batch runs whose callers have all given up (read from its thread)."""
@@ -83,6 +96,7 @@ class BatchingModel:
             return
         futures = [future for _, future in batch]
         self._abandoned = lambda: all(future.done() for future in futures)
+        started = time.perf_counter()
         try:
             results = await asyncio.to_thread(self.generate_batch, [r for r, _ in batch])
         except Exception as exc:  # noqa: BLE001 - delivered to each caller
@@ -96,6 +110,10 @@ class BatchingModel:
             return
         finally:
             self._abandoned = _never
+        self.generated["batches"] += 1
+        self.generated["answers"] += len(results)
+        self.generated["tokens"] += sum(result.output_tokens for result in results)
+        self.generated["seconds"] += time.perf_counter() - started
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)

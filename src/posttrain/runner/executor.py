@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import random
 import sys
 from collections.abc import Iterator, Sequence
@@ -124,6 +125,19 @@ def grade_sync(graders: Sequence[Grader], sample: dict[str, Any],
         score.name = grader.name
         scores.append(score)
     return scores
+
+
+def widen_thread_pool(workers: int) -> None:
+    """Blocking graders run in the loop's default thread pool, which holds min(32, cores + 4)
+    threads: on a machine of more than 28 cores, give it one per sandbox worker and four."""
+    loop = asyncio.get_running_loop()
+    have = getattr(loop, "_posttrain_threads", min(32, (os.cpu_count() or 1) + 4))
+    if workers + 4 > have:  # once per loop and size: a replaced pool's threads stay idle
+        from concurrent.futures import ThreadPoolExecutor
+
+        loop.set_default_executor(
+            ThreadPoolExecutor(max_workers=workers + 4, thread_name_prefix="posttrain-grade"))
+        loop._posttrain_threads = workers + 4  # type: ignore[attr-defined]
 
 
 class RunExecution:
@@ -570,6 +584,10 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
     )
 
     confinement = confinement_for(eval_.grader_specs)  # no sandbox: refuse before any request
+    if confinement is not None:  # one warm worker per core grades at once
+        from posttrain.graders.sandbox import default_workers
+
+        widen_thread_pool(default_workers())
     todo: list[tuple[Any, str, str, RunInfo | None, list[tuple[Item, int]],
                      set[tuple[str, int]]]] = []
     for model in models:

@@ -21,6 +21,7 @@ class Counters:
     requests: int = 0
     cached: int = 0
     cost_usd: float = 0.0
+    grades: int = 0  # scores written (a regrade's rate)
     started: float = field(default_factory=time.monotonic)
 
 

@@ -9,6 +9,7 @@ reference next to the new grade.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import orjson
 
 from posttrain.errors import UserError
 from posttrain.eval import DEFAULT_VARIANT, Eval, load_eval
-from posttrain.runner.executor import RunExecution, RunOptions, grade_all
+from posttrain.runner.executor import RunExecution, RunOptions, grade_all, widen_thread_pool
 from posttrain.runner.progress import Counters, Progress
 from posttrain.runner.store import Store
 from posttrain.types import Completion
@@ -68,34 +69,84 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
     # one statement per kind of write (a kill loses at most one batch, and a second regrade
     # grades those answers again)
     batch: list[tuple[str, int, list[Any], bool]] = []
+
+    def write_batch() -> None:
+        nonlocal batch
+        store.replace_scores_many(run_id, batch)
+        store.flush()
+        batch = []
+
+    async def regrade_one(row: Any) -> None:
+        nonlocal count
+        item = items.get(row["item_id"])
+        if item is None:
+            return
+        if item.id not in refreshed:
+            if stored_items.get(item.id) != item.data or stored_tags.get(item.id) != item.tags:
+                store.update_item(run_id, item)
+            refreshed.add(item.id)
+        request = eval.request_for(item, variant)
+        sample = eval.sample_of(Completion.from_record(orjson.loads(row["completion"])),
+                                request)
+        with calls.judge_calls():
+            scores = await grade_all(eval.graders, sample, item.data)
+        batch.append((row["item_id"], row["epoch"], scores,
+                      stored_items.get(item.id) != item.data))
+        count += 1
+        counters.done += 1
+        counters.grades += len(scores)
+        if len(batch) >= COMMIT_EVERY:  # no await between the check and the write
+            write_batch()
+
     store.group_commits(asyncio.get_running_loop())
     try:
-        for row in rows:
-            item = items.get(row["item_id"])
-            if item is None:
-                continue
-            if item.id not in refreshed:
-                if (stored_items.get(item.id) != item.data
-                        or stored_tags.get(item.id) != item.tags):
-                    store.update_item(run_id, item)
-                refreshed.add(item.id)
-            request = eval.request_for(item, variant)
-            sample = eval.sample_of(Completion.from_record(orjson.loads(row["completion"])),
-                                    request)
-            with calls.judge_calls():
-                scores = await grade_all(eval.graders, sample, item.data)
-            batch.append((row["item_id"], row["epoch"], scores,
-                          stored_items.get(item.id) != item.data))
-            count += 1
-            if len(batch) >= COMMIT_EVERY:
-                store.replace_scores_many(run_id, batch)
-                store.flush()
-                batch = []
+        workers = sandbox_workers(eval) or 1
+        if workers <= 1:
+            for row in rows:
+                await regrade_one(row)
+        else:  # sandboxed graders: one answer per warm worker at a time, all cores busy
+            widen_thread_pool(workers)
+            await _in_window(rows, regrade_one, workers * 2)
         store.replace_scores_many(run_id, batch)
     finally:
         store.group_commits(None)
         await eval.aclose()
     return count
+
+
+def sandbox_workers(eval: Eval) -> int | None:
+    """How many answers a regrade grades at once when a grader runs model-written code: one
+    per warm sandbox worker (:func:`posttrain.graders.sandbox.default_workers`: one per core
+    unless set). None when no grader does (those answers are graded one after another: string
+    graders never wait, judges keep the order of their requests)."""
+    from posttrain.graders.sandbox import default_workers, needs_sandbox
+
+    threaded = any(getattr(grader, "blocking", False)
+                   for top in eval.graders for grader in top.walk())
+    return default_workers() if threaded or needs_sandbox(eval.grader_specs) else None
+
+
+async def _in_window(rows: list[Any], work: Callable[[Any], Awaitable[None]],
+                     width: int) -> None:
+    """``work(row)`` for every row, at most ``width`` at once, started in order; the first
+    failure stops new starts and is raised once the started ones end."""
+    running: set[asyncio.Task[None]] = set()
+    try:
+        for row in rows:
+            if len(running) >= width:
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()
+            running.add(asyncio.create_task(work(row)))
+        if running:
+            done, running = await asyncio.wait(running)
+            for task in done:
+                task.result()
+    finally:
+        if running:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
 
 
 def regrade_run(store: Store, run_id: str, eval: Eval | str | Path | None = None,

@@ -21,6 +21,8 @@ from posttrain.types import Score
 
 class CodeEditGrader(Grader):
     type = "code_edit"
+    #: the runner grades it in a thread: a call waits on a sandboxed process (its tests)
+    blocking = True
 
     def __init__(self, name: str, timeout: float) -> None:
         super().__init__(name)
