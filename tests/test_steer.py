@@ -19,7 +19,7 @@ from posttrain.environment import (
     unseen_tool_results,
 )
 from posttrain.runner.store import Store
-from posttrain.types import ChatRequest, Completion, Item
+from posttrain.types import ChatRequest, Completion, Item, Score
 from tests.conftest import StubServer
 from tests.steer_env import WeatherEnv, write_weather_eval
 
@@ -208,7 +208,9 @@ def test_a_run_streams_steps_and_takes_a_reviewers_steering(tmp_path: Path, slow
     assert dpo["chosen"] == [{"role": "assistant", "content": "21 degrees"}]
     assert "<tool_call>" in dpo["rejected"][0]["content"] and "weather" in \
         dpo["rejected"][0]["content"]
-    assert dpo["prompt"] == sft["prompt"]
+    # the same context; the SFT row trains only its last turn (earlier ones weight 0)
+    assert dpo["prompt"] == [{k: v for k, v in m.items() if k != "weight"} for m in sft["prompt"]]
+    assert {m.get("weight") for m in sft["prompt"] if m["role"] == "assistant"} == {0}
     out = tmp_path / "sft.jsonl"
     assert cli_main(["export", "openai-ft", "--kind", "sft", "--from-steering", "--store",
                      str(store_path), "-o", str(out)]) == 0
@@ -390,3 +392,72 @@ def test_a_replayed_episode_replaces_the_trajectory(tmp_path: Path) -> None:
         store.add_steps(run_id, "w0", 0, 0, [("message", 0, CONVERSATION[0])])
         t = trajectory(store, run_id, "w0", 0)
         assert t["messages"] == CONVERSATION[:1] and len(t["steps"]) == 4
+
+
+# ---- red team (issue 23): steered training data, dead runners, pauses ---------------------------
+def _steered_store(path: Path) -> str:
+    """A finished run with two steered samples: s-pass (its corrected trajectory passed the
+    grader, two assistant turns after the correction) and s-fail (it failed)."""
+    prompt = [{"role": "user", "content": "weather in Paris?"}]
+    call = {"role": "assistant", "content": "", "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}]}
+    result = {"role": "tool", "tool_call_id": "c1", "content": '{"celsius": 21}'}
+    added = {"role": "user", "content": "Answer in degrees."}
+    transcript = [*prompt, call, result, added, {"role": "assistant", "content": "It is"},
+                  {"role": "user", "content": "go on"},
+                  {"role": "assistant", "content": "21 degrees"}]
+    steering = [{"turn": 1, "at": 4, "edited_tool_results": [], "reviewer": "ann",
+                 "added_message": {"index": 3, "content": added["content"]},
+                 "original": call, "corrected": transcript[4]}]
+    with Store(path) as store:
+        run = store.create_run(run_key="k", eval_name="weather", eval_path=None, eval_hash="h",
+                               model="stub", variant="default", epochs=1, config={},
+                               items=[Item(id=i, data={"messages": prompt})
+                                      for i in ("s-pass", "s-fail")])
+        for item_id, passed in (("s-pass", True), ("s-fail", False)):
+            completion = Completion(text=transcript[-1]["content"], transcript=transcript,
+                                    meta={"steering": steering})
+            store.record_sample(run.id, item_id, 0, completion=completion, request_key=None,
+                                attempts=1, scores=[Score(value=float(passed), passed=passed,
+                                                          name="exact")])
+            control = store.add_control(run.id, item_id, 0, "resume", {"message": "x"})
+            store.set_control_status(int(control), "applied")
+        store.finish_run(run.id)
+        return run.id
+
+
+def test_only_steered_trajectories_that_passed_become_training_data(tmp_path: Path,
+                                                                   capsys) -> None:
+    from posttrain.cli import main as cli_main
+    from posttrain.errors import UserError
+    from posttrain.train.data import pairs_from_steering, rows_from_steering
+
+    store_path = tmp_path / "s.db"
+    _steered_store(store_path)
+    rows = rows_from_steering(store_path)
+    assert "skipped 1 steered sample whose corrected trajectory failed" in capsys.readouterr().err
+    # s-pass alone: one row per assistant turn from the correction on, earlier turns weight 0
+    assert len(rows) == 2
+    for row in rows:
+        *context, last = row["messages"]
+        assert last["role"] == "assistant" and "weight" not in last
+        assert all(m.get("weight") == 0 for m in context if m["role"] == "assistant")
+    (pair,) = pairs_from_steering(store_path)
+    assert pair["chosen"] == [{"role": "assistant", "content": "It is"}]
+    out = tmp_path / "sft.jsonl"
+    assert cli_main(["export", "openai-ft", "--kind", "sft", "--from-steering", "--store",
+                     str(store_path), "-o", str(out)]) == 0
+    exported = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(exported) == 2
+    assert [m.get("weight") for m in exported[1]["messages"] if m["role"] == "assistant"] == \
+        [0, 0, None]
+    # a store whose only steered sample failed gives nothing, and says why
+    with Store(store_path) as store:
+        store.conn.execute("DELETE FROM samples WHERE item_id = 's-pass'")
+        store.conn.commit()
+    with pytest.raises(UserError, match="1 steered sample failed the eval's graders"):
+        pairs_from_steering(store_path)
+    # an unknown run names the flag that named it
+    with pytest.raises(UserError) as caught:
+        rows_from_steering(store_path, "nope")
+    assert caught.value.field == "--from-steering"
