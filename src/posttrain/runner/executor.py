@@ -15,6 +15,7 @@ import random
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,9 +35,31 @@ from posttrain.runner.cache import (
     served_stale,
 )
 from posttrain.runner.progress import Counters, Progress
-from posttrain.runner.steering import StoreWatcher
+from posttrain.runner.steering import StoreWatcher, runner_identity
 from posttrain.runner.store import RunInfo, Store, request_key
 from posttrain.types import ChatRequest, Completion, Item, Score
+
+
+class WorkerSlot:
+    """One sample's place among a run's ``workers``: freed while a reviewer holds its episode
+    paused (``StoreWatcher``), taken again to go on; released once whatever happened."""
+
+    def __init__(self, slots: asyncio.Semaphore) -> None:
+        self.slots = slots
+        self.held = False
+
+    async def acquire(self) -> None:
+        await self.slots.acquire()
+        self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.slots.release()
+
+
+#: the worker slot of the sample answered in this task (None outside ``RunExecution.execute``)
+worker_slot: ContextVar[WorkerSlot | None] = ContextVar("worker_slot", default=None)
 
 
 @dataclass
@@ -219,8 +242,11 @@ class RunExecution:
         # follow along and steer: the episode's messages go to the store as they arrive, and
         # a reviewer's steering comes back through it (posttrain.runner.steering)
         # (a local store only: a Ray worker's stand-in store has no live view or steering)
-        watcher = (StoreWatcher(self.store, self.run.id, item.id, epoch)
+        watcher = (StoreWatcher(self.store, self.run.id, item.id, epoch,
+                                slot=worker_slot.get())
                    if isinstance(self.store, Store) else None)
+        if watcher is not None:
+            watcher.start()
         token = episode_watcher.set(watcher)
         try:
             completion = await self.solver(request, item, generate)
@@ -345,37 +371,54 @@ class RunExecution:
             self.store.add_scores(self.run.id, item.id, row["epoch"], scores)
 
     async def execute(self, pending: list[tuple[Item, int]], workers: int) -> None:
-        """Each worker sends its next request before the last answer is graded and stored:
-        grading and the SQLite write run in their own task, so they hide behind the model's
-        latency instead of adding to it. At most ``2 x workers`` answers wait for that."""
-        queue = iter(pending)
-        finishing: set[asyncio.Task[None]] = set()
+        """At most ``workers`` samples are answered at once (each holds a worker slot). A
+        sample's slot is freed as soon as its answer is in, before it is graded and stored:
+        grading and the SQLite write hide behind the next request's latency instead of adding
+        to it (at most ``2 x workers`` answers wait for that). An episode a reviewer paused
+        frees its slot while it waits (``runner.steering``), so a pause never stalls the run's
+        other samples; it takes a slot again to go on."""
+        slots = asyncio.Semaphore(max(1, workers))
         room = asyncio.Semaphore(max(1, workers) * 2)
         failures: list[BaseException] = []
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def one(item: Item, epoch: int, slot: WorkerSlot) -> None:
+            token = worker_slot.set(slot)
+            try:
+                answer = await self.answer(item, epoch)
+                if answer is None:
+                    return
+                await room.acquire()
+            finally:
+                worker_slot.reset(token)
+                slot.release()
+            try:
+                await self.finish(item, epoch, *answer)
+            finally:
+                room.release()
 
         def done(task: asyncio.Task[None]) -> None:
-            finishing.discard(task)
-            room.release()
+            tasks.discard(task)
             if not task.cancelled() and task.exception() is not None:
                 failures.append(task.exception())  # type: ignore[arg-type]
 
-        async def worker() -> None:
-            for item, epoch in queue:
-                if failures:
-                    return
-                answer = await self.answer(item, epoch)
-                if answer is None:
-                    continue
-                await room.acquire()
-                task = asyncio.create_task(self.finish(item, epoch, *answer))
-                finishing.add(task)
-                task.add_done_callback(done)
-
         try:
-            await asyncio.gather(*(worker() for _ in range(max(1, min(workers, len(pending))))))
-        finally:
-            if finishing:
-                await asyncio.gather(*finishing, return_exceptions=True)
+            for item, epoch in pending:
+                slot = WorkerSlot(slots)
+                await slot.acquire()
+                if failures:
+                    slot.release()
+                    break
+                task = asyncio.create_task(one(item, epoch, slot))
+                tasks.add(task)
+                task.add_done_callback(done)
+            while tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         if failures:
             raise failures[0]
 
@@ -451,6 +494,8 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
                         "tag_fields": eval_.tag_fields, "limit": options.limit,
                         "price": config.get("price"), "grader_names": grader_names},
             )
+        if pending:  # which process answers it: the viewer tells a dead runner from a live one
+            store.update_run_config(run.id, {"runner": runner_identity()})
         label = f"{model.name}" + (f" [{variant}]" if variant != "default" else "")
         counters = progress.add(Counters(label=label, total=len(pending)))
         execution = RunExecution(eval_, model, variant, store, run, counters, options,
