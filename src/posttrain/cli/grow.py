@@ -182,13 +182,15 @@ def _run_grow(args: argparse.Namespace) -> int:
 
 
 def request_failures(result: dict[str, Any]) -> tuple[int, str] | None:
-    """(exit code, one line) when nothing was added and model requests failed (the generator's,
-    the solvers' or the judge's): 2 when every failure is a refused request (HTTP 4xx but
-    429: the setup is wrong), else 1. Nothing is written then; what was answered is in the
-    store, so the same command resumes. None otherwise."""
+    """(exit code, one line) when nothing was added because model requests failed (the
+    generator's, the solvers' or the judge's): some failed and no item got as far as a
+    verdict of the verification (a grow whose items were all checked and rejected did its job:
+    exit 0). 2 when every failure is a refused request (HTTP 4xx but 429: the setup is
+    wrong), else 1. Nothing is written then; what was answered is in the store, so the same
+    command resumes. None otherwise."""
     import re
 
-    if result["added"]:
+    if result["added"] or any(d["reason"].startswith("unverified") for d in result["dropped"]):
         return None
     reasons = [d["reason"] for d in result["dropped"]
                if d["reason"].startswith(("no answer", "error"))]
