@@ -106,8 +106,9 @@ def test_copies_of_existing_items_are_removed(tmp_path):
                    [ArithmeticSolver("sim:a")], n=4, kinds=("paraphrase",))
     funnel = result["funnel"]["paraphrase"]
     # the copy generator words every paraphrase exactly as the seed: all are duplicates
-    assert funnel == {"asked": 8, "no_answer": 0, "unparseable": 0, "does_not_render": 0, "duplicate": 8,
-                      "unverified": 0, "added": 0}
+    assert funnel == {"asked": 8, "no_answer": 0, "too_long": 0, "unparseable": 0,
+                      "does_not_render": 0, "duplicate": 8, "errors": 0, "unverified": 0,
+                      "added": 0}
     assert "exact duplicate of q" in result["dropped"][0]["reason"]
 
 
@@ -377,3 +378,186 @@ def test_the_summary_shows_examples_of_what_was_added(tmp_path):
     text = summary_text(result, load_eval(path))
     assert "added, e.g.:\n  q" in text and "(paraphrase of q" in text
     assert "tags: " in text and "grow sums: 12 items + 4 new = 16" in text
+
+
+# ---- red team (issue 23): trusting references, lineage, duplicates, errors, names --------------
+class _Failing:
+    """A solver whose every request fails for good."""
+
+    name = cache_id = "sim:failing"
+    max_concurrency = 4
+    price = None
+
+    async def generate(self, request: ChatRequest) -> Completion:
+        from posttrain.models.base import ModelError
+
+        raise ModelError("HTTP 500: boom", status=500)
+
+    async def aclose(self) -> None:
+        pass
+
+
+class _Noisy(ArithmeticGenerator):
+    """Paraphrases that are the seed's question with a number appended ("... #7"), the
+    near-identical short cousins word 3-shingles miss; ``huge`` replies pad the question."""
+
+    def __init__(self, *, huge: bool = False, prefix: bool = False) -> None:
+        super().__init__()
+        self.cache_id += ":noisy" + ("huge" if huge else "") + ("prefix" if prefix else "")
+        self.huge, self.prefix = huge, prefix
+
+    async def generate(self, request: ChatRequest) -> Completion:
+        text = str(request.messages[-1].get("content") or "")
+        seed = json.loads([line for line in text.splitlines() if line.startswith("{")][-1])
+        number = len(self.requests) + 1
+        self.requests.append(request)
+        question = seed["question"] + (" x" * 5000 if self.huge else f" #{number}")
+        if self.prefix:  # a cousin of a cousin reads differently again
+            question = ("Quick one, no tricks: " + seed["question"][12:] + " Digits only."
+                        if seed["question"].startswith("Please say: ") else
+                        "Please say: " + seed["question"])
+        return Completion(text=json.dumps({"question": question}))
+
+
+def test_programmatic_is_refused_when_the_graders_compare_with_the_generators_answer(tmp_path):
+    eval_ = load_eval(_sums(tmp_path))
+    with pytest.raises(UserError) as caught:
+        verification_method(eval_, "programmatic")
+    message = str(caught.value)
+    assert "grader 'exact' (string_check) compares the answer with the item's answer" in message
+    assert caught.value.field == "--verify" and "--verify solvers" in message
+    # a grader that checks on its own keeps it (as auto does)
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "d.jsonl").write_text(json.dumps({"id": "a", "prompt": "x", "schema": {}})
+                                            + "\n")
+    (tmp_path / "p" / "eval.yaml").write_text(
+        "name: p\ndataset: d.jsonl\nmessages:\n  - {role: user, content: \"{{item.prompt}}\"}\n"
+        "graders:\n  - {type: json_schema, name: valid, schema: \"{{item.schema}}\"}\n")
+    assert verification_method(load_eval(tmp_path / "p" / "eval.yaml"), "programmatic") == \
+        "programmatic"
+
+
+def test_regrowing_chains_cousins_of_cousins_to_the_true_seed(tmp_path):
+    from posttrain.analysis.report import cousin_groups
+
+    path = _sums(tmp_path / "e", n=4)
+    first = _grow(path, tmp_path / "s.db", _Noisy(prefix=True), [ArithmeticSolver("sim:a")],
+                  n=4, cousins=1, kinds=("paraphrase",))
+    grown = write_grown(load_eval(path), first, tmp_path / "g1")
+    # a rewording of each cousin (the originals' second cousins are their first again)
+    second = _grow(grown, tmp_path / "s.db", _Noisy(prefix=True), [ArithmeticSolver("sim:a")],
+                   n=8, cousins=1, kinds=("paraphrase",))
+    originals = {f"q{i}" for i in range(4)}
+    chained = [r for r in second["added"] if r["provenance"].get("parent")]
+    assert len(chained) == 4, second["dropped"]
+    for row in second["added"]:
+        assert row["provenance"]["seed"] in originals, row["provenance"]
+    for row in chained:
+        assert row["provenance"]["parent"].startswith(row["provenance"]["seed"] + "~p")
+    items = load_eval(write_grown(load_eval(grown), second, tmp_path / "g2")).items
+    groups = cousin_groups(items)
+    # one group per true original, holding its cousins and their cousins
+    assert set(groups) == originals
+    assert sum(len(g) for g in groups.values()) == len(items)
+
+
+def test_a_solver_listed_twice_votes_once(tmp_path, capsys):
+    path = _sums(tmp_path / "e")
+    sloppy = ArithmeticSolver("sim:sloppy", misses=0.5)
+    result = _grow(path, tmp_path / "s.db", ArithmeticGenerator(), [sloppy, sloppy], n=4,
+                   kinds=("paraphrase",))
+    assert result["solvers"] == ["sim:sloppy"] and result["agree"] == 1
+    assert all(r["provenance"]["verification"]["agree"] == "1/1" for r in result["added"])
+    code = main(["grow", str(path), "--generator", "openai:gen", "-o", str(tmp_path / "g"),
+                 "--store", str(tmp_path / "s.db"), "--no-progress",
+                 "--solvers", "openai:a,openai:a", "--agree", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--solvers lists openai:a more than once" in err
+    assert "--agree: must be between 1 and the number of solvers (1); got 2" in err
+
+
+def test_near_identical_short_cousins_are_duplicates(tmp_path):
+    from posttrain.grow.core import Candidate, _drop_short_twins
+    from posttrain.types import Item
+
+    path = _sums(tmp_path)
+    result = _grow(path, tmp_path / "s.db", _Noisy(), [ArithmeticSolver("sim:a")], n=3,
+                   kinds=("paraphrase",))
+    funnel = result["funnel"]["paraphrase"]
+    assert funnel["asked"] == 6 and funnel["duplicate"] == 6 and funnel["added"] == 0
+    assert "near (character 3-grams) duplicate of q" in result["dropped"][0]["reason"]
+    # the same short text with another answer is another item
+    eval_ = load_eval(path)
+    roles = field_roles(eval_)
+    other = Candidate("harder", "q0", "harder:q0:1", item=Item(
+        id="q0~h1", data={"id": "q0~h1", "question": "What is 2 + 2?", "answer": "4"}))
+    _drop_short_twins(eval_, roles, [other], 0.8)
+    assert other.dropped == ""
+
+
+def test_replies_far_over_the_budget_and_failed_solvers_are_counted(tmp_path):
+    from posttrain.models.retry import RetryPolicy
+
+    path = _sums(tmp_path)
+    result = _grow(path, tmp_path / "s.db", _Noisy(huge=True), [ArithmeticSolver("sim:a")],
+                   n=2, kinds=("paraphrase",), max_tokens=64)
+    assert result["funnel"]["paraphrase"]["too_long"] == 4
+    assert "too long: the reply is" in result["dropped"][0]["reason"]
+    eval_ = load_eval(path)
+    failed = asyncio.run(grow(eval_, ArithmeticGenerator(), Store(tmp_path / "s.db"),
+                              RunOptions(retry=RetryPolicy(max_retries=0)),
+                              Settings(n=2, kinds=("paraphrase",)), generator_name="gen",
+                              solvers=[_Failing()], solver_names=["sim:failing"]))
+    funnel = failed["funnel"]["paraphrase"]
+    assert funnel["errors"] == 4 and funnel["unverified"] == 0, failed["dropped"]
+    assert failed["dropped"][0]["reason"].startswith("error: 1 of 1 solvers gave no answer")
+    from posttrain.cli.grow import request_failures
+
+    assert request_failures(failed) is not None and request_failures(failed)[0] == 1
+
+
+def test_a_grow_whose_requests_all_fail_exits_non_zero_and_writes_nothing(
+        tmp_path, stub_server, capsys, monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", stub_server.base_url)
+    path = _stub_eval(tmp_path / "e")
+    path.write_text(path.read_text().replace("\"{{item.question}}\"",
+                                             "\"{{item.question}} [[fault:400:always]]\""))
+    code = main(["grow", str(path), "--generator", "openai:gen", "-o", str(tmp_path / "g"),
+                 "--store", str(tmp_path / "s.db"), "--kinds", "paraphrase", "--no-progress",
+                 "--solvers", "openai:s1", "--max-retries", "0"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "nothing added" in err and "HTTP 400" in err and not (tmp_path / "g").exists()
+
+
+def test_the_original_name_and_symbolic_links_are_refused(tmp_path, capsys):
+    path = _sums(tmp_path / "e")
+    code = main(["grow", str(path), "--generator", "openai:gen", "-o", str(tmp_path / "g"),
+                 "--name", "sums"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "--name: 'sums' is the original eval's name" in err
+    victim = tmp_path / "victim.txt"
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "eval.yaml").symlink_to(victim)  # dangling
+    code = main(["grow", str(path), "--generator", "openai:gen", "-o", str(tmp_path / "g")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "holds eval.yaml as a symbolic link" in err and not victim.exists()
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+    code = main(["grow", str(path), "--generator", "openai:gen", "-o", str(tmp_path / "link")])
+    assert code == 2 and "is a symbolic link" in capsys.readouterr().err
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_grown_agentic_eval_loads_its_solver(tmp_path):
+    import shutil
+
+    source = Path(__file__).resolve().parents[1] / "examples" / "environment"
+    shutil.copytree(source, tmp_path / "env")
+    eval_ = load_eval(tmp_path / "env" / "eval.yaml")
+    result = {"generator": "gen", "method": "solvers", "added": []}
+    written = write_grown(eval_, result, tmp_path / "g")
+    assert (tmp_path / "g" / "reserve_env.py").read_bytes() == \
+        (source / "reserve_env.py").read_bytes()
+    grown = load_eval(written)
+    assert grown.name == "reserve-workflow-grown" and callable(grown.load_solver())

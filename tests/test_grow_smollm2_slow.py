@@ -35,7 +35,8 @@ def test_grow_capitals_with_smollm2(tmp_path, capsys, smollm2):
     assert {k: f["asked"] for k, f in funnel.items()} == {"paraphrase": 2, "harder": 2, "new": 2}
     for f in funnel.values():
         assert f["asked"] == f["added"] + sum(f[k] for k in (
-            "no_answer", "unparseable", "does_not_render", "duplicate", "unverified"))
+            "no_answer", "too_long", "unparseable", "does_not_render", "duplicate", "errors",
+            "unverified"))
     assert len(result["dropped"]) == sum(f["asked"] - f["added"] for f in funnel.values())
     assert all(d["reason"] for d in result["dropped"])
     assert result["requests"]["generator"] >= 6 and result["method"] == "solvers"

@@ -19,7 +19,7 @@ from posttrain.environment import (
     unseen_tool_results,
 )
 from posttrain.runner.store import Store
-from posttrain.types import ChatRequest, Completion, Item
+from posttrain.types import ChatRequest, Completion, Item, Score
 from tests.conftest import StubServer
 from tests.steer_env import WeatherEnv, write_weather_eval
 
@@ -208,7 +208,9 @@ def test_a_run_streams_steps_and_takes_a_reviewers_steering(tmp_path: Path, slow
     assert dpo["chosen"] == [{"role": "assistant", "content": "21 degrees"}]
     assert "<tool_call>" in dpo["rejected"][0]["content"] and "weather" in \
         dpo["rejected"][0]["content"]
-    assert dpo["prompt"] == sft["prompt"]
+    # the same context; the SFT row trains only its last turn (earlier ones weight 0)
+    assert dpo["prompt"] == [{k: v for k, v in m.items() if k != "weight"} for m in sft["prompt"]]
+    assert {m.get("weight") for m in sft["prompt"] if m["role"] == "assistant"} == {0}
     out = tmp_path / "sft.jsonl"
     assert cli_main(["export", "openai-ft", "--kind", "sft", "--from-steering", "--store",
                      str(store_path), "-o", str(out)]) == 0
@@ -241,8 +243,12 @@ def _live_store(path: Path) -> str:
         return run.id
 
 
-async def test_live_api_stream_and_guarded_steering(tmp_path: Path) -> None:
+async def test_live_api_stream_and_guarded_steering(tmp_path: Path, monkeypatch) -> None:
     from aiohttp.test_utils import TestClient, TestServer
+
+    from posttrain.web import live as live_module
+
+    monkeypatch.setattr(live_module, "RESUME_WAIT_S", 0.2)
 
     from posttrain.web.server import create_app
 
@@ -285,11 +291,11 @@ async def test_live_api_stream_and_guarded_steering(tmp_path: Path) -> None:
         assert rebound.status == 421
         # not paused yet: a resume is refused; a pause is recorded for the runner
         refused = await client.post("/api/steer/resume", json={**body, "message": "hi"})
-        assert refused.status == 400 and "not paused" in (await refused.json())["error"]
+        assert refused.status == 409 and "not paused" in (await refused.json())["error"]
         ok = await client.post("/api/steer/pause", json=body)
         assert ok.status == 200 and (await ok.json())["state"] == "requested"
         again = await client.post("/api/steer/pause", json=body)
-        assert again.status == 400
+        assert again.status == 409
         with Store(tmp_path / "s.db") as store:  # the runner takes it
             (pause,) = store.pending_controls(run_id, "w0", 0)
             store.set_control_status(pause["id"], "taken")
@@ -299,8 +305,10 @@ async def test_live_api_stream_and_guarded_steering(tmp_path: Path) -> None:
         assert wrong.status == 400 and "not a tool result" in (await wrong.json())["error"]
         done = await client.post("/api/steer/resume", json={
             **body, "tool_results": {"2": '{"celsius": 5}'}, "message": "Answer now."})
-        assert (await done.json()) == {"control": 2, "state": "resuming",
-                                       "steered": True}
+        # no runner takes it within the wait: the page is told so, not "sent; it goes on"
+        answer = await done.json()
+        assert answer["state"] == "pending" and answer["steered"] is True
+        assert "has not taken it yet" in answer["message"]
         with Store(tmp_path / "s.db") as store:
             (resume,) = store.pending_controls(run_id, "w0", 0)
             assert resume["payload"] == {"tool_results": {"2": '{"celsius": 5}'},
@@ -390,3 +398,228 @@ def test_a_replayed_episode_replaces_the_trajectory(tmp_path: Path) -> None:
         store.add_steps(run_id, "w0", 0, 0, [("message", 0, CONVERSATION[0])])
         t = trajectory(store, run_id, "w0", 0)
         assert t["messages"] == CONVERSATION[:1] and len(t["steps"]) == 4
+
+
+# ---- red team (issue 23): steered training data, dead runners, pauses ---------------------------
+def _steered_store(path: Path) -> str:
+    """A finished run with two steered samples: s-pass (its corrected trajectory passed the
+    grader, two assistant turns after the correction) and s-fail (it failed)."""
+    prompt = [{"role": "user", "content": "weather in Paris?"}]
+    call = {"role": "assistant", "content": "", "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": "{}"}}]}
+    result = {"role": "tool", "tool_call_id": "c1", "content": '{"celsius": 21}'}
+    added = {"role": "user", "content": "Answer in degrees."}
+    transcript = [*prompt, call, result, added, {"role": "assistant", "content": "It is"},
+                  {"role": "user", "content": "go on"},
+                  {"role": "assistant", "content": "21 degrees"}]
+    steering = [{"turn": 1, "at": 4, "edited_tool_results": [], "reviewer": "ann",
+                 "added_message": {"index": 3, "content": added["content"]},
+                 "original": call, "corrected": transcript[4]}]
+    with Store(path) as store:
+        run = store.create_run(run_key="k", eval_name="weather", eval_path=None, eval_hash="h",
+                               model="stub", variant="default", epochs=1, config={},
+                               items=[Item(id=i, data={"messages": prompt})
+                                      for i in ("s-pass", "s-fail")])
+        for item_id, passed in (("s-pass", True), ("s-fail", False)):
+            completion = Completion(text=transcript[-1]["content"], transcript=transcript,
+                                    meta={"steering": steering})
+            store.record_sample(run.id, item_id, 0, completion=completion, request_key=None,
+                                attempts=1, scores=[Score(value=float(passed), passed=passed,
+                                                          name="exact")])
+            control = store.add_control(run.id, item_id, 0, "resume", {"message": "x"})
+            store.set_control_status(int(control), "applied")
+        store.finish_run(run.id)
+        return run.id
+
+
+def test_only_steered_trajectories_that_passed_become_training_data(tmp_path: Path,
+                                                                   capsys) -> None:
+    from posttrain.cli import main as cli_main
+    from posttrain.errors import UserError
+    from posttrain.train.data import pairs_from_steering, rows_from_steering
+
+    store_path = tmp_path / "s.db"
+    _steered_store(store_path)
+    rows = rows_from_steering(store_path)
+    assert "skipped 1 steered sample whose corrected trajectory failed" in capsys.readouterr().err
+    # s-pass alone: one row per assistant turn from the correction on, earlier turns weight 0
+    assert len(rows) == 2
+    for row in rows:
+        *context, last = row["messages"]
+        assert last["role"] == "assistant" and "weight" not in last
+        assert all(m.get("weight") == 0 for m in context if m["role"] == "assistant")
+    (pair,) = pairs_from_steering(store_path)
+    assert pair["chosen"] == [{"role": "assistant", "content": "It is"}]
+    out = tmp_path / "sft.jsonl"
+    assert cli_main(["export", "openai-ft", "--kind", "sft", "--from-steering", "--store",
+                     str(store_path), "-o", str(out)]) == 0
+    exported = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(exported) == 2
+    assert [m.get("weight") for m in exported[1]["messages"] if m["role"] == "assistant"] == \
+        [0, 0, None]
+    # a store whose only steered sample failed gives nothing, and says why
+    with Store(store_path) as store:
+        store.conn.execute("DELETE FROM samples WHERE item_id = 's-pass'")
+        store.conn.commit()
+    with pytest.raises(UserError, match="1 steered sample failed the eval's graders"):
+        pairs_from_steering(store_path)
+    # an unknown run names the flag that named it
+    with pytest.raises(UserError) as caught:
+        rows_from_steering(store_path, "nope")
+    assert caught.value.field == "--from-steering"
+
+
+def test_a_pause_frees_its_worker_for_the_runs_other_samples(tmp_path: Path, slow_stub,
+                                                             monkeypatch) -> None:
+    """With one worker, w1 is answered while a reviewer holds w0 paused (before, the pause
+    held the only worker and the whole run waited for the reviewer)."""
+    from posttrain.api import arun_eval
+    from posttrain.runner.executor import RunOptions
+
+    monkeypatch.setenv("OPENAI_BASE_URL", slow_stub.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    eval_path = write_weather_eval(tmp_path / "ev", n=2, max_turns=3)
+    store_path = tmp_path / "s.db"
+
+    def reviewer() -> bool:
+        store = Store(store_path)
+        deadline = time.monotonic() + 30
+        try:
+            while not any(r["kind"] == "message" and r["message"]["role"] == "tool"
+                          for r in store.steps_after(0, item_id="w0")):
+                assert time.monotonic() < deadline, "no tool result was streamed"
+                time.sleep(0.02)
+            run_id = store.steps_after(0, item_id="w0")[0]["run_id"]
+            store.add_control(run_id, "w0", 0, "pause")
+            while not any(r["kind"] == "paused" for r in store.steps_after(0, item_id="w0")):
+                assert time.monotonic() < deadline, "the episode never paused"
+                time.sleep(0.02)
+            other_done = False
+            while time.monotonic() < deadline:
+                if any(r["item_id"] == "w1" for r in store.samples(run_id)):
+                    other_done = True
+                    break
+                time.sleep(0.05)
+            store.add_control(run_id, "w0", 0, "resume", {})  # always: never leave it paused
+            return other_done
+        finally:
+            store.close()
+
+    async def main() -> bool:
+        review = asyncio.create_task(asyncio.to_thread(reviewer))
+        await arun_eval(eval_path, ["openai:stub"], store=store_path,
+                        options=RunOptions(concurrency=1))
+        return await review
+
+    assert asyncio.run(main()), "w1 waited for the reviewer: the pause held the only worker"
+    with Store(store_path) as store:
+        assert {r["item_id"] for r in store.samples(store.list_runs()[0].id)} == {"w0", "w1"}
+
+
+async def test_pauses_of_unknown_unstarted_or_plain_samples_are_refused(tmp_path: Path) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from posttrain.web.server import create_app
+
+    run_id = _live_store(tmp_path / "s.db")
+    with Store(tmp_path / "s.db") as store:
+        plain = store.create_run(run_key="p", eval_name="plain", eval_path=None, eval_hash="h",
+                                 model="stub", variant="default", epochs=1, config={},
+                                 items=[Item(id="q0", data={})])
+    client = TestClient(TestServer(create_app(tmp_path / "s.db"), host="127.0.0.1"))
+    await client.start_server()
+    try:
+        async def pause(run: str, item: str, epoch: int = 0) -> tuple[int, str]:
+            response = await client.post("/api/steer/pause",
+                                         json={"run": run, "item_id": item, "epoch": epoch})
+            return response.status, (await response.json()).get("error", "")
+
+        status, error = await pause(run_id, "nope")
+        assert status == 404 and "no item 'nope'" in error
+        assert (await pause(run_id, "w0", 3))[0] == 404
+        status, error = await pause(run_id, "w1")  # not started yet
+        assert status == 409 and "has not started yet" in error
+        status, error = await pause(plain.id, "q0")
+        assert status == 409 and "not agentic" in error
+        with Store(tmp_path / "s.db") as store:
+            assert store.controls(run_id) == [] and store.controls(plain.id) == []
+    finally:
+        await client.close()
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+async def test_a_correction_for_a_dead_runner_is_not_reported_sent(tmp_path: Path) -> None:
+    import socket
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from posttrain.web.server import create_app
+
+    run_id = _live_store(tmp_path / "s.db")
+    with Store(tmp_path / "s.db") as store:  # paused, then its runner was killed
+        store.update_run_config(run_id, {"runner": {"pid": _dead_pid(),
+                                                    "host": socket.gethostname()}})
+        control = store.add_control(run_id, "w0", 0, "pause")
+        store.set_control_status(control, "taken")
+    client = TestClient(TestServer(create_app(tmp_path / "s.db"), host="127.0.0.1"))
+    await client.start_server()
+    try:
+        (live,) = await (await client.get("/api/live")).json()
+        assert live["runner"] == "gone"
+        t = await (await client.get(f"/api/live/{run_id}/w0")).json()
+        assert t["runner"] == "gone"
+        body = {"run": run_id, "item_id": "w0", "epoch": 0}
+        response = await client.post("/api/steer/resume", json={**body, "message": "go"})
+        error = (await response.json())["error"]
+        assert response.status == 409 and error.startswith("the run is not running")
+        assert "the correction" in error and "dropped" in error
+        with Store(tmp_path / "s.db") as store:
+            statuses = [(c["action"], c["status"]) for c in store.controls(run_id)]
+        assert statuses == [("pause", "abandoned")]  # nothing was written for a runner
+        t = await (await client.get(f"/api/live/{run_id}/w0")).json()
+        assert not t["paused"]
+        response = await client.post("/api/steer/pause", json=body)
+        assert response.status == 409 and "runner" in (await response.json())["error"]
+    finally:
+        await client.close()
+
+
+def test_a_rerun_closes_the_earlier_attempts_pause_and_marks_the_attempt(tmp_path: Path
+                                                                        ) -> None:
+    from posttrain.runner.steering import StoreWatcher
+    from posttrain.web.live import live_runs, trajectory
+
+    run_id = _live_store(tmp_path / "s.db")
+    with Store(tmp_path / "s.db") as store:
+        # attempt 1 was paused by a reviewer, then its runner died; a resume never read
+        pause = store.add_control(run_id, "w0", 0, "pause")
+        store.set_control_status(pause, "taken")
+        store.add_steps(run_id, "w0", 0, 1, [("paused", None, {"turn": 1})])
+        store.add_control(run_id, "w0", 0, "resume", {"message": "late"})
+        # the rerun plays the episode again
+        watcher = StoreWatcher(store, run_id, "w0", 0)
+        watcher.start()
+        watcher.on_messages(0, list(CONVERSATION), 0)
+        assert [(c["action"], c["status"]) for c in store.controls(run_id)] == [
+            ("pause", "abandoned"), ("resume", "refused")]
+        assert not live_runs(store)[0]["in_flight"][0]["paused"]
+        t = trajectory(store, run_id, "w0", 0)
+        assert not t["paused"] and t["attempt"] == 2
+        kinds = [(s["kind"], s["attempt"], s["current"]) for s in t["steps"]]
+        assert kinds[:4] == [("message", 1, False)] * 3 + [("paused", 1, False)]
+        assert ("attempt", 2, True) in kinds and kinds[-1] == ("message", 2, True)
+        assert any("attempt 2: the run was resumed" in s["summary"] for s in t["steps"])
+        # finished: never reported paused
+        store.set_control_status(pause, "taken")  # even with a stale pause left over
+        store.record_sample(run_id, "w0", 0, completion=Completion(text="21"),
+                            request_key=None, attempts=1)
+        t = trajectory(store, run_id, "w0", 0)
+        assert t["finished"] and not t["paused"] and t["editable"] == []

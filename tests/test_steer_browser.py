@@ -79,7 +79,7 @@ def test_follow_a_live_run_and_steer_a_trajectory(viewer, page, tmp_path: Path) 
         page.fill("#steer-message", "[[answer:21 degrees]]")
         page.screenshot(path=str(ARTIFACTS / "31-paused-correction.png"), full_page=True)
         page.click("#btn-continue")
-        page.wait_for_selector("#steer-result:has-text('Correction sent')")
+        page.wait_for_selector("#steer-result:has-text('Correction applied')")
 
         # it goes on with the correction, answers, and is graded
         page.wait_for_selector("#steps li:has-text('resumed with a correction')")

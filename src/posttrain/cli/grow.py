@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,7 @@ def _run_grow(args: argparse.Namespace) -> int:
     from posttrain.cli.runs import _resolve_eval_path
     from posttrain.eval import load_eval
     from posttrain.grow.core import Settings, grow
-    from posttrain.grow.write import check_target, write_grown
+    from posttrain.grow.write import check_target, solver_files, write_grown
     from posttrain.loaders import yaml12
     from posttrain.models import build_model, model_config
     from posttrain.models.retry import RetryPolicy
@@ -121,6 +122,11 @@ def _run_grow(args: argparse.Namespace) -> int:
     solver_specs = [s.strip() for s in (args.solvers or "").split(",") if s.strip()]
     if args.solvers is not None and not solver_specs:
         raise UserError("name at least one model", field="--solvers")
+    twice = sorted({spec for spec in solver_specs if solver_specs.count(spec) > 1})
+    if twice:
+        solver_specs = list(dict.fromkeys(solver_specs))
+        print(f"posttrain: note: --solvers lists {', '.join(twice)} more than once; each "
+              f"solver votes once ({len(solver_specs)} distinct)", file=sys.stderr)
     specs = [args.generator, *solver_specs] + ([args.judge] if args.judge else [])
     configs = [model_config(spec, args.models_file) for spec in specs]
 
@@ -129,6 +135,12 @@ def _run_grow(args: argparse.Namespace) -> int:
 
     path = _resolve_eval_path(args.eval_file)
     eval_ = load_eval(path, model_factory=judge_factory)
+    if args.name is not None and args.name == eval_.name:
+        raise UserError(f"{args.name!r} is the original eval's name: a grown eval is a new "
+                        "version, and its runs must not mix with the original's in `audit` "
+                        "and `report` (pick another name, or leave the default "
+                        f"{eval_.name}-grown)", field="--name")
+    check_target(out_dir, tuple(p.name for p in solver_files(eval_)))
     if eval_.source is not None and out_dir.resolve() == Path(eval_.source).parent.resolve() \
             and eval_.dataset is not None and eval_.dataset.name == "items.jsonl":
         raise UserError("is the original eval's folder and its dataset is items.jsonl: pick "
@@ -153,6 +165,11 @@ def _run_grow(args: argparse.Namespace) -> int:
         progress=not (args.no_progress or args.json)), models, eval_)
     if result is None:
         return 130
+    failed = request_failures(result)
+    if failed is not None:
+        code, line = failed
+        print(f"posttrain: error: {line}", file=sys.stderr)
+        return code
     written = write_grown(eval_, result, out_dir, name=args.name)
     load_eval(written, model_factory=judge_factory)  # the new version loads as an eval
     result["written"] = str(written)
@@ -162,6 +179,29 @@ def _run_grow(args: argparse.Namespace) -> int:
     else:
         print(summary_text(result, eval_))
     return 0
+
+
+def request_failures(result: dict[str, Any]) -> tuple[int, str] | None:
+    """(exit code, one line) when nothing was added because model requests failed (the
+    generator's, the solvers' or the judge's): some failed and no item got as far as a
+    verdict of the verification (a grow whose items were all checked and rejected did its job:
+    exit 0). 2 when every failure is a refused request (HTTP 4xx but 429: the setup is
+    wrong), else 1. Nothing is written then; what was answered is in the store, so the same
+    command resumes. None otherwise."""
+    import re
+
+    if result["added"] or any(d["reason"].startswith("unverified") for d in result["dropped"]):
+        return None
+    reasons = [d["reason"] for d in result["dropped"]
+               if d["reason"].startswith(("no answer", "error"))]
+    if not reasons:
+        return None
+    setup = all(re.search(r"HTTP 4(?!29)\d\d", reason) for reason in reasons)
+    return (2 if setup else 1,
+            f"grow {result['eval']}: nothing added: {len(reasons)} of "
+            f"{len(result['dropped'])} requests or verifications failed "
+            f"({_reason_shape(reasons[0])}); nothing written, the answers so far are stored "
+            "(run the same command to resume)")
 
 
 def summary_text(result: dict[str, Any], eval_: Any) -> str:
@@ -178,11 +218,12 @@ def summary_text(result: dict[str, Any], eval_: Any) -> str:
                 f"{len(result['solvers'])}), judge {result['judge']}"
                 if result["method"] == "solvers" else
                 "programmatic (the eval's graders on the generator's reference answer)"), ""]
-    rows = [[kind, str(f["asked"]), str(f["no_answer"]), str(f["unparseable"]), str(f["does_not_render"]),
-             str(f["duplicate"]), str(f["unverified"]), str(f["added"])]
+    rows = [[kind, str(f["asked"]), str(f["no_answer"]), str(f["too_long"]),
+             str(f["unparseable"]), str(f["does_not_render"]), str(f["duplicate"]),
+             str(f["errors"]), str(f["unverified"]), str(f["added"])]
             for kind, f in result["funnel"].items()]
-    lines.append(text_table(["kind", "asked", "no answer", "unparseable", "no render", "duplicate",
-                             "unverified", "added"], rows))
+    lines.append(text_table(["kind", "asked", "no answer", "too long", "unparseable",
+                             "no render", "duplicate", "errors", "unverified", "added"], rows))
     reasons = Counter(_reason_shape(d["reason"]) for d in result["dropped"])
     if reasons:
         lines += ["", "dropped:"]

@@ -1,8 +1,9 @@
 """``grow``: generate, deduplicate and verify new items for an eval.
 
 The steps, each counted in the result's ``funnel`` (asked, no answer (the generator's request
-failed after its retries), unparseable, does not render, near duplicate, unverified, added, per
-kind):
+failed after its retries), too long (a reply far over ``max_tokens``), unparseable, does not
+render, near duplicate, errors (the solvers or the judge gave no answer), unverified, added,
+per kind):
 
 1. **seeds**: ``n`` items drawn with ``seed`` (every item when there are fewer); ``paraphrase``
    asks ``cousins`` rewrites of each, ``harder`` one variant of each; ``new`` asks ``n`` items
@@ -14,7 +15,8 @@ kind):
 3. **near duplicates** (before any verification request): the rendered prompts of the original
    items, then the new ones, through ``posttrain.usage.dedup.dedup`` (MinHash + exact Jaccard
    over word 3-shingles, ``dedup_threshold``); a new item that duplicates an original item or an
-   earlier new one is dropped.
+   earlier new one is dropped. With ``solvers`` verification, short prompts with the same
+   reference are also compared by character 3-grams (``_drop_short_twins``).
 4. **verification**, by ``method``:
 
    - ``programmatic``: the generator's ``reference_answer`` is graded by the eval's own graders
@@ -30,7 +32,12 @@ kind):
 
    Failures are dropped and counted with their reason.
 
-Errors: ``UserError`` (exit 2, one line) for a kind the eval cannot serve (``new`` without
+A variant's ``provenance.seed`` is the true original (``root_seed``: through the
+provenance of items grown before), with ``parent`` the item it was written from when that
+differs. Solvers are counted once each (``distinct_solvers``).
+
+Errors: ``UserError`` (exit 2, one line) for ``programmatic`` verification where a grader
+compares answers with item fields the generator writes, for a kind the eval cannot serve (``new`` without
 tags is allowed; ``paraphrase`` needs a prompt field to rewrite), ``solvers`` verification
 without solvers, or an eval with no items.
 """
@@ -38,6 +45,7 @@ without solvers, or an eval with no items.
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 import statistics
 from collections import Counter, defaultdict
@@ -70,6 +78,11 @@ from posttrain.types import Completion, Item
 CHECKING_TYPES = frozenset({"json_schema", "code_exec", "structured_output", "ifeval",
                             "dev_instructions", "code_edit", "regex"})
 METHODS = ("auto", "programmatic", "solvers")
+#: a generator reply longer than this many characters per token of ``max_tokens`` is dropped
+#: (``too long``): about twice the budget, so the endpoint ignored the limit
+CHARS_PER_TOKEN_LIMIT = 8
+#: prompts of at most this many words are also compared by characters (``_drop_short_twins``)
+SHORT_WORDS = 24
 
 
 @dataclass
@@ -112,11 +125,53 @@ def verification_method(eval_: Eval, method: str) -> str:
     """``programmatic`` or ``solvers`` for ``method`` (``auto`` decided from the graders)."""
     if method not in METHODS:
         raise UserError(f"must be one of {', '.join(METHODS)}; got {method!r}", field="--verify")
+    leaves = [g for top in eval_.graders for g in top.walk() if not g.children()]
+    trusting = [g for g in leaves if g.type not in CHECKING_TYPES]
+    if method == "programmatic" and (trusting or not leaves):
+        if not leaves:
+            raise UserError("the eval has no graders to check the generator's reference "
+                            "answer with: use --verify solvers --solvers SPEC,SPEC",
+                            field="--verify")
+        grader = trusting[0]
+        fields = field_roles(eval_).reference
+        what = (f"compares the answer with the item's {', '.join(fields)}, which the generator "
+                "writes itself, so its reference answer always passes" if fields else
+                "does not check an answer on its own (schema, code tests, suite checks)")
+        raise UserError(f"programmatic would trust the generator: grader {grader.name!r} "
+                        f"({grader.type}) {what}; use --verify solvers --solvers SPEC,SPEC",
+                        field="--verify")
     if method != "auto":
         return method
-    leaves = [g for top in eval_.graders for g in top.walk() if not g.children()]
-    return "programmatic" if leaves and all(g.type in CHECKING_TYPES for g in leaves) \
-        else "solvers"
+    return "programmatic" if leaves and not trusting else "solvers"
+
+
+def root_seed(items: dict[str, Item], item_id: str) -> str:
+    """The original item ``item_id`` is a rewording of: its provenance followed back while it
+    is a ``paraphrase`` of an item of the eval (a cousin of a cousin chains back to the true
+    seed, so reliability@k groups it with the original phrasing and its other cousins)."""
+    seen = {item_id}
+    current = item_id
+    while True:
+        item = items.get(current)
+        provenance = item.data.get("provenance") if item is not None else None
+        if not isinstance(provenance, dict) or provenance.get("kind") != "paraphrase":
+            return current
+        parent = provenance.get("seed")
+        if parent is None or str(parent) not in items or str(parent) in seen:
+            return current
+        current = str(parent)
+        seen.add(current)
+
+
+def distinct_solvers(solvers: Sequence[Any], names: Sequence[str]
+                     ) -> tuple[list[Any], list[str]]:
+    """The solvers with each named once (a solver listed twice would vote twice, so two
+    listings of one model would pass as the agreement of two)."""
+    names = list(names) or [str(getattr(s, "name", index)) for index, s in enumerate(solvers)]
+    kept: dict[str, Any] = {}
+    for solver, name in zip(solvers, names, strict=True):
+        kept.setdefault(name, solver)
+    return list(kept.values()), list(kept)
 
 
 def thin_tags(items: Sequence[Item]) -> list[str]:
@@ -263,6 +318,7 @@ None). Nothing is written here."""
                         + "), so generated references are verified by solver models: pass "
                           "--solvers SPEC,SPEC (or --verify programmatic if the graders check "
                           "answers on their own)", field="--solvers")
+    solvers, solver_names = distinct_solvers(solvers, solver_names)
     agree = settings.agree if settings.agree is not None else len(solvers)
     if method == "solvers" and not 1 <= agree <= len(solvers):
         raise UserError(f"must be between 1 and the number of solvers ({len(solvers)}); got "
@@ -287,6 +343,11 @@ None). Nothing is written here."""
         if text is None:
             candidate.dropped = ("no answer: the generator failed: "
                                  + calls.errors.get(candidate.request_id, "no answer"))
+            continue
+        if len(text) > settings.max_tokens * CHARS_PER_TOKEN_LIMIT:
+            candidate.dropped = (f"too long: the reply is {len(text):,} characters, far over "
+                                 f"the generator's budget of {settings.max_tokens} tokens "
+                                 "(--max-tokens)")
             continue
         seed_data = by_id[candidate.seed].data if candidate.seed else {}
         data, answer, why = parse_reply(
@@ -319,6 +380,9 @@ None). Nothing is written here."""
             standing[other - originals].item.id  # type: ignore[union-attr]
         standing[index - originals].dropped = f"duplicate: {how} duplicate of {twin}"
     standing = [c for c in standing if not c.dropped]
+    if method == "solvers":  # where the reference fields are the answer
+        _drop_short_twins(eval_, roles, standing, settings.dedup_threshold)
+        standing = [c for c in standing if not c.dropped]
 
     if method == "programmatic":
         await _verify_programmatic(eval_, standing)
@@ -330,11 +394,17 @@ None). Nothing is written here."""
     for candidate in candidates:
         if candidate.dropped or candidate.item is None:
             continue
-        provenance = {"seed": candidate.seed or None, "kind": candidate.kind,
+        # a variant of a grown item names the true original as its seed, and the item it was
+        # written from as its parent
+        seed = root_seed(by_id, candidate.seed) if candidate.seed else None
+        provenance = {"seed": seed, "kind": candidate.kind,
                       "generator": generator_name, "verification": candidate.verification}
+        if seed is not None and seed != candidate.seed:
+            provenance["parent"] = candidate.seed
         if candidate.kind == "new":
             provenance["examples_from"] = candidate.seed or None
             provenance["seed"] = None
+            provenance.pop("parent", None)
         added.append({**candidate.item.data, "provenance": provenance})
     return {"eval": eval_.name, "generator": generator_name, "method": method,
             "solvers": list(solver_names), "agree": agree if method == "solvers" else None,
@@ -349,6 +419,52 @@ None). Nothing is written here."""
             "requests": {"generator": spent.generator, "solvers": spent.solvers,
                          "judge": spent.judge},
             "runs": spent.runs}
+
+
+def _char_grams(text: str) -> set[str]:
+    from posttrain.usage.dedup import normalise
+
+    text = normalise(text)
+    return {text[i:i + 3] for i in range(len(text) - 2)} or {text}
+
+
+def _drop_short_twins(eval_: Eval, roles: Roles, standing: Sequence[Candidate],
+                      threshold: float) -> None:
+    """Near duplicates among short prompts, which word 3-shingles miss ("Capital of France, in
+    one word? #143" and "... #144" share no 3-shingle past the number): prompts of at most
+    ``SHORT_WORDS`` words with the same reference are compared by character 3-grams (Jaccard
+    at ``threshold``). Only with the same reference answer (``solvers`` verification, where the
+    reference fields are the answer, not constraints such as a schema): "What is 12 + 37?" and
+    "What is 12 + 38?" are near-identical texts but different items."""
+    from posttrain.usage.dedup import jaccard, normalise
+
+    if not roles.reference:
+        return
+
+    def short(text: str) -> bool:
+        return len(normalise(text).split()) <= SHORT_WORDS
+
+    def key(data: dict[str, Any]) -> str:
+        return json.dumps([data.get(name) for name in roles.reference], sort_keys=True,
+                          default=str)
+
+    kept: dict[str, list[tuple[str, set[str]]]] = defaultdict(list)
+    for item in eval_.items:
+        text = _render(eval_, item)
+        if short(text):
+            kept[key(item.data)].append((item.id, _char_grams(text)))
+    for candidate in standing:
+        assert candidate.item is not None
+        text = _render(eval_, candidate.item)
+        if not short(text):
+            continue
+        grams = _char_grams(text)
+        group = kept[key(candidate.item.data)]
+        twin = next((other for other, seen in group if jaccard(grams, seen) >= threshold), None)
+        if twin is not None:
+            candidate.dropped = f"duplicate: near (character 3-grams) duplicate of {twin}"
+            continue
+        group.append((candidate.item.id, grams))
 
 
 def _tags(eval_: Eval, data: dict[str, Any]) -> list[str]:
@@ -368,9 +484,10 @@ def _funnel(candidates: Sequence[Candidate], kinds: Sequence[str]) -> dict[str, 
         mine = [c for c in candidates if c.kind == kind]
         reasons = Counter(c.dropped.split(":", 1)[0] for c in mine if c.dropped)
         out[kind] = {"asked": len(mine), "no_answer": reasons["no answer"],
-                     "unparseable": reasons["unparseable"],
+                     "too_long": reasons["too long"], "unparseable": reasons["unparseable"],
                      "does_not_render": reasons["does not render"],
-                     "duplicate": reasons["duplicate"], "unverified": reasons["unverified"],
+                     "duplicate": reasons["duplicate"], "errors": reasons["error"],
+                     "unverified": reasons["unverified"],
                      "added": sum(1 for c in mine if not c.dropped)}
     return out
 
@@ -403,11 +520,16 @@ async def _verify_solvers(eval_: Eval, standing: Sequence[Candidate], calls: _Ca
     items = [c.item for c in standing if c.item is not None]
     derived = dataclasses.replace(eval_, name=f"{eval_.name}:grow-verify", items=items)
     passes: dict[str, dict[str, bool]] = defaultdict(dict)
+    failed: dict[str, dict[str, str]] = defaultdict(dict)  # item -> solver -> its error
     for solver, name in zip(solvers, names, strict=True):
         results = await calls.run(derived, solver, "solvers", {"role": "solver"})
         by_item = results.by_item()
         for item in items:
             samples = by_item.get(item.id, [])
+            errors = [s.error or s.reason or "no answer" for s in samples
+                      if s.completion is None]
+            if errors or not samples:
+                failed[item.id][name] = errors[0] if errors else "no answer"
             passes[item.id][name] = bool(samples) and all(sample_passed(s) for s in samples)
     roles = field_roles(eval_)
     to_judge: dict[str, list[dict[str, Any]]] = {}
@@ -417,6 +539,16 @@ async def _verify_solvers(eval_: Eval, standing: Sequence[Candidate], calls: _Ca
         count = sum(votes.values())
         candidate.verification = {"method": "solvers", "solvers": votes,
                                   "agree": f"{count}/{len(solvers)}", "needed": agree}
+        errors = failed.get(candidate.item.id, {})
+        if errors:
+            candidate.verification["errors"] = errors
+        if count < agree and count + len(errors) >= agree:
+            # the requests failed, not the reference: not verified either way
+            first = next(iter(errors.items()))
+            candidate.dropped = (f"error: {len(errors)} of {len(solvers)} solvers gave no "
+                                 f"answer ({first[0]}: {first[1]}), so it could not be "
+                                 "verified")
+            continue
         if count < agree:
             candidate.dropped = (f"unverified: {count} of {len(solvers)} solvers reached the "
                                  f"generated reference (needed {agree})")
@@ -430,7 +562,7 @@ async def _verify_solvers(eval_: Eval, standing: Sequence[Candidate], calls: _Ca
             continue
         text = verdicts.get(candidate.item.id)
         if text is None:
-            candidate.dropped = ("unverified: the judge gave no answer: "
+            candidate.dropped = ("error: the judge gave no answer: "
                                  + calls.errors.get(candidate.item.id, "no answer"))
             continue
         verdict = judge_verdict(text)

@@ -16,6 +16,7 @@ import random
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -36,7 +37,7 @@ from posttrain.runner.cache import (
     served_stale,
 )
 from posttrain.runner.progress import Counters, Progress
-from posttrain.runner.steering import StoreWatcher
+from posttrain.runner.steering import StoreWatcher, runner_identity
 from posttrain.runner.store import RunInfo, Store, request_key
 from posttrain.types import ChatRequest, Completion, Item, Score
 
@@ -56,6 +57,36 @@ class _Served(NamedTuple):
 #: a request built and looked up before dispatch: (request, cache key, the cached answer to
 #: serve or None, whether the cache must still be read: a hit held for the canary)
 Prepared = tuple[ChatRequest, str, Completion | None, bool]
+
+
+class WorkerSlot:
+    """One sample's place among a run's ``workers``: freed while a reviewer holds its episode
+    paused (``StoreWatcher``), taken again to go on; released once whatever happened."""
+
+    def __init__(self, slots: asyncio.Semaphore, on_pause: Any = None) -> None:
+        self.slots = slots
+        self.held = False
+        self.on_pause = on_pause  # called when a pause frees the slot (a spare worker)
+
+    async def acquire(self) -> None:
+        await self.slots.acquire()
+        self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.slots.release()
+
+    def pause(self) -> None:
+        """The episode waits for a reviewer: free the slot for the run's other samples."""
+        if self.held:
+            self.release()
+            if self.on_pause is not None:
+                self.on_pause()
+
+
+#: the worker slot of the sample answered in this task (None outside ``RunExecution.execute``)
+worker_slot: ContextVar[WorkerSlot | None] = ContextVar("worker_slot", default=None)
 
 
 @dataclass
@@ -276,8 +307,11 @@ class RunExecution:
         # follow along and steer: the episode's messages go to the store as they arrive, and
         # a reviewer's steering comes back through it (posttrain.runner.steering)
         # (a local store only: a Ray worker's stand-in store has no live view or steering)
-        watcher = (StoreWatcher(self.store, self.run.id, item.id, epoch)
+        watcher = (StoreWatcher(self.store, self.run.id, item.id, epoch,
+                                slot=worker_slot.get())
                    if isinstance(self.store, Store) else None)
+        if watcher is not None:
+            watcher.start()
         token = episode_watcher.set(watcher)
         try:
             completion = await self.solver(request, item, generate)
@@ -502,24 +536,35 @@ class RunExecution:
         self.bulk_hits.setdefault(served, []).append((item, epoch))
 
     async def execute(self, pending: list[tuple[Item, int]], workers: int) -> None:
-        """Each worker sends its next request before the last answer is graded and stored:
-        grading and the SQLite write run in their own task, so they hide behind the model's
-        latency instead of adding to it (at most ``2 x workers`` answers wait for that).
-        Graders that never wait (string checks, ...) grade each answer as it arrives, and
-        its row joins the event-loop iteration's commit."""
+        """At most ``workers`` samples are answered at once (each holds a worker slot). Each
+        worker sends its next request before the last answer is graded and stored: grading
+        and the SQLite write run in their own task, so they hide behind the model's latency
+        instead of adding to it (at most ``2 x workers`` answers wait for that). Graders that
+        never wait (string checks, ...) grade each answer as it arrives, and its row joins the
+        event-loop iteration's commit. An episode a reviewer paused frees its slot while it
+        waits (``runner.steering``) and a spare worker takes it, so a pause never stalls the
+        run's other samples; the episode takes a slot again to go on."""
         identity = getattr(self.model, "identity", None)
         if self.options.use_cache and identity is not None:
             await identity.ensure()  # what the cache's entries must agree with
         queue = self._source(pending)
         finishing: set[asyncio.Task[None]] = set()
+        slots = asyncio.Semaphore(max(1, workers))
         room = asyncio.Semaphore(max(1, workers) * 2)
         failures: list[BaseException] = []
+        running: set[asyncio.Task[None]] = set()
 
         def done(task: asyncio.Task[None]) -> None:
             finishing.discard(task)
             room.release()
             if not task.cancelled() and task.exception() is not None:
                 failures.append(task.exception())  # type: ignore[arg-type]
+
+        def spare() -> None:
+            """A paused episode's worker waits with it: another worker takes its slot."""
+            task = asyncio.create_task(worker())
+            running.add(task)
+            task.add_done_callback(running.discard)
 
         async def worker() -> None:
             for entry in queue:
@@ -529,7 +574,14 @@ class RunExecution:
                     await asyncio.sleep(0)
                     continue
                 item, epoch, prepared = entry
-                answer = await self.answer(item, epoch, prepared)
+                slot = WorkerSlot(slots, on_pause=spare)
+                await slot.acquire()
+                token = worker_slot.set(slot)
+                try:
+                    answer = await self.answer(item, epoch, prepared)
+                finally:
+                    worker_slot.reset(token)
+                    slot.release()
                 if answer is None:
                     continue
                 if self.inline:
@@ -541,7 +593,15 @@ class RunExecution:
                 task.add_done_callback(done)
 
         try:
-            await asyncio.gather(*(worker() for _ in range(max(1, min(workers, len(pending))))))
+            for _ in range(max(1, min(workers, len(pending)))):
+                spare()
+            while running:
+                await asyncio.gather(*list(running))
+        except BaseException:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            raise
         finally:
             if finishing:
                 await asyncio.gather(*finishing, return_exceptions=True)
@@ -624,6 +684,8 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
                         "tag_fields": eval_.tag_fields, "limit": options.limit,
                         "price": config.get("price"), "grader_names": grader_names},
             )
+        if pending:  # which process answers it: the viewer tells a dead runner from a live one
+            store.update_run_config(run.id, {"runner": runner_identity()})
         label = f"{model.name}" + (f" [{variant}]" if variant != "default" else "")
         counters = progress.add(Counters(label=label, total=len(pending)))
         execution = RunExecution(eval_, model, variant, store, run, counters, options,

@@ -7,14 +7,23 @@ it reads the ``steering`` table for this sample — one indexed query, no networ
 for unless a reviewer paused it. ``posttrain view`` tails ``steps`` and writes ``steering``; the
 two processes never talk to each other except through the store.
 
-A pause holds only this episode (the run's other samples go on); it ends when the reviewer
-resumes, or after ``pause_limit_s`` (then the episode continues unsteered, the pause marked
-``expired``).
+A pause holds only this episode: it frees the episode's worker slot while it waits (the run's
+other samples go on, and new ones start in its place), and takes one again to go on. It ends
+when the reviewer resumes, or after ``pause_limit_s`` (then the episode continues unsteered,
+the pause marked ``expired``), or with the runner (interrupted: marked ``abandoned``).
+
+A run records which process answers it (``runner_identity`` in its config, on each start or
+resume), so the viewer can tell a live runner from a dead one (``runner_state``). When a
+resumed run plays an episode again (``StoreWatcher.start``), what an earlier attempt left is
+closed: a pause it held is ``abandoned``, controls it never read are refused, and an
+``attempt`` step marks where the new attempt's steps begin.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import time
 from typing import Any
 
@@ -24,6 +33,33 @@ from posttrain.runner.store import Store
 PAUSE_LIMIT_S = 3600.0
 POLL_S = 0.2
 MAX_MESSAGE_CHARS = 20_000
+
+
+def runner_identity() -> dict[str, Any]:
+    """This process, as a run's config records its runner."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+
+
+def runner_state(run: Any) -> str:
+    """``finished`` (the run is over), ``alive`` (its runner process exists on this host),
+    ``gone`` (it does not: killed, crashed, or interrupted before the run's end) or
+    ``unknown`` (another host, or a run from before runners were recorded)."""
+    if run.status != "running":
+        return "finished"
+    runner = (run.config or {}).get("runner")
+    if not isinstance(runner, dict) or not isinstance(runner.get("pid"), int):
+        return "unknown"
+    if runner.get("host") != socket.gethostname():
+        return "unknown"
+    try:
+        os.kill(runner["pid"], 0)
+    except ProcessLookupError:
+        return "gone"
+    except PermissionError:
+        return "alive"
+    except OSError:
+        return "unknown"
+    return "alive"
 
 
 def parse_intervention(payload: dict[str, Any], control_id: int | None = None) -> Intervention:
@@ -55,11 +91,33 @@ class StoreWatcher:
     """Follows one (run, item, epoch) episode into the store and applies its steering."""
 
     def __init__(self, store: Store, run_id: str, item_id: str, epoch: int, *,
-                 pause_limit_s: float = PAUSE_LIMIT_S, poll_s: float = POLL_S) -> None:
+                 pause_limit_s: float = PAUSE_LIMIT_S, poll_s: float = POLL_S,
+                 slot: Any = None) -> None:
         self.store = store
         self.key = (run_id, item_id, epoch)
         self.pause_limit_s = pause_limit_s
         self.poll_s = poll_s
+        #: the sample's worker slot (``pause()``, ``await acquire()``): freed while paused
+        self.slot = slot
+
+    def start(self) -> None:
+        """The episode (re)starts: close what an earlier attempt of it left in the store (a
+        run killed or interrupted while the episode was paused, then resumed)."""
+        earlier = self.store.steps_after(0, run_id=self.key[0], item_id=self.key[1],
+                                         epoch=self.key[2], limit=100_000)
+        for row in self.store.controls(*self.key):
+            if row["action"] == "pause" and row["status"] == "taken":
+                self.store.set_control_status(row["id"], "abandoned",
+                                              "the runner stopped while the episode was paused")
+                self.store.add_steps(*self.key, 0, [("resumed", None, {
+                    "control_id": row["id"], "steered": False, "abandoned": True})])
+            elif row["status"] == "pending":
+                self.store.set_control_status(row["id"], "refused",
+                                              "sent to an earlier attempt of the episode")
+        if earlier:
+            number = 1 + max([int((r["message"] or {}).get("attempt", 1)) for r in earlier
+                              if r["kind"] == "attempt"] or [1])
+            self.store.add_steps(*self.key, 0, [("attempt", None, {"attempt": number})])
 
     def finish(self) -> None:
         """The episode is over: a pause or resume it never reached is refused, so the page
@@ -84,6 +142,23 @@ class StoreWatcher:
         self.store.set_control_status(pause["id"], "taken", f"paused before turn {turn}")
         self.store.add_steps(*self.key, turn, [("paused", None, {"turn": turn,
                                                                  "control_id": pause["id"]})])
+        if self.slot is not None:
+            self.slot.pause()  # the run's other samples go on while this one waits
+        try:
+            intervention = await self._wait(turn, messages, pause)
+        except BaseException:
+            self.store.set_control_status(pause["id"], "abandoned",
+                                          "the run stopped while the episode was paused")
+            self.store.add_steps(*self.key, turn, [("resumed", None, {
+                "turn": turn, "control_id": pause["id"], "steered": False,
+                "abandoned": True})])
+            raise
+        if self.slot is not None:
+            await self.slot.acquire()  # back among the run's workers
+        return intervention
+
+    async def _wait(self, turn: int, messages: list[dict[str, Any]], pause: dict[str, Any]
+                    ) -> Intervention | None:
         deadline = time.monotonic() + self.pause_limit_s
         while True:
             self.store.flush()  # the pause is visible to the viewer before we wait

@@ -40,7 +40,7 @@ def read_jsonl(path: str | Path, flag: str = "--data") -> list[dict[str, Any]]:
 
 def _messages_for(run: Any, items: list[Any],
                   tools: dict[str, list[dict[str, Any]] | None] | None = None,
-                  ) -> dict[str, list[dict[str, Any]]]:
+                  flag: str = "--from-run") -> dict[str, list[dict[str, Any]]]:
     """Rebuild each item's request messages from the run's eval file (or the row's messages);
     ``tools``, when given, receives each item's request tools."""
     eval_ = None
@@ -61,12 +61,14 @@ def _messages_for(run: Any, items: list[Any],
         else:
             raise UserError(f"cannot rebuild the prompts of run {run.id}: its eval file "
                             f"{run.eval_path!r} is gone and its rows have no `messages`",
-                            field="--from-run")
+                            field=flag)
     return out
 
 
-def run_samples(store_path: str | Path, run_ref: str) -> list[RunSample]:
-    """Every answered sample of a run with its combined grade."""
+def run_samples(store_path: str | Path, run_ref: str, flag: str = "--from-run"
+                ) -> list[RunSample]:
+    """Every answered sample of a run with its combined grade (``flag``: the option that named
+    the run, for the error)."""
     from posttrain.runner.store import Store
 
     if not Path(store_path).exists():
@@ -75,10 +77,10 @@ def run_samples(store_path: str | Path, run_ref: str) -> list[RunSample]:
         try:
             run = store.resolve_run(run_ref)
         except KeyError:
-            raise UserError(f"no run {run_ref!r} in {store_path}", field="--from-run") from None
+            raise UserError(f"no run {run_ref!r} in {store_path}", field=flag) from None
         items = store.run_items(run.id)
         tools: dict[str, list[dict[str, Any]] | None] = {}
-        messages = _messages_for(run, items, tools)
+        messages = _messages_for(run, items, tools, flag)
         data = {item.id: item.data for item in items}
         grades: dict[tuple[str, int], list[tuple[float, bool]]] = {}
         for row in store.scores(run.id):
@@ -169,8 +171,29 @@ def pairs_from_votes(store_path: str | Path) -> list[dict[str, Any]]:
 
 
 # ---- steered trajectories (posttrain view: pause, correct, continue) --------------------------
-def _steered(store_path: str | Path, run_ref: str | None) -> list[RunSample]:
-    """The answers a reviewer steered, of one run or (None) of every run in the store."""
+@dataclass
+class Steered:
+    """The steered answers of a store: those whose corrected trajectory passed the eval's
+    graders (training data), and the number skipped because it did not."""
+
+    passed: list[RunSample]
+    failed: int = 0
+
+    def note(self) -> None:
+        """One line on stderr for the skipped ones (nothing when none was)."""
+        if self.failed:
+            import sys
+
+            print(f"posttrain: note: skipped {self.failed} steered sample"
+                  f"{'s' if self.failed != 1 else ''} whose corrected trajectory failed the "
+                  "eval's graders: only a steered trajectory that passed becomes training data",
+                  file=sys.stderr)
+
+
+def _steered(store_path: str | Path, run_ref: str | None) -> Steered:
+    """The answers a reviewer steered, of one run or (None) of every run in the store; only
+    those that passed every grader are kept (a correction that did not lead to a passing
+    trajectory is not a demonstration to learn from)."""
     from posttrain.runner.store import Store
 
     if not Path(store_path).exists():
@@ -183,11 +206,27 @@ def _steered(store_path: str | Path, run_ref: str | None) -> list[RunSample]:
         refs = [row[0] for row in found]
     else:
         refs = [run_ref]
-    out = []
+    out = Steered([])
     for ref in refs:
-        out += [s for s in run_samples(store_path, ref)
-                if (s.record.get("meta") or {}).get("steering")]
+        for sample in run_samples(store_path, ref, "--from-steering"):
+            if not (sample.record.get("meta") or {}).get("steering"):
+                continue
+            if sample.passed:
+                out.passed.append(sample)
+            else:
+                out.failed += 1
     return out
+
+
+def _none_left(run_ref: str | None, steered: Steered, what: str) -> UserError:
+    where = f" in run {run_ref!r}" if run_ref else ""
+    if steered.failed:
+        return UserError(f"no {what}{where}: {steered.failed} steered sample"
+                         f"{'s' if steered.failed != 1 else ''} failed the eval's graders, and "
+                         "only a steered trajectory that passed becomes training data",
+                         field="--from-steering")
+    return UserError(f"no {what}{where}: pause one in `posttrain view` while it runs, correct "
+                     "it, continue", field="--from-steering")
 
 
 def _rendered(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
@@ -204,33 +243,42 @@ def _rendered(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
 
 def rows_from_steering(store_path: str | Path, run_ref: str | None = None,
                        only_passed: bool = False) -> list[dict[str, Any]]:
-    """SFT rows from steered trajectories: one ``{"messages": [...]}`` row per assistant turn
-    from the first correction on, its context the corrected conversation (the reviewer's edit
-    and message included)."""
+    """SFT rows from steered trajectories that passed the eval's graders (a failed one gives
+    none; how many were skipped is one note on stderr): one ``{"messages": [...]}`` row per
+    assistant turn from the first correction on, its context the corrected conversation (the
+    reviewer's edit and message included). Only the row's last turn is trained: every earlier
+    assistant turn carries ``weight: 0`` (the OpenAI fine-tuning field; ``train sft`` trains
+    the last turn alone anyway). ``only_passed`` is accepted for symmetry with ``--from-run``:
+    steered rows are always the passing ones."""
+    del only_passed
+    steered = _steered(store_path, run_ref)
     rows = []
-    for sample in _steered(store_path, run_ref):
-        if only_passed and not sample.passed:
-            continue
+    for sample in steered.passed:
         transcript = sample.record.get("transcript") or []
         first = min(int(r["at"]) for r in sample.record["meta"]["steering"])
         for index in range(first, len(transcript)):
             if transcript[index].get("role") == "assistant":
-                rows.append({"messages": _rendered(transcript[:index + 1], sample.tools)})
+                messages = _rendered(transcript[:index + 1], sample.tools)
+                for message in messages[:-1]:
+                    if message["role"] == "assistant":
+                        message["weight"] = 0
+                rows.append({"messages": messages})
+    steered.note()
     if not rows:
-        raise UserError("no steered trajectories" + (f" in run {run_ref!r}" if run_ref else "")
-                        + (" that passed" if only_passed else "")
-                        + ": pause one in `posttrain view` while it runs, correct it, continue",
-                        field="--from-steering")
+        raise _none_left(run_ref, steered, "steered trajectories that passed")
     return rows
 
 
 def pairs_from_steering(store_path: str | Path, run_ref: str | None = None
                         ) -> list[dict[str, Any]]:
-    """DPO pairs from steered trajectories, one per correction: the prompt is the corrected
-    conversation, ``chosen`` the model's turn after the correction, ``rejected`` the turn it
-    would have taken without it (its original continuation, generated but never executed)."""
+    """DPO pairs from steered trajectories that passed the eval's graders, one per correction:
+    the prompt is the corrected conversation, ``chosen`` the model's turn after the
+    correction, ``rejected`` the turn it would have taken without it (its original
+    continuation, generated but never executed). A trajectory that failed gives no pair (the
+    correction is not known to be better); how many were skipped is one note on stderr."""
+    steered = _steered(store_path, run_ref)
     pairs = []
-    for sample in _steered(store_path, run_ref):
+    for sample in steered.passed:
         transcript = sample.record.get("transcript") or []
         for record in sample.record["meta"]["steering"]:
             at = int(record["at"])
@@ -243,7 +291,8 @@ def pairs_from_steering(store_path: str | Path, run_ref: str | None = None
                 continue
             pairs.append({"prompt": chosen[:-1], "chosen": [chosen[-1]],
                           "rejected": [rejected[-1]]})
+    steered.note()
     if not pairs:
-        raise UserError("no steered trajectories whose correction changed the model's next turn"
-                        + (f" in run {run_ref!r}" if run_ref else ""), field="--from-steering")
+        raise _none_left(run_ref, steered, "steered trajectories that passed and whose "
+                                           "correction changed the model's next turn")
     return pairs

@@ -47,11 +47,17 @@ def to_prompt_completion(row: dict[str, Any], *, source: str = "<data>",
                     line=line)
 
 
-def _message(message: Any, source: str, line: int | None) -> dict[str, str]:
+def _message(message: Any, source: str, line: int | None) -> dict[str, Any]:
+    """A message as ``{role, content}``, with its ``weight`` (0 or 1, the OpenAI fine-tuning
+    field: whether an assistant turn is trained) when it has one."""
     if not isinstance(message, dict) or not isinstance(message.get("content"), str):
         raise UserError("each message needs a role and a string content", file=source, line=line,
                         field="messages")
-    return {"role": str(message.get("role", "user")), "content": message["content"]}
+    out: dict[str, Any] = {"role": str(message.get("role", "user")),
+                           "content": message["content"]}
+    if message.get("weight") in (0, 1) and not isinstance(message.get("weight"), bool):
+        out["weight"] = message["weight"]
+    return out
 
 
 def train_sft(model: str, rows: list[dict[str, Any]], out_dir: str | Path, *,
@@ -70,7 +76,9 @@ def train_sft(model: str, rows: list[dict[str, Any]], out_dir: str | Path, *,
     if not rows:
         raise UserError("no training rows", field="--data")
     path = model_path(model)
-    data = [to_prompt_completion(row) for row in rows]
+    # the completion alone is trained (completion_only_loss): a prompt turn's weight is moot
+    data = [{part: [{"role": m["role"], "content": m["content"]} for m in messages]
+             for part, messages in to_prompt_completion(row).items()} for row in rows]
     tokenizer = load_tokenizer(path)
     net = AutoModelForCausalLM.from_pretrained(path)
     args = base_args(out_dir, seed=seed, learning_rate=learning_rate,

@@ -11,12 +11,20 @@ from typing import Any
 
 from posttrain.environment import unseen_tool_results
 from posttrain.errors import UserError
+from posttrain.runner.steering import runner_state
 from posttrain.runner.store import Store
 from posttrain.web.matrix import short_name
 
 SUMMARY_CHARS = 120
+RESUME_WAIT_S = 4.0  # how long the viewer waits for the runner to take a correction
 POLL_S = 0.25  # how often the hub looks for a commit of another process
 PROGRESS_EVERY_S = 1.0  # progress events at most this often
+
+
+class Conflict(UserError):
+    """A steering request the sample's state refuses (HTTP 409)."""
+
+    http_status = 409
 
 
 def _short(text: Any, limit: int = SUMMARY_CHARS) -> str:
@@ -41,7 +49,12 @@ def summary(row: dict[str, Any], names: dict[str, str]) -> str:
     message = row.get("message") or {}
     if row["kind"] == "paused":
         return f"paused by a reviewer before turn {message.get('turn')}"
+    if row["kind"] == "attempt":
+        return (f"attempt {message.get('attempt')}: the run was resumed and the episode plays "
+                "again from its prompt (the steps above are an earlier attempt's)")
     if row["kind"] == "resumed":
+        if message.get("abandoned"):
+            return "the pause ended with the runner that held it: the run stopped"
         if message.get("expired"):
             return "resumed: the pause expired, no correction"
         return "resumed with a correction" if message.get("steered") else "resumed unchanged"
@@ -76,9 +89,11 @@ def live_runs(store: Store, *, recent: int = 20) -> list[dict[str, Any]]:
             (run.id,)).fetchall())
         in_flight = []
         if run.status == "running":
+            # paused: the runner took a pause and holds it (not one an earlier attempt left)
             rows = store.conn.execute(
-                "SELECT s.item_id, s.epoch, COUNT(*), MAX(s.id), "
-                "SUM(s.kind = 'paused') - SUM(s.kind = 'resumed') FROM steps s "
+                "SELECT s.item_id, s.epoch, COUNT(*), MAX(s.id), EXISTS (SELECT 1 FROM "
+                "steering c WHERE c.run_id = s.run_id AND c.item_id = s.item_id AND "
+                "c.epoch = s.epoch AND c.action = 'pause' AND c.status = 'taken') FROM steps s "
                 "WHERE s.run_id = ? AND NOT EXISTS (SELECT 1 FROM samples a WHERE "
                 "a.run_id = s.run_id AND a.item_id = s.item_id AND a.epoch = s.epoch) "
                 "GROUP BY s.item_id, s.epoch ORDER BY s.item_id, s.epoch", (run.id,))
@@ -88,7 +103,8 @@ def live_runs(store: Store, *, recent: int = 20) -> list[dict[str, Any]]:
             "SELECT COUNT(*) FROM (SELECT DISTINCT item_id, epoch FROM steering WHERE "
             "run_id = ? AND action = 'resume' AND status = 'applied')", (run.id,)).fetchone()[0]
         out.append({"id": run.id, "eval": run.eval_name, "model": run.model,
-                    "short": short_name(run.model), "variant": run.variant, "status": run.status, "created": run.created,
+                    "short": short_name(run.model), "variant": run.variant, "status": run.status,
+                    "runner": runner_state(run), "created": run.created,
                     "done": sum(counts.values()), "errors": counts.get("error", 0),
                     "total": total, "in_flight": in_flight, "steered": steered})
     return out
@@ -100,21 +116,30 @@ def trajectory(store: Store, run_id: str, item_id: str, epoch: int) -> dict[str,
     run = store.resolve_run(run_id)
     rows = store.steps_after(0, run_id=run.id, item_id=item_id, epoch=epoch, limit=100_000)
     names: dict[str, str] = {}
-    steps = [{**step_event(row, names)} for row in rows]
+    steps = []
     messages: dict[int, dict[str, Any]] = {}
+    attempt, seen_message = 1, False
     for row in rows:
-        if row["kind"] == "message" and row["position"] is not None:
+        if row["kind"] == "attempt":
+            attempt, seen_message = int((row["message"] or {}).get("attempt") or attempt + 1), False
+        elif row["kind"] == "message" and row["position"] is not None:
             if row["position"] == 0:  # the episode (re)started: a resumed run plays it anew
                 messages = {}
+                if seen_message:  # a replay from before attempts were marked
+                    attempt += 1
+            seen_message = True
             messages[int(row["position"])] = row["message"]
+        steps.append({**step_event(row, names), "attempt": attempt})
+    for step in steps:
+        step["current"] = step["attempt"] == attempt
     ordered = [messages[i] for i in sorted(messages)]
     finished = store.conn.execute(
         "SELECT status FROM samples WHERE run_id = ? AND item_id = ? AND epoch = ?",
-        (run.id, item_id, epoch)).fetchone()
-    state = control_state(store, run.id, item_id, epoch)
+        (run.id, item_id, epoch)).fetchone() is not None
+    state = "running" if finished else control_state(store, run.id, item_id, epoch)
     return {"run": run.id, "model": run.model, "eval": run.eval_name, "item_id": item_id,
-            "epoch": epoch, "messages": ordered, "steps": steps,
-            "finished": finished is not None, "run_status": run.status,
+            "epoch": epoch, "messages": ordered, "steps": steps, "attempt": attempt,
+            "finished": finished, "run_status": run.status, "runner": runner_state(run),
             "paused": state == "paused", "pause_requested": state == "requested",
             "editable": unseen_tool_results(ordered) if state == "paused" else [],
             "last_step": rows[-1]["id"] if rows else 0}
@@ -141,19 +166,49 @@ def control_state(store: Store, run_id: str, item_id: str, epoch: int) -> str:
     return "running"
 
 
+def _runner_gone(run: Any) -> str:
+    pid = (run.config.get("runner") or {}).get("pid")
+    return (f"the run is not running: its runner (pid {pid}) stopped before the run finished; "
+            "run the same command again to resume it")
+
+
+def _check_sample(store: Store, run: Any, item_id: str, epoch: int) -> None:
+    """The sample exists in the run (KeyError: HTTP 404)."""
+    known = store.conn.execute("SELECT 1 FROM run_items WHERE run_id = ? AND item_id = ?",
+                               (run.id, item_id)).fetchone()
+    if known is None:
+        raise KeyError(f"no item {item_id!r} in run {run.id}")
+    if not 0 <= epoch < run.epochs:
+        raise KeyError(f"no epoch {epoch} in run {run.id} (epochs 0-{run.epochs - 1})")
+
+
 def request_pause(store: Store, run_ref: str, item_id: str, epoch: int) -> dict[str, Any]:
-    """Ask the runner to pause this episode before its next turn."""
+    """Ask the runner to pause this episode before its next turn: only an agentic sample in
+    flight (one whose trajectory is streaming) of a run whose runner is alive."""
     run = store.resolve_run(run_ref)
+    _check_sample(store, run, item_id, epoch)
     if run.status != "running":
-        raise UserError("this run is not running")
+        raise Conflict("this run is not running: nothing to pause")
+    if runner_state(run) == "gone":
+        raise Conflict(_runner_gone(run))
     done = store.conn.execute(
         "SELECT 1 FROM samples WHERE run_id = ? AND item_id = ? AND epoch = ?",
         (run.id, item_id, epoch)).fetchone()
     if done is not None:
-        raise UserError("this sample is finished: nothing to pause")
+        raise Conflict("this sample is finished: nothing to pause")
+    started = store.conn.execute(
+        "SELECT 1 FROM steps WHERE run_id = ? AND item_id = ? AND epoch = ? LIMIT 1",
+        (run.id, item_id, epoch)).fetchone()
+    if started is None:
+        agentic = store.conn.execute("SELECT 1 FROM steps WHERE run_id = ? LIMIT 1",
+                                     (run.id,)).fetchone()
+        raise Conflict("this sample has not started yet: pause it once its trajectory "
+                       "appears" if agentic is not None else
+                       "this run's samples are not agentic (no trajectory is streamed): only "
+                       "an episode of an eval with a solver: can be paused")
     state = control_state(store, run.id, item_id, epoch)
     if state != "running":
-        raise UserError(f"already {state}")
+        raise Conflict(f"already {state}")
     control = store.add_control(run.id, item_id, epoch, "pause")
     return {"control": control, "state": "requested"}
 
@@ -165,10 +220,25 @@ def request_resume(store: Store, run_ref: str, item_id: str, epoch: int,
     from posttrain.runner.steering import parse_intervention
 
     run = store.resolve_run(run_ref)
+    _check_sample(store, run, item_id, epoch)
     state = control_state(store, run.id, item_id, epoch)
     if state != "paused":
-        raise UserError("this episode is not paused" if state != "resuming"
-                        else "a resume is already on its way")
+        raise Conflict("this episode is not paused" if state != "resuming"
+                       else "a resume is already on its way")
+    runner = runner_state(run)
+    if runner in ("gone", "finished"):
+        # nobody holds the paused episode any more: the correction could never be applied
+        for control in store.controls(run.id, item_id, epoch):
+            if control["action"] == "pause" and control["status"] == "taken":
+                store.set_control_status(control["id"], "abandoned",
+                                         "the runner stopped while the episode was paused")
+        pid = (run.config.get("runner") or {}).get("pid")
+        raise Conflict("the run is not running: "
+                       + (f"its runner (pid {pid}) stopped while this episode was paused"
+                          if runner == "gone" else "it is over")
+                       + ", so nobody can apply the correction: it is dropped, nothing was "
+                         "sent. Run the same command again to resume the run: the episode "
+                         "plays again from its prompt, and you can pause it then")
     payload = {key: body[key] for key in ("message", "tool_results", "reviewer") if key in body}
     try:
         intervention = parse_intervention(payload)
@@ -182,6 +252,20 @@ def request_resume(store: Store, run_ref: str, item_id: str, epoch: int,
     control = store.add_control(run.id, item_id, epoch, "resume", payload)
     return {"control": control, "state": "resuming",
             "steered": bool(intervention.tool_results or intervention.message)}
+
+
+async def await_control(store: Store, control_id: int, wait_s: float = RESUME_WAIT_S,
+                        poll_s: float = 0.1) -> dict[str, Any]:
+    """What became of a control within ``wait_s``: ``{"status", "note"}`` (``pending`` when
+    the runner has not read it yet)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        row = store.conn.execute("SELECT status, note FROM steering WHERE id = ?",
+                                 (control_id,)).fetchone()
+        status, note = (row[0], row[1]) if row is not None else ("pending", None)
+        if status != "pending" or time.monotonic() >= deadline:
+            return {"status": status, "note": note}
+        await asyncio.sleep(poll_s)
 
 
 Filter = tuple[str | None, str | None, int | None]  # run, item, epoch (None: any)

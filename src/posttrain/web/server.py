@@ -136,7 +136,7 @@ async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
     except KeyError as exc:
         return _error(404, f"not found: {exc.args[0] if exc.args else ''}")
     except UserError as exc:
-        return _error(400, str(exc))
+        return _error(getattr(exc, "http_status", 400), str(exc))
     if token and request.query.get("token"):
         response.set_cookie("posttrain_token", token, httponly=True, samesite="Strict")
     response.headers.setdefault("Cache-Control", "no-store")
@@ -463,8 +463,24 @@ async def api_steer_pause(request: web.Request) -> web.Response:
 
 
 async def api_steer_resume(request: web.Request) -> web.Response:
+    """The correction, written for the runner; the answer says what became of it within a few
+    seconds: ``applied`` (the episode goes on with it), ``pending`` (the runner has not read
+    it: it says so, and that the correction waits in the store), or HTTP 409 when the runner
+    refused it or none holds the episode (``live.request_resume``)."""
     body, run, item, epoch = await _steer_body(request)
-    return web.json_response(live.request_resume(_store(request), run, item, epoch, body))
+    store = _store(request)
+    sent = live.request_resume(store, run, item, epoch, body)
+    outcome = await live.await_control(store, sent["control"])
+    if outcome["status"] == "refused":
+        raise live.Conflict(f"the runner refused the correction: {outcome['note']}")
+    if outcome["status"] == "applied":
+        message = ("Correction applied; the episode goes on." if sent["steered"]
+                   else "Resumed unchanged; the episode goes on.")
+        return web.json_response({**sent, "state": "applied", "message": message})
+    return web.json_response({**sent, "state": "pending", "message": (
+        "The correction is stored, but the runner has not taken it yet (it reads the store "
+        "between turns). If the run has stopped it will not be applied; this page shows the "
+        "episode going on when it is.")})
 
 
 async def api_votes(request: web.Request) -> web.Response:

@@ -701,7 +701,7 @@ function liveTable(runs) {
   return h("table", {id: "live-runs"}, h("thead", {}, h("tr", {}, ["run", "eval", "model", "status", "progress", "agentic samples in flight"].map(t => h("th", {}, t)))),
     h("tbody", {}, runs.map(r => h("tr", {"data-run": r.id, "data-status": r.status},
       h("td", {}, h("a", {href: `#/run/${enc(r.id)}`}, r.id)), h("td", {}, r.eval), h("td", {}, modelName(r), r.variant !== "default" ? ` [${r.variant}]` : ""),
-      h("td", {class: r.status === "running" ? "running" : ""}, r.status),
+      h("td", {class: r.status === "running" && r.runner !== "gone" ? "running" : "", title: r.runner === "gone" ? "its runner process stopped before the run finished: run the same command again to resume it" : ""}, r.runner === "gone" ? "stopped (runner gone)" : r.status),
       h("td", {class: "progress"}, h("progress", {max: r.total || 1, value: r.done}), ` ${r.done}/${r.total}`, r.errors ? h("span", {class: "fail"}, ` · ${r.errors} error${r.errors === 1 ? "" : "s"}`) : null,
         r.steered ? h("span", {class: "steered", title: "answers a reviewer corrected: they count in the score like the others"}, ` · ${r.steered} steered`) : null),
       h("td", {}, r.in_flight.map(s => h("a", {class: `in-flight${s.paused ? " paused" : ""}`, href: `#/live/${enc(r.id)}/${enc(s.item_id)}/${s.epoch}`},
@@ -729,7 +729,9 @@ async function pageTrajectory(runId, itemId, epoch) {
     catch (err) { result.textContent = err.message; }
   }}, "Pause");
   function addStep(step) {
-    stepsList.append(h("li", {"data-kind": step.kind, class: step.kind}, h("span", {class: "muted"}, `turn ${step.turn} `), step.summary));
+    // a resumed run plays the episode again: the earlier attempt's steps stay, greyed
+    if (step.kind === "attempt") stepsList.querySelectorAll("li").forEach(li => li.classList.add("earlier"));
+    stepsList.append(h("li", {"data-kind": step.kind, class: step.kind + (step.current === false ? " earlier" : "")}, h("span", {class: "muted"}, step.kind === "attempt" ? "" : `turn ${step.turn} `), step.summary));
     if (step.kind === "message") { if (step.position === 0) messages.clear(); messages.set(step.position, step.message); }
     if (step.kind === "paused") { t.paused = true; t.pause_requested = false; }
     if (step.kind === "resumed") { t.paused = false; }
@@ -754,17 +756,18 @@ async function pageTrajectory(runId, itemId, epoch) {
       for (const [i, m] of editable) { const v = form.querySelector(`#edit-${i}`).value; if (v !== contentText(m.content)) changed[i] = v; }
       if (Object.keys(changed).length) body.tool_results = changed;
       if (message.value.trim()) body.message = message.value;
-      try { const r = await api("api/steer/resume", body); result.textContent = r.steered ? "Correction sent; the episode goes on." : "Resumed unchanged."; form.hidden = true; }
+      try { const r = await api("api/steer/resume", body); result.textContent = r.message; form.hidden = true; }
       catch (err) { result.textContent = err.message; }
     }}, "Continue");
     form.replaceChildren(h("h2", {}, "Correct, then continue"), ...(edits.length ? edits : [h("p", {class: "muted"}, "No tool result is waiting for the model.")]), h("label", {class: "edit"}, "Add a message:", message), h("div", {class: "toolbar"}, go));
   }
   function refresh() {
-    state.textContent = t.finished ? "finished" : t.paused ? "paused: the runner waits for you" : t.pause_requested ? "pause requested: it stops before the next turn" : t.run_status === "running" ? "running" : t.run_status;
-    state.dataset.state = t.finished ? "finished" : t.paused ? "paused" : t.pause_requested ? "requested" : "running";
-    pause.disabled = t.finished || t.paused || t.pause_requested || t.run_status !== "running";
+    const gone = !t.finished && t.runner === "gone";
+    state.textContent = t.finished ? "finished" : gone ? "the run is not running: its runner stopped before the run finished (run the same command again to resume it)" : t.paused ? "paused: the runner waits for you" : t.pause_requested ? "pause requested: it stops before the next turn" : t.run_status === "running" ? "running" : t.run_status;
+    state.dataset.state = t.finished ? "finished" : gone ? "stopped" : t.paused ? "paused" : t.pause_requested ? "requested" : "running";
+    pause.disabled = t.finished || gone || t.paused || t.pause_requested || t.run_status !== "running";
     const wasHidden = form.hidden;
-    form.hidden = !t.paused || t.finished;
+    form.hidden = !t.paused || t.finished || gone;
     if (!form.hidden && wasHidden) drawForm();
   }
   t.steps.forEach(addStep);
