@@ -561,3 +561,20 @@ def test_a_grown_agentic_eval_loads_its_solver(tmp_path):
         (source / "reserve_env.py").read_bytes()
     grown = load_eval(written)
     assert grown.name == "reserve-workflow-grown" and callable(grown.load_solver())
+
+
+def test_cousin_groups_chain_a_cousin_of_a_cousin_to_the_true_seed() -> None:
+    """An eval grown twice by a version that wrote the parent as the seed: fr~p1~p1's seed is
+    fr~p1; both belong to fr's group, and fr~p1 is no seed of its own."""
+    from posttrain.analysis.report import cousin_groups
+    from posttrain.types import Item
+
+    def para(item_id: str, seed: str) -> Item:
+        return Item(id=item_id, data={"provenance": {"kind": "paraphrase", "seed": seed}})
+
+    items = [Item(id="fr", data={}), para("fr~p1", "fr"), para("fr~p1~p1", "fr~p1"),
+             Item(id="de", data={}), para("de~p1", "de"),
+             para("x", "y"), para("y", "x")]  # a cycle ends, never loops
+    groups = cousin_groups(items)
+    assert groups["fr"] == ["fr", "fr~p1", "fr~p1~p1"] and "fr~p1" not in groups
+    assert groups["de"] == ["de", "de~p1"]

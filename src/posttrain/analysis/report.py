@@ -184,12 +184,21 @@ def cousin_groups(items: list[Any], ids: set[str] | None = None) -> dict[str, li
     ``ids``: every item of the run, where ``items`` holds only those with a provenance).
     """
     ids = {item.id for item in items} if ids is None else ids
-    groups: dict[str, list[str]] = defaultdict(list)
+    seed_of: dict[str, str] = {}
     for item in items:
         provenance = item.data.get("provenance") if isinstance(item.data, dict) else None
         if isinstance(provenance, dict) and provenance.get("kind") == "paraphrase" \
                 and provenance.get("seed") is not None:
-            groups[str(provenance["seed"])].append(item.id)
+            seed_of[item.id] = str(provenance["seed"])
+    groups: dict[str, list[str]] = defaultdict(list)
+    for item_id, seed in seed_of.items():
+        # a cousin of a cousin (an eval grown twice, by a version that recorded the parent as
+        # the seed) belongs to the true original's group
+        seen = {item_id, seed}
+        while seed in seed_of and seed_of[seed] not in seen:
+            seed = seed_of[seed]
+            seen.add(seed)
+        groups[seed].append(item_id)
     return {seed: ([seed] if seed in ids else []) + members
             for seed, members in groups.items()
             if len(members) + (seed in ids) >= 2}
