@@ -174,7 +174,7 @@ def _pass_k(store: Store, cells: RunCells) -> dict[str, Any]:
 
 def _reliability(store: Store, cells: RunCells) -> dict[str, Any] | None:
     """``report.reliability_at_k``, reading only the items that name a seed."""
-    from posttrain.analysis.report import cousin_groups
+    from posttrain.analysis.report import cousin_groups, reliability_figures
 
     with_provenance = [Item(id=r[0], data=orjson.loads(r[1]), tags=[]) for r in store.conn.execute(
         "SELECT item_id, data FROM run_items WHERE run_id = ? AND instr(data, '\"provenance\"') "
@@ -184,20 +184,7 @@ def _reliability(store: Store, cells: RunCells) -> dict[str, Any] | None:
     groups = cousin_groups(with_provenance, ids=set(cells.ids))
     if not groups:
         return None
-    rates = cells.item_pass_rates()
-    solved = {item_id: rates.get(item_id, 0.0) >= 1.0 for item_id in rates}
-    values = [1.0 if all(solved.get(m, False) for m in members) else 0.0
-              for members in groups.values()]
-    members = [m for group in groups.values() for m in group]
-    seeds = [seed for seed, group in groups.items() if group[0] == seed]
-    interval = mean_interval(values)
-    sizes = [len(group) for group in groups.values()]
-    return {"groups": len(groups), "k_min": min(sizes), "k_max": max(sizes),
-            "score": _round(interval.estimate), "ci_low": _round(interval.low),
-            "ci_high": _round(interval.high),
-            "item_pass_rate": _round(sum(solved.get(m, False) for m in members) / len(members)),
-            "seed_pass_rate": _round(sum(solved.get(s, False) for s in seeds) / len(seeds))
-            if seeds else None}
+    return reliability_figures(groups, cells.item_pass_rates())
 
 
 def _ci(values: list[float]) -> dict[str, Any]:

@@ -224,7 +224,14 @@ def reliability_at_k(results: RunResults) -> dict[str, Any] | None:
     groups = cousin_groups(results.items)
     if not groups:
         return None
-    rates = item_pass_rates(results)
+    return reliability_figures(groups, item_pass_rates(results))
+
+
+def reliability_figures(groups: dict[str, list[str]], rates: dict[str, float]
+                        ) -> dict[str, Any]:
+    """reliability@k's figures from ``cousin_groups`` (non-empty) and each item's pass rate
+    (an item is solved when every sample passed): groups, k range, the score with its
+    interval, and the per-item and original-phrasing pass rates beside it."""
     solved = {item_id: rates.get(item_id, 0.0) >= 1.0 for item_id in rates}
     values = [1.0 if all(solved.get(m, False) for m in members) else 0.0
               for members in groups.values()]
