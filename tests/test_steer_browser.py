@@ -94,7 +94,9 @@ def test_follow_a_live_run_and_steer_a_trajectory(viewer, page, tmp_path: Path) 
         assert "Steered by a reviewer (1 correction)" in text
         assert "checked by a reviewer" in text and "[[answer:21 degrees]]" in text
         assert "never executed" in text and "→ weather" in text  # the original continuation
-        assert page.inner_text("#sample-score") == "1.000"
+        # graded right, but a reviewer's correction is not the model's own: unscored, and why
+        assert page.inner_text("#sample-score") == "–"
+        assert "steered by a reviewer" in page.inner_text("body")
         page.screenshot(path=str(ARTIFACTS / "33-stored-sample-steering.png"), full_page=True)
 
         # the live list shows the run finishing (w1 runs to its turn cap, unsteered)
