@@ -17,9 +17,9 @@ from typing import Any
 import orjson
 
 from posttrain.analysis.cells import RunCells
-from posttrain.analysis.report import _interval_entry, _round, _shorten
+from posttrain.analysis.report import _interval_entry, _round, _shorten, pass_k_figures
 from posttrain.analysis.results import combine
-from posttrain.analysis.stats import mean_ci, mean_interval, pass_at_k, pass_hat_k
+from posttrain.analysis.stats import mean_ci, mean_interval
 from posttrain.runner.facts import TOKEN_PARTS
 from posttrain.runner.store import RunInfo, Store
 from posttrain.types import Item, Score
@@ -160,16 +160,7 @@ def _pass_k(store: Store, cells: RunCells) -> dict[str, Any]:
     epochs = cells.run.epochs
     counts = store.conn.execute(f"SELECT answers, npass FROM {cells.tables.cells} "
                                 "WHERE run_id = ? ORDER BY position", (cells.run.id,)).fetchall()
-    out: dict[str, Any] = {"pass_at_k": {}, "pass_hat_k": {}, "pass_k_not_computable": {}}
-    for k in range(1, epochs + 1):
-        computable = [(n, c) for n, c in counts if n >= k]
-        out["pass_k_not_computable"][str(k)] = len(counts) - len(computable)
-        if computable:
-            out["pass_at_k"][str(k)] = round(
-                sum(pass_at_k(n, c, k) for n, c in computable) / len(computable), 4)
-            out["pass_hat_k"][str(k)] = round(
-                sum(pass_hat_k(n, c, k) for n, c in computable) / len(computable), 4)
-    return out
+    return pass_k_figures(counts, epochs)
 
 
 def _reliability(store: Store, cells: RunCells) -> dict[str, Any] | None:

@@ -164,6 +164,11 @@ def _pass_k(results: RunResults) -> dict[str, Any]:
     for item in results.items:
         trials = per_item.get(item.id, [])
         counts.append((len(trials), sum(1 for s in trials if s.status == "scored" and s.passed)))
+    return pass_k_figures(counts, epochs)
+
+
+def pass_k_figures(counts: list[tuple[int, int]], epochs: int) -> dict[str, Any]:
+    """``_pass_k``'s figures from each item's (samples n, passes c), k = 1 .. ``epochs``."""
     out: dict[str, Any] = {"pass_at_k": {}, "pass_hat_k": {}, "pass_k_not_computable": {}}
     for k in range(1, epochs + 1):
         computable = [(n, c) for n, c in counts if n >= k]
