@@ -35,6 +35,7 @@ def _logs(path: Path, n: int) -> Path:
 
 def test_json_stdout_is_one_object_while_progress_lines_go_to_stderr(tmp_path, capsys,
                                                                       monkeypatch):
+    pytest.importorskip("numpy")  # --embed tfidf
     monkeypatch.setattr(progress_module, "LINE_EVERY_S", 0.0)  # a line at every step
     monkeypatch.setenv("POSTTRAIN_SPACY_MODEL", "no_such_spacy_model")
     logs = _logs(tmp_path / "logs.jsonl", 60)
