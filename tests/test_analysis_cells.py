@@ -256,7 +256,7 @@ def test_a_steered_answer_is_unscored_in_every_figure(tmp_path) -> None:
                             request_key=None, attempts=1,
                             scores=[Score(value=1.0, passed=True, name="exact")])
     store.finish_run(run.id)
-    results = load_results(store, run)
+    results = load_results(store, run.id)
     by_id = {s.item_id: s for s in results.samples}
     assert by_id[items[0].id].status == "unscored" and by_id[items[0].id].reason == STEERED
     assert all(by_id[i.id].status == "scored" for i in items[1:])
@@ -265,3 +265,10 @@ def test_a_steered_answer_is_unscored_in_every_figure(tmp_path) -> None:
     assert summary["score_scored_only"] == 1.0
     (cells,) = load_cells(store, [store.get_run(run.id)])
     assert cells.item_scores() == results.item_scores()
+    from posttrain.analysis.facts_summary import summaries
+    from posttrain.analysis.stored import KINDS
+
+    fast = summaries(store, store.get_run(run.id))
+    for kind, build in KINDS.items():
+        assert fast[kind] == build(results), kind
+    assert fast["report"]["problems"] == {f"unscored: {STEERED}": 1}

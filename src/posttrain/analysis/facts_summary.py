@@ -10,17 +10,17 @@ sum adds the same floats in the same order); tests compare both on small stores.
 from __future__ import annotations
 
 import math
-import re
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
 from posttrain.analysis.cells import RunCells
-from posttrain.analysis.report import _interval_entry, _round, _shorten, pass_k_figures
+from posttrain.analysis.report import _interval_entry, _round, pass_k_figures, rank_problems
 from posttrain.analysis.results import combine
 from posttrain.analysis.stats import mean_ci, mean_interval
-from posttrain.runner.facts import TOKEN_PARTS
+from posttrain.runner.facts import STEERED, TOKEN_PARTS
 from posttrain.runner.store import RunInfo, Store
 from posttrain.types import Item, Score
 
@@ -134,25 +134,21 @@ def _problems(store: Store, cells: RunCells) -> dict[str, int]:
         grades[(item_id, epoch)][grader] = Score(
             value=value, passed=None if passed is None else bool(passed), status=status,
             explanation=explanation or "", name=grader)
-    counts: dict[str, int] = defaultdict(int)
-    reasons: dict[str, list[str]] = defaultdict(list)
-    for item_id, epoch, st, error in store.conn.execute(
-            f"SELECT f.item_id, f.epoch, f.st, s.error FROM {cells.tables.facts} f "
-            "JOIN samples s ON s.run_id = f.run_id AND s.item_id = f.item_id "
-            "AND s.epoch = f.epoch WHERE f.run_id = ? AND f.st IN ('error', 'unscored') "
-            "ORDER BY f.item_id, f.epoch", (run.id,)):
-        if st == "error":
-            why = error or "request failed"
-        else:
-            why = combine(grades.get((item_id, epoch), {}), primary, expected)[3]
-        reason = f"{st}: {_shorten(why, 120)}"
-        shape = re.sub(r"\d+", "#", reason)
-        if reason not in reasons[shape]:
-            reasons[shape].append(reason)
-        counts[shape] += 1
-    ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:10]
-    return {reasons[shape][0] + (" (and alike)" if len(reasons[shape]) > 1 else ""): count
-            for shape, count in ranked}
+    def reasons() -> Iterator[tuple[str, str]]:
+        for item_id, epoch, st, error in store.conn.execute(
+                f"SELECT f.item_id, f.epoch, f.st, s.error FROM {cells.tables.facts} f "
+                "JOIN samples s ON s.run_id = f.run_id AND s.item_id = f.item_id "
+                "AND s.epoch = f.epoch WHERE f.run_id = ? AND f.st IN ('error', 'unscored') "
+                "ORDER BY f.item_id, f.epoch", (run.id,)):
+            if st == "error":
+                yield st, error or "request failed"
+                continue
+            status, _value, _passed, why = combine(grades.get((item_id, epoch), {}), primary,
+                                                   expected)
+            # graded in full yet unscored: a steered answer (the only such case; facts.py)
+            yield st, STEERED if status == "scored" else why
+
+    return rank_problems(reasons())
 
 
 def _pass_k(store: Store, cells: RunCells) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import math
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from posttrain.analysis.results import RunResults, answer_latencies
@@ -115,17 +116,23 @@ def summarize(results: RunResults, *, requests: int | None = None) -> dict[str, 
 def _problems(samples: list[Any]) -> dict[str, int]:
     """Errors and unscored samples by reason; reasons that differ only in numbers (token counts,
     item numbers) are counted together under the first one seen."""
+    return rank_problems((sample.status, sample.reason) for sample in samples
+                         if sample.status in ("error", "unscored"))
+
+
+def rank_problems(problems: Iterable[tuple[str, str]]) -> dict[str, int]:
+    """``_problems`` from (status, reason) pairs: the ten commonest reasons, those that differ
+    only in numbers counted under the first one seen."""
     import re
 
     counts: dict[str, int] = defaultdict(int)
     reasons: dict[str, list[str]] = defaultdict(list)
-    for sample in samples:
-        if sample.status in ("error", "unscored"):
-            reason = f"{sample.status}: {_shorten(sample.reason, 120)}"
-            shape = re.sub(r"\d+", "#", reason)
-            if reason not in reasons[shape]:
-                reasons[shape].append(reason)
-            counts[shape] += 1
+    for status, why in problems:
+        reason = f"{status}: {_shorten(why, 120)}"
+        shape = re.sub(r"\d+", "#", reason)
+        if reason not in reasons[shape]:
+            reasons[shape].append(reason)
+        counts[shape] += 1
     ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:10]
     return {reasons[shape][0] + (" (and alike)" if len(reasons[shape]) > 1 else ""): count
             for shape, count in ranked}

@@ -381,8 +381,8 @@ def text_key(completion: str | None) -> int | None:
 
 
 #: the reason a steered answer is unscored (``RunResults`` and the kept facts say the same)
-STEERED = ("steered by a reviewer: the graded trajectory is not the model's own (counts 0 in "
-           "the score; its grades are kept with the answer)")
+STEERED = ("steered by a reviewer: not the model's own answer (0 in the score; its grades are "
+           "kept)")
 
 
 def steered(completion: str | None) -> bool:
