@@ -17,7 +17,13 @@ from typing import Any
 import orjson
 
 from posttrain.analysis.cells import RunCells
-from posttrain.analysis.report import _interval_entry, _round, pass_k_figures, rank_problems
+from posttrain.analysis.report import (
+    _interval_entry,
+    _round,
+    pass_k_figures,
+    rank_problems,
+    run_config_fields,
+)
 from posttrain.analysis.results import combine
 from posttrain.analysis.stats import mean_ci, mean_interval
 from posttrain.runner.facts import STEERED, TOKEN_PARTS
@@ -239,15 +245,7 @@ def summaries(store: Store, run: RunInfo) -> dict[str, dict[str, Any]]:
         "epochs": run.epochs,
         "status": run.status,
     }
-    if run.config.get("confinement"):
-        report["confinement"] = run.config["confinement"]
-    for key in ("cache_rerequested", "cache_canary"):
-        if run.config.get(key):
-            report[key] = run.config[key]
-    pass_bar = run.config.get("pass_bar")
-    if pass_bar is not None:
-        report["pass_bar"] = pass_bar
-        report["clears_bar"] = headline.low is not None and headline.low >= pass_bar
+    report.update(run_config_fields(run, headline.low))
     if run.epochs > 1:
         report.update(_pass_k(store, cells))
     reliability = _reliability(store, cells)

@@ -92,18 +92,7 @@ def summarize(results: RunResults, *, requests: int | None = None) -> dict[str, 
         "epochs": run.epochs,
         "status": run.status,
     }
-    if run.config.get("confinement"):
-        summary["confinement"] = run.config["confinement"]
-    # the response cache's checks (posttrain.runner.cache): answers served from entries another
-    # model wrote and asked again, and what the live check before cached answers showed
-    for key in ("cache_rerequested", "cache_canary"):
-        if run.config.get(key):
-            summary[key] = run.config[key]
-    low = headline.low
-    pass_bar = run.config.get("pass_bar")
-    if pass_bar is not None:
-        summary["pass_bar"] = pass_bar
-        summary["clears_bar"] = low is not None and low >= pass_bar
+    summary.update(run_config_fields(run, headline.low))
     if run.epochs > 1:
         summary.update(_pass_k(results))
     reliability = reliability_at_k(results)
@@ -111,6 +100,22 @@ def summarize(results: RunResults, *, requests: int | None = None) -> dict[str, 
         summary["reliability_at_k"] = reliability
     summary["problems"] = _problems(samples)
     return summary
+
+
+def run_config_fields(run: Any, low: float | None) -> dict[str, Any]:
+    """What a summary takes from the run's config: its sandbox confinement, the response
+    cache's checks (``posttrain.runner.cache``: answers served from entries another model wrote
+    and asked again, what the live check before cached answers showed), and its pass bar, which
+    the headline clears when its interval's lower end ``low`` reaches it."""
+    out: dict[str, Any] = {}
+    for key in ("confinement", "cache_rerequested", "cache_canary"):
+        if run.config.get(key):
+            out[key] = run.config[key]
+    pass_bar = run.config.get("pass_bar")
+    if pass_bar is not None:
+        out["pass_bar"] = pass_bar
+        out["clears_bar"] = low is not None and low >= pass_bar
+    return out
 
 
 def _problems(samples: list[Any]) -> dict[str, int]:
