@@ -345,3 +345,37 @@ def test_batch_graders_file_forms_shared_sampling_and_errors_before_writing(
                  str(tmp_path / "missing.jsonl"), "--graders", str(tmp_path / "g.yaml"),
                  "-o", str(tmp_path / "ev3"), "--store", str(tmp_path / "s.db")]) == 2
     assert not (tmp_path / "ev3").exists()
+
+
+def test_a_batch_left_in_flight_by_an_earlier_version_of_the_eval_is_named(
+        tmp_path: Path, held: BatchStub, capsys, monkeypatch) -> None:
+    """Killed while its batch waits, then the eval is edited: the rerun is a new run (a new
+    eval hash), so the old run's batch is neither resumed nor counted; the command says so
+    and names the batch instead of leaving it to run up cost unseen."""
+    env = {**os.environ, "OPENAI_BASE_URL": held.base_url, "OPENAI_API_KEY": "sk-test"}
+    eval_path = _eval(tmp_path / "ev")
+    store = tmp_path / "s.db"
+    proc = subprocess.Popen([sys.executable, "-m", "posttrain.cli", *_argv(eval_path, store)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while held.stats()["polls"] < 3:
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with sqlite3.connect(store) as conn:
+        (old_run,), = conn.execute("SELECT id FROM runs").fetchall()
+    eval_path.write_text(eval_path.read_text().replace('content: "{{item.question}}"',
+                                                       'content: "Q: {{item.question}}"'))
+    held.release()
+    monkeypatch.setenv("OPENAI_BASE_URL", held.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    assert main(_argv(eval_path, store)) == 0
+    captured = capsys.readouterr()
+    (run,) = json.loads(captured.out)["runs"]
+    assert run["run_id"] != old_run
+    assert f"warning: run {old_run}" in captured.err and "batch batch_1 in flight" in captured.err
+    # the same command once more: the new run is finished, the old one still named
+    assert main(_argv(eval_path, store)) == 0
+    assert captured.err.count("warning: run") == 1
+    assert f"warning: run {old_run}" in capsys.readouterr().err

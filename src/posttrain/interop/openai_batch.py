@@ -75,11 +75,34 @@ async def execute_eval_batch(eval_: Any, models: list[Any], variants: list[str],
                         "as one batch", field="--backend")
     progress = progress or Progress(enabled=False)
     planned = await plan_runs(eval_, models, variants, store, options, progress, model_configs)
+    for line in stale_batches(store, eval_.name, [p.handle.run for p in planned]):
+        _say(out, line)
     # every run's batch is submitted at once and they are waited on together
     await asyncio.gather(*(_run_batch(plan, store, poll_s, out) for plan in planned))
     handles = [p.handle for p in planned]
     finish_runs(store, handles)
     return handles
+
+
+def stale_batches(store: Any, eval_name: str, runs: list[Any]) -> list[str]:
+    """One warning per earlier run of this eval, on one of these runs' model and variant, that
+    was left ``running`` with a batch still recorded as in flight: the eval changed since
+    (items, graders, settings), so this command made a new run and that batch is neither
+    resumed nor counted here; it goes on costing at OpenAI until it ends or is cancelled."""
+    ours = {run.id for run in runs}
+    pairs = {(run.model, run.variant) for run in runs}
+    lines = []
+    for other in store.list_runs(eval_name):
+        state = (other.config or {}).get("openai_batch") or {}
+        if other.id in ours or other.status != "running" or not state.get("batch_id") or \
+                (other.model, other.variant) not in pairs:
+            continue
+        lines.append(f"warning: run {other.id} ({other.model} [{other.variant}], an earlier "
+                     f"version of {eval_name}: it changed since) still has batch "
+                     f"{state['batch_id']} in flight at OpenAI; it is not resumed or counted "
+                     "here. Put the earlier eval back and run again to collect it, or cancel "
+                     f"the batch (POST /v1/batches/{state['batch_id']}/cancel)")
+    return lines
 
 
 def _say(out: Any, text: str) -> None:
