@@ -314,6 +314,15 @@ def test_factuality_closedqa_and_tools_call_asserts_run_through_judges_and_the_g
     assert passed == {"t1": True, "t2": False, "t3": True, "t4": False}
     assert any("2 of 4 tests have no assertion the promptfoo grader scores" in line
                for line in json.loads((tmp_path / "pf" / "promptfoo.json").read_text())["notes"])
+    # the judges' own cost goes out with each result (as a priced judge would have spent it)
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        conn.execute("UPDATE scores SET cost_usd = 0.25 WHERE grader != 'promptfoo'")
+    assert main(["export", "promptfoo", run["run_id"], "--store", str(tmp_path / "s.db"),
+                 "-o", str(tmp_path / "out.json")]) == 0
+    exported = json.loads((tmp_path / "out.json").read_text())["results"]["results"]
+    assert [r["metadata"]["posttrain"]["grading_cost_usd"] for r in exported] == [0.5] * 4
 
 
 def test_a_tools_call_assert_without_provider_tools_is_refused(tmp_path: Path) -> None:

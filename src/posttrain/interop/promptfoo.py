@@ -713,12 +713,12 @@ def export_promptfoo(store: str | Path, run_refs: list[str], out: str | Path) ->
     if len(names) > 1:
         raise UserError(f"the runs are of different evals ({', '.join(sorted(names))}): "
                         "promptfoo's table has one set of tests", field="RUN")
-    test_ids: list[str] = []
+    test_idx_of: dict[str, int] = {}  # an item's test index (a dict: one lookup per sample)
     tests: dict[str, dict[str, Any]] = {}
     for results in loaded:
         for item in results.items:
             if item.id not in tests:
-                test_ids.append(item.id)
+                test_idx_of[item.id] = len(test_idx_of)
                 tests[item.id] = item.data
     prompts_out, results_out = [], []
     stats = {"successes": 0, "failures": 0, "errors": 0,
@@ -735,7 +735,7 @@ def export_promptfoo(store: str | Path, run_refs: list[str], out: str | Path) ->
                                   "numRequests": 0},
                    "namedScores": {}, "namedScoresCount": {}, "cost": 0.0}
         for s in results.samples:
-            test_idx = test_ids.index(s.item_id)
+            test_idx = test_idx_of[s.item_id]
             data = tests[s.item_id]
             components = []
             for name, grade in s.grades.items():
@@ -784,8 +784,10 @@ def export_promptfoo(store: str | Path, run_refs: list[str], out: str | Path) ->
                     "namedScores": {c["assertion"]["type"]: c["score"] for c in components}},
                 "namedScores": {c["assertion"]["type"]: c["score"] for c in components},
                 "tokenUsage": usage,
-                "metadata": {"posttrain": {"run_id": run.id, "epoch": s.epoch,
-                                           "status": s.status}}})
+                "metadata": {"posttrain": {
+                    "run_id": run.id, "epoch": s.epoch, "status": s.status,
+                    # what the judges' own requests cost (promptfoo's cost is the provider's)
+                    "grading_cost_usd": sum(g.cost_usd for g in s.grades.values())}}})
             key = "testErrorCount" if error else ("testPassCount" if success else
                                                   "testFailCount")
             metrics[key] += 1
