@@ -510,3 +510,41 @@ def test_a_cancelled_log_counts_the_samples_it_never_started(tmp_path: Path, cap
     assert run["never_started"] == 2 and run["items"] == 5
     assert run["summary"]["n"] == 10 and run["summary"]["score"] == pytest.approx(0.6)  # 5 x 2
     assert any("2 of its 5 samples never started" in w for w in out["warnings"])
+
+
+def test_a_retried_sample_keeps_its_tries_and_what_they_spent(tmp_path: Path,
+                                                               capsys) -> None:
+    """Inspect's --retry-on-error keeps each failed try in ``error_retries`` (its error and
+    events) and a model call's HTTP retries in ``ModelEvent.retries``: the import counts them
+    as attempts (it stored 0 for every sample) and adds the failed tries' tokens (spent)."""
+    from inspect_ai.event import ModelEvent
+    from inspect_ai.log import EvalRetryError
+    from inspect_ai.model import GenerateConfig
+
+    model = "openai/gpt-4o-mini"
+    log = _write_log(tmp_path / "a.eval", model, RIGHT_A)
+    written = read_eval_log(str(log))
+    first = written.samples[0]
+
+    def call(retries: int) -> ModelEvent:
+        output = ModelOutput.from_content(model, "partial")
+        output.usage = ModelUsage(input_tokens=100, output_tokens=7, total_tokens=107)
+        return ModelEvent(model=model, input=[], tools=[], tool_choice="auto",
+                          config=GenerateConfig(), output=output, retries=retries)
+
+    first.error_retries = [EvalRetryError(message="RateLimitError: 429", traceback="tb",
+                                          traceback_ansi="tb", events=[call(1)]),
+                           EvalRetryError(message="RateLimitError: 429", traceback="tb",
+                                          traceback_ansi="tb", events=[call(0)])]
+    first.events = [call(3)]  # the try that answered: its usage is the sample's own
+    write_eval_log(written, str(log))
+    (run,) = _import(log, store=tmp_path / "s.db", capsys=capsys)["runs"]
+    from posttrain.runner.store import Store
+
+    with Store(tmp_path / "s.db") as db:
+        rows = {(r["item_id"], r["epoch"]): r for r in db.samples(run["run_id"])}
+    retried = rows.pop((str(first.id), first.epoch - 1))
+    assert retried["attempts"] == 1 + 2 + (1 + 0 + 3)
+    assert (retried["input_tokens"], retried["output_tokens"]) == \
+        (10 + first.epoch + 200, 3 + 14)
+    assert {r["attempts"] for r in rows.values()} == {1}

@@ -341,6 +341,30 @@ def _headline(header: Any) -> dict[str, dict[str, float]]:
     return metrics
 
 
+def _attempts(sample: Any) -> tuple[int, tuple[int, int, float]]:
+    """How many tries a sample took, and what its failed earlier tries spent (input tokens,
+    output tokens, USD). Inspect keeps each failed whole-sample try of ``--retry-on-error`` in
+    ``error_retries`` (an ``EvalRetryError``: the error and that try's events) and a model
+    call's HTTP retries in its ``ModelEvent.retries``; the spend is the usage of the failed
+    tries' model events. 1 try when nothing is recorded."""
+    earlier = list(getattr(sample, "error_retries", None) or [])
+    tries = 1 + len(earlier)
+    tokens_in = tokens_out = 0
+    cost = 0.0
+    for events, failed in [(sample.events or [], False)] + \
+            [(getattr(e, "events", None) or [], True) for e in earlier]:
+        for event in events:
+            if getattr(event, "event", None) != "model":
+                continue
+            tries += getattr(event, "retries", 0) or 0
+            usage = getattr(getattr(event, "output", None), "usage", None)
+            if failed and usage is not None:
+                tokens_in += usage.input_tokens
+                tokens_out += usage.output_tokens
+                cost += usage.total_cost or 0.0
+    return tries, (tokens_in, tokens_out, cost)
+
+
 def _eval_hash(spec: Any) -> str:
     import hashlib
 
@@ -473,7 +497,7 @@ def import_inspect_log(db: Any, path: Path, notes: list[str]) -> ImportReport:
             db.conn.executemany(
                 "INSERT OR REPLACE INTO samples (run_id, item_id, epoch, status, request_key, "
                 "completion, error, attempts, input_tokens, output_tokens, cost_usd, "
-                "latency_s, cached, created) VALUES (?,?,?,?,NULL,?,?,0,?,?,?,?,0,?)",
+                "latency_s, cached, created) VALUES (?,?,?,?,NULL,?,?,?,?,?,?,?,0,?)",
                 sample_rows)
             db.conn.executemany(
                 "INSERT OR REPLACE INTO scores (run_id, item_id, epoch, grader, value, passed, "
@@ -504,20 +528,23 @@ def import_inspect_log(db: Any, path: Path, notes: list[str]) -> ImportReport:
                 score_rows.append((info.id, item_id, epoch, grade.name, grade.value,
                                    None if grade.passed is None else int(grade.passed),
                                    grade.status, grade.explanation))
+            attempts, spent = _attempts(sample)  # spent: by failed earlier tries
             if sample.error is not None:
                 # what the failed sample spent is still spent: its tokens and cost count
                 usage = (sample.model_usage or {}).get(spec.model) or (
                     sample.output.usage if sample.output is not None else None)
                 sample_rows.append((info.id, item_id, epoch, "error", None,
-                                    f"inspect: {sample.error.message}",
-                                    usage.input_tokens if usage else 0,
-                                    usage.output_tokens if usage else 0,
-                                    (usage.total_cost or 0.0) if usage else 0.0, None, now))
+                                    f"inspect: {sample.error.message}", attempts,
+                                    (usage.input_tokens if usage else 0) + spent[0],
+                                    (usage.output_tokens if usage else 0) + spent[1],
+                                    ((usage.total_cost or 0.0) if usage else 0.0) + spent[2],
+                                    None, now))
             else:
                 c = _completion(sample, spec, skipped)
                 sample_rows.append((info.id, item_id, epoch, "ok",
                                     orjson.dumps(c.to_record(), default=str).decode(), None,
-                                    c.input_tokens, c.output_tokens, c.cost_usd,
+                                    attempts, c.input_tokens + spent[0],
+                                    c.output_tokens + spent[1], c.cost_usd + spent[2],
                                     c.latency_s or None, now))
             report.samples += 1
             if len(sample_rows) >= _BATCH:
