@@ -680,7 +680,8 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
                         "primary": eval_.primary, "pass_bar": eval_.pass_bar,
                         "model": config, "graders": eval_.grader_specs,
                         "tag_fields": eval_.tag_fields, "limit": options.limit,
-                        "price": config.get("price"), "grader_names": grader_names},
+                        "price": config.get("price"), "grader_names": grader_names,
+                        "solver": eval_.solver},
             )
         if pending:  # which process answers it: the viewer tells a dead runner from a live one
             store.update_run_config(run.id, {"runner": runner_identity()})
