@@ -171,3 +171,68 @@ def test_a_ray_run_is_followed_and_steered_live(ray_cluster: None, tmp_path: Pat
         handle, review = asyncio.run(main())
         assert handle.run.status == "finished" and review["run_id"] == handle.run.id
         _check_steered(store, handle.run.id)
+
+
+def _pause_when_streaming(store_path: Path, item_id: str) -> str:
+    """Pause ``item_id`` once its first tool result is streamed; return when it is paused."""
+    import time
+
+    with Store(store_path) as store:
+        deadline = time.monotonic() + 60
+        while not [r for r in store.steps_after(0, item_id=item_id)
+                   if r["kind"] == "message" and r["message"]["role"] == "tool"]:
+            assert time.monotonic() < deadline, "no tool result was streamed"
+            time.sleep(0.02)
+        run_id = store.steps_after(0, item_id=item_id)[0]["run_id"]
+        store.add_control(run_id, item_id, 0, "pause")
+        while not any(r["kind"] == "paused" for r in store.steps_after(0, item_id=item_id)):
+            assert time.monotonic() < deadline, "the episode never paused"
+            time.sleep(0.02)
+        return run_id
+
+
+@pytest.mark.slow
+def test_a_paused_episode_whose_worker_is_lost_is_closed_and_plays_again(
+        ray_cluster: None, tmp_path: Path, slow_stub: StubServer) -> None:
+    import signal
+
+    from posttrain.runner.ray_backend import execute_eval_ray
+    from posttrain.web import live
+
+    eval_path = _eval_with_its_module(tmp_path / "ev", n=2)
+    store_path = tmp_path / "s.db"
+    options = RunOptions(concurrency=2,
+                         retry=RetryPolicy(max_retries=1, backoff_base_s=0.01, timeout_s=10))
+    config = model_config(f"openai:stub?base_url={slow_stub.base_url}")
+
+    def run() -> Any:
+        return execute_eval_ray(load_eval(eval_path), [config], ["default"], store, options,
+                                workers=2)
+
+    with Store(store_path) as store:
+        async def main() -> str:
+            running = asyncio.create_task(run())
+            run_id = await asyncio.to_thread(_pause_when_streaming, store_path, "w0")
+            for name in ray.util.list_named_actors():  # every worker, the paused one with them
+                if name.startswith("posttrain:"):
+                    os.kill(await ray.get_actor(name).pid.remote(), signal.SIGKILL)
+            with pytest.raises(RuntimeError, match="were lost"):
+                await running
+            return run_id
+
+        run_id = asyncio.run(main())
+        (pause,) = store.controls(run_id, "w0", 0)
+        assert pause["status"] == "abandoned" and "Ray worker" in pause["note"]
+        last = store.steps_after(0, run_id=run_id, item_id="w0")[-1]
+        assert last["kind"] == "resumed" and last["message"]["abandoned"]
+        with pytest.raises(live.Conflict, match="not paused"):  # nothing would take it
+            live.request_resume(store, run_id, "w0", 0, {"message": "go on"})
+
+        [handle] = asyncio.run(run())  # the same command resumes the run
+        assert handle.run.id == run_id and handle.run.status == "finished"
+        kinds = [r["kind"] for r in store.steps_after(0, run_id=run_id, item_id="w0")]
+        assert "attempt" in kinds and kinds.index("attempt") > kinds.index("resumed")
+        page = live.trajectory(store, run_id, "w0", 0)
+        assert page["attempt"] == 2 and page["finished"]
+        sample = {r["item_id"]: json.loads(r["completion"]) for r in store.samples(run_id)}
+        assert "steering" not in sample["w0"]["meta"]  # played again, nobody steered it
