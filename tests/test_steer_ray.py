@@ -236,3 +236,40 @@ def test_a_paused_episode_whose_worker_is_lost_is_closed_and_plays_again(
         assert page["attempt"] == 2 and page["finished"]
         sample = {r["item_id"]: json.loads(r["completion"]) for r in store.samples(run_id)}
         assert "steering" not in sample["w0"]["meta"]  # played again, nobody steered it
+
+
+@pytest.mark.slow
+def test_a_paused_episode_whose_worker_is_lost_plays_again_on_the_other_one(
+        ray_cluster: None, tmp_path: Path, slow_stub: StubServer) -> None:
+    import signal
+
+    from posttrain.runner.ray_backend import execute_eval_ray
+
+    eval_path = _eval_with_its_module(tmp_path / "ev", n=2)
+    store_path = tmp_path / "s.db"
+    options = RunOptions(concurrency=2,
+                         retry=RetryPolicy(max_retries=1, backoff_base_s=0.01, timeout_s=10))
+    config = model_config(f"openai:stub?base_url={slow_stub.base_url}")
+    with Store(store_path) as store:
+        async def main() -> tuple[Any, str]:
+            running = asyncio.create_task(execute_eval_ray(
+                load_eval(eval_path), [config], ["default"], store, options, workers=2))
+            run_id = await asyncio.to_thread(_pause_when_streaming, store_path, "w0")
+            for name in ray.util.list_named_actors():  # only the worker playing w0
+                if name.startswith("posttrain:"):
+                    actor = ray.get_actor(name)
+                    if (run_id, "w0", 0) in [tuple(k) for k in await actor.playing.remote()]:
+                        os.kill(await actor.pid.remote(), signal.SIGKILL)
+                        break
+            else:
+                raise AssertionError("no worker plays w0")
+            [handle] = await running
+            return handle, run_id
+
+        handle, run_id = asyncio.run(main())
+        assert handle.run.status == "finished"
+        (pause,) = store.controls(run_id, "w0", 0)
+        assert pause["status"] == "abandoned" and "Ray worker" in pause["note"]
+        kinds = [r["kind"] for r in store.steps_after(0, run_id=run_id, item_id="w0")]
+        assert kinds.count("attempt") == 1 and kinds.index("attempt") > kinds.index("resumed")
+        assert {r["item_id"] for r in store.samples(run_id)} == {"w0", "w1"}

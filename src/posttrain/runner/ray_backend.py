@@ -194,6 +194,10 @@ class RayEvalWorker:
     def pid(self) -> int:
         return os.getpid()
 
+    def playing(self) -> list[tuple[str, str, int]]:
+        """The agentic episodes (run, item, epoch) this worker plays now."""
+        return sorted(self._inbox)
+
     async def steer(self, rows: list[dict[str, Any]]) -> int:
         """Steering controls (``steering`` rows) for episodes played here, from the driver;
         how many were taken in. A control for an episode no longer played here is dropped:
