@@ -76,7 +76,7 @@ async def follow(url: str, stop: asyncio.Event, seen: list[int]) -> None:
 async def one_run(eval_path: Path, store: Path, mode: str, clients: int) -> tuple[float, int]:
     import posttrain.runner.executor as executor
     from posttrain.api import arun_eval
-    from posttrain.runner.steering import StoreWatcher
+    from posttrain.runner.steering import watcher_for
 
     class NoWatcher:
         def __init__(self, *args: Any, **kwargs: Any) -> None: ...
@@ -90,7 +90,11 @@ async def one_run(eval_path: Path, store: Path, mode: str, clients: int) -> tupl
         async def checkpoint(self, *args: Any) -> None:
             return None
 
-    executor.StoreWatcher = NoWatcher if mode == "no watcher" else StoreWatcher  # type: ignore[misc]
+    def no_watcher(*args: Any, **kwargs: Any) -> NoWatcher:
+        return NoWatcher()
+
+    executor.watcher_for = (  # type: ignore[assignment]
+        no_watcher if mode == "no watcher" else watcher_for)
     viewer = None
     stop = asyncio.Event()
     seen = [0]

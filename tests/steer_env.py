@@ -62,3 +62,43 @@ def write_weather_eval(folder: Path, n: int = 2, max_turns: int | None = None) -
         "  - {type: string_check, name: exact, input: \"{{sample.output_text}}\", "
         "reference: \"{{item.answer}}\", operation: eq}\n")
     return path
+
+
+async def solve_by_hand(request: Any, item: Any, generate: Any) -> Any:
+    """A solver of its own (no environment, no ``run_episode``) that reports its turns through
+    the :class:`posttrain.environment.Episode` hook: followed and steerable like an episode."""
+    from posttrain.environment import Episode
+
+    episode = Episode(request, generate)
+    for _ in range(6):
+        action = await episode.model_turn()
+        if not action.get("tool_calls"):
+            break
+        episode.observe([{"role": "tool", "tool_call_id": call["id"],
+                          "content": json.dumps({"city": "Paris", "celsius": 21})}
+                         for call in action["tool_calls"]])
+    return episode.answer({"by_hand": True})
+
+
+#: released by the test that holds :func:`solve_silently`'s second sample in flight
+RELEASE = __import__("threading").Event()
+
+
+async def solve_silently(request: Any, item: Any, generate: Any) -> Any:
+    """A solver of its own that reports nothing (plain ``generate`` calls): its samples have no
+    trajectory, so they cannot be paused. Item ``w1`` waits for :data:`RELEASE`."""
+    import asyncio
+
+    first = await generate(request)
+    if item.id == "w1":
+        while not RELEASE.is_set():
+            await asyncio.sleep(0.02)
+    return first
+
+
+def write_solver_eval(folder: Path, solver: str, n: int = 2) -> Path:
+    """The weather eval with another ``solver:`` (a ``tests.steer_env`` function name)."""
+    path = write_weather_eval(folder, n=n)
+    path.write_text(path.read_text().replace("tests.steer_env:solve",
+                                             f"tests.steer_env:{solver}"))
+    return path

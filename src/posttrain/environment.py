@@ -144,76 +144,150 @@ def normalise_call(call: dict[str, Any], turn: int, index: int) -> dict[str, Any
                          "arguments": arguments}}
 
 
+class Episode:
+    """One sample's conversation, followed live and steerable: the hook a ``solver:`` uses.
+
+    :func:`run_episode` plays every environment episode through it; a solver of your own that
+    does not call :func:`run_episode` uses it the same way, and its samples can then be
+    followed and steered in ``posttrain view`` like any episode (without it they cannot: the
+    page shows no trajectory for them and a pause is refused, HTTP 409)::
+
+        from posttrain.environment import Episode
+
+        async def solve(request, item, generate):
+            episode = Episode(request, generate)        # the prompt is streamed
+            for _ in range(4):
+                action = await episode.model_turn()     # a reviewer may pause it here
+                if not action.get("tool_calls"):
+                    break
+                episode.observe([{"role": "tool", "tool_call_id": call["id"],
+                                  "content": my_tool(call)} for call in action["tool_calls"]])
+            return episode.answer()
+
+    :meth:`model_turn` waits while a reviewer holds the episode paused (before every turn but
+    the first), applies the reviewer's correction (an edited tool result the model has not
+    read, an added user message) to :attr:`messages`, generates the turn the model would have
+    taken without it (recorded in ``meta.steering``, never returned), then the model's turn,
+    and appends it. :meth:`observe` appends what answers it (tool results, a user's reply) and
+    streams the new messages. :meth:`answer` is the sample's answer: the last turn with the
+    whole transcript, usage summed over every turn, and ``meta.steering`` when steered.
+    Outside a run (nobody follows the sample) it costs nothing and never waits.
+    """
+
+    def __init__(self, request: ChatRequest, generate: Generate,
+                 messages: list[dict[str, Any]] | None = None) -> None:
+        self.request = request
+        self.generate = generate
+        #: the conversation so far (the request's messages when ``messages`` is not given)
+        self.messages: list[dict[str, Any]] = [
+            dict(m) for m in (request.messages if messages is None else messages)]
+        #: model turns taken so far
+        self.turns = 0
+        #: the reviewers' corrections, as ``meta.steering`` records them
+        self.steering: list[dict[str, Any]] = []
+        self.last: Completion | None = None
+        self.cached = True
+        self._totals = {"input_tokens": 0, "output_tokens": 0, "latency_s": 0.0,
+                        "cost_usd": 0.0}
+        self._watcher = episode_watcher.get()
+        self._streamed = len(self.messages)
+        if self._watcher is not None:
+            self._watcher.on_messages(0, self.messages, 0)
+
+    def _add_usage(self, completion: Completion) -> None:
+        for key in self._totals:
+            self._totals[key] += getattr(completion, key) or 0
+        self.cached = self.cached and completion.cached
+
+    def _stream(self, turn: int, start: int) -> None:
+        if self._watcher is not None:
+            self._watcher.on_messages(turn, self.messages, start)
+        self._streamed = len(self.messages)
+
+    async def model_turn(self) -> dict[str, Any]:
+        """The model's next turn (after a reviewer's pause and correction, if any), appended
+        to :attr:`messages` and returned as an assistant message (tool calls with ids and
+        string arguments); :attr:`last` is its completion."""
+        turn = self.turns
+        watcher = self._watcher
+        intervention = (await watcher.checkpoint(turn, self.messages)
+                        if watcher is not None and turn > 0 else None)
+        if intervention is not None:
+            assert watcher is not None
+            if self._streamed < len(self.messages):  # what the solver added since: shown first
+                self._stream(max(0, turn - 1), self._streamed)
+            corrected, record = apply_intervention(self.messages, intervention)
+            # what the model would have done without the reviewer: recorded, never executed
+            original = await self.generate(replace(self.request, messages=list(self.messages)))
+            self._add_usage(original)
+            record.update(turn=turn, at=len(corrected), original=_turn_record(original))
+            self.steering.append(record)
+            start = len(self.messages) if not record["edited_tool_results"] else min(
+                e["index"] for e in record["edited_tool_results"])
+            self.messages = corrected
+            self._stream(turn, start)
+        last = await self.generate(replace(self.request, messages=list(self.messages)))
+        self._add_usage(last)
+        self.last = last
+        calls = [normalise_call(c, turn, i) for i, c in enumerate(last.tool_calls or [])]
+        action: dict[str, Any] = {"role": "assistant", "content": last.text or ""}
+        if calls:
+            action["tool_calls"] = calls
+        self.messages.append(action)
+        if self.steering and "corrected" not in self.steering[-1]:
+            self.steering[-1]["corrected"] = dict(action)
+        self.turns += 1
+        return action
+
+    def observe(self, messages: list[dict[str, Any]]) -> None:
+        """What answers the model's turn (tool results, a user's reply): appended, and
+        streamed with the turn itself."""
+        self.messages += [dict(m) for m in messages]
+        self._stream(max(0, self.turns - 1), self._streamed)
+
+    def answer(self, meta: dict[str, Any] | None = None) -> Completion:
+        """The sample's answer: the last turn's text and tool calls, the whole transcript,
+        usage summed over every turn (``cached`` only when every turn was), ``meta`` with
+        ``steering`` added when a reviewer corrected the episode."""
+        if self.last is None:
+            raise ValueError("Episode.answer() before any model_turn()")
+        if self._streamed < len(self.messages):
+            self._stream(max(0, self.turns - 1), self._streamed)
+        meta = dict(meta or {})
+        if self.steering:
+            meta["steering"] = self.steering
+        last, totals = self.last, self._totals
+        return Completion(
+            text=last.text or "", tool_calls=last.tool_calls, finish_reason=last.finish_reason,
+            input_tokens=int(totals["input_tokens"]), output_tokens=int(totals["output_tokens"]),
+            latency_s=float(totals["latency_s"]), cost_usd=float(totals["cost_usd"]),
+            cached=self.cached, transcript=self.messages, meta=meta,
+        )
+
+
 async def run_episode(env: Environment, request: ChatRequest, item: Item, generate: Generate,
                       *, max_turns: int | None = None) -> Completion:
     """Play one episode: the model (``generate``) and ``env`` take turns until the environment
     says done or the turn limit; the last completion with the whole ``transcript`` and the last
     ``info`` as ``meta``. Usage (tokens, latency, cost) is summed over the turns; the answer is
-    cached only when every turn was."""
+    cached only when every turn was. Followed and steerable through :class:`Episode`."""
     messages: list[dict[str, Any]] = [dict(m) for m in request.messages]
     messages += [dict(m) for m in env.reset(item.data) or []]
     limit = int(max_turns or item.data.get("max_turns") or getattr(env, "max_turns", 0)
                 or DEFAULT_MAX_TURNS)
-    totals = {"input_tokens": 0, "output_tokens": 0, "latency_s": 0.0, "cost_usd": 0.0}
-    cached = True
-    last: Completion | None = None
     info: dict[str, Any] = {}
     hit_turn_cap = True
-    watcher = episode_watcher.get()
-    steering: list[dict[str, Any]] = []
-    if watcher is not None:
-        watcher.on_messages(0, messages, 0)
-
-    def add_usage(completion: Completion) -> None:
-        for key in totals:
-            totals[key] += getattr(completion, key) or 0
-
-    for turn in range(max(1, limit)):
-        intervention = (await watcher.checkpoint(turn, messages)
-                        if watcher is not None and turn > 0 else None)
-        if intervention is not None:
-            corrected, record = apply_intervention(messages, intervention)
-            # what the model would have done without the reviewer: recorded, never executed
-            original = await generate(replace(request, messages=list(messages)))
-            add_usage(original)
-            cached = cached and original.cached
-            record.update(turn=turn, at=len(corrected), original=_turn_record(original))
-            steering.append(record)
-            start = len(messages) if not record["edited_tool_results"] else min(
-                e["index"] for e in record["edited_tool_results"])
-            messages = corrected
-            assert watcher is not None
-            watcher.on_messages(turn, messages, start)
-        last = await generate(replace(request, messages=list(messages)))
-        add_usage(last)
-        cached = cached and last.cached
-        calls = [normalise_call(c, turn, i) for i, c in enumerate(last.tool_calls or [])]
-        action: dict[str, Any] = {"role": "assistant", "content": last.text or ""}
-        if calls:
-            action["tool_calls"] = calls
-        messages.append(action)
-        if steering and "corrected" not in steering[-1]:
-            steering[-1]["corrected"] = dict(action)
-        step = env.step(action)
+    episode = Episode(request, generate, messages)
+    for _turn in range(max(1, limit)):
+        step = env.step(await episode.model_turn())
         info = step.info
-        before = len(messages) - 1
-        messages += [dict(m) for m in step.observation]
-        if watcher is not None:
-            watcher.on_messages(turn, messages, before)
+        episode.observe(step.observation)
         if step.done:
             hit_turn_cap = False
             break
-    assert last is not None
-    meta = {**info, "turns": sum(1 for m in messages if m["role"] == "assistant"),
-            "hit_turn_cap": hit_turn_cap}
-    if steering:
-        meta["steering"] = steering
-    return Completion(
-        text=last.text or "", tool_calls=last.tool_calls, finish_reason=last.finish_reason,
-        input_tokens=int(totals["input_tokens"]), output_tokens=int(totals["output_tokens"]),
-        latency_s=float(totals["latency_s"]), cost_usd=float(totals["cost_usd"]),
-        cached=cached, transcript=messages, meta=meta,
-    )
+    return episode.answer({**info, "turns": sum(1 for m in episode.messages
+                                                if m["role"] == "assistant"),
+                           "hit_turn_cap": hit_turn_cap})
 
 
 def episode_solver(factory: Callable[[], Environment]) -> Callable[..., Awaitable[Completion]]:

@@ -37,7 +37,7 @@ from posttrain.runner.cache import (
     served_stale,
 )
 from posttrain.runner.progress import Counters, Progress
-from posttrain.runner.steering import StoreWatcher, runner_identity
+from posttrain.runner.steering import runner_identity, watcher_for
 from posttrain.runner.store import RunInfo, Store, request_key
 from posttrain.types import ChatRequest, Completion, Item, Score
 
@@ -306,10 +306,8 @@ class RunExecution:
 
         # follow along and steer: the episode's messages go to the store as they arrive, and
         # a reviewer's steering comes back through it (posttrain.runner.steering)
-        # (a local store only: a Ray worker's stand-in store has no live view or steering)
-        watcher = (StoreWatcher(self.store, self.run.id, item.id, epoch,
-                                slot=worker_slot.get())
-                   if isinstance(self.store, Store) else None)
+        # (in a Ray worker, through its stand-in store and the driver: runner.ray_backend)
+        watcher = watcher_for(self.store, self.run.id, item.id, epoch, slot=worker_slot.get())
         if watcher is not None:
             watcher.start()
         token = episode_watcher.set(watcher)
@@ -682,7 +680,8 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
                         "primary": eval_.primary, "pass_bar": eval_.pass_bar,
                         "model": config, "graders": eval_.grader_specs,
                         "tag_fields": eval_.tag_fields, "limit": options.limit,
-                        "price": config.get("price"), "grader_names": grader_names},
+                        "price": config.get("price"), "grader_names": grader_names,
+                        "solver": eval_.solver},
             )
         if pending:  # which process answers it: the viewer tells a dead runner from a live one
             store.update_run_config(run.id, {"runner": runner_identity()})

@@ -9,6 +9,13 @@ own per-sample code (:class:`~posttrain.runner.executor.RunExecution`) against a
 store: every write it would make is streamed back to the driver as an event (a Ray streaming
 generator per small batch), and the driver writes each one as it arrives.
 
+Follow along and steer work as on the local runner: a worker's episode watcher
+(:class:`~posttrain.runner.steering.RelayWatcher`) streams each message of an agentic sample
+as a ``steps`` event, which the driver writes like the answers; the driver reads the
+``steering`` table for the episodes its workers play and forwards each pause or resume to the
+worker playing it (``RayEvalWorker.steer``), and the status the worker gives it comes back as
+an event. The workers never open the store for writing.
+
 A worker lost midway: the items whose answers already arrived are stored and never re-sent
 (answers still waiting for their judge graders are judged in the driver); the rest of its
 batches go back to the front of the queue for the remaining workers. When no worker is left the
@@ -40,6 +47,7 @@ from posttrain.runner.executor import (
     plan_runs,
 )
 from posttrain.runner.progress import Counters, Progress
+from posttrain.runner.steering import POLL_S, RelayWatcher, StoreWatcher, pending_for_runs
 from posttrain.runner.store import RunInfo, Store, cache_read
 from posttrain.types import Item, Score
 
@@ -107,9 +115,13 @@ class _RecordingStore:
     (same machine or a shared file system); otherwise they are not cached across runs.
     """
 
-    def __init__(self, queue: asyncio.Queue[tuple[Any, ...]], reader: Any = None) -> None:
+    def __init__(self, queue: asyncio.Queue[tuple[Any, ...]], reader: Any = None,
+                 inbox: dict[tuple[str, str, int], list[dict[str, Any]]] | None = None) -> None:
         self.queue = queue
         self.reader = reader
+        #: the steering controls the driver forwarded, by the episode they are for (the
+        #: worker's, shared by its batches); an episode has an entry while it is played here
+        self.inbox = inbox if inbox is not None else {}
 
     def cache_get(self, key: str, **validity: Any) -> dict[str, Any] | None:
         if self.reader is None:
@@ -126,6 +138,36 @@ class _RecordingStore:
     def replace_scores(self, _run_id: str, item_id: str, epoch: int, scores: Any) -> None:
         self.queue.put_nowait(("scores", item_id, epoch, list(scores)))
 
+    # follow along and steer (posttrain.runner.steering.RelayWatcher): steps and control
+    # statuses go to the driver; the controls read are those it forwarded (RayEvalWorker.steer)
+    def episode_watcher(self, run_id: str, item_id: str, epoch: int) -> RelayWatcher:
+        return RelayWatcher(self, run_id, item_id, epoch)  # type: ignore[arg-type]
+
+    def episode_event(self, kind: str, run_id: str, item_id: str, epoch: int) -> None:
+        if kind == "start":
+            self.inbox[(run_id, item_id, epoch)] = []
+        else:
+            self.inbox.pop((run_id, item_id, epoch), None)
+        self.queue.put_nowait((kind, item_id, epoch))
+
+    def add_steps(self, _run_id: str, item_id: str, epoch: int, turn: int,
+                  rows: Sequence[tuple[str, int | None, dict[str, Any] | None]]) -> None:
+        self.queue.put_nowait(("steps", item_id, epoch, turn, list(rows)))
+
+    def pending_controls(self, run_id: str, item_id: str, epoch: int) -> list[dict[str, Any]]:
+        return [row for row in self.inbox.get((run_id, item_id, epoch), ())
+                if row["status"] == "pending"]
+
+    def set_control_status(self, control_id: int, status: str, note: str | None = None) -> None:
+        for rows in self.inbox.values():
+            for row in rows:
+                if row["id"] == control_id:
+                    row["status"] = status
+        self.queue.put_nowait(("control", control_id, status, note))
+
+    def flush(self) -> None:
+        """Nothing to commit here: the driver writes each event as it arrives."""
+
 
 class RayEvalWorker:
     """One Ray actor: one model, one eval, many batches (run as ``ray.remote(RayEvalWorker)``)."""
@@ -141,6 +183,7 @@ class RayEvalWorker:
         self.eval = eval_ref.load(models_file, options.retry.timeout_s)
         self._semaphore: asyncio.Semaphore | None = None
         self._reader: Any = None
+        self._inbox: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
         if (store_path and options.use_cache and self.eval.solver is not None
                 and Path(store_path).is_file()):
             import sqlite3
@@ -151,6 +194,22 @@ class RayEvalWorker:
     def pid(self) -> int:
         return os.getpid()
 
+    def playing(self) -> list[tuple[str, str, int]]:
+        """The agentic episodes (run, item, epoch) this worker plays now."""
+        return sorted(self._inbox)
+
+    async def steer(self, rows: list[dict[str, Any]]) -> int:
+        """Steering controls (``steering`` rows) for episodes played here, from the driver;
+        how many were taken in. A control for an episode no longer played here is dropped:
+        the driver refuses it when that episode's ``finish`` event arrives."""
+        taken = 0
+        for row in rows:
+            episode = self._inbox.get((row["run_id"], row["item_id"], row["epoch"]))
+            if episode is not None and all(known["id"] != row["id"] for known in episode):
+                episode.append(dict(row))
+                taken += 1
+        return taken
+
     async def run_batch(self, run: RunInfo, variant: str,
                         tasks: list[tuple[Item, int]]) -> AsyncIterator[list[tuple[Any, ...]]]:
         """Generate and grade each (item, epoch); yield every store write as it happens (in
@@ -160,7 +219,7 @@ class RayEvalWorker:
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self.concurrency)
         queue: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
-        store = _RecordingStore(queue, self._reader)
+        store = _RecordingStore(queue, self._reader, self._inbox)
 
         async def one(item: Item, epoch: int) -> None:
             counters = Counters(label="", total=1)
@@ -214,14 +273,31 @@ class _Driver:
         self.planned = planned
         self.store = store
         self.progress = progress
+        #: agentic episodes being played, (run, item, epoch) -> the actor playing them: the
+        #: steering controls for them are forwarded there (:meth:`relay_steering`)
+        self.episodes: dict[tuple[str, str, int], Any] = {}
+        self.forwarded: set[int] = set()
 
     # events from a worker -> the store, immediately
     def apply(self, run_index: int, event: tuple[Any, ...],
-              answered: dict[tuple[str, int], list[Score]]) -> None:
+              answered: dict[tuple[str, int], list[Score]], actor: Any = None) -> None:
         plan = self.planned[run_index]
         run_id = plan.handle.run.id
         kind = event[0]
-        if kind == "cache":
+        if kind == "steps":
+            _, item_id, epoch, turn, rows = event
+            self.store.add_steps(run_id, item_id, epoch, turn, rows)
+        elif kind == "control":
+            self.store.set_control_status(event[1], event[2], event[3])
+        elif kind == "start":  # an agentic episode begins on ``actor``: steering goes there
+            key = (run_id, event[1], event[2])
+            StoreWatcher(self.store, *key).start()
+            self.episodes[key] = actor
+        elif kind == "finish":
+            key = (run_id, event[1], event[2])
+            self.episodes.pop(key, None)
+            StoreWatcher(self.store, *key).finish()
+        elif kind == "cache":
             self.store.cache_put(event[1], event[2], **(event[3] if len(event) > 3 else {}))
         elif kind == "record":
             _, item_id, epoch, kwargs = event
@@ -278,12 +354,19 @@ class _Driver:
         try:
             async for ref in stream:
                 for event in await ref:
-                    self.apply(run_index, event, answered)
+                    self.apply(run_index, event, answered, pool.actors[worker])
                     if event[0] == "done":
                         finished.add((event[1], event[2]))
         except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
             pool.alive.discard(worker)
             pool.lost.append(_reason(exc))
+            for item_id, epoch in by_key:  # episodes it was playing: nobody holds them now
+                key = (plan.handle.run.id, item_id, epoch)
+                if key in self.episodes:
+                    del self.episodes[key]
+                    StoreWatcher(self.store, *key).abandon(
+                        "the Ray worker playing the episode was lost while it was paused",
+                        "the Ray worker playing the episode was lost")
             unanswered = [task for key, task in by_key.items() if key not in answered]
             pool.queue.extendleft(reversed(unanswered))  # the front: keep the original order
             log.warning("ray worker %s of %s lost (%s): %d samples re-queued, %d answers kept",
@@ -293,6 +376,32 @@ class _Driver:
                                      {key: by_key[key].item for key in orphans})
         finally:
             pool.in_flight[worker] -= 1
+
+    async def relay_steering(self, poll_s: float = POLL_S) -> None:
+        """Forward each reviewer's pause or resume to the worker playing its episode (the
+        workers do not read the store: the driver is its one reader and writer for them),
+        every ``poll_s`` while an episode is played; until cancelled."""
+        import ray.exceptions
+
+        while True:
+            await asyncio.sleep(poll_s)
+            if not self.episodes:
+                continue
+            runs = sorted({key[0] for key in self.episodes})
+            by_actor: dict[int, tuple[Any, list[dict[str, Any]]]] = {}
+            for row in pending_for_runs(self.store, runs):
+                actor = self.episodes.get((row["run_id"], row["item_id"], row["epoch"]))
+                if actor is None or row["id"] in self.forwarded:
+                    continue  # not started yet (its start refuses it) or sent already
+                self.forwarded.add(row["id"])
+                by_actor.setdefault(id(actor), (actor, []))[1].append(
+                    {key: row[key] for key in ("id", "run_id", "item_id", "epoch", "action",
+                                               "payload", "status")})
+            for actor, rows in by_actor.values():
+                try:
+                    await actor.steer.remote(rows)
+                except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+                    pass  # the worker is lost: consume() closes its episodes
 
     def next_batch(self, pool: _Pool) -> list[_Task]:
         first = pool.queue.popleft()
@@ -441,11 +550,14 @@ async def execute_eval_ray(eval_: Eval, configs: Sequence[Any], variants: Sequen
                         cached_work.append((plan, item, epoch))
                         continue
                 pool.queue.append(_Task(index, item, epoch))
+        relay = asyncio.create_task(driver.relay_steering())
         try:
             for plan, item, epoch in cached_work:  # a cache hit: graded here, never sent
                 await plan.execution.sample(item, epoch)
             await asyncio.gather(*(driver.drive(pool) for pool in pools))
         finally:
+            relay.cancel()
+            await asyncio.gather(relay, return_exceptions=True)
             progress.tick(force=True)
         handles = [plan.handle for plan in planned]
         finish_runs(store, handles)

@@ -22,6 +22,7 @@ closed: a pause it held is ``abandoned``, controls it never read are refused, an
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import time
@@ -105,19 +106,23 @@ class StoreWatcher:
         run killed or interrupted while the episode was paused, then resumed)."""
         earlier = self.store.steps_after(0, run_id=self.key[0], item_id=self.key[1],
                                          epoch=self.key[2], limit=100_000)
-        for row in self.store.controls(*self.key):
-            if row["action"] == "pause" and row["status"] == "taken":
-                self.store.set_control_status(row["id"], "abandoned",
-                                              "the runner stopped while the episode was paused")
-                self.store.add_steps(*self.key, 0, [("resumed", None, {
-                    "control_id": row["id"], "steered": False, "abandoned": True})])
-            elif row["status"] == "pending":
-                self.store.set_control_status(row["id"], "refused",
-                                              "sent to an earlier attempt of the episode")
+        self.abandon("the runner stopped while the episode was paused",
+                     "sent to an earlier attempt of the episode")
         if earlier:
             number = 1 + max([int((r["message"] or {}).get("attempt", 1)) for r in earlier
                               if r["kind"] == "attempt"] or [1])
             self.store.add_steps(*self.key, 0, [("attempt", None, {"attempt": number})])
+
+    def abandon(self, paused_note: str, pending_note: str) -> None:
+        """Nobody plays this attempt of the episode any more: a pause it held is
+        ``abandoned`` (with a ``resumed`` step saying so), controls it never read refused."""
+        for row in self.store.controls(*self.key):
+            if row["action"] == "pause" and row["status"] == "taken":
+                self.store.set_control_status(row["id"], "abandoned", paused_note)
+                self.store.add_steps(*self.key, 0, [("resumed", None, {
+                    "control_id": row["id"], "steered": False, "abandoned": True})])
+            elif row["status"] == "pending":
+                self.store.set_control_status(row["id"], "refused", pending_note)
 
     def finish(self) -> None:
         """The episode is over: a pause or resume it never reached is refused, so the page
@@ -189,3 +194,45 @@ class StoreWatcher:
                     "expired": True})])
                 return None
             await asyncio.sleep(self.poll_s)
+
+
+class RelayWatcher(StoreWatcher):
+    """A :class:`StoreWatcher` in a process that does not own the store (a Ray worker).
+
+    Its ``store`` is the worker's stand-in (``posttrain.runner.ray_backend``): the steps and
+    control statuses it writes travel to the driver as events, in order with the answers, and
+    the controls it reads are the ones the driver forwarded for this episode (the driver reads
+    the ``steering`` table for every episode its workers play). Closing what an earlier attempt
+    left (``start``) and refusing what the episode never read (``finish``) need the whole
+    store: the driver does them, with a :class:`StoreWatcher` of its own, when the event
+    arrives.
+    """
+
+    def start(self) -> None:
+        self.store.episode_event("start", *self.key)
+
+    def finish(self) -> None:
+        self.store.episode_event("finish", *self.key)
+
+
+def watcher_for(store: Any, run_id: str, item_id: str, epoch: int, *,
+                slot: Any = None) -> StoreWatcher | None:
+    """The watcher of one agentic sample: a :class:`StoreWatcher` on the runner's store, the
+    stand-in's own (a :class:`RelayWatcher`) in a Ray worker; None for a store that cannot
+    carry steps and steering."""
+    if isinstance(store, Store):
+        return StoreWatcher(store, run_id, item_id, epoch, slot=slot)
+    relay = getattr(store, "episode_watcher", None)
+    return relay(run_id, item_id, epoch) if relay is not None else None
+
+
+def pending_for_runs(store: Store, run_ids: list[str]) -> list[dict[str, Any]]:
+    """Every control still ``pending`` for these runs, oldest first (the Ray driver forwards
+    them to the workers playing their episodes)."""
+    if not run_ids:
+        return []
+    marks = ",".join("?" * len(run_ids))
+    rows = store.conn.execute(
+        f"SELECT * FROM steering WHERE run_id IN ({marks}) AND status = 'pending' ORDER BY id",
+        run_ids)
+    return [{**dict(row), "payload": json.loads(row["payload"])} for row in rows]

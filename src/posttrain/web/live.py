@@ -141,6 +141,9 @@ def trajectory(store: Store, run_id: str, item_id: str, epoch: int) -> dict[str,
             "epoch": epoch, "messages": ordered, "steps": steps, "attempt": attempt,
             "finished": finished, "run_status": run.status, "runner": runner_state(run),
             "paused": state == "paused", "pause_requested": state == "requested",
+            # why the page offers no pause (what the API would answer, HTTP 409)
+            "cannot_pause": None if finished or rows else no_trajectory(store, run, item_id,
+                                                                          epoch),
             "editable": unseen_tool_results(ordered) if state == "paused" else [],
             "last_step": rows[-1]["id"] if rows else 0}
 
@@ -182,6 +185,32 @@ def _check_sample(store: Store, run: Any, item_id: str, epoch: int) -> None:
         raise KeyError(f"no epoch {epoch} in run {run.id} (epochs 0-{run.epochs - 1})")
 
 
+def no_trajectory(store: Store, run: Any, item_id: str, epoch: int) -> str | None:
+    """Why this sample has no trajectory to pause (None: it has one). Only an episode that
+    reports its steps can be paused: one played by ``posttrain.environment.run_episode`` or
+    through the ``posttrain.environment.Episode`` hook; a plain eval's sample, or a custom
+    solver's that does neither, streams nothing and could never take a pause."""
+    started = store.conn.execute(
+        "SELECT 1 FROM steps WHERE run_id = ? AND item_id = ? AND epoch = ? LIMIT 1",
+        (run.id, item_id, epoch)).fetchone()
+    if started is not None:
+        return None
+    if store.conn.execute("SELECT 1 FROM steps WHERE run_id = ? LIMIT 1",
+                          (run.id,)).fetchone() is not None:
+        return "this sample has not started yet: pause it once its trajectory appears"
+    solver = (run.config or {}).get("solver")
+    if solver:
+        answered = store.conn.execute("SELECT 1 FROM samples WHERE run_id = ? LIMIT 1",
+                                      (run.id,)).fetchone()
+        if answered is None:  # nothing to tell yet: an episode streams from its start
+            return "this sample has not started yet: pause it once its trajectory appears"
+        return (f"this run's solver ({solver}) reports no steps: it plays neither "
+                "posttrain.environment.run_episode nor the posttrain.environment.Episode "
+                "hook, so its samples cannot be followed or paused")
+    return ("this run's samples are not agentic (no trajectory is streamed): only an "
+            "episode of an eval with a solver: can be paused")
+
+
 def request_pause(store: Store, run_ref: str, item_id: str, epoch: int) -> dict[str, Any]:
     """Ask the runner to pause this episode before its next turn: only an agentic sample in
     flight (one whose trajectory is streaming) of a run whose runner is alive."""
@@ -196,16 +225,9 @@ def request_pause(store: Store, run_ref: str, item_id: str, epoch: int) -> dict[
         (run.id, item_id, epoch)).fetchone()
     if done is not None:
         raise Conflict("this sample is finished: nothing to pause")
-    started = store.conn.execute(
-        "SELECT 1 FROM steps WHERE run_id = ? AND item_id = ? AND epoch = ? LIMIT 1",
-        (run.id, item_id, epoch)).fetchone()
-    if started is None:
-        agentic = store.conn.execute("SELECT 1 FROM steps WHERE run_id = ? LIMIT 1",
-                                     (run.id,)).fetchone()
-        raise Conflict("this sample has not started yet: pause it once its trajectory "
-                       "appears" if agentic is not None else
-                       "this run's samples are not agentic (no trajectory is streamed): only "
-                       "an episode of an eval with a solver: can be paused")
+    unfollowed = no_trajectory(store, run, item_id, epoch)
+    if unfollowed is not None:
+        raise Conflict(unfollowed)
     state = control_state(store, run.id, item_id, epoch)
     if state != "running":
         raise Conflict(f"already {state}")

@@ -728,11 +728,12 @@ async function pageTrajectory(runId, itemId, epoch) {
     try { await api("api/steer/pause", {run: t.run, item_id: itemId, epoch: Number(epoch)}); t.pause_requested = true; refresh(); }
     catch (err) { result.textContent = err.message; }
   }}, "Pause");
+  const pauseNote = h("p", {id: "pause-note", class: "muted", hidden: true});
   function addStep(step) {
     // a resumed run plays the episode again: the earlier attempt's steps stay, greyed
     if (step.kind === "attempt") stepsList.querySelectorAll("li").forEach(li => li.classList.add("earlier"));
     stepsList.append(h("li", {"data-kind": step.kind, class: step.kind + (step.current === false ? " earlier" : "")}, h("span", {class: "muted"}, step.kind === "attempt" ? "" : `turn ${step.turn} `), step.summary));
-    if (step.kind === "message") { if (step.position === 0) messages.clear(); messages.set(step.position, step.message); }
+    if (step.kind === "message") { if (step.position === 0) messages.clear(); messages.set(step.position, step.message); t.cannot_pause = null; }
     if (step.kind === "paused") { t.paused = true; t.pause_requested = false; }
     if (step.kind === "resumed") { t.paused = false; }
   }
@@ -765,7 +766,10 @@ async function pageTrajectory(runId, itemId, epoch) {
     const gone = !t.finished && t.runner === "gone";
     state.textContent = t.finished ? "finished" : gone ? "the run is not running: its runner stopped before the run finished (run the same command again to resume it)" : t.paused ? "paused: the runner waits for you" : t.pause_requested ? "pause requested: it stops before the next turn" : t.run_status === "running" ? "running" : t.run_status;
     state.dataset.state = t.finished ? "finished" : gone ? "stopped" : t.paused ? "paused" : t.pause_requested ? "requested" : "running";
-    pause.disabled = t.finished || gone || t.paused || t.pause_requested || t.run_status !== "running";
+    pause.disabled = t.finished || gone || t.paused || t.pause_requested || t.run_status !== "running" || Boolean(t.cannot_pause);
+    // no trajectory (a plain eval, a custom solver that reports no steps): no pause, and why
+    pauseNote.textContent = t.cannot_pause && !t.finished && !gone ? t.cannot_pause : "";
+    pauseNote.hidden = !pauseNote.textContent;
     const wasHidden = form.hidden;
     form.hidden = !t.paused || t.finished || gone;
     if (!form.hidden && wasHidden) drawForm();
@@ -774,7 +778,7 @@ async function pageTrajectory(runId, itemId, epoch) {
   t.paused = t.paused; drawMessages();
   const done = h("p", {id: "traj-done"});
   show(h("h1", {}, `Trajectory: ${itemId}`), h("p", {class: "muted"}, `${t.eval} · ${t.model} · run `, h("a", {href: `#/run/${enc(t.run)}`}, t.run), ` · epoch ${epoch}`),
-    state, h("div", {class: "toolbar"}, pause), result, form, done,
+    state, h("div", {class: "toolbar"}, pause), pauseNote, result, form, done,
     h("div", {class: "side"}, h("section", {}, h("h2", {}, "Steps"), stepsList), h("section", {}, h("h2", {}, "Messages"), messagesBox)));
   function finished() {
     done.replaceChildren("Finished and graded: ", h("a", {id: "open-sample", href: `#/sample/${enc(t.run)}/${enc(itemId)}/${epoch}`}, "open the stored sample"));
