@@ -140,11 +140,13 @@ def test_mixed_training_faults_make_both_kinds_graded_by_the_same_grader(
     assert training_items(plain, environment_of(ev), "mixed", 1.0, seed=0) == faulted
 
 
-def test_a_tool_name_that_is_not_text_is_an_unknown_tool(grit_eval: Eval) -> None:
-    """Seen in training: the tiny model wrote {"name": {...}}; the episode goes on, unrewarded."""
-    ev = grit_eval
-    item = next(i for i in ev.items if i.data["case"] == "plain")
-    odd = Completion(text="", tool_calls=[{"function": {"name": {"reserve": 1}, "arguments": {}}}])
-    episode = play(ev, item, tool("find_product"), odd, Completion(text="Reserved."))
-    assert "unknown tool" in episode.transcript[5]["content"]
-    assert rewards(ev, item, episode) == [0.0]
+
+def test_a_tool_name_that_is_not_text_is_no_call() -> None:
+    """Seen in an RFT rollout: the tiny model wrote {"name": {...}}. Not parsed as a call (the
+    turn is text, a malformed call, as in the eval), so environments never see such a name."""
+    from posttrain.models.hf import parse_tool_calls
+
+    text = '<tool_call>\n{"name": {"reserve": 1}, "arguments": {}}\n</tool_call>'
+    assert parse_tool_calls(text) == (text, [])
+    assert parse_tool_calls('<tool_call>\n{"name": "reserve", "arguments": {}}\n</tool_call>'
+                            )[1][0]["function"]["name"] == "reserve"

@@ -139,11 +139,9 @@ def normalise_call(call: dict[str, Any], turn: int, index: int) -> dict[str, Any
     arguments = function.get("arguments", call.get("arguments"))
     if not isinstance(arguments, str):
         arguments = json.dumps(arguments if arguments is not None else {})
-    name = function.get("name", call.get("name", ""))
-    if not isinstance(name, str):  # a model wrote {"name": {...}}: an unknown tool, not a crash
-        name = json.dumps(name)
     return {"id": call.get("id") or f"call_{turn}_{index}", "type": "function",
-            "function": {"name": name, "arguments": arguments}}
+            "function": {"name": function.get("name", call.get("name", "")),
+                         "arguments": arguments}}
 
 
 async def run_episode(env: Environment, request: ChatRequest, item: Item, generate: Generate,
