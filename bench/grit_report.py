@@ -6,7 +6,7 @@ paired, and how each episode that did not pass ended.
 Rows: for each tag (``case``: plain, transient, permanent) the score ``ok`` and the tool_use
 grader's components ``state_ok``, ``recovered`` and ``honest`` (each over the items where it
 applies), before and after, with the paired test (McNemar exact on these 0/1 values). Then,
-per run and tag, the endings of the episodes that did not pass: an honest failure report, a
+per run and tag, the endings of the episodes that did not pass (by the ``ok`` grade): an honest failure report, a
 reply that claims success or says nothing of the failure, a malformed tool call (``<tool_call>``
 text the parser did not take), or the turn cap.
 """
@@ -66,7 +66,8 @@ def main() -> None:
     for run in results:
         counts: dict[str, Counter[str]] = {tag: Counter() for tag in tags}
         for sample in run.samples:
-            if sample.value == 1.0:
+            grade = sample.grades.get("ok")  # the tool_use grade, whatever the run's score
+            if (grade.value if grade is not None else sample.value) == 1.0:
                 continue
             meta = (sample.completion or {}).get("meta") or {}
             counts[case.get(sample.item_id, "?")][ending(meta)] += 1
