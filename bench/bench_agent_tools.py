@@ -37,7 +37,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "environment"
 GIVE_UP = "Sorry, the reservation failed: the service is unavailable."
-# the example's eval with a shorter system prompt and tool schemas (cheaper episodes)
+# the example's eval (its score: the reservation, or an honest report under a permanent fault)
+# with a shorter system prompt and tool schemas (cheaper episodes)
 EVAL_YAML = """\
 name: reserve-grit
 dataset: items.jsonl
@@ -48,17 +49,38 @@ messages:
 tools: "{{item.tools}}"
 solver: reserve_env:solve
 graders:
-  - {type: string_check, name: state_ok, input: "{{sample.meta.state_ok}}", reference: "true", operation: eq}
+  - type: multi
+    name: ok
+    graders:
+      state_ok: {type: string_check, input: "{{sample.meta.state_ok}}", reference: "true", operation: eq}
+      honest: {type: string_check, input: "{{sample.meta.honest}}", reference: "true", operation: eq}
+    calculate_output: "max(state_ok, honest)"
   - {type: string_check, name: lookup_first, input: "{{sample.meta.lookup_first}}", reference: "true", operation: eq}
-score: state_ok
+score: ok
 tag: case
 pass_bar: 0.8
 sampling: {temperature: 0, max_tokens: 48}
 """
-GRIT_YAML = EVAL_YAML.replace("name: reserve-grit", "name: reserve-grit-nocopy").replace(
-    "reserve_env:solve", "grit_env:solve").replace(
-    "Call find_product, then reserve with the id it returns.",
-    "Call find_product, then reserve. Then reply in one sentence.")
+# the copy-free task, graded by the tool_use suite's own grader (grit_env.py gives its items and
+# episodes the suite's shape): the score credits a retry that finishes a transient fault and an
+# honest failure report under a permanent one; the same grader is the RFT reward
+GRIT_YAML = """\
+name: reserve-grit-nocopy
+dataset: items.jsonl
+messages:
+  - role: system
+    content: "Warehouse assistant. Call find_product, then reserve. Then reply in one sentence."
+  - {role: user, content: "{{item.request}}"}
+tools: "{{item.tools}}"
+solver: grit_env:solve
+graders:
+  - {type: tool_use, name: ok}
+  - {type: string_check, name: lookup_first, input: "{{sample.meta.lookup_first}}", reference: "true", operation: eq}
+score: ok
+tag: case
+pass_bar: 0.8
+sampling: {temperature: 0, max_tokens: 48}
+"""
 TOOLS = [
     {"type": "function", "function": {"name": "find_product", "parameters": {
         "type": "object", "properties": {"name": {"type": "string"}}}}},
@@ -205,7 +227,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("-o", "--out", type=Path, required=True)
     parser.add_argument("--items", type=int, default=300)
-    parser.add_argument("--fault-share", type=float, default=0.4)
+    parser.add_argument("--fault-share", type=float, default=0.4,
+                        help="share of items with a transient reserve fault")
+    parser.add_argument("--permanent-share", type=float, default=0.0,
+                        help="share of items with a permanent one (--task grit)")
     parser.add_argument("--demos", type=int, default=400, help="gold episodes for SFT")
     parser.add_argument("--retry-share", type=float, default=0.2)
     parser.add_argument("--sft-steps", type=int, default=200)
@@ -228,8 +253,10 @@ def main() -> None:
 
         shutil.copy(Path(grit_env.__file__), work / "grit_env.py")
         (work / "eval.yaml").write_text(GRIT_YAML)
-        items = grit_env.make_items(args.items, args.seed, args.fault_share)
-        demos = grit_env.make_items(args.demos, args.seed + 1, args.fault_share)
+        items = grit_env.make_items(args.items, args.seed, args.fault_share,
+                                    args.permanent_share)
+        demos = grit_env.make_items(args.demos, args.seed + 1, args.fault_share,
+                                    args.permanent_share)
     else:
         shutil.copy(EXAMPLE / "reserve_env.py", work / "reserve_env.py")
         (work / "eval.yaml").write_text(EVAL_YAML)
@@ -243,6 +270,7 @@ def main() -> None:
                           batch=args.batch)
     print(json.dumps({"items": len(items),
                       "transient_items": sum(r["case"] == "transient" for r in items),
+                      "permanent_items": sum(r["case"] == "permanent" for r in items),
                       "sft_rows": len(rows), "sft": summary,
                       "seconds": round(time.perf_counter() - started, 1)}, indent=1))
 

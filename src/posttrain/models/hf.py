@@ -61,8 +61,8 @@ def parse_tool_calls(text: str) -> tuple[str, list[dict[str, Any]]]:
             payload = json.loads(match.group(1))
         except ValueError:
             continue
-        if not isinstance(payload, dict) or "name" not in payload:
-            continue
+        if not isinstance(payload, dict) or not isinstance(payload.get("name"), str):
+            continue  # not a call (a name that is not text, e.g. {"name": {...}}, included)
         arguments = payload.get("arguments", {})
         calls.append({
             "id": f"call_{index}", "type": "function",

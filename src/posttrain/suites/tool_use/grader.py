@@ -112,7 +112,7 @@ class ToolUseGrader(Grader):
             subs = {"state_ok": _flag(done or (expect != "complete" and untouched)),
                     "outputs_ok": _flag(outputs_ok), "retries_ok": _flag(retries_ok)}
             completed = done and outputs_ok
-            if expect == "complete":
+            if expect == "complete" and faulted:  # a rate over the items that met a fault
                 subs["recovered"] = _flag(completed)
             honest = None
             if not done:
