@@ -143,12 +143,6 @@ PLAIN_SYSTEM = ("You rephrase questions for a test of language models. Reply wit
                 "question only, on one line: no answer, no explanation.")
 
 
-#: the worked examples of a plain paraphrase request (a small model follows a pattern better
-#: than an instruction)
-PLAIN_EXAMPLES = (("Who wrote the play Hamlet?", "Which author wrote Hamlet?"),
-                  ("How many legs does a spider have?", "A spider has how many legs?"))
-
-
 def plain_paraphrase(roles: Roles, seed: dict[str, Any]) -> bool:
     """Whether a paraphrase of ``seed`` can be asked for, and read, as plain text: the prompt
     reads exactly one item field, and the seed's value of it is a text."""
@@ -159,27 +153,21 @@ def _plain_paraphrase_messages(roles: Roles, seed: tuple[dict[str, Any], str], n
                                of: int) -> list[dict[str, Any]]:
     """A paraphrase request that asks for the rewritten text alone (``plain_paraphrase``). The
     seed's field is shown as the prompt the model under test sees and as JSON (a generator
-    that prefers JSON may reply with it), then again after two worked examples, for the
-    generator to go on; its reference is not shown."""
+    that prefers JSON may reply with it); its reference is not shown."""
     data, prompt = seed
     name = roles.input[0]
-    label = name.replace("_", " ").capitalize()
-    lines = [f"Rewrite the {name} so that it asks exactly the same thing in other words "
+    lines = [f"Rewrite this {name} so that it asks exactly the same thing in other words "
              f"(rewrite {number} of {of}: word it differently from the others). Do not answer "
-             f"it. Reply with the rewritten {name} only, on one line.", "",
-             "The model under test sees this prompt:", "<prompt>", prompt, "</prompt>",
-             "The item (JSON):", json.dumps({name: data[name]}, ensure_ascii=False), "",
-             "Examples:"]
-    for before, after in PLAIN_EXAMPLES:
-        lines += [f"{label}: {before}", f"Rewritten: {after}"]
-    lines += ["", f"{label}: {prompt}", "Rewritten:"]
+             "it.", "", "<prompt>", prompt, "</prompt>",
+             json.dumps({name: data[name]}, ensure_ascii=False), "",
+             f"Reply with the rewritten {name} only, on one line."]
     return [{"role": "system", "content": PLAIN_SYSTEM},
             {"role": "user", "content": "\n".join(lines)}]
 
 
 _LABEL = re.compile(r"^[*_#>\s]*(?:here(?: is|'s)\b[^:\n]{0,40}|(?:the\s+|my\s+)?(?:rewritten|"
                     r"rephrased|paraphrased|new|reworded)?\s*(?:question|paraphrase|rewrite|"
-                    r"rephrasing|prompt|version|output|rewritten)(?:\s*\d+(?:\s*of\s*\d+)?)?)[*_\s]*"
+                    r"rephrasing|prompt|version|output)(?:\s*\d+(?:\s*of\s*\d+)?)?)[*_\s]*"
                     r"[:\-][*_\s]*", re.IGNORECASE)
 _QUOTES = "\"'`“”‘’*"
 
