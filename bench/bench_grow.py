@@ -18,6 +18,7 @@ The only real model on this machine is SmolLM2-135M-Instruct, so it plays every 
 
     python bench/bench_grow.py --out /tmp/bench-grow              # about 10 min on 2 cores
     python bench/bench_grow.py --out /tmp/bench-grow --n 20 --cousins 3 --show
+    python bench/bench_grow.py --out /tmp/bench-grow-p --n 40 --kinds paraphrase --show
 
 Rerunning with the same ``--out`` reads every answer from its store. Writes
 ``OUT/bench_grow.json``.
@@ -31,6 +32,7 @@ import csv
 import json
 import re
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +125,7 @@ def main_bench() -> None:
     parser.add_argument("--n", type=int, default=15)
     parser.add_argument("--cousins", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--kinds", default="paraphrase,harder,new")
     parser.add_argument("--show", action="store_true", help="list rows to check by hand")
     args = parser.parse_args()
     out = Path(args.out)
@@ -154,6 +157,7 @@ def main_bench() -> None:
         t0 = time.perf_counter()
         code = main(["grow", str(saturated), "--generator", SMOL, "--solvers", SMOL,
                      "--n", str(args.n), "--cousins", str(args.cousins), "--max-tokens", "128",
+                     "--kinds", args.kinds,
                      "--timeout", timeout, "-o", str(grown_dir), "--store", store,
                      "--no-progress"])
         assert code == 0
@@ -184,6 +188,9 @@ def main_bench() -> None:
         "capitals131_right": len(right), "capitals131_n": len(rows),
         "saturated_items": len(right), "grow_seconds": grow_seconds,
         "funnel": result["funnel"], "requests": result["requests"],
+        "drop_reasons": dict(Counter(re.sub(r"\b(of|seed) [\w~-]+$|\(.*\)|'[^']*'", "",
+                                            d["reason"]).strip()
+                                     for d in result["dropped"]).most_common()),
         "references_kept": share(verdicts_kept),
         "references_dropped_parsed": share(verdicts_dropped),
         "smol_on_grown_items": {"n": len(on_new),

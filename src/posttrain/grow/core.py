@@ -11,7 +11,10 @@ per kind):
    are equal; untagged, the eval as a whole), each request showing up to three items of the tag.
 2. **generation**: every request is one item of a run of the eval ``<name>:grow-generator`` on
    the generator model (runner: stored, cached, resumable); replies are parsed
-   (``prompts.parse_reply``) and must render as the eval's requests do.
+   (``prompts.parse_reply``) and must render as the eval's requests do. A paraphrase of a
+   one-text-field prompt may come as plain text (``prompts.plain_paraphrase``); a paraphrase
+   that repeats its seed is counted as a duplicate, one that gives the answer away as
+   unparseable.
 3. **near duplicates** (before any verification request): the rendered prompts of the original
    items, then the new ones, through ``posttrain.usage.dedup.dedup`` (MinHash + exact Jaccard
    over word 3-shingles, ``dedup_threshold``); a new item that duplicates an original item or an
@@ -59,6 +62,7 @@ from posttrain.errors import UserError
 from posttrain.eval import DEFAULT_VARIANT, Eval
 from posttrain.grow.prompts import (
     KINDS,
+    REPEATS,
     Roles,
     field_roles,
     generator_messages,
@@ -355,7 +359,8 @@ None). Nothing is written here."""
             tag_values=tag_values.get(candidate.request_id),
             reference_answer=method == "programmatic")
         if data is None:
-            candidate.dropped = f"unparseable: {why}"
+            candidate.dropped = (f"duplicate: exact duplicate of {candidate.seed} ({why} word "
+                                 "for word)" if why == REPEATS else f"unparseable: {why}")
             continue
         id_field = settings.id_field
         new_id = _new_id(candidate, taken)

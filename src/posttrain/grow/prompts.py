@@ -9,7 +9,11 @@ replies with one JSON object holding the fields its kind asks for:
 
 - ``paraphrase``: the input fields, rewritten; the reference and tag fields are the seed's,
   copied by posttrain (a paraphrase that needed another answer is wrong by definition, and the
-  solvers catch it);
+  solvers catch it). When the prompt reads one text field (``plain_paraphrase``), the request
+  asks for the rewritten text alone, on one line, and does not show the reference (a small
+  generator need not write JSON, and is not tempted to give the answer away); a JSON reply is
+  still parsed. Either way a paraphrase that repeats the seed, or that contains the reference
+  answer more often than the seed does (it gives the answer away), is refused;
 - ``harder``: input and reference fields (the generator's own answer, to be verified);
 - ``new``: input and reference fields for a tag that has few items.
 
@@ -20,6 +24,7 @@ new item that the eval's graders must accept (the check in ``posttrain.grow.core
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,6 +102,8 @@ def generator_messages(kind: str, *, eval_name: str, description: str, roles: Ro
     requests for the same seed this is (so that each asks for something different, and the
     response cache does not serve one reply to all).
     """
+    if kind == "paraphrase" and not reference_answer and plain_paraphrase(roles, seeds[0][0]):
+        return _plain_paraphrase_messages(roles, seeds[0], number, of)
     lines = [f"The eval {eval_name!r}" + (f": {description}" if description else "") + "."]
     for data, prompt in seeds:
         lines += ["", "The model under test sees this prompt:", "<prompt>", prompt, "</prompt>",
@@ -132,6 +139,99 @@ def generator_messages(kind: str, *, eval_name: str, description: str, roles: Ro
             {"role": "user", "content": "\n".join(lines)}]
 
 
+PLAIN_SYSTEM = ("You rephrase questions for a test of language models. Reply with the rephrased "
+                "question only, on one line: no answer, no explanation.")
+
+
+def plain_paraphrase(roles: Roles, seed: dict[str, Any]) -> bool:
+    """Whether a paraphrase of ``seed`` can be asked for, and read, as plain text: the prompt
+    reads exactly one item field, and the seed's value of it is a text."""
+    return len(roles.input) == 1 and isinstance(seed.get(roles.input[0]), str)
+
+
+def _plain_paraphrase_messages(roles: Roles, seed: tuple[dict[str, Any], str], number: int,
+                               of: int) -> list[dict[str, Any]]:
+    """A paraphrase request that asks for the rewritten text alone (``plain_paraphrase``). The
+    seed's field is shown as the prompt the model under test sees and as JSON (a generator
+    that prefers JSON may reply with it); its reference is not shown."""
+    data, prompt = seed
+    name = roles.input[0]
+    lines = [f"Rewrite this {name} so that it asks exactly the same thing in other words "
+             f"(rewrite {number} of {of}: word it differently from the others). Do not answer "
+             "it.", "", "<prompt>", prompt, "</prompt>",
+             json.dumps({name: data[name]}, ensure_ascii=False), "",
+             f"Reply with the rewritten {name} only, on one line."]
+    return [{"role": "system", "content": PLAIN_SYSTEM},
+            {"role": "user", "content": "\n".join(lines)}]
+
+
+_LABEL = re.compile(r"^[*_#>\s]*(?:here(?: is|'s)\b[^:\n]{0,40}|(?:the\s+|my\s+)?(?:rewritten|"
+                    r"rephrased|paraphrased|new|reworded)?\s*(?:question|paraphrase|rewrite|"
+                    r"rephrasing|prompt|version|output)(?:\s*\d+(?:\s*of\s*\d+)?)?)[*_\s]*"
+                    r"[:\-][*_\s]*", re.IGNORECASE)
+_QUOTES = "\"'`“”‘’*"
+
+
+def _plain_text(text: str) -> tuple[str | None, str]:
+    """(the one-line text of a plain reply, '') or (None, why not). A leading line that ends
+    with ':' ("Here is the rewrite:") is dropped when a line follows; a label ("Paraphrase:",
+    "Rewrite 1:", "Question -") and surrounding quotes or bold marks are stripped."""
+    body = text.strip()
+    if body.startswith("```"):
+        body = body.strip("`").split("\n", 1)[-1] if "\n" in body else body.strip("`")
+    lines = [line.strip() for line in body.splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        lines = lines[1:]
+    if not lines:
+        return None, "the reply is empty"
+    if len(lines) > 1:
+        return None, f"the reply is not one line ({len(lines)} lines)"
+    line = lines[0]
+    for _ in range(3):
+        stripped = _LABEL.sub("", line, count=1).strip().strip(_QUOTES).strip()
+        if stripped == line:
+            break
+        line = stripped
+    if not line:
+        return None, "the reply is empty"
+    return line, ""
+
+
+def _words(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))
+
+
+def _count(needle: str, text: str) -> int:
+    if not needle.strip():
+        return 0
+    return len(re.findall(rf"(?<!\w){re.escape(needle.strip().lower())}(?!\w)", text.lower()))
+
+
+def _refuse_paraphrase(data: dict[str, Any], seed: dict[str, Any], roles: Roles) -> str:
+    """Why a parsed paraphrase is refused ('' when it is not): it repeats the seed's input
+    fields, or it contains a reference value more often than the seed's input fields do (the
+    answer given away, e.g. "What is Paris, the capital of France?")."""
+    new = " ".join(json.dumps(data.get(n), ensure_ascii=False) if not isinstance(data.get(n), str)
+                   else data[n] for n in roles.input)
+    old = " ".join(json.dumps(seed.get(n), ensure_ascii=False) if not isinstance(seed.get(n), str)
+                   else seed[n] for n in roles.input)
+    if _words(new) == _words(old):
+        return REPEATS
+    for name in roles.reference:
+        value = seed.get(name)
+        values = value if isinstance(value, list) else [value]
+        for one in values:
+            if isinstance(one, (str, int, float)) and not isinstance(one, bool) and \
+                    _count(str(one), new) > _count(str(one), old):
+                return (f"the paraphrase gives the answer away: it contains the reference "
+                        f"{name} {str(one)!r}")
+    return ""
+
+
+#: the reason of a paraphrase that repeats its seed (counted as a duplicate)
+REPEATS = "the reply repeats the seed"
+
+
 def _same_shape(value: Any, like: Any) -> bool:
     if isinstance(like, bool):
         return isinstance(value, bool)
@@ -165,7 +265,13 @@ def parse_reply(text: str, kind: str, seed: dict[str, Any], roles: Roles, *,
     seed's JSON type (a number stays a number) and an input text must not be empty.
     """
     wanted = list(roles.input) if kind == "paraphrase" else [*roles.input, *roles.reference]
+    plain = kind == "paraphrase" and not reference_answer and plain_paraphrase(roles, seed)
     reply = _reply_object(text, wanted)
+    if plain and (reply is None or not all(name in reply for name in wanted)):
+        line, why = _plain_text(text)
+        if line is None:
+            return None, None, why
+        reply = {wanted[0]: line}
     if reply is None:
         return None, None, "the reply is not a JSON object"
     data = {k: v for k, v in seed.items() if k not in ("id", "provenance")}
@@ -181,6 +287,10 @@ def parse_reply(text: str, kind: str, seed: dict[str, Any], roles: Roles, *,
         data[name] = value
     for name, value in (tag_values or {}).items():
         data[name] = value
+    if kind == "paraphrase":
+        why = _refuse_paraphrase(data, seed, roles)
+        if why:
+            return None, None, why
     answer = None
     if reference_answer:
         answer = reply.get("reference_answer")
