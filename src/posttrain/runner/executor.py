@@ -119,6 +119,17 @@ def run_key(eval_: Eval, model_name: str, cache_id: str, variant: str, options: 
     return hashlib.blake2b(material.encode(), digest_size=12).hexdigest()
 
 
+def grading_signature(eval_: Eval) -> str:
+    """What an answer's grades depend on besides the answer and the item: the graders' specs,
+    the eval's reasoning mode and posttrain's version (kept in each run's config, ``grading``:
+    a later run copies an earlier run's grades only when the two agree, ``Store.replay_source``)."""
+    from posttrain import __version__
+
+    material = orjson.dumps([__version__, eval_.grader_specs, eval_.reasoning],
+                            option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.blake2b(material, digest_size=12).hexdigest()
+
+
 async def grade_all(graders: Sequence[Grader], sample: dict[str, Any], item: dict[str, Any],
                     *, sync_only: bool | None = None) -> list[Score]:
     """Grade with each grader; an exception inside a grader becomes an error score, not a crash.
@@ -205,6 +216,12 @@ class RunExecution:
         self.inline = not self.async_graders and not any(
             getattr(g, "blocking", False) for g in self.sync_graders)
         self._meta: dict[tuple[str | None, str | None], dict[str, str | None]] = {}
+        #: grades that need no grading again: every grader is synchronous and deterministic
+        #: (``Grader.deterministic``), so a cache hit's grades may be copied from an earlier
+        #: run that graded the same answer to the same item (:meth:`_replay`)
+        self.replayable = self.inline and all(
+            getattr(g, "deterministic", False) for grader in self.sync_graders
+            for g in grader.walk())
 
     def _on_retry(self, _reason: str) -> None:
         self.counters.retries += 1
@@ -494,6 +511,8 @@ class RunExecution:
         identity = getattr(model, "identity", None)
         max_age_s = self.options.cache.max_age_s(model.cache_id)
         canary = identity is not None and not is_exact(model.cache_id)
+        source = (self.store.replay_source(self.run.id, grading_signature(self.eval))
+                  if self.replayable and isinstance(self.store, Store) else None)
         for start in range(0, len(pending), PREFETCH):
             chunk = pending[start:start + PREFETCH]
             requests = [self.eval.request_for(item, self.variant) for item, _epoch in chunk]
@@ -522,11 +541,42 @@ class RunExecution:
                     continue
                 hits.append((item, epoch, request, key, completion))
             if hits:
+                copied = self._replay(source, hits, found) if source is not None else {}
                 for item, epoch, request, key, completion in hits:
                     self._note_bulk_hit(item, epoch, completion)
                     self.counters.cached += 1
-                    self.finish_now(item, epoch, request, completion, key, 0)
+                    flags = copied.get((item.id, epoch))
+                    if flags is None:
+                        self.finish_now(item, epoch, request, completion, key, 0)
+                    else:
+                        self._count_replayed(*flags)
                 yield None
+
+    def _replay(self, source: str, hits: list[tuple[Item, int, ChatRequest, str, Completion]],
+                records: dict[str, dict[str, Any]]) -> dict[tuple[str, int], tuple[bool, bool]]:
+        """Store the hits that run ``source`` answered alike with its grades, in SQLite
+        (``Store.replay_answers``): the same rows as :meth:`finish_now` writes, without
+        grading again (every grader is deterministic, and ``source``'s grading signature is
+        this run's). Only hits whose cache entry is the record ``record_sample`` would write
+        go: the others, and those ``source`` did not answer alike, are graded as usual."""
+        rows = []
+        for item, epoch, _request, key, completion in hits:
+            if completion.to_record() != records[key]:
+                continue
+            c = completion  # the sample columns of a cached answer, as ``record_sample``
+            rows.append((item.id, epoch, key, c.input_tokens, c.output_tokens, c.cost_usd,
+                         c.latency_s if c.latency_s else None))
+        return self.store.replay_answers(source, self.run.id, len(self.sync_graders), rows)
+
+    def _count_replayed(self, error: bool, unscored: bool) -> None:
+        """:meth:`_count` of a cache hit stored by :meth:`_replay` (its grades' statuses)."""
+        counters = self.counters
+        if error:
+            counters.errors += 1
+        elif unscored:
+            counters.unscored += 1
+        counters.done += 1
+        self.progress.tick()
 
     def _note_bulk_hit(self, item: Item, epoch: int, completion: Completion) -> None:
         """Keep what a hit served in bulk needs if a later live answer shows it stale."""
@@ -635,6 +685,7 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
     judge_semaphores: dict[str, asyncio.Semaphore] = {}
     fingerprint = eval_.fingerprint()  # hashes every item: once, not per (model, variant)
     grader_names = [g.name for g in eval_.graders]
+    signature = grading_signature(eval_)
     from posttrain.graders.sandbox import confinement_for
     from posttrain.runner.preflight import (
         check_judge_requests,
@@ -682,7 +733,8 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
                         "primary": eval_.primary, "pass_bar": eval_.pass_bar,
                         "model": config, "graders": eval_.grader_specs,
                         "tag_fields": eval_.tag_fields, "limit": options.limit,
-                        "price": config.get("price"), "grader_names": grader_names},
+                        "price": config.get("price"), "grader_names": grader_names,
+                        "grading": signature},
             )
         if pending:  # which process answers it: the viewer tells a dead runner from a live one
             store.update_run_config(run.id, {"runner": runner_identity()})
