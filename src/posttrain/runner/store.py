@@ -830,14 +830,14 @@ class Store:
                 "completion, error, attempts, input_tokens, output_tokens, cost_usd, latency_s, "
                 "cached, created) SELECT ?, k.item_id, k.epoch, 'ok', k.key, c.response, NULL, "
                 "1, k.input_tokens, k.output_tokens, k.cost_usd, k.latency_s, 1, ? "
-                "FROM temp.replay k JOIN cache c ON c.key = k.key", (run_id, now))
+                "FROM temp.replay k CROSS JOIN cache c ON c.key = k.key", (run_id, now))
             conn.execute(
                 "INSERT OR REPLACE INTO scores (run_id, item_id, epoch, grader, value, passed, "
                 "status, explanation, sub_scores, cost_usd, requests, confinement, retries) "
                 "SELECT ?, g.item_id, g.epoch, g.grader, g.value, g.passed, g.status, "
                 "g.explanation, g.sub_scores, g.cost_usd, g.requests, g.confinement, g.retries "
-                "FROM temp.replay k JOIN scores g ON g.run_id = ? AND g.item_id = k.item_id "
-                "AND g.epoch = k.epoch", (run_id, source))
+                "FROM temp.replay k CROSS JOIN scores g ON g.run_id = ? "  # CROSS: k outer
+                "AND g.item_id = k.item_id AND g.epoch = k.epoch", (run_id, source))
             rows = conn.execute(
                 "SELECT k.item_id, k.epoch, COALESCE(MAX(g.status = 'error'), 0), "
                 "COALESCE(MAX(g.status != 'scored'), 0) FROM temp.replay k "
