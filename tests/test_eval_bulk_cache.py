@@ -175,6 +175,40 @@ def test_replayed_hits_store_the_same_run_as_grading_again(tmp_path, stub_server
         == {k: v for k, v in slow.items() if k not in different}
     assert fast["n"] == 60 and fast["unscored"] > 0  # strict: rows lacking its reference
     assert _stored(fast_db, fast["run_id"]) == _stored(slow_db, slow["run_id"])
+    # the score facts: copied from the first run's (``replayed_from``) vs built from the rows
+    fast_facts, slow_facts = _facts(fast_db, fast["run_id"]), _facts(slow_db, slow["run_id"])
+    assert fast_facts[0] is not None and slow_facts[0] is None
+    assert fast_facts[1:] == slow_facts[1:] and len(fast_facts[1]) == 60
+    fast_kinds, slow_kinds = _summaries(fast_db, fast["run_id"]), _summaries(slow_db, slow["run_id"])
+    for kinds in (fast_kinds, slow_kinds):
+        kinds["report"] = {k: v for k, v in kinds["report"].items() if k not in different}
+    assert fast_kinds == slow_kinds
+
+
+def _facts(db: Path, run_id: str) -> tuple[Any, ...]:
+    """A run's ``replayed_from`` and its kept score facts (per answer, per item, packed)."""
+    conn = sqlite3.connect(db)
+    config = json.loads(conn.execute("SELECT config FROM runs WHERE id = ?",
+                                     (run_id,)).fetchone()[0])
+    facts = conn.execute("SELECT item_id, epoch, st, v, passed, answered, text_key FROM "
+                         "sample_facts WHERE run_id = ? ORDER BY item_id, epoch",
+                         (run_id,)).fetchall()
+    cells = conn.execute("SELECT position, item_id, tags, answers, errors, unscored, scored, "
+                         "npass, nfail, passes, total, score, status FROM item_cells "
+                         "WHERE run_id = ? ORDER BY position", (run_id,)).fetchall()
+    columns = conn.execute("SELECT name, body FROM run_columns WHERE run_id = ? AND "
+                           "name != 'stamp' ORDER BY name", (run_id,)).fetchall()
+    conn.close()
+    return config.get("replayed_from"), facts, cells, columns
+
+
+def _summaries(db: Path, run_id: str) -> dict[str, Any]:
+    """Every kind of kept summary of a finished run (``analysis.stored``), its id left out."""
+    from posttrain.analysis.stored import KINDS, stored
+    from posttrain.runner.store import Store
+
+    with Store(db) as store:
+        return {kind: stored(store, run_id, kind) for kind in KINDS}
 
 
 @pytest.mark.parametrize("change", ["item", "regrade", "graders"])

@@ -222,6 +222,11 @@ class RunExecution:
         self.replayable = self.inline and all(
             getattr(g, "deterministic", False) for grader in self.sync_graders
             for g in grader.walk())
+        #: the run whose grades :meth:`_replay` copied (its id and stamp then), and how many
+        #: answers it copied; ``spoiled``: some answers were forgotten and asked again
+        self.replay_from: tuple[str, str] | None = None
+        self.replayed = 0
+        self.replay_spoiled = False
 
     def _on_retry(self, _reason: str) -> None:
         self.counters.retries += 1
@@ -359,6 +364,7 @@ class RunExecution:
                       for item, epoch in self.bulk_hits.pop(served)]
         if not again:
             return []
+        self.replay_spoiled = True
         self.store.forget_samples(self.run.id, [(item.id, epoch) for item, epoch, _k, _w in again])
         self.store.cache_delete({k for _item, _epoch, keys, _whole in again for k in keys})
         count = len(again)
@@ -371,6 +377,18 @@ class RunExecution:
               "run came from cache entries another model wrote: requesting them again",
               file=sys.stderr)
         return [(item, epoch) for item, epoch, _keys, _whole in again]
+
+    def note_replay(self) -> None:
+        """When every answer of the run was copied by :meth:`_replay` from one earlier run,
+        unchanged since, say so in the run's config (``replayed_from``: its id and stamp):
+        the run's score facts are then that run's (``runner.facts``), not built again."""
+        if self.replay_from is None or not self.replayed or self.replay_spoiled:
+            return
+        source, stamp = self.replay_from
+        count = self.store.conn.execute("SELECT COUNT(*) FROM samples WHERE run_id = ?",
+                                        (self.run.id,)).fetchone()[0]
+        if count == self.replayed and self.store.run_stamp(self.store.get_run(source)) == stamp:
+            self.store.update_run_config(self.run.id, {"replayed_from": [source, stamp]})
 
     def note_cache_checks(self) -> None:
         """Keep in the run's config what the canary showed and warn about judge verdicts
@@ -513,6 +531,8 @@ class RunExecution:
         canary = identity is not None and not is_exact(model.cache_id)
         source = (self.store.replay_source(self.run.id, grading_signature(self.eval))
                   if self.replayable and isinstance(self.store, Store) else None)
+        if source is not None:
+            self.replay_from = (source, self.store.run_stamp(self.store.get_run(source)))
         for start in range(0, len(pending), PREFETCH):
             chunk = pending[start:start + PREFETCH]
             requests = [self.eval.request_for(item, self.variant) for item, _epoch in chunk]
@@ -542,6 +562,7 @@ class RunExecution:
                 hits.append((item, epoch, request, key, completion))
             if hits:
                 copied = self._replay(source, hits, found) if source is not None else {}
+                self.replayed += len(copied)
                 for item, epoch, request, key, completion in hits:
                     self._note_bulk_hit(item, epoch, completion)
                     self.counters.cached += 1
@@ -776,6 +797,7 @@ async def execute_eval(eval_: Eval, models: Sequence[Any], variants: Sequence[st
         progress.tick(force=True)
     for plan in planned:
         plan.execution.note_cache_checks()
+        plan.execution.note_replay()
     handles = [p.handle for p in planned]
     finish_runs(store, handles)
     return handles
