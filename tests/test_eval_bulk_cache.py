@@ -126,3 +126,120 @@ def test_a_fully_cached_rerun_is_a_complete_new_run(tmp_path, stub_server, capsy
     assert [row[:4] for row in again_samples] == [row[:4] for row in first_samples]
     assert sum(row[-1] for row in again_samples) >= 24
     assert again_scores == first_scores
+
+
+def _copy_store(source: Path, target: Path) -> None:
+    for suffix in ("", "-wal"):
+        if Path(f"{source}{suffix}").exists():
+            shutil.copyfile(f"{source}{suffix}", f"{target}{suffix}")
+
+
+def _spy_replays(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many hits each ``_replay`` call stored (copied with an earlier run's grades)."""
+    counts: list[int] = []
+    original = executor.RunExecution._replay
+
+    def spy(self: executor.RunExecution, *args: Any) -> Any:
+        copied = original(self, *args)
+        counts.append(len(copied))
+        return copied
+
+    monkeypatch.setattr(executor.RunExecution, "_replay", spy)
+    return counts
+
+
+def test_replayed_hits_store_the_same_run_as_grading_again(tmp_path, stub_server, capsys,
+                                                          monkeypatch):
+    """A rerun's cache hits copied in SQLite with the first run's grades store the rows that
+    grading each hit again stores, and the same report."""
+    monkeypatch.setenv("OPENAI_BASE_URL", stub_server.base_url)
+    monkeypatch.setattr(executor, "PREFETCH", 7)
+    eval_path = write_eval(tmp_path / "ev", _rows(30), graders=GRADERS)
+    first = tmp_path / "first.db"
+    argv = ["eval", str(eval_path), "--model", "openai:stub", "--epochs", "2", "--json"]
+    _eval(argv + ["--store", str(first)], capsys)
+    fast_db, slow_db = tmp_path / "fast.db", tmp_path / "slow.db"
+    _copy_store(first, fast_db)
+    _copy_store(first, slow_db)
+    replays = _spy_replays(monkeypatch)
+    fast = _eval(argv + ["--store", str(fast_db)], capsys)
+    assert sum(replays) >= 58  # every hit but the canary's answer and its chunk's
+    with monkeypatch.context() as patch:
+        patch.setattr(executor.Store, "replay_source", lambda *_args: None)
+        replays.clear()
+        slow = _eval(argv + ["--store", str(slow_db)], capsys)
+        assert replays == []
+    different = {"run_id", "latency_p50_s", "latency_p95_s", "created", "finished",
+                 "duration_s"}
+    assert {k: v for k, v in fast.items() if k not in different} \
+        == {k: v for k, v in slow.items() if k not in different}
+    assert fast["n"] == 60 and fast["unscored"] > 0  # strict: rows lacking its reference
+    assert _stored(fast_db, fast["run_id"]) == _stored(slow_db, slow["run_id"])
+    # the score facts: copied from the first run's (``replayed_from``) vs built from the rows
+    fast_facts, slow_facts = _facts(fast_db, fast["run_id"]), _facts(slow_db, slow["run_id"])
+    assert fast_facts[0] is not None and slow_facts[0] is None
+    assert fast_facts[1:] == slow_facts[1:] and len(fast_facts[1]) == 60
+    fast_kinds, slow_kinds = _summaries(fast_db, fast["run_id"]), _summaries(slow_db, slow["run_id"])
+    for kinds in (fast_kinds, slow_kinds):
+        kinds["report"] = {k: v for k, v in kinds["report"].items() if k not in different}
+    assert fast_kinds == slow_kinds
+
+
+def _facts(db: Path, run_id: str) -> tuple[Any, ...]:
+    """A run's ``replayed_from`` and its kept score facts (per answer, per item, packed)."""
+    conn = sqlite3.connect(db)
+    config = json.loads(conn.execute("SELECT config FROM runs WHERE id = ?",
+                                     (run_id,)).fetchone()[0])
+    facts = conn.execute("SELECT item_id, epoch, st, v, passed, answered, text_key FROM "
+                         "sample_facts WHERE run_id = ? ORDER BY item_id, epoch",
+                         (run_id,)).fetchall()
+    cells = conn.execute("SELECT position, item_id, tags, answers, errors, unscored, scored, "
+                         "npass, nfail, passes, total, score, status FROM item_cells "
+                         "WHERE run_id = ? ORDER BY position", (run_id,)).fetchall()
+    columns = conn.execute("SELECT name, body FROM run_columns WHERE run_id = ? AND "
+                           "name != 'stamp' ORDER BY name", (run_id,)).fetchall()
+    conn.close()
+    return config.get("replayed_from"), facts, cells, columns
+
+
+def _summaries(db: Path, run_id: str) -> dict[str, Any]:
+    """Every kind of kept summary of a finished run (``analysis.stored``), its id left out."""
+    from posttrain.analysis.stored import KINDS, stored
+    from posttrain.runner.store import Store
+
+    with Store(db) as store:
+        return {kind: stored(store, run_id, kind) for kind in KINDS}
+
+
+@pytest.mark.parametrize("change", ["item", "regrade", "graders"])
+def test_replay_only_copies_grades_of_the_same_answer_item_and_graders(
+        tmp_path, stub_server, capsys, monkeypatch, change):
+    """An earlier run's grades are not copied for an item whose stored copy a review edited,
+    from a run re-graded since, or when the graders changed: those answers are graded again."""
+    monkeypatch.setenv("OPENAI_BASE_URL", stub_server.base_url)
+    eval_path = write_eval(tmp_path / "ev", _rows(12), graders=GRADERS)
+    store = tmp_path / "s.db"
+    argv = ["eval", str(eval_path), "--model", "openai:stub", "--json", "--store", str(store)]
+    first = _eval(argv, capsys)
+    conn = sqlite3.connect(store)
+    # plant grades that grading again would never give: a copied one would show
+    conn.execute("UPDATE scores SET value = 0.25, explanation = 'planted' WHERE run_id = ?",
+                 (first["run_id"],))
+    if change == "item":  # a reviewed reference in the run's copy of one item
+        conn.execute("UPDATE run_items SET data = json_set(data, '$.answer', 'Lyon') "
+                     "WHERE run_id = ? AND item_id = 'q4'", (first["run_id"],))
+    elif change == "regrade":
+        conn.execute("INSERT INTO score_history (run_id, item_id, epoch, grader, status, "
+                     "replaced) VALUES (?, 'q4', 0, 'exact', 'scored', 0)", (first["run_id"],))
+    conn.commit()
+    conn.close()
+    if change == "graders":
+        write_eval(tmp_path / "ev", _rows(12), graders=GRADERS.replace("ilike", "like"))
+    replays = _spy_replays(monkeypatch)
+    again = _eval(argv, capsys)
+    _samples, scores = _stored(store, again["run_id"])
+    planted = {row[0] for row in scores if row[6] == "planted"}
+    if change == "item":
+        assert sum(replays) >= 10 and "q4" not in planted and "q5" in planted
+    else:
+        assert replays == [] and planted == set()

@@ -88,6 +88,11 @@ class _Answers:
         if not costs_kept["unpaid_n"]:  # every answer counted by its stored cost
             return ((costs_kept["paid"], costs_kept["paid_n"]) if costs_kept["paid_n"]
                     else (None, 0))
+        if price is None and self.conn.execute(
+                "SELECT 1 FROM samples WHERE run_id = ? AND cost_usd = 0 AND ((completion IS NOT "
+                "NULL AND completion != '') OR input_tokens != 0) LIMIT 1",
+                (self.run_id,)).fetchone() is not None:
+            return None, 0  # an answer without a cost and no price to cost it (as the loop)
         cursor = self.conn.cursor()
         cursor.row_factory = None
         rows = cursor.execute(

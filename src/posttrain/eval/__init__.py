@@ -264,6 +264,8 @@ def exact_values(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, dict):
+        if all(type(inner) is str for inner in value.values()):  # most rows: nothing to keep
+            return value
         changed = {key: exact_values(inner) for key, inner in value.items()}
         return value if all(changed[k] is value[k] for k in value) else changed
     if isinstance(value, list):

@@ -79,6 +79,10 @@ class Grader:
     type: ClassVar[str] = ""
     #: True when grading calls a model (so the runner awaits it, with concurrency limits)
     is_async: ClassVar[bool] = False
+    #: True when the grade is a function of the sample, the item and the grader's spec alone (no
+    #: model, no code of the eval's, no clock or randomness): the runner may then copy the grade
+    #: an earlier run gave the same answer to the same item (``RunExecution._replay``)
+    deterministic: ClassVar[bool] = False
 
     def __init__(self, name: str, pass_threshold: float | None = None) -> None:
         self.name = name

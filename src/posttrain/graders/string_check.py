@@ -71,6 +71,7 @@ _OPERATIONS: dict[str, Callable[[str, str], bool]] = {
 
 class StringCheckGrader(Grader):
     type = "string_check"
+    deterministic = True
 
     def __init__(self, name: str, input: str, reference: str, operation: str) -> None:
         super().__init__(name)

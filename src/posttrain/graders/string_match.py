@@ -56,6 +56,8 @@ def string_match_score(output: str, references: Any, *, mode: str = "string_matc
 
 
 class StringMatchGrader(Grader):
+    deterministic = True
+
     def __init__(self, type_name: str, name: str, input: str, reference: str) -> None:
         super().__init__(name)
         self.type_name, self.input, self.reference = type_name, input, reference

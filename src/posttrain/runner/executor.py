@@ -119,6 +119,17 @@ def run_key(eval_: Eval, model_name: str, cache_id: str, variant: str, options: 
     return hashlib.blake2b(material.encode(), digest_size=12).hexdigest()
 
 
+def grading_signature(eval_: Eval) -> str:
+    """What an answer's grades depend on besides the answer and the item: the graders' specs,
+    the eval's reasoning mode and posttrain's version (kept in each run's config, ``grading``:
+    a later run copies an earlier run's grades only when the two agree, ``Store.replay_source``)."""
+    from posttrain import __version__
+
+    material = orjson.dumps([__version__, eval_.grader_specs, eval_.reasoning],
+                            option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.blake2b(material, digest_size=12).hexdigest()
+
+
 async def grade_all(graders: Sequence[Grader], sample: dict[str, Any], item: dict[str, Any],
                     *, sync_only: bool | None = None) -> list[Score]:
     """Grade with each grader; an exception inside a grader becomes an error score, not a crash.
@@ -205,6 +216,17 @@ class RunExecution:
         self.inline = not self.async_graders and not any(
             getattr(g, "blocking", False) for g in self.sync_graders)
         self._meta: dict[tuple[str | None, str | None], dict[str, str | None]] = {}
+        #: grades that need no grading again: every grader is synchronous and deterministic
+        #: (``Grader.deterministic``), so a cache hit's grades may be copied from an earlier
+        #: run that graded the same answer to the same item (:meth:`_replay`)
+        self.replayable = self.inline and all(
+            getattr(g, "deterministic", False) for grader in self.sync_graders
+            for g in grader.walk())
+        #: the run whose grades :meth:`_replay` copied (its id and stamp then), and how many
+        #: answers it copied; ``spoiled``: some answers were forgotten and asked again
+        self.replay_from: tuple[str, str] | None = None
+        self.replayed = 0
+        self.replay_spoiled = False
 
     def _on_retry(self, _reason: str) -> None:
         self.counters.retries += 1
@@ -340,6 +362,7 @@ class RunExecution:
                       for item, epoch in self.bulk_hits.pop(served)]
         if not again:
             return []
+        self.replay_spoiled = True
         self.store.forget_samples(self.run.id, [(item.id, epoch) for item, epoch, _k, _w in again])
         self.store.cache_delete({k for _item, _epoch, keys, _whole in again for k in keys})
         count = len(again)
@@ -352,6 +375,18 @@ class RunExecution:
               "run came from cache entries another model wrote: requesting them again",
               file=sys.stderr)
         return [(item, epoch) for item, epoch, _keys, _whole in again]
+
+    def note_replay(self) -> None:
+        """When every answer of the run was copied by :meth:`_replay` from one earlier run,
+        unchanged since, say so in the run's config (``replayed_from``: its id and stamp):
+        the run's score facts are then that run's (``runner.facts``), not built again."""
+        if self.replay_from is None or not self.replayed or self.replay_spoiled:
+            return
+        source, stamp = self.replay_from
+        count = self.store.conn.execute("SELECT COUNT(*) FROM samples WHERE run_id = ?",
+                                        (self.run.id,)).fetchone()[0]
+        if count == self.replayed and self.store.run_stamp(self.store.get_run(source)) == stamp:
+            self.store.update_run_config(self.run.id, {"replayed_from": [source, stamp]})
 
     def note_cache_checks(self) -> None:
         """Keep in the run's config what the canary showed and warn about judge verdicts
@@ -492,6 +527,10 @@ class RunExecution:
         identity = getattr(model, "identity", None)
         max_age_s = self.options.cache.max_age_s(model.cache_id)
         canary = identity is not None and not is_exact(model.cache_id)
+        source = (self.store.replay_source(self.run.id, grading_signature(self.eval))
+                  if self.replayable and isinstance(self.store, Store) else None)
+        if source is not None:
+            self.replay_from = (source, self.store.run_stamp(self.store.get_run(source)))
         for start in range(0, len(pending), PREFETCH):
             chunk = pending[start:start + PREFETCH]
             requests = [self.eval.request_for(item, self.variant) for item, _epoch in chunk]
@@ -520,11 +559,43 @@ class RunExecution:
                     continue
                 hits.append((item, epoch, request, key, completion))
             if hits:
+                copied = self._replay(source, hits, found) if source is not None else {}
+                self.replayed += len(copied)
                 for item, epoch, request, key, completion in hits:
                     self._note_bulk_hit(item, epoch, completion)
                     self.counters.cached += 1
-                    self.finish_now(item, epoch, request, completion, key, 0)
+                    flags = copied.get((item.id, epoch))
+                    if flags is None:
+                        self.finish_now(item, epoch, request, completion, key, 0)
+                    else:
+                        self._count_replayed(*flags)
                 yield None
+
+    def _replay(self, source: str, hits: list[tuple[Item, int, ChatRequest, str, Completion]],
+                records: dict[str, dict[str, Any]]) -> dict[tuple[str, int], tuple[bool, bool]]:
+        """Store the hits that run ``source`` answered alike with its grades, in SQLite
+        (``Store.replay_answers``): the same rows as :meth:`finish_now` writes, without
+        grading again (every grader is deterministic, and ``source``'s grading signature is
+        this run's). Only hits whose cache entry is the record ``record_sample`` would write
+        go: the others, and those ``source`` did not answer alike, are graded as usual."""
+        rows = []
+        for item, epoch, _request, key, completion in hits:
+            if completion.to_record() != records[key]:
+                continue
+            c = completion  # the sample columns of a cached answer, as ``record_sample``
+            rows.append((item.id, epoch, key, c.input_tokens, c.output_tokens, c.cost_usd,
+                         c.latency_s if c.latency_s else None))
+        return self.store.replay_answers(source, self.run.id, len(self.sync_graders), rows)
+
+    def _count_replayed(self, error: bool, unscored: bool) -> None:
+        """:meth:`_count` of a cache hit stored by :meth:`_replay` (its grades' statuses)."""
+        counters = self.counters
+        if error:
+            counters.errors += 1
+        elif unscored:
+            counters.unscored += 1
+        counters.done += 1
+        self.progress.tick()
 
     def _note_bulk_hit(self, item: Item, epoch: int, completion: Completion) -> None:
         """Keep what a hit served in bulk needs if a later live answer shows it stale."""
@@ -633,6 +704,7 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
     judge_semaphores: dict[str, asyncio.Semaphore] = {}
     fingerprint = eval_.fingerprint()  # hashes every item: once, not per (model, variant)
     grader_names = [g.name for g in eval_.graders]
+    signature = grading_signature(eval_)
     from posttrain.graders.sandbox import confinement_for
     from posttrain.runner.preflight import (
         check_judge_requests,
@@ -681,7 +753,7 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
                         "model": config, "graders": eval_.grader_specs,
                         "tag_fields": eval_.tag_fields, "limit": options.limit,
                         "price": config.get("price"), "grader_names": grader_names,
-                        "solver": eval_.solver},
+                        "solver": eval_.solver, "grading": signature},
             )
         if pending:  # which process answers it: the viewer tells a dead runner from a live one
             store.update_run_config(run.id, {"runner": runner_identity()})
@@ -723,6 +795,7 @@ async def execute_eval(eval_: Eval, models: Sequence[Any], variants: Sequence[st
         progress.tick(force=True)
     for plan in planned:
         plan.execution.note_cache_checks()
+        plan.execution.note_replay()
     handles = [p.handle for p in planned]
     finish_runs(store, handles)
     return handles

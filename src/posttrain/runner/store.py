@@ -774,6 +774,77 @@ class Store:
                 self.conn.execute(_INSERT_CACHE, entry)
             self.conn.executemany(_INSERT_SCORE, rows)
 
+    def replay_source(self, run_id: str, grading: str) -> str | None:
+        """The newest other finished run with ``run_id``'s identity (``run_key``) whose grades
+        were all given by graders of signature ``grading`` and never replaced (no re-grade has
+        kept old grades in ``score_history``), or None: :meth:`replay_answers` copies from it."""
+        row = self.conn.execute(
+            "SELECT p.id, p.config FROM runs r JOIN runs p ON p.run_key = r.run_key "
+            "WHERE r.id = ? AND p.id != r.id AND p.status = 'finished' "
+            "ORDER BY p.created DESC, p.id DESC LIMIT 1", (run_id,)).fetchone()
+        if row is None or json.loads(row[1] or "{}").get("grading") != grading:
+            return None
+        if self.conn.execute("SELECT 1 FROM score_history WHERE run_id = ? LIMIT 1",
+                             (row[0],)).fetchone() is not None:
+            return None
+        return str(row[0])
+
+    def replay_answers(self, source: str, run_id: str, graders: int,
+                       answers: Sequence[tuple[str, int, str, int, int, float, float | None]]
+                       ) -> dict[tuple[str, int], tuple[bool, bool]]:
+        """Store cache hits of ``run_id`` with the grades ``source`` gave the same answers, in
+        SQLite, without grading them again: one atomic write.
+
+        ``answers``: (item, epoch, cache key, input tokens, output tokens, cost, latency) of
+        hits whose cache entry reads back as written (its response is the completion
+        ``record_sample`` would store). A hit is copied only where ``source`` answered that
+        (item, epoch) with the same request key and exactly that response, for the same item
+        data and tags, and holds ``graders`` grades of it; its sample row is what
+        ``record_sample`` writes for a cache hit and its grades are ``source``'s rows. Returns
+        the copied (item, epoch) pairs with (any error grade, any other grade not scored)."""
+        if not answers:
+            return {}
+        conn = self.conn
+        with self._write():
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS replay (item_id TEXT NOT NULL, "
+                         "epoch INTEGER NOT NULL, key TEXT NOT NULL, input_tokens INTEGER, "
+                         "output_tokens INTEGER, cost_usd REAL, latency_s REAL, "
+                         "PRIMARY KEY (item_id, epoch)) WITHOUT ROWID")
+            conn.execute("DELETE FROM temp.replay")
+            conn.executemany("INSERT OR REPLACE INTO temp.replay VALUES (?,?,?,?,?,?,?)",
+                             answers)
+            conn.execute(
+                "DELETE FROM temp.replay WHERE NOT EXISTS (SELECT 1 FROM samples s "
+                "JOIN cache c ON c.key = s.request_key AND c.response = s.completion "
+                "JOIN run_items pi ON pi.run_id = s.run_id AND pi.item_id = s.item_id "
+                "JOIN run_items ni ON ni.run_id = ? AND ni.item_id = s.item_id "
+                "AND ni.data = pi.data AND ni.tags = pi.tags "
+                "WHERE s.run_id = ? AND s.item_id = replay.item_id AND s.epoch = replay.epoch "
+                "AND s.request_key = replay.key AND s.status = 'ok') "
+                "OR (SELECT COUNT(*) FROM scores g WHERE g.run_id = ? "
+                "AND g.item_id = replay.item_id AND g.epoch = replay.epoch) != ?",
+                (run_id, source, source, graders))
+            now = time.time()
+            conn.execute(
+                "INSERT OR REPLACE INTO samples (run_id, item_id, epoch, status, request_key, "
+                "completion, error, attempts, input_tokens, output_tokens, cost_usd, latency_s, "
+                "cached, created) SELECT ?, k.item_id, k.epoch, 'ok', k.key, c.response, NULL, "
+                "1, k.input_tokens, k.output_tokens, k.cost_usd, k.latency_s, 1, ? "
+                "FROM temp.replay k CROSS JOIN cache c ON c.key = k.key", (run_id, now))
+            conn.execute(
+                "INSERT OR REPLACE INTO scores (run_id, item_id, epoch, grader, value, passed, "
+                "status, explanation, sub_scores, cost_usd, requests, confinement, retries) "
+                "SELECT ?, g.item_id, g.epoch, g.grader, g.value, g.passed, g.status, "
+                "g.explanation, g.sub_scores, g.cost_usd, g.requests, g.confinement, g.retries "
+                "FROM temp.replay k CROSS JOIN scores g ON g.run_id = ? "  # CROSS: k outer
+                "AND g.item_id = k.item_id AND g.epoch = k.epoch", (run_id, source))
+            rows = conn.execute(
+                "SELECT k.item_id, k.epoch, COALESCE(MAX(g.status = 'error'), 0), "
+                "COALESCE(MAX(g.status != 'scored'), 0) FROM temp.replay k "
+                "LEFT JOIN scores g ON g.run_id = ? AND g.item_id = k.item_id "
+                "AND g.epoch = k.epoch GROUP BY k.item_id, k.epoch", (run_id,)).fetchall()
+        return {(r[0], r[1]): (bool(r[2]), bool(r[3])) for r in rows}
+
     def _write_scores(self, run_id: str, item_id: str, epoch: int, scores: Iterable[Score]) -> None:
         self.conn.executemany(_INSERT_SCORE, _score_rows(run_id, item_id, epoch, scores))
 
