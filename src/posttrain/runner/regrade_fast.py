@@ -20,6 +20,7 @@ larger steps:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -37,7 +38,7 @@ Row = tuple[Any, ...]
 #: the columns of a grade that the kept facts read (grader, value, passed, status, sub_scores,
 #: cost, requests, retries): a grade that differs only in its explanation or confinement leaves
 #: the facts as they are
-_FACT_COLUMNS = (0, 1, 2, 3, 5, 6, 7, 9)
+_FACTS = itemgetter(0, 1, 2, 3, 5, 6, 7, 9)
 
 
 def in_process(graders: Sequence[Grader]) -> bool:
@@ -88,26 +89,29 @@ def regrade(store: Store, run: RunInfo, eval: Eval, variant: str,
             "cost_usd, requests, confinement, retries FROM scores WHERE run_id = ? "
             "ORDER BY item_id, epoch, grader", (run.id,)):
         old.setdefault((item_id, epoch), []).append(tuple(row))
-    history, writes, removals, moved = [], [], [], []
-    for (item_id, epoch, _completion), scores in zip(answers, new, strict=True):
-        key = (item_id, epoch)
-        before = old.get(key, [])
-        flag = int(item_id in changed_items)
-        history.extend((run.id, item_id, epoch, row[0], row[1], row[2], row[3], flag)
-                       for row in before)
-        after = {row[0]: row for row in scores}  # a repeated name: the last (INSERT OR REPLACE)
-        kept = {row[0]: row for row in before}
-        writes.extend((run.id, item_id, epoch, *row) for name, row in after.items()
-                      if kept.get(name) != row)
-        removals.extend((run.id, item_id, epoch, name) for name in kept if name not in after)
-        if _facts_of(before) != _facts_of(sorted(after.values())):
-            moved.append(key)
-    _write(store, run, history, writes, removals, moved, refresh, facts_patch)
+    names = [grader.name for grader in eval.graders]
+    # the grades an answer keeps, by grader name (a repeated name: the last, as INSERT OR
+    # REPLACE keeps it), in the order the store reads them back
+    order = sorted({name: k for k, name in enumerate(names)}.items())
+    picks = [k for _name, k in order]
+    kept_names = {name for name, _k in order}
+    writes: list[Row] = []
+    removals: list[Row] = []
+    moved: list[tuple[str, int]] = []
+    for (item_id, epoch, _completion), rows in zip(answers, new, strict=True):
+        before = old.get((item_id, epoch), [])
+        after = [rows[k] for k in picks]
+        if before == after:
+            continue
+        if list(map(_FACTS, before)) != list(map(_FACTS, after)):
+            moved.append((item_id, epoch))
+        had = {row[0]: row for row in before}
+        writes.extend((run.id, item_id, epoch, *row) for row in after if had.get(row[0]) != row)
+        removals.extend((run.id, item_id, epoch, name) for name in had if name not in kept_names)
+    keys = [(item_id, epoch, int(item_id in changed_items))
+            for item_id, epoch, _completion in answers]
+    _write(store, run, keys, writes, removals, moved, refresh, facts_patch)
     return len(answers)
-
-
-def _facts_of(rows: Sequence[Row]) -> list[Row]:
-    return [tuple(row[k] for k in _FACT_COLUMNS) for row in rows]
 
 
 def _item_changes(cursor: Any, run_id: str, items: dict[str, Item],
@@ -145,31 +149,39 @@ def _grade(eval: Eval, variant: str, items: dict[str, Item],
     return out
 
 
-_INSERT_HISTORY = ("INSERT INTO score_history (run_id, item_id, epoch, grader, value, passed, "
-                   "status, item_changed, replaced) VALUES (?,?,?,?,?,?,?,?,?)")
 _INSERT_SCORE = ("INSERT OR REPLACE INTO scores (run_id, item_id, epoch, grader, value, passed, "
                  "status, explanation, sub_scores, cost_usd, requests, confinement, retries) "
                  "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
 
 
-def _write(store: Store, run: RunInfo, history: list[Row], writes: list[Row],
+def _write(store: Store, run: RunInfo, keys: list[tuple[str, int, int]], writes: list[Row],
            removals: list[Row], moved: list[tuple[str, int]], refresh: list[Item],
            facts_patch: Any) -> None:
-    """Everything in one transaction: old grades to the history, changed grades written, the
-    refreshed items, and the kept facts patched (when nothing else changed them)."""
+    """Everything in one transaction: the old grades of every regraded answer (``keys``: item,
+    epoch, whether its item changed) to the history, the changed grades written, the refreshed
+    items, and the kept facts patched (when nothing but grades changed)."""
     import time
 
     from posttrain.runner.facts import build
 
     conn = store.conn
-    now = time.time()
     patched = False
     with store.bulk_grades(run.id) as revision:
         current = store.get_run(run.id)
         stamp = store.run_stamp(current)
         before = f"{revision}:{stamp.split(':', 1)[1]}"
         patch = None if refresh else facts_patch.prepare(store, current, before, moved)
-        conn.executemany(_INSERT_HISTORY, [(*row, now) for row in history])
+        conn.execute("DROP TABLE IF EXISTS temp.regraded")
+        conn.execute("CREATE TABLE temp.regraded (item_id TEXT NOT NULL, epoch INTEGER NOT NULL, "
+                     "changed INTEGER NOT NULL, PRIMARY KEY (item_id, epoch)) WITHOUT ROWID")
+        conn.executemany("INSERT INTO temp.regraded VALUES (?,?,?)", keys)
+        conn.execute(
+            "INSERT INTO score_history (run_id, item_id, epoch, grader, value, passed, status, "
+            "item_changed, replaced) SELECT s.run_id, s.item_id, s.epoch, s.grader, s.value, "
+            "s.passed, s.status, k.changed, ? FROM temp.regraded k JOIN scores s "
+            "ON s.run_id = ? AND s.item_id = k.item_id AND s.epoch = k.epoch "
+            "ORDER BY s.item_id, s.epoch, s.grader", (time.time(), run.id))
+        conn.execute("DROP TABLE temp.regraded")
         conn.executemany("DELETE FROM scores WHERE run_id = ? AND item_id = ? AND epoch = ? "
                          "AND grader = ?", removals)
         conn.executemany(_INSERT_SCORE, writes)
