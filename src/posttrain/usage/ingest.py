@@ -286,8 +286,9 @@ def _read_redacted(logs: Path, options: IngestOptions, spill: Any,
     problems: list[Problem] = []
     facts: dict[str, Any] = {}
     expected: list[int] = []
+    reading = _ReaderProgress(progress)  # the reader's bytes, until redaction shows records
     records = iter_logs(logs, problems, facts, mapping=options.mapping, fmt=options.fmt,
-                        progress=progress, expected=expected)
+                        progress=reading if progress is not None else None, expected=expected)
     matched: set[str] = set()
     redactor = Redactor(names=options.redact_names)
     used_ids: set[str] = set()
@@ -306,6 +307,7 @@ def _read_redacted(logs: Path, options: IngestOptions, spill: Any,
             require_packages(options.embed)
             checked = True
             if progress is not None:
+                reading.active = False
                 progress.stage("redact (records)", expected[0] if expected else None)
         if record.id is not None and record.id in feedback:
             matched.add(record.id)
@@ -326,6 +328,23 @@ def _read_redacted(logs: Path, options: IngestOptions, spill: Any,
         feedback_summary["matched"] = len(matched)
         feedback_summary["unmatched"] = len(feedback) - len(matched)
     return _Read(problems, facts, feedback_summary, feedback_problems), redactor
+
+
+class _ReaderProgress:
+    """The log reader's progress (its scan and read stages, in bytes) until redaction starts
+    counting records in the same pass: then the reader's counts are dropped."""
+
+    def __init__(self, progress: Any) -> None:
+        self.progress = progress
+        self.active = True
+
+    def stage(self, name: str, total: int | None = None) -> None:
+        if self.active:
+            self.progress.stage(name, total)
+
+    def advance(self, count: int = 1) -> None:
+        if self.active:
+            self.progress.advance(count)
 
 
 def _redact(records: list[LogRecord], options: IngestOptions, progress: Any = None) -> Redactor:
