@@ -59,7 +59,10 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
     variant = run.variant
     if variant not in eval.variants:  # renamed since: its response_format is the base one
         variant = DEFAULT_VARIANT
-    if sandbox_workers(eval) is None and in_process(eval.graders):
+    # in bulk when every grader is in-process and the store is not grouping another writer's
+    # commits (a run in this process: its writes are not to be committed by this transaction)
+    if (sandbox_workers(eval) is None and in_process(eval.graders)
+            and store._loop is None and not store.conn.in_transaction):
         store.update_run_config(run_id, {"grader_names": [g.name for g in eval.graders],
                                          "primary": eval.primary})
         try:
