@@ -151,6 +151,8 @@ def test_regrade_commits_in_groups(tmp_path, stub_server, monkeypatch, capsys) -
 
     monkeypatch.setattr(Store, "flush", counting)
     monkeypatch.setattr("posttrain.runner.regrade.COMMIT_EVERY", 10)
+    # the answer-by-answer path (judges): string graders alone are re-graded in one transaction
+    monkeypatch.setattr("posttrain.runner.regrade.in_process", lambda graders: False)
     assert main(["regrade", "latest", "--store", path, "--json"]) == 0
     capsys.readouterr()
     assert 1 <= len(commits) <= 5  # 30 answers: every 10 and the last, not one per answer

@@ -238,7 +238,44 @@ def render(template: Any, context: dict[str, Any], *, keep_type: bool = True) ->
 
 def render_text(template: str, context: dict[str, Any]) -> str:
     """Render to a string, always."""
+    if "{{" in template:  # the common case straight: placeholders that name fields of objects
+        plan = _text_plan(template)
+        if plan is not None:
+            out = []
+            for part in plan:
+                if part.__class__ is str:
+                    out.append(part)
+                    continue
+                value: Any = context
+                for step in part:
+                    if value.__class__ is dict and step in value:
+                        value = value[step]
+                    else:  # anything else (a list, JSON in a string, an absent field): below
+                        return _as_text(render(template, context, keep_type=False))
+                out.append(value if value.__class__ is str else _as_text(value))
+            return "".join(out)
     return _as_text(render(template, context, keep_type=False))
+
+
+@lru_cache(maxsize=4096)
+def _text_plan(template: str) -> tuple[str | tuple[str, ...], ...] | None:
+    """The template as literal text and placeholder paths of field names only (``item.a.b``),
+    for :func:`render_text`; None when it has another kind of path or is malformed (rendered
+    by :func:`render`, which gives the same text or raises the error)."""
+    try:
+        parts = _parse(template)
+        plan: list[str | tuple[str, ...]] = []
+        for part in parts:
+            if isinstance(part, str):
+                plan.append(part)
+                continue
+            steps = _parse_path(part.path)
+            if not all(isinstance(step, str) for step in steps):
+                return None
+            plan.append(steps)  # type: ignore[arg-type]
+    except TemplateError:
+        return None
+    return tuple(plan)
 
 
 def template_strings(template: Any, field: str = "", *, skip: frozenset[str] = frozenset()

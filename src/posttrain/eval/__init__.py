@@ -220,11 +220,15 @@ def _import_beside(module_name: str, source: Path | None) -> Any:
 
 # ---- building from data ---------------------------------------------------------------------
 def make_items(rows: Sequence[tuple[int, dict[str, Any]]], *, tag_fields: Sequence[str] = (),
-               id_field: str = "id", source: Path | None = None) -> list[Item]:
+               id_field: str = "id", source: Path | None = None,
+               exact: bool = False) -> list[Item]:
+    """Items of the rows (``exact``: the rows hold nothing JSON cannot carry exactly, as a
+    loader reads them; else :func:`exact_values` of each)."""
     items: list[Item] = []
     seen: dict[str, tuple[int, bool]] = {}  # id -> (line, whether the row wrote it)
     for line, row in rows:
-        row = exact_values(row)
+        if not exact:
+            row = exact_values(row)
         raw_id = row.get(id_field)
         item_id = str(raw_id) if raw_id is not None else str(line)
         if item_id in seen:
@@ -348,6 +352,7 @@ def _load_items(spec: dict[str, Any], source: Path | None, base_dir: Path,
 
     id_field = spec.get("id_field", "id")
     dataset_path: Path | None = None
+    exact = False
     if rows is None:
         if "items" in spec and "dataset" in spec:
             raise UserError("give `dataset: FILE` or `items: [...]`, not both", file=source,
@@ -368,11 +373,14 @@ def _load_items(spec: dict[str, Any], source: Path | None, base_dir: Path,
             if not dataset_path.exists():
                 raise UserError(f"dataset not found: {dataset_path}", file=source, field="dataset")
             rows = load_rows(dataset_path)
+            # JSON Lines and CSV rows are exact already (a long integer or a NaN kept as
+            # written): not walked again
+            exact = dataset_path.suffix.lower() in (".jsonl", ".ndjson", ".csv")
         else:
             raise UserError("required: `dataset: FILE` or `items: [...]`", file=source,
                             field="dataset")
     items = make_items(rows, tag_fields=tag_fields, id_field=id_field,
-                       source=dataset_path or source)
+                       source=dataset_path or source, exact=exact)
     if not items:
         raise UserError("the dataset has no rows", file=dataset_path or source, field="dataset")
     return items, dataset_path

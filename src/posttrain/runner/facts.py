@@ -72,22 +72,24 @@ def _expected(run: RunInfo) -> tuple[list[str] | None, bool]:
     return None, False
 
 
-def sample_sql(run: RunInfo, alias: str) -> tuple[str, list[Any]]:
+def sample_sql(run: RunInfo, alias: str, keys: str | None = None) -> tuple[str, list[Any]]:
     """A CTE ``alias`` with one row per answer: item_id, epoch, st, v, passed, answered,
-    text_key (``text_key`` of its completion; needs ``register`` on the connection)."""
+    text_key (``text_key`` of its completion; needs ``register`` on the connection).
+    ``keys``: a table of (item_id, epoch): only those answers."""
     names, primary = _expected(run)
     params: list[Any] = [run.id]
     grader_filter = ""
     if names:
         grader_filter = f" AND grader IN ({','.join('?' * len(names))})"
         params += names
+    only = f" AND (item_id, epoch) IN (SELECT item_id, epoch FROM {keys})" if keys else ""
     complete = f"g.ok = {len(names)}" if names else "g.n > 0 AND g.ok = g.n"
     passed = "g.p1" if primary else "CASE WHEN g.ok = g.n THEN g.allpass END"
     sql = (
         f"{alias}_g AS (SELECT item_id, epoch, COUNT(*) AS n, "
         "SUM(status = 'scored' AND value IS NOT NULL) AS ok, AVG(value) AS v, "
         "MIN(COALESCE(passed, 0) != 0) AS allpass, MAX(passed) AS p1 "
-        f"FROM scores WHERE run_id = ?{grader_filter} GROUP BY item_id, epoch), "
+        f"FROM scores WHERE run_id = ?{grader_filter}{only} GROUP BY item_id, epoch), "
         f"{alias} AS (SELECT s.item_id, s.epoch, "
         f"CASE WHEN s.status = 'error' THEN 'error' WHEN {_STEERED_SQL} THEN 'unscored' "
         f"WHEN g.n IS NOT NULL AND {complete} THEN 'scored' ELSE 'unscored' END AS st, "
@@ -98,7 +100,7 @@ def sample_sql(run: RunInfo, alias: str) -> tuple[str, list[Any]]:
         "(s.completion IS NOT NULL AND s.completion != '') AS answered, "
         "posttrain_text_key(s.completion) AS text_key "
         f"FROM samples s LEFT JOIN {alias}_g g ON g.item_id = s.item_id AND g.epoch = s.epoch "
-        "WHERE s.run_id = ?)"
+        f"WHERE s.run_id = ?{only.replace('(item_id, epoch) IN', '(s.item_id, s.epoch) IN')})"
     )
     params.append(run.id)
     return sql, params
@@ -140,7 +142,6 @@ def _ensure_tables(conn: sqlite3.Connection, tables: Tables) -> None:
 def _fill(conn: sqlite3.Connection, run: RunInfo, tables: Tables) -> None:
     """Replace the run's rows in ``tables`` (inside the caller's transaction)."""
     register(conn)
-    epochs = max(1, run.epochs)
     for table in (tables.facts, tables.cells):
         conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run.id,))
     sql, params = sample_sql(run, "f")
@@ -149,8 +150,18 @@ def _fill(conn: sqlite3.Connection, run: RunInfo, tables: Tables) -> None:
                  "text_key "
                  "FROM f",
                  (*params, run.id))
+    fill_cells(conn, run, tables)
+
+
+def fill_cells(conn: sqlite3.Connection, run: RunInfo, tables: Tables,
+               items: str | None = None) -> None:
+    """Write the run's ``item_cells`` rows from its ``sample_facts`` (``items``: a table of
+    item ids: only those, replacing their rows)."""
+    epochs = max(1, run.epochs)
+    only = f" AND i.item_id IN (SELECT item_id FROM {items})" if items else ""
     conn.execute(
-        f"INSERT INTO {tables.cells} (run_id, item_id, position, tags, answers, errors, "
+        f"INSERT OR REPLACE INTO {tables.cells} (run_id, item_id, position, tags, answers, "
+        "errors, "
         "unscored, scored, npass, nfail, passes, total, score, status) "
         "SELECT i.run_id, i.item_id, i.position, i.tags, COUNT(f.epoch), "
         "COALESCE(SUM(f.st = 'error'), 0), COALESCE(SUM(f.st = 'unscored'), 0), "
@@ -170,7 +181,7 @@ def _fill(conn: sqlite3.Connection, run: RunInfo, tables: Tables) -> None:
         "WHEN SUM(f.st = 'scored' AND f.passed = 1) = COUNT(f.epoch) THEN 'pass' "
         "ELSE 'scored' END "
         f"FROM run_items i LEFT JOIN {tables.facts} f ON f.run_id = i.run_id "
-        "AND f.item_id = i.item_id WHERE i.run_id = ? GROUP BY i.item_id", (run.id,))
+        f"AND f.item_id = i.item_id WHERE i.run_id = ?{only} GROUP BY i.item_id", (run.id,))
 
 
 def _pack(conn: sqlite3.Connection, run: RunInfo, tables: Tables) -> dict[str, bytes]:
@@ -239,13 +250,6 @@ def _answer_figures(conn: sqlite3.Connection, run: RunInfo, tables: Tables) -> d
     summary adds them (left to right in (item, epoch) order): ``all``, ``uncached``, and for
     ``pick`` the answers it prices by their stored cost (``paid``, ``paid_n``) and how many it
     would price by their tokens (``unpaid_n``)."""
-    statuses = dict(conn.execute(f"SELECT st, COUNT(*) FROM {tables.facts} WHERE run_id = ? "
-                                 "GROUP BY st", (run.id,)).fetchall())
-    first = {st: tuple(conn.execute(f"SELECT item_id, epoch FROM {tables.facts} "
-                                    "WHERE run_id = ? AND st = ? ORDER BY item_id, epoch "
-                                    "LIMIT 1", (run.id, st)).fetchone()) for st in statuses}
-    # in the order each status first occurs (as a summary counts them, answer by answer)
-    statuses = {st: statuses[st] for st in sorted(statuses, key=lambda st: first[st])}
     named = " OR ".join(f"instr(completion, '\"{key}\"')" for key in TOKEN_PARTS)
     (count, cost, answered, requests, retries, cached, input_tokens, output_tokens,
      any_named) = conn.execute(
@@ -255,14 +259,6 @@ def _answer_figures(conn: sqlite3.Connection, run: RunInfo, tables: Tables) -> d
         "COALESCE(SUM(MAX(0, attempts - 1)), 0), COALESCE(SUM(cached != 0), 0), "
         "COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), "
         f"COALESCE(MAX({named}), 0) FROM samples WHERE run_id = ?", (run.id,)).fetchone()
-    judge_requests, grade_retries = conn.execute(
-        "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(retries), 0) FROM scores "
-        "WHERE run_id = ?", (run.id,)).fetchone()
-    judge_costs = [r[0] for r in conn.execute(
-        "SELECT cost_usd FROM scores WHERE run_id = ? AND cost_usd != 0", (run.id,))]
-    passes, verdicts = conn.execute(
-        f"SELECT COALESCE(SUM(st = 'scored' AND passed), 0), COUNT(passed) "
-        f"FROM {tables.facts} WHERE run_id = ?", (run.id,)).fetchone()
     cursor = conn.cursor()
     cursor.row_factory = None
     rows = cursor.execute(
@@ -285,14 +281,37 @@ def _answer_figures(conn: sqlite3.Connection, run: RunInfo, tables: Tables) -> d
                 unpaid_n += 1
     latencies = sorted(r[2] for r in rows if r[2] is not None)
     fresh = sorted(r[2] for r in rows if r[2] is not None and (r[2] > 0 or not r[1]))
-    return {"statuses": statuses, "count": count, "cost_usd": cost, "latency": _points(latencies),
-            "answer_latency": _points(fresh), "answered": answered, "requests": requests,
-            "retries": retries, "cached": cached, "input_tokens": input_tokens,
-            "output_tokens": output_tokens, "names_token_parts": bool(any_named),
-            "judge_requests": judge_requests, "grade_retries": grade_retries,
-            "judge_cost": math.fsum(judge_costs), "passes": passes, "verdicts": verdicts,
+    return {**graded_figures(conn, run, tables), "count": count, "cost_usd": cost,
+            "latency": _points(latencies), "answer_latency": _points(fresh),
+            "answered": answered, "requests": requests, "retries": retries, "cached": cached,
+            "input_tokens": input_tokens, "output_tokens": output_tokens,
+            "names_token_parts": bool(any_named),
             "costs": {"all": every, "uncached": uncached, "paid": paid, "paid_n": paid_n,
                       "unpaid_n": unpaid_n}}
+
+
+def graded_figures(conn: sqlite3.Connection, run: RunInfo, tables: Tables) -> dict[str, Any]:
+    """The answer figures that depend on the run's grades (``_answer_figures`` adds those of
+    its answers): answers per status in the order each first occurs, judge requests, grade
+    retries, judge cost, passes and verdicts."""
+    statuses = dict(conn.execute(f"SELECT st, COUNT(*) FROM {tables.facts} WHERE run_id = ? "
+                                 "GROUP BY st", (run.id,)).fetchall())
+    first = {st: tuple(conn.execute(f"SELECT item_id, epoch FROM {tables.facts} "
+                                    "WHERE run_id = ? AND st = ? ORDER BY item_id, epoch "
+                                    "LIMIT 1", (run.id, st)).fetchone()) for st in statuses}
+    # in the order each status first occurs (as a summary counts them, answer by answer)
+    statuses = {st: statuses[st] for st in sorted(statuses, key=lambda st: first[st])}
+    judge_requests, grade_retries = conn.execute(
+        "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(retries), 0) FROM scores "
+        "WHERE run_id = ?", (run.id,)).fetchone()
+    judge_costs = [r[0] for r in conn.execute(
+        "SELECT cost_usd FROM scores WHERE run_id = ? AND cost_usd != 0", (run.id,))]
+    passes, verdicts = conn.execute(
+        f"SELECT COALESCE(SUM(st = 'scored' AND passed), 0), COUNT(passed) "
+        f"FROM {tables.facts} WHERE run_id = ?", (run.id,)).fetchone()
+    return {"statuses": statuses, "judge_requests": judge_requests,
+            "grade_retries": grade_retries, "judge_cost": math.fsum(judge_costs),
+            "passes": passes, "verdicts": verdicts}
 
 
 def _pack_components(conn: sqlite3.Connection, run: RunInfo, packed: dict[str, bytes],
@@ -302,7 +321,21 @@ def _pack_components(conn: sqlite3.Connection, run: RunInfo, packed: dict[str, b
     graders over the items that have them, each numeric sub-score (``grader.sub``) over the
     items that reported it. One pass over the run's grades, in item order."""
     epochs = max(1, run.epochs)
-    size = len(answers)
+    totals, counts = component_totals(conn, run, position_of, len(answers))
+    denominators = [max(epochs, n) for n in answers]
+    for name, column in totals.items():
+        packed[f"component:{name}"] = _bytes(array("d", [
+            total / n for total, n in zip(column, denominators, strict=True)]))
+    packed["components"] = orjson.dumps(counts)
+
+
+def component_totals(conn: sqlite3.Connection, run: RunInfo, position_of: dict[str, int],
+                     size: int, items: str | None = None
+                     ) -> tuple[dict[str, array[Any]], dict[str, int]]:
+    """Per component, each item's summed value (NaN: none, for a component an item need not
+    have) and the grades it counts (``_pack_components``). ``items``: a table of item ids:
+    only those items' values and grades (the others keep their initial value)."""
+    only = f" AND item_id IN (SELECT item_id FROM {items})" if items else ""
     names = run.config.get("grader_names")
     present = {r[0] for r in conn.execute("SELECT DISTINCT grader FROM scores WHERE run_id = ?",
                                           (run.id,))}
@@ -316,7 +349,7 @@ def _pack_components(conn: sqlite3.Connection, run: RunInfo, packed: dict[str, b
         columns = ", ".join(f"SUM(CASE WHEN grader = ? AND {ok} THEN value ELSE 0.0 END), "
                             f"SUM(grader = ? AND {ok}), SUM(grader = ?)" for _ in graders)
         params = [name for name in graders for _ in range(3)]
-        rows = conn.execute(f"SELECT item_id, {columns} FROM scores WHERE run_id = ? "
+        rows = conn.execute(f"SELECT item_id, {columns} FROM scores WHERE run_id = ?{only} "
                             "GROUP BY item_id", (*params, run.id)).fetchall()
         for k, name in enumerate(graders):
             column = totals[name] = array("d", [0.0 if name in expected else _NAN]) * size
@@ -332,7 +365,8 @@ def _pack_components(conn: sqlite3.Connection, run: RunInfo, packed: dict[str, b
             "SELECT g.item_id, g.grader || '.' || j.key, SUM(j.value), COUNT(*) "
             "FROM scores g JOIN samples s ON s.run_id = g.run_id AND s.item_id = g.item_id "
             "AND s.epoch = g.epoch, json_each(g.sub_scores) j "
-            "WHERE g.run_id = ? AND g.sub_scores != '{}' AND json_type(g.sub_scores) = 'object' "
+            f"WHERE g.run_id = ?{only.replace('item_id IN', 'g.item_id IN')} "
+            "AND g.sub_scores != '{}' AND json_type(g.sub_scores) = 'object' "
             "AND g.status = 'scored' AND g.value IS NOT NULL "
             "AND j.type IN ('integer', 'real', 'true', 'false') "
             "GROUP BY g.item_id, g.grader || '.' || j.key", (run.id,)):
@@ -345,11 +379,7 @@ def _pack_components(conn: sqlite3.Connection, run: RunInfo, packed: dict[str, b
             counts[name] = 0
         column[where] = (0.0 if column[where] != column[where] else column[where]) + total
         counts[name] += scored
-    denominators = [max(epochs, n) for n in answers]
-    for name, column in totals.items():
-        packed[f"component:{name}"] = _bytes(array("d", [
-            total / n for total, n in zip(column, denominators, strict=True)]))
-    packed["components"] = orjson.dumps(counts)
+    return totals, counts
 
 
 _NAN = float("nan")

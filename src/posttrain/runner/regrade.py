@@ -4,6 +4,11 @@ Used after a review edits an item's reference: each stored completion is rebuilt
 sample, graded again against the item as it now is in the eval, and its scores replaced. The
 run's stored copy of the item (``run_items``) is refreshed too, so the viewer shows the new
 reference next to the new grade.
+
+When every grader grades in this process without waiting (string graders: no judge, no
+sandbox) the run is re-graded in bulk (``posttrain.runner.regrade_fast``: the same grades, one
+transaction); judges and sandboxed graders take the path below (judges on the runner's path,
+sandboxed graders one answer per warm worker).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from posttrain.errors import UserError
 from posttrain.eval import DEFAULT_VARIANT, Eval, load_eval
 from posttrain.runner.executor import RunExecution, RunOptions, grade_all, widen_thread_pool
 from posttrain.runner.progress import Counters, Progress
+from posttrain.runner.regrade_fast import in_process
+from posttrain.runner.regrade_fast import regrade as regrade_in_process
 from posttrain.runner.store import Store
 from posttrain.types import Completion
 
@@ -52,6 +59,17 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
     variant = run.variant
     if variant not in eval.variants:  # renamed since: its response_format is the base one
         variant = DEFAULT_VARIANT
+    # in bulk when every grader is in-process and the store is not grouping another writer's
+    # commits (a run in this process: its writes are not to be committed by this transaction)
+    if (sandbox_workers(eval) is None and in_process(eval.graders)
+            and store._loop is None and not store.conn.in_transaction):
+        store.update_run_config(run_id, {"grader_names": [g.name for g in eval.graders],
+                                         "primary": eval.primary})
+        try:
+            return regrade_in_process(store, run, eval, variant, item_ids,
+                                      counters or Counters(label=f"regrade {run_id}", total=0))
+        finally:
+            await eval.aclose()
     rows = [row for row in store.samples(run_id)
             if row["status"] == "ok" and row["completion"]
             and (item_ids is None or row["item_id"] in item_ids)]

@@ -1,8 +1,9 @@
 """Exact and near-duplicate removal: a normalised-text hash, then MinHash over word shingles.
 
 Near duplicates are found with MinHash (64 hashes) and LSH banding (16 bands of 4), and each
-candidate pair is confirmed with the exact Jaccard similarity of the shingle sets, so the
-threshold means what it says. A bucket indexes at most ``_BUCKET_CAP`` texts, so the work per
+candidate pair is confirmed with the exact Jaccard similarity of the shingle sets (as sets of
+64-bit hashes), so the threshold means what it says. The index is kept in a temporary SQLite
+file (``Deduper``): memory does not grow with the number of texts. A bucket indexes at most ``_BUCKET_CAP`` texts, so the work per
 text is bounded and the whole pass is linear in the number of texts. Texts are kept in the order given: put preferred rows first.
 """
 
@@ -12,6 +13,8 @@ import hashlib
 import re
 import struct
 import unicodedata
+from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +22,6 @@ _NUM_HASHES = 64
 _BANDS = 16
 _ROWS = _NUM_HASHES // _BANDS
 _MERSENNE = (1 << 61) - 1
-_BAND = struct.Struct(f"<B{_ROWS}Q")  # a band's number and its hashes (each below 2**61)
 #: kept texts indexed per LSH bucket. Logs written from one template (same words, another
 #: number or name) fall into the same buckets without being near duplicates; unbounded, every
 #: new text was checked against all of them, so dedup grew with n^2 (5,000 templated lines
@@ -43,20 +45,20 @@ def shingles(text: str, size: int = 3) -> set[str]:
     return {" ".join(words[i:i + size]) for i in range(len(words) - size + 1)}
 
 
-def jaccard(a: set[str], b: set[str]) -> float:
+def jaccard(a: AbstractSet[Any], b: AbstractSet[Any]) -> float:
     if not a and not b:
         return 1.0
-    return len(a & b) / len(a | b)
+    common = len(a & b)
+    return common / (len(a) + len(b) - common)  # |a | b|, without building the union
 
 
 def _hash64(token: str) -> int:
     return int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
 
 
-def _signature(tokens: set[str], coeffs: list[tuple[int, int]]) -> tuple[int, ...]:
-    if not tokens:
+def _signature(hashes: list[int], coeffs: list[tuple[int, int]]) -> tuple[int, ...]:
+    if not hashes:
         return tuple([0] * _NUM_HASHES)
-    hashes = [_hash64(t) for t in tokens]
     return tuple(min((a * h + b) % _MERSENNE for h in hashes) for a, b in coeffs)
 
 
@@ -75,61 +77,104 @@ class DedupResult:
         return sum(1 for _, kind in self.dropped.values() if kind == "near")
 
 
-def dedup(texts: list[str], threshold: float = 0.8, seed: int = 0,
+#: shingle sets of kept texts held in memory at once (the most recently read); the others
+#: are read back from the index file when a text is compared with them
+_CACHED_SETS = 8192
+
+
+class Deduper:
+    """Texts one at a time, in the order given (put preferred rows first): :meth:`add` says
+    whether a text duplicates an earlier kept one. Memory stays bounded whatever the number of
+    texts: the index (each kept text's normalised-text digest, its LSH buckets and its
+    shingles as 64-bit hashes) lives in a temporary SQLite file with a small page cache, and
+    only the shingle sets compared most recently are held as sets. The same results as holding
+    everything in memory (a 64-bit digest or shingle hash that collides would only add a
+    candidate, which the Jaccard test then checks)."""
+
+    def __init__(self, threshold: float = 0.8, seed: int = 0) -> None:
+        import random
+        import sqlite3
+
+        rng = random.Random(seed)
+        self.threshold = threshold
+        self.coeffs = [(rng.randrange(1, _MERSENNE), rng.randrange(0, _MERSENNE))
+                       for _ in range(_NUM_HASHES)]
+        self.conn = sqlite3.connect("", isolation_level=None)  # a private temporary file
+        self.conn.execute("PRAGMA cache_size = -8000")  # 8 MB of pages; the rest on disk
+        self.conn.execute("PRAGMA journal_mode = OFF")
+        self.conn.execute("PRAGMA synchronous = OFF")
+        self.conn.execute("BEGIN")
+        self.conn.execute("CREATE TABLE exact (key INTEGER PRIMARY KEY, idx INTEGER NOT NULL)")
+        self.conn.execute("CREATE TABLE bucket (band INTEGER NOT NULL, idx INTEGER NOT NULL, "
+                          "PRIMARY KEY (band, idx)) WITHOUT ROWID")
+        self.conn.execute("CREATE TABLE shingles (idx INTEGER PRIMARY KEY, hashes BLOB NOT NULL)")
+        self._sets: dict[int, frozenset[int]] = {}  # the oldest first out
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _kept_set(self, index: int) -> frozenset[int]:
+        cached = self._sets.get(index)
+        if cached is not None:
+            return cached
+        blob = self.conn.execute("SELECT hashes FROM shingles WHERE idx = ?",
+                                 (index,)).fetchone()[0]
+        found = frozenset(struct.unpack(f"<{len(blob) // 8}Q", blob))
+        self._remember(index, found)
+        return found
+
+    def _remember(self, index: int, hashes: frozenset[int]) -> None:
+        self._sets[index] = hashes
+        if len(self._sets) > _CACHED_SETS:
+            del self._sets[next(iter(self._sets))]
+
+    def add(self, index: int, text: str) -> tuple[int, str] | None:
+        """None when ``text`` is kept (indexed under ``index``), else (the kept index it
+        duplicates, ``exact`` | ``near``)."""
+        conn = self.conn
+        digest = hashlib.sha1(normalise(text).encode()).digest()
+        key = int.from_bytes(digest[:8], "little", signed=True)
+        row = conn.execute("SELECT idx FROM exact WHERE key = ?", (key,)).fetchone()
+        if row is not None:
+            return row[0], "exact"
+        hashes = frozenset(_hash64(t) for t in shingles(text))
+        signature = _signature(list(hashes), self.coeffs)
+        bands = [hash((b, *signature[b * _ROWS:(b + 1) * _ROWS])) for b in range(_BANDS)]
+        sizes: dict[int, int] = {}
+        candidates: set[int] = set()
+        for band, member in conn.execute(
+                f"SELECT band, idx FROM bucket WHERE band IN ({','.join('?' * _BANDS)})", bands):
+            sizes[band] = sizes.get(band, 0) + 1
+            candidates.add(member)
+        for candidate in sorted(candidates):
+            if jaccard(hashes, self._kept_set(candidate)) >= self.threshold:
+                return candidate, "near"
+        conn.execute("INSERT INTO exact VALUES (?, ?)", (key, index))
+        room = [(band, index) for band in dict.fromkeys(bands)
+                if sizes.get(band, 0) < _BUCKET_CAP]
+        if room:  # a text in no bucket is no one's candidate: its shingles are not kept
+            conn.executemany("INSERT INTO bucket VALUES (?, ?)", room)
+            conn.execute("INSERT INTO shingles VALUES (?, ?)",
+                         (index, struct.pack(f"<{len(hashes)}Q", *sorted(hashes))))
+            self._remember(index, hashes)
+        return None
+
+
+def dedup(texts: Iterable[str], threshold: float = 0.8, seed: int = 0,
           progress: Any = None) -> DedupResult:
     """Indices to keep (first of each group) and what each dropped index duplicates.
     ``progress``: told of every text done (``advance``)."""
-    import random
-
-    rng = random.Random(seed)
-    coeffs = [(rng.randrange(1, _MERSENNE), rng.randrange(0, _MERSENNE))
-              for _ in range(_NUM_HASHES)]
     result = DedupResult()
-    exact: dict[str, int] = {}
-    # an LSH bucket: the band's number and its 4 hashes packed into 33 bytes (a tuple of them
-    # is ~270 bytes, and every kept text opens ~16 buckets); its one text as an int, a list
-    # from the second on
-    buckets: dict[bytes, int | list[int]] = {}
-    kept_shingles: dict[int, set[str]] = {}
-    for index, text in enumerate(texts):
-        if progress is not None:
-            progress.advance()
-        key = hashlib.sha1(normalise(text).encode()).hexdigest()
-        if key in exact:
-            result.dropped[index] = (exact[key], "exact")
-            continue
-        tokens = shingles(text)
-        signature = _signature(tokens, coeffs)
-        bands = [_BAND.pack(b, *signature[b * _ROWS:(b + 1) * _ROWS]) for b in range(_BANDS)]
-        match = None
-        candidates: set[int] = set()
-        for band in bands:
-            members = buckets.get(band)
-            if isinstance(members, int):
-                candidates.add(members)
-            elif members is not None:
-                candidates.update(members)
-        for candidate in sorted(candidates):
-            if jaccard(tokens, kept_shingles[candidate]) >= threshold:
-                match = candidate
-                break
-        if match is not None:
-            result.dropped[index] = (match, "near")
-            continue
-        exact[key] = index
-        indexed = False
-        for band in bands:
-            bucket = buckets.get(band)
-            if bucket is None:
-                buckets[band] = index
-            elif isinstance(bucket, int):
-                buckets[band] = [bucket, index]
-            elif len(bucket) < _BUCKET_CAP:
-                bucket.append(index)
+    deduper = Deduper(threshold, seed)
+    try:
+        for index, text in enumerate(texts):
+            if progress is not None:
+                progress.advance()
+            found = deduper.add(index, text)
+            if found is None:
+                result.keep.append(index)
             else:
-                continue
-            indexed = True
-        if indexed:  # a text in no bucket is no one's candidate: its shingles are not kept
-            kept_shingles[index] = tokens
-        result.keep.append(index)
+                result.dropped[index] = found
+    finally:
+        deduper.close()
     return result

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import random
+from array import array
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +31,7 @@ from typing import Any
 import yaml
 
 from posttrain.errors import UserError
-from posttrain.usage.dedup import dedup
-from posttrain.usage.logs import LogRecord, Problem, read_feedback, read_logs, text_of
+from posttrain.usage.logs import LogRecord, Problem, read_feedback, text_of
 from posttrain.usage.redact import Redactor
 from posttrain.usage.themes import find_themes
 
@@ -206,27 +206,27 @@ def ingest(logs: Path, out_dir: Path, options: IngestOptions | None = None,
            store_path: Path | None = None, progress: Any = None) -> dict[str, Any]:
     """Run the whole pipeline; returns the summary (also written to ``ingest.json``).
 
-    Stages, in order (nothing is written until every check has passed): read and check the logs
-    and feedback (``_read``), redact every record in memory (``_redact``), dedup and pick per
-    theme (``_select``), build the eval rows (``_build_rows``), write the evals (``_write``)
-    and, with a store, the logged answers as runs. ``progress``: a
+    Stages, in order (nothing is written to ``out_dir`` until every check has passed): read
+    and check the logs and feedback and redact each record as it is read, a batch at a time
+    (``_read_redacted``: redacted records go to a temporary spill file, not memory), dedup in
+    priority order and pick per theme (``_select``: from the spill's dedup and theme texts),
+    build and write the eval rows a record at a time (``_write``) and, with a store, the
+    logged answers as runs. Memory holds a batch of records, the dedup index's cache and the
+    survivors' theme texts, not every record. ``progress``: a
     :class:`~posttrain.usage.progress.StageProgress` (stderr) told of each stage.
     """
+    from posttrain.usage.spill import Spill
+
     options = options or IngestOptions()
     if options.grader not in ("similarity", "string"):
         raise UserError("must be similarity or string", field="--grader")
-    read = _read(Path(logs), options, progress)
-    # what the themes need, after the logs are read (their problems first) and before the
-    # redaction and anything written
-    from posttrain.usage.themes import require_packages
-
-    require_packages(options.embed)
-    redactor = _redact(read.records, options, progress)
-    selection = _select(read.records, options, progress)
-    rows, logged, models = _build_rows(selection)
-    if progress is not None:
-        progress.stage("write")
-    outputs = _write(Path(out_dir), rows, options)
+    with Spill() as spill:
+        read, redactor = _read_redacted(Path(logs), options, spill, progress)
+        selection = _select(spill, options, progress)
+        if progress is not None:
+            progress.stage("write")
+        outputs, counts, rows, logged, models = _write(Path(out_dir), spill, selection, options,
+                                                       keep=store_path is not None)
     runs = []
     if store_path is not None:
         if progress is not None:
@@ -242,11 +242,11 @@ def ingest(logs: Path, out_dir: Path, options: IngestOptions | None = None,
         "redactions": redactor.report(),
         "redaction": redactor.detection.to_dict(),
         "names_redacted": options.redact_names,
-        "duplicates": {"exact": selection.dedup.exact, "near": selection.dedup.near,
+        "duplicates": {"exact": selection.exact, "near": selection.near,
                        "threshold": options.near},
         "embed": selection.embed,
         "themes": selection.themes,
-        "items": {kind: len(rows[kind]) for kind in rows},
+        "items": counts,
         "outputs": outputs,
         "runs": runs,
         "problems": len(all_problems),
@@ -258,35 +258,10 @@ def ingest(logs: Path, out_dir: Path, options: IngestOptions | None = None,
 
 @dataclass
 class _Read:
-    records: list[LogRecord]
     problems: list[Problem]
     facts: dict[str, Any]
     feedback_summary: dict[str, Any]
     feedback_problems: list[Problem]
-
-
-def _read(logs: Path, options: IngestOptions, progress: Any = None) -> _Read:
-    """The logs as records, with the feedback file joined on by id and rated; the lines skipped
-    (and why) are kept for the summary."""
-    records, problems, facts = read_logs(logs, mapping=options.mapping, fmt=options.fmt,
-                                         progress=progress)
-    feedback_summary: dict[str, Any] = {"rows": 0, "matched": 0, "unmatched": 0}
-    feedback_problems: list[Problem] = []
-    if options.feedback is not None:
-        feedback, feedback_problems, total = read_feedback(Path(options.feedback))
-        feedback_summary["rows"] = total
-        ids = {r.id for r in records}
-        for record in records:
-            if record.id is not None and record.id in feedback and record.feedback is None:
-                record.feedback = dict(feedback[record.id])
-        feedback_summary["matched"] = sum(1 for key in feedback if key in ids)
-        feedback_summary["unmatched"] = sum(1 for key in feedback if key not in ids)
-    from posttrain.usage.logs import rating_label
-
-    for record in records:
-        if record.feedback is not None:
-            record.feedback["rating_label"] = rating_label(record.feedback.get("rating"))
-    return _Read(records, problems, facts, feedback_summary, feedback_problems)
 
 
 #: records redacted in one batch (the NER model reads a batch's texts together; each record is
@@ -294,121 +269,231 @@ def _read(logs: Path, options: IngestOptions, progress: Any = None) -> _Read:
 REDACT_BATCH = 2000
 
 
+def _read_redacted(logs: Path, options: IngestOptions, spill: Any,
+                   progress: Any = None) -> tuple[_Read, Redactor]:
+    """The logs as records, streamed: the feedback file joined on by id and rated, each batch
+    of records redacted (before anything else sees them) and put in ``spill``; the lines
+    skipped (and why) are kept for the summary."""
+    from posttrain.usage.logs import iter_logs, rating_label
+    from posttrain.usage.themes import require_packages
+
+    feedback: dict[str, dict[str, Any]] = {}
+    feedback_summary: dict[str, Any] = {"rows": 0, "matched": 0, "unmatched": 0}
+    feedback_problems: list[Problem] = []
+    if options.feedback is not None:
+        feedback, feedback_problems, total = read_feedback(Path(options.feedback))
+        feedback_summary["rows"] = total
+    problems: list[Problem] = []
+    facts: dict[str, Any] = {}
+    expected: list[int] = []
+    reading = _ReaderProgress(progress)  # the reader's bytes, until redaction shows records
+    records = iter_logs(logs, problems, facts, mapping=options.mapping, fmt=options.fmt,
+                        progress=reading if progress is not None else None, expected=expected)
+    matched: set[str] = set()
+    redactor = Redactor(names=options.redact_names)
+    used_ids: set[str] = set()
+    batch: list[LogRecord] = []
+    checked = False
+
+    def flush() -> None:
+        _redact_batch(batch, redactor, used_ids)
+        spill.add(batch)
+        if progress is not None:
+            progress.advance(len(batch))
+        batch.clear()
+
+    for record in records:
+        if not checked:  # what the themes need, once the logs read (their errors first)
+            require_packages(options.embed)
+            checked = True
+            if progress is not None:
+                reading.active = False
+                progress.stage("redact (records)", expected[0] if expected else None)
+        if record.id is not None and record.id in feedback:
+            matched.add(record.id)
+            if record.feedback is None:
+                record.feedback = dict(feedback[record.id])
+        if record.feedback is not None:
+            record.feedback["rating_label"] = rating_label(record.feedback.get("rating"))
+        batch.append(record)
+        if len(batch) >= REDACT_BATCH:
+            flush()
+    if not checked:
+        require_packages(options.embed)
+        if progress is not None:
+            progress.stage("redact (records)", 0)
+    if batch:
+        flush()
+    if options.feedback is not None:
+        feedback_summary["matched"] = len(matched)
+        feedback_summary["unmatched"] = len(feedback) - len(matched)
+    return _Read(problems, facts, feedback_summary, feedback_problems), redactor
+
+
+class _ReaderProgress:
+    """The log reader's progress (its scan and read stages, in bytes) until redaction starts
+    counting records in the same pass: then the reader's counts are dropped."""
+
+    def __init__(self, progress: Any) -> None:
+        self.progress = progress
+        self.active = True
+
+    def stage(self, name: str, total: int | None = None) -> None:
+        if self.active:
+            self.progress.stage(name, total)
+
+    def advance(self, count: int = 1) -> None:
+        if self.active:
+            self.progress.advance(count)
+
+
 def _redact(records: list[LogRecord], options: IngestOptions, progress: Any = None) -> Redactor:
-    """Redact every record in place, in memory, before anything else sees it, a batch of
-    records at a time; a name found in a record redacted everywhere in it; ids made unique
-    after redaction."""
+    """Redact every record in place, in memory, a batch of records at a time (what
+    ``_read_redacted`` does to each batch as it is read)."""
     redactor = Redactor(names=options.redact_names)
     used_ids: set[str] = set()
     if progress is not None:
         progress.stage("redact (records)", len(records))
     for start in range(0, len(records), REDACT_BATCH):
         batch = records[start:start + REDACT_BATCH]
-        # a trace's TRACE_ID:SPAN_ID is random hex, no personal data (it is kept unredacted in
-        # the provenance): it is not read as a secret, nor counted as one
-        redacted = redactor.redact_all([
-            [record.messages, record.response_text, record.response_tools, record.tools,
-             record.created, record.model, record.feedback,
-             None if record.trace is not None and record.id == record.trace else record.id]
-            for record in batch])
-        for record, fields in zip(batch, redacted, strict=True):
-            (record.messages, record.response_text, record.response_tools, record.tools,
-             record.created, record.model, record.feedback, redacted_id) = fields
-            if record.trace is not None and record.id == record.trace:
-                redacted_id = record.id
-            record.id = _unique_id(record, redacted_id, used_ids)
+        _redact_batch(batch, redactor, used_ids)
         if progress is not None:
             progress.advance(len(batch))
     return redactor
 
 
+def _redact_batch(batch: list[LogRecord], redactor: Redactor, used_ids: set[str]) -> None:
+    """Redact the records in place; a name found in a record redacted everywhere in it; ids
+    made unique after redaction."""
+    # a trace's TRACE_ID:SPAN_ID is random hex, no personal data (it is kept unredacted in
+    # the provenance): it is not read as a secret, nor counted as one
+    redacted = redactor.redact_all([
+        [record.messages, record.response_text, record.response_tools, record.tools,
+         record.created, record.model, record.feedback,
+         None if record.trace is not None and record.id == record.trace else record.id]
+        for record in batch])
+    for record, fields in zip(batch, redacted, strict=True):
+        (record.messages, record.response_text, record.response_tools, record.tools,
+         record.created, record.model, record.feedback, redacted_id) = fields
+        if record.trace is not None and record.id == record.trace:
+            redacted_id = record.id
+        record.id = _unique_id(record, redacted_id, used_ids)
+
+
 @dataclass
 class _Selection:
-    survivors: list[LogRecord]  # after dedup
-    chosen: list[tuple[LogRecord, str, int]]  # (record, theme label, duplicates it stands for)
-    dedup: Any
+    chosen: dict[int, tuple[str, int]]  # spill index -> (theme label, duplicates it stands for)
+    exact: int
+    near: int
     embed: str
     themes: list[dict[str, Any]]
 
 
-def _select(records: list[LogRecord], options: IngestOptions,
-            progress: Any = None) -> _Selection:
+def _select(spill: Any, options: IngestOptions, progress: Any = None) -> _Selection:
     """Dedup (preferring rows with feedback), group by theme, keep ``per_theme`` of each."""
-    order = sorted(range(len(records)), key=lambda i: (_priority(records[i]), i))
+    from posttrain.usage.dedup import Deduper
+
     if progress is not None:
-        progress.stage("dedup (records)", len(order))
-    result = dedup([_dedup_text(records[i]) for i in order], threshold=options.near,
-                   progress=progress)
-    kept = sorted(order[i] for i in result.keep)
-    duplicates_of: Counter[int] = Counter(order[kept_i] for kept_i, _ in result.dropped.values())
-    survivors = [records[i] for i in kept]
+        progress.stage("dedup (records)", len(spill))
+    deduper = Deduper(options.near)
+    # the records in priority order (feedback first); a dropped record counts for the kept one
+    order = array("q")
+    kept_positions: list[int] = []
+    duplicates_of: Counter[int] = Counter()
+    exact = near = 0
+    try:
+        for position, (index, text) in enumerate(spill.dedup_texts()):
+            if progress is not None:
+                progress.advance()
+            order.append(index)
+            found = deduper.add(position, text)
+            if found is None:
+                kept_positions.append(position)
+            else:
+                duplicates_of[order[found[0]]] += 1
+                exact += found[1] == "exact"
+                near += found[1] == "near"
+    finally:
+        deduper.close()
+    kept = sorted(order[p] for p in kept_positions)
+    del order, kept_positions
 
     if progress is not None:
         progress.stage(f"themes ({options.embed})", None)
-    themes = find_themes([_theme_text(r) for r in survivors], k=options.themes,
-                         embed=options.embed, seed=options.seed)
+    themes = find_themes(spill.theme_texts(kept), k=options.themes, embed=options.embed,
+                         seed=options.seed)
     by_theme: dict[int, list[int]] = {}
     for position, theme in enumerate(themes.assignment):
         by_theme.setdefault(theme, []).append(position)
+    priorities = spill.priorities(kept) if options.per_theme else None
     chosen: set[int] = set()
     rng = random.Random(options.seed)
     theme_summary = []
     for theme, members in sorted(by_theme.items()):
         picked = members
         if options.per_theme and len(members) > options.per_theme:
+            assert priorities is not None
             shuffled = members[:]
             rng.shuffle(shuffled)
-            shuffled.sort(key=lambda p: _priority(survivors[p]))
+            shuffled.sort(key=lambda p: priorities[p])
             picked = sorted(shuffled[:options.per_theme])
         chosen.update(picked)
         theme_summary.append({"label": themes.labels[theme], "size": len(members),
                               "kept": len(picked)})
-    picked_records = [(record, themes.labels[themes.assignment[position]],
-                       duplicates_of.get(kept[position], 0))
-                      for position, record in enumerate(survivors) if position in chosen]
-    return _Selection(survivors, picked_records, result, themes.method, theme_summary)
+    picked_records = {kept[position]: (themes.labels[themes.assignment[position]],
+                                       duplicates_of.get(kept[position], 0))
+                      for position in sorted(chosen)}
+    return _Selection(picked_records, exact, near, themes.method, theme_summary)
 
 
-def _build_rows(selection: _Selection) -> tuple[dict[str, list[dict[str, Any]]],
-                                                dict[str, list[LogRecord]],
-                                                dict[str, Counter[str]]]:
-    """The chosen records as eval rows by kind (reference, rubric, tools), with the logged
-    record and the model counts of each kind."""
-    rows: dict[str, list[dict[str, Any]]] = {"reference": [], "rubric": [], "tools": []}
-    models: dict[str, Counter[str]] = {kind: Counter() for kind in rows}
-    logged: dict[str, list[LogRecord]] = {kind: [] for kind in rows}
-    for record, theme, duplicates in selection.chosen:
-        kind, row = _item_row(record, record.id or "", theme, duplicates)
-        rows[kind].append(row)
-        logged[kind].append(record)
-        models[kind][record.model or "unknown"] += 1
-    return rows, logged, models
-
-
-def _write(out_dir: Path, rows: dict[str, list[dict[str, Any]]],
-           options: IngestOptions) -> list[dict[str, Any]]:
-    """Each kind's dataset and eval file into ``out_dir``; what was written."""
+def _write(out_dir: Path, spill: Any, selection: _Selection, options: IngestOptions, *,
+           keep: bool = False) -> tuple[list[dict[str, Any]], dict[str, int],
+                                        dict[str, list[dict[str, Any]]],
+                                        dict[str, list[LogRecord]], dict[str, Counter[str]]]:
+    """Each kind's dataset and eval file into ``out_dir``, the chosen records read back from
+    the spill one at a time: what was written, the items per kind and (``keep``: for the
+    store) the rows and logged records of each kind and the model counts."""
+    kinds = (("reference", "dataset.jsonl", "eval.yaml", ""),
+             ("rubric", "rubric.jsonl", "rubric.eval.yaml", "-rubric"),
+             ("tools", "tools.jsonl", "tools.eval.yaml", "-tools"))
+    counts = {kind: 0 for kind, *_ in kinds}
+    has_tools = {kind: False for kind, *_ in kinds}
+    for record in spill.records(selection.chosen):  # first: which kinds carry tools
+        kind, row = _item_row(record, "", "", 0)
+        counts[kind] += 1
+        has_tools[kind] = has_tools[kind] or "tools" in row
     out_dir.mkdir(parents=True, exist_ok=True)
     name = options.name or out_dir.resolve().name or "ingested"
+    handles = {kind: (out_dir / dataset_name).open("w", encoding="utf-8")
+               for kind, dataset_name, *_ in kinds if counts[kind]}
+    rows: dict[str, list[dict[str, Any]]] = {kind: [] for kind, *_ in kinds}
+    logged: dict[str, list[LogRecord]] = {kind: [] for kind, *_ in kinds}
+    models: dict[str, Counter[str]] = {kind: Counter() for kind, *_ in kinds}
+    try:
+        for index, record in zip(selection.chosen, spill.records(selection.chosen),
+                                 strict=True):
+            theme, duplicates = selection.chosen[index]
+            kind, row = _item_row(record, record.id or "", theme, duplicates)
+            if has_tools[kind]:
+                row.setdefault("tools", [])
+            handles[kind].write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+            models[kind][record.model or "unknown"] += 1
+            if keep:
+                rows[kind].append(row)
+                logged[kind].append(record)
+    finally:
+        for handle in handles.values():
+            handle.close()
     outputs = []
-    for kind, dataset_name, eval_name, suffix in (
-            ("reference", "dataset.jsonl", "eval.yaml", ""),
-            ("rubric", "rubric.jsonl", "rubric.eval.yaml", "-rubric"),
-            ("tools", "tools.jsonl", "tools.eval.yaml", "-tools")):
-        if not rows[kind]:
+    for kind, dataset_name, eval_name, suffix in kinds:
+        if not counts[kind]:
             continue
-        has_tools = any("tools" in row for row in rows[kind])
-        with (out_dir / dataset_name).open("w", encoding="utf-8") as handle:
-            for row in rows[kind]:
-                if has_tools:
-                    row.setdefault("tools", [])
-                handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-        spec = _eval_spec(name + suffix, kind, dataset_name, options, has_tools)
+        spec = _eval_spec(name + suffix, kind, dataset_name, options, has_tools[kind])
         (out_dir / eval_name).write_text(yaml.safe_dump(spec, sort_keys=False, width=100),
                                          encoding="utf-8")
         outputs.append({"kind": kind, "eval": str(out_dir / eval_name),
-                        "dataset": str(out_dir / dataset_name), "items": len(rows[kind])})
-    return outputs
+                        "dataset": str(out_dir / dataset_name), "items": counts[kind]})
+    return outputs, counts, rows, logged, models
 
 
 def _record_logged_runs(store_path: Path, outputs: list[dict[str, Any]],

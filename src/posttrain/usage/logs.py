@@ -252,12 +252,29 @@ def read_logs(path: Path, *, mapping: dict[str, str] | None = None, fmt: str = "
     """Records, problems (line, reason) and facts about the file (format, line counts). The
     file is streamed: only the records are held, not its lines. ``progress``: a
     :class:`~posttrain.usage.progress.StageProgress` (counts bytes read)."""
+    problems: list[Problem] = []
+    facts: dict[str, Any] = {}
+    records = list(iter_logs(path, problems, facts, mapping=mapping, fmt=fmt,
+                             progress=progress))
+    return records, problems, facts
+
+
+def iter_logs(path: Path, problems: list[Problem], facts: dict[str, Any], *,
+              mapping: dict[str, str] | None = None, fmt: str = "auto",
+              progress: Any = None, expected: list[int] | None = None
+              ) -> Iterator[LogRecord]:
+    """:func:`read_logs` one record at a time (none held here): ``problems`` (sorted by line)
+    and ``facts`` are complete once the records are all read. ``expected`` gets, once the
+    file's shape is known, how many of its lines have that shape (records to come)."""
     if mapping is None and fmt in ("auto", "otel"):  # OpenTelemetry GenAI traces (OTLP JSON)
         from posttrain.usage.otel import is_otlp, read_otel
 
         if fmt == "otel" or is_otlp(path):
-            return read_otel(path)
-    problems: list[Problem] = []
+            records, found, otel_facts = read_otel(path)
+            problems.extend(found)
+            facts.update(otel_facts)
+            yield from records
+            return
     counted: list[int] = []
     size = path.stat().st_size if path.is_file() else None
     if mapping is not None:
@@ -276,6 +293,8 @@ def read_logs(path: Path, *, mapping: dict[str, str] | None = None, fmt: str = "
             raise UserError("no line looks like a chat-completions or Responses-API log; "
                             "use --map prompt=PATH,response=PATH for other shapes", file=path)
         fmt = shapes.most_common(1)[0][0]
+        if expected is not None:
+            expected.append(shapes[fmt])
     elif fmt not in ("chat", "responses"):
         raise UserError(f"unknown format {fmt!r} (auto, chat, responses, otel)",
                         field="--format")
@@ -285,7 +304,7 @@ def read_logs(path: Path, *, mapping: dict[str, str] | None = None, fmt: str = "
         rows = _iter_json_lines(path, last=last, progress=progress)
     else:
         rows = _iter_json_lines(path, problems, counted, progress=progress)
-    records: list[LogRecord] = []
+    parsed = 0
     for number, row in rows:
         if fmt != "mapped":
             shape = detect(row)
@@ -317,15 +336,15 @@ def read_logs(path: Path, *, mapping: dict[str, str] | None = None, fmt: str = "
                 feedback = None
             elif feedback is not None:
                 feedback["line"] = number
-        records.append(LogRecord(
+        parsed += 1
+        yield LogRecord(
             id=None if raw_id is None else str(raw_id), line=number, messages=messages,
             response_text=text, response_tools=calls if isinstance(calls, list) else [],
             tools=tools if isinstance(tools, list) and tools else None, created=created,
             model=str(model) if model else None, feedback=feedback,
-        ))
-    facts = {"format": fmt, "lines": counted[0], "parsed": len(records)}
+        )
+    facts.update({"format": fmt, "lines": counted[0], "parsed": parsed})
     problems.sort(key=lambda p: p.line)
-    return records, problems, facts
 
 
 _POSITIVE = {"up", "thumbs_up", "thumbsup", "thumbs-up", "+1", "good", "positive", "like",

@@ -42,16 +42,15 @@ def tfidf_matrix(texts: list[str]) -> tuple[Any, list[str]]:
     """L2-normalised TF-IDF rows (numpy) and the vocabulary."""
     import numpy as np
 
-    docs = [Counter(tokenize(t)) for t in texts]
     df: Counter[str] = Counter()
-    for doc in docs:
-        df.update(doc.keys())
+    for text in texts:  # each text tokenized twice rather than every text's counts held
+        df.update(set(tokenize(text)))
     vocab = sorted(df)
     index = {word: i for i, word in enumerate(vocab)}
     matrix = np.zeros((len(texts), max(1, len(vocab))), dtype=np.float32)
     n = len(texts)
-    for row, doc in enumerate(docs):
-        for word, count in doc.items():
+    for row, text in enumerate(texts):
+        for word, count in Counter(tokenize(text)).items():
             matrix[row, index[word]] = (1 + math.log(count)) * (math.log((1 + n) / (1 + df[word])) + 1)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     norms[norms == 0] = 1

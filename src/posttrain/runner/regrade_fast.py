@@ -1,0 +1,195 @@
+"""Re-grading a run whose graders all run in this process and never wait (``string_check``,
+``string_match``, text similarity: no judge, no sandbox), at bulk speed.
+
+The same grades as grading answer by answer (``posttrain.runner.regrade``), from fewer and
+larger steps:
+
+- the answers are read with one query (only the columns grading needs), the run's stored items
+  with another, and an item is compared with its stored copy as JSON text first (parsed only
+  when the texts differ);
+- each answer is graded by the same graders in the same order (``grade_sync``: what
+  ``grade_all`` does for synchronous graders, without the event loop); the request is rendered
+  only when the eval has a ``response_format`` (the one thing of it a grader's sample reads);
+- the new grades are compared with the stored ones and only those that differ are written, all
+  in one transaction (``Store.bulk_grades``: the run's revision bumped once, not a trigger per
+  row), with every regraded answer's old grades kept in ``score_history`` as before;
+- the run's kept facts are patched for the answers whose figures changed
+  (``posttrain.runner.facts_patch``) instead of being built again by the next reader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from operator import itemgetter
+from typing import Any
+
+import orjson
+
+from posttrain.eval import Eval
+from posttrain.graders.base import Grader
+from posttrain.runner.executor import grade_sync
+from posttrain.runner.progress import Counters
+from posttrain.runner.store import RunInfo, Store
+from posttrain.types import Completion, Item, Score
+
+#: a grade as the store keeps it: grader, value, passed, status, explanation, sub_scores JSON,
+#: cost, requests, confinement, retries
+Row = tuple[Any, ...]
+#: the columns of a grade that the kept facts read (grader, value, passed, status, sub_scores,
+#: cost, requests, retries): a grade that differs only in its explanation or confinement leaves
+#: the facts as they are
+_FACTS = itemgetter(0, 1, 2, 3, 5, 6, 7, 9)
+
+
+def in_process(graders: Sequence[Grader]) -> bool:
+    """Whether every grader (and every grader inside one) grades in this process without
+    waiting: not a judge (async), not a sandbox or other blocking grader."""
+    return all(not grader.is_async and not getattr(grader, "blocking", False)
+               for top in graders for grader in top.walk())
+
+
+def _row(score: Score) -> Row:
+    return (score.name, score.value, None if score.passed is None else int(score.passed),
+            score.status, score.explanation, orjson.dumps(score.sub_scores).decode(),
+            score.cost_usd, score.requests, score.confinement, score.retries)
+
+
+def _differs(text: str | None, value: Any) -> bool:
+    """Whether a stored JSON text is not ``value`` (compared as text first, parsed only when
+    the texts differ or ``value`` holds what JSON cannot)."""
+    if text is None:
+        return True
+    try:
+        if orjson.dumps(value).decode() == text:
+            return False
+    except TypeError:
+        pass
+    return orjson.loads(text) != value
+
+
+def regrade(store: Store, run: RunInfo, eval: Eval, variant: str,
+            item_ids: set[str] | None, counters: Counters) -> int:
+    """Grade the run's answers again (``item_ids``: only those items'); returns how many."""
+    from posttrain.runner import facts_patch
+
+    conn = store.conn
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    items = {item.id: item for item in eval.items}
+    answers = [(item_id, epoch, completion) for item_id, epoch, completion in cursor.execute(
+        "SELECT item_id, epoch, completion FROM samples WHERE run_id = ? AND status = 'ok' "
+        "AND completion IS NOT NULL AND completion != '' ORDER BY item_id, epoch", (run.id,))
+        if item_id in items and (item_ids is None or item_id in item_ids)]
+    counters.total = len(answers)
+    changed_items, refresh = _item_changes(cursor, run.id, items, answers)
+    new = _grade(eval, variant, items, answers, counters)
+    old: dict[tuple[str, int], list[Row]] = {}
+    for item_id, epoch, *row in cursor.execute(
+            "SELECT item_id, epoch, grader, value, passed, status, explanation, sub_scores, "
+            "cost_usd, requests, confinement, retries FROM scores WHERE run_id = ? "
+            "ORDER BY item_id, epoch, grader", (run.id,)):
+        old.setdefault((item_id, epoch), []).append(tuple(row))
+    names = [grader.name for grader in eval.graders]
+    # the grades an answer keeps, by grader name (a repeated name: the last, as INSERT OR
+    # REPLACE keeps it), in the order the store reads them back
+    order = sorted({name: k for k, name in enumerate(names)}.items())
+    picks = [k for _name, k in order]
+    kept_names = {name for name, _k in order}
+    writes: list[Row] = []
+    removals: list[Row] = []
+    moved: list[tuple[str, int]] = []
+    for (item_id, epoch, _completion), rows in zip(answers, new, strict=True):
+        before = old.get((item_id, epoch), [])
+        after = [rows[k] for k in picks]
+        if before == after:
+            continue
+        if list(map(_FACTS, before)) != list(map(_FACTS, after)):
+            moved.append((item_id, epoch))
+        had = {row[0]: row for row in before}
+        writes.extend((run.id, item_id, epoch, *row) for row in after if had.get(row[0]) != row)
+        removals.extend((run.id, item_id, epoch, name) for name in had if name not in kept_names)
+    keys = [(item_id, epoch, int(item_id in changed_items))
+            for item_id, epoch, _completion in answers]
+    _write(store, run, keys, writes, removals, moved, refresh, facts_patch)
+    return len(answers)
+
+
+def _item_changes(cursor: Any, run_id: str, items: dict[str, Item],
+                  answers: list[tuple[str, int, str]]) -> tuple[set[str], list[Item]]:
+    """(the regraded items whose data differs from the run's stored copy, the items whose data
+    or tags differ: their stored copies are refreshed)."""
+    stored = {item_id: (tags, data) for item_id, tags, data in cursor.execute(
+        "SELECT item_id, tags, data FROM run_items WHERE run_id = ?", (run_id,))}
+    changed: set[str] = set()
+    refresh: list[Item] = []
+    for item_id in dict.fromkeys(answer[0] for answer in answers):
+        item = items[item_id]
+        tags, data = stored.get(item_id, (None, None))
+        data_differs = _differs(data, item.data)
+        if data_differs:
+            changed.add(item_id)
+        if data_differs or _differs(tags, item.tags):
+            refresh.append(item)
+    return changed, refresh
+
+
+def _grade(eval: Eval, variant: str, items: dict[str, Item],
+           answers: list[tuple[str, int, str]], counters: Counters) -> list[list[Row]]:
+    graders = eval.graders
+    needs_request = eval.response_format is not None
+    out = []
+    for item_id, _epoch, completion in answers:
+        item = items[item_id]
+        request = eval.request_for(item, variant) if needs_request else None
+        sample = eval.sample_of(Completion.from_record(orjson.loads(completion)), request)
+        scores = grade_sync(graders, sample, item.data)
+        out.append([_row(score) for score in scores])
+        counters.done += 1
+        counters.grades += len(scores)
+    return out
+
+
+_INSERT_SCORE = ("INSERT OR REPLACE INTO scores (run_id, item_id, epoch, grader, value, passed, "
+                 "status, explanation, sub_scores, cost_usd, requests, confinement, retries) "
+                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
+
+
+def _write(store: Store, run: RunInfo, keys: list[tuple[str, int, int]], writes: list[Row],
+           removals: list[Row], moved: list[tuple[str, int]], refresh: list[Item],
+           facts_patch: Any) -> None:
+    """Everything in one transaction: the old grades of every regraded answer (``keys``: item,
+    epoch, whether its item changed) to the history, the changed grades written, the refreshed
+    items, and the kept facts patched (when nothing but grades changed)."""
+    import time
+
+    from posttrain.runner.facts import build
+
+    conn = store.conn
+    patched = False
+    with store.bulk_grades(run.id) as revision:
+        current = store.get_run(run.id)
+        stamp = store.run_stamp(current)
+        before = f"{revision}:{stamp.split(':', 1)[1]}"
+        patch = None if refresh else facts_patch.prepare(store, current, before, moved)
+        conn.execute("DROP TABLE IF EXISTS temp.regraded")
+        conn.execute("CREATE TABLE temp.regraded (item_id TEXT NOT NULL, epoch INTEGER NOT NULL, "
+                     "changed INTEGER NOT NULL, PRIMARY KEY (item_id, epoch)) WITHOUT ROWID")
+        conn.executemany("INSERT INTO temp.regraded VALUES (?,?,?)", keys)
+        conn.execute(
+            "INSERT INTO score_history (run_id, item_id, epoch, grader, value, passed, status, "
+            "item_changed, replaced) SELECT s.run_id, s.item_id, s.epoch, s.grader, s.value, "
+            "s.passed, s.status, k.changed, ? FROM temp.regraded k JOIN scores s "
+            "ON s.run_id = ? AND s.item_id = k.item_id AND s.epoch = k.epoch "
+            "ORDER BY s.item_id, s.epoch, s.grader", (time.time(), run.id))
+        conn.execute("DROP TABLE temp.regraded")
+        conn.executemany("DELETE FROM scores WHERE run_id = ? AND item_id = ? AND epoch = ? "
+                         "AND grader = ?", removals)
+        conn.executemany(_INSERT_SCORE, writes)
+        conn.executemany(
+            "UPDATE run_items SET data = ?, tags = ? WHERE run_id = ? AND item_id = ?",
+            [(orjson.dumps(item.data, default=str).decode(), orjson.dumps(item.tags).decode(),
+              run.id, item.id) for item in refresh])
+        if patch is not None:
+            patched = facts_patch.apply(store, current, patch, store.run_stamp(current))
+    if not patched and current.status == "finished":
+        build(store, run.id)

@@ -1,0 +1,84 @@
+"""Redacted log records kept on disk during ``posttrain ingest``, not in memory.
+
+A private temporary SQLite file (deleted when closed) with a small page cache holds each
+redacted record (pickled: read back exactly as it was), its dedup priority, its dedup text and
+its theme text. Ingest reads them back in the order each stage needs: the dedup texts in
+priority order, the survivors' theme texts, the chosen records to write. Only redacted records
+are ever written here.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sqlite3
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from posttrain.usage.logs import LogRecord
+
+#: ids read back per statement (SQLite allows 32,766 parameters)
+_CHUNK = 900
+
+
+class Spill:
+    def __init__(self) -> None:
+        self.conn = sqlite3.connect("", isolation_level=None)  # a private temporary file
+        self.conn.execute("PRAGMA cache_size = -8000")  # 8 MB of pages; the rest on disk
+        self.conn.execute("PRAGMA journal_mode = OFF")
+        self.conn.execute("PRAGMA synchronous = OFF")
+        self.conn.execute("CREATE TABLE records (idx INTEGER PRIMARY KEY, priority INTEGER "
+                          "NOT NULL, dedup TEXT NOT NULL, theme TEXT NOT NULL, body BLOB NOT NULL)")
+        self._count = 0
+
+    def __enter__(self) -> Spill:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.close()
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, records: Iterable[LogRecord]) -> None:
+        """Keep redacted records, in the order read."""
+        from posttrain.usage.ingest import _dedup_text, _priority, _theme_text
+
+        rows = []
+        for record in records:
+            rows.append((self._count, _priority(record), _dedup_text(record),
+                         _theme_text(record), pickle.dumps(record, pickle.HIGHEST_PROTOCOL)))
+            self._count += 1
+        with self.conn:
+            self.conn.execute("BEGIN")
+            self.conn.executemany("INSERT INTO records VALUES (?,?,?,?,?)", rows)
+
+    def dedup_texts(self) -> Iterator[tuple[int, str]]:
+        """(index, dedup text) of every record, preferred rows first (feedback), then in the
+        order read."""
+        self.conn.execute("CREATE INDEX IF NOT EXISTS records_priority ON records(priority, idx)")
+        yield from self.conn.execute("SELECT idx, dedup FROM records ORDER BY priority, idx")
+
+    def _column(self, column: str, indices: list[int]) -> list[Any]:
+        out = []
+        for start in range(0, len(indices), _CHUNK):
+            chunk = indices[start:start + _CHUNK]
+            found = dict(self.conn.execute(f"SELECT idx, {column} FROM records WHERE idx IN "
+                                           f"({','.join('?' * len(chunk))})", chunk))
+            out.extend(found[i] for i in chunk)
+        return out
+
+    def theme_texts(self, indices: list[int]) -> list[str]:
+        return self._column("theme", indices)
+
+    def priorities(self, indices: list[int]) -> list[int]:
+        return self._column("priority", indices)
+
+    def records(self, indices: Iterable[int]) -> Iterator[LogRecord]:
+        """The records of ``indices`` (in increasing order), one at a time."""
+        wanted = list(indices)
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start:start + _CHUNK]
+            found = dict(self.conn.execute(f"SELECT idx, body FROM records WHERE idx IN "
+                                           f"({','.join('?' * len(chunk))})", chunk))
+            for index in chunk:
+                yield pickle.loads(found[index])
