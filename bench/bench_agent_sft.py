@@ -70,6 +70,9 @@ def main() -> None:
     parser.add_argument("--skip-base", action="store_true", help="no cusp run of the base model")
     parser.add_argument("--no-cusp", action="store_true", help="SFT only (to time steps)")
     parser.add_argument("--keep", help="save the SFT model here (default: a temporary folder)")
+    parser.add_argument("--sft-dir", help="skip SFT: sample this already trained model folder")
+    parser.add_argument("--store", help="SQLite store of the samples (an interrupted run resumes "
+                                        "from its cache); default: a temporary folder")
     args = parser.parse_args()
 
     from posttrain.analysis.cusp import cusp_report
@@ -85,17 +88,20 @@ def main() -> None:
     train, held = eval_.items[:80], eval_.items[80:80 + args.items]
     rows = gold_rows(eval_, train)
     work = Path(tempfile.mkdtemp(prefix="bench-agent-sft-"))
-    sft_dir = Path(args.keep) if args.keep else work / "sft"
-    summary = train_sft(args.model, rows, sft_dir, max_steps=args.steps,
-                        learning_rate=args.lr, batch_size=args.batch_size,
-                        max_length=args.max_length, lora_rank=args.lora or None, quiet=True)
+    store = Path(args.store) if args.store else work / "s.db"
+    sft_dir = Path(args.sft_dir or args.keep or work / "sft")
+    summary = {"steps": 0, "seconds": 0.0}
+    if not args.sft_dir:
+        summary = train_sft(args.model, rows, sft_dir, max_steps=args.steps,
+                            learning_rate=args.lr, batch_size=args.batch_size,
+                            max_length=args.max_length, lora_rank=args.lora or None, quiet=True)
     sft_seconds = time.perf_counter() - started
     sampled = dataclasses.replace(eval_, items=held,
                                   sampling={**eval_.sampling, "temperature": 1.0})
     out: dict[str, Any] = {"sft": {"rows": len(rows), "steps": summary.get("steps"),
                                    "seconds": round(sft_seconds, 1),
                                    "train_seconds": summary.get("seconds"),
-                                   "s_per_step": round(summary["seconds"] / summary["steps"], 1),
+                                   "s_per_step": round(summary["seconds"] / max(summary["steps"], 1), 1),
                                    "tokens_seen": summary.get("tokens_seen"),
                                    "lora": args.lora, "batch_size": args.batch_size,
                                    "train_loss": summary.get("train_loss")}}
@@ -105,9 +111,9 @@ def main() -> None:
         models.append(("base", args.model))
     for label, model in models:
         cusp_started = time.perf_counter()
-        (run,) = run_eval(sampled, [model], variants=["default"], store=work / "s.db",
+        (run,) = run_eval(sampled, [model], variants=["default"], store=store,
                           options=RunOptions(epochs=args.k))
-        with Store(work / "s.db") as db:
+        with Store(store) as db:
             report = cusp_report(load_results(db, run["run_id"]), temperature=1.0)
         out[label] = [{key: t[key] for key in ("tag", "n", "pass_at_1", "pass_at_k", "signal",
                                                "class")} for t in report["tags"]]
