@@ -121,10 +121,9 @@ def test_eval_through_the_batch_api(tmp_path: Path, stub: BatchStub, capsys,
         assert json.loads(response.read())["request_counts"]["total"] == 1
 
 
-@pytest.mark.parametrize("lost", [False, True], ids=["batch-id-recorded", "killed-before-"
-                                                                         "recording"])
-def test_a_killed_eval_resumes_its_batch_without_submitting_again(
-        tmp_path: Path, held: BatchStub, capsys, monkeypatch, lost: bool) -> None:
+def _killed_while_waiting(tmp_path: Path, held: BatchStub) -> tuple[Path, Path]:
+    """An eval through the held batch stub, SIGKILLed once its batch is submitted and being
+    polled; returns (eval file, store)."""
     env = {**os.environ, "OPENAI_BASE_URL": held.base_url, "OPENAI_API_KEY": "sk-test"}
     eval_path = _eval(tmp_path / "ev")
     store = tmp_path / "s.db"
@@ -136,6 +135,14 @@ def test_a_killed_eval_resumes_its_batch_without_submitting_again(
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    return eval_path, store
+
+
+@pytest.mark.parametrize("lost", [False, True], ids=["batch-id-recorded", "killed-before-"
+                                                                         "recording"])
+def test_a_killed_eval_resumes_its_batch_without_submitting_again(
+        tmp_path: Path, held: BatchStub, capsys, monkeypatch, lost: bool) -> None:
+    eval_path, store = _killed_while_waiting(tmp_path, held)
     with sqlite3.connect(store) as conn:
         (run_id, config), = conn.execute("SELECT id, config FROM runs").fetchall()
         state = json.loads(config)["openai_batch"]
@@ -352,17 +359,7 @@ def test_a_batch_left_in_flight_by_an_earlier_version_of_the_eval_is_named(
     """Killed while its batch waits, then the eval is edited: the rerun is a new run (a new
     eval hash), so the old run's batch is neither resumed nor counted; the command says so
     and names the batch instead of leaving it to run up cost unseen."""
-    env = {**os.environ, "OPENAI_BASE_URL": held.base_url, "OPENAI_API_KEY": "sk-test"}
-    eval_path = _eval(tmp_path / "ev")
-    store = tmp_path / "s.db"
-    proc = subprocess.Popen([sys.executable, "-m", "posttrain.cli", *_argv(eval_path, store)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while held.stats()["polls"] < 3:
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    eval_path, store = _killed_while_waiting(tmp_path, held)
     with sqlite3.connect(store) as conn:
         (old_run,), = conn.execute("SELECT id FROM runs").fetchall()
     eval_path.write_text(eval_path.read_text().replace('content: "{{item.question}}"',
