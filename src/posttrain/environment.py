@@ -280,6 +280,9 @@ async def run_episode(env: Environment, request: ChatRequest, item: Item, genera
     episode = Episode(request, generate, messages)
     for _turn in range(max(1, limit)):
         step = env.step(await episode.model_turn())
+        if not isinstance(step, Step):
+            raise TypeError(f"{type(env).__name__}.step() must return a Step (observation, "
+                            f"done, info), got {type(step).__name__}")
         info = step.info
         episode.observe(step.observation)
         if step.done:

@@ -159,11 +159,23 @@ def _require_train() -> None:
     require_extra("`posttrain train`", *TRAIN_PACKAGES, extra="train")
 
 
+def _check_numbers(args: argparse.Namespace) -> None:
+    """The shared numeric options, before anything is read or loaded: a step count or LoRA
+    rank of 0 or less, or a learning rate that is not positive, is refused (``--steps 0`` was
+    read as "not given" and trained the default 200 steps)."""
+    for name, value in (("--steps", args.steps), ("--lora", args.lora)):
+        if value is not None and value < 1:
+            raise UserError(f"must be at least 1, got {value}", field=name)
+    if args.lr is not None and not args.lr > 0:
+        raise UserError(f"must be a positive learning rate, got {args.lr:g}", field="--lr")
+
+
 def run_train(args: argparse.Namespace) -> int:
     import os
 
     from posttrain.train.launch import CHILD_ENV, launch_with_accelerate
 
+    _check_numbers(args)
     if args.accelerate and not os.environ.get(CHILD_ENV):
         return launch_with_accelerate(args.accelerate, sys.argv[1:])
     from posttrain.train.common import check_report_to, reporting

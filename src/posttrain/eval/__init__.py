@@ -199,6 +199,14 @@ class Eval:
         except (ImportError, AttributeError) as exc:
             raise UserError(f"cannot load solver {self.solver!r}: {exc}", file=self.source,
                             field="solver") from None
+        except SyntaxError as exc:  # the module's own file and line
+            raise UserError(f"cannot load solver {self.solver!r}: {exc.msg} in "
+                            f"{exc.filename}, line {exc.lineno}", file=self.source,
+                            field="solver") from None
+        except Exception as exc:  # noqa: BLE001 - the module raised while it was imported
+            raise UserError(f"cannot load solver {self.solver!r}: importing it raised "
+                            f"{type(exc).__name__}: {exc}", file=self.source,
+                            field="solver") from None
 
 
 def _import_beside(module_name: str, source: Path | None) -> Any:

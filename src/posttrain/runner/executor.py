@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from posttrain.environment import episode_watcher
+from posttrain.errors import UserError
 from posttrain.eval import Eval
 from posttrain.graders.base import Grader, model_caller
 from posttrain.models.base import ModelError
@@ -437,6 +438,16 @@ class RunExecution:
             counters.done += 1
             self.progress.tick()
             return None
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - user code (a solver, its environment) broke
+            if self.solver is None:
+                raise
+            # not the model's failure: the eval's own code; one line, the answers so far kept
+            raise UserError(f"solver {self.eval.solver!r} raised {type(exc).__name__}: {exc} "
+                            f"(item {item.id!r}, epoch {epoch}); the answers stored so far are "
+                            "kept: fix it and run the same command again",
+                            file=self.eval.source, field="solver") from None
         if completion.cached:
             counters.cached += 1
         return request, completion, key, attempts
