@@ -815,8 +815,8 @@ def grade(s, i):
         if pid == 0:
             try:
                 block = b"x" * (120 * 1024 ** 2)  # touched: counted
-                open(f"ok{n}", "w").close()
-                time.sleep(1.5)
+                time.sleep(1.5)  # all four hold theirs at once; then the mark (a child
+                open(f"ok{n}", "w").close()  # killed later must not count as one that held)
             finally:
                 os._exit(0)
         pids.append(pid)

@@ -328,7 +328,8 @@ def _memory_cgroup(limit: int) -> str | None:
     """A fresh cgroup whose processes together may use ``limit`` bytes (and no swap)."""
     v2 = [("memory.max", str(limit), True), ("memory.swap.max", "0", False)]
     v1 = [("memory.limit_in_bytes", str(limit), True),
-          ("memory.memsw.limit_in_bytes", str(limit), False)]
+          ("memory.memsw.limit_in_bytes", str(limit), False),
+          ("memory.swappiness", "0", False)]  # no swap even where swap is not accounted
     return _make_cgroup("memory", v2) or _make_cgroup("memory", v1)
 
 
