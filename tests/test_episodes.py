@@ -193,9 +193,15 @@ def test_rollouts_carry_tokens_and_mask_the_environment(tiny: tuple[Any, Any]) -
         # the tokens trained on are the conversation as the chat template writes it
         assert renderer.text(transcript, generation=False).startswith(full.rstrip("\n")) or \
             rollout.completion.meta["hit_turn_cap"]
-        model_text = tokenizer.decode([t for t, m in zip(rollout.completion_ids,
-                                                         rollout.env_mask, strict=True) if m],
-                                      skip_special_tokens=True)
+        turns: list[list[int]] = []  # the model's turns: runs of unmasked tokens, each decoded
+        for position, (token, mine) in enumerate(zip(rollout.completion_ids, rollout.env_mask,
+                                                     strict=True)):
+            if mine and (position == 0 or rollout.env_mask[position - 1] != 1):
+                turns.append([])
+            if mine:
+                turns[-1].append(token)
+        # as the episode did (a turn cut mid-character decodes to U+FFFD on its own)
+        model_text = "".join(tokenizer.decode(t, skip_special_tokens=True) for t in turns)
         env_text = tokenizer.decode([t for t, m in zip(rollout.completion_ids, rollout.env_mask,
                                                        strict=True) if not m])
         answers = [m["content"] for m in transcript if m["role"] == "assistant"]
@@ -252,7 +258,7 @@ def test_episode_budget_ends_long_episodes(tiny: tuple[Any, Any]) -> None:
     rollouts, _ = play(model, tokenizer, ev, jobs, environment_of(ev), temperature=1.0,
                        turn_tokens=12, episode_tokens=5)
     for rollout in rollouts:
-        assert len(rollout.completion_ids) <= 5 + 40  # one reply, then the budget stops it
+        assert len(rollout.completion_ids) <= 5  # the budget cuts even the environment's reply
         assert sum(rollout.env_mask) <= 5
 
 

@@ -73,17 +73,23 @@ def test_reward_equals_grader_score(add_eval) -> None:
 
 def test_reward_counts_unscored(add_eval) -> None:
     from posttrain.graders.base import Grader
+    from posttrain.train.reward import NoScoredReward
 
     class Broken(Grader):
         def grade(self, sample, item):
-            return Score.unscored("no reference")
+            if sample["output_text"] == "x":
+                return Score.unscored("no reference")
+            return Score(value=1.0, passed=True)
 
     add_eval.graders = [Broken("broken")]
     reward = EvalReward(add_eval)
     item = add_eval.items[0]
     # unscored: no reward (TRL skips it) rather than 0 (trained as wrong)
-    assert reward([[]], ["x"], item_json=[json.dumps(item.data)]) == [None]
+    assert reward([[], []], ["x", "y"], item_json=[json.dumps(item.data)] * 2) == [None, 1.0]
     assert reward.stats["unscored"] == 1
+    # a step with no scored reward at all stops training
+    with pytest.raises(NoScoredReward, match="no reference"):
+        reward([[]], ["x"], item_json=[json.dumps(item.data)])
 
 
 def test_split_is_disjoint_and_seeded(add_eval) -> None:

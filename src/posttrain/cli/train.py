@@ -6,9 +6,10 @@ torch / transformers / trl are imported only when a command runs, never at start
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -180,8 +181,12 @@ def run_train(args: argparse.Namespace) -> int:
         return launch_with_accelerate(args.accelerate, sys.argv[1:])
     from posttrain.train.common import check_report_to, reporting
 
-    with reporting(check_report_to(args.report_to)):
-        summary = _train(args)
+    try:
+        with reporting(check_report_to(args.report_to)), _sigterm_interrupts():
+            summary = _train(args)
+    except KeyboardInterrupt as exc:
+        print(_interrupted_line(exc, args), file=sys.stderr)
+        return 130
     kind = args.train_kind
     summary["out"] = str(args.out)
     if args.json:
@@ -191,6 +196,42 @@ def run_train(args: argparse.Namespace) -> int:
               f"train loss {summary['train_loss']}; saved {args.out}")
         print(f"evaluate it: posttrain eval EVAL_FILE --model hf:{args.out}")
     return 0
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (a job scheduler, ``kill``) stops training as Ctrl-C does: the policy so far is
+    saved and the job marked interrupted, rather than the process vanishing mid-write."""
+    import signal
+
+    def interrupt(signum: int, frame: Any) -> None:
+        signal.raise_signal(signal.SIGINT)  # whoever handles Ctrl-C now (asyncio's, Python's)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted_line(exc: KeyboardInterrupt, args: argparse.Namespace) -> str:
+    from posttrain.train.rft import TrainingInterrupted
+
+    if not isinstance(exc, TrainingInterrupted):
+        return "interrupted: nothing was trained or saved"
+    if exc.saved is None:
+        return (f"interrupted after {exc.steps} of {exc.max_steps} steps: no step had "
+                "finished, nothing saved")
+    which = ("the policy at the interrupt" if exc.best_step is None else
+             f"the best by validation (step {exc.best_step}"
+             + (": the starting model)" if exc.best_step == 0 else ")"))
+    return (f"interrupted after {exc.steps} of {exc.max_steps} GRPO steps: {which} is saved in "
+            f"{exc.saved} (marked interrupted; not evaluated held-out: posttrain eval EVAL "
+            f"--model hf:{exc.saved})")
 
 
 def _train(args: argparse.Namespace) -> dict[str, Any]:

@@ -7,13 +7,20 @@ and writes the outcome (held-out before / after, paired test, the two stored eva
 end. Tables (created on first use; a store from an older version gains them then):
 
 - ``train_jobs``: id, kind (``rft``), model, eval name, output folder, created / finished
-  (Unix seconds), status (running / finished / failed), config JSON, result JSON.
+  (Unix seconds), status (running / finished / failed / interrupted), config JSON (with the
+  training process: ``_process: {host, pid, start}``), result JSON.
+
+A job whose process was killed outright (SIGKILL, a lost machine) cannot write its end: it is
+read as ``died`` when its process, on this host, is gone (the pid with the same start time,
+so a reused pid does not count as alive); on another host it stays ``running``.
 - ``train_log``: (job id, seq) -> one log entry JSON.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 import uuid
 from typing import Any
@@ -56,6 +63,8 @@ def start_job(store: Store, *, kind: str, model: str, eval_name: str | None,
     """Record a job as running; returns its id (``train-`` and 8 hex digits)."""
     _ensure(store)
     job_id = f"train-{uuid.uuid4().hex[:8]}"
+    config = {**config, "_process": {"host": socket.gethostname(), "pid": os.getpid(),
+                                     "start": _start_time(os.getpid())}}
     with store.conn:
         store.conn.execute(
             "INSERT INTO train_jobs (id, kind, model, eval_name, out_dir, created, status, "
@@ -83,6 +92,40 @@ def finish_job(store: Store, job_id: str, *, status: str,
                                             json.dumps(result, default=str), job_id))
 
 
+def _start_time(pid: int) -> str | None:
+    """The process's start time since boot (``/proc/PID/stat`` field 22), None if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(process: dict[str, Any]) -> bool:
+    """Whether the job's process still runs (True when that cannot be known here)."""
+    if process.get("host") != socket.gethostname() or not isinstance(process.get("pid"), int):
+        return True
+    pid = process["pid"]
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # someone else's process: alive
+    start = process.get("start")
+    return start is None or _start_time(pid) in (None, start)
+
+
+def _status(status: str, config: str | None) -> str:
+    if status != "running" or not config:
+        return status
+    try:
+        process = json.loads(config).get("_process")
+    except ValueError:
+        return status
+    return status if not isinstance(process, dict) or _alive(process) else "died"
+
+
 def list_jobs(store: Store, eval_name: str | None = None) -> list[dict[str, Any]]:
     """Jobs, newest first, without their logs: ``{id, kind, model, eval_name, out_dir, created,
     finished, status, steps}``."""
@@ -91,11 +134,16 @@ def list_jobs(store: Store, eval_name: str | None = None) -> list[dict[str, Any]
     where, args = ("WHERE eval_name = ?", (eval_name,)) if eval_name else ("", ())
     rows = store.conn.execute(
         "SELECT j.id, j.kind, j.model, j.eval_name, j.out_dir, j.created, j.finished, j.status, "
-        f"(SELECT COUNT(*) FROM train_log l WHERE l.job_id = j.id) FROM train_jobs j {where} "
-        "ORDER BY j.created DESC", args).fetchall()
+        f"(SELECT COUNT(*) FROM train_log l WHERE l.job_id = j.id), j.config FROM train_jobs j "
+        f"{where} ORDER BY j.created DESC", args).fetchall()
     keys = ("id", "kind", "model", "eval_name", "out_dir", "created", "finished", "status",
             "log_entries")
-    return [dict(zip(keys, tuple(row), strict=True)) for row in rows]
+    jobs = []
+    for row in rows:
+        job = dict(zip(keys, tuple(row)[:-1], strict=True))
+        job["status"] = _status(job["status"], row[-1])
+        jobs.append(job)
+    return jobs
 
 
 def get_job(store: Store, job_id: str) -> dict[str, Any] | None:
@@ -109,7 +157,9 @@ def get_job(store: Store, job_id: str) -> dict[str, Any] | None:
         return None
     job = dict(zip(("id", "kind", "model", "eval_name", "out_dir", "created", "finished",
                     "status", "config", "result"), tuple(row), strict=True))
+    job["status"] = _status(job["status"], job["config"])
     job["config"] = json.loads(job["config"] or "{}")
+    job["process"] = job["config"].pop("_process", None)  # {host, pid, start} of the trainer
     job["result"] = json.loads(job["result"]) if job["result"] else None
     job["log"] = [json.loads(entry) for (entry,) in store.conn.execute(
         "SELECT entry FROM train_log WHERE job_id = ? ORDER BY seq", (job_id,))]

@@ -43,6 +43,34 @@ from posttrain.types import ChatRequest, Completion, Item
 ITEM_KEY = "posttrain_item"  # marks a training prompt with its item id (rollout_func sees prompts)
 DEFAULT_TURN_TOKENS = 128
 DEFAULT_EPISODE_TOKENS = 1024
+CHARS_PER_BUDGET_TOKEN = 16  # an environment message longer than 16 chars a budget token is cut
+
+
+def turn_tokens_of(config: Any, eval_: Eval) -> int:
+    """Most new tokens in one model turn: ``--max-tokens``, else the eval's ``max_tokens``,
+    else 128; at most 512."""
+    turn = int(getattr(config, "max_completion_length", None) or eval_.sampling.get("max_tokens")
+               or DEFAULT_TURN_TOKENS)
+    return min(turn, 512)
+
+
+def capped(messages: list[dict[str, Any]], start: int, limit: int) -> list[dict[str, Any]]:
+    """``messages`` with each environment message from ``start`` on (tool results, the
+    simulated user) cut to ``limit`` characters and a note of how many were cut.
+
+    What the policy sees of a message that cannot fit its episode's token budget anyway: a
+    tool that answers megabytes would otherwise be rendered and tokenized whole (minutes; a
+    byte-level BPE over one long "word" is far from linear) only to end the episode. The
+    episode's own transcript, which the grader reads, keeps the whole message."""
+    out = messages[:start]
+    for message in messages[start:]:
+        content = message.get("content")
+        if message.get("role") != "assistant" and isinstance(content, str) \
+                and len(content) > limit:
+            message = {**message, "content": content[:limit] + f"\n[... {len(content) - limit} "
+                       "more characters cut: over the episode's token budget]"}
+        out.append(message)
+    return out
 
 
 def environment_of(eval_: Eval) -> Callable[[], Environment] | None:
@@ -125,10 +153,12 @@ class Batcher:
             outputs = self._generate([ids for ids, _ in batch])
         except Exception as exc:  # noqa: BLE001 - every waiting episode gets the error
             for _, future in batch:
-                future.set_exception(exc)
+                if not future.done():
+                    future.set_exception(exc)
             return
         for (_, future), out in zip(batch, outputs, strict=True):
-            future.set_result(out)
+            if not future.done():  # cancelled meanwhile (Ctrl-C during the generate call)
+                future.set_result(out)
 
 
 def stop_ids(model: Any, tokenizer: Any) -> set[int]:
@@ -201,9 +231,10 @@ class _TokenSide:
     """The ``generate`` an episode calls: carries token ids over turns, parses tool calls."""
 
     def __init__(self, renderer: Renderer, batcher: Batcher, rollout: Rollout | None,
-                 budget: int, stops: set[int]) -> None:
+                 budget: int, stops: set[int], window: int | None = None) -> None:
         self.renderer, self.batcher, self.rollout = renderer, batcher, rollout
-        self.budget, self.stops = budget, stops
+        self.budget, self.stops, self.window = budget, stops, window
+        self.head = 0  # the prompt's messages; what follows is the episode's
         self.before: list[dict[str, Any]] | None = None  # the conversation through the last turn
         self.ended = True
         self.rollout_ids: list[int] = []
@@ -214,13 +245,23 @@ class _TokenSide:
         from posttrain.models.hf import parse_tool_calls
 
         renderer = self.renderer
-        messages = list(request.messages)
         if self.rollout is not None and self.rollout.budget_hit:  # no more tokens, no more turns
             return Completion(text="", finish_reason="length")
         if self.before is None:
+            self.head = len(request.messages)
+        messages = capped(list(request.messages), self.head,
+                          CHARS_PER_BUDGET_TOKEN * self.budget)
+        if self.before is None:
             self.prompt_ids = renderer.ids(renderer.text(messages, generation=True))
+            if self.window is not None:  # the episode keeps within the model's context
+                if len(self.prompt_ids) >= self.window:
+                    raise ValueError(f"an episode prompt of {len(self.prompt_ids)} tokens does "
+                                     f"not fit the model's context of {self.window} tokens")
+                self.budget = min(self.budget, self.window - len(self.prompt_ids) - 1)
         else:
             added = renderer.ids(renderer.continuation(self.before, messages, self.ended))
+            # never past the budget: the rollout is what the trainer scores token by token
+            added = added[:max(0, self.budget - len(self.rollout_ids))]
             self.rollout_ids += added
             self.mask += [0] * len(added)
         if len(self.rollout_ids) >= self.budget:  # out of tokens: the episode gets no more turns
@@ -252,6 +293,7 @@ def play(model: Any, tokenizer: Any, eval_: Eval, jobs: list[tuple[Item, ChatReq
     """Play one episode per job, all at once, each model turn batched across the episodes that
     wait for one; the rollouts (tokens, mask, the episode's Completion) and timing figures."""
     generate = sampler(model, tokenizer, temperature=temperature, max_new_tokens=turn_tokens)
+    window = getattr(getattr(model, "config", None), "max_position_embeddings", None)
     batcher = Batcher(generate, live=len(jobs))
     stops = stop_ids(model, tokenizer)
     renderers: dict[str, Renderer] = {}
@@ -262,7 +304,7 @@ def play(model: Any, tokenizer: Any, eval_: Eval, jobs: list[tuple[Item, ChatReq
         renderer = renderers.get(key) or renderers.setdefault(key, Renderer(tokenizer,
                                                                             request.tools))
         rollout = Rollout(item_id=item.id, prompt_ids=[])
-        side = _TokenSide(renderer, batcher, rollout, episode_tokens, stops)
+        side = _TokenSide(renderer, batcher, rollout, episode_tokens, stops, window)
         try:
             rollout.completion = await run_episode(factory(), request, item, side)
         finally:
@@ -313,6 +355,7 @@ class EpisodeReward:
         if episodes is None:
             raise ValueError("multi-turn RFT: the rollout gave no `episode` column")
         rewards: list[float | None] = []
+        problems: list[str] = []
         for raw in episodes:
             record = json.loads(raw)
             item = self.items[record["item_id"]]
@@ -326,7 +369,11 @@ class EpisodeReward:
                     self.component_n[name] += 1
             else:
                 self.stats[score.status] += 1
+                problems.append(score.explanation or score.status)
                 rewards.append(None)
+        from posttrain.train.reward import require_scored
+
+        require_scored(rewards, columns.get("trainer_state"), problems)
         return rewards
 
 
@@ -392,7 +439,7 @@ def train_rft_episodes(model: str, eval_: Eval, out_dir: str | Path, split: Any,
         save_plain,
         train_timed,
     )
-    from posttrain.train.rft import RFTResult, grpo_monitor, validate_at_start
+    from posttrain.train.rft import RFTResult, grpo_monitor, stopping, validate_at_start
 
     quiet_libraries()
     from datasets import Dataset
@@ -418,9 +465,7 @@ def train_rft_episodes(model: str, eval_: Eval, out_dir: str | Path, split: Any,
             m["content"] = m.get("content") or ""
         messages[0][ITEM_KEY] = item.id
         rows.append({"prompt": messages})
-    turn_tokens = int(config.max_completion_length or eval_.sampling.get("max_tokens")
-                      or DEFAULT_TURN_TOKENS)
-    turn_tokens = min(turn_tokens, 512)
+    turn_tokens = turn_tokens_of(config, eval_)
     episode_tokens = int(getattr(config, "episode_tokens", None) or DEFAULT_EPISODE_TOKENS)
     reward = EpisodeReward(eval_, by_id)
     speed: list[dict[str, Any]] = []
@@ -479,8 +524,27 @@ def train_rft_episodes(model: str, eval_: Eval, out_dir: str | Path, split: Any,
                           callbacks=[grpo_monitor(split, config, validate, pending, result,
                                                   on_log, extra=episode_speed)],
                           rollout_func=rollout_func)
-    validate_at_start(split, trainer, validate, pending, result, on_log)
-    _, seconds = train_timed(trainer, quiet=quiet)
+    def save(meta: dict[str, Any]) -> None:
+        if best_dir.exists():
+            best = AutoModelForCausalLM.from_pretrained(best_dir)
+            save_plain(best, tokenizer, out_dir, meta)
+            shutil.rmtree(best_dir, ignore_errors=True)
+        else:
+            save_plain(trainer.model, tokenizer, out_dir, meta)
+
+    def partial_meta() -> dict[str, Any]:
+        return {"kind": "rft", "multi_turn": True, "base_model": model, "eval": eval_.name,
+                "config": vars(config), "best_step": result.best_step,
+                "best_validation": result.best_validation, "steps": result.steps,
+                "history": result.history, "reward_stats": result.reward_stats}
+
+    try:
+        with stopping(trainer, result, out_dir, lambda: reward.stats, partial_meta, save):
+            validate_at_start(split, trainer, validate, pending, result, on_log)
+            _, seconds = train_timed(trainer, quiet=quiet)
+    except BaseException:
+        shutil.rmtree(best_dir, ignore_errors=True)  # an interrupt has saved it already
+        raise
     result.seconds = round(seconds, 2)
     result.steps = trainer.state.global_step
     result.reward_stats = dict(reward.stats)
@@ -499,12 +563,7 @@ def train_rft_episodes(model: str, eval_: Eval, out_dir: str | Path, split: Any,
             "best_validation": result.best_validation, "steps": result.steps,
             "seconds": result.seconds, "history": result.history,
             "reward_stats": result.reward_stats, "speed": result.speed}  # type: ignore[attr-defined]
-    if best_dir.exists():
-        best = AutoModelForCausalLM.from_pretrained(best_dir)
-        save_plain(best, tokenizer, out_dir, meta)
-        shutil.rmtree(best_dir, ignore_errors=True)
-    else:
-        save_plain(trainer.model, tokenizer, out_dir, meta)
+    save(meta)
     shutil.rmtree(out_dir / ".trl", ignore_errors=True)
     return result
 

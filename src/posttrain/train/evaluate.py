@@ -94,5 +94,6 @@ def evaluate_stored(model_dir: str | Path, eval_: Eval, items: list[Item],
     subset = dataclasses.replace(eval_, items=list(items))
     (summary,) = run_eval(subset, [f"hf:{model_dir}"], variants=["default"], store=store)
     with Store(store) as db:
-        scores = load_results(db, summary["run_id"]).item_scores()
-    return scores, summary
+        results = load_results(db, summary["run_id"])
+    summary["scored_items"] = len(results.item_scores(scored_only=True))
+    return results.item_scores(), summary

@@ -12,6 +12,7 @@ from posttrain.train.rft import (
     RFTConfig,
     RFTResult,
     Split,
+    TrainingInterrupted,
     baseline_warning,
     print_progress,
     split_items,
@@ -64,7 +65,18 @@ def rft_with_report(model: str, eval_: Eval, out_dir: str | Path, config: RFTCon
         raise UserError(f"the eval has {len(eval_.items)} items: too few to hold some out "
                         "(lower --heldout / --validation)", field="--heldout")
     started = time.perf_counter()
+    meta_file = Path(out_dir) / "posttrain_train.json"
+    reusing = reuse and meta_file.exists() and not _interrupted(meta_file)
+    if not reusing:
+        _check_fits(model, eval_, config, split)
     before_map, before_run = held_out(model_path(model))
+    if not (before_run["scored_items"] if before_run else before_map):
+        from posttrain.errors import UserError
+
+        raise UserError(f"none of the {len(split.test)} held-out items got a scored grade of "
+                        f"{model}'s answers before training (each was unscored or an error: "
+                        "see the stored run): the eval's graders cannot grade these answers, "
+                        "so there is no reward to train on", field="--eval")
     baseline = sum(before_map.values()) / len(before_map) if before_map else 0.0
     warning = baseline_warning(baseline)
     if warning and not quiet:
@@ -72,10 +84,9 @@ def rft_with_report(model: str, eval_: Eval, out_dir: str | Path, config: RFTCon
     if not quiet:
         print(f"baseline on {len(split.test)} held-out items: {baseline:.3f}; training on "
               f"{len(split.train)} prompts, {config.steps} steps", file=sys.stderr)
-    meta_file = Path(out_dir) / "posttrain_train.json"
     job = _Job(store, model, eval_, out_dir, config, split)
     try:
-        if reuse and meta_file.exists():
+        if reusing:
             result = _cached_result(Path(out_dir), meta_file)
             for entry in result.history:
                 job.log(entry)
@@ -84,8 +95,11 @@ def rft_with_report(model: str, eval_: Eval, out_dir: str | Path, config: RFTCon
                                on_log=job.logger(None if quiet else print_progress))
         after_map, after_run = held_out(out_dir)
     except BaseException as exc:
-        job.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
-                   {"error": f"{type(exc).__name__}: {exc}"})
+        outcome: dict[str, Any] = {"error": f"{type(exc).__name__}: {exc}"}
+        if isinstance(exc, TrainingInterrupted):
+            outcome.update(steps=exc.steps, saved=str(exc.saved) if exc.saved else None,
+                           best_step=exc.best_step)
+        job.finish("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", outcome)
         raise
     after = sum(after_map.values()) / len(after_map) if after_map else 0.0
     paired = paired_compare(before_map, after_map)
@@ -214,6 +228,31 @@ def _paired_components(before: dict[str, Any] | None, after: dict[str, Any] | No
                                                bar=float(bar) if bar else 0.8)
             rows.append(row)
     return rows
+
+
+def _check_fits(model: str, eval_: Eval, config: RFTConfig, split: Split) -> None:
+    """Every prompt leaves room for an answer (a model turn) in the model's context, before
+    the baseline is paid for (:mod:`posttrain.train.fits`)."""
+    from posttrain.train.common import load_tokenizer, model_path
+    from posttrain.train.episodes import environment_of, turn_tokens_of
+    from posttrain.train.fits import check_context
+
+    path = model_path(model)
+    episodes = environment_of(eval_) is not None
+    answer = turn_tokens_of(config, eval_) if episodes else int(
+        config.max_completion_length or eval_.sampling.get("max_tokens") or 128)
+    check_context(path, load_tokenizer(path), eval_,
+                  [*split.train, *split.validation, *split.test], answer_tokens=answer,
+                  episodes=episodes, option="--max-tokens")
+
+
+def _interrupted(meta_file: Path) -> bool:
+    import json
+
+    try:
+        return bool(json.loads(meta_file.read_text()).get("interrupted"))
+    except (OSError, ValueError):
+        return True  # unreadable: not a checkpoint to reuse
 
 
 def _cached_result(out_dir: Path, meta_file: Path) -> RFTResult:

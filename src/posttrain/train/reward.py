@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from posttrain.errors import UserError
 from posttrain.eval import Eval
 from posttrain.graders.base import Grader
 
@@ -28,6 +29,25 @@ def reward_grader(eval_: Eval) -> Grader:
 
     keys = {f"g{index}": grader for index, grader in enumerate(graders)}
     return MultiGrader(f"{eval_.name}_mean", keys, f"({' + '.join(keys)}) / {len(keys)}")
+
+
+class NoScoredReward(UserError):
+    """A GRPO step in which no reward was scored: the graders cannot grade this training's
+    answers (a grader that reads what only a solver's sample has, a judge that is down), so
+    the step would train on nothing and a model that learned nothing would be saved."""
+
+
+def require_scored(rewards: list[float | None], trainer_state: Any, problems: list[str]) -> None:
+    """Raise :class:`NoScoredReward` when every reward of a step is ``None`` (unscored or
+    errored); ``problems``: the graders' explanations, the last one is named."""
+    if not rewards or any(reward is not None for reward in rewards):
+        return
+    step = getattr(trainer_state, "global_step", None)
+    where = f"GRPO step {step + 1}" if isinstance(step, int) else "a GRPO step"
+    last = f" (the grader said: {problems[-1][:200]})" if problems else ""
+    raise NoScoredReward(f"none of the {len(rewards)} rewards of {where} was scored{last}: the "
+                         "eval's graders cannot grade these answers as a reward, so there is "
+                         "nothing to train on; training stopped", field="--eval")
 
 
 class EvalReward:
@@ -59,4 +79,6 @@ class EvalReward:
         for status in ("scored", "unscored", "error"):
             self.stats[status] += after[status] - before[status]
         self.last = list(self._reward.last)  # type: ignore[attr-defined]
+        require_scored(rewards, columns.get("trainer_state"),
+                       self._reward.stats.last_problems)  # type: ignore[attr-defined]
         return rewards

@@ -11,7 +11,8 @@ import json
 import random
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,29 +185,71 @@ def train_rft(model: str, eval_: Eval, out_dir: str | Path, split: Split, config
                           peft_config=lora_config(config.lora_rank) if config.lora_rank else None,
                           callbacks=[grpo_monitor(split, config, validate, pending, result,
                                                   on_log)])
-    validate_at_start(split, trainer, validate, pending, result, on_log)
-    try:
-        _, seconds = train_timed(trainer, quiet=quiet)
-    finally:
-        reward.close()
+    def save(meta: dict[str, Any]) -> None:
+        policy = best_of.get("policy", trainer.model)
+        if best:  # the best checkpoint by validation score is the output
+            import torch
+
+            parameters = dict(policy.named_parameters())
+            with torch.no_grad():
+                for name, value in best.items():
+                    parameters[name].copy_(value)
+        save_plain(policy, tokenizer, out_dir, meta)
+
+    def meta() -> dict[str, Any]:
+        return {"kind": "rft", "base_model": model, "eval": eval_.name, "config": vars(config),
+                "best_step": result.best_step, "best_validation": result.best_validation,
+                "steps": result.steps, "seconds": result.seconds, "history": result.history,
+                "reward_stats": result.reward_stats}
+
+    with stopping(trainer, result, out_dir, lambda: reward.stats, meta, save):
+        validate_at_start(split, trainer, validate, pending, result, on_log)
+        try:
+            _, seconds = train_timed(trainer, quiet=quiet)
+        finally:
+            reward.close()
     result.seconds = round(seconds, 2)
     result.steps = trainer.state.global_step
     result.reward_stats = dict(reward.stats)
-    meta = {"kind": "rft", "base_model": model, "eval": eval_.name, "config": vars(config),
-            "best_step": result.best_step, "best_validation": result.best_validation,
-            "steps": result.steps, "seconds": result.seconds, "history": result.history,
-            "reward_stats": result.reward_stats}
-    policy = best_of.get("policy", trainer.model)
-    if best:  # the best checkpoint by validation score is the output
-        import torch
-
-        parameters = dict(policy.named_parameters())
-        with torch.no_grad():
-            for name, value in best.items():
-                parameters[name].copy_(value)
-    save_plain(policy, tokenizer, out_dir, meta)
+    save(meta())
     shutil.rmtree(out_dir / ".trl", ignore_errors=True)
     return result
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during GRPO: ``steps`` done, ``saved``: the folder holding the
+    policy so far (best by validation where a step after 0 was validated), or None when no step
+    had finished (nothing worth keeping)."""
+
+    def __init__(self, steps: int, max_steps: int, saved: Path | None,
+                 best_step: int | None) -> None:
+        super().__init__(f"interrupted after {steps} of {max_steps} GRPO steps")
+        self.steps, self.max_steps, self.saved, self.best_step = steps, max_steps, saved, best_step
+
+
+@contextmanager
+def stopping(trainer: Any, result: RFTResult, out_dir: Path, stats: Callable[[], Any],
+             meta: Callable[[], dict[str, Any]], save: Callable[[dict[str, Any]], None]
+             ) -> Iterator[None]:
+    """Around training: an interrupt saves the policy so far (marked ``interrupted`` in its
+    ``posttrain_train.json``, so it is never taken for a finished run) and raises
+    :class:`TrainingInterrupted`; any failure leaves no half-written trainer folder."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        steps = trainer.state.global_step
+        saved = None
+        if steps > 0:
+            result.steps, result.reward_stats = steps, dict(stats())
+            save({**meta(), "interrupted": True})
+            saved = out_dir
+        shutil.rmtree(out_dir / ".trl", ignore_errors=True)
+        raise TrainingInterrupted(steps, trainer.state.max_steps or 0, saved,
+                                  result.best_step if result.best_validation is not None
+                                  else None) from None
+    except BaseException:
+        shutil.rmtree(out_dir / ".trl", ignore_errors=True)
+        raise
 
 
 def grpo_monitor(split: Split, config: RFTConfig, validate: Callable[[int, Any], None],

@@ -291,7 +291,8 @@ async function pageTrainingJob(jobId) {
     (r.runs || []).length === 2 ? [" · ", h("a", {href: `#/compare/${enc(r.runs[0])}/${enc(r.runs[1])}`}, "before vs after, side by side")] : null)
     : r.error ? h("p", {class: "error"}, r.error) : null;
   show(h("h1", {}, `Training job ${job.id}`), h("p", {}, facts), outcome, h("div", {class: "charts"}, rewardChart(job.log)),
-    job.status === "running" ? h("p", {class: "muted"}, "Running: reload for new steps.") : null);
+    job.status === "running" ? h("p", {class: "muted"}, "Running: reload for new steps.") :
+    job.status === "died" ? h("p", {class: "muted"}, "Its training process is gone without writing an end (killed): the steps logged are kept, nothing was saved after them.") : null);
 }
 
 // ---- runs -----------------------------------------------------------------------------------
