@@ -243,3 +243,49 @@ def test_replay_only_copies_grades_of_the_same_answer_item_and_graders(
         assert sum(replays) >= 10 and "q4" not in planted and "q5" in planted
     else:
         assert replays == [] and planted == set()
+
+
+@pytest.mark.parametrize("change", ["response", "expired", "canary"])
+def test_replay_copies_no_grade_of_an_answer_the_cache_no_longer_serves_alike(
+        tmp_path, stub_server, capsys, monkeypatch, change):
+    """The replay checks each hit against the response read from the cache now: an entry
+    replaced since the first run (another answer), an expired entry (asked again) and entries
+    that must wait for the canary (another model wrote them) get no copied grade."""
+    monkeypatch.setenv("OPENAI_BASE_URL", stub_server.base_url)
+    eval_path = write_eval(tmp_path / "ev", _rows(12), graders=GRADERS)
+    store = tmp_path / "s.db"
+    argv = ["eval", str(eval_path), "--model", "openai:stub", "--json", "--store", str(store)]
+    first = _eval(argv, capsys)
+    conn = sqlite3.connect(store)
+    conn.execute("UPDATE scores SET value = 0.25, explanation = 'planted' WHERE run_id = ?",
+                 (first["run_id"],))
+    key = conn.execute("SELECT request_key FROM samples WHERE run_id = ? AND item_id = 'q4'",
+                       (first["run_id"],)).fetchone()[0]
+    if change == "response":  # the entry now holds another answer than the run's
+        conn.execute("UPDATE cache SET response = json_set(response, '$.text', 'Lyon') "
+                     "WHERE key = ?", (key,))
+    elif change == "expired":
+        conn.execute("UPDATE cache SET created = 0 WHERE key = ?", (key,))
+    else:  # every entry (and the run's copy of it) says another model answered
+        for table, column in (("cache", "response"), ("samples", "completion")):
+            conn.execute(f"UPDATE {table} SET {column} = "
+                         f"json_set({column}, '$.served_model', 'impostor')")
+    conn.commit()
+    conn.close()
+    replays = _spy_replays(monkeypatch)
+    before = stub_server.stats()["total_attempts"]
+    again = _eval(argv, capsys)
+    samples, scores = _stored(store, again["run_id"])
+    planted = {row[0] for row in scores if row[6] == "planted"}
+    texts = {row[0]: json.loads(row[4])["text"] for row in samples}
+    if change == "canary":
+        assert replays == [] and planted == set()
+        assert stub_server.stats()["total_attempts"] > before  # the canary, then asked again
+        return
+    assert sum(replays) >= 10 and "q4" not in planted and "q5" in planted
+    q4 = [row for row in scores if row[0] == "q4" and row[2] == "exact"][0]
+    if change == "response":  # served and graded: the entry's answer, not the run's
+        assert texts["q4"] == "Lyon" and q4[3] == 0.0
+        assert stub_server.stats()["total_attempts"] == before + (again["requests"] or 0)
+    else:  # asked again, graded again
+        assert again["requests"] >= 1 and q4[3] == 1.0

@@ -636,13 +636,34 @@ class Store:
                 (run_id, run_key, eval_name, eval_path, eval_hash, model, variant, epochs,
                  json.dumps(config, default=str), now),
             )
-            self.conn.executemany(
-                "INSERT INTO run_items (run_id, item_id, position, tags, data) VALUES (?,?,?,?,?)",
-                ((run_id, item.id, position, orjson.dumps(item.tags).decode(),
-                  orjson.dumps(item.data, default=str).decode())
-                 for position, item in enumerate(items)),
-            )
+            rows = [(run_id, item.id, position, orjson.dumps(item.tags).decode(),
+                     orjson.dumps(item.data, default=str).decode())
+                    for position, item in enumerate(items)]
+            rows.sort(key=lambda row: row[1])  # the table's order: each row lands at its end
+            with self._one_revision_bump(("run_items",), run_id, len(rows) > 1000):
+                self.conn.executemany("INSERT INTO run_items (run_id, item_id, position, tags, "
+                                      "data) VALUES (?,?,?,?,?)", rows)
         return self.get_run(run_id)
+
+    @contextmanager
+    def _one_revision_bump(self, tables: Sequence[str], run_id: str,
+                           untriggered: bool = True) -> Iterator[None]:
+        """Inside an open write transaction: many rows of ``run_id`` written to ``tables``
+        bump its revision once (first) instead of once per row (the revision triggers of
+        those tables are dropped inside and created again before the transaction ends; a
+        failure rolls back the drop with the rest). ``untriggered`` False: the triggers stay
+        (a few rows)."""
+        if not untriggered:
+            yield
+            return
+        self.conn.execute("INSERT INTO run_revisions (run_id, revision) VALUES (?, 1) "
+                          "ON CONFLICT(run_id) DO UPDATE SET revision = revision + 1", (run_id,))
+        for table in tables:
+            for event in ("insert", "update", "delete"):
+                self.conn.execute(f"DROP TRIGGER IF EXISTS {table}_{event}_revision")
+        yield
+        for statement in _revision_triggers(tables).splitlines():
+            self.conn.execute(statement)
 
     def update_run_config(self, run_id: str, updates: dict[str, Any]) -> None:
         """Merge ``updates`` into a run's stored config (after re-grading with new graders)."""
@@ -867,22 +888,28 @@ class Store:
                 "GROUP BY k.item_id, k.epoch HAVING COUNT(g.grader) = ?3",
                 (source, run_id, graders))
             now = time.time()
-            conn.execute(
-                "INSERT OR REPLACE INTO samples (run_id, item_id, epoch, status, request_key, "
-                "completion, error, attempts, input_tokens, output_tokens, cost_usd, latency_s, "
-                "cached, created) SELECT ?, item_id, epoch, 'ok', key, response, NULL, "
-                "1, input_tokens, output_tokens, cost_usd, latency_s, 1, ? "
-                "FROM temp.replay_ok", (run_id, now))
-            conn.execute(
-                "INSERT OR REPLACE INTO scores (run_id, item_id, epoch, grader, value, passed, "
-                "status, explanation, sub_scores, cost_usd, requests, confinement, retries) "
-                "SELECT ?, g.item_id, g.epoch, g.grader, g.value, g.passed, g.status, "
-                "g.explanation, g.sub_scores, g.cost_usd, g.requests, g.confinement, g.retries "
-                "FROM temp.replay_ok k CROSS JOIN scores g ON g.run_id = ? "  # CROSS: k outer
-                "AND g.item_id = k.item_id AND g.epoch = k.epoch", (run_id, source))
+            self._replay_rows(source, run_id, now)
             rows = conn.execute("SELECT item_id, epoch, error, unscored FROM temp.replay_ok"
                                 ).fetchall()
         return {(r[0], r[1]): (bool(r[2]), bool(r[3])) for r in rows}
+
+    def _replay_rows(self, source: str, run_id: str, now: float) -> None:
+        """``replay_answers``' writes: the sample rows of the hits in ``temp.replay_ok`` and
+        ``source``'s grades of them."""
+        conn = self.conn
+        conn.execute(
+            "INSERT OR REPLACE INTO samples (run_id, item_id, epoch, status, request_key, "
+            "completion, error, attempts, input_tokens, output_tokens, cost_usd, latency_s, "
+            "cached, created) SELECT ?, item_id, epoch, 'ok', key, response, NULL, "
+            "1, input_tokens, output_tokens, cost_usd, latency_s, 1, ? "
+            "FROM temp.replay_ok", (run_id, now))
+        conn.execute(
+            "INSERT OR REPLACE INTO scores (run_id, item_id, epoch, grader, value, passed, "
+            "status, explanation, sub_scores, cost_usd, requests, confinement, retries) "
+            "SELECT ?, g.item_id, g.epoch, g.grader, g.value, g.passed, g.status, "
+            "g.explanation, g.sub_scores, g.cost_usd, g.requests, g.confinement, g.retries "
+            "FROM temp.replay_ok k CROSS JOIN scores g ON g.run_id = ? "  # CROSS: k outer
+            "AND g.item_id = k.item_id AND g.epoch = k.epoch", (run_id, source))
 
     def _write_scores(self, run_id: str, item_id: str, epoch: int, scores: Iterable[Score]) -> None:
         self.conn.executemany(_INSERT_SCORE, _score_rows(run_id, item_id, epoch, scores))
