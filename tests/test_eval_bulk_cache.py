@@ -289,3 +289,40 @@ def test_replay_copies_no_grade_of_an_answer_the_cache_no_longer_serves_alike(
         assert stub_server.stats()["total_attempts"] == before + (again["requests"] or 0)
     else:  # asked again, graded again
         assert again["requests"] >= 1 and q4[3] == 1.0
+
+
+def test_the_eval_fingerprint_and_requests_are_those_of_before(tmp_path) -> None:
+    """Run identity (``run_key``) and cache keys depend on these bytes: the fingerprint is still
+    sha256 over ``json.dumps(data, sort_keys=True, default=str)`` per item, and a message's
+    content is what ``render(..., keep_type=False)`` gives (a row with non-ASCII text, nested
+    fields, numbers, null and a JSON string)."""
+    import hashlib
+
+    from posttrain.eval import load_eval
+    from posttrain.template import render
+
+    rows = [{"id": "a", "question": "Zoë's {x}?", "n": 3, "nested": {"b": [1, None, 2.5]},
+             "answer": "Paris", "strict": "Paris", "blob": '{"k": 1}'},
+            {"id": "b", "question": "plain", "n": None, "nested": {"b": []}, "answer": "x",
+             "strict": "x", "blob": "[1]"}]
+    path = write_eval(tmp_path / "ev", rows, graders=GRADERS)
+    text = path.read_text().replace("{{item.question}}",
+                                    "{{item.question}} / {{item.n}} / {{item.nested.b}} / "
+                                    "{{item.blob}} / {{item.nested}}")
+    path.write_text(text)
+    eval_ = load_eval(path)
+    digest = hashlib.sha256(eval_.name.encode())
+    for item in eval_.items:
+        digest.update(item.id.encode())
+        digest.update(json.dumps(item.data, sort_keys=True, default=str).encode())
+    digest.update(json.dumps([eval_.messages, eval_.sampling, eval_.tools, eval_.response_format,
+                              {k: {f: x for f, x in vars(v).items() if f != "provenance"}
+                               for k, v in sorted(eval_.variants.items())}],
+                             sort_keys=True, default=str).encode())
+    assert eval_.fingerprint() == digest.hexdigest()[:16]
+    for item in eval_.items:
+        request = eval_.request_for(item)
+        assert request.messages[-1]["content"] == render(
+            eval_.messages[-1]["content"], {"item": item.data}, keep_type=False)
+    assert "Zoë's {x}? / 3 / [1, null, 2.5]" in eval_.request_for(eval_.items[0]).messages[-1][
+        "content"]
