@@ -243,3 +243,86 @@ def test_replay_only_copies_grades_of_the_same_answer_item_and_graders(
         assert sum(replays) >= 10 and "q4" not in planted and "q5" in planted
     else:
         assert replays == [] and planted == set()
+
+
+@pytest.mark.parametrize("change", ["response", "expired", "canary"])
+def test_replay_copies_no_grade_of_an_answer_the_cache_no_longer_serves_alike(
+        tmp_path, stub_server, capsys, monkeypatch, change):
+    """The replay checks each hit against the response read from the cache now: an entry
+    replaced since the first run (another answer), an expired entry (asked again) and entries
+    that must wait for the canary (another model wrote them) get no copied grade."""
+    monkeypatch.setenv("OPENAI_BASE_URL", stub_server.base_url)
+    eval_path = write_eval(tmp_path / "ev", _rows(12), graders=GRADERS)
+    store = tmp_path / "s.db"
+    argv = ["eval", str(eval_path), "--model", "openai:stub", "--json", "--store", str(store)]
+    first = _eval(argv, capsys)
+    conn = sqlite3.connect(store)
+    conn.execute("UPDATE scores SET value = 0.25, explanation = 'planted' WHERE run_id = ?",
+                 (first["run_id"],))
+    key = conn.execute("SELECT request_key FROM samples WHERE run_id = ? AND item_id = 'q4'",
+                       (first["run_id"],)).fetchone()[0]
+    if change == "response":  # the entry now holds another answer than the run's
+        conn.execute("UPDATE cache SET response = json_set(response, '$.text', 'Lyon') "
+                     "WHERE key = ?", (key,))
+    elif change == "expired":
+        conn.execute("UPDATE cache SET created = 0 WHERE key = ?", (key,))
+    else:  # every entry (and the run's copy of it) says another model answered
+        for table, column in (("cache", "response"), ("samples", "completion")):
+            conn.execute(f"UPDATE {table} SET {column} = "
+                         f"json_set({column}, '$.served_model', 'impostor')")
+    conn.commit()
+    conn.close()
+    replays = _spy_replays(monkeypatch)
+    before = stub_server.stats()["total_attempts"]
+    again = _eval(argv, capsys)
+    samples, scores = _stored(store, again["run_id"])
+    planted = {row[0] for row in scores if row[6] == "planted"}
+    texts = {row[0]: json.loads(row[4])["text"] for row in samples}
+    if change == "canary":
+        assert replays == [] and planted == set()
+        assert stub_server.stats()["total_attempts"] > before  # the canary, then asked again
+        return
+    assert sum(replays) >= 10 and "q4" not in planted and "q5" in planted
+    q4 = [row for row in scores if row[0] == "q4" and row[2] == "exact"][0]
+    if change == "response":  # served and graded: the entry's answer, not the run's
+        assert texts["q4"] == "Lyon" and q4[3] == 0.0
+        assert stub_server.stats()["total_attempts"] == before + (again["requests"] or 0)
+    else:  # asked again, graded again
+        assert again["requests"] >= 1 and q4[3] == 1.0
+
+
+def test_the_eval_fingerprint_and_requests_are_those_of_before(tmp_path) -> None:
+    """Run identity (``run_key``) and cache keys depend on these bytes: the fingerprint is still
+    sha256 over ``json.dumps(data, sort_keys=True, default=str)`` per item, and a message's
+    content is what ``render(..., keep_type=False)`` gives (a row with non-ASCII text, nested
+    fields, numbers, null and a JSON string)."""
+    import hashlib
+
+    from posttrain.eval import load_eval
+    from posttrain.template import render
+
+    rows = [{"id": "a", "question": "Zoë's {x}?", "n": 3, "nested": {"b": [1, None, 2.5]},
+             "answer": "Paris", "strict": "Paris", "blob": '{"k": 1}'},
+            {"id": "b", "question": "plain", "n": None, "nested": {"b": []}, "answer": "x",
+             "strict": "x", "blob": "[1]"}]
+    path = write_eval(tmp_path / "ev", rows, graders=GRADERS)
+    text = path.read_text().replace("{{item.question}}",
+                                    "{{item.question}} / {{item.n}} / {{item.nested.b}} / "
+                                    "{{item.blob}} / {{item.nested}}")
+    path.write_text(text)
+    eval_ = load_eval(path)
+    digest = hashlib.sha256(eval_.name.encode())
+    for item in eval_.items:
+        digest.update(item.id.encode())
+        digest.update(json.dumps(item.data, sort_keys=True, default=str).encode())
+    digest.update(json.dumps([eval_.messages, eval_.sampling, eval_.tools, eval_.response_format,
+                              {k: {f: x for f, x in vars(v).items() if f != "provenance"}
+                               for k, v in sorted(eval_.variants.items())}],
+                             sort_keys=True, default=str).encode())
+    assert eval_.fingerprint() == digest.hexdigest()[:16]
+    for item in eval_.items:
+        request = eval_.request_for(item)
+        assert request.messages[-1]["content"] == render(
+            eval_.messages[-1]["content"], {"item": item.data}, keep_type=False)
+    assert "Zoë's {x}? / 3 / [1, null, 2.5]" in eval_.request_for(eval_.items[0]).messages[-1][
+        "content"]

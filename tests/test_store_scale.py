@@ -205,6 +205,36 @@ def test_a_store_from_before_the_triggers_gains_them(tmp_path) -> None:
                 "run_items_delete_revision"} <= names
 
 
+def test_a_large_run_is_created_with_one_revision_bump(tmp_path) -> None:
+    """Creating a run of many items bumps its revision once (the run_items triggers are
+    dropped inside the write and back before it commits); a failed creation keeps them."""
+    from posttrain.analysis.synthetic import make_items
+
+    def triggers(store: Store) -> set[str]:
+        return {r[0] for r in store.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+
+    store = Store(tmp_path / "s.db")
+    every = triggers(store)
+    assert len(every) == 9
+    items = make_items(1500, tags=("a",))
+    run = store.create_run(run_key="k", eval_name="ev", eval_path=None, eval_hash="h",
+                           model="m", variant="default", epochs=1, config={}, items=items)
+    assert triggers(store) == every
+    assert [i.id for i in store.run_items(run.id)] == [i.id for i in items]  # positions kept
+    stamp = store.run_stamp(run)
+    assert stamp.startswith("1:")
+    store.update_item(run.id, items[0])  # a later edit is still seen
+    assert store.run_stamp(run) != stamp
+    with pytest.raises(sqlite3.IntegrityError):  # the same item twice: nothing is kept
+        store.create_run(run_key="k2", eval_name="ev", eval_path=None, eval_hash="h",
+                         model="m", variant="default", epochs=1, config={},
+                         items=items + items[:1])
+    assert triggers(store) == every
+    assert store.conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1
+    store.close()
+
+
 def test_the_viewer_pages_samples_in_sql(tmp_path) -> None:
     from posttrain.web import views
 

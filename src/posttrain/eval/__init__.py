@@ -61,10 +61,12 @@ from posttrain.request_checks import (  # noqa: F401
     tool_choice_problem,
     tools_problem,
 )
-from posttrain.template import TemplateError, render
+from posttrain.template import TemplateError, render, render_text
 from posttrain.types import ChatRequest, Completion, Item
 
 DEFAULT_VARIANT = "default"
+#: ``json.dumps(value, sort_keys=True, default=str)`` without building an encoder per call
+_SORTED_JSON = json.JSONEncoder(sort_keys=True, default=str)
 
 _TOP_LEVEL_KEYS = {
     "name", "description", "dataset", "items", "messages", "input", "variants", "graders", "tag",
@@ -134,9 +136,8 @@ class Eval:
                                     line=item.line, field="messages")
                 messages = [dict(message) for message in messages]
             else:
-                messages = [
-                    {**message, "content": render(message.get("content", ""), context,
-                                                  keep_type=False)}
+                messages = [  # render_text: render(..., keep_type=False), field paths faster
+                    {**message, "content": render_text(message["content"], context)}
                     if isinstance(message.get("content"), str) else render(message, context)
                     for message in template
                 ]
@@ -176,9 +177,10 @@ class Eval:
         """A hash of what defines the eval's requests (dataset + templates), for run identity."""
         digest = hashlib.sha256()
         digest.update(self.name.encode())
+        encode = _SORTED_JSON.encode  # json.dumps(..., sort_keys=True, default=str), one encoder
         for item in self.items:
             digest.update(item.id.encode())
-            digest.update(json.dumps(item.data, sort_keys=True, default=str).encode())
+            digest.update(encode(item.data).encode())
         digest.update(json.dumps([self.messages, self.sampling, self.tools, self.response_format,
                                   {k: {f: x for f, x in vars(v).items() if f != "provenance"}
                                    for k, v in sorted(self.variants.items())}],

@@ -547,9 +547,10 @@ class RunExecution:
             requests = [self.eval.request_for(item, self.variant) for item, _epoch in chunk]
             keys = [self.cache_key(request, epoch)
                     for request, (_item, epoch) in zip(requests, chunk, strict=True)]
+            texts: dict[str, str] = {}
             found = self.store.cache_get_many(
                 keys, max_age_s=max_age_s,
-                identity=identity.current() if identity is not None else None)
+                identity=identity.current() if identity is not None else None, texts=texts)
             hits: list[tuple[Item, int, ChatRequest, str, Completion]] = []
             for (item, epoch), request, key in zip(chunk, requests, keys, strict=True):
                 record = found.get(key)
@@ -570,7 +571,8 @@ class RunExecution:
                     continue
                 hits.append((item, epoch, request, key, completion))
             if hits:
-                copied = self._replay(source, hits, found) if source is not None else {}
+                copied = (self._replay(source, hits, found, texts) if source is not None
+                          else {})
                 self.replayed += len(copied)
                 for item, epoch, request, key, completion in hits:
                     self._note_bulk_hit(item, epoch, completion)
@@ -583,19 +585,21 @@ class RunExecution:
                 yield None
 
     def _replay(self, source: str, hits: list[tuple[Item, int, ChatRequest, str, Completion]],
-                records: dict[str, dict[str, Any]]) -> dict[tuple[str, int], tuple[bool, bool]]:
+                records: dict[str, dict[str, Any]], texts: dict[str, str]
+                ) -> dict[tuple[str, int], tuple[bool, bool]]:
         """Store the hits that run ``source`` answered alike with its grades, in SQLite
         (``Store.replay_answers``): the same rows as :meth:`finish_now` writes, without
         grading again (every grader is deterministic, and ``source``'s grading signature is
         this run's). Only hits whose cache entry is the record ``record_sample`` would write
-        go: the others, and those ``source`` did not answer alike, are graded as usual."""
+        go: the others, and those ``source`` did not answer alike, are graded as usual.
+        ``texts``: the entries' responses as read (the answer text a replayed sample stores)."""
         rows = []
         for item, epoch, _request, key, completion in hits:
             if completion.to_record() != records[key]:
                 continue
             c = completion  # the sample columns of a cached answer, as ``record_sample``
             rows.append((item.id, epoch, key, c.input_tokens, c.output_tokens, c.cost_usd,
-                         c.latency_s if c.latency_s else None))
+                         c.latency_s if c.latency_s else None, texts[key]))
         return self.store.replay_answers(source, self.run.id, len(self.sync_graders), rows)
 
     def _count_replayed(self, error: bool, unscored: bool) -> None:

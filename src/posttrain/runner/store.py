@@ -269,9 +269,10 @@ _KEYS_PER_READ = 900
 
 
 def cache_read_many(conn: sqlite3.Connection, keys: Sequence[str], *,
-                    max_age_s: float | None = None, identity: dict[str, Any] | None = None
-                    ) -> dict[str, dict[str, Any]]:
-    """:func:`cache_read` of many keys: the valid entries' response records, by key."""
+                    max_age_s: float | None = None, identity: dict[str, Any] | None = None,
+                    texts: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """:func:`cache_read` of many keys: the valid entries' response records, by key
+    (``texts``: filled with their responses as stored, by key)."""
     found: dict[str, dict[str, Any]] = {}
     now = time.time()
     verdicts: dict[str | None, bool] = {}  # entries share a few recorded identities
@@ -289,6 +290,8 @@ def cache_read_many(conn: sqlite3.Connection, keys: Sequence[str], *,
                     created, stored_identity, identity=identity, now=now)
             if agrees:
                 found[key] = orjson.loads(response)
+                if texts is not None:
+                    texts[key] = response
     return found
 
 
@@ -633,13 +636,34 @@ class Store:
                 (run_id, run_key, eval_name, eval_path, eval_hash, model, variant, epochs,
                  json.dumps(config, default=str), now),
             )
-            self.conn.executemany(
-                "INSERT INTO run_items (run_id, item_id, position, tags, data) VALUES (?,?,?,?,?)",
-                ((run_id, item.id, position, orjson.dumps(item.tags).decode(),
-                  orjson.dumps(item.data, default=str).decode())
-                 for position, item in enumerate(items)),
-            )
+            rows = [(run_id, item.id, position, orjson.dumps(item.tags).decode(),
+                     orjson.dumps(item.data, default=str).decode())
+                    for position, item in enumerate(items)]
+            rows.sort(key=lambda row: row[1])  # the table's order: each row lands at its end
+            with self._one_revision_bump(("run_items",), run_id, len(rows) > 1000):
+                self.conn.executemany("INSERT INTO run_items (run_id, item_id, position, tags, "
+                                      "data) VALUES (?,?,?,?,?)", rows)
         return self.get_run(run_id)
+
+    @contextmanager
+    def _one_revision_bump(self, tables: Sequence[str], run_id: str,
+                           untriggered: bool = True) -> Iterator[None]:
+        """Inside an open write transaction: many rows of ``run_id`` written to ``tables``
+        bump its revision once (first) instead of once per row (the revision triggers of
+        those tables are dropped inside and created again before the transaction ends; a
+        failure rolls back the drop with the rest). ``untriggered`` False: the triggers stay
+        (a few rows)."""
+        if not untriggered:
+            yield
+            return
+        self.conn.execute("INSERT INTO run_revisions (run_id, revision) VALUES (?, 1) "
+                          "ON CONFLICT(run_id) DO UPDATE SET revision = revision + 1", (run_id,))
+        for table in tables:
+            for event in ("insert", "update", "delete"):
+                self.conn.execute(f"DROP TRIGGER IF EXISTS {table}_{event}_revision")
+        yield
+        for statement in _revision_triggers(tables).splitlines():
+            self.conn.execute(statement)
 
     def update_run_config(self, run_id: str, updates: dict[str, Any]) -> None:
         """Merge ``updates`` into a run's stored config (after re-grading with new graders)."""
@@ -817,60 +841,75 @@ class Store:
         return str(row[0])
 
     def replay_answers(self, source: str, run_id: str, graders: int,
-                       answers: Sequence[tuple[str, int, str, int, int, float, float | None]]
+                       answers: Sequence[tuple[str, int, str, int, int, float, float | None, str]]
                        ) -> dict[tuple[str, int], tuple[bool, bool]]:
         """Store cache hits of ``run_id`` with the grades ``source`` gave the same answers, in
         SQLite, without grading them again: one atomic write.
 
-        ``answers``: (item, epoch, cache key, input tokens, output tokens, cost, latency) of
-        hits whose cache entry reads back as written (its response is the completion
-        ``record_sample`` would store). A hit is copied only where ``source`` answered that
-        (item, epoch) with the same request key and exactly that response, for the same item
-        data and tags, and holds ``graders`` grades of it; its sample row is what
-        ``record_sample`` writes for a cache hit and its grades are ``source``'s rows. Returns
-        the copied (item, epoch) pairs with (any error grade, any other grade not scored)."""
+        ``answers``: (item, epoch, cache key, input tokens, output tokens, cost, latency, the
+        cache entry's response as read) of hits whose cache entry reads back as written (its
+        response is the completion ``record_sample`` would store). A hit is copied only where
+        ``source`` answered that (item, epoch) with the same request key and exactly that
+        response, for the same item data and tags, and holds ``graders`` grades of it; its
+        sample row is what ``record_sample`` writes for a cache hit and its grades are
+        ``source``'s rows. Returns the copied (item, epoch) pairs with (any error grade, any
+        other grade not scored)."""
         if not answers:
             return {}
         conn = self.conn
+        columns = ("item_id TEXT NOT NULL, epoch INTEGER NOT NULL, key TEXT NOT NULL, "
+                   "input_tokens INTEGER, output_tokens INTEGER, cost_usd REAL, latency_s REAL, "
+                   "response TEXT NOT NULL")
         with self._write():
-            conn.execute("CREATE TEMP TABLE IF NOT EXISTS replay (item_id TEXT NOT NULL, "
-                         "epoch INTEGER NOT NULL, key TEXT NOT NULL, input_tokens INTEGER, "
-                         "output_tokens INTEGER, cost_usd REAL, latency_s REAL, "
+            conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS replay_in ({columns}, "
                          "PRIMARY KEY (item_id, epoch)) WITHOUT ROWID")
-            conn.execute("DELETE FROM temp.replay")
-            conn.executemany("INSERT OR REPLACE INTO temp.replay VALUES (?,?,?,?,?,?,?)",
+            conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS replay_ok ({columns}, "
+                         "error INTEGER NOT NULL, unscored INTEGER NOT NULL, "
+                         "PRIMARY KEY (item_id, epoch)) WITHOUT ROWID")
+            conn.execute("DELETE FROM temp.replay_in")
+            conn.execute("DELETE FROM temp.replay_ok")
+            conn.executemany("INSERT OR REPLACE INTO temp.replay_in VALUES (?,?,?,?,?,?,?,?)",
                              answers)
+            # every check in one statement, a few reads per hit (CROSS: the hits outer, in
+            # their order); with the statuses of the grades copied
             conn.execute(
-                "DELETE FROM temp.replay WHERE NOT EXISTS (SELECT 1 FROM samples s "
-                "JOIN cache c ON c.key = s.request_key AND c.response = s.completion "
-                "JOIN run_items pi ON pi.run_id = s.run_id AND pi.item_id = s.item_id "
-                "JOIN run_items ni ON ni.run_id = ? AND ni.item_id = s.item_id "
+                "INSERT INTO temp.replay_ok SELECT k.item_id, k.epoch, k.key, k.input_tokens, "
+                "k.output_tokens, k.cost_usd, k.latency_s, k.response, "
+                "COALESCE(MAX(g.status = 'error'), 0), COALESCE(MAX(g.status != 'scored'), 0) "
+                "FROM temp.replay_in k "
+                "CROSS JOIN samples s ON s.run_id = ?1 AND s.item_id = k.item_id "
+                "AND s.epoch = k.epoch AND s.request_key = k.key AND s.status = 'ok' "
+                "AND s.completion = k.response "
+                "CROSS JOIN run_items pi ON pi.run_id = ?1 AND pi.item_id = k.item_id "
+                "CROSS JOIN run_items ni ON ni.run_id = ?2 AND ni.item_id = k.item_id "
                 "AND ni.data = pi.data AND ni.tags = pi.tags "
-                "WHERE s.run_id = ? AND s.item_id = replay.item_id AND s.epoch = replay.epoch "
-                "AND s.request_key = replay.key AND s.status = 'ok') "
-                "OR (SELECT COUNT(*) FROM scores g WHERE g.run_id = ? "
-                "AND g.item_id = replay.item_id AND g.epoch = replay.epoch) != ?",
-                (run_id, source, source, graders))
+                "LEFT JOIN scores g ON g.run_id = ?1 AND g.item_id = k.item_id "
+                "AND g.epoch = k.epoch "
+                "GROUP BY k.item_id, k.epoch HAVING COUNT(g.grader) = ?3",
+                (source, run_id, graders))
             now = time.time()
-            conn.execute(
-                "INSERT OR REPLACE INTO samples (run_id, item_id, epoch, status, request_key, "
-                "completion, error, attempts, input_tokens, output_tokens, cost_usd, latency_s, "
-                "cached, created) SELECT ?, k.item_id, k.epoch, 'ok', k.key, c.response, NULL, "
-                "1, k.input_tokens, k.output_tokens, k.cost_usd, k.latency_s, 1, ? "
-                "FROM temp.replay k CROSS JOIN cache c ON c.key = k.key", (run_id, now))
-            conn.execute(
-                "INSERT OR REPLACE INTO scores (run_id, item_id, epoch, grader, value, passed, "
-                "status, explanation, sub_scores, cost_usd, requests, confinement, retries) "
-                "SELECT ?, g.item_id, g.epoch, g.grader, g.value, g.passed, g.status, "
-                "g.explanation, g.sub_scores, g.cost_usd, g.requests, g.confinement, g.retries "
-                "FROM temp.replay k CROSS JOIN scores g ON g.run_id = ? "  # CROSS: k outer
-                "AND g.item_id = k.item_id AND g.epoch = k.epoch", (run_id, source))
-            rows = conn.execute(
-                "SELECT k.item_id, k.epoch, COALESCE(MAX(g.status = 'error'), 0), "
-                "COALESCE(MAX(g.status != 'scored'), 0) FROM temp.replay k "
-                "LEFT JOIN scores g ON g.run_id = ? AND g.item_id = k.item_id "
-                "AND g.epoch = k.epoch GROUP BY k.item_id, k.epoch", (run_id,)).fetchall()
+            self._replay_rows(source, run_id, now)
+            rows = conn.execute("SELECT item_id, epoch, error, unscored FROM temp.replay_ok"
+                                ).fetchall()
         return {(r[0], r[1]): (bool(r[2]), bool(r[3])) for r in rows}
+
+    def _replay_rows(self, source: str, run_id: str, now: float) -> None:
+        """``replay_answers``' writes: the sample rows of the hits in ``temp.replay_ok`` and
+        ``source``'s grades of them."""
+        conn = self.conn
+        conn.execute(
+            "INSERT OR REPLACE INTO samples (run_id, item_id, epoch, status, request_key, "
+            "completion, error, attempts, input_tokens, output_tokens, cost_usd, latency_s, "
+            "cached, created) SELECT ?, item_id, epoch, 'ok', key, response, NULL, "
+            "1, input_tokens, output_tokens, cost_usd, latency_s, 1, ? "
+            "FROM temp.replay_ok", (run_id, now))
+        conn.execute(
+            "INSERT OR REPLACE INTO scores (run_id, item_id, epoch, grader, value, passed, "
+            "status, explanation, sub_scores, cost_usd, requests, confinement, retries) "
+            "SELECT ?, g.item_id, g.epoch, g.grader, g.value, g.passed, g.status, "
+            "g.explanation, g.sub_scores, g.cost_usd, g.requests, g.confinement, g.retries "
+            "FROM temp.replay_ok k CROSS JOIN scores g ON g.run_id = ? "  # CROSS: k outer
+            "AND g.item_id = k.item_id AND g.epoch = k.epoch", (run_id, source))
 
     def _write_scores(self, run_id: str, item_id: str, epoch: int, scores: Iterable[Score]) -> None:
         self.conn.executemany(_INSERT_SCORE, _score_rows(run_id, item_id, epoch, scores))
@@ -950,12 +989,14 @@ class Store:
         return cache_read(self.conn, key, max_age_s=max_age_s, identity=identity)
 
     def cache_get_many(self, keys: Sequence[str], *, max_age_s: float | None = None,
-                       identity: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+                       identity: dict[str, Any] | None = None,
+                       texts: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
         """``cache_get`` of many keys in a few statements: the valid entries' response records,
-        by key (keys without one are absent)."""
+        by key (keys without one are absent; ``texts``: filled with their stored text)."""
         if self._rows:
             self._drain()
-        return cache_read_many(self.conn, keys, max_age_s=max_age_s, identity=identity)
+        return cache_read_many(self.conn, keys, max_age_s=max_age_s, identity=identity,
+                               texts=texts)
 
     def cache_put(self, key: str, record: dict[str, Any], *, model: str | None = None,
                   identity: str | None = None) -> None:
