@@ -320,6 +320,14 @@ def test_the_eval_fingerprint_and_requests_are_those_of_before(tmp_path) -> None
                                for k, v in sorted(eval_.variants.items())}],
                              sort_keys=True, default=str).encode())
     assert eval_.fingerprint() == digest.hexdigest()[:16]
+    # tool_choice and the solver shape the answers: evals differing only there are two runs
+    import dataclasses
+
+    choices = {dataclasses.replace(eval_, tool_choice=choice).fingerprint()
+               for choice in (None, "auto", "required", "none")}
+    solvers = {dataclasses.replace(eval_, solver=solver).fingerprint()
+               for solver in ("a:solve", "b:solve")}
+    assert len(choices) == 4 and len(solvers) == 2 and not choices & solvers
     for item in eval_.items:
         request = eval_.request_for(item)
         assert request.messages[-1]["content"] == render(

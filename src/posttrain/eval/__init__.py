@@ -185,6 +185,12 @@ class Eval:
                                   {k: {f: x for f, x in vars(v).items() if f != "provenance"}
                                    for k, v in sorted(self.variants.items())}],
                                  sort_keys=True, default=str).encode())
+        # what else shapes the answers, only when set (so an eval without them keeps its
+        # identity across versions): two evals that differ in these must not resume each other
+        extra = {key: value for key, value in (("tool_choice", self.tool_choice),
+                                               ("solver", self.solver)) if value is not None}
+        if extra:
+            digest.update(encode(extra).encode())
         return digest.hexdigest()[:16]
 
     async def aclose(self) -> None:
