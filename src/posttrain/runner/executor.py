@@ -646,16 +646,12 @@ class RunExecution:
             running.add(task)
             task.add_done_callback(running.discard)
 
-        store = self.store
-        waiter = getattr(store, "commit_waiter", None)
-
         async def worker() -> None:
             for entry in queue:
                 if failures:
                     return
                 if entry is None:  # a chunk of cache hits was stored: let the loop commit
-                    committed = waiter() if waiter is not None else None
-                    await (committed if committed is not None else asyncio.sleep(0))
+                    await asyncio.sleep(0)
                     continue
                 item, epoch, prepared = entry
                 slot = WorkerSlot(slots, on_pause=spare)
@@ -666,13 +662,10 @@ class RunExecution:
                 finally:
                     worker_slot.reset(token)
                     slot.release()
-                if answer is not None and self.inline:
+                if answer is None:
+                    continue
+                if self.inline:
                     self.finish_now(item, epoch, *answer)
-                if answer is None or self.inline:
-                    # committed on the writer thread: durable before this worker goes on
-                    committed = waiter() if waiter is not None else None
-                    if committed is not None:
-                        await committed
                     continue
                 await room.acquire()
                 task = asyncio.create_task(self.finish(item, epoch, *answer))
@@ -799,11 +792,7 @@ async def execute_eval(eval_: Eval, models: Sequence[Any], variants: Sequence[st
     """Run every (model, variant) pair; returns one handle per run, in input order."""
     progress = progress or Progress(enabled=False)
     planned = await plan_runs(eval_, models, variants, store, options, progress, model_configs)
-    # answers that need nothing awaited after them (no judge, no grader in a thread, one
-    # request a sample) are committed on a thread of their own (``runner.writer``)
-    threaded = all(p.execution.inline and p.execution.solver is None for p in planned)
-    store.group_commits(asyncio.get_running_loop(), background_checkpoints=True,
-                        background_writes=threaded)
+    store.group_commits(asyncio.get_running_loop(), background_checkpoints=True)
     try:
         await asyncio.gather(*(p.execution.execute(p.pending, p.workers) for p in planned))
         for _round in range(3):  # answers served from another model's entries: ask again

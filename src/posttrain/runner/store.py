@@ -292,16 +292,6 @@ def cache_read_many(conn: sqlite3.Connection, keys: Sequence[str], *,
     return found
 
 
-def _resolve_batch(future: Any, error: BaseException | None) -> None:
-    """On the loop's thread: a batch of answers the writer thread committed (or failed)."""
-    if future is None or future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
-
-
 def _score_rows(run_id: str, item_id: str, epoch: int,
                 scores: Iterable[Score]) -> list[tuple[Any, ...]]:
     return [(run_id, item_id, epoch, s.name, s.value, None if s.passed is None else int(s.passed),
@@ -357,10 +347,6 @@ class Store:
         self._rows: list[tuple[tuple[Any, ...], tuple[Any, ...] | None, list[tuple[Any, ...]]]] = []
         self._failed: BaseException | None = None  # a grouped write that failed (raised next)
         self._checkpointer: Any = None
-        #: grouped answers written on a thread of their own (``runner.writer``), and the future
-        #: the answers recorded in this iteration resolve when committed there
-        self._writer: Any = None
-        self._batch_future: Any = None
         if self.path.is_dir():
             raise UserError("is a folder: --store takes a store file (a new name creates one)",
                             file=self.path.resolve())
@@ -411,8 +397,7 @@ class Store:
         self.conn.execute("CREATE INDEX IF NOT EXISTS cache_model ON cache(model)")
 
     # ---- commits -----------------------------------------------------------------------------
-    def group_commits(self, loop: Any, *, background_checkpoints: bool = False,
-                      background_writes: bool = False) -> None:
+    def group_commits(self, loop: Any, *, background_checkpoints: bool = False) -> None:
         """Commit the writes of one event-loop iteration together (None: commit each write).
 
         Answers that arrive in the same iteration share one commit at its end, before the loop
@@ -421,47 +406,18 @@ class Store:
 
         ``background_checkpoints``: until grouping ends, WAL checkpoints run in a thread of
         their own (``posttrain.runner.checkpointer``), not inside this loop's commits.
-
-        ``background_writes``: the answers' rows are committed on a thread of their own
-        (``posttrain.runner.writer``) instead, each iteration's answers handed over at its end;
-        :meth:`commit_waiter` gives the future they resolve once committed (the caller awaits
-        it before it counts them durable). Any other write first waits for those commits and
-        is then committed at once.
         """
         if loop is None:
             try:
                 self.flush()
             finally:
-                try:
-                    self._stop_writer()
-                finally:
-                    self._stop_checkpointer()
-        else:
-            if background_checkpoints and self._checkpointer is None and self.path.exists():
-                from posttrain.runner.checkpointer import Checkpointer
+                self._stop_checkpointer()
+        elif background_checkpoints and self._checkpointer is None and self.path.exists():
+            from posttrain.runner.checkpointer import Checkpointer
 
-                self.conn.execute("PRAGMA wal_autocheckpoint=0")
-                self._checkpointer = Checkpointer(self.path)
-            if background_writes and self._writer is None and self.path.exists():
-                from posttrain.runner.writer import Writer
-
-                self.flush()
-                self._writer = Writer(self.path, loop,
-                                      (_INSERT_SAMPLE, _INSERT_CACHE, _INSERT_SCORE),
-                                      _resolve_batch,
-                                      autocheckpoint=self._checkpointer is None)
+            self.conn.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpointer = Checkpointer(self.path)
         self._loop = loop
-
-    def _stop_writer(self) -> None:
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.stop()
-
-    def commit_waiter(self) -> Any:
-        """The future the answers recorded in this iteration resolve once committed (by the
-        writer thread, ``group_commits(..., background_writes=True)``), or None: nothing
-        waits, or the answers are committed at the iteration's end on this thread."""
-        return self._batch_future
 
     def _stop_checkpointer(self) -> None:
         if self._checkpointer is not None:
@@ -477,9 +433,6 @@ class Store:
         if self._failed is not None:
             failed, self._failed = self._failed, None
             raise failed
-        if self._writer is not None:
-            self._hand_over()
-            self._writer.sync()
         try:
             self._drain()
         except BaseException:
@@ -495,30 +448,15 @@ class Store:
 
     def _flush_soon(self) -> None:
         """The end of an event-loop iteration: commit (a failure is kept and raised by the next
-        write, not lost in the loop's callback); with a writer thread, hand it the answers."""
-        if self._writer is not None:
-            self._commit_scheduled = False
-            self._hand_over()
-            return
+        write, not lost in the loop's callback)."""
         try:
             self.flush()
         except Exception as exc:  # noqa: BLE001 - raised again by the next write
             self._failed = exc
 
-    def _hand_over(self) -> None:
-        """The answers recorded in this iteration go to the writer thread with their future."""
-        if self._rows:
-            rows, self._rows = self._rows, []
-            self._writer.submit(rows, self._batch_future)
-        self._batch_future = None
-
     def _drain(self) -> None:
-        """Write the answers recorded since the last commit (inside the open transaction); with
-        a writer thread, hand them to it instead."""
+        """Write the answers recorded since the last commit (inside the open transaction)."""
         if not self._rows:
-            return
-        if self._writer is not None:
-            self._hand_over()
             return
         rows, self._rows = self._rows, []
         if not self.conn.in_transaction:
@@ -603,9 +541,7 @@ class Store:
     def _write(self) -> Iterator[None]:
         """One atomic write: its own transaction, or a savepoint inside the iteration's group
         (after the answers recorded before it, so writes keep their order)."""
-        if self._writer is not None:  # after the answers handed to the writer, at once
-            self.flush()
-        if self._loop is None or self._writer is not None:
+        if self._loop is None:
             with self.conn:
                 self.conn.execute("BEGIN")
                 yield
@@ -659,11 +595,8 @@ class Store:
         try:
             self.flush()
         finally:
-            try:
-                self._stop_writer()
-            finally:
-                self._stop_checkpointer()
-                self.conn.close()
+            self._stop_checkpointer()
+            self.conn.close()
 
     def __enter__(self) -> Store:
         return self
@@ -858,8 +791,6 @@ class Store:
                 failed, self._failed = self._failed, None
                 raise failed
             self._rows.append((sample, entry, rows))
-            if self._writer is not None and self._batch_future is None:
-                self._batch_future = self._loop.create_future()
             if not self._commit_scheduled:
                 self._commit_scheduled = True
                 self._loop.call_soon(self._flush_soon)
