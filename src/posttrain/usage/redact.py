@@ -832,27 +832,72 @@ def _analyze(texts: list[str]) -> Iterator[list[Any]]:
                                       allow_list=allow_list)
 
 
+# Presidio and spaCy use one core; a batch of at least _PARALLEL_MIN texts is analysed by worker
+# processes forked from this one once the analyzer is built (they share its memory), in chunks of
+# _CHUNK texts. Each text is analysed on its own, so the workers change no finding (tested).
+_PARALLEL_MIN = 256
+_CHUNK = 64
+_pool: Any = None
+
+Finding = tuple[str, int, int, float]  # Presidio's entity type, start, end, score
+
+
+def _analyze_chunk(texts: list[str]) -> list[list[Finding]]:
+    return [[(r.entity_type, r.start, r.end, r.score) for r in found]
+            for found in _analyze(texts)]
+
+
+def redact_workers() -> int:
+    """Worker processes for Presidio's analysis: ``POSTTRAIN_REDACT_WORKERS``, else one per
+    core this process may use (at most 8); 1 analyses in this process. Forking is Linux only."""
+    configured = os.environ.get("POSTTRAIN_REDACT_WORKERS", "").strip()
+    if configured:
+        try:
+            return max(1, int(configured))
+        except ValueError:
+            raise ValueError(f"POSTTRAIN_REDACT_WORKERS must be a number; got {configured!r}"
+                             ) from None
+    if not sys.platform.startswith("linux"):
+        return 1
+    return min(8, len(os.sched_getaffinity(0)))
+
+
+def _findings(texts: list[str]) -> list[list[Finding]]:
+    global _pool
+    workers = redact_workers()
+    if workers < 2 or len(texts) < _PARALLEL_MIN:
+        return _analyze_chunk(texts)
+    _engine()  # built before the fork: the workers inherit it
+    if _pool is None or _pool._max_workers != workers:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        if _pool is not None:
+            _pool.shutdown()
+        _pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    chunks = [texts[i:i + _CHUNK] for i in range(0, len(texts), _CHUNK)]
+    return [found for part in _pool.map(_analyze_chunk, chunks) for found in part]
+
+
 def _presidio_spans(texts: list[str], names: bool) -> list[list[Span]]:
     """Presidio's findings as spans. A name that spaCy guessed (no cue) is read as a place
     when it carries digits ("macOS 14.2"), when a place noun follows ("the Austin location"),
     when it is coordinated with a place ("Phoenix and Austin"), or when the same words are a
     place elsewhere in the text."""
     out: list[list[Span]] = []
-    results = _analyze(texts)
-    for text, found in zip(texts, results, strict=True):
+    for text, found in zip(texts, _findings(texts), strict=True):
         spans = []
-        for result in found:
-            kind = ("place" if result.entity_type == "LOCATION" else
-                    _ENTITY_KIND.get(result.entity_type))
+        for entity, start, end, score in found:
+            kind = "place" if entity == "LOCATION" else _ENTITY_KIND.get(entity)
             if kind is None:
                 continue
-            cue = result.entity_type == "NAME_CUE"
+            cue = entity == "NAME_CUE"
             if kind == "name" and not cue:
-                if any(c.isdigit() for c in text[result.start:result.end]):
+                if any(c.isdigit() for c in text[start:end]):
                     continue
-                if _PLACE_AFTER.match(text, result.end):
+                if _PLACE_AFTER.match(text, end):
                     kind = "place"
-            span = Span(result.start, result.end, kind, result.score, cue=cue)
+            span = Span(start, end, kind, score, cue=cue)
             if not _vetoed(text, span):
                 spans.append(span)
         places = [s for s in spans if s.kind == "place"]
