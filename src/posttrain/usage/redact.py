@@ -20,7 +20,11 @@ Two detectors behind one :class:`Redactor`:
     digits in groups with any common separator (a line break too); a checksum (Luhn, mod 97)
     raises the score to 1.0, it never decides alone, so a mistyped card number is still a card.
     ``$POSTTRAIN_SPACY_MODEL`` names another spaCy pipeline, installed or a folder (e.g.
-    ``en_core_web_lg`` from spaCy's own releases).
+    ``en_core_web_lg`` from spaCy's own releases). spaCy's NER reads a batch without the tagger
+    and lemmatizer (the lemmas, which Presidio's context words read, are computed only for a
+    text whose findings they can raise), and a batch of 256 texts or more is analysed by worker
+    processes forked from the one that built the analyzer, one per core
+    (``$POSTTRAIN_REDACT_WORKERS``; 1: in the process itself). Neither changes a finding.
 
 ``regex`` (no extra installed)
     The same rules without NER: people's names are **not detected** unless a cue gives them;
