@@ -312,8 +312,13 @@ def test_worker_processes_and_lazy_lemmas_change_no_finding(
     monkeypatch.setenv("POSTTRAIN_REDACT_WORKERS", "2")
     monkeypatch.setattr(R, "_PARALLEL_MIN", 10)
     monkeypatch.setattr(R, "_CHUNK", 7)
-    assert Redactor().spans(texts) == alone
-    assert R._pool is not None and R._pool._max_workers == 2  # the workers did run
+    try:
+        assert Redactor().spans(texts) == alone
+        assert R._pool is not None and R._pool._max_workers == 2  # the workers did run
+    finally:  # no worker processes left for the rest of the session
+        if R._pool is not None:
+            R._pool.shutdown()
+            R._pool = None
     # the findings equal Presidio's batch analysis with the whole spaCy pipeline
     engine = R._engine()
     plain = BatchAnalyzerEngine(analyzer_engine=engine.analyzer).analyze_iterator(
