@@ -293,3 +293,42 @@ def test_detector_without_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         monkeypatch.undo()
         detector.cache_clear()
+
+
+@pytest.mark.usefixtures("presidio_engine")
+def test_worker_processes_and_lazy_lemmas_change_no_finding(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch analysed by two forked workers in small chunks gives the same spans as in this
+    process; and spaCy's NER pass without the lemmatizer gives Presidio's own results (the
+    context words read lemmas, computed for the texts whose scores they can raise)."""
+    from presidio_analyzer import BatchAnalyzerEngine
+
+    import posttrain.usage.redact as R
+
+    texts = [f"{row.text} (ticket {i})" for i, row in enumerate(load_labelled(LABELLED)[:90])]
+    texts.append("the phones: 020 7946 0958")  # 0.4, raised to 0.75 by a context word
+    monkeypatch.setenv("POSTTRAIN_REDACT_WORKERS", "1")
+    alone = Redactor().spans(texts)
+    monkeypatch.setenv("POSTTRAIN_REDACT_WORKERS", "2")
+    monkeypatch.setattr(R, "_PARALLEL_MIN", 10)
+    monkeypatch.setattr(R, "_CHUNK", 7)
+    try:
+        assert Redactor().spans(texts) == alone
+        assert R._pool is not None and R._pool._max_workers == 2  # the workers did run
+    finally:  # no worker processes left for the rest of the session
+        if R._pool is not None:
+            R._pool.shutdown()
+            R._pool = None
+    # the findings equal Presidio's batch analysis with the whole spaCy pipeline
+    engine = R._engine()
+    plain = BatchAnalyzerEngine(analyzer_engine=engine.analyzer).analyze_iterator(
+        texts, language="en", batch_size=64, allow_list=list(R._NOT_PEOPLE))
+    lemmatized = []
+    may_raise = R._may_raise
+    monkeypatch.setattr(R, "_may_raise", lambda *args: lemmatized.append(may_raise(*args))
+                        or lemmatized[-1])
+    ours = R._analyze_chunk(texts)
+    assert ours == [[(r.entity_type, r.start, r.end, r.score) for r in found]
+                    for found in plain]
+    assert 0 < sum(lemmatized) < len(texts)  # some texts were lemmatized, not all
+    assert ours[-1] == [("PHONE_NUMBER", 12, 25, 0.75)]

@@ -20,7 +20,11 @@ Two detectors behind one :class:`Redactor`:
     digits in groups with any common separator (a line break too); a checksum (Luhn, mod 97)
     raises the score to 1.0, it never decides alone, so a mistyped card number is still a card.
     ``$POSTTRAIN_SPACY_MODEL`` names another spaCy pipeline, installed or a folder (e.g.
-    ``en_core_web_lg`` from spaCy's own releases).
+    ``en_core_web_lg`` from spaCy's own releases). spaCy's NER reads a batch without the tagger
+    and lemmatizer (the lemmas, which Presidio's context words read, are computed only for a
+    text whose findings they can raise), and a batch of 256 texts or more is analysed by worker
+    processes forked from the one that built the analyzer, one per core
+    (``$POSTTRAIN_REDACT_WORKERS``; 1: in the process itself). Neither changes a finding.
 
 ``regex`` (no extra installed)
     The same rules without NER: people's names are **not detected** unless a cue gives them;
@@ -59,9 +63,10 @@ import json
 import logging
 import os
 import re
+import sys
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -543,9 +548,35 @@ _PLACE_NOUNS = (r"office|offices|location|store|shop|branch|warehouse|airport|st
 @dataclass
 class _Engine:
     analyzer: Any  # presidio_analyzer.AnalyzerEngine
-    batch: Any  # presidio_analyzer.BatchAnalyzerEngine
+    nlp: Any  # the spaCy pipeline (all of it: lemmas for context words; parser excluded)
     anonymizer: Any  # presidio_anonymizer.AnonymizerEngine
     stop_words: frozenset[str]
+
+
+# Importing presidio_analyzer imports transformers (for an NLP engine posttrain never builds) and
+# torch (to look for a GPU), and spaCy imports torch through thinc: ~4 s of a 7 s start on
+# 2 cores. None of them is used by spaCy's small CPU pipeline, so they are hidden while these
+# packages are imported (unless something imported them already) and can be imported later.
+_NOT_NEEDED = ("transformers", "torch")
+
+
+def _import_without_torch() -> None:
+    hidden = [name for name in _NOT_NEEDED if name not in sys.modules]
+    device_set = "PRESIDIO_DEVICE" not in os.environ
+    try:
+        for name in hidden:
+            sys.modules[name] = None  # type: ignore[assignment]  # "import torch" fails
+        if device_set:  # Presidio would import torch to look for a GPU
+            os.environ["PRESIDIO_DEVICE"] = "cpu"
+        import presidio_analyzer  # noqa: F401
+        import presidio_analyzer.nlp_engine  # noqa: F401
+        import spacy  # noqa: F401
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+        if device_set:
+            os.environ.pop("PRESIDIO_DEVICE", None)
 
 
 def _presidio_regex(pattern: str | tuple[str, str]) -> str:
@@ -555,17 +586,18 @@ def _presidio_regex(pattern: str | tuple[str, str]) -> str:
 
 @lru_cache(maxsize=1)
 def _engine() -> _Engine:
-    """Presidio's analyzer on the local spaCy model with posttrain's recognizers (~5 s)."""
+    """Presidio's analyzer on the local spaCy model with posttrain's recognizers (~3 s)."""
+    _import_without_torch()
     import regex
     import spacy
     import tldextract
     from presidio_analyzer import (
         AnalyzerEngine,
-        BatchAnalyzerEngine,
         Pattern,
         PatternRecognizer,
         RecognizerRegistry,
     )
+    from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
     from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
     from presidio_analyzer.predefined_recognizers import (
         CreditCardRecognizer,
@@ -643,11 +675,48 @@ def _engine() -> _Engine:
         *(RuleRecognizer(rule) for rule in RULES if rule.presidio),
     ):
         registry.add_recognizer(recognizer)
+    nlp = nlp_engine.nlp["en"]
+
+    class LazyLemmaEnhancer(LemmaContextAwareEnhancer):
+        """Presidio's context enhancer (the same defaults), given a text's lemmas only when it
+        can change a score: the NER pass runs without the tagger and lemmatizer, and a text
+        whose findings cannot be raised (no context words, or already at the maximum score) is
+        never lemmatized; any other has the rest of the pipeline run on its document here."""
+
+        def enhance_using_context(self, text: str, raw_results: list[Any], nlp_artifacts: Any,
+                                  recognizers: list[Any], context: list[str] | None = None,
+                                  ) -> list[Any]:
+            if getattr(nlp_artifacts, "posttrain_no_lemmas", False) and _may_raise(
+                    raw_results, recognizers, context):
+                doc = nlp_artifacts.tokens
+                for name in _LEMMA_PIPES:
+                    if name in nlp.pipe_names:
+                        doc = nlp.get_pipe(name)(doc)
+                nlp_artifacts = nlp_engine._doc_to_nlp_artifact(doc, "en")
+            return super().enhance_using_context(text, raw_results, nlp_artifacts, recognizers,
+                                                 context)
+
     analyzer = AnalyzerEngine(registry=registry, nlp_engine=nlp_engine,
-                              supported_languages=["en"], default_score_threshold=SCORE_THRESHOLD)
-    return _Engine(analyzer=analyzer, batch=BatchAnalyzerEngine(analyzer_engine=analyzer),
-                   anonymizer=AnonymizerEngine(),
-                   stop_words=frozenset(nlp_engine.nlp["en"].Defaults.stop_words))
+                              supported_languages=["en"], default_score_threshold=SCORE_THRESHOLD,
+                              context_aware_enhancer=LazyLemmaEnhancer())
+    return _Engine(analyzer=analyzer, nlp=nlp, anonymizer=AnonymizerEngine(),
+                   stop_words=frozenset(nlp.Defaults.stop_words))
+
+
+def _may_raise(results: list[Any], recognizers: list[Any], context: list[str] | None) -> bool:
+    """Whether Presidio's context enhancer can change one of ``results``: it raises the score of
+    a result whose recognizer has context words and which no recognizer raised yet, capped at
+    1.0 (so a result at 1.0 stays as it is)."""
+    if context:
+        return True
+    with_context = {recognizer.id for recognizer in recognizers if recognizer.context}
+    for result in results:
+        metadata = result.recognition_metadata or {}
+        if (metadata.get("recognizer_identifier") in with_context
+                and not metadata.get("is_score_enhanced_by_context")
+                and result.score != 1.0):
+            return True
+    return False
 
 
 def preload() -> Detection:
@@ -747,28 +816,92 @@ def _spaced(text: str) -> str:
     return _LONG_RUN.sub(lambda m: _RUN_PUNCTUATION.sub(" ", m.group(0)), text)
 
 
+# the components that only give lemmas (read by Presidio's context words, see LazyLemmaEnhancer);
+# the small English model's NER has its own token-to-vector layer and reads no tag or lemma
+_LEMMA_PIPES = ("tok2vec", "tagger", "attribute_ruler", "lemmatizer")
+
+
+def _analyze(texts: list[str]) -> Iterator[list[Any]]:
+    """Presidio's results for each text (what ``BatchAnalyzerEngine.analyze_iterator`` gives),
+    spaCy reading the texts in batches with NER alone."""
+    engine = _engine()
+    nlp_engine = engine.analyzer.nlp_engine
+    disable = [name for name in _LEMMA_PIPES if name in engine.nlp.pipe_names]
+    allow_list = list(_NOT_PEOPLE)
+    for text, doc in zip(texts, engine.nlp.pipe(texts, batch_size=64, disable=disable),
+                         strict=True):
+        artifacts = nlp_engine._doc_to_nlp_artifact(doc, "en")
+        artifacts.posttrain_no_lemmas = True
+        yield engine.analyzer.analyze(text=text, language="en", nlp_artifacts=artifacts,
+                                      allow_list=allow_list)
+
+
+# Presidio and spaCy use one core; a batch of at least _PARALLEL_MIN texts is analysed by worker
+# processes forked from this one once the analyzer is built (they share its memory), in chunks of
+# _CHUNK texts. Each text is analysed on its own, so the workers change no finding (tested).
+_PARALLEL_MIN = 256
+_CHUNK = 64
+_pool: Any = None
+
+Finding = tuple[str, int, int, float]  # Presidio's entity type, start, end, score
+
+
+def _analyze_chunk(texts: list[str]) -> list[list[Finding]]:
+    return [[(r.entity_type, r.start, r.end, r.score) for r in found]
+            for found in _analyze(texts)]
+
+
+def redact_workers() -> int:
+    """Worker processes for Presidio's analysis: ``POSTTRAIN_REDACT_WORKERS``, else one per
+    core this process may use (at most 8); 1 analyses in this process. Forking is Linux only."""
+    configured = os.environ.get("POSTTRAIN_REDACT_WORKERS", "").strip()
+    if configured:
+        try:
+            return max(1, int(configured))
+        except ValueError:
+            raise ValueError(f"POSTTRAIN_REDACT_WORKERS must be a number; got {configured!r}"
+                             ) from None
+    if not sys.platform.startswith("linux"):
+        return 1
+    return min(8, len(os.sched_getaffinity(0)))
+
+
+def _findings(texts: list[str]) -> list[list[Finding]]:
+    global _pool
+    workers = redact_workers()
+    if workers < 2 or len(texts) < _PARALLEL_MIN:
+        return _analyze_chunk(texts)
+    _engine()  # built before the fork: the workers inherit it
+    if _pool is None or _pool._max_workers != workers:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        if _pool is not None:
+            _pool.shutdown()
+        _pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    chunks = [texts[i:i + _CHUNK] for i in range(0, len(texts), _CHUNK)]
+    return [found for part in _pool.map(_analyze_chunk, chunks) for found in part]
+
+
 def _presidio_spans(texts: list[str], names: bool) -> list[list[Span]]:
     """Presidio's findings as spans. A name that spaCy guessed (no cue) is read as a place
     when it carries digits ("macOS 14.2"), when a place noun follows ("the Austin location"),
     when it is coordinated with a place ("Phoenix and Austin"), or when the same words are a
     place elsewhere in the text."""
     out: list[list[Span]] = []
-    results = _engine().batch.analyze_iterator(texts, language="en", batch_size=64,
-                                               allow_list=list(_NOT_PEOPLE))
-    for text, found in zip(texts, results, strict=True):
+    for text, found in zip(texts, _findings(texts), strict=True):
         spans = []
-        for result in found:
-            kind = ("place" if result.entity_type == "LOCATION" else
-                    _ENTITY_KIND.get(result.entity_type))
+        for entity, start, end, score in found:
+            kind = "place" if entity == "LOCATION" else _ENTITY_KIND.get(entity)
             if kind is None:
                 continue
-            cue = result.entity_type == "NAME_CUE"
+            cue = entity == "NAME_CUE"
             if kind == "name" and not cue:
-                if any(c.isdigit() for c in text[result.start:result.end]):
+                if any(c.isdigit() for c in text[start:end]):
                     continue
-                if _PLACE_AFTER.match(text, result.end):
+                if _PLACE_AFTER.match(text, end):
                     kind = "place"
-            span = Span(result.start, result.end, kind, result.score, cue=cue)
+            span = Span(start, end, kind, score, cue=cue)
             if not _vetoed(text, span):
                 spans.append(span)
         places = [s for s in spans if s.kind == "place"]
