@@ -102,7 +102,8 @@ def apply(store: Store, run: RunInfo, patch: Patch, stamp_after: str, graders: s
                      "passed, answered, text_key FROM f", (*params, run.id))
         fill_cells(conn, run, KEPT, items=_ITEMS)
         packed = dict(patch.packed)
-        _patch_columns(conn, run, patch, packed)
+        cells = _cells(conn, run)
+        _patch_columns(run, patch, packed, cells)
         totals, _ = component_totals(conn, run, patch.position_of, len(patch.position_of),
                                      _ITEMS, present=graders)
         counts = orjson.loads(packed["components"])
@@ -110,7 +111,7 @@ def apply(store: Store, run: RunInfo, patch: Patch, stamp_after: str, graders: s
             return False
         for name, change in count_changes.items():
             counts[name] += change
-        _patch_components(conn, run, patch, packed, totals)
+        _patch_components(run, patch, packed, totals, cells)
         packed["components"] = orjson.dumps(counts)
         figures = orjson.loads(packed["answers"])
         figures.update(graded_figures(conn, run, KEPT))
@@ -131,14 +132,14 @@ def _cells(conn: sqlite3.Connection, run: RunInfo) -> list[tuple[Any, ...]]:
         f"WHERE run_id = ? AND item_id IN (SELECT item_id FROM {_ITEMS})", (run.id,)).fetchall()
 
 
-def _patch_columns(conn: sqlite3.Connection, run: RunInfo, patch: Patch,
-                   packed: dict[str, bytes]) -> None:
-    """``score``, ``scored_only`` and ``pass_rate`` of the changed items, as ``_pack`` computes
-    them."""
+def _patch_columns(run: RunInfo, patch: Patch, packed: dict[str, bytes],
+                   cells: list[tuple[Any, ...]]) -> None:
+    """``score``, ``scored_only`` and ``pass_rate`` of the changed items (``cells``: their
+    ``item_cells``), as ``_pack`` computes them."""
     epochs = max(1, run.epochs)
     score, scored_only, pass_rate = (unpack("d", packed[name])
                                      for name in ("score", "scored_only", "pass_rate"))
-    for item_id, answers, scored, passes, total, headline in _cells(conn, run):
+    for item_id, answers, scored, passes, total, headline in cells:
         where = patch.position_of.get(item_id)
         if where is None:
             continue
@@ -149,13 +150,13 @@ def _patch_columns(conn: sqlite3.Connection, run: RunInfo, patch: Patch,
         _bytes(score), _bytes(scored_only), _bytes(pass_rate))
 
 
-def _patch_components(conn: sqlite3.Connection, run: RunInfo, patch: Patch,
-                      packed: dict[str, bytes], totals: dict[str, array[Any]]) -> None:
+def _patch_components(run: RunInfo, patch: Patch, packed: dict[str, bytes],
+                      totals: dict[str, array[Any]], cells: list[tuple[Any, ...]]) -> None:
     """Each component's value of the changed items: their summed value over
     ``max(epochs, answers)``, as ``_pack_components`` divides it."""
     epochs = max(1, run.epochs)
     denominators = {patch.position_of[item_id]: max(epochs, answers)
-                    for item_id, answers, *_ in _cells(conn, run)
+                    for item_id, answers, *_ in cells
                     if item_id in patch.position_of}
     for name, column in totals.items():
         values = unpack("d", packed[f"component:{name}"])
