@@ -171,3 +171,100 @@ def test_bulk_regrade_writes_only_grades_that_changed(tmp_path):
         assert sqlite3.connect(db).execute(  # the revision triggers are back
             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'scores'"
         ).fetchone()[0] == 3
+
+
+DETERMINISTIC = STRING.split("  - {type: text_similarity")[0]  # string_check only
+
+
+def _regrade_both(tmp_path, monkeypatch, items, names, graders, edit=None):
+    """The same store regraded by the bulk path and answer by answer; returns the fast store's
+    path and run id after asserting both stored the same."""
+    eval_path = _write_eval(tmp_path / "ev", items, graders)
+    fast_db, slow_db = tmp_path / "fast.db", tmp_path / "slow.db"
+    run_id = _store(fast_db, eval_path, items, names)
+    shutil.copyfile(fast_db, slow_db)
+    if edit is not None:
+        _write_eval(tmp_path / "ev", items, edit)
+    with Store(fast_db) as store:
+        count = regrade_run(store, run_id)
+        fast_summary = stored_summary(store, store.get_run(run_id))
+        _kept_equals_full_build(store, run_id)
+    with monkeypatch.context() as slow:
+        slow.setattr("posttrain.runner.regrade.in_process", lambda graders: False)
+        with Store(slow_db) as store:
+            assert regrade_run(store, run_id) == count
+            slow_summary = stored_summary(store, store.get_run(run_id))
+    assert _dump(fast_db, run_id) == _dump(slow_db, run_id)
+    assert fast_summary == slow_summary
+    return fast_db, run_id
+
+
+@pytest.mark.parametrize("helper_fails", [False, True], ids=["helper", "helper-fails"])
+def test_a_second_process_grades_the_same(tmp_path, monkeypatch, helper_fails):
+    """Deterministic graders on many answers: a forked helper grades the tail; when it fails,
+    this process grades those answers itself. Either way the same grades as answer by
+    answer."""
+    from posttrain.runner import regrade_split
+
+    if not regrade_split.usable([], 10**9):
+        pytest.skip("no fork or one core")
+    monkeypatch.setattr(regrade_split, "MIN_ANSWERS", 1)
+    monkeypatch.setattr(regrade_split, "HELPER_SHARE", 0.6)
+    results: list[bool] = []
+    original = regrade_split.Helper.results
+
+    def spy(self):
+        out = original(self)
+        results.append(out is not None)
+        return out
+
+    monkeypatch.setattr(regrade_split.Helper, "results", spy)
+    if helper_fails:  # the helper dies before it hands its grades back
+        monkeypatch.setattr(regrade_split.pickle, "dump",
+                            lambda *args, **kwargs: (_ for _ in ()).throw(OSError("disk")))
+    _regrade_both(tmp_path, monkeypatch, _items(30), ["exact", "loose"], DETERMINISTIC)
+    assert results == [not helper_fails]
+
+
+@pytest.mark.parametrize("change", ["grader-dropped", "grader-added"])
+def test_kept_facts_follow_a_changed_grader_list(tmp_path, monkeypatch, change):
+    """A regrade that removes a grader's grades, or adds a grader's: the kept facts equal a
+    full build (the graders named before and after, and each component's grade count, come
+    from what the regrade read and wrote)."""
+    names = ["exact", "loose", "close"] if change == "grader-dropped" else ["exact", "loose"]
+    graders = STRING if change == "grader-dropped" else DETERMINISTIC
+    edit = DETERMINISTIC if change == "grader-dropped" else STRING
+    db, run_id = _regrade_both(tmp_path, monkeypatch, _items(24), names, graders, edit)
+    with Store(db) as store:
+        present = {r[0] for r in store.conn.execute(
+            "SELECT DISTINCT grader FROM scores WHERE run_id = ?", (run_id,))}
+    assert present == ({"exact", "loose"} if change == "grader-dropped"
+                       else {"exact", "loose", "close"})
+
+
+def test_component_counts_move_with_the_scored_grades(tmp_path, monkeypatch):
+    """A grader edited so that it no longer scores (its reference names a field the items
+    lack): the kept facts are patched, each component's count moved by the scored grades
+    only (not by every grade), and equal a full build."""
+    items = _items(24)
+    items[0].data["extra"] = "Answer 0"  # the only item with the field
+    db, run_id = _regrade_both(tmp_path, monkeypatch, items, ["exact", "loose", "close"],
+                               STRING)
+    applied: list[bool] = []
+    original = facts_patch.apply
+
+    def spy(*args, **kwargs):
+        applied.append(original(*args, **kwargs))
+        return applied[-1]
+
+    monkeypatch.setattr(facts_patch, "apply", spy)
+    _write_eval(tmp_path / "ev", items, STRING.replace(
+        'reference: "{{item.answer}}", operation: eq', 'reference: "{{item.extra}}", '
+        "operation: eq"))
+    with Store(db) as store:
+        regrade_run(store, run_id)
+        _kept_equals_full_build(store, run_id)
+        statuses = {r[0] for r in store.conn.execute(
+            "SELECT status FROM scores WHERE run_id = ? AND grader = 'exact' "
+            "AND item_id != 'q000'", (run_id,))}
+    assert applied == [True] and "scored" not in statuses

@@ -330,15 +330,17 @@ def _pack_components(conn: sqlite3.Connection, run: RunInfo, packed: dict[str, b
 
 
 def component_totals(conn: sqlite3.Connection, run: RunInfo, position_of: dict[str, int],
-                     size: int, items: str | None = None
+                     size: int, items: str | None = None, present: set[str] | None = None
                      ) -> tuple[dict[str, array[Any]], dict[str, int]]:
     """Per component, each item's summed value (NaN: none, for a component an item need not
     have) and the grades it counts (``_pack_components``). ``items``: a table of item ids:
-    only those items' values and grades (the others keep their initial value)."""
+    only those items' values and grades (the others keep their initial value). ``present``:
+    the graders the run's grades name, when the caller knows them (else read)."""
     only = f" AND item_id IN (SELECT item_id FROM {items})" if items else ""
     names = run.config.get("grader_names")
-    present = {r[0] for r in conn.execute("SELECT DISTINCT grader FROM scores WHERE run_id = ?",
-                                          (run.id,))}
+    if present is None:
+        present = {r[0] for r in conn.execute(
+            "SELECT DISTINCT grader FROM scores WHERE run_id = ?", (run.id,))}
     # the graders every answer should have: those recorded with the run, else those it has
     expected = {str(n) for n in names} if isinstance(names, list) else present
     graders = sorted(expected | present)

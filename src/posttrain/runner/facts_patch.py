@@ -9,8 +9,11 @@ nothing and the next reader builds the facts in full: the kept facts were stale 
 regrade, the set of graders changed, or a grader reports sub-scores (their components' order is
 that of their first occurrence in the run).
 
-Used inside ``Store.bulk_grades``: :func:`prepare` before the grades are written (it reads the
-changed items' old component contributions), :func:`apply` after.
+Used inside ``Store.bulk_grades``: :func:`prepare` before the grades are written, :func:`apply`
+after. The caller (``posttrain.runner.regrade_fast``, which has read every grade of the run and
+knows what it writes) says which graders the run's grades name before and after, and how many
+grades of each grader the write adds or removes: the components' grade counts are moved by
+those changes instead of being counted again in SQL.
 """
 
 from __future__ import annotations
@@ -47,18 +50,13 @@ class Patch:
     packed: dict[str, bytes]
     position_of: dict[str, int]
     graders: set[str]
-    counts_before: dict[str, int]
-
-
-def _graders(conn: sqlite3.Connection, run_id: str) -> set[str]:
-    return {r[0] for r in conn.execute("SELECT DISTINCT grader FROM scores WHERE run_id = ?",
-                                       (run_id,))}
 
 
 def prepare(store: Store, run: RunInfo, stamp_before: str,
-            keys: Sequence[tuple[str, int]]) -> Patch | None:
-    """Before the grades of ``keys`` (item, epoch) change: None when the run's kept facts are
-    not those of ``stamp_before`` (the run as it was), or it has sub-score components."""
+            keys: Sequence[tuple[str, int]], graders: set[str]) -> Patch | None:
+    """Before the grades of ``keys`` (item, epoch) change (``graders``: those the run's grades
+    name now): None when the run's kept facts are not those of ``stamp_before`` (the run as it
+    was), it has sub-score components, or a key's item is not one of the run's items."""
     conn = store.conn
     if run.status != "finished":
         return None
@@ -69,10 +67,13 @@ def prepare(store: Store, run: RunInfo, stamp_before: str,
         return None
     if packed.get("stamp") != f"{_KIND}:{stamp_before}".encode() or "ids" not in packed:
         return None
-    graders = _graders(conn, run.id)
     counts = orjson.loads(packed["components"])
     if set(counts) - graders - {str(n) for n in run.config.get("grader_names") or []}:
         return None  # sub-score components: built in full
+    ids = orjson.loads(packed["ids"])
+    position_of = {item_id: k for k, item_id in enumerate(ids)}
+    if any(item_id not in position_of for item_id, _epoch in keys):
+        return None
     conn.execute(f"DROP TABLE IF EXISTS {_KEYS}")
     conn.execute(f"DROP TABLE IF EXISTS {_ITEMS}")
     conn.execute(f"CREATE TABLE {_KEYS} (item_id TEXT NOT NULL, epoch INTEGER NOT NULL, "
@@ -80,19 +81,19 @@ def prepare(store: Store, run: RunInfo, stamp_before: str,
     conn.execute(f"CREATE TABLE {_ITEMS} (item_id TEXT PRIMARY KEY) WITHOUT ROWID")
     conn.executemany(f"INSERT OR IGNORE INTO {_KEYS} VALUES (?, ?)", keys)
     conn.execute(f"INSERT INTO {_ITEMS} SELECT DISTINCT item_id FROM {_KEYS}")
-    ids = orjson.loads(packed["ids"])
-    position_of = {item_id: k for k, item_id in enumerate(ids)}
-    _, before = component_totals(conn, run, position_of, len(ids), _ITEMS)
-    return Patch(packed, position_of, graders, before)
+    return Patch(packed, position_of, set(graders))
 
 
-def apply(store: Store, run: RunInfo, patch: Patch, stamp_after: str) -> bool:
-    """After the grades changed: the changed answers' facts and their items' cells written
-    again, the packed columns patched and kept under ``stamp_after``. False (nothing kept)
-    when the patch would not give what a full build gives."""
+def apply(store: Store, run: RunInfo, patch: Patch, stamp_after: str, graders: set[str],
+          count_changes: dict[str, int]) -> bool:
+    """After the grades changed (``graders``: those the run's grades name now;
+    ``count_changes``: per grader, the grades added less those removed): the changed answers'
+    facts and their items' cells written again, the packed columns patched and kept under
+    ``stamp_after``. False (nothing kept) when the patch would not give what a full build
+    gives."""
     conn = store.conn
     try:
-        if _graders(conn, run.id) != patch.graders:
+        if graders != patch.graders:
             return False
         register(conn)
         sql, params = sample_sql(run, "f", keys=_KEYS)
@@ -101,15 +102,16 @@ def apply(store: Store, run: RunInfo, patch: Patch, stamp_after: str) -> bool:
                      "passed, answered, text_key FROM f", (*params, run.id))
         fill_cells(conn, run, KEPT, items=_ITEMS)
         packed = dict(patch.packed)
-        _patch_columns(conn, run, patch, packed)
-        totals, after = component_totals(conn, run, patch.position_of, len(patch.position_of),
-                                         _ITEMS)
+        cells = _cells(conn, run)
+        _patch_columns(run, patch, packed, cells)
+        totals, _ = component_totals(conn, run, patch.position_of, len(patch.position_of),
+                                     _ITEMS, present=graders)
         counts = orjson.loads(packed["components"])
-        if set(totals) != set(counts):
+        if set(totals) != set(counts) or not set(count_changes) <= set(counts):
             return False
-        for name in counts:
-            counts[name] += after.get(name, 0) - patch.counts_before.get(name, 0)
-        _patch_components(conn, run, patch, packed, totals)
+        for name, change in count_changes.items():
+            counts[name] += change
+        _patch_components(run, patch, packed, totals, cells)
         packed["components"] = orjson.dumps(counts)
         figures = orjson.loads(packed["answers"])
         figures.update(graded_figures(conn, run, KEPT))
@@ -130,14 +132,14 @@ def _cells(conn: sqlite3.Connection, run: RunInfo) -> list[tuple[Any, ...]]:
         f"WHERE run_id = ? AND item_id IN (SELECT item_id FROM {_ITEMS})", (run.id,)).fetchall()
 
 
-def _patch_columns(conn: sqlite3.Connection, run: RunInfo, patch: Patch,
-                   packed: dict[str, bytes]) -> None:
-    """``score``, ``scored_only`` and ``pass_rate`` of the changed items, as ``_pack`` computes
-    them."""
+def _patch_columns(run: RunInfo, patch: Patch, packed: dict[str, bytes],
+                   cells: list[tuple[Any, ...]]) -> None:
+    """``score``, ``scored_only`` and ``pass_rate`` of the changed items (``cells``: their
+    ``item_cells``), as ``_pack`` computes them."""
     epochs = max(1, run.epochs)
     score, scored_only, pass_rate = (unpack("d", packed[name])
                                      for name in ("score", "scored_only", "pass_rate"))
-    for item_id, answers, scored, passes, total, headline in _cells(conn, run):
+    for item_id, answers, scored, passes, total, headline in cells:
         where = patch.position_of.get(item_id)
         if where is None:
             continue
@@ -148,13 +150,13 @@ def _patch_columns(conn: sqlite3.Connection, run: RunInfo, patch: Patch,
         _bytes(score), _bytes(scored_only), _bytes(pass_rate))
 
 
-def _patch_components(conn: sqlite3.Connection, run: RunInfo, patch: Patch,
-                      packed: dict[str, bytes], totals: dict[str, array[Any]]) -> None:
+def _patch_components(run: RunInfo, patch: Patch, packed: dict[str, bytes],
+                      totals: dict[str, array[Any]], cells: list[tuple[Any, ...]]) -> None:
     """Each component's value of the changed items: their summed value over
     ``max(epochs, answers)``, as ``_pack_components`` divides it."""
     epochs = max(1, run.epochs)
     denominators = {patch.position_of[item_id]: max(epochs, answers)
-                    for item_id, answers, *_ in _cells(conn, run)
+                    for item_id, answers, *_ in cells
                     if item_id in patch.position_of}
     for name, column in totals.items():
         values = unpack("d", packed[f"component:{name}"])

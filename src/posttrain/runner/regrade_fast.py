@@ -19,14 +19,17 @@ larger steps:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from itertools import chain
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from posttrain.eval import Eval
 from posttrain.graders.base import Grader
+from posttrain.runner import regrade_split
 from posttrain.runner.executor import grade_sync
 from posttrain.runner.progress import Counters
 from posttrain.runner.store import RunInfo, Store
@@ -49,9 +52,19 @@ def in_process(graders: Sequence[Grader]) -> bool:
 
 
 def _row(score: Score) -> Row:
+    sub_scores = score.sub_scores
     return (score.name, score.value, None if score.passed is None else int(score.passed),
-            score.status, score.explanation, orjson.dumps(score.sub_scores).decode(),
+            score.status, score.explanation,
+            "{}" if type(sub_scores) is dict and not sub_scores else
+            orjson.dumps(sub_scores).decode(),
             score.cost_usd, score.requests, score.confinement, score.retries)
+
+
+def _scored(rows: list[Row]) -> Iterator[str]:
+    """The graders of ``rows`` that scored (a value, not NaN, which the store keeps as NULL):
+    the grades a component counts."""
+    return (row[0] for row in rows if row[3] == "scored" and row[1] is not None
+            and row[1] == row[1])
 
 
 def _differs(text: str | None, value: Any) -> bool:
@@ -70,8 +83,6 @@ def _differs(text: str | None, value: Any) -> bool:
 def regrade(store: Store, run: RunInfo, eval: Eval, variant: str,
             item_ids: set[str] | None, counters: Counters) -> int:
     """Grade the run's answers again (``item_ids``: only those items'); returns how many."""
-    from posttrain.runner import facts_patch
-
     conn = store.conn
     cursor = conn.cursor()
     cursor.row_factory = None
@@ -81,14 +92,28 @@ def regrade(store: Store, run: RunInfo, eval: Eval, variant: str,
         "AND completion IS NOT NULL AND completion != '' ORDER BY item_id, epoch", (run.id,))
         if item_id in items and (item_ids is None or item_id in item_ids)]
     counters.total = len(answers)
+    grade = _grader(eval, variant, items)
+    helper = None
+    if regrade_split.usable(eval.graders, len(answers)):  # the tail graded meanwhile
+        helper = regrade_split.Helper(
+            grade, answers, len(answers) - int(len(answers) * regrade_split.HELPER_SHARE))
+    try:
+        return _regrade(store, run, eval, items, answers, grade, helper, counters)
+    finally:
+        if helper is not None:
+            helper.close()
+
+
+def _regrade(store: Store, run: RunInfo, eval: Eval, items: dict[str, Item],
+             answers: list[tuple[str, int, str]],
+             grade: Callable[[tuple[str, int, str]], list[Row]],
+             helper: regrade_split.Helper | None, counters: Counters) -> int:
+    from posttrain.runner import facts_patch
+
+    cursor = store.conn.cursor()
+    cursor.row_factory = None
     changed_items, refresh = _item_changes(cursor, run.id, items, answers)
-    new = _grade(eval, variant, items, answers, counters)
-    old: dict[tuple[str, int], list[Row]] = {}
-    for item_id, epoch, *row in cursor.execute(
-            "SELECT item_id, epoch, grader, value, passed, status, explanation, sub_scores, "
-            "cost_usd, requests, confinement, retries FROM scores WHERE run_id = ? "
-            "ORDER BY item_id, epoch, grader", (run.id,)):
-        old.setdefault((item_id, epoch), []).append(tuple(row))
+    old = _stored_grades(cursor, run.id)
     names = [grader.name for grader in eval.graders]
     # the grades an answer keeps, by grader name (a repeated name: the last, as INSERT OR
     # REPLACE keeps it), in the order the store reads them back
@@ -98,19 +123,34 @@ def regrade(store: Store, run: RunInfo, eval: Eval, variant: str,
     writes: list[Row] = []
     removals: list[Row] = []
     moved: list[tuple[str, int]] = []
-    for (item_id, epoch, _completion), rows in zip(answers, new, strict=True):
-        before = old.get((item_id, epoch), [])
+    # per grader, the scored grades the write adds less those it removes (they change only
+    # where an answer's facts do)
+    count_changes: Counter[str] = Counter()
+    row_changes: Counter[str] = Counter()  # and every grade (the graders the run names)
+    no_grades: list[Row] = []
+    for item_id, epoch, rows in _graded(answers, grade, helper, counters):
+        before = old.get((item_id, epoch), no_grades)
         after = [rows[k] for k in picks]
         if before == after:
             continue
         if list(map(_FACTS, before)) != list(map(_FACTS, after)):
             moved.append((item_id, epoch))
+            count_changes.update(_scored(after))
+            count_changes.subtract(_scored(before))
+            row_changes.update(row[0] for row in after)
+            row_changes.subtract(row[0] for row in before)
         had = {row[0]: row for row in before}
         writes.extend((run.id, item_id, epoch, *row) for row in after if had.get(row[0]) != row)
         removals.extend((run.id, item_id, epoch, name) for name in had if name not in kept_names)
     keys = [(item_id, epoch, int(item_id in changed_items))
             for item_id, epoch, _completion in answers]
-    _write(store, run, keys, writes, removals, moved, refresh, facts_patch)
+    # the graders the run's grades name before the write and after it (every grade of the run
+    # is in ``old``)
+    graders_before = Counter(map(itemgetter(0), chain.from_iterable(old.values())))
+    graders_after = graders_before + row_changes  # keeps only positive counts
+    counts = Changes({name: n for name, n in count_changes.items() if n}, set(graders_before),
+                     set(graders_after))
+    _write(store, run, keys, writes, removals, moved, refresh, facts_patch, counts)
     return len(answers)
 
 
@@ -133,20 +173,63 @@ def _item_changes(cursor: Any, run_id: str, items: dict[str, Item],
     return changed, refresh
 
 
-def _grade(eval: Eval, variant: str, items: dict[str, Item],
-           answers: list[tuple[str, int, str]], counters: Counters) -> list[list[Row]]:
+def _stored_grades(cursor: Any, run_id: str) -> dict[tuple[str, int], list[Row]]:
+    """The run's stored grades by answer (item, epoch), each as a :data:`Row`, in the order
+    the store reads them back (by grader)."""
+    old: dict[tuple[str, int], list[Row]] = {}
+    for row in cursor.execute(
+            "SELECT item_id, epoch, grader, value, passed, status, explanation, sub_scores, "
+            "cost_usd, requests, confinement, retries FROM scores WHERE run_id = ? "
+            "ORDER BY item_id, epoch, grader", (run_id,)).fetchall():
+        key = row[:2]
+        rows = old.get(key)
+        if rows is None:
+            old[key] = [row[2:]]
+        else:
+            rows.append(row[2:])
+    return old
+
+
+def _grader(eval: Eval, variant: str, items: dict[str, Item]
+            ) -> Callable[[tuple[str, int, str]], list[Row]]:
+    """An answer's (item, epoch, completion) new grades, as rows in the graders' order."""
     graders = eval.graders
     needs_request = eval.response_format is not None
-    out = []
-    for item_id, _epoch, completion in answers:
-        item = items[item_id]
+    sample_of = eval.sample_of
+    from_record = Completion.from_record
+    loads = orjson.loads
+
+    def grade(answer: tuple[str, int, str]) -> list[Row]:
+        item = items[answer[0]]
         request = eval.request_for(item, variant) if needs_request else None
-        sample = eval.sample_of(Completion.from_record(orjson.loads(completion)), request)
-        scores = grade_sync(graders, sample, item.data)
-        out.append([_row(score) for score in scores])
+        sample = sample_of(from_record(loads(answer[2])), request)
+        return [_row(score) for score in grade_sync(graders, sample, item.data)]
+
+    return grade
+
+
+def _graded(answers: list[tuple[str, int, str]],
+            grade: Callable[[tuple[str, int, str]], list[Row]],
+            helper: regrade_split.Helper | None, counters: Counters
+            ) -> Iterator[tuple[str, int, list[Row]]]:
+    """Each answer's new grades (item, epoch, rows), in order: graded here, or the helper's
+    for the answers from its start (graded here when it failed)."""
+    end = len(answers) if helper is None else helper.start
+    tail = None if helper is None else helper.results
+    for index, answer in enumerate(answers):
+        if index == end and tail is not None:
+            shares = tail()
+            tail = None
+            if shares is not None and len(shares) == len(answers) - end:
+                for answer_, rows in zip(answers[end:], shares, strict=True):
+                    counters.done += 1
+                    counters.grades += len(rows)
+                    yield answer_[0], answer_[1], rows
+                return
+        rows = grade(answer)
         counters.done += 1
-        counters.grades += len(scores)
-    return out
+        counters.grades += len(rows)
+        yield answer[0], answer[1], rows
 
 
 _INSERT_SCORE = ("INSERT OR REPLACE INTO scores (run_id, item_id, epoch, grader, value, passed, "
@@ -154,9 +237,18 @@ _INSERT_SCORE = ("INSERT OR REPLACE INTO scores (run_id, item_id, epoch, grader,
                  "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
 
 
+class Changes(NamedTuple):
+    """What a regrade's write does to the run's grader names: per grader, the grades added
+    less those removed; the graders named before and after."""
+
+    counts: dict[str, int]
+    before: set[str]
+    after: set[str]
+
+
 def _write(store: Store, run: RunInfo, keys: list[tuple[str, int, int]], writes: list[Row],
            removals: list[Row], moved: list[tuple[str, int]], refresh: list[Item],
-           facts_patch: Any) -> None:
+           facts_patch: Any, changes: Changes) -> None:
     """Everything in one transaction: the old grades of every regraded answer (``keys``: item,
     epoch, whether its item changed) to the history, the changed grades written, the refreshed
     items, and the kept facts patched (when nothing but grades changed)."""
@@ -170,7 +262,8 @@ def _write(store: Store, run: RunInfo, keys: list[tuple[str, int, int]], writes:
         current = store.get_run(run.id)
         stamp = store.run_stamp(current)
         before = f"{revision}:{stamp.split(':', 1)[1]}"
-        patch = None if refresh else facts_patch.prepare(store, current, before, moved)
+        patch = None if refresh else facts_patch.prepare(store, current, before, moved,
+                                                         changes.before)
         conn.execute("DROP TABLE IF EXISTS temp.regraded")
         conn.execute("CREATE TABLE temp.regraded (item_id TEXT NOT NULL, epoch INTEGER NOT NULL, "
                      "changed INTEGER NOT NULL, PRIMARY KEY (item_id, epoch)) WITHOUT ROWID")
@@ -190,6 +283,7 @@ def _write(store: Store, run: RunInfo, keys: list[tuple[str, int, int]], writes:
             [(orjson.dumps(item.data, default=str).decode(), orjson.dumps(item.tags).decode(),
               run.id, item.id) for item in refresh])
         if patch is not None:
-            patched = facts_patch.apply(store, current, patch, store.run_stamp(current))
+            patched = facts_patch.apply(store, current, patch, store.run_stamp(current),
+                                        changes.after, changes.counts)
     if not patched and current.status == "finished":
         build(store, run.id)
