@@ -270,10 +270,11 @@ def _wait_for_step(store: Path, proc: subprocess.Popen[str], seconds: float = 30
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGKILL"])
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGTERM in background", "SIGKILL"])
 def test_stopping_a_training_run(tiny: tuple[Any, Any, Path], tmp_path: Path, how: str) -> None:
     """Ctrl-C or SIGTERM after a step: the policy so far is saved and marked interrupted, one
-    line, exit 130, the job `interrupted`; SIGKILL: the job reads `died`."""
+    line, exit 130, the job `interrupted` (SIGTERM too where SIGINT is ignored, as in a script's
+    background job); SIGKILL: the job reads `died`."""
     from posttrain.runner import train_jobs
     from posttrain.runner.store import Store
 
@@ -285,10 +286,12 @@ def test_stopping_a_training_run(tiny: tuple[Any, Any, Path], tmp_path: Path, ho
          f"hf:{folder}", "-o", str(out), "--store", str(store), "--steps", "500",
          "--heldout", "6", "--validation", "4", "--eval-every", "1", "--group-size", "2",
          "--prompts-per-step", "2", "--max-tokens", "12", "--episode-tokens", "32"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        if how.endswith("background") else None)
     try:
         _wait_for_step(store, proc)
-        proc.send_signal(getattr(signal, how))
+        proc.send_signal(getattr(signal, how.split()[0]))
         _, stderr = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
@@ -300,6 +303,7 @@ def test_stopping_a_training_run(tiny: tuple[Any, Any, Path], tmp_path: Path, ho
         return
     assert proc.returncode == 130, stderr[-3000:]
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    assert "never retrieved" not in stderr
     assert re.search(rf"interrupted after \d+ of 500 GRPO steps: .* is saved in {out} ",
                      stderr), stderr[-2000:]
     meta = json.loads((out / "posttrain_train.json").read_text())
@@ -309,3 +313,68 @@ def test_stopping_a_training_run(tiny: tuple[Any, Any, Path], tmp_path: Path, ho
     with Store(store) as db:
         result = train_jobs.get_job(db, job["id"])["result"]  # type: ignore[index]
     assert result["saved"] == str(out) and result["steps"] == meta["steps"]
+
+
+@pytest.mark.slow
+def test_held_out_samples_not_scored_are_counted_in_the_report(tiny: tuple[Any, Any, Path],
+                                                              tmp_path: Path) -> None:
+    """A score grader whose reference is missing for every 4th item: those held-out grades are
+    unscored, counted 0 in both means, and the report says how many (it said nothing)."""
+    from posttrain.eval import load_eval
+    from posttrain.train.loop import rft_with_report
+    from posttrain.train.rft import RFTConfig
+
+    _, _, folder = tiny
+    data = [{**row, **({"flag": "true"} if index % 4 else {})}
+            for index, row in enumerate(rows(40), start=1)]
+    spec = eval_spec(data)
+    spec["graders"][0]["reference"] = "{{item.flag}}"
+    ev = load_eval(_write(tmp_path, spec))
+    config = RFTConfig(steps=2, num_generations=2, prompts_per_step=2, heldout=12,
+                       validation=0, max_completion_length=12, episode_tokens=32)
+    report = rft_with_report(f"hf:{folder}", ev, tmp_path / "o", config, quiet=True,
+                             store=tmp_path / "s.db")
+    missing = report["baseline"]["not_scored"]
+    assert missing > 0 and report["after"]["not_scored"] == missing
+    assert f"not scored on held-out (a grader's problem; counted 0 in both means): before " \
+           f"{missing} of 12 items, after {missing}" in report["text"]
+
+
+@pytest.mark.parametrize(("flags", "field"), [
+    (["--group-size", "1"], "--group-size"), (["--group-size", "0"], "--group-size"),
+    (["--eval-every", "0"], "--eval-every"), (["--prompts-per-step", "0"], "--prompts-per-step"),
+    (["--episode-tokens", "0"], "--episode-tokens"), (["--episode-tokens", "-5"],
+                                                       "--episode-tokens"),
+    (["--max-tokens", "0"], "--max-tokens"), (["--temperature", "0"], "--temperature"),
+    (["--temperature", "-1"], "--temperature"), (["--kl", "-1"], "--kl"),
+    (["--heldout", "0"], "--heldout"), (["--heldout", "2.5"], "--heldout"),
+    (["--validation", "-1"], "--validation"), (["--fault-rate", "0.5"], "--fault-rate"),
+])
+def test_grpo_settings_are_refused_before_anything_loads(tmp_path: Path, flags: list[str],
+                                                         field: str) -> None:
+    """Each was a traceback after the baseline (TRL's own checks) or taken silently (a negative
+    KL penalty, a sampling temperature of 0): now one line naming the flag, exit 2, before the
+    eval or the model is read (neither exists here)."""
+    out = _cli("train", "rft", "--eval", str(tmp_path / "missing.yaml"), "--model",
+               "hf:/nonexistent", "-o", str(tmp_path / "o"), *flags)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith(f"posttrain: error: {field}: "), out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_finished_model_is_not_overwritten_without_asking(tmp_path: Path) -> None:
+    out_dir = tmp_path / "o"
+    out_dir.mkdir()
+    (out_dir / "posttrain_train.json").write_text(json.dumps({"kind": "rft", "steps": 80}))
+    base = ["--eval", str(tmp_path / "missing.yaml"), "--model", "hf:/nonexistent", "-o",
+            str(out_dir)]
+    for kind in (["rft"], ["sft", "--data", str(tmp_path / "d.jsonl")]):
+        refused = _cli("train", *kind, *base[2:] if kind[0] == "sft" else base)
+        assert refused.returncode == 2 and "already holds a trained model" in refused.stderr
+        assert "--overwrite" in refused.stderr
+    # with --overwrite, or over an interrupted run's policy, the next check speaks instead
+    allowed = _cli("train", "rft", *base, "--overwrite")
+    assert allowed.returncode == 2 and "already holds" not in allowed.stderr
+    (out_dir / "posttrain_train.json").write_text(json.dumps({"interrupted": True}))
+    allowed = _cli("train", "rft", *base)
+    assert allowed.returncode == 2 and "already holds" not in allowed.stderr

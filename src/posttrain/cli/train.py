@@ -29,6 +29,8 @@ def _model_and_out(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lora", type=int, metavar="RANK", help="train a LoRA adapter of this rank "
                                                              "(merged into the saved model)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a trained model already in -o (refused otherwise)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--accelerate", metavar="CONFIG",
@@ -97,7 +99,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--faults", choices=["transient", "permanent", "mixed"],
                    help="multi-turn: inject the environment's tool failures into training "
                         "episodes (tool_use: transient ones to retry, permanent ones to report)")
-    p.add_argument("--fault-rate", type=float, default=0.5,
+    p.add_argument("--fault-rate", type=float,
                    help="with --faults: share of training items given a failure (default 0.5)")
     p.add_argument("--episode-tokens", type=int,
                    help="multi-turn: most tokens after the prompt in one episode (default 1024)")
@@ -169,6 +171,54 @@ def _check_numbers(args: argparse.Namespace) -> None:
             raise UserError(f"must be at least 1, got {value}", field=name)
     if args.lr is not None and not args.lr > 0:
         raise UserError(f"must be a positive learning rate, got {args.lr:g}", field="--lr")
+    if args.train_kind == "rft":
+        _check_rft_numbers(args)
+    _check_out(args.out, args.overwrite)
+
+
+def _check_rft_numbers(args: argparse.Namespace) -> None:
+    """GRPO's own settings, before any model is loaded or baseline paid for (TRL refused some
+    after the baseline with a traceback, and took others silently: a negative KL penalty)."""
+    least = {"--group-size": (args.group_size, 2, "GRPO compares at least 2 answers a prompt"),
+             "--prompts-per-step": (args.prompts_per_step, 1, ""),
+             "--eval-every": (args.eval_every, 1, ""),
+             "--max-tokens": (args.max_tokens, 1, ""),
+             "--episode-tokens": (args.episode_tokens, 1, "")}
+    for name, (value, low, why) in least.items():
+        if value is not None and value < low:
+            raise UserError(f"must be at least {low}, got {value}" + (f": {why}" if why else ""),
+                            field=name)
+    if not args.temperature > 0:
+        raise UserError(f"must be above 0, got {args.temperature:g}: GRPO learns from the "
+                        "differences between sampled answers", field="--temperature")
+    if not args.kl >= 0:
+        raise UserError(f"must be 0 or more, got {args.kl:g}", field="--kl")
+    for name, value in (("--heldout", args.heldout), ("--validation", args.validation)):
+        if not value >= 0 or (value >= 1 and value != int(value)):
+            raise UserError(f"a share below 1 or a whole count of items, got {value:g}",
+                            field=name)
+    if args.heldout == 0:
+        raise UserError("must hold out some items (the before/after comparison)",
+                        field="--heldout")
+    if args.fault_rate is not None and not args.faults:
+        raise UserError("needs --faults (which failures to inject)", field="--fault-rate")
+    if args.fault_rate is None:
+        args.fault_rate = 0.5
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """A folder that already holds a finished trained model is not replaced without
+    ``--overwrite`` (a policy saved by an interrupted run may be)."""
+    meta = out / "posttrain_train.json"
+    if overwrite or not meta.exists():
+        return
+    try:
+        interrupted = bool(json.loads(meta.read_text()).get("interrupted"))
+    except (OSError, ValueError):
+        interrupted = False
+    if not interrupted:
+        raise UserError(f"{out} already holds a trained model ({meta.name}): choose another "
+                        "folder or pass --overwrite", field="-o")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -205,6 +255,8 @@ def _sigterm_interrupts() -> Iterator[None]:
     import signal
 
     def interrupt(signum: int, frame: Any) -> None:
+        if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL):
+            raise KeyboardInterrupt  # SIGINT ignored (a script's background job): stop anyway
         signal.raise_signal(signal.SIGINT)  # whoever handles Ctrl-C now (asyncio's, Python's)
 
     try:

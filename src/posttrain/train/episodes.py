@@ -286,6 +286,14 @@ class _TokenSide:
                           ("stop" if self.ended else "length"))
 
 
+def _quiet_interrupts(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """An interrupt raised inside an episode's task (SIGTERM while SIGINT is ignored) is the
+    caller's to report, in one line: not "Task exception was never retrieved" and a traceback."""
+    if isinstance(context.get("exception"), KeyboardInterrupt):
+        return
+    loop.default_exception_handler(context)
+
+
 def play(model: Any, tokenizer: Any, eval_: Eval, jobs: list[tuple[Item, ChatRequest]],
          factory: Callable[[], Environment], *, temperature: float,
          turn_tokens: int = DEFAULT_TURN_TOKENS,
@@ -321,7 +329,9 @@ def play(model: Any, tokenizer: Any, eval_: Eval, jobs: list[tuple[Item, ChatReq
                                for position, (item, request) in enumerate(jobs)))
 
     started = time.perf_counter()
-    asyncio.run(all_of())
+    with asyncio.Runner() as runner:
+        runner.get_loop().set_exception_handler(_quiet_interrupts)
+        runner.run(all_of())
     seconds = time.perf_counter() - started
     ordered = [r for r in rollouts if r is not None]
     return ordered, {"episodes": len(jobs), "seconds": seconds,

@@ -44,33 +44,44 @@ def rft_with_report(model: str, eval_: Eval, out_dir: str | Path, config: RFTCon
     from posttrain.train.common import model_path
     from posttrain.train.evaluate import evaluate, evaluate_stored
 
-    def held_out(model_dir: str | Path) -> tuple[dict[str, float], dict[str, Any] | None]:
+    def held_out(model_dir: str | Path) -> tuple[dict[str, float], dict[str, Any] | None,
+                                                 int]:
+        """Per held-out item its score (a sample not scored counts 0, as in every headline),
+        the stored run (or None), and how many items had no scored grade."""
         if store is not None:
-            return evaluate_stored(model_dir, eval_, split.test, store)
+            scores, run = evaluate_stored(model_dir, eval_, split.test, store)
+            return scores, run, len(split.test) - run["scored_items"]
         from posttrain.train.episodes import environment_of
 
         if environment_of(eval_) is not None:  # whole episodes, in process
             from posttrain.train.episodes import evaluate_model_dir
 
-            scores = evaluate_model_dir(model_dir, eval_, split.test)
+            graded = evaluate_model_dir(model_dir, eval_, split.test)
         else:
-            scores = evaluate(model_dir, eval_, split.test)
-        return ({item.id: float(score.value) for item, score in zip(split.test, scores, strict=True)
-                 if score.status == "scored" and score.value is not None}, None)
+            graded = evaluate(model_dir, eval_, split.test)
+        scored = {item.id: float(score.value) for item, score in zip(split.test, graded,
+                                                                     strict=True)
+                  if score.status == "scored" and score.value is not None}
+        return ({item.id: scored.get(item.id, 0.0) for item in split.test}, None,
+                len(split.test) - len(scored))
 
     split = split or split_items(eval_.items, config.heldout, config.validation, config.seed)
     if not split.train or not split.test:
         from posttrain.errors import UserError
 
-        raise UserError(f"the eval has {len(eval_.items)} items: too few to hold some out "
-                        "(lower --heldout / --validation)", field="--heldout")
+        field = "--heldout" if not split.test or len(split.test) >= len(split.validation) \
+            else "--validation"
+        raise UserError(f"the eval has {len(eval_.items)} items: {len(split.test)} held out, "
+                        f"{len(split.validation)} for validation, {len(split.train)} left to "
+                        "train on (lower --heldout / --validation)"
+                        if split.test else "no item is held out (raise --heldout)", field=field)
     started = time.perf_counter()
     meta_file = Path(out_dir) / "posttrain_train.json"
     reusing = reuse and meta_file.exists() and not _interrupted(meta_file)
     if not reusing:
         _check_fits(model, eval_, config, split)
-    before_map, before_run = held_out(model_path(model))
-    if not (before_run["scored_items"] if before_run else before_map):
+    before_map, before_run, before_missing = held_out(model_path(model))
+    if before_missing == len(split.test):
         from posttrain.errors import UserError
 
         raise UserError(f"none of the {len(split.test)} held-out items got a scored grade of "
@@ -93,7 +104,7 @@ def rft_with_report(model: str, eval_: Eval, out_dir: str | Path, config: RFTCon
         else:
             result = train_rft(model, eval_, out_dir, split, config, quiet=quiet,
                                on_log=job.logger(None if quiet else print_progress))
-        after_map, after_run = held_out(out_dir)
+        after_map, after_run, after_missing = held_out(out_dir)
     except BaseException as exc:
         outcome: dict[str, Any] = {"error": f"{type(exc).__name__}: {exc}"}
         if isinstance(exc, TrainingInterrupted):
@@ -113,6 +124,9 @@ def rft_with_report(model: str, eval_: Eval, out_dir: str | Path, config: RFTCon
         f"  best checkpoint: step {result.best_step} (validation {result.best_validation})"
         if result.best_validation is not None else "  final checkpoint (no validation split)",
         f"  held-out before: {baseline:.3f}  after: {after:.3f}  (n={len(split.test)})",
+        *([f"  not scored on held-out (a grader's problem; counted 0 in both means): before "
+           f"{before_missing} of {len(split.test)} items, after {after_missing}"]
+          if before_missing or after_missing else []),
         f"  paired difference {paired.diff:+.3f} [95% CI {paired.ci_low:+.3f}, "
         f"{paired.ci_high:+.3f}], {paired.test} p = {paired.p_value:.3g}"
         if paired.diff is not None else "  paired comparison: no common scored items",
@@ -144,8 +158,10 @@ def rft_with_report(model: str, eval_: Eval, out_dir: str | Path, config: RFTCon
         "runs": [run["run_id"] for run in (before_run, after_run) if run and "run_id" in run],
         "train_seconds": result.seconds})
     return {
-        "kind": "rft", "job": job.id, "reused_checkpoint": result.reused, "baseline": {"score": baseline, "n": len(split.test)},
-        "after": {"score": after, "n": len(split.test)}, "p_value": paired.p_value,
+        "kind": "rft", "job": job.id, "reused_checkpoint": result.reused,
+        "baseline": {"score": baseline, "n": len(split.test), "not_scored": before_missing},
+        "after": {"score": after, "n": len(split.test), "not_scored": after_missing},
+        "p_value": paired.p_value,
         "paired": paired.to_dict(), "train_prompts": len(split.train),
         "validation_items": len(split.validation), "steps": result.steps,
         "best_step": result.best_step, "best_validation": result.best_validation,
