@@ -103,6 +103,30 @@ def test_failed_samples_are_fails_not_signal_or_dropped() -> None:
 def test_missing_epochs_count_as_fails() -> None:
     report = cusp_report(_results({"t": [[1, 1]]}, k=4))  # run stopped after 2 of 4 epochs
     assert _tag(report, "t")["pass_at_1"] == pytest.approx(0.5)
+    assert report["coverage"] == {"expected": 4, "scored": 2, "unscored": 0, "error": 0,
+                                  "missing": 2}
+
+
+def test_samples_not_scored_are_counted_and_warned() -> None:
+    """A grader's problem read as the model failing, silently (the red team's cusp ran at 50%
+    coverage and said nothing): the count and kinds are in the report and its warnings."""
+    results = _results({"t": [[None, 1, 0, 1], [1, 1, 1, 1]]}, k=4)
+    results.samples[-1] = SampleResult("t-1", 3, "unscored", None, None, "no reference", {},
+                                       {"text": "x"}, None, 1, 1, 1, 0.0, 0.1, False)
+    report = cusp_report(results)
+    assert report["coverage"] == {"expected": 8, "scored": 6, "unscored": 1, "error": 1,
+                                  "missing": 0}
+    assert any(w.startswith("2 of 8 samples are not scored (1 unscored, 1 error;")
+               for w in report["warnings"])
+    clean = cusp_report(_results({"t": [[1, 0, 1, 1]]}, k=4))
+    assert clean["warnings"] == [] and clean["coverage"]["scored"] == 4
+
+
+def test_grouping_by_a_field_no_item_has_is_refused() -> None:
+    from posttrain.errors import UserError
+
+    with pytest.raises(UserError, match="no item of the run has the field 'nosuch'"):
+        cusp_report(_results({"t": [[1, 0]]}, k=2), by="nosuch")
 
 
 def test_uncertain_when_the_interval_crosses_the_bar() -> None:

@@ -155,14 +155,40 @@ def cusp_report(results: RunResults, *, bar: float | None = None,
         comps.append(row)
     counts = {c: sum(1 for t in tags if t["tag"] != ALL_ITEMS and t["class"] == c)
               for c in CLASSES}
+    coverage = _coverage(results, by_item, k)
     warnings = []
+    not_scored = coverage["expected"] - coverage["scored"]
+    if not_scored:
+        parts = ", ".join(f"{coverage[key]} {key}" for key in ("unscored", "error", "missing")
+                          if coverage[key])
+        warnings.append(f"{not_scored} of {coverage['expected']} samples are not scored "
+                        f"({parts}; unscored: a grader could not grade; error: the request or a "
+                        f"grader failed): each counts as a fail "
+                        "with reward 0 here, so the calls understate the model where they are; "
+                        "see `posttrain report`")
     if temperature is not None and float(temperature) == 0.0:
         warnings.append("the run sampled at temperature 0: k answers of a deterministic model "
                         "are the same answer, so 'signal' is understated")
     return {"run": results.run.id, "eval": results.run.eval_name, "model": results.run.model,
             "variant": results.run.variant, "k": k, "bar": bar, "min_signal": min_signal,
             "component_pass": component_pass, "temperature": temperature,
-            "tags": tags, "components": comps, "counts": counts, "warnings": warnings}
+            "tags": tags, "components": comps, "counts": counts, "coverage": coverage,
+            "warnings": warnings}
+
+
+def _coverage(results: RunResults, by_item: dict[str, list[SampleResult]], k: int
+              ) -> dict[str, int]:
+    """Samples expected (items x k) and how many are scored, unscored, errors or missing."""
+    counts = {"expected": len(results.items) * k, "scored": 0, "unscored": 0, "error": 0,
+              "missing": 0}
+    for item in results.items:
+        samples = by_item.get(item.id, [])[:k]
+        for sample in samples:
+            status = "scored" if sample.status == "scored" and sample.value is not None else (
+                "unscored" if sample.status == "unscored" else "error")
+            counts[status] += 1
+        counts["missing"] += max(0, k - len(samples))
+    return counts
 
 
 # ---- after fine-tuning: the interview's rule of thumb ------------------------------------------

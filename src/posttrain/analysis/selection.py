@@ -216,6 +216,8 @@ def item_groups(results: Sequence[RunResults | Any], by: str | None = None
                     if item_id not in seen:
                         seen.add(item_id)
                         have.append(item_id)
+    if by is not None and not groups and results:
+        raise UserError(f"no item of the run has the field {by!r} to group by", field="--by")
     return dict(sorted(groups.items()))
 
 
