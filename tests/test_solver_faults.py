@@ -52,6 +52,13 @@ def _run(path: Path, tmp_path: Path) -> int:
 @pytest.mark.parametrize("fault,says", [
     ('return "garbage"', "Env.step() must return a Step (observation, done, info), got str"),
     ('raise RuntimeError("env step boom")', "raised RuntimeError: env step boom"),
+    # a malformed observation failed inside the chat template and was stored as the model's error
+    ('return Step([{"rol": 5}], done=False, info={})',
+     "Env.step(): message 0: role must be one of system, user, assistant, tool, got None"),
+    ('return Step([{"role": "user", "content": {"x": 1}}], done=False, info={})',
+     "Env.step(): message 0: content must be text, got dict"),
+    ('return Step("hello", done=False, info={})',
+     "Env.step() must give a list of messages, got str"),
 ])
 def test_a_broken_environment_is_one_line_and_keeps_the_answers(
         tmp_path: Path, stub_server: StubServer, monkeypatch, capsys, fault: str,

@@ -265,6 +265,32 @@ class Episode:
         )
 
 
+ROLES = ("system", "user", "assistant", "tool")
+
+
+def checked_messages(env: Any, method: str, messages: Any) -> list[dict[str, Any]]:
+    """An environment's observation as chat messages (copies), or TypeError naming the
+    environment, the method and the bad field: a malformed message would otherwise fail inside
+    the model's chat template and be stored as the model's error."""
+    name = f"{type(env).__name__}.{method}"
+    if not isinstance(messages, (list, tuple)):
+        raise TypeError(f"{name} must give a list of messages, got {type(messages).__name__}")
+    out = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise TypeError(f"{name}: message {index} must be a dict (role, content), got "
+                            f"{type(message).__name__}")
+        role, content = message.get("role"), message.get("content")
+        if role not in ROLES:
+            raise TypeError(f"{name}: message {index}: role must be one of {', '.join(ROLES)}, "
+                            f"got {role!r}")
+        if content is not None and not isinstance(content, (str, list)):
+            raise TypeError(f"{name}: message {index}: content must be text, got "
+                            f"{type(content).__name__}")
+        out.append(dict(message))
+    return out
+
+
 async def run_episode(env: Environment, request: ChatRequest, item: Item, generate: Generate,
                       *, max_turns: int | None = None) -> Completion:
     """Play one episode: the model (``generate``) and ``env`` take turns until the environment
@@ -272,7 +298,7 @@ async def run_episode(env: Environment, request: ChatRequest, item: Item, genera
     ``info`` as ``meta``. Usage (tokens, latency, cost) is summed over the turns; the answer is
     cached only when every turn was. Followed and steerable through :class:`Episode`."""
     messages: list[dict[str, Any]] = [dict(m) for m in request.messages]
-    messages += [dict(m) for m in env.reset(item.data) or []]
+    messages += checked_messages(env, "reset()", env.reset(item.data) or [])
     limit = int(max_turns or item.data.get("max_turns") or getattr(env, "max_turns", 0)
                 or DEFAULT_MAX_TURNS)
     info: dict[str, Any] = {}
@@ -284,7 +310,7 @@ async def run_episode(env: Environment, request: ChatRequest, item: Item, genera
             raise TypeError(f"{type(env).__name__}.step() must return a Step (observation, "
                             f"done, info), got {type(step).__name__}")
         info = step.info
-        episode.observe(step.observation)
+        episode.observe(checked_messages(env, "step()", step.observation))
         if step.done:
             hit_turn_cap = False
             break
