@@ -208,6 +208,12 @@ def test_a_killed_training_process_reads_as_died(tmp_path: Path) -> None:
                                     config={})
         statuses = {job["id"]: job["status"] for job in train_jobs.list_jobs(db)}
         assert statuses == {job_id: "died", mine: "running"}
+        listed = _cli("train", "jobs", "--store", str(store))
+        assert listed.returncode == 0, listed.stderr
+        lines = listed.stdout.splitlines()
+        assert len(lines) == 2 and any(line.startswith(f"{job_id}  died ") for line in lines)
+        assert json.loads(_cli("train", "jobs", "--store", str(store), "--json").stdout)[0][
+            "status"] in ("died", "running")
         assert train_jobs.get_job(db, job_id)["status"] == "died"  # type: ignore[index]
         # a job on another host cannot be checked from here: it stays running
         db.conn.execute("UPDATE train_jobs SET config = json_set(config, '$._process.host', "

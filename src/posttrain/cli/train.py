@@ -105,6 +105,13 @@ def add_parsers(sub: Any) -> None:
                    help="multi-turn: most tokens after the prompt in one episode (default 1024)")
     p.set_defaults(func=run_train)
 
+    p = kinds.add_parser("jobs", help="the training jobs recorded in the store (rft), newest "
+                                      "first: status (running, finished, failed, interrupted, "
+                                      "died), steps logged, output folder")
+    p.add_argument("--store", default=DEFAULT_STORE, help="SQLite store (default ./posttrain.db)")
+    p.add_argument("--json", action="store_true", help="print the jobs as one JSON list")
+    p.set_defaults(func=run_jobs)
+
     export = sub.add_parser("export", help="export training data to hosted formats")
     targets = export.add_subparsers(dest="export_target", required=True, metavar="TARGET")
     p = targets.add_parser("openai-ft", help="OpenAI fine-tuning JSONL (sft, dpo, rft + grader)")
@@ -219,6 +226,31 @@ def _check_out(out: Path, overwrite: bool) -> None:
     if not interrupted:
         raise UserError(f"{out} already holds a trained model ({meta.name}): choose another "
                         "folder or pass --overwrite", field="-o")
+
+
+def run_jobs(args: argparse.Namespace) -> int:
+    """``posttrain train jobs``: one line per recorded job (a killed one reads ``died``)."""
+    import time
+
+    from posttrain.runner import train_jobs
+    from posttrain.runner.store import Store
+
+    if not Path(args.store).exists():
+        raise UserError(f"no store at {args.store}", field="--store")
+    with Store(args.store) as store:
+        jobs = train_jobs.list_jobs(store)
+    if args.json:
+        print(json.dumps(jobs, default=str))
+        return 0
+    if not jobs:
+        print(f"no training jobs in {args.store}")
+        return 0
+    for job in jobs:
+        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(job["created"]))
+        print(f"{job['id']}  {job['status']:<11} {job['kind']}  {job['log_entries']:>4} log "
+              f"entries  {started}  {job['model']} on {job['eval_name'] or '-'} -> "
+              f"{job['out_dir'] or '-'}")
+    return 0
 
 
 def run_train(args: argparse.Namespace) -> int:
