@@ -304,11 +304,20 @@ def test_rft_guide_job_with_a_local_judge_runs_unchanged(tmp_path: Path, tiny_ad
     judge["sampling_params"] = {"temperature": 0, "max_completions_tokens": 48}
     job.write_text(json.dumps(body, indent=2))
     out, store = tmp_path / "out", tmp_path / "s.db"
-    assert main(["train", "--job", str(job), "--model", f"hf:{tiny_add}", "-o", str(out),
+    code = main(["train", "--job", str(job), "--model", f"hf:{tiny_add}", "-o", str(out),
                  "--store", str(store), "--max-tokens", "16", "--judge",
-                 "hf:smollm2-135m-instruct", "--quiet"]) == 0
-    capsys.readouterr()
+                 "hf:smollm2-135m-instruct", "--quiet"])
+    err = capsys.readouterr().err
     result = json.loads((out / "job.json").read_text())
+    if code == 2:
+        # SmolLM2 as a score_model judge often gives no number (38 of 40 in examples/judge):
+        # when it scored none of the first steps' rewards the job fails, as a hosted job would,
+        # and says why rather than "succeeding" on rewards that were all None
+        assert "none of the" in err and "GRPO steps was scored" in err
+        assert result["status"] == "failed" and result["fine_tuned_model"] is None
+        assert result["error"]["code"] == "NoScoredReward" and result["error"]["param"] == "--eval"
+        return
+    assert code == 0, err
     assert result["status"] == "succeeded"
     events = [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
     names = {g["name"] for e in events if e["type"] == "metrics" and "scores" in e["data"]

@@ -167,29 +167,42 @@ def test_capped_cuts_only_environment_messages_after_the_prompt() -> None:
 
 
 # ---- rewards that are never scored ------------------------------------------------------------------
-def test_a_step_with_no_scored_reward_stops_training() -> None:
+def test_steps_with_no_scored_reward_stop_training() -> None:
+    """No reward scored in the first 3 GRPO steps (all of a shorter run): training stops. Once
+    one is scored, an all-unscored step is skipped and counted, not fatal (a flaky judge)."""
     from posttrain.train.episodes import EpisodeReward, _completion_record
     from posttrain.train.reward import EvalReward, NoScoredReward
 
     ev = eval_from_dict(eval_spec(rows(4)))
     item = ev.items[0]
-    reward = EpisodeReward(ev, {item.id: item})
     unreadable = json.dumps({"item_id": item.id,
                              "completion": _completion_record(Completion(text="x"))})
-    state = type("State", (), {"global_step": 6})()
-    with pytest.raises(NoScoredReward, match="none of the 2 rewards of GRPO step 7 was scored"):
-        reward(None, [None, None], episode=[unreadable, unreadable], trainer_state=state)
-    assert reward.stats["unscored"] == 2
-    # one scored reward in the step is enough: the rest are skipped and counted, as before
-    solved = _completion_record(Completion(text="x", meta={"solved": True, "first_try": True}))
-    assert reward(None, [None, None], episode=[
-        unreadable, json.dumps({"item_id": item.id, "completion": solved})]) == [None, 1.0]
+    solved = json.dumps({"item_id": item.id, "completion": _completion_record(
+        Completion(text="x", meta={"solved": True, "first_try": True}))})
+    state = type("State", (), {"global_step": 0, "max_steps": 200})()
+    reward = EpisodeReward(ev, {item.id: item})
+    for _ in range(2):
+        assert reward(None, [None, None], episode=[unreadable] * 2, trainer_state=state) == \
+            [None, None]
+    with pytest.raises(NoScoredReward, match="none of the 6 rewards of the first 3 GRPO steps"):
+        reward(None, [None, None], episode=[unreadable] * 2, trainer_state=state)
+    assert reward.stats["unscored"] == 6
+    short = type("State", (), {"global_step": 0, "max_steps": 1})()
+    with pytest.raises(NoScoredReward, match="of the first 1 GRPO steps"):
+        EpisodeReward(ev, {item.id: item})(None, [None], episode=[unreadable],
+                                           trainer_state=short)
+    # one scored reward early on: later all-unscored steps go on
+    flaky = EpisodeReward(ev, {item.id: item})
+    assert flaky(None, [None, None], episode=[unreadable, solved]) == [None, 1.0]
+    for _ in range(5):
+        assert flaky(None, [None], episode=[unreadable]) == [None]
     # single-turn: a grader that reads what only a solver's sample has
     single = eval_from_dict({**eval_spec(rows(4)), "solver": None})
     plain = EvalReward(single)
     with pytest.raises(NoScoredReward, match="the grader said"):
-        plain([[{"role": "user", "content": "q"}]] * 2, ["3", "4"],
-              item_json=[json.dumps(i.data) for i in single.items[:2]])
+        for _ in range(3):
+            plain([[{"role": "user", "content": "q"}]] * 2, ["3", "4"],
+                  item_json=[json.dumps(i.data) for i in single.items[:2]])
 
 
 def test_a_killed_training_process_reads_as_died(tmp_path: Path) -> None:
@@ -255,7 +268,7 @@ def test_no_scored_reward_mid_training_saves_nothing(tiny: tuple[Any, Any, Path]
                        validation=0, max_completion_length=8)
     split = split_items(ev.items, config.heldout, config.validation, config.seed)
     out = tmp_path / "o"
-    with pytest.raises(NoScoredReward, match="GRPO step 1"):
+    with pytest.raises(NoScoredReward, match="of the first 3 GRPO steps"):
         train_rft(f"hf:{folder}", ev, out, split, config, quiet=True)
     assert not (out / "posttrain_train.json").exists() and not (out / ".trl").exists()
 

@@ -87,9 +87,12 @@ def test_reward_counts_unscored(add_eval) -> None:
     # unscored: no reward (TRL skips it) rather than 0 (trained as wrong)
     assert reward([[], []], ["x", "y"], item_json=[json.dumps(item.data)] * 2) == [None, 1.0]
     assert reward.stats["unscored"] == 1
-    # a step with no scored reward at all stops training
+    # once a reward was scored, an all-unscored step is skipped (counted), not fatal
+    assert reward([[]], ["x"], item_json=[json.dumps(item.data)]) == [None]
+    fresh = EvalReward(add_eval)  # none scored in its first 3 steps: training stops
     with pytest.raises(NoScoredReward, match="no reference"):
-        reward([[]], ["x"], item_json=[json.dumps(item.data)])
+        for _ in range(3):
+            fresh([[]], ["x"], item_json=[json.dumps(item.data)])
 
 
 def test_split_is_disjoint_and_seeded(add_eval) -> None:

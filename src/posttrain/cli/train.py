@@ -287,8 +287,6 @@ def _sigterm_interrupts() -> Iterator[None]:
     import signal
 
     def interrupt(signum: int, frame: Any) -> None:
-        if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL):
-            raise KeyboardInterrupt  # SIGINT ignored (a script's background job): stop anyway
         signal.raise_signal(signal.SIGINT)  # whoever handles Ctrl-C now (asyncio's, Python's)
 
     try:
@@ -296,10 +294,18 @@ def _sigterm_interrupts() -> Iterator[None]:
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
+    # a script's background job starts with SIGINT ignored: SIGTERM must still stop training
+    # through the one Ctrl-C path (asyncio's handler in a rollout, Python's elsewhere)
+    sigint = signal.getsignal(signal.SIGINT)
+    ignored = sigint in (signal.SIG_IGN, signal.SIG_DFL)
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if ignored:
+            signal.signal(signal.SIGINT, sigint)
 
 
 def _interrupted_line(exc: KeyboardInterrupt, args: argparse.Namespace) -> str:

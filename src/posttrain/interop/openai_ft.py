@@ -386,6 +386,22 @@ def _job_id(job: Job) -> str:
     return f"ftjob-local-{digest.hexdigest()[:12]}"
 
 
+def _write_failed(out_dir: Path, job: Job, job_id: str, spec: str, created: int, seed: int,
+                  exc: BaseException, events: Any) -> None:
+    """``job.json`` with ``status: failed`` (``cancelled`` for Ctrl-C) and the ``error`` object
+    (``code``, ``message``, ``param``) of a fine-tuning job that did not finish."""
+    cancelled = isinstance(exc, KeyboardInterrupt)
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    events.add("The job was cancelled" if cancelled else f"The job failed: {message}")
+    write_json(out_dir / "job.json", {
+        "object": "fine_tuning.job", "id": job_id, "status": "cancelled" if cancelled
+        else "failed", "model": spec, "fine_tuned_model": None, "created_at": created,
+        "finished_at": int(time.time()), "training_file": str(job.training_file),
+        "seed": seed, "error": None if cancelled else {
+            "code": type(exc).__name__, "message": message,
+            "param": getattr(exc, "field", None)}})
+
+
 def run_job(job: Job, *, model: str | None, out_dir: str | Path, store: str | Path,
             max_tokens: int | None = None, quiet: bool = False) -> dict[str, Any]:
     """Train as the job says; write job.json, events.jsonl, checkpoints.json; return
@@ -417,40 +433,44 @@ def run_job(job: Job, *, model: str | None, out_dir: str | Path, store: str | Pa
     lr = BASE_LR[job.method] * float(hyper["learning_rate_multiplier"])
     model_dir = out_dir / "model"
     extra: dict[str, Any] = {}
-    if job.method == "supervised":
-        from posttrain.train.sft import to_prompt_completion, train_sft
+    try:
+        if job.method == "supervised":
+            from posttrain.train.sft import to_prompt_completion, train_sft
 
-        rows = [to_prompt_completion(row, source=str(job.training_file), line=line)
-                for line, row in job.training]
-        summary = train_sft(spec, rows, model_dir, epochs=float(hyper["n_epochs"]),
-                            batch_size=int(hyper["batch_size"]), learning_rate=lr, seed=seed,
-                            quiet=quiet)
-        events.add(f"Step {summary['steps']}/{summary['steps']}: training loss="
-                   f"{summary['train_loss']}", kind="metrics",
-                   data={"step": summary["steps"], "total_steps": summary["steps"],
-                         "train_loss": summary["train_loss"]})
-        checkpoints = [_checkpoint(job_id, summary["steps"], model_dir,
-                                   {"train_loss": summary["train_loss"]})]
-        if job.validation:
-            extra["validation"] = "read and checked; its loss is not computed here"
-    elif job.method == "dpo":
-        from posttrain.train.dpo import train_dpo
+            rows = [to_prompt_completion(row, source=str(job.training_file), line=line)
+                    for line, row in job.training]
+            summary = train_sft(spec, rows, model_dir, epochs=float(hyper["n_epochs"]),
+                                batch_size=int(hyper["batch_size"]), learning_rate=lr, seed=seed,
+                                quiet=quiet)
+            events.add(f"Step {summary['steps']}/{summary['steps']}: training loss="
+                       f"{summary['train_loss']}", kind="metrics",
+                       data={"step": summary["steps"], "total_steps": summary["steps"],
+                             "train_loss": summary["train_loss"]})
+            checkpoints = [_checkpoint(job_id, summary["steps"], model_dir,
+                                       {"train_loss": summary["train_loss"]})]
+            if job.validation:
+                extra["validation"] = "read and checked; its loss is not computed here"
+        elif job.method == "dpo":
+            from posttrain.train.dpo import train_dpo
 
-        pairs = [row for _, row in job.training]  # train_dpo reads the hosted format
-        steps = max(1, math.ceil(float(hyper["n_epochs"]) * len(pairs)
-                                 / int(hyper["batch_size"])))
-        summary = train_dpo(spec, pairs, model_dir, max_steps=steps, learning_rate=lr,
-                            beta=float(hyper["beta"]), batch_size=int(hyper["batch_size"]),
-                            seed=seed, quiet=quiet)
-        events.add(f"Step {summary['steps']}/{summary['steps']}: training loss="
-                   f"{summary['train_loss']}", kind="metrics",
-                   data={"step": summary["steps"], "total_steps": summary["steps"],
-                         "train_loss": summary["train_loss"]})
-        checkpoints = [_checkpoint(job_id, summary["steps"], model_dir,
-                                   {"train_loss": summary["train_loss"]})]
-    else:
-        summary, checkpoints, extra = _run_rft(job, spec, out_dir, model_dir, hyper, lr, seed,
-                                               store, max_tokens, quiet, events, job_id)
+            pairs = [row for _, row in job.training]  # train_dpo reads the hosted format
+            steps = max(1, math.ceil(float(hyper["n_epochs"]) * len(pairs)
+                                     / int(hyper["batch_size"])))
+            summary = train_dpo(spec, pairs, model_dir, max_steps=steps, learning_rate=lr,
+                                beta=float(hyper["beta"]), batch_size=int(hyper["batch_size"]),
+                                seed=seed, quiet=quiet)
+            events.add(f"Step {summary['steps']}/{summary['steps']}: training loss="
+                       f"{summary['train_loss']}", kind="metrics",
+                       data={"step": summary["steps"], "total_steps": summary["steps"],
+                             "train_loss": summary["train_loss"]})
+            checkpoints = [_checkpoint(job_id, summary["steps"], model_dir,
+                                       {"train_loss": summary["train_loss"]})]
+        else:
+            summary, checkpoints, extra = _run_rft(job, spec, out_dir, model_dir, hyper, lr, seed,
+                                                   store, max_tokens, quiet, events, job_id)
+    except BaseException as exc:  # the job's end is written as OpenAI writes it: failed/cancelled
+        _write_failed(out_dir, job, job_id, spec, created, seed, exc, events)
+        raise
     write_json(out_dir / "checkpoints.json",
                {"object": "list", "data": checkpoints, "has_more": False})
     events.add(f"New fine-tuned model created: hf:{model_dir}")

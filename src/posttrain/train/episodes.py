@@ -351,6 +351,9 @@ class EpisodeReward:
         self.stats: Counter[str] = Counter()
         self.components: Counter[str] = Counter()
         self.component_n: Counter[str] = Counter()
+        from posttrain.train.reward import ScoredWatch
+
+        self.watch = ScoredWatch()
         self.__name__ = f"reward_{eval_.name}"
 
     def score(self, item: Item, completion: Completion) -> Any:
@@ -381,9 +384,7 @@ class EpisodeReward:
                 self.stats[score.status] += 1
                 problems.append(score.explanation or score.status)
                 rewards.append(None)
-        from posttrain.train.reward import require_scored
-
-        require_scored(rewards, columns.get("trainer_state"), problems)
+        self.watch.check(rewards, columns.get("trainer_state"), problems)
         return rewards
 
 

@@ -32,22 +32,37 @@ def reward_grader(eval_: Eval) -> Grader:
 
 
 class NoScoredReward(UserError):
-    """A GRPO step in which no reward was scored: the graders cannot grade this training's
-    answers (a grader that reads what only a solver's sample has, a judge that is down), so
-    the step would train on nothing and a model that learned nothing would be saved."""
+    """GRPO steps in which no reward was scored at all: the graders cannot grade this
+    training's answers (a grader that reads what only a solver's sample has, a judge that never
+    gives a number), so training would learn nothing and a model that learned nothing would be
+    saved as a result."""
 
 
-def require_scored(rewards: list[float | None], trainer_state: Any, problems: list[str]) -> None:
-    """Raise :class:`NoScoredReward` when every reward of a step is ``None`` (unscored or
-    errored); ``problems``: the graders' explanations, the last one is named."""
-    if not rewards or any(reward is not None for reward in rewards):
-        return
-    step = getattr(trainer_state, "global_step", None)
-    where = f"GRPO step {step + 1}" if isinstance(step, int) else "a GRPO step"
-    last = f" (the grader said: {problems[-1][:200]})" if problems else ""
-    raise NoScoredReward(f"none of the {len(rewards)} rewards of {where} was scored{last}: the "
-                         "eval's graders cannot grade these answers as a reward, so there is "
-                         "nothing to train on; training stopped", field="--eval")
+class ScoredWatch:
+    """Stops training (:class:`NoScoredReward`) when none of the rewards of its first ``steps``
+    GRPO steps (all of them, in a shorter run) was scored. Once some reward has been scored, a
+    step whose rewards are all ``None`` is skipped by TRL and counted, as a single one is: a
+    flaky judge or a few prompts the graders cannot read do not throw the run away."""
+
+    def __init__(self, steps: int = 3) -> None:
+        self.steps, self.seen, self.scored, self.rewards = steps, 0, 0, 0
+
+    def check(self, rewards: list[float | None], trainer_state: Any, problems: list[str]
+              ) -> None:
+        self.seen += 1
+        self.rewards += len(rewards)
+        self.scored += sum(reward is not None for reward in rewards)
+        if self.scored:
+            return
+        total = getattr(trainer_state, "max_steps", None)
+        if self.seen < min(self.steps, total if isinstance(total, int) and total > 0
+                           else self.steps):
+            return
+        last = f" (the grader said: {problems[-1][:200]})" if problems else ""
+        raise NoScoredReward(f"none of the {self.rewards} rewards of the first {self.seen} "
+                             f"GRPO steps was scored{last}: the eval's graders cannot grade "
+                             "these answers as a reward, so there is nothing to train on; "
+                             "training stopped", field="--eval")
 
 
 class EvalReward:
@@ -59,6 +74,7 @@ class EvalReward:
         self._reward = self.grader.as_reward(response_format=response_format,
                                              reasoning=eval_.reasoning)
         self.stats: Counter[str] = Counter()
+        self.watch = ScoredWatch()
         self.__name__ = f"reward_{eval_.name}"  # TRL logs rewards by function name
         self.last: list[tuple[str, dict[str, Any], float]] = []  # (text, item, reward)
 
@@ -79,6 +95,6 @@ class EvalReward:
         for status in ("scored", "unscored", "error"):
             self.stats[status] += after[status] - before[status]
         self.last = list(self._reward.last)  # type: ignore[attr-defined]
-        require_scored(rewards, columns.get("trainer_state"),
-                       self._reward.stats.last_problems)  # type: ignore[attr-defined]
+        self.watch.check(rewards, columns.get("trainer_state"),
+                         self._reward.stats.last_problems)  # type: ignore[attr-defined]
         return rewards
