@@ -386,6 +386,17 @@ def _job_id(job: Job) -> str:
     return f"ftjob-local-{digest.hexdigest()[:12]}"
 
 
+def _loss_checkpoint(events: Any, job_id: str, summary: dict[str, Any], model_dir: Path
+                     ) -> dict[str, Any]:
+    """SFT and DPO: the one metrics event (training loss at the last step) and the one
+    checkpoint of the job."""
+    events.add(f"Step {summary['steps']}/{summary['steps']}: training loss="
+               f"{summary['train_loss']}", kind="metrics",
+               data={"step": summary["steps"], "total_steps": summary["steps"],
+                     "train_loss": summary["train_loss"]})
+    return _checkpoint(job_id, summary["steps"], model_dir, {"train_loss": summary["train_loss"]})
+
+
 def _write_failed(out_dir: Path, job: Job, job_id: str, spec: str, created: int, seed: int,
                   exc: BaseException, events: Any) -> None:
     """``job.json`` with ``status: failed`` (``cancelled`` for Ctrl-C) and the ``error`` object
@@ -442,12 +453,7 @@ def run_job(job: Job, *, model: str | None, out_dir: str | Path, store: str | Pa
             summary = train_sft(spec, rows, model_dir, epochs=float(hyper["n_epochs"]),
                                 batch_size=int(hyper["batch_size"]), learning_rate=lr, seed=seed,
                                 quiet=quiet)
-            events.add(f"Step {summary['steps']}/{summary['steps']}: training loss="
-                       f"{summary['train_loss']}", kind="metrics",
-                       data={"step": summary["steps"], "total_steps": summary["steps"],
-                             "train_loss": summary["train_loss"]})
-            checkpoints = [_checkpoint(job_id, summary["steps"], model_dir,
-                                       {"train_loss": summary["train_loss"]})]
+            checkpoints = [_loss_checkpoint(events, job_id, summary, model_dir)]
             if job.validation:
                 extra["validation"] = "read and checked; its loss is not computed here"
         elif job.method == "dpo":
@@ -459,12 +465,7 @@ def run_job(job: Job, *, model: str | None, out_dir: str | Path, store: str | Pa
             summary = train_dpo(spec, pairs, model_dir, max_steps=steps, learning_rate=lr,
                                 beta=float(hyper["beta"]), batch_size=int(hyper["batch_size"]),
                                 seed=seed, quiet=quiet)
-            events.add(f"Step {summary['steps']}/{summary['steps']}: training loss="
-                       f"{summary['train_loss']}", kind="metrics",
-                       data={"step": summary["steps"], "total_steps": summary["steps"],
-                             "train_loss": summary["train_loss"]})
-            checkpoints = [_checkpoint(job_id, summary["steps"], model_dir,
-                                       {"train_loss": summary["train_loss"]})]
+            checkpoints = [_loss_checkpoint(events, job_id, summary, model_dir)]
         else:
             summary, checkpoints, extra = _run_rft(job, spec, out_dir, model_dir, hyper, lr, seed,
                                                    store, max_tokens, quiet, events, job_id)
