@@ -211,20 +211,28 @@ def _summaries(db: Path, run_id: str) -> dict[str, Any]:
         return {kind: stored(store, run_id, kind) for kind in KINDS}
 
 
-@pytest.mark.parametrize("change", ["item", "regrade", "graders"])
-def test_replay_only_copies_grades_of_the_same_answer_item_and_graders(
-        tmp_path, stub_server, capsys, monkeypatch, change):
-    """An earlier run's grades are not copied for an item whose stored copy a review edited,
-    from a run re-graded since, or when the graders changed: those answers are graded again."""
+def _planted_first_run(tmp_path, stub_server, capsys, monkeypatch):
+    """A first run of the 12-item eval whose stored grades are planted ones grading again
+    would never give (a copied one would show); (eval path, store, argv, its summary, an open
+    connection to the store)."""
     monkeypatch.setenv("OPENAI_BASE_URL", stub_server.base_url)
     eval_path = write_eval(tmp_path / "ev", _rows(12), graders=GRADERS)
     store = tmp_path / "s.db"
     argv = ["eval", str(eval_path), "--model", "openai:stub", "--json", "--store", str(store)]
     first = _eval(argv, capsys)
     conn = sqlite3.connect(store)
-    # plant grades that grading again would never give: a copied one would show
     conn.execute("UPDATE scores SET value = 0.25, explanation = 'planted' WHERE run_id = ?",
                  (first["run_id"],))
+    return eval_path, store, argv, first, conn
+
+
+@pytest.mark.parametrize("change", ["item", "regrade", "graders"])
+def test_replay_only_copies_grades_of_the_same_answer_item_and_graders(
+        tmp_path, stub_server, capsys, monkeypatch, change):
+    """An earlier run's grades are not copied for an item whose stored copy a review edited,
+    from a run re-graded since, or when the graders changed: those answers are graded again."""
+    eval_path, store, argv, first, conn = _planted_first_run(tmp_path, stub_server, capsys,
+                                                              monkeypatch)
     if change == "item":  # a reviewed reference in the run's copy of one item
         conn.execute("UPDATE run_items SET data = json_set(data, '$.answer', 'Lyon') "
                      "WHERE run_id = ? AND item_id = 'q4'", (first["run_id"],))
@@ -251,14 +259,8 @@ def test_replay_copies_no_grade_of_an_answer_the_cache_no_longer_serves_alike(
     """The replay checks each hit against the response read from the cache now: an entry
     replaced since the first run (another answer), an expired entry (asked again) and entries
     that must wait for the canary (another model wrote them) get no copied grade."""
-    monkeypatch.setenv("OPENAI_BASE_URL", stub_server.base_url)
-    eval_path = write_eval(tmp_path / "ev", _rows(12), graders=GRADERS)
-    store = tmp_path / "s.db"
-    argv = ["eval", str(eval_path), "--model", "openai:stub", "--json", "--store", str(store)]
-    first = _eval(argv, capsys)
-    conn = sqlite3.connect(store)
-    conn.execute("UPDATE scores SET value = 0.25, explanation = 'planted' WHERE run_id = ?",
-                 (first["run_id"],))
+    eval_path, store, argv, first, conn = _planted_first_run(tmp_path, stub_server, capsys,
+                                                              monkeypatch)
     key = conn.execute("SELECT request_key FROM samples WHERE run_id = ? AND item_id = 'q4'",
                        (first["run_id"],)).fetchone()[0]
     if change == "response":  # the entry now holds another answer than the run's

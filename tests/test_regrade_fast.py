@@ -133,18 +133,8 @@ def test_bulk_regrade_stores_what_answer_by_answer_stores(tmp_path, monkeypatch,
             items[5].tags = ["beta"]
             items[5].data["category"] = "beta"
             _write_eval(tmp_path / "ev", items, graders)
-        with Store(fast_db) as store:
-            count = regrade_run(store, run_id)
-            fast_summary = stored_summary(store, store.get_run(run_id))
-            _kept_equals_full_build(store, run_id)
-        with monkeypatch.context() as slow:
-            slow.setattr("posttrain.runner.regrade.in_process", lambda graders: False)
-            with Store(slow_db) as store:
-                assert regrade_run(store, run_id) == count
-                slow_summary = stored_summary(store, store.get_run(run_id))
+        count, fast_summary = _regrade_pair(fast_db, slow_db, run_id, monkeypatch)
         assert count == 40 * EPOCHS - 4  # failed requests are not graded
-        assert _dump(fast_db, run_id) == _dump(slow_db, run_id)
-        assert fast_summary == slow_summary
         assert fast_summary["unscored"] == 0 and fast_summary["errors"] == 4
     # string graders: the kept facts patched, never when an item changed or with sub-scores
     assert applied == [True] if graders is STRING else True not in applied
@@ -185,6 +175,13 @@ def _regrade_both(tmp_path, monkeypatch, items, names, graders, edit=None):
     shutil.copyfile(fast_db, slow_db)
     if edit is not None:
         _write_eval(tmp_path / "ev", items, edit)
+    _regrade_pair(fast_db, slow_db, run_id, monkeypatch)
+    return fast_db, run_id
+
+
+def _regrade_pair(fast_db, slow_db, run_id, monkeypatch):
+    """Regrade ``run_id`` in both stores, the bulk path and answer by answer; assert they
+    stored the same (and the bulk path's kept facts equal a full build); (count, summary)."""
     with Store(fast_db) as store:
         count = regrade_run(store, run_id)
         fast_summary = stored_summary(store, store.get_run(run_id))
@@ -196,7 +193,7 @@ def _regrade_both(tmp_path, monkeypatch, items, names, graders, edit=None):
             slow_summary = stored_summary(store, store.get_run(run_id))
     assert _dump(fast_db, run_id) == _dump(slow_db, run_id)
     assert fast_summary == slow_summary
-    return fast_db, run_id
+    return count, fast_summary
 
 
 @pytest.mark.parametrize("helper_fails", [False, True], ids=["helper", "helper-fails"])
