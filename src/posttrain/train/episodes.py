@@ -543,14 +543,14 @@ def train_rft_episodes(model: str, eval_: Eval, out_dir: str | Path, split: Any,
         else:
             save_plain(trainer.model, tokenizer, out_dir, meta)
 
-    def partial_meta() -> dict[str, Any]:
+    def run_meta() -> dict[str, Any]:  # posttrain_train.json, at the end or at an interrupt
         return {"kind": "rft", "multi_turn": True, "base_model": model, "eval": eval_.name,
                 "config": vars(config), "best_step": result.best_step,
                 "best_validation": result.best_validation, "steps": result.steps,
                 "history": result.history, "reward_stats": result.reward_stats}
 
     try:
-        with stopping(trainer, result, out_dir, lambda: reward.stats, partial_meta, save):
+        with stopping(trainer, result, out_dir, lambda: reward.stats, run_meta, save):
             validate_at_start(split, trainer, validate, pending, result, on_log)
             _, seconds = train_timed(trainer, quiet=quiet)
     except BaseException:
@@ -569,12 +569,8 @@ def train_rft_episodes(model: str, eval_: Eval, out_dir: str | Path, split: Any,
         if speed else None,
         "model_tokens": sum(s["model_tokens"] for s in speed),
         "env_tokens": sum(s["env_tokens"] for s in speed)}
-    meta = {"kind": "rft", "multi_turn": True, "base_model": model, "eval": eval_.name,
-            "config": vars(config), "best_step": result.best_step,
-            "best_validation": result.best_validation, "steps": result.steps,
-            "seconds": result.seconds, "history": result.history,
-            "reward_stats": result.reward_stats, "speed": result.speed}  # type: ignore[attr-defined]
-    save(meta)
+    save({**run_meta(), "seconds": result.seconds,
+          "speed": result.speed})  # type: ignore[attr-defined]
     shutil.rmtree(out_dir / ".trl", ignore_errors=True)
     return result
 
