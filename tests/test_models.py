@@ -162,3 +162,50 @@ def test_response_format_becomes_an_instruction_where_not_native():
     body = to_anthropic(ChatRequest(messages=[{"role": "user", "content": "hi"}],
                                     response_format={"type": "json_object"}))
     assert body["system"] == "Respond with only a JSON object."
+
+
+def test_an_attempt_is_timed_once_by_the_clients_own_timer_or_by_the_retry_loop():
+    """The lean client's total timeout bounds a whole attempt (connect to body), so the retry
+    loop adds no second timer when its own limit is no shorter; when the attempt's limit is
+    shorter (a smaller ``--timeout`` for the loop, or the deadline nearly spent) the loop
+    still times it."""
+    import asyncio
+    import time
+
+    from posttrain.models.openai_compat import LeanOpenAIModel
+    from posttrain.models.retry import RetriesExhausted, call_with_retries
+    from tests.conftest import StubServer
+
+    server = StubServer(30.0)  # answers after 30 s: hangs, as far as these calls go
+    try:
+        model = LeanOpenAIModel("stub", "stub", base_url=server.base_url, timeout_s=0.3)
+        assert model.own_timeout_s == 0.3
+
+        async def attempt(policy: RetryPolicy, own: float | None) -> tuple[str, float]:
+            started = time.monotonic()
+            try:
+                await call_with_retries(lambda: model.generate(_request()), policy,
+                                        own_timeout_s=own)
+            except RetriesExhausted as exc:
+                return str(exc), time.monotonic() - started
+            finally:
+                await model.aclose()
+            raise AssertionError("a hung endpoint answered")
+
+        # the client's own timer ends the attempt: its error, within its limit
+        reason, took = asyncio.run(attempt(RetryPolicy(max_retries=0, timeout_s=0.3), 0.3))
+        assert reason.startswith("timed out after 0.3 s") and took < 2.0
+        # the loop's limit is shorter than the client's: the loop times it
+        model.timeout_s = model.own_timeout_s = 30.0
+        reason, took = asyncio.run(attempt(RetryPolicy(max_retries=0, timeout_s=0.2), 30.0))
+        assert reason.startswith("timed out after 0.2 s") and took < 2.0
+        # the deadline leaves less than either: still timed, at the deadline
+        reason, took = asyncio.run(attempt(
+            RetryPolicy(max_retries=0, timeout_s=30.0, deadline_s=0.25), 30.0))
+        assert "timed out" in reason and took < 2.0
+    finally:
+        server.close()
+
+
+def _request() -> ChatRequest:
+    return ChatRequest(messages=[{"role": "user", "content": "hi"}])

@@ -331,3 +331,26 @@ def test_a_run_checkpoints_the_wal_in_a_thread_of_its_own(tmp_path, monkeypatch)
     assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
     assert store.conn.execute("SELECT COUNT(*) FROM cache").fetchone()[0] == 200
     store.close()
+
+
+def test_a_cache_entry_is_written_to_one_btree_and_old_stores_drop_the_model_index(
+        tmp_path) -> None:
+    """Cache keys are random hashes, so each entry lands on a random page of every B-tree that
+    holds it: the cache keeps none but its own (the old index on ``model`` doubled a fresh
+    eval's random page writes). ``cache clear --model`` still finds its entries."""
+    path = tmp_path / "s.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE cache (key TEXT PRIMARY KEY, response TEXT NOT NULL, "
+                 "created REAL NOT NULL, model TEXT, identity TEXT) WITHOUT ROWID")
+    conn.execute("CREATE INDEX cache_model ON cache(model)")  # as stores written before
+    conn.commit()
+    conn.close()
+    store = Store(path)
+    indexes = [row[1] for row in store.conn.execute("PRAGMA index_list(cache)")
+               if row[3] != "pk"]
+    assert indexes == []
+    store.cache_put("k1", {"text": "a"}, model="m1")
+    store.cache_put("k2", {"text": "b"}, model="m2")
+    assert store.cache_clear(models=["m1"]) == 1
+    assert [row["model"] for row in store.cache_stats()] == ["m2"]
+    store.close()

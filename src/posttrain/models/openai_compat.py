@@ -230,6 +230,10 @@ class LeanOpenAIModel(_Endpoint):
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._session: Any = None
+        #: every attempt of :meth:`generate` ends within this (the session's total timeout,
+        #: connecting to reading the body, raised as a retryable error): the retry loop adds
+        #: no timer of its own when its limit is no shorter
+        self.own_timeout_s: float = float(self.timeout_s)
 
     def _client(self) -> Any:
         if self._session is None or self._session.closed:

@@ -250,7 +250,8 @@ class RunExecution:
                 self.counters.requests += 1
                 completion, attempts = await call_with_retries(
                     lambda: model.generate(request), self.options.retry,
-                    on_retry=self._on_retry, rng=self.rng)
+                    on_retry=self._on_retry, rng=self.rng,
+                    own_timeout_s=getattr(model, "own_timeout_s", None))
             observe_answer(model, completion)
             return completion
 

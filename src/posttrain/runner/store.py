@@ -389,7 +389,11 @@ class Store:
 
     def _migrate_cache(self) -> None:
         """Stores written before cache identities: add the columns (old entries keep working,
-        with no identity to check, within the expiry)."""
+        with no identity to check, within the expiry). Stores that have the old index on the
+        cache's ``model`` lose it: its entries were as random as the cache's keys, so every
+        answer a run wrote touched a second random page (~7% of a fresh 100k eval's wall time,
+        ``bench/RESULTS.md``); ``cache clear --model`` and ``cache stats``, rare commands, scan
+        the cache instead (~0.1 s a million entries' keys on this machine)."""
         columns = {row[1] for row in self.conn.execute("PRAGMA table_info(cache)")}
         for column in ("model", "identity"):
             if column not in columns:
@@ -397,7 +401,10 @@ class Store:
                     self.conn.execute(f"ALTER TABLE cache ADD COLUMN {column} TEXT")
                 except sqlite3.OperationalError:  # another process added it just now
                     pass
-        self.conn.execute("CREATE INDEX IF NOT EXISTS cache_model ON cache(model)")
+        try:
+            self.conn.execute("DROP INDEX IF EXISTS cache_model")
+        except sqlite3.OperationalError:  # a read-only store keeps it (reads work either way)
+            pass
 
     # ---- commits -----------------------------------------------------------------------------
     def group_commits(self, loop: Any, *, background_checkpoints: bool = False) -> None:
