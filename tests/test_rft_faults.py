@@ -397,3 +397,27 @@ def test_a_finished_model_is_not_overwritten_without_asking(tmp_path: Path) -> N
     (out_dir / "posttrain_train.json").write_text(json.dumps({"interrupted": True}))
     allowed = _cli("train", "rft", *base)
     assert allowed.returncode == 2 and "already holds" not in allowed.stderr
+
+
+def test_the_interrupt_line_starts_on_its_own_line_after_the_trainers_progress_bar(
+        tmp_path, monkeypatch, capsys) -> None:
+    """Ctrl-C in the middle of a training step leaves tqdm's bar without a newline: the bar is
+    closed first, so the line saying what was saved is a line of its own."""
+    import tqdm
+
+    from posttrain.cli import main
+    from posttrain.cli import train as train_cli
+
+    def interrupted_mid_step(_args: Any) -> dict[str, Any]:
+        bar = tqdm.tqdm(total=10, file=sys.stderr, ncols=60)
+        bar.update(3)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_cli, "_train", interrupted_mid_step)
+    path = _write(tmp_path, eval_spec(rows(8)))
+    code = main(["train", "rft", "--eval", str(path), "--model", "hf:nowhere",
+                 "-o", str(tmp_path / "o"), "--store", str(tmp_path / "s.db")])
+    err = capsys.readouterr().err
+    assert code == 130
+    line = next(line for line in err.split("\n") if "interrupted" in line)
+    assert line.startswith("interrupted"), repr(err[-300:])

@@ -267,6 +267,7 @@ def run_train(args: argparse.Namespace) -> int:
         with reporting(check_report_to(args.report_to)), _sigterm_interrupts():
             summary = _train(args)
     except KeyboardInterrupt as exc:
+        _close_progress_bars()
         print(_interrupted_line(exc, args), file=sys.stderr)
         return 130
     kind = args.train_kind
@@ -306,6 +307,19 @@ def _sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
         if ignored:
             signal.signal(signal.SIGINT, sigint)
+
+
+def _close_progress_bars() -> None:
+    """End the trainer's progress bars (tqdm, left mid-line by the interrupt) so that the line
+    saying what was saved starts on a line of its own."""
+    tqdm_module = sys.modules.get("tqdm")
+    if tqdm_module is None:
+        return
+    for bar in list(getattr(tqdm_module.tqdm, "_instances", ())):
+        try:
+            bar.close()
+        except Exception:  # noqa: BLE001, S112 - a bar that cannot close leaves its line as is
+            continue
 
 
 def _interrupted_line(exc: KeyboardInterrupt, args: argparse.Namespace) -> str:
