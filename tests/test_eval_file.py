@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -96,13 +97,47 @@ def test_missing_template_field_is_a_user_error(tmp_path):
         load_eval(path)
     assert caught.value.file == str(path.resolve()) and caught.value.line == 4
     assert caught.value.field == "messages[0].content"
-    # a later row lacks it: the error names that row in the dataset, not the eval file
+    # a later row lacks it: refused at load too (not when its turn comes, after the rows
+    # before it were sent), naming that row in the dataset and the template's field
     path = write_eval(tmp_path, [{"id": "a", "question": "q", "answer": "b"},
                                  {"id": "b", "answer": "c"}])
-    ev = load_eval(path)
-    with pytest.raises(UserError, match="question") as caught:
-        ev.request_for(ev.items[1])
+    with pytest.raises(UserError, match=r"messages\[0\].content reads \{\{item.question\}\}: "
+                       "this row has no field 'question'") as caught:
+        load_eval(path)
     assert caught.value.file.endswith("data.jsonl") and caught.value.line == 2
+
+
+def test_every_row_is_checked_for_the_request_templates_fields_before_anything_is_sent(
+        tmp_path):
+    """A nested path and a variant's template, on every row; a grader's reference missing from
+    a later row is not refused (that grade is unscored, counted)."""
+    folder = tmp_path / "e"
+    folder.mkdir()
+    rows = [{"id": f"r{k}", "q": {"text": f"q{k}"}, "answer": "a", "hint": "h"}
+            for k in range(300)]
+    rows[250]["q"] = {"body": "no text"}
+    (folder / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = ("name: nested\ndataset: data.jsonl\nmessages:\n"
+            "  - {role: user, content: \"{{item.q.text}}\"}\n"
+            "graders:\n  - {type: string_check, name: exact, input: \"{{sample.output_text}}\", "
+            "reference: \"{{item.answer}}\", operation: eq}\n")
+    (folder / "eval.yaml").write_text(spec)
+    with pytest.raises(UserError, match=r"\{\{item.q.text\}\}: this row has no field 'text'"
+                       ) as caught:
+        load_eval(folder / "eval.yaml")
+    assert caught.value.line == 251 and caught.value.field == "item r250"
+    rows[250]["q"] = {"text": "fixed"}
+    del rows[120]["hint"]
+    del rows[200]["answer"]  # a grader's reference: this grade is unscored, not refused
+    (folder / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "eval.yaml").write_text(spec + "variants:\n  hinted:\n    messages:\n"
+                                      "      - {role: user, content: \"{{item.hint}}\"}\n")
+    with pytest.raises(UserError, match=r"variants.hinted.messages\[0\].content reads "
+                       r"\{\{item.hint\}\}: this row has no field 'hint'") as caught:
+        load_eval(folder / "eval.yaml")
+    assert caught.value.line == 121
+    (folder / "eval.yaml").write_text(spec)
+    assert len(load_eval(folder / "eval.yaml").items) == 300
 
 
 def test_cli_exit_2_without_traceback(tmp_path):

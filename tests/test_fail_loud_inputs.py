@@ -708,3 +708,19 @@ def test_anthropic_tool_without_a_name_says_so() -> None:
     with pytest.raises(UnsupportedField) as info:
         to_anthropic(request, "claude-x")
     assert str(info.value) == "tools: a function tool needs function.name (keys: nmae)"
+
+
+def test_a_late_row_missing_a_templates_field_is_refused_before_the_rows_before_it_are_sent(
+        tmp_path: Path, stub_server: StubServer, capsys: pytest.CaptureFixture[str]) -> None:
+    """Row 1,501 of 2,000 lacks what the message template reads: refused at load, one line
+    naming the dataset's line and the field, and not one request sent (the run used to stop
+    there with exit 2 after sending and storing ~1,000 answers)."""
+    rows = [{"id": f"r{k}", "question": f"[[answer:{k}]]", "answer": str(k)}
+            for k in range(2000)]
+    rows[1500] = {"id": "r1500", "prompt": "[[answer:x]]", "answer": "x"}
+    path = write_eval(tmp_path / "e", rows)
+    line = one_line(run_eval(path, "--model", f"openai:stub?base_url={stub_server.base_url}",
+                             "--concurrency", "32"), capsys)
+    assert line.endswith("data.jsonl:1501: item r1500: messages[0].content reads "
+                         "{{item.question}}: this row has no field 'question'"), line
+    assert stub_server.stats()["total_attempts"] == 0

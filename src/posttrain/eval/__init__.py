@@ -37,6 +37,7 @@ from posttrain.eval.checks import (  # noqa: F401 - part of posttrain.eval's int
     _check_request_shapes,
     _check_row_messages,
     _check_template_syntax,
+    check_every_row,
     check_share,
 )
 from posttrain.graders.base import Grader, GraderContext
@@ -504,6 +505,7 @@ def _check_against_rows(spec: dict[str, Any], items: list[Item], source: Path | 
         _check_row_messages(items, dataset_path, source, from_items=dataset_path is None)
     _check_paths(spec, items[0], solver=bool(spec.get("solver")), source=source,
                  dataset=dataset_path)
+    check_every_row(spec, items, source=source, dataset=dataset_path)
     _check_request_shapes(spec, items[0], source, dataset_path)
 
 

@@ -4,6 +4,7 @@ own ``messages`` (each naming the eval file's line and field, or the dataset's l
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,46 @@ def _check_paths(spec: dict[str, Any], first: Item, *, solver: bool, source: Pat
             allowed = "`item.*` and, in graders, `sample.*`"
             raise UserError(f"{{{{{path}}}}}: a template reads {allowed}, not {root!r}",
                             file=source, field=where)
+
+
+#: ``item.field``: one step, checked as a key of the row
+_PLAIN = re.compile(r"item\.[\w$@-]+")
+
+
+def check_every_row(spec: dict[str, Any], items: Sequence[Item], *, source: Path | None,
+                    dataset: Path | None) -> None:
+    """Every row has what the request templates read (``item.*`` paths of messages, variants,
+    tools and response_format), checked before anything is sent: a row that lacks one is
+    refused naming its line (or ``items[i]``) and the template's field. (Rendering found it
+    only when that row's turn came, after the rows before it had been sent and paid for.)
+    Graders are not held to every row: a row without a grader's reference leaves that grade
+    unscored, counted and shown (an eval may grade some rows by a field only they have); the
+    first row is checked for them (``_check_paths``). ~0.1 us a row and plain path."""
+    from posttrain.template import placeholders_by_field, resolve
+
+    templates = {key: spec[key] for key in ("messages", "input", "tools", "response_format",
+                                            "variants") if key in spec}
+    found = placeholders_by_field(templates)
+    paths = dict.fromkeys((path, where) for where, path in found
+                          if path.split(".", 1)[0].split("[", 1)[0] == "item")
+    plain = [(path, where, path[5:]) for path, where in paths if _PLAIN.fullmatch(path)]
+    nested = [(path, where) for path, where in paths if not _PLAIN.fullmatch(path)]
+    for index, item in enumerate(items):
+        data = item.data
+        missing = next(((path, where, f"no field {key!r}") for path, where, key in plain
+                        if key not in data), None)
+        if missing is None:
+            for path, where in nested:
+                try:
+                    resolve(path, {"item": data})
+                except TemplateError as exc:
+                    missing = (path, where, exc.reason)
+                    break
+        if missing is not None:
+            path, where, reason = missing
+            row = (dict(file=dataset, line=item.line, field=f"item {item.id}")
+                   if dataset is not None else dict(file=source, field=f"items[{index}]"))
+            raise UserError(f"{where} reads {{{{{path}}}}}: this row has {reason}", **row)
 
 
 def check_share(value: Any) -> float:
