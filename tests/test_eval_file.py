@@ -165,3 +165,18 @@ def test_cli_start_up_imports_nothing_heavy():
             "'scipy', 'sacrebleu', 'nltk', 'yaml') if m in sys.modules]; print(heavy)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_a_graders_reference_some_rows_lack_is_unscored_there_and_one_no_row_has_is_refused(
+        tmp_path):
+    """The first row may lack a grader's reference that later rows have (its grade is
+    unscored, counted); a reference no row has is a typo: refused, saying so."""
+    path = write_eval(tmp_path / "a", [{"id": "a", "question": "q"},
+                                       {"id": "b", "question": "q", "answer": "c"}])
+    assert len(load_eval(path).items) == 2
+    path = write_eval(tmp_path / "b", [{"id": "a", "question": "q", "answr": "b"},
+                                       {"id": "b", "question": "q", "answr": "c"}])
+    with pytest.raises(UserError, match=r"no row has it: the first row .* has no field "
+                       "'answer'; did you mean 'answr'") as caught:
+        load_eval(path)
+    assert caught.value.field == "graders[0].reference"

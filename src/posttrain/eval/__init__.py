@@ -504,7 +504,7 @@ def _check_against_rows(spec: dict[str, Any], items: list[Item], source: Path | 
                                  *variants.values()]):
         _check_row_messages(items, dataset_path, source, from_items=dataset_path is None)
     _check_paths(spec, items[0], solver=bool(spec.get("solver")), source=source,
-                 dataset=dataset_path)
+                 dataset=dataset_path, rows=items)
     check_every_row(spec, items, source=source, dataset=dataset_path)
     _check_request_shapes(spec, items[0], source, dataset_path)
 

@@ -71,11 +71,14 @@ SAMPLE_FIELDS = ("output_text", "output_json", "output_tools", "choices", "reaso
 
 
 def _check_paths(spec: dict[str, Any], first: Item, *, solver: bool, source: Path | None,
-                 dataset: Path | None) -> None:
+                 dataset: Path | None, rows: Sequence[Item] = ()) -> None:
     """Every placeholder of every template (messages, variants, tools, response_format and
     graders) resolves before anything is sent: ``item.*`` paths against the first row,
     ``sample.*`` paths against the fields a sample has. The error names the eval file's own
-    field (``load_eval`` adds its line) and the row it was checked against."""
+    field (``load_eval`` adds its line) and the row it was checked against. A grader's
+    ``item.*`` path that the first row lacks but another of ``rows`` has is not refused (an
+    eval may grade some rows by a field only they have: the others' grades are unscored,
+    counted); one that no row has is a typo, refused."""
     from posttrain.template import (
         GRADER_NOT_TEMPLATES,
         placeholders_by_field,
@@ -95,10 +98,13 @@ def _check_paths(spec: dict[str, Any], first: Item, *, solver: bool, source: Pat
             try:
                 resolve(path, {"item": first.data})
             except TemplateError as exc:
+                if where.startswith("graders") and _some_row_has(path, rows):
+                    continue
                 missing = exc.reason.split("'")[1] if exc.reason.count("'") >= 2 else ""
                 hint = did_you_mean(missing, first.data) if exc.step == 1 and missing else ""
-                raise UserError(f"{{{{{path}}}}}: the first row ({row}) has {exc.reason}{hint}",
-                                file=source, field=where) from None
+                some = "no row has it: " if where.startswith("graders") and len(rows) > 1 else ""
+                raise UserError(f"{{{{{path}}}}}: {some}the first row ({row}) has "
+                                f"{exc.reason}{hint}", file=source, field=where) from None
         elif root == "sample" and where.startswith("graders"):
             name = rest.split(".", 1)[0].split("[", 1)[0]
             if name not in sample_fields:
@@ -110,6 +116,18 @@ def _check_paths(spec: dict[str, Any], first: Item, *, solver: bool, source: Pat
             allowed = "`item.*` and, in graders, `sample.*`"
             raise UserError(f"{{{{{path}}}}}: a template reads {allowed}, not {root!r}",
                             file=source, field=where)
+
+
+def _some_row_has(path: str, rows: Sequence[Item]) -> bool:
+    from posttrain.template import resolve
+
+    for item in rows:
+        try:
+            resolve(path, {"item": item.data})
+        except TemplateError:
+            continue
+        return True
+    return False
 
 
 #: ``item.field``: one step, checked as a key of the row
