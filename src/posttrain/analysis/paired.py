@@ -226,7 +226,9 @@ def _exact_sign_flip(groups: list[tuple[float, int]], observed: float,
     distribution: dict[float, float] = {0: 1.0}
     for magnitude, m in groups:
         size = round(magnitude * scale) if scale is not None else magnitude
-        moves = [(size * (2 * b - m), math.comb(m, b) / 2**m) for b in range(m + 1)]
+        # Binomial(m, 1/2) weights in floating point (Loader's form, O(1) each): the exact
+        # ``comb(m, b) / 2**m`` on integers of m bits made a group of m items cost O(m^2)
+        moves = [(size * (2 * b - m), _fair_binomial_pmf(b, m)) for b in range(m + 1)]
         merged: defaultdict[float, float] = defaultdict(float)
         for total, weight in distribution.items():
             for step, step_weight in moves:
