@@ -354,3 +354,106 @@ def test_a_cache_entry_is_written_to_one_btree_and_old_stores_drop_the_model_ind
     assert store.cache_clear(models=["m1"]) == 1
     assert [row["model"] for row in store.cache_stats()] == ["m2"]
     store.close()
+
+
+def test_the_wal_stays_bounded_while_commits_never_pause(tmp_path, monkeypatch) -> None:
+    """A run at full speed commits without a pause, so a PASSIVE checkpoint never copies the
+    whole WAL and it was never started again (a 20k-item eval grew it to 755 MB): past a size
+    the checkpointer asks for a RESTART checkpoint, and the file is cut back."""
+    import threading
+    import time
+
+    from posttrain.runner import checkpointer as checkpointer_module
+
+    monkeypatch.setattr(checkpointer_module, "EVERY_S", 0.01)
+    monkeypatch.setattr(checkpointer_module, "RESTART_AT_BYTES", 1024 * 1024)
+    monkeypatch.setattr(store_module, "WAL_SIZE_LIMIT", 1024 * 1024)
+    store = Store(tmp_path / "s.db")
+
+    class Loop:
+        def call_soon(self, _fn: object) -> None:
+            pass
+
+    store.group_commits(Loop(), background_checkpoints=True)
+    background = store._checkpointer
+    assert background is not None
+    wal = Path(str(store.path) + "-wal")
+    largest = 0
+    stop = threading.Event()
+
+    def watch() -> None:
+        nonlocal largest
+        while not stop.is_set():
+            if wal.exists():
+                largest = max(largest, wal.stat().st_size)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    written = 0
+    try:
+        for index in range(2500):  # ~50 MB of rows, one commit each (a run's pace: ~1 ms)
+            store.cache_put(f"k{index}", {"text": "x" * 20_000})
+            store.flush()
+            written += 20_000
+            time.sleep(0.001)
+    finally:
+        stop.set()
+        watcher.join()
+    assert background.error is None and background.restarts >= 1
+    assert largest < written / 2, (largest, written)  # it was all of it: 54.7 of 50 MB
+    store.group_commits(None)
+    assert store.conn.execute("SELECT COUNT(*) FROM cache").fetchone()[0] == 2500
+    store.close()
+
+
+def test_a_run_another_live_process_is_answering_is_not_resumed_beside_it(
+        tmp_path, capsys, monkeypatch) -> None:
+    """Two `posttrain eval` of one eval and model on one store at once both resumed the same
+    run and sent its pending requests twice (2,107 of 3,000 here): the second is refused, one
+    line, exit 2, before any request; a runner that is gone (or whose pid now names another
+    process) is resumed."""
+    import subprocess
+    import sys
+
+    from posttrain.runner import process
+    from tests.conftest import StubServer
+
+    server = StubServer()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        rows = [{"id": f"q{k:02d}", "question": f"[[answer:{k}]]", "answer": str(k)}
+                for k in range(40)]
+        path = write_eval(tmp_path / "e", rows)
+        db = str(tmp_path / "s.db")
+        argv = ["eval", str(path), "--model", "openai:stub", "--store", db, "--no-progress",
+                "--no-cache"]
+        assert main(argv) == 0
+        with Store(db) as store:  # as if a live process were half-way through it
+            (run_id,) = store.conn.execute("SELECT id FROM runs").fetchone()
+            store.conn.execute("UPDATE runs SET status = 'running' WHERE id = ?", (run_id,))
+            store.conn.execute("DELETE FROM samples WHERE run_id = ? AND item_id >= 'q20'",
+                               (run_id,))
+            store.conn.commit()
+            store.update_run_config(run_id, {"runner": {
+                **process.identity(), "pid": sleeper.pid,
+                "start": process.start_time(sleeper.pid)}})
+        capsys.readouterr()
+        before = server.stats()["total_attempts"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert f"run {run_id} is being answered now by process {sleeper.pid}" in err, err
+        assert len(err.splitlines()) == 1 and "Traceback" not in err
+        assert server.stats()["total_attempts"] == before
+        # the same pid with another start time is another process: its run is resumed
+        with Store(db) as store:
+            store.update_run_config(run_id, {"runner": {
+                **process.identity(), "pid": sleeper.pid, "start": "1"}})
+        assert main(argv) == 0
+        assert server.stats()["total_attempts"] == before + 20
+        with Store(db) as store:
+            assert store.get_run(run_id).status == "finished"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        server.close()

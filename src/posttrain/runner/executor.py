@@ -745,6 +745,8 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
             ungraded = done - store.scored_keys(run.id, grader_names) if run is not None else set()
             pending = [(item, epoch) for epoch in range(options.epochs) for item in items
                        if (item.id, epoch) not in done]
+            if run is not None and (pending or ungraded):
+                _refuse_a_live_run(run, model.name, variant)
             todo.append((model, variant, key, run, pending, ungraded))
     busy = [model for model, _v, _k, _r, pending, _u in todo if pending]
     grading = any(pending or ungraded for *_rest, pending, ungraded in todo)
@@ -783,6 +785,22 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
         planned.append(PlannedRun(execution, pending, workers,
                                   RunHandle(run=run, counters=counters, model_config=config)))
     return planned
+
+
+def _refuse_a_live_run(run: RunInfo, model: str, variant: str) -> None:
+    """A run another process on this host is answering now is not resumed beside it: both
+    would send every request still pending (UserError, before any request is sent)."""
+    from posttrain.runner import process
+
+    runner = (run.config or {}).get("runner")
+    if not isinstance(runner, dict) or runner.get("pid") == os.getpid():
+        return
+    if process.state(runner) == "alive":
+        label = model + (f" [{variant}]" if variant != "default" else "")
+        raise UserError(f"{label}: run {run.id} is being answered now by process "
+                        f"{runner['pid']} on this host: wait for it to finish (or stop it, "
+                        "then run this again to resume); two processes answering one run "
+                        "would send its pending requests twice", field="--model")
 
 
 def finish_runs(store: Store, handles: Sequence[RunHandle]) -> None:

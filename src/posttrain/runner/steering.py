@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
 import time
 from typing import Any
 
 from posttrain.environment import Intervention, apply_intervention
+from posttrain.runner import process
 from posttrain.runner.store import Store
 
 PAUSE_LIMIT_S = 3600.0
@@ -37,8 +36,8 @@ MAX_MESSAGE_CHARS = 20_000
 
 
 def runner_identity() -> dict[str, Any]:
-    """This process, as a run's config records its runner."""
-    return {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+    """This process, as a run's config records its runner (``posttrain.runner.process``)."""
+    return process.identity()
 
 
 def runner_state(run: Any) -> str:
@@ -47,20 +46,7 @@ def runner_state(run: Any) -> str:
     ``unknown`` (another host, or a run from before runners were recorded)."""
     if run.status != "running":
         return "finished"
-    runner = (run.config or {}).get("runner")
-    if not isinstance(runner, dict) or not isinstance(runner.get("pid"), int):
-        return "unknown"
-    if runner.get("host") != socket.gethostname():
-        return "unknown"
-    try:
-        os.kill(runner["pid"], 0)
-    except ProcessLookupError:
-        return "gone"
-    except PermissionError:
-        return "alive"
-    except OSError:
-        return "unknown"
-    return "alive"
+    return process.state((run.config or {}).get("runner"))
 
 
 def parse_intervention(payload: dict[str, Any], control_id: int | None = None) -> Intervention:

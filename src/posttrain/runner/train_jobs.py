@@ -25,6 +25,7 @@ import time
 import uuid
 from typing import Any
 
+from posttrain.runner import process
 from posttrain.runner.store import Store
 
 _SCHEMA = """
@@ -64,7 +65,7 @@ def start_job(store: Store, *, kind: str, model: str, eval_name: str | None,
     _ensure(store)
     job_id = f"train-{uuid.uuid4().hex[:8]}"
     config = {**config, "_process": {"host": socket.gethostname(), "pid": os.getpid(),
-                                     "start": _start_time(os.getpid())}}
+                                     "start": process.start_time(os.getpid())}}
     with store.conn:
         store.conn.execute(
             "INSERT INTO train_jobs (id, kind, model, eval_name, out_dir, created, status, "
@@ -92,28 +93,9 @@ def finish_job(store: Store, job_id: str, *, status: str,
                                             json.dumps(result, default=str), job_id))
 
 
-def _start_time(pid: int) -> str | None:
-    """The process's start time since boot (``/proc/PID/stat`` field 22), None if unknown."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _alive(process: dict[str, Any]) -> bool:
+def _alive(job_process: dict[str, Any]) -> bool:
     """Whether the job's process still runs (True when that cannot be known here)."""
-    if process.get("host") != socket.gethostname() or not isinstance(process.get("pid"), int):
-        return True
-    pid = process["pid"]
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # someone else's process: alive
-    start = process.get("start")
-    return start is None or _start_time(pid) in (None, start)
+    return process.state(job_process) != "gone"
 
 
 def _status(status: str, config: str | None) -> str:

@@ -1,0 +1,46 @@
+"""Which process on which host is doing a piece of work (a run's answers, a training job), and
+whether it still is: the pid with the start time it had, so a pid the kernel has since given to
+another process does not read as the same process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from typing import Any
+
+
+def start_time(pid: int) -> str | None:
+    """The process's start time since boot (``/proc/PID/stat`` field 22), None if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def identity() -> dict[str, Any]:
+    """This process: ``{pid, host, start, since}`` (``since``: seconds since the epoch)."""
+    pid = os.getpid()
+    return {"pid": pid, "host": socket.gethostname(), "start": start_time(pid),
+            "since": time.time()}
+
+
+def state(process: Any) -> str:
+    """``alive`` (that process runs on this host), ``gone`` (it does not: killed, crashed or
+    ended) or ``unknown`` (another host, or nothing recorded)."""
+    if not isinstance(process, dict) or not isinstance(process.get("pid"), int):
+        return "unknown"
+    if process.get("host") != socket.gethostname():
+        return "unknown"
+    pid = process["pid"]
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return "gone"
+    except PermissionError:
+        pass  # someone else's process: it exists
+    except OSError:
+        return "unknown"
+    start = process.get("start")
+    return "alive" if start is None or start_time(pid) in (None, start) else "gone"
