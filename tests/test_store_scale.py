@@ -141,6 +141,9 @@ def test_regrade_commits_in_groups(tmp_path, stub_server, monkeypatch, capsys) -
     eval_path = write_eval(tmp_path / "ev", rows)
     path = str(tmp_path / "s.db")
     assert main(["eval", str(eval_path), "--model", "openai:stub", "--store", path]) == 0
+    write_eval(tmp_path / "ev", rows, graders=(  # an edited grader: every grade changes
+        '  - {type: string_check, name: exact, input: "{{sample.output_text}}", '
+        'reference: "{{item.answer}}", operation: ne}\n'))
     commits: list[int] = []
     original = Store.flush
 

@@ -1106,7 +1106,8 @@ def import_openai_eval(eval_file: str | Path, out_dir: str | Path, *,
                     report["openai_from_items"] = counts(db, info.id, criteria) if new else None
                 if grade and new:
                     counters = Counters(label=f"import {run.id}", total=0)
-                    regrade_run(db, info.id, eval_, counters=counters)
+                    # OpenAI's grades stay in the history, where posttrain's agree too
+                    regrade_run(db, info.id, eval_, counters=counters, keep_all=True)
                     eval_ = load_eval(eval_path, model_factory=factory)  # closed
                     report["requests"] = counters.requests
                 if grade and new and judge and any(g.get("type") in ("score_model",

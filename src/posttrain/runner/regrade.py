@@ -43,12 +43,14 @@ def load_run_eval(store: Store, run_id: str) -> Eval:
 
 async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None = None,
                        *, item_ids: set[str] | None = None,
-                       counters: Counters | None = None) -> int:
+                       counters: Counters | None = None, keep_all: bool = False) -> int:
     """Re-grade the run's answers (or only ``item_ids``); returns how many were re-graded.
 
     Judges call their models on the runner's path (cache, retries, concurrency limit): a judge
     answer already in the cache is not requested again. ``counters`` (if given) receives the
-    requests, retries and cost that re-grading spent.
+    requests, retries and cost that re-grading spent. The old grades of answers whose grades
+    change are kept in ``score_history``; ``keep_all``: every answer's, changed or not (an
+    import keeps the grades it brought there, to compare with posttrain's).
     """
     if eval is None:
         eval = load_run_eval(store, run_id)
@@ -67,7 +69,8 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
                                          "primary": eval.primary})
         try:
             return regrade_in_process(store, run, eval, variant, item_ids,
-                                      counters or Counters(label=f"regrade {run_id}", total=0))
+                                      counters or Counters(label=f"regrade {run_id}", total=0),
+                                      keep_all=keep_all)
         finally:
             await eval.aclose()
     rows = [row for row in store.samples(run_id)
@@ -90,7 +93,7 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
 
     def write_batch() -> None:
         nonlocal batch
-        store.replace_scores_many(run_id, batch)
+        store.replace_scores_many(run_id, batch, keep_all=keep_all)
         store.flush()
         batch = []
 
@@ -125,7 +128,7 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
         else:  # sandboxed graders: one answer per warm worker at a time, all cores busy
             widen_thread_pool(workers)
             await _in_window(rows, regrade_one, workers * 2)
-        store.replace_scores_many(run_id, batch)
+        store.replace_scores_many(run_id, batch, keep_all=keep_all)
     finally:
         store.group_commits(None)
         await eval.aclose()
@@ -168,6 +171,8 @@ async def _in_window(rows: list[Any], work: Callable[[Any], Awaitable[None]],
 
 
 def regrade_run(store: Store, run_id: str, eval: Eval | str | Path | None = None,
-                *, item_ids: set[str] | None = None, counters: Counters | None = None) -> int:
+                *, item_ids: set[str] | None = None, counters: Counters | None = None,
+                keep_all: bool = False) -> int:
     """Synchronous wrapper of :func:`aregrade_run` (not for use inside an event loop)."""
-    return asyncio.run(aregrade_run(store, run_id, eval, item_ids=item_ids, counters=counters))
+    return asyncio.run(aregrade_run(store, run_id, eval, item_ids=item_ids, counters=counters,
+                                    keep_all=keep_all))

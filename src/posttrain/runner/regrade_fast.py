@@ -12,7 +12,8 @@ larger steps:
   only when the eval has a ``response_format`` (the one thing of it a grader's sample reads);
 - the new grades are compared with the stored ones and only those that differ are written, all
   in one transaction (``Store.bulk_grades``: the run's revision bumped once, not a trigger per
-  row), with every regraded answer's old grades kept in ``score_history`` as before;
+  row), with the old grades of every answer whose grades change (a value, verdict or status)
+  kept in ``score_history``, as ``Store.replace_scores_many`` does;
 - the run's kept facts are patched for the answers whose figures changed
   (``posttrain.runner.facts_patch``) instead of being built again by the next reader.
 """
@@ -42,6 +43,9 @@ Row = tuple[Any, ...]
 #: cost, requests, retries): a grade that differs only in its explanation or confinement leaves
 #: the facts as they are
 _FACTS = itemgetter(0, 1, 2, 3, 5, 6, 7, 9)
+#: the columns of a grade that ``score_history`` keeps (grader, value, passed, status): a grade
+#: rewritten only for its explanation or confinement keeps no history row
+_GRADE = itemgetter(0, 1, 2, 3)
 
 
 def in_process(graders: Sequence[Grader]) -> bool:
@@ -81,8 +85,9 @@ def _differs(text: str | None, value: Any) -> bool:
 
 
 def regrade(store: Store, run: RunInfo, eval: Eval, variant: str,
-            item_ids: set[str] | None, counters: Counters) -> int:
-    """Grade the run's answers again (``item_ids``: only those items'); returns how many."""
+            item_ids: set[str] | None, counters: Counters, *, keep_all: bool = False) -> int:
+    """Grade the run's answers again (``item_ids``: only those items'); returns how many.
+    ``keep_all``: every answer's old grades go to the history (see ``aregrade_run``)."""
     conn = store.conn
     cursor = conn.cursor()
     cursor.row_factory = None
@@ -98,7 +103,7 @@ def regrade(store: Store, run: RunInfo, eval: Eval, variant: str,
         helper = regrade_split.Helper(
             grade, answers, len(answers) - int(len(answers) * regrade_split.HELPER_SHARE))
     try:
-        return _regrade(store, run, eval, items, answers, grade, helper, counters)
+        return _regrade(store, run, eval, items, answers, grade, helper, counters, keep_all)
     finally:
         if helper is not None:
             helper.close()
@@ -107,7 +112,8 @@ def regrade(store: Store, run: RunInfo, eval: Eval, variant: str,
 def _regrade(store: Store, run: RunInfo, eval: Eval, items: dict[str, Item],
              answers: list[tuple[str, int, str]],
              grade: Callable[[tuple[str, int, str]], list[Row]],
-             helper: regrade_split.Helper | None, counters: Counters) -> int:
+             helper: regrade_split.Helper | None, counters: Counters,
+             keep_all: bool = False) -> int:
     from posttrain.runner import facts_patch
 
     cursor = store.conn.cursor()
@@ -128,11 +134,16 @@ def _regrade(store: Store, run: RunInfo, eval: Eval, items: dict[str, Item],
     count_changes: Counter[str] = Counter()
     row_changes: Counter[str] = Counter()  # and every grade (the graders the run names)
     no_grades: list[Row] = []
+    rewritten: list[tuple[str, int]] = []  # answers whose grades change: their old ones kept
+    written = False
     for item_id, epoch, rows in _graded(answers, grade, helper, counters):
         before = old.get((item_id, epoch), no_grades)
         after = [rows[k] for k in picks]
+        if keep_all or list(map(_GRADE, before)) != list(map(_GRADE, after)):
+            rewritten.append((item_id, epoch))
         if before == after:
             continue
+        written = True
         if list(map(_FACTS, before)) != list(map(_FACTS, after)):
             moved.append((item_id, epoch))
             count_changes.update(_scored(after))
@@ -142,8 +153,9 @@ def _regrade(store: Store, run: RunInfo, eval: Eval, items: dict[str, Item],
         had = {row[0]: row for row in before}
         writes.extend((run.id, item_id, epoch, *row) for row in after if had.get(row[0]) != row)
         removals.extend((run.id, item_id, epoch, name) for name in had if name not in kept_names)
-    keys = [(item_id, epoch, int(item_id in changed_items))
-            for item_id, epoch, _completion in answers]
+    if not written and not refresh and not rewritten:
+        return len(answers)  # every grade as stored: nothing to write, kept facts still hold
+    keys = [(item_id, epoch, int(item_id in changed_items)) for item_id, epoch in rewritten]
     # the graders the run's grades name before the write and after it (every grade of the run
     # is in ``old``)
     graders_before = Counter(map(itemgetter(0), chain.from_iterable(old.values())))
@@ -249,7 +261,7 @@ class Changes(NamedTuple):
 def _write(store: Store, run: RunInfo, keys: list[tuple[str, int, int]], writes: list[Row],
            removals: list[Row], moved: list[tuple[str, int]], refresh: list[Item],
            facts_patch: Any, changes: Changes) -> None:
-    """Everything in one transaction: the old grades of every regraded answer (``keys``: item,
+    """Everything in one transaction: the old grades of every answer whose grades change (``keys``: item,
     epoch, whether its item changed) to the history, the changed grades written, the refreshed
     items, and the kept facts patched (when nothing but grades changed)."""
     import time

@@ -941,9 +941,18 @@ class Store:
             self._write_scores(run_id, item_id, epoch, scores)
 
     def replace_scores_many(self, run_id: str,
-                            answers: Sequence[tuple[str, int, Sequence[Score], bool]]) -> None:
+                            answers: Sequence[tuple[str, int, Sequence[Score], bool]], *,
+                            keep_all: bool = False) -> None:
         """``replace_scores(..., history=True)`` for many answers (item, epoch, scores, item
-        changed) in one atomic write: each statement once, over every answer."""
+        changed) in one atomic write: each statement once, over every answer. Only answers
+        whose grades differ from the stored ones are written, and only those whose grades
+        changed (a grader's value, verdict or status, not just its explanation or sandbox
+        description) keep their old grades in ``score_history``: re-grading the same answers
+        again and again grew it by a run's grades each time. ``keep_all``: every answer is
+        written and keeps its old grades (an import's grades, kept to compare)."""
+        differ = [(answer, (True, True) if keep_all else self._grades_differ(run_id, *answer[:3]))
+                  for answer in answers]
+        answers = [answer for answer, (row, _grade) in differ if row]
         if not answers:
             return
         now = time.time()
@@ -954,7 +963,7 @@ class Store:
                 "status, item_changed, replaced) SELECT run_id, item_id, epoch, grader, value, "
                 "passed, status, ?, ? FROM scores WHERE run_id=? AND item_id=? AND epoch=?",
                 [(int(changed), now, run_id, item_id, epoch)
-                 for item_id, epoch, _scores, changed in answers])
+                 for (item_id, epoch, _scores, changed), (_row, grade) in differ if grade])
             self.conn.executemany("DELETE FROM scores WHERE run_id=? AND item_id=? AND epoch=?",
                                   keys)
             self.conn.executemany(
@@ -966,6 +975,19 @@ class Store:
                   orjson.dumps(s.sub_scores).decode(), s.cost_usd, s.requests, s.confinement,
                   s.retries)
                  for item_id, epoch, scores, _changed in answers for s in scores])
+
+    def _grades_differ(self, run_id: str, item_id: str, epoch: int,
+                       scores: Sequence[Score]) -> tuple[bool, bool]:
+        """(whether an answer's stored grade rows are not exactly ``scores``'s, whether its
+        grades themselves differ: grader, value, verdict, status); as written: one row per
+        grader name, the last of a repeated name, compared in grader order."""
+        new = {row[3]: row[3:] for row in _score_rows(run_id, item_id, epoch, scores)}
+        old = [tuple(row) for row in self.conn.execute(
+            "SELECT grader, value, passed, status, explanation, sub_scores, cost_usd, requests, "
+            "confinement, retries FROM scores WHERE run_id = ? AND item_id = ? AND epoch = ? "
+            "ORDER BY grader", (run_id, item_id, epoch))]
+        rows = [new[name] for name in sorted(new)]
+        return old != rows, [row[:4] for row in old] != [row[:4] for row in rows]
 
     def score_history(self, run_id: str, *, only: tuple[str, int] | None = None
                       ) -> list[sqlite3.Row]:
