@@ -460,3 +460,23 @@ def test_a_run_another_live_process_is_answering_is_not_resumed_beside_it(
         sleeper.kill()
         sleeper.wait()
         server.close()
+
+
+def test_another_programs_sqlite_database_is_refused_not_turned_into_a_store(
+        tmp_path, capsys) -> None:
+    """`posttrain store info --store other.db` on another application's SQLite file added
+    posttrain's tables to it and said "0 runs": refused, one line, the file left as it was."""
+    other = tmp_path / "other.db"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
+    conn.commit()
+    conn.close()
+    before = other.read_bytes()
+    for argv in (["store", "info", "--store", str(other)], ["runs", "--store", str(other)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "not a posttrain store: an SQLite database of something else (tables invoices)" \
+            in err and len(err.splitlines()) == 1, err
+    assert other.read_bytes() == before
+    assert [r[0] for r in sqlite3.connect(other).execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")] == ["invoices"]

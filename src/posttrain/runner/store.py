@@ -362,6 +362,9 @@ class Store:
             raise UserError(f"cannot open the store: {exc}", file=self.path.resolve()) from None
         try:
             self._open()
+        except UserError:
+            self.conn.close()
+            raise
         except sqlite3.DatabaseError as exc:
             self.conn.close()
             text = str(exc)
@@ -375,6 +378,15 @@ class Store:
             raise UserError(reason, file=self.path.resolve()) from None
 
     def _open(self) -> None:
+        tables = {row[0] for row in self.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables and not tables & {"runs", "meta"}:  # another program's database: not ours
+            from posttrain.errors import UserError
+
+            shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+            raise UserError("not a posttrain store: an SQLite database of something else "
+                            f"(tables {shown}); --store takes a posttrain store (a new name "
+                            "creates one)", file=self.path.resolve())
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
