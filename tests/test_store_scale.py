@@ -342,9 +342,8 @@ def test_a_cache_entry_is_written_to_one_btree_and_old_stores_drop_the_model_ind
     holds it: the cache keeps none but its own (the old index on ``model`` doubled a fresh
     eval's random page writes). ``cache clear --model`` still finds its entries."""
     path = tmp_path / "s.db"
+    Store(path).close()
     conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE cache (key TEXT PRIMARY KEY, response TEXT NOT NULL, "
-                 "created REAL NOT NULL, model TEXT, identity TEXT) WITHOUT ROWID")
     conn.execute("CREATE INDEX cache_model ON cache(model)")  # as stores written before
     conn.commit()
     conn.close()
