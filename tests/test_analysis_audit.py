@@ -147,6 +147,9 @@ def test_export_and_cli_audit(tmp_path: Path, capsys) -> None:
     assert main(["audit", "health", "--store", str(db), "--html", str(html)]) == 0
     out = capsys.readouterr().out
     assert "suspect items" in out and "q004" in out
+    # the count is of items (an item flagged for two reasons is one suspect item)
+    distinct = len({s["item_id"] for s in report["suspects"]})
+    assert f"suspect items: {distinct} ({len(report['suspects'])} findings: " in out, out
     assert "<table>" in html.read_text()
     # direct export API
     store = Store(db)

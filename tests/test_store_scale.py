@@ -479,3 +479,26 @@ def test_another_programs_sqlite_database_is_refused_not_turned_into_a_store(
     assert other.read_bytes() == before
     assert [r[0] for r in sqlite3.connect(other).execute(
         "SELECT name FROM sqlite_master WHERE type = 'table'")] == ["invoices"]
+
+
+def test_vacuum_is_refused_while_a_live_process_answers_a_run(tmp_path, capsys) -> None:
+    import subprocess
+    import sys
+
+    from posttrain.runner import process
+
+    store, ids = _store(tmp_path / "s.db", n=5, runs=1)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        store.conn.execute("UPDATE runs SET status = 'running' WHERE id = ?", (ids[0],))
+        store.conn.commit()
+        store.update_run_config(ids[0], {"runner": {
+            **process.identity(), "pid": sleeper.pid, "start": process.start_time(sleeper.pid)}})
+        store.close()
+        assert main(["store", "vacuum", "--store", str(tmp_path / "s.db")]) == 2
+        err = capsys.readouterr().err
+        assert f"is being answered now by process {sleeper.pid}" in err, err
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert main(["store", "vacuum", "--store", str(tmp_path / "s.db")]) == 0  # gone: vacuumed

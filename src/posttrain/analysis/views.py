@@ -214,7 +214,9 @@ def audit_text(report: dict[str, Any]) -> str:
         if strong.get("note"):
             out.append(f"({strong['note']})")
     counts = ", ".join(f"{k}: {v}" for k, v in report["suspect_counts"].items() if v)
-    out += ["", f"suspect items: {len(report['suspects'])}" + (f" ({counts})" if counts else "")]
+    items = len({suspect["item_id"] for suspect in report["suspects"]})
+    reasons = len(report["suspects"])
+    out += ["", f"suspect items: {items}" + (f" ({reasons} findings: {counts})" if counts else "")]
     if report["suspects"]:
         out.append(text_table(_SUSPECTS, _suspect_rows(report, 48)))
     if len(report.get("judges") or []) < 2:

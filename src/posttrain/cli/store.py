@@ -63,10 +63,24 @@ def _run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_live_runs(store: Any, path: str) -> None:
+    """Vacuuming rewrites the whole file and holds it for the time that takes: not while a
+    process on this host is answering one of its runs (its commits would wait on it)."""
+    from posttrain.runner import process
+
+    for run in store.list_runs():
+        runner = (run.config or {}).get("runner")
+        if run.status == "running" and process.state(runner) == "alive":
+            raise UserError(f"run {run.id} ({run.eval_name}, {run.model}) is being answered now "
+                            f"by process {runner['pid']}: vacuum once it has finished",
+                            file=path)
+
+
 def _run_vacuum(args: argparse.Namespace) -> int:
     import sqlite3
 
     with _open(args.store) as store:
+        _refuse_live_runs(store, args.store)
         try:
             result = store.vacuum()
         except sqlite3.OperationalError as exc:
