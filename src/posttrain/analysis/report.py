@@ -365,7 +365,10 @@ def render_table(summaries: list[dict[str, Any]], *, tags: bool = True,
             out.append(f"{_label(s)}: model-written code ran with NO sandbox "
                        f"({s['confinement']})")
         if s.get("missing"):
-            out.append(f"{_label(s)}: {s['missing']} samples not yet answered (run again to resume)")
+            why = ("the run is still going, or its process was stopped: then run the same "
+                   "command again to resume it" if s.get("status") == "running"
+                   else "run again to resume")
+            out.append(f"{_label(s)}: {s['missing']} samples not yet answered ({why})")
     bar = summaries[0].get("pass_bar")
     if bar is not None:
         clears = [_label(s) for s in summaries if s.get("clears_bar")]
