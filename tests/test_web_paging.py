@@ -172,3 +172,45 @@ def test_view_on_port_0_prints_the_port_it_bound(env) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def _mixed_grades(item, text: str, epoch: int) -> list:
+    """Two graders; some answers unscored by one (no value), some not graded by "b"."""
+    from posttrain.types import Score
+
+    ok = text == item.data["answer"]
+    index = int(item.id[1:])
+    grades = [Score(value=1.0 if ok else 0.0, passed=ok, name="a")]
+    if index % 3 == 1:
+        grades.append(Score(value=None, passed=None, status="unscored", name="b"))
+    elif index % 3 == 2:
+        grades.append(Score(value=float(epoch % 2), passed=epoch % 2 == 1, name="b"))
+    return grades
+
+
+@pytest.mark.parametrize("flt", views.FILTERS)
+@pytest.mark.parametrize("tag", [None, "alpha", "nope"])
+@pytest.mark.parametrize("grader", [None, "a", "b"])
+def test_a_filtered_page_in_sql_is_the_page_of_the_whole_run(tmp_path: Path, flt: str,
+                                                              tag: str | None,
+                                                              grader: str | None) -> None:
+    store = Store(tmp_path / "s.db")
+    items = make_items(30, tags=("alpha", "beta", "gamma"))
+    run_id = simulate_run(store, "ev", StubModel("m", 0.6), items, seed=3, epochs=2,
+                          grade=_mixed_grades).id
+    # a failed request (an error answer)
+    store.conn.execute("UPDATE samples SET status = 'error', error = 'boom' "
+                       "WHERE run_id = ? AND item_id = 'q004' AND epoch = 1", (run_id,))
+    whole = views._sample_rows(load_results(store, run_id), flt, tag, grader)
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    for offset, limit in ((0, 7), (5, 11), (0, 500)):
+        page, total = views.samples_page(store, run_id, flt, tag, grader, limit=limit,
+                                         offset=offset)
+        assert total == len(whole) and page == whole[offset:offset + limit], (offset, limit)
+    store.conn.set_trace_callback(None)
+    # no answer read as a Python object but the pages' (the kept facts are built once in SQL)
+    whole_reads = [s for s in statements if "completion, error, attempts" in s
+                   and "BETWEEN" not in s]
+    assert not whole_reads, whole_reads
+    store.close()

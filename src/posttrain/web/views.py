@@ -164,9 +164,10 @@ MAX_SAMPLES_PAGE = 2000
 def samples_page(store: Store, run_id: str, flt: str = "all", tag: str | None = None,
                  grader: str | None = None, *, limit: int | None = SAMPLES_PAGE, offset: int = 0
                  ) -> tuple[list[dict[str, Any]], int]:
-    """(one page of a run's samples, how many match; ``limit=None``: every one). Unfiltered,
-    the page is chosen in SQL and its answers, grades and items are read in a few range
-    queries (never one read per row); a filter on status, tag or grader reads the run. An
+    """(one page of a run's samples, how many match; ``limit=None``: every one). The page is
+    chosen and counted in SQL (a filter on status, tag or grader over the run's kept facts,
+    :func:`_filtered_page`) and its answers, grades and items are read in a few range
+    queries (never one read per row, nor the whole run). An
     unknown filter or grader, a ``limit`` under 1 or a negative ``offset`` is a
     :class:`UserError` (HTTP 400) naming what is allowed."""
     if flt not in FILTERS:
@@ -177,7 +178,8 @@ def samples_page(store: Store, run_id: str, flt: str = "all", tag: str | None = 
         raise UserError("offset must be 0 or more", field="offset")
     run = store.resolve_run(run_id)
     if grader:
-        known = stored(store, run, "card")["graders"]
+        known = [row[0] for row in store.conn.execute(
+            "SELECT DISTINCT grader FROM scores WHERE run_id = ? ORDER BY grader", (run.id,))]
         if grader not in known:
             raise UserError(f"grader must be one of {', '.join(known)}" if known
                             else "this run has no grades to filter by", field="grader")
@@ -196,9 +198,49 @@ def samples_page(store: Store, run_id: str, flt: str = "all", tag: str | None = 
         rows = [row for row in _sample_rows(page, flt, tag, grader)
                 if (row["item_id"], row["epoch"]) in wanted]
         return rows, total
+    if limit is not None:
+        return _filtered_page(store, run, flt, tag, grader, limit, offset)
     rows = _sample_rows(load_results(store, run), flt, tag, grader)
-    page = rows[offset:]
-    return (page if limit is None else page[:limit]), len(rows)
+    return rows[offset:], len(rows)
+
+
+def _filtered_page(store: Store, run: RunInfo, flt: str, tag: str | None, grader: str | None,
+                   limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    """A page of the samples that pass a filter, chosen and counted in SQL over the run's kept
+    facts (``runner.facts``: each answer's status and pass, as ``results.combine`` says) with
+    its items' tags and its grades; only the page's answers are then read (the rules of
+    :func:`_keep`, which checks the page's rows again)."""
+    tables, _packed = ensure(store, run)
+    where, params = ["f.run_id = ?"], [run.id]
+    if flt == "failed":
+        where.append("f.st = 'scored' AND f.passed = 0")
+    elif flt == "passed":
+        where.append("f.passed != 0")
+    elif flt == "unscored":
+        where.append("f.st = 'unscored'")
+    elif flt == "errors":
+        where.append("f.st = 'error'")
+    if tag:
+        where.append("EXISTS (SELECT 1 FROM run_items ri, json_each(ri.tags) t "
+                     "WHERE ri.run_id = f.run_id AND ri.item_id = f.item_id AND t.value = ?)")
+        params.append(tag)
+    if grader:
+        # with a status filter, "failed" applies to this grader's grade
+        where.append("EXISTS (SELECT 1 FROM scores g WHERE g.run_id = f.run_id "
+                     "AND g.item_id = f.item_id AND g.epoch = f.epoch AND g.grader = ?"
+                     + (" AND g.passed = 0)" if flt == "failed" else ")"))
+        params.append(grader)
+    body = f"FROM {tables.facts} f WHERE {' AND '.join(where)}"
+    total = int(store.conn.execute(f"SELECT COUNT(*) {body}", params).fetchone()[0])
+    keys = [(row[0], row[1]) for row in store.conn.execute(
+        f"SELECT f.item_id, f.epoch {body} ORDER BY f.item_id, f.epoch LIMIT ? OFFSET ?",
+        (*params, limit, offset))]
+    if not keys:
+        return [], total
+    wanted = set(keys)
+    page = load_results(store, run, item_range=(keys[0][0], keys[-1][0]))
+    return [row for row in _sample_rows(page, flt, tag, grader)
+            if (row["item_id"], row["epoch"]) in wanted], total
 
 
 def samples(store: Store, run_id: str, flt: str = "all", tag: str | None = None,
