@@ -51,7 +51,14 @@ async def test_runs_run_samples_and_filters(env) -> None:
         charts = page["charts"]
         assert {t["tag"]: t["mean"] for t in charts["tags"]} == {
             "asia": 1.0, "europe": 1.0, "oceania": 0.0}
-        assert sorted(charts["latency"]) == pytest.approx([0.2, 0.3, 0.4, 0.5])
+        # the latency histogram comes counted: each answer's latency in one bar of one width
+        latency = charts["latency"]
+        assert latency["n"] == 4 and sum(b["count"] for b in latency["bins"]) == 4
+        for value in (0.2, 0.3, 0.4, 0.5):
+            holding = [b for b in latency["bins"] if b["start"] <= value + 1e-9 < b["end"]]
+            assert len(holding) == 1 and holding[0]["count"] == 1, (value, latency)
+        assert all(b["end"] - b["start"] == pytest.approx(latency["step"])
+                   for b in latency["bins"])
         peers = {p["model"]: p for p in charts["peers"]}
         assert peers["model-a"]["this"] and peers["model-a"]["score"] == pytest.approx(0.75)
         # model-b: $0.003 over 3 answers (its failed request cost nothing)

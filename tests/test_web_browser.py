@@ -256,6 +256,14 @@ def test_charts_transcript_and_paired_compare(server, page) -> None:
     tags = page.text_content("figure[data-chart=score-by-tag]")
     assert "europe (n=2)" in tags and "oceania (n=1)" in tags
     assert "latency per answer (s)" in page.text_content("figure[data-chart=latency]")
+    # the histogram comes counted from the server: its bars drawn, every answer counted
+    latency = page.evaluate(f"fetch('api/runs/{more[LONG_MODEL]}').then(r => r.json())"
+                            ".then(d => d.charts.latency)")
+    assert latency["n"] >= 1 and latency["bins"]
+    assert f"Latency, {latency['n']} answers" in page.text_content(
+        "figure[data-chart=latency] figcaption")
+    assert page.locator("figure[data-chart=latency] .mark-rect path").count() == \
+        len(latency["bins"])
     # 'Compare with': every other run, told apart by name, variant and time
     assert page.locator("details.others li").count() == 3
     page.screenshot(path=str(ARTIFACTS / "20-run-charts.png"), full_page=True)

@@ -250,9 +250,11 @@ def reusable_results(store: Store, run_key: str) -> RunResults | None:
 
 
 def load_results(store: Store, run: RunInfo | str, *, only: tuple[str, int] | None = None,
+                 item_range: tuple[str, str] | None = None,
                  item_memo: dict[tuple[str, str, str], Item] | None = None) -> RunResults:
-    """The run's samples with their grades and combined scores (``only``: one item and epoch,
-    combined by the same code without reading the run's other answers).
+    """The run's samples with their grades and combined scores (``only``: one item and epoch;
+    ``item_range``: every epoch of the items from the first id to the last, inclusive; each
+    combined by the same code without reading the run's other answers, in a few queries).
 
     Rows are read as plain tuples in primary-key order (no sort), ``sub_scores`` of ``{}`` is
     not parsed, and completions are parsed only when a report reads them.
@@ -263,6 +265,9 @@ def load_results(store: Store, run: RunInfo | str, *, only: tuple[str, int] | No
     if only is not None:
         where, params = "run_id = ? AND item_id = ? AND epoch = ?", (run.id, *only)
         items = store.run_items(run.id, item_id=only[0])
+    elif item_range is not None:
+        where, params = "run_id = ? AND item_id BETWEEN ? AND ?", (run.id, *item_range)
+        items = store.run_items(run.id, item_range=item_range)
     else:
         items = store.run_items(run.id, memo=item_memo)
     primary = run.config.get("primary")
@@ -314,7 +319,8 @@ def load_results(store: Store, run: RunInfo | str, *, only: tuple[str, int] | No
     results = RunResults(run=run, items=items, regraded=[
         (row["item_id"], row["epoch"], row["grader"], row["value"],
          None if row["passed"] is None else bool(row["passed"]))
-        for row in store.score_history(run.id, only=only) if not row["item_changed"]])
+        for row in store.score_history(run.id, only=only, item_range=item_range)
+        if not row["item_changed"]])
     append = results.samples.append
     ungraded = ({}, combine({}, primary, expected))
     for (item_id, epoch, status, completion, error, attempts, input_tokens, output_tokens,

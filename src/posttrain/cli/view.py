@@ -59,6 +59,19 @@ def _addresses(host: str) -> list[str]:
     return [*found, loopback]
 
 
+def _bind_any_port(host: str) -> Any:
+    """A listening socket on ``host`` and a free port the system picks (``--port 0``)."""
+    import socket
+
+    try:
+        family = socket.getaddrinfo(host or None, 0, type=socket.SOCK_STREAM,
+                                    flags=socket.AI_PASSIVE)[0][0]
+        return socket.create_server((host, 0), family=family, backlog=128)
+    except OSError as exc:
+        raise UserError(f"cannot listen on {host}:0: {exc.strerror or exc}",
+                        field="--port") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from aiohttp import web
 
@@ -69,7 +82,11 @@ def run(args: argparse.Namespace) -> int:
     token = args.token or (secrets.token_urlsafe(18) if needs_token(args.host) else None)
     app = create_app(args.store, token=token)
     query = f"?token={token}" if token else ""
-    urls = [f"http://{_url_host(name)}:{args.port}/{query}" for name in _addresses(args.host)]
+    port, sock = args.port, None
+    if port == 0:  # any free port: bind it here, so the URL printed names the one bound
+        sock = _bind_any_port(args.host)
+        port = sock.getsockname()[1]
+    urls = [f"http://{_url_host(name)}:{port}/{query}" for name in _addresses(args.host)]
 
     def announce(*_: object) -> None:
         print(f"posttrain view: {urls[0]}", flush=True)
@@ -80,7 +97,10 @@ def run(args: argparse.Namespace) -> int:
                   flush=True)
 
     try:
-        web.run_app(app, host=args.host, port=args.port, print=announce, access_log=None)
+        if sock is not None:
+            web.run_app(app, sock=sock, print=announce, access_log=None)
+        else:
+            web.run_app(app, host=args.host, port=args.port, print=announce, access_log=None)
     except OSError as exc:
         raise UserError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}",
                         field="--port") from None

@@ -28,6 +28,8 @@ from posttrain.runner.store import RunInfo, Store
 
 STATUSES = ("pass", "fail", "scored", "unscored", "error", "missing")
 SORTS = ("item", "score", "-score")
+#: rows of a matrix page when a request names no limit, and the most it may ask for
+PAGE = 200
 MAX_LIMIT = 1000
 
 
@@ -237,7 +239,7 @@ def resolve_columns(store: Store, eval_name: str | None, run_ids: list[str]) -> 
 def matrix(store: Store, columns: list[RunInfo], *, status: str | None = None,
            tag: str | None = None, search: str | None = None, disagree: bool = False,
            changed: bool = False, sort: str = "item", sort_col: int = 0, offset: int = 0,
-           limit: int | None = 200, headers: bool = True,
+           limit: int | None = PAGE, headers: bool = True,
            output_chars: int | None = 400) -> dict[str, Any]:
     """One page of the matrix (``limit=None``: every matching row, for exports; answers are
     cut to ``output_chars``, None: whole)."""
@@ -245,6 +247,11 @@ def matrix(store: Store, columns: list[RunInfo], *, status: str | None = None,
         raise ValueError(f"status must be one of {', '.join(STATUSES)}")
     if sort not in SORTS:
         raise ValueError(f"sort must be one of {', '.join(SORTS)}")
+    if sort != "item" and not 0 <= sort_col < len(columns):
+        raise ValueError(f"col must be a column of the matrix, 0 to {len(columns) - 1}, "
+                         f"to sort by its score")
+    if offset < 0:
+        raise ValueError("offset must be 0 or more")
     sql, params, previous, (count_sql, count_params) = _query(
         store, columns, status=status, tag=tag, search=search, disagree=disagree,
         changed=changed, sort=sort, sort_col=sort_col)
@@ -254,7 +261,7 @@ def matrix(store: Store, columns: list[RunInfo], *, status: str | None = None,
     else:
         limit = max(1, min(MAX_LIMIT, limit))
         rows = store.conn.execute(f"{sql} LIMIT ? OFFSET ?",
-                                  [*params, limit, max(0, offset)]).fetchall()
+                                  [*params, limit, offset]).fetchall()
         total = store.conn.execute(count_sql, count_params).fetchone()[0]
     data = _item_data(store, columns, [r[0] for r in rows])
     page = [{"item_id": r[0], "tags": orjson.loads(r[2]), "preview": _preview(data.get(r[0], {})),

@@ -202,26 +202,37 @@ async def api_training_job(request: web.Request) -> web.Response:
 
 
 async def api_samples(request: web.Request) -> web.Response:
+    """One page of a run's samples: ``filter``, ``tag``, ``grader``; ``offset`` (default 0)
+    and ``limit`` (default ``views.SAMPLES_PAGE``, at most ``views.MAX_SAMPLES_PAGE``); the
+    count of matching samples in ``X-Total-Count``."""
     query = request.query
-    flt = query.get("filter", "all")
-    if flt not in views.FILTERS:
-        return _error(400, f"filter must be one of {', '.join(views.FILTERS)}")
-    try:
-        limit = int(query["limit"]) if query.get("limit") else None
-        offset = int(query.get("offset") or 0)
-    except ValueError:
-        return _error(400, "limit and offset must be integers")
-    rows, total = views.samples_page(_store(request), request.match_info["run"], flt,
-                                     query.get("tag") or None, query.get("grader") or None,
-                                     limit=limit, offset=offset)
+    offset, limit = _page(query, views.SAMPLES_PAGE, views.MAX_SAMPLES_PAGE)
+    rows, total = views.samples_page(_store(request), request.match_info["run"],
+                                     query.get("filter", "all"), query.get("tag") or None,
+                                     query.get("grader") or None, limit=limit, offset=offset)
     return web.json_response(rows, headers={"X-Total-Count": str(total)})
 
 
 def _int(query: Any, key: str, default: int) -> int:
+    value = query.get(key)
+    if value is None or value == "":
+        return default
     try:
-        return int(query.get(key, default))
+        return int(value)
     except ValueError:
         raise UserError(f"{key} must be an integer") from None
+
+
+def _page(query: Any, default: int, maximum: int) -> tuple[int, int]:
+    """(offset, limit) of a paged endpoint: a missing one is 0 / ``default``; a ``limit`` over
+    ``maximum`` is cut to it (the answer says the limit it used); a negative offset, a limit
+    under 1 or one that is no integer is refused (HTTP 400, saying so)."""
+    offset, limit = _int(query, "offset", 0), _int(query, "limit", default)
+    if offset < 0:
+        raise UserError("offset must be 0 or more")
+    if limit < 1:
+        raise UserError(f"limit must be from 1 to {maximum}")
+    return offset, min(limit, maximum)
 
 
 async def api_matrix(request: web.Request) -> web.Response:
@@ -243,8 +254,8 @@ async def api_matrix(request: web.Request) -> web.Response:
         elif fmt:
             return _error(400, "format must be csv or json")
         else:
-            data = matrix.matrix(store, columns, **filters, offset=_int(query, "offset", 0),
-                                 limit=_int(query, "limit", 200))
+            offset, limit = _page(query, matrix.PAGE, matrix.MAX_LIMIT)
+            data = matrix.matrix(store, columns, **filters, offset=offset, limit=limit)
     except ValueError as exc:
         return _error(400, str(exc))
     if fmt is None:
@@ -270,10 +281,8 @@ async def api_compare(request: web.Request) -> web.Response:
     a, b = request.query.get("a"), request.query.get("b")
     if not a or not b:
         return _error(400, "needs ?a=RUN&b=RUN")
-    return web.json_response(views.compare(_store(request), a, b,
-                                           offset=_int(request.query, "offset", 0),
-                                           limit=_int(request.query, "limit",
-                                                      views.COMPARE_PAGE)))
+    offset, limit = _page(request.query, views.COMPARE_PAGE, views.MAX_COMPARE_PAGE)
+    return web.json_response(views.compare(_store(request), a, b, offset=offset, limit=limit))
 
 
 async def api_arena_next(request: web.Request) -> web.Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections import defaultdict
 from typing import Any
@@ -11,6 +12,7 @@ import orjson
 
 from posttrain.analysis.results import RunResults, SampleResult, load_results
 from posttrain.analysis.stored import card, stored
+from posttrain.errors import UserError
 from posttrain.runner.facts import ensure
 from posttrain.runner.store import RunInfo, Store
 from posttrain.web.matrix import default_columns, short_name
@@ -80,9 +82,7 @@ def run_page(store: Store, run_id: str) -> dict[str, Any]:
 
         heatmap = [{"length": length, "depth": depth, "score": score} for (length, depth), score
                    in sorted(length_depth_cells(store, this.id).items())]
-    latencies = [row[0] for row in store.conn.execute(
-        "SELECT latency_s FROM samples WHERE run_id = ? AND latency_s IS NOT NULL "
-        "ORDER BY item_id, epoch", (this.id,))]
+    latencies = latency_histogram(store, this.id)
     data["charts"] = {
         "tags": [{"tag": tag, **v} for tag, v in sorted(data["tags"].items(),
                                                        key=lambda kv: natural_key(kv[0]))],
@@ -92,6 +92,45 @@ def run_page(store: Store, run_id: str) -> dict[str, Any]:
     data["others"] = [run_info(run) for run in store.list_runs(this.eval_name)
                       if run.id != this.id]
     return data
+
+
+#: the most bars of a run's latency histogram
+LATENCY_BINS = 30
+
+
+def _nice_step(span: float, bins: int) -> float:
+    """The smallest step of 1, 2 or 5 times a power of ten that cuts ``span`` into at most
+    ``bins`` bars (as Vega-Lite bins)."""
+    raw = span / bins
+    power = 10.0 ** math.floor(math.log10(raw))
+    for factor in (1, 2, 5, 10):
+        if factor * power >= raw:
+            return factor * power
+    return 10 * power  # pragma: no cover - the loop always returns
+
+
+def latency_histogram(store: Store, run_id: str, bins: int = LATENCY_BINS) -> dict[str, Any]:
+    """What the run page's latency chart draws, counted in SQL: ``n`` answers with a latency
+    and at most ``bins`` bars ``{start, end, count}`` of one nice width (empty bars left out),
+    so the page's data is the same size for 100 answers or 100,000."""
+    n, low, high = store.conn.execute(
+        "SELECT COUNT(latency_s), MIN(latency_s), MAX(latency_s) FROM samples "
+        "WHERE run_id = ?", (run_id,)).fetchone()
+    if not n:
+        return {"n": 0, "step": None, "bins": []}
+    if high <= low:
+        step = _nice_step(abs(low) or 1.0, bins)
+    else:
+        step = _nice_step(high - low, bins)
+        while math.floor(high / step) - math.floor(low / step) + 1 > bins:
+            step = _nice_step(step * 1.5, 1)  # a bar more than asked: the next nice width
+    counts = store.conn.execute(
+        "SELECT CAST(latency_s / ? + 1e-9 AS INTEGER) AS bar, COUNT(*) FROM samples "
+        "WHERE run_id = ? AND latency_s IS NOT NULL GROUP BY bar ORDER BY bar",
+        (step, run_id)).fetchall()
+    return {"n": n, "step": step,
+            "bins": [{"start": round(bar * step, 12), "end": round((bar + 1) * step, 12),
+                      "count": count} for bar, count in counts]}
 
 
 def _keep(sample: SampleResult, tags: list[str], flt: str, tag: str | None,
@@ -116,34 +155,98 @@ def _keep(sample: SampleResult, tags: list[str], flt: str, tag: str | None,
     return True
 
 
+#: rows of a run's sample list a request gets when it names no ``limit``, and the most it may
+#: ask for (the page shows 500; the matrix pages through every item)
+SAMPLES_PAGE = 500
+MAX_SAMPLES_PAGE = 2000
+
+
 def samples_page(store: Store, run_id: str, flt: str = "all", tag: str | None = None,
-                 grader: str | None = None, *, limit: int | None = None, offset: int = 0
+                 grader: str | None = None, *, limit: int | None = SAMPLES_PAGE, offset: int = 0
                  ) -> tuple[list[dict[str, Any]], int]:
-    """(one page of a run's samples, how many match). Unfiltered, the page is chosen in SQL
-    and only its answers are read; a filter on status, tag or grader reads the run."""
+    """(one page of a run's samples, how many match; ``limit=None``: every one). The page is
+    chosen and counted in SQL (a filter on status, tag or grader over the run's kept facts,
+    :func:`_filtered_page`) and its answers, grades and items are read in a few range
+    queries (never one read per row, nor the whole run). An
+    unknown filter or grader, a ``limit`` under 1 or a negative ``offset`` is a
+    :class:`UserError` (HTTP 400) naming what is allowed."""
     if flt not in FILTERS:
-        raise ValueError(f"unknown filter {flt!r}")
+        raise UserError(f"filter must be one of {', '.join(FILTERS)}", field="filter")
+    if limit is not None and limit < 1:
+        raise UserError("limit must be at least 1", field="limit")
+    if offset < 0:
+        raise UserError("offset must be 0 or more", field="offset")
     run = store.resolve_run(run_id)
+    if grader:
+        known = [row[0] for row in store.conn.execute(
+            "SELECT DISTINCT grader FROM scores WHERE run_id = ? ORDER BY grader", (run.id,))]
+        if grader not in known:
+            raise UserError(f"grader must be one of {', '.join(known)}" if known
+                            else "this run has no grades to filter by", field="grader")
     if flt == "all" and not tag and not grader and limit is not None:
         total = int(store.conn.execute("SELECT COUNT(*) FROM samples WHERE run_id = ?",
                                        (run.id,)).fetchone()[0])
-        keys = store.conn.execute(
+        keys = [(row[0], row[1]) for row in store.conn.execute(
             "SELECT item_id, epoch FROM samples WHERE run_id = ? ORDER BY item_id, epoch "
-            "LIMIT ? OFFSET ?", (run.id, max(0, limit), max(0, offset))).fetchall()
-        rows = []
-        for item_id, epoch in keys:
-            one = load_results(store, run, only=(item_id, epoch))
-            rows += _sample_rows(one, flt, tag, grader)
+            "LIMIT ? OFFSET ?", (run.id, limit, offset))]
+        if not keys:
+            return [], total
+        # the page is a run of (item, epoch) keys in order: its items' answers, grades and
+        # re-grades are read by id range; only the first and last items' other epochs are extra
+        wanted = set(keys)
+        page = load_results(store, run, item_range=(keys[0][0], keys[-1][0]))
+        rows = [row for row in _sample_rows(page, flt, tag, grader)
+                if (row["item_id"], row["epoch"]) in wanted]
         return rows, total
+    if limit is not None:
+        return _filtered_page(store, run, flt, tag, grader, limit, offset)
     rows = _sample_rows(load_results(store, run), flt, tag, grader)
-    page = rows[max(0, offset):]
-    return (page if limit is None else page[:max(0, limit)]), len(rows)
+    return rows[offset:], len(rows)
+
+
+def _filtered_page(store: Store, run: RunInfo, flt: str, tag: str | None, grader: str | None,
+                   limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    """A page of the samples that pass a filter, chosen and counted in SQL over the run's kept
+    facts (``runner.facts``: each answer's status and pass, as ``results.combine`` says) with
+    its items' tags and its grades; only the page's answers are then read (the rules of
+    :func:`_keep`, which checks the page's rows again)."""
+    tables, _packed = ensure(store, run)
+    where, params = ["f.run_id = ?"], [run.id]
+    if flt == "failed":
+        where.append("f.st = 'scored' AND f.passed = 0")
+    elif flt == "passed":
+        where.append("f.passed != 0")
+    elif flt == "unscored":
+        where.append("f.st = 'unscored'")
+    elif flt == "errors":
+        where.append("f.st = 'error'")
+    if tag:
+        where.append("EXISTS (SELECT 1 FROM run_items ri, json_each(ri.tags) t "
+                     "WHERE ri.run_id = f.run_id AND ri.item_id = f.item_id AND t.value = ?)")
+        params.append(tag)
+    if grader:
+        # with a status filter, "failed" applies to this grader's grade
+        where.append("EXISTS (SELECT 1 FROM scores g WHERE g.run_id = f.run_id "
+                     "AND g.item_id = f.item_id AND g.epoch = f.epoch AND g.grader = ?"
+                     + (" AND g.passed = 0)" if flt == "failed" else ")"))
+        params.append(grader)
+    body = f"FROM {tables.facts} f WHERE {' AND '.join(where)}"
+    total = int(store.conn.execute(f"SELECT COUNT(*) {body}", params).fetchone()[0])
+    keys = [(row[0], row[1]) for row in store.conn.execute(
+        f"SELECT f.item_id, f.epoch {body} ORDER BY f.item_id, f.epoch LIMIT ? OFFSET ?",
+        (*params, limit, offset))]
+    if not keys:
+        return [], total
+    wanted = set(keys)
+    page = load_results(store, run, item_range=(keys[0][0], keys[-1][0]))
+    return [row for row in _sample_rows(page, flt, tag, grader)
+            if (row["item_id"], row["epoch"]) in wanted], total
 
 
 def samples(store: Store, run_id: str, flt: str = "all", tag: str | None = None,
             grader: str | None = None) -> list[dict[str, Any]]:
     """Every sample of the run that passes the filters (see :func:`samples_page`)."""
-    return samples_page(store, run_id, flt, tag, grader)[0]
+    return samples_page(store, run_id, flt, tag, grader, limit=None)[0]
 
 
 def _sample_rows(results: RunResults, flt: str, tag: str | None, grader: str | None
@@ -246,8 +349,9 @@ def _by_key(results: RunResults) -> dict[tuple[str, int], SampleResult]:
     return {(s.item_id, s.epoch): s for s in results.samples}
 
 
-#: rows of the side-by-side view per page
+#: rows of the side-by-side view per page, and the most a request may ask for
 COMPARE_PAGE = 100
+MAX_COMPARE_PAGE = 1000
 
 
 def compare(store: Store, run_a: str, run_b: str, *, offset: int = 0,
@@ -260,7 +364,7 @@ def compare(store: Store, run_a: str, run_b: str, *, offset: int = 0,
 
     a = RunCells(store, store.resolve_run(run_a))
     b = RunCells(store, store.resolve_run(run_b))
-    limit = max(1, min(1000, limit))
+    limit = max(1, min(MAX_COMPARE_PAGE, limit))
     offset = max(0, offset)
     pairs = (f"FROM samples x JOIN samples y ON y.run_id = ? AND y.item_id = x.item_id "
              f"AND y.epoch = x.epoch JOIN {a.tables.facts} fx ON fx.run_id = x.run_id "

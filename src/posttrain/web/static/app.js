@@ -107,14 +107,16 @@ function tagChart(rows) {
   }, "Score by tag with 95% CI");
 }
 
-function latencyChart(values) {
-  if (!values.length) return h("figure", {"data-chart": "latency"}, h("p", {class: "muted"}, "No latencies recorded."));
+// the histogram comes counted from the server (bars of one width, at most 30), whatever the run's size
+function latencyChart(hist) {
+  if (!hist.n) return h("figure", {"data-chart": "latency"}, h("p", {class: "muted"}, "No latencies recorded."));
   return chart("latency", {
-    width: 360, height: 180, data: {values: values.map(v => ({latency: v}))},
+    width: 360, height: 180, data: {values: hist.bins},
     mark: {type: "bar", color: "#7aa2ea", tooltip: true},
-    encoding: {x: {field: "latency", bin: {maxbins: 30}, type: "quantitative", title: "latency per answer (s)"},
-      y: {aggregate: "count", type: "quantitative", title: "answers", axis: {tickMinStep: 1, format: "d"}}},
-  }, `Latency, ${values.length} answers`);
+    encoding: {x: {field: "start", bin: {binned: true, step: hist.step}, type: "quantitative", title: "latency per answer (s)"},
+      x2: {field: "end"},
+      y: {field: "count", type: "quantitative", title: "answers", axis: {tickMinStep: 1, format: "d"}}},
+  }, `Latency, ${hist.n} answers`);
 }
 
 // the frontier of `pick`: cheapest (or fastest) point for its score; cost when any is known
