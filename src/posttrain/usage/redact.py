@@ -828,8 +828,9 @@ def _analyze(texts: list[str]) -> Iterator[list[Any]]:
     nlp_engine = engine.analyzer.nlp_engine
     disable = [name for name in _LEMMA_PIPES if name in engine.nlp.pipe_names]
     allow_list = list(_NOT_PEOPLE)
-    for text, doc in zip(texts, engine.nlp.pipe(texts, batch_size=64, disable=disable),
-                         strict=True):
+    docs = (doc for batch in _batches(texts)
+            for doc in engine.nlp.pipe(batch, batch_size=len(batch), disable=disable))
+    for text, doc in zip(texts, docs, strict=True):
         artifacts = nlp_engine._doc_to_nlp_artifact(doc, "en")
         artifacts.posttrain_no_lemmas = True
         yield engine.analyzer.analyze(text=text, language="en", nlp_artifacts=artifacts,
@@ -866,7 +867,86 @@ def redact_workers() -> int:
     return min(8, len(os.sched_getaffinity(0)))
 
 
+#: the longest text the analyser reads at once: spaCy's memory and time grow with a text's
+#: length (one 1.8 MB message took 6.4 GB and 65 s), so a longer text is read in pieces of at
+#: most this many characters, cut at whitespace, each overlapping the next by _OVERLAP
+#: characters (an entity on a cut is whole in one of the two pieces)
+_PIECE = 50_000
+_OVERLAP = 1_000
+#: the most characters spaCy reads in one batch (up to 64 texts, as before, while they are short)
+_BATCH_CHARS = 2 * _PIECE
+_SPACES = (" ", "\n", "\t", "\r")
+
+
+def _batches(texts: list[str], limit: int = _BATCH_CHARS, count: int = 64,
+             ) -> Iterator[list[str]]:
+    """``texts`` in order, in batches of at most ``count`` texts and (unless one text is longer)
+    ``limit`` characters."""
+    batch: list[str] = []
+    size = 0
+    for text in texts:
+        if batch and (len(batch) >= count or size + len(text) > limit):
+            yield batch
+            batch, size = [], 0
+        batch.append(text)
+        size += len(text)
+    if batch:
+        yield batch
+
+
+def _last_space(text: str, start: int, end: int) -> int:
+    """The position of the last whitespace in ``text[start:end]``, or -1."""
+    return max(text.rfind(space, start, end) for space in _SPACES)
+
+
+def _first_space(text: str, start: int, end: int) -> int:
+    found = [at for at in (text.find(space, start, end) for space in _SPACES) if at >= 0]
+    return min(found) if found else -1
+
+
+def _pieces(text: str, size: int = _PIECE, overlap: int = _OVERLAP) -> list[tuple[int, int]]:
+    """(start, end) of the pieces the analyser reads of ``text``: the whole text when it is at
+    most ``size`` characters; else pieces of at most ``size`` characters, each cut after the
+    last whitespace in its second half (at ``size`` when there is none: one long run), the next
+    starting ``overlap`` characters before that cut (after a whitespace when there is one)."""
+    if len(text) <= size:
+        return [(0, len(text))]
+    overlap = min(overlap, size // 4)
+    pieces: list[tuple[int, int]] = []
+    start = 0
+    while start + size < len(text):
+        space = _last_space(text, start + size // 2, start + size)
+        cut = space + 1 if space >= 0 else start + size
+        pieces.append((start, cut))
+        space = _first_space(text, cut - overlap, cut)
+        start = space + 1 if space >= 0 else cut - overlap
+    pieces.append((start, len(text)))
+    return pieces
+
+
 def _findings(texts: list[str]) -> list[list[Finding]]:
+    """Presidio's findings of each text; a text longer than ``_PIECE`` is read in pieces
+    (:func:`_pieces`) and their findings put back at the text's offsets, a finding in two
+    overlapping pieces once (the higher score)."""
+    pieces: list[str] = []
+    owners: list[tuple[int, int]] = []  # the text each piece is of, and the piece's offset
+    for index, text in enumerate(texts):
+        for start, end in _pieces(text):
+            pieces.append(text[start:end] if end - start < len(text) else text)
+            owners.append((index, start))
+    if len(pieces) == len(texts):
+        return _findings_whole(texts)
+    merged: list[dict[tuple[str, int, int], float]] = [{} for _ in texts]
+    for (index, offset), found in zip(owners, _findings_whole(pieces), strict=True):
+        for entity, start, end, score in found:
+            key = (entity, start + offset, end + offset)
+            merged[index][key] = max(score, merged[index].get(key, score))
+    return [[(entity, start, end, score) for (entity, start, end), score
+             in sorted(found.items(), key=lambda item: (item[0][1], item[0][2]))]
+            for found in merged]
+
+
+def _findings_whole(texts: list[str]) -> list[list[Finding]]:
     global _pool
     workers = redact_workers()
     if workers < 2 or len(texts) < _PARALLEL_MIN:
