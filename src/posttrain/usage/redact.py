@@ -801,6 +801,28 @@ def _vetoed(text: str, span: Span) -> bool:
 
 
 _COORDINATED = re.compile(r",?\s+(?:and|or|&)\s+")
+_COORDINATED_MAX = 140
+
+
+class _Near:
+    """Spans by position, so that the ones near a place in a long text are found without
+    reading all of them (a text with thousands of names and places is not quadratic)."""
+
+    def __init__(self, spans: list[Span]) -> None:
+        self.spans = sorted(spans, key=lambda s: s.start)
+        self._starts = [s.start for s in self.spans]
+        self._longest = max((s.end - s.start for s in self.spans), default=0)
+
+    def overlapping(self, start: int, end: int) -> list[Span]:
+        """The spans that overlap ``[start, end)``."""
+        low = bisect.bisect_left(self._starts, start - self._longest)
+        high = bisect.bisect_left(self._starts, end)
+        return [s for s in self.spans[low:high] if s.start < end and start < s.end]
+
+    def starting(self, start: int, end: int) -> list[Span]:
+        """The spans that start in ``[start, end)``."""
+        return self.spans[bisect.bisect_left(self._starts, start):
+                          bisect.bisect_left(self._starts, end)]
 
 
 # spaCy's tokenizer takes quadratic time on a long run with no space that it splits punctuation
@@ -984,14 +1006,18 @@ def _presidio_spans(texts: list[str], names: bool) -> list[list[Span]]:
             span = Span(start, end, kind, score, cue=cue)
             if not _vetoed(text, span):
                 spans.append(span)
-        places = [s for s in spans if s.kind == "place"]
-        place_words = {text[s.start:s.end] for s in places}
+        places = _Near([s for s in spans if s.kind == "place"])
+        place_words = {text[s.start:s.end] for s in places.spans}
         for index, span in enumerate(spans):
             if span.kind != "name" or span.cue:
                 continue
+            # (the model's text has no run of 64 spaces: a coordination is 130 characters
+            # at most, so only the places that near are read)
             coordinated = any(
                 _COORDINATED.fullmatch(text, p.end, span.start)
-                or _COORDINATED.fullmatch(text, span.end, p.start) for p in places)
+                or _COORDINATED.fullmatch(text, span.end, p.start)
+                for p in places.overlapping(span.start - _COORDINATED_MAX,
+                                            span.end + _COORDINATED_MAX))
             if coordinated or text[span.start:span.end] in place_words:
                 spans[index] = Span(span.start, span.end, "place", span.score)
         out.append([s for s in spans if names or s.kind != "name"])
@@ -1030,10 +1056,12 @@ def _propagate_names(texts: list[str], spans: list[list[Span]], stop_words: froz
     pattern = re.compile(r"(?<![\w\[])(?:" + "|".join(
         map(re.escape, sorted(known, key=len, reverse=True))) + r")(?![\w\]])", re.IGNORECASE)
     for text, found in zip(texts, spans, strict=True):
+        # (the spans added here are the matches themselves, which overlap no later match)
+        near, places_near = _Near(found), _Near([s for s in found if s.kind == "place"])
         for match in pattern.finditer(text):
-            if _reads_as_place(text, match.start(), match.end(), found):
+            if _reads_as_place(text, match.start(), match.end(), places_near):
                 continue
-            overlapping = [s for s in found if s.start < match.end() and match.start() < s.end]
+            overlapping = near.overlapping(match.start(), match.end())
             if any(s.kind != "place" for s in overlapping):
                 continue  # redacted already
             if overlapping and not known[match.group(0).casefold()]:
@@ -1051,20 +1079,26 @@ _PARTICLE_WORDS = frozenset({"van", "von", "der", "den", "del", "della", "de", "
 _PLACEHOLDER = re.compile(r"\[[A-Z_]+\]")
 
 
-def _reads_as_place(text: str, start: int, end: int, found: list[Span]) -> bool:
-    """Whether ``text[start:end]`` (a name found elsewhere) reads as a place here."""
-    if _PLACE_AFTER.match(text, end) or _PLACE_BEFORE.search(text, 0, start):
+#: how far before a name a preposition is looked for ("to Georgia"): a window, not the whole
+#: text before it (which made a long text with many names quadratic)
+_PLACE_BEFORE_WINDOW = 256
+_PLACE_GAP = re.compile(r",\s*|\s+")
+
+
+def _reads_as_place(text: str, start: int, end: int, places: _Near) -> bool:
+    """Whether ``text[start:end]`` (a name found elsewhere) reads as a place here (``places``:
+    the text's places)."""
+    if _PLACE_AFTER.match(text, end) or _PLACE_BEFORE.search(
+            text, max(0, start - _PLACE_BEFORE_WINDOW), start):
         return True
     if _PLACE_PREFIX.search(text, max(0, start - 12), start):
         return True
-    for span in found:
-        if span.kind != "place":
-            continue
+    for span in places.overlapping(start, end):
         if span.start <= start and end <= span.end and (span.end - span.start) > (end - start):
             return True  # a part of a longer place ("Dakota" in "North Dakota")
-        if re.fullmatch(r",\s*", text[end:span.start]) or re.fullmatch(r"\s+", text[end:span.start]):
-            return True  # "Paris, Texas"
-    return False
+    gap = _PLACE_GAP.match(text, end)
+    # "Paris, Texas": a place right after it, past a comma or spaces
+    return gap is not None and bool(places.starting(end + 1, gap.end() + 1))
 
 
 # a following word that does not make a name longer: days, months, street and company words
@@ -1083,7 +1117,7 @@ def _is_letter(char: str) -> bool:
 def _extend_names(text: str, spans: list[Span]) -> list[Span]:
     """Names cover whole words and the capitalised words right after them: a model or a cue
     that found "Nguyễn Văn" of "Nguyễn Văn An" does not leave "An" behind."""
-    places = [s for s in spans if s.kind == "place"]
+    places = _Near([s for s in spans if s.kind == "place"])
     out = []
     for span in spans:
         if span.kind != "name":
@@ -1097,7 +1131,7 @@ def _extend_names(text: str, spans: list[Span]) -> list[Span]:
         for _ in range(2):
             match = _NEXT_NAME_WORD.match(text, end)
             if (match is None or match.group(1) in _NO_EXTEND
-                    or any(p.start < match.end() and match.start(1) < p.end for p in places)):
+                    or places.overlapping(match.start(1), match.end())):
                 break
             end = match.end()
         out.append(Span(start, end, span.kind, span.score, span.cue, span.quote))
