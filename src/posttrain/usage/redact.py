@@ -25,6 +25,10 @@ Two detectors behind one :class:`Redactor`:
     text whose findings they can raise), and a batch of 256 texts or more is analysed by worker
     processes forked from the one that built the analyzer, one per core
     (``$POSTTRAIN_REDACT_WORKERS``; 1: in the process itself). Neither changes a finding.
+    A text longer than 50,000 characters is analysed in pieces of at most that many, cut at
+    whitespace and overlapping by 1,000 characters, and a batch holds at most 100,000
+    characters: memory is bounded by a piece, not by the longest message (a 2 MB message
+    peaked at 5.4 GB read whole, 0.46 GB in pieces).
 
 ``regex`` (no extra installed)
     The same rules without NER: people's names are **not detected** unless a cue gives them;
