@@ -29,7 +29,9 @@ _BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
-def _not_utf8(data: bytes, position: int, path: Path, *, line: int | None = None) -> UserError:
+def not_utf8(data: bytes, position: int, path: Path, *, line: int | None = None) -> UserError:
+    """The error for ``data`` (a file's bytes, or its line ``line``) not being UTF-8 at byte
+    ``position``: ``file:line: not UTF-8 (byte 0x..); save the file as UTF-8``."""
     if line is None:
         line = data.count(b"\n", 0, position) + 1
     return UserError(f"not UTF-8 (byte 0x{data[position]:02X}); save the file as UTF-8",
@@ -45,7 +47,7 @@ def decode(data: bytes, path: Path) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise _not_utf8(data, exc.start, path) from None
+        raise not_utf8(data, exc.start, path) from None
 
 
 def read_text(path: Path, *, what: str = "file") -> str:
@@ -134,7 +136,7 @@ def load_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
                 try:
                     raw.decode("utf-8")
                 except UnicodeDecodeError as bad:
-                    raise _not_utf8(raw, bad.start, path, line=number) from None
+                    raise not_utf8(raw, bad.start, path, line=number) from None
                 try:  # a number beyond a double (1e400): kept as its text
                     row = exact_json(raw)
                 except (ValueError, RecursionError) as again:

@@ -191,10 +191,14 @@ def _eval_spec(name: str, kind: str, dataset: str, options: IngestOptions,
     return spec
 
 
+#: the longest log id kept as an item's id (a longer one, a pasted text, becomes log-LINE)
+MAX_ID = 200
+
+
 def _unique_id(record: LogRecord, redacted_id: str | None, used: set[str]) -> str:
     candidate = record.id
-    if candidate is not None and redacted_id != candidate:
-        candidate = None  # an id that carries personal data is not kept
+    if candidate is not None and (redacted_id != candidate or len(candidate) > MAX_ID):
+        candidate = None  # an id that carries personal data (or is a whole text) is not kept
     candidate = candidate or f"log-{record.line}"
     if candidate in used:
         candidate = f"{candidate}-L{record.line}"

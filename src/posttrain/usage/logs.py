@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from posttrain.errors import UserError
+from posttrain.loaders.datasets import not_utf8
 from posttrain.template import TemplateError, resolve
 
 MAP_KEYS = ("id", "created", "model", "prompt", "messages", "system", "response", "tools",
@@ -53,6 +54,15 @@ class Problem:
 
     def to_dict(self) -> dict[str, Any]:
         return {"file": self.file, "line": self.line, "reason": self.reason}
+
+
+#: the longest model name kept: it names a run and is copied into every item's provenance
+MAX_MODEL = 200
+
+
+def model_name(value: Any) -> str | None:
+    """A logged model's name as text, cut to ``MAX_MODEL`` characters (None when absent)."""
+    return str(value)[:MAX_MODEL] if value else None
 
 
 def parse_map(text: str | None) -> dict[str, str] | None:
@@ -223,11 +233,18 @@ def _iter_json_lines(path: Path, problems: list[Problem] | None = None,
                 row = orjson.loads(raw)
             except orjson.JSONDecodeError:  # what json accepts and orjson not (NaN, big ints)
                 try:
-                    row = json.loads(raw)
-                except (ValueError, UnicodeDecodeError) as exc:
+                    text = raw.decode("utf-8-sig")
+                except UnicodeDecodeError as bad:  # "not UTF-8 (byte 0xFF); save the file..."
                     if problems is not None:
-                        reason = (exc.msg if isinstance(exc, json.JSONDecodeError)
-                                  else "not UTF-8")
+                        problems.append(Problem(
+                            number, not_utf8(raw, bad.start, path, line=number).message,
+                            str(path)))
+                    continue
+                try:
+                    row = json.loads(text)
+                except ValueError as exc:
+                    if problems is not None:
+                        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
                         problems.append(Problem(number, f"not valid JSON ({reason})", str(path)))
                     continue
             if not isinstance(row, dict):
@@ -290,8 +307,9 @@ def iter_logs(path: Path, problems: list[Problem], facts: dict[str, Any], *,
             if shape:
                 shapes[shape] += 1
         if not shapes:
-            raise UserError("no line looks like a chat-completions or Responses-API log; "
-                            "use --map prompt=PATH,response=PATH for other shapes", file=path)
+            raise _nothing_read(path, problems, counted[0]) or UserError(
+                "no line looks like a chat-completions or Responses-API log; "
+                "use --map prompt=PATH,response=PATH for other shapes", file=path)
         fmt = shapes.most_common(1)[0][0]
         if expected is not None:
             expected.append(shapes[fmt])
@@ -341,10 +359,29 @@ def iter_logs(path: Path, problems: list[Problem], facts: dict[str, Any], *,
             id=None if raw_id is None else str(raw_id), line=number, messages=messages,
             response_text=text, response_tools=calls if isinstance(calls, list) else [],
             tools=tools if isinstance(tools, list) and tools else None, created=created,
-            model=str(model) if model else None, feedback=feedback,
+            model=model_name(model), feedback=feedback,
         )
+    if not parsed and (error := _nothing_read(path, problems, counted[0])) is not None:
+        raise error
     facts.update({"format": fmt, "lines": counted[0], "parsed": parsed})
     problems.sort(key=lambda p: p.line)
+
+
+def _nothing_read(path: Path, problems: list[Problem], lines: int) -> UserError | None:
+    """Why no line of the file could be read, when that is the file itself rather than the
+    shape of its lines: it is empty (or blank), it is not UTF-8 (the first line that is not,
+    and its byte), or no line is JSON at all (binary or another format)."""
+    if not lines:
+        return UserError("the file is empty" if path.is_file() and path.stat().st_size == 0
+                         else "the file has only blank lines", file=path)
+    for problem in problems:
+        if problem.file == str(path) and problem.reason.startswith("not UTF-8"):
+            return UserError(problem.reason, file=path, line=problem.line)
+    unread = [p for p in problems if p.file == str(path) and p.reason.startswith("not valid JSON")]
+    if len(unread) == lines:
+        return UserError(f"no line of the file is JSON (this one: {unread[0].reason}); "
+                         "expected one JSON object a line (JSONL)", file=path, line=unread[0].line)
+    return None
 
 
 _POSITIVE = {"up", "thumbs_up", "thumbsup", "thumbs-up", "+1", "good", "positive", "like",

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.errors import UserError
-from posttrain.usage.logs import LogRecord, Problem
+from posttrain.usage.logs import LogRecord, Problem, model_name
 
 OPERATIONS = ("chat", "text_completion", "generate_content")
 EXTRA = "otel"
@@ -356,7 +356,7 @@ def read_otel(path: Path) -> tuple[list[LogRecord], list[Problem], dict[str, Any
                         response_text=answer.get("content") or "",
                         response_tools=answer.get("tool_calls") or [],
                         tools=tools, created=span.start_time_unix_nano // 10**9 or None,
-                        model=str(model) if model else None, feedback=feedback,
+                        model=model_name(model), feedback=feedback,
                         trace=span_id))
     if no_content:
         problems.append(Problem(1, f"{no_content} GenAI spans carry no messages (content "

@@ -25,6 +25,10 @@ Two detectors behind one :class:`Redactor`:
     text whose findings they can raise), and a batch of 256 texts or more is analysed by worker
     processes forked from the one that built the analyzer, one per core
     (``$POSTTRAIN_REDACT_WORKERS``; 1: in the process itself). Neither changes a finding.
+    A text longer than 50,000 characters is analysed in pieces of at most that many, cut at
+    whitespace and overlapping by 1,000 characters, and a batch holds at most 100,000
+    characters: memory is bounded by a piece, not by the longest message (a 2 MB message
+    peaked at 5.4 GB read whole, 0.46 GB in pieces).
 
 ``regex`` (no extra installed)
     The same rules without NER: people's names are **not detected** unless a cue gives them;
@@ -801,6 +805,28 @@ def _vetoed(text: str, span: Span) -> bool:
 
 
 _COORDINATED = re.compile(r",?\s+(?:and|or|&)\s+")
+_COORDINATED_MAX = 140
+
+
+class _Near:
+    """Spans by position, so that the ones near a place in a long text are found without
+    reading all of them (a text with thousands of names and places is not quadratic)."""
+
+    def __init__(self, spans: list[Span]) -> None:
+        self.spans = sorted(spans, key=lambda s: s.start)
+        self._starts = [s.start for s in self.spans]
+        self._longest = max((s.end - s.start for s in self.spans), default=0)
+
+    def overlapping(self, start: int, end: int) -> list[Span]:
+        """The spans that overlap ``[start, end)``."""
+        low = bisect.bisect_left(self._starts, start - self._longest)
+        high = bisect.bisect_left(self._starts, end)
+        return [s for s in self.spans[low:high] if s.start < end and start < s.end]
+
+    def starting(self, start: int, end: int) -> list[Span]:
+        """The spans that start in ``[start, end)``."""
+        return self.spans[bisect.bisect_left(self._starts, start):
+                          bisect.bisect_left(self._starts, end)]
 
 
 # spaCy's tokenizer takes quadratic time on a long run with no space that it splits punctuation
@@ -828,8 +854,9 @@ def _analyze(texts: list[str]) -> Iterator[list[Any]]:
     nlp_engine = engine.analyzer.nlp_engine
     disable = [name for name in _LEMMA_PIPES if name in engine.nlp.pipe_names]
     allow_list = list(_NOT_PEOPLE)
-    for text, doc in zip(texts, engine.nlp.pipe(texts, batch_size=64, disable=disable),
-                         strict=True):
+    docs = (doc for batch in _batches(texts)
+            for doc in engine.nlp.pipe(batch, batch_size=len(batch), disable=disable))
+    for text, doc in zip(texts, docs, strict=True):
         artifacts = nlp_engine._doc_to_nlp_artifact(doc, "en")
         artifacts.posttrain_no_lemmas = True
         yield engine.analyzer.analyze(text=text, language="en", nlp_artifacts=artifacts,
@@ -866,7 +893,86 @@ def redact_workers() -> int:
     return min(8, len(os.sched_getaffinity(0)))
 
 
+#: the longest text the analyser reads at once: spaCy's memory and time grow with a text's
+#: length (one 1.8 MB message took 6.4 GB and 65 s), so a longer text is read in pieces of at
+#: most this many characters, cut at whitespace, each overlapping the next by _OVERLAP
+#: characters (an entity on a cut is whole in one of the two pieces)
+_PIECE = 50_000
+_OVERLAP = 1_000
+#: the most characters spaCy reads in one batch (up to 64 texts, as before, while they are short)
+_BATCH_CHARS = 2 * _PIECE
+_SPACES = (" ", "\n", "\t", "\r")
+
+
+def _batches(texts: list[str], limit: int = _BATCH_CHARS, count: int = 64,
+             ) -> Iterator[list[str]]:
+    """``texts`` in order, in batches of at most ``count`` texts and (unless one text is longer)
+    ``limit`` characters."""
+    batch: list[str] = []
+    size = 0
+    for text in texts:
+        if batch and (len(batch) >= count or size + len(text) > limit):
+            yield batch
+            batch, size = [], 0
+        batch.append(text)
+        size += len(text)
+    if batch:
+        yield batch
+
+
+def _last_space(text: str, start: int, end: int) -> int:
+    """The position of the last whitespace in ``text[start:end]``, or -1."""
+    return max(text.rfind(space, start, end) for space in _SPACES)
+
+
+def _first_space(text: str, start: int, end: int) -> int:
+    found = [at for at in (text.find(space, start, end) for space in _SPACES) if at >= 0]
+    return min(found) if found else -1
+
+
+def _pieces(text: str, size: int = _PIECE, overlap: int = _OVERLAP) -> list[tuple[int, int]]:
+    """(start, end) of the pieces the analyser reads of ``text``: the whole text when it is at
+    most ``size`` characters; else pieces of at most ``size`` characters, each cut after the
+    last whitespace in its second half (at ``size`` when there is none: one long run), the next
+    starting ``overlap`` characters before that cut (after a whitespace when there is one)."""
+    if len(text) <= size:
+        return [(0, len(text))]
+    overlap = min(overlap, size // 4)
+    pieces: list[tuple[int, int]] = []
+    start = 0
+    while start + size < len(text):
+        space = _last_space(text, start + size // 2, start + size)
+        cut = space + 1 if space >= 0 else start + size
+        pieces.append((start, cut))
+        space = _first_space(text, cut - overlap, cut)
+        start = space + 1 if space >= 0 else cut - overlap
+    pieces.append((start, len(text)))
+    return pieces
+
+
 def _findings(texts: list[str]) -> list[list[Finding]]:
+    """Presidio's findings of each text; a text longer than ``_PIECE`` is read in pieces
+    (:func:`_pieces`) and their findings put back at the text's offsets, a finding in two
+    overlapping pieces once (the higher score)."""
+    pieces: list[str] = []
+    owners: list[tuple[int, int]] = []  # the text each piece is of, and the piece's offset
+    for index, text in enumerate(texts):
+        for start, end in _pieces(text):
+            pieces.append(text[start:end] if end - start < len(text) else text)
+            owners.append((index, start))
+    if len(pieces) == len(texts):
+        return _findings_whole(texts)
+    merged: list[dict[tuple[str, int, int], float]] = [{} for _ in texts]
+    for (index, offset), found in zip(owners, _findings_whole(pieces), strict=True):
+        for entity, start, end, score in found:
+            key = (entity, start + offset, end + offset)
+            merged[index][key] = max(score, merged[index].get(key, score))
+    return [[(entity, start, end, score) for (entity, start, end), score
+             in sorted(found.items(), key=lambda item: (item[0][1], item[0][2]))]
+            for found in merged]
+
+
+def _findings_whole(texts: list[str]) -> list[list[Finding]]:
     global _pool
     workers = redact_workers()
     if workers < 2 or len(texts) < _PARALLEL_MIN:
@@ -904,14 +1010,18 @@ def _presidio_spans(texts: list[str], names: bool) -> list[list[Span]]:
             span = Span(start, end, kind, score, cue=cue)
             if not _vetoed(text, span):
                 spans.append(span)
-        places = [s for s in spans if s.kind == "place"]
-        place_words = {text[s.start:s.end] for s in places}
+        places = _Near([s for s in spans if s.kind == "place"])
+        place_words = {text[s.start:s.end] for s in places.spans}
         for index, span in enumerate(spans):
             if span.kind != "name" or span.cue:
                 continue
+            # (the model's text has no run of 64 spaces: a coordination is 130 characters
+            # at most, so only the places that near are read)
             coordinated = any(
                 _COORDINATED.fullmatch(text, p.end, span.start)
-                or _COORDINATED.fullmatch(text, span.end, p.start) for p in places)
+                or _COORDINATED.fullmatch(text, span.end, p.start)
+                for p in places.overlapping(span.start - _COORDINATED_MAX,
+                                            span.end + _COORDINATED_MAX))
             if coordinated or text[span.start:span.end] in place_words:
                 spans[index] = Span(span.start, span.end, "place", span.score)
         out.append([s for s in spans if names or s.kind != "name"])
@@ -950,10 +1060,12 @@ def _propagate_names(texts: list[str], spans: list[list[Span]], stop_words: froz
     pattern = re.compile(r"(?<![\w\[])(?:" + "|".join(
         map(re.escape, sorted(known, key=len, reverse=True))) + r")(?![\w\]])", re.IGNORECASE)
     for text, found in zip(texts, spans, strict=True):
+        # (the spans added here are the matches themselves, which overlap no later match)
+        near, places_near = _Near(found), _Near([s for s in found if s.kind == "place"])
         for match in pattern.finditer(text):
-            if _reads_as_place(text, match.start(), match.end(), found):
+            if _reads_as_place(text, match.start(), match.end(), places_near):
                 continue
-            overlapping = [s for s in found if s.start < match.end() and match.start() < s.end]
+            overlapping = near.overlapping(match.start(), match.end())
             if any(s.kind != "place" for s in overlapping):
                 continue  # redacted already
             if overlapping and not known[match.group(0).casefold()]:
@@ -971,20 +1083,26 @@ _PARTICLE_WORDS = frozenset({"van", "von", "der", "den", "del", "della", "de", "
 _PLACEHOLDER = re.compile(r"\[[A-Z_]+\]")
 
 
-def _reads_as_place(text: str, start: int, end: int, found: list[Span]) -> bool:
-    """Whether ``text[start:end]`` (a name found elsewhere) reads as a place here."""
-    if _PLACE_AFTER.match(text, end) or _PLACE_BEFORE.search(text, 0, start):
+#: how far before a name a preposition is looked for ("to Georgia"): a window, not the whole
+#: text before it (which made a long text with many names quadratic)
+_PLACE_BEFORE_WINDOW = 256
+_PLACE_GAP = re.compile(r",\s*|\s+")
+
+
+def _reads_as_place(text: str, start: int, end: int, places: _Near) -> bool:
+    """Whether ``text[start:end]`` (a name found elsewhere) reads as a place here (``places``:
+    the text's places)."""
+    if _PLACE_AFTER.match(text, end) or _PLACE_BEFORE.search(
+            text, max(0, start - _PLACE_BEFORE_WINDOW), start):
         return True
     if _PLACE_PREFIX.search(text, max(0, start - 12), start):
         return True
-    for span in found:
-        if span.kind != "place":
-            continue
+    for span in places.overlapping(start, end):
         if span.start <= start and end <= span.end and (span.end - span.start) > (end - start):
             return True  # a part of a longer place ("Dakota" in "North Dakota")
-        if re.fullmatch(r",\s*", text[end:span.start]) or re.fullmatch(r"\s+", text[end:span.start]):
-            return True  # "Paris, Texas"
-    return False
+    gap = _PLACE_GAP.match(text, end)
+    # "Paris, Texas": a place right after it, past a comma or spaces
+    return gap is not None and bool(places.starting(end + 1, gap.end() + 1))
 
 
 # a following word that does not make a name longer: days, months, street and company words
@@ -1003,7 +1121,7 @@ def _is_letter(char: str) -> bool:
 def _extend_names(text: str, spans: list[Span]) -> list[Span]:
     """Names cover whole words and the capitalised words right after them: a model or a cue
     that found "Nguyễn Văn" of "Nguyễn Văn An" does not leave "An" behind."""
-    places = [s for s in spans if s.kind == "place"]
+    places = _Near([s for s in spans if s.kind == "place"])
     out = []
     for span in spans:
         if span.kind != "name":
@@ -1017,7 +1135,7 @@ def _extend_names(text: str, spans: list[Span]) -> list[Span]:
         for _ in range(2):
             match = _NEXT_NAME_WORD.match(text, end)
             if (match is None or match.group(1) in _NO_EXTEND
-                    or any(p.start < match.end() and match.start(1) < p.end for p in places)):
+                    or places.overlapping(match.start(1), match.end())):
                 break
             end = match.end()
         out.append(Span(start, end, span.kind, span.score, span.cue, span.quote))

