@@ -160,3 +160,14 @@ def serving(store_path: Path, **app_options: Any) -> Iterator[str]:
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(20)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+
+
+async def app_client(store_path: Path) -> Any:
+    """An aiohttp test client of the viewer on 127.0.0.1 (started; the caller closes it)."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from posttrain.web.server import create_app
+
+    client = TestClient(TestServer(create_app(store_path, seed=1), host="127.0.0.1"))
+    await client.start_server()
+    return client

@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from posttrain.runner.store import Store
-from posttrain.web.server import create_app
-from tests.test_web_helpers import build
+from tests.test_web_helpers import app_client, build
 
 
 @pytest.fixture
@@ -19,9 +18,7 @@ def env(tmp_path: Path):
 
 
 async def _client(store_path: Path) -> TestClient:
-    client = TestClient(TestServer(create_app(store_path, seed=1), host="127.0.0.1"))
-    await client.start_server()
-    return client
+    return await app_client(store_path)
 
 
 def _review(run: str) -> dict:

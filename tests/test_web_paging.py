@@ -14,14 +14,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from posttrain.analysis.results import load_results
 from posttrain.analysis.synthetic import StubModel, make_items, simulate_run
 from posttrain.runner.store import Store
 from posttrain.web import matrix, views
-from posttrain.web.server import create_app
-from tests.test_web_helpers import build
+from tests.test_web_helpers import app_client, build
 
 
 def _regraded_store(path: Path, n: int = 60, rounds: int = 3) -> tuple[Store, str]:
@@ -108,9 +107,7 @@ def env(tmp_path: Path):
 
 
 async def _client(store_path: Path) -> TestClient:
-    client = TestClient(TestServer(create_app(store_path, seed=1), host="127.0.0.1"))
-    await client.start_server()
-    return client
+    return await app_client(store_path)
 
 
 async def _refused(client: TestClient, url: str, says: str) -> None:
