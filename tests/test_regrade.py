@@ -93,3 +93,30 @@ def test_regrading_unchanged_grades_keeps_no_history_and_writes_nothing(
     with Store(store) as db:
         history = db.score_history(db.resolve_run("latest").id)
         assert [(r["item_id"], r["value"], r["item_changed"]) for r in history] == [("q3", 1.0, 1)]
+
+
+def test_editing_one_grader_keeps_history_only_for_that_graders_changed_grades(
+        tmp_path, stub_server, capsys, monkeypatch):
+    """Two graders, one edited: only the edited grader's changed grades keep their old value
+    (the other grader's unchanged grades of the same answers were kept too), in bulk and
+    answer by answer."""
+    monkeypatch.setenv("OPENAI_BASE_URL", stub_server.base_url)
+    rows = [{"id": f"q{i}", "question": f"q{i} [[answer:Paris]]", "answer": "paris"}
+            for i in range(10)]
+    both = ('  - {type: string_check, name: exact, input: "{{sample.output_text}}", '
+            'reference: "{{item.answer}}", operation: OP}\n'
+            '  - {type: string_check, name: loose, input: "{{sample.output_text}}", '
+            'reference: "{{item.answer}}", operation: ilike}\n')
+    for bulk in (True, False):
+        folder = tmp_path / ("bulk" if bulk else "one")
+        eval_path = write_eval(folder, rows, graders=both.replace("OP", "eq"))
+        store = str(folder / "s.db")
+        assert main(["eval", str(eval_path), "--model", "openai:stub", "--store", store]) == 0
+        write_eval(folder, rows, graders=both.replace("OP", "ilike"))  # exact: 0 -> 1
+        if not bulk:
+            monkeypatch.setattr("posttrain.runner.regrade.in_process", lambda graders: False)
+        assert main(["regrade", "latest", "--store", store, "--json"]) == 0
+        capsys.readouterr()
+        with Store(store) as db:
+            history = db.score_history(db.resolve_run("latest").id)
+            assert sorted((r["grader"], r["value"]) for r in history) == [("exact", 0.0)] * 10

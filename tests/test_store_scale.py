@@ -7,6 +7,7 @@ No timings here (they live in bench/bench_scale.py): these check the mechanisms.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -484,6 +485,15 @@ def test_another_programs_sqlite_database_is_refused_not_turned_into_a_store(
     assert other.read_bytes() == before
     assert [r[0] for r in sqlite3.connect(other).execute(
         "SELECT name FROM sqlite_master WHERE type = 'table'")] == ["invoices"]
+    # one that happens to have a `runs` table too
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE runs (x)")
+    conn.commit()
+    conn.close()
+    before = other.read_bytes()
+    assert main(["runs", "--store", str(other)]) == 2
+    assert "not a posttrain store" in capsys.readouterr().err
+    assert other.read_bytes() == before
 
 
 def test_vacuum_is_refused_while_a_live_process_answers_a_run(tmp_path, capsys) -> None:
@@ -507,3 +517,42 @@ def test_vacuum_is_refused_while_a_live_process_answers_a_run(tmp_path, capsys) 
         sleeper.kill()
         sleeper.wait()
     assert main(["store", "vacuum", "--store", str(tmp_path / "s.db")]) == 0  # gone: vacuumed
+
+
+def test_two_evals_of_one_run_started_at_the_same_moment_send_each_request_once(
+        tmp_path) -> None:
+    """Started together, both found no run to resume and each created its own: every request
+    went out twice. The run is created in one write with the check, so the second is refused
+    (one line, exit 2) and the stub answers each item once."""
+    import subprocess
+    import sys
+
+    from tests.conftest import StubServer
+
+    server = StubServer(0.1)
+    try:
+        rows = [{"id": f"q{k:03d}", "question": f"[[answer:{k}]]", "answer": str(k)}
+                for k in range(300)]
+        path = write_eval(tmp_path / "e", rows)
+        argv = [sys.executable, "-m", "posttrain.cli", "eval", str(path), "--model",
+                "openai:stub", "--store", str(tmp_path / "s.db"), "--no-progress",
+                "--concurrency", "8"]
+        env = {**os.environ, "OPENAI_BASE_URL": server.base_url}
+        procs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        results = [(proc.wait(timeout=240), proc.stderr.read()) for proc in procs]
+        codes = sorted(code for code, _err in results)
+        assert codes == [0, 2], results
+        (refused,) = [err for code, err in results if code == 2]
+        assert "is being answered now by process" in refused and "Traceback" not in refused
+        stats = server.stats()
+        assert stats["total_attempts"] == 300, (stats["total_attempts"], results)
+    finally:
+        server.close()
+
+
+def test_store_info_on_a_folder_says_it_is_a_folder(tmp_path, capsys) -> None:
+    for command in ("info", "vacuum"):
+        assert main(["store", command, "--store", str(tmp_path)]) == 2
+        assert "is a folder: --store takes a store file" in capsys.readouterr().err
+

@@ -126,6 +126,10 @@ async def test_paged_endpoints_refuse_bad_values_and_cap_limits(env, monkeypatch
         await _refused(client, base + "?limit=x", "limit must be an integer")
         await _refused(client, base + "?grader=bogus", "grader must be one of exact")
         await _refused(client, base + "?filter=bogus", "filter must be one of")
+        for huge in ("9223372036854775808", "99999999999999999999"):  # were HTTP 500
+            await _refused(client, base + f"?offset={huge}", "offset is too large")
+            await _refused(client, f"/api/matrix?eval=capitals&offset={huge}",
+                           "offset is too large")
         # no limit: the default page; a limit over the cap: the cap
         monkeypatch.setattr(views, "SAMPLES_PAGE", 2)
         monkeypatch.setattr(views, "MAX_SAMPLES_PAGE", 3)

@@ -41,6 +41,8 @@ def add_parser(sub: Any) -> None:
 def _open(path: str) -> Any:
     from posttrain.runner.store import Store
 
+    if Path(path).is_dir():
+        raise UserError("is a folder: --store takes a store file", file=path)
     if not Path(path).is_file():
         raise UserError("no store here (run `posttrain eval` first or pass --store)", file=path)
     return Store(path)

@@ -761,6 +761,8 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
     for model, variant, key, run, pending, ungraded in todo:
         config = (model_configs or {}).get(model.name, {})
         if run is None:
+            # the runner is recorded as the run is created, in one write with the check that
+            # no live process created it first (two evals started at the same moment)
             run = store.create_run(
                 run_key=key, eval_name=eval_.name,
                 eval_path=str(eval_.source) if eval_.source else None,
@@ -771,8 +773,9 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
                         "model": config, "graders": eval_.grader_specs,
                         "tag_fields": eval_.tag_fields, "limit": options.limit,
                         "price": config.get("price"), "grader_names": grader_names,
-                        "solver": eval_.solver, "grading": signature},
-            )
+                        "solver": eval_.solver, "grading": signature,
+                        **({"runner": runner_identity()} if pending else {})},
+                label=_label(model.name, variant))
         if pending:  # which process answers it: the viewer tells a dead runner from a live one
             store.update_run_config(run.id, {"runner": runner_identity()})
         label = f"{model.name}" + (f" [{variant}]" if variant != "default" else "")
@@ -796,11 +799,12 @@ def _refuse_a_live_run(run: RunInfo, model: str, variant: str) -> None:
     if not isinstance(runner, dict) or runner.get("pid") == os.getpid():
         return
     if process.state(runner) == "alive":
-        label = model + (f" [{variant}]" if variant != "default" else "")
-        raise UserError(f"{label}: run {run.id} is being answered now by process "
-                        f"{runner['pid']} on this host: wait for it to finish (or stop it, "
-                        "then run this again to resume); two processes answering one run "
-                        "would send its pending requests twice", field="--model")
+        raise UserError(process.busy_run(run.id, runner["pid"], _label(model, variant)),
+                        field="--model")
+
+
+def _label(model: str, variant: str) -> str:
+    return model + (f" [{variant}]" if variant != "default" else "")
 
 
 def finish_runs(store: Store, handles: Sequence[RunHandle]) -> None:

@@ -44,3 +44,10 @@ def state(process: Any) -> str:
         return "unknown"
     start = process.get("start")
     return "alive" if start is None or start_time(pid) in (None, start) else "gone"
+
+
+def busy_run(run_id: str, pid: int, label: str) -> str:
+    """The one line that refuses to answer a run another live process is answering."""
+    return (f"{label}: run {run_id} is being answered now by process {pid} on this host: wait "
+            "for it to finish (or stop it, then run this again to resume); two processes "
+            "answering one run would send its pending requests twice")

@@ -12,8 +12,8 @@ larger steps:
   only when the eval has a ``response_format`` (the one thing of it a grader's sample reads);
 - the new grades are compared with the stored ones and only those that differ are written, all
   in one transaction (``Store.bulk_grades``: the run's revision bumped once, not a trigger per
-  row), with the old grades of every answer whose grades change (a value, verdict or status)
-  kept in ``score_history``, as ``Store.replace_scores_many`` does;
+  row), with the old value of every grade that changes (its value, verdict or status) kept in
+  ``score_history``, as ``Store.replace_scores_many`` does;
 - the run's kept facts are patched for the answers whose figures changed
   (``posttrain.runner.facts_patch``) instead of being built again by the next reader.
 """
@@ -134,13 +134,15 @@ def _regrade(store: Store, run: RunInfo, eval: Eval, items: dict[str, Item],
     count_changes: Counter[str] = Counter()
     row_changes: Counter[str] = Counter()  # and every grade (the graders the run names)
     no_grades: list[Row] = []
-    rewritten: list[tuple[str, int]] = []  # answers whose grades change: their old ones kept
+    rewritten: list[tuple[str, int, str]] = []  # grades that change: their old ones kept
     written = False
     for item_id, epoch, rows in _graded(answers, grade, helper, counters):
         before = old.get((item_id, epoch), no_grades)
         after = [rows[k] for k in picks]
         if keep_all or list(map(_GRADE, before)) != list(map(_GRADE, after)):
-            rewritten.append((item_id, epoch))
+            now = {row[0]: _GRADE(row) for row in after}
+            rewritten.extend((item_id, epoch, row[0]) for row in before
+                             if keep_all or now.get(row[0]) != _GRADE(row))
         if before == after:
             continue
         written = True
@@ -155,7 +157,8 @@ def _regrade(store: Store, run: RunInfo, eval: Eval, items: dict[str, Item],
         removals.extend((run.id, item_id, epoch, name) for name in had if name not in kept_names)
     if not written and not refresh and not rewritten:
         return len(answers)  # every grade as stored: nothing to write, kept facts still hold
-    keys = [(item_id, epoch, int(item_id in changed_items)) for item_id, epoch in rewritten]
+    keys = [(item_id, epoch, grader, int(item_id in changed_items))
+            for item_id, epoch, grader in rewritten]
     # the graders the run's grades name before the write and after it (every grade of the run
     # is in ``old``)
     graders_before = Counter(map(itemgetter(0), chain.from_iterable(old.values())))
@@ -261,8 +264,8 @@ class Changes(NamedTuple):
 def _write(store: Store, run: RunInfo, keys: list[tuple[str, int, int]], writes: list[Row],
            removals: list[Row], moved: list[tuple[str, int]], refresh: list[Item],
            facts_patch: Any, changes: Changes) -> None:
-    """Everything in one transaction: the old grades of every answer whose grades change (``keys``: item,
-    epoch, whether its item changed) to the history, the changed grades written, the refreshed
+    """Everything in one transaction: the old grades that change (``keys``: item, epoch,
+    grader, whether its item changed) to the history, the changed grades written, the refreshed
     items, and the kept facts patched (when nothing but grades changed)."""
     import time
 
@@ -278,14 +281,15 @@ def _write(store: Store, run: RunInfo, keys: list[tuple[str, int, int]], writes:
                                                          changes.before)
         conn.execute("DROP TABLE IF EXISTS temp.regraded")
         conn.execute("CREATE TABLE temp.regraded (item_id TEXT NOT NULL, epoch INTEGER NOT NULL, "
-                     "changed INTEGER NOT NULL, PRIMARY KEY (item_id, epoch)) WITHOUT ROWID")
-        conn.executemany("INSERT INTO temp.regraded VALUES (?,?,?)", keys)
+                     "grader TEXT NOT NULL, changed INTEGER NOT NULL, "
+                     "PRIMARY KEY (item_id, epoch, grader)) WITHOUT ROWID")
+        conn.executemany("INSERT OR IGNORE INTO temp.regraded VALUES (?,?,?,?)", keys)
         conn.execute(
             "INSERT INTO score_history (run_id, item_id, epoch, grader, value, passed, status, "
             "item_changed, replaced) SELECT s.run_id, s.item_id, s.epoch, s.grader, s.value, "
             "s.passed, s.status, k.changed, ? FROM temp.regraded k JOIN scores s "
             "ON s.run_id = ? AND s.item_id = k.item_id AND s.epoch = k.epoch "
-            "ORDER BY s.item_id, s.epoch, s.grader", (time.time(), run.id))
+            "AND s.grader = k.grader ORDER BY s.item_id, s.epoch, s.grader", (time.time(), run.id))
         conn.execute("DROP TABLE temp.regraded")
         conn.executemany("DELETE FROM scores WHERE run_id = ? AND item_id = ? AND epoch = ? "
                          "AND grader = ?", removals)

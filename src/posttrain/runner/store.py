@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import time
 import uuid
@@ -215,7 +216,11 @@ def _add_missing_columns(conn: sqlite3.Connection) -> None:
     for table, column, declaration in _ADDED_COLUMNS:
         have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         if column not in have:
-            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            try:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            except sqlite3.OperationalError as exc:  # another process added it just now
+                if "duplicate column" not in str(exc):
+                    raise
 
 
 def request_key(model_id: str, payload: dict[str, Any], epoch: int = 0,
@@ -360,7 +365,7 @@ class Store:
         except (OSError, sqlite3.Error) as exc:
             raise UserError(f"cannot open the store: {exc}", file=self.path.resolve()) from None
         try:
-            self._open()
+            self._open_retrying()
         except UserError:
             self.conn.close()
             raise
@@ -376,10 +381,25 @@ class Store:
                 reason = f"cannot open the store: {text}"
             raise UserError(reason, file=self.path.resolve()) from None
 
+    def _open_retrying(self) -> None:
+        """:meth:`_open`, tried again for up to ~10 s while another process creates the same
+        new store: switching a new file to WAL takes a lock SQLite does not wait for (two evals
+        started at once on a new store: one failed with "database is locked")."""
+        for attempt in range(100):
+            try:
+                self._open()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 99:
+                    raise
+                time.sleep(0.1)
+
     def _open(self) -> None:
         tables = {row[0] for row in self.conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if tables and not tables & {"runs", "meta"}:  # another program's database: not ours
+        ours = "meta" in tables or ("runs" in tables and "run_key" in {
+            row[1] for row in self.conn.execute("PRAGMA table_info(runs)")})
+        if tables and not ours:  # another program's database (even one with a `runs` table)
             from posttrain.errors import UserError
 
             shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
@@ -657,11 +677,17 @@ class Store:
 
     def create_run(self, *, run_key: str, eval_name: str, eval_path: str | None, eval_hash: str,
                    model: str, variant: str, epochs: int, config: dict[str, Any],
-                   items: Iterable[Item]) -> RunInfo:
+                   items: Iterable[Item], label: str | None = None) -> RunInfo:
+        """A new ``running`` run with its items. With a ``runner`` in ``config`` (the process
+        about to answer it): UserError if another live process on this host created a running
+        run of the same ``run_key`` first, checked in the same write (``label``: the model as
+        the error names it)."""
         run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         now = time.time()
         with self.conn:
-            self.conn.execute("BEGIN")
+            self.conn.execute("BEGIN IMMEDIATE")  # the check and the insert: one writer at a time
+            if isinstance(config.get("runner"), dict):
+                self._refuse_live_twin(run_key, label or model)
             self.conn.execute(
                 "INSERT INTO runs (id, run_key, eval_name, eval_path, eval_hash, model, variant, "
                 "epochs, status, config, created) VALUES (?,?,?,?,?,?,?,?, 'running', ?, ?)",
@@ -676,6 +702,18 @@ class Store:
                 self.conn.executemany("INSERT INTO run_items (run_id, item_id, position, tags, "
                                       "data) VALUES (?,?,?,?,?)", rows)
         return self.get_run(run_id)
+
+    def _refuse_live_twin(self, run_key: str, label: str) -> None:
+        from posttrain.errors import UserError
+        from posttrain.runner import process
+
+        for run_id, config in self.conn.execute(
+                "SELECT id, config FROM runs WHERE run_key = ? AND status = 'running'",
+                (run_key,)).fetchall():
+            runner = json.loads(config or "{}").get("runner")
+            if (isinstance(runner, dict) and runner.get("pid") != os.getpid()
+                    and process.state(runner) == "alive"):
+                raise UserError(process.busy_run(run_id, runner["pid"], label), field="--model")
 
     @contextmanager
     def _one_revision_bump(self, tables: Sequence[str], run_id: str,
@@ -981,9 +1019,9 @@ class Store:
         description) keep their old grades in ``score_history``: re-grading the same answers
         again and again grew it by a run's grades each time. ``keep_all``: every answer is
         written and keeps its old grades (an import's grades, kept to compare)."""
-        differ = [(answer, (True, True) if keep_all else self._grades_differ(run_id, *answer[:3]))
+        differ = [(answer, self._grades_differ(run_id, *answer[:3], keep_all=keep_all))
                   for answer in answers]
-        answers = [answer for answer, (row, _grade) in differ if row]
+        answers = [answer for answer, (row, _graders) in differ if row]
         if not answers:
             return
         now = time.time()
@@ -992,9 +1030,11 @@ class Store:
             self.conn.executemany(
                 "INSERT INTO score_history (run_id, item_id, epoch, grader, value, passed, "
                 "status, item_changed, replaced) SELECT run_id, item_id, epoch, grader, value, "
-                "passed, status, ?, ? FROM scores WHERE run_id=? AND item_id=? AND epoch=?",
-                [(int(changed), now, run_id, item_id, epoch)
-                 for (item_id, epoch, _scores, changed), (_row, grade) in differ if grade])
+                "passed, status, ?, ? FROM scores WHERE run_id=? AND item_id=? AND epoch=? "
+                "AND grader=?",
+                [(int(changed), now, run_id, item_id, epoch, grader)
+                 for (item_id, epoch, _scores, changed), (_row, graders) in differ
+                 for grader in graders])
             self.conn.executemany("DELETE FROM scores WHERE run_id=? AND item_id=? AND epoch=?",
                                   keys)
             self.conn.executemany(
@@ -1007,18 +1047,21 @@ class Store:
                   s.retries)
                  for item_id, epoch, scores, _changed in answers for s in scores])
 
-    def _grades_differ(self, run_id: str, item_id: str, epoch: int,
-                       scores: Sequence[Score]) -> tuple[bool, bool]:
-        """(whether an answer's stored grade rows are not exactly ``scores``'s, whether its
-        grades themselves differ: grader, value, verdict, status); as written: one row per
-        grader name, the last of a repeated name, compared in grader order."""
+    def _grades_differ(self, run_id: str, item_id: str, epoch: int, scores: Sequence[Score],
+                       *, keep_all: bool = False) -> tuple[bool, list[str]]:
+        """(whether an answer's stored grade rows are not exactly ``scores``'s, the graders
+        whose stored grade changes: its value, verdict or status, or it is no longer given;
+        ``keep_all``: every stored grader's); as written: one row per grader name, the last of
+        a repeated name, compared in grader order."""
         new = {row[3]: row[3:] for row in _score_rows(run_id, item_id, epoch, scores)}
         old = [tuple(row) for row in self.conn.execute(
             "SELECT grader, value, passed, status, explanation, sub_scores, cost_usd, requests, "
             "confinement, retries FROM scores WHERE run_id = ? AND item_id = ? AND epoch = ? "
             "ORDER BY grader", (run_id, item_id, epoch))]
         rows = [new[name] for name in sorted(new)]
-        return old != rows, [row[:4] for row in old] != [row[:4] for row in rows]
+        changed = [row[0] for row in old
+                   if keep_all or row[0] not in new or new[row[0]][:4] != row[:4]]
+        return keep_all or old != rows, changed
 
     def score_history(self, run_id: str, *, only: tuple[str, int] | None = None,
                       item_range: tuple[str, str] | None = None) -> list[sqlite3.Row]:

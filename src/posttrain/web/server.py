@@ -218,9 +218,16 @@ def _int(query: Any, key: str, default: int) -> int:
     if value is None or value == "":
         return default
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise UserError(f"{key} must be an integer") from None
+    if abs(number) > _LARGEST:  # SQLite's integers are 64-bit: 2^63 was an HTTP 500
+        raise UserError(f"{key} is too large (at most {_LARGEST})")
+    return number
+
+
+#: the largest integer a query parameter may hold (far past any page; within SQLite's 64 bits)
+_LARGEST = 2**53
 
 
 def _page(query: Any, default: int, maximum: int) -> tuple[int, int]:
