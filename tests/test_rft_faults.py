@@ -403,7 +403,8 @@ def test_the_interrupt_line_starts_on_its_own_line_after_the_trainers_progress_b
         tmp_path, monkeypatch, capsys) -> None:
     """Ctrl-C in the middle of a training step leaves tqdm's bar without a newline: the bar is
     closed first, so the line saying what was saved is a line of its own."""
-    import tqdm
+    pytest.importorskip("transformers")  # training is posttrain[train]
+    tqdm = pytest.importorskip("tqdm")
 
     from posttrain.cli import main
     from posttrain.cli import train as train_cli
