@@ -119,14 +119,7 @@ def test_bulk_regrade_stores_what_answer_by_answer_stores(tmp_path, monkeypatch,
     fast_db, slow_db = tmp_path / "fast.db", tmp_path / "slow.db"
     run_id = _store(fast_db, eval_path, items, names)
     shutil.copyfile(fast_db, slow_db)
-    applied: list[bool] = []
-    original = facts_patch.apply
-
-    def spy(*args, **kwargs):
-        applied.append(original(*args, **kwargs))
-        return applied[-1]
-
-    monkeypatch.setattr(facts_patch, "apply", spy)
+    applied = _spy_on_patches(monkeypatch)
     for edit in (False, True):  # the second time a reviewer has edited two items
         if edit:
             items[3].data["answer"] = "answer 3"
@@ -164,6 +157,19 @@ def test_bulk_regrade_writes_only_grades_that_changed(tmp_path):
 
 
 DETERMINISTIC = STRING.split("  - {type: text_similarity")[0]  # string_check only
+
+
+def _spy_on_patches(monkeypatch) -> list[bool]:
+    """Whether each regrade patched the kept facts (``facts_patch.apply``'s answers, in order)."""
+    applied: list[bool] = []
+    original = facts_patch.apply
+
+    def spy(*args, **kwargs):
+        applied.append(original(*args, **kwargs))
+        return applied[-1]
+
+    monkeypatch.setattr(facts_patch, "apply", spy)
+    return applied
 
 
 def _regrade_both(tmp_path, monkeypatch, items, names, graders, edit=None):
@@ -247,14 +253,7 @@ def test_component_counts_move_with_the_scored_grades(tmp_path, monkeypatch):
     items[0].data["extra"] = "Answer 0"  # the only item with the field
     db, run_id = _regrade_both(tmp_path, monkeypatch, items, ["exact", "loose", "close"],
                                STRING)
-    applied: list[bool] = []
-    original = facts_patch.apply
-
-    def spy(*args, **kwargs):
-        applied.append(original(*args, **kwargs))
-        return applied[-1]
-
-    monkeypatch.setattr(facts_patch, "apply", spy)
+    applied = _spy_on_patches(monkeypatch)
     _write_eval(tmp_path / "ev", items, STRING.replace(
         'reference: "{{item.answer}}", operation: eq', 'reference: "{{item.extra}}", '
         "operation: eq"))
