@@ -722,6 +722,7 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
     grader_names = [g.name for g in eval_.graders]
     signature = grading_signature(eval_)
     from posttrain.graders.sandbox import confinement_for
+    from posttrain.runner import process
     from posttrain.runner.preflight import (
         check_judge_requests,
         check_models,
@@ -745,8 +746,9 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
             ungraded = done - store.scored_keys(run.id, grader_names) if run is not None else set()
             pending = [(item, epoch) for epoch in range(options.epochs) for item in items
                        if (item.id, epoch) not in done]
-            if run is not None and (pending or ungraded):
-                _refuse_a_live_run(run, model.name, variant)
+            if run is not None and (pending or ungraded):  # not beside its live runner
+                process.refuse_if_answered(run.id, (run.config or {}).get("runner"),
+                                           _label(model.name, variant))
             todo.append((model, variant, key, run, pending, ungraded))
     busy = [model for model, _v, _k, _r, pending, _u in todo if pending]
     grading = any(pending or ungraded for *_rest, pending, ungraded in todo)
@@ -760,6 +762,7 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
     planned: list[PlannedRun] = []
     for model, variant, key, run, pending, ungraded in todo:
         config = (model_configs or {}).get(model.name, {})
+        resumed = run is not None
         if run is None:
             # the runner is recorded as the run is created, in one write with the check that
             # no live process created it first (two evals started at the same moment)
@@ -776,10 +779,9 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
                         "solver": eval_.solver, "grading": signature,
                         **({"runner": runner_identity()} if pending else {})},
                 label=_label(model.name, variant))
-        if pending:  # which process answers it: the viewer tells a dead runner from a live one
-            store.update_run_config(run.id, {"runner": runner_identity()})
-        label = f"{model.name}" + (f" [{variant}]" if variant != "default" else "")
-        counters = progress.add(Counters(label=label, total=len(pending)))
+        if pending and resumed:  # which process answers it: the viewer tells a dead runner
+            store.update_run_config(run.id, {"runner": runner_identity()})  # from a live one
+        counters = progress.add(Counters(label=_label(model.name, variant), total=len(pending)))
         execution = RunExecution(eval_, model, variant, store, run, counters, options,
                                  semaphores[id(model)], progress, judge_semaphores)
         if ungraded:
@@ -788,19 +790,6 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
         planned.append(PlannedRun(execution, pending, workers,
                                   RunHandle(run=run, counters=counters, model_config=config)))
     return planned
-
-
-def _refuse_a_live_run(run: RunInfo, model: str, variant: str) -> None:
-    """A run another process on this host is answering now is not resumed beside it: both
-    would send every request still pending (UserError, before any request is sent)."""
-    from posttrain.runner import process
-
-    runner = (run.config or {}).get("runner")
-    if not isinstance(runner, dict) or runner.get("pid") == os.getpid():
-        return
-    if process.state(runner) == "alive":
-        raise UserError(process.busy_run(run.id, runner["pid"], _label(model, variant)),
-                        field="--model")
 
 
 def _label(model: str, variant: str) -> str:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
 import time
 import uuid
@@ -704,16 +703,12 @@ class Store:
         return self.get_run(run_id)
 
     def _refuse_live_twin(self, run_key: str, label: str) -> None:
-        from posttrain.errors import UserError
         from posttrain.runner import process
 
         for run_id, config in self.conn.execute(
                 "SELECT id, config FROM runs WHERE run_key = ? AND status = 'running'",
                 (run_key,)).fetchall():
-            runner = json.loads(config or "{}").get("runner")
-            if (isinstance(runner, dict) and runner.get("pid") != os.getpid()
-                    and process.state(runner) == "alive"):
-                raise UserError(process.busy_run(run_id, runner["pid"], label), field="--model")
+            process.refuse_if_answered(run_id, json.loads(config or "{}").get("runner"), label)
 
     @contextmanager
     def _one_revision_bump(self, tables: Sequence[str], run_id: str,
