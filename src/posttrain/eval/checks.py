@@ -51,13 +51,19 @@ def _check_request_shapes(spec: dict[str, Any], first: Item, source: Path | None
             raise UserError(reason, file=source, field="tool_choice")
 
 
+def _request_templates(spec: dict[str, Any]) -> dict[str, Any]:
+    """The eval file's fields rendered into each request (messages, input, tools,
+    response_format, variants)."""
+    return {key: spec[key] for key in ("messages", "input", "tools", "response_format",
+                                       "variants") if key in spec}
+
+
 def _check_template_syntax(spec: dict[str, Any], source: Path | None) -> None:
     """A malformed placeholder (``{{x}``, ``{{ x | upper }}``) anywhere a template is rendered
     is an error at load time, naming the field (``load_eval`` adds its line)."""
     from posttrain.template import GRADER_NOT_TEMPLATES, syntax_errors
 
-    templates = {key: spec[key] for key in ("messages", "input", "tools", "response_format",
-                                            "variants") if key in spec}
+    templates = _request_templates(spec)
     problems = [*syntax_errors(templates),
                 *syntax_errors(spec.get("graders"), "graders", skip=GRADER_NOT_TEMPLATES)]
     if problems:
@@ -87,8 +93,7 @@ def _check_paths(spec: dict[str, Any], first: Item, *, solver: bool, source: Pat
 
     sample_fields = SAMPLE_FIELDS + (("transcript",) if solver else ())
     row = f"{dataset}:{first.line}" if dataset is not None and first.line else f"item {first.id}"
-    templates = {key: spec[key] for key in ("messages", "input", "tools", "response_format",
-                                            "variants") if key in spec}
+    templates = _request_templates(spec)
     found = [*placeholders_by_field(templates),
              *placeholders_by_field(spec.get("graders"), "graders", skip=GRADER_NOT_TEMPLATES)]
     for where, path in found:
@@ -145,8 +150,7 @@ def check_every_row(spec: dict[str, Any], items: Sequence[Item], *, source: Path
     first row is checked for them (``_check_paths``). ~0.1 us a row and plain path."""
     from posttrain.template import placeholders_by_field, resolve
 
-    templates = {key: spec[key] for key in ("messages", "input", "tools", "response_format",
-                                            "variants") if key in spec}
+    templates = _request_templates(spec)
     found = placeholders_by_field(templates)
     paths = dict.fromkeys((path, where) for where, path in found
                           if path.split(".", 1)[0].split("[", 1)[0] == "item")

@@ -261,7 +261,8 @@ class Changes(NamedTuple):
     after: set[str]
 
 
-def _write(store: Store, run: RunInfo, keys: list[tuple[str, int, int]], writes: list[Row],
+def _write(store: Store, run: RunInfo, keys: list[tuple[str, int, str, int]],
+           writes: list[Row],
            removals: list[Row], moved: list[tuple[str, int]], refresh: list[Item],
            facts_patch: Any, changes: Changes) -> None:
     """Everything in one transaction: the old grades that change (``keys``: item, epoch,
