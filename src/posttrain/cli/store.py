@@ -71,11 +71,10 @@ def _refuse_live_runs(store: Any, path: str) -> None:
     from posttrain.runner import process
 
     for run in store.list_runs():
-        runner = (run.config or {}).get("runner")
-        if run.status == "running" and process.state(runner) == "alive":
+        pid = process.other_live((run.config or {}).get("runner"))
+        if run.status == "running" and pid is not None:
             raise UserError(f"run {run.id} ({run.eval_name}, {run.model}) is being answered now "
-                            f"by process {runner['pid']}: vacuum once it has finished",
-                            file=path)
+                            f"by process {pid}: vacuum once it has finished", file=path)
 
 
 def _run_vacuum(args: argparse.Namespace) -> int:

@@ -46,16 +46,23 @@ def state(process: Any) -> str:
     return "alive" if start is None or start_time(pid) in (None, start) else "gone"
 
 
+def other_live(runner: Any) -> int | None:
+    """The pid of ``runner`` (a run's recorded runner) when it is another process alive on
+    this host; else None."""
+    if not isinstance(runner, dict) or runner.get("pid") == os.getpid():
+        return None
+    return runner["pid"] if state(runner) == "alive" else None
+
+
 def refuse_if_answered(run_id: str, runner: Any, label: str) -> None:
     """UserError (one line, naming ``label``: the model) when ``runner`` (a run's recorded
     runner) is another live process on this host: two processes answering one run would
     send its pending requests twice."""
-    if not isinstance(runner, dict) or runner.get("pid") == os.getpid():
-        return
-    if state(runner) == "alive":
+    pid = other_live(runner)
+    if pid is not None:
         from posttrain.errors import UserError
 
-        raise UserError(f"{label}: run {run_id} is being answered now by process "
-                        f"{runner['pid']} on this host: wait for it to finish (or stop it, then "
-                        "run this again to resume); two processes answering one run would send "
-                        "its pending requests twice", field="--model")
+        raise UserError(f"{label}: run {run_id} is being answered now by process {pid} on "
+                        "this host: wait for it to finish (or stop it, then run this again to "
+                        "resume); two processes answering one run would send its pending "
+                        "requests twice", field="--model")
