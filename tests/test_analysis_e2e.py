@@ -70,3 +70,31 @@ def test_compare_audit_pick_on_real_runs(tmp_path, stub_server, capsys, monkeypa
     suspects = {(s["item_id"], s["reason"]) for s in audit["suspects"]}
     assert suspects == {(f"q{i}", "strong_models_agree_against_reference") for i in (1, 2, 3)}
     assert Path(store).exists()
+
+
+def test_a_run_given_where_an_eval_goes_is_named_as_a_run(tmp_path, stub_server, capsys,
+                                                          monkeypatch) -> None:
+    """`compare RUN` (one run), `audit RUN`, `pick RUN`: the error says it is a run and what the
+    command takes; `compare RUN RUN` of one run is refused, not compared with itself."""
+    monkeypatch.setenv("OPENAI_BASE_URL", stub_server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    rows = [{"id": f"q{i}", "question": f"capital #{i}? [[answer:Paris]]", "answer": "Paris"}
+            for i in range(4)]
+    eval_path = write_eval(tmp_path / "ev", rows)
+    store = str(tmp_path / "s.db")
+    assert posttrain_main(["eval", str(eval_path), "--model", "openai:stub", "--store", store,
+                           "--json"]) == 0
+    run = json.loads(capsys.readouterr().out)["runs"][0]
+    run_id, name = run["run_id"], run["eval"]
+    for command, hint in (("compare", f"posttrain compare {run_id} OTHER_RUN"),
+                          ("audit", f"posttrain audit {name}"),
+                          ("pick", f"posttrain pick {name}")):
+        args = [command, run_id[:-2], "--store", store] + (
+            ["--bar", "0.5"] if command == "pick" else [])
+        assert posttrain_main(args) == 2
+        err = capsys.readouterr().err
+        assert f"is a run (of eval {name!r}), not an eval" in err and hint in err, err
+    assert posttrain_main(["compare", "nothing-here", "--store", store]) == 2
+    assert "no stored runs of eval 'nothing-here'" in capsys.readouterr().err
+    assert posttrain_main(["compare", run_id, run_id[:-1], "--store", store]) == 2
+    assert "A and B are the same run" in capsys.readouterr().err

@@ -196,6 +196,10 @@ async def test_matrix_api_and_exports(tmp_path: Path) -> None:
         runs_param = f"{runs['model-b']},{runs['model-a']}"
         picked = await (await client.get(f"/api/matrix?runs={runs_param}")).json()
         assert [c["model"] for c in picked["columns"]] == ["model-b", "model-a"]
+        # a run named twice (or by its id and a prefix) is one column, not two
+        twice = f"{runs['model-b']},{runs['model-a']},{runs['model-b'][:-1]}"
+        picked = await (await client.get(f"/api/matrix?runs={twice}")).json()
+        assert [c["model"] for c in picked["columns"]] == ["model-b", "model-a"]
         for bad in ("status=nope", "sort=up", "offset=x", "format=xml", ""):
             assert (await client.get(f"/api/matrix?{bad}&eval=capitals" if bad
                                      else "/api/matrix")).status == 400, bad

@@ -65,6 +65,24 @@ def resolve(store: Store, ref: str) -> RunInfo:
                         file=store.path) from None
 
 
+def no_runs_error(store: Store, name: str, command: str) -> UserError:
+    """The error for an eval name with no stored runs; when ``name`` is a run's id (or a unique
+    prefix of one) it says so, and what ``command`` takes instead."""
+    try:
+        run = store.resolve_run(name) if name != "latest" else None
+    except KeyError:
+        run = None
+    if run is None:
+        return UserError(f"no stored runs of eval {name!r}", file=store.path)
+    if command == "compare":
+        hint = (f"`posttrain compare {run.id} OTHER_RUN` compares two runs, "
+                f"`posttrain compare {run.eval_name}` every model's latest run of its eval")
+    else:
+        hint = f"give its eval's name: `posttrain {command} {run.eval_name}`"
+    return UserError(f"{name!r} is a run (of eval {run.eval_name!r}), not an eval: {hint}",
+                     file=store.path)
+
+
 def run_label(run: RunInfo) -> str:
     return run.model if run.variant in ("", "default") else f"{run.model}/{run.variant}"
 

@@ -118,7 +118,13 @@ def run_compare(args: argparse.Namespace) -> int:
     from posttrain.analysis import views
     from posttrain.analysis.cells import load_cells
     from posttrain.analysis.compare import compare_matrix, compare_runs
-    from posttrain.analysis.selection import eval_ref, open_store, resolve, select_runs
+    from posttrain.analysis.selection import (
+        eval_ref,
+        no_runs_error,
+        open_store,
+        resolve,
+        select_runs,
+    )
 
     if args.draws < 100:
         raise UserError("use at least 100 draws", field="--draws")
@@ -126,6 +132,9 @@ def run_compare(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     if len(args.refs) == 2 and not args.runs and not _looks_like_eval(args.refs[0]):
         a, b = (resolve(store, ref) for ref in args.refs)
+        if a.id == b.id:
+            raise UserError(f"A and B are the same run ({a.id}): compare two runs",
+                            field="RUN_OR_EVAL")
         results = load_cells(store, [a, b])  # per-item figures kept in the store
         report = compare_runs(*results, by=args.by, seed=args.seed, n_boot=args.draws,
                               alpha=args.alpha,
@@ -137,7 +146,7 @@ def run_compare(args: argparse.Namespace) -> int:
         ref = eval_ref(args.refs[0])
         runs = select_runs(store, ref.name, args.runs)
         if not runs:
-            raise UserError(f"no stored runs of eval {ref.name!r}", file=store.path)
+            raise no_runs_error(store, ref.name, "compare")
     else:
         runs = [resolve(store, r) for r in args.refs]
     if len(runs) < 2:
@@ -176,7 +185,7 @@ def run_audit(args: argparse.Namespace) -> int:
     from posttrain.analysis import views
     from posttrain.analysis.audit import audit, export_suspects, judge_components
     from posttrain.analysis.cells import load_cells as load_all
-    from posttrain.analysis.selection import eval_ref, open_store, select_runs
+    from posttrain.analysis.selection import eval_ref, no_runs_error, open_store, select_runs
 
     _check_unit(args.fail_share, "--fail-share")
     _check_unit(args.strong_floor, "--strong-floor")
@@ -184,7 +193,7 @@ def run_audit(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     runs = select_runs(store, ref.name, args.runs)
     if not runs:
-        raise UserError(f"no stored runs of eval {ref.name!r}", file=store.path)
+        raise no_runs_error(store, ref.name, "audit")
     results = load_all(store, runs)
     if args.runs:
         every = results
@@ -231,6 +240,7 @@ def run_pick(args: argparse.Namespace) -> int:
         eval_ref,
         load_all,
         model_matches,
+        no_runs_error,
         open_store,
         select_runs,
     )
@@ -250,7 +260,7 @@ def run_pick(args: argparse.Namespace) -> int:
         print(f"posttrain: warning: no stored run of {ref.name!r} for: {', '.join(missing)} "
               f"(run `posttrain eval {args.eval_file} --model ...` first)", file=sys.stderr)
     if not runs:
-        raise UserError(f"no stored runs of eval {ref.name!r}", file=store.path)
+        raise no_runs_error(store, ref.name, "pick")
     prices: dict[str, Any] = {}
     if args.models_file:
         from posttrain.models import load_models_file

@@ -224,7 +224,7 @@ def _preview(data: dict[str, Any], limit: int = 160) -> str:
 
 def resolve_columns(store: Store, eval_name: str | None, run_ids: list[str]) -> list[RunInfo]:
     if run_ids:
-        columns = [store.resolve_run(r) for r in run_ids]
+        columns = list({c.id: c for c in (store.resolve_run(r) for r in run_ids)}.values())
         if len({c.eval_name for c in columns}) > 1:
             raise ValueError("the runs of a matrix must be of one eval")
         return columns
