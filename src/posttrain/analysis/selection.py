@@ -51,10 +51,11 @@ def eval_ref(arg: str) -> EvalRef:
 
 
 def open_store(path: str | Path) -> Store:
-    """Open an existing store (a missing file is a user error, not a new empty store)."""
+    """Open an existing store to read it (a missing file is a user error, not a new empty
+    store; one this process cannot write is opened read-only)."""
     if not Path(path).exists():
         raise UserError("no store here; run `posttrain eval` first or pass --store", file=path)
-    return Store(path)
+    return Store(path, reading=True)
 
 
 def resolve(store: Store, ref: str) -> RunInfo:

@@ -40,12 +40,12 @@ def add_parser(sub: Any) -> None:
     clear.set_defaults(func=_run_clear)
 
 
-def _open(path: str) -> Any:
+def _open(path: str, *, reading: bool = False) -> Any:
     from posttrain.runner.store import Store
 
     if not Path(path).exists():
         raise UserError("no store here (run `posttrain eval` first or pass --store)", file=path)
-    return Store(path)
+    return Store(path, reading=reading)
 
 
 def _size(n: int) -> str:
@@ -70,7 +70,7 @@ def _run_ls(args: argparse.Namespace) -> int:
     from posttrain.models.identity import is_exact
     from posttrain.runner.cache import DEFAULT_EXPIRY_S, format_age, format_duration
 
-    stats = _open(args.store).cache_stats()
+    stats = _open(args.store, reading=True).cache_stats()
     now = time.time()
     if args.json:
         print(json.dumps({"models": [{**s, "oldest_age_s": round(now - s["oldest"], 1),

@@ -315,13 +315,14 @@ def _extra_html_sections(summaries: list[dict[str, Any]], args: argparse.Namespa
     return heatmap_sections(Store(args.store), [s["run_id"] for s in summaries])
 
 
-def _open_store(path: str) -> Any:
-    """An existing store; a UserError (exit 2) when there is none at ``path``."""
+def _open_store(path: str, *, reading: bool = False) -> Any:
+    """An existing store; a UserError (exit 2) when there is none at ``path``. ``reading``: the
+    command only reads it (a store it cannot write is opened read-only)."""
     from posttrain.runner.store import Store
 
     if not Path(path).exists():
         raise UserError("no store here (run `posttrain eval` first or pass --store)", file=path)
-    return Store(path)
+    return Store(path, reading=reading)
 
 
 def _resolve_runs(store: Any, refs: Sequence[str], path: str) -> list[Any]:
@@ -334,7 +335,7 @@ def _resolve_runs(store: Any, refs: Sequence[str], path: str) -> list[Any]:
 def _run_report(args: argparse.Namespace) -> int:
     from posttrain.analysis.stored import stored_summary
 
-    store = _open_store(args.store)
+    store = _open_store(args.store, reading=True)
     if args.eval_name:
         latest: dict[tuple[str, str], Any] = {}
         for run in store.list_runs(args.eval_name):
@@ -394,7 +395,7 @@ def _run_runs(args: argparse.Namespace) -> int:
     import json
     import time
 
-    runs = _open_store(args.store).list_runs(args.eval_name, limit=args.limit)
+    runs = _open_store(args.store, reading=True).list_runs(args.eval_name, limit=args.limit)
     if args.json:
         print(json.dumps([{"run_id": r.id, "eval": r.eval_name, "model": r.model,
                            "variant": r.variant, "status": r.status, "created": r.created}

@@ -38,14 +38,14 @@ def add_parser(sub: Any) -> None:
     vacuum.set_defaults(func=_run_vacuum)
 
 
-def _open(path: str) -> Any:
+def _open(path: str, *, reading: bool = False) -> Any:
     from posttrain.runner.store import Store
 
     if Path(path).is_dir():
         raise UserError("is a folder: --store takes a store file", file=path)
     if not Path(path).is_file():
         raise UserError("no store here (run `posttrain eval` first or pass --store)", file=path)
-    return Store(path)
+    return Store(path, reading=reading)
 
 
 def _mb(n: float) -> str:
@@ -53,7 +53,7 @@ def _mb(n: float) -> str:
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    with _open(args.store) as store:
+    with _open(args.store, reading=True) as store:
         info = store.info()
     if args.json:
         print(json.dumps(info, indent=2))

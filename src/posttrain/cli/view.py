@@ -75,7 +75,7 @@ def _bind_any_port(host: str) -> Any:
 def run(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from posttrain.web.server import create_app, needs_token
+    from posttrain.web.server import STORE_KEY, create_app, needs_token
 
     if not args.store.exists():
         raise UserError("no store here; run an eval first or pass --store", file=args.store)
@@ -95,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
         if token:
             print("every request needs this token (it is set as a cookie when you open the URL)",
                   flush=True)
+        if app[STORE_KEY].read_only:
+            print(f"{args.store} is read-only here: browse it; votes, reviews and corrections "
+                  "are refused", flush=True)
 
     try:
         if sock is not None:

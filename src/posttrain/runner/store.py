@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import time
 import uuid
@@ -39,6 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -330,6 +332,11 @@ class RunInfo:
     finished: float | None
 
 
+def _read_only_error(text: str) -> bool:
+    """Whether SQLite's error says the database (or its folder) cannot be written."""
+    return "readonly" in text or "read-only" in text
+
+
 def _run_from_row(row: sqlite3.Row) -> RunInfo:
     return RunInfo(
         id=row["id"], eval_name=row["eval_name"], eval_path=row["eval_path"],
@@ -342,10 +349,16 @@ def _run_from_row(row: sqlite3.Row) -> RunInfo:
 class Store:
     """A connection to the store. Not shared across threads; open one per process/thread."""
 
-    def __init__(self, path: str | Path = "posttrain.db") -> None:
+    def __init__(self, path: str | Path = "posttrain.db", *, reading: bool = False) -> None:
+        """``reading``: the caller only reads (report, compare, ...): a store this process cannot
+        write (a read-only file or folder, an archive) is opened read-only instead of refused
+        (``read_only`` is then True, and any write fails). Writers leave it False: a store
+        they cannot write is refused before anything runs."""
         from posttrain.errors import UserError
 
         self.path = Path(path)
+        #: opened read-only (``reading=True`` on a store this process cannot write)
+        self.read_only = False
         self._loop: Any = None
         self._commit_scheduled = False
         self._commits = 0
@@ -371,14 +384,58 @@ class Store:
         except sqlite3.DatabaseError as exc:
             self.conn.close()
             text = str(exc)
-            if "not a database" in text or "malformed" in text:
+            # a read-only file, or a WAL store in a folder this process cannot write (SQLite
+            # cannot make its shared-memory file: "unable to open database file")
+            if reading and (_read_only_error(text) or "unable to open" in text) \
+                    and self._open_read_only():
+                return
+            wal = self.path.with_name(self.path.name + "-wal")
+            if reading and "unable to open" in text and wal.exists():
+                reason = (f"cannot read the store: its folder is read-only and its write-ahead "
+                          f"log ({wal.name}) lies beside it, which SQLite must open for writing; "
+                          "copy the store and its -wal file to a writable folder")
+            elif "not a database" in text or "malformed" in text:
                 reason = ("not a posttrain store (not an SQLite database): --store takes a "
                           "store file (a new name creates one)")
-            elif "readonly" in text or "read-only" in text:
+            elif _read_only_error(text) or ("unable to open" in text and not os.access(
+                    self.path.resolve().parent, os.W_OK)):
                 reason = "cannot write the store: the file (or its folder) is read-only"
             else:
                 reason = f"cannot open the store: {text}"
             raise UserError(reason, file=self.path.resolve()) from None
+
+    def _open_read_only(self) -> bool:
+        """Open the store read-only (SQLite's ``mode=ro``), without the schema and migrations
+        a writer applies; False when it cannot be (then the caller refuses it). In a folder
+        this process cannot write either, SQLite cannot make the WAL's shared-memory file: with
+        no WAL beside the store (no writer can be at work there) it is opened ``immutable``."""
+        base = f"file:{quote(str(self.path.resolve()))}?mode=ro"
+        wal = self.path.with_name(self.path.name + "-wal")
+        conn = tables = None
+        for uri in (base, f"{base}&immutable=1"):
+            if uri != base and wal.exists():
+                break
+            try:
+                conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30.0,
+                                       check_same_thread=False)
+                tables = {row[0] for row in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")}
+                break
+            except sqlite3.Error:
+                if conn is not None:
+                    conn.close()
+                conn = None
+        if conn is None or tables is None:
+            return False
+        if not {"meta", "runs", "samples", "scores", "run_items"} <= tables:
+            conn.close()  # not a posttrain store, or one too old to read without migrating
+            return False
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA query_only=1")
+        self.conn = conn
+        self.read_only = True
+        return True
 
     def _open_retrying(self) -> None:
         """:meth:`_open`, tried again for up to ~10 s while another process creates the same

@@ -126,6 +126,9 @@ async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
         if not secrets.compare_digest(given.encode(), token.encode()):
             return _error(401, "a token is required: open the URL printed at start-up")
     if request.method not in ("GET", "HEAD"):
+        if _store(request).read_only:
+            return _error(403, "the store is read-only here (posttrain view opened it for "
+                               "reading): votes, reviews and corrections cannot be stored")
         if request.content_type != "application/json":
             return _error(415, "send JSON")
         origin = request.headers.get("Origin")
@@ -506,7 +509,7 @@ async def api_votes(request: web.Request) -> web.Response:
 def create_app(store_path: str | Path, *, token: str | None = None,
                seed: int | None = None) -> web.Application:
     app = web.Application(middlewares=[_guard], client_max_size=4 * 1024 * 1024)
-    app[STORE_KEY] = Store(store_path)
+    app[STORE_KEY] = Store(store_path, reading=True)  # read-only: browsing, no votes
     app[TOKEN_KEY] = token or ""
     app[PAIRS_KEY] = {}
     app[RNG_KEY] = random.Random(seed)
