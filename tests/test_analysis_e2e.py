@@ -98,3 +98,19 @@ def test_a_run_given_where_an_eval_goes_is_named_as_a_run(tmp_path, stub_server,
     assert "no stored runs of eval 'nothing-here'" in capsys.readouterr().err
     assert posttrain_main(["compare", run_id, run_id[:-1], "--store", store]) == 2
     assert "A and B are the same run" in capsys.readouterr().err
+    assert posttrain_main(["compare", "latest", "--store", store]) == 2
+    assert "'latest' is a run" in capsys.readouterr().err
+    # a second run: a prefix both share is neither a run nor an eval
+    assert posttrain_main(["eval", str(eval_path), "--model", "openai:stub2", "--store", store,
+                           "--json"]) == 0
+    other = json.loads(capsys.readouterr().out)["runs"][0]["run_id"]
+    shared = next(run_id[:k] for k in range(len(run_id), 0, -1)
+                  if other.startswith(run_id[:k]))
+    assert posttrain_main(["compare", shared, "--store", store]) == 2
+    assert "begins 2 runs' ids" in capsys.readouterr().err
+    # a run named twice is one column / one model, not a comparison with itself
+    assert posttrain_main(["compare", run_id, other, run_id, "--store", store, "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["rows"]) == 2
+    assert posttrain_main(["audit", name, "--runs", run_id, run_id, "--store", store,
+                           "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["runs"]) == 1

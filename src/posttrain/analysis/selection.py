@@ -70,10 +70,16 @@ def no_runs_error(store: Store, name: str, command: str) -> UserError:
     """The error for an eval name with no stored runs; when ``name`` is a run's id (or a unique
     prefix of one) it says so, and what ``command`` takes instead."""
     try:
-        run = store.resolve_run(name) if name != "latest" else None
+        run = store.resolve_run(name)
     except KeyError:
         run = None
     if run is None:
+        several = store.conn.execute("SELECT COUNT(*) FROM runs WHERE substr(id, 1, ?) = ?",
+                                     (len(name), name)).fetchone()[0]
+        if several > 1:
+            return UserError(f"no stored runs of eval {name!r}, and it begins {several} runs' "
+                             "ids: give more of a run's id, or an eval's name",
+                             file=store.path)
         return UserError(f"no stored runs of eval {name!r}", file=store.path)
     if command == "compare":
         hint = (f"`posttrain compare {run.id} OTHER_RUN` compares two runs, "
@@ -91,8 +97,8 @@ def run_label(run: RunInfo) -> str:
 def select_runs(store: Store, eval_name: str, run_refs: Sequence[str] | None = None,
                 *, models: Sequence[str] | None = None, latest_only: bool = True) -> list[RunInfo]:
     """The runs of an eval: the named ones, else the newest per (model, variant)."""
-    if run_refs:
-        runs = [resolve(store, ref) for ref in run_refs]
+    if run_refs:  # a run named twice (or by its id and a prefix) is one run
+        runs = list({run.id: run for run in (resolve(store, ref) for ref in run_refs)}.values())
         other = [r for r in runs if r.eval_name != eval_name]
         if other:
             raise UserError(f"run {other[0].id} is of eval {other[0].eval_name!r}, "

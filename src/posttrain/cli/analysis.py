@@ -147,8 +147,8 @@ def run_compare(args: argparse.Namespace) -> int:
         runs = select_runs(store, ref.name, args.runs)
         if not runs:
             raise no_runs_error(store, ref.name, "compare")
-    else:
-        runs = [resolve(store, r) for r in args.refs]
+    else:  # a run named twice is one column
+        runs = list({run.id: run for run in (resolve(store, r) for r in args.refs)}.values())
     if len(runs) < 2:
         raise UserError("a matrix needs at least two runs", field="RUN_OR_EVAL")
     report = compare_matrix(load_cells(store, runs), by=args.by, seed=args.seed,
@@ -252,6 +252,10 @@ def run_pick(args: argparse.Namespace) -> int:
     store = open_store(args.store) if not args.models else _store_for_run(args.store)
     runs = select_runs(store, ref.name, args.runs, models=args.models)
     missing = [m for m in args.models or [] if not any(model_matches(r.model, m) for r in runs)]
+    if missing and ref.source is not None and store.read_only:
+        raise UserError(f"no stored run for {', '.join(missing)}, and the store is read-only "
+                        "here: they cannot be run into it (pick among the stored runs without "
+                        "--models, or copy the store to a writable place)", file=store.path)
     if missing and ref.source is not None and _run_missing_models(
             str(ref.source), missing, args.store, args.models_file):
         runs = select_runs(store, ref.name, args.runs, models=args.models)
@@ -286,9 +290,11 @@ def run_pick(args: argparse.Namespace) -> int:
 
 
 def _store_for_run(path: str) -> Any:
+    """The store ``pick --models`` reads and may run missing models into (a new one is
+    created; an existing one this process cannot write is opened read-only)."""
     from posttrain.runner.store import Store
 
-    return Store(path)
+    return Store(path, reading=Path(path).exists())
 
 
 def run_shelf_life(args: argparse.Namespace) -> int:

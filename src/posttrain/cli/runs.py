@@ -312,7 +312,7 @@ def _extra_html_sections(summaries: list[dict[str, Any]], args: argparse.Namespa
         return []
     from posttrain.runner.store import Store
 
-    return heatmap_sections(Store(args.store), [s["run_id"] for s in summaries])
+    return heatmap_sections(Store(args.store, reading=True), [s["run_id"] for s in summaries])
 
 
 def _open_store(path: str, *, reading: bool = False) -> Any:

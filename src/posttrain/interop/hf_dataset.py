@@ -43,7 +43,7 @@ def _run_rows(store: Path, ref: str) -> tuple[str, list[dict[str, Any]], str, li
     from posttrain.analysis.results import load_results
     from posttrain.runner.store import Store
 
-    with Store(store) as db:
+    with Store(store, reading=True) as db:
         try:
             run = db.resolve_run(ref)
         except (KeyError, UserError) as exc:

@@ -757,7 +757,7 @@ def _export_inspect_log(store: str | Path, run_ref: str, out: str | Path) -> dic
     store_path = Path(store)
     if not store_path.is_file():
         raise UserError("no such store", file=store_path.resolve())
-    with Store(store_path) as db:
+    with Store(store_path, reading=True) as db:
         try:
             run = db.resolve_run(run_ref)
         except (KeyError, UserError) as exc:

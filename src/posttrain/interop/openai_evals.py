@@ -1187,7 +1187,7 @@ def export_openai_eval(eval_file: str | Path, out_dir: str | Path, *,
     if store is not None and Path(store).exists():
         from posttrain.runner.store import Store
 
-        with Store(store) as db:
+        with Store(store, reading=True) as db:
             chosen = ([db.resolve_run(r) for r in run_refs] if run_refs
                       else list(reversed(db.list_runs(eval_.name))))
             for info in chosen:

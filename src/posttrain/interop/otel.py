@@ -92,7 +92,7 @@ def export_otel(store: str | Path, run_refs: list[str], out: str | Path) -> dict
         raise UserError("no such store", file=store_path.resolve())
     records: list[dict[str, Any]] = []
     attached = 0
-    with Store(store_path) as db:
+    with Store(store_path, reading=True) as db:
         for ref in run_refs:
             try:
                 run = db.resolve_run(ref)

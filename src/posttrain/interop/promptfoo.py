@@ -701,7 +701,7 @@ def export_promptfoo(store: str | Path, run_refs: list[str], out: str | Path) ->
     store_path = Path(store)
     if not store_path.is_file():
         raise UserError("no such store", file=store_path.resolve())
-    with Store(store_path) as db:
+    with Store(store_path, reading=True) as db:
         runs = []
         for ref in run_refs:
             try:

@@ -431,9 +431,8 @@ class Store:
             conn.close()  # not a posttrain store, or one too old to read without migrating
             return False
         conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA busy_timeout=30000")
-        conn.execute("PRAGMA query_only=1")
-        self.conn = conn
+        conn.execute("PRAGMA busy_timeout=30000")  # mode=ro: the store refuses writes, while
+        self.conn = conn  # this connection's TEMP tables (facts not kept) still take them
         self.read_only = True
         return True
 

@@ -73,7 +73,7 @@ def run_samples(store_path: str | Path, run_ref: str, flag: str = "--from-run"
 
     if not Path(store_path).exists():
         raise UserError(f"store not found: {store_path}", field="--store")
-    with Store(store_path) as store:
+    with Store(store_path, reading=True) as store:
         try:
             run = store.resolve_run(run_ref)
         except KeyError:
@@ -144,7 +144,7 @@ def pairs_from_votes(store_path: str | Path) -> list[dict[str, Any]]:
 
     if not Path(store_path).exists():
         raise UserError(f"store not found: {store_path}", field="--store")
-    with Store(store_path) as store:
+    with Store(store_path, reading=True) as store:
         votes = list(store.votes())
     cache: dict[str, dict[tuple[str, int], RunSample]] = {}
 
@@ -199,7 +199,7 @@ def _steered(store_path: str | Path, run_ref: str | None) -> Steered:
     if not Path(store_path).exists():
         raise UserError(f"store not found: {store_path}", field="--store")
     if run_ref is None:
-        with Store(store_path) as store:
+        with Store(store_path, reading=True) as store:
             found = store.conn.execute(
                 "SELECT DISTINCT run_id FROM steering WHERE action = 'resume' "
                 "AND status = 'applied' ORDER BY run_id").fetchall()

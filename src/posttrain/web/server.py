@@ -292,7 +292,10 @@ async def api_compare(request: web.Request) -> web.Response:
     if not a or not b:
         return _error(400, "needs ?a=RUN&b=RUN")
     offset, limit = _page(request.query, views.COMPARE_PAGE, views.MAX_COMPARE_PAGE)
-    return web.json_response(views.compare(_store(request), a, b, offset=offset, limit=limit))
+    store = _store(request)
+    if store.resolve_run(a).id == store.resolve_run(b).id:
+        return _error(400, "a and b are the same run: compare two runs")
+    return web.json_response(views.compare(store, a, b, offset=offset, limit=limit))
 
 
 async def api_arena_next(request: web.Request) -> web.Response:
