@@ -85,6 +85,10 @@ def _add_regrade(sub: Any) -> None:
                                    "flags answers whose grade flipped on an unchanged item.")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run id, prefix, latest, latest~N")
     p.add_argument("--store", default="posttrain.db")
+    p.add_argument("--full", action="store_true",
+                   help="grade every answer again, even where the graders are deterministic "
+                        "and, like the answer's item, unchanged since its grades were made "
+                        "(those are kept by default)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--html", metavar="PATH")
     p.set_defaults(func=_run_regrade)
@@ -362,13 +366,18 @@ def _run_regrade(args: argparse.Namespace) -> int:
         eval_ = load_run_eval(store, run.id)
         workers = sandbox_workers(eval_)
         started = time.perf_counter()
-        count = regrade_run(store, run.id, eval_, counters=counters)
+        count = regrade_run(store, run.id, eval_, counters=counters, full=args.full)
         seconds = time.perf_counter() - started
-        rate = regrade_rate(count, counters.grades, seconds, workers)
-        print(f"re-graded {count} answers of {run.id} ({counters.requests} judge requests, "
-              f"{seconds:.1f} s{rate['text']})", file=sys.stderr)
+        graded = count - counters.kept
+        rate = regrade_rate(graded, counters.grades, seconds, workers)
+        kept = (f"; {counters.kept} kept: deterministic graders and items unchanged since "
+                "their grades were made (--full grades them too)" if counters.kept else "")
+        of = f"{graded} of {count}" if counters.kept else f"{count}"
+        print(f"re-graded {of} answers of {run.id} ({counters.requests} judge requests, "
+              f"{seconds:.1f} s{rate['text']}){kept}", file=sys.stderr)
         summary = stored_summary(store, run, requests=counters.requests)
-        summary["regrade"] = {k: v for k, v in rate.items() if k != "text"}
+        summary["regrade"] = {**{k: v for k, v in rate.items() if k != "text"},
+                              "kept": counters.kept}
         summaries.append(summary)
     _emit(summaries, args)
     return 0

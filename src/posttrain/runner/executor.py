@@ -131,6 +131,24 @@ def grading_signature(eval_: Eval) -> str:
     return hashlib.blake2b(material, digest_size=12).hexdigest()
 
 
+def grader_signatures(eval_: Eval) -> dict[str, str] | None:
+    """Per grader name, what its grades depend on besides the answer and the item: posttrain's
+    version, the grader's spec, the eval's reasoning mode and ``response_format`` (whether and
+    how ``output_json`` is parsed). Kept in a run's config (``grader_signatures``) with the
+    grades they made; ``posttrain regrade`` grades again only the answers whose item changed
+    when every grader is deterministic and keeps its signature (``runner.regrade_fast``).
+    None when two graders share a name (a name then does not say which grader made a grade)."""
+    from posttrain import __version__
+
+    names = [grader.name for grader in eval_.graders]
+    if len(set(names)) != len(names) or len(eval_.grader_specs) != len(names):
+        return None
+    return {name: hashlib.blake2b(orjson.dumps(
+        [__version__, spec, eval_.reasoning, eval_.response_format],
+        option=orjson.OPT_SORT_KEYS, default=str), digest_size=12).hexdigest()
+        for name, spec in zip(names, eval_.grader_specs, strict=True)}
+
+
 async def grade_all(graders: Sequence[Grader], sample: dict[str, Any], item: dict[str, Any],
                     *, sync_only: bool | None = None) -> list[Score]:
     """Grade with each grader; an exception inside a grader becomes an error score, not a crash.
@@ -777,6 +795,7 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
                         "tag_fields": eval_.tag_fields, "limit": options.limit,
                         "price": config.get("price"), "grader_names": grader_names,
                         "solver": eval_.solver, "grading": signature,
+                        "grader_signatures": grader_signatures(eval_),
                         **({"runner": runner_identity()} if pending else {})},
                 label=_label(model.name, variant))
         if pending and resumed:  # which process answers it: the viewer tells a dead runner

@@ -22,6 +22,7 @@ class Counters:
     cached: int = 0
     cost_usd: float = 0.0
     grades: int = 0  # scores written (a regrade's rate)
+    kept: int = 0  # answers a regrade did not grade again (items and graders unchanged)
     started: float = field(default_factory=time.monotonic)
 
 

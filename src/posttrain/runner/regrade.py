@@ -22,7 +22,13 @@ import orjson
 
 from posttrain.errors import UserError
 from posttrain.eval import DEFAULT_VARIANT, Eval, load_eval
-from posttrain.runner.executor import RunExecution, RunOptions, grade_all, widen_thread_pool
+from posttrain.runner.executor import (
+    RunExecution,
+    RunOptions,
+    grade_all,
+    grader_signatures,
+    widen_thread_pool,
+)
 from posttrain.runner.progress import Counters, Progress
 from posttrain.runner.regrade_fast import in_process
 from posttrain.runner.regrade_fast import regrade as regrade_in_process
@@ -43,8 +49,14 @@ def load_run_eval(store: Store, run_id: str) -> Eval:
 
 async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None = None,
                        *, item_ids: set[str] | None = None,
-                       counters: Counters | None = None, keep_all: bool = False) -> int:
+                       counters: Counters | None = None, keep_all: bool = False,
+                       full: bool = False) -> int:
     """Re-grade the run's answers (or only ``item_ids``); returns how many were re-graded.
+
+    When every grader is deterministic and unchanged since the run's grades were made (its
+    ``grader_signatures``: spec, reasoning mode, response_format, posttrain version), only the
+    answers whose item changed are graded again: the others' grades could not differ
+    (``counters.kept`` counts them). ``full``: grade every answer again regardless.
 
     Judges call their models on the runner's path (cache, retries, concurrency limit): a judge
     answer already in the cache is not requested again. ``counters`` (if given) receives the
@@ -63,14 +75,27 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
         variant = DEFAULT_VARIANT
     # in bulk when every grader is in-process and the store is not grouping another writer's
     # commits (a run in this process: its writes are not to be committed by this transaction)
+    signatures = grader_signatures(eval)
+    stable = (not full and not keep_all and signatures is not None
+              and run.config.get("grader_signatures") == signatures
+              and all(grader.deterministic for top in eval.graders for grader in top.walk()))
+    # until every grade is written, the run's grades are not known to be these graders': a
+    # regrade killed before its end leaves no signatures, and the next one grades every answer
+    changes: dict[str, Any] = {"grader_names": [g.name for g in eval.graders],
+                               "primary": eval.primary}
+    if not stable:
+        changes["grader_signatures"] = None
+    done = {"grader_signatures": signatures if item_ids is None or stable else None}
     if (sandbox_workers(eval) is None and in_process(eval.graders)
             and store._loop is None and not store.conn.in_transaction):
-        store.update_run_config(run_id, {"grader_names": [g.name for g in eval.graders],
-                                         "primary": eval.primary})
+        store.update_run_config(run_id, changes)
         try:
-            return regrade_in_process(store, run, eval, variant, item_ids,
-                                      counters or Counters(label=f"regrade {run_id}", total=0),
-                                      keep_all=keep_all)
+            count = regrade_in_process(
+                store, run, eval, variant, item_ids,
+                counters or Counters(label=f"regrade {run_id}", total=0), keep_all=keep_all,
+                only_changed_items=stable)
+            store.update_run_config(run_id, done)
+            return count
         finally:
             await eval.aclose()
     rows = [row for row in store.samples(run_id)
@@ -82,8 +107,7 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
     counters = counters or Counters(label=f"regrade {run_id}", total=len(rows))
     calls = RunExecution(eval, None, variant, store, run, counters, RunOptions(),
                           asyncio.Semaphore(16), Progress(enabled=False))
-    store.update_run_config(run_id, {"grader_names": [g.name for g in eval.graders],
-                                     "primary": eval.primary})
+    store.update_run_config(run_id, changes)
     count = 0
     refreshed: set[str] = set()
     # new grades are written COMMIT_EVERY answers at a time, each batch in one commit with
@@ -132,6 +156,7 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
     finally:
         store.group_commits(None)
         await eval.aclose()
+    store.update_run_config(run_id, done)
     return count
 
 
@@ -172,7 +197,7 @@ async def _in_window(rows: list[Any], work: Callable[[Any], Awaitable[None]],
 
 def regrade_run(store: Store, run_id: str, eval: Eval | str | Path | None = None,
                 *, item_ids: set[str] | None = None, counters: Counters | None = None,
-                keep_all: bool = False) -> int:
+                keep_all: bool = False, full: bool = False) -> int:
     """Synchronous wrapper of :func:`aregrade_run` (not for use inside an event loop)."""
     return asyncio.run(aregrade_run(store, run_id, eval, item_ids=item_ids, counters=counters,
-                                    keep_all=keep_all))
+                                    keep_all=keep_all, full=full))

@@ -85,9 +85,14 @@ def _differs(text: str | None, value: Any) -> bool:
 
 
 def regrade(store: Store, run: RunInfo, eval: Eval, variant: str,
-            item_ids: set[str] | None, counters: Counters, *, keep_all: bool = False) -> int:
+            item_ids: set[str] | None, counters: Counters, *, keep_all: bool = False,
+            only_changed_items: bool = False) -> int:
     """Grade the run's answers again (``item_ids``: only those items'); returns how many.
-    ``keep_all``: every answer's old grades go to the history (see ``aregrade_run``)."""
+    ``keep_all``: every answer's old grades go to the history (see ``aregrade_run``).
+    ``only_changed_items``: the graders are deterministic and those that made the stored
+    grades (the caller checked their signatures): only answers whose item differs from the
+    run's stored copy, or whose stored grades are not one per grader, are graded; the others
+    keep theirs (``counters.kept``)."""
     conn = store.conn
     cursor = conn.cursor()
     cursor.row_factory = None
@@ -97,28 +102,52 @@ def regrade(store: Store, run: RunInfo, eval: Eval, variant: str,
         "AND completion IS NOT NULL AND completion != '' ORDER BY item_id, epoch", (run.id,))
         if item_id in items and (item_ids is None or item_id in item_ids)]
     counters.total = len(answers)
+    changes = None  # else compared while the helper grades
+    if only_changed_items:
+        changes = _item_changes(cursor, run.id, items, answers)
+        answers = _to_grade(cursor, run.id, [g.name for g in eval.graders], answers, changes[0])
+        counters.kept = counters.total - len(answers)
+        counters.done += counters.kept
     grade = _grader(eval, variant, items)
     helper = None
     if regrade_split.usable(eval.graders, len(answers)):  # the tail graded meanwhile
         helper = regrade_split.Helper(
             grade, answers, len(answers) - int(len(answers) * regrade_split.HELPER_SHARE))
     try:
-        return _regrade(store, run, eval, items, answers, grade, helper, counters, keep_all)
+        _regrade(store, run, eval, items, answers, grade, helper, counters, changes, keep_all)
+        return counters.total
     finally:
         if helper is not None:
             helper.close()
+
+
+def _to_grade(cursor: Any, run_id: str, names: list[str], answers: list[tuple[str, int, str]],
+              changed_items: set[str]) -> list[tuple[str, int, str]]:
+    """The answers whose grades may change when the graders have not: those of changed items,
+    and those whose stored grades are not exactly one per grader (a grader added to the run
+    since, or an answer stored without its grades)."""
+    marks = ",".join("?" * len(names))
+    incomplete = set(cursor.execute(
+        "SELECT s.item_id, s.epoch FROM samples s LEFT JOIN scores g ON g.run_id = s.run_id "
+        "AND g.item_id = s.item_id AND g.epoch = s.epoch WHERE s.run_id = ? "
+        "AND s.status = 'ok' GROUP BY s.item_id, s.epoch "
+        f"HAVING COUNT(g.grader) != ? OR SUM(g.grader IN ({marks})) != ?",
+        (run_id, len(names), *names, len(names))).fetchall())
+    return [answer for answer in answers
+            if answer[0] in changed_items or answer[:2] in incomplete]
 
 
 def _regrade(store: Store, run: RunInfo, eval: Eval, items: dict[str, Item],
              answers: list[tuple[str, int, str]],
              grade: Callable[[tuple[str, int, str]], list[Row]],
              helper: regrade_split.Helper | None, counters: Counters,
-             keep_all: bool = False) -> int:
+             changes: tuple[set[str], list[Item]] | None, keep_all: bool = False) -> None:
     from posttrain.runner import facts_patch
 
     cursor = store.conn.cursor()
     cursor.row_factory = None
-    changed_items, refresh = _item_changes(cursor, run.id, items, answers)
+    changed_items, refresh = (changes if changes is not None
+                              else _item_changes(cursor, run.id, items, answers))
     old = _stored_grades(cursor, run.id)
     names = [grader.name for grader in eval.graders]
     # the grades an answer keeps, by grader name (a repeated name: the last, as INSERT OR
@@ -156,7 +185,7 @@ def _regrade(store: Store, run: RunInfo, eval: Eval, items: dict[str, Item],
         writes.extend((run.id, item_id, epoch, *row) for row in after if had.get(row[0]) != row)
         removals.extend((run.id, item_id, epoch, name) for name in had if name not in kept_names)
     if not written and not refresh and not rewritten:
-        return len(answers)  # every grade as stored: nothing to write, kept facts still hold
+        return  # every grade as stored: nothing to write, kept facts still hold
     keys = [(item_id, epoch, grader, int(item_id in changed_items))
             for item_id, epoch, grader in rewritten]
     # the graders the run's grades name before the write and after it (every grade of the run
@@ -166,7 +195,6 @@ def _regrade(store: Store, run: RunInfo, eval: Eval, items: dict[str, Item],
     counts = Changes({name: n for name, n in count_changes.items() if n}, set(graders_before),
                      set(graders_after))
     _write(store, run, keys, writes, removals, moved, refresh, facts_patch, counts)
-    return len(answers)
 
 
 def _item_changes(cursor: Any, run_id: str, items: dict[str, Item],

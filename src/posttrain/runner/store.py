@@ -332,6 +332,11 @@ class RunInfo:
     finished: float | None
 
 
+#: run config keys no summary depends on: changing them leaves the run's stamp (and its kept
+#: summaries and facts) as it is
+_UNSTAMPED = frozenset({"grader_signatures"})
+
+
 def _read_only_error(text: str) -> bool:
     """Whether SQLite's error says the database (or its folder) cannot be written."""
     return "readonly" in text or "read-only" in text
@@ -581,10 +586,12 @@ class Store:
     # ---- stored summaries ----------------------------------------------------------------------
     def run_stamp(self, run: RunInfo) -> str:
         """What a summary of ``run`` depends on: its answers, grades and items (the revision the
-        triggers keep), its status and its config. Read it *before* computing a summary."""
+        triggers keep), its status and its config (less ``grader_signatures``: which graders
+        made the grades, not what they are). Read it *before* computing a summary."""
         row = self.conn.execute("SELECT revision FROM run_revisions WHERE run_id = ?",
                                 (run.id,)).fetchone()
-        config = hashlib.blake2b(json.dumps(run.config, sort_keys=True, default=str).encode(),
+        shown = {k: v for k, v in run.config.items() if k not in _UNSTAMPED}
+        config = hashlib.blake2b(json.dumps(shown, sort_keys=True, default=str).encode(),
                                  digest_size=8).hexdigest()
         return f"{row[0] if row else 0}:{run.status}:{run.finished}:{run.epochs}:{config}"
 

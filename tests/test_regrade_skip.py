@@ -1,0 +1,173 @@
+"""`posttrain regrade` grades again only what could change: with deterministic graders whose
+signatures (spec, reasoning mode, response_format, posttrain version) are those that made the
+run's grades, only the answers of edited items (and answers missing a grade) are graded; the
+store ends exactly as a full regrade leaves it."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from posttrain.cli import main as posttrain_main
+from posttrain.runner import regrade_fast
+from posttrain.runner.executor import grade_all
+from posttrain.runner.regrade import regrade_run
+from posttrain.runner.store import Store
+from tests.conftest import write_eval
+
+TWO = ('  - {type: string_check, name: exact, input: "{{sample.output_text}}", '
+       'reference: "{{item.answer}}", operation: eq}\n'
+       '  - {type: string_check, name: loose, input: "{{sample.output_text}}", '
+       'reference: "{{item.answer}}", operation: ilike}\n')
+N = 30
+
+
+def _rows(answers: dict[int, str] | None = None) -> list[dict]:
+    answers = answers or {}
+    return [{"id": f"q{i}", "question": f"capital #{i}? [[answer:{'Paris' if i % 4 else 'Rome'}]]",
+             "answer": answers.get(i, "Paris")} for i in range(N)]
+
+
+@pytest.fixture()
+def evaluated(tmp_path: Path, stub_server, capsys, monkeypatch) -> tuple[Path, Path, str]:
+    """A run the runner made (2 epochs, two string graders), its eval and store."""
+    monkeypatch.setenv("OPENAI_BASE_URL", stub_server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    eval_path = write_eval(tmp_path / "ev", _rows(), graders=TWO)
+    store = tmp_path / "s.db"
+    assert posttrain_main(["eval", str(eval_path), "--model", "openai:stub", "--epochs", "2",
+                           "--store", str(store), "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["runs"][0]["run_id"]
+    return eval_path, store, run_id
+
+
+def _graded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The item of every answer the bulk regrade grades, in order."""
+    seen: list[str] = []
+    original = regrade_fast._grader
+
+    def spy(eval, variant, items):
+        grade = original(eval, variant, items)
+
+        def counted(answer):
+            seen.append(answer[0])
+            return grade(answer)
+        return counted
+
+    monkeypatch.setattr(regrade_fast, "_grader", spy)
+    monkeypatch.setattr("posttrain.runner.regrade_split.usable", lambda *a: False)
+    return seen
+
+
+def _dump(store: Path, run_id: str) -> list[tuple]:
+    with sqlite3.connect(store) as conn:
+        return conn.execute("SELECT item_id, epoch, grader, value, passed, status, explanation "
+                            "FROM scores WHERE run_id = ? ORDER BY 1, 2, 3", (run_id,)).fetchall()
+
+
+def test_nothing_changed_grades_nothing_and_an_edited_item_only_its_answers(
+        evaluated, monkeypatch, capsys) -> None:
+    eval_path, store, run_id = evaluated
+    graded = _graded(monkeypatch)
+    before = _dump(store, run_id)
+    assert posttrain_main(["regrade", run_id, "--store", str(store), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)["runs"][0]
+    assert graded == [] and out["regrade"]["kept"] == 2 * N
+    assert _dump(store, run_id) == before
+    # a reviewer fixes one reference: only its two answers are graded, and their grades move
+    write_eval(eval_path.parent, _rows({3: "Paris!"}), graders=TWO)
+    assert posttrain_main(["regrade", run_id, "--store", str(store)]) == 0
+    err = capsys.readouterr().err
+    assert graded == ["q3", "q3"]
+    assert f"re-graded 2 of {2 * N} answers" in err and f"{2 * N - 2} kept" in err
+    after = _dump(store, run_id)
+    assert [r for r in after if r[0] != "q3"] == [r for r in before if r[0] != "q3"]
+    assert [r[3] for r in after if r[0] == "q3" and r[2] == "exact"] == [0.0, 0.0]
+    # the same store, graded again in full, holds the same grades
+    graded.clear()
+    assert posttrain_main(["regrade", run_id, "--store", str(store), "--full"]) == 0
+    assert len(graded) == 2 * N and _dump(store, run_id) == after
+
+
+def test_an_edited_grader_grades_every_answer_and_then_stands(evaluated, monkeypatch) -> None:
+    eval_path, store, run_id = evaluated
+    graded = _graded(monkeypatch)
+    write_eval(eval_path.parent, _rows(), graders=TWO.replace("ilike", "like"))
+    with Store(store) as opened:
+        assert regrade_run(opened, run_id) == 2 * N
+    assert len(graded) == 2 * N
+    graded.clear()
+    with Store(store) as opened:  # the new grader's signature is the run's now
+        regrade_run(opened, run_id)
+    assert graded == []
+    write_eval(eval_path.parent, _rows(), graders=TWO)  # and back: every answer again
+    with Store(store) as opened:
+        regrade_run(opened, run_id)
+    assert len(graded) == 2 * N
+
+
+@pytest.mark.parametrize("path", ["bulk", "batches"])
+def test_a_regrade_that_dies_leaves_the_next_one_grading_everything(evaluated, monkeypatch,
+                                                                    path) -> None:
+    """Graders edited, the regrade dies part-way (the answer-by-answer path has committed some
+    batches of the new grader's grades), then the edit is undone: the run's grades are a mix,
+    so the next regrade grades every answer, not none."""
+    eval_path, store, run_id = evaluated
+    graded = _graded(monkeypatch)
+    original = _dump(store, run_id)
+    write_eval(eval_path.parent, _rows(), graders=TWO.replace("ilike", "like"))
+    calls = 0
+
+    async def dies_late(graders, sample, item, **kwargs):
+        nonlocal calls
+        calls += 1
+        if calls > 2 * N - 5:
+            raise RuntimeError("killed")
+        return await grade_all(graders, sample, item, **kwargs)
+
+    def dies(*args, **kwargs):
+        raise RuntimeError("killed")
+
+    with monkeypatch.context() as patched:
+        if path == "bulk":
+            patched.setattr(regrade_fast, "_write", dies)
+        else:
+            patched.setattr("posttrain.runner.regrade.in_process", lambda graders: False)
+            patched.setattr("posttrain.runner.regrade.COMMIT_EVERY", 10)
+            patched.setattr("posttrain.runner.regrade.grade_all", dies_late)
+        with Store(store) as opened, pytest.raises(RuntimeError):
+            regrade_run(opened, run_id)
+    if path == "batches":  # some of the new grader's grades were committed
+        assert _dump(store, run_id) != original
+    write_eval(eval_path.parent, _rows(), graders=TWO)
+    graded.clear()
+    with Store(store) as opened:
+        assert opened.get_run(run_id).config.get("grader_signatures") is None
+        regrade_run(opened, run_id)
+    assert len(graded) == 2 * N
+    assert _dump(store, run_id) == original
+
+
+def test_an_answer_missing_a_grade_is_graded(evaluated, monkeypatch) -> None:
+    _eval_path, store, run_id = evaluated
+    graded = _graded(monkeypatch)
+    full = _dump(store, run_id)
+    with sqlite3.connect(store) as conn:
+        conn.execute("DELETE FROM scores WHERE run_id = ? AND item_id = 'q7' AND epoch = 1 "
+                     "AND grader = 'loose'", (run_id,))
+    with Store(store) as opened:
+        regrade_run(opened, run_id)
+    assert graded == ["q7"] and _dump(store, run_id) == full
+
+
+def test_signatures_do_not_touch_the_kept_summaries(evaluated) -> None:
+    _eval_path, store, run_id = evaluated
+    with Store(store) as opened:
+        run = opened.get_run(run_id)
+        stamp = opened.run_stamp(run)
+        assert run.config["grader_signatures"].keys() == {"exact", "loose"}
+        opened.update_run_config(run_id, {"grader_signatures": None})
+        assert opened.run_stamp(opened.get_run(run_id)) == stamp
