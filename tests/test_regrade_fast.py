@@ -264,3 +264,20 @@ def test_component_counts_move_with_the_scored_grades(tmp_path, monkeypatch):
             "SELECT status FROM scores WHERE run_id = ? AND grader = 'exact' "
             "AND item_id != 'q000'", (run_id,))}
     assert applied == [True] and "scored" not in statuses
+
+
+def test_an_edited_reference_keeps_the_facts_patched(tmp_path, monkeypatch):
+    """An item's data is not in the kept facts (its tags are): a regrade after references were
+    edited patches them, equal to a full build, instead of building them again."""
+    items = _items(30)
+    eval_path = _write_eval(tmp_path / "ev", items, DETERMINISTIC)
+    fast_db, slow_db = tmp_path / "fast.db", tmp_path / "slow.db"
+    run_id = _store(fast_db, eval_path, items, ["exact", "loose"])
+    shutil.copyfile(fast_db, slow_db)
+    applied = _spy_on_patches(monkeypatch)
+    _regrade_pair(fast_db, slow_db, run_id, monkeypatch)
+    for index in (3, 4, 17):
+        items[index].data["answer"] = f"answer {index}"  # the tags stay
+    _write_eval(tmp_path / "ev", items, DETERMINISTIC)
+    _regrade_pair(fast_db, slow_db, run_id, monkeypatch)  # asserts kept == a full build
+    assert applied == [True, True]

@@ -105,7 +105,8 @@ def regrade(store: Store, run: RunInfo, eval: Eval, variant: str,
     changes = None  # else compared while the helper grades
     if only_changed_items:
         changes = _item_changes(cursor, run.id, items, answers)
-        answers = _to_grade(cursor, run.id, [g.name for g in eval.graders], answers, changes[0])
+        answers = _to_grade(cursor, run.id, [g.name for g in eval.graders], answers,
+                            changes.changed)
         counters.kept = counters.total - len(answers)
         counters.done += counters.kept
     grade = _grader(eval, variant, items)
@@ -141,13 +142,13 @@ def _regrade(store: Store, run: RunInfo, eval: Eval, items: dict[str, Item],
              answers: list[tuple[str, int, str]],
              grade: Callable[[tuple[str, int, str]], list[Row]],
              helper: regrade_split.Helper | None, counters: Counters,
-             changes: tuple[set[str], list[Item]] | None, keep_all: bool = False) -> None:
+             changes: ItemChanges | None, keep_all: bool = False) -> None:
     from posttrain.runner import facts_patch
 
     cursor = store.conn.cursor()
     cursor.row_factory = None
-    changed_items, refresh = (changes if changes is not None
-                              else _item_changes(cursor, run.id, items, answers))
+    changes = changes if changes is not None else _item_changes(cursor, run.id, items, answers)
+    changed_items, refresh = changes.changed, changes.refresh
     old = _stored_grades(cursor, run.id)
     names = [grader.name for grader in eval.graders]
     # the grades an answer keeps, by grader name (a repeated name: the last, as INSERT OR
@@ -194,26 +195,40 @@ def _regrade(store: Store, run: RunInfo, eval: Eval, items: dict[str, Item],
     graders_after = graders_before + row_changes  # keeps only positive counts
     counts = Changes({name: n for name, n in count_changes.items() if n}, set(graders_before),
                      set(graders_after))
-    _write(store, run, keys, writes, removals, moved, refresh, facts_patch, counts)
+    _write(store, run, keys, writes, removals, moved, refresh, changes.retagged, facts_patch,
+           counts)
 
 
 def _item_changes(cursor: Any, run_id: str, items: dict[str, Item],
-                  answers: list[tuple[str, int, str]]) -> tuple[set[str], list[Item]]:
-    """(the regraded items whose data differs from the run's stored copy, the items whose data
-    or tags differ: their stored copies are refreshed)."""
+                  answers: list[tuple[str, int, str]]) -> ItemChanges:
+    """The regraded items whose data or tags differ from the run's stored copy."""
     stored = {item_id: (tags, data) for item_id, tags, data in cursor.execute(
         "SELECT item_id, tags, data FROM run_items WHERE run_id = ?", (run_id,))}
     changed: set[str] = set()
     refresh: list[Item] = []
+    retagged = False
     for item_id in dict.fromkeys(answer[0] for answer in answers):
         item = items[item_id]
         tags, data = stored.get(item_id, (None, None))
         data_differs = _differs(data, item.data)
+        tags_differ = _differs(tags, item.tags)
         if data_differs:
             changed.add(item_id)
-        if data_differs or _differs(tags, item.tags):
+        if data_differs or tags_differ:
             refresh.append(item)
-    return changed, refresh
+        retagged = retagged or tags_differ
+    return ItemChanges(changed, refresh, retagged)
+
+
+class ItemChanges(NamedTuple):
+    """What differs between the eval's items and the run's stored copies."""
+
+    #: items whose data differs (their grades may change; the history marks them)
+    changed: set[str]
+    #: items whose data or tags differ: their stored copies are written again
+    refresh: list[Item]
+    #: whether any item's tags differ (the kept facts hold tags: then built again, not patched)
+    retagged: bool
 
 
 def _stored_grades(cursor: Any, run_id: str) -> dict[tuple[str, int], list[Row]]:
@@ -292,10 +307,10 @@ class Changes(NamedTuple):
 def _write(store: Store, run: RunInfo, keys: list[tuple[str, int, str, int]],
            writes: list[Row],
            removals: list[Row], moved: list[tuple[str, int]], refresh: list[Item],
-           facts_patch: Any, changes: Changes) -> None:
+           retagged: bool, facts_patch: Any, changes: Changes) -> None:
     """Everything in one transaction: the old grades that change (``keys``: item, epoch,
     grader, whether its item changed) to the history, the changed grades written, the refreshed
-    items, and the kept facts patched (when nothing but grades changed)."""
+    items, and the kept facts patched (unless an item's tags changed: then built again)."""
     import time
 
     from posttrain.runner.facts import build
@@ -306,8 +321,10 @@ def _write(store: Store, run: RunInfo, keys: list[tuple[str, int, str, int]],
         current = store.get_run(run.id)
         stamp = store.run_stamp(current)
         before = f"{revision}:{stamp.split(':', 1)[1]}"
-        patch = None if refresh else facts_patch.prepare(store, current, before, moved,
-                                                         changes.before)
+        # an item's data is not in the kept facts (its tags are): edited references keep the
+        # patch, retagged items build the facts again
+        patch = None if retagged else facts_patch.prepare(store, current, before, moved,
+                                                          changes.before)
         conn.execute("DROP TABLE IF EXISTS temp.regraded")
         conn.execute("CREATE TABLE temp.regraded (item_id TEXT NOT NULL, epoch INTEGER NOT NULL, "
                      "grader TEXT NOT NULL, changed INTEGER NOT NULL, "
