@@ -22,6 +22,10 @@ Parts (each a whole ``posttrain`` process, as a user runs it; wall clock from th
   the side-by-side view of two runs (first and middle page).
 - ``vacuum``: ``posttrain store vacuum`` on that store.
 - ``ingest``: ``posttrain ingest`` of n chat log lines (tf-idf themes, string grader).
+- ``regrade``: a run the runner made (n items, two string graders ``exact`` and ``loose``, the
+  stub answering "Rome" to every fourth), then ``posttrain regrade`` of it as a user meets it:
+  nothing changed; 1% of the references edited; one grader edited (``loose``: ilike -> like);
+  nothing changed again; and ``--full`` (every answer graded again).
 
 Results: a Markdown table per part on stdout (and ``--json FILE``); figures in bench/RESULTS.md.
 """
@@ -353,6 +357,52 @@ def bench_ingest(n: int, tmp: Path, engine: str) -> dict[str, Any]:
             "items": report.get("items"), "duplicates": report.get("duplicates")}
 
 
+# ---- regrade --------------------------------------------------------------------------------
+REGRADE_GRADERS = (
+    '  - {type: string_check, name: exact, input: "{{sample.output_text}}", '
+    'reference: "{{item.answer}}", operation: eq}\n'
+    '  - {type: string_check, name: loose, input: "{{sample.output_text}}", '
+    'reference: "{{item.answer}}", operation: ilike}\n')
+
+
+def _regrade_rows(n: int, edited: bool = False) -> bytes:
+    rows = []
+    for i in range(n):
+        answer = "Paris!" if edited and i % 100 == 0 else "Paris"
+        rows.append(orjson.dumps({"id": f"q{i}", "question": f"capital #{i}? [[answer:"
+                                  f"{'Paris' if i % 4 else 'Rome'}]]", "answer": answer}))
+    return b"\n".join(rows) + b"\n"
+
+
+def bench_regrade(n: int, tmp: Path) -> dict[str, Any]:
+    folder = tmp / f"regrade-{n}"
+    folder.mkdir()
+    (folder / "data.jsonl").write_bytes(_regrade_rows(n))
+    eval_path = folder / "eval.yaml"
+    eval_path.write_text('name: regrade\ndataset: data.jsonl\nmessages:\n'
+                         '  - {role: user, content: "{{item.question}}"}\ngraders:\n'
+                         + REGRADE_GRADERS)
+    db = folder / "s.db"
+    stub, base = start_stub(0.0)
+    try:
+        run_timed(posttrain_cmd(eval_path, db, CONCURRENCY), {**os.environ, "OPENAI_BASE_URL": base})
+    finally:
+        stub.kill()
+        stub.wait()
+    with sqlite3.connect(db) as conn:
+        run_id = conn.execute("SELECT id FROM runs").fetchone()[0]
+    out: dict[str, Any] = {"n": n}
+    regrade = cli("regrade", run_id, "--store", str(db), "--json")
+    out["unchanged_s"] = run_timed(regrade)[0]
+    (folder / "data.jsonl").write_bytes(_regrade_rows(n, edited=True))
+    out["references_edited_s"] = run_timed(regrade)[0]
+    eval_path.write_text(eval_path.read_text().replace("operation: ilike", "operation: like"))
+    out["grader_edited_s"] = run_timed(regrade)[0]
+    out["unchanged_again_s"] = run_timed(regrade)[0]
+    out["full_s"] = run_timed([*regrade, "--full"])[0]
+    return out
+
+
 # ---- tables ----------------------------------------------------------------------------------
 def table(title: str, rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
     lines = [f"\n### {title}\n", "| " + " | ".join(["n", *[c[1] for c in columns]]) + " |",
@@ -405,6 +455,9 @@ def main() -> None:
                 if "vacuum" in args.parts:
                     results["vacuum"].append(bench_vacuum(n, db))
                     print(json.dumps(results["vacuum"][-1]), file=sys.stderr)
+            if "regrade" in args.parts:
+                results["regrade"].append(bench_regrade(n, tmp))
+                print(json.dumps(results["regrade"][-1]), file=sys.stderr)
             if "ingest" in args.parts:
                 for engine in args.ingest_engines:
                     if engine == "presidio" and n > args.presidio_max:
@@ -445,6 +498,14 @@ def main() -> None:
         print(table("posttrain store vacuum", results["vacuum"],
                     [("vacuum_s", "seconds"), ("before_bytes", "bytes before"),
                      ("after_bytes", "bytes after")]))
+    if results.get("regrade"):
+        print(table("posttrain regrade of a run the runner made (seconds, whole processes)",
+                    results["regrade"],
+                    [("unchanged_s", "nothing changed"),
+                     ("references_edited_s", "1% of references edited"),
+                     ("grader_edited_s", "one grader edited"),
+                     ("unchanged_again_s", "nothing changed again"),
+                     ("full_s", "--full")]))
     if results.get("ingest"):
         for engine in args.ingest_engines:
             rows = [r for r in results["ingest"] if r["engine"] == engine]
