@@ -111,6 +111,9 @@ def test_regrade_with_string_graders_reports_no_sandbox(tmp_path, stub_server, c
     assert main(["eval", str(eval_path), "--model", "openai:stub", "--store", store]) == 0
     capsys.readouterr()
     assert main(["regrade", "latest", "--store", store, "--json"]) == 0
+    kept = json.loads(capsys.readouterr().out)["runs"][0]["regrade"]
+    assert (kept["answers"], kept["kept"]) == (0, 3)  # graders and items unchanged
+    assert main(["regrade", "latest", "--store", store, "--json", "--full"]) == 0
     out = capsys.readouterr()
     rate = json.loads(out.out)["runs"][0]["regrade"]
     assert rate["answers"] == 3 and rate["grades"] == 3 and rate["sandbox_workers"] is None
