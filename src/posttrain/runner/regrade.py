@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,12 @@ import orjson
 
 from posttrain.errors import UserError
 from posttrain.eval import DEFAULT_VARIANT, Eval, load_eval
+from posttrain.runner import grader_record
 from posttrain.runner.executor import RunExecution, RunOptions, grade_all, widen_thread_pool
 from posttrain.runner.progress import Counters, Progress
 from posttrain.runner.regrade_fast import in_process
 from posttrain.runner.regrade_fast import regrade as regrade_in_process
-from posttrain.runner.store import Store
+from posttrain.runner.store import RunInfo, Store
 from posttrain.types import Completion
 
 #: answers re-graded between two commits (their grades written in one batch)
@@ -63,16 +65,17 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
         variant = DEFAULT_VARIANT
     # in bulk when every grader is in-process and the store is not grouping another writer's
     # commits (a run in this process: its writes are not to be committed by this transaction)
+    record = GraderRecord.start(store, run, eval, partial=item_ids is not None)
     if (sandbox_workers(eval) is None and in_process(eval.graders)
             and store._loop is None and not store.conn.in_transaction):
-        store.update_run_config(run_id, {"grader_names": [g.name for g in eval.graders],
-                                         "primary": eval.primary})
         try:
-            return regrade_in_process(store, run, eval, variant, item_ids,
-                                      counters or Counters(label=f"regrade {run_id}", total=0),
-                                      keep_all=keep_all)
+            count = regrade_in_process(store, run, eval, variant, item_ids,
+                                       counters or Counters(label=f"regrade {run_id}", total=0),
+                                       keep_all=keep_all, grader_changed=record.flags)
         finally:
             await eval.aclose()
+        record.finish(store)
+        return count
     rows = [row for row in store.samples(run_id)
             if row["status"] == "ok" and row["completion"]
             and (item_ids is None or row["item_id"] in item_ids)]
@@ -82,8 +85,6 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
     counters = counters or Counters(label=f"regrade {run_id}", total=len(rows))
     calls = RunExecution(eval, None, variant, store, run, counters, RunOptions(),
                           asyncio.Semaphore(16), Progress(enabled=False))
-    store.update_run_config(run_id, {"grader_names": [g.name for g in eval.graders],
-                                     "primary": eval.primary})
     count = 0
     refreshed: set[str] = set()
     # new grades are written COMMIT_EVERY answers at a time, each batch in one commit with
@@ -93,7 +94,8 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
 
     def write_batch() -> None:
         nonlocal batch
-        store.replace_scores_many(run_id, batch, keep_all=keep_all)
+        store.replace_scores_many(run_id, batch, keep_all=keep_all,
+                                  grader_changed=record.flags)
         store.flush()
         batch = []
 
@@ -128,11 +130,56 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
         else:  # sandboxed graders: one answer per warm worker at a time, all cores busy
             widen_thread_pool(workers)
             await _in_window(rows, regrade_one, workers * 2)
-        store.replace_scores_many(run_id, batch, keep_all=keep_all)
+        store.replace_scores_many(run_id, batch, keep_all=keep_all,
+                                  grader_changed=record.flags)
     finally:
         store.group_commits(None)
         await eval.aclose()
+    record.finish(store)
     return count
+
+
+@dataclass
+class GraderRecord:
+    """Which spec gave a run's grades before a re-grade (``before``, from its config) and
+    which grades now (``after``); ``flags``: per grader, whether they differ (what each old
+    grade's history row records). :meth:`start` marks the graders whose spec changes as not
+    known in the run's config until :meth:`finish` records the new specs (a re-grade that
+    stops part way leaves grades of both); a re-grade of some items only (``partial``) leaves
+    them not known for good."""
+
+    run_id: str
+    eval: Eval
+    before: dict[str, str | None] | None
+    after: dict[str, str]
+    flags: dict[str, int | None]
+    partial: bool
+
+    @classmethod
+    def start(cls, store: Store, run: RunInfo, eval: Eval, *, partial: bool) -> GraderRecord:
+        before = grader_record.graded_with(
+            run.config, regraded_unrecorded="graded_with" not in run.config
+            and store.regraded_unrecorded(run.id))
+        after = grader_record.digests(eval.grader_specs)
+        # an import's grades are OpenAI's (another implementation) until posttrain grades it
+        imported = "openai" in run.config and "graded_with" not in run.config
+        flags = grader_record.changed_flags(before, after, imported=imported)
+        record = cls(run.id, eval, before, after, flags, partial)
+        store.update_run_config(run.id, {"grader_names": [g.name for g in eval.graders],
+                                         "primary": eval.primary})
+        store.update_run_config(run.id, {"graded_with": record._graded_with(final=False)})
+        return record
+
+    def _graded_with(self, *, final: bool) -> dict[str, str | None]:
+        before = self.before or {}
+        return {name: digest if (final and not self.partial) or before.get(name) == digest
+                else None for name, digest in self.after.items()}
+
+    def finish(self, store: Store) -> None:
+        # only ``graded_with``: the run's ``graders`` and ``grading`` stay as the run wrote
+        # them (they are in the stamp of its kept facts and summaries, which a re-grade that
+        # changed no grade keeps; ``grading`` is checked with the history before a replay)
+        store.update_run_config(self.run_id, {"graded_with": self._graded_with(final=True)})
 
 
 def sandbox_workers(eval: Eval) -> int | None:

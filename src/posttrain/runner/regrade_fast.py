@@ -21,7 +21,7 @@ larger steps:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import chain
 from operator import itemgetter
 from typing import Any, NamedTuple
@@ -85,9 +85,12 @@ def _differs(text: str | None, value: Any) -> bool:
 
 
 def regrade(store: Store, run: RunInfo, eval: Eval, variant: str,
-            item_ids: set[str] | None, counters: Counters, *, keep_all: bool = False) -> int:
+            item_ids: set[str] | None, counters: Counters, *, keep_all: bool = False,
+            grader_changed: Mapping[str, int | None] | None = None) -> int:
     """Grade the run's answers again (``item_ids``: only those items'); returns how many.
-    ``keep_all``: every answer's old grades go to the history (see ``aregrade_run``)."""
+    ``keep_all``: every answer's old grades go to the history (see ``aregrade_run``);
+    ``grader_changed``: per grader, whether its spec changed, recorded with each old grade
+    kept (``Store.replace_scores``)."""
     conn = store.conn
     cursor = conn.cursor()
     cursor.row_factory = None
@@ -103,7 +106,8 @@ def regrade(store: Store, run: RunInfo, eval: Eval, variant: str,
         helper = regrade_split.Helper(
             grade, answers, len(answers) - int(len(answers) * regrade_split.HELPER_SHARE))
     try:
-        return _regrade(store, run, eval, items, answers, grade, helper, counters, keep_all)
+        return _regrade(store, run, eval, items, answers, grade, helper, counters, keep_all,
+                        grader_changed or {})
     finally:
         if helper is not None:
             helper.close()
@@ -113,7 +117,8 @@ def _regrade(store: Store, run: RunInfo, eval: Eval, items: dict[str, Item],
              answers: list[tuple[str, int, str]],
              grade: Callable[[tuple[str, int, str]], list[Row]],
              helper: regrade_split.Helper | None, counters: Counters,
-             keep_all: bool = False) -> int:
+             keep_all: bool = False,
+             grader_changed: Mapping[str, int | None] | None = None) -> int:
     from posttrain.runner import facts_patch
 
     cursor = store.conn.cursor()
@@ -157,7 +162,8 @@ def _regrade(store: Store, run: RunInfo, eval: Eval, items: dict[str, Item],
         removals.extend((run.id, item_id, epoch, name) for name in had if name not in kept_names)
     if not written and not refresh and not rewritten:
         return len(answers)  # every grade as stored: nothing to write, kept facts still hold
-    keys = [(item_id, epoch, grader, int(item_id in changed_items))
+    flags = grader_changed or {}
+    keys = [(item_id, epoch, grader, int(item_id in changed_items), flags.get(grader))
             for item_id, epoch, grader in rewritten]
     # the graders the run's grades name before the write and after it (every grade of the run
     # is in ``old``)
@@ -261,12 +267,12 @@ class Changes(NamedTuple):
     after: set[str]
 
 
-def _write(store: Store, run: RunInfo, keys: list[tuple[str, int, str, int]],
+def _write(store: Store, run: RunInfo, keys: list[tuple[str, int, str, int, int | None]],
            writes: list[Row],
            removals: list[Row], moved: list[tuple[str, int]], refresh: list[Item],
            facts_patch: Any, changes: Changes) -> None:
     """Everything in one transaction: the old grades that change (``keys``: item, epoch,
-    grader, whether its item changed) to the history, the changed grades written, the refreshed
+    grader, whether its item changed, whether its grader did) to the history, the changed grades written, the refreshed
     items, and the kept facts patched (when nothing but grades changed)."""
     import time
 
@@ -282,13 +288,14 @@ def _write(store: Store, run: RunInfo, keys: list[tuple[str, int, str, int]],
                                                          changes.before)
         conn.execute("DROP TABLE IF EXISTS temp.regraded")
         conn.execute("CREATE TABLE temp.regraded (item_id TEXT NOT NULL, epoch INTEGER NOT NULL, "
-                     "grader TEXT NOT NULL, changed INTEGER NOT NULL, "
+                     "grader TEXT NOT NULL, changed INTEGER NOT NULL, grader_changed INTEGER, "
                      "PRIMARY KEY (item_id, epoch, grader)) WITHOUT ROWID")
-        conn.executemany("INSERT OR IGNORE INTO temp.regraded VALUES (?,?,?,?)", keys)
+        conn.executemany("INSERT OR IGNORE INTO temp.regraded VALUES (?,?,?,?,?)", keys)
         conn.execute(
             "INSERT INTO score_history (run_id, item_id, epoch, grader, value, passed, status, "
-            "item_changed, replaced) SELECT s.run_id, s.item_id, s.epoch, s.grader, s.value, "
-            "s.passed, s.status, k.changed, ? FROM temp.regraded k JOIN scores s "
+            "item_changed, replaced, grader_changed) SELECT s.run_id, s.item_id, s.epoch, "
+            "s.grader, s.value, s.passed, s.status, k.changed, ?, k.grader_changed "
+            "FROM temp.regraded k JOIN scores s "
             "ON s.run_id = ? AND s.item_id = k.item_id AND s.epoch = k.epoch "
             "AND s.grader = k.grader ORDER BY s.item_id, s.epoch, s.grader", (time.time(), run.id))
         conn.execute("DROP TABLE temp.regraded")
