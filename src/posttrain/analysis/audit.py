@@ -455,14 +455,20 @@ def _regrade_flip_suspects_sql(all_runs: Sequence[Any], add: Any) -> list[dict[s
     changes: list[tuple[Any, ...]] = []
     for result in all_runs:
         store = result.store
-        flag = "h.grader_changed" if store.history_records_grader() else "NULL"
+        flag = "grader_changed" if store.history_records_grader() else "NULL"
+        # each old grade with the grade that replaced it: the next one kept, or the one now
         changes.append((result, store.conn.execute(
-            f"SELECT h.item_id, h.epoch, h.grader, h.value, h.passed, g.value, g.passed, {flag} "
-            "FROM score_history h JOIN scores g ON g.run_id = h.run_id "
-            "AND g.item_id = h.item_id AND g.epoch = h.epoch AND g.grader = h.grader "
-            "JOIN samples s ON s.run_id = h.run_id AND s.item_id = h.item_id "
-            "AND s.epoch = h.epoch WHERE h.run_id = ? AND NOT h.item_changed "
-            "ORDER BY h.replaced, h.rowid", (result.run.id,)).fetchall()))
+            "SELECT h.item_id, h.epoch, h.grader, h.value, h.passed, "
+            "CASE WHEN h.later IS NULL THEN g.value ELSE h.next_value END, "
+            "CASE WHEN h.later IS NULL THEN g.passed ELSE h.next_passed END, h.flag "
+            f"FROM (SELECT item_id, epoch, grader, value, passed, item_changed, {flag} AS flag, "
+            "replaced, rowid AS k, LEAD(rowid) OVER w AS later, LEAD(value) OVER w AS next_value,"
+            " LEAD(passed) OVER w AS next_passed FROM score_history WHERE run_id = ? "
+            "WINDOW w AS (PARTITION BY item_id, epoch, grader ORDER BY replaced, rowid)) h "
+            "JOIN scores g ON g.run_id = ? AND g.item_id = h.item_id AND g.epoch = h.epoch "
+            "AND g.grader = h.grader JOIN samples s ON s.run_id = ? AND s.item_id = h.item_id "
+            "AND s.epoch = h.epoch WHERE NOT h.item_changed ORDER BY h.replaced, h.k",
+            (result.run.id,) * 3).fetchall()))
     return _regrade_flips(changes, add)
 
 
@@ -476,11 +482,19 @@ def _regrade_flip_suspects(all_runs: Sequence[RunResults], add: Any) -> list[dic
         current = {(s.item_id, s.epoch, name): grade for s in result.samples
                    for name, grade in s.grades.items()}
         rows = []
-        for item_id, epoch, grader, value, passed, grader_changed in result.regraded:
-            now = current.get((item_id, epoch, grader))
-            if now is not None:
-                rows.append((item_id, epoch, grader, value, passed, now.value, now.passed,
-                             grader_changed))
+        # each old grade with the grade that replaced it: the next one kept, or the one now
+        later: dict[tuple[str, int, str], tuple[float | None, bool | None]] = {}
+        for item_id, epoch, grader, value, passed, grader_changed, item_changed in reversed(
+                result.regraded):
+            key = (item_id, epoch, grader)
+            now = current.get(key)
+            replaced_by = later.get(key)
+            later[key] = (value, passed)
+            if now is None or item_changed:
+                continue
+            after = (now.value, now.passed) if replaced_by is None else replaced_by
+            rows.append((item_id, epoch, grader, value, passed, *after, grader_changed))
+        rows.reverse()
         changes.append((result, rows))
     return _regrade_flips(changes, add)
 

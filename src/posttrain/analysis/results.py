@@ -90,9 +90,9 @@ class RunResults:
     items: list[Item]
     samples: list[SampleResult] = field(default_factory=list)
     #: (item, epoch, grader, old value, old passed, whether the grader's spec had changed: 1,
-    #: 0, or None not known) of grades replaced by re-grading the same answer of an unchanged
-    #: item
-    regraded: list[tuple[str, int, str, float | None, bool | None, int | None]] = field(
+    #: 0, or None not known, whether the item had) of grades replaced by re-grading, oldest
+    #: first
+    regraded: list[tuple[str, int, str, float | None, bool | None, int | None, bool]] = field(
         default_factory=list)
     #: whether a re-grade replaced some of the run's grades (of the items read) without
     #: recording whether their grader changed (an older version's): the specs in its config
@@ -327,8 +327,8 @@ def load_results(store: Store, run: RunInfo | str, *, only: tuple[str, int] | No
     results = RunResults(run=run, items=items, regraded=[
         (row["item_id"], row["epoch"], row["grader"], row["value"],
          None if row["passed"] is None else bool(row["passed"]),
-         row["grader_changed"] if recorded else None)
-        for row in history if not row["item_changed"]],
+         row["grader_changed"] if recorded else None, bool(row["item_changed"]))
+        for row in history],
         regraded_unrecorded=any(not recorded or row["grader_changed"] is None
                                 for row in history))
     append = results.samples.append
