@@ -76,6 +76,7 @@ def test_every_finding_shows_its_evidence(tmp_path: Path) -> None:
         assert len(rows) == len(report["suspects"])
         for (item, reason, _reference, evidence), suspect in zip(rows, report["suspects"],
                                                                   strict=True):
+            assert (item, reason) == (suspect["item_id"], suspect["reason"])
             seen.add(reason)
             assert evidence.strip() and "None" not in evidence, (item, reason, evidence)
             assert SHOWS[reason] in evidence, (item, reason, evidence)
