@@ -232,3 +232,33 @@ def test_a_read_only_store_without_the_column_audits(tmp_path, stub_server, caps
         with Store(store, reading=True) as db:
             assert db.read_only and not db.history_records_grader()
         _no_regrade_suspects(_audit(eval_path, store, capsys))
+
+
+def test_an_imports_grades_graded_here_are_not_a_fragile_grader(tmp_path, capsys) -> None:
+    """An OpenAI import keeps OpenAI's grades in the history and grades the answers here: a
+    grade posttrain's grader gives otherwise is another grader's, listed apart."""
+    from tests.test_interop_openai_evals import DATA, OUTPUTS, _import
+
+    rows = [json.loads(line) for line in OUTPUTS[0].read_text().splitlines()]
+    toronto = next(r for r in rows if r["sample"]["output"][0]["content"] == "Toronto")
+    exact = next(r for r in toronto["results"] if r["name"].startswith("exact"))
+    exact.update(score=1.0, passed=True)  # OpenAI said pass: posttrain's grade differs
+    changed = tmp_path / "items.jsonl"
+    changed.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = _import(tmp_path, output_items=[changed, OUTPUTS[1]])
+    store = str(tmp_path / "s.db")
+    with Store(store) as db:
+        runs = db.list_runs()
+        assert {row["grader_changed"] for run in runs for row in db.score_history(run.id)} \
+            == {1}
+        eval_name = runs[0].eval_name
+    report = _audit(Path(eval_name), store, capsys)
+    assert not _reasons(report, "grade_flips_on_regrade")
+    # each disagreement with OpenAI's grades (a pass/fail that differs) is among them (and
+    # grades whose value alone differs)
+    found = {(run["run_id"], d["criterion"]) for run in result.runs
+             for d in run["disagreements"]}
+    assert found and found <= {(c["id"], c["grader"]) for c in report["regrade_changes"]}
+    assert {c["cause"] for c in report["regrade_changes"]} == {
+        "imported grades (OpenAI's grader) graded here"}
+    assert DATA.exists()

@@ -446,8 +446,10 @@ def _flip_suspects_sql(all_runs: Sequence[Any], add: Any, keys: Sequence[str]) -
 
 
 #: why a re-grade changed grades that ``grade_flips_on_regrade`` does not count (history rows'
-#: ``grader_changed``: 1 the grader's spec was edited; NULL not recorded)
-REGRADE_CAUSES = {1: "grader edited", None: "grader spec not recorded"}
+#: ``grader_changed``: 1 the grader's spec was edited, or the run's grades were imported; NULL
+#: not recorded)
+REGRADE_CAUSES = {1: "grader edited", None: "grader spec not recorded",
+                  "imported": "imported grades (OpenAI's grader) graded here"}
 
 
 def _regrade_flip_suspects_sql(all_runs: Sequence[Any], add: Any) -> list[dict[str, Any]]:
@@ -505,7 +507,7 @@ def _regrade_flips(changes: Sequence[tuple[Any, Sequence[tuple[Any, ...]]]],
     old value, old passed, new value, new passed, grader changed), the suspects of grades that
     changed with their grader unchanged; returns the others' counts (run, grader, cause,
     grades, items)."""
-    apart: dict[tuple[str, str, int | None], set[tuple[str, int]]] = defaultdict(set)
+    apart: dict[tuple[str, str, int | str | None], set[tuple[str, int]]] = defaultdict(set)
     labels: dict[str, str] = {}
     for result, rows in changes:
         label = labels[result.run.id] = run_label(result.run)
@@ -520,14 +522,17 @@ def _regrade_flips(changes: Sequence[tuple[Any, Sequence[tuple[Any, ...]]]],
                 flips[item_id].append({"run": label, "grader": grader, "epoch": epoch,
                                        "before": value, "after": now_value})
             else:
-                apart[(result.run.id, grader, 1 if changed else None)].add((item_id, epoch))
+                cause = 1 if changed else None
+                if cause == 1 and "openai" in (result.run.config or {}):
+                    cause = "imported"  # the import's grades, compared with posttrain's
+                apart[(result.run.id, grader, cause)].add((item_id, epoch))
         for item_id, found in sorted(flips.items()):
             add(item_id, "grade_flips_on_regrade", {"changes": found[:8]})
     return [{"run": labels[run_id], "id": run_id, "grader": grader,
              "cause": REGRADE_CAUSES[cause], "grades": len(answers),
              "items": len({item_id for item_id, _epoch in answers})}
             for (run_id, grader, cause), answers in sorted(
-                apart.items(), key=lambda entry: (entry[0][0], entry[0][1], entry[0][2] or 0))]
+                apart.items(), key=lambda entry: (entry[0][0], entry[0][1], str(entry[0][2])))]
 
 
 def export_suspects(report: dict[str, Any], results: Sequence[RunResults | Any],
