@@ -390,16 +390,18 @@ def _flip_suspects_sql(all_runs: Sequence[Any], add: Any, keys: Sequence[str]) -
     if not all(isinstance(r, RunCells) for r in all_runs):
         return False
     conn = all_runs[0].store.conn
+    groups = {key: index for index, key in enumerate(dict.fromkeys(keys))}
     parts, params = [], []
     for index, result in enumerate(all_runs):
         parts.append(
-            f"SELECT {index} AS k, ? AS g, item_id, epoch, text_key AS t, v, "
+            f"SELECT {index} AS k, {groups[keys[index]]} AS g, item_id, epoch, text_key AS t, v, "
             f"COALESCE(passed != 0, v >= 0.5) AS p FROM {result.tables.facts} "
             "WHERE run_id = ? AND answered AND st = 'scored' AND v IS NOT NULL")
-        params += [keys[index], result.run.id]
+        params.append(result.run.id)
     answers = " UNION ALL ".join(parts)
+    by = "item_id, t" if len(groups) == 1 else "g, item_id, t"  # runs graded alike: one group
     items = [r[0] for r in conn.execute(
-        f"SELECT DISTINCT item_id FROM ({answers}) GROUP BY g, item_id, t HAVING COUNT(*) >= 2 "
+        f"SELECT DISTINCT item_id FROM ({answers}) GROUP BY {by} HAVING COUNT(*) >= 2 "
         "AND (MIN(v) != MAX(v) OR MIN(p) != MAX(p)) ORDER BY item_id", params)]
     by_output: dict[tuple[str, str, str], list[tuple[int, int, float, bool]]] = \
         defaultdict(list)
