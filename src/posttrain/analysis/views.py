@@ -260,8 +260,9 @@ def _regrade_change_rows(report: dict[str, Any]) -> list[list[str]]:
             for c in report.get("regrade_changes") or []]
 
 
-REGRADE_CHANGES_TITLE = ("grades changed by re-grading with an edited or unrecorded grader "
-                         "(not suspect items: the grader, not its verdict, changed)")
+REGRADE_CHANGES_TITLE = ("grades changed by re-grading with a grader that was edited, "
+                         "imported, or not recorded (not suspect items: not known to be the "
+                         "same grader disagreeing with itself)")
 
 
 _SUSPECTS = ["item", "reason", "reference", "evidence"]
