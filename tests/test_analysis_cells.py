@@ -165,7 +165,7 @@ def test_audit_on_kept_facts_finds_what_reading_every_answer_finds(tmp_path) -> 
     for item in items[:12]:
         store.replace_scores(run.id, item.id, 0, [Score(value=0.0, passed=False, name="exact"),
                                                   Score(value=0.0, passed=None, name="soft")],
-                             history=True)
+                             history=True, grader_changed={"exact": 0, "soft": 0})
     runs = store.list_runs("ev")
     old = audit(load_all(store, runs))
     new = audit(load_cells(store, runs))

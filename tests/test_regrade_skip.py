@@ -1,7 +1,7 @@
-"""`posttrain regrade` grades again only what could change: with deterministic graders whose
-signatures (spec, reasoning mode, response_format, posttrain version) are those that made the
-run's grades, only the answers of edited items (and answers missing a grade) are graded; the
-store ends exactly as a full regrade leaves it."""
+"""`posttrain regrade` grades again only what could change: with deterministic graders recorded
+as those that made the run's grades (``graded_with``: spec, reasoning mode, response_format,
+posttrain version), only the answers of edited items (and answers missing a grade) are graded;
+the store ends exactly as a full regrade leaves it."""
 
 from __future__ import annotations
 
@@ -145,7 +145,7 @@ def test_a_regrade_that_dies_leaves_the_next_one_grading_everything(evaluated, m
     write_eval(eval_path.parent, _rows(), graders=TWO)
     graded.clear()
     with Store(store) as opened:
-        assert opened.get_run(run_id).config.get("grader_signatures") is None
+        assert opened.get_run(run_id).config["graded_with"]["loose"] is None  # not known
         regrade_run(opened, run_id)
     assert len(graded) == 2 * N
     assert _dump(store, run_id) == original
@@ -168,6 +168,6 @@ def test_signatures_do_not_touch_the_kept_summaries(evaluated) -> None:
     with Store(store) as opened:
         run = opened.get_run(run_id)
         stamp = opened.run_stamp(run)
-        assert run.config["grader_signatures"].keys() == {"exact", "loose"}
-        opened.update_run_config(run_id, {"grader_signatures": None})
+        assert run.config["graded_with"].keys() == {"exact", "loose"}
+        opened.update_run_config(run_id, {"graded_with": {"exact": None, "loose": None}})
         assert opened.run_stamp(opened.get_run(run_id)) == stamp

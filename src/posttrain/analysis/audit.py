@@ -12,8 +12,12 @@ Suspect items, each with a ``reason`` code and the ``evidence`` behind it:
   pass 75% of the time or more;
 - ``judges_disagree``: several judge graders (``score_model`` / ``label_model``, or judge
   sub-scores of a ``multi`` grader) disagree on the same answers;
-- ``grade_flips_same_output``: an identical answer got different grades (re-grading, epochs or
-  another run): a nondeterministic or fragile grader;
+- ``grade_flips_same_output``: an identical answer got different grades (epochs or another
+  run) from the same graders (runs graded with another spec of a grader are not compared: an
+  edited grader grades differently by design): a nondeterministic or fragile grader;
+- ``grade_flips_on_regrade``: re-grading (``posttrain regrade``) changed the grade of an
+  answer whose item and grader spec were both unchanged. Grades changed by an edited item or
+  an edited grader are not suspect: they are counted apart, in ``regrade_changes``;
 - ``epochs_disagree``: the same model's epochs pass the item only 25-75% of the time, in at
   least half of the multi-epoch runs (a coin-flip item: ambiguous, or a fragile grader).
 """
@@ -47,7 +51,8 @@ REASONS = {
     "inverted_difficulty": "strong models fail it while weaker models pass it",
     "judges_disagree": "judge graders disagree on the same answers",
     "grade_flips_same_output": "an identical answer got different grades",
-    "grade_flips_on_regrade": "re-grading the same answer of an unchanged item changed its grade",
+    "grade_flips_on_regrade": ("re-grading the same answer of an unchanged item with an "
+                               "unchanged grader changed its grade"),
     "epochs_disagree": "the same model's epochs pass it about half the time",
 }
 
@@ -181,12 +186,13 @@ def audit(results: Sequence[RunResults | Any], *,
                                               similarity=similarity, strong_floor=strong_floor)
     _judge_suspects(answers_read(all_runs) if len(judges) >= 2 else all_runs, judges, add,
                     judge_gap=judge_gap)
-    if all(isinstance(r, RunResults) for r in all_runs) or not _flip_suspects_sql(all_runs, add):
-        _flip_suspects(answers_read(all_runs), add)
-    if all(isinstance(r, RunResults) for r in all_runs):
-        _regrade_flip_suspects(all_runs, add)
-    else:
-        _regrade_flip_suspects_sql(all_runs, add)
+    keys = [grading_key(r) for r in all_runs]
+    if (all(isinstance(r, RunResults) for r in all_runs)
+            or not _flip_suspects_sql(all_runs, add, keys)):
+        _flip_suspects(answers_read(all_runs), add, keys)
+    report["regrade_changes"] = (_regrade_flip_suspects(all_runs, add)
+                                 if all(isinstance(r, RunResults) for r in all_runs)
+                                 else _regrade_flip_suspects_sql(all_runs, add))
     items = _items(all_runs, sorted({item_id for item_id, _reason in suspects}))
     for (item_id, _reason), suspect in suspects.items():
         item = items.get(item_id)
@@ -290,11 +296,29 @@ def _judge_suspects(all_runs: Sequence[RunResults], judges: Sequence[str], add: 
                              for r in disagreeing[:3]]})
 
 
-def _flip_suspects(all_runs: Sequence[RunResults], add: Any) -> None:
-    by_output: dict[tuple[str, str], list[tuple[str, int, float, bool | None]]] = defaultdict(list)
+def grading_key(result: RunResults | Any) -> str:
+    """What the run's headline grade of an answer was given by (``grader_record.grading_key``):
+    two runs' grades of an identical answer are compared only when their keys agree."""
+    from posttrain.runner import grader_record
+
+    run = result.run
+    config = run.config or {}
+    unrecorded = "graded_with" not in config and (
+        result.regraded_unrecorded if isinstance(result, RunResults)
+        else result.store.regraded_unrecorded(run.id))
+    return grader_record.grading_key(
+        grader_record.graded_with(config, regraded_unrecorded=unrecorded),
+        config.get("grader_names") or [], config.get("primary"), run.id)
+
+
+def _flip_suspects(all_runs: Sequence[RunResults], add: Any, keys: Sequence[str]) -> None:
+    """``keys``: each run's :func:`grading_key` (an answer's grades are compared across the runs
+    that share one)."""
+    by_output: dict[tuple[str, str, str], list[tuple[str, int, float, bool | None]]] = \
+        defaultdict(list)
     mixed_runs: dict[str, list[str]] = defaultdict(list)
     multi_epoch_runs: dict[str, int] = defaultdict(int)
-    for result in all_runs:
+    for result, key in zip(all_runs, keys, strict=True):
         label = run_label(result.run)
         for item_id, samples in result.by_item().items():
             verdicts = []
@@ -303,7 +327,7 @@ def _flip_suspects(all_runs: Sequence[RunResults], add: Any) -> None:
                 if passed is None or not sample.answered:
                     continue
                 verdicts.append(passed)
-                by_output[(item_id, answer_text(sample))].append(
+                by_output[(item_id, answer_text(sample), key)].append(
                     (label, sample.epoch, float(sample.value or 0.0), passed))
             if len(verdicts) >= 2:
                 multi_epoch_runs[item_id] += 1
@@ -311,7 +335,7 @@ def _flip_suspects(all_runs: Sequence[RunResults], add: Any) -> None:
                 if 0.25 <= rate <= 0.75:  # a coin flip, not a rare slip
                     mixed_runs[item_id].append(label)
     flipped: set[str] = set()
-    for (item_id, output), grades in sorted(by_output.items()):
+    for (item_id, output, _key), grades in sorted(by_output.items()):
         if item_id in flipped or len(grades) < 2:
             continue
         values = {round(g[2], 6) for g in grades}
@@ -355,28 +379,32 @@ def _items(runs: Sequence[RunResults | Any], ids: Sequence[str]) -> dict[str, An
     return found
 
 
-def _flip_suspects_sql(all_runs: Sequence[Any], add: Any) -> bool:
+def _flip_suspects_sql(all_runs: Sequence[Any], add: Any, keys: Sequence[str]) -> bool:
     """``_flip_suspects`` on the kept facts (``runner.facts``): SQLite groups every graded
-    answer by item and a digest of its text and keeps the groups whose grades differ; only the
-    answers of those items are read, and grouped and checked by their text as before. False
-    (nothing done) unless every run is read from its facts."""
+    answer by its runs' grading key (``keys``), its item and a digest of its text and keeps the
+    groups whose grades differ; only the answers of those items are read, and grouped and
+    checked by their text as before. False (nothing done) unless every run is read from its
+    facts."""
     from posttrain.analysis.cells import RunCells
 
     if not all(isinstance(r, RunCells) for r in all_runs):
         return False
     conn = all_runs[0].store.conn
+    groups = {key: index for index, key in enumerate(dict.fromkeys(keys))}
     parts, params = [], []
     for index, result in enumerate(all_runs):
         parts.append(
-            f"SELECT {index} AS k, item_id, epoch, text_key AS t, v, "
+            f"SELECT {index} AS k, {groups[keys[index]]} AS g, item_id, epoch, text_key AS t, v, "
             f"COALESCE(passed != 0, v >= 0.5) AS p FROM {result.tables.facts} "
             "WHERE run_id = ? AND answered AND st = 'scored' AND v IS NOT NULL")
         params.append(result.run.id)
     answers = " UNION ALL ".join(parts)
+    by = "item_id, t" if len(groups) == 1 else "g, item_id, t"  # runs graded alike: one group
     items = [r[0] for r in conn.execute(
-        f"SELECT DISTINCT item_id FROM ({answers}) GROUP BY item_id, t HAVING COUNT(*) >= 2 "
+        f"SELECT DISTINCT item_id FROM ({answers}) GROUP BY {by} HAVING COUNT(*) >= 2 "
         "AND (MIN(v) != MAX(v) OR MIN(p) != MAX(p)) ORDER BY item_id", params)]
-    by_output: dict[tuple[str, str], list[tuple[int, int, float, bool]]] = defaultdict(list)
+    by_output: dict[tuple[str, str, str], list[tuple[int, int, float, bool]]] = \
+        defaultdict(list)
     for start in range(0, len(items), 500):
         chunk = items[start:start + 500]
         marks = ",".join("?" * len(chunk))
@@ -389,10 +417,10 @@ def _flip_suspects_sql(all_runs: Sequence[Any], add: Any) -> bool:
                     f" AND f.v IS NOT NULL AND f.item_id IN ({marks}) ORDER BY f.item_id, "
                     "f.epoch", (result.run.id, *chunk)):
                 text = record_text(orjson.loads(completion))
-                by_output[(item_id, text)].append((k, epoch, float(value), bool(passed)))
+                by_output[(item_id, text, keys[k])].append((k, epoch, float(value), bool(passed)))
     labels = [run_label(r.run) for r in all_runs]
     flipped: set[str] = set()
-    for (item_id, output), grades in sorted(by_output.items()):
+    for (item_id, output, _key), grades in sorted(by_output.items()):
         if item_id in flipped or len(grades) < 2:
             continue
         if len({round(g[2], 6) for g in grades}) > 1 or len({g[3] for g in grades}) > 1:
@@ -419,45 +447,94 @@ def _flip_suspects_sql(all_runs: Sequence[Any], add: Any) -> bool:
     return True
 
 
-def _regrade_flip_suspects_sql(all_runs: Sequence[Any], add: Any) -> None:
+#: why a re-grade changed grades that ``grade_flips_on_regrade`` does not count (history rows'
+#: ``grader_changed``: 1 the grader's spec was edited, or the run's grades were imported; NULL
+#: not recorded)
+REGRADE_CAUSES = {1: "grader edited", None: "grader spec not recorded",
+                  "imported": "imported grades (OpenAI's grader) graded here"}
+
+
+def _regrade_flip_suspects_sql(all_runs: Sequence[Any], add: Any) -> list[dict[str, Any]]:
     """``_regrade_flip_suspects`` from the grade history and the grades now, in SQL."""
+    changes: list[tuple[Any, ...]] = []
     for result in all_runs:
-        conn = result.store.conn
-        flips: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for item_id, value, passed, now_value, now_passed, grader in conn.execute(
-                "SELECT h.item_id, h.value, h.passed, g.value, g.passed, h.grader "
-                "FROM score_history h JOIN scores g ON g.run_id = h.run_id "
-                "AND g.item_id = h.item_id AND g.epoch = h.epoch AND g.grader = h.grader "
-                "JOIN samples s ON s.run_id = h.run_id AND s.item_id = h.item_id "
-                "AND s.epoch = h.epoch WHERE h.run_id = ? AND NOT h.item_changed "
-                "ORDER BY h.replaced, h.rowid", (result.run.id,)):
-            before = None if passed is None else bool(passed)
-            after = None if now_passed is None else bool(now_passed)
-            if after != before or (value is not None and now_value is not None
-                                   and abs(now_value - value) > 1e-9):
-                flips[item_id].append({"run": run_label(result.run), "grader": grader,
-                                       "before": value, "after": now_value})
-        for item_id, changes in sorted(flips.items()):
-            add(item_id, "grade_flips_on_regrade", {"changes": changes[:8]})
+        store = result.store
+        flag = "grader_changed" if store.history_records_grader() else "NULL"
+        # each old grade with the grade that replaced it: the next one kept, or the one now
+        changes.append((result, store.conn.execute(
+            "SELECT h.item_id, h.epoch, h.grader, h.value, h.passed, "
+            "CASE WHEN h.later IS NULL THEN g.value ELSE h.next_value END, "
+            "CASE WHEN h.later IS NULL THEN g.passed ELSE h.next_passed END, h.flag "
+            f"FROM (SELECT item_id, epoch, grader, value, passed, item_changed, {flag} AS flag, "
+            "replaced, rowid AS k, LEAD(rowid) OVER w AS later, LEAD(value) OVER w AS next_value,"
+            " LEAD(passed) OVER w AS next_passed FROM score_history WHERE run_id = ? "
+            "WINDOW w AS (PARTITION BY item_id, epoch, grader ORDER BY replaced, rowid)) h "
+            "JOIN scores g ON g.run_id = ? AND g.item_id = h.item_id AND g.epoch = h.epoch "
+            "AND g.grader = h.grader JOIN samples s ON s.run_id = ? AND s.item_id = h.item_id "
+            "AND s.epoch = h.epoch WHERE NOT h.item_changed ORDER BY h.replaced, h.k",
+            (result.run.id,) * 3).fetchall()))
+    return _regrade_flips(changes, add)
 
 
-def _regrade_flip_suspects(all_runs: Sequence[RunResults], add: Any) -> None:
-    """Grades that changed when the same answer of an unchanged item was graded again
-    (``posttrain regrade``): a judge or grader that does not agree with itself."""
+def _regrade_flip_suspects(all_runs: Sequence[RunResults], add: Any) -> list[dict[str, Any]]:
+    """Grades that changed when the same answer of an unchanged item was graded again by the
+    same grader spec (``posttrain regrade``): a judge or grader that does not agree with itself.
+    Returns the changes not counted (an edited grader's, or one not recorded), per run and
+    grader."""
+    changes: list[tuple[Any, ...]] = []
     for result in all_runs:
         current = {(s.item_id, s.epoch, name): grade for s in result.samples
                    for name, grade in s.grades.items()}
-        flips: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for item_id, epoch, grader, value, passed in result.regraded:
-            now = current.get((item_id, epoch, grader))
-            if now is None:
+        rows = []
+        # each old grade with the grade that replaced it: the next one kept, or the one now
+        later: dict[tuple[str, int, str], tuple[float | None, bool | None]] = {}
+        for item_id, epoch, grader, value, passed, grader_changed, item_changed in reversed(
+                result.regraded):
+            key = (item_id, epoch, grader)
+            now = current.get(key)
+            replaced_by = later.get(key)
+            later[key] = (value, passed)
+            if now is None or item_changed:
                 continue
-            if now.passed != passed or (value is not None and now.value is not None
-                                        and abs(now.value - value) > 1e-9):
-                flips[item_id].append({"run": run_label(result.run), "grader": grader,
-                                       "before": value, "after": now.value})
-        for item_id, changes in sorted(flips.items()):
-            add(item_id, "grade_flips_on_regrade", {"changes": changes[:8]})
+            after = (now.value, now.passed) if replaced_by is None else replaced_by
+            rows.append((item_id, epoch, grader, value, passed, *after, grader_changed))
+        rows.reverse()
+        changes.append((result, rows))
+    return _regrade_flips(changes, add)
+
+
+def _regrade_flips(changes: Sequence[tuple[Any, Sequence[tuple[Any, ...]]]],
+                   add: Any) -> list[dict[str, Any]]:
+    """From each run's (result, history rows joined with the grades now: item, epoch, grader,
+    old value, old passed, new value, new passed, grader changed), the suspects of grades that
+    changed with their grader unchanged; returns the others' counts (run, grader, cause,
+    grades, items)."""
+    apart: dict[tuple[str, str, int | str | None], set[tuple[str, int]]] = defaultdict(set)
+    labels: dict[str, str] = {}
+    for result, rows in changes:
+        label = labels[result.run.id] = run_label(result.run)
+        flips: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for item_id, epoch, grader, value, passed, now_value, now_passed, changed in rows:
+            before = None if passed is None else bool(passed)
+            after = None if now_passed is None else bool(now_passed)
+            if after == before and (value is None or now_value is None
+                                    or abs(now_value - value) <= 1e-9):
+                continue
+            if changed == 0:
+                flips[item_id].append({"run": label, "grader": grader, "epoch": epoch,
+                                       "before": value, "after": now_value})
+            else:
+                cause = 1 if changed else None
+                if cause == 1 and "openai" in (result.run.config or {}):
+                    cause = "imported"  # the import's grades, compared with posttrain's
+                apart[(result.run.id, grader, cause)].add((item_id, epoch))
+        for item_id, found in sorted(flips.items()):
+            add(item_id, "grade_flips_on_regrade", {"changes": found[:8]})
+    return [{"run": labels[run_id], "id": run_id, "grader": grader,
+             "cause": REGRADE_CAUSES[cause], "grades": len(answers),
+             "items": len({item_id for item_id, _epoch in answers})}
+            for (run_id, grader, cause), answers in sorted(
+                apart.items(), key=lambda entry: (entry[0][0], entry[0][1], str(entry[0][2])))]
 
 
 def export_suspects(report: dict[str, Any], results: Sequence[RunResults | Any],

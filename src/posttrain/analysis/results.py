@@ -89,9 +89,15 @@ class RunResults:
     run: RunInfo
     items: list[Item]
     samples: list[SampleResult] = field(default_factory=list)
-    #: (item, epoch, grader, old value, old passed) of grades replaced by re-grading the same
-    #: answer of an unchanged item
-    regraded: list[tuple[str, int, str, float | None, bool | None]] = field(default_factory=list)
+    #: (item, epoch, grader, old value, old passed, whether the grader's spec had changed: 1,
+    #: 0, or None not known, whether the item had) of grades replaced by re-grading, oldest
+    #: first
+    regraded: list[tuple[str, int, str, float | None, bool | None, int | None, bool]] = field(
+        default_factory=list)
+    #: whether a re-grade replaced some of the run's grades (of the items read) without
+    #: recording whether their grader changed (an older version's): the specs in its config
+    #: may not be its grades
+    regraded_unrecorded: bool = False
     _by_item: tuple[list[SampleResult], int, dict[str, list[SampleResult]]] | None = field(
         default=None, init=False, repr=False, compare=False)
 
@@ -316,11 +322,15 @@ def load_results(store: Store, run: RunInfo | str, *, only: tuple[str, int] | No
         rows.append(row[2:])
     if current is not None:
         graded[current] = settle(rows)
+    history = store.score_history(run.id, only=only, item_range=item_range)
+    recorded = bool(history) and "grader_changed" in history[0].keys()  # noqa: SIM118
     results = RunResults(run=run, items=items, regraded=[
         (row["item_id"], row["epoch"], row["grader"], row["value"],
-         None if row["passed"] is None else bool(row["passed"]))
-        for row in store.score_history(run.id, only=only, item_range=item_range)
-        if not row["item_changed"]])
+         None if row["passed"] is None else bool(row["passed"]),
+         row["grader_changed"] if recorded else None, bool(row["item_changed"]))
+        for row in history],
+        regraded_unrecorded=any(not recorded or row["grader_changed"] is None
+                                for row in history))
     append = results.samples.append
     ungraded = ({}, combine({}, primary, expected))
     for (item_id, epoch, status, completion, error, attempts, input_tokens, output_tokens,

@@ -182,21 +182,87 @@ def _run_rows(sat: dict[str, Any]) -> list[list[str]]:
             for r in sat["runs"]]
 
 
+def _number(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "pass" if value else "fail"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _grades_evidence(evidence: dict[str, Any]) -> str:
+    grades = evidence.get("grades") or []
+    shown = "; ".join(f"{g['run']}#{g['epoch']} {_number(g['value'])}" for g in grades)
+    return f"{shown} for {evidence.get('output')!r}"
+
+
+def _regrade_evidence(evidence: dict[str, Any]) -> str:
+    return "; ".join(f"{c['grader']} {_number(c['before'])} -> {_number(c['after'])} "
+                     f"({c['run']}{'' if not c.get('epoch') else ' #' + str(c['epoch'])})"
+                     for c in evidence.get("changes") or [])
+
+
+def _inverted_evidence(evidence: dict[str, Any]) -> str:
+    rates = evidence.get("strong_pass_rates") or {}
+    strong = ", ".join(f"{label} {pct(rate, 0)}" for label, rate in rates.items())
+    return f"strong pass {strong}; weaker pass {pct(evidence.get('weak_pass_rate'), 0)}"
+
+
+def _judges_evidence(evidence: dict[str, Any]) -> str:
+    examples = evidence.get("examples") or []
+    shown = "; ".join(", ".join(f"{name} {_number(value)}" for name, value in e["values"].items())
+                      for e in examples[:2])
+    return (f"{evidence.get('disagreeing_samples')} of {evidence.get('samples')} answers: "
+            f"{shown}")
+
+
+#: how each finding's evidence reads in a table, by reason (``audit.REASONS``: every reason
+#: has one, checked by the tests)
+EVIDENCE = {
+    "strong_models_agree_against_reference":
+        lambda e: f"{e.get('agreement')}: {e.get('common_answer')}",
+    "inverted_difficulty": _inverted_evidence,
+    "judges_disagree": _judges_evidence,
+    "grade_flips_same_output": _grades_evidence,
+    "grade_flips_on_regrade": _regrade_evidence,
+    "epochs_disagree":
+        lambda e: (f"{len(e.get('runs') or [])} of {e.get('multi_epoch_runs')} multi-epoch "
+                   f"runs: {', '.join(e.get('runs') or [])}"),
+}
+
+
+def evidence_text(reason: str, evidence: dict[str, Any]) -> str:
+    """A finding's evidence in one line (its reason's :data:`EVIDENCE`, or its plain values)."""
+    render = EVIDENCE.get(reason)
+    if render is not None:
+        return str(render(evidence))
+    return ", ".join(f"{k}={v}" for k, v in evidence.items() if isinstance(v, (int, float, str)))
+
+
 def _suspect_rows(report: dict[str, Any], width: int | None) -> list[list[str]]:
     rows = []
     for s in report["suspects"]:
-        evidence = s["evidence"]
-        agreement = evidence.get("agreement")
-        common = evidence.get("common_answer")
-        detail = ((f"{agreement}: {common}" if agreement and common else common)
-                  or evidence.get("output")
-                  or ", ".join(f"{k}={v}" for k, v in evidence.items()
-                               if isinstance(v, (int, float, str))))
+        detail = evidence_text(s["reason"], s["evidence"])
         ref = "" if s["reference"] is None else str(s["reference"])
         if width:
             detail, ref = truncate_line(str(detail), width), truncate_line(ref, width)
         rows.append([s["item_id"], s["reason"], ref, str(detail)])
     return rows
+
+
+_REGRADE_CHANGES = ["run", "grader", "grades", "items", "cause"]
+
+
+def _regrade_change_rows(report: dict[str, Any]) -> list[list[str]]:
+    return [[c["run"], c["grader"], str(c["grades"]), str(c["items"]), c["cause"]]
+            for c in report.get("regrade_changes") or []]
+
+
+REGRADE_CHANGES_TITLE = ("grades changed by re-grading with a grader that was edited, "
+                         "imported, or not recorded (not suspect items: not known to be the "
+                         "same grader disagreeing with itself)")
 
 
 _SUSPECTS = ["item", "reason", "reference", "evidence"]
@@ -219,6 +285,9 @@ def audit_text(report: dict[str, Any]) -> str:
     out += ["", f"suspect items: {items}" + (f" ({reasons} findings: {counts})" if counts else "")]
     if report["suspects"]:
         out.append(text_table(_SUSPECTS, _suspect_rows(report, 48)))
+    if report.get("regrade_changes"):
+        out += ["", REGRADE_CHANGES_TITLE + ":",
+                text_table(_REGRADE_CHANGES, _regrade_change_rows(report))]
     if len(report.get("judges") or []) < 2:
         out.append("(judge agreement not checked: fewer than two judge graders; see --judges)")
     return "\n".join(out)
@@ -237,6 +306,9 @@ def audit_html(report: dict[str, Any]) -> str:
         (f"Suspect items ({len(report['suspects'])})",
          html_table(_SUSPECTS, _suspect_rows(report, None))),
     ]
+    if report.get("regrade_changes"):
+        sections.append((REGRADE_CHANGES_TITLE[:1].upper() + REGRADE_CHANGES_TITLE[1:],
+                         html_table(_REGRADE_CHANGES, _regrade_change_rows(report))))
     return html_page(f"audit: {report['eval']}", sections)
 
 

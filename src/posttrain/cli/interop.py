@@ -162,8 +162,8 @@ def run_import_eval(args: argparse.Namespace) -> int:
         if misgrades:
             count = len(misgrades)
             print(f"  {count} {'grade disagrees' if count == 1 else 'grades disagree'} (drift "
-                  "or a misgrade; `posttrain audit EVAL_FILE` lists them with every changed "
-                  "score):")
+                  "or a misgrade; `posttrain audit EVAL_FILE` counts every changed score per "
+                  "criterion):")
             for d in misgrades:
                 mine = d["posttrain"]
                 why = f" ({mine['explanation']})" if mine["status"] != "scored" else ""

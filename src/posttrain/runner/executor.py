@@ -120,6 +120,19 @@ def run_key(eval_: Eval, model_name: str, cache_id: str, variant: str, options: 
     return hashlib.blake2b(material.encode(), digest_size=12).hexdigest()
 
 
+def _note_resumed_graders(store: Store, run: RunInfo, eval_: Eval) -> None:
+    """A resumed run graded by a grader whose spec is not the one that gave its earlier
+    grades holds grades of both: its ``graded_with`` says that grader's spec is not known."""
+    from posttrain.runner import grader_record
+
+    before = grader_record.graded_with(run.config, regraded_unrecorded=False) or {}
+    now = grader_record.eval_digests(eval_)
+    mixed = {name: None for name, digest in now.items()
+             if name in before and before[name] != digest}
+    if mixed:
+        store.update_run_config(run.id, {"graded_with": {**before, **mixed}})
+
+
 def grading_signature(eval_: Eval) -> str:
     """What an answer's grades depend on besides the answer and the item: the graders' specs,
     the eval's reasoning mode and posttrain's version (kept in each run's config, ``grading``:
@@ -129,24 +142,6 @@ def grading_signature(eval_: Eval) -> str:
     material = orjson.dumps([__version__, eval_.grader_specs, eval_.reasoning],
                             option=orjson.OPT_SORT_KEYS, default=str)
     return hashlib.blake2b(material, digest_size=12).hexdigest()
-
-
-def grader_signatures(eval_: Eval) -> dict[str, str] | None:
-    """Per grader name, what its grades depend on besides the answer and the item: posttrain's
-    version, the grader's spec, the eval's reasoning mode and ``response_format`` (whether and
-    how ``output_json`` is parsed). Kept in a run's config (``grader_signatures``) with the
-    grades they made; ``posttrain regrade`` grades again only the answers whose item changed
-    when every grader is deterministic and keeps its signature (``runner.regrade_fast``).
-    None when two graders share a name (a name then does not say which grader made a grade)."""
-    from posttrain import __version__
-
-    names = [grader.name for grader in eval_.graders]
-    if len(set(names)) != len(names) or len(eval_.grader_specs) != len(names):
-        return None
-    return {name: hashlib.blake2b(orjson.dumps(
-        [__version__, spec, eval_.reasoning, eval_.response_format],
-        option=orjson.OPT_SORT_KEYS, default=str), digest_size=12).hexdigest()
-        for name, spec in zip(names, eval_.grader_specs, strict=True)}
 
 
 async def grade_all(graders: Sequence[Grader], sample: dict[str, Any], item: dict[str, Any],
@@ -740,7 +735,7 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
     grader_names = [g.name for g in eval_.graders]
     signature = grading_signature(eval_)
     from posttrain.graders.sandbox import confinement_for
-    from posttrain.runner import process
+    from posttrain.runner import grader_record, process
     from posttrain.runner.preflight import (
         check_judge_requests,
         check_models,
@@ -795,11 +790,13 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
                         "tag_fields": eval_.tag_fields, "limit": options.limit,
                         "price": config.get("price"), "grader_names": grader_names,
                         "solver": eval_.solver, "grading": signature,
-                        "grader_signatures": grader_signatures(eval_),
+                        "graded_with": grader_record.eval_digests(eval_),
                         **({"runner": runner_identity()} if pending else {})},
                 label=_label(model.name, variant))
         if pending and resumed:  # which process answers it: the viewer tells a dead runner
             store.update_run_config(run.id, {"runner": runner_identity()})  # from a live one
+        if resumed and (pending or ungraded):  # graded now by these specs, before by others?
+            _note_resumed_graders(store, run, eval_)
         counters = progress.add(Counters(label=_label(model.name, variant), total=len(pending)))
         execution = RunExecution(eval_, model, variant, store, run, counters, options,
                                  semaphores[id(model)], progress, judge_semaphores)

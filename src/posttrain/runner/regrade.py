@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +23,12 @@ import orjson
 
 from posttrain.errors import UserError
 from posttrain.eval import DEFAULT_VARIANT, Eval, load_eval
-from posttrain.runner.executor import (
-    RunExecution,
-    RunOptions,
-    grade_all,
-    grader_signatures,
-    widen_thread_pool,
-)
+from posttrain.runner import grader_record
+from posttrain.runner.executor import RunExecution, RunOptions, grade_all, widen_thread_pool
 from posttrain.runner.progress import Counters, Progress
 from posttrain.runner.regrade_fast import in_process
 from posttrain.runner.regrade_fast import regrade as regrade_in_process
-from posttrain.runner.store import Store
+from posttrain.runner.store import RunInfo, Store
 from posttrain.types import Completion
 
 #: answers re-graded between two commits (their grades written in one batch)
@@ -53,10 +49,11 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
                        full: bool = False) -> int:
     """Re-grade the run's answers (or only ``item_ids``); returns how many were re-graded.
 
-    When every grader is deterministic and unchanged since the run's grades were made (its
-    ``grader_signatures``: spec, reasoning mode, response_format, posttrain version), only the
-    answers whose item changed are graded again: the others' grades could not differ
-    (``counters.kept`` counts them). ``full``: grade every answer again regardless.
+    When every grader is deterministic and is the one that gave the run's grades (the run's
+    ``graded_with``: spec, reasoning mode, response_format, posttrain version;
+    ``runner.grader_record``), only the answers whose item changed are graded again: the
+    others' grades could not differ (``counters.kept`` counts them). ``full``: grade every
+    answer again regardless.
 
     Judges call their models on the runner's path (cache, retries, concurrency limit): a judge
     answer already in the cache is not requested again. ``counters`` (if given) receives the
@@ -73,31 +70,24 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
     variant = run.variant
     if variant not in eval.variants:  # renamed since: its response_format is the base one
         variant = DEFAULT_VARIANT
+    record = GraderRecord.start(store, run, eval, partial=item_ids is not None)
+    # every grader deterministic and recorded as the one that gave the run's grades: only the
+    # answers whose item changed (or that miss a grade) can be graded otherwise
+    stable = (not full and not keep_all and record.unchanged()
+              and all(grader.deterministic for top in eval.graders for grader in top.walk()))
     # in bulk when every grader is in-process and the store is not grouping another writer's
     # commits (a run in this process: its writes are not to be committed by this transaction)
-    signatures = grader_signatures(eval)
-    stable = (not full and not keep_all and signatures is not None
-              and run.config.get("grader_signatures") == signatures
-              and all(grader.deterministic for top in eval.graders for grader in top.walk()))
-    # until every grade is written, the run's grades are not known to be these graders': a
-    # regrade killed before its end leaves no signatures, and the next one grades every answer
-    changes: dict[str, Any] = {"grader_names": [g.name for g in eval.graders],
-                               "primary": eval.primary}
-    if not stable:
-        changes["grader_signatures"] = None
-    done = {"grader_signatures": signatures if item_ids is None or stable else None}
     if (sandbox_workers(eval) is None and in_process(eval.graders)
             and store._loop is None and not store.conn.in_transaction):
-        store.update_run_config(run_id, changes)
         try:
-            count = regrade_in_process(
-                store, run, eval, variant, item_ids,
-                counters or Counters(label=f"regrade {run_id}", total=0), keep_all=keep_all,
-                only_changed_items=stable)
-            store.update_run_config(run_id, done)
-            return count
+            count = regrade_in_process(store, run, eval, variant, item_ids,
+                                       counters or Counters(label=f"regrade {run_id}", total=0),
+                                       keep_all=keep_all, grader_changed=record.flags,
+                                       only_changed_items=stable)
         finally:
             await eval.aclose()
+        record.finish(store)
+        return count
     rows = [row for row in store.samples(run_id)
             if row["status"] == "ok" and row["completion"]
             and (item_ids is None or row["item_id"] in item_ids)]
@@ -107,7 +97,6 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
     counters = counters or Counters(label=f"regrade {run_id}", total=len(rows))
     calls = RunExecution(eval, None, variant, store, run, counters, RunOptions(),
                           asyncio.Semaphore(16), Progress(enabled=False))
-    store.update_run_config(run_id, changes)
     count = 0
     refreshed: set[str] = set()
     # new grades are written COMMIT_EVERY answers at a time, each batch in one commit with
@@ -117,7 +106,8 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
 
     def write_batch() -> None:
         nonlocal batch
-        store.replace_scores_many(run_id, batch, keep_all=keep_all)
+        store.replace_scores_many(run_id, batch, keep_all=keep_all,
+                                  grader_changed=record.flags)
         store.flush()
         batch = []
 
@@ -152,12 +142,62 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
         else:  # sandboxed graders: one answer per warm worker at a time, all cores busy
             widen_thread_pool(workers)
             await _in_window(rows, regrade_one, workers * 2)
-        store.replace_scores_many(run_id, batch, keep_all=keep_all)
+        store.replace_scores_many(run_id, batch, keep_all=keep_all,
+                                  grader_changed=record.flags)
     finally:
         store.group_commits(None)
         await eval.aclose()
-    store.update_run_config(run_id, done)
+    record.finish(store)
     return count
+
+
+@dataclass
+class GraderRecord:
+    """Which spec gave a run's grades before a re-grade (``before``, from its config) and
+    which grades now (``after``); ``flags``: per grader, whether they differ (what each old
+    grade's history row records). :meth:`start` marks the graders whose spec changes as not
+    known in the run's config until :meth:`finish` records the new specs (a re-grade that
+    stops part way leaves grades of both); a re-grade of some items only (``partial``) leaves
+    them not known for good."""
+
+    run_id: str
+    eval: Eval
+    before: dict[str, str | None] | None
+    after: dict[str, str]
+    flags: dict[str, int | None]
+    partial: bool
+
+    @classmethod
+    def start(cls, store: Store, run: RunInfo, eval: Eval, *, partial: bool) -> GraderRecord:
+        before = grader_record.graded_with(
+            run.config, regraded_unrecorded="graded_with" not in run.config
+            and store.regraded_unrecorded(run.id))
+        after = grader_record.eval_digests(eval)
+        # an import's grades are OpenAI's (another implementation) until posttrain grades it
+        imported = "openai" in run.config and "graded_with" not in run.config
+        flags = grader_record.changed_flags(before, after, imported=imported)
+        record = cls(run.id, eval, before, after, flags, partial)
+        store.update_run_config(run.id, {"grader_names": [g.name for g in eval.graders],
+                                         "primary": eval.primary})
+        store.update_run_config(run.id, {"graded_with": record._graded_with(final=False)})
+        return record
+
+    def unchanged(self) -> bool:
+        """Whether every grader is recorded as the one that gave the run's grades of it (and
+        the run's grades are of no other grader)."""
+        return (self.before is not None and set(self.before) == set(self.after)
+                and all(flag == 0 for flag in self.flags.values()))
+
+    def _graded_with(self, *, final: bool) -> dict[str, str | None]:
+        before = self.before or {}
+        return {name: digest if (final and not self.partial) or before.get(name) == digest
+                else None for name, digest in self.after.items()}
+
+    def finish(self, store: Store) -> None:
+        # only ``graded_with``: the run's ``graders`` and ``grading`` stay as the run wrote
+        # them (they are in the stamp of its kept facts and summaries, which a re-grade that
+        # changed no grade keeps; ``grading`` is checked with the history before a replay)
+        store.update_run_config(self.run_id, {"graded_with": self._graded_with(final=True)})
 
 
 def sandbox_workers(eval: Eval) -> int | None:

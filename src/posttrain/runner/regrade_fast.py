@@ -21,7 +21,7 @@ larger steps:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import chain
 from operator import itemgetter
 from typing import Any, NamedTuple
@@ -86,13 +86,15 @@ def _differs(text: str | None, value: Any) -> bool:
 
 def regrade(store: Store, run: RunInfo, eval: Eval, variant: str,
             item_ids: set[str] | None, counters: Counters, *, keep_all: bool = False,
-            only_changed_items: bool = False) -> int:
+            only_changed_items: bool = False,
+            grader_changed: Mapping[str, int | None] | None = None) -> int:
     """Grade the run's answers again (``item_ids``: only those items'); returns how many.
-    ``keep_all``: every answer's old grades go to the history (see ``aregrade_run``).
-    ``only_changed_items``: the graders are deterministic and those that made the stored
-    grades (the caller checked their signatures): only answers whose item differs from the
-    run's stored copy, or whose stored grades are not one per grader, are graded; the others
-    keep theirs (``counters.kept``)."""
+    ``keep_all``: every answer's old grades go to the history (see ``aregrade_run``);
+    ``grader_changed``: per grader, whether its spec changed, recorded with each old grade
+    kept (``Store.replace_scores``). ``only_changed_items``: the graders are deterministic and
+    those that made the stored grades (the caller compared the run's ``graded_with``): only
+    answers whose item differs from the run's stored copy, or whose stored grades are not one
+    per grader, are graded; the others keep theirs (``counters.kept``)."""
     conn = store.conn
     cursor = conn.cursor()
     cursor.row_factory = None
@@ -115,7 +117,8 @@ def regrade(store: Store, run: RunInfo, eval: Eval, variant: str,
         helper = regrade_split.Helper(
             grade, answers, len(answers) - int(len(answers) * regrade_split.HELPER_SHARE))
     try:
-        _regrade(store, run, eval, items, answers, grade, helper, counters, changes, keep_all)
+        _regrade(store, run, eval, items, answers, grade, helper, counters, changes, keep_all,
+                 grader_changed or {})
         return counters.total
     finally:
         if helper is not None:
@@ -142,7 +145,8 @@ def _regrade(store: Store, run: RunInfo, eval: Eval, items: dict[str, Item],
              answers: list[tuple[str, int, str]],
              grade: Callable[[tuple[str, int, str]], list[Row]],
              helper: regrade_split.Helper | None, counters: Counters,
-             changes: ItemChanges | None, keep_all: bool = False) -> None:
+             changes: ItemChanges | None, keep_all: bool = False,
+             grader_changed: Mapping[str, int | None] | None = None) -> None:
     from posttrain.runner import facts_patch
 
     cursor = store.conn.cursor()
@@ -187,7 +191,8 @@ def _regrade(store: Store, run: RunInfo, eval: Eval, items: dict[str, Item],
         removals.extend((run.id, item_id, epoch, name) for name in had if name not in kept_names)
     if not written and not refresh and not rewritten:
         return  # every grade as stored: nothing to write, kept facts still hold
-    keys = [(item_id, epoch, grader, int(item_id in changed_items))
+    flags = grader_changed or {}
+    keys = [(item_id, epoch, grader, int(item_id in changed_items), flags.get(grader))
             for item_id, epoch, grader in rewritten]
     # the graders the run's grades name before the write and after it (every grade of the run
     # is in ``old``)
@@ -304,13 +309,14 @@ class Changes(NamedTuple):
     after: set[str]
 
 
-def _write(store: Store, run: RunInfo, keys: list[tuple[str, int, str, int]],
+def _write(store: Store, run: RunInfo, keys: list[tuple[str, int, str, int, int | None]],
            writes: list[Row],
            removals: list[Row], moved: list[tuple[str, int]], refresh: list[Item],
            retagged: bool, facts_patch: Any, changes: Changes) -> None:
     """Everything in one transaction: the old grades that change (``keys``: item, epoch,
-    grader, whether its item changed) to the history, the changed grades written, the refreshed
-    items, and the kept facts patched (unless an item's tags changed: then built again)."""
+    grader, whether its item changed, whether its grader did) to the history, the changed
+    grades written, the refreshed items, and the kept facts patched (unless an item's tags
+    changed: then built again)."""
     import time
 
     from posttrain.runner.facts import build
@@ -327,13 +333,14 @@ def _write(store: Store, run: RunInfo, keys: list[tuple[str, int, str, int]],
                                                           changes.before)
         conn.execute("DROP TABLE IF EXISTS temp.regraded")
         conn.execute("CREATE TABLE temp.regraded (item_id TEXT NOT NULL, epoch INTEGER NOT NULL, "
-                     "grader TEXT NOT NULL, changed INTEGER NOT NULL, "
+                     "grader TEXT NOT NULL, changed INTEGER NOT NULL, grader_changed INTEGER, "
                      "PRIMARY KEY (item_id, epoch, grader)) WITHOUT ROWID")
-        conn.executemany("INSERT OR IGNORE INTO temp.regraded VALUES (?,?,?,?)", keys)
+        conn.executemany("INSERT OR IGNORE INTO temp.regraded VALUES (?,?,?,?,?)", keys)
         conn.execute(
             "INSERT INTO score_history (run_id, item_id, epoch, grader, value, passed, status, "
-            "item_changed, replaced) SELECT s.run_id, s.item_id, s.epoch, s.grader, s.value, "
-            "s.passed, s.status, k.changed, ? FROM temp.regraded k JOIN scores s "
+            "item_changed, replaced, grader_changed) SELECT s.run_id, s.item_id, s.epoch, "
+            "s.grader, s.value, s.passed, s.status, k.changed, ?, k.grader_changed "
+            "FROM temp.regraded k JOIN scores s "
             "ON s.run_id = ? AND s.item_id = k.item_id AND s.epoch = k.epoch "
             "AND s.grader = k.grader ORDER BY s.item_id, s.epoch, s.grader", (time.time(), run.id))
         conn.execute("DROP TABLE temp.regraded")

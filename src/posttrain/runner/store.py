@@ -35,7 +35,7 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,7 +112,8 @@ CREATE TABLE IF NOT EXISTS score_history (
     passed INTEGER,
     status TEXT NOT NULL,
     item_changed INTEGER NOT NULL DEFAULT 0,
-    replaced REAL NOT NULL
+    replaced REAL NOT NULL,
+    grader_changed INTEGER
 );
 CREATE TABLE IF NOT EXISTS cache (
     key TEXT PRIMARY KEY,
@@ -210,6 +211,9 @@ _ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("scores", "requests", "INTEGER NOT NULL DEFAULT 0"),
     ("scores", "confinement", "TEXT"),  # the sandbox layer model-written code ran in
     ("scores", "retries", "INTEGER NOT NULL DEFAULT 0"),
+    # whether the grader spec that gave the old grade differs from the one that replaced it
+    # (1), is the same (0), or is not known (NULL: every row a re-grade kept before it existed)
+    ("score_history", "grader_changed", "INTEGER"),
 )
 
 
@@ -334,7 +338,7 @@ class RunInfo:
 
 #: run config keys no summary depends on: changing them leaves the run's stamp (and its kept
 #: summaries and facts) as it is
-_UNSTAMPED = frozenset({"grader_signatures"})
+_UNSTAMPED = frozenset({"graded_with"})
 
 
 def _read_only_error(text: str) -> bool:
@@ -586,8 +590,9 @@ class Store:
     # ---- stored summaries ----------------------------------------------------------------------
     def run_stamp(self, run: RunInfo) -> str:
         """What a summary of ``run`` depends on: its answers, grades and items (the revision the
-        triggers keep), its status and its config (less ``grader_signatures``: which graders
-        made the grades, not what they are). Read it *before* computing a summary."""
+        triggers keep), its status and its config (less ``graded_with``: which grader spec gave
+        its grades, read by ``audit`` and ``regrade`` only, noted by a re-grade around its
+        writes). Read it *before* computing a summary."""
         row = self.conn.execute("SELECT revision FROM run_revisions WHERE run_id = ?",
                                 (run.id,)).fetchone()
         shown = {k: v for k, v in run.config.items() if k not in _UNSTAMPED}
@@ -1049,34 +1054,44 @@ class Store:
         self.conn.executemany(_INSERT_SCORE, _score_rows(run_id, item_id, epoch, scores))
 
     def replace_scores(self, run_id: str, item_id: str, epoch: int, scores: Iterable[Score], *,
-                       history: bool = False, item_changed: bool = False) -> None:
+                       history: bool = False, item_changed: bool = False,
+                       grader_changed: Mapping[str, int | None] | None = None) -> None:
         """Drop an answer's old scores and write new ones, in one commit.
 
         With ``history`` (re-grading), the old grades are kept in ``score_history``, marked
-        whether the item itself changed since (a reviewed reference) or not (a grade that
-        flipped on the same answer and item: a fragile grader or judge).
+        whether the item itself changed since (a reviewed reference) and whether the grader
+        did (``grader_changed``: per grader, 1 its spec was edited, 0 the same, None or absent
+        not known); a grade that flipped with neither changed is a fragile grader or judge.
         """
         with self._write():
             if history:
-                self.conn.execute(
+                flags = grader_changed or {}
+                self.conn.executemany(
                     "INSERT INTO score_history (run_id, item_id, epoch, grader, value, passed, "
-                    "status, item_changed, replaced) SELECT run_id, item_id, epoch, grader, value, "
-                    "passed, status, ?, ? FROM scores WHERE run_id=? AND item_id=? AND epoch=?",
-                    (int(item_changed), time.time(), run_id, item_id, epoch))
+                    "status, item_changed, replaced, grader_changed) SELECT run_id, item_id, "
+                    "epoch, grader, value, passed, status, ?, ?, ? FROM scores WHERE run_id=? "
+                    "AND item_id=? AND epoch=? AND grader=?",
+                    [(int(item_changed), time.time(), flags.get(grader), run_id, item_id, epoch,
+                      grader) for (grader,) in self.conn.execute(
+                          "SELECT grader FROM scores WHERE run_id=? AND item_id=? AND epoch=? "
+                          "ORDER BY grader", (run_id, item_id, epoch)).fetchall()])
             self.conn.execute("DELETE FROM scores WHERE run_id=? AND item_id=? AND epoch=?",
                               (run_id, item_id, epoch))
             self._write_scores(run_id, item_id, epoch, scores)
 
     def replace_scores_many(self, run_id: str,
                             answers: Sequence[tuple[str, int, Sequence[Score], bool]], *,
-                            keep_all: bool = False) -> None:
+                            keep_all: bool = False,
+                            grader_changed: Mapping[str, int | None] | None = None) -> None:
         """``replace_scores(..., history=True)`` for many answers (item, epoch, scores, item
         changed) in one atomic write: each statement once, over every answer. Only answers
         whose grades differ from the stored ones are written, and only those whose grades
         changed (a grader's value, verdict or status, not just its explanation or sandbox
         description) keep their old grades in ``score_history``: re-grading the same answers
         again and again grew it by a run's grades each time. ``keep_all``: every answer is
-        written and keeps its old grades (an import's grades, kept to compare)."""
+        written and keeps its old grades (an import's grades, kept to compare).
+        ``grader_changed``: per grader, whether its spec changed (see :meth:`replace_scores`)."""
+        flags = grader_changed or {}
         differ = [(answer, self._grades_differ(run_id, *answer[:3], keep_all=keep_all))
                   for answer in answers]
         answers = [answer for answer, (row, _graders) in differ if row]
@@ -1087,10 +1102,10 @@ class Store:
         with self._write():
             self.conn.executemany(
                 "INSERT INTO score_history (run_id, item_id, epoch, grader, value, passed, "
-                "status, item_changed, replaced) SELECT run_id, item_id, epoch, grader, value, "
-                "passed, status, ?, ? FROM scores WHERE run_id=? AND item_id=? AND epoch=? "
-                "AND grader=?",
-                [(int(changed), now, run_id, item_id, epoch, grader)
+                "status, item_changed, replaced, grader_changed) SELECT run_id, item_id, "
+                "epoch, grader, value, passed, status, ?, ?, ? FROM scores WHERE run_id=? "
+                "AND item_id=? AND epoch=? AND grader=?",
+                [(int(changed), now, flags.get(grader), run_id, item_id, epoch, grader)
                  for (item_id, epoch, _scores, changed), (_row, graders) in differ
                  for grader in graders])
             self.conn.executemany("DELETE FROM scores WHERE run_id=? AND item_id=? AND epoch=?",
@@ -1120,6 +1135,20 @@ class Store:
         changed = [row[0] for row in old
                    if keep_all or row[0] not in new or new[row[0]][:4] != row[:4]]
         return keep_all or old != rows, changed
+
+    def history_records_grader(self) -> bool:
+        """Whether ``score_history`` has its ``grader_changed`` column (a store opened read-only
+        that an older version wrote has not)."""
+        return any(row[1] == "grader_changed"
+                   for row in self.conn.execute("PRAGMA table_info(score_history)"))
+
+    def regraded_unrecorded(self, run_id: str) -> bool:
+        """Whether the run holds grades a re-grade replaced without recording whether their
+        grader changed (one by an older version): the specs its config records may no longer be
+        those of its grades."""
+        where = "AND grader_changed IS NULL " if self.history_records_grader() else ""
+        return self.conn.execute(f"SELECT 1 FROM score_history WHERE run_id = ? {where}"  # noqa: S608
+                                 "LIMIT 1", (run_id,)).fetchone() is not None
 
     def score_history(self, run_id: str, *, only: tuple[str, int] | None = None,
                       item_range: tuple[str, str] | None = None) -> list[sqlite3.Row]:

@@ -1,0 +1,123 @@
+"""Which grader spec gave a run's grades: what a regrade compares, and what ``audit`` groups by.
+
+A grade that changes when a run is re-graded changed for one of three reasons: the item was
+edited (``item_changed``), the grader was edited (its spec is not the one that gave the old
+grade: ``grader_changed``), or neither (the same grader gave the same answer of the same item
+another grade: a fragile grader or judge, what ``audit`` reports). ``score_history`` keeps
+the first two per grade; this module says, for a run and a grader, which spec gave its current
+grades.
+
+A run's config records it in ``graded_with`` (grader name -> the digest of its spec, None
+where it is not known: a re-grade of some items only with an edited spec leaves the run's
+grades of that grader from two specs, and a re-grade that stopped part way leaves them so
+until it ends). Runs written before ``graded_with`` existed: their ``graders`` (the specs the
+run was created with) hold while the run was never re-graded; once re-graded (history rows
+kept without ``grader_changed``) nothing is known.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+
+#: a run whose grading is not known: it is compared with no other run
+UNKNOWN = None
+
+
+def spec_digest(spec: Mapping[str, Any]) -> str:
+    """A short digest of one grader's spec (its keys in sorted order)."""
+    body = orjson.dumps(spec, option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.blake2b(body, digest_size=8).hexdigest()
+
+
+def spec_name(spec: Mapping[str, Any]) -> str:
+    return str(spec.get("name") or spec.get("type"))
+
+
+def eval_digests(eval_: Any) -> dict[str, str]:
+    """Grader name -> the digest of what its grades depend on besides the answer and the item
+    (``eval_``: a ``posttrain.eval.Eval``): its spec, the eval's reasoning mode (what
+    ``output_text`` holds) and ``response_format`` (whether ``output_json`` is parsed), and
+    posttrain's version (the grader's code). What a run records in ``graded_with``; a run whose
+    graders are deterministic and keep these digests gives unchanged answers of unchanged items
+    the same grades (``posttrain regrade`` grades only the others). Runs recorded before only
+    have their specs' digests (:func:`digests`), which never equal these: taken as changed."""
+    from posttrain import __version__
+
+    context = [__version__, eval_.reasoning, eval_.response_format]
+    return {spec_name(spec): hashlib.blake2b(orjson.dumps(
+        [spec, *context], option=orjson.OPT_SORT_KEYS, default=str), digest_size=8).hexdigest()
+        for spec in eval_.grader_specs if isinstance(spec, Mapping)}
+
+
+def digests(specs: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Grader name -> the digest of its spec (a repeated name: the last, as the store keeps
+    one grade per name)."""
+    return {spec_name(spec): spec_digest(spec) for spec in specs if isinstance(spec, Mapping)}
+
+
+def graded_with(config: Mapping[str, Any], *, regraded_unrecorded: bool
+                ) -> dict[str, str | None] | None:
+    """Grader name -> the digest of the spec that gave the run's current grades of it (None:
+    not known). None when the run records no graders at all (a run stored without them: its
+    grades are taken as given by whatever spec runs alike were). ``regraded_unrecorded``: the
+    run has history rows written before the grader was recorded (a re-grade by an older
+    version): the specs the run was created with may no longer be those of its grades."""
+    recorded = config.get("graded_with")
+    if isinstance(recorded, dict):
+        return {str(name): None if digest is None else str(digest)
+                for name, digest in recorded.items()}
+    specs = config.get("graders")
+    if regraded_unrecorded:
+        names = config.get("grader_names") or [spec_name(s) for s in specs or ()
+                                               if isinstance(s, Mapping)]
+        return {str(name): None for name in names}
+    if not isinstance(specs, list) or not specs:
+        return None
+    return dict(digests(specs))
+
+
+def changed_flags(before: dict[str, str | None] | None, after: Mapping[str, str],
+                  imported: bool = False) -> dict[str, int | None]:
+    """Per grader of the run's old grades: 1 when the spec that gave them differs from the one
+    grading now (or the grader is gone), 0 when it is the same, None when not known.
+    ``imported``: the old grades were given elsewhere (an import's: another implementation)."""
+    names = set(after) | set(before or {})
+    if imported:
+        return dict.fromkeys(names, 1)
+    if before is None:
+        return dict.fromkeys(names)
+    out: dict[str, int | None] = {}
+    for name in names:
+        old = before.get(name)
+        new = after.get(name)
+        if new is None:
+            out[name] = 1  # no longer graded: its old grades were another grader's
+        elif name not in before:
+            out[name] = 1
+        elif old is None:
+            out[name] = None
+        else:
+            out[name] = int(old != new)
+    return out
+
+
+def grading_key(recorded: Mapping[str, str | None] | None, names: Sequence[str],
+                primary: str | None, run_id: str) -> str:
+    """What a run's headline grade of an answer depends on: the specs of ``primary`` (or of
+    every grader in ``names``), as one key; runs with the same key graded an answer alike.
+    A run whose spec of one of them is not known gets a key of its own (``run_id``'s); a run
+    that records no graders the key of every such run."""
+    if recorded is None:
+        return "unrecorded"
+    wanted = [primary] if primary else list(names or recorded)
+    parts = []
+    for name in wanted:
+        digest = recorded.get(name)
+        if digest is None:
+            return f"run:{run_id}"
+        parts.append(f"{name}={digest}")
+    return "|".join(parts)
