@@ -126,7 +126,7 @@ async def _guard(request: web.Request, handler: Any) -> web.StreamResponse:
         if not secrets.compare_digest(given.encode(), token.encode()):
             return _error(401, "a token is required: open the URL printed at start-up")
     if request.method not in ("GET", "HEAD"):
-        if _store(request).read_only:
+        if request.method == "POST" and _store(request).read_only:
             return _error(403, "the store is read-only here (posttrain view opened it for "
                                "reading): votes, reviews and corrections cannot be stored")
         if request.content_type != "application/json":
