@@ -5,7 +5,9 @@ the store ends exactly as a full regrade leaves it."""
 
 from __future__ import annotations
 
+import gc
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -171,3 +173,139 @@ def test_signatures_do_not_touch_the_kept_summaries(evaluated) -> None:
         assert run.config["graded_with"].keys() == {"exact", "loose"}
         opened.update_run_config(run_id, {"graded_with": {"exact": None, "loose": None}})
         assert opened.run_stamp(opened.get_run(run_id)) == stamp
+
+
+def _two_stores(tmp_path: Path, store: Path) -> tuple[Path, Path]:
+    """Copies of ``store``: one to regrade by default, one with ``--full``."""
+    gc.collect()
+    with Store(store) as opened:
+        opened.checkpoint("TRUNCATE")
+    default, full = tmp_path / "default.db", tmp_path / "full.db"
+    shutil.copyfile(store, default)
+    shutil.copyfile(store, full)
+    return default, full
+
+
+def _regrade_both(default: Path, full: Path, run_id: str) -> None:
+    assert posttrain_main(["regrade", run_id, "--store", str(default)]) == 0
+    assert posttrain_main(["regrade", run_id, "--store", str(full), "--full"]) == 0
+    assert _dump(default, run_id) == _dump(full, run_id)
+
+
+@pytest.mark.parametrize("before,after", [(1, 1.0), (True, 1), ({"x": 1, "y": 2},
+                                                                  {"y": 2, "x": 1})])
+def test_a_value_edited_to_another_json_type_or_key_order_is_an_edited_item(
+        tmp_path, stub_server, capsys, monkeypatch, before, after) -> None:
+    """Python says 1 == 1.0 == True and dicts equal in any key order; a template renders each
+    differently, so the grade may differ: the item is edited, graded, and its history says so."""
+    monkeypatch.setenv("OPENAI_BASE_URL", stub_server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    text = json.dumps(before)
+    rows = [{"id": "a", "question": f"q [[answer:{text}]]", "answer": before},
+            {"id": "b", "question": "q [[answer:Paris]]", "answer": "Paris"}]
+    eval_path = write_eval(tmp_path / "ev", rows)
+    store = tmp_path / "s.db"
+    assert posttrain_main(["eval", str(eval_path), "--model", "openai:stub", "--store",
+                           str(store), "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["runs"][0]["run_id"]
+    default, full = _two_stores(tmp_path, store)
+    rows[0]["answer"] = after
+    write_eval(tmp_path / "ev", rows)
+    _regrade_both(default, full, run_id)
+    err = capsys.readouterr().err
+    assert "re-graded 1 of 2 answers" in err
+    with sqlite3.connect(default) as conn:
+        assert conn.execute("SELECT item_changed FROM score_history WHERE run_id = ?",
+                            (run_id,)).fetchall() == [(1,)]
+        stored = conn.execute("SELECT data FROM run_items WHERE run_id = ? AND item_id = 'a'",
+                              (run_id,)).fetchone()[0]
+    assert json.loads(stored)["answer"] == after
+    assert json.dumps(after, separators=(",", ":")) in stored
+
+
+def test_a_grader_named_empty_is_not_its_unnamed_twin(tmp_path, stub_server, capsys,
+                                                      monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", stub_server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    graders = ('  - {type: string_check, name: "", input: "{{sample.output_text}}", '
+               'reference: "{{item.answer}}", operation: eq}\n'
+               '  - {type: string_check, input: "{{sample.output_text}}", '
+               'reference: "{{item.answer}}", operation: eq}\n')
+    eval_path = write_eval(tmp_path / "ev", _rows(), graders=graders)
+    store = tmp_path / "s.db"
+    assert posttrain_main(["eval", str(eval_path), "--model", "openai:stub", "--store",
+                           str(store), "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["runs"][0]["run_id"]
+    default, full = _two_stores(tmp_path, store)
+    write_eval(tmp_path / "ev", _rows(), graders=graders.replace("operation: eq", "operation: ne",
+                                                                 1))
+    _regrade_both(default, full, run_id)
+    assert "kept" not in capsys.readouterr().err
+
+
+def test_a_plugin_graders_grades_are_always_graded_again(tmp_path, stub_server, capsys,
+                                                         monkeypatch) -> None:
+    """A plugin's grader says it is deterministic, but its code is not posttrain's: a new
+    version of it leaves no trace in the run, so regrade never keeps its grades."""
+    from posttrain.graders.string_check import StringCheckGrader, build
+    from posttrain.plugins import register_grader
+
+    class Trimmed(StringCheckGrader):
+        type = "test_trimmed_check"
+
+        def grade(self, sample, item):
+            strip = TRIM["on"]
+            sample = {**sample, "output_text": sample["output_text"].rstrip("!") if strip
+                      else sample["output_text"]}
+            return super().grade(sample, item)
+
+    TRIM = {"on": True}
+
+    @register_grader("test_trimmed_check")
+    def build_trimmed(spec, context):
+        made = build(spec, context)
+        return Trimmed(made.name, made.input, made.reference, made.operation)
+
+    monkeypatch.setenv("OPENAI_BASE_URL", stub_server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    rows = [{"id": f"q{i}", "question": "q [[answer:Paris!]]", "answer": "Paris"}
+            for i in range(3)]
+    graders = ('  - {type: test_trimmed_check, name: t, input: "{{sample.output_text}}", '
+               'reference: "{{item.answer}}", operation: eq}\n')
+    eval_path = write_eval(tmp_path / "ev", rows, graders=graders)
+    store = tmp_path / "s.db"
+    assert posttrain_main(["eval", str(eval_path), "--model", "openai:stub", "--store",
+                           str(store), "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["runs"][0]["run_id"]
+    TRIM["on"] = False  # the plugin's next version
+    default, full = _two_stores(tmp_path, store)
+    _regrade_both(default, full, run_id)
+    assert {r[3] for r in _dump(default, run_id)} == {0.0}
+
+
+def test_a_regrade_refuses_to_write_over_a_change_made_while_it_read(evaluated, monkeypatch,
+                                                                     capsys) -> None:
+    """Another writer (a review in the viewer, another regrade) changes the run between this
+    regrade's reads and its write: nothing is written, one line, exit 2; run again, it holds."""
+    eval_path, store, run_id = evaluated
+    original = regrade_fast._stored_grades
+    done = []
+
+    def meanwhile(cursor, run):
+        if not done:  # a review edits an item's stored copy
+            with sqlite3.connect(store) as other:
+                other.execute("UPDATE run_items SET data = json_set(data, '$.answer', 'Rome') "
+                              "WHERE run_id = ? AND item_id = 'q1'", (run,))
+            done.append(True)
+        return original(cursor, run)
+
+    monkeypatch.setattr(regrade_fast, "_stored_grades", meanwhile)
+    write_eval(eval_path.parent, _rows(), graders=TWO.replace("ilike", "like"))
+    before = _dump(store, run_id)
+    assert posttrain_main(["regrade", run_id, "--store", str(store)]) == 2
+    assert "changed while this regrade read it" in capsys.readouterr().err
+    assert _dump(store, run_id) == before
+    with Store(store) as opened:
+        assert opened.get_run(run_id).config["graded_with"]["loose"] is None
+    assert posttrain_main(["regrade", run_id, "--store", str(store)]) == 0
+    assert _dump(store, run_id) != before

@@ -48,9 +48,10 @@ def eval_digests(eval_: Any) -> dict[str, str]:
     from posttrain import __version__
 
     context = [__version__, eval_.reasoning, eval_.response_format]
-    return {spec_name(spec): hashlib.blake2b(orjson.dumps(
+    # keyed by each grader's own name (a spec's `name: ""` is a name, not its type's)
+    return {grader.name: hashlib.blake2b(orjson.dumps(
         [spec, *context], option=orjson.OPT_SORT_KEYS, default=str), digest_size=8).hexdigest()
-        for spec in eval_.grader_specs if isinstance(spec, Mapping)}
+        for grader, spec in zip(eval_.graders, eval_.grader_specs, strict=False)}
 
 
 def digests(specs: Iterable[Mapping[str, Any]]) -> dict[str, str]:

@@ -26,7 +26,7 @@ from posttrain.eval import DEFAULT_VARIANT, Eval, load_eval
 from posttrain.runner import grader_record
 from posttrain.runner.executor import RunExecution, RunOptions, grade_all, widen_thread_pool
 from posttrain.runner.progress import Counters, Progress
-from posttrain.runner.regrade_fast import in_process
+from posttrain.runner.regrade_fast import in_process, same_json
 from posttrain.runner.regrade_fast import regrade as regrade_in_process
 from posttrain.runner.store import RunInfo, Store
 from posttrain.types import Completion
@@ -74,7 +74,8 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
     # every grader deterministic and recorded as the one that gave the run's grades: only the
     # answers whose item changed (or that miss a grade) can be graded otherwise
     stable = (not full and not keep_all and record.unchanged()
-              and all(grader.deterministic for top in eval.graders for grader in top.walk()))
+              and all(_own_deterministic(grader) for top in eval.graders
+                      for grader in top.walk()))
     # in bulk when every grader is in-process and the store is not grouping another writer's
     # commits (a run in this process: its writes are not to be committed by this transaction)
     if (sandbox_workers(eval) is None and in_process(eval.graders)
@@ -83,10 +84,10 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
             count = regrade_in_process(store, run, eval, variant, item_ids,
                                        counters or Counters(label=f"regrade {run_id}", total=0),
                                        keep_all=keep_all, grader_changed=record.flags,
-                                       only_changed_items=stable)
+                                       only_changed_items=stable,
+                                       on_commit=lambda: record.finish(store))
         finally:
             await eval.aclose()
-        record.finish(store)
         return count
     rows = [row for row in store.samples(run_id)
             if row["status"] == "ok" and row["completion"]
@@ -117,7 +118,8 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
         if item is None:
             return
         if item.id not in refreshed:
-            if stored_items.get(item.id) != item.data or stored_tags.get(item.id) != item.tags:
+            if (item.id not in stored_items or not same_json(stored_items[item.id], item.data)
+                    or not same_json(stored_tags.get(item.id), item.tags)):
                 store.update_item(run_id, item)
             refreshed.add(item.id)
         request = eval.request_for(item, variant)
@@ -126,7 +128,7 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
         with calls.judge_calls():
             scores = await grade_all(eval.graders, sample, item.data)
         batch.append((row["item_id"], row["epoch"], scores,
-                      stored_items.get(item.id) != item.data))
+                      not same_json(stored_items.get(item.id), item.data)))
         count += 1
         counters.done += 1
         counters.grades += len(scores)
@@ -185,7 +187,9 @@ class GraderRecord:
     def unchanged(self) -> bool:
         """Whether every grader is recorded as the one that gave the run's grades of it (and
         the run's grades are of no other grader)."""
-        return (self.before is not None and set(self.before) == set(self.after)
+        names = {grader.name for grader in self.eval.graders}
+        return (self.before is not None and len(self.eval.grader_specs) == len(names)
+                and set(self.before) == set(self.after) == names
                 and all(flag == 0 for flag in self.flags.values()))
 
     def _graded_with(self, *, final: bool) -> dict[str, str | None]:
@@ -198,6 +202,13 @@ class GraderRecord:
         # them (they are in the stamp of its kept facts and summaries, which a re-grade that
         # changed no grade keeps; ``grading`` is checked with the history before a replay)
         store.update_run_config(self.run_id, {"graded_with": self._graded_with(final=True)})
+
+
+def _own_deterministic(grader: Any) -> bool:
+    """A deterministic grader whose code is posttrain's own (its version is in the run's
+    ``graded_with``): a plugin's code may change with no trace in the run, so its grades are
+    always graded again."""
+    return bool(grader.deterministic) and type(grader).__module__.startswith("posttrain.")
 
 
 def sandbox_workers(eval: Eval) -> int | None:

@@ -73,7 +73,9 @@ def _scored(rows: list[Row]) -> Iterator[str]:
 
 def _differs(text: str | None, value: Any) -> bool:
     """Whether a stored JSON text is not ``value`` (compared as text first, parsed only when
-    the texts differ or ``value`` holds what JSON cannot)."""
+    the texts differ or ``value`` holds what JSON cannot). Types and key order count: ``1`` is
+    not ``1.0`` nor ``true``, ``{"x": 1, "y": 2}`` not ``{"y": 2, "x": 1}`` (a template renders
+    each differently, so a grade may differ)."""
     if text is None:
         return True
     try:
@@ -81,20 +83,38 @@ def _differs(text: str | None, value: Any) -> bool:
             return False
     except TypeError:
         pass
-    return orjson.loads(text) != value
+    return not same_json(orjson.loads(text), value)
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """``a == b`` where Python's equality is too loose for a grader's input: the same types
+    (``1``, ``1.0`` and ``True`` differ) and, in mappings, the same keys in the same order."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return (list(a) == list(b)
+                and all(same_json(value, b[key]) for key, value in a.items()))
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(map(same_json, a, b))
+    return bool(a == b)
 
 
 def regrade(store: Store, run: RunInfo, eval: Eval, variant: str,
             item_ids: set[str] | None, counters: Counters, *, keep_all: bool = False,
             only_changed_items: bool = False,
-            grader_changed: Mapping[str, int | None] | None = None) -> int:
+            grader_changed: Mapping[str, int | None] | None = None,
+            on_commit: Callable[[], None] | None = None) -> int:
     """Grade the run's answers again (``item_ids``: only those items'); returns how many.
     ``keep_all``: every answer's old grades go to the history (see ``aregrade_run``);
     ``grader_changed``: per grader, whether its spec changed, recorded with each old grade
     kept (``Store.replace_scores``). ``only_changed_items``: the graders are deterministic and
     those that made the stored grades (the caller compared the run's ``graded_with``): only
     answers whose item differs from the run's stored copy, or whose stored grades are not one
-    per grader, are graded; the others keep theirs (``counters.kept``)."""
+    per grader, are graded; the others keep theirs (``counters.kept``). ``on_commit``: called
+    inside the transaction that writes the new grades (or finds none to write), after checking
+    that nothing else wrote the run's answers, grades or items since they were read here (else
+    a :class:`~posttrain.errors.UserError`, nothing written: another regrade or a review)."""
+    read_at = store.run_revision(run.id)
     conn = store.conn
     cursor = conn.cursor()
     cursor.row_factory = None
@@ -118,7 +138,7 @@ def regrade(store: Store, run: RunInfo, eval: Eval, variant: str,
             grade, answers, len(answers) - int(len(answers) * regrade_split.HELPER_SHARE))
     try:
         _regrade(store, run, eval, items, answers, grade, helper, counters, changes, keep_all,
-                 grader_changed or {})
+                 grader_changed or {}, Commit(read_at, on_commit))
         return counters.total
     finally:
         if helper is not None:
@@ -146,7 +166,8 @@ def _regrade(store: Store, run: RunInfo, eval: Eval, items: dict[str, Item],
              grade: Callable[[tuple[str, int, str]], list[Row]],
              helper: regrade_split.Helper | None, counters: Counters,
              changes: ItemChanges | None, keep_all: bool = False,
-             grader_changed: Mapping[str, int | None] | None = None) -> None:
+             grader_changed: Mapping[str, int | None] | None = None,
+             commit: Commit | None = None) -> None:
     from posttrain.runner import facts_patch
 
     cursor = store.conn.cursor()
@@ -189,8 +210,11 @@ def _regrade(store: Store, run: RunInfo, eval: Eval, items: dict[str, Item],
         had = {row[0]: row for row in before}
         writes.extend((run.id, item_id, epoch, *row) for row in after if had.get(row[0]) != row)
         removals.extend((run.id, item_id, epoch, name) for name in had if name not in kept_names)
-    if not written and not refresh and not rewritten:
-        return  # every grade as stored: nothing to write, kept facts still hold
+    commit = commit or Commit(store.run_revision(run.id), None)
+    if not written and not refresh and not rewritten:  # every grade as stored: nothing to
+        with store.bulk_grades(run.id, bump=False) as revision:  # write, kept facts still hold
+            commit.check(store, run.id, revision)
+        return
     flags = grader_changed or {}
     keys = [(item_id, epoch, grader, int(item_id in changed_items), flags.get(grader))
             for item_id, epoch, grader in rewritten]
@@ -201,7 +225,27 @@ def _regrade(store: Store, run: RunInfo, eval: Eval, items: dict[str, Item],
     counts = Changes({name: n for name, n in count_changes.items() if n}, set(graders_before),
                      set(graders_after))
     _write(store, run, keys, writes, removals, moved, refresh, changes.retagged, facts_patch,
-           counts)
+           counts, commit)
+
+
+class Commit(NamedTuple):
+    """The run's revision when a regrade read it, and what to do in the transaction that
+    writes its result."""
+
+    read_at: int
+    then: Callable[[], None] | None
+
+    def check(self, store: Store, run_id: str, revision: int) -> None:
+        """Inside the write transaction (``revision``: the run's revision in it, before this
+        write's bump): refuse when another writer changed the run since it was read; else run
+        ``then``."""
+        if revision != self.read_at:
+            from posttrain.errors import UserError
+
+            raise UserError(f"run {run_id} changed while this regrade read it (another regrade, "
+                            "or a review in posttrain view): nothing was written; run it again")
+        if self.then is not None:
+            self.then()
 
 
 def _item_changes(cursor: Any, run_id: str, items: dict[str, Item],
@@ -312,7 +356,7 @@ class Changes(NamedTuple):
 def _write(store: Store, run: RunInfo, keys: list[tuple[str, int, str, int, int | None]],
            writes: list[Row],
            removals: list[Row], moved: list[tuple[str, int]], refresh: list[Item],
-           retagged: bool, facts_patch: Any, changes: Changes) -> None:
+           retagged: bool, facts_patch: Any, changes: Changes, commit: Commit) -> None:
     """Everything in one transaction: the old grades that change (``keys``: item, epoch,
     grader, whether its item changed, whether its grader did) to the history, the changed
     grades written, the refreshed items, and the kept facts patched (unless an item's tags
@@ -324,6 +368,7 @@ def _write(store: Store, run: RunInfo, keys: list[tuple[str, int, str, int, int 
     conn = store.conn
     patched = False
     with store.bulk_grades(run.id) as revision:
+        commit.check(store, run.id, revision)
         current = store.get_run(run.id)
         stamp = store.run_stamp(current)
         before = f"{revision}:{stamp.split(':', 1)[1]}"

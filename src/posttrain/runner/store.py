@@ -687,19 +687,24 @@ class Store:
             self._loop.call_soon(self._flush_soon)
 
     @contextmanager
-    def bulk_grades(self, run_id: str) -> Iterator[int]:
+    def bulk_grades(self, run_id: str, *, bump: bool = True) -> Iterator[int]:
         """One write transaction that rewrites many of ``run_id``'s grades (a regrade): the
         per-row revision triggers on ``scores`` are dropped inside it and the run's revision is
         bumped once instead (the same invalidation of its kept summaries and facts, without a
         trigger call per row: the bump comes first, so a stamp read inside is the final one;
         yields the revision before it); the triggers are back before the commit, and a failure
-        rolls all of it back. Not inside grouped commits."""
+        rolls all of it back. Not inside grouped commits. ``bump`` False: a transaction that
+        writes no grade (the revision and triggers left as they are)."""
         if self._loop is not None or self.conn.in_transaction:
             raise RuntimeError("bulk_grades needs the store outside a transaction")
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             row = self.conn.execute("SELECT revision FROM run_revisions WHERE run_id = ?",
                                     (run_id,)).fetchone()
+            if not bump:
+                yield row[0] if row else 0
+                self.conn.commit()
+                return
             self.conn.execute("INSERT INTO run_revisions (run_id, revision) VALUES (?, 1) "
                               "ON CONFLICT(run_id) DO UPDATE SET revision = revision + 1",
                               (run_id,))
@@ -799,12 +804,23 @@ class Store:
             self.conn.execute(statement)
 
     def update_run_config(self, run_id: str, updates: dict[str, Any]) -> None:
-        """Merge ``updates`` into a run's stored config (after re-grading with new graders)."""
+        """Merge ``updates`` into a run's stored config (after re-grading with new graders); inside
+        the caller's transaction when one is open (and no commits are grouped)."""
         config = self.get_run(run_id).config
         config.update(updates)
+        if self._loop is None and self.conn.in_transaction:
+            self.conn.execute("UPDATE runs SET config = ? WHERE id = ?",
+                              (json.dumps(config, default=str), run_id))
+            return
         with self._write():
             self.conn.execute("UPDATE runs SET config = ? WHERE id = ?",
                               (json.dumps(config, default=str), run_id))
+
+    def run_revision(self, run_id: str) -> int:
+        """The run's revision: bumped by every write to its answers, grades or items."""
+        row = self.conn.execute("SELECT revision FROM run_revisions WHERE run_id = ?",
+                                (run_id,)).fetchone()
+        return int(row[0]) if row else 0
 
     def add_scores(self, run_id: str, item_id: str, epoch: int, scores: Iterable[Score]) -> None:
         """Add (or replace, per grader) some of an answer's grades, keeping its others."""
