@@ -250,7 +250,7 @@ def test_an_imports_grades_graded_here_are_not_a_fragile_grader(tmp_path, capsys
     with Store(store) as db:
         runs = db.list_runs()
         assert {row["grader_changed"] for run in runs for row in db.score_history(run.id)} \
-            == {1}
+            == {2}  # grader_record.IMPORTED
         eval_name = runs[0].eval_name
     report = _audit(Path(eval_name), store, capsys)
     assert not _reasons(report, "grade_flips_on_regrade")
@@ -262,3 +262,14 @@ def test_an_imports_grades_graded_here_are_not_a_fragile_grader(tmp_path, capsys
     assert {c["cause"] for c in report["regrade_changes"]} == {
         "imported grades (OpenAI's grader) graded here"}
     assert DATA.exists()
+    # then a grader edited here: its changes are an edited grader's, not the import's
+    with Store(store) as db:
+        run = db.list_runs()[0]
+    eval_file = Path(run.eval_path)
+    eval_file.write_text(eval_file.read_text().replace("operation: eq", "operation: ne", 1))
+    assert main(["regrade", run.id, "--store", store]) == 0
+    capsys.readouterr()
+    report = _audit(Path(eval_name), store, capsys)
+    causes = {(c["id"], c["grader"], c["cause"]) for c in report["regrade_changes"]}
+    assert (run.id, "exact", "grader edited") in causes
+    assert not _reasons(report, "grade_flips_on_regrade")

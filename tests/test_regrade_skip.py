@@ -51,8 +51,8 @@ def _graded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     original = regrade_fast._grader
 
-    def spy(eval, variant, items):
-        grade = original(eval, variant, items)
+    def spy(*args):
+        grade = original(*args)
 
         def counted(answer):
             seen.append(answer[0])
@@ -109,6 +109,63 @@ def test_an_edited_grader_grades_every_answer_and_then_stands(evaluated, monkeyp
     with Store(store) as opened:
         regrade_run(opened, run_id)
     assert len(graded) == 2 * N
+
+
+def _grader_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """(grader, answer text) of every string_check grade given, in order."""
+    from posttrain.graders.string_check import StringCheckGrader
+
+    calls: list[tuple[str, str]] = []
+    original = StringCheckGrader.grade
+
+    def spy(self, sample, item):
+        calls.append((self.name, item["id"]))
+        return original(self, sample, item)
+
+    monkeypatch.setattr(StringCheckGrader, "grade", spy)
+    monkeypatch.setattr("posttrain.runner.regrade_split.usable", lambda *a: False)
+    return calls
+
+
+def _history(store: Path, run_id: str) -> list[tuple]:
+    with sqlite3.connect(store) as conn:
+        return conn.execute("SELECT item_id, epoch, grader, value, passed, status, "
+                            "item_changed, grader_changed FROM score_history WHERE run_id = ? "
+                            "ORDER BY 1, 2, 3", (run_id,)).fetchall()
+
+
+def test_only_the_edited_grader_grades_the_unchanged_items(evaluated, tmp_path, monkeypatch,
+                                                           capsys) -> None:
+    """One grader edited, one reference edited: the edited grader grades every answer, the
+    unchanged grader only the edited item's; the store (grades, history, kept facts and
+    report) ends as a full regrade leaves it."""
+    eval_path, store, run_id = evaluated
+    write_eval(eval_path.parent, _rows({3: "paris"}), graders=TWO.replace("ilike", "like"))
+    default, full = _two_stores(tmp_path, store)
+    calls = _grader_calls(monkeypatch)
+    assert posttrain_main(["regrade", run_id, "--store", str(default), "--json"]) == 0
+    out = capsys.readouterr()
+    assert sorted(item for name, item in calls if name == "exact") == ["q3", "q3"]
+    assert len([1 for name, _item in calls if name == "loose"]) == 2 * N
+    regrade = json.loads(out.out)["runs"][0]["regrade"]
+    assert regrade["kept"] == 0 and regrade["kept_grades"] == 2 * N - 2
+    assert regrade["kept_graders"] == ["exact"] and regrade["grades"] == 2 * N + 2
+    assert f"{2 * N - 2} grades of exact kept" in out.err
+    calls.clear()
+    assert posttrain_main(["regrade", run_id, "--store", str(full), "--full", "--json"]) == 0
+    full_report = json.loads(capsys.readouterr().out)["runs"][0]
+    assert len(calls) == 4 * N
+    assert _dump(default, run_id) == _dump(full, run_id)
+    assert _history(default, run_id) == _history(full, run_id)
+    # q3's new reference "paris": `like` is case-sensitive (the old `ilike` matched)
+    assert ("q3", 0, "loose", 1.0, 1, "scored", 1, 1) in _history(default, run_id)
+    assert posttrain_main(["report", run_id, "--store", str(default), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)["runs"][0]
+    for key in ("scores", "by_tag", "n"):
+        assert report.get(key) == full_report.get(key), key
+    calls.clear()  # recorded now: nothing is graded again
+    assert posttrain_main(["regrade", run_id, "--store", str(default)]) == 0
+    assert calls == []
 
 
 @pytest.mark.parametrize("path", ["bulk", "batches"])
@@ -240,7 +297,9 @@ def test_a_grader_named_empty_is_not_its_unnamed_twin(tmp_path, stub_server, cap
     write_eval(tmp_path / "ev", _rows(), graders=graders.replace("operation: eq", "operation: ne",
                                                                  1))
     _regrade_both(default, full, run_id)
-    assert "kept" not in capsys.readouterr().err
+    # the edited grader (named "") grades every answer; its unnamed twin keeps its grades
+    err = capsys.readouterr().err
+    assert f"re-graded {N} answers" in err and f"{N} grades of string_check kept" in err
 
 
 def test_a_plugin_graders_grades_are_always_graded_again(tmp_path, stub_server, capsys,
@@ -291,13 +350,13 @@ def test_a_regrade_refuses_to_write_over_a_change_made_while_it_read(evaluated, 
     original = regrade_fast._stored_grades
     done = []
 
-    def meanwhile(cursor, run):
+    def meanwhile(cursor, run, *partial):
         if not done:  # a review edits an item's stored copy
             with sqlite3.connect(store) as other:
                 other.execute("UPDATE run_items SET data = json_set(data, '$.answer', 'Rome') "
                               "WHERE run_id = ? AND item_id = 'q1'", (run,))
             done.append(True)
-        return original(cursor, run)
+        return original(cursor, run, *partial)
 
     monkeypatch.setattr(regrade_fast, "_stored_grades", meanwhile)
     write_eval(eval_path.parent, _rows(), graders=TWO.replace("ilike", "like"))
@@ -309,3 +368,45 @@ def test_a_regrade_refuses_to_write_over_a_change_made_while_it_read(evaluated, 
         assert opened.get_run(run_id).config["graded_with"]["loose"] is None
     assert posttrain_main(["regrade", run_id, "--store", str(store)]) == 0
     assert _dump(store, run_id) != before
+
+
+def test_the_answer_by_answer_path_refuses_to_write_over_a_change_made_while_it_ran(
+        evaluated, monkeypatch, capsys) -> None:
+    """Graders that wait (judges, sandboxes) regrade in batches: a review that changes the run
+    between two batches stops the regrade before its next write (one line, exit 2); the
+    review's edit stays, the batches written before it too, and a second regrade completes."""
+    eval_path, store, run_id = evaluated
+    monkeypatch.setattr("posttrain.runner.regrade.in_process", lambda graders: False)
+    monkeypatch.setattr("posttrain.runner.regrade.COMMIT_EVERY", 10)
+    calls = 0
+
+    async def review_meanwhile(graders, sample, item, **kwargs):
+        nonlocal calls
+        calls += 1
+        if calls == 15:  # after the first batch: a reviewer edits q1's stored copy
+            with sqlite3.connect(store) as other:
+                other.execute("UPDATE run_items SET data = json_set(data, '$.answer', 'Rome') "
+                              "WHERE run_id = ? AND item_id = 'q1'", (run_id,))
+        return await grade_all(graders, sample, item, **kwargs)
+
+    monkeypatch.setattr("posttrain.runner.regrade.grade_all", review_meanwhile)
+    write_eval(eval_path.parent, _rows(), graders=TWO.replace("ilike", "like"))
+    before = _dump(store, run_id)
+    assert posttrain_main(["regrade", run_id, "--store", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert "changed while this regrade ran" in err and "Traceback" not in err
+    with sqlite3.connect(store) as conn:
+        data = conn.execute("SELECT data FROM run_items WHERE run_id = ? AND item_id = 'q1'",
+                            (run_id,)).fetchone()[0]
+        explanations = [r[0] for r in conn.execute(
+            "SELECT explanation FROM scores WHERE run_id = ? AND grader = 'loose' "
+            "ORDER BY item_id, epoch", (run_id,))]
+    assert json.loads(data)["answer"] == "Rome"  # the review's edit is not written over
+    assert 0 < sum(e.startswith("like") for e in explanations) < 2 * N  # one batch written
+    assert _dump(store, run_id) != before
+    with Store(store) as opened:
+        assert opened.get_run(run_id).config["graded_with"]["loose"] is None
+    assert posttrain_main(["regrade", run_id, "--store", str(store)]) == 0
+    with sqlite3.connect(store) as conn:
+        assert all(e.startswith("like") for (e,) in conn.execute(
+            "SELECT explanation FROM scores WHERE run_id = ? AND grader = 'loose'", (run_id,)))

@@ -107,6 +107,7 @@ async def test_the_viewer_browses_a_read_only_store_and_refuses_votes(finished_s
         try:
             runs = await (await client.get("/api/runs")).json()
             assert len(runs) == 2
+            assert (await (await client.get("/api/store")).json()) == {"read_only": True}
             page = await (await client.get(f"/api/matrix?eval={name}")).json()
             assert page["total"] == 6
             vote = await client.post("/api/arena/vote", json={})

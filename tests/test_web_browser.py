@@ -603,3 +603,28 @@ def test_a_chart_exports_as_svg_and_png_under_the_pages_csp(server, page) -> Non
         assert saved.suggested_filename == f"score-by-tag.{kind}"
         head = Path(saved.path()).read_bytes()[:8]
         assert head.startswith(b"<svg" if kind == "svg" else b"\x89PNG"), head
+
+
+def test_a_read_only_store_says_so_on_the_page(tmp_path: Path, page) -> None:
+    """Opened for reading (the file is not writable here), the page says votes and reviews are
+    off before anyone tries; a writable store shows no such line."""
+    from tests.test_store_read_only import _lock
+
+    store_path, _eval_path, _runs = build(tmp_path)
+    with serving(store_path, seed=3) as base:
+        page.goto(base)
+        page.wait_for_selector("#runs tbody tr")
+        assert page.locator("#read-only").count() == 0
+    from posttrain.runner.store import Store
+
+    with Store(store_path) as store:  # everything in the file, no -wal to open
+        store.checkpoint("TRUNCATE")
+    for extra in ("-wal", "-shm"):
+        Path(str(store_path) + extra).unlink(missing_ok=True)
+    for _ in _lock([store_path]):
+        with serving(store_path, seed=3) as base:
+            page.goto(base)
+            page.wait_for_selector("#read-only")
+            assert "read-only store" in page.inner_text("header")
+            page.wait_for_selector("#runs tbody tr")
+            page.screenshot(path=str(ARTIFACTS / "read-only.png"))

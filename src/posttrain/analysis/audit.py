@@ -448,10 +448,10 @@ def _flip_suspects_sql(all_runs: Sequence[Any], add: Any, keys: Sequence[str]) -
 
 
 #: why a re-grade changed grades that ``grade_flips_on_regrade`` does not count (history rows'
-#: ``grader_changed``: 1 the grader's spec was edited, or the run's grades were imported; NULL
-#: not recorded)
+#: ``grader_changed``: 1 the grader's spec was edited, 2 the run's imported grades were graded
+#: here (``grader_record.IMPORTED``; stores before it wrote 1 for them too); NULL not recorded)
 REGRADE_CAUSES = {1: "grader edited", None: "grader spec not recorded",
-                  "imported": "imported grades (OpenAI's grader) graded here"}
+                  2: "imported grades (OpenAI's grader) graded here"}
 
 
 def _regrade_flip_suspects_sql(all_runs: Sequence[Any], add: Any) -> list[dict[str, Any]]:
@@ -524,9 +524,7 @@ def _regrade_flips(changes: Sequence[tuple[Any, Sequence[tuple[Any, ...]]]],
                 flips[item_id].append({"run": label, "grader": grader, "epoch": epoch,
                                        "before": value, "after": now_value})
             else:
-                cause = 1 if changed else None
-                if cause == 1 and "openai" in (result.run.config or {}):
-                    cause = "imported"  # the import's grades, compared with posttrain's
+                cause = changed if changed in REGRADE_CAUSES else 1
                 apart[(result.run.id, grader, cause)].add((item_id, epoch))
         for item_id, found in sorted(flips.items()):
             add(item_id, "grade_flips_on_regrade", {"changes": found[:8]})

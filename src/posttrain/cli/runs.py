@@ -372,12 +372,17 @@ def _run_regrade(args: argparse.Namespace) -> int:
         rate = regrade_rate(graded, counters.grades, seconds, workers)
         kept = (f"; {counters.kept} kept: deterministic graders and items unchanged since "
                 "their grades were made (--full grades them too)" if counters.kept else "")
+        if counters.kept_grades:
+            named = ", ".join(counters.kept_graders)
+            kept += (f"; {counters.kept_grades} grades of {named} kept: unchanged since they "
+                     "were made, on unchanged items (--full grades them too)")
         of = f"{graded} of {count}" if counters.kept else f"{count}"
         print(f"re-graded {of} answers of {run.id} ({counters.requests} judge requests, "
               f"{seconds:.1f} s{rate['text']}){kept}", file=sys.stderr)
         summary = stored_summary(store, run, requests=counters.requests)
         summary["regrade"] = {**{k: v for k, v in rate.items() if k != "text"},
-                              "kept": counters.kept}
+                              "kept": counters.kept, "kept_grades": counters.kept_grades,
+                              "kept_graders": counters.kept_graders}
         summaries.append(summary)
     _emit(summaries, args)
     return 0

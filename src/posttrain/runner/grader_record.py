@@ -25,6 +25,9 @@ import orjson
 
 #: a run whose grading is not known: it is compared with no other run
 UNKNOWN = None
+#: ``score_history.grader_changed`` of an import's grades replaced by posttrain's grader (another
+#: implementation's grades, not an edited spec: 1)
+IMPORTED = 2
 
 
 def spec_digest(spec: Mapping[str, Any]) -> str:
@@ -85,10 +88,11 @@ def changed_flags(before: dict[str, str | None] | None, after: Mapping[str, str]
                   imported: bool = False) -> dict[str, int | None]:
     """Per grader of the run's old grades: 1 when the spec that gave them differs from the one
     grading now (or the grader is gone), 0 when it is the same, None when not known.
-    ``imported``: the old grades were given elsewhere (an import's: another implementation)."""
+    ``imported``: the old grades were given elsewhere (an import's: another implementation),
+    :data:`IMPORTED` for every grader."""
     names = set(after) | set(before or {})
     if imported:
-        return dict.fromkeys(names, 1)
+        return dict.fromkeys(names, IMPORTED)
     if before is None:
         return dict.fromkeys(names)
     out: dict[str, int | None] = {}

@@ -23,6 +23,8 @@ class Counters:
     cost_usd: float = 0.0
     grades: int = 0  # scores written (a regrade's rate)
     kept: int = 0  # answers a regrade did not grade again (items and graders unchanged)
+    kept_grades: int = 0  # grades a regrade kept of answers it graded by other graders
+    kept_graders: list[str] = field(default_factory=list)  # the graders of those grades
     started: float = field(default_factory=time.monotonic)
 
 

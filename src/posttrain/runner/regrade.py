@@ -76,6 +76,9 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
     stable = (not full and not keep_all and record.unchanged()
               and all(_own_deterministic(grader) for top in eval.graders
                       for grader in top.walk()))
+    # else, the graders for which that holds: an unchanged item's answer keeps their grades and
+    # is graded by the others only (an edited grader grades every answer, its peers none)
+    stable_graders = set() if full or keep_all or stable else record.stable_graders()
     # in bulk when every grader is in-process and the store is not grouping another writer's
     # commits (a run in this process: its writes are not to be committed by this transaction)
     if (sandbox_workers(eval) is None and in_process(eval.graders)
@@ -85,10 +88,14 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
                                        counters or Counters(label=f"regrade {run_id}", total=0),
                                        keep_all=keep_all, grader_changed=record.flags,
                                        only_changed_items=stable,
+                                       stable_graders=stable_graders,
                                        on_commit=lambda: record.finish(store))
         finally:
             await eval.aclose()
         return count
+    # what this regrade read is the run at this revision: each write checks that no other
+    # writer (a review, another regrade) changed the run since (``_Guard``)
+    guard = _Guard(store, run_id, store.run_revision(run_id))
     rows = [row for row in store.samples(run_id)
             if row["status"] == "ok" and row["completion"]
             and (item_ids is None or row["item_id"] in item_ids)]
@@ -107,8 +114,8 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
 
     def write_batch() -> None:
         nonlocal batch
-        store.replace_scores_many(run_id, batch, keep_all=keep_all,
-                                  grader_changed=record.flags)
+        guard.write(lambda: store.replace_scores_many(run_id, batch, keep_all=keep_all,
+                                                      grader_changed=record.flags))
         store.flush()
         batch = []
 
@@ -120,7 +127,7 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
         if item.id not in refreshed:
             if (item.id not in stored_items or not same_json(stored_items[item.id], item.data)
                     or not same_json(stored_tags.get(item.id), item.tags)):
-                store.update_item(run_id, item)
+                guard.write(lambda: store.update_item(run_id, item))
             refreshed.add(item.id)
         request = eval.request_for(item, variant)
         sample = eval.sample_of(Completion.from_record(orjson.loads(row["completion"])),
@@ -144,13 +151,40 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
         else:  # sandboxed graders: one answer per warm worker at a time, all cores busy
             widen_thread_pool(workers)
             await _in_window(rows, regrade_one, workers * 2)
-        store.replace_scores_many(run_id, batch, keep_all=keep_all,
-                                  grader_changed=record.flags)
+        guard.write(lambda: store.replace_scores_many(run_id, batch, keep_all=keep_all,
+                                                      grader_changed=record.flags))
     finally:
         store.group_commits(None)
         await eval.aclose()
     record.finish(store)
     return count
+
+
+@dataclass
+class _Guard:
+    """The answer-by-answer regrade's check against other writers: each of its writes runs in
+    a write transaction that first checks the run's revision is the one this regrade left it
+    at (or read at the start); else a :class:`UserError` and nothing of that write is done
+    (the batches already written stay: a regrade stopped part way, which the run's
+    ``graded_with`` says). The bulk path does the same in its one transaction
+    (``regrade_fast.Commit``)."""
+
+    store: Store
+    run_id: str
+    expected: int
+
+    def write(self, write: Callable[[], None]) -> None:
+        """``write()`` (the store grouping commits) after the check, in one transaction."""
+        store = self.store
+        if not store.conn.in_transaction:  # the write lock first: no writer between the check
+            store.conn.execute("BEGIN IMMEDIATE")  # and the write
+        with store._write():  # the iteration's commit will hold it
+            if store.run_revision(self.run_id) != self.expected:
+                raise UserError(f"run {self.run_id} changed while this regrade ran (another "
+                                "regrade, or a review in posttrain view): its grades written "
+                                "so far are kept, the rest not; run it again")
+            write()
+            self.expected = store.run_revision(self.run_id)
 
 
 @dataclass
@@ -191,6 +225,19 @@ class GraderRecord:
         return (self.before is not None and len(self.eval.grader_specs) == len(names)
                 and set(self.before) == set(self.after) == names
                 and all(flag == 0 for flag in self.flags.values()))
+
+    def stable_graders(self) -> set[str]:
+        """The graders recorded as the ones that gave the run's grades of them, deterministic
+        and posttrain's own (their grades of an unchanged answer of an unchanged item could not
+        differ); none when a grader name is repeated."""
+        names = [grader.name for grader in self.eval.graders]
+        if self.before is None or len(self.eval.grader_specs) != len(set(names)):
+            return set()
+        return {top.name for top in self.eval.graders
+                if self.before.get(top.name) is not None
+                and self.before.get(top.name) == self.after.get(top.name)
+                and self.flags.get(top.name) == 0
+                and all(_own_deterministic(grader) for grader in top.walk())}
 
     def _graded_with(self, *, final: bool) -> dict[str, str | None]:
         before = self.before or {}

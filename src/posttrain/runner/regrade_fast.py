@@ -21,7 +21,7 @@ larger steps:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from itertools import chain
 from operator import itemgetter
 from typing import Any, NamedTuple
@@ -101,7 +101,7 @@ def same_json(a: Any, b: Any) -> bool:
 
 def regrade(store: Store, run: RunInfo, eval: Eval, variant: str,
             item_ids: set[str] | None, counters: Counters, *, keep_all: bool = False,
-            only_changed_items: bool = False,
+            only_changed_items: bool = False, stable_graders: Set[str] = frozenset(),
             grader_changed: Mapping[str, int | None] | None = None,
             on_commit: Callable[[], None] | None = None) -> int:
     """Grade the run's answers again (``item_ids``: only those items'); returns how many.
@@ -110,7 +110,11 @@ def regrade(store: Store, run: RunInfo, eval: Eval, variant: str,
     kept (``Store.replace_scores``). ``only_changed_items``: the graders are deterministic and
     those that made the stored grades (the caller compared the run's ``graded_with``): only
     answers whose item differs from the run's stored copy, or whose stored grades are not one
-    per grader, are graded; the others keep theirs (``counters.kept``). ``on_commit``: called
+    per grader, are graded; the others keep theirs (``counters.kept``). ``stable_graders``:
+    the same promise for some graders only (deterministic, posttrain's own, recorded as those
+    that made the run's grades of them): an answer whose item is unchanged and whose stored
+    grades are one per grader is graded by the other graders alone, and keeps its grades of
+    these (``counters.kept_grades``). ``on_commit``: called
     inside the transaction that writes the new grades (or finds none to write), after checking
     that nothing else wrote the run's answers, grades or items since they were read here (else
     a :class:`~posttrain.errors.UserError`, nothing written: another regrade or a review)."""
@@ -125,20 +129,31 @@ def regrade(store: Store, run: RunInfo, eval: Eval, variant: str,
         if item_id in items and (item_ids is None or item_id in item_ids)]
     counters.total = len(answers)
     changes = None  # else compared while the helper grades
-    if only_changed_items:
+    names = [grader.name for grader in eval.graders]
+    stable = set(names) if only_changed_items else set(stable_graders) & set(names)
+    if len(set(names)) != len(names):  # a repeated name: its stored grade is the last one's
+        stable = set()
+    whole: set[tuple[str, int]] | None = None  # answers graded by every grader (None: all)
+    if stable:
         changes = _item_changes(cursor, run.id, items, answers)
-        answers = _to_grade(cursor, run.id, [g.name for g in eval.graders], answers,
-                            changes.changed)
-        counters.kept = counters.total - len(answers)
-        counters.done += counters.kept
-    grade = _grader(eval, variant, items)
+        whole = {answer[:2] for answer in _to_grade(cursor, run.id, names, answers,
+                                                    changes.changed)}
+        if stable == set(names):  # the others keep every grade
+            answers = [answer for answer in answers if answer[:2] in whole]
+            counters.kept = counters.total - len(answers)
+            counters.done += counters.kept
+        else:
+            counters.kept_grades = (len(answers) - len(whole)) * len(stable)
+            counters.kept_graders = [name for name in names if name in stable]
+    grade = _grader(eval, variant, items, None if whole is None else (whole, stable))
     helper = None
     if regrade_split.usable(eval.graders, len(answers)):  # the tail graded meanwhile
         helper = regrade_split.Helper(
             grade, answers, len(answers) - int(len(answers) * regrade_split.HELPER_SHARE))
     try:
         _regrade(store, run, eval, items, answers, grade, helper, counters, changes, keep_all,
-                 grader_changed or {}, Commit(read_at, on_commit))
+                 grader_changed or {}, Commit(read_at, on_commit),
+                 None if whole is None else (whole, stable))
         return counters.total
     finally:
         if helper is not None:
@@ -163,18 +178,23 @@ def _to_grade(cursor: Any, run_id: str, names: list[str], answers: list[tuple[st
 
 def _regrade(store: Store, run: RunInfo, eval: Eval, items: dict[str, Item],
              answers: list[tuple[str, int, str]],
-             grade: Callable[[tuple[str, int, str]], list[Row]],
+             grade: Callable[[tuple[str, int, str]], list[Row | None]],
              helper: regrade_split.Helper | None, counters: Counters,
              changes: ItemChanges | None, keep_all: bool = False,
              grader_changed: Mapping[str, int | None] | None = None,
-             commit: Commit | None = None) -> None:
+             commit: Commit | None = None,
+             partial: tuple[set[tuple[str, int]], set[str]] | None = None) -> None:
+    """``partial``: the answers graded by every grader, and the graders whose grades the
+    others keep (``_grader``); None: every answer by every grader."""
     from posttrain.runner import facts_patch
 
     cursor = store.conn.cursor()
     cursor.row_factory = None
     changes = changes if changes is not None else _item_changes(cursor, run.id, items, answers)
     changed_items, refresh = changes.changed, changes.refresh
-    old = _stored_grades(cursor, run.id)
+    # the grades that may change: those an answer is graded for (the stable graders' grades
+    # of an answer graded by the others alone are left as they are, unread)
+    old = _stored_grades(cursor, run.id, partial)
     names = [grader.name for grader in eval.graders]
     # the grades an answer keeps, by grader name (a repeated name: the last, as INSERT OR
     # REPLACE keeps it), in the order the store reads them back
@@ -194,6 +214,8 @@ def _regrade(store: Store, run: RunInfo, eval: Eval, items: dict[str, Item],
     for item_id, epoch, rows in _graded(answers, grade, helper, counters):
         before = old.get((item_id, epoch), no_grades)
         after = [rows[k] for k in picks]
+        if None in after:  # graded by some graders only: the others' grades stay (unread)
+            after = [row for row in after if row is not None]
         if keep_all or list(map(_GRADE, before)) != list(map(_GRADE, after)):
             now = {row[0]: _GRADE(row) for row in after}
             rewritten.extend((item_id, epoch, row[0]) for row in before
@@ -219,8 +241,11 @@ def _regrade(store: Store, run: RunInfo, eval: Eval, items: dict[str, Item],
     keys = [(item_id, epoch, grader, int(item_id in changed_items), flags.get(grader))
             for item_id, epoch, grader in rewritten]
     # the graders the run's grades name before the write and after it (every grade of the run
-    # is in ``old``)
-    graders_before = Counter(map(itemgetter(0), chain.from_iterable(old.values())))
+    # is in ``old``, or counted in SQL when some were left unread)
+    graders_before = (Counter(map(itemgetter(0), chain.from_iterable(old.values())))
+                      if partial is None else Counter(dict(cursor.execute(
+                          "SELECT grader, COUNT(*) FROM scores WHERE run_id = ? "
+                          "GROUP BY grader", (run.id,)).fetchall())))
     graders_after = graders_before + row_changes  # keeps only positive counts
     counts = Changes({name: n for name, n in count_changes.items() if n}, set(graders_before),
                      set(graders_after))
@@ -280,14 +305,29 @@ class ItemChanges(NamedTuple):
     retagged: bool
 
 
-def _stored_grades(cursor: Any, run_id: str) -> dict[tuple[str, int], list[Row]]:
+def _stored_grades(cursor: Any, run_id: str,
+                   partial: tuple[set[tuple[str, int]], set[str]] | None = None
+                   ) -> dict[tuple[str, int], list[Row]]:
     """The run's stored grades by answer (item, epoch), each as a :data:`Row`, in the order
-    the store reads them back (by grader)."""
+    the store reads them back (by grader). ``partial`` (the answers graded by every grader,
+    the stable graders): the stable graders' grades only of those answers."""
+    select = ("SELECT item_id, epoch, grader, value, passed, status, explanation, sub_scores, "
+              "cost_usd, requests, confinement, retries FROM scores WHERE run_id = ?")
+    args: tuple[Any, ...] = (run_id,)
+    if partial is not None:
+        whole, stable = partial
+        cursor.execute("DROP TABLE IF EXISTS temp.regrade_whole")
+        cursor.execute("CREATE TABLE temp.regrade_whole (item_id TEXT NOT NULL, "
+                       "epoch INTEGER NOT NULL, PRIMARY KEY (item_id, epoch)) WITHOUT ROWID")
+        cursor.executemany("INSERT INTO temp.regrade_whole VALUES (?, ?)", sorted(whole))
+        select += (f" AND (grader NOT IN ({','.join('?' * len(stable))}) OR (item_id, epoch) "
+                   "IN (SELECT item_id, epoch FROM temp.regrade_whole))")
+        args += tuple(sorted(stable))
     old: dict[tuple[str, int], list[Row]] = {}
-    for row in cursor.execute(
-            "SELECT item_id, epoch, grader, value, passed, status, explanation, sub_scores, "
-            "cost_usd, requests, confinement, retries FROM scores WHERE run_id = ? "
-            "ORDER BY item_id, epoch, grader", (run_id,)).fetchall():
+    rows = cursor.execute(select + " ORDER BY item_id, epoch, grader", args).fetchall()
+    if partial is not None:
+        cursor.execute("DROP TABLE temp.regrade_whole")
+    for row in rows:
         key = row[:2]
         rows = old.get(key)
         if rows is None:
@@ -297,28 +337,39 @@ def _stored_grades(cursor: Any, run_id: str) -> dict[tuple[str, int], list[Row]]
     return old
 
 
-def _grader(eval: Eval, variant: str, items: dict[str, Item]
-            ) -> Callable[[tuple[str, int, str]], list[Row]]:
-    """An answer's (item, epoch, completion) new grades, as rows in the graders' order."""
+def _grader(eval: Eval, variant: str, items: dict[str, Item],
+            partial: tuple[set[tuple[str, int]], set[str]] | None = None
+            ) -> Callable[[tuple[str, int, str]], list[Row | None]]:
+    """An answer's (item, epoch, completion) new grades, as rows in the graders' order.
+    ``partial`` (the answers graded by every grader, the stable graders): any other answer is
+    graded by the graders not stable only, None in the stable graders' places."""
     graders = eval.graders
     needs_request = eval.response_format is not None
     sample_of = eval.sample_of
     from_record = Completion.from_record
     loads = orjson.loads
+    whole, stable = partial if partial is not None else (None, set())
+    some = [grader for grader in graders if grader.name not in stable]
+    places = [k for k, grader in enumerate(graders) if grader.name not in stable]
 
-    def grade(answer: tuple[str, int, str]) -> list[Row]:
+    def grade(answer: tuple[str, int, str]) -> list[Row | None]:
         item = items[answer[0]]
         request = eval.request_for(item, variant) if needs_request else None
         sample = sample_of(from_record(loads(answer[2])), request)
-        return [_row(score) for score in grade_sync(graders, sample, item.data)]
+        if whole is None or answer[:2] in whole:
+            return [_row(score) for score in grade_sync(graders, sample, item.data)]
+        rows: list[Row | None] = [None] * len(graders)
+        for place, score in zip(places, grade_sync(some, sample, item.data), strict=True):
+            rows[place] = _row(score)
+        return rows
 
     return grade
 
 
 def _graded(answers: list[tuple[str, int, str]],
-            grade: Callable[[tuple[str, int, str]], list[Row]],
+            grade: Callable[[tuple[str, int, str]], list[Row | None]],
             helper: regrade_split.Helper | None, counters: Counters
-            ) -> Iterator[tuple[str, int, list[Row]]]:
+            ) -> Iterator[tuple[str, int, list[Row | None]]]:
     """Each answer's new grades (item, epoch, rows), in order: graded here, or the helper's
     for the answers from its start (graded here when it failed)."""
     end = len(answers) if helper is None else helper.start
@@ -330,12 +381,12 @@ def _graded(answers: list[tuple[str, int, str]],
             if shares is not None and len(shares) == len(answers) - end:
                 for answer_, rows in zip(answers[end:], shares, strict=True):
                     counters.done += 1
-                    counters.grades += len(rows)
+                    counters.grades += len(rows) - rows.count(None)
                     yield answer_[0], answer_[1], rows
                 return
         rows = grade(answer)
         counters.done += 1
-        counters.grades += len(rows)
+        counters.grades += len(rows) - rows.count(None)
         yield answer[0], answer[1], rows
 
 

@@ -185,6 +185,12 @@ async def api_runs(request: web.Request) -> web.Response:
     return web.json_response(views.list_runs(_store(request)))
 
 
+async def api_store(request: web.Request) -> web.Response:
+    """The store the page reads: ``read_only`` (opened for reading: votes, reviews and
+    corrections are refused with a 403, and the page says so)."""
+    return web.json_response({"read_only": bool(_store(request).read_only)})
+
+
 async def api_run(request: web.Request) -> web.Response:
     return web.json_response(views.run_page(_store(request), request.match_info["run"]))
 
@@ -520,6 +526,7 @@ def create_app(store_path: str | Path, *, token: str | None = None,
     app.router.add_get("/", index)
     app.router.add_get("/static/{name}", static)
     app.router.add_get("/static/vendor/{name}", vendor)
+    app.router.add_get("/api/store", api_store)
     app.router.add_get("/api/runs", api_runs)
     app.router.add_get("/api/runs/{run}", api_run)
     app.router.add_get("/api/runs/{run}/samples", api_samples)

@@ -823,6 +823,18 @@ async function render() {
   }
 }
 
+// a store opened for reading (a read-only file or folder): say so once, next to the status,
+// before anyone votes or reviews (the server refuses those with a 403)
+async function storeBanner() {
+  try {
+    const store = await api("api/store");
+    if (store.read_only) statusEl.before(h("span", {id: "read-only", class: "pill readonly",
+      title: "posttrain view opened this store for reading: its file or folder is not writable here"},
+      "read-only store: votes, reviews and corrections are off"));
+  } catch (err) { /* an older server: no banner */ }
+}
+
 document.addEventListener("keydown", e => { if (keyHandler) keyHandler(e); });
 window.addEventListener("hashchange", render);
+storeBanner();
 render();
