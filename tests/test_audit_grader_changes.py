@@ -273,3 +273,30 @@ def test_an_imports_grades_graded_here_are_not_a_fragile_grader(tmp_path, capsys
     causes = {(c["id"], c["grader"], c["cause"]) for c in report["regrade_changes"]}
     assert (run.id, "exact", "grader edited") in causes
     assert not _reasons(report, "grade_flips_on_regrade")
+
+
+def test_a_python_graders_edited_source_file_is_an_edited_grader(tmp_path, stub_server, capsys,
+                                                                 monkeypatch) -> None:
+    """The spec names the file, the grades depend on its code: an edit of the file with the spec
+    unchanged is the grader's edit (history 1, "grader edited"), not a fragile grader."""
+    monkeypatch.setenv("OPENAI_BASE_URL", stub_server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    rows = [{"id": f"q{i}", "question": f"capital #{i}? [[answer:Paris]]", "answer": "Paris"}
+            for i in range(4)]
+    folder = tmp_path / "ev"
+    code = folder / "check.py"
+    folder.mkdir()
+    code.write_text("def grade(sample, item):\n    return 1.0\n")
+    eval_path = write_eval(folder, rows, graders=(
+        "  - {type: python, name: check, source_file: check.py, pass_threshold: 0.5}\n"))
+    store = str(tmp_path / "s.db")
+    assert main(["eval", str(eval_path), "--model", "openai:stub", "--store", store,
+                 "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["runs"][0]["run_id"]
+    code.write_text("def grade(sample, item):\n    return 0.0\n")
+    assert main(["regrade", run_id, "--store", store]) == 0
+    assert {flag for _item, _grader, flag in _history(store, run_id)} == {1}
+    report = _audit(eval_path, store, capsys)
+    assert not _reasons(report, "grade_flips_on_regrade")
+    assert {(c["grader"], c["cause"]) for c in report["regrade_changes"]} == {
+        ("check", "grader edited")}

@@ -347,3 +347,67 @@ async def test_the_page_forbids_inline_scripts_and_framing(env) -> None:
         assert resp.headers["X-Frame-Options"] == "DENY"
     finally:
         await client.close()
+
+
+async def test_a_review_whose_regrade_is_refused_is_saved_once_and_says_so(env) -> None:
+    """A run a live eval is answering is not regraded now: the review and its new reference are
+    saved (200), the refused run is named with why, and nothing tells the reviewer to send the
+    review again (which would record it twice)."""
+    import socket
+    import subprocess
+    import sys
+
+    from posttrain.runner import process
+
+    store_path, eval_path, runs = env
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with Store(store_path) as store:
+            store.conn.execute("UPDATE runs SET status = 'running' WHERE id = ?",
+                               (runs["model-b"],))
+            store.update_run_config(runs["model-b"], {"runner": {
+                "pid": sleeper.pid, "host": socket.gethostname(),
+                "start": process.start_time(sleeper.pid)}})
+        client = await _client(store_path)
+        try:
+            resp = await client.post("/api/review", json={
+                "run": runs["model-a"], "item_id": "q3", "verdict": "misgraded",
+                "field": "answer", "value": "Canberra"})
+            body = await resp.json()
+        finally:
+            await client.close()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert resp.status == 200, body
+    assert body["regraded"] == 1  # model-a's answer
+    assert [miss["run"] for miss in body["not_regraded"]] == [runs["model-b"]]
+    assert "being answered now" in body["not_regraded"][0]["error"]
+    with Store(store_path) as store:
+        assert [r["verdict"] for r in store.reviews("capitals")] == ["misgraded"]
+    assert json.loads((eval_path.parent / "data.jsonl").read_text().splitlines()[2])[
+        "answer"] == "Canberra"
+
+
+async def test_a_review_in_a_folder_it_cannot_write_is_one_line(env) -> None:
+    """The eval's folder is read-only here: a 403 with one line naming the file, no 500, no
+    review recorded, the dataset as it was."""
+    from tests.test_store_read_only import _lock
+
+    store_path, eval_path, runs = env
+    dataset = eval_path.parent / "data.jsonl"
+    before = dataset.read_text()
+    for _ in _lock([eval_path.parent, dataset]):
+        client = await _client(store_path)
+        try:
+            resp = await client.post("/api/review", json={
+                "run": runs["model-a"], "item_id": "q3", "verdict": "misgraded",
+                "field": "answer", "value": "Canberra"})
+            body = await resp.json()
+        finally:
+            await client.close()
+    assert resp.status == 403, body
+    assert "cannot write the eval's dataset" in body["error"] and "\n" not in body["error"]
+    assert dataset.read_text() == before
+    with Store(store_path) as store:
+        assert store.reviews("capitals") == []

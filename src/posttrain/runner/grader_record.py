@@ -53,8 +53,41 @@ def eval_digests(eval_: Any) -> dict[str, str]:
     context = [__version__, eval_.reasoning, eval_.response_format]
     # keyed by each grader's own name (a spec's `name: ""` is a name, not its type's)
     return {grader.name: hashlib.blake2b(orjson.dumps(
-        [spec, *context], option=orjson.OPT_SORT_KEYS, default=str), digest_size=8).hexdigest()
+        [spec, *context, *code_digests(grader)], option=orjson.OPT_SORT_KEYS, default=str),
+        digest_size=8).hexdigest()
         for grader, spec in zip(eval_.graders, eval_.grader_specs, strict=False)}
+
+
+def code_digests(grader: Any) -> list[str]:
+    """What a grader's grades depend on that its spec only names (empty for posttrain's own
+    graders with inline specs): the code a python grader's ``source_file`` holds, and the
+    source file of a plugin grader's module (its code can change under the same spec)."""
+    parts: list[str] = []
+    for part in grader.walk():
+        source = getattr(part, "source", None)
+        if getattr(part, "source_file", None) and isinstance(source, str):
+            parts.append("source:" + _digest(source.encode()))
+        module = type(part).__module__
+        if not module.startswith("posttrain."):
+            parts.append(f"module:{module}:{_module_digest(module)}")
+    return parts
+
+
+def _digest(body: bytes) -> str:
+    return hashlib.blake2b(body, digest_size=8).hexdigest()
+
+
+def _module_digest(module: str) -> str:
+    """The digest of a module's source file ("unread" when it has none this process can read:
+    its grades then compare as made by one code)."""
+    import sys
+
+    path = getattr(sys.modules.get(module), "__file__", None)
+    try:
+        with open(path, "rb") as handle:  # type: ignore[arg-type]
+            return _digest(handle.read())
+    except (OSError, TypeError):
+        return "unread"
 
 
 def digests(specs: Iterable[Mapping[str, Any]]) -> dict[str, str]:

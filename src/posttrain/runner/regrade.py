@@ -14,6 +14,7 @@ sandboxed graders one answer per warm worker).
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +24,13 @@ import orjson
 
 from posttrain.errors import UserError
 from posttrain.eval import DEFAULT_VARIANT, Eval, load_eval
-from posttrain.runner import grader_record
+from posttrain.runner import grader_record, process
 from posttrain.runner.executor import RunExecution, RunOptions, grade_all, widen_thread_pool
 from posttrain.runner.progress import Counters, Progress
 from posttrain.runner.regrade_fast import in_process, same_json
 from posttrain.runner.regrade_fast import regrade as regrade_in_process
 from posttrain.runner.store import RunInfo, Store
-from posttrain.types import Completion
+from posttrain.types import Completion, Item
 
 #: answers re-graded between two commits (their grades written in one batch)
 COMMIT_EVERY = 2000
@@ -66,11 +67,27 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
     elif not isinstance(eval, Eval):
         eval = load_eval(eval)
     run = store.get_run(run_id)
+    live = process.other_live((run.config or {}).get("runner"))
+    if run.status == "running" and live is not None:
+        raise UserError(f"run {run_id} is being answered now by process {live} on this host: "
+                        "regrade it once that eval has finished (the answers still to come "
+                        "are graded by the graders it loaded)")
     items = {item.id: item for item in eval.items}
     variant = run.variant
     if variant not in eval.variants:  # renamed since: its response_format is the base one
         variant = DEFAULT_VARIANT
-    record = GraderRecord.start(store, run, eval, partial=item_ids is not None)
+    # in bulk when every grader is in-process and the store is not grouping another writer's
+    # commits (a run in this process: its writes are not to be committed by this transaction)
+    bulk = (sandbox_workers(eval) is None and in_process(eval.graders)
+            and store._loop is None and not store.conn.in_transaction)
+    # answers of items no longer in the eval are not graded: an edited grader's new spec is
+    # then not the one of all the run's grades (as when only some items are regraded)
+    partial = item_ids is not None or any(
+        item_id not in items for (item_id,) in store.conn.execute(
+            "SELECT DISTINCT item_id FROM samples WHERE run_id = ? AND status = 'ok'",
+            (run_id,)).fetchall())
+    # the bulk path writes in one transaction: nothing to mark as not known before it
+    record = GraderRecord.start(store, run, eval, partial=partial, mark=not bulk)
     # every grader deterministic and recorded as the one that gave the run's grades: only the
     # answers whose item changed (or that miss a grade) can be graded otherwise
     stable = (not full and not keep_all and record.unchanged()
@@ -79,10 +96,7 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
     # else, the graders for which that holds: an unchanged item's answer keeps their grades and
     # is graded by the others only (an edited grader grades every answer, its peers none)
     stable_graders = set() if full or keep_all or stable else record.stable_graders()
-    # in bulk when every grader is in-process and the store is not grouping another writer's
-    # commits (a run in this process: its writes are not to be committed by this transaction)
-    if (sandbox_workers(eval) is None and in_process(eval.graders)
-            and store._loop is None and not store.conn.in_transaction):
+    if bulk:
         try:
             count = regrade_in_process(store, run, eval, variant, item_ids,
                                        counters or Counters(label=f"regrade {run_id}", total=0),
@@ -106,29 +120,31 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
     calls = RunExecution(eval, None, variant, store, run, counters, RunOptions(),
                           asyncio.Semaphore(16), Progress(enabled=False))
     count = 0
-    refreshed: set[str] = set()
     # new grades are written COMMIT_EVERY answers at a time, each batch in one commit with
     # one statement per kind of write (a kill loses at most one batch, and a second regrade
-    # grades those answers again)
+    # grades those answers again). An edited item's stored copy is written with the grades
+    # of its last answer graded: a kill before leaves it as it was, so the next regrade still
+    # sees the item changed and grades its answers again
     batch: list[tuple[str, int, list[Any], bool]] = []
+    refresh: list[Item] = []
+    remaining = Counter(row["item_id"] for row in rows if row["item_id"] in items)
+
+    def write() -> None:
+        for item in refresh:
+            store.update_item(run_id, item)
+        store.replace_scores_many(run_id, batch, keep_all=keep_all, grader_changed=record.flags)
 
     def write_batch() -> None:
-        nonlocal batch
-        guard.write(lambda: store.replace_scores_many(run_id, batch, keep_all=keep_all,
-                                                      grader_changed=record.flags))
+        nonlocal batch, refresh
+        guard.write(write)
         store.flush()
-        batch = []
+        batch, refresh = [], []
 
     async def regrade_one(row: Any) -> None:
         nonlocal count
         item = items.get(row["item_id"])
         if item is None:
             return
-        if item.id not in refreshed:
-            if (item.id not in stored_items or not same_json(stored_items[item.id], item.data)
-                    or not same_json(stored_tags.get(item.id), item.tags)):
-                guard.write(lambda: store.update_item(run_id, item))
-            refreshed.add(item.id)
         request = eval.request_for(item, variant)
         sample = eval.sample_of(Completion.from_record(orjson.loads(row["completion"])),
                                 request)
@@ -136,6 +152,11 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
             scores = await grade_all(eval.graders, sample, item.data)
         batch.append((row["item_id"], row["epoch"], scores,
                       not same_json(stored_items.get(item.id), item.data)))
+        remaining[item.id] -= 1
+        if not remaining[item.id] and (
+                item.id not in stored_items or not same_json(stored_items[item.id], item.data)
+                or not same_json(stored_tags.get(item.id), item.tags)):
+            refresh.append(item)
         count += 1
         counters.done += 1
         counters.grades += len(scores)
@@ -151,8 +172,7 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
         else:  # sandboxed graders: one answer per warm worker at a time, all cores busy
             widen_thread_pool(workers)
             await _in_window(rows, regrade_one, workers * 2)
-        guard.write(lambda: store.replace_scores_many(run_id, batch, keep_all=keep_all,
-                                                      grader_changed=record.flags))
+        guard.write(write)
     finally:
         store.group_commits(None)
         await eval.aclose()
@@ -204,7 +224,10 @@ class GraderRecord:
     partial: bool
 
     @classmethod
-    def start(cls, store: Store, run: RunInfo, eval: Eval, *, partial: bool) -> GraderRecord:
+    def start(cls, store: Store, run: RunInfo, eval: Eval, *, partial: bool,
+              mark: bool = True) -> GraderRecord:
+        """``mark``: record the edited graders as not known now (a regrade that writes in
+        batches); False for one that writes in one transaction (``finish`` inside it)."""
         before = grader_record.graded_with(
             run.config, regraded_unrecorded="graded_with" not in run.config
             and store.regraded_unrecorded(run.id))
@@ -215,7 +238,8 @@ class GraderRecord:
         record = cls(run.id, eval, before, after, flags, partial)
         store.update_run_config(run.id, {"grader_names": [g.name for g in eval.graders],
                                          "primary": eval.primary})
-        store.update_run_config(run.id, {"graded_with": record._graded_with(final=False)})
+        if mark:
+            store.update_run_config(run.id, {"graded_with": record._graded_with(final=False)})
         return record
 
     def unchanged(self) -> bool:

@@ -6,6 +6,7 @@ changed; ``<dataset>.history.jsonl`` gets ``{when, who, item_id, field, old, new
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -81,12 +82,19 @@ def update_item_field(eval_path: str | Path, item_id: str, field: str, new_value
     ending = "\n" if lines[index].endswith("\n") else ""
     lines[index] = json.dumps(row, ensure_ascii=False) + ending
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text("".join(lines), encoding="utf-8")
-    os.replace(tmp, path)
     history = history_path(path)
-    with history.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps({"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "who": who,
-                                 "item_id": str(item_id), "field": field, "old": old,
-                                 "new": new_value, "note": note, "line": index + 1},
-                                ensure_ascii=False) + "\n")
+    try:
+        tmp.write_text("".join(lines), encoding="utf-8")
+        os.replace(tmp, path)
+        with history.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "who": who,
+                                     "item_id": str(item_id), "field": field, "old": old,
+                                     "new": new_value, "note": note, "line": index + 1},
+                                    ensure_ascii=False) + "\n")
+    except OSError as exc:  # a read-only folder or file: one line, nothing half-written kept
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        error = UserError(f"cannot write the eval's dataset: {exc.strerror or exc}", file=path)
+        error.http_status = 403  # type: ignore[attr-defined]
+        raise error from None
     return old

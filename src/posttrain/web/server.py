@@ -390,6 +390,7 @@ async def api_review(request: web.Request) -> web.Response:
     detail = views.sample_detail(store, run.id, item_id, epoch)
     field = body.get("field")
     regraded = 0
+    not_regraded: list[dict[str, str]] = []
     if field is not None:
         if field not in detail["reference_fields"]:
             return _error(400, f"field must be one of: {', '.join(detail['reference_fields'])}")
@@ -408,10 +409,13 @@ async def api_review(request: web.Request) -> web.Response:
         loaded = load_eval(run.eval_path)
         for other in store.list_runs(run.eval_name):
             if other.eval_path and Path(other.eval_path).resolve() == Path(run.eval_path).resolve():
-                regraded += await aregrade_run(store, other.id, loaded, item_ids={item_id})
+                try:
+                    regraded += await aregrade_run(store, other.id, loaded, item_ids={item_id})
+                except UserError as exc:  # the review is saved: say which runs wait for a regrade
+                    not_regraded.append({"run": other.id, "error": str(exc)})
     else:
         store.add_review(run.eval_name, item_id, verdict, note=note)
-    return web.json_response({"regraded": regraded,
+    return web.json_response({"regraded": regraded, "not_regraded": not_regraded,
                               "sample": views.sample_detail(store, run.id, item_id, epoch)})
 
 

@@ -566,6 +566,10 @@ async function pageSample(runId, itemId, epoch) {
       const out = await api("api/review", body);
       // re-draw the page with the new grade, keeping the message on the new page
       flash = `Saved. Re-graded ${out.regraded} answer(s); score now ${fmt(out.sample.value)} (${out.sample.status}).`;
+      // the review and the new reference are saved; a run that could not be regraded now
+      // (another writer, a live eval) says so, with the command that regrades it later
+      for (const miss of out.not_regraded || [])
+        flash += ` Not re-graded: run ${miss.run} (${miss.error}); run \`posttrain regrade ${miss.run}\` later.`;
       await render();
     } catch (err) { result.textContent = `Error: ${err.message}`; }
   }
