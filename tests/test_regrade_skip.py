@@ -495,3 +495,35 @@ def test_a_killed_batch_regrade_leaves_an_edited_item_seen_as_edited(evaluated, 
     _regrade_both(default, full, run_id)
     assert [r[3] for r in _dump(default, run_id) if r[0] == "q14" and r[2] == "exact"] == [0.0, 0.0]
     assert _history(default, run_id) == _history(full, run_id)
+
+
+def test_regrading_runs_one_of_which_is_live_regrades_none(evaluated, capsys) -> None:
+    """`posttrain regrade R1 R2` with R2 answered by a live eval: refused before R1 is touched
+    (one line, exit 2), rather than R1 regraded and its summary lost with the error."""
+    import socket
+    import subprocess
+    import sys
+
+    from posttrain.runner import process
+
+    eval_path, store, first = evaluated
+    assert posttrain_main(["eval", str(eval_path), "--model", "openai:stub", "--store",
+                           str(store), "--json"]) == 0  # one epoch: another run
+    second = json.loads(capsys.readouterr().out)["runs"][0]["run_id"]
+    assert second != first
+    write_eval(eval_path.parent, _rows(), graders=TWO.replace("ilike", "like"))
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with Store(store) as opened:
+            opened.conn.execute("UPDATE runs SET status = 'running' WHERE id = ?", (second,))
+            opened.update_run_config(second, {"runner": {
+                "pid": sleeper.pid, "host": socket.gethostname(),
+                "start": process.start_time(sleeper.pid)}})
+        before = _dump(store, first)
+        assert posttrain_main(["regrade", first, second, "--store", str(store), "--json"]) == 2
+        out = capsys.readouterr()
+        assert f"run {second} is being answered now" in out.err and "re-graded" not in out.err
+        assert _dump(store, first) == before
+    finally:
+        sleeper.kill()
+        sleeper.wait()

@@ -411,3 +411,29 @@ async def test_a_review_in_a_folder_it_cannot_write_is_one_line(env) -> None:
     assert dataset.read_text() == before
     with Store(store_path) as store:
         assert store.reviews("capitals") == []
+
+
+async def test_a_review_whose_history_cannot_be_written_changes_nothing(env) -> None:
+    """The folder is writable, the dataset's history file is not: the review is a 403 and the
+    dataset keeps its old value (a correction is never applied without its record)."""
+    from tests.test_store_read_only import _lock
+
+    store_path, eval_path, runs = env
+    dataset = eval_path.parent / "data.jsonl"
+    history = eval_path.parent / "data.history.jsonl"
+    history.write_text('{"note": "an earlier review"}\n')
+    before, logged = dataset.read_text(), history.read_text()
+    for _ in _lock([history]):
+        client = await _client(store_path)
+        try:
+            resp = await client.post("/api/review", json={
+                "run": runs["model-a"], "item_id": "q3", "verdict": "misgraded",
+                "field": "answer", "value": "Canberra"})
+            body = await resp.json()
+        finally:
+            await client.close()
+    assert resp.status == 403, body
+    assert dataset.read_text() == before and history.read_text() == logged
+    assert not list(eval_path.parent.glob("*.tmp"))
+    with Store(store_path) as store:
+        assert store.reviews("capitals") == []

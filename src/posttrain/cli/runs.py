@@ -357,11 +357,19 @@ def _run_report(args: argparse.Namespace) -> int:
 def _run_regrade(args: argparse.Namespace) -> int:
     from posttrain.analysis.stored import stored_summary
     from posttrain.runner.progress import Counters
-    from posttrain.runner.regrade import load_run_eval, regrade_run, sandbox_workers
+    from posttrain.runner.regrade import (
+        load_run_eval,
+        refuse_if_live,
+        regrade_run,
+        sandbox_workers,
+    )
 
     store = _open_store(args.store)
     summaries = []
-    for run in _resolve_runs(store, args.runs, args.store):
+    runs = _resolve_runs(store, args.runs, args.store)
+    for run in runs:  # every run checked before any is regraded
+        refuse_if_live(run)
+    for run in runs:
         counters = Counters(label=f"regrade {run.id}", total=0)
         eval_ = load_run_eval(store, run.id)
         workers = sandbox_workers(eval_)

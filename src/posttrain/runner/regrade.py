@@ -67,11 +67,7 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
     elif not isinstance(eval, Eval):
         eval = load_eval(eval)
     run = store.get_run(run_id)
-    live = process.other_live((run.config or {}).get("runner"))
-    if run.status == "running" and live is not None:
-        raise UserError(f"run {run_id} is being answered now by process {live} on this host: "
-                        "regrade it once that eval has finished (the answers still to come "
-                        "are graded by the graders it loaded)")
+    refuse_if_live(run)
     items = {item.id: item for item in eval.items}
     variant = run.variant
     if variant not in eval.variants:  # renamed since: its response_format is the base one
@@ -180,6 +176,17 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
     return count
 
 
+def refuse_if_live(run: RunInfo) -> None:
+    """UserError (one line) when a live ``posttrain eval`` on this host is still answering the
+    run: the answers still to come are graded by the graders that eval loaded, so a regrade now
+    would record specs its later grades were not made with."""
+    live = process.other_live((run.config or {}).get("runner"))
+    if run.status == "running" and live is not None:
+        raise UserError(f"run {run.id} is being answered now by process {live} on this host: "
+                        "regrade it once that eval has finished (the answers still to come "
+                        "are graded by the graders it loaded)")
+
+
 @dataclass
 class _Guard:
     """The answer-by-answer regrade's check against other writers: each of its writes runs in
@@ -201,8 +208,9 @@ class _Guard:
         with store._write():  # the iteration's commit will hold it
             if store.run_revision(self.run_id) != self.expected:
                 raise UserError(f"run {self.run_id} changed while this regrade ran (another "
-                                "regrade, or a review in posttrain view): its grades written "
-                                "so far are kept, the rest not; run it again")
+                                "regrade, a review in posttrain view, or an eval resuming it): "
+                                "its grades written so far are kept, the rest not; run it "
+                                "again")
             write()
             self.expected = store.run_revision(self.run_id)
 

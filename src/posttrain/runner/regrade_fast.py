@@ -268,7 +268,8 @@ class Commit(NamedTuple):
             from posttrain.errors import UserError
 
             raise UserError(f"run {run_id} changed while this regrade read it (another regrade, "
-                            "or a review in posttrain view): nothing was written; run it again")
+                            "a review in posttrain view, or an eval resuming it): nothing was "
+                            "written; run it again")
         if self.then is not None:
             self.then()
 

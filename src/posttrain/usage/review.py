@@ -83,18 +83,30 @@ def update_item_field(eval_path: str | Path, item_id: str, field: str, new_value
     lines[index] = json.dumps(row, ensure_ascii=False) + ending
     tmp = path.with_suffix(path.suffix + ".tmp")
     history = history_path(path)
+    entry = json.dumps({"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "who": who,
+                        "item_id": str(item_id), "field": field, "old": old, "new": new_value,
+                        "note": note, "line": index + 1}, ensure_ascii=False) + "\n"
+    # the new dataset beside the old, then the history line, then the swap: a failure at any
+    # step leaves the dataset and its history as they were (the history cut back to its size)
+    size = history.stat().st_size if history.exists() else None
+    appended = False
     try:
         tmp.write_text("".join(lines), encoding="utf-8")
-        os.replace(tmp, path)
         with history.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "who": who,
-                                     "item_id": str(item_id), "field": field, "old": old,
-                                     "new": new_value, "note": note, "line": index + 1},
-                                    ensure_ascii=False) + "\n")
+            appended = True
+            handle.write(entry)
+        os.replace(tmp, path)
     except OSError as exc:  # a read-only folder or file: one line, nothing half-written kept
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        error = UserError(f"cannot write the eval's dataset: {exc.strerror or exc}", file=path)
+        if appended:
+            with contextlib.suppress(OSError):
+                if size is None:
+                    history.unlink()
+                else:
+                    os.truncate(history, size)
+        error = UserError(f"cannot write the eval's dataset or its history: "
+                          f"{exc.strerror or exc}", file=path)
         error.http_status = 403  # type: ignore[attr-defined]
         raise error from None
     return old
