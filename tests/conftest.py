@@ -7,6 +7,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,26 @@ def smollm2() -> Iterator[str]:
                 os.environ.pop("POSTTRAIN_CACHE", None)
             else:
                 os.environ["POSTTRAIN_CACHE"] = before
+
+
+@contextmanager
+def live_eval_on(store: Path, run_id: str) -> Iterator[int]:
+    """The run as a live ``posttrain eval`` leaves it while it answers: status running, its
+    runner another live process on this host (a sleeping child, killed on exit); yields its
+    pid."""
+    import socket
+
+    from posttrain.runner import process
+    from posttrain.runner.store import Store
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with Store(store) as opened:
+            opened.conn.execute("UPDATE runs SET status = 'running' WHERE id = ?", (run_id,))
+            opened.update_run_config(run_id, {"runner": {
+                "pid": sleeper.pid, "host": socket.gethostname(),
+                "start": process.start_time(sleeper.pid)}})
+        yield sleeper.pid
+    finally:
+        sleeper.kill()
+        sleeper.wait()

@@ -18,7 +18,7 @@ from posttrain.runner import regrade_fast
 from posttrain.runner.executor import grade_all
 from posttrain.runner.regrade import regrade_run
 from posttrain.runner.store import Store
-from tests.conftest import write_eval
+from tests.conftest import live_eval_on, write_eval
 
 TWO = ('  - {type: string_check, name: exact, input: "{{sample.output_text}}", '
        'reference: "{{item.answer}}", operation: eq}\n'
@@ -439,28 +439,13 @@ def test_answers_of_items_left_out_during_a_grader_edit_are_graded_when_they_ret
 def test_a_run_a_live_eval_is_answering_is_not_regraded(evaluated, capsys) -> None:
     """Its answers still to come are graded by the graders that eval loaded: a regrade now
     would record specs its later grades were not made with. Refused, one line, exit 2."""
-    import socket
-    import subprocess
-    import sys
-
-    from posttrain.runner import process
-
     _eval_path, store, run_id = evaluated
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        with Store(store) as opened:
-            opened.conn.execute("UPDATE runs SET status = 'running' WHERE id = ?", (run_id,))
-            opened.update_run_config(run_id, {"runner": {
-                "pid": sleeper.pid, "host": socket.gethostname(),
-                "start": process.start_time(sleeper.pid)}})
+    with live_eval_on(store, run_id) as pid:
         before = _dump(store, run_id)
         assert posttrain_main(["regrade", run_id, "--store", str(store)]) == 2
         err = capsys.readouterr().err
-        assert f"being answered now by process {sleeper.pid}" in err and "Traceback" not in err
+        assert f"being answered now by process {pid}" in err and "Traceback" not in err
         assert _dump(store, run_id) == before
-    finally:
-        sleeper.kill()
-        sleeper.wait()
     assert posttrain_main(["regrade", run_id, "--store", str(store)]) == 0  # its runner is gone
 
 
@@ -500,30 +485,15 @@ def test_a_killed_batch_regrade_leaves_an_edited_item_seen_as_edited(evaluated, 
 def test_regrading_runs_one_of_which_is_live_regrades_none(evaluated, capsys) -> None:
     """`posttrain regrade R1 R2` with R2 answered by a live eval: refused before R1 is touched
     (one line, exit 2), rather than R1 regraded and its summary lost with the error."""
-    import socket
-    import subprocess
-    import sys
-
-    from posttrain.runner import process
-
     eval_path, store, first = evaluated
     assert posttrain_main(["eval", str(eval_path), "--model", "openai:stub", "--store",
                            str(store), "--json"]) == 0  # one epoch: another run
     second = json.loads(capsys.readouterr().out)["runs"][0]["run_id"]
     assert second != first
     write_eval(eval_path.parent, _rows(), graders=TWO.replace("ilike", "like"))
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        with Store(store) as opened:
-            opened.conn.execute("UPDATE runs SET status = 'running' WHERE id = ?", (second,))
-            opened.update_run_config(second, {"runner": {
-                "pid": sleeper.pid, "host": socket.gethostname(),
-                "start": process.start_time(sleeper.pid)}})
+    with live_eval_on(store, second):
         before = _dump(store, first)
         assert posttrain_main(["regrade", first, second, "--store", str(store), "--json"]) == 2
         out = capsys.readouterr()
         assert f"run {second} is being answered now" in out.err and "re-graded" not in out.err
         assert _dump(store, first) == before
-    finally:
-        sleeper.kill()
-        sleeper.wait()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -349,36 +350,27 @@ async def test_the_page_forbids_inline_scripts_and_framing(env) -> None:
         await client.close()
 
 
+async def _edit_q3(store_path: Path, runs: dict[str, str]) -> tuple[Any, dict]:
+    """A review through the viewer that sets q3's reference to "Canberra": (response, JSON)."""
+    client = await _client(store_path)
+    try:
+        resp = await client.post("/api/review", json={
+            "run": runs["model-a"], "item_id": "q3", "verdict": "misgraded",
+            "field": "answer", "value": "Canberra"})
+        return resp, await resp.json()
+    finally:
+        await client.close()
+
+
 async def test_a_review_whose_regrade_is_refused_is_saved_once_and_says_so(env) -> None:
     """A run a live eval is answering is not regraded now: the review and its new reference are
     saved (200), the refused run is named with why, and nothing tells the reviewer to send the
     review again (which would record it twice)."""
-    import socket
-    import subprocess
-    import sys
-
-    from posttrain.runner import process
+    from tests.conftest import live_eval_on
 
     store_path, eval_path, runs = env
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        with Store(store_path) as store:
-            store.conn.execute("UPDATE runs SET status = 'running' WHERE id = ?",
-                               (runs["model-b"],))
-            store.update_run_config(runs["model-b"], {"runner": {
-                "pid": sleeper.pid, "host": socket.gethostname(),
-                "start": process.start_time(sleeper.pid)}})
-        client = await _client(store_path)
-        try:
-            resp = await client.post("/api/review", json={
-                "run": runs["model-a"], "item_id": "q3", "verdict": "misgraded",
-                "field": "answer", "value": "Canberra"})
-            body = await resp.json()
-        finally:
-            await client.close()
-    finally:
-        sleeper.kill()
-        sleeper.wait()
+    with live_eval_on(store_path, runs["model-b"]):
+        resp, body = await _edit_q3(store_path, runs)
     assert resp.status == 200, body
     assert body["regraded"] == 1  # model-a's answer
     assert [miss["run"] for miss in body["not_regraded"]] == [runs["model-b"]]
@@ -398,14 +390,7 @@ async def test_a_review_in_a_folder_it_cannot_write_is_one_line(env) -> None:
     dataset = eval_path.parent / "data.jsonl"
     before = dataset.read_text()
     for _ in _lock([eval_path.parent, dataset]):
-        client = await _client(store_path)
-        try:
-            resp = await client.post("/api/review", json={
-                "run": runs["model-a"], "item_id": "q3", "verdict": "misgraded",
-                "field": "answer", "value": "Canberra"})
-            body = await resp.json()
-        finally:
-            await client.close()
+        resp, body = await _edit_q3(store_path, runs)
     assert resp.status == 403, body
     assert "cannot write the eval's dataset" in body["error"] and "\n" not in body["error"]
     assert dataset.read_text() == before
@@ -424,14 +409,7 @@ async def test_a_review_whose_history_cannot_be_written_changes_nothing(env) -> 
     history.write_text('{"note": "an earlier review"}\n')
     before, logged = dataset.read_text(), history.read_text()
     for _ in _lock([history]):
-        client = await _client(store_path)
-        try:
-            resp = await client.post("/api/review", json={
-                "run": runs["model-a"], "item_id": "q3", "verdict": "misgraded",
-                "field": "answer", "value": "Canberra"})
-            body = await resp.json()
-        finally:
-            await client.close()
+        resp, body = await _edit_q3(store_path, runs)
     assert resp.status == 403, body
     assert dataset.read_text() == before and history.read_text() == logged
     assert not list(eval_path.parent.glob("*.tmp"))
