@@ -419,14 +419,22 @@ def test_the_answer_by_answer_path_refuses_to_write_over_a_change_made_while_it_
             "SELECT explanation FROM scores WHERE run_id = ? AND grader = 'loose'", (run_id,)))
 
 
+@pytest.mark.parametrize("path", ["bulk", "batches"])
 def test_answers_of_items_left_out_during_a_grader_edit_are_graded_when_they_return(
-        evaluated, tmp_path, monkeypatch, capsys) -> None:
-    """A grader edited while some items are out of the dataset: their answers are not graded,
-    so the new spec is not recorded as the run's; once they are back, the default regrade ends
-    as --full does (it kept their old spec's grades as if the new one had made them)."""
+        evaluated, tmp_path, monkeypatch, capsys, path) -> None:
+    """A grader edited while some items are out of the dataset: their answers are not graded
+    (counted and said), so the new spec is not recorded as the run's; once they are back, the
+    default regrade ends as --full does (it kept their old spec's grades as if the new one had
+    made them)."""
     eval_path, store, run_id = evaluated
     write_eval(eval_path.parent, _rows()[10:], graders=TWO.replace("ilike", "like"))
-    assert posttrain_main(["regrade", run_id, "--store", str(store)]) == 0
+    with monkeypatch.context() as patched:
+        if path == "batches":
+            patched.setattr("posttrain.runner.regrade.in_process", lambda graders: False)
+        assert posttrain_main(["regrade", run_id, "--store", str(store), "--json"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["runs"][0]["regrade"]["not_in_eval"] == 20
+    assert "20 answers not graded: their items are no longer in the eval" in out.err
     with Store(store) as opened:
         assert opened.get_run(run_id).config["graded_with"]["loose"] is None
     write_eval(eval_path.parent, _rows(), graders=TWO.replace("ilike", "like"))

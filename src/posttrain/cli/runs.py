@@ -384,13 +384,17 @@ def _run_regrade(args: argparse.Namespace) -> int:
             named = ", ".join(counters.kept_graders)
             kept += (f"; {counters.kept_grades} grades of {named} kept: unchanged since they "
                      "were made, on unchanged items (--full grades them too)")
+        if counters.not_in_eval:
+            kept += (f"; {counters.not_in_eval} answers not graded: their items are no longer in "
+                     "the eval")
         of = f"{graded} of {count}" if counters.kept else f"{count}"
         print(f"re-graded {of} answers of {run.id} ({counters.requests} judge requests, "
               f"{seconds:.1f} s{rate['text']}){kept}", file=sys.stderr)
         summary = stored_summary(store, run, requests=counters.requests)
         summary["regrade"] = {**{k: v for k, v in rate.items() if k != "text"},
                               "kept": counters.kept, "kept_grades": counters.kept_grades,
-                              "kept_graders": counters.kept_graders}
+                              "kept_graders": counters.kept_graders,
+                              "not_in_eval": counters.not_in_eval}
         summaries.append(summary)
     _emit(summaries, args)
     return 0

@@ -25,6 +25,7 @@ class Counters:
     kept: int = 0  # answers a regrade did not grade again (items and graders unchanged)
     kept_grades: int = 0  # grades a regrade kept of answers it graded by other graders
     kept_graders: list[str] = field(default_factory=list)  # the graders of those grades
+    not_in_eval: int = 0  # answers a regrade could not grade: their items left the eval
     started: float = field(default_factory=time.monotonic)
 
 

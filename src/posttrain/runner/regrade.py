@@ -77,11 +77,12 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
     bulk = (sandbox_workers(eval) is None and in_process(eval.graders)
             and store._loop is None and not store.conn.in_transaction)
     # answers of items no longer in the eval are not graded: an edited grader's new spec is
-    # then not the one of all the run's grades (as when only some items are regraded)
-    partial = item_ids is not None or any(
+    # then not the one of all the run's grades (as when only some items are regraded); the
+    # bulk path learns it from the answers it reads, before its one transaction ends
+    partial = item_ids is not None or (not bulk and any(
         item_id not in items for (item_id,) in store.conn.execute(
-            "SELECT DISTINCT item_id FROM samples WHERE run_id = ? AND status = 'ok'",
-            (run_id,)).fetchall())
+            "SELECT DISTINCT item_id FROM samples WHERE run_id = ? AND status = 'ok' "
+            "AND completion IS NOT NULL AND completion != ''", (run_id,)).fetchall()))
     # the bulk path writes in one transaction: nothing to mark as not known before it
     record = GraderRecord.start(store, run, eval, partial=partial, mark=not bulk)
     # every grader deterministic and recorded as the one that gave the run's grades: only the
@@ -93,13 +94,17 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
     # is graded by the others only (an edited grader grades every answer, its peers none)
     stable_graders = set() if full or keep_all or stable else record.stable_graders()
     if bulk:
+        used = counters or Counters(label=f"regrade {run_id}", total=0)
+
+        def finish() -> None:  # inside the write transaction
+            record.partial = record.partial or used.not_in_eval > 0
+            record.finish(store)
+
         try:
-            count = regrade_in_process(store, run, eval, variant, item_ids,
-                                       counters or Counters(label=f"regrade {run_id}", total=0),
+            count = regrade_in_process(store, run, eval, variant, item_ids, used,
                                        keep_all=keep_all, grader_changed=record.flags,
                                        only_changed_items=stable,
-                                       stable_graders=stable_graders,
-                                       on_commit=lambda: record.finish(store))
+                                       stable_graders=stable_graders, on_commit=finish)
         finally:
             await eval.aclose()
         return count
@@ -113,6 +118,7 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
     stored_items = {item.id: item.data for item in stored}
     stored_tags = {item.id: item.tags for item in stored}
     counters = counters or Counters(label=f"regrade {run_id}", total=len(rows))
+    counters.not_in_eval = sum(row["item_id"] not in items for row in rows)
     calls = RunExecution(eval, None, variant, store, run, counters, RunOptions(),
                           asyncio.Semaphore(16), Progress(enabled=False))
     count = 0

@@ -117,7 +117,8 @@ def regrade(store: Store, run: RunInfo, eval: Eval, variant: str,
     these (``counters.kept_grades``). ``on_commit``: called
     inside the transaction that writes the new grades (or finds none to write), after checking
     that nothing else wrote the run's answers, grades or items since they were read here (else
-    a :class:`~posttrain.errors.UserError`, nothing written: another regrade or a review)."""
+    a :class:`~posttrain.errors.UserError`, nothing written: another regrade or a review).
+    Answers of items no longer in the eval are not graded (``counters.not_in_eval``)."""
     read_at = store.run_revision(run.id)
     conn = store.conn
     cursor = conn.cursor()
@@ -126,7 +127,10 @@ def regrade(store: Store, run: RunInfo, eval: Eval, variant: str,
     answers = [(item_id, epoch, completion) for item_id, epoch, completion in cursor.execute(
         "SELECT item_id, epoch, completion FROM samples WHERE run_id = ? AND status = 'ok' "
         "AND completion IS NOT NULL AND completion != '' ORDER BY item_id, epoch", (run.id,))
-        if item_id in items and (item_ids is None or item_id in item_ids)]
+        if item_ids is None or item_id in item_ids]
+    graded = [answer for answer in answers if answer[0] in items]
+    counters.not_in_eval = len(answers) - len(graded)  # answers of items the eval lost
+    answers = graded
     counters.total = len(answers)
     changes = None  # else compared while the helper grades
     names = [grader.name for grader in eval.graders]
