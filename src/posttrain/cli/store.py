@@ -71,8 +71,8 @@ def _refuse_live_runs(store: Any, path: str) -> None:
     from posttrain.runner import process
 
     for run in store.list_runs():
-        pid = process.other_live((run.config or {}).get("runner"))
-        if run.status == "running" and pid is not None:
+        pid = process.answering(run)
+        if pid is not None:
             raise UserError(f"run {run.id} ({run.eval_name}, {run.model}) is being answered now "
                             f"by process {pid}: vacuum once it has finished", file=path)
 

@@ -32,8 +32,7 @@ IMPORTED = 2
 
 def spec_digest(spec: Mapping[str, Any]) -> str:
     """A short digest of one grader's spec (its keys in sorted order)."""
-    body = orjson.dumps(spec, option=orjson.OPT_SORT_KEYS, default=str)
-    return hashlib.blake2b(body, digest_size=8).hexdigest()
+    return _digest(orjson.dumps(spec, option=orjson.OPT_SORT_KEYS, default=str))
 
 
 def spec_name(spec: Mapping[str, Any]) -> str:
@@ -52,10 +51,9 @@ def eval_digests(eval_: Any) -> dict[str, str]:
 
     context = [__version__, eval_.reasoning, eval_.response_format]
     # keyed by each grader's own name (a spec's `name: ""` is a name, not its type's)
-    return {grader.name: hashlib.blake2b(orjson.dumps(
-        [spec, *context, *code_digests(grader)], option=orjson.OPT_SORT_KEYS, default=str),
-        digest_size=8).hexdigest()
-        for grader, spec in zip(eval_.graders, eval_.grader_specs, strict=False)}
+    return {grader.name: _digest(orjson.dumps([spec, *context, *code_digests(grader)],
+                                              option=orjson.OPT_SORT_KEYS, default=str))
+            for grader, spec in zip(eval_.graders, eval_.grader_specs, strict=False)}
 
 
 def code_digests(grader: Any) -> list[str]:

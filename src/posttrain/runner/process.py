@@ -54,6 +54,14 @@ def other_live(runner: Any) -> int | None:
     return runner["pid"] if state(runner) == "alive" else None
 
 
+def answering(run: Any) -> int | None:
+    """The pid of another live process on this host still answering ``run`` (a stored run:
+    status running, its recorded runner alive), else None."""
+    if getattr(run, "status", None) != "running":
+        return None
+    return other_live((getattr(run, "config", None) or {}).get("runner"))
+
+
 def refuse_if_answered(run_id: str, runner: Any, label: str) -> None:
     """UserError (one line, naming ``label``: the model) when ``runner`` (a run's recorded
     runner) is another live process on this host: two processes answering one run would

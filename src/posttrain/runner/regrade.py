@@ -186,8 +186,8 @@ def refuse_if_live(run: RunInfo) -> None:
     """UserError (one line) when a live ``posttrain eval`` on this host is still answering the
     run: the answers still to come are graded by the graders that eval loaded, so a regrade now
     would record specs its later grades were not made with."""
-    live = process.other_live((run.config or {}).get("runner"))
-    if run.status == "running" and live is not None:
+    live = process.answering(run)
+    if live is not None:
         raise UserError(f"run {run.id} is being answered now by process {live} on this host: "
                         "regrade it once that eval has finished (the answers still to come "
                         "are graded by the graders it loaded)")

@@ -699,10 +699,9 @@ class Store:
             raise RuntimeError("bulk_grades needs the store outside a transaction")
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            row = self.conn.execute("SELECT revision FROM run_revisions WHERE run_id = ?",
-                                    (run_id,)).fetchone()
+            revision = self.run_revision(run_id)
             if not bump:
-                yield row[0] if row else 0
+                yield revision
                 self.conn.commit()
                 return
             self.conn.execute("INSERT INTO run_revisions (run_id, revision) VALUES (?, 1) "
@@ -710,7 +709,7 @@ class Store:
                               (run_id,))
             for event in ("insert", "update", "delete"):
                 self.conn.execute(f"DROP TRIGGER IF EXISTS scores_{event}_revision")
-            yield row[0] if row else 0
+            yield revision
             for statement in _revision_triggers(("scores",)).splitlines():
                 self.conn.execute(statement)
         except BaseException:
