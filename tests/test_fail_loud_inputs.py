@@ -509,6 +509,23 @@ def test_big_integers_keep_their_text_and_the_run_stores(tmp_path: Path, stub_se
         assert store.list_runs()
 
 
+def test_big_integers_are_found_in_every_block_of_lines(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """JSON Lines are searched for long digit runs a block of lines at a time: a big integer
+    in a later block, or on a block's last line, keeps its text; a block without one is
+    parsed as plain JSON."""
+    from posttrain.loaders import datasets
+
+    monkeypatch.setattr(datasets, "_BLOCK", 64)  # a few lines a block
+    rows = [{"id": f"r{i}", "n": BIG if i in (7, 40) else i} for i in range(60)]
+    path = tmp_path / "data.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    loaded = datasets.load_jsonl(path)
+    assert [number for number, _row in loaded] == list(range(1, 61))
+    assert [row["n"] for _number, row in loaded] == [
+        str(BIG) if i in (7, 40) else i for i in range(60)]
+
+
 def test_rows_built_in_python_keep_big_integers_exact() -> None:
     from posttrain.eval import eval_from_dict
 

@@ -185,21 +185,41 @@ def _regrade_both(tmp_path, monkeypatch, items, names, graders, edit=None):
     return fast_db, run_id
 
 
-def _regrade_pair(fast_db, slow_db, run_id, monkeypatch):
-    """Regrade ``run_id`` in both stores, the bulk path and answer by answer; assert they
-    stored the same (and the bulk path's kept facts equal a full build); (count, summary)."""
+def _regrade_pair(fast_db, slow_db, run_id, monkeypatch, **options):
+    """Regrade ``run_id`` in both stores, the bulk path and answer by answer (``options``:
+    ``regrade_run``'s); assert they stored the same (and the bulk path's kept facts equal a
+    full build); (count, summary)."""
     with Store(fast_db) as store:
-        count = regrade_run(store, run_id)
+        count = regrade_run(store, run_id, **options)
         fast_summary = stored_summary(store, store.get_run(run_id))
         _kept_equals_full_build(store, run_id)
     with monkeypatch.context() as slow:
         slow.setattr("posttrain.runner.regrade.in_process", lambda graders: False)
         with Store(slow_db) as store:
-            assert regrade_run(store, run_id) == count
+            assert regrade_run(store, run_id, **options) == count
             slow_summary = stored_summary(store, store.get_run(run_id))
     assert _dump(fast_db, run_id) == _dump(slow_db, run_id)
     assert fast_summary == slow_summary
     return count, fast_summary
+
+
+def test_keep_all_keeps_every_old_grade_as_answer_by_answer_does(tmp_path, monkeypatch):
+    """``keep_all`` (an import keeping the grades it brought): every answer's old grades go
+    to the history, changed (a value, or the explanation alone) or not, in the bulk path as
+    answer by answer, whether an answer's grades are compared grader by grader (the same
+    graders before and after) or as a whole (a grader missing from the stored grades)."""
+    items = _items(24)
+    names = ["exact", "loose", "close"]
+    eval_path = _write_eval(tmp_path / "ev", items, STRING)
+    fast_db, slow_db = tmp_path / "fast.db", tmp_path / "slow.db"
+    run_id = _store(fast_db, eval_path, items, names)
+    shutil.copyfile(fast_db, slow_db)
+    stored = len(_dump(fast_db, run_id)["scores"])
+    for _ in range(2):  # the stored grades' explanations all change; then nothing does
+        before = len(_dump(fast_db, run_id)["history"])
+        _regrade_pair(fast_db, slow_db, run_id, monkeypatch, keep_all=True)
+        assert len(_dump(fast_db, run_id)["history"]) - before == stored
+        stored = len(_dump(fast_db, run_id)["scores"])  # the missing grades are there now
 
 
 @pytest.mark.parametrize("helper_fails", [False, True], ids=["helper", "helper-fails"])

@@ -147,7 +147,8 @@ def check_every_row(spec: dict[str, Any], items: Sequence[Item], *, source: Path
     only when that row's turn came, after the rows before it had been sent and paid for.)
     Graders are not held to every row: a row without a grader's reference leaves that grade
     unscored, counted and shown (an eval may grade some rows by a field only they have); the
-    first row is checked for them (``_check_paths``). ~0.1 us a row and plain path."""
+    first row is checked for them (``_check_paths``). A row with every plain path's field is
+    passed by one set comparison (~0.1 us)."""
     from posttrain.template import placeholders_by_field, resolve
 
     templates = _request_templates(spec)
@@ -156,10 +157,13 @@ def check_every_row(spec: dict[str, Any], items: Sequence[Item], *, source: Path
                           if path.split(".", 1)[0].split("[", 1)[0] == "item")
     plain = [(path, where, path[5:]) for path, where in paths if _PLAIN.fullmatch(path)]
     nested = [(path, where) for path, where in paths if not _PLAIN.fullmatch(path)]
+    required = {key for _path, _where, key in plain}
     for index, item in enumerate(items):
         data = item.data
-        missing = next(((path, where, f"no field {key!r}") for path, where, key in plain
-                        if key not in data), None)
+        missing = None
+        if not data.keys() >= required:  # most rows have every plain path's field
+            missing = next(((path, where, f"no field {key!r}") for path, where, key in plain
+                            if key not in data), None)
         if missing is None:
             for path, where in nested:
                 try:

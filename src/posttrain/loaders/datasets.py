@@ -20,8 +20,9 @@ import io
 import json
 import math
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from posttrain.errors import UserError
 
@@ -60,6 +61,8 @@ def read_text(path: Path, *, what: str = "file") -> str:
 
 
 _LONG_INT = re.compile(rb"\d{19}")  # 2**63 has 19 digits: a run this long may not fit
+#: bytes of lines searched for :data:`_LONG_INT` at once (``_lines``)
+_BLOCK = 1 << 22
 
 
 def _int_or_text(text: str) -> int | str:
@@ -109,6 +112,18 @@ def exact_json(text: str | bytes) -> Any:
                       parse_constant=_no_constant)
 
 
+def _lines(handle: IO[bytes]) -> Iterator[tuple[int, bytes, bool]]:
+    """Each line of ``handle`` (split at ``\\n``, as iterating it does) with its 1-based number
+    and whether its block of ~4 MB holds a run of 19 digits (:data:`_LONG_INT`): one search
+    a block instead of one a line (most datasets have none)."""
+    number = 0
+    while lines := handle.readlines(_BLOCK):
+        long_int = _LONG_INT.search(b"".join(lines)) is not None
+        for raw in lines:
+            number += 1
+            yield number, raw, long_int
+
+
 def load_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """Rows with their 1-based line numbers; blank lines are skipped; bad lines are UserErrors."""
     rows: list[tuple[int, dict[str, Any]]] = []
@@ -123,7 +138,7 @@ def load_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     except ImportError:  # pragma: no cover - orjson is a core dependency
         loads = json.loads
     with handle:
-        for number, raw in enumerate(handle, start=1):
+        for number, raw, long_int in _lines(handle):
             if number == 1:
                 if raw.startswith(_UTF16_BOMS):
                     decode(raw, path)  # raises: UTF-16
@@ -131,7 +146,7 @@ def load_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
             if not raw.strip():
                 continue
             try:
-                row = exact_json(raw) if _LONG_INT.search(raw) else loads(raw)
+                row = exact_json(raw) if long_int and _LONG_INT.search(raw) else loads(raw)
             except ValueError as exc:
                 try:
                     raw.decode("utf-8")
