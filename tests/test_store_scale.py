@@ -556,3 +556,46 @@ def test_store_info_on_a_folder_says_it_is_a_folder(tmp_path, capsys) -> None:
         assert main(["store", command, "--store", str(tmp_path)]) == 2
         assert "is a folder: --store takes a store file" in capsys.readouterr().err
 
+
+
+def test_a_config_update_never_writes_over_another_process_update(tmp_path,
+                                                                  monkeypatch) -> None:
+    """``update_run_config`` reads the config inside its write transaction, under the write
+    lock: another process that updates the run meanwhile waits (here: is refused at once, with
+    no busy wait) and its update, made after, is kept, as is this one's. Reading first and
+    writing after let it land in between and be written over with the config read before."""
+    path = tmp_path / "s.db"
+    store, ids = _store(path, n=5, runs=1)
+    other = Store(path)
+    other.conn.execute("PRAGMA busy_timeout=0")
+    refused: list[str] = []
+    original = sqlite3.Connection.execute
+
+    class Conn(sqlite3.Connection):  # the other process's update lands as this one reads
+        def execute(self, sql, *args):  # type: ignore[override]
+            result = original(self, sql, *args)
+            if "FROM runs WHERE id" in sql and not refused:
+                try:
+                    other.update_run_config(ids[0], {"theirs": 1})
+                    refused.append("landed")
+                except sqlite3.OperationalError:
+                    refused.append("waited")
+            return result
+
+    ours = Store(path)
+    ours.conn.close()
+    ours.conn = sqlite3.connect(path, factory=Conn, isolation_level=None, timeout=30)
+    ours.conn.row_factory = sqlite3.Row
+    ours.update_run_config(ids[0], {"ours": 1})
+    if refused == ["landed"]:  # then it must not have been written over
+        with Store(path) as reader:
+            assert reader.get_run(ids[0]).config.get("theirs") == 1, "an update was lost"
+    assert refused == ["waited"]
+    other.update_run_config(ids[0], {"theirs": 1})  # the retry, after
+    with Store(path) as reader:
+        config = reader.get_run(ids[0]).config
+    assert config["ours"] == 1 and config["theirs"] == 1
+    with pytest.raises(KeyError):
+        ours.update_run_config("no-such-run", {"x": 1})
+    for opened in (ours, other, store):
+        opened.conn.close()

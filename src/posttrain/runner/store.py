@@ -804,16 +804,29 @@ class Store:
 
     def update_run_config(self, run_id: str, updates: dict[str, Any]) -> None:
         """Merge ``updates`` into a run's stored config (after re-grading with new graders); inside
-        the caller's transaction when one is open (and no commits are grouped)."""
-        config = self.get_run(run_id).config
-        config.update(updates)
+        the caller's transaction when one is open (and no commits are grouped). The config is
+        read inside the write's transaction, which takes the store's write lock first when it
+        is its own: another process's update made meanwhile is kept, never written over with
+        the config as it was before it. KeyError: no such run."""
         if self._loop is None and self.conn.in_transaction:
-            self.conn.execute("UPDATE runs SET config = ? WHERE id = ?",
-                              (json.dumps(config, default=str), run_id))
+            self._merge_config(run_id, updates)
+            return
+        if self._loop is None:
+            with self.conn:
+                self.conn.execute("BEGIN IMMEDIATE")
+                self._merge_config(run_id, updates)
             return
         with self._write():
-            self.conn.execute("UPDATE runs SET config = ? WHERE id = ?",
-                              (json.dumps(config, default=str), run_id))
+            self._merge_config(run_id, updates)
+
+    def _merge_config(self, run_id: str, updates: dict[str, Any]) -> None:
+        row = self.conn.execute("SELECT config FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise KeyError(run_id)
+        config = json.loads(row[0]) if row[0] else {}
+        config.update(updates)
+        self.conn.execute("UPDATE runs SET config = ? WHERE id = ?",
+                          (json.dumps(config, default=str), run_id))
 
     def run_revision(self, run_id: str) -> int:
         """The run's revision: bumped by every write to its answers, grades or items."""
