@@ -166,10 +166,12 @@ def _regrade_run(store: Store, run: RunInfo, eval: Eval, variant: str,
     cursor = conn.cursor()
     cursor.row_factory = None
     items = {item.id: item for item in eval.items}
-    answers = [(item_id, epoch, completion) for item_id, epoch, completion in cursor.execute(
+    answers = cursor.execute(
         "SELECT item_id, epoch, completion FROM samples WHERE run_id = ? AND status = 'ok' "
-        "AND completion IS NOT NULL AND completion != '' ORDER BY item_id, epoch", (run.id,))
-        if item_ids is None or item_id in item_ids]
+        "AND completion IS NOT NULL AND completion != '' ORDER BY item_id, epoch",
+        (run.id,)).fetchall()
+    if item_ids is not None:
+        answers = [answer for answer in answers if answer[0] in item_ids]
     graded = [answer for answer in answers if answer[0] in items]
     counters.not_in_eval = len(answers) - len(graded)  # answers of items the eval lost
     answers = graded
