@@ -168,21 +168,33 @@ def test_only_the_edited_grader_grades_the_unchanged_items(evaluated, tmp_path, 
     assert calls == []
 
 
+@pytest.mark.parametrize("edited", ["two", "most"])
 @pytest.mark.parametrize("helper_fails", [False, True], ids=["helper", "helper-fails"])
 def test_a_helper_grading_the_edited_grader_ahead_stores_what_a_full_regrade_does(
-        evaluated, tmp_path, monkeypatch, capsys, helper_fails) -> None:
+        evaluated, tmp_path, monkeypatch, capsys, helper_fails, edited) -> None:
     """One grader edited, two references edited (one item's answers graded here, one's by the
     forked helper, which starts on the edited grader before the items are compared): the
     helper's answers of an edited item get the unchanged grader's grades too; the store ends
-    as a full regrade leaves it, and as it does when the helper dies."""
+    as a full regrade leaves it, and as it does when the helper dies. With most references
+    edited, the helper is started again grading with every grader (else this process would
+    grade most of its answers a second time): the same store."""
     from posttrain.runner import regrade_split
 
     if not regrade_split.usable([], 10**9):
         pytest.skip("no fork or one core")
     eval_path, store, run_id = evaluated
     # answers in item-id order: q0, q1, q10..q19 first (24 of 60), the helper from the 25th
-    write_eval(eval_path.parent, _rows({3: "paris", 10: "paris"}),
+    changed = [3, 10] if edited == "two" else [i for i in range(N) if i not in (0, 1)]
+    write_eval(eval_path.parent, _rows(dict.fromkeys(changed, "paris")),
                graders=TWO.replace("ilike", "like"))
+    started: list[int] = []
+    original_init = regrade_split.Helper.__init__
+
+    def counted(self, grade, answers, start):
+        started.append(start)
+        original_init(self, grade, answers, start)
+
+    monkeypatch.setattr(regrade_split.Helper, "__init__", counted)
     default, full = _two_stores(tmp_path, store)
     monkeypatch.setattr(regrade_split, "MIN_ANSWERS", 1)
     monkeypatch.setattr(regrade_split, "HELPER_SHARE", 0.6)
@@ -201,12 +213,14 @@ def test_a_helper_grading_the_edited_grader_ahead_stores_what_a_full_regrade_doe
     assert posttrain_main(["regrade", run_id, "--store", str(default), "--json"]) == 0
     regrade = json.loads(capsys.readouterr().out)["runs"][0]["regrade"]
     assert results == [not helper_fails]
-    assert regrade["kept_grades"] == 2 * N - 4 and regrade["grades"] == 2 * N + 4
+    assert len(started) == (1 if edited == "two" else 2)
+    kept = 2 * N - 2 * len(changed)
+    assert regrade["kept_grades"] == kept and regrade["grades"] == 2 * N + 2 * len(changed)
     assert posttrain_main(["regrade", run_id, "--store", str(full), "--full", "--json"]) == 0
     full_report = json.loads(capsys.readouterr().out)["runs"][0]
     assert _dump(default, run_id) == _dump(full, run_id)
     assert _history(default, run_id) == _history(full, run_id)
-    # q3's and q10's new reference "paris": `eq` no longer matches "Paris"
+    # q3's and q10's new reference "paris": `eq` no longer matches "Paris" (q3's answer)
     assert ("q3", 0, "exact", 1.0, 1, "scored", 1, 0) in _history(default, run_id)
     assert ("q10", 1, "exact", 1.0, 1, "scored", 1, 0) in _history(default, run_id)
     assert posttrain_main(["report", run_id, "--store", str(default), "--json"]) == 0

@@ -203,6 +203,11 @@ def _regrade_run(store: Store, run: RunInfo, eval: Eval, variant: str,
                 counters.kept_grades = (len(answers) - len(whole)) * len(stable)
                 counters.kept_graders = [name for name in names if name in stable]
                 fill = _filler(eval, variant, items, whole, stable)
+                if helper is not None and _mostly_whole(answers[helper.start:], whole):
+                    # this process would grade most of the helper's answers again with the
+                    # kept graders: a helper grading them with every grader instead
+                    helper.close()
+                    helper, fill = None, None
         grade = _grader(eval, variant, items, None if whole is None else (whole, stable))
         if helper is None:
             helper = _helper(eval, grade, answers)
@@ -213,6 +218,13 @@ def _regrade_run(store: Store, run: RunInfo, eval: Eval, variant: str,
     finally:
         if helper is not None:
             helper.close()
+
+
+def _mostly_whole(share: Sequence[tuple[str, int, str]], whole: Set[tuple[str, int]]) -> bool:
+    """Whether more than a quarter of the answers in ``share`` are graded by every grader."""
+    if len(whole) * 4 <= len(share):
+        return False
+    return sum(answer[:2] in whole for answer in share) * 4 > len(share)
 
 
 def _helper(eval: Eval, grade: Callable[[tuple[str, int, str]], list[Row | None]],
