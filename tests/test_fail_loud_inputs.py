@@ -526,6 +526,40 @@ def test_big_integers_are_found_in_every_block_of_lines(tmp_path: Path,
         str(BIG) if i in (7, 40) else i for i in range(60)]
 
 
+@pytest.mark.parametrize("kind", ["jsonl", "jsonl-big-integer", "json"])
+def test_half_a_surrogate_pair_is_refused_naming_its_line(tmp_path: Path,
+                                                          stub_server: StubServer,
+                                                          capsys: pytest.CaptureFixture[str],
+                                                          kind: str) -> None:
+    """A string escape that is half of a UTF-16 pair (``"\\ud800"`` alone) is not text: Python's
+    JSON parser (the loaders' fallback) reads it, and storing the item then failed with a
+    traceback after the run began. Refused where it is read, naming the file and line, exit 2,
+    before any request; both halves of a pair are one character and load."""
+    folder = tmp_path / "e"
+    path = write_eval(folder, ROWS)
+    pair = '{"id": "p", "question": "[[answer:x]]", "answer": "ok \\ud83d\\ude00"}'
+    lone = ('{"id": "s", "question": "[[answer:x]]", "answer": "\\ud800"'
+            + (', "n": 12345678901234567890123}' if kind == "jsonl-big-integer" else "}"))
+    if kind == "json":
+        (folder / "data.json").write_text(f"[{pair},\n{lone}]\n")
+        path.write_text(path.read_text().replace("data.jsonl", "data.json"))
+        where = "data.json:2"
+    else:
+        (folder / "data.jsonl").write_text(f"{pair}\n{pair.replace('p', 'q', 1)}\n{lone}\n")
+        where = "data.jsonl:3"
+    spec = f"openai:stub?base_url={stub_server.base_url}"
+    line = one_line(run_eval(path, "--model", spec), capsys)
+    assert f"{where}: \\ud800 is half of a UTF-16 surrogate pair" in line, line
+    assert stub_server.stats()["total_attempts"] == 0
+    assert not (folder / "s.db").exists()
+    from posttrain.eval import load_eval
+
+    lines = (folder / ("data.json" if kind == "json" else "data.jsonl")).read_text()
+    (folder / ("data.json" if kind == "json" else "data.jsonl")).write_text(
+        lines.replace("\\ud800", "\\ud800\\udc00"))  # a whole pair: 𐀀
+    assert load_eval(path).items[-1].data["answer"] == "\U00010000"
+
+
 def test_rows_built_in_python_keep_big_integers_exact() -> None:
     from posttrain.eval import eval_from_dict
 

@@ -495,3 +495,22 @@ def test_ingest_no_leaks_in_tool_calls_and_json(tmp_path: Path, capsys: pytest.C
         run = next(r for r in s.list_runs() if r.eval_name == "out-tools")
         scores = load_results(s, run).item_scores()
     assert scores["t-answer-call"] == 1.0  # the logged call against itself
+
+
+def test_a_log_line_with_half_a_surrogate_pair_is_skipped_and_said(tmp_path: Path) -> None:
+    """A log line that orjson refuses is read again by Python's parser (NaN, big integers);
+    that parser also takes ``"\\ud800"`` alone, a string that is not text (writing the eval
+    failed later): the line is skipped, with its number and why; a whole pair is one
+    character and its line is read."""
+    from posttrain.usage.logs import read_logs
+
+    logs = tmp_path / "logs.jsonl"
+    good = _chat_line("log-1", "hello", "hi")
+    lone = _chat_line("log-2", "bad", "x").replace('"x"', '"\\ud800"')
+    pair = _chat_line("log-3", "smile", "x").replace('"x"', '"\\ud83d\\ude00"')
+    logs.write_text("\n".join([good, lone, pair]) + "\n")
+    records, problems, _facts = read_logs(logs)
+    assert [p.line for p in problems] == [2]
+    assert "\\ud800 is half of a UTF-16 surrogate pair" in problems[0].reason
+    assert len(records) == 2 and "\U0001F600" in json.dumps(
+        [vars(r) for r in records], ensure_ascii=False, default=str)

@@ -566,3 +566,39 @@ def test_regrading_runs_one_of_which_is_live_regrades_none(evaluated, capsys) ->
         out = capsys.readouterr()
         assert f"run {second} is being answered now" in out.err and "re-graded" not in out.err
         assert _dump(store, first) == before
+
+
+THIRD = ('  - {type: string_check, name: third, input: "{{sample.output_text}}", '
+         'reference: "{{item.answer}}", operation: like}\n')
+
+
+@pytest.mark.parametrize("change", ["added", "renamed"])
+def test_an_added_or_renamed_grader_grades_alone(evaluated, tmp_path, monkeypatch, capsys,
+                                                 change) -> None:
+    """A grader added (or one renamed: its grades under the old name are dropped) grades
+    every answer; the graders kept as they were grade none (every answer lacked the new
+    grader's grade, which made all of them count as incomplete); the store ends as a full
+    regrade leaves it. With a grader edited and every reference edited, nothing is kept and
+    no grader is named as kept."""
+    eval_path, store, run_id = evaluated
+    graders = TWO + THIRD if change == "added" else TWO.replace("name: loose", "name: loose2")
+    write_eval(eval_path.parent, _rows(), graders=graders)
+    default, full = _two_stores(tmp_path, store)
+    calls = _grader_calls(monkeypatch)
+    assert posttrain_main(["regrade", run_id, "--store", str(default), "--json"]) == 0
+    regrade = json.loads(capsys.readouterr().out)["runs"][0]["regrade"]
+    new = "third" if change == "added" else "loose2"
+    kept = ["exact", "loose"] if change == "added" else ["exact"]
+    assert sorted({name for name, _item in calls}) == [new]
+    assert len(calls) == 2 * N
+    assert regrade["kept_grades"] == 2 * N * len(kept) and regrade["kept_graders"] == kept
+    assert posttrain_main(["regrade", run_id, "--store", str(full), "--full", "--json"]) == 0
+    capsys.readouterr()
+    assert _dump(default, run_id) == _dump(full, run_id)
+    assert _history(default, run_id) == _history(full, run_id)
+    # every reference edited and a grader edited: nothing kept, no grader named as kept
+    write_eval(eval_path.parent, _rows(dict.fromkeys(range(N), "paris")),
+               graders=graders.replace("operation: eq", "operation: ilike"))
+    assert posttrain_main(["regrade", run_id, "--store", str(default), "--json"]) == 0
+    regrade = json.loads(capsys.readouterr().out)["runs"][0]["regrade"]
+    assert regrade["kept_grades"] == 0 and regrade["kept_graders"] == []

@@ -94,9 +94,45 @@ def json_constant(text: str) -> tuple[int, str | None, str] | None:
     return None
 
 
+#: a JSON escape of a UTF-16 surrogate (``\\ud800``-``\\udfff``), a whole pair matched first
+_SURROGATE = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+                        r"|\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+class LoneSurrogate(ValueError):
+    """A JSON string escape that is half of a UTF-16 surrogate pair (``"\\ud800"`` alone):
+    Python's parser reads it into a string that is not text (it cannot be written as UTF-8,
+    so storing or sending it fails later); refused where it is read. ``lineno``: its line in
+    the document, where found."""
+
+    def __init__(self, escape: str, lineno: int | None) -> None:
+        super().__init__(f"{escape} is half of a UTF-16 surrogate pair, not a character "
+                         "(write the character itself, or both halves of its pair)")
+        self.lineno = lineno
+
+
+def _refuse_lone_surrogates(text: str, value: Any) -> None:
+    """LoneSurrogate when ``value`` (parsed from ``text``) holds a string that is not text,
+    naming the first escape of ``text`` that is not in a pair."""
+    import orjson
+
+    try:
+        orjson.dumps(value)
+    except TypeError as exc:
+        if "surrogate" not in str(exc):
+            raise
+        for match in _SURROGATE.finditer(text):
+            if len(match.group(0)) == 6:  # a half alone (a pair is 12 characters)
+                raise LoneSurrogate(match.group(0), text.count("\n", 0, match.start()) + 1
+                                    ) from None
+        raise LoneSurrogate("a \\u escape", None) from None
+
+
 def json_problem(text: str, exc: BaseException) -> tuple[int | None, str | None, str]:
     """(line, field, message) for JSON that does not parse as JSON: NaN / Infinity, nesting
-    too deep for the parser, or a syntax error."""
+    too deep for the parser, half of a surrogate pair, or a syntax error."""
+    if isinstance(exc, LoneSurrogate):
+        return exc.lineno, None, str(exc)
     found = json_constant(text)
     if found is not None:
         line, key, word = found
@@ -107,9 +143,22 @@ def json_problem(text: str, exc: BaseException) -> tuple[int | None, str | None,
 
 
 def exact_json(text: str | bytes) -> Any:
-    """JSON with integers beyond 64 bits and numbers beyond a double kept as their text."""
-    return json.loads(text, parse_int=_int_or_text, parse_float=_float_or_text,
-                      parse_constant=_no_constant)
+    """JSON with integers beyond 64 bits and numbers beyond a double kept as their text.
+    :class:`LoneSurrogate` (a ValueError) for a string escape that is half of a UTF-16 pair."""
+    value = json.loads(text, parse_int=_int_or_text, parse_float=_float_or_text,
+                       parse_constant=_no_constant)
+    refuse_lone_surrogates(text, value)
+    return value
+
+
+def refuse_lone_surrogates(text: str | bytes, value: Any) -> None:
+    """:class:`LoneSurrogate` when ``value``, what Python's JSON parser read from ``text``,
+    holds half of a UTF-16 surrogate pair (a string that cannot be written as UTF-8: storing or
+    sending it would fail later). Costs one search of ``text`` when it has no ``\\ud8xx``-style
+    escape."""
+    shown = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+    if _SURROGATE.search(shown):
+        _refuse_lone_surrogates(shown, value)
 
 
 def _lines(handle: IO[bytes]) -> Iterator[tuple[int, bytes, bool]]:
@@ -211,6 +260,8 @@ def load_json(path: Path) -> list[tuple[int, dict[str, Any]]]:
         data = exact_json(read_text(path, what="dataset"))
     except json.JSONDecodeError as exc:
         raise UserError(f"not valid JSON ({exc.msg})", file=path, line=exc.lineno) from None
+    except LoneSurrogate as exc:
+        raise UserError(str(exc), file=path, line=exc.lineno) from None
     except ValueError as exc:  # NaN or Infinity, which JSON does not have
         raise UserError(f"not valid JSON ({exc})", file=path) from None
     if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):

@@ -193,15 +193,17 @@ def _regrade_run(store: Store, run: RunInfo, eval: Eval, variant: str,
             helper = _helper(eval, some, answers)
         if stable:
             changes = _item_changes(cursor, run.id, items, answers)
-            whole = {answer[:2] for answer in _to_grade(cursor, run.id, names, answers,
-                                                        changes.changed)}
+            whole = {answer[:2] for answer in _to_grade(
+                cursor, run.id, names, answers, changes.changed,
+                None if stable == set(names) else stable)}
             if stable == set(names):  # the others keep every grade
                 answers = [answer for answer in answers if answer[:2] in whole]
                 counters.kept = counters.total - len(answers)
                 counters.done += counters.kept
             else:
                 counters.kept_grades = (len(answers) - len(whole)) * len(stable)
-                counters.kept_graders = [name for name in names if name in stable]
+                counters.kept_graders = ([name for name in names if name in stable]
+                                         if counters.kept_grades else [])
                 fill = _filler(eval, variant, items, whole, stable)
                 if helper is not None and _mostly_whole(answers[helper.start:], whole):
                     # this process would grade most of the helper's answers again with the
@@ -238,17 +240,26 @@ def _helper(eval: Eval, grade: Callable[[tuple[str, int, str]], list[Row | None]
 
 
 def _to_grade(cursor: Any, run_id: str, names: list[str], answers: list[tuple[str, int, str]],
-              changed_items: set[str]) -> list[tuple[str, int, str]]:
+              changed_items: set[str], kept: Set[str] | None = None
+              ) -> list[tuple[str, int, str]]:
     """The answers whose grades may change when the graders have not: those of changed items,
     and those whose stored grades are not exactly one per grader (a grader added to the run
-    since, or an answer stored without its grades)."""
-    marks = ",".join("?" * len(names))
+    since, or an answer stored without its grades). ``kept``: only some graders keep their
+    grades (the others grade every answer, and an answer's grades of graders no longer in the
+    eval are read with theirs and dropped): then an answer is incomplete only when it lacks
+    one of these graders' grades (a grader added or renamed leaves the others' grades kept)."""
+    if kept is not None:
+        marks = ",".join("?" * len(kept))
+        having = f"COALESCE(SUM(g.grader IN ({marks})), 0) != ?"
+        args: tuple[Any, ...] = (run_id, *sorted(kept), len(kept))
+    else:
+        marks = ",".join("?" * len(names))
+        having = f"COUNT(g.grader) != ? OR SUM(g.grader IN ({marks})) != ?"
+        args = (run_id, len(names), *names, len(names))
     incomplete = set(cursor.execute(
         "SELECT s.item_id, s.epoch FROM samples s LEFT JOIN scores g ON g.run_id = s.run_id "
         "AND g.item_id = s.item_id AND g.epoch = s.epoch WHERE s.run_id = ? "
-        "AND s.status = 'ok' GROUP BY s.item_id, s.epoch "
-        f"HAVING COUNT(g.grader) != ? OR SUM(g.grader IN ({marks})) != ?",
-        (run_id, len(names), *names, len(names))).fetchall())
+        f"AND s.status = 'ok' GROUP BY s.item_id, s.epoch HAVING {having}", args).fetchall())
     return [answer for answer in answers
             if answer[0] in changed_items or answer[:2] in incomplete]
 

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from posttrain.errors import UserError
-from posttrain.loaders.datasets import not_utf8
+from posttrain.loaders.datasets import not_utf8, refuse_lone_surrogates
 from posttrain.template import TemplateError, resolve
 
 MAP_KEYS = ("id", "created", "model", "prompt", "messages", "system", "response", "tools",
@@ -242,6 +242,7 @@ def _iter_json_lines(path: Path, problems: list[Problem] | None = None,
                     continue
                 try:
                     row = json.loads(text)
+                    refuse_lone_surrogates(text, row)
                 except ValueError as exc:
                     if problems is not None:
                         reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
