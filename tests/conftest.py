@@ -120,3 +120,28 @@ def live_eval_on(store: Path, run_id: str) -> Iterator[int]:
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def regrade_helper_on(monkeypatch: pytest.MonkeyPatch, *, fails: bool) -> list[bool]:
+    """Force the bulk regrade's forked helper (``runner/regrade_split``) on small runs (from
+    the first answer, grading the last 60%); ``fails``: it dies before it hands its grades
+    back. Returns, per helper whose grades were asked for, whether they came back."""
+    from posttrain.runner import regrade_split
+
+    if not regrade_split.usable([], 10**9):
+        pytest.skip("no fork or one core")
+    monkeypatch.setattr(regrade_split, "MIN_ANSWERS", 1)
+    monkeypatch.setattr(regrade_split, "HELPER_SHARE", 0.6)
+    results: list[bool] = []
+    original = regrade_split.Helper.results
+
+    def spy(self):  # noqa: ANN001, ANN202
+        out = original(self)
+        results.append(out is not None)
+        return out
+
+    monkeypatch.setattr(regrade_split.Helper, "results", spy)
+    if fails:
+        monkeypatch.setattr(regrade_split.pickle, "dump",
+                            lambda *args, **kwargs: (_ for _ in ()).throw(OSError("disk")))
+    return results

@@ -16,6 +16,7 @@ from posttrain.runner import facts, facts_patch
 from posttrain.runner.regrade import regrade_run
 from posttrain.runner.store import Store
 from posttrain.types import Completion, Item, Score
+from tests.conftest import regrade_helper_on
 
 STRING = (
     '  - {type: string_check, name: exact, input: "{{sample.output_text}}", '
@@ -227,24 +228,7 @@ def test_a_second_process_grades_the_same(tmp_path, monkeypatch, helper_fails):
     """Deterministic graders on many answers: a forked helper grades the tail; when it fails,
     this process grades those answers itself. Either way the same grades as answer by
     answer."""
-    from posttrain.runner import regrade_split
-
-    if not regrade_split.usable([], 10**9):
-        pytest.skip("no fork or one core")
-    monkeypatch.setattr(regrade_split, "MIN_ANSWERS", 1)
-    monkeypatch.setattr(regrade_split, "HELPER_SHARE", 0.6)
-    results: list[bool] = []
-    original = regrade_split.Helper.results
-
-    def spy(self):
-        out = original(self)
-        results.append(out is not None)
-        return out
-
-    monkeypatch.setattr(regrade_split.Helper, "results", spy)
-    if helper_fails:  # the helper dies before it hands its grades back
-        monkeypatch.setattr(regrade_split.pickle, "dump",
-                            lambda *args, **kwargs: (_ for _ in ()).throw(OSError("disk")))
+    results = regrade_helper_on(monkeypatch, fails=helper_fails)
     _regrade_both(tmp_path, monkeypatch, _items(30), ["exact", "loose"], DETERMINISTIC)
     assert results == [not helper_fails]
 

@@ -18,7 +18,7 @@ from posttrain.runner import regrade_fast
 from posttrain.runner.executor import grade_all
 from posttrain.runner.regrade import regrade_run
 from posttrain.runner.store import Store
-from tests.conftest import live_eval_on, write_eval
+from tests.conftest import live_eval_on, regrade_helper_on, write_eval
 
 TWO = ('  - {type: string_check, name: exact, input: "{{sample.output_text}}", '
        'reference: "{{item.answer}}", operation: eq}\n'
@@ -196,20 +196,7 @@ def test_a_helper_grading_the_edited_grader_ahead_stores_what_a_full_regrade_doe
 
     monkeypatch.setattr(regrade_split.Helper, "__init__", counted)
     default, full = _two_stores(tmp_path, store)
-    monkeypatch.setattr(regrade_split, "MIN_ANSWERS", 1)
-    monkeypatch.setattr(regrade_split, "HELPER_SHARE", 0.6)
-    results: list[bool] = []
-    original = regrade_split.Helper.results
-
-    def spy(self):
-        out = original(self)
-        results.append(out is not None)
-        return out
-
-    monkeypatch.setattr(regrade_split.Helper, "results", spy)
-    if helper_fails:  # the helper dies before it hands its grades back
-        monkeypatch.setattr(regrade_split.pickle, "dump",
-                            lambda *args, **kwargs: (_ for _ in ()).throw(OSError("disk")))
+    results = regrade_helper_on(monkeypatch, fails=helper_fails)
     assert posttrain_main(["regrade", run_id, "--store", str(default), "--json"]) == 0
     regrade = json.loads(capsys.readouterr().out)["runs"][0]["regrade"]
     assert results == [not helper_fails]
