@@ -560,6 +560,36 @@ def test_half_a_surrogate_pair_is_refused_naming_its_line(tmp_path: Path,
     assert load_eval(path).items[-1].data["answer"] == "\U00010000"
 
 
+def test_json_that_parses_but_cannot_be_stored_is_refused_where_it_is_read(
+        tmp_path: Path, stub_server: StubServer, capsys: pytest.CaptureFixture[str]) -> None:
+    """The first lone half in a .json file is named at its own line, past an escaped
+    backslash that only looks like an escape (``\\\\ud800`` is text) and past a whole pair;
+    rows nested deeper than the store writes (orjson reads 1,024 levels and writes 254) are
+    refused, in .json and .jsonl, before any request (storing the item crashed)."""
+    folder = tmp_path / "e"
+    path = write_eval(folder, ROWS)
+    spec = f"openai:stub?base_url={stub_server.base_url}"
+    rows = ['{"id": "a", "question": "see \\\\ud800 docs", "answer": "x"}',
+            '{"id": "b", "question": "\\ud83d\\ude00", "answer": "x"}',
+            '{"id": "c", "question": "q", "answer": "x"}',
+            '{"id": "d", "question": "q", "answer": "\\udc00"}']
+    (folder / "data.json").write_text("[\n" + ",\n".join(rows) + "\n]\n")
+    path.write_text(path.read_text().replace("data.jsonl", "data.json"))
+    line = one_line(run_eval(path, "--model", spec), capsys)
+    assert "data.json:5: \\udc00 is half of a UTF-16 surrogate pair" in line, line
+    deep = "[" * 300 + "]" * 300
+    for name, text, where in [
+            ("data.json", f'[{{"id": "a", "question": "q", "deep": {deep}}}]', "data.json"),
+            ("data.jsonl", f'{{"id": "a", "question": "q"}}\n'
+                           f'{{"id": "b", "question": "q", "deep": {deep}}}\n', "data.jsonl:2")]:
+        (folder / name).write_text(text)
+        path.write_text(path.read_text().replace("data.json\n", f"{name}\n"))
+        line = one_line(run_eval(path, "--model", spec), capsys)
+        assert f"{where}: nested too deep to store (over 254 levels" in line, line
+    assert stub_server.stats()["total_attempts"] == 0
+    assert not (folder / "s.db").exists()
+
+
 def test_rows_built_in_python_keep_big_integers_exact() -> None:
     from posttrain.eval import eval_from_dict
 

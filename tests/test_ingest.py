@@ -508,9 +508,26 @@ def test_a_log_line_with_half_a_surrogate_pair_is_skipped_and_said(tmp_path: Pat
     good = _chat_line("log-1", "hello", "hi")
     lone = _chat_line("log-2", "bad", "x").replace('"x"', '"\\ud800"')
     pair = _chat_line("log-3", "smile", "x").replace('"x"', '"\\ud83d\\ude00"')
-    logs.write_text("\n".join([good, lone, pair]) + "\n")
+    big = ('{"n": 123456789012345678901234, '  # Python's parser keeps it an int
+           + _chat_line("log-4", "big", "x").replace('"x"', '"\\udc00"')[1:])
+    deep = _chat_line("log-5", "deep", "x")[:-1] + ', "d": ' + "[" * 300 + "]" * 300 + "}"
+    logs.write_text("\n".join([good, lone, pair, big, deep]) + "\n")
     records, problems, _facts = read_logs(logs)
-    assert [p.line for p in problems] == [2]
+    assert [p.line for p in problems] == [2, 4, 5]
     assert "\\ud800 is half of a UTF-16 surrogate pair" in problems[0].reason
+    assert "\\udc00 is half of a UTF-16 surrogate pair" in problems[1].reason
+    assert "nested too deep to store" in problems[2].reason
     assert len(records) == 2 and "\U0001F600" in json.dumps(
         [vars(r) for r in records], ensure_ascii=False, default=str)
+
+
+def test_an_otlp_json_attribute_that_cannot_be_stored_is_refused() -> None:
+    """OTLP GenAI attributes carry JSON in strings (``gen_ai.output.messages``), read with
+    Python's parser: half a surrogate pair there is refused (the span is skipped and said;
+    redaction crashed on it), a whole pair is its character."""
+    from posttrain.usage.otel import _json
+
+    with pytest.raises(ValueError, match=r"gen_ai.output.messages: \\ud800 is half of a UTF-16"):
+        _json('[{"role": "assistant", "parts": [{"type": "text", "content": "\\ud800 x"}]}]',
+              "gen_ai.output.messages")
+    assert _json('["\\ud83d\\ude00"]', "w") == ["\U0001F600"]

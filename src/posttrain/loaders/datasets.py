@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from posttrain.errors import UserError
+from posttrain.loaders.storable import MAX_DEPTH, LoneSurrogate, TooDeep, check_storable
 
 _BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
@@ -94,44 +95,10 @@ def json_constant(text: str) -> tuple[int, str | None, str] | None:
     return None
 
 
-#: a JSON escape of a UTF-16 surrogate (``\\ud800``-``\\udfff``), a whole pair matched first
-_SURROGATE = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"
-                        r"|\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
-
-
-class LoneSurrogate(ValueError):
-    """A JSON string escape that is half of a UTF-16 surrogate pair (``"\\ud800"`` alone):
-    Python's parser reads it into a string that is not text (it cannot be written as UTF-8,
-    so storing or sending it fails later); refused where it is read. ``lineno``: its line in
-    the document, where found."""
-
-    def __init__(self, escape: str, lineno: int | None) -> None:
-        super().__init__(f"{escape} is half of a UTF-16 surrogate pair, not a character "
-                         "(write the character itself, or both halves of its pair)")
-        self.lineno = lineno
-
-
-def _refuse_lone_surrogates(text: str, value: Any) -> None:
-    """LoneSurrogate when ``value`` (parsed from ``text``) holds a string that is not text,
-    naming the first escape of ``text`` that is not in a pair."""
-    import orjson
-
-    try:
-        orjson.dumps(value)
-    except TypeError as exc:
-        if "surrogate" not in str(exc):
-            raise
-        for match in _SURROGATE.finditer(text):
-            if len(match.group(0)) == 6:  # a half alone (a pair is 12 characters)
-                raise LoneSurrogate(match.group(0), text.count("\n", 0, match.start()) + 1
-                                    ) from None
-        raise LoneSurrogate("a \\u escape", None) from None
-
-
 def json_problem(text: str, exc: BaseException) -> tuple[int | None, str | None, str]:
     """(line, field, message) for JSON that does not parse as JSON: NaN / Infinity, nesting
-    too deep for the parser, half of a surrogate pair, or a syntax error."""
-    if isinstance(exc, LoneSurrogate):
+    too deep for the parser or the store, half of a surrogate pair, or a syntax error."""
+    if isinstance(exc, (LoneSurrogate, TooDeep)):
         return exc.lineno, None, str(exc)
     found = json_constant(text)
     if found is not None:
@@ -144,21 +111,12 @@ def json_problem(text: str, exc: BaseException) -> tuple[int | None, str | None,
 
 def exact_json(text: str | bytes) -> Any:
     """JSON with integers beyond 64 bits and numbers beyond a double kept as their text.
-    :class:`LoneSurrogate` (a ValueError) for a string escape that is half of a UTF-16 pair."""
+    ValueError (``storable``): a string escape that is half of a UTF-16 pair, or nesting
+    deeper than the store writes."""
     value = json.loads(text, parse_int=_int_or_text, parse_float=_float_or_text,
                        parse_constant=_no_constant)
-    refuse_lone_surrogates(text, value)
+    check_storable(text, value)
     return value
-
-
-def refuse_lone_surrogates(text: str | bytes, value: Any) -> None:
-    """:class:`LoneSurrogate` when ``value``, what Python's JSON parser read from ``text``,
-    holds half of a UTF-16 surrogate pair (a string that cannot be written as UTF-8: storing or
-    sending it would fail later). Costs one search of ``text`` when it has no ``\\ud8xx``-style
-    escape."""
-    shown = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
-    if _SURROGATE.search(shown):
-        _refuse_lone_surrogates(shown, value)
 
 
 def _lines(handle: IO[bytes]) -> Iterator[tuple[int, bytes, bool]]:
@@ -195,7 +153,12 @@ def load_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
             if not raw.strip():
                 continue
             try:
-                row = exact_json(raw) if long_int and _LONG_INT.search(raw) else loads(raw)
+                if long_int and _LONG_INT.search(raw):
+                    row = exact_json(raw)
+                else:
+                    row = loads(raw)
+                    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:
+                        check_storable(raw, row)  # orjson reads deeper than it writes
             except ValueError as exc:
                 try:
                     raw.decode("utf-8")
@@ -260,7 +223,7 @@ def load_json(path: Path) -> list[tuple[int, dict[str, Any]]]:
         data = exact_json(read_text(path, what="dataset"))
     except json.JSONDecodeError as exc:
         raise UserError(f"not valid JSON ({exc.msg})", file=path, line=exc.lineno) from None
-    except LoneSurrogate as exc:
+    except (LoneSurrogate, TooDeep) as exc:
         raise UserError(str(exc), file=path, line=exc.lineno) from None
     except ValueError as exc:  # NaN or Infinity, which JSON does not have
         raise UserError(f"not valid JSON ({exc})", file=path) from None

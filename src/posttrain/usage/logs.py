@@ -23,7 +23,8 @@ from typing import Any
 import orjson
 
 from posttrain.errors import UserError
-from posttrain.loaders.datasets import not_utf8, refuse_lone_surrogates
+from posttrain.loaders.datasets import not_utf8
+from posttrain.loaders.storable import MAX_DEPTH, check_storable
 from posttrain.template import TemplateError, resolve
 
 MAP_KEYS = ("id", "created", "model", "prompt", "messages", "system", "response", "tools",
@@ -242,7 +243,7 @@ def _iter_json_lines(path: Path, problems: list[Problem] | None = None,
                     continue
                 try:
                     row = json.loads(text)
-                    refuse_lone_surrogates(text, row)
+                    check_storable(text, row)
                 except ValueError as exc:
                     if problems is not None:
                         reason = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
@@ -253,6 +254,13 @@ def _iter_json_lines(path: Path, problems: list[Problem] | None = None,
                     problems.append(Problem(
                         number, f"expected an object, got {type(row).__name__}", str(path)))
                 continue
+            if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:  # orjson reads deeper than it
+                try:  # writes
+                    check_storable(raw, row)
+                except ValueError as exc:
+                    if problems is not None:
+                        problems.append(Problem(number, str(exc), str(path)))
+                    continue
             yield number, row
     if counted is not None:
         counted.append(total)

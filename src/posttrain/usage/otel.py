@@ -79,10 +79,17 @@ def _attributes(pairs: Any) -> dict[str, Any]:
 
 def _json(value: Any, where: str) -> Any:
     if isinstance(value, str):
+        from posttrain.loaders.storable import check_storable
+
         try:
-            return json.loads(value)
+            parsed = json.loads(value)
         except json.JSONDecodeError:
             raise ValueError(f"{where} is not JSON") from None
+        try:
+            check_storable(value, parsed)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        return parsed
     return value
 
 
