@@ -157,7 +157,7 @@ def load_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
                     row = exact_json(raw)
                 else:
                     row = loads(raw)
-                    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:
+                    if len(raw) > MAX_DEPTH and raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:
                         check_storable(raw, row)  # orjson reads deeper than it writes
             except ValueError as exc:
                 try:

@@ -254,8 +254,9 @@ def _iter_json_lines(path: Path, problems: list[Problem] | None = None,
                     problems.append(Problem(
                         number, f"expected an object, got {type(row).__name__}", str(path)))
                 continue
-            if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:  # orjson reads deeper than it
-                try:  # writes
+            if len(raw) > MAX_DEPTH and raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:  # orjson
+                # reads deeper than it writes
+                try:
                     check_storable(raw, row)
                 except ValueError as exc:
                     if problems is not None:
