@@ -66,17 +66,16 @@ def _row(score: Score) -> Row:
             score.cost_usd, score.requests, score.confinement, score.retries)
 
 
-def _scored(rows: list[Row]) -> Iterator[str]:
-    """The graders of ``rows`` that scored (a value, not NaN, which the store keeps as NULL):
-    the grades a component counts."""
-    return (row[0] for row in rows if row[3] == "scored" and row[1] is not None
-            and row[1] == row[1])
-
-
 def _counts(row: Row) -> int:
-    """1 when a grade counts for its component (:func:`_scored`), else 0."""
+    """1 when a grade counts for its component (scored, with a value that is not NaN, which
+    the store keeps as NULL), else 0."""
     value = row[1]
     return int(row[3] == "scored" and value is not None and value == value)
+
+
+def _scored(rows: list[Row]) -> Iterator[str]:
+    """The graders of ``rows`` whose grades count for their components (:func:`_counts`)."""
+    return (row[0] for row in rows if _counts(row))
 
 
 def _differs(text: str | None, value: Any) -> bool:
@@ -451,6 +450,32 @@ def _stored_grades(cursor: Any, run_id: str,
     return old
 
 
+def _sampler(eval: Eval, variant: str, items: dict[str, Item]
+             ) -> Callable[[tuple[str, int, str]], tuple[Item, dict[str, Any]]]:
+    """An answer's (item, epoch, completion) item and the sample its graders read; the
+    request is rendered only when the eval has a ``response_format`` (all a sample reads of
+    it)."""
+    needs_request = eval.response_format is not None
+    sample_of = eval.sample_of
+    from_record = Completion.from_record
+    loads = orjson.loads
+
+    def sample(answer: tuple[str, int, str]) -> tuple[Item, dict[str, Any]]:
+        item = items[answer[0]]
+        request = eval.request_for(item, variant) if needs_request else None
+        return item, sample_of(from_record(loads(answer[2])), request)
+
+    return sample
+
+
+def _place(rows: list[Row | None], places: list[int], graders: Sequence[Grader],
+           sample: dict[str, Any], data: dict[str, Any]) -> list[Row | None]:
+    """``rows`` with the grades of ``graders`` written at ``places`` (the same order)."""
+    for place, score in zip(places, grade_sync(graders, sample, data), strict=True):
+        rows[place] = _row(score)
+    return rows
+
+
 def _grader(eval: Eval, variant: str, items: dict[str, Item],
             partial: tuple[set[tuple[str, int]], set[str]] | None = None
             ) -> Callable[[tuple[str, int, str]], list[Row | None]]:
@@ -458,24 +483,16 @@ def _grader(eval: Eval, variant: str, items: dict[str, Item],
     ``partial`` (the answers graded by every grader, the stable graders): any other answer is
     graded by the graders not stable only, None in the stable graders' places."""
     graders = eval.graders
-    needs_request = eval.response_format is not None
-    sample_of = eval.sample_of
-    from_record = Completion.from_record
-    loads = orjson.loads
+    sampled = _sampler(eval, variant, items)
     whole, stable = partial if partial is not None else (None, set())
     some = [grader for grader in graders if grader.name not in stable]
     places = [k for k, grader in enumerate(graders) if grader.name not in stable]
 
     def grade(answer: tuple[str, int, str]) -> list[Row | None]:
-        item = items[answer[0]]
-        request = eval.request_for(item, variant) if needs_request else None
-        sample = sample_of(from_record(loads(answer[2])), request)
+        item, sample = sampled(answer)
         if whole is None or answer[:2] in whole:
             return [_row(score) for score in grade_sync(graders, sample, item.data)]
-        rows: list[Row | None] = [None] * len(graders)
-        for place, score in zip(places, grade_sync(some, sample, item.data), strict=True):
-            rows[place] = _row(score)
-        return rows
+        return _place([None] * len(graders), places, some, sample, item.data)
 
     return grade
 
@@ -489,20 +506,15 @@ def _filler(eval: Eval, variant: str, items: dict[str, Item], whole: set[tuple[s
     functions of the answer and the item (``regrade_split``), so grading some of them apart
     gives each the grade it gives with the others."""
     graders = eval.graders
+    sampled = _sampler(eval, variant, items)
     places = [k for k, grader in enumerate(graders) if grader.name in stable]
     chosen = [graders[k] for k in places]
-    needs_request = eval.response_format is not None
 
     def fill(answer: tuple[str, int, str], rows: list[Row | None]) -> list[Row | None]:
         if answer[:2] not in whole:
             return rows
-        item = items[answer[0]]
-        request = eval.request_for(item, variant) if needs_request else None
-        sample = eval.sample_of(Completion.from_record(orjson.loads(answer[2])), request)
-        rows = list(rows)
-        for place, score in zip(places, grade_sync(chosen, sample, item.data), strict=True):
-            rows[place] = _row(score)
-        return rows
+        item, sample = sampled(answer)
+        return _place(list(rows), places, chosen, sample, item.data)
 
     return fill
 
