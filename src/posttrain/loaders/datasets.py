@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from posttrain.errors import UserError
-from posttrain.loaders.storable import MAX_DEPTH, LoneSurrogate, TooDeep, check_storable
+from posttrain.loaders.storable import LoneSurrogate, TooDeep, check_storable
 
 _BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
@@ -157,8 +157,7 @@ def load_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
                     row = exact_json(raw)
                 else:
                     row = loads(raw)
-                    if len(raw) > MAX_DEPTH and raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:
-                        check_storable(raw, row)  # orjson reads deeper than it writes
+                    check_storable(raw, row, escapes=False)  # orjson reads deeper than it writes
             except ValueError as exc:
                 try:
                     raw.decode("utf-8")

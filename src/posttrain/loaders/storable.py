@@ -47,28 +47,30 @@ class TooDeep(ValueError):
         self.lineno = None
 
 
-def check_storable(text: str | bytes, value: Any) -> None:
+def check_storable(text: str | bytes, value: Any, *, escapes: bool = True) -> None:
     """Raise :class:`LoneSurrogate` or :class:`TooDeep` (both ValueErrors) when ``value``, what
-    a JSON parser read from ``text``, cannot be stored. Costs two counts and one search of
-    ``text`` when it has neither a ``\\ud8xx``-style escape nor :data:`MAX_DEPTH` brackets."""
+    a JSON parser read from ``text``, cannot be stored. ``escapes`` False: the parser was
+    orjson's, which refuses lone halves (only the nesting is checked). Costs a length test
+    (and two counts of a text over :data:`MAX_DEPTH` characters) and one search of ``text``
+    when it has neither a ``\\ud8xx``-style escape nor :data:`MAX_DEPTH` brackets."""
     if isinstance(text, bytes):
-        deep = text.count(b"[") + text.count(b"{") > MAX_DEPTH
-        maybe = _MAYBE_BYTES.search(text) is not None
+        deep = len(text) > MAX_DEPTH and text.count(b"[") + text.count(b"{") > MAX_DEPTH
+        maybe = escapes and _MAYBE_BYTES.search(text) is not None
     else:
-        deep = text.count("[") + text.count("{") > MAX_DEPTH
-        maybe = _MAYBE.search(text) is not None
+        deep = len(text) > MAX_DEPTH and text.count("[") + text.count("{") > MAX_DEPTH
+        maybe = escapes and _MAYBE.search(text) is not None
     if not (deep or maybe):
         return
-    lone = _walk(value, deep)
+    lone = _walk(value)
     if lone is not None:
         shown = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
         escape, line = _written(shown, lone)
         raise LoneSurrogate(escape, line)
 
 
-def _walk(value: Any, deep: bool) -> str | None:
+def _walk(value: Any) -> str | None:
     """The first string of ``value`` (keys included) that is not text, or None; TooDeep when
-    ``deep`` and it nests beyond :data:`MAX_DEPTH`."""
+    it nests beyond :data:`MAX_DEPTH`."""
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         node, depth = stack.pop()

@@ -24,7 +24,7 @@ import orjson
 
 from posttrain.errors import UserError
 from posttrain.loaders.datasets import not_utf8
-from posttrain.loaders.storable import MAX_DEPTH, check_storable
+from posttrain.loaders.storable import check_storable
 from posttrain.template import TemplateError, resolve
 
 MAP_KEYS = ("id", "created", "model", "prompt", "messages", "system", "response", "tools",
@@ -254,14 +254,12 @@ def _iter_json_lines(path: Path, problems: list[Problem] | None = None,
                     problems.append(Problem(
                         number, f"expected an object, got {type(row).__name__}", str(path)))
                 continue
-            if len(raw) > MAX_DEPTH and raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:  # orjson
-                # reads deeper than it writes
-                try:
-                    check_storable(raw, row)
-                except ValueError as exc:
-                    if problems is not None:
-                        problems.append(Problem(number, str(exc), str(path)))
-                    continue
+            try:  # orjson reads deeper than it writes
+                check_storable(raw, row, escapes=False)
+            except ValueError as exc:
+                if problems is not None:
+                    problems.append(Problem(number, str(exc), str(path)))
+                continue
             yield number, row
     if counted is not None:
         counted.append(total)

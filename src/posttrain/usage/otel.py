@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.errors import UserError
+from posttrain.loaders.storable import check_storable
 from posttrain.usage.logs import LogRecord, Problem, model_name
 
 OPERATIONS = ("chat", "text_completion", "generate_content")
@@ -79,8 +80,6 @@ def _attributes(pairs: Any) -> dict[str, Any]:
 
 def _json(value: Any, where: str) -> Any:
     if isinstance(value, str):
-        from posttrain.loaders.storable import check_storable
-
         try:
             parsed = json.loads(value)
         except json.JSONDecodeError:
