@@ -599,3 +599,20 @@ def test_a_config_update_never_writes_over_another_process_update(tmp_path,
         ours.update_run_config("no-such-run", {"x": 1})
     for opened in (ours, other, store):
         opened.conn.close()
+
+
+def test_store_info_names_the_write_ahead_log(tmp_path, capsys) -> None:
+    """The write-ahead log's bytes are part of the store's size and `vacuum` gives them back:
+    `store info` says how many, beside the free pages (it counted them in the size alone)."""
+    path = tmp_path / "s.db"
+    store, ids = _store(path, n=200, runs=2)
+    store.conn.execute("PRAGMA wal_autocheckpoint=0")
+    store.conn.execute("DELETE FROM samples WHERE run_id = ?", (ids[1],))
+    wal = Path(str(path) + "-wal").stat().st_size
+    assert wal > 0
+    assert main(["store", "info", "--store", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["wal_bytes"] == wal and info["bytes"] >= wal + info["free_bytes"]
+    assert main(["store", "info", "--store", str(path)]) == 0
+    assert f"{wal / 1e6:.1f} MB write-ahead log" in capsys.readouterr().out
+    store.close()

@@ -59,7 +59,8 @@ def _run_info(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
         return 0
     per = info["bytes_per_sample"]
-    print(f"{info['path']}: {_mb(info['bytes'])} ({_mb(info['free_bytes'])} free), "
+    wal = f", {_mb(info['wal_bytes'])} write-ahead log" if info["wal_bytes"] else ""
+    print(f"{info['path']}: {_mb(info['bytes'])} ({_mb(info['free_bytes'])} free{wal}), "
           f"{info['runs']} runs, {info['samples']} samples, {info['scores']} grades, "
           f"{info['cache']} cache entries" + (f"; {per:,.0f} bytes per sample" if per else ""))
     return 0

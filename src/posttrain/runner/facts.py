@@ -265,20 +265,12 @@ def _answer_figures(conn: sqlite3.Connection, run: RunInfo, tables: Tables) -> d
         "SELECT cost_usd, cached, latency_s, (completion IS NOT NULL AND completion != '') "
         "OR input_tokens != 0 FROM samples WHERE run_id = ? ORDER BY item_id, epoch",
         (run.id,)).fetchall()
-    every: float = 0  # as sum() adds: from the integer 0
-    uncached: float = 0
-    paid: float = 0
-    paid_n = unpaid_n = 0
-    for cost_usd, from_cache, _latency, counted in rows:
-        every += cost_usd
-        if not from_cache:
-            uncached += cost_usd
-        if counted:
-            if cost_usd and not from_cache:
-                paid += cost_usd
-                paid_n += 1
-            else:
-                unpaid_n += 1
+    # added by sum(), left to right, as the summaries add them (the same on any Python)
+    every = sum([r[0] for r in rows])
+    uncached = sum([r[0] for r in rows if not r[1]])
+    paid_costs = [r[0] for r in rows if r[3] and r[0] and not r[1]]
+    paid, paid_n = sum(paid_costs), len(paid_costs)
+    unpaid_n = sum([1 for r in rows if r[3]]) - paid_n
     latencies = sorted(r[2] for r in rows if r[2] is not None)
     fresh = sorted(r[2] for r in rows if r[2] is not None and (r[2] > 0 or not r[1]))
     return {**graded_figures(conn, run, tables), "count": count, "cost_usd": cost,

@@ -639,13 +639,20 @@ class Store:
                    if p.exists())
 
     def info(self) -> dict[str, Any]:
-        """Sizes and counts: bytes on disk, free pages, runs, samples and bytes per sample."""
+        """Sizes and counts: bytes on disk (``bytes``: the database file, its write-ahead log
+        and shared-memory file), of which ``free_bytes`` are free pages of the database as it
+        reads now and ``wal_bytes`` the write-ahead log's file (both given back by ``vacuum``:
+        the log is checkpointed into the file and truncated), runs, samples and bytes per
+        sample."""
         count = {table: int(self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
                  for table in ("runs", "samples", "scores", "cache")}
         page = int(self.conn.execute("PRAGMA page_size").fetchone()[0])
         free = int(self.conn.execute("PRAGMA freelist_count").fetchone()[0])
         size = self.file_bytes()
-        return {"path": str(self.path), "bytes": size, "free_bytes": free * page, **count,
+        wal = self.path.with_name(self.path.name + "-wal")
+        wal_bytes = wal.stat().st_size if wal.exists() else 0
+        return {"path": str(self.path), "bytes": size, "free_bytes": free * page,
+                "wal_bytes": wal_bytes, **count,
                 "bytes_per_sample": round(size / count["samples"], 1) if count["samples"] else None}
 
     def vacuum(self) -> dict[str, Any]:
