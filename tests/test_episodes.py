@@ -76,6 +76,49 @@ def test_example_environment_workflow_and_its_eval() -> None:
     assert grade_sample(ev, ev.sample_of(guessed), item.data).value == 0.0
 
 
+async def _slow_judge(sample: dict[str, Any], item: dict[str, Any]) -> float:
+    import signal
+
+    if sample["output_text"] == "interrupt":
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C while the judge waits
+    await asyncio.sleep(0)
+    return 1.0 if sample["output_text"] == item["answer"] else 0.0
+
+
+def _sum_eval(grader: dict[str, Any]) -> Any:
+    return eval_from_dict({"name": "sum", "items": [{"q": "2+2", "answer": "4"}],
+                           "messages": [{"role": "user", "content": "{{item.q}}"}],
+                           "graders": [grader]})
+
+
+def test_rewards_from_string_graders_need_no_event_loop() -> None:
+    """A reward is graded where it is asked for, even inside a running loop (as TRL's async
+    reward path and a notebook are): string graders are called directly, not through
+    ``asyncio.run``, which refuses a running loop and is a new loop per reward."""
+    from posttrain.train.evaluate import grade_sample
+
+    ev = _sum_eval({"type": "string_check", "name": "exact", "operation": "eq",
+                    "input": "{{sample.output_text}}", "reference": "{{item.answer}}"})
+
+    async def inside_a_loop() -> float | None:
+        return grade_sample(ev, {"output_text": "4"}, {"answer": "4"}).value
+
+    assert asyncio.run(inside_a_loop()) == 1.0
+
+
+def test_ctrl_c_during_a_judged_reward_is_one_keyboard_interrupt() -> None:
+    """Ctrl-C while an async grader runs: a KeyboardInterrupt (what the training loop turns into
+    "interrupted after N steps", exit 130), not a CancelledError; the next grade still works."""
+    from posttrain.train.evaluate import grade_sample
+
+    ev = _sum_eval({"type": "function", "name": "judge",
+                    "ref": "tests.test_episodes:_slow_judge"})
+    assert grade_sample(ev, {"output_text": "4"}, {"answer": "4"}).value == 1.0
+    with pytest.raises(KeyboardInterrupt):
+        grade_sample(ev, {"output_text": "interrupt"}, {"answer": "4"})
+    assert grade_sample(ev, {"output_text": "5"}, {"answer": "4"}).value == 0.0
+
+
 def test_example_environment_faults_need_a_retry_or_an_honest_report() -> None:
     ev = load_eval(EXAMPLE)
     solve = ev.load_solver()

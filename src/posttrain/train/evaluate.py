@@ -8,24 +8,59 @@ policy during training, for validation), graded the same way.
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from posttrain.eval import Eval
 from posttrain.types import Completion, Item, Score
 
+T = TypeVar("T")
+
 
 def grade_sample(eval_: Eval, sample: dict[str, Any], item: dict[str, Any]) -> Score:
-    """The sample's combined score, exactly as a stored run computes it."""
-    import asyncio
+    """The sample's combined score, exactly as a stored run computes it.
 
+    Graders that need no event loop (string, similarity, sandboxed code) are called directly;
+    judges run in a loop of their own (:func:`run_interruptibly`), so a Ctrl-C during a reward
+    or a validation grade surfaces as one ``KeyboardInterrupt``."""
     from posttrain.analysis.results import combine
-    from posttrain.runner.executor import grade_all
+    from posttrain.runner.executor import grade_all, grade_sync
 
-    scores = asyncio.run(grade_all(eval_.graders, sample, item))
+    graders = eval_.graders
+    if any(grader.is_async for grader in graders):
+        scores = run_interruptibly(grade_all(graders, sample, item))
+    else:
+        scores = grade_sync(graders, sample, item)
     status, value, passed, reason = combine({s.name: s for s in scores}, eval_.primary)
     return Score(value=value, passed=passed, status=status, explanation=reason,  # type: ignore[arg-type]
                  sub_scores={s.name: float(s.value) for s in scores if s.value is not None})
+
+
+_runner: Any = None
+
+
+def run_interruptibly(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` for the many short grades of a training loop, in one event loop made once
+    per process (closed at exit): a Ctrl-C while it runs cancels the coroutine and is raised as
+    one ``KeyboardInterrupt`` (``asyncio.Runner``'s handling). A fresh loop per call, as
+    ``asyncio.run`` makes, is where an interrupt lands mid-construction or mid-close and leaves
+    half-built loops whose finalizers print tracebacks. After an interrupt the loop is closed
+    and the next call makes another."""
+    global _runner
+    if _runner is None:
+        import asyncio
+        import atexit
+
+        _runner = asyncio.Runner()
+        atexit.register(lambda: _runner and _runner.close())
+    try:
+        return _runner.run(coro)  # type: ignore[no-any-return]
+    except BaseException as exc:
+        if not isinstance(exc, Exception):  # an interrupt can leave the loop's stop queued
+            runner, _runner = _runner, None
+            runner.close()
+        raise
 
 
 def generate(model: Any, tokenizer: Any, conversations: list[list[dict[str, Any]]], *,
