@@ -141,7 +141,7 @@ def _spy_replays(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     def spy(self: executor.RunExecution, *args: Any) -> Any:
         copied = original(self, *args)
-        counts.append(len(copied))
+        counts.append(len(copied) if copied is not None else 0)
         return copied
 
     monkeypatch.setattr(executor.RunExecution, "_replay", spy)
@@ -251,6 +251,166 @@ def test_replay_only_copies_grades_of_the_same_answer_item_and_graders(
         assert sum(replays) >= 10 and "q4" not in planted and "q5" in planted
     else:
         assert replays == [] and planted == set()
+
+
+def _planted(store: Path, run_id: str) -> set[str]:
+    return {row[0] for row in _stored(store, run_id)[1] if row[6] == "planted"}
+
+
+def test_a_run_resumed_with_other_graders_lends_no_grades(tmp_path, stub_server, capsys,
+                                                          monkeypatch):
+    """A run stopped part way and resumed with an edited grader holds grades of two specs: a
+    later run with either spec copies none of them (it kept the first spec's signature and
+    later runs copied grades the second gave)."""
+    eval_path, store, argv, first, conn = _planted_first_run(tmp_path, stub_server, capsys,
+                                                              monkeypatch)
+    run_id = first["run_id"]
+    for table in ("samples", "scores"):  # as if killed after half its answers
+        conn.execute(f"DELETE FROM {table} WHERE run_id = ? AND item_id >= 'q5'", (run_id,))
+    conn.execute("UPDATE runs SET status = 'running', finished = NULL WHERE id = ?", (run_id,))
+    conn.commit()
+    conn.close()
+    write_eval(tmp_path / "ev", _rows(12), graders=GRADERS.replace("ilike", "like"))
+    resumed = _eval(argv, capsys)
+    assert resumed["run_id"] == run_id
+    write_eval(tmp_path / "ev", _rows(12), graders=GRADERS)  # the first spec again
+    replays = _spy_replays(monkeypatch)
+    again = _eval(argv, capsys)
+    assert again["run_id"] != run_id
+    assert replays == [] and _planted(store, again["run_id"]) == set()
+
+
+def test_a_source_run_changed_during_a_replay_lends_no_more_grades(tmp_path, stub_server,
+                                                                  capsys, monkeypatch):
+    """Another process re-grades (or a review edits) the run being copied from while a rerun
+    copies its grades chunk by chunk: what it wrote after the rerun chose it is not copied;
+    the rest of the rerun is graded here."""
+    from posttrain.runner.store import Store
+
+    eval_path, store, argv, first, conn = _planted_first_run(tmp_path, stub_server, capsys,
+                                                              monkeypatch)
+    conn.commit()
+    conn.close()
+    monkeypatch.setattr(executor, "PREFETCH", 4)
+    original = Store.replay_answers
+    calls: list[int] = []
+
+    def meanwhile(self: Store, *args: Any, **kwargs: Any) -> Any:
+        if len(calls) == 1:  # after the first chunk: another writer changes the source
+            self.conn.execute("UPDATE scores SET explanation = 'changed', value = 0.5 "
+                              "WHERE run_id = ?", (first["run_id"],))  # (this one holds the lock)
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "replay_answers", meanwhile)
+    again = _eval(argv, capsys)
+    _samples, scores = _stored(store, again["run_id"])
+    assert len(calls) >= 2
+    assert not [row for row in scores if row[6] == "changed"]
+    assert 1 <= len(_planted(store, again["run_id"])) <= 4  # the first chunk, copied before
+    assert _facts(store, again["run_id"])[0] is None  # its facts are built, not copied
+
+
+def test_a_plugin_graders_new_code_lends_no_grades(tmp_path, stub_server, capsys, monkeypatch):
+    """A plugin grader that says it is deterministic, its module's code changed under the same
+    spec: a rerun grades again (the module's source is in the grading signature)."""
+    import importlib
+    import sys
+
+    plugin = tmp_path / "plug" / "bulk_cache_plugin.py"
+    plugin.parent.mkdir()
+    plugin.write_text(
+        "from posttrain.graders.string_check import StringCheckGrader, build\n"
+        "from posttrain.plugins import register_grader\n\n"
+        "class Loud(StringCheckGrader):\n    type = 'bulk_cache_loud'\n\n"
+        "@register_grader('bulk_cache_loud')\n"
+        "def build_loud(spec, context):\n    made = build(spec, context)\n"
+        "    return Loud(made.name, made.input, made.reference, made.operation)\n")
+    monkeypatch.syspath_prepend(str(plugin.parent))
+    importlib.import_module("bulk_cache_plugin")
+    monkeypatch.setenv("OPENAI_BASE_URL", stub_server.base_url)
+    graders = ('  - {type: bulk_cache_loud, name: loud, input: "{{sample.output_text}}", '
+               'reference: "{{item.answer}}", operation: eq}\n')
+    eval_path = write_eval(tmp_path / "ev", _rows(8), graders=graders)
+    store = tmp_path / "s.db"
+    argv = ["eval", str(eval_path), "--model", "openai:stub", "--json", "--store", str(store)]
+    first = _eval(argv, capsys)
+    with sqlite3.connect(store) as conn:
+        conn.execute("UPDATE scores SET explanation = 'planted' WHERE run_id = ?",
+                     (first["run_id"],))
+    control = _eval(argv, capsys)  # the same code: its grades are copied
+    assert len(_planted(store, control["run_id"])) == 8
+    plugin.write_text(plugin.read_text() + "# the plugin's next version\n")
+    replays = _spy_replays(monkeypatch)
+    again = _eval(argv, capsys)
+    assert replays == [] and _planted(store, again["run_id"]) == set()
+    sys.modules.pop("bulk_cache_plugin", None)
+
+
+def test_grades_of_other_posttrain_code_are_not_copied(tmp_path, stub_server, capsys,
+                                                       monkeypatch):
+    """posttrain upgraded (or its checkout edited) between two runs: the second grades again,
+    since the grading code is in the signature (:func:`grader_record.own_code`)."""
+    from posttrain.runner import grader_record
+
+    eval_path, store, argv, first, conn = _planted_first_run(tmp_path, stub_server, capsys,
+                                                              monkeypatch)
+    conn.commit()
+    conn.close()
+    assert len(_planted(store, first["run_id"])) == 12
+    monkeypatch.setattr(grader_record, "own_code", lambda: "0.1.0:another checkout")
+    replays = _spy_replays(monkeypatch)
+    again = _eval(argv, capsys)
+    assert replays == [] and _planted(store, again["run_id"]) == set()
+
+
+def test_own_code_digest_reads_the_grading_modules(tmp_path, monkeypatch):
+    """The digest covers the graders' sources and the modules a sample is built with: an edit
+    to any of them changes it; other modules do not."""
+    import posttrain
+    from posttrain.runner import grader_record
+
+    root = Path(posttrain.__file__).parent
+    copy = tmp_path / "posttrain"
+    for part in ("graders", "eval"):
+        shutil.copytree(root / part, copy / part, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("__init__.py", "template.py", "reasoning.py", "types.py", "cli/__init__.py"):
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(root / name, copy / name)
+    monkeypatch.setattr(posttrain, "__file__", str(copy / "__init__.py"))
+    digest = grader_record.own_code.__wrapped__
+    before = digest()
+    assert before == grader_record.own_code()  # the copy is the code that runs
+    (copy / "cli" / "__init__.py").write_text("# not grading code\n")
+    assert digest() == before
+    for edited in ("graders/string_check.py", "template.py", "eval/__init__.py"):
+        path = copy / edited
+        text = path.read_text()
+        path.write_text(text + "\n# edited\n")
+        assert digest() != before, edited
+        path.write_text(text)
+    assert digest() == before
+
+
+def test_a_metric_librarys_version_is_part_of_what_gave_the_grades(monkeypatch):
+    """text_similarity's grades come from its metric library: another version of it is
+    another source of grades (``graded_with`` differs, so a regrade grades them again)."""
+    from posttrain.eval import eval_from_dict
+    from posttrain.runner import grader_record
+
+    ev = eval_from_dict({"name": "sim", "items": [{"q": "x", "a": "y"}],
+                         "messages": [{"role": "user", "content": "{{item.q}}"}],
+                         "graders": [{"type": "text_similarity", "name": "fuzzy",
+                                      "input": "{{sample.output_text}}",
+                                      "reference": "{{item.a}}",
+                                      "evaluation_metric": "fuzzy_match"}]})
+    from importlib.metadata import version
+
+    assert f"library:rapidfuzz:{version('rapidfuzz')}" in grader_record.code_digests(
+        ev.graders[0])
+    before = grader_record.eval_digests(ev)
+    monkeypatch.setattr(grader_record, "_library_version", lambda name: "9.9.9")
+    assert grader_record.eval_digests(ev)["fuzzy"] != before["fuzzy"]
 
 
 @pytest.mark.parametrize("change", ["response", "expired", "canary"])

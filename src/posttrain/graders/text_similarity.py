@@ -184,6 +184,11 @@ class TextSimilarityGrader(Grader):
         elif metric.startswith("rouge_"):
             self._fn = _rouge(metric)
 
+    def libraries(self) -> tuple[str, ...]:
+        """The distributions whose code computes this metric (their versions are part of what
+        a run records as its grades' source: ``runner.grader_record.code_digests``)."""
+        return PACKAGES.get(self.metric, ("rapidfuzz",))
+
     def grade(self, sample: dict[str, Any], item: dict[str, Any]) -> Score:
         context = ctx(sample, item)
         try:

@@ -14,7 +14,7 @@ import hashlib
 import os
 import random
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -133,14 +133,18 @@ def _note_resumed_graders(store: Store, run: RunInfo, eval_: Eval) -> None:
         store.update_run_config(run.id, {"graded_with": {**before, **mixed}})
 
 
-def grading_signature(eval_: Eval) -> str:
-    """What an answer's grades depend on besides the answer and the item: the graders' specs,
-    the eval's reasoning mode and posttrain's version (kept in each run's config, ``grading``:
-    a later run copies an earlier run's grades only when the two agree, ``Store.replay_source``)."""
-    from posttrain import __version__
+def grading_signature(eval_: Eval, digests: Mapping[str, str] | None = None) -> str:
+    """What an answer's grades depend on besides the answer and the item, in one digest: each
+    grader's :func:`~posttrain.runner.grader_record.eval_digests` entry (its spec, the eval's
+    reasoning mode and response format, the code that grades: posttrain's own, a plugin's
+    module, a python grader's file, metric libraries). Kept in each run's config
+    (``grading``): a later run copies an earlier run's grades only when the two agree and the
+    earlier run's ``graded_with`` is still these digests (``Store.replay_source``)."""
+    from posttrain.runner import grader_record
 
-    material = orjson.dumps([__version__, eval_.grader_specs, eval_.reasoning],
-                            option=orjson.OPT_SORT_KEYS, default=str)
+    if digests is None:
+        digests = grader_record.eval_digests(eval_)
+    material = orjson.dumps([list(digests.items()), eval_.reasoning], default=str)
     return hashlib.blake2b(material, digest_size=12).hexdigest()
 
 
@@ -552,8 +556,13 @@ class RunExecution:
         identity = getattr(model, "identity", None)
         max_age_s = self.options.cache.max_age_s(model.cache_id)
         canary = identity is not None and not is_exact(model.cache_id)
-        source = (self.store.replay_source(self.run.id, grading_signature(self.eval))
-                  if self.replayable and isinstance(self.store, Store) else None)
+        source = None
+        if self.replayable and isinstance(self.store, Store):
+            from posttrain.runner import grader_record
+
+            digests = grader_record.eval_digests(self.eval)
+            source = self.store.replay_source(self.run.id, grading_signature(self.eval, digests),
+                                              digests)
         if source is not None:
             self.replay_from = (source, self.store.run_stamp(self.store.get_run(source)))
         for start in range(0, len(pending), PREFETCH):
@@ -587,6 +596,8 @@ class RunExecution:
             if hits:
                 copied = (self._replay(source, hits, found, texts) if source is not None
                           else {})
+                if copied is None:  # the source changed: grade the rest here
+                    source, copied, self.replay_spoiled = None, {}, True
                 self.replayed += len(copied)
                 for item, epoch, request, key, completion in hits:
                     self._note_bulk_hit(item, epoch, completion)
@@ -600,13 +611,14 @@ class RunExecution:
 
     def _replay(self, source: str, hits: list[tuple[Item, int, ChatRequest, str, Completion]],
                 records: dict[str, dict[str, Any]], texts: dict[str, str]
-                ) -> dict[tuple[str, int], tuple[bool, bool]]:
+                ) -> dict[tuple[str, int], tuple[bool, bool]] | None:
         """Store the hits that run ``source`` answered alike with its grades, in SQLite
         (``Store.replay_answers``): the same rows as :meth:`finish_now` writes, without
         grading again (every grader is deterministic, and ``source``'s grading signature is
         this run's). Only hits whose cache entry is the record ``record_sample`` would write
         go: the others, and those ``source`` did not answer alike, are graded as usual.
-        ``texts``: the entries' responses as read (the answer text a replayed sample stores)."""
+        ``texts``: the entries' responses as read (the answer text a replayed sample stores).
+        None when ``source`` changed since it was chosen (then nothing more is copied)."""
         rows = []
         for item, epoch, _request, key, completion in hits:
             if completion.to_record() != records[key]:
@@ -614,7 +626,9 @@ class RunExecution:
             c = completion  # the sample columns of a cached answer, as ``record_sample``
             rows.append((item.id, epoch, key, c.input_tokens, c.output_tokens, c.cost_usd,
                          c.latency_s if c.latency_s else None, texts[key]))
-        return self.store.replay_answers(source, self.run.id, len(self.sync_graders), rows)
+        stamp = self.replay_from[1] if self.replay_from is not None else None
+        return self.store.replay_answers(source, self.run.id, len(self.sync_graders), rows,
+                                         stamp)
 
     def _count_replayed(self, error: bool, unscored: bool) -> None:
         """:meth:`_count` of a cache hit stored by :meth:`_replay` (its grades' statuses)."""
@@ -733,9 +747,11 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
     judge_semaphores: dict[str, asyncio.Semaphore] = {}
     fingerprint = eval_.fingerprint()  # hashes every item: once, not per (model, variant)
     grader_names = [g.name for g in eval_.graders]
-    signature = grading_signature(eval_)
     from posttrain.graders.sandbox import confinement_for
     from posttrain.runner import grader_record, process
+
+    digests = grader_record.eval_digests(eval_)
+    signature = grading_signature(eval_, digests)
     from posttrain.runner.preflight import (
         check_judge_requests,
         check_models,
@@ -790,7 +806,7 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
                         "tag_fields": eval_.tag_fields, "limit": options.limit,
                         "price": config.get("price"), "grader_names": grader_names,
                         "solver": eval_.solver, "grading": signature,
-                        "graded_with": grader_record.eval_digests(eval_),
+                        "graded_with": digests,
                         **({"runner": runner_identity()} if pending else {})},
                 label=_label(model.name, variant))
         if pending and resumed:  # which process answers it: the viewer tells a dead runner

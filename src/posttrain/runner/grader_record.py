@@ -17,6 +17,7 @@ kept without ``grader_changed``) nothing is known.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -43,13 +44,11 @@ def eval_digests(eval_: Any) -> dict[str, str]:
     """Grader name -> the digest of what its grades depend on besides the answer and the item
     (``eval_``: a ``posttrain.eval.Eval``): its spec, the eval's reasoning mode (what
     ``output_text`` holds) and ``response_format`` (whether ``output_json`` is parsed), and
-    posttrain's version (the grader's code). What a run records in ``graded_with``; a run whose
+    the code that grades (:func:`own_code`, :func:`code_digests`). What a run records in ``graded_with``; a run whose
     graders are deterministic and keep these digests gives unchanged answers of unchanged items
     the same grades (``posttrain regrade`` grades only the others). Runs recorded before only
     have their specs' digests (:func:`digests`), which never equal these: taken as changed."""
-    from posttrain import __version__
-
-    context = [__version__, eval_.reasoning, eval_.response_format]
+    context = [own_code(), eval_.reasoning, eval_.response_format]
     # keyed by each grader's own name (a spec's `name: ""` is a name, not its type's)
     return {grader.name: _digest(orjson.dumps([spec, *context, *code_digests(grader)],
                                               option=orjson.OPT_SORT_KEYS, default=str))
@@ -58,8 +57,9 @@ def eval_digests(eval_: Any) -> dict[str, str]:
 
 def code_digests(grader: Any) -> list[str]:
     """What a grader's grades depend on that its spec only names (empty for posttrain's own
-    graders with inline specs): the code a python grader's ``source_file`` holds, and the
-    source file of a plugin grader's module (its code can change under the same spec)."""
+    graders with inline specs): the code a python grader's ``source_file`` holds, the source
+    file of a plugin grader's module (its code can change under the same spec), and the
+    versions of the metric libraries it calls (``libraries()``: distribution names)."""
     parts: list[str] = []
     for part in grader.walk():
         source = getattr(part, "source", None)
@@ -68,7 +68,45 @@ def code_digests(grader: Any) -> list[str]:
         module = type(part).__module__
         if not module.startswith("posttrain."):
             parts.append(f"module:{module}:{_module_digest(module)}")
+        libraries = getattr(part, "libraries", None)
+        if callable(libraries):
+            parts.extend(f"library:{name}:{_library_version(name)}" for name in libraries())
     return parts
+
+
+@functools.cache
+def own_code() -> str:
+    """posttrain's version, the Python and Unicode versions, and a digest of the source of
+    the modules a grade comes from (the graders, templates, reasoning split, the eval's sample
+    building): a grade made by other code (an upgrade, an edited checkout) is not taken for
+    one these graders give. Read once per process (a few ms: some 30 files)."""
+    import sys
+    import unicodedata
+    from pathlib import Path
+
+    import posttrain
+
+    root = Path(posttrain.__file__).parent
+    files = sorted([*root.glob("graders/*.py"), *root.glob("eval/*.py"),
+                    *(root / name for name in ("template.py", "reasoning.py", "types.py"))])
+    h = hashlib.blake2b(digest_size=8)
+    for path in files:
+        h.update(path.relative_to(root).as_posix().encode() + b"\0")
+        try:
+            h.update(path.read_bytes())
+        except OSError:
+            h.update(b"unread")
+    return (f"{posttrain.__version__}:py{sys.version_info[0]}.{sys.version_info[1]}:"
+            f"unicode{unicodedata.unidata_version}:{h.hexdigest()}")
+
+
+def _library_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "absent"
 
 
 def _digest(body: bytes) -> str:

@@ -999,15 +999,21 @@ class Store:
                 self.conn.execute(_INSERT_CACHE, entry)
             self.conn.executemany(_INSERT_SCORE, rows)
 
-    def replay_source(self, run_id: str, grading: str) -> str | None:
+    def replay_source(self, run_id: str, grading: str, graded_with: Mapping[str, str]
+                      ) -> str | None:
         """The newest other finished run with ``run_id``'s identity (``run_key``) whose grades
-        were all given by graders of signature ``grading`` and never replaced (no re-grade has
-        kept old grades in ``score_history``), or None: :meth:`replay_answers` copies from it."""
+        were all given by graders of signature ``grading``: its config records that signature
+        and, per grader, the digest of what gave its current grades (``graded_with``, which a
+        resume with other graders or a re-grade keeps up to date) equal to ``graded_with``, and
+        none was replaced (no re-grade has kept old grades in ``score_history``); or None.
+        :meth:`replay_answers` copies from it."""
         row = self.conn.execute(
             "SELECT p.id, p.config FROM runs r JOIN runs p ON p.run_key = r.run_key "
             "WHERE r.id = ? AND p.id != r.id AND p.status = 'finished' "
             "ORDER BY p.created DESC, p.id DESC LIMIT 1", (run_id,)).fetchone()
-        if row is None or json.loads(row[1] or "{}").get("grading") != grading:
+        config = json.loads(row[1] or "{}") if row is not None else {}
+        if (row is None or config.get("grading") != grading
+                or config.get("graded_with") != dict(graded_with)):
             return None
         if self.conn.execute("SELECT 1 FROM score_history WHERE run_id = ? LIMIT 1",
                              (row[0],)).fetchone() is not None:
@@ -1015,8 +1021,8 @@ class Store:
         return str(row[0])
 
     def replay_answers(self, source: str, run_id: str, graders: int,
-                       answers: Sequence[tuple[str, int, str, int, int, float, float | None, str]]
-                       ) -> dict[tuple[str, int], tuple[bool, bool]]:
+                       answers: Sequence[tuple[str, int, str, int, int, float, float | None, str]],
+                       stamp: str | None = None) -> dict[tuple[str, int], tuple[bool, bool]] | None:
         """Store cache hits of ``run_id`` with the grades ``source`` gave the same answers, in
         SQLite, without grading them again: one atomic write.
 
@@ -1027,7 +1033,8 @@ class Store:
         response, for the same item data and tags, and holds ``graders`` grades of it; its
         sample row is what ``record_sample`` writes for a cache hit and its grades are
         ``source``'s rows. Returns the copied (item, epoch) pairs with (any error grade, any
-        other grade not scored)."""
+        other grade not scored); None, copying nothing, when ``source``'s stamp is no longer
+        ``stamp`` (a re-grade or review changed it since it was chosen)."""
         if not answers:
             return {}
         conn = self.conn
@@ -1035,6 +1042,8 @@ class Store:
                    "input_tokens INTEGER, output_tokens INTEGER, cost_usd REAL, latency_s REAL, "
                    "response TEXT NOT NULL")
         with self._write():
+            if stamp is not None and self.run_stamp(self.get_run(source)) != stamp:
+                return None  # checked under the write lock: nothing changes it until the copy
             conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS replay_in ({columns}, "
                          "PRIMARY KEY (item_id, epoch)) WITHOUT ROWID")
             conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS replay_ok ({columns}, "
