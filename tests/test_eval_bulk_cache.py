@@ -311,25 +311,59 @@ def test_a_source_run_changed_during_a_replay_lends_no_more_grades(tmp_path, stu
     assert _facts(store, again["run_id"])[0] is None  # its facts are built, not copied
 
 
-def test_a_plugin_graders_new_code_lends_no_grades(tmp_path, stub_server, capsys, monkeypatch):
-    """A plugin grader that says it is deterministic, its module's code changed under the same
-    spec: a rerun grades again (the module's source is in the grading signature)."""
-    import importlib
-    import sys
+def _unregistered_after(monkeypatch: pytest.MonkeyPatch, type_name: str) -> None:
+    """The grader type a test registers is gone after it."""
+    from posttrain.plugins import KINDS
 
-    plugin = tmp_path / "plug" / "bulk_cache_plugin.py"
-    plugin.parent.mkdir()
-    plugin.write_text(
-        "from posttrain.graders.string_check import StringCheckGrader, build\n"
-        "from posttrain.plugins import register_grader\n\n"
-        "class Loud(StringCheckGrader):\n    type = 'bulk_cache_loud'\n\n"
-        "@register_grader('bulk_cache_loud')\n"
-        "def build_loud(spec, context):\n    made = build(spec, context)\n"
-        "    return Loud(made.name, made.input, made.reference, made.operation)\n")
-    monkeypatch.syspath_prepend(str(plugin.parent))
-    importlib.import_module("bulk_cache_plugin")
+    for table in (KINDS["grader"].parts, KINDS["grader"].meta):
+        monkeypatch.setitem(table, type_name, None)
+
+
+def _plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, body: str) -> Path:
+    import importlib
+
+    path = tmp_path / "plug" / f"{name}.py"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(body)
+    monkeypatch.syspath_prepend(str(path.parent))
+    importlib.import_module(name)
+    monkeypatch.delitem(__import__("sys").modules, name)
+    return path
+
+
+@pytest.mark.parametrize("how", ["builder", "helper", "no source"])
+def test_grades_of_a_plugins_code_are_graded_again(tmp_path, stub_server, capsys, monkeypatch,
+                                                   how):
+    """Plugin code can change with no trace in the run wherever it is: a plugin builder that
+    returns posttrain's own class (the operation its own), a subclass calling a helper module,
+    a class defined where no source can be read. Neither a rerun nor a regrade keeps their
+    grades."""
+    _unregistered_after(monkeypatch, "bulk_cache_mine")
+    if how == "builder":
+        _plugin(tmp_path, monkeypatch, "bulk_cache_builder",
+                "from posttrain.graders.string_check import StringCheckGrader\n"
+                "from posttrain.plugins import register_grader\nOP = 'eq'\n\n"
+                "@register_grader('bulk_cache_mine')\ndef build(spec, context):\n"
+                "    spec.get('operation')\n"
+                "    return StringCheckGrader(spec['name'], spec['input'], spec['reference'], OP)\n")
+    else:
+        from posttrain.graders.string_check import StringCheckGrader, build
+        from posttrain.plugins import register_grader
+
+        namespace: dict[str, Any] = {"StringCheckGrader": StringCheckGrader}
+        # a class compiled from a string: its module has no source file to digest
+        exec("class Mine(StringCheckGrader):\n    type = 'bulk_cache_mine'\n", namespace)
+        mine = namespace["Mine"]
+        if how == "helper":
+            mine.__module__ = "tests.test_eval_bulk_cache"  # a readable file: its helpers not
+
+        @register_grader("bulk_cache_mine")
+        def build_mine(spec: dict[str, Any], context: Any) -> Any:
+            made = build(spec, context)
+            return mine(made.name, made.input, made.reference, made.operation)
+
     monkeypatch.setenv("OPENAI_BASE_URL", stub_server.base_url)
-    graders = ('  - {type: bulk_cache_loud, name: loud, input: "{{sample.output_text}}", '
+    graders = ('  - {type: bulk_cache_mine, name: mine, input: "{{sample.output_text}}", '
                'reference: "{{item.answer}}", operation: eq}\n')
     eval_path = write_eval(tmp_path / "ev", _rows(8), graders=graders)
     store = tmp_path / "s.db"
@@ -338,13 +372,40 @@ def test_a_plugin_graders_new_code_lends_no_grades(tmp_path, stub_server, capsys
     with sqlite3.connect(store) as conn:
         conn.execute("UPDATE scores SET explanation = 'planted' WHERE run_id = ?",
                      (first["run_id"],))
-    control = _eval(argv, capsys)  # the same code: its grades are copied
-    assert len(_planted(store, control["run_id"])) == 8
-    plugin.write_text(plugin.read_text() + "# the plugin's next version\n")
     replays = _spy_replays(monkeypatch)
     again = _eval(argv, capsys)
     assert replays == [] and _planted(store, again["run_id"]) == set()
-    sys.modules.pop("bulk_cache_plugin", None)
+    assert main(["regrade", first["run_id"], "--store", str(store)]) == 0
+    assert _planted(store, first["run_id"]) == set()
+
+
+def test_an_eval_built_in_python_lends_no_grades(tmp_path, stub_server, monkeypatch):
+    """Graders constructed in Python have no spec to digest: two such evals with the same name
+    and items, one grading `eq` and one `ilike`, share no grade."""
+    from posttrain.api import run_eval
+    from posttrain.eval import Eval
+    from posttrain.graders.string_check import StringCheckGrader
+    from posttrain.types import Item
+
+    monkeypatch.setenv("OPENAI_BASE_URL", stub_server.base_url)
+    store = tmp_path / "s.db"
+
+    def built(operation: str) -> Eval:
+        return Eval(name="py", items=[Item(id=f"q{i}", data={
+            "question": f"#{i} [[answer:{'paris' if i % 3 == 0 else 'Paris'}]]",
+            "answer": "Paris"}) for i in range(6)],
+                    graders=[StringCheckGrader("exact", "{{sample.output_text}}",
+                                               "{{item.answer}}", operation)],
+                    messages=[{"role": "user", "content": "{{item.question}}"}])
+
+    from posttrain.runner.executor import RunOptions
+
+    (strict,) = run_eval(built("eq"), ["openai:stub"], store=str(store))
+    (loose,) = run_eval(built("ilike"), ["openai:stub"], store=str(store))
+    (fresh,) = run_eval(built("ilike"), ["openai:stub"], store=str(tmp_path / "f.db"),
+                        options=RunOptions(use_cache=False))
+    assert loose["score"] == fresh["score"] > strict["score"]
+    assert loose["cached"] == 6  # the same answers, graded again
 
 
 def test_grades_of_other_posttrain_code_are_not_copied(tmp_path, stub_server, capsys,

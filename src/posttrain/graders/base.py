@@ -83,6 +83,9 @@ class Grader:
     #: model, no code of the eval's, no clock or randomness): the runner may then copy the grade
     #: an earlier run gave the same answer to the same item (``RunExecution._replay``)
     deterministic: ClassVar[bool] = False
+    #: the module of the builder that made this grader from its spec (``build_grader``); None
+    #: for a grader constructed in Python
+    built_by: str | None = None
 
     def __init__(self, name: str, pass_threshold: float | None = None) -> None:
         self.name = name

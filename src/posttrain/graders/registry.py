@@ -49,6 +49,7 @@ def build_grader(spec: Any, context: GraderContext | None = None) -> Grader:
     builder = plugins.get("grader", type_name, field_name="type", source=context.source)
     tracked = _TrackedSpec(spec)
     grader = builder(tracked, context)
+    grader.built_by = getattr(builder, "__module__", None)
     unknown = sorted(set(spec) - tracked.read - {"type"} - _ACCEPTED_UNUSED)
     if unknown:
         takes = sorted(tracked.read | {"type"})

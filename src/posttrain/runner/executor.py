@@ -237,9 +237,10 @@ class RunExecution:
         #: grades that need no grading again: every grader is synchronous and deterministic
         #: (``Grader.deterministic``), so a cache hit's grades may be copied from an earlier
         #: run that graded the same answer to the same item (:meth:`_replay`)
+        from posttrain.runner import grader_record
+
         self.replayable = self.inline and all(
-            getattr(g, "deterministic", False) for grader in self.sync_graders
-            for g in grader.walk())
+            grader_record.own_deterministic(grader) for grader in self.sync_graders)
         #: the run whose grades :meth:`_replay` copied (its id and stamp then), and how many
         #: answers it copied; ``spoiled``: some answers were forgotten and asked again
         self.replay_from: tuple[str, str] | None = None

@@ -74,6 +74,23 @@ def code_digests(grader: Any) -> list[str]:
     return parts
 
 
+#: the package whose sources :func:`own_code` digests: a grader is posttrain's own code when
+#: both its class and the builder that made it from its spec live there
+OWN_GRADERS = "posttrain.graders."
+
+
+def own_deterministic(grader: Any) -> bool:
+    """Whether every part of ``grader`` (``walk()``) is deterministic and posttrain's own code,
+    digested in :func:`own_code`: its class and the builder registered for its spec's type
+    (``built_by``) are in ``posttrain.graders``. Only such grades are copied by a cached rerun
+    or kept by a regrade: a plugin's code (its builder, its class, a helper module it calls,
+    a class defined where no source file can be read) and a grader built in Python without a
+    spec can change with no trace in the run."""
+    return all(part.deterministic and type(part).__module__.startswith(OWN_GRADERS)
+               and (getattr(part, "built_by", None) or "").startswith(OWN_GRADERS)
+               for part in grader.walk())
+
+
 @functools.cache
 def own_code() -> str:
     """posttrain's version, the Python and Unicode versions, and a digest of the source of

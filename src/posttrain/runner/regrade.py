@@ -88,8 +88,7 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
     # every grader deterministic and recorded as the one that gave the run's grades: only the
     # answers whose item changed (or that miss a grade) can be graded otherwise
     stable = (not full and not keep_all and record.unchanged()
-              and all(_own_deterministic(grader) for top in eval.graders
-                      for grader in top.walk()))
+              and all(grader_record.own_deterministic(top) for top in eval.graders))
     # else, the graders for which that holds: an unchanged item's answer keeps their grades and
     # is graded by the others only (an edited grader grades every answer, its peers none)
     stable_graders = set() if full or keep_all or stable else record.stable_graders()
@@ -275,7 +274,7 @@ class GraderRecord:
                 if self.before.get(top.name) is not None
                 and self.before.get(top.name) == self.after.get(top.name)
                 and self.flags.get(top.name) == 0
-                and all(_own_deterministic(grader) for grader in top.walk())}
+                and grader_record.own_deterministic(top)}
 
     def _graded_with(self, *, final: bool) -> dict[str, str | None]:
         before = self.before or {}
@@ -287,13 +286,6 @@ class GraderRecord:
         # them (they are in the stamp of its kept facts and summaries, which a re-grade that
         # changed no grade keeps; ``grading`` is checked with the history before a replay)
         store.update_run_config(self.run_id, {"graded_with": self._graded_with(final=True)})
-
-
-def _own_deterministic(grader: Any) -> bool:
-    """A deterministic grader whose code is posttrain's own (its version is in the run's
-    ``graded_with``): a plugin's code may change with no trace in the run, so its grades are
-    always graded again."""
-    return bool(grader.deterministic) and type(grader).__module__.startswith("posttrain.")
 
 
 def sandbox_workers(eval: Eval) -> int | None:
