@@ -408,6 +408,41 @@ def test_an_eval_built_in_python_lends_no_grades(tmp_path, stub_server, monkeypa
     assert loose["cached"] == 6  # the same answers, graded again
 
 
+def test_a_replay_takes_the_write_lock_before_its_checks(tmp_path, stub_server, capsys,
+                                                        monkeypatch):
+    """The replay reads (the source's stamp, its answers) before it writes: its transaction
+    holds the write lock from the start, so another process cannot commit between the checks
+    and the copy (it waits; here it gives up after 0.2 s)."""
+    from posttrain.runner.store import Store
+
+    eval_path, store, argv, first, conn = _planted_first_run(tmp_path, stub_server, capsys,
+                                                              monkeypatch)
+    conn.commit()
+    conn.close()
+    blocked: list[str] = []
+    with Store(store) as db:
+        run = db.get_run(first["run_id"])
+        stamp = db.run_stamp(run)
+        original = Store.run_stamp
+
+        def stamp_then_another_writer(self: Store, run: Any) -> str:
+            value = original(self, run)
+            other = sqlite3.connect(store, timeout=0.2)
+            try:
+                other.execute("UPDATE runs SET config = config WHERE id = ?", (run.id,))
+                other.commit()
+            except sqlite3.OperationalError as exc:
+                blocked.append(str(exc))
+            finally:
+                other.close()
+            return value
+
+        monkeypatch.setattr(Store, "run_stamp", stamp_then_another_writer)
+        copied = db.replay_answers(run.id, "another-run", 2,
+                                   [("q0", 0, "no-such-key", 1, 1, 0.0, None, "{}")], stamp)
+    assert copied == {} and blocked == ["database is locked"]
+
+
 def test_grades_of_other_posttrain_code_are_not_copied(tmp_path, stub_server, capsys,
                                                        monkeypatch):
     """posttrain upgraded (or its checkout edited) between two runs: the second grades again,

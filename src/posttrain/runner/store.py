@@ -670,16 +670,18 @@ class Store:
     def _write(self) -> Iterator[None]:
         """One atomic write: its own transaction, or a savepoint inside the iteration's group
         (after the answers recorded before it, so writes keep their order)."""
+        # IMMEDIATE: the write lock first, so that a write reading before it writes (a config
+        # merge, a replay's checks) never fails to upgrade a snapshot another writer outdated
         if self._loop is None:
             with self.conn:
-                self.conn.execute("BEGIN")
+                self.conn.execute("BEGIN IMMEDIATE")
                 yield
             return
         if self._failed is not None:
             failed, self._failed = self._failed, None
             raise failed
         if not self.conn.in_transaction:
-            self.conn.execute("BEGIN")
+            self.conn.execute("BEGIN IMMEDIATE")
         self._drain()
         self.conn.execute("SAVEPOINT write")
         try:
