@@ -185,6 +185,55 @@ def test_replayed_hits_store_the_same_run_as_grading_again(tmp_path, stub_server
     assert fast_kinds == slow_kinds
 
 
+@pytest.mark.parametrize("order", ["copy first", "source first"])
+def test_a_regraded_copy_keeps_facts_of_its_own_grades(tmp_path, stub_server, capsys,
+                                                      monkeypatch, order):
+    """A cached rerun's score facts are copied from the run it copied; once the copy is
+    re-graded (references fixed, an item retagged) its report, tags and comparison are of its
+    own grades, also when every kept table is dropped and built again in either order (the
+    source's facts were copied back over the copy's new grades)."""
+    from posttrain.analysis.report import summarize
+    from posttrain.analysis.results import load_results
+    from posttrain.runner.store import Store
+
+    monkeypatch.setenv("OPENAI_BASE_URL", stub_server.base_url)
+    rows = _rows(12)
+    for row in rows:
+        row["answer"] = "Lyon"  # the answers are Paris but for every third
+    eval_path = write_eval(tmp_path / "ev", rows, graders=GRADERS)
+    store = tmp_path / "s.db"
+    argv = ["eval", str(eval_path), "--model", "openai:stub", "--json", "--store", str(store)]
+    source = _eval(argv, capsys)
+    copy = _eval(argv, capsys)
+    assert _facts(store, copy["run_id"])[0] is not None  # its facts are the source's
+    rows = _rows(12)  # the references fixed, one item retagged
+    rows[3]["category"] = "new"
+    write_eval(tmp_path / "ev", rows, graders=GRADERS)
+    assert main(["regrade", copy["run_id"], "--store", str(store)]) == 0
+    capsys.readouterr()
+
+    def shown(run_id: str) -> tuple[Any, ...]:
+        assert main(["report", run_id, "--store", str(store), "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)["runs"][0]
+        return report["score"], sorted(report["by_tag"])
+
+    def truth(run_id: str) -> tuple[Any, ...]:
+        with Store(store) as db:
+            report = summarize(load_results(db, db.get_run(run_id)))
+        return report["score"], sorted(report["by_tag"])
+
+    assert shown(copy["run_id"]) == truth(copy["run_id"])
+    assert "new" in truth(copy["run_id"])[1] and truth(copy["run_id"]) != truth(source["run_id"])
+    with sqlite3.connect(store) as conn:
+        for table in ("run_summaries", "sample_facts", "item_cells", "run_columns"):
+            conn.execute(f"DELETE FROM {table}")
+    runs = [copy["run_id"], source["run_id"]]
+    for run_id in runs if order == "copy first" else runs[::-1]:
+        shown(run_id)
+    for run_id in runs:
+        assert shown(run_id) == truth(run_id)
+
+
 def _facts(db: Path, run_id: str) -> tuple[Any, ...]:
     """A run's ``replayed_from`` and its kept score facts (per answer, per item, packed)."""
     conn = sqlite3.connect(db)

@@ -398,15 +398,20 @@ class RunExecution:
 
     def note_replay(self) -> None:
         """When every answer of the run was copied by :meth:`_replay` from one earlier run,
-        unchanged since, say so in the run's config (``replayed_from``: its id and stamp):
-        the run's score facts are then that run's (``runner.facts``), not built again."""
+        unchanged since, say so in the run's config (``replayed_from``: its id and stamp, and
+        this run's revision): while neither run changes, the run's score facts are that run's
+        (``runner.facts``), not built again."""
         if self.replay_from is None or not self.replayed or self.replay_spoiled:
             return
         source, stamp = self.replay_from
+        self.store.flush()
         count = self.store.conn.execute("SELECT COUNT(*) FROM samples WHERE run_id = ?",
                                         (self.run.id,)).fetchone()[0]
         if count == self.replayed and self.store.run_stamp(self.store.get_run(source)) == stamp:
-            self.store.update_run_config(self.run.id, {"replayed_from": [source, stamp]})
+            # with this run's own revision: once its grades or items change (a regrade, a
+            # review), its facts are its own, no longer the source's
+            self.store.update_run_config(self.run.id, {"replayed_from": [
+                source, stamp, self.store.run_revision(self.run.id)]})
 
     def note_cache_checks(self) -> None:
         """Keep in the run's config what the canary showed and warn about judge verdicts

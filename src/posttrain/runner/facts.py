@@ -450,12 +450,14 @@ def unpack(typecode: str, body: bytes) -> array[Any]:
 
 def _replayed(store: Store, run: RunInfo) -> dict[str, bytes] | None:
     """The facts of a run whose every answer the runner copied with its grades from an earlier
-    run (``replayed_from`` in its config: that run's id and stamp then; the same items, answers
-    and grades), copied from that run's kept facts while it is unchanged and the two agree on
-    what the facts depend on; only the answers' figures (cost, latency, cache hits) are
-    computed. None: build them."""
+    run (``replayed_from`` in its config: that run's id and stamp then, and this run's revision
+    then; the same items, answers and grades), copied from that run's kept facts while neither
+    run changed since (a regrade or review of either) and the two agree on what the facts
+    depend on; only the answers' figures (cost, latency, cache hits) are computed. None: build
+    them."""
     source = run.config.get("replayed_from")
-    if not (isinstance(source, list) and len(source) == 2):
+    if not (isinstance(source, list) and len(source) == 3
+            and store.run_revision(run.id) == source[2]):
         return None
     try:
         other = store.get_run(str(source[0]))
