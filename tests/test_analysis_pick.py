@@ -163,3 +163,36 @@ def test_shelf_life_running_best_and_release_dates(tmp_path: Path, capsys) -> No
     assert "2024-06-01 (released)" in out
     assert "<svg" in html.read_text()
     _assert_svgs_well_formed(html.read_text())
+
+
+def test_a_run_of_part_of_the_eval_is_not_ranked_against_whole_runs(tmp_path: Path,
+                                                                   capsys) -> None:
+    """A cheap model's run of the first 30 items (``--limit``) scores its items, not the eval's:
+    pick does not choose it, the matrix and the audit do not take it as the best, and each says
+    so (it was chosen as "clears" while its whole run does not)."""
+    db = tmp_path / "p.db"
+    store = Store(db)
+    items = make_items(300)
+    simulate_run(store, "ladder", StubModel("standard", 0.92, price=(1.0, 3.0)), items, seed=1)
+    simulate_run(store, "ladder", StubModel("nano", 1.0, price=(0.05, 0.1)), items[:30],
+                 seed=1)
+    store.close()
+    eval_file = tmp_path / "ladder.yaml"
+    eval_file.write_text("name: ladder\nitems: [{id: a}]\ngraders: [{type: string_check, "
+                         "name: exact, input: x, reference: y, operation: eq}]\n")
+    assert main(["pick", str(eval_file), "--bar", "0.85", "--store", str(db), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    nano = next(c for c in report["candidates"] if c["model"] == "nano")
+    assert report["choice"] == "standard" and not nano["clears"] and nano["partial"]
+    assert nano["items"] == 30 and "nano" in report["warnings"][0]
+    assert main(["pick", str(eval_file), "--bar", "0.85", "--store", str(db)]) == 0
+    text = capsys.readouterr().out
+    assert "part of the eval" in text and "warning: nano: its run" in text
+    assert main(["compare", str(eval_file), "--store", str(db), "--json"]) == 0
+    matrix = json.loads(capsys.readouterr().out)
+    assert matrix["best"] == "standard" and "nano" in matrix["warnings"][0]
+    row = next(r for r in matrix["rows"] if r["label"] == "nano")
+    assert row["partial"] and row["vs_best_n"] == 30
+    assert main(["audit", str(eval_file), "--store", str(db), "--json"]) == 0
+    audit = json.loads(capsys.readouterr().out)
+    assert audit["saturation"]["best"]["label"] == "standard"

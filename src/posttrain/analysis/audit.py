@@ -130,9 +130,15 @@ def saturation(results: Sequence[RunResults | Any], labels: Sequence[str]) -> di
     common = set.intersection(*(set(r) for r in rates)) if rates else set()
     all_pass = [i for i in common if all(r[i] >= 0.5 for r in rates)]
     all_fail = [i for i in common if all(r[i] < 0.5 for r in rates)]
-    best = rows[0] if rows and rows[0]["score"] is not None else None
+    # the best is a run of the whole eval: a run of part of it (``--limit``) scores other items
+    widest = max((row["n"] for row in rows), default=0)
+    for row in rows:
+        row["partial"] = row["n"] < widest
+    best = next((row for row in rows if not row["partial"] and row["score"] is not None), None)
     n = len(common)
     out: dict[str, Any] = {
+        "warnings": [f"{row['label']}: its run has {row['n']} of the {widest} items the other "
+                     "runs have: not taken as the best" for row in rows if row["partial"]],
         "runs": rows, "best": best, "headroom": None if best is None else 1 - best["score"],
         "items": n,
         "all_pass_share": len(all_pass) / n if n else None,

@@ -176,17 +176,25 @@ def compare_matrix(results: Sequence[RunView], *, by: str | None = None, seed: i
                      "score": interval.estimate, "ci_low": interval.low,
                      "ci_high": interval.high, "ci_method": interval.method})
     ranked = sorted(range(len(rows)), key=lambda i: -(rows[i]["score"] or -1.0))
-    best = ranked[0] if ranked else None
+    # a run of part of the eval (``--limit``) is not the best: its score is of other items
+    widest = max((row["n"] for row in rows), default=0)
+    warnings = [f"{row['label']}: its run has {row['n']} of the {widest} items the other runs "
+                "have: not ranked as the best; `vs best` pairs its items only"
+                for row in rows if row["n"] < widest]
+    whole = [i for i in ranked if rows[i]["n"] == widest]
+    best = whole[0] if whole else None
     for index, row in enumerate(rows):
+        row["partial"] = row["n"] < widest
         if best is None or index == best:
             row.update(vs_best_diff=None, vs_best_p=None, vs_best_test=None,
-                       vs_best_significant=None, is_best=index == best)
+                       vs_best_significant=None, vs_best_n=None, is_best=index == best)
             continue
         result = paired_compare(item_scores[best], item_scores[index], None, draws=n_boot,
                                 seed=seed + index, alpha=alpha)
         row.update(vs_best_diff=result.diff, vs_best_ci=[result.ci_low, result.ci_high],
                    vs_best_ci_method=result.ci_method, vs_best_p=result.p_value,
-                   vs_best_p_se=result.p_value_se, vs_best_test=result.test, is_best=False)
+                   vs_best_p_se=result.p_value_se, vs_best_test=result.test, is_best=False,
+                   vs_best_n=len(item_scores[best].keys() & item_scores[index].keys()))
     # m runs tested against the best: Holm's step-down adjustment keeps the chance of any false
     # "significantly below the best" at alpha (Holm 1979); each row's own p and interval stay
     tested = [row for row in rows if row.get("vs_best_p") is not None]
@@ -200,7 +208,7 @@ def compare_matrix(results: Sequence[RunView], *, by: str | None = None, seed: i
             groups[name][label] = sum(values) / len(values) if values else None
     return {"eval": results[0].run.eval_name if results else None,
             "rows": [rows[i] for i in ranked], "best": labels[best] if best is not None else None,
-            "groups": groups, "by": by or "tags"}
+            "groups": groups, "by": by or "tags", "warnings": warnings}
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

@@ -202,18 +202,28 @@ def pick_from(runs: Sequence[Any], figures: Sequence[dict[str, Any]], bar: float
         labels = [f"{label}@{run.id}" if plain.count(label) > 1 else label
                   for label, run in zip(plain, runs, strict=True)]
     candidates = []
+    # a run of part of the eval (``--limit``, a subset) is not ranked against whole runs: its
+    # score is of other items (a run of 8 easy items "clears" where its model's whole run not)
+    widest = max((_item_count(figure) for figure in figures), default=0)
+    warnings: list[str] = []
     for label, run, figure in zip(labels, runs, figures, strict=True):
         latency = figure["latency_p95_s"]
         ci_low = figure["ci_low"]
         too_slow = (max_latency_p95 is not None and latency is not None
                     and latency > max_latency_p95)
+        items = _item_count(figure)
+        partial = items < widest
+        if partial:
+            warnings.append(f"{label}: its run ({run.id}) has {items} of the {widest} items the "
+                            "other runs have: not ranked (run it on the whole eval)")
         candidates.append({
             "model": label, "run": run.id, "score": figure["score"], "ci_low": ci_low,
-            "ci_high": figure["ci_high"], "n": figure["n"], "coverage": figure["coverage"],
+            "ci_high": figure["ci_high"], "n": figure["n"], "items": items,
+            "coverage": figure["coverage"],
             "errors": figure["errors"], "unscored": figure["unscored"],
             "cost_usd_per_item": figure["cost_usd_per_item"], "latency_p95_s": latency,
-            "clears": ci_low is not None and ci_low >= bar and not too_slow,
-            "too_slow": too_slow,
+            "clears": ci_low is not None and ci_low >= bar and not too_slow and not partial,
+            "too_slow": too_slow, "partial": partial,
         })
     front = set(pareto_front(candidates))
     for index, candidate in enumerate(candidates):
@@ -230,7 +240,8 @@ def pick_from(runs: Sequence[Any], figures: Sequence[dict[str, Any]], bar: float
                    f"{chosen['ci_low']:.1%}) at "
                    + (f"${cost:.6f} per item" if cost is not None else "an unknown price"))
     else:
-        nearest = max(candidates, key=lambda c: c["ci_low"] or 0.0, default=None)
+        nearest = max((c for c in candidates if not c["partial"]),
+                      key=lambda c: c["ci_low"] or 0.0, default=None)
         message = f"none clears {bar:.0%}"
         if nearest is not None and nearest["ci_low"] is not None:
             message += (f"; the closest is {nearest['model']} (score {nearest['score']:.1%}, "
@@ -245,4 +256,9 @@ def pick_from(runs: Sequence[Any], figures: Sequence[dict[str, Any]], bar: float
         reach = _out_of_reach([figure["groups"] for figure in figures], labels, names)
     return {"eval": runs[0].eval_name if runs else None, "bar": bar,
             "max_latency_p95_s": max_latency_p95, "choice": choice, "message": message,
-            "candidates": candidates, "out_of_reach": reach}
+            "candidates": candidates, "out_of_reach": reach, "warnings": warnings}
+
+
+def _item_count(figure: dict[str, Any]) -> int:
+    """The items a run has (answered or not): its ``(all items)`` group's count."""
+    return int(figure["groups"].get("(all items)", [None, figure["n"]])[1])

@@ -117,9 +117,10 @@ def compare_html(report: dict[str, Any]) -> str:
 def _matrix_rows(report: dict[str, Any]) -> list[list[str]]:
     rows = []
     for r in report["rows"]:
-        vs = "best" if r["is_best"] else (
+        vs = "best" if r["is_best"] else "-" if r["vs_best_diff"] is None else (
             f"{signed_pct(r['vs_best_diff'])} p{_p_eq(r['vs_best_p'])}"
-            + (" *" if r["vs_best_significant"] else ""))
+            + (" *" if r["vs_best_significant"] else "")
+            + (f" (on {r['vs_best_n']} items)" if r.get("partial") else ""))
         rows.append([r["label"], str(r["n"]), pct(r["score"]), ci(r["ci_low"], r["ci_high"]),
                      vs, r["run"]["id"]])
     return rows
@@ -144,6 +145,7 @@ def matrix_text(report: dict[str, Any]) -> str:
     out = [f"eval {report['eval']}: {len(report['rows'])} runs",
            text_table(_MATRIX, _matrix_rows(report)),
            "(* significantly below the best: paired test, Holm-adjusted over the runs, p < 0.05)"]
+    out += [f"warning: {line}" for line in report.get("warnings") or []]
     if report["groups"]:
         headers, rows = _group_rows(report)
         out += ["", text_table(headers, rows)]
@@ -166,6 +168,7 @@ def matrix_html(report: dict[str, Any]) -> str:
 def _saturation_lines(sat: dict[str, Any]) -> list[str]:
     best = sat["best"]
     lines = [f"verdict: {sat['verdict']}"]
+    lines += [f"warning: {line}" for line in sat.get("warnings") or []]
     if best:
         lines.append(f"best: {best['label']} {pct(best['score'])} "
                      f"{ci(best['ci_low'], best['ci_high'])}, headroom {pct(sat['headroom'])}")
@@ -319,13 +322,15 @@ def _pick_rows(report: dict[str, Any]) -> list[list[str]]:
     return [[c["model"] + (" <-" if c["model"] == report["choice"] else ""), pct(c["score"]),
              ci(c["ci_low"], c["ci_high"]), money(c["cost_usd_per_item"]),
              seconds(c["latency_p95_s"]),
-             "yes" if c["clears"] else ("too slow" if c["too_slow"] else "no"),
+             "yes" if c["clears"] else ("too slow" if c["too_slow"] else
+                                        "part of the eval" if c.get("partial") else "no"),
              "yes" if c["frontier"] else ""] for c in report["candidates"]]
 
 
 def pick_text(report: dict[str, Any]) -> str:
     out = [f"eval {report['eval']}, bar {pct(report['bar'], 0)} (CI lower bound)",
            text_table(_PICK, _pick_rows(report)), "", report["message"]]
+    out += [f"warning: {line}" for line in report.get("warnings") or []]
     if report["out_of_reach"]:
         out += ["", "Just out of reach:"]
         for entry in report["out_of_reach"]:
@@ -342,7 +347,8 @@ def pick_html(report: dict[str, Any]) -> str:
     frontier = [i for i, c in enumerate(candidates) if c["frontier"]]
     lat_points = [{**p, "x": c["latency_p95_s"]} for p, c in zip(points, candidates, strict=True)]
     sections = [
-        ("", note(report["message"])),
+        ("", note(" ".join([report["message"], *(f"Warning: {line}." for line in
+                                                  report.get("warnings") or [])]))),
         ("Candidates", html_table(_PICK, _pick_rows(report))),
         ("Cost / quality frontier", svg.scatter(points, title="score vs cost per item",
                                                 x_label="USD per item (log)", bar=report["bar"],
