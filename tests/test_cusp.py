@@ -93,11 +93,30 @@ def test_pass_at_k_is_the_unbiased_estimate() -> None:
 
 
 def test_failed_samples_are_fails_not_signal_or_dropped() -> None:
-    # an item whose k requests all failed is 0 with no signal; one failed epoch is a fail
-    report = cusp_report(_results({"t": [[None, None, None, None], [1, None, 1, 1]]}, k=4))
+    """An item whose k requests all failed is 0 with no signal; one failed epoch is a fail in
+    pass@1, but no signal: the rewards the model earned (1, 1, 1) do not differ. A failed
+    request made an item of a deterministic model look like GRPO signal ("on the cusp")."""
+    report = cusp_report(_results({"t": [[None, None, None, None], [1, None, 1, 1],
+                                         [1, None, 0, 1]]}, k=4))
     row = _tag(report, "t")
-    assert row["n"] == 2 and row["pass_at_1"] == pytest.approx(3 / 8)
-    assert row["items_varying"] == 1
+    assert row["n"] == 3 and row["pass_at_1"] == pytest.approx(5 / 12)
+    assert row["items_varying"] == 1  # only the item whose scored rewards differ
+    assert row["items_unvaried_scored"] == 1  # all four failed: nothing to vary
+    (component,) = report["components"]  # the all-failed item is in it too, as 0
+    assert component["n"] == 3 and component["pass_at_1"] == pytest.approx(5 / 12)
+
+
+def test_a_grader_failing_on_one_sample_is_no_signal() -> None:
+    """A deterministic model, a judge that failed once (unscored): no item varies, so the call
+    is out of reach, not an RFT candidate; every component counts every item."""
+    results = _results({"t": [[1, 1, 1], [0, 0, 0], [0, 0, 0], [0, 0, 0]]}, k=3)
+    first = results.samples[0]
+    results.samples[0] = SampleResult(first.item_id, first.epoch, "unscored", None, None,
+                                      "judge failed", {}, {"text": "x"}, None, 1, 1, 1, 0.0,
+                                      0.1, False)
+    report = cusp_report(results, bar=0.8)
+    row = _tag(report, ALL_ITEMS)
+    assert row["items_varying"] == 0 and row["class"] == OUT
 
 
 def test_missing_epochs_count_as_fails() -> None:

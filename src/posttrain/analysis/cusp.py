@@ -8,8 +8,10 @@ and each grader component gets:
   not pass, as in the headline), with its 95% interval;
 - ``pass@k``: the unbiased estimate of "at least one of k passes" (Chen et al. 2021);
 - ``pass^k``: "all k pass" (tau-bench's reliability);
-- ``signal``: the share of items whose k rewards are not all equal (Wilson 95% interval):
-  the items where a GRPO group has a non-zero advantage.
+- ``signal``: the share of items whose scored rewards are not all equal (Wilson 95%
+  interval): the items where a GRPO group has a non-zero advantage. Only scored samples count
+  here: a request that failed or a grader that could not grade is no reward the model earned
+  (in training an unscored reward is skipped), so it never makes an item look like signal.
 
 Each tag is called, from these numbers (the first rule that holds):
 
@@ -49,22 +51,28 @@ DEFAULT_MIN_SIGNAL = 0.1
 ALL_ITEMS = "(all items)"
 
 
-def _stats(per_item: Sequence[tuple[list[float], list[bool]]], k: int) -> dict[str, Any]:
-    """Numbers of one group: per item (the k reward values, the k pass verdicts)."""
+def _stats(per_item: Sequence[tuple[list[float], list[bool], list[float]]], k: int
+           ) -> dict[str, Any]:
+    """Numbers of one group: per item (the k reward values, the k pass verdicts, the values of
+    its scored samples only)."""
     n = len(per_item)
     if not n:
         return {"n": 0}
-    rates = [sum(passes) / len(passes) for _, passes in per_item]
+    rates = [sum(passes) / len(passes) for _, passes, _ in per_item]
     p1 = mean_interval(rates)
-    pk = [pass_at_k(len(passes), sum(passes), min(k, len(passes))) for _, passes in per_item]
-    phk = [pass_hat_k(len(passes), sum(passes), min(k, len(passes))) for _, passes in per_item]
-    varying = sum(1 for values, _ in per_item if max(values) - min(values) > 1e-9)
+    pk = [pass_at_k(len(passes), sum(passes), min(k, len(passes))) for _, passes, _ in per_item]
+    phk = [pass_hat_k(len(passes), sum(passes), min(k, len(passes)))
+           for _, passes, _ in per_item]
+    varying = sum(1 for _, _, scored in per_item
+                  if len(scored) > 1 and max(scored) - min(scored) > 1e-9)
     low, high = wilson_interval(varying, n)
-    mean_reward = sum(sum(v) / len(v) for v, _ in per_item) / n
+    mean_reward = sum(sum(v) / len(v) for v, _, _ in per_item) / n
     return {"n": n, "pass_at_1": p1.estimate, "pass_at_1_ci": [p1.low, p1.high],
             "pass_at_k": sum(pk) / n, "pass_hat_k": sum(phk) / n,
             "mean_reward": mean_reward, "signal": varying / n, "signal_ci": [low, high],
-            "items_varying": varying, "all_fail": sum(1 for r in rates if r == 0.0),
+            "items_varying": varying,
+        "items_unvaried_scored": sum(1 for _, _, scored in per_item if len(scored) < 2),
+        "all_fail": sum(1 for r in rates if r == 0.0),
             "all_pass": sum(1 for r in rates if r == 1.0)}
 
 
@@ -103,7 +111,9 @@ def cusp_report(results: RunResults, *, bar: float | None = None,
     """Per tag (and all items) and per grader component: pass@1, pass@k, pass^k and signal
     from a run with k epochs; the call for each tag (``temperature``: the run's, when known).
     A missing, failed or unscored sample is a
-    fail with reward 0 (headline semantics), so a broken grader never looks like signal."""
+    fail with reward 0 in pass@1, pass@k and pass^k (headline semantics) and no reward at all
+    in ``signal``, so a failed request or a broken grader never looks like signal; every item
+    counts in every component (a grader that never graded an item's answers: reward 0)."""
     k = max(1, results.run.epochs)
     if k < 2:
         raise ValueError(f"the cusp needs at least 2 samples per item (this run has {k}): "
@@ -119,7 +129,9 @@ def cusp_report(results: RunResults, *, bar: float | None = None,
         epochs = sorted(samples) + [None] * max(0, k - len(samples))  # missing: a fail
         chosen = [samples.get(e) if e is not None else None for e in epochs]
         per_item[item.id] = ([_sample_value(s) for s in chosen],
-                             [bool(s is not None and sample_passed(s)) for s in chosen])
+                             [bool(s is not None and sample_passed(s)) for s in chosen],
+                             [float(s.value) for s in chosen if s is not None
+                              and s.status == "scored" and s.value is not None])
         names: dict[str, None] = {}
         for sample in chosen:
             for name, grade in (sample.grades.items() if sample else ()):
@@ -129,18 +141,21 @@ def cusp_report(results: RunResults, *, bar: float | None = None,
         for name in names:
             grader, _, sub = name.partition(".")
             values: list[float] = []
-            present = False
+            scored: list[float] = []
             for sample in chosen:
                 grade = sample.grades.get(grader) if sample else None
                 value = None
                 if grade is not None and grade.status == "scored" and grade.value is not None:
                     raw = grade.sub_scores.get(sub) if sub else grade.value
                     value = float(raw) if isinstance(raw, (int, float)) else None
-                    present = present or value is not None
+                if value is not None:
+                    scored.append(value)
                 values.append(0.0 if value is None else value)
-            if present:
-                components.setdefault(name, {})[item.id] = (
-                    values, [v >= component_pass for v in values])
+            components.setdefault(name, {})[item.id] = (
+                values, [v >= component_pass for v in values], scored)
+    for table in components.values():  # an item none of whose answers this grader graded
+        for item in results.items:
+            table.setdefault(item.id, ([0.0] * k, [False] * k, []))
     groups = {ALL_ITEMS: [item.id for item in results.items]}
     groups.update(item_groups([results], by))
     tags = []
@@ -163,9 +178,10 @@ def cusp_report(results: RunResults, *, bar: float | None = None,
                           if coverage[key])
         warnings.append(f"{not_scored} of {coverage['expected']} samples are not scored "
                         f"({parts}; unscored: a grader could not grade; error: the request or a "
-                        f"grader failed): each counts as a fail "
-                        "with reward 0 here, so the calls understate the model where they are; "
-                        "see `posttrain report`")
+                        f"grader failed): each counts as a fail with reward 0 in pass@1, "
+                        "pass@k and pass^k, so those understate the model where they are, and "
+                        "as no reward in signal, which they cannot raise; see "
+                        "`posttrain report`")
     if temperature is not None and float(temperature) == 0.0:
         warnings.append("the run sampled at temperature 0: k answers of a deterministic model "
                         "are the same answer, so 'signal' is understated")
