@@ -155,3 +155,34 @@ def test_cli_compare_two_runs_matrix_and_html(two_runs, tmp_path: Path, capsys) 
     assert "<svg" in html.read_text()
     assert main(["compare", a, "nope", "--store", db]) == 2
     assert "no run matches" in capsys.readouterr().err
+
+
+def test_compare_warns_when_the_runs_were_graded_by_different_graders(tmp_path, stub_server,
+                                                                       capsys, monkeypatch):
+    """Run A re-graded with an edited grader, run B not: the same eval hash, so nothing warned
+    that a difference may be the graders' (the red team's compare said `warnings: []`)."""
+    import json
+
+    from posttrain.cli import main as cli_main
+    from tests.conftest import write_eval
+
+    monkeypatch.setenv("OPENAI_BASE_URL", stub_server.base_url)
+    rows = [{"id": f"q{i}", "question": f"#{i} [[answer:{'paris' if i % 2 else 'Paris'}]]",
+             "answer": "Paris"} for i in range(6)]
+    eval_path = write_eval(tmp_path / "ev", rows)  # ilike
+    store = str(tmp_path / "s.db")
+    ids = []
+    for _ in range(2):
+        assert cli_main(["eval", str(eval_path), "--model", "openai:stub", "--store", store,
+                         "--json", "--no-cache"]) == 0
+        ids.append(json.loads(capsys.readouterr().out)["runs"][0]["run_id"])
+    assert cli_main(["compare", *ids, "--store", store, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["warnings"] == []
+    eval_path.write_text(eval_path.read_text().replace("ilike", "eq"))
+    assert cli_main(["regrade", ids[0], "--store", store]) == 0
+    capsys.readouterr()
+    assert cli_main(["compare", *ids, "--store", store, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["overall"]["diff"] > 0  # B (ilike) above A (eq now)
+    assert any("grades of exact were given by different graders" in w
+               for w in report["warnings"])

@@ -150,6 +150,12 @@ def compare_runs(a: RunView, b: RunView, *, by: str | None = None, seed: int = 0
     elif a.run.eval_hash != b.run.eval_hash:
         warnings.append("the eval's dataset or prompts changed between the runs "
                         "(different eval hash): items are matched by id")
+    regraded = _graded_apart(a.run.config or {}, b.run.config or {})
+    if regraded:
+        warnings.append(f"the runs' grades of {', '.join(regraded)} were given by different "
+                        "graders (an edited spec, a regrade since, or another posttrain "
+                        "version: `graded_with`): a difference there may be the graders', "
+                        "not the models'")
     return {
         "run_a": run_summary(a), "run_b": run_summary(b), "by": by or "tags",
         "warnings": warnings,
@@ -161,6 +167,20 @@ def compare_runs(a: RunView, b: RunView, *, by: str | None = None, seed: int = 0
         "overall": overall, "groups": groups, "components": components,
         "regressed": regressed, "fixed": fixed,
     }
+
+
+def _graded_apart(config_a: dict[str, Any], config_b: dict[str, Any]) -> list[str]:
+    """The graders both runs have whose recorded source of grades (``graded_with``: the digest
+    of spec, reasoning mode, format and grading code; None not known) differ or is not known
+    in one of them. Runs recorded before ``graded_with`` existed are not compared (empty)."""
+    from posttrain.runner import grader_record
+
+    if "graded_with" not in config_a or "graded_with" not in config_b:
+        return []
+    with_a = grader_record.graded_with(config_a, regraded_unrecorded=False) or {}
+    with_b = grader_record.graded_with(config_b, regraded_unrecorded=False) or {}
+    return sorted(name for name in set(with_a) & set(with_b)
+                  if with_a[name] is None or with_a[name] != with_b[name])
 
 
 def compare_matrix(results: Sequence[RunView], *, by: str | None = None, seed: int = 0,
