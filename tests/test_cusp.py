@@ -254,3 +254,13 @@ def test_compare_labels_tags_after_fine_tuning(tmp_path: Path) -> None:
     assert _is_fine_tune("hf:/models/base", f"hf:{tuned}")
     assert not _is_fine_tune("hf:/models/other", f"hf:{tuned}")
     assert not _is_fine_tune("hf:/models/base", "openai:gpt-4.1")
+
+
+def test_the_pass_rate_of_a_run_whose_every_request_failed_is_zero() -> None:
+    """Nothing passed: 0.0, as the headline score says (it read "-", as if no grader gave a
+    pass verdict)."""
+    from posttrain.analysis.report import summarize
+
+    failed = summarize(_results({"t": [[None, None], [None, None]]}, k=2))
+    assert failed["pass_rate"] == 0.0 and failed["score"] == 0.0
+    assert summarize(_results({"t": [[1, 0], [None, 1]]}, k=2))["pass_rate"] == 0.5

@@ -153,8 +153,11 @@ def _shorten(text: str, width: int) -> str:
 
 
 def _pass_rate(results: RunResults, expected: int) -> float | None:
-    """Passed samples over every expected sample (a failed or unscored one did not pass)."""
-    if not expected or not any(s.passed is not None for s in results.samples):
+    """Passed samples over every expected sample (a failed or unscored one did not pass).
+    None when there is no verdict to count: no sample expected, or the scored samples' graders
+    give no pass verdict; 0.0 when no sample was scored at all (every request failed)."""
+    if not expected or (any(s.status == "scored" for s in results.samples)
+                        and not any(s.passed is not None for s in results.samples)):
         return None
     return sum(1 for s in results.samples if s.status == "scored" and s.passed) / expected
 

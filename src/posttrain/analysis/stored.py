@@ -27,7 +27,7 @@ from posttrain.runner.store import RunInfo, Store
 
 #: bump when a kind changes what it holds: summaries stored by an older version are computed
 #: again
-SUMMARY_VERSION = 1
+SUMMARY_VERSION = 2  # 2: pass_rate 0.0 (not None) when every request failed
 
 
 def _ci(values: list[float]) -> dict[str, Any]:
