@@ -286,14 +286,6 @@ class _TokenSide:
                           ("stop" if self.ended else "length"))
 
 
-def _quiet_interrupts(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    """An interrupt raised inside an episode's task (SIGTERM while SIGINT is ignored) is the
-    caller's to report, in one line: not "Task exception was never retrieved" and a traceback."""
-    if isinstance(context.get("exception"), KeyboardInterrupt):
-        return
-    loop.default_exception_handler(context)
-
-
 def play(model: Any, tokenizer: Any, eval_: Eval, jobs: list[tuple[Item, ChatRequest]],
          factory: Callable[[], Environment], *, temperature: float,
          turn_tokens: int = DEFAULT_TURN_TOKENS,
@@ -328,10 +320,10 @@ def play(model: Any, tokenizer: Any, eval_: Eval, jobs: list[tuple[Item, ChatReq
         await asyncio.gather(*(one(position, item, request)
                                for position, (item, request) in enumerate(jobs)))
 
+    from posttrain.train.evaluate import run_interruptibly
+
     started = time.perf_counter()
-    with asyncio.Runner() as runner:
-        runner.get_loop().set_exception_handler(_quiet_interrupts)
-        runner.run(all_of())
+    run_interruptibly(all_of())  # one loop for every step: none made or closed mid-training
     seconds = time.perf_counter() - started
     ordered = [r for r in rollouts if r is not None]
     return ordered, {"episodes": len(jobs), "seconds": seconds,

@@ -41,18 +41,20 @@ _runner: Any = None
 
 
 def run_interruptibly(coro: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run`` for the many short grades of a training loop, in one event loop made once
-    per process (closed at exit): a Ctrl-C while it runs cancels the coroutine and is raised as
-    one ``KeyboardInterrupt`` (``asyncio.Runner``'s handling). A fresh loop per call, as
-    ``asyncio.run`` makes, is where an interrupt lands mid-construction or mid-close and leaves
-    half-built loops whose finalizers print tracebacks. After an interrupt the loop is closed
-    and the next call makes another."""
+    """``asyncio.run`` for the many short grades and episode batches of a training loop, in one
+    event loop made once per process (closed at exit): a Ctrl-C while it runs cancels the
+    coroutine and is raised as one ``KeyboardInterrupt`` (``asyncio.Runner``'s handling), and
+    an interrupt inside a task is left to the caller to report (:func:`_quiet_interrupts`). A
+    fresh loop per call, as ``asyncio.run`` makes, is where an interrupt lands mid-construction
+    or mid-close and leaves half-built loops whose finalizers print tracebacks. After an
+    interrupt the loop is closed and the next call makes another."""
     global _runner
     if _runner is None:
         import asyncio
         import atexit
 
         _runner = asyncio.Runner()
+        _runner.get_loop().set_exception_handler(_quiet_interrupts)
         atexit.register(lambda: _runner and _runner.close())
     try:
         return _runner.run(coro)  # type: ignore[no-any-return]
@@ -61,6 +63,15 @@ def run_interruptibly(coro: Coroutine[Any, Any, T]) -> T:
             runner, _runner = _runner, None
             runner.close()
         raise
+
+
+def _quiet_interrupts(loop: Any, context: dict[str, Any]) -> None:
+    """An interrupt raised inside a task (an episode's, when SIGTERM arrives while SIGINT is
+    ignored) is the caller's to report, in one line: not "Task exception was never retrieved"
+    and a traceback."""
+    if isinstance(context.get("exception"), KeyboardInterrupt):
+        return
+    loop.default_exception_handler(context)
 
 
 def generate(model: Any, tokenizer: Any, conversations: list[list[dict[str, Any]]], *,
