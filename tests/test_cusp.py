@@ -264,3 +264,17 @@ def test_the_pass_rate_of_a_run_whose_every_request_failed_is_zero() -> None:
     failed = summarize(_results({"t": [[None, None], [None, None]]}, k=2))
     assert failed["pass_rate"] == 0.0 and failed["score"] == 0.0
     assert summarize(_results({"t": [[1, 0], [None, 1]]}, k=2))["pass_rate"] == 0.5
+
+
+def test_grouping_by_a_field_keeps_the_items_without_it() -> None:
+    """``--by FIELD``: an item without the field is in ``(no FIELD)``, not left out of every
+    group (the groups added up to fewer items than the run)."""
+    from posttrain.analysis.selection import item_groups
+
+    results = _results({"t": [[1, 1], [0, 0], [1, 0]]}, k=2)
+    results.items[0].data["level"] = "easy"
+    results.items[1].data["level"] = ["hard", "easy"]
+    groups = item_groups([results], "level")
+    assert groups == {"(no level)": ["t-2"], "easy": ["t-0", "t-1"], "hard": ["t-1"]}
+    rows = {row["tag"]: row for row in cusp_report(results, by="level")["tags"]}
+    assert rows["(no level)"]["n"] == 1

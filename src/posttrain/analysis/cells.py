@@ -18,6 +18,18 @@ from posttrain.types import Item
 _SHARED_IDS: dict[bytes, list[str]] = {}
 
 
+def field_groups(value: Any, by: str) -> list[str]:
+    """The groups of an item whose field ``by`` holds ``value`` (``--by FIELD``): one per value
+    of a list, else the value; an item without it is in ``(no FIELD)``, never left out."""
+    if isinstance(value, list):
+        return [str(v) for v in value] if value else [missing_group(by)]
+    return [missing_group(by)] if value is None else [str(value)]
+
+
+def missing_group(by: str) -> str:
+    return f"(no {by})"
+
+
 class RunCells:
     """A run's per-item figures read from the kept facts: what compare, the matrix and audit
     ask of ``RunResults``, without reading its answers."""
@@ -86,10 +98,7 @@ class RunCells:
         for item_id, data in self.store.conn.execute(
                 "SELECT item_id, data FROM run_items WHERE run_id = ? ORDER BY position",
                 (self.run.id,)):
-            value = orjson.loads(data).get(by)
-            if value is None:
-                continue
-            yield item_id, [str(v) for v in value] if isinstance(value, list) else [str(value)]
+            yield item_id, field_groups(orjson.loads(data).get(by), by)
 
     def groups(self, by: str | None) -> dict[str, list[str]]:
         """Group -> its item ids in the run's order (``selection.item_groups`` of this run)."""

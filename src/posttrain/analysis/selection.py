@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from posttrain.analysis.cells import field_groups, missing_group
 from posttrain.analysis.results import RunResults, SampleResult, load_results
 from posttrain.errors import UserError
 from posttrain.runner.facts import answer_text as facts_answer_text
@@ -209,10 +210,7 @@ def group_names(result: RunResults | Any, by: str | None = None
         if by is None:
             yield item.id, [str(t) for t in item.tags]
             continue
-        value = item.data.get(by)
-        if value is None:
-            continue
-        yield item.id, [str(v) for v in value] if isinstance(value, list) else [str(value)]
+        yield item.id, field_groups(item.data.get(by), by)
 
 
 def item_groups(results: Sequence[RunResults | Any], by: str | None = None
@@ -241,7 +239,7 @@ def item_groups(results: Sequence[RunResults | Any], by: str | None = None
                     if item_id not in seen:
                         seen.add(item_id)
                         have.append(item_id)
-    if by is not None and not groups and results:
+    if by is not None and not set(groups) - {missing_group(by)} and results:
         raise UserError(f"no item of the run has the field {by!r} to group by", field="--by")
     return dict(sorted(groups.items()))
 
