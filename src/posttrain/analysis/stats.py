@@ -5,6 +5,9 @@ Every interval of a mean score says which method made it (``Interval.method``):
 - ``wilson``: all values are 0 or 1. The Wilson score interval (Wilson 1927, JASA 22:209;
   recommended over the Wald interval by Brown, Cai & DasGupta 2001, Stat. Sci. 16:101). It lies
   inside [0, 1], contains the mean, and is wide at small n (n = 1 gives [0.21, 1] or [0, 0.79]).
+  Its coverage is near 95% averaged over the true rate but oscillates: its minimum over rates
+  is ~0.79 at n = 1 and ~0.82-0.84 for n = 2 to 100 (exact binomial sums; the oscillation Brown,
+  Cai & DasGupta describe); Clopper-Pearson is the interval whose coverage never falls below.
 - ``wilson-neff``: values in [0, 1] that are not all 0/1 (per-item means over epochs, partial
   credit). The Wilson interval at an *effective* sample size n_eff = n / rho, where rho is the
   variance as a fraction of the largest variance a [0, 1] variable with that mean can have,
@@ -14,8 +17,9 @@ Every interval of a mean score says which method made it (``Interval.method``):
   (n = 1, every item at 0.5) gets an honest, wide interval rather than a zero-width one; at
   n = 1, rho = 1 and it is the Wilson interval of a fractional count, valid for any [0, 1]
   variable since its variance is at most mean * (1 - mean). Coverage measured by simulation
-  (tests/test_analysis_stats.py): >= 0.95 from n = 2 to 200 for bimodal, skewed, low-variance
-  and rare-outlier score distributions. Where scores spread it is as narrow as the t interval
+  (tests/test_analysis_stats.py): >= 0.95 from n = 2 to 200 for the bimodal, skewed,
+  low-variance and rare-outlier score distributions tested there; it inherits Wilson's dips at
+  some means (a red team measured 0.925 at n = 5-10 for scores of 0.99 with probability 0.9). Where scores spread it is as narrow as the t interval
   (uniform scores, n = 200: 1% wider); where they barely spread it is wider (scores with sd
   0.05, n = 200: 0.023 against the t interval's 0.014), the price of not trusting a sample
   that shows little spread.
