@@ -18,8 +18,8 @@ Every interval of a mean score says which method made it (``Interval.method``):
   n = 1, rho = 1 and it is the Wilson interval of a fractional count, valid for any [0, 1]
   variable since its variance is at most mean * (1 - mean). Coverage measured by simulation
   (tests/test_analysis_stats.py): >= 0.95 from n = 2 to 200 for the bimodal, skewed,
-  low-variance and rare-outlier score distributions tested there; it inherits Wilson's dips at
-  some means (a red team measured 0.925 at n = 5-10 for scores of 0.99 with probability 0.9). Where scores spread it is as narrow as the t interval
+  low-variance and rare-outlier score distributions tested there; at some other distributions
+  it inherits Wilson's dips below. Where scores spread it is as narrow as the t interval
   (uniform scores, n = 200: 1% wider); where they barely spread it is wider (scores with sd
   0.05, n = 200: 0.023 against the t interval's 0.014), the price of not trusting a sample
   that shows little spread.
