@@ -134,3 +134,14 @@ def test_a_component_says_how_much_it_graded(tmp_path: Path) -> None:
     assert judge["score"] == 0.0 and judge["scored"] == 0 and judge["coverage"] == 0.0
     assert summary["components"]["exact"]["coverage"] == 1.0
     assert "0.000 (0% graded)" in render_table([summary])
+
+
+def test_a_k_no_item_can_compute_is_listed_not_left_out(tmp_path: Path) -> None:
+    """A run stopped after its first epoch of three: pass@2 and pass@3 have no item yet. They
+    are listed with a dash and the count (k=3 was simply missing, beside a pass@1)."""
+    store = Store(tmp_path / "s.db")
+    run_id = _run(store, ["partial", "partial"], epochs=3)
+    summary = summarize(load_results(store, run_id))
+    assert summary["pass_k_not_computable"] == {"1": 0, "2": 2, "3": 2}
+    table = render_table([summary])
+    assert "k=1: 1.000, k=2: - (2 items not computable), k=3: - (2 items not computable)" in table

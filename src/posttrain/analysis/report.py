@@ -336,9 +336,12 @@ def render_table(summaries: list[dict[str, Any]], *, tags: bool = True,
         missing_k = {k: v for k, v in (s.get("pass_k_not_computable") or {}).items() if v}
         for key, name in (("pass_at_k", "pass@k"), ("pass_hat_k", "pass^k")):
             if s.get(key):
-                ks = ", ".join(f"k={k}: {v:.3f}" + (f" ({missing_k[k]} items not computable)"
-                                                    if k in missing_k else "")
-                               for k, v in s[key].items())
+                values = s[key]
+                # every k, also one no item can compute yet: its mean would be over no item
+                every = sorted({*values, *missing_k}, key=int)
+                ks = ", ".join(f"k={k}: " + (f"{values[k]:.3f}" if k in values else "-")
+                               + (f" ({missing_k[k]} items not computable)"
+                                  if k in missing_k else "") for k in every)
                 out.append(f"{name} {_label(s)}: {ks}")
         if missing_k:
             out.append("  (an item with fewer than k answered samples has no pass@k/pass^k "
