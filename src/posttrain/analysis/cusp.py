@@ -71,8 +71,8 @@ def _stats(per_item: Sequence[tuple[list[float], list[bool], list[float]]], k: i
             "pass_at_k": sum(pk) / n, "pass_hat_k": sum(phk) / n,
             "mean_reward": mean_reward, "signal": varying / n, "signal_ci": [low, high],
             "items_varying": varying,
-        "items_unvaried_scored": sum(1 for _, _, scored in per_item if len(scored) < 2),
-        "all_fail": sum(1 for r in rates if r == 0.0),
+            "items_unvaried_scored": sum(1 for _, _, scored in per_item if len(scored) < 2),
+            "all_fail": sum(1 for r in rates if r == 0.0),
             "all_pass": sum(1 for r in rates if r == 1.0)}
 
 

@@ -30,6 +30,7 @@ from posttrain.models.base import ModelError
 from posttrain.models.batching import BatchingModel
 from posttrain.models.identity import is_exact
 from posttrain.models.retry import RetriesExhausted, RetryPolicy, call_with_retries
+from posttrain.runner import grader_record
 from posttrain.runner.cache import (
     CachePolicy,
     cache_lookup,
@@ -123,8 +124,6 @@ def run_key(eval_: Eval, model_name: str, cache_id: str, variant: str, options: 
 def _note_resumed_graders(store: Store, run: RunInfo, eval_: Eval) -> None:
     """A resumed run graded by a grader whose spec is not the one that gave its earlier
     grades holds grades of both: its ``graded_with`` says that grader's spec is not known."""
-    from posttrain.runner import grader_record
-
     before = grader_record.graded_with(run.config, regraded_unrecorded=False) or {}
     now = grader_record.eval_digests(eval_)
     mixed = {name: None for name, digest in now.items()
@@ -140,8 +139,6 @@ def grading_signature(eval_: Eval, digests: Mapping[str, str] | None = None) -> 
     module, a python grader's file, metric libraries). Kept in each run's config
     (``grading``): a later run copies an earlier run's grades only when the two agree and the
     earlier run's ``graded_with`` is still these digests (``Store.replay_source``)."""
-    from posttrain.runner import grader_record
-
     if digests is None:
         digests = grader_record.eval_digests(eval_)
     material = orjson.dumps([list(digests.items()), eval_.reasoning], default=str)
@@ -234,11 +231,9 @@ class RunExecution:
         self.inline = not self.async_graders and not any(
             getattr(g, "blocking", False) for g in self.sync_graders)
         self._meta: dict[tuple[str | None, str | None], dict[str, str | None]] = {}
-        #: grades that need no grading again: every grader is synchronous and deterministic
-        #: (``Grader.deterministic``), so a cache hit's grades may be copied from an earlier
-        #: run that graded the same answer to the same item (:meth:`_replay`)
-        from posttrain.runner import grader_record
-
+        #: grades that need no grading again: every grader is synchronous, deterministic and
+        #: posttrain's own (``grader_record.own_deterministic``), so a cache hit's grades may be
+        #: copied from an earlier run that graded the same answer to the same item (:meth:`_replay`)
         self.replayable = self.inline and all(
             grader_record.own_deterministic(grader) for grader in self.sync_graders)
         #: the run whose grades :meth:`_replay` copied (its id and stamp then), and how many
@@ -564,8 +559,6 @@ class RunExecution:
         canary = identity is not None and not is_exact(model.cache_id)
         source = None
         if self.replayable and isinstance(self.store, Store):
-            from posttrain.runner import grader_record
-
             digests = grader_record.eval_digests(self.eval)
             source = self.store.replay_source(self.run.id, grading_signature(self.eval, digests),
                                               digests)
@@ -754,7 +747,7 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
     fingerprint = eval_.fingerprint()  # hashes every item: once, not per (model, variant)
     grader_names = [g.name for g in eval_.graders]
     from posttrain.graders.sandbox import confinement_for
-    from posttrain.runner import grader_record, process
+    from posttrain.runner import process
 
     digests = grader_record.eval_digests(eval_)
     signature = grading_signature(eval_, digests)

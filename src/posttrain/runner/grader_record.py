@@ -44,9 +44,9 @@ def eval_digests(eval_: Any) -> dict[str, str]:
     """Grader name -> the digest of what its grades depend on besides the answer and the item
     (``eval_``: a ``posttrain.eval.Eval``): its spec, the eval's reasoning mode (what
     ``output_text`` holds) and ``response_format`` (whether ``output_json`` is parsed), and
-    the code that grades (:func:`own_code`, :func:`code_digests`). What a run records in ``graded_with``; a run whose
-    graders are deterministic and keep these digests gives unchanged answers of unchanged items
-    the same grades (``posttrain regrade`` grades only the others). Runs recorded before only
+    the code that grades (:func:`own_code`, :func:`code_digests`). What a run records in
+    ``graded_with``; a run whose graders are deterministic and keep these digests gives
+    unchanged answers of unchanged items the same grades (``posttrain regrade`` grades only the others). Runs recorded before only
     have their specs' digests (:func:`digests`), which never equal these: taken as changed."""
     context = [own_code(), eval_.reasoning, eval_.response_format]
     # keyed by each grader's own name (a spec's `name: ""` is a name, not its type's)

@@ -55,7 +55,8 @@ def run_interruptibly(coro: Coroutine[Any, Any, T]) -> T:
 
         _runner = asyncio.Runner()
         _runner.get_loop().set_exception_handler(_quiet_interrupts)
-        atexit.register(lambda: _runner and _runner.close())
+        atexit.unregister(_close_runner)  # once, however many runners an interrupt remade
+        atexit.register(_close_runner)
     try:
         return _runner.run(coro)  # type: ignore[no-any-return]
     except BaseException as exc:
@@ -63,6 +64,11 @@ def run_interruptibly(coro: Coroutine[Any, Any, T]) -> T:
             runner, _runner = _runner, None
             runner.close()
         raise
+
+
+def _close_runner() -> None:
+    if _runner is not None:
+        _runner.close()
 
 
 def _quiet_interrupts(loop: Any, context: dict[str, Any]) -> None:
