@@ -143,6 +143,51 @@ def test_dedup_exact_and_near() -> None:
     assert dedup(texts, threshold=0.99).keep == [0, 2, 3]
 
 
+def test_dedup_keeps_texts_that_differ_in_an_operator_or_a_symbol() -> None:
+    """Punctuation is noise ("fox, jumps" is "fox jumps"), but an operator or a symbol is
+    not: these were counted and dropped as exact duplicates of each other."""
+    texts = ["Is 7 > 3?", "Is 7 < 3?", "Compute 12 + 4", "Compute 12 - 4", "Compute 12 * 4",
+             "How do I reverse a list in C++?", "How do I reverse a list in C#?",
+             "How do I reverse a list in C?", "Is pi 3.14 or 314?", "Is pi 314 or 3.14?"]
+    assert dedup(texts).keep == list(range(len(texts)))
+    assert dedup(["Is 7 > 3?", "is 7 >  3", "“Is 7 > 3”?"]).dropped == {1: (0, "exact"),
+                                                                       2: (0, "exact")}
+
+
+def test_ingest_dedups_only_under_the_same_system_prompt_and_tools(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The same question under two system prompts (or with other tools) is two items; a long
+    shared system prompt does not make two different questions near duplicates."""
+    pytest.importorskip("numpy")  # --embed tfidf
+
+    def line(log_id: str, system: str, user: str, tools: list | None = None) -> str:
+        request: dict = {"messages": [{"role": "system", "content": system},
+                                      {"role": "user", "content": user}]}
+        if tools:
+            request["tools"] = tools
+        return json.dumps({"id": log_id, "request": request, "response": {"choices": [
+            {"message": {"role": "assistant", "content": f"answer {log_id}"}}]}})
+
+    policy = " ".join(f"Rule {i}: answer politely and cite the policy section." for i in range(60))
+    tool = [{"type": "function", "function": {"name": "lookup", "parameters": {}}}]
+    logs = tmp_path / "logs.jsonl"
+    logs.write_text("\n".join([
+        line("a", "Answer for the shop.", "What is the refund window?"),
+        line("b", "Answer for the airline.", "What is the refund window?"),
+        line("c", "Answer for the airline.", "What is the refund window?", tool),
+        line("d", policy, "What is the refund window?"),
+        line("e", policy, "How do I reset my router?"),
+        line("f", "Answer for the shop.", "what is the refund window"),  # the only duplicate
+    ]) + "\n")
+    out = tmp_path / "out"
+    assert main([str(logs), "-o", str(out), "--embed", "tfidf", "--json", "--no-names"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["duplicates"]["exact"], summary["duplicates"]["near"]) == (1, 0), summary
+    ids = sorted(json.loads(row)["id"] for name in ("dataset.jsonl", "tools.jsonl")
+                 if (out / name).exists() for row in (out / name).read_text().splitlines())
+    assert ids == ["a", "b", "c", "d", "e"]
+
+
 def test_dedup_work_per_text_is_bounded_on_templated_logs(monkeypatch: pytest.MonkeyPatch
                                                           ) -> None:
     """Lines from one template share LSH buckets without being near duplicates: each new line
@@ -204,7 +249,8 @@ def test_ingest_end_to_end_no_leaks(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "logs.jsonl:12: skipped" in captured.err
     assert summary["feedback"]["matched"] == 5 and summary["feedback"]["unmatched"] == 1
     assert any("rating not understood" in p["reason"] for p in summary["feedback"]["skipped"])
-    assert summary["duplicates"] == {"exact": 1, "near": 1, "threshold": 0.8}
+    assert summary["duplicates"] == {"exact": 1, "near": 1, "threshold": 0.8,
+                                     "conflicting_corrections": 0}
     red = summary["redactions"]
     for kind in ("email", "phone", "card", "api_key", "iban", "ip", "secret", "address", "name"):
         assert red[kind] >= 1, kind
@@ -531,3 +577,105 @@ def test_an_otlp_json_attribute_that_cannot_be_stored_is_refused() -> None:
         _json('[{"role": "assistant", "parts": [{"type": "text", "content": "\\ud800 x"}]}]',
               "gen_ai.output.messages")
     assert _json('["\\ud83d\\ude00"]', "w") == ["\U0001F600"]
+
+
+def test_feedback_joins_only_where_it_is_known_which_line_it_is_about(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Feedback for an id that two log lines carry is joined to neither (it was joined to both:
+    one question got the other's correction as its reference); a correction of 0 is a
+    correction; a feedback file fills what a log's own mapped feedback leaves empty; a dropped
+    duplicate that carried another correction is counted, not silently lost."""
+    pytest.importorskip("numpy")  # --embed tfidf
+    logs = tmp_path / "logs.jsonl"
+    logs.write_text("\n".join([
+        _chat_line("dup", "How do I reset my router?", "Unplug it."),
+        _chat_line("dup", "Which plan includes roaming in Mexico?", "The Gold plan."),
+        _chat_line("zero", "How many refunds did I get this year?", "Two."),
+        _chat_line("c1", "How many days do I have to return shoes?", "14 days."),
+        _chat_line("c2", "How many days do I have to return shoes?", "14 days."),
+    ]) + "\n")
+    feedback = tmp_path / "feedback.jsonl"
+    feedback.write_text("\n".join(json.dumps(row) for row in [
+        {"id": "dup", "rating": "down", "correction": "Hold reset for 30 seconds."},
+        {"id": "zero", "rating": "down", "correction": 0},
+        {"id": "c1", "rating": "down", "correction": "30 days from delivery."},
+        {"id": "c2", "rating": "down", "correction": "60 days in store."},
+    ]) + "\n")
+    out = tmp_path / "out"
+    assert main([str(logs), "--feedback", str(feedback), "-o", str(out), "--embed", "tfidf",
+                 "--json", "--no-names"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["feedback"]["matched"], summary["feedback"]["ambiguous"],
+            summary["feedback"]["unmatched"]) == (3, 1, 0)
+    assert "its id is on 2 log lines (1, 2): joined to none of them" in \
+        summary["feedback"]["skipped"][0]["reason"]
+    assert summary["duplicates"]["exact"] == 1
+    assert summary["duplicates"]["conflicting_corrections"] == 1
+    rows = {r["messages"][-1]["content"]: r for r in
+            map(json.loads, (out / "dataset.jsonl").read_text().splitlines())}
+    assert rows["How do I reset my router?"]["reference"] == "Unplug it."
+    assert rows["Which plan includes roaming in Mexico?"]["reference"] == "The Gold plan."
+    assert rows["How many refunds did I get this year?"]["reference"] == "0"
+    shoes = rows["How many days do I have to return shoes?"]
+    assert shoes["reference"] == "30 days from delivery."
+    assert shoes["provenance"]["conflicting_corrections"] == 1
+
+    mapped = tmp_path / "mapped.jsonl"
+    mapped.write_text(json.dumps({"uid": "m1", "q": "Capital of Australia?", "a": "Sydney",
+                                  "thumbs": "down"}) + "\n")
+    (tmp_path / "fb2.jsonl").write_text(json.dumps({"id": "m1", "correction": "Canberra"}) + "\n")
+    assert main([str(mapped), "--map", "prompt=q,response=a,id=uid,rating=thumbs", "--feedback",
+                 str(tmp_path / "fb2.jsonl"), "-o", str(tmp_path / "o2"), "--embed", "tfidf",
+                 "--json", "--no-names"]) == 0
+    capsys.readouterr()
+    row = json.loads((tmp_path / "o2" / "dataset.jsonl").read_text())
+    assert row["reference"] == "Canberra" and "feedback:negative" in row["tags"]
+
+
+def test_malformed_lines_are_skipped_and_said_and_a_rerun_replaces_the_folder(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Lines whose tool calls, messages or choices have the wrong shape are skipped with the
+    field named (they were AttributeError tracebacks); ingesting again into the same folder
+    removes the kinds the new logs have none of; recording the same logs twice into a store
+    keeps one run."""
+    pytest.importorskip("numpy")  # --embed tfidf
+
+    def row(user: str, message: object, extra: list | None = None) -> str:
+        messages = [{"role": "user", "content": user}, *(extra or [])]
+        return json.dumps({"id": user, "request": {"model": "m", "messages": messages},
+                           "response": {"choices": [{"message": message}]}})
+
+    good = {"role": "assistant", "content": "fine"}
+    logs = tmp_path / "logs.jsonl"
+    logs.write_text("\n".join([
+        row("a good line here", good),
+        row("answer calls are strings", {"role": "assistant", "tool_calls": ["lookup(1)"]}),
+        row("prompt calls are strings", good,
+            [{"role": "assistant", "content": "", "tool_calls": ["lookup(1)"]}]),
+        row("message is a string", "ok"),
+        row("message is missing", None),
+        row("a tool call for the tools eval", {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}),
+    ]) + "\n")
+    out = tmp_path / "out"
+    store = tmp_path / "s.db"
+    assert main([str(logs), "-o", str(out), "--embed", "tfidf", "--json", "--no-names",
+                 "--store", str(store)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert [(p["line"], p["reason"]) for p in summary["skipped"]] == [
+        (2, "the answer's tool_calls[0] is not an object"),
+        (3, "messages[1].tool_calls[0] is not an object"),
+        (4, "response.choices[0].message is not an object"),
+        (5, "response.choices[0].message is missing")]
+    assert (out / "tools.jsonl").exists() and summary["parsed"] == 2
+    assert main([str(logs), "-o", str(out), "--embed", "tfidf", "--json", "--no-names",
+                 "--store", str(store)]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert all(run.get("already_recorded") for run in again["runs"])
+    with Store(store) as db:
+        assert len(db.list_runs()) == len(summary["runs"]) == 2
+
+    logs.write_text(row("a good line here", good) + "\n")
+    assert main([str(logs), "-o", str(out), "--embed", "tfidf", "--json", "--no-names"]) == 0
+    assert json.loads(capsys.readouterr().out)["removed"] == ["tools.jsonl", "tools.eval.yaml"]
+    assert sorted(p.name for p in out.iterdir()) == ["dataset.jsonl", "eval.yaml", "ingest.json"]

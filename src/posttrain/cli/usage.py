@@ -69,15 +69,28 @@ def _print_text(summary: dict[str, Any]) -> None:
           file=out)
     dup = summary["duplicates"]
     print(f"duplicates removed: {dup['exact']} exact, {dup['near']} near", file=out)
+    if dup.get("conflicting_corrections"):
+        print(f"  {dup['conflicting_corrections']} of them carried another correction than the "
+              "item kept (provenance.conflicting_corrections says which items)", file=out)
     fb = summary["feedback"]
     if fb["rows"]:
-        print(f"feedback: {fb['matched']} matched, {fb['unmatched']} with no log line", file=out)
+        ambiguous = (f", {fb['ambiguous']} on more than one log line (joined to none)"
+                     if fb.get("ambiguous") else "")
+        print(f"feedback: {fb['matched']} matched, {fb['unmatched']} with no log line"
+              f"{ambiguous}", file=out)
     print(f"themes ({summary['embed']}):", file=out)
     for theme in summary["themes"]:
         print(f"  {theme['label']:<40} {theme['kept']:>5} of {theme['size']}", file=out)
     for output in summary["outputs"]:
         print(f"wrote {output['items']} {output['kind']} items: {output['eval']}", file=out)
+    if summary.get("removed"):
+        print(f"removed what an earlier ingest wrote here: {', '.join(summary['removed'])}",
+              file=out)
     for run in summary["runs"]:
+        if run.get("already_recorded"):
+            print(f"run {run['run']} ({run['model']} on {run['eval']}) already holds these "
+                  "answers: not recorded again", file=out)
+            continue
         graded = "graded" if run["graded"] else "not graded"
         print(f"recorded run {run['run']} ({run['model']} on {run['eval']}, {graded})", file=out)
 

@@ -427,9 +427,9 @@ None). Nothing is written here."""
 
 
 def _char_grams(text: str) -> set[str]:
-    from posttrain.usage.dedup import normalise
+    from posttrain.usage.dedup import words_only
 
-    text = normalise(text)
+    text = words_only(text)
     return {text[i:i + 3] for i in range(len(text) - 2)} or {text}
 
 
@@ -441,13 +441,13 @@ def _drop_short_twins(eval_: Eval, roles: Roles, standing: Sequence[Candidate],
     at ``threshold``). Only with the same reference answer (``solvers`` verification, where the
     reference fields are the answer, not constraints such as a schema): "What is 12 + 37?" and
     "What is 12 + 38?" are near-identical texts but different items."""
-    from posttrain.usage.dedup import jaccard, normalise
+    from posttrain.usage.dedup import jaccard, words_only
 
     if not roles.reference:
         return
 
     def short(text: str) -> bool:
-        return len(normalise(text).split()) <= SHORT_WORDS
+        return len(words_only(text).split()) <= SHORT_WORDS
 
     def key(data: dict[str, Any]) -> str:
         return json.dumps([data.get(name) for name in roles.reference], sort_keys=True,

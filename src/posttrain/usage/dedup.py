@@ -32,14 +32,42 @@ _MERSENNE = (1 << 61) - 1
 _BUCKET_CAP = 32
 
 
+#: prose punctuation, dropped where it ends a word (a comma, a full stop, a question mark...)
+_TRAILING = re.compile(r"[.,!?;:\u2026]+(?=\s|$)")
+#: quotation marks and brackets around words
+_QUOTES = re.compile(r"[\"'\u2018\u2019\u201c\u201d\u00ab\u00bb()\[\]]")
+
+
 def normalise(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).lower()
-    text = re.sub(r"[^\w\s]", " ", text)
-    return " ".join(text.split())
+    """NFKC, case-folded, prose punctuation (a comma, a full stop, a question mark ending a
+    word; quotation marks and brackets) dropped, runs of whitespace as one space. Every other
+    symbol stays: "Is 7 > 3?" and "Is 7 < 3?", "C++" and "C#", "12 + 4" and "12 - 4", "3.14"
+    and "314" are different texts."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return " ".join(_TRAILING.sub("", _QUOTES.sub(" ", text)).split())
+
+
+def words_only(text: str) -> str:
+    """:func:`normalise` with every punctuation mark and symbol dropped too: only for texts
+    already known to ask the same thing in other words (``grow`` compares short cousins that
+    share a reference answer this way); "12 + 4" and "12 - 4" read alike here."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return " ".join(re.sub(r"[^\w\s]", " ", text).split())
+
+
+_TOKEN = re.compile(r"\w+[^\w\s]*|[^\w\s]+")
+
+
+def tokens(text: str) -> list[str]:
+    """The normalised text's words, each with the symbols that follow it ("c++", "c#"), and
+    symbols standing alone ("7 > 3": 7, >, 3)."""
+    return _TOKEN.findall(normalise(text))
 
 
 def shingles(text: str, size: int = 3) -> set[str]:
-    words = normalise(text).split()
+    """Word ``size``-shingles over :func:`tokens` (a symbol is a word: an operator or a
+    language's name changes the shingles it is in)."""
+    words = tokens(text)
     if len(words) < size:
         return {" ".join(words)} if words else set()
     return {" ".join(words[i:i + size]) for i in range(len(words) - size + 1)}
@@ -53,7 +81,7 @@ def jaccard(a: AbstractSet[Any], b: AbstractSet[Any]) -> float:
 
 
 def _hash64(token: str) -> int:
-    return int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
+    return int.from_bytes(hashlib.blake2b(token.encode(errors="surrogatepass"), digest_size=8).digest(), "little")
 
 
 def _signature(hashes: list[int], coeffs: list[tuple[int, int]]) -> tuple[int, ...]:
@@ -128,18 +156,23 @@ class Deduper:
         if len(self._sets) > _CACHED_SETS:
             del self._sets[next(iter(self._sets))]
 
-    def add(self, index: int, text: str) -> tuple[int, str] | None:
+    def add(self, index: int, text: str, context: str = "") -> tuple[int, str] | None:
         """None when ``text`` is kept (indexed under ``index``), else (the kept index it
-        duplicates, ``exact`` | ``near``)."""
+        duplicates, ``exact`` | ``near``). ``context``: what else makes two texts different
+        items however alike they read (ingest: the system prompt and the tools offered); only
+        texts with the same context are compared."""
         conn = self.conn
-        digest = hashlib.sha1(normalise(text).encode()).digest()
+        scope = hashlib.sha1(context.encode(errors="surrogatepass")).digest()
+        digest = hashlib.sha1(scope + normalise(text).encode(errors="surrogatepass")).digest()
         key = int.from_bytes(digest[:8], "little", signed=True)
+        within = int.from_bytes(scope[:8], "little")
         row = conn.execute("SELECT idx FROM exact WHERE key = ?", (key,)).fetchone()
         if row is not None:
             return row[0], "exact"
         hashes = frozenset(_hash64(t) for t in shingles(text))
         signature = _signature(list(hashes), self.coeffs)
-        bands = [hash((b, *signature[b * _ROWS:(b + 1) * _ROWS])) for b in range(_BANDS)]
+        bands = [hash((within, b, *signature[b * _ROWS:(b + 1) * _ROWS]))
+                 for b in range(_BANDS)]
         sizes: dict[int, int] = {}
         candidates: set[int] = set()
         for band, member in conn.execute(

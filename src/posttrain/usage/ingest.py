@@ -78,7 +78,17 @@ def _prompt_text(messages: list[dict[str, Any]]) -> str:
 
 
 def _dedup_text(record: LogRecord) -> str:
+    """The conversation compared for duplicates: every message but the system prompt (that is
+    :func:`_dedup_context`, which must be equal for two records to be duplicates at all)."""
     return _prompt_text([m for m in record.messages if m.get("role") != "system"])
+
+
+def _dedup_context(record: LogRecord) -> str:
+    """What makes two alike conversations different items: the system prompts and the tools
+    offered. The same question under Acme's and Globex's system prompt is asked twice; a long
+    shared system prompt must not make two different questions near duplicates."""
+    system = [_prompt_text([m]) for m in record.messages if m.get("role") == "system"]
+    return json.dumps([system, record.tools or []], sort_keys=True, default=str)
 
 
 def _theme_text(record: LogRecord) -> str:
@@ -86,9 +96,26 @@ def _theme_text(record: LogRecord) -> str:
     return users[-1] if users else _dedup_text(record)
 
 
+def _has_correction(feedback: dict[str, Any]) -> bool:
+    """A correction was given: any value but null and blank text (``0`` and ``false`` are
+    corrections: the right answer to "how many..." or "is it...")."""
+    correction = feedback.get("correction")
+    return correction is not None and not (isinstance(correction, str)
+                                           and not correction.strip())
+
+
+def _correction_key(record: LogRecord) -> str | None:
+    """The record's correction as JSON text (to tell two duplicates' corrections apart), None
+    without one."""
+    feedback = record.feedback or {}
+    if not _has_correction(feedback):
+        return None
+    return json.dumps(feedback["correction"], sort_keys=True, default=str)
+
+
 def _priority(record: LogRecord) -> int:
     feedback = record.feedback or {}
-    if feedback.get("correction"):
+    if _has_correction(feedback):
         return 0
     if feedback.get("rating_label") == "negative":
         return 1
@@ -98,7 +125,10 @@ def _priority(record: LogRecord) -> int:
 
 
 def _item_row(record: LogRecord, item_id: str, theme: str, duplicates: int,
-              ) -> tuple[str, dict[str, Any]]:
+              conflicting: int = 0) -> tuple[str, dict[str, Any]]:
+    """The item a record becomes: (its kind, its row). ``duplicates``: records dropped as its
+    duplicates; ``conflicting``: how many of them carried another correction (the item keeps
+    its own: in the provenance, so a reviewer can look)."""
     feedback = record.feedback or {}
     label = feedback.get("rating_label")
     row: dict[str, Any] = {"id": item_id, "messages": record.messages}
@@ -108,11 +138,10 @@ def _item_row(record: LogRecord, item_id: str, theme: str, duplicates: int,
     if record.response_tools:  # the logged answer's calls, redacted like the rest
         row["reference_tool_calls"] = record.response_tools
     correction = feedback.get("correction")
-    if isinstance(correction, (dict, list)):
-        correction = json.dumps(correction)
-    if correction:
+    if _has_correction(feedback):
         kind, source = "reference", "correction"
-        row["reference"] = str(correction)
+        row["reference"] = (json.dumps(correction) if isinstance(correction, (dict, list, bool))
+                            else str(correction))
     elif label == "negative":
         kind, source = "rubric", "negative_feedback"
         comment = (feedback.get("comment") or "").strip()
@@ -132,6 +161,7 @@ def _item_row(record: LogRecord, item_id: str, theme: str, duplicates: int,
     row["provenance"] = {
         "log_id": record.id, "log_line": record.line, "created": record.created,
         "model": record.model, "duplicates_dropped": duplicates,
+        **({"conflicting_corrections": conflicting} if conflicting else {}),
         "feedback": ({k: v for k, v in feedback.items() if k != "rating_label"} | {
             "label": label} if feedback else None),
     }
@@ -224,6 +254,7 @@ def ingest(logs: Path, out_dir: Path, options: IngestOptions | None = None,
     options = options or IngestOptions()
     if options.grader not in ("similarity", "string"):
         raise UserError("must be similarity or string", field="--grader")
+    earlier = (Path(out_dir) / "ingest.json").is_file()  # the folder an earlier ingest wrote
     with Spill() as spill:
         read, redactor = _read_redacted(Path(logs), options, spill, progress)
         selection = _select(spill, options, progress)
@@ -231,6 +262,7 @@ def ingest(logs: Path, out_dir: Path, options: IngestOptions | None = None,
             progress.stage("write")
         outputs, counts, rows, logged, models = _write(Path(out_dir), spill, selection, options,
                                                        keep=store_path is not None)
+    removed = _remove_stale(Path(out_dir), outputs) if earlier else []
     runs = []
     if store_path is not None:
         if progress is not None:
@@ -247,17 +279,38 @@ def ingest(logs: Path, out_dir: Path, options: IngestOptions | None = None,
         "redaction": redactor.detection.to_dict(),
         "names_redacted": options.redact_names,
         "duplicates": {"exact": selection.exact, "near": selection.near,
-                       "threshold": options.near},
+                       "threshold": options.near,
+                       "conflicting_corrections": sum(selection.conflicts.values())},
         "embed": selection.embed,
         "themes": selection.themes,
         "items": counts,
         "outputs": outputs,
+        "removed": removed,
         "runs": runs,
         "problems": len(all_problems),
     }
     (Path(out_dir) / "ingest.json").write_text(json.dumps(summary, indent=2, default=str) + "\n",
                                                encoding="utf-8")
     return summary
+
+
+#: what ingest writes per kind of item: (dataset, eval file)
+OUTPUT_FILES = (("dataset.jsonl", "eval.yaml"), ("rubric.jsonl", "rubric.eval.yaml"),
+                ("tools.jsonl", "tools.eval.yaml"))
+
+
+def _remove_stale(out_dir: Path, outputs: list[dict[str, Any]]) -> list[str]:
+    """Ingest into a folder an earlier ingest wrote: the files of a kind this one did not
+    write (the earlier logs had rubric items, these have none) are removed, so the folder
+    holds one ingest's evals, not a mix. Returns the names removed."""
+    written = {Path(p).name for output in outputs for p in (output["eval"], output["dataset"])}
+    removed = []
+    for names in OUTPUT_FILES:
+        for name in names:
+            if name not in written and (out_dir / name).is_file():
+                (out_dir / name).unlink()
+                removed.append(name)
+    return removed
 
 
 @dataclass
@@ -293,7 +346,8 @@ def _read_redacted(logs: Path, options: IngestOptions, spill: Any,
     reading = _ReaderProgress(progress)  # the reader's bytes, until redaction shows records
     records = iter_logs(logs, problems, facts, mapping=options.mapping, fmt=options.fmt,
                         progress=reading if progress is not None else None, expected=expected)
-    matched: set[str] = set()
+    matched: dict[str, tuple[int, list[str]]] = {}  # id -> (its record's spill index, keys)
+    lines_of: dict[str, list[int]] = {}  # id -> the log lines that carry it (feedback ids)
     redactor = Redactor(names=options.redact_names)
     used_ids: set[str] = set()
     batch: list[LogRecord] = []
@@ -314,9 +368,10 @@ def _read_redacted(logs: Path, options: IngestOptions, spill: Any,
                 reading.active = False
                 progress.stage("redact (records)", expected[0] if expected else None)
         if record.id is not None and record.id in feedback:
-            matched.add(record.id)
-            if record.feedback is None:
-                record.feedback = dict(feedback[record.id])
+            lines_of.setdefault(record.id, []).append(record.line)
+            if record.id not in matched:  # a second line with this id: undone below
+                matched[record.id] = (len(spill) + len(batch), _join_feedback(
+                    record, feedback[record.id], feedback_problems, str(options.feedback)))
         if record.feedback is not None:
             record.feedback["rating_label"] = rating_label(record.feedback.get("rating"))
         batch.append(record)
@@ -328,10 +383,46 @@ def _read_redacted(logs: Path, options: IngestOptions, spill: Any,
             progress.stage("redact (records)", 0)
     if batch:
         flush()
+    ambiguous = {key: lines for key, lines in lines_of.items() if len(lines) > 1}
+    for key, lines in ambiguous.items():
+        # which of the lines the feedback is about cannot be known: it is joined to none
+        index, joined = matched.pop(key)
+        spill.forget_feedback(index, joined)
+        shown = ", ".join(map(str, lines[:5])) + (", ..." if len(lines) > 5 else "")
+        feedback_problems.append(Problem(
+            feedback[key]["line"], f"its id is on {len(lines)} log lines ({shown}): joined to "
+            "none of them", str(options.feedback)))
     if options.feedback is not None:
         feedback_summary["matched"] = len(matched)
-        feedback_summary["unmatched"] = len(feedback) - len(matched)
+        feedback_summary["ambiguous"] = len(ambiguous)
+        feedback_summary["unmatched"] = len(feedback) - len(matched) - len(ambiguous)
     return _Read(problems, facts, feedback_summary, feedback_problems), redactor
+
+
+def _join_feedback(record: LogRecord, row: dict[str, Any], problems: list[Problem],
+                   path: str) -> list[str]:
+    """Join a feedback file's row to its log record: the row's rating, comment and correction
+    fill what the record's own feedback (a ``--map`` of the log's fields) leaves empty; where
+    both give a value and they differ, the log's is kept and that is said. Returns the keys
+    the row filled, with ``"line"`` when the record had no feedback of its own."""
+    own = record.feedback or {}
+    joined = dict(own)
+    filled = []
+    for key in ("rating", "comment", "correction"):
+        value = row.get(key)
+        if value is None:
+            continue
+        if own.get(key) is None:
+            joined[key] = value
+            filled.append(key)
+        elif own[key] != value:
+            problems.append(Problem(row["line"], f"its {key} differs from the log line's own "
+                                    f"(line {record.line}): the log's is kept", path))
+    if record.feedback is None:
+        joined["line"] = row["line"]
+        filled.append("line")
+    record.feedback = joined
+    return filled
 
 
 class _ReaderProgress:
@@ -387,6 +478,7 @@ def _redact_batch(batch: list[LogRecord], redactor: Redactor, used_ids: set[str]
 @dataclass
 class _Selection:
     chosen: dict[int, tuple[str, int]]  # spill index -> (theme label, duplicates it stands for)
+    conflicts: dict[int, int]  # spill index -> its duplicates that carried another correction
     exact: int
     near: int
     embed: str
@@ -404,17 +496,23 @@ def _select(spill: Any, options: IngestOptions, progress: Any = None) -> _Select
     order = array("q")
     kept_positions: list[int] = []
     duplicates_of: Counter[int] = Counter()
+    conflicts: Counter[int] = Counter()
+    corrections: dict[int, str] = {}  # kept position -> its correction (only those with one)
     exact = near = 0
     try:
-        for position, (index, text) in enumerate(spill.dedup_texts()):
+        for position, (index, text, context, correction) in enumerate(spill.dedup_texts()):
             if progress is not None:
                 progress.advance()
             order.append(index)
-            found = deduper.add(position, text)
+            found = deduper.add(position, text, context)
             if found is None:
                 kept_positions.append(position)
+                if correction is not None:
+                    corrections[position] = correction
             else:
                 duplicates_of[order[found[0]]] += 1
+                if correction is not None and corrections.get(found[0]) != correction:
+                    conflicts[order[found[0]]] += 1
                 exact += found[1] == "exact"
                 near += found[1] == "near"
     finally:
@@ -447,7 +545,7 @@ def _select(spill: Any, options: IngestOptions, progress: Any = None) -> _Select
     picked_records = {kept[position]: (themes.labels[themes.assignment[position]],
                                        duplicates_of.get(kept[position], 0))
                       for position in sorted(chosen)}
-    return _Selection(picked_records, exact, near, themes.method, theme_summary)
+    return _Selection(picked_records, dict(conflicts), exact, near, themes.method, theme_summary)
 
 
 def _write(out_dir: Path, spill: Any, selection: _Selection, options: IngestOptions, *,
@@ -477,7 +575,8 @@ def _write(out_dir: Path, spill: Any, selection: _Selection, options: IngestOpti
         for index, record in zip(selection.chosen, spill.records(selection.chosen),
                                  strict=True):
             theme, duplicates = selection.chosen[index]
-            kind, row = _item_row(record, record.id or "", theme, duplicates)
+            kind, row = _item_row(record, record.id or "", theme, duplicates,
+                                  selection.conflicts.get(index, 0))
             if has_tools[kind]:
                 row.setdefault("tools", [])
             handles[kind].write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
@@ -517,8 +616,10 @@ def _record_logged_runs(store_path: Path, outputs: list[dict[str, Any]],
             kind = output["kind"]
             items = make_items([(i + 1, row) for i, row in enumerate(rows[kind])],
                                tag_fields=["theme"])
-            digest = hashlib.sha256(Path(output["dataset"]).read_bytes()).hexdigest()[:16]
-            spec = yaml.safe_load(Path(output["eval"]).read_text(encoding="utf-8"))
+            spec_text = Path(output["eval"]).read_text(encoding="utf-8")
+            digest = hashlib.sha256(Path(output["dataset"]).read_bytes()
+                                    + b"\0" + spec_text.encode()).hexdigest()[:16]
+            spec = yaml.safe_load(spec_text)
             # one run per logged model: an answer is never recorded under another model's name
             by_model: dict[str, list[tuple[Any, LogRecord]]] = {}
             for item, record in zip(items, logged[kind], strict=True):
@@ -529,6 +630,14 @@ def _record_logged_runs(store_path: Path, outputs: list[dict[str, Any]],
                     continue
                 model = "logged:" + name
                 key = f"ingest:{digest}" if len(by_model) == 1 else f"ingest:{digest}:{name}"
+                # the same items and eval ingested again: its run is already here, not twice
+                found = store.conn.execute(
+                    "SELECT id FROM runs WHERE run_key = ? AND model = ? AND status = 'finished' "
+                    "ORDER BY created DESC LIMIT 1", (key, model)).fetchone()
+                if found is not None:
+                    runs.append({"run": found[0], "eval": spec["name"], "model": model,
+                                 "items": len(pairs), "graded": None, "already_recorded": True})
+                    continue
                 run = store.create_run(
                     run_key=key, eval_name=spec["name"],
                     eval_path=str(Path(output["eval"]).resolve()), eval_hash=digest,

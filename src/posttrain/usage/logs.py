@@ -116,13 +116,47 @@ def _chat(row: dict[str, Any]) -> tuple[list[dict[str, Any]], str, list[dict[str
             isinstance(m, dict) and "role" in m for m in messages):
         raise ValueError("request.messages is not a list of {role, content}")
     choices = response.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+    if not isinstance(choices, list) or not choices:
         raise ValueError("response.choices is empty")
-    message = choices[0].get("message") or {}
+    if not isinstance(choices[0], dict):
+        raise ValueError("response.choices[0] is not an object")
+    message = choices[0].get("message")
+    if not isinstance(message, dict):
+        raise ValueError("response.choices[0].message is "
+                         + ("missing" if message is None else "not an object"))
     text = text_of(message.get("content"))
     tool_calls = message.get("tool_calls") or []
     model = request.get("model") or response.get("model")
     return messages, text, tool_calls, request.get("tools"), model
+
+
+def _check_calls(calls: Any, where: str) -> None:
+    if calls is None:
+        return
+    if not isinstance(calls, list):
+        raise ValueError(f"{where} is not a list")
+    for index, call in enumerate(calls):
+        if not isinstance(call, dict):
+            raise ValueError(f"{where}[{index}] is not an object")
+        function = call.get("function", call)
+        if not isinstance(function, dict) or not isinstance(function.get("name", ""), str):
+            raise ValueError(f"{where}[{index}].function is not an object with a name")
+
+
+def _check_shapes(messages: Any, calls: Any, tools: Any) -> None:
+    """What the rest of ingest reads of a parsed line, checked once here (a line that does not
+    hold it is skipped and said, never a traceback): messages are objects with a text role,
+    tool calls are objects whose function has a name, tools are objects."""
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("no messages")
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise ValueError(f"messages[{index}] is not an object with a text role")
+        _check_calls(message.get("tool_calls"), f"messages[{index}].tool_calls")
+    _check_calls(calls, "the answer's tool_calls")
+    if tools is not None and (not isinstance(tools, list)
+                              or not all(isinstance(tool, dict) for tool in tools)):
+        raise ValueError("tools is not a list of objects")
 
 
 def _responses_input(value: Any, instructions: Any) -> list[dict[str, Any]]:
@@ -346,6 +380,7 @@ def iter_logs(path: Path, problems: list[Problem], facts: dict[str, Any], *,
                 messages, text, calls, tools, model = _responses(row)
             else:
                 messages, text, calls, tools, model = _mapped(row, mapping or {})
+            _check_shapes(messages, calls, tools)
         except ValueError as exc:
             problems.append(Problem(number, str(exc), str(path)))
             continue

@@ -214,10 +214,20 @@ _LOWER_PART = rf"(?:[a-z]['’])?[a-z{_LOWER[3:]}]{{2,14}}(?:-[a-z{_LOWER[3:]}]{
 # a word that ends a lower-case name rather than continuing it ("tariq and i cant login")
 _NOT_CONNECTOR = (r"(?!(?:and|or|but|so|from|here|please|with|at|in|on|the|to|is|was|am|i|im|my|"
                   r"thanks|thank|who|calling|writing|again|speaking)\b)")
-_NAME_INTRO_LOWER = (r"\b(?:[Mm]y name is|[Mm]y name's|[Tt]his is|[Ii]'m|[Ii]’m|[Ii] am|im|"
-                     r"[Cc]all me)\s",
-                     rf"{_LOWER_PART}(?: {_NOT_CONNECTOR}{_LOWER_PART}){{0,2}}"
-                     r"(?=\s*(?:[,.!?;:]|$)| and\b| i\b| im\b| from\b| here\b)")
+_LOWER_NAME = rf"{_LOWER_PART}(?: {_NOT_CONNECTOR}{_LOWER_PART}){{0,2}}"
+_LOWER_END = r"(?=\s*(?:[,.!?;:]|$)| and\b| i\b| im\b| from\b| here\b)"
+_NAME_INTRO_LOWER = (r"\b(?:[Tt]his is|[Ii]'m|[Ii]’m|[Ii] am|im)\s", _LOWER_NAME + _LOWER_END)
+# "my name is X" / "call me X" say a name follows: a common word there is a name too ("my name
+# is bill gates"); only words that cannot be one are not taken ("my name is not important")
+_NAME_SAID_LOWER = (r"\b(?:[Mm]y name is|[Mm]y name's|[Mm]y name’s|[Cc]all me)\s",
+                    _LOWER_NAME + _LOWER_END)
+# the same in capitals: "MY NAME IS JOHN SMITH AND ...", "THIS IS SARAH CONNOR, ORDER 4417"
+_UPPER_PART = rf"(?:[A-Z]['’])?[A-Z{_UPPER[3:]}]{{2,14}}(?:-[A-Z{_UPPER[3:]}]{{2,14}})?"
+_UPPER_NAME = (rf"{_UPPER_PART}(?: (?!(?:AND|OR|BUT|SO|FROM|HERE|PLEASE|WITH|AT|IN|ON|THE|TO|"
+               rf"IS|WAS|AM|I|IM|MY|THANKS|THANK|WHO)\b){_UPPER_PART}){{0,2}}"
+               r"(?=\s*(?:[,.!?;:]|$)| AND\b| I\b| IM\b| FROM\b| HERE\b)")
+_NAME_INTRO_UPPER = (r"\b(?:THIS IS|I'M|I’M|I AM)\s", _UPPER_NAME)
+_NAME_SAID_UPPER = (r"\b(?:MY NAME IS|MY NAME'S|MY NAME’S|CALL ME)\s", _UPPER_NAME)
 # "my friend is john o'brien", "my wife is ana lima."
 _NAME_RELATION_LOWER = (r"\b(?:[Mm]y|[Hh]is|[Hh]er|[Oo]ur)\s+(?:daughter|son|wife|husband|partner|"
                         r"mother|father|mom|mum|dad|brother|sister|colleague|coworker|manager|"
@@ -295,10 +305,34 @@ disabled blind deaf
 """)
 
 
+#: first names that end as "-ing", "-ed" or "-ly" words do ("i'm emily", "this is ahmed")
+_SUFFIX_NAMES = _words("""
+ed ted ned fred zed jed reed alfred wilfred manfred mildred winifred ahmed mohammed muhammed
+mehmed hamed javed naveed saeed majed emily kelly sally holly molly polly lily ally shelly
+kimberly beverly shirley ashley hayley bailey riley kiley marly carly charly billy willy
+dolly nelly ely sterling king ming ling ying jing irving manning
+""")
+
+
 def _lower_name_check(match: str) -> bool | None:
+    """A name after a weak cue ("i'm", "this is"): no word of it a common word ("i'm tired",
+    "this is urgent") or an "-ing", "-ed", "-ly" word that is not a known first name."""
     words = [re.sub(r"^[a-z]['’]", "", word) for word in re.split(r"[ \-]", match.lower())]
     for word in words:
-        if len(word) < 2 or word in _COMMON_LOWER or re.search(r"(?:ing|ed|ly)$", word):
+        if len(word) < 2 or word in _COMMON_LOWER or (
+                re.search(r"(?:ing|ed|ly)$", word) and word not in _SUFFIX_NAMES):
+            return False
+    return None
+
+
+def _said_name_check(match: str) -> bool | None:
+    """A name after "my name is" / "call me": taken unless a word cannot be a name ("my name
+    is not important", "my name is missing")."""
+    words = [re.sub(r"^[a-z]['’]", "", word) for word in re.split(r"[ \-]", match.lower())]
+    for word in words:
+        if len(word) < 2 or word in _NOT_NAMES_LOWER or (
+                len(word) > 5 and re.search(r"(?:ing|ed|ly)$", word)
+                and word not in _SUFFIX_NAMES):
             return False
     return None
 
@@ -457,6 +491,9 @@ RULES: tuple[Rule, ...] = (
     Rule("address", "street, then number", _ADDRESS_NUMBER_AFTER, 0.6),
     Rule("name", "name introduction", _NAME_INTRO, 0.6, _name_check),
     Rule("name", "lowercase name introduction", _NAME_INTRO_LOWER, 0.5, _lower_name_check),
+    Rule("name", "lowercase name said", _NAME_SAID_LOWER, 0.6, _said_name_check),
+    Rule("name", "capitals name introduction", _NAME_INTRO_UPPER, 0.5, _lower_name_check),
+    Rule("name", "capitals name said", _NAME_SAID_UPPER, 0.6, _said_name_check),
     Rule("name", "lowercase name after a relation", _NAME_RELATION_LOWER, 0.5,
          _lower_name_check),
     Rule("name", "name spoken to", _NAME_VOCATIVE, 0.6, _name_check),
@@ -989,6 +1026,13 @@ def _findings_whole(texts: list[str]) -> list[list[Finding]]:
     return [found for part in _pool.map(_analyze_chunk, chunks) for found in part]
 
 
+def _shouted_word(found: str) -> bool:
+    """spaCy reads words in capitals as names: "MY NAME IS", "I AM LOCKED OUT"; a guess in
+    capitals made only of words that are not names is not taken."""
+    return found.isupper() and all(word in _NOT_NAMES_LOWER or word in ("name", "names")
+                                   for word in found.lower().split())
+
+
 def _presidio_spans(texts: list[str], names: bool) -> list[list[Span]]:
     """Presidio's findings as spans. A name that spaCy guessed (no cue) is read as a place
     when it carries digits ("macOS 14.2"), when a place noun follows ("the Austin location"),
@@ -1003,7 +1047,7 @@ def _presidio_spans(texts: list[str], names: bool) -> list[list[Span]]:
                 continue
             cue = entity == "NAME_CUE"
             if kind == "name" and not cue:
-                if any(c.isdigit() for c in text[start:end]):
+                if any(c.isdigit() for c in text[start:end]) or _shouted_word(text[start:end]):
                     continue
                 if _PLACE_AFTER.match(text, end):
                     kind = "place"
@@ -1438,6 +1482,7 @@ class _Node:
     group: int
     key: str | None  # the key this string is the value of, when it names people or gives context
     parent: int | None = None
+    context: str | None = None  # a text's own key in its record, read as the prefix
     literal: _Literal | None = None
     depth: int = 0
     segments: list[tuple[int, int]] = field(default_factory=list)
@@ -1447,9 +1492,10 @@ class _Node:
     def prefix(self) -> str:
         """What the analyser reads before the value: its key, as words ("card number: "), so
         that context rules and the model see it ("ssn: 536228741", "passport: X1234567")."""
-        if self.key is None or self.literal is None or self.literal.is_key:
+        key = self.context if self.literal is None else self.key
+        if key is None or (self.literal is not None and self.literal.is_key):
             return ""
-        words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", self.key).replace("_", " ").replace("-", " ")
+        words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", key).replace("_", " ").replace("-", " ")
         return f"{words.strip()[:40]}: " if words.strip() else ""
 
 
@@ -1487,15 +1533,18 @@ class Redactor:
         return detector()
 
     def spans(self, texts: list[str], groups: list[int] | None = None,
-              keys: list[str | None] | None = None) -> list[list[Span]]:
+              keys: list[str | None] | None = None,
+              contexts: list[str | None] | None = None) -> list[list[Span]]:
         """Detected spans of each text (places included, as ``place``). A name found in a
         text is also redacted in the other texts of its group (by default all are one group).
         ``keys``: the key each text is the value of in its record, where it names people
-        (``customer_name``). Each distinct string is analysed once."""
+        (``customer_name``). ``contexts``: the key each text is the value of, whatever it
+        names, read before it ("ssn: 123456789"). Each distinct string is analysed once."""
         groups = groups if groups is not None else [0] * len(texts)
         keys = keys if keys is not None else [None] * len(texts)
-        nodes = [_Node(text, group, key) for text, group, key in zip(texts, groups, keys,
-                                                                      strict=True)]
+        contexts = contexts if contexts is not None else [None] * len(texts)
+        nodes = [_Node(text, group, key, context=context) for text, group, key, context
+                 in zip(texts, groups, keys, contexts, strict=True)]
         index = 0
         while index < len(nodes):  # the strings inside JSON inside strings, breadth first
             node = nodes[index]
@@ -1562,40 +1611,44 @@ class Redactor:
         return spans[:len(texts)]
 
     def redact_texts(self, texts: list[str], groups: list[int] | None = None,
-                     keys: list[str | None] | None = None) -> list[str]:
-        """Redact a batch of strings together (``groups``, ``keys``: see :meth:`spans`)."""
+                     keys: list[str | None] | None = None,
+                     contexts: list[str | None] | None = None) -> list[str]:
+        """Redact a batch of strings together (``groups``, ``keys``, ``contexts``: see
+        :meth:`spans`)."""
         anonymize = (_anonymize_presidio if self.detection.engine == "presidio"
                      else _anonymize_regex)
         out = []
-        for text, found in zip(texts, self.spans(texts, groups, keys), strict=True):
+        for text, found in zip(texts, self.spans(texts, groups, keys, contexts), strict=True):
             redacted, kinds = anonymize(text, found)
             self.counts.update(kinds)
             out.append(redacted)
         return out
 
     def redact_all(self, values: list[Any]) -> list[Any]:
-        """Redact every string inside a list of JSON values in one batch (dict keys are kept).
-        A name found in a value is redacted everywhere else in that value (a conversation: the
+        """Redact every string inside a list of JSON values in one batch, and the numbers and
+        keys that could hold something to redact (``_collect``). A name found in a value is redacted everywhere else in that value (a conversation: the
         user's name in the assistant's reply), not in the other values. A string under a key
         that names people (``customer_name``; ``name`` only inside a tool call's arguments) is
         a name when it reads as one."""
         strings: list[str] = []
         groups: list[int] = []
         keys: list[str | None] = []
+        contexts: list[str | None] = []
         for index, value in enumerate(values):
             before = len(strings)
-            _collect(value, strings, keys)
+            _collect(value, strings, keys, contexts)
             groups.extend([index] * (len(strings) - before))
         if not strings:
             return values
-        return _rebuild(values, iter(self.redact_texts(strings, groups, keys)))
+        return _rebuild(values, iter(self.redact_texts(strings, groups, keys, contexts)))
 
     def text(self, value: str) -> str:
         """Redact one string."""
         return self.redact_texts([value])[0]
 
     def value(self, value: Any) -> Any:
-        """Redact every string inside a JSON value (dict keys are kept)."""
+        """Redact every string inside a JSON value, and the numbers and keys that could hold
+        something to redact (``redact_all``)."""
         return self.redact_all([value])[0]
 
     def report(self) -> dict[str, int]:
@@ -1603,28 +1656,74 @@ class Redactor:
         return {kind: self.counts.get(kind, 0) for kind in KINDS}
 
 
-def _collect(value: Any, into: list[str], keys: list[str | None], key: str | None = None,
-             in_arguments: bool = False) -> None:
-    """The strings of ``value`` in order, and for each the key that names people it is under
-    (``name`` itself only inside a tool call's ``arguments`` / ``input``: elsewhere it names
-    functions and tools)."""
-    if isinstance(value, str):
-        into.append(value)
+def _plain_key(name: str) -> bool:
+    """A key that cannot hold anything to redact: lower-case ASCII letters and underscores
+    ("role", "content", "customer_name"); such keys are not read (a name in lower case is only
+    found after a cue, which a key never has)."""
+    return _PLAIN_KEY.fullmatch(name) is not None
+
+
+_PLAIN_KEY = re.compile(r"[a-z_]{1,64}")
+
+
+def _collect(value: Any, into: list[str], keys: list[str | None], contexts: list[str | None],
+             key: str | None = None, in_arguments: bool = False) -> None:
+    """The strings of ``value`` in order; for each the key that names people it is under
+    (``keys``; ``name`` itself only inside a tool call's ``arguments`` / ``input``: elsewhere
+    it names functions and tools) and the key it is under whatever it names (``contexts``: read
+    before it, "ssn: ..."). Numbers are read as their decimal text (a card number or a phone
+    logged as a JSON number) and dict keys as strings (an email used as a key), except keys
+    :func:`_plain_key` says cannot hold any; :func:`_rebuild` walks the same way."""
+    if isinstance(value, str) or (isinstance(value, (int, float))
+                                  and not isinstance(value, bool)):
+        into.append(value if isinstance(value, str) else _number_text(value))
         keys.append(key if key is not None and _person_key(key, in_arguments) else None)
+        contexts.append(None if key is None or key in _STRUCTURE_KEYS else key)
     elif isinstance(value, (list, tuple)):
         for item in value:
-            _collect(item, into, keys, key, in_arguments)
+            _collect(item, into, keys, contexts, key, in_arguments)
     elif isinstance(value, dict):
         for name, item in value.items():
-            _collect(item, into, keys, str(name),
+            name = str(name)
+            if not _plain_key(name):
+                into.append(name)
+                keys.append(None)
+                contexts.append(None)
+            _collect(item, into, keys, contexts, name,
                      in_arguments or name in ("arguments", "input"))
 
 
+#: keys of a chat record's structure: what they hold says nothing about the value's kind
+_STRUCTURE_KEYS = frozenset({"content", "text", "role", "type", "arguments", "input", "output",
+                             "name", "id", "tool_call_id", "model", "refusal", "reasoning"})
+
+
+def _number_text(value: int | float) -> str:
+    return str(value) if isinstance(value, int) else repr(value)
+
+
 def _rebuild(value: Any, replaced: Any) -> Any:
+    """``value`` with each string :func:`_collect` read replaced by the next of ``replaced``: a
+    number stays a number unless its text was redacted; a redacted key that is now another
+    key's is numbered ("[EMAIL]", "[EMAIL] 2"), so no value is lost."""
     if isinstance(value, str):
         return next(replaced)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        text = next(replaced)
+        return value if text == _number_text(value) else text
     if isinstance(value, (list, tuple)):
         return type(value)(_rebuild(item, replaced) for item in value)
     if isinstance(value, dict):
-        return {key: _rebuild(item, replaced) for key, item in value.items()}
+        out: dict[Any, Any] = {}
+        for name, item in value.items():
+            if not _plain_key(str(name)):
+                new = next(replaced)
+                if new != str(name):
+                    base, count = new, 1
+                    while new in out or new in value:
+                        count += 1
+                        new = f"{base} {count}"
+                    name = new
+            out[name] = _rebuild(item, replaced)
+        return out
     return value

@@ -2,7 +2,7 @@
 
 A private temporary SQLite file (deleted when closed) with a small page cache holds each
 redacted record (pickled: read back exactly as it was), its dedup priority, its dedup text and
-its theme text. Ingest reads them back in the order each stage needs: the dedup texts in
+its dedup context (what else makes two alike texts different items) and its theme text. Ingest reads them back in the order each stage needs: the dedup texts in
 priority order, the survivors' theme texts, the chosen records to write. Only redacted records
 are ever written here.
 """
@@ -27,7 +27,8 @@ class Spill:
         self.conn.execute("PRAGMA journal_mode = OFF")
         self.conn.execute("PRAGMA synchronous = OFF")
         self.conn.execute("CREATE TABLE records (idx INTEGER PRIMARY KEY, priority INTEGER "
-                          "NOT NULL, dedup TEXT NOT NULL, theme TEXT NOT NULL, body BLOB NOT NULL)")
+                          "NOT NULL, dedup TEXT NOT NULL, context TEXT NOT NULL, theme TEXT NOT NULL, "
+                          "correction TEXT, body BLOB NOT NULL)")
         self._count = 0
 
     def __enter__(self) -> Spill:
@@ -41,22 +42,51 @@ class Spill:
 
     def add(self, records: Iterable[LogRecord]) -> None:
         """Keep redacted records, in the order read."""
-        from posttrain.usage.ingest import _dedup_text, _priority, _theme_text
+        from posttrain.usage.ingest import (
+            _correction_key,
+            _dedup_context,
+            _dedup_text,
+            _priority,
+            _theme_text,
+        )
 
         rows = []
         for record in records:
             rows.append((self._count, _priority(record), _dedup_text(record),
-                         _theme_text(record), pickle.dumps(record, pickle.HIGHEST_PROTOCOL)))
+                         _dedup_context(record), _theme_text(record), _correction_key(record),
+                         pickle.dumps(record, pickle.HIGHEST_PROTOCOL)))
             self._count += 1
         with self.conn:
             self.conn.execute("BEGIN")
-            self.conn.executemany("INSERT INTO records VALUES (?,?,?,?,?)", rows)
+            self.conn.executemany("INSERT INTO records VALUES (?,?,?,?,?,?,?)", rows)
 
-    def dedup_texts(self) -> Iterator[tuple[int, str]]:
-        """(index, dedup text) of every record, preferred rows first (feedback), then in the
+    def dedup_texts(self) -> Iterator[tuple[int, str, str, str | None]]:
+        """(index, dedup text, dedup context, correction) of every record, preferred rows first (feedback), then in the
         order read."""
         self.conn.execute("CREATE INDEX IF NOT EXISTS records_priority ON records(priority, idx)")
-        yield from self.conn.execute("SELECT idx, dedup FROM records ORDER BY priority, idx")
+        yield from self.conn.execute("SELECT idx, dedup, context, correction FROM records ORDER BY priority, idx")
+
+    def forget_feedback(self, index: int, keys: list[str]) -> None:
+        """Take the feedback fields ``keys`` (a feedback file's, joined by id: ``_join_feedback``)
+        off record ``index`` again, and its priority with them (its id turned out to be on
+        more than one log line). Only values it is known to hold are dropped: nothing in the
+        spill is ever unredacted."""
+        from posttrain.usage.ingest import _correction_key, _priority
+        from posttrain.usage.logs import rating_label
+
+        record = next(self.records([index]))
+        if "line" in keys:  # the record had no feedback of its own
+            record.feedback = None
+        else:
+            feedback = {k: v for k, v in (record.feedback or {}).items() if k not in keys}
+            feedback["rating_label"] = rating_label(feedback.get("rating"))
+            record.feedback = feedback
+        with self.conn:
+            self.conn.execute("BEGIN")
+            self.conn.execute(
+                "UPDATE records SET priority = ?, correction = ?, body = ? WHERE idx = ?",
+                (_priority(record), _correction_key(record),
+                 pickle.dumps(record, pickle.HIGHEST_PROTOCOL), index))
 
     def _column(self, column: str, indices: list[int]) -> list[Any]:
         out = []
