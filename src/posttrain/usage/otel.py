@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -92,11 +93,47 @@ def _json(value: Any, where: str) -> Any:
     return value
 
 
-def _parts_message(message: dict[str, Any], where: str) -> tuple[dict[str, Any], list[Any]]:
+#: part types of the GenAI conventions that are not read: named in a skip reason (any other
+#: type is input content, never quoted)
+_KNOWN_PARTS = ("blob", "file", "uri", "image", "image_url", "audio", "input_audio", "video",
+                "document", "refusal", "server_tool_call", "server_tool_call_response")
+
+
+def _kind(value: Any) -> str:
+    """What a JSON value is (``an array``), never its content."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {str: "a string", list: "an array", dict: "an object"}.get(type(value), "a value")
+
+
+def _json_list(value: Any, where: str) -> list[Any]:
+    """An attribute holding a JSON array (or nothing): the array; ValueError naming the
+    attribute and what it holds otherwise."""
+    parsed = _json(value, where)
+    if parsed is None:
+        return []
+    if not isinstance(parsed, list):
+        raise ValueError(f"{where} is {_kind(parsed)}, not an array")
+    return parsed
+
+
+def _parts_message(message: Any, where: str) -> tuple[dict[str, Any], list[Any]]:
     """One GenAI message (``{role, parts}``) as a chat message; (message, tool results)."""
+    if not isinstance(message, dict):
+        raise ValueError(f"{where} is {_kind(message)}, not a message object {{role, parts}}")
     role = message.get("role")
+    parts = message.get("parts") or []
+    if not isinstance(parts, list):
+        raise ValueError(f"{where}.parts is {_kind(parts)}, not an array")
     texts, calls, results = [], [], []
-    for part in message.get("parts") or []:
+    for index, part in enumerate(parts):
+        if not isinstance(part, dict):
+            raise ValueError(f"{where}.parts[{index}] is {_kind(part)}, not an object "
+                             "{type, ...}")
         kind = part.get("type")
         if kind == "text":
             texts.append(str(part.get("content", "")))
@@ -112,9 +149,10 @@ def _parts_message(message: dict[str, Any], where: str) -> tuple[dict[str, Any],
                             else json.dumps(response)})
         elif kind == "reasoning":
             continue
-        else:
-            raise ValueError(f"{where}: part type {kind!r} is not read (text, tool_call, "
-                             "tool_call_response, reasoning)")
+        else:  # the type is named only when it is one of the conventions' (never content)
+            named = repr(kind) if kind in _KNOWN_PARTS else "of an unknown type"
+            raise ValueError(f"{where}.parts[{index}]: a part {named} is not read (text, "
+                             "tool_call, tool_call_response, reasoning)")
     entry: dict[str, Any] = {"role": role, "content": "\n".join(texts)}
     if calls:
         entry["tool_calls"] = calls
@@ -125,19 +163,19 @@ def _new_style(attrs: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, A
     if "gen_ai.input.messages" not in attrs:
         return None
     messages: list[dict[str, Any]] = []
-    for part in _json(attrs.get("gen_ai.system_instructions"),
-                      "gen_ai.system_instructions") or []:
-        if part.get("type") == "text":
+    for part in _json_list(attrs.get("gen_ai.system_instructions"),
+                           "gen_ai.system_instructions"):
+        if isinstance(part, dict) and part.get("type") == "text":
             messages.append({"role": "system", "content": str(part.get("content", ""))})
-    for index, message in enumerate(_json(attrs["gen_ai.input.messages"],
-                                          "gen_ai.input.messages") or []):
+    for index, message in enumerate(_json_list(attrs["gen_ai.input.messages"],
+                                               "gen_ai.input.messages")):
         entry, results = _parts_message(message, f"gen_ai.input.messages[{index}]")
         if entry["role"] == "tool" and results and not entry["content"]:
             messages.extend(results)
         else:
             messages.append(entry)
             messages.extend(results)
-    outputs = _json(attrs.get("gen_ai.output.messages"), "gen_ai.output.messages") or []
+    outputs = _json_list(attrs.get("gen_ai.output.messages"), "gen_ai.output.messages")
     if not outputs:
         raise ValueError("gen_ai.output.messages is empty")
     answer, _ = _parts_message(outputs[0], "gen_ai.output.messages[0]")
@@ -293,13 +331,32 @@ def _feedback(span: Any) -> dict[str, Any] | None:
     return {k: v for k, v in out.items() if v is not None or k in ("comment", "correction")}
 
 
+def _text(path: Path) -> str:
+    """The file as text; one line naming the file (and the line of the first byte that is not
+    UTF-8) otherwise."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read the file ({exc.strerror or type(exc).__name__})",
+                        file=path) from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        start = exc.start + (3 if raw.startswith(b"\xef\xbb\xbf") else 0)
+        line = raw.count(b"\n", 0, start) + 1
+        raise UserError(f"not UTF-8 text (byte 0x{raw[start]:02x} at offset {start}): an OTLP "
+                        "JSON export is UTF-8", file=path, line=line) from None
+
+
 def _documents(path: Path) -> list[tuple[int, Any]]:
-    text = path.read_text(encoding="utf-8-sig")
+    text = _text(path)
     stripped = text.strip()
     try:
         return [(1, json.loads(stripped))]
     except json.JSONDecodeError:
         pass
+    except RecursionError:
+        raise UserError("not OTLP JSON: nested too deeply", file=path) from None
     docs = []
     for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
@@ -307,7 +364,46 @@ def _documents(path: Path) -> list[tuple[int, Any]]:
                 docs.append((number, json.loads(line)))
             except json.JSONDecodeError as exc:
                 raise UserError(f"not OTLP JSON: {exc.msg}", file=path, line=number) from None
+            except RecursionError:
+                raise UserError("not OTLP JSON: nested too deeply", file=path,
+                                line=number) from None
     return docs
+
+
+_FAILED = re.compile(r"Failed to parse (\w+) field: ")
+_AT = re.compile(r' at "?ExportTraceServiceRequest((?:\.\w+|\[\d+\])*)"?')
+
+
+def _parse_problem(message: str) -> str:
+    """What protobuf's ParseError says, without what it quotes: its messages carry the
+    offending value (or the whole document), unredacted input. Only the field path (proto
+    field names, read from the anchored ``Failed to parse X field:`` chain) and the kind of
+    fault are kept."""
+    fields: list[str] = []
+    rest = message
+    while (match := _FAILED.match(rest)) is not None:
+        fields.append(match.group(1))
+        rest = rest[match.end():]
+    path = ".".join(fields)
+    at = _AT.search(rest)
+    if at is not None:  # the path with its indices, when its names are those of the chain
+        indexed = at.group(1).lstrip(".")
+        if re.sub(r"\[\d+\]", "", indexed).split(".") == (fields or [""]) or (
+                not fields and not indexed):
+            path = indexed or path
+    if rest.startswith("Message type") and "has no field named" in rest:
+        kind = "an unknown field"
+    elif rest.startswith(("Couldn't parse integer", "invalid literal for int")):
+        kind = "a value that is not an integer"
+    elif rest.startswith("Invalid enum value"):
+        kind = "a value that is not one of the enum's names"
+    elif rest.startswith("repeated field"):
+        kind = "a value that is not an array"
+    elif rest.startswith("expected string"):
+        kind = "a value that is not a string"
+    else:
+        kind = "a value of the wrong type or shape"
+    return f"{kind} at {path}" if path else kind
 
 
 def read_otel(path: Path) -> tuple[list[LogRecord], list[Problem], dict[str, Any]]:
@@ -325,19 +421,33 @@ def read_otel(path: Path) -> tuple[list[LogRecord], list[Problem], dict[str, Any
     spans_seen = 0
     no_content = 0
     position = 0
-    for number, doc in _documents(path):
+    not_genai = other_operations = 0
+    documents = _documents(path)
+    for number, doc in documents:
+        line = number if len(documents) > 1 or number > 1 else None
+        if not isinstance(doc, dict):  # never quoted: the document is unredacted input
+            raise UserError(f"not an OTLP trace export: the document is {_kind(doc)}, not an "
+                            'object {"resourceSpans": [...]} (one per line in JSONL)',
+                            file=path, line=line)
         request = ExportTraceServiceRequest()
         try:
             ParseDict(doc, request, ignore_unknown_fields=False)
         except ParseError as exc:
-            raise UserError(f"not an OTLP trace export: {exc}", file=path,
-                            line=number if number > 1 else None) from None
+            raise UserError(f"not an OTLP trace export: {_parse_problem(str(exc))}",
+                            file=path, line=line) from None
+        except (TypeError, ValueError, AttributeError, RecursionError) as exc:
+            raise UserError(f"not an OTLP trace export ({type(exc).__name__})", file=path,
+                            line=line) from None
         for resource_spans in request.resource_spans:
             for scope_spans in resource_spans.scope_spans:
                 for span in scope_spans.spans:
                     spans_seen += 1
                     attrs = _attributes(span.attributes)
                     if not _is_llm_span(attrs):
+                        if "gen_ai.operation.name" in attrs:
+                            other_operations += 1
+                        else:
+                            not_genai += 1
                         continue
                     position += 1
                     span_id = f"{_hex(span.trace_id)}:{_hex(span.span_id)}"
@@ -345,8 +455,13 @@ def read_otel(path: Path) -> tuple[list[LogRecord], list[Problem], dict[str, Any
                         found = (_new_style(attrs) or _old_style(attrs)
                                  or _openinference(attrs))
                         tools = _openinference_tools(attrs)
-                    except (ValueError, AttributeError, TypeError) as exc:
+                    except ValueError as exc:  # its messages name fields and kinds only
                         problems.append(Problem(number, f"span {span_id}: {exc}", str(path)))
+                        continue
+                    except (AttributeError, TypeError, KeyError, RecursionError) as exc:
+                        problems.append(Problem(number, f"span {span_id}: its GenAI "
+                                                "attributes have an unexpected shape "
+                                                f"({type(exc).__name__})", str(path)))
                         continue
                     if found is None:
                         no_content += 1
@@ -371,4 +486,13 @@ def read_otel(path: Path) -> tuple[list[LogRecord], list[Problem], dict[str, Any
     if not records and not problems:
         raise UserError("no GenAI chat spans (gen_ai.operation.name: chat, or OpenInference's "
                         "openinference.span.kind: LLM) in this trace export", file=path)
+    # every span not read is counted with its reason: the summary's "read N of M spans" adds up
+    if other_operations:
+        problems.append(Problem(1, f"{other_operations} GenAI spans of another operation "
+                                f"than {', '.join(OPERATIONS)} (embeddings, tool "
+                                "execution, ...): not read", str(path)))
+    if not_genai:
+        problems.append(Problem(1, f"{not_genai} spans are not GenAI spans (no "
+                                "gen_ai.operation.name or openinference.span.kind LLM): not "
+                                "read", str(path)))
     return records, problems, facts
