@@ -437,6 +437,8 @@ def import_batch(input_file: str | Path, out_dir: str | Path, *,
             raise UserError("required with --results: --store", field="--store")
         if not Path(results).is_file():
             raise UserError("batch output file not found", file=Path(results).resolve())
+        # the whole output file is read and checked before anything is written
+        answers, served = _read_results(Path(results), {row["id"] for row in rows})
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     write_jsonl(out_dir / "items.jsonl", rows)
@@ -446,7 +448,8 @@ def import_batch(input_file: str | Path, out_dir: str | Path, *,
     report: dict[str, Any] = {"eval": str(eval_path), "items": len(rows),
                               "models": sorted(models), "warnings": notes.lines}
     if results is not None:
-        report["run"] = _store_results(eval_path, Path(results), store, sorted(models), notes)
+        report["run"] = _store_results(eval_path, Path(results), answers, served, store,
+                                       sorted(models), notes)
     return report
 
 
@@ -477,31 +480,64 @@ def _as_chat(body: dict[str, Any]) -> dict[str, Any]:
                           "output_tokens_details") or {}).get("reasoning_tokens")}}}
 
 
-def _store_results(eval_path: Path, results: Path, store: str | Path | None,
-                   models: list[str], notes: Any) -> dict[str, Any]:
-    from posttrain.eval import load_eval
+def _kind(value: Any) -> str:
+    """What a JSON value is (``a string``), never its content."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {str: "a string", list: "an array", dict: "an object"}.get(type(value), "a value")
+
+
+#: one answer read from a batch output file: (custom_id, completion or None, error or None)
+Answer = tuple[str, Any, "str | None"]
+
+
+def _read_results(results: Path, ids: set[str]) -> tuple[list[Answer], set[str]]:
+    """Every line of a batch output file, checked: (answers, models that served them). A line
+    that is not ``{custom_id, response, error}``, a custom_id that is no request's, or one
+    answered twice (which answer is right cannot be known) is one line naming the file, the
+    line and the field."""
     from posttrain.interop._files import read_records
     from posttrain.models.openai_compat import completion_from_body
-    from posttrain.runner.progress import Counters
-    from posttrain.runner.regrade import regrade_run
-    from posttrain.runner.store import Store
-    from posttrain.types import Item
 
-    eval_ = load_eval(eval_path)
-    by_id = {item.id: item for item in eval_.items}
-    answers = []
+    answers: list[Answer] = []
     served: set[str] = set()
+    first: dict[str, tuple[Path, int | None]] = {}  # custom_id -> where first answered
     for data, source in read_records(results, "batch output file"):
-        cid = data.get("custom_id") if isinstance(data, dict) else None
-        if cid not in by_id:
+        if not isinstance(data, dict):
+            raise source.error(f"a batch output line is an object {{id, custom_id, response, "
+                               f"error}}, not {_kind(data)}")
+        cid = data.get("custom_id")
+        if not isinstance(cid, str):
+            raise source.error(f"required: a custom_id string (got {_kind(cid)})", "custom_id")
+        if cid not in ids:
             raise source.error(f"custom_id {cid!r} is no line of the input file", "custom_id")
-        response = data.get("response") or {}
+        if cid in first:
+            file, line = first[cid]
+            where = (f"{file}:" if file != source.file else "line ") + str(line or "?")
+            raise source.error(f"custom_id {cid!r} is answered twice (first on {where}): "
+                               "which answer is right cannot be known; keep one line per "
+                               "request", "custom_id")
+        first[cid] = (source.file, source.line_of("custom_id"))
+        response = data.get("response")
+        if response is None:
+            response = {}
+        if not isinstance(response, dict):
+            raise source.error(f"a response is an object {{status_code, body}}, not "
+                               f"{_kind(response)}", "response")
         body = response.get("body")
+        if body is not None and not isinstance(body, dict):
+            raise source.error(f"a response body is an object, not {_kind(body)}",
+                               "response.body")
         if response.get("status_code") == 200 and isinstance(body, dict):
             try:
                 completion = completion_from_body(_as_chat(body), 0.0, None)
             except Exception as exc:  # noqa: BLE001
-                raise source.error(f"not a chat completion: {exc}", "response.body") from None
+                raise source.error(f"not a chat completion ({type(exc).__name__})",
+                                   "response.body") from None
             if completion.served_model:
                 served.add(completion.served_model)
             answers.append((cid, completion, None))
@@ -510,6 +546,19 @@ def _store_results(eval_path: Path, results: Path, store: str | Path | None,
             message = error.get("message") if isinstance(error, dict) else str(error)
             answers.append((cid, None, f"openai batch: HTTP {response.get('status_code')}: "
                                        f"{message}"))
+    return answers, served
+
+
+def _store_results(eval_path: Path, results: Path, answers: list[Answer], served: set[str],
+                   store: str | Path | None, models: list[str], notes: Any) -> dict[str, Any]:
+    from posttrain.eval import load_eval
+    from posttrain.runner.progress import Counters
+    from posttrain.runner.regrade import regrade_run
+    from posttrain.runner.store import Store
+    from posttrain.types import Item
+
+    eval_ = load_eval(eval_path)
+    by_id = {item.id: item for item in eval_.items}
     model = f"openai:{models[0]}" if len(models) == 1 else \
         f"openai:{sorted(served)[0]}" if len(served) == 1 else "openai:batch"
     if store is None:
@@ -534,7 +583,7 @@ def _store_results(eval_path: Path, results: Path, store: str | Path | None,
         counters = Counters(label="import batch", total=0)
         regrade_run(db, info.id, eval_, counters=counters)
         db.finish_run(info.id)
-        missing = len(by_id) - len(answers)
+        missing = len(set(by_id) - {cid for cid, _, _ in answers})  # distinct ids
         if missing:
             notes.warn(None, "results", f"{missing} requests have no line in the output file "
                        "(they count 0 in the score)")
