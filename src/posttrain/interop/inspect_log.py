@@ -486,6 +486,20 @@ def import_inspect_log(db: Any, path: Path, notes: list[str]) -> ImportReport:
     odd: dict[str, str] = {}
     skipped: set[str] = set()
     positions: dict[str, int] = {}
+    # Inspect's sample ids are ints or strings: 1 and "1" are two samples there and one item
+    # id here, so ids that meet after str() (and a repeated (id, epoch)) stop the import
+    originals: dict[str, Any] = {}
+    seen: set[tuple[str, int]] = set()
+
+    def same_item(sample_id: Any) -> str:
+        item_id = str(sample_id)
+        before = originals.setdefault(item_id, sample_id)
+        if type(before) is not type(sample_id):
+            raise UserError(f"sample ids {before!r} and {sample_id!r} are two samples to "
+                            f"Inspect but one item id ({item_id!r}) here: give the samples "
+                            "distinct ids (the import would merge them)", file=path)
+        return item_id
+
     item_rows: list[tuple[Any, ...]] = []
     sample_rows: list[tuple[Any, ...]] = []
     score_rows: list[tuple[Any, ...]] = []
@@ -507,9 +521,16 @@ def import_inspect_log(db: Any, path: Path, notes: list[str]) -> ImportReport:
         score_rows.clear()
 
     try:
+        for sample_id in getattr(spec.dataset, "sample_ids", None) or []:
+            same_item(sample_id)  # before any sample is read: the dataset's ids, checked
         now = time.time()
         for sample in iter_samples(path, header):
-            item_id = str(sample.id)
+            item_id = same_item(sample.id)
+            if (item_id, sample.epoch) in seen:
+                raise UserError(f"sample id {sample.id!r} epoch {sample.epoch} appears twice "
+                                "in the log: which answer is right cannot be known",
+                                file=path)
+            seen.add((item_id, sample.epoch))
             if item_id not in positions:
                 positions[item_id] = len(positions)
                 tags = (sample.metadata or {}).get("posttrain_tags")  # posttrain's own export
@@ -552,6 +573,7 @@ def import_inspect_log(db: Any, path: Path, notes: list[str]) -> ImportReport:
         # a cancelled or unfinished log lists samples it never started: they are items of the
         # run all the same (unanswered, so each counts 0 in the score), never left out
         for sample_id in getattr(spec.dataset, "sample_ids", None) or []:
+            same_item(sample_id)
             if str(sample_id) not in positions:
                 positions[str(sample_id)] = len(positions)
                 report.never_started += 1
@@ -768,6 +790,13 @@ def _export_inspect_log(store: str | Path, run_ref: str, out: str | Path) -> dic
     model = imported.get("spec", {}).get("model") or inspect_model_name(run.model)
     render = None if imported else _request_messages(run)
     items = results.items_by_id
+    # one Inspect id per item, whichever of its samples carries it (an errored epoch has no
+    # answer to carry it): the import keeps 1 and "1" apart, so the export never mixes them
+    original_ids: dict[str, int | str] = {}
+    for s in results.samples:
+        meta = ((s.completion or {}).get("meta") or {}).get("inspect") or {}
+        if s.item_id not in original_ids and meta.get("id") is not None:
+            original_ids[s.item_id] = _sample_id(s.item_id, meta)
     samples = []
     usage_total = ModelUsage()
     for s in results.samples:
@@ -828,7 +857,7 @@ def _export_inspect_log(store: str | Path, run_ref: str, out: str | Path) -> dic
                                                                  "content": inp}]))
             + ([message] if s.completion else []))
         samples.append(EvalSample(
-            id=_sample_id(s.item_id, meta), epoch=s.epoch + 1, input=inp, target=target,
+            id=original_ids.get(s.item_id, s.item_id), epoch=s.epoch + 1, input=inp, target=target,
             choices=data.get("choices") if imported else None,
             metadata=(data.get("metadata") or {}) if imported else {
                 **data, **({"posttrain_tags": item.tags} if item is not None and item.tags
@@ -838,7 +867,7 @@ def _export_inspect_log(store: str | Path, run_ref: str, out: str | Path) -> dic
             total_time=meta.get("total_time"), working_time=meta.get("working_time"),
             error=EvalError(message=_error_text(s.error, bool(imported)), traceback="",
                             traceback_ansi="") if s.status == "error" else None))
-    sample_ids = [_sample_id(i.id, {}) for i in results.items]
+    sample_ids = [original_ids.get(i.id, i.id) for i in results.items]
     first_ids = {}
     for sample in samples:
         first_ids.setdefault(str(sample.id), sample.id)
