@@ -7,6 +7,12 @@ grader's value, tokens and cost. The rows are written as ``data/SPLIT.jsonl`` (e
 values posttrain holds), with ``README.md`` declaring the split in its YAML header, so
 ``load_dataset(DIR)`` and an eval's ``dataset: hf://./DIR?split=SPLIT`` read it back; the card
 says where the rows came from and, for a run, posttrain's score with its interval.
+
+Arrow gives each column one type, so a column of ints and floats reads back as floats (4 ->
+4.0), a big int can lose digits and a field some rows lack reads back as null. Each row is
+therefore also written whole, as its exact JSON text, in the column ``posttrain_row``
+(:data:`ROW_COLUMN`): ``posttrain.loaders.hf_datasets`` restores the rows from it, so the
+items, and the run identity, come back exactly; other readers see the plain columns.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from posttrain.errors import UserError
+from posttrain.loaders.hf_datasets import ROW_COLUMN
 
 
 def _eval_rows(eval_file: Path) -> tuple[str, list[dict[str, Any]], str]:
@@ -103,14 +110,22 @@ def export_hf(source: str, out_dir: str | Path, *, store: str | Path = "posttrai
     out = Path(out_dir).resolve()
     data = out / "data" / f"{split}.jsonl"
     data.parent.mkdir(parents=True, exist_ok=True)
+    if any(ROW_COLUMN in row for row in rows):
+        raise UserError(f"a row has a field named {ROW_COLUMN}, the column posttrain keeps each "
+                        "row's exact JSON in: rename the field", field=ROW_COLUMN)
     with data.open("w", encoding="utf-8") as handle:
         for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+            exact = json.dumps(row, ensure_ascii=False, default=str)
+            handle.write(json.dumps({**row, ROW_COLUMN: exact}, ensure_ascii=False,
+                                    default=str) + "\n")
     columns = list(dict.fromkeys(key for row in rows for key in row))
     card = ["---", "configs:", "- config_name: default", "  data_files:",
             f"  - split: {split}", f"    path: data/{split}.jsonl", "tags:", "- posttrain",
             "- evaluation", "---", "", f"# {name}", "", text, "",
-            f"Columns: {', '.join(f'`{c}`' for c in columns)}.", "",
+            f"Columns: {', '.join(f'`{c}`' for c in columns)}, and `{ROW_COLUMN}`: each row "
+            "whole as JSON text (Arrow gives a column one type, so ints among floats, big ints "
+            "and fields some rows lack change in the typed columns; posttrain reads the rows "
+            "back from this one, exactly).", "",
             "Load it: `datasets.load_dataset(\"PATH\")`, or in a posttrain eval file "
             f"`dataset: hf://OWNER/NAME?split={split}`.", ""]
     (out / "README.md").write_text("\n".join(card), encoding="utf-8")

@@ -23,6 +23,10 @@ from posttrain.errors import UserError, did_you_mean
 
 PREFIX = "hf://"
 OPTIONS = ("split", "config", "revision")
+#: the column ``posttrain export hf`` writes each row into whole, as its exact JSON text: Arrow's
+#: typed columns change values (ints among floats read back as floats, big ints lose digits,
+#: fields some rows lack come back as null); a dataset with this column is read from it
+ROW_COLUMN = "posttrain_row"
 
 
 def parse(uri: str, *, file: Any = None) -> tuple[str, dict[str, str], bool]:
@@ -126,5 +130,27 @@ def load_rows(uri: str, base_dir: Path, *, file: Any = None) -> tuple[
         table = loaded[split]
     else:
         table = loaded
-    rows = [(index + 1, _to_plain(dict(row))) for index, row in enumerate(table)]
+    names = getattr(table, "column_names", None) or []
+    if ROW_COLUMN in names:
+        rows = _exact_rows(table, uri, file)
+    else:
+        rows = [(index + 1, _to_plain(dict(row))) for index, row in enumerate(table)]
     return rows, f"{where} [{split or 'train'}]"
+
+
+def _exact_rows(table: Any, uri: str, file: Any) -> list[tuple[int, dict[str, Any]]]:
+    """The rows as ``posttrain export hf`` wrote them, from their exact JSON text."""
+    from posttrain.loaders.datasets import exact_json
+
+    rows = []
+    for index, text in enumerate(table[ROW_COLUMN]):
+        try:
+            row = exact_json(text) if isinstance(text, str) else None
+        except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
+            row = None
+        if not isinstance(row, dict):
+            raise UserError(f"{uri}: row {index + 1}: {ROW_COLUMN} is not a row's JSON object "
+                            f"(posttrain export hf writes each row whole there)", file=file,
+                            field="dataset")
+        rows.append((index + 1, row))
+    return rows
