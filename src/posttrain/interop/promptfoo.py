@@ -151,13 +151,15 @@ def _prompts(raw: Any, ctx: _Ctx) -> list[tuple[str, list[dict[str, Any]]]]:
             for key in sorted(unknown):
                 ctx.note(f"{where}.{key}", "not read: unknown prompt field")
             label = entry.get("label")
+            if label is not None and not isinstance(label, str):
+                raise ctx.error("a prompt's label is text", f"{where}.label")
             entry = entry.get("raw") or entry.get("id")
         if not isinstance(entry, str):
             raise ctx.error("a prompt is text, file://PATH or {raw|id, label}", where)
         texts: list[tuple[str, str]] = []
         if entry.startswith("file://"):
             target = ctx.file_ref(entry, where)
-            body = target.read_text(encoding="utf-8")
+            body = _read_text(target, ctx, where)
             if target.suffix in (".txt", ".md", ".j2", ".nunjucks"):
                 parts = [p.strip() for p in re.split(r"^---$", body, flags=re.M) if p.strip()]
                 texts = [(label or (target.stem if len(parts) == 1 else f"{target.stem}-{i + 1}"),
@@ -190,7 +192,14 @@ def _messages(text: str, ctx: _Ctx, where: str) -> list[dict[str, Any]]:
     if stripped.startswith("- role:"):
         import yaml
 
-        chat = yaml.safe_load(stripped)
+        try:
+            chat = yaml.safe_load(stripped)
+        except yaml.YAMLError:
+            raise ctx.error("a YAML chat prompt (- role: ...) that is not valid YAML",
+                            where) from None
+        if not isinstance(chat, list) or not all(isinstance(m, dict) and "role" in m
+                                                 for m in chat):
+            raise ctx.error("a YAML chat prompt is a list of {role, content}", where)
         return [{"role": m["role"], "content": _template(str(m.get("content", "")), ctx,
                                                          where)} for m in chat]
     return [{"role": "user", "content": _template(text, ctx, where)}]
@@ -213,10 +222,17 @@ def _providers(raw: Any, ctx: _Ctx, key: str) -> tuple[dict[str, dict[str, Any]]
         if isinstance(entry, dict):
             if "id" not in entry and len(entry) == 1:  # {openai:gpt-4o: {config}}
                 pid, body = next(iter(entry.items()))
+                if body is not None and not isinstance(body, dict):
+                    raise ctx.error("a provider given as {ID: ...} maps its id to {label, "
+                                    "config}", where)
                 entry = {"id": pid, **(body or {})}
             for extra in sorted(set(entry) - {"id", "label", "config"}):
                 ctx.note(f"{where}.{extra}", "not read: unknown provider field")
             pid, label, config = entry.get("id"), entry.get("label"), entry.get("config") or {}
+            if not isinstance(config, dict):
+                raise ctx.error("a provider's config is a mapping", f"{where}.config")
+            if label is not None and not isinstance(label, str):
+                raise ctx.error("a provider's label is text", f"{where}.label")
         else:
             pid = entry
         if not isinstance(pid, str):
@@ -293,17 +309,54 @@ def _load_tests(raw: Any, ctx: _Ctx) -> list[tuple[str, dict[str, Any]]]:
             raise ctx.error("a test is {vars, assert} or file://tests.csv|.json|.yaml", where)
         target = ctx.file_ref(entry, where)
         if target.suffix == ".csv":
-            body = target.read_text(encoding="utf-8-sig")
-            for row_index, row in enumerate(csv.DictReader(io.StringIO(body))):
-                out.append((f"{target.name}:{row_index + 2}", _csv_test(row)))
+            body = _read_text(target, ctx, where)
+            reader = csv.DictReader(io.StringIO(body))
+            try:
+                for row in reader:
+                    if None in row:  # cells past the header's columns
+                        raise UserError(f"{len(row[None])} more cells than the header's "  # type: ignore[index]
+                                        f"{len(reader.fieldnames or [])} columns", file=target,
+                                        line=reader.line_num)
+                    out.append((f"{target.name}:{reader.line_num}",
+                                _csv_test({k: v if v is not None else "" for k, v in
+                                           row.items()})))
+            except csv.Error as exc:
+                raise UserError(f"not CSV: {exc}", file=target, line=reader.line_num) from None
         elif target.suffix in (".json", ".jsonl", ".yaml", ".yml"):
             from posttrain.loaders.datasets import load_rows
 
             for line, row in load_rows(target):
+                if not isinstance(row, dict):
+                    raise UserError("a test is a mapping {vars, assert, ...}", file=target,
+                                    line=line)
                 out.append((f"{target.name}:{line}", row))
         else:
             raise ctx.error(f"{entry}: tests are read from .csv, .json, .jsonl or .yaml", where)
     return out
+
+
+def _check_test(test: Any, ctx: _Ctx, where: str) -> None:
+    """A test (or defaultTest) with fields of the types read: one line naming the field
+    otherwise, never a traceback."""
+    if not isinstance(test, dict):
+        raise ctx.error("a test is a mapping {vars, assert, options, ...}", where)
+    for key, types, what in (("options", dict, "a mapping"), ("assert", list, "a list of "
+                             "assertions {type, value, ...}"), ("metadata", dict, "a mapping")):
+        if test.get(key) is not None and not isinstance(test[key], types):
+            raise ctx.error(f"{key} is {what}", f"{where}.{key}")
+    threshold = test.get("threshold")
+    if threshold is not None and (isinstance(threshold, bool)
+                                  or not isinstance(threshold, (int, float))):
+        raise ctx.error("threshold must be a number", f"{where}.threshold")
+
+
+def _read_text(target: Path, ctx: _Ctx, where: str) -> str:
+    """A referenced file's text; one line naming it when it is not UTF-8."""
+    try:
+        return target.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ctx.error(f"{target.name}: not UTF-8 text (byte at offset {exc.start})",
+                        where) from None
 
 
 def _csv_test(row: dict[str, str]) -> dict[str, Any]:
@@ -391,7 +444,7 @@ def _vars(raw: Any, ctx: _Ctx, where: str) -> dict[str, Any]:
         if isinstance(value, str) and value.startswith("file://"):
             target = ctx.file_ref(value, f"{where}.vars.{key}")
             if target.suffix in (".txt", ".md", ".json", ".yaml", ".yml", ".csv"):
-                value = target.read_text(encoding="utf-8")
+                value = _read_text(target, ctx, f"{where}.vars.{key}")
             else:
                 ctx.note(f"{where}.vars.{key}", f"{value}: a script's output cannot be computed "
                          "here; the var is left as the file reference")
@@ -482,6 +535,9 @@ def import_promptfoo(config_file: str | Path, out_dir: str | Path, *,
     default = data.get("defaultTest") or {}
     if isinstance(default, str):
         raise ctx.error("a defaultTest file is not read here; write it inline", "defaultTest")
+    if not isinstance(default, dict):
+        raise ctx.error("defaultTest is a mapping {vars, assert, options}", "defaultTest")
+    _check_test(default, ctx, "defaultTest")
     for key in set(default) - _TEST_KEYS:
         ctx.note(f"defaultTest.{key}", "not read: unknown test field")
     default_vars = _vars(default.get("vars"), ctx, "defaultTest")
@@ -495,6 +551,7 @@ def import_promptfoo(config_file: str | Path, out_dir: str | Path, *,
     tools_call_asserts = 0
     expanded: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
     for where, test in tests:
+        _check_test(test, ctx, where)
         for key in sorted(set(test) - _TEST_KEYS - {"_unknown_columns"}):
             ctx.note(f"{where}.{key}", "not read: unknown test field")
         for column in test.get("_unknown_columns", []):
