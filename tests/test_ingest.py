@@ -134,7 +134,7 @@ def test_rating_labels() -> None:
 
 def test_dedup_exact_and_near() -> None:
     texts = ["The quick brown fox jumps over the lazy dog today",
-             "the QUICK brown fox, jumps over the lazy dog today!",
+             "the QUICK brown  fox jumps over the lazy dog today!",
              "The quick brown fox jumps over the lazy dog today again",
              "Something else entirely about databases and indexes"]
     result = dedup(texts, threshold=0.7)
@@ -144,14 +144,17 @@ def test_dedup_exact_and_near() -> None:
 
 
 def test_dedup_keeps_texts_that_differ_in_an_operator_or_a_symbol() -> None:
-    """Punctuation is noise ("fox, jumps" is "fox jumps"), but an operator or a symbol is
-    not: these were counted and dropped as exact duplicates of each other."""
+    """Case, spacing and the final question mark are noise; an operator, a quote, a bracket
+    or a symbol is not: these were counted and dropped as exact duplicates of each other."""
     texts = ["Is 7 > 3?", "Is 7 < 3?", "Compute 12 + 4", "Compute 12 - 4", "Compute 12 * 4",
              "How do I reverse a list in C++?", "How do I reverse a list in C#?",
-             "How do I reverse a list in C?", "Is pi 3.14 or 314?", "Is pi 314 or 3.14?"]
+             "How do I reverse a list in C?", "Is pi 3.14 or 314?", "Is pi 314 or 3.14?",
+             "What does print('x') print?", "What does print(x) print?",
+             "What is type([1, 2])?", "What is type((1, 2))?", "Is it 5' tall?", 'Is it 5" tall?',
+             "Call f(a, b)", "Call f(a; b)"]
     assert dedup(texts).keep == list(range(len(texts)))
-    assert dedup(["Is 7 > 3?", "is 7 >  3", "“Is 7 > 3”?"]).dropped == {1: (0, "exact"),
-                                                                       2: (0, "exact")}
+    assert dedup(["Is 7 > 3?", "is 7 >  3", "IS 7 > 3!"]).dropped == {1: (0, "exact"),
+                                                                     2: (0, "exact")}
 
 
 def test_ingest_dedups_only_under_the_same_system_prompt_and_tools(
@@ -674,6 +677,15 @@ def test_malformed_lines_are_skipped_and_said_and_a_rerun_replaces_the_folder(
     assert all(run.get("already_recorded") for run in again["runs"])
     with Store(store) as db:
         assert len(db.list_runs()) == len(summary["runs"]) == 2
+    # the same prompts with other answers are other runs (a corrected item's row holds the
+    # correction, not the answer: the answers are part of what says a run is already here)
+    logs.write_text(logs.read_text().replace('"fine"', '"not fine"'))
+    assert main([str(logs), "-o", str(out), "--embed", "tfidf", "--json", "--no-names",
+                 "--store", str(store)]) == 0
+    third = json.loads(capsys.readouterr().out)
+    assert [run.get("already_recorded") for run in third["runs"]] == [None, True]
+    with Store(store) as db:
+        assert len(db.list_runs()) == 3
 
     logs.write_text(row("a good line here", good) + "\n")
     assert main([str(logs), "-o", str(out), "--embed", "tfidf", "--json", "--no-names"]) == 0

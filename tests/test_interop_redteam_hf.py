@@ -82,3 +82,25 @@ def test_a_broken_row_column_is_one_line(tmp_path: Path) -> None:
         str(tmp_path / "saved"))
     with pytest.raises(UserError, match="row 1: posttrain_row is not a row's JSON object"):
         load_rows("hf://./saved", tmp_path)
+
+
+def test_an_edited_typed_column_is_not_silently_ignored(tmp_path: Path, capsys) -> None:
+    """A fix made in the typed columns after the export (a reference corrected in the data
+    file) disagrees with posttrain_row: reading it is one line naming the row and column, not
+    the old value served silently."""
+    from posttrain.errors import UserError
+    from posttrain.eval import load_eval
+
+    (tmp_path / "items.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ROWS), encoding="utf-8")
+    assert main(["export", "hf", str(_eval(tmp_path, "items.jsonl", "eval.yaml")), "-o",
+                 str(tmp_path / "hfdir")]) == 0
+    capsys.readouterr()
+    data = tmp_path / "hfdir" / "data" / "test.jsonl"
+    lines = data.read_text(encoding="utf-8").splitlines()
+    first = json.loads(lines[1])
+    first["question"] = "5/2, as a fraction?"
+    data.write_text("\n".join([lines[0], json.dumps(first, ensure_ascii=False), *lines[2:]])
+                    + "\n", encoding="utf-8")
+    with pytest.raises(UserError, match="row 2: column 'question' differs from posttrain_row"):
+        load_eval(_eval(tmp_path, "hf://./hfdir?split=test", "eval_hf.yaml"))

@@ -159,6 +159,9 @@ def engine(request: pytest.FixtureRequest) -> str:
     ("THIS IS SARAH CONNOR, ORDER 4417 IS LATE", "THIS IS [NAME], ORDER 4417 IS LATE"),
     ("I AM LOCKED OUT AGAIN, THIS IS URGENT!", "I AM LOCKED OUT AGAIN, THIS IS URGENT!"),
     ("my name is not important, i'm tired.", "my name is not important, i'm tired."),
+    ("Could you call me later, please?", "Could you call me later, please?"),
+    ("PLEASE CALL ME ASAP.", "PLEASE CALL ME ASAP."),
+    ("call me anytime.", "call me anytime."),
     # places are not carried names
     ("My name is Dakota Fanning. Ship it to North Dakota.",
      "My name is [NAME]. Ship it to North Dakota."),
@@ -213,6 +216,24 @@ def test_numbers_and_keys_of_a_record_are_read(engine: str) -> None:
     assert out == {"card_number": "[CARD]", "ssn": "[SSN]", "account": {"ssn": "[SSN]"},
                    "[EMAIL]": {"orders": 3}, "[EMAIL] 2": 2, "quantity": 3, "price": 2.5,
                    "paid": True, "count": 536228741}
+
+
+def test_a_key_that_says_what_its_value_is_redacts_it_whole(engine: str) -> None:
+    """"secret", "token", "api_key", "dob", "ssn" (an SSN logged as a number loses its leading
+    zero), "phone": the value is that kind whatever it reads as; a key that only contains such a
+    word ("max_tokens", "token_type") is not; a JSON schema's and a message's vocabulary
+    ("type": "integer", "role") is never read ("integer" was redacted as a person's name)."""
+    record = {"secret": "hunter2", "token": "abc123def456ghi789",
+              "api_key": 12345678901234567890, "dob": 19850412, "ssn": 78051120,
+              "userPassword": "pa55", "phone": 14155552671, "max_tokens": 100,
+              "input_tokens": 5, "token_type": "bearer", "created": 1700000123,
+              "tools": [{"type": "function", "function": {"name": "get_order", "parameters": {
+                  "type": "object", "properties": {"orderId": {"type": "integer"}}}}}],
+              "messages": [{"role": "user", "content": "hello"}]}
+    out = Redactor(engine=engine).value(record)
+    assert out == {**record, "secret": "[SECRET]", "token": "[SECRET]", "api_key": "[SECRET]",
+                   "dob": "[DOB]", "ssn": "[SSN]", "userPassword": "[SECRET]",
+                   "phone": "[PHONE]"}
 
 
 def test_names_carried_in_any_case_never_into_places(engine: str) -> None:

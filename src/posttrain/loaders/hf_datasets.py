@@ -143,7 +143,8 @@ def _exact_rows(table: Any, uri: str, file: Any) -> list[tuple[int, dict[str, An
     from posttrain.loaders.datasets import exact_json
 
     rows = []
-    for index, text in enumerate(table[ROW_COLUMN]):
+    for index, typed in enumerate(table):
+        text = typed.get(ROW_COLUMN)
         try:
             row = exact_json(text) if isinstance(text, str) else None
         except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
@@ -152,5 +153,28 @@ def _exact_rows(table: Any, uri: str, file: Any) -> list[tuple[int, dict[str, An
             raise UserError(f"{uri}: row {index + 1}: {ROW_COLUMN} is not a row's JSON object "
                             f"(posttrain export hf writes each row whole there)", file=file,
                             field="dataset")
+        for column, value in typed.items():
+            if column != ROW_COLUMN and not _alike(_to_plain(value), row.get(column)):
+                raise UserError(
+                    f"{uri}: row {index + 1}: column {column!r} differs from {ROW_COLUMN} (edited "
+                    f"after posttrain export hf?): edit {ROW_COLUMN} the same way, or remove "
+                    f"the {ROW_COLUMN} column to read the typed columns", file=file,
+                    field="dataset")
         rows.append((index + 1, row))
     return rows
+
+
+def _alike(typed: Any, exact: Any) -> bool:
+    """Whether Arrow's typed copy of a value is the value (an int read back as a float, a big
+    int rounded to a float, a field some rows lack read back as null, also inside structs)."""
+    if isinstance(typed, dict) and isinstance(exact, dict):
+        return all(_alike(typed.get(key), exact.get(key)) for key in {*typed, *exact})
+    if isinstance(typed, list) and isinstance(exact, list):
+        return len(typed) == len(exact) and all(map(_alike, typed, exact))
+    if isinstance(exact, dict) and typed is None:
+        return False
+    numbers = (int, float)
+    if (isinstance(typed, numbers) and isinstance(exact, numbers)
+            and not isinstance(typed, bool) and not isinstance(exact, bool)):
+        return typed == exact or float(typed) == float(exact)
+    return typed == exact

@@ -32,19 +32,17 @@ _MERSENNE = (1 << 61) - 1
 _BUCKET_CAP = 32
 
 
-#: prose punctuation, dropped where it ends a word (a comma, a full stop, a question mark...)
-_TRAILING = re.compile(r"[.,!?;:\u2026]+(?=\s|$)")
-#: quotation marks and brackets around words
-_QUOTES = re.compile(r"[\"'\u2018\u2019\u201c\u201d\u00ab\u00bb()\[\]]")
+#: sentence-final punctuation, dropped at the end of a text
+_FINAL = re.compile(r"[.!?\u2026]+$")
 
 
 def normalise(text: str) -> str:
-    """NFKC, case-folded, prose punctuation (a comma, a full stop, a question mark ending a
-    word; quotation marks and brackets) dropped, runs of whitespace as one space. Every other
-    symbol stays: "Is 7 > 3?" and "Is 7 < 3?", "C++" and "C#", "12 + 4" and "12 - 4", "3.14"
-    and "314" are different texts."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return " ".join(_TRAILING.sub("", _QUOTES.sub(" ", text)).split())
+    """NFKC, case-folded, runs of whitespace as one space, the sentence's final full stop,
+    question or exclamation marks dropped. Every other character counts: "Is 7 > 3?" and
+    "Is 7 < 3?", "C++" and "C#", "print('x')" and "print(x)", "type([1, 2])" and
+    "type((1, 2))", "5'" and "5\"" are different texts."""
+    text = " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    return _FINAL.sub("", text).rstrip()
 
 
 def words_only(text: str) -> str:

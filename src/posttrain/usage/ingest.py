@@ -629,8 +629,17 @@ def _record_logged_runs(store_path: Path, outputs: list[dict[str, Any]],
                 if not pairs:
                     continue
                 model = "logged:" + name
-                key = f"ingest:{digest}" if len(by_model) == 1 else f"ingest:{digest}:{name}"
-                # the same items and eval ingested again: its run is already here, not twice
+                # the answers recorded are part of the key: a corrected item's row holds the
+                # correction, not the logged answer, so the dataset alone does not say them
+                answers = hashlib.sha256()
+                for item, record in pairs:
+                    answers.update(json.dumps([item.id, record.response_text,
+                                               record.response_tools], default=str).encode(
+                        errors="surrogatepass") + b"\n")
+                key = f"ingest:{digest}:{answers.hexdigest()[:16]}"
+                if len(by_model) > 1:
+                    key += f":{name}"
+                # the same items, eval and answers ingested again: the run is here, not twice
                 found = store.conn.execute(
                     "SELECT id FROM runs WHERE run_key = ? AND model = ? AND status = 'finished' "
                     "ORDER BY created DESC LIMIT 1", (key, model)).fetchone()

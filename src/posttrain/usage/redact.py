@@ -325,12 +325,20 @@ def _lower_name_check(match: str) -> bool | None:
     return None
 
 
+#: what follows "call me" when it asks for a call, not a name ("call me later, please")
+_WHEN_WORDS = _words("""
+later asap anytime maybe tonight soon sometime whenever once first instead directly urgently
+quickly immediately pls plz thanks thx tmrw tomorrow today now back again please when if
+morning afternoon evening weekend monday tuesday wednesday thursday friday saturday sunday
+""")
+
+
 def _said_name_check(match: str) -> bool | None:
     """A name after "my name is" / "call me": taken unless a word cannot be a name ("my name
-    is not important", "my name is missing")."""
+    is not important", "my name is missing", "call me later")."""
     words = [re.sub(r"^[a-z]['’]", "", word) for word in re.split(r"[ \-]", match.lower())]
     for word in words:
-        if len(word) < 2 or word in _NOT_NAMES_LOWER or (
+        if len(word) < 2 or word in _NOT_NAMES_LOWER or word in _WHEN_WORDS or (
                 len(word) > 5 and re.search(r"(?:ing|ed|ly)$", word)
                 and word not in _SUFFIX_NAMES):
             return False
@@ -1026,6 +1034,9 @@ def _findings_whole(texts: list[str]) -> list[list[Finding]]:
     return [found for part in _pool.map(_analyze_chunk, chunks) for found in part]
 
 
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
+
+
 def _shouted_word(found: str) -> bool:
     """spaCy reads words in capitals as names: "MY NAME IS", "I AM LOCKED OUT"; a guess in
     capitals made only of words that are not names is not taken."""
@@ -1409,6 +1420,33 @@ def _person_key(key: str, plain_name: bool = True) -> bool:
     return _PERSON_KEY.fullmatch(normal) is not None
 
 
+#: keys whose value is, whole, something to redact ("password", "api_key", "ssn", "dob"...):
+#: matched on the key's last words in snake case ("user_password", "clientSecret")
+_KEY_KINDS = (
+    ("secret", re.compile(r"(?:^|_)(?:password|passwd|pwd|passphrase|secret|token|api_?key|"
+                          r"access_?key|secret_?key|private_?key|credentials?|cvv|cvc|pin)$")),
+    ("api_key", re.compile(r"(?:^|_)(?:bearer|authorization)$")),
+    ("ssn", re.compile(r"(?:^|_)(?:ssn|social_security(?:_number|_no)?)$")),
+    ("dob", re.compile(r"(?:^|_)(?:dob|date_of_birth|birth_?date|birthday)$")),
+    ("card", re.compile(r"(?:^|_)(?:card_?(?:number|no)|cc_?(?:number|no)|credit_?card"
+                        r"(?:_number)?)$")),
+    ("phone", re.compile(r"(?:^|_)(?:phone(?:_number|_no)?|mobile(?:_number)?|telephone|"
+                         r"cell(?:_phone)?)$")),
+    ("email", re.compile(r"(?:^|_)e_?mail(?:_address)?$")),
+    ("iban", re.compile(r"(?:^|_)iban$")),
+    ("passport", re.compile(r"(?:^|_)passport(?:_number|_no)?$")),
+)
+
+
+def _key_kind(key: str | None) -> str | None:
+    """The kind every value of ``key`` is, whole (``_KEY_KINDS``), or None."""
+    if not key:
+        return None
+    normal = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key.strip()).lower()
+    normal = re.sub(r"[\s\-]+", "_", normal)
+    return next((kind for kind, pattern in _KEY_KINDS if pattern.search(normal)), None)
+
+
 def _looks_like_name(value: str) -> bool:
     """A value that can be a person's name: one to five words of letters, none a common word
     (after a title: "MR HUGO LINDQVIST")."""
@@ -1555,7 +1593,11 @@ class Redactor:
                              for literal in node.literals)
             index += 1
         analysed = [node.prefix + node.text for node in nodes]
-        unique = list(dict.fromkeys(analysed))
+        # a number is read by the rules alone (a card, a phone, an SSN...): NER finds no name
+        # in digits, and a log's timestamps would each be a model call
+        numeric = {text for node, text in zip(nodes, analysed, strict=True)
+                   if _NUMBER.fullmatch(node.text)}
+        unique = [text for text in dict.fromkeys(analysed) if text not in numeric]
         presidio = self.detection.engine == "presidio"
         if presidio:
             # JSON inside a string is read by the rules; the model reads each of its values
@@ -1575,6 +1617,7 @@ class Redactor:
                                              for a, b in segments[text])]
         else:
             by_text = {text: _regex_spans(text, self.names) for text in unique}
+        by_text.update({text: _regex_spans(text, self.names) for text in numeric})
         spans: list[list[Span]] = []
         for node, text in zip(nodes, analysed, strict=True):
             shift = len(text) - len(node.text)
@@ -1589,6 +1632,11 @@ class Redactor:
                     and _looks_like_name(node.text)):
                 lead = len(node.text) - len(node.text.lstrip())
                 own.append(Span(lead, len(node.text.rstrip()), "name", 0.9, cue=True))
+            whole = (None if node.literal is not None and node.literal.is_key else
+                     _key_kind(node.context if node.literal is None else node.key))
+            if whole is not None and node.text.strip():  # "password": "hunter2", "ssn": 78051120
+                lead = len(node.text) - len(node.text.lstrip())
+                own.append(Span(lead, len(node.text.rstrip()), whole, 1.0))
             spans.append(_extend_names(node.text, own) if self.names else own)
         if self.names:
             stop_words = _engine().stop_words if presidio else _STOP_WORDS
@@ -1674,6 +1722,8 @@ def _collect(value: Any, into: list[str], keys: list[str | None], contexts: list
     before it, "ssn: ..."). Numbers are read as their decimal text (a card number or a phone
     logged as a JSON number) and dict keys as strings (an email used as a key), except keys
     :func:`_plain_key` says cannot hold any; :func:`_rebuild` walks the same way."""
+    if key in _UNREAD_VALUES and isinstance(value, str):
+        return  # a message's role, a JSON schema's or a content part's type
     if isinstance(value, str) or (isinstance(value, (int, float))
                                   and not isinstance(value, bool)):
         into.append(value if isinstance(value, str) else _number_text(value))
@@ -1702,20 +1752,28 @@ def _number_text(value: int | float) -> str:
     return str(value) if isinstance(value, int) else repr(value)
 
 
-def _rebuild(value: Any, replaced: Any) -> Any:
+#: keys whose text values are vocabulary, never data ("integer" in a tool's JSON schema was read
+#: as a person's name and the schema broke)
+_UNREAD_VALUES = frozenset({"type", "role"})
+
+
+def _rebuild(value: Any, replaced: Any, key: str | None = None) -> Any:
     """``value`` with each string :func:`_collect` read replaced by the next of ``replaced``: a
     number stays a number unless its text was redacted; a redacted key that is now another
     key's is numbered ("[EMAIL]", "[EMAIL] 2"), so no value is lost."""
+    if key in _UNREAD_VALUES and isinstance(value, str):
+        return value
     if isinstance(value, str):
         return next(replaced)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         text = next(replaced)
         return value if text == _number_text(value) else text
     if isinstance(value, (list, tuple)):
-        return type(value)(_rebuild(item, replaced) for item in value)
+        return type(value)(_rebuild(item, replaced, key) for item in value)
     if isinstance(value, dict):
         out: dict[Any, Any] = {}
         for name, item in value.items():
+            written = name
             if not _plain_key(str(name)):
                 new = next(replaced)
                 if new != str(name):
@@ -1723,7 +1781,7 @@ def _rebuild(value: Any, replaced: Any) -> Any:
                     while new in out or new in value:
                         count += 1
                         new = f"{base} {count}"
-                    name = new
-            out[name] = _rebuild(item, replaced)
+                    written = new
+            out[written] = _rebuild(item, replaced, str(name))
         return out
     return value
