@@ -43,3 +43,15 @@ def did_you_mean(word: str, options: Any) -> str:
 
     close = difflib.get_close_matches(word, sorted(options), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def json_kind(value: Any) -> str:
+    """What a JSON value is ("an array", "a number", "null"), for an error line that must
+    never quote the value itself (it may hold personal data)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {str: "a string", list: "an array", dict: "an object"}.get(type(value), "a value")

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from posttrain.errors import UserError
+from posttrain.errors import UserError, json_kind
 
 ENDPOINT = "/v1/chat/completions"
 BATCH_DISCOUNT = 0.5
@@ -480,17 +480,6 @@ def _as_chat(body: dict[str, Any]) -> dict[str, Any]:
                           "output_tokens_details") or {}).get("reasoning_tokens")}}}
 
 
-def _kind(value: Any) -> str:
-    """What a JSON value is (``a string``), never its content."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    return {str: "a string", list: "an array", dict: "an object"}.get(type(value), "a value")
-
-
 #: one answer read from a batch output file: (custom_id, completion or None, error or None)
 Answer = tuple[str, Any, "str | None"]
 
@@ -509,10 +498,10 @@ def _read_results(results: Path, ids: set[str]) -> tuple[list[Answer], set[str]]
     for data, source in read_records(results, "batch output file"):
         if not isinstance(data, dict):
             raise source.error(f"a batch output line is an object {{id, custom_id, response, "
-                               f"error}}, not {_kind(data)}")
+                               f"error}}, not {json_kind(data)}")
         cid = data.get("custom_id")
         if not isinstance(cid, str):
-            raise source.error(f"required: a custom_id string (got {_kind(cid)})", "custom_id")
+            raise source.error(f"required: a custom_id string (got {json_kind(cid)})", "custom_id")
         if cid not in ids:
             raise source.error(f"custom_id {cid!r} is no line of the input file", "custom_id")
         if cid in first:
@@ -527,10 +516,10 @@ def _read_results(results: Path, ids: set[str]) -> tuple[list[Answer], set[str]]
             response = {}
         if not isinstance(response, dict):
             raise source.error(f"a response is an object {{status_code, body}}, not "
-                               f"{_kind(response)}", "response")
+                               f"{json_kind(response)}", "response")
         body = response.get("body")
         if body is not None and not isinstance(body, dict):
-            raise source.error(f"a response body is an object, not {_kind(body)}",
+            raise source.error(f"a response body is an object, not {json_kind(body)}",
                                "response.body")
         if response.get("status_code") == 200 and isinstance(body, dict):
             try:

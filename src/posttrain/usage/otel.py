@@ -38,7 +38,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from posttrain.errors import UserError
+from posttrain.errors import UserError, json_kind
 from posttrain.loaders.storable import check_storable
 from posttrain.usage.logs import LogRecord, Problem, model_name
 
@@ -99,17 +99,6 @@ _KNOWN_PARTS = ("blob", "file", "uri", "image", "image_url", "audio", "input_aud
                 "document", "refusal", "server_tool_call", "server_tool_call_response")
 
 
-def _kind(value: Any) -> str:
-    """What a JSON value is (``an array``), never its content."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    return {str: "a string", list: "an array", dict: "an object"}.get(type(value), "a value")
-
-
 def _json_list(value: Any, where: str) -> list[Any]:
     """An attribute holding a JSON array (or nothing): the array; ValueError naming the
     attribute and what it holds otherwise."""
@@ -117,22 +106,22 @@ def _json_list(value: Any, where: str) -> list[Any]:
     if parsed is None:
         return []
     if not isinstance(parsed, list):
-        raise ValueError(f"{where} is {_kind(parsed)}, not an array")
+        raise ValueError(f"{where} is {json_kind(parsed)}, not an array")
     return parsed
 
 
 def _parts_message(message: Any, where: str) -> tuple[dict[str, Any], list[Any]]:
     """One GenAI message (``{role, parts}``) as a chat message; (message, tool results)."""
     if not isinstance(message, dict):
-        raise ValueError(f"{where} is {_kind(message)}, not a message object {{role, parts}}")
+        raise ValueError(f"{where} is {json_kind(message)}, not a message object {{role, parts}}")
     role = message.get("role")
     parts = message.get("parts") or []
     if not isinstance(parts, list):
-        raise ValueError(f"{where}.parts is {_kind(parts)}, not an array")
+        raise ValueError(f"{where}.parts is {json_kind(parts)}, not an array")
     texts, calls, results = [], [], []
     for index, part in enumerate(parts):
         if not isinstance(part, dict):
-            raise ValueError(f"{where}.parts[{index}] is {_kind(part)}, not an object "
+            raise ValueError(f"{where}.parts[{index}] is {json_kind(part)}, not an object "
                              "{type, ...}")
         kind = part.get("type")
         if kind == "text":
@@ -426,7 +415,7 @@ def read_otel(path: Path) -> tuple[list[LogRecord], list[Problem], dict[str, Any
     for number, doc in documents:
         line = number if len(documents) > 1 or number > 1 else None
         if not isinstance(doc, dict):  # never quoted: the document is unredacted input
-            raise UserError(f"not an OTLP trace export: the document is {_kind(doc)}, not an "
+            raise UserError(f"not an OTLP trace export: the document is {json_kind(doc)}, not an "
                             'object {"resourceSpans": [...]} (one per line in JSONL)',
                             file=path, line=line)
         request = ExportTraceServiceRequest()
