@@ -330,10 +330,18 @@ def _open_store(path: str, *, reading: bool = False) -> Any:
 
 
 def _resolve_runs(store: Any, refs: Sequence[str], path: str) -> list[Any]:
+    """The runs the refs name; a ref that names none is a UserError (exit 2) saying so."""
     try:
         return [store.resolve_run(ref) for ref in refs]
     except KeyError as exc:
-        raise UserError(f"no run {exc.args[0]!r} in {path}", field="RUN") from None
+        ref = str(exc.args[0]) if exc.args else ""
+        if ref == "latest" or ref.startswith("latest~"):
+            count = store.conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+            raise UserError(f"no run {ref!r} in {path}: it holds {count} run"
+                            f"{'' if count == 1 else 's'} (latest~{max(count - 1, 0)} is the "
+                            "oldest)" if count else f"no run {ref!r} in {path}: it holds no runs",
+                            field="RUN") from None
+        raise UserError(f"no run {ref!r} in {path}", field="RUN") from None
 
 
 def _run_report(args: argparse.Namespace) -> int:

@@ -355,6 +355,43 @@ def _run_from_row(row: sqlite3.Row) -> RunInfo:
     )
 
 
+#: the largest integer SQLite stores (64-bit): a LIMIT or OFFSET past it overflowed
+_MAX_SQL_INT = 2**63 - 1
+
+
+def like_prefix(text: str) -> str:
+    """A LIKE pattern (with ``ESCAPE '\\'``) matching the strings that start with ``text``:
+    its ``%``, ``_`` and ``\\`` are literal."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _latest_offset(ref: str) -> int:
+    """N of ``latest~N`` (0 for ``latest``): digits only, else a UserError naming the ref."""
+    from posttrain.errors import UserError
+
+    if ref == "latest":
+        return 0
+    text = ref.split("~", 1)[1]
+    if not (text.isascii() and text.isdigit()):
+        raise UserError(f"run {ref!r}: latest~N takes N, the runs before the newest, as a whole "
+                        "number 0 or more (latest~1: the run before the newest)", field="RUN")
+    return int(text)
+
+
+def _run_limit(limit: Any) -> int:
+    """A ``list_runs`` limit for SQL: an integer of 1 or more (one too large for SQLite is cut
+    to the largest it holds: every run)."""
+    from posttrain.errors import UserError
+
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise UserError(f"the number of runs to list must be an integer, got {limit!r}",
+                        field="--limit")
+    if limit < 1:
+        raise UserError(f"the number of runs to list must be at least 1, got {limit}",
+                        field="--limit")
+    return min(limit, _MAX_SQL_INT)
+
+
 class Store:
     """A connection to the store. Not shared across threads; open one per process/thread."""
 
@@ -870,6 +907,9 @@ class Store:
         return _run_from_row(row)
 
     def list_runs(self, eval_name: str | None = None, limit: int | None = None) -> list[RunInfo]:
+        """The runs, newest first (of one eval with ``eval_name``); ``limit``: at most that many
+        (an integer of 1 or more, else a :class:`~posttrain.errors.UserError`; one past
+        SQLite's 64-bit integers lists them all, as no store holds that many)."""
         sql = "SELECT * FROM runs"
         params: list[Any] = []
         if eval_name is not None:
@@ -877,22 +917,32 @@ class Store:
             params.append(eval_name)
         sql += " ORDER BY created DESC, id DESC"
         if limit is not None:
-            sql += f" LIMIT {int(limit)}"
+            sql += " LIMIT ?"
+            params.append(_run_limit(limit))
         return [_run_from_row(row) for row in self.conn.execute(sql, params)]
 
     def resolve_run(self, ref: str) -> RunInfo:
-        """A run by id, unique id prefix, ``latest``, or ``latest~N``."""
+        """A run by id, unique id prefix, ``latest``, or ``latest~N`` (N runs before the newest,
+        N a whole number written in digits). A ref that names no run (or a prefix of several)
+        is a ``KeyError``; a malformed ``latest~N`` a :class:`~posttrain.errors.UserError`."""
         if ref == "latest" or ref.startswith("latest~"):
-            offset = int(ref.split("~", 1)[1]) if "~" in ref else 0
-            runs = self.list_runs(limit=offset + 1)
-            if len(runs) <= offset:
+            offset = _latest_offset(ref)
+            if offset > _MAX_SQL_INT:  # more runs back than any store can hold
                 raise KeyError(ref)
-            return runs[offset]
+            row = self.conn.execute("SELECT * FROM runs ORDER BY created DESC, id DESC "
+                                    "LIMIT 1 OFFSET ?", (offset,)).fetchone()
+            if row is None:
+                raise KeyError(ref)
+            return _run_from_row(row)
+        if not ref:
+            raise KeyError(ref)
         row = self.conn.execute("SELECT * FROM runs WHERE id = ?", (ref,)).fetchone()
         if row is not None:
             return _run_from_row(row)
-        rows = self.conn.execute("SELECT * FROM runs WHERE id LIKE ? LIMIT 2",
-                                 (ref + "%",)).fetchall()
+        # a prefix: LIKE's wildcards in the ref are literal characters (a run ref '%' or '_'
+        # named the store's only run)
+        rows = self.conn.execute("SELECT * FROM runs WHERE id LIKE ? ESCAPE '\\' LIMIT 2",
+                                 (like_prefix(ref),)).fetchall()
         if len(rows) == 1:
             return _run_from_row(rows[0])
         raise KeyError(ref)

@@ -1,0 +1,98 @@
+"""Red-team faults of the viewer, run refs and blind votes: each test failed before its fix."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from posttrain.cli import main as cli_main
+from posttrain.errors import UserError
+from posttrain.runner.store import Store
+from posttrain.web.server import create_app
+from tests.test_web_helpers import build
+
+
+async def _client(store_path: Path) -> TestClient:
+    client = TestClient(TestServer(create_app(store_path, seed=1), host="127.0.0.1"))
+    await client.start_server()
+    return client
+
+
+# ---- 3: run refs and run limits ---------------------------------------------------------------
+@pytest.mark.parametrize("ref", ["latest~-1", "latest~-2", "latest~x", "latest~", "latest~ 1",
+                                 "latest~+1", "latest~1_0", "latest~\u0661"])
+def test_a_malformed_latest_ref_is_a_user_error(tmp_path: Path, ref: str) -> None:
+    store_path, _, _runs = build(tmp_path)
+    with Store(store_path, reading=True) as store, pytest.raises(UserError, match="latest~N"):
+        store.resolve_run(ref)
+
+
+def test_latest_n_counts_from_the_newest_and_past_the_oldest_is_no_run(tmp_path: Path) -> None:
+    store_path, _, runs = build(tmp_path)
+    with Store(store_path, reading=True) as store:
+        newest = store.list_runs()
+        assert [store.resolve_run(f"latest~{n}").id for n in range(2)] == [r.id for r in newest]
+        for ref in ("latest~2", "latest~99999999999999999999", "latest~" + "9" * 400):
+            with pytest.raises(KeyError):
+                store.resolve_run(ref)
+
+
+@pytest.mark.parametrize("ref", ["%", "_", "%%", "2%", "_" * 3, "", "\\"])
+def test_a_run_prefix_matches_its_characters_literally(tmp_path: Path, ref: str) -> None:
+    store_path, _, runs = build(tmp_path)
+    with sqlite3.connect(store_path) as conn:  # one run left: a wildcard named it
+        conn.execute("DELETE FROM runs WHERE id = ?", (runs["model-b"],))
+    with Store(store_path, reading=True) as store:
+        only = runs["model-a"]
+        with pytest.raises(KeyError):
+            store.resolve_run(ref)
+        assert store.resolve_run(only[:-3]).id == only  # a real prefix still works
+
+
+def test_list_runs_limit_is_checked(tmp_path: Path) -> None:
+    store_path, _, _runs = build(tmp_path)
+    with Store(store_path, reading=True) as store:
+        assert len(store.list_runs(limit=2**70)) == 2
+        assert len(store.list_runs(limit=1)) == 1
+        for bad in (0, -1, True, "3"):
+            with pytest.raises(UserError, match="--limit"):
+                store.list_runs(limit=bad)
+
+
+@pytest.mark.parametrize("argv", [["runs", "--limit", "0"], ["runs", "--limit", "-1"],
+                                  ["report", "latest~-1"], ["report", "latest~x"],
+                                  ["report", "latest~99999999999999999999"], ["report", "%"],
+                                  ["report", "_"], ["report", ""]])
+def test_cli_bad_run_ref_or_limit_is_one_line_exit_2(tmp_path: Path, argv: list[str],
+                                                     capsys: pytest.CaptureFixture) -> None:
+    store_path, _, _runs = build(tmp_path)
+    assert cli_main([*argv, "--store", str(store_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+
+
+def test_cli_runs_huge_limit_lists_every_run(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture) -> None:
+    store_path, _, runs = build(tmp_path)
+    assert cli_main(["runs", "--limit", "99999999999999999999", "--store", str(store_path)]) == 0
+    out = capsys.readouterr().out
+    assert all(run in out for run in runs.values())
+
+
+@pytest.mark.parametrize(("ref", "status"), [("latest~-1", 400), ("latest~x", 400),
+                                             ("latest~99999999999999999999", 404),
+                                             ("%25", 404), ("_", 404)])
+async def test_viewer_bad_run_ref_is_400_or_404(tmp_path: Path, ref: str, status: int) -> None:
+    store_path, _, _runs = build(tmp_path)
+    client = await _client(store_path)
+    try:
+        response = await client.get(f"/api/runs/{ref}")
+        assert response.status == status
+        assert "error" in await response.json()
+    finally:
+        await client.close()
