@@ -96,3 +96,36 @@ async def test_viewer_bad_run_ref_is_400_or_404(tmp_path: Path, ref: str, status
         assert "error" in await response.json()
     finally:
         await client.close()
+
+
+# ---- 6: reading commands never create a store in an empty file --------------------------------
+def _empty_sqlite(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 7")  # a database file with a header and no tables
+    conn.close()
+
+
+@pytest.mark.parametrize("kind", ["zero-bytes", "no-tables"])
+@pytest.mark.parametrize("argv", [["store", "info"], ["store", "info", "--json"], ["runs"],
+                                  ["report"], ["store", "vacuum"]])
+def test_reading_an_empty_file_writes_nothing(tmp_path: Path, kind: str, argv: list[str],
+                                              capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "empty.db"
+    if kind == "zero-bytes":
+        path.write_bytes(b"")
+    else:
+        _empty_sqlite(path)
+    before = path.read_bytes()
+    assert cli_main([*argv, "--store", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "empty store" in err and "Traceback" not in err
+    assert path.read_bytes() == before
+    assert not path.with_name("empty.db-wal").exists()
+
+
+def test_the_viewer_refuses_an_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    path.write_bytes(b"")
+    with pytest.raises(UserError, match="empty store"):
+        create_app(path)
+    assert path.stat().st_size == 0

@@ -522,6 +522,9 @@ async def api_votes(request: web.Request) -> web.Response:
 def create_app(store_path: str | Path, *, token: str | None = None,
                seed: int | None = None) -> web.Application:
     app = web.Application(middlewares=[_guard], client_max_size=4 * 1024 * 1024)
+    from posttrain.cli.store import refuse_empty_store
+
+    refuse_empty_store(store_path)  # browsing an empty file must not write a schema into it
     app[STORE_KEY] = Store(store_path, reading=True)  # read-only: browsing, no votes
     app[TOKEN_KEY] = token or ""
     app[PAIRS_KEY] = {}
