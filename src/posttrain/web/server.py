@@ -36,6 +36,7 @@ from aiohttp import web
 from posttrain.errors import UserError
 from posttrain.runner.store import Store
 from posttrain.web import live, matrix, views
+from posttrain.web.store_file import refuse_empty_store
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 VERDICTS = ("misgraded", "ambiguous", "fine")
@@ -522,8 +523,6 @@ async def api_votes(request: web.Request) -> web.Response:
 def create_app(store_path: str | Path, *, token: str | None = None,
                seed: int | None = None) -> web.Application:
     app = web.Application(middlewares=[_guard], client_max_size=4 * 1024 * 1024)
-    from posttrain.cli.store import refuse_empty_store
-
     refuse_empty_store(store_path)  # browsing an empty file must not write a schema into it
     app[STORE_KEY] = Store(store_path, reading=True)  # read-only: browsing, no votes
     app[TOKEN_KEY] = token or ""
