@@ -129,3 +129,64 @@ def test_the_viewer_refuses_an_empty_file(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="empty store"):
         create_app(path)
     assert path.stat().st_size == 0
+
+
+# ---- 5: every integer the viewer reads is checked; a review keeps the field's JSON type --------
+@pytest.mark.parametrize("epoch", ["99999999999999999999", "-99999999999999999999", "1e3",
+                                   "abc", "1.5", "\u0661", "-1"])
+async def test_sample_epoch_is_validated(tmp_path: Path, epoch: str) -> None:
+    store_path, _, runs = build(tmp_path)
+    client = await _client(store_path)
+    try:
+        response = await client.get(f"/api/runs/{runs['model-a']}/samples/q1",
+                                    params={"epoch": epoch})
+        assert response.status == 400, await response.text()
+        assert "epoch" in (await response.json())["error"]
+        assert (await client.get(f"/api/runs/{runs['model-a']}/samples/q1?epoch=0")).status \
+            == 200
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("epoch", ["abc", [1], 1e300, 1.5, True, {"a": 1}, 2**70, -1, "0"])
+@pytest.mark.parametrize("path", ["/api/review", "/api/steer/pause"])
+async def test_json_epoch_is_validated(tmp_path: Path, epoch: Any, path: str) -> None:
+    store_path, _, runs = build(tmp_path)
+    client = await _client(store_path)
+    try:
+        response = await client.post(path, json={
+            "run": runs["model-a"], "item_id": "q1", "verdict": "fine", "epoch": epoch})
+        assert response.status == 400, await response.text()
+        assert "epoch" in (await response.json())["error"]
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("value", [{"a": 1}, ["Paris"], 3, None, True])
+async def test_a_review_keeps_a_string_field_a_string(tmp_path: Path, value: Any) -> None:
+    store_path, eval_path, runs = build(tmp_path)
+    dataset = eval_path.parent / "data.jsonl"
+    before = dataset.read_text()
+    client = await _client(store_path)
+    try:
+        response = await client.post("/api/review", json={
+            "run": runs["model-a"], "item_id": "q1", "verdict": "misgraded", "field": "answer",
+            "value": value})
+        assert response.status == 400, await response.text()
+        assert "string" in (await response.json())["error"]
+        ok = await client.post("/api/review", json={
+            "run": runs["model-a"], "item_id": "q1", "verdict": "misgraded", "field": "answer",
+            "value": "paris"})
+        assert ok.status == 200, await ok.text()
+    finally:
+        await client.close()
+    assert json.loads(dataset.read_text().splitlines()[0])["answer"] == "paris"
+    assert before.splitlines()[1:] == dataset.read_text().splitlines()[1:]
+    with Store(store_path, reading=True) as store:
+        assert [r["verdict"] for r in store.reviews("capitals")] == ["misgraded"]
+
+
+def test_natural_key_of_a_superscript_digit_tag() -> None:
+    from posttrain.web.views import natural_key
+
+    assert natural_key("\u00b2") and natural_key("tag2") < natural_key("tag10")

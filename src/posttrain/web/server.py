@@ -223,17 +223,34 @@ async def api_samples(request: web.Request) -> web.Response:
     return web.json_response(rows, headers={"X-Total-Count": str(total)})
 
 
-def _int(query: Any, key: str, default: int) -> int:
+def _integer(value: Any, key: str, *, minimum: int | None = None, text: bool = False) -> int:
+    """An integer a request sent: a JSON number that is a whole integer (not ``true``,
+    ``1.5``, ``1e300``, ``"1"`` or ``[1]``), or with ``text`` a query parameter's digits (a
+    leading ``-`` allowed); at most ``_LARGEST`` either way (SQLite's integers are 64-bit: 2^63
+    was an HTTP 500) and at least ``minimum``; else a UserError (HTTP 400) naming ``key``. The
+    one parser of every integer the server reads."""
+    if text and isinstance(value, str):
+        digits = value.removeprefix("-")
+        if not (digits.isascii() and digits.isdigit()):
+            raise UserError(f"{key} must be an integer")
+        if len(digits) > len(str(_LARGEST)):
+            raise UserError(f"{key} is too large (at most {_LARGEST})")
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UserError(f"{key} must be an integer, got {json.dumps(value)[:40]}")
+    if abs(value) > _LARGEST:
+        raise UserError(f"{key} is too large (at most {_LARGEST})")
+    if minimum is not None and value < minimum:
+        raise UserError(f"{key} must be {minimum} or more")
+    return value
+
+
+def _int(query: Any, key: str, default: int, *, minimum: int | None = None) -> int:
+    """A query parameter's integer (:func:`_integer`); ``default`` when missing or empty."""
     value = query.get(key)
     if value is None or value == "":
         return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise UserError(f"{key} must be an integer") from None
-    if abs(number) > _LARGEST:  # SQLite's integers are 64-bit: 2^63 was an HTTP 500
-        raise UserError(f"{key} is too large (at most {_LARGEST})")
-    return number
+    return _integer(value, key, minimum=minimum, text=True)
 
 
 #: the largest integer a query parameter may hold (far past any page; within SQLite's 64 bits)
@@ -286,10 +303,7 @@ async def api_matrix(request: web.Request) -> web.Response:
 
 
 async def api_sample(request: web.Request) -> web.Response:
-    try:
-        epoch = int(request.query.get("epoch", "0"))
-    except ValueError:
-        return _error(400, "epoch must be an integer")
+    epoch = _int(request.query, "epoch", 0, minimum=0)
     return web.json_response(views.sample_detail(
         _store(request), request.match_info["run"], request.match_info["item"], epoch))
 
@@ -387,7 +401,7 @@ async def api_review(request: web.Request) -> web.Response:
     if verdict not in VERDICTS:
         return _error(400, f"verdict must be one of {', '.join(VERDICTS)}")
     note = body.get("note") if isinstance(body.get("note"), str) else None
-    epoch = int(body.get("epoch") or 0)
+    epoch = 0 if body.get("epoch") is None else _integer(body["epoch"], "epoch", minimum=0)
     detail = views.sample_detail(store, run.id, item_id, epoch)
     field = body.get("field")
     regraded = 0
@@ -398,11 +412,17 @@ async def api_review(request: web.Request) -> web.Response:
         if not run.eval_path:
             return _error(400, "this run has no eval file to edit")
         value = body.get("value")
-        if not isinstance(detail["item"].get(field), str):
+        current = detail["item"].get(field)
+        if not isinstance(current, str):
             try:
                 value = json.loads(value) if isinstance(value, str) else value
             except ValueError:
                 return _error(400, "this field holds JSON: send valid JSON")
+        # a reviewed value keeps the field's JSON type: a string reference stays a string (an
+        # object written into it reads as its text, or breaks the grader that reads it)
+        if current is not None and _json_type(value) != _json_type(current):
+            return _error(400, f"field {field!r} holds a {_json_type(current)}: send a "
+                               f"{_json_type(current)}, not a {_json_type(value)}")
         old = update_item_field(run.eval_path, item_id, field, value, who=body.get("who") or "web",
                                 note=note)
         store.add_review(run.eval_name, item_id, verdict, old_value={field: old},
@@ -418,6 +438,19 @@ async def api_review(request: web.Request) -> web.Response:
         store.add_review(run.eval_name, item_id, verdict, note=note)
     return web.json_response({"regraded": regraded, "not_regraded": not_regraded,
                               "sample": views.sample_detail(store, run.id, item_id, epoch)})
+
+
+def _json_type(value: Any) -> str:
+    """The JSON type of a decoded value: string, number, boolean, null, array or object."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
 
 
 # ---- live runs and steering -------------------------------------------------------------------
@@ -484,9 +517,7 @@ async def _steer_body(request: web.Request) -> tuple[dict[str, Any], str, str, i
     run, item = body.get("run"), body.get("item_id")
     if not isinstance(run, str) or not isinstance(item, str):
         raise UserError("needs run and item_id")
-    epoch = body.get("epoch", 0)
-    if not isinstance(epoch, int):
-        raise UserError("epoch must be an integer")
+    epoch = _integer(body.get("epoch", 0), "epoch", minimum=0)
     return body, run, item, epoch
 
 

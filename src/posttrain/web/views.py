@@ -309,7 +309,7 @@ def sample_detail(store: Store, run_id: str, item_id: str, epoch: int = 0) -> di
 
 def natural_key(text: str) -> list[Any]:
     """A sort key that puts "tag2" before "tag10" (numbers compared as numbers)."""
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part.lower())
+    return [(0, int(part), "") if part.isdecimal() else (1, 0, part.lower())
             for part in re.split(r"(\d+)", text) if part]
 
 
