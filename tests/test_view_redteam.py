@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from posttrain.cli import main as cli_main
 from posttrain.errors import UserError
 from posttrain.runner.store import Store
+from posttrain.types import Completion, Item, Score
 from posttrain.web.server import create_app
 from tests.test_web_helpers import build
 
@@ -190,3 +191,114 @@ def test_natural_key_of_a_superscript_digit_tag() -> None:
     from posttrain.web.views import natural_key
 
     assert natural_key("\u00b2") and natural_key("tag2") < natural_key("tag10")
+
+
+# ---- 1 and 2: the matrix's tags and search ----------------------------------------------------
+def _matrix_run(store: Store, model: str, items: list[Item], answers: dict[str, str | None],
+                eval_name: str = "m") -> str:
+    run = store.create_run(run_key=f"k-{model}", eval_name=eval_name, eval_path=None, eval_hash="h",
+                           model=model, variant="default", epochs=1, config={}, items=items)
+    for item in items:
+        text = answers.get(item.id, "")
+        if text is None:
+            store.record_sample(run.id, item.id, 0, completion=None, request_key=None,
+                                attempts=3, error=f"HTTP 503 for {item.id}")
+        else:
+            store.record_sample(run.id, item.id, 0, completion=Completion(text=text),
+                                request_key=None, attempts=1,
+                                scores=[Score(value=1.0, passed=True, name="g")])
+    store.finish_run(run.id)
+    return run.id
+
+
+def test_matrix_tags_are_the_union_of_the_columns(tmp_path: Path) -> None:
+    """The columns disagree on an item's tags (the dataset was re-tagged between the runs): the
+    tag offered filters to the items any column tags with it, and rows show every tag."""
+    from posttrain.web import matrix
+
+    old = [Item(id=f"i{n}", data={"q": f"Q{n}"}, tags=["old"]) for n in range(4)]
+    new = [Item(id=i.id, data=i.data, tags=["new"] if i.id == "i1" else ["old"])
+           for i in reversed(old)] + [Item(id="i9", data={"q": "Q9"}, tags=["old"])]
+    same = [Item(id=i.id, data=i.data, tags=["fresh"] if i.id == "i2" else i.tags) for i in old]
+    with Store(tmp_path / "s.db") as store:
+        first = _matrix_run(store, "model-a", old, {})
+        second = _matrix_run(store, "model-b", new, {})
+        third = _matrix_run(store, "model-c", same, {})  # the same items, in order, as `first`
+        for ids, tag, rows in (([first, second], "new", ["i1"]), ([second, first], "new", ["i1"]),
+                               ([first, second], "old", ["i0", "i1", "i2", "i3", "i9"]),
+                               ([first, third], "fresh", ["i2"]),
+                               ([third, first], "fresh", ["i2"])):
+            columns = [store.get_run(r) for r in ids]
+            whole = matrix.matrix(store, columns, limit=None)
+            assert tag in whole["tags"]
+            picked = matrix.matrix(store, columns, tag=tag, limit=None)
+            assert sorted(r["item_id"] for r in picked["rows"]) == rows
+            assert picked["total"] == len(rows)
+            assert matrix.matrix(store, columns, tag=tag)["total"] == len(rows)  # paged count
+            for row in whole["rows"]:  # every tag a filter keeps the row for, and only those
+                keeps = {t for t in whole["tags"] if row["item_id"] in
+                         {r["item_id"] for r in matrix.matrix(store, columns, tag=t,
+                                                              limit=None)["rows"]}}
+                assert set(row["tags"]) == keeps, row
+        # the newest run's tags first
+        row = next(r for r in matrix.matrix(store, [store.get_run(first), store.get_run(second)],
+                                            limit=None)["rows"] if r["item_id"] == "i1")
+        assert row["tags"] == ["new", "old"]
+
+
+SEARCH_ITEMS = [
+    Item(id="q1", data={"question": 'say "hi"', "answer": "ok"}),
+    Item(id="q2", data={"question": "C:\\temp", "answer": "ok"}),
+    Item(id="q3", data={"question": "line1\nline2\ttab", "answer": "ok"}),
+    Item(id="q4", data={"question": "plain 100% sure_thing", "answer": "ok",
+                        "messages": [{"role": "user", "content": "Nested CONTENT here"}]}),
+    Item(id="q5", data={"question": "caf\u00e9 \u00fcber", "answer": "ok", "n": 12345,
+                        "flag": True}),
+]
+SEARCH_ANSWERS = {"q1": "the model says hello", "q2": None, "q3": "a\\b \"quoted\" answer",
+                  "q4": "", "q5": "x"}
+
+
+def _visible_truth(items: list[Item], answers: dict[str, str | None], q: str) -> list[str]:
+    """Items whose id, string or number values (any depth), answer or error hold q, ignoring
+    ASCII case."""
+    def strings(value: Any) -> list[str]:
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return [str(value)]
+        if isinstance(value, dict):
+            return [s for v in value.values() for s in strings(v)]
+        if isinstance(value, list):
+            return [s for v in value for s in strings(v)]
+        return []
+
+    def fold(text: str) -> str:
+        return "".join(c.lower() if c.isascii() else c for c in text)
+
+    out = []
+    for item in items:
+        answer = answers.get(item.id)
+        texts = [item.id, *strings(item.data),
+                 answer if answer is not None else f"HTTP 503 for {item.id}"]
+        if any(fold(q) in fold(t) for t in texts):
+            out.append(item.id)
+    return out
+
+
+@pytest.mark.parametrize("q", ['say "hi"', "C:\\temp", "line1\nline2", "\t", "question", '":"',
+                               "\x00", "{", "%", "_", "100%", "sure_thing", "nested content",
+                               "\\", '"', "HTTP 503", "hello", 'b "quoted', "q3", "messages",
+                               "role", "user", "CAF\u00e9", "\u00dcber", "12345", "234", "'", "true"])
+def test_matrix_search_matches_what_the_page_shows(tmp_path: Path, q: str) -> None:
+    from posttrain.web import matrix
+
+    with Store(tmp_path / "s.db") as store:
+        a = _matrix_run(store, "model-a", SEARCH_ITEMS, SEARCH_ANSWERS)
+        b = _matrix_run(store, "model-b", SEARCH_ITEMS[:3], {})  # other items: another query
+        truth = _visible_truth(SEARCH_ITEMS, SEARCH_ANSWERS, q)
+        for ids in ([a], [a, b]):
+            columns = [store.get_run(r) for r in ids]
+            found = matrix.matrix(store, columns, search=q, limit=None)
+            assert [r["item_id"] for r in found["rows"]] == truth, (ids, q)
+            assert matrix.matrix(store, columns, search=q)["total"] == len(truth)

@@ -7,6 +7,13 @@ failed request is an *error*, the item's headline score is the sum of its scored
 ``max(epochs, answers)``). Filters, search, sorting and paging run in the query, so a page of
 a 100,000-sample eval reads only that page's answers; nothing loads every completion.
 
+An item's tags are the union of its tags in every column (a run made after the dataset was
+re-tagged holds the new ones, an older run the old): the tags offered are every column's, a tag
+filter keeps an item that any column tags with it, and a row shows all of them, the newest
+run's first. The search (``q``) matches what the page shows: item ids, the string and number
+values of an item's fields (at any depth; never its keys or JSON syntax), answers' texts and
+errors, as a plain substring (no wildcards), ignoring ASCII case.
+
 A cell's status, worst first: ``error`` (a request failed), ``unscored`` (a grader could not
 grade), ``missing`` (fewer answers than epochs), ``fail``, ``pass``, ``scored`` (graded with
 no pass/fail).
@@ -106,8 +113,11 @@ def _percentile(latency: dict[str, Any], q: int) -> float | None:
     return lower + (upper - lower) * (position - math.floor(position))
 
 
-def _like(text: str) -> str:
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+def _contains(column: str) -> str:
+    """SQL true when ``column``'s text holds the bound parameter, ignoring ASCII case (as LIKE
+    did), as a plain substring: ``instr`` has no wildcards, and reads a NUL as a character
+    (LIKE's pattern ended at one, so a NUL matched everything)."""
+    return f"instr(lower({column}), lower(?)) > 0"
 
 
 def _query(store: Store, columns: list[RunInfo], *, status: str | None, tag: str | None,
@@ -127,7 +137,8 @@ def _query(store: Store, columns: list[RunInfo], *, status: str | None, tag: str
                     "WHERE run_id = ?)")
         item_params = [ids[0]]
     else:
-        ctes.append(f"items AS (SELECT item_id, MIN(position) AS position, tags FROM run_items "
+        # an item's tags are not read here: the columns may disagree (see the module's doc)
+        ctes.append(f"items AS (SELECT item_id, MIN(position) AS position FROM run_items "
                     f"WHERE run_id IN ({marks}) GROUP BY item_id)")
         item_params = list(ids)
     params += item_params
@@ -155,19 +166,21 @@ def _query(store: Store, columns: list[RunInfo], *, status: str | None, tag: str
     if status:
         where.append("(" + " OR ".join(f"{s} = ?" for s in status_of) + ")")
         where_params += [status] * len(columns)
-    if tag:
-        where.append("EXISTS (SELECT 1 FROM json_each(i.tags) WHERE value = ?)")
-        where_params.append(tag)
+    if tag:  # any column's copy of the item has the tag
+        where.append(f"EXISTS (SELECT 1 FROM run_items t, json_each(t.tags) j WHERE t.run_id IN "
+                     f"({marks}) AND t.item_id = i.item_id AND j.value = ?)")
+        where_params += [*ids, tag]
     if search:
-        pattern = _like(search)
+        answer = "json_extract(s.completion, '$.text')"
+        # the item's values as the page shows them: strings (json_tree: unescaped, any depth)
+        # and numbers; never keys, JSON syntax or escapes
         where.append(
-            "(i.item_id LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM run_items d WHERE d.run_id "
-            f"IN ({marks}) AND d.item_id = i.item_id AND d.data LIKE ? ESCAPE '\\') "
-            "OR EXISTS (SELECT 1 FROM "
-            f"samples s WHERE s.run_id IN ({marks}) AND s.item_id = i.item_id AND "
-            "(json_extract(s.completion, '$.text') LIKE ? ESCAPE '\\' "
-            "OR s.error LIKE ? ESCAPE '\\')))")
-        where_params += [pattern, *ids, pattern, *ids, pattern, pattern]
+            f"({_contains('i.item_id')} OR EXISTS (SELECT 1 FROM run_items d, json_tree(d.data) v "
+            f"WHERE d.run_id IN ({marks}) AND d.item_id = i.item_id AND v.type IN ('text', 'integer', 'real') AND "
+            f"{_contains('v.value')}) OR EXISTS (SELECT 1 FROM samples s WHERE s.run_id IN "
+            f"({marks}) AND s.item_id = i.item_id AND "
+            f"({_contains(answer)} OR {_contains('s.error')})))")
+        where_params += [search, *ids, search, *ids, search, search]
     if disagree and len(columns) > 1:
         where.append("(" + " OR ".join(f"{outcome[0]} != {o}" for o in outcome[1:]) + ")")
     if changed:
@@ -187,7 +200,7 @@ def _query(store: Store, columns: list[RunInfo], *, status: str | None, tag: str
         order = f"COALESCE(c{sort_col}.score, 0) {direction}, i.position, i.item_id"
     body = (f"FROM items i {' '.join(joins)}"
             + (f" WHERE {' AND '.join(where)}" if where else ""))
-    sql = (f"WITH {', '.join(ctes)} SELECT i.item_id, i.position, i.tags, NULL, "
+    sql = (f"WITH {', '.join(ctes)} SELECT i.item_id, i.position, NULL, NULL, "
            f"{', '.join(selects)} {body} ORDER BY {order}")
     # the count of matching rows: the items alone when nothing filters them
     count = (f"WITH {', '.join(ctes)} SELECT COUNT(*) {body}" if where
@@ -264,8 +277,9 @@ def matrix(store: Store, columns: list[RunInfo], *, status: str | None = None,
                                   [*params, limit, offset]).fetchall()
         total = store.conn.execute(count_sql, count_params).fetchone()[0]
     data = _item_data(store, columns, [r[0] for r in rows])
-    page = [{"item_id": r[0], "tags": orjson.loads(r[2]), "preview": _preview(data.get(r[0], {})),
-             "cells": _cells(r, columns)} for r in rows]
+    tags_of = _item_tags(store, columns, [r[0] for r in rows])
+    page = [{"item_id": r[0], "tags": tags_of.get(r[0], []),
+             "preview": _preview(data.get(r[0], {})), "cells": _cells(r, columns)} for r in rows]
     _add_outputs(store, columns, page, output_chars)
     tags = _tags(store, columns)
     out: dict[str, Any] = {
@@ -290,6 +304,23 @@ def _tags(store: Store, columns: list[RunInfo]) -> list[Any]:
         "SELECT DISTINCT j.value FROM json_each(?) t, json_each(t.value) j ORDER BY 1",
         (orjson.dumps(sorted(texts)).decode(),))]
     return tags
+
+
+def _item_tags(store: Store, columns: list[RunInfo], item_ids: list[str]) -> dict[str, list[Any]]:
+    """These items' tags, for this page only: the union of every column's tags of each item,
+    the newest run's first (each in its own order), so a row shows every tag the tag filter
+    keeps it for."""
+    out: dict[str, list[Any]] = {}
+    newest_first = sorted(columns, key=lambda run: (run.created, run.id), reverse=True)
+    for run in newest_first:
+        for start in range(0, len(item_ids), 400):
+            chunk = item_ids[start:start + 400]
+            for item_id, tags in store.conn.execute(
+                    "SELECT item_id, tags FROM run_items WHERE run_id = ? AND item_id IN "
+                    f"({','.join('?' * len(chunk))})", (run.id, *chunk)):
+                have = out.setdefault(item_id, [])
+                have.extend(tag for tag in orjson.loads(tags) if tag not in have)
+    return out
 
 
 def _item_data(store: Store, columns: list[RunInfo], item_ids: list[str]) -> dict[str, Any]:
