@@ -302,3 +302,96 @@ def test_matrix_search_matches_what_the_page_shows(tmp_path: Path, q: str) -> No
             found = matrix.matrix(store, columns, search=q, limit=None)
             assert [r["item_id"] for r in found["rows"]] == truth, (ids, q)
             assert matrix.matrix(store, columns, search=q)["total"] == len(truth)
+
+
+# ---- 4: blind votes pair only answers to the same question ------------------------------------
+def _ask(text: str, item_id: str = "0") -> Item:
+    return Item(id=item_id, data={"messages": [{"role": "user", "content": text}]})
+
+
+def _votes_store(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    path = tmp_path / "votes.db"
+    with Store(path) as store:
+        runs = {
+            "capitals": _matrix_run(store, "model-a", [_ask("Capital of France?"),
+                                                       _ask("Capital of Peru?", "1")],
+                                    {"0": "Paris", "1": "Lima"}, eval_name="capitals"),
+            "math": _matrix_run(store, "model-b", [_ask("What is 2+2?"), _ask("3+3?", "1")],
+                                {"0": "4", "1": "6"}, eval_name="math"),
+            # capitals again, its item 0 edited since (another question), item 1 unchanged
+            "edited": _matrix_run(store, "model-c", [_ask("Capital of Spain?"),
+                                                     _ask("Capital of Peru?", "1")],
+                                  {"0": "Madrid", "1": "Lima, Peru"}, eval_name="capitals"),
+        }
+    return path, runs
+
+
+async def test_arena_refuses_runs_of_different_evals(tmp_path: Path) -> None:
+    path, runs = _votes_store(tmp_path)
+    client = await _client(path)
+    try:
+        for route in ("next", "progress"):
+            response = await client.get(f"/api/arena/{route}",
+                                        params={"a": runs["capitals"], "b": runs["math"]})
+            assert response.status == 400, await response.text()
+            assert "different evals" in (await response.json())["error"]
+    finally:
+        await client.close()
+
+
+async def test_arena_refuses_runs_of_different_variants(tmp_path: Path) -> None:
+    path = tmp_path / "variants.db"
+    with Store(path) as store:
+        items = [_ask("Capital of France?")]
+        first = _matrix_run(store, "model-a", items, {"0": "Paris"})
+        run = store.create_run(run_key="k-v2", eval_name="m", eval_path=None, eval_hash="h",
+                               model="model-b", variant="terse", epochs=1, config={},
+                               items=items)
+        store.record_sample(run.id, "0", 0, completion=Completion(text="paris"),
+                            request_key=None, attempts=1)
+        store.finish_run(run.id)
+    client = await _client(path)
+    try:
+        response = await client.get("/api/arena/next", params={"a": first, "b": run.id})
+        assert response.status == 400 and "variant" in (await response.json())["error"]
+    finally:
+        await client.close()
+
+
+async def test_arena_never_offers_an_item_edited_between_the_runs(tmp_path: Path) -> None:
+    path, runs = _votes_store(tmp_path)
+    client = await _client(path)
+    try:
+        seen = set()
+        while True:
+            pair = await (await client.get("/api/arena/next", params={
+                "a": runs["capitals"], "b": runs["edited"]})).json()
+            assert pair["progress"]["changed"] == 1 and "differs" in pair["progress"]["note"]
+            if pair["done"]:
+                break
+            seen.add(pair["item_id"])
+            vote = await client.post("/api/arena/vote", json={"pair": pair["pair"],
+                                                              "choice": "left"})
+            assert vote.status == 200
+        assert seen == {"1"}
+    finally:
+        await client.close()
+
+
+def test_preference_pairs_skip_votes_on_different_questions(tmp_path: Path) -> None:
+    from posttrain.usage.votes import preference_pairs
+
+    path, runs = _votes_store(tmp_path)
+    with Store(path) as store:
+        # votes an older viewer took: across evals, and on an item edited between the runs
+        store.add_vote(runs["capitals"], runs["math"], "0", "a")
+        store.add_vote(runs["capitals"], runs["edited"], "0", "b")
+        store.add_vote(runs["capitals"], runs["edited"], "1", "a")  # the same question: kept
+        pairs = preference_pairs(store)
+        assert pairs == [{"prompt": [{"role": "user", "content": "Capital of Peru?"}],
+                          "chosen": [{"role": "assistant", "content": "Lima"}],
+                          "rejected": [{"role": "assistant", "content": "Lima, Peru"}]}]
+        skipped: list[dict[str, Any]] = []
+        assert preference_pairs(store, skipped=skipped) == pairs
+    assert sorted((s["item_id"], "evals" in s["reason"], "differs" in s["reason"])
+                  for s in skipped) == [("0", False, True), ("0", True, False)]

@@ -3,7 +3,8 @@
 Each vote with a winner (ties are skipped) becomes TRL's conversational preference row:
 ``{"prompt": [messages], "chosen": [{"role": "assistant", ...}], "rejected": [...]}``.
 The prompt is the request the runs sent: rebuilt from the run's eval when its file loads,
-otherwise the item's own ``messages``.
+otherwise the item's own ``messages``. Only votes between two answers to the same question
+become pairs (:func:`vote_refusal`).
 """
 
 from __future__ import annotations
@@ -52,7 +53,30 @@ def _completion(store: Store, run_id: str, item_id: str, epoch: int) -> dict[str
     return orjson.loads(row[0]) if row and row[0] else None
 
 
-def preference_pairs(store: Store) -> list[dict[str, Any]]:
+def vote_refusal(store: Store, run_a: RunInfo, run_b: RunInfo, item_id: str) -> str | None:
+    """Why a vote on ``item_id`` between two runs is no preference pair (None when it is one):
+    the runs must have asked the same thing, so be of one eval and one prompt variant and hold
+    the same content for the item (a dataset row edited between the runs is another question).
+    A DPO pair of one question with the answer to another teaches the wrong thing."""
+    if run_a.eval_name != run_b.eval_name:
+        return f"the runs are of different evals ({run_a.eval_name!r}, {run_b.eval_name!r})"
+    if run_a.variant != run_b.variant:
+        return f"the runs are of different prompt variants ({run_a.variant!r}, {run_b.variant!r})"
+    rows = [store.conn.execute("SELECT data FROM run_items WHERE run_id = ? AND item_id = ?",
+                               (run.id, item_id)).fetchone() for run in (run_a, run_b)]
+    if rows[0] is None or rows[1] is None:
+        return f"item {item_id!r} is not in both runs"
+    if rows[0][0] != rows[1][0] and orjson.loads(rows[0][0]) != orjson.loads(rows[1][0]):
+        return f"item {item_id!r} differs between the runs (edited between them)"
+    return None
+
+
+def preference_pairs(store: Store, *, skipped: list[dict[str, Any]] | None = None
+                     ) -> list[dict[str, Any]]:
+    """The DPO pairs of the store's votes (ties left out). A vote whose two answers are not to
+    the same question (:func:`vote_refusal`: other evals, other variants, an item edited between
+    the runs) is left out too, and with ``skipped`` given, appended to it as ``{"run_a",
+    "run_b", "item_id", "epoch", "reason"}``, so a caller can say how many were left out."""
     pairs: list[dict[str, Any]] = []
     evals: dict[str, Any] = {}
     runs: dict[str, RunInfo] = {}
@@ -64,7 +88,15 @@ def preference_pairs(store: Store) -> list[dict[str, Any]]:
                          else (vote["run_b"], vote["run_a"]))
         try:
             run = runs.setdefault(winner, store.get_run(winner))
+            other = runs.setdefault(loser, store.get_run(loser))
         except KeyError:
+            continue
+        reason = vote_refusal(store, run, other, vote["item_id"])
+        if reason is not None:
+            if skipped is not None:
+                skipped.append({"run_a": vote["run_a"], "run_b": vote["run_b"],
+                                "item_id": vote["item_id"], "epoch": vote["epoch"],
+                                "reason": reason})
             continue
         if winner not in items:
             items[winner] = {item.id: item for item in store.run_items(winner)}

@@ -321,7 +321,9 @@ async def api_compare(request: web.Request) -> web.Response:
 
 async def api_arena_next(request: web.Request) -> web.Response:
     """A blind pair: a random shared item, the two answers in random order, no model names.
-    Answers that are the same on both sides are never offered (nothing to choose)."""
+    Answers that are the same on both sides are never offered (nothing to choose); two runs of
+    different evals or prompt variants are refused (HTTP 400), and an item whose content
+    differs between the runs is never offered (``progress.changed`` counts them)."""
     store = _store(request)
     a, b = request.query.get("a"), request.query.get("b")
     if not a or not b:
@@ -329,6 +331,9 @@ async def api_arena_next(request: web.Request) -> web.Response:
     run_a, run_b = store.resolve_run(a), store.resolve_run(b)
     if run_a.id == run_b.id:
         return _error(400, "pick two different runs")
+    refusal = views.arena_refusal(run_a, run_b)
+    if refusal is not None:
+        return _error(400, refusal)
     progress = views.arena_progress(store, run_a.id, run_b.id)
     todo = progress.pop("todo")
     if not todo:
@@ -356,7 +361,11 @@ async def api_arena_progress(request: web.Request) -> web.Response:
     a, b = request.query.get("a"), request.query.get("b")
     if not a or not b:
         return _error(400, "needs ?a=RUN&b=RUN")
-    progress = views.arena_progress(store, store.resolve_run(a).id, store.resolve_run(b).id)
+    run_a, run_b = store.resolve_run(a), store.resolve_run(b)
+    refusal = views.arena_refusal(run_a, run_b)
+    if refusal is not None:
+        return _error(400, refusal)
+    progress = views.arena_progress(store, run_a.id, run_b.id)
     progress.pop("todo")
     return web.json_response(progress)
 

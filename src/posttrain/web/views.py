@@ -401,14 +401,39 @@ def _output_text(completion: str | None) -> str:
 
 
 def common_items(store: Store, run_a: str, run_b: str) -> list[tuple[str, int]]:
-    """(item, epoch) pairs both runs answered (status ok)."""
+    """(item, epoch) pairs both runs answered (status ok) for the same item content."""
     return sorted(key for key, _ in arena_pairs(store, run_a, run_b))
 
 
-def arena_pairs(store: Store, run_a: str, run_b: str) -> list[tuple[tuple[str, int], bool]]:
-    """((item, epoch), identical) for every answer both runs gave: ``identical`` when the two
-    answers have the same text (ignoring surrounding white space) and the same tool calls, so
-    there is nothing to choose between them."""
+def arena_refusal(run_a: RunInfo, run_b: RunInfo) -> str | None:
+    """Why two runs cannot be voted on blind (None when they can): their answers are compared,
+    and kept as preference pairs, only when both runs asked the same thing, so the runs must be
+    of one eval and one prompt variant (answers to different questions or prompts paired by
+    item id put one question's answer under another's)."""
+    if run_a.eval_name != run_b.eval_name:
+        return (f"the runs are of different evals ({run_a.eval_name!r} and "
+                f"{run_b.eval_name!r}): blind votes compare two runs of the same eval")
+    if run_a.variant != run_b.variant:
+        return (f"the runs are of different prompt variants ({run_a.variant!r} and "
+                f"{run_b.variant!r}): their answers are to different prompts, so blind votes "
+                "compare two runs of the same variant")
+    return None
+
+
+def changed_items(store: Store, run_a: str, run_b: str) -> set[str]:
+    """Items both runs hold whose content differs between them (the dataset row was edited
+    between the runs): their two answers are to different questions."""
+    changed = set()
+    for item_id, data_a, data_b in store.conn.execute(
+            "SELECT a.item_id, a.data, b.data FROM run_items a JOIN run_items b "
+            "ON b.run_id = ? AND b.item_id = a.item_id WHERE a.run_id = ? AND a.data != b.data",
+            (run_b, run_a)):
+        if orjson.loads(data_a) != orjson.loads(data_b):  # not only keys in another order
+            changed.add(item_id)
+    return changed
+
+
+def _arena_rows(store: Store, run_a: str, run_b: str) -> list[tuple[tuple[str, int], bool]]:
     rows = store.conn.execute(
         "SELECT a.item_id, a.epoch, "
         "trim(COALESCE(json_extract(a.completion, '$.text'), '')) = "
@@ -421,15 +446,27 @@ def arena_pairs(store: Store, run_a: str, run_b: str) -> list[tuple[tuple[str, i
     return [((r[0], r[1]), bool(r[2])) for r in rows]
 
 
+def arena_pairs(store: Store, run_a: str, run_b: str) -> list[tuple[tuple[str, int], bool]]:
+    """((item, epoch), identical) for every answer both runs gave to the same item content
+    (an item edited between the runs is left out: :func:`changed_items`): ``identical`` when
+    the two answers have the same text (ignoring surrounding white space) and the same tool
+    calls, so there is nothing to choose between them."""
+    changed = changed_items(store, run_a, run_b)
+    return [row for row in _arena_rows(store, run_a, run_b) if row[0][0] not in changed]
+
+
 def arena_progress(store: Store, run_a: str, run_b: str) -> dict[str, Any]:
     """Votes on this pair of runs: counts, how often a vote agrees with the grades, and how
-    often two voters agree on the same answer pair."""
-    pairs = arena_pairs(store, run_a, run_b)
+    often two voters agree on the same answer pair. ``changed``: answer pairs left out (and
+    votes on them not counted) because their item differs between the runs."""
+    changed_ids = changed_items(store, run_a, run_b)
+    rows = _arena_rows(store, run_a, run_b)
+    pairs = [row for row in rows if row[0][0] not in changed_ids]
     identical = {key for key, same in pairs if same}
     votable = {key for key, same in pairs if not same}
     votes = []
     for vote in store.votes():
-        if {vote["run_a"], vote["run_b"]} != {run_a, run_b}:
+        if {vote["run_a"], vote["run_b"]} != {run_a, run_b} or vote["item_id"] in changed_ids:
             continue
         winner = vote["winner"]
         if winner != "tie" and vote["run_a"] != run_a:  # stored the other way round
@@ -455,8 +492,13 @@ def arena_progress(store: Store, run_a: str, run_b: str) -> dict[str, Any]:
         by_key[vote["key"]][vote["voter"]] = vote["winner"]
     shared = [set(v.values()) for v in by_key.values() if len(v) > 1]
     voted = {vote["key"] for vote in votes}
+    changed = len(rows) - len(pairs)
     return {
         "total": len(pairs), "identical": len(identical), "votable": len(votable),
+        "changed": changed,
+        "note": (f"{changed} answer pair{'s' if changed != 1 else ''} left out: the item "
+                 "differs between the two runs (edited between them), so the answers are to "
+                 "different questions") if changed else None,
         "voted": len(voted & votable), "votes": len(votes), "wins": counts,
         "grade_agreement": {"n": graded, "agree": agree},
         "voter_agreement": {"n": len(shared), "agree": sum(1 for s in shared if len(s) == 1)},

@@ -644,6 +644,7 @@ function progressView(p) {
       h("span", {style: `width:${p.votable ? (100 * p.voted) / p.votable : 0}%`})),  // nothing to vote on is not done
     h("p", {class: "muted"}, `${p.voted} of ${p.votable} answer pairs voted`,
       p.identical ? ` · ${p.identical} pair(s) with identical answers skipped` : "",
+      p.changed ? ` · ${p.changed} pair(s) skipped: the item differs between the two runs` : "",
       ` · votes A ${p.wins.a}, B ${p.wins.b}, tie ${p.wins.tie}`,
       ` · agreement with the grades: ${g.n ? `${g.agree}/${g.n} (${pct(g.agree, g.n)})` : "no vote on an item the grades split"}`,
       v.n ? ` · between voters: ${v.agree}/${v.n} (${pct(v.agree, v.n)})` : ""));
