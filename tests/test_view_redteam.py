@@ -395,3 +395,23 @@ def test_preference_pairs_skip_votes_on_different_questions(tmp_path: Path) -> N
         assert preference_pairs(store, skipped=skipped) == pairs
     assert sorted((s["item_id"], "evals" in s["reason"], "differs" in s["reason"])
                   for s in skipped) == [("0", False, True), ("0", True, False)]
+
+
+def test_training_from_votes_leaves_out_votes_on_different_questions(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """``export openai-ft --kind dpo --from-votes`` and ``train --from-votes`` read votes
+    through ``train.data.pairs_from_votes``: a vote an older viewer took across evals, or on an
+    item edited between the runs, became a pair of one question with another's answer."""
+    from posttrain.train.data import pairs_from_votes
+
+    path, runs = _votes_store(tmp_path)
+    with Store(path) as store:
+        store.add_vote(runs["capitals"], runs["math"], "0", "a")
+        store.add_vote(runs["capitals"], runs["edited"], "0", "b")
+        store.add_vote(runs["capitals"], runs["edited"], "1", "a")  # the same question: kept
+    pairs = pairs_from_votes(path)
+    assert [(p["prompt"][-1]["content"], p["chosen"], p["rejected"]) for p in pairs] == [
+        ("Capital of Peru?", "Lima", "Lima, Peru")]
+    err = capsys.readouterr().err
+    assert "left out 1 vote (not the same question: item '0' differs between the runs" in err
+    assert "1 vote (not the same question: the runs are of different evals)" in err

@@ -139,13 +139,37 @@ def pairs_from_run(store_path: str | Path, run_ref: str, min_margin: float = 1e-
 
 
 def pairs_from_votes(store_path: str | Path) -> list[dict[str, Any]]:
-    """DPO pairs from human side-by-side votes (winner ``a`` or ``b``; ties are skipped)."""
+    """DPO pairs from human side-by-side votes (winner ``a`` or ``b``; ties are skipped). A
+    vote whose two answers are not to the same question (``runner.votes.vote_refusal``: runs of
+    other evals or prompt variants, an item edited between the runs) is left out, and so is a
+    vote whose answer is gone or whose two answers are the same text; how many of each, with
+    the reason, is one note on stderr."""
+    import sys
+    from collections import Counter
+
     from posttrain.runner.store import Store
+    from posttrain.runner.votes import vote_refusal
 
     if not Path(store_path).exists():
         raise UserError(f"store not found: {store_path}", field="--store")
+    skipped: Counter[str] = Counter()
     with Store(store_path, reading=True) as store:
-        votes = list(store.votes())
+        votes = []
+        runs: dict[str, Any] = {}
+        for vote in store.votes():
+            if vote["winner"] not in ("a", "b"):
+                continue
+            try:
+                pair = [runs[r] if r in runs else runs.setdefault(r, store.get_run(r))
+                        for r in (vote["run_a"], vote["run_b"])]
+            except KeyError:
+                skipped["a run voted on is gone"] += 1
+                continue
+            reason = vote_refusal(store, pair[0], pair[1], vote["item_id"])
+            if reason is not None:
+                skipped["not the same question: " + reason.split(" (")[0]] += 1
+                continue
+            votes.append(vote)
     cache: dict[str, dict[tuple[str, int], RunSample]] = {}
 
     def sample(run_id: str, item_id: str, epoch: int) -> RunSample | None:
@@ -155,15 +179,21 @@ def pairs_from_votes(store_path: str | Path) -> list[dict[str, Any]]:
 
     pairs = []
     for vote in votes:
-        if vote["winner"] not in ("a", "b"):
-            continue
         a = sample(vote["run_a"], vote["item_id"], vote["epoch"])
         b = sample(vote["run_b"], vote["item_id"], vote["epoch"])
-        if a is None or b is None or a.text == b.text:
+        if a is None or b is None:
+            skipped["an answer voted on is gone"] += 1
+            continue
+        if a.text == b.text:
+            skipped["the two answers are the same text"] += 1
             continue
         chosen, rejected = (a, b) if vote["winner"] == "a" else (b, a)
         pairs.append({"prompt": chosen.messages, "chosen": chosen.text,
                       "rejected": rejected.text})
+    if skipped:
+        print("posttrain: note: left out " + "; ".join(
+            f"{count} vote{'s' if count != 1 else ''} ({reason})"
+            for reason, count in sorted(skipped.items())), file=sys.stderr)
     if not pairs:
         raise UserError("no usable votes in the store (winner a or b on two answers)",
                         field="--from-votes")

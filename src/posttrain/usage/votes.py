@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from posttrain.runner.store import RunInfo, Store
+from posttrain.runner.votes import vote_refusal
 from posttrain.types import Item
 
 
@@ -51,24 +52,6 @@ def _completion(store: Store, run_id: str, item_id: str, epoch: int) -> dict[str
         "SELECT completion FROM samples WHERE run_id=? AND item_id=? AND epoch=? AND status='ok'",
         (run_id, item_id, epoch)).fetchone()
     return orjson.loads(row[0]) if row and row[0] else None
-
-
-def vote_refusal(store: Store, run_a: RunInfo, run_b: RunInfo, item_id: str) -> str | None:
-    """Why a vote on ``item_id`` between two runs is no preference pair (None when it is one):
-    the runs must have asked the same thing, so be of one eval and one prompt variant and hold
-    the same content for the item (a dataset row edited between the runs is another question).
-    A DPO pair of one question with the answer to another teaches the wrong thing."""
-    if run_a.eval_name != run_b.eval_name:
-        return f"the runs are of different evals ({run_a.eval_name!r}, {run_b.eval_name!r})"
-    if run_a.variant != run_b.variant:
-        return f"the runs are of different prompt variants ({run_a.variant!r}, {run_b.variant!r})"
-    rows = [store.conn.execute("SELECT data FROM run_items WHERE run_id = ? AND item_id = ?",
-                               (run.id, item_id)).fetchone() for run in (run_a, run_b)]
-    if rows[0] is None or rows[1] is None:
-        return f"item {item_id!r} is not in both runs"
-    if rows[0][0] != rows[1][0] and orjson.loads(rows[0][0]) != orjson.loads(rows[1][0]):
-        return f"item {item_id!r} differs between the runs (edited between them)"
-    return None
 
 
 def preference_pairs(store: Store, *, skipped: list[dict[str, Any]] | None = None
