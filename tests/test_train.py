@@ -125,6 +125,7 @@ def _store_with_run(tmp_path: Path, add_eval, epochs: int = 2) -> tuple[Path, st
                 score.name = grader.name
                 store.record_sample(run.id, item.id, epoch, completion=completion,
                                     request_key=None, attempts=1, scores=[score])
+        store.finish_run(run.id)
     return path, run.id
 
 

@@ -72,10 +72,13 @@ def _expected(run: RunInfo) -> tuple[list[str] | None, bool]:
     return None, False
 
 
-def sample_sql(run: RunInfo, alias: str, keys: str | None = None) -> tuple[str, list[Any]]:
+def sample_sql(run: RunInfo, alias: str, keys: str | None = None, *,
+               steered_graded: bool = False) -> tuple[str, list[Any]]:
     """A CTE ``alias`` with one row per answer: item_id, epoch, st, v, passed, answered,
     text_key (``text_key`` of its completion; needs ``register`` on the connection).
-    ``keys``: a table of (item_id, epoch): only those answers."""
+    ``keys``: a table of (item_id, epoch): only those answers. ``steered_graded``: a steered
+    answer is judged by its grades like any other (what training from steering reads: the
+    corrected trajectory passed the graders), not unscored as the model's score counts it."""
     names, primary = _expected(run)
     params: list[Any] = [run.id]
     grader_filter = ""
@@ -85,17 +88,18 @@ def sample_sql(run: RunInfo, alias: str, keys: str | None = None) -> tuple[str, 
     only = f" AND (item_id, epoch) IN (SELECT item_id, epoch FROM {keys})" if keys else ""
     complete = f"g.ok = {len(names)}" if names else "g.n > 0 AND g.ok = g.n"
     passed = "g.p1" if primary else "CASE WHEN g.ok = g.n THEN g.allpass END"
+    steered = "0" if steered_graded else _STEERED_SQL
     sql = (
         f"{alias}_g AS (SELECT item_id, epoch, COUNT(*) AS n, "
         "SUM(status = 'scored' AND value IS NOT NULL) AS ok, AVG(value) AS v, "
         "MIN(COALESCE(passed, 0) != 0) AS allpass, MAX(passed) AS p1 "
         f"FROM scores WHERE run_id = ?{grader_filter}{only} GROUP BY item_id, epoch), "
         f"{alias} AS (SELECT s.item_id, s.epoch, "
-        f"CASE WHEN s.status = 'error' THEN 'error' WHEN {_STEERED_SQL} THEN 'unscored' "
+        f"CASE WHEN s.status = 'error' THEN 'error' WHEN {steered} THEN 'unscored' "
         f"WHEN g.n IS NOT NULL AND {complete} THEN 'scored' ELSE 'unscored' END AS st, "
-        f"CASE WHEN s.status != 'error' AND NOT {_STEERED_SQL} AND g.n IS NOT NULL AND "
+        f"CASE WHEN s.status != 'error' AND NOT {steered} AND g.n IS NOT NULL AND "
         f"{complete} THEN g.v END AS v, "
-        f"CASE WHEN s.status != 'error' AND NOT {_STEERED_SQL} AND g.n IS NOT NULL AND "
+        f"CASE WHEN s.status != 'error' AND NOT {steered} AND g.n IS NOT NULL AND "
         f"{complete} THEN {passed} END AS passed, "
         "(s.completion IS NOT NULL AND s.completion != '') AS answered, "
         "posttrain_text_key(s.completion) AS text_key "

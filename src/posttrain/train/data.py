@@ -7,6 +7,7 @@ only this module.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,12 @@ class RunSample:
     epoch: int
     messages: list[dict[str, Any]]
     text: str
-    score: float | None  # mean of the scored graders; None if none scored
-    passed: bool
+    score: float | None  # the eval's score of the answer; None unless it is scored
+    passed: bool  # scored and passed, as the eval counts it
     item: dict[str, Any]
     record: dict[str, Any] = field(default_factory=dict)  # the stored completion
     tools: list[dict[str, Any]] | None = None  # the request's tools
+    status: str = "scored"  # scored / unscored (a grader's problem, a steered answer)
 
 
 def read_jsonl(path: str | Path, flag: str = "--data") -> list[dict[str, Any]]:
@@ -67,8 +69,10 @@ def _messages_for(run: Any, items: list[Any],
 
 def run_samples(store_path: str | Path, run_ref: str, flag: str = "--from-run"
                 ) -> list[RunSample]:
-    """Every answered sample of a run with its combined grade (``flag``: the option that named
-    the run, for the error)."""
+    """Every answered sample of a run, judged as the eval judges it (``flag``: the option
+    that named the run, for the error; ``--from-steering`` judges a steered answer by its
+    grades, which the run's score counts as unscored: not the model's own answer)."""
+    from posttrain.runner.facts import register, sample_sql
     from posttrain.runner.store import Store
 
     if not Path(store_path).exists():
@@ -78,44 +82,85 @@ def run_samples(store_path: str | Path, run_ref: str, flag: str = "--from-run"
             run = store.resolve_run(run_ref)
         except KeyError:
             raise UserError(f"no run {run_ref!r} in {store_path}", field=flag) from None
+        if run.status != "finished" and flag != "--from-steering":
+            raise UserError(f"run {run.id} is not finished ({run.status}): training data from "
+                            "part of a run holds only the items it reached; run the same eval "
+                            "command again to resume it", field=flag)
         items = store.run_items(run.id)
         tools: dict[str, list[dict[str, Any]] | None] = {}
         messages = _messages_for(run, items, tools, flag)
         data = {item.id: item.data for item in items}
-        grades: dict[tuple[str, int], list[tuple[float, bool]]] = {}
-        for row in store.scores(run.id):
-            if row["status"] == "scored" and row["value"] is not None:
-                grades.setdefault((row["item_id"], row["epoch"]), []).append(
-                    (float(row["value"]), bool(row["passed"])))
+        # each answer's status, score and verdict as the eval counts them (``facts.sample_sql``:
+        # the primary grader where the eval names one; unscored when a grader could not grade
+        # or a reviewer steered the answer; never a partial mean over the graders that could)
+        register(store.conn)
+        sql, params = sample_sql(run, "f", steered_graded=flag == "--from-steering")
+        judged = {(r[0], r[1]): (r[2], r[3], r[4]) for r in store.conn.execute(
+            f"WITH {sql} SELECT item_id, epoch, st, v, passed FROM f", params)}
         samples: list[RunSample] = []
         for row in store.samples(run.id):
             if row["status"] != "ok" or not row["completion"]:
                 continue
             record = json.loads(row["completion"])
-            key = (row["item_id"], row["epoch"])
-            values = grades.get(key, [])
-            score = sum(v for v, _ in values) / len(values) if values else None
+            status, value, passed = judged.get((row["item_id"], row["epoch"]),
+                                               ("unscored", None, None))
+            scored = status == "scored" and value is not None
             samples.append(RunSample(
                 item_id=row["item_id"], epoch=row["epoch"],
                 messages=messages.get(row["item_id"], []), text=record.get("text") or "",
-                score=score, passed=bool(values) and all(p for _, p in values),
+                score=float(value) if scored else None, passed=scored and bool(passed),
                 item=data.get(row["item_id"], {}), record=record,
-                tools=tools.get(row["item_id"]),
+                tools=tools.get(row["item_id"]), status=status,
             ))
     return samples
 
 
 def rows_from_run(store_path: str | Path, run_ref: str, only_passed: bool) -> list[dict[str, Any]]:
-    """SFT rows ``{"prompt": messages, "completion": text}`` from a run's answers."""
+    """SFT rows ``{"prompt": messages, "completion": text}`` from a run's answers (only those
+    the eval counts as passed with ``only_passed``). An answer that is tool calls keeps them
+    (an assistant message with ``tool_calls``, the request's ``tools`` beside). The same
+    (prompt, answer) twice (``--epochs``) is one row. What was written and left out, by
+    reason, is one note on stderr."""
     rows = []
+    seen: set[str] = set()
+    left: Counter[str] = Counter()
     for sample in run_samples(store_path, run_ref):
         if only_passed and not sample.passed:
+            left["scored and failed" if sample.status == "scored" else
+                 f"{sample.status} (not graded as the model's own answer)"] += 1
             continue
-        rows.append({"prompt": sample.messages, "completion": sample.text})
+        row = {"prompt": sample.messages, "completion": sample.text}
+        calls = sample.record.get("tool_calls")
+        if calls:
+            row["completion"] = [{"role": "assistant", "content": sample.text or None,
+                                  "tool_calls": calls}]
+            if sample.tools:
+                row["tools"] = sample.tools
+        elif not sample.text.strip():
+            left["an empty answer"] += 1
+            continue
+        key = json.dumps(row, sort_keys=True, default=str)
+        if key in seen:
+            left["the same prompt and answer again (another epoch)"] += 1
+            continue
+        seen.add(key)
+        rows.append(row)
+    _note_left_out(f"run {run_ref}", len(rows), "rows", left)
     if not rows:
         raise UserError(f"run {run_ref!r} has no {'passing ' if only_passed else ''}answers",
                         field="--from-run")
     return rows
+
+
+def _note_left_out(source: str, kept: int, what: str, left: Counter[str]) -> None:
+    """One line on stderr: how many ``what`` ``source`` gave and what was left out, by reason
+    (nothing when nothing was)."""
+    import sys
+
+    if left:
+        print(f"posttrain: note: {source}: {kept} {what}; left out "
+              + "; ".join(f"{count} ({reason})" for reason, count in sorted(left.items())),
+              file=sys.stderr)
 
 
 def pairs_from_run(store_path: str | Path, run_ref: str, min_margin: float = 1e-9,
@@ -145,7 +190,6 @@ def pairs_from_votes(store_path: str | Path) -> list[dict[str, Any]]:
     vote whose answer is gone or whose two answers are the same text; how many of each, with
     the reason, is one note on stderr."""
     import sys
-    from collections import Counter
 
     from posttrain.runner.store import Store
     from posttrain.runner.votes import vote_refusal
@@ -177,7 +221,10 @@ def pairs_from_votes(store_path: str | Path) -> list[dict[str, Any]]:
             cache[run_id] = {(s.item_id, s.epoch): s for s in run_samples(store_path, run_id)}
         return cache[run_id].get((item_id, epoch))
 
-    pairs = []
+    # every voter's vote on one pair of answers together: one pair per majority, none when
+    # the voters split (a pair and its reverse would teach nothing, twice the same pair
+    # would weigh it double)
+    tally: dict[tuple[str, int, str, str], Counter[str]] = {}
     for vote in votes:
         a = sample(vote["run_a"], vote["item_id"], vote["epoch"])
         b = sample(vote["run_b"], vote["item_id"], vote["epoch"])
@@ -187,7 +234,22 @@ def pairs_from_votes(store_path: str | Path) -> list[dict[str, Any]]:
         if a.text == b.text:
             skipped["the two answers are the same text"] += 1
             continue
-        chosen, rejected = (a, b) if vote["winner"] == "a" else (b, a)
+        runs_key = sorted((vote["run_a"], vote["run_b"]))
+        winner = vote["run_a"] if vote["winner"] == "a" else vote["run_b"]
+        tally.setdefault((vote["item_id"], vote["epoch"], *runs_key), Counter())[winner] += 1
+    pairs = []
+    for (item_id, epoch, first, second), wins in tally.items():
+        total = sum(wins.values())
+        if wins[first] == wins[second]:
+            skipped["the voters split evenly on the pair"] += total
+            continue
+        chosen_run, rejected_run = (first, second) if wins[first] > wins[second] else (second,
+                                                                                     first)
+        if total > 1:
+            skipped["more votes on a pair already taken (one pair per majority)"] += total - 1
+        chosen = sample(chosen_run, item_id, epoch)
+        rejected = sample(rejected_run, item_id, epoch)
+        assert chosen is not None and rejected is not None
         pairs.append({"prompt": chosen.messages, "chosen": chosen.text,
                       "rejected": rejected.text})
     if skipped:
