@@ -1,10 +1,14 @@
 """Export to the hosted (OpenAI) fine-tuning JSONL formats, for teams that still train there.
 
-- SFT: ``{"messages": [..., {"role": "assistant", "content": ...}]}``
+- SFT: ``{"messages": [..., {"role": "assistant", "content": ...}], "tools"?: [...]}`` (an
+  assistant's ``tool_calls``, a tool message's ``tool_call_id`` and the row's ``tools`` /
+  ``parallel_tool_calls`` kept)
 - DPO: ``{"input": {"messages": [...]}, "preferred_output": [assistant],
   "non_preferred_output": [assistant]}``
-- RFT: ``{"messages": [...], <item fields>}`` per item, plus the grader JSON (one grader, or a
-  ``multi`` grader averaging several) in a separate file.
+- RFT: ``{"messages": [...], "tools"?: [...], <item fields>}`` per item (``messages`` and
+  ``tools`` are the format's only reserved keys), plus the grader JSON in a separate file: the
+  grader whose value is posttrain's own RFT reward (:func:`posttrain.train.reward.reward_grader`:
+  the eval's ``score:`` grader, its only grader, or a ``multi`` grader averaging them all).
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ def sft_records(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     records = []
     for index, row in enumerate(rows, start=1):
-        pc = to_prompt_completion(row, line=index)
-        records.append({"messages": pc["prompt"] + pc["completion"]})
+        pc = to_prompt_completion(row, line=index, tools=True)
+        record: dict[str, Any] = {"messages": pc["prompt"] + pc["completion"]}
+        record.update({key: pc[key] for key in ("tools", "parallel_tool_calls") if key in pc})
+        records.append(record)
     return records
 
 
