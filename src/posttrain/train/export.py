@@ -44,14 +44,43 @@ def dpo_records(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return records
 
 
-def rft_grader(grader_specs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The hosted grader: the eval's single grader, or a ``multi`` grader averaging them."""
+def rft_grader(grader_specs: Any, *, primary: str | None = None) -> dict[str, Any]:
+    """The hosted grader, computing the reward posttrain's own RFT uses
+    (:func:`posttrain.train.reward.reward_grader`): the eval's ``score:`` grader (``primary``)
+    when it has one, else its single grader, else a ``multi`` grader averaging them all.
+
+    ``grader_specs`` is the eval's ``grader_specs`` list, or the eval itself (then its
+    ``score:`` grader is read from it and ``primary`` need not be given).
+    """
+    names: list[str | None]
+    if hasattr(grader_specs, "grader_specs"):  # an Eval
+        eval_ = grader_specs
+        grader_specs = list(eval_.grader_specs)
+        names = [grader.name for grader in eval_.graders] if eval_.graders else []
+        primary = primary if primary is not None else eval_.primary
+    else:
+        grader_specs = list(grader_specs)
+        names = []
+    if len(names) != len(grader_specs):
+        names = [spec.get("name") if isinstance(spec.get("name"), str) else None
+                 for spec in grader_specs]
+    if primary is not None:
+        matches = [spec for name, spec in zip(names, grader_specs, strict=True) if name == primary]
+        if len(matches) != 1:
+            raise UserError(f"names no grader ({', '.join(n for n in names if n)})",
+                            field="score")
+        return dict(matches[0])
     if len(grader_specs) == 1:
         return dict(grader_specs[0])
-    graders = {}
+    graders: dict[str, dict[str, Any]] = {}
     for index, spec in enumerate(grader_specs):
         name = str(spec.get("name") or f"g{index}")
         key = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in name)
+        if not key or not (key[0].isalpha() or key[0] == "_"):
+            key = f"g_{key}"
+        base, suffix = key, 2
+        while key in graders:  # two names alike once cleaned: keep both, or the mean drops one
+            key, suffix = f"{base}_{suffix}", suffix + 1
         graders[key] = dict(spec)
     formula = "(" + " + ".join(graders) + f") / {len(graders)}"
     return {"type": "multi", "name": "posttrain_mean", "graders": graders,
