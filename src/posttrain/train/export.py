@@ -88,15 +88,35 @@ def rft_grader(grader_specs: Any, *, primary: str | None = None) -> dict[str, An
 
 
 def rft_records(eval_: Any) -> list[dict[str, Any]]:
+    """One hosted RFT line per item: its request's messages and tools (the eval's ``tools``,
+    rendered for the item), then its fields for the grader's ``{{item.*}}``.
+
+    An item field named ``messages`` or ``tools`` that differs from the request's is refused
+    (the hosted format reserves both). The format has no ``tool_choice``: ``none`` is exported
+    as no tools (the model cannot call one either way), ``auto`` as the tools; a choice that
+    forces a call (``required`` or a named function) cannot be carried and is refused.
+    """
+    choice = eval_.tool_choice
+    if choice is not None and choice not in ("auto", "none"):
+        raise UserError("hosted RFT lines carry `tools` but no `tool_choice`, so a job cannot "
+                        f"force the tool call this eval asks for ({json.dumps(choice)}); "
+                        "set `tool_choice: auto` (or leave it out) to export it",
+                        file=eval_.source, field="tool_choice")
     records = []
     for item in eval_.items:
-        messages = eval_.request_for(item).messages
-        clash = "messages" in item.data and item.data["messages"] != messages
-        if clash:
-            raise UserError("an item field named `messages` clashes with the hosted RFT format",
-                            file=eval_.source, line=item.line, field="messages")
-        records.append({"messages": messages,
-                        **{k: v for k, v in item.data.items() if k != "messages"}})
+        request = eval_.request_for(item)
+        reserved = {"messages": request.messages,
+                    "tools": None if choice == "none" else (request.tools or None)}
+        for key, value in reserved.items():
+            mine = item.data.get(key)
+            if key in item.data and (mine or None if key == "tools" else mine) != value:
+                raise UserError(f"an item field named `{key}` clashes with the hosted RFT "
+                                "format", file=eval_.dataset or eval_.source, line=item.line,
+                                field=key)
+        record: dict[str, Any] = {key: value for key, value in reserved.items()
+                                  if value is not None}
+        record.update({k: v for k, v in item.data.items() if k not in reserved})
+        records.append(record)
     return records
 
 
