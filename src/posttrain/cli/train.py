@@ -424,7 +424,7 @@ def run_export(args: argparse.Namespace) -> int:
         records = export.rft_records(eval_)
         path = export.write_jsonl(args.out, records)
         grader_path = args.grader_out or path.with_suffix(".grader.json")
-        grader_path.write_text(json.dumps(export.rft_grader(eval_.grader_specs), indent=2) + "\n")
+        grader_path.write_text(json.dumps(export.rft_grader(eval_), indent=2) + "\n")
         print(f"wrote {len(records)} RFT items to {path} and the grader to {grader_path}")
     return 0
 
