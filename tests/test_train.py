@@ -109,13 +109,15 @@ def test_baseline_warning() -> None:
     assert baseline_warning(0.4) is None
 
 
-def _store_with_run(tmp_path: Path, add_eval, epochs: int = 2) -> tuple[Path, str]:
+def _store_with_run(tmp_path: Path, add_eval, epochs: int = 2,
+                    config: dict | None = None) -> tuple[Path, str]:
     path = tmp_path / "posttrain.db"
     items = add_eval.items[:3]
     with Store(path) as store:
         run = store.create_run(run_key="k", eval_name=add_eval.name,
                                eval_path=str(add_eval.source), eval_hash="h", model="m",
-                               variant="default", epochs=epochs, config={}, items=items)
+                               variant="default", epochs=epochs, config=config or {},
+                               items=items)
         grader = add_eval.graders[0]
         for index, item in enumerate(items):
             for epoch in range(epochs):
@@ -127,6 +129,18 @@ def _store_with_run(tmp_path: Path, add_eval, epochs: int = 2) -> tuple[Path, st
                                     request_key=None, attempts=1, scores=[score])
         store.finish_run(run.id)
     return path, run.id
+
+
+def test_training_data_refuses_prompts_the_run_did_not_send(tmp_path: Path, add_eval) -> None:
+    """Prompts are rebuilt from the eval file: when its templates were edited since the run
+    (the run's recorded prompt digest differs), the answers were to other prompts: refused,
+    not exported under the new prompt. The same digest exports as before."""
+    path, run_id = _store_with_run(tmp_path, add_eval, config={"prompts": "edited-since"})
+    with pytest.raises(UserError, match="were edited since the run"):
+        rows_from_run(path, run_id, only_passed=True)
+    path, run_id = _store_with_run(tmp_path / "same", add_eval,
+                                   config={"prompts": add_eval.prompt_digest("default")})
+    assert len(rows_from_run(path, run_id, only_passed=True)) == 3
 
 
 def test_rows_and_pairs_from_run(tmp_path: Path, add_eval) -> None:

@@ -415,3 +415,28 @@ def test_training_from_votes_leaves_out_votes_on_different_questions(
     err = capsys.readouterr().err
     assert "left out 1 vote (not the same question: item '0' differs between the runs" in err
     assert "1 vote (not the same question: the runs are of different evals)" in err
+
+
+def test_votes_need_the_same_prompts_and_the_same_typed_item(tmp_path: Path) -> None:
+    """Two runs of one eval and variant whose templates were edited between them (their
+    recorded ``prompts`` digests differ) answered different prompts; an item whose value
+    changed type (true -> 1) renders another prompt: neither makes a preference pair."""
+    from posttrain.runner.votes import runs_refusal, same_data, vote_refusal
+    from posttrain.web.views import arena_refusal
+
+    assert same_data('{"a": 1, "b": 2}', '{"b":2,"a":1}')
+    assert not same_data('{"x": true}', '{"x": 1}') and not same_data('{"x": 1}', '{"x": 1.0}')
+    with Store(tmp_path / "p.db") as store:
+        made = {}
+        for name, prompts, value in (("fr", "aaa", True), ("de", "bbb", True),
+                                     ("fr2", "aaa", 1)):
+            made[name] = store.create_run(
+                run_key=name, eval_name="translate", eval_path=None, eval_hash=name,
+                model=f"m-{name}", variant="default", epochs=1, config={"prompts": prompts},
+                items=[Item(id="0", data={"x": value})])
+        fr, de, fr2 = made["fr"], made["de"], made["fr2"]
+        assert "prompts" in (runs_refusal(fr, de) or "")
+        assert "prompts" in (arena_refusal(fr, de) or "")
+        assert "prompts" in (vote_refusal(store, fr, de, "0") or "")
+        assert runs_refusal(fr, fr2) is None
+        assert "differs between the runs" in (vote_refusal(store, fr, fr2, "0") or "")

@@ -194,6 +194,19 @@ class Eval:
             digest.update(encode(extra).encode())
         return digest.hexdigest()[:16]
 
+    def prompt_digest(self, variant: str = "default") -> str:
+        """A hash of what turns an item into the request of ``variant`` (templates, sampling,
+        tools, response format, tool choice, solver; not the items): two runs whose digests
+        differ sent the same item different prompts. Recorded in each run's config
+        (``prompts``) so training data and blind votes can tell."""
+        chosen = self.variants.get(variant)
+        shaped = ({f: x for f, x in vars(chosen).items() if f != "provenance"}
+                  if chosen is not None else None)
+        material = [self.messages, self.sampling, self.tools, self.response_format,
+                    self.tool_choice, self.solver, shaped]
+        return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode(
+            errors="surrogatepass")).hexdigest()[:16]
+
     async def aclose(self) -> None:
         """Close what the graders opened (judge clients)."""
         for grader in self.graders:

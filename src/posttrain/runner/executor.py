@@ -805,7 +805,7 @@ async def plan_runs(eval_: Eval, models: Sequence[Any], variants: Sequence[str],
                         "tag_fields": eval_.tag_fields, "limit": options.limit,
                         "price": config.get("price"), "grader_names": grader_names,
                         "solver": eval_.solver, "grading": signature,
-                        "graded_with": digests,
+                        "graded_with": digests, "prompts": eval_.prompt_digest(variant),
                         **({"runner": runner_identity()} if pending else {})},
                 label=_label(model.name, variant))
         if pending and resumed:  # which process answers it: the viewer tells a dead runner

@@ -50,11 +50,19 @@ def _messages_for(run: Any, items: list[Any],
         from posttrain.eval import load_eval
 
         eval_ = load_eval(run.eval_path)
+        if run.variant != "default" and run.variant not in eval_.variants:
+            raise UserError(f"cannot rebuild the prompts of run {run.id}: its variant "
+                            f"{run.variant!r} is no longer in {run.eval_path}", field=flag)
+        recorded = run.config.get("prompts")
+        if recorded is not None and recorded != eval_.prompt_digest(run.variant):
+            raise UserError(f"cannot rebuild the prompts of run {run.id}: the prompts of "
+                            f"{run.eval_path} (templates, tools or sampling) were edited since "
+                            "the run, so its answers were not to these prompts; run the eval "
+                            "again", field=flag)
     out: dict[str, list[dict[str, Any]]] = {}
     for item in items:
         if eval_ is not None:
-            request = eval_.request_for(item, run.variant if run.variant in eval_.variants
-                                        else "default")
+            request = eval_.request_for(item, run.variant)
             out[item.id] = request.messages
             if tools is not None:
                 tools[item.id] = request.tools

@@ -15,6 +15,7 @@ from posttrain.analysis.stored import card, stored
 from posttrain.errors import UserError
 from posttrain.runner.facts import ensure
 from posttrain.runner.store import RunInfo, Store
+from posttrain.runner.votes import runs_refusal, same_data
 from posttrain.web.matrix import default_columns, short_name
 
 FILTERS = ("all", "failed", "passed", "unscored", "errors")
@@ -417,7 +418,8 @@ def arena_refusal(run_a: RunInfo, run_b: RunInfo) -> str | None:
         return (f"the runs are of different prompt variants ({run_a.variant!r} and "
                 f"{run_b.variant!r}): their answers are to different prompts, so blind votes "
                 "compare two runs of the same variant")
-    return None
+    refusal = runs_refusal(run_a, run_b)  # the eval's prompts edited between the runs
+    return None if refusal is None else f"{refusal}: blind votes compare answers to one prompt"
 
 
 def changed_items(store: Store, run_a: str, run_b: str) -> set[str]:
@@ -428,7 +430,7 @@ def changed_items(store: Store, run_a: str, run_b: str) -> set[str]:
             "SELECT a.item_id, a.data, b.data FROM run_items a JOIN run_items b "
             "ON b.run_id = ? AND b.item_id = a.item_id WHERE a.run_id = ? AND a.data != b.data",
             (run_b, run_a)):
-        if orjson.loads(data_a) != orjson.loads(data_b):  # not only keys in another order
+        if not same_data(data_a, data_b):  # not only keys in another order
             changed.add(item_id)
     return changed
 
