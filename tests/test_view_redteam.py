@@ -108,7 +108,10 @@ def _empty_sqlite(path: Path) -> None:
 
 @pytest.mark.parametrize("kind", ["zero-bytes", "no-tables"])
 @pytest.mark.parametrize("argv", [["store", "info"], ["store", "info", "--json"], ["runs"],
-                                  ["report"], ["store", "vacuum"]])
+                                  ["report"], ["store", "vacuum"], ["compare", "a", "b"],
+                                  ["audit", "ev"], ["pick", "ev", "--bar", "0.5"],
+                                  ["cache", "ls"], ["export", "openai-ft", "--kind", "dpo",
+                                                    "--from-votes", "-o", "x.jsonl"]])
 def test_reading_an_empty_file_writes_nothing(tmp_path: Path, kind: str, argv: list[str],
                                               capsys: pytest.CaptureFixture) -> None:
     path = tmp_path / "empty.db"

@@ -327,7 +327,7 @@ def _open_store(path: str, *, reading: bool = False) -> Any:
     if not Path(path).exists():
         raise UserError("no store here (run `posttrain eval` first or pass --store)", file=path)
     # an empty file is no store: report, runs and regrade must not write a schema into it
-    from posttrain.web.store_file import refuse_empty_store
+    from posttrain.runner.store_file import refuse_empty_store
 
     refuse_empty_store(path)
     return Store(path, reading=reading)

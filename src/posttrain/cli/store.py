@@ -15,7 +15,7 @@ from typing import Any
 
 from posttrain.errors import UserError
 from posttrain.plugins import register_command
-from posttrain.web.store_file import refuse_empty_store
+from posttrain.runner.store_file import refuse_empty_store
 
 HELP = "the store file: size per sample (info), compact it (vacuum)"
 

@@ -415,6 +415,10 @@ class Store:
         if self.path.is_dir():
             raise UserError("is a folder: --store takes a store file (a new name creates one)",
                             file=self.path.resolve())
+        if reading:  # a reader never writes a schema into an empty file it was pointed at
+            from posttrain.runner.store_file import refuse_empty_store
+
+            refuse_empty_store(self.path)
         try:
             if self.path.parent and not self.path.parent.exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -35,8 +35,8 @@ from aiohttp import web
 
 from posttrain.errors import UserError
 from posttrain.runner.store import Store
+from posttrain.runner.store_file import refuse_empty_store
 from posttrain.web import live, matrix, views
-from posttrain.web.store_file import refuse_empty_store
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 VERDICTS = ("misgraded", "ambiguous", "fine")

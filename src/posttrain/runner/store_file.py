@@ -1,4 +1,4 @@
-"""A store file checked before it is opened for reading (no aiohttp here: the CLI's reading
+"""A store file checked before it is opened for reading (``Store(reading=True)``, the CLI's reading
 commands and the viewer both use it).
 
 :class:`posttrain.runner.store.Store` creates its schema in a file that holds none; a command
