@@ -443,3 +443,23 @@ def test_votes_need_the_same_prompts_and_the_same_typed_item(tmp_path: Path) -> 
         assert "prompts" in (vote_refusal(store, fr, de, "0") or "")
         assert runs_refusal(fr, fr2) is None
         assert "differs between the runs" in (vote_refusal(store, fr, fr2, "0") or "")
+
+
+def test_a_reviewed_value_keeps_the_type_of_the_dataset_row_not_of_a_run_copy(
+        tmp_path: Path) -> None:
+    """The type is checked against the dataset row the review writes: an older run's copy may
+    hold "5" where the row now holds 5, and a review from that run turned the number into
+    text."""
+    from posttrain.usage.review import reviewed_value
+
+    (tmp_path / "data.jsonl").write_text(
+        json.dumps({"id": "q1", "answer": 5, "label": "hi"}) + "\n")
+    (tmp_path / "eval.yaml").write_text(
+        "name: t\ndataset: data.jsonl\nmessages:\n  - {role: user, content: hi}\n"
+        "graders:\n  - {type: string_check, name: g, input: x, reference: y, operation: eq}\n")
+    path = tmp_path / "eval.yaml"
+    assert reviewed_value(path, "q1", "answer", "6") == 6
+    assert reviewed_value(path, "q1", "label", "there") == "there"
+    for field, value in (("answer", "six"), ("label", {"a": 1}), ("answer", [6])):
+        with pytest.raises(UserError, match=f"field '{field}' holds"):
+            reviewed_value(path, "q1", field, value)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from posttrain.errors import UserError
+from posttrain.errors import UserError, json_kind
 from posttrain.loaders import yaml12
 
 
@@ -58,12 +58,10 @@ def history_path(dataset: Path) -> Path:
     return dataset.with_name(dataset.stem + ".history.jsonl")
 
 
-def update_item_field(eval_path: str | Path, item_id: str, field: str, new_value: Any, *,
-                      who: str = "web", note: str | None = None) -> Any:
-    """Set ``field`` of the row ``item_id``; returns the old value."""
-    path, id_field = dataset_of(eval_path)
+def _find_row(path: Path, id_field: str, item_id: str
+              ) -> tuple[list[str], int, dict[str, Any]]:
+    """The dataset's lines, and the index and row of ``item_id`` (UserError: no such row)."""
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    found = None
     for index, raw in enumerate(lines):
         if not raw.strip():
             continue
@@ -72,11 +70,37 @@ def update_item_field(eval_path: str | Path, item_id: str, field: str, new_value
         except ValueError:
             continue
         if isinstance(row, dict) and str(row.get(id_field, index + 1)) == str(item_id):
-            found = (index, row)
-            break
-    if found is None:
-        raise UserError(f"no row with {id_field} {item_id!r}", file=path)
-    index, row = found
+            return lines, index, row
+    raise UserError(f"no row with {id_field} {item_id!r}", file=path)
+
+
+def reviewed_value(eval_path: str | Path, item_id: str, field: str, value: Any) -> Any:
+    """``value`` as a review may write it into ``field`` of the row ``item_id``: of the JSON
+    type the dataset row's field holds now (a number reference stays a number; text sent for a
+    field holding JSON is read as JSON, "6" is 6). Checked against the row itself, not a run's
+    copy of it, which an older run may hold with another type. UserError otherwise."""
+    path, id_field = dataset_of(eval_path)
+    _lines, _index, row = _find_row(path, id_field, item_id)
+    old = row.get(field)
+    if old is None:
+        return value
+    if not isinstance(old, str) and isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise UserError(f"field {field!r} holds {json_kind(old)}: send valid JSON",
+                            field=field) from None
+    if json_kind(value) != json_kind(old):
+        raise UserError(f"field {field!r} holds {json_kind(old)}: send {json_kind(old)}, not "
+                        f"{json_kind(value)}", field=field)
+    return value
+
+
+def update_item_field(eval_path: str | Path, item_id: str, field: str, new_value: Any, *,
+                      who: str = "web", note: str | None = None) -> Any:
+    """Set ``field`` of the row ``item_id``; returns the old value."""
+    path, id_field = dataset_of(eval_path)
+    lines, index, row = _find_row(path, id_field, item_id)
     old = row.get(field)
     row[field] = new_value
     ending = "\n" if lines[index].endswith("\n") else ""

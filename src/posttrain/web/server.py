@@ -400,7 +400,7 @@ async def api_review(request: web.Request) -> web.Response:
     """Flag an item; optionally edit a reference field, then re-grade every run of its eval."""
     from posttrain.eval import load_eval
     from posttrain.runner.regrade import aregrade_run
-    from posttrain.usage.review import update_item_field
+    from posttrain.usage.review import reviewed_value, update_item_field
 
     store = _store(request)
     body = await _json(request)
@@ -420,18 +420,13 @@ async def api_review(request: web.Request) -> web.Response:
             return _error(400, f"field must be one of: {', '.join(detail['reference_fields'])}")
         if not run.eval_path:
             return _error(400, "this run has no eval file to edit")
-        value = body.get("value")
-        current = detail["item"].get(field)
-        if not isinstance(current, str):
-            try:
-                value = json.loads(value) if isinstance(value, str) else value
-            except ValueError:
-                return _error(400, "this field holds JSON: send valid JSON")
-        # a reviewed value keeps the field's JSON type: a string reference stays a string (an
-        # object written into it reads as its text, or breaks the grader that reads it)
-        if current is not None and _json_type(value) != _json_type(current):
-            return _error(400, f"field {field!r} holds a {_json_type(current)}: send a "
-                               f"{_json_type(current)}, not a {_json_type(value)}")
+        # a reviewed value keeps the JSON type the dataset row's field holds (a string
+        # reference stays a string: an object written into it reads as its text, or breaks
+        # the grader that reads it), checked against the row itself, not this run's copy
+        try:
+            value = reviewed_value(run.eval_path, item_id, field, body.get("value"))
+        except UserError as exc:
+            return _error(400, exc.message)
         old = update_item_field(run.eval_path, item_id, field, value, who=body.get("who") or "web",
                                 note=note)
         store.add_review(run.eval_name, item_id, verdict, old_value={field: old},
@@ -447,19 +442,6 @@ async def api_review(request: web.Request) -> web.Response:
         store.add_review(run.eval_name, item_id, verdict, note=note)
     return web.json_response({"regraded": regraded, "not_regraded": not_regraded,
                               "sample": views.sample_detail(store, run.id, item_id, epoch)})
-
-
-def _json_type(value: Any) -> str:
-    """The JSON type of a decoded value: string, number, boolean, null, array or object."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
 
 
 # ---- live runs and steering -------------------------------------------------------------------
