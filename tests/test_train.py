@@ -201,3 +201,54 @@ def test_cli_export(tmp_path: Path, add_eval, capsys) -> None:
     assert main(["train", "sft", "--model", "hf:" + str(tmp_path), "--data",
                  str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "m")]) == 2
     assert "missing.jsonl" in capsys.readouterr().err
+
+
+def test_training_rows_judge_answers_as_the_eval_does(tmp_path: Path, add_eval,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    """``--only-passed`` and DPO scores read each answer's verdict as the eval counts it: the
+    ``score:`` grader where the eval names one (it was the mean of every grader), unscored when
+    a grader could not grade (one grader's pass made it a passing example); a tool-call answer
+    keeps its calls; repeats across epochs are one row; what was left out is said."""
+    from posttrain.types import Score
+
+    path = tmp_path / "t.db"
+    items = add_eval.items[:4]
+    answers = {items[0].id: ("Paris", [("exact", 1.0, True, "scored"),
+                                       ("style", 0.0, False, "scored")]),
+               items[1].id: ("Rome", [("exact", 0.0, False, "scored"),
+                                      ("style", 1.0, True, "scored")]),
+               items[2].id: ("Lima", [("exact", 1.0, True, "scored"),
+                                      ("style", None, None, "error")]),
+               items[3].id: ("", [("exact", 1.0, True, "scored"),
+                                  ("style", 1.0, True, "scored")])}
+    runs = {}
+    with Store(path) as store:
+        for name, config in (("primary", {"primary": "exact",
+                                          "grader_names": ["exact", "style"]}),
+                             ("all", {"grader_names": ["exact", "style"]})):
+            run = store.create_run(run_key=name, eval_name=add_eval.name,
+                                   eval_path=str(add_eval.source), eval_hash="h", model=name,
+                                   variant="default", epochs=2, config=config, items=items)
+            for item in items:
+                text, grades = answers[item.id]
+                calls = ([{"id": "c1", "type": "function", "function": {
+                    "name": "f", "arguments": "{}"}}] if not text else None)
+                for epoch in range(2):
+                    store.record_sample(
+                        run.id, item.id, epoch, completion=Completion(text=text,
+                                                                      tool_calls=calls),
+                        request_key=None, attempts=1,
+                        scores=[Score(name=g, value=v, passed=p, status=st)
+                                for g, v, p, st in grades])
+            store.finish_run(run.id)
+            runs[name] = run.id
+    rows = rows_from_run(path, runs["primary"], only_passed=True)
+    texts = [r["completion"] if isinstance(r["completion"], str) else "calls" for r in rows]
+    assert sorted(texts) == ["Lima", "Paris", "calls"]  # exact decides; epochs once each
+    call_row = next(r for r in rows if not isinstance(r["completion"], str))
+    assert call_row["completion"][0]["tool_calls"][0]["function"]["name"] == "f"
+    assert "left out" in capsys.readouterr().err
+    rows = rows_from_run(path, runs["all"], only_passed=True)
+    assert [r["completion"] for r in rows if isinstance(r["completion"], str)] == []
+    err = capsys.readouterr().err
+    assert "unscored" in err and "scored and failed" in err

@@ -173,10 +173,15 @@ def _note_left_out(source: str, kept: int, what: str, left: Counter[str]) -> Non
 
 def pairs_from_run(store_path: str | Path, run_ref: str, min_margin: float = 1e-9,
                    ) -> list[dict[str, Any]]:
-    """DPO pairs: per item, the best vs the worst graded answer (needs ``--epochs`` >= 2)."""
+    """DPO pairs: per item, the best vs the worst graded answer (needs ``--epochs`` >= 2), by
+    the eval's score. An answer that is tool calls is left out (a pair holds two texts: its
+    calls would be an empty answer) and counted in the note on stderr."""
     by_item: dict[str, list[RunSample]] = {}
+    left: Counter[str] = Counter()
     for sample in run_samples(store_path, run_ref):
-        if sample.score is not None:
+        if sample.record.get("tool_calls"):
+            left["answers that are tool calls (a DPO pair here holds text)"] += 1
+        elif sample.score is not None:
             by_item.setdefault(sample.item_id, []).append(sample)
     pairs = []
     for group in by_item.values():
@@ -184,6 +189,7 @@ def pairs_from_run(store_path: str | Path, run_ref: str, min_margin: float = 1e-
         worst = min(group, key=lambda s: s.score or 0.0)
         if (best.score or 0.0) - (worst.score or 0.0) >= min_margin and best.text != worst.text:
             pairs.append({"prompt": best.messages, "chosen": best.text, "rejected": worst.text})
+    _note_left_out(f"run {run_ref}", len(pairs), "pairs", left)
     if not pairs:
         raise UserError(f"run {run_ref!r} gives no pairs: need items with answers of different "
                         "grades (run the eval with --epochs 2 or more and temperature > 0)",
@@ -238,6 +244,9 @@ def pairs_from_votes(store_path: str | Path) -> list[dict[str, Any]]:
         b = sample(vote["run_b"], vote["item_id"], vote["epoch"])
         if a is None or b is None:
             skipped["an answer voted on is gone"] += 1
+            continue
+        if a.record.get("tool_calls") or b.record.get("tool_calls"):
+            skipped["an answer is tool calls (a DPO pair here holds text)"] += 1
             continue
         if a.text == b.text:
             skipped["the two answers are the same text"] += 1
