@@ -399,6 +399,10 @@ def _run_regrade(args: argparse.Namespace) -> int:
         if counters.not_in_eval:
             kept += (f"; {counters.not_in_eval} answers not graded: their items are no longer in "
                      "the eval")
+        if counters.prompt_changed:
+            kept += (f"; {counters.prompt_changed} answers not graded again: their item's "
+                     "prompt was edited since they were answered (they keep the grades of the "
+                     "question they answered; run the eval again to answer the new one)")
         of = f"{graded} of {count}" if counters.kept else f"{count}"
         print(f"re-graded {of} answers of {run.id} ({counters.requests} judge requests, "
               f"{seconds:.1f} s{rate['text']}){kept}", file=sys.stderr)
@@ -406,7 +410,8 @@ def _run_regrade(args: argparse.Namespace) -> int:
         summary["regrade"] = {**{k: v for k, v in rate.items() if k != "text"},
                               "kept": counters.kept, "kept_grades": counters.kept_grades,
                               "kept_graders": counters.kept_graders,
-                              "not_in_eval": counters.not_in_eval}
+                              "not_in_eval": counters.not_in_eval,
+                              "prompt_changed": counters.prompt_changed}
         summaries.append(summary)
     _emit(summaries, args)
     return 0

@@ -26,6 +26,9 @@ class Counters:
     kept_grades: int = 0  # grades a regrade kept of answers it graded by other graders
     kept_graders: list[str] = field(default_factory=list)  # the graders of those grades
     not_in_eval: int = 0  # answers a regrade could not grade: their items left the eval
+    #: answers a regrade did not grade again: their item's prompt changed since they were
+    #: answered (they keep the grades of the question they answered)
+    prompt_changed: int = 0
     started: float = field(default_factory=time.monotonic)
 
 

@@ -27,7 +27,7 @@ from posttrain.eval import DEFAULT_VARIANT, Eval, load_eval
 from posttrain.runner import grader_record, process
 from posttrain.runner.executor import RunExecution, RunOptions, grade_all, widen_thread_pool
 from posttrain.runner.progress import Counters, Progress
-from posttrain.runner.regrade_fast import in_process, same_json
+from posttrain.runner.regrade_fast import in_process, prompt_changed, same_json
 from posttrain.runner.regrade_fast import regrade as regrade_in_process
 from posttrain.runner.store import RunInfo, Store
 from posttrain.types import Completion, Item
@@ -116,7 +116,16 @@ async def aregrade_run(store: Store, run_id: str, eval: Eval | str | Path | None
     stored = store.run_items(run_id)
     stored_items = {item.id: item.data for item in stored}
     stored_tags = {item.id: item.tags for item in stored}
+    # answers to a question edited since they were answered keep the grades of what they
+    # answered: not graded against the new row, nor their item's copy refreshed
+    prompted = {item_id for item_id in {row["item_id"] for row in rows}
+                if item_id in items and item_id in stored_items
+                and not same_json(stored_items[item_id], items[item_id].data)
+                and prompt_changed(eval, variant, stored_items[item_id], items[item_id])}
+    unprompted = [row for row in rows if row["item_id"] not in prompted]
+    skipped, rows = len(rows) - len(unprompted), unprompted
     counters = counters or Counters(label=f"regrade {run_id}", total=len(rows))
+    counters.prompt_changed = skipped
     counters.not_in_eval = sum(row["item_id"] not in items for row in rows)
     calls = RunExecution(eval, None, variant, store, run, counters, RunOptions(),
                           asyncio.Semaphore(16), Progress(enabled=False))

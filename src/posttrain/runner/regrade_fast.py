@@ -191,14 +191,18 @@ def _regrade_run(store: Store, run: RunInfo, eval: Eval, variant: str,
             some = _grader(eval, variant, items, (set(), stable))
             helper = _helper(eval, some, answers)
         if stable:
-            changes = _item_changes(cursor, run.id, items, answers)
+            changes = _item_changes(cursor, run.id, items, answers, eval, variant)
+            # answers to a question edited since: not graded (the loop in ``_regrade`` skips
+            # them; the helper may already be grading them, so ``answers`` keeps its order)
+            counters.prompt_changed = sum(answer[0] in changes.prompted for answer in answers)
             whole = {answer[:2] for answer in _to_grade(
                 cursor, run.id, names, answers, changes.changed,
                 None if stable == set(names) else stable)}
             if stable == set(names):  # the others keep every grade
-                answers = [answer for answer in answers if answer[:2] in whole]
-                counters.kept = counters.total - len(answers)
-                counters.done += counters.kept
+                answers = [answer for answer in answers
+                           if answer[:2] in whole and answer[0] not in changes.prompted]
+                counters.kept = counters.total - len(answers) - counters.prompt_changed
+                counters.done += counters.kept + counters.prompt_changed
             else:
                 counters.kept_grades = (len(answers) - len(whole)) * len(stable)
                 counters.kept_graders = ([name for name in names if name in stable]
@@ -280,8 +284,10 @@ def _regrade(store: Store, run: RunInfo, eval: Eval, items: dict[str, Item],
 
     cursor = store.conn.cursor()
     cursor.row_factory = None
-    changes = changes if changes is not None else _item_changes(cursor, run.id, items, answers)
-    changed_items, refresh = changes.changed, changes.refresh
+    if changes is None:
+        changes = _item_changes(cursor, run.id, items, answers, eval, run.variant)
+        counters.prompt_changed = sum(answer[0] in changes.prompted for answer in answers)
+    changed_items, refresh, prompted = changes.changed, changes.refresh, changes.prompted
     # the grades that may change: those an answer is graded for (the stable graders' grades
     # of an answer graded by the others alone are left as they are, unread)
     old = _stored_grades(cursor, run.id, partial)
@@ -303,6 +309,8 @@ def _regrade(store: Store, run: RunInfo, eval: Eval, items: dict[str, Item],
     written = False
     rewrite, write = rewritten.append, writes.append
     for item_id, epoch, rows in _graded(answers, grade, helper, counters, fill):
+        if item_id in prompted:  # answered another question: its grades stay
+            continue
         before = old.get((item_id, epoch), no_grades)
         after = [rows[k] for k in picks]
         if None in after:  # graded by some graders only: the others' grades stay (unread)
@@ -386,25 +394,47 @@ class Commit(NamedTuple):
             self.then()
 
 
+def prompt_changed(eval: Eval, variant: str, stored: Any, item: Item) -> bool:
+    """Whether the item's stored copy in a run (``stored``: its data, what the run's answers
+    answered) renders another request than the eval's item now: a question edited, not only
+    a reference. Its answers are then not graded against the new row (they answered the old
+    question). A copy that cannot be rendered any more counts as changed."""
+    from posttrain.errors import UserError
+
+    try:
+        before = eval.request_for(Item(id=item.id, data=stored, tags=item.tags), variant)
+    except (UserError, TypeError, ValueError, KeyError):
+        return True
+    return before.to_payload() != eval.request_for(item, variant).to_payload()
+
+
 def _item_changes(cursor: Any, run_id: str, items: dict[str, Item],
-                  answers: list[tuple[str, int, str]]) -> ItemChanges:
-    """The regraded items whose data or tags differ from the run's stored copy."""
+                  answers: list[tuple[str, int, str]], eval: Eval | None = None,
+                  variant: str = "default") -> ItemChanges:
+    """The regraded items whose data or tags differ from the run's stored copy (with
+    ``eval``: those whose prompt changed, :func:`prompt_changed`, apart: neither graded again
+    nor refreshed)."""
     stored = {item_id: (tags, data) for item_id, tags, data in cursor.execute(
         "SELECT item_id, tags, data FROM run_items WHERE run_id = ?", (run_id,))}
     changed: set[str] = set()
+    prompted: set[str] = set()
     refresh: list[Item] = []
     retagged = False
     for item_id in dict.fromkeys(answer[0] for answer in answers):
         item = items[item_id]
         tags, data = stored.get(item_id, (None, None))
         data_differs = _differs(data, item.data)
+        if (data_differs and data is not None and eval is not None
+                and prompt_changed(eval, variant, orjson.loads(data), item)):
+            prompted.add(item_id)
+            continue
         tags_differ = _differs(tags, item.tags)
         if data_differs:
             changed.add(item_id)
         if data_differs or tags_differ:
             refresh.append(item)
         retagged = retagged or tags_differ
-    return ItemChanges(changed, refresh, retagged)
+    return ItemChanges(changed, refresh, retagged, prompted)
 
 
 class ItemChanges(NamedTuple):
@@ -416,6 +446,8 @@ class ItemChanges(NamedTuple):
     refresh: list[Item]
     #: whether any item's tags differ (the kept facts hold tags: then built again, not patched)
     retagged: bool
+    #: items whose prompt changed since the run answered them: their answers keep their grades
+    prompted: set[str] = set()
 
 
 def _stored_grades(cursor: Any, run_id: str,
