@@ -257,17 +257,19 @@ SEARCH_ITEMS = [
                         "messages": [{"role": "user", "content": "Nested CONTENT here"}]}),
     Item(id="q5", data={"question": "caf\u00e9 \u00fcber", "answer": "ok", "n": 12345,
                         "flag": True}),
+    Item(id="q6", data={"question": "sums", "answer": "ok", "x": 0.30000000000000004,
+                        "tiny": 1e-07, "price": 123456789.12345679, "off": False}),
 ]
 SEARCH_ANSWERS = {"q1": "the model says hello", "q2": None, "q3": "a\\b \"quoted\" answer",
-                  "q4": "", "q5": "x"}
+                  "q4": "", "q5": "x", "q6": "y"}
 
 
 def _visible_truth(items: list[Item], answers: dict[str, str | None], q: str) -> list[str]:
-    """Items whose id, string or number values (any depth), answer or error hold q, ignoring
-    ASCII case."""
+    """Items whose id, string, number or boolean values (any depth, as Python writes them, as
+    the page shows them), answer or error hold q, ignoring ASCII case."""
     def strings(value: Any) -> list[str]:
-        if isinstance(value, str):
-            return [value]
+        if isinstance(value, (str, bool)):
+            return [str(value)]
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return [str(value)]
         if isinstance(value, dict):
@@ -292,7 +294,9 @@ def _visible_truth(items: list[Item], answers: dict[str, str | None], q: str) ->
 @pytest.mark.parametrize("q", ['say "hi"', "C:\\temp", "line1\nline2", "\t", "question", '":"',
                                "\x00", "{", "%", "_", "100%", "sure_thing", "nested content",
                                "\\", '"', "HTTP 503", "hello", 'b "quoted', "q3", "messages",
-                               "role", "user", "CAF\u00e9", "\u00dcber", "12345", "234", "'", "true"])
+                               "role", "user", "CAF\u00e9", "\u00dcber", "12345", "234", "'", "true",
+                               "0.30000000000000004", "1e-07", "123456789.12345679", "false",
+                               "0.3"])
 def test_matrix_search_matches_what_the_page_shows(tmp_path: Path, q: str) -> None:
     from posttrain.web import matrix
 

@@ -113,6 +113,11 @@ def _percentile(latency: dict[str, Any], q: int) -> float | None:
     return lower + (upper - lower) * (position - math.floor(position))
 
 
+def _shown_number(value: object) -> object:
+    """A JSON real as the page shows it (Python's shortest round-trip text)."""
+    return repr(value) if isinstance(value, float) else value
+
+
 def _contains(column: str) -> str:
     """SQL true when ``column``'s text holds the bound parameter, ignoring ASCII case (as LIKE
     did), as a plain substring: ``instr`` has no wildcards, and reads a NUL as a character
@@ -172,12 +177,16 @@ def _query(store: Store, columns: list[RunInfo], *, status: str | None, tag: str
         where_params += [*ids, tag]
     if search:
         answer = "json_extract(s.completion, '$.text')"
-        # the item's values as the page shows them: strings (json_tree: unescaped, any depth)
-        # and numbers; never keys, JSON syntax or escapes
+        # the item's values as the page shows them: strings (json_tree: unescaped, any depth),
+        # numbers as Python writes them (0.30000000000000004, 1e-07: SQLite's own text has 15
+        # digits) and booleans (True / False); never keys, JSON syntax or escapes
+        shown = ("CASE v.type WHEN 'real' THEN posttrain_shown_number(v.value) "
+                 "WHEN 'true' THEN 'True' WHEN 'false' THEN 'False' ELSE v.value END")
         where.append(
             f"({_contains('i.item_id')} OR EXISTS (SELECT 1 FROM run_items d, json_tree(d.data) v "
-            f"WHERE d.run_id IN ({marks}) AND d.item_id = i.item_id AND v.type IN ('text', 'integer', 'real') AND "
-            f"{_contains('v.value')}) OR EXISTS (SELECT 1 FROM samples s WHERE s.run_id IN "
+            f"WHERE d.run_id IN ({marks}) AND d.item_id = i.item_id AND v.type IN "
+            f"('text', 'integer', 'real', 'true', 'false') AND "
+            f"{_contains(shown)}) OR EXISTS (SELECT 1 FROM samples s WHERE s.run_id IN "
             f"({marks}) AND s.item_id = i.item_id AND "
             f"({_contains(answer)} OR {_contains('s.error')})))")
         where_params += [search, *ids, search, *ids, search, search]
@@ -265,6 +274,7 @@ def matrix(store: Store, columns: list[RunInfo], *, status: str | None = None,
                          f"to sort by its score")
     if offset < 0:
         raise ValueError("offset must be 0 or more")
+    store.conn.create_function("posttrain_shown_number", 1, _shown_number, deterministic=True)
     sql, params, previous, (count_sql, count_params) = _query(
         store, columns, status=status, tag=tag, search=search, disagree=disagree,
         changed=changed, sort=sort, sort_col=sort_col)
