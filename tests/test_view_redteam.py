@@ -385,15 +385,22 @@ async def test_arena_never_offers_an_item_edited_between_the_runs(tmp_path: Path
         await client.close()
 
 
-def test_preference_pairs_skip_votes_on_different_questions(tmp_path: Path) -> None:
-    from posttrain.usage.votes import preference_pairs
-
+def _old_votes(tmp_path: Path) -> Path:
+    """The votes store with three votes an older viewer took: across evals, on an item edited
+    between the runs, and one on the same question (the only pair)."""
     path, runs = _votes_store(tmp_path)
     with Store(path) as store:
-        # votes an older viewer took: across evals, and on an item edited between the runs
         store.add_vote(runs["capitals"], runs["math"], "0", "a")
         store.add_vote(runs["capitals"], runs["edited"], "0", "b")
         store.add_vote(runs["capitals"], runs["edited"], "1", "a")  # the same question: kept
+    return path
+
+
+def test_preference_pairs_skip_votes_on_different_questions(tmp_path: Path) -> None:
+    from posttrain.usage.votes import preference_pairs
+
+    path = _old_votes(tmp_path)
+    with Store(path) as store:
         pairs = preference_pairs(store)
         assert pairs == [{"prompt": [{"role": "user", "content": "Capital of Peru?"}],
                           "chosen": [{"role": "assistant", "content": "Lima"}],
@@ -411,12 +418,7 @@ def test_training_from_votes_leaves_out_votes_on_different_questions(
     item edited between the runs, became a pair of one question with another's answer."""
     from posttrain.train.data import pairs_from_votes
 
-    path, runs = _votes_store(tmp_path)
-    with Store(path) as store:
-        store.add_vote(runs["capitals"], runs["math"], "0", "a")
-        store.add_vote(runs["capitals"], runs["edited"], "0", "b")
-        store.add_vote(runs["capitals"], runs["edited"], "1", "a")  # the same question: kept
-    pairs = pairs_from_votes(path)
+    pairs = pairs_from_votes(_old_votes(tmp_path))
     assert [(p["prompt"][-1]["content"], p["chosen"], p["rejected"]) for p in pairs] == [
         ("Capital of Peru?", "Lima", "Lima, Peru")]
     err = capsys.readouterr().err

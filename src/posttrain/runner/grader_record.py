@@ -46,8 +46,9 @@ def eval_digests(eval_: Any) -> dict[str, str]:
     ``output_text`` holds) and ``response_format`` (whether ``output_json`` is parsed), and
     the code that grades (:func:`own_code`, :func:`code_digests`). What a run records in
     ``graded_with``; a run whose graders are deterministic and keep these digests gives
-    unchanged answers of unchanged items the same grades (``posttrain regrade`` grades only the others). Runs recorded before only
-    have their specs' digests (:func:`digests`), which never equal these: taken as changed."""
+    unchanged answers of unchanged items the same grades (``posttrain regrade`` grades only
+    the others). Runs recorded before only have their specs' digests (:func:`digests`), which
+    never equal these: taken as changed."""
     context = [own_code(), eval_.reasoning, eval_.response_format]
     # keyed by each grader's own name (a spec's `name: ""` is a name, not its type's)
     return {grader.name: _digest(orjson.dumps([spec, *context, *code_digests(grader)],

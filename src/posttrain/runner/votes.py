@@ -9,6 +9,13 @@ import orjson
 from posttrain.runner.store import RunInfo, Store
 
 
+def run_of(store: Store, runs: dict[str, RunInfo], run_id: str) -> RunInfo:
+    """``run_id``'s run, read once per ``runs`` (the caller's cache); KeyError when gone."""
+    if run_id not in runs:
+        runs[run_id] = store.get_run(run_id)
+    return runs[run_id]
+
+
 def same_data(a: str, b: str) -> bool:
     """Whether two stored JSON texts of an item are the same data: keys in any order, but a
     value's type counts (``true``, ``1`` and ``1.0`` render three different prompts)."""

@@ -160,15 +160,19 @@ def rows_from_run(store_path: str | Path, run_ref: str, only_passed: bool) -> li
     return rows
 
 
-def _note_left_out(source: str, kept: int, what: str, left: Counter[str]) -> None:
+def _note_left_out(source: str, kept: int, what: str, left: Counter[str],
+                   unit: str = "") -> None:
     """One line on stderr: how many ``what`` ``source`` gave and what was left out, by reason
-    (nothing when nothing was)."""
+    (``unit``: what each count counts, "vote" -> "2 votes"; nothing when nothing was left)."""
     import sys
 
+    def counted(count: int) -> str:
+        return f"{count} {unit}{'s' if count != 1 else ''}" if unit else str(count)
+
     if left:
-        print(f"posttrain: note: {source}: {kept} {what}; left out "
-              + "; ".join(f"{count} ({reason})" for reason, count in sorted(left.items())),
-              file=sys.stderr)
+        print(f"posttrain: note: {source}: {kept} {what}; left out " + "; ".join(
+            f"{counted(count)} ({reason})" for reason, count in sorted(left.items())),
+            file=sys.stderr)
 
 
 def pairs_from_run(store_path: str | Path, run_ref: str, min_margin: float = 1e-9,
@@ -203,10 +207,8 @@ def pairs_from_votes(store_path: str | Path) -> list[dict[str, Any]]:
     other evals or prompt variants, an item edited between the runs) is left out, and so is a
     vote whose answer is gone or whose two answers are the same text; how many of each, with
     the reason, is one note on stderr."""
-    import sys
-
     from posttrain.runner.store import Store
-    from posttrain.runner.votes import vote_refusal
+    from posttrain.runner.votes import run_of, vote_refusal
 
     if not Path(store_path).exists():
         raise UserError(f"store not found: {store_path}", field="--store")
@@ -218,8 +220,7 @@ def pairs_from_votes(store_path: str | Path) -> list[dict[str, Any]]:
             if vote["winner"] not in ("a", "b"):
                 continue
             try:
-                pair = [runs[r] if r in runs else runs.setdefault(r, store.get_run(r))
-                        for r in (vote["run_a"], vote["run_b"])]
+                pair = [run_of(store, runs, r) for r in (vote["run_a"], vote["run_b"])]
             except KeyError:
                 skipped["a run voted on is gone"] += 1
                 continue
@@ -269,10 +270,7 @@ def pairs_from_votes(store_path: str | Path) -> list[dict[str, Any]]:
         assert chosen is not None and rejected is not None
         pairs.append({"prompt": chosen.messages, "chosen": chosen.text,
                       "rejected": rejected.text})
-    if skipped:
-        print("posttrain: note: left out " + "; ".join(
-            f"{count} vote{'s' if count != 1 else ''} ({reason})"
-            for reason, count in sorted(skipped.items())), file=sys.stderr)
+    _note_left_out("the store's votes", len(pairs), "pairs", skipped, unit="vote")
     if not pairs:
         raise UserError("no usable votes in the store (winner a or b on two answers)",
                         field="--from-votes")

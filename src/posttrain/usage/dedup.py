@@ -79,7 +79,8 @@ def jaccard(a: AbstractSet[Any], b: AbstractSet[Any]) -> float:
 
 
 def _hash64(token: str) -> int:
-    return int.from_bytes(hashlib.blake2b(token.encode(errors="surrogatepass"), digest_size=8).digest(), "little")
+    digest = hashlib.blake2b(token.encode(errors="surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
 
 
 def _signature(hashes: list[int], coeffs: list[tuple[int, int]]) -> tuple[int, ...]:

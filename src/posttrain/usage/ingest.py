@@ -294,9 +294,10 @@ def ingest(logs: Path, out_dir: Path, options: IngestOptions | None = None,
     return summary
 
 
-#: what ingest writes per kind of item: (dataset, eval file)
-OUTPUT_FILES = (("dataset.jsonl", "eval.yaml"), ("rubric.jsonl", "rubric.eval.yaml"),
-                ("tools.jsonl", "tools.eval.yaml"))
+#: what ingest writes per kind of item: (kind, dataset, eval file, eval name suffix)
+OUTPUT_FILES = (("reference", "dataset.jsonl", "eval.yaml", ""),
+                ("rubric", "rubric.jsonl", "rubric.eval.yaml", "-rubric"),
+                ("tools", "tools.jsonl", "tools.eval.yaml", "-tools"))
 
 
 def _remove_stale(out_dir: Path, outputs: list[dict[str, Any]]) -> list[str]:
@@ -305,7 +306,7 @@ def _remove_stale(out_dir: Path, outputs: list[dict[str, Any]]) -> list[str]:
     holds one ingest's evals, not a mix. Returns the names removed."""
     written = {Path(p).name for output in outputs for p in (output["eval"], output["dataset"])}
     removed = []
-    for names in OUTPUT_FILES:
+    for _kind, *names, _suffix in OUTPUT_FILES:
         for name in names:
             if name not in written and (out_dir / name).is_file():
                 (out_dir / name).unlink()
@@ -555,9 +556,7 @@ def _write(out_dir: Path, spill: Any, selection: _Selection, options: IngestOpti
     """Each kind's dataset and eval file into ``out_dir``, the chosen records read back from
     the spill one at a time: what was written, the items per kind and (``keep``: for the
     store) the rows and logged records of each kind and the model counts."""
-    kinds = (("reference", "dataset.jsonl", "eval.yaml", ""),
-             ("rubric", "rubric.jsonl", "rubric.eval.yaml", "-rubric"),
-             ("tools", "tools.jsonl", "tools.eval.yaml", "-tools"))
+    kinds = OUTPUT_FILES
     counts = {kind: 0 for kind, *_ in kinds}
     has_tools = {kind: False for kind, *_ in kinds}
     for record in spill.records(selection.chosen):  # first: which kinds carry tools

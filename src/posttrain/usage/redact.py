@@ -1674,10 +1674,11 @@ class Redactor:
 
     def redact_all(self, values: list[Any]) -> list[Any]:
         """Redact every string inside a list of JSON values in one batch, and the numbers and
-        keys that could hold something to redact (``_collect``). A name found in a value is redacted everywhere else in that value (a conversation: the
-        user's name in the assistant's reply), not in the other values. A string under a key
-        that names people (``customer_name``; ``name`` only inside a tool call's arguments) is
-        a name when it reads as one."""
+        keys that could hold something to redact (``_collect``). A name found in a value is
+        redacted everywhere else in that value (a conversation: the user's name in the
+        assistant's reply), not in the other values. A string under a key that names people
+        (``customer_name``; ``name`` only inside a tool call's arguments) is a name when it
+        reads as one."""
         strings: list[str] = []
         groups: list[int] = []
         keys: list[str | None] = []

@@ -1,10 +1,11 @@
 """Redacted log records kept on disk during ``posttrain ingest``, not in memory.
 
 A private temporary SQLite file (deleted when closed) with a small page cache holds each
-redacted record (pickled: read back exactly as it was), its dedup priority, its dedup text and
-its dedup context (what else makes two alike texts different items) and its theme text. Ingest reads them back in the order each stage needs: the dedup texts in
-priority order, the survivors' theme texts, the chosen records to write. Only redacted records
-are ever written here.
+redacted record (pickled: read back exactly as it was), its dedup priority, its dedup text,
+its dedup context (what else makes two alike texts different items), its correction and its
+theme text. Ingest reads them back in the order each stage needs: the dedup texts in priority
+order, the survivors' theme texts, the chosen records to write. Only redacted records are ever
+written here.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ class Spill:
         self.conn.execute("PRAGMA journal_mode = OFF")
         self.conn.execute("PRAGMA synchronous = OFF")
         self.conn.execute("CREATE TABLE records (idx INTEGER PRIMARY KEY, priority INTEGER "
-                          "NOT NULL, dedup TEXT NOT NULL, context TEXT NOT NULL, theme TEXT NOT NULL, "
-                          "correction TEXT, body BLOB NOT NULL)")
+                          "NOT NULL, dedup TEXT NOT NULL, context TEXT NOT NULL, "
+                          "theme TEXT NOT NULL, correction TEXT, body BLOB NOT NULL)")
         self._count = 0
 
     def __enter__(self) -> Spill:
@@ -61,10 +62,11 @@ class Spill:
             self.conn.executemany("INSERT INTO records VALUES (?,?,?,?,?,?,?)", rows)
 
     def dedup_texts(self) -> Iterator[tuple[int, str, str, str | None]]:
-        """(index, dedup text, dedup context, correction) of every record, preferred rows first (feedback), then in the
-        order read."""
+        """(index, dedup text, dedup context, correction) of every record, preferred rows
+        first (feedback), then in the order read."""
         self.conn.execute("CREATE INDEX IF NOT EXISTS records_priority ON records(priority, idx)")
-        yield from self.conn.execute("SELECT idx, dedup, context, correction FROM records ORDER BY priority, idx")
+        yield from self.conn.execute("SELECT idx, dedup, context, correction FROM records "
+                                     "ORDER BY priority, idx")
 
     def forget_feedback(self, index: int, keys: list[str]) -> None:
         """Take the feedback fields ``keys`` (a feedback file's, joined by id: ``_join_feedback``)

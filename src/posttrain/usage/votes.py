@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from posttrain.runner.store import RunInfo, Store
-from posttrain.runner.votes import vote_refusal
+from posttrain.runner.votes import run_of, vote_refusal
 from posttrain.types import Item
 
 
@@ -70,8 +70,7 @@ def preference_pairs(store: Store, *, skipped: list[dict[str, Any]] | None = Non
         winner, loser = ((vote["run_a"], vote["run_b"]) if vote["winner"] == "a"
                          else (vote["run_b"], vote["run_a"]))
         try:
-            run = runs.setdefault(winner, store.get_run(winner))
-            other = runs.setdefault(loser, store.get_run(loser))
+            run, other = run_of(store, runs, winner), run_of(store, runs, loser)
         except KeyError:
             continue
         reason = vote_refusal(store, run, other, vote["item_id"])

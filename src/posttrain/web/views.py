@@ -411,14 +411,7 @@ def arena_refusal(run_a: RunInfo, run_b: RunInfo) -> str | None:
     and kept as preference pairs, only when both runs asked the same thing, so the runs must be
     of one eval and one prompt variant (answers to different questions or prompts paired by
     item id put one question's answer under another's)."""
-    if run_a.eval_name != run_b.eval_name:
-        return (f"the runs are of different evals ({run_a.eval_name!r} and "
-                f"{run_b.eval_name!r}): blind votes compare two runs of the same eval")
-    if run_a.variant != run_b.variant:
-        return (f"the runs are of different prompt variants ({run_a.variant!r} and "
-                f"{run_b.variant!r}): their answers are to different prompts, so blind votes "
-                "compare two runs of the same variant")
-    refusal = runs_refusal(run_a, run_b)  # the eval's prompts edited between the runs
+    refusal = runs_refusal(run_a, run_b)
     return None if refusal is None else f"{refusal}: blind votes compare answers to one prompt"
 
 
